@@ -1,0 +1,56 @@
+#!/usr/bin/env node
+/** Composition root of the CLI: real storage, sources, worker pool, signals. Nothing else constructs these. */
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { runCli, type CliDeps } from '../cli/index.js';
+import { CodecPool } from '../engine/index.js';
+import { openSource } from '../sources/index.js';
+import { LocalBlobStore } from '../storage/index.js';
+import { CofferError } from '../shared/index.js';
+
+const controller = new AbortController();
+let interrupts = 0;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    interrupts++;
+    if (interrupts === 1) {
+      process.stderr.write(`\ncoffer: ${sig}: cancelling (nothing half-done becomes visible); press Ctrl-C again to quit at once\n`);
+      controller.abort(new CofferError('CANCELLED', `cancelled by ${sig}`));
+    } else {
+      process.exit(130);
+    }
+  });
+}
+// A reader that goes away (e.g. `coffer restore ... --target - | head`) is not a crash.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') controller.abort(new CofferError('CANCELLED', 'stdout closed'));
+});
+
+const deps: CliDeps = {
+  env: process.env,
+  stdout: process.stdout,
+  stderr: process.stderr,
+  signal: controller.signal,
+  async openStore(spec, { create }) {
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec) && !spec.startsWith('file://')) {
+      throw new CofferError('USAGE', `unsupported repository location ${spec} (this version supports local directories)`);
+    }
+    const dir = path.resolve(spec.startsWith('file://') ? new URL(spec).pathname : spec);
+    if (create) {
+      await fs.mkdir(dir, { recursive: true }).catch((e: NodeJS.ErrnoException) => {
+        throw new CofferError(e.code === 'ENOSPC' ? 'STORAGE_FULL' : 'IO', `cannot create ${dir}: ${e.message}`);
+      });
+    } else {
+      const st = await fs.stat(dir).catch(() => undefined);
+      if (!st?.isDirectory()) throw new CofferError('REPO_NOT_FOUND', `${dir} is not a Coffer repository (no such directory)`);
+    }
+    return new LocalBlobStore(dir);
+  },
+  openSource,
+  createPool: (params) => new CodecPool(params),
+};
+
+const code = await runCli(process.argv.slice(2), deps);
+process.exitCode = code;
+// Let stdout drain; workers are closed by the commands. Exit explicitly so a stray handle cannot hang the CLI.
+process.stdout.write('', () => process.exit(code));

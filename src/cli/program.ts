@@ -1,0 +1,276 @@
+import { Command, CommanderError, Option } from 'commander';
+import { CodecPool, TOOL_VERSION, backup, restoreDisk, verify } from '../engine/index.js';
+import { Repository, type KdfCost } from '../repository/index.js';
+import { CofferError, asCofferError, formatBytes, formatDuration, type Logger } from '../shared/index.js';
+import type { BlockSource } from '../sources/index.js';
+import { readPassword, stderrLogger, type CliDeps } from './context.js';
+import { EXIT_CODES, EXIT_OK } from './exit-codes.js';
+import { ProgressReporter } from './progress.js';
+
+interface CommonOpts {
+  repo: string;
+  passwordFile?: string;
+  json?: boolean;
+  progress?: boolean;
+  quiet?: boolean;
+}
+
+/** Runs the coffer CLI; returns the exit code (never calls process.exit). */
+export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
+  let jsonMode = argv.includes('--json');
+  const out = (s: string) => deps.stdout.write(s);
+  const program = buildProgram(deps, (v) => (jsonMode = v));
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return EXIT_OK;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return EXIT_OK;
+      const err = new CofferError('USAGE', e.message.replace(/^error: /, ''));
+      if (jsonMode) out(JSON.stringify({ error: err.toJSON() }) + '\n');
+      return EXIT_CODES.USAGE;
+    }
+    const err = asCofferError(e);
+    if (jsonMode) out(JSON.stringify({ error: err.toJSON() }) + '\n');
+    else {
+      deps.stderr.write(`coffer: error [${err.code}]: ${err.message}\n`);
+      if (err.hint) deps.stderr.write(`  hint: ${err.hint}\n`);
+      if (err.code === 'INTERNAL' && err.stack) deps.stderr.write(`${err.stack}\n`);
+    }
+    return EXIT_CODES[err.code] ?? 1;
+  }
+}
+
+function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
+  const write = (s: string) => deps.stdout.write(s);
+  const program = new Command('coffer')
+    .description('Backup and recovery for virtual machines: deduplicated, compressed, encrypted disk images')
+    .version(TOOL_VERSION)
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => deps.stdout.write(s), writeErr: (s) => deps.stderr.write(s) })
+    .showSuggestionAfterError(true);
+
+  const common = (c: Command) =>
+    c
+      .requiredOption('--repo <path>', 'repository location (a directory)')
+      .option('--password-file <file>', 'read the repository password from FILE (default: $COFFER_PASSWORD)')
+      .option('--json', 'print a machine-readable JSON result on stdout')
+      .option('--no-progress', 'no progress output on stderr')
+      .option('-q, --quiet', 'only errors and warnings on stderr')
+      .exitOverride()
+      .hook('preAction', (cmd) => setJson(Boolean(cmd.opts().json)));
+
+  const openRepo = async (o: CommonOpts, logger: Logger) => {
+    const store = await deps.openStore(o.repo, { create: false });
+    return Repository.open(store, await readPassword(deps, o.passwordFile), { logger });
+  };
+  const withPool = async <T>(repo: Repository, fn: (pool: CodecPool) => Promise<T>): Promise<T> => {
+    const pool = deps.createPool(repo.codecParams);
+    try {
+      return await fn(pool);
+    } finally {
+      await pool.close();
+    }
+  };
+  const progressOn = (o: CommonOpts) => o.progress !== false && !o.quiet;
+
+  common(program.command('init').description('create a new repository'))
+    .addOption(new Option('--chunk-size <bytes>', 'chunk size: a power of two from 64K to 8M').default('4M'))
+    .addOption(new Option('--compression-level <n>', 'zstd level').default('3'))
+    .addOption(new Option('--kdf-cost <N>', 'scrypt N for the key (power of two)').hideHelp())
+    .action(async (o: CommonOpts & { chunkSize: string; compressionLevel: string; kdfCost?: string }) => {
+      const password = await readPassword(deps, o.passwordFile);
+      const store = await deps.openStore(o.repo, { create: true });
+      const kdf: KdfCost = o.kdfCost ? { N: parseInteger(o.kdfCost, '--kdf-cost') } : {};
+      const repo = await Repository.init(store, password, {
+        chunkSizeBytes: parseSize(o.chunkSize, '--chunk-size'),
+        zstdLevel: parseInteger(o.compressionLevel, '--compression-level'),
+        kdf,
+      });
+      if (o.json) write(JSON.stringify({ id: repo.id, location: store.location, chunkSizeBytes: repo.chunkSizeBytes, formatVersion: repo.config.formatVersion }) + '\n');
+      else write(`created repository ${repo.id} at ${store.location}\n`);
+    });
+
+  common(program.command('backup').description('back up the disks of a VM into one restore point'))
+    .argument('<source...>', 'disk sources in disk order: image paths or file:// URLs')
+    .requiredOption('--vm <name>', 'VM name (restore points are grouped and deduplicated by it)')
+    .option('--tag <tag...>', 'tags to store with the restore point')
+    .action(async (sources: string[], o: CommonOpts & { vm: string; tag?: string[] }) => {
+      const logger = stderrLogger(deps, o.quiet);
+      const repo = await openRepo(o, logger);
+      const opened: BlockSource[] = [];
+      try {
+        for (const s of sources) opened.push(await deps.openSource(s));
+        const total = opened.reduce((a, s) => a + s.sizeBytes, 0);
+        const done = opened.map(() => 0);
+        const progress = new ProgressReporter(deps.stderr as never, `backup ${o.vm}`, progressOn(o));
+        const result = await withPool(repo, (pool) =>
+          backup(repo, pool, {
+            vm: o.vm,
+            sources: opened,
+            tags: o.tag ?? [],
+            signal: deps.signal,
+            onWarning: (m) => logger.warn(m),
+            onProgress: (p) => {
+              done[p.disk] = p.bytesDone;
+              progress.update(done.reduce((a, b) => a + b, 0), total, `stored ${formatBytes(p.bytesStored)}`);
+            },
+          }),
+        );
+        progress.done();
+        if (o.json) write(JSON.stringify(result) + '\n');
+        else {
+          write(`restore point ${result.id} of VM ${result.vm} (${result.mode}${result.parent ? `, parent ${result.parent.slice(0, 8)}` : ''})\n`);
+          write(`  read ${formatBytes(result.bytesRead)}, stored ${formatBytes(result.bytesStored)} in ${result.chunksNew} new chunks; ${result.chunksReused} reused, ${result.zeroChunks} zero; ${formatDuration(result.durationMs)}\n`);
+        }
+      } finally {
+        await Promise.all(opened.map((s) => s.close()));
+      }
+    });
+
+  common(program.command('list').description('list restore points'))
+    .option('--vm <name>', 'only this VM')
+    .action(async (o: CommonOpts & { vm?: string }) => {
+      const logger = stderrLogger(deps, o.quiet);
+      const repo = await openRepo(o, logger);
+      const damaged: string[] = [];
+      const points = (await repo.listPoints({ signal: deps.signal }, (id, e) => {
+        damaged.push(id);
+        logger.warn(`restore point ${id} is unreadable: ${e.message}`);
+      })).filter((p) => !o.vm || p.vm.name === o.vm);
+      if (o.json) {
+        write(JSON.stringify(points.map((p) => ({
+          id: p.id,
+          vm: p.vm.name,
+          time: p.time,
+          parent: p.parent,
+          mode: p.mode,
+          tags: p.tags,
+          disks: p.disks.map((d) => ({ index: d.index, sizeBytes: d.sizeBytes })),
+        }))) + '\n');
+      } else {
+        write(`${'ID'.padEnd(10)} ${'TIME'.padEnd(20)} ${'VM'.padEnd(20)} ${'MODE'.padEnd(11)} DISKS\n`);
+        for (const p of points) {
+          write(`${p.id.slice(0, 8).padEnd(10)} ${p.time.slice(0, 19).replace('T', ' ').padEnd(20)} ${p.vm.name.padEnd(20)} ${p.mode.padEnd(11)} ${p.disks.map((d) => formatBytes(d.sizeBytes)).join(', ')}\n`);
+        }
+      }
+      if (damaged.length > 0) throw new CofferError('CORRUPT', `${damaged.length} restore point(s) could not be read: ${damaged.join(', ')}`);
+    });
+
+  common(program.command('show').description('show one restore point'))
+    .argument('<id>', 'restore point id, unique prefix, or "latest"')
+    .action(async (ref: string, o: CommonOpts) => {
+      const repo = await openRepo(o, stderrLogger(deps, o.quiet));
+      const m = await repo.loadManifest(await repo.resolvePoint(ref));
+      if (o.json) write(JSON.stringify(m) + '\n');
+      else {
+        write(`restore point ${m.id}\n  VM        ${m.vm.name}\n  time      ${m.time} (took ${formatDuration(m.stats.durationMs)})\n  mode      ${m.mode}\n  parent    ${m.parent ?? '-'}\n  host      ${m.host}\n  tags      ${m.tags.join(', ') || '-'}\n`);
+        for (const d of m.disks) write(`  disk ${d.index}    ${formatBytes(d.sizeBytes)} from ${d.source}, ${d.chunkCount} chunks (${d.zeroChunks} zero)\n`);
+        write(`  stored    ${formatBytes(m.stats.bytesStored)} new of ${formatBytes(m.stats.bytesRead)} read\n`);
+      }
+    });
+
+  common(program.command('restore').description('restore one disk of a restore point to a file, block device or stdout'))
+    .argument('<id>', 'restore point id, unique prefix, or "latest"')
+    .requiredOption('--disk <n>', 'disk index (0-based)')
+    .requiredOption('--target <path>', 'output file (sparse raw image), block device, or - for stdout')
+    .option('--force', 'overwrite an existing target file')
+    .action(async (ref: string, o: CommonOpts & { disk: string; target: string; force?: boolean }) => {
+      const repo = await openRepo(o, stderrLogger(deps, o.quiet));
+      const pointId = await repo.resolvePoint(ref);
+      const toStdout = o.target === '-';
+      if (toStdout && o.json) throw new CofferError('USAGE', '--json cannot be combined with --target - (stdout carries the disk)');
+      const progress = new ProgressReporter(deps.stderr as never, `restore ${pointId.slice(0, 8)}`, progressOn(o));
+      const result = await withPool(repo, (pool) =>
+        restoreDisk(repo, pool, {
+          pointId,
+          disk: parseInteger(o.disk, '--disk'),
+          target: toStdout ? { kind: 'stream', stream: deps.stdout } : { kind: 'path', path: o.target, force: Boolean(o.force) },
+          signal: deps.signal,
+          onProgress: (p) => progress.update(p.bytesDone, p.bytesTotal),
+        }),
+      );
+      progress.done();
+      if (o.json) write(JSON.stringify(result) + '\n');
+      else if (!toStdout) write(`restored disk ${result.disk} of ${result.id} (${formatBytes(result.sizeBytes)}) to ${result.target} in ${formatDuration(result.durationMs)}\n`);
+    });
+
+  common(program.command('verify').description('check that every restore point is complete; --read-data also checks every byte'))
+    .option('--read-data', 'decrypt, decompress and re-hash every referenced chunk')
+    .option('--read-data-subset <pct>', 'like --read-data for a deterministic sample of PCT percent of the chunks')
+    .action(async (o: CommonOpts & { readData?: boolean; readDataSubset?: string }) => {
+      const repo = await openRepo(o, stderrLogger(deps, o.quiet));
+      let fraction = o.readData ? 1 : 0;
+      if (o.readDataSubset !== undefined) {
+        const pct = Number(o.readDataSubset.replace(/%$/, ''));
+        if (!(pct > 0 && pct <= 100)) throw new CofferError('USAGE', '--read-data-subset must be a percentage in (0, 100]');
+        fraction = pct / 100;
+      }
+      const progress = new ProgressReporter(deps.stderr as never, 'verify', progressOn(o));
+      const report = await withPool(repo, (pool) =>
+        verify(repo, pool, { readDataFraction: fraction, signal: deps.signal, onProgress: (p) => p.total > 0 && progress.update(p.done, p.total, p.phase) }),
+      );
+      progress.done();
+      if (o.json) write(JSON.stringify(report) + '\n');
+      else {
+        write(`${report.points} restore points, ${report.disks} disks, ${report.chunksReferenced} chunks referenced, ${report.chunksStored} stored (${report.chunksUnreferenced} unreferenced), ${report.chunksRead} read and checked in ${formatDuration(report.durationMs)}\n`);
+        for (const p of report.problems.slice(0, 100)) write(`  ${p.kind}: ${p.message}${p.points ? ` (restore points ${p.points.map((x) => x.slice(0, 8)).join(', ')})` : ''}\n`);
+        if (report.problems.length > 100) write(`  ... and ${report.problems.length - 100} more\n`);
+        write(report.ok ? 'no errors found\n' : `${report.problems.length} problem(s) found\n`);
+      }
+      if (!report.ok) throw new CofferError('CORRUPT', `verify found ${report.problems.length} problem(s)`, { details: { problems: report.problems.length } });
+    });
+
+  const key = program.command('key').description('manage the repository keys (passwords)');
+  common(key.command('list').description('list keys'))
+    .action(async (o: CommonOpts) => {
+      const repo = await openRepo(o, stderrLogger(deps, o.quiet));
+      const keys = (await repo.listKeys()).map((k) => ({ id: k.id, current: k.id === repo.keyId, createdAt: k.createdAt, host: k.host, user: k.user, label: k.label, kdf: { algorithm: k.kdf.algorithm, N: k.kdf.N, r: k.kdf.r, p: k.kdf.p } }));
+      if (o.json) write(JSON.stringify(keys) + '\n');
+      else for (const k of keys) write(`${k.current ? '*' : ' '} ${k.id}  ${k.createdAt}  ${k.user}@${k.host}  ${k.label}\n`);
+    });
+  common(key.command('add').description('add a key: the new password from $COFFER_NEW_PASSWORD or --new-password-file'))
+    .option('--new-password-file <file>', 'read the new password from FILE')
+    .option('--label <text>', 'a label for the key', '')
+    .action(async (o: CommonOpts & { newPasswordFile?: string; label: string }) => {
+      const repo = await openRepo(o, stderrLogger(deps, o.quiet));
+      const k = await repo.addKey(await readPassword(deps, o.newPasswordFile, 'COFFER_NEW_PASSWORD'), o.label);
+      if (o.json) write(JSON.stringify({ id: k.id }) + '\n');
+      else write(`added key ${k.id}\n`);
+    });
+  common(key.command('remove').description('remove a key (not the one in use, not the last)'))
+    .argument('<key-id>')
+    .action(async (keyId: string, o: CommonOpts) => {
+      const repo = await openRepo(o, stderrLogger(deps, o.quiet));
+      await repo.removeKey(keyId);
+      if (o.json) write(JSON.stringify({ removed: keyId }) + '\n');
+      else write(`removed key ${keyId}\n`);
+    });
+  common(key.command('passwd').description('change the password: adds a key with the new password, then removes the current one'))
+    .option('--new-password-file <file>', 'read the new password from FILE')
+    .action(async (o: CommonOpts & { newPasswordFile?: string }) => {
+      const repo = await openRepo(o, stderrLogger(deps, o.quiet));
+      const newPw = await readPassword(deps, o.newPasswordFile, 'COFFER_NEW_PASSWORD');
+      const old = (await repo.listKeys()).find((k) => k.id === repo.keyId);
+      const k = await repo.addKey(newPw, old?.label ?? '');
+      const reopened = await Repository.open(repo.store, newPw);
+      await reopened.removeKey(repo.keyId);
+      if (o.json) write(JSON.stringify({ id: k.id, removed: repo.keyId }) + '\n');
+      else write(`password changed: key ${repo.keyId} replaced by ${k.id}\n`);
+    });
+
+  return program;
+}
+
+export function parseInteger(s: string, what: string): number {
+  if (!/^-?\d+$/.test(s.trim())) throw new CofferError('USAGE', `${what} must be an integer, not ${JSON.stringify(s)}`);
+  return Number(s);
+}
+
+/** '4M', '64K', '4194304', '4MiB' -> bytes. */
+export function parseSize(s: string, what: string): number {
+  const m = /^(\d+)\s*([KMG]?)(i?B)?$/i.exec(s.trim());
+  if (!m) throw new CofferError('USAGE', `${what}: cannot parse size ${JSON.stringify(s)}`);
+  const mult = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G'];
+  return Number(m[1]) * mult;
+}

@@ -1,0 +1,36 @@
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+
+/** AES-256-GCM with a 96-bit random nonce and a 128-bit tag (FORMAT.md §3). */
+export const AEAD_KEY_BYTES = 32;
+export const AEAD_NONCE_BYTES = 12;
+export const AEAD_TAG_BYTES = 16;
+
+export function randomNonce(): Buffer {
+  return randomBytes(AEAD_NONCE_BYTES);
+}
+
+/** Returns ciphertext || tag. */
+export function aeadSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Buffer {
+  const c = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: AEAD_TAG_BYTES });
+  c.setAAD(aad);
+  const head = c.update(plaintext);
+  const tail = c.final();
+  return Buffer.concat([head, tail, c.getAuthTag()]);
+}
+
+/** Opens ciphertext || tag; returns undefined when authentication fails (wrong key or tampered data). */
+export function aeadOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Buffer | undefined {
+  if (sealed.length < AEAD_TAG_BYTES) return undefined;
+  const ct = sealed.subarray(0, sealed.length - AEAD_TAG_BYTES);
+  const tag = sealed.subarray(sealed.length - AEAD_TAG_BYTES);
+  try {
+    const d = createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: AEAD_TAG_BYTES });
+    d.setAAD(aad);
+    d.setAuthTag(tag);
+    const head = d.update(ct);
+    const tail = d.final();
+    return tail.length === 0 ? head : Buffer.concat([head, tail]);
+  } catch {
+    return undefined;
+  }
+}

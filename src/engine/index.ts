@@ -1,0 +1,6 @@
+export * from './backup.js';
+export * from './codec-pool.js';
+export * from './restore.js';
+export * from './verify.js';
+export { TOOL_VERSION } from './version.js';
+export type { CodecParams } from './codec-protocol.js';

@@ -1,0 +1,210 @@
+import * as fs from 'node:fs/promises';
+import { constants as fsc } from 'node:fs';
+import { once } from 'node:events';
+import type { Writable } from 'node:stream';
+import type { FixedIndex } from '../format/index.js';
+import type { Repository } from '../repository/index.js';
+import { CofferError, type Op } from '../shared/index.js';
+import type { CodecPool } from './codec-pool.js';
+
+export type RestoreTarget =
+  | { kind: 'path'; path: string; force?: boolean }
+  | { kind: 'stream'; stream: Writable };
+
+export interface RestoreProgress {
+  bytesDone: number;
+  bytesTotal: number;
+}
+
+export interface RestoreRequest extends Op {
+  pointId: string;
+  disk: number;
+  target: RestoreTarget;
+  onProgress?: (p: RestoreProgress) => void;
+}
+
+export interface RestoreResult {
+  id: string;
+  vm: string;
+  disk: number;
+  sizeBytes: number;
+  bytesWritten: number;
+  zeroChunks: number;
+  durationMs: number;
+  target: string;
+}
+
+const CHUNKS_IN_FLIGHT_PER_WORKER = 3;
+
+/**
+ * Restores one disk of a restore point (DESIGN.md §Restore). Chunks are fetched and opened (decrypt, decompress,
+ * re-hash) ahead in a bounded window and written in disk order. To a regular file the zero chunks stay holes
+ * (sparse); to a block device or a stream they are written as zeros. A file we created is removed on failure.
+ */
+export async function restoreDisk(repo: Repository, pool: CodecPool, req: RestoreRequest): Promise<RestoreResult> {
+  const started = Date.now();
+  const op: Op = { signal: req.signal };
+  const manifest = await repo.loadManifest(req.pointId, op);
+  const disk = manifest.disks[req.disk];
+  if (!disk) {
+    throw new CofferError('NOT_FOUND', `restore point ${manifest.id} has no disk ${req.disk} (it has ${manifest.disks.length})`);
+  }
+  const index = await repo.loadIndex(disk.indexId, op);
+  if (index.diskSizeBytes !== disk.sizeBytes) throw new CofferError('CORRUPT', `index ${disk.indexId} does not match the manifest's disk size`);
+  const sink = await openSink(req.target, index.diskSizeBytes);
+  let ok = false;
+  try {
+    const { bytesWritten, zeroChunks } = await writeChunks(repo, pool, index, sink, req, op);
+    await sink.finish();
+    ok = true;
+    return {
+      id: manifest.id,
+      vm: manifest.vm.name,
+      disk: req.disk,
+      sizeBytes: index.diskSizeBytes,
+      bytesWritten,
+      zeroChunks,
+      durationMs: Date.now() - started,
+      target: sink.description,
+    };
+  } finally {
+    if (!ok) await sink.abort();
+  }
+}
+
+interface Sink {
+  description: string;
+  /** True when skipped ranges read back as zeros (a fresh sparse file). */
+  sparse: boolean;
+  write(data: Buffer, offset: number): Promise<void>;
+  finish(): Promise<void>;
+  abort(): Promise<void>;
+}
+
+async function openSink(target: RestoreTarget, sizeBytes: number): Promise<Sink> {
+  if (target.kind === 'stream') return streamSink(target.stream);
+  let st;
+  try {
+    st = await fs.stat(target.path);
+  } catch {
+    st = undefined;
+  }
+  if (st?.isBlockDevice()) return fileSink(target.path, sizeBytes, 'device');
+  if (st && !target.force) {
+    throw new CofferError('TARGET_EXISTS', `restore target ${target.path} exists`, { hint: 'pass --force to overwrite it' });
+  }
+  if (st && !st.isFile()) throw new CofferError('TARGET_UNWRITABLE', `restore target ${target.path} is not a regular file or block device`);
+  return fileSink(target.path, sizeBytes, 'file');
+}
+
+async function fileSink(path: string, sizeBytes: number, kind: 'file' | 'device'): Promise<Sink> {
+  let fh: fs.FileHandle;
+  try {
+    fh = kind === 'device' ? await fs.open(path, fsc.O_WRONLY) : await fs.open(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o600);
+    if (kind === 'file') await fh.truncate(sizeBytes);
+  } catch (e) {
+    throw targetError(e, path);
+  }
+  return {
+    description: path,
+    sparse: kind === 'file',
+    async write(data, offset) {
+      try {
+        let done = 0;
+        while (done < data.length) done += (await fh.write(data, done, data.length - done, offset + done)).bytesWritten;
+      } catch (e) {
+        throw targetError(e, path);
+      }
+    },
+    async finish() {
+      try {
+        await fh.sync();
+      } catch (e) {
+        throw targetError(e, path);
+      } finally {
+        await fh.close();
+      }
+    },
+    async abort() {
+      await fh.close().catch(() => undefined);
+      if (kind === 'file') await fs.unlink(path).catch(() => undefined);
+    },
+  };
+}
+
+function streamSink(stream: Writable): Sink {
+  let streamError: unknown;
+  const onError = (e: unknown) => (streamError ??= e);
+  stream.on('error', onError);
+  return {
+    description: 'stdout',
+    sparse: false,
+    async write(data) {
+      if (streamError) throw targetError(streamError, 'stdout');
+      if (!stream.write(data)) await Promise.race([once(stream, 'drain'), once(stream, 'error')]);
+      if (streamError) throw targetError(streamError, 'stdout');
+    },
+    async finish() {
+      stream.off('error', onError);
+    },
+    async abort() {
+      stream.off('error', onError);
+    },
+  };
+}
+
+async function writeChunks(repo: Repository, pool: CodecPool, index: FixedIndex, sink: Sink, req: RestoreRequest, op: Op) {
+  const n = index.entryCount;
+  const cs = index.chunkSizeBytes;
+  const ahead = Math.max(2, pool.size * CHUNKS_IN_FLIGHT_PER_WORKER);
+  const zeros = Buffer.alloc(cs);
+  const queue: Promise<Buffer | null>[] = [];
+  let next = 0;
+  let bytesWritten = 0;
+  let zeroChunks = 0;
+  const fetch = (i: number): Promise<Buffer | null> => {
+    if (index.isZero(i)) return Promise.resolve(null);
+    const hex = index.id(i).toString('hex');
+    return repo.getChunkBlob(hex, op).then(async (blob) => {
+      const plain = await pool.open(blob, hex);
+      if (plain.length !== index.chunkLength(i)) {
+        throw new CofferError('CORRUPT', `chunk ${hex} has ${plain.length} bytes where disk position ${i} needs ${index.chunkLength(i)}`);
+      }
+      return plain;
+    });
+  };
+  try {
+    for (let i = 0; i < n; i++) {
+      while (next < n && queue.length < ahead) {
+        const p = fetch(next++);
+        p.catch(() => undefined); // observed in order below
+        queue.push(p);
+      }
+      op.signal?.throwIfAborted();
+      const plain = await queue.shift()!;
+      const len = index.chunkLength(i);
+      if (plain) {
+        await sink.write(plain, i * cs);
+        bytesWritten += len;
+      } else {
+        zeroChunks++;
+        if (!sink.sparse) {
+          await sink.write(len === cs ? zeros : zeros.subarray(0, len), i * cs);
+          bytesWritten += len;
+        }
+      }
+      req.onProgress?.({ bytesDone: (i + 1) * cs > index.diskSizeBytes ? index.diskSizeBytes : (i + 1) * cs, bytesTotal: index.diskSizeBytes });
+    }
+  } finally {
+    await Promise.allSettled(queue);
+  }
+  return { bytesWritten, zeroChunks };
+}
+
+function targetError(e: unknown, path: string): CofferError {
+  if (e instanceof CofferError) return e;
+  const err = e as NodeJS.ErrnoException;
+  if (err.code === 'ENOSPC' || err.code === 'EDQUOT') return new CofferError('STORAGE_FULL', `no space left writing ${path}`, { cause: e });
+  return new CofferError('TARGET_UNWRITABLE', `cannot write restore target ${path}: ${err.message}`, { details: { errno: err.code }, cause: e });
+}
+

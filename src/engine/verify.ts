@@ -1,0 +1,158 @@
+
+import { CHUNKS_PREFIX, IdSet, baseName, type Repository } from '../repository/index.js';
+import { CofferError, HEX64, TaskWindow, type Op } from '../shared/index.js';
+import type { CodecPool } from './codec-pool.js';
+
+export interface VerifyRequest extends Op {
+  /** Decrypt, decompress and re-hash this share of the referenced chunks (0..1; 1 = --read-data). */
+  readDataFraction?: number;
+  onProgress?: (p: { phase: string; done: number; total: number }) => void;
+}
+
+export interface VerifyProblem {
+  kind: 'point' | 'index' | 'chunk-missing' | 'chunk-corrupt';
+  id: string;
+  message: string;
+  /** Restore points affected (for chunks and indexes: the first few). */
+  points?: string[];
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  points: number;
+  disks: number;
+  chunksStored: number;
+  chunksReferenced: number;
+  chunksRead: number;
+  chunksUnreferenced: number;
+  problems: VerifyProblem[];
+  durationMs: number;
+}
+
+const MAX_PROBLEMS = 10_000;
+
+/**
+ * Checks the repository (DESIGN.md §Verify): every manifest opens, every index opens and matches its checksum,
+ * every referenced chunk is present; with readData also that each chunk decrypts, decompresses and hashes to its id.
+ * Memory: one compact sorted set of stored chunk ids (32 bytes a chunk) and a bitmap; never a map of objects.
+ */
+export async function verify(repo: Repository, pool: CodecPool, req: VerifyRequest = {}): Promise<VerifyReport> {
+  const started = Date.now();
+  const op: Op = { signal: req.signal };
+  const problems: VerifyProblem[] = [];
+  const report = (p: VerifyProblem) => {
+    if (problems.length < MAX_PROBLEMS) problems.push(p);
+  };
+
+  // 1. What is stored.
+  const parts: Buffer[] = [];
+  for await (const b of repo.store.list(CHUNKS_PREFIX, op)) {
+    const hex = baseName(b.name);
+    if (HEX64.test(hex) && b.name === `${CHUNKS_PREFIX}${hex.slice(0, 2)}/${hex}`) parts.push(Buffer.from(hex, 'hex'));
+    req.onProgress?.({ phase: 'listing chunks', done: parts.length, total: 0 });
+  }
+  const stored = IdSet.fromConcatenated(Buffer.concat(parts));
+  parts.length = 0;
+  const referenced = new Uint8Array(stored.size);
+  const firstPoint = new Map<number, string>();
+
+  // 2. What is referenced, and is it there.
+  const ids: string[] = [];
+  for await (const id of repo.pointIds(op)) ids.push(id);
+  let disks = 0;
+  const missing = new Map<string, string[]>();
+  for (const [n, id] of ids.entries()) {
+    req.onProgress?.({ phase: 'checking restore points', done: n, total: ids.length });
+    let manifest;
+    try {
+      manifest = await repo.loadManifest(id, op);
+    } catch (e) {
+      if (isCancel(e)) throw e;
+      report({ kind: 'point', id, message: (e as Error).message });
+      continue;
+    }
+    for (const d of manifest.disks) {
+      disks++;
+      let index;
+      try {
+        index = await repo.loadIndex(d.indexId, op);
+        if (index.diskSizeBytes !== d.sizeBytes) throw new CofferError('CORRUPT', `index ${d.indexId} describes ${index.diskSizeBytes} bytes, the manifest ${d.sizeBytes}`);
+      } catch (e) {
+        if (isCancel(e)) throw e;
+        report({ kind: 'index', id: d.indexId, message: (e as Error).message, points: [id] });
+        continue;
+      }
+      for (let i = 0; i < index.entryCount; i++) {
+        if (index.isZero(i)) continue;
+        const pos = stored.indexOf(index.id(i));
+        if (pos >= 0) {
+          if (!referenced[pos]) firstPoint.set(pos, id);
+          referenced[pos] = 1;
+          continue;
+        }
+        const hex = index.id(i).toString('hex');
+        const pts = missing.get(hex) ?? [];
+        if (pts.length < 5 && !pts.includes(id)) pts.push(id);
+        missing.set(hex, pts);
+        if (missing.size > MAX_PROBLEMS) break;
+      }
+    }
+  }
+  for (const [hex, pts] of missing) report({ kind: 'chunk-missing', id: hex, message: `chunk ${hex} is missing`, points: pts });
+
+  // 3. Read the data.
+  let refCount = 0;
+  for (const r of referenced) refCount += r;
+  const fraction = req.readDataFraction ?? 0;
+  let chunksRead = 0;
+  if (fraction > 0) {
+    const window = new TaskWindow(Math.max(2, pool.size * 3));
+    let seen = 0;
+    try {
+      for (let pos = 0; pos < stored.size; pos++) {
+        if (!referenced[pos]) continue;
+        seen++;
+        if (fraction < 1 && !sampled(stored.at(pos), fraction)) continue;
+        op.signal?.throwIfAborted();
+        const hex = stored.at(pos).toString('hex');
+        await window.run(async () => {
+          try {
+            const blob = await repo.getChunkBlob(hex, op);
+            await pool.open(blob, hex);
+          } catch (e) {
+            if (isCancel(e) || !(e instanceof CofferError) || (e.code !== 'CORRUPT' && e.code !== 'NOT_FOUND')) throw e;
+            report({ kind: 'chunk-corrupt', id: hex, message: e.message, points: [firstPoint.get(pos) ?? '?'] });
+          }
+          chunksRead++;
+          req.onProgress?.({ phase: 'reading data', done: seen, total: refCount });
+        });
+      }
+      await window.drain();
+    } catch (e) {
+      await window.settle();
+      throw e;
+    }
+  }
+
+  return {
+    ok: problems.length === 0,
+    points: ids.length,
+    disks,
+    chunksStored: stored.size,
+    chunksReferenced: refCount + missing.size,
+    chunksRead,
+    chunksUnreferenced: stored.size - refCount,
+    problems,
+    durationMs: Date.now() - started,
+  };
+}
+
+/** Deterministic sample by id: the same chunks are picked for the same fraction (ids are uniformly random). */
+function sampled(id: Buffer, fraction: number): boolean {
+  return id.readUInt32BE(0) / 0x1_0000_0000 < fraction;
+}
+
+function isCancel(e: unknown): boolean {
+  return e instanceof CofferError ? e.code === 'CANCELLED' : (e as Error)?.name === 'AbortError';
+}
+

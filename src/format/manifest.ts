@@ -1,0 +1,87 @@
+import { JsonReader } from './json-check.js';
+import { HEX32, HEX64 } from '../shared/index.js';
+
+/**
+ * Restore-point manifest, blob 'points/<id>' in a 'CFRP' envelope (FORMAT.md §6). Committing it is what makes a
+ * restore point exist; everything it references (indexes, chunks) is stored before it.
+ */
+export const MANIFEST_VERSION = 1;
+export const MAX_DISKS = 256;
+
+export interface ManifestDisk {
+  index: number;
+  sizeBytes: number;
+  chunkSizeBytes: number;
+  /** Keyed digest (hex) of the fixed index plaintext; also its blob name 'indexes/<id>'. */
+  indexId: string;
+  chunkCount: number;
+  zeroChunks: number;
+  /** Where it was read from, for humans ('file:///...', 'nbd://...'); never trusted for anything. */
+  source: string;
+  /** Change-tracking token of the source at backup time (e.g. a vSphere changeId), if any. */
+  changeToken: string | null;
+}
+
+export interface Manifest {
+  formatVersion: number;
+  id: string;
+  vm: { name: string; id: string | null };
+  /** Time the disks were captured (snapshot time), ISO 8601 UTC. */
+  time: string;
+  endTime: string;
+  parent: string | null;
+  mode: 'full' | 'incremental';
+  host: string;
+  tool: string;
+  tags: string[];
+  consistency: { snapshot: boolean; quiesced: boolean };
+  disks: ManifestDisk[];
+  stats: { bytesRead: number; bytesStored: number; chunksNew: number; chunksReused: number; durationMs: number };
+}
+
+export function encodeManifest(m: Manifest): Buffer {
+  return Buffer.from(JSON.stringify(m), 'utf8');
+}
+
+export function decodeManifest(bytes: Uint8Array, name: string): Manifest {
+  const r = JsonReader.parse(`manifest ${name}`, bytes);
+  const vm = r.field('vm');
+  const consistency = r.field('consistency');
+  const stats = r.field('stats');
+  const m: Manifest = {
+    formatVersion: r.int('formatVersion', MANIFEST_VERSION, MANIFEST_VERSION),
+    id: r.matching('id', HEX32),
+    vm: { name: vm.str('name', 512), id: vm.optStr('id', 512) ?? null },
+    time: r.time('time'),
+    endTime: r.time('endTime'),
+    parent: r.has('parent') ? r.matching('parent', HEX32) : null,
+    mode: r.literal('mode', ['full', 'incremental'] as const),
+    host: r.str('host', 256),
+    tool: r.str('tool', 256),
+    tags: r.strings('tags', 100),
+    consistency: { snapshot: consistency.bool('snapshot'), quiesced: consistency.bool('quiesced') },
+    disks: r.array('disks', MAX_DISKS).map((d, i) => {
+      const disk: ManifestDisk = {
+        index: d.int('index', 0, MAX_DISKS - 1),
+        sizeBytes: d.int('sizeBytes'),
+        chunkSizeBytes: d.int('chunkSizeBytes', 1, 2 ** 31),
+        indexId: d.matching('indexId', HEX64),
+        chunkCount: d.int('chunkCount'),
+        zeroChunks: d.int('zeroChunks'),
+        source: d.str('source', 4096),
+        changeToken: d.optStr('changeToken', 4096) ?? null,
+      };
+      if (disk.index !== i) d.fail('disks must be listed in index order 0..n-1');
+      return disk;
+    }),
+    stats: {
+      bytesRead: stats.int('bytesRead'),
+      bytesStored: stats.int('bytesStored'),
+      chunksNew: stats.int('chunksNew'),
+      chunksReused: stats.int('chunksReused'),
+      durationMs: stats.int('durationMs'),
+    },
+  };
+  if (m.id !== name) r.fail(`id ${m.id} does not match its blob name ${name}`);
+  return m;
+}

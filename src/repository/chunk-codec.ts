@@ -1,0 +1,48 @@
+import { keyedDigest } from '../crypto/index.js';
+import { ZERO_CHUNK_ID } from '../format/index.js';
+import { CofferError } from '../shared/index.js';
+import { openObject, sealObject } from './object-codec.js';
+
+export interface ChunkKeys {
+  encKey: Uint8Array;
+  idKey: Uint8Array;
+}
+
+/**
+ * The CPU-heavy per-chunk work, free of I/O so it can run in worker threads (engine/codec-pool.ts):
+ * zero detection and keyed hashing, sealing (compress + encrypt), opening (decrypt + decompress + re-hash).
+ */
+export class ChunkCodec {
+  private zeros: Buffer = Buffer.alloc(0);
+
+  constructor(
+    private readonly keys: ChunkKeys,
+    private readonly zstdLevel: number,
+    readonly maxChunkBytes: number,
+  ) {}
+
+  /** Returns null for an all-zero chunk (never stored), otherwise its 32-byte id. */
+  hash(plain: Uint8Array): Buffer | null {
+    if (this.isZero(plain)) return null;
+    return keyedDigest(this.keys.idKey, plain);
+  }
+
+  isZero(plain: Uint8Array): boolean {
+    if (this.zeros.length < plain.length) this.zeros = Buffer.alloc(Math.max(plain.length, this.maxChunkBytes));
+    return Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength).equals(this.zeros.subarray(0, plain.length));
+  }
+
+  seal(plain: Uint8Array, idHex: string): Buffer {
+    return sealObject(this.keys.encKey, 'chunk', idHex, plain, this.zstdLevel);
+  }
+
+  /** Decrypts, decompresses and checks that the content hashes to its id (CORRUPT otherwise). */
+  open(blob: Uint8Array, idHex: string): Buffer {
+    const plain = openObject(this.keys.encKey, 'chunk', idHex, blob, this.maxChunkBytes);
+    const actual = keyedDigest(this.keys.idKey, plain);
+    if (actual.toString('hex') !== idHex || actual.equals(ZERO_CHUNK_ID)) {
+      throw new CofferError('CORRUPT', `chunk ${idHex}: content does not match its id`, { details: { chunk: idHex } });
+    }
+    return plain;
+  }
+}

@@ -1,0 +1,158 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { BlobStore } from '../storage/index.js';
+import { CofferError, systemClock, type BlobName, type Clock, type Logger, silentLogger } from '../shared/index.js';
+import { JsonReader } from '../format/index.js';
+import { LOCKS_PREFIX, lockBlob } from './layout.js';
+
+export interface LeaseInfo {
+  holder: string;
+  host: string;
+  pid: number;
+  operation: string;
+  /** When the holder first acquired the lease (ms since epoch); the older of two contenders wins. */
+  acquiredAt: number;
+  expiresAt: number;
+}
+
+export interface LeaseOptions {
+  ttlMs?: number;
+  clock?: Clock;
+  logger?: Logger;
+}
+
+export const DEFAULT_LEASE_TTL_MS = 10 * 60 * 1000;
+
+/**
+ * A lease on a scope (e.g. backups of one VM), in the style of restic's locks but self-expiring (DESIGN.md §Locking):
+ * each holder writes its own blob 'locks/<scope>/<holder>-<seq>' with an expiry, renews it every ttl/3 by writing the
+ * next sequence number and deleting the previous, then lists the scope. Live leases of other holders that are older
+ * than ours win; we delete ours and fail with LOCKED. Expired leases, and leases of dead processes on this host,
+ * are stale: they are removed and never block anyone (a crashed run does not stop the next scheduled one).
+ */
+export class Lease {
+  private seq = 0;
+  private current: BlobName | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private renewing: Promise<void> = Promise.resolve();
+  private renewError: CofferError | undefined;
+
+  private constructor(
+    private readonly store: BlobStore,
+    readonly scope: string,
+    private readonly info: LeaseInfo,
+    private readonly ttlMs: number,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+  ) {}
+
+  static async acquire(store: BlobStore, scope: string, operation: string, opts: LeaseOptions = {}): Promise<Lease> {
+    const clock = opts.clock ?? systemClock;
+    const ttlMs = opts.ttlMs ?? DEFAULT_LEASE_TTL_MS;
+    const now = clock.now();
+    const info: LeaseInfo = {
+      holder: randomBytes(8).toString('hex'),
+      host: hostname(),
+      pid: process.pid,
+      operation,
+      acquiredAt: now,
+      expiresAt: now + ttlMs,
+    };
+    const lease = new Lease(store, scope, info, ttlMs, clock, opts.logger ?? silentLogger);
+    await lease.write();
+    try {
+      await lease.checkConflicts();
+    } catch (e) {
+      await lease.release();
+      throw e;
+    }
+    lease.timer = setInterval(() => {
+      lease.renewing = lease.renew().catch((e: unknown) => {
+        lease.renewError = e instanceof CofferError ? e : new CofferError('IO', `lease renewal failed: ${String(e)}`);
+      });
+    }, Math.max(1000, Math.floor(ttlMs / 3)));
+    lease.timer.unref();
+    return lease;
+  }
+
+  /** Throws if renewing the lease failed (the caller should stop before the lease could expire). */
+  check(): void {
+    if (this.renewError) throw this.renewError;
+  }
+
+  private async write(): Promise<void> {
+    const prev = this.current;
+    const name = lockBlob(this.scope, `${this.info.holder}-${String(this.seq++).padStart(6, '0')}`);
+    this.info.expiresAt = this.clock.now() + this.ttlMs;
+    await this.store.put(name, Buffer.from(JSON.stringify(this.info)));
+    this.current = name;
+    if (prev) await this.store.delete(prev);
+  }
+
+  async renew(): Promise<void> {
+    if (!this.current) return;
+    await this.write();
+  }
+
+  private async checkConflicts(): Promise<void> {
+    const now = this.clock.now();
+    for await (const b of this.store.list(`${LOCKS_PREFIX}${this.scope}/`)) {
+      if (b.name.startsWith(`${LOCKS_PREFIX}${this.scope}/${this.info.holder}-`)) continue;
+      let other: LeaseInfo;
+      try {
+        other = decodeLease(await this.store.get(b.name), b.name);
+      } catch (e) {
+        if (e instanceof CofferError && e.code === 'NOT_FOUND') continue; // renewed or released meanwhile
+        this.logger.warn(`removing unreadable lock ${b.name}`);
+        await this.store.delete(b.name);
+        continue;
+      }
+      if (isStale(other, now)) {
+        this.logger.warn(`removing stale lock ${b.name} of ${other.host} pid ${other.pid} (${other.operation})`);
+        await this.store.delete(b.name);
+        continue;
+      }
+      const otherFirst = other.acquiredAt < this.info.acquiredAt ||
+        (other.acquiredAt === this.info.acquiredAt && other.holder < this.info.holder);
+      if (otherFirst) {
+        throw new CofferError('LOCKED', `${this.scope} is locked by ${other.operation} on ${other.host} (pid ${other.pid}) since ${new Date(other.acquiredAt).toISOString()}`, {
+          hint: 'wait for it to finish; a lock of a process that died expires by itself',
+          details: { scope: this.scope, host: other.host, pid: other.pid, operation: other.operation, expiresAt: new Date(other.expiresAt).toISOString() },
+        });
+      }
+    }
+  }
+
+  async release(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.renewing;
+    const name = this.current;
+    this.current = undefined;
+    if (name) await this.store.delete(name).catch(() => undefined);
+  }
+}
+
+function decodeLease(bytes: Uint8Array, name: string): LeaseInfo {
+  const r = JsonReader.parse(`lock ${name}`, bytes);
+  return {
+    holder: r.str('holder', 64),
+    host: r.str('host', 256),
+    pid: r.int('pid'),
+    operation: r.str('operation', 256),
+    acquiredAt: r.int('acquiredAt'),
+    expiresAt: r.int('expiresAt'),
+  };
+}
+
+function isStale(l: LeaseInfo, now: number): boolean {
+  if (l.expiresAt < now) return true;
+  if (l.host === hostname() && l.pid !== process.pid) {
+    try {
+      process.kill(l.pid, 0);
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code === 'ESRCH';
+    }
+  }
+  return false;
+}

@@ -1,0 +1,35 @@
+import { aeadOpen, aeadSeal, randomNonce } from '../crypto/index.js';
+import {
+  COMPRESSION_NONE,
+  COMPRESSION_ZSTD,
+  ENVELOPE_HEADER_BYTES,
+  compressIfWorthwhile,
+  decodeEnvelopeHeader,
+  decompressBounded,
+  encodeEnvelopeHeader,
+  envelopeAad,
+  type ObjectKind,
+} from '../format/index.js';
+import { CofferError } from '../shared/index.js';
+
+/** Seals a plaintext into an envelope (FORMAT.md §2): compress when it pays, then AES-256-GCM. */
+export function sealObject(encKey: Uint8Array, kind: ObjectKind, name: string, plaintext: Uint8Array, zstdLevel: number | null): Buffer {
+  const compressed = zstdLevel === null ? undefined : compressIfWorthwhile(plaintext, zstdLevel);
+  const header = encodeEnvelopeHeader({ kind, compression: compressed ? COMPRESSION_ZSTD : COMPRESSION_NONE, nonce: randomNonce() });
+  const sealed = aeadSeal(encKey, header.subarray(8, 20), compressed ?? plaintext, envelopeAad(header, name));
+  return Buffer.concat([header, sealed]);
+}
+
+/** Opens an envelope; any tampering, wrong name or wrong key is CORRUPT naming the object. */
+export function openObject(encKey: Uint8Array, kind: ObjectKind, name: string, blob: Uint8Array, maxPlainBytes: number): Buffer {
+  const header = decodeEnvelopeHeader(blob, kind, name);
+  const payload = aeadOpen(encKey, header.nonce, blob.subarray(ENVELOPE_HEADER_BYTES), envelopeAad(blob, name));
+  if (!payload) {
+    throw new CofferError('CORRUPT', `${kind} ${name}: authentication failed (data damaged or tampered with)`, {
+      details: { object: name, kind },
+    });
+  }
+  if (header.compression === COMPRESSION_ZSTD) return decompressBounded(payload, maxPlainBytes, `${kind} ${name}`);
+  if (payload.length > maxPlainBytes) throw new CofferError('CORRUPT', `${kind} ${name}: ${payload.length} bytes exceeds the limit`);
+  return payload;
+}

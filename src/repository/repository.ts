@@ -1,0 +1,282 @@
+import { randomBytes } from 'node:crypto';
+import { deriveRepoKeys, keyedDigest, newMasterKey, type RepoKeys } from '../crypto/index.js';
+import {
+  DEFAULT_CHUNK_SIZE,
+  ENVELOPE_OVERHEAD_BYTES,
+  FIXED_INDEX_HEADER_BYTES,
+  FIXED_INDEX_MAX_ENTRIES,
+  CHUNK_ID_BYTES,
+  FORMAT_VERSION,
+  FixedIndex,
+  REPO_MAGIC,
+  canonicalConfigBytes,
+  decodeManifest,
+  decodeRepoConfig,
+  encodeManifest,
+  encodeRepoConfig,
+  isValidChunkSize,
+  type KeyFile,
+  type Manifest,
+  type RepoConfig,
+  type UnsignedRepoConfig,
+} from '../format/index.js';
+import type { BlobStore } from '../storage/index.js';
+import { CofferError, silentLogger, type Logger, type Op } from '../shared/index.js';
+import { ChunkCodec } from './chunk-codec.js';
+import { openObject, sealObject } from './object-codec.js';
+import { listKeyFiles, unlockMasterKey, writeKeyFile, type KdfCost } from './key-ring.js';
+import { Lease, type LeaseOptions } from './lease.js';
+import { CONFIG_BLOB, POINTS_PREFIX, baseName, chunkBlob, indexBlob, keyBlob, pointBlob } from './layout.js';
+
+export interface InitOptions {
+  chunkSizeBytes?: number;
+  zstdLevel?: number;
+  kdf?: KdfCost;
+  logger?: Logger;
+}
+
+export const DEFAULT_ZSTD_LEVEL = 3;
+const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
+
+/**
+ * A repository over a BlobStore: config, keys, chunks, fixed indexes, restore-point manifests, leases.
+ * It knows formats and names, not backup logic (engine/).
+ */
+export class Repository {
+  private constructor(
+    readonly store: BlobStore,
+    readonly config: RepoConfig,
+    private readonly master: Buffer,
+    readonly keys: RepoKeys,
+    readonly keyId: string,
+    readonly logger: Logger,
+  ) {}
+
+  get id(): string {
+    return this.config.id;
+  }
+
+  get chunkSizeBytes(): number {
+    return this.config.chunkSizeBytes;
+  }
+
+  /** Codec for this repository's chunks (workers build their own from `codecParams`). */
+  codec(): ChunkCodec {
+    return new ChunkCodec(this.keys, this.config.compression.level, this.config.chunkSizeBytes);
+  }
+
+  get codecParams(): { encKey: Buffer; idKey: Buffer; zstdLevel: number; maxChunkBytes: number } {
+    return { encKey: this.keys.encKey, idKey: this.keys.idKey, zstdLevel: this.config.compression.level, maxChunkBytes: this.config.chunkSizeBytes };
+  }
+
+  static async init(store: BlobStore, password: string, opts: InitOptions = {}): Promise<Repository> {
+    if (await store.stat(CONFIG_BLOB)) {
+      throw new CofferError('REPO_EXISTS', `a repository already exists at ${store.location}`);
+    }
+    const chunkSizeBytes = opts.chunkSizeBytes ?? DEFAULT_CHUNK_SIZE;
+    if (!isValidChunkSize(chunkSizeBytes)) {
+      throw new CofferError('USAGE', `chunk size ${chunkSizeBytes} must be a power of two from 64 KiB to 8 MiB`);
+    }
+    const level = opts.zstdLevel ?? DEFAULT_ZSTD_LEVEL;
+    if (!Number.isInteger(level) || level < -7 || level > 19) throw new CofferError('USAGE', `zstd level ${level} must be an integer from -7 to 19`);
+    const id = randomBytes(16).toString('hex');
+    const master = newMasterKey();
+    const keys = deriveRepoKeys(master, id);
+    const unsigned: UnsignedRepoConfig = {
+      magic: REPO_MAGIC,
+      formatVersion: FORMAT_VERSION,
+      id,
+      createdAt: new Date().toISOString(),
+      chunkSizeBytes,
+      chunkIdAlgorithm: 'hmac-sha256',
+      cipher: 'aes-256-gcm',
+      compression: { algorithm: 'zstd', level },
+    };
+    const config: RepoConfig = { ...unsigned, mac: keyedDigest(keys.macKey, canonicalConfigBytes(unsigned)).toString('hex') };
+    // The key first: a crash between the two leaves no config, i.e. no half repository anyone would open.
+    const key = await writeKeyFile(store, id, master, password, 'initial key', opts.kdf);
+    if ((await store.put(CONFIG_BLOB, encodeRepoConfig(config))) === 'exists') {
+      await store.delete(keyBlob(key.id));
+      throw new CofferError('REPO_EXISTS', `a repository already exists at ${store.location}`);
+    }
+    return new Repository(store, config, master, keys, key.id, opts.logger ?? silentLogger);
+  }
+
+  /** Reads the config only (no key needed): is this a repository, which version? */
+  static async readConfig(store: BlobStore, op?: Op): Promise<RepoConfig> {
+    let bytes: Buffer;
+    try {
+      bytes = await store.get(CONFIG_BLOB, undefined, op);
+    } catch (e) {
+      if (e instanceof CofferError && e.code === 'NOT_FOUND') {
+        throw new CofferError('REPO_NOT_FOUND', `${store.location} is not a Coffer repository (no config)`, {
+          hint: 'create one with `coffer init --repo PATH`',
+        });
+      }
+      throw e;
+    }
+    return decodeRepoConfig(bytes);
+  }
+
+  static async open(store: BlobStore, password: string, opts: { logger?: Logger } = {}): Promise<Repository> {
+    const logger = opts.logger ?? silentLogger;
+    const config = await Repository.readConfig(store);
+    const { master, keyId } = await unlockMasterKey(store, config.id, password, logger);
+    const keys = deriveRepoKeys(master, config.id);
+    const { mac, ...unsigned } = config;
+    const expected = keyedDigest(keys.macKey, canonicalConfigBytes(unsigned)).toString('hex');
+    if (expected !== mac) throw new CofferError('CORRUPT', 'repository config failed authentication (modified or damaged)');
+    return new Repository(store, config, master, keys, keyId, logger);
+  }
+
+  // ---- keys
+
+  async listKeys(): Promise<KeyFile[]> {
+    return listKeyFiles(this.store, this.logger);
+  }
+
+  async addKey(password: string, label = '', kdf?: KdfCost): Promise<KeyFile> {
+    return writeKeyFile(this.store, this.id, this.master, password, label, kdf);
+  }
+
+  async removeKey(keyId: string): Promise<void> {
+    const keys = await this.listKeys();
+    if (!keys.some((k) => k.id === keyId)) throw new CofferError('NOT_FOUND', `no key ${keyId}`);
+    if (keyId === this.keyId) throw new CofferError('KEY_IN_USE', `key ${keyId} is the one in use; open the repository with another key to remove it`);
+    if (keys.length <= 1) throw new CofferError('KEY_IN_USE', 'cannot remove the last key');
+    await this.store.delete(keyBlob(keyId));
+  }
+
+  // ---- chunks
+
+  async hasChunk(idHex: string, op?: Op): Promise<boolean> {
+    return (await this.store.stat(chunkBlob(idHex), op)) !== undefined;
+  }
+
+  async putChunkBlob(idHex: string, blob: Uint8Array, op?: Op): Promise<'created' | 'exists'> {
+    return this.store.put(chunkBlob(idHex), blob, op);
+  }
+
+  async getChunkBlob(idHex: string, op?: Op): Promise<Buffer> {
+    try {
+      return await this.store.get(chunkBlob(idHex), undefined, op);
+    } catch (e) {
+      if (e instanceof CofferError && e.code === 'NOT_FOUND') {
+        throw new CofferError('CORRUPT', `chunk ${idHex} is missing from the repository`, { details: { chunk: idHex, missing: true } });
+      }
+      throw e;
+    }
+  }
+
+  // ---- indexes
+
+  /** An index's id: the keyed digest of its plaintext, recorded in the manifest as its checksum. */
+  indexId(indexBytes: Uint8Array): string {
+    return keyedDigest(this.keys.idKey, indexBytes).toString('hex');
+  }
+
+  async putIndex(index: FixedIndex, op?: Op): Promise<string> {
+    const id = this.indexId(index.bytes);
+    const name = indexBlob(id);
+    if (await this.store.stat(name, op)) return id;
+    await this.store.put(name, sealObject(this.keys.encKey, 'index', id, index.bytes, this.config.compression.level), op);
+    return id;
+  }
+
+  /** Loads and authenticates an index: its content must hash to its id (the manifest's checksum). */
+  async loadIndex(id: string, op?: Op): Promise<FixedIndex> {
+    let blob: Buffer;
+    try {
+      blob = await this.store.get(indexBlob(id), undefined, op);
+    } catch (e) {
+      if (e instanceof CofferError && e.code === 'NOT_FOUND') {
+        throw new CofferError('CORRUPT', `index ${id} is missing from the repository`, { details: { index: id, missing: true } });
+      }
+      throw e;
+    }
+    const plain = openObject(this.keys.encKey, 'index', id, blob, FIXED_INDEX_HEADER_BYTES + FIXED_INDEX_MAX_ENTRIES * CHUNK_ID_BYTES);
+    if (this.indexId(plain) !== id) {
+      throw new CofferError('CORRUPT', `index ${id}: content does not match its id`, { details: { index: id } });
+    }
+    return FixedIndex.decode(plain, id);
+  }
+
+  // ---- restore points
+
+  async commitManifest(m: Manifest, op?: Op): Promise<void> {
+    const blob = sealObject(this.keys.encKey, 'manifest', m.id, encodeManifest(m), this.config.compression.level);
+    if ((await this.store.put(pointBlob(m.id), blob, op)) === 'exists') {
+      throw new CofferError('INTERNAL', `restore point ${m.id} already exists`);
+    }
+  }
+
+  async loadManifest(id: string, op?: Op): Promise<Manifest> {
+    let blob: Buffer;
+    try {
+      blob = await this.store.get(pointBlob(id), undefined, op);
+    } catch (e) {
+      if (e instanceof CofferError && e.code === 'NOT_FOUND') throw new CofferError('NOT_FOUND', `no restore point ${id}`);
+      throw e;
+    }
+    return decodeManifest(openObject(this.keys.encKey, 'manifest', id, blob, MAX_MANIFEST_BYTES), id);
+  }
+
+  /** Ids of all committed restore points (names only; no decryption). */
+  async *pointIds(op?: Op): AsyncIterable<string> {
+    for await (const b of this.store.list(POINTS_PREFIX, op)) {
+      const id = baseName(b.name);
+      if (/^[0-9a-f]{32}$/.test(id)) yield id;
+    }
+  }
+
+  /**
+   * Loads every restore point, oldest first. Unreadable manifests are reported through `onError`
+   * (default: thrown), so listing can go on past one damaged point.
+   */
+  async listPoints(op?: Op, onError?: (id: string, e: CofferError) => void): Promise<Manifest[]> {
+    const out: Manifest[] = [];
+    for await (const id of this.pointIds(op)) {
+      try {
+        out.push(await this.loadManifest(id, op));
+      } catch (e) {
+        if (!onError || !(e instanceof CofferError) || e.code === 'CANCELLED') throw e;
+        onError(id, e);
+      }
+    }
+    return out.sort((a, b) => a.time.localeCompare(b.time) || a.id.localeCompare(b.id));
+  }
+
+  /** Resolves a full id or a unique prefix (at least 4 hex chars), or 'latest'. */
+  async resolvePoint(ref: string, op?: Op): Promise<string> {
+    if (ref === 'latest') {
+      const all = await this.listPoints(op);
+      const last = all.at(-1);
+      if (!last) throw new CofferError('NOT_FOUND', 'the repository has no restore points');
+      return last.id;
+    }
+    if (!/^[0-9a-f]{4,32}$/.test(ref)) throw new CofferError('USAGE', `${JSON.stringify(ref)} is not a restore point id`);
+    const matches: string[] = [];
+    for await (const id of this.pointIds(op)) if (id.startsWith(ref)) matches.push(id);
+    if (matches.length === 0) throw new CofferError('NOT_FOUND', `no restore point ${ref}`);
+    if (matches.length > 1) throw new CofferError('AMBIGUOUS', `${ref} matches ${matches.length} restore points`, { details: { matches } });
+    return matches[0]!;
+  }
+
+  newPointId(): string {
+    return randomBytes(16).toString('hex');
+  }
+
+  // ---- leases
+
+  /** Scope name for per-VM work, keyed so that lock names do not reveal VM names. */
+  vmScope(vmName: string): string {
+    return `vm-${keyedDigest(this.keys.macKey, Buffer.from(`vm:${vmName}`)).toString('hex').slice(0, 32)}`;
+  }
+
+  async acquireLease(scope: string, operation: string, opts: LeaseOptions = {}): Promise<Lease> {
+    return Lease.acquire(this.store, scope, operation, { logger: this.logger, ...opts });
+  }
+
+  /** Bytes an envelope adds around a payload. */
+  static readonly envelopeOverheadBytes = ENVELOPE_OVERHEAD_BYTES;
+}

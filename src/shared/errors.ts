@@ -1,0 +1,66 @@
+/**
+ * One error type for all of Coffer, with a code from a closed table (docs/ERRORS.md).
+ * Layers translate foreign errors (fs, SDKs, parsers) into CofferError at their boundary;
+ * the CLI maps codes to exit codes in one place (cli/exit-codes.ts).
+ */
+export const ERROR_CODES = {
+  USAGE: 'bad command line or option value',
+  REPO_NOT_FOUND: 'the path or URL is not a Coffer repository',
+  REPO_EXISTS: 'a repository already exists there',
+  REPO_UNSUPPORTED: 'the repository uses a format version or algorithm this Coffer does not support',
+  LOCKED: 'another Coffer process holds a conflicting lock',
+  WRONG_KEY: 'no key of the repository opens with the given password',
+  KEY_IN_USE: 'the key cannot be removed (it is the last one or the one in use)',
+  CORRUPT: 'repository data failed an integrity check',
+  NOT_FOUND: 'the named object (restore point, disk, key, blob) does not exist',
+  AMBIGUOUS: 'an id prefix matches more than one object',
+  SOURCE_UNREADABLE: 'the backup source is missing, unreadable or invalid',
+  TARGET_EXISTS: 'the restore target exists (use --force to overwrite)',
+  TARGET_UNWRITABLE: 'the restore target cannot be written',
+  STORAGE_FULL: 'no space left on the storage device',
+  IO: 'an I/O operation on the repository storage failed',
+  TRANSIENT: 'a temporary storage failure; retrying may help',
+  PARTIAL: 'the operation finished, but part of it failed',
+  CANCELLED: 'the operation was cancelled',
+  INTERNAL: 'an internal error (a bug): please report it',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface CofferErrorOptions {
+  hint?: string;
+  details?: Record<string, unknown>;
+  cause?: unknown;
+}
+
+export class CofferError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string | undefined;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, options: CofferErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'CofferError';
+    this.code = code;
+    this.hint = options.hint;
+    this.details = options.details ?? {};
+  }
+
+  toJSON(): { code: ErrorCode; message: string; hint?: string; details: Record<string, unknown> } {
+    return { code: this.code, message: this.message, ...(this.hint ? { hint: this.hint } : {}), details: this.details };
+  }
+}
+
+export function isCofferError(e: unknown, code?: ErrorCode): e is CofferError {
+  return e instanceof CofferError && (code === undefined || e.code === code);
+}
+
+/** Wraps anything thrown into a CofferError; AbortErrors become CANCELLED. */
+export function asCofferError(e: unknown, fallback: ErrorCode = 'INTERNAL'): CofferError {
+  if (e instanceof CofferError) return e;
+  if (e instanceof Error && (e.name === 'AbortError' || (e as NodeJS.ErrnoException).code === 'ABORT_ERR')) {
+    return new CofferError('CANCELLED', 'cancelled', { cause: e });
+  }
+  const message = e instanceof Error ? e.message : String(e);
+  return new CofferError(fallback, message, { cause: e });
+}

@@ -1,0 +1,237 @@
+import { randomBytes } from 'node:crypto';
+import { constants as fsc } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { CofferError, type BlobName, type Op } from '../../shared/index.js';
+import { isValidBlobName, type BlobInfo, type BlobStore, type ByteRange } from '../blob-store.js';
+
+export interface LocalBlobStoreOptions {
+  /** fsync file and directory before put resolves (default true). Tests may turn it off for speed. */
+  durable?: boolean;
+}
+
+/**
+ * The embedded default: blobs are files under a root directory; 'a/b/c' is ROOT/a/b/c.
+ * put writes ROOT/a/b/.tmp-RANDOM, fsyncs it, hard-links it to the final name (link(2) fails with EEXIST
+ * instead of replacing, which gives put-if-absent atomically), unlinks the temp name and fsyncs the directory.
+ * A crash leaves at most a .tmp- file, which list never shows; `sweepTemp` removes old ones.
+ */
+export class LocalBlobStore implements BlobStore {
+  readonly location: string;
+  private readonly durable: boolean;
+  private readonly knownDirs = new Set<string>();
+
+  constructor(
+    readonly root: string,
+    options: LocalBlobStoreOptions = {},
+  ) {
+    this.root = path.resolve(root);
+    this.location = this.root;
+    this.durable = options.durable ?? true;
+  }
+
+  private pathOf(name: string): string {
+    if (!isValidBlobName(name)) throw new CofferError('INTERNAL', `invalid blob name ${JSON.stringify(name)}`);
+    return path.join(this.root, ...name.split('/'));
+  }
+
+  async put(name: BlobName, data: Uint8Array, op?: Op): Promise<'created' | 'exists'> {
+    op?.signal?.throwIfAborted();
+    const final = this.pathOf(name);
+    const dir = path.dirname(final);
+    await this.ensureDir(dir);
+    const tmp = path.join(dir, `.tmp-${randomBytes(8).toString('hex')}`);
+    try {
+      const fh = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o444);
+      try {
+        let off = 0;
+        while (off < data.length) {
+          const { bytesWritten } = await fh.write(data, off, data.length - off, off);
+          off += bytesWritten;
+        }
+        if (this.durable) await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      try {
+        await fs.link(tmp, final);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST') return 'exists';
+        throw e;
+      }
+      if (this.durable) await syncDir(dir);
+      return 'created';
+    } catch (e) {
+      throw translate(e, name, 'write');
+    } finally {
+      await fs.unlink(tmp).catch(() => undefined);
+    }
+  }
+
+  async get(name: BlobName, range?: ByteRange, op?: Op): Promise<Buffer> {
+    op?.signal?.throwIfAborted();
+    const p = this.pathOf(name);
+    try {
+      if (!range) return await fs.readFile(p, { signal: op?.signal });
+      const fh = await fs.open(p, 'r');
+      try {
+        const size = (await fh.stat()).size;
+        const start = Math.min(range.offset, size);
+        const len = Math.max(0, Math.min(range.length, size - start));
+        const buf = Buffer.allocUnsafe(len);
+        let got = 0;
+        while (got < len) {
+          const { bytesRead } = await fh.read(buf, got, len - got, start + got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+        return buf.subarray(0, got);
+      } finally {
+        await fh.close();
+      }
+    } catch (e) {
+      throw translate(e, name, 'read');
+    }
+  }
+
+  async stat(name: BlobName, op?: Op): Promise<BlobInfo | undefined> {
+    op?.signal?.throwIfAborted();
+    try {
+      const st = await fs.stat(this.pathOf(name));
+      if (!st.isFile()) return undefined;
+      return { name, sizeBytes: st.size, modifiedAt: st.mtime };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+      throw translate(e, name, 'stat');
+    }
+  }
+
+  async *list(prefix: string, op?: Op): AsyncIterable<BlobInfo> {
+    // Walk only the directories that can hold names with this prefix.
+    const slash = prefix.lastIndexOf('/');
+    const dirPart = slash >= 0 ? prefix.slice(0, slash) : '';
+    if (dirPart !== '' && !isValidBlobName(dirPart)) return;
+    yield* this.walk(dirPart, prefix, op);
+  }
+
+  private async *walk(rel: string, prefix: string, op?: Op): AsyncIterable<BlobInfo> {
+    op?.signal?.throwIfAborted();
+    const abs = rel === '' ? this.root : path.join(this.root, ...rel.split('/'));
+    let dir;
+    try {
+      dir = await fs.opendir(abs);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return;
+      throw translate(e, rel, 'list');
+    }
+    for await (const ent of dir) {
+      if (ent.name.startsWith('.')) continue;
+      const name = rel === '' ? ent.name : `${rel}/${ent.name}`;
+      if (ent.isDirectory()) {
+        if (prefix.startsWith(name + '/') || name.startsWith(prefix) || (name + '/').startsWith(prefix)) {
+          yield* this.walk(name, prefix, op);
+        }
+      } else if (ent.isFile() && name.startsWith(prefix)) {
+        let st;
+        try {
+          st = await fs.stat(path.join(abs, ent.name));
+        } catch {
+          continue; // deleted while listing
+        }
+        yield { name: name as BlobName, sizeBytes: st.size, modifiedAt: st.mtime };
+      }
+    }
+  }
+
+  async delete(name: BlobName, op?: Op): Promise<void> {
+    op?.signal?.throwIfAborted();
+    try {
+      await fs.unlink(this.pathOf(name));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw translate(e, name, 'delete');
+    }
+  }
+
+  /** Removes .tmp- files older than maxAgeMs (left by crashed writers). */
+  async sweepTemp(maxAgeMs: number, now = Date.now()): Promise<number> {
+    let removed = 0;
+    const visit = async (abs: string): Promise<void> => {
+      let ents;
+      try {
+        ents = await fs.readdir(abs, { withFileTypes: true });
+      } catch {
+        return;
+      }
+      for (const ent of ents) {
+        const p = path.join(abs, ent.name);
+        if (ent.isDirectory()) await visit(p);
+        else if (ent.name.startsWith('.tmp-')) {
+          const st = await fs.stat(p).catch(() => undefined);
+          if (st && now - st.mtimeMs > maxAgeMs) {
+            await fs.unlink(p).catch(() => undefined);
+            removed++;
+          }
+        }
+      }
+    };
+    await visit(this.root);
+    return removed;
+  }
+
+  private async ensureDir(dir: string): Promise<void> {
+    if (this.knownDirs.has(dir)) return;
+    try {
+      const created = await fs.mkdir(dir, { recursive: true });
+      if (created && this.durable) {
+        // fsync the parent of the first new directory and every new directory down to `dir`
+        let d = path.dirname(created);
+        await syncDir(d);
+        for (const seg of path.relative(d, dir).split(path.sep)) {
+          d = path.join(d, seg);
+          await syncDir(d);
+        }
+      }
+    } catch (e) {
+      throw translate(e, dir, 'mkdir');
+    }
+    this.knownDirs.add(dir);
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await fs.open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+export function translate(e: unknown, what: string, action: string): CofferError {
+  if (e instanceof CofferError) return e;
+  const err = e as NodeJS.ErrnoException;
+  if (err?.name === 'AbortError') return new CofferError('CANCELLED', 'cancelled', { cause: e });
+  switch (err?.code) {
+    case 'ENOENT':
+      return new CofferError('NOT_FOUND', `blob ${what} not found`, { details: { blob: what }, cause: e });
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return new CofferError('STORAGE_FULL', `no space left on device while trying to ${action} ${what}`, {
+        hint: 'free space on the repository disk; data already committed is intact, and the next run reuses what was stored',
+        details: { blob: what },
+        cause: e,
+      });
+    case 'EMFILE':
+    case 'ENFILE':
+    case 'EAGAIN':
+    case 'EBUSY':
+      return new CofferError('TRANSIENT', `${action} ${what}: ${err.message}`, { cause: e });
+    default:
+      return new CofferError('IO', `cannot ${action} ${what}: ${err?.message ?? String(e)}`, {
+        details: { blob: what, errno: err?.code },
+        cause: e,
+      });
+  }
+}
