@@ -1,0 +1,168 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { test } from 'node:test';
+import { PassThrough } from 'node:stream';
+import { Repository } from '../repository/index.js';
+import type { BlockSource } from '../sources/index.js';
+import { MemoryBlobStore } from '../storage/index.js';
+import { CofferError, type Op } from '../shared/index.js';
+import { CodecPool, backup, restoreDisk, verify } from './index.js';
+
+const CS = 65536;
+
+class BufferSource implements BlockSource {
+  reads = 0;
+  constructor(
+    readonly data: Buffer,
+    readonly uri = 'mem://disk',
+    private readonly failAfterReads = Infinity,
+  ) {}
+  get sizeBytes() {
+    return this.data.length;
+  }
+  async read(offset: number, length: number, into: Buffer, op?: Op) {
+    op?.signal?.throwIfAborted();
+    if (++this.reads > this.failAfterReads) throw new CofferError('SOURCE_UNREADABLE', 'simulated read failure');
+    this.data.copy(into, 0, offset, offset + length);
+  }
+  async close() {}
+}
+
+function disk(size: number): Buffer {
+  const b = Buffer.alloc(size);
+  for (let o = 0; o < size; o += 4 * CS) randomBytes(Math.min(2 * CS, size - o)).copy(b, o); // half data, half zeros
+  return b;
+}
+
+async function setup(workers = 0) {
+  const store = new MemoryBlobStore();
+  const repo = await Repository.init(store, 'pw', { chunkSizeBytes: CS, kdf: { N: 1024 } });
+  const pool = new CodecPool(repo.codecParams, workers);
+  return { store, repo, pool };
+}
+
+async function restoreToBuffer(repo: Repository, pool: CodecPool, pointId: string, d = 0): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  const sink = new PassThrough();
+  sink.on('data', (c: Buffer) => parts.push(c));
+  await restoreDisk(repo, pool, { pointId, disk: d, target: { kind: 'stream', stream: sink } });
+  return Buffer.concat(parts);
+}
+
+for (const workers of [0, 2]) {
+  test(`backup/restore round trip, zero chunks skipped, dedup on repeat (workers=${workers})`, async () => {
+    const { repo, pool } = await setup(workers);
+    try {
+      const data = disk(20 * CS + 1234);
+      const r1 = await backup(repo, pool, { vm: 'vm1', sources: [new BufferSource(data)] });
+      assert.equal(r1.mode, 'full');
+      assert.equal(r1.parent, null);
+      assert.equal(r1.zeroChunks, 10);
+      assert.equal(r1.chunksNew, 11);
+      assert.ok((await restoreToBuffer(repo, pool, r1.id)).equals(data));
+      const r2 = await backup(repo, pool, { vm: 'vm1', sources: [new BufferSource(data)] });
+      assert.equal(r2.parent, r1.id);
+      assert.equal(r2.chunksNew, 0);
+      assert.equal(r2.bytesStored, 0);
+      assert.ok((await restoreToBuffer(repo, pool, r2.id)).equals(data));
+    } finally {
+      await pool.close();
+    }
+  });
+}
+
+test('dedup across disks and VMs; several disks in order', async () => {
+  const { repo, pool } = await setup(1);
+  try {
+    const a = disk(8 * CS);
+    const b = disk(5 * CS + 7);
+    const r1 = await backup(repo, pool, { vm: 'vm1', sources: [new BufferSource(a), new BufferSource(b)] });
+    const r2 = await backup(repo, pool, { vm: 'vm2', sources: [new BufferSource(b), new BufferSource(a)] });
+    assert.equal(r2.chunksNew, 0, 'the other VM shares every chunk');
+    assert.equal(r2.parent, null, 'the parent is per VM');
+    assert.ok((await restoreToBuffer(repo, pool, r1.id, 1)).equals(b));
+    assert.ok((await restoreToBuffer(repo, pool, r2.id, 0)).equals(b));
+    assert.ok((await restoreToBuffer(repo, pool, r2.id, 1)).equals(a));
+    const report = await verify(repo, pool, { readDataFraction: 1 });
+    assert.ok(report.ok);
+    assert.equal(report.chunksUnreferenced, 0);
+  } finally {
+    await pool.close();
+  }
+});
+
+test('a failed backup leaves no restore point and no lease; the next run reuses what was stored', async () => {
+  const { repo, pool, store } = await setup(0);
+  try {
+    const data = Buffer.concat([randomBytes(12 * CS)]);
+    await assert.rejects(backup(repo, pool, { vm: 'vm1', sources: [new BufferSource(data, 'mem://x', 6)] }), /simulated/);
+    assert.equal((await repo.listPoints()).length, 0);
+    let locks = 0;
+    for await (const _ of store.list('locks/')) locks++;
+    assert.equal(locks, 0);
+    const r = await backup(repo, pool, { vm: 'vm1', sources: [new BufferSource(data)] });
+    assert.ok(r.chunksReused >= 5, `reused ${r.chunksReused}`);
+    assert.equal(r.chunksNew + r.chunksReused, 12);
+    assert.ok((await restoreToBuffer(repo, pool, r.id)).equals(data));
+  } finally {
+    await pool.close();
+  }
+});
+
+test('cancellation: an aborted backup rejects and commits nothing', async () => {
+  const { repo, pool } = await setup(0);
+  try {
+    const ac = new AbortController();
+    ac.abort(new CofferError('CANCELLED', 'test'));
+    await assert.rejects(backup(repo, pool, { vm: 'vm1', sources: [new BufferSource(disk(4 * CS))], signal: ac.signal }));
+    assert.equal((await repo.listPoints()).length, 0);
+  } finally {
+    await pool.close();
+  }
+});
+
+test('two backups of one VM at once: the second fails LOCKED, other VMs proceed', async () => {
+  const { repo, pool } = await setup(0);
+  try {
+    const lease = await repo.acquireLease(repo.vmScope('vm1'), 'held by test');
+    await assert.rejects(backup(repo, pool, { vm: 'vm1', sources: [new BufferSource(disk(2 * CS))] }), (e: unknown) => e instanceof CofferError && e.code === 'LOCKED');
+    await backup(repo, pool, { vm: 'vm2', sources: [new BufferSource(disk(2 * CS))] });
+    await lease.release();
+    await backup(repo, pool, { vm: 'vm1', sources: [new BufferSource(disk(2 * CS))] });
+  } finally {
+    await pool.close();
+  }
+});
+
+test('verify names missing and corrupt chunks; restore refuses corrupt data', async () => {
+  const { repo, pool, store } = await setup(0);
+  try {
+    const r = await backup(repo, pool, { vm: 'vm1', sources: [new BufferSource(randomBytes(4 * CS))] });
+    const chunks: string[] = [];
+    for await (const b of store.list('chunks/')) chunks.push(b.name);
+    store.corrupt(chunks[0]!, (d) => {
+      d[d.length - 20] ^= 1;
+      return d;
+    });
+    await store.delete(chunks[1]! as never);
+    assert.equal((await verify(repo, pool)).problems.map((p) => p.kind).join(), 'chunk-missing');
+    const full = await verify(repo, pool, { readDataFraction: 1 });
+    assert.deepEqual(full.problems.map((p) => p.kind).sort(), ['chunk-corrupt', 'chunk-missing']);
+    assert.ok(full.problems.some((p) => chunks[0]!.endsWith(p.id)));
+    await assert.rejects(restoreToBuffer(repo, pool, r.id), (e: unknown) => e instanceof CofferError && e.code === 'CORRUPT');
+  } finally {
+    await pool.close();
+  }
+});
+
+test('wrong password is WRONG_KEY; keys can be added and removed', async () => {
+  const { store, repo } = await setup(0);
+  await assert.rejects(Repository.open(store, 'nope'), (e: unknown) => e instanceof CofferError && e.code === 'WRONG_KEY');
+  const k2 = await repo.addKey('second', 'ops', { N: 1024 });
+  const viaSecond = await Repository.open(store, 'second');
+  assert.equal(viaSecond.keyId, k2.id);
+  assert.deepEqual(viaSecond.keys.encKey, repo.keys.encKey);
+  await assert.rejects(viaSecond.removeKey(k2.id), (e: unknown) => e instanceof CofferError && e.code === 'KEY_IN_USE');
+  await viaSecond.removeKey(repo.keyId);
+  await assert.rejects(Repository.open(store, 'pw'), (e: unknown) => e instanceof CofferError && e.code === 'WRONG_KEY');
+});
