@@ -206,7 +206,7 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
         if (!(pct > 0 && pct <= 100)) throw new CofferError('USAGE', '--read-data-subset must be a percentage in (0, 100]');
         fraction = pct / 100;
       }
-      const progress = new ProgressReporter(deps.stderr as never, 'verify', progressOn(o));
+      const progress = new ProgressReporter(deps.stderr as never, 'verify', progressOn(o), 'items');
       const report = await withPool(repo, (pool) =>
         verify(repo, pool, { readDataFraction: fraction, signal: deps.signal, onProgress: (p) => p.total > 0 && progress.update(p.done, p.total, p.phase) }),
       );

@@ -20,7 +20,16 @@ export class ProgressReporter {
     private readonly out: ProgressSink,
     private readonly label: string,
     private readonly enabled: boolean,
+    private readonly unit: 'bytes' | 'items' = 'bytes',
   ) {}
+
+  private fmt(n: number): string {
+    return this.unit === 'bytes' ? formatBytes(n) : String(Math.round(n));
+  }
+
+  private rateText(rate: number): string {
+    return this.unit === 'bytes' ? `${formatBytes(rate)}/s` : `${rate.toFixed(1)}/s`;
+  }
 
   update(done: number, total: number, extra = ''): void {
     if (!this.enabled) return;
@@ -34,7 +43,7 @@ export class ProgressReporter {
       const width = 24;
       const filled = Math.round((pct / 100) * width);
       const eta = rate > 0 && total > done ? ` ETA ${formatDuration(((total - done) / rate) * 1000)}` : '';
-      const line = `${this.label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${pct.toFixed(0).padStart(3)}% ${formatBytes(done)}/${formatBytes(total)} ${formatBytes(rate)}/s${eta}${extra ? ' ' + extra : ''}`;
+      const line = `${this.label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${pct.toFixed(0).padStart(3)}% ${this.fmt(done)}/${this.fmt(total)} ${this.rateText(rate)}${eta}${extra ? ' ' + extra : ''}`;
       this.out.write(`\r\x1b[2K${line}`);
       this.drawn = true;
     } else {
@@ -42,7 +51,7 @@ export class ProgressReporter {
       if (step > this.lastLinePct || now - this.lastLineAt > 10_000) {
         this.lastLinePct = step;
         this.lastLineAt = now;
-        this.out.write(`${this.label}: ${pct.toFixed(0)}% ${formatBytes(done)} of ${formatBytes(total)}, ${formatBytes(rate)}/s${extra ? ', ' + extra : ''}\n`);
+        this.out.write(`${this.label}: ${pct.toFixed(0)}% ${this.fmt(done)} of ${this.fmt(total)}, ${this.rateText(rate)}${extra ? ', ' + extra : ''}\n`);
       }
     }
   }
