@@ -5,17 +5,26 @@ export interface Extent {
   length: number;
 }
 
+/** Change tracking of a source: what was written since the VM's previous restore point. */
+export interface ChangeTracking {
+  /** Identifies the change-tracking state, stored in the manifest (a bitmap name, a vSphere changeId). */
+  readonly token: string;
+  /** Extents written since the previous restore point, sorted, non-overlapping. */
+  changedExtents(op?: Op): AsyncIterable<Extent>;
+}
+
 /**
- * One disk to back up: a size and random-access reads. Optional capabilities (issue "block sources"):
- * an allocation map (unallocated ranges read as zeros and are skipped) and changed extents since a token.
+ * One disk to back up: a size and random-access reads, plus optional capabilities:
+ * - dataExtents: ranges that may hold non-zero data (everything else reads as zeros and is skipped by fulls);
+ * - changeTracking: ranges changed since the previous restore point (incrementals read only those).
  */
 export interface BlockSource {
-  /** For humans and the manifest ('file:///abs/disk.raw'). */
+  /** For humans and the manifest ('file:///abs/disk.raw', 'nbd://host:port/export'); never carries secrets. */
   readonly uri: string;
   readonly sizeBytes: number;
   /** Reads exactly `length` bytes at `offset` into `into` (offset+length <= sizeBytes); a short read is an error. */
   read(offset: number, length: number, into: Buffer, op?: Op): Promise<void>;
-  /** Allocated extents, sorted; undefined when the source cannot tell (everything is read). */
-  allocatedExtents?(op?: Op): Promise<Extent[] | undefined>;
+  dataExtents?(op?: Op): AsyncIterable<Extent>;
+  readonly changeTracking?: ChangeTracking | undefined;
   close(): Promise<void>;
 }

@@ -1,0 +1,2 @@
+export { NbdClient, type NbdAddress, type NbdConnectOptions, type Extent as NbdExtent } from './nbd-client.js';
+export { STATE_DIRTY, STATE_HOLE, STATE_ZERO } from './protocol.js';

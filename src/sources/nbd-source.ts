@@ -1,0 +1,152 @@
+import { NbdClient, STATE_DIRTY, STATE_ZERO, type NbdAddress } from '../nbd/index.js';
+import { CofferError, type Logger, type Op, silentLogger } from '../shared/index.js';
+import type { BlockSource, ChangeTracking, Extent } from './block-source.js';
+
+export interface NbdSourceOptions {
+  exportName: string;
+  /** QEMU dirty bitmap holding every write since the previous restore point. */
+  bitmap?: string | undefined;
+  timeoutMs?: number;
+  /** Reconnect attempts after a dropped connection or timeout, per read (default 3). */
+  retries?: number;
+  logger?: Logger;
+  /** Shown instead of the address (e.g. the image file served by a qemu-nbd we started). */
+  uri?: string;
+}
+
+/**
+ * A disk served over NBD (qemu-nbd, nbdkit, qemu-storage-daemon, VDDK-based servers). Uses base:allocation to skip
+ * zero ranges and qemu:dirty-bitmap:NAME for change tracking. A dropped connection or a timeout is retried with a new
+ * connection (the export is read-only from our side, so reissuing a read is safe); protocol violations are not.
+ */
+export class NbdSource implements BlockSource {
+  readonly uri: string;
+  readonly changeTracking: ChangeTracking | undefined;
+  private client: NbdClient;
+  private reconnecting: Promise<NbdClient> | undefined;
+
+  private constructor(
+    private readonly address: NbdAddress,
+    private readonly opts: NbdSourceOptions,
+    client: NbdClient,
+  ) {
+    this.client = client;
+    this.uri = opts.uri ?? describe(address, opts.exportName, opts.bitmap);
+    const bitmap = opts.bitmap;
+    this.changeTracking = bitmap
+      ? {
+          token: `qemu-dirty-bitmap:${bitmap}`,
+          changedExtents: (op?: Op) => this.extents(`qemu:dirty-bitmap:${bitmap}`, (f) => (f & STATE_DIRTY) !== 0, op),
+        }
+      : undefined;
+  }
+
+  get sizeBytes(): number {
+    return this.client.sizeBytes;
+  }
+
+  static async open(address: NbdAddress, opts: NbdSourceOptions, op?: Op): Promise<NbdSource> {
+    const client = await NbdSource.connect(address, opts, op);
+    return new NbdSource(address, opts, client);
+  }
+
+  private static connect(address: NbdAddress, opts: NbdSourceOptions, op?: Op): Promise<NbdClient> {
+    const metaContexts = ['base:allocation', ...(opts.bitmap ? [`qemu:dirty-bitmap:${opts.bitmap}`] : [])];
+    return NbdClient.connect(address, { exportName: opts.exportName, metaContexts, timeoutMs: opts.timeoutMs ?? 30_000, signal: op?.signal });
+  }
+
+  async read(offset: number, length: number, into: Buffer, op?: Op): Promise<void> {
+    await this.withRetry((c) => c.read(offset, length, into, op), op);
+  }
+
+  dataExtents(op?: Op): AsyncIterable<Extent> {
+    return this.extents('base:allocation', (f) => (f & STATE_ZERO) === 0, op);
+  }
+
+  private async *extents(context: string, keep: (flags: number) => boolean, op?: Op): AsyncIterable<Extent> {
+    let offset = 0;
+    let run: Extent | undefined;
+    while (offset < this.sizeBytes) {
+      const list = await this.withRetry((c) => c.blockStatus(context, offset, Math.min(1 << 30, this.sizeBytes - offset), op), op);
+      for (const e of list) {
+        const length = Math.min(e.length, this.sizeBytes - e.offset);
+        if (length <= 0) continue;
+        if (!keep(e.flags)) continue;
+        if (run && run.offset + run.length === e.offset) run.length += length;
+        else {
+          if (run) yield run;
+          run = { offset: e.offset, length };
+        }
+      }
+      const last = list[list.length - 1]!;
+      offset = Math.min(this.sizeBytes, last.offset + last.length);
+    }
+    if (run) yield run;
+  }
+
+  private async withRetry<T>(fn: (c: NbdClient) => Promise<T>, op?: Op): Promise<T> {
+    const retries = this.opts.retries ?? 3;
+    for (let attempt = 0; ; attempt++) {
+      const client = this.client;
+      try {
+        return await fn(client);
+      } catch (e) {
+        const retryable = e instanceof CofferError && e.details.retryable === true;
+        if (!retryable || attempt >= retries || op?.signal?.aborted) throw e;
+        (this.opts.logger ?? silentLogger).warn(`${this.uri}: ${(e as Error).message}; reconnecting (attempt ${attempt + 1} of ${retries})`);
+        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+        await this.reconnect(client, op);
+      }
+    }
+  }
+
+  private async reconnect(failed: NbdClient, op?: Op): Promise<void> {
+    if (this.client !== failed) return; // another read already reconnected
+    this.reconnecting ??= NbdSource.connect(this.address, this.opts, op).finally(() => (this.reconnecting = undefined));
+    const fresh = await this.reconnecting;
+    if (fresh.sizeBytes !== failed.sizeBytes) {
+      await fresh.close();
+      throw new CofferError('SOURCE_UNREADABLE', `${this.uri}: the export changed size from ${failed.sizeBytes} to ${fresh.sizeBytes} while reconnecting`);
+    }
+    if (this.client === failed) {
+      this.client = fresh;
+      await failed.close().catch(() => undefined);
+    } else {
+      await fresh.close();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.client.close().catch(() => undefined);
+  }
+}
+
+function describe(address: NbdAddress, exportName: string, bitmap?: string): string {
+  const q = bitmap ? `?bitmap=${encodeURIComponent(bitmap)}` : '';
+  if ('path' in address) return `nbd+unix:///${encodeURIComponent(exportName)}?socket=${encodeURIComponent(address.path)}${bitmap ? `&bitmap=${encodeURIComponent(bitmap)}` : ''}`;
+  const host = address.host.includes(':') ? `[${address.host}]` : address.host;
+  return `nbd://${host}:${address.port}/${encodeURIComponent(exportName)}${q}`;
+}
+
+/** Parses nbd://HOST[:PORT]/[EXPORT][?bitmap=NAME] and nbd+unix:///[EXPORT]?socket=PATH[&bitmap=NAME]. */
+export function parseNbdUri(spec: string): { address: NbdAddress; exportName: string; bitmap: string | undefined; tls: boolean } {
+  let url: URL;
+  try {
+    url = new URL(spec);
+  } catch {
+    throw new CofferError('USAGE', `invalid NBD URI ${spec}`);
+  }
+  const exportName = decodeURIComponent(url.pathname.replace(/^\//, ''));
+  const bitmap = url.searchParams.get('bitmap') ?? undefined;
+  if (bitmap !== undefined && !/^[\x21-\x7e]{1,1023}$/.test(bitmap)) throw new CofferError('USAGE', `invalid bitmap name ${JSON.stringify(bitmap)}`);
+  if (url.protocol === 'nbd+unix:' || url.protocol === 'nbds+unix:') {
+    const path = url.searchParams.get('socket');
+    if (!path) throw new CofferError('USAGE', `${spec}: nbd+unix needs ?socket=PATH`);
+    return { address: { path }, exportName, bitmap, tls: url.protocol === 'nbds+unix:' };
+  }
+  if (url.protocol !== 'nbd:' && url.protocol !== 'nbds:') throw new CofferError('USAGE', `not an NBD URI: ${spec}`);
+  const port = url.port === '' ? 10809 : Number(url.port);
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  if (!host) throw new CofferError('USAGE', `${spec}: missing host`);
+  return { address: { host, port }, exportName, bitmap, tls: url.protocol === 'nbds:' };
+}
