@@ -46,7 +46,7 @@ const deps: CliDeps = {
     }
     return new LocalBlobStore(dir);
   },
-  openSource,
+  openSource: (spec, opts) => openSource(spec, opts),
   createPool: (params) => new CodecPool(params),
 };
 

@@ -12,7 +12,7 @@ export interface CliDeps {
   stderr: Writable & { isTTY?: boolean };
   signal: AbortSignal;
   openStore(spec: string, opts: { create: boolean }): Promise<BlobStore>;
-  openSource(spec: string): Promise<BlockSource>;
+  openSource(spec: string, opts: { logger: Logger; signal: AbortSignal; timeoutMs?: number }): Promise<BlockSource>;
   createPool(params: CodecParams): CodecPool;
 }
 

@@ -92,15 +92,18 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
     });
 
   common(program.command('backup').description('back up the disks of a VM into one restore point'))
-    .argument('<source...>', 'disk sources in disk order: image paths or file:// URLs')
+    .argument('<source...>', 'disks in order: image paths or file:// URLs (raw, vmdk, qcow2, vhdx, vhd), nbd://HOST:PORT/EXPORT[?bitmap=NAME]')
     .requiredOption('--vm <name>', 'VM name (restore points are grouped and deduplicated by it)')
     .option('--tag <tag...>', 'tags to store with the restore point')
-    .action(async (sources: string[], o: CommonOpts & { vm: string; tag?: string[] }) => {
+    .option('--verify-cbt', 'with change tracking: read every chunk anyway and report changes it missed')
+    .option('--timeout <seconds>', 'NBD request timeout', '30')
+    .action(async (sources: string[], o: CommonOpts & { vm: string; tag?: string[]; verifyCbt?: boolean; timeout: string }) => {
       const logger = stderrLogger(deps, o.quiet);
       const repo = await openRepo(o, logger);
       const opened: BlockSource[] = [];
       try {
-        for (const s of sources) opened.push(await deps.openSource(s));
+        const timeoutMs = parseInteger(o.timeout, '--timeout') * 1000;
+        for (const s of sources) opened.push(await deps.openSource(s, { logger, signal: deps.signal, timeoutMs }));
         const total = opened.reduce((a, s) => a + s.sizeBytes, 0);
         const done = opened.map(() => 0);
         const progress = new ProgressReporter(deps.stderr as never, `backup ${o.vm}`, progressOn(o));
@@ -109,6 +112,7 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
             vm: o.vm,
             sources: opened,
             tags: o.tag ?? [],
+            verifyCbt: Boolean(o.verifyCbt),
             signal: deps.signal,
             onWarning: (m) => logger.warn(m),
             onProgress: (p) => {
@@ -121,6 +125,10 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
         if (o.json) write(JSON.stringify(result) + '\n');
         else {
           write(`restore point ${result.id} of VM ${result.vm} (${result.mode}${result.parent ? `, parent ${result.parent.slice(0, 8)}` : ''})\n`);
+          for (const d of result.disks) {
+            if (d.changeToken) write(`  disk ${d.index}: ${d.mode}${d.mode === 'incremental' ? `, ${formatBytes(d.changedBytes)} changed` : ''} (change tracking ${d.changeToken})\n`);
+            if (d.cbtDrift && d.cbtDrift.length > 0) write(`  disk ${d.index}: CHANGE TRACKING DRIFT in ${d.cbtDrift.length} range(s)\n`);
+          }
           write(`  read ${formatBytes(result.bytesRead)}, stored ${formatBytes(result.bytesStored)} in ${result.chunksNew} new chunks; ${result.chunksReused} reused, ${result.zeroChunks} zero; ${formatDuration(result.durationMs)}\n`);
         }
       } finally {

@@ -1,10 +1,11 @@
 import { hostname } from 'node:os';
-import { FIXED_INDEX_HEADER_BYTES, FixedIndex, type Manifest, type ManifestDisk } from '../format/index.js';
+import { FIXED_INDEX_HEADER_BYTES, FixedIndex, ZERO_CHUNK_ID, type Manifest, type ManifestDisk } from '../format/index.js';
 import { IdSet, type Repository } from '../repository/index.js';
 import type { BlockSource } from '../sources/index.js';
 import { CofferError, TaskWindow, type Op } from '../shared/index.js';
 import type { CodecPool } from './codec-pool.js';
 import { TOOL_VERSION } from './version.js';
+import { PLAN_FROM_PARENT, PLAN_SKIP_ZERO, planDisk } from './disk-plan.js';
 
 export interface BackupProgress {
   disk: number;
@@ -21,11 +22,20 @@ export interface BackupRequest extends Op {
   tags?: string[];
   onProgress?: (p: BackupProgress) => void;
   onWarning?: (message: string) => void;
+  /** Read every chunk even when change tracking is used, and report chunks that changed without being marked. */
+  verifyCbt?: boolean;
 }
 
 export interface DiskStats {
   index: number;
   sizeBytes: number;
+  mode: 'full' | 'incremental';
+  changeToken: string | null;
+  /** Why change tracking was not used although the source offered it. */
+  fallbackReason?: string;
+  changedBytes: number;
+  /** --verify-cbt: extents (chunk-aligned) whose content changed without change tracking reporting them. */
+  cbtDrift?: { offset: number; length: number }[];
   bytesRead: number;
   bytesStored: number;
   chunksNew: number;
@@ -39,6 +49,8 @@ export interface BackupResult {
   mode: 'full' | 'incremental';
   parent: string | null;
   time: string;
+  /** Change token of disk 0 (each disk's is in disks[]). */
+  changeToken: string | null;
   bytesRead: number;
   bytesStored: number;
   chunksNew: number;
@@ -69,8 +81,9 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
     const diskStats: DiskStats[] = [];
     const manifestDisks: ManifestDisk[] = [];
     for (const [i, source] of req.sources.entries()) {
-      const parentIndex = await loadParentIndex(repo, parent, i, req.onWarning, op);
-      const { index, stats } = await backupDisk(repo, pool, source, i, parentIndex, req, op);
+      const { index: parentIndex, problem } = await loadParentIndex(repo, parent, i, op);
+      if (problem && parent && !source.changeTracking) req.onWarning?.(`disk ${i}: ${problem}; every chunk is checked against the store`);
+      const { index, stats } = await backupDisk(repo, pool, source, i, parentIndex, problem, req, op);
       lease.check();
       const indexId = await repo.putIndex(index, op);
       diskStats.push(stats);
@@ -82,10 +95,13 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
         chunkCount: index.entryCount,
         zeroChunks: stats.zeroChunks,
         source: source.uri,
-        changeToken: null,
+        changeToken: stats.changeToken,
+        readMode: stats.mode,
+        changedBytes: stats.changedBytes,
+        ...(stats.cbtDrift ? { cbtDriftChunks: stats.cbtDrift.reduce((a, e) => a + e.length / index.chunkSizeBytes, 0) } : {}),
       });
     }
-    const sum = (k: keyof DiskStats) => diskStats.reduce((a, d) => a + d[k], 0);
+    const sum = (k: 'bytesRead' | 'bytesStored' | 'chunksNew' | 'chunksReused' | 'zeroChunks') => diskStats.reduce((a, d) => a + d[k], 0);
     const durationMs = Date.now() - started;
     const manifest: Manifest = {
       formatVersion: 1,
@@ -94,7 +110,7 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
       time,
       endTime: new Date().toISOString(),
       parent: parent?.id ?? null,
-      mode: 'full',
+      mode: diskStats.every((d) => d.mode === 'incremental') ? 'incremental' : 'full',
       host: hostname(),
       tool: `coffer ${TOOL_VERSION}`,
       tags: req.tags ?? [],
@@ -111,6 +127,7 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
       mode: manifest.mode,
       parent: manifest.parent,
       time,
+      changeToken: diskStats[0]?.changeToken ?? null,
       ...manifest.stats,
       zeroChunks: sum('zeroChunks'),
       disks: diskStats,
@@ -125,15 +142,16 @@ async function findParent(repo: Repository, vm: string, op: Op, warn?: (m: strin
   return points.filter((p) => p.vm.name === vm).at(-1);
 }
 
-async function loadParentIndex(repo: Repository, parent: Manifest | undefined, disk: number, warn: ((m: string) => void) | undefined, op: Op): Promise<FixedIndex | undefined> {
-  const d = parent?.disks[disk];
-  if (!d || d.chunkSizeBytes !== repo.chunkSizeBytes) return undefined;
+async function loadParentIndex(repo: Repository, parent: Manifest | undefined, disk: number, op: Op): Promise<{ index?: FixedIndex; problem?: string }> {
+  if (!parent) return { problem: 'no previous restore point of this VM' };
+  const d = parent.disks[disk];
+  if (!d) return { problem: `the previous restore point ${parent.id} has no disk ${disk}` };
+  if (d.chunkSizeBytes !== repo.chunkSizeBytes) return { problem: 'the previous restore point uses another chunk size' };
   try {
-    return await repo.loadIndex(d.indexId, op);
+    return { index: await repo.loadIndex(d.indexId, op) };
   } catch (e) {
     if (e instanceof CofferError && e.code === 'CANCELLED') throw e;
-    warn?.(`parent index of disk ${disk} is unusable (${(e as Error).message}); every chunk is checked against the store`);
-    return undefined;
+    return { problem: `the index of disk ${disk} of the previous restore point ${parent.id} is unusable (${(e as Error).message})` };
   }
 }
 
@@ -143,13 +161,29 @@ async function backupDisk(
   source: BlockSource,
   diskIndex: number,
   parentIndex: FixedIndex | undefined,
+  parentProblem: string | undefined,
   req: BackupRequest,
   op: Op,
 ): Promise<{ index: FixedIndex; stats: DiskStats }> {
   const index = FixedIndex.create(repo.chunkSizeBytes, source.sizeBytes);
+  const plan = await planDisk(source, index, parentIndex, parentProblem, { verifyCbt: Boolean(req.verifyCbt), signal: op.signal });
+  if (plan.fallbackReason) req.onWarning?.(`disk ${diskIndex}: change tracking not used, reading the whole disk: ${plan.fallbackReason}`);
   const known = parentIndex ? IdSet.fromConcatenated(parentIndex.bytes.subarray(FIXED_INDEX_HEADER_BYTES)) : IdSet.empty;
   const recent = new Set<string>();
-  const stats: DiskStats = { index: diskIndex, sizeBytes: source.sizeBytes, bytesRead: 0, bytesStored: 0, chunksNew: 0, chunksReused: 0, zeroChunks: 0 };
+  const stats: DiskStats = {
+    index: diskIndex,
+    sizeBytes: source.sizeBytes,
+    mode: plan.mode,
+    changeToken: source.changeTracking?.token ?? null,
+    ...(plan.fallbackReason ? { fallbackReason: plan.fallbackReason } : {}),
+    changedBytes: plan.changedBytes,
+    bytesRead: 0,
+    bytesStored: 0,
+    chunksNew: 0,
+    chunksReused: 0,
+    zeroChunks: 0,
+  };
+  const drift: number[] = [];
   let bytesDone = 0;
   const progress = (len: number) => {
     bytesDone += len;
@@ -160,12 +194,27 @@ async function backupDisk(
   try {
     for (let i = 0; i < index.entryCount; i++) {
       op.signal?.throwIfAborted();
+      const action = plan.actions[i];
+      if (action === PLAN_SKIP_ZERO) {
+        stats.zeroChunks++;
+        progress(index.chunkLength(i));
+        continue;
+      }
+      if (action === PLAN_FROM_PARENT) {
+        const id = parentIndex!.id(i);
+        index.set(i, id);
+        if (parentIndex!.isZero(i)) stats.zeroChunks++;
+        else stats.chunksReused++;
+        progress(index.chunkLength(i));
+        continue;
+      }
       await window.run(async () => {
         const len = index.chunkLength(i);
         const raw = Buffer.allocUnsafeSlow(len);
         await source.read(i * cs, len, raw, op);
         stats.bytesRead += len;
         const { id, data } = await pool.hash(raw);
+        if (plan.changed && !plan.changed[i] && parentIndex && !parentIndex.id(i).equals(id ?? ZERO_CHUNK_ID)) drift.push(i);
         if (!id) {
           stats.zeroChunks++;
           return progress(len);
@@ -193,5 +242,23 @@ async function backupDisk(
     await window.settle();
     throw e;
   }
+  if (plan.changed && req.verifyCbt) {
+    stats.cbtDrift = chunkRuns(drift.sort((a, b) => a - b), cs, source.sizeBytes);
+    if (drift.length > 0) {
+      req.onWarning?.(`disk ${diskIndex}: change tracking missed ${drift.length} changed chunk(s) (${stats.cbtDrift.map((e) => `${e.offset}+${e.length}`).slice(0, 5).join(', ')}${stats.cbtDrift.length > 5 ? ', ...' : ''}); this restore point holds the data actually read`);
+    }
+  }
   return { index, stats };
+}
+
+function chunkRuns(chunks: number[], cs: number, size: number): { offset: number; length: number }[] {
+  const out: { offset: number; length: number }[] = [];
+  for (const c of chunks) {
+    const offset = c * cs;
+    const length = Math.min(cs, size - offset);
+    const last = out[out.length - 1];
+    if (last && last.offset + last.length === offset) last.length += length;
+    else out.push({ offset, length });
+  }
+  return out;
 }

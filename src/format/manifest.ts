@@ -20,6 +20,12 @@ export interface ManifestDisk {
   source: string;
   /** Change-tracking token of the source at backup time (e.g. a vSphere changeId), if any. */
   changeToken: string | null;
+  /** Optional (added in v1, ignored by older readers): how this disk was read. */
+  readMode?: 'full' | 'incremental';
+  /** Optional: bytes reported changed by change tracking (incremental reads). */
+  changedBytes?: number;
+  /** Optional: chunks whose content changed although change tracking did not report them (--verify-cbt). */
+  cbtDriftChunks?: number;
 }
 
 export interface Manifest {
@@ -71,6 +77,9 @@ export function decodeManifest(bytes: Uint8Array, name: string): Manifest {
         source: d.str('source', 4096),
         changeToken: d.optStr('changeToken', 4096) ?? null,
       };
+      if (d.has('readMode')) disk.readMode = d.literal('readMode', ['full', 'incremental'] as const);
+      if (d.has('changedBytes')) disk.changedBytes = d.int('changedBytes');
+      if (d.has('cbtDriftChunks')) disk.cbtDriftChunks = d.int('cbtDriftChunks');
       if (disk.index !== i) d.fail('disks must be listed in index order 0..n-1');
       return disk;
     }),

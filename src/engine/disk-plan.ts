@@ -1,0 +1,65 @@
+import type { FixedIndex } from '../format/index.js';
+import type { BlockSource, Extent } from '../sources/index.js';
+import type { Op } from '../shared/index.js';
+
+/** What to do with each chunk of a disk. */
+export const PLAN_SKIP_ZERO = 0; // unallocated: reads as zeros, not read
+export const PLAN_READ = 1;
+export const PLAN_FROM_PARENT = 2; // unchanged since the parent: take the parent's chunk id
+
+export interface DiskPlan {
+  actions: Uint8Array;
+  mode: 'full' | 'incremental';
+  /** Chunks change tracking reported changed (incremental), for --verify-cbt. */
+  changed: Uint8Array | undefined;
+  changedBytes: number;
+  /** Why an incremental was not possible, when change tracking was offered. */
+  fallbackReason: string | undefined;
+}
+
+/**
+ * Decides per chunk: read it, take it from the parent, or skip it as zeros (DESIGN.md §Incremental).
+ * Change tracking is used only on top of a usable parent index (same size and chunk size, checksum verified when
+ * loaded); otherwise the disk is read in full, skipping what the source reports unallocated.
+ */
+export async function planDisk(
+  source: BlockSource,
+  index: FixedIndex,
+  parentIndex: FixedIndex | undefined,
+  parentProblem: string | undefined,
+  opts: { verifyCbt: boolean } & Op,
+): Promise<DiskPlan> {
+  const n = index.entryCount;
+  const cs = index.chunkSizeBytes;
+  const mark = async (extents: AsyncIterable<Extent>, into: Uint8Array, value: number): Promise<number> => {
+    let bytes = 0;
+    for await (const e of extents) {
+      opts.signal?.throwIfAborted();
+      if (e.length <= 0) continue;
+      bytes += e.length;
+      const first = Math.floor(e.offset / cs);
+      const last = Math.min(n - 1, Math.floor((e.offset + e.length - 1) / cs));
+      into.fill(value, first, last + 1);
+    }
+    return bytes;
+  };
+
+  let fallbackReason: string | undefined;
+  if (source.changeTracking) {
+    if (!parentIndex) fallbackReason = parentProblem ?? 'no previous restore point of this VM';
+    else if (parentIndex.diskSizeBytes !== index.diskSizeBytes) fallbackReason = `the disk changed size (${parentIndex.diskSizeBytes} -> ${index.diskSizeBytes} bytes)`;
+    else if (parentIndex.chunkSizeBytes !== cs) fallbackReason = 'the parent uses another chunk size';
+    if (!fallbackReason) {
+      const changed = new Uint8Array(n);
+      const changedBytes = await mark(source.changeTracking.changedExtents(opts), changed, 1);
+      const actions = new Uint8Array(n).fill(PLAN_FROM_PARENT);
+      if (opts.verifyCbt) actions.fill(PLAN_READ);
+      else for (let i = 0; i < n; i++) if (changed[i]) actions[i] = PLAN_READ;
+      return { actions, mode: 'incremental', changed, changedBytes, fallbackReason: undefined };
+    }
+  }
+  const actions = new Uint8Array(n);
+  if (source.dataExtents) await mark(source.dataExtents(opts), actions, PLAN_READ);
+  else actions.fill(PLAN_READ);
+  return { actions, mode: 'full', changed: undefined, changedBytes: 0, fallbackReason };
+}
