@@ -123,7 +123,7 @@ record() {
     "${wall:-}" "${user:-}" "${sys:-}" "${rss:-}" "$3" "$4" "$LOGS/$1-$2.out" >> "$RECORDS"
 }
 
-repo_bytes() { du -sb "$(repo_of "$1")" | cut -f1; }
+repo_bytes() { du -sb "$(repo_of "$1")" 2>/dev/null | cut -f1 || true; }
 
 # ---- per-tool commands ------------------------------------------------------------
 tool_init() {   # not timed

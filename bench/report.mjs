@@ -49,6 +49,8 @@ const [header, ...rows] = readTsv(recordsPath);
 const results = {};
 for (const r of rows) {
   const rec = Object.fromEntries(header.map((h, i) => [h, r[i] ?? '']));
+  // timings of a failed phase are kept in the record but never used for rates or ratios
+  const ok = rec.status === 'ok' && rec.verify !== 'MISMATCH';
   const wall = num(rec.wall_s), user = num(rec.user_s), sys = num(rec.sys_s);
   const entry = {
     status: rec.status,
@@ -57,8 +59,9 @@ for (const r of rows) {
     sysS: sys,
     cpuS: user !== null && sys !== null ? Number((user + sys).toFixed(2)) : null,
     maxRssKiB: num(rec.maxrss_kib),
-    mibPerS: wall ? Number((meta.diskBytes / 1048576 / wall).toFixed(1)) : null,
+    mibPerS: ok && wall ? Number((meta.diskBytes / 1048576 / wall).toFixed(1)) : null,
   };
+  Object.defineProperty(entry, 'ok', { value: ok, enumerable: false });
   if (rec.repo_bytes) entry.repoBytes = Number(rec.repo_bytes);
   if (rec.verify) entry.verify = rec.verify;
   const rep = reported(rec.tool, rec.phase, rec.output);
@@ -75,6 +78,7 @@ for (const peer of ['restic', 'borg']) {
   if (!c || !p) continue;
   const r = {};
   for (const phase of ['full', 'repeat', 'restore']) {
+    if (!c[phase]?.ok || !p[phase]?.ok) { r[`${phase}WallS`] = r[`${phase}CpuS`] = r[`${phase}MaxRss`] = null; continue; }
     r[`${phase}WallS`] = ratio(c[phase]?.wallS, p[phase]?.wallS);
     r[`${phase}CpuS`] = ratio(c[phase]?.cpuS, p[phase]?.cpuS);
     r[`${phase}MaxRss`] = ratio(c[phase]?.maxRssKiB, p[phase]?.maxRssKiB);

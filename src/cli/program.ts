@@ -76,7 +76,7 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
 
   common(program.command('init').description('create a new repository'))
     .addOption(new Option('--chunk-size <bytes>', 'chunk size: a power of two from 64K to 8M').default('4M'))
-    .addOption(new Option('--compression-level <n>', 'zstd level').default('3'))
+    .addOption(new Option('--compression-level <n>', 'zstd level (-7..19)').default('2'))
     .addOption(new Option('--kdf-cost <N>', 'scrypt N for the key (power of two)').hideHelp())
     .action(async (o: CommonOpts & { chunkSize: string; compressionLevel: string; kdfCost?: string }) => {
       const password = await readPassword(deps, o.passwordFile);

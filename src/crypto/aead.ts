@@ -9,6 +9,17 @@ export function randomNonce(): Buffer {
   return randomBytes(AEAD_NONCE_BYTES);
 }
 
+/** Encrypts into out[at..at+len] and writes the tag after it (one allocation for the whole envelope). */
+export function aeadSealInto(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array, out: Buffer, at: number): void {
+  const c = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: AEAD_TAG_BYTES });
+  c.setAAD(aad);
+  const head = c.update(plaintext);
+  head.copy(out, at);
+  const tail = c.final();
+  tail.copy(out, at + head.length);
+  c.getAuthTag().copy(out, at + head.length + tail.length);
+}
+
 /** Returns ciphertext || tag. */
 export function aeadSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Buffer {
   const c = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: AEAD_TAG_BYTES });

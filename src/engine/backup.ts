@@ -168,8 +168,10 @@ async function backupDisk(
   const index = FixedIndex.create(repo.chunkSizeBytes, source.sizeBytes);
   const plan = await planDisk(source, index, parentIndex, parentProblem, { verifyCbt: Boolean(req.verifyCbt), signal: op.signal });
   if (plan.fallbackReason) req.onWarning?.(`disk ${diskIndex}: change tracking not used, reading the whole disk: ${plan.fallbackReason}`);
-  const known = parentIndex ? IdSet.fromConcatenated(parentIndex.bytes.subarray(FIXED_INDEX_HEADER_BYTES)) : IdSet.empty;
+  await pool.setKnown(parentIndex ? IdSet.fromConcatenated(parentIndex.bytes.subarray(FIXED_INDEX_HEADER_BYTES)) : IdSet.empty);
   const recent = new Set<string>();
+  const free: Buffer[] = [];
+  const speculative = new SpeculationControl();
   const stats: DiskStats = {
     index: diskIndex,
     sizeBytes: source.sizeBytes,
@@ -210,31 +212,53 @@ async function backupDisk(
       }
       await window.run(async () => {
         const len = index.chunkLength(i);
-        const raw = Buffer.allocUnsafeSlow(len);
+        const raw = len === cs ? (free.pop() ?? Buffer.allocUnsafeSlow(cs)) : Buffer.allocUnsafeSlow(len);
         await source.read(i * cs, len, raw, op);
         stats.bytesRead += len;
-        const { id, data } = await pool.hash(raw);
-        if (plan.changed && !plan.changed[i] && parentIndex && !parentIndex.id(i).equals(id ?? ZERO_CHUNK_ID)) drift.push(i);
-        if (!id) {
-          stats.zeroChunks++;
-          return progress(len);
+        const seal = speculative.enabled;
+        const r = await pool.process(raw, seal);
+        let data: Buffer | undefined = r.data;
+        const recycle = () => {
+          if (data && data.length === cs && free.length < window.limit) free.push(data);
+          data = undefined;
+        };
+        try {
+          if (plan.changed && !plan.changed[i] && parentIndex && !parentIndex.id(i).equals(r.id ?? ZERO_CHUNK_ID)) drift.push(i);
+          if (!r.id) {
+            stats.zeroChunks++;
+            return progress(len);
+          }
+          index.set(i, r.id);
+          const hex = r.id.toString('hex');
+          if (r.known || recent.has(hex)) {
+            stats.chunksReused++;
+            return progress(len);
+          }
+          const exists = await repo.hasChunk(hex, op);
+          speculative.record(exists);
+          if (exists) {
+            stats.chunksReused++;
+            return progress(len);
+          }
+          if (recent.size >= RECENT_IDS_MAX) recent.clear();
+          recent.add(hex);
+          let blob = r.sealed;
+          if (!blob) {
+            const s2 = await pool.seal(data!, hex);
+            data = s2.data;
+            blob = s2.sealed;
+          }
+          recycle();
+          if ((await repo.putChunkBlob(hex, blob, op)) === 'created') {
+            stats.chunksNew++;
+            stats.bytesStored += blob.length;
+          } else {
+            stats.chunksReused++;
+          }
+          progress(len);
+        } finally {
+          recycle();
         }
-        index.set(i, id);
-        const hex = id.toString('hex');
-        if (known.has(id) || recent.has(hex) || (await repo.hasChunk(hex, op))) {
-          stats.chunksReused++;
-          return progress(len);
-        }
-        if (recent.size >= RECENT_IDS_MAX) recent.clear();
-        recent.add(hex);
-        const blob = await pool.seal(data, hex);
-        if ((await repo.putChunkBlob(hex, blob, op)) === 'created') {
-          stats.chunksNew++;
-          stats.bytesStored += blob.length;
-        } else {
-          stats.chunksReused++;
-        }
-        progress(len);
       });
     }
     await window.drain();
@@ -249,6 +273,23 @@ async function backupDisk(
     }
   }
   return { index, stats };
+}
+
+/**
+ * Whether workers should seal a chunk right after hashing it, before we know if the store has it (one round trip
+ * instead of two). Worth it while most unknown chunks are new (a first full backup); switched off while most turn
+ * out stored already (a clone of a backed-up VM), so we do not compress what we then throw away.
+ */
+class SpeculationControl {
+  private readonly recent: boolean[] = [];
+  enabled = true;
+
+  record(existed: boolean): void {
+    this.recent.push(existed);
+    if (this.recent.length > 32) this.recent.shift();
+    const hits = this.recent.filter(Boolean).length;
+    this.enabled = hits * 2 < this.recent.length;
+  }
 }
 
 function chunkRuns(chunks: number[], cs: number, size: number): { offset: number; length: number }[] {

@@ -1,20 +1,34 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { ChunkCodec } from '../repository/index.js';
+import { ChunkCodec, IdSet } from '../repository/index.js';
 import { CofferError, type ErrorCode } from '../shared/index.js';
 import { exclusive, type CodecParams, type CodecReply, type CodecRequest } from './codec-protocol.js';
 
-type Pending = { resolve: (r: CodecReply & { ok: true }) => void; reject: (e: unknown) => void };
+type OkReply = CodecReply & { ok: true };
+type Pending = { resolve: (r: OkReply) => void; reject: (e: unknown) => void };
+type RequestBody = { op: 'process'; seal: boolean } | { op: 'seal'; idHex: string } | { op: 'open'; idHex: string };
+
+export interface ProcessResult {
+  /** null: an all-zero chunk. */
+  id: Buffer | null;
+  /** The id is in the known set (stored by the parent restore point). */
+  known: boolean;
+  /** The sealed blob, when sealing was asked for and the id is not known. */
+  sealed: Buffer | undefined;
+  /** The input buffer, handed back (reusable). */
+  data: Buffer;
+}
 
 /**
- * Runs ChunkCodec work (hash, seal, open) on worker threads so a backup or restore uses every core while the
- * main thread does I/O. With 0 workers it runs inline (tests, tiny jobs). Input buffers are transferred to the
- * worker: after a call the caller must not use the Buffer it passed (use the one returned).
+ * Runs ChunkCodec work on worker threads so a backup or restore uses every core while the main thread does I/O.
+ * With 0 workers it runs inline (tests, tiny jobs). Input buffers are transferred to the worker: after a call the
+ * caller must not use the Buffer it passed; results hand it back.
  */
 export class CodecPool {
   private readonly workers: { w: Worker; busy: number }[] = [];
   private readonly pending = new Map<number, Pending>();
   private readonly inline: ChunkCodec | undefined;
+  private known: IdSet = IdSet.empty;
   private seq = 0;
   private failed: unknown;
 
@@ -52,36 +66,65 @@ export class CodecPool {
     this.pending.clear();
   }
 
-  private call(req: Omit<CodecRequest, 'seq' | 'data' | 'length'>, input: Buffer): Promise<CodecReply & { ok: true }> {
-    if (this.failed) return Promise.reject(this.failed);
-    const data = exclusive(input);
-    const seq = this.seq++;
-    const slot = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
+  private post(slot: { w: Worker; busy: number }, msg: CodecRequest, transfer: ArrayBuffer[]): Promise<OkReply> {
     slot.busy++;
     return new Promise((resolve, reject) => {
-      this.pending.set(seq, { resolve, reject });
-      const ab = data.buffer as ArrayBuffer;
-      slot.w.postMessage({ ...req, seq, data: ab, length: data.length } as CodecRequest, [ab]);
+      this.pending.set(msg.seq, { resolve, reject });
+      slot.w.postMessage(msg, transfer);
     });
   }
 
-  /** Zero check + keyed hash. Returns the (same) data back and the id, or null for an all-zero chunk. */
-  async hash(data: Buffer): Promise<{ id: Buffer | null; data: Buffer }> {
-    if (this.inline) return { id: this.inline.hash(data), data };
-    const r = await this.call({ op: 'hash' }, data);
-    return { id: r.id ? Buffer.from(r.id) : null, data: Buffer.from(r.data, 0, r.length) };
+  private call(body: RequestBody, input: Buffer): Promise<OkReply> {
+    if (this.failed) return Promise.reject(this.failed);
+    const data = exclusive(input);
+    const ab = data.buffer as ArrayBuffer;
+    const slot = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
+    return this.post(slot, { ...body, seq: this.seq++, data: ab, length: data.length } as CodecRequest, [ab]);
   }
 
-  async seal(data: Buffer, idHex: string): Promise<Buffer> {
-    if (this.inline) return this.inline.seal(data, idHex);
-    const r = await this.call({ op: 'seal', idHex } as Omit<CodecRequest, 'seq' | 'data' | 'length'>, data);
-    return Buffer.from(r.data, 0, r.length);
+  /**
+   * Sets the ids known to be stored (e.g. the parent restore point's index), so `process` can skip sealing them.
+   * Shared with the workers through one SharedArrayBuffer.
+   */
+  async setKnown(ids: IdSet): Promise<void> {
+    this.known = ids;
+    if (this.inline) return;
+    const bytes = ids.bytes;
+    const sab = bytes.length > 0 ? new SharedArrayBuffer(bytes.length) : null;
+    if (sab) bytes.copy(Buffer.from(sab));
+    if (sab) this.known = IdSet.fromSorted(Buffer.from(sab));
+    await Promise.all(this.workers.map((slot) => this.post(slot, { op: 'known', seq: this.seq++, ids: sab, length: bytes.length }, [])));
+  }
+
+  /** Zero check + keyed hash; unless the id is known, also seals it when `seal` (speculatively, saving a round trip). */
+  async process(data: Buffer, seal: boolean): Promise<ProcessResult> {
+    if (this.inline) {
+      const id = this.inline.hash(data);
+      const known = id !== null && this.known.has(id);
+      return { id, known, sealed: id && !known && seal ? this.inline.seal(data, id.toString('hex')) : undefined, data };
+    }
+    const len = data.length;
+    const r = await this.call({ op: 'process', seal }, data);
+    return {
+      id: r.id ? Buffer.from(r.id) : null,
+      known: r.known === true,
+      sealed: r.data ? Buffer.from(r.data, 0, r.length) : undefined,
+      data: Buffer.from(r.input!, 0, len),
+    };
+  }
+
+  /** Compress + encrypt. Returns the blob and the input buffer back. */
+  async seal(data: Buffer, idHex: string): Promise<{ sealed: Buffer; data: Buffer }> {
+    if (this.inline) return { sealed: this.inline.seal(data, idHex), data };
+    const len = data.length;
+    const r = await this.call({ op: 'seal', idHex }, data);
+    return { sealed: Buffer.from(r.data!, 0, r.length), data: Buffer.from(r.input!, 0, len) };
   }
 
   async open(blob: Buffer, idHex: string): Promise<Buffer> {
     if (this.inline) return this.inline.open(blob, idHex);
-    const r = await this.call({ op: 'open', idHex } as Omit<CodecRequest, 'seq' | 'data' | 'length'>, blob);
-    return Buffer.from(r.data, 0, r.length);
+    const r = await this.call({ op: 'open', idHex }, blob);
+    return Buffer.from(r.data!, 0, r.length);
   }
 
   async close(): Promise<void> {

@@ -7,12 +7,25 @@ export interface CodecParams {
 }
 
 export type CodecRequest =
-  | { seq: number; op: 'hash'; data: ArrayBuffer; length: number }
+  /** Zero check + hash; unless the id is in the known set, also seal when `seal` (speculative). */
+  | { seq: number; op: 'process'; data: ArrayBuffer; length: number; seal: boolean }
   | { seq: number; op: 'seal'; data: ArrayBuffer; length: number; idHex: string }
-  | { seq: number; op: 'open'; data: ArrayBuffer; length: number; idHex: string };
+  | { seq: number; op: 'open'; data: ArrayBuffer; length: number; idHex: string }
+  /** Ids known to be stored (sorted, 32 bytes each), shared with every worker without copies. */
+  | { seq: number; op: 'known'; ids: SharedArrayBuffer | null; length: number };
 
 export type CodecReply =
-  | { seq: number; ok: true; id?: ArrayBuffer | null; data: ArrayBuffer; length: number }
+  | {
+      seq: number;
+      ok: true;
+      /** The input buffer, handed back for reuse (process, seal). */
+      input?: ArrayBuffer;
+      id?: ArrayBuffer | null;
+      known?: boolean;
+      /** Sealed blob (seal, speculative process) or plaintext (open). */
+      data?: ArrayBuffer;
+      length: number;
+    }
   | { seq: number; ok: false; code: string; message: string; details?: Record<string, unknown> };
 
 /** A Buffer that owns its whole ArrayBuffer, so it can be transferred (copies pool slices and views). */

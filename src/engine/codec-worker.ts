@@ -1,26 +1,46 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { ChunkCodec } from '../repository/index.js';
+import { ChunkCodec, IdSet } from '../repository/index.js';
 import { CofferError } from '../shared/index.js';
 import { exclusive, type CodecParams, type CodecReply, type CodecRequest } from './codec-protocol.js';
 
 const params = workerData as CodecParams;
 const codec = new ChunkCodec({ encKey: Buffer.from(params.encKey), idKey: Buffer.from(params.idKey) }, params.zstdLevel, params.maxChunkBytes);
+let known: IdSet = IdSet.empty;
 
 parentPort!.on('message', (req: CodecRequest) => {
   let reply: CodecReply;
   const transfer: ArrayBuffer[] = [];
   try {
-    const input = Buffer.from(req.data, 0, req.length);
-    if (req.op === 'hash') {
-      const id = codec.hash(input);
-      const idBuf = id ? exclusive(id) : null;
-      reply = { seq: req.seq, ok: true, id: idBuf ? (idBuf.buffer as ArrayBuffer) : null, data: req.data, length: req.length };
-      transfer.push(req.data);
-      if (idBuf) transfer.push(idBuf.buffer as ArrayBuffer);
+    if (req.op === 'known') {
+      known = req.ids ? IdSet.fromSorted(Buffer.from(req.ids, 0, req.length)) : IdSet.empty;
+      reply = { seq: req.seq, ok: true, length: 0 };
     } else {
-      const out = exclusive(req.op === 'seal' ? codec.seal(input, req.idHex) : codec.open(input, req.idHex));
-      reply = { seq: req.seq, ok: true, data: out.buffer as ArrayBuffer, length: out.length };
-      transfer.push(out.buffer as ArrayBuffer);
+      const input = Buffer.from(req.data, 0, req.length);
+      if (req.op === 'process') {
+        const id = codec.hash(input);
+        reply = { seq: req.seq, ok: true, input: req.data, length: 0, id: null };
+        if (id) {
+          const idBuf = exclusive(id);
+          reply.id = idBuf.buffer as ArrayBuffer;
+          transfer.push(reply.id);
+          reply.known = known.has(id);
+          if (!reply.known && req.seal) {
+            const sealed = exclusive(codec.seal(input, id.toString('hex')));
+            reply.data = sealed.buffer as ArrayBuffer;
+            reply.length = sealed.length;
+            transfer.push(reply.data);
+          }
+        }
+        transfer.push(req.data);
+      } else {
+        const out = exclusive(req.op === 'seal' ? codec.seal(input, req.idHex) : codec.open(input, req.idHex));
+        reply = { seq: req.seq, ok: true, data: out.buffer as ArrayBuffer, length: out.length };
+        transfer.push(reply.data!);
+        if (req.op === 'seal') {
+          reply.input = req.data;
+          transfer.push(req.data);
+        }
+      }
     }
   } catch (e) {
     const ce = e instanceof CofferError ? e : new CofferError('INTERNAL', String((e as Error)?.message ?? e));

@@ -18,17 +18,21 @@ export type CompressionId = typeof COMPRESSION_NONE | typeof COMPRESSION_ZSTD;
 
 let cctx: InstanceType<typeof binding.CCtx> | undefined;
 let dctx: InstanceType<typeof binding.DCtx> | undefined;
+/** Reused output buffer (one per thread: module state is per worker). */
+let scratch: Buffer = Buffer.alloc(0);
 
 /**
  * zstd-compresses `data`; returns undefined when that saves less than 1/32 of the size ("does not pay"),
  * so incompressible chunks are stored as they are and restored without a decompression pass.
+ * The result is a view of a per-thread scratch buffer, valid until the next call: copy or consume it at once.
  */
 export function compressIfWorthwhile(data: Uint8Array, level: number): Buffer | undefined {
   cctx ??= new binding.CCtx();
-  const out = Buffer.allocUnsafe(binding.compressBound(data.length));
-  const n = cctx.compress(out, data, level);
+  const bound = binding.compressBound(data.length);
+  if (scratch.length < bound) scratch = Buffer.allocUnsafeSlow(bound);
+  const n = cctx.compress(scratch, data, level);
   if (n > data.length - (data.length >> 5)) return undefined;
-  return out.subarray(0, n);
+  return scratch.subarray(0, n);
 }
 
 /**

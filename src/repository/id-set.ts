@@ -29,6 +29,16 @@ export class IdSet {
     return new IdSet(out.subarray(0, m * CHUNK_ID_BYTES));
   }
 
+  /** Wraps ids that are already sorted and unique (e.g. another IdSet's bytes shared with a worker). */
+  static fromSorted(sorted: Buffer): IdSet {
+    return new IdSet(sorted);
+  }
+
+  /** The sorted ids, 32 bytes each. */
+  get bytes(): Buffer {
+    return this.sorted;
+  }
+
   get size(): number {
     return this.sorted.length / CHUNK_ID_BYTES;
   }

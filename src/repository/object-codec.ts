@@ -1,4 +1,4 @@
-import { aeadOpen, aeadSeal, randomNonce } from '../crypto/index.js';
+import { AEAD_TAG_BYTES, aeadOpen, aeadSealInto, randomNonce } from '../crypto/index.js';
 import {
   COMPRESSION_NONE,
   COMPRESSION_ZSTD,
@@ -16,8 +16,11 @@ import { CofferError } from '../shared/index.js';
 export function sealObject(encKey: Uint8Array, kind: ObjectKind, name: string, plaintext: Uint8Array, zstdLevel: number | null): Buffer {
   const compressed = zstdLevel === null ? undefined : compressIfWorthwhile(plaintext, zstdLevel);
   const header = encodeEnvelopeHeader({ kind, compression: compressed ? COMPRESSION_ZSTD : COMPRESSION_NONE, nonce: randomNonce() });
-  const sealed = aeadSeal(encKey, header.subarray(8, 20), compressed ?? plaintext, envelopeAad(header, name));
-  return Buffer.concat([header, sealed]);
+  const payload = compressed ?? plaintext;
+  const out = Buffer.allocUnsafeSlow(ENVELOPE_HEADER_BYTES + payload.length + AEAD_TAG_BYTES);
+  header.copy(out, 0);
+  aeadSealInto(encKey, header.subarray(8, 20), payload, envelopeAad(header, name), out, ENVELOPE_HEADER_BYTES);
+  return out;
 }
 
 /** Opens an envelope; any tampering, wrong name or wrong key is CORRUPT naming the object. */

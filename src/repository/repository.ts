@@ -35,7 +35,8 @@ export interface InitOptions {
   logger?: Logger;
 }
 
-export const DEFAULT_ZSTD_LEVEL = 3;
+/** zstd level 2: on OS data ~1.8x the speed of level 3 for ~7% more bytes (docs/BENCHMARKS.md). */
+export const DEFAULT_ZSTD_LEVEL = 2;
 const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
 
 /**
