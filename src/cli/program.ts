@@ -31,7 +31,8 @@ export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
       return EXIT_CODES.USAGE;
     }
     const err = asCofferError(e);
-    if (jsonMode) out(JSON.stringify({ error: err.toJSON() }) + '\n');
+    // `reported`: the command already printed its JSON result (e.g. a verify report with problems): one document only
+    if (jsonMode && !err.details.reported) out(JSON.stringify({ error: err.toJSON() }) + '\n');
     else {
       deps.stderr.write(`coffer: error [${err.code}]: ${err.message}\n`);
       if (err.hint) deps.stderr.write(`  hint: ${err.hint}\n`);
@@ -162,7 +163,7 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
           write(`${p.id.slice(0, 8).padEnd(10)} ${p.time.slice(0, 19).replace('T', ' ').padEnd(20)} ${p.vm.name.padEnd(20)} ${p.mode.padEnd(11)} ${p.disks.map((d) => formatBytes(d.sizeBytes)).join(', ')}\n`);
         }
       }
-      if (damaged.length > 0) throw new CofferError('CORRUPT', `${damaged.length} restore point(s) could not be read: ${damaged.join(', ')}`);
+      if (damaged.length > 0) throw new CofferError('CORRUPT', `${damaged.length} restore point(s) could not be read: ${damaged.join(', ')}`, { details: { damaged, reported: true } });
     });
 
   common(program.command('show').description('show one restore point'))
@@ -226,7 +227,7 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
         if (report.problems.length > 100) write(`  ... and ${report.problems.length - 100} more\n`);
         write(report.ok ? 'no errors found\n' : `${report.problems.length} problem(s) found\n`);
       }
-      if (!report.ok) throw new CofferError('CORRUPT', `verify found ${report.problems.length} problem(s)`, { details: { problems: report.problems.length } });
+      if (!report.ok) throw new CofferError('CORRUPT', `verify found ${report.problems.length} problem(s)`, { details: { problems: report.problems.length, reported: true } });
     });
 
   const key = program.command('key').description('manage the repository keys (passwords)');
@@ -258,11 +259,7 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
     .option('--new-password-file <file>', 'read the new password from FILE')
     .action(async (o: CommonOpts & { newPasswordFile?: string }) => {
       const repo = await openRepo(o, stderrLogger(deps, o.quiet));
-      const newPw = await readPassword(deps, o.newPasswordFile, 'COFFER_NEW_PASSWORD');
-      const old = (await repo.listKeys()).find((k) => k.id === repo.keyId);
-      const k = await repo.addKey(newPw, old?.label ?? '');
-      const reopened = await Repository.open(repo.store, newPw);
-      await reopened.removeKey(repo.keyId);
+      const k = await repo.changePassword(await readPassword(deps, o.newPasswordFile, 'COFFER_NEW_PASSWORD'));
       if (o.json) write(JSON.stringify({ id: k.id, removed: repo.keyId }) + '\n');
       else write(`password changed: key ${repo.keyId} replaced by ${k.id}\n`);
     });

@@ -2,6 +2,8 @@ import * as fs from 'node:fs/promises';
 import { constants as fsc } from 'node:fs';
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, join } from 'node:path';
 import type { FixedIndex } from '../format/index.js';
 import type { Repository } from '../repository/index.js';
 import { CofferError, type Op } from '../shared/index.js';
@@ -94,15 +96,21 @@ async function openSink(target: RestoreTarget, sizeBytes: number): Promise<Sink>
     throw new CofferError('TARGET_EXISTS', `restore target ${target.path} exists`, { hint: 'pass --force to overwrite it' });
   }
   if (st && !st.isFile()) throw new CofferError('TARGET_UNWRITABLE', `restore target ${target.path} is not a regular file or block device`);
-  return fileSink(target.path, sizeBytes, 'file');
+  return fileSink(target.path, sizeBytes, 'file', Boolean(target.force));
 }
 
-async function fileSink(path: string, sizeBytes: number, kind: 'file' | 'device'): Promise<Sink> {
+/**
+ * A block device is written in place. A file is written under a temporary name beside the target and renamed over
+ * it only when complete, so a failed restore never leaves a half image, nor destroys a file that --force would replace.
+ */
+async function fileSink(path: string, sizeBytes: number, kind: 'file' | 'device', force = false): Promise<Sink> {
   let fh: fs.FileHandle;
+  const tmp = kind === 'file' ? join(dirname(path), `.${basename(path)}.coffer-partial-${randomBytes(4).toString('hex')}`) : path;
   try {
-    fh = kind === 'device' ? await fs.open(path, fsc.O_WRONLY) : await fs.open(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o600);
+    fh = kind === 'device' ? await fs.open(path, fsc.O_WRONLY) : await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
     if (kind === 'file') await fh.truncate(sizeBytes);
   } catch (e) {
+    if (kind === 'file') await fs.unlink(tmp).catch(() => undefined);
     throw targetError(e, path);
   }
   return {
@@ -124,10 +132,22 @@ async function fileSink(path: string, sizeBytes: number, kind: 'file' | 'device'
       } finally {
         await fh.close();
       }
+      if (kind === 'device') return;
+      try {
+        if (force) await fs.rename(tmp, path);
+        else {
+          await fs.link(tmp, path); // fails if the target appeared meanwhile: never overwrite without --force
+          await fs.unlink(tmp);
+        }
+      } catch (e) {
+        await fs.unlink(tmp).catch(() => undefined);
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new CofferError('TARGET_EXISTS', `restore target ${path} appeared during the restore`);
+        throw targetError(e, path);
+      }
     },
     async abort() {
       await fh.close().catch(() => undefined);
-      if (kind === 'file') await fs.unlink(path).catch(() => undefined);
+      if (kind === 'file') await fs.unlink(tmp).catch(() => undefined);
     },
   };
 }

@@ -43,6 +43,7 @@ export async function listKeyFiles(store: BlobStore, logger: Logger = silentLogg
   const out: KeyFile[] = [];
   for await (const b of store.list(KEYS_PREFIX)) {
     try {
+      if (b.name !== keyBlob(baseName(b.name))) continue; // keys/<id> only, not keys/sub/<id>
       const k = decodeKeyFile(await store.get(b.name), b.name);
       if (k.id !== baseName(b.name)) throw new CofferError('CORRUPT', `key file ${b.name}: id does not match its name`);
       out.push(k);
@@ -51,6 +52,16 @@ export async function listKeyFiles(store: BlobStore, logger: Logger = silentLogg
     }
   }
   return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+}
+
+/** Unwraps the master key with one given key file (after writing it, to check it). */
+export async function unlockKeyFile(store: BlobStore, repoId: string, keyId: string, password: string): Promise<Buffer> {
+  const k = decodeKeyFile(await store.get(keyBlob(keyId)), keyBlob(keyId));
+  const kek = await deriveKey(password, k.kdf as ScryptParams);
+  const wrapped = Buffer.from(k.wrapped, 'base64');
+  const master = wrapped.length === 60 ? aeadOpen(kek, wrapped.subarray(0, 12), wrapped.subarray(12), keyWrapAad(repoId, k.id)) : undefined;
+  if (!master) throw new CofferError('WRONG_KEY', `key ${keyId} does not open with this password`);
+  return master;
 }
 
 /** Tries every key file; returns the master key and the id of the key that opened it, or throws WRONG_KEY. */

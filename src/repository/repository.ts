@@ -21,10 +21,10 @@ import {
   type UnsignedRepoConfig,
 } from '../format/index.js';
 import type { BlobStore } from '../storage/index.js';
-import { CofferError, silentLogger, type Logger, type Op } from '../shared/index.js';
+import { CofferError, HEX32, silentLogger, type Logger, type Op } from '../shared/index.js';
 import { ChunkCodec } from './chunk-codec.js';
 import { openObject, sealObject } from './object-codec.js';
-import { listKeyFiles, unlockMasterKey, writeKeyFile, type KdfCost } from './key-ring.js';
+import { listKeyFiles, unlockKeyFile, unlockMasterKey, writeKeyFile, type KdfCost } from './key-ring.js';
 import { Lease, type LeaseOptions } from './lease.js';
 import { CONFIG_BLOB, POINTS_PREFIX, baseName, chunkBlob, indexBlob, keyBlob, pointBlob } from './layout.js';
 
@@ -140,6 +140,22 @@ export class Repository {
     return writeKeyFile(this.store, this.id, this.master, password, label, kdf);
   }
 
+  /**
+   * Changes the password of the key in use: writes a key file for the new password, checks that it opens, then
+   * deletes the current key file. Other keys are untouched. Returns the new key id.
+   */
+  async changePassword(newPassword: string, kdf?: KdfCost): Promise<KeyFile> {
+    const current = (await this.listKeys()).find((k) => k.id === this.keyId);
+    const added = await writeKeyFile(this.store, this.id, this.master, newPassword, current?.label ?? '', kdf);
+    const check = await unlockKeyFile(this.store, this.id, added.id, newPassword);
+    if (!check.equals(this.master)) {
+      await this.store.delete(keyBlob(added.id));
+      throw new CofferError('INTERNAL', 'the new key file does not unwrap to the master key');
+    }
+    await this.store.delete(keyBlob(this.keyId));
+    return added;
+  }
+
   async removeKey(keyId: string): Promise<void> {
     const keys = await this.listKeys();
     if (!keys.some((k) => k.id === keyId)) throw new CofferError('NOT_FOUND', `no key ${keyId}`);
@@ -226,7 +242,7 @@ export class Repository {
   async *pointIds(op?: Op): AsyncIterable<string> {
     for await (const b of this.store.list(POINTS_PREFIX, op)) {
       const id = baseName(b.name);
-      if (/^[0-9a-f]{32}$/.test(id)) yield id;
+      if (HEX32.test(id) && b.name === pointBlob(id)) yield id; // not points/sub/<id>: only exact names are points
     }
   }
 

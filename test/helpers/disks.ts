@@ -19,7 +19,8 @@ export function makeDisk(path: string, sizeBytes: number, seed = 'disk'): void {
   const fd = openSync(path, 'w');
   try {
     ftruncateSync(fd, sizeBytes);
-    const text = Buffer.from(readFileSync(new URL(import.meta.url)).toString('utf8').repeat(64));
+    const source = readFileSync(new URL(import.meta.url)).toString('utf8');
+    const text = Buffer.from(source.repeat(Math.ceil((256 * 1024) / source.length) + 1));
     const step = 256 * 1024;
     for (let off = 0, n = 0; off < sizeBytes; off += step, n++) {
       const len = Math.min(step, sizeBytes - off);
