@@ -8,6 +8,9 @@ import { openSource } from '../sources/index.js';
 import { LocalBlobStore } from '../storage/index.js';
 import { CofferError } from '../shared/index.js';
 
+// libuv's pool (4 threads by default) carries every file read, write and fsync: with fsyncs in flight, reads starve.
+process.env.UV_THREADPOOL_SIZE ??= '16';
+
 const controller = new AbortController();
 let interrupts = 0;
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {

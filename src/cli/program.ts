@@ -184,7 +184,9 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
     .requiredOption('--disk <n>', 'disk index (0-based)')
     .requiredOption('--target <path>', 'output file (sparse raw image), block device, or - for stdout')
     .option('--force', 'overwrite an existing target file')
-    .action(async (ref: string, o: CommonOpts & { disk: string; target: string; force?: boolean }) => {
+    .option('--sync', 'fsync the restored file before exiting (block devices are always synced)')
+    .option('--check-ids', 're-hash every chunk to its id while restoring (slower; verify --read-data does this)')
+    .action(async (ref: string, o: CommonOpts & { disk: string; target: string; force?: boolean; sync?: boolean; checkIds?: boolean }) => {
       const repo = await openRepo(o, stderrLogger(deps, o.quiet));
       const pointId = await repo.resolvePoint(ref);
       const toStdout = o.target === '-';
@@ -196,6 +198,8 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
           disk: parseInteger(o.disk, '--disk'),
           target: toStdout ? { kind: 'stream', stream: deps.stdout } : { kind: 'path', path: o.target, force: Boolean(o.force) },
           signal: deps.signal,
+          sync: Boolean(o.sync),
+          checkIds: Boolean(o.checkIds),
           onProgress: (p) => progress.update(p.bytesDone, p.bytesTotal),
         }),
       );

@@ -172,6 +172,7 @@ async function backupDisk(
   const recent = new Set<string>();
   const free: Buffer[] = [];
   const speculative = new SpeculationControl();
+  let readChain: Promise<unknown> = Promise.resolve();
   const stats: DiskStats = {
     index: diskIndex,
     sizeBytes: source.sizeBytes,
@@ -213,7 +214,10 @@ async function backupDisk(
       await window.run(async () => {
         const len = index.chunkLength(i);
         const raw = len === cs ? (free.pop() ?? Buffer.allocUnsafeSlow(cs)) : Buffer.allocUnsafeSlow(len);
-        await source.read(i * cs, len, raw, op);
+        // Reads are issued one at a time, in disk order: parallel reads of one file defeat kernel readahead (measured)
+        const read = readChain.then(() => source.read(i * cs, len, raw, op));
+        readChain = read.catch(() => undefined);
+        await read;
         stats.bytesRead += len;
         const seal = speculative.enabled;
         const r = await pool.process(raw, seal);

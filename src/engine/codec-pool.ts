@@ -6,7 +6,7 @@ import { exclusive, type CodecParams, type CodecReply, type CodecRequest } from 
 
 type OkReply = CodecReply & { ok: true };
 type Pending = { resolve: (r: OkReply) => void; reject: (e: unknown) => void };
-type RequestBody = { op: 'process'; seal: boolean } | { op: 'seal'; idHex: string } | { op: 'open'; idHex: string };
+type RequestBody = { op: 'process'; seal: boolean } | { op: 'seal'; idHex: string } | { op: 'open'; idHex: string; checkId: boolean; into: ArrayBuffer | null };
 
 export interface ProcessResult {
   /** null: an all-zero chunk. */
@@ -74,12 +74,12 @@ export class CodecPool {
     });
   }
 
-  private call(body: RequestBody, input: Buffer): Promise<OkReply> {
+  private call(body: RequestBody, input: Buffer, extra: ArrayBuffer[] = []): Promise<OkReply> {
     if (this.failed) return Promise.reject(this.failed);
     const data = exclusive(input);
     const ab = data.buffer as ArrayBuffer;
     const slot = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
-    return this.post(slot, { ...body, seq: this.seq++, data: ab, length: data.length } as CodecRequest, [ab]);
+    return this.post(slot, { ...body, seq: this.seq++, data: ab, length: data.length } as CodecRequest, [ab, ...extra]);
   }
 
   /**
@@ -121,10 +121,19 @@ export class CodecPool {
     return { sealed: Buffer.from(r.data!, 0, r.length), data: Buffer.from(r.input!, 0, len) };
   }
 
-  async open(blob: Buffer, idHex: string): Promise<Buffer> {
-    if (this.inline) return this.inline.open(blob, idHex);
-    const r = await this.call({ op: 'open', idHex }, blob);
-    return Buffer.from(r.data!, 0, r.length);
+  /**
+   * Decrypt + decompress; with checkId also re-hash to the id (see ChunkCodec.open). `into`: a buffer the caller
+   * gives up (it owns its whole ArrayBuffer) for the plaintext, so restore recycles a few buffers instead of
+   * allocating one per chunk. The plaintext may live in it; `spare` returns it when it was not used.
+   */
+  async open(blob: Buffer, idHex: string, checkId = true, into?: Buffer): Promise<{ plain: Buffer; spare: Buffer | undefined }> {
+    if (this.inline) {
+      const plain = this.inline.open(blob, idHex, checkId, into);
+      return { plain, spare: into && plain.buffer !== into.buffer ? into : undefined };
+    }
+    const intoAb = into && into.byteOffset === 0 && into.byteLength === into.buffer.byteLength ? (into.buffer as ArrayBuffer) : null;
+    const r = await this.call({ op: 'open', idHex, checkId, into: intoAb }, blob, intoAb ? [intoAb] : []);
+    return { plain: Buffer.from(r.data!, 0, r.length), spare: r.input ? Buffer.from(r.input) : undefined };
   }
 
   async close(): Promise<void> {

@@ -10,7 +10,7 @@ export type CodecRequest =
   /** Zero check + hash; unless the id is in the known set, also seal when `seal` (speculative). */
   | { seq: number; op: 'process'; data: ArrayBuffer; length: number; seal: boolean }
   | { seq: number; op: 'seal'; data: ArrayBuffer; length: number; idHex: string }
-  | { seq: number; op: 'open'; data: ArrayBuffer; length: number; idHex: string }
+  | { seq: number; op: 'open'; data: ArrayBuffer; length: number; idHex: string; checkId: boolean; into: ArrayBuffer | null }
   /** Ids known to be stored (sorted, 32 bytes each), shared with every worker without copies. */
   | { seq: number; op: 'known'; ids: SharedArrayBuffer | null; length: number };
 
@@ -18,7 +18,7 @@ export type CodecReply =
   | {
       seq: number;
       ok: true;
-      /** The input buffer, handed back for reuse (process, seal). */
+      /** The input buffer, handed back for reuse (process, seal), or an `into` buffer open did not use. */
       input?: ArrayBuffer;
       id?: ArrayBuffer | null;
       known?: boolean;

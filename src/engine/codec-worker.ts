@@ -32,8 +32,19 @@ parentPort!.on('message', (req: CodecRequest) => {
           }
         }
         transfer.push(req.data);
+      } else if (req.op === 'open') {
+        const into = req.into ? Buffer.from(req.into) : undefined;
+        const plain = codec.open(input, req.idHex, req.checkId, into);
+        if (into && plain.buffer === into.buffer) {
+          reply = { seq: req.seq, ok: true, data: req.into!, length: plain.length };
+          transfer.push(req.into!);
+        } else {
+          const out = exclusive(plain);
+          reply = { seq: req.seq, ok: true, data: out.buffer as ArrayBuffer, length: out.length, ...(req.into ? { input: req.into } : {}) };
+          transfer.push(reply.data!, ...(req.into ? [req.into] : []));
+        }
       } else {
-        const out = exclusive(req.op === 'seal' ? codec.seal(input, req.idHex) : codec.open(input, req.idHex));
+        const out = exclusive(codec.seal(input, req.idHex));
         reply = { seq: req.seq, ok: true, data: out.buffer as ArrayBuffer, length: out.length };
         transfer.push(reply.data!);
         if (req.op === 'seal') {

@@ -71,6 +71,28 @@ for (const workers of [0, 2]) {
   });
 }
 
+for (const workers of [0, 1, 2]) {
+  test(`restore to a sparse file with ${workers} worker(s): bit-exact, buffers recycled safely`, async () => {
+    const { repo, pool } = await setup(workers);
+    const { mkdtempSync, readFileSync, rmSync, statSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'coffer-engine-'));
+    try {
+      const data = disk(37 * CS + 999);
+      const r = await backup(repo, pool, { vm: 'vm1', sources: [new BufferSource(data)] });
+      const out = join(dir, 'out.raw');
+      await restoreDisk(repo, pool, { pointId: r.id, disk: 0, target: { kind: 'path', path: out } });
+      assert.ok(readFileSync(out).equals(data));
+      assert.ok(statSync(out).blocks * 512 < data.length, 'zero chunks are holes');
+      await assert.rejects(restoreDisk(repo, pool, { pointId: r.id, disk: 0, target: { kind: 'path', path: out } }), (e: unknown) => e instanceof CofferError && e.code === 'TARGET_EXISTS');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      await pool.close();
+    }
+  });
+}
+
 test('dedup across disks and VMs; several disks in order', async () => {
   const { repo, pool } = await setup(1);
   try {

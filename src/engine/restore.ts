@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import type { FixedIndex } from '../format/index.js';
 import type { Repository } from '../repository/index.js';
-import { CofferError, type Op } from '../shared/index.js';
+import { CofferError, TaskWindow, type Op } from '../shared/index.js';
 import type { CodecPool } from './codec-pool.js';
 
 export type RestoreTarget =
@@ -23,6 +23,10 @@ export interface RestoreRequest extends Op {
   disk: number;
   target: RestoreTarget;
   onProgress?: (p: RestoreProgress) => void;
+  /** Re-hash every chunk to its id (default: trust the AEAD tag, which binds the blob to its id). */
+  checkIds?: boolean;
+  /** fsync a restored file before reporting success (block devices are always synced). */
+  sync?: boolean;
 }
 
 export interface RestoreResult {
@@ -53,7 +57,7 @@ export async function restoreDisk(repo: Repository, pool: CodecPool, req: Restor
   }
   const index = await repo.loadIndex(disk.indexId, op);
   if (index.diskSizeBytes !== disk.sizeBytes) throw new CofferError('CORRUPT', `index ${disk.indexId} does not match the manifest's disk size`);
-  const sink = await openSink(req.target, index.diskSizeBytes);
+  const sink = await openSink(req.target, index.diskSizeBytes, Boolean(req.sync));
   let ok = false;
   try {
     const { bytesWritten, zeroChunks } = await writeChunks(repo, pool, index, sink, req, op);
@@ -78,12 +82,14 @@ interface Sink {
   description: string;
   /** True when skipped ranges read back as zeros (a fresh sparse file). */
   sparse: boolean;
+  /** True when writes carry their offset and may run concurrently (files, devices). */
+  positional: boolean;
   write(data: Buffer, offset: number): Promise<void>;
   finish(): Promise<void>;
   abort(): Promise<void>;
 }
 
-async function openSink(target: RestoreTarget, sizeBytes: number): Promise<Sink> {
+async function openSink(target: RestoreTarget, sizeBytes: number, sync: boolean): Promise<Sink> {
   if (target.kind === 'stream') return streamSink(target.stream);
   let st;
   try {
@@ -91,19 +97,19 @@ async function openSink(target: RestoreTarget, sizeBytes: number): Promise<Sink>
   } catch {
     st = undefined;
   }
-  if (st?.isBlockDevice()) return fileSink(target.path, sizeBytes, 'device');
+  if (st?.isBlockDevice()) return fileSink(target.path, sizeBytes, 'device', false, true);
   if (st && !target.force) {
     throw new CofferError('TARGET_EXISTS', `restore target ${target.path} exists`, { hint: 'pass --force to overwrite it' });
   }
   if (st && !st.isFile()) throw new CofferError('TARGET_UNWRITABLE', `restore target ${target.path} is not a regular file or block device`);
-  return fileSink(target.path, sizeBytes, 'file', Boolean(target.force));
+  return fileSink(target.path, sizeBytes, 'file', Boolean(target.force), sync);
 }
 
 /**
  * A block device is written in place. A file is written under a temporary name beside the target and renamed over
  * it only when complete, so a failed restore never leaves a half image, nor destroys a file that --force would replace.
  */
-async function fileSink(path: string, sizeBytes: number, kind: 'file' | 'device', force = false): Promise<Sink> {
+async function fileSink(path: string, sizeBytes: number, kind: 'file' | 'device', force: boolean, sync: boolean): Promise<Sink> {
   let fh: fs.FileHandle;
   const tmp = kind === 'file' ? join(dirname(path), `.${basename(path)}.coffer-partial-${randomBytes(4).toString('hex')}`) : path;
   try {
@@ -116,6 +122,7 @@ async function fileSink(path: string, sizeBytes: number, kind: 'file' | 'device'
   return {
     description: path,
     sparse: kind === 'file',
+    positional: true,
     async write(data, offset) {
       try {
         let done = 0;
@@ -126,7 +133,7 @@ async function fileSink(path: string, sizeBytes: number, kind: 'file' | 'device'
     },
     async finish() {
       try {
-        await fh.sync();
+        if (sync) await fh.sync();
       } catch (e) {
         throw targetError(e, path);
       } finally {
@@ -159,6 +166,7 @@ function streamSink(stream: Writable): Sink {
   return {
     description: 'stdout',
     sparse: false,
+    positional: false,
     async write(data) {
       if (streamError) throw targetError(streamError, 'stdout');
       if (!stream.write(data)) await Promise.race([once(stream, 'drain'), once(stream, 'error')]);
@@ -178,15 +186,23 @@ async function writeChunks(repo: Repository, pool: CodecPool, index: FixedIndex,
   const cs = index.chunkSizeBytes;
   const ahead = Math.max(2, pool.size * CHUNKS_IN_FLIGHT_PER_WORKER);
   const zeros = Buffer.alloc(cs);
-  const queue: Promise<Buffer | null>[] = [];
+  // Positions fetched ahead, in disk order. Zero chunks cost nothing, so only data chunks (being fetched, or fetched
+  // and waiting to be written) count against `ahead`: memory stays bounded however slow the target is.
+  const queue: { i: number; p: Promise<Buffer | null> }[] = [];
+  let buffered = 0;
+  const free: Buffer[] = [];
   let next = 0;
   let bytesWritten = 0;
   let zeroChunks = 0;
+  // Files and devices take positional writes, so several can be in flight; a stream is written in order.
+  const writes = new TaskWindow(sink.positional ? 4 : 1);
   const fetch = (i: number): Promise<Buffer | null> => {
     if (index.isZero(i)) return Promise.resolve(null);
     const hex = index.id(i).toString('hex');
+    buffered++;
     return repo.getChunkBlob(hex, op).then(async (blob) => {
-      const plain = await pool.open(blob, hex);
+      const { plain, spare } = await pool.open(blob, hex, Boolean(req.checkIds), free.pop());
+      if (spare) free.push(spare);
       if (plain.length !== index.chunkLength(i)) {
         throw new CofferError('CORRUPT', `chunk ${hex} has ${plain.length} bytes where disk position ${i} needs ${index.chunkLength(i)}`);
       }
@@ -195,28 +211,38 @@ async function writeChunks(repo: Repository, pool: CodecPool, index: FixedIndex,
   };
   try {
     for (let i = 0; i < n; i++) {
-      while (next < n && queue.length < ahead) {
-        const p = fetch(next++);
+      while (next < n && (queue.length === 0 || buffered < ahead) && queue.length < 65536) {
+        const p = fetch(next);
         p.catch(() => undefined); // observed in order below
-        queue.push(p);
+        queue.push({ i: next++, p });
       }
       op.signal?.throwIfAborted();
-      const plain = await queue.shift()!;
+      const plain = await queue.shift()!.p;
       const len = index.chunkLength(i);
       if (plain) {
-        await sink.write(plain, i * cs);
+        await writes.run(() =>
+          sink.write(plain, i * cs).finally(() => {
+            buffered--;
+            // hand the whole buffer back for the next chunk's plaintext
+            const whole = Buffer.from(plain.buffer, 0, plain.buffer.byteLength);
+            // (not for streams: a Writable may still hold the buffer in its queue after write() returned)
+            if (sink.positional && whole.length >= cs && !(plain.buffer instanceof SharedArrayBuffer) && free.length < ahead + 4) free.push(whole);
+          }),
+        );
         bytesWritten += len;
       } else {
         zeroChunks++;
         if (!sink.sparse) {
-          await sink.write(len === cs ? zeros : zeros.subarray(0, len), i * cs);
+          await writes.run(() => sink.write(len === cs ? zeros : zeros.subarray(0, len), i * cs));
           bytesWritten += len;
         }
       }
-      req.onProgress?.({ bytesDone: (i + 1) * cs > index.diskSizeBytes ? index.diskSizeBytes : (i + 1) * cs, bytesTotal: index.diskSizeBytes });
+      req.onProgress?.({ bytesDone: Math.min((i + 1) * cs, index.diskSizeBytes), bytesTotal: index.diskSizeBytes });
     }
+    await writes.drain();
   } finally {
-    await Promise.allSettled(queue);
+    await writes.settle();
+    await Promise.allSettled(queue.map((q) => q.p));
   }
   return { bytesWritten, zeroChunks };
 }

@@ -118,7 +118,7 @@ export async function verify(repo: Repository, pool: CodecPool, req: VerifyReque
         await window.run(async () => {
           try {
             const blob = await repo.getChunkBlob(hex, op);
-            await pool.open(blob, hex);
+            await pool.open(blob, hex, true);
           } catch (e) {
             if (isCancel(e) || !(e instanceof CofferError) || (e.code !== 'CORRUPT' && e.code !== 'NOT_FOUND')) throw e;
             report({ kind: 'chunk-corrupt', id: hex, message: e.message, points: [firstPoint.get(pos) ?? '?'] });

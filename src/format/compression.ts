@@ -39,7 +39,7 @@ export function compressIfWorthwhile(data: Uint8Array, level: number): Buffer | 
  * Decompresses one zstd frame that must declare its content size, at most maxBytes.
  * Hostile input (no size, several frames, a size past maxBytes, garbage) is CORRUPT, never an allocation bomb.
  */
-export function decompressBounded(frame: Uint8Array, maxBytes: number, what: string): Buffer {
+export function decompressBounded(frame: Uint8Array, maxBytes: number, what: string, into?: Buffer): Buffer {
   let size: number | null;
   try {
     size = binding.getFrameContentSize(frame);
@@ -51,7 +51,7 @@ export function decompressBounded(frame: Uint8Array, maxBytes: number, what: str
     throw new CofferError('CORRUPT', `${what}: zstd frame declares ${size ?? 'no'} content size (limit ${maxBytes})`);
   }
   dctx ??= new binding.DCtx();
-  const out = Buffer.allocUnsafe(size);
+  const out = into && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size);
   let n: number;
   try {
     n = dctx.decompress(out, frame);

@@ -36,9 +36,14 @@ export class ChunkCodec {
     return sealObject(this.keys.encKey, 'chunk', idHex, plain, this.zstdLevel);
   }
 
-  /** Decrypts, decompresses and checks that the content hashes to its id (CORRUPT otherwise). */
-  open(blob: Uint8Array, idHex: string): Buffer {
-    const plain = openObject(this.keys.encKey, 'chunk', idHex, blob, this.maxChunkBytes);
+  /**
+   * Decrypts and decompresses. The AEAD tag (with the id in its AAD) proves the blob was sealed for this id by a key
+   * holder; with `checkId` the plaintext is also re-hashed to its id (verify --read-data), which also catches a
+   * writer that sealed wrong content. CORRUPT on any mismatch.
+   */
+  open(blob: Uint8Array, idHex: string, checkId = true, into?: Buffer): Buffer {
+    const plain = openObject(this.keys.encKey, 'chunk', idHex, blob, this.maxChunkBytes, into);
+    if (!checkId) return plain;
     const actual = keyedDigest(this.keys.idKey, plain);
     if (actual.toString('hex') !== idHex || actual.equals(ZERO_CHUNK_ID)) {
       throw new CofferError('CORRUPT', `chunk ${idHex}: content does not match its id`, { details: { chunk: idHex } });

@@ -24,7 +24,8 @@ export function sealObject(encKey: Uint8Array, kind: ObjectKind, name: string, p
 }
 
 /** Opens an envelope; any tampering, wrong name or wrong key is CORRUPT naming the object. */
-export function openObject(encKey: Uint8Array, kind: ObjectKind, name: string, blob: Uint8Array, maxPlainBytes: number): Buffer {
+/** `into`: an optional buffer to decompress into (reused across calls by restore); the result may be a view of it. */
+export function openObject(encKey: Uint8Array, kind: ObjectKind, name: string, blob: Uint8Array, maxPlainBytes: number, into?: Buffer): Buffer {
   const header = decodeEnvelopeHeader(blob, kind, name);
   const payload = aeadOpen(encKey, header.nonce, blob.subarray(ENVELOPE_HEADER_BYTES), envelopeAad(blob, name));
   if (!payload) {
@@ -32,7 +33,7 @@ export function openObject(encKey: Uint8Array, kind: ObjectKind, name: string, b
       details: { object: name, kind },
     });
   }
-  if (header.compression === COMPRESSION_ZSTD) return decompressBounded(payload, maxPlainBytes, `${kind} ${name}`);
+  if (header.compression === COMPRESSION_ZSTD) return decompressBounded(payload, maxPlainBytes, `${kind} ${name}`, into);
   if (payload.length > maxPlainBytes) throw new CofferError('CORRUPT', `${kind} ${name}: ${payload.length} bytes exceeds the limit`);
   return payload;
 }
