@@ -5,7 +5,7 @@ import type { BlockSource } from '../sources/index.js';
 import { CofferError, TaskWindow, type Op } from '../shared/index.js';
 import type { CodecPool } from './codec-pool.js';
 import { TOOL_VERSION } from './version.js';
-import { PLAN_FROM_PARENT, PLAN_SKIP_ZERO, planDisk } from './disk-plan.js';
+import { PLAN_FROM_PARENT, PLAN_SKIP_ZERO, planDisk, type DiskPlan } from './disk-plan.js';
 
 export interface BackupProgress {
   disk: number;
@@ -215,10 +215,10 @@ async function backupDisk(
         const len = index.chunkLength(i);
         const raw = len === cs ? (free.pop() ?? Buffer.allocUnsafeSlow(cs)) : Buffer.allocUnsafeSlow(len);
         // Reads are issued one at a time, in disk order: parallel reads of one file defeat kernel readahead (measured)
-        const read = readChain.then(() => source.read(i * cs, len, raw, op));
+        const read = readChain.then(() => readChunk(source, plan, i * cs, len, raw, op));
         readChain = read.catch(() => undefined);
-        await read;
-        stats.bytesRead += len;
+        const bytes = await read; // (not `stats.bytesRead += await read`: that reads the sum before awaiting)
+        stats.bytesRead += bytes;
         const seal = speculative.enabled;
         const r = await pool.process(raw, seal);
         let data: Buffer | undefined = r.data;
@@ -277,6 +277,26 @@ async function backupDisk(
     }
   }
   return { index, stats };
+}
+
+/**
+ * Reads one chunk into `raw`. With an allocation map only the allocated parts cross the wire; the rest is zeros.
+ * Returns the bytes actually read.
+ */
+async function readChunk(source: BlockSource, plan: DiskPlan, offset: number, len: number, raw: Buffer, op: Op): Promise<number> {
+  if (!plan.dataRanges) {
+    await source.read(offset, len, raw, op);
+    return len;
+  }
+  const parts = [...plan.dataRanges.within(offset, offset + len)];
+  const covered = parts.reduce((a, p) => a + p.length, 0);
+  if (covered === len) {
+    await source.read(offset, len, raw, op);
+    return len;
+  }
+  raw.fill(0, 0, len);
+  await Promise.all(parts.map((p) => source.read(p.offset, p.length, raw.subarray(p.offset - offset, p.offset - offset + p.length), op)));
+  return covered;
 }
 
 /**

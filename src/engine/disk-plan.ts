@@ -15,6 +15,54 @@ export interface DiskPlan {
   changedBytes: number;
   /** Why an incremental was not possible, when change tracking was offered. */
   fallbackReason: string | undefined;
+  /** Full reads of a source with an allocation map: the data extents, so a chunk reads only its allocated parts. */
+  dataRanges: ExtentList | undefined;
+}
+
+/** Sorted, non-overlapping extents in two typed arrays (16 bytes an extent, no objects). */
+export class ExtentList {
+  private starts = new Float64Array(1024);
+  private ends = new Float64Array(1024);
+  count = 0;
+  /** Past this many extents we stop recording (chunks are then read whole): memory stays bounded. */
+  static readonly MAX = 4_000_000;
+  overflow = false;
+
+  add(offset: number, length: number): void {
+    if (this.overflow) return;
+    if (this.count === ExtentList.MAX) {
+      this.overflow = true;
+      return;
+    }
+    if (this.count === this.starts.length) {
+      const grow = (a: Float64Array) => {
+        const b = new Float64Array(a.length * 2);
+        b.set(a);
+        return b;
+      };
+      this.starts = grow(this.starts);
+      this.ends = grow(this.ends);
+    }
+    this.starts[this.count] = offset;
+    this.ends[this.count] = offset + length;
+    this.count++;
+  }
+
+  /** Extents intersecting [from, to), clipped to it. */
+  *within(from: number, to: number): Iterable<{ offset: number; length: number }> {
+    let lo = 0;
+    let hi = this.count;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.ends[mid]! <= from) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let k = lo; k < this.count && this.starts[k]! < to; k++) {
+      const s = Math.max(from, this.starts[k]!);
+      const e = Math.min(to, this.ends[k]!);
+      if (e > s) yield { offset: s, length: e - s };
+    }
+  }
 }
 
 /**
@@ -31,12 +79,13 @@ export async function planDisk(
 ): Promise<DiskPlan> {
   const n = index.entryCount;
   const cs = index.chunkSizeBytes;
-  const mark = async (extents: AsyncIterable<Extent>, into: Uint8Array, value: number): Promise<number> => {
+  const mark = async (extents: AsyncIterable<Extent>, into: Uint8Array, value: number, record?: ExtentList): Promise<number> => {
     let bytes = 0;
     for await (const e of extents) {
       opts.signal?.throwIfAborted();
       if (e.length <= 0) continue;
       bytes += e.length;
+      record?.add(e.offset, e.length);
       const first = Math.floor(e.offset / cs);
       const last = Math.min(n - 1, Math.floor((e.offset + e.length - 1) / cs));
       into.fill(value, first, last + 1);
@@ -55,11 +104,15 @@ export async function planDisk(
       const actions = new Uint8Array(n).fill(PLAN_FROM_PARENT);
       if (opts.verifyCbt) actions.fill(PLAN_READ);
       else for (let i = 0; i < n; i++) if (changed[i]) actions[i] = PLAN_READ;
-      return { actions, mode: 'incremental', changed, changedBytes, fallbackReason: undefined };
+      return { actions, mode: 'incremental', changed, changedBytes, fallbackReason: undefined, dataRanges: undefined };
     }
   }
   const actions = new Uint8Array(n);
-  if (source.dataExtents) await mark(source.dataExtents(opts), actions, PLAN_READ);
-  else actions.fill(PLAN_READ);
-  return { actions, mode: 'full', changed: undefined, changedBytes: 0, fallbackReason };
+  let dataRanges: ExtentList | undefined;
+  if (source.dataExtents) {
+    dataRanges = new ExtentList();
+    await mark(source.dataExtents(opts), actions, PLAN_READ, dataRanges);
+    if (dataRanges.overflow) dataRanges = undefined;
+  } else actions.fill(PLAN_READ);
+  return { actions, mode: 'full', changed: undefined, changedBytes: 0, fallbackReason, dataRanges };
 }
