@@ -7,6 +7,7 @@ import { basename, dirname, join } from 'node:path';
 import type { FixedIndex } from '../format/index.js';
 import type { Repository } from '../repository/index.js';
 import { CofferError, TaskWindow, type Op } from '../shared/index.js';
+import { blockDeviceSize } from '../sources/index.js';
 import type { CodecPool } from './codec-pool.js';
 
 export type RestoreTarget =
@@ -97,7 +98,13 @@ async function openSink(target: RestoreTarget, sizeBytes: number, sync: boolean)
   } catch {
     st = undefined;
   }
-  if (st?.isBlockDevice()) return fileSink(target.path, sizeBytes, 'device', false, true);
+  if (st?.isBlockDevice()) {
+    const deviceBytes = await blockDeviceSize(st.rdev);
+    if (deviceBytes < sizeBytes) {
+      throw new CofferError('TARGET_UNWRITABLE', `block device ${target.path} has ${deviceBytes} bytes, the disk needs ${sizeBytes}`);
+    }
+    return fileSink(target.path, sizeBytes, 'device', false, true);
+  }
   if (st && !target.force) {
     throw new CofferError('TARGET_EXISTS', `restore target ${target.path} exists`, { hint: 'pass --force to overwrite it' });
   }

@@ -67,7 +67,8 @@ export function specToPath(spec: string): string {
   return path.resolve(spec);
 }
 
-async function blockDeviceSize(rdev: number): Promise<number> {
+/** Size of a block device from sysfs (Node has no BLKGETSIZE64). */
+export async function blockDeviceSize(rdev: number): Promise<number> {
   const major = Math.floor(rdev / 256) & 0xfff;
   const minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
   try {
