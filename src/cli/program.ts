@@ -211,7 +211,8 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
   common(program.command('verify').description('check that every restore point is complete; --read-data also checks every byte'))
     .option('--read-data', 'decrypt, decompress and re-hash every referenced chunk')
     .option('--read-data-subset <pct>', 'like --read-data for a deterministic sample of PCT percent of the chunks')
-    .action(async (o: CommonOpts & { readData?: boolean; readDataSubset?: string }) => {
+    .option('--no-record', 'do not record the outcome per restore point in the repository')
+    .action(async (o: CommonOpts & { readData?: boolean; readDataSubset?: string; record?: boolean }) => {
       const repo = await openRepo(o, stderrLogger(deps, o.quiet));
       let fraction = o.readData ? 1 : 0;
       if (o.readDataSubset !== undefined) {
@@ -221,7 +222,7 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
       }
       const progress = new ProgressReporter(deps.stderr as never, 'verify', progressOn(o), 'items');
       const report = await withPool(repo, (pool) =>
-        verify(repo, pool, { readDataFraction: fraction, signal: deps.signal, onProgress: (p) => p.total > 0 && progress.update(p.done, p.total, p.phase) }),
+        verify(repo, pool, { readDataFraction: fraction, record: o.record !== false, signal: deps.signal, onProgress: (p) => p.total > 0 && progress.update(p.done, p.total, p.phase) }),
       );
       progress.done();
       if (o.json) write(JSON.stringify(report) + '\n');

@@ -147,6 +147,12 @@ async function loadParentIndex(repo: Repository, parent: Manifest | undefined, d
   const d = parent.disks[disk];
   if (!d) return { problem: `the previous restore point ${parent.id} has no disk ${disk}` };
   if (d.chunkSizeBytes !== repo.chunkSizeBytes) return { problem: 'the previous restore point uses another chunk size' };
+  const verified = await repo.lastVerification(parent.id, op);
+  if (verified && !verified.ok) {
+    // Neither its change-tracking base nor its chunk ids are trusted: every chunk is read and checked against the
+    // store, so chunks it lost are stored again (healed) by this backup.
+    return { problem: `the previous restore point ${parent.id} failed verification at ${verified.time}` };
+  }
   try {
     return { index: await repo.loadIndex(d.indexId, op) };
   } catch (e) {

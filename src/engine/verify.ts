@@ -7,6 +7,8 @@ export interface VerifyRequest extends Op {
   /** Decrypt, decompress and re-hash this share of the referenced chunks (0..1; 1 = --read-data). */
   readDataFraction?: number;
   onProgress?: (p: { phase: string; done: number; total: number }) => void;
+  /** Record the outcome per restore point in the repository (FORMAT.md §8); default true. */
+  record?: boolean;
 }
 
 export interface VerifyProblem {
@@ -26,6 +28,8 @@ export interface VerifyReport {
   chunksRead: number;
   chunksUnreferenced: number;
   problems: VerifyProblem[];
+  /** Restore points found damaged (a missing or corrupt manifest, index or chunk). */
+  failedPoints: string[];
   durationMs: number;
 }
 
@@ -61,6 +65,13 @@ export async function verify(repo: Repository, pool: CodecPool, req: VerifyReque
   for await (const id of repo.pointIds(op)) ids.push(id);
   let disks = 0;
   const missing = new Map<string, string[]>();
+  const failed = new Map<string, VerifyProblem[]>();
+  const fail = (pointId: string, p: VerifyProblem) => {
+    const list = failed.get(pointId) ?? [];
+    if (list.length < 100) list.push(p);
+    failed.set(pointId, list);
+  };
+  const indexesOf = new Map<string, string[]>(); // point -> index ids, for the second pass over corrupt chunks
   for (const [n, id] of ids.entries()) {
     req.onProgress?.({ phase: 'checking restore points', done: n, total: ids.length });
     let manifest;
@@ -68,9 +79,12 @@ export async function verify(repo: Repository, pool: CodecPool, req: VerifyReque
       manifest = await repo.loadManifest(id, op);
     } catch (e) {
       if (isCancel(e)) throw e;
-      report({ kind: 'point', id, message: (e as Error).message });
+      const p: VerifyProblem = { kind: 'point', id, message: (e as Error).message };
+      report(p);
+      fail(id, p);
       continue;
     }
+    indexesOf.set(id, manifest.disks.map((d) => d.indexId));
     for (const d of manifest.disks) {
       disks++;
       let index;
@@ -79,7 +93,9 @@ export async function verify(repo: Repository, pool: CodecPool, req: VerifyReque
         if (index.diskSizeBytes !== d.sizeBytes) throw new CofferError('CORRUPT', `index ${d.indexId} describes ${index.diskSizeBytes} bytes, the manifest ${d.sizeBytes}`);
       } catch (e) {
         if (isCancel(e)) throw e;
-        report({ kind: 'index', id: d.indexId, message: (e as Error).message, points: [id] });
+        const p: VerifyProblem = { kind: 'index', id: d.indexId, message: (e as Error).message, points: [id] };
+        report(p);
+        fail(id, p);
         continue;
       }
       for (let i = 0; i < index.entryCount; i++) {
@@ -91,6 +107,7 @@ export async function verify(repo: Repository, pool: CodecPool, req: VerifyReque
           continue;
         }
         const hex = index.id(i).toString('hex');
+        fail(id, { kind: 'chunk-missing', id: hex, message: `chunk ${hex} is missing` });
         const pts = missing.get(hex) ?? [];
         if (pts.length < 5 && !pts.includes(id)) pts.push(id);
         missing.set(hex, pts);
@@ -134,8 +151,47 @@ export async function verify(repo: Repository, pool: CodecPool, req: VerifyReque
     }
   }
 
+  // 4. Which restore points use a corrupt chunk (a second pass over their indexes; only when something was corrupt).
+  const corrupt = problems.filter((p) => p.kind === 'chunk-corrupt');
+  if (corrupt.length > 0) {
+    const bad = IdSet.fromConcatenated(Buffer.concat(corrupt.map((p) => Buffer.from(p.id, 'hex'))));
+    for (const [pointId, indexIds] of indexesOf) {
+      for (const indexId of indexIds) {
+        let index;
+        try {
+          index = await repo.loadIndex(indexId, op);
+        } catch {
+          continue; // already reported
+        }
+        for (let i = 0; i < index.entryCount; i++) {
+          if (!index.isZero(i) && bad.has(index.id(i))) {
+            const hex = index.id(i).toString('hex');
+            fail(pointId, { kind: 'chunk-corrupt', id: hex, message: `chunk ${hex} is corrupt` });
+          }
+        }
+      }
+    }
+  }
+
+  // 5. Record the outcome per restore point.
+  if (req.record !== false) {
+    const time = new Date().toISOString();
+    for (const pointId of ids) {
+      op.signal?.throwIfAborted();
+      const ps = failed.get(pointId) ?? [];
+      await repo.recordVerification(pointId, {
+        pointId,
+        time,
+        ok: ps.length === 0,
+        readDataFraction: fraction,
+        problems: ps.map((p) => ({ kind: p.kind, id: p.id, message: p.message })),
+      }, op);
+    }
+  }
+
   return {
     ok: problems.length === 0,
+    failedPoints: [...failed.keys()].sort(),
     points: ids.length,
     disks,
     chunksStored: stored.size,

@@ -26,7 +26,7 @@ import { ChunkCodec } from './chunk-codec.js';
 import { openObject, sealObject } from './object-codec.js';
 import { listKeyFiles, unlockKeyFile, unlockMasterKey, writeKeyFile, type KdfCost } from './key-ring.js';
 import { Lease, type LeaseOptions } from './lease.js';
-import { CONFIG_BLOB, POINTS_PREFIX, baseName, chunkBlob, indexBlob, keyBlob, pointBlob } from './layout.js';
+import { CONFIG_BLOB, POINTS_PREFIX, VERIFICATIONS_PREFIX, baseName, chunkBlob, indexBlob, keyBlob, pointBlob, verificationBlob } from './layout.js';
 
 export interface InitOptions {
   chunkSizeBytes?: number;
@@ -36,6 +36,16 @@ export interface InitOptions {
 }
 
 /** zstd level 2: on OS data ~1.8x the speed of level 3 for ~7% more bytes (docs/BENCHMARKS.md). */
+/** One verification of one restore point (FORMAT.md §8). */
+export interface VerificationRecord {
+  pointId: string;
+  time: string;
+  ok: boolean;
+  /** Share of the point's chunks whose data was read and checked (0: presence only). */
+  readDataFraction: number;
+  problems: { kind: string; id: string; message: string }[];
+}
+
 export const DEFAULT_ZSTD_LEVEL = 2;
 const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
 
@@ -277,6 +287,26 @@ export class Repository {
     if (matches.length === 0) throw new CofferError('NOT_FOUND', `no restore point ${ref}`);
     if (matches.length > 1) throw new CofferError('AMBIGUOUS', `${ref} matches ${matches.length} restore points`, { details: { matches } });
     return matches[0]!;
+  }
+
+  // ---- verification records (FORMAT.md §8)
+
+  /** Records the outcome of verifying one restore point. Append-only: each run adds a record. */
+  async recordVerification(pointId: string, result: VerificationRecord, op?: Op): Promise<void> {
+    const time = Date.parse(result.time);
+    await this.store.put(verificationBlob(pointId, time, result.ok), Buffer.from(JSON.stringify(result)), op);
+  }
+
+  /** The newest verification outcome of a restore point, from blob names only. */
+  async lastVerification(pointId: string, op?: Op): Promise<{ time: string; ok: boolean } | undefined> {
+    let best: { ms: number; ok: boolean } | undefined;
+    for await (const b of this.store.list(`${VERIFICATIONS_PREFIX}${pointId}/`, op)) {
+      const m = /\/(\d{15})-(ok|failed)$/.exec(b.name);
+      if (!m || b.name !== verificationBlob(pointId, Number(m[1]), m[2] === 'ok')) continue;
+      const ms = Number(m[1]);
+      if (!best || ms > best.ms) best = { ms, ok: m[2] === 'ok' };
+    }
+    return best ? { time: new Date(best.ms).toISOString(), ok: best.ok } : undefined;
   }
 
   newPointId(): string {
