@@ -14,8 +14,8 @@ const ALLOWED = {
   nbd: ['shared'],
   sources: ['shared', 'nbd'],
   repository: ['shared', 'format', 'crypto', 'storage'],
-  engine: ['shared', 'format', 'crypto', 'storage', 'repository', 'sources'],
-  cli: ['shared', 'format', 'storage', 'repository', 'sources', 'engine'],
+  engine: ['shared', 'format', 'crypto', 'storage', 'repository', 'sources', 'nbd'],
+  cli: ['shared', 'format', 'storage', 'repository', 'sources', 'engine', 'nbd'],
   bin: ['shared', 'storage', 'sources', 'engine', 'cli', 'nbd'],
 };
 

@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
-import { CodecPool, TOOL_VERSION, backup, restoreDisk, verify } from '../engine/index.js';
+import { CodecPool, RestorePointDevice, TOOL_VERSION, backup, restoreDisk, verify } from '../engine/index.js';
+import { NbdServer } from '../nbd/index.js';
 import { Repository, type KdfCost } from '../repository/index.js';
 import { CofferError, asCofferError, formatBytes, formatDuration, type Logger } from '../shared/index.js';
 import type { BlockSource } from '../sources/index.js';
@@ -206,6 +207,48 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
       progress.done();
       if (o.json) write(JSON.stringify(result) + '\n');
       else if (!toStdout) write(`restored disk ${result.disk} of ${result.id} (${formatBytes(result.sizeBytes)}) to ${result.target} in ${formatDuration(result.durationMs)}\n`);
+    });
+
+  common(program.command('mount').description('instant recovery: serve one disk of a restore point over NBD until SIGINT/SIGTERM'))
+    .argument('<id>', 'restore point id, unique prefix, or "latest"')
+    .requiredOption('--disk <n>', 'disk index (0-based)')
+    .option('--nbd <host:port>', 'address to listen on', '127.0.0.1:10809')
+    .option('--export-name <name>', 'NBD export name', '')
+    .option('--writable', 'accept writes into a local copy-on-write overlay (the repository is never written)')
+    .option('--overlay <file>', 'overlay file for --writable (default: a temporary file removed at exit)')
+    .option('--cache-chunks <n>', 'decoded chunks kept in memory', '24')
+    .action(async (ref: string, o: CommonOpts & { disk: string; nbd: string; exportName: string; writable?: boolean; overlay?: string; cacheChunks: string }) => {
+      const logger = stderrLogger(deps, o.quiet);
+      const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(o.nbd);
+      if (!m || Number(m[2]) > 65535) throw new CofferError('USAGE', `--nbd must be HOST:PORT, not ${JSON.stringify(o.nbd)}`);
+      const host = m[1]!.replace(/^\[(.*)\]$/, '$1');
+      const repo = await openRepo(o, logger);
+      const pointId = await repo.resolvePoint(ref);
+      const manifest = await repo.loadManifest(pointId);
+      const diskNo = parseInteger(o.disk, '--disk');
+      const disk = manifest.disks[diskNo];
+      if (!disk) throw new CofferError('NOT_FOUND', `restore point ${pointId} has no disk ${diskNo}`);
+      const index = await repo.loadIndex(disk.indexId);
+      await withPool(repo, async (pool) => {
+        const device = await RestorePointDevice.open(repo, pool, index, {
+          writable: Boolean(o.writable),
+          cacheChunks: parseInteger(o.cacheChunks, '--cache-chunks'),
+          ...(o.overlay ? { overlayPath: o.overlay } : {}),
+        });
+        const server = new NbdServer(device, { exportName: o.exportName, description: `coffer ${manifest.vm.name} ${pointId} disk ${diskNo}`, logger });
+        try {
+          const addr = await server.listen(host, Number(m[2]));
+          const shownHost = addr.host.includes(':') ? `[${addr.host}]` : addr.host;
+          const uri = `nbd://${shownHost}:${addr.port}/${encodeURIComponent(o.exportName)}`;
+          const ready = { uri, id: pointId, vm: manifest.vm.name, disk: diskNo, sizeBytes: index.diskSizeBytes, writable: device.writable, overlay: device.overlayPath ?? null };
+          if (o.json) write(JSON.stringify(ready) + '\n');
+          else write(`serving disk ${diskNo} of ${pointId} (${manifest.vm.name}, ${formatBytes(index.diskSizeBytes)}) at ${uri}${device.writable ? ` (writable, overlay ${device.overlayPath})` : ' (read-only)'}; stop with Ctrl-C\n`);
+          if (!deps.signal.aborted) await new Promise<void>((r) => deps.signal.addEventListener('abort', () => r(), { once: true }));
+        } finally {
+          await server.close();
+          await device.close();
+        }
+      });
     });
 
   common(program.command('verify').description('check that every restore point is complete; --read-data also checks every byte'))

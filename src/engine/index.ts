@@ -4,3 +4,4 @@ export * from './restore.js';
 export * from './verify.js';
 export { TOOL_VERSION } from './version.js';
 export type { CodecParams } from './codec-protocol.js';
+export { RestorePointDevice, type RestorePointDeviceOptions } from './mount.js';

@@ -13,6 +13,7 @@ export const FLAG_C_NO_ZEROES = 2;
 
 export const OPT_ABORT = 2;
 export const OPT_STARTTLS = 5;
+export const OPT_INFO = 6;
 export const OPT_GO = 7;
 export const OPT_STRUCTURED_REPLY = 8;
 export const OPT_LIST_META_CONTEXT = 9;
