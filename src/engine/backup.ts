@@ -221,7 +221,10 @@ async function backupDisk(
         const len = index.chunkLength(i);
         const raw = len === cs ? (free.pop() ?? Buffer.allocUnsafeSlow(cs)) : Buffer.allocUnsafeSlow(len);
         // Reads are issued one at a time, in disk order: parallel reads of one file defeat kernel readahead (measured)
-        const read = readChain.then(() => readChunk(source, plan, i * cs, len, raw, op));
+        const read = readChain.then(() => {
+          if (window.failed) throw new CofferError('CANCELLED', 'an earlier chunk failed'); // (never reported: drain throws the first error)
+          return readChunk(source, plan, i * cs, len, raw, op);
+        });
         readChain = read.catch(() => undefined);
         const bytes = await read; // (not `stats.bytesRead += await read`: that reads the sum before awaiting)
         stats.bytesRead += bytes;

@@ -28,6 +28,8 @@ interface Pending {
   length: number;
   into?: Buffer;
   covered: number;
+  /** Byte ranges of the request already answered, [start, end) relative to the request: overlaps are violations. */
+  ranges?: [number, number][];
   extents?: Map<number, Extent[]>;
   error?: CofferError;
   timer: NodeJS.Timeout;
@@ -332,8 +334,8 @@ export class NbdClient {
         const off = Number(payload.readBigUInt64BE(0));
         const n = length - 8;
         if (off < p.offset || off + n > p.offset + p.length) throw protocolError(`OFFSET_DATA [${off}, +${n}) outside the request`);
+        claim(p, off - p.offset, n);
         payload.copy(p.into!, off - p.offset, 8);
-        p.covered += n;
         break;
       }
       case P.REPLY_TYPE_OFFSET_HOLE: {
@@ -341,8 +343,8 @@ export class NbdClient {
         const off = Number(payload.readBigUInt64BE(0));
         const n = payload.readUInt32BE(8);
         if (n === 0 || off < p.offset || off + n > p.offset + p.length) throw protocolError(`OFFSET_HOLE [${off}, +${n}) outside the request`);
+        claim(p, off - p.offset, n);
         p.into!.fill(0, off - p.offset, off - p.offset + n);
-        p.covered += n;
         break;
       }
       case P.REPLY_TYPE_BLOCK_STATUS: {
@@ -377,6 +379,17 @@ export class NbdClient {
       this.finish(cookie, p);
     }
   }
+}
+
+/** Records that [from, from+n) of a read was answered; a second answer for any byte is a protocol violation. */
+function claim(p: Pending, from: number, n: number): void {
+  const ranges = (p.ranges ??= []);
+  if (ranges.length >= 4096) throw protocolError('a read answered in more than 4096 pieces');
+  for (const [s, e] of ranges) {
+    if (from < e && s < from + n) throw protocolError(`overlapping replies for bytes ${p.offset + Math.max(s, from)}..${p.offset + Math.min(e, from + n)}`);
+  }
+  ranges.push([from, from + n]);
+  p.covered += n;
 }
 
 function u16(n: number): Buffer {

@@ -21,6 +21,11 @@ export class TaskWindow {
     this.running.add(p);
   }
 
+  /** True once a task has failed (later work can stop early). */
+  get failed(): boolean {
+    return this.error !== undefined;
+  }
+
   async drain(): Promise<void> {
     while (this.running.size > 0) await Promise.race(this.running);
     if (this.error) throw this.error.e;

@@ -1,4 +1,5 @@
 import * as fs from 'node:fs/promises';
+import { constants as fsc } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CofferError, type Op } from '../shared/index.js';
@@ -15,12 +16,7 @@ export class FileSource implements BlockSource {
 
   static async open(spec: string): Promise<FileSource> {
     const p = specToPath(spec);
-    let fh: fs.FileHandle;
-    try {
-      fh = await fs.open(p, 'r');
-    } catch (e) {
-      throw sourceError(e, p);
-    }
+    const fh = await openImageFile(p);
     try {
       const st = await fh.stat();
       let size: number;
@@ -54,6 +50,28 @@ export class FileSource implements BlockSource {
   async close(): Promise<void> {
     await this.fh.close().catch(() => undefined);
   }
+}
+
+/**
+ * Opens a file to read as an image: O_NONBLOCK so that a FIFO or a device that blocks cannot hang us in open(2),
+ * then only regular files and block devices are accepted (O_NONBLOCK changes nothing for their reads).
+ */
+export async function openImageFile(p: string, allowDevices = true): Promise<fs.FileHandle> {
+  let fh: fs.FileHandle;
+  try {
+    fh = await fs.open(p, fsc.O_RDONLY | fsc.O_NONBLOCK);
+  } catch (e) {
+    throw sourceError(e, p);
+  }
+  const st = await fh.stat().catch(async (e: unknown) => {
+    await fh.close();
+    throw sourceError(e, p);
+  });
+  if (!st.isFile() && !(allowDevices && st.isBlockDevice())) {
+    await fh.close();
+    throw new CofferError('SOURCE_UNREADABLE', `${p} is not a regular file${allowDevices ? ' or block device' : ''}`, { details: { source: p } });
+  }
+  return fh;
 }
 
 export function specToPath(spec: string): string {

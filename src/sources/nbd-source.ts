@@ -84,20 +84,45 @@ export class NbdSource implements BlockSource {
     if (run) yield run;
   }
 
+  /**
+   * Runs fn on the current connection; on a retryable failure (dropped connection, timeout, refused reconnect)
+   * reconnects with backoff, up to `retries` attempts. Once a call has used up its attempts the source is failed for
+   * good: later calls fail at once instead of each waiting through its own retries.
+   */
   private async withRetry<T>(fn: (c: NbdClient) => Promise<T>, op?: Op): Promise<T> {
+    if (this.failure) throw this.failure;
     const retries = this.opts.retries ?? 3;
-    for (let attempt = 0; ; attempt++) {
-      const client = this.client;
+    let lastError: unknown;
+    for (let attempt = 0; attempt <= retries; attempt++) {
+      if (attempt > 0) {
+        op?.signal?.throwIfAborted();
+        if (this.failure) throw this.failure;
+        (this.opts.logger ?? silentLogger).warn(`${this.uri}: ${(lastError as Error).message}; reconnecting (attempt ${attempt} of ${retries})`);
+        await new Promise((r) => setTimeout(r, 500 * 2 ** (attempt - 1))); // 0.5, 1, 2 s: a restarting server gets 3.5 s
+        try {
+          await this.reconnect(this.client, op);
+        } catch (e) {
+          if (!isRetryable(e)) throw this.fail(e);
+          lastError = e;
+          continue;
+        }
+      }
       try {
-        return await fn(client);
+        return await fn(this.client);
       } catch (e) {
-        const retryable = e instanceof CofferError && e.details.retryable === true;
-        if (!retryable || attempt >= retries || op?.signal?.aborted) throw e;
-        (this.opts.logger ?? silentLogger).warn(`${this.uri}: ${(e as Error).message}; reconnecting (attempt ${attempt + 1} of ${retries})`);
-        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
-        await this.reconnect(client, op);
+        if (!isRetryable(e) || op?.signal?.aborted) throw e;
+        lastError = e;
       }
     }
+    throw this.fail(lastError);
+  }
+
+  private failure: CofferError | undefined;
+
+  private fail(e: unknown): CofferError {
+    const err = e instanceof CofferError ? e : new CofferError('SOURCE_UNREADABLE', String(e));
+    this.failure ??= new CofferError(err.code, `${err.message} (gave up after ${this.opts.retries ?? 3} reconnection attempts)`, { details: err.details, cause: err });
+    return this.failure;
   }
 
   private async reconnect(failed: NbdClient, op?: Op): Promise<void> {
@@ -111,14 +136,18 @@ export class NbdSource implements BlockSource {
     if (this.client === failed) {
       this.client = fresh;
       await failed.close().catch(() => undefined);
-    } else {
-      await fresh.close();
+    } else if (this.client !== fresh) {
+      await fresh.close(); // someone else installed another connection meanwhile
     }
   }
 
   async close(): Promise<void> {
     await this.client.close().catch(() => undefined);
   }
+}
+
+function isRetryable(e: unknown): boolean {
+  return e instanceof CofferError && e.details.retryable === true;
 }
 
 function describe(address: NbdAddress, exportName: string, bitmap?: string): string {

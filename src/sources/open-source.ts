@@ -1,9 +1,8 @@
-import { open as fsOpen } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
 import { CofferError, type Logger, type Op } from '../shared/index.js';
 import type { BlockSource } from './block-source.js';
-import { FileSource } from './file-source.js';
+import { FileSource, openImageFile } from './file-source.js';
 import { NbdSource, parseNbdUri } from './nbd-source.js';
 import { openWithQemuNbd, type QemuFormat } from './qemu-nbd-source.js';
 import { VmdkSource } from './vmdk/vmdk-source.js';
@@ -69,7 +68,7 @@ export async function openSource(spec: string, opts: OpenSourceOptions = {}): Pr
 export async function sniffFormat(filePath: string): Promise<ImageFormat> {
   let fh;
   try {
-    fh = await fsOpen(filePath, 'r');
+    fh = await openImageFile(filePath);
   } catch {
     return 'raw'; // FileSource.open reports the error precisely
   }

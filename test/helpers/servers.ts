@@ -69,6 +69,12 @@ export function startNbdkit(dir: string, port: number, plugin: string, pluginArg
   const args = ['--ipv4-only', '-i', '127.0.0.1', '-p', String(port), '-P', pidFile, ...filters.map((f) => `--filter=${f}`), plugin, ...pluginArgs];
   const r = spawnSync('nbdkit', args, { encoding: 'utf8', timeout: 30_000 });
   if (r.status !== 0) throw new Error(`nbdkit failed: ${r.stderr}`);
+  // nbdkit's forked child writes the pid file, possibly after the parent has exited: wait for it
+  const until = Date.now() + 5000;
+  while (!existsSync(pidFile) || readFileSync(pidFile, 'utf8').trim() === '') {
+    if (Date.now() > until) throw new Error('nbdkit wrote no pid file');
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+  }
   return daemonFromPidFile(pidFile, 'nbdkit');
 }
 

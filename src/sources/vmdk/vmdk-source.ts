@@ -1,4 +1,5 @@
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { openImageFile } from '../file-source.js';
 import * as path from 'node:path';
 import { CofferError, type Op } from '../../shared/index.js';
 import type { BlockSource, Extent } from '../block-source.js';
@@ -32,14 +33,9 @@ export class VmdkSource implements BlockSource {
   static async open(filePath: string): Promise<VmdkSource> {
     const handles: FileHandle[] = [];
     const openFile = async (p: string) => {
-      try {
-        const fh = await open(p, 'r');
-        handles.push(fh);
-        return fh;
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        throw new CofferError('SOURCE_UNREADABLE', `cannot read ${p}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`, { details: { source: p }, cause: e });
-      }
+      const fh = await openImageFile(p, false);
+      handles.push(fh);
+      return fh;
     };
     try {
       const fh = await openFile(filePath);
