@@ -15,6 +15,8 @@ ROOT=$(cd "$HERE/.." && pwd)
 WORKDIR=${1:-/tmp/coffer-bench-incr}
 COFFER="node $ROOT/dist/bin/coffer.js"
 SPARSE_GIB=${SPARSE_GIB:-100}
+CHUNK_SIZE=${CHUNK_SIZE:-4M}   # the repository chunk size (coffer init --chunk-size)
+SKIP_SPARSE=${SKIP_SPARSE:-0}
 export COFFER_PASSWORD=coffer-bench-password RESTIC_PASSWORD=coffer-bench-password
 mkdir -p "$WORKDIR"; WORKDIR=$(cd "$WORKDIR" && pwd)
 rm -rf "$WORKDIR/run"; mkdir -p "$WORKDIR/run" "$WORKDIR/regions"
@@ -31,7 +33,7 @@ field() { node -e 'const j=JSON.parse(require("fs").readFileSync(process.argv[1]
 # ---- 1. qcow2 + dirty bitmap vs restic
 cp --sparse=always "$IMAGE" "$RUN/disk.raw"
 qemu-img convert -f raw -O qcow2 "$RUN/disk.raw" "$RUN/disk.qcow2"
-$COFFER init --repo "$RUN/coffer" -q
+$COFFER init --repo "$RUN/coffer" --chunk-size "$CHUNK_SIZE" -q
 restic init -r "$RUN/restic" -q >/dev/null
 measure coffer-full $COFFER backup --repo "$RUN/coffer" --vm bench "file://$RUN/disk.qcow2" --json --no-progress
 measure restic-full restic -r "$RUN/restic" backup "$RUN/disk.raw" -q
@@ -54,12 +56,14 @@ cmp "$RUN/restored.raw" "$RUN/disk.raw" || { echo '!!! incremental restore diffe
 rm -f "$RUN/restored.raw"
 
 # ---- 2. 100 GiB sparse disk over NBD
+if [ "$SKIP_SPARSE" = 1 ]; then echo '{"bytesRead":0}' > "$RUN/coffer-sparse.out"; echo "0.01 0 0 0" > "$RUN/coffer-sparse.time"; else
 port=$(node -e 's=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 nbdkit --ipv4-only -i 127.0.0.1 -p "$port" -P "$RUN/nbdkit.pid" sparse-random size=${SPARSE_GIB}G seed=42 percent=5 runlength=1048576
 trap 'kill "$(cat "$RUN/nbdkit.pid")" 2>/dev/null || true' EXIT
-$COFFER init --repo "$RUN/coffer-sparse" -q
+$COFFER init --repo "$RUN/coffer-sparse" --chunk-size "$CHUNK_SIZE" -q
 measure coffer-sparse $COFFER backup --repo "$RUN/coffer-sparse" --vm sparse "nbd://127.0.0.1:$port/" --json --no-progress
 kill "$(cat "$RUN/nbdkit.pid")"; trap - EXIT
+fi
 
 t() { cut -d' ' -f"$2" "$RUN/$1.time"; }
 rss() { echo $(( $(t "$1" 4) / 1024 )); }
@@ -69,6 +73,7 @@ cat <<MD
 ## Change tracking (qcow2 + dirty bitmap) and a 100 GiB sparse disk
 
 - run: $(date -u +%FT%TZ); host: $(nproc) CPUs; $(restic version | cut -d' ' -f1-2); coffer $(node -p "require('$ROOT/package.json').version")
+- chunk size: $CHUNK_SIZE
 - change: $(node -e 'const j=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));console.log(j.regions+" x 1 MiB regions, "+j.bytesWritten+" bytes")' "$RUN/mutation.json"), the same bytes in the qcow2 (qemu-io) and the raw copy
 
 | tool | phase | wall s | user s | sys s | max RSS MiB | bytes read |

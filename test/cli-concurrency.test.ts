@@ -71,11 +71,10 @@ describe('two backups at once: per-VM leases', () => {
 
   test('two CLI backups of the same VM at once: exactly one wins, the other exits 4 LOCKED', async () => {
     const before = expectOk(coffer(['list', '--repo', repoDir, '--json'])).length;
-    // a large all-zero (sparse) disk: nothing to store, but reading and zero-checking it takes a few seconds,
-    // a wide window for the second backup to meet the first one's lease
+    // a disk of random data: hashing, compressing and storing it takes a second or more, a wide window for the
+    // second backup to meet the first one's lease (holes would be skipped at once)
     const big = join(tmp.path, 'big.raw');
-    closeSync(openSync(big, 'w'));
-    truncateSync(big, 1024 * MiB);
+    makeRandomDisk(big, 256 * MiB, 'conc-big');
     const a = cofferAsync(['backup', '--repo', repoDir, '--vm', 'vm3', big, '--json']);
     // start the second once the first is under way (it has printed progress, so it holds the lease)
     await new Promise<void>((resolve) => {
@@ -128,7 +127,7 @@ describe('Ctrl-C during a backup', () => {
 
   before(() => {
     makeRandomDisk(disk, SIZE, 'sigint');
-    expectOk(coffer(['init', '--repo', repoDir, '--kdf-cost', '1024', '--json']));
+    expectOk(coffer(['init', '--repo', repoDir, '--kdf-cost', '1024', '--chunk-size', '4M', '--json']));
   });
   after(() => tmp.cleanup());
 

@@ -16,7 +16,7 @@ import {
   type FakeNbdOptions,
   type FakeNbdServer,
 } from './helpers/fake-nbd-server.js';
-import { freePort, run, startQemuNbd, type Daemon } from './helpers/servers.js';
+import { freePort, run, startNbdkit as startSharedNbdkit, startQemuNbd, type Daemon } from './helpers/servers.js';
 
 const MiB = 1024 * 1024;
 const T = { timeout: 30_000 };
@@ -44,41 +44,9 @@ describe('NBD faults', () => {
   /** Every backup here uses its own VM name: a failed one must leave no restore point of that VM. */
   const assertNoNewPoint = (vm: string) => assert.deepEqual(json(coffer(['list', '--repo', repo, '--vm', vm, '--json'])), [], 'a failed backup left a restore point');
 
-  /**
-   * nbdkit on 127.0.0.1:port, stopped by pid. (helpers/servers.ts startNbdkit reads the pid file right after the
-   * parent exits, but nbdkit writes it from the forked child: that races, so wait for the file here.)
-   */
-  let nbdkits = 0;
+  /** nbdkit on 127.0.0.1:port (helpers/servers.ts), stopped by pid after the tests. */
   const startNbdkit = async (port: number, plugin: string, args: string[], filters: string[] = []): Promise<Daemon> => {
-    const pidFile = join(tmp.path, `nbdkit-${port}-${nbdkits++}.pid`);
-    const r = spawnSync('nbdkit', ['--ipv4-only', '-i', '127.0.0.1', '-p', String(port), '-P', pidFile, ...filters.map((f) => `--filter=${f}`), plugin, ...args], { encoding: 'utf8', timeout: 30_000 });
-    assert.equal(r.status, 0, `nbdkit failed: ${r.stderr}`);
-    for (let i = 0; i < 250 && !(existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== ''); i++) await new Promise((res) => setTimeout(res, 20));
-    const pid = Number(readFileSync(pidFile, 'utf8').trim());
-    assert.ok(pid > 0, 'nbdkit pid');
-    const d: Daemon = {
-      pid,
-      async stop() {
-        try {
-          process.kill(pid, 'SIGTERM');
-        } catch {
-          return;
-        }
-        for (let i = 0; i < 150; i++) {
-          try {
-            process.kill(pid, 0);
-          } catch {
-            return;
-          }
-          await new Promise((res) => setTimeout(res, 20));
-        }
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      },
-    };
+    const d = startSharedNbdkit(tmp.path, port, plugin, args, filters);
     daemons.push(d);
     return d;
   };

@@ -77,7 +77,7 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
   const progressOn = (o: CommonOpts) => o.progress !== false && !o.quiet;
 
   common(program.command('init').description('create a new repository'))
-    .addOption(new Option('--chunk-size <bytes>', 'chunk size: a power of two from 64K to 8M').default('4M'))
+    .addOption(new Option('--chunk-size <bytes>', 'chunk size: a power of two from 64K to 8M').default('1M'))
     .addOption(new Option('--compression-level <n>', 'zstd level (-7..19)').default('2'))
     .addOption(new Option('--kdf-cost <N>', 'scrypt N for the key (power of two)').hideHelp())
     .action(async (o: CommonOpts & { chunkSize: string; compressionLevel: string; kdfCost?: string }) => {

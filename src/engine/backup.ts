@@ -5,6 +5,7 @@ import type { BlockSource } from '../sources/index.js';
 import { CofferError, TaskWindow, type Op } from '../shared/index.js';
 import type { CodecPool } from './codec-pool.js';
 import { TOOL_VERSION } from './version.js';
+import { chunksInFlight } from './in-flight.js';
 import { PLAN_FROM_PARENT, PLAN_SKIP_ZERO, planDisk, type DiskPlan } from './disk-plan.js';
 
 export interface BackupProgress {
@@ -60,8 +61,6 @@ export interface BackupResult {
   disks: DiskStats[];
 }
 
-/** How many chunks may be in flight per codec worker (read, hashed, sealed or being written). */
-const CHUNKS_IN_FLIGHT_PER_WORKER = 3;
 /** Ids stored during this run, remembered to skip a second seal of a repeated chunk (bounded). */
 const RECENT_IDS_MAX = 65_536;
 
@@ -198,7 +197,7 @@ async function backupDisk(
     bytesDone += len;
     req.onProgress?.({ disk: diskIndex, diskCount: req.sources.length, bytesDone, bytesTotal: source.sizeBytes, bytesStored: stats.bytesStored });
   };
-  const window = new TaskWindow(Math.max(2, pool.size * CHUNKS_IN_FLIGHT_PER_WORKER));
+  const window = new TaskWindow(chunksInFlight(repo.chunkSizeBytes, pool.size));
   const cs = repo.chunkSizeBytes;
   try {
     for (let i = 0; i < index.entryCount; i++) {

@@ -9,6 +9,7 @@ import type { Repository } from '../repository/index.js';
 import { CofferError, TaskWindow, type Op } from '../shared/index.js';
 import { blockDeviceSize } from '../sources/index.js';
 import type { CodecPool } from './codec-pool.js';
+import { chunksInFlight } from './in-flight.js';
 
 export type RestoreTarget =
   | { kind: 'path'; path: string; force?: boolean }
@@ -41,7 +42,6 @@ export interface RestoreResult {
   target: string;
 }
 
-const CHUNKS_IN_FLIGHT_PER_WORKER = 3;
 
 /**
  * Restores one disk of a restore point (DESIGN.md §Restore). Chunks are fetched and opened (decrypt, decompress,
@@ -191,7 +191,7 @@ function streamSink(stream: Writable): Sink {
 async function writeChunks(repo: Repository, pool: CodecPool, index: FixedIndex, sink: Sink, req: RestoreRequest, op: Op) {
   const n = index.entryCount;
   const cs = index.chunkSizeBytes;
-  const ahead = Math.max(2, pool.size * CHUNKS_IN_FLIGHT_PER_WORKER);
+  const ahead = chunksInFlight(cs, pool.size);
   const zeros = Buffer.alloc(cs);
   // Positions fetched ahead, in disk order. Zero chunks cost nothing, so only data chunks (being fetched, or fetched
   // and waiting to be written) count against `ahead`: memory stays bounded however slow the target is.

@@ -20,7 +20,8 @@ export const CHUNK_ID_BYTES = 32;
 export const FIXED_INDEX_MAX_ENTRIES = 2 ** 23;
 export const MIN_CHUNK_SIZE = 64 * 1024;
 export const MAX_CHUNK_SIZE = 8 * 1024 * 1024;
-export const DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024;
+/** 1 MiB: changed-block tracking reports small scattered extents; see docs/adr/0002. */
+export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
 export const ZERO_CHUNK_ID = Buffer.alloc(CHUNK_ID_BYTES);
 
 export function isValidChunkSize(n: number): boolean {

@@ -26,8 +26,8 @@ export const DEFAULT_LEASE_TTL_MS = 10 * 60 * 1000;
 /**
  * A lease on a scope (e.g. backups of one VM), in the style of restic's locks but self-expiring (DESIGN.md §Locking):
  * each holder writes its own blob 'locks/<scope>/<holder>-<seq>' with an expiry, renews it every ttl/3 by writing the
- * next sequence number and deleting the previous, then lists the scope. Live leases of other holders that are older
- * than ours win; we delete ours and fail with LOCKED. Expired leases, and leases of dead processes on this host,
+ * next sequence number and deleting the previous, then lists the scope. Live leases of other holders that are not
+ * younger than ours win; we delete ours and fail with LOCKED. Expired leases, and leases of dead processes on this host,
  * are stale: they are removed and never block anyone (a crashed run does not stop the next scheduled one).
  */
 export class Lease {
@@ -112,9 +112,9 @@ export class Lease {
         await this.store.delete(b.name);
         continue;
       }
-      const otherFirst = other.acquiredAt < this.info.acquiredAt ||
-        (other.acquiredAt === this.info.acquiredAt && other.holder < this.info.holder);
-      if (otherFirst) {
+      // A live lease acquired before ours, or in the same millisecond, wins: an established holder always keeps its
+      // lease, and two contenders that tie both back off (neither proceeds; both report LOCKED).
+      if (other.acquiredAt <= this.info.acquiredAt) {
         throw new CofferError('LOCKED', `${this.scope} is locked by ${other.operation} on ${other.host} (pid ${other.pid}) since ${new Date(other.acquiredAt).toISOString()}`, {
           hint: 'wait for it to finish; a lock of a process that died expires by itself',
           details: { scope: this.scope, host: other.host, pid: other.pid, operation: other.operation, expiresAt: new Date(other.expiresAt).toISOString() },

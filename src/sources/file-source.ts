@@ -3,7 +3,9 @@ import { constants as fsc } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CofferError, type Op } from '../shared/index.js';
-import type { BlockSource } from './block-source.js';
+import type { BlockSource, Extent } from './block-source.js';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 
 /** A raw disk image file or a block device, read with positional reads. */
 export class FileSource implements BlockSource {
@@ -12,6 +14,7 @@ export class FileSource implements BlockSource {
     readonly sizeBytes: number,
     private readonly fh: fs.FileHandle,
     private readonly displayPath: string,
+    private readonly regularFile: boolean,
   ) {}
 
   static async open(spec: string): Promise<FileSource> {
@@ -23,7 +26,7 @@ export class FileSource implements BlockSource {
       if (st.isFile()) size = st.size;
       else if (st.isBlockDevice()) size = await blockDeviceSize(st.rdev);
       else throw new CofferError('SOURCE_UNREADABLE', `${p} is not a regular file or block device`);
-      return new FileSource(`file://${p}`, size, fh, p);
+      return new FileSource(`file://${p}`, size, fh, p, st.isFile());
     } catch (e) {
       await fh.close();
       throw e instanceof CofferError ? e : sourceError(e, p);
@@ -47,9 +50,67 @@ export class FileSource implements BlockSource {
     }
   }
 
+  /**
+   * Data extents of a regular file from `qemu-img map` (SEEK_DATA/SEEK_HOLE, which Node does not expose), so a full
+   * backup never reads holes. All or nothing: if qemu-img is missing or fails, the whole file counts as data.
+   */
+  async *dataExtents(op?: Op): AsyncIterable<Extent> {
+    const whole: Extent = { offset: 0, length: this.sizeBytes };
+    if (!this.regularFile || this.sizeBytes === 0) {
+      yield whole;
+      return;
+    }
+    const extents = await qemuImgMap(this.displayPath, this.sizeBytes, op);
+    if (!extents) {
+      yield whole;
+      return;
+    }
+    yield* extents;
+  }
+
   async close(): Promise<void> {
     await this.fh.close().catch(() => undefined);
   }
+}
+
+const MAP_MAX_EXTENTS = 1_000_000;
+
+async function qemuImgMap(path: string, sizeBytes: number, op?: Op): Promise<Extent[] | undefined> {
+  return new Promise((resolve) => {
+    let child;
+    try {
+      child = spawn('qemu-img', ['map', '--output=json', '-f', 'raw', path], { stdio: ['ignore', 'pipe', 'ignore'], signal: op?.signal });
+    } catch {
+      return resolve(undefined);
+    }
+    const out: Extent[] = [];
+    let ok = true;
+    let covered = 0;
+    const lines = createInterface({ input: child.stdout });
+    lines.on('line', (line) => {
+      if (!ok) return;
+      const m = /"start":\s*(\d+),\s*"length":\s*(\d+),.*"data":\s*(true|false)/.exec(line);
+      if (!m) return;
+      const start = Number(m[1]);
+      const length = Number(m[2]);
+      if (start !== covered || !Number.isSafeInteger(start + length)) ok = false; // not contiguous: distrust
+      covered = start + length;
+      if (m[3] !== 'true' || length === 0) return;
+      const last = out[out.length - 1];
+      if (last && last.offset + last.length === start) last.length += length;
+      else out.push({ offset: start, length });
+      if (out.length > MAP_MAX_EXTENTS) ok = false;
+    });
+    child.on('error', () => {
+      ok = false;
+    });
+    // QEMU sizes a raw image in whole 512-byte sectors: the map may cover up to 511 bytes past the end
+    child.on('close', (code) => {
+      if (!ok || code !== 0 || covered < sizeBytes || covered - sizeBytes >= 512) return resolve(undefined);
+      const clipped = out.filter((e) => e.offset < sizeBytes).map((e) => ({ offset: e.offset, length: Math.min(e.length, sizeBytes - e.offset) }));
+      resolve(clipped);
+    });
+  });
 }
 
 /**

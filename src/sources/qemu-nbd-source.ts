@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { access, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CofferError, type Logger, type Op } from '../shared/index.js';
@@ -16,46 +16,52 @@ export async function openWithQemuNbd(path: string, format: QemuFormat, opts: { 
   const dir = await mkdtemp(join(tmpdir(), 'coffer-qemu-nbd-'));
   const socket = join(dir, 'nbd.sock');
   const pidFile = join(dir, 'qemu-nbd.pid');
-  const args = ['--read-only', `--format=${format}`, '--persistent', '--shared=8', '--fork', `--pid-file=${pidFile}`, `--socket=${socket}`, '--cache=none', '--aio=threads'];
+  // Our own child (no --fork): we reap it, so its exit is seen at once (a forked daemon would be reparented and,
+  // under an init that does not reap, linger as a zombie that still answers kill(pid, 0)).
+  const args = ['--read-only', `--format=${format}`, '--persistent', '--shared=8', `--pid-file=${pidFile}`, `--socket=${socket}`, '--cache=none', '--aio=threads'];
   if (opts.bitmap) args.push(`--bitmap=${opts.bitmap}`);
   args.push(path);
   let stderr = '';
-  const code = await new Promise<number>((resolve, reject) => {
-    const child = spawn('qemu-nbd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()).length > 8192 && (stderr = stderr.slice(-8192)));
+  const child = spawn('qemu-nbd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    if (stderr.length > 8192) stderr = stderr.slice(-8192);
+  });
+  let exited: number | null | undefined;
+  const exit = new Promise<void>((resolve) => {
+    child.on('exit', (code) => {
+      exited = code;
+      resolve();
+    });
+  });
+  const spawnError = new Promise<never>((_, reject) =>
     child.on('error', (e: NodeJS.ErrnoException) =>
       reject(new CofferError('SOURCE_UNREADABLE', e.code === 'ENOENT' ? 'qemu-nbd is not installed: it is needed to read qcow2, VHDX and VHD images' : `cannot start qemu-nbd: ${e.message}`, { hint: 'install qemu-utils (scripts/setup.sh does)', cause: e })),
-    );
-    child.on('exit', (c) => resolve(c ?? 1));
-  }).catch(async (e) => {
-    await rm(dir, { recursive: true, force: true });
-    throw e;
-  });
-  if (code !== 0) {
-    await rm(dir, { recursive: true, force: true });
-    const msg = stderr.trim().split('\n').pop() ?? '';
-    throw new CofferError('SOURCE_UNREADABLE', `cannot open ${path} as ${format}: ${msg.replace(/^qemu-nbd: /, '')}`, { details: { source: path, format } });
-  }
-  const pid = Number((await readFile(pidFile, 'utf8')).trim());
+    ),
+  );
+  spawnError.catch(() => undefined);
   const stop = async () => {
-    if (pid > 0) {
-      try {
-        process.kill(pid, 'SIGTERM');
-      } catch {
-        /* already gone */
-      }
-      for (let i = 0; i < 50; i++) {
-        try {
-          process.kill(pid, 0);
-        } catch {
-          break;
-        }
-        await new Promise((r) => setTimeout(r, 20));
-      }
+    if (exited === undefined && child.pid) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
+      await exit;
+      clearTimeout(timer);
     }
     await rm(dir, { recursive: true, force: true });
   };
   try {
+    // Wait for the socket: qemu-nbd creates it once the image is open and checked.
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      op?.signal?.throwIfAborted();
+      if (exited !== undefined) {
+        const msg = stderr.trim().split('\n').pop() ?? '';
+        throw new CofferError('SOURCE_UNREADABLE', `cannot open ${path} as ${format}: ${msg.replace(/^qemu-nbd: /, '') || `qemu-nbd exited with ${exited}`}`, { details: { source: path, format } });
+      }
+      if (await exists(socket)) break;
+      if (Date.now() > deadline) throw new CofferError('SOURCE_UNREADABLE', `qemu-nbd did not open ${path} within 30 s`);
+      await Promise.race([new Promise((r) => setTimeout(r, 10)), spawnError]);
+    }
     const source = await NbdSource.open({ path: socket }, { exportName: '', bitmap: opts.bitmap, logger: opts.logger, uri: opts.uri, retries: 0 }, op);
     const close = source.close.bind(source);
     source.close = async () => {
@@ -66,5 +72,14 @@ export async function openWithQemuNbd(path: string, format: QemuFormat, opts: { 
   } catch (e) {
     await stop();
     throw e;
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await access(p);
+    return true;
+  } catch {
+    return false;
   }
 }

@@ -4,6 +4,7 @@ import { createCipheriv, createHash } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, openSync, readFileSync, readdirSync, statSync, writeSync, ftruncateSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { COFFER_BIN, TEST_PASSWORD, type CliResult } from './cli.js';
+import { makeDisk } from './disks.js';
 
 /** Like `coffer()` but stdout is kept as raw bytes (for `restore --target -`). */
 export function cofferRaw(args: string[], env: Record<string, string | undefined> = {}): { code: number; stdout: Buffer; stderr: string } {
@@ -175,25 +176,16 @@ export function sha256File(path: string): string {
 }
 
 /**
- * Like helpers/disks.ts makeDisk (random, compressible text and hole regions of 256 KiB, any size), with its own
- * text: makeDisk's text is its compiled source repeated 64 times (about 108 KB), shorter than one 256 KiB region,
- * so makeDisk throws ERR_OUT_OF_RANGE for any disk larger than about 364 KB.
+ * Bytes of a raw file that hold data (qemu-img map, i.e. SEEK_DATA/SEEK_HOLE): what a full backup of it reads,
+ * since holes are skipped.
  */
+export function dataBytes(path: string): number {
+  const r = spawnSync('qemu-img', ['map', '--output=json', '-f', 'raw', path], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return (JSON.parse(r.stdout) as { length: number; data: boolean }[]).filter((e) => e.data).reduce((a, e) => a + e.length, 0);
+}
+
+/** A guest-like disk (data, compressible text, holes): the shared generator of helpers/disks.ts. */
 export function makeGuestDisk(path: string, sizeBytes: number, seed = 'disk'): void {
-  const step = 256 * 1024;
-  const line = 'Nov 25 08:10:51 guest kernel: [  12.345678] EXT4-fs (vda1): mounted filesystem with ordered data mode.\n';
-  const text = Buffer.from(line.repeat(Math.ceil(step / line.length) + 1)).subarray(0, step);
-  const fd = openSync(path, 'w');
-  try {
-    ftruncateSync(fd, sizeBytes);
-    for (let off = 0, n = 0; off < sizeBytes; off += step, n++) {
-      const len = Math.min(step, sizeBytes - off);
-      const kind = n % 4;
-      if (kind === 3) continue; // hole
-      const data = kind === 1 ? text.subarray(0, len) : fastPrng(`${seed}:${n}`, len);
-      writeSync(fd, data, 0, len, off);
-    }
-  } finally {
-    closeSync(fd);
-  }
+  makeDisk(path, sizeBytes, seed);
 }

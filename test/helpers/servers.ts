@@ -20,13 +20,23 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
+/** Alive and not a zombie (a daemon that forked away is reaped by init, or not, if init does not reap). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
 async function waitGone(pid: number): Promise<void> {
   for (let i = 0; i < 100; i++) {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return;
-    }
+    if (!alive(pid)) return;
     await new Promise((r) => setTimeout(r, 20));
   }
   try {
@@ -63,9 +73,11 @@ export function startQemuNbd(dir: string, image: string, opts: { port: number; f
   return daemonFromPidFile(pidFile, 'qemu-nbd');
 }
 
+let nbdkitRuns = 0;
+
 /** nbdkit on 127.0.0.1:port with a plugin, its arguments and filters, started with a pid file, stopped by pid. */
 export function startNbdkit(dir: string, port: number, plugin: string, pluginArgs: string[], filters: string[] = []): Daemon {
-  const pidFile = join(dir, `nbdkit-${port}.pid`);
+  const pidFile = join(dir, `nbdkit-${port}-${++nbdkitRuns}.pid`); // unique: a restart on the same port must not read a stale file
   const args = ['--ipv4-only', '-i', '127.0.0.1', '-p', String(port), '-P', pidFile, ...filters.map((f) => `--filter=${f}`), plugin, ...pluginArgs];
   const r = spawnSync('nbdkit', args, { encoding: 'utf8', timeout: 30_000 });
   if (r.status !== 0) throw new Error(`nbdkit failed: ${r.stderr}`);
