@@ -15,7 +15,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 WORKDIR=${1:-/tmp/coffer-bench-incr}
 COFFER="node $ROOT/dist/bin/coffer.js"
 SPARSE_GIB=${SPARSE_GIB:-100}
-CHUNK_SIZE=${CHUNK_SIZE:-4M}   # the repository chunk size (coffer init --chunk-size)
+CHUNK_SIZE=${CHUNK_SIZE:-1M}   # the repository chunk size (coffer init --chunk-size; 1M is the default)
 SKIP_SPARSE=${SKIP_SPARSE:-0}
 export COFFER_PASSWORD=coffer-bench-password RESTIC_PASSWORD=coffer-bench-password
 mkdir -p "$WORKDIR"; WORKDIR=$(cd "$WORKDIR" && pwd)
