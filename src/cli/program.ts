@@ -1,5 +1,5 @@
 import { Command, CommanderError, Option } from 'commander';
-import { CodecPool, RestorePointDevice, TOOL_VERSION, backup, restoreDisk, verify } from '../engine/index.js';
+import { CodecPool, RestorePointDevice, TOOL_VERSION, backup, exportDisk, restoreDisk, verify, type ExportFormat } from '../engine/index.js';
 import { NbdServer } from '../nbd/index.js';
 import { Repository, type KdfCost } from '../repository/index.js';
 import { CofferError, asCofferError, formatBytes, formatDuration, type Logger } from '../shared/index.js';
@@ -187,10 +187,31 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
     .option('--force', 'overwrite an existing target file')
     .option('--sync', 'fsync the restored file before exiting (block devices are always synced)')
     .option('--check-ids', 're-hash every chunk to its id while restoring (slower; verify --read-data does this)')
-    .action(async (ref: string, o: CommonOpts & { disk: string; target: string; force?: boolean; sync?: boolean; checkIds?: boolean }) => {
+    .option('--format <format>', 'raw (sparse), qcow2, vmdk (streamOptimized) or vhdx', 'raw')
+    .action(async (ref: string, o: CommonOpts & { disk: string; target: string; force?: boolean; sync?: boolean; checkIds?: boolean; format: string }) => {
       const repo = await openRepo(o, stderrLogger(deps, o.quiet));
       const pointId = await repo.resolvePoint(ref);
       const toStdout = o.target === '-';
+      if (o.format !== 'raw') {
+        if (!['qcow2', 'vmdk', 'vhdx'].includes(o.format)) throw new CofferError('USAGE', `--format must be raw, qcow2, vmdk or vhdx, not ${JSON.stringify(o.format)}`);
+        if (toStdout) throw new CofferError('USAGE', `--format ${o.format} needs a file target, not stdout`);
+        const progress = new ProgressReporter(deps.stderr as never, `export ${pointId.slice(0, 8)}`, progressOn(o));
+        const result = await withPool(repo, (pool) =>
+          exportDisk(repo, pool, {
+            pointId,
+            disk: parseInteger(o.disk, '--disk'),
+            format: o.format as ExportFormat,
+            target: o.target,
+            force: Boolean(o.force),
+            signal: deps.signal,
+            onProgress: (p) => progress.update(p.bytesDone, p.bytesTotal),
+          }),
+        );
+        progress.done();
+        if (o.json) write(JSON.stringify(result) + '\n');
+        else write(`exported disk ${result.disk} of ${result.id} (${formatBytes(result.sizeBytes)}) as ${result.format} to ${result.target} in ${formatDuration(result.durationMs)}\n`);
+        return;
+      }
       if (toStdout && o.json) throw new CofferError('USAGE', '--json cannot be combined with --target - (stdout carries the disk)');
       const progress = new ProgressReporter(deps.stderr as never, `restore ${pointId.slice(0, 8)}`, progressOn(o));
       const result = await withPool(repo, (pool) =>

@@ -5,3 +5,4 @@ export * from './verify.js';
 export { TOOL_VERSION } from './version.js';
 export type { CodecParams } from './codec-protocol.js';
 export { RestorePointDevice, type RestorePointDeviceOptions } from './mount.js';
+export { exportDisk, type ExportFormat } from './export-image.js';

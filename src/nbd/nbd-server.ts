@@ -57,6 +57,14 @@ export class NbdServer {
     });
   }
 
+  /** Listens on a Unix socket (private exports, e.g. for qemu-img). */
+  listenPath(path: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', (e) => reject(new CofferError('IO', `cannot listen on ${path}: ${e.message}`, { cause: e })));
+      this.server.listen(path, () => resolve());
+    });
+  }
+
   async close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((r) => this.server.close(() => r()));
