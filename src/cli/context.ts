@@ -13,7 +13,7 @@ export interface CliDeps {
   signal: AbortSignal;
   openStore(spec: string, opts: { create: boolean }): Promise<BlobStore>;
   openSource(spec: string, opts: { logger: Logger; signal: AbortSignal; timeoutMs?: number }): Promise<BlockSource>;
-  createPool(params: CodecParams): CodecPool;
+  createPool(params: CodecParams | Promise<CodecParams>): CodecPool;
 }
 
 export function stderrLogger(deps: CliDeps, quiet = false): Logger {

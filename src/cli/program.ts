@@ -1,5 +1,5 @@
 import { Command, CommanderError, Option } from 'commander';
-import { CodecPool, RestorePointDevice, TOOL_VERSION, backup, exportDisk, restoreDisk, verify, type ExportFormat } from '../engine/index.js';
+import { CodecPool, RestorePointDevice, type CodecParams, TOOL_VERSION, backup, exportDisk, restoreDisk, verify, type ExportFormat } from '../engine/index.js';
 import { NbdServer } from '../nbd/index.js';
 import { Repository, type KdfCost } from '../repository/index.js';
 import { CofferError, asCofferError, formatBytes, formatDuration, type Logger } from '../shared/index.js';
@@ -101,18 +101,32 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
     .option('--timeout <seconds>', 'NBD request timeout', '30')
     .action(async (sources: string[], o: CommonOpts & { vm: string; tag?: string[]; verifyCbt?: boolean; timeout: string }) => {
       const logger = stderrLogger(deps, o.quiet);
-      const repo = await openRepo(o, logger);
-      const opened: BlockSource[] = [];
+      const timeoutMs = parseInteger(o.timeout, '--timeout') * 1000;
+      // Start-up in parallel: the workers load while scrypt derives the key and the sources open.
+      let giveParams!: (p: CodecParams) => void;
+      const pool = deps.createPool(new Promise<CodecParams>((r) => (giveParams = r)));
+      const opened: (BlockSource | undefined)[] = [];
+      // every open settles before we leave (so a source opened late is still closed), the first failure is thrown
+      const openAll = Promise.allSettled(
+        sources.map(async (s, i) => {
+          opened[i] = await deps.openSource(s, { logger, signal: deps.signal, timeoutMs });
+        }),
+      ).then((rs) => {
+        const bad = rs.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (bad) throw bad.reason;
+      });
+      openAll.catch(() => undefined);
       try {
-        const timeoutMs = parseInteger(o.timeout, '--timeout') * 1000;
-        for (const s of sources) opened.push(await deps.openSource(s, { logger, signal: deps.signal, timeoutMs }));
-        const total = opened.reduce((a, s) => a + s.sizeBytes, 0);
-        const done = opened.map(() => 0);
+        const [repo] = await Promise.all([openRepo(o, logger), openAll]);
+        giveParams(repo.codecParams);
+        const disks = opened as BlockSource[];
+        const total = disks.reduce((a, s) => a + s.sizeBytes, 0);
+        const done = disks.map(() => 0);
         const progress = new ProgressReporter(deps.stderr as never, `backup ${o.vm}`, progressOn(o));
-        const result = await withPool(repo, (pool) =>
+        const result = await (async (pool: CodecPool) =>
           backup(repo, pool, {
             vm: o.vm,
-            sources: opened,
+            sources: disks,
             tags: o.tag ?? [],
             verifyCbt: Boolean(o.verifyCbt),
             signal: deps.signal,
@@ -121,8 +135,7 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
               done[p.disk] = p.bytesDone;
               progress.update(done.reduce((a, b) => a + b, 0), total, `stored ${formatBytes(p.bytesStored)}`);
             },
-          }),
-        );
+          }))(pool);
         progress.done();
         if (o.json) write(JSON.stringify(result) + '\n');
         else {
@@ -134,7 +147,9 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
           write(`  read ${formatBytes(result.bytesRead)}, stored ${formatBytes(result.bytesStored)} in ${result.chunksNew} new chunks; ${result.chunksReused} reused, ${result.zeroChunks} zero; ${formatDuration(result.durationMs)}\n`);
         }
       } finally {
-        await Promise.all(opened.map((s) => s.close()));
+        await pool.close();
+        await openAll.catch(() => undefined);
+        await Promise.allSettled(opened.map((s) => s?.close()));
       }
     });
 

@@ -32,13 +32,24 @@ export class CodecPool {
   private seq = 0;
   private failed: unknown;
 
-  constructor(params: CodecParams, workers = defaultWorkerCount()) {
+  /**
+   * `params` may be a promise: the workers start at once (loading their modules takes ~0.1 s) and receive the keys
+   * when the repository is open. Calls made meanwhile are queued by the workers in order.
+   */
+  constructor(params: CodecParams | Promise<CodecParams>, workers = defaultWorkerCount()) {
     if (workers <= 0) {
+      if (params instanceof Promise) throw new CofferError('INTERNAL', 'an inline pool needs its keys up front');
       this.inline = new ChunkCodec({ encKey: Buffer.from(params.encKey), idKey: Buffer.from(params.idKey) }, params.zstdLevel, params.maxChunkBytes);
       return;
     }
+    const later = params instanceof Promise;
+    if (later) {
+      params.then((p) => {
+        for (const s of this.workers) s.w.postMessage({ op: 'init', params: p });
+      }, () => undefined);
+    }
     for (let i = 0; i < workers; i++) {
-      const w = new Worker(new URL('./codec-worker.js', import.meta.url), { workerData: params });
+      const w = new Worker(new URL('./codec-worker.js', import.meta.url), { workerData: later ? null : params });
       const slot = { w, busy: 0 };
       w.on('message', (r: CodecReply) => {
         slot.busy--;

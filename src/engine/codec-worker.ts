@@ -3,11 +3,18 @@ import { ChunkCodec, IdSet } from '../repository/index.js';
 import { CofferError } from '../shared/index.js';
 import { exclusive, type CodecParams, type CodecReply, type CodecRequest } from './codec-protocol.js';
 
-const params = workerData as CodecParams;
-const codec = new ChunkCodec({ encKey: Buffer.from(params.encKey), idKey: Buffer.from(params.idKey) }, params.zstdLevel, params.maxChunkBytes);
+// Keys may arrive after start-up (the pool starts while the repository key is still being derived).
+let codec: ChunkCodec | undefined;
+const init = (params: CodecParams) => {
+  codec = new ChunkCodec({ encKey: Buffer.from(params.encKey), idKey: Buffer.from(params.idKey) }, params.zstdLevel, params.maxChunkBytes);
+};
+if (workerData) init(workerData as CodecParams);
 let known: IdSet = IdSet.empty;
 
-parentPort!.on('message', (req: CodecRequest) => {
+parentPort!.on('message', (msg: CodecRequest | { op: 'init'; params: CodecParams }) => {
+  if (msg.op === 'init') return init(msg.params);
+  const req = msg;
+  if (!codec) throw new Error('codec worker used before init');
   let reply: CodecReply;
   const transfer: ArrayBuffer[] = [];
   try {
@@ -17,7 +24,7 @@ parentPort!.on('message', (req: CodecRequest) => {
     } else {
       const input = Buffer.from(req.data, 0, req.length);
       if (req.op === 'process') {
-        const id = codec.hash(input);
+        const id = codec!.hash(input);
         reply = { seq: req.seq, ok: true, input: req.data, length: 0, id: null };
         if (id) {
           const idBuf = exclusive(id);
@@ -25,7 +32,7 @@ parentPort!.on('message', (req: CodecRequest) => {
           transfer.push(reply.id);
           reply.known = known.has(id);
           if (!reply.known && req.seal) {
-            const sealed = exclusive(codec.seal(input, id.toString('hex')));
+            const sealed = exclusive(codec!.seal(input, id.toString('hex')));
             reply.data = sealed.buffer as ArrayBuffer;
             reply.length = sealed.length;
             transfer.push(reply.data);
@@ -34,7 +41,7 @@ parentPort!.on('message', (req: CodecRequest) => {
         transfer.push(req.data);
       } else if (req.op === 'open') {
         const into = req.into ? Buffer.from(req.into) : undefined;
-        const plain = codec.open(input, req.idHex, req.checkId, into);
+        const plain = codec!.open(input, req.idHex, req.checkId, into);
         if (into && plain.buffer === into.buffer) {
           reply = { seq: req.seq, ok: true, data: req.into!, length: plain.length };
           transfer.push(req.into!);
@@ -44,7 +51,7 @@ parentPort!.on('message', (req: CodecRequest) => {
           transfer.push(reply.data!, ...(req.into ? [req.into] : []));
         }
       } else {
-        const out = exclusive(codec.seal(input, req.idHex));
+        const out = exclusive(codec!.seal(input, req.idHex));
         reply = { seq: req.seq, ok: true, data: out.buffer as ArrayBuffer, length: out.length };
         transfer.push(reply.data!);
         if (req.op === 'seal') {
