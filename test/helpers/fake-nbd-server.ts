@@ -8,34 +8,22 @@ import { createServer, type Server, type Socket } from 'node:net';
  * each test replace one step with a misbehaviour.
  */
 
-export const NBDMAGIC = 0x4e42444d41474943n;
-export const IHAVEOPT = 0x49484156454f5054n;
+// The protocol's constants come from the client's own table (one source of truth); only what a client never sends
+// or expects is defined here.
+export {
+  NBDMAGIC, IHAVEOPT, OPT_REPLY_MAGIC, REQUEST_MAGIC, STRUCTURED_REPLY_MAGIC, OPT_ABORT, OPT_GO, OPT_STRUCTURED_REPLY,
+  OPT_SET_META_CONTEXT, REP_ACK, REP_INFO, REP_META_CONTEXT, REP_ERR_UNSUP, CMD_READ, CMD_DISC, CMD_BLOCK_STATUS,
+  REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, REPLY_TYPE_OFFSET_HOLE, REPLY_TYPE_BLOCK_STATUS, REPLY_TYPE_ERROR,
+} from '../../src/nbd/protocol.js';
+import {
+  NBDMAGIC, IHAVEOPT, OPT_REPLY_MAGIC, REQUEST_MAGIC, STRUCTURED_REPLY_MAGIC, OPT_ABORT, OPT_GO, OPT_STRUCTURED_REPLY,
+  OPT_SET_META_CONTEXT, REP_ACK, REP_INFO, REP_META_CONTEXT, REP_ERR_UNSUP, CMD_READ, CMD_DISC, CMD_BLOCK_STATUS,
+  REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, REPLY_TYPE_OFFSET_HOLE, REPLY_TYPE_BLOCK_STATUS, REPLY_TYPE_ERROR,
+  TFLAG_HAS_FLAGS, TFLAG_READ_ONLY, TFLAG_SEND_DF,
+} from '../../src/nbd/protocol.js';
+/** The old-style handshake's magic (a client never negotiates it; Coffer must refuse it). */
 export const OLDSTYLE_MAGIC = 0x00420281861253n;
-export const OPT_REPLY_MAGIC = 0x3e889045565a9n;
-export const REQUEST_MAGIC = 0x25609513;
-export const STRUCTURED_REPLY_MAGIC = 0x668e33ef;
 
-export const OPT_ABORT = 2;
-export const OPT_GO = 7;
-export const OPT_STRUCTURED_REPLY = 8;
-export const OPT_SET_META_CONTEXT = 10;
-export const REP_ACK = 1;
-export const REP_INFO = 3;
-export const REP_META_CONTEXT = 4;
-export const REP_ERR_UNSUP = 0x80000001;
-
-export const CMD_READ = 0;
-export const CMD_DISC = 2;
-export const CMD_BLOCK_STATUS = 7;
-export const REPLY_FLAG_DONE = 1;
-export const REPLY_TYPE_OFFSET_DATA = 1;
-export const REPLY_TYPE_OFFSET_HOLE = 2;
-export const REPLY_TYPE_BLOCK_STATUS = 5;
-export const REPLY_TYPE_ERROR = 0x8001;
-
-const TFLAG_HAS_FLAGS = 1;
-const TFLAG_READ_ONLY = 2;
-const TFLAG_SEND_DF = 1 << 7;
 const BASE_ALLOCATION_ID = 1;
 
 export interface NbdRequest {
