@@ -101,13 +101,16 @@ export class NbdClient {
         opt(P.OPT_STARTTLS, Buffer.alloc(0));
         const r = await reply();
         if (r.type !== P.REP_ACK) throw optionFailed(description, 'STARTTLS', r);
-        socket = await upgradeTls(socket, opts.tls, timeoutMs, description);
+        // the certificate is checked against the address we dialled (an IP in its subjectAltName, or the host name)
+        const host = 'host' in address ? address.host : 'localhost';
+        socket = await upgradeTls(socket, { ...opts.tls, host, ...(net.isIP(host) ? {} : { servername: host }) }, timeoutMs, description);
         reader = new SocketReader(socket, description);
       }
 
       // Structured replies
       opt(P.OPT_STRUCTURED_REPLY, Buffer.alloc(0));
       let r = await reply();
+      if (r.type === P.REP_ERR_TLS_REQD) throw optionFailed(description, 'STRUCTURED_REPLY', r);
       const structured = r.type === P.REP_ACK;
       if (!structured && !(r.type & P.REP_FLAG_ERROR)) throw protocolError(`${description}: unexpected reply ${r.type} to STRUCTURED_REPLY`);
 
@@ -483,7 +486,7 @@ function upgradeTls(socket: net.Socket, options: tls.ConnectionOptions, timeoutM
       clearTimeout(timer);
       resolve(t);
     });
-    t.once('error', (e) => {
+    t.once('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       reject(new CofferError('SOURCE_UNREADABLE', `${description}: TLS failed: ${e.message}`, { details: { nbd: 'tls', retryable: false }, cause: e }));
     });

@@ -12,6 +12,8 @@ export interface NbdSourceOptions {
   logger?: Logger;
   /** Shown instead of the address (e.g. the image file served by a qemu-nbd we started). */
   uri?: string;
+  /** NBD over TLS (STARTTLS); the server certificate is verified (against `ca` when given, else the system CAs). */
+  tls?: { ca?: Buffer } | undefined;
 }
 
 /**
@@ -31,7 +33,7 @@ export class NbdSource implements BlockSource {
     client: NbdClient,
   ) {
     this.client = client;
-    this.uri = opts.uri ?? describe(address, opts.exportName, opts.bitmap);
+    this.uri = opts.uri ?? describe(address, opts.exportName, opts.bitmap, Boolean(opts.tls));
     const bitmap = opts.bitmap;
     this.changeTracking = bitmap
       ? {
@@ -52,7 +54,13 @@ export class NbdSource implements BlockSource {
 
   private static connect(address: NbdAddress, opts: NbdSourceOptions, op?: Op): Promise<NbdClient> {
     const metaContexts = ['base:allocation', ...(opts.bitmap ? [`qemu:dirty-bitmap:${opts.bitmap}`] : [])];
-    return NbdClient.connect(address, { exportName: opts.exportName, metaContexts, timeoutMs: opts.timeoutMs ?? 30_000, signal: op?.signal });
+    return NbdClient.connect(address, {
+      exportName: opts.exportName,
+      metaContexts,
+      timeoutMs: opts.timeoutMs ?? 30_000,
+      signal: op?.signal,
+      tls: opts.tls ? { rejectUnauthorized: true, ...(opts.tls.ca ? { ca: opts.tls.ca } : {}) } : null,
+    });
   }
 
   async read(offset: number, length: number, into: Buffer, op?: Op): Promise<void> {
@@ -150,15 +158,16 @@ function isRetryable(e: unknown): boolean {
   return e instanceof CofferError && e.details.retryable === true;
 }
 
-function describe(address: NbdAddress, exportName: string, bitmap?: string): string {
-  const q = bitmap ? `?bitmap=${encodeURIComponent(bitmap)}` : '';
-  if ('path' in address) return `nbd+unix:///${encodeURIComponent(exportName)}?socket=${encodeURIComponent(address.path)}${bitmap ? `&bitmap=${encodeURIComponent(bitmap)}` : ''}`;
+function describe(address: NbdAddress, exportName: string, bitmap: string | undefined, tls: boolean): string {
+  const s = tls ? 's' : '';
+  const q = bitmap ? `?bitmap=${encodeURIComponent(bitmap)}` : ''; // (never the TLS or credential parameters)
+  if ('path' in address) return `nbd${s}+unix:///${encodeURIComponent(exportName)}?socket=${encodeURIComponent(address.path)}${bitmap ? `&bitmap=${encodeURIComponent(bitmap)}` : ''}`;
   const host = address.host.includes(':') ? `[${address.host}]` : address.host;
-  return `nbd://${host}:${address.port}/${encodeURIComponent(exportName)}${q}`;
+  return `nbd${s}://${host}:${address.port}/${encodeURIComponent(exportName)}${q}`;
 }
 
 /** Parses nbd://HOST[:PORT]/[EXPORT][?bitmap=NAME] and nbd+unix:///[EXPORT]?socket=PATH[&bitmap=NAME]. */
-export function parseNbdUri(spec: string): { address: NbdAddress; exportName: string; bitmap: string | undefined; tls: boolean } {
+export function parseNbdUri(spec: string): { address: NbdAddress; exportName: string; bitmap: string | undefined; tls: boolean; tlsCa: string | undefined } {
   let url: URL;
   try {
     url = new URL(spec);
@@ -171,11 +180,11 @@ export function parseNbdUri(spec: string): { address: NbdAddress; exportName: st
   if (url.protocol === 'nbd+unix:' || url.protocol === 'nbds+unix:') {
     const path = url.searchParams.get('socket');
     if (!path) throw new CofferError('USAGE', `${spec}: nbd+unix needs ?socket=PATH`);
-    return { address: { path }, exportName, bitmap, tls: url.protocol === 'nbds+unix:' };
+    return { address: { path }, exportName, bitmap, tls: url.protocol === 'nbds+unix:', tlsCa: url.searchParams.get('tls-ca') ?? undefined };
   }
   if (url.protocol !== 'nbd:' && url.protocol !== 'nbds:') throw new CofferError('USAGE', `not an NBD URI: ${spec}`);
   const port = url.port === '' ? 10809 : Number(url.port);
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   if (!host) throw new CofferError('USAGE', `${spec}: missing host`);
-  return { address: { host, port }, exportName, bitmap, tls: url.protocol === 'nbds:' };
+  return { address: { host, port }, exportName, bitmap, tls: url.protocol === 'nbds:', tlsCa: url.searchParams.get('tls-ca') ?? undefined };
 }

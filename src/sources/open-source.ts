@@ -1,4 +1,5 @@
 import { fileURLToPath } from 'node:url';
+import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { CofferError, type Logger, type Op } from '../shared/index.js';
 import type { BlockSource } from './block-source.js';
@@ -19,14 +20,25 @@ export interface OpenSourceOptions extends Op {
  * Opens a SOURCE argument:
  * - a path or file:///abs/path[?format=raw|qcow2|vmdk|vhdx|vhd][&bitmap=NAME]: raw images and block devices are read
  *   directly, VMDK natively, qcow2/VHDX/VHD through a private qemu-nbd (bitmap: a persistent qcow2 dirty bitmap);
- * - nbd://HOST[:PORT]/[EXPORT][?bitmap=NAME] or nbd+unix:///[EXPORT]?socket=PATH[&bitmap=NAME].
+ * - nbd://HOST[:PORT]/[EXPORT][?bitmap=NAME] or nbd+unix:///[EXPORT]?socket=PATH[&bitmap=NAME];
+ * - nbds://... (NBD over TLS, the server's certificate verified; &tls-ca=PEM for a private CA).
  */
 export async function openSource(spec: string, opts: OpenSourceOptions = {}): Promise<BlockSource> {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(spec)?.[1]?.toLowerCase();
   if (scheme === 'nbd' || scheme === 'nbd+unix' || scheme === 'nbds' || scheme === 'nbds+unix') {
     const u = parseNbdUri(spec);
-    if (u.tls) throw new CofferError('USAGE', 'NBD over TLS (nbds://) is not supported yet; use an SSH tunnel or a Unix socket');
-    return NbdSource.open(u.address, { exportName: u.exportName, bitmap: u.bitmap, logger: opts.logger, timeoutMs: opts.timeoutMs }, opts);
+    let tls: { ca?: Buffer } | undefined;
+    if (u.tls) {
+      tls = {};
+      if (u.tlsCa) {
+        try {
+          tls.ca = await readFile(u.tlsCa);
+        } catch (e) {
+          throw new CofferError('USAGE', `cannot read the TLS CA certificate ${u.tlsCa}: ${(e as Error).message}`);
+        }
+      }
+    } else if (u.tlsCa) throw new CofferError('USAGE', '?tls-ca= needs nbds:// (NBD over TLS)');
+    return NbdSource.open(u.address, { exportName: u.exportName, bitmap: u.bitmap, logger: opts.logger, timeoutMs: opts.timeoutMs, tls }, opts);
   }
   if (scheme !== undefined && scheme !== 'file') {
     throw new CofferError('USAGE', `unsupported source ${scheme}:// (supported: paths, file://, nbd://, nbd+unix://)`);
