@@ -113,8 +113,6 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
       const logger = stderrLogger(deps, o.quiet);
       const timeoutMs = parseInteger(o.timeout, '--timeout') * 1000;
       // Start-up in parallel: the workers load while scrypt derives the key and the sources open.
-      let giveParams!: (p: CodecParams) => void;
-      const pool = deps.createPool(new Promise<CodecParams>((r) => (giveParams = r)));
       const opened: (BlockSource | undefined)[] = [];
       // every open settles before we leave (so a source opened late is still closed), the first failure is thrown
       const openAll = Promise.allSettled(
@@ -127,13 +125,12 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
       });
       openAll.catch(() => undefined);
       try {
-        const [repo] = await Promise.all([openRepo(o, logger), openAll]);
-        giveParams(repo.codecParams);
+        const [repo] = await Promise.all([openRepo(o, logger, true), openAll]);
         const disks = opened as BlockSource[];
         const total = disks.reduce((a, s) => a + s.sizeBytes, 0);
         const done = disks.map(() => 0);
         const progress = new ProgressReporter(deps.stderr as never, `backup ${o.vm}`, progressOn(o));
-        const result = await (async (pool: CodecPool) =>
+        const result = await withPool(repo, (pool) =>
           backup(repo, pool, {
             vm: o.vm,
             sources: disks,
@@ -145,7 +142,8 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
               done[p.disk] = p.bytesDone;
               progress.update(done.reduce((a, b) => a + b, 0), total, `stored ${formatBytes(p.bytesStored)}`);
             },
-          }))(pool);
+          }),
+        );
         progress.done();
         if (o.json) write(JSON.stringify(result) + '\n');
         else {
@@ -157,7 +155,6 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
           write(`  read ${formatBytes(result.bytesRead)}, stored ${formatBytes(result.bytesStored)} in ${result.chunksNew} new chunks; ${result.chunksReused} reused, ${result.zeroChunks} zero; ${formatDuration(result.durationMs)}\n`);
         }
       } finally {
-        await pool.close();
         await openAll.catch(() => undefined);
         await Promise.allSettled(opened.map((s) => s?.close()));
       }

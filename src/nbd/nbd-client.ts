@@ -208,21 +208,6 @@ export class NbdClient {
     return list;
   }
 
-  /** All extents of a context over the whole export, as an async iterable (bounded memory). */
-  async *extents(context: string, op?: Op, stepBytes = 1024 * 1024 * 1024): AsyncIterable<Extent> {
-    let offset = 0;
-    while (offset < this.sizeBytes) {
-      op?.signal?.throwIfAborted();
-      const list = await this.blockStatus(context, offset, Math.min(stepBytes, this.sizeBytes - offset), op);
-      for (const e of list) {
-        const length = Math.min(e.length, this.sizeBytes - e.offset);
-        if (length > 0) yield { offset: e.offset, length, flags: e.flags };
-      }
-      const last = list[list.length - 1]!;
-      offset = Math.min(this.sizeBytes, last.offset + last.length);
-    }
-  }
-
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { deriveRepoKeys, keyedDigest, newMasterKey, type RepoKeys } from '../crypto/index.js';
 import {
   DEFAULT_CHUNK_SIZE,
-  ENVELOPE_OVERHEAD_BYTES,
   FIXED_INDEX_HEADER_BYTES,
   FIXED_INDEX_MAX_ENTRIES,
   CHUNK_ID_BYTES,
@@ -22,7 +21,6 @@ import {
 } from '../format/index.js';
 import type { BlobStore } from '../storage/index.js';
 import { CofferError, HEX32, silentLogger, type Logger, type Op } from '../shared/index.js';
-import { ChunkCodec } from './chunk-codec.js';
 import { openObject, sealObject } from './object-codec.js';
 import { listKeyFiles, unlockKeyFile, unlockMasterKey, writeKeyFile, type KdfCost } from './key-ring.js';
 import { Lease, type LeaseOptions } from './lease.js';
@@ -69,11 +67,6 @@ export class Repository {
 
   get chunkSizeBytes(): number {
     return this.config.chunkSizeBytes;
-  }
-
-  /** Codec for this repository's chunks (workers build their own from `codecParams`). */
-  codec(): ChunkCodec {
-    return new ChunkCodec(this.keys, this.config.compression.level, this.config.chunkSizeBytes);
   }
 
   get codecParams(): { encKey: Buffer; idKey: Buffer; zstdLevel: number; maxChunkBytes: number } {
@@ -324,6 +317,4 @@ export class Repository {
     return Lease.acquire(this.store, scope, operation, { logger: this.logger, ...opts });
   }
 
-  /** Bytes an envelope adds around a payload. */
-  static readonly envelopeOverheadBytes = ENVELOPE_OVERHEAD_BYTES;
 }

@@ -51,10 +51,6 @@ export class CofferError extends Error {
   }
 }
 
-export function isCofferError(e: unknown, code?: ErrorCode): e is CofferError {
-  return e instanceof CofferError && (code === undefined || e.code === code);
-}
-
 /** Wraps anything thrown into a CofferError; AbortErrors become CANCELLED. */
 export function asCofferError(e: unknown, fallback: ErrorCode = 'INTERNAL'): CofferError {
   if (e instanceof CofferError) return e;

@@ -2,7 +2,3 @@
 export interface Op {
   signal?: AbortSignal | undefined;
 }
-
-export function throwIfAborted(op: Op | undefined): void {
-  op?.signal?.throwIfAborted();
-}
