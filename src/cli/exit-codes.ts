@@ -20,6 +20,7 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   REPO_UNSUPPORTED: 12,
   REPO_EXISTS: 13,
   KEY_IN_USE: 14,
+  IMMUTABLE: 15,
   CANCELLED: 130,
 };
 

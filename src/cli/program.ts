@@ -6,14 +6,30 @@ import { CofferError, asCofferError, formatBytes, formatDuration, type Logger } 
 import type { BlockSource } from '../sources/index.js';
 import { readPassword, stderrLogger, type CliDeps } from './context.js';
 import { EXIT_CODES, EXIT_OK } from './exit-codes.js';
+import { COMMAND_MODULES } from './modules.js';
 import { ProgressReporter } from './progress.js';
 
-interface CommonOpts {
+/** The options every repository command has (see `common` below). */
+export interface CommonOpts {
   repo: string;
   passwordFile?: string;
   json?: boolean;
   progress?: boolean;
   quiet?: boolean;
+}
+
+/** What a command module gets to define its commands with (cli/modules.ts). */
+export interface CommandKit {
+  deps: CliDeps;
+  /** writes to stdout */
+  write(s: string): void;
+  /** adds --repo, --password-file, --json, --no-progress, -q to a command */
+  common(c: Command): Command;
+  /** opens the repository named by --repo; `prestartPool` starts the codec workers while scrypt runs */
+  openRepo(o: CommonOpts, logger: Logger, prestartPool?: boolean): Promise<Repository>;
+  /** runs fn with a codec pool (the prestarted one if any) and closes it afterwards */
+  withPool<T>(repo: Repository, fn: (pool: CodecPool) => Promise<T>): Promise<T>;
+  progressOn(o: CommonOpts): boolean;
 }
 
 /** Runs the coffer CLI; returns the exit code (never calls process.exit). */
@@ -85,6 +101,7 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
     }
   };
   const progressOn = (o: CommonOpts) => o.progress !== false && !o.quiet;
+  const kit: CommandKit = { deps, write, common, openRepo, withPool, progressOn };
 
   common(program.command('init').description('create a new repository'))
     .addOption(new Option('--chunk-size <bytes>', 'chunk size: a power of two from 64K to 8M').default('1M'))
@@ -355,6 +372,8 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
       else write(`password changed: key ${repo.keyId} replaced by ${k.id}\n`);
     });
 
+  // Commands of other areas live in their own modules (cli/modules.ts) and use the same kit.
+  for (const register of COMMAND_MODULES) register(program, kit);
   return program;
 }
 

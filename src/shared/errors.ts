@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   LOCKED: 'another Coffer process holds a conflicting lock',
   WRONG_KEY: 'no key of the repository opens with the given password',
   KEY_IN_USE: 'the key cannot be removed (it is the last one or the one in use)',
+  IMMUTABLE: 'the object or restore point is under a retention lock or legal hold and cannot be deleted or changed',
   CORRUPT: 'repository data failed an integrity check',
   NOT_FOUND: 'the named object (restore point, disk, key, blob) does not exist',
   AMBIGUOUS: 'an id prefix matches more than one object',
