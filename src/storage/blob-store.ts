@@ -24,8 +24,11 @@ export interface BlobInfo {
  * - stat of a missing name resolves undefined.
  * - list yields every blob whose name starts with prefix, lazily, in no particular order; blobs put or deleted
  *   while listing may or may not appear. Temporary files of a put in progress never appear.
- * - delete is idempotent: deleting a missing blob resolves.
- * - Failures reject with CofferError: NOT_FOUND, STORAGE_FULL, IO, TRANSIENT (only TRANSIENT is worth retrying).
+ * - delete is idempotent: deleting a missing blob resolves. A store that enforces retention locks (Azure
+ *   immutability/legal hold, S3 Object Lock, a local append-only repository) rejects deleting a locked blob
+ *   with IMMUTABLE and leaves it alone; callers (forget, prune, GC) treat that as "kept: locked", not as a failure.
+ * - Failures reject with CofferError: NOT_FOUND, STORAGE_FULL, IO, TRANSIENT (only TRANSIENT is worth retrying),
+ *   IMMUTABLE (delete of a locked blob).
  */
 export interface BlobStore {
   readonly location: string;
@@ -34,6 +37,19 @@ export interface BlobStore {
   stat(name: BlobName, op?: Op): Promise<BlobInfo | undefined>;
   list(prefix: string, op?: Op): AsyncIterable<BlobInfo>;
   delete(name: BlobName, op?: Op): Promise<void>;
+  /**
+   * Optional, for stores with retention locks: the lock on a blob, or undefined when it is not locked (or missing).
+   * Lets forget/prune show "locked" in a dry run without trying to delete.
+   */
+  retention?(name: BlobName, op?: Op): Promise<RetentionInfo | undefined>;
+}
+
+/** A retention lock on one blob. */
+export interface RetentionInfo {
+  /** ISO 8601 time until which the blob cannot be deleted or overwritten; absent for a legal hold only */
+  lockedUntil?: string;
+  /** a legal hold: no deletion until the hold is removed, whatever the time */
+  legalHold: boolean;
 }
 
 /** Segments start with [A-Za-z0-9_-]: no '.', '..' or hidden names (backends keep temp files in dot-names). */
