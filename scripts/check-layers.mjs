@@ -12,10 +12,11 @@ const ALLOWED = {
   crypto: ['shared'],
   storage: ['shared'],
   nbd: ['shared'],
+  fs: ['shared'],
   sources: ['shared', 'nbd'],
   repository: ['shared', 'format', 'crypto', 'storage'],
-  engine: ['shared', 'format', 'crypto', 'storage', 'repository', 'sources', 'nbd'],
-  cli: ['shared', 'format', 'storage', 'repository', 'sources', 'engine', 'nbd'],
+  engine: ['shared', 'format', 'crypto', 'storage', 'repository', 'sources', 'nbd', 'fs'],
+  cli: ['shared', 'format', 'storage', 'repository', 'sources', 'engine', 'nbd', 'fs'],
   bin: ['shared', 'storage', 'sources', 'engine', 'cli', 'nbd'],
 };
 

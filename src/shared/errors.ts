@@ -22,6 +22,8 @@ export const ERROR_CODES = {
   IO: 'an I/O operation on the repository storage failed',
   TRANSIENT: 'a temporary storage failure; retrying may help',
   PARTIAL: 'the operation finished, but part of it failed',
+  FS_CORRUPT: 'a partition table or guest filesystem in a backed-up disk is damaged or hostile',
+  FS_UNSUPPORTED: 'a partition table, filesystem or feature of it that file-level restore cannot read',
   CANCELLED: 'the operation was cancelled',
   INTERNAL: 'an internal error (a bug): please report it',
 } as const;

@@ -1,0 +1,456 @@
+import { CofferError, type Op } from '../shared/index.js';
+import type { BlockReader } from './block-reader.js';
+import { MAX_LINK_BYTES, PIECE_BYTES, type FileExtent, type FileType, type FsNode, type GuestFs } from './types.js';
+
+/**
+ * Read-only ext2/ext3/ext4 (docs/DESIGN.md §File-level restore). Everything read is untrusted: every block number is
+ * checked against the volume, extent trees are depth-bounded, directory records are bounds-checked.
+ * Not read: the journal (a filesystem that needs recovery is read as it is on disk), checksums, xattrs/ACLs.
+ */
+
+const MAGIC = 0xef53;
+const ROOT_INO = 2;
+
+const INCOMPAT = {
+  COMPRESSION: 0x1,
+  FILETYPE: 0x2,
+  RECOVER: 0x4,
+  JOURNAL_DEV: 0x8,
+  META_BG: 0x10,
+  EXTENTS: 0x40,
+  BIT64: 0x80,
+  MMP: 0x100,
+  FLEX_BG: 0x200,
+  EA_INODE: 0x400,
+  DIRDATA: 0x1000,
+  CSUM_SEED: 0x2000,
+  LARGEDIR: 0x4000,
+  INLINE_DATA: 0x8000,
+  ENCRYPT: 0x10000,
+  CASEFOLD: 0x20000,
+} as const;
+const INCOMPAT_NAMES: Record<number, string> = Object.fromEntries(Object.entries(INCOMPAT).map(([k, v]) => [v, k.toLowerCase()]));
+const SUPPORTED_INCOMPAT =
+  INCOMPAT.FILETYPE | INCOMPAT.RECOVER | INCOMPAT.META_BG | INCOMPAT.EXTENTS | INCOMPAT.BIT64 | INCOMPAT.MMP | INCOMPAT.FLEX_BG |
+  INCOMPAT.EA_INODE | INCOMPAT.CSUM_SEED | INCOMPAT.LARGEDIR | INCOMPAT.INLINE_DATA | INCOMPAT.CASEFOLD;
+
+const FL_ENCRYPT = 0x800;
+const FL_EXTENTS = 0x80000;
+const FL_INLINE = 0x10000000;
+const FL_HUGE_FILE = 0x40000;
+const RO_COMPAT_HUGE_FILE = 0x8;
+
+const EXTENT_MAGIC = 0xf30a;
+const MAX_EXTENT_DEPTH = 5;
+
+function corrupt(msg: string, details: Record<string, unknown> = {}): CofferError {
+  return new CofferError('FS_CORRUPT', `ext: ${msg}`, { details });
+}
+
+interface Inode {
+  ino: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  nlink: number;
+  flags: number;
+  atimeMs: number;
+  mtimeMs: number;
+  /** 512-byte sectors (or fs blocks with HUGE_FILE) */
+  blocks: number;
+  fileAcl: number;
+  /** i_block: 60 bytes */
+  iblock: Buffer;
+  raw: Buffer;
+  extraIsize: number;
+}
+
+/** A run of a file: `count` blocks from logical block `logical` at physical block `physical` (0 = hole). */
+interface Run {
+  logical: number;
+  physical: number;
+  count: number;
+}
+
+export function looksLikeExt(sb: Buffer): boolean {
+  return sb.length >= 1024 && sb.readUInt16LE(56) === MAGIC;
+}
+
+export class ExtFs implements GuestFs {
+  readonly kind: string;
+  private groupDescs: Buffer | undefined;
+  private readonly descCache = new Map<number, Buffer>();
+
+  private constructor(
+    private readonly dev: BlockReader,
+    private readonly sb: Buffer,
+    readonly blockBytes: number,
+    private readonly blocksCount: number,
+    private readonly inodesCount: number,
+    private readonly inodesPerGroup: number,
+    private readonly blocksPerGroup: number,
+    private readonly inodeBytes: number,
+    private readonly descBytes: number,
+    private readonly groupCount: number,
+    private readonly incompat: number,
+    private readonly roCompat: number,
+    kind: string,
+  ) {
+    this.kind = kind;
+  }
+
+  static async open(dev: BlockReader, op?: Op): Promise<ExtFs> {
+    if (dev.sizeBytes < 2048) throw corrupt('the volume is too small for an ext superblock');
+    const sb = await dev.read(1024, 1024, op);
+    if (sb.readUInt16LE(56) !== MAGIC) throw corrupt('bad superblock magic');
+    const logBlock = sb.readUInt32LE(24);
+    if (logBlock > 6) throw corrupt(`absurd block size 2^${10 + logBlock}`, { logBlockSize: logBlock });
+    const blockBytes = 1024 << logBlock;
+    const rev = sb.readUInt32LE(76);
+    const incompat = rev >= 1 ? sb.readUInt32LE(96) : 0;
+    const roCompat = rev >= 1 ? sb.readUInt32LE(100) : 0;
+    const compat = rev >= 1 ? sb.readUInt32LE(92) : 0;
+    const unknown = incompat & ~SUPPORTED_INCOMPAT;
+    if (unknown) {
+      const names = [];
+      for (let bit = 1; bit !== 0 && bit <= 0x80000000; bit = (bit << 1) >>> 0) if (unknown & bit) names.push(INCOMPAT_NAMES[bit] ?? `0x${bit.toString(16)}`);
+      throw new CofferError('FS_UNSUPPORTED', `ext: the filesystem uses incompatible features this reader cannot read: ${names.join(', ')}`, { details: { incompat: `0x${incompat.toString(16)}`, unsupported: names } });
+    }
+    const is64 = (incompat & INCOMPAT.BIT64) !== 0;
+    const blocksCount = sb.readUInt32LE(4) + (is64 ? sb.readUInt32LE(0x150) * 2 ** 32 : 0);
+    const inodesCount = sb.readUInt32LE(0);
+    const blocksPerGroup = sb.readUInt32LE(32);
+    const inodesPerGroup = sb.readUInt32LE(40);
+    const inodeBytes = rev >= 1 ? sb.readUInt16LE(88) : 128;
+    const descBytes = is64 ? sb.readUInt16LE(254) : 32;
+    const firstDataBlock = sb.readUInt32LE(20);
+    if (blocksCount === 0 || blocksCount * blockBytes > dev.sizeBytes) throw corrupt(`the block count (${blocksCount} blocks of ${blockBytes}) exceeds the partition (${dev.sizeBytes} bytes)`);
+    if (blocksPerGroup === 0 || blocksPerGroup > blockBytes * 8) throw corrupt(`absurd blocks per group ${blocksPerGroup}`);
+    if (inodesPerGroup === 0 || inodesPerGroup > blockBytes * 8) throw corrupt(`absurd inodes per group ${inodesPerGroup}`);
+    if (inodeBytes < 128 || inodeBytes > blockBytes || (inodeBytes & (inodeBytes - 1)) !== 0) throw corrupt(`absurd inode size ${inodeBytes}`);
+    if (descBytes < 32 || descBytes > 1024 || (is64 && descBytes < 64)) throw corrupt(`absurd group descriptor size ${descBytes}`);
+    if (firstDataBlock >= blocksCount) throw corrupt('first data block past the end');
+    const groupCount = Math.ceil((blocksCount - firstDataBlock) / blocksPerGroup);
+    if (inodesCount === 0 || inodesCount > groupCount * inodesPerGroup) throw corrupt(`inode count ${inodesCount} does not fit ${groupCount} groups of ${inodesPerGroup}`);
+    const journal = (compat & 0x4) !== 0;
+    const kind = incompat & (INCOMPAT.EXTENTS | INCOMPAT.BIT64 | INCOMPAT.FLEX_BG | INCOMPAT.INLINE_DATA) ? 'ext4' : journal ? 'ext3' : 'ext2';
+    return new ExtFs(dev, sb, blockBytes, blocksCount, inodesCount, inodesPerGroup, blocksPerGroup, inodeBytes, descBytes, groupCount, incompat, roCompat, kind);
+  }
+
+  /** Whether the journal still needs recovery (the reader sees the on-disk state without replaying it). */
+  get needsRecovery(): boolean {
+    return (this.incompat & INCOMPAT.RECOVER) !== 0;
+  }
+
+  private async readBlocks(block: number, count: number, op?: Op): Promise<Buffer> {
+    if (!Number.isSafeInteger(block) || block <= 0 || block + count > this.blocksCount) throw corrupt(`block ${block} (+${count}) is outside the filesystem (${this.blocksCount} blocks)`);
+    return this.dev.read(block * this.blockBytes, count * this.blockBytes, op);
+  }
+
+  /** Group descriptor `g` (classic layout: a table after the superblock; META_BG: one block per meta group). */
+  private async groupDesc(g: number, op?: Op): Promise<Buffer> {
+    if (g < 0 || g >= this.groupCount) throw corrupt(`group ${g} out of range`);
+    const perBlock = Math.floor(this.blockBytes / this.descBytes);
+    const descBlock = Math.floor(g / perBlock);
+    let buf = this.descCache.get(descBlock);
+    if (!buf) {
+      const firstDataBlock = this.sb.readUInt32LE(20);
+      let block: number;
+      const firstMetaBg = this.sb.readUInt32LE(0x104);
+      if (this.incompat & INCOMPAT.META_BG && descBlock >= firstMetaBg) {
+        const group = descBlock * perBlock;
+        block = firstDataBlock + group * this.blocksPerGroup + (this.groupHasSuper(group) ? 1 : 0);
+      } else block = firstDataBlock + 1 + descBlock;
+      buf = await this.readBlocks(block, 1, op);
+      if (this.descCache.size > 1024) this.descCache.clear();
+      this.descCache.set(descBlock, buf);
+    }
+    const off = (g % perBlock) * this.descBytes;
+    return buf.subarray(off, off + this.descBytes);
+  }
+
+  private groupHasSuper(g: number): boolean {
+    if (!(this.roCompat & 0x1)) return true; // no sparse_super
+    if (g <= 1) return true;
+    for (const base of [3, 5, 7]) {
+      let p = base;
+      while (p < g) p *= base;
+      if (p === g) return true;
+    }
+    return false;
+  }
+
+  private async inode(ino: number, op?: Op): Promise<Inode> {
+    if (!Number.isSafeInteger(ino) || ino < 1 || ino > this.inodesCount) throw corrupt(`inode ${ino} out of range (1..${this.inodesCount})`);
+    const g = Math.floor((ino - 1) / this.inodesPerGroup);
+    const idx = (ino - 1) % this.inodesPerGroup;
+    const d = await this.groupDesc(g, op);
+    const table = d.readUInt32LE(8) + (this.descBytes >= 64 ? d.readUInt32LE(0x28) * 2 ** 32 : 0);
+    const byteInTable = idx * this.inodeBytes;
+    const block = table + Math.floor(byteInTable / this.blockBytes);
+    const blk = await this.readBlocks(block, 1, op);
+    const raw = blk.subarray(byteInTable % this.blockBytes, (byteInTable % this.blockBytes) + this.inodeBytes);
+    const extraIsize = this.inodeBytes > 128 ? raw.readUInt16LE(128) : 0;
+    if (128 + extraIsize > this.inodeBytes) throw corrupt(`inode ${ino}: extra size ${extraIsize} overflows the inode`);
+    const time = (base: number, extraOff: number) => {
+      let s = raw.readInt32LE(base);
+      let ns = 0;
+      if (extraIsize >= extraOff + 4 - 128) {
+        const extra = raw.readUInt32LE(extraOff);
+        s += (extra & 3) * 2 ** 32;
+        ns = extra >>> 2;
+        if (ns > 999_999_999) ns = 0;
+      }
+      return s * 1000 + Math.floor(ns / 1e6);
+    };
+    const flags = raw.readUInt32LE(32);
+    const blocksLo = raw.readUInt32LE(28);
+    const blocksHi = raw.readUInt16LE(116);
+    return {
+      ino,
+      mode: raw.readUInt16LE(0),
+      uid: raw.readUInt16LE(2) | (raw.readUInt16LE(120) << 16),
+      gid: raw.readUInt16LE(24) | (raw.readUInt16LE(122) << 16),
+      size: raw.readUInt32LE(4) + raw.readUInt32LE(108) * 2 ** 32,
+      nlink: raw.readUInt16LE(26),
+      flags,
+      atimeMs: time(8, 140),
+      mtimeMs: time(16, 136),
+      blocks: (blocksLo + blocksHi * 2 ** 32) * (this.roCompat & RO_COMPAT_HUGE_FILE && flags & FL_HUGE_FILE ? this.blockBytes / 512 : 1),
+      fileAcl: raw.readUInt32LE(104) + raw.readUInt16LE(118) * 2 ** 32,
+      iblock: raw.subarray(40, 100),
+      raw,
+      extraIsize,
+    };
+  }
+
+  private node(name: string, ino: Inode): FsNode {
+    const fmt = ino.mode & 0xf000;
+    const type: FileType =
+      fmt === 0x8000 ? 'file' : fmt === 0x4000 ? 'dir' : fmt === 0xa000 ? 'symlink' : fmt === 0x2000 ? 'chardev' : fmt === 0x6000 ? 'blockdev' : fmt === 0x1000 ? 'fifo' : fmt === 0xc000 ? 'socket' : 'unknown';
+    return {
+      name,
+      type,
+      sizeBytes: ino.size,
+      mode: ino.mode & 0o7777,
+      uid: ino.uid,
+      gid: ino.gid,
+      nlink: ino.nlink,
+      mtimeMs: ino.mtimeMs,
+      atimeMs: ino.atimeMs,
+      id: `inode:${ino.ino}`,
+      ref: ino,
+    };
+  }
+
+  async root(op?: Op): Promise<FsNode> {
+    const ino = await this.inode(ROOT_INO, op);
+    if ((ino.mode & 0xf000) !== 0x4000) throw corrupt('the root inode is not a directory');
+    return this.node('/', ino);
+  }
+
+  /** The largest size a file can have here: 2^32 blocks (extents and block maps both address 32-bit logical blocks). */
+  private checkSize(ino: Inode): void {
+    const max = 2 ** 32 * this.blockBytes;
+    if (ino.size > max || !Number.isSafeInteger(ino.size)) throw corrupt(`inode ${ino.ino}: size ${ino.size} exceeds the largest possible file`);
+    // allocated space beyond the partition cannot be real (sparse files may be larger than the partition, their blocks cannot)
+    if (ino.blocks * 512 > this.dev.sizeBytes + 2 ** 20 && !(ino.flags & FL_HUGE_FILE)) throw corrupt(`inode ${ino.ino}: ${ino.blocks} allocated sectors exceed the partition`);
+  }
+
+  /** The block runs of a file in logical order (holes omitted), bounded by the file's block count. */
+  private async *runs(ino: Inode, op?: Op): AsyncGenerator<Run> {
+    this.checkSize(ino);
+    const fileBlocks = Math.ceil(ino.size / this.blockBytes);
+    if (ino.flags & FL_EXTENTS) yield* this.extentRuns(ino, fileBlocks, op);
+    else yield* this.mapRuns(ino, fileBlocks, op);
+  }
+
+  private async *extentRuns(ino: Inode, fileBlocks: number, op?: Op): AsyncGenerator<Run> {
+    const visited = new Set<number>();
+    let nextLogical = 0; // extents must ascend: a tree that goes back is corrupt (and cannot loop forever)
+    const self = this;
+    async function* walk(buf: Buffer, depth: number | undefined): AsyncGenerator<Run> {
+      if (buf.length < 12 || buf.readUInt16LE(0) !== EXTENT_MAGIC) throw corrupt(`inode ${ino.ino}: bad extent header`);
+      const entries = buf.readUInt16LE(2);
+      const max = buf.readUInt16LE(4);
+      const d = buf.readUInt16LE(6);
+      if (d > MAX_EXTENT_DEPTH) throw corrupt(`inode ${ino.ino}: extent tree depth ${d} exceeds ${MAX_EXTENT_DEPTH}`);
+      if (depth !== undefined && d !== depth) throw corrupt(`inode ${ino.ino}: extent tree node at depth ${d}, expected ${depth} (a loop or a damaged tree)`);
+      if (entries > max || 12 + max * 12 > buf.length) throw corrupt(`inode ${ino.ino}: extent node claims ${entries}/${max} entries`);
+      for (let i = 0; i < entries; i++) {
+        op?.signal?.throwIfAborted();
+        const e = buf.subarray(12 + i * 12, 24 + i * 12);
+        const lblock = e.readUInt32LE(0);
+        if (d === 0) {
+          let len = e.readUInt16LE(4);
+          const unwritten = len > 32768;
+          if (unwritten) len -= 32768;
+          const phys = e.readUInt16LE(6) * 2 ** 32 + e.readUInt32LE(8);
+          if (lblock < nextLogical) throw corrupt(`inode ${ino.ino}: extents overlap or go backwards at logical block ${lblock}`);
+          nextLogical = lblock + len;
+          if (len === 0 || lblock >= fileBlocks) continue;
+          if (phys === 0 || phys + len > self.blocksCount) throw corrupt(`inode ${ino.ino}: extent at block ${phys} (+${len}) is outside the filesystem`);
+          const count = Math.min(len, fileBlocks - lblock);
+          if (!unwritten) yield { logical: lblock, physical: phys, count };
+        } else {
+          const leaf = e.readUInt32LE(4) + e.readUInt16LE(8) * 2 ** 32;
+          if (lblock < nextLogical && i > 0) throw corrupt(`inode ${ino.ino}: extent index goes backwards`);
+          if (visited.has(leaf)) throw corrupt(`inode ${ino.ino}: extent tree visits block ${leaf} twice (a loop)`);
+          visited.add(leaf);
+          yield* walk(await self.readBlocks(leaf, 1, op), d - 1);
+        }
+      }
+    }
+    yield* walk(ino.iblock, undefined);
+  }
+
+  /** Classic block maps: 12 direct, single, double, triple indirect. A zero pointer is a hole (of its whole subtree). */
+  private async *mapRuns(ino: Inode, fileBlocks: number, op?: Op): AsyncGenerator<Run> {
+    const per = this.blockBytes / 4;
+    const self = this;
+    let cur: Run | undefined;
+    const emit = function* (logical: number, physical: number): Generator<Run> {
+      if (cur && cur.logical + cur.count === logical && cur.physical + cur.count === physical) {
+        cur.count++;
+        return;
+      }
+      if (cur) yield cur;
+      cur = { logical, physical, count: 1 };
+    };
+    async function* tree(ptr: number, level: number, first: number): AsyncGenerator<Run> {
+      // level 0: ptr is a data block for logical block `first`
+      if (first >= fileBlocks) return;
+      if (ptr === 0) return;
+      if (ptr >= self.blocksCount) throw corrupt(`inode ${ino.ino}: block pointer ${ptr} is outside the filesystem`);
+      if (level === 0) {
+        yield* emit(first, ptr);
+        return;
+      }
+      op?.signal?.throwIfAborted();
+      const blk = await self.readBlocks(ptr, 1, op);
+      const span = per ** (level - 1);
+      for (let i = 0; i < per; i++) {
+        const l = first + i * span;
+        if (l >= fileBlocks) break;
+        yield* tree(blk.readUInt32LE(i * 4), level - 1, l);
+      }
+    }
+    for (let i = 0; i < 12; i++) yield* tree(ino.iblock.readUInt32LE(i * 4), 0, i);
+    yield* tree(ino.iblock.readUInt32LE(48), 1, 12);
+    yield* tree(ino.iblock.readUInt32LE(52), 2, 12 + per);
+    yield* tree(ino.iblock.readUInt32LE(56), 3, 12 + per + per * per);
+    if (cur) yield cur;
+  }
+
+  /** Inline data (INLINE_DATA_FL): i_block then the system.data xattr in the inode body. */
+  private inlineData(ino: Inode): Buffer {
+    const parts = [ino.iblock];
+    const start = 128 + ino.extraIsize;
+    const raw = ino.raw;
+    if (start + 4 <= raw.length && raw.readUInt32LE(start) === 0xea020000) {
+      const base = start + 4;
+      let p = base;
+      while (p + 16 <= raw.length && raw.readUInt32LE(p) !== 0) {
+        const nameLen = raw[p]!;
+        const index = raw[p + 1]!;
+        const valueOffs = raw.readUInt16LE(p + 2);
+        const valueInum = raw.readUInt32LE(p + 4);
+        const valueSize = raw.readUInt32LE(p + 8);
+        if (p + 16 + nameLen > raw.length) break;
+        const name = raw.subarray(p + 16, p + 16 + nameLen).toString('latin1');
+        if (index === 7 && name === 'data' && valueInum === 0) {
+          if (base + valueOffs + valueSize > raw.length) throw corrupt(`inode ${ino.ino}: inline data xattr overflows the inode`);
+          parts.push(raw.subarray(base + valueOffs, base + valueOffs + valueSize));
+          break;
+        }
+        p += (16 + nameLen + 3) & ~3;
+      }
+    }
+    const all = Buffer.concat(parts);
+    return all.subarray(0, Math.min(all.length, ino.size));
+  }
+
+  async *read(node: FsNode, op?: Op): AsyncIterable<FileExtent> {
+    const ino = node.ref as Inode;
+    if (ino.flags & FL_ENCRYPT) throw new CofferError('FS_UNSUPPORTED', `ext: inode ${ino.ino} is encrypted (fscrypt)`);
+    if (ino.flags & FL_INLINE) {
+      const data = this.inlineData(ino);
+      if (data.length > 0) yield { offset: 0, data };
+      return;
+    }
+    const maxBlocks = Math.max(1, Math.floor(PIECE_BYTES / this.blockBytes));
+    for await (const r of this.runs(ino, op)) {
+      for (let done = 0; done < r.count; ) {
+        op?.signal?.throwIfAborted();
+        const n = Math.min(maxBlocks, r.count - done);
+        const offset = (r.logical + done) * this.blockBytes;
+        let data = await this.readBlocks(r.physical + done, n, op);
+        if (offset + data.length > ino.size) data = data.subarray(0, ino.size - offset);
+        yield { offset, data };
+        done += n;
+      }
+    }
+  }
+
+  private async readAll(ino: Inode, maxBytes: number, op?: Op): Promise<Buffer> {
+    if (ino.size > maxBytes) throw corrupt(`inode ${ino.ino}: size ${ino.size} exceeds the limit of ${maxBytes} for this kind of object`);
+    const out = Buffer.alloc(ino.size);
+    for await (const p of this.read(this.node('', ino), op)) p.data.copy(out, p.offset);
+    return out;
+  }
+
+  async readlink(node: FsNode, op?: Op): Promise<string> {
+    const ino = node.ref as Inode;
+    if (node.type !== 'symlink') throw new CofferError('USAGE', `${node.name} is not a symbolic link`);
+    if (ino.size > MAX_LINK_BYTES) throw corrupt(`inode ${ino.ino}: symlink target of ${ino.size} bytes`);
+    let bytes: Buffer;
+    const fast = !(ino.flags & (FL_EXTENTS | FL_INLINE)) && ino.size < 60 && (ino.blocks === 0 || (ino.fileAcl !== 0 && ino.blocks === this.blockBytes / 512));
+    if (fast) bytes = ino.iblock.subarray(0, ino.size);
+    else bytes = await this.readAll(ino, MAX_LINK_BYTES, op);
+    if (bytes.includes(0)) throw corrupt(`inode ${ino.ino}: symlink target contains NUL`);
+    return bytes.toString('utf8');
+  }
+
+  async list(dir: FsNode, op?: Op): Promise<FsNode[]> {
+    const ino = dir.ref as Inode;
+    if (dir.type !== 'dir') throw new CofferError('USAGE', `${dir.name} is not a directory`);
+    if (ino.flags & FL_ENCRYPT) throw new CofferError('FS_UNSUPPORTED', `ext: directory inode ${ino.ino} is encrypted (fscrypt)`);
+    // a directory larger than 256 MiB is not real (largedir allows 4 GiB in theory; keep memory bounded)
+    const data = await this.readAll(ino, 256 * 1024 * 1024, op);
+    const out: FsNode[] = [];
+    const entries: { name: string; ino: number }[] = [];
+    if (ino.flags & FL_INLINE) {
+      // 4 bytes of parent inode, then records up to the end of i_block; the xattr part continues the records
+      const first = data.subarray(4, Math.min(60, data.length));
+      this.parseRecords(first, ino.ino, entries, first.length);
+      if (data.length > 60) this.parseRecords(data.subarray(60), ino.ino, entries, data.length - 60);
+    } else {
+      for (let off = 0; off < data.length; off += this.blockBytes) this.parseRecords(data.subarray(off, off + this.blockBytes), ino.ino, entries, this.blockBytes);
+    }
+    for (const e of entries) {
+      op?.signal?.throwIfAborted();
+      out.push(this.node(e.name, await this.inode(e.ino, op)));
+    }
+    return out;
+  }
+
+  /** Linear directory records of one block (htree index nodes are fake records with inode 0 and are skipped). */
+  private parseRecords(blk: Buffer, dirIno: number, out: { name: string; ino: number }[], unit: number): void {
+    let p = 0;
+    while (p + 8 <= blk.length) {
+      const inode = blk.readUInt32LE(p);
+      const recLen = blk.readUInt16LE(p + 4);
+      const realLen = recLen === 0 && unit === 65536 ? 65536 : recLen; // 64 KiB blocks encode 65536 as 0
+      const nameLen = blk[p + 6]!;
+      if (realLen < 8 || realLen % 4 !== 0 || p + realLen > blk.length) throw corrupt(`directory inode ${dirIno}: bad record length ${recLen} at offset ${p}`, { inode: dirIno });
+      if (8 + nameLen > realLen) throw corrupt(`directory inode ${dirIno}: name of ${nameLen} bytes overflows its record`, { inode: dirIno });
+      if (inode !== 0 && nameLen > 0) {
+        const nameBytes = blk.subarray(p + 8, p + 8 + nameLen);
+        const name = nameBytes.toString('utf8');
+        if (name !== '.' && name !== '..') out.push({ name, ino: inode });
+      }
+      p += realLen;
+    }
+  }
+}

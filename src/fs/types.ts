@@ -1,0 +1,46 @@
+import type { Op } from '../shared/index.js';
+
+export type FileType = 'file' | 'dir' | 'symlink' | 'chardev' | 'blockdev' | 'fifo' | 'socket' | 'unknown';
+
+/** One directory entry of a guest filesystem, with the metadata of the object it names. */
+export interface FsNode {
+  /** the name as stored (already decoded); '.' and '..' never appear */
+  name: string;
+  type: FileType;
+  sizeBytes: number;
+  /** permission bits incl. setuid/setgid/sticky (0o7777) */
+  mode: number;
+  uid: number;
+  gid: number;
+  nlink: number;
+  /** ms since the epoch; undefined where the filesystem has no such time */
+  mtimeMs: number | undefined;
+  atimeMs: number | undefined;
+  /** a stable identity inside this filesystem (inode number, first cluster): detects directory cycles */
+  id: string;
+  /** reader-private handle */
+  readonly ref: unknown;
+}
+
+/** One piece of file content: `data` belongs at `offset`; ranges not covered by any piece are holes (zeros). */
+export interface FileExtent {
+  offset: number;
+  data: Buffer;
+}
+
+/** A read-only guest filesystem over a BlockReader. Every method validates what it reads (untrusted input). */
+export interface GuestFs {
+  readonly kind: string;
+  root(op?: Op): Promise<FsNode>;
+  /** the entries of a directory (no '.'/'..'), in on-disk order */
+  list(dir: FsNode, op?: Op): Promise<FsNode[]>;
+  /** a symlink's target text */
+  readlink(node: FsNode, op?: Op): Promise<string>;
+  /** a regular file's content in ascending pieces of at most ~1 MiB, holes skipped */
+  read(node: FsNode, op?: Op): AsyncIterable<FileExtent>;
+}
+
+/** Longest symlink target accepted (Linux PATH_MAX). */
+export const MAX_LINK_BYTES = 4096;
+/** Piece size for file content. */
+export const PIECE_BYTES = 1024 * 1024;
