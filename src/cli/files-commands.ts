@@ -1,0 +1,94 @@
+import type { Command } from 'commander';
+import { extractGuestFiles, listGuestFiles, listGuestPartitions, type FileInfo } from '../engine/index.js';
+import { CofferError, formatBytes, formatDuration } from '../shared/index.js';
+import { stderrLogger } from './context.js';
+import type { CommandModule } from './modules.js';
+import { parseInteger, type CommonOpts } from './program.js';
+
+interface FilesOpts extends CommonOpts {
+  disk: string;
+  partition?: string;
+}
+
+const TYPE_CHAR: Record<string, string> = { file: '-', dir: 'd', symlink: 'l', chardev: 'c', blockdev: 'b', fifo: 'p', socket: 's', unknown: '?' };
+
+/** `drwxr-xr-x`, with setuid/setgid/sticky as ls shows them. */
+export function modeString(type: string, mode: number): string {
+  const rwx = (bits: number, special: boolean, ch: string) =>
+    (bits & 4 ? 'r' : '-') + (bits & 2 ? 'w' : '-') + (special ? (bits & 1 ? ch : ch.toUpperCase()) : bits & 1 ? 'x' : '-');
+  return (TYPE_CHAR[type] ?? '?') + rwx((mode >> 6) & 7, (mode & 0o4000) !== 0, 's') + rwx((mode >> 3) & 7, (mode & 0o2000) !== 0, 's') + rwx(mode & 7, (mode & 0o1000) !== 0, 't');
+}
+
+/** Guest names are untrusted: control characters are shown escaped on a terminal. */
+function printable(s: string): string {
+  return s.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+function lsLine(f: FileInfo): string {
+  const time = f.mtime ? f.mtime.slice(0, 16).replace('T', ' ') : '-'.padEnd(16);
+  const link = f.type === 'symlink' ? ` -> ${f.linkTarget !== undefined ? printable(f.linkTarget) : `? (${f.error?.message ?? 'unreadable'})`}` : '';
+  return `${modeString(f.type, f.mode)} ${String(f.nlink).padStart(3)} ${String(f.uid).padStart(5)} ${String(f.gid).padStart(5)} ${String(f.size).padStart(12)} ${time} ${printable(f.name)}${link}\n`;
+}
+
+export const filesCommands: CommandModule = (program: Command, kit) => {
+  const files = program.command('files').description('file-level restore: list and copy files out of a disk of a restore point (ext2/3/4, FAT12/16/32)');
+  const location = (c: Command) =>
+    kit
+      .common(c)
+      .requiredOption('--disk <n>', 'disk index (0-based)')
+      .option('--partition <n>', 'partition number as `files ls --partitions` shows it (0 = a disk without partition table); default: the only one');
+
+  location(files.command('ls').description('list a directory or show a file of a guest filesystem; without PATH (or with --partitions) list the partitions'))
+    .argument('<id>', 'restore point id, unique prefix, or "latest"')
+    .argument('[path]', 'path inside the guest filesystem')
+    .option('--partitions', 'list the partitions and the filesystems found on them')
+    .action(async (ref: string, path: string | undefined, o: FilesOpts & { partitions?: boolean }) => {
+      const repo = await kit.openRepo(o, stderrLogger(kit.deps, o.quiet), true);
+      const pointId = await repo.resolvePoint(ref);
+      const disk = parseInteger(o.disk, '--disk');
+      const partition = o.partition === undefined ? undefined : parseInteger(o.partition, '--partition');
+      const signal = kit.deps.signal;
+      await kit.withPool(repo, async (pool) => {
+        if (path === undefined || o.partitions) {
+          const t = await listGuestPartitions(repo, pool, { pointId, disk }, { signal });
+          if (o.json) kit.write(JSON.stringify({ id: pointId, disk, ...t }) + '\n');
+          else {
+            kit.write(`disk ${disk} of ${pointId}: ${formatBytes(t.sizeBytes)}, ${t.scheme === 'none' ? 'no partition table' : `${t.scheme.toUpperCase()} partition table`}\n`);
+            kit.write(`${'#'.padStart(3)}  ${'START'.padStart(14)}  ${'SIZE'.padStart(10)}  ${'TYPE'.padEnd(36)}  ${'FS'.padEnd(6)}  NAME / PROBLEM\n`);
+            for (const p of t.partitions) {
+              const note = [p.name ? printable(p.name) : '', p.container ? '(extended)' : '', p.problem ? `PROBLEM: ${p.problem}` : ''].filter(Boolean).join(' ');
+              kit.write(`${String(p.number).padStart(3)}  ${String(p.startBytes).padStart(14)}  ${formatBytes(p.sizeBytes).padStart(10)}  ${p.type.padEnd(36)}  ${(p.filesystem ?? '-').padEnd(6)}  ${note}\n`);
+            }
+          }
+          return;
+        }
+        const r = await listGuestFiles(repo, pool, { pointId, disk, partition, path }, { signal });
+        if (o.json) kit.write(JSON.stringify(r) + '\n');
+        else for (const f of r.entries ?? [r.entry]) kit.write(lsLine(f));
+      });
+    });
+
+  location(files.command('get').description('copy files or directories (recursively) out of a guest filesystem into a local directory'))
+    .argument('<id>', 'restore point id, unique prefix, or "latest"')
+    .argument('<path...>', 'paths inside the guest filesystem')
+    .requiredOption('--target <dir>', 'local directory to copy into (created if missing)')
+    .option('--force', 'replace existing files and symlinks in the target (symlinks are replaced, never written through)')
+    .action(async (ref: string, paths: string[], o: FilesOpts & { target: string; force?: boolean }) => {
+      const logger = stderrLogger(kit.deps, o.quiet);
+      const repo = await kit.openRepo(o, logger, true);
+      const pointId = await repo.resolvePoint(ref);
+      const disk = parseInteger(o.disk, '--disk');
+      const partition = o.partition === undefined ? undefined : parseInteger(o.partition, '--partition');
+      const started = Date.now();
+      const r = await kit.withPool(repo, (pool) =>
+        extractGuestFiles(repo, pool, { pointId, disk, partition, paths, target: o.target, force: Boolean(o.force), signal: kit.deps.signal }),
+      );
+      if (o.json) kit.write(JSON.stringify({ id: pointId, disk, ...r, durationMs: Date.now() - started }) + '\n');
+      else {
+        kit.write(`copied ${r.files} files, ${r.dirs} directories, ${r.symlinks} symlinks (${formatBytes(r.bytes)}) from ${r.filesystem} partition ${r.partition} to ${r.target} in ${formatDuration(Date.now() - started)}\n`);
+        for (const s of r.skipped) logger.warn(`skipped ${printable(s.path)} (${s.type}): ${s.reason}`);
+        for (const f of r.failed) kit.deps.stderr.write(`coffer: ${printable(f.path)}: [${f.code}] ${f.message}\n`);
+      }
+      if (r.failed.length > 0) throw new CofferError('PARTIAL', `${r.failed.length} file(s) could not be restored`, { details: { failed: r.failed.length, reported: Boolean(o.json) } });
+    });
+};

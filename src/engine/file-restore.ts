@@ -1,0 +1,322 @@
+import { constants } from 'node:fs';
+import { chmod, chown, lchown, lstat, lutimes, mkdir, open, symlink, unlink, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
+import { checkRange, listPartitions, openFilesystem, selectVolume, type BlockReader, type FsNode, type GuestFs, type Partition, type PartitionInfo } from '../fs/index.js';
+import type { Repository } from '../repository/index.js';
+import { CofferError, asCofferError, type ErrorCode, type Op } from '../shared/index.js';
+import type { CodecPool } from './codec-pool.js';
+import { RestorePointDevice } from './mount.js';
+
+/**
+ * File-level restore (docs/DESIGN.md §File-level restore): one disk of a restore point is opened as a block device
+ * that decodes only the chunks it touches (the instant-recovery device), its partition table and filesystem are read
+ * by src/fs (untrusted input), and files are listed or copied out. A file whose chunks are unreadable fails alone.
+ */
+
+export interface GuestLocation {
+  pointId: string;
+  disk: number;
+  /** partition number as listed (0 = whole disk without a table); undefined = the only one */
+  partition?: number | undefined;
+}
+
+export interface FileInfo {
+  name: string;
+  path: string;
+  type: FsNode['type'];
+  size: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  nlink: number;
+  mtime: string | null;
+  atime: string | null;
+  linkTarget?: string;
+  error?: { code: ErrorCode; message: string };
+}
+
+export interface FileFailure {
+  path: string;
+  code: ErrorCode;
+  message: string;
+  details: Record<string, unknown>;
+}
+
+/** A restore point's disk as a BlockReader (bounds-checked). */
+class DeviceReader implements BlockReader {
+  readonly sizeBytes: number;
+  constructor(private readonly dev: RestorePointDevice) {
+    this.sizeBytes = dev.sizeBytes;
+  }
+  read(offset: number, length: number, op?: Op): Promise<Buffer> {
+    checkRange(this.sizeBytes, offset, length);
+    return this.dev.read(offset, length, op);
+  }
+}
+
+async function openDisk(repo: Repository, pool: CodecPool, loc: GuestLocation, op: Op): Promise<{ device: RestorePointDevice; reader: DeviceReader }> {
+  const manifest = await repo.loadManifest(loc.pointId, op);
+  const disk = manifest.disks[loc.disk];
+  if (!disk) throw new CofferError('NOT_FOUND', `restore point ${loc.pointId} has no disk ${loc.disk}`);
+  const index = await repo.loadIndex(disk.indexId, op);
+  const device = await RestorePointDevice.open(repo, pool, index, { cacheChunks: 32 });
+  return { device, reader: new DeviceReader(device) };
+}
+
+export async function listGuestPartitions(repo: Repository, pool: CodecPool, loc: GuestLocation, op: Op = {}): Promise<{ scheme: string; sizeBytes: number; partitions: PartitionInfo[] }> {
+  const { device, reader } = await openDisk(repo, pool, loc, op);
+  try {
+    const { table, partitions } = await listPartitions(reader, op);
+    return { scheme: table.scheme, sizeBytes: reader.sizeBytes, partitions };
+  } finally {
+    await device.close();
+  }
+}
+
+interface OpenGuest {
+  fs: GuestFs;
+  partition: Partition;
+  close(): Promise<void>;
+}
+
+async function openGuest(repo: Repository, pool: CodecPool, loc: GuestLocation, op: Op): Promise<OpenGuest> {
+  const { device, reader } = await openDisk(repo, pool, loc, op);
+  try {
+    const { partition, volume } = await selectVolume(reader, loc.partition, op);
+    const fs = await openFilesystem(volume, op);
+    return { fs, partition, close: () => device.close() };
+  } catch (e) {
+    await device.close();
+    throw e;
+  }
+}
+
+/** Splits a guest path; '..' is refused (there is no way up from where a path starts). */
+function splitPath(path: string): string[] {
+  const parts = path.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..')) throw new CofferError('USAGE', `a guest path may not contain '..': ${JSON.stringify(path)}`);
+  return parts;
+}
+
+/** Follows a path from the root without following symlinks. */
+async function resolve(fs: GuestFs, path: string, op: Op): Promise<FsNode> {
+  let node = await fs.root(op);
+  const parts = splitPath(path);
+  for (const [i, name] of parts.entries()) {
+    if (node.type === 'symlink') throw new CofferError('USAGE', `/${parts.slice(0, i).join('/')} is a symbolic link: give the path it points to`);
+    if (node.type !== 'dir') throw new CofferError('NOT_FOUND', `/${parts.slice(0, i).join('/')} is not a directory`);
+    const next = (await fs.list(node, op)).find((e) => e.name === name);
+    if (!next) throw new CofferError('NOT_FOUND', `/${parts.slice(0, i + 1).join('/')} does not exist in the guest filesystem`);
+    node = next;
+  }
+  return node;
+}
+
+function iso(ms: number | undefined): string | null {
+  if (ms === undefined || !Number.isFinite(ms)) return null;
+  const d = new Date(ms);
+  return Number.isNaN(d.getTime()) ? null : d.toISOString();
+}
+
+async function info(fs: GuestFs, node: FsNode, path: string, op: Op): Promise<FileInfo> {
+  const i: FileInfo = { name: node.name, path, type: node.type, size: node.sizeBytes, mode: node.mode, uid: node.uid, gid: node.gid, nlink: node.nlink, mtime: iso(node.mtimeMs), atime: iso(node.atimeMs) };
+  if (node.type === 'symlink') {
+    try {
+      i.linkTarget = await fs.readlink(node, op);
+    } catch (e) {
+      const err = asCofferError(e);
+      i.error = { code: err.code, message: err.message };
+    }
+  }
+  return i;
+}
+
+export interface ListResult {
+  filesystem: string;
+  partition: number;
+  path: string;
+  /** the object PATH names */
+  entry: FileInfo;
+  /** a directory's entries */
+  entries?: FileInfo[];
+}
+
+export async function listGuestFiles(repo: Repository, pool: CodecPool, loc: GuestLocation & { path: string }, op: Op = {}): Promise<ListResult> {
+  const g = await openGuest(repo, pool, loc, op);
+  try {
+    const path = '/' + splitPath(loc.path).join('/');
+    const node = await resolve(g.fs, path, op);
+    const result: ListResult = { filesystem: g.fs.kind, partition: g.partition.number, path, entry: await info(g.fs, node, path, op) };
+    if (node.type === 'dir') {
+      const children = await g.fs.list(node, op);
+      result.entries = [];
+      for (const c of children) result.entries.push(await info(g.fs, c, (path === '/' ? '' : path) + '/' + c.name, op));
+    }
+    return result;
+  } finally {
+    await g.close();
+  }
+}
+
+export interface ExtractOptions extends GuestLocation {
+  paths: string[];
+  target: string;
+  /** replace existing files and symlinks in the target (never follows them; existing directories are merged) */
+  force: boolean;
+  signal?: AbortSignal;
+  onProgress?: (p: { files: number; bytes: number }) => void;
+}
+
+export interface ExtractResult {
+  filesystem: string;
+  partition: number;
+  target: string;
+  files: number;
+  dirs: number;
+  symlinks: number;
+  bytes: number;
+  skipped: { path: string; type: string; reason: string }[];
+  failed: FileFailure[];
+}
+
+/** A name from the guest that is safe to create in a directory of ours. */
+export function unsafeName(name: string): string | undefined {
+  if (name === '' || name === '.' || name === '..') return `the name ${JSON.stringify(name)} is reserved`;
+  if (name.includes('/')) return 'the name contains /';
+  if (name.includes('\0')) return 'the name contains NUL';
+  return undefined;
+}
+
+const MAX_DEPTH = 2048;
+
+export async function extractGuestFiles(repo: Repository, pool: CodecPool, o: ExtractOptions): Promise<ExtractResult> {
+  const op: Op = { signal: o.signal };
+  await prepareTarget(o.target);
+  const g = await openGuest(repo, pool, o, op);
+  const asRoot = process.getuid?.() === 0;
+  const result: ExtractResult = { filesystem: g.fs.kind, partition: g.partition.number, target: o.target, files: 0, dirs: 0, symlinks: 0, bytes: 0, skipped: [], failed: [] };
+  const fail = (path: string, e: unknown) => {
+    const errno = (e as NodeJS.ErrnoException | undefined)?.code;
+    const err = e instanceof CofferError ? e : asCofferError(e, typeof errno === 'string' ? (errno === 'ENOSPC' ? 'STORAGE_FULL' : 'TARGET_UNWRITABLE') : 'INTERNAL');
+    if (err.code === 'CANCELLED' || err.code === 'INTERNAL') throw err;
+    result.failed.push({ path, code: err.code, message: err.message, details: err.details });
+  };
+  const visitedDirs = new Set<string>();
+
+  const setMeta = async (dest: string, node: FsNode, kind: 'dir' | 'symlink') => {
+    const mode = asRoot ? node.mode : node.mode & 0o1777;
+    if (asRoot) await (kind === 'symlink' ? lchown : chown)(dest, node.uid, node.gid);
+    if (kind !== 'symlink') await chmod(dest, mode);
+    if (node.mtimeMs !== undefined) {
+      const m = new Date(node.mtimeMs);
+      const a = new Date(node.atimeMs ?? node.mtimeMs);
+      await (kind === 'symlink' ? lutimes : utimes)(dest, a, m);
+    }
+  };
+
+  /** Removes what is at `dest` if --force allows it (never a directory); returns whether something was in the way. */
+  const clear = async (dest: string): Promise<void> => {
+    const st = await lstat(dest).catch(() => undefined);
+    if (!st) return;
+    if (!o.force || st.isDirectory()) throw new CofferError('TARGET_EXISTS', `${dest} exists${st.isDirectory() ? ' (a directory)' : st.isSymbolicLink() ? ' (a symbolic link, never written through)' : ''}${o.force ? '' : '; use --force to replace it'}`);
+    await unlink(dest);
+  };
+
+  const writeFile = async (node: FsNode, dest: string) => {
+    await clear(dest);
+    // O_EXCL|O_NOFOLLOW: never through a symlink or over something that appeared meanwhile
+    const fh = await open(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600).catch((e) => {
+      throw new CofferError((e as NodeJS.ErrnoException).code === 'EEXIST' ? 'TARGET_EXISTS' : 'TARGET_UNWRITABLE', `cannot create ${dest}: ${(e as Error).message}`);
+    });
+    let ok = false;
+    try {
+      for await (const piece of g.fs.read(node, op)) {
+        let done = 0;
+        while (done < piece.data.length) done += (await fh.write(piece.data, done, piece.data.length - done, piece.offset + done)).bytesWritten;
+        result.bytes += piece.data.length;
+      }
+      await fh.truncate(node.sizeBytes); // the tail hole, and the file's exact size
+      // metadata through the handle: the object we created, whatever happens to the name meanwhile
+      if (asRoot) await fh.chown(node.uid, node.gid);
+      await fh.chmod(asRoot ? node.mode : node.mode & 0o1777);
+      if (node.mtimeMs !== undefined) await fh.utimes(new Date(node.atimeMs ?? node.mtimeMs), new Date(node.mtimeMs));
+      ok = true;
+    } finally {
+      await fh.close();
+      if (!ok) await unlink(dest).catch(() => undefined);
+    }
+    result.files++;
+    o.onProgress?.({ files: result.files, bytes: result.bytes });
+  };
+
+  const extract = async (node: FsNode, dest: string, guestPath: string, depth: number): Promise<void> => {
+    op.signal?.throwIfAborted();
+    try {
+      if (node.type === 'file') await writeFile(node, dest);
+      else if (node.type === 'symlink') {
+        const text = await g.fs.readlink(node, op);
+        if (text === '' || text.includes('\0')) throw new CofferError('FS_CORRUPT', 'empty or NUL-containing symlink target');
+        await clear(dest);
+        await symlink(text, dest); // the target text as stored: never followed, never resolved
+        await setMeta(dest, node, 'symlink');
+        result.symlinks++;
+      } else if (node.type === 'dir') {
+        if (depth > MAX_DEPTH) throw new CofferError('FS_CORRUPT', `directories nested deeper than ${MAX_DEPTH}`);
+        if (visitedDirs.has(node.id)) throw new CofferError('FS_CORRUPT', `directory ${guestPath} was already visited (a directory cycle)`, { details: { id: node.id } });
+        visitedDirs.add(node.id);
+        await makeDir(dest, o.force);
+        result.dirs++;
+        const children = await g.fs.list(node, op);
+        for (const c of children) {
+          const childPath = (guestPath === '/' ? '' : guestPath) + '/' + c.name;
+          const bad = unsafeName(c.name);
+          if (bad) {
+            fail(childPath, new CofferError('FS_CORRUPT', `refused: ${bad}`, { details: { name: c.name } }));
+            continue;
+          }
+          await extract(c, join(dest, c.name), childPath, depth + 1);
+        }
+        if (dest !== o.target) await setMeta(dest, node, 'dir'); // the target directory itself keeps its own metadata
+      } else result.skipped.push({ path: guestPath, type: node.type, reason: 'device nodes, FIFOs and sockets are not recreated' });
+    } catch (e) {
+      fail(guestPath, e);
+    }
+  };
+
+  try {
+    for (const p of o.paths) {
+      const guestPath = '/' + splitPath(p).join('/');
+      const node = await resolve(g.fs, guestPath, op);
+      // the root's contents go straight into the target; anything else as target/<its name>
+      if (guestPath === '/') await extract(node, o.target, guestPath, 0);
+      else await extract(node, join(o.target, node.name), guestPath, 0);
+    }
+  } finally {
+    await g.close();
+  }
+  return result;
+}
+
+/** The target directory: created if missing; an existing one must be a real directory (not a symlink). */
+async function prepareTarget(target: string): Promise<void> {
+  const st = await lstat(target).catch(() => undefined);
+  if (st && !st.isDirectory()) throw new CofferError('TARGET_UNWRITABLE', `${target} is not a directory${st.isSymbolicLink() ? ' (a symbolic link)' : ''}`);
+  if (!st) {
+    await mkdir(target, { recursive: true, mode: 0o700 }).catch((e) => {
+      throw new CofferError('TARGET_UNWRITABLE', `cannot create ${target}: ${(e as Error).message}`);
+    });
+  }
+}
+
+/** mkdir that refuses to reuse a symlink (or anything but a real directory) in its place. */
+async function makeDir(dest: string, force: boolean): Promise<void> {
+  const st = await lstat(dest).catch(() => undefined);
+  if (st?.isDirectory()) return;
+  if (st) {
+    if (!force) throw new CofferError('TARGET_EXISTS', `${dest} exists and is not a directory${st.isSymbolicLink() ? ' (a symbolic link, never followed)' : ''}; use --force to replace it`);
+    await unlink(dest);
+  }
+  await mkdir(dest, { mode: 0o700 }).catch((e) => {
+    throw new CofferError((e as NodeJS.ErrnoException).code === 'EEXIST' ? 'TARGET_EXISTS' : 'TARGET_UNWRITABLE', `cannot create ${dest}: ${(e as Error).message}`);
+  });
+}
