@@ -380,7 +380,10 @@ export class ExtFs implements GuestFs {
       return;
     }
     const maxBlocks = Math.max(1, Math.floor(PIECE_BYTES / this.blockBytes));
+    let total = 0; // blocks are not shared on ext: more data than the volume holds means a damaged map
     for await (const r of this.runs(ino, op)) {
+      total += r.count * this.blockBytes;
+      if (total > this.dev.sizeBytes) throw corrupt(`inode ${ino.ino}: its block map yields more data than the volume holds`);
       for (let done = 0; done < r.count; ) {
         op?.signal?.throwIfAborted();
         const n = Math.min(maxBlocks, r.count - done);
