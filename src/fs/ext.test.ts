@@ -3,36 +3,11 @@ import { lstatSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { DEEP_LEVELS, LONG_NAME, MANY_FILES, MiB, SLOW_LINK, T_MTIME, UNICODE_NAME, findAll, makeTree, mkExt, patch, sh } from '../../test/helpers/fs-images.js';
+import { readTree, DEEP_LEVELS, LONG_NAME, MANY_FILES, MiB, SLOW_LINK, T_MTIME, UNICODE_NAME, findAll, makeTree, mkExt, patch, sh } from '../../test/helpers/fs-images.js';
 import { CofferError } from '../shared/index.js';
-import { ExtFs, FileReader, openFilesystem, type FsNode, type GuestFs } from './index.js';
+import { ExtFs, FileReader, openFilesystem, type GuestFs } from './index.js';
 
 const T = { timeout: 60_000 };
-
-/** Reads everything under `dir`: path -> node, content (files) and link text (symlinks). */
-export async function readTree(fs: GuestFs, dir?: FsNode, prefix = ''): Promise<Map<string, { node: FsNode; data?: Buffer; link?: string; dataBytes?: number }>> {
-  const out = new Map<string, { node: FsNode; data?: Buffer; link?: string; dataBytes?: number }>();
-  for (const n of await fs.list(dir ?? (await fs.root()))) {
-    const p = prefix + n.name;
-    if (n.type === 'file' && n.sizeBytes > 256 * MiB) {
-      let dataBytes = 0; // (hostile sizes: count, do not keep)
-      for await (const piece of fs.read(n)) dataBytes += piece.data.length;
-      out.set(p, { node: n, dataBytes });
-    } else if (n.type === 'file') {
-      const data = Buffer.alloc(n.sizeBytes);
-      let dataBytes = 0;
-      for await (const piece of fs.read(n)) {
-        assert.ok(piece.offset + piece.data.length <= n.sizeBytes, `${p}: piece past the end`);
-        piece.data.copy(data, piece.offset);
-        dataBytes += piece.data.length;
-      }
-      out.set(p, { node: n, data, dataBytes });
-    } else if (n.type === 'symlink') out.set(p, { node: n, link: await fs.readlink(n) });
-    else out.set(p, { node: n });
-    if (n.type === 'dir') for (const [k, v] of await readTree(fs, n, p + '/')) out.set(k, v);
-  }
-  return out;
-}
 
 async function expectCode(p: Promise<unknown>, code: string, re?: RegExp): Promise<CofferError> {
   try {

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, ftruncateSync, lutimesSync, mkdirSync, openSync, readFileSync, symlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
+import { rmSync, chmodSync, chownSync, closeSync, ftruncateSync, lutimesSync, mkdirSync, openSync, readFileSync, symlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { prng } from './disks.js';
+import type { FsNode, GuestFs } from '../../src/fs/index.js';
 
 /** Guest disk images made with the real tools (e2fsprogs, dosfstools, mtools, sfdisk, sgdisk). */
 
-export function sh(cmd: string, args: string[], input?: string): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000, input });
+export function sh(cmd: string, args: string[], input?: string, env: Record<string, string> = {}): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000, input, env: { ...process.env, ...env } });
   assert.equal(r.status, 0, `${cmd} ${args.join(' ')} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
   return r.stdout;
 }
@@ -77,6 +78,30 @@ export function makeTree(root: string, opts: { owners?: boolean } = {}): Tree {
   return { root, files };
 }
 
+/** A tree for FAT (no symlinks, no owners): long and non-ASCII names, a 3 MiB file, a deep directory, many files. */
+export function makeFatTree(root: string): Tree {
+  const files: string[] = [];
+  const file = (rel: string, data: Buffer | string) => {
+    writeFileSync(join(root, rel), data);
+    utimesSync(join(root, rel), new Date(T_ATIME), new Date(T_MTIME));
+    files.push(rel);
+  };
+  mkdirSync(join(root, 'Program Files/Some App'), { recursive: true });
+  mkdirSync(join(root, 'many'), { recursive: true });
+  file('Program Files/Some App/settings.json', '{"a":1}\n');
+  file('README.TXT', 'short 8.3 name\n');
+  file('big.bin', prng('fatbig', 3 * MiB + 77));
+  file(LONG_NAME, 'long name\n');
+  file(UNICODE_NAME, 'unicode\n');
+  file('empty', '');
+  let deep = 'deep';
+  for (let i = 1; i < 12; i++) deep += `/level${i}`;
+  mkdirSync(join(root, deep), { recursive: true });
+  file(`${deep}/bottom.txt`, 'the bottom\n');
+  for (let i = 0; i < 300; i++) file(`many/file-number-${String(i).padStart(4, '0')}.txt`, `file ${i}\n`);
+  return { root, files };
+}
+
 /** mke2fs -d into `img` at byte `offset` (the image must exist when offset > 0). */
 export function mkExt(img: string, type: 'ext2' | 'ext3' | 'ext4', src: string, sizeBytes: number, offset = 0, extra: string[] = []): void {
   sh('mke2fs', ['-q', '-F', '-t', type, ...extra, '-d', src, ...(offset ? ['-E', `offset=${offset}`] : []), img, `${Math.floor(sizeBytes / 1024)}k`]);
@@ -84,9 +109,10 @@ export function mkExt(img: string, type: 'ext2' | 'ext3' | 'ext4', src: string, 
 
 /** mkfs.fat + mcopy of `src`'s contents into `img` at byte `offset`. */
 export function mkFat(img: string, bits: 12 | 16 | 32, src: string | undefined, sizeBytes: number, offset = 0): void {
-  if (offset === 0) writeFileSync(img, '');
+  if (offset === 0) rmSync(img, { force: true });
   sh('mkfs.fat', ['-F', String(bits), ...(offset ? ['--offset', String(offset / 512)] : ['-C']), img, String(Math.floor(sizeBytes / 1024))]);
-  if (src) sh('mcopy', ['-s', '-p', '-m', '-i', `${img}@@${offset}`, ...listDir(src).map((n) => join(src, n)), '::/']);
+  // FAT stores local wall-clock times: mtools writes them in TZ=UTC so that they read back as the UTC times we set
+  if (src) sh('mcopy', ['-s', '-p', '-m', '-i', `${img}@@${offset}`, ...listDir(src).map((n) => join(src, n)), '::/'], undefined, { TZ: 'UTC' });
 }
 
 function listDir(d: string): string[] {
@@ -124,3 +150,29 @@ export function findAll(path: string, needle: Buffer | string): number[] {
   for (let i = data.indexOf(n); i >= 0; i = data.indexOf(n, i + 1)) out.push(i);
   return out;
 }
+
+/** Reads everything under `dir`: path -> node, content (files) and link text (symlinks). */
+export async function readTree(fs: GuestFs, dir?: FsNode, prefix = ''): Promise<Map<string, { node: FsNode; data?: Buffer; link?: string; dataBytes?: number }>> {
+  const out = new Map<string, { node: FsNode; data?: Buffer; link?: string; dataBytes?: number }>();
+  for (const n of await fs.list(dir ?? (await fs.root()))) {
+    const p = prefix + n.name;
+    if (n.type === 'file' && n.sizeBytes > 256 * MiB) {
+      let dataBytes = 0; // (hostile sizes: count, do not keep)
+      for await (const piece of fs.read(n)) dataBytes += piece.data.length;
+      out.set(p, { node: n, dataBytes });
+    } else if (n.type === 'file') {
+      const data = Buffer.alloc(n.sizeBytes);
+      let dataBytes = 0;
+      for await (const piece of fs.read(n)) {
+        assert.ok(piece.offset + piece.data.length <= n.sizeBytes, `${p}: piece past the end`);
+        piece.data.copy(data, piece.offset);
+        dataBytes += piece.data.length;
+      }
+      out.set(p, { node: n, data, dataBytes });
+    } else if (n.type === 'symlink') out.set(p, { node: n, link: await fs.readlink(n) });
+    else out.set(p, { node: n });
+    if (n.type === 'dir') for (const [k, v] of await readTree(fs, n, p + '/')) out.set(k, v);
+  }
+  return out;
+}
+

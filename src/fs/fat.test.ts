@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { readTree, LONG_NAME, MiB, T_MTIME, UNICODE_NAME, findAll, makeFatTree, mkFat, patch, sh } from '../../test/helpers/fs-images.js';
+import { CofferError } from '../shared/index.js';
+import { FileReader, openFilesystem, type GuestFs } from './index.js';
+
+const T = { timeout: 60_000 };
+
+async function open(img: string): Promise<{ fs: GuestFs; close: () => Promise<void> }> {
+  const r = await FileReader.open(img);
+  try {
+    return { fs: await openFilesystem(r), close: () => r.close() };
+  } catch (e) {
+    await r.close();
+    throw e;
+  }
+}
+
+async function expectCode(p: Promise<unknown>, code: string, re?: RegExp): Promise<void> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof CofferError, `expected CofferError, got ${String(e)}`);
+    assert.equal(e.code, code, e.message);
+    if (re) assert.match(e.message, re);
+    return;
+  }
+  assert.fail(`expected ${code}, but it succeeded`);
+}
+
+describe('FAT12/16/32 reader against mkfs.fat + mcopy images', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'coffer-fat-'));
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+  const src = join(tmp, 'src');
+  const tree = makeFatTree(src);
+
+  for (const [bits, size] of [[12, 8 * MiB], [16, 32 * MiB], [32, 64 * MiB]] as const) {
+    test(`FAT${bits}: contents, long names, 8.3 names, times`, T, async () => {
+      const img = join(tmp, `fat${bits}.img`);
+      mkFat(img, bits, src, size);
+      const { fs, close } = await open(img);
+      try {
+        assert.equal(fs.kind, `fat${bits}`);
+        const all = await readTree(fs);
+        for (const f of tree.files) {
+          const got = all.get(f);
+          assert.ok(got?.data, `${f} missing; have ${[...all.keys()].slice(0, 20).join(', ')}`);
+          assert.ok(got.data.equals(readFileSync(join(src, f))), `${f}: content differs`);
+          // FAT keeps mtimes in 2-second steps, as local wall-clock time (written in TZ=UTC, read as UTC)
+          assert.equal(got.node.mtimeMs, Math.floor(T_MTIME / 2000) * 2000, `${f}: mtime`);
+          assert.equal(got.node.mode, 0o644);
+        }
+        assert.ok(all.has(LONG_NAME) && all.has(UNICODE_NAME) && all.has('README.TXT'));
+        assert.equal(all.get('Program Files')!.node.type, 'dir');
+      } finally {
+        await close();
+      }
+    });
+  }
+
+  describe('hostile images: coded errors, no crash, no hang', () => {
+    /** a FAT16 with one 3-cluster file LOOP.BIN; returns the image, its first cluster and the FAT offset */
+    const loopImage = (name: string) => {
+      const d = join(tmp, `${name}-src`);
+      sh('mkdir', ['-p', d]);
+      sh('dd', ['if=/dev/urandom', `of=${join(d, 'LOOP.BIN')}`, 'bs=2048', 'count=3', 'status=none']);
+      const img = join(tmp, `${name}.img`);
+      sh('rm', ['-f', img]);
+      sh('mkfs.fat', ['-F', '16', '-s', '4', '-C', img, String(16 * 1024)]);
+      sh('mcopy', ['-i', img, join(d, 'LOOP.BIN'), '::/']);
+      const data = readFileSync(img);
+      const [entry] = findAll(img, 'LOOP    BIN');
+      assert.ok(entry !== undefined);
+      const cluster = data.readUInt16LE(entry + 26);
+      const fatOff = data.readUInt16LE(14) * data.readUInt16LE(11);
+      return { img, entry, cluster, fatOff };
+    };
+
+    test('a FAT chain that loops', T, async () => {
+      const { img, cluster, fatOff } = loopImage('loop');
+      const b = Buffer.alloc(2);
+      b.writeUInt16LE(cluster); // the second cluster points back to the first
+      patch(img, fatOff + (cluster + 1) * 2, b);
+      const { fs, close } = await open(img);
+      try {
+        await expectCode(readTree(fs), 'FS_CORRUPT', /loops/);
+      } finally {
+        await close();
+      }
+    });
+
+    test('a cluster number out of range (in the directory entry and in the FAT)', T, async () => {
+      const a = loopImage('range1');
+      patch(a.img, a.entry + 26, [0xf0, 0xff]);
+      let { fs, close } = await open(a.img);
+      try {
+        await expectCode(readTree(fs), 'FS_CORRUPT', /out of range/);
+      } finally {
+        await close();
+      }
+      const b = loopImage('range2');
+      patch(b.img, b.fatOff + b.cluster * 2, [0x00, 0xfe]);
+      ({ fs, close } = await open(b.img));
+      try {
+        await expectCode(readTree(fs), 'FS_CORRUPT', /out of range/);
+      } finally {
+        await close();
+      }
+    });
+
+    test('a file larger than its chain, and a free cluster inside a chain', T, async () => {
+      const a = loopImage('short');
+      const size = Buffer.alloc(4);
+      size.writeUInt32LE(10 * MiB);
+      patch(a.img, a.entry + 28, size);
+      let { fs, close } = await open(a.img);
+      try {
+        await expectCode(readTree(fs), 'FS_CORRUPT', /chain ends|free/);
+      } finally {
+        await close();
+      }
+      const b = loopImage('free');
+      patch(b.img, b.fatOff + b.cluster * 2, [0, 0]);
+      ({ fs, close } = await open(b.img));
+      try {
+        await expectCode(readTree(fs), 'FS_CORRUPT', /free cluster/);
+      } finally {
+        await close();
+      }
+    });
+
+    test('a boot sector whose volume exceeds the partition, and a FAT too small for its clusters', T, async () => {
+      const a = loopImage('big');
+      patch(a.img, 19, [0, 0]);
+      patch(a.img, 32, [0xff, 0xff, 0xff, 0x00]);
+      await expectCode(open(a.img), 'FS_CORRUPT', /exceeds the partition/);
+      const b = loopImage('smallfat');
+      patch(b.img, 22, [1, 0]);
+      await expectCode(open(b.img), 'FS_CORRUPT', /too small/);
+    });
+  });
+});
