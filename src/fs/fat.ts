@@ -45,7 +45,10 @@ function parseBpb(b: Buffer): Bpb | string {
   const fatSectors = fat16 || b.readUInt32LE(36);
   if (totalSectors === 0 || fatSectors === 0) return 'zero total or FAT sectors';
   if (b[21]! < 0xf0 && b[21] !== 0) return `media byte 0x${b[21]!.toString(16)}`;
-  return { sectorBytes, clusterSectors, reserved, fats, rootEntries, totalSectors, fatSectors, rootCluster: fat16 ? 0 : b.readUInt32LE(44) };
+  // FAT32 (no 16-bit FAT size): the root directory's cluster; 0 marks FAT12/16
+  const rootCluster = fat16 ? 0 : b.readUInt32LE(44);
+  if (!fat16 && rootCluster === 0) return 'FAT32 boot sector with root cluster 0';
+  return { sectorBytes, clusterSectors, reserved, fats, rootEntries, totalSectors, fatSectors, rootCluster };
 }
 
 export function looksLikeFat(sector0: Buffer): boolean {
@@ -80,7 +83,9 @@ export class FatFs implements GuestFs {
     this.dataStart = this.rootStart + this.rootBytes;
     const dataSectors = bpb.totalSectors - this.dataStart / s;
     this.clusterCount = Math.floor(dataSectors / bpb.clusterSectors);
-    this.bits = this.clusterCount < 4085 ? 12 : this.clusterCount < 65525 ? 16 : 32;
+    // as Linux does: a BPB without a 16-bit FAT size and without root entries is FAT32 whatever its cluster count
+    // (mkfs.fat makes small FAT32 volumes); otherwise the cluster count decides between FAT12 and FAT16
+    this.bits = bpb.rootCluster !== 0 || (bpb.rootEntries === 0 && this.clusterCount >= 65525) ? 32 : this.clusterCount < 4085 ? 12 : 16;
     this.kind = `fat${this.bits}`;
   }
 

@@ -110,7 +110,7 @@ export function mkExt(img: string, type: 'ext2' | 'ext3' | 'ext4', src: string, 
 /** mkfs.fat + mcopy of `src`'s contents into `img` at byte `offset`. */
 export function mkFat(img: string, bits: 12 | 16 | 32, src: string | undefined, sizeBytes: number, offset = 0): void {
   if (offset === 0) rmSync(img, { force: true });
-  sh('mkfs.fat', ['-F', String(bits), ...(offset ? ['--offset', String(offset / 512)] : ['-C']), img, String(Math.floor(sizeBytes / 1024))]);
+  sh('mkfs.fat', ['-F', String(bits), ...(bits === 16 && sizeBytes <= 16 * MiB ? ['-s', '1'] : []), ...(offset ? ['--offset', String(offset / 512)] : ['-C']), img, String(Math.floor(sizeBytes / 1024))]);
   // FAT stores local wall-clock times: mtools writes them in TZ=UTC so that they read back as the UTC times we set
   if (src) sh('mcopy', ['-s', '-p', '-m', '-i', `${img}@@${offset}`, ...listDir(src).map((n) => join(src, n)), '::/'], undefined, { TZ: 'UTC' });
 }
