@@ -1,0 +1,202 @@
+import assert from 'node:assert/strict';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
+import { chunkFileAt, LONG_NAME, MANY_FILES, MiB, SLOW_LINK, T_MTIME, UNICODE_NAME, makeFatTree, makeTree, mkExt, mkFat, partitionDisk, partitionsOf, sh, type Tree } from './helpers/fs-images.js';
+import { expectError, expectOk, expectReport } from './helpers/more-cli.js';
+
+const T = { timeout: 120_000 };
+const asRoot = process.getuid?.() === 0;
+
+/** File-level restore through the real CLI: images made by mke2fs/mkfs.fat/mcopy/sfdisk, backed up, listed, copied out. */
+describe('coffer files ls/get', () => {
+  const tmp = tempDir('coffer-files-');
+  const repo = join(tmp.path, 'repo');
+  const disk0 = join(tmp.path, 'disk0.raw'); // MBR: 1 ext4, 2 FAT16, 3 extended, 5 ext2 (1 KiB blocks, block maps)
+  const disk1 = join(tmp.path, 'disk1.raw'); // GPT: 1 ext3, 2 FAT32
+  let extTree: Tree;
+  let fatTree: Tree;
+  let id = '';
+  let p0: { start: number; size: number }[] = [];
+
+  before(() => {
+    extTree = makeTree(join(tmp.path, 'ext-src'), { owners: true });
+    fatTree = makeFatTree(join(tmp.path, 'fat-src'));
+    partitionDisk(disk0, 112 * MiB, 'label: dos\nstart=2048, size=48M, type=83\nsize=16M, type=6\nsize=44M, type=5\nstart=135168, size=40M, type=83\n');
+    p0 = partitionsOf(disk0);
+    mkExt(disk0, 'ext4', extTree.root, p0[0]!.size, p0[0]!.start);
+    mkFat(disk0, 16, fatTree.root, p0[1]!.size, p0[1]!.start);
+    mkExt(disk0, 'ext2', extTree.root, p0[3]!.size, p0[3]!.start, ['-b', '1024']);
+    partitionDisk(disk1, 96 * MiB, 'label: gpt\nstart=2048, size=40M, name="linux"\nsize=48M, name="efi"\n');
+    const p1 = partitionsOf(disk1);
+    mkExt(disk1, 'ext3', extTree.root, p1[0]!.size, p1[0]!.start);
+    mkFat(disk1, 32, fatTree.root, p1[1]!.size, p1[1]!.start);
+    expectOk(coffer(['init', '--repo', repo, '--chunk-size', '64K', '--kdf-cost', '1024', '--json']));
+    id = expectOk(coffer(['backup', '--repo', repo, '--vm', 'guest', disk0, disk1, '--json'])).id;
+  });
+  after(() => tmp.cleanup());
+
+  const files = (args: string[]) => coffer(['files', ...args, '--repo', repo, '--no-progress']);
+
+  test('ls without a path lists the partitions (MBR with logical partitions, GPT)', T, () => {
+    const m = expectOk(files(['ls', id, '--disk', '0', '--json']));
+    assert.equal(m.scheme, 'mbr');
+    assert.deepEqual(m.partitions.map((p: any) => [p.number, p.filesystem ?? null, Boolean(p.container)]), [[1, 'ext', false], [2, 'fat', false], [3, null, true], [5, 'ext', false]]);
+    const g = expectOk(files(['ls', id, '--disk', '1', '--partitions', '/', '--json']));
+    assert.equal(g.scheme, 'gpt');
+    assert.deepEqual(g.partitions.map((p: any) => [p.number, p.name, p.filesystem]), [[1, 'linux', 'ext'], [2, 'efi', 'fat']]);
+    const text = files(['ls', id, '--disk', '0']);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /MBR partition table/);
+    assert.match(text.stdout, /^\s+5\s+\d+\s+40\.0 MiB\s+0x83\s+ext/m);
+  });
+
+  test('ls --json: name, type, size, mode, uid, gid, mtime, link target; text like ls -l', T, () => {
+    const r = expectOk(files(['ls', id, '--disk', '0', '--partition', '1', '/', '--json']));
+    assert.equal(r.filesystem, 'ext4');
+    const by = new Map<string, any>(r.entries.map((e: any) => [e.name, e]));
+    assert.deepEqual([...by.keys()].sort(), ['big.bin', 'deep', 'empty-dir', 'empty-file', 'escape-link', 'etc', LONG_NAME, 'lost+found', 'many', 'setuid-bin', 'slow-link', 'sparse.img', UNICODE_NAME].sort());
+    assert.equal(by.get('big.bin').type, 'file');
+    assert.equal(by.get('big.bin').size, 3 * MiB + 123);
+    assert.equal(by.get('setuid-bin').mode, 0o4755);
+    assert.equal(by.get('escape-link').type, 'symlink');
+    assert.equal(by.get('escape-link').linkTarget, '../../etc/passwd');
+    assert.equal(by.get('slow-link').linkTarget, SLOW_LINK);
+    assert.equal(by.get('big.bin').mtime, new Date(T_MTIME).toISOString());
+    const sub = expectOk(files(['ls', id, '--disk', '0', '--partition', '1', '/etc/app', '--json']));
+    const cfg = sub.entries.find((e: any) => e.name === 'config.ini');
+    assert.deepEqual([cfg.uid, cfg.gid, cfg.mode, cfg.size], [1234, 5678, 0o600, 19]);
+    const one = expectOk(files(['ls', id, '--disk', '0', '--partition', '1', 'etc/app/config.ini', '--json']));
+    assert.equal(one.entry.name, 'config.ini');
+    assert.equal(one.entries, undefined);
+    const text = files(['ls', id, '--disk', '0', '--partition', '1', '/']);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /^-rwsr-xr-x\s+1\s+0\s+0\s+\d+ 2021-03-04 05:06 setuid-bin$/m);
+    assert.match(text.stdout, /^lrwxrwxrwx .* escape-link -> \.\.\/\.\.\/etc\/passwd$/m);
+    assert.match(text.stdout, /^drwxr-xr-x .* many$/m);
+    const many = expectOk(files(['ls', id, '--disk', '0', '--partition', '1', '/many', '--json']));
+    assert.equal(many.entries.length, MANY_FILES, 'an htree directory lists every entry');
+  });
+
+  /** Compares an extracted tree with its source: bytes, modes, owners (as root), mtimes, symlinks as symlinks. */
+  function assertTree(out: string, tree: Tree, opts: { fat?: boolean } = {}): void {
+    for (const f of tree.files) {
+      const a = join(out, f);
+      const e = join(tree.root, f);
+      assert.ok(existsSync(a), `${f} missing`);
+      assert.ok(readFileSync(a).equals(readFileSync(e)), `${f}: content differs`);
+      const sa = lstatSync(a);
+      const se = lstatSync(e);
+      assert.equal(Math.floor(sa.mtimeMs / 1000), opts.fat ? Math.floor(T_MTIME / 2000) * 2 : Math.floor(se.mtimeMs / 1000), `${f}: mtime`);
+      if (!opts.fat) {
+        assert.equal(sa.mode & 0o7777, asRoot ? se.mode & 0o7777 : se.mode & 0o1777, `${f}: mode`);
+        if (asRoot) assert.deepEqual([sa.uid, sa.gid], [se.uid, se.gid], `${f}: owner`);
+      }
+    }
+  }
+
+  test('get / from ext4: every byte, mode, owner, mtime; symlinks recreated (never followed); holes stay holes', T, () => {
+    const out = join(tmp.path, 'out-ext4');
+    const r = expectOk(files(['get', id, '--disk', '0', '--partition', '1', '/', '--target', out, '--json']));
+    assert.equal(r.failed.length, 0);
+    assert.equal(r.files, extTree.files.length);
+    assert.equal(r.symlinks, 3);
+    assertTree(out, extTree);
+    assert.equal(readlinkSync(join(out, 'escape-link')), '../../etc/passwd');
+    assert.equal(readlinkSync(join(out, 'slow-link')), SLOW_LINK);
+    assert.equal(readlinkSync(join(out, 'etc/fast-link')), '../setuid-bin');
+    assert.equal(lstatSync(join(out, 'etc/app')).mode & 0o777, 0o750);
+    assert.equal(Math.floor(lstatSync(join(out, 'etc/app')).mtimeMs), T_MTIME);
+    if (asRoot) assert.equal(lstatSync(join(out, 'etc/app')).uid, 1001);
+    const sp = statSync(join(out, 'sparse.img'));
+    assert.equal(sp.size, 12 * MiB);
+    assert.ok(sp.blocks * 512 <= 64 * 1024, `sparse.img occupies ${sp.blocks * 512} bytes: holes were written`);
+    assert.ok(existsSync(join(out, 'empty-dir')) && statSync(join(out, 'empty-dir')).isDirectory());
+  });
+
+  test('get of chosen paths from the FAT16 partition and the logical ext2 (block maps) partition', T, () => {
+    const out = join(tmp.path, 'out-mixed');
+    const r = expectOk(files(['get', id, '--disk', '0', '--partition', '2', '/Program Files', 'README.TXT', '/empty', LONG_NAME, UNICODE_NAME, '/big.bin', '/deep', '/many', '--target', out, '--json']));
+    assert.equal(r.filesystem, 'fat16');
+    assert.equal(r.failed.length, 0);
+    assertTree(out, fatTree, { fat: true });
+    const out5 = join(tmp.path, 'out-ext2');
+    const r5 = expectOk(files(['get', id, '--disk', '0', '--partition', '5', '/', '--target', out5, '--json']));
+    assert.equal(r5.filesystem, 'ext2');
+    assertTree(out5, extTree);
+  });
+
+  test('GPT disk: ext3 and FAT32 partitions', T, () => {
+    const out = join(tmp.path, 'out-gpt');
+    expectOk(files(['get', id, '--disk', '1', '--partition', '2', '/', '--target', join(out, 'fat'), '--json']));
+    assertTree(join(out, 'fat'), fatTree, { fat: true });
+    const r = expectOk(files(['get', id, '--disk', '1', '--partition', '1', '/etc', '/big.bin', '--target', join(out, 'ext'), '--json']));
+    assert.equal(r.filesystem, 'ext3');
+    assert.ok(readFileSync(join(out, 'ext/big.bin')).equals(readFileSync(join(extTree.root, 'big.bin'))));
+    assert.ok(readFileSync(join(out, 'ext/etc/app/config.ini')).equals(readFileSync(join(extTree.root, 'etc/app/config.ini'))));
+  });
+
+  test('the target: existing files are kept without --force; a symlink in the target is never written through', T, () => {
+    const out = join(tmp.path, 'out-exists');
+    const victim = join(tmp.path, 'victim');
+    mkdirSync(victim);
+    writeFileSync(join(victim, 'precious'), 'keep me\n');
+    mkdirSync(out);
+    symlinkSync(victim, join(out, 'etc')); // a directory symlink where the guest has /etc
+    symlinkSync(join(victim, 'precious'), join(out, 'setuid-bin')); // a file symlink where the guest has a file
+    writeFileSync(join(out, 'empty-file'), 'existing\n');
+    const r = files(['get', id, '--disk', '0', '--partition', '1', '/etc', '/setuid-bin', '/empty-file', '/big.bin', '--target', out, '--json']);
+    const doc = expectReport(r, 7);
+    assert.deepEqual(doc.failed.map((f: any) => [f.path, f.code]).sort(), [['/empty-file', 'TARGET_EXISTS'], ['/etc', 'TARGET_EXISTS'], ['/setuid-bin', 'TARGET_EXISTS']]);
+    assert.equal(doc.files, 1, 'big.bin was still copied');
+    assert.deepEqual(sh('ls', ['-A', victim]).trim(), 'precious');
+    assert.equal(readFileSync(join(victim, 'precious'), 'utf8'), 'keep me\n');
+    assert.equal(readFileSync(join(out, 'empty-file'), 'utf8'), 'existing\n');
+    // --force replaces files and symlinks (the symlinks themselves, not what they point to)
+    const f = expectOk(files(['get', id, '--disk', '0', '--partition', '1', '/etc', '/setuid-bin', '/empty-file', '--target', out, '--force', '--json']));
+    assert.equal(f.failed.length, 0);
+    assert.ok(lstatSync(join(out, 'etc')).isDirectory() && !lstatSync(join(out, 'etc')).isSymbolicLink());
+    assert.ok(lstatSync(join(out, 'setuid-bin')).isFile());
+    assert.equal(readFileSync(join(victim, 'precious'), 'utf8'), 'keep me\n');
+    assert.deepEqual(sh('ls', ['-A', victim]).trim(), 'precious');
+    assert.equal(readFileSync(join(out, 'empty-file'), 'utf8'), '');
+  });
+
+  test('a file whose chunk is missing from the repository fails alone: the rest is copied, exit PARTIAL', T, async () => {
+    // where big.bin's data lies on disk 0: debugfs maps its logical block 256 (1 MiB in) to a physical block
+    const p = p0[0]!;
+    const dev = `${disk0}?offset=${p.start}`;
+    const bmap = Number(sh('debugfs', ['-R', 'bmap /big.bin 256', dev]).trim());
+    const blockBytes = Number(/Block size:\s+(\d+)/.exec(sh('dumpe2fs', ['-h', dev]))![1]);
+    assert.ok(bmap > 0 && blockBytes >= 1024);
+    const chunk = await chunkFileAt(repo, TEST_PASSWORD, id, 0, p.start + bmap * blockBytes);
+    rmSync(chunk);
+    const out = join(tmp.path, 'out-missing');
+    const r = files(['get', id, '--disk', '0', '--partition', '1', '/', '--target', out, '--json']);
+    const doc = expectReport(r, 7);
+    assert.equal(doc.failed.length, 1, JSON.stringify(doc.failed));
+    assert.equal(doc.failed[0].path, '/big.bin');
+    assert.equal(doc.failed[0].code, 'CORRUPT');
+    assert.match(doc.failed[0].message, /chunk [0-9a-f]{64} is missing/);
+    assert.ok(!existsSync(join(out, 'big.bin')), 'no partial file is left');
+    assert.equal(doc.files, extTree.files.length - 1);
+    assert.ok(readFileSync(join(out, 'etc/app/config.ini')).equals(readFileSync(join(extTree.root, 'etc/app/config.ini'))));
+    // text mode: the per-file error on stderr, exit 7
+    const t = files(['get', id, '--disk', '0', '--partition', '1', '/big.bin', '--target', join(tmp.path, 'out-missing2')]);
+    assert.equal(t.code, 7, t.stderr);
+    assert.match(t.stderr, /\/big\.bin: \[CORRUPT\] chunk [0-9a-f]+ is missing/);
+    // the listing still works
+    expectOk(files(['ls', id, '--disk', '0', '--partition', '1', '/', '--json']));
+  });
+
+  test('bad requests: unknown partition, no --partition on a multi-partition disk, a missing path, .. in a path', T, () => {
+    expectError(files(['ls', id, '--disk', '0', '--partition', '4', '/', '--json']), 9, 'NOT_FOUND');
+    const u = expectError(files(['ls', id, '--disk', '0', '/', '--json']), 2, 'USAGE');
+    assert.match(u.message, /--partition/);
+    expectError(files(['ls', id, '--disk', '0', '--partition', '1', '/no/such/file', '--json']), 9, 'NOT_FOUND');
+    expectError(files(['get', id, '--disk', '0', '--partition', '1', '/etc/../..', '--target', join(tmp.path, 'x'), '--json']), 2, 'USAGE');
+    expectError(files(['ls', id, '--disk', '7', '--json']), 9, 'NOT_FOUND');
+    expectError(files(['ls', id, '--disk', '0', '--partition', '3', '/', '--json']), 2, 'USAGE');
+  });
+});
