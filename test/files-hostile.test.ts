@@ -25,6 +25,7 @@ describe('coffer files on hostile guest disks', () => {
     writeFileSync(join(src, 'AAslashAA'), 'slash\n');
     writeFileSync(join(src, 'dd'), 'dotdot\n');
     writeFileSync(join(src, 'nulnameXX'), 'nul\n');
+    writeFileSync(join(src, 'badinode'), 'bad inode\n');
     writeFileSync(join(src, 'dir/fine.txt'), 'fine\n');
     symlinkSync('/etc/shadow', join(src, 'abs-link'));
     symlinkSync('../../../../../../tmp/escaped', join(src, 'dir/up-link'));
@@ -38,6 +39,9 @@ describe('coffer files on hostile guest disks', () => {
     };
     rename('AAslashAA', '../../xyz');
     rename('nulnameXX', Buffer.from('nulname\0X', 'latin1'));
+    const bad = findAll(d(0), 'badinode').filter((o) => o >= p[0]!.start && o < p[0]!.start + p[0]!.size);
+    assert.equal(bad.length, 1);
+    patch(d(0), bad[0]! - 8, [0xff, 0xff, 0xff, 0x7f]); // its record names inode 2^31-1
     // 'dd' is too short to find reliably: its record follows AAslashAA's in the same block, found by name length 2
     const blockOf = findAll(d(0), '../../xyz')[0]!;
     const dd = findAll(d(0), Buffer.from([0x02, 0x01, 0x64, 0x64])).find((o) => Math.abs(o - blockOf) < 4096);
@@ -86,7 +90,12 @@ describe('coffer files on hostile guest disks', () => {
     const names = ls.entries.map((e: any) => e.name);
     assert.ok(names.includes('../../xyz'), 'ls shows the hostile name as stored');
     assert.ok(!names.includes('..') && !names.includes('dd'), "a second '..' entry is not listed");
+    const broken = ls.entries.find((e: any) => e.name === 'badinode');
+    assert.equal(broken.type, 'unknown');
+    assert.equal(broken.error.code, 'FS_CORRUPT');
+    assert.match(broken.error.message, /inode 2147483647 out of range/);
     const text = files(['ls', id, '--disk', '0', '--partition', '1', '/']);
+    assert.match(text.stdout, /badinode \(FS_CORRUPT: ext: inode 2147483647 out of range/);
     assert.match(text.stdout, /nulname\\x00X/, 'control characters are escaped in text mode');
     const out = join(tmp.path, 'a/b/out');
     const doc = expectReport(files(['get', id, '--disk', '0', '--partition', '1', '/', '--target', out, '--json']), 7);
@@ -95,6 +104,8 @@ describe('coffer files on hostile guest disks', () => {
     assert.match(failed.get('/../../xyz').message, /contains \//);
     assert.equal(failed.get('/nulname\0X')?.code, 'FS_CORRUPT');
     assert.match(failed.get('/nulname\0X').message, /NUL/);
+    assert.equal(failed.get('/badinode')?.code, 'FS_CORRUPT');
+    assert.equal(doc.failed.length, 3, JSON.stringify(doc.failed));
     for (const p of ['a/xyz', 'xyz', 'a/b/xyz', 'a/b/out/xyz', '../xyz']) assert.ok(!existsSync(join(tmp.path, p)), `${p} was created`);
     assert.equal(readlinkSync(join(out, 'abs-link')), '/etc/shadow');
     assert.equal(readlinkSync(join(out, 'dir/up-link')), '../../../../../../tmp/escaped');

@@ -27,6 +27,7 @@ function printable(s: string): string {
 function lsLine(f: FileInfo): string {
   const time = f.mtime ? f.mtime.slice(0, 16).replace('T', ' ') : '-'.padEnd(16);
   const link = f.type === 'symlink' ? ` -> ${f.linkTarget !== undefined ? printable(f.linkTarget) : `? (${f.error?.message ?? 'unreadable'})`}` : '';
+  if (f.error) return `?????????? ${'?'.padStart(3)} ${'?'.padStart(5)} ${'?'.padStart(5)} ${'?'.padStart(12)} ${'?'.padEnd(16)} ${printable(f.name)} (${f.error.code}: ${f.error.message})\n`;
   return `${modeString(f.type, f.mode)} ${String(f.nlink).padStart(3)} ${String(f.uid).padStart(5)} ${String(f.gid).padStart(5)} ${String(f.size).padStart(12)} ${time} ${printable(f.name)}${link}\n`;
 }
 

@@ -120,6 +120,7 @@ function iso(ms: number | undefined): string | null {
 
 async function info(fs: GuestFs, node: FsNode, path: string, op: Op): Promise<FileInfo> {
   const i: FileInfo = { name: node.name, path, type: node.type, size: node.sizeBytes, mode: node.mode, uid: node.uid, gid: node.gid, nlink: node.nlink, mtime: iso(node.mtimeMs), atime: iso(node.atimeMs) };
+  if (node.error) i.error = { code: node.error.code, message: node.error.message };
   if (node.type === 'symlink') {
     try {
       i.linkTarget = await fs.readlink(node, op);
@@ -252,6 +253,7 @@ export async function extractGuestFiles(repo: Repository, pool: CodecPool, o: Ex
   const extract = async (node: FsNode, dest: string, guestPath: string, depth: number): Promise<void> => {
     op.signal?.throwIfAborted();
     try {
+      if (node.error) throw node.error;
       if (node.type === 'file') await writeFile(node, dest);
       else if (node.type === 'symlink') {
         const text = await g.fs.readlink(node, op);

@@ -3,7 +3,7 @@ import { lstatSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { readTree, DEEP_LEVELS, LONG_NAME, MANY_FILES, MiB, SLOW_LINK, T_MTIME, UNICODE_NAME, findAll, makeTree, mkExt, patch, sh } from '../../test/helpers/fs-images.js';
+import { readTree, DEEP_LEVELS, LONG_NAME, MANY_FILES, MiB, SLOW_LINK, T_MTIME, UNICODE_NAME, findAll, makeTree, mkExt, patch, sh } from './testing/images.js';
 import { CofferError } from '../shared/index.js';
 import { ExtFs, FileReader, openFilesystem, type GuestFs } from './index.js';
 

@@ -433,7 +433,13 @@ export class ExtFs implements GuestFs {
     }
     for (const e of entries) {
       op?.signal?.throwIfAborted();
-      out.push(this.node(e.name, await this.inode(e.ino, op)));
+      try {
+        out.push(this.node(e.name, await this.inode(e.ino, op)));
+      } catch (err) {
+        // one bad entry (inode out of range, its inode table in a missing chunk) does not hide the others
+        if (!(err instanceof CofferError) || err.code === 'CANCELLED') throw err;
+        out.push({ name: e.name, type: 'unknown', sizeBytes: 0, mode: 0, uid: 0, gid: 0, nlink: 0, mtimeMs: undefined, atimeMs: undefined, id: `inode:${e.ino}`, ref: undefined, error: err });
+      }
     }
     return out;
   }

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { readTree, LONG_NAME, MiB, T_MTIME, UNICODE_NAME, findAll, makeFatTree, mkFat, patch, sh } from '../../test/helpers/fs-images.js';
+import { readTree, LONG_NAME, MiB, T_MTIME, UNICODE_NAME, findAll, makeFatTree, mkFat, patch, sh } from './testing/images.js';
 import { CofferError } from '../shared/index.js';
 import { FileReader, openFilesystem, type GuestFs } from './index.js';
 

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { MiB, mkExt, mkFat, partitionDisk, partitionsOf, patch, sh } from '../../test/helpers/fs-images.js';
+import { MiB, mkExt, mkFat, partitionDisk, partitionsOf, patch, sh } from './testing/images.js';
 import { CofferError } from '../shared/index.js';
 import { crc32 } from './crc32.js';
 import { FileReader, listPartitions, openFilesystem, readPartitionTable, selectVolume } from './index.js';

@@ -1,4 +1,4 @@
-import type { Op } from '../shared/index.js';
+import type { CofferError, Op } from '../shared/index.js';
 
 export type FileType = 'file' | 'dir' | 'symlink' | 'chardev' | 'blockdev' | 'fifo' | 'socket' | 'unknown';
 
@@ -20,6 +20,8 @@ export interface FsNode {
   id: string;
   /** reader-private handle */
   readonly ref: unknown;
+  /** set when the entry's own metadata could not be read (type 'unknown'): the rest of its directory is still listed */
+  error?: CofferError;
 }
 
 /** One piece of file content: `data` belongs at `offset`; ranges not covered by any piece are holes (zeros). */
