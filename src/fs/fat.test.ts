@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { readTree, LONG_NAME, MiB, T_MTIME, UNICODE_NAME, findAll, makeFatTree, mkFat, patch, sh } from './testing/images.js';
 import { CofferError } from '../shared/index.js';
-import { FileReader, openFilesystem, type GuestFs } from './index.js';
+import { BufferReader, FileReader, openFilesystem, type GuestFs } from './index.js';
 
 const T = { timeout: 60_000 };
 
@@ -129,6 +129,51 @@ describe('FAT12/16/32 reader against mkfs.fat + mcopy images', () => {
         await expectCode(readTree(fs), 'FS_CORRUPT', /free cluster/);
       } finally {
         await close();
+      }
+    });
+
+    test('a long name whose checksum does not match its 8.3 entry falls back to the 8.3 name', T, async () => {
+      const d = join(tmp, 'lfn-src');
+      sh('mkdir', ['-p', d]);
+      writeFileSync(join(d, 'A Rather Long File Name.txt'), 'lfn\n');
+      const img = join(tmp, 'lfn.img');
+      mkFat(img, 16, d, 16 * MiB);
+      let { fs, close } = await open(img);
+      try {
+        assert.deepEqual((await fs.list(await fs.root())).map((n) => n.name), ['A Rather Long File Name.txt']);
+      } finally {
+        await close();
+      }
+      // the LFN entries sit right before the 8.3 entry: corrupt their checksum byte (offset 13)
+      const [short] = findAll(img, 'ARATHE~1TXT');
+      assert.ok(short !== undefined);
+      patch(img, short - 32 + 13, [0x00]);
+      ({ fs, close } = await open(img));
+      try {
+        const names = (await fs.list(await fs.root())).map((n) => n.name);
+        assert.deepEqual(names, ['ARATHE~1.TXT']);
+      } finally {
+        await close();
+      }
+    });
+
+    test('random garbage over the boot sector, FAT and root directory never crashes or hangs', T, async () => {
+      const img = join(tmp, 'garbage-base.img');
+      mkFat(img, 16, src, 32 * MiB);
+      const data = readFileSync(img);
+      let seed = 11;
+      const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+      for (let round = 0; round < 12; round++) {
+        const copy = Buffer.from(data);
+        const span = round < 4 ? 512 : 256 * 1024; // first the boot sector, then the FATs and the root directory
+        for (let k = 0; k < 100; k++) copy[Math.floor(rnd() * span)] = Math.floor(rnd() * 256);
+        const r = new BufferReader(copy);
+        try {
+          const fs = await openFilesystem(r);
+          await readTree(fs);
+        } catch (e) {
+          assert.ok(e instanceof CofferError, `round ${round}: ${String((e as Error).stack)}`);
+        }
       }
     });
 

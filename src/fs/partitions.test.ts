@@ -6,7 +6,7 @@ import { after, describe, test } from 'node:test';
 import { MiB, mkExt, mkFat, partitionDisk, partitionsOf, patch, sh } from './testing/images.js';
 import { CofferError } from '../shared/index.js';
 import { crc32 } from './crc32.js';
-import { FileReader, listPartitions, openFilesystem, readPartitionTable, selectVolume } from './index.js';
+import { BufferReader, FileReader, listPartitions, openFilesystem, readPartitionTable, selectVolume } from './index.js';
 
 const T = { timeout: 60_000 };
 
@@ -168,6 +168,28 @@ describe('partition tables', () => {
       const t = await readPartitionTable(d);
       assert.ok(t.partitions.every((p) => p.problem));
     });
+  });
+
+  test('random garbage in MBRs, EBRs and GPTs yields a table or a coded error, never a crash or a hang', T, async () => {
+    const gptImg = join(tmp, 'fuzz-gpt.img');
+    partitionDisk(gptImg, 4 * MiB, 'label: gpt\nstart=2048, size=1M\nsize=1M\n');
+    const mbrImg = mbrDisk('fuzz-mbr.img');
+    let seed = 5;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    for (const [img, ranges] of [[gptImg, [[0, 512], [512, 92], [1024, 256]]], [mbrImg, [[446, 64], [51200 * 512 + 446, 64]]]] as const) {
+      const base = readFileSync(img);
+      for (let round = 0; round < 20; round++) {
+        const copy = Buffer.from(base);
+        for (const [at, len] of ranges) for (let k = 0; k < 6; k++) copy[at + Math.floor(rnd() * len)] = Math.floor(rnd() * 256);
+        if (round % 2) copy.writeUInt16LE(0xaa55, 510);
+        try {
+          const t = await listPartitions(new BufferReader(copy));
+          assert.ok(t.partitions.length <= 16384);
+        } catch (e) {
+          assert.ok(e instanceof CofferError, `round ${round}: ${String((e as Error).stack)}`);
+        }
+      }
+    }
   });
 
   test('no partition table: an ext4 or FAT on the whole disk is partition 0', T, async () => {
