@@ -64,6 +64,7 @@ export const filesCommands: CommandModule = (program: Command, kit) => {
           return;
         }
         const r = await listGuestFiles(repo, pool, { pointId, disk, partition, path }, { signal });
+        for (const w of r.warnings) stderrLogger(kit.deps, o.quiet).warn(w);
         if (o.json) kit.write(JSON.stringify(r) + '\n');
         else for (const f of r.entries ?? [r.entry]) kit.write(lsLine(f));
       });
@@ -84,6 +85,7 @@ export const filesCommands: CommandModule = (program: Command, kit) => {
       const r = await kit.withPool(repo, (pool) =>
         extractGuestFiles(repo, pool, { pointId, disk, partition, paths, target: o.target, force: Boolean(o.force), signal: kit.deps.signal }),
       );
+      for (const w of r.warnings) logger.warn(w);
       if (o.json) kit.write(JSON.stringify({ id: pointId, disk, ...r, durationMs: Date.now() - started }) + '\n');
       else {
         kit.write(`copied ${r.files} files, ${r.dirs} directories, ${r.symlinks} symlinks (${formatBytes(r.bytes)}) from ${r.filesystem} partition ${r.partition} to ${r.target} in ${formatDuration(Date.now() - started)}\n`);

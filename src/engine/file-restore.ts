@@ -136,6 +136,7 @@ export interface ListResult {
   filesystem: string;
   partition: number;
   path: string;
+  warnings: string[];
   /** the object PATH names */
   entry: FileInfo;
   /** a directory's entries */
@@ -147,7 +148,7 @@ export async function listGuestFiles(repo: Repository, pool: CodecPool, loc: Gue
   try {
     const path = '/' + splitPath(loc.path).join('/');
     const node = await resolve(g.fs, path, op);
-    const result: ListResult = { filesystem: g.fs.kind, partition: g.partition.number, path, entry: await info(g.fs, node, path, op) };
+    const result: ListResult = { filesystem: g.fs.kind, partition: g.partition.number, path, warnings: [...(g.fs.warnings ?? [])], entry: await info(g.fs, node, path, op) };
     if (node.type === 'dir') {
       const children = await g.fs.list(node, op);
       result.entries = [];
@@ -172,6 +173,7 @@ export interface ExtractResult {
   filesystem: string;
   partition: number;
   target: string;
+  warnings: string[];
   files: number;
   dirs: number;
   symlinks: number;
@@ -195,7 +197,7 @@ export async function extractGuestFiles(repo: Repository, pool: CodecPool, o: Ex
   await prepareTarget(o.target);
   const g = await openGuest(repo, pool, o, op);
   const asRoot = process.getuid?.() === 0;
-  const result: ExtractResult = { filesystem: g.fs.kind, partition: g.partition.number, target: o.target, files: 0, dirs: 0, symlinks: 0, bytes: 0, skipped: [], failed: [] };
+  const result: ExtractResult = { filesystem: g.fs.kind, partition: g.partition.number, target: o.target, warnings: [...(g.fs.warnings ?? [])], files: 0, dirs: 0, symlinks: 0, bytes: 0, skipped: [], failed: [] };
   const fail = (path: string, e: unknown) => {
     const errno = (e as NodeJS.ErrnoException | undefined)?.code;
     const err = e instanceof CofferError ? e : asCofferError(e, typeof errno === 'string' ? (errno === 'ENOSPC' ? 'STORAGE_FULL' : 'TARGET_UNWRITABLE') : 'INTERNAL');

@@ -1,5 +1,6 @@
 import { CofferError, type Op } from '../shared/index.js';
 import type { BlockReader } from './block-reader.js';
+import { scanJournal, unescape } from './ext-journal.js';
 import { MAX_LINK_BYTES, PIECE_BYTES, type FileExtent, type FileType, type FsNode, type GuestFs } from './types.js';
 
 /**
@@ -79,6 +80,11 @@ export function looksLikeExt(sb: Buffer): boolean {
 
 export class ExtFs implements GuestFs {
   readonly kind: string;
+  readonly warnings: string[] = [];
+  /** blocks whose newest committed copy is in the journal (replayed read-only at open) */
+  private journal = new Map<number, { journalPhysical: number; escaped: boolean }>();
+  /** transactions replayed from the journal */
+  journalTransactions = 0;
   private groupDescs: Buffer | undefined;
   private readonly descCache = new Map<number, Buffer>();
 
@@ -135,17 +141,60 @@ export class ExtFs implements GuestFs {
     if (inodesCount === 0 || inodesCount > groupCount * inodesPerGroup) throw corrupt(`inode count ${inodesCount} does not fit ${groupCount} groups of ${inodesPerGroup}`);
     const journal = (compat & 0x4) !== 0;
     const kind = incompat & (INCOMPAT.EXTENTS | INCOMPAT.BIT64 | INCOMPAT.FLEX_BG | INCOMPAT.INLINE_DATA) ? 'ext4' : journal ? 'ext3' : 'ext2';
-    return new ExtFs(dev, sb, blockBytes, blocksCount, inodesCount, inodesPerGroup, blocksPerGroup, inodeBytes, descBytes, groupCount, incompat, roCompat, kind);
+    const fs = new ExtFs(dev, sb, blockBytes, blocksCount, inodesCount, inodesPerGroup, blocksPerGroup, inodeBytes, descBytes, groupCount, incompat, roCompat, kind);
+    if (journal && incompat & INCOMPAT.RECOVER) await fs.replayJournal(op);
+    return fs;
   }
 
-  /** Whether the journal still needs recovery (the reader sees the on-disk state without replaying it). */
-  get needsRecovery(): boolean {
-    return (this.incompat & INCOMPAT.RECOVER) !== 0;
+  /**
+   * The filesystem was not cleanly unmounted (a crash-consistent backup of a running guest): committed transactions
+   * still in the journal are applied, in memory, to what we read. A journal we cannot read is reported, not fatal.
+   */
+  private async replayJournal(op?: Op): Promise<void> {
+    const inum = this.sb.readUInt32LE(0xe0);
+    if (this.sb.readUInt32LE(0xe4) !== 0 || inum === 0) {
+      this.warnings.push('the filesystem needs journal recovery, but its journal is on another device: recent changes may be missing');
+      return;
+    }
+    try {
+      const ino = await this.inode(inum, op);
+      const blocks = Math.ceil(ino.size / this.blockBytes);
+      if (blocks < 2 || blocks > 4 * 1024 * 1024) throw corrupt(`journal inode of ${blocks} blocks`);
+      const map = new Float64Array(blocks);
+      for await (const r of this.runs(ino, op)) for (let i = 0; i < r.count; i++) map[r.logical + i] = r.physical + i;
+      const read = (i: number) => {
+        const phys = map[i];
+        if (!phys) throw corrupt(`journal block ${i} is not mapped`);
+        return this.readBlocks(phys, 1, op);
+      };
+      const replay = await scanJournal(read, blocks, this.blocksCount, op);
+      if (!replay) return;
+      for (const [fsBlock, jb] of replay.blocks) {
+        const journalPhysical = map[jb.journalBlock];
+        if (!journalPhysical) throw corrupt(`journal block ${jb.journalBlock} is not mapped`);
+        this.journal.set(fsBlock, { journalPhysical, escaped: jb.escaped });
+      }
+      this.journalTransactions = replay.transactions;
+    } catch (e) {
+      if (!(e instanceof CofferError) || e.code === 'CANCELLED') throw e;
+      this.journal.clear();
+      this.warnings.push(`the filesystem needs journal recovery, but its journal cannot be replayed (${e.message}): recent changes may be missing`);
+    }
   }
 
   private async readBlocks(block: number, count: number, op?: Op): Promise<Buffer> {
     if (!Number.isSafeInteger(block) || block <= 0 || block + count > this.blocksCount) throw corrupt(`block ${block} (+${count}) is outside the filesystem (${this.blocksCount} blocks)`);
-    return this.dev.read(block * this.blockBytes, count * this.blockBytes, op);
+    const buf = await this.dev.read(block * this.blockBytes, count * this.blockBytes, op);
+    if (this.journal.size > 0) {
+      for (let i = 0; i < count; i++) {
+        const j = this.journal.get(block + i);
+        if (!j) continue;
+        const copy = await this.dev.read(j.journalPhysical * this.blockBytes, this.blockBytes, op);
+        if (j.escaped) unescape(copy);
+        copy.copy(buf, i * this.blockBytes);
+      }
+    }
+    return buf;
   }
 
   /** Group descriptor `g` (classic layout: a table after the superblock; META_BG: one block per meta group). */

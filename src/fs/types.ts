@@ -33,6 +33,8 @@ export interface FileExtent {
 /** A read-only guest filesystem over a BlockReader. Every method validates what it reads (untrusted input). */
 export interface GuestFs {
   readonly kind: string;
+  /** things the user should know about what is read (e.g. a journal that could not be replayed) */
+  readonly warnings?: string[];
   root(op?: Op): Promise<FsNode>;
   /** the entries of a directory (no '.'/'..'), in on-disk order */
   list(dir: FsNode, op?: Op): Promise<FsNode[]>;
