@@ -15,6 +15,7 @@ describe('coffer files ls/get', () => {
   const repo = join(tmp.path, 'repo');
   const disk0 = join(tmp.path, 'disk0.raw'); // MBR: 1 ext4, 2 FAT16, 3 extended, 5 ext2 (1 KiB blocks, block maps)
   const disk1 = join(tmp.path, 'disk1.raw'); // GPT: 1 ext3, 2 FAT32
+  const disk2 = join(tmp.path, 'disk2.raw'); // ext4 without partition table, needing journal recovery
   let extTree: Tree;
   let fatTree: Tree;
   let id = '';
@@ -32,8 +33,22 @@ describe('coffer files ls/get', () => {
     const p1 = partitionsOf(disk1);
     mkExt(disk1, 'ext3', extTree.root, p1[0]!.size, p1[0]!.start);
     mkFat(disk1, 32, fatTree.root, p1[1]!.size, p1[1]!.start);
+    // disk 2: ext4 on the whole disk, unclean: a new version of a directory block is only in the journal
+    const jsrc = join(tmp.path, 'journal-src');
+    mkdirSync(join(jsrc, 'dir'), { recursive: true });
+    writeFileSync(join(jsrc, 'dir/old-name.txt'), 'journaled\n');
+    mkExt(disk2, 'ext4', jsrc, 16 * MiB);
+    const dirBlock = Number(sh('debugfs', ['-R', 'bmap /dir 0', disk2]).trim());
+    const bs = Number(/Block size:\s+(\d+)/.exec(sh('dumpe2fs', ['-h', disk2]))![1]);
+    const blk = readFileSync(disk2).subarray(dirBlock * bs, (dirBlock + 1) * bs);
+    const at = blk.indexOf('old-name.txt');
+    assert.ok(at > 0);
+    const newer = Buffer.from(blk);
+    newer.write('new-name.txt', at); // the rename, committed in the journal, not yet in place
+    writeFileSync(join(tmp.path, 'dirblock'), newer);
+    sh('debugfs', ['-w', '-f', '-', disk2], `jo\njw -b ${dirBlock} ${join(tmp.path, 'dirblock')}\njc\n`);
     expectOk(coffer(['init', '--repo', repo, '--chunk-size', '64K', '--kdf-cost', '1024', '--json']));
-    id = expectOk(coffer(['backup', '--repo', repo, '--vm', 'guest', disk0, disk1, '--json'])).id;
+    id = expectOk(coffer(['backup', '--repo', repo, '--vm', 'guest', disk0, disk1, disk2, '--json'])).id;
   });
   after(() => tmp.cleanup());
 
@@ -102,6 +117,8 @@ describe('coffer files ls/get', () => {
     assert.equal(r.failed.length, 0);
     assert.equal(r.files, extTree.files.length);
     assert.equal(r.symlinks, 3);
+    assert.deepEqual(r.skipped.map((x: any) => [x.path, x.type]), [['/etc/a-fifo', 'fifo']]);
+    assert.ok(!existsSync(join(out, 'etc/a-fifo')));
     assertTree(out, extTree);
     assert.equal(readlinkSync(join(out, 'escape-link')), '../../etc/passwd');
     assert.equal(readlinkSync(join(out, 'slow-link')), SLOW_LINK);
@@ -188,6 +205,16 @@ describe('coffer files ls/get', () => {
     assert.match(t.stderr, /\/big\.bin: \[CORRUPT\] chunk [0-9a-f]+ is missing/);
     // the listing still works
     expectOk(files(['ls', id, '--disk', '0', '--partition', '1', '/', '--json']));
+  });
+
+  test('an ext4 that needs recovery is read with its journal replayed (a rename committed only in the journal)', T, () => {
+    const r = expectOk(files(['ls', id, '--disk', '2', '/dir', '--json']));
+    assert.equal(r.partition, 0);
+    assert.deepEqual(r.warnings, []);
+    assert.deepEqual(r.entries.map((e: any) => e.name), ['new-name.txt']);
+    const out = join(tmp.path, 'out-journal');
+    expectOk(files(['get', id, '--disk', '2', '/dir/new-name.txt', '--target', out, '--json']));
+    assert.equal(readFileSync(join(out, 'new-name.txt'), 'utf8'), 'journaled\n');
   });
 
   test('bad requests: unknown partition, no --partition on a multi-partition disk, a missing path, .. in a path', T, () => {

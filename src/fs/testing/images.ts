@@ -78,6 +78,7 @@ export function makeTree(root: string, opts: { owners?: boolean } = {}): Tree {
   symlinkSync('../setuid-bin', join(root, 'etc/fast-link'));
   symlinkSync(SLOW_LINK, join(root, 'slow-link'));
   symlinkSync('../../etc/passwd', join(root, 'escape-link'));
+  sh('mkfifo', [join(root, 'etc/a-fifo')]);
   lutimesSync(join(root, 'escape-link'), new Date(T_ATIME), new Date(T_MTIME));
   if (opts.owners) {
     chownSync(join(root, 'etc/app/config.ini'), 1234, 5678);
