@@ -194,14 +194,14 @@ const MAX_DEPTH = 2048;
 
 export async function extractGuestFiles(repo: Repository, pool: CodecPool, o: ExtractOptions): Promise<ExtractResult> {
   const op: Op = { signal: o.signal };
-  await prepareTarget(o.target);
   const g = await openGuest(repo, pool, o, op);
   const asRoot = process.getuid?.() === 0;
   const result: ExtractResult = { filesystem: g.fs.kind, partition: g.partition.number, target: o.target, warnings: [...(g.fs.warnings ?? [])], files: 0, dirs: 0, symlinks: 0, bytes: 0, skipped: [], failed: [] };
   const fail = (path: string, e: unknown) => {
     const errno = (e as NodeJS.ErrnoException | undefined)?.code;
     const err = e instanceof CofferError ? e : asCofferError(e, typeof errno === 'string' ? (errno === 'ENOSPC' ? 'STORAGE_FULL' : 'TARGET_UNWRITABLE') : 'INTERNAL');
-    if (err.code === 'CANCELLED' || err.code === 'INTERNAL') throw err;
+    // a full target disk or Ctrl-C ends the whole run; anything else fails this entry only
+    if (err.code === 'CANCELLED' || err.code === 'INTERNAL' || err.code === 'STORAGE_FULL') throw err;
     result.failed.push({ path, code: err.code, message: err.message, details: err.details });
   };
   const visitedDirs = new Set<string>();
@@ -217,7 +217,7 @@ export async function extractGuestFiles(repo: Repository, pool: CodecPool, o: Ex
     }
   };
 
-  /** Removes what is at `dest` if --force allows it (never a directory); returns whether something was in the way. */
+  /** Makes way for a new file or symlink at `dest`: TARGET_EXISTS, or with --force unlink (never a directory). */
   const clear = async (dest: string): Promise<void> => {
     const st = await lstat(dest).catch(() => undefined);
     if (!st) return;
@@ -288,9 +288,14 @@ export async function extractGuestFiles(repo: Repository, pool: CodecPool, o: Ex
   };
 
   try {
+    // every path is resolved before anything is written: a typo in the last one does not leave a half-done target
+    const items: { node: FsNode; guestPath: string }[] = [];
     for (const p of o.paths) {
       const guestPath = '/' + splitPath(p).join('/');
-      const node = await resolve(g.fs, guestPath, op);
+      items.push({ node: await resolve(g.fs, guestPath, op), guestPath });
+    }
+    await prepareTarget(o.target);
+    for (const { node, guestPath } of items) {
       // the root's contents go straight into the target; anything else as target/<its name>
       if (guestPath === '/') await extract(node, o.target, guestPath, 0);
       else await extract(node, join(o.target, node.name), guestPath, 0);
