@@ -70,6 +70,9 @@ describe('coffer files ls/get', () => {
   test('ls --json: name, type, size, mode, uid, gid, mtime, link target; text like ls -l', T, () => {
     const r = expectOk(files(['ls', id, '--disk', '0', '--partition', '1', '/', '--json']));
     assert.equal(r.filesystem, 'ext4');
+    // only the chunks holding the partition table, superblock, group descriptors, inodes and the directory are read
+    assert.equal(r.chunksTotal, (112 * MiB) / (64 * 1024));
+    assert.ok(r.chunksRead > 0 && r.chunksRead <= 24, `ls read ${r.chunksRead} chunks`);
     const by = new Map<string, any>(r.entries.map((e: any) => [e.name, e]));
     assert.deepEqual([...by.keys()].sort(), ['big.bin', 'deep', 'empty-dir', 'empty-file', 'escape-link', 'etc', LONG_NAME, 'lost+found', 'many', 'setuid-bin', 'slow-link', 'sparse.img', UNICODE_NAME].sort());
     assert.equal(by.get('big.bin').type, 'file');
@@ -84,6 +87,8 @@ describe('coffer files ls/get', () => {
     assert.deepEqual([cfg.uid, cfg.gid, cfg.mode, cfg.size], [1234, 5678, 0o600, 19]);
     const one = expectOk(files(['ls', id, '--disk', '0', '--partition', '1', 'etc/app/config.ini', '--json']));
     assert.equal(one.entry.name, 'config.ini');
+    const small = expectOk(files(['get', id, '--disk', '0', '--partition', '1', 'etc/app/config.ini', '--target', join(tmp.path, 'out-one'), '--json']));
+    assert.ok(small.chunksRead <= 24, `one small file read ${small.chunksRead} of ${small.chunksTotal} chunks`);
     assert.equal(one.entries, undefined);
     const text = files(['ls', id, '--disk', '0', '--partition', '1', '/']);
     assert.equal(text.code, 0, text.stderr);

@@ -54,13 +54,13 @@ class DeviceReader implements BlockReader {
   }
 }
 
-async function openDisk(repo: Repository, pool: CodecPool, loc: GuestLocation, op: Op): Promise<{ device: RestorePointDevice; reader: DeviceReader }> {
+async function openDisk(repo: Repository, pool: CodecPool, loc: GuestLocation, op: Op): Promise<{ device: RestorePointDevice; reader: DeviceReader; chunksTotal: number }> {
   const manifest = await repo.loadManifest(loc.pointId, op);
   const disk = manifest.disks[loc.disk];
   if (!disk) throw new CofferError('NOT_FOUND', `restore point ${loc.pointId} has no disk ${loc.disk}`);
   const index = await repo.loadIndex(disk.indexId, op);
   const device = await RestorePointDevice.open(repo, pool, index, { cacheChunks: 32 });
-  return { device, reader: new DeviceReader(device) };
+  return { device, reader: new DeviceReader(device), chunksTotal: index.entryCount };
 }
 
 export async function listGuestPartitions(repo: Repository, pool: CodecPool, loc: GuestLocation, op: Op = {}): Promise<{ scheme: string; sizeBytes: number; partitions: PartitionInfo[] }> {
@@ -76,15 +76,18 @@ export async function listGuestPartitions(repo: Repository, pool: CodecPool, loc
 interface OpenGuest {
   fs: GuestFs;
   partition: Partition;
+  /** chunks fetched from the repository so far */
+  chunksRead(): number;
+  chunksTotal: number;
   close(): Promise<void>;
 }
 
 async function openGuest(repo: Repository, pool: CodecPool, loc: GuestLocation, op: Op): Promise<OpenGuest> {
-  const { device, reader } = await openDisk(repo, pool, loc, op);
+  const { device, reader, chunksTotal } = await openDisk(repo, pool, loc, op);
   try {
     const { partition, volume } = await selectVolume(reader, loc.partition, op);
     const fs = await openFilesystem(volume, op);
-    return { fs, partition, close: () => device.close() };
+    return { fs, partition, chunksRead: () => device.chunksFetched, chunksTotal, close: () => device.close() };
   } catch (e) {
     await device.close();
     throw e;
@@ -137,6 +140,9 @@ export interface ListResult {
   partition: number;
   path: string;
   warnings: string[];
+  /** chunks fetched from the repository (of `chunksTotal` in the disk): file-level restore reads only what it needs */
+  chunksRead: number;
+  chunksTotal: number;
   /** the object PATH names */
   entry: FileInfo;
   /** a directory's entries */
@@ -148,12 +154,13 @@ export async function listGuestFiles(repo: Repository, pool: CodecPool, loc: Gue
   try {
     const path = '/' + splitPath(loc.path).join('/');
     const node = await resolve(g.fs, path, op);
-    const result: ListResult = { filesystem: g.fs.kind, partition: g.partition.number, path, warnings: [...(g.fs.warnings ?? [])], entry: await info(g.fs, node, path, op) };
+    const result: ListResult = { filesystem: g.fs.kind, partition: g.partition.number, path, warnings: [...(g.fs.warnings ?? [])], chunksRead: 0, chunksTotal: g.chunksTotal, entry: await info(g.fs, node, path, op) };
     if (node.type === 'dir') {
       const children = await g.fs.list(node, op);
       result.entries = [];
       for (const c of children) result.entries.push(await info(g.fs, c, (path === '/' ? '' : path) + '/' + c.name, op));
     }
+    result.chunksRead = g.chunksRead();
     return result;
   } finally {
     await g.close();
@@ -178,6 +185,8 @@ export interface ExtractResult {
   dirs: number;
   symlinks: number;
   bytes: number;
+  chunksRead: number;
+  chunksTotal: number;
   skipped: { path: string; type: string; reason: string }[];
   failed: FileFailure[];
 }
@@ -196,7 +205,7 @@ export async function extractGuestFiles(repo: Repository, pool: CodecPool, o: Ex
   const op: Op = { signal: o.signal };
   const g = await openGuest(repo, pool, o, op);
   const asRoot = process.getuid?.() === 0;
-  const result: ExtractResult = { filesystem: g.fs.kind, partition: g.partition.number, target: o.target, warnings: [...(g.fs.warnings ?? [])], files: 0, dirs: 0, symlinks: 0, bytes: 0, skipped: [], failed: [] };
+  const result: ExtractResult = { filesystem: g.fs.kind, partition: g.partition.number, target: o.target, warnings: [...(g.fs.warnings ?? [])], files: 0, dirs: 0, symlinks: 0, bytes: 0, chunksRead: 0, chunksTotal: g.chunksTotal, skipped: [], failed: [] };
   const fail = (path: string, e: unknown) => {
     const errno = (e as NodeJS.ErrnoException | undefined)?.code;
     const err = e instanceof CofferError ? e : asCofferError(e, typeof errno === 'string' ? (errno === 'ENOSPC' ? 'STORAGE_FULL' : 'TARGET_UNWRITABLE') : 'INTERNAL');
@@ -301,6 +310,7 @@ export async function extractGuestFiles(repo: Repository, pool: CodecPool, o: Ex
       else await extract(node, join(o.target, node.name), guestPath, 0);
     }
   } finally {
+    result.chunksRead = g.chunksRead();
     await g.close();
   }
   return result;

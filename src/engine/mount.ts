@@ -33,6 +33,8 @@ export class RestorePointDevice implements BlockDevice {
   private lastChunkRead = -2;
   private overlay: { fh: FileHandle; bitmap: Uint8Array; path: string; temp: string | undefined } | undefined;
   private writeLock: Promise<void> = Promise.resolve();
+  /** chunks fetched from the repository so far (cache misses, zero chunks not counted) */
+  chunksFetched = 0;
 
   private constructor(
     private readonly repo: Repository,
@@ -79,6 +81,7 @@ export class RestorePointDevice implements BlockDevice {
     if (this.index.isZero(i)) p = Promise.resolve(Buffer.alloc(len));
     else {
       const hex = this.index.id(i).toString('hex');
+      this.chunksFetched++;
       p = this.repo.getChunkBlob(hex, op).then(async (blob) => {
         const { plain } = await this.pool.open(blob, hex, false);
         if (plain.length !== len) throw new CofferError('CORRUPT', `chunk ${hex} has ${plain.length} bytes, expected ${len}`);
