@@ -3,7 +3,7 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, s
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
-import { chunkFileAt, LONG_NAME, MANY_FILES, MiB, SLOW_LINK, T_MTIME, UNICODE_NAME, makeFatTree, makeTree, mkExt, mkFat, partitionDisk, partitionsOf, sh, type Tree } from './helpers/fs-images.js';
+import { chunkFileAt, makeFragmentedExt, LONG_NAME, MANY_FILES, MiB, SLOW_LINK, T_MTIME, UNICODE_NAME, makeFatTree, makeTree, mkExt, mkFat, partitionDisk, partitionsOf, sh, type Tree } from './helpers/fs-images.js';
 import { expectError, expectOk, expectReport } from './helpers/more-cli.js';
 
 const T = { timeout: 120_000 };
@@ -19,6 +19,7 @@ describe('coffer files ls/get', () => {
   let extTree: Tree;
   let fatTree: Tree;
   let id = '';
+  let frag: { img: string; big: string };
   let p0: { start: number; size: number }[] = [];
 
   before(() => {
@@ -48,7 +49,9 @@ describe('coffer files ls/get', () => {
     writeFileSync(join(tmp.path, 'dirblock'), newer);
     sh('debugfs', ['-w', '-f', '-', disk2], `jo\njw -b ${dirBlock} ${join(tmp.path, 'dirblock')}\njc\n`);
     expectOk(coffer(['init', '--repo', repo, '--chunk-size', '64K', '--kdf-cost', '1024', '--json']));
-    id = expectOk(coffer(['backup', '--repo', repo, '--vm', 'guest', disk0, disk1, disk2, '--json'])).id;
+    // disk 3: ext4 (1 KiB blocks) with a 400 KB file in 80+ fragments (an extent tree of depth 1)
+    frag = makeFragmentedExt(tmp.path);
+    id = expectOk(coffer(['backup', '--repo', repo, '--vm', 'guest', disk0, disk1, disk2, frag.img, '--json'])).id;
   });
   after(() => tmp.cleanup());
 
@@ -220,6 +223,13 @@ describe('coffer files ls/get', () => {
     const out = join(tmp.path, 'out-journal');
     expectOk(files(['get', id, '--disk', '2', '/dir/new-name.txt', '--target', out, '--json']));
     assert.equal(readFileSync(join(out, 'new-name.txt'), 'utf8'), 'journaled\n');
+  });
+
+  test('a fragmented file (extent tree of depth 1) comes back byte for byte', T, () => {
+    const out = join(tmp.path, 'out-frag');
+    const r = expectOk(files(['get', id, '--disk', '3', '/big', '--target', out, '--json']));
+    assert.equal(r.files, 1);
+    assert.ok(readFileSync(join(out, 'big')).equals(readFileSync(frag.big)));
   });
 
   test('bad requests: unknown partition, no --partition on a multi-partition disk, a missing path, .. in a path', T, () => {

@@ -4,7 +4,7 @@ import { lstatSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { readTree, DEEP_LEVELS, LONG_NAME, MANY_FILES, MiB, SLOW_LINK, T_MTIME, UNICODE_NAME, findAll, makeTree, mkExt, patch, sh } from './testing/images.js';
+import { makeFragmentedExt, readTree, DEEP_LEVELS, LONG_NAME, MANY_FILES, MiB, SLOW_LINK, T_MTIME, UNICODE_NAME, findAll, makeTree, mkExt, patch, sh } from './testing/images.js';
 import { CofferError } from '../shared/index.js';
 import { ExtFs, FileReader, openFilesystem, type GuestFs } from './index.js';
 
@@ -103,7 +103,7 @@ describe('ext2/ext3/ext4 reader against mke2fs images', () => {
   });
 
   test('a fragmented file with a depth-1 extent tree (debugfs write into freed holes)', T, async () => {
-    const { img, big } = fragmented(tmp);
+    const { img, big } = makeFragmentedExt(tmp);
     const { fs, close } = await open(img);
     try {
       const all = await readTree(fs);
@@ -245,7 +245,7 @@ describe('ext2/ext3/ext4 reader against mke2fs images', () => {
     });
 
     test('extent tree: a loop back to its own node, and a depth beyond 5', T, async () => {
-      const { img } = fragmented(tmp);
+      const { img } = makeFragmentedExt(tmp);
       const ex = sh('debugfs', ['-R', 'ex /big', img]);
       const m = /^\s*0\/\s*1\s+1\/\s*\d+\s+\d+\s+-\s+\d+\s+(\d+)/m.exec(ex);
       assert.ok(m, ex);
@@ -301,21 +301,3 @@ describe('ext2/ext3/ext4 reader against mke2fs images', () => {
     });
   });
 });
-
-/** An ext4 (1 KiB blocks) whose 400 KB file `big` was written by debugfs into the holes of deleted files. */
-function fragmented(tmp: string): { img: string; big: string } {
-  const dir = join(tmp, `frag-${Math.random().toString(36).slice(2)}`);
-  sh('mkdir', ['-p', join(dir, 's')]);
-  for (let i = 1; i <= 300; i++) writeFileSync(join(dir, 's', `f${i}`), 'a'.repeat(3072));
-  const img = join(dir, 'fr.img');
-  mkExt(img, 'ext4', join(dir, 's'), 4 * MiB, 0, ['-b', '1024', '-O', '^metadata_csum']);
-  const big = join(dir, 'big');
-  sh('dd', ['if=/dev/urandom', `of=${big}`, 'bs=1000', 'count=400', 'status=none']);
-  const cmds = [];
-  for (let i = 1; i <= 300; i += 2) cmds.push(`rm /f${i}`);
-  cmds.push(`write ${big} big`);
-  sh('debugfs', ['-w', '-f', '-', img], cmds.join('\n') + '\n');
-  const ex = sh('debugfs', ['-R', 'ex /big', img]);
-  assert.ok(ex.split('\n').length > 10, `big is not fragmented:\n${ex}`);
-  return { img, big };
-}

@@ -187,4 +187,20 @@ export async function readTree(fs: GuestFs, dir?: FsNode, prefix = ''): Promise<
   return out;
 }
 
-
+/** An ext4 (1 KiB blocks) whose 400 KB file `big` was written by debugfs into the holes of deleted files. */
+export function makeFragmentedExt(tmp: string): { img: string; big: string } {
+  const dir = join(tmp, `frag-${Math.random().toString(36).slice(2)}`);
+  sh('mkdir', ['-p', join(dir, 's')]);
+  for (let i = 1; i <= 300; i++) writeFileSync(join(dir, 's', `f${i}`), 'a'.repeat(3072));
+  const img = join(dir, 'fr.img');
+  mkExt(img, 'ext4', join(dir, 's'), 4 * MiB, 0, ['-b', '1024', '-O', '^metadata_csum']);
+  const big = join(dir, 'big');
+  sh('dd', ['if=/dev/urandom', `of=${big}`, 'bs=1000', 'count=400', 'status=none']);
+  const cmds = [];
+  for (let i = 1; i <= 300; i += 2) cmds.push(`rm /f${i}`);
+  cmds.push(`write ${big} big`);
+  sh('debugfs', ['-w', '-f', '-', img], cmds.join('\n') + '\n');
+  const ex = sh('debugfs', ['-R', 'ex /big', img]);
+  assert.ok(ex.split('\n').length > 10, `big is not fragmented:\n${ex}`);
+  return { img, big };
+}
