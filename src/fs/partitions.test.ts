@@ -85,6 +85,12 @@ describe('partition tables', () => {
       assert.equal(partitions[2]!.type, 'EBD0A0A2-B9E5-4433-87C0-68B5D0A13D76');
       assert.equal((await openFilesystem((await selectVolume(d, 3)).volume)).kind, 'fat32');
     });
+    const intact = readFileSync(img);
+    patch(img, 512, Buffer.from('EFI JUNK')); // primary signature
+    await withDisk(img, async (d) => assert.equal((await readPartitionTable(d)).partitions.length, 3));
+    patch(img, 72 * MiB - 512, Buffer.from('EFI JUNK')); // and the backup's
+    await withDisk(img, (d) => expectCode(readPartitionTable(d), 'FS_CORRUPT', /no EFI PART signature/));
+    writeFileSync(img, intact);
     patch(img, 512 + 16, [1, 2, 3, 4]); // primary header CRC
     await withDisk(img, async (d) => assert.equal((await readPartitionTable(d)).partitions.length, 3));
     patch(img, 72 * MiB - 512 + 16, [1, 2, 3, 4]); // and the backup's
@@ -137,6 +143,14 @@ describe('partition tables', () => {
       const t = await readPartitionTable(d);
       assert.match(t.partitions.find((p) => p.number === 2)!.problem!, /past the end/);
       await expectCode(selectVolume(d, 2), 'FS_CORRUPT', /past the end/);
+    });
+    // a bad 55 AA signature: not a partition table; the whole disk holds no filesystem we know
+    img = mbrDisk('nosig.img');
+    patch(img, 510, [0x55, 0xab]);
+    await withDisk(img, async (d) => {
+      const v = await selectVolume(d, undefined);
+      assert.equal(v.partition.scheme, 'none');
+      await expectCode(openFilesystem(v.volume), 'FS_UNSUPPORTED', /no supported filesystem/);
     });
     // overlap: partition 2 starts inside partition 1
     img = mbrDisk('overlap.img');
