@@ -78,8 +78,21 @@ describe('coffer files on hostile guest disks', () => {
     partitionDisk(d(5), 8 * MiB, 'label: dos\nstart=2048, size=4M, type=83\nsize=3M, type=83\n');
     patch(d(5), 446 + 16 + 8, [0x00, 0x10, 0, 0]);
 
+    // disk 6: FAT16 on the whole disk whose seven entries all point at one 3 MiB cluster chain (21 MiB in 16 MiB)
+    const xsrc = join(tmp.path, 'xsrc');
+    mkdirSync(xsrc);
+    writeFileSync(join(xsrc, 'BIG.BIN'), Buffer.alloc(3 * MiB, 7));
+    for (let i = 1; i <= 6; i++) writeFileSync(join(xsrc, `X${i}.BIN`), 'x');
+    mkFat(d(6), 16, xsrc, 16 * MiB);
+    const fat = readFileSync(d(6));
+    const big = findAll(d(6), 'BIG     BIN')[0]!;
+    for (let i = 1; i <= 6; i++) {
+      const e = findAll(d(6), `X${i}      BIN`)[0]!;
+      patch(d(6), e + 26, fat.subarray(big + 26, big + 32)); // first cluster and size of BIG.BIN
+    }
+
     expectOk(coffer(['init', '--repo', repo, '--chunk-size', '64K', '--kdf-cost', '1024', '--json']));
-    id = expectOk(coffer(['backup', '--repo', repo, '--vm', 'hostile', d(0), d(1), d(2), d(3), d(4), d(5), '--json'])).id;
+    id = expectOk(coffer(['backup', '--repo', repo, '--vm', 'hostile', d(0), d(1), d(2), d(3), d(4), d(5), d(6), '--json'])).id;
   });
   after(() => tmp.cleanup());
 
@@ -125,6 +138,17 @@ describe('coffer files on hostile guest disks', () => {
     assert.deepEqual(doc.failed.map((f: any) => [f.path, f.code]), [['/LOOPDIR/INNER', 'FS_CORRUPT']]);
     assert.match(doc.failed[0].message, /cycle/);
     assert.equal(readFileSync(join(out, 'OK.TXT'), 'utf8'), 'ok\n');
+  });
+
+  test('files that share their clusters cannot make get write more than the partition holds', T, () => {
+    const out = join(tmp.path, 'shared-out');
+    const doc = expectReport(files(['get', id, '--disk', '6', '/', '--target', out, '--json']), 7);
+    assert.ok(doc.bytes <= 16 * MiB, `${doc.bytes} bytes written`);
+    assert.ok(doc.failed.length >= 2, JSON.stringify(doc.failed));
+    for (const f of doc.failed) {
+      assert.equal(f.code, 'FS_CORRUPT');
+      assert.match(f.message, /share blocks/);
+    }
   });
 
   test('an NTFS partition is recognised and refused as unsupported', T, () => {

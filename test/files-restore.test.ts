@@ -77,7 +77,7 @@ describe('coffer files ls/get', () => {
     assert.equal(r.chunksTotal, (112 * MiB) / (64 * 1024));
     assert.ok(r.chunksRead > 0 && r.chunksRead <= 24, `ls read ${r.chunksRead} chunks`);
     const by = new Map<string, any>(r.entries.map((e: any) => [e.name, e]));
-    assert.deepEqual([...by.keys()].sort(), ['big.bin', 'deep', 'empty-dir', 'empty-file', 'escape-link', 'etc', LONG_NAME, 'lost+found', 'many', 'setuid-bin', 'slow-link', 'sparse.img', UNICODE_NAME].sort());
+    assert.deepEqual([...by.keys()].sort(), ['big.bin', 'deep', 'empty-dir', 'empty-file', 'escape-link', 'etc', 'hardlink.sh', LONG_NAME, 'lost+found', 'many', 'setuid-bin', 'slow-link', 'sparse.img', UNICODE_NAME].sort());
     assert.equal(by.get('big.bin').type, 'file');
     assert.equal(by.get('big.bin').size, 3 * MiB + 123);
     assert.equal(by.get('setuid-bin').mode, 0o4755);
@@ -123,8 +123,10 @@ describe('coffer files ls/get', () => {
     const out = join(tmp.path, 'out-ext4');
     const r = expectOk(files(['get', id, '--disk', '0', '--partition', '1', '/', '--target', out, '--json']));
     assert.equal(r.failed.length, 0);
-    assert.equal(r.files, extTree.files.length);
+    assert.equal(r.files + r.hardlinks, extTree.files.length);
+    assert.equal(r.hardlinks, 1);
     assert.equal(r.symlinks, 3);
+    assert.equal(statSync(join(out, 'hardlink.sh')).ino, statSync(join(out, 'etc/app/run.sh')).ino, 'hard links stay hard links');
     assert.deepEqual(r.skipped.map((x: any) => [x.path, x.type]), [['/etc/a-fifo', 'fifo']]);
     assert.ok(!existsSync(join(out, 'etc/a-fifo')));
     assertTree(out, extTree);
@@ -205,7 +207,7 @@ describe('coffer files ls/get', () => {
     assert.equal(doc.failed[0].code, 'CORRUPT');
     assert.match(doc.failed[0].message, /chunk [0-9a-f]{64} is missing/);
     assert.ok(!existsSync(join(out, 'big.bin')), 'no partial file is left');
-    assert.equal(doc.files, extTree.files.length - 1);
+    assert.equal(doc.files + doc.hardlinks, extTree.files.length - 1);
     assert.ok(readFileSync(join(out, 'etc/app/config.ini')).equals(readFileSync(join(extTree.root, 'etc/app/config.ini'))));
     // text mode: the per-file error on stderr, exit 7
     const t = files(['get', id, '--disk', '0', '--partition', '1', '/big.bin', '--target', join(tmp.path, 'out-missing2')]);

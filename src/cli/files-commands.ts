@@ -88,7 +88,7 @@ export const filesCommands: CommandModule = (program: Command, kit) => {
       for (const w of r.warnings) logger.warn(w);
       if (o.json) kit.write(JSON.stringify({ id: pointId, disk, ...r, durationMs: Date.now() - started }) + '\n');
       else {
-        kit.write(`copied ${r.files} files, ${r.dirs} directories, ${r.symlinks} symlinks (${formatBytes(r.bytes)}) from ${r.filesystem} partition ${r.partition} to ${r.target} in ${formatDuration(Date.now() - started)}\n`);
+        kit.write(`copied ${r.files} files, ${r.dirs} directories, ${r.symlinks} symlinks, ${r.hardlinks} hard links (${formatBytes(r.bytes)}) from ${r.filesystem} partition ${r.partition} to ${r.target} in ${formatDuration(Date.now() - started)}\n`);
         for (const s of r.skipped) logger.warn(`skipped ${printable(s.path)} (${s.type}): ${s.reason}`);
         for (const f of r.failed) kit.deps.stderr.write(`coffer: ${printable(f.path)}: [${f.code}] ${f.message}\n`);
       }

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { chmod, chown, lchown, lstat, lutimes, mkdir, open, symlink, unlink, utimes } from 'node:fs/promises';
+import { chmod, chown, lchown, link, lstat, lutimes, mkdir, open, symlink, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { checkRange, listPartitions, openFilesystem, selectVolume, type BlockReader, type FsNode, type GuestFs, type Partition, type PartitionInfo } from '../fs/index.js';
 import type { Repository } from '../repository/index.js';
@@ -184,6 +184,8 @@ export interface ExtractResult {
   files: number;
   dirs: number;
   symlinks: number;
+  /** further names of a file already copied in this run, created as hard links */
+  hardlinks: number;
   bytes: number;
   chunksRead: number;
   chunksTotal: number;
@@ -205,7 +207,7 @@ export async function extractGuestFiles(repo: Repository, pool: CodecPool, o: Ex
   const op: Op = { signal: o.signal };
   const g = await openGuest(repo, pool, o, op);
   const asRoot = process.getuid?.() === 0;
-  const result: ExtractResult = { filesystem: g.fs.kind, partition: g.partition.number, target: o.target, warnings: [...(g.fs.warnings ?? [])], files: 0, dirs: 0, symlinks: 0, bytes: 0, chunksRead: 0, chunksTotal: g.chunksTotal, skipped: [], failed: [] };
+  const result: ExtractResult = { filesystem: g.fs.kind, partition: g.partition.number, target: o.target, warnings: [...(g.fs.warnings ?? [])], files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0, chunksRead: 0, chunksTotal: g.chunksTotal, skipped: [], failed: [] };
   const fail = (path: string, e: unknown) => {
     const errno = (e as NodeJS.ErrnoException | undefined)?.code;
     const err = e instanceof CofferError ? e : asCofferError(e, typeof errno === 'string' ? (errno === 'ENOSPC' ? 'STORAGE_FULL' : 'TARGET_UNWRITABLE') : 'INTERNAL');
@@ -214,6 +216,11 @@ export async function extractGuestFiles(repo: Repository, pool: CodecPool, o: Ex
     result.failed.push({ path, code: err.code, message: err.message, details: err.details });
   };
   const visitedDirs = new Set<string>();
+  /** files with several links: guest identity -> the first path we wrote it to (later links become hard links) */
+  const linked = new Map<string, string>();
+  // Blocks are not shared between files on ext or FAT, so the distinct files of one volume hold at most its size:
+  // more means a hostile filesystem pointing many files at the same blocks. Bounds the work of one run.
+  const dataLimit = g.partition.sizeBytes;
 
   const setMeta = async (dest: string, node: FsNode, kind: 'dir' | 'symlink') => {
     const mode = asRoot ? node.mode : node.mode & 0o1777;
@@ -236,6 +243,12 @@ export async function extractGuestFiles(repo: Repository, pool: CodecPool, o: Ex
 
   const writeFile = async (node: FsNode, dest: string) => {
     await clear(dest);
+    const first = node.nlink > 1 ? linked.get(node.id) : undefined;
+    if (first !== undefined) {
+      await link(first, dest);
+      result.hardlinks++;
+      return;
+    }
     // O_EXCL|O_NOFOLLOW: never through a symlink or over something that appeared meanwhile
     const fh = await open(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600).catch((e) => {
       throw new CofferError((e as NodeJS.ErrnoException).code === 'EEXIST' ? 'TARGET_EXISTS' : 'TARGET_UNWRITABLE', `cannot create ${dest}: ${(e as Error).message}`);
@@ -243,6 +256,7 @@ export async function extractGuestFiles(repo: Repository, pool: CodecPool, o: Ex
     let ok = false;
     try {
       for await (const piece of g.fs.read(node, op)) {
+        if (result.bytes + piece.data.length > dataLimit) throw new CofferError('FS_CORRUPT', `the files read hold more data than the partition (${dataLimit} bytes): files share blocks`);
         let done = 0;
         while (done < piece.data.length) done += (await fh.write(piece.data, done, piece.data.length - done, piece.offset + done)).bytesWritten;
         result.bytes += piece.data.length;
@@ -258,6 +272,7 @@ export async function extractGuestFiles(repo: Repository, pool: CodecPool, o: Ex
       if (!ok) await unlink(dest).catch(() => undefined);
     }
     result.files++;
+    if (node.nlink > 1) linked.set(node.id, dest);
     o.onProgress?.({ files: result.files, bytes: result.bytes });
   };
 

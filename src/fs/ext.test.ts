@@ -274,6 +274,26 @@ describe('ext2/ext3/ext4 reader against mke2fs images', () => {
       }
     });
 
+    test('a block map that uses an indirect block twice', T, async () => {
+      const d = join(tmp, 'ind-src');
+      sh('mkdir', ['-p', d]);
+      sh('dd', ['if=/dev/urandom', `of=${join(d, 'f')}`, 'bs=1000', 'count=300', 'status=none']);
+      const img = join(tmp, 'ind.img');
+      mkExt(img, 'ext2', d, 4 * MiB, 0, ['-b', '1024']);
+      const st = sh('debugfs', ['-R', 'stat /f', img]);
+      const ind = Number(/\(IND\):(\d+)/.exec(st)![1]);
+      const dind = Number(/\(DIND\):(\d+)/.exec(st)![1]);
+      const b = Buffer.alloc(4);
+      b.writeUInt32LE(ind);
+      patch(img, dind * 1024, b); // the double-indirect block's first entry is the single-indirect block again
+      const { fs, close } = await open(img);
+      try {
+        await expectCode(readTree(fs), 'FS_CORRUPT', new RegExp(`indirect block ${ind} is used twice`));
+      } finally {
+        await close();
+      }
+    });
+
     test('random garbage over the metadata never crashes or hangs', T, async () => {
       const img = fresh('garbage.img');
       const data = readFileSync(img);

@@ -358,6 +358,7 @@ export class ExtFs implements GuestFs {
   private async *mapRuns(ino: Inode, fileBlocks: number, op?: Op): AsyncGenerator<Run> {
     const per = this.blockBytes / 4;
     const self = this;
+    const seen = new Set<number>();
     let cur: Run | undefined;
     const emit = function* (logical: number, physical: number): Generator<Run> {
       if (cur && cur.logical + cur.count === logical && cur.physical + cur.count === physical) {
@@ -377,6 +378,9 @@ export class ExtFs implements GuestFs {
         return;
       }
       op?.signal?.throwIfAborted();
+      // a real block map never uses an indirect block twice; a hostile one could make the walk quadratic
+      if (seen.has(ptr)) throw corrupt(`inode ${ino.ino}: indirect block ${ptr} is used twice`);
+      seen.add(ptr);
       const blk = await self.readBlocks(ptr, 1, op);
       const span = per ** (level - 1);
       for (let i = 0; i < per; i++) {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { rmSync, chmodSync, chownSync, closeSync, ftruncateSync, lutimesSync, mkdirSync, openSync, readFileSync, symlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
+import { linkSync, rmSync, chmodSync, chownSync, closeSync, ftruncateSync, lutimesSync, mkdirSync, openSync, readFileSync, symlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FsNode, GuestFs } from '../index.js';
 
@@ -79,6 +79,8 @@ export function makeTree(root: string, opts: { owners?: boolean } = {}): Tree {
   symlinkSync(SLOW_LINK, join(root, 'slow-link'));
   symlinkSync('../../etc/passwd', join(root, 'escape-link'));
   sh('mkfifo', [join(root, 'etc/a-fifo')]);
+  linkSync(join(root, 'etc/app/run.sh'), join(root, 'hardlink.sh'));
+  files.push('hardlink.sh');
   lutimesSync(join(root, 'escape-link'), new Date(T_ATIME), new Date(T_MTIME));
   if (opts.owners) {
     chownSync(join(root, 'etc/app/config.ini'), 1234, 5678);
