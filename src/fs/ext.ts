@@ -1,5 +1,6 @@
 import { CofferError, type Op } from '../shared/index.js';
 import type { BlockReader } from './block-reader.js';
+import { blockMapRuns, extentRuns, type Run } from './ext-block-map.js';
 import { scanJournal, unescape } from './ext-journal.js';
 import { MAX_LINK_BYTES, PIECE_BYTES, type FileExtent, type FileType, type FsNode, type GuestFs } from './types.js';
 
@@ -41,8 +42,6 @@ const FL_INLINE = 0x10000000;
 const FL_HUGE_FILE = 0x40000;
 const RO_COMPAT_HUGE_FILE = 0x8;
 
-const EXTENT_MAGIC = 0xf30a;
-const MAX_EXTENT_DEPTH = 5;
 
 function corrupt(msg: string, details: Record<string, unknown> = {}): CofferError {
   return new CofferError('FS_CORRUPT', `ext: ${msg}`, { details });
@@ -67,12 +66,6 @@ interface Inode {
   extraIsize: number;
 }
 
-/** A run of a file: `count` blocks from logical block `logical` at physical block `physical` (0 = hole). */
-interface Run {
-  logical: number;
-  physical: number;
-  count: number;
-}
 
 export function looksLikeExt(sb: Buffer): boolean {
   return sb.length >= 1024 && sb.readUInt16LE(56) === MAGIC;
@@ -311,89 +304,9 @@ export class ExtFs implements GuestFs {
   private async *runs(ino: Inode, op?: Op): AsyncGenerator<Run> {
     this.checkSize(ino);
     const fileBlocks = Math.ceil(ino.size / this.blockBytes);
-    if (ino.flags & FL_EXTENTS) yield* this.extentRuns(ino, fileBlocks, op);
-    else yield* this.mapRuns(ino, fileBlocks, op);
-  }
-
-  private async *extentRuns(ino: Inode, fileBlocks: number, op?: Op): AsyncGenerator<Run> {
-    const visited = new Set<number>();
-    let nextLogical = 0; // extents must ascend: a tree that goes back is corrupt (and cannot loop forever)
-    const self = this;
-    async function* walk(buf: Buffer, depth: number | undefined): AsyncGenerator<Run> {
-      if (buf.length < 12 || buf.readUInt16LE(0) !== EXTENT_MAGIC) throw corrupt(`inode ${ino.ino}: bad extent header`);
-      const entries = buf.readUInt16LE(2);
-      const max = buf.readUInt16LE(4);
-      const d = buf.readUInt16LE(6);
-      if (d > MAX_EXTENT_DEPTH) throw corrupt(`inode ${ino.ino}: extent tree depth ${d} exceeds ${MAX_EXTENT_DEPTH}`);
-      if (depth !== undefined && d !== depth) throw corrupt(`inode ${ino.ino}: extent tree node at depth ${d}, expected ${depth} (a loop or a damaged tree)`);
-      if (entries > max || 12 + max * 12 > buf.length) throw corrupt(`inode ${ino.ino}: extent node claims ${entries}/${max} entries`);
-      for (let i = 0; i < entries; i++) {
-        op?.signal?.throwIfAborted();
-        const e = buf.subarray(12 + i * 12, 24 + i * 12);
-        const lblock = e.readUInt32LE(0);
-        if (d === 0) {
-          let len = e.readUInt16LE(4);
-          const unwritten = len > 32768;
-          if (unwritten) len -= 32768;
-          const phys = e.readUInt16LE(6) * 2 ** 32 + e.readUInt32LE(8);
-          if (lblock < nextLogical) throw corrupt(`inode ${ino.ino}: extents overlap or go backwards at logical block ${lblock}`);
-          nextLogical = lblock + len;
-          if (len === 0 || lblock >= fileBlocks) continue;
-          if (phys === 0 || phys + len > self.blocksCount) throw corrupt(`inode ${ino.ino}: extent at block ${phys} (+${len}) is outside the filesystem`);
-          const count = Math.min(len, fileBlocks - lblock);
-          if (!unwritten) yield { logical: lblock, physical: phys, count };
-        } else {
-          const leaf = e.readUInt32LE(4) + e.readUInt16LE(8) * 2 ** 32;
-          if (lblock < nextLogical && i > 0) throw corrupt(`inode ${ino.ino}: extent index goes backwards`);
-          if (visited.has(leaf)) throw corrupt(`inode ${ino.ino}: extent tree visits block ${leaf} twice (a loop)`);
-          visited.add(leaf);
-          yield* walk(await self.readBlocks(leaf, 1, op), d - 1);
-        }
-      }
-    }
-    yield* walk(ino.iblock, undefined);
-  }
-
-  /** Classic block maps: 12 direct, single, double, triple indirect. A zero pointer is a hole (of its whole subtree). */
-  private async *mapRuns(ino: Inode, fileBlocks: number, op?: Op): AsyncGenerator<Run> {
-    const per = this.blockBytes / 4;
-    const self = this;
-    const seen = new Set<number>();
-    let cur: Run | undefined;
-    const emit = function* (logical: number, physical: number): Generator<Run> {
-      if (cur && cur.logical + cur.count === logical && cur.physical + cur.count === physical) {
-        cur.count++;
-        return;
-      }
-      if (cur) yield cur;
-      cur = { logical, physical, count: 1 };
-    };
-    async function* tree(ptr: number, level: number, first: number): AsyncGenerator<Run> {
-      // level 0: ptr is a data block for logical block `first`
-      if (first >= fileBlocks) return;
-      if (ptr === 0) return;
-      if (ptr >= self.blocksCount) throw corrupt(`inode ${ino.ino}: block pointer ${ptr} is outside the filesystem`);
-      if (level === 0) {
-        yield* emit(first, ptr);
-        return;
-      }
-      op?.signal?.throwIfAborted();
-      // a real block map never uses an indirect block twice; a hostile one could make the walk quadratic
-      if (seen.has(ptr)) throw corrupt(`inode ${ino.ino}: indirect block ${ptr} is used twice`);
-      seen.add(ptr);
-      const blk = await self.readBlocks(ptr, 1, op);
-      const span = per ** (level - 1);
-      for (let i = 0; i < per; i++) {
-        const l = first + i * span;
-        if (l >= fileBlocks) break;
-        yield* tree(blk.readUInt32LE(i * 4), level - 1, l);
-      }
-    }
-    for (let i = 0; i < 12; i++) yield* tree(ino.iblock.readUInt32LE(i * 4), 0, i);
-    yield* tree(ino.iblock.readUInt32LE(48), 1, 12);
-    yield* tree(ino.iblock.readUInt32LE(52), 2, 12 + per);
-    yield* tree(ino.iblock.readUInt32LE(56), 3, 12 + per + per * per);
-    if (cur) yield cur;
+    const ctx = { blocksCount: this.blocksCount, blockBytes: this.blockBytes, readBlock: (b: number, o?: Op) => this.readBlocks(b, 1, o) };
+    if (ino.flags & FL_EXTENTS) yield* extentRuns(ctx, ino.ino, ino.iblock, fileBlocks, op);
+    else yield* blockMapRuns(ctx, ino.ino, ino.iblock, fileBlocks, op);
   }
 
   /** Inline data (INLINE_DATA_FL): i_block then the system.data xattr in the inode body. */
