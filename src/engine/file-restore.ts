@@ -48,7 +48,7 @@ class DeviceReader implements BlockReader {
   constructor(private readonly dev: RestorePointDevice) {
     this.sizeBytes = dev.sizeBytes;
   }
-  read(offset: number, length: number, op?: Op): Promise<Buffer> {
+  async read(offset: number, length: number, op?: Op): Promise<Buffer> {
     checkRange(this.sizeBytes, offset, length);
     return this.dev.read(offset, length, op);
   }

@@ -27,7 +27,7 @@ export class SliceReader implements BlockReader {
     if (startBytes + sizeBytes > base.sizeBytes) throw new CofferError('FS_CORRUPT', `partition [${startBytes}, +${sizeBytes}) extends past the disk end (${base.sizeBytes} bytes)`);
   }
 
-  read(offset: number, length: number, op?: Op): Promise<Buffer> {
+  async read(offset: number, length: number, op?: Op): Promise<Buffer> {
     checkRange(this.sizeBytes, offset, length);
     return this.base.read(this.startBytes + offset, length, op);
   }

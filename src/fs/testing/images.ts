@@ -43,6 +43,7 @@ export interface Tree {
  * slow symlinks, a symlink pointing out (../../etc/passwd), a sparse file, a 3 MiB file, a deep directory, a directory
  * with many files (htree on ext4), long and non-ASCII names, an empty file and directory.
  */
+/** `owners` (as root only): chowns two entries to 1234:5678 and 1001:1002. */
 export function makeTree(root: string, opts: { owners?: boolean } = {}): Tree {
   const files: string[] = [];
   const file = (rel: string, data: Buffer | string, mode = 0o644) => {
@@ -82,7 +83,7 @@ export function makeTree(root: string, opts: { owners?: boolean } = {}): Tree {
   linkSync(join(root, 'etc/app/run.sh'), join(root, 'hardlink.sh'));
   files.push('hardlink.sh');
   lutimesSync(join(root, 'escape-link'), new Date(T_ATIME), new Date(T_MTIME));
-  if (opts.owners) {
+  if (opts.owners && process.getuid?.() === 0) {
     chownSync(join(root, 'etc/app/config.ini'), 1234, 5678);
     chownSync(join(root, 'etc/app'), 1001, 1002);
   }
