@@ -124,6 +124,10 @@ describe('coffer files ls/get', () => {
     const out = join(tmp.path, 'out-ext4');
     const r = expectOk(files(['get', id, '--disk', '0', '--partition', '1', '/', '--target', out, '--json']));
     assert.equal(r.failed.length, 0);
+    // atimes as the guest has them, checked before anything here reads the copies (readlink and read move atimes)
+    const guest = new Map<string, any>(expectOk(files(['ls', id, '--disk', '0', '--partition', '1', '/', '--json'])).entries.map((e: any) => [e.name, e]));
+    for (const name of ['escape-link', 'empty-dir', 'big.bin']) assert.equal(lstatSync(join(out, name)).atime.toISOString(), guest.get(name).atime, `${name}: atime`);
+    assert.equal(lstatSync(join(out, 'escape-link')).mtime.toISOString(), new Date(T_MTIME).toISOString());
     assert.equal(r.files + r.hardlinks, extTree.files.length);
     assert.equal(r.hardlinks, 1);
     assert.equal(r.symlinks, 3);
