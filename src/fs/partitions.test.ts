@@ -6,7 +6,7 @@ import { after, describe, test } from 'node:test';
 import { MiB, mkExt, mkFat, partitionDisk, partitionsOf, patch, sh } from './testing/images.js';
 import { CofferError } from '../shared/index.js';
 import { crc32 } from './crc32.js';
-import { BufferReader, FileReader, listPartitions, openFilesystem, readPartitionTable, selectVolume } from './index.js';
+import { BufferReader, FileReader, listPartitions, openFilesystem, probeFilesystem, readPartitionTable, selectVolume } from './index.js';
 
 const T = { timeout: 60_000 };
 
@@ -204,6 +204,23 @@ describe('partition tables', () => {
         }
       }
     }
+  });
+
+  test('volumes that are not filesystems we read are named: swap, an LVM2 physical volume, LUKS', T, async () => {
+    const swap = join(tmp, 'swap.img');
+    sh('truncate', ['-s', '4M', swap]);
+    sh('mkswap', [swap]);
+    const lvm = Buffer.alloc(MiB);
+    lvm.write('LABELONE', 512);
+    lvm.write('LVM2 001', 536);
+    const luks = Buffer.alloc(MiB);
+    Buffer.from([0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe]).copy(luks);
+    await withDisk(swap, async (d) => {
+      assert.equal(await probeFilesystem(d), 'swap');
+      await expectCode(openFilesystem(d), 'FS_UNSUPPORTED', /swap/);
+    });
+    await expectCode(openFilesystem(new BufferReader(lvm)), 'FS_UNSUPPORTED', /LVM2 physical volume/);
+    await expectCode(openFilesystem(new BufferReader(luks)), 'FS_UNSUPPORTED', /LUKS/);
   });
 
   test('no partition table: an ext4 or FAT on the whole disk is partition 0', T, async () => {

@@ -12,6 +12,9 @@ export async function probeFilesystem(vol: BlockReader, op?: Op): Promise<string
   if (head.length >= 2048 && looksLikeExt(head.subarray(1024, 2048))) return 'ext';
   if (head.subarray(3, 11).toString('latin1') === 'NTFS    ') return 'ntfs';
   if (head.subarray(0, 4).toString('latin1') === 'XFSB') return 'xfs';
+  if (head.subarray(0, 6).equals(Buffer.from([0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe]))) return 'luks';
+  if (head.length >= 1024 && head.subarray(512, 520).toString('latin1') === 'LABELONE' && head.subarray(536, 544).toString('latin1') === 'LVM2 001') return 'lvm2';
+  if (head.length >= 4096 && head.subarray(4086, 4096).toString('latin1') === 'SWAPSPACE2') return 'swap';
   if (head.subarray(3, 11).toString('latin1') === 'EXFAT   ') return 'exfat';
   if (looksLikeFat(head.subarray(0, 512))) return 'fat';
   if (vol.sizeBytes >= 65536 + 72) {
@@ -25,7 +28,12 @@ export async function openFilesystem(vol: BlockReader, op?: Op): Promise<GuestFs
   const kind = await probeFilesystem(vol, op);
   if (kind === 'ext') return ExtFs.open(vol, op);
   if (kind === 'fat') return FatFs.open(vol, op);
-  if (kind) throw new CofferError('FS_UNSUPPORTED', `${kind} filesystems cannot be read by file-level restore (ext2/3/4 and FAT12/16/32 can)`, { details: { filesystem: kind } });
+  const what: Record<string, string> = {
+    lvm2: 'an LVM2 physical volume (logical volumes are not read yet)',
+    luks: 'a LUKS-encrypted volume',
+    swap: 'Linux swap space (no files)',
+  };
+  if (kind) throw new CofferError('FS_UNSUPPORTED', `${what[kind] ?? `${kind} filesystems`} cannot be read by file-level restore (ext2/3/4 and FAT12/16/32 can)`, { details: { filesystem: kind } });
   throw new CofferError('FS_UNSUPPORTED', 'no supported filesystem found (ext2/3/4, FAT12/16/32)', { details: { filesystem: null } });
 }
 
