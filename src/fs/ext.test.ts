@@ -38,17 +38,19 @@ describe('ext2/ext3/ext4 reader against mke2fs images', () => {
   const src = join(tmp, 'src');
   const tree = makeTree(src, { owners: true });
 
-  for (const [type, extra] of [
-    ['ext4', []],
-    ['ext4', ['-O', '64bit,^metadata_csum', '-b', '4096']],
-    ['ext3', ['-b', '1024']],
-    ['ext2', ['-b', '1024']],
-    ['ext2', ['-b', '2048', '-I', '128']],
+  for (const [type, extra, sizeMiB] of [
+    ['ext4', [], 48],
+    ['ext4', ['-O', '64bit,^metadata_csum', '-b', '4096'], 48],
+    ['ext4', ['-b', '4096', '-g', '8192'], 400], // 4 KiB blocks in 13 groups with flex_bg
+    ['ext4', ['-O', 'meta_bg,^resize_inode', '-b', '1024'], 160], // group descriptors in meta groups
+    ['ext3', ['-b', '1024'], 48],
+    ['ext2', ['-b', '1024'], 48],
+    ['ext2', ['-b', '2048', '-I', '128'], 48],
   ] as const) {
-    test(`${type} ${extra.join(' ')}: every file, link, mode, owner and time`, T, async () => {
-      const img = join(tmp, `${type}.img`);
+    test(`${type} ${extra.join(' ')} (${sizeMiB} MiB): every file, link, mode, owner and time`, T, async () => {
+      const img = join(tmp, `${type}-${sizeMiB}.img`);
       const atimes = [lstatSync(join(src, 'escape-link')).atimeMs];
-      mkExt(img, type, src, 48 * MiB, 0, [...extra]);
+      mkExt(img, type, src, sizeMiB * MiB, 0, [...extra]);
       atimes.push(lstatSync(join(src, 'escape-link')).atimeMs);
       const { fs, close } = await open(img);
       try {
