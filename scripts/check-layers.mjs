@@ -16,7 +16,8 @@ const ALLOWED = {
   repository: ['shared', 'format', 'crypto', 'storage'],
   engine: ['shared', 'format', 'crypto', 'storage', 'repository', 'sources', 'nbd'],
   cli: ['shared', 'format', 'storage', 'repository', 'sources', 'engine', 'nbd'],
-  bin: ['shared', 'storage', 'sources', 'engine', 'cli', 'nbd'],
+  server: ['shared', 'format', 'storage', 'repository', 'sources', 'engine'],
+  bin: ['shared', 'storage', 'sources', 'engine', 'cli', 'nbd', 'server'],
 };
 
 const files = [];

@@ -21,6 +21,10 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   REPO_EXISTS: 13,
   KEY_IN_USE: 14,
   IMMUTABLE: 15,
+  UNAUTHENTICATED: 16,
+  FORBIDDEN: 17,
+  CONFLICT: 18,
+  NOT_AVAILABLE: 19,
   CANCELLED: 130,
 };
 

@@ -23,6 +23,10 @@ export const ERROR_CODES = {
   TRANSIENT: 'a temporary storage failure; retrying may help',
   PARTIAL: 'the operation finished, but part of it failed',
   CANCELLED: 'the operation was cancelled',
+  UNAUTHENTICATED: 'no valid credentials were presented (missing, unknown, expired or wrong token or password)',
+  FORBIDDEN: 'the authenticated user or token lacks the role this operation needs',
+  CONFLICT: 'the request conflicts with the current state (a name already taken, a job already finished)',
+  NOT_AVAILABLE: 'the feature is not available in this build',
   INTERNAL: 'an internal error (a bug): please report it',
 } as const;
 
