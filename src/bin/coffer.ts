@@ -7,7 +7,7 @@ import { CodecPool } from '../engine/index.js';
 import { openSource } from '../sources/index.js';
 import { LocalBlobStore } from '../storage/index.js';
 import { CofferError } from '../shared/index.js';
-import { addUser, createApiToken, runServer, type ServerDeps } from '../server/index.js';
+import type { ServerDeps } from '../server/index.js';
 
 // libuv's pool (4 threads by default) carries every file read, write and fsync: with fsyncs in flight, reads starve.
 process.env.UV_THREADPOOL_SIZE ??= '16';
@@ -53,9 +53,10 @@ const deps: CliDeps = {
   openSource: (spec, opts) => openSource(spec, opts),
   createPool: (params) => new CodecPool(params),
   server: {
-    run: (o) => runServer({ ...o, logStream: process.stdout }, deps as ServerDeps),
-    createToken: async (o) => createApiToken(o.dataDir, o.role, o.name),
-    addUser: (o) => addUser(o.dataDir, o.username, o.password, o.role),
+    // loaded on demand: the other commands do not pay for fastify, SQLite and mail at start-up
+    run: async (o) => (await import('../server/index.js')).runServer({ ...o, logStream: process.stdout }, deps as ServerDeps),
+    createToken: async (o) => (await import('../server/index.js')).createApiToken(o.dataDir, o.role, o.name),
+    addUser: async (o) => (await import('../server/index.js')).addUser(o.dataDir, o.username, o.password, o.role),
   },
 };
 
