@@ -130,6 +130,7 @@ describe('coffer server: REST API, jobs, RBAC', () => {
     assert.equal(job.status, 'succeeded', JSON.stringify(job.logs));
     assert.equal(job.vm, 'vm1');
     assert.ok(job.logs.some((l: { message: string }) => /restore point/.test(l.message)));
+    assert.ok(job.logs.some((l: { message: string }) => l.message.startsWith('retention: not available in this build')));
     assert.equal(job.requestedBy, 'token:operator (' + job.requestedBy.split('(')[1]);
 
     const rps = await api(server.url, 'GET', '/api/v1/restore-points?vm=vm1', { token: tokens.viewer });

@@ -20,6 +20,7 @@ export interface ApiContext {
   policies: PolicyStore;
   scheduler: Scheduler;
   startedAt: Date;
+  retentionAvailable: boolean;
 }
 
 const IdParam = z.strictObject({ id: z.string().min(1).max(100) });
@@ -59,7 +60,7 @@ export function registerApi(routes: Routes, ctx: ApiContext): void {
   const { db, config, repos, jobs, policies, scheduler } = ctx;
   const policyView = (p: Policy) => ({
     ...p,
-    retentionStatus: retentionStatus(p),
+    retentionStatus: retentionStatus(p, ctx.retentionAvailable),
     nextRuns: scheduler.nextRuns(p.id),
     resolvedVms: resolvePolicyVms(p, config.inventory),
   });

@@ -134,6 +134,8 @@ export class JobRunner extends EventEmitter {
   private stopping = false;
   private ticking = false;
   onFinished: (job: Job) => void = () => undefined;
+  /** the retention of a job's policy (set by the server; policies live in the catalog) */
+  retentionOf: (policyId: string) => Record<string, number | undefined> | undefined = () => undefined;
 
   constructor(
     private readonly db: Db,
@@ -280,6 +282,7 @@ export class JobRunner extends EventEmitter {
           this.log(job.id, 'warn', `retrying in ${Math.round(delayMs / 1000)} s`);
           this.db.prepare("UPDATE jobs SET status = 'queued', not_before = ?, error = ? WHERE id = ?").run(new Date(Date.now() + delayMs).toISOString(), JSON.stringify({ code: err.code, message }), job.id);
           this.emit('event', { type: 'status', job: job.id, data: { status: 'queued' } } satisfies JobEvent);
+          setTimeout(() => this.kick(), delayMs + 5).unref();
           return;
         }
         this.finish(job.id, 'failed', { code: err.code, message }, null);
@@ -343,6 +346,13 @@ export class JobRunner extends EventEmitter {
             },
           });
           logger.info(`restore point ${result.id} (${result.mode}): read ${result.bytesRead} bytes, stored ${result.bytesStored} in ${result.chunksNew} new chunks`);
+          const retention = job.policyId ? this.retentionOf(job.policyId) : undefined;
+          if (retention && this.deps.applyRetention) {
+            const r = await this.deps.applyRetention(repo, { vm: job.vm!, retention, signal });
+            logger.info(`retention: forgot ${r.forgotten.length} restore point(s)`);
+          } else if (retention) {
+            logger.warn('retention: not available in this build (the policy keeps its retention; nothing was forgotten)');
+          }
           await this.afterSync(job, logger);
           return result;
         } finally {

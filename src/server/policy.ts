@@ -95,8 +95,9 @@ export function globToRegExp(glob: string): RegExp {
 }
 
 /** Retention status as reported by the API: stored and validated, not applied by this build. */
-export function retentionStatus(p: PolicySpec): { configured: boolean; applied: false; status: string } {
-  return { configured: p.retention !== undefined, applied: false, status: 'not available in this build' };
+export function retentionStatus(p: PolicySpec, available: boolean): { configured: boolean; applied: boolean; status: string } {
+  if (!available) return { configured: p.retention !== undefined, applied: false, status: 'not available in this build' };
+  return { configured: p.retention !== undefined, applied: p.retention !== undefined, status: p.retention ? 'applied after each backup' : 'none' };
 }
 
 export function checkPolicyRepository(spec: PolicySpec, repositories: readonly string[]): void {

@@ -72,6 +72,13 @@ export async function runServer(opts: ServerOptions, deps: ServerDeps): Promise<
   const scheduler = new Scheduler(db, config, policies, jobs, notifier, logger);
   const interrupted = jobs.recover();
   if (interrupted) logger.warn(`${interrupted} job(s) were running when the server stopped: marked failed`);
+  jobs.retentionOf = (id) => {
+    try {
+      return policies.get(id).retention;
+    } catch {
+      return undefined;
+    }
+  };
   jobs.onFinished = (job) => {
     log.info({ job: job.id, kind: job.kind, vm: job.vm, status: job.status, error: job.error }, 'job finished');
     if (job.status === 'failed' || job.status === 'succeeded') {
@@ -85,7 +92,7 @@ export async function runServer(opts: ServerOptions, deps: ServerDeps): Promise<
     if (job.kind === 'backup') scheduler.checkSla();
   };
 
-  const app = buildApp(db, config, https, log, { repos, jobs, policies, scheduler, startedAt });
+  const app = buildApp(db, config, https, log, { repos, jobs, policies, scheduler, startedAt, retentionAvailable: deps.applyRetention !== undefined });
   try {
     await app.listen({ host, port });
   } catch (e) {
@@ -117,7 +124,7 @@ function buildApp(
   config: ServerConfig,
   https: { cert: Buffer; key: Buffer } | undefined,
   log: import('pino').Logger,
-  parts: { repos: RepositoryManager; jobs: JobRunner; policies: PolicyStore; scheduler: Scheduler; startedAt: Date },
+  parts: { repos: RepositoryManager; jobs: JobRunner; policies: PolicyStore; scheduler: Scheduler; startedAt: Date; retentionAvailable: boolean },
 ): FastifyInstance {
   const app = Fastify({
     loggerInstance: log,
