@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -55,6 +55,9 @@ describe('coffer server: config validation, restart mid-job, schedules, TLS', ()
       assert.match(r.stderr, /coffer: error \[USAGE\]: (invalid )?config file/);
       assert.match(r.stderr, re);
     }
+    const role = coffer(['token', 'create', '--data', join(dir, 'bad-data'), '--role', 'root']);
+    assert.equal(role.code, 2);
+    assert.match(role.stderr, /--role must be one of admin, operator, restore-operator, viewer, not "root"/);
     const listen = coffer(['server', '--listen', 'localhost', '--data', join(dir, 'bad-data')]);
     assert.equal(listen.code, 2);
     assert.match(listen.stderr, /--listen must be HOST:PORT/);
@@ -103,6 +106,24 @@ describe('coffer server: config validation, restart mid-job, schedules, TLS', ()
     await api(server.url, 'PUT', '/api/v1/policies/all', { token: admin, body: { name: 'all', repository: 'main', vms: [{ name: 'fast' }] } });
     const points = await api(server.url, 'GET', '/api/v1/restore-points?vm=fast', { token: admin });
     assert.ok(points.body.items.length >= 2);
+
+    // SIGTERM mid-job: the job ends failed ("interrupted by server shutdown"), the server exits 0 and removes its pid file
+    const again = await api(server.url, 'POST', '/api/v1/policies', { token: admin, body: { name: 'slow', repository: 'main', vms: [{ name: 'slow' }] } });
+    assert.equal(again.status, 201);
+    const s2 = (await api(server.url, 'POST', '/api/v1/jobs', { token: admin, body: { kind: 'backup', policy: 'slow' } })).body.items[0].id as number;
+    await until('the second slow job to run', async () => (await api(server!.url, 'GET', `/api/v1/jobs/${s2}`, { token: admin })).body.status === 'running');
+    const events = fetch(`${server.url}/api/v1/jobs/${s2}/events`, { headers: { authorization: `Bearer ${admin}` } }).then((r) => r.text());
+    const t0 = Date.now();
+    await server.stop();
+    assert.equal(server.child.exitCode, 0);
+    assert.ok(Date.now() - t0 < 10_000, 'shutdown is prompt');
+    assert.match(await events, /interrupted by server shutdown/);
+    assert.equal(existsSync(join(dir, `server-${server.port}.pid`)), false);
+    server = await startServer({ dir, dataDir, config: config(), env });
+    const j2 = (await api(server.url, 'GET', `/api/v1/jobs/${s2}`, { token: admin })).body;
+    assert.equal(j2.status, 'failed');
+    assert.equal(j2.error.message, 'interrupted by server shutdown');
+
     // the same repository stays consistent for the CLI
     const v = coffer(['verify', '--repo', repo, '--json']);
     assert.equal(v.code, 0, v.stdout + v.stderr);

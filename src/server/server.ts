@@ -130,6 +130,10 @@ function buildApp(
     loggerInstance: log,
     disableRequestLogging: true,
     bodyLimit: config.http.bodyLimitBytes,
+    // a client gets 30 s to send its request (slow-loris); responses (SSE) may last longer
+    requestTimeout: 30_000,
+    // on shutdown, open SSE streams of jobs that never started must not keep the server alive
+    forceCloseConnections: true,
     ...(https ? { https } : {}),
   } as never) as unknown as FastifyInstance;
   const http = new HttpCounters();
