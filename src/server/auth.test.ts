@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { checkPassword, hashPassword, PERMISSIONS, ROLES } from './auth.js';
-import { checkRestoreTarget } from './jobs.js';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { checkRestoreTarget, confineRestoreTarget } from './jobs.js';
 import { decodeCursor, encodeCursor } from './catalog.js';
 
 test('scrypt password hashes: salted, verified, wrong passwords and garbage rejected', async () => {
@@ -48,4 +51,24 @@ test('cursors round-trip and foreign cursors are USAGE errors', () => {
   assert.throws(() => decodeCursor('zzz', 1), /not a cursor this server issued/);
   assert.throws(() => decodeCursor(encodeCursor([1, 2]), 1), /not a cursor/);
   assert.throws(() => decodeCursor(Buffer.from('[{"a":1}]').toString('base64url'), 1), /not a cursor/);
+});
+
+test('restore targets are confined on the file system too (symlinks, devices)', async () => {
+  const base = mkdtempSync(join(tmpdir(), 'coffer-confine-'));
+  try {
+    const dir = join(base, 'restores');
+    mkdirSync(join(dir, 'sub'), { recursive: true });
+    mkdirSync(join(base, 'outside'));
+    symlinkSync(join(base, 'outside'), join(dir, 'escape'));
+    symlinkSync('/dev/null', join(dir, 'dev'));
+    writeFileSync(join(dir, 'old.raw'), 'x');
+    await confineRestoreTarget(join(dir, 'new.raw'), [dir]);
+    await confineRestoreTarget(join(dir, 'sub', 'new.raw'), [dir]);
+    await confineRestoreTarget(join(dir, 'old.raw'), [dir]);
+    await assert.rejects(confineRestoreTarget(join(dir, 'escape', 'x.raw'), [dir]), /resolves outside the restore directories/);
+    await assert.rejects(confineRestoreTarget(join(dir, 'dev'), [dir]), /not a regular file/);
+    await assert.rejects(confineRestoreTarget(join(dir, 'nodir', 'x.raw'), [dir]), /does not exist/);
+  } finally {
+    rmSync(base, { recursive: true, force: true });
+  }
 });
