@@ -38,7 +38,7 @@ describe('coffer server: REST API, jobs, RBAC', () => {
           { name: 'ghost', disks: [join(dir, 'missing.raw')] },
         ],
         retries: { maxAttempts: 1, backoffSeconds: 0 },
-        http: { bodyLimitBytes: 4096 },
+        http: { bodyLimitBytes: 4096, loginMaxFailures: 5 },
         notifications: { webhooks: [{ url: hook.url, events: ['job.failed'] }] },
       },
     });
@@ -294,6 +294,17 @@ describe('coffer server: REST API, jobs, RBAC', () => {
     assert.match(text, /^coffer_vm_rpo_compliant\{vm="ghost"\} 0$/m);
     assert.match(text, /^coffer_repository_stored_bytes\{repository="main"\} [1-9]\d*$/m);
     assert.match(text, /^# TYPE coffer_http_requests_total counter$/m);
+  });
+
+  it('throttles password guessing per remote address (late in this file: it blocks logins from 127.0.0.1)', async () => {
+    // two logins failed above (alice, mallory); three more reach the limit of 5
+    for (let i = 0; i < 3; i++) assert.equal((await api(server.url, 'POST', '/api/v1/auth/login', { body: { username: 'alice', password: `guess ${i}` } })).status, 401);
+    const right = await api(server.url, 'POST', '/api/v1/auth/login', { body: { username: 'alice', password: 'correct horse' } });
+    assert.equal(right.status, 401, 'blocked even with the right password');
+    assert.equal(right.body.error.message, 'wrong user name or password');
+    const a = await api(server.url, 'GET', '/api/v1/audit?action=auth.login&limit=1', { token: admin });
+    assert.equal(a.body.items[0].details.throttled, true);
+    assert.equal((await api(server.url, 'GET', '/api/v1/me', { token: admin })).status, 200, 'tokens are not affected');
   });
 
   it('leaves a seam for file-level browsing (501 in this build)', async () => {

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { TOOL_VERSION } from '../engine/index.js';
 import { CofferError } from '../shared/index.js';
-import { createToken, createUser, isRole, login, ROLES, type Role } from './auth.js';
+import { createToken, createUser, isRole, login, LoginThrottle, ROLES, type Role } from './auth.js';
 import { audit, decodeCursor, encodeCursor, type Db } from './catalog.js';
 import type { ServerConfig } from './config.js';
 import { Pagination, type Routes } from './http-kit.js';
@@ -64,6 +64,7 @@ export function registerApi(routes: Routes, ctx: ApiContext): void {
     nextRuns: scheduler.nextRuns(p.id),
     resolvedVms: resolvePolicyVms(p, config.inventory),
   });
+  const throttle = new LoginThrottle(config.http.loginMaxFailures, 15 * 60_000);
   const findPolicy = (ref: string) => policies.list().find((p) => p.id === ref || p.name === ref) ?? policies.get(ref);
 
   routes.add({
@@ -76,7 +77,7 @@ export function registerApi(routes: Routes, ctx: ApiContext): void {
     body: z.strictObject({ username: z.string().min(1).max(64), password: z.string().min(1).max(1024) }),
     handler: async ({ body, remote, audit: a }) => {
       a({ username: body.username });
-      const t = await login(db, body.username, body.password, config.http.sessionHours, remote);
+      const t = await login(db, body.username, body.password, config.http.sessionHours, remote, throttle);
       return { token: t.token, expiresAt: t.expiresAt, role: t.role, username: t.username };
     },
   });

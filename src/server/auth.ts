@@ -122,13 +122,49 @@ export function authenticate(db: Db, header: string | undefined, now = new Date(
   return { actor, role: row.role as Role, tokenId: row.id };
 }
 
-export async function login(db: Db, username: string, password: string, sessionHours: number, remote: string): Promise<CreatedToken & { username: string }> {
+/**
+ * Password guessing: at most `maxFailures` failed logins per remote address in a sliding window; beyond that every
+ * login from the address fails (the same 401, no password is checked) until the window has passed.
+ */
+export class LoginThrottle {
+  private readonly failures = new Map<string, number[]>();
+
+  constructor(
+    readonly maxFailures: number,
+    readonly windowMs: number,
+  ) {}
+
+  private recent(remote: string, now: number): number[] {
+    const list = (this.failures.get(remote) ?? []).filter((t) => now - t < this.windowMs);
+    if (list.length) this.failures.set(remote, list);
+    else this.failures.delete(remote);
+    return list;
+  }
+
+  blocked(remote: string, now = Date.now()): boolean {
+    return this.recent(remote, now).length >= this.maxFailures;
+  }
+
+  fail(remote: string, now = Date.now()): void {
+    const list = this.recent(remote, now);
+    list.push(now);
+    this.failures.set(remote, list);
+    if (this.failures.size > 10_000) this.failures.delete(this.failures.keys().next().value!); // bounded memory
+  }
+}
+
+export async function login(db: Db, username: string, password: string, sessionHours: number, remote: string, throttle?: LoginThrottle): Promise<CreatedToken & { username: string }> {
+  if (throttle?.blocked(remote)) {
+    audit(db, { actor: `user:${username.slice(0, 64)}`, action: 'auth.login', target: 'session', remote, status: 401, details: { throttled: true } });
+    throw new CofferError('UNAUTHENTICATED', 'wrong user name or password');
+  }
   const row = db.prepare('SELECT username, role, password_hash FROM users WHERE username = ?').get(username) as
     | { username: string; role: string; password_hash: string }
     | undefined;
   const ok = await checkPassword(password, row?.password_hash ?? (await dummyPasswordHash()));
   if (!row || !ok || !isRole(row.role)) {
     audit(db, { actor: `user:${username.slice(0, 64)}`, action: 'auth.login', target: 'session', remote, status: 401 });
+    throttle?.fail(remote);
     throw new CofferError('UNAUTHENTICATED', 'wrong user name or password');
   }
   const t = createToken(db, { role: row.role, name: `session of ${row.username}`, createdBy: `user:${row.username}`, kind: 'session', username: row.username, expiresAt: new Date(Date.now() + sessionHours * 3600_000) });

@@ -70,6 +70,8 @@ export const ServerConfigSchema = z.strictObject({
       /** /metrics without a token (for a Prometheus on a trusted network). */
       publicMetrics: z.boolean().default(false),
       sessionHours: z.number().min(0.1).max(24 * 30).default(12),
+      /** failed logins allowed per remote address in 15 minutes; then its logins fail until the window has passed */
+      loginMaxFailures: z.number().int().min(1).max(10000).default(20),
     })
     .prefault({}),
   notifications: z
