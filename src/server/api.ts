@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { TOOL_VERSION } from '../engine/index.js';
 import { CofferError } from '../shared/index.js';
-import { createToken, createUser, isRole, login, LoginThrottle, ROLES, type Role } from './auth.js';
-import { audit, decodeCursor, encodeCursor, type Db } from './catalog.js';
+import { createToken, createUser, login, LoginThrottle, ROLES, type Role } from './auth.js';
+import { decodeCursor, encodeCursor, type Db } from './catalog.js';
 import type { ServerConfig } from './config.js';
 import { Pagination, type Routes } from './http-kit.js';
 import { checkRestoreTarget, jobFromRow, type JobEvent, type JobRunner } from './jobs.js';
@@ -399,6 +399,4 @@ export function registerApi(routes: Routes, ctx: ApiContext): void {
       return { deleted: params.id };
     },
   });
-  void audit;
-  void isRole;
 }
