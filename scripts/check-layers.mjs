@@ -17,7 +17,8 @@ const ALLOWED = {
   repository: ['shared', 'format', 'crypto', 'storage'],
   engine: ['shared', 'format', 'crypto', 'storage', 'repository', 'sources', 'nbd', 'fs'],
   cli: ['shared', 'format', 'storage', 'repository', 'sources', 'engine', 'nbd', 'fs'],
-  bin: ['shared', 'storage', 'sources', 'engine', 'cli', 'nbd'],
+  server: ['shared', 'format', 'storage', 'repository', 'sources', 'engine', 'fs'],
+  bin: ['shared', 'storage', 'sources', 'engine', 'cli', 'nbd', 'server'],
 };
 
 const files = [];

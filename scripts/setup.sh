@@ -10,8 +10,9 @@ missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# qemu-storage-daemon (a live-VM stand-in for dirty-bitmap tests) without the 129 recommended packages
-NORECS=(qemu-system-common)
+# qemu-storage-daemon (a live-VM stand-in for dirty-bitmap tests) without the 129 recommended packages;
+# chromium (headless, for the web console's end-to-end tests through playwright-core)
+NORECS=(qemu-system-common chromium)
 missing_norecs=()
 for p in "${NORECS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing_norecs+=("$p")

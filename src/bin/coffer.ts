@@ -7,6 +7,7 @@ import { CodecPool } from '../engine/index.js';
 import { openSource } from '../sources/index.js';
 import { LocalBlobStore } from '../storage/index.js';
 import { CofferError } from '../shared/index.js';
+import type { ServerDeps } from '../server/index.js';
 
 // libuv's pool (4 threads by default) carries every file read, write and fsync: with fsyncs in flight, reads starve.
 process.env.UV_THREADPOOL_SIZE ??= '16';
@@ -51,6 +52,12 @@ const deps: CliDeps = {
   },
   openSource: (spec, opts) => openSource(spec, opts),
   createPool: (params) => new CodecPool(params),
+  server: {
+    // loaded on demand: the other commands do not pay for fastify, SQLite and mail at start-up
+    run: async (o) => (await import('../server/index.js')).runServer({ ...o, logStream: process.stdout }, deps as ServerDeps),
+    createToken: async (o) => (await import('../server/index.js')).createApiToken(o.dataDir, o.role, o.name),
+    addUser: async (o) => (await import('../server/index.js')).addUser(o.dataDir, o.username, o.password, o.role),
+  },
 };
 
 const code = await runCli(process.argv.slice(2), deps);

@@ -14,6 +14,15 @@ export interface CliDeps {
   openStore(spec: string, opts: { create: boolean }): Promise<BlobStore>;
   openSource(spec: string, opts: { logger: Logger; signal: AbortSignal; timeoutMs?: number }): Promise<BlockSource>;
   createPool(params: CodecParams | Promise<CodecParams>): CodecPool;
+  /** `coffer server`, `coffer token`, `coffer user`: implemented by server/, wired by bin/ (absent in CLI-only tests) */
+  server?: ServerCommands;
+}
+
+/** What the server commands need; the composition root implements it with src/server. */
+export interface ServerCommands {
+  run(o: { listen: string; dataDir: string; configFile?: string; tlsCert?: string; tlsKey?: string; pidFile?: string }): Promise<void>;
+  createToken(o: { dataDir: string; role: string; name: string }): Promise<{ id: string; name: string; role: string; token: string }>;
+  addUser(o: { dataDir: string; username: string; password: string; role: string }): Promise<void>;
 }
 
 export function stderrLogger(deps: CliDeps, quiet = false): Logger {

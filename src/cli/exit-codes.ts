@@ -23,6 +23,10 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   IMMUTABLE: 15,
   FS_CORRUPT: 16,
   FS_UNSUPPORTED: 17,
+  UNAUTHENTICATED: 18,
+  FORBIDDEN: 19,
+  CONFLICT: 20,
+  NOT_AVAILABLE: 21,
   CANCELLED: 130,
 };
 

@@ -25,6 +25,10 @@ export const ERROR_CODES = {
   FS_CORRUPT: 'a partition table or guest filesystem in a backed-up disk is damaged or hostile',
   FS_UNSUPPORTED: 'a partition table, filesystem or feature of it that file-level restore cannot read',
   CANCELLED: 'the operation was cancelled',
+  UNAUTHENTICATED: 'no valid credentials were presented (missing, unknown, expired or wrong token or password)',
+  FORBIDDEN: 'the authenticated user or token lacks the role this operation needs',
+  CONFLICT: 'the request conflicts with the current state (a name already taken, a job already finished)',
+  NOT_AVAILABLE: 'the feature is not available in this build',
   INTERNAL: 'an internal error (a bug): please report it',
 } as const;
 

@@ -1,0 +1,52 @@
+import { CofferError } from '../shared/index.js';
+import { readPassword, type CliDeps, type ServerCommands } from './context.js';
+import type { CommandModule } from './modules.js';
+
+function serverOf(deps: CliDeps): ServerCommands {
+  if (!deps.server) throw new CofferError('NOT_AVAILABLE', 'the server is not available in this build of the CLI');
+  return deps.server;
+}
+
+/** `coffer server`, `coffer token create`, `coffer user add` (docs/DESIGN.md §Server). */
+export const serverCommands: CommandModule = (program, kit) => {
+  program
+    .command('server')
+    .description('run the Coffer server: policies, schedules, job queue, REST API and web console')
+    .requiredOption('--listen <host:port>', 'address to listen on, e.g. 127.0.0.1:8080')
+    .requiredOption('--data <dir>', 'data directory (catalog); a fresh directory is an empty server')
+    .option('--config <file>', 'server config file (JSON: repositories, inventory, limits, notifications)')
+    .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)')
+    .option('--tls-key <file>', 'the private key of --tls-cert (PEM)')
+    .option('--pid-file <file>', 'write the process id here while running')
+    .action(async (o: { listen: string; data: string; config?: string; tlsCert?: string; tlsKey?: string; pidFile?: string }) => {
+      await serverOf(kit.deps).run({ listen: o.listen, dataDir: o.data, ...(o.config ? { configFile: o.config } : {}), ...(o.tlsCert ? { tlsCert: o.tlsCert } : {}), ...(o.tlsKey ? { tlsKey: o.tlsKey } : {}), ...(o.pidFile ? { pidFile: o.pidFile } : {}) });
+    });
+
+  const token = program.command('token').description('manage API tokens of a Coffer server');
+  token
+    .command('create')
+    .description('create an API token; prints it as the last line (it is stored hashed and cannot be shown again)')
+    .requiredOption('--data <dir>', 'the server data directory')
+    .requiredOption('--role <role>', 'admin, operator, restore-operator or viewer')
+    .option('--name <name>', 'a name for the token', 'cli')
+    .option('--json', 'print a JSON document')
+    .action(async (o: { data: string; role: string; name: string; json?: boolean }) => {
+      const t = await serverOf(kit.deps).createToken({ dataDir: o.data, role: o.role, name: o.name });
+      if (o.json) kit.write(JSON.stringify(t) + '\n');
+      else kit.write(`created token ${t.id} (${t.name}, role ${t.role}); it is shown once:\n${t.token}\n`);
+    });
+
+  const user = program.command('user').description('manage local users of a Coffer server');
+  user
+    .command('add')
+    .description('add a user; the password from $COFFER_USER_PASSWORD or --password-file')
+    .requiredOption('--data <dir>', 'the server data directory')
+    .requiredOption('--name <username>', 'user name')
+    .requiredOption('--role <role>', 'admin, operator, restore-operator or viewer')
+    .option('--password-file <file>', 'read the password from FILE')
+    .action(async (o: { data: string; name: string; role: string; passwordFile?: string }) => {
+      const password = await readPassword(kit.deps, o.passwordFile, 'COFFER_USER_PASSWORD');
+      await serverOf(kit.deps).addUser({ dataDir: o.data, username: o.name, password, role: o.role });
+      kit.write(`added user ${o.name} (${o.role})\n`);
+    });
+};

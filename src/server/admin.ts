@@ -1,0 +1,28 @@
+import { CofferError } from '../shared/index.js';
+import { createToken, createUser, isRole, ROLES, type CreatedToken } from './auth.js';
+import { openCatalog } from './catalog.js';
+
+function role(r: string) {
+  if (!isRole(r)) throw new CofferError('USAGE', `--role must be one of ${ROLES.join(', ')}, not ${JSON.stringify(r)}`);
+  return r;
+}
+
+/** `coffer token create`: works on the catalog directly (also while the server runs: SQLite WAL). */
+export function createApiToken(dataDir: string, r: string, name: string): CreatedToken {
+  const db = openCatalog(dataDir);
+  try {
+    return createToken(db, { role: role(r), name, createdBy: 'cli:token-create' });
+  } finally {
+    db.close();
+  }
+}
+
+/** `coffer user add`. */
+export async function addUser(dataDir: string, username: string, password: string, r: string): Promise<void> {
+  const db = openCatalog(dataDir);
+  try {
+    await createUser(db, username, password, role(r), 'cli:user-add');
+  } finally {
+    db.close();
+  }
+}

@@ -1,0 +1,171 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { CofferError } from '../shared/index.js';
+
+/**
+ * The server's catalog: one SQLite file DATA/catalog.db (WAL). It holds what the server decides and observes (users,
+ * hashed tokens, policies, jobs and their logs, a cache of restore points, audit); never repository passwords and
+ * never data a repository cannot rebuild. Schema in docs/DESIGN.md §Server; migrations are append-only.
+ */
+const MIGRATIONS: string[] = [
+  `CREATE TABLE users (
+     username TEXT PRIMARY KEY,
+     role TEXT NOT NULL,
+     password_hash TEXT NOT NULL,
+     created_at TEXT NOT NULL
+   );
+   CREATE TABLE tokens (
+     id TEXT PRIMARY KEY,
+     name TEXT NOT NULL,
+     role TEXT NOT NULL,
+     hash TEXT NOT NULL UNIQUE,
+     kind TEXT NOT NULL,
+     username TEXT,
+     created_at TEXT NOT NULL,
+     created_by TEXT NOT NULL,
+     expires_at TEXT,
+     last_used_at TEXT
+   );
+   CREATE TABLE policies (
+     id TEXT PRIMARY KEY,
+     name TEXT NOT NULL UNIQUE,
+     spec TEXT NOT NULL,
+     created_at TEXT NOT NULL,
+     updated_at TEXT NOT NULL
+   );
+   CREATE TABLE jobs (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     kind TEXT NOT NULL,
+     status TEXT NOT NULL,
+     trigger TEXT NOT NULL,
+     policy_id TEXT,
+     vm TEXT,
+     repository TEXT NOT NULL,
+     params TEXT NOT NULL,
+     attempt INTEGER NOT NULL DEFAULT 0,
+     max_attempts INTEGER NOT NULL,
+     not_before TEXT NOT NULL,
+     created_at TEXT NOT NULL,
+     started_at TEXT,
+     finished_at TEXT,
+     requested_by TEXT NOT NULL,
+     error TEXT,
+     result TEXT,
+     progress TEXT
+   );
+   CREATE INDEX jobs_status ON jobs(status, not_before);
+   CREATE INDEX jobs_vm ON jobs(vm, id);
+   CREATE TABLE job_logs (
+     job_id INTEGER NOT NULL,
+     seq INTEGER NOT NULL,
+     time TEXT NOT NULL,
+     level TEXT NOT NULL,
+     message TEXT NOT NULL,
+     PRIMARY KEY (job_id, seq)
+   );
+   CREATE TABLE restore_points (
+     repository TEXT NOT NULL,
+     id TEXT NOT NULL,
+     vm TEXT NOT NULL,
+     time TEXT NOT NULL,
+     end_time TEXT NOT NULL,
+     mode TEXT NOT NULL,
+     parent TEXT,
+     tags TEXT NOT NULL,
+     disks TEXT NOT NULL,
+     bytes_read INTEGER NOT NULL,
+     bytes_stored INTEGER NOT NULL,
+     verified TEXT,
+     PRIMARY KEY (repository, id)
+   );
+   CREATE INDEX restore_points_time ON restore_points(time DESC, id DESC);
+   CREATE TABLE repo_stats (
+     repository TEXT PRIMARY KEY,
+     stored_bytes INTEGER NOT NULL,
+     chunk_bytes INTEGER NOT NULL,
+     logical_bytes INTEGER NOT NULL,
+     chunks INTEGER NOT NULL,
+     points INTEGER NOT NULL,
+     updated_at TEXT NOT NULL,
+     error TEXT
+   );
+   CREATE TABLE sla_state (
+     vm TEXT PRIMARY KEY,
+     breached INTEGER NOT NULL,
+     since TEXT NOT NULL
+   );
+   CREATE TABLE audit (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     time TEXT NOT NULL,
+     actor TEXT NOT NULL,
+     action TEXT NOT NULL,
+     target TEXT NOT NULL,
+     remote TEXT NOT NULL,
+     status INTEGER NOT NULL,
+     details TEXT NOT NULL
+   );`,
+];
+
+export type Db = Database.Database;
+
+export function openCatalog(dataDir: string): Db {
+  try {
+    mkdirSync(dataDir, { recursive: true });
+    const db = new Database(join(dataDir, 'catalog.db'));
+    db.pragma('journal_mode = WAL');
+    db.pragma('busy_timeout = 5000');
+    db.pragma('foreign_keys = ON');
+    db.exec('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
+    const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string } | undefined;
+    const version = row ? Number(row.value) : 0;
+    if (version > MIGRATIONS.length) {
+      throw new CofferError('REPO_UNSUPPORTED', `catalog ${dataDir}/catalog.db has schema version ${version}; this Coffer knows up to ${MIGRATIONS.length}`);
+    }
+    db.transaction(() => {
+      for (let v = version; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v]!);
+      db.prepare("INSERT INTO meta(key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(String(MIGRATIONS.length));
+    })();
+    return db;
+  } catch (e) {
+    if (e instanceof CofferError) throw e;
+    throw new CofferError('IO', `cannot open the catalog in ${dataDir}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** Opaque pagination cursor: base64url of a JSON array of sort keys. */
+export function encodeCursor(keys: (string | number)[]): string {
+  return Buffer.from(JSON.stringify(keys)).toString('base64url');
+}
+
+export function decodeCursor(cursor: string | undefined, arity: number): (string | number)[] | undefined {
+  if (cursor === undefined || cursor === '') return undefined;
+  try {
+    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(v) && v.length === arity && v.every((x) => typeof x === 'string' || typeof x === 'number')) return v;
+  } catch {
+    /* fall through */
+  }
+  throw new CofferError('USAGE', 'query.cursor: not a cursor this server issued');
+}
+
+export interface AuditEntry {
+  actor: string;
+  action: string;
+  target: string;
+  remote: string;
+  status: number;
+  details?: Record<string, unknown>;
+}
+
+export function audit(db: Db, e: AuditEntry, now = new Date()): void {
+  db.prepare('INSERT INTO audit(time, actor, action, target, remote, status, details) VALUES (?, ?, ?, ?, ?, ?, ?)').run(
+    now.toISOString(),
+    e.actor,
+    e.action,
+    e.target,
+    e.remote,
+    e.status,
+    JSON.stringify(e.details ?? {}),
+  );
+}

@@ -1,0 +1,107 @@
+import { Cron } from 'croner';
+import { z } from 'zod';
+import { CofferError } from '../shared/index.js';
+import type { InventoryVm } from './config.js';
+
+/** A cron expression croner accepts (5 fields, or 6 with seconds first). */
+export const cronSchema = z.string().min(1).max(200).superRefine((s, ctx) => {
+  try {
+    new Cron(s, { paused: true }).stop();
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: `invalid cron expression ${JSON.stringify(s)}: ${(e as Error).message}` });
+  }
+});
+
+const vmSelector = z.union([
+  z.strictObject({
+    /** A VM by name: from the inventory, or with its own disk sources (anything `openSource` accepts). */
+    name: z.string().min(1).max(512),
+    disks: z.array(z.string().min(1).max(4096)).min(1).max(256).optional(),
+  }),
+  z.strictObject({
+    /** Every inventory VM whose name matches: `*` any run of characters, `?` one character. */
+    pattern: z.string().min(1).max(512),
+  }),
+]);
+
+/**
+ * Retention (forget/prune) is a policy field. It is validated and stored here; applying it needs the retention
+ * engine, which this build does not have: the API reports it as "not available in this build" (never faked).
+ */
+export const RetentionSchema = z.strictObject({
+  keepLast: z.number().int().min(0).max(100000).optional(),
+  keepHourly: z.number().int().min(0).max(100000).optional(),
+  keepDaily: z.number().int().min(0).max(100000).optional(),
+  keepWeekly: z.number().int().min(0).max(100000).optional(),
+  keepMonthly: z.number().int().min(0).max(100000).optional(),
+  keepYearly: z.number().int().min(0).max(100000).optional(),
+});
+
+export const PolicySpecSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._ -]{0,63}$/, 'must be 1-64 letters, digits, space, ".", "_" or "-", starting with a letter or digit'),
+  description: z.string().max(1000).default(''),
+  enabled: z.boolean().default(true),
+  repository: z.string().min(1).max(64),
+  vms: z.array(vmSelector).min(1).max(1000),
+  /** Backup schedule (cron); none: on demand only. */
+  schedule: cronSchema.optional(),
+  /** Recovery point objective: a VM is compliant while its newest restore point is younger than this. */
+  rpoHours: z.number().positive().max(24 * 366).default(24),
+  retention: RetentionSchema.optional(),
+  verify: z
+    .strictObject({
+      schedule: cronSchema,
+      readDataPercent: z.number().min(0).max(100).default(0),
+    })
+    .optional(),
+  tags: z.array(z.string().min(1).max(128)).max(32).default([]),
+});
+
+export type PolicySpec = z.infer<typeof PolicySpecSchema>;
+
+export interface Policy extends PolicySpec {
+  id: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface ResolvedVm {
+  name: string;
+  disks: string[];
+}
+
+/** The VMs a policy covers, with their disk sources. A named VM missing from the inventory is an error of that VM. */
+export function resolvePolicyVms(policy: PolicySpec, inventory: readonly InventoryVm[]): { vms: ResolvedVm[]; missing: string[] } {
+  const out = new Map<string, ResolvedVm>();
+  const missing: string[] = [];
+  for (const sel of policy.vms) {
+    if ('pattern' in sel) {
+      const re = globToRegExp(sel.pattern);
+      for (const v of inventory) if (re.test(v.name) && !out.has(v.name)) out.set(v.name, { name: v.name, disks: [...v.disks] });
+    } else if (sel.disks) {
+      out.set(sel.name, { name: sel.name, disks: [...sel.disks] });
+    } else {
+      const v = inventory.find((x) => x.name === sel.name);
+      if (v) out.set(v.name, { name: v.name, disks: [...v.disks] });
+      else missing.push(sel.name);
+    }
+  }
+  return { vms: [...out.values()], missing };
+}
+
+export function globToRegExp(glob: string): RegExp {
+  const re = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${re}$`);
+}
+
+/** Retention status as reported by the API: stored and validated, not applied by this build. */
+export function retentionStatus(p: PolicySpec, available: boolean): { configured: boolean; applied: boolean; status: string } {
+  if (!available) return { configured: p.retention !== undefined, applied: false, status: 'not available in this build' };
+  return { configured: p.retention !== undefined, applied: p.retention !== undefined, status: p.retention ? 'applied after each backup' : 'none' };
+}
+
+export function checkPolicyRepository(spec: PolicySpec, repositories: readonly string[]): void {
+  if (!repositories.includes(spec.repository)) {
+    throw new CofferError('USAGE', `invalid policy: repository: unknown repository ${JSON.stringify(spec.repository)} (configured: ${repositories.join(', ') || 'none'})`);
+  }
+}

@@ -1,0 +1,106 @@
+import { Cron } from 'croner';
+import { asCofferError, type Logger } from '../shared/index.js';
+import type { Db } from './catalog.js';
+import type { ServerConfig } from './config.js';
+import type { JobRunner } from './jobs.js';
+import type { Notifier } from './notifier.js';
+import { resolvePolicyVms, type Policy } from './policy.js';
+import type { PolicyStore } from './policy-store.js';
+import { vmStatuses } from './vm-status.js';
+
+/**
+ * Turns policies into jobs: one cron per enabled policy schedule (backups of each of its VMs) and per verify
+ * schedule; re-created whenever a policy changes. Also evaluates RPO compliance and notifies a VM's breach once
+ * (until it is compliant again).
+ */
+export class Scheduler {
+  private crons: Cron[] = [];
+  private slaTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly db: Db,
+    private readonly config: ServerConfig,
+    private readonly policies: PolicyStore,
+    private readonly jobs: JobRunner,
+    private readonly notifier: Notifier,
+    private readonly logger: Logger,
+  ) {}
+
+  start(): void {
+    this.reload();
+    this.slaTimer = setInterval(() => this.checkSla(), this.config.slaCheckSeconds * 1000);
+    this.slaTimer.unref();
+  }
+
+  stop(): void {
+    for (const c of this.crons) c.stop();
+    this.crons = [];
+    if (this.slaTimer) clearInterval(this.slaTimer);
+  }
+
+  reload(): void {
+    for (const c of this.crons) c.stop();
+    this.crons = [];
+    for (const p of this.policies.list()) {
+      if (!p.enabled) continue;
+      if (p.schedule) this.crons.push(new Cron(p.schedule, { name: `backup:${p.id}`, catch: true }, () => this.fire(p.id, 'backup')));
+      if (p.verify) this.crons.push(new Cron(p.verify.schedule, { name: `verify:${p.id}`, catch: true }, () => this.fire(p.id, 'verify')));
+    }
+  }
+
+  /** The next run time of each policy's schedules (for the API). */
+  nextRuns(policyId: string): { backup: string | null; verify: string | null } {
+    const find = (kind: string) => this.crons.find((c) => c.name === `${kind}:${policyId}`)?.nextRun()?.toISOString() ?? null;
+    return { backup: find('backup'), verify: find('verify') };
+  }
+
+  private fire(policyId: string, kind: 'backup' | 'verify'): void {
+    try {
+      const p = this.policies.get(policyId);
+      if (kind === 'verify') {
+        this.jobs.enqueue({ kind: 'verify', repository: p.repository, policyId: p.id, params: { readDataPercent: p.verify?.readDataPercent ?? 0 }, trigger: 'schedule', requestedBy: `schedule:${p.name}` });
+      } else {
+        this.enqueueBackups(p, 'schedule', `schedule:${p.name}`);
+      }
+    } catch (e) {
+      this.logger.warn(`schedule of policy ${policyId}: ${asCofferError(e).message}`);
+    }
+  }
+
+  /** Queues a backup for each VM of the policy that has none queued or running. */
+  enqueueBackups(p: Policy, trigger: 'manual' | 'schedule', by: string, onlyVm?: string): number[] {
+    const { vms, missing } = resolvePolicyVms(p, this.config.inventory);
+    for (const m of missing) this.logger.warn(`policy ${p.name}: VM ${m} is not in the inventory`);
+    const ids: number[] = [];
+    for (const vm of vms) {
+      if (onlyVm !== undefined && vm.name !== onlyVm) continue;
+      if (trigger === 'schedule' && this.jobs.hasPendingBackup(vm.name)) continue;
+      ids.push(this.jobs.enqueue({ kind: 'backup', repository: p.repository, vm: vm.name, policyId: p.id, params: { disks: vm.disks, tags: p.tags }, trigger, requestedBy: by }).id);
+    }
+    return ids;
+  }
+
+  checkSla(now = new Date()): void {
+    try {
+      for (const s of vmStatuses(this.db, this.policies.list(), this.config.inventory, now)) {
+        if (s.rpoCompliant === null) continue;
+        const prev = this.db.prepare('SELECT breached FROM sla_state WHERE vm = ?').get(s.name) as { breached: number } | undefined;
+        const breached = s.rpoCompliant ? 0 : 1;
+        if (prev?.breached === breached) continue;
+        this.db.prepare('INSERT INTO sla_state(vm, breached, since) VALUES (?, ?, ?) ON CONFLICT(vm) DO UPDATE SET breached = excluded.breached, since = excluded.since').run(s.name, breached, now.toISOString());
+        if (breached) {
+          this.notifier.notify({
+            event: 'sla.breach',
+            time: now.toISOString(),
+            summary: `VM ${s.name} breaches its RPO of ${s.rpoHours} h (${s.lastPoint ? `newest restore point ${s.lastPoint.endTime}` : 'no restore point'})`,
+            vm: s.name,
+            rpoHours: s.rpoHours,
+            lastPoint: s.lastPoint,
+          });
+        }
+      }
+    } catch (e) {
+      this.logger.warn(`SLA check: ${asCofferError(e).message}`);
+    }
+  }
+}
