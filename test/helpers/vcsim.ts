@@ -419,3 +419,179 @@ export async function waitTask(s: VcSession, task: string, timeoutMs = 30_000): 
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// VM operations (tests only)
+
+/** ReconfigVM_Task with changeTrackingEnabled (vcsim stores the flag; change tracking is active at once). */
+export async function setChangeTracking(s: VcSession, vmRef: string, enabled: boolean): Promise<void> {
+  const xml = await soapCall(s.vc, s, 'ReconfigVM_Task', 'VirtualMachine', vmRef, `<spec><changeTrackingEnabled>${enabled}</changeTrackingEnabled></spec>`);
+  await waitTask(s, xmlText(xml, 'returnval')!);
+}
+
+/** CreateSnapshot_Task; returns the snapshot's managed object id. Throws SoapFault when the task ends in error. */
+export async function createSnapshot(s: VcSession, vmRef: string, name: string, opts: { memory?: boolean; quiesce?: boolean } = {}): Promise<string> {
+  const xml = await soapCall(s.vc, s, 'CreateSnapshot_Task', 'VirtualMachine', vmRef,
+    `<name>${xmlEscape(name)}</name><memory>${opts.memory ?? false}</memory><quiesce>${opts.quiesce ?? false}</quiesce>`);
+  const info = await waitTask(s, xmlText(xml, 'returnval')!);
+  const snap = xmlText(info, 'result');
+  if (!snap) throw new Error('vcsim: CreateSnapshot_Task returned no snapshot');
+  return snap;
+}
+
+/** RemoveSnapshot_Task. vcsim quirk: remove snapshots newest first, or keep one at a time (see docs/TESTING-VCSIM.md). */
+export async function removeSnapshot(s: VcSession, snapRef: string, removeChildren = false): Promise<void> {
+  const xml = await soapCall(s.vc, s, 'RemoveSnapshot_Task', 'VirtualMachineSnapshot', snapRef, `<removeChildren>${removeChildren}</removeChildren>`);
+  await waitTask(s, xmlText(xml, 'returnval')!);
+}
+
+export async function powerOn(s: VcSession, vmRef: string): Promise<void> {
+  const xml = await soapCall(s.vc, s, 'PowerOnVM_Task', 'VirtualMachine', vmRef);
+  await waitTask(s, xmlText(xml, 'returnval')!);
+}
+
+export async function powerOff(s: VcSession, vmRef: string): Promise<void> {
+  const xml = await soapCall(s.vc, s, 'PowerOffVM_Task', 'VirtualMachine', vmRef);
+  await waitTask(s, xmlText(xml, 'returnval')!);
+}
+
+/** runtime.powerState: "poweredOn" | "poweredOff" | "suspended". */
+export async function powerState(s: VcSession, vmRef: string): Promise<string> {
+  return xmlText(await retrieveProperties(s, 'VirtualMachine', vmRef, ['runtime.powerState']), 'val') ?? '';
+}
+
+export interface DiskBacking {
+  key: number;
+  fileName: string;
+  capacityBytes: number;
+  /** backing.changeId, undefined when not set */
+  changeId?: string;
+}
+
+/** The virtual disks of a VM ("VirtualMachine") or of a snapshot ("VirtualMachineSnapshot") from config.hardware.device. */
+export async function listDisks(s: VcSession, type: 'VirtualMachine' | 'VirtualMachineSnapshot', ref: string): Promise<DiskBacking[]> {
+  const xml = await retrieveProperties(s, type, ref, ['config.hardware.device']);
+  const out: DiskBacking[] = [];
+  for (const part of xml.split(/<VirtualDevice\s/).slice(1)) {
+    if (!/^[^>]*type="VirtualDisk"/.test(part)) continue;
+    const kb = Number(xmlText(part, 'capacityInKB') ?? 0);
+    const bytes = Number(xmlText(part, 'capacityInBytes') ?? 0);
+    const backing = xmlText(part, 'backing') ?? '';
+    const changeId = xmlText(backing, 'changeId');
+    out.push({
+      key: Number(xmlText(part, 'key')),
+      fileName: xmlText(backing, 'fileName') ?? '',
+      capacityBytes: bytes > 0 ? bytes : kb * 1024,
+      ...(changeId ? { changeId } : {}),
+    });
+  }
+  return out;
+}
+
+/** backing.changeId of one disk of a VM or snapshot (undefined if none). */
+export async function diskChangeId(s: VcSession, type: 'VirtualMachine' | 'VirtualMachineSnapshot', ref: string, deviceKey: number): Promise<string | undefined> {
+  const d = (await listDisks(s, type, ref)).find((x) => x.key === deviceKey);
+  if (!d) throw new Error(`vcsim: no disk ${deviceKey} on ${type} ${ref}`);
+  return d.changeId;
+}
+
+export interface ChangedArea {
+  start: number;
+  length: number;
+}
+
+export interface DiskChangeInfo {
+  startOffset: number;
+  length: number;
+  changedArea: ChangedArea[];
+}
+
+/** One QueryChangedDiskAreas call (snapshot may be undefined: the current state of a powered-off VM). */
+export async function queryChangedDiskAreas(s: VcSession, vmRef: string, snapRef: string | undefined, deviceKey: number, startOffset: number, changeId: string): Promise<DiskChangeInfo> {
+  const args = (snapRef ? moref('snapshot', 'VirtualMachineSnapshot', snapRef) : '') +
+    `<deviceKey>${deviceKey}</deviceKey><startOffset>${startOffset}</startOffset><changeId>${xmlEscape(changeId)}</changeId>`;
+  const xml = await soapCall(s.vc, s, 'QueryChangedDiskAreas', 'VirtualMachine', vmRef, args);
+  const ret = xmlText(xml, 'returnval') ?? '';
+  const areas = xmlAll(ret, 'changedArea').map((a) => ({ start: Number(xmlText(a, 'start')), length: Number(xmlText(a, 'length')) }));
+  const head = ret.replace(/<changedArea>[\s\S]*?<\/changedArea>/g, '');
+  return { startOffset: Number(xmlText(head, 'startOffset')), length: Number(xmlText(head, 'length')), changedArea: areas };
+}
+
+/** Pages through QueryChangedDiskAreas from offset 0 to capacity; returns all areas and the number of calls. */
+export async function queryAllChangedAreas(s: VcSession, vmRef: string, snapRef: string | undefined, deviceKey: number, capacityBytes: number, changeId: string): Promise<{ areas: ChangedArea[]; calls: number }> {
+  const areas: ChangedArea[] = [];
+  let off = 0;
+  let calls = 0;
+  while (off < capacityBytes) {
+    const r = await queryChangedDiskAreas(s, vmRef, snapRef, deviceKey, off, changeId);
+    calls++;
+    if (r.length <= 0) throw new Error('vcsim: QueryChangedDiskAreas returned length 0');
+    areas.push(...r.changedArea);
+    off = r.startOffset + r.length;
+  }
+  return { areas, calls };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Datastore files (/folder: the simulator does not check the session there, real vCenter does)
+
+function folderPath(disk: Pick<VcsimDisk, 'path' | 'datastore' | 'dcPath'>): string {
+  const p = disk.path.split('/').map(encodeURIComponent).join('/');
+  return `/folder/${p}?dcPath=${encodeURIComponent(disk.dcPath || 'DC0')}&dsName=${encodeURIComponent(disk.datastore)}`;
+}
+
+/** Replaces the disk's content (PUT /folder: a full rewrite of the file). Pass capacity-sized data to keep ranged reads valid. */
+export async function uploadDisk(vc: Vcsim, disk: Pick<VcsimDisk, 'path' | 'datastore' | 'dcPath'>, data: Buffer): Promise<void> {
+  const r = await vcRequest(vc, 'PUT', folderPath(disk), { body: data, headers: { 'content-type': 'application/octet-stream' } });
+  if (r.status !== 200 && r.status !== 201) throw new Error(`vcsim: PUT ${disk.path}: HTTP ${r.status}`);
+}
+
+/** Reads the disk's content (GET /folder), optionally a byte range [start, end). */
+export async function downloadDisk(vc: Vcsim, disk: Pick<VcsimDisk, 'path' | 'datastore' | 'dcPath'>, range?: { start: number; end: number }): Promise<Buffer> {
+  const headers: Record<string, string> = {};
+  if (range) headers.range = `bytes=${range.start}-${range.end - 1}`;
+  const r = await vcRequest(vc, 'GET', folderPath(disk), { headers });
+  if (r.status !== 200 && r.status !== 206) throw new Error(`vcsim: GET ${disk.path}: HTTP ${r.status}`);
+  return r.body;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Test hooks: faults the simulator cannot produce by itself (see test/fixtures/vcsim/ext.go)
+
+async function hook(vc: Vcsim, path: string, query: Record<string, string | number | undefined> = {}, method = 'POST'): Promise<Record<string, unknown>> {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) if (v !== undefined) q.set(k, String(v));
+  const qs = q.toString();
+  const r = await vcRequest(vc, method, `/_coffer/${path}${qs ? `?${qs}` : ''}`);
+  const body = JSON.parse(r.body.toString('utf8') || '{}') as Record<string, unknown>;
+  if (r.status !== 200) throw new Error(`vcsim hook ${path}: HTTP ${r.status} ${JSON.stringify(body)}`);
+  return body;
+}
+
+/**
+ * The next `count` (default 1) calls of `method` (on managed object id `opts.this`, or any) fail: a *_Task method
+ * returns a task that ends in error state with the fault, other methods answer a SOAP fault.
+ * fault: a vim25 fault type name (default "SystemError"), message: the localized message.
+ */
+export function failNext(vc: Vcsim, method: string, opts: { fault?: string; message?: string; count?: number; this?: string } = {}): Promise<Record<string, unknown>> {
+  return hook(vc, 'fail-next', { method, fault: opts.fault, message: opts.message, count: opts.count, this: opts.this });
+}
+
+export function clearFailures(vc: Vcsim): Promise<Record<string, unknown>> {
+  return hook(vc, 'clear-failures');
+}
+
+/** Terminates every session: the next call with an old cookie gets NotAuthenticated; logging in again works. */
+export function expireSessions(vc: Vcsim): Promise<Record<string, unknown>> {
+  return hook(vc, 'expire-sessions');
+}
+
+/** Resets change tracking (all VMs, or one VM id): every changeId minted so far becomes unknown (InvalidArgument). */
+export function forgetChangeIds(vc: Vcsim, vmRef?: string): Promise<Record<string, unknown>> {
+  return hook(vc, 'forget-change-ids', { vm: vmRef });
+}
+
+/** Pending failures, live session count, changeIds per "vm/deviceKey". */
+export function hookState(vc: Vcsim): Promise<Record<string, unknown>> {
+  return hook(vc, 'state', {}, 'GET');
+}
