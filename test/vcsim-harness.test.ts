@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import {
-  createSnapshot, diskChangeId, downloadDisk, expireSessions, failNext, forgetChangeIds, hookState, listDisks, powerOff,
+  addDisk, createSnapshot, diskChangeId, downloadDisk, expireSessions, failNext, forgetChangeIds, hookState, listDisks, powerOff,
   powerOn, powerState, queryAllChangedAreas, queryChangedDiskAreas, removeSnapshot, retrieveProperties, setChangeTracking,
   SoapFault, startVcsim, uploadDisk, vcLogin, xmlText, type ChangedArea, type Vcsim, type VcSession,
 } from './helpers/vcsim.js';
@@ -178,4 +178,40 @@ test('vcsim hooks: failed snapshot tasks, failed removal, expired sessions', asy
   await rejectsFault(queryChangedDiskAreas(s, vm.ref, undefined, vm.disks[0]!.key, 0, '*'), 'NotAuthenticated');
   const again = await vcLogin(vc);
   assert.equal(xmlText(await retrieveProperties(again, 'VirtualMachine', vm.ref, ['name']), 'val'), 'DC0_H0_VM0');
+});
+
+test('vcsim: a disk added through ReconfigVM_Task is tracked too', async () => {
+  const s = await vcLogin(vc);
+  const vm = vc.vm('DC0_C0_RP0_VM0');
+  const disk = await addDisk(s, vm.ref, 3 * MiB);
+  assert.equal(disk.capacityBytes, 3 * MiB);
+  const live = await listDisks(s, 'VirtualMachine', vm.ref);
+  assert.equal(live.length, 3);
+  assert.equal(live.find((d) => d.key === disk.key)?.capacityBytes, 3 * MiB);
+  const buf = Buffer.alloc(3 * MiB);
+  fillBlock(buf, 47, 3);
+  await uploadDisk(vc, disk, buf);
+  await setChangeTracking(s, vm.ref, true);
+  const snap = await createSnapshot(s, vm.ref, 'with-added-disk');
+  assert.match((await diskChangeId(s, 'VirtualMachineSnapshot', snap, disk.key)) ?? '', CHANGE_ID);
+  assert.deepEqual((await queryAllChangedAreas(s, vm.ref, snap, disk.key, disk.capacityBytes, '*')).areas, [{ start: 47 * BLOCK, length: BLOCK }]);
+  await removeSnapshot(s, snap);
+});
+
+test('vcsim: folderAuth makes /folder require a session or Basic credentials, as vCenter', async () => {
+  const guarded = await startVcsim({ folderAuth: true, vms: 1, clusters: 0, diskMiB: [1] });
+  try {
+    assert.equal(guarded.folderAuth, true);
+    const disk = guarded.vm('DC0_H0_VM0').disks[0]!;
+    await assert.rejects(downloadDisk(guarded, disk, { start: 0, end: 16 }, 'none'), /HTTP 401/);
+    await assert.rejects(downloadDisk(guarded, disk, { start: 0, end: 16 }, { vc: guarded, cookie: 'forged' }), /HTTP 401/);
+    assert.equal((await downloadDisk(guarded, disk, { start: 0, end: 16 })).length, 16); // Basic by default
+    const s = await vcLogin(guarded);
+    await uploadDisk(guarded, disk, Buffer.alloc(MiB, 1), s);
+    assert.deepEqual(await downloadDisk(guarded, disk, { start: 100, end: 104 }, s), Buffer.alloc(4, 1));
+    await expireSessions(guarded);
+    await assert.rejects(downloadDisk(guarded, disk, { start: 0, end: 16 }, s), /HTTP 401/);
+  } finally {
+    await guarded.stop();
+  }
 });
