@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import {
   addDisk, createSnapshot, diskChangeId, downloadDisk, expireSessions, failNext, forgetChangeIds, hookState, listDisks, powerOff,
@@ -188,13 +189,15 @@ test('vcsim: a disk added through ReconfigVM_Task is tracked too', async () => {
   const live = await listDisks(s, 'VirtualMachine', vm.ref);
   assert.equal(live.length, 3);
   assert.equal(live.find((d) => d.key === disk.key)?.capacityBytes, 3 * MiB);
-  const buf = Buffer.alloc(3 * MiB);
-  fillBlock(buf, 47, 3);
+  const buf = Buffer.alloc(11 * BLOCK); // shorter than the disk (48 blocks): the launcher pads the file back to the capacity
+  fillBlock(buf, 10, 3);
   await uploadDisk(vc, disk, buf);
+  assert.equal(statSync(disk.localPath).size, 3 * MiB);
+  assert.deepEqual(await downloadDisk(vc, disk, { start: 3 * MiB - 16, end: 3 * MiB }), Buffer.alloc(16));
   await setChangeTracking(s, vm.ref, true);
   const snap = await createSnapshot(s, vm.ref, 'with-added-disk');
   assert.match((await diskChangeId(s, 'VirtualMachineSnapshot', snap, disk.key)) ?? '', CHANGE_ID);
-  assert.deepEqual((await queryAllChangedAreas(s, vm.ref, snap, disk.key, disk.capacityBytes, '*')).areas, [{ start: 47 * BLOCK, length: BLOCK }]);
+  assert.deepEqual((await queryAllChangedAreas(s, vm.ref, snap, disk.key, disk.capacityBytes, '*')).areas, [{ start: 10 * BLOCK, length: BLOCK }]);
   await removeSnapshot(s, snap);
 });
 
