@@ -238,3 +238,25 @@ test('vcsim: folderAuth makes /folder require a session or Basic credentials, as
     await guarded.stop();
   }
 });
+
+test('vcsim: removing snapshots never deletes the disk the VM runs on (works around a vcsim bug)', async () => {
+  // a simulator of its own: whether vcsim's bug strikes depends on earlier snapshot operations
+  const fresh = await startVcsim({ vms: 1, clusters: 0, diskMiB: [1, 1] });
+  try {
+    const s = await vcLogin(fresh);
+    const vm = fresh.vm('DC0_H0_VM0');
+    const d1 = vm.disks[0]!;
+    const data = Buffer.alloc(d1.capacityBytes);
+    fillBlock(data, 5, 5);
+    await uploadDisk(fresh, d1, data);
+    // vcsim alone deletes disk1.vmdk at the second removal
+    const a = await createSnapshot(s, vm.ref, 'a');
+    const b = await createSnapshot(s, vm.ref, 'b');
+    await removeSnapshot(s, b);
+    await removeSnapshot(s, a);
+    assert.equal(statSync(d1.localPath).size, d1.capacityBytes);
+    assert.deepEqual(await downloadDisk(fresh, d1, { start: 5 * BLOCK, end: 6 * BLOCK }), data.subarray(5 * BLOCK, 6 * BLOCK));
+  } finally {
+    await fresh.stop();
+  }
+});
