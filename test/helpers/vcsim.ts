@@ -129,6 +129,12 @@ export interface VcsimOptions {
    * HTTP Basic with the username/password; 401 otherwise. Off by default (the simulator itself does not check).
    */
   folderAuth?: boolean;
+  /**
+   * Snapshots freeze disk content, as on vSphere: after CreateSnapshot_Task the VM's disks move to new delta files
+   * (disk1-000001.vmdk, backing.parent = the snapshot's file) and guest writes must go to the VM's current file
+   * (currentDisks()); RemoveSnapshot_Task consolidates. Off by default (vcsim: one file for snapshot and VM).
+   */
+  deltaDisks?: boolean;
 }
 
 export interface VcsimDisk {
@@ -172,6 +178,8 @@ export interface Vcsim {
   blockSize: number;
   /** /folder requires a session cookie or Basic credentials (startVcsim({folderAuth: true})) */
   folderAuth: boolean;
+  /** snapshots freeze disk content in delta files (startVcsim({deltaDisks: true})) */
+  deltaDisks: boolean;
   pid: number;
   dir: string;
   logFile: string;
@@ -260,6 +268,7 @@ export async function startVcsim(opts: VcsimOptions = {}): Promise<Vcsim> {
   if (opts.cqdaMaxBytes !== undefined) args.push('-cqda-max-bytes', String(opts.cqdaMaxBytes));
   if (opts.trace) args.push('-trace');
   if (opts.folderAuth) args.push('-folder-auth');
+  if (opts.deltaDisks) args.push('-delta-disks');
   const log = openSync(logFile, 'a');
   const child = spawn(bin, args, { cwd: dir, env: { ...process.env, TMPDIR: dir }, stdio: ['ignore', log, log] });
   closeSync(log);
@@ -467,7 +476,7 @@ export async function createSnapshot(s: VcSession, vmRef: string, name: string, 
   return snap;
 }
 
-/** RemoveSnapshot_Task. vcsim quirk: remove snapshots newest first, or keep one at a time (see docs/TESTING-VCSIM.md). */
+/** RemoveSnapshot_Task (removeChildren: the whole branch). */
 export async function removeSnapshot(s: VcSession, snapRef: string, removeChildren = false): Promise<void> {
   const xml = await soapCall(s.vc, s, 'RemoveSnapshot_Task', 'VirtualMachineSnapshot', snapRef, `<removeChildren>${removeChildren}</removeChildren>`);
   await waitTask(s, xmlText(xml, 'returnval')!);
@@ -496,6 +505,8 @@ export interface DiskBacking {
   capacityBytes: number;
   /** backing.changeId, undefined when not set */
   changeId?: string;
+  /** backing.parent.fileName (a delta disk's parent), undefined when none */
+  parentFileName?: string;
 }
 
 /** The virtual disks of a VM ("VirtualMachine") or of a snapshot ("VirtualMachineSnapshot") from config.hardware.device. */
@@ -507,14 +518,17 @@ export async function listDisks(s: VcSession, type: 'VirtualMachine' | 'VirtualM
     const kb = Number(xmlText(part, 'capacityInKB') ?? 0);
     const bytes = Number(xmlText(part, 'capacityInBytes') ?? 0);
     const backing = xmlText(part, 'backing') ?? '';
-    const changeId = xmlText(backing, 'changeId');
+    const parent = xmlText(backing, 'parent');
+    const own = backing.replace(/<parent[\s>][\s\S]*<\/parent>/, '');
+    const changeId = xmlText(own, 'changeId');
     out.push({
       key: Number(xmlText(part, 'key')),
-      fileName: xmlText(backing, 'fileName') ?? '',
+      fileName: xmlText(own, 'fileName') ?? '',
       controllerKey: Number(xmlText(part.replace(/<backing[\s\S]*?<\/backing>/, ''), 'controllerKey')),
       unitNumber: Number(xmlText(part.replace(/<backing[\s\S]*?<\/backing>/, ''), 'unitNumber')),
       capacityBytes: bytes > 0 ? bytes : kb * 1024,
       ...(changeId ? { changeId } : {}),
+      ...(parent ? { parentFileName: xmlText(parent, 'fileName') ?? '' } : {}),
     });
   }
   return out;
@@ -525,6 +539,29 @@ export async function diskChangeId(s: VcSession, type: 'VirtualMachine' | 'Virtu
   const d = (await listDisks(s, type, ref)).find((x) => x.key === deviceKey);
   if (!d) throw new Error(`vcsim: no disk ${deviceKey} on ${type} ${ref}`);
   return d.changeId;
+}
+
+/**
+ * The disks of a VM (or snapshot) as they are now, with /folder paths and local files: with deltaDisks the VM's
+ * current files change at every snapshot, so write guest data through these.
+ */
+export async function currentDisks(s: VcSession, type: 'VirtualMachine' | 'VirtualMachineSnapshot', ref: string): Promise<(VcsimDisk & { changeId?: string; parentFileName?: string })[]> {
+  const vmRef = type === 'VirtualMachine' ? ref : xmlText(await retrieveProperties(s, 'VirtualMachineSnapshot', ref, ['vm']), 'val') ?? '';
+  const dcPath = s.vc.vms.find((v) => v.ref === vmRef)?.disks[0]?.dcPath ?? 'DC0';
+  return (await listDisks(s, type, ref)).map((d) => {
+    const m = /^\[([^\]]+)\]\s*(.*)$/.exec(d.fileName);
+    return {
+      key: d.key,
+      fileName: d.fileName,
+      datastore: m?.[1] ?? '',
+      path: m?.[2] ?? '',
+      localPath: localPathOf(s.vc, d.fileName),
+      capacityBytes: d.capacityBytes,
+      dcPath,
+      ...(d.changeId ? { changeId: d.changeId } : {}),
+      ...(d.parentFileName ? { parentFileName: d.parentFileName } : {}),
+    };
+  });
 }
 
 export interface ChangedArea {
