@@ -222,9 +222,11 @@ test('vcsim: a disk added through ReconfigVM_Task is tracked too', async () => {
 });
 
 test('vcsim: folderAuth makes /folder require a session or Basic credentials, as vCenter', async () => {
-  const guarded = await startVcsim({ folderAuth: true, vms: 1, clusters: 0, diskMiB: [1] });
+  const guarded = await startVcsim({ folderAuth: true, vms: 1, clusters: 0 }); // the default 1 MiB disk
   try {
     assert.equal(guarded.folderAuth, true);
+    // every disk file is as long as its disk from the start (vcsim's own are empty files)
+    assert.equal(statSync(guarded.vm('DC0_H0_VM0').disks[0]!.localPath).size, MiB);
     const disk = guarded.vm('DC0_H0_VM0').disks[0]!;
     await assert.rejects(downloadDisk(guarded, disk, { start: 0, end: 16 }, 'none'), /HTTP 401/);
     await assert.rejects(downloadDisk(guarded, disk, { start: 0, end: 16 }, { vc: guarded, cookie: 'forged' }), /HTTP 401/);
