@@ -10,7 +10,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, truncateSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -67,6 +67,35 @@ async function doBuild(): Promise<string> {
   const bin = join(cache, key, 'vcsim-coffer');
   if (existsSync(bin)) return bin;
   mkdirSync(join(cache, key), { recursive: true });
+  // One build at a time across test processes (node --test runs files in parallel): a lock directory; the others
+  // wait for the binary. A lock older than 10 minutes is stale (its builder died).
+  const lock = `${bin}.lock`;
+  const until = Date.now() + 600_000;
+  for (;;) {
+    if (existsSync(bin)) return bin;
+    try {
+      mkdirSync(lock);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      try {
+        if (Date.now() - statSync(lock).mtimeMs > 600_000) rmSync(lock, { recursive: true, force: true });
+      } catch {
+        /* released meanwhile */
+      }
+      if (Date.now() > until) throw new Error(`vcsim: waited 10 minutes for another process building ${bin}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  try {
+    if (existsSync(bin)) return bin;
+    return await goBuild(root, cache, bin);
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+async function goBuild(root: string, cache: string, bin: string): Promise<string> {
   const tmpOut = `${bin}.${process.pid}.tmp`;
   const env = {
     ...process.env,
@@ -76,7 +105,7 @@ async function doBuild(): Promise<string> {
     GOFLAGS: '',
     GOCACHE: process.env.GOCACHE ?? join(cache, 'gocache'),
   };
-  const r = await runAsync('go', ['build', '-o', tmpOut, './test/fixtures/vcsim'], { cwd: root, env }, 300_000);
+  const r = await runAsync('go', ['build', '-o', tmpOut, './test/fixtures/vcsim'], { cwd: root, env }, 900_000);
   if (r.code !== 0) throw new Error(`vcsim: go build failed (${r.code}):\n${r.stderr}`);
   renameSync(tmpOut, bin); // atomic: a concurrent build of the same sources writes the same binary
   return bin;
