@@ -1,6 +1,7 @@
 /**
  * Test harness for vcsim-coffer: govmomi's vCenter simulator (Debian's govmomi 0.24.2, model VPX) with Coffer's
- * additions (QueryChangedDiskAreas emulated from per-block hashes, test hooks under /_coffer/).
+ * additions (QueryChangedDiskAreas emulated from per-block hashes, test hooks under /_coffer/, optional /folder
+ * authentication and delta disks, disk files sized to their disks, a fix for vcsim deleting disks on snapshot removal).
  * See docs/TESTING-VCSIM.md. Sources: test/fixtures/vcsim/*.go.
  *
  * buildVcsim() builds the launcher once (GOPATH mode, offline) and caches the binary keyed by a hash of its sources;
