@@ -13,10 +13,11 @@ const ALLOWED = {
   storage: ['shared'],
   nbd: ['shared'],
   sources: ['shared', 'nbd'],
+  vsphere: ['shared', 'sources', 'nbd'],
   repository: ['shared', 'format', 'crypto', 'storage'],
   engine: ['shared', 'format', 'crypto', 'storage', 'repository', 'sources', 'nbd'],
-  cli: ['shared', 'format', 'storage', 'repository', 'sources', 'engine', 'nbd'],
-  bin: ['shared', 'storage', 'sources', 'engine', 'cli', 'nbd'],
+  cli: ['shared', 'format', 'storage', 'repository', 'sources', 'engine', 'nbd', 'vsphere'],
+  bin: ['shared', 'storage', 'sources', 'engine', 'cli', 'nbd', 'vsphere'],
 };
 
 const files = [];

@@ -21,6 +21,9 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   REPO_EXISTS: 13,
   KEY_IN_USE: 14,
   IMMUTABLE: 15,
+  VSPHERE_AUTH: 16,
+  VSPHERE_TLS: 17,
+  VSPHERE_FAULT: 18,
   CANCELLED: 130,
 };
 

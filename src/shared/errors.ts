@@ -22,6 +22,9 @@ export const ERROR_CODES = {
   IO: 'an I/O operation on the repository storage failed',
   TRANSIENT: 'a temporary storage failure; retrying may help',
   PARTIAL: 'the operation finished, but part of it failed',
+  VSPHERE_AUTH: 'vCenter rejected the user name or password (or the session could not be re-established)',
+  VSPHERE_TLS: "the vCenter server's TLS certificate does not match the pinned thumbprint or cannot be verified",
+  VSPHERE_FAULT: 'vCenter reported a fault, a task failed, or its reply could not be understood',
   CANCELLED: 'the operation was cancelled',
   INTERNAL: 'an internal error (a bug): please report it',
 } as const;
