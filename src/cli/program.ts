@@ -1,5 +1,5 @@
 import { Command, CommanderError, Option } from 'commander';
-import { CodecPool, RestorePointDevice, type CodecParams, TOOL_VERSION, backup, exportDisk, restoreDisk, verify, type ExportFormat } from '../engine/index.js';
+import { CodecPool, RestorePointDevice, type BackupResult, type CodecParams, TOOL_VERSION, backup, exportDisk, restoreDisk, verify, type ExportFormat } from '../engine/index.js';
 import { NbdServer } from '../nbd/index.js';
 import { Repository, type KdfCost } from '../repository/index.js';
 import { CofferError, asCofferError, formatBytes, formatDuration, type Logger } from '../shared/index.js';
@@ -8,6 +8,8 @@ import { readPassword, stderrLogger, type CliDeps } from './context.js';
 import { EXIT_CODES, EXIT_OK } from './exit-codes.js';
 import { COMMAND_MODULES } from './modules.js';
 import { ProgressReporter } from './progress.js';
+import { isVsphereUrl } from '../vsphere/index.js';
+import { addTlsOptions, backupVsphere, type VsphereCliOpts } from './vsphere-commands.js';
 
 /** The options every repository command has (see `common` below). */
 export interface CommonOpts {
@@ -120,15 +122,21 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
       else write(`created repository ${repo.id} at ${store.location}\n`);
     });
 
-  common(program.command('backup').description('back up the disks of a VM into one restore point'))
-    .argument('<source...>', 'disks in order: image paths or file:// URLs (raw, vmdk, qcow2, vhdx, vhd), nbd://HOST:PORT/EXPORT[?bitmap=NAME]')
-    .requiredOption('--vm <name>', 'VM name (restore points are grouped and deduplicated by it)')
+  addTlsOptions(common(program.command('backup').description('back up the disks of a VM into one restore point')))
+    .argument('<source...>', 'disks in order: image paths or file:// URLs (raw, vmdk, qcow2, vhdx, vhd), nbd://HOST:PORT/EXPORT[?bitmap=NAME]; or one vsphere://HOST[:PORT]/VM (all its disks)')
+    .option('--vm <name>', 'VM name (restore points are grouped and deduplicated by it; default for vsphere:// the VM name)')
     .option('--tag <tag...>', 'tags to store with the restore point')
     .option('--verify-cbt', 'with change tracking: read every chunk anyway and report changes it missed')
     .option('--timeout <seconds>', 'NBD request timeout', '30')
-    .action(async (sources: string[], o: CommonOpts & { vm: string; tag?: string[]; verifyCbt?: boolean; timeout: string }) => {
+    .option('--no-quiesce', 'vsphere: do not quiesce the guest (crash-consistent snapshot) even when VMware Tools runs')
+    .addOption(new Option('--transport <kind>', 'vsphere: how disks are read').choices(['http', 'nbd']).default('http'))
+    .option('--nbd-url <template>', 'vsphere --transport nbd: NBD export of each disk, {index} {key} {file} substituted (e.g. nbd://127.0.0.1:10809/{index})')
+    .action(async (sources: string[], o: CommonOpts & { vm?: string; tag?: string[]; verifyCbt?: boolean; timeout: string } & VsphereCliOpts) => {
       const logger = stderrLogger(deps, o.quiet);
       const timeoutMs = parseInteger(o.timeout, '--timeout') * 1000;
+      if (sources.some(isVsphereUrl)) return backupVsphere(kit, sources, o, logger);
+      if (!o.vm) throw new CofferError('USAGE', "required option '--vm <name>' not specified");
+      const vmName = o.vm;
       // Start-up in parallel: the workers load while scrypt derives the key and the sources open.
       const opened: (BlockSource | undefined)[] = [];
       // every open settles before we leave (so a source opened late is still closed), the first failure is thrown
@@ -146,10 +154,10 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
         const disks = opened as BlockSource[];
         const total = disks.reduce((a, s) => a + s.sizeBytes, 0);
         const done = disks.map(() => 0);
-        const progress = new ProgressReporter(deps.stderr as never, `backup ${o.vm}`, progressOn(o));
+        const progress = new ProgressReporter(deps.stderr as never, `backup ${vmName}`, progressOn(o));
         const result = await withPool(repo, (pool) =>
           backup(repo, pool, {
-            vm: o.vm,
+            vm: vmName,
             sources: disks,
             tags: o.tag ?? [],
             verifyCbt: Boolean(o.verifyCbt),
@@ -163,14 +171,7 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
         );
         progress.done();
         if (o.json) write(JSON.stringify(result) + '\n');
-        else {
-          write(`restore point ${result.id} of VM ${result.vm} (${result.mode}${result.parent ? `, parent ${result.parent.slice(0, 8)}` : ''})\n`);
-          for (const d of result.disks) {
-            if (d.changeToken) write(`  disk ${d.index}: ${d.mode}${d.mode === 'incremental' ? `, ${formatBytes(d.changedBytes)} changed` : ''} (change tracking ${d.changeToken})\n`);
-            if (d.cbtDrift && d.cbtDrift.length > 0) write(`  disk ${d.index}: CHANGE TRACKING DRIFT in ${d.cbtDrift.length} range(s)\n`);
-          }
-          write(`  read ${formatBytes(result.bytesRead)}, stored ${formatBytes(result.bytesStored)} in ${result.chunksNew} new chunks; ${result.chunksReused} reused, ${result.zeroChunks} zero; ${formatDuration(result.durationMs)}\n`);
-        }
+        else printBackupResult(write, result);
       } finally {
         await openAll.catch(() => undefined);
         await Promise.allSettled(opened.map((s) => s?.close()));
@@ -375,6 +376,17 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
   // Commands of other areas live in their own modules (cli/modules.ts) and use the same kit.
   for (const register of COMMAND_MODULES) register(program, kit);
   return program;
+}
+
+/** The human-readable summary of a backup. */
+export function printBackupResult(write: (s: string) => void, result: BackupResult): void {
+  write(`restore point ${result.id} of VM ${result.vm} (${result.mode}${result.parent ? `, parent ${result.parent.slice(0, 8)}` : ''})\n`);
+  for (const d of result.disks) {
+    if (d.changeToken) write(`  disk ${d.index}: ${d.mode}${d.mode === 'incremental' ? `, ${formatBytes(d.changedBytes)} changed` : ''} (change tracking ${d.changeToken})\n`);
+    if (d.fallbackReason) write(`  disk ${d.index}: read in full: ${d.fallbackReason}\n`);
+    if (d.cbtDrift && d.cbtDrift.length > 0) write(`  disk ${d.index}: CHANGE TRACKING DRIFT in ${d.cbtDrift.length} range(s)\n`);
+  }
+  write(`  read ${formatBytes(result.bytesRead)}, stored ${formatBytes(result.bytesStored)} in ${result.chunksNew} new chunks; ${result.chunksReused} reused, ${result.zeroChunks} zero; ${formatDuration(result.durationMs)}\n`);
 }
 
 export function parseInteger(s: string, what: string): number {

@@ -1,8 +1,74 @@
 import type { Command } from 'commander';
-import { CofferError, formatBytes } from '../shared/index.js';
+import { backup } from '../engine/index.js';
+import { CofferError, formatBytes, type Logger } from '../shared/index.js';
 import { connectVsphere, fetchThumbprint, formatFingerprint, loadInventory, parseVsphereUrl, selectVms, type TlsPolicy, type VmInfo } from '../vsphere/index.js';
 import { stderrLogger } from './context.js';
 import type { CommandModule } from './modules.js';
+import { printBackupResult, type CommandKit, type CommonOpts } from './program.js';
+import { ProgressReporter } from './progress.js';
+
+/** The vSphere options of `backup`. */
+export interface VsphereCliOpts {
+  thumbprint?: string;
+  insecureTls?: boolean;
+  quiesce?: boolean;
+  transport?: string;
+  nbdUrl?: string;
+}
+
+/**
+ * `coffer backup vsphere://HOST/VM`: one restore point with every disk of the VM in device order, read from a
+ * snapshot that is removed afterwards whatever happens (DESIGN.md §vSphere).
+ */
+export async function backupVsphere(kit: CommandKit, sources: string[], o: CommonOpts & VsphereCliOpts & { vm?: string; tag?: string[]; verifyCbt?: boolean }, logger: Logger): Promise<void> {
+  const { deps, write } = kit;
+  if (sources.length !== 1) throw new CofferError('USAGE', 'a vsphere:// source backs up a whole VM: give it alone (one VM per backup command)');
+  const tls = tlsPolicy(o);
+  const repo = await kit.openRepo(o, logger, true);
+  const vmb = await deps.openVsphere(sources[0]!, {
+    tls,
+    env: deps.env,
+    logger,
+    signal: deps.signal,
+    quiesce: o.quiesce !== false,
+    transport: (o.transport ?? 'http') as 'http' | 'nbd',
+    nbdUrl: o.nbdUrl,
+  });
+  let snapshotRemoved = false;
+  let result;
+  try {
+    const vmName = o.vm ?? vmb.vmName;
+    const total = vmb.disks.reduce((a, s) => a + s.sizeBytes, 0);
+    const done = vmb.disks.map(() => 0);
+    const progress = new ProgressReporter(deps.stderr as never, `backup ${vmName}`, kit.progressOn(o));
+    result = await kit.withPool(repo, (pool) =>
+      backup(repo, pool, {
+        vm: vmName,
+        vmId: vmb.vmId,
+        sources: vmb.disks,
+        tags: o.tag ?? [],
+        verifyCbt: Boolean(o.verifyCbt),
+        consistency: vmb.consistency,
+        vmConfig: vmb.vmConfig as unknown as Record<string, unknown>,
+        signal: deps.signal,
+        onWarning: (m) => logger.warn(m),
+        onProgress: (p) => {
+          done[p.disk] = p.bytesDone;
+          progress.update(done.reduce((a, b) => a + b, 0), total, `stored ${formatBytes(p.bytesStored)}`);
+        },
+      }),
+    );
+    progress.done();
+  } finally {
+    ({ snapshotRemoved } = await vmb.close());
+  }
+  const vsphere = { ...vmb.report(), snapshotRemoved };
+  if (o.json) write(JSON.stringify({ ...result, vsphere }) + '\n');
+  else {
+    printBackupResult(write, result);
+    write(`  vSphere: VM ${vsphere.vm} (${vsphere.moref}), snapshot ${vsphere.snapshot} ${vsphere.quiesced ? 'quiesced' : 'crash-consistent'}, ${snapshotRemoved ? 'removed' : 'NOT REMOVED'}${vsphere.cbtEnabledNow ? '; CBT was enabled now (this backup is full)' : ''}\n`);
+  }
+}
 
 /** --insecure-tls / --thumbprint, shared by every command that talks to vCenter. */
 export function addTlsOptions(c: Command): Command {
