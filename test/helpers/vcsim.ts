@@ -10,7 +10,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, openSync, closeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, truncateSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -124,6 +124,11 @@ export interface VcsimOptions {
   timeoutMs?: number;
   /** Log SOAP traffic to the log file. */
   trace?: boolean;
+  /**
+   * Require authentication on /folder (datastore file access) as vCenter does: a live vmware_soap_session cookie or
+   * HTTP Basic with the username/password; 401 otherwise. Off by default (the simulator itself does not check).
+   */
+  folderAuth?: boolean;
 }
 
 export interface VcsimDisk {
@@ -165,6 +170,8 @@ export interface Vcsim {
   vms: VcsimVm[];
   cqdaMaxBytes: number;
   blockSize: number;
+  /** /folder requires a session cookie or Basic credentials (startVcsim({folderAuth: true})) */
+  folderAuth: boolean;
   pid: number;
   dir: string;
   logFile: string;
@@ -208,6 +215,24 @@ async function stopPid(pid: number): Promise<void> {
 
 let runs = 0;
 
+/** Simulators started by this process and not stopped: killed when the process exits, so a failed test leaves none. */
+const live = new Set<number>();
+let exitHook = false;
+function track(pid: number): void {
+  live.add(pid);
+  if (exitHook) return;
+  exitHook = true;
+  process.on('exit', () => {
+    for (const p of live) {
+      try {
+        process.kill(p, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  });
+}
+
 /** Builds (if needed) and starts vcsim-coffer on 127.0.0.1; resolves once its ready file is written. */
 export async function startVcsim(opts: VcsimOptions = {}): Promise<Vcsim> {
   const bin = await buildVcsim();
@@ -234,6 +259,7 @@ export async function startVcsim(opts: VcsimOptions = {}): Promise<Vcsim> {
   if (opts.diskMiB?.length) args.push('-disk-mib', opts.diskMiB.join(','));
   if (opts.cqdaMaxBytes !== undefined) args.push('-cqda-max-bytes', String(opts.cqdaMaxBytes));
   if (opts.trace) args.push('-trace');
+  if (opts.folderAuth) args.push('-folder-auth');
   const log = openSync(logFile, 'a');
   const child = spawn(bin, args, { cwd: dir, env: { ...process.env, TMPDIR: dir }, stdio: ['ignore', log, log] });
   closeSync(log);
@@ -251,6 +277,7 @@ export async function startVcsim(opts: VcsimOptions = {}): Promise<Vcsim> {
   }
   const info = JSON.parse(readFileSync(readyFile, 'utf8')) as Omit<Vcsim, 'vm' | 'stop' | 'dir' | 'logFile'>;
   const pid = Number(readFileSync(pidFile, 'utf8').trim());
+  track(pid);
   info.vms.sort((a, b) => a.name.localeCompare(b.name));
   let stopped = false;
   const vc: Vcsim = {
@@ -267,6 +294,7 @@ export async function startVcsim(opts: VcsimOptions = {}): Promise<Vcsim> {
       if (stopped) return;
       stopped = true;
       await stopPid(pid);
+      live.delete(pid);
       if (ownDir) rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -418,4 +446,242 @@ export async function waitTask(s: VcSession, task: string, timeoutMs = 30_000): 
     if (Date.now() > until) throw new Error(`vcsim: task ${task} still ${state}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// VM operations (tests only)
+
+/** ReconfigVM_Task with changeTrackingEnabled (vcsim stores the flag; change tracking is active at once). */
+export async function setChangeTracking(s: VcSession, vmRef: string, enabled: boolean): Promise<void> {
+  const xml = await soapCall(s.vc, s, 'ReconfigVM_Task', 'VirtualMachine', vmRef, `<spec><changeTrackingEnabled>${enabled}</changeTrackingEnabled></spec>`);
+  await waitTask(s, xmlText(xml, 'returnval')!);
+}
+
+/** CreateSnapshot_Task; returns the snapshot's managed object id. Throws SoapFault when the task ends in error. */
+export async function createSnapshot(s: VcSession, vmRef: string, name: string, opts: { memory?: boolean; quiesce?: boolean } = {}): Promise<string> {
+  const xml = await soapCall(s.vc, s, 'CreateSnapshot_Task', 'VirtualMachine', vmRef,
+    `<name>${xmlEscape(name)}</name><memory>${opts.memory ?? false}</memory><quiesce>${opts.quiesce ?? false}</quiesce>`);
+  const info = await waitTask(s, xmlText(xml, 'returnval')!);
+  const snap = xmlText(info, 'result');
+  if (!snap) throw new Error('vcsim: CreateSnapshot_Task returned no snapshot');
+  return snap;
+}
+
+/** RemoveSnapshot_Task. vcsim quirk: remove snapshots newest first, or keep one at a time (see docs/TESTING-VCSIM.md). */
+export async function removeSnapshot(s: VcSession, snapRef: string, removeChildren = false): Promise<void> {
+  const xml = await soapCall(s.vc, s, 'RemoveSnapshot_Task', 'VirtualMachineSnapshot', snapRef, `<removeChildren>${removeChildren}</removeChildren>`);
+  await waitTask(s, xmlText(xml, 'returnval')!);
+}
+
+export async function powerOn(s: VcSession, vmRef: string): Promise<void> {
+  const xml = await soapCall(s.vc, s, 'PowerOnVM_Task', 'VirtualMachine', vmRef);
+  await waitTask(s, xmlText(xml, 'returnval')!);
+}
+
+export async function powerOff(s: VcSession, vmRef: string): Promise<void> {
+  const xml = await soapCall(s.vc, s, 'PowerOffVM_Task', 'VirtualMachine', vmRef);
+  await waitTask(s, xmlText(xml, 'returnval')!);
+}
+
+/** runtime.powerState: "poweredOn" | "poweredOff" | "suspended". */
+export async function powerState(s: VcSession, vmRef: string): Promise<string> {
+  return xmlText(await retrieveProperties(s, 'VirtualMachine', vmRef, ['runtime.powerState']), 'val') ?? '';
+}
+
+export interface DiskBacking {
+  key: number;
+  fileName: string;
+  controllerKey: number;
+  unitNumber: number;
+  capacityBytes: number;
+  /** backing.changeId, undefined when not set */
+  changeId?: string;
+}
+
+/** The virtual disks of a VM ("VirtualMachine") or of a snapshot ("VirtualMachineSnapshot") from config.hardware.device. */
+export async function listDisks(s: VcSession, type: 'VirtualMachine' | 'VirtualMachineSnapshot', ref: string): Promise<DiskBacking[]> {
+  const xml = await retrieveProperties(s, type, ref, ['config.hardware.device']);
+  const out: DiskBacking[] = [];
+  for (const part of xml.split(/<VirtualDevice\s/).slice(1)) {
+    if (!/^[^>]*type="VirtualDisk"/.test(part)) continue;
+    const kb = Number(xmlText(part, 'capacityInKB') ?? 0);
+    const bytes = Number(xmlText(part, 'capacityInBytes') ?? 0);
+    const backing = xmlText(part, 'backing') ?? '';
+    const changeId = xmlText(backing, 'changeId');
+    out.push({
+      key: Number(xmlText(part, 'key')),
+      fileName: xmlText(backing, 'fileName') ?? '',
+      controllerKey: Number(xmlText(part.replace(/<backing[\s\S]*?<\/backing>/, ''), 'controllerKey')),
+      unitNumber: Number(xmlText(part.replace(/<backing[\s\S]*?<\/backing>/, ''), 'unitNumber')),
+      capacityBytes: bytes > 0 ? bytes : kb * 1024,
+      ...(changeId ? { changeId } : {}),
+    });
+  }
+  return out;
+}
+
+/** backing.changeId of one disk of a VM or snapshot (undefined if none). */
+export async function diskChangeId(s: VcSession, type: 'VirtualMachine' | 'VirtualMachineSnapshot', ref: string, deviceKey: number): Promise<string | undefined> {
+  const d = (await listDisks(s, type, ref)).find((x) => x.key === deviceKey);
+  if (!d) throw new Error(`vcsim: no disk ${deviceKey} on ${type} ${ref}`);
+  return d.changeId;
+}
+
+export interface ChangedArea {
+  start: number;
+  length: number;
+}
+
+export interface DiskChangeInfo {
+  startOffset: number;
+  length: number;
+  changedArea: ChangedArea[];
+}
+
+/** One QueryChangedDiskAreas call (snapshot may be undefined: the current state of a powered-off VM). */
+export async function queryChangedDiskAreas(s: VcSession, vmRef: string, snapRef: string | undefined, deviceKey: number, startOffset: number, changeId: string): Promise<DiskChangeInfo> {
+  const args = (snapRef ? moref('snapshot', 'VirtualMachineSnapshot', snapRef) : '') +
+    `<deviceKey>${deviceKey}</deviceKey><startOffset>${startOffset}</startOffset><changeId>${xmlEscape(changeId)}</changeId>`;
+  const xml = await soapCall(s.vc, s, 'QueryChangedDiskAreas', 'VirtualMachine', vmRef, args);
+  const ret = xmlText(xml, 'returnval') ?? '';
+  const areas = xmlAll(ret, 'changedArea').map((a) => ({ start: Number(xmlText(a, 'start')), length: Number(xmlText(a, 'length')) }));
+  const head = ret.replace(/<changedArea>[\s\S]*?<\/changedArea>/g, '');
+  return { startOffset: Number(xmlText(head, 'startOffset')), length: Number(xmlText(head, 'length')), changedArea: areas };
+}
+
+/** Pages through QueryChangedDiskAreas from offset 0 to capacity; returns all areas and the number of calls. */
+export async function queryAllChangedAreas(s: VcSession, vmRef: string, snapRef: string | undefined, deviceKey: number, capacityBytes: number, changeId: string): Promise<{ areas: ChangedArea[]; calls: number }> {
+  const areas: ChangedArea[] = [];
+  let off = 0;
+  let calls = 0;
+  while (off < capacityBytes) {
+    const r = await queryChangedDiskAreas(s, vmRef, snapRef, deviceKey, off, changeId);
+    calls++;
+    if (r.length <= 0) throw new Error('vcsim: QueryChangedDiskAreas returned length 0');
+    areas.push(...r.changedArea);
+    off = r.startOffset + r.length;
+  }
+  return { areas, calls };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Datastore files (/folder: the simulator does not check the session there, real vCenter does)
+
+function folderPath(disk: Pick<VcsimDisk, 'path' | 'datastore' | 'dcPath'>): string {
+  const p = disk.path.split('/').map(encodeURIComponent).join('/');
+  return `/folder/${p}?dcPath=${encodeURIComponent(disk.dcPath || 'DC0')}&dsName=${encodeURIComponent(disk.datastore)}`;
+}
+
+/**
+ * How to authenticate on /folder: 'none', 'basic' (the simulator's username/password) or a session (its cookie).
+ * Default: 'basic' when the simulator was started with folderAuth, else 'none'.
+ */
+export type FolderAuth = 'none' | 'basic' | VcSession;
+
+function folderHeaders(vc: Vcsim, auth: FolderAuth | undefined): Record<string, string> {
+  const a = auth ?? (vc.folderAuth ? 'basic' : 'none');
+  if (a === 'none') return {};
+  if (a === 'basic') return { authorization: `Basic ${Buffer.from(`${vc.username}:${vc.password}`).toString('base64')}` };
+  return { cookie: `vmware_soap_session=${a.cookie}` };
+}
+
+/** Replaces the disk's content (PUT /folder: a full rewrite of the file). Pass capacity-sized data to keep ranged reads valid. */
+export async function uploadDisk(vc: Vcsim, disk: Pick<VcsimDisk, 'path' | 'datastore' | 'dcPath'>, data: Buffer, auth?: FolderAuth): Promise<void> {
+  const r = await vcRequest(vc, 'PUT', folderPath(disk), { body: data, headers: { 'content-type': 'application/octet-stream', ...folderHeaders(vc, auth) } });
+  if (r.status !== 200 && r.status !== 201) throw new Error(`vcsim: PUT ${disk.path}: HTTP ${r.status}`);
+}
+
+/** Reads the disk's content (GET /folder), optionally a byte range [start, end). */
+export async function downloadDisk(vc: Vcsim, disk: Pick<VcsimDisk, 'path' | 'datastore' | 'dcPath'>, range?: { start: number; end: number }, auth?: FolderAuth): Promise<Buffer> {
+  const headers: Record<string, string> = { ...folderHeaders(vc, auth) };
+  if (range) headers.range = `bytes=${range.start}-${range.end - 1}`;
+  const r = await vcRequest(vc, 'GET', folderPath(disk), { headers });
+  if (r.status !== 200 && r.status !== 206) throw new Error(`vcsim: GET ${disk.path}: HTTP ${r.status}`);
+  return r.body;
+}
+
+/** The local file behind a datastore path ("[LocalDS_0] DC0_H0_VM0/disk1.vmdk"). */
+export function localPathOf(vc: Vcsim, fileName: string): string {
+  const m = /^\[([^\]]+)\]\s*(.*)$/.exec(fileName);
+  const ds = m && vc.datastores.find((d) => d.name === m[1]);
+  if (!m || !ds) throw new Error(`vcsim: not a datastore path of this simulator: ${fileName}`);
+  const full = resolve(ds.dir, m[2]!);
+  if (!full.startsWith(resolve(ds.dir) + '/')) throw new Error(`vcsim: path escapes the datastore: ${fileName}`);
+  return full;
+}
+
+/**
+ * Adds a thin disk of sizeBytes to a VM (ReconfigVM_Task, device add + file create, on the SCSI controller of its
+ * first disk) and makes its file sparse at full size. Returns the new disk as a VcsimDisk (path for /folder).
+ */
+export async function addDisk(s: VcSession, vmRef: string, sizeBytes: number, fileName?: string): Promise<VcsimDisk> {
+  if (sizeBytes <= 0 || sizeBytes % 1024 !== 0) throw new Error('vcsim: disk size must be a positive multiple of 1 KiB');
+  const before = await listDisks(s, 'VirtualMachine', vmRef);
+  const first = before[0];
+  if (!first) throw new Error(`vcsim: VM ${vmRef} has no disk to take the controller from`);
+  const used = new Set(before.filter((d) => d.controllerKey === first.controllerKey).map((d) => d.unitNumber));
+  let unit = 0;
+  while (used.has(unit) || unit === 7) unit++;
+  const m = /^\[([^\]]+)\]\s*(.*)\/[^/]+$/.exec(first.fileName);
+  if (!m) throw new Error(`vcsim: unexpected disk file name ${first.fileName}`);
+  const name = fileName ?? `[${m[1]}] ${m[2]}/disk-added-${unit}.vmdk`;
+  const spec =
+    '<spec><deviceChange><operation>add</operation><fileOperation>create</fileOperation>' +
+    '<device xsi:type="VirtualDisk"><key>-101</key>' +
+    `<backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName>${xmlEscape(name)}</fileName><diskMode>persistent</diskMode><thinProvisioned>true</thinProvisioned></backing>` +
+    `<controllerKey>${first.controllerKey}</controllerKey><unitNumber>${unit}</unitNumber>` +
+    `<capacityInKB>${sizeBytes / 1024}</capacityInKB><capacityInBytes>${sizeBytes}</capacityInBytes></device>` +
+    '</deviceChange></spec>';
+  const xml = await soapCall(s.vc, s, 'ReconfigVM_Task', 'VirtualMachine', vmRef, spec);
+  await waitTask(s, xmlText(xml, 'returnval')!);
+  const after = await listDisks(s, 'VirtualMachine', vmRef);
+  const added = after.find((d) => d.fileName === name);
+  if (!added) throw new Error(`vcsim: the added disk ${name} is not in the VM's devices`);
+  const local = localPathOf(s.vc, name);
+  truncateSync(local, sizeBytes);
+  const dsName = m[1]!;
+  const rel = name.replace(/^\[[^\]]+\]\s*/, '');
+  const dcPath = s.vc.vms.find((v) => v.ref === vmRef)?.disks[0]?.dcPath ?? 'DC0';
+  return { key: added.key, fileName: name, datastore: dsName, path: rel, localPath: local, capacityBytes: sizeBytes, dcPath };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Test hooks: faults the simulator cannot produce by itself (see test/fixtures/vcsim/ext.go)
+
+async function hook(vc: Vcsim, path: string, query: Record<string, string | number | undefined> = {}, method = 'POST'): Promise<Record<string, unknown>> {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) if (v !== undefined) q.set(k, String(v));
+  const qs = q.toString();
+  const r = await vcRequest(vc, method, `/_coffer/${path}${qs ? `?${qs}` : ''}`);
+  const body = JSON.parse(r.body.toString('utf8') || '{}') as Record<string, unknown>;
+  if (r.status !== 200) throw new Error(`vcsim hook ${path}: HTTP ${r.status} ${JSON.stringify(body)}`);
+  return body;
+}
+
+/**
+ * The next `count` (default 1) calls of `method` (on managed object id `opts.this`, or any) fail: a *_Task method
+ * returns a task that ends in error state with the fault, other methods answer a SOAP fault.
+ * fault: a vim25 fault type name (default "SystemError"), message: the localized message.
+ */
+export function failNext(vc: Vcsim, method: string, opts: { fault?: string; message?: string; count?: number; this?: string } = {}): Promise<Record<string, unknown>> {
+  return hook(vc, 'fail-next', { method, fault: opts.fault, message: opts.message, count: opts.count, this: opts.this });
+}
+
+export function clearFailures(vc: Vcsim): Promise<Record<string, unknown>> {
+  return hook(vc, 'clear-failures');
+}
+
+/** Terminates every session: the next call with an old cookie gets NotAuthenticated; logging in again works. */
+export function expireSessions(vc: Vcsim): Promise<Record<string, unknown>> {
+  return hook(vc, 'expire-sessions');
+}
+
+/** Resets change tracking (all VMs, or one VM id): every changeId minted so far becomes unknown (InvalidArgument). */
+export function forgetChangeIds(vc: Vcsim, vmRef?: string): Promise<Record<string, unknown>> {
+  return hook(vc, 'forget-change-ids', { vm: vmRef });
+}
+
+/** Pending failures, live session count, changeIds per "vm/deviceKey". */
+export function hookState(vc: Vcsim): Promise<Record<string, unknown>> {
+  return hook(vc, 'state', {}, 'GET');
 }
