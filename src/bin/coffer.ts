@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { runCli, type CliDeps } from '../cli/index.js';
 import { CodecPool } from '../engine/index.js';
 import { openSource } from '../sources/index.js';
-import { openVsphereBackup } from '../vsphere/index.js';
+import { openVsphereBackup, openVsphereRestore } from '../vsphere/index.js';
 import { LocalBlobStore } from '../storage/index.js';
 import { CofferError } from '../shared/index.js';
 
@@ -53,6 +53,7 @@ const deps: CliDeps = {
   openSource: (spec, opts) => openSource(spec, opts),
   createPool: (params) => new CodecPool(params),
   openVsphere: (spec, opts) => openVsphereBackup(spec, opts),
+  openVsphereRestore: (spec, cfg, opts) => openVsphereRestore(spec, cfg, opts),
 };
 
 const code = await runCli(process.argv.slice(2), deps);

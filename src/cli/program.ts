@@ -9,7 +9,7 @@ import { EXIT_CODES, EXIT_OK } from './exit-codes.js';
 import { COMMAND_MODULES } from './modules.js';
 import { ProgressReporter } from './progress.js';
 import { isVsphereUrl } from '../vsphere/index.js';
-import { addTlsOptions, backupVsphere, type VsphereCliOpts } from './vsphere-commands.js';
+import { addTlsOptions, backupVsphere, restoreVsphere, type VsphereCliOpts, type VsphereRestoreCliOpts } from './vsphere-commands.js';
 
 /** The options every repository command has (see `common` below). */
 export interface CommonOpts {
@@ -220,18 +220,30 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
       }
     });
 
-  common(program.command('restore').description('restore one disk of a restore point to a file, block device or stdout'))
+  addTlsOptions(common(program.command('restore').description('restore one disk of a restore point to a file, block device or stdout; or a whole VM to vCenter (--to vsphere://)')))
     .argument('<id>', 'restore point id, unique prefix, or "latest"')
-    .requiredOption('--disk <n>', 'disk index (0-based)')
-    .requiredOption('--target <path>', 'output file (sparse raw image), block device, or - for stdout')
-    .option('--force', 'overwrite an existing target file')
+    .option('--disk <n>', 'disk index (0-based)')
+    .option('--target <path>', 'output file (sparse raw image), block device, or - for stdout')
+    .option('--force', 'overwrite an existing target file (vsphere: replace the disks of an existing powered-off VM)')
     .option('--sync', 'fsync the restored file before exiting (block devices are always synced)')
     .option('--check-ids', 're-hash every chunk to its id while restoring (slower; verify --read-data does this)')
     .option('--format <format>', 'raw (sparse), qcow2, vmdk (streamOptimized) or vhdx', 'raw')
-    .action(async (ref: string, o: CommonOpts & { disk: string; target: string; force?: boolean; sync?: boolean; checkIds?: boolean; format: string }) => {
+    .option('--to <url>', 'vsphere://HOST[:PORT]/NEWNAME: create a VM from the stored configuration and upload its disks')
+    .option('--datastore <name>', 'vsphere: datastore for the VM and its disks')
+    .option('--power-on', 'vsphere: power the restored VM on')
+    .option('--folder <path>', 'vsphere: VM folder (default: the original one if it exists, else the datacenter\'s)')
+    .option('--pool <path>', 'vsphere: resource pool (default: the original one if it exists)')
+    .option('--host <name>', 'vsphere: host for the new VM')
+    .option('--path <dir/file>', 'vsphere with --disk: datastore path to upload that one disk to')
+    .action(async (ref: string, o: CommonOpts & VsphereRestoreCliOpts & { disk?: string; target?: string; force?: boolean; sync?: boolean; checkIds?: boolean; format: string }) => {
+      if (o.to !== undefined) return restoreVsphere(kit, ref, o);
+      if (o.disk === undefined) throw new CofferError('USAGE', "required option '--disk <n>' not specified");
+      if (o.target === undefined) throw new CofferError('USAGE', "required option '--target <path>' not specified (or --to vsphere://HOST/NEWNAME)");
+      const target: string = o.target;
+      const diskArg = o.disk;
       const repo = await openRepo(o, stderrLogger(deps, o.quiet), true);
       const pointId = await repo.resolvePoint(ref);
-      const toStdout = o.target === '-';
+      const toStdout = target === '-';
       if (o.format !== 'raw') {
         if (!['qcow2', 'vmdk', 'vhdx'].includes(o.format)) throw new CofferError('USAGE', `--format must be raw, qcow2, vmdk or vhdx, not ${JSON.stringify(o.format)}`);
         if (toStdout) throw new CofferError('USAGE', `--format ${o.format} needs a file target, not stdout`);
@@ -239,9 +251,9 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
         const result = await withPool(repo, (pool) =>
           exportDisk(repo, pool, {
             pointId,
-            disk: parseInteger(o.disk, '--disk'),
+            disk: parseInteger(diskArg, '--disk'),
             format: o.format as ExportFormat,
-            target: o.target,
+            target: target,
             force: Boolean(o.force),
             signal: deps.signal,
             onProgress: (p) => progress.update(p.bytesDone, p.bytesTotal),
@@ -257,8 +269,8 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
       const result = await withPool(repo, (pool) =>
         restoreDisk(repo, pool, {
           pointId,
-          disk: parseInteger(o.disk, '--disk'),
-          target: toStdout ? { kind: 'stream', stream: deps.stdout } : { kind: 'path', path: o.target, force: Boolean(o.force) },
+          disk: parseInteger(diskArg, '--disk'),
+          target: toStdout ? { kind: 'stream', stream: deps.stdout } : { kind: 'path', path: target, force: Boolean(o.force) },
           signal: deps.signal,
           sync: Boolean(o.sync),
           checkIds: Boolean(o.checkIds),

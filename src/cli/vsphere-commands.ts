@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
-import { backup } from '../engine/index.js';
+import { PassThrough } from 'node:stream';
+import { backup, restoreDisk } from '../engine/index.js';
 import { CofferError, formatBytes, type Logger } from '../shared/index.js';
-import { connectVsphere, fetchThumbprint, formatFingerprint, loadInventory, parseVsphereUrl, selectVms, type TlsPolicy, type VmInfo } from '../vsphere/index.js';
+import { connectVsphere, fetchThumbprint, formatFingerprint, isVsphereUrl, loadInventory, openVsphereRestore, parseStoredConfig, parseVsphereUrl, selectVms, uploadToDatastore, type TlsPolicy, type VmInfo } from '../vsphere/index.js';
 import { stderrLogger } from './context.js';
 import type { CommandModule } from './modules.js';
-import { printBackupResult, type CommandKit, type CommonOpts } from './program.js';
+import { parseInteger, printBackupResult, type CommandKit, type CommonOpts } from './program.js';
 import { ProgressReporter } from './progress.js';
 
 /** The vSphere options of `backup`. */
@@ -184,3 +185,120 @@ export const vsphereCommands: CommandModule = (program, kit) => {
       else write(`${fp}\n`);
     });
 };
+
+/** The vSphere options of `restore`. */
+export interface VsphereRestoreCliOpts {
+  to?: string;
+  datastore?: string;
+  powerOn?: boolean;
+  folder?: string;
+  pool?: string;
+  host?: string;
+  path?: string;
+  thumbprint?: string;
+  insecureTls?: boolean;
+}
+
+/**
+ * `coffer restore ID --to vsphere://HOST/NEWNAME --datastore DS`: a new VM from the stored configuration, each disk
+ * streamed from the restore engine into a PUT on the datastore; a VM we created is deleted again if anything fails.
+ * With --disk N --path DIR/FILE: that one disk uploaded to a datastore file.
+ */
+export async function restoreVsphere(kit: CommandKit, ref: string, o: CommonOpts & VsphereRestoreCliOpts & { disk?: string; target?: string; force?: boolean; checkIds?: boolean; format: string }): Promise<void> {
+  const { deps, write } = kit;
+  const to = o.to!;
+  if (!isVsphereUrl(to)) throw new CofferError('USAGE', `--to must be a vsphere:// URL, not ${JSON.stringify(to)} (use --target for files)`);
+  if (o.target !== undefined) throw new CofferError('USAGE', '--to and --target exclude each other');
+  if (o.format !== 'raw') throw new CofferError('USAGE', '--format applies to file targets only');
+  if (!o.datastore) throw new CofferError('USAGE', "--to vsphere:// needs --datastore NAME");
+  const tls = tlsPolicy(o);
+  const logger = stderrLogger(deps, o.quiet);
+  const repo = await kit.openRepo(o, logger, true);
+  const pointId = await repo.resolvePoint(ref);
+  const manifest = await repo.loadManifest(pointId);
+  const started = Date.now();
+  const progress = new ProgressReporter(deps.stderr as never, `restore ${pointId.slice(0, 8)}`, kit.progressOn(o));
+  const base = { tls, env: deps.env, logger, signal: deps.signal, datastore: o.datastore, folder: o.folder, pool: o.pool, host: o.host, force: Boolean(o.force) };
+
+  if (o.disk !== undefined) {
+    const disk = parseInteger(o.disk, '--disk');
+    const d = manifest.disks[disk];
+    if (!d) throw new CofferError('NOT_FOUND', `restore point ${pointId} has no disk ${disk} (it has ${manifest.disks.length})`);
+    if (!o.path) throw new CofferError('USAGE', '--disk N --to vsphere://HOST needs --path DIR/FILE (the datastore file to write)');
+    const up = await kit.withPool(repo, (pool) =>
+      uploadToDatastore(to, {
+        ...base,
+        path: o.path!,
+        sizeBytes: d.sizeBytes,
+        body: () => new PassThrough({ highWaterMark: 4 << 20 }),
+        run: async (body) => {
+          try {
+            await restoreDisk(repo, pool, { pointId, disk, target: { kind: 'stream', stream: body as PassThrough }, signal: deps.signal, checkIds: Boolean(o.checkIds), onProgress: (p) => progress.update(p.bytesDone, p.bytesTotal) });
+            (body as PassThrough).end();
+          } catch (e) {
+            body.destroy(e as Error);
+            throw e;
+          }
+        },
+      }),
+    );
+    progress.done();
+    const result = { id: pointId, vm: manifest.vm.name, disk, sizeBytes: d.sizeBytes, target: up.fileName, durationMs: Date.now() - started };
+    if (o.json) write(JSON.stringify(result) + '\n');
+    else write(`restored disk ${disk} of ${pointId} (${formatBytes(d.sizeBytes)}) to ${up.fileName}\n`);
+    return;
+  }
+
+  if (o.path) throw new CofferError('USAGE', '--path needs --disk N (one disk to a datastore file)');
+  const cfg = parseStoredConfig(manifest.vmConfig, pointId);
+  if (cfg.disks.length !== manifest.disks.length) throw new CofferError('CORRUPT', `restore point ${pointId}: the stored configuration lists ${cfg.disks.length} disks, the manifest ${manifest.disks.length}`);
+  for (const [i, d] of cfg.disks.entries()) {
+    if (d.capacityBytes !== manifest.disks[i]!.sizeBytes) throw new CofferError('CORRUPT', `restore point ${pointId}: disk ${i} is ${manifest.disks[i]!.sizeBytes} bytes, its stored configuration says ${d.capacityBytes}`);
+  }
+  const target = await deps.openVsphereRestore(to, cfg, base);
+  let ok = false;
+  const uploaded: string[] = [];
+  try {
+    const total = manifest.disks.reduce((a, d) => a + d.sizeBytes, 0);
+    let before = 0;
+    await kit.withPool(repo, async (pool) => {
+      for (const [i, d] of manifest.disks.entries()) {
+        const body = new PassThrough({ highWaterMark: 4 << 20 });
+        const put = target.upload(i, body, { signal: deps.signal });
+        put.catch((e: Error) => body.destroy(e));
+        try {
+          await restoreDisk(repo, pool, { pointId, disk: i, target: { kind: 'stream', stream: body }, signal: deps.signal, checkIds: Boolean(o.checkIds), onProgress: (p) => progress.update(before + p.bytesDone, total) });
+          body.end();
+        } catch (e) {
+          body.destroy(e as Error);
+          await put.catch(() => undefined);
+          throw e;
+        }
+        uploaded.push(await put);
+        before += d.sizeBytes;
+      }
+    });
+    await target.finish({ powerOn: Boolean(o.powerOn) });
+    ok = true;
+  } finally {
+    if (!ok) await target.abort();
+    await target.close();
+  }
+  progress.done();
+  const result = {
+    id: pointId,
+    vm: target.vmName,
+    moref: target.vmId,
+    created: target.created,
+    poweredOn: Boolean(o.powerOn),
+    datastore: o.datastore,
+    disks: target.disks.map((d, i) => ({ index: i, fileName: d.fileName, sizeBytes: d.capacityBytes })),
+    warnings: target.warnings,
+    durationMs: Date.now() - started,
+  };
+  if (o.json) write(JSON.stringify(result) + '\n');
+  else {
+    write(`restored ${pointId} (${manifest.vm.name}) as VM ${result.vm} (${result.moref}${result.created ? ', new' : ', disks replaced'}${result.poweredOn ? ', powered on' : ''})\n`);
+    for (const d of result.disks) write(`  disk ${d.index}: ${formatBytes(d.sizeBytes)} -> ${d.fileName}\n`);
+  }
+}

@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import { NbdSource, parseNbdUri } from '../sources/index.js';
 import { CofferError, silentLogger, type Logger, type Op } from '../shared/index.js';
 import type { HttpsClient } from './https-client.js';
@@ -29,7 +30,7 @@ export interface HttpTransportOptions {
   rangeBytes?: number;
 }
 
-interface FileExtent {
+export interface FileExtent {
   /** datastore-relative path of the file holding these bytes */
   path: string;
   /** disk offset where this extent starts */
@@ -55,7 +56,15 @@ export class HttpDatastoreTransport implements DiskTransport {
   constructor(private readonly o: HttpTransportOptions) {}
 
   async open(disk: VmDisk, _index: number, ctx: { datacenter: string }, op: Op = {}): Promise<DiskReader> {
+    const { datastore } = parseDatastorePath(disk.fileName);
+    const extents = await this.resolve(disk, ctx.datacenter, op);
+    return new HttpDiskReader(this, ctx.datacenter, datastore, extents, `https://${this.o.http.host}:${this.o.http.port}/folder/${extents[0]!.path}`);
+  }
+
+  /** The datastore files holding the disk's bytes, in disk order (the .vmdk itself for a flat file). */
+  async resolve(disk: Pick<VmDisk, 'fileName' | 'capacityBytes'>, datacenter: string, op: Op = {}): Promise<FileExtent[]> {
     const { datastore, path } = parseDatastorePath(disk.fileName);
+    const ctx = { datacenter };
     const head = await this.get(ctx.datacenter, datastore, path, 0, 4095, op, true);
     const text = head.body.toString('latin1');
     let extents: FileExtent[];
@@ -66,10 +75,48 @@ export class HttpDatastoreTransport implements DiskTransport {
     } else {
       extents = [{ path, start: 0, length: disk.capacityBytes, fileBytes: head.total }];
     }
-    return new HttpDiskReader(this, ctx.datacenter, datastore, extents, `https://${this.o.http.host}:${this.o.http.port}/folder/${path}`);
+    return extents;
   }
 
-  private async descriptorExtents(text: string, disk: VmDisk, dc: string, datastore: string, path: string, op: Op): Promise<FileExtent[]> {
+  /**
+   * Writes a whole disk (PUT /folder, streamed, Content-Length = size) into the file that holds its bytes: the flat
+   * extent named by a descriptor, else the .vmdk itself (vcsim). Untested against a real vCenter (DESIGN.md §vSphere).
+   */
+  async upload(disk: Pick<VmDisk, 'fileName' | 'capacityBytes'>, datacenter: string, body: Readable, op: Op = {}): Promise<string> {
+    const extents = await this.resolve(disk, datacenter, op).catch((e: unknown) => {
+      if (e instanceof CofferError && e.code === 'SOURCE_UNREADABLE' && /HTTP 404/.test(e.message)) return undefined; // a new file
+      throw e;
+    });
+    if (extents && extents.length !== 1) throw new CofferError('TARGET_UNWRITABLE', `${disk.fileName} has ${extents.length} extents; uploads need a single flat extent`);
+    const path = extents?.[0]?.path ?? parseDatastorePath(disk.fileName).path;
+    const { datastore } = parseDatastorePath(disk.fileName);
+    await this.put(datacenter, datastore, path, body, disk.capacityBytes, op);
+    return path;
+  }
+
+  async put(dc: string, ds: string, path: string, body: Readable, sizeBytes: number, op: Op = {}): Promise<void> {
+    const headers: Record<string, string | number> = { 'Content-Type': 'application/octet-stream', 'Content-Length': sizeBytes };
+    const cookie = this.o.cookie();
+    if (cookie) headers['Cookie'] = cookie;
+    const reply = await this.o.http.request({ method: 'PUT', path: folderUrl(dc, ds, path), headers, body, signal: op.signal, timeoutMs: 600_000, maxBytes: 1 << 20 });
+    if (reply.status === 401 || reply.status === 403) throw new CofferError('VSPHERE_AUTH', `vCenter refused the upload to [${ds}] ${path} (HTTP ${reply.status})`);
+    if (reply.status !== 200 && reply.status !== 201 && reply.status !== 204) {
+      throw new CofferError('TARGET_UNWRITABLE', `uploading [${ds}] ${path} failed: HTTP ${reply.status} ${reply.body.subarray(0, 200).toString('utf8').trim()}`);
+    }
+  }
+
+  /** Whether a datastore file exists. */
+  async exists(dc: string, ds: string, path: string, op: Op = {}): Promise<boolean> {
+    try {
+      await this.get(dc, ds, path, 0, 0, op, true);
+      return true;
+    } catch (e) {
+      if (e instanceof CofferError && e.code === 'SOURCE_UNREADABLE' && /HTTP 404/.test(e.message)) return false;
+      throw e;
+    }
+  }
+
+  private async descriptorExtents(text: string, disk: Pick<VmDisk, 'fileName' | 'capacityBytes'>, dc: string, datastore: string, path: string, op: Op): Promise<FileExtent[]> {
     const parent = /^\s*parentCID\s*=\s*"?([0-9a-f]+)"?/im.exec(text)?.[1];
     if ((parent && parent.toLowerCase() !== 'ffffffff') || /^\s*parentFileNameHint/im.test(text)) {
       throw new CofferError('SOURCE_UNREADABLE', `${disk.fileName} is a delta disk (the VM has other snapshots): the HTTP transport reads flat base disks only`, { hint: 'remove the other snapshots of the VM, or use --transport nbd with a VDDK export' });

@@ -9,3 +9,4 @@ export { openVmBackup, cofferSnapshots, SNAPSHOT_PREFIX, type VmBackupSession } 
 export { HttpDatastoreTransport, NbdDiskTransport, folderUrl, type DiskTransport, type DiskReader } from './disk-transport.js';
 export { VsphereDiskSource } from './vsphere-disk-source.js';
 export { parseStoredConfig, type StoredVmConfig } from './vm-config.js';
+export { openVsphereRestore, uploadToDatastore, type VsphereRestoreOptions, type VsphereVmRestore } from './vsphere-restore.js';
