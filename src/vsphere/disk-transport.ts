@@ -154,7 +154,7 @@ export class HttpDatastoreTransport implements DiskTransport {
       if (cookie) headers['Cookie'] = cookie;
       let reply;
       try {
-        reply = await this.o.http.request({ method: 'GET', path: folderUrl(dc, ds, path), headers, signal: op.signal, timeoutMs: 120_000, maxBytes: last - first + 1 + 1 });
+        reply = await this.o.http.request({ method: 'GET', path: folderUrl(dc, ds, path), headers, signal: op.signal, timeoutMs: 120_000, maxBytes: Math.max(last - first + 2, 65536) });
       } catch (e) {
         if (e instanceof CofferError && e.details.retryable === true && !op.signal?.aborted) {
           lastError = e;
