@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import {
   addDisk, createSnapshot, diskChangeId, downloadDisk, expireSessions, failNext, forgetChangeIds, hookState, listDisks, powerOff,
@@ -173,6 +174,21 @@ test('vcsim hooks: failed snapshot tasks, failed removal, expired sessions', asy
   await rejectsFault(retrieveProperties(s, 'VirtualMachine', vm.ref, ['name']), 'InvalidState');
   await assert.rejects(failNext(vc, 'X', { fault: 'NoSuchFault' }), /unknown vim25 type/);
 
+  // faults of the transport, which the simulator cannot produce: a dropped connection, a 503 page, broken XML, a delay
+  await failNext(vc, 'RetrieveProperties', { mode: 'drop' });
+  await assert.rejects(retrieveProperties(s, 'VirtualMachine', vm.ref, ['name']), (e: Error) => !(e instanceof SoapFault) && /socket hang up|ECONNRESET/.test(e.message));
+  await failNext(vc, 'QueryChangedDiskAreas', { mode: 'http503' });
+  await rejectsFault(queryChangedDiskAreas(s, vm.ref, undefined, vm.disks[0]!.key, 0, '*'), 'HTTP 503');
+  await failNext(vc, 'RetrieveProperties', { mode: 'garbage' });
+  assert.match(await retrieveProperties(s, 'VirtualMachine', vm.ref, ['name']), /<unterminated$/);
+  await failNext(vc, 'RetrieveProperties', { mode: 'delay', delayMs: 300 });
+  const t0 = Date.now();
+  assert.equal(xmlText(await retrieveProperties(s, 'VirtualMachine', vm.ref, ['name']), 'val'), 'DC0_H0_VM0');
+  assert.ok(Date.now() - t0 >= 290);
+  await failNext(vc, 'QueryChangedDiskAreas', { fault: 'FileFault', message: 'change tracking failed' });
+  await rejectsFault(queryChangedDiskAreas(s, vm.ref, undefined, vm.disks[0]!.key, 0, '*'), 'FileFault', /change tracking failed/);
+  assert.deepEqual((await hookState(vc)).failures, []);
+
   await expireSessions(vc);
   await rejectsFault(retrieveProperties(s, 'VirtualMachine', vm.ref, ['name']), 'NotAuthenticated');
   await rejectsFault(queryChangedDiskAreas(s, vm.ref, undefined, vm.disks[0]!.key, 0, '*'), 'NotAuthenticated');
@@ -188,14 +204,21 @@ test('vcsim: a disk added through ReconfigVM_Task is tracked too', async () => {
   const live = await listDisks(s, 'VirtualMachine', vm.ref);
   assert.equal(live.length, 3);
   assert.equal(live.find((d) => d.key === disk.key)?.capacityBytes, 3 * MiB);
-  const buf = Buffer.alloc(3 * MiB);
-  fillBlock(buf, 47, 3);
+  const buf = Buffer.alloc(11 * BLOCK); // shorter than the disk (48 blocks): the launcher pads the file back to the capacity
+  fillBlock(buf, 10, 3);
   await uploadDisk(vc, disk, buf);
+  assert.equal(statSync(disk.localPath).size, 3 * MiB);
+  assert.deepEqual(await downloadDisk(vc, disk, { start: 3 * MiB - 16, end: 3 * MiB }), Buffer.alloc(16));
   await setChangeTracking(s, vm.ref, true);
   const snap = await createSnapshot(s, vm.ref, 'with-added-disk');
   assert.match((await diskChangeId(s, 'VirtualMachineSnapshot', snap, disk.key)) ?? '', CHANGE_ID);
-  assert.deepEqual((await queryAllChangedAreas(s, vm.ref, snap, disk.key, disk.capacityBytes, '*')).areas, [{ start: 47 * BLOCK, length: BLOCK }]);
-  await removeSnapshot(s, snap);
+  assert.deepEqual((await queryAllChangedAreas(s, vm.ref, snap, disk.key, disk.capacityBytes, '*')).areas, [{ start: 10 * BLOCK, length: BLOCK }]);
+  // a child snapshot removed together with its parent is gone for QueryChangedDiskAreas too
+  const child = await createSnapshot(s, vm.ref, 'child');
+  await queryChangedDiskAreas(s, vm.ref, child, disk.key, 0, '*');
+  await removeSnapshot(s, snap, true);
+  await rejectsFault(queryChangedDiskAreas(s, vm.ref, child, disk.key, 0, '*'), 'ManagedObjectNotFound');
+  await rejectsFault(queryChangedDiskAreas(s, vm.ref, snap, disk.key, 0, '*'), 'ManagedObjectNotFound');
 });
 
 test('vcsim: folderAuth makes /folder require a session or Basic credentials, as vCenter', async () => {

@@ -663,8 +663,26 @@ async function hook(vc: Vcsim, path: string, query: Record<string, string | numb
  * returns a task that ends in error state with the fault, other methods answer a SOAP fault.
  * fault: a vim25 fault type name (default "SystemError"), message: the localized message.
  */
-export function failNext(vc: Vcsim, method: string, opts: { fault?: string; message?: string; count?: number; this?: string } = {}): Promise<Record<string, unknown>> {
-  return hook(vc, 'fail-next', { method, fault: opts.fault, message: opts.message, count: opts.count, this: opts.this });
+export function failNext(vc: Vcsim, method: string, opts: FailNextOptions = {}): Promise<Record<string, unknown>> {
+  return hook(vc, 'fail-next', { method, fault: opts.fault, message: opts.message, count: opts.count, this: opts.this, mode: opts.mode, delayMs: opts.delayMs });
+}
+
+export interface FailNextOptions {
+  /** vim25 fault type name, default "SystemError" (mode "fault") */
+  fault?: string;
+  message?: string;
+  /** how many calls, default 1 */
+  count?: number;
+  /** only calls on this managed object id */
+  this?: string;
+  /**
+   * fault (default): a SOAP fault, or for *_Task methods a task ending in error; drop: the connection is closed without
+   * a reply; http503: an HTML 503 as a load balancer sends; garbage: HTTP 200 with broken XML; delay: answered
+   * normally after delayMs.
+   */
+  mode?: 'fault' | 'drop' | 'http503' | 'garbage' | 'delay';
+  /** wait this long before acting (any mode) */
+  delayMs?: number;
 }
 
 export function clearFailures(vc: Vcsim): Promise<Record<string, unknown>> {
