@@ -130,7 +130,7 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
     .option('--timeout <seconds>', 'NBD request timeout', '30')
     .option('--no-quiesce', 'vsphere: do not quiesce the guest (crash-consistent snapshot) even when VMware Tools runs')
     .addOption(new Option('--transport <kind>', 'vsphere: how disks are read').choices(['http', 'nbd']).default('http'))
-    .option('--nbd-url <template>', 'vsphere --transport nbd: NBD export of each disk, {index} {key} {file} substituted (e.g. nbd://127.0.0.1:10809/{index})')
+    .option('--nbd-url <template>', 'vsphere --transport nbd: NBD export of each disk, {index} {key} {file} {name} substituted (e.g. nbd://127.0.0.1:10809/{index})')
     .action(async (sources: string[], o: CommonOpts & { vm?: string; tag?: string[]; verifyCbt?: boolean; timeout: string } & VsphereCliOpts) => {
       const logger = stderrLogger(deps, o.quiet);
       const timeoutMs = parseInteger(o.timeout, '--timeout') * 1000;

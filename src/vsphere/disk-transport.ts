@@ -236,7 +236,8 @@ class HttpDiskReader implements DiskReader {
 
 /**
  * Reads each disk from an NBD export, e.g. nbdkit's vddk plugin or a VDDK-based server exporting the snapshot's disks.
- * The URL template may use {index} (0-based disk order), {key} (device key) and {file} (datastore path, URL-encoded).
+ * The URL template may use {index} (0-based disk order), {key} (device key), {file} (datastore path, URL-encoded) and
+ * {name} (the file's base name, e.g. for `nbdkit file dir=VMDIR`).
  */
 export class NbdDiskTransport implements DiskTransport {
   readonly name = 'nbd';
@@ -246,7 +247,7 @@ export class NbdDiskTransport implements DiskTransport {
   ) {}
 
   async open(disk: VmDisk, index: number, _ctx: unknown, op: Op = {}): Promise<DiskReader> {
-    const spec = this.template.replace(/\{index\}/g, String(index)).replace(/\{key\}/g, String(disk.key)).replace(/\{file\}/g, encodeURIComponent(disk.fileName));
+    const spec = this.template.replace(/\{index\}/g, String(index)).replace(/\{key\}/g, String(disk.key)).replace(/\{file\}/g, encodeURIComponent(disk.fileName)).replace(/\{name\}/g, encodeURIComponent(disk.fileName.replace(/^.*[\/\]]\s*/, '')));
     const u = parseNbdUri(spec);
     if (u.tls) throw new CofferError('USAGE', 'nbds:// is not supported as a vSphere transport yet');
     const src = await NbdSource.open(u.address, { exportName: u.exportName, logger: this.logger }, op);
