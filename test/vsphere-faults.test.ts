@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { coffer, cofferAsync, tempDir } from './helpers/cli.js';
 import { prng } from './helpers/disks.js';
 import { assertNoStack, expectError, expectOk, makeGuestDisk } from './helpers/more-cli.js';
-import { expireSessions, failNext, forgetChangeIds, growDisk, hookState, listSnapshots, startVcsim, uploadDisk, vcLogin, type Vcsim, type VcSession } from './helpers/vsphere.js';
+import { clearFailures, expireSessions, failNext, forgetChangeIds, growDisk, hookState, listSnapshots, startVcsim, uploadDisk, vcLogin, type Vcsim, type VcSession } from './helpers/vsphere.js';
 
 const MiB = 1024 * 1024;
 
@@ -155,11 +155,23 @@ describe('vSphere backup faults (vcsim)', () => {
     assertNoStack(r);
     assert.equal(points(), before);
     await noSnapshots();
-    // an HTML error page instead of SOAP
-    await failNext(vc, 'RetrievePropertiesEx', { mode: 'http503' });
+    // an HTML error page instead of SOAP, every time (a read is retried 3 times)
+    await failNext(vc, 'RetrievePropertiesEx', { mode: 'http503', count: 4 });
     const h = coffer(backupArgs(), env);
-    expectError(h, 18, 'VSPHERE_FAULT');
+    const he = expectError(h, 18, 'VSPHERE_FAULT');
+    assert.match(he.message, /not SOAP \(HTTP 503/);
     assertNoStack(h);
+    await noSnapshots();
+    await clearFailures(vc);
+  });
+
+  test('a dropped connection on a read-only call is retried; the backup completes', async () => {
+    await failNext(vc, 'QueryChangedDiskAreas', { mode: 'drop' });
+    const r = coffer(backupArgs(), env);
+    const res = expectOk(r);
+    assert.match(r.stderr, /QueryChangedDiskAreas: .*retrying/);
+    assert.equal(res.mode, 'incremental');
+    restoreMatches(res.id);
     await noSnapshots();
   });
 

@@ -38,6 +38,9 @@ export interface VimFault {
 
 const SERVICE_INSTANCE = new MoRef('ServiceInstance', 'ServiceInstance');
 
+/** Methods without side effects: safe to send again when the reply was lost. */
+const IDEMPOTENT = new Set(['RetrieveServiceContent', 'RetrievePropertiesEx', 'RetrieveProperties', 'QueryChangedDiskAreas', 'CurrentTime', 'DestroyView']);
+
 /**
  * A vim25 SOAP session (DESIGN.md §vSphere): RetrieveServiceContent, Login with the session cookie, a keep-alive
  * timer, and one transparent re-login when a call fails with NotAuthenticated (an expired or dropped session).
@@ -105,7 +108,7 @@ export class VimClient {
     if (this.closed) throw new CofferError('INTERNAL', `vCenter client used after logout (${method})`);
     const cookieUsed = this.cookie;
     try {
-      return await this.call(method, self, args, op);
+      return await this.callRetrying(method, self, args, op);
     } catch (e) {
       if (!(e instanceof CofferError) || e.details.fault !== 'NotAuthenticated') throw e;
       this.logger.warn(`vCenter session expired during ${method}; logging in again`);
@@ -127,6 +130,23 @@ export class VimClient {
     }
   }
 
+  /**
+   * Read-only methods are retried after a dropped connection, a timeout or an HTTP 5xx without a SOAP fault (3 times,
+   * 0.5/1/2 s apart); methods that change something (tasks, Login) are not: a lost reply does not tell whether they ran.
+   */
+  private async callRetrying(method: string, self: MoRef, args: Record<string, SoapValue>, op: Op): Promise<XmlNode> {
+    const retries = IDEMPOTENT.has(method) ? 3 : 0;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.call(method, self, args, op);
+      } catch (e) {
+        if (attempt >= retries || !(e instanceof CofferError) || e.details.retryable !== true || op.signal?.aborted) throw e;
+        this.logger.warn(`vCenter ${method}: ${e.message}; retrying (attempt ${attempt + 1} of ${retries})`);
+        await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
+      }
+    }
+  }
+
   private async call(method: string, self: MoRef, args: Record<string, SoapValue>, op: Op): Promise<XmlNode> {
     const body = Buffer.from(envelope(method, self, args), 'utf8');
     const headers: Record<string, string | number> = {
@@ -143,8 +163,9 @@ export class VimClient {
     }
     const what = `vCenter reply to ${method}`;
     const ctype = String(reply.headers['content-type'] ?? '');
-    if (!/xml/i.test(ctype) && !reply.body.subarray(0, 200).toString('latin1').trimStart().startsWith('<')) {
-      throw new CofferError('VSPHERE_FAULT', `${what} is not SOAP (HTTP ${reply.status}, ${ctype || 'no content type'})`, { details: { protocol: true, status: reply.status } });
+    const looksXml = /xml/i.test(ctype) || (!ctype && reply.body.subarray(0, 200).toString('latin1').trimStart().startsWith('<'));
+    if (!looksXml) {
+      throw new CofferError('VSPHERE_FAULT', `${what} is not SOAP (HTTP ${reply.status}, ${ctype || 'no content type'})`, { details: { protocol: true, status: reply.status, ...(reply.status >= 500 ? { retryable: true } : {}) } });
     }
     const doc = parseXml(reply.body.toString('utf8'), what);
     if (doc.name !== 'Envelope' || doc.ns !== NS_SOAPENV) throw bogusReply(what, `has root <${doc.name}>, not a SOAP envelope`);
