@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import {
-  addDisk, createSnapshot, diskChangeId, downloadDisk, expireSessions, failNext, forgetChangeIds, hookState, listDisks, powerOff,
+  addDisk, createSnapshot, currentDisks, diskChangeId, downloadDisk, expireSessions, failNext, forgetChangeIds, hookState, listDisks, powerOff,
   powerOn, powerState, queryAllChangedAreas, queryChangedDiskAreas, removeSnapshot, retrieveProperties, setChangeTracking,
   SoapFault, startVcsim, uploadDisk, vcLogin, xmlText, type ChangedArea, type Vcsim, type VcSession,
 } from './helpers/vcsim.js';
@@ -222,9 +222,11 @@ test('vcsim: a disk added through ReconfigVM_Task is tracked too', async () => {
 });
 
 test('vcsim: folderAuth makes /folder require a session or Basic credentials, as vCenter', async () => {
-  const guarded = await startVcsim({ folderAuth: true, vms: 1, clusters: 0, diskMiB: [1] });
+  const guarded = await startVcsim({ folderAuth: true, vms: 1, clusters: 0 }); // the default 1 MiB disk
   try {
     assert.equal(guarded.folderAuth, true);
+    // every disk file is as long as its disk from the start (vcsim's own are empty files)
+    assert.equal(statSync(guarded.vm('DC0_H0_VM0').disks[0]!.localPath).size, MiB);
     const disk = guarded.vm('DC0_H0_VM0').disks[0]!;
     await assert.rejects(downloadDisk(guarded, disk, { start: 0, end: 16 }, 'none'), /HTTP 401/);
     await assert.rejects(downloadDisk(guarded, disk, { start: 0, end: 16 }, { vc: guarded, cookie: 'forged' }), /HTTP 401/);
@@ -236,5 +238,102 @@ test('vcsim: folderAuth makes /folder require a session or Basic credentials, as
     await assert.rejects(downloadDisk(guarded, disk, { start: 0, end: 16 }, s), /HTTP 401/);
   } finally {
     await guarded.stop();
+  }
+});
+
+test('vcsim: removing snapshots never deletes the disk the VM runs on (works around a vcsim bug)', async () => {
+  // a simulator of its own: whether vcsim's bug strikes depends on earlier snapshot operations
+  const fresh = await startVcsim({ vms: 1, clusters: 0, diskMiB: [1, 1] });
+  try {
+    const s = await vcLogin(fresh);
+    const vm = fresh.vm('DC0_H0_VM0');
+    const d1 = vm.disks[0]!;
+    const data = Buffer.alloc(d1.capacityBytes);
+    fillBlock(data, 5, 5);
+    await uploadDisk(fresh, d1, data);
+    // vcsim alone deletes disk1.vmdk at the second removal
+    const a = await createSnapshot(s, vm.ref, 'a');
+    const b = await createSnapshot(s, vm.ref, 'b');
+    await removeSnapshot(s, b);
+    await removeSnapshot(s, a);
+    assert.equal(statSync(d1.localPath).size, d1.capacityBytes);
+    assert.deepEqual(await downloadDisk(fresh, d1, { start: 5 * BLOCK, end: 6 * BLOCK }), data.subarray(5 * BLOCK, 6 * BLOCK));
+  } finally {
+    await fresh.stop();
+  }
+});
+
+test('vcsim deltaDisks: snapshots freeze disk content; removal consolidates as vSphere', async () => {
+  const sim = await startVcsim({ vms: 1, clusters: 0, diskMiB: [2], deltaDisks: true });
+  try {
+    assert.equal(sim.deltaDisks, true);
+    const s = await vcLogin(sim);
+    const vm = sim.vm('DC0_H0_VM0');
+    const key = vm.disks[0]!.key;
+    await setChangeTracking(s, vm.ref, true);
+    const A = Buffer.alloc(2 * MiB);
+    fillBlock(A, 0, 1);
+    fillBlock(A, 9, 1);
+    await uploadDisk(sim, vm.disks[0]!, A);
+
+    const s1 = await createSnapshot(s, vm.ref, 's1');
+    const [snap1] = await currentDisks(s, 'VirtualMachineSnapshot', s1);
+    let [cur] = await currentDisks(s, 'VirtualMachine', vm.ref);
+    assert.equal(snap1!.fileName, '[LocalDS_0] DC0_H0_VM0/disk1.vmdk');
+    assert.equal(cur!.fileName, '[LocalDS_0] DC0_H0_VM0/disk1-000001.vmdk');
+    assert.equal(cur!.parentFileName, snap1!.fileName);
+    assert.equal(cur!.changeId, snap1!.changeId);
+
+    // the guest writes after the snapshot: the snapshot's disk does not change
+    const B = Buffer.from(A);
+    fillBlock(B, 9, 2);
+    fillBlock(B, 20, 2);
+    await uploadDisk(sim, cur!, B);
+    assert.deepEqual(await downloadDisk(sim, snap1!), A);
+    assert.deepEqual(await downloadDisk(sim, cur!), B);
+
+    const s2 = await createSnapshot(s, vm.ref, 's2');
+    const [snap2] = await currentDisks(s, 'VirtualMachineSnapshot', s2);
+    [cur] = await currentDisks(s, 'VirtualMachine', vm.ref);
+    assert.equal(snap2!.fileName, '[LocalDS_0] DC0_H0_VM0/disk1-000001.vmdk');
+    assert.equal(cur!.fileName, '[LocalDS_0] DC0_H0_VM0/disk1-000002.vmdk');
+    const since = await queryAllChangedAreas(s, vm.ref, s2, key, 2 * MiB, snap1!.changeId!);
+    assert.deepEqual(since.areas, [{ start: 9 * BLOCK, length: BLOCK }, { start: 20 * BLOCK, length: BLOCK }]);
+    const C = Buffer.from(B);
+    fillBlock(C, 30, 3);
+    await uploadDisk(sim, cur!, C);
+
+    // removing the older snapshot: s2 keeps its content (now in disk1.vmdk), the VM keeps writing to its delta
+    await removeSnapshot(s, s1);
+    const [snap2b] = await currentDisks(s, 'VirtualMachineSnapshot', s2);
+    [cur] = await currentDisks(s, 'VirtualMachine', vm.ref);
+    assert.equal(snap2b!.fileName, '[LocalDS_0] DC0_H0_VM0/disk1.vmdk');
+    assert.deepEqual(await downloadDisk(sim, snap2b!), B);
+    assert.equal(cur!.fileName, '[LocalDS_0] DC0_H0_VM0/disk1-000002.vmdk');
+    assert.equal(cur!.parentFileName, '[LocalDS_0] DC0_H0_VM0/disk1.vmdk');
+    assert.deepEqual(await downloadDisk(sim, cur!), C);
+
+    // removing the last snapshot: the VM is back on disk1.vmdk with everything written since
+    await removeSnapshot(s, s2);
+    [cur] = await currentDisks(s, 'VirtualMachine', vm.ref);
+    assert.equal(cur!.fileName, '[LocalDS_0] DC0_H0_VM0/disk1.vmdk');
+    assert.equal(cur!.parentFileName, undefined);
+    assert.deepEqual(await downloadDisk(sim, cur!), C);
+    assert.throws(() => statSync(cur!.localPath.replace('disk1.vmdk', 'disk1-000001.vmdk')));
+    assert.throws(() => statSync(cur!.localPath.replace('disk1.vmdk', 'disk1-000002.vmdk')));
+
+    // a parent removed with its children (removeChildren): the VM ends on the base file with its latest content
+    const s3 = await createSnapshot(s, vm.ref, 's3');
+    [cur] = await currentDisks(s, 'VirtualMachine', vm.ref);
+    const D = Buffer.from(C);
+    fillBlock(D, 31, 4);
+    await uploadDisk(sim, cur!, D);
+    await createSnapshot(s, vm.ref, 's4');
+    await removeSnapshot(s, s3, true);
+    [cur] = await currentDisks(s, 'VirtualMachine', vm.ref);
+    assert.equal(cur!.fileName, '[LocalDS_0] DC0_H0_VM0/disk1.vmdk');
+    assert.deepEqual(await downloadDisk(sim, cur!), D);
+  } finally {
+    await sim.stop();
   }
 });

@@ -1,6 +1,7 @@
 /**
  * Test harness for vcsim-coffer: govmomi's vCenter simulator (Debian's govmomi 0.24.2, model VPX) with Coffer's
- * additions (QueryChangedDiskAreas emulated from per-block hashes, test hooks under /_coffer/).
+ * additions (QueryChangedDiskAreas emulated from per-block hashes, test hooks under /_coffer/, optional /folder
+ * authentication and delta disks, disk files sized to their disks, a fix for vcsim deleting disks on snapshot removal).
  * See docs/TESTING-VCSIM.md. Sources: test/fixtures/vcsim/*.go.
  *
  * buildVcsim() builds the launcher once (GOPATH mode, offline) and caches the binary keyed by a hash of its sources;
@@ -10,7 +11,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, truncateSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -67,6 +68,35 @@ async function doBuild(): Promise<string> {
   const bin = join(cache, key, 'vcsim-coffer');
   if (existsSync(bin)) return bin;
   mkdirSync(join(cache, key), { recursive: true });
+  // One build at a time across test processes (node --test runs files in parallel): a lock directory; the others
+  // wait for the binary. A lock older than 10 minutes is stale (its builder died).
+  const lock = `${bin}.lock`;
+  const until = Date.now() + 600_000;
+  for (;;) {
+    if (existsSync(bin)) return bin;
+    try {
+      mkdirSync(lock);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      try {
+        if (Date.now() - statSync(lock).mtimeMs > 600_000) rmSync(lock, { recursive: true, force: true });
+      } catch {
+        /* released meanwhile */
+      }
+      if (Date.now() > until) throw new Error(`vcsim: waited 10 minutes for another process building ${bin}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  try {
+    if (existsSync(bin)) return bin;
+    return await goBuild(root, cache, bin);
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+async function goBuild(root: string, cache: string, bin: string): Promise<string> {
   const tmpOut = `${bin}.${process.pid}.tmp`;
   const env = {
     ...process.env,
@@ -76,7 +106,7 @@ async function doBuild(): Promise<string> {
     GOFLAGS: '',
     GOCACHE: process.env.GOCACHE ?? join(cache, 'gocache'),
   };
-  const r = await runAsync('go', ['build', '-o', tmpOut, './test/fixtures/vcsim'], { cwd: root, env }, 300_000);
+  const r = await runAsync('go', ['build', '-o', tmpOut, './test/fixtures/vcsim'], { cwd: root, env }, 900_000);
   if (r.code !== 0) throw new Error(`vcsim: go build failed (${r.code}):\n${r.stderr}`);
   renameSync(tmpOut, bin); // atomic: a concurrent build of the same sources writes the same binary
   return bin;
@@ -129,6 +159,12 @@ export interface VcsimOptions {
    * HTTP Basic with the username/password; 401 otherwise. Off by default (the simulator itself does not check).
    */
   folderAuth?: boolean;
+  /**
+   * Snapshots freeze disk content, as on vSphere: after CreateSnapshot_Task the VM's disks move to new delta files
+   * (disk1-000001.vmdk, backing.parent = the snapshot's file) and guest writes must go to the VM's current file
+   * (currentDisks()); RemoveSnapshot_Task consolidates. Off by default (vcsim: one file for snapshot and VM).
+   */
+  deltaDisks?: boolean;
 }
 
 export interface VcsimDisk {
@@ -172,6 +208,8 @@ export interface Vcsim {
   blockSize: number;
   /** /folder requires a session cookie or Basic credentials (startVcsim({folderAuth: true})) */
   folderAuth: boolean;
+  /** snapshots freeze disk content in delta files (startVcsim({deltaDisks: true})) */
+  deltaDisks: boolean;
   pid: number;
   dir: string;
   logFile: string;
@@ -260,6 +298,7 @@ export async function startVcsim(opts: VcsimOptions = {}): Promise<Vcsim> {
   if (opts.cqdaMaxBytes !== undefined) args.push('-cqda-max-bytes', String(opts.cqdaMaxBytes));
   if (opts.trace) args.push('-trace');
   if (opts.folderAuth) args.push('-folder-auth');
+  if (opts.deltaDisks) args.push('-delta-disks');
   const log = openSync(logFile, 'a');
   const child = spawn(bin, args, { cwd: dir, env: { ...process.env, TMPDIR: dir }, stdio: ['ignore', log, log] });
   closeSync(log);
@@ -467,7 +506,7 @@ export async function createSnapshot(s: VcSession, vmRef: string, name: string, 
   return snap;
 }
 
-/** RemoveSnapshot_Task. vcsim quirk: remove snapshots newest first, or keep one at a time (see docs/TESTING-VCSIM.md). */
+/** RemoveSnapshot_Task (removeChildren: the whole branch). */
 export async function removeSnapshot(s: VcSession, snapRef: string, removeChildren = false): Promise<void> {
   const xml = await soapCall(s.vc, s, 'RemoveSnapshot_Task', 'VirtualMachineSnapshot', snapRef, `<removeChildren>${removeChildren}</removeChildren>`);
   await waitTask(s, xmlText(xml, 'returnval')!);
@@ -496,6 +535,8 @@ export interface DiskBacking {
   capacityBytes: number;
   /** backing.changeId, undefined when not set */
   changeId?: string;
+  /** backing.parent.fileName (a delta disk's parent), undefined when none */
+  parentFileName?: string;
 }
 
 /** The virtual disks of a VM ("VirtualMachine") or of a snapshot ("VirtualMachineSnapshot") from config.hardware.device. */
@@ -507,14 +548,17 @@ export async function listDisks(s: VcSession, type: 'VirtualMachine' | 'VirtualM
     const kb = Number(xmlText(part, 'capacityInKB') ?? 0);
     const bytes = Number(xmlText(part, 'capacityInBytes') ?? 0);
     const backing = xmlText(part, 'backing') ?? '';
-    const changeId = xmlText(backing, 'changeId');
+    const parent = xmlText(backing, 'parent');
+    const own = backing.replace(/<parent[\s>][\s\S]*<\/parent>/, '');
+    const changeId = xmlText(own, 'changeId');
     out.push({
       key: Number(xmlText(part, 'key')),
-      fileName: xmlText(backing, 'fileName') ?? '',
+      fileName: xmlText(own, 'fileName') ?? '',
       controllerKey: Number(xmlText(part.replace(/<backing[\s\S]*?<\/backing>/, ''), 'controllerKey')),
       unitNumber: Number(xmlText(part.replace(/<backing[\s\S]*?<\/backing>/, ''), 'unitNumber')),
       capacityBytes: bytes > 0 ? bytes : kb * 1024,
       ...(changeId ? { changeId } : {}),
+      ...(parent ? { parentFileName: xmlText(parent, 'fileName') ?? '' } : {}),
     });
   }
   return out;
@@ -525,6 +569,29 @@ export async function diskChangeId(s: VcSession, type: 'VirtualMachine' | 'Virtu
   const d = (await listDisks(s, type, ref)).find((x) => x.key === deviceKey);
   if (!d) throw new Error(`vcsim: no disk ${deviceKey} on ${type} ${ref}`);
   return d.changeId;
+}
+
+/**
+ * The disks of a VM (or snapshot) as they are now, with /folder paths and local files: with deltaDisks the VM's
+ * current files change at every snapshot, so write guest data through these.
+ */
+export async function currentDisks(s: VcSession, type: 'VirtualMachine' | 'VirtualMachineSnapshot', ref: string): Promise<(VcsimDisk & { changeId?: string; parentFileName?: string })[]> {
+  const vmRef = type === 'VirtualMachine' ? ref : xmlText(await retrieveProperties(s, 'VirtualMachineSnapshot', ref, ['vm']), 'val') ?? '';
+  const dcPath = s.vc.vms.find((v) => v.ref === vmRef)?.disks[0]?.dcPath ?? 'DC0';
+  return (await listDisks(s, type, ref)).map((d) => {
+    const m = /^\[([^\]]+)\]\s*(.*)$/.exec(d.fileName);
+    return {
+      key: d.key,
+      fileName: d.fileName,
+      datastore: m?.[1] ?? '',
+      path: m?.[2] ?? '',
+      localPath: localPathOf(s.vc, d.fileName),
+      capacityBytes: d.capacityBytes,
+      dcPath,
+      ...(d.changeId ? { changeId: d.changeId } : {}),
+      ...(d.parentFileName ? { parentFileName: d.parentFileName } : {}),
+    };
+  });
 }
 
 export interface ChangedArea {
