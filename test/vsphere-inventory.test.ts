@@ -83,3 +83,21 @@ describe('coffer vsphere inventory (vcsim)', () => {
     assertNoStack(down);
   });
 });
+
+// vcsim 0.24 ignores maxObjects and answers in one page: ContinueRetrievePropertiesEx paging is unit-tested in
+// src/vsphere/property-collector.test.ts with a stand-in client.
+describe('coffer vsphere inventory of a larger vCenter (120 VMs)', () => {
+  let vc: Vcsim;
+  before(async () => {
+    vc = await startVcsim({ vms: 60 }); // 120 VMs + hosts, pools, folders
+  });
+  after(async () => vc?.stop());
+
+  test('every VM is listed', () => {
+    const env = { COFFER_VSPHERE_USER: vc.username, COFFER_VSPHERE_PASSWORD: vc.password };
+    const r = expectOk(coffer(['vsphere', 'inventory', `vsphere://${vc.host}:${vc.port}`, '--json', '--insecure-tls'], env));
+    assert.equal(r.vms.length, vc.vms.length);
+    assert.ok(vc.vms.length > 100);
+    assert.deepEqual(r.vms.map((v: any) => v.moref).sort(), vc.vms.map((v) => v.ref).sort());
+  });
+});
