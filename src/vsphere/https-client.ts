@@ -71,7 +71,10 @@ export class HttpsClient {
         const socket = tls.connect({ ...options, rejectUnauthorized: false });
         const onError = (e: Error) => cb(e);
         socket.once('error', onError);
+        // a server that never finishes the handshake must not hang us (the HTTP timeout starts only afterwards)
+        socket.setTimeout(30_000, () => socket.destroy(new CofferError('VSPHERE_FAULT', `TLS handshake with ${host}:${port} timed out`, { details: { retryable: true } })));
         socket.once('secureConnect', () => {
+          socket.setTimeout(0);
           socket.off('error', onError);
           const cert = socket.getPeerCertificate();
           const actual = cert?.raw ? certFingerprint(cert.raw, pin.length === 40 ? 'sha1' : 'sha256') : '';
