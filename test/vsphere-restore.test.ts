@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { coffer, tempDir } from './helpers/cli.js';
 import { assertNoStack, expectError, expectOk, makeGuestDisk } from './helpers/more-cli.js';
-import { downloadDisk, listDisks, powerOff, powerState, startVcsim, uploadDisk, vcLogin, type Vcsim, type VcSession } from './helpers/vsphere.js';
+import { downloadDisk, listDisks, powerOff, powerState, retrieveProperties, startVcsim, xmlAll, uploadDisk, vcLogin, type Vcsim, type VcSession } from './helpers/vsphere.js';
 
 describe('coffer restore --to vsphere:// (vcsim)', () => {
   const tmp = tempDir('coffer-vsphere-restore-');
@@ -88,6 +88,20 @@ describe('coffer restore --to vsphere:// (vcsim)', () => {
     assert.ok((await downloadDisk(vc, { datastore: 'LocalDS_0', path: 'coffer-restores/disk1.img', dcPath: 'DC0' })).equals(images[1]!));
     expectError(coffer(args, env), 11, 'TARGET_EXISTS');
     expectOk(coffer([...args, '--force'], env));
+  });
+
+  test('--pool and --host place the new VM; an unknown pool or host is NOT_FOUND', async () => {
+    const r = expectOk(coffer(['restore', '--repo', repo, pointId, '--to', `${url}/placed-vm`, '--datastore', 'LocalDS_0', '--pool', '/DC0/host/DC0_C0/Resources', '--host', 'DC0_C0_H1', '--insecure-tls', '--json'], env));
+    const xml = await retrieveProperties(session, 'VirtualMachine', r.moref, ['resourcePool', 'runtime.host']);
+    const vals = xmlAll(xml, 'val');
+    assert.ok(vals.some((v) => /^resgroup-/.test(v)), xml);
+    const hosts = expectOk(coffer(['vsphere', 'inventory', url, '--insecure-tls', '--json'], env)).hosts;
+    const h1 = hosts.find((h: any) => h.name === 'DC0_C0_H1').moref;
+    const pools = expectOk(coffer(['vsphere', 'inventory', url, '--insecure-tls', '--json'], env)).resourcePools;
+    assert.ok(vals.includes(h1), `placed on ${vals.join(', ')}, not ${h1}`);
+    assert.ok(vals.includes(pools.find((p: any) => p.path === '/DC0/host/DC0_C0/Resources').moref));
+    expectError(coffer(['restore', '--repo', repo, pointId, '--to', `${url}/p2`, '--datastore', 'LocalDS_0', '--pool', '/nope', '--insecure-tls', '--json'], env), 9, 'NOT_FOUND');
+    expectError(coffer(['restore', '--repo', repo, pointId, '--to', `${url}/p3`, '--datastore', 'LocalDS_0', '--host', 'nope', '--insecure-tls', '--json'], env), 9, 'NOT_FOUND');
   });
 
   test('bad input: no --datastore, unknown datastore, a restore point without VM configuration, --to a file', () => {
