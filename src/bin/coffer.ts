@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { runCli, type CliDeps } from '../cli/index.js';
 import { CodecPool } from '../engine/index.js';
 import { openSource } from '../sources/index.js';
+import { openVsphereBackup, openVsphereRestore } from '../vsphere/index.js';
 import { LocalBlobStore } from '../storage/index.js';
 import { CofferError } from '../shared/index.js';
 import type { ServerDeps } from '../server/index.js';
@@ -58,6 +59,8 @@ const deps: CliDeps = {
     createToken: async (o) => (await import('../server/index.js')).createApiToken(o.dataDir, o.role, o.name),
     addUser: async (o) => (await import('../server/index.js')).addUser(o.dataDir, o.username, o.password, o.role),
   },
+  openVsphere: (spec, opts) => openVsphereBackup(spec, opts),
+  openVsphereRestore: (spec, cfg, opts) => openVsphereRestore(spec, cfg, opts),
 };
 
 const code = await runCli(process.argv.slice(2), deps);

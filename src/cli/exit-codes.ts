@@ -27,6 +27,9 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   FORBIDDEN: 19,
   CONFLICT: 20,
   NOT_AVAILABLE: 21,
+  VSPHERE_AUTH: 22,
+  VSPHERE_TLS: 23,
+  VSPHERE_FAULT: 24,
   CANCELLED: 130,
 };
 

@@ -25,6 +25,10 @@ export interface BackupRequest extends Op {
   onWarning?: (message: string) => void;
   /** Read every chunk even when change tracking is used, and report chunks that changed without being marked. */
   verifyCbt?: boolean;
+  /** How the disks were captured (default: no snapshot, not quiesced). */
+  consistency?: { snapshot: boolean; quiesced: boolean };
+  /** The VM's configuration, stored in the manifest as `vmConfig` (FORMAT.md §6.1). */
+  vmConfig?: Record<string, unknown>;
 }
 
 export interface DiskStats {
@@ -82,7 +86,8 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
     for (const [i, source] of req.sources.entries()) {
       const { index: parentIndex, problem } = await loadParentIndex(repo, parent, i, op);
       if (problem && parent && !source.changeTracking) req.onWarning?.(`disk ${i}: ${problem}; every chunk is checked against the store`);
-      const { index, stats } = await backupDisk(repo, pool, source, i, parentIndex, problem, req, op);
+      const parentToken = parent?.disks[i]?.changeToken ?? null;
+      const { index, stats } = await backupDisk(repo, pool, source, i, parentIndex, problem, parentToken, req, op);
       lease.check();
       const indexId = await repo.putIndex(index, op);
       diskStats.push(stats);
@@ -113,9 +118,10 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
       host: hostname(),
       tool: `coffer ${TOOL_VERSION}`,
       tags: req.tags ?? [],
-      consistency: { snapshot: false, quiesced: false },
+      consistency: req.consistency ?? { snapshot: false, quiesced: false },
       disks: manifestDisks,
       stats: { bytesRead: sum('bytesRead'), bytesStored: sum('bytesStored'), chunksNew: sum('chunksNew'), chunksReused: sum('chunksReused'), durationMs },
+      ...(req.vmConfig ? { vmConfig: req.vmConfig } : {}),
     };
     op.signal?.throwIfAborted();
     lease.check();
@@ -167,11 +173,12 @@ async function backupDisk(
   diskIndex: number,
   parentIndex: FixedIndex | undefined,
   parentProblem: string | undefined,
+  parentToken: string | null,
   req: BackupRequest,
   op: Op,
 ): Promise<{ index: FixedIndex; stats: DiskStats }> {
   const index = FixedIndex.create(repo.chunkSizeBytes, source.sizeBytes);
-  const plan = await planDisk(source, index, parentIndex, parentProblem, { verifyCbt: Boolean(req.verifyCbt), signal: op.signal });
+  const plan = await planDisk(source, index, parentIndex, parentProblem, { verifyCbt: Boolean(req.verifyCbt), parentToken, signal: op.signal });
   if (plan.fallbackReason) req.onWarning?.(`disk ${diskIndex}: change tracking not used, reading the whole disk: ${plan.fallbackReason}`);
   await pool.setKnown(parentIndex ? IdSet.fromConcatenated(parentIndex.bytes.subarray(FIXED_INDEX_HEADER_BYTES)) : IdSet.empty);
   const recent = new Set<string>();
