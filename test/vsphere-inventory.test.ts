@@ -70,7 +70,7 @@ describe('coffer vsphere inventory (vcsim)', () => {
     expectError(r, 22, 'VSPHERE_AUTH');
     assertNoStack(r);
     const plain = coffer(['vsphere', 'inventory', url, '--insecure-tls'], { ...env, COFFER_VSPHERE_PASSWORD: 'wrong' });
-    assert.equal(plain.code, 16);
+    assert.equal(plain.code, 22);
     assert.match(plain.stderr, /VSPHERE_AUTH/);
     assertNoStack(plain);
   });
