@@ -21,6 +21,8 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   REPO_EXISTS: 13,
   KEY_IN_USE: 14,
   IMMUTABLE: 15,
+  ACCESS_DENIED: 16,
+  ARCHIVED: 17,
   CANCELLED: 130,
 };
 

@@ -1,0 +1,50 @@
+import type { BlobName, Op } from '../shared/index.js';
+import type { BlobStore, RetentionInfo } from './blob-store.js';
+
+/** Access tiers of object storage (Azure names; S3 maps them to storage classes). */
+export type AccessTier = 'Hot' | 'Cool' | 'Cold' | 'Archive';
+export const ACCESS_TIERS: readonly AccessTier[] = ['Hot', 'Cool', 'Cold', 'Archive'];
+export type RehydratePriority = 'Standard' | 'High';
+
+export interface TierInfo {
+  tier: AccessTier | undefined;
+  /** set while an archived blob is being rehydrated (it stays unreadable until the copy is done) */
+  rehydratingTo?: AccessTier;
+  rehydratePriority?: RehydratePriority;
+  /** when the blob entered its tier (early-deletion charges run from here) */
+  tierChangedAt?: Date;
+}
+
+/** A store whose blobs have access tiers (Azure Blob, S3 storage classes). */
+export interface TieredBlobStore extends BlobStore {
+  readonly tiered: true;
+  tierOf(name: BlobName, op?: Op): Promise<TierInfo | undefined>;
+  /**
+   * Moves a blob to a tier. From Archive to an online tier this starts a rehydration (hours on Azure:
+   * Standard up to 15 h, High under 1 h for blobs under 10 GB) and resolves at once; poll tierOf.
+   */
+  setTier(name: BlobName, tier: AccessTier, opts?: { priority?: RehydratePriority }, op?: Op): Promise<void>;
+}
+
+export interface LockRequest {
+  /** retention until this time (cannot be shortened or removed before it passes) */
+  until?: Date;
+  /** a legal hold (until removed) */
+  legalHold?: boolean;
+}
+
+/** A store that can put retention locks on blobs (Azure version-level immutability, S3 Object Lock, append-only). */
+export interface LockingBlobStore extends BlobStore {
+  readonly locking: true;
+  /** Locks a blob. A lock is only ever extended: an earlier `until` than the current one keeps the current one. */
+  lock(name: BlobName, req: LockRequest, op?: Op): Promise<void>;
+  retention(name: BlobName, op?: Op): Promise<RetentionInfo | undefined>;
+}
+
+export function isTiered(s: BlobStore): s is TieredBlobStore {
+  return (s as Partial<TieredBlobStore>).tiered === true;
+}
+
+export function isLocking(s: BlobStore): s is LockingBlobStore {
+  return (s as Partial<LockingBlobStore>).locking === true;
+}
