@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { runCli, type CliDeps } from '../cli/index.js';
 import { CodecPool } from '../engine/index.js';
 import { openSource } from '../sources/index.js';
-import { LocalBlobStore } from '../storage/index.js';
+import { LocalBlobStore, isCloudSpec, openCloudStore } from '../storage/index.js';
 import { CofferError } from '../shared/index.js';
 
 // libuv's pool (4 threads by default) carries every file read, write and fsync: with fsyncs in flight, reads starve.
@@ -35,8 +35,12 @@ const deps: CliDeps = {
   stderr: process.stderr,
   signal: controller.signal,
   async openStore(spec, { create }) {
+    if (isCloudSpec(spec)) {
+      const attempts = Number(process.env.COFFER_STORAGE_RETRIES ?? '');
+      return openCloudStore(spec, process.env, { create, retry: Number.isInteger(attempts) && attempts > 0 ? { attempts } : {} });
+    }
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec) && !spec.startsWith('file://')) {
-      throw new CofferError('USAGE', `unsupported repository location ${spec} (this version supports local directories)`);
+      throw new CofferError('USAGE', `unsupported repository location ${spec}`, { hint: 'use a directory, azure://ACCOUNT/CONTAINER[/PREFIX] or s3://BUCKET[/PREFIX]' });
     }
     const dir = path.resolve(spec.startsWith('file://') ? new URL(spec).pathname : spec);
     if (create) {

@@ -70,7 +70,7 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
 
   const common = (c: Command) =>
     c
-      .requiredOption('--repo <path>', 'repository location (a directory)')
+      .requiredOption('--repo <path>', 'repository location: a directory, azure://ACCOUNT/CONTAINER[/PREFIX] or s3://BUCKET[/PREFIX]')
       .option('--password-file <file>', 'read the repository password from FILE (default: $COFFER_PASSWORD)')
       .option('--json', 'print a machine-readable JSON result on stdout')
       .option('--no-progress', 'no progress output on stderr')
