@@ -107,11 +107,13 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
     .addOption(new Option('--chunk-size <bytes>', 'chunk size: a power of two from 64K to 8M').default('1M'))
     .addOption(new Option('--compression-level <n>', 'zstd level (-7..19)').default('2'))
     .addOption(new Option('--kdf-cost <N>', 'scrypt N for the key (power of two)').hideHelp())
-    .action(async (o: CommonOpts & { chunkSize: string; compressionLevel: string; kdfCost?: string }) => {
+    .option('--copy-of <repo>', 'create a replica of another repository (same keys and chunk ids: `copy` then moves blobs unchanged)')
+    .action(async (o: CommonOpts & { chunkSize: string; compressionLevel: string; kdfCost?: string; copyOf?: string }) => {
       const password = await readPassword(deps, o.passwordFile);
+      const source = o.copyOf ? await deps.openStore(o.copyOf, { create: false }) : undefined;
       const store = await deps.openStore(o.repo, { create: true });
       const kdf: KdfCost = o.kdfCost ? { N: parseInteger(o.kdfCost, '--kdf-cost') } : {};
-      const repo = await Repository.init(store, password, {
+      const repo = source ? await Repository.initCopyOf(store, source, password) : await Repository.init(store, password, {
         chunkSizeBytes: parseSize(o.chunkSize, '--chunk-size'),
         zstdLevel: parseInteger(o.compressionLevel, '--compression-level'),
         kdf,

@@ -6,3 +6,4 @@ export { TOOL_VERSION } from './version.js';
 export type { CodecParams } from './codec-protocol.js';
 export { RestorePointDevice, type RestorePointDeviceOptions } from './mount.js';
 export { exportDisk, type ExportFormat } from './export-image.js';
+export * from './copy.js';

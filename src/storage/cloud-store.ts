@@ -48,3 +48,20 @@ export function isTiered(s: BlobStore): s is TieredBlobStore {
 export function isLocking(s: BlobStore): s is LockingBlobStore {
   return (s as Partial<LockingBlobStore>).locking === true;
 }
+
+/** A store that can copy a blob from another store of its kind without the bytes passing through this machine. */
+export interface ServerSideCopy {
+  /** Copies `name` from `source` if absent; undefined when this pair cannot (then the caller copies the bytes). */
+  serverSideCopyFrom(source: BlobStore, name: BlobName, op?: Op): Promise<'created' | 'exists' | undefined>;
+}
+
+export function hasServerSideCopy(s: BlobStore): s is BlobStore & ServerSideCopy {
+  return typeof (s as Partial<ServerSideCopy>).serverSideCopyFrom === 'function';
+}
+
+/** The store under wrappers (RetryingBlobStore, ThrottledBlobStore...): wrappers expose it as `inner`. */
+export function innermost(s: BlobStore): BlobStore {
+  let x = s as BlobStore & { inner?: BlobStore };
+  while (x.inner) x = x.inner as BlobStore & { inner?: BlobStore };
+  return x;
+}

@@ -6,3 +6,4 @@ export { RetryingBlobStore, type RetryPolicy } from './retrying-blob-store.js';
 export { isCloudSpec, openCloudStore } from './open-cloud-store.js';
 // The cloud backends load their SDKs on demand (open-cloud-store.ts); only their types are exported here.
 export type { AzureBlobStore } from './azure/azure-blob-store.js';
+export { ThrottledBlobStore } from './throttled-blob-store.js';

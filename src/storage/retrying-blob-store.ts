@@ -1,6 +1,6 @@
 import { CofferError, type BlobName, type Logger, type Op } from '../shared/index.js';
 import type { BlobInfo, BlobStore, ByteRange, RetentionInfo } from './blob-store.js';
-import type { AccessTier, LockRequest, RehydratePriority, TierInfo } from './cloud-store.js';
+import type { AccessTier, LockRequest, RehydratePriority, ServerSideCopy, TierInfo } from './cloud-store.js';
 
 export interface RetryPolicy {
   /** attempts in all, the first included (default 8) */
@@ -124,6 +124,12 @@ export class RetryingBlobStore implements BlobStore {
   lock(name: BlobName, req: LockRequest, op?: Op): Promise<void> {
     const inner = this.inner as unknown as { lock(n: BlobName, r: LockRequest, op?: Op): Promise<void> };
     return this.retry(`lock ${name}`, op, () => inner.lock(name, req, op));
+  }
+
+  serverSideCopyFrom(source: BlobStore, name: BlobName, op?: Op): Promise<'created' | 'exists' | undefined> {
+    const inner = this.inner as Partial<ServerSideCopy>;
+    if (!inner.serverSideCopyFrom) return Promise.resolve(undefined);
+    return this.retry(`copy ${name}`, op, () => inner.serverSideCopyFrom!(source, name, op));
   }
 
   tierOf(name: BlobName, op?: Op): Promise<TierInfo | undefined> {

@@ -1,7 +1,7 @@
 import { BlobSASPermissions, type ContainerClient } from '@azure/storage-blob';
 import { CofferError, type BlobName, type Op } from '../../shared/index.js';
 import { isValidBlobName, type BlobInfo, type BlobStore, type ByteRange, type RetentionInfo } from '../blob-store.js';
-import type { AccessTier, LockRequest, LockingBlobStore, RehydratePriority, TierInfo, TieredBlobStore } from '../cloud-store.js';
+import { innermost, type AccessTier, type LockRequest, type LockingBlobStore, type RehydratePriority, type ServerSideCopy, type TierInfo, type TieredBlobStore } from '../cloud-store.js';
 import { abortError, requestSignal } from '../request-signal.js';
 import { azureErrorCode, translateAzureError } from './azure-errors.js';
 
@@ -24,7 +24,7 @@ export interface AzureBlobStoreOptions {
  * - delete: Delete Blob (+ snapshots); 404 resolves; an immutability policy or legal hold rejects IMMUTABLE.
  * No retries here (the SDK's retry policy is off): RetryingBlobStore retries TRANSIENT, i.e. 408/429/5xx/network.
  */
-export class AzureBlobStore implements BlobStore, TieredBlobStore, LockingBlobStore {
+export class AzureBlobStore implements BlobStore, TieredBlobStore, LockingBlobStore, ServerSideCopy {
   readonly location: string;
   readonly tiered = true as const;
   readonly locking = true as const;
@@ -219,6 +219,30 @@ export class AzureBlobStore implements BlobStore, TieredBlobStore, LockingBlobSt
       return await client.generateSasUrl({ permissions: BlobSASPermissions.parse('r'), expiresOn: new Date(Date.now() + validMs) });
     } catch {
       return undefined;
+    }
+  }
+
+  /** Set once the service could not read a copy source (network rules, another cloud, an emulator instance). */
+  private serverSideUnavailable = false;
+
+  /**
+   * Between two Azure stores whose source can sign a read SAS (shared key): Copy Blob From URL. When the service
+   * cannot read the source (CannotVerifyCopySource: firewall rules, private endpoints, two Azurite instances), it
+   * answers undefined from then on and the caller copies the bytes itself.
+   */
+  async serverSideCopyFrom(source: BlobStore, name: BlobName, op?: Op): Promise<'created' | 'exists' | undefined> {
+    const s = innermost(source);
+    if (this.serverSideUnavailable || !(s instanceof AzureBlobStore)) return undefined;
+    const url = await s.readSasUrl(name, 3_600_000);
+    if (!url) return undefined;
+    try {
+      return await this.copyFromUrl(name, url, op);
+    } catch (e) {
+      if (e instanceof CofferError && e.details.serviceCode === 'CannotVerifyCopySource') {
+        this.serverSideUnavailable = true;
+        return undefined;
+      }
+      throw e;
     }
   }
 
