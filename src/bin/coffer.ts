@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { runCli, type CliDeps } from '../cli/index.js';
 import { CodecPool } from '../engine/index.js';
 import { openSource } from '../sources/index.js';
-import { LocalBlobStore, isCloudSpec, openCloudStore } from '../storage/index.js';
+import { APPEND_ONLY_BLOB, AppendOnlyBlobStore, LocalBlobStore, isCloudSpec, openCloudStore, type BlobStore } from '../storage/index.js';
 import { CofferError } from '../shared/index.js';
 
 // libuv's pool (4 threads by default) carries every file read, write and fsync: with fsyncs in flight, reads starve.
@@ -35,27 +35,33 @@ const deps: CliDeps = {
   stderr: process.stderr,
   signal: controller.signal,
   async openStore(spec, { create }) {
-    if (isCloudSpec(spec)) {
-      const attempts = Number(process.env.COFFER_STORAGE_RETRIES ?? '');
-      return openCloudStore(spec, process.env, { create, retry: Number.isInteger(attempts) && attempts > 0 ? { attempts } : {} });
-    }
-    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec) && !spec.startsWith('file://')) {
-      throw new CofferError('USAGE', `unsupported repository location ${spec}`, { hint: 'use a directory, azure://ACCOUNT/CONTAINER[/PREFIX] or s3://BUCKET[/PREFIX]' });
-    }
-    const dir = path.resolve(spec.startsWith('file://') ? new URL(spec).pathname : spec);
-    if (create) {
-      await fs.mkdir(dir, { recursive: true }).catch((e: NodeJS.ErrnoException) => {
-        throw new CofferError(e.code === 'ENOSPC' ? 'STORAGE_FULL' : 'IO', `cannot create ${dir}: ${e.message}`);
-      });
-    } else {
-      const st = await fs.stat(dir).catch(() => undefined);
-      if (!st?.isDirectory()) throw new CofferError('REPO_NOT_FOUND', `${dir} is not a Coffer repository (no such directory)`);
-    }
-    return new LocalBlobStore(dir);
+    const store = await openStoreBare(spec, create);
+    // An append-only repository (FORMAT.md §9): Coffer refuses every delete but those of leases.
+    return (await store.stat(APPEND_ONLY_BLOB)) ? new AppendOnlyBlobStore(store) : store;
   },
   openSource: (spec, opts) => openSource(spec, opts),
   createPool: (params) => new CodecPool(params),
 };
+
+async function openStoreBare(spec: string, create: boolean): Promise<BlobStore> {
+  if (isCloudSpec(spec)) {
+    const attempts = Number(process.env.COFFER_STORAGE_RETRIES ?? '');
+    return openCloudStore(spec, process.env, { create, retry: Number.isInteger(attempts) && attempts > 0 ? { attempts } : {} });
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec) && !spec.startsWith('file://')) {
+    throw new CofferError('USAGE', `unsupported repository location ${spec}`, { hint: 'use a directory, azure://ACCOUNT/CONTAINER[/PREFIX] or s3://BUCKET[/PREFIX]' });
+  }
+  const dir = path.resolve(spec.startsWith('file://') ? new URL(spec).pathname : spec);
+  if (create) {
+    await fs.mkdir(dir, { recursive: true }).catch((e: NodeJS.ErrnoException) => {
+      throw new CofferError(e.code === 'ENOSPC' ? 'STORAGE_FULL' : 'IO', `cannot create ${dir}: ${e.message}`);
+    });
+  } else {
+    const st = await fs.stat(dir).catch(() => undefined);
+    if (!st?.isDirectory()) throw new CofferError('REPO_NOT_FOUND', `${dir} is not a Coffer repository (no such directory)`);
+  }
+  return new LocalBlobStore(dir);
+}
 
 const code = await runCli(process.argv.slice(2), deps);
 process.exitCode = code;

@@ -7,3 +7,4 @@ export type { CodecParams } from './codec-protocol.js';
 export { RestorePointDevice, type RestorePointDeviceOptions } from './mount.js';
 export { exportDisk, type ExportFormat } from './export-image.js';
 export * from './copy.js';
+export * from './lock.js';

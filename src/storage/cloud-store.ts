@@ -36,7 +36,10 @@ export interface LockRequest {
 /** A store that can put retention locks on blobs (Azure version-level immutability, S3 Object Lock, append-only). */
 export interface LockingBlobStore extends BlobStore {
   readonly locking: true;
-  /** Locks a blob. A lock is only ever extended: an earlier `until` than the current one keeps the current one. */
+  /**
+   * Locks a blob. Services refuse to shorten a lock (Azure Locked policies, S3 COMPLIANCE): callers ask `retention`
+   * first and only extend (engine/lock.ts).
+   */
   lock(name: BlobName, req: LockRequest, op?: Op): Promise<void>;
   retention(name: BlobName, op?: Op): Promise<RetentionInfo | undefined>;
 }

@@ -7,3 +7,4 @@ export { isCloudSpec, openCloudStore } from './open-cloud-store.js';
 // The cloud backends load their SDKs on demand (open-cloud-store.ts); only their types are exported here.
 export type { AzureBlobStore } from './azure/azure-blob-store.js';
 export { ThrottledBlobStore } from './throttled-blob-store.js';
+export { AppendOnlyBlobStore, APPEND_ONLY_BLOB } from './append-only-blob-store.js';

@@ -161,17 +161,25 @@ export class AzureBlobStore implements BlobStore, TieredBlobStore, LockingBlobSt
 
   /**
    * Set Blob Immutability Policy (mode Locked: cannot be shortened or removed, only extended) and/or Set Legal Hold.
-   * Never shortens an existing policy (a shorter request keeps the longer one).
+   * The service rejects shortening a Locked policy: callers check `retention` first (engine/lock.ts does).
    */
   async lock(name: BlobName, req: LockRequest, op?: Op): Promise<void> {
+    try {
+      await this.lockUnchecked(name, req, op);
+    } catch (e) {
+      if (e instanceof CofferError && (e.details.unsupported || e.details.serviceCode === 'InvalidRequest' || e.details.serviceCode === 'ImmutableStorageWithVersioningNotEnabled' || e.details.serviceCode === 'ObjectLockConfigurationNotFoundError')) {
+        throw new CofferError('USAGE', `${this.location} cannot hold retention locks: ${e.message}`, { hint: 'enable version-level immutability on the storage account or container (it cannot be enabled on Azurite, which answers 501)', details: e.details, cause: e });
+      }
+      throw e;
+    }
+  }
+
+  private async lockUnchecked(name: BlobName, req: LockRequest, op?: Op): Promise<void> {
     const client = this.container.getBlobClient(this.key(name));
     if (req.until) {
-      const current = await this.retention(name, op);
-      if (!current?.lockedUntil || Date.parse(current.lockedUntil) < req.until.getTime()) {
-        await this.call(`lock ${name}`, op, (abortSignal) =>
-          client.setImmutabilityPolicy({ expiriesOn: req.until!, policyMode: 'Locked' }, { abortSignal }),
-        );
-      }
+      await this.call(`lock ${name}`, op, (abortSignal) =>
+        client.setImmutabilityPolicy({ expiriesOn: req.until!, policyMode: 'Locked' }, { abortSignal }),
+      );
     }
     if (req.legalHold) await this.call(`legal hold ${name}`, op, (abortSignal) => client.setLegalHold(true, { abortSignal }));
   }

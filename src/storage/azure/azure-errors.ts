@@ -55,6 +55,9 @@ export function translateAzureError(e: unknown, where: string, what: string): Co
   if (code.startsWith('BlobImmutable') || code === 'BlobImmutableDueToPolicy' || code === 'BlobImmutableDueToLegalHold') {
     return new CofferError('IMMUTABLE', `blob ${what} is under a retention lock or legal hold at ${where}`, { details, cause: e });
   }
+  if (status === 501 || code === 'FeatureNotSupported' || code === 'NotImplemented') {
+    return new CofferError('IO', `${msg} (the service does not support this operation)`, { details: { ...details, unsupported: true }, cause: e });
+  }
   if (status === 408 || status === 429 || (status !== undefined && status >= 500) || code === 'ServerBusy' || code === 'OperationTimedOut') {
     return new CofferError('TRANSIENT', msg, { details, cause: e });
   }

@@ -178,16 +178,24 @@ export class S3BlobStore implements BlobStore, LockingBlobStore {
     }
   }
 
-  /** PutObjectRetention (never shortening) and PutObjectLegalHold; the bucket must have Object Lock enabled. */
+  /** PutObjectRetention and PutObjectLegalHold (COMPLIANCE retention cannot be shortened: callers check `retention` first). */
   async lock(name: BlobName, req: LockRequest, op?: Op): Promise<void> {
+    try {
+      await this.lockUnchecked(name, req, op);
+    } catch (e) {
+      if (e instanceof CofferError && (e.details.unsupported || e.details.serviceCode === 'InvalidRequest' || e.details.serviceCode === 'ImmutableStorageWithVersioningNotEnabled' || e.details.serviceCode === 'ObjectLockConfigurationNotFoundError')) {
+        throw new CofferError('USAGE', `${this.location} cannot hold retention locks: ${e.message}`, { hint: 'create the bucket with Object Lock enabled (s3rver answers 501)', details: e.details, cause: e });
+      }
+      throw e;
+    }
+  }
+
+  private async lockUnchecked(name: BlobName, req: LockRequest, op?: Op): Promise<void> {
     const Key = this.key(name);
     if (req.until) {
-      const current = await this.retention(name, op);
-      if (!current?.lockedUntil || Date.parse(current.lockedUntil) < req.until.getTime()) {
-        await this.call(`lock ${name}`, op, (abortSignal) =>
-          this.client.send(new PutObjectRetentionCommand({ Bucket: this.bucket, Key, Retention: { Mode: this.lockMode, RetainUntilDate: req.until } }), { abortSignal }),
-        );
-      }
+      await this.call(`lock ${name}`, op, (abortSignal) =>
+        this.client.send(new PutObjectRetentionCommand({ Bucket: this.bucket, Key, Retention: { Mode: this.lockMode, RetainUntilDate: req.until } }), { abortSignal }),
+      );
     }
     if (req.legalHold) {
       await this.call(`legal hold ${name}`, op, (abortSignal) =>

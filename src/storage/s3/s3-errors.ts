@@ -38,6 +38,9 @@ export function translateS3Error(e: unknown, where: string, what: string): Coffe
   if (code === 'InvalidObjectState') {
     return new CofferError('ARCHIVED', `blob ${what} is in an archive storage class at ${where}`, { hint: 'restore it first (`coffer archive rehydrate`)', details, cause: e });
   }
+  if (status === 501 || code === 'NotImplemented') {
+    return new CofferError('IO', `${msg} (the service does not support this operation)`, { details: { ...details, unsupported: true }, cause: e });
+  }
   if (status === 408 || status === 429 || (status !== undefined && status >= 500) || /^(SlowDown|ServiceUnavailable|InternalError|RequestTimeout|ConditionalRequestConflict)$/.test(code) || status === 409) {
     return new CofferError('TRANSIENT', msg, { details, cause: e });
   }
