@@ -8,3 +8,4 @@ export { RestorePointDevice, type RestorePointDeviceOptions } from './mount.js';
 export { exportDisk, type ExportFormat } from './export-image.js';
 export * from './copy.js';
 export * from './lock.js';
+export * from './archive.js';
