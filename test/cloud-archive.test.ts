@@ -18,6 +18,7 @@ const KDF = ['--kdf-cost', '1024'];
 
 describe('archive tier', () => {
   const dir = tempDir('coffer-archive-');
+  process.env.COFFER_CACHE_DIR = join(dir.path, 'cache'); // not the user's ~/.cache
   let azurite: Awaited<ReturnType<typeof startAzurite>>;
   let env: Record<string, string>;
   const disk = join(dir.path, 'disk.raw');

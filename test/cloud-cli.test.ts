@@ -10,6 +10,7 @@ const KDF = ['--kdf-cost', '1024'];
 
 describe('cloud repositories through the CLI', () => {
   const dir = tempDir('coffer-cloud-cli-');
+  process.env.COFFER_CACHE_DIR = join(dir.path, 'cache'); // not the user's ~/.cache
   let azurite: Awaited<ReturnType<typeof startAzurite>>;
   let s3: Awaited<ReturnType<typeof startS3rver>>;
   let azEnv: Record<string, string>;

@@ -27,6 +27,7 @@ const WEST_KEY = Buffer.alloc(64, 'west').toString('base64');
 
 describe('coffer copy between two Azurite regions', () => {
   const dir = tempDir('coffer-copy-');
+  process.env.COFFER_CACHE_DIR = join(dir.path, 'cache'); // not the user's ~/.cache
   let east: Awaited<ReturnType<typeof startAzurite>>;
   let west: Awaited<ReturnType<typeof startAzurite>>;
   const disk = join(dir.path, 'disk.raw');

@@ -2,6 +2,7 @@
 // of Azurite, a test double for faults the real server cannot produce on demand), and Azurite itself going away in
 // the middle of a backup and coming back.
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AZURITE_ACCOUNT, AZURITE_KEY, startAzurite } from './helpers/cloud-servers.js';
@@ -13,6 +14,7 @@ const KDF = ['--kdf-cost', '1024'];
 
 describe('cloud faults', () => {
   const dir = tempDir('coffer-cloud-faults-');
+  process.env.COFFER_CACHE_DIR = join(dir.path, 'cache'); // not the user's ~/.cache
   let azurite: Awaited<ReturnType<typeof startAzurite>>;
   let proxy: FaultProxy;
   let proxyPort: number;
@@ -86,5 +88,28 @@ describe('cloud faults', () => {
     assertSameBytes(out, big);
     const v = json(await cofferAsync(['verify', '--repo', repo, '--read-data', '--json'], env()).done);
     assert.equal(v.ok, true, JSON.stringify(v));
+  });
+
+  test('the local cache: a second listing downloads no manifests; a damaged cache file is detected and re-fetched', async () => {
+    const repo = repoVia('restart'); // holds two restore points from the test above
+    proxy.plan = { rate: 0, kind: 'throttle-503' };
+    const cache = join(dir.path, 'cache-test');
+    const cenv = { ...env(), COFFER_CACHE_DIR: cache };
+    proxy.forwarded = 0;
+    const first = expectOk(await cofferAsync(['list', '--repo', repo, '--json'], cenv).done);
+    const cold = proxy.forwarded;
+    proxy.forwarded = 0;
+    const second = expectOk(await cofferAsync(['list', '--repo', repo, '--json'], cenv).done);
+    const warm = proxy.forwarded;
+    assert.deepEqual(second, first);
+    assert.equal(cold - warm, first.length, `one GET per manifest saved (cold ${cold}, warm ${warm})`);
+    const points = readdirSync(join(cache, readdirSync(cache)[0]!, 'points'));
+    const victim = join(cache, readdirSync(cache)[0]!, 'points', points[0]!);
+    const bytes = readFileSync(victim);
+    bytes[bytes.length - 1]! ^= 0xff;
+    writeFileSync(victim, bytes);
+    proxy.forwarded = 0;
+    assert.deepEqual(expectOk(await cofferAsync(['list', '--repo', repo, '--json'], cenv).done), first);
+    assert.equal(proxy.forwarded, warm + 1, 'the damaged entry was fetched again');
   });
 });

@@ -19,6 +19,7 @@ const DAY = 86_400_000;
 
 describe('retention locks', () => {
   const dir = tempDir('coffer-lock-');
+  process.env.COFFER_CACHE_DIR = join(dir.path, 'cache'); // not the user's ~/.cache
   let azurite: Awaited<ReturnType<typeof startAzurite>>;
   let env: Record<string, string>;
   const repo = `azure://${AZURITE_ACCOUNT}/locked`;

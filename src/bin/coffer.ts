@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 /** Composition root of the CLI: real storage, sources, worker pool, signals. Nothing else constructs these. */
 import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { runCli, type CliDeps } from '../cli/index.js';
 import { CodecPool } from '../engine/index.js';
 import { openSource } from '../sources/index.js';
-import { APPEND_ONLY_BLOB, AppendOnlyBlobStore, LocalBlobStore, isCloudSpec, openCloudStore, type BlobStore } from '../storage/index.js';
+import { APPEND_ONLY_BLOB, AppendOnlyBlobStore, CachingBlobStore, LocalBlobStore, isCloudSpec, openCloudStore, type BlobStore } from '../storage/index.js';
 import { CofferError } from '../shared/index.js';
 
 // libuv's pool (4 threads by default) carries every file read, write and fsync: with fsyncs in flight, reads starve.
@@ -46,7 +47,10 @@ const deps: CliDeps = {
 async function openStoreBare(spec: string, create: boolean): Promise<BlobStore> {
   if (isCloudSpec(spec)) {
     const attempts = Number(process.env.COFFER_STORAGE_RETRIES ?? '');
-    return openCloudStore(spec, process.env, { create, retry: Number.isInteger(attempts) && attempts > 0 ? { attempts } : {} });
+    const store = await openCloudStore(spec, process.env, { create, retry: Number.isInteger(attempts) && attempts > 0 ? { attempts } : {} });
+    // manifests and indexes cached locally (DESIGN.md §Cloud repositories); COFFER_CACHE_DIR=off disables
+    const cacheDir = process.env.COFFER_CACHE_DIR ?? path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'coffer');
+    return cacheDir === 'off' ? store : new CachingBlobStore(store, cacheDir);
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec) && !spec.startsWith('file://')) {
     throw new CofferError('USAGE', `unsupported repository location ${spec}`, { hint: 'use a directory, azure://ACCOUNT/CONTAINER[/PREFIX] or s3://BUCKET[/PREFIX]' });

@@ -1,6 +1,6 @@
 import { CofferError, type BlobName, type Op } from '../shared/index.js';
 import type { BlobInfo, BlobStore, ByteRange, RetentionInfo } from './blob-store.js';
-import type { LockRequest, LockingBlobStore } from './cloud-store.js';
+import { forwardCapabilities, isLocking, type LockRequest, type LockingBlobStore } from './cloud-store.js';
 
 /** The marker blob of an append-only repository (FORMAT.md §9). */
 export const APPEND_ONLY_BLOB = 'append-only' as BlobName;
@@ -17,6 +17,7 @@ export class AppendOnlyBlobStore implements BlobStore, LockingBlobStore {
 
   constructor(readonly inner: BlobStore) {
     this.location = inner.location;
+    forwardCapabilities(this, inner);
   }
 
   put(name: BlobName, data: Uint8Array, op?: Op): Promise<'created' | 'exists'> {
@@ -40,11 +41,15 @@ export class AppendOnlyBlobStore implements BlobStore, LockingBlobStore {
       details: { blob: name, appendOnly: true },
     });
   }
+  /** The store's own lock if it has one (a cloud repository can be append-only and locked), else a "hold". */
   async retention(name: BlobName, op?: Op): Promise<RetentionInfo | undefined> {
+    const own = this.inner.retention ? await this.inner.retention(name, op) : undefined;
+    if (own) return own;
     if (name.startsWith('locks/') || !(await this.inner.stat(name, op))) return undefined;
     return { legalHold: true };
   }
-  async lock(name: BlobName, _req: LockRequest, op?: Op): Promise<void> {
+  async lock(name: BlobName, req: LockRequest, op?: Op): Promise<void> {
+    if (isLocking(this.inner)) return this.inner.lock(name, req, op);
     if (!(await this.inner.stat(name, op))) throw new CofferError('NOT_FOUND', `blob ${name} not found`);
   }
 }

@@ -68,3 +68,19 @@ export function innermost(s: BlobStore): BlobStore {
   while (x.inner) x = x.inner as BlobStore & { inner?: BlobStore };
   return x;
 }
+
+const FLAGS = ['tiered', 'locking'] as const;
+const METHODS = ['retention', 'lock', 'tierOf', 'setTier', 'serverSideCopyFrom'] as const;
+
+/**
+ * Gives a wrapper the optional capabilities of the store it wraps (tiers, locks, server-side copy), delegating to it,
+ * except methods the wrapper defines itself and those in `except`. Wrappers stay transparent to `isTiered` etc.
+ */
+export function forwardCapabilities(wrapper: BlobStore, inner: BlobStore, except: readonly string[] = []): void {
+  const w = wrapper as unknown as Record<string, unknown>;
+  const i = inner as unknown as Record<string, unknown>;
+  for (const f of FLAGS) if (i[f] === true && !except.includes(f)) w[f] = true;
+  for (const m of METHODS) {
+    if (typeof i[m] === 'function' && typeof w[m] !== 'function' && !except.includes(m)) w[m] = (i[m] as (...a: unknown[]) => unknown).bind(inner);
+  }
+}

@@ -8,3 +8,4 @@ export { isCloudSpec, openCloudStore } from './open-cloud-store.js';
 export type { AzureBlobStore } from './azure/azure-blob-store.js';
 export { ThrottledBlobStore } from './throttled-blob-store.js';
 export { AppendOnlyBlobStore, APPEND_ONLY_BLOB } from './append-only-blob-store.js';
+export { CachingBlobStore } from './caching-blob-store.js';

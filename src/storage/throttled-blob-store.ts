@@ -1,5 +1,6 @@
 import type { BlobName, Op } from '../shared/index.js';
 import type { BlobInfo, BlobStore, ByteRange } from './blob-store.js';
+import { forwardCapabilities } from './cloud-store.js';
 
 /**
  * Caps the upload rate (bytes/s summed over all puts in flight): each put waits for its share of a token bucket
@@ -15,6 +16,8 @@ export class ThrottledBlobStore implements BlobStore {
     private readonly now: () => number = () => performance.now(),
   ) {
     this.location = inner.location;
+    // no server-side copies: they would bypass the cap (and the bytes do not pass here anyway)
+    forwardCapabilities(this, inner, ['serverSideCopyFrom']);
   }
 
   private async take(bytes: number, op?: Op): Promise<void> {
