@@ -11,6 +11,9 @@ import { CofferError } from '../shared/index.js';
 
 // libuv's pool (4 threads by default) carries every file read, write and fsync: with fsyncs in flight, reads starve.
 process.env.UV_THREADPOOL_SIZE ??= '16';
+// The AWS SDK warns on Node < 22 about its releases after January 2027; Coffer pins its SDK (package-lock.json) and
+// supports Node 20: the warning is for Coffer's maintainers, not for every `coffer` run against s3://.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 const controller = new AbortController();
 let interrupts = 0;
