@@ -38,7 +38,8 @@ export function translateAzureError(e: unknown, where: string, what: string): Co
   if (code === 'BlobNotFound' || (status === 404 && code !== 'ResourceNotFound' && code !== 'AccountNotFound')) {
     return new CofferError('NOT_FOUND', `blob ${what} not found at ${where}`, { details, cause: e });
   }
-  if (status === 401 || status === 403 || code === 'AuthenticationFailed' || code === 'AuthorizationFailure' || code === 'CredentialUnavailableError') {
+  const authName = /^(CredentialUnavailableError|AggregateAuthenticationError|AuthenticationError)$/.test(r?.name ?? '');
+  if (status === 401 || status === 403 || authName || code === 'AuthenticationFailed' || code === 'AuthorizationFailure') {
     return new CofferError('ACCESS_DENIED', `the storage account refused access: ${msg}`, {
       hint: 'check AZURE_STORAGE_KEY / AZURE_STORAGE_CONNECTION_STRING / AZURE_STORAGE_SAS_TOKEN (expiry, permissions rwdlc) or the Azure AD role (Storage Blob Data Contributor)',
       details,
