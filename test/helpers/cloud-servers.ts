@@ -50,18 +50,54 @@ function own(child: ChildProcess, port: number, pidFile: string): OwnedServer {
   };
 }
 
+/** Is it our server that answers on the port (not another process that took the port meanwhile)? */
+async function answersAs(port: number, child: ChildProcess, path: string, check: (res: Response, body: string) => boolean): Promise<boolean> {
+  await new Promise((r) => setTimeout(r, 100));
+  if (child.exitCode !== null || child.signalCode !== null) return false;
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}${path}`);
+    return check(res, await res.text());
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * freePort() releases the port before the server binds it; on a shared machine another process can take it in
+ * between. Start, check who answers, and try again on a new port (our own failed child is stopped by pid).
+ */
+async function startChecked<T extends OwnedServer>(fixedPort: number | undefined, start: (port: number) => Promise<T>, isOurs: (s: T) => Promise<boolean>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    const port = fixedPort ?? (await freePort());
+    let s: T | undefined;
+    try {
+      s = await start(port);
+      if (await isOurs(s)) return s;
+    } catch (e) {
+      if (attempt >= 3) throw e;
+    }
+    await s?.stop('SIGKILL');
+    if (attempt >= 3) throw new Error(`could not start a server on 127.0.0.1 (port ${port} taken?)`);
+  }
+}
+
 /**
  * Azurite (blob service only) as our own child process on 127.0.0.1, data under `dir` (survives a restart on
  * the same dir and port). `accounts`: AZURITE_ACCOUNTS (e.g. "region1:KEY1") for extra accounts.
  */
 export async function startAzurite(dir: string, opts: { port?: number; accounts?: string } = {}): Promise<OwnedServer & { endpoint: string; connectionString: string }> {
-  const port = opts.port ?? (await freePort());
+  return startChecked(opts.port, (port) => startAzuriteOn(dir, port, opts.accounts), (s) =>
+    answersAs(s.port, s.child, `/${AZURITE_ACCOUNT}?comp=list`, (res) => (res.headers.get('server') ?? '').startsWith('Azurite')),
+  );
+}
+
+async function startAzuriteOn(dir: string, port: number, accounts: string | undefined): Promise<OwnedServer & { endpoint: string; connectionString: string }> {
   mkdirSync(dir, { recursive: true });
   let log = '';
   const child = spawn(
     process.execPath,
     [join(ROOT, 'node_modules/azurite/dist/src/blob/main.js'), '--blobHost', '127.0.0.1', '--blobPort', String(port), '--location', dir, '--skipApiVersionCheck', '--loose', '--disableTelemetry', '--silent'],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(opts.accounts ? { AZURITE_ACCOUNTS: opts.accounts } : {}) } },
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(accounts ? { AZURITE_ACCOUNTS: accounts } : {}) } },
   );
   child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
@@ -76,7 +112,10 @@ export async function startAzurite(dir: string, opts: { port?: number; accounts?
 
 /** s3rver (credentials S3RVER/S3RVER) as our own child process on 127.0.0.1, data under `dir`. */
 export async function startS3rver(dir: string, opts: { port?: number } = {}): Promise<OwnedServer & { endpoint: string; env: Record<string, string> }> {
-  const port = opts.port ?? (await freePort());
+  return startChecked(opts.port, (port) => startS3rverOn(dir, port), (s) => answersAs(s.port, s.child, '/', (_res, body) => body.includes('ListAllMyBucketsResult')));
+}
+
+async function startS3rverOn(dir: string, port: number): Promise<OwnedServer & { endpoint: string; env: Record<string, string> }> {
   mkdirSync(dir, { recursive: true });
   let log = '';
   const script = `const S3rver = require(${JSON.stringify(join(ROOT, 'node_modules/s3rver'))});
