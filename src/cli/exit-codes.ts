@@ -30,6 +30,8 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   VSPHERE_AUTH: 22,
   VSPHERE_TLS: 23,
   VSPHERE_FAULT: 24,
+  ACCESS_DENIED: 25,
+  ARCHIVED: 26,
   CANCELLED: 130,
 };
 

@@ -1,7 +1,8 @@
 import { Command, CommanderError, Option } from 'commander';
 import { CodecPool, RestorePointDevice, type BackupResult, type CodecParams, TOOL_VERSION, backup, exportDisk, restoreDisk, verify, type ExportFormat } from '../engine/index.js';
 import { NbdServer } from '../nbd/index.js';
-import { Repository, type KdfCost } from '../repository/index.js';
+import { CONFIG_BLOB, Repository, type KdfCost } from '../repository/index.js';
+import { APPEND_ONLY_BLOB } from '../storage/index.js';
 import { CofferError, asCofferError, formatBytes, formatDuration, type Logger } from '../shared/index.js';
 import type { BlockSource } from '../sources/index.js';
 import { readPassword, stderrLogger, type CliDeps } from './context.js';
@@ -72,7 +73,7 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
 
   const common = (c: Command) =>
     c
-      .requiredOption('--repo <path>', 'repository location (a directory)')
+      .requiredOption('--repo <path>', 'repository location: a directory, azure://ACCOUNT/CONTAINER[/PREFIX] or s3://BUCKET[/PREFIX]')
       .option('--password-file <file>', 'read the repository password from FILE (default: $COFFER_PASSWORD)')
       .option('--json', 'print a machine-readable JSON result on stdout')
       .option('--no-progress', 'no progress output on stderr')
@@ -109,16 +110,24 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
     .addOption(new Option('--chunk-size <bytes>', 'chunk size: a power of two from 64K to 8M').default('1M'))
     .addOption(new Option('--compression-level <n>', 'zstd level (-7..19)').default('2'))
     .addOption(new Option('--kdf-cost <N>', 'scrypt N for the key (power of two)').hideHelp())
-    .action(async (o: CommonOpts & { chunkSize: string; compressionLevel: string; kdfCost?: string }) => {
+    .option('--copy-of <repo>', 'create a replica of another repository (same keys and chunk ids: `copy` then moves blobs unchanged)')
+    .option('--append-only', 'Coffer never deletes anything in this repository (forget/prune keep all); cannot be undone by Coffer')
+    .action(async (o: CommonOpts & { chunkSize: string; compressionLevel: string; kdfCost?: string; copyOf?: string; appendOnly?: boolean }) => {
       const password = await readPassword(deps, o.passwordFile);
+      const source = o.copyOf ? await deps.openStore(o.copyOf, { create: false }) : undefined;
       const store = await deps.openStore(o.repo, { create: true });
+      if (o.appendOnly) {
+        // the marker first (FORMAT.md §9): a repository is never, not even for a moment, deletable
+        if (await store.stat(CONFIG_BLOB)) throw new CofferError('REPO_EXISTS', `a repository already exists at ${store.location}`);
+        await store.put(APPEND_ONLY_BLOB, Buffer.from(JSON.stringify({ appendOnly: true, since: new Date().toISOString() }) + '\n'));
+      }
       const kdf: KdfCost = o.kdfCost ? { N: parseInteger(o.kdfCost, '--kdf-cost') } : {};
-      const repo = await Repository.init(store, password, {
+      const repo = source ? await Repository.initCopyOf(store, source, password) : await Repository.init(store, password, {
         chunkSizeBytes: parseSize(o.chunkSize, '--chunk-size'),
         zstdLevel: parseInteger(o.compressionLevel, '--compression-level'),
         kdf,
       });
-      if (o.json) write(JSON.stringify({ id: repo.id, location: store.location, chunkSizeBytes: repo.chunkSizeBytes, formatVersion: repo.config.formatVersion }) + '\n');
+      if (o.json) write(JSON.stringify({ id: repo.id, location: store.location, chunkSizeBytes: repo.chunkSizeBytes, formatVersion: repo.config.formatVersion, appendOnly: o.appendOnly === true }) + '\n');
       else write(`created repository ${repo.id} at ${store.location}\n`);
     });
 

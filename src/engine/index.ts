@@ -7,3 +7,6 @@ export type { CodecParams } from './codec-protocol.js';
 export { RestorePointDevice, type RestorePointDeviceOptions } from './mount.js';
 export { exportDisk, type ExportFormat } from './export-image.js';
 export { listGuestPartitions, listGuestFiles, extractGuestFiles, type FileInfo, type FileFailure, type ListResult, type ExtractResult, type GuestLocation } from './file-restore.js';
+export * from './copy.js';
+export * from './lock.js';
+export * from './archive.js';
