@@ -6,3 +6,8 @@ export { TOOL_VERSION } from './version.js';
 export type { CodecParams } from './codec-protocol.js';
 export { RestorePointDevice, type RestorePointDeviceOptions } from './mount.js';
 export { exportDisk, type ExportFormat } from './export-image.js';
+export * from './retention.js';
+export * from './forget.js';
+export * from './gc.js';
+export { GcGuard, GC_SWEEP_OPERATION } from './gc-guard.js';
+export * from './repair.js';
