@@ -212,3 +212,24 @@ test('prune refuses to delete anything when a restore point is unreadable', asyn
   await assert.rejects(prune(repo), (e: unknown) => e instanceof CofferError && e.code === 'CORRUPT' && /before deleting anything/.test(e.message));
   assert.deepEqual(await chunkNames(store), before);
 });
+
+test('one prune at a time: a second one is LOCKED; prune keeps the newest three verification records of a point', async () => {
+  const { store, repo, pool } = await setup();
+  const r = await backup(repo, pool, { vm: 'a', sources: [new BufferSource(randomBytes(2 * CS))] });
+  for (let i = 0; i < 5; i++) {
+    await verify(repo, pool, {});
+    await new Promise((res) => setTimeout(res, 2));
+  }
+  const gc = await repo.acquireLease(GC_SCOPE, 'gc-mark');
+  try {
+    await assert.rejects(prune(repo), (e: unknown) => e instanceof CofferError && e.code === 'LOCKED');
+  } finally {
+    await gc.release();
+  }
+  const p = await prune(repo);
+  assert.equal(p.orphansRemoved, 2);
+  const left: string[] = [];
+  for await (const b of store.list(`verifications/${r.id}/`)) left.push(b.name);
+  assert.equal(left.length, 3);
+  assert.equal((await repo.lastVerification(r.id))?.ok, true);
+});

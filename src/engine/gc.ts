@@ -18,7 +18,7 @@ import {
 } from '../repository/index.js';
 import type { BlobStore } from '../storage/index.js';
 import { FIXED_INDEX_HEADER_BYTES } from '../format/index.js';
-import { CofferError, HEX64, type BlobName, type Op } from '../shared/index.js';
+import { CofferError, HEX64, TaskWindow, type BlobName, type Op } from '../shared/index.js';
 import { GC_SWEEP_OPERATION } from './gc-guard.js';
 
 export interface PruneRequest extends Op {
@@ -165,39 +165,48 @@ export async function prune(repo: Repository, req: PruneRequest = {}): Promise<P
           await store.delete(g, op);
           continue;
         }
-        for (const [kind, ids, referenced, rescued] of [
-          ['chunk', sets.chunks, again.chunks, rescuedChunks],
-          ['index', sets.indexes, again.indexes, rescuedIndexes],
-        ] as const) {
-          for (let i = 0; i < ids.size; i++) {
-            const id = ids.at(i);
-            if (referenced.has(id)) continue;
-            if (rescued.has(id)) {
-              report.rescued++;
-              continue;
-            }
-            if (i % 256 === 0) {
-              lease.check();
-              op.signal?.throwIfAborted();
-              req.onProgress?.({ phase: 'deleting', done: report.chunksDeleted + report.indexesDeleted });
-            }
-            const hex = id.toString('hex');
-            const name = kind === 'chunk' ? chunkBlob(hex) : indexBlob(hex);
-            const st = await store.stat(name, op);
-            if (!st) continue;
-            try {
-              await store.delete(name, op);
-            } catch (e) {
-              if (e instanceof CofferError && e.code === 'IMMUTABLE') {
-                report.locked++;
+        // deletes 16 at a time (one at a time, a million deletions wait a million round trips)
+        const window = new TaskWindow(16);
+        try {
+          for (const [kind, ids, referenced, rescued] of [
+            ['chunk', sets.chunks, again.chunks, rescuedChunks],
+            ['index', sets.indexes, again.indexes, rescuedIndexes],
+          ] as const) {
+            for (let i = 0; i < ids.size; i++) {
+              const id = ids.at(i);
+              if (referenced.has(id)) continue;
+              if (rescued.has(id)) {
+                report.rescued++;
                 continue;
               }
-              throw e;
+              if (i % 256 === 0) {
+                lease.check();
+                op.signal?.throwIfAborted();
+                req.onProgress?.({ phase: 'deleting', done: report.chunksDeleted + report.indexesDeleted });
+              }
+              const name = kind === 'chunk' ? chunkBlob(id.toString('hex')) : indexBlob(id.toString('hex'));
+              await window.run(async () => {
+                const st = await store.stat(name, op);
+                if (!st) return;
+                try {
+                  await store.delete(name, op);
+                } catch (e) {
+                  if (e instanceof CofferError && e.code === 'IMMUTABLE') {
+                    report.locked++;
+                    return;
+                  }
+                  throw e;
+                }
+                report.bytesDeleted += st.sizeBytes;
+                if (kind === 'chunk') report.chunksDeleted++;
+                else report.indexesDeleted++;
+              });
             }
-            report.bytesDeleted += st.sizeBytes;
-            if (kind === 'chunk') report.chunksDeleted++;
-            else report.indexesDeleted++;
           }
+          await window.drain();
+        } catch (e) {
+          await window.settle();
+          throw e;
         }
         await store.delete(g, op);
       }
@@ -300,19 +309,38 @@ async function mark(repo: Repository, skip: Set<string>, known: Marked | undefin
   return { points, chunks: known ? known.chunks.union(c) : c, indexes: known ? known.indexes.union(i) : i };
 }
 
-/** Verification records and holds of restore points that no longer exist. */
+/**
+ * Verification records and holds of restore points that no longer exist, and verification records beyond the newest
+ * three of each point (each verify run adds one per point; only the newest outcome is ever consulted).
+ */
 async function removeOrphans(repo: Repository, op: Op): Promise<number> {
   const points = new Set<string>();
   for await (const id of repo.pointIds(op)) points.add(id);
   let removed = 0;
+  const records = new Map<string, string[]>();
   for (const prefix of [VERIFICATIONS_PREFIX, HOLDS_PREFIX]) {
     for await (const b of repo.store.list(prefix, op)) {
       const pointId = b.name.slice(prefix.length).split('/')[0]!;
-      if (/^[0-9a-f]{32}$/.test(pointId) && !points.has(pointId)) {
+      if (!/^[0-9a-f]{32}$/.test(pointId)) continue;
+      if (!points.has(pointId)) {
         await repo.store.delete(b.name, op);
         removed++;
+      } else if (prefix === VERIFICATIONS_PREFIX) {
+        const list = records.get(pointId) ?? [];
+        list.push(b.name);
+        records.set(pointId, list);
       }
+    }
+  }
+  for (const names of records.values()) {
+    if (names.length <= KEEP_VERIFICATIONS) continue;
+    // names end in <15-digit ms>-<outcome>: sorting by name sorts by time
+    for (const name of names.sort().slice(0, names.length - KEEP_VERIFICATIONS)) {
+      await repo.store.delete(name as BlobName, op);
+      removed++;
     }
   }
   return removed;
 }
+
+const KEEP_VERIFICATIONS = 3;

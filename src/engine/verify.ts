@@ -30,6 +30,10 @@ export interface VerifyReport {
   problems: VerifyProblem[];
   /** Restore points found damaged (a missing or corrupt manifest, index or chunk). */
   failedPoints: string[];
+  /** Share of the referenced chunks whose data was read (0: presence only, 1: --read-data). */
+  readDataFraction: number;
+  /** Whether the outcome was recorded per restore point (FORMAT.md §8). */
+  recorded: boolean;
   durationMs: number;
 }
 
@@ -206,6 +210,8 @@ export async function verify(repo: Repository, pool: CodecPool, req: VerifyReque
   return {
     ok: problems.length === 0,
     failedPoints: [...failed.keys()].sort(),
+    readDataFraction: fraction,
+    recorded: req.record !== false,
     points: ids.length - gone.size,
     disks,
     chunksStored: stored.size,
