@@ -62,6 +62,8 @@ export interface BackupResult {
   chunksReused: number;
   zeroChunks: number;
   chunksHealed: number;
+  /** chunks and indexes garbage collection had condemned that this backup rescued (DESIGN.md §Garbage collection) */
+  gcRescued: number;
   durationMs: number;
   disks: DiskStats[];
 }
@@ -141,6 +143,7 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
       ...manifest.stats,
       zeroChunks: sum('zeroChunks'),
       chunksHealed: sum('chunksHealed'),
+      gcRescued: guard.rescuedCount,
       disks: diskStats,
     };
   } finally {

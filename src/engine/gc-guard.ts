@@ -45,7 +45,11 @@ export class GcGuard {
     return new GcGuard(repo, lease, chunks, indexes, opts.pollMs ?? 500);
   }
 
-  /** An empty guard for writers that never dedup against existing objects. */
+  /** How many condemned objects this writer rescued. */
+  get rescuedCount(): number {
+    return this.rescued.size;
+  }
+
   get condemnedCount(): number {
     return this.chunks.size + this.indexes.size;
   }

@@ -100,6 +100,16 @@ export async function prune(repo: Repository, req: PruneRequest = {}): Promise<P
     const writers0 = await liveWriters(store, report);
     const oldestWriter = Math.min(started, ...writers0.map((w) => w.info?.acquiredAt ?? 0));
     const generations = await listCondemned(store, op);
+    // what earlier (deferred) generations already condemn is not condemned again
+    let already = { chunks: IdSet.empty, indexes: IdSet.empty };
+    for (const g of generations) {
+      try {
+        const s = await readGcSets(store, 'condemned', g, op);
+        already = { chunks: already.chunks.union(s.chunks), indexes: already.indexes.union(s.indexes) };
+      } catch (e) {
+        if (!(e instanceof CofferError) || (e.code !== 'CORRUPT' && e.code !== 'NOT_FOUND')) throw e;
+      }
+    }
 
     // 2. mark
     const marked = await mark(repo, new Set(), undefined, op, req);
@@ -109,16 +119,16 @@ export async function prune(repo: Repository, req: PruneRequest = {}): Promise<P
     const newChunks = new IdSetBuilder(65_536);
     const newIndexes = new IdSetBuilder(4096);
     let listed = 0;
-    for (const [prefix, referenced, out] of [
-      [CHUNKS_PREFIX, marked.chunks, newChunks],
-      [INDEXES_PREFIX, marked.indexes, newIndexes],
+    for (const [prefix, referenced, out, condemnedBefore] of [
+      [CHUNKS_PREFIX, marked.chunks, newChunks, already.chunks],
+      [INDEXES_PREFIX, marked.indexes, newIndexes, already.indexes],
     ] as const) {
       for await (const b of store.list(prefix, op)) {
         if (++listed % 10_000 === 0) req.onProgress?.({ phase: 'listing', done: listed });
         const hex = b.name.slice(b.name.lastIndexOf('/') + 1);
         if (!HEX64.test(hex) || b.name !== `${prefix}${hex.slice(0, 2)}/${hex}`) continue;
         const id = Buffer.from(hex, 'hex');
-        if (referenced.has(id) || b.modifiedAt.getTime() >= oldestWriter) continue;
+        if (referenced.has(id) || b.modifiedAt.getTime() >= oldestWriter || condemnedBefore.has(id)) continue;
         out.add(id);
       }
     }
