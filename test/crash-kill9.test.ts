@@ -3,9 +3,11 @@
 // at once (a dead process's lease on this host is recognised by its pid and taken over).
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, rmSync } from 'node:fs';
+import { copyFileSync, readFileSync, rmSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
-import { coffer, cofferAsync, tempDir } from './helpers/cli.js';
+import { Repository } from '../src/repository/index.js';
+import { LocalBlobStore } from '../src/storage/index.js';
+import { coffer, cofferAsync, tempDir, TEST_PASSWORD } from './helpers/cli.js';
 import { assertSameBytes, blobFiles, expectOk, makeRandomDisk } from './helpers/more-cli.js';
 import { mutate } from './helpers/disks.js';
 
@@ -37,14 +39,20 @@ test(`SIGKILL at >= ${MIN_KILLS} random points of backup, prune and repair: veri
   expectOk(coffer(['init', '--repo', repo, '--chunk-size', '64K', '--kdf-cost', '1024', '--json']));
   expectOk(coffer(['init', '--repo', copy, '--chunk-size', '64K', '--kdf-cost', '1024', '--json'], { COFFER_PASSWORD: 'copy password' }));
   const images = new Map<string, string>(); // committed restore point -> image it was taken from
-  const known = () => new Set<string>(expectOk(coffer(['list', '--repo', repo, '--json'])).map((p: any) => p.id as string));
+  // committed points, read in-process (a CLI run per check would double the test's time)
+  const reader = await Repository.open(new LocalBlobStore(repo), TEST_PASSWORD);
+  const known = async () => {
+    const ids = new Set<string>();
+    for await (const id of reader.pointIds()) ids.add(id);
+    return ids;
+  };
   const vms = ['vm0', 'vm1', 'vm2'];
   const disks = vms.map((vm) => join(tmp.path, `${vm}.raw`));
-  disks.forEach((d, i) => makeRandomDisk(d, 1024 * KiB + 100 * i, `kill9-${i}`));
+  disks.forEach((d, i) => makeRandomDisk(d, 4096 * KiB + 100 * i, `kill9-${i}`));
 
   // the repair subject: a VM only backed up once, also into the copy repository (other password, other keys)
   const repDisk = join(tmp.path, 'rep.raw');
-  makeRandomDisk(repDisk, 1024 * KiB, 'kill9-rep');
+  makeRandomDisk(repDisk, 2048 * KiB, "kill9-rep");
   const rep = expectOk(coffer(['backup', '--repo', repo, '--vm', 'rep', repDisk, '--json']));
   images.set(rep.id, repDisk);
   expectOk(coffer(['backup', '--repo', copy, '--vm', 'rep', repDisk, '--json'], { COFFER_PASSWORD: 'copy password' }));
@@ -71,17 +79,17 @@ test(`SIGKILL at >= ${MIN_KILLS} random points of backup, prune and repair: veri
     if (pick < 0.5) {
       const v = Math.floor(rand() * vms.length);
       // new data in a few chunks, the rest shared with the VM's previous point
-      for (let k = 0; k < 3; k++) mutate(disks[v]!, Math.floor(rand() * 15) * 64 * KiB, 64 * KiB, `s${seed}-${n}-${k}`);
+      for (let k = 0; k < 3; k++) mutate(disks[v]!, Math.floor(rand() * 60) * 64 * KiB, 64 * KiB, `s${seed}-${n}-${k}`);
       const image = join(tmp.path, `img-${n++}.raw`);
       copyFileSync(disks[v]!, image);
       const r = await runAndKill(['backup', '--repo', repo, '--vm', vms[v]!, disks[v]!, '--json', '-q'], 20 + rand() * backupMs);
       if (r.killed) byOp.backup++;
       else assert.equal(r.code, 0, r.stderr);
-      for (const id of known()) if (!images.has(id)) images.set(id, image);
+      for (const id of await known()) if (!images.has(id)) images.set(id, image);
     } else if (pick < 0.8) {
       // garbage to collect: forget (quick, not killed) then a prune that is killed
       expectOk(coffer(['forget', '--repo', repo, '--keep-last', '2', '--json']));
-      const now = known();
+      const now = await known();
       for (const id of images.keys()) if (!now.has(id)) images.delete(id);
       const r = await runAndKill(['prune', '--repo', repo, '--json'], 20 + rand() * pruneMs * 1.5);
       if (r.killed) byOp.prune++;
@@ -96,6 +104,7 @@ test(`SIGKILL at >= ${MIN_KILLS} random points of backup, prune and repair: veri
     }
     kills = byOp.backup + byOp.prune + byOp.repair;
   }
+  console.log(`durations undisturbed: backup ${backupMs} ms, prune ${pruneMs} ms`);
   console.log(`seed ${seed}: ${runs} runs, ${kills} killed (backup ${byOp.backup}, prune ${byOp.prune}, repair ${byOp.repair}); ${images.size} restore points`);
   assert.ok(kills >= MIN_KILLS, `only ${kills} runs were killed before they finished`);
   assert.ok(byOp.backup > 0 && byOp.prune > 0 && byOp.repair > 0, JSON.stringify(byOp));
@@ -107,12 +116,18 @@ test(`SIGKILL at >= ${MIN_KILLS} random points of backup, prune and repair: veri
   const last = join(tmp.path, 'img-last.raw');
   copyFileSync(disks[1]!, last);
   images.set(next.id, last);
+  // temporary files of puts cut short by the kills: a prune removes them once they are older than a minute
+  // (utimes stands in for the passing of time)
+  const temps = blobFiles(repo).filter((f) => /(^|\/)\.tmp-/.test(f));
+  const hourAgo = new Date(Date.now() - 3_600_000);
+  for (const t of temps) utimesSync(join(repo, t), hourAgo, hourAgo);
   const pr = expectOk(coffer(['prune', '--repo', repo, '--json']));
   assert.deepEqual(pr.deferred, []);
+  assert.equal(pr.tempFilesRemoved, temps.length);
 
   const v = expectOk(coffer(['verify', '--repo', repo, '--read-data', '--json']));
   assert.equal(v.ok, true);
-  const points = known();
+  const points = await known();
   assert.deepEqual([...points].sort(), [...images.keys()].sort(), 'every committed point is known, none is half there');
   for (const [id, image] of images) {
     const out = join(tmp.path, `out-${id}.raw`);
@@ -120,5 +135,6 @@ test(`SIGKILL at >= ${MIN_KILLS} random points of backup, prune and repair: veri
     assertSameBytes(out, image);
     rmSync(out);
   }
-  assert.deepEqual(blobFiles(repo, 'locks'), [], 'no lease left behind by the finished runs');
+  const left = blobFiles(repo, 'locks').map((f) => `${f}: ${readFileSync(join(repo, f), 'utf8')}`);
+  assert.deepEqual(left, [], 'no lease (and no temporary file) left behind');
 });

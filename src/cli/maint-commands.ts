@@ -41,7 +41,7 @@ export const maintCommands: CommandModule = (program: Command, kit: CommandKit) 
         });
       }
       const logger = stderrLogger(deps, o.quiet);
-      const repo = await openRepo(o, logger, Boolean(o.prune) && !o.dryRun);
+      const repo = await openRepo(o, logger);
       const report = await forget(repo, { policy, ...(o.vm !== undefined ? { vm: o.vm } : {}), dryRun: Boolean(o.dryRun), signal: deps.signal, onWarning: (m) => logger.warn(m) });
       let pruned: PruneReport | undefined;
       if (o.prune && !o.dryRun) {
