@@ -12,7 +12,7 @@ export async function knownDamagedChunks(repo: Repository, op: Op = {}): Promise
     if (!m) continue;
     const ms = Number(m[2]);
     const cur = newest.get(m[1]!);
-    if (!cur || ms > cur.ms) newest.set(m[1]!, { ms, name: b.name, ok: m[3] === 'ok' });
+    if (!cur || ms > cur.ms || (ms === cur.ms && m[3] === 'failed')) newest.set(m[1]!, { ms, name: b.name, ok: m[3] === 'ok' });
   }
   const ids: Buffer[] = [];
   for (const rec of newest.values()) {

@@ -120,7 +120,18 @@ export class Lease {
     await this.write();
   }
 
-  private async write(): Promise<void> {
+  private writing: Promise<void> = Promise.resolve();
+  private released = false;
+
+  /** Writes the next lease blob; serialized, so a renewal and an update never both delete the same predecessor. */
+  private write(): Promise<void> {
+    const next = this.writing.then(() => this.writeNow());
+    this.writing = next.catch(() => undefined);
+    return next;
+  }
+
+  private async writeNow(): Promise<void> {
+    if (this.released) return;
     const prev = this.current;
     const name = lockBlob(this.scope, `${this.info.holder}-${String(this.seq++).padStart(6, '0')}`);
     const expiresAt = this.clock.now() + this.ttlMs;
@@ -169,10 +180,13 @@ export class Lease {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     await this.renewing;
+    this.released = true;
+    await this.writing;
     const name = this.current;
     this.current = undefined;
     if (name) await this.store.delete(name).catch(() => undefined);
   }
+
 }
 
 /**
