@@ -6,9 +6,10 @@ import { vsphereCommands } from './vsphere-commands.js';
 import { copyCommands } from './copy-commands.js';
 import { lockCommands } from './lock-commands.js';
 import { archiveCommands } from './archive-commands.js';
+import { maintCommands } from './maint-commands.js';
 
 /** A module that adds commands to the coffer CLI. Each area (files, vsphere, maintenance, cloud, server) has one. */
 export type CommandModule = (program: Command, kit: CommandKit) => void;
 
 /** Registered command modules, in help order. */
-export const COMMAND_MODULES: CommandModule[] = [vsphereCommands, copyCommands, lockCommands, archiveCommands, filesCommands, serverCommands];
+export const COMMAND_MODULES: CommandModule[] = [vsphereCommands, maintCommands, copyCommands, lockCommands, archiveCommands, filesCommands, serverCommands];

@@ -340,6 +340,7 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
     .action(async (o: CommonOpts & { readData?: boolean; readDataSubset?: string; record?: boolean }) => {
       const repo = await openRepo(o, stderrLogger(deps, o.quiet), true);
       let fraction = o.readData ? 1 : 0;
+      if (o.readData && o.readDataSubset !== undefined) throw new CofferError('USAGE', 'use either --read-data or --read-data-subset, not both');
       if (o.readDataSubset !== undefined) {
         const pct = Number(o.readDataSubset.replace(/%$/, ''));
         if (!(pct > 0 && pct <= 100)) throw new CofferError('USAGE', '--read-data-subset must be a percentage in (0, 100]');

@@ -10,3 +10,8 @@ export { listGuestPartitions, listGuestFiles, extractGuestFiles, type FileInfo, 
 export * from './copy.js';
 export * from './lock.js';
 export * from './archive.js';
+export * from './retention.js';
+export * from './forget.js';
+export * from './gc.js';
+export { GcGuard, GC_SWEEP_OPERATION } from './gc-guard.js';
+export * from './repair.js';

@@ -312,7 +312,8 @@ export class Repository {
       const m = /\/(\d{15})-(ok|failed)$/.exec(b.name);
       if (!m || b.name !== verificationBlob(pointId, Number(m[1]), m[2] === 'ok')) continue;
       const ms = Number(m[1]);
-      if (!best || ms > best.ms) best = { ms, ok: m[2] === 'ok' };
+      // two records in the same millisecond: the failed one wins (the safe side)
+      if (!best || ms > best.ms || (ms === best.ms && m[2] === 'failed')) best = { ms, ok: m[2] === 'ok' };
     }
     return best ? { time: new Date(best.ms).toISOString(), ok: best.ok } : undefined;
   }

@@ -7,7 +7,7 @@ export const APPEND_ONLY_BLOB = 'append-only' as BlobName;
 
 /**
  * An append-only repository (`coffer init --append-only`, FORMAT.md §9): deleting any blob except leases
- * (`locks/`) rejects with IMMUTABLE, so forget/prune/GC keep everything. Protects against a compromised or mistaken
+ * (`locks/`) and GC bookkeeping (`gc/`, FORMAT.md §11) rejects with IMMUTABLE, so forget/prune/GC keep everything. Protects against a compromised or mistaken
  * Coffer, not against someone with direct write access to the directory (use a cloud retention lock for that).
  * Every blob counts as held: `lock` is accepted and changes nothing.
  */
@@ -33,7 +33,8 @@ export class AppendOnlyBlobStore implements BlobStore, LockingBlobStore {
     return this.inner.list(prefix, op);
   }
   async delete(name: BlobName, op?: Op): Promise<void> {
-    if (name.startsWith('locks/')) return this.inner.delete(name, op);
+    // leases and GC bookkeeping (rescues, condemned generations) hold no data: deleting them loses nothing
+    if (name.startsWith('locks/') || name.startsWith('gc/')) return this.inner.delete(name, op);
     op?.signal?.throwIfAborted();
     if (!(await this.inner.stat(name, op))) return;
     throw new CofferError('IMMUTABLE', `${this.location} is append-only: ${name} cannot be deleted`, {
@@ -45,7 +46,7 @@ export class AppendOnlyBlobStore implements BlobStore, LockingBlobStore {
   async retention(name: BlobName, op?: Op): Promise<RetentionInfo | undefined> {
     const own = this.inner.retention ? await this.inner.retention(name, op) : undefined;
     if (own) return own;
-    if (name.startsWith('locks/') || !(await this.inner.stat(name, op))) return undefined;
+    if (name.startsWith('locks/') || name.startsWith('gc/') || !(await this.inner.stat(name, op))) return undefined;
     return { legalHold: true };
   }
   async lock(name: BlobName, req: LockRequest, op?: Op): Promise<void> {
