@@ -256,10 +256,10 @@ async function filesView(params) {
   const more = h('p');
   // breadcrumbs: / > etc > app, each a link to that directory
   const parts = path.split('/').filter(Boolean);
-  const crumbs = h('nav', { id: 'breadcrumbs', class: 'row', 'aria-label': 'path' },
+  const crumbs = h('div', { id: 'breadcrumbs', class: 'row', role: 'navigation', 'aria-label': 'path' },
     h('a', { href: filesHref(loc) }, `disk ${disk}`), ' › ',
     h('a', { href: filesHref({ ...loc, partition, path: '/' }) }, `partition ${partition} /`),
-    parts.map((name, i) => [' › ', h('a', { href: filesHref({ ...loc, partition, path: '/' + parts.slice(0, i + 1).join('/') }) }, name)]));
+    parts.flatMap((name, i) => [' › ', h('a', { href: filesHref({ ...loc, partition, path: '/' + parts.slice(0, i + 1).join('/') }) }, name)]));
   const row = (e) => h('tr', { 'data-name': e.name },
     h('td', { class: 'name' }, e.type === 'dir' ? h('a', { class: 'open-dir', href: filesHref({ ...loc, partition, path: e.path }) }, e.name) : e.name,
       e.type === 'symlink' && e.linkTarget !== undefined ? h('span', { class: 'muted' }, ` → ${e.linkTarget}`) : '',
@@ -276,7 +276,7 @@ async function filesView(params) {
   };
   const first = await load(null);
   show(title, back, crumbs,
-    h('p', { class: 'muted' }, `${first.filesystem}${first.kind === 'directory' ? `, ${first.total} entries` : ''}`),
+    h('p', { class: 'muted' }, `${first.filesystem}${first.kind === 'directory' ? `, ${first.total} ${first.total === 1 ? 'entry' : 'entries'}` : ''}`),
     first.warnings.length ? h('p', { class: 'warn' }, first.warnings.join('; ')) : '',
     err,
     h('table', { id: 'files-table' }, h('thead', {}, h('tr', {}, ['Name', 'Mode', 'Size', 'Modified', ''].map((x) => h('th', {}, x)))), tbody),
