@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
 import { api, makeToken, startServer, until, type RunningServer } from './helpers/coffer-server.js';
-import { MiB, mkExt, mkFat, partitionDisk, partitionsOf, patch, prng } from './helpers/fs-images.js';
+import { MiB, findAll, mkExt, mkFat, partitionDisk, partitionsOf, patch, prng } from './helpers/fs-images.js';
 
 const ROLES = ['admin', 'operator', 'restore-operator', 'viewer'] as const;
 /** A name a careless console would turn into markup, with a terminal escape as well. */
@@ -51,10 +51,15 @@ describe('coffer server: browsing and downloading files of a restore point', () 
     mkdirSync(join(fsrc, 'Program Files'), { recursive: true });
     writeFileSync(join(fsrc, 'Program Files/settings.json'), '{"fat":true}\n');
     writeFileSync(join(fsrc, 'BIG.BIN'), prng('fat-big', MiB + 5));
+    writeFileSync(join(fsrc, 'BROKEN.TXT'), 'one cluster\n');
     partitionDisk(d0, 48 * MiB, 'label: dos\nstart=2048, size=24M, type=83\nsize=16M, type=6\nsize=4M, type=7\n');
     const p = partitionsOf(d0);
     mkExt(d0, 'ext4', src, p[0]!.size, p[0]!.start);
     mkFat(d0, 16, fsrc, p[1]!.size, p[1]!.start);
+    // BROKEN.TXT claims 1 MiB, its cluster chain holds one cluster: FS_CORRUPT when its content is read
+    const broken = findAll(d0, 'BROKEN  TXT').filter((o) => o >= p[1]!.start && o < p[1]!.start + p[1]!.size);
+    assert.equal(broken.length, 1);
+    patch(d0, broken[0]! + 28, [0, 0, 0x10, 0]);
     patch(d0, p[2]!.start, Buffer.concat([Buffer.from([0xeb, 0x52, 0x90]), Buffer.from('NTFS    ')]));
     mkExt(d1, 'ext4', join(src, 'etc'), 8 * MiB);
     patch(d1, 1024 + 24, [30, 0, 0, 0]); // s_log_block_size 30: an absurd block size
@@ -220,6 +225,15 @@ describe('coffer server: browsing and downloading files of a restore point', () 
     const dirGet = await download(tokens.admin, 'partition=1&path=/etc');
     assert.equal(dirGet.status, 400);
     assert.match(((await dirGet.json()) as any).error.message, /a directory, not a regular file/);
+    const brokenGet = await download(tokens.admin, 'partition=2&path=/BROKEN.TXT');
+    assert.equal(brokenGet.status, 422);
+    assert.equal(brokenGet.headers.get('content-disposition'), null, 'no download headers on an error');
+    const brokenErr = ((await brokenGet.json()) as any).error;
+    assert.equal(brokenErr.code, 'FS_CORRUPT');
+    assert.match(brokenErr.message, /cluster chain ends/);
+    const action = encodeURIComponent('GET /api/v1/restore-points/:id/disks/:disk/files/content');
+    const audited = await api(server.url, 'GET', `/api/v1/audit?limit=100&action=${action}`, { token: tokens.admin });
+    assert.ok(audited.body.items.some((e: any) => e.details.path === '/BROKEN.TXT' && e.status === 422), 'the failed download is audited');
     const huge = await download(tokens.admin, 'partition=1&path=/huge.img');
     assert.equal(huge.status, 422);
     const hugeErr = ((await huge.json()) as any).error;

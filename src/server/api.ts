@@ -182,9 +182,17 @@ export function registerApi(routes: Routes, ctx: ApiContext): void {
       a({ repository });
       const { repo, pool } = await repos.forBrowsing(repository);
       const f = await openGuestFile(repo, pool, { pointId, disk: params.disk, partition: query.partition, path: query.path });
+      const content = f.content();
+      // the first piece is read before any header is sent: a file unreadable from the start gets a coded error answer
+      let first: IteratorResult<Buffer, void> | undefined;
+      try {
+        first = await content.next();
+      } catch (e) {
+        await f.close();
+        throw e;
+      }
       // from here on this request is audited when the stream ends (complete or not), not by the onResponse hook
       req.auditDone = true;
-      const content = f.content();
       let bytes = 0;
       let complete = false;
       let recorded = false;
@@ -199,7 +207,9 @@ export function registerApi(routes: Routes, ctx: ApiContext): void {
       };
       const body = new Readable({
         read() {
-          content.next().then(
+          const next = first ? Promise.resolve(first) : content.next();
+          first = undefined;
+          next.then(
             (r) => {
               if (r.done) {
                 complete = true;
