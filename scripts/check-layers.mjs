@@ -14,11 +14,12 @@ const ALLOWED = {
   nbd: ['shared'],
   fs: ['shared'],
   sources: ['shared', 'nbd'],
+  vsphere: ['shared', 'sources', 'nbd'],
   repository: ['shared', 'format', 'crypto', 'storage'],
   engine: ['shared', 'format', 'crypto', 'storage', 'repository', 'sources', 'nbd', 'fs'],
-  cli: ['shared', 'format', 'storage', 'repository', 'sources', 'engine', 'nbd', 'fs'],
+  cli: ['shared', 'format', 'storage', 'repository', 'sources', 'engine', 'nbd', 'fs', 'vsphere'],
   server: ['shared', 'format', 'storage', 'repository', 'sources', 'engine', 'fs'],
-  bin: ['shared', 'storage', 'sources', 'engine', 'cli', 'nbd', 'server'],
+  bin: ['shared', 'storage', 'sources', 'engine', 'cli', 'nbd', 'server', 'vsphere'],
 };
 
 const files = [];

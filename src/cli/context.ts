@@ -3,6 +3,7 @@ import type { Writable } from 'node:stream';
 import type { CodecParams, CodecPool } from '../engine/index.js';
 import type { BlockSource } from '../sources/index.js';
 import type { BlobStore } from '../storage/index.js';
+import type { StoredVmConfig, VsphereBackupOptions, VsphereRestoreOptions, VsphereVmBackup, VsphereVmRestore } from '../vsphere/index.js';
 import { CofferError, type Logger } from '../shared/index.js';
 
 /** What the CLI needs from the outside world; bin/coffer.ts supplies the real things, tests their own. */
@@ -14,6 +15,10 @@ export interface CliDeps {
   openStore(spec: string, opts: { create: boolean }): Promise<BlobStore>;
   openSource(spec: string, opts: { logger: Logger; signal: AbortSignal; timeoutMs?: number }): Promise<BlockSource>;
   createPool(params: CodecParams | Promise<CodecParams>): CodecPool;
+  /** Opens vsphere://HOST/VM for backup: snapshot taken, disks ready; close() removes the snapshot. */
+  openVsphere(spec: string, opts: VsphereBackupOptions): Promise<VsphereVmBackup>;
+  /** Prepares a restore into vCenter (creates the VM, or takes an existing one with force). */
+  openVsphereRestore(spec: string, cfg: StoredVmConfig, opts: VsphereRestoreOptions): Promise<VsphereVmRestore>;
   /** `coffer server`, `coffer token`, `coffer user`: implemented by server/, wired by bin/ (absent in CLI-only tests) */
   server?: ServerCommands;
 }

@@ -27,6 +27,11 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   FORBIDDEN: 19,
   CONFLICT: 20,
   NOT_AVAILABLE: 21,
+  VSPHERE_AUTH: 22,
+  VSPHERE_TLS: 23,
+  VSPHERE_FAULT: 24,
+  ACCESS_DENIED: 25,
+  ARCHIVED: 26,
   CANCELLED: 130,
 };
 

@@ -1,13 +1,16 @@
 import { Command, CommanderError, Option } from 'commander';
-import { CodecPool, RestorePointDevice, type CodecParams, TOOL_VERSION, backup, exportDisk, restoreDisk, verify, type ExportFormat } from '../engine/index.js';
+import { CodecPool, RestorePointDevice, type BackupResult, type CodecParams, TOOL_VERSION, backup, exportDisk, restoreDisk, verify, type ExportFormat } from '../engine/index.js';
 import { NbdServer } from '../nbd/index.js';
-import { Repository, type KdfCost } from '../repository/index.js';
+import { CONFIG_BLOB, Repository, type KdfCost } from '../repository/index.js';
+import { APPEND_ONLY_BLOB } from '../storage/index.js';
 import { CofferError, asCofferError, formatBytes, formatDuration, type Logger } from '../shared/index.js';
 import type { BlockSource } from '../sources/index.js';
 import { readPassword, stderrLogger, type CliDeps } from './context.js';
 import { EXIT_CODES, EXIT_OK } from './exit-codes.js';
 import { COMMAND_MODULES } from './modules.js';
 import { ProgressReporter } from './progress.js';
+import { isVsphereUrl } from '../vsphere/index.js';
+import { addTlsOptions, backupVsphere, restoreVsphere, type VsphereCliOpts, type VsphereRestoreCliOpts } from './vsphere-commands.js';
 
 /** The options every repository command has (see `common` below). */
 export interface CommonOpts {
@@ -70,7 +73,7 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
 
   const common = (c: Command) =>
     c
-      .requiredOption('--repo <path>', 'repository location (a directory)')
+      .requiredOption('--repo <path>', 'repository location: a directory, azure://ACCOUNT/CONTAINER[/PREFIX] or s3://BUCKET[/PREFIX]')
       .option('--password-file <file>', 'read the repository password from FILE (default: $COFFER_PASSWORD)')
       .option('--json', 'print a machine-readable JSON result on stdout')
       .option('--no-progress', 'no progress output on stderr')
@@ -107,28 +110,42 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
     .addOption(new Option('--chunk-size <bytes>', 'chunk size: a power of two from 64K to 8M').default('1M'))
     .addOption(new Option('--compression-level <n>', 'zstd level (-7..19)').default('2'))
     .addOption(new Option('--kdf-cost <N>', 'scrypt N for the key (power of two)').hideHelp())
-    .action(async (o: CommonOpts & { chunkSize: string; compressionLevel: string; kdfCost?: string }) => {
+    .option('--copy-of <repo>', 'create a replica of another repository (same keys and chunk ids: `copy` then moves blobs unchanged)')
+    .option('--append-only', 'Coffer never deletes anything in this repository (forget/prune keep all); cannot be undone by Coffer')
+    .action(async (o: CommonOpts & { chunkSize: string; compressionLevel: string; kdfCost?: string; copyOf?: string; appendOnly?: boolean }) => {
       const password = await readPassword(deps, o.passwordFile);
+      const source = o.copyOf ? await deps.openStore(o.copyOf, { create: false }) : undefined;
       const store = await deps.openStore(o.repo, { create: true });
+      if (o.appendOnly) {
+        // the marker first (FORMAT.md §9): a repository is never, not even for a moment, deletable
+        if (await store.stat(CONFIG_BLOB)) throw new CofferError('REPO_EXISTS', `a repository already exists at ${store.location}`);
+        await store.put(APPEND_ONLY_BLOB, Buffer.from(JSON.stringify({ appendOnly: true, since: new Date().toISOString() }) + '\n'));
+      }
       const kdf: KdfCost = o.kdfCost ? { N: parseInteger(o.kdfCost, '--kdf-cost') } : {};
-      const repo = await Repository.init(store, password, {
+      const repo = source ? await Repository.initCopyOf(store, source, password) : await Repository.init(store, password, {
         chunkSizeBytes: parseSize(o.chunkSize, '--chunk-size'),
         zstdLevel: parseInteger(o.compressionLevel, '--compression-level'),
         kdf,
       });
-      if (o.json) write(JSON.stringify({ id: repo.id, location: store.location, chunkSizeBytes: repo.chunkSizeBytes, formatVersion: repo.config.formatVersion }) + '\n');
+      if (o.json) write(JSON.stringify({ id: repo.id, location: store.location, chunkSizeBytes: repo.chunkSizeBytes, formatVersion: repo.config.formatVersion, appendOnly: o.appendOnly === true }) + '\n');
       else write(`created repository ${repo.id} at ${store.location}\n`);
     });
 
-  common(program.command('backup').description('back up the disks of a VM into one restore point'))
-    .argument('<source...>', 'disks in order: image paths or file:// URLs (raw, vmdk, qcow2, vhdx, vhd), nbd://HOST:PORT/EXPORT[?bitmap=NAME]')
-    .requiredOption('--vm <name>', 'VM name (restore points are grouped and deduplicated by it)')
+  addTlsOptions(common(program.command('backup').description('back up the disks of a VM into one restore point')))
+    .argument('<source...>', 'disks in order: image paths or file:// URLs (raw, vmdk, qcow2, vhdx, vhd), nbd://HOST:PORT/EXPORT[?bitmap=NAME]; or one vsphere://HOST[:PORT]/VM (all its disks)')
+    .option('--vm <name>', 'VM name (restore points are grouped and deduplicated by it; default for vsphere:// the VM name)')
     .option('--tag <tag...>', 'tags to store with the restore point')
     .option('--verify-cbt', 'with change tracking: read every chunk anyway and report changes it missed')
     .option('--timeout <seconds>', 'NBD request timeout', '30')
-    .action(async (sources: string[], o: CommonOpts & { vm: string; tag?: string[]; verifyCbt?: boolean; timeout: string }) => {
+    .option('--no-quiesce', 'vsphere: do not quiesce the guest (crash-consistent snapshot) even when VMware Tools runs')
+    .addOption(new Option('--transport <kind>', 'vsphere: how disks are read').choices(['http', 'nbd']).default('http'))
+    .option('--nbd-url <template>', 'vsphere --transport nbd: NBD export of each disk, {index} {key} {file} {name} substituted (e.g. nbd://127.0.0.1:10809/{index})')
+    .action(async (sources: string[], o: CommonOpts & { vm?: string; tag?: string[]; verifyCbt?: boolean; timeout: string } & VsphereCliOpts) => {
       const logger = stderrLogger(deps, o.quiet);
       const timeoutMs = parseInteger(o.timeout, '--timeout') * 1000;
+      if (sources.some(isVsphereUrl)) return backupVsphere(kit, sources, o, logger);
+      if (!o.vm) throw new CofferError('USAGE', "required option '--vm <name>' not specified");
+      const vmName = o.vm;
       // Start-up in parallel: the workers load while scrypt derives the key and the sources open.
       const opened: (BlockSource | undefined)[] = [];
       // every open settles before we leave (so a source opened late is still closed), the first failure is thrown
@@ -146,10 +163,10 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
         const disks = opened as BlockSource[];
         const total = disks.reduce((a, s) => a + s.sizeBytes, 0);
         const done = disks.map(() => 0);
-        const progress = new ProgressReporter(deps.stderr as never, `backup ${o.vm}`, progressOn(o));
+        const progress = new ProgressReporter(deps.stderr as never, `backup ${vmName}`, progressOn(o));
         const result = await withPool(repo, (pool) =>
           backup(repo, pool, {
-            vm: o.vm,
+            vm: vmName,
             sources: disks,
             tags: o.tag ?? [],
             verifyCbt: Boolean(o.verifyCbt),
@@ -163,14 +180,7 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
         );
         progress.done();
         if (o.json) write(JSON.stringify(result) + '\n');
-        else {
-          write(`restore point ${result.id} of VM ${result.vm} (${result.mode}${result.parent ? `, parent ${result.parent.slice(0, 8)}` : ''})\n`);
-          for (const d of result.disks) {
-            if (d.changeToken) write(`  disk ${d.index}: ${d.mode}${d.mode === 'incremental' ? `, ${formatBytes(d.changedBytes)} changed` : ''} (change tracking ${d.changeToken})\n`);
-            if (d.cbtDrift && d.cbtDrift.length > 0) write(`  disk ${d.index}: CHANGE TRACKING DRIFT in ${d.cbtDrift.length} range(s)\n`);
-          }
-          write(`  read ${formatBytes(result.bytesRead)}, stored ${formatBytes(result.bytesStored)} in ${result.chunksNew} new chunks; ${result.chunksReused} reused, ${result.zeroChunks} zero; ${formatDuration(result.durationMs)}\n`);
-        }
+        else printBackupResult(write, result);
       } finally {
         await openAll.catch(() => undefined);
         await Promise.allSettled(opened.map((s) => s?.close()));
@@ -219,18 +229,30 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
       }
     });
 
-  common(program.command('restore').description('restore one disk of a restore point to a file, block device or stdout'))
+  addTlsOptions(common(program.command('restore').description('restore one disk of a restore point to a file, block device or stdout; or a whole VM to vCenter (--to vsphere://)')))
     .argument('<id>', 'restore point id, unique prefix, or "latest"')
-    .requiredOption('--disk <n>', 'disk index (0-based)')
-    .requiredOption('--target <path>', 'output file (sparse raw image), block device, or - for stdout')
-    .option('--force', 'overwrite an existing target file')
+    .option('--disk <n>', 'disk index (0-based)')
+    .option('--target <path>', 'output file (sparse raw image), block device, or - for stdout')
+    .option('--force', 'overwrite an existing target file (vsphere: replace the disks of an existing powered-off VM)')
     .option('--sync', 'fsync the restored file before exiting (block devices are always synced)')
     .option('--check-ids', 're-hash every chunk to its id while restoring (slower; verify --read-data does this)')
     .option('--format <format>', 'raw (sparse), qcow2, vmdk (streamOptimized) or vhdx', 'raw')
-    .action(async (ref: string, o: CommonOpts & { disk: string; target: string; force?: boolean; sync?: boolean; checkIds?: boolean; format: string }) => {
+    .option('--to <url>', 'vsphere://HOST[:PORT]/NEWNAME: create a VM from the stored configuration and upload its disks')
+    .option('--datastore <name>', 'vsphere: datastore for the VM and its disks')
+    .option('--power-on', 'vsphere: power the restored VM on')
+    .option('--folder <path>', 'vsphere: VM folder (default: the original one if it exists, else the datacenter\'s)')
+    .option('--pool <path>', 'vsphere: resource pool (default: the original one if it exists)')
+    .option('--host <name>', 'vsphere: host for the new VM')
+    .option('--path <dir/file>', 'vsphere with --disk: datastore path to upload that one disk to')
+    .action(async (ref: string, o: CommonOpts & VsphereRestoreCliOpts & { disk?: string; target?: string; force?: boolean; sync?: boolean; checkIds?: boolean; format: string }) => {
+      if (o.to !== undefined) return restoreVsphere(kit, ref, o);
+      if (o.disk === undefined) throw new CofferError('USAGE', "required option '--disk <n>' not specified");
+      if (o.target === undefined) throw new CofferError('USAGE', "required option '--target <path>' not specified (or --to vsphere://HOST/NEWNAME)");
+      const target: string = o.target;
+      const diskArg = o.disk;
       const repo = await openRepo(o, stderrLogger(deps, o.quiet), true);
       const pointId = await repo.resolvePoint(ref);
-      const toStdout = o.target === '-';
+      const toStdout = target === '-';
       if (o.format !== 'raw') {
         if (!['qcow2', 'vmdk', 'vhdx'].includes(o.format)) throw new CofferError('USAGE', `--format must be raw, qcow2, vmdk or vhdx, not ${JSON.stringify(o.format)}`);
         if (toStdout) throw new CofferError('USAGE', `--format ${o.format} needs a file target, not stdout`);
@@ -238,9 +260,9 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
         const result = await withPool(repo, (pool) =>
           exportDisk(repo, pool, {
             pointId,
-            disk: parseInteger(o.disk, '--disk'),
+            disk: parseInteger(diskArg, '--disk'),
             format: o.format as ExportFormat,
-            target: o.target,
+            target: target,
             force: Boolean(o.force),
             signal: deps.signal,
             onProgress: (p) => progress.update(p.bytesDone, p.bytesTotal),
@@ -256,8 +278,8 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
       const result = await withPool(repo, (pool) =>
         restoreDisk(repo, pool, {
           pointId,
-          disk: parseInteger(o.disk, '--disk'),
-          target: toStdout ? { kind: 'stream', stream: deps.stdout } : { kind: 'path', path: o.target, force: Boolean(o.force) },
+          disk: parseInteger(diskArg, '--disk'),
+          target: toStdout ? { kind: 'stream', stream: deps.stdout } : { kind: 'path', path: target, force: Boolean(o.force) },
           signal: deps.signal,
           sync: Boolean(o.sync),
           checkIds: Boolean(o.checkIds),
@@ -318,6 +340,7 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
     .action(async (o: CommonOpts & { readData?: boolean; readDataSubset?: string; record?: boolean }) => {
       const repo = await openRepo(o, stderrLogger(deps, o.quiet), true);
       let fraction = o.readData ? 1 : 0;
+      if (o.readData && o.readDataSubset !== undefined) throw new CofferError('USAGE', 'use either --read-data or --read-data-subset, not both');
       if (o.readDataSubset !== undefined) {
         const pct = Number(o.readDataSubset.replace(/%$/, ''));
         if (!(pct > 0 && pct <= 100)) throw new CofferError('USAGE', '--read-data-subset must be a percentage in (0, 100]');
@@ -375,6 +398,17 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
   // Commands of other areas live in their own modules (cli/modules.ts) and use the same kit.
   for (const register of COMMAND_MODULES) register(program, kit);
   return program;
+}
+
+/** The human-readable summary of a backup. */
+export function printBackupResult(write: (s: string) => void, result: BackupResult): void {
+  write(`restore point ${result.id} of VM ${result.vm} (${result.mode}${result.parent ? `, parent ${result.parent.slice(0, 8)}` : ''})\n`);
+  for (const d of result.disks) {
+    if (d.changeToken) write(`  disk ${d.index}: ${d.mode}${d.mode === 'incremental' ? `, ${formatBytes(d.changedBytes)} changed` : ''} (change tracking ${d.changeToken})\n`);
+    if (d.fallbackReason) write(`  disk ${d.index}: read in full: ${d.fallbackReason}\n`);
+    if (d.cbtDrift && d.cbtDrift.length > 0) write(`  disk ${d.index}: CHANGE TRACKING DRIFT in ${d.cbtDrift.length} range(s)\n`);
+  }
+  write(`  read ${formatBytes(result.bytesRead)}, stored ${formatBytes(result.bytesStored)} in ${result.chunksNew} new chunks; ${result.chunksReused} reused, ${result.zeroChunks} zero; ${formatDuration(result.durationMs)}\n`);
 }
 
 export function parseInteger(s: string, what: string): number {

@@ -1,12 +1,14 @@
 import { hostname } from 'node:os';
 import { FIXED_INDEX_HEADER_BYTES, FixedIndex, ZERO_CHUNK_ID, type Manifest, type ManifestDisk } from '../format/index.js';
-import { IdSet, type Repository } from '../repository/index.js';
+import { IdSet, chunkBlob, type Repository } from '../repository/index.js';
 import type { BlockSource } from '../sources/index.js';
 import { CofferError, TaskWindow, type Op } from '../shared/index.js';
 import type { CodecPool } from './codec-pool.js';
 import { TOOL_VERSION } from './version.js';
 import { chunksInFlight } from './in-flight.js';
 import { PLAN_FROM_PARENT, PLAN_SKIP_ZERO, planDisk, type DiskPlan } from './disk-plan.js';
+import { GcGuard } from './gc-guard.js';
+import { knownDamagedChunks } from './damaged.js';
 
 export interface BackupProgress {
   disk: number;
@@ -25,6 +27,10 @@ export interface BackupRequest extends Op {
   onWarning?: (message: string) => void;
   /** Read every chunk even when change tracking is used, and report chunks that changed without being marked. */
   verifyCbt?: boolean;
+  /** How the disks were captured (default: no snapshot, not quiesced). */
+  consistency?: { snapshot: boolean; quiesced: boolean };
+  /** The VM's configuration, stored in the manifest as `vmConfig` (FORMAT.md §6.1). */
+  vmConfig?: Record<string, unknown>;
 }
 
 export interface DiskStats {
@@ -42,6 +48,8 @@ export interface DiskStats {
   chunksNew: number;
   chunksReused: number;
   zeroChunks: number;
+  /** chunks a failed verification named as damaged, found damaged and written again from this backup's data */
+  chunksHealed: number;
 }
 
 export interface BackupResult {
@@ -57,6 +65,9 @@ export interface BackupResult {
   chunksNew: number;
   chunksReused: number;
   zeroChunks: number;
+  chunksHealed: number;
+  /** chunks and indexes garbage collection had condemned that this backup rescued (DESIGN.md §Garbage collection) */
+  gcRescued: number;
   durationMs: number;
   disks: DiskStats[];
 }
@@ -75,15 +86,22 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
   const time = new Date(started).toISOString();
   const op: Op = { signal: req.signal };
   const lease = await repo.acquireLease(repo.vmScope(req.vm), `backup of VM ${req.vm}`);
+  let guard: GcGuard | undefined;
   try {
+    // after the lease, before any dedup decision: the GC protocol (DESIGN.md §Garbage collection)
+    guard = await GcGuard.open(repo, lease, op);
+    const damaged = await knownDamagedChunks(repo, op);
     const parent = await findParent(repo, req.vm, op, req.onWarning);
     const diskStats: DiskStats[] = [];
     const manifestDisks: ManifestDisk[] = [];
     for (const [i, source] of req.sources.entries()) {
-      const { index: parentIndex, problem } = await loadParentIndex(repo, parent, i, op);
+      const { index: parentIndex, problem } = await loadParentIndex(repo, parent, i, guard, op);
       if (problem && parent && !source.changeTracking) req.onWarning?.(`disk ${i}: ${problem}; every chunk is checked against the store`);
-      const { index, stats } = await backupDisk(repo, pool, source, i, parentIndex, problem, req, op);
+      const parentToken = parent?.disks[i]?.changeToken ?? null;
+      const { index, stats } = await backupDisk(repo, pool, source, i, parentIndex, problem, parentToken, req, op, guard, damaged);
       lease.check();
+      const indexHex = repo.indexId(index.bytes);
+      if (guard.isCondemnedIndex(indexHex)) await guard.rescue('index', Buffer.from(indexHex, 'hex'), op);
       const indexId = await repo.putIndex(index, op);
       diskStats.push(stats);
       manifestDisks.push({
@@ -100,7 +118,7 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
         ...(stats.cbtDrift ? { cbtDriftChunks: stats.cbtDrift.reduce((a, e) => a + e.length / index.chunkSizeBytes, 0) } : {}),
       });
     }
-    const sum = (k: 'bytesRead' | 'bytesStored' | 'chunksNew' | 'chunksReused' | 'zeroChunks') => diskStats.reduce((a, d) => a + d[k], 0);
+    const sum = (k: 'bytesRead' | 'bytesStored' | 'chunksNew' | 'chunksReused' | 'zeroChunks' | 'chunksHealed') => diskStats.reduce((a, d) => a + d[k], 0);
     const durationMs = Date.now() - started;
     const manifest: Manifest = {
       formatVersion: 1,
@@ -113,9 +131,10 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
       host: hostname(),
       tool: `coffer ${TOOL_VERSION}`,
       tags: req.tags ?? [],
-      consistency: { snapshot: false, quiesced: false },
+      consistency: req.consistency ?? { snapshot: false, quiesced: false },
       disks: manifestDisks,
       stats: { bytesRead: sum('bytesRead'), bytesStored: sum('bytesStored'), chunksNew: sum('chunksNew'), chunksReused: sum('chunksReused'), durationMs },
+      ...(req.vmConfig ? { vmConfig: req.vmConfig } : {}),
     };
     op.signal?.throwIfAborted();
     lease.check();
@@ -129,9 +148,12 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
       changeToken: diskStats[0]?.changeToken ?? null,
       ...manifest.stats,
       zeroChunks: sum('zeroChunks'),
+      chunksHealed: sum('chunksHealed'),
+      gcRescued: guard.rescuedCount,
       disks: diskStats,
     };
   } finally {
+    await guard?.close();
     await lease.release();
   }
 }
@@ -141,7 +163,7 @@ async function findParent(repo: Repository, vm: string, op: Op, warn?: (m: strin
   return points.filter((p) => p.vm.name === vm).at(-1);
 }
 
-async function loadParentIndex(repo: Repository, parent: Manifest | undefined, disk: number, op: Op): Promise<{ index?: FixedIndex; problem?: string }> {
+async function loadParentIndex(repo: Repository, parent: Manifest | undefined, disk: number, guard: GcGuard, op: Op): Promise<{ index?: FixedIndex; problem?: string }> {
   if (!parent) return { problem: 'no previous restore point of this VM' };
   const d = parent.disks[disk];
   if (!d) return { problem: `the previous restore point ${parent.id} has no disk ${disk}` };
@@ -153,7 +175,14 @@ async function loadParentIndex(repo: Repository, parent: Manifest | undefined, d
     return { problem: `the previous restore point ${parent.id} failed verification at ${verified.time}` };
   }
   try {
-    return { index: await repo.loadIndex(d.indexId, op) };
+    const index = await repo.loadIndex(d.indexId, op);
+    if (guard.condemnedCount > 0) {
+      // the parent was forgotten and garbage collection condemned its chunks: none of its ids are taken on trust
+      for (let i = 0; i < index.entryCount; i++) {
+        if (!index.isZero(i) && guard.isCondemnedChunk(index.id(i))) return { problem: `chunks of the previous restore point ${parent.id} are condemned by garbage collection` };
+      }
+    }
+    return { index };
   } catch (e) {
     if (e instanceof CofferError && e.code === 'CANCELLED') throw e;
     return { problem: `the index of disk ${disk} of the previous restore point ${parent.id} is unusable (${(e as Error).message})` };
@@ -167,11 +196,14 @@ async function backupDisk(
   diskIndex: number,
   parentIndex: FixedIndex | undefined,
   parentProblem: string | undefined,
+  parentToken: string | null,
   req: BackupRequest,
   op: Op,
+  guard: GcGuard,
+  damaged: IdSet,
 ): Promise<{ index: FixedIndex; stats: DiskStats }> {
   const index = FixedIndex.create(repo.chunkSizeBytes, source.sizeBytes);
-  const plan = await planDisk(source, index, parentIndex, parentProblem, { verifyCbt: Boolean(req.verifyCbt), signal: op.signal });
+  const plan = await planDisk(source, index, parentIndex, parentProblem, { verifyCbt: Boolean(req.verifyCbt), parentToken, signal: op.signal });
   if (plan.fallbackReason) req.onWarning?.(`disk ${diskIndex}: change tracking not used, reading the whole disk: ${plan.fallbackReason}`);
   await pool.setKnown(parentIndex ? IdSet.fromConcatenated(parentIndex.bytes.subarray(FIXED_INDEX_HEADER_BYTES)) : IdSet.empty);
   const recent = new Set<string>();
@@ -190,6 +222,7 @@ async function backupDisk(
     chunksNew: 0,
     chunksReused: 0,
     zeroChunks: 0,
+    chunksHealed: 0,
   };
   const drift: number[] = [];
   let bytesDone = 0;
@@ -242,7 +275,31 @@ async function backupDisk(
           }
           index.set(i, r.id);
           const hex = r.id.toString('hex');
-          if (r.known || recent.has(hex)) {
+          // a condemned chunk: rescue it before looking at the store (the GC protocol)
+          const condemned = guard.isCondemnedChunk(r.id);
+          if (condemned) await guard.rescue('chunk', r.id, op);
+          if (damaged.size > 0 && !recent.has(hex) && damaged.has(r.id)) {
+            // a failed verification named it: if the stored blob is still bad, replace it with this data
+            recent.add(hex);
+            if (await storedChunkIsFine(repo, pool, hex, op)) {
+              stats.chunksReused++;
+              return progress(len);
+            }
+            let blob = r.sealed;
+            if (!blob) {
+              const s2 = await pool.seal(data!, hex);
+              data = s2.data;
+              blob = s2.sealed;
+            }
+            recycle();
+            await repo.store.delete(chunkBlob(hex), op); // put never overwrites: the bad blob goes first
+            await repo.putChunkBlob(hex, blob, op);
+            stats.chunksNew++;
+            stats.chunksHealed++;
+            stats.bytesStored += blob.length;
+            return progress(len);
+          }
+          if (!condemned && (r.known || recent.has(hex))) {
             stats.chunksReused++;
             return progress(len);
           }
@@ -285,6 +342,16 @@ async function backupDisk(
     }
   }
   return { index, stats };
+}
+
+async function storedChunkIsFine(repo: Repository, pool: CodecPool, hex: string, op: Op): Promise<boolean> {
+  try {
+    await pool.open(await repo.getChunkBlob(hex, op), hex, true);
+    return true;
+  } catch (e) {
+    if (e instanceof CofferError && e.code === 'CORRUPT') return false;
+    throw e;
+  }
 }
 
 /**

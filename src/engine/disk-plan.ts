@@ -1,6 +1,6 @@
 import type { FixedIndex } from '../format/index.js';
 import type { BlockSource, Extent } from '../sources/index.js';
-import type { Op } from '../shared/index.js';
+import { CofferError, type Op } from '../shared/index.js';
 
 /** What to do with each chunk of a disk. */
 export const PLAN_SKIP_ZERO = 0; // unallocated: reads as zeros, not read
@@ -75,7 +75,7 @@ export async function planDisk(
   index: FixedIndex,
   parentIndex: FixedIndex | undefined,
   parentProblem: string | undefined,
-  opts: { verifyCbt: boolean } & Op,
+  opts: { verifyCbt: boolean; parentToken?: string | null } & Op,
 ): Promise<DiskPlan> {
   const n = index.entryCount;
   const cs = index.chunkSizeBytes;
@@ -98,13 +98,22 @@ export async function planDisk(
     if (!parentIndex) fallbackReason = parentProblem ?? 'no previous restore point of this VM';
     else if (parentIndex.diskSizeBytes !== index.diskSizeBytes) fallbackReason = `the disk changed size (${parentIndex.diskSizeBytes} -> ${index.diskSizeBytes} bytes)`;
     else if (parentIndex.chunkSizeBytes !== cs) fallbackReason = 'the parent uses another chunk size';
+    else if (source.changeTracking.needsBaseToken && !opts.parentToken) fallbackReason = 'the previous restore point has no change token for this disk';
     if (!fallbackReason) {
       const changed = new Uint8Array(n);
-      const changedBytes = await mark(source.changeTracking.changedExtents(opts), changed, 1);
-      const actions = new Uint8Array(n).fill(PLAN_FROM_PARENT);
-      if (opts.verifyCbt) actions.fill(PLAN_READ);
-      else for (let i = 0; i < n; i++) if (changed[i]) actions[i] = PLAN_READ;
-      return { actions, mode: 'incremental', changed, changedBytes, fallbackReason: undefined, dataRanges: undefined };
+      let changedBytes = 0;
+      try {
+        changedBytes = await mark(source.changeTracking.changedExtents(opts, opts.parentToken ?? null), changed, 1);
+      } catch (e) {
+        if (!(e instanceof CofferError) || e.details.changeTrackingUnusable !== true) throw e;
+        fallbackReason = e.message;
+      }
+      if (!fallbackReason) {
+        const actions = new Uint8Array(n).fill(PLAN_FROM_PARENT);
+        if (opts.verifyCbt) actions.fill(PLAN_READ);
+        else for (let i = 0; i < n; i++) if (changed[i]) actions[i] = PLAN_READ;
+        return { actions, mode: 'incremental', changed, changedBytes, fallbackReason: undefined, dataRanges: undefined };
+      }
     }
   }
   const actions = new Uint8Array(n);

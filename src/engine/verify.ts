@@ -30,6 +30,10 @@ export interface VerifyReport {
   problems: VerifyProblem[];
   /** Restore points found damaged (a missing or corrupt manifest, index or chunk). */
   failedPoints: string[];
+  /** Share of the referenced chunks whose data was read (0: presence only, 1: --read-data). */
+  readDataFraction: number;
+  /** Whether the outcome was recorded per restore point (FORMAT.md §8). */
+  recorded: boolean;
   durationMs: number;
 }
 
@@ -49,14 +53,22 @@ export async function verify(repo: Repository, pool: CodecPool, req: VerifyReque
   };
 
   // 1. What is stored.
-  const parts: Buffer[] = [];
+  let all = Buffer.allocUnsafeSlow(32 * 65536);
+  let count = 0;
   for await (const b of repo.store.list(CHUNKS_PREFIX, op)) {
     const hex = baseName(b.name);
-    if (HEX64.test(hex) && b.name === `${CHUNKS_PREFIX}${hex.slice(0, 2)}/${hex}`) parts.push(Buffer.from(hex, 'hex'));
-    req.onProgress?.({ phase: 'listing chunks', done: parts.length, total: 0 });
+    if (!HEX64.test(hex) || b.name !== `${CHUNKS_PREFIX}${hex.slice(0, 2)}/${hex}`) continue;
+    if ((count + 1) * 32 > all.length) {
+      const bigger = Buffer.allocUnsafeSlow(all.length * 2);
+      all.copy(bigger, 0, 0, count * 32);
+      all = bigger;
+    }
+    all.write(hex, count * 32, 'hex');
+    count++;
+    if (count % 1000 === 0) req.onProgress?.({ phase: 'listing chunks', done: count, total: 0 });
   }
-  const stored = IdSet.fromConcatenated(Buffer.concat(parts));
-  parts.length = 0;
+  const stored = IdSet.fromConcatenated(all.subarray(0, count * 32));
+  all = Buffer.alloc(0);
   const referenced = new Uint8Array(stored.size);
   const firstPoint = new Map<number, string>();
 
@@ -71,6 +83,7 @@ export async function verify(repo: Repository, pool: CodecPool, req: VerifyReque
     if (list.length < 100) list.push(p);
     failed.set(pointId, list);
   };
+  const gone = new Set<string>();
   const indexesOf = new Map<string, string[]>(); // point -> index ids, for the second pass over corrupt chunks
   for (const [n, id] of ids.entries()) {
     req.onProgress?.({ phase: 'checking restore points', done: n, total: ids.length });
@@ -79,6 +92,10 @@ export async function verify(repo: Repository, pool: CodecPool, req: VerifyReque
       manifest = await repo.loadManifest(id, op);
     } catch (e) {
       if (isCancel(e)) throw e;
+      if (e instanceof CofferError && e.code === 'NOT_FOUND') {
+        gone.add(id); // forgotten while we ran: not a problem
+        continue;
+      }
       const p: VerifyProblem = { kind: 'point', id, message: (e as Error).message };
       report(p);
       fail(id, p);
@@ -177,6 +194,7 @@ export async function verify(repo: Repository, pool: CodecPool, req: VerifyReque
   if (req.record !== false) {
     const time = new Date().toISOString();
     for (const pointId of ids) {
+      if (gone.has(pointId)) continue;
       op.signal?.throwIfAborted();
       const ps = failed.get(pointId) ?? [];
       await repo.recordVerification(pointId, {
@@ -192,7 +210,9 @@ export async function verify(repo: Repository, pool: CodecPool, req: VerifyReque
   return {
     ok: problems.length === 0,
     failedPoints: [...failed.keys()].sort(),
-    points: ids.length,
+    readDataFraction: fraction,
+    recorded: req.record !== false,
+    points: ids.length - gone.size,
     disks,
     chunksStored: stored.size,
     chunksReferenced: refCount + missing.size,

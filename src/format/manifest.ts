@@ -43,6 +43,11 @@ export interface Manifest {
   consistency: { snapshot: boolean; quiesced: boolean };
   disks: ManifestDisk[];
   stats: { bytesRead: number; bytesStored: number; chunksNew: number; chunksReused: number; durationMs: number };
+  /**
+   * Optional (added in v1, ignored by older readers): the VM's configuration at backup time (FORMAT.md §6.1), a JSON
+   * object whose `kind` names its schema ('vsphere-vm'). Validated by the layer that uses it, not here.
+   */
+  vmConfig?: Record<string, unknown>;
 }
 
 export function encodeManifest(m: Manifest): Buffer {
@@ -91,6 +96,11 @@ export function decodeManifest(bytes: Uint8Array, name: string): Manifest {
       durationMs: stats.int('durationMs'),
     },
   };
+  if (r.has('vmConfig')) {
+    const cfg = r.raw('vmConfig');
+    r.field('vmConfig').str('kind', 64);
+    m.vmConfig = cfg;
+  }
   if (m.id !== name) r.fail(`id ${m.id} does not match its blob name ${name}`);
   return m;
 }

@@ -5,3 +5,5 @@ export * from './lease.js';
 export * from './object-codec.js';
 export * from './repository.js';
 export type { KdfCost } from './key-ring.js';
+export * from './holds.js';
+export * from './gc-sets.js';

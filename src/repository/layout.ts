@@ -8,6 +8,11 @@ export const INDEXES_PREFIX = 'indexes/';
 export const POINTS_PREFIX = 'points/';
 export const LOCKS_PREFIX = 'locks/';
 export const VERIFICATIONS_PREFIX = 'verifications/';
+export const HOLDS_PREFIX = 'holds/';
+export const CONDEMNED_PREFIX = 'gc/condemned/';
+export const RESCUE_PREFIX = 'gc/rescue/';
+/** The lease scope of garbage collection (prune): one at a time; its operation says when it deletes. */
+export const GC_SCOPE = 'gc';
 
 export const keyBlob = (keyId: string) => `${KEYS_PREFIX}${keyId}` as BlobName;
 export const chunkBlob = (hex: string) => `${CHUNKS_PREFIX}${hex.slice(0, 2)}/${hex}` as BlobName;
@@ -17,6 +22,15 @@ export const lockBlob = (scope: string, name: string) => `${LOCKS_PREFIX}${scope
 /** verifications/<point id>/<ms since epoch, 15 digits>-<ok|failed>: the outcome is in the name (list, no reads). */
 export const verificationBlob = (pointId: string, timeMs: number, ok: boolean) =>
   `${VERIFICATIONS_PREFIX}${pointId}/${String(timeMs).padStart(15, '0')}-${ok ? 'ok' : 'failed'}` as BlobName;
+
+/** holds/<point id>/<ms, 15 digits>-<8 hex> (FORMAT.md §10): several holds on a point may coexist. */
+export const holdBlob = (pointId: string, timeMs: number, nonce: string) =>
+  `${HOLDS_PREFIX}${pointId}/${String(timeMs).padStart(15, '0')}-${nonce}` as BlobName;
+/** gc/condemned/<ms, 15 digits>-<8 hex>: one generation of condemned (unreferenced) objects (FORMAT.md §11). */
+export const condemnedBlob = (timeMs: number, nonce: string) => `${CONDEMNED_PREFIX}${String(timeMs).padStart(15, '0')}-${nonce}` as BlobName;
+/** gc/rescue/<lease holder>/<ms, 15 digits>-<8 hex>: objects a running writer uses although they were condemned. */
+export const rescueBlob = (holder: string, timeMs: number, nonce: string) =>
+  `${RESCUE_PREFIX}${holder}/${String(timeMs).padStart(15, '0')}-${nonce}` as BlobName;
 
 /** The last path segment of a blob name (the object's id). */
 export function baseName(name: string): string {

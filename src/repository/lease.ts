@@ -13,6 +13,18 @@ export interface LeaseInfo {
   /** When the holder first acquired the lease (ms since epoch); the older of two contenders wins. */
   acquiredAt: number;
   expiresAt: number;
+  /** Writers: the condemned generations (gc/condemned/*) this writer has loaded (DESIGN.md §Garbage collection). */
+  gcSeen?: string[];
+}
+
+/** A lease blob as found in a listing. */
+export interface LeaseEntry {
+  name: BlobName;
+  scope: string;
+  /** undefined: unreadable */
+  info: LeaseInfo | undefined;
+  stale: boolean;
+  modifiedAt: Date;
 }
 
 export interface LeaseOptions {
@@ -22,6 +34,8 @@ export interface LeaseOptions {
 }
 
 export const DEFAULT_LEASE_TTL_MS = 10 * 60 * 1000;
+/** A holder stops (check() throws) when less than this is left of its last confirmed lease. */
+export const LEASE_SAFETY_MS = 60 * 1000;
 
 /**
  * A lease on a scope (e.g. backups of one VM), in the style of restic's locks but self-expiring (DESIGN.md §Locking):
@@ -36,6 +50,8 @@ export class Lease {
   private timer: NodeJS.Timeout | undefined;
   private renewing: Promise<void> = Promise.resolve();
   private renewError: CofferError | undefined;
+  /** expiry of the last lease blob that was written successfully */
+  private confirmedExpiry = 0;
 
   private constructor(
     private readonly store: BlobStore,
@@ -75,16 +91,53 @@ export class Lease {
     return lease;
   }
 
-  /** Throws if renewing the lease failed (the caller should stop before the lease could expire). */
+  /**
+   * Throws if renewing the lease failed, or if the last confirmed lease is about to expire (the process was suspended
+   * or the store is slow): others may already treat the lease as dead, so the holder must not commit anything.
+   */
   check(): void {
     if (this.renewError) throw this.renewError;
+    if (this.clock.now() > this.confirmedExpiry - Math.min(LEASE_SAFETY_MS, this.ttlMs / 3)) {
+      throw new CofferError('LOCKED', `the lease on ${this.scope} lapsed (not renewed in time); stopping before committing anything`, {
+        hint: 'the process was suspended or the repository storage is too slow; run again',
+      });
+    }
   }
 
-  private async write(): Promise<void> {
+  get holder(): string {
+    return this.info.holder;
+  }
+
+  get acquiredAt(): number {
+    return this.info.acquiredAt;
+  }
+
+  /** Updates the lease content (a new operation name, the GC generations seen) and writes it at once. */
+  async update(fields: { operation?: string; gcSeen?: string[] }): Promise<void> {
+    if (fields.operation !== undefined) this.info.operation = fields.operation;
+    if (fields.gcSeen !== undefined) this.info.gcSeen = fields.gcSeen;
+    await this.renewing;
+    await this.write();
+  }
+
+  private writing: Promise<void> = Promise.resolve();
+  private released = false;
+
+  /** Writes the next lease blob; serialized, so a renewal and an update never both delete the same predecessor. */
+  private write(): Promise<void> {
+    const next = this.writing.then(() => this.writeNow());
+    this.writing = next.catch(() => undefined);
+    return next;
+  }
+
+  private async writeNow(): Promise<void> {
+    if (this.released) return;
     const prev = this.current;
     const name = lockBlob(this.scope, `${this.info.holder}-${String(this.seq++).padStart(6, '0')}`);
-    this.info.expiresAt = this.clock.now() + this.ttlMs;
+    const expiresAt = this.clock.now() + this.ttlMs;
+    this.info.expiresAt = expiresAt;
     await this.store.put(name, Buffer.from(JSON.stringify(this.info)));
+    this.confirmedExpiry = expiresAt;
     this.current = name;
     if (prev) await this.store.delete(prev);
   }
@@ -127,15 +180,51 @@ export class Lease {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     await this.renewing;
+    this.released = true;
+    await this.writing;
     const name = this.current;
     this.current = undefined;
     if (name) await this.store.delete(name).catch(() => undefined);
   }
+
+}
+
+/**
+ * Every lease blob under `locks/` (or one scope), read and judged stale or not. The listing is repeated once and the
+ * union taken: a renewal writes the new blob before deleting the old one, so a holder renewing during one listing is
+ * still seen by the other (renewals are minutes apart).
+ */
+export async function readLeases(store: BlobStore, scope?: string, clock: Clock = systemClock): Promise<LeaseEntry[]> {
+  const prefix = scope ? `${LOCKS_PREFIX}${scope}/` : LOCKS_PREFIX;
+  const seen = new Map<string, { name: BlobName; modifiedAt: Date }>();
+  for (let pass = 0; pass < 2; pass++) {
+    for await (const b of store.list(prefix)) seen.set(b.name, { name: b.name, modifiedAt: b.modifiedAt });
+  }
+  const now = clock.now();
+  const out: LeaseEntry[] = [];
+  for (const { name, modifiedAt } of seen.values()) {
+    const rest = name.slice(LOCKS_PREFIX.length);
+    const slash = rest.indexOf('/');
+    if (slash <= 0) continue;
+    let info: LeaseInfo | undefined;
+    try {
+      info = decodeLease(await store.get(name), name);
+    } catch (e) {
+      if (e instanceof CofferError && e.code === 'NOT_FOUND') continue; // renewed or released meanwhile
+      if (!(e instanceof CofferError) || e.code !== 'CORRUPT') throw e;
+    }
+    // an unreadable lease counts as live until it is older than a lease could be
+    const stale = info ? isStale(info, now) : now - modifiedAt.getTime() > DEFAULT_LEASE_TTL_MS;
+    out.push({ name, scope: rest.slice(0, slash), info, stale, modifiedAt });
+  }
+  return out;
 }
 
 function decodeLease(bytes: Uint8Array, name: string): LeaseInfo {
   const r = JsonReader.parse(`lock ${name}`, bytes);
+  const gcSeen = r.has('gcSeen') ? r.strings('gcSeen', 100_000) : undefined;
   return {
+    ...(gcSeen ? { gcSeen } : {}),
     holder: r.str('holder', 64),
     host: r.str('host', 256),
     pid: r.int('pid'),

@@ -24,7 +24,7 @@ import { CofferError, HEX32, silentLogger, type Logger, type Op } from '../share
 import { openObject, sealObject } from './object-codec.js';
 import { listKeyFiles, unlockKeyFile, unlockMasterKey, writeKeyFile, type KdfCost } from './key-ring.js';
 import { Lease, type LeaseOptions } from './lease.js';
-import { CONFIG_BLOB, POINTS_PREFIX, VERIFICATIONS_PREFIX, baseName, chunkBlob, indexBlob, keyBlob, pointBlob, verificationBlob } from './layout.js';
+import { CONFIG_BLOB, KEYS_PREFIX, POINTS_PREFIX, VERIFICATIONS_PREFIX, baseName, chunkBlob, indexBlob, keyBlob, pointBlob, verificationBlob } from './layout.js';
 
 export interface InitOptions {
   chunkSizeBytes?: number;
@@ -104,6 +104,21 @@ export class Repository {
       throw new CofferError('REPO_EXISTS', `a repository already exists at ${store.location}`);
     }
     return new Repository(store, config, master, keys, key.id, opts.logger ?? silentLogger);
+  }
+
+  /**
+   * Creates `target` as a replica of `source` (`init --copy-of`): the same config (id, chunk size) and key files,
+   * hence the same master key, chunk ids and ciphertexts, so `copy` moves blobs unchanged (server-side on Azure).
+   * The password must open the source. Key files first, the config last (a crash leaves no half repository).
+   */
+  static async initCopyOf(target: BlobStore, source: BlobStore, password: string, opts: { logger?: Logger } = {}): Promise<Repository> {
+    if (await target.stat(CONFIG_BLOB)) throw new CofferError('REPO_EXISTS', `a repository already exists at ${target.location}`);
+    await Repository.open(source, password, opts); // the password must open the source
+    for await (const b of source.list(KEYS_PREFIX)) await target.put(b.name, await source.get(b.name));
+    if ((await target.put(CONFIG_BLOB, await source.get(CONFIG_BLOB))) === 'exists') {
+      throw new CofferError('REPO_EXISTS', `a repository already exists at ${target.location}`);
+    }
+    return Repository.open(target, password, opts);
   }
 
   /** Reads the config only (no key needed): is this a repository, which version? */
@@ -297,7 +312,8 @@ export class Repository {
       const m = /\/(\d{15})-(ok|failed)$/.exec(b.name);
       if (!m || b.name !== verificationBlob(pointId, Number(m[1]), m[2] === 'ok')) continue;
       const ms = Number(m[1]);
-      if (!best || ms > best.ms) best = { ms, ok: m[2] === 'ok' };
+      // two records in the same millisecond: the failed one wins (the safe side)
+      if (!best || ms > best.ms || (ms === best.ms && m[2] === 'failed')) best = { ms, ok: m[2] === 'ok' };
     }
     return best ? { time: new Date(best.ms).toISOString(), ok: best.ok } : undefined;
   }

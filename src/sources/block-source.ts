@@ -9,8 +9,15 @@ export interface Extent {
 export interface ChangeTracking {
   /** Identifies the change-tracking state, stored in the manifest (a bitmap name, a vSphere changeId). */
   readonly token: string;
-  /** Extents written since the previous restore point, sorted, non-overlapping. */
-  changedExtents(op?: Op): AsyncIterable<Extent>;
+  /**
+   * Extents written since the previous restore point, sorted, non-overlapping. `baseToken` is the token this disk had
+   * in the previous restore point (the engine passes it; sources whose tracking is relative to a stored token, such
+   * as vSphere changeIds, need it). A source that cannot answer for that base (e.g. vCenter rejects an old changeId)
+   * throws a CofferError with details.changeTrackingUnusable = true: the engine then reads the disk in full.
+   */
+  changedExtents(op?: Op, baseToken?: string | null): AsyncIterable<Extent>;
+  /** True when changedExtents needs the previous restore point's token (without one the disk is read in full). */
+  readonly needsBaseToken?: boolean;
 }
 
 /**

@@ -1,0 +1,167 @@
+import { CofferError } from '../shared/index.js';
+import type { Inventory, VmInfo } from './inventory.js';
+import { parseDatastorePath, type VmHardware } from './vm-model.js';
+
+/**
+ * The VM configuration stored with each restore point as the manifest's `vmConfig` (FORMAT.md §6.1, kind
+ * "vsphere-vm", version 1). Enough to re-create the VM: hardware, disks in restore-point order, controllers, NICs.
+ */
+export interface StoredVmConfig {
+  kind: 'vsphere-vm';
+  version: 1;
+  name: string;
+  moref: string;
+  uuid: string | null;
+  instanceUuid: string | null;
+  /** Inventory locations at backup time (for a restore to the same place). */
+  datacenter: string | null;
+  folderPath: string | null;
+  resourcePoolPath: string | null;
+  hostName: string | null;
+  guestId: string | null;
+  guestFullName: string | null;
+  hardwareVersion: string | null;
+  firmware: string | null;
+  numCPU: number | null;
+  numCoresPerSocket: number | null;
+  memoryMB: number | null;
+  annotation: string | null;
+  powerState: string | null;
+  vmPathName: string | null;
+  snapshotName: string;
+  quiesced: boolean;
+  controllers: { key: number; type: string; busNumber: number; sharedBus: string | null }[];
+  /** In restore-point disk order (disk i of the restore point is disks[i]). */
+  disks: {
+    key: number;
+    label: string;
+    capacityBytes: number;
+    fileName: string;
+    datastore: string;
+    thinProvisioned: boolean | null;
+    eagerlyScrub: boolean | null;
+    diskMode: string | null;
+    controllerKey: number | null;
+    unitNumber: number | null;
+    changeId: string | null;
+  }[];
+  nics: { key: number; type: string; macAddress: string | null; addressType: string | null; network: string | null }[];
+}
+
+export function toStoredConfig(vm: VmInfo, hw: VmHardware, inv: Inventory, snap: { quiesced: boolean; snapshotName: string }): StoredVmConfig {
+  const pathOf = (list: { ref: { value: string; type: string }; path: string }[], ref: { value: string; type: string } | undefined) =>
+    ref ? (list.find((e) => e.ref.value === ref.value && e.ref.type === ref.type)?.path ?? null) : null;
+  const networkName = (n: VmHardware['nics'][number]) => {
+    if (n.networkRef) {
+      const e = inv.networks.find((x) => x.ref.value === n.networkRef!.value);
+      if (e) return e.name;
+    }
+    if (n.network) return inv.networks.find((x) => x.ref.value === n.network)?.name ?? n.network;
+    return null;
+  };
+  return {
+    kind: 'vsphere-vm',
+    version: 1,
+    name: vm.name,
+    moref: vm.ref.value,
+    uuid: hw.uuid ?? null,
+    instanceUuid: hw.instanceUuid ?? null,
+    datacenter: vm.datacenter?.name ?? null,
+    folderPath: pathOf(inv.folders, vm.folder),
+    resourcePoolPath: pathOf(inv.resourcePools, vm.resourcePool),
+    hostName: vm.host ? (inv.hosts.find((h) => h.ref.value === vm.host!.value)?.name ?? null) : null,
+    guestId: hw.guestId ?? null,
+    guestFullName: hw.guestFullName ?? null,
+    hardwareVersion: hw.version ?? null,
+    firmware: hw.firmware ?? null,
+    numCPU: hw.numCPU ?? null,
+    numCoresPerSocket: hw.numCoresPerSocket ?? null,
+    memoryMB: hw.memoryMB ?? null,
+    annotation: hw.annotation ?? null,
+    powerState: vm.powerState ?? null,
+    vmPathName: hw.vmPathName ?? null,
+    snapshotName: snap.snapshotName,
+    quiesced: snap.quiesced,
+    controllers: hw.controllers.map((c) => ({ key: c.key, type: c.type, busNumber: c.busNumber, sharedBus: c.sharedBus ?? null })),
+    disks: hw.disks.map((d) => ({
+      key: d.key,
+      label: d.label,
+      capacityBytes: d.capacityBytes,
+      fileName: d.fileName,
+      datastore: parseDatastorePath(d.fileName).datastore,
+      thinProvisioned: d.thinProvisioned ?? null,
+      eagerlyScrub: d.eagerlyScrub ?? null,
+      diskMode: d.diskMode ?? null,
+      controllerKey: d.controllerKey ?? null,
+      unitNumber: d.unitNumber ?? null,
+      changeId: d.changeId ?? null,
+    })),
+    nics: hw.nics.map((n) => ({ key: n.key, type: n.type, macAddress: n.macAddress ?? null, addressType: n.addressType ?? null, network: networkName(n) })),
+  };
+}
+
+/** Checks a stored configuration read back from a manifest (untrusted JSON): CORRUPT when it does not fit the schema. */
+export function parseStoredConfig(v: Record<string, unknown> | undefined, pointId: string): StoredVmConfig {
+  const fail = (why: string): never => {
+    throw new CofferError('CORRUPT', `restore point ${pointId}: the stored VM configuration ${why}`);
+  };
+  if (!v) {
+    throw new CofferError('NOT_FOUND', `restore point ${pointId} holds no VM configuration (it was not backed up from vSphere)`, { hint: 'restore its disks with --disk N --target FILE, or to a datastore with --disk N --to vsphere://HOST/ --datastore DS --path DIR/FILE.vmdk' });
+  }
+  if (v['kind'] !== 'vsphere-vm') fail(`has kind ${JSON.stringify(v['kind'])}, not "vsphere-vm"`);
+  if (v['version'] !== 1) fail(`has version ${JSON.stringify(v['version'])} (this Coffer reads version 1)`);
+  const int = (x: unknown, what: string, min = 0) => (typeof x === 'number' && Number.isSafeInteger(x) && x >= min ? x : fail(`has an invalid ${what}`));
+  const str = (x: unknown, what: string) => (typeof x === 'string' && x.length < 65536 ? x : fail(`has an invalid ${what}`));
+  const optStr = (x: unknown, what: string) => (x === null || x === undefined ? null : str(x, what));
+  const optInt = (x: unknown, what: string, min = 0) => (x === null || x === undefined ? null : int(x, what, min));
+  const arr = (x: unknown, what: string) => (Array.isArray(x) && x.length <= 1024 ? (x as Record<string, unknown>[]) : fail(`has an invalid ${what} list`));
+  const obj = (x: unknown, what: string) => (typeof x === 'object' && x !== null && !Array.isArray(x) ? (x as Record<string, unknown>) : fail(`has an invalid ${what}`));
+  return {
+    kind: 'vsphere-vm',
+    version: 1,
+    name: str(v['name'], 'name'),
+    moref: str(v['moref'], 'moref'),
+    uuid: optStr(v['uuid'], 'uuid'),
+    instanceUuid: optStr(v['instanceUuid'], 'instanceUuid'),
+    datacenter: optStr(v['datacenter'], 'datacenter'),
+    folderPath: optStr(v['folderPath'], 'folderPath'),
+    resourcePoolPath: optStr(v['resourcePoolPath'], 'resourcePoolPath'),
+    hostName: optStr(v['hostName'], 'hostName'),
+    guestId: optStr(v['guestId'], 'guestId'),
+    guestFullName: optStr(v['guestFullName'], 'guestFullName'),
+    hardwareVersion: optStr(v['hardwareVersion'], 'hardwareVersion'),
+    firmware: optStr(v['firmware'], 'firmware'),
+    numCPU: optInt(v['numCPU'], 'numCPU', 1),
+    numCoresPerSocket: optInt(v['numCoresPerSocket'], 'numCoresPerSocket', 1),
+    memoryMB: optInt(v['memoryMB'], 'memoryMB', 1),
+    annotation: optStr(v['annotation'], 'annotation'),
+    powerState: optStr(v['powerState'], 'powerState'),
+    vmPathName: optStr(v['vmPathName'], 'vmPathName'),
+    snapshotName: str(v['snapshotName'] ?? '', 'snapshotName'),
+    quiesced: v['quiesced'] === true,
+    controllers: arr(v['controllers'], 'controllers').map((x) => {
+      const c = obj(x, 'controller');
+      return { key: int(c['key'], 'controller key', -1e9), type: str(c['type'], 'controller type'), busNumber: int(c['busNumber'], 'bus number'), sharedBus: optStr(c['sharedBus'], 'sharedBus') };
+    }),
+    disks: arr(v['disks'], 'disks').map((x) => {
+      const d = obj(x, 'disk');
+      return {
+        key: int(d['key'], 'disk key', -1e9),
+        label: str(d['label'] ?? '', 'disk label'),
+        capacityBytes: int(d['capacityBytes'], 'disk capacity'),
+        fileName: str(d['fileName'], 'disk file name'),
+        datastore: str(d['datastore'], 'disk datastore'),
+        thinProvisioned: typeof d['thinProvisioned'] === 'boolean' ? d['thinProvisioned'] : null,
+        eagerlyScrub: typeof d['eagerlyScrub'] === 'boolean' ? d['eagerlyScrub'] : null,
+        diskMode: optStr(d['diskMode'], 'disk mode'),
+        controllerKey: optInt(d['controllerKey'], 'controller key', -1e9),
+        unitNumber: optInt(d['unitNumber'], 'unit number'),
+        changeId: optStr(d['changeId'], 'changeId'),
+      };
+    }),
+    nics: arr(v['nics'], 'nics').map((x) => {
+      const n = obj(x, 'nic');
+      return { key: int(n['key'], 'nic key', -1e9), type: str(n['type'], 'nic type'), macAddress: optStr(n['macAddress'], 'MAC address'), addressType: optStr(n['addressType'], 'address type'), network: optStr(n['network'], 'network') };
+    }),
+  };
+}
