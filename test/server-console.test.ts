@@ -156,6 +156,13 @@ describe('web console in headless Chromium', { skip: existsSync(CHROMIUM) ? fals
     await page.click('#login-token button[type=submit]');
     await page.waitForSelector('#vm-table tr[data-vm="web01"]');
     assert.equal(await page.$('button.backup-now'), null, 'a viewer gets no backup button');
+    // a viewer browses files but gets no download button (content needs restore-operator or higher)
+    await page.goto(server.url + '/#/restore-points?vm=web01');
+    await page.click('#points-table a.browse[data-disk="1"]');
+    await page.click('#partitions-table a.open-partition');
+    await page.click('#files-table tr[data-name="etc"] a.open-dir');
+    await page.waitForSelector('#files-table tr[data-name="hostname"]');
+    assert.equal(await page.$('#files-table button.download'), null, 'a viewer gets no download button');
     assert.deepEqual(consoleErrors.filter((e) => !/401/.test(e)), []);
   });
 });
