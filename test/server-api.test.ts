@@ -59,7 +59,7 @@ describe('coffer server: REST API, jobs, RBAC', () => {
     const o = await api(server.url, 'GET', '/api/openapi.json');
     assert.equal(o.status, 200);
     assert.equal(o.body.openapi, '3.0.3');
-    for (const p of ['/api/v1/restore-points', '/api/v1/vms', '/api/v1/policies', '/api/v1/policies/{id}', '/api/v1/repositories', '/api/v1/jobs', '/api/v1/jobs/{id}', '/api/v1/audit']) {
+    for (const p of ['/api/v1/restore-points', '/api/v1/restore-points/{id}/disks/{disk}/files', '/api/v1/restore-points/{id}/disks/{disk}/files/content', '/api/v1/vms', '/api/v1/policies', '/api/v1/policies/{id}', '/api/v1/repositories', '/api/v1/jobs', '/api/v1/jobs/{id}', '/api/v1/audit']) {
       assert.ok(o.body.paths[p], `OpenAPI lacks ${p}`);
     }
     assert.ok(o.body.paths['/api/v1/policies'].post.requestBody.content['application/json'].schema.properties.schedule);
@@ -199,12 +199,14 @@ describe('coffer server: REST API, jobs, RBAC', () => {
         return r.status;
       },
       admin: async (t) => (await api(server.url, 'GET', '/api/v1/audit', { token: t })).status,
+      // downloading file content: the permission check comes first; past it this disk (no filesystem) answers 422
+      download: async (t) => (await api(server.url, 'GET', `/api/v1/restore-points/${pointId}/disks/0/files/content?path=/x`, { token: t })).status,
     };
     const expected: Record<string, Record<string, number>> = {
-      admin: { read: 200, restore: 202, operate: 202, policies: 201, admin: 200 },
-      operator: { read: 200, restore: 202, operate: 202, policies: 201, admin: 403 },
-      'restore-operator': { read: 200, restore: 202, operate: 403, policies: 403, admin: 403 },
-      viewer: { read: 200, restore: 403, operate: 403, policies: 403, admin: 403 },
+      admin: { read: 200, restore: 202, operate: 202, policies: 201, admin: 200, download: 422 },
+      operator: { read: 200, restore: 202, operate: 202, policies: 201, admin: 403, download: 422 },
+      'restore-operator': { read: 200, restore: 202, operate: 403, policies: 403, admin: 403, download: 422 },
+      viewer: { read: 200, restore: 403, operate: 403, policies: 403, admin: 403, download: 403 },
     };
     const got: Record<string, Record<string, number>> = {};
     for (const role of ROLES) {
@@ -307,9 +309,14 @@ describe('coffer server: REST API, jobs, RBAC', () => {
     assert.equal((await api(server.url, 'GET', '/api/v1/me', { token: admin })).status, 200, 'tokens are not affected');
   });
 
-  it('leaves a seam for file-level browsing (501 in this build)', async () => {
+  it('browses files of a restore point disk (a disk without partition table or filesystem: coded errors)', async () => {
+    // real ext4/FAT browsing and downloads: test/server-files.test.ts; this disk holds no filesystem
     const r = await api(server.url, 'GET', `/api/v1/restore-points/${pointId}/disks/0/files`, { token: tokens.viewer });
-    assert.equal(r.status, 501);
-    assert.equal(r.body.error.code, 'NOT_AVAILABLE');
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.body.scheme, 'none');
+    assert.deepEqual(r.body.items.map((p: { number: number; filesystem: string | null }) => [p.number, p.filesystem]), [[0, null]]);
+    const ls = await api(server.url, 'GET', `/api/v1/restore-points/${pointId}/disks/0/files?path=/`, { token: tokens.viewer });
+    assert.equal(ls.status, 422, ls.text);
+    assert.match(ls.body.error.code, /^FS_(UNSUPPORTED|CORRUPT)$/);
   });
 });

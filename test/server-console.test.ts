@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
 import { makeDisk } from './helpers/disks.js';
+import { MiB, mkExt, partitionDisk, partitionsOf } from './helpers/fs-images.js';
 import { api, makeToken, startServer, type RunningServer } from './helpers/coffer-server.js';
 
 /** Screenshots for humans (gitignored): test-artifacts/console/*.png */
@@ -17,6 +18,10 @@ describe('web console in headless Chromium', { skip: existsSync(CHROMIUM) ? fals
   const dataDir = join(dir, 'data');
   const repo = join(dir, 'repo');
   const disk = join(dir, 'web01.raw');
+  const extDisk = join(dir, 'web01-data.raw'); // MBR with one ext4 partition: browsed in the console
+  /** would be markup if a console built HTML from names */
+  const HOSTILE = '<img src=x onerror=alert(1)>.txt';
+  const dialogs: string[] = [];
   let server: RunningServer;
   let browser: Browser;
   let page: Page;
@@ -25,12 +30,19 @@ describe('web console in headless Chromium', { skip: existsSync(CHROMIUM) ? fals
   before(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
     makeDisk(disk, 2 * 1024 * 1024, 'web01');
+    const src = join(dir, 'guest');
+    mkdirSync(join(src, 'etc'), { recursive: true });
+    writeFileSync(join(src, 'etc/hostname'), 'web01.example\n');
+    writeFileSync(join(src, HOSTILE), 'x\n');
+    partitionDisk(extDisk, 12 * MiB, 'label: dos\nstart=2048, size=10M, type=83\n');
+    const p0 = partitionsOf(extDisk)[0]!;
+    mkExt(extDisk, 'ext4', src, p0.size, p0.start);
     assert.equal(coffer(['init', '--repo', repo, '--chunk-size', '64K', '--kdf-cost', '1024']).code, 0);
     writeFileSync(join(dir, 'pw'), TEST_PASSWORD);
     server = await startServer({
       dir,
       dataDir,
-      config: { repositories: [{ name: 'main', location: repo, passwordFile: join(dir, 'pw') }], inventory: [{ name: 'web01', disks: [disk] }, { name: 'db01', disks: [disk] }] },
+      config: { repositories: [{ name: 'main', location: repo, passwordFile: join(dir, 'pw') }], inventory: [{ name: 'web01', disks: [disk, extDisk] }, { name: 'db01', disks: [disk] }] },
     });
     const admin = makeToken(dataDir, 'admin');
     const p = await api(server.url, 'POST', '/api/v1/policies', { token: admin, body: { name: 'web', repository: 'main', vms: [{ pattern: 'web*' }], rpoHours: 12, schedule: '0 3 * * *' } });
@@ -44,6 +56,10 @@ describe('web console in headless Chromium', { skip: existsSync(CHROMIUM) ? fals
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
     page.on('pageerror', (e) => consoleErrors.push(e.message));
+    page.on('dialog', (d) => {
+      dialogs.push(d.message());
+      void d.dismiss();
+    });
   });
 
   after(async () => {
@@ -99,6 +115,33 @@ describe('web console in headless Chromium', { skip: existsSync(CHROMIUM) ? fals
     await page.screenshot({ path: join(ARTIFACTS, '05-restore-job.png'), fullPage: true });
   });
 
+  it('browses the files of a disk: partitions, directories with breadcrumbs, hostile names as text, a download', async () => {
+    await page.goto(server.url + '/#/restore-points?vm=web01');
+    await page.waitForSelector('#points-table tbody tr');
+    await page.click('#points-table a.browse[data-disk="1"]');
+    await page.waitForSelector('#partitions-table tbody tr[data-partition="1"]');
+    assert.match(await page.textContent('#partitions-table tbody tr[data-partition="1"]') ?? '', /partition 1.*10\.0 MiB.*0x83.*ext/s);
+    await page.click('#partitions-table a.open-partition');
+    await page.waitForSelector('#files-table tr[data-name="etc"]');
+    // the hostile name is shown as text; no element was made from it and no script ran
+    const names = await page.$$eval('#files-table tbody tr', (rows) => rows.map((r) => r.getAttribute('data-name')));
+    assert.ok(names.includes(HOSTILE), JSON.stringify(names));
+    assert.match(await page.textContent('#files-table') ?? '', /<img src=x onerror=alert\(1\)>\.txt/);
+    assert.equal(await page.$('#files-table img'), null);
+    await page.click('#files-table tr[data-name="etc"] a.open-dir');
+    await page.waitForSelector('#files-table tr[data-name="hostname"]');
+    assert.match(await page.textContent('#breadcrumbs') ?? '', /disk 1 › partition 1 \/ › etc/);
+    assert.match(await page.textContent('#files-table tr[data-name="hostname"]') ?? '', /hostname-rw-r--r--14 B/);
+    await page.screenshot({ path: join(ARTIFACTS, '05b-files.png'), fullPage: true });
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#files-table tr[data-name="hostname"] button.download')]);
+    assert.equal(download.suggestedFilename(), 'hostname');
+    assert.equal(readFileSync((await download.path())!, 'utf8'), 'web01.example\n');
+    await page.click('#breadcrumbs a:nth-of-type(2)');
+    await page.waitForSelector(`#files-table tr[data-name="${HOSTILE.replace(/"/g, '\\"')}"]`);
+    await page.screenshot({ path: join(ARTIFACTS, '05c-files-hostile-name.png'), fullPage: true });
+    assert.deepEqual(dialogs, []);
+  });
+
   it('shows repositories and policies, and accepts an API token instead of a password', async () => {
     await page.goto(server.url + '/#/repositories');
     await page.waitForSelector('#repos-table tbody tr');
@@ -113,6 +156,13 @@ describe('web console in headless Chromium', { skip: existsSync(CHROMIUM) ? fals
     await page.click('#login-token button[type=submit]');
     await page.waitForSelector('#vm-table tr[data-vm="web01"]');
     assert.equal(await page.$('button.backup-now'), null, 'a viewer gets no backup button');
+    // a viewer browses files but gets no download button (content needs restore-operator or higher)
+    await page.goto(server.url + '/#/restore-points?vm=web01');
+    await page.click('#points-table a.browse[data-disk="1"]');
+    await page.click('#partitions-table a.open-partition');
+    await page.click('#files-table tr[data-name="etc"] a.open-dir');
+    await page.waitForSelector('#files-table tr[data-name="hostname"]');
+    assert.equal(await page.$('#files-table button.download'), null, 'a viewer gets no download button');
     assert.deepEqual(consoleErrors.filter((e) => !/401/.test(e)), []);
   });
 });

@@ -190,9 +190,9 @@ async function restorePointsView(params) {
         h('td', {}, p.repository),
         h('td', {}, p.mode),
         h('td', {}, p.disks.map((d) => h('div', { class: 'row disk' }, `disk ${d.index}: ${bytes(d.sizeBytes)}`,
+          h('a', { class: 'button secondary browse', 'data-disk': d.index, href: filesHref({ point: p.id, repository: p.repository, disk: d.index }) }, 'Browse files'),
           canRestore ? h('button', { class: 'secondary restore', onclick: () => restoreForm(p, d, err) }, 'Restore…') : ''))),
-        h('td', {}, p.verification ? h('span', { class: p.verification.ok ? 'ok' : 'bad' }, p.verification.ok ? 'ok' : 'failed') : '-'))))),
-    h('div', { class: 'seam' }, 'File-level browsing of a restore point is not available in this build (API: GET /api/v1/restore-points/{id}/disks/{disk}/files answers 501).'));
+        h('td', {}, p.verification ? h('span', { class: p.verification.ok ? 'ok' : 'bad' }, p.verification.ok ? 'ok' : 'failed') : '-'))))));
 }
 
 function restoreForm(p, d, where) {
@@ -209,6 +209,95 @@ function restoreForm(p, d, where) {
   h('label', {}, h('input', { type: 'checkbox', name: 'force' }), ' overwrite an existing file'),
   h('p', {}, h('button', { type: 'submit' }, 'Start restore')));
   where.replaceChildren(form);
+}
+
+// ---- file browsing (guest names are untrusted: they only ever become text nodes or attribute values)
+
+function filesHref(o) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(o)) if (v !== undefined && v !== null) q.set(k, String(v));
+  return `#/files?${q}`;
+}
+
+const TYPE_CHAR = { file: '-', dir: 'd', symlink: 'l', chardev: 'c', blockdev: 'b', fifo: 'p', socket: 's' };
+function modeString(type, mode) {
+  const rwx = (b, special, ch) => (b & 4 ? 'r' : '-') + (b & 2 ? 'w' : '-') + (special ? (b & 1 ? ch : ch.toUpperCase()) : b & 1 ? 'x' : '-');
+  return (TYPE_CHAR[type] ?? '?') + rwx((mode >> 6) & 7, (mode & 0o4000) !== 0, 's') + rwx((mode >> 3) & 7, (mode & 0o2000) !== 0, 's') + rwx(mode & 7, (mode & 0o1000) !== 0, 't');
+}
+
+async function filesView(params) {
+  const point = params.get('point') ?? '';
+  const repository = params.get('repository') ?? '';
+  const disk = params.get('disk') ?? '0';
+  const partition = params.get('partition');
+  const path = params.get('path') ?? '/';
+  const base = `/api/v1/restore-points/${encodeURIComponent(point)}/disks/${encodeURIComponent(disk)}/files`;
+  const loc = { point, repository, disk };
+  const repoQ = repository ? `&repository=${encodeURIComponent(repository)}` : '';
+  const title = h('h2', {}, `Files of disk ${disk} of restore point ${point.slice(0, 12)}`);
+  const back = h('p', {}, h('a', { href: '#/restore-points' }, '← restore points'));
+  if (partition === null) {
+    const t = await api('GET', `${base}?${repoQ.slice(1)}`);
+    show(title, back,
+      h('p', { class: 'muted' }, `${bytes(t.sizeBytes)}, ${t.scheme === 'none' ? 'no partition table' : `${t.scheme.toUpperCase()} partition table`}`),
+      h('table', { id: 'partitions-table' },
+        h('thead', {}, h('tr', {}, ['#', 'Start', 'Size', 'Type', 'Filesystem', 'Name / problem'].map((x) => h('th', {}, x)))),
+        h('tbody', {}, t.items.map((p) => h('tr', { 'data-partition': p.number },
+          h('td', {}, p.filesystem && !p.problem && !p.container
+            ? h('a', { class: 'open-partition', href: filesHref({ ...loc, partition: p.number, path: '/' }) }, `partition ${p.number}`) : `partition ${p.number}`),
+          h('td', {}, String(p.startBytes)), h('td', {}, bytes(p.sizeBytes)), h('td', {}, p.type),
+          h('td', {}, p.filesystem ?? (p.container ? '(extended)' : '-')),
+          h('td', {}, [p.name ?? '', p.problem ? h('span', { class: 'bad' }, ` ${p.problem}`) : '']))))));
+    return;
+  }
+  const canDownload = me && ['admin', 'operator', 'restore-operator'].includes(me.role);
+  const err = h('div');
+  const tbody = h('tbody');
+  const more = h('p');
+  // breadcrumbs: / > etc > app, each a link to that directory
+  const parts = path.split('/').filter(Boolean);
+  const crumbs = h('div', { id: 'breadcrumbs', class: 'row', role: 'navigation', 'aria-label': 'path' },
+    h('a', { href: filesHref(loc) }, `disk ${disk}`), ' › ',
+    h('a', { href: filesHref({ ...loc, partition, path: '/' }) }, `partition ${partition} /`),
+    parts.flatMap((name, i) => [' › ', h('a', { href: filesHref({ ...loc, partition, path: '/' + parts.slice(0, i + 1).join('/') }) }, name)]));
+  const row = (e) => h('tr', { 'data-name': e.name },
+    h('td', { class: 'name' }, e.type === 'dir' ? h('a', { class: 'open-dir', href: filesHref({ ...loc, partition, path: e.path }) }, e.name) : e.name,
+      e.type === 'symlink' && e.linkTarget !== undefined ? h('span', { class: 'muted' }, ` → ${e.linkTarget}`) : '',
+      e.error ? h('div', { class: 'bad' }, `${e.error.code}: ${e.error.message}`) : ''),
+    h('td', { class: 'mode' }, e.error ? '?' : modeString(e.type, e.mode)),
+    h('td', { class: 'size' }, e.type === 'file' ? bytes(e.size) : ''),
+    h('td', {}, when(e.mtime)),
+    h('td', {}, e.type === 'file' && canDownload && !e.error ? h('button', { class: 'secondary download', onclick: () => downloadFile(base, repoQ, partition, e, err) }, 'Download') : ''));
+  const load = async (cursor) => {
+    const r = await api('GET', `${base}?partition=${encodeURIComponent(partition)}&path=${encodeURIComponent(path)}&limit=200${repoQ}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+    tbody.append(...(r.kind === 'directory' ? r.items : [r.entry]).map(row));
+    more.replaceChildren(r.nextCursor ? h('button', { class: 'secondary', id: 'more', onclick: () => load(r.nextCursor).catch((e) => err.replaceChildren(errorBox(e))) }, `Show more (${tbody.children.length} of ${r.total})`) : '');
+    return r;
+  };
+  const first = await load(null);
+  show(title, back, crumbs,
+    h('p', { class: 'muted' }, `${first.filesystem}${first.kind === 'directory' ? `, ${first.total} ${first.total === 1 ? 'entry' : 'entries'}` : ''}`),
+    first.warnings.length ? h('p', { class: 'warn' }, first.warnings.join('; ')) : '',
+    err,
+    h('table', { id: 'files-table' }, h('thead', {}, h('tr', {}, ['Name', 'Mode', 'Size', 'Modified', ''].map((x) => h('th', {}, x)))), tbody),
+    more);
+}
+
+/** Fetches a file with the bearer token (never in the URL) and hands it to the browser as a blob download. */
+async function downloadFile(base, repoQ, partition, e, where) {
+  try {
+    const r = await fetch(`${base}/content?partition=${encodeURIComponent(partition)}&path=${encodeURIComponent(e.path)}${repoQ}`, { headers: { authorization: `Bearer ${token}` } });
+    if (!r.ok) {
+      const data = await r.json().catch(() => ({}));
+      throw new Error(data.error ? `${data.error.code}: ${data.error.message}` : `HTTP ${r.status}`);
+    }
+    const url = URL.createObjectURL(await r.blob());
+    const a = h('a', { href: url, download: e.name, hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } catch (x) { where.replaceChildren(errorBox(x)); }
 }
 
 // ---- jobs
@@ -326,6 +415,7 @@ async function route() {
     const job = /^\/jobs\/(\d+)$/.exec(path);
     if (job) return await jobView(Number(job[1]));
     if (path === '/restore-points') return await restorePointsView(new URLSearchParams(qs ?? ''));
+    if (path === '/files') return await filesView(new URLSearchParams(qs ?? ''));
     if (path === '/jobs') return await jobsView();
     if (path === '/repositories') return await repositoriesView();
     if (path === '/policies') return await policiesView();

@@ -145,18 +145,103 @@ export interface ListResult {
   chunksTotal: number;
   /** the object PATH names */
   entry: FileInfo;
-  /** a directory's entries */
+  /** a directory's entries (with a page: that page of them) */
   entries?: FileInfo[];
+  /** a directory's number of entries */
+  entriesTotal?: number;
 }
 
-export async function listGuestFiles(repo: Repository, pool: CodecPool, loc: GuestLocation & { path: string }, op: Op = {}): Promise<ListResult> {
+export interface GuestFile {
+  filesystem: string;
+  partition: number;
+  /** the partition's size: no file's data read is larger */
+  partitionBytes: number;
+  warnings: string[];
+  entry: FileInfo;
+  /**
+   * The file's bytes in order (holes as zeros), exactly `entry.size` of them. The pieces the filesystem gives are
+   * checked (ascending, inside the file, together no more data than the partition holds): FS_CORRUPT otherwise.
+   */
+  content(): AsyncGenerator<Buffer, void, undefined>;
+  chunksRead(): number;
+  /** releases the disk (idempotent); call it whether or not content() was read to the end */
+  close(): Promise<void>;
+}
+
+const ZEROS = Buffer.alloc(1024 * 1024);
+
+/**
+ * Opens one regular file of a guest filesystem for streaming (the server's download). Anything but a regular file is
+ * USAGE; a file that claims to be larger than its partition (a huge sparse file, or a hostile size) is refused with
+ * FS_UNSUPPORTED before anything is sent, so a download is bounded by the partition.
+ */
+export async function openGuestFile(repo: Repository, pool: CodecPool, loc: GuestLocation & { path: string }, op: Op = {}): Promise<GuestFile> {
+  const g = await openGuest(repo, pool, loc, op);
+  let closed: Promise<void> | undefined;
+  const close = () => (closed ??= g.close());
+  try {
+    const path = '/' + splitPath(loc.path).join('/');
+    const node = await resolve(g.fs, path, op);
+    if (node.error) throw node.error;
+    if (node.type !== 'file') throw new CofferError('USAGE', `${path} is ${node.type === 'dir' ? 'a directory' : `a ${node.type}`}, not a regular file: only regular files can be downloaded`);
+    const limit = g.partition.sizeBytes;
+    if (node.sizeBytes > limit) {
+      throw new CofferError('FS_UNSUPPORTED', `${path} claims ${node.sizeBytes} bytes, more than its partition holds (${limit}): not downloadable (copy a sparse file this large with coffer files get)`, { details: { size: node.sizeBytes, partitionBytes: limit } });
+    }
+    const entry = await info(g.fs, node, path, op);
+    const fs = g.fs;
+    async function* content(): AsyncGenerator<Buffer, void, undefined> {
+      let pos = 0;
+      let data = 0;
+      const zeros = function* (n: number) {
+        for (let left = n; left > 0; left -= ZEROS.length) yield ZEROS.subarray(0, Math.min(left, ZEROS.length));
+      };
+      for await (const piece of fs.read(node, op)) {
+        const end = piece.offset + piece.data.length;
+        if (piece.offset < pos || end > node.sizeBytes) throw new CofferError('FS_CORRUPT', `${path}: a piece of content at ${piece.offset} (+${piece.data.length}) is out of order or past the file's size ${node.sizeBytes}`);
+        data += piece.data.length;
+        if (data > limit) throw new CofferError('FS_CORRUPT', `${path}: more data than the partition holds (${limit} bytes)`);
+        yield* zeros(piece.offset - pos);
+        if (piece.data.length > 0) yield piece.data;
+        pos = end;
+      }
+      yield* zeros(node.sizeBytes - pos);
+    }
+    return { filesystem: fs.kind, partition: g.partition.number, partitionBytes: limit, warnings: [...(fs.warnings ?? [])], entry, content, chunksRead: () => g.chunksRead(), close };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
+
+export interface ListPage {
+  /** entries to skip (after sorting by name) */
+  offset: number;
+  /** entries to return at most */
+  limit: number;
+}
+
+/**
+ * Lists PATH (a directory's entries, or the one object it names). With `page`, the entries are sorted by name (UTF-16
+ * code units, stable) and only `page.limit` of them from `page.offset` are described (`entriesTotal` counts all):
+ * a restore point never changes, so an offset is a stable cursor.
+ */
+export async function listGuestFiles(repo: Repository, pool: CodecPool, loc: GuestLocation & { path: string; page?: ListPage }, op: Op = {}): Promise<ListResult> {
   const g = await openGuest(repo, pool, loc, op);
   try {
     const path = '/' + splitPath(loc.path).join('/');
     const node = await resolve(g.fs, path, op);
     const result: ListResult = { filesystem: g.fs.kind, partition: g.partition.number, path, warnings: [...(g.fs.warnings ?? [])], chunksRead: 0, chunksTotal: g.chunksTotal, entry: await info(g.fs, node, path, op) };
     if (node.type === 'dir') {
-      const children = await g.fs.list(node, op);
+      let children = await g.fs.list(node, op);
+      result.entriesTotal = children.length;
+      if (loc.page) {
+        children = children
+          .map((c, i) => ({ c, i }))
+          .sort((a, b) => (a.c.name < b.c.name ? -1 : a.c.name > b.c.name ? 1 : a.i - b.i))
+          .slice(loc.page.offset, loc.page.offset + loc.page.limit)
+          .map((x) => x.c);
+      }
       result.entries = [];
       for (const c of children) result.entries.push(await info(g.fs, c, (path === '/' ? '' : path) + '/' + c.name, op));
     }

@@ -9,7 +9,7 @@ export type Role = (typeof ROLES)[number];
 export const PERMISSIONS = {
   /** read restore points, VMs, policies, repositories, jobs and their logs, metrics */
   read: ['admin', 'operator', 'restore-operator', 'viewer'],
-  /** start restore jobs */
+  /** start restore jobs; download file content from restore points (GET .../files/content) */
   restore: ['admin', 'operator', 'restore-operator'],
   /** start backup and verify jobs, cancel jobs */
   operate: ['admin', 'operator'],

@@ -16,6 +16,9 @@ export const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   LOCKED: 409,
   TARGET_EXISTS: 409,
   NOT_AVAILABLE: 501,
+  // a backed-up guest filesystem that is damaged or of a kind file browsing cannot read: the request was fine
+  FS_CORRUPT: 422,
+  FS_UNSUPPORTED: 422,
   TRANSIENT: 503,
 };
 
@@ -72,6 +75,8 @@ export interface RouteSpec<B extends z.ZodType, Q extends z.ZodType, P extends z
   params?: P;
   status?: number;
   response?: string;
+  /** audit every request of this route, also GETs and refused ones (file downloads) */
+  audit?: boolean;
   handler(ctx: RouteContext<z.infer<B>, z.infer<Q>, z.infer<P>>): unknown;
 }
 
@@ -81,6 +86,10 @@ declare module 'fastify' {
   interface FastifyRequest {
     principal?: Principal;
     auditDetails?: Record<string, unknown>;
+    /** audit this request whatever its method (RouteSpec.audit) */
+    auditAlways?: boolean;
+    /** the handler wrote this request's audit record itself (a streamed download, audited when it ends) */
+    auditDone?: boolean;
   }
 }
 
@@ -99,6 +108,7 @@ export class Routes {
       method: spec.method,
       url: spec.url,
       handler: async (req, reply) => {
+        if (spec.audit) req.auditAlways = true;
         if (spec.permission !== null) {
           const principal = authenticate(this.db, req.headers.authorization);
           req.principal = principal;

@@ -1,3 +1,4 @@
+import type { CodecPool } from '../engine/index.js';
 import { CHUNKS_PREFIX, Repository } from '../repository/index.js';
 import { CofferError, asCofferError, type Logger } from '../shared/index.js';
 import type { Db } from './catalog.js';
@@ -28,6 +29,8 @@ export interface RepoStats {
 export class RepositoryManager {
   private readonly open = new Map<string, Promise<Repository>>();
   private readonly syncing = new Map<string, Promise<void>>();
+  /** one codec pool per repository for file browsing and downloads (requests share it; jobs have their own) */
+  private readonly browsePools = new Map<string, CodecPool>();
 
   constructor(
     private readonly db: Db,
@@ -58,6 +61,23 @@ export class RepositoryManager {
       p.catch(() => this.open.delete(name)); // a failed open is retried next time (the password file may be fixed)
     }
     return p;
+  }
+
+  /** The repository and its shared browsing pool (created on first use, closed by close()). */
+  async forBrowsing(name: string): Promise<{ repo: Repository; pool: CodecPool }> {
+    const repo = await this.get(name);
+    let pool = this.browsePools.get(name);
+    if (!pool) {
+      pool = this.deps.createPool(repo.codecParams);
+      this.browsePools.set(name, pool);
+    }
+    return { repo, pool };
+  }
+
+  async close(): Promise<void> {
+    const pools = [...this.browsePools.values()];
+    this.browsePools.clear();
+    await Promise.allSettled(pools.map((p) => p.close()));
   }
 
   /** Re-reads the restore points and storage statistics of a repository into the catalog (one at a time per repo). */

@@ -114,6 +114,7 @@ export async function runServer(opts: ServerOptions, deps: ServerDeps): Promise<
   scheduler.stop();
   await jobs.shutdown();
   await app.close();
+  await repos.close();
   await notifier.drain();
   db.close();
   if (opts.pidFile) await rm(opts.pidFile, { force: true });
@@ -150,7 +151,8 @@ function buildApp(
     http.add(req.method, reply.statusCode);
     log.info({ method: req.method, url: req.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime), actor: req.principal?.actor }, 'request');
     // every change (and every attempt at one) is audited: who, what, when, from where, with which outcome
-    if (MUTATING.has(req.method) && req.routeOptions.url !== '/api/v1/auth/login') {
+    // routes marked `audit` (file downloads) are audited on every method; a handler that audits itself sets auditDone
+    if ((MUTATING.has(req.method) || req.auditAlways) && !req.auditDone && req.routeOptions.url !== '/api/v1/auth/login') {
       audit(db, {
         actor: req.principal?.actor ?? 'anonymous',
         action: `${req.method} ${req.routeOptions.url ?? req.url.split('?')[0]}`,
