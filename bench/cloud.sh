@@ -4,7 +4,8 @@
 #   restic -> s3rver (restic speaks S3; it has no Azurite/custom-endpoint Azure support: its azure backend
 #   needs *.blob.core.windows.net or an endpoint suffix, which Azurite's path-style URLs do not fit).
 # Per run: full backup, restore (cmp-verified): wall seconds, MB/s, HTTP requests (counted by a proxy) per GiB.
-# Environment: SIZE_MIB (default 1024), TOOLS (default "coffer-local coffer-azure coffer-s3 restic-s3").
+# Environment: SIZE_MIB (default 1024), TOOLS (default "coffer-local restic-local borg-local coffer-azure coffer-s3 restic-s3").
+# restic-local and borg-local are the peers on a local directory (the baseline the object-storage rows are read against).
 # The servers (bench/cloud-servers.mjs) run on 127.0.0.1 and are stopped by pid. Emulators on the same 2 cores as
 # the client: these numbers compare layouts and tools, not Azure or AWS.
 set -euo pipefail
@@ -13,7 +14,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 WORK=${1:-/tmp/coffer-cloud-bench}
 SIZE_MIB=${SIZE_MIB:-1024}
-TOOLS=${TOOLS:-"coffer-local coffer-azure coffer-s3 restic-s3"}
+TOOLS=${TOOLS:-"coffer-local restic-local borg-local coffer-azure coffer-s3 restic-s3"}
 COFFER="node $ROOT/dist/bin/coffer.js"
 # restic 0.14 with s3rver: the default ListObjectsV2 answers do not parse; V1 listing works around it (if it does not, the row says failed)
 RESTIC_OPTS=${RESTIC_OPTS:-"-o s3.list-objects-v1=true"}
@@ -47,9 +48,22 @@ for tool in $TOOLS; do
     coffer-azure) R="azure://devstoreaccount1/bench?endpoint=http%3A%2F%2F127.0.0.1%3A$AZ%2Fdevstoreaccount1"; P=$AZ ;;
     coffer-s3) R="s3://coffer-bench?endpoint=http%3A%2F%2F127.0.0.1%3A$S3&put=head"; P=$S3 ;;
     restic-s3) R="s3:http://127.0.0.1:$S3/restic"; P=$S3 ;;
+    restic-local) R=$WORK/restic-repo; P=- ;;
+    borg-local) R=$WORK/borg-repo; P=- ;;
   esac
   OUT=$WORK/restored-$tool
-  if [[ $tool == restic-* ]]; then
+  if [[ $tool == borg-* ]]; then
+    BORG_PASSPHRASE=$COFFER_PASSWORD borg init -e repokey-blake2 "$R" > /dev/null 2>&1
+    run "$tool" backup "$P" env BORG_PASSPHRASE="$COFFER_PASSWORD" borg create --compression zstd,3 "$R::bench" "$IMG" || continue
+    mkdir -p "$OUT"
+    run "$tool" restore "$P" bash -c "cd '$OUT' && BORG_PASSPHRASE='$COFFER_PASSWORD' borg extract '$R::bench'" || continue
+    cmp "$IMG" "$OUT$IMG"
+  elif [[ $tool == restic-local ]]; then
+    restic -r "$R" init -q > /dev/null
+    run "$tool" backup "$P" restic -r "$R" backup -q "$IMG" || continue
+    run "$tool" restore "$P" restic -r "$R" restore latest -q --target "$OUT" || continue
+    cmp "$IMG" "$OUT$IMG"
+  elif [[ $tool == restic-* ]]; then
     restic -r "$R" $RESTIC_OPTS init -q > /dev/null
     run "$tool" backup "$P" restic -r "$R" $RESTIC_OPTS backup -q "$IMG" || continue
     run "$tool" restore "$P" restic -r "$R" $RESTIC_OPTS restore latest -q --target "$OUT" || continue
