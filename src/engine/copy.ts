@@ -35,6 +35,8 @@ export interface CopyResult {
   /** 'same-key': blobs copied as they are; 're-encrypt': decrypted, re-keyed, re-sealed for the target */
   mode: 'same-key' | 're-encrypt';
   points: CopiedPoint[];
+  /** chunks and indexes of the target that garbage collection had condemned and this copy rescued (DESIGN.md §Garbage collection) */
+  gcRescued: number;
   durationMs: number;
 }
 
@@ -74,9 +76,9 @@ export async function copyPoints(src: Repository, dst: Repository, srcPool: Code
     // W2 after the leases and before any look at the target's chunks: what the listing below shows and no loaded
     // generation condemns cannot be deleted while the leases live (a later generation is deferred until we finish)
     if (leases.length > 0) guard = await GcGuard.open(dst, leases, op);
-    else return { mode: sameKey ? 'same-key' : 're-encrypt', points: [], durationMs: Date.now() - started };
+    else return { mode: sameKey ? 'same-key' : 're-encrypt', points: [], gcRescued: 0, durationMs: Date.now() - started };
     const points = await copyUnderLeases(src, dst, srcPool, dstPool, req, op, sameKey, manifests, leases, guard);
-    return { mode: sameKey ? 'same-key' : 're-encrypt', points, durationMs: Date.now() - started };
+    return { mode: sameKey ? 'same-key' : 're-encrypt', points, gcRescued: guard.rescuedCount, durationMs: Date.now() - started };
   } finally {
     await guard?.close();
     for (const l of leases.reverse()) await l.release();
