@@ -230,9 +230,15 @@ async function knownMapping(src: Repository, dst: Repository, op: Op): Promise<M
   for await (const id of dst.pointIds(op)) inTarget.add(id);
   for await (const id of src.pointIds(op)) {
     if (!inTarget.has(id)) continue;
-    const [a, b] = await Promise.all([src.loadManifest(id, op), dst.loadManifest(id, op)]);
+    // a point forgotten (and pruned) in the target meanwhile only teaches nothing; the ids it names are still valid
+    // (keyed hashes of the plaintext), and whether the target still has those chunks is decided under the GC guard
+    const pair = await Promise.all([src.loadManifest(id, op), dst.loadManifest(id, op)]).catch(gone);
+    if (!pair) continue;
+    const [a, b] = pair;
     for (let d = 0; d < Math.min(a.disks.length, b.disks.length); d++) {
-      const [ia, ib] = await Promise.all([src.loadIndex(a.disks[d]!.indexId, op), dst.loadIndex(b.disks[d]!.indexId, op)]);
+      const indexes = await Promise.all([src.loadIndex(a.disks[d]!.indexId, op), dst.loadIndex(b.disks[d]!.indexId, op)]).catch(gone);
+      if (!indexes) continue;
+      const [ia, ib] = indexes;
       if (ia.entryCount !== ib.entryCount) continue;
       for (let i = 0; i < ia.entryCount; i++) {
         if (!ia.isZero(i) && !ib.isZero(i)) map.set(ia.id(i).toString('hex'), ib.id(i).toString('hex'));
@@ -242,3 +248,9 @@ async function knownMapping(src: Repository, dst: Repository, op: Op): Promise<M
   return map;
 }
 
+
+/** A manifest or index deleted meanwhile (forget, prune): undefined; anything else is thrown. */
+function gone(e: unknown): undefined {
+  if (e instanceof CofferError && (e.code === 'NOT_FOUND' || (e.code === 'CORRUPT' && e.details?.missing === true))) return undefined;
+  throw e;
+}
