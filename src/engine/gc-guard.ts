@@ -5,7 +5,7 @@ import { CofferError, type BlobName, type Op } from '../shared/index.js';
 export const GC_SWEEP_OPERATION = 'gc-sweep';
 
 /**
- * The writer's half of the GC protocol (DESIGN.md §Garbage collection). A writer (backup, repair) holds a lease; right
+ * The writer's half of the GC protocol (DESIGN.md §Garbage collection). A writer (backup, repair, copy) holds a lease; right
  * after acquiring it, it loads every condemned generation and records their names in its lease (`gcSeen`): a sweep
  * deletes a generation only when every live writer has seen it. Before the writer relies on an object in a condemned
  * set (dedup hit, existing index, or even a fresh put), it publishes a rescue for it, then waits while a sweep is under
