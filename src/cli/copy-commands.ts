@@ -65,7 +65,7 @@ export const copyCommands: CommandModule = (program: Command, kit: CommandKit) =
         pointIds = points.map((p) => p.id);
       }
       if (pointIds.length === 0) throw new CofferError('NOT_FOUND', 'no restore points to copy');
-      // Copy each restore point under both repositories' leases? Backups only add; copy only adds. No lease needed.
+      // copyPoints takes the target's VM leases and follows the GC protocol there; the source is only read
       const showProgress = kit.progressOn({ ...o, repo: o.to }) && deps.stderr.isTTY === true;
       const result = await kit.withPool(src, (srcPool) =>
         kit.withPool(dst, (dstPool) =>

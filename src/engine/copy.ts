@@ -1,8 +1,9 @@
 import { FixedIndex, type Manifest } from '../format/index.js';
-import { CHUNKS_PREFIX, IdSet, baseName, chunkBlob, indexBlob, pointBlob, type Repository } from '../repository/index.js';
+import { CHUNKS_PREFIX, IdSet, baseName, chunkBlob, indexBlob, pointBlob, type Lease, type Repository } from '../repository/index.js';
 import { hasServerSideCopy } from '../storage/index.js';
 import { CofferError, TaskWindow, type Op } from '../shared/index.js';
 import type { CodecPool } from './codec-pool.js';
+import { GcGuard } from './gc-guard.js';
 
 export interface CopyRequest extends Op {
   /** restore point ids in the source, copied oldest first */
@@ -34,6 +35,8 @@ export interface CopyResult {
   /** 'same-key': blobs copied as they are; 're-encrypt': decrypted, re-keyed, re-sealed for the target */
   mode: 'same-key' | 're-encrypt';
   points: CopiedPoint[];
+  /** chunks and indexes of the target that garbage collection had condemned and this copy rescued (DESIGN.md §Garbage collection) */
+  gcRescued: number;
   durationMs: number;
 }
 
@@ -58,17 +61,63 @@ export async function copyPoints(src: Repository, dst: Repository, srcPool: Code
       hint: 'create the target with `coffer init --chunk-size` equal to the source, or with `--copy-of SOURCE`',
     });
   }
+  // Copy writes into the target like a backup: it holds the target's lease of each VM it copies points of (all taken
+  // at the start, in name order, for the whole run) and follows the GC protocol (DESIGN.md §Garbage collection).
+  const manifests = new Map<string, Manifest>();
+  for (const id of req.pointIds) {
+    op.signal?.throwIfAborted();
+    manifests.set(id, await src.loadManifest(id, op));
+  }
+  const vms = new Set([...manifests.values()].map((m) => m.vm.name));
+  const leases: Lease[] = [];
+  let guard: GcGuard | undefined;
+  try {
+    for (const vm of [...vms].sort()) leases.push(await dst.acquireLease(dst.vmScope(vm), `copy of VM ${vm}`));
+    // W2 after the leases and before any look at the target's chunks: what the listing below shows and no loaded
+    // generation condemns cannot be deleted while the leases live (a later generation is deferred until we finish)
+    if (leases.length > 0) guard = await GcGuard.open(dst, leases, op);
+    else return { mode: sameKey ? 'same-key' : 're-encrypt', points: [], gcRescued: 0, durationMs: Date.now() - started };
+    const points = await copyUnderLeases(src, dst, srcPool, dstPool, req, op, sameKey, manifests, leases, guard);
+    return { mode: sameKey ? 'same-key' : 're-encrypt', points, gcRescued: guard.rescuedCount, durationMs: Date.now() - started };
+  } finally {
+    await guard?.close();
+    for (const l of leases.reverse()) await l.release();
+  }
+}
+
+async function copyUnderLeases(
+  src: Repository,
+  dst: Repository,
+  srcPool: CodecPool,
+  dstPool: CodecPool,
+  req: CopyRequest,
+  op: Op,
+  sameKey: boolean,
+  manifests: Map<string, Manifest>,
+  leases: Lease[],
+  guard: GcGuard,
+): Promise<CopiedPoint[]> {
+  const checkLeases = () => leases.forEach((l) => l.check());
   // One listing of the target's chunks instead of a request per chunk.
   const have = await listChunkIds(dst, op);
-  const added = new Set<string>();
-  const targetHas = (hex: string) => added.has(hex) || have.has(Buffer.from(hex, 'hex'));
+  const added = new Set<string>(); // stored by this run, or found after a rescue: safe until the commit
+  const lost = new Set<string>(); // in the listing, but gone when looked at after a rescue (a sweep deleted it)
+  const targetHas = (hex: string) => added.has(hex) || (!lost.has(hex) && have.has(Buffer.from(hex, 'hex')));
+  const condemned = (hex: string) => guard.isCondemnedChunk(Buffer.from(hex, 'hex'));
+  /** W3 for a chunk a generation we loaded condemns: rescue it, then look at the store (the listing may predate a sweep). */
+  const rescueChunk = async (hex: string): Promise<void> => {
+    if (added.has(hex)) return;
+    await guard.rescue('chunk', Buffer.from(hex, 'hex'), op);
+    if (await dst.store.stat(chunkBlob(hex), op)) added.add(hex);
+    else lost.add(hex);
+  };
   const map = sameKey ? undefined : await knownMapping(src, dst, op);
   const points: CopiedPoint[] = [];
   const serverSide = sameKey && hasServerSideCopy(dst.store) ? dst.store : undefined;
 
   for (const id of req.pointIds) {
     op.signal?.throwIfAborted();
-    const m = await src.loadManifest(id, op);
+    const m = manifests.get(id)!;
     const r: CopiedPoint = { id, vm: m.vm.name, status: 'copied', chunksCopied: 0, chunksPresent: 0, bytesUploaded: 0, serverSide: 0 };
     if (await dst.store.stat(pointBlob(id), op)) {
       r.status = 'present';
@@ -86,14 +135,24 @@ export async function copyPoints(src: Repository, dst: Repository, srcPool: Code
         for (let i = 0; i < index.entryCount; i++) {
           if (index.isZero(i)) continue;
           const srcHex = index.id(i).toString('hex');
-          const mapped = map?.get(srcHex);
-          if (sameKey ? targetHas(srcHex) : mapped !== undefined && targetHas(mapped)) {
-            if (out) out.set(i, Buffer.from(mapped!, 'hex'));
+          const knownHex = sameKey ? srcHex : map!.get(srcHex);
+          if (knownHex !== undefined && targetHas(knownHex) && (added.has(knownHex) || !condemned(knownHex))) {
+            if (out) out.set(i, Buffer.from(knownHex, 'hex'));
             r.chunksPresent++;
             continue;
           }
           await window.run(async () => {
+            if (knownHex !== undefined && condemned(knownHex)) {
+              await rescueChunk(knownHex);
+              if (targetHas(knownHex)) {
+                // rescued and still there: it stays until our manifest references it
+                if (out) out.set(i, Buffer.from(knownHex, 'hex'));
+                r.chunksPresent++;
+                return;
+              }
+            }
             if (sameKey) {
+              // a condemned id was rescued above: this put (or server-side copy) comes after the rescue
               const name = chunkBlob(srcHex);
               const viaService = serverSide ? await serverSide.serverSideCopyFrom(src.store, name, op) : undefined;
               if (viaService) {
@@ -112,6 +171,7 @@ export async function copyPoints(src: Repository, dst: Repository, srcPool: Code
               const dstHex = p.id.toString('hex');
               out!.set(i, p.id);
               map!.set(srcHex, dstHex);
+              if (condemned(dstHex)) await rescueChunk(dstHex);
               if (!targetHas(dstHex)) {
                 const sealed = p.sealed ?? (await dstPool.seal(p.data, dstHex)).sealed;
                 if ((await dst.putChunkBlob(dstHex, sealed, op)) === 'created') r.bytesUploaded += sealed.length;
@@ -128,15 +188,20 @@ export async function copyPoints(src: Repository, dst: Repository, srcPool: Code
         throw e;
       }
       if (sameKey) {
+        if (guard.isCondemnedIndex(disk.indexId)) await guard.rescue('index', Buffer.from(disk.indexId, 'hex'), op);
         const blob = await src.store.get(indexBlob(disk.indexId), undefined, op);
         await dst.store.put(indexBlob(disk.indexId), blob, op);
         newDisks.push(disk);
       } else {
+        const indexHex = dst.indexId(out!.bytes);
+        if (guard.isCondemnedIndex(indexHex)) await guard.rescue('index', Buffer.from(indexHex, 'hex'), op);
         const indexId = await dst.putIndex(out!, op);
         newDisks.push({ ...disk, indexId });
       }
     }
     // the manifest last: the commit point of this restore point in the target
+    op.signal?.throwIfAborted();
+    checkLeases();
     if (sameKey) {
       await dst.store.put(pointBlob(id), await src.store.get(pointBlob(id), undefined, op), op);
     } else {
@@ -146,7 +211,7 @@ export async function copyPoints(src: Repository, dst: Repository, srcPool: Code
     points.push(r);
     req.onPoint?.(r);
   }
-  return { mode: sameKey ? 'same-key' : 're-encrypt', points, durationMs: Date.now() - started };
+  return points;
 }
 
 async function listChunkIds(repo: Repository, op: Op): Promise<IdSet> {
@@ -165,9 +230,15 @@ async function knownMapping(src: Repository, dst: Repository, op: Op): Promise<M
   for await (const id of dst.pointIds(op)) inTarget.add(id);
   for await (const id of src.pointIds(op)) {
     if (!inTarget.has(id)) continue;
-    const [a, b] = await Promise.all([src.loadManifest(id, op), dst.loadManifest(id, op)]);
+    // a point forgotten (and pruned) in the target meanwhile only teaches nothing; the ids it names are still valid
+    // (keyed hashes of the plaintext), and whether the target still has those chunks is decided under the GC guard
+    const pair = await Promise.all([src.loadManifest(id, op), dst.loadManifest(id, op)]).catch(gone);
+    if (!pair) continue;
+    const [a, b] = pair;
     for (let d = 0; d < Math.min(a.disks.length, b.disks.length); d++) {
-      const [ia, ib] = await Promise.all([src.loadIndex(a.disks[d]!.indexId, op), dst.loadIndex(b.disks[d]!.indexId, op)]);
+      const indexes = await Promise.all([src.loadIndex(a.disks[d]!.indexId, op), dst.loadIndex(b.disks[d]!.indexId, op)]).catch(gone);
+      if (!indexes) continue;
+      const [ia, ib] = indexes;
       if (ia.entryCount !== ib.entryCount) continue;
       for (let i = 0; i < ia.entryCount; i++) {
         if (!ia.isZero(i) && !ib.isZero(i)) map.set(ia.id(i).toString('hex'), ib.id(i).toString('hex'));
@@ -177,3 +248,9 @@ async function knownMapping(src: Repository, dst: Repository, op: Op): Promise<M
   return map;
 }
 
+
+/** A manifest or index deleted meanwhile (forget, prune): undefined; anything else is thrown. */
+function gone(e: unknown): undefined {
+  if (e instanceof CofferError && (e.code === 'NOT_FOUND' || (e.code === 'CORRUPT' && e.details?.missing === true))) return undefined;
+  throw e;
+}

@@ -5,7 +5,7 @@ import { CofferError, type BlobName, type Op } from '../shared/index.js';
 export const GC_SWEEP_OPERATION = 'gc-sweep';
 
 /**
- * The writer's half of the GC protocol (DESIGN.md §Garbage collection). A writer (backup, repair) holds a lease; right
+ * The writer's half of the GC protocol (DESIGN.md §Garbage collection). A writer (backup, repair, copy) holds a lease; right
  * after acquiring it, it loads every condemned generation and records their names in its lease (`gcSeen`): a sweep
  * deletes a generation only when every live writer has seen it. Before the writer relies on an object in a condemned
  * set (dedup hit, existing index, or even a fresh put), it publishes a rescue for it, then waits while a sweep is under
@@ -18,13 +18,19 @@ export class GcGuard {
 
   private constructor(
     private readonly repo: Repository,
-    private readonly lease: Lease,
+    private readonly leases: readonly Lease[],
     private readonly chunks: IdSet,
     private readonly indexes: IdSet,
     private readonly pollMs: number,
   ) {}
 
-  static async open(repo: Repository, lease: Lease, op: Op = {}, opts: { pollMs?: number } = {}): Promise<GcGuard> {
+  /**
+   * `lease`: the writer's lease, or several (copy holds one per VM of the target): each records what was seen, the
+   * first one's holder names the rescues, and all of them must stay valid while the guard waits for a sweep.
+   */
+  static async open(repo: Repository, lease: Lease | readonly Lease[], op: Op = {}, opts: { pollMs?: number } = {}): Promise<GcGuard> {
+    const leases: readonly Lease[] = Array.isArray(lease) ? lease : [lease as Lease];
+    if (leases.length === 0) throw new CofferError('INTERNAL', 'GcGuard.open needs a lease');
     const names = await listCondemned(repo.store, op);
     let chunks = IdSet.empty;
     let indexes = IdSet.empty;
@@ -41,8 +47,8 @@ export class GcGuard {
         if (!(e instanceof CofferError) || (e.code !== 'NOT_FOUND' && e.code !== 'CORRUPT')) throw e;
       }
     }
-    await lease.update({ gcSeen: seen });
-    return new GcGuard(repo, lease, chunks, indexes, opts.pollMs ?? 500);
+    for (const l of leases) await l.update({ gcSeen: seen });
+    return new GcGuard(repo, leases, chunks, indexes, opts.pollMs ?? 500);
   }
 
   /** How many condemned objects this writer rescued. */
@@ -70,7 +76,7 @@ export class GcGuard {
     const key = `${kind}:${Buffer.from(id).toString('hex')}`;
     if (!this.rescued.has(key)) {
       const one = IdSet.fromConcatenated(Buffer.from(id));
-      this.rescueBlobs.push(await writeRescue(this.repo.store, this.lease.holder, kind === 'chunk' ? { chunks: one, indexes: IdSet.empty } : { chunks: IdSet.empty, indexes: one }, Date.now(), op));
+      this.rescueBlobs.push(await writeRescue(this.repo.store, this.leases[0]!.holder, kind === 'chunk' ? { chunks: one, indexes: IdSet.empty } : { chunks: IdSet.empty, indexes: one }, Date.now(), op));
       this.rescued.add(key);
     }
     await this.waitForSweep(op);
@@ -81,7 +87,7 @@ export class GcGuard {
     for (;;) {
       const sweeping = (await readLeases(this.repo.store, GC_SCOPE)).some((l) => !l.stale && l.info?.operation === GC_SWEEP_OPERATION);
       if (!sweeping) return;
-      this.lease.check();
+      for (const l of this.leases) l.check();
       op.signal?.throwIfAborted();
       await new Promise((r) => setTimeout(r, this.pollMs));
     }
