@@ -123,14 +123,15 @@ describe('coffer server: REST API, jobs, RBAC', () => {
     });
     assert.equal(p.status, 201, p.text);
     assert.deepEqual(p.body.resolvedVms.vms.map((v: { name: string }) => v.name), ['vm1']);
-    assert.equal(p.body.retentionStatus.status, 'not available in this build');
+    assert.equal(p.body.retentionStatus.status, 'applied after each backup');
     const j = await api(server.url, 'POST', '/api/v1/jobs', { token: tokens.operator, body: { kind: 'backup', policy: 'gold' } });
     assert.equal(j.status, 202, j.text);
     const job = await waitJob(server.url, admin, j.body.items[0].id);
     assert.equal(job.status, 'succeeded', JSON.stringify(job.logs));
     assert.equal(job.vm, 'vm1');
     assert.ok(job.logs.some((l: { message: string }) => /restore point/.test(l.message)));
-    assert.ok(job.logs.some((l: { message: string }) => l.message.startsWith('retention: not available in this build')));
+    assert.ok(job.logs.some((l: { message: string }) => l.message === 'retention: 1 kept, 0 removed'), JSON.stringify(job.logs));
+    assert.ok(job.logs.some((l: { message: string }) => /^retention: kept [0-9a-f]+ \(.*\): last$/.test(l.message)), JSON.stringify(job.logs));
     assert.equal(job.requestedBy, 'token:operator (' + job.requestedBy.split('(')[1]);
 
     const rps = await api(server.url, 'GET', '/api/v1/restore-points?vm=vm1', { token: tokens.viewer });
@@ -193,6 +194,12 @@ describe('coffer server: REST API, jobs, RBAC', () => {
       read: async (t) => (await api(server.url, 'GET', '/api/v1/restore-points', { token: t })).status,
       restore: async (t, role) => (await api(server.url, 'POST', '/api/v1/jobs', { token: t, body: { kind: 'restore', repository: 'main', pointId, disk: 1, target: `rbac-${role}.raw` } })).status,
       operate: async (t) => (await api(server.url, 'POST', '/api/v1/jobs', { token: t, body: { kind: 'verify', repository: 'main' } })).status,
+      // one prune at a time per repository: each started one is awaited before the next role asks
+      prune: async (t) => {
+        const r = await api(server.url, 'POST', '/api/v1/jobs', { token: t, body: { kind: 'prune', repository: 'main' } });
+        if (r.status === 202) assert.equal((await waitJob(server.url, admin, r.body.items[0].id)).status, 'succeeded');
+        return r.status;
+      },
       policies: async (t, role) => {
         const r = await api(server.url, 'POST', '/api/v1/policies', { token: t, body: { name: `rbac-${role}`, repository: 'main', vms: [{ name: 'vm1' }] } });
         if (r.status === 201) await api(server.url, 'DELETE', `/api/v1/policies/${r.body.id}`, { token: t });
@@ -203,10 +210,10 @@ describe('coffer server: REST API, jobs, RBAC', () => {
       download: async (t) => (await api(server.url, 'GET', `/api/v1/restore-points/${pointId}/disks/0/files/content?path=/x`, { token: t })).status,
     };
     const expected: Record<string, Record<string, number>> = {
-      admin: { read: 200, restore: 202, operate: 202, policies: 201, admin: 200, download: 422 },
-      operator: { read: 200, restore: 202, operate: 202, policies: 201, admin: 403, download: 422 },
-      'restore-operator': { read: 200, restore: 202, operate: 403, policies: 403, admin: 403, download: 422 },
-      viewer: { read: 200, restore: 403, operate: 403, policies: 403, admin: 403, download: 403 },
+      admin: { read: 200, restore: 202, operate: 202, prune: 202, policies: 201, admin: 200, download: 422 },
+      operator: { read: 200, restore: 202, operate: 202, prune: 202, policies: 201, admin: 403, download: 422 },
+      'restore-operator': { read: 200, restore: 202, operate: 403, prune: 403, policies: 403, admin: 403, download: 422 },
+      viewer: { read: 200, restore: 403, operate: 403, prune: 403, policies: 403, admin: 403, download: 403 },
     };
     const got: Record<string, Record<string, number>> = {};
     for (const role of ROLES) {

@@ -146,6 +146,10 @@ describe('web console in headless Chromium', { skip: existsSync(CHROMIUM) ? fals
     await page.goto(server.url + '/#/repositories');
     await page.waitForSelector('#repos-table tbody tr');
     assert.match(await page.textContent('#repos-table tbody tr') ?? '', /main.*1/);
+    // an operator starts a prune (garbage collection) of the repository and follows it
+    await page.click('#repos-table tr[data-repo="main"] button.prune');
+    await page.waitForSelector('#job-status.ok', { timeout: 60_000 });
+    assert.match(await page.textContent('#job-log') ?? '', /prune: \d+ restore points, \d+ chunks referenced; deleted \d+ chunks/);
     await page.goto(server.url + '/#/policies');
     await page.waitForSelector('#policies-table tbody tr');
     assert.match(await page.textContent('#policies-table tbody tr') ?? '', /web.*web01.*0 3 \* \* \*/);
@@ -156,6 +160,9 @@ describe('web console in headless Chromium', { skip: existsSync(CHROMIUM) ? fals
     await page.click('#login-token button[type=submit]');
     await page.waitForSelector('#vm-table tr[data-vm="web01"]');
     assert.equal(await page.$('button.backup-now'), null, 'a viewer gets no backup button');
+    await page.goto(server.url + '/#/repositories');
+    await page.waitForSelector('#repos-table tbody tr');
+    assert.equal(await page.$('button.prune'), null, 'a viewer gets no prune button');
     // a viewer browses files but gets no download button (content needs restore-operator or higher)
     await page.goto(server.url + '/#/restore-points?vm=web01');
     await page.click('#points-table a.browse[data-disk="1"]');

@@ -370,11 +370,20 @@ async function jobView(id) {
 
 async function repositoriesView() {
   const r = await api('GET', '/api/v1/repositories');
+  const canOperate = me && ['admin', 'operator'].includes(me.role);
   show(h('h2', {}, 'Repositories'), h('table', { id: 'repos-table' },
-    h('thead', {}, h('tr', {}, ['Name', 'Location', 'Restore points', 'Storage used', 'Data referenced', 'Dedup ratio', 'Updated'].map((t) => h('th', {}, t)))),
-    h('tbody', {}, r.items.map((x) => h('tr', {},
+    h('thead', {}, h('tr', {}, ['Name', 'Location', 'Restore points', 'Storage used', 'Data referenced', 'Dedup ratio', 'Updated', ''].map((t) => h('th', {}, t)))),
+    h('tbody', {}, r.items.map((x) => h('tr', { 'data-repo': x.name },
       h('td', {}, x.name), h('td', {}, x.location), h('td', {}, x.points), h('td', {}, bytes(x.storedBytes)), h('td', {}, bytes(x.logicalBytes)),
-      h('td', {}, x.dedupRatio ? `${x.dedupRatio.toFixed(2)}×` : '-'), h('td', {}, x.error ? h('span', { class: 'bad' }, x.error) : when(x.updatedAt)))))));
+      h('td', {}, x.dedupRatio ? `${x.dedupRatio.toFixed(2)}×` : '-'), h('td', {}, x.error ? h('span', { class: 'bad' }, x.error) : when(x.updatedAt)),
+      h('td', {}, canOperate ? h('button', { class: 'prune secondary', title: 'garbage collection: delete chunks no restore point uses', onclick: () => startPrune(x.name) }, 'Prune') : ''))))));
+}
+
+async function startPrune(repository) {
+  try {
+    const r = await api('POST', '/api/v1/jobs', { kind: 'prune', repository });
+    location.hash = `#/jobs/${r.items[0].id}`;
+  } catch (e) { main.prepend(errorBox(e)); }
 }
 
 async function policiesView() {

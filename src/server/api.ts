@@ -21,7 +21,6 @@ export interface ApiContext {
   policies: PolicyStore;
   scheduler: Scheduler;
   startedAt: Date;
-  retentionAvailable: boolean;
 }
 
 const IdParam = z.strictObject({ id: z.string().min(1).max(100) });
@@ -55,13 +54,18 @@ const StartJob = z.discriminatedUnion('kind', [
     repository: z.string().min(1).max(64),
     readDataPercent: z.number().min(0).max(100).default(0),
   }),
+  z.strictObject({
+    /** garbage collection (engine prune): one at a time per repository */
+    kind: z.literal('prune'),
+    repository: z.string().min(1).max(64),
+  }),
 ]);
 
 export function registerApi(routes: Routes, ctx: ApiContext): void {
   const { db, config, repos, jobs, policies, scheduler } = ctx;
   const policyView = (p: Policy) => ({
     ...p,
-    retentionStatus: retentionStatus(p, ctx.retentionAvailable),
+    retentionStatus: retentionStatus(p),
     nextRuns: scheduler.nextRuns(p.id),
     resolvedVms: resolvePolicyVms(p, config.inventory),
   });
@@ -340,7 +344,7 @@ export function registerApi(routes: Routes, ctx: ApiContext): void {
   // ---- jobs
 
   routes.add({
-    method: 'POST', url: '/api/v1/jobs', summary: 'Start a backup, restore or verify job', tag: 'jobs', permission: 'restore', status: 202,
+    method: 'POST', url: '/api/v1/jobs', summary: 'Start a backup, restore, verify or prune job', tag: 'jobs', permission: 'restore', status: 202,
     body: StartJob,
     handler: ({ body, principal, audit: a }) => {
       const by = principal!.actor;
@@ -367,6 +371,12 @@ export function registerApi(routes: Routes, ctx: ApiContext): void {
         a({ job: job.id, pointId: body.pointId, disk: body.disk, target, vm: point.vm });
         return { items: [job] };
       }
+      if (body.kind === 'prune') {
+        if (jobs.hasPendingPrune(body.repository)) throw new CofferError('CONFLICT', `a prune of repository ${body.repository} is already queued or running`);
+        const job = jobs.enqueue({ kind: 'prune', repository: body.repository, params: {}, requestedBy: by });
+        a({ job: job.id });
+        return { items: [job] };
+      }
       const job = jobs.enqueue({ kind: 'verify', repository: body.repository, params: { readDataPercent: body.readDataPercent }, requestedBy: by });
       a({ job: job.id });
       return { items: [job] };
@@ -377,7 +387,7 @@ export function registerApi(routes: Routes, ctx: ApiContext): void {
     method: 'GET', url: '/api/v1/jobs', summary: 'List jobs (newest first)', tag: 'jobs', permission: 'read',
     query: Pagination.extend({
       status: z.enum(['queued', 'running', 'succeeded', 'failed', 'cancelled']).optional(),
-      kind: z.enum(['backup', 'restore', 'verify']).optional(),
+      kind: z.enum(['backup', 'restore', 'verify', 'prune']).optional(),
       vm: z.string().max(512).optional(),
     }),
     handler: ({ query }) => {

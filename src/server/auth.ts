@@ -11,7 +11,7 @@ export const PERMISSIONS = {
   read: ['admin', 'operator', 'restore-operator', 'viewer'],
   /** start restore jobs; download file content from restore points (GET .../files/content) */
   restore: ['admin', 'operator', 'restore-operator'],
-  /** start backup and verify jobs, cancel jobs */
+  /** start backup, verify and prune jobs, cancel jobs */
   operate: ['admin', 'operator'],
   /** create, change, delete policies */
   policies: ['admin', 'operator'],

@@ -1,5 +1,4 @@
 import type { CodecParams, CodecPool } from '../engine/index.js';
-import type { Repository } from '../repository/index.js';
 import type { Logger } from '../shared/index.js';
 import type { BlockSource } from '../sources/index.js';
 import type { BlobStore } from '../storage/index.js';
@@ -15,9 +14,4 @@ export interface ServerDeps {
   openStore(spec: string, opts: { create: boolean }): Promise<BlobStore>;
   openSource(spec: string, opts: { logger: Logger; signal: AbortSignal; timeoutMs?: number }): Promise<BlockSource>;
   createPool(params: CodecParams | Promise<CodecParams>): CodecPool;
-  /**
-   * Seam for retention (forget/prune, another area): applies a policy's retention to one VM after its backup.
-   * Absent in this build: jobs then log "retention: not available in this build" and the API says so.
-   */
-  applyRetention?(repo: Repository, req: { vm: string; retention: Record<string, number | undefined>; signal: AbortSignal }): Promise<{ forgotten: string[] }>;
 }

@@ -1,15 +1,16 @@
 import { EventEmitter } from 'node:events';
 import { lstat, realpath } from 'node:fs/promises';
 import { dirname, isAbsolute, relative, resolve } from 'node:path';
-import { backup, restoreDisk, verify } from '../engine/index.js';
+import { backup, prune, restoreDisk, verify, type PruneReport } from '../engine/index.js';
 import { CofferError, asCofferError, type ErrorCode, type Logger } from '../shared/index.js';
 import type { BlockSource } from '../sources/index.js';
 import type { Db } from './catalog.js';
 import type { ServerConfig } from './config.js';
 import type { ServerDeps } from './deps.js';
 import type { RepositoryManager } from './repositories.js';
+import { applyPolicyRetention, retentionLogLines, type PolicyRetention } from './retention.js';
 
-export type JobKind = 'backup' | 'restore' | 'verify';
+export type JobKind = 'backup' | 'restore' | 'verify' | 'prune';
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 
 export interface BackupParams {
@@ -26,6 +27,8 @@ export interface RestoreParams {
 export interface VerifyParams {
   readDataPercent: number;
 }
+/** prune (garbage collection) has no parameters: it works on the whole repository */
+export type PruneParams = Record<string, never>;
 
 export interface Job {
   id: number;
@@ -35,7 +38,7 @@ export interface Job {
   policyId: string | null;
   vm: string | null;
   repository: string;
-  params: BackupParams | RestoreParams | VerifyParams;
+  params: BackupParams | RestoreParams | VerifyParams | PruneParams;
   attempt: number;
   maxAttempts: number;
   notBefore: string;
@@ -152,7 +155,7 @@ export class JobRunner extends EventEmitter {
   private ticking = false;
   onFinished: (job: Job) => void = () => undefined;
   /** the retention of a job's policy (set by the server; policies live in the catalog) */
-  retentionOf: (policyId: string) => Record<string, number | undefined> | undefined = () => undefined;
+  retentionOf: (policyId: string) => { name: string; retention: PolicyRetention; pruneAfterForget: boolean } | undefined = () => undefined;
 
   constructor(
     private readonly db: Db,
@@ -205,6 +208,11 @@ export class JobRunner extends EventEmitter {
   /** A queued or running backup of this VM exists (a schedule does not pile up runs behind a slow one). */
   hasPendingBackup(vm: string): boolean {
     return this.db.prepare("SELECT 1 FROM jobs WHERE kind = 'backup' AND vm = ? AND status IN ('queued', 'running') LIMIT 1").get(vm) !== undefined;
+  }
+
+  /** A queued or running prune of this repository exists (one prune at a time per repository). */
+  hasPendingPrune(repository: string): boolean {
+    return this.db.prepare("SELECT 1 FROM jobs WHERE kind = 'prune' AND repository = ? AND status IN ('queued', 'running') LIMIT 1").get(repository) !== undefined;
   }
 
   cancel(id: number, by: string): Job {
@@ -265,6 +273,8 @@ export class JobRunner extends EventEmitter {
       const repoLimit = this.repoLimit(job.repository);
       if (active.filter((a) => a.repository === job.repository).length >= repoLimit) continue;
       if (job.vm && active.filter((a) => a.vm === job.vm).length >= this.config.limits.perSource) continue;
+      // one prune at a time per repository: a second one waits in the queue (the engine's gc lease would refuse it)
+      if (job.kind === 'prune' && active.some((a) => a.kind === 'prune' && a.repository === job.repository)) continue;
       this.run(job);
     }
   }
@@ -363,12 +373,27 @@ export class JobRunner extends EventEmitter {
             },
           });
           logger.info(`restore point ${result.id} (${result.mode}): read ${result.bytesRead} bytes, stored ${result.bytesStored} in ${result.chunksNew} new chunks`);
-          const retention = job.policyId ? this.retentionOf(job.policyId) : undefined;
-          if (retention && this.deps.applyRetention) {
-            const r = await this.deps.applyRetention(repo, { vm: job.vm!, retention, signal });
-            logger.info(`retention: forgot ${r.forgotten.length} restore point(s)`);
-          } else if (retention) {
-            logger.warn('retention: not available in this build (the policy keeps its retention; nothing was forgotten)');
+          const pol = job.policyId ? this.retentionOf(job.policyId) : undefined;
+          if (pol) {
+            // the backup is committed: a failure to apply retention is reported in the log and the result, it does
+            // not fail (and retry) the backup
+            try {
+              const r = await applyPolicyRetention(repo, { vm: job.vm!, retention: pol.retention, signal, onWarning: logger.warn });
+              for (const line of retentionLogLines(r)) logger.info(line);
+              Object.assign(result, { retention: { kept: r.kept, removed: r.removed, unreadable: r.unreadable } });
+              if (r.removed.length > 0 && pol.pruneAfterForget) {
+                if (this.hasPendingPrune(job.repository)) logger.info(`prune of ${job.repository} already queued or running`);
+                else {
+                  const pj = this.enqueue({ kind: 'prune', repository: job.repository, policyId: job.policyId, params: {}, trigger: job.trigger, requestedBy: `policy:${pol.name}` });
+                  logger.info(`queued prune job ${pj.id} (pruneAfterForget)`);
+                }
+              }
+            } catch (e) {
+              const err = asCofferError(e);
+              if (err.code === 'CANCELLED') throw err;
+              logger.warn(`retention failed: [${err.code}] ${err.message}`);
+              Object.assign(result, { retention: { error: { code: err.code, message: err.message } } });
+            }
           }
           await this.afterSync(job, logger);
           return result;
@@ -389,6 +414,27 @@ export class JobRunner extends EventEmitter {
         });
         logger.info(`restored disk ${result.disk} of ${result.id} to ${result.target} (${result.bytesWritten} bytes)`);
         return result;
+      }
+      if (job.kind === 'prune') {
+        let report: PruneReport;
+        try {
+          report = await prune(repo, { signal, onWarning: logger.warn, onProgress: (x) => this.progress(job.id, { bytesDone: x.done, bytesTotal: 0, phase: x.phase }) });
+        } catch (e) {
+          const err = asCofferError(e);
+          // another prune (the CLI, another server) holds the repository's gc lease: skipped, not failed or retried
+          if (err.code === 'LOCKED' && (err.details as { scope?: string } | undefined)?.scope === 'gc') {
+            logger.warn(`prune skipped: ${err.message}`);
+            return { skipped: true, reason: err.message };
+          }
+          throw err;
+        }
+        logger.info(
+          `prune: ${report.points} restore points, ${report.chunksReferenced} chunks referenced; deleted ${report.chunksDeleted} chunks (${report.bytesDeleted} bytes) and ${report.indexesDeleted} indexes` +
+            (report.deferred.length ? `; deferred ${report.deferred.length} condemned generation(s): ${report.deferredReason}` : '') +
+            (report.locked ? `; ${report.locked} kept: locked` : ''),
+        );
+        await this.afterSync(job, logger);
+        return report;
       }
       const p = job.params as VerifyParams;
       const report = await verify(repo, pool, { readDataFraction: p.readDataPercent / 100, record: true, signal, onProgress: (x) => x.total > 0 && onProgress(x.done, x.total, x.phase) });

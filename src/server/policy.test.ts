@@ -48,8 +48,20 @@ test('invalid policies name every bad field', () => {
   );
 });
 
-test('retention is reported as not available when the build has no retention engine', () => {
+test('retention is applied after each backup; a retention that keeps nothing is refused', () => {
   const spec = parseWith(PolicySpecSchema, { name: 'p', repository: 'main', vms: [{ name: 'a' }], retention: { keepLast: 3 } }, 'policy');
-  assert.deepEqual(retentionStatus(spec, false), { configured: true, applied: false, status: 'not available in this build' });
-  assert.equal(retentionStatus(spec, true).applied, true);
+  assert.deepEqual(retentionStatus(spec), { configured: true, applied: true, status: 'applied after each backup' });
+  assert.equal(spec.pruneAfterForget, false);
+  const none = parseWith(PolicySpecSchema, { name: 'p', repository: 'main', vms: [{ name: 'a' }] }, 'policy');
+  assert.deepEqual(retentionStatus(none), { configured: false, applied: false, status: 'none' });
+  for (const retention of [{}, { keepLast: 0, keepDaily: 0 }]) {
+    assert.throws(
+      () => parseWith(PolicySpecSchema, { name: 'p', repository: 'main', vms: [{ name: 'a' }], retention }, 'policy'),
+      (e: CofferError) => {
+        assert.equal(e.code, 'USAGE');
+        assert.match(e.message, /retention: must keep something/);
+        return true;
+      },
+    );
+  }
 });

@@ -25,8 +25,8 @@ const vmSelector = z.union([
 ]);
 
 /**
- * Retention (forget/prune) is a policy field. It is validated and stored here; applying it needs the retention
- * engine, which this build does not have: the API reports it as "not available in this build" (never faked).
+ * Retention (GFS, engine forget) is a policy field: applied to each VM after each of its backups (server/retention.ts).
+ * A retention that keeps nothing is refused (it would remove every restore point), as `coffer forget` refuses it.
  */
 export const RetentionSchema = z.strictObject({
   keepLast: z.number().int().min(0).max(100000).optional(),
@@ -35,6 +35,8 @@ export const RetentionSchema = z.strictObject({
   keepWeekly: z.number().int().min(0).max(100000).optional(),
   keepMonthly: z.number().int().min(0).max(100000).optional(),
   keepYearly: z.number().int().min(0).max(100000).optional(),
+}).refine((r) => Object.values(r).some((n) => typeof n === 'number' && n > 0), {
+  message: 'must keep something: at least one of keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly above 0 (an empty retention would remove every restore point)',
 });
 
 export const PolicySpecSchema = z.strictObject({
@@ -48,6 +50,8 @@ export const PolicySpecSchema = z.strictObject({
   /** Recovery point objective: a VM is compliant while its newest restore point is younger than this. */
   rpoHours: z.number().positive().max(24 * 366).default(24),
   retention: RetentionSchema.optional(),
+  /** After a backup's retention removed restore points, queue a prune (garbage collection) of the repository. */
+  pruneAfterForget: z.boolean().default(false),
   verify: z
     .strictObject({
       schedule: cronSchema,
@@ -94,9 +98,8 @@ export function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${re}$`);
 }
 
-/** Retention status as reported by the API: stored and validated, not applied by this build. */
-export function retentionStatus(p: PolicySpec, available: boolean): { configured: boolean; applied: boolean; status: string } {
-  if (!available) return { configured: p.retention !== undefined, applied: false, status: 'not available in this build' };
+/** Retention status as reported by the API. */
+export function retentionStatus(p: PolicySpec): { configured: boolean; applied: boolean; status: string } {
   return { configured: p.retention !== undefined, applied: p.retention !== undefined, status: p.retention ? 'applied after each backup' : 'none' };
 }
 

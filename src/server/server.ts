@@ -74,7 +74,8 @@ export async function runServer(opts: ServerOptions, deps: ServerDeps): Promise<
   if (interrupted) logger.warn(`${interrupted} job(s) were running when the server stopped: marked failed`);
   jobs.retentionOf = (id) => {
     try {
-      return policies.get(id).retention;
+      const p = policies.get(id);
+      return p.retention ? { name: p.name, retention: p.retention, pruneAfterForget: p.pruneAfterForget === true } : undefined;
     } catch {
       return undefined;
     }
@@ -92,7 +93,7 @@ export async function runServer(opts: ServerOptions, deps: ServerDeps): Promise<
     if (job.kind === 'backup') scheduler.checkSla();
   };
 
-  const app = buildApp(db, config, https, log, { repos, jobs, policies, scheduler, startedAt, retentionAvailable: deps.applyRetention !== undefined });
+  const app = buildApp(db, config, https, log, { repos, jobs, policies, scheduler, startedAt });
   try {
     await app.listen({ host, port });
   } catch (e) {
@@ -125,7 +126,7 @@ function buildApp(
   config: ServerConfig,
   https: { cert: Buffer; key: Buffer } | undefined,
   log: import('pino').Logger,
-  parts: { repos: RepositoryManager; jobs: JobRunner; policies: PolicyStore; scheduler: Scheduler; startedAt: Date; retentionAvailable: boolean },
+  parts: { repos: RepositoryManager; jobs: JobRunner; policies: PolicyStore; scheduler: Scheduler; startedAt: Date },
 ): FastifyInstance {
   const app = Fastify({
     loggerInstance: log,
