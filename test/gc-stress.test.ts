@@ -14,69 +14,14 @@ import type { BlockSource } from '../src/sources/index.js';
 import { LocalBlobStore, type BlobInfo, type BlobStore, type ByteRange } from '../src/storage/index.js';
 import type { BlobName, Op } from '../src/shared/index.js';
 import { tempDir } from './helpers/cli.js';
+import { BufferSource, SlowStore, pattern as stressPattern, rng } from './helpers/stress.js';
 
 const CS = 65536;
 const CHUNKS_PER_DISK = 12;
 const ROUNDS = Number(process.env.COFFER_STRESS_ROUNDS ?? 40);
 const VMS = ['vm-a', 'vm-b', 'vm-c'];
 
-class BufferSource implements BlockSource {
-  constructor(readonly data: Buffer, readonly uri = 'mem://disk') {}
-  get sizeBytes() {
-    return this.data.length;
-  }
-  async read(offset: number, length: number, into: Buffer) {
-    this.data.copy(into, 0, offset, offset + length);
-  }
-  async close() {}
-}
-
-function pattern(n: number | string): Buffer {
-  const out = Buffer.alloc(CS);
-  for (let o = 0; o < CS; o += 32) createHash('sha256').update(`p${n}:${o}`).digest().copy(out, o);
-  return out;
-}
-
-/** A small deterministic PRNG (tests are reproducible from the seed printed on failure). */
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
-
-/** Random latency on every store call (0-4 ms): widens the windows between a writer's look and its commit. */
-class SlowStore implements BlobStore {
-  constructor(private readonly inner: BlobStore, private readonly rand: () => number) {}
-  get location() {
-    return this.inner.location;
-  }
-  private pause() {
-    return new Promise((r) => setTimeout(r, Math.floor(this.rand() * 5)));
-  }
-  async put(n: BlobName, d: Uint8Array, op?: Op) {
-    await this.pause();
-    return this.inner.put(n, d, op);
-  }
-  async get(n: BlobName, r?: ByteRange, op?: Op) {
-    await this.pause();
-    return this.inner.get(n, r, op);
-  }
-  async stat(n: BlobName, op?: Op): Promise<BlobInfo | undefined> {
-    await this.pause();
-    const s = await this.inner.stat(n, op);
-    await this.pause();
-    return s;
-  }
-  async *list(p: string, op?: Op) {
-    for await (const b of this.inner.list(p, op)) {
-      if (this.rand() < 0.1) await this.pause();
-      yield b;
-    }
-  }
-  async delete(n: BlobName, op?: Op) {
-    await this.pause();
-    return this.inner.delete(n, op);
-  }
-}
+const pattern = (n: number | string): Buffer => stressPattern(n, CS);
 
 test(`backups and garbage collection concurrently for ${ROUNDS} rounds: verify --read-data is clean, restores are bit-exact`, { timeout: 240_000 }, async () => {
   const tmp = tempDir('coffer-gc-stress-');
