@@ -27,6 +27,22 @@ export const InventoryVmSchema = z.strictObject({
   disks: z.array(z.string().min(1)).min(1).max(256),
 });
 
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
+
+/** A vCenter whose VMs policies may select (credentials come from the environment, never the catalog). */
+export const VcenterConfigSchema = z
+  .strictObject({
+    name,
+    url: z.string().regex(/^vsphere:\/\/(\[[^\]]+\]|[^:/?#@\[\]]+)(:\d{1,5})?\/?$/i, 'must be vsphere://HOST[:PORT] (no user, no VM)'),
+    userEnv: envName,
+    passwordEnv: envName,
+    /** SHA-256 fingerprint of the vCenter certificate (a self-signed vCenter) */
+    thumbprint: z.string().min(1).max(200).optional(),
+    /** do not verify the certificate at all (lab use only) */
+    insecureTls: z.boolean().default(false),
+  })
+  .refine((v) => !(v.thumbprint && v.insecureTls), { message: 'thumbprint and insecureTls exclude each other', path: ['insecureTls'] });
+
 export const WebhookSchema = z.strictObject({
   url: z.string().url().refine((u) => /^https?:/.test(u), 'must be an http or https URL'),
   events: z.array(z.enum(['job.failed', 'job.succeeded', 'sla.breach'])).min(1).default(['job.failed', 'sla.breach']),
@@ -49,6 +65,8 @@ export const ServerConfigSchema = z.strictObject({
   repositories: z.array(RepositoryConfigSchema).default([]),
   /** VMs known to the server (a static inventory; a vSphere inventory plugs in beside it). */
   inventory: z.array(InventoryVmSchema).default([]),
+  /** vCenters whose inventory policies select VMs from (`{ vcenter, pattern | folder | name }`). */
+  vcenters: z.array(VcenterConfigSchema).default([]),
   limits: z
     .strictObject({
       perRepository: z.number().int().min(1).max(64).default(2),
@@ -87,7 +105,9 @@ export const ServerConfigSchema = z.strictObject({
 
 export type ServerConfig = z.infer<typeof ServerConfigSchema>;
 export type RepositoryConfig = z.infer<typeof RepositoryConfigSchema>;
-export type InventoryVm = z.infer<typeof InventoryVmSchema>;
+export type VcenterConfig = z.infer<typeof VcenterConfigSchema>;
+/** A VM the server knows: from the static inventory, or (with `vcenter`) read from a vCenter. */
+export type InventoryVm = z.infer<typeof InventoryVmSchema> & { vcenter?: string; path?: string };
 
 /** "repositories[0].passwordFile: exactly one of ..." for each issue, most precise path first. */
 export function formatIssues(issues: readonly z.core.$ZodIssue[], root = ''): string {
@@ -135,6 +155,11 @@ export async function loadConfig(file: string | undefined, dataDir: string): Pro
   config.inventory.forEach((v, i) => {
     if (vms.has(v.name)) throw new CofferError('USAGE', `invalid config file ${file}: inventory[${i}].name: duplicate VM name ${JSON.stringify(v.name)}`);
     vms.add(v.name);
+  });
+  const vcs = new Set<string>();
+  config.vcenters.forEach((v, i) => {
+    if (vcs.has(v.name)) throw new CofferError('USAGE', `invalid config file ${file}: vcenters[${i}].name: duplicate vCenter name ${JSON.stringify(v.name)}`);
+    vcs.add(v.name);
   });
   const base = file ? resolve(file, '..') : process.cwd();
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));

@@ -8,6 +8,7 @@ import type { Db } from './catalog.js';
 import type { ServerConfig } from './config.js';
 import type { ServerDeps } from './deps.js';
 import type { RepositoryManager } from './repositories.js';
+import { openVcenterVm } from './vcenters.js';
 
 export type JobKind = 'backup' | 'restore' | 'verify';
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
@@ -15,6 +16,8 @@ export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancell
 export interface BackupParams {
   disks: string[];
   tags: string[];
+  /** a VM of this configured vCenter: `disks` is its one vsphere://HOST:PORT/MOREF (none: the vCenter was unreadable) */
+  vcenter?: string;
 }
 export interface RestoreParams {
   pointId: string;
@@ -346,8 +349,11 @@ export class JobRunner extends EventEmitter {
       if (job.kind === 'backup') {
         const p = job.params as BackupParams;
         const sources: BlockSource[] = [];
+        // a vCenter VM: the same snapshot/CBT/configuration path as `coffer backup vsphere://` (snapshot removed in finally)
+        const vmb = p.vcenter ? await openVcenterVm(this.config, this.deps.env, p.vcenter, p.disks[0], { logger, signal }) : undefined;
         try {
-          for (const spec of p.disks) sources.push(await this.deps.openSource(spec, { logger, signal }));
+          if (vmb) sources.push(...vmb.disks);
+          else for (const spec of p.disks) sources.push(await this.deps.openSource(spec, { logger, signal }));
           const total = sources.reduce((a, s) => a + s.sizeBytes, 0);
           const done = sources.map(() => 0);
           logger.info(`backing up ${sources.length} disk(s) of VM ${job.vm}, ${total} bytes`);
@@ -355,6 +361,7 @@ export class JobRunner extends EventEmitter {
             vm: job.vm!,
             sources,
             tags: p.tags,
+            ...(vmb ? { vmId: vmb.vmId, consistency: vmb.consistency, vmConfig: vmb.vmConfig as unknown as Record<string, unknown> } : {}),
             signal,
             onWarning: logger.warn,
             onProgress: (x) => {
@@ -371,9 +378,15 @@ export class JobRunner extends EventEmitter {
             logger.warn('retention: not available in this build (the policy keeps its retention; nothing was forgotten)');
           }
           await this.afterSync(job, logger);
+          if (vmb) {
+            const { snapshotRemoved } = await vmb.close();
+            if (!snapshotRemoved) logger.warn(`vSphere: snapshot of VM ${vmb.vmName} was NOT removed`);
+            return { ...result, vsphere: { ...vmb.report(), snapshotRemoved } };
+          }
           return result;
         } finally {
-          await Promise.allSettled(sources.map((s) => s.close()));
+          if (vmb) await vmb.close();
+          else await Promise.allSettled(sources.map((s) => s.close()));
         }
       }
       if (job.kind === 'restore') {
