@@ -61,6 +61,9 @@ describe('coffer server: policies select vSphere VMs (vcsim)', () => {
     const both = await api(server.url, 'POST', '/api/v1/policies', { token: admin, body: { name: 'x', repository: 'main', vms: [{ vcenter: 'lab' }] } });
     assert.equal(both.status, 400, both.text);
     assert.match(both.body.error.message, /vms\[0\]/);
+    const typo = await api(server.url, 'POST', '/api/v1/policies', { token: admin, body: { name: 'x', repository: 'main', vms: [{ name: 'a' }, { vcenter: 'lab', pattern: 5 }] } });
+    assert.equal(typo.status, 400, typo.text);
+    assert.match(typo.body.error.message, /body\.vms\[1\]\.pattern: .*expected string/);
     const unknown = await api(server.url, 'POST', '/api/v1/policies', { token: admin, body: { name: 'x', repository: 'main', vms: [{ vcenter: 'nope', pattern: '*' }] } });
     assert.equal(unknown.status, 400, unknown.text);
     assert.match(unknown.body.error.message, /vms\[0\]\.vcenter: unknown vCenter "nope"/);

@@ -111,7 +111,7 @@ export type InventoryVm = z.infer<typeof InventoryVmSchema> & { vcenter?: string
 
 /** "repositories[0].passwordFile: exactly one of ..." for each issue, most precise path first. */
 export function formatIssues(issues: readonly z.core.$ZodIssue[], root = ''): string {
-  return issues
+  return precise(issues)
     .map((i) => {
       const p = i.path.reduce<string>((acc, k) => (typeof k === 'number' ? `${acc}[${k}]` : acc ? `${acc}.${String(k)}` : String(k)), root);
       return `${p || '(root)'}: ${i.message}`;
@@ -119,12 +119,25 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[], root = ''): st
     .join('; ');
 }
 
+/**
+ * A union's "Invalid input" replaced by the issues of the one alternative the value was meant for: the only one
+ * that did not reject its keys (e.g. a `{ vcenter, pattern: 5 }` VM selector: "vms[0].pattern: expected string").
+ */
+function precise(issues: readonly z.core.$ZodIssue[]): z.core.$ZodIssue[] {
+  return issues.flatMap((i) => {
+    if (i.code !== 'invalid_union' || !('errors' in i) || !Array.isArray(i.errors)) return [i];
+    const meant = (i.errors as z.core.$ZodIssue[][]).filter((b) => b.length > 0 && !b.some((x) => x.code === 'unrecognized_keys'));
+    if (meant.length !== 1) return [i];
+    return precise(meant[0]!).map((x) => ({ ...x, path: [...i.path, ...x.path] }) as z.core.$ZodIssue);
+  });
+}
+
 /** Parses a value against a schema or throws USAGE with every bad field and its path. */
 export function parseWith<T extends z.ZodType>(schema: T, value: unknown, what: string, root = ''): z.infer<T> {
   const r = schema.safeParse(value);
   if (!r.success) {
     throw new CofferError('USAGE', `invalid ${what}: ${formatIssues(r.error.issues, root)}`, {
-      details: { issues: r.error.issues.map((i) => ({ path: i.path.map(String), message: i.message })) },
+      details: { issues: precise(r.error.issues).map((i) => ({ path: i.path.map(String), message: i.message })) },
     });
   }
   return r.data;
