@@ -126,7 +126,9 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[], root = ''): st
 function precise(issues: readonly z.core.$ZodIssue[]): z.core.$ZodIssue[] {
   return issues.flatMap((i) => {
     if (i.code !== 'invalid_union' || !('errors' in i) || !Array.isArray(i.errors)) return [i];
-    const meant = (i.errors as z.core.$ZodIssue[][]).filter((b) => b.length > 0 && !b.some((x) => x.code === 'unrecognized_keys'));
+    // not meant: an alternative that rejects a key of the value or misses one of its own required keys
+    const missing = (x: z.core.$ZodIssue) => x.code === 'invalid_type' && /received undefined$/.test(x.message);
+    const meant = (i.errors as z.core.$ZodIssue[][]).filter((b) => b.length > 0 && !b.some((x) => x.code === 'unrecognized_keys' || missing(x)));
     if (meant.length !== 1) return [i];
     return precise(meant[0]!).map((x) => ({ ...x, path: [...i.path, ...x.path] }) as z.core.$ZodIssue);
   });
