@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
-import { api, makeToken, startServer, waitJob, type RunningServer } from './helpers/coffer-server.js';
+import { api, makeToken, startServer, until, waitJob, type RunningServer } from './helpers/coffer-server.js';
 import { expectOk, makeGuestDisk } from './helpers/more-cli.js';
 import { listSnapshots, startVcsim, uploadDisk, vcLogin, type Vcsim, type VcSession } from './helpers/vsphere.js';
 
@@ -44,6 +44,7 @@ describe('coffer server: policies select vSphere VMs (vcsim)', () => {
         vcenters: [
           { name: 'lab', url, userEnv: 'VC_USER', passwordEnv: 'VC_PASS', thumbprint: vc.thumbprint },
           { name: 'badpw', url, userEnv: 'VC_USER', passwordEnv: 'VC_BAD_PASS', thumbprint: vc.thumbprint },
+          { name: 'badtls', url, userEnv: 'VC_USER', passwordEnv: 'VC_PASS', thumbprint: '00'.repeat(32).replace(/(..)(?!$)/g, '$1:') },
         ],
         retries: { maxAttempts: 1, backoffSeconds: 0 },
       },
@@ -135,7 +136,23 @@ describe('coffer server: policies select vSphere VMs (vcsim)', () => {
     assert.equal(rp.body.items.find((x: any) => x.id === done.result.id)?.mode, 'incremental');
   });
 
-  it('a wrong vCenter password: the policy shows VSPHERE_AUTH and its job fails with it', async () => {
+  it('a scheduled run resolves the pattern and backs the VM up (incremental)', async () => {
+    assert.ok(first, 'needs the first backup');
+    const r = await api(server.url, 'POST', '/api/v1/policies', { token: admin, body: { name: 'sched', repository: 'main', schedule: '*/2 * * * * *', vms: [{ vcenter: 'lab', name: VM }] } });
+    assert.equal(r.status, 201, r.text);
+    const job = await until('a scheduled job', async () => {
+      const l = await api(server.url, 'GET', `/api/v1/jobs?kind=backup&vm=${VM}&limit=50`, { token: admin });
+      return l.body.items.find((j: any) => j.trigger === 'schedule');
+    });
+    const off = await api(server.url, 'PUT', `/api/v1/policies/${r.body.id}`, { token: admin, body: { name: 'sched', repository: 'main', enabled: false, vms: [{ vcenter: 'lab', name: VM }] } });
+    assert.equal(off.status, 200, off.text);
+    const done = await waitJob(server.url, admin, job.id, 120_000);
+    assert.equal(done.status, 'succeeded', JSON.stringify(done));
+    assert.equal(done.result.mode, 'incremental');
+    assert.equal(done.result.vsphere.snapshotRemoved, true);
+  });
+
+  it('a wrong vCenter password: the policy shows VSPHERE_AUTH and its job fails with it; a wrong thumbprint shows VSPHERE_TLS', async () => {
     const r = await api(server.url, 'POST', '/api/v1/policies', { token: admin, body: { name: 'bad', repository: 'main', vms: [{ vcenter: 'badpw', pattern: '*' }] } });
     assert.equal(r.status, 201, r.text);
     assert.deepEqual(r.body.resolvedVms.vms, []);
@@ -147,6 +164,9 @@ describe('coffer server: policies select vSphere VMs (vcsim)', () => {
     assert.equal(done.status, 'failed');
     assert.equal(done.error.code, 'VSPHERE_AUTH', JSON.stringify(done.error));
     assert.doesNotMatch(JSON.stringify(done), /not-the-password/);
+    const tls = await api(server.url, 'POST', '/api/v1/policies', { token: admin, body: { name: 'badtls', repository: 'main', vms: [{ vcenter: 'badtls', pattern: '*' }] } });
+    assert.equal(tls.status, 201, tls.text);
+    assert.equal(tls.body.resolvedVms.vcenterErrors[0]?.code, 'VSPHERE_TLS', JSON.stringify(tls.body.resolvedVms));
     const h = await api(server.url, 'GET', '/api/health');
     assert.equal(h.status, 200, 'the server is still up');
   });
