@@ -370,6 +370,9 @@ export class JobRunner extends EventEmitter {
             },
           });
           logger.info(`restore point ${result.id} (${result.mode}): read ${result.bytesRead} bytes, stored ${result.bytesStored} in ${result.chunksNew} new chunks`);
+          // the vCenter snapshot goes as soon as the data is read (not after retention and the catalog refresh)
+          const vsphere = vmb ? { ...vmb.report(), ...(await vmb.close()) } : undefined;
+          if (vsphere && !vsphere.snapshotRemoved) logger.warn(`vSphere: snapshot ${vsphere.snapshot} of VM ${vsphere.vm} was NOT removed`);
           const retention = job.policyId ? this.retentionOf(job.policyId) : undefined;
           if (retention && this.deps.applyRetention) {
             const r = await this.deps.applyRetention(repo, { vm: job.vm!, retention, signal });
@@ -378,12 +381,7 @@ export class JobRunner extends EventEmitter {
             logger.warn('retention: not available in this build (the policy keeps its retention; nothing was forgotten)');
           }
           await this.afterSync(job, logger);
-          if (vmb) {
-            const { snapshotRemoved } = await vmb.close();
-            if (!snapshotRemoved) logger.warn(`vSphere: snapshot of VM ${vmb.vmName} was NOT removed`);
-            return { ...result, vsphere: { ...vmb.report(), snapshotRemoved } };
-          }
-          return result;
+          return vsphere ? { ...result, vsphere } : result;
         } finally {
           if (vmb) await vmb.close();
           else await Promise.allSettled(sources.map((s) => s.close()));

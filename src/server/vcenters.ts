@@ -64,9 +64,9 @@ export class Vcenters {
       try {
         const p = connectParams(vc, this.env);
         const base = baseUrl(vc);
-        const client = await connectVsphere(parseVsphereUrl(base), { ...p, logger: this.logger, signal: AbortSignal.timeout(60_000) });
+        const client = await connectVsphere(parseVsphereUrl(base), { ...p, logger: this.logger, signal: AbortSignal.timeout(30_000) });
         try {
-          const inv = await loadInventory(client, { signal: AbortSignal.timeout(120_000) }, { vmConfig: false });
+          const inv = await loadInventory(client, { signal: AbortSignal.timeout(60_000) }, { vmConfig: false });
           entry.vms = inv.vms.map((v) => ({ name: v.name, disks: [`${base}/${v.ref.value}`], vcenter: vc.name, path: v.path }));
           entry.error = undefined;
         } finally {
