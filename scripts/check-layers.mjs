@@ -18,7 +18,7 @@ const ALLOWED = {
   repository: ['shared', 'format', 'crypto', 'storage'],
   engine: ['shared', 'format', 'crypto', 'storage', 'repository', 'sources', 'nbd', 'fs'],
   cli: ['shared', 'format', 'storage', 'repository', 'sources', 'engine', 'nbd', 'fs', 'vsphere'],
-  server: ['shared', 'format', 'storage', 'repository', 'sources', 'engine', 'fs'],
+  server: ['shared', 'format', 'storage', 'repository', 'sources', 'engine', 'fs', 'vsphere'],
   bin: ['shared', 'storage', 'sources', 'engine', 'cli', 'nbd', 'server', 'vsphere'],
 };
 

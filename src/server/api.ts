@@ -63,11 +63,13 @@ const StartJob = z.discriminatedUnion('kind', [
 
 export function registerApi(routes: Routes, ctx: ApiContext): void {
   const { db, config, repos, jobs, policies, scheduler } = ctx;
+  const vcenters = scheduler.vcenters;
+  const inventory = () => vcenters.inventory();
   const policyView = (p: Policy) => ({
     ...p,
     retentionStatus: retentionStatus(p),
     nextRuns: scheduler.nextRuns(p.id),
-    resolvedVms: resolvePolicyVms(p, config.inventory),
+    resolvedVms: resolvePolicyVms(p, inventory(), vcenters.errors()),
   });
   const throttle = new LoginThrottle(config.http.loginMaxFailures, 15 * 60_000);
   const findPolicy = (ref: string) => policies.list().find((p) => p.id === ref || p.name === ref) ?? policies.get(ref);
@@ -251,8 +253,9 @@ export function registerApi(routes: Routes, ctx: ApiContext): void {
   routes.add({
     method: 'GET', url: '/api/v1/vms', summary: 'VMs with protection status, last result and RPO compliance', tag: 'vms', permission: 'read',
     query: Pagination,
-    handler: ({ query }) => {
-      const all = vmStatuses(db, policies.list(), config.inventory);
+    handler: async ({ query }) => {
+      await vcenters.refresh();
+      const all = vmStatuses(db, policies.list(), inventory());
       const c = decodeCursor(query.cursor, 1);
       const rest = c ? all.filter((v) => v.name > (c[0] as string)) : all;
       return page(rest.slice(0, query.limit + 1), query.limit, (v) => [v.name]);
@@ -277,7 +280,7 @@ export function registerApi(routes: Routes, ctx: ApiContext): void {
   routes.add({
     method: 'GET', url: '/api/v1/dashboard', summary: 'Summary for the console: VM counts, storage, a 14-day trend', tag: 'vms', permission: 'read',
     handler: () => {
-      const vms = vmStatuses(db, policies.list(), config.inventory);
+      const vms = vmStatuses(db, policies.list(), inventory());
       const since = new Date(Date.now() - 13 * 86400_000).toISOString().slice(0, 10);
       const trend = db
         .prepare(`SELECT substr(end_time, 1, 10) AS day, COUNT(*) AS points, SUM(bytes_stored) AS bytesStored, SUM(bytes_read) AS bytesRead FROM restore_points WHERE substr(end_time, 1, 10) >= ? GROUP BY day ORDER BY day`)
@@ -298,7 +301,8 @@ export function registerApi(routes: Routes, ctx: ApiContext): void {
   routes.add({
     method: 'GET', url: '/api/v1/policies', summary: 'List policies', tag: 'policies', permission: 'read',
     query: Pagination,
-    handler: ({ query }) => {
+    handler: async ({ query }) => {
+      await vcenters.refresh();
       const c = decodeCursor(query.cursor, 1);
       const all = policies.list().filter((p) => !c || p.name > (c[0] as string));
       return page(all.slice(0, query.limit + 1).map(policyView), query.limit, (p) => [p.name]);
@@ -306,13 +310,18 @@ export function registerApi(routes: Routes, ctx: ApiContext): void {
   });
   routes.add({
     method: 'GET', url: '/api/v1/policies/:id', summary: 'Get a policy', tag: 'policies', permission: 'read', params: IdParam,
-    handler: ({ params }) => policyView(findPolicy(params.id)),
+    handler: async ({ params }) => {
+      const p = findPolicy(params.id);
+      await vcenters.refresh();
+      return policyView(p);
+    },
   });
   routes.add({
     method: 'POST', url: '/api/v1/policies', summary: 'Create a policy', tag: 'policies', permission: 'policies', status: 201,
     body: PolicySpecSchema,
-    handler: ({ body, audit: a }) => {
-      checkPolicyRepository(body, repos.names());
+    handler: async ({ body, audit: a }) => {
+      checkPolicyRepository(body, repos.names(), vcenters.names);
+      await vcenters.refresh();
       const p = policies.create(body);
       a({ policy: p.id, name: p.name });
       scheduler.reload();
@@ -322,8 +331,9 @@ export function registerApi(routes: Routes, ctx: ApiContext): void {
   routes.add({
     method: 'PUT', url: '/api/v1/policies/:id', summary: 'Replace a policy', tag: 'policies', permission: 'policies',
     params: IdParam, body: PolicySpecSchema,
-    handler: ({ params, body, audit: a }) => {
-      checkPolicyRepository(body, repos.names());
+    handler: async ({ params, body, audit: a }) => {
+      checkPolicyRepository(body, repos.names(), vcenters.names);
+      await vcenters.refresh();
       const p = policies.update(findPolicy(params.id).id, body);
       a({ policy: p.id, name: p.name });
       scheduler.reload();
@@ -346,7 +356,7 @@ export function registerApi(routes: Routes, ctx: ApiContext): void {
   routes.add({
     method: 'POST', url: '/api/v1/jobs', summary: 'Start a backup, restore, verify or prune job', tag: 'jobs', permission: 'restore', status: 202,
     body: StartJob,
-    handler: ({ body, principal, audit: a }) => {
+    handler: async ({ body, principal, audit: a }) => {
       const by = principal!.actor;
       if (body.kind !== 'restore' && !['admin', 'operator'].includes(principal!.role)) {
         throw new CofferError('FORBIDDEN', `role ${principal!.role} may only start restore jobs`);
@@ -354,7 +364,8 @@ export function registerApi(routes: Routes, ctx: ApiContext): void {
       a({ kind: body.kind });
       if (body.kind === 'backup') {
         const p = findPolicy(body.policy);
-        if (body.vm !== undefined && !resolvePolicyVms(p, config.inventory).vms.some((v) => v.name === body.vm)) {
+        await vcenters.refresh();
+        if (body.vm !== undefined && !resolvePolicyVms(p, inventory(), vcenters.errors()).vms.some((v) => v.name === body.vm)) {
           throw new CofferError('USAGE', `invalid request: body.vm: policy ${p.name} does not cover VM ${JSON.stringify(body.vm)}`);
         }
         const ids = scheduler.enqueueBackups(p, 'manual', by, body.vm);

@@ -27,6 +27,22 @@ export const InventoryVmSchema = z.strictObject({
   disks: z.array(z.string().min(1)).min(1).max(256),
 });
 
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
+
+/** A vCenter whose VMs policies may select (credentials come from the environment, never the catalog). */
+export const VcenterConfigSchema = z
+  .strictObject({
+    name,
+    url: z.string().regex(/^vsphere:\/\/(\[[^\]]+\]|[^:/?#@\[\]]+)(:\d{1,5})?\/?$/i, 'must be vsphere://HOST[:PORT] (no user, no VM)'),
+    userEnv: envName,
+    passwordEnv: envName,
+    /** SHA-256 fingerprint of the vCenter certificate (a self-signed vCenter) */
+    thumbprint: z.string().min(1).max(200).optional(),
+    /** do not verify the certificate at all (lab use only) */
+    insecureTls: z.boolean().default(false),
+  })
+  .refine((v) => !(v.thumbprint && v.insecureTls), { message: 'thumbprint and insecureTls exclude each other', path: ['insecureTls'] });
+
 export const WebhookSchema = z.strictObject({
   url: z.string().url().refine((u) => /^https?:/.test(u), 'must be an http or https URL'),
   events: z.array(z.enum(['job.failed', 'job.succeeded', 'sla.breach'])).min(1).default(['job.failed', 'sla.breach']),
@@ -49,6 +65,8 @@ export const ServerConfigSchema = z.strictObject({
   repositories: z.array(RepositoryConfigSchema).default([]),
   /** VMs known to the server (a static inventory; a vSphere inventory plugs in beside it). */
   inventory: z.array(InventoryVmSchema).default([]),
+  /** vCenters whose inventory policies select VMs from (`{ vcenter, pattern | folder | name }`). */
+  vcenters: z.array(VcenterConfigSchema).default([]),
   limits: z
     .strictObject({
       perRepository: z.number().int().min(1).max(64).default(2),
@@ -87,11 +105,13 @@ export const ServerConfigSchema = z.strictObject({
 
 export type ServerConfig = z.infer<typeof ServerConfigSchema>;
 export type RepositoryConfig = z.infer<typeof RepositoryConfigSchema>;
-export type InventoryVm = z.infer<typeof InventoryVmSchema>;
+export type VcenterConfig = z.infer<typeof VcenterConfigSchema>;
+/** A VM the server knows: from the static inventory, or (with `vcenter`) read from a vCenter. */
+export type InventoryVm = z.infer<typeof InventoryVmSchema> & { vcenter?: string; path?: string };
 
 /** "repositories[0].passwordFile: exactly one of ..." for each issue, most precise path first. */
 export function formatIssues(issues: readonly z.core.$ZodIssue[], root = ''): string {
-  return issues
+  return precise(issues)
     .map((i) => {
       const p = i.path.reduce<string>((acc, k) => (typeof k === 'number' ? `${acc}[${k}]` : acc ? `${acc}.${String(k)}` : String(k)), root);
       return `${p || '(root)'}: ${i.message}`;
@@ -99,12 +119,27 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[], root = ''): st
     .join('; ');
 }
 
+/**
+ * A union's "Invalid input" replaced by the issues of the one alternative the value was meant for: the only one
+ * that did not reject its keys (e.g. a `{ vcenter, pattern: 5 }` VM selector: "vms[0].pattern: expected string").
+ */
+function precise(issues: readonly z.core.$ZodIssue[]): z.core.$ZodIssue[] {
+  return issues.flatMap((i) => {
+    if (i.code !== 'invalid_union' || !('errors' in i) || !Array.isArray(i.errors)) return [i];
+    // not meant: an alternative that rejects a key of the value or misses one of its own required keys
+    const missing = (x: z.core.$ZodIssue) => x.code === 'invalid_type' && /received undefined$/.test(x.message);
+    const meant = (i.errors as z.core.$ZodIssue[][]).filter((b) => b.length > 0 && !b.some((x) => x.code === 'unrecognized_keys' || missing(x)));
+    if (meant.length !== 1) return [i];
+    return precise(meant[0]!).map((x) => ({ ...x, path: [...i.path, ...x.path] }) as z.core.$ZodIssue);
+  });
+}
+
 /** Parses a value against a schema or throws USAGE with every bad field and its path. */
 export function parseWith<T extends z.ZodType>(schema: T, value: unknown, what: string, root = ''): z.infer<T> {
   const r = schema.safeParse(value);
   if (!r.success) {
     throw new CofferError('USAGE', `invalid ${what}: ${formatIssues(r.error.issues, root)}`, {
-      details: { issues: r.error.issues.map((i) => ({ path: i.path.map(String), message: i.message })) },
+      details: { issues: precise(r.error.issues).map((i) => ({ path: i.path.map(String), message: i.message })) },
     });
   }
   return r.data;
@@ -135,6 +170,11 @@ export async function loadConfig(file: string | undefined, dataDir: string): Pro
   config.inventory.forEach((v, i) => {
     if (vms.has(v.name)) throw new CofferError('USAGE', `invalid config file ${file}: inventory[${i}].name: duplicate VM name ${JSON.stringify(v.name)}`);
     vms.add(v.name);
+  });
+  const vcs = new Set<string>();
+  config.vcenters.forEach((v, i) => {
+    if (vcs.has(v.name)) throw new CofferError('USAGE', `invalid config file ${file}: vcenters[${i}].name: duplicate vCenter name ${JSON.stringify(v.name)}`);
+    vcs.add(v.name);
   });
   const base = file ? resolve(file, '..') : process.cwd();
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));

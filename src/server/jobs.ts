@@ -9,6 +9,7 @@ import type { ServerConfig } from './config.js';
 import type { ServerDeps } from './deps.js';
 import type { RepositoryManager } from './repositories.js';
 import { applyPolicyRetention, retentionLogLines, type PolicyRetention } from './retention.js';
+import { openVcenterVm } from './vcenters.js';
 
 export type JobKind = 'backup' | 'restore' | 'verify' | 'prune';
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
@@ -16,6 +17,8 @@ export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancell
 export interface BackupParams {
   disks: string[];
   tags: string[];
+  /** a VM of this configured vCenter: `disks` is its one vsphere://HOST:PORT/MOREF (none: the vCenter was unreadable) */
+  vcenter?: string;
 }
 export interface RestoreParams {
   pointId: string;
@@ -356,8 +359,11 @@ export class JobRunner extends EventEmitter {
       if (job.kind === 'backup') {
         const p = job.params as BackupParams;
         const sources: BlockSource[] = [];
+        // a vCenter VM: the same snapshot/CBT/configuration path as `coffer backup vsphere://` (snapshot removed in finally)
+        const vmb = p.vcenter ? await openVcenterVm(this.config, this.deps.env, p.vcenter, p.disks[0], { logger, signal }) : undefined;
         try {
-          for (const spec of p.disks) sources.push(await this.deps.openSource(spec, { logger, signal }));
+          if (vmb) sources.push(...vmb.disks);
+          else for (const spec of p.disks) sources.push(await this.deps.openSource(spec, { logger, signal }));
           const total = sources.reduce((a, s) => a + s.sizeBytes, 0);
           const done = sources.map(() => 0);
           logger.info(`backing up ${sources.length} disk(s) of VM ${job.vm}, ${total} bytes`);
@@ -365,6 +371,7 @@ export class JobRunner extends EventEmitter {
             vm: job.vm!,
             sources,
             tags: p.tags,
+            ...(vmb ? { vmId: vmb.vmId, consistency: vmb.consistency, vmConfig: vmb.vmConfig as unknown as Record<string, unknown> } : {}),
             signal,
             onWarning: logger.warn,
             onProgress: (x) => {
@@ -373,6 +380,9 @@ export class JobRunner extends EventEmitter {
             },
           });
           logger.info(`restore point ${result.id} (${result.mode}): read ${result.bytesRead} bytes, stored ${result.bytesStored} in ${result.chunksNew} new chunks`);
+          // the vCenter snapshot goes as soon as the data is read (not after retention and the catalog refresh)
+          const vsphere = vmb ? { ...vmb.report(), ...(await vmb.close()) } : undefined;
+          if (vsphere && !vsphere.snapshotRemoved) logger.warn(`vSphere: snapshot ${vsphere.snapshot} of VM ${vsphere.vm} was NOT removed`);
           const pol = job.policyId ? this.retentionOf(job.policyId) : undefined;
           if (pol) {
             // the backup is committed: a failure to apply retention is reported in the log and the result, it does
@@ -396,9 +406,10 @@ export class JobRunner extends EventEmitter {
             }
           }
           await this.afterSync(job, logger);
-          return result;
+          return vsphere ? { ...result, vsphere } : result;
         } finally {
-          await Promise.allSettled(sources.map((s) => s.close()));
+          if (vmb) await vmb.close();
+          else await Promise.allSettled(sources.map((s) => s.close()));
         }
       }
       if (job.kind === 'restore') {

@@ -12,7 +12,21 @@ export const cronSchema = z.string().min(1).max(200).superRefine((s, ctx) => {
   }
 });
 
+/** VMs read from a configured vCenter: all of them, or those matching a name, a glob pattern and/or a folder. */
+const vcenterSelector = z
+  .strictObject({
+    vcenter: z.string().min(1).max(64),
+    /** exact VM name */
+    name: z.string().min(1).max(512).optional(),
+    /** glob on the VM name: `*` any run of characters, `?` one character */
+    pattern: z.string().min(1).max(512).optional(),
+    /** inventory path of a VM folder, e.g. /DC0/vm/prod: the VMs in it and its subfolders */
+    folder: z.string().min(1).max(1024).optional(),
+  })
+  .refine((s) => s.name !== undefined || s.pattern !== undefined || s.folder !== undefined, { message: 'give name, pattern or folder' });
+
 const vmSelector = z.union([
+  vcenterSelector,
   z.strictObject({
     /** A VM by name: from the inventory, or with its own disk sources (anything `openSource` accepts). */
     name: z.string().min(1).max(512),
@@ -72,14 +86,47 @@ export interface Policy extends PolicySpec {
 export interface ResolvedVm {
   name: string;
   disks: string[];
+  /** set for a VM read from a vCenter: its disks are one vsphere://HOST:PORT/MOREF */
+  vcenter?: string;
+}
+
+/** A vCenter whose inventory could not be read (the selectors naming it resolve to nothing). */
+export interface VcenterError {
+  vcenter: string;
+  code: string;
+  message: string;
 }
 
 /** The VMs a policy covers, with their disk sources. A named VM missing from the inventory is an error of that VM. */
-export function resolvePolicyVms(policy: PolicySpec, inventory: readonly InventoryVm[]): { vms: ResolvedVm[]; missing: string[] } {
+export function resolvePolicyVms(
+  policy: PolicySpec,
+  allInventory: readonly InventoryVm[],
+  vcenterErrors: ReadonlyMap<string, { code: string; message: string }> = new Map(),
+): { vms: ResolvedVm[]; missing: string[]; vcenterErrors: VcenterError[] } {
   const out = new Map<string, ResolvedVm>();
   const missing: string[] = [];
+  const errors = new Map<string, VcenterError>();
+  const inventory = allInventory.filter((v) => v.vcenter === undefined);
   for (const sel of policy.vms) {
-    if ('pattern' in sel) {
+    if ('vcenter' in sel) {
+      const err = vcenterErrors.get(sel.vcenter);
+      if (err) {
+        errors.set(sel.vcenter, { vcenter: sel.vcenter, ...err });
+        continue;
+      }
+      const re = sel.pattern !== undefined ? globToRegExp(sel.pattern) : undefined;
+      const folder = sel.folder?.replace(/^\/*/, '/').replace(/\/+$/, '');
+      let found = false;
+      for (const v of allInventory) {
+        if (v.vcenter !== sel.vcenter) continue;
+        if (sel.name !== undefined && v.name !== sel.name) continue;
+        if (re && !re.test(v.name)) continue;
+        if (folder !== undefined && !(v.path ?? '').startsWith(`${folder}/`)) continue;
+        found = true;
+        if (!out.has(v.name)) out.set(v.name, { name: v.name, disks: [...v.disks], vcenter: v.vcenter });
+      }
+      if (!found && sel.name !== undefined) missing.push(sel.name);
+    } else if ('pattern' in sel) {
       const re = globToRegExp(sel.pattern);
       for (const v of inventory) if (re.test(v.name) && !out.has(v.name)) out.set(v.name, { name: v.name, disks: [...v.disks] });
     } else if (sel.disks) {
@@ -90,7 +137,7 @@ export function resolvePolicyVms(policy: PolicySpec, inventory: readonly Invento
       else missing.push(sel.name);
     }
   }
-  return { vms: [...out.values()], missing };
+  return { vms: [...out.values()], missing, vcenterErrors: [...errors.values()] };
 }
 
 export function globToRegExp(glob: string): RegExp {
@@ -103,7 +150,12 @@ export function retentionStatus(p: PolicySpec): { configured: boolean; applied: 
   return { configured: p.retention !== undefined, applied: p.retention !== undefined, status: p.retention ? 'applied after each backup' : 'none' };
 }
 
-export function checkPolicyRepository(spec: PolicySpec, repositories: readonly string[]): void {
+export function checkPolicyRepository(spec: PolicySpec, repositories: readonly string[], vcenters: readonly string[] = []): void {
+  spec.vms.forEach((sel, i) => {
+    if ('vcenter' in sel && !vcenters.includes(sel.vcenter)) {
+      throw new CofferError('USAGE', `invalid policy: vms[${i}].vcenter: unknown vCenter ${JSON.stringify(sel.vcenter)} (configured: ${vcenters.join(', ') || 'none'})`);
+    }
+  });
   if (!repositories.includes(spec.repository)) {
     throw new CofferError('USAGE', `invalid policy: repository: unknown repository ${JSON.stringify(spec.repository)} (configured: ${repositories.join(', ') || 'none'})`);
   }

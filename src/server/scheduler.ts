@@ -6,6 +6,7 @@ import type { JobRunner } from './jobs.js';
 import type { Notifier } from './notifier.js';
 import { resolvePolicyVms, type Policy } from './policy.js';
 import type { PolicyStore } from './policy-store.js';
+import { Vcenters } from './vcenters.js';
 import { vmStatuses } from './vm-status.js';
 
 /**
@@ -24,6 +25,8 @@ export class Scheduler {
     private readonly jobs: JobRunner,
     private readonly notifier: Notifier,
     private readonly logger: Logger,
+    /** the VMs of the configured vCenters (cached); policies select from them */
+    readonly vcenters: Vcenters = new Vcenters(config, {}, logger),
   ) {}
 
   start(): void {
@@ -60,7 +63,8 @@ export class Scheduler {
       if (kind === 'verify') {
         this.jobs.enqueue({ kind: 'verify', repository: p.repository, policyId: p.id, params: { readDataPercent: p.verify?.readDataPercent ?? 0 }, trigger: 'schedule', requestedBy: `schedule:${p.name}` });
       } else {
-        this.enqueueBackups(p, 'schedule', `schedule:${p.name}`);
+        // a job starts from a fresh (at most VCENTER_CACHE_MS old) vCenter inventory
+        void this.vcenters.refresh().then(() => this.enqueueBackups(p, 'schedule', `schedule:${p.name}`)).catch((e) => this.logger.warn(`schedule of policy ${policyId}: ${asCofferError(e).message}`));
       }
     } catch (e) {
       this.logger.warn(`schedule of policy ${policyId}: ${asCofferError(e).message}`);
@@ -69,20 +73,24 @@ export class Scheduler {
 
   /** Queues a backup for each VM of the policy that has none queued or running. */
   enqueueBackups(p: Policy, trigger: 'manual' | 'schedule', by: string, onlyVm?: string): number[] {
-    const { vms, missing } = resolvePolicyVms(p, this.config.inventory);
+    const { vms, missing, vcenterErrors } = resolvePolicyVms(p, this.vcenters.inventory(), this.vcenters.errors());
     for (const m of missing) this.logger.warn(`policy ${p.name}: VM ${m} is not in the inventory`);
     const ids: number[] = [];
+    // an unreadable vCenter gives a job that fails with its coded error (VSPHERE_AUTH ...), visible like any failure
+    for (const e of onlyVm === undefined ? vcenterErrors : []) {
+      ids.push(this.jobs.enqueue({ kind: 'backup', repository: p.repository, vm: null, policyId: p.id, params: { disks: [], tags: p.tags, vcenter: e.vcenter }, trigger, requestedBy: by }).id);
+    }
     for (const vm of vms) {
       if (onlyVm !== undefined && vm.name !== onlyVm) continue;
       if (trigger === 'schedule' && this.jobs.hasPendingBackup(vm.name)) continue;
-      ids.push(this.jobs.enqueue({ kind: 'backup', repository: p.repository, vm: vm.name, policyId: p.id, params: { disks: vm.disks, tags: p.tags }, trigger, requestedBy: by }).id);
+      ids.push(this.jobs.enqueue({ kind: 'backup', repository: p.repository, vm: vm.name, policyId: p.id, params: { disks: vm.disks, tags: p.tags, ...(vm.vcenter ? { vcenter: vm.vcenter } : {}) }, trigger, requestedBy: by }).id);
     }
     return ids;
   }
 
   checkSla(now = new Date()): void {
     try {
-      for (const s of vmStatuses(this.db, this.policies.list(), this.config.inventory, now)) {
+      for (const s of vmStatuses(this.db, this.policies.list(), this.vcenters.inventory(), now)) {
         if (s.rpoCompliant === null) continue;
         const prev = this.db.prepare('SELECT breached FROM sla_state WHERE vm = ?').get(s.name) as { breached: number } | undefined;
         const breached = s.rpoCompliant ? 0 : 1;

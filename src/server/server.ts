@@ -17,6 +17,7 @@ import { Notifier } from './notifier.js';
 import { PolicyStore } from './policy-store.js';
 import { RepositoryManager } from './repositories.js';
 import { Scheduler } from './scheduler.js';
+import { Vcenters } from './vcenters.js';
 import { registerConsole } from './static.js';
 import { vmStatuses } from './vm-status.js';
 
@@ -69,7 +70,7 @@ export async function runServer(opts: ServerOptions, deps: ServerDeps): Promise<
   const notifier = new Notifier(config.notifications, deps.env, logger);
   const jobs = new JobRunner(db, config, repos, deps, logger);
   const policies = new PolicyStore(db);
-  const scheduler = new Scheduler(db, config, policies, jobs, notifier, logger);
+  const scheduler = new Scheduler(db, config, policies, jobs, notifier, logger, new Vcenters(config, deps.env, logger));
   const interrupted = jobs.recover();
   if (interrupted) logger.warn(`${interrupted} job(s) were running when the server stopped: marked failed`);
   jobs.retentionOf = (id) => {
@@ -174,7 +175,7 @@ function buildApp(
       req.principal = p;
       if (!can(p.role, 'read')) throw new CofferError('FORBIDDEN', 'role may not read metrics');
     }
-    const vms = vmStatuses(db, parts.policies.list(), config.inventory);
+    const vms = vmStatuses(db, parts.policies.list(), parts.scheduler.vcenters.inventory());
     return reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8').send(renderMetrics(db, parts.repos, vms, http, parts.startedAt));
   });
   registerConsole(app);
