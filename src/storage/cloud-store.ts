@@ -1,4 +1,4 @@
-import type { BlobName, Op } from '../shared/index.js';
+import { CofferError, type BlobName, type Op } from '../shared/index.js';
 import type { BlobStore, RetentionInfo } from './blob-store.js';
 
 /** Access tiers of object storage (Azure names; S3 maps them to storage classes). */
@@ -83,4 +83,18 @@ export function forwardCapabilities(wrapper: BlobStore, inner: BlobStore, except
   for (const m of METHODS) {
     if (typeof i[m] === 'function' && typeof w[m] !== 'function' && !except.includes(m)) w[m] = (i[m] as (...a: unknown[]) => unknown).bind(inner);
   }
+}
+
+/**
+ * A lock request the service refused because the container or bucket cannot hold locks (no version-level
+ * immutability, no Object Lock, an emulator's 501) becomes a USAGE error with `hint`; anything else is returned as is.
+ */
+export function lockRefusal(e: unknown, location: string, hint: string): unknown {
+  if (
+    e instanceof CofferError &&
+    (e.details.unsupported || ['InvalidRequest', 'ImmutableStorageWithVersioningNotEnabled', 'ObjectLockConfigurationNotFoundError'].includes(e.details.serviceCode as string))
+  ) {
+    return new CofferError('USAGE', `${location} cannot hold retention locks: ${e.message}`, { hint, details: e.details, cause: e });
+  }
+  return e;
 }

@@ -1,7 +1,7 @@
 import { BlobSASPermissions, type ContainerClient } from '@azure/storage-blob';
 import { CofferError, type BlobName, type Op } from '../../shared/index.js';
 import { isValidBlobName, type BlobInfo, type BlobStore, type ByteRange, type RetentionInfo } from '../blob-store.js';
-import { innermost, type AccessTier, type LockRequest, type LockingBlobStore, type RehydratePriority, type ServerSideCopy, type TierInfo, type TieredBlobStore } from '../cloud-store.js';
+import { innermost, lockRefusal, type AccessTier, type LockRequest, type LockingBlobStore, type RehydratePriority, type ServerSideCopy, type TierInfo, type TieredBlobStore } from '../cloud-store.js';
 import { abortError, requestSignal } from '../request-signal.js';
 import { azureErrorCode, translateAzureError } from './azure-errors.js';
 
@@ -167,10 +167,7 @@ export class AzureBlobStore implements BlobStore, TieredBlobStore, LockingBlobSt
     try {
       await this.lockUnchecked(name, req, op);
     } catch (e) {
-      if (e instanceof CofferError && (e.details.unsupported || e.details.serviceCode === 'InvalidRequest' || e.details.serviceCode === 'ImmutableStorageWithVersioningNotEnabled' || e.details.serviceCode === 'ObjectLockConfigurationNotFoundError')) {
-        throw new CofferError('USAGE', `${this.location} cannot hold retention locks: ${e.message}`, { hint: 'enable version-level immutability on the storage account or container (it cannot be enabled on Azurite, which answers 501)', details: e.details, cause: e });
-      }
-      throw e;
+      throw lockRefusal(e, this.location, 'enable version-level immutability on the storage account or container (it cannot be enabled on Azurite, which answers 501)');
     }
   }
 

@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { CofferError, type BlobName, type Op } from '../../shared/index.js';
 import { isValidBlobName, type BlobInfo, type BlobStore, type ByteRange, type RetentionInfo } from '../blob-store.js';
-import type { LockRequest, LockingBlobStore } from '../cloud-store.js';
+import { lockRefusal, type LockRequest, type LockingBlobStore } from '../cloud-store.js';
 import { abortError, requestSignal } from '../request-signal.js';
 import { translateS3Error } from './s3-errors.js';
 
@@ -183,10 +183,7 @@ export class S3BlobStore implements BlobStore, LockingBlobStore {
     try {
       await this.lockUnchecked(name, req, op);
     } catch (e) {
-      if (e instanceof CofferError && (e.details.unsupported || e.details.serviceCode === 'InvalidRequest' || e.details.serviceCode === 'ImmutableStorageWithVersioningNotEnabled' || e.details.serviceCode === 'ObjectLockConfigurationNotFoundError')) {
-        throw new CofferError('USAGE', `${this.location} cannot hold retention locks: ${e.message}`, { hint: 'create the bucket with Object Lock enabled (s3rver answers 501)', details: e.details, cause: e });
-      }
-      throw e;
+      throw lockRefusal(e, this.location, 'create the bucket with Object Lock enabled (s3rver answers 501)');
     }
   }
 
