@@ -21,7 +21,7 @@ export interface Daemon {
 }
 
 /** Alive and not a zombie (a daemon that forked away is reaped by init, or not, if init does not reap). */
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
   } catch {

@@ -16,6 +16,7 @@ import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { alive } from './servers.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // build
@@ -219,19 +220,6 @@ export interface Vcsim {
   stop(): Promise<void>;
 }
 
-/** Alive and not a zombie (as test/helpers/servers.ts). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 async function stopPid(pid: number): Promise<void> {
   try {
