@@ -102,8 +102,8 @@ describe('two backups at once: per-VM leases', () => {
     const now = Date.now();
     const expired = { holder: 'aaaaaaaaaaaaaaaa', host: 'some-other-host', pid: 1, operation: 'backup of VM vm1', acquiredAt: now - 3_600_000, expiresAt: now - 60_000 };
     const dead = { holder: 'bbbbbbbbbbbbbbbb', host: hostname(), pid: deadPid(), operation: 'backup of VM vm1', acquiredAt: now - 1000, expiresAt: now + 3_600_000 };
-    await repo.store.put(lockBlob(scope, `${expired.holder}-000000`), Buffer.from(JSON.stringify(expired)));
-    await repo.store.put(lockBlob(scope, `${dead.holder}-000003`), Buffer.from(JSON.stringify(dead)));
+    await new LocalBlobStore(repoDir).put(lockBlob(scope, `${expired.holder}-000000`), Buffer.from(JSON.stringify(expired)));
+    await new LocalBlobStore(repoDir).put(lockBlob(scope, `${dead.holder}-000003`), Buffer.from(JSON.stringify(dead)));
     assert.equal(blobFiles(repoDir, 'locks').length, 2);
     const r = coffer(['backup', '--repo', repoDir, '--vm', 'vm1', disk1, '--json']);
     const res = expectOk(r);
@@ -111,7 +111,7 @@ describe('two backups at once: per-VM leases', () => {
     assert.match(r.stderr, /removing stale lock/);
     assert.deepEqual(blobFiles(repoDir, 'locks'), [], 'stale locks were not removed');
     // an unreadable lock blob does not block either
-    await repo.store.put(lockBlob(scope, 'cccccccccccccccc-000000'), Buffer.from('garbage'));
+    await new LocalBlobStore(repoDir).put(lockBlob(scope, 'cccccccccccccccc-000000'), Buffer.from('garbage'));
     expectOk(coffer(['backup', '--repo', repoDir, '--vm', 'vm1', disk1, '--json']));
     assert.deepEqual(blobFiles(repoDir, 'locks'), []);
     const v = expectOk(coffer(['verify', '--repo', repoDir, '--read-data', '--json']));

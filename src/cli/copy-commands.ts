@@ -81,7 +81,7 @@ export const copyCommands: CommandModule = (program: Command, kit: CommandKit) =
           }),
         ),
       );
-      if (o.json) write(JSON.stringify({ from: src.store.location, to: dst.store.location, ...result }) + '\n');
+      if (o.json) write(JSON.stringify({ from: src.location, to: dst.location, ...result }) + '\n');
       else write(`copied ${result.points.filter((p) => p.status === 'copied').length} restore point(s) (${result.mode}) in ${formatDuration(result.durationMs)}\n`);
     });
 };

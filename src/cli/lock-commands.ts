@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { lockPoints } from '../engine/index.js';
-import { pointBlob } from '../repository/index.js';
 import { CofferError } from '../shared/index.js';
 import { stderrLogger } from './context.js';
 import type { CommandModule } from './modules.js';
@@ -42,7 +41,7 @@ export const lockCommands: CommandModule = (program: Command, kit: CommandKit) =
       const op = { signal: deps.signal };
       const out: { id: string; lockedUntil: string | null; legalHold: boolean }[] = [];
       for await (const id of repo.pointIds(op)) {
-        const r = repo.store.retention ? await repo.store.retention(pointBlob(id), op) : undefined;
+        const r = await repo.pointRetention(id, op);
         out.push({ id, lockedUntil: r?.lockedUntil ?? null, legalHold: r?.legalHold ?? false });
       }
       out.sort((a, b) => a.id.localeCompare(b.id));

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { RULES, forget, isEmptyPolicy, prune, repair, type PruneReport, type RetentionPolicy } from '../engine/index.js';
-import { Repository, addHold, listHolds, removeHolds } from '../repository/index.js';
+import { Repository } from '../repository/index.js';
 import { CofferError, formatBytes, formatDuration } from '../shared/index.js';
 import { readPassword, stderrLogger } from './context.js';
 import type { CommandModule } from './modules.js';
@@ -77,7 +77,7 @@ export const maintCommands: CommandModule = (program: Command, kit: CommandKit) 
       if (o.reason !== undefined && o.reason.length > 4096) throw new CofferError('USAGE', '--reason is limited to 4096 characters');
       const repo = await openRepo(o, stderrLogger(deps, o.quiet));
       const id = await repo.resolvePoint(ref);
-      const h = await addHold(repo.store, id, {
+      const h = await repo.addHold(id, {
         ...(o.until !== undefined ? { until: new Date(o.until).toISOString() } : {}),
         ...(o.reason !== undefined ? { reason: o.reason } : {}),
       });
@@ -89,7 +89,7 @@ export const maintCommands: CommandModule = (program: Command, kit: CommandKit) 
     .action(async (ref: string, o: CommonOpts) => {
       const repo = await openRepo(o, stderrLogger(deps, o.quiet));
       const id = await repo.resolvePoint(ref);
-      const n = await removeHolds(repo.store, id);
+      const n = await repo.removeHolds(id);
       if (n === 0) throw new CofferError('NOT_FOUND', `restore point ${id} has no hold`);
       if (o.json) write(JSON.stringify({ id, removed: n }) + '\n');
       else write(`removed ${n} hold(s) of ${id}\n`);
@@ -98,7 +98,7 @@ export const maintCommands: CommandModule = (program: Command, kit: CommandKit) 
     .action(async (o: CommonOpts) => {
       const repo = await openRepo(o, stderrLogger(deps, o.quiet));
       const now = Date.now();
-      const holds = (await listHolds(repo.store)).map((h) => ({ ...h, active: h.until === undefined || Date.parse(h.until) > now }));
+      const holds = (await repo.listHolds()).map((h) => ({ ...h, active: h.until === undefined || Date.parse(h.until) > now }));
       if (o.json) write(JSON.stringify(holds) + '\n');
       else for (const h of holds) write(`${h.pointId}  ${h.active ? 'active ' : 'expired'}  since ${h.createdAt}${h.until ? ` until ${h.until}` : ''}  ${h.user}@${h.host}${h.reason ? `  ${h.reason}` : ''}\n`);
     });

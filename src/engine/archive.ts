@@ -1,6 +1,6 @@
-import { chunkBlob, type Repository } from '../repository/index.js';
-import { isTiered, type AccessTier, type RehydratePriority, type TieredBlobStore } from '../storage/index.js';
-import { CofferError, TaskWindow, type Op } from '../shared/index.js';
+import type { IdSet, Repository } from '../repository/index.js';
+import type { AccessTier, RehydratePriority } from '../storage/index.js';
+import { CofferError, TaskWindow, chunkIdOf, type ChunkId, type Op } from '../shared/index.js';
 
 const ORDER: Record<AccessTier, number> = { Hot: 0, Cool: 1, Cold: 2, Archive: 3 };
 
@@ -14,26 +14,16 @@ export interface TierSummary {
   total: number;
 }
 
-function tieredStore(repo: Repository): TieredBlobStore {
-  if (!isTiered(repo.store)) {
-    throw new CofferError('USAGE', `${repo.store.location} has no access tiers`, { hint: 'access tiers exist on Azure Blob (Hot/Cool/Cold/Archive) repositories' });
-  }
-  return repo.store;
+/** The chunk ids of these restore points (the referenced-ids walk). */
+async function chunksOf(repo: Repository, ids: Iterable<string>, op: Op): Promise<IdSet> {
+  return (await repo.referencedIds(ids, op)).chunks;
 }
 
-async function chunksOf(repo: Repository, ids: Iterable<string>, op: Op): Promise<Set<string>> {
-  const out = new Set<string>();
-  for (const id of ids) {
-    const m = await repo.loadManifest(id, op);
-    for (const d of m.disks) {
-      const index = await repo.loadIndex(d.indexId, op);
-      for (let i = 0; i < index.entryCount; i++) if (!index.isZero(i)) out.add(index.id(i).toString('hex'));
-    }
-  }
-  return out;
+function* each(ids: IdSet): Iterable<ChunkId> {
+  for (let i = 0; i < ids.size; i++) yield chunkIdOf(ids.at(i));
 }
 
-async function forEach(items: Iterable<string>, fn: (hex: string) => Promise<void>, window = 16): Promise<void> {
+async function forEach(items: Iterable<ChunkId>, fn: (id: ChunkId) => Promise<void>, window = 16): Promise<void> {
   const w = new TaskWindow(window);
   try {
     for (const x of items) await w.run(() => fn(x));
@@ -51,7 +41,8 @@ async function forEach(items: Iterable<string>, fn: (hex: string) => Promise<voi
  * planning a restore never wait. Chunks never move to a warmer tier here (that is `rehydrate`).
  */
 export async function archivePoints(repo: Repository, ids: string[], tier: AccessTier, op: Op = {}): Promise<{ moved: number; shared: number; already: number }> {
-  const store = tieredStore(repo);
+  const chunks = repo.chunks;
+  chunks.requireTiers();
   if (tier === 'Hot') throw new CofferError('USAGE', 'archive moves to Cool, Cold or Archive; use `archive rehydrate` to bring data back');
   const selected = new Set(ids);
   const mine = await chunksOf(repo, ids, op);
@@ -61,27 +52,28 @@ export async function archivePoints(repo: Repository, ids: string[], tier: Acces
   let moved = 0;
   let shared = 0;
   let already = 0;
-  await forEach(mine, async (hex) => {
-    if (kept.has(hex)) {
+  await forEach(each(mine), async (hex) => {
+    if (kept.has(Buffer.from(hex, 'hex'))) {
       shared++;
       return;
     }
-    const t = await store.tierOf(chunkBlob(hex), op);
+    const t = await chunks.tierOf(hex, op);
     if (t?.tier && ORDER[t.tier] >= ORDER[tier]) {
       already++;
       return;
     }
-    await store.setTier(chunkBlob(hex), tier, {}, op);
+    await chunks.setTier(hex, tier, {}, op);
     moved++;
   });
   return { moved, shared, already };
 }
 
 export async function tierSummary(repo: Repository, ids: string[], op: Op = {}): Promise<TierSummary> {
-  const store = tieredStore(repo);
+  const chunks = repo.chunks;
+  chunks.requireTiers();
   const s: TierSummary = { chunks: { Hot: 0, Cool: 0, Cold: 0, Archive: 0, unknown: 0 }, rehydrating: 0, readable: 0, total: 0 };
-  await forEach(await chunksOf(repo, ids, op), async (hex) => {
-    const t = await store.tierOf(chunkBlob(hex), op);
+  await forEach(each(await chunksOf(repo, ids, op)), async (hex) => {
+    const t = await chunks.tierOf(hex, op);
     s.total++;
     s.chunks[t?.tier ?? 'unknown']++;
     if (t?.rehydratingTo) s.rehydrating++;
@@ -96,17 +88,18 @@ export async function tierSummary(repo: Repository, ids: string[], op: Op = {}):
  * expensive). Chunks already rehydrating are left alone (a second request cannot lower the priority).
  */
 export async function rehydratePoints(repo: Repository, ids: string[], opts: { priority: RehydratePriority; to?: AccessTier }, op: Op = {}) {
-  const store = tieredStore(repo);
+  const chunks = repo.chunks;
+  chunks.requireTiers();
   const to = opts.to ?? 'Hot';
   if (to === 'Archive') throw new CofferError('USAGE', 'rehydrate to Hot, Cool or Cold');
   let started = 0;
   let pending = 0;
   let online = 0;
-  await forEach(await chunksOf(repo, ids, op), async (hex) => {
-    const t = await store.tierOf(chunkBlob(hex), op);
+  await forEach(each(await chunksOf(repo, ids, op)), async (hex) => {
+    const t = await chunks.tierOf(hex, op);
     if (t?.tier !== 'Archive') return void online++;
     if (t.rehydratingTo) return void pending++;
-    await store.setTier(chunkBlob(hex), to, { priority: opts.priority }, op);
+    await chunks.setTier(hex, to, { priority: opts.priority }, op);
     started++;
   });
   const estimate = started + pending === 0 ? 'readable now' : opts.priority === 'High' ? 'usually under 1 hour (Azure, blobs under 10 GB)' : 'up to 15 hours (Azure standard priority)';

@@ -1,8 +1,8 @@
 import { hostname } from 'node:os';
 import { FIXED_INDEX_HEADER_BYTES, FixedIndex, ZERO_CHUNK_ID, type Manifest, type ManifestDisk } from '../format/index.js';
-import { IdSet, chunkBlob, type Repository } from '../repository/index.js';
+import { IdSet, type Repository } from '../repository/index.js';
 import type { BlockSource } from '../sources/index.js';
-import { CofferError, TaskWindow, type Op } from '../shared/index.js';
+import { CofferError, TaskWindow, chunkIdOf, type Op } from '../shared/index.js';
 import type { CodecPool } from './codec-pool.js';
 import { TOOL_VERSION } from './version.js';
 import { chunksInFlight } from './in-flight.js';
@@ -208,6 +208,7 @@ async function backupDisk(
   await pool.setKnown(parentIndex ? IdSet.fromConcatenated(parentIndex.bytes.subarray(FIXED_INDEX_HEADER_BYTES)) : IdSet.empty);
   const recent = new Set<string>();
   const free: Buffer[] = [];
+  const chunks = repo.chunksVia(pool);
   const speculative = new SpeculationControl();
   let readChain: Promise<unknown> = Promise.resolve();
   const stats: DiskStats = {
@@ -267,6 +268,11 @@ async function backupDisk(
           if (data && data.length === cs && free.length < window.limit) free.push(data);
           data = undefined;
         };
+        /** the chunk store hands the buffer back once sealed (a worker codec transfers it away and back) */
+        const release = (plain: Buffer) => {
+          data = plain;
+          recycle();
+        };
         try {
           if (plan.changed && !plan.changed[i] && parentIndex && !parentIndex.id(i).equals(r.id ?? ZERO_CHUNK_ID)) drift.push(i);
           if (!r.id) {
@@ -274,36 +280,29 @@ async function backupDisk(
             return progress(len);
           }
           index.set(i, r.id);
-          const hex = r.id.toString('hex');
+          const id = chunkIdOf(r.id);
+          const hex: string = id;
           // a condemned chunk: rescue it before looking at the store (the GC protocol)
           const condemned = guard.isCondemnedChunk(r.id);
           if (condemned) await guard.rescue('chunk', r.id, op);
           if (damaged.size > 0 && !recent.has(hex) && damaged.has(r.id)) {
             // a failed verification named it: if the stored blob is still bad, replace it with this data
             recent.add(hex);
-            if (await storedChunkIsFine(repo, pool, hex, op)) {
+            const healed = await chunks.replace(id, { plain: data!, sealed: r.sealed, release }, op);
+            if (healed.outcome === 'fine') {
               stats.chunksReused++;
               return progress(len);
             }
-            let blob = r.sealed;
-            if (!blob) {
-              const s2 = await pool.seal(data!, hex);
-              data = s2.data;
-              blob = s2.sealed;
-            }
-            recycle();
-            await repo.store.delete(chunkBlob(hex), op); // put never overwrites: the bad blob goes first
-            await repo.putChunkBlob(hex, blob, op);
             stats.chunksNew++;
             stats.chunksHealed++;
-            stats.bytesStored += blob.length;
+            stats.bytesStored += healed.sizeBytes;
             return progress(len);
           }
           if (!condemned && (r.known || recent.has(hex))) {
             stats.chunksReused++;
             return progress(len);
           }
-          const exists = await repo.hasChunk(hex, op);
+          const exists = await chunks.has(id, op);
           speculative.record(exists);
           if (exists) {
             stats.chunksReused++;
@@ -311,16 +310,10 @@ async function backupDisk(
           }
           if (recent.size >= RECENT_IDS_MAX) recent.clear();
           recent.add(hex);
-          let blob = r.sealed;
-          if (!blob) {
-            const s2 = await pool.seal(data!, hex);
-            data = s2.data;
-            blob = s2.sealed;
-          }
-          recycle();
-          if ((await repo.putChunkBlob(hex, blob, op)) === 'created') {
+          const put = await chunks.put(id, { plain: data!, sealed: r.sealed, release }, op);
+          if (put.stored === 'created') {
             stats.chunksNew++;
-            stats.bytesStored += blob.length;
+            stats.bytesStored += put.sizeBytes;
           } else {
             stats.chunksReused++;
           }
@@ -342,16 +335,6 @@ async function backupDisk(
     }
   }
   return { index, stats };
-}
-
-async function storedChunkIsFine(repo: Repository, pool: CodecPool, hex: string, op: Op): Promise<boolean> {
-  try {
-    await pool.open(await repo.getChunkBlob(hex, op), hex, true);
-    return true;
-  } catch (e) {
-    if (e instanceof CofferError && e.code === 'CORRUPT') return false;
-    throw e;
-  }
 }
 
 /**

@@ -1,7 +1,6 @@
 import { FixedIndex, type Manifest } from '../format/index.js';
-import { CHUNKS_PREFIX, IdSet, baseName, chunkBlob, indexBlob, pointBlob, type Lease, type Repository } from '../repository/index.js';
-import { hasServerSideCopy } from '../storage/index.js';
-import { CofferError, TaskWindow, type Op } from '../shared/index.js';
+import type { Lease, Repository } from '../repository/index.js';
+import { CofferError, TaskWindow, asChunkId, type Op } from '../shared/index.js';
 import type { CodecPool } from './codec-pool.js';
 import { GcGuard } from './gc-guard.js';
 
@@ -55,7 +54,7 @@ export interface CopyResult {
 export async function copyPoints(src: Repository, dst: Repository, srcPool: CodecPool, dstPool: CodecPool, req: CopyRequest): Promise<CopyResult> {
   const started = Date.now();
   const op: Op = { signal: req.signal };
-  const sameKey = src.id === dst.id && src.keys.encKey.equals(dst.keys.encKey) && src.keys.idKey.equals(dst.keys.idKey);
+  const sameKey = src.sharesKeysWith(dst);
   if (!sameKey && src.chunkSizeBytes !== dst.chunkSizeBytes) {
     throw new CofferError('USAGE', `the repositories have different chunk sizes (${src.chunkSizeBytes} and ${dst.chunkSizeBytes}); copy needs equal chunk sizes`, {
       hint: 'create the target with `coffer init --chunk-size` equal to the source, or with `--copy-of SOURCE`',
@@ -99,7 +98,7 @@ async function copyUnderLeases(
 ): Promise<CopiedPoint[]> {
   const checkLeases = () => leases.forEach((l) => l.check());
   // One listing of the target's chunks instead of a request per chunk.
-  const have = await listChunkIds(dst, op);
+  const have = await dst.chunks.listIds(op);
   const added = new Set<string>(); // stored by this run, or found after a rescue: safe until the commit
   const lost = new Set<string>(); // in the listing, but gone when looked at after a rescue (a sweep deleted it)
   const targetHas = (hex: string) => added.has(hex) || (!lost.has(hex) && have.has(Buffer.from(hex, 'hex')));
@@ -108,18 +107,20 @@ async function copyUnderLeases(
   const rescueChunk = async (hex: string): Promise<void> => {
     if (added.has(hex)) return;
     await guard.rescue('chunk', Buffer.from(hex, 'hex'), op);
-    if (await dst.store.stat(chunkBlob(hex), op)) added.add(hex);
+    if (await dst.chunks.has(asChunkId(hex), op)) added.add(hex);
     else lost.add(hex);
   };
   const map = sameKey ? undefined : await knownMapping(src, dst, op);
   const points: CopiedPoint[] = [];
-  const serverSide = sameKey && hasServerSideCopy(dst.store) ? dst.store : undefined;
+  const serverSide = sameKey && dst.chunks.copiesServerSide;
+  const srcChunks = src.chunksVia(srcPool);
+  const dstChunks = dst.chunksVia(dstPool);
 
   for (const id of req.pointIds) {
     op.signal?.throwIfAborted();
     const m = manifests.get(id)!;
     const r: CopiedPoint = { id, vm: m.vm.name, status: 'copied', chunksCopied: 0, chunksPresent: 0, bytesUploaded: 0, serverSide: 0 };
-    if (await dst.store.stat(pointBlob(id), op)) {
+    if (await dst.hasPoint(id, op)) {
       r.status = 'present';
       points.push(r);
       req.onPoint?.(r);
@@ -153,19 +154,17 @@ async function copyUnderLeases(
             }
             if (sameKey) {
               // a condemned id was rescued above: this put (or server-side copy) comes after the rescue
-              const name = chunkBlob(srcHex);
-              const viaService = serverSide ? await serverSide.serverSideCopyFrom(src.store, name, op) : undefined;
+              const id = asChunkId(srcHex);
+              const viaService = serverSide ? await dst.chunks.copyFrom(src.chunks, id, op) : undefined;
               if (viaService) {
                 r.serverSide++;
               } else {
-                const blob = await src.getChunkBlob(srcHex, op);
-                await srcPool.open(Buffer.from(blob), srcHex, true); // a damaged source chunk is not copied
-                if ((await dst.store.put(name, blob, op)) === 'created') r.bytesUploaded += blob.length;
+                const blob = await srcChunks.getSealedChecked(id, op); // a damaged source chunk is not copied
+                if ((await dst.chunks.putSealed(id, blob, op)) === 'created') r.bytesUploaded += blob.length;
               }
               added.add(srcHex);
             } else {
-              const blob = await src.getChunkBlob(srcHex, op);
-              const { plain } = await srcPool.open(blob, srcHex, true);
+              const { plain } = await srcChunks.get(asChunkId(srcHex), { checkId: true }, op);
               const p = await dstPool.process(plain, true);
               if (!p.id) throw new CofferError('INTERNAL', `chunk ${srcHex} is all zeros but has an id`);
               const dstHex = p.id.toString('hex');
@@ -173,8 +172,8 @@ async function copyUnderLeases(
               map!.set(srcHex, dstHex);
               if (condemned(dstHex)) await rescueChunk(dstHex);
               if (!targetHas(dstHex)) {
-                const sealed = p.sealed ?? (await dstPool.seal(p.data, dstHex)).sealed;
-                if ((await dst.putChunkBlob(dstHex, sealed, op)) === 'created') r.bytesUploaded += sealed.length;
+                const put = await dstChunks.put(asChunkId(dstHex), { plain: p.data, ...(p.sealed ? { sealed: p.sealed } : {}) }, op);
+                if (put.stored === 'created') r.bytesUploaded += put.sizeBytes;
                 added.add(dstHex);
               }
             }
@@ -189,8 +188,7 @@ async function copyUnderLeases(
       }
       if (sameKey) {
         if (guard.isCondemnedIndex(disk.indexId)) await guard.rescue('index', Buffer.from(disk.indexId, 'hex'), op);
-        const blob = await src.store.get(indexBlob(disk.indexId), undefined, op);
-        await dst.store.put(indexBlob(disk.indexId), blob, op);
+        await dst.copyIndexFrom(src, disk.indexId, op);
         newDisks.push(disk);
       } else {
         const indexHex = dst.indexId(out!.bytes);
@@ -203,7 +201,7 @@ async function copyUnderLeases(
     op.signal?.throwIfAborted();
     checkLeases();
     if (sameKey) {
-      await dst.store.put(pointBlob(id), await src.store.get(pointBlob(id), undefined, op), op);
+      await dst.copyPointFrom(src, id, op);
     } else {
       // the same id, times, parent (history: it may name a point that was not copied) and stats; new index ids
       await dst.commitManifest({ ...m, disks: newDisks }, op);
@@ -212,15 +210,6 @@ async function copyUnderLeases(
     req.onPoint?.(r);
   }
   return points;
-}
-
-async function listChunkIds(repo: Repository, op: Op): Promise<IdSet> {
-  const parts: Buffer[] = [];
-  for await (const b of repo.store.list(CHUNKS_PREFIX, op)) {
-    const hex = baseName(b.name);
-    if (/^[0-9a-f]{64}$/.test(hex) && b.name === chunkBlob(hex)) parts.push(Buffer.from(hex, 'hex'));
-  }
-  return IdSet.fromConcatenated(Buffer.concat(parts));
 }
 
 /** Source id -> target id, from restore points present in both (same point id: copied before), index by index. */

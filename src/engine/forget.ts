@@ -1,4 +1,4 @@
-import { listHolds, pointBlob, type Repository } from '../repository/index.js';
+import type { Repository } from '../repository/index.js';
 import { CofferError, type Op } from '../shared/index.js';
 import { applyRetention, type KeepReason, type RetentionPoint, type RetentionPolicy } from './retention.js';
 
@@ -38,7 +38,7 @@ export async function forget(repo: Repository, req: ForgetRequest): Promise<Forg
     req.onWarning?.(`restore point ${id} is unreadable and is left alone: ${e.message}`);
   })).filter((m) => req.vm === undefined || m.vm.name === req.vm);
   const holds = new Map<string, { until?: string; reason?: string }[]>();
-  for (const h of await listHolds(repo.store, undefined, op)) {
+  for (const h of await repo.listHolds(undefined, op)) {
     const list = holds.get(h.pointId) ?? [];
     list.push({ ...(h.until ? { until: h.until } : {}), ...(h.reason ? { reason: h.reason } : {}) });
     holds.set(h.pointId, list);
@@ -48,10 +48,8 @@ export async function forget(repo: Repository, req: ForgetRequest): Promise<Forg
     const p: RetentionPoint = { id: m.id, vm: m.vm.name, time: m.time };
     const hs = holds.get(m.id);
     if (hs) p.holds = hs;
-    if (repo.store.retention) {
-      const lock = await repo.store.retention(pointBlob(m.id), op);
-      if (lock) p.lock = { legalHold: lock.legalHold, ...(lock.lockedUntil ? { lockedUntil: lock.lockedUntil } : {}) };
-    }
+    const lock = await repo.pointRetention(m.id, op);
+    if (lock) p.lock = { legalHold: lock.legalHold, ...(lock.lockedUntil ? { lockedUntil: lock.lockedUntil } : {}) };
     points.push(p);
   }
   let decision;
@@ -76,7 +74,7 @@ export async function forget(repo: Repository, req: ForgetRequest): Promise<Forg
     }
     op.signal?.throwIfAborted();
     try {
-      await repo.store.delete(pointBlob(r.id), op);
+      await repo.deletePoint(r.id, op);
       report.removed.push(r);
     } catch (e) {
       if (!(e instanceof CofferError) || e.code !== 'IMMUTABLE') throw e;

@@ -1,5 +1,5 @@
-import { GC_SCOPE, IdSet, listCondemned, readGcSets, readLeases, writeRescue, type Lease, type Repository } from '../repository/index.js';
-import { CofferError, type BlobName, type Op } from '../shared/index.js';
+import { GC_SCOPE, IdSet, type Lease, type Repository } from '../repository/index.js';
+import { CofferError, sleep, type BlobName, type Op } from '../shared/index.js';
 
 /** Operation name of the GC lease while it deletes (writers that use a condemned object wait while it is up). */
 export const GC_SWEEP_OPERATION = 'gc-sweep';
@@ -31,13 +31,13 @@ export class GcGuard {
   static async open(repo: Repository, lease: Lease | readonly Lease[], op: Op = {}, opts: { pollMs?: number } = {}): Promise<GcGuard> {
     const leases: readonly Lease[] = Array.isArray(lease) ? lease : [lease as Lease];
     if (leases.length === 0) throw new CofferError('INTERNAL', 'GcGuard.open needs a lease');
-    const names = await listCondemned(repo.store, op);
+    const names = await repo.gc.listCondemned(op);
     let chunks = IdSet.empty;
     let indexes = IdSet.empty;
     const seen: string[] = [];
     for (const name of names) {
       try {
-        const s = await readGcSets(repo.store, 'condemned', name, op);
+        const s = await repo.gc.readSets('condemned', name, op);
         chunks = chunks.union(s.chunks);
         indexes = indexes.union(s.indexes);
         seen.push(name);
@@ -76,7 +76,7 @@ export class GcGuard {
     const key = `${kind}:${Buffer.from(id).toString('hex')}`;
     if (!this.rescued.has(key)) {
       const one = IdSet.fromConcatenated(Buffer.from(id));
-      this.rescueBlobs.push(await writeRescue(this.repo.store, this.leases[0]!.holder, kind === 'chunk' ? { chunks: one, indexes: IdSet.empty } : { chunks: IdSet.empty, indexes: one }, Date.now(), op));
+      this.rescueBlobs.push(await this.repo.gc.writeRescue(this.leases[0]!.holder, kind === 'chunk' ? { chunks: one, indexes: IdSet.empty } : { chunks: IdSet.empty, indexes: one }, Date.now(), op));
       this.rescued.add(key);
     }
     await this.waitForSweep(op);
@@ -85,17 +85,17 @@ export class GcGuard {
   /** Waits while a live GC lease says it is deleting. A dead GC's lease is stale and does not hold anyone up. */
   private async waitForSweep(op: Op): Promise<void> {
     for (;;) {
-      const sweeping = (await readLeases(this.repo.store, GC_SCOPE)).some((l) => !l.stale && l.info?.operation === GC_SWEEP_OPERATION);
+      const sweeping = (await this.repo.gc.readLeases(GC_SCOPE)).some((l) => !l.stale && l.info?.operation === GC_SWEEP_OPERATION);
       if (!sweeping) return;
       for (const l of this.leases) l.check();
       op.signal?.throwIfAborted();
-      await new Promise((r) => setTimeout(r, this.pollMs));
+      await sleep(this.pollMs, op);
     }
   }
 
   /** After the commit (or a failure): the rescues are no longer needed (a committed manifest references the objects). */
   async close(): Promise<void> {
-    for (const name of this.rescueBlobs) await this.repo.store.delete(name).catch(() => undefined);
+    for (const name of this.rescueBlobs) await this.repo.gc.delete(name).catch(() => undefined);
     this.rescueBlobs.length = 0;
   }
 }

@@ -1,24 +1,5 @@
-import {
-  CHUNKS_PREFIX,
-  GC_SCOPE,
-  HOLDS_PREFIX,
-  INDEXES_PREFIX,
-  IdSet,
-  IdSetBuilder,
-  VERIFICATIONS_PREFIX,
-  chunkBlob,
-  indexBlob,
-  listCondemned,
-  listRescues,
-  readGcSets,
-  readLeases,
-  writeCondemned,
-  type LeaseEntry,
-  type Repository,
-} from '../repository/index.js';
-import type { BlobStore } from '../storage/index.js';
-import { FIXED_INDEX_HEADER_BYTES } from '../format/index.js';
-import { CofferError, HEX64, TaskWindow, type BlobName, type Op } from '../shared/index.js';
+import { GC_SCOPE, IdSet, IdSetBuilder, type LeaseEntry, type Repository } from '../repository/index.js';
+import { CofferError, TaskWindow, chunkIdOf, type BlobName, type Op, type RestorePointId } from '../shared/index.js';
 import { GC_SWEEP_OPERATION } from './gc-guard.js';
 
 export interface PruneRequest extends Op {
@@ -53,9 +34,6 @@ export interface PruneReport {
   durationMs: number;
 }
 
-/** A store that can remove temporary files left by crashed puts (LocalBlobStore). */
-type TempSweeping = BlobStore & { sweepTemp?: (maxAgeMs: number, now?: number) => Promise<number> };
-
 /**
  * Garbage collection without an exclusive repository lock (DESIGN.md §Garbage collection, ADR 0006). Backups, repairs,
  * restores and verifies run meanwhile. In short:
@@ -75,7 +53,7 @@ export async function prune(repo: Repository, req: PruneRequest = {}): Promise<P
   const now = req.now ?? Date.now;
   const started = now();
   const op: Op = { signal: req.signal };
-  const store = repo.store;
+  const gc = repo.gc;
   const report: PruneReport = {
     points: 0,
     chunksReferenced: 0,
@@ -97,14 +75,14 @@ export async function prune(repo: Repository, req: PruneRequest = {}): Promise<P
   const lease = await repo.acquireLease(GC_SCOPE, 'gc-mark');
   try {
     // 1. writers running now; stale leases go
-    const writers0 = await liveWriters(store, report);
+    const writers0 = await liveWriters(repo, report);
     const oldestWriter = Math.min(started, ...writers0.map((w) => w.info?.acquiredAt ?? 0));
-    const generations = await listCondemned(store, op);
+    const generations = await gc.listCondemned(op);
     // what earlier (deferred) generations already condemn is not condemned again
     let already = { chunks: IdSet.empty, indexes: IdSet.empty };
     for (const g of generations) {
       try {
-        const s = await readGcSets(store, 'condemned', g, op);
+        const s = await gc.readSets('condemned', g, op);
         already = { chunks: already.chunks.union(s.chunks), indexes: already.indexes.union(s.indexes) };
       } catch (e) {
         if (!(e instanceof CofferError) || (e.code !== 'CORRUPT' && e.code !== 'NOT_FOUND')) throw e;
@@ -119,15 +97,13 @@ export async function prune(repo: Repository, req: PruneRequest = {}): Promise<P
     const newChunks = new IdSetBuilder(65_536);
     const newIndexes = new IdSetBuilder(4096);
     let listed = 0;
-    for (const [prefix, referenced, out, condemnedBefore] of [
-      [CHUNKS_PREFIX, marked.chunks, newChunks, already.chunks],
-      [INDEXES_PREFIX, marked.indexes, newIndexes, already.indexes],
+    for (const [entries, referenced, out, condemnedBefore] of [
+      [repo.chunks.entries(op), marked.chunks, newChunks, already.chunks],
+      [repo.indexEntries(op), marked.indexes, newIndexes, already.indexes],
     ] as const) {
-      for await (const b of store.list(prefix, op)) {
+      for await (const b of entries) {
         if (++listed % 10_000 === 0) req.onProgress?.({ phase: 'listing', done: listed });
-        const hex = b.name.slice(b.name.lastIndexOf('/') + 1);
-        if (!HEX64.test(hex) || b.name !== `${prefix}${hex.slice(0, 2)}/${hex}`) continue;
-        const id = Buffer.from(hex, 'hex');
+        const id = Buffer.from(b.id, 'hex');
         if (referenced.has(id) || b.modifiedAt.getTime() >= oldestWriter || condemnedBefore.has(id)) continue;
         out.add(id);
       }
@@ -135,12 +111,12 @@ export async function prune(repo: Repository, req: PruneRequest = {}): Promise<P
     const condemned = { chunks: newChunks.build(), indexes: newIndexes.build() };
     report.chunksCondemned = condemned.chunks.size;
     report.indexesCondemned = condemned.indexes.size;
-    if (condemned.chunks.size + condemned.indexes.size > 0) generations.push(await writeCondemned(store, condemned, now(), op));
+    if (condemned.chunks.size + condemned.indexes.size > 0) generations.push(await gc.writeCondemned(condemned, now(), op));
 
     // 4. sweep
     lease.check();
     await lease.update({ operation: GC_SWEEP_OPERATION });
-    const writers1 = await liveWriters(store, report);
+    const writers1 = await liveWriters(repo, report);
     report.liveWriters = writers1.length;
     const sweepable: BlobName[] = [];
     for (const g of generations) {
@@ -153,9 +129,9 @@ export async function prune(repo: Repository, req: PruneRequest = {}): Promise<P
     if (sweepable.length > 0) {
       let rescuedChunks = IdSet.empty;
       let rescuedIndexes = IdSet.empty;
-      for (const r of await listRescues(store, op)) {
+      for (const r of await gc.listRescues(op)) {
         try {
-          const s = await readGcSets(store, 'rescue', r.name, op);
+          const s = await gc.readSets('rescue', r.name, op);
           rescuedChunks = rescuedChunks.union(s.chunks);
           rescuedIndexes = rescuedIndexes.union(s.indexes);
         } catch (e) {
@@ -168,11 +144,11 @@ export async function prune(repo: Repository, req: PruneRequest = {}): Promise<P
       for (const g of sweepable) {
         let sets;
         try {
-          sets = await readGcSets(store, 'condemned', g, op);
+          sets = await gc.readSets('condemned', g, op);
         } catch (e) {
           if (!(e instanceof CofferError) || e.code !== 'CORRUPT') throw e;
           req.onWarning?.(`${g} is unreadable (${e.message}); removing it, its objects are condemned again by the next prune`);
-          await store.delete(g, op);
+          await gc.delete(g, op);
           continue;
         }
         // deletes 16 at a time (one at a time, a million deletions wait a million round trips)
@@ -194,12 +170,10 @@ export async function prune(repo: Repository, req: PruneRequest = {}): Promise<P
                 op.signal?.throwIfAborted();
                 req.onProgress?.({ phase: 'deleting', done: report.chunksDeleted + report.indexesDeleted });
               }
-              const name = kind === 'chunk' ? chunkBlob(id.toString('hex')) : indexBlob(id.toString('hex'));
               await window.run(async () => {
-                const st = await store.stat(name, op);
-                if (!st) return;
+                let sizeBytes: number | undefined;
                 try {
-                  await store.delete(name, op);
+                  sizeBytes = kind === 'chunk' ? await repo.chunks.delete(chunkIdOf(id), op) : await repo.deleteIndex(id.toString('hex'), op);
                 } catch (e) {
                   if (e instanceof CofferError && e.code === 'IMMUTABLE') {
                     report.locked++;
@@ -207,7 +181,8 @@ export async function prune(repo: Repository, req: PruneRequest = {}): Promise<P
                   }
                   throw e;
                 }
-                report.bytesDeleted += st.sizeBytes;
+                if (sizeBytes === undefined) return;
+                report.bytesDeleted += sizeBytes;
                 if (kind === 'chunk') report.chunksDeleted++;
                 else report.indexesDeleted++;
               });
@@ -218,7 +193,7 @@ export async function prune(repo: Repository, req: PruneRequest = {}): Promise<P
           await window.settle();
           throw e;
         }
-        await store.delete(g, op);
+        await gc.delete(g, op);
       }
       report.chunksReferenced = again.chunks.size;
       report.indexesReferenced = again.indexes.size;
@@ -230,19 +205,18 @@ export async function prune(repo: Repository, req: PruneRequest = {}): Promise<P
 
     // 5. housekeeping
     report.orphansRemoved = await removeOrphans(repo, op);
-    const leaseHolders = new Set((await readLeases(store)).map((l) => l.info?.holder ?? l.name.slice(l.name.lastIndexOf('/') + 1, l.name.lastIndexOf('-'))));
-    for (const r of await listRescues(store, op)) {
+    const leaseHolders = new Set((await gc.readLeases()).map((l) => l.info?.holder ?? l.name.slice(l.name.lastIndexOf('/') + 1, l.name.lastIndexOf('-'))));
+    for (const r of await gc.listRescues(op)) {
       if (!leaseHolders.has(r.holder)) {
-        await store.delete(r.name, op);
+        await gc.delete(r.name, op);
         report.orphansRemoved++;
       }
     }
-    const sweeper = store as TempSweeping;
-    if (typeof sweeper.sweepTemp === 'function') {
-      const writers = await liveWriters(store, report);
+    if (gc.keepsTempFiles) {
+      const writers = await liveWriters(repo, report);
       const ageMs = req.tempAgeMs ?? 60_000;
       const cutoff = Math.min(now() - ageMs, ...writers.map((w) => (w.info?.acquiredAt ?? 0) - ageMs));
-      report.tempFilesRemoved = await sweeper.sweepTemp(now() - cutoff, now());
+      report.tempFilesRemoved = (await gc.sweepTemp(now() - cutoff, now())) ?? 0;
     }
   } finally {
     await lease.release();
@@ -252,12 +226,12 @@ export async function prune(repo: Repository, req: PruneRequest = {}): Promise<P
 }
 
 /** Live leases of every scope but the GC's own; stale ones are removed (their holders are dead). */
-async function liveWriters(store: BlobStore, report: PruneReport): Promise<LeaseEntry[]> {
+async function liveWriters(repo: Repository, report: PruneReport): Promise<LeaseEntry[]> {
   const out: LeaseEntry[] = [];
-  for (const l of await readLeases(store)) {
+  for (const l of await repo.gc.readLeases()) {
     if (l.scope === GC_SCOPE) continue;
     if (l.stale) {
-      await store.delete(l.name).catch(() => undefined);
+      await repo.gc.removeLease(l.name).catch(() => undefined);
       report.staleLeasesRemoved++;
       continue;
     }
@@ -278,79 +252,38 @@ interface Marked {
  * than "deleted meanwhile" stops the prune before anything is deleted: its chunks would look unreferenced.
  */
 async function mark(repo: Repository, skip: Set<string>, known: Marked | undefined, op: Op, req: PruneRequest): Promise<Marked> {
-  const chunks = new IdSetBuilder();
-  const indexIds: Buffer[] = [];
-  const points = new Set(skip);
   let n = 0;
-  for await (const id of repo.pointIds(op)) {
-    if (skip.has(id)) continue;
-    let manifest;
-    try {
-      manifest = await repo.loadManifest(id, op);
-    } catch (e) {
-      if (e instanceof CofferError && e.code === 'NOT_FOUND') continue; // forgotten meanwhile
+  async function* notSkipped(): AsyncIterable<RestorePointId> {
+    for await (const id of repo.pointIds(op)) if (!skip.has(id)) yield id;
+  }
+  const r = await repo.referencedIds(notSkipped(), op, {
+    onPointError: (id, e) => {
+      if (e instanceof CofferError && e.code === 'NOT_FOUND') return; // forgotten meanwhile
       throw new CofferError('CORRUPT', `prune stopped before deleting anything: restore point ${id} is unreadable (${(e as Error).message})`, {
         hint: 'run `coffer verify`; repair or remove the damaged restore point first',
       });
-    }
-    points.add(id);
-    for (const d of manifest.disks) {
-      let index;
-      try {
-        index = await repo.loadIndex(d.indexId, op);
-      } catch (e) {
-        if (e instanceof CofferError && e.code === 'CORRUPT' && e.details.missing === true) {
-          // the index is gone: the point cannot be restored, and which chunks it used is unknowable
-          req.onWarning?.(`restore point ${id}: index ${d.indexId} is missing; the point is broken (run verify)`);
-          continue;
-        }
-        if (e instanceof CofferError && e.code === 'CANCELLED') throw e;
-        throw new CofferError('CORRUPT', `prune stopped before deleting anything: index ${d.indexId} of restore point ${id} is unreadable (${(e as Error).message})`, {
-          hint: 'run `coffer verify`; repair or remove the damaged restore point first',
-        });
+    },
+    onPoint: () => {
+      if (++n % 100 === 0) req.onProgress?.({ phase: 'marking', done: n });
+    },
+    onIndexError: (m, d, e) => {
+      if (e instanceof CofferError && e.code === 'CORRUPT' && e.details.missing === true) {
+        // the index is gone: the point cannot be restored, and which chunks it used is unknowable
+        req.onWarning?.(`restore point ${m.id}: index ${d.indexId} is missing; the point is broken (run verify)`);
+        return;
       }
-      indexIds.push(Buffer.from(d.indexId, 'hex'));
-      chunks.addConcatenated(index.bytes.subarray(FIXED_INDEX_HEADER_BYTES));
-    }
-    if (++n % 100 === 0) req.onProgress?.({ phase: 'marking', done: n });
-  }
-  const c = chunks.build();
-  const i = IdSet.fromConcatenated(Buffer.concat(indexIds));
-  return { points, chunks: known ? known.chunks.union(c) : c, indexes: known ? known.indexes.union(i) : i };
+      throw new CofferError('CORRUPT', `prune stopped before deleting anything: index ${d.indexId} of restore point ${m.id} is unreadable (${(e as Error).message})`, {
+        hint: 'run `coffer verify`; repair or remove the damaged restore point first',
+      });
+    },
+  });
+  const points = new Set<string>([...skip, ...r.points]);
+  return { points, chunks: known ? known.chunks.union(r.chunks) : r.chunks, indexes: known ? known.indexes.union(r.indexes) : r.indexes };
 }
 
-/**
- * Verification records and holds of restore points that no longer exist, and verification records beyond the newest
- * three of each point (each verify run adds one per point; only the newest outcome is ever consulted).
- */
+/** Verification records and holds of points that no longer exist, and old verification records (GcRecords). */
 async function removeOrphans(repo: Repository, op: Op): Promise<number> {
   const points = new Set<string>();
   for await (const id of repo.pointIds(op)) points.add(id);
-  let removed = 0;
-  const records = new Map<string, string[]>();
-  for (const prefix of [VERIFICATIONS_PREFIX, HOLDS_PREFIX]) {
-    for await (const b of repo.store.list(prefix, op)) {
-      const pointId = b.name.slice(prefix.length).split('/')[0]!;
-      if (!/^[0-9a-f]{32}$/.test(pointId)) continue;
-      if (!points.has(pointId)) {
-        await repo.store.delete(b.name, op);
-        removed++;
-      } else if (prefix === VERIFICATIONS_PREFIX) {
-        const list = records.get(pointId) ?? [];
-        list.push(b.name);
-        records.set(pointId, list);
-      }
-    }
-  }
-  for (const names of records.values()) {
-    if (names.length <= KEEP_VERIFICATIONS) continue;
-    // names end in <15-digit ms>-<outcome>: sorting by name sorts by time
-    for (const name of names.sort().slice(0, names.length - KEEP_VERIFICATIONS)) {
-      await repo.store.delete(name as BlobName, op);
-      removed++;
-    }
-  }
-  return removed;
+  return repo.gc.removeOrphanRecords(points, op);
 }
-
-const KEEP_VERIFICATIONS = 3;

@@ -1,6 +1,6 @@
-import { indexBlob, chunkBlob, pointBlob, type Repository } from '../repository/index.js';
-import { isLocking, type LockRequest } from '../storage/index.js';
-import { CofferError, TaskWindow, type BlobName, type Op } from '../shared/index.js';
+import type { ObjectRef, Repository } from '../repository/index.js';
+import type { LockRequest } from '../storage/index.js';
+import { CofferError, TaskWindow, chunkIdOf, type Op } from '../shared/index.js';
 
 export interface LockResult {
   id: string;
@@ -18,12 +18,7 @@ export interface LockResult {
  * Rerunning is harmless; an interrupted run leaves some blobs locked, which only delays their deletion.
  */
 export async function lockPoints(repo: Repository, ids: string[], req: LockRequest & Op & { window?: number }): Promise<LockResult[]> {
-  const store = repo.store;
-  if (!isLocking(store)) {
-    throw new CofferError('USAGE', `${store.location} does not support retention locks`, {
-      hint: 'use an Azure container with version-level immutability or an S3 bucket with Object Lock; a local repository can be made append-only (`coffer init --append-only`)',
-    });
-  }
+  const store = repo.retentionLocks(); // USAGE when the store cannot hold locks
   if (!req.until && !req.legalHold) throw new CofferError('USAGE', 'give --until, --days or --legal-hold');
   if (req.until && req.until.getTime() <= Date.now()) throw new CofferError('USAGE', `--until ${req.until.toISOString()} is in the past`);
   const op: Op = { signal: req.signal };
@@ -31,13 +26,9 @@ export async function lockPoints(repo: Repository, ids: string[], req: LockReque
   const out: LockResult[] = [];
   for (const id of ids) {
     const m = await repo.loadManifest(id, op);
-    const chunks = new Set<string>();
-    for (const d of m.disks) {
-      const index = await repo.loadIndex(d.indexId, op);
-      for (let i = 0; i < index.entryCount; i++) if (!index.isZero(i)) chunks.add(index.id(i).toString('hex'));
-    }
+    const { chunks } = await repo.referencedIds([m], op);
     // Only extend: a blob locked longer (shared with a point locked later) keeps its lock; a held one its hold.
-    const extend = async (name: BlobName) => {
+    const extend = async (name: ObjectRef) => {
       const cur = await store.retention(name, op);
       const until = lock.until && !(cur?.lockedUntil && Date.parse(cur.lockedUntil) >= lock.until.getTime()) ? lock.until : undefined;
       const legalHold = lock.legalHold && !cur?.legalHold;
@@ -45,15 +36,15 @@ export async function lockPoints(repo: Repository, ids: string[], req: LockReque
     };
     const window = new TaskWindow(req.window ?? 16);
     try {
-      for (const hex of chunks) await window.run(() => extend(chunkBlob(hex)));
+      for (let i = 0; i < chunks.size; i++) await window.run(() => extend({ kind: 'chunk', id: chunkIdOf(chunks.at(i)) }));
       await window.drain();
     } catch (e) {
       await window.settle();
       throw e;
     }
-    for (const d of m.disks) await extend(indexBlob(d.indexId));
-    await extend(pointBlob(id));
-    const r = await store.retention(pointBlob(id), op);
+    for (const d of m.disks) await extend({ kind: 'index', id: d.indexId });
+    await extend({ kind: 'point', id });
+    const r = await store.retention({ kind: 'point', id }, op);
     out.push({ id, lockedUntil: r?.lockedUntil ?? null, legalHold: r?.legalHold ?? false, chunks: chunks.size, indexes: m.disks.length });
   }
   return out;

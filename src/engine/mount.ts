@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { FixedIndex } from '../format/index.js';
 import type { BlockDevice } from '../nbd/index.js';
 import type { Repository } from '../repository/index.js';
-import { CofferError, type Op } from '../shared/index.js';
+import { CofferError, asChunkId, type Op } from '../shared/index.js';
 import type { CodecPool } from './codec-pool.js';
 
 const OVERLAY_BLOCK = 4096;
@@ -82,8 +82,7 @@ export class RestorePointDevice implements BlockDevice {
     else {
       const hex = this.index.id(i).toString('hex');
       this.chunksFetched++;
-      p = this.repo.getChunkBlob(hex, op).then(async (blob) => {
-        const { plain } = await this.pool.open(blob, hex, false);
+      p = this.repo.chunksVia(this.pool).get(asChunkId(hex), { checkId: false }, op).then(({ plain }) => {
         if (plain.length !== len) throw new CofferError('CORRUPT', `chunk ${hex} has ${plain.length} bytes, expected ${len}`);
         return plain;
       });

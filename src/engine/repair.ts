@@ -1,6 +1,6 @@
-import { ChunkCodec, IdSet, chunkBlob, type Repository } from '../repository/index.js';
+import { IdSet, type ChunkStore, type Repository } from '../repository/index.js';
 import type { FixedIndex } from '../format/index.js';
-import { CofferError, type Op } from '../shared/index.js';
+import { CofferError, asChunkId, type Op } from '../shared/index.js';
 import type { CodecPool } from './codec-pool.js';
 import { knownDamagedChunks } from './damaged.js';
 import { GcGuard } from './gc-guard.js';
@@ -49,8 +49,6 @@ export async function repair(repo: Repository, from: Repository, pool: CodecPool
   let guard: GcGuard | undefined;
   try {
     guard = await GcGuard.open(repo, lease, op);
-    const ours = new ChunkCodec({ encKey: repo.keys.encKey, idKey: repo.keys.idKey }, repo.config.compression.level, repo.chunkSizeBytes);
-    const theirs = new ChunkCodec({ encKey: from.keys.encKey, idKey: from.keys.idKey }, from.config.compression.level, from.chunkSizeBytes);
 
     // 1. what is damaged: a verify pass (presence, or every byte), plus what failed verifications named
     const report = await verify(repo, pool, { readDataFraction: req.readData ? 1 : 0, record: false, signal: req.signal });
@@ -61,7 +59,7 @@ export async function repair(repo: Repository, from: Repository, pool: CodecPool
     for (let i = 0; i < known.size; i++) {
       const hex = known.at(i).toString('hex');
       if (damaged.has(hex)) continue;
-      if (await readsFine(repo, ours, hex, op)) alreadyOk++;
+      if (await repo.chunks.readsFine(asChunkId(hex), op)) alreadyOk++;
       else damaged.add(hex);
     }
     if (damaged.size === 0) return { damaged: 0, repaired: 0, unrepaired: [], alreadyOk, durationMs: Date.now() - started };
@@ -69,15 +67,9 @@ export async function repair(repo: Repository, from: Repository, pool: CodecPool
     // 2. where each damaged chunk sits in our restore points
     const wanted = IdSet.fromConcatenated(Buffer.concat([...damaged].map((h) => Buffer.from(h, 'hex'))));
     const positions = new Map<string, Position[]>();
-    for (const m of await repo.listPoints(op, () => undefined)) {
-      for (const d of m.disks) {
-        let index: FixedIndex;
-        try {
-          index = await repo.loadIndex(d.indexId, op);
-        } catch (e) {
-          if (e instanceof CofferError && e.code === 'CANCELLED') throw e;
-          continue;
-        }
+    await repo.walkPoints(await repo.listPoints(op, () => undefined), {
+      onIndexError: () => undefined, // unreadable: nothing to learn from it
+      onIndex: (m, d, index) => {
         for (let i = 0; i < index.entryCount; i++) {
           if (index.isZero(i) || !wanted.has(index.id(i))) continue;
           const hex = index.id(i).toString('hex');
@@ -85,8 +77,8 @@ export async function repair(repo: Repository, from: Repository, pool: CodecPool
           if (list.length < 4) list.push({ vm: m.vm.name, pointId: m.id, disk: d.index, offset: i * index.chunkSizeBytes, length: index.chunkLength(i) });
           positions.set(hex, list);
         }
-      }
-    }
+      },
+    }, op);
 
     // 3. find each one's plaintext in the copy, check it against our id, store it
     const theirPoints = (await from.listPoints(op, () => undefined)).reverse();
@@ -102,8 +94,8 @@ export async function repair(repo: Repository, from: Repository, pool: CodecPool
       lease.check();
       let plain: Buffer | undefined;
       // the same name in the copy (a copy made with the same keys)
-      plain = await tryChunk(from, theirs, hex, op);
-      if (plain && ours.hash(plain)?.toString('hex') !== hex) plain = undefined;
+      plain = await tryChunk(from.chunks, hex, op);
+      if (plain && repo.chunkIdOf(plain) !== hex) plain = undefined;
       for (const pos of positions.get(hex) ?? []) {
         if (plain) break;
         const candidates = theirPoints.filter((p) => p.vm.name === pos.vm).sort((a, b) => Number(b.id === pos.pointId) - Number(a.id === pos.pointId));
@@ -112,8 +104,8 @@ export async function repair(repo: Repository, from: Repository, pool: CodecPool
           if (!d || d.sizeBytes < pos.offset + pos.length) continue;
           const index = await loadTheirs(d.indexId);
           if (!index) continue;
-          const bytes = await readRange(from, theirs, index, pos.offset, pos.length, op);
-          if (bytes && ours.hash(bytes)?.toString('hex') === hex) {
+          const bytes = await readRange(from.chunks, index, pos.offset, pos.length, op);
+          if (bytes && repo.chunkIdOf(bytes) === hex) {
             plain = bytes;
             break;
           }
@@ -121,21 +113,13 @@ export async function repair(repo: Repository, from: Repository, pool: CodecPool
       }
       if (!plain) {
         unrepaired.push(hex);
-        req.onWarning?.(`chunk ${hex}: no copy with matching content in ${from.store.location}`);
+        req.onWarning?.(`chunk ${hex}: no copy with matching content in ${from.location}`);
         continue;
       }
       const id = Buffer.from(hex, 'hex');
       if (guard.isCondemnedChunk(id)) await guard.rescue('chunk', id, op);
-      const blob = ours.seal(plain, hex);
-      // replace: a corrupt blob must go first (put never overwrites)
-      if (await repo.hasChunk(hex, op)) {
-        if (await readsFine(repo, ours, hex, op)) {
-          repaired++; // healed meanwhile by a backup
-          continue;
-        }
-        await repo.store.delete(chunkBlob(hex), op);
-      }
-      await repo.putChunkBlob(hex, blob, op);
+      // replace: a corrupt blob goes first (put never overwrites); one that reads fine was healed meanwhile by a backup
+      await repo.chunks.replace(asChunkId(hex), { plain }, op);
       repaired++;
     }
     return { damaged: damaged.size, repaired, unrepaired: unrepaired.sort(), alreadyOk, durationMs: Date.now() - started };
@@ -145,19 +129,9 @@ export async function repair(repo: Repository, from: Repository, pool: CodecPool
   }
 }
 
-async function readsFine(repo: Repository, codec: ChunkCodec, hex: string, op: Op): Promise<boolean> {
+async function tryChunk(chunks: ChunkStore, hex: string, op: Op): Promise<Buffer | undefined> {
   try {
-    codec.open(await repo.getChunkBlob(hex, op), hex, true);
-    return true;
-  } catch (e) {
-    if (e instanceof CofferError && e.code === 'CORRUPT') return false;
-    throw e;
-  }
-}
-
-async function tryChunk(repo: Repository, codec: ChunkCodec, hex: string, op: Op): Promise<Buffer | undefined> {
-  try {
-    return codec.open(await repo.store.get(chunkBlob(hex), undefined, op), hex, true);
+    return (await chunks.get(asChunkId(hex), { checkId: true }, op)).plain;
   } catch (e) {
     if (e instanceof CofferError && (e.code === 'CORRUPT' || e.code === 'NOT_FOUND')) return undefined;
     throw e;
@@ -165,13 +139,13 @@ async function tryChunk(repo: Repository, codec: ChunkCodec, hex: string, op: Op
 }
 
 /** Plaintext bytes [offset, offset+length) of a disk of the copy; undefined if a chunk there is unreadable. */
-async function readRange(repo: Repository, codec: ChunkCodec, index: FixedIndex, offset: number, length: number, op: Op): Promise<Buffer | undefined> {
+async function readRange(chunks: ChunkStore, index: FixedIndex, offset: number, length: number, op: Op): Promise<Buffer | undefined> {
   const out = Buffer.alloc(length);
   const cs = index.chunkSizeBytes;
   for (let c = Math.floor(offset / cs); c * cs < offset + length && c < index.entryCount; c++) {
     if (index.isZero(c)) continue;
     const hex = index.id(c).toString('hex');
-    const plain = await tryChunk(repo, codec, hex, op);
+    const plain = await tryChunk(chunks, hex, op);
     if (!plain) return undefined;
     const start = Math.max(offset, c * cs);
     const end = Math.min(offset + length, c * cs + plain.length);

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import type { FixedIndex } from '../format/index.js';
 import type { Repository } from '../repository/index.js';
-import { CofferError, TaskWindow, type Op } from '../shared/index.js';
+import { CofferError, TaskWindow, asChunkId, type Op } from '../shared/index.js';
 import { blockDeviceSize } from '../sources/index.js';
 import type { CodecPool } from './codec-pool.js';
 import { chunksInFlight } from './in-flight.js';
@@ -203,12 +203,12 @@ async function writeChunks(repo: Repository, pool: CodecPool, index: FixedIndex,
   let zeroChunks = 0;
   // Files and devices take positional writes, so several can be in flight; a stream is written in order.
   const writes = new TaskWindow(sink.positional ? 4 : 1);
+  const chunks = repo.chunksVia(pool);
   const fetch = (i: number): Promise<Buffer | null> => {
     if (index.isZero(i)) return Promise.resolve(null);
     const hex = index.id(i).toString('hex');
     buffered++;
-    return repo.getChunkBlob(hex, op).then(async (blob) => {
-      const { plain, spare } = await pool.open(blob, hex, Boolean(req.checkIds), free.pop());
+    return chunks.get(asChunkId(hex), { checkId: Boolean(req.checkIds), into: free.pop() }, op).then(({ plain, spare }) => {
       if (spare) free.push(spare);
       if (plain.length !== index.chunkLength(i)) {
         throw new CofferError('CORRUPT', `chunk ${hex} has ${plain.length} bytes where disk position ${i} needs ${index.chunkLength(i)}`);

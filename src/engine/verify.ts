@@ -1,6 +1,6 @@
 
-import { CHUNKS_PREFIX, IdSet, baseName, type Repository } from '../repository/index.js';
-import { CofferError, HEX64, TaskWindow, type Op } from '../shared/index.js';
+import { IdSet, isCancel, type Repository } from '../repository/index.js';
+import { CofferError, TaskWindow, chunkIdOf, type Op } from '../shared/index.js';
 import type { CodecPool } from './codec-pool.js';
 
 export interface VerifyRequest extends Op {
@@ -53,22 +53,7 @@ export async function verify(repo: Repository, pool: CodecPool, req: VerifyReque
   };
 
   // 1. What is stored.
-  let all = Buffer.allocUnsafeSlow(32 * 65536);
-  let count = 0;
-  for await (const b of repo.store.list(CHUNKS_PREFIX, op)) {
-    const hex = baseName(b.name);
-    if (!HEX64.test(hex) || b.name !== `${CHUNKS_PREFIX}${hex.slice(0, 2)}/${hex}`) continue;
-    if ((count + 1) * 32 > all.length) {
-      const bigger = Buffer.allocUnsafeSlow(all.length * 2);
-      all.copy(bigger, 0, 0, count * 32);
-      all = bigger;
-    }
-    all.write(hex, count * 32, 'hex');
-    count++;
-    if (count % 1000 === 0) req.onProgress?.({ phase: 'listing chunks', done: count, total: 0 });
-  }
-  const stored = IdSet.fromConcatenated(all.subarray(0, count * 32));
-  all = Buffer.alloc(0);
+  const stored = await repo.chunks.listIds(op, (done) => req.onProgress?.({ phase: 'listing chunks', done, total: 0 }));
   const referenced = new Uint8Array(stored.size);
   const firstPoint = new Map<number, string>();
 
@@ -85,35 +70,37 @@ export async function verify(repo: Repository, pool: CodecPool, req: VerifyReque
   };
   const gone = new Set<string>();
   const indexesOf = new Map<string, string[]>(); // point -> index ids, for the second pass over corrupt chunks
-  for (const [n, id] of ids.entries()) {
-    req.onProgress?.({ phase: 'checking restore points', done: n, total: ids.length });
-    let manifest;
-    try {
-      manifest = await repo.loadManifest(id, op);
-    } catch (e) {
-      if (isCancel(e)) throw e;
+  let n = 0;
+  async function* withProgress(): AsyncIterable<string> {
+    for (const id of ids) {
+      req.onProgress?.({ phase: 'checking restore points', done: n++, total: ids.length });
+      yield id;
+    }
+  }
+  const indexProblem = (id: string, indexId: string, e: unknown) => {
+    const p: VerifyProblem = { kind: 'index', id: indexId, message: (e as Error).message, points: [id] };
+    report(p);
+    fail(id, p);
+  };
+  await repo.walkPoints(withProgress(), {
+    onPointError: (id, e) => {
       if (e instanceof CofferError && e.code === 'NOT_FOUND') {
         gone.add(id); // forgotten while we ran: not a problem
-        continue;
+        return;
       }
       const p: VerifyProblem = { kind: 'point', id, message: (e as Error).message };
       report(p);
       fail(id, p);
-      continue;
-    }
-    indexesOf.set(id, manifest.disks.map((d) => d.indexId));
-    for (const d of manifest.disks) {
-      disks++;
-      let index;
-      try {
-        index = await repo.loadIndex(d.indexId, op);
-        if (index.diskSizeBytes !== d.sizeBytes) throw new CofferError('CORRUPT', `index ${d.indexId} describes ${index.diskSizeBytes} bytes, the manifest ${d.sizeBytes}`);
-      } catch (e) {
-        if (isCancel(e)) throw e;
-        const p: VerifyProblem = { kind: 'index', id: d.indexId, message: (e as Error).message, points: [id] };
-        report(p);
-        fail(id, p);
-        continue;
+    },
+    onPoint: (manifest) => {
+      indexesOf.set(manifest.id, manifest.disks.map((d) => d.indexId));
+      disks += manifest.disks.length;
+    },
+    onIndexError: (m, d, e) => indexProblem(m.id, d.indexId, e),
+    onIndex: (m, d, index) => {
+      const id = m.id;
+      if (index.diskSizeBytes !== d.sizeBytes) {
+        return indexProblem(id, d.indexId, new CofferError('CORRUPT', `index ${d.indexId} describes ${index.diskSizeBytes} bytes, the manifest ${d.sizeBytes}`));
       }
       for (let i = 0; i < index.entryCount; i++) {
         if (index.isZero(i)) continue;
@@ -130,14 +117,15 @@ export async function verify(repo: Repository, pool: CodecPool, req: VerifyReque
         missing.set(hex, pts);
         if (missing.size > MAX_PROBLEMS) break;
       }
-    }
-  }
+    },
+  }, op);
   for (const [hex, pts] of missing) report({ kind: 'chunk-missing', id: hex, message: `chunk ${hex} is missing`, points: pts });
 
   // 3. Read the data.
   let refCount = 0;
   for (const r of referenced) refCount += r;
   const fraction = req.readDataFraction ?? 0;
+  const chunks = repo.chunksVia(pool);
   let chunksRead = 0;
   if (fraction > 0) {
     const window = new TaskWindow(Math.max(2, pool.size * 3));
@@ -148,11 +136,10 @@ export async function verify(repo: Repository, pool: CodecPool, req: VerifyReque
         seen++;
         if (fraction < 1 && !sampled(stored.at(pos), fraction)) continue;
         op.signal?.throwIfAborted();
-        const hex = stored.at(pos).toString('hex');
+        const hex = chunkIdOf(stored.at(pos));
         await window.run(async () => {
           try {
-            const blob = await repo.getChunkBlob(hex, op);
-            await pool.open(blob, hex, true);
+            await chunks.get(hex, { checkId: true }, op);
           } catch (e) {
             if (isCancel(e) || !(e instanceof CofferError) || (e.code !== 'CORRUPT' && e.code !== 'NOT_FOUND')) throw e;
             report({ kind: 'chunk-corrupt', id: hex, message: e.message, points: [firstPoint.get(pos) ?? '?'] });
@@ -227,8 +214,3 @@ export async function verify(repo: Repository, pool: CodecPool, req: VerifyReque
 function sampled(id: Buffer, fraction: number): boolean {
   return id.readUInt32BE(0) / 0x1_0000_0000 < fraction;
 }
-
-function isCancel(e: unknown): boolean {
-  return e instanceof CofferError ? e.code === 'CANCELLED' : (e as Error)?.name === 'AbortError';
-}
-

@@ -1,4 +1,5 @@
 export * from './chunk-codec.js';
+export * from './chunk-store.js';
 export * from './id-set.js';
 export * from './layout.js';
 export * from './lease.js';
@@ -7,3 +8,5 @@ export * from './repository.js';
 export type { KdfCost } from './key-ring.js';
 export * from './holds.js';
 export * from './gc-sets.js';
+export * from './gc-records.js';
+export * from './point-walk.js';

@@ -19,12 +19,17 @@ import {
   type RepoConfig,
   type UnsignedRepoConfig,
 } from '../format/index.js';
-import type { BlobStore } from '../storage/index.js';
-import { CofferError, HEX32, silentLogger, type Logger, type Op } from '../shared/index.js';
+import { capabilityOf, type BlobStore, type LockRequest, type RetentionInfo } from '../storage/index.js';
+import { CofferError, HEX32, silentLogger, type ChunkId, type Logger, type Op, type RestorePointId } from '../shared/index.js';
+import { ChunkCodec } from './chunk-codec.js';
+import { ChunkStore, inlineCipher, type ChunkCipher } from './chunk-store.js';
+import { GcRecords } from './gc-records.js';
+import { addHold, listHolds, removeHolds, type Hold } from './holds.js';
+import { referencedIds, walkPoints, type PointWalk, type ReferencedIds, type WalkSource } from './point-walk.js';
 import { openObject, sealObject } from './object-codec.js';
 import { listKeyFiles, unlockKeyFile, unlockMasterKey, writeKeyFile, type KdfCost } from './key-ring.js';
 import { Lease, type LeaseOptions } from './lease.js';
-import { CONFIG_BLOB, KEYS_PREFIX, POINTS_PREFIX, VERIFICATIONS_PREFIX, baseName, chunkBlob, indexBlob, keyBlob, pointBlob, verificationBlob } from './layout.js';
+import { CONFIG_BLOB, INDEXES_PREFIX, KEYS_PREFIX, POINTS_PREFIX, VERIFICATIONS_PREFIX, baseName, chunkBlob, indexBlob, keyBlob, pointBlob, verificationBlob } from './layout.js';
 
 export interface InitOptions {
   chunkSizeBytes?: number;
@@ -44,6 +49,15 @@ export interface VerificationRecord {
   problems: { kind: string; id: string; message: string }[];
 }
 
+/** One object of a restore point, by kind and id. */
+export type ObjectRef = { kind: 'chunk'; id: ChunkId } | { kind: 'index' | 'point'; id: string };
+
+/** Retention locks on repository objects (Repository.retentionLocks). */
+export interface ObjectLocks {
+  retention(o: ObjectRef, op?: Op): Promise<RetentionInfo | undefined>;
+  lock(o: ObjectRef, req: LockRequest, op?: Op): Promise<void>;
+}
+
 export const DEFAULT_ZSTD_LEVEL = 2;
 const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
 
@@ -52,17 +66,50 @@ const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
  * It knows formats and names, not backup logic (engine/).
  */
 export class Repository {
+  /** The chunks, opened and sealed on this thread (`chunksVia(pool)` for worker threads). */
+  readonly chunks: ChunkStore;
+  /** Garbage-collection bookkeeping: condemned generations, rescues, leases (ADR 0006). */
+  readonly gc: GcRecords;
+
   private constructor(
-    readonly store: BlobStore,
+    private readonly store: BlobStore,
     readonly config: RepoConfig,
     private readonly master: Buffer,
-    readonly keys: RepoKeys,
+    private readonly keys: RepoKeys,
     readonly keyId: string,
     readonly logger: Logger,
-  ) {}
+  ) {
+    const codec = new ChunkCodec({ encKey: keys.encKey, idKey: keys.idKey }, config.compression.level, config.chunkSizeBytes);
+    this.chunks = new ChunkStore(store, inlineCipher(codec));
+    this.gc = new GcRecords(store);
+    this.hasher = codec;
+  }
+
+  private readonly hasher: ChunkCodec;
 
   get id(): string {
     return this.config.id;
+  }
+
+  /** Where the repository lives (the store's location), for messages. */
+  get location(): string {
+    return this.store.location;
+  }
+
+  /** The chunks through another codec, e.g. the CodecPool of a command (worker threads). */
+  chunksVia(cipher: ChunkCipher): ChunkStore {
+    return this.chunks.via(cipher);
+  }
+
+  /** The id a plaintext chunk has in this repository (keyed hash), or null for an all-zero chunk (never stored). */
+  chunkIdOf(plain: Uint8Array): ChunkId | null {
+    const id = this.hasher.hash(plain);
+    return id ? (id.toString('hex') as ChunkId) : null;
+  }
+
+  /** Same repository id and keys: chunk ids and sealed blobs are valid in both (`init --copy-of`). */
+  sharesKeysWith(other: Repository): boolean {
+    return this.id === other.id && this.keys.encKey.equals(other.keys.encKey) && this.keys.idKey.equals(other.keys.idKey);
   }
 
   get chunkSizeBytes(): number {
@@ -184,23 +231,21 @@ export class Repository {
 
   // ---- chunks
 
+  // (the chunk store is `chunks`; these three stay for callers written before it)
+
+  /** @deprecated use `chunks.has` */
   async hasChunk(idHex: string, op?: Op): Promise<boolean> {
-    return (await this.store.stat(chunkBlob(idHex), op)) !== undefined;
+    return this.chunks.has(idHex as ChunkId, op);
   }
 
+  /** @deprecated use `chunks.putSealed` */
   async putChunkBlob(idHex: string, blob: Uint8Array, op?: Op): Promise<'created' | 'exists'> {
-    return this.store.put(chunkBlob(idHex), blob, op);
+    return this.chunks.putSealed(idHex as ChunkId, blob, op);
   }
 
+  /** @deprecated use `chunks.get` (reads and opens) or `chunks.getSealed` */
   async getChunkBlob(idHex: string, op?: Op): Promise<Buffer> {
-    try {
-      return await this.store.get(chunkBlob(idHex), undefined, op);
-    } catch (e) {
-      if (e instanceof CofferError && e.code === 'NOT_FOUND') {
-        throw new CofferError('CORRUPT', `chunk ${idHex} is missing from the repository`, { details: { chunk: idHex, missing: true } });
-      }
-      throw e;
-    }
+    return this.chunks.getSealed(idHex as ChunkId, op);
   }
 
   // ---- indexes
@@ -216,6 +261,27 @@ export class Repository {
     if (await this.store.stat(name, op)) return id;
     await this.store.put(name, sealObject(this.keys.encKey, 'index', id, index.bytes, this.config.compression.level), op);
     return id;
+  }
+
+  /** Every stored index id with its size and time (garbage collection lists them). */
+  async *indexEntries(op?: Op): AsyncIterable<{ id: string; sizeBytes: number; modifiedAt: Date }> {
+    for await (const b of this.store.list(INDEXES_PREFIX, op)) {
+      const hex = baseName(b.name);
+      if (/^[0-9a-f]{64}$/.test(hex) && b.name === indexBlob(hex)) yield { id: hex, sizeBytes: b.sizeBytes, modifiedAt: b.modifiedAt };
+    }
+  }
+
+  /** Deletes an index (garbage collection only). Its size, or undefined when it was not there; IMMUTABLE when locked. */
+  async deleteIndex(id: string, op?: Op): Promise<number | undefined> {
+    const st = await this.store.stat(indexBlob(id), op);
+    if (!st) return undefined;
+    await this.store.delete(indexBlob(id), op);
+    return st.sizeBytes;
+  }
+
+  /** Copies an index blob unchanged from a repository with the same keys (see sharesKeysWith). */
+  async copyIndexFrom(source: Repository, id: string, op?: Op): Promise<void> {
+    await this.store.put(indexBlob(id), await source.store.get(indexBlob(id), undefined, op), op);
   }
 
   /** Loads and authenticates an index: its content must hash to its id (the manifest's checksum). */
@@ -257,11 +323,60 @@ export class Repository {
   }
 
   /** Ids of all committed restore points (names only; no decryption). */
-  async *pointIds(op?: Op): AsyncIterable<string> {
+  async *pointIds(op?: Op): AsyncIterable<RestorePointId> {
     for await (const b of this.store.list(POINTS_PREFIX, op)) {
       const id = baseName(b.name);
-      if (HEX32.test(id) && b.name === pointBlob(id)) yield id; // not points/sub/<id>: only exact names are points
+      if (HEX32.test(id) && b.name === pointBlob(id)) yield id as RestorePointId; // not points/sub/<id>: only exact names are points
     }
+  }
+
+  async hasPoint(id: string, op?: Op): Promise<boolean> {
+    return (await this.store.stat(pointBlob(id), op)) !== undefined;
+  }
+
+  /**
+   * Deletes a restore point: its manifest, the commit point (FORMAT.md §0); its chunks and indexes become garbage
+   * for prune. Rejects IMMUTABLE when the manifest is under a retention lock (the point stays whole).
+   */
+  async deletePoint(id: string, op?: Op): Promise<void> {
+    await this.store.delete(pointBlob(id), op);
+  }
+
+  /** Copies a manifest unchanged from a repository with the same keys (its commit in this one). */
+  async copyPointFrom(source: Repository, id: string, op?: Op): Promise<void> {
+    await this.store.put(pointBlob(id), await source.store.get(pointBlob(id), undefined, op), op);
+  }
+
+  /** The storage retention lock on a point's manifest, if the store reports locks (DESIGN.md §Immutability). */
+  async pointRetention(id: string, op?: Op): Promise<RetentionInfo | undefined> {
+    return this.store.retention ? this.store.retention(pointBlob(id), op) : undefined;
+  }
+
+  /**
+   * The referenced-ids walk: each restore point of `points` (ids, or manifests already loaded) with each of its
+   * disk indexes, through the handlers (see point-walk.ts). Cancellation always stops it.
+   */
+  walkPoints(points: WalkSource, walk: PointWalk, op?: Op): Promise<void> {
+    return walkPoints(this, points, walk, op);
+  }
+
+  /** The chunk and index ids referenced by these restore points (any unreadable manifest or index throws). */
+  referencedIds(points: WalkSource, op?: Op, walk: Omit<PointWalk, 'onIndex'> = {}): Promise<ReferencedIds> {
+    return referencedIds(this, points, walk, op);
+  }
+
+  // ---- holds (FORMAT.md §10)
+
+  addHold(pointId: string, opts: { until?: string; reason?: string; now?: number } = {}, op?: Op): Promise<Hold> {
+    return addHold(this.store, pointId, opts, op);
+  }
+
+  listHolds(pointId?: string, op?: Op): Promise<Hold[]> {
+    return listHolds(this.store, pointId, op);
+  }
+
+  removeHolds(pointId: string, op?: Op): Promise<number> {
+    return removeHolds(this.store, pointId, op);
   }
 
   /**
@@ -318,8 +433,68 @@ export class Repository {
     return best ? { time: new Date(best.ms).toISOString(), ok: best.ok } : undefined;
   }
 
-  newPointId(): string {
-    return randomBytes(16).toString('hex');
+  /**
+   * The newest record of each restore point whose newest verification failed (FORMAT.md §8), parsed; records deleted
+   * meanwhile or unreadable are skipped (records describe, nothing depends on them).
+   */
+  async *newestFailedVerifications(op?: Op): AsyncIterable<{ pointId: string; problems?: unknown }> {
+    const newest = new Map<string, { ms: number; name: string; ok: boolean }>();
+    for await (const b of this.store.list(VERIFICATIONS_PREFIX, op)) {
+      const m = /^verifications\/([0-9a-f]{32})\/(\d{15})-(ok|failed)$/.exec(b.name);
+      if (!m) continue;
+      const ms = Number(m[2]);
+      const cur = newest.get(m[1]!);
+      if (!cur || ms > cur.ms || (ms === cur.ms && m[3] === 'failed')) newest.set(m[1]!, { ms, name: b.name, ok: m[3] === 'ok' });
+    }
+    for (const [pointId, rec] of newest) {
+      if (rec.ok) continue;
+      let doc: { problems?: unknown };
+      try {
+        doc = JSON.parse((await this.store.get(rec.name as never, undefined, op)).toString('utf8'));
+      } catch {
+        continue;
+      }
+      yield { pointId, problems: doc?.problems };
+    }
+  }
+
+  newPointId(): RestorePointId {
+    return randomBytes(16).toString('hex') as RestorePointId;
+  }
+
+  // ---- storage facts (statistics, retention locks)
+
+  /** Bytes stored in all, in chunks, and the number of chunks (one listing of the whole repository). */
+  async storedBytes(op?: Op): Promise<{ storedBytes: number; chunkBytes: number; chunks: number }> {
+    let storedBytes = 0;
+    let chunkBytes = 0;
+    let chunks = 0;
+    for await (const b of this.store.list('', op)) {
+      storedBytes += b.sizeBytes;
+      if (b.name.startsWith('chunks/')) {
+        chunkBytes += b.sizeBytes;
+        chunks++;
+      }
+    }
+    return { storedBytes, chunkBytes, chunks };
+  }
+
+  /**
+   * Retention locks on the objects of restore points (engine/lock.ts; DESIGN.md §Immutability). USAGE when the store
+   * cannot hold locks.
+   */
+  retentionLocks(): ObjectLocks {
+    const store = capabilityOf(this.store, 'locks');
+    if (!store) {
+      throw new CofferError('USAGE', `${this.store.location} does not support retention locks`, {
+        hint: 'use an Azure container with version-level immutability or an S3 bucket with Object Lock; a local repository can be made append-only (`coffer init --append-only`)',
+      });
+    }
+    const name = (o: ObjectRef) => (o.kind === 'chunk' ? chunkBlob(o.id) : o.kind === 'index' ? indexBlob(o.id) : pointBlob(o.id));
+    return {
+      retention: (o, op) => store.retention(name(o), op),
+      lock: (o, req, op) => store.lock(name(o), req, op),
+    };
   }
 
   // ---- leases

@@ -1,5 +1,5 @@
 import type { CodecPool } from '../engine/index.js';
-import { CHUNKS_PREFIX, Repository } from '../repository/index.js';
+import { Repository } from '../repository/index.js';
 import { CofferError, asCofferError, type Logger } from '../shared/index.js';
 import type { Db } from './catalog.js';
 import { repositoryPassword, type RepositoryConfig } from './config.js';
@@ -108,16 +108,7 @@ export class RepositoryManager {
     const points = await repo.listPoints({ signal: this.deps.signal }, (id, e) => this.logger.warn(`repository ${name}: restore point ${id} is unreadable: ${e.message}`));
     const verified = new Map<string, { time: string; ok: boolean } | undefined>();
     for (const p of points) verified.set(p.id, await repo.lastVerification(p.id).catch(() => undefined));
-    let storedBytes = 0;
-    let chunkBytes = 0;
-    let chunks = 0;
-    for await (const b of repo.store.list('', { signal: this.deps.signal })) {
-      storedBytes += b.sizeBytes;
-      if (b.name.startsWith(CHUNKS_PREFIX)) {
-        chunkBytes += b.sizeBytes;
-        chunks++;
-      }
-    }
+    const { storedBytes, chunkBytes, chunks } = await repo.storedBytes({ signal: this.deps.signal });
     let logicalBytes = 0;
     for (const p of points) {
       for (const d of p.disks) logicalBytes += Math.min(d.sizeBytes, (d.chunkCount - d.zeroChunks) * d.chunkSizeBytes);

@@ -5,3 +5,4 @@ export * from './clock.js';
 export * from './logger.js';
 export * from './ids.js';
 export * from './task-window.js';
+export * from './retry.js';

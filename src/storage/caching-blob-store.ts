@@ -2,8 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import type { BlobName, Op } from '../shared/index.js';
-import type { BlobInfo, BlobStore, ByteRange } from './blob-store.js';
-import { forwardCapabilities } from './cloud-store.js';
+import type { BlobStore, ByteRange } from './blob-store.js';
+import { ForwardingBlobStore } from './forwarding-blob-store.js';
 
 /** Blobs that are immutable and named by id (FORMAT.md §0): safe to keep a copy of. */
 const CACHED_PREFIXES = ['points/', 'indexes/'];
@@ -21,17 +21,15 @@ const CACHED_PREFIXES = ['points/', 'indexes/'];
  *   do). A blob deleted by another machine can still be read from here by someone asking for it by exact name.
  * Deleting the directory at any time only costs downloads. Ranged reads pass through.
  */
-export class CachingBlobStore implements BlobStore {
-  readonly location: string;
+export class CachingBlobStore extends ForwardingBlobStore {
   private dir: string | undefined;
   hits = 0;
 
   constructor(
-    readonly inner: BlobStore,
+    inner: BlobStore,
     private readonly root: string,
   ) {
-    this.location = inner.location;
-    forwardCapabilities(this, inner);
+    super(inner);
   }
 
   private fileOf(name: string): string | undefined {
@@ -39,7 +37,7 @@ export class CachingBlobStore implements BlobStore {
     return path.join(this.dir, ...name.split('/'));
   }
 
-  async get(name: BlobName, range?: ByteRange, op?: Op): Promise<Buffer> {
+  override async get(name: BlobName, range?: ByteRange, op?: Op): Promise<Buffer> {
     const file = range ? undefined : this.fileOf(name);
     if (file) {
       const cached = await fs.readFile(file).catch(() => undefined);
@@ -79,16 +77,7 @@ export class CachingBlobStore implements BlobStore {
     }
   }
 
-  put(name: BlobName, data: Uint8Array, op?: Op): Promise<'created' | 'exists'> {
-    return this.inner.put(name, data, op);
-  }
-  stat(name: BlobName, op?: Op): Promise<BlobInfo | undefined> {
-    return this.inner.stat(name, op);
-  }
-  list(prefix: string, op?: Op): AsyncIterable<BlobInfo> {
-    return this.inner.list(prefix, op);
-  }
-  async delete(name: BlobName, op?: Op): Promise<void> {
+  override async delete(name: BlobName, op?: Op): Promise<void> {
     await this.inner.delete(name, op);
     const file = this.fileOf(name);
     if (file) await fs.unlink(file).catch(() => undefined);

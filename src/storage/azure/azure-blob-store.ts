@@ -1,6 +1,7 @@
 import { BlobSASPermissions, type ContainerClient } from '@azure/storage-blob';
 import { CofferError, type BlobName, type Op } from '../../shared/index.js';
 import { isValidBlobName, type BlobInfo, type BlobStore, type ByteRange, type RetentionInfo } from '../blob-store.js';
+import { ownCapabilities, type CapableBlobStore } from '../capabilities.js';
 import { innermost, lockRefusal, type AccessTier, type LockRequest, type LockingBlobStore, type RehydratePriority, type ServerSideCopy, type TierInfo, type TieredBlobStore } from '../cloud-store.js';
 import { abortError, requestSignal } from '../request-signal.js';
 import { azureErrorCode, translateAzureError } from './azure-errors.js';
@@ -24,10 +25,9 @@ export interface AzureBlobStoreOptions {
  * - delete: Delete Blob (+ snapshots); 404 resolves; an immutability policy or legal hold rejects IMMUTABLE.
  * No retries here (the SDK's retry policy is off): RetryingBlobStore retries TRANSIENT, i.e. 408/429/5xx/network.
  */
-export class AzureBlobStore implements BlobStore, TieredBlobStore, LockingBlobStore, ServerSideCopy {
+export class AzureBlobStore implements CapableBlobStore, TieredBlobStore, LockingBlobStore, ServerSideCopy {
   readonly location: string;
-  readonly tiered = true as const;
-  readonly locking = true as const;
+  readonly capability = ownCapabilities(this, ['tiers', 'locks', 'serverSideCopy']);
   private readonly prefix: string;
   private readonly timeoutMs: number;
   private readonly pageSize: number;

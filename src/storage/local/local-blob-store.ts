@@ -3,7 +3,8 @@ import { constants as fsc } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { CofferError, type BlobName, type Op } from '../../shared/index.js';
-import { isValidBlobName, type BlobInfo, type BlobStore, type ByteRange } from '../blob-store.js';
+import { isValidBlobName, type BlobInfo, type ByteRange } from '../blob-store.js';
+import { ownCapabilities, type CapableBlobStore, type TempFiles } from '../capabilities.js';
 
 export interface LocalBlobStoreOptions {
   /** fsync file and directory before put resolves (default true). Tests may turn it off for speed. */
@@ -16,7 +17,8 @@ export interface LocalBlobStoreOptions {
  * instead of replacing, which gives put-if-absent atomically), unlinks the temp name and fsyncs the directory.
  * A crash leaves at most a .tmp- file, which list never shows; `sweepTemp` removes old ones.
  */
-export class LocalBlobStore implements BlobStore {
+export class LocalBlobStore implements CapableBlobStore, TempFiles {
+  readonly capability = ownCapabilities(this, ['tempFiles']);
   readonly location: string;
   private readonly durable: boolean;
   private readonly knownDirs = new Set<string>();

@@ -9,7 +9,8 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { CofferError, type BlobName, type Op } from '../../shared/index.js';
-import { isValidBlobName, type BlobInfo, type BlobStore, type ByteRange, type RetentionInfo } from '../blob-store.js';
+import { isValidBlobName, type BlobInfo, type ByteRange, type RetentionInfo } from '../blob-store.js';
+import { ownCapabilities, type CapableBlobStore } from '../capabilities.js';
 import { lockRefusal, type LockRequest, type LockingBlobStore } from '../cloud-store.js';
 import { abortError, requestSignal } from '../request-signal.js';
 import { translateS3Error } from './s3-errors.js';
@@ -35,9 +36,9 @@ export interface S3BlobStoreOptions {
 }
 
 /** Blobs in an S3 bucket (one object each). No retries here: RetryingBlobStore retries TRANSIENT. */
-export class S3BlobStore implements BlobStore, LockingBlobStore {
+export class S3BlobStore implements CapableBlobStore, LockingBlobStore {
   readonly location: string;
-  readonly locking = true as const;
+  readonly capability = ownCapabilities(this, ['locks']);
   private readonly bucket: string;
   private readonly prefix: string;
   private readonly putMode: S3PutMode;

@@ -1,5 +1,6 @@
 import { CofferError, type BlobName, type Op } from '../../shared/index.js';
 import type { BlobInfo, BlobStore, ByteRange } from '../blob-store.js';
+import { ownCapabilities, type CapableBlobStore } from '../capabilities.js';
 import type { AccessTier, RehydratePriority, TierInfo, TieredBlobStore } from '../cloud-store.js';
 
 /** Azure's documented rehydration times (upper bounds used by the double): Standard up to 15 h, High under 1 h. */
@@ -11,9 +12,9 @@ export const REHYDRATE_MS: Record<RehydratePriority, number> = { Standard: 15 * 
  * starts a rehydration that ends after REHYDRATE_MS[priority] by the injected clock, during which the blob stays
  * archived and unreadable and reports archiveStatus rehydrate-pending-to-<tier>.
  */
-export class ArchiveEnforcingBlobStore implements BlobStore, TieredBlobStore {
+export class ArchiveEnforcingBlobStore implements CapableBlobStore, TieredBlobStore {
+  readonly capability = ownCapabilities(this, ['tiers']);
   readonly location: string;
-  readonly tiered = true as const;
   private readonly tiers = new Map<string, { tier: AccessTier; pending?: { to: AccessTier; priority: RehydratePriority; doneAt: number } }>();
   /** setTier calls (tests check that metadata is never moved) */
   readonly moves: { name: string; tier: AccessTier }[] = [];

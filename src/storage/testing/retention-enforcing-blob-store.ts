@@ -1,5 +1,6 @@
 import { CofferError, type BlobName, type Op } from '../../shared/index.js';
 import type { BlobInfo, BlobStore, ByteRange, RetentionInfo } from '../blob-store.js';
+import { ownCapabilities, type CapableBlobStore } from '../capabilities.js';
 import type { LockRequest, LockingBlobStore } from '../cloud-store.js';
 
 /**
@@ -11,9 +12,9 @@ import type { LockRequest, LockingBlobStore } from '../cloud-store.js';
  * - a Locked policy can be extended but not shortened (the service rejects a shorter one; here: an error);
  * - locking a missing blob is NOT_FOUND.
  */
-export class RetentionEnforcingBlobStore implements BlobStore, LockingBlobStore {
+export class RetentionEnforcingBlobStore implements CapableBlobStore, LockingBlobStore {
+  readonly capability = ownCapabilities(this, ['locks']);
   readonly location: string;
-  readonly locking = true as const;
   private readonly locks = new Map<string, { until?: number; hold: boolean }>();
   /** requests that tried to shorten a lock (must stay 0: Coffer never asks) */
   shortenAttempts = 0;
