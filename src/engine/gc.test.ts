@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { GC_SCOPE, Repository, addHold, chunkBlob, listCondemned, listHolds, pointBlob } from '../repository/index.js';
 import type { BlockSource } from '../sources/index.js';
-import { MemoryBlobStore, type BlobInfo, type BlobStore, type ByteRange, type RetentionInfo } from '../storage/index.js';
+import { APPEND_ONLY_BLOB, AppendOnlyBlobStore, LocalBlobStore, MemoryBlobStore, type BlobInfo, type BlobStore, type ByteRange, type RetentionInfo } from '../storage/index.js';
 import { CofferError, type BlobName, type Op } from '../shared/index.js';
 import { CodecPool, GC_SWEEP_OPERATION, GcGuard, backup, forget, prune, verify } from './index.js';
 
@@ -232,4 +235,28 @@ test('one prune at a time: a second one is LOCKED; prune keeps the newest three 
   for await (const b of store.list(`verifications/${r.id}/`)) left.push(b.name);
   assert.equal(left.length, 3);
   assert.equal((await repo.lastVerification(r.id))?.ok, true);
+});
+
+test('prune of an append-only local repository sweeps the temp files of crashed puts (the wrapper forwards the capability)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'coffer-gc-ao-'));
+  try {
+    const local = new LocalBlobStore(dir);
+    await Repository.init(local, 'pw', { chunkSizeBytes: CS, kdf: { N: 1024 } });
+    await local.put(APPEND_ONLY_BLOB, Buffer.alloc(0));
+    const repo = await Repository.open(new AppendOnlyBlobStore(local), 'pw');
+    const pool = new CodecPool(repo.codecParams, 0);
+    await backup(repo, pool, { vm: 'a', sources: [new BufferSource(randomBytes(2 * CS))] });
+    // a put that crashed between writing and linking, an hour ago
+    const tmp = join(dir, 'chunks', '.tmp-deadbeef');
+    mkdirSync(join(dir, 'chunks'), { recursive: true });
+    writeFileSync(tmp, 'partial');
+    const old = new Date(Date.now() - 3_600_000);
+    utimesSync(tmp, old, old);
+    const r = await prune(repo);
+    assert.equal(r.tempFilesRemoved, 1);
+    assert.ok(!existsSync(tmp));
+    assert.deepEqual((await verify(repo, pool, { readDataFraction: 1 })).problems, []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

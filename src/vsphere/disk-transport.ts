@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { NbdSource, parseNbdUri } from '../sources/index.js';
-import { CofferError, silentLogger, type Logger, type Op } from '../shared/index.js';
+import { CofferError, silentLogger, sleep, type Logger, type Op } from '../shared/index.js';
 import type { HttpsClient } from './https-client.js';
 import { parseDatastorePath, type VmDisk } from './vm-model.js';
 
@@ -146,8 +146,7 @@ export class HttpDatastoreTransport implements DiskTransport {
     for (let attempt = 0; attempt <= retries; attempt++) {
       if (attempt > 0) {
         (this.o.logger ?? silentLogger).warn(`${path}: ${lastError!.message}; retrying (attempt ${attempt} of ${retries})`);
-        await new Promise((r) => setTimeout(r, 500 * 2 ** (attempt - 1)));
-        op.signal?.throwIfAborted();
+        await sleep(500 * 2 ** (attempt - 1), { signal: op.signal });
       }
       const headers: Record<string, string> = { Range: `bytes=${first}-${last}` };
       const cookie = this.o.cookie();

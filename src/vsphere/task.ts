@@ -1,4 +1,4 @@
-import { CofferError, type Op } from '../shared/index.js';
+import { CofferError, sleep, type Op } from '../shared/index.js';
 import { retrieveOne } from './property-collector.js';
 import { returnval, type VimClient } from './vim-client.js';
 import { MoRef, child, textOf, type SoapValue, type XmlNode } from './xml.js';
@@ -35,7 +35,7 @@ export async function waitForTask(c: VimClient, task: MoRef, what: string, opts:
       throw new CofferError('VSPHERE_FAULT', `task ${task.value} (${what}) is in an unknown state ${JSON.stringify(state)}`, { details: { protocol: true } });
     }
     if (Date.now() > deadline) throw new CofferError('VSPHERE_FAULT', `${what}: task ${task.value} did not finish within ${Math.round((opts.timeoutMs ?? 1_800_000) / 1000)} s`, { details: { task: task.value, timeout: true } });
-    await sleep(delay, opts.signal);
+    await sleep(delay, { signal: opts.signal });
     delay = Math.min(opts.maxPollMs ?? 2000, delay * 1.5);
   }
 }
@@ -44,19 +44,4 @@ export async function waitForTask(c: VimClient, task: MoRef, what: string, opts:
 export async function runTask(c: VimClient, method: string, self: MoRef, args: Record<string, SoapValue>, what: string, opts: TaskOptions = {}): Promise<XmlNode | undefined> {
   const task = MoRef.from(returnval(await c.invoke(method, self, args, opts)));
   return waitForTask(c, task, what, opts);
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new CofferError('CANCELLED', 'cancelled'));
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(new CofferError('CANCELLED', 'cancelled'));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }

@@ -1,4 +1,4 @@
-import { CofferError, silentLogger, type Logger, type Op } from '../shared/index.js';
+import { CofferError, exponentialDelay, retry, silentLogger, type Logger, type Op } from '../shared/index.js';
 import { HttpsClient, type TlsPolicy } from './https-client.js';
 import { MoRef, NS_SOAPENV, child, envelope, parseXml, refOf, textOf, type SoapValue, type XmlNode } from './xml.js';
 
@@ -136,15 +136,16 @@ export class VimClient {
    */
   private async callRetrying(method: string, self: MoRef, args: Record<string, SoapValue>, op: Op): Promise<XmlNode> {
     const retries = IDEMPOTENT.has(method) ? 3 : 0;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.call(method, self, args, op);
-      } catch (e) {
-        if (attempt >= retries || !(e instanceof CofferError) || e.details.retryable !== true || op.signal?.aborted) throw e;
-        this.logger.warn(`vCenter ${method}: ${e.message}; retrying (attempt ${attempt + 1} of ${retries})`);
-        await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
-      }
-    }
+    return retry(
+      {
+        attempts: retries + 1,
+        delayMs: exponentialDelay(500),
+        retryable: (e) => e instanceof CofferError && e.details.retryable === true,
+        onRetry: (e, attempt) => this.logger.warn(`vCenter ${method}: ${(e as Error).message}; retrying (attempt ${attempt} of ${retries})`),
+      },
+      () => this.call(method, self, args, op),
+      { signal: op.signal },
+    );
   }
 
   private async call(method: string, self: MoRef, args: Record<string, SoapValue>, op: Op): Promise<XmlNode> {
