@@ -17,9 +17,11 @@ const ALLOWED = {
   vsphere: ['shared', 'sources', 'nbd'],
   repository: ['shared', 'format', 'crypto', 'storage'],
   engine: ['shared', 'format', 'crypto', 'storage', 'repository', 'sources', 'nbd', 'fs'],
-  cli: ['shared', 'format', 'storage', 'repository', 'sources', 'engine', 'nbd', 'fs', 'vsphere'],
-  server: ['shared', 'format', 'storage', 'repository', 'sources', 'engine', 'fs', 'vsphere'],
-  bin: ['shared', 'storage', 'sources', 'engine', 'cli', 'nbd', 'server', 'vsphere'],
+  // job descriptions and their runner: above the engine, below the front ends; vSphere is injected, not imported
+  jobs: ['shared', 'format', 'repository', 'sources', 'engine'],
+  cli: ['shared', 'format', 'storage', 'repository', 'sources', 'engine', 'jobs', 'nbd', 'fs', 'vsphere'],
+  server: ['shared', 'format', 'storage', 'repository', 'sources', 'engine', 'jobs', 'fs', 'vsphere'],
+  bin: ['shared', 'storage', 'sources', 'engine', 'jobs', 'cli', 'nbd', 'server', 'vsphere'],
 };
 
 const files = [];

@@ -15,3 +15,4 @@ export * from './forget.js';
 export * from './gc.js';
 export { GcGuard, GC_SWEEP_OPERATION } from './gc-guard.js';
 export * from './repair.js';
+export * from './use-cases/index.js';

@@ -10,3 +10,4 @@ export { HttpDatastoreTransport, NbdDiskTransport, folderUrl, type DiskTransport
 export { VsphereDiskSource } from './vsphere-disk-source.js';
 export { parseStoredConfig, type StoredVmConfig } from './vm-config.js';
 export { openVsphereRestore, uploadToDatastore, type VsphereRestoreOptions, type VsphereVmRestore } from './vsphere-restore.js';
+export { vsphereVmSource, vsphereSourceOpener, vsphereRestoreTargetOpener } from './engine-adapter.js';

@@ -1,0 +1,91 @@
+import type { Repository } from '../../repository/index.js';
+import { CofferError } from '../../shared/index.js';
+import { backup, type BackupResult } from '../backup.js';
+import { withCodecPool, type EventSink, type UseCaseContext, type WarningEvent } from './context.js';
+import type { CaptureReport, VmSource, VmSourceOpener } from './vm-source.js';
+
+export interface BackupVmRequest {
+  /** the repository, or its opening in progress (it then opens in parallel with the source unless afterRepository) */
+  repository: Repository | Promise<Repository>;
+  source: VmSourceOpener;
+  /** restore points are grouped and deduplicated by this name (default: the source's VM name) */
+  vm?: string | undefined;
+  tags?: string[] | undefined;
+  /** with change tracking: read every chunk anyway and report changes it missed */
+  verifyCbt?: boolean | undefined;
+  onEvent?: EventSink<BackupVmEvent> | undefined;
+}
+
+export type BackupVmEvent =
+  /** the source is open: what will be read */
+  | { type: 'started'; vm: string; disks: number; bytesTotal: number }
+  /** bytes of all disks read so far, and bytes stored (new, compressed) */
+  | { type: 'progress'; unit: 'bytes'; done: number; total: number; bytesStored: number }
+  | WarningEvent
+  /** the capture was finished (disks closed, snapshot removed or not) */
+  | { type: 'captured'; capture: CaptureReport };
+
+export interface BackupVmResult {
+  result: BackupResult;
+  /** set when the source reports on its capture (vSphere: the snapshot) */
+  capture?: CaptureReport | undefined;
+}
+
+/**
+ * Backs up one VM from any source into one restore point: opens the source (and the repository, in parallel when
+ * allowed), runs the engine's backup with a codec pool, sums the progress of the disks, and finishes the capture
+ * (closes the disks, removes the snapshot) whatever happens (DESIGN.md §Backup, §vSphere).
+ */
+export async function backupVm(ctx: UseCaseContext, req: BackupVmRequest): Promise<BackupVmResult> {
+  const op = { signal: ctx.signal };
+  const emit = req.onEvent ?? (() => undefined);
+  const { repo, source } = await openBoth(req, op);
+  let capture: CaptureReport | undefined;
+  let result: BackupResult;
+  try {
+    const vm = req.vm ?? source.vmName;
+    if (!vm) throw new CofferError('USAGE', 'a backup needs a VM name');
+    const total = source.disks.reduce((a, s) => a + s.sizeBytes, 0);
+    const done = source.disks.map(() => 0);
+    emit({ type: 'started', vm, disks: source.disks.length, bytesTotal: total });
+    result = await withCodecPool(ctx, repo.codecParams, (pool) =>
+      backup(repo, pool, {
+        vm,
+        ...(source.vmId !== undefined ? { vmId: source.vmId } : {}),
+        sources: [...source.disks],
+        tags: req.tags ?? [],
+        verifyCbt: Boolean(req.verifyCbt),
+        ...(source.consistency ? { consistency: source.consistency } : {}),
+        ...(source.vmConfig ? { vmConfig: source.vmConfig } : {}),
+        signal: ctx.signal,
+        onWarning: (message) => emit({ type: 'warning', message }),
+        onProgress: (p) => {
+          done[p.disk] = p.bytesDone;
+          emit({ type: 'progress', unit: 'bytes', done: done.reduce((a, b) => a + b, 0), total, bytesStored: p.bytesStored });
+        },
+      }),
+    );
+  } finally {
+    capture = await source.finish();
+    if (capture) emit({ type: 'captured', capture });
+  }
+  return { result, ...(capture ? { capture } : {}) };
+}
+
+async function openBoth(req: BackupVmRequest, op: { signal?: AbortSignal | undefined }): Promise<{ repo: Repository; source: VmSource }> {
+  if (req.source.afterRepository) {
+    const repo = await req.repository;
+    return { repo, source: await req.source.open(op) };
+  }
+  const sourceP = req.source.open(op);
+  const repoP = Promise.resolve(req.repository);
+  try {
+    const [repo, source] = await Promise.all([repoP, sourceP]);
+    return { repo, source };
+  } catch (e) {
+    // whichever failed first is thrown; a source that did open is finished, a late repository failure observed
+    repoP.catch(() => undefined);
+    await sourceP.then((s) => s.finish(), () => undefined);
+    throw e;
+  }
+}

@@ -1,0 +1,59 @@
+import { CofferError, type Op } from '../shared/index.js';
+import { parseStoredConfig, type StoredVmConfig } from './vm-config.js';
+import type { VsphereVmBackup } from './vsphere-backup.js';
+import type { VsphereRestoreOptions, VsphereVmRestore } from './vsphere-restore.js';
+
+/*
+ * vSphere as the engine's use cases see it (engine VmSource, VmSourceOpener, VmRestoreTargetOpener in
+ * src/engine/use-cases): vsphere/ may not import the engine (docs/DESIGN.md §Layers), so these satisfy the engine's
+ * interfaces structurally and the composition root (bin, cli, server, jobs) injects them.
+ */
+
+/** A VM opened for backup as an engine VM source: finishing it removes the snapshot; its report goes under `vsphere`. */
+export function vsphereVmSource(vmb: VsphereVmBackup) {
+  let finished: Promise<{ kind: string; cleanedUp: boolean; details: Record<string, unknown> }> | undefined;
+  return {
+    vmName: vmb.vmName,
+    vmId: vmb.vmId,
+    disks: vmb.disks,
+    consistency: vmb.consistency,
+    vmConfig: vmb.vmConfig as unknown as Record<string, unknown>,
+    finish() {
+      finished ??= vmb.close().then(({ snapshotRemoved }) => ({ kind: 'vsphere', cleanedUp: snapshotRemoved, details: { ...vmb.report(), snapshotRemoved } }));
+      return finished;
+    },
+  };
+}
+
+/** An engine VmSourceOpener for vsphere://HOST/VM: opened after the repository (no snapshot for a wrong password). */
+export function vsphereSourceOpener(open: (op: Op) => Promise<VsphereVmBackup>) {
+  return { afterRepository: true, open: async (op: Op) => vsphereVmSource(await open(op)) };
+}
+
+/** What the opener needs of a manifest (structurally the engine's Manifest). */
+interface StoredPoint {
+  id: string;
+  vmConfig?: Record<string, unknown> | undefined;
+  disks: readonly { sizeBytes: number }[];
+}
+
+/**
+ * An engine VmRestoreTargetOpener for vCenter: the stored configuration must describe the restore point's disks
+ * (count and sizes) before a VM is created from it.
+ */
+export function vsphereRestoreTargetOpener(
+  open: (cfg: StoredVmConfig, opts: VsphereRestoreOptions) => Promise<VsphereVmRestore>,
+  opts: Omit<VsphereRestoreOptions, 'signal'>,
+) {
+  return {
+    async open(manifest: StoredPoint, op: Op): Promise<VsphereVmRestore> {
+      const pointId = manifest.id;
+      const cfg = parseStoredConfig(manifest.vmConfig, pointId);
+      if (cfg.disks.length !== manifest.disks.length) throw new CofferError('CORRUPT', `restore point ${pointId}: the stored configuration lists ${cfg.disks.length} disks, the manifest ${manifest.disks.length}`);
+      for (const [i, d] of cfg.disks.entries()) {
+        if (d.capacityBytes !== manifest.disks[i]!.sizeBytes) throw new CofferError('CORRUPT', `restore point ${pointId}: disk ${i} is ${manifest.disks[i]!.sizeBytes} bytes, its stored configuration says ${d.capacityBytes}`);
+      }
+      return open(cfg, { ...opts, signal: op.signal });
+    },
+  };
+}
