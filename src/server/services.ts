@@ -4,6 +4,7 @@ import type { Catalog, Job } from './catalog/index.js';
 import type { ServerConfig } from './config.js';
 import type { ServerDeps } from './deps.js';
 import { BackupJob } from './jobs/backup-job.js';
+import { serverJobDeps } from './jobs/job-deps.js';
 import { PruneJob } from './jobs/prune-job.js';
 import { JobQueue } from './jobs/queue.js';
 import { RestoreJob } from './jobs/restore-job.js';
@@ -27,7 +28,7 @@ export interface Services {
   sla: SlaMonitor;
 }
 
-/** Builds the server's parts in dependency order: catalog -> repositories, vCenters -> queue -> job kinds -> runner. */
+/** Builds the server's parts in dependency order: catalog -> repositories, vCenters -> queue -> job kinds -> runner -> scheduler. */
 export function buildServices(catalog: Catalog, config: ServerConfig, deps: ServerDeps, logger: Logger, log: PinoLogger): Services {
   const repos = new RepositoryManager(catalog, config.repositories, deps, logger);
   const notifier = new Notifier(config.notifications, deps.env, logger);
@@ -39,10 +40,9 @@ export function buildServices(catalog: Catalog, config: ServerConfig, deps: Serv
     new BackupJob({
       policies: catalog.policies,
       queue,
-      openSource: deps.openSource,
-      openVcenterVm: (vcenter, spec, opts) => openVcenterVm(config, deps.env, vcenter, spec, opts),
+      failUnreadableVcenter: (vcenter, opts) => openVcenterVm(config, deps.env, vcenter, undefined, opts) as Promise<never>,
     }),
-    new RestoreJob(config.restoreDirs!),
+    new RestoreJob(),
     new VerifyJob(),
     new PruneJob(),
   ];
@@ -51,8 +51,8 @@ export function buildServices(catalog: Catalog, config: ServerConfig, deps: Serv
     retry,
     kinds,
     limits: { total: config.limits.total, perSource: config.limits.perSource, perRepository: (name) => repositoryLimit(repos, config, name) },
+    jobDeps: serverJobDeps(config, deps, repos),
     openRepository: (name) => repos.get(name),
-    createPool: deps.createPool,
     refreshCatalog: (name) => repos.sync(name),
     onFinished: (job) => reportFinished(job, { log, notifier, sla }),
     logger,

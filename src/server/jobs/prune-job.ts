@@ -1,30 +1,27 @@
-import { prune, type PruneReport } from '../../engine/index.js';
-import { asCofferError } from '../../shared/index.js';
+import type { PruneRepositoryResult } from '../../engine/index.js';
 import type { JobContext, JobKindHandler } from './types.js';
 
-/** Garbage collection of a repository (engine prune); skipped, not failed, while another process holds the gc lease. */
+/**
+ * Garbage collection of a repository: a src/jobs `prune` description with skipIfRunning, so that while another
+ * process (the CLI, another server) holds the gc lease the job succeeds as skipped instead of failing and retrying.
+ */
 export class PruneJob implements JobKindHandler {
   readonly kind = 'prune';
 
-  async run({ repo, signal, logger, progressNow, refreshCatalog }: JobContext): Promise<unknown> {
-    let report: PruneReport;
-    try {
-      report = await prune(repo, { signal, onWarning: logger.warn, onProgress: (x) => progressNow({ bytesDone: x.done, bytesTotal: 0, phase: x.phase }) });
-    } catch (e) {
-      const err = asCofferError(e);
-      // another prune (the CLI, another server) holds the repository's gc lease: skipped, not failed or retried
-      if (err.code === 'LOCKED' && (err.details as { scope?: string } | undefined)?.scope === 'gc') {
-        logger.warn(`prune skipped: ${err.message}`);
-        return { skipped: true, reason: err.message };
-      }
-      throw err;
+  async run({ job, execute, logger, progressNow, refreshCatalog }: JobContext): Promise<unknown> {
+    const r = (await execute({ kind: 'prune', repository: job.repository, skipIfRunning: true }, (e) =>
+      progressNow({ bytesDone: e.done, bytesTotal: 0, ...(e.phase ? { phase: e.phase } : {}) }),
+    )) as PruneRepositoryResult;
+    if ('skipped' in r) {
+      logger.warn(`prune skipped: ${r.reason}`);
+      return r;
     }
     logger.info(
-      `prune: ${report.points} restore points, ${report.chunksReferenced} chunks referenced; deleted ${report.chunksDeleted} chunks (${report.bytesDeleted} bytes) and ${report.indexesDeleted} indexes` +
-        (report.deferred.length ? `; deferred ${report.deferred.length} condemned generation(s): ${report.deferredReason}` : '') +
-        (report.locked ? `; ${report.locked} kept: locked` : ''),
+      `prune: ${r.points} restore points, ${r.chunksReferenced} chunks referenced; deleted ${r.chunksDeleted} chunks (${r.bytesDeleted} bytes) and ${r.indexesDeleted} indexes` +
+        (r.deferred.length ? `; deferred ${r.deferred.length} condemned generation(s): ${r.deferredReason}` : '') +
+        (r.locked ? `; ${r.locked} kept: locked` : ''),
     );
     await refreshCatalog();
-    return report;
+    return r;
   }
 }

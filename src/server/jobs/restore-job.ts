@@ -1,25 +1,21 @@
-import { restoreDisk } from '../../engine/index.js';
-import { confineRestoreTarget } from './restore-target.js';
 import type { JobContext, JobKindHandler, RestoreParams } from './types.js';
 
-/** Restores one disk of a restore point to a file below a restore directory (checked again on the file system). */
+/**
+ * Restores one disk of a restore point to a file below a restore directory: a src/jobs `restore-disk` description
+ * (the target is confined again on the file system by the server's JobDeps.confineTarget).
+ */
 export class RestoreJob implements JobKindHandler {
   readonly kind = 'restore';
 
-  constructor(private readonly restoreDirs: readonly string[]) {}
-
-  async run({ job, repo, pool, signal, logger, progress }: JobContext): Promise<unknown> {
+  async run({ job, execute, progress }: JobContext): Promise<unknown> {
     const p = job.params as RestoreParams;
-    await confineRestoreTarget(p.target, this.restoreDirs);
-    const result = await restoreDisk(repo, pool, {
-      pointId: p.pointId,
-      disk: p.disk,
-      target: { kind: 'path', path: p.target, force: p.force },
-      signal,
-      sync: true,
-      onProgress: (x) => progress(x.bytesDone, x.bytesTotal),
-    });
-    logger.info(`restored disk ${result.disk} of ${result.id} to ${result.target} (${result.bytesWritten} bytes)`);
+    const r = (await execute(
+      { kind: 'restore-disk', repository: job.repository, pointId: p.pointId, disk: p.disk, target: p.target, force: p.force, format: 'raw', sync: true },
+      (e) => progress(e.done, e.total),
+    )) as { format?: string };
+    // the job's result stays the engine's restore result (the API's shape): without the use case's `format`
+    const result = { ...r };
+    delete result.format;
     return result;
   }
 }

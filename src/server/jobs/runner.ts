@@ -1,4 +1,4 @@
-import type { CodecParams, CodecPool } from '../../engine/index.js';
+import { runJob, type JobDeps } from '../../jobs/index.js';
 import type { Repository } from '../../repository/index.js';
 import { CofferError, asCofferError, type Logger } from '../../shared/index.js';
 import type { JobQueue } from './queue.js';
@@ -18,8 +18,9 @@ export interface JobRunnerDeps {
   limits: JobLimits;
   /** one handler per job kind */
   kinds: readonly JobKindHandler[];
+  /** what src/jobs' runJob executes job descriptions with (this server's repositories, sources, restore directories) */
+  jobDeps: JobDeps;
   openRepository(name: string): Promise<Repository>;
-  createPool(params: CodecParams | Promise<CodecParams>): CodecPool;
   /** re-reads a repository into the catalog after a job */
   refreshCatalog(repository: string): Promise<void>;
   /** called once a job has ended (succeeded, failed or cancelled; not when it goes back to the queue) */
@@ -35,7 +36,8 @@ interface Running {
 
 /**
  * Starts queued jobs (docs/DESIGN.md §Server, ADR 0007): in id order within the limits, each in-process with an
- * AbortController, through the handler of its kind; a failure goes back to the queue when the retry policy says so.
+ * AbortController, through the handler of its kind (which executes src/jobs descriptions); a failure goes back to the
+ * queue when the retry policy says so.
  * A job found 'running' at start-up belonged to a dead process: the queue's recover() fails it.
  */
 export class JobRunner {
@@ -150,21 +152,14 @@ export class JobRunner {
     }
   }
 
-  /** One attempt: the repository, a codec pool of its own, the handler of the job's kind. */
+  /** One attempt: the handler of the job's kind. */
   private async execute(job: Job, signal: AbortSignal): Promise<unknown> {
     const handler = this.kinds.get(job.kind);
     if (!handler) throw new CofferError('USAGE', `job ${job.id}: unknown job kind ${JSON.stringify(job.kind)}`);
-    const repo = await this.deps.openRepository(job.repository);
-    signal.throwIfAborted();
-    const pool = this.deps.createPool(repo.codecParams);
-    try {
-      return await handler.run(this.context(job, signal, repo, pool));
-    } finally {
-      await pool.close();
-    }
+    return handler.run(this.context(job, signal));
   }
 
-  private context(job: Job, signal: AbortSignal, repo: Repository, pool: CodecPool): JobContext {
+  private context(job: Job, signal: AbortSignal): JobContext {
     const { queue } = this.deps;
     const log = (level: 'info' | 'warn' | 'error') => (msg: string) => queue.log(job.id, level, msg);
     const logger: Logger = { info: log('info'), warn: log('warn'), debug: () => undefined };
@@ -174,8 +169,12 @@ export class JobRunner {
       job,
       signal,
       logger,
-      repo,
-      pool,
+      execute: (description, onProgress) =>
+        runJob(description, this.deps.jobDeps, {
+          signal,
+          onEvent: (e) => (e.type === 'log' ? logger[e.level](e.message) : onProgress?.(e)),
+        }),
+      repository: () => this.deps.openRepository(job.repository),
       progressNow,
       progress: (done, total, phase) => {
         const now = Date.now();

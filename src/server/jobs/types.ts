@@ -1,7 +1,7 @@
-import type { CodecPool } from '../../engine/index.js';
+import type { JobInput } from '../../jobs/index.js';
 import type { Repository } from '../../repository/index.js';
 import type { Logger } from '../../shared/index.js';
-import type { Catalog, Job, JobKind, JobProgress } from '../catalog/index.js';
+import type { Job, JobKind, JobProgress } from '../catalog/index.js';
 
 export type {
   BackupParams,
@@ -28,6 +28,14 @@ export interface NewJob {
   requestedBy: string;
 }
 
+/** Progress as src/jobs reports it (bytes for backup and restore, items for verify and prune). */
+export interface ExecProgress {
+  unit: 'bytes' | 'items';
+  done: number;
+  total: number;
+  phase?: string | undefined;
+}
+
 /** What a job kind gets to run one attempt of one job. */
 export interface JobContext {
   /** the job, with this attempt's number */
@@ -35,9 +43,14 @@ export interface JobContext {
   signal: AbortSignal;
   /** writes to the job's log */
   logger: Logger;
-  repo: Repository;
-  /** this job's own codec pool (closed by the runner) */
-  pool: CodecPool;
+  /**
+   * Executes a job description (src/jobs: kind + arguments, the same data a remote proxy would get) with this
+   * server's repositories, sources and restore directories; its log lines go to the job's log, its progress to
+   * `onProgress`. Resolves with the description's result.
+   */
+  execute(description: JobInput, onProgress?: (p: ExecProgress) => void): Promise<unknown>;
+  /** the job's repository (opened once per server run) */
+  repository(): Promise<Repository>;
   /** records progress (the catalog and live subscribers), at most every 250 ms except the last */
   progress(bytesDone: number, bytesTotal: number, phase?: string): void;
   /** records progress at once, unthrottled */
@@ -46,7 +59,10 @@ export interface JobContext {
   refreshCatalog(): Promise<void>;
 }
 
-/** One kind of job (backup, restore, verify, prune): what one attempt does; queueing and retries are the runner's. */
+/**
+ * One kind of server job (backup, restore, verify, prune): turns the catalog's job into src/jobs descriptions and
+ * adds what only the server does (retention of a policy, the catalog refresh); queueing and retries are the runner's.
+ */
 export interface JobKindHandler {
   readonly kind: JobKind;
   /** resolves with the job's result (stored in the catalog), rejects with the failure */

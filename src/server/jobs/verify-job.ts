@@ -1,18 +1,24 @@
-import { verify } from '../../engine/index.js';
-import { CofferError } from '../../shared/index.js';
+import { asCofferError } from '../../shared/index.js';
 import type { JobContext, JobKindHandler, VerifyParams } from './types.js';
 
-/** Verifies a repository (reading `readDataPercent` of the data) and records the result on each restore point. */
+/**
+ * Verifies a repository (reading `readDataPercent` of the data) and records the result on each restore point: a
+ * src/jobs `verify` description; the catalog is refreshed also when problems were found (CORRUPT), so the points
+ * show their failed verification.
+ */
 export class VerifyJob implements JobKindHandler {
   readonly kind = 'verify';
 
-  async run({ job, repo, pool, signal, logger, progress, refreshCatalog }: JobContext): Promise<unknown> {
+  async run({ job, execute, progress, refreshCatalog }: JobContext): Promise<unknown> {
     const p = job.params as VerifyParams;
-    const report = await verify(repo, pool, { readDataFraction: p.readDataPercent / 100, record: true, signal, onProgress: (x) => x.total > 0 && progress(x.done, x.total, x.phase) });
-    for (const pr of report.problems.slice(0, 50)) logger.warn(`${pr.kind}: ${pr.message}`);
+    let report: unknown;
+    try {
+      report = await execute({ kind: 'verify', repository: job.repository, readDataFraction: p.readDataPercent / 100, record: true }, (e) => e.total > 0 && progress(e.done, e.total, e.phase));
+    } catch (e) {
+      if (asCofferError(e).code === 'CORRUPT') await refreshCatalog();
+      throw e;
+    }
     await refreshCatalog();
-    if (!report.ok) throw new CofferError('CORRUPT', `verify found ${report.problems.length} problem(s)`);
-    logger.info(`verified ${report.points} restore points, ${report.chunksReferenced} chunks referenced, ${report.chunksRead} read`);
     return report;
   }
 }
