@@ -89,8 +89,8 @@ test('runJob: a backup, verify, restore and forget, each described as JSON, run 
     assert.ok(v.chunksRead >= 3);
 
     const target = join(f.dir, 'restored.raw');
-    const r = (await runJob({ kind: 'restore-disk', repository: 'main', pointId: b.id, disk: 0, target }, f.deps)) as { format: string; bytesWritten: number };
-    assert.equal(r.format, 'raw');
+    const r = (await runJob({ kind: 'restore-disk', repository: 'main', pointId: b.id, disk: 0, target }, f.deps)) as { bytesWritten: number };
+    assert.ok(r.bytesWritten > 0);
     assert.ok((await readFile(target)).equals(f.data));
     // the target exists now: without force the job fails as the CLI does
     await assert.rejects(runJob({ kind: 'restore-disk', repository: 'main', pointId: b.id, disk: 0, target }, f.deps), (e: unknown) => e instanceof CofferError && e.code === 'TARGET_EXISTS');

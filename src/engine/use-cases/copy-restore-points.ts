@@ -19,11 +19,11 @@ export type CopyRestorePointsEvent =
   | { type: 'point'; point: CopiedPoint };
 
 /** Selects restore points of the source repository and copies them (only the chunks the target lacks; DESIGN.md §Backup copy). */
-export async function copyRestorePoints(ctx: UseCaseContext, req: CopyRestorePointsRequest): Promise<CopyResult & { pointIds: string[] }> {
+export async function copyRestorePoints(ctx: UseCaseContext, req: CopyRestorePointsRequest): Promise<CopyResult> {
   const pointIds = await selectPoints(req.from, req.select, ctx.signal);
   if (pointIds.length === 0) throw new CofferError('NOT_FOUND', 'no restore points to copy');
   // copyPoints takes the target's VM leases and follows the GC protocol there; the source is only read
-  const result = await withCodecPool(ctx, req.from.codecParams, (srcPool) =>
+  return withCodecPool(ctx, req.from.codecParams, (srcPool) =>
     withCodecPool(ctx, req.to.codecParams, (dstPool) =>
       copyPoints(req.from, req.to, srcPool, dstPool, {
         pointIds,
@@ -33,7 +33,6 @@ export async function copyRestorePoints(ctx: UseCaseContext, req: CopyRestorePoi
       }),
     ),
   );
-  return { ...result, pointIds };
 }
 
 async function selectPoints(repo: Repository, sel: CopySelection, signal: AbortSignal | undefined): Promise<string[]> {

@@ -25,7 +25,8 @@ export type RestoreDiskImageEvent = ProgressEvent;
 
 export type ExportResult = Awaited<ReturnType<typeof exportDisk>>;
 
-export type RestoreDiskImageResult = ({ format: 'raw' } & RestoreResult) | ExportResult;
+/** raw: the restore's result (bytesWritten ...); an image format: the export's (format ...) */
+export type RestoreDiskImageResult = RestoreResult | ExportResult;
 
 /** Restores one disk of a restore point as a raw image (file, device, stream) or as qcow2/VMDK/VHDX (DESIGN.md §Restore). */
 export async function restoreDiskImage(repo: Repository, ctx: UseCaseContext, req: RestoreDiskImageRequest): Promise<RestoreDiskImageResult> {
@@ -37,7 +38,6 @@ export async function restoreDiskImage(repo: Repository, ctx: UseCaseContext, re
       if (req.target.kind !== 'path') throw new CofferError('USAGE', `format ${format} needs a file target, not a stream`);
       return exportDisk(repo, pool, { pointId: req.pointId, disk: req.disk, format: format as ExportFormat, target: req.target.path, force: Boolean(req.target.force), signal: ctx.signal, onProgress });
     }
-    const r = await restoreDisk(repo, pool, { pointId: req.pointId, disk: req.disk, target: req.target, signal: ctx.signal, sync: Boolean(req.sync), checkIds: Boolean(req.checkIds), onProgress });
-    return { format: 'raw' as const, ...r };
+    return restoreDisk(repo, pool, { pointId: req.pointId, disk: req.disk, target: req.target, signal: ctx.signal, sync: Boolean(req.sync), checkIds: Boolean(req.checkIds), onProgress });
   });
 }

@@ -1,10 +1,9 @@
-import { readFile } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
-import type { CodecParams, CodecPool } from '../engine/index.js';
-import type { BlockSource } from '../sources/index.js';
-import type { BlobStore } from '../storage/index.js';
-import type { StoredVmConfig, VsphereBackupOptions, VsphereRestoreOptions, VsphereVmBackup, VsphereVmRestore } from '../vsphere/index.js';
-import { CofferError, type Logger } from '../shared/index.js';
+import type { CodecParams, CodecPool } from '../../engine/index.js';
+import type { BlockSource } from '../../sources/index.js';
+import type { BlobStore } from '../../storage/index.js';
+import type { StoredVmConfig, VsphereBackupOptions, VsphereRestoreOptions, VsphereVmBackup, VsphereVmRestore } from '../../vsphere/index.js';
+import type { Logger } from '../../shared/index.js';
 
 /** What the CLI needs from the outside world; bin/coffer.ts supplies the real things, tests their own. */
 export interface CliDeps {
@@ -35,25 +34,4 @@ export function stderrLogger(deps: CliDeps, quiet = false): Logger {
     if (!quiet || level === 'warning') deps.stderr.write(`${level}: ${msg}\n`);
   };
   return { info: w('info'), warn: w('warning'), debug: () => undefined };
-}
-
-/** The repository password: --password-file F, else COFFER_PASSWORD (also COFFER_PASSWORD_FILE). */
-export async function readPassword(deps: CliDeps, file: string | undefined, envName = 'COFFER_PASSWORD'): Promise<string> {
-  const path = file ?? deps.env[`${envName}_FILE`];
-  if (path) {
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (e) {
-      throw new CofferError('USAGE', `cannot read password file ${path}: ${(e as Error).message}`);
-    }
-    const pw = text.replace(/\r?\n$/, '');
-    if (pw === '') throw new CofferError('USAGE', `password file ${path} is empty`);
-    return pw;
-  }
-  const pw = deps.env[envName];
-  if (pw === undefined || pw === '') {
-    throw new CofferError('USAGE', `no password: set ${envName} or pass ${envName === 'COFFER_PASSWORD' ? '--password-file' : '--new-password-file'} FILE`);
-  }
-  return pw;
 }

@@ -1,11 +1,9 @@
 import type { Command } from 'commander';
-import { archivePoints, rehydratePoints, tierSummary } from '../engine/index.js';
-import type { Repository } from '../repository/index.js';
-import { ACCESS_TIERS, type AccessTier } from '../storage/index.js';
-import { CofferError } from '../shared/index.js';
-import { stderrLogger } from './context.js';
-import type { CommandModule } from './modules.js';
-import type { CommandKit, CommonOpts } from './program.js';
+import { archivePoints, rehydratePoints, tierSummary } from '../../engine/index.js';
+import type { Repository } from '../../repository/index.js';
+import { ACCESS_TIERS, type AccessTier } from '../../storage/index.js';
+import { CofferError } from '../../shared/index.js';
+import type { CommandKit, CommonOpts } from '../kit/index.js';
 
 function tierArg(s: string, what: string): AccessTier {
   const t = ACCESS_TIERS.find((x) => x.toLowerCase() === s.toLowerCase());
@@ -27,7 +25,7 @@ async function select(repo: Repository, ids: string[], olderThanDays: string | u
 }
 
 /** `coffer archive move|status|rehydrate`: access tiers of restore point data (Azure). */
-export const archiveCommands: CommandModule = (program: Command, kit: CommandKit) => {
+export function archiveCommand(program: Command, kit: CommandKit): void {
   const { deps, write } = kit;
   const archive = program.command('archive').description('move restore point data to Cool/Cold/Archive tiers and bring it back');
 
@@ -38,7 +36,7 @@ export const archiveCommands: CommandModule = (program: Command, kit: CommandKit
     .requiredOption('--tier <tier>', 'Cool, Cold or Archive')
     .action(async (ids: string[], o: CommonOpts & { olderThan?: string; tier: string }) => {
       const tier = tierArg(o.tier, '--tier');
-      const repo = await kit.openRepo(o, stderrLogger(deps, o.quiet));
+      const repo = await kit.openRepo(o, kit.logger(o));
       const points = await select(repo, ids, o.olderThan, deps.signal);
       const r = await archivePoints(repo, points, tier, { signal: deps.signal });
       if (o.json) write(JSON.stringify({ points, tier, ...r }) + '\n');
@@ -49,7 +47,7 @@ export const archiveCommands: CommandModule = (program: Command, kit: CommandKit
     .common(archive.command('status').description('where the data of restore points is: chunks by tier, rehydrations in progress'))
     .argument('<ids...>', 'restore point ids or unique prefixes')
     .action(async (ids: string[], o: CommonOpts) => {
-      const repo = await kit.openRepo(o, stderrLogger(deps, o.quiet));
+      const repo = await kit.openRepo(o, kit.logger(o));
       const points = await select(repo, ids, undefined, deps.signal);
       const s = await tierSummary(repo, points, { signal: deps.signal });
       const ready = s.readable === s.total;
@@ -66,10 +64,10 @@ export const archiveCommands: CommandModule = (program: Command, kit: CommandKit
       const priority = o.priority.toLowerCase() === 'high' ? 'High' : o.priority.toLowerCase() === 'standard' ? 'Standard' : undefined;
       if (!priority) throw new CofferError('USAGE', '--priority must be standard or high');
       const to = tierArg(o.to, '--to');
-      const repo = await kit.openRepo(o, stderrLogger(deps, o.quiet));
+      const repo = await kit.openRepo(o, kit.logger(o));
       const points = await select(repo, ids, undefined, deps.signal);
       const r = await rehydratePoints(repo, points, { priority, to }, { signal: deps.signal });
       if (o.json) write(JSON.stringify({ points, ...r }) + '\n');
       else write(`rehydration started for ${r.started} chunk(s) (${r.pending} already pending, ${r.online} online), priority ${r.priority}: ${r.estimate}\n`);
     });
-};
+}

@@ -1,4 +1,4 @@
-import { formatBytes, formatDuration } from '../shared/index.js';
+import { formatBytes, formatDuration } from '../../shared/index.js';
 
 export interface ProgressSink {
   isTTY: boolean;

@@ -1,9 +1,7 @@
 import type { Command } from 'commander';
-import { extractGuestFiles, listGuestFiles, listGuestPartitions, type FileInfo } from '../engine/index.js';
-import { CofferError, formatBytes, formatDuration } from '../shared/index.js';
-import { stderrLogger } from './context.js';
-import type { CommandModule } from './modules.js';
-import { parseInteger, type CommonOpts } from './program.js';
+import { listGuestFiles, listGuestPartitions, restoreFiles, type FileInfo } from '../../engine/index.js';
+import { CofferError, formatBytes, formatDuration } from '../../shared/index.js';
+import { parseInteger, parseOptionalInteger, type CommandKit, type CommonOpts } from '../kit/index.js';
 
 interface FilesOpts extends CommonOpts {
   disk: string;
@@ -31,7 +29,8 @@ function lsLine(f: FileInfo): string {
   return `${modeString(f.type, f.mode)} ${String(f.nlink).padStart(3)} ${String(f.uid).padStart(5)} ${String(f.gid).padStart(5)} ${String(f.size).padStart(12)} ${time} ${printable(f.name)}${link}\n`;
 }
 
-export const filesCommands: CommandModule = (program: Command, kit) => {
+/** `coffer files ls|get`: file-level restore (get: the engine's restoreFiles). */
+export function filesCommand(program: Command, kit: CommandKit): void {
   const files = program.command('files').description('file-level restore: list and copy files out of a disk of a restore point (ext2/3/4, FAT12/16/32)');
   const location = (c: Command) =>
     kit
@@ -44,10 +43,10 @@ export const filesCommands: CommandModule = (program: Command, kit) => {
     .argument('[path]', 'path inside the guest filesystem')
     .option('--partitions', 'list the partitions and the filesystems found on them')
     .action(async (ref: string, path: string | undefined, o: FilesOpts & { partitions?: boolean }) => {
-      const repo = await kit.openRepo(o, stderrLogger(kit.deps, o.quiet), true);
+      const repo = await kit.openRepo(o, kit.logger(o), true);
       const pointId = await repo.resolvePoint(ref);
       const disk = parseInteger(o.disk, '--disk');
-      const partition = o.partition === undefined ? undefined : parseInteger(o.partition, '--partition');
+      const partition = parseOptionalInteger(o.partition, '--partition');
       const signal = kit.deps.signal;
       await kit.withPool(repo, async (pool) => {
         if (path === undefined || o.partitions) {
@@ -64,7 +63,7 @@ export const filesCommands: CommandModule = (program: Command, kit) => {
           return;
         }
         const r = await listGuestFiles(repo, pool, { pointId, disk, partition, path }, { signal });
-        for (const w of r.warnings) stderrLogger(kit.deps, o.quiet).warn(w);
+        for (const w of r.warnings) kit.logger(o).warn(w);
         if (o.json) kit.write(JSON.stringify(r) + '\n');
         else for (const f of r.entries ?? [r.entry]) kit.write(lsLine(f));
       });
@@ -76,22 +75,19 @@ export const filesCommands: CommandModule = (program: Command, kit) => {
     .requiredOption('--target <dir>', 'local directory to copy into (created if missing)')
     .option('--force', 'replace existing files and symlinks in the target (symlinks are replaced, never written through)')
     .action(async (ref: string, paths: string[], o: FilesOpts & { target: string; force?: boolean }) => {
-      const logger = stderrLogger(kit.deps, o.quiet);
+      const logger = kit.logger(o);
       const repo = await kit.openRepo(o, logger, true);
       const pointId = await repo.resolvePoint(ref);
       const disk = parseInteger(o.disk, '--disk');
-      const partition = o.partition === undefined ? undefined : parseInteger(o.partition, '--partition');
-      const started = Date.now();
-      const r = await kit.withPool(repo, (pool) =>
-        extractGuestFiles(repo, pool, { pointId, disk, partition, paths, target: o.target, force: Boolean(o.force), signal: kit.deps.signal }),
-      );
+      const partition = parseOptionalInteger(o.partition, '--partition');
+      const r = await restoreFiles(repo, kit.useCase, { pointId, disk, partition, paths, target: o.target, force: Boolean(o.force) });
       for (const w of r.warnings) logger.warn(w);
-      if (o.json) kit.write(JSON.stringify({ id: pointId, disk, ...r, durationMs: Date.now() - started }) + '\n');
+      if (o.json) kit.writeJson(r);
       else {
-        kit.write(`copied ${r.files} files, ${r.dirs} directories, ${r.symlinks} symlinks, ${r.hardlinks} hard links (${formatBytes(r.bytes)}) from ${r.filesystem} partition ${r.partition} to ${r.target} in ${formatDuration(Date.now() - started)}\n`);
+        kit.write(`copied ${r.files} files, ${r.dirs} directories, ${r.symlinks} symlinks, ${r.hardlinks} hard links (${formatBytes(r.bytes)}) from ${r.filesystem} partition ${r.partition} to ${r.target} in ${formatDuration(r.durationMs)}\n`);
         for (const s of r.skipped) logger.warn(`skipped ${printable(s.path)} (${s.type}): ${s.reason}`);
         for (const f of r.failed) kit.deps.stderr.write(`coffer: ${printable(f.path)}: [${f.code}] ${f.message}\n`);
       }
       if (r.failed.length > 0) throw new CofferError('PARTIAL', `${r.failed.length} file(s) could not be restored`, { details: { failed: r.failed.length, reported: Boolean(o.json) } });
     });
-};
+}

@@ -1,6 +1,6 @@
-import { CofferError } from '../shared/index.js';
-import { readPassword, type CliDeps, type ServerCommands } from './context.js';
-import type { CommandModule } from './modules.js';
+import type { Command } from 'commander';
+import { CofferError } from '../../shared/index.js';
+import { readPassword, type CliDeps, type CommandKit, type ServerCommands } from '../kit/index.js';
 
 function serverOf(deps: CliDeps): ServerCommands {
   if (!deps.server) throw new CofferError('NOT_AVAILABLE', 'the server is not available in this build of the CLI');
@@ -8,7 +8,7 @@ function serverOf(deps: CliDeps): ServerCommands {
 }
 
 /** `coffer server`, `coffer token create`, `coffer user add` (docs/DESIGN.md §Server). */
-export const serverCommands: CommandModule = (program, kit) => {
+export function serverCommand(program: Command, kit: CommandKit): void {
   program
     .command('server')
     .description('run the Coffer server: policies, schedules, job queue, REST API and web console')
@@ -49,4 +49,4 @@ export const serverCommands: CommandModule = (program, kit) => {
       await serverOf(kit.deps).addUser({ dataDir: o.data, username: o.name, password, role: o.role });
       kit.write(`added user ${o.name} (${o.role})\n`);
     });
-};
+}

@@ -1,0 +1,30 @@
+import type { Command } from 'commander';
+import { CofferError, formatBytes } from '../../shared/index.js';
+import type { CommandKit, CommonOpts } from '../kit/index.js';
+
+/** `coffer list`: restore points, oldest first; unreadable ones are reported and make the exit code CORRUPT. */
+export function listCommand(program: Command, kit: CommandKit): void {
+  kit
+    .common(program.command('list').description('list restore points'))
+    .option('--vm <name>', 'only this VM')
+    .action(async (o: CommonOpts & { vm?: string }) => {
+      const logger = kit.logger(o);
+      const repo = await kit.openRepo(o, logger);
+      const damaged: string[] = [];
+      const points = (
+        await repo.listPoints({ signal: kit.deps.signal }, (id, e) => {
+          damaged.push(id);
+          logger.warn(`restore point ${id} is unreadable: ${e.message}`);
+        })
+      ).filter((p) => !o.vm || p.vm.name === o.vm);
+      if (o.json) {
+        kit.writeJson(points.map((p) => ({ id: p.id, vm: p.vm.name, time: p.time, parent: p.parent, mode: p.mode, tags: p.tags, disks: p.disks.map((d) => ({ index: d.index, sizeBytes: d.sizeBytes })) })));
+      } else {
+        kit.write(`${'ID'.padEnd(10)} ${'TIME'.padEnd(20)} ${'VM'.padEnd(20)} ${'MODE'.padEnd(11)} DISKS\n`);
+        for (const p of points) {
+          kit.write(`${p.id.slice(0, 8).padEnd(10)} ${p.time.slice(0, 19).replace('T', ' ').padEnd(20)} ${p.vm.name.padEnd(20)} ${p.mode.padEnd(11)} ${p.disks.map((d) => formatBytes(d.sizeBytes)).join(', ')}\n`);
+        }
+      }
+      if (damaged.length > 0) throw new CofferError('CORRUPT', `${damaged.length} restore point(s) could not be read: ${damaged.join(', ')}`, { details: { damaged, reported: true } });
+    });
+}
