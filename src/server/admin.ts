@@ -1,6 +1,6 @@
 import { CofferError } from '../shared/index.js';
 import { createToken, createUser, isRole, ROLES, type CreatedToken } from './auth.js';
-import { openCatalog } from './catalog.js';
+import { openCatalog } from './catalog/index.js';
 
 function role(r: string) {
   if (!isRole(r)) throw new CofferError('USAGE', `--role must be one of ${ROLES.join(', ')}, not ${JSON.stringify(r)}`);
@@ -9,20 +9,20 @@ function role(r: string) {
 
 /** `coffer token create`: works on the catalog directly (also while the server runs: SQLite WAL). */
 export function createApiToken(dataDir: string, r: string, name: string): CreatedToken {
-  const db = openCatalog(dataDir);
+  const catalog = openCatalog(dataDir);
   try {
-    return createToken(db, { role: role(r), name, createdBy: 'cli:token-create' });
+    return createToken(catalog, { role: role(r), name, createdBy: 'cli:token-create' });
   } finally {
-    db.close();
+    catalog.close();
   }
 }
 
 /** `coffer user add`. */
 export async function addUser(dataDir: string, username: string, password: string, r: string): Promise<void> {
-  const db = openCatalog(dataDir);
+  const catalog = openCatalog(dataDir);
   try {
-    await createUser(db, username, password, role(r), 'cli:user-add');
+    await createUser(catalog, username, password, role(r), 'cli:user-add');
   } finally {
-    db.close();
+    catalog.close();
   }
 }

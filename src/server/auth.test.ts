@@ -5,8 +5,8 @@ import { checkPassword, hashPassword, PERMISSIONS, ROLES } from './auth.js';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkRestoreTarget, confineRestoreTarget } from './jobs.js';
-import { decodeCursor, encodeCursor } from './catalog.js';
+import { checkRestoreTarget, confineRestoreTarget } from './jobs/restore-target.js';
+import { decodeCursor, encodeCursor } from './catalog/index.js';
 
 test('scrypt password hashes: salted, verified, wrong passwords and garbage rejected', async () => {
   const a = await hashPassword('correct horse');

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 import { CofferError } from '../shared/index.js';
-import { audit, type Db } from './catalog.js';
+import type { Catalog } from './catalog/index.js';
 
 export const ROLES = ['admin', 'operator', 'restore-operator', 'viewer'] as const;
 export type Role = (typeof ROLES)[number];
@@ -78,46 +78,44 @@ export interface CreatedToken {
 }
 
 export function createToken(
-  db: Db,
+  catalog: Pick<Catalog, 'tokens' | 'audit'>,
   opts: { role: Role; name: string; createdBy: string; kind?: 'api' | 'session'; username?: string; expiresAt?: Date; remote?: string },
 ): CreatedToken {
   const id = randomBytes(6).toString('hex');
   const token = `cft_${randomBytes(32).toString('base64url')}`;
   const now = new Date().toISOString();
   const expiresAt = opts.expiresAt?.toISOString() ?? null;
-  db.prepare('INSERT INTO tokens(id, name, role, hash, kind, username, created_at, created_by, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
+  catalog.tokens.insert({
     id,
-    opts.name,
-    opts.role,
-    hashToken(token),
-    opts.kind ?? 'api',
-    opts.username ?? null,
-    now,
-    opts.createdBy,
+    name: opts.name,
+    role: opts.role,
+    hash: hashToken(token),
+    kind: opts.kind ?? 'api',
+    username: opts.username ?? null,
+    createdAt: now,
+    createdBy: opts.createdBy,
     expiresAt,
-  );
+  });
   if ((opts.kind ?? 'api') === 'api') {
-    audit(db, { actor: opts.createdBy, action: 'token.create', target: `token:${id}`, remote: opts.remote ?? 'local', status: 201, details: { name: opts.name, role: opts.role } });
+    catalog.audit.append({ actor: opts.createdBy, action: 'token.create', target: `token:${id}`, remote: opts.remote ?? 'local', status: 201, details: { name: opts.name, role: opts.role } });
   }
   return { id, name: opts.name, role: opts.role, token, expiresAt };
 }
 
 /** The principal of a bearer token, or UNAUTHENTICATED with one message for every kind of failure (no oracle). */
-export function authenticate(db: Db, header: string | undefined, now = new Date()): Principal {
+export function authenticate(catalog: Pick<Catalog, 'tokens' | 'users'>, header: string | undefined, now = new Date()): Principal {
   const fail = () => new CofferError('UNAUTHENTICATED', 'authentication required: send a valid token as "Authorization: Bearer TOKEN"');
   const m = header ? /^Bearer ([A-Za-z0-9_-]{1,200})$/.exec(header.trim()) : null;
   if (!m) throw fail();
-  const row = db.prepare('SELECT id, name, role, kind, username, expires_at FROM tokens WHERE hash = ?').get(hashToken(m[1]!)) as
-    | { id: string; name: string; role: string; kind: string; username: string | null; expires_at: string | null }
-    | undefined;
-  if (!row || !isRole(row.role) || (row.expires_at && row.expires_at <= now.toISOString())) throw fail();
+  const row = catalog.tokens.findByHash(hashToken(m[1]!));
+  if (!row || !isRole(row.role) || (row.expiresAt && row.expiresAt <= now.toISOString())) throw fail();
   if (row.username) {
     // a session dies with its user, and takes the user's current role
-    const u = db.prepare('SELECT role FROM users WHERE username = ?').get(row.username) as { role: string } | undefined;
+    const u = catalog.users.get(row.username);
     if (!u || !isRole(u.role)) throw fail();
     row.role = u.role;
   }
-  db.prepare('UPDATE tokens SET last_used_at = ? WHERE id = ?').run(now.toISOString(), row.id);
+  catalog.tokens.touch(row.id, now.toISOString());
   const actor = row.kind === 'session' ? `user:${row.username}` : `token:${row.name} (${row.id})`;
   return { actor, role: row.role as Role, tokenId: row.id };
 }
@@ -153,34 +151,27 @@ export class LoginThrottle {
   }
 }
 
-export async function login(db: Db, username: string, password: string, sessionHours: number, remote: string, throttle?: LoginThrottle): Promise<CreatedToken & { username: string }> {
+export async function login(catalog: Pick<Catalog, 'tokens' | 'users' | 'audit'>, username: string, password: string, sessionHours: number, remote: string, throttle?: LoginThrottle): Promise<CreatedToken & { username: string }> {
   if (throttle?.blocked(remote)) {
-    audit(db, { actor: `user:${username.slice(0, 64)}`, action: 'auth.login', target: 'session', remote, status: 401, details: { throttled: true } });
+    catalog.audit.append({ actor: `user:${username.slice(0, 64)}`, action: 'auth.login', target: 'session', remote, status: 401, details: { throttled: true } });
     throw new CofferError('UNAUTHENTICATED', 'wrong user name or password');
   }
-  const row = db.prepare('SELECT username, role, password_hash FROM users WHERE username = ?').get(username) as
-    | { username: string; role: string; password_hash: string }
-    | undefined;
-  const ok = await checkPassword(password, row?.password_hash ?? (await dummyPasswordHash()));
+  const row = catalog.users.get(username);
+  const ok = await checkPassword(password, row?.passwordHash ?? (await dummyPasswordHash()));
   if (!row || !ok || !isRole(row.role)) {
-    audit(db, { actor: `user:${username.slice(0, 64)}`, action: 'auth.login', target: 'session', remote, status: 401 });
+    catalog.audit.append({ actor: `user:${username.slice(0, 64)}`, action: 'auth.login', target: 'session', remote, status: 401 });
     throttle?.fail(remote);
     throw new CofferError('UNAUTHENTICATED', 'wrong user name or password');
   }
-  const t = createToken(db, { role: row.role, name: `session of ${row.username}`, createdBy: `user:${row.username}`, kind: 'session', username: row.username, expiresAt: new Date(Date.now() + sessionHours * 3600_000) });
-  audit(db, { actor: `user:${row.username}`, action: 'auth.login', target: `session:${t.id}`, remote, status: 200 });
+  const t = createToken(catalog, { role: row.role, name: `session of ${row.username}`, createdBy: `user:${row.username}`, kind: 'session', username: row.username, expiresAt: new Date(Date.now() + sessionHours * 3600_000) });
+  catalog.audit.append({ actor: `user:${row.username}`, action: 'auth.login', target: `session:${t.id}`, remote, status: 200 });
   return { ...t, username: row.username };
 }
 
-export async function createUser(db: Db, username: string, password: string, role: Role, createdBy: string, remote = 'local'): Promise<void> {
+export async function createUser(catalog: Pick<Catalog, 'users' | 'audit'>, username: string, password: string, role: Role, createdBy: string, remote = 'local'): Promise<void> {
   if (!/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/.test(username)) throw new CofferError('USAGE', 'username: must be 1-64 letters, digits, ".", "_", "@" or "-"');
   if (password.length < 8) throw new CofferError('USAGE', 'password: must be at least 8 characters');
   const hash = await hashPassword(password);
-  try {
-    db.prepare('INSERT INTO users(username, role, password_hash, created_at) VALUES (?, ?, ?, ?)').run(username, role, hash, new Date().toISOString());
-  } catch (e) {
-    if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new CofferError('CONFLICT', `user ${username} already exists`);
-    throw e;
-  }
-  audit(db, { actor: createdBy, action: 'user.create', target: `user:${username}`, remote, status: 201, details: { role } });
+  catalog.users.insert({ username, role, passwordHash: hash, createdAt: new Date().toISOString() });
+  catalog.audit.append({ actor: createdBy, action: 'user.create', target: `user:${username}`, remote, status: 201, details: { role } });
 }

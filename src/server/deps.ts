@@ -5,7 +5,10 @@ import type { BlobStore } from '../storage/index.js';
 
 /**
  * What the server needs from the outside world; bin/coffer.ts (the composition root) supplies the real things.
- * These are the seams other areas plug into: `openStore` gains cloud repositories, `openSource` vSphere disks.
+ * `openStore` opens a repository's storage (directories, file://, and whatever cloud stores the root adds);
+ * `openSource` opens the disk sources of static inventory VMs and of policies with their own `disks` (paths,
+ * file://, nbd://). vCenter VMs do not come through `openSource`: a backup job of a vCenter VM opens it with
+ * src/vsphere's `openVsphereBackup` (snapshot, CBT, configuration) via vcenters.ts `openVcenterVm`.
  */
 export interface ServerDeps {
   env: Record<string, string | undefined>;

@@ -1,4 +1,4 @@
-import type { Db } from './catalog.js';
+import type { JobsTable } from './catalog/index.js';
 import type { RepositoryManager } from './repositories.js';
 import type { VmStatus } from './vm-status.js';
 
@@ -21,7 +21,7 @@ const labels = (l: Record<string, string>) => {
  * The Prometheus text exposition format (version 0.0.4), written by hand: job counts and durations come from the
  * catalog (they survive restarts), VM and repository gauges from the latest state.
  */
-export function renderMetrics(db: Db, repos: RepositoryManager, vms: VmStatus[], http: HttpCounters, startedAt: Date): string {
+export function renderMetrics(jobTable: JobsTable, repos: RepositoryManager, vms: VmStatus[], http: HttpCounters, startedAt: Date): string {
   const out: string[] = [];
   const metric = (name: string, type: string, help: string, samples: [Record<string, string>, number][]) => {
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -29,11 +29,9 @@ export function renderMetrics(db: Db, repos: RepositoryManager, vms: VmStatus[],
   };
   metric('coffer_up', 'gauge', 'The server is running.', [[{}, 1]]);
   metric('coffer_start_time_seconds', 'gauge', 'Start time of the server (Unix seconds).', [[{}, Math.floor(startedAt.getTime() / 1000)]]);
-  const jobs = db.prepare('SELECT kind, status, COUNT(*) AS n FROM jobs GROUP BY kind, status').all() as { kind: string; status: string; n: number }[];
+  const jobs = jobTable.countByKindAndStatus();
   metric('coffer_jobs', 'gauge', 'Jobs in the catalog by kind and status.', jobs.map((j) => [{ kind: j.kind, status: j.status }, j.n]));
-  const dur = db
-    .prepare("SELECT kind, COUNT(*) AS n, SUM((julianday(finished_at) - julianday(started_at)) * 86400.0) AS s FROM jobs WHERE status = 'succeeded' AND started_at IS NOT NULL GROUP BY kind")
-    .all() as { kind: string; n: number; s: number }[];
+  const dur = jobTable.succeededDurations();
   out.push('# HELP coffer_job_duration_seconds Duration of succeeded jobs.', '# TYPE coffer_job_duration_seconds summary');
   for (const d of dur) out.push(`coffer_job_duration_seconds_sum${labels({ kind: d.kind })} ${d.s.toFixed(3)}`, `coffer_job_duration_seconds_count${labels({ kind: d.kind })} ${d.n}`);
   metric('coffer_vm_protected', 'gauge', 'The VM is covered by an enabled policy.', vms.map((v) => [{ vm: v.name }, v.protected ? 1 : 0]));

@@ -1,7 +1,7 @@
 import type { CodecPool } from '../engine/index.js';
 import { Repository } from '../repository/index.js';
 import { CofferError, asCofferError, type Logger } from '../shared/index.js';
-import type { Db } from './catalog.js';
+import type { Catalog } from './catalog/index.js';
 import { repositoryPassword, type RepositoryConfig } from './config.js';
 import type { ServerDeps } from './deps.js';
 
@@ -33,7 +33,7 @@ export class RepositoryManager {
   private readonly browsePools = new Map<string, CodecPool>();
 
   constructor(
-    private readonly db: Db,
+    private readonly catalog: Pick<Catalog, 'restorePoints' | 'repoStats'>,
     private readonly configs: readonly RepositoryConfig[],
     private readonly deps: ServerDeps,
     private readonly logger: Logger,
@@ -100,9 +100,7 @@ export class RepositoryManager {
       repo = await this.get(name);
     } catch (e) {
       const err = asCofferError(e);
-      this.db
-        .prepare('INSERT INTO repo_stats(repository, stored_bytes, chunk_bytes, logical_bytes, chunks, points, updated_at, error) VALUES (?, 0, 0, 0, 0, 0, ?, ?) ON CONFLICT(repository) DO UPDATE SET updated_at = excluded.updated_at, error = excluded.error')
-        .run(name, now, `${err.code}: ${err.message}`);
+      this.catalog.repoStats.recordError(name, now, `${err.code}: ${err.message}`);
       throw err;
     }
     const points = await repo.listPoints({ signal: this.deps.signal }, (id, e) => this.logger.warn(`repository ${name}: restore point ${id} is unreadable: ${e.message}`));
@@ -113,57 +111,38 @@ export class RepositoryManager {
     for (const p of points) {
       for (const d of p.disks) logicalBytes += Math.min(d.sizeBytes, (d.chunkCount - d.zeroChunks) * d.chunkSizeBytes);
     }
-    const upsert = this.db.prepare(
-      `INSERT INTO restore_points(repository, id, vm, time, end_time, mode, parent, tags, disks, bytes_read, bytes_stored, verified)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT(repository, id) DO UPDATE SET verified = excluded.verified`,
+    this.catalog.restorePoints.replace(
+      name,
+      points.map((p) => ({
+        id: p.id,
+        vm: p.vm.name,
+        time: p.time,
+        endTime: p.endTime,
+        mode: p.mode,
+        parent: p.parent,
+        tags: p.tags,
+        disks: p.disks.map((d) => ({ index: d.index, sizeBytes: d.sizeBytes, chunkCount: d.chunkCount, zeroChunks: d.zeroChunks, source: d.source })),
+        bytesRead: p.stats.bytesRead,
+        bytesStored: p.stats.bytesStored,
+        verification: verified.get(p.id) ?? null,
+      })),
     );
-    this.db.transaction(() => {
-      const ids = new Set(points.map((p) => p.id));
-      const known = this.db.prepare('SELECT id FROM restore_points WHERE repository = ?').all(name) as { id: string }[];
-      for (const k of known) if (!ids.has(k.id)) this.db.prepare('DELETE FROM restore_points WHERE repository = ? AND id = ?').run(name, k.id);
-      for (const p of points) {
-        const v = verified.get(p.id);
-        upsert.run(
-          name,
-          p.id,
-          p.vm.name,
-          p.time,
-          p.endTime,
-          p.mode,
-          p.parent,
-          JSON.stringify(p.tags),
-          JSON.stringify(p.disks.map((d) => ({ index: d.index, sizeBytes: d.sizeBytes, chunkCount: d.chunkCount, zeroChunks: d.zeroChunks, source: d.source }))),
-          p.stats.bytesRead,
-          p.stats.bytesStored,
-          v ? JSON.stringify(v) : null,
-        );
-      }
-      this.db
-        .prepare(
-          `INSERT INTO repo_stats(repository, stored_bytes, chunk_bytes, logical_bytes, chunks, points, updated_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)
-           ON CONFLICT(repository) DO UPDATE SET stored_bytes = excluded.stored_bytes, chunk_bytes = excluded.chunk_bytes, logical_bytes = excluded.logical_bytes,
-             chunks = excluded.chunks, points = excluded.points, updated_at = excluded.updated_at, error = NULL`,
-        )
-        .run(name, storedBytes, chunkBytes, logicalBytes, chunks, points.length, now);
-    })();
+    this.catalog.repoStats.record(name, { storedBytes, chunkBytes, logicalBytes, chunks, points: points.length, updatedAt: now });
   }
 
   stats(): RepoStats[] {
     return this.configs.map((c) => {
-      const r = this.db.prepare('SELECT * FROM repo_stats WHERE repository = ?').get(c.name) as
-        | { stored_bytes: number; chunk_bytes: number; logical_bytes: number; chunks: number; points: number; updated_at: string; error: string | null }
-        | undefined;
+      const r = this.catalog.repoStats.get(c.name);
       return {
         name: c.name,
         location: c.location,
-        storedBytes: r?.stored_bytes ?? 0,
-        chunkBytes: r?.chunk_bytes ?? 0,
-        logicalBytes: r?.logical_bytes ?? 0,
+        storedBytes: r?.storedBytes ?? 0,
+        chunkBytes: r?.chunkBytes ?? 0,
+        logicalBytes: r?.logicalBytes ?? 0,
         chunks: r?.chunks ?? 0,
         points: r?.points ?? 0,
-        dedupRatio: r && r.chunk_bytes > 0 ? Math.round((r.logical_bytes / r.chunk_bytes) * 100) / 100 : null,
-        updatedAt: r?.updated_at ?? null,
+        dedupRatio: r && r.chunkBytes > 0 ? Math.round((r.logicalBytes / r.chunkBytes) * 100) / 100 : null,
+        updatedAt: r?.updatedAt ?? null,
         error: r?.error ?? null,
       };
     });

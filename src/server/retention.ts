@@ -1,4 +1,4 @@
-import { forget, isEmptyPolicy, type ForgetReport, type RetentionPolicy } from '../engine/index.js';
+import { forgetPoints, isEmptyPolicy, type ForgetReport, type RetentionPolicy } from '../engine/index.js';
 import type { Repository } from '../repository/index.js';
 import { CofferError } from '../shared/index.js';
 import type { PolicySpec } from './policy.js';
@@ -23,8 +23,8 @@ export function isEmptyRetention(r: PolicyRetention): boolean {
 }
 
 /**
- * Applies a policy's retention to one VM's restore points (engine forget: holds and storage locks are kept and
- * reported as kept). Never with an empty policy: that would remove every point of the VM.
+ * Applies a policy's retention to one VM's restore points (the engine's forgetPoints use case: holds and storage
+ * locks are kept and reported as kept). Never with an empty policy: that would remove every point of the VM.
  */
 export async function applyPolicyRetention(
   repo: Repository,
@@ -36,7 +36,8 @@ export async function applyPolicyRetention(
       hint: 'set at least one of keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly above 0',
     });
   }
-  return forget(repo, { policy, vm: req.vm, signal: req.signal, ...(req.onWarning ? { onWarning: req.onWarning } : {}) });
+  const onWarning = req.onWarning;
+  return forgetPoints(repo, { signal: req.signal }, { policy, vm: req.vm, ...(onWarning ? { onEvent: (e) => onWarning(e.message) } : {}) });
 }
 
 /** One log line per kept point (with the rules or protections that keep it) and one per removed point. */

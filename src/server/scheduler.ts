@@ -1,44 +1,32 @@
 import { Cron } from 'croner';
 import { asCofferError, type Logger } from '../shared/index.js';
-import type { Db } from './catalog.js';
-import type { ServerConfig } from './config.js';
-import type { JobRunner } from './jobs.js';
-import type { Notifier } from './notifier.js';
+import type { PoliciesTable } from './catalog/index.js';
+import type { JobQueue } from './jobs/queue.js';
 import { resolvePolicyVms, type Policy } from './policy.js';
-import type { PolicyStore } from './policy-store.js';
-import { Vcenters } from './vcenters.js';
-import { vmStatuses } from './vm-status.js';
+import type { Vcenters } from './vcenters.js';
 
 /**
  * Turns policies into jobs: one cron per enabled policy schedule (backups of each of its VMs) and per verify
- * schedule; re-created whenever a policy changes. Also evaluates RPO compliance and notifies a VM's breach once
- * (until it is compliant again).
+ * schedule; re-created whenever a policy changes (reload()).
  */
 export class Scheduler {
   private crons: Cron[] = [];
-  private slaTimer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly db: Db,
-    private readonly config: ServerConfig,
-    private readonly policies: PolicyStore,
-    private readonly jobs: JobRunner,
-    private readonly notifier: Notifier,
-    private readonly logger: Logger,
+    private readonly policies: Pick<PoliciesTable, 'list' | 'get'>,
+    private readonly queue: Pick<JobQueue, 'enqueue' | 'hasPendingBackup'>,
     /** the VMs of the configured vCenters (cached); policies select from them */
-    readonly vcenters: Vcenters = new Vcenters(config, {}, logger),
+    private readonly vcenters: Vcenters,
+    private readonly logger: Logger,
   ) {}
 
   start(): void {
     this.reload();
-    this.slaTimer = setInterval(() => this.checkSla(), this.config.slaCheckSeconds * 1000);
-    this.slaTimer.unref();
   }
 
   stop(): void {
     for (const c of this.crons) c.stop();
     this.crons = [];
-    if (this.slaTimer) clearInterval(this.slaTimer);
   }
 
   reload(): void {
@@ -61,7 +49,7 @@ export class Scheduler {
     try {
       const p = this.policies.get(policyId);
       if (kind === 'verify') {
-        this.jobs.enqueue({ kind: 'verify', repository: p.repository, policyId: p.id, params: { readDataPercent: p.verify?.readDataPercent ?? 0 }, trigger: 'schedule', requestedBy: `schedule:${p.name}` });
+        this.queue.enqueue({ kind: 'verify', repository: p.repository, policyId: p.id, params: { readDataPercent: p.verify?.readDataPercent ?? 0 }, trigger: 'schedule', requestedBy: `schedule:${p.name}` });
       } else {
         // a job starts from a fresh (at most VCENTER_CACHE_MS old) vCenter inventory
         void this.vcenters.refresh().then(() => this.enqueueBackups(p, 'schedule', `schedule:${p.name}`)).catch((e) => this.logger.warn(`schedule of policy ${policyId}: ${asCofferError(e).message}`));
@@ -78,37 +66,13 @@ export class Scheduler {
     const ids: number[] = [];
     // an unreadable vCenter gives a job that fails with its coded error (VSPHERE_AUTH ...), visible like any failure
     for (const e of onlyVm === undefined ? vcenterErrors : []) {
-      ids.push(this.jobs.enqueue({ kind: 'backup', repository: p.repository, vm: null, policyId: p.id, params: { disks: [], tags: p.tags, vcenter: e.vcenter }, trigger, requestedBy: by }).id);
+      ids.push(this.queue.enqueue({ kind: 'backup', repository: p.repository, vm: null, policyId: p.id, params: { disks: [], tags: p.tags, vcenter: e.vcenter }, trigger, requestedBy: by }).id);
     }
     for (const vm of vms) {
       if (onlyVm !== undefined && vm.name !== onlyVm) continue;
-      if (trigger === 'schedule' && this.jobs.hasPendingBackup(vm.name)) continue;
-      ids.push(this.jobs.enqueue({ kind: 'backup', repository: p.repository, vm: vm.name, policyId: p.id, params: { disks: vm.disks, tags: p.tags, ...(vm.vcenter ? { vcenter: vm.vcenter } : {}) }, trigger, requestedBy: by }).id);
+      if (trigger === 'schedule' && this.queue.hasPendingBackup(vm.name)) continue;
+      ids.push(this.queue.enqueue({ kind: 'backup', repository: p.repository, vm: vm.name, policyId: p.id, params: { disks: vm.disks, tags: p.tags, ...(vm.vcenter ? { vcenter: vm.vcenter } : {}) }, trigger, requestedBy: by }).id);
     }
     return ids;
-  }
-
-  checkSla(now = new Date()): void {
-    try {
-      for (const s of vmStatuses(this.db, this.policies.list(), this.vcenters.inventory(), now)) {
-        if (s.rpoCompliant === null) continue;
-        const prev = this.db.prepare('SELECT breached FROM sla_state WHERE vm = ?').get(s.name) as { breached: number } | undefined;
-        const breached = s.rpoCompliant ? 0 : 1;
-        if (prev?.breached === breached) continue;
-        this.db.prepare('INSERT INTO sla_state(vm, breached, since) VALUES (?, ?, ?) ON CONFLICT(vm) DO UPDATE SET breached = excluded.breached, since = excluded.since').run(s.name, breached, now.toISOString());
-        if (breached) {
-          this.notifier.notify({
-            event: 'sla.breach',
-            time: now.toISOString(),
-            summary: `VM ${s.name} breaches its RPO of ${s.rpoHours} h (${s.lastPoint ? `newest restore point ${s.lastPoint.endTime}` : 'no restore point'})`,
-            vm: s.name,
-            rpoHours: s.rpoHours,
-            lastPoint: s.lastPoint,
-          });
-        }
-      }
-    } catch (e) {
-      this.logger.warn(`SLA check: ${asCofferError(e).message}`);
-    }
   }
 }

@@ -108,7 +108,7 @@ export async function openVcenterVm(
   env: Record<string, string | undefined>,
   vcenter: string,
   spec: string | undefined,
-  opts: { logger: Logger; signal: AbortSignal },
+  opts: { logger: Logger; signal: AbortSignal; quiesce?: boolean },
 ): Promise<VsphereVmBackup> {
   const vc = config.vcenters.find((v) => v.name === vcenter);
   if (!vc) throw new CofferError('USAGE', `vCenter ${JSON.stringify(vcenter)} is not in the server configuration`);
@@ -119,5 +119,5 @@ export async function openVcenterVm(
     throw new CofferError('VSPHERE_FAULT', `vCenter ${vc.name} was not readable when this job was queued; start the policy again to select its VMs`);
   }
   if (!spec.startsWith(`${baseUrl(vc)}/`)) throw new CofferError('USAGE', `${spec} is not a VM of vCenter ${vc.name}`);
-  return openVsphereBackup(spec, { ...p, logger: opts.logger, signal: opts.signal, quiesce: true, transport: 'http' });
+  return openVsphereBackup(spec, { ...p, logger: opts.logger, signal: opts.signal, quiesce: opts.quiesce ?? true, transport: 'http' });
 }

@@ -1,7 +1,18 @@
 import { randomBytes } from 'node:crypto';
-import { CofferError } from '../shared/index.js';
-import type { Db } from './catalog.js';
-import type { Policy, PolicySpec } from './policy.js';
+import { CofferError } from '../../shared/index.js';
+import type { Policy, PolicySpec } from '../policy.js';
+import { isConstraintError, type Db } from './sqlite.js';
+
+/** Policies (validated before they get here: policy.ts). Names are unique: a duplicate is CONFLICT. */
+export interface PoliciesTable {
+  /** by name */
+  list(): Policy[];
+  /** NOT_FOUND when there is none */
+  get(id: string): Policy;
+  create(spec: PolicySpec): Policy;
+  update(id: string, spec: PolicySpec): Policy;
+  delete(id: string): void;
+}
 
 interface Row {
   id: string;
@@ -13,8 +24,10 @@ interface Row {
 
 const fromRow = (r: Row): Policy => ({ ...(JSON.parse(r.spec) as PolicySpec), id: r.id, createdAt: r.created_at, updatedAt: r.updated_at });
 
-/** Policies in the catalog (validated before they get here: policy.ts). */
-export class PolicyStore {
+const duplicate = (e: unknown, spec: PolicySpec) =>
+  isConstraintError(e) ? new CofferError('CONFLICT', `a policy named ${JSON.stringify(spec.name)} already exists`) : e;
+
+export class SqlitePolicies implements PoliciesTable {
   constructor(private readonly db: Db) {}
 
   list(): Policy[] {
@@ -33,8 +46,7 @@ export class PolicyStore {
     try {
       this.db.prepare('INSERT INTO policies(id, name, spec, created_at, updated_at) VALUES (?, ?, ?, ?, ?)').run(id, spec.name, JSON.stringify(spec), now, now);
     } catch (e) {
-      if (String((e as { code?: string }).code).startsWith('SQLITE_CONSTRAINT')) throw new CofferError('CONFLICT', `a policy named ${JSON.stringify(spec.name)} already exists`);
-      throw e;
+      throw duplicate(e, spec);
     }
     return this.get(id);
   }
@@ -44,8 +56,7 @@ export class PolicyStore {
     try {
       this.db.prepare('UPDATE policies SET name = ?, spec = ?, updated_at = ? WHERE id = ?').run(spec.name, JSON.stringify(spec), new Date().toISOString(), id);
     } catch (e) {
-      if (String((e as { code?: string }).code).startsWith('SQLITE_CONSTRAINT')) throw new CofferError('CONFLICT', `a policy named ${JSON.stringify(spec.name)} already exists`);
-      throw e;
+      throw duplicate(e, spec);
     }
     return this.get(id);
   }

@@ -1,9 +1,15 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { CofferError, asCofferError, type ErrorCode } from '../shared/index.js';
-import { authenticate, can, type Permission, type Principal } from './auth.js';
-import type { Db } from './catalog.js';
-import { formatIssues } from './config.js';
+import { CofferError, asCofferError, type ErrorCode } from '../../shared/index.js';
+import { authenticate, can, type Permission, type Principal } from '../auth.js';
+import { encodeCursor, type Catalog } from '../catalog/index.js';
+import { formatIssues } from '../config.js';
+
+/**
+ * The route kit every resource module (routes/<tag>.ts) uses: a route is a RouteSpec (zod schemas for params,
+ * query and body, a permission, an OpenAPI tag); Routes registers it with fastify, authenticates, checks RBAC,
+ * validates, and keeps it for the OpenAPI document. Also the error mapping, pagination and common parameters.
+ */
 
 /** HTTP status of each error code; the body always carries the code (docs/ERRORS.md). */
 export const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
@@ -99,7 +105,7 @@ export class Routes {
 
   constructor(
     private readonly app: FastifyInstance,
-    private readonly db: Db,
+    private readonly catalog: Pick<Catalog, 'tokens' | 'users'>,
   ) {}
 
   add<B extends z.ZodType = z.ZodUnknown, Q extends z.ZodType = z.ZodUnknown, P extends z.ZodType = z.ZodUnknown>(spec: RouteSpec<B, Q, P>): void {
@@ -110,7 +116,7 @@ export class Routes {
       handler: async (req, reply) => {
         if (spec.audit) req.auditAlways = true;
         if (spec.permission !== null) {
-          const principal = authenticate(this.db, req.headers.authorization);
+          const principal = authenticate(this.catalog, req.headers.authorization);
           req.principal = principal;
           if (!can(principal.role, spec.permission)) {
             throw new CofferError('FORBIDDEN', `role ${principal.role} may not ${spec.summary.toLowerCase()}`);
@@ -193,3 +199,13 @@ export const Pagination = z.strictObject({
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: z.string().max(500).optional(),
 });
+
+export const IdParam = z.strictObject({ id: z.string().min(1).max(100) });
+export const JobIdParam = z.strictObject({ id: z.coerce.number().int().positive() });
+
+/** One page of `rows` (fetched with limit + 1): the items and the cursor of the next page (null at the end). */
+export function page<T>(rows: T[], limit: number, key: (t: T) => (string | number)[]): { items: T[]; nextCursor: string | null } {
+  const more = rows.length > limit;
+  const items = more ? rows.slice(0, limit) : rows;
+  return { items, nextCursor: more ? encodeCursor(key(items[items.length - 1]!)) : null };
+}

@@ -1,12 +1,22 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { CofferError } from '../shared/index.js';
+import { CofferError } from '../../shared/index.js';
+import { SqliteAudit } from './audit.js';
+import type { Catalog } from './catalog.js';
+import { SqliteJobLogs } from './job-logs.js';
+import { SqliteJobs } from './jobs.js';
+import { SqlitePolicies } from './policies.js';
+import { SqliteRepoStats } from './repo-stats.js';
+import { SqliteRestorePoints } from './restore-points.js';
+import { SqliteSlaState } from './sla-state.js';
+import { SqliteTokens } from './tokens.js';
+import { SqliteUsers } from './users.js';
 
 /**
- * The server's catalog: one SQLite file DATA/catalog.db (WAL). It holds what the server decides and observes (users,
- * hashed tokens, policies, jobs and their logs, a cache of restore points, audit); never repository passwords and
- * never data a repository cannot rebuild. Schema in docs/DESIGN.md §Server; migrations are append-only.
+ * The SQLite implementation of the catalog: one file DATA/catalog.db (WAL). Schema in docs/DESIGN.md §Server;
+ * migrations are append-only and byte-for-byte those of every earlier release (an existing catalog.db opens as is).
+ * `Database` never leaves this folder: the rest of the server sees the per-table interfaces of catalog.ts.
  */
 const MIGRATIONS: string[] = [
   `CREATE TABLE users (
@@ -107,9 +117,10 @@ const MIGRATIONS: string[] = [
    );`,
 ];
 
+/** The better-sqlite3 handle the table modules share (this folder only). */
 export type Db = Database.Database;
 
-export function openCatalog(dataDir: string): Db {
+function openDatabase(dataDir: string): Db {
   try {
     mkdirSync(dataDir, { recursive: true });
     const db = new Database(join(dataDir, 'catalog.db'));
@@ -120,6 +131,7 @@ export function openCatalog(dataDir: string): Db {
     const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string } | undefined;
     const version = row ? Number(row.value) : 0;
     if (version > MIGRATIONS.length) {
+      db.close();
       throw new CofferError('REPO_UNSUPPORTED', `catalog ${dataDir}/catalog.db has schema version ${version}; this Coffer knows up to ${MIGRATIONS.length}`);
     }
     db.transaction(() => {
@@ -133,39 +145,24 @@ export function openCatalog(dataDir: string): Db {
   }
 }
 
-/** Opaque pagination cursor: base64url of a JSON array of sort keys. */
-export function encodeCursor(keys: (string | number)[]): string {
-  return Buffer.from(JSON.stringify(keys)).toString('base64url');
+/** Opens (creating or migrating) DATA/catalog.db. */
+export function openSqliteCatalog(dataDir: string): Catalog {
+  const db = openDatabase(dataDir);
+  return {
+    users: new SqliteUsers(db),
+    tokens: new SqliteTokens(db),
+    policies: new SqlitePolicies(db),
+    jobs: new SqliteJobs(db),
+    jobLogs: new SqliteJobLogs(db),
+    restorePoints: new SqliteRestorePoints(db),
+    repoStats: new SqliteRepoStats(db),
+    slaState: new SqliteSlaState(db),
+    audit: new SqliteAudit(db),
+    close: () => db.close(),
+  };
 }
 
-export function decodeCursor(cursor: string | undefined, arity: number): (string | number)[] | undefined {
-  if (cursor === undefined || cursor === '') return undefined;
-  try {
-    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(v) && v.length === arity && v.every((x) => typeof x === 'string' || typeof x === 'number')) return v;
-  } catch {
-    /* fall through */
-  }
-  throw new CofferError('USAGE', 'query.cursor: not a cursor this server issued');
-}
-
-export interface AuditEntry {
-  actor: string;
-  action: string;
-  target: string;
-  remote: string;
-  status: number;
-  details?: Record<string, unknown>;
-}
-
-export function audit(db: Db, e: AuditEntry, now = new Date()): void {
-  db.prepare('INSERT INTO audit(time, actor, action, target, remote, status, details) VALUES (?, ?, ?, ?, ?, ?, ?)').run(
-    now.toISOString(),
-    e.actor,
-    e.action,
-    e.target,
-    e.remote,
-    e.status,
-    JSON.stringify(e.details ?? {}),
-  );
+/** SQLite's unique/primary-key violation (a duplicate name), told apart from other failures. */
+export function isConstraintError(e: unknown): boolean {
+  return String((e as { code?: string }).code).startsWith('SQLITE_CONSTRAINT');
 }

@@ -1,0 +1,28 @@
+import type { AuditTable } from './audit.js';
+import type { JobLogsTable } from './job-logs.js';
+import type { JobsTable } from './jobs.js';
+import type { PoliciesTable } from './policies.js';
+import type { RepoStatsTable } from './repo-stats.js';
+import type { RestorePointsTable } from './restore-points.js';
+import type { SlaStateTable } from './sla-state.js';
+import type { TokensTable } from './tokens.js';
+import type { UsersTable } from './users.js';
+
+/**
+ * The server's catalog: what the server decides and observes (users, hashed tokens, policies, jobs and their logs,
+ * a cache of restore points, audit); never repository passwords and never data a repository cannot rebuild.
+ * One narrow interface per table, so that a second implementation (PostgreSQL) can stand beside sqlite.ts; every
+ * SQL statement of the server is in this folder.
+ */
+export interface Catalog {
+  readonly users: UsersTable;
+  readonly tokens: TokensTable;
+  readonly policies: PoliciesTable;
+  readonly jobs: JobsTable;
+  readonly jobLogs: JobLogsTable;
+  readonly restorePoints: RestorePointsTable;
+  readonly repoStats: RepoStatsTable;
+  readonly slaState: SlaStateTable;
+  readonly audit: AuditTable;
+  close(): void;
+}

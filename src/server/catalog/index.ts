@@ -1,0 +1,25 @@
+export type { Catalog } from './catalog.js';
+export { openSqliteCatalog as openCatalog } from './sqlite.js';
+export { decodeCursor, encodeCursor } from './cursor.js';
+export type { AuditEntry, AuditRecord, AuditTable } from './audit.js';
+export type { JobLogLine, JobLogsTable, LogLevel } from './job-logs.js';
+export {
+  TERMINAL_STATUSES,
+  type BackupParams,
+  type Job,
+  type JobError,
+  type JobFilter,
+  type JobKind,
+  type JobProgress,
+  type JobStatus,
+  type JobsTable,
+  type PruneParams,
+  type RestoreParams,
+  type VerifyParams,
+} from './jobs.js';
+export type { PoliciesTable } from './policies.js';
+export type { RepoStatsRecord, RepoStatsTable } from './repo-stats.js';
+export type { NewestPoint, RestorePointRecord, RestorePointsTable } from './restore-points.js';
+export type { SlaStateTable } from './sla-state.js';
+export type { TokenInfo, TokenRecord, TokensTable } from './tokens.js';
+export type { UserRecord, UsersTable } from './users.js';

@@ -1,0 +1,31 @@
+import type { Db } from './sqlite.js';
+
+export type LogLevel = 'info' | 'warn' | 'error';
+
+export interface JobLogLine {
+  seq: number;
+  time: string;
+  level: string;
+  message: string;
+}
+
+/** The log lines of each job, numbered from 1. */
+export interface JobLogsTable {
+  /** appends a line and returns it with its sequence number */
+  append(jobId: number, level: LogLevel, message: string, time?: string): JobLogLine;
+  list(jobId: number, afterSeq?: number): JobLogLine[];
+}
+
+export class SqliteJobLogs implements JobLogsTable {
+  constructor(private readonly db: Db) {}
+
+  append(jobId: number, level: LogLevel, message: string, time = new Date().toISOString()): JobLogLine {
+    const seq = ((this.db.prepare('SELECT MAX(seq) AS m FROM job_logs WHERE job_id = ?').get(jobId) as { m: number | null }).m ?? 0) + 1;
+    this.db.prepare('INSERT INTO job_logs(job_id, seq, time, level, message) VALUES (?, ?, ?, ?, ?)').run(jobId, seq, time, level, message);
+    return { seq, time, level, message };
+  }
+
+  list(jobId: number, afterSeq = 0): JobLogLine[] {
+    return this.db.prepare('SELECT seq, time, level, message FROM job_logs WHERE job_id = ? AND seq > ? ORDER BY seq').all(jobId, afterSeq) as JobLogLine[];
+  }
+}

@@ -1,0 +1,83 @@
+import type { Db } from './sqlite.js';
+
+export interface TokenRecord {
+  id: string;
+  name: string;
+  role: string;
+  /** sha256 of the token (the token itself is never stored) */
+  hash: string;
+  kind: 'api' | 'session';
+  /** the user of a session token */
+  username: string | null;
+  createdAt: string;
+  createdBy: string;
+  expiresAt: string | null;
+}
+
+/** What the API shows of an API token (never the hash). */
+export interface TokenInfo {
+  id: string;
+  name: string;
+  role: string;
+  createdAt: string;
+  createdBy: string;
+  expiresAt: string | null;
+  lastUsedAt: string | null;
+}
+
+/** API and session tokens. */
+export interface TokensTable {
+  insert(t: TokenRecord): void;
+  findByHash(hash: string): TokenRecord | undefined;
+  touch(id: string, time: string): void;
+  /** API tokens (not sessions), oldest first */
+  listApi(): TokenInfo[];
+  /** revokes an API token; false when there was none */
+  deleteApi(id: string): boolean;
+  /** ends every session of a user */
+  deleteForUser(username: string): void;
+}
+
+export class SqliteTokens implements TokensTable {
+  constructor(private readonly db: Db) {}
+
+  insert(t: TokenRecord): void {
+    this.db
+      .prepare('INSERT INTO tokens(id, name, role, hash, kind, username, created_at, created_by, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(t.id, t.name, t.role, t.hash, t.kind, t.username, t.createdAt, t.createdBy, t.expiresAt);
+  }
+
+  findByHash(hash: string): TokenRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM tokens WHERE hash = ?').get(hash) as Record<string, string | null> | undefined;
+    if (!r) return undefined;
+    return {
+      id: r.id!,
+      name: r.name!,
+      role: r.role!,
+      hash: r.hash!,
+      kind: r.kind as TokenRecord['kind'],
+      username: r.username ?? null,
+      createdAt: r.created_at!,
+      createdBy: r.created_by!,
+      expiresAt: r.expires_at ?? null,
+    };
+  }
+
+  touch(id: string, time: string): void {
+    this.db.prepare('UPDATE tokens SET last_used_at = ? WHERE id = ?').run(time, id);
+  }
+
+  listApi(): TokenInfo[] {
+    return this.db
+      .prepare("SELECT id, name, role, created_at AS createdAt, created_by AS createdBy, expires_at AS expiresAt, last_used_at AS lastUsedAt FROM tokens WHERE kind = 'api' ORDER BY created_at")
+      .all() as TokenInfo[];
+  }
+
+  deleteApi(id: string): boolean {
+    return this.db.prepare("DELETE FROM tokens WHERE id = ? AND kind = 'api'").run(id).changes > 0;
+  }
+
+  deleteForUser(username: string): void {
+    this.db.prepare('DELETE FROM tokens WHERE username = ?').run(username);
+  }
+}

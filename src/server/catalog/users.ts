@@ -1,0 +1,48 @@
+import { CofferError } from '../../shared/index.js';
+import { isConstraintError, type Db } from './sqlite.js';
+
+export interface UserRecord {
+  username: string;
+  role: string;
+  passwordHash: string;
+  createdAt: string;
+}
+
+/** Local users (passwords as scrypt hashes, auth.ts). */
+export interface UsersTable {
+  get(username: string): UserRecord | undefined;
+  /** by user name; without the password hash */
+  list(): { username: string; role: string; createdAt: string }[];
+  /** CONFLICT when the user exists */
+  insert(u: UserRecord): void;
+  /** false when there was no such user */
+  delete(username: string): boolean;
+}
+
+export class SqliteUsers implements UsersTable {
+  constructor(private readonly db: Db) {}
+
+  get(username: string): UserRecord | undefined {
+    const r = this.db.prepare('SELECT username, role, password_hash, created_at FROM users WHERE username = ?').get(username) as
+      | { username: string; role: string; password_hash: string; created_at: string }
+      | undefined;
+    return r ? { username: r.username, role: r.role, passwordHash: r.password_hash, createdAt: r.created_at } : undefined;
+  }
+
+  list(): { username: string; role: string; createdAt: string }[] {
+    return this.db.prepare('SELECT username, role, created_at AS createdAt FROM users ORDER BY username').all() as never;
+  }
+
+  insert(u: UserRecord): void {
+    try {
+      this.db.prepare('INSERT INTO users(username, role, password_hash, created_at) VALUES (?, ?, ?, ?)').run(u.username, u.role, u.passwordHash, u.createdAt);
+    } catch (e) {
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || isConstraintError(e)) throw new CofferError('CONFLICT', `user ${u.username} already exists`);
+      throw e;
+    }
+  }
+
+  delete(username: string): boolean {
+    return this.db.prepare('DELETE FROM users WHERE username = ?').run(username).changes > 0;
+  }
+}

@@ -1,0 +1,83 @@
+import type { BackupJob as BackupDescription } from '../../jobs/index.js';
+import { asCofferError, type Logger } from '../../shared/index.js';
+import type { PoliciesTable } from '../catalog/index.js';
+import { applyPolicyRetention, retentionLogLines } from '../retention.js';
+import type { JobQueue } from './queue.js';
+import type { BackupParams, JobContext, JobKindHandler } from './types.js';
+
+export interface BackupJobDeps {
+  policies: Pick<PoliciesTable, 'get'>;
+  /** to queue a prune after retention (pruneAfterForget) */
+  queue: Pick<JobQueue, 'enqueue' | 'hasPendingPrune'>;
+  /** logs in to a configured vCenter that was unreadable when the job was queued, and throws its coded error */
+  failUnreadableVcenter(vcenter: string, opts: { logger: Logger; signal: AbortSignal }): Promise<never>;
+}
+
+/**
+ * Backs up one VM: a src/jobs `backup` description (its disks, or a vCenter VM through a snapshot that the use case
+ * removes as soon as the data is read), then the server's part: its policy's retention for that VM, and the catalog
+ * refresh of the repository.
+ */
+export class BackupJob implements JobKindHandler {
+  readonly kind = 'backup';
+
+  constructor(private readonly deps: BackupJobDeps) {}
+
+  async run(ctx: JobContext): Promise<unknown> {
+    const { job, logger, signal, progress } = ctx;
+    const p = job.params as BackupParams;
+    const url = p.disks[0];
+    // a vCenter that could not be read when the job was queued: the job fails with its coded error (VSPHERE_AUTH ...)
+    if (p.vcenter && url === undefined) await this.deps.failUnreadableVcenter(p.vcenter, { logger, signal });
+    const description: BackupDescription = {
+      kind: 'backup',
+      repository: job.repository,
+      ...(job.vm !== null ? { vm: job.vm } : {}),
+      source: p.vcenter ? { type: 'vsphere', url: url!, vcenter: p.vcenter, quiesce: true, transport: 'http' } : { type: 'disks', disks: p.disks },
+      tags: p.tags,
+      verifyCbt: false,
+    };
+    const result = (await ctx.execute(description, (e) => progress(e.done, e.total))) as Record<string, unknown>;
+    await this.applyRetention(ctx, result);
+    await ctx.refreshCatalog();
+    return result;
+  }
+
+  /**
+   * The backup is committed: a failure to apply retention is reported in the log and the result, it does not fail
+   * (and retry) the backup.
+   */
+  private async applyRetention(ctx: JobContext, result: Record<string, unknown>): Promise<void> {
+    const { job, signal, logger } = ctx;
+    const pol = this.retentionOf(job.policyId);
+    if (!pol) return;
+    try {
+      const r = await applyPolicyRetention(await ctx.repository(), { vm: job.vm!, retention: pol.retention, signal, onWarning: logger.warn });
+      for (const line of retentionLogLines(r)) logger.info(line);
+      result.retention = { kept: r.kept, removed: r.removed, unreadable: r.unreadable };
+      if (r.removed.length > 0 && pol.pruneAfterForget) {
+        if (this.deps.queue.hasPendingPrune(job.repository)) logger.info(`prune of ${job.repository} already queued or running`);
+        else {
+          const pj = this.deps.queue.enqueue({ kind: 'prune', repository: job.repository, policyId: job.policyId, params: {}, trigger: job.trigger, requestedBy: `policy:${pol.name}` });
+          logger.info(`queued prune job ${pj.id} (pruneAfterForget)`);
+        }
+      }
+    } catch (e) {
+      const err = asCofferError(e);
+      if (err.code === 'CANCELLED') throw err;
+      logger.warn(`retention failed: [${err.code}] ${err.message}`);
+      result.retention = { error: { code: err.code, message: err.message } };
+    }
+  }
+
+  /** the retention of the job's policy, if the policy still exists and has one */
+  private retentionOf(policyId: string | null) {
+    if (!policyId) return undefined;
+    try {
+      const p = this.deps.policies.get(policyId);
+      return p.retention ? { name: p.name, retention: p.retention, pruneAfterForget: p.pruneAfterForget === true } : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+}

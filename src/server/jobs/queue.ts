@@ -1,0 +1,109 @@
+import { EventEmitter } from 'node:events';
+import type { Catalog, Job, JobError, JobLogLine, JobProgress, JobStatus, LogLevel, NewJob } from './types.js';
+import type { RetryPolicy } from './retry-policy.js';
+
+export const INTERRUPTED_BY_RESTART = 'interrupted by server restart';
+
+/** What subscribers of a job's live stream get (the SSE events of GET /api/v1/jobs/:id/events). */
+export interface JobEvent {
+  type: 'log' | 'progress' | 'status';
+  job: number;
+  data: unknown;
+}
+
+/**
+ * The job queue over the catalog's jobs and job_logs tables: every state change of a job goes through here, is
+ * written to the catalog and emitted as a JobEvent ('event'); 'enqueued' tells the runner to look for work.
+ */
+export class JobQueue extends EventEmitter {
+  constructor(
+    private readonly catalog: Pick<Catalog, 'jobs' | 'jobLogs'>,
+    private readonly retry: RetryPolicy,
+  ) {
+    super();
+    this.setMaxListeners(0);
+  }
+
+  enqueue(j: NewJob): Job {
+    const trigger = j.trigger ?? 'manual';
+    const id = this.catalog.jobs.insert({
+      kind: j.kind,
+      trigger,
+      policyId: j.policyId ?? null,
+      vm: j.vm ?? null,
+      repository: j.repository,
+      params: j.params,
+      maxAttempts: this.retry.maxAttempts(j.kind),
+      now: new Date().toISOString(),
+      requestedBy: j.requestedBy,
+    });
+    this.log(id, 'info', `queued by ${j.requestedBy} (${trigger})`);
+    this.emit('enqueued', id);
+    return this.get(id)!;
+  }
+
+  get(id: number): Job | undefined {
+    return this.catalog.jobs.get(id);
+  }
+
+  logs(id: number, afterSeq = 0): JobLogLine[] {
+    return this.catalog.jobLogs.list(id, afterSeq);
+  }
+
+  /** A queued or running backup of this VM exists (a schedule does not pile up runs behind a slow one). */
+  hasPendingBackup(vm: string): boolean {
+    return this.catalog.jobs.hasPending('backup', { vm });
+  }
+
+  /** A queued or running prune of this repository exists (one prune at a time per repository). */
+  hasPendingPrune(repository: string): boolean {
+    return this.catalog.jobs.hasPending('prune', { repository });
+  }
+
+  /** Queued jobs whose time has come, oldest first. */
+  due(limit = 200): Job[] {
+    return this.catalog.jobs.due(new Date().toISOString(), limit);
+  }
+
+  /** queued -> running (attempt + 1); false when it was no longer queued */
+  claim(job: Job): boolean {
+    const attempt = job.attempt + 1;
+    if (!this.catalog.jobs.claim(job.id, attempt, new Date().toISOString())) return false;
+    this.emit('event', { type: 'status', job: job.id, data: { status: 'running', attempt } } satisfies JobEvent);
+    this.log(job.id, 'info', `started (attempt ${attempt} of ${job.maxAttempts})`);
+    return true;
+  }
+
+  /** running -> queued again after `delayMs` */
+  requeue(id: number, delayMs: number, error: JobError): void {
+    this.log(id, 'warn', `retrying in ${Math.round(delayMs / 1000)} s`);
+    this.catalog.jobs.retry(id, new Date(Date.now() + delayMs).toISOString(), error);
+    this.emit('event', { type: 'status', job: id, data: { status: 'queued' } } satisfies JobEvent);
+  }
+
+  finish(id: number, status: JobStatus, error: JobError | null, result: unknown): Job | undefined {
+    this.catalog.jobs.finish(id, status, error, result, new Date().toISOString());
+    this.emit('event', { type: 'status', job: id, data: { status, error } } satisfies JobEvent);
+    return this.get(id);
+  }
+
+  log(id: number, level: LogLevel, message: string): void {
+    const line = this.catalog.jobLogs.append(id, level, message);
+    this.emit('event', { type: 'log', job: id, data: line } satisfies JobEvent);
+  }
+
+  progress(id: number, p: JobProgress): void {
+    this.catalog.jobs.setProgress(id, p);
+    this.emit('event', { type: 'progress', job: id, data: p } satisfies JobEvent);
+  }
+
+  /** Fails the jobs a previous process left running; returns how many. */
+  recover(): number {
+    const ids = this.catalog.jobs.runningIds();
+    for (const id of ids) {
+      this.log(id, 'error', INTERRUPTED_BY_RESTART);
+      this.catalog.jobs.finish(id, 'failed', { code: 'CANCELLED', message: INTERRUPTED_BY_RESTART }, null, new Date().toISOString());
+    }
+    return ids.length;
+  }
+}

@@ -1,0 +1,189 @@
+import { runJob, type JobDeps } from '../../jobs/index.js';
+import type { Repository } from '../../repository/index.js';
+import { CofferError, asCofferError, type Logger } from '../../shared/index.js';
+import type { JobQueue } from './queue.js';
+import type { RetryPolicy } from './retry-policy.js';
+import type { Job, JobContext, JobKind, JobKindHandler, JobProgress, JobStatus } from './types.js';
+
+/** How many jobs may run at once: in total, per repository, per source VM. */
+export interface JobLimits {
+  total: number;
+  perSource: number;
+  perRepository(repository: string): number;
+}
+
+export interface JobRunnerDeps {
+  queue: JobQueue;
+  retry: RetryPolicy;
+  limits: JobLimits;
+  /** one handler per job kind */
+  kinds: readonly JobKindHandler[];
+  /** what src/jobs' runJob executes job descriptions with (this server's repositories, sources, restore directories) */
+  jobDeps: JobDeps;
+  openRepository(name: string): Promise<Repository>;
+  /** re-reads a repository into the catalog after a job */
+  refreshCatalog(repository: string): Promise<void>;
+  /** called once a job has ended (succeeded, failed or cancelled; not when it goes back to the queue) */
+  onFinished(job: Job): void;
+  logger: Logger;
+}
+
+interface Running {
+  controller: AbortController;
+  done: Promise<void>;
+  cancelled: boolean;
+}
+
+/**
+ * Starts queued jobs (docs/DESIGN.md §Server, ADR 0007): in id order within the limits, each in-process with an
+ * AbortController, through the handler of its kind (which executes src/jobs descriptions); a failure goes back to the
+ * queue when the retry policy says so.
+ * A job found 'running' at start-up belonged to a dead process: the queue's recover() fails it.
+ */
+export class JobRunner {
+  private readonly running = new Map<number, Running>();
+  private readonly kinds: ReadonlyMap<JobKind, JobKindHandler>;
+  private timer: NodeJS.Timeout | undefined;
+  private stopping = false;
+  private ticking = false;
+
+  constructor(private readonly deps: JobRunnerDeps) {
+    this.kinds = new Map(deps.kinds.map((k) => [k.kind, k]));
+    deps.queue.on('enqueued', () => this.kick());
+  }
+
+  start(): void {
+    this.timer = setInterval(() => this.kick(), 500);
+    this.timer.unref();
+    this.kick();
+  }
+
+  cancel(id: number, by: string): Job {
+    const { queue } = this.deps;
+    const job = queue.get(id);
+    if (!job) throw new CofferError('NOT_FOUND', `no job ${id}`);
+    if (job.status === 'queued') {
+      this.finish(id, 'cancelled', { code: 'CANCELLED', message: `cancelled by ${by}` }, null);
+    } else if (job.status === 'running') {
+      const r = this.running.get(id);
+      if (r) {
+        r.cancelled = true;
+        queue.log(id, 'warn', `cancel requested by ${by}`);
+        r.controller.abort(new CofferError('CANCELLED', `cancelled by ${by}`));
+      }
+    } else {
+      throw new CofferError('CONFLICT', `job ${id} already ${job.status}`);
+    }
+    return queue.get(id)!;
+  }
+
+  /** Stops starting jobs and aborts the running ones; they end as failed ("interrupted by server shutdown"). */
+  async shutdown(): Promise<void> {
+    this.stopping = true;
+    if (this.timer) clearInterval(this.timer);
+    for (const r of this.running.values()) r.controller.abort(new CofferError('CANCELLED', 'interrupted by server shutdown'));
+    await Promise.race([Promise.allSettled([...this.running.values()].map((r) => r.done)), new Promise((r) => setTimeout(r, 10_000).unref())]);
+  }
+
+  kick(): void {
+    if (this.stopping || this.ticking) return;
+    this.ticking = true;
+    try {
+      this.tick();
+    } catch (e) {
+      this.deps.logger.warn(`job queue: ${asCofferError(e).message}`);
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  private tick(): void {
+    const { queue, limits } = this.deps;
+    for (const job of queue.due()) {
+      const active = [...this.running.keys()].map((id) => queue.get(id)!).filter(Boolean);
+      if (active.length >= limits.total) return;
+      if (active.filter((a) => a.repository === job.repository).length >= limits.perRepository(job.repository)) continue;
+      if (job.vm && active.filter((a) => a.vm === job.vm).length >= limits.perSource) continue;
+      // one prune at a time per repository: a second one waits in the queue (the engine's gc lease would refuse it)
+      if (job.kind === 'prune' && active.some((a) => a.kind === 'prune' && a.repository === job.repository)) continue;
+      this.run(job);
+    }
+  }
+
+  private run(job: Job): void {
+    const { queue, retry } = this.deps;
+    if (!queue.claim(job)) return;
+    const attempt = job.attempt + 1;
+    const entry: Running = { controller: new AbortController(), cancelled: false, done: Promise.resolve() };
+    entry.done = this.execute({ ...job, attempt }, entry.controller.signal)
+      .then(
+        (result) => {
+          queue.log(job.id, 'info', 'succeeded');
+          this.finish(job.id, 'succeeded', null, result);
+        },
+        (e) => {
+          const err = asCofferError(e);
+          const message = this.stopping && !entry.cancelled ? 'interrupted by server shutdown' : err.message;
+          queue.log(job.id, 'error', `failed: [${err.code}] ${message}`);
+          if (entry.cancelled) return this.finish(job.id, 'cancelled', { code: 'CANCELLED', message }, null);
+          if (!this.stopping && retry.shouldRetry(err.code, attempt, job.maxAttempts)) {
+            const delayMs = retry.delayMs(attempt);
+            queue.requeue(job.id, delayMs, { code: err.code, message });
+            setTimeout(() => this.kick(), delayMs + 5).unref();
+            return;
+          }
+          this.finish(job.id, 'failed', { code: err.code, message }, null);
+        },
+      )
+      .finally(() => {
+        this.running.delete(job.id);
+        this.kick();
+      });
+    this.running.set(job.id, entry);
+  }
+
+  private finish(id: number, status: JobStatus, error: { code: string; message: string } | null, result: unknown): void {
+    const job = this.deps.queue.finish(id, status, error, result);
+    if (!job) return;
+    try {
+      this.deps.onFinished(job);
+    } catch (e) {
+      this.deps.logger.warn(`job ${id}: ${asCofferError(e).message}`);
+    }
+  }
+
+  /** One attempt: the handler of the job's kind. */
+  private async execute(job: Job, signal: AbortSignal): Promise<unknown> {
+    const handler = this.kinds.get(job.kind);
+    if (!handler) throw new CofferError('USAGE', `job ${job.id}: unknown job kind ${JSON.stringify(job.kind)}`);
+    return handler.run(this.context(job, signal));
+  }
+
+  private context(job: Job, signal: AbortSignal): JobContext {
+    const { queue } = this.deps;
+    const log = (level: 'info' | 'warn' | 'error') => (msg: string) => queue.log(job.id, level, msg);
+    const logger: Logger = { info: log('info'), warn: log('warn'), debug: () => undefined };
+    let lastProgress = 0;
+    const progressNow = (p: JobProgress) => queue.progress(job.id, p);
+    return {
+      job,
+      signal,
+      logger,
+      execute: (description, onProgress) =>
+        runJob(description, this.deps.jobDeps, {
+          signal,
+          onEvent: (e) => (e.type === 'log' ? logger[e.level](e.message) : onProgress?.(e)),
+        }),
+      repository: () => this.deps.openRepository(job.repository),
+      progressNow,
+      progress: (done, total, phase) => {
+        const now = Date.now();
+        if (now - lastProgress < 250 && done < total) return;
+        lastProgress = now;
+        progressNow({ bytesDone: done, bytesTotal: total, ...(phase ? { phase } : {}) });
+      },
+      refreshCatalog: () =>
+        this.deps.refreshCatalog(job.repository).catch((e) => logger.warn(`catalog refresh of ${job.repository} failed: ${asCofferError(e).message}`)),
+    };
+  }
+}

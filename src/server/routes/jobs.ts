@@ -1,0 +1,165 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { CofferError } from '../../shared/index.js';
+import type { Principal } from '../auth.js';
+import { decodeCursor, TERMINAL_STATUSES, type Job, type JobStatus } from '../catalog/index.js';
+import type { JobEvent, JobQueue } from '../jobs/queue.js';
+import { checkRestoreTarget } from '../jobs/restore-target.js';
+import { resolvePolicyVms } from '../policy.js';
+import { findPolicy, type ApiContext } from './context.js';
+import { JobIdParam, page, Pagination, type Routes } from './kit.js';
+
+const StartJob = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('backup'),
+    /** a policy id or name: backs up each of its VMs (or only `vm`) */
+    policy: z.string().min(1).max(100),
+    vm: z.string().min(1).max(512).optional(),
+  }),
+  z.strictObject({
+    kind: z.literal('restore'),
+    repository: z.string().min(1).max(64),
+    pointId: z.string().min(1).max(64),
+    disk: z.number().int().min(0).max(255),
+    /** a path below a configured restore directory (relative paths are taken below the first one) */
+    target: z.string().min(1).max(4096),
+    force: z.boolean().default(false),
+  }),
+  z.strictObject({
+    kind: z.literal('verify'),
+    repository: z.string().min(1).max(64),
+    readDataPercent: z.number().min(0).max(100).default(0),
+  }),
+  z.strictObject({
+    /** garbage collection (engine prune): one at a time per repository */
+    kind: z.literal('prune'),
+    repository: z.string().min(1).max(64),
+  }),
+]);
+
+type JobsContext = Pick<ApiContext, 'catalog' | 'config' | 'repos' | 'queue' | 'runner' | 'scheduler' | 'vcenters'>;
+
+/** Tag `jobs`: start (backup, restore, verify, prune), list, one with its log, live events, cancel. */
+export function registerJobRoutes(routes: Routes, ctx: JobsContext): void {
+  const { catalog, queue, runner } = ctx;
+
+  routes.add({
+    method: 'POST', url: '/api/v1/jobs', summary: 'Start a backup, restore, verify or prune job', tag: 'jobs', permission: 'restore', status: 202,
+    body: StartJob,
+    handler: async ({ body, principal, audit: a }) => ({ items: await startJob(ctx, body, principal!, a) }),
+  });
+
+  routes.add({
+    method: 'GET', url: '/api/v1/jobs', summary: 'List jobs (newest first)', tag: 'jobs', permission: 'read',
+    query: Pagination.extend({
+      status: z.enum(['queued', 'running', 'succeeded', 'failed', 'cancelled']).optional(),
+      kind: z.enum(['backup', 'restore', 'verify', 'prune']).optional(),
+      vm: z.string().max(512).optional(),
+    }),
+    handler: ({ query }) => {
+      const c = decodeCursor(query.cursor, 1);
+      const rows = catalog.jobs.list({ status: query.status, kind: query.kind, vm: query.vm, ...(c ? { beforeId: c[0] as number } : {}), limit: query.limit + 1 });
+      return page(rows, query.limit, (j) => [j.id]);
+    },
+  });
+
+  routes.add({
+    method: 'GET', url: '/api/v1/jobs/:id', summary: 'A job with its log', tag: 'jobs', permission: 'read', params: JobIdParam,
+    handler: ({ params }) => {
+      const job = queue.get(params.id);
+      if (!job) throw new CofferError('NOT_FOUND', `no job ${params.id}`);
+      return { ...job, logs: queue.logs(params.id) };
+    },
+  });
+
+  routes.add({
+    method: 'GET', url: '/api/v1/jobs/:id/events', summary: 'Live job log, progress and status (Server-Sent Events)', tag: 'jobs', permission: 'read', params: JobIdParam,
+    response: 'text/event-stream: events "log", "progress", "status"; the stream ends when the job has finished',
+    handler: ({ params, req, reply }) => streamJobEvents(queue, params.id, req, reply),
+  });
+
+  routes.add({
+    method: 'POST', url: '/api/v1/jobs/:id/cancel', summary: 'Cancel a queued or running job', tag: 'jobs', permission: 'operate', params: JobIdParam,
+    handler: ({ params, principal, audit: a }) => {
+      a({ job: params.id });
+      return runner.cancel(params.id, principal!.actor);
+    },
+  });
+}
+
+/** Queues the jobs a POST /api/v1/jobs asks for (a backup of a policy may be several: one per VM). */
+async function startJob(ctx: JobsContext, body: z.infer<typeof StartJob>, principal: Principal, a: (d: Record<string, unknown>) => void): Promise<Job[]> {
+  const { catalog, config, repos, queue, scheduler, vcenters } = ctx;
+  const by = principal.actor;
+  if (body.kind !== 'restore' && !['admin', 'operator'].includes(principal.role)) {
+    throw new CofferError('FORBIDDEN', `role ${principal.role} may only start restore jobs`);
+  }
+  a({ kind: body.kind });
+  if (body.kind === 'backup') {
+    const p = findPolicy(catalog, body.policy);
+    await vcenters.refresh();
+    if (body.vm !== undefined && !resolvePolicyVms(p, vcenters.inventory(), vcenters.errors()).vms.some((v) => v.name === body.vm)) {
+      throw new CofferError('USAGE', `invalid request: body.vm: policy ${p.name} does not cover VM ${JSON.stringify(body.vm)}`);
+    }
+    const ids = scheduler.enqueueBackups(p, 'manual', by, body.vm);
+    if (ids.length === 0) throw new CofferError('USAGE', `invalid request: body.policy: policy ${p.name} covers no VM of the inventory`);
+    a({ policy: p.id, jobs: ids, vm: body.vm });
+    return ids.map((id) => queue.get(id)!);
+  }
+  repos.config(body.repository);
+  if (body.kind === 'restore') {
+    const target = checkRestoreTarget(body.target, config.restoreDirs!);
+    const vm = catalog.restorePoints.vmOf(body.repository, body.pointId);
+    if (vm === undefined) throw new CofferError('NOT_FOUND', `no restore point ${body.pointId} in repository ${body.repository}`);
+    const job = queue.enqueue({ kind: 'restore', repository: body.repository, vm, params: { pointId: body.pointId, disk: body.disk, target, force: body.force }, requestedBy: by });
+    a({ job: job.id, pointId: body.pointId, disk: body.disk, target, vm });
+    return [job];
+  }
+  if (body.kind === 'prune') {
+    if (queue.hasPendingPrune(body.repository)) throw new CofferError('CONFLICT', `a prune of repository ${body.repository} is already queued or running`);
+    const job = queue.enqueue({ kind: 'prune', repository: body.repository, params: {}, requestedBy: by });
+    a({ job: job.id });
+    return [job];
+  }
+  const job = queue.enqueue({ kind: 'verify', repository: body.repository, params: { readDataPercent: body.readDataPercent }, requestedBy: by });
+  a({ job: job.id });
+  return [job];
+}
+
+/** Server-Sent Events of one job: its log so far, its progress and status, then live events until it ends. */
+function streamJobEvents(queue: JobQueue, id: number, req: FastifyRequest, reply: FastifyReply): void {
+  const job = queue.get(id);
+  if (!job) throw new CofferError('NOT_FOUND', `no job ${id}`);
+  reply.hijack();
+  const raw = reply.raw;
+  raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+  const send = (event: string, data: unknown) => raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  const terminal = (s: string) => TERMINAL_STATUSES.includes(s as JobStatus);
+  let lastSeq = 0;
+  for (const l of queue.logs(id)) {
+    send('log', l);
+    lastSeq = l.seq;
+  }
+  const now = queue.get(id)!;
+  if (now.progress) send('progress', now.progress);
+  send('status', { status: now.status, error: now.error });
+  if (terminal(now.status)) return void raw.end();
+  const onEvent = (e: JobEvent) => {
+    if (e.job !== id) return;
+    if (e.type === 'log') {
+      const seq = (e.data as { seq: number }).seq;
+      if (seq <= lastSeq) return;
+      lastSeq = seq;
+    }
+    send(e.type, e.data);
+    if (e.type === 'status' && terminal((e.data as { status: string }).status)) close();
+  };
+  const ping = setInterval(() => raw.write(': ping\n\n'), 15_000);
+  const close = () => {
+    clearInterval(ping);
+    queue.off('event', onEvent);
+    raw.end();
+  };
+  queue.on('event', onEvent);
+  req.raw.on('close', close);
+}

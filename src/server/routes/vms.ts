@@ -1,0 +1,39 @@
+import { decodeCursor } from '../catalog/index.js';
+import { vmStatuses } from '../vm-status.js';
+import type { ApiContext } from './context.js';
+import { page, Pagination, type Routes } from './kit.js';
+
+type VmContext = Pick<ApiContext, 'catalog' | 'repos' | 'vcenters'>;
+
+/** Tag `vms`: VMs with their protection status. */
+export function registerVmRoutes(routes: Routes, { catalog, vcenters }: VmContext): void {
+  routes.add({
+    method: 'GET', url: '/api/v1/vms', summary: 'VMs with protection status, last result and RPO compliance', tag: 'vms', permission: 'read',
+    query: Pagination,
+    handler: async ({ query }) => {
+      await vcenters.refresh();
+      const all = vmStatuses(catalog, catalog.policies.list(), vcenters.inventory());
+      const c = decodeCursor(query.cursor, 1);
+      const rest = c ? all.filter((v) => v.name > (c[0] as string)) : all;
+      return page(rest.slice(0, query.limit + 1), query.limit, (v) => [v.name]);
+    },
+  });
+}
+
+/** Tag `vms` too: the console's summary (registered after the repositories, where it always was in the OpenAPI document). */
+export function registerDashboardRoutes(routes: Routes, { catalog, repos, vcenters }: VmContext): void {
+  routes.add({
+    method: 'GET', url: '/api/v1/dashboard', summary: 'Summary for the console: VM counts, storage, a 14-day trend', tag: 'vms', permission: 'read',
+    handler: () => {
+      const vms = vmStatuses(catalog, catalog.policies.list(), vcenters.inventory());
+      const since = new Date(Date.now() - 13 * 86400_000).toISOString().slice(0, 10);
+      return {
+        vms: { total: vms.length, protected: vms.filter((v) => v.protected).length, compliant: vms.filter((v) => v.rpoCompliant === true).length, breached: vms.filter((v) => v.rpoCompliant === false).length },
+        repositories: repos.stats(),
+        trend: catalog.restorePoints.dailyTrend(since),
+        failures: catalog.jobs.failuresByDay(since),
+        jobs: catalog.jobs.countByStatus(),
+      };
+    },
+  });
+}

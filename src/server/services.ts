@@ -1,0 +1,84 @@
+import type { Logger as PinoLogger } from 'pino';
+import type { Logger } from '../shared/index.js';
+import type { Catalog, Job } from './catalog/index.js';
+import type { ServerConfig } from './config.js';
+import type { ServerDeps } from './deps.js';
+import { BackupJob } from './jobs/backup-job.js';
+import { serverJobDeps } from './jobs/job-deps.js';
+import { PruneJob } from './jobs/prune-job.js';
+import { JobQueue } from './jobs/queue.js';
+import { RestoreJob } from './jobs/restore-job.js';
+import { RetryPolicy } from './jobs/retry-policy.js';
+import { JobRunner } from './jobs/runner.js';
+import { VerifyJob } from './jobs/verify-job.js';
+import { Notifier } from './notifier.js';
+import { RepositoryManager } from './repositories.js';
+import { Scheduler } from './scheduler.js';
+import { SlaMonitor } from './sla-monitor.js';
+import { openVcenterVm, Vcenters } from './vcenters.js';
+
+/** The long-lived parts of a server, each built with what it needs (no wiring after construction). */
+export interface Services {
+  repos: RepositoryManager;
+  notifier: Notifier;
+  vcenters: Vcenters;
+  queue: JobQueue;
+  runner: JobRunner;
+  scheduler: Scheduler;
+  sla: SlaMonitor;
+}
+
+/** Builds the server's parts in dependency order: catalog -> repositories, vCenters -> queue -> job kinds -> runner -> scheduler. */
+export function buildServices(catalog: Catalog, config: ServerConfig, deps: ServerDeps, logger: Logger, log: PinoLogger): Services {
+  const repos = new RepositoryManager(catalog, config.repositories, deps, logger);
+  const notifier = new Notifier(config.notifications, deps.env, logger);
+  const vcenters = new Vcenters(config, deps.env, logger);
+  const retry = new RetryPolicy(config.retries);
+  const queue = new JobQueue(catalog, retry);
+  const sla = new SlaMonitor(catalog, vcenters, notifier, config.slaCheckSeconds, logger);
+  const kinds = [
+    new BackupJob({
+      policies: catalog.policies,
+      queue,
+      failUnreadableVcenter: (vcenter, opts) => openVcenterVm(config, deps.env, vcenter, undefined, opts) as Promise<never>,
+    }),
+    new RestoreJob(),
+    new VerifyJob(),
+    new PruneJob(),
+  ];
+  const runner = new JobRunner({
+    queue,
+    retry,
+    kinds,
+    limits: { total: config.limits.total, perSource: config.limits.perSource, perRepository: (name) => repositoryLimit(repos, config, name) },
+    jobDeps: serverJobDeps(config, deps, repos),
+    openRepository: (name) => repos.get(name),
+    refreshCatalog: (name) => repos.sync(name),
+    onFinished: (job) => reportFinished(job, { log, notifier, sla }),
+    logger,
+  });
+  const scheduler = new Scheduler(catalog.policies, queue, vcenters, logger);
+  return { repos, notifier, vcenters, queue, runner, scheduler, sla };
+}
+
+function repositoryLimit(repos: RepositoryManager, config: ServerConfig, name: string): number {
+  try {
+    return repos.config(name).maxConcurrentJobs ?? config.limits.perRepository;
+  } catch {
+    return config.limits.perRepository;
+  }
+}
+
+/** A finished job: logged, notified (failed and succeeded), and a backup re-evaluates RPO compliance. */
+function reportFinished(job: Job, to: { log: PinoLogger; notifier: Notifier; sla: SlaMonitor }): void {
+  to.log.info({ job: job.id, kind: job.kind, vm: job.vm, status: job.status, error: job.error }, 'job finished');
+  if (job.status === 'failed' || job.status === 'succeeded') {
+    to.notifier.notify({
+      event: job.status === 'failed' ? 'job.failed' : 'job.succeeded',
+      time: new Date().toISOString(),
+      summary: `${job.kind} job ${job.id}${job.vm ? ` of VM ${job.vm}` : ''} ${job.status}${job.error ? `: ${job.error.message}` : ''}`,
+      job: { id: job.id, kind: job.kind, vm: job.vm, repository: job.repository, status: job.status, error: job.error, attempt: job.attempt },
+    });
+  }
+  if (job.kind === 'backup') to.sla.check();
+}
