@@ -1,5 +1,5 @@
 import { NbdClient, STATE_DIRTY, STATE_ZERO, type NbdAddress } from '../nbd/index.js';
-import { CofferError, sleep, type Logger, type Op, silentLogger } from '../shared/index.js';
+import { CofferError, type Logger, type Op, silentLogger } from '../shared/index.js';
 import type { BlockSource, ChangeTracking, Extent } from './block-source.js';
 
 export interface NbdSourceOptions {
@@ -106,7 +106,7 @@ export class NbdSource implements BlockSource {
         op?.signal?.throwIfAborted();
         if (this.failure) throw this.failure;
         (this.opts.logger ?? silentLogger).warn(`${this.uri}: ${(lastError as Error).message}; reconnecting (attempt ${attempt} of ${retries})`);
-        await sleep(500 * 2 ** (attempt - 1), { signal: op?.signal }); // 0.5, 1, 2 s: a restarting server gets 3.5 s
+        await new Promise((r) => setTimeout(r, 500 * 2 ** (attempt - 1))); // 0.5, 1, 2 s: a restarting server gets 3.5 s
         try {
           await this.reconnect(this.client, op);
         } catch (e) {
