@@ -77,7 +77,7 @@ async function openBoth(req: BackupVmRequest, op: { signal?: AbortSignal | undef
     const repo = await req.repository;
     return { repo, source: await req.source.open(op) };
   }
-  const sourceP = req.source.open(op);
+  const sourceP = Promise.resolve().then(() => req.source.open(op)); // a synchronous throw becomes a rejection too
   const repoP = Promise.resolve(req.repository);
   try {
     const [repo, source] = await Promise.all([repoP, sourceP]);
