@@ -32,7 +32,7 @@ function lsLine(f: FileInfo): string {
 }
 
 export const filesCommands: CommandModule = (program: Command, kit) => {
-  const files = program.command('files').description('file-level restore: list and copy files out of a disk of a restore point (ext2/3/4, FAT12/16/32)');
+  const files = program.command('files').description('file-level restore: list and copy files out of a disk of a restore point (ext2/3/4, FAT12/16/32, NTFS)');
   const location = (c: Command) =>
     kit
       .common(c)
@@ -75,7 +75,8 @@ export const filesCommands: CommandModule = (program: Command, kit) => {
     .argument('<path...>', 'paths inside the guest filesystem')
     .requiredOption('--target <dir>', 'local directory to copy into (created if missing)')
     .option('--force', 'replace existing files and symlinks in the target (symlinks are replaced, never written through)')
-    .action(async (ref: string, paths: string[], o: FilesOpts & { target: string; force?: boolean }) => {
+    .option('--streams', 'also write the alternate data streams of NTFS files, as name:stream files beside them')
+    .action(async (ref: string, paths: string[], o: FilesOpts & { target: string; force?: boolean; streams?: boolean }) => {
       const logger = stderrLogger(kit.deps, o.quiet);
       const repo = await kit.openRepo(o, logger, true);
       const pointId = await repo.resolvePoint(ref);
@@ -83,7 +84,7 @@ export const filesCommands: CommandModule = (program: Command, kit) => {
       const partition = o.partition === undefined ? undefined : parseInteger(o.partition, '--partition');
       const started = Date.now();
       const r = await kit.withPool(repo, (pool) =>
-        extractGuestFiles(repo, pool, { pointId, disk, partition, paths, target: o.target, force: Boolean(o.force), signal: kit.deps.signal }),
+        extractGuestFiles(repo, pool, { pointId, disk, partition, paths, target: o.target, force: Boolean(o.force), streams: Boolean(o.streams), signal: kit.deps.signal }),
       );
       for (const w of r.warnings) logger.warn(w);
       if (o.json) kit.write(JSON.stringify({ id: pointId, disk, ...r, durationMs: Date.now() - started }) + '\n');
