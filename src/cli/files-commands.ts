@@ -57,7 +57,7 @@ export const filesCommands: CommandModule = (program: Command, kit) => {
             kit.write(`disk ${disk} of ${pointId}: ${formatBytes(t.sizeBytes)}, ${t.scheme === 'none' ? 'no partition table' : `${t.scheme.toUpperCase()} partition table`}\n`);
             kit.write(`${'#'.padStart(3)}  ${'START'.padStart(14)}  ${'SIZE'.padStart(10)}  ${'TYPE'.padEnd(36)}  ${'FS'.padEnd(6)}  NAME / PROBLEM\n`);
             for (const p of t.partitions) {
-              const note = [p.name ? printable(p.name) : '', p.container ? '(extended)' : '', p.problem ? `PROBLEM: ${p.problem}` : ''].filter(Boolean).join(' ');
+              const note = [p.name ? printable(p.name) : '', p.role ? `(${p.role})` : '', p.container ? '(extended)' : '', p.problem ? `PROBLEM: ${p.problem}` : '', p.unsupported ? 'NOT READABLE (LDM)' : ''].filter(Boolean).join(' ');
               kit.write(`${String(p.number).padStart(3)}  ${String(p.startBytes).padStart(14)}  ${formatBytes(p.sizeBytes).padStart(10)}  ${p.type.padEnd(36)}  ${(p.filesystem ?? '-').padEnd(6)}  ${note}\n`);
             }
           }

@@ -53,7 +53,7 @@ export async function listPartitions(disk: BlockReader, op?: Op): Promise<{ tabl
   const partitions: PartitionInfo[] = [];
   for (const p of table.partitions) {
     let filesystem: string | undefined;
-    if (!p.problem && !p.container) filesystem = await probeFilesystem(new SliceReader(disk, p.startBytes, p.sizeBytes), op).catch(() => undefined);
+    if (!p.problem && !p.container && !p.unsupported) filesystem = await probeFilesystem(new SliceReader(disk, p.startBytes, p.sizeBytes), op).catch(() => undefined);
     partitions.push({ ...p, filesystem });
   }
   return { table, partitions };
@@ -78,5 +78,6 @@ export async function selectVolume(disk: BlockReader, number: number | undefined
   }
   if (p!.container) throw new CofferError('USAGE', `partition ${p!.number} is an extended partition (a container for logical partitions 5+)`);
   if (p!.problem) throw new CofferError('FS_CORRUPT', `partition ${p!.number} ${p!.problem}`, { details: { partition: p!.number } });
+  if (p!.unsupported) throw new CofferError('FS_UNSUPPORTED', `partition ${p!.number} cannot be read: ${p!.unsupported}`, { details: { partition: p!.number, role: p!.role } });
   return { partition: p!, volume: new SliceReader(disk, p!.startBytes, p!.sizeBytes) };
 }
