@@ -216,6 +216,24 @@ describe('NTFS reader against mkntfs + wimapply + ntfscp images', () => {
     void fs;
   });
 
+  test('DOS 8.3-only names are hidden; Win32, Win32+DOS and POSIX names shown', T, async () => {
+    const listing = async (ns: number) => {
+      const b = Buffer.from(pristine);
+      const a = attrOffset(b, recordOffset(b, ntfsRecordOf(img, '/Program Files', 'Some App')), 0x90, '$I30');
+      const v = a + b.readUInt16LE(a + 20);
+      const e = v + 16 + b.readUInt32LE(v + 16);
+      b[e + 16 + 65] = ns; // the namespace of the index entry's file name
+      const fs = await openBuf(b);
+      const pf = (await fs.list(await fs.root())).find((x) => x.name === 'Program Files')!;
+      const app = (await fs.list(pf)).find((x) => x.name === 'Some App')!;
+      return (await fs.list(app)).map((x) => x.name);
+    };
+    assert.deepEqual(await listing(0), ['settings.json']);
+    assert.deepEqual(await listing(1), ['settings.json']);
+    assert.deepEqual(await listing(3), ['settings.json']);
+    assert.deepEqual(await listing(2), []);
+  });
+
   test('a truncated image: coded errors, never a crash', T, async () => {
     for (const cut of [4096, 1 * MiB, 4 * MiB, 16 * MiB, 40 * MiB]) {
       try {
