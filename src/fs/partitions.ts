@@ -75,6 +75,8 @@ export async function readPartitionTable(disk: BlockReader, op?: Op): Promise<Pa
   if (entries.some((e) => e[4] === 0xee)) return readGpt(disk, op);
   // A FAT boot sector also ends in 55 AA: a volume without a table is recognised by its BPB.
   if (looksLikeFat(mbr)) return whole;
+  // so does an NTFS (or BitLocker) boot sector: a volume written to the whole disk
+  if (['NTFS    ', '-FVE-FS-'].includes(mbr.subarray(3, 11).toString('latin1'))) return whole;
   if (entries.some((e) => e[0] !== 0 && e[0] !== 0x80)) throw corrupt('the MBR has an invalid boot indicator (not a partition table, and no filesystem recognised on the whole disk)');
   const parts: Partition[] = [];
   for (const [i, e] of entries.entries()) {

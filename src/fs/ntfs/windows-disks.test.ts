@@ -65,6 +65,13 @@ describe('Windows disk layouts', () => {
     for (const n of [1, 2]) assert.equal((await openFilesystem((await selectVolume(r, n)).volume)).kind, 'ntfs');
   });
 
+  test('NTFS on a whole disk without a partition table is partition 0', T, async () => {
+    const r = new BufferReader(readFileSync(vol('whole.vol', 16 * MiB)));
+    const { partitions } = await listPartitions(r);
+    assert.deepEqual(partitions.map((p) => [p.number, p.filesystem]), [[0, 'ntfs']]);
+    assert.equal((await openFilesystem((await selectVolume(r, undefined)).volume)).kind, 'ntfs');
+  });
+
   test('dynamic disks (LDM): MBR type 0x42 and GPT LDM metadata/data are recognised and refused naming LDM', T, async () => {
     const mbr = join(tmp, 'ldm-mbr.img');
     partitionDisk(mbr, 32 * MiB, 'label: dos\nstart=63, size=30M, type=42\n');
