@@ -19,7 +19,7 @@ describe('coffer files on hostile guest disks', () => {
   let id = '';
 
   before(() => {
-    // disk 0: 1 ext4 with hostile names, 2 FAT16 with a directory cycle, 3 a partition that claims to be NTFS
+    // disk 0: 1 ext4 with hostile names, 2 FAT16 with a directory cycle, 3 a partition that claims to be BitLocker
     const src = join(tmp.path, 'src');
     mkdirSync(join(src, 'dir'), { recursive: true });
     writeFileSync(join(src, 'AAslashAA'), 'slash\n');
@@ -59,7 +59,7 @@ describe('coffer files on hostile guest disks', () => {
     assert.equal(inner.length, 1);
     const img = readFileSync(d(0));
     patch(d(0), inner[0]! + 26, img.subarray(loop[0]! + 26, loop[0]! + 28)); // INNER is LOOPDIR again
-    patch(d(0), p[2]!.start, Buffer.concat([Buffer.from([0xeb, 0x52, 0x90]), Buffer.from('NTFS    ')]));
+    patch(d(0), p[2]!.start, Buffer.concat([Buffer.from([0xeb, 0x58, 0x90]), Buffer.from('-FVE-FS-')])); // BitLocker (NTFS itself is read now)
 
     // disk 1: an MBR with an invalid boot indicator (and no filesystem on the whole disk)
     partitionDisk(d(1), 8 * MiB, 'label: dos\nstart=2048, size=4M, type=83\n');
@@ -151,11 +151,11 @@ describe('coffer files on hostile guest disks', () => {
     }
   });
 
-  test('an NTFS partition is recognised and refused as unsupported', T, () => {
+  test('a BitLocker partition is recognised and refused as unsupported', T, () => {
     const parts = expectOk(files(['ls', id, '--disk', '0', '--json']));
-    assert.equal(parts.partitions[2].filesystem, 'ntfs');
+    assert.equal(parts.partitions[2].filesystem, 'bitlocker');
     const e = expectError(files(['ls', id, '--disk', '0', '--partition', '3', '/', '--json']), 17, 'FS_UNSUPPORTED');
-    assert.match(e.message, /ntfs/);
+    assert.match(e.message, /BitLocker/);
   });
 
   test('damaged partition tables and superblocks: coded errors', T, () => {

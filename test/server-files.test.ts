@@ -19,7 +19,7 @@ describe('coffer server: browsing and downloading files of a restore point', () 
   const dir = tmp.path;
   const dataDir = join(dir, 'data');
   const repo = join(dir, 'repo');
-  const d0 = join(dir, 'disk0.raw'); // MBR: 1 ext4, 2 FAT16, 3 claims to be NTFS
+  const d0 = join(dir, 'disk0.raw'); // MBR: 1 ext4, 2 FAT16, 3 claims to be BitLocker
   const d1 = join(dir, 'disk1.raw'); // ext4 on the whole disk with a damaged superblock
   const src = join(dir, 'ext-src');
   const fsrc = join(dir, 'fat-src');
@@ -60,7 +60,7 @@ describe('coffer server: browsing and downloading files of a restore point', () 
     const broken = findAll(d0, 'BROKEN  TXT').filter((o) => o >= p[1]!.start && o < p[1]!.start + p[1]!.size);
     assert.equal(broken.length, 1);
     patch(d0, broken[0]! + 28, [0, 0, 0x10, 0]);
-    patch(d0, p[2]!.start, Buffer.concat([Buffer.from([0xeb, 0x52, 0x90]), Buffer.from('NTFS    ')]));
+    patch(d0, p[2]!.start, Buffer.concat([Buffer.from([0xeb, 0x58, 0x90]), Buffer.from('-FVE-FS-')])); // BitLocker (NTFS itself is read now)
     mkExt(d1, 'ext4', join(src, 'etc'), 8 * MiB);
     patch(d1, 1024 + 24, [30, 0, 0, 0]); // s_log_block_size 30: an absurd block size
     assert.equal(coffer(['init', '--repo', repo, '--chunk-size', '64K', '--kdf-cost', '1024', '--json']).code, 0);
@@ -88,7 +88,7 @@ describe('coffer server: browsing and downloading files of a restore point', () 
     assert.equal(r.body.scheme, 'mbr');
     assert.equal(r.body.repository, 'main');
     assert.equal(r.body.sizeBytes, 48 * MiB);
-    assert.deepEqual(r.body.items.map((p: any) => [p.number, p.filesystem, p.type]), [[1, 'ext', '0x83'], [2, 'fat', '0x06'], [3, 'ntfs', '0x07']]);
+    assert.deepEqual(r.body.items.map((p: any) => [p.number, p.filesystem, p.type]), [[1, 'ext', '0x83'], [2, 'fat', '0x06'], [3, 'bitlocker', '0x07']]);
   });
 
   it('lists directories sorted by name with sizes, modes, mtimes; hostile names only JSON-encoded', async () => {
@@ -218,7 +218,7 @@ describe('coffer server: browsing and downloading files of a restore point', () 
     const ntfs = await api(server.url, 'GET', `${base()}/0/files?partition=3&path=/`, { token: tokens.viewer });
     assert.equal(ntfs.status, 422);
     assert.equal(ntfs.body.error.code, 'FS_UNSUPPORTED');
-    assert.match(ntfs.body.error.message, /ntfs/);
+    assert.match(ntfs.body.error.message, /BitLocker/);
     const missing = await api(server.url, 'GET', `${base()}/0/files?partition=1&path=/etc/nope`, { token: tokens.viewer });
     assert.equal(missing.status, 404);
     assert.equal(missing.body.error.code, 'NOT_FOUND');

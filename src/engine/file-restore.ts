@@ -31,6 +31,12 @@ export interface FileInfo {
   nlink: number;
   mtime: string | null;
   atime: string | null;
+  /** metadata change time, where the filesystem has one (NTFS) */
+  ctime?: string | null;
+  /** file attribute flags (NTFS: readonly, hidden, system, compressed, sparse, reparse-point ...) */
+  attributes?: string[];
+  /** named data streams (NTFS alternate data streams) */
+  streams?: { name: string; size: number }[];
   linkTarget?: string;
   error?: { code: ErrorCode; message: string };
 }
@@ -124,6 +130,9 @@ function iso(ms: number | undefined): string | null {
 async function info(fs: GuestFs, node: FsNode, path: string, op: Op): Promise<FileInfo> {
   const i: FileInfo = { name: node.name, path, type: node.type, size: node.sizeBytes, mode: node.mode, uid: node.uid, gid: node.gid, nlink: node.nlink, mtime: iso(node.mtimeMs), atime: iso(node.atimeMs) };
   if (node.error) i.error = { code: node.error.code, message: node.error.message };
+  if (node.ctimeMs !== undefined) i.ctime = iso(node.ctimeMs);
+  if (node.attributes) i.attributes = node.attributes;
+  if (node.streams) i.streams = node.streams.map((x) => ({ name: x.name, size: x.sizeBytes }));
   if (node.type === 'symlink') {
     try {
       i.linkTarget = await fs.readlink(node, op);
@@ -257,6 +266,8 @@ export interface ExtractOptions extends GuestLocation {
   target: string;
   /** replace existing files and symlinks in the target (never follows them; existing directories are merged) */
   force: boolean;
+  /** also write each named data stream (NTFS alternate data stream) of a file as `name:stream` beside it */
+  streams?: boolean;
   signal?: AbortSignal;
   onProgress?: (p: { files: number; bytes: number }) => void;
 }
@@ -271,6 +282,8 @@ export interface ExtractResult {
   symlinks: number;
   /** further names of a file already copied in this run, created as hard links */
   hardlinks: number;
+  /** named data streams written as `name:stream` files (with `streams`) */
+  streams?: number;
   bytes: number;
   chunksRead: number;
   chunksTotal: number;
@@ -326,27 +339,29 @@ export async function extractGuestFiles(repo: Repository, pool: CodecPool, o: Ex
     await unlink(dest);
   };
 
-  const writeFile = async (node: FsNode, dest: string) => {
+  const writeFile = async (node: FsNode, dest: string, stream?: string) => {
     await clear(dest);
-    const first = node.nlink > 1 ? linked.get(node.id) : undefined;
+    const first = node.nlink > 1 && stream === undefined ? linked.get(node.id) : undefined;
     if (first !== undefined) {
       await link(first, dest);
       result.hardlinks++;
       return;
     }
+    const size = stream === undefined ? node.sizeBytes : (node.streams?.find((x) => x.name === stream)?.sizeBytes ?? 0);
+    const content = stream === undefined ? g.fs.read(node, op) : g.fs.readStream!(node, stream, op);
     // O_EXCL|O_NOFOLLOW: never through a symlink or over something that appeared meanwhile
     const fh = await open(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600).catch((e) => {
       throw new CofferError((e as NodeJS.ErrnoException).code === 'EEXIST' ? 'TARGET_EXISTS' : 'TARGET_UNWRITABLE', `cannot create ${dest}: ${(e as Error).message}`);
     });
     let ok = false;
     try {
-      for await (const piece of g.fs.read(node, op)) {
+      for await (const piece of content) {
         if (result.bytes + piece.data.length > dataLimit) throw new CofferError('FS_CORRUPT', `the files read hold more data than the partition (${dataLimit} bytes): files share blocks`);
         let done = 0;
         while (done < piece.data.length) done += (await fh.write(piece.data, done, piece.data.length - done, piece.offset + done)).bytesWritten;
         result.bytes += piece.data.length;
       }
-      await fh.truncate(node.sizeBytes); // the tail hole, and the file's exact size
+      await fh.truncate(size); // the tail hole, and the file's exact size
       // metadata through the handle: the object we created, whatever happens to the name meanwhile
       if (asRoot) await fh.chown(node.uid, node.gid);
       await fh.chmod(asRoot ? node.mode : node.mode & 0o1777);
@@ -356,9 +371,21 @@ export async function extractGuestFiles(repo: Repository, pool: CodecPool, o: Ex
       await fh.close();
       if (!ok) await unlink(dest).catch(() => undefined);
     }
+    if (stream !== undefined) {
+      result.streams = (result.streams ?? 0) + 1;
+      return;
+    }
     result.files++;
     if (node.nlink > 1) linked.set(node.id, dest);
     o.onProgress?.({ files: result.files, bytes: result.bytes });
+    // `name:stream` files beside the file (never over another guest file: the stream name has no '/')
+    if (o.streams && g.fs.readStream) {
+      for (const x of node.streams ?? []) {
+        const bad = unsafeName(x.name);
+        if (bad) throw new CofferError('FS_CORRUPT', `stream ${JSON.stringify(x.name)} refused: ${bad}`);
+        await writeFile(node, `${dest}:${x.name}`, x.name);
+      }
+    }
   };
 
   const extract = async (node: FsNode, dest: string, guestPath: string, depth: number): Promise<void> => {

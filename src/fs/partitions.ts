@@ -21,6 +21,34 @@ export interface Partition {
   container?: boolean;
   /** why this entry cannot be opened (past the disk end, overlapping ...); undefined when fine */
   problem?: string;
+  /** what a known partition type is (EFI system, Microsoft reserved, Windows recovery, LDM ...) */
+  role?: string;
+  /** a partition recognised but not readable by file-level restore (LDM dynamic disks): why */
+  unsupported?: string;
+}
+
+/** Partition types worth naming (Windows guests: docs/DESIGN.md §NTFS reader). */
+const GPT_ROLES: Record<string, { role: string; unsupported?: string }> = {
+  'C12A7328-F81F-11D2-BA4B-00A0C93EC93B': { role: 'EFI system partition' },
+  'E3C9E316-0B5C-4DB8-817D-F92DF00215AE': { role: 'Microsoft reserved (MSR, no filesystem)' },
+  'EBD0A0A2-B9E5-4433-87C0-68B6B72699C7': { role: 'Microsoft basic data' },
+  'DE94BBA4-06D1-4D40-A16A-BFD50179D6AC': { role: 'Windows recovery' },
+  '5808C8AA-7E8F-42E0-85D2-E1E90434CFB3': { role: 'LDM metadata', unsupported: 'it belongs to a Windows dynamic disk (LDM): dynamic volumes are not read by file-level restore (convert the disk to basic, or restore the whole disk)' },
+  'AF9B60A0-1431-4F62-BC68-3311714A69AD': { role: 'LDM data', unsupported: 'it belongs to a Windows dynamic disk (LDM): dynamic volumes are not read by file-level restore (convert the disk to basic, or restore the whole disk)' },
+};
+const MBR_ROLES: Record<number, { role: string; unsupported?: string }> = {
+  0x07: { role: 'NTFS/exFAT' },
+  0x27: { role: 'Windows recovery (hidden NTFS)' },
+  0x42: { role: 'Windows dynamic disk (LDM)', unsupported: 'it is a Windows dynamic disk (LDM, MBR type 0x42): dynamic volumes are not read by file-level restore (convert the disk to basic, or restore the whole disk)' },
+  0xef: { role: 'EFI system partition' },
+};
+
+function withRole(p: Partition, known: { role: string; unsupported?: string } | undefined): Partition {
+  if (known) {
+    p.role = known.role;
+    if (known.unsupported) p.unsupported = known.unsupported;
+  }
+  return p;
 }
 
 export interface PartitionTable {
@@ -47,6 +75,8 @@ export async function readPartitionTable(disk: BlockReader, op?: Op): Promise<Pa
   if (entries.some((e) => e[4] === 0xee)) return readGpt(disk, op);
   // A FAT boot sector also ends in 55 AA: a volume without a table is recognised by its BPB.
   if (looksLikeFat(mbr)) return whole;
+  // so does an NTFS (or BitLocker) boot sector: a volume written to the whole disk
+  if (['NTFS    ', '-FVE-FS-'].includes(mbr.subarray(3, 11).toString('latin1'))) return whole;
   if (entries.some((e) => e[0] !== 0 && e[0] !== 0x80)) throw corrupt('the MBR has an invalid boot indicator (not a partition table, and no filesystem recognised on the whole disk)');
   const parts: Partition[] = [];
   for (const [i, e] of entries.entries()) {
@@ -54,7 +84,7 @@ export async function readPartitionTable(disk: BlockReader, op?: Op): Promise<Pa
     if (type === 0) continue;
     const start = e.readUInt32LE(8) * 512;
     const size = e.readUInt32LE(12) * 512;
-    const p: Partition = { number: i + 1, scheme: 'mbr', startBytes: start, sizeBytes: size, type: hexType(type) };
+    const p: Partition = withRole({ number: i + 1, scheme: 'mbr', startBytes: start, sizeBytes: size, type: hexType(type) }, MBR_ROLES[type]);
     if (EXTENDED_TYPES.has(type)) p.container = true;
     parts.push(p);
   }
@@ -87,7 +117,7 @@ async function readLogical(disk: BlockReader, ext: Partition, op?: Op): Promise<
     if (a[4] !== 0) {
       const start = ebr + a.readUInt32LE(8) * 512;
       const size = a.readUInt32LE(12) * 512;
-      const p: Partition = { number: 5 + out.length, scheme: 'mbr', startBytes: start, sizeBytes: size, type: hexType(a[4]!) };
+      const p: Partition = withRole({ number: 5 + out.length, scheme: 'mbr', startBytes: start, sizeBytes: size, type: hexType(a[4]!) }, MBR_ROLES[a[4]!]);
       if (start < ext.startBytes || start + size > ext.startBytes + ext.sizeBytes) p.problem = 'lies outside its extended partition';
       if (start + size > disk.sizeBytes) p.problem = 'extends past the end of the disk';
       out.push(p);
@@ -180,7 +210,8 @@ async function readGpt(disk: BlockReader, op?: Op): Promise<PartitionTable> {
         const first = Number(e.readBigUInt64LE(32));
         const last = Number(e.readBigUInt64LE(40));
         const name = e.subarray(56, 128).toString('utf16le').replace(/\0.*$/s, '');
-        const p: Partition = { number: i + 1, scheme: 'gpt', startBytes: first * sector, sizeBytes: Math.max(0, last - first + 1) * sector, type: guid(e.subarray(0, 16)), name };
+        const type = guid(e.subarray(0, 16));
+        const p: Partition = withRole({ number: i + 1, scheme: 'gpt', startBytes: first * sector, sizeBytes: Math.max(0, last - first + 1) * sector, type, name }, GPT_ROLES[type]);
         if (last < first) p.problem = 'ends before it starts';
         else if (first < hdr.firstUsable || last > hdr.lastUsable) p.problem = 'lies outside the usable area of the disk';
         parts.push(p);

@@ -16,6 +16,12 @@ export interface FsNode {
   /** ms since the epoch; undefined where the filesystem has no such time */
   mtimeMs: number | undefined;
   atimeMs: number | undefined;
+  /** metadata change time (ms), where the filesystem has one */
+  ctimeMs?: number | undefined;
+  /** file attribute flags by name (NTFS: readonly, hidden, system, compressed ...) */
+  attributes?: string[];
+  /** named data streams (NTFS alternate data streams); read with GuestFs.readStream */
+  streams?: { name: string; sizeBytes: number }[];
   /** a stable identity inside this filesystem (inode number, first cluster): detects directory cycles */
   id: string;
   /** reader-private handle */
@@ -42,6 +48,8 @@ export interface GuestFs {
   readlink(node: FsNode, op?: Op): Promise<string>;
   /** a regular file's content in ascending pieces of at most ~1 MiB, holes skipped */
   read(node: FsNode, op?: Op): AsyncIterable<FileExtent>;
+  /** a named data stream of a file (filesystems with alternate data streams), like read() */
+  readStream?(node: FsNode, name: string, op?: Op): AsyncIterable<FileExtent>;
 }
 
 /** Longest symlink target accepted (Linux PATH_MAX). */

@@ -2,6 +2,8 @@ import { CofferError, type Op } from '../shared/index.js';
 import { SliceReader, type BlockReader } from './block-reader.js';
 import { ExtFs, looksLikeExt } from './ext.js';
 import { FatFs, looksLikeFat } from './fat.js';
+import { BITLOCKER_OEM } from './ntfs/boot.js';
+import { NtfsFs } from './ntfs/ntfs.js';
 import { readPartitionTable, type Partition, type PartitionTable } from './partitions.js';
 import type { GuestFs } from './types.js';
 
@@ -11,6 +13,7 @@ export async function probeFilesystem(vol: BlockReader, op?: Op): Promise<string
   const head = await vol.read(0, Math.min(vol.sizeBytes, 4096), op);
   if (head.length >= 2048 && looksLikeExt(head.subarray(1024, 2048))) return 'ext';
   if (head.subarray(3, 11).toString('latin1') === 'NTFS    ') return 'ntfs';
+  if (head.subarray(3, 11).toString('latin1') === BITLOCKER_OEM) return 'bitlocker';
   if (head.subarray(0, 4).toString('latin1') === 'XFSB') return 'xfs';
   if (head.subarray(0, 6).equals(Buffer.from([0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe]))) return 'luks';
   if (head.length >= 1024 && head.subarray(512, 520).toString('latin1') === 'LABELONE' && head.subarray(536, 544).toString('latin1') === 'LVM2 001') return 'lvm2';
@@ -28,13 +31,15 @@ export async function openFilesystem(vol: BlockReader, op?: Op): Promise<GuestFs
   const kind = await probeFilesystem(vol, op);
   if (kind === 'ext') return ExtFs.open(vol, op);
   if (kind === 'fat') return FatFs.open(vol, op);
+  if (kind === 'ntfs') return NtfsFs.open(vol, op);
   const what: Record<string, string> = {
     lvm2: 'an LVM2 physical volume (logical volumes are not read yet)',
     luks: 'a LUKS-encrypted volume',
     swap: 'Linux swap space (no files)',
+    bitlocker: 'a BitLocker-encrypted volume (-FVE-FS-)',
   };
-  if (kind) throw new CofferError('FS_UNSUPPORTED', `${what[kind] ?? `${kind} filesystems`} cannot be read by file-level restore (ext2/3/4 and FAT12/16/32 can)`, { details: { filesystem: kind } });
-  throw new CofferError('FS_UNSUPPORTED', 'no supported filesystem found (ext2/3/4, FAT12/16/32)', { details: { filesystem: null } });
+  if (kind) throw new CofferError('FS_UNSUPPORTED', `${what[kind] ?? `${kind} filesystems`} cannot be read by file-level restore (ext2/3/4, FAT12/16/32 and NTFS can)`, { details: { filesystem: kind } });
+  throw new CofferError('FS_UNSUPPORTED', 'no supported filesystem found (ext2/3/4, FAT12/16/32, NTFS)', { details: { filesystem: null } });
 }
 
 export interface PartitionInfo extends Partition {
@@ -48,7 +53,7 @@ export async function listPartitions(disk: BlockReader, op?: Op): Promise<{ tabl
   const partitions: PartitionInfo[] = [];
   for (const p of table.partitions) {
     let filesystem: string | undefined;
-    if (!p.problem && !p.container) filesystem = await probeFilesystem(new SliceReader(disk, p.startBytes, p.sizeBytes), op).catch(() => undefined);
+    if (!p.problem && !p.container && !p.unsupported) filesystem = await probeFilesystem(new SliceReader(disk, p.startBytes, p.sizeBytes), op).catch(() => undefined);
     partitions.push({ ...p, filesystem });
   }
   return { table, partitions };
@@ -73,5 +78,6 @@ export async function selectVolume(disk: BlockReader, number: number | undefined
   }
   if (p!.container) throw new CofferError('USAGE', `partition ${p!.number} is an extended partition (a container for logical partitions 5+)`);
   if (p!.problem) throw new CofferError('FS_CORRUPT', `partition ${p!.number} ${p!.problem}`, { details: { partition: p!.number } });
+  if (p!.unsupported) throw new CofferError('FS_UNSUPPORTED', `partition ${p!.number} cannot be read: ${p!.unsupported}`, { details: { partition: p!.number, role: p!.role } });
   return { partition: p!, volume: new SliceReader(disk, p!.startBytes, p!.sizeBytes) };
 }

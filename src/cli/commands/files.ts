@@ -31,7 +31,7 @@ function lsLine(f: FileInfo): string {
 
 /** `coffer files ls|get`: file-level restore (get: the engine's restoreFiles). */
 export function filesCommand(program: Command, kit: CommandKit): void {
-  const files = program.command('files').description('file-level restore: list and copy files out of a disk of a restore point (ext2/3/4, FAT12/16/32)');
+  const files = program.command('files').description('file-level restore: list and copy files out of a disk of a restore point (ext2/3/4, FAT12/16/32, NTFS)');
   const location = (c: Command) =>
     kit
       .common(c)
@@ -56,7 +56,7 @@ export function filesCommand(program: Command, kit: CommandKit): void {
             kit.write(`disk ${disk} of ${pointId}: ${formatBytes(t.sizeBytes)}, ${t.scheme === 'none' ? 'no partition table' : `${t.scheme.toUpperCase()} partition table`}\n`);
             kit.write(`${'#'.padStart(3)}  ${'START'.padStart(14)}  ${'SIZE'.padStart(10)}  ${'TYPE'.padEnd(36)}  ${'FS'.padEnd(6)}  NAME / PROBLEM\n`);
             for (const p of t.partitions) {
-              const note = [p.name ? printable(p.name) : '', p.container ? '(extended)' : '', p.problem ? `PROBLEM: ${p.problem}` : ''].filter(Boolean).join(' ');
+              const note = [p.name ? printable(p.name) : '', p.role ? `(${p.role})` : '', p.container ? '(extended)' : '', p.problem ? `PROBLEM: ${p.problem}` : '', p.unsupported ? 'NOT READABLE (LDM)' : ''].filter(Boolean).join(' ');
               kit.write(`${String(p.number).padStart(3)}  ${String(p.startBytes).padStart(14)}  ${formatBytes(p.sizeBytes).padStart(10)}  ${p.type.padEnd(36)}  ${(p.filesystem ?? '-').padEnd(6)}  ${note}\n`);
             }
           }
@@ -74,13 +74,14 @@ export function filesCommand(program: Command, kit: CommandKit): void {
     .argument('<path...>', 'paths inside the guest filesystem')
     .requiredOption('--target <dir>', 'local directory to copy into (created if missing)')
     .option('--force', 'replace existing files and symlinks in the target (symlinks are replaced, never written through)')
-    .action(async (ref: string, paths: string[], o: FilesOpts & { target: string; force?: boolean }) => {
+    .option('--streams', 'also write the alternate data streams of NTFS files, as name:stream files beside them')
+    .action(async (ref: string, paths: string[], o: FilesOpts & { target: string; force?: boolean; streams?: boolean }) => {
       const logger = kit.logger(o);
       const repo = await kit.openRepo(o, logger, true);
       const pointId = await repo.resolvePoint(ref);
       const disk = parseInteger(o.disk, '--disk');
       const partition = parseOptionalInteger(o.partition, '--partition');
-      const r = await restoreFiles(repo, kit.useCase, { pointId, disk, partition, paths, target: o.target, force: Boolean(o.force) });
+      const r = await restoreFiles(repo, kit.useCase, { pointId, disk, partition, paths, target: o.target, force: Boolean(o.force), streams: Boolean(o.streams) });
       for (const w of r.warnings) logger.warn(w);
       if (o.json) kit.writeJson(r);
       else {

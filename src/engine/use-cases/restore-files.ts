@@ -12,6 +12,8 @@ export interface RestoreFilesRequest {
   /** local directory (created if missing) */
   target: string;
   force?: boolean | undefined;
+  /** also write NTFS alternate data streams as `name:stream` files */
+  streams?: boolean | undefined;
   onEvent?: EventSink<RestoreFilesEvent> | undefined;
 }
 
@@ -28,6 +30,7 @@ export async function restoreFiles(repo: Repository, ctx: UseCaseContext, req: R
       paths: req.paths,
       target: req.target,
       force: Boolean(req.force),
+      streams: Boolean(req.streams),
       signal: ctx.signal,
       ...(req.onEvent ? { onProgress: (p: { files: number; bytes: number }) => req.onEvent!({ type: 'progress', unit: 'items', done: p.files, total: 0, bytes: p.bytes }) } : {}),
     }),

@@ -1,0 +1,1 @@
+export * from '../../src/fs/testing/ntfs-images.js';
