@@ -4,6 +4,7 @@ import { ExtFs, looksLikeExt } from './ext.js';
 import { FatFs, looksLikeFat } from './fat.js';
 import { readPartitionTable, type Partition, type PartitionTable } from './partitions.js';
 import type { GuestFs } from './types.js';
+import { XfsFs } from './xfs/xfs.js';
 
 /** Recognises the filesystem at the start of a volume: 'ext', 'fat', a name we know but cannot read, or undefined. */
 export async function probeFilesystem(vol: BlockReader, op?: Op): Promise<string | undefined> {
@@ -28,6 +29,7 @@ export async function openFilesystem(vol: BlockReader, op?: Op): Promise<GuestFs
   const kind = await probeFilesystem(vol, op);
   if (kind === 'ext') return ExtFs.open(vol, op);
   if (kind === 'fat') return FatFs.open(vol, op);
+  if (kind === 'xfs') return XfsFs.open(vol, op);
   const what: Record<string, string> = {
     lvm2: 'an LVM2 physical volume (logical volumes are not read yet)',
     luks: 'a LUKS-encrypted volume',
