@@ -32,12 +32,12 @@ function lsLine(f: FileInfo): string {
 }
 
 export const filesCommands: CommandModule = (program: Command, kit) => {
-  const files = program.command('files').description('file-level restore: list and copy files out of a disk of a restore point (ext2/3/4, FAT12/16/32)');
+  const files = program.command('files').description('file-level restore: list and copy files out of a disk of a restore point (ext2/3/4, XFS, FAT12/16/32, inside partitions or LVM2 logical volumes)');
   const location = (c: Command) =>
     kit
       .common(c)
       .requiredOption('--disk <n>', 'disk index (0-based)')
-      .option('--partition <n>', 'partition number as `files ls --partitions` shows it (0 = a disk without partition table); default: the only one');
+      .option('--partition <n>', 'partition number as `files ls --partitions` shows it (0 = a disk without partition table), or an LVM2 logical volume as VG/LV; default: the only one');
 
   location(files.command('ls').description('list a directory or show a file of a guest filesystem; without PATH (or with --partitions) list the partitions'))
     .argument('<id>', 'restore point id, unique prefix, or "latest"')
@@ -47,7 +47,7 @@ export const filesCommands: CommandModule = (program: Command, kit) => {
       const repo = await kit.openRepo(o, stderrLogger(kit.deps, o.quiet), true);
       const pointId = await repo.resolvePoint(ref);
       const disk = parseInteger(o.disk, '--disk');
-      const partition = o.partition === undefined ? undefined : parseInteger(o.partition, '--partition');
+      const partition = o.partition === undefined ? undefined : /^[^/]+\/[^/]+$/.test(o.partition) ? o.partition : parseInteger(o.partition, '--partition');
       const signal = kit.deps.signal;
       await kit.withPool(repo, async (pool) => {
         if (path === undefined || o.partitions) {
@@ -80,7 +80,7 @@ export const filesCommands: CommandModule = (program: Command, kit) => {
       const repo = await kit.openRepo(o, logger, true);
       const pointId = await repo.resolvePoint(ref);
       const disk = parseInteger(o.disk, '--disk');
-      const partition = o.partition === undefined ? undefined : parseInteger(o.partition, '--partition');
+      const partition = o.partition === undefined ? undefined : /^[^/]+\/[^/]+$/.test(o.partition) ? o.partition : parseInteger(o.partition, '--partition');
       const started = Date.now();
       const r = await kit.withPool(repo, (pool) =>
         extractGuestFiles(repo, pool, { pointId, disk, partition, paths, target: o.target, force: Boolean(o.force), signal: kit.deps.signal }),

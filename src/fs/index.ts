@@ -6,3 +6,4 @@ export { XfsFs } from './xfs/xfs.js';
 export { openFilesystem, probeFilesystem, listPartitions, selectVolume, type PartitionInfo } from './volume.js';
 export type { FileType, FsNode, FileExtent, GuestFs } from './types.js';
 export { MAX_LINK_BYTES } from './types.js';
+export { scanVolumeGroups, VolumeGroups, type LogicalVolumeInfo } from './lvm/index.js';
