@@ -50,7 +50,7 @@ export function mkXfs(img: string, sizeBytes: number, extra: string[] = []): voi
  * (`btreeEntries`, tens of thousands of long names), a file of 400 extents with holes (a bmap btree), a preallocated
  * (unwritten) range, a 3 MiB file, inline and remote symlinks, unicode names, a timestamp past 2038.
  */
-export function populateXfs(dir: string, opts: { btreeEntries?: number } = {}): XfsExpect {
+export function populateXfs(dir: string, opts: { btreeEntries?: number; nodeEntries?: number } = {}): XfsExpect {
   const ex: XfsExpect = { files: new Map(), links: new Map(), dirs: new Map() };
   const file = (rel: string, data: Buffer) => {
     writeFileSync(join(dir, rel), data);
@@ -64,7 +64,7 @@ export function populateXfs(dir: string, opts: { btreeEntries?: number } = {}): 
   many('shortform', 5, false);
   many('block', 60, false);
   many('leaf', 400, false);
-  many('node', 3000, true);
+  many('node', opts.nodeEntries ?? 3000, true); // > ~500 entries overflow one leaf block: node form
   if (opts.btreeEntries) many('btree', opts.btreeEntries, true);
   file('big.bin', prng('xfs-big', 3 * MiB + 321));
   file(XFS_UNICODE, Buffer.from('unicode\n'));
@@ -109,7 +109,7 @@ export function populateXfs(dir: string, opts: { btreeEntries?: number } = {}): 
 }
 
 /** An XFS image populated with populateXfs. */
-export function makeXfsImage(img: string, sizeBytes: number, opts: { btreeEntries?: number; mkfs?: string[] } = {}): XfsExpect {
+export function makeXfsImage(img: string, sizeBytes: number, opts: { btreeEntries?: number; nodeEntries?: number; mkfs?: string[] } = {}): XfsExpect {
   mkXfs(img, sizeBytes, opts.mkfs);
   let ex: XfsExpect | undefined;
   withMount(img, (d) => {
@@ -130,6 +130,10 @@ export interface LvmDisk {
   sizeBytes: number;
   /** the PV is in an MBR partition starting here (bytes); 0 = the whole disk is the PV */
   partitionStart: number;
+  /** the PV's size (default: to the disk's end) */
+  pvBytes?: number;
+  /** sfdisk script for the disk (default: one partition of type 8e at partitionStart) */
+  table?: string;
 }
 
 export interface LvmLayout {
@@ -153,11 +157,11 @@ export function makeLvmDisks(disks: LvmDisk[], vg: string, lvText: string, exten
     const fd = openSync(d.path, 'r+');
     ftruncateSync(fd, d.sizeBytes);
     closeSync(fd);
-    if (d.partitionStart) sh('sfdisk', ['-q', '--no-reread', '--no-tell-kernel', d.path], `label: dos\nstart=${d.partitionStart / 512}, type=8e\n`);
+    if (d.partitionStart) sh('sfdisk', ['-q', '--no-reread', '--no-tell-kernel', d.path], d.table ?? `label: dos\nstart=${d.partitionStart / 512}, type=8e\n`);
   }
   const loops: string[] = [];
   try {
-    for (const d of disks) loops.push(losetup(['-f', '--show', ...(d.partitionStart ? ['-o', String(d.partitionStart), '--sizelimit', String(d.sizeBytes - d.partitionStart)] : []), d.path]));
+    for (const d of disks) loops.push(losetup(['-f', '--show', ...(d.partitionStart ? ['-o', String(d.partitionStart), '--sizelimit', String(d.pvBytes ?? d.sizeBytes - d.partitionStart)] : []), d.path]));
     sh('pvcreate', ['-qy', ...loops], undefined, LVM_ENV);
     sh('vgcreate', ['-q', '-s', `${extentMiB}M`, vg, ...loops], undefined, LVM_ENV);
     const backup = `${disks[0]!.path}.vg.txt`;
@@ -216,5 +220,16 @@ export function writeIntoLv(disks: LvmDisk[], layout: LvmLayout, image: string, 
     }
   } finally {
     for (const fd of fds) closeSync(fd);
+  }
+}
+
+/** Copies an image file into a disk image at `offset`. */
+export function writeAt(disk: string, offset: number, image: string): void {
+  const fd = openSync(disk, 'r+');
+  try {
+    const data = readFileSync(image);
+    writeSync(fd, data, 0, data.length, offset);
+  } finally {
+    closeSync(fd);
   }
 }
