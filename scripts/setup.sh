@@ -6,8 +6,9 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(qemu-utils nbdkit libnbd-bin fdisk gdisk mtools dosfstools e2fsprogs restic borgbackup time openssl
-  golang-go golang-github-vmware-govmomi-dev
-  ntfs-3g wimtools)  # ntfs-3g + wimtools: NTFS test images (mkntfs, wimapply onto the image); Go + govmomi sources: the vcsim launcher in test/fixtures/vcsim
+  golang-go golang-github-vmware-govmomi-dev  # Go + govmomi sources: the vcsim launcher in test/fixtures/vcsim
+  ntfs-3g wimtools  # NTFS test images (mkntfs, wimapply onto the image)
+  xfsprogs lvm2)  # mkfs.xfs, xfs_db, xfs_io; pvcreate/vgcreate/vgcfgrestore: XFS and LVM2 test images
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
 import { chmod, chown, lchown, link, lstat, lutimes, mkdir, open, symlink, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
-import { checkRange, listPartitions, openFilesystem, selectVolume, type BlockReader, type FsNode, type GuestFs, type Partition, type PartitionInfo } from '../fs/index.js';
+import { checkRange, listPartitions, openFilesystem, probeFilesystem, scanVolumeGroups, selectVolume, type BlockReader, type FsNode, type GuestFs, type PartitionInfo, type VolumeGroups } from '../fs/index.js';
 import type { Repository } from '../repository/index.js';
 import { CofferError, asCofferError, type ErrorCode, type Op } from '../shared/index.js';
 import type { CodecPool } from './codec-pool.js';
@@ -16,8 +16,17 @@ import { RestorePointDevice } from './mount.js';
 export interface GuestLocation {
   pointId: string;
   disk: number;
-  /** partition number as listed (0 = whole disk without a table); undefined = the only one */
-  partition?: number | undefined;
+  /**
+   * partition number as listed (0 = whole disk without a table), or an LVM2 logical volume as "VG/LV" (its VG may
+   * span several disks of the point); undefined = the only one
+   */
+  partition?: number | string | undefined;
+}
+
+/** A partition, or an LVM2 logical volume (number "VG/LV", scheme "lvm2"), as `files ls` lists them. */
+export interface GuestVolumeInfo extends Omit<PartitionInfo, 'number' | 'scheme'> {
+  number: number | string;
+  scheme: PartitionInfo['scheme'] | 'lvm2';
 }
 
 export interface FileInfo {
@@ -60,7 +69,7 @@ class DeviceReader implements BlockReader {
   }
 }
 
-async function openDisk(repo: Repository, pool: CodecPool, loc: GuestLocation, op: Op): Promise<{ device: RestorePointDevice; reader: DeviceReader; chunksTotal: number }> {
+async function openDisk(repo: Repository, pool: CodecPool, loc: { pointId: string; disk: number }, op: Op): Promise<{ device: RestorePointDevice; reader: DeviceReader; chunksTotal: number }> {
   const manifest = await repo.loadManifest(loc.pointId, op);
   const disk = manifest.disks[loc.disk];
   if (!disk) throw new CofferError('NOT_FOUND', `restore point ${loc.pointId} has no disk ${loc.disk}`);
@@ -69,19 +78,55 @@ async function openDisk(repo: Repository, pool: CodecPool, loc: GuestLocation, o
   return { device, reader: new DeviceReader(device), chunksTotal: index.entryCount };
 }
 
-export async function listGuestPartitions(repo: Repository, pool: CodecPool, loc: GuestLocation, op: Op = {}): Promise<{ scheme: string; sizeBytes: number; partitions: PartitionInfo[] }> {
-  const { device, reader } = await openDisk(repo, pool, loc, op);
+/** Every disk of a restore point, for LVM2: a volume group may span several disks of the VM. */
+async function openAllDisks(repo: Repository, pool: CodecPool, pointId: string, op: Op): Promise<{ disks: Awaited<ReturnType<typeof openDisk>>[]; groups: VolumeGroups; close(): Promise<void> }> {
+  const manifest = await repo.loadManifest(pointId, op);
+  const disks: Awaited<ReturnType<typeof openDisk>>[] = [];
+  const close = async () => {
+    for (const d of disks) await d.device.close();
+  };
   try {
-    const { table, partitions } = await listPartitions(reader, op);
-    return { scheme: table.scheme, sizeBytes: reader.sizeBytes, partitions };
+    for (let i = 0; i < manifest.disks.length; i++) disks.push(await openDisk(repo, pool, { pointId, disk: i }, op));
+    const groups = await scanVolumeGroups(disks.map((d) => d.reader), op);
+    return { disks, groups, close };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
+
+export async function listGuestPartitions(repo: Repository, pool: CodecPool, loc: GuestLocation, op: Op = {}): Promise<{ scheme: string; sizeBytes: number; partitions: GuestVolumeInfo[]; warnings: string[] }> {
+  const { device, reader } = await openDisk(repo, pool, loc, op);
+  let partitions: GuestVolumeInfo[];
+  let table: { scheme: string };
+  try {
+    ({ table, partitions } = await listPartitions(reader, op));
   } finally {
     await device.close();
   }
+  const warnings: string[] = [];
+  if (partitions.some((p) => p.filesystem === 'lvm2')) {
+    // the logical volumes of every VG with a PV on this disk, listed like partitions ("VG/LV")
+    const all = await openAllDisks(repo, pool, loc.pointId, op);
+    try {
+      warnings.push(...all.groups.warnings);
+      for (const lv of all.groups.list()) {
+        if (!lv.disks.includes(loc.disk)) continue;
+        const entry: GuestVolumeInfo = { number: lv.name, scheme: 'lvm2', startBytes: 0, sizeBytes: lv.sizeBytes, type: `lvm2 ${[...new Set(lv.segmentTypes)].join('+')}`, name: lv.name, filesystem: undefined };
+        if (lv.problem) entry.problem = lv.problem;
+        else entry.filesystem = await probeFilesystem(all.groups.open(lv.name), op).catch(() => undefined);
+        partitions.push(entry);
+      }
+    } finally {
+      await all.close();
+    }
+  }
+  return { scheme: table.scheme, sizeBytes: reader.sizeBytes, partitions, warnings };
 }
 
 interface OpenGuest {
   fs: GuestFs;
-  partition: Partition;
+  partition: { number: number | string; sizeBytes: number };
   /** chunks fetched from the repository so far */
   chunksRead(): number;
   chunksTotal: number;
@@ -89,6 +134,7 @@ interface OpenGuest {
 }
 
 async function openGuest(repo: Repository, pool: CodecPool, loc: GuestLocation, op: Op): Promise<OpenGuest> {
+  if (typeof loc.partition === 'string') return openLogicalVolume(repo, pool, loc, loc.partition, op);
   const { device, reader, chunksTotal } = await openDisk(repo, pool, loc, op);
   try {
     const { partition, volume } = await selectVolume(reader, loc.partition, op);
@@ -96,6 +142,31 @@ async function openGuest(repo: Repository, pool: CodecPool, loc: GuestLocation, 
     return { fs, partition, chunksRead: () => device.chunksFetched, chunksTotal, close: () => device.close() };
   } catch (e) {
     await device.close();
+    throw e;
+  }
+}
+
+/** A filesystem inside LVM2 logical volume "VG/LV": every disk of the point is opened (a VG may span several). */
+async function openLogicalVolume(repo: Repository, pool: CodecPool, loc: GuestLocation, name: string, op: Op): Promise<OpenGuest> {
+  if (!/^[^/]+\/[^/]+$/.test(name)) throw new CofferError('USAGE', `--partition ${JSON.stringify(name)}: give a partition number or a logical volume as VG/LV`);
+  const all = await openAllDisks(repo, pool, loc.pointId, op);
+  try {
+    if (!all.disks[loc.disk]) throw new CofferError('NOT_FOUND', `restore point ${loc.pointId} has no disk ${loc.disk}`);
+    const lv = all.groups.list().find((x) => x.name === name);
+    if (lv && !lv.disks.includes(loc.disk)) throw new CofferError('NOT_FOUND', `logical volume ${name} has no extents on disk ${loc.disk} (it is on disk ${lv.disks.join(', ')})`);
+    const volume = all.groups.open(name);
+    const fs = await openFilesystem(volume, op);
+    const warnings = fs.warnings ?? [];
+    fs.warnings?.unshift(...all.groups.warnings.filter((w) => !warnings.includes(w)));
+    return {
+      fs,
+      partition: { number: name, sizeBytes: volume.sizeBytes },
+      chunksRead: () => all.disks.reduce((n, d) => n + d.device.chunksFetched, 0),
+      chunksTotal: all.disks.reduce((n, d) => n + d.chunksTotal, 0),
+      close: all.close,
+    };
+  } catch (e) {
+    await all.close();
     throw e;
   }
 }
@@ -146,7 +217,7 @@ async function info(fs: GuestFs, node: FsNode, path: string, op: Op): Promise<Fi
 
 export interface ListResult {
   filesystem: string;
-  partition: number;
+  partition: number | string;
   path: string;
   warnings: string[];
   /** chunks fetched from the repository (of `chunksTotal` in the disk): file-level restore reads only what it needs */
@@ -162,7 +233,7 @@ export interface ListResult {
 
 export interface GuestFile {
   filesystem: string;
-  partition: number;
+  partition: number | string;
   /** the partition's size: no file's data read is larger */
   partitionBytes: number;
   warnings: string[];
@@ -274,7 +345,7 @@ export interface ExtractOptions extends GuestLocation {
 
 export interface ExtractResult {
   filesystem: string;
-  partition: number;
+  partition: number | string;
   target: string;
   warnings: string[];
   files: number;

@@ -3,6 +3,8 @@ export { readPartitionTable, type Partition, type PartitionTable } from './parti
 export { ExtFs } from './ext.js';
 export { FatFs } from './fat.js';
 export { NtfsFs } from './ntfs/ntfs.js';
+export { XfsFs } from './xfs/xfs.js';
 export { openFilesystem, probeFilesystem, listPartitions, selectVolume, type PartitionInfo } from './volume.js';
 export type { FileType, FsNode, FileExtent, GuestFs } from './types.js';
 export { MAX_LINK_BYTES } from './types.js';
+export { scanVolumeGroups, VolumeGroups, type LogicalVolumeInfo } from './lvm/index.js';

@@ -6,6 +6,8 @@ import { BITLOCKER_OEM } from './ntfs/boot.js';
 import { NtfsFs } from './ntfs/ntfs.js';
 import { readPartitionTable, type Partition, type PartitionTable } from './partitions.js';
 import type { GuestFs } from './types.js';
+import { XfsFs } from './xfs/xfs.js';
+import { hasLvmLabel } from './lvm/label.js';
 
 /** Recognises the filesystem at the start of a volume: 'ext', 'fat', a name we know but cannot read, or undefined. */
 export async function probeFilesystem(vol: BlockReader, op?: Op): Promise<string | undefined> {
@@ -16,7 +18,7 @@ export async function probeFilesystem(vol: BlockReader, op?: Op): Promise<string
   if (head.subarray(3, 11).toString('latin1') === BITLOCKER_OEM) return 'bitlocker';
   if (head.subarray(0, 4).toString('latin1') === 'XFSB') return 'xfs';
   if (head.subarray(0, 6).equals(Buffer.from([0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe]))) return 'luks';
-  if (head.length >= 1024 && head.subarray(512, 520).toString('latin1') === 'LABELONE' && head.subarray(536, 544).toString('latin1') === 'LVM2 001') return 'lvm2';
+  if (hasLvmLabel(head)) return 'lvm2';
   if (head.length >= 4096 && head.subarray(4086, 4096).toString('latin1') === 'SWAPSPACE2') return 'swap';
   if (head.subarray(3, 11).toString('latin1') === 'EXFAT   ') return 'exfat';
   if (looksLikeFat(head.subarray(0, 512))) return 'fat';
@@ -32,14 +34,15 @@ export async function openFilesystem(vol: BlockReader, op?: Op): Promise<GuestFs
   if (kind === 'ext') return ExtFs.open(vol, op);
   if (kind === 'fat') return FatFs.open(vol, op);
   if (kind === 'ntfs') return NtfsFs.open(vol, op);
+  if (kind === 'xfs') return XfsFs.open(vol, op);
   const what: Record<string, string> = {
-    lvm2: 'an LVM2 physical volume (logical volumes are not read yet)',
+    lvm2: 'an LVM2 physical volume (name one of its logical volumes instead, as VG/LV: `files ls` lists them)',
     luks: 'a LUKS-encrypted volume',
     swap: 'Linux swap space (no files)',
     bitlocker: 'a BitLocker-encrypted volume (-FVE-FS-)',
   };
-  if (kind) throw new CofferError('FS_UNSUPPORTED', `${what[kind] ?? `${kind} filesystems`} cannot be read by file-level restore (ext2/3/4, FAT12/16/32 and NTFS can)`, { details: { filesystem: kind } });
-  throw new CofferError('FS_UNSUPPORTED', 'no supported filesystem found (ext2/3/4, FAT12/16/32, NTFS)', { details: { filesystem: null } });
+  if (kind) throw new CofferError('FS_UNSUPPORTED', `${what[kind] ?? `${kind} filesystems`} cannot be read by file-level restore (ext2/3/4, XFS, FAT12/16/32 and NTFS can)`, { details: { filesystem: kind } });
+  throw new CofferError('FS_UNSUPPORTED', 'no supported filesystem found (ext2/3/4, XFS, FAT12/16/32, NTFS)', { details: { filesystem: null } });
 }
 
 export interface PartitionInfo extends Partition {

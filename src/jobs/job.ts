@@ -113,7 +113,8 @@ export const restoreFilesJob = z.strictObject({
   repository,
   pointId,
   disk: diskIndex,
-  partition: z.number().int().min(0).max(1024).optional(),
+  /** a partition number as listed, or an LVM2 logical volume as "VG/LV" */
+  partition: z.union([z.number().int().min(0).max(4096), z.string().max(260).regex(/^[^/]+\/[^/]+$/)]).optional(),
   paths: z.array(z.string().min(1).max(65_536)).min(1).max(10_000),
   /** a local directory of the executing machine */
   target: z.string().min(1).max(4096),

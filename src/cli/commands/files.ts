@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { listGuestFiles, listGuestPartitions, restoreFiles, type FileInfo } from '../../engine/index.js';
 import { CofferError, formatBytes, formatDuration } from '../../shared/index.js';
-import { parseInteger, parseOptionalInteger, type CommandKit, type CommonOpts } from '../kit/index.js';
+import { parseInteger, type CommandKit, type CommonOpts } from '../kit/index.js';
 
 interface FilesOpts extends CommonOpts {
   disk: string;
@@ -29,14 +29,20 @@ function lsLine(f: FileInfo): string {
   return `${modeString(f.type, f.mode)} ${String(f.nlink).padStart(3)} ${String(f.uid).padStart(5)} ${String(f.gid).padStart(5)} ${String(f.size).padStart(12)} ${time} ${printable(f.name)}${link}\n`;
 }
 
+/** `--partition`: a number as `files ls --partitions` shows it, or an LVM2 logical volume as VG/LV. */
+function parsePartition(v: string | undefined): number | string | undefined {
+  if (v === undefined) return undefined;
+  return /^[^/]+\/[^/]+$/.test(v) ? v : parseInteger(v, '--partition');
+}
+
 /** `coffer files ls|get`: file-level restore (get: the engine's restoreFiles). */
 export function filesCommand(program: Command, kit: CommandKit): void {
-  const files = program.command('files').description('file-level restore: list and copy files out of a disk of a restore point (ext2/3/4, FAT12/16/32, NTFS)');
+  const files = program.command('files').description('file-level restore: list and copy files out of a disk of a restore point (ext2/3/4, XFS, FAT12/16/32, NTFS, inside partitions or LVM2 logical volumes)');
   const location = (c: Command) =>
     kit
       .common(c)
       .requiredOption('--disk <n>', 'disk index (0-based)')
-      .option('--partition <n>', 'partition number as `files ls --partitions` shows it (0 = a disk without partition table); default: the only one');
+      .option('--partition <n>', 'partition number as `files ls --partitions` shows it (0 = a disk without partition table), or an LVM2 logical volume as VG/LV; default: the only one');
 
   location(files.command('ls').description('list a directory or show a file of a guest filesystem; without PATH (or with --partitions) list the partitions'))
     .argument('<id>', 'restore point id, unique prefix, or "latest"')
@@ -46,7 +52,7 @@ export function filesCommand(program: Command, kit: CommandKit): void {
       const repo = await kit.openRepo(o, kit.logger(o), true);
       const pointId = await repo.resolvePoint(ref);
       const disk = parseInteger(o.disk, '--disk');
-      const partition = parseOptionalInteger(o.partition, '--partition');
+      const partition = parsePartition(o.partition);
       const signal = kit.deps.signal;
       await kit.withPool(repo, async (pool) => {
         if (path === undefined || o.partitions) {
@@ -80,7 +86,7 @@ export function filesCommand(program: Command, kit: CommandKit): void {
       const repo = await kit.openRepo(o, logger, true);
       const pointId = await repo.resolvePoint(ref);
       const disk = parseInteger(o.disk, '--disk');
-      const partition = parseOptionalInteger(o.partition, '--partition');
+      const partition = parsePartition(o.partition);
       const r = await restoreFiles(repo, kit.useCase, { pointId, disk, partition, paths, target: o.target, force: Boolean(o.force), streams: Boolean(o.streams) });
       for (const w of r.warnings) logger.warn(w);
       if (o.json) kit.writeJson(r);

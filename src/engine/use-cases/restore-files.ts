@@ -5,8 +5,8 @@ import { withCodecPool, type EventSink, type UseCaseContext } from './context.js
 export interface RestoreFilesRequest {
   pointId: string;
   disk: number;
-  /** as `files ls --partitions` numbers them; default the only one */
-  partition?: number | undefined;
+  /** as `files ls --partitions` numbers them, or an LVM2 logical volume as "VG/LV"; default the only one */
+  partition?: number | string | undefined;
   /** paths inside the guest filesystem, copied recursively */
   paths: string[];
   /** local directory (created if missing) */

@@ -12,7 +12,8 @@ const FilesParams = z.strictObject({ id: z.string().min(1).max(64), disk: z.coer
 const FilesLocation = {
   repository: z.string().max(64).optional(),
   /** partition number as listed (0 = a disk without partition table); default: the only one */
-  partition: z.coerce.number().int().min(0).max(4096).optional(),
+  /** partition number as listed (0 = a disk without partition table), or an LVM2 logical volume "VG/LV"; default: the only one */
+  partition: z.union([z.coerce.number().int().min(0).max(4096), z.string().max(260).regex(/^[^/]+\/[^/]+$/)]).optional(),
 };
 const BrowseQuery = Pagination.extend({ ...FilesLocation, path: z.string().min(1).max(4096).optional() });
 
