@@ -124,7 +124,7 @@ export async function listGuestPartitions(repo: Repository, pool: CodecPool, loc
   return { scheme: table.scheme, sizeBytes: reader.sizeBytes, partitions, warnings };
 }
 
-interface OpenGuest {
+export interface OpenGuest {
   fs: GuestFs;
   partition: { number: number | string; sizeBytes: number };
   /** chunks fetched from the repository so far */
@@ -133,7 +133,7 @@ interface OpenGuest {
   close(): Promise<void>;
 }
 
-async function openGuest(repo: Repository, pool: CodecPool, loc: GuestLocation, op: Op): Promise<OpenGuest> {
+export async function openGuest(repo: Repository, pool: CodecPool, loc: GuestLocation, op: Op): Promise<OpenGuest> {
   if (typeof loc.partition === 'string') return openLogicalVolume(repo, pool, loc, loc.partition, op);
   const { device, reader, chunksTotal } = await openDisk(repo, pool, loc, op);
   try {
@@ -172,14 +172,14 @@ async function openLogicalVolume(repo: Repository, pool: CodecPool, loc: GuestLo
 }
 
 /** Splits a guest path; '..' is refused (there is no way up from where a path starts). */
-function splitPath(path: string): string[] {
+export function splitPath(path: string): string[] {
   const parts = path.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.includes('..')) throw new CofferError('USAGE', `a guest path may not contain '..': ${JSON.stringify(path)}`);
   return parts;
 }
 
 /** Follows a path from the root without following symlinks. */
-async function resolve(fs: GuestFs, path: string, op: Op): Promise<FsNode> {
+export async function resolve(fs: GuestFs, path: string, op: Op): Promise<FsNode> {
   let node = await fs.root(op);
   const parts = splitPath(path);
   for (const [i, name] of parts.entries()) {
@@ -198,7 +198,7 @@ function iso(ms: number | undefined): string | null {
   return Number.isNaN(d.getTime()) ? null : d.toISOString();
 }
 
-async function info(fs: GuestFs, node: FsNode, path: string, op: Op): Promise<FileInfo> {
+export async function info(fs: GuestFs, node: FsNode, path: string, op: Op): Promise<FileInfo> {
   const i: FileInfo = { name: node.name, path, type: node.type, size: node.sizeBytes, mode: node.mode, uid: node.uid, gid: node.gid, nlink: node.nlink, mtime: iso(node.mtimeMs), atime: iso(node.atimeMs) };
   if (node.error) i.error = { code: node.error.code, message: node.error.message };
   if (node.ctimeMs !== undefined) i.ctime = iso(node.ctimeMs);

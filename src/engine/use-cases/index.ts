@@ -8,3 +8,4 @@ export { copyRestorePoints, type CopySelection, type CopyRestorePointsRequest, t
 export { pruneRepository, type PruneRepositoryRequest, type PruneRepositoryEvent, type PruneRepositoryResult } from './prune-repository.js';
 export { forgetPoints, type ForgetPointsRequest } from './forget-points.js';
 export { restoreFiles, type RestoreFilesRequest, type RestoreFilesEvent } from './restore-files.js';
+export { findFiles, diffFiles, FIND_DEFAULTS, type FindFilesRequest, type FindFilesResult, type DiffFilesRequest, type DiffFilesResult } from './find-files.js';
