@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { listGuestFiles, listGuestPartitions, restoreFiles, type FileInfo } from '../../engine/index.js';
+import { diffFiles, findFiles, FIND_DEFAULTS, listGuestFiles, listGuestPartitions, restoreFiles, type FileInfo } from '../../engine/index.js';
 import { CofferError, formatBytes, formatDuration } from '../../shared/index.js';
 import { parseInteger, type CommandKit, type CommonOpts } from '../kit/index.js';
 
@@ -96,5 +96,67 @@ export function filesCommand(program: Command, kit: CommandKit): void {
         for (const f of r.failed) kit.deps.stderr.write(`coffer: ${printable(f.path)}: [${f.code}] ${f.message}\n`);
       }
       if (r.failed.length > 0) throw new CofferError('PARTIAL', `${r.failed.length} file(s) could not be restored`, { details: { failed: r.failed.length, reported: Boolean(o.json) } });
+    });
+
+  const bounds = (c: Command) =>
+    c
+      .option('--disk <n>', 'only this disk (0-based); default every disk')
+      .option('--partition <n>', 'only this partition (or LVM2 VG/LV); default every partition holding a readable filesystem')
+      .option('--max-entries <n>', `entries walked at most per restore point (default ${FIND_DEFAULTS.entriesPerPoint})`)
+      .option('--limit <n>', 'results returned at most');
+
+  bounds(kit.common(files.command('find').description('find where a guest path or glob (*, ?, **, [a-z]) exists across restore points, newest first, with size and mtime')))
+    .argument('<pattern>', 'a full guest path (matched exactly) or a glob over the full path, e.g. "/etc/**/*.conf"')
+    .option('--vm <name>', 'only restore points of this VM (name or id)')
+    .option('--since <date>', 'only restore points taken at or after this date (ISO 8601)')
+    .option('--max-points <n>', `search only the newest N restore points (default ${FIND_DEFAULTS.maxPoints})`)
+    .action(async (pattern: string, o: CommonOpts & { vm?: string; since?: string; disk?: string; partition?: string; maxPoints?: string; maxEntries?: string; limit?: string }) => {
+      const logger = kit.logger(o);
+      const repo = await kit.openRepo(o, logger, true);
+      const num = (v: string | undefined, what: string) => (v === undefined ? undefined : parseInteger(v, what));
+      const r = await findFiles(repo, kit.useCase, {
+        pattern, vm: o.vm, since: o.since,
+        disk: num(o.disk, '--disk'), partition: parsePartition(o.partition),
+        maxPoints: num(o.maxPoints, '--max-points'), entriesPerPoint: num(o.maxEntries, '--max-entries'), maxResults: num(o.limit, '--limit') ?? FIND_DEFAULTS.maxResults,
+      });
+      if (o.json) kit.writeJson(r);
+      else {
+        for (const m of r.matches) {
+          const time = m.mtime ? m.mtime.slice(0, 19).replace('T', ' ') : '-';
+          kit.write(`${m.pointId}  ${m.time.slice(0, 19).replace('T', ' ')}  disk ${m.disk} part ${m.partition}  ${(TYPE_CHAR[m.type] ?? '?')} ${String(m.size).padStart(12)}  ${time}  ${printable(m.path)}\n`);
+        }
+        kit.write(`${r.matches.length} match(es) in ${r.points.length} restore point(s), ${r.points.reduce((n, p) => n + p.entriesWalked, 0)} entries walked in ${formatDuration(r.durationMs)}${r.partial ? ' (PARTIAL: see the notes)' : ''}\n`);
+        for (const n of r.notes) logger.warn(printable(n));
+      }
+    });
+
+  bounds(kit.common(files.command('diff').description('list what changed between two restore points of one VM: added, removed, changed (type, size, mtime, mode; content with --content)')))
+    .argument('<a>', 'the older restore point (id, unique prefix or "latest")')
+    .argument('<b>', 'the newer restore point')
+    .argument('[path]', 'compare only this subtree of the guest filesystem', '/')
+    .option('--content', 'read and compare files whose size and mtime are equal')
+    .option('--force', 'compare restore points of different VMs')
+    .action(async (refA: string, refB: string, path: string, o: CommonOpts & { disk?: string; partition?: string; maxEntries?: string; limit?: string; content?: boolean; force?: boolean }) => {
+      const logger = kit.logger(o);
+      const repo = await kit.openRepo(o, logger, true);
+      const num = (v: string | undefined, what: string) => (v === undefined ? undefined : parseInteger(v, what));
+      const a = await repo.resolvePoint(refA);
+      const b = await repo.resolvePoint(refB);
+      const r = await diffFiles(repo, kit.useCase, {
+        a, b, path, force: Boolean(o.force), content: Boolean(o.content),
+        disk: num(o.disk, '--disk'), partition: parsePartition(o.partition), entries: num(o.maxEntries, '--max-entries'), maxResults: num(o.limit, '--limit'),
+      });
+      if (o.json) kit.writeJson(r);
+      else {
+        const sign = { added: '+', removed: '-', changed: '~' } as const;
+        for (const v of r.volumes) {
+          for (const c of v.changes) {
+            const size = c.change === 'added' ? `${c.sizeB}` : c.change === 'removed' ? `${c.sizeA}` : c.sizeA === c.sizeB ? `${c.sizeB}` : `${c.sizeA} -> ${c.sizeB}`;
+            kit.write(`${sign[c.change]} ${TYPE_CHAR[c.type] ?? '?'} disk ${v.disk} part ${v.partition}  ${printable(c.path)}  ${size}${c.fields ? `  (${c.fields.join(', ')})` : ''}\n`);
+          }
+        }
+        kit.write(`${r.counts.added} added, ${r.counts.removed} removed, ${r.counts.changed} changed between ${r.a.id} and ${r.b.id} in ${formatDuration(r.durationMs)}${r.partial ? ' (PARTIAL: see the notes)' : ''}\n`);
+        for (const n of r.notes) logger.warn(printable(n));
+      }
     });
 }
