@@ -8,6 +8,8 @@ export const FIND_DEFAULTS = { maxPoints: 50, entriesPerPoint: 200_000, maxResul
 export interface FindFilesRequest extends VolumeSelection {
   /** a guest path or glob (`*`, `?`, `**`, `[...]`) over the full path */
   pattern: string;
+  /** only these restore points (ids) */
+  points?: string[] | undefined;
   /** only restore points of this VM (name or id); default all */
   vm?: string | undefined;
   /** only restore points taken at or after this time (ISO 8601 or a date) */
@@ -63,6 +65,7 @@ export async function findFiles(repo: Repository, ctx: UseCaseContext, req: Find
   const all = await repo.listPoints(op, (id, e) => notes.push(`restore point ${id} unreadable: [${e.code}] ${e.message}`));
   const candidates = all
     .filter((m) => req.vm === undefined || m.vm.name === req.vm || m.vm.id === req.vm)
+    .filter((m) => req.points === undefined || req.points.includes(m.id))
     .filter((m) => since === undefined || Date.parse(m.time) >= Date.parse(since))
     .reverse();
   if (req.vm !== undefined && !all.some((m) => m.vm.name === req.vm || m.vm.id === req.vm)) throw new CofferError('NOT_FOUND', `no restore points of VM ${JSON.stringify(req.vm)}`);
