@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { listGuestFiles, listGuestPartitions, openGuestFile, type GuestFile } from '../../engine/index.js';
+import { diffFiles, findFiles, listGuestFiles, listGuestPartitions, openGuestArchive, openGuestFile, type CodecPool, type GuestArchive, type GuestFile, type UseCaseContext } from '../../engine/index.js';
 import { CofferError } from '../../shared/index.js';
 import type { Principal } from '../auth.js';
 import { decodeCursor, encodeCursor, type Catalog } from '../catalog/index.js';
@@ -57,6 +57,58 @@ export function registerRestorePointRoutes(routes: Routes, ctx: PointsContext): 
       const { repo, pool } = await repos.forBrowsing(repository);
       const f = await openGuestFile(repo, pool, { pointId, disk: params.disk, partition: query.partition, path: query.path });
       return sendGuestFile(catalog, f, { req, reply, principal: principal!, remote });
+    },
+  });
+
+  routes.add({
+    method: 'GET', url: '/api/v1/restore-points/:id/disks/:disk/find', tag: 'restore-points', permission: 'read',
+    summary: 'Find where a guest path or glob (*, ?, **, [a-z]) exists on a disk of a restore point (bounded: entries walked and results; `partial` and `notes` say when a bound was hit)',
+    params: FilesParams,
+    query: z.strictObject({ ...FilesLocation, pattern: z.string().min(1).max(4096), limit: z.coerce.number().int().min(1).max(5000).default(500), maxEntries: z.coerce.number().int().min(1).max(1_000_000).optional() }),
+    handler: async ({ params, query, reply }) => {
+      const { repository, pointId } = locatePoint(catalog, params.id, query.repository);
+      const { repo, pool } = await repos.forBrowsing(repository);
+      const r = await findFiles(repo, browseContext(pool, reply), { pattern: query.pattern, points: [pointId], disk: params.disk, partition: query.partition, maxResults: query.limit, entriesPerPoint: query.maxEntries });
+      if (r.points.length === 0) throw new CofferError('NOT_FOUND', `restore point ${pointId} is not in repository ${repository}`);
+      return { repository, pointId, disk: params.disk, pattern: r.pattern, items: r.matches, entriesWalked: r.points[0]!.entriesWalked, partial: r.partial, notes: r.notes };
+    },
+  });
+
+  routes.add({
+    method: 'GET', url: '/api/v1/restore-points/:id/disks/:disk/diff', tag: 'restore-points', permission: 'read',
+    summary: 'What changed from this restore point to `other` (same VM unless force=true) on this disk: added, removed, changed (type, size, mtime, mode; content=true also reads same-size same-mtime files)',
+    params: FilesParams,
+    query: z.strictObject({
+      ...FilesLocation, other: z.string().min(1).max(64), path: z.string().min(1).max(4096).optional(),
+      content: z.enum(['true', 'false']).optional(), force: z.enum(['true', 'false']).optional(),
+      limit: z.coerce.number().int().min(1).max(10_000).default(2000), maxEntries: z.coerce.number().int().min(1).max(1_000_000).optional(),
+    }),
+    handler: async ({ params, query, reply }) => {
+      const { repository, pointId } = locatePoint(catalog, params.id, query.repository);
+      const other = locatePoint(catalog, query.other, query.repository);
+      if (other.repository !== repository) throw new CofferError('USAGE', `restore points ${pointId} and ${other.pointId} are in different repositories`);
+      const { repo, pool } = await repos.forBrowsing(repository);
+      const r = await diffFiles(repo, browseContext(pool, reply), {
+        a: pointId, b: other.pointId, path: query.path, disk: params.disk, partition: query.partition,
+        content: query.content === 'true', force: query.force === 'true', maxResults: query.limit, entries: query.maxEntries,
+      });
+      return { repository, ...r };
+    },
+  });
+
+  routes.add({
+    method: 'GET', url: '/api/v1/restore-points/:id/disks/:disk/files/archive', tag: 'restore-points', permission: 'restore', audit: true,
+    summary: 'Download a directory (recursively) of a restore point disk as a tar stream (POSIX pax; audited)',
+    params: FilesParams,
+    query: z.strictObject({ ...FilesLocation, path: z.string().min(1).max(4096) }),
+    response: 'application/x-tar: the directory as <name>/..., regular files, directories and symlinks (never followed); other types skipped',
+    handler: async ({ params, query, req, reply, principal, remote, audit: a }) => {
+      a({ pointId: params.id, disk: params.disk, partition: query.partition ?? null, path: query.path, archive: true });
+      const { repository, pointId } = locatePoint(catalog, params.id, query.repository);
+      a({ repository });
+      const { repo, pool } = await repos.forBrowsing(repository);
+      const t = await openGuestArchive(repo, pool, { pointId, disk: params.disk, partition: query.partition, path: query.path });
+      return sendGuestArchive(catalog, t, { req, reply, principal: principal!, remote });
     },
   });
 }
@@ -157,6 +209,79 @@ async function sendGuestFile(
     .header('content-type', 'application/octet-stream')
     .header('content-length', String(f.entry.size))
     .header('content-disposition', contentDisposition(f.entry.name))
+    .header('x-content-type-options', 'nosniff')
+    .header('cache-control', 'no-store')
+    .header('content-security-policy', "default-src 'none'; sandbox")
+    .send(body);
+}
+
+/**
+ * A use-case context over the server's shared browsing pool: the use case's closing of "its" pool leaves the shared
+ * one running; the request's end (client gone) cancels the walk.
+ */
+function browseContext(pool: CodecPool, reply: FastifyReply): UseCaseContext {
+  const ac = new AbortController();
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) ac.abort();
+  });
+  const shared = new Proxy(pool, {
+    get(target, key) {
+      if (key === 'close') return async () => undefined;
+      const v: unknown = Reflect.get(target, key, target);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  return { createPool: () => shared, signal: ac.signal };
+}
+
+/** Streams a guest directory as tar; audited when the stream ends (complete or not), like a file download. */
+async function sendGuestArchive(
+  catalog: Pick<Catalog, 'audit'>,
+  t: GuestArchive,
+  http: { req: FastifyRequest; reply: FastifyReply; principal: Principal; remote: string },
+): Promise<FastifyReply> {
+  const { req, reply, principal, remote } = http;
+  const content = t.content();
+  req.auditDone = true;
+  let bytes = 0;
+  let complete = false;
+  let recorded = false;
+  const record = (err: unknown) => {
+    if (recorded) return;
+    recorded = true;
+    const code = err ? ((err as { code?: unknown }).code ?? 'INTERNAL') : undefined;
+    catalog.audit.append({
+      actor: principal.actor, action: `GET ${req.routeOptions.url}`, target: req.url.split('?')[0]!, remote, status: 200,
+      details: { ...req.auditDetails, partition: t.partition, ...t.stats, tarBytes: bytes, complete: complete && !err, ...(code ? { error: String(code) } : {}) },
+    });
+  };
+  const body = new Readable({
+    read() {
+      content.next().then(
+        (r) => {
+          if (r.done) {
+            complete = true;
+            this.push(null);
+          } else {
+            bytes += r.value.length;
+            this.push(r.value);
+          }
+        },
+        (e: unknown) => this.destroy(e as Error),
+      );
+    },
+    destroy(err, cb) {
+      void (async () => {
+        await content.return(undefined).catch(() => undefined);
+        await t.close().catch(() => undefined);
+        record(err ?? (complete ? undefined : { code: 'CANCELLED' }));
+      })().finally(() => cb(err));
+    },
+  });
+  return reply
+    .code(200)
+    .header('content-type', 'application/x-tar')
+    .header('content-disposition', contentDisposition(`${t.name}.tar`))
     .header('x-content-type-options', 'nosniff')
     .header('cache-control', 'no-store')
     .header('content-security-policy', "default-src 'none'; sandbox")
