@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { coffer, tempDir } from './helpers/cli.js';
 import { MiB, mkExt } from './helpers/fs-images.js';
 import { expectError, expectOk } from './helpers/more-cli.js';
-import { makeState } from './helpers/find-states.js';
+import { makeState, T1 } from './helpers/find-states.js';
 import { EXIT_CODES } from '../src/cli/exit-codes.js';
 
 const T = { timeout: 180_000 };
