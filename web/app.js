@@ -275,12 +275,84 @@ async function filesView(params) {
     return r;
   };
   const first = await load(null);
+  const tools = first.kind === 'directory' ? searchAndDiff({ point, disk, partition, path, repoQ, loc, canDownload, err }) : '';
   show(title, back, crumbs,
     h('p', { class: 'muted' }, `${first.filesystem}${first.kind === 'directory' ? `, ${first.total} ${first.total === 1 ? 'entry' : 'entries'}` : ''}`),
     first.warnings.length ? h('p', { class: 'warn' }, first.warnings.join('; ')) : '',
     err,
+    tools,
     h('table', { id: 'files-table' }, h('thead', {}, h('tr', {}, ['Name', 'Mode', 'Size', 'Modified', ''].map((x) => h('th', {}, x)))), tbody),
     more);
+}
+
+/**
+ * The file browser's tools for the directory shown: search (a path or glob, from this directory down unless it starts
+ * with /), compare with another restore point (diff of this directory), and download of the directory as tar.
+ */
+function searchAndDiff({ point, disk, partition, path, repoQ, loc, canDownload, err }) {
+  const disks = `/api/v1/restore-points/${encodeURIComponent(point)}/disks/${encodeURIComponent(disk)}`;
+  const pattern = h('input', { id: 'find-pattern', type: 'search', placeholder: 'find: name, glob (*.conf) or /full/path/**', 'aria-label': 'find files' });
+  const results = h('div', { id: 'find-results' });
+  const find = async () => {
+    const v = pattern.value.trim();
+    if (!v) return;
+    const full = v.startsWith('/') ? v : `${path === '/' ? '' : path}/**/${v}`;
+    results.replaceChildren(h('p', { class: 'muted' }, 'searching…'));
+    try {
+      const r = await api('GET', `${disks}/find?partition=${encodeURIComponent(partition)}&pattern=${encodeURIComponent(full)}${repoQ}`);
+      results.replaceChildren(
+        h('p', { class: 'muted' }, `${r.items.length} match${r.items.length === 1 ? '' : 'es'} for ${full}, ${r.entriesWalked} entries walked`),
+        r.notes.length ? h('p', { class: 'warn', id: 'find-notes' }, r.notes.join('; ')) : '',
+        h('table', { id: 'find-table' }, h('thead', {}, h('tr', {}, ['Path', 'Size', 'Modified'].map((x) => h('th', {}, x)))),
+          h('tbody', {}, r.items.map((m) => {
+            const dirOf = m.type === 'dir' ? m.path : m.path.slice(0, m.path.lastIndexOf('/')) || '/';
+            return h('tr', { 'data-path': m.path },
+              h('td', {}, h('a', { class: 'open-found', href: filesHref({ ...loc, partition, path: dirOf }) }, m.path)),
+              h('td', {}, m.type === 'file' ? bytes(m.size) : m.type), h('td', {}, when(m.mtime)));
+          }))));
+    } catch (e) { results.replaceChildren(errorBox(e)); }
+  };
+  pattern.addEventListener('keydown', (e) => { if (e.key === 'Enter') void find(); });
+  const other = h('input', { id: 'diff-other', placeholder: 'other restore point id', 'aria-label': 'compare with restore point' });
+  const diffOut = h('div', { id: 'diff-results' });
+  const diff = async () => {
+    const o = other.value.trim();
+    if (!o) return;
+    diffOut.replaceChildren(h('p', { class: 'muted' }, 'comparing…'));
+    try {
+      const r = await api('GET', `${disks}/diff?other=${encodeURIComponent(o)}&partition=${encodeURIComponent(partition)}&path=${encodeURIComponent(path)}${repoQ}`);
+      const sign = { added: '+', removed: '−', changed: '~' };
+      const changes = r.volumes.flatMap((v) => v.changes);
+      diffOut.replaceChildren(
+        h('p', { class: 'muted' }, `${r.counts.added} added, ${r.counts.removed} removed, ${r.counts.changed} changed from ${r.a.id.slice(0, 12)} to ${r.b.id.slice(0, 12)}`),
+        r.notes.length ? h('p', { class: 'warn' }, r.notes.join('; ')) : '',
+        h('table', { id: 'diff-table' }, h('thead', {}, h('tr', {}, ['', 'Path', 'Size', 'What'].map((x) => h('th', {}, x)))),
+          h('tbody', {}, changes.map((c) => h('tr', { 'data-path': c.path, 'data-change': c.change },
+            h('td', {}, sign[c.change]), h('td', {}, c.path),
+            h('td', {}, c.change === 'added' ? bytes(c.sizeB) : c.change === 'removed' ? bytes(c.sizeA) : c.sizeA === c.sizeB ? bytes(c.sizeB) : `${bytes(c.sizeA)} → ${bytes(c.sizeB)}`),
+            h('td', {}, (c.fields ?? []).join(', ')))))));
+    } catch (e) { diffOut.replaceChildren(errorBox(e)); }
+  };
+  const archive = async () => {
+    try {
+      const r = await fetch(`${disks}/files/archive?partition=${encodeURIComponent(partition)}&path=${encodeURIComponent(path)}${repoQ}`, { headers: { authorization: `Bearer ${token}` } });
+      if (!r.ok) {
+        const data = await r.json().catch(() => ({}));
+        throw new Error(data.error ? `${data.error.code}: ${data.error.message}` : `HTTP ${r.status}`);
+      }
+      const url = URL.createObjectURL(await r.blob());
+      const a = h('a', { href: url, download: `${path.split('/').filter(Boolean).at(-1) ?? 'root'}.tar`, hidden: true });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    } catch (x) { err.replaceChildren(errorBox(x)); }
+  };
+  return h('div', { id: 'file-tools' },
+    h('div', { class: 'row' }, pattern, h('button', { id: 'find-go', class: 'secondary', onclick: () => void find() }, 'Find'),
+      other, h('button', { id: 'diff-go', class: 'secondary', onclick: () => void diff() }, 'Compare'),
+      canDownload ? h('button', { id: 'download-tar', class: 'secondary', onclick: () => void archive() }, 'Download directory (tar)') : ''),
+    results, diffOut);
 }
 
 /** Fetches a file with the bearer token (never in the URL) and hands it to the browser as a blob download. */
