@@ -142,6 +142,33 @@ describe('web console in headless Chromium', { skip: existsSync(CHROMIUM) ? fals
     assert.deepEqual(dialogs, []);
   });
 
+  it('searches the file browser: a name or glob, results link to their directory; hostile names stay text', async () => {
+    await page.goto(server.url + '/#/restore-points?vm=web01');
+    await page.waitForSelector('#points-table tbody tr');
+    await page.click('#points-table a.browse[data-disk="1"]');
+    await page.click('#partitions-table a.open-partition');
+    await page.waitForSelector('#files-table tr[data-name="etc"]');
+    await page.fill('#find-pattern', 'host*');
+    await page.click('#find-go');
+    await page.waitForSelector('#find-table tr[data-path="/etc/hostname"]');
+    const found = await page.$$eval('#find-table tbody tr', (rows) => rows.map((r) => r.getAttribute('data-path')));
+    assert.deepEqual(found, ['/etc/hostname']);
+    assert.match(await page.textContent('#find-results') ?? '', /1 match for \/\*\*\/host\*/);
+    await page.fill('#find-pattern', '/*.txt');
+    await page.click('#find-go');
+    await page.waitForSelector('#find-table tbody tr');
+    assert.match(await page.textContent('#find-table') ?? '', /<img src=x onerror=alert\(1\)>\.txt/);
+    assert.equal(await page.$('#find-results img'), null);
+    await page.fill('#find-pattern', '/etc/host?ame');
+    await page.click('#find-go');
+    await page.waitForSelector('#find-table tr[data-path="/etc/hostname"]');
+    await page.screenshot({ path: join(ARTIFACTS, '05d-files-search.png'), fullPage: true });
+    await page.click('#find-table tr[data-path="/etc/hostname"] a.open-found');
+    await page.waitForSelector('#files-table tr[data-name="hostname"]');
+    assert.match(await page.textContent('#breadcrumbs') ?? '', /partition 1 \/ › etc/);
+    assert.deepEqual(dialogs, []);
+  });
+
   it('shows repositories and policies, and accepts an API token instead of a password', async () => {
     await page.goto(server.url + '/#/repositories');
     await page.waitForSelector('#repos-table tbody tr');
