@@ -29,7 +29,8 @@ const walk = (d) => {
   for (const e of readdirSync(d, { withFileTypes: true })) {
     const p = join(d, e.name);
     if (e.isDirectory()) walk(p);
-    else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts') && !p.includes(`${join('storage', 'testing')}`)) files.push(p);
+    else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts') && !p.includes(`${join('storage', 'testing')}`))
+      files.push(p);
   }
 };
 walk(SRC);
@@ -48,7 +49,8 @@ for (const file of files) {
     const to = rel[0];
     if (to === from) continue;
     if (!ALLOWED[from].includes(to)) problems.push(`${relative('.', file)}: ${from} must not import ${to} (${m[1]})`);
-    else if (!(rel.length === 2 && rel[1] === 'index.js')) problems.push(`${relative('.', file)}: import ${to} through its index.ts, not ${m[1]}`);
+    else if (!(rel.length === 2 && rel[1] === 'index.js'))
+      problems.push(`${relative('.', file)}: import ${to} through its index.ts, not ${m[1]}`);
   }
 }
 if (problems.length) {

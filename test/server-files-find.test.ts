@@ -37,9 +37,17 @@ describe('coffer server: find, diff and directory archives', () => {
     mkExt(disk, 'ext4', src, 16 * MiB);
     p2 = JSON.parse(coffer(['backup', '--repo', repo, '--vm', 'guest', disk, '--json']).stdout).id;
     writeFileSync(join(dir, 'repo.pw'), TEST_PASSWORD + '\n');
-    server = await startServer({ dir, dataDir, config: { repositories: [{ name: 'main', location: repo, passwordFile: join(dir, 'repo.pw') }] } });
+    server = await startServer({
+      dir,
+      dataDir,
+      config: { repositories: [{ name: 'main', location: repo, passwordFile: join(dir, 'repo.pw') }] },
+    });
     for (const role of ROLES) tokens[role] = makeToken(dataDir, role);
-    await until('the catalog has both restore points', async () => (await api(server.url, 'GET', '/api/v1/restore-points', { token: tokens.viewer })).body?.items?.length === 2);
+    await until(
+      'the catalog has both restore points',
+      async () =>
+        (await api(server.url, 'GET', '/api/v1/restore-points', { token: tokens.viewer })).body?.items?.length === 2,
+    );
   });
 
   after(async () => {
@@ -48,24 +56,63 @@ describe('coffer server: find, diff and directory archives', () => {
   });
 
   it('find: a glob on a disk of a point, bounded and reported (viewer may search)', async () => {
-    const r = await api(server.url, 'GET', `/api/v1/restore-points/${p2}/disks/0/find?pattern=${encodeURIComponent('/data/*.txt')}`, { token: tokens.viewer });
+    const r = await api(
+      server.url,
+      'GET',
+      `/api/v1/restore-points/${p2}/disks/0/find?pattern=${encodeURIComponent('/data/*.txt')}`,
+      { token: tokens.viewer },
+    );
     assert.equal(r.status, 200, r.text);
-    assert.deepEqual(r.body.items.map((m: any) => [m.path, m.size]).sort(), [['/data/grow.txt', 20], ['/data/keep.txt', 10], ['/data/new.txt', 10], ['/data/same.txt', 4], ['/data/sneaky.txt', 4]]);
+    assert.deepEqual(r.body.items.map((m: any) => [m.path, m.size]).sort(), [
+      ['/data/grow.txt', 20],
+      ['/data/keep.txt', 10],
+      ['/data/new.txt', 10],
+      ['/data/same.txt', 4],
+      ['/data/sneaky.txt', 4],
+    ]);
     assert.equal(r.body.partial, false);
-    const old = await api(server.url, 'GET', `/api/v1/restore-points/${p1}/disks/0/find?pattern=${encodeURIComponent('/data/remove.txt')}`, { token: tokens.viewer });
-    assert.deepEqual(old.body.items.map((m: any) => [m.pointId, m.path]), [[p1, '/data/remove.txt']]);
-    const b = await api(server.url, 'GET', `/api/v1/restore-points/${p2}/disks/0/find?pattern=${encodeURIComponent('/**/none')}&maxEntries=20`, { token: tokens.viewer });
+    const old = await api(
+      server.url,
+      'GET',
+      `/api/v1/restore-points/${p1}/disks/0/find?pattern=${encodeURIComponent('/data/remove.txt')}`,
+      { token: tokens.viewer },
+    );
+    assert.deepEqual(
+      old.body.items.map((m: any) => [m.pointId, m.path]),
+      [[p1, '/data/remove.txt']],
+    );
+    const b = await api(
+      server.url,
+      'GET',
+      `/api/v1/restore-points/${p2}/disks/0/find?pattern=${encodeURIComponent('/**/none')}&maxEntries=20`,
+      { token: tokens.viewer },
+    );
     assert.equal(b.body.partial, true);
     assert.equal(b.body.entriesWalked, 20);
-    assert.ok(b.body.notes.some((n: string) => n.startsWith(`search stopped at 20 entries in point ${p2}`)), JSON.stringify(b.body.notes));
-    const bad = await api(server.url, 'GET', `/api/v1/restore-points/${p2}/disks/0/find?pattern=${encodeURIComponent('/a/../b')}`, { token: tokens.viewer });
+    assert.ok(
+      b.body.notes.some((n: string) => n.startsWith(`search stopped at 20 entries in point ${p2}`)),
+      JSON.stringify(b.body.notes),
+    );
+    const bad = await api(
+      server.url,
+      'GET',
+      `/api/v1/restore-points/${p2}/disks/0/find?pattern=${encodeURIComponent('/a/../b')}`,
+      { token: tokens.viewer },
+    );
     assert.equal(bad.status, 400);
   });
 
   it('diff: exactly the changes between the two points', async () => {
-    const r = await api(server.url, 'GET', `/api/v1/restore-points/${p1}/disks/0/diff?other=${p2}&path=/data&content=true`, { token: tokens.viewer });
+    const r = await api(
+      server.url,
+      'GET',
+      `/api/v1/restore-points/${p1}/disks/0/diff?other=${p2}&path=/data&content=true`,
+      { token: tokens.viewer },
+    );
     assert.equal(r.status, 200, r.text);
-    const got = r.body.volumes.flatMap((v: any) => v.changes.map((c: any) => [c.change, c.path, (c.fields ?? []).join(',')]));
+    const got = r.body.volumes.flatMap((v: any) =>
+      v.changes.map((c: any) => [c.change, c.path, (c.fields ?? []).join(',')]),
+    );
     assert.deepEqual(got, [
       ['changed', '/data/grow.txt', 'size'],
       ['added', '/data/new.txt', ''],
@@ -81,7 +128,9 @@ describe('coffer server: find, diff and directory archives', () => {
   it('archive: a directory as tar, extracted by the system tar equals the source; viewer refused; audited', async () => {
     const got: Record<string, number> = {};
     for (const role of ROLES) {
-      const res = await fetch(`${server.url}/api/v1/restore-points/${p2}/disks/0/files/archive?path=/data`, { headers: { authorization: `Bearer ${tokens[role]}` } });
+      const res = await fetch(`${server.url}/api/v1/restore-points/${p2}/disks/0/files/archive?path=/data`, {
+        headers: { authorization: `Bearer ${tokens[role]}` },
+      });
       const body = Buffer.from(await res.arrayBuffer());
       got[role] = res.status;
       if (role !== 'restore-operator') continue;
@@ -91,7 +140,9 @@ describe('coffer server: find, diff and directory archives', () => {
       writeFileSync(join(dir, 'data.tar'), body);
       const t = spawnSync('tar', ['-xf', join(dir, 'data.tar'), '-C', out], { encoding: 'utf8' });
       assert.equal(t.status, 0, t.stderr);
-      const diff = spawnSync('diff', ['-r', '--no-dereference', join(src, 'data'), join(out, 'data')], { encoding: 'utf8' });
+      const diff = spawnSync('diff', ['-r', '--no-dereference', join(src, 'data'), join(out, 'data')], {
+        encoding: 'utf8',
+      });
       assert.equal(diff.status, 0, diff.stdout + diff.stderr);
       assert.equal(readlinkSync(join(out, 'data/sub/link')), '../keep.txt');
       assert.equal(readFileSync(join(out, 'data/sub', LONG), 'utf8'), 'long name\n');
@@ -99,12 +150,20 @@ describe('coffer server: find, diff and directory archives', () => {
     }
     assert.deepEqual(got, { admin: 200, operator: 200, 'restore-operator': 200, viewer: 403 });
     const a = await until('the archive download in the audit log', async () => {
-      const r = await api(server.url, 'GET', `/api/v1/audit?limit=50&action=${encodeURIComponent('GET /api/v1/restore-points/:id/disks/:disk/files/archive')}`, { token: tokens.admin });
+      const r = await api(
+        server.url,
+        'GET',
+        `/api/v1/audit?limit=50&action=${encodeURIComponent('GET /api/v1/restore-points/:id/disks/:disk/files/archive')}`,
+        { token: tokens.admin },
+      );
       return r.body.items.length >= 4 ? r.body.items : undefined;
     });
     const mine = a.find((e: any) => e.actor.startsWith('token:restore-operator'));
     assert.ok(mine, JSON.stringify(a));
-    assert.deepEqual([mine.details.path, mine.details.complete, mine.details.files, mine.details.symlinks, mine.details.pointId], ['/data', true, 8, 1, p2]);
+    assert.deepEqual(
+      [mine.details.path, mine.details.complete, mine.details.files, mine.details.symlinks, mine.details.pointId],
+      ['/data', true, 8, 1, p2],
+    );
     assert.ok(a.some((e: any) => e.status === 403 && e.actor.startsWith('token:viewer')));
   });
 });

@@ -2,7 +2,15 @@ import type { FsNode, GuestFs } from '../fs/index.js';
 import type { Repository } from '../repository/index.js';
 import { CofferError, asCofferError, type ErrorCode, type Op } from '../shared/index.js';
 import type { CodecPool } from './codec-pool.js';
-import { info, listGuestPartitions, openGuest, resolve, splitPath, type FileInfo, type GuestLocation } from './file-restore.js';
+import {
+  info,
+  listGuestPartitions,
+  openGuest,
+  resolve,
+  splitPath,
+  type FileInfo,
+  type GuestLocation,
+} from './file-restore.js';
 
 /**
  * Finding files across restore points and comparing two of them (docs/DESIGN.md §File-level restore, "Find and
@@ -23,11 +31,13 @@ export class GuestGlob {
   readonly segments: Segment[];
   readonly pattern: string;
   constructor(pattern: string) {
-    if (pattern.length === 0 || pattern.length > 4096) throw new CofferError('USAGE', 'a search pattern is 1 to 4096 characters');
+    if (pattern.length === 0 || pattern.length > 4096)
+      throw new CofferError('USAGE', 'a search pattern is 1 to 4096 characters');
     if (pattern.includes('\0')) throw new CofferError('USAGE', 'a search pattern may not contain NUL');
     this.pattern = pattern;
     const parts = pattern.split('/').filter((p) => p !== '' && p !== '.');
-    if (parts.includes('..')) throw new CofferError('USAGE', `a search pattern may not contain '..': ${JSON.stringify(pattern)}`);
+    if (parts.includes('..'))
+      throw new CofferError('USAGE', `a search pattern may not contain '..': ${JSON.stringify(pattern)}`);
     if (parts.length > 256) throw new CofferError('USAGE', 'a search pattern has at most 256 components');
     this.segments = parts.map((p) => (p === '**' ? { kind: 'any' } : compileComponent(p)));
   }
@@ -182,10 +192,18 @@ export interface VolumeSelection {
 const READABLE = new Set(['ext', 'fat', 'ntfs', 'xfs']);
 
 /** The volumes of a point to search: those named, or every readable one; problems go to `notes`. */
-export async function volumesOf(repo: Repository, pool: CodecPool, pointId: string, sel: VolumeSelection, notes: string[], op: Op): Promise<SearchVolume[]> {
+export async function volumesOf(
+  repo: Repository,
+  pool: CodecPool,
+  pointId: string,
+  sel: VolumeSelection,
+  notes: string[],
+  op: Op,
+): Promise<SearchVolume[]> {
   const manifest = await repo.loadManifest(pointId, op);
   const disks = sel.disk !== undefined ? [sel.disk] : manifest.disks.map((_, i) => i);
-  if (sel.disk !== undefined && !manifest.disks[sel.disk]) throw new CofferError('NOT_FOUND', `restore point ${pointId} has no disk ${sel.disk}`);
+  if (sel.disk !== undefined && !manifest.disks[sel.disk])
+    throw new CofferError('NOT_FOUND', `restore point ${pointId} has no disk ${sel.disk}`);
   const out: SearchVolume[] = [];
   for (const disk of disks) {
     if (sel.partition !== undefined) {
@@ -194,7 +212,9 @@ export async function volumesOf(repo: Repository, pool: CodecPool, pointId: stri
     }
     try {
       const t = await listGuestPartitions(repo, pool, { pointId, disk }, op);
-      for (const p of t.partitions) if (p.filesystem && READABLE.has(p.filesystem) && !p.problem && !p.unsupported && !p.container) out.push({ disk, partition: p.number, filesystem: p.filesystem });
+      for (const p of t.partitions)
+        if (p.filesystem && READABLE.has(p.filesystem) && !p.problem && !p.unsupported && !p.container)
+          out.push({ disk, partition: p.number, filesystem: p.filesystem });
     } catch (e) {
       const err = asCofferError(e);
       if (err.code === 'CANCELLED') throw err;
@@ -236,7 +256,14 @@ export interface FindInVolumeResult {
 }
 
 /** Walks one volume for the glob: the literal prefix is resolved directly, then only directories that can match. */
-export async function findInVolume(repo: Repository, pool: CodecPool, loc: GuestLocation, glob: GuestGlob, limits: { entries: number; results: number }, op: Op): Promise<FindInVolumeResult> {
+export async function findInVolume(
+  repo: Repository,
+  pool: CodecPool,
+  loc: GuestLocation,
+  glob: GuestGlob,
+  limits: { entries: number; results: number },
+  op: Op,
+): Promise<FindInVolumeResult> {
   const g = await openGuest(repo, pool, loc, op);
   const budget = new EntryBudget(limits.entries);
   const result: FindInVolumeResult = { matches: [], entriesWalked: 0, errors: [] };
@@ -256,10 +283,16 @@ export async function findInVolume(repo: Repository, pool: CodecPool, loc: Guest
     if (glob.accepts(states)) result.matches.push(await info(g.fs, start, startPath, op));
     const visited = new Set<string>();
     const walk = async (node: FsNode, path: string, st: number[], depth: number): Promise<void> => {
-      if (node.type !== 'dir' || !glob.canDescend(st) || result.stopped || result.matches.length >= limits.results) return;
+      if (node.type !== 'dir' || !glob.canDescend(st) || result.stopped || result.matches.length >= limits.results)
+        return;
       op.signal?.throwIfAborted();
       if (depth > MAX_DEPTH || visited.has(node.id)) {
-        result.errors.push({ path, code: 'FS_CORRUPT', message: depth > MAX_DEPTH ? `directories nested deeper than ${MAX_DEPTH}` : 'directory already visited (a cycle)' });
+        result.errors.push({
+          path,
+          code: 'FS_CORRUPT',
+          message:
+            depth > MAX_DEPTH ? `directories nested deeper than ${MAX_DEPTH}` : 'directory already visited (a cycle)',
+        });
         return;
       }
       visited.add(node.id);
@@ -327,7 +360,8 @@ export interface DiffVolumeResult {
 async function readAll(fs: GuestFs, node: FsNode, limit: number, op: Op): Promise<Buffer> {
   const out = Buffer.alloc(Math.min(node.sizeBytes, limit));
   for await (const piece of fs.read(node, op)) {
-    if (piece.offset < 0 || piece.offset + piece.data.length > out.length) throw new CofferError('FS_CORRUPT', 'a piece of content lies outside the file');
+    if (piece.offset < 0 || piece.offset + piece.data.length > out.length)
+      throw new CofferError('FS_CORRUPT', 'a piece of content lies outside the file');
     piece.data.copy(out, piece.offset);
   }
   return out;
@@ -336,7 +370,8 @@ async function readAll(fs: GuestFs, node: FsNode, limit: number, op: Op): Promis
 /** Compares two files' content piece by piece (1 MiB windows would need random access: read both whole, bounded). */
 async function sameContent(a: GuestFs, na: FsNode, b: GuestFs, nb: FsNode, op: Op): Promise<boolean> {
   const limit = 256 * 1024 * 1024;
-  if (na.sizeBytes > limit) throw new CofferError('FS_UNSUPPORTED', `content comparison is limited to files of ${limit} bytes`);
+  if (na.sizeBytes > limit)
+    throw new CofferError('FS_UNSUPPORTED', `content comparison is limited to files of ${limit} bytes`);
   const [x, y] = await Promise.all([readAll(a, na, limit, op), readAll(b, nb, limit, op)]);
   return x.equals(y);
 }
@@ -346,7 +381,15 @@ async function sameContent(a: GuestFs, na: FsNode, b: GuestFs, nb: FsNode, op: O
  * target; the content only when sizes and mtimes are equal and `content` is set). An added or removed directory is
  * one change (its contents are not listed); a directory's size and mtime are not compared (they follow its entries).
  */
-export async function diffVolumes(repo: Repository, pool: CodecPool, a: GuestLocation, b: GuestLocation, path: string, o: { entries: number; results: number; content: boolean }, op: Op): Promise<DiffVolumeResult> {
+export async function diffVolumes(
+  repo: Repository,
+  pool: CodecPool,
+  a: GuestLocation,
+  b: GuestLocation,
+  path: string,
+  o: { entries: number; results: number; content: boolean },
+  op: Op,
+): Promise<DiffVolumeResult> {
   const ga = await openGuest(repo, pool, a, op);
   const result: DiffVolumeResult = { changes: [], entriesWalked: 0, errors: [], contentCompared: 0 };
   const budget = new EntryBudget(o.entries);
@@ -363,7 +406,13 @@ export async function diffVolumes(repo: Repository, pool: CodecPool, a: GuestLoc
         op.signal?.throwIfAborted();
         if (full()) return;
         if (!y) {
-          result.changes.push({ change: 'removed', path: p, type: x!.type, sizeA: x!.sizeBytes, mtimeA: iso(x!.mtimeMs) });
+          result.changes.push({
+            change: 'removed',
+            path: p,
+            type: x!.type,
+            sizeA: x!.sizeBytes,
+            mtimeA: iso(x!.mtimeMs),
+          });
           return;
         }
         if (!x) {
@@ -379,7 +428,10 @@ export async function diffVolumes(repo: Repository, pool: CodecPool, a: GuestLoc
           }
           if (x.mode !== y.mode) fields.push('mode');
           if (x.type === 'symlink') {
-            const [tx, ty] = await Promise.all([ga.fs.readlink(x, op).catch(() => undefined), gb.fs.readlink(y, op).catch(() => undefined)]);
+            const [tx, ty] = await Promise.all([
+              ga.fs.readlink(x, op).catch(() => undefined),
+              gb.fs.readlink(y, op).catch(() => undefined),
+            ]);
             if (tx !== ty) fields.push('target');
           }
           if (o.content && x.type === 'file' && fields.length === 0 && !x.error && !y.error) {
@@ -393,10 +445,25 @@ export async function diffVolumes(repo: Repository, pool: CodecPool, a: GuestLoc
             }
           }
         }
-        if (fields.length > 0) result.changes.push({ change: 'changed', path: p, fields, type: y.type, sizeA: x.sizeBytes, sizeB: y.sizeBytes, mtimeA: iso(x.mtimeMs), mtimeB: iso(y.mtimeMs) });
+        if (fields.length > 0)
+          result.changes.push({
+            change: 'changed',
+            path: p,
+            fields,
+            type: y.type,
+            sizeA: x.sizeBytes,
+            sizeB: y.sizeBytes,
+            mtimeA: iso(x.mtimeMs),
+            mtimeB: iso(y.mtimeMs),
+          });
         if (x.type !== 'dir' || y.type !== 'dir') return;
         if (depth > MAX_DEPTH || visited.has(`a${x.id}`) || visited.has(`b${y.id}`)) {
-          result.errors.push({ path: p, code: 'FS_CORRUPT', message: depth > MAX_DEPTH ? `directories nested deeper than ${MAX_DEPTH}` : 'directory already visited (a cycle)' });
+          result.errors.push({
+            path: p,
+            code: 'FS_CORRUPT',
+            message:
+              depth > MAX_DEPTH ? `directories nested deeper than ${MAX_DEPTH}` : 'directory already visited (a cycle)',
+          });
           return;
         }
         visited.add(`a${x.id}`).add(`b${y.id}`);

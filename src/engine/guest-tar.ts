@@ -31,7 +31,18 @@ function paxRecord(key: string, value: string): Buffer {
   return Buffer.from(`${len}${body}`, 'utf8');
 }
 
-function header(name: string, o: { type: '0' | '5' | '2' | 'x'; size: number; mode: number; uid: number; gid: number; mtimeMs?: number | undefined; linkname?: string }): Buffer {
+function header(
+  name: string,
+  o: {
+    type: '0' | '5' | '2' | 'x';
+    size: number;
+    mode: number;
+    uid: number;
+    gid: number;
+    mtimeMs?: number | undefined;
+    linkname?: string;
+  },
+): Buffer {
   const h = Buffer.alloc(BLOCK);
   h.write(name, 0, 100, 'utf8');
   octal(h, 100, 8, o.mode & 0o7777);
@@ -60,10 +71,20 @@ export function tarEntryHeader(name: string, o: Parameters<typeof header>[1]): B
   if (o.size > 0o77777777777) pax.push(paxRecord('size', String(o.size)));
   if (o.uid > 0o7777777) pax.push(paxRecord('uid', String(o.uid)));
   if (o.gid > 0o7777777) pax.push(paxRecord('gid', String(o.gid)));
-  const main = header(fitsUstar(name, 99) ? name : 'PaxHeader-name'.slice(0, 99), { ...o, ...(o.linkname !== undefined ? { linkname: fitsUstar(o.linkname, 99) ? o.linkname : '' } : {}), size: o.size > 0o77777777777 ? 0 : o.size, uid: o.uid > 0o7777777 ? 0 : o.uid, gid: o.gid > 0o7777777 ? 0 : o.gid });
+  const main = header(fitsUstar(name, 99) ? name : 'PaxHeader-name'.slice(0, 99), {
+    ...o,
+    ...(o.linkname !== undefined ? { linkname: fitsUstar(o.linkname, 99) ? o.linkname : '' } : {}),
+    size: o.size > 0o77777777777 ? 0 : o.size,
+    uid: o.uid > 0o7777777 ? 0 : o.uid,
+    gid: o.gid > 0o7777777 ? 0 : o.gid,
+  });
   if (pax.length === 0) return main;
   const body = Buffer.concat(pax);
-  return Buffer.concat([header('PaxHeader', { type: 'x', size: body.length, mode: 0o644, uid: 0, gid: 0, mtimeMs: o.mtimeMs }), pad(body), main]);
+  return Buffer.concat([
+    header('PaxHeader', { type: 'x', size: body.length, mode: 0o644, uid: 0, gid: 0, mtimeMs: o.mtimeMs }),
+    pad(body),
+    main,
+  ]);
 }
 
 function pad(b: Buffer): Buffer {
@@ -86,7 +107,12 @@ const MAX_DEPTH = 2048;
 const ZEROS = Buffer.alloc(1024 * 1024);
 
 /** Opens PATH (a directory, or a single file) of a guest filesystem for streaming as tar. */
-export async function openGuestArchive(repo: Repository, pool: CodecPool, loc: GuestLocation & { path: string; maxEntries?: number }, op: Op = {}): Promise<GuestArchive> {
+export async function openGuestArchive(
+  repo: Repository,
+  pool: CodecPool,
+  loc: GuestLocation & { path: string; maxEntries?: number },
+  op: Op = {},
+): Promise<GuestArchive> {
   const g = await openGuest(repo, pool, loc, op);
   let closed: Promise<void> | undefined;
   const close = () => (closed ??= g.close());
@@ -95,7 +121,8 @@ export async function openGuestArchive(repo: Repository, pool: CodecPool, loc: G
     const path = '/' + parts.join('/');
     const top = await resolve(g.fs, path, op);
     if (top.error) throw top.error;
-    if (top.type !== 'dir' && top.type !== 'file') throw new CofferError('USAGE', `${path} is a ${top.type}: archive a directory or a regular file`);
+    if (top.type !== 'dir' && top.type !== 'file')
+      throw new CofferError('USAGE', `${path} is a ${top.type}: archive a directory or a regular file`);
     const name = parts.at(-1) ?? 'root';
     const fs = g.fs;
     const limit = g.partition.sizeBytes;
@@ -104,15 +131,30 @@ export async function openGuestArchive(repo: Repository, pool: CodecPool, loc: G
     let entries = 0;
     const visited = new Set<string>();
     async function* file(node: FsNode, tarName: string): AsyncGenerator<Buffer> {
-      if (node.sizeBytes > limit - stats.bytes) throw new CofferError('FS_CORRUPT', `${tarName}: the files archived would hold more data than the partition (${limit} bytes)`);
-      yield tarEntryHeader(tarName, { type: '0', size: node.sizeBytes, mode: node.mode, uid: node.uid, gid: node.gid, mtimeMs: node.mtimeMs });
+      if (node.sizeBytes > limit - stats.bytes)
+        throw new CofferError(
+          'FS_CORRUPT',
+          `${tarName}: the files archived would hold more data than the partition (${limit} bytes)`,
+        );
+      yield tarEntryHeader(tarName, {
+        type: '0',
+        size: node.sizeBytes,
+        mode: node.mode,
+        uid: node.uid,
+        gid: node.gid,
+        mtimeMs: node.mtimeMs,
+      });
       let pos = 0;
       const zeros = function* (n: number) {
         for (let left = n; left > 0; left -= ZEROS.length) yield ZEROS.subarray(0, Math.min(left, ZEROS.length));
       };
       for await (const piece of fs.read(node, op)) {
         const end = piece.offset + piece.data.length;
-        if (piece.offset < pos || end > node.sizeBytes) throw new CofferError('FS_CORRUPT', `${tarName}: a piece of content at ${piece.offset} is out of order or past the file's size`);
+        if (piece.offset < pos || end > node.sizeBytes)
+          throw new CofferError(
+            'FS_CORRUPT',
+            `${tarName}: a piece of content at ${piece.offset} is out of order or past the file's size`,
+          );
         yield* zeros(piece.offset - pos);
         if (piece.data.length > 0) yield piece.data;
         pos = end;
@@ -125,7 +167,8 @@ export async function openGuestArchive(repo: Repository, pool: CodecPool, loc: G
     }
     async function* walk(node: FsNode, tarName: string, depth: number): AsyncGenerator<Buffer> {
       op.signal?.throwIfAborted();
-      if (++entries > maxEntries) throw new CofferError('FS_UNSUPPORTED', `more than ${maxEntries} entries: archive a smaller directory`);
+      if (++entries > maxEntries)
+        throw new CofferError('FS_UNSUPPORTED', `more than ${maxEntries} entries: archive a smaller directory`);
       if (node.error) {
         stats.skipped++;
         return;
@@ -133,12 +176,28 @@ export async function openGuestArchive(repo: Repository, pool: CodecPool, loc: G
       if (node.type === 'file') yield* file(node, tarName);
       else if (node.type === 'symlink') {
         const target = await fs.readlink(node, op);
-        yield tarEntryHeader(tarName, { type: '2', size: 0, mode: node.mode, uid: node.uid, gid: node.gid, mtimeMs: node.mtimeMs, linkname: target });
+        yield tarEntryHeader(tarName, {
+          type: '2',
+          size: 0,
+          mode: node.mode,
+          uid: node.uid,
+          gid: node.gid,
+          mtimeMs: node.mtimeMs,
+          linkname: target,
+        });
         stats.symlinks++;
       } else if (node.type === 'dir') {
-        if (depth > MAX_DEPTH || visited.has(node.id)) throw new CofferError('FS_CORRUPT', `${tarName}: directories nested too deep or in a cycle`);
+        if (depth > MAX_DEPTH || visited.has(node.id))
+          throw new CofferError('FS_CORRUPT', `${tarName}: directories nested too deep or in a cycle`);
         visited.add(node.id);
-        yield tarEntryHeader(tarName + '/', { type: '5', size: 0, mode: node.mode, uid: node.uid, gid: node.gid, mtimeMs: node.mtimeMs });
+        yield tarEntryHeader(tarName + '/', {
+          type: '5',
+          size: 0,
+          mode: node.mode,
+          uid: node.uid,
+          gid: node.gid,
+          mtimeMs: node.mtimeMs,
+        });
         stats.dirs++;
         for (const c of await fs.list(node, op)) {
           if (unsafeName(c.name)) {

@@ -21,7 +21,8 @@ const INCOMPAT_ASYNC_COMMIT = 0x4;
 const INCOMPAT_CSUM_V2 = 0x8;
 const INCOMPAT_CSUM_V3 = 0x10;
 const INCOMPAT_FAST_COMMIT = 0x20;
-const KNOWN_INCOMPAT = INCOMPAT_REVOKE | INCOMPAT_64BIT | INCOMPAT_ASYNC_COMMIT | INCOMPAT_CSUM_V2 | INCOMPAT_CSUM_V3 | INCOMPAT_FAST_COMMIT;
+const KNOWN_INCOMPAT =
+  INCOMPAT_REVOKE | INCOMPAT_64BIT | INCOMPAT_ASYNC_COMMIT | INCOMPAT_CSUM_V2 | INCOMPAT_CSUM_V3 | INCOMPAT_FAST_COMMIT;
 const FLAG_ESCAPE = 1;
 const FLAG_SAME_UUID = 2;
 const FLAG_LAST_TAG = 8;
@@ -47,7 +48,12 @@ function corrupt(msg: string): CofferError {
  * Scans the log. `read(i)` returns journal block i (0 = the journal superblock); `fsBlocks` bounds the target blocks.
  * Returns undefined when the journal is clean (nothing to replay).
  */
-export async function scanJournal(read: (i: number, op?: Op) => Promise<Buffer>, journalBlocks: number, fsBlocks: number, op?: Op): Promise<JournalReplay | undefined> {
+export async function scanJournal(
+  read: (i: number, op?: Op) => Promise<Buffer>,
+  journalBlocks: number,
+  fsBlocks: number,
+  op?: Op,
+): Promise<JournalReplay | undefined> {
   const sb = await read(0, op);
   if (sb.readUInt32BE(0) !== JBD2_MAGIC) throw corrupt('bad journal superblock magic');
   const type = sb.readUInt32BE(4);
@@ -58,10 +64,18 @@ export async function scanJournal(read: (i: number, op?: Op) => Promise<Buffer>,
   let seq = sb.readUInt32BE(24);
   const start = sb.readUInt32BE(28);
   if (start === 0) return undefined; // clean
-  if (blockBytes !== sb.length) throw corrupt(`journal block size ${blockBytes} differs from the filesystem's ${sb.length}`);
-  if (maxlen > journalBlocks || first < 1 || first >= maxlen || start < first || start >= maxlen) throw corrupt(`journal bounds (first ${first}, start ${start}, length ${maxlen}) do not fit its ${journalBlocks} blocks`);
+  if (blockBytes !== sb.length)
+    throw corrupt(`journal block size ${blockBytes} differs from the filesystem's ${sb.length}`);
+  if (maxlen > journalBlocks || first < 1 || first >= maxlen || start < first || start >= maxlen)
+    throw corrupt(
+      `journal bounds (first ${first}, start ${start}, length ${maxlen}) do not fit its ${journalBlocks} blocks`,
+    );
   const incompat = type === SB_V2 ? sb.readUInt32BE(40) : 0;
-  if (incompat & ~KNOWN_INCOMPAT) throw new CofferError('FS_UNSUPPORTED', `ext journal: unknown incompatible journal features 0x${(incompat & ~KNOWN_INCOMPAT).toString(16)}`);
+  if (incompat & ~KNOWN_INCOMPAT)
+    throw new CofferError(
+      'FS_UNSUPPORTED',
+      `ext journal: unknown incompatible journal features 0x${(incompat & ~KNOWN_INCOMPAT).toString(16)}`,
+    );
   const is64 = (incompat & INCOMPAT_64BIT) !== 0;
   const csum3 = (incompat & INCOMPAT_CSUM_V3) !== 0;
   const csum2 = (incompat & INCOMPAT_CSUM_V2) !== 0;
@@ -110,7 +124,8 @@ export async function scanJournal(read: (i: number, op?: Op) => Promise<Buffer>,
     } else if (btype === REVOKE) {
       const count = Math.min(b.readUInt32BE(12), blockBytes);
       const rec = is64 ? 8 : 4;
-      for (let p = 16; p + rec <= count; p += rec) pendingRevokes.push(is64 ? Number(b.readBigUInt64BE(p)) : b.readUInt32BE(p));
+      for (let p = 16; p + rec <= count; p += rec)
+        pendingRevokes.push(is64 ? Number(b.readBigUInt64BE(p)) : b.readUInt32BE(p));
       pos = next(pos);
     } else break;
   }

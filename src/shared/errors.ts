@@ -10,7 +10,8 @@ export const ERROR_CODES = {
   REPO_UNSUPPORTED: 'the repository uses a format version or algorithm this Coffer does not support',
   LOCKED: 'another Coffer process holds a conflicting lock',
   WRONG_KEY: 'no key of the repository opens with the given password',
-  ACCESS_DENIED: 'the storage service refused the credentials or their permissions (wrong account key, expired SAS, missing role)',
+  ACCESS_DENIED:
+    'the storage service refused the credentials or their permissions (wrong account key, expired SAS, missing role)',
   KEY_IN_USE: 'the key cannot be removed (it is the last one or the one in use)',
   ARCHIVED: 'the data is in an archive tier and must be rehydrated before it can be read',
   IMMUTABLE: 'the object or restore point is under a retention lock or legal hold and cannot be deleted or changed',

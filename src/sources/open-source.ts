@@ -38,7 +38,11 @@ export async function openSource(spec: string, opts: OpenSourceOptions = {}): Pr
         }
       }
     } else if (u.tlsCa) throw new CofferError('USAGE', '?tls-ca= needs nbds:// (NBD over TLS)');
-    return NbdSource.open(u.address, { exportName: u.exportName, bitmap: u.bitmap, logger: opts.logger, timeoutMs: opts.timeoutMs, tls }, opts);
+    return NbdSource.open(
+      u.address,
+      { exportName: u.exportName, bitmap: u.bitmap, logger: opts.logger, timeoutMs: opts.timeoutMs, tls },
+      opts,
+    );
   }
   if (scheme !== undefined && scheme !== 'file') {
     throw new CofferError('USAGE', `unsupported source ${scheme}:// (supported: paths, file://, nbd://, nbd+unix://)`);
@@ -70,7 +74,12 @@ export async function openSource(spec: string, opts: OpenSourceOptions = {}): Pr
     case 'qcow2':
     case 'vhdx':
     case 'vpc':
-      return openWithQemuNbd(filePath, fmt, { bitmap, logger: opts.logger, uri: bitmap ? `${uri}?bitmap=${encodeURIComponent(bitmap)}` : uri }, opts);
+      return openWithQemuNbd(
+        filePath,
+        fmt,
+        { bitmap, logger: opts.logger, uri: bitmap ? `${uri}?bitmap=${encodeURIComponent(bitmap)}` : uri },
+        opts,
+      );
     default:
       throw new CofferError('USAGE', `unknown image format ${JSON.stringify(format)} (raw, vmdk, qcow2, vhdx, vhd)`);
   }

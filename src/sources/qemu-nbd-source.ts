@@ -12,13 +12,27 @@ export type QemuFormat = 'qcow2' | 'vhdx' | 'vpc' | 'vmdk' | 'raw';
  * An image file in a format QEMU reads (qcow2, VHDX, VHD) served by a private, read-only qemu-nbd on a Unix socket
  * in a fresh temporary directory, which Coffer starts with a pid file and stops by pid when the source is closed.
  */
-export async function openWithQemuNbd(path: string, format: QemuFormat, opts: { bitmap?: string | undefined; logger?: Logger; uri: string }, op?: Op): Promise<BlockSource> {
+export async function openWithQemuNbd(
+  path: string,
+  format: QemuFormat,
+  opts: { bitmap?: string | undefined; logger?: Logger; uri: string },
+  op?: Op,
+): Promise<BlockSource> {
   const dir = await mkdtemp(join(tmpdir(), 'coffer-qemu-nbd-'));
   const socket = join(dir, 'nbd.sock');
   const pidFile = join(dir, 'qemu-nbd.pid');
   // Our own child (no --fork): we reap it, so its exit is seen at once (a forked daemon would be reparented and,
   // under an init that does not reap, linger as a zombie that still answers kill(pid, 0)).
-  const args = ['--read-only', `--format=${format}`, '--persistent', '--shared=8', `--pid-file=${pidFile}`, `--socket=${socket}`, '--cache=none', '--aio=threads'];
+  const args = [
+    '--read-only',
+    `--format=${format}`,
+    '--persistent',
+    '--shared=8',
+    `--pid-file=${pidFile}`,
+    `--socket=${socket}`,
+    '--cache=none',
+    '--aio=threads',
+  ];
   if (opts.bitmap) args.push(`--bitmap=${opts.bitmap}`);
   args.push(path);
   let stderr = '';
@@ -36,7 +50,15 @@ export async function openWithQemuNbd(path: string, format: QemuFormat, opts: { 
   });
   const spawnError = new Promise<never>((_, reject) =>
     child.on('error', (e: NodeJS.ErrnoException) =>
-      reject(new CofferError('SOURCE_UNREADABLE', e.code === 'ENOENT' ? 'qemu-nbd is not installed: it is needed to read qcow2, VHDX and VHD images' : `cannot start qemu-nbd: ${e.message}`, { hint: 'install qemu-utils (scripts/setup.sh does)', cause: e })),
+      reject(
+        new CofferError(
+          'SOURCE_UNREADABLE',
+          e.code === 'ENOENT'
+            ? 'qemu-nbd is not installed: it is needed to read qcow2, VHDX and VHD images'
+            : `cannot start qemu-nbd: ${e.message}`,
+          { hint: 'install qemu-utils (scripts/setup.sh does)', cause: e },
+        ),
+      ),
     ),
   );
   spawnError.catch(() => undefined);
@@ -56,13 +78,22 @@ export async function openWithQemuNbd(path: string, format: QemuFormat, opts: { 
       op?.signal?.throwIfAborted();
       if (exited !== undefined) {
         const msg = stderr.trim().split('\n').pop() ?? '';
-        throw new CofferError('SOURCE_UNREADABLE', `cannot open ${path} as ${format}: ${msg.replace(/^qemu-nbd: /, '') || `qemu-nbd exited with ${exited}`}`, { details: { source: path, format } });
+        throw new CofferError(
+          'SOURCE_UNREADABLE',
+          `cannot open ${path} as ${format}: ${msg.replace(/^qemu-nbd: /, '') || `qemu-nbd exited with ${exited}`}`,
+          { details: { source: path, format } },
+        );
       }
       if (await exists(socket)) break;
-      if (Date.now() > deadline) throw new CofferError('SOURCE_UNREADABLE', `qemu-nbd did not open ${path} within 30 s`);
+      if (Date.now() > deadline)
+        throw new CofferError('SOURCE_UNREADABLE', `qemu-nbd did not open ${path} within 30 s`);
       await Promise.race([new Promise((r) => setTimeout(r, 10)), spawnError]);
     }
-    const source = await NbdSource.open({ path: socket }, { exportName: '', bitmap: opts.bitmap, logger: opts.logger, uri: opts.uri, retries: 0 }, op);
+    const source = await NbdSource.open(
+      { path: socket },
+      { exportName: '', bitmap: opts.bitmap, logger: opts.logger, uri: opts.uri, retries: 0 },
+      op,
+    );
     const close = source.close.bind(source);
     source.close = async () => {
       await close();

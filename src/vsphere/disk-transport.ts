@@ -58,18 +58,32 @@ export class HttpDatastoreTransport implements DiskTransport {
   async open(disk: VmDisk, _index: number, ctx: { datacenter: string }, op: Op = {}): Promise<DiskReader> {
     const { datastore } = parseDatastorePath(disk.fileName);
     const extents = await this.resolve(disk, ctx.datacenter, op);
-    return new HttpDiskReader(this, ctx.datacenter, datastore, extents, `https://${this.o.http.host}:${this.o.http.port}/folder/${extents[0]!.path}`);
+    return new HttpDiskReader(
+      this,
+      ctx.datacenter,
+      datastore,
+      extents,
+      `https://${this.o.http.host}:${this.o.http.port}/folder/${extents[0]!.path}`,
+    );
   }
 
   /** The datastore files holding the disk's bytes, in disk order (the .vmdk itself for a flat file). */
-  async resolve(disk: Pick<VmDisk, 'fileName' | 'capacityBytes'>, datacenter: string, op: Op = {}): Promise<FileExtent[]> {
+  async resolve(
+    disk: Pick<VmDisk, 'fileName' | 'capacityBytes'>,
+    datacenter: string,
+    op: Op = {},
+  ): Promise<FileExtent[]> {
     const { datastore, path } = parseDatastorePath(disk.fileName);
     const ctx = { datacenter };
     const head = await this.get(ctx.datacenter, datastore, path, 0, 4095, op, true);
     const text = head.body.toString('latin1');
     let extents: FileExtent[];
     if (text.startsWith('KDMV') || text.startsWith('COWD')) {
-      throw new CofferError('SOURCE_UNREADABLE', `${disk.fileName} is a sparse VMDK: the HTTP transport reads flat disks only`, { hint: 'use --transport nbd with a VDDK/nbdkit export of the disk' });
+      throw new CofferError(
+        'SOURCE_UNREADABLE',
+        `${disk.fileName} is a sparse VMDK: the HTTP transport reads flat disks only`,
+        { hint: 'use --transport nbd with a VDDK/nbdkit export of the disk' },
+      );
     } else if (/^\s*#\s*Disk DescriptorFile/i.test(text)) {
       extents = await this.descriptorExtents(text, disk, ctx.datacenter, datastore, path, op);
     } else {
@@ -82,12 +96,21 @@ export class HttpDatastoreTransport implements DiskTransport {
    * Writes a whole disk (PUT /folder, streamed, Content-Length = size) into the file that holds its bytes: the flat
    * extent named by a descriptor, else the .vmdk itself (vcsim). Untested against a real vCenter (DESIGN.md §vSphere).
    */
-  async upload(disk: Pick<VmDisk, 'fileName' | 'capacityBytes'>, datacenter: string, body: Readable, op: Op = {}): Promise<string> {
+  async upload(
+    disk: Pick<VmDisk, 'fileName' | 'capacityBytes'>,
+    datacenter: string,
+    body: Readable,
+    op: Op = {},
+  ): Promise<string> {
     const extents = await this.resolve(disk, datacenter, op).catch((e: unknown) => {
       if (e instanceof CofferError && e.code === 'SOURCE_UNREADABLE' && /HTTP 404/.test(e.message)) return undefined; // a new file
       throw e;
     });
-    if (extents && extents.length !== 1) throw new CofferError('TARGET_UNWRITABLE', `${disk.fileName} has ${extents.length} extents; uploads need a single flat extent`);
+    if (extents && extents.length !== 1)
+      throw new CofferError(
+        'TARGET_UNWRITABLE',
+        `${disk.fileName} has ${extents.length} extents; uploads need a single flat extent`,
+      );
     const path = extents?.[0]?.path ?? parseDatastorePath(disk.fileName).path;
     const { datastore } = parseDatastorePath(disk.fileName);
     await this.put(datacenter, datastore, path, body, disk.capacityBytes, op);
@@ -95,13 +118,28 @@ export class HttpDatastoreTransport implements DiskTransport {
   }
 
   async put(dc: string, ds: string, path: string, body: Readable, sizeBytes: number, op: Op = {}): Promise<void> {
-    const headers: Record<string, string | number> = { 'Content-Type': 'application/octet-stream', 'Content-Length': sizeBytes };
+    const headers: Record<string, string | number> = {
+      'Content-Type': 'application/octet-stream',
+      'Content-Length': sizeBytes,
+    };
     const cookie = this.o.cookie();
     if (cookie) headers['Cookie'] = cookie;
-    const reply = await this.o.http.request({ method: 'PUT', path: folderUrl(dc, ds, path), headers, body, signal: op.signal, timeoutMs: 600_000, maxBytes: 1 << 20 });
-    if (reply.status === 401 || reply.status === 403) throw new CofferError('VSPHERE_AUTH', `vCenter refused the upload to [${ds}] ${path} (HTTP ${reply.status})`);
+    const reply = await this.o.http.request({
+      method: 'PUT',
+      path: folderUrl(dc, ds, path),
+      headers,
+      body,
+      signal: op.signal,
+      timeoutMs: 600_000,
+      maxBytes: 1 << 20,
+    });
+    if (reply.status === 401 || reply.status === 403)
+      throw new CofferError('VSPHERE_AUTH', `vCenter refused the upload to [${ds}] ${path} (HTTP ${reply.status})`);
     if (reply.status !== 200 && reply.status !== 201 && reply.status !== 204) {
-      throw new CofferError('TARGET_UNWRITABLE', `uploading [${ds}] ${path} failed: HTTP ${reply.status} ${reply.body.subarray(0, 200).toString('utf8').trim()}`);
+      throw new CofferError(
+        'TARGET_UNWRITABLE',
+        `uploading [${ds}] ${path} failed: HTTP ${reply.status} ${reply.body.subarray(0, 200).toString('utf8').trim()}`,
+      );
     }
   }
 
@@ -116,10 +154,21 @@ export class HttpDatastoreTransport implements DiskTransport {
     }
   }
 
-  private async descriptorExtents(text: string, disk: Pick<VmDisk, 'fileName' | 'capacityBytes'>, dc: string, datastore: string, path: string, op: Op): Promise<FileExtent[]> {
+  private async descriptorExtents(
+    text: string,
+    disk: Pick<VmDisk, 'fileName' | 'capacityBytes'>,
+    dc: string,
+    datastore: string,
+    path: string,
+    op: Op,
+  ): Promise<FileExtent[]> {
     const parent = /^\s*parentCID\s*=\s*"?([0-9a-f]+)"?/im.exec(text)?.[1];
     if ((parent && parent.toLowerCase() !== 'ffffffff') || /^\s*parentFileNameHint/im.test(text)) {
-      throw new CofferError('SOURCE_UNREADABLE', `${disk.fileName} is a delta disk (the VM has other snapshots): the HTTP transport reads flat base disks only`, { hint: 'remove the other snapshots of the VM, or use --transport nbd with a VDDK export' });
+      throw new CofferError(
+        'SOURCE_UNREADABLE',
+        `${disk.fileName} is a delta disk (the VM has other snapshots): the HTTP transport reads flat base disks only`,
+        { hint: 'remove the other snapshots of the VM, or use --transport nbd with a VDDK export' },
+      );
     }
     const dir = path.includes('/') ? path.slice(0, path.lastIndexOf('/') + 1) : '';
     const out: FileExtent[] = [];
@@ -127,25 +176,44 @@ export class HttpDatastoreTransport implements DiskTransport {
     for (const m of text.matchAll(/^\s*(RW|RDONLY|NOACCESS)\s+(\d+)\s+(\w+)\s+"([^"]+)"(?:\s+(\d+))?/gm)) {
       const sectors = Number(m[2]);
       const type = m[3]!.toUpperCase();
-      if (type !== 'FLAT' && type !== 'VMFS') throw new CofferError('SOURCE_UNREADABLE', `${disk.fileName}: extent type ${type} is not readable over HTTP`, { hint: 'use --transport nbd' });
-      if (m[5] && Number(m[5]) !== 0) throw new CofferError('SOURCE_UNREADABLE', `${disk.fileName}: extents with an offset are not supported`);
+      if (type !== 'FLAT' && type !== 'VMFS')
+        throw new CofferError('SOURCE_UNREADABLE', `${disk.fileName}: extent type ${type} is not readable over HTTP`, {
+          hint: 'use --transport nbd',
+        });
+      if (m[5] && Number(m[5]) !== 0)
+        throw new CofferError('SOURCE_UNREADABLE', `${disk.fileName}: extents with an offset are not supported`);
       const file = dir + m[4]!;
       const probe = await this.get(dc, datastore, file, 0, 0, op, true);
       out.push({ path: file, start, length: sectors * 512, fileBytes: probe.total });
       start += sectors * 512;
     }
-    if (out.length === 0) throw new CofferError('SOURCE_UNREADABLE', `${disk.fileName}: the descriptor lists no extents`);
-    if (start < disk.capacityBytes) throw new CofferError('SOURCE_UNREADABLE', `${disk.fileName}: the extents cover ${start} bytes of a ${disk.capacityBytes}-byte disk`);
+    if (out.length === 0)
+      throw new CofferError('SOURCE_UNREADABLE', `${disk.fileName}: the descriptor lists no extents`);
+    if (start < disk.capacityBytes)
+      throw new CofferError(
+        'SOURCE_UNREADABLE',
+        `${disk.fileName}: the extents cover ${start} bytes of a ${disk.capacityBytes}-byte disk`,
+      );
     return out;
   }
 
   /** One ranged GET with retries; `probe` accepts a short or empty file (416) and reports the file size. */
-  async get(dc: string, ds: string, path: string, first: number, last: number, op: Op, probe = false): Promise<{ body: Buffer; total: number }> {
+  async get(
+    dc: string,
+    ds: string,
+    path: string,
+    first: number,
+    last: number,
+    op: Op,
+    probe = false,
+  ): Promise<{ body: Buffer; total: number }> {
     const retries = this.o.retries ?? 3;
     let lastError: CofferError | undefined;
     for (let attempt = 0; attempt <= retries; attempt++) {
       if (attempt > 0) {
-        (this.o.logger ?? silentLogger).warn(`${path}: ${lastError!.message}; retrying (attempt ${attempt} of ${retries})`);
+        (this.o.logger ?? silentLogger).warn(
+          `${path}: ${lastError!.message}; retrying (attempt ${attempt} of ${retries})`,
+        );
         await sleep(500 * 2 ** (attempt - 1), { signal: op.signal });
       }
       const headers: Record<string, string> = { Range: `bytes=${first}-${last}` };
@@ -153,7 +221,14 @@ export class HttpDatastoreTransport implements DiskTransport {
       if (cookie) headers['Cookie'] = cookie;
       let reply;
       try {
-        reply = await this.o.http.request({ method: 'GET', path: folderUrl(dc, ds, path), headers, signal: op.signal, timeoutMs: 120_000, maxBytes: Math.max(last - first + 2, 65536) });
+        reply = await this.o.http.request({
+          method: 'GET',
+          path: folderUrl(dc, ds, path),
+          headers,
+          signal: op.signal,
+          timeoutMs: 120_000,
+          maxBytes: Math.max(last - first + 2, 65536),
+        });
       } catch (e) {
         if (e instanceof CofferError && e.details.retryable === true && !op.signal?.aborted) {
           lastError = e;
@@ -164,19 +239,31 @@ export class HttpDatastoreTransport implements DiskTransport {
       const total = Number(/\/(\d+)\s*$/.exec(String(reply.headers['content-range'] ?? ''))?.[1] ?? NaN);
       if (reply.status === 206) {
         if (reply.body.length !== Math.min(last, (Number.isFinite(total) ? total : Infinity) - 1) - first + 1) {
-          throw new CofferError('SOURCE_UNREADABLE', `${path}: asked for bytes ${first}-${last}, got ${reply.body.length}`, { details: { protocol: true } });
+          throw new CofferError(
+            'SOURCE_UNREADABLE',
+            `${path}: asked for bytes ${first}-${last}, got ${reply.body.length}`,
+            { details: { protocol: true } },
+          );
         }
         return { body: reply.body, total: Number.isFinite(total) ? total : first + reply.body.length };
       }
       if (reply.status === 416 && probe) return { body: Buffer.alloc(0), total: Number.isFinite(total) ? total : 0 };
       if (reply.status === 416) return { body: Buffer.alloc(0), total: Number.isFinite(total) ? total : 0 };
-      if (reply.status === 200 && first === 0 && reply.body.length <= last + 1) return { body: reply.body, total: reply.body.length };
-      if (reply.status === 401 || reply.status === 403) throw new CofferError('VSPHERE_AUTH', `vCenter refused datastore access to ${path} (HTTP ${reply.status})`);
-      if (reply.status === 404) throw new CofferError('SOURCE_UNREADABLE', `the disk file ${path} is not on datastore ${ds} (HTTP 404)`);
-      lastError = new CofferError('SOURCE_UNREADABLE', `GET ${path} bytes ${first}-${last}: HTTP ${reply.status}`, { details: { status: reply.status } });
+      if (reply.status === 200 && first === 0 && reply.body.length <= last + 1)
+        return { body: reply.body, total: reply.body.length };
+      if (reply.status === 401 || reply.status === 403)
+        throw new CofferError('VSPHERE_AUTH', `vCenter refused datastore access to ${path} (HTTP ${reply.status})`);
+      if (reply.status === 404)
+        throw new CofferError('SOURCE_UNREADABLE', `the disk file ${path} is not on datastore ${ds} (HTTP 404)`);
+      lastError = new CofferError('SOURCE_UNREADABLE', `GET ${path} bytes ${first}-${last}: HTTP ${reply.status}`, {
+        details: { status: reply.status },
+      });
       if (reply.status < 500) throw lastError;
     }
-    throw new CofferError(lastError!.code, `${lastError!.message} (gave up after ${retries} retries)`, { details: lastError!.details, cause: lastError });
+    throw new CofferError(lastError!.code, `${lastError!.message} (gave up after ${retries} retries)`, {
+      details: lastError!.details,
+      cause: lastError,
+    });
   }
 
   get rangeBytes(): number {
@@ -196,7 +283,8 @@ class HttpDiskReader implements DiskReader {
   async read(offset: number, length: number, into: Buffer, op: Op = {}): Promise<void> {
     const parts: { off: number; len: number }[] = [];
     const step = this.t.rangeBytes;
-    if (length >= 2 * step) for (let o = 0; o < length; o += step) parts.push({ off: offset + o, len: Math.min(step, length - o) });
+    if (length >= 2 * step)
+      for (let o = 0; o < length; o += step) parts.push({ off: offset + o, len: Math.min(step, length - o) });
     else parts.push({ off: offset, len: length });
     // at most 4 ranges in flight
     let next = 0;
@@ -220,7 +308,11 @@ class HttpDiskReader implements DiskReader {
       const avail = Math.max(0, Math.min(inExt, ext.fileBytes - fileOff));
       if (avail > 0) {
         const { body } = await this.t.get(this.dc, this.ds, ext.path, fileOff, fileOff + avail - 1, op);
-        if (body.length !== avail) throw new CofferError('SOURCE_UNREADABLE', `${ext.path}: short read at ${fileOff} (${body.length} of ${avail} bytes); did the file shrink?`);
+        if (body.length !== avail)
+          throw new CofferError(
+            'SOURCE_UNREADABLE',
+            `${ext.path}: short read at ${fileOff} (${body.length} of ${avail} bytes); did the file shrink?`,
+          );
         body.copy(into, done);
       }
       if (avail < inExt) into.fill(0, done + avail, done + inExt); // past the end of a short file: zeros
@@ -246,13 +338,20 @@ export class NbdDiskTransport implements DiskTransport {
   ) {}
 
   async open(disk: VmDisk, index: number, _ctx: unknown, op: Op = {}): Promise<DiskReader> {
-    const spec = this.template.replace(/\{index\}/g, String(index)).replace(/\{key\}/g, String(disk.key)).replace(/\{file\}/g, encodeURIComponent(disk.fileName)).replace(/\{name\}/g, encodeURIComponent(disk.fileName.replace(/^.*[\/\]]\s*/, '')));
+    const spec = this.template
+      .replace(/\{index\}/g, String(index))
+      .replace(/\{key\}/g, String(disk.key))
+      .replace(/\{file\}/g, encodeURIComponent(disk.fileName))
+      .replace(/\{name\}/g, encodeURIComponent(disk.fileName.replace(/^.*[\/\]]\s*/, '')));
     const u = parseNbdUri(spec);
     if (u.tls) throw new CofferError('USAGE', 'nbds:// is not supported as a vSphere transport yet');
     const src = await NbdSource.open(u.address, { exportName: u.exportName, logger: this.logger }, op);
     if (src.sizeBytes !== disk.capacityBytes) {
       await src.close();
-      throw new CofferError('SOURCE_UNREADABLE', `NBD export ${spec} has ${src.sizeBytes} bytes but disk ${disk.key} (${disk.fileName}) has ${disk.capacityBytes}`);
+      throw new CofferError(
+        'SOURCE_UNREADABLE',
+        `NBD export ${spec} has ${src.sizeBytes} bytes but disk ${disk.key} (${disk.fileName}) has ${disk.capacityBytes}`,
+      );
     }
     return { description: src.uri, read: (o, l, into, op2) => src.read(o, l, into, op2), close: () => src.close() };
   }

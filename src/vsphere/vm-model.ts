@@ -116,7 +116,10 @@ export function parseConfigInfo(cfg: XmlNode): VmHardware {
   }
   const files = child(cfg, 'files');
   const name = textOf(cfg, 'name');
-  if (name === undefined) throw new CofferError('VSPHERE_FAULT', 'vCenter sent a VM configuration without a name', { details: { protocol: true } });
+  if (name === undefined)
+    throw new CofferError('VSPHERE_FAULT', 'vCenter sent a VM configuration without a name', {
+      details: { protocol: true },
+    });
   return {
     name,
     guestId: textOf(cfg, 'guestId'),
@@ -153,7 +156,14 @@ export function parseSnapshotInfo(info: XmlNode | undefined): VmSnapshot[] {
     if (depth > 200) return;
     for (const t of trees) {
       const ref = refOf(t, 'snapshot');
-      if (ref) out.push({ ref, name: textOf(t, 'name') ?? '', description: textOf(t, 'description') ?? '', createTime: textOf(t, 'createTime'), quiesced: boolOf(t, 'quiesced') ?? false });
+      if (ref)
+        out.push({
+          ref,
+          name: textOf(t, 'name') ?? '',
+          description: textOf(t, 'description') ?? '',
+          createTime: textOf(t, 'createTime'),
+          quiesced: boolOf(t, 'quiesced') ?? false,
+        });
       walk(children(t, 'childSnapshotList'), depth + 1);
     }
   };
@@ -164,6 +174,9 @@ export function parseSnapshotInfo(info: XmlNode | undefined): VmSnapshot[] {
 /** "[datastore] dir/file.vmdk" -> { datastore, path }. */
 export function parseDatastorePath(p: string): { datastore: string; path: string } {
   const m = /^\[([^\]]*)\]\s*(.*)$/.exec(p);
-  if (!m) throw new CofferError('VSPHERE_FAULT', `not a datastore path: ${JSON.stringify(p)}`, { details: { protocol: true } });
+  if (!m)
+    throw new CofferError('VSPHERE_FAULT', `not a datastore path: ${JSON.stringify(p)}`, {
+      details: { protocol: true },
+    });
   return { datastore: m[1]!, path: m[2]! };
 }

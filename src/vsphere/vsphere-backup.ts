@@ -45,7 +45,8 @@ export interface VsphereVmBackup {
 export async function openVsphereBackup(spec: string, opts: VsphereBackupOptions): Promise<VsphereVmBackup> {
   const url = parseVsphereUrl(spec);
   if (!url.vm) throw new CofferError('USAGE', `${url.display}: name the VM to back up (vsphere://HOST[:PORT]/VM)`);
-  if (opts.transport === 'nbd' && !opts.nbdUrl) throw new CofferError('USAGE', '--transport nbd needs --nbd-url nbd://HOST:PORT/{index}');
+  if (opts.transport === 'nbd' && !opts.nbdUrl)
+    throw new CofferError('USAGE', '--transport nbd needs --nbd-url nbd://HOST:PORT/{index}');
   const client = await connectVsphere(url, { tls: opts.tls, env: opts.env, logger: opts.logger, signal: opts.signal });
   try {
     const inv = await loadInventory(client, opts);
@@ -55,7 +56,13 @@ export async function openVsphereBackup(spec: string, opts: VsphereBackupOptions
         ? new NbdDiskTransport(opts.nbdUrl!, opts.logger)
         : new HttpDatastoreTransport({ http: client.http, cookie: () => client.sessionCookie, logger: opts.logger });
     const display = `vsphere://${url.host.includes(':') ? `[${url.host}]` : url.host}:${url.port}`;
-    const s = await openVmBackup(client, inv, vm!, { quiesce: opts.quiesce ?? true, transport, display, logger: opts.logger, signal: opts.signal });
+    const s = await openVmBackup(client, inv, vm!, {
+      quiesce: opts.quiesce ?? true,
+      transport,
+      display,
+      logger: opts.logger,
+      signal: opts.signal,
+    });
     let closed: Promise<{ snapshotRemoved: boolean }> | undefined;
     return {
       vmName: vm!.name,

@@ -27,4 +27,3 @@ export function makeState(root: string, state: 1 | 2): void {
   else put('data/new.txt', 'brand new\n');
   for (let i = 0; i < 300; i++) put(`many/f${String(i).padStart(3, '0')}.txt`, `${i}\n`);
 }
-

@@ -4,7 +4,13 @@ import { APPEND_ONLY_BLOB } from '../../storage/index.js';
 import { CofferError } from '../../shared/index.js';
 import { parseInteger, parseSize, readPassword, type CommandKit, type CommonOpts } from '../kit/index.js';
 
-type InitOpts = CommonOpts & { chunkSize: string; compressionLevel: string; kdfCost?: string; copyOf?: string; appendOnly?: boolean };
+type InitOpts = CommonOpts & {
+  chunkSize: string;
+  compressionLevel: string;
+  kdfCost?: string;
+  copyOf?: string;
+  appendOnly?: boolean;
+};
 
 /** `coffer init`: a new repository (or a replica of one: --copy-of), optionally append-only (FORMAT.md §9). */
 export function initCommand(program: Command, kit: CommandKit): void {
@@ -14,16 +20,26 @@ export function initCommand(program: Command, kit: CommandKit): void {
     .addOption(new Option('--chunk-size <bytes>', 'chunk size: a power of two from 64K to 8M').default('1M'))
     .addOption(new Option('--compression-level <n>', 'zstd level (-7..19)').default('2'))
     .addOption(new Option('--kdf-cost <N>', 'scrypt N for the key (power of two)').hideHelp())
-    .option('--copy-of <repo>', 'create a replica of another repository (same keys and chunk ids: `copy` then moves blobs unchanged)')
-    .option('--append-only', 'Coffer never deletes anything in this repository (forget/prune keep all); cannot be undone by Coffer')
+    .option(
+      '--copy-of <repo>',
+      'create a replica of another repository (same keys and chunk ids: `copy` then moves blobs unchanged)',
+    )
+    .option(
+      '--append-only',
+      'Coffer never deletes anything in this repository (forget/prune keep all); cannot be undone by Coffer',
+    )
     .action(async (o: InitOpts) => {
       const password = await readPassword(deps, o.passwordFile);
       const source = o.copyOf ? await deps.openStore(o.copyOf, { create: false }) : undefined;
       const store = await deps.openStore(o.repo, { create: true });
       if (o.appendOnly) {
         // the marker first (FORMAT.md §9): a repository is never, not even for a moment, deletable
-        if (await store.stat(CONFIG_BLOB)) throw new CofferError('REPO_EXISTS', `a repository already exists at ${store.location}`);
-        await store.put(APPEND_ONLY_BLOB, Buffer.from(JSON.stringify({ appendOnly: true, since: new Date().toISOString() }) + '\n'));
+        if (await store.stat(CONFIG_BLOB))
+          throw new CofferError('REPO_EXISTS', `a repository already exists at ${store.location}`);
+        await store.put(
+          APPEND_ONLY_BLOB,
+          Buffer.from(JSON.stringify({ appendOnly: true, since: new Date().toISOString() }) + '\n'),
+        );
       }
       const kdf: KdfCost = o.kdfCost ? { N: parseInteger(o.kdfCost, '--kdf-cost') } : {};
       const repo = source
@@ -33,7 +49,14 @@ export function initCommand(program: Command, kit: CommandKit): void {
             zstdLevel: parseInteger(o.compressionLevel, '--compression-level'),
             kdf,
           });
-      if (o.json) kit.writeJson({ id: repo.id, location: store.location, chunkSizeBytes: repo.chunkSizeBytes, formatVersion: repo.config.formatVersion, appendOnly: o.appendOnly === true });
+      if (o.json)
+        kit.writeJson({
+          id: repo.id,
+          location: store.location,
+          chunkSizeBytes: repo.chunkSizeBytes,
+          formatVersion: repo.config.formatVersion,
+          appendOnly: o.appendOnly === true,
+        });
       else kit.write(`created repository ${repo.id} at ${store.location}\n`);
     });
 }

@@ -1,7 +1,18 @@
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { diffFiles, findFiles, listGuestFiles, listGuestPartitions, openGuestArchive, openGuestFile, type CodecPool, type GuestArchive, type GuestFile, type UseCaseContext } from '../../engine/index.js';
+import {
+  diffFiles,
+  findFiles,
+  listGuestFiles,
+  listGuestPartitions,
+  openGuestArchive,
+  openGuestFile,
+  type CodecPool,
+  type GuestArchive,
+  type GuestFile,
+  type UseCaseContext,
+} from '../../engine/index.js';
 import { CofferError } from '../../shared/index.js';
 import type { Principal } from '../auth.js';
 import { decodeCursor, encodeCursor, type Catalog } from '../catalog/index.js';
@@ -13,7 +24,15 @@ const FilesLocation = {
   repository: z.string().max(64).optional(),
   /** partition number as listed (0 = a disk without partition table); default: the only one */
   /** partition number as listed (0 = a disk without partition table), or an LVM2 logical volume "VG/LV"; default: the only one */
-  partition: z.union([z.coerce.number().int().min(0).max(4096), z.string().max(260).regex(/^[^/]+\/[^/]+$/)]).optional(),
+  partition: z
+    .union([
+      z.coerce.number().int().min(0).max(4096),
+      z
+        .string()
+        .max(260)
+        .regex(/^[^/]+\/[^/]+$/),
+    ])
+    .optional(),
 };
 const BrowseQuery = Pagination.extend({ ...FilesLocation, path: z.string().min(1).max(4096).optional() });
 
@@ -27,122 +46,240 @@ export function registerRestorePointRoutes(routes: Routes, ctx: PointsContext): 
   const { catalog, repos } = ctx;
 
   routes.add({
-    method: 'GET', url: '/api/v1/restore-points', summary: 'List restore points (newest first)', tag: 'restore-points', permission: 'read',
+    method: 'GET',
+    url: '/api/v1/restore-points',
+    summary: 'List restore points (newest first)',
+    tag: 'restore-points',
+    permission: 'read',
     query: Pagination.extend({ vm: z.string().max(512).optional(), repository: z.string().max(64).optional() }),
     handler: ({ query }) => {
       const c = decodeCursor(query.cursor, 3) as [string, string, string] | undefined;
-      const items = catalog.restorePoints.list({ vm: query.vm, repository: query.repository, ...(c ? { before: c } : {}), limit: query.limit + 1 });
+      const items = catalog.restorePoints.list({
+        vm: query.vm,
+        repository: query.repository,
+        ...(c ? { before: c } : {}),
+        limit: query.limit + 1,
+      });
       return page(items, query.limit, (p) => [p.time, p.repository, p.id]);
     },
   });
 
   routes.add({
-    method: 'GET', url: '/api/v1/restore-points/:id/disks/:disk/files', tag: 'restore-points', permission: 'read',
-    summary: 'Browse files of a restore point disk: without partition and path its partitions; else a directory (paginated, sorted by name) or one entry',
+    method: 'GET',
+    url: '/api/v1/restore-points/:id/disks/:disk/files',
+    tag: 'restore-points',
+    permission: 'read',
+    summary:
+      'Browse files of a restore point disk: without partition and path its partitions; else a directory (paginated, sorted by name) or one entry',
     params: FilesParams,
     query: BrowseQuery,
     handler: ({ params, query }) => browse(ctx, params, query),
   });
 
   routes.add({
-    method: 'GET', url: '/api/v1/restore-points/:id/disks/:disk/files/content', tag: 'restore-points', permission: 'restore', audit: true,
+    method: 'GET',
+    url: '/api/v1/restore-points/:id/disks/:disk/files/content',
+    tag: 'restore-points',
+    permission: 'restore',
+    audit: true,
     summary: 'Download one regular file of a restore point disk (audited)',
     params: FilesParams,
     query: z.strictObject({ ...FilesLocation, path: z.string().min(1).max(4096) }),
-    response: "application/octet-stream: the file's bytes (holes as zeros), Content-Disposition: attachment with the file name",
+    response:
+      "application/octet-stream: the file's bytes (holes as zeros), Content-Disposition: attachment with the file name",
     handler: async ({ params, query, req, reply, principal, remote, audit: a }) => {
       a({ pointId: params.id, disk: params.disk, partition: query.partition ?? null, path: query.path });
       const { repository, pointId } = locatePoint(catalog, params.id, query.repository);
       a({ repository });
       const { repo, pool } = await repos.forBrowsing(repository);
-      const f = await openGuestFile(repo, pool, { pointId, disk: params.disk, partition: query.partition, path: query.path });
+      const f = await openGuestFile(repo, pool, {
+        pointId,
+        disk: params.disk,
+        partition: query.partition,
+        path: query.path,
+      });
       return sendGuestFile(catalog, f, { req, reply, principal: principal!, remote });
     },
   });
 
   routes.add({
-    method: 'GET', url: '/api/v1/restore-points/:id/disks/:disk/find', tag: 'restore-points', permission: 'read',
-    summary: 'Find where a guest path or glob (*, ?, **, [a-z]) exists on a disk of a restore point (bounded: entries walked and results; `partial` and `notes` say when a bound was hit)',
+    method: 'GET',
+    url: '/api/v1/restore-points/:id/disks/:disk/find',
+    tag: 'restore-points',
+    permission: 'read',
+    summary:
+      'Find where a guest path or glob (*, ?, **, [a-z]) exists on a disk of a restore point (bounded: entries walked and results; `partial` and `notes` say when a bound was hit)',
     params: FilesParams,
-    query: z.strictObject({ ...FilesLocation, pattern: z.string().min(1).max(4096), limit: z.coerce.number().int().min(1).max(5000).default(500), maxEntries: z.coerce.number().int().min(1).max(1_000_000).optional() }),
+    query: z.strictObject({
+      ...FilesLocation,
+      pattern: z.string().min(1).max(4096),
+      limit: z.coerce.number().int().min(1).max(5000).default(500),
+      maxEntries: z.coerce.number().int().min(1).max(1_000_000).optional(),
+    }),
     handler: async ({ params, query, reply }) => {
       const { repository, pointId } = locatePoint(catalog, params.id, query.repository);
       const { repo, pool } = await repos.forBrowsing(repository);
-      const r = await findFiles(repo, browseContext(pool, reply), { pattern: query.pattern, points: [pointId], disk: params.disk, partition: query.partition, maxResults: query.limit, entriesPerPoint: query.maxEntries });
-      if (r.points.length === 0) throw new CofferError('NOT_FOUND', `restore point ${pointId} is not in repository ${repository}`);
-      return { repository, pointId, disk: params.disk, pattern: r.pattern, items: r.matches, entriesWalked: r.points[0]!.entriesWalked, partial: r.partial, notes: r.notes };
+      const r = await findFiles(repo, browseContext(pool, reply), {
+        pattern: query.pattern,
+        points: [pointId],
+        disk: params.disk,
+        partition: query.partition,
+        maxResults: query.limit,
+        entriesPerPoint: query.maxEntries,
+      });
+      if (r.points.length === 0)
+        throw new CofferError('NOT_FOUND', `restore point ${pointId} is not in repository ${repository}`);
+      return {
+        repository,
+        pointId,
+        disk: params.disk,
+        pattern: r.pattern,
+        items: r.matches,
+        entriesWalked: r.points[0]!.entriesWalked,
+        partial: r.partial,
+        notes: r.notes,
+      };
     },
   });
 
   routes.add({
-    method: 'GET', url: '/api/v1/restore-points/:id/disks/:disk/diff', tag: 'restore-points', permission: 'read',
-    summary: 'What changed from this restore point to `other` (same VM unless force=true) on this disk: added, removed, changed (type, size, mtime, mode; content=true also reads same-size same-mtime files)',
+    method: 'GET',
+    url: '/api/v1/restore-points/:id/disks/:disk/diff',
+    tag: 'restore-points',
+    permission: 'read',
+    summary:
+      'What changed from this restore point to `other` (same VM unless force=true) on this disk: added, removed, changed (type, size, mtime, mode; content=true also reads same-size same-mtime files)',
     params: FilesParams,
     query: z.strictObject({
-      ...FilesLocation, other: z.string().min(1).max(64), path: z.string().min(1).max(4096).optional(),
-      content: z.enum(['true', 'false']).optional(), force: z.enum(['true', 'false']).optional(),
-      limit: z.coerce.number().int().min(1).max(10_000).default(2000), maxEntries: z.coerce.number().int().min(1).max(1_000_000).optional(),
+      ...FilesLocation,
+      other: z.string().min(1).max(64),
+      path: z.string().min(1).max(4096).optional(),
+      content: z.enum(['true', 'false']).optional(),
+      force: z.enum(['true', 'false']).optional(),
+      limit: z.coerce.number().int().min(1).max(10_000).default(2000),
+      maxEntries: z.coerce.number().int().min(1).max(1_000_000).optional(),
     }),
     handler: async ({ params, query, reply }) => {
       const { repository, pointId } = locatePoint(catalog, params.id, query.repository);
       const other = locatePoint(catalog, query.other, query.repository);
-      if (other.repository !== repository) throw new CofferError('USAGE', `restore points ${pointId} and ${other.pointId} are in different repositories`);
+      if (other.repository !== repository)
+        throw new CofferError('USAGE', `restore points ${pointId} and ${other.pointId} are in different repositories`);
       const { repo, pool } = await repos.forBrowsing(repository);
       const r = await diffFiles(repo, browseContext(pool, reply), {
-        a: pointId, b: other.pointId, path: query.path, disk: params.disk, partition: query.partition,
-        content: query.content === 'true', force: query.force === 'true', maxResults: query.limit, entries: query.maxEntries,
+        a: pointId,
+        b: other.pointId,
+        path: query.path,
+        disk: params.disk,
+        partition: query.partition,
+        content: query.content === 'true',
+        force: query.force === 'true',
+        maxResults: query.limit,
+        entries: query.maxEntries,
       });
       return { repository, ...r };
     },
   });
 
   routes.add({
-    method: 'GET', url: '/api/v1/restore-points/:id/disks/:disk/files/archive', tag: 'restore-points', permission: 'restore', audit: true,
+    method: 'GET',
+    url: '/api/v1/restore-points/:id/disks/:disk/files/archive',
+    tag: 'restore-points',
+    permission: 'restore',
+    audit: true,
     summary: 'Download a directory (recursively) of a restore point disk as a tar stream (POSIX pax; audited)',
     params: FilesParams,
     query: z.strictObject({ ...FilesLocation, path: z.string().min(1).max(4096) }),
-    response: 'application/x-tar: the directory as <name>/..., regular files, directories and symlinks (never followed); other types skipped',
+    response:
+      'application/x-tar: the directory as <name>/..., regular files, directories and symlinks (never followed); other types skipped',
     handler: async ({ params, query, req, reply, principal, remote, audit: a }) => {
       a({ pointId: params.id, disk: params.disk, partition: query.partition ?? null, path: query.path, archive: true });
       const { repository, pointId } = locatePoint(catalog, params.id, query.repository);
       a({ repository });
       const { repo, pool } = await repos.forBrowsing(repository);
-      const t = await openGuestArchive(repo, pool, { pointId, disk: params.disk, partition: query.partition, path: query.path });
+      const t = await openGuestArchive(repo, pool, {
+        pointId,
+        disk: params.disk,
+        partition: query.partition,
+        path: query.path,
+      });
       return sendGuestArchive(catalog, t, { req, reply, principal: principal!, remote });
     },
   });
 }
 
 /** The repository holding restore point `id` (ids are random: the same id in two repositories needs ?repository=). */
-function locatePoint(catalog: Pick<Catalog, 'restorePoints'>, id: string, repository: string | undefined): { repository: string; pointId: string } {
+function locatePoint(
+  catalog: Pick<Catalog, 'restorePoints'>,
+  id: string,
+  repository: string | undefined,
+): { repository: string; pointId: string } {
   const repositories = catalog.restorePoints.repositoriesOf(id, repository);
-  if (repositories.length === 0) throw new CofferError('NOT_FOUND', `no restore point ${id}${repository ? ` in repository ${repository}` : ''}`);
-  if (repositories.length > 1) throw new CofferError('AMBIGUOUS', `restore point ${id} is in several repositories (${repositories.join(', ')}): add ?repository=`);
+  if (repositories.length === 0)
+    throw new CofferError('NOT_FOUND', `no restore point ${id}${repository ? ` in repository ${repository}` : ''}`);
+  if (repositories.length > 1)
+    throw new CofferError(
+      'AMBIGUOUS',
+      `restore point ${id} is in several repositories (${repositories.join(', ')}): add ?repository=`,
+    );
   return { repository: repositories[0]!, pointId: id };
 }
 
 /** A disk's partition table, or a page of a directory, or one entry. */
-async function browse(ctx: PointsContext, params: z.infer<typeof FilesParams>, query: z.infer<typeof BrowseQuery>): Promise<unknown> {
+async function browse(
+  ctx: PointsContext,
+  params: z.infer<typeof FilesParams>,
+  query: z.infer<typeof BrowseQuery>,
+): Promise<unknown> {
   const { repository, pointId } = locatePoint(ctx.catalog, params.id, query.repository);
   const { repo, pool } = await ctx.repos.forBrowsing(repository);
   if (query.partition === undefined && query.path === undefined) {
     const t = await listGuestPartitions(repo, pool, { pointId, disk: params.disk });
     const items = t.partitions.map((p) => ({
-      number: p.number, startBytes: p.startBytes, sizeBytes: p.sizeBytes, type: p.type, name: p.name ?? null,
-      container: Boolean(p.container), problem: p.problem ?? null, filesystem: p.filesystem ?? null,
+      number: p.number,
+      startBytes: p.startBytes,
+      sizeBytes: p.sizeBytes,
+      type: p.type,
+      name: p.name ?? null,
+      container: Boolean(p.container),
+      problem: p.problem ?? null,
+      filesystem: p.filesystem ?? null,
     }));
-    return { kind: 'partitions', repository, pointId, disk: params.disk, scheme: t.scheme, sizeBytes: t.sizeBytes, items, nextCursor: null };
+    return {
+      kind: 'partitions',
+      repository,
+      pointId,
+      disk: params.disk,
+      scheme: t.scheme,
+      sizeBytes: t.sizeBytes,
+      items,
+      nextCursor: null,
+    };
   }
   const c = decodeCursor(query.cursor, 1);
   const offset = c ? c[0] : 0;
-  if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) throw new CofferError('USAGE', 'query.cursor: not a cursor this server issued');
-  const r = await listGuestFiles(repo, pool, { pointId, disk: params.disk, partition: query.partition, path: query.path ?? '/', page: { offset, limit: query.limit } });
+  if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0)
+    throw new CofferError('USAGE', 'query.cursor: not a cursor this server issued');
+  const r = await listGuestFiles(repo, pool, {
+    pointId,
+    disk: params.disk,
+    partition: query.partition,
+    path: query.path ?? '/',
+    page: { offset, limit: query.limit },
+  });
   const items = r.entries ?? [];
   const total = r.entriesTotal ?? 0;
   return {
     kind: r.entries ? 'directory' : 'entry',
-    repository, pointId, disk: params.disk, partition: r.partition, filesystem: r.filesystem, path: r.path, warnings: r.warnings,
-    entry: r.entry, total, items,
+    repository,
+    pointId,
+    disk: params.disk,
+    partition: r.partition,
+    filesystem: r.filesystem,
+    path: r.path,
+    warnings: r.warnings,
+    entry: r.entry,
+    total,
+    items,
     nextCursor: r.entries && offset + items.length < total ? encodeCursor([offset + items.length]) : null,
   };
 }
@@ -175,8 +312,19 @@ async function sendGuestFile(
     recorded = true;
     const code = err ? ((err as { code?: unknown }).code ?? 'INTERNAL') : undefined;
     catalog.audit.append({
-      actor: principal.actor, action: `GET ${req.routeOptions.url}`, target: req.url.split('?')[0]!, remote, status: 200,
-      details: { ...req.auditDetails, partition: f.partition, size: f.entry.size, bytes, complete: complete && !err, ...(code ? { error: String(code) } : {}) },
+      actor: principal.actor,
+      action: `GET ${req.routeOptions.url}`,
+      target: req.url.split('?')[0]!,
+      remote,
+      status: 200,
+      details: {
+        ...req.auditDetails,
+        partition: f.partition,
+        size: f.entry.size,
+        bytes,
+        complete: complete && !err,
+        ...(code ? { error: String(code) } : {}),
+      },
     });
   };
   const body = new Readable({
@@ -251,8 +399,19 @@ async function sendGuestArchive(
     recorded = true;
     const code = err ? ((err as { code?: unknown }).code ?? 'INTERNAL') : undefined;
     catalog.audit.append({
-      actor: principal.actor, action: `GET ${req.routeOptions.url}`, target: req.url.split('?')[0]!, remote, status: 200,
-      details: { ...req.auditDetails, partition: t.partition, ...t.stats, tarBytes: bytes, complete: complete && !err, ...(code ? { error: String(code) } : {}) },
+      actor: principal.actor,
+      action: `GET ${req.routeOptions.url}`,
+      target: req.url.split('?')[0]!,
+      remote,
+      status: 200,
+      details: {
+        ...req.auditDetails,
+        partition: t.partition,
+        ...t.stats,
+        tarBytes: bytes,
+        complete: complete && !err,
+        ...(code ? { error: String(code) } : {}),
+      },
     });
   };
   const body = new Readable({
@@ -290,8 +449,18 @@ async function sendGuestArchive(
 
 /** A Content-Disposition for an untrusted guest file name: a plain-ASCII fallback and the exact name in RFC 5987 form. */
 export function contentDisposition(name: string): string {
-  const wellFormed = name.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD').replace(/[\x00-\x1f\x7f/\\]/g, '_').slice(0, 255);
-  const ascii = wellFormed.replace(/[^\x20-\x7e]|["%;]/g, '_').replace(/^[.\s]+/, '').slice(0, 200) || 'download';
-  const utf8 = encodeURIComponent(wellFormed).replace(/['()*]/g, (ch) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`);
+  const wellFormed = name
+    .replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD')
+    .replace(/[\x00-\x1f\x7f/\\]/g, '_')
+    .slice(0, 255);
+  const ascii =
+    wellFormed
+      .replace(/[^\x20-\x7e]|["%;]/g, '_')
+      .replace(/^[.\s]+/, '')
+      .slice(0, 200) || 'download';
+  const utf8 = encodeURIComponent(wellFormed).replace(
+    /['()*]/g,
+    (ch) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
   return `attachment; filename="${ascii}"; filename*=UTF-8''${utf8}`;
 }
