@@ -6,7 +6,7 @@ import { retrieveOne } from './property-collector.js';
 import { runTask } from './task.js';
 import type { VimClient } from './vim-client.js';
 import { toStoredConfig, type StoredVmConfig } from './vm-config.js';
-import { parseConfigInfo, parseDatastorePath, parseSnapshotInfo } from './vm-model.js';
+import { parseConfigInfo, parseDatastorePath, parseSnapshotInfo, unsnapshottable } from './vm-model.js';
 import { VsphereDiskSource } from './vsphere-disk-source.js';
 import { MoRef } from './xml.js';
 
@@ -32,6 +32,8 @@ export interface VmBackupSession {
   /** CBT was off and Coffer turned it on: this backup is full, the next one can be incremental. */
   cbtEnabledNow: boolean;
   orphansRemoved: string[];
+  /** Independent and physical-mode RDM disks: not in the snapshot, not in the restore point (warned). */
+  skippedDisks: { key: number; fileName: string; reason: string }[];
   snapshot: MoRef;
   snapshotName: string;
   /** Removes the snapshot (never with the caller's signal: a cancelled backup still cleans up). */
@@ -104,7 +106,17 @@ export async function openVmBackup(client: VimClient, inv: Inventory, vm: VmInfo
 
   const opened: VsphereDiskSource[] = [];
   try {
-    const snapCfg = parseConfigInfo(need((await retrieveOne(client, snapshot, ['config'], opts)).props.get('config'), 'snapshot config'));
+    const fullCfg = parseConfigInfo(need((await retrieveOne(client, snapshot, ['config'], opts)).props.get('config'), 'snapshot config'));
+    const skipped: { key: number; fileName: string; reason: string }[] = [];
+    for (const d of fullCfg.disks) {
+      const why = unsnapshottable(d);
+      if (why) {
+        logger.warn(`VM ${vm.name}: skipping disk ${d.key} (${d.fileName}): ${why}; back it up from inside the guest`);
+        skipped.push({ key: d.key, fileName: d.fileName, reason: why });
+      }
+    }
+    const snapCfg = { ...fullCfg, disks: fullCfg.disks.filter((d) => !unsnapshottable(d)) };
+    if (snapCfg.disks.length === 0) throw new CofferError('VSPHERE_DISK_LAYOUT', `VM ${vm.name} has no disk a snapshot can capture (${skipped.map((s) => s.reason).join('; ')})`);
     const config = toStoredConfig(vm, snapCfg, inv, { quiesced: quiesce, snapshotName });
     const ctx = { datacenter: vm.datacenter?.name ?? '', vmName: vm.name };
     if (!ctx.datacenter) throw new CofferError('VSPHERE_FAULT', `cannot find the datacenter of VM ${vm.name}`);
@@ -131,6 +143,7 @@ export async function openVmBackup(client: VimClient, inv: Inventory, vm: VmInfo
       consistency: { snapshot: true, quiesced: quiesce },
       cbtEnabledNow,
       orphansRemoved,
+      skippedDisks: skipped,
       snapshot,
       snapshotName,
       async close() {

@@ -33,6 +33,7 @@ export interface VsphereVmBackup {
     quiesced: boolean;
     cbtEnabledNow: boolean;
     orphanedSnapshotsRemoved: string[];
+    skippedDisks: { key: number; fileName: string; reason: string }[];
     transport: string;
     logins: number;
     cbtQueries: number[];
@@ -70,6 +71,7 @@ export async function openVsphereBackup(spec: string, opts: VsphereBackupOptions
         quiesced: s.consistency.quiesced,
         cbtEnabledNow: s.cbtEnabledNow,
         orphanedSnapshotsRemoved: s.orphansRemoved,
+        skippedDisks: s.skippedDisks,
         transport: transport.name,
         logins: client.logins,
         cbtQueries: s.disks.map((d) => d.cbt.queries),
