@@ -15,6 +15,7 @@ export interface VsphereCliOpts {
   quiesce?: boolean;
   transport?: string;
   nbdUrl?: string;
+  proxyVm?: string;
 }
 
 /**
@@ -32,7 +33,8 @@ export async function backupVsphere(kit: CommandKit, sources: string[], o: Commo
     logger,
     signal: deps.signal,
     quiesce: o.quiesce !== false,
-    transport: (o.transport ?? 'http') as 'http' | 'nbd',
+    transport: (o.transport ?? 'http') as 'http' | 'nbd' | 'hotadd',
+    proxyVm: o.proxyVm,
     nbdUrl: o.nbdUrl,
   });
   let snapshotRemoved = false;

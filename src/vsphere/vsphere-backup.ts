@@ -3,6 +3,7 @@ import { CofferError, type Logger, type Op } from '../shared/index.js';
 import { HttpDatastoreTransport, NbdDiskTransport, type DiskTransport } from './disk-transport.js';
 import type { TlsPolicy } from './https-client.js';
 import { loadInventory, selectVms } from './inventory.js';
+import { HotAddTransport } from './transports/hotadd-transport.js';
 import { openVmBackup } from './vm-backup.js';
 import type { StoredVmConfig } from './vm-config.js';
 import { connectVsphere, parseVsphereUrl } from './vsphere-url.js';
@@ -13,9 +14,11 @@ export interface VsphereBackupOptions extends Op {
   logger?: Logger | undefined;
   /** default true */
   quiesce?: boolean;
-  /** 'http' (default): datastore file access; 'nbd': an NBD export per disk (nbdUrl template). */
-  transport?: 'http' | 'nbd';
+  /** 'http' (default): datastore file access; 'nbd': an NBD export per disk (nbdUrl template); 'hotadd': attach to the proxy VM. */
+  transport?: 'http' | 'nbd' | 'hotadd';
   nbdUrl?: string | undefined;
+  /** hotadd: the VM Coffer runs in (default: found by this machine's SMBIOS UUID). */
+  proxyVm?: string | undefined;
 }
 
 /** One VM opened for backup: its snapshot's disks as BlockSources, its configuration, and the cleanup. */
@@ -51,10 +54,22 @@ export async function openVsphereBackup(spec: string, opts: VsphereBackupOptions
   try {
     const inv = await loadInventory(client, opts);
     const [vm] = selectVms(inv.vms, url.vm, true);
-    const transport: DiskTransport =
-      opts.transport === 'nbd'
-        ? new NbdDiskTransport(opts.nbdUrl!, opts.logger)
-        : new HttpDatastoreTransport({ http: client.http, cookie: () => client.sessionCookie, logger: opts.logger });
+    let transport: DiskTransport;
+    if (opts.transport === 'hotadd') {
+      const hotadd = new HotAddTransport({
+        client,
+        inventory: inv,
+        proxyVm: opts.proxyVm,
+        productUuidPath: opts.env['COFFER_PRODUCT_UUID_PATH'],
+        byIdDir: opts.env['COFFER_DISK_BY_ID_DIR'],
+        appearTimeoutMs: opts.env['COFFER_HOTADD_TIMEOUT_MS'] ? Number(opts.env['COFFER_HOTADD_TIMEOUT_MS']) : undefined,
+        logger: opts.logger,
+      });
+      // prerequisites before any snapshot exists: nothing to clean up when the proxy cannot work
+      await hotadd.check(vm!, vm!.config?.disks ?? [], opts);
+      transport = hotadd;
+    } else if (opts.transport === 'nbd') transport = new NbdDiskTransport(opts.nbdUrl!, opts.logger);
+    else transport = new HttpDatastoreTransport({ http: client.http, cookie: () => client.sessionCookie, logger: opts.logger });
     const display = `vsphere://${url.host.includes(':') ? `[${url.host}]` : url.host}:${url.port}`;
     const s = await openVmBackup(client, inv, vm!, { quiesce: opts.quiesce ?? true, transport, display, logger: opts.logger, signal: opts.signal });
     let closed: Promise<{ snapshotRemoved: boolean }> | undefined;
