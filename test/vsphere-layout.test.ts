@@ -4,11 +4,12 @@
 // coded error, with the snapshot removed and no restore point.
 import assert from 'node:assert/strict';
 import { readFileSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { coffer, tempDir } from './helpers/cli.js';
 import { assertNoStack, expectError, expectOk, makeGuestDisk } from './helpers/more-cli.js';
-import { downloadDisk, listSnapshots, setChangeTracking, startVcsim, uploadDisk, vcLogin, vcRequest, type Vcsim, type VcSession } from './helpers/vsphere.js';
+import { createSnapshot, downloadDisk, listSnapshots, setChangeTracking, startVcsim, uploadDisk, vcLogin, vcRequest, type Vcsim, type VcSession } from './helpers/vsphere.js';
 
 describe('vSphere disk layout (vcsim with descriptors, vSAN, RDMs)', () => {
   const tmp = tempDir('coffer-vsphere-layout-');
@@ -142,5 +143,36 @@ describe('vSphere disk layout (vcsim with descriptors, vSAN, RDMs)', () => {
     assert.match(r.stderr, /skipping disk .*independent\.vmdk.*independent disk/);
     assert.match(r.stderr, /skipping disk .*rdm-physical\.vmdk.*physical-mode RDM/);
     await noSnapshots('DC0_H0_LAYOUT0');
+  });
+});
+
+describe('vSphere snapshot ownership (vcsim)', () => {
+  const tmp = tempDir('coffer-vsphere-owner-');
+  const repo = join(tmp.path, 'repo');
+  let vc: Vcsim;
+  let s: VcSession;
+  const VM = 'DC0_H0_VM0';
+  before(async () => {
+    vc = await startVcsim({ diskMiB: [1], layoutVms: false });
+    s = await vcLogin(vc);
+    expectOk(coffer(['init', '--repo', repo, '--chunk-size', '64K', '--kdf-cost', '1024', '--json']));
+  });
+  after(async () => {
+    await vc?.stop();
+    tmp.cleanup();
+  });
+
+  test("a running backup's snapshot is left alone; a dead process's one is removed; ours carries an owner line", async () => {
+    const started = new Date().toISOString();
+    const live = `coffer-owner: host=${encodeURIComponent(hostname())} pid=${process.pid} job=other started=${started} lease-s=3600`;
+    const dead = `coffer-owner: host=${encodeURIComponent(hostname())} pid=999999999 job=gone started=${started} lease-s=3600`;
+    await createSnapshot(s, vc.vm(VM).ref, 'coffer-live', { description: live });
+    await createSnapshot(s, vc.vm(VM).ref, 'coffer-dead', { description: dead });
+    const env = { COFFER_VSPHERE_USER: vc.username, COFFER_VSPHERE_PASSWORD: vc.password };
+    const r = coffer(['backup', '--repo', repo, `vsphere://${vc.host}:${vc.port}/${VM}`, '--insecure-tls', '--json'], env);
+    const out = expectOk(r);
+    assert.deepEqual(out.vsphere.orphanedSnapshotsRemoved, ['coffer-dead']);
+    assert.match(r.stderr, /leaving Coffer snapshot coffer-live alone/);
+    assert.deepEqual(await listSnapshots(s, vc.vm(VM).ref), ['coffer-live']);
   });
 });

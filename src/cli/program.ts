@@ -138,7 +138,8 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
     .option('--verify-cbt', 'with change tracking: read every chunk anyway and report changes it missed')
     .option('--timeout <seconds>', 'NBD request timeout', '30')
     .option('--no-quiesce', 'vsphere: do not quiesce the guest (crash-consistent snapshot) even when VMware Tools runs')
-    .addOption(new Option('--transport <kind>', 'vsphere: how disks are read').choices(['http', 'nbd', 'hotadd']).default('http'))
+    .addOption(new Option('--transport <kind>', 'vsphere: how disks are read (auto: hotadd on a proxy VM, else nbd with --vddk-libdir, else http; vSAN needs hotadd or nbd)').choices(['auto', 'http', 'nbd', 'hotadd']).default('auto'))
+    .option('--vddk-libdir <dir>', 'vsphere --transport nbd/auto: VMware VDDK directory; Coffer runs one nbdkit vddk per disk')
     .option('--proxy-vm <name>', 'vsphere --transport hotadd: the VM Coffer runs in (default: found by this machine\'s SMBIOS UUID)')
     .option('--nbd-url <template>', 'vsphere --transport nbd: NBD export of each disk, {index} {key} {file} {name} substituted (e.g. nbd://127.0.0.1:10809/{index})')
     .action(async (sources: string[], o: CommonOpts & { vm?: string; tag?: string[]; verifyCbt?: boolean; timeout: string } & VsphereCliOpts) => {

@@ -16,6 +16,7 @@ export interface VsphereCliOpts {
   transport?: string;
   nbdUrl?: string;
   proxyVm?: string;
+  vddkLibdir?: string;
 }
 
 /**
@@ -33,8 +34,9 @@ export async function backupVsphere(kit: CommandKit, sources: string[], o: Commo
     logger,
     signal: deps.signal,
     quiesce: o.quiesce !== false,
-    transport: (o.transport ?? 'http') as 'http' | 'nbd' | 'hotadd',
+    transport: (o.transport ?? 'auto') as 'auto' | 'http' | 'nbd' | 'hotadd',
     proxyVm: o.proxyVm,
+    vddkLibdir: o.vddkLibdir,
     nbdUrl: o.nbdUrl,
   });
   let snapshotRemoved = false;

@@ -4,6 +4,7 @@ import { CofferError, silentLogger, type Logger, type Op } from '../shared/index
 import type { HttpsClient } from './https-client.js';
 import { parseVmdkDescriptor, resolveExtent, sniffVmdk } from './vmdk-descriptor.js';
 import { parseDatastorePath, type VmDisk } from './vm-model.js';
+import type { MoRef } from './xml.js';
 
 /** Random-access reads of one disk of a snapshot. */
 export interface DiskReader {
@@ -15,6 +16,8 @@ export interface DiskReader {
 /** Where the bytes of a snapshot's disks come from (DESIGN.md §vSphere, transports). */
 export interface DiskTransport {
   readonly name: string;
+  /** Called once the backup's snapshot exists, before the first open() (VDDK needs the morefs). */
+  prepare?(vm: MoRef, snapshot: MoRef): void;
   open(disk: VmDisk, index: number, ctx: { datacenter: string; vmName: string }, op?: Op): Promise<DiskReader>;
 }
 

@@ -509,9 +509,9 @@ export async function setChangeTracking(s: VcSession, vmRef: string, enabled: bo
 }
 
 /** CreateSnapshot_Task; returns the snapshot's managed object id. Throws SoapFault when the task ends in error. */
-export async function createSnapshot(s: VcSession, vmRef: string, name: string, opts: { memory?: boolean; quiesce?: boolean } = {}): Promise<string> {
+export async function createSnapshot(s: VcSession, vmRef: string, name: string, opts: { memory?: boolean; quiesce?: boolean; description?: string } = {}): Promise<string> {
   const xml = await soapCall(s.vc, s, 'CreateSnapshot_Task', 'VirtualMachine', vmRef,
-    `<name>${xmlEscape(name)}</name><memory>${opts.memory ?? false}</memory><quiesce>${opts.quiesce ?? false}</quiesce>`);
+    `<name>${xmlEscape(name)}</name>${opts.description !== undefined ? `<description>${xmlEscape(opts.description)}</description>` : ''}<memory>${opts.memory ?? false}</memory><quiesce>${opts.quiesce ?? false}</quiesce>`);
   const info = await waitTask(s, xmlText(xml, 'returnval')!);
   const snap = xmlText(info, 'result');
   if (!snap) throw new Error('vcsim: CreateSnapshot_Task returned no snapshot');
