@@ -3,18 +3,21 @@
 // from a file (COFFER_PRODUCT_UUID_PATH) instead of /sys/class/dmi/id/product_uuid. A vSAN VM, which http cannot
 // read, is backed up byte for byte, then incrementally; bad input leaves no snapshot, no attached disk, no restore point.
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { coffer, tempDir } from './helpers/cli.js';
 import { assertNoStack, expectError, expectOk, makeGuestDisk } from './helpers/more-cli.js';
-import { listDisks, listSnapshots, startVcsim, vcLogin, vcRequest, type Vcsim, type VcSession } from './helpers/vsphere.js';
+import { listDisks, listSnapshots, soapCall, startVcsim, vcLogin, vcRequest, waitTask, xmlEscape, xmlText, type Vcsim, type VcSession } from './helpers/vsphere.js';
 
 describe('vSphere hot-add transport (vcsim playing the proxy guest)', () => {
   const tmp = tempDir('coffer-vsphere-hotadd-');
   const repo = join(tmp.path, 'repo');
   const byId = join(tmp.path, 'by-id');
   const uuidFile = join(tmp.path, 'product_uuid');
+  const stateDir = join(tmp.path, 'hotadd-state');
   const PROXY = 'DC0_C0_RP0_VM0';
   const VM = 'DC0_C0_VSAN0';
   let vc: Vcsim;
@@ -42,7 +45,7 @@ describe('vSphere hot-add transport (vcsim playing the proxy guest)', () => {
     vc = await startVcsim({ diskMiB: [3, 2], byIdDir: byId });
     s = await vcLogin(vc);
     writeFileSync(uuidFile, `${vc.vm(PROXY).uuid.toUpperCase()}\n`);
-    env = { COFFER_VSPHERE_USER: vc.username, COFFER_VSPHERE_PASSWORD: vc.password, COFFER_PRODUCT_UUID_PATH: uuidFile, COFFER_DISK_BY_ID_DIR: byId };
+    env = { COFFER_VSPHERE_USER: vc.username, COFFER_VSPHERE_PASSWORD: vc.password, COFFER_PRODUCT_UUID_PATH: uuidFile, COFFER_DISK_BY_ID_DIR: byId, COFFER_HOTADD_STATE_DIR: stateDir };
     url = `vsphere://${vc.host}:${vc.port}`;
     for (const [i, d] of vc.vm(VM).disks.entries()) {
       const img = join(tmp.path, `src${i}.raw`);
@@ -101,6 +104,30 @@ describe('vSphere hot-add transport (vcsim playing the proxy guest)', () => {
     assert.match(e.message, /did not appear/);
     assert.match(e.hint ?? '', /disk\.EnableUUID/);
     assert.equal(points(), before);
+    await clean();
+  });
+
+  test('a disk a killed Coffer process left attached to the proxy is detached by the next run', async () => {
+    // what a process killed mid-backup leaves: the disk attached as Coffer attaches it, and its record (a dead pid)
+    const d = vc.vm(VM).disks[1]!;
+    const own = await listDisks(s, 'VirtualMachine', vc.vm(PROXY).ref);
+    const units = new Set(own.map((x) => x.unitNumber));
+    let unit = 0;
+    while (units.has(unit) || unit === 7) unit++;
+    const spec =
+      '<spec><deviceChange><operation>add</operation><device xsi:type="VirtualDisk"><key>-100</key>' +
+      `<backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName>${xmlEscape(d.fileName)}</fileName><diskMode>independent_nonpersistent</diskMode></backing>` +
+      `<controllerKey>${own[0]!.controllerKey}</controllerKey><unitNumber>${unit}</unitNumber><capacityInKB>${d.capacityBytes / 1024}</capacityInKB></device></deviceChange></spec>`;
+    await waitTask(s, xmlText(await soapCall(vc, s, 'ReconfigVM_Task', 'VirtualMachine', vc.vm(PROXY).ref, spec), 'returnval')!);
+    mkdirSync(stateDir, { recursive: true });
+    const record = join(stateDir, `${createHash('sha256').update(d.fileName).digest('hex').slice(0, 32)}.json`);
+    writeFileSync(record, JSON.stringify({ host: hostname(), pid: 999999999, proxy: PROXY, fileName: d.fileName, at: new Date().toISOString() }));
+    assert.equal(readdirSync(byId).length, 1, 'the launcher shows the stale disk in the guest');
+    const r = coffer(['backup', '--repo', repo, `${url}/${VM}`, '--insecure-tls', '--json', '--transport', 'hotadd'], env);
+    const out = expectOk(r);
+    assert.match(r.stderr, /detaching \[vsanDatastore\] DC0_C0_VSAN0\/disk2\.vmdk from DC0_C0_RP0_VM0: left by Coffer process 999999999/);
+    assert.equal(existsSync(record), false);
+    restoreMatches(out.id);
     await clean();
   });
 });

@@ -113,6 +113,7 @@ async function chooseTransport(client: VimClient, inv: Inventory, vm: VmInfo, ur
       productUuidPath: opts.env['COFFER_PRODUCT_UUID_PATH'],
       byIdDir: opts.env['COFFER_DISK_BY_ID_DIR'],
       appearTimeoutMs: opts.env['COFFER_HOTADD_TIMEOUT_MS'] ? Number(opts.env['COFFER_HOTADD_TIMEOUT_MS']) : undefined,
+      stateDir: opts.env['COFFER_HOTADD_STATE_DIR'],
       logger: opts.logger,
     });
   const vddk = () =>

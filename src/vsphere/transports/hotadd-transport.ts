@@ -1,4 +1,6 @@
-import { open as openFile, readFile, realpath, stat, type FileHandle } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, open as openFile, readFile, realpath, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { CofferError, silentLogger, type Logger, type Op } from '../../shared/index.js';
 import type { DiskReader, DiskTransport } from '../disk-transport.js';
@@ -20,7 +22,19 @@ export interface HotAddOptions {
   byIdDir?: string | undefined;
   /** How long an attached disk may take to appear (default 60 s). */
   appearTimeoutMs?: number;
+  /** Where attachments are recorded (pid, disk) so a later run can detach what a killed process left (default
+   *  $TMPDIR/coffer-hotadd; COFFER_HOTADD_STATE_DIR). */
+  stateDir?: string | undefined;
   logger?: Logger | undefined;
+}
+
+/** One attachment made by a Coffer process (a file in the state directory while the disk is attached). */
+interface AttachRecord {
+  host: string;
+  pid: number;
+  proxy: string;
+  fileName: string;
+  at: string;
 }
 
 /** The by-id name a Linux guest gives a disk with disk.EnableUUID=TRUE: wwn-0x<uuid, lower case, no dashes>. */
@@ -72,9 +86,60 @@ export class HotAddTransport implements DiskTransport {
     return (this.proxy = p);
   }
 
-  /** Prerequisites: same datacenter, the datastore mounted on the proxy's host, a free SCSI slot. */
+  private stateDir(): string {
+    return this.o.stateDir ?? join(tmpdir(), 'coffer-hotadd');
+  }
+
+  private recordPath(fileName: string): string {
+    return join(this.stateDir(), `${createHash('sha256').update(fileName).digest('hex').slice(0, 32)}.json`);
+  }
+
+  /**
+   * Detaches disks a killed Coffer process left on the proxy: disks attached by Coffer (a record in the state
+   * directory) whose process is gone. Disks attached by anyone else (another backup product hot-adds the same way)
+   * are reported, never touched.
+   */
+  async recoverStale(op: Op = {}): Promise<string[]> {
+    const proxy = await this.findProxy();
+    const cfg = parseConfigInfo(need((await retrieveOne(this.o.client, proxy.ref, ['config'], op)).props.get('config')));
+    const ownDir = (cfg.vmPathName ?? '').replace(/[^/\]]*$/, '');
+    const detached: string[] = [];
+    for (const d of cfg.disks) {
+      if (d.diskMode !== 'independent_nonpersistent' || (ownDir && d.fileName.startsWith(ownDir))) continue;
+      let rec: AttachRecord | undefined;
+      try {
+        rec = JSON.parse(await readFile(this.recordPath(d.fileName), 'utf8')) as AttachRecord;
+      } catch {
+        rec = undefined;
+      }
+      if (!rec || rec.fileName !== d.fileName) {
+        this.logger.warn(`hot-add: ${d.fileName} is attached to the proxy VM ${proxy.name}, not by Coffer (another backup product?); left alone`);
+        continue;
+      }
+      if (rec.host === hostname() && pidAlive(rec.pid)) continue; // a running Coffer process reads it
+      this.logger.warn(`hot-add: detaching ${d.fileName} from ${proxy.name}: left by Coffer process ${rec.pid} (started ${rec.at}), which is gone`);
+      await this.detachDevice(proxy, d.fileName);
+      await rm(this.recordPath(d.fileName), { force: true });
+      detached.push(d.fileName);
+    }
+    return detached;
+  }
+
+  private async detachDevice(proxy: VmInfo, fileName: string): Promise<void> {
+    const client = this.o.client;
+    const cur = parseConfigInfo(need((await retrieveOne(client, proxy.ref, ['config'])).props.get('config')));
+    const att = cur.disks.find((d) => d.fileName === fileName);
+    if (!att) return;
+    // device remove WITHOUT fileOperation: the disk's files stay (fileOperation destroy would delete them)
+    const dev = { _type: 'VirtualDisk', key: att.key, backing: { _type: att.backingType, fileName: att.fileName, diskMode: att.diskMode }, controllerKey: att.controllerKey, unitNumber: att.unitNumber, capacityInKB: Math.ceil(att.capacityBytes / 1024) } as never;
+    await runTask(client, 'ReconfigVM_Task', proxy.ref, { spec: { _type: 'VirtualMachineConfigSpec', deviceChange: [{ operation: 'remove', device: dev }] } }, `detaching ${fileName} from ${proxy.name}`, { timeoutMs: 10 * 60_000 });
+  }
+
+  /** Prerequisites: same datacenter, the datastore mounted on the proxy's host, a free SCSI slot (after detaching
+   *  what a killed Coffer left). */
   async check(vm: VmInfo, disks: VmDisk[], op: Op = {}): Promise<void> {
     const proxy = await this.findProxy();
+    await this.recoverStale(op);
     if (proxy.ref.equals(vm.ref)) throw new CofferError('VSPHERE_TRANSPORT', `hot-add: ${vm.name} is the proxy VM itself; back it up with --transport nbd or http`);
     if (proxy.datacenter?.ref.value !== vm.datacenter?.ref.value) {
       throw new CofferError('VSPHERE_TRANSPORT', `hot-add: the proxy VM ${proxy.name} is in datacenter ${proxy.datacenter?.name ?? '?'}, ${vm.name} in ${vm.datacenter?.name ?? '?'}`, { hint: 'run Coffer on a proxy VM in the same datacenter and cluster' });
@@ -113,14 +178,18 @@ export class HotAddTransport implements DiskTransport {
     if (backingType === 'VirtualDiskRawDiskMappingVer1BackingInfo') backing['compatibilityMode'] = disk.compatibilityMode ?? 'virtualMode';
     const device = { _type: 'VirtualDisk', key: -100, backing, controllerKey: slot.key, unitNumber: slot.unit, capacityInKB: Math.ceil(disk.capacityBytes / 1024) } as never;
     const what = `attaching ${disk.fileName} to the proxy VM ${proxy.name}`;
-    await runTask(client, 'ReconfigVM_Task', proxy.ref, { spec: { _type: 'VirtualMachineConfigSpec', deviceChange: [{ operation: 'add', device }] } }, what, { timeoutMs: 10 * 60_000 });
+    // the record first: a process killed right after the attach still leaves a trace for the next run
+    const record: AttachRecord = { host: hostname(), pid: process.pid, proxy: proxy.name, fileName: disk.fileName, at: new Date().toISOString() };
+    await mkdir(this.stateDir(), { recursive: true, mode: 0o700 });
+    await writeFile(this.recordPath(disk.fileName), JSON.stringify(record));
+    await runTask(client, 'ReconfigVM_Task', proxy.ref, { spec: { _type: 'VirtualMachineConfigSpec', deviceChange: [{ operation: 'add', device }] } }, what, { timeoutMs: 10 * 60_000 }).catch(async (e: unknown) => {
+      await rm(this.recordPath(disk.fileName), { force: true });
+      throw e;
+    });
     const detach = async () => {
       try {
-        const cur = parseConfigInfo(need((await retrieveOne(client, proxy.ref, ['config'])).props.get('config')));
-        const att = cur.disks.find((d) => d.fileName === disk.fileName);
-        if (!att) return;
-        const dev = { _type: 'VirtualDisk', key: att.key, backing: { _type: att.backingType, fileName: att.fileName, diskMode: att.diskMode }, controllerKey: att.controllerKey, unitNumber: att.unitNumber, capacityInKB: Math.ceil(att.capacityBytes / 1024) } as never;
-        await runTask(client, 'ReconfigVM_Task', proxy.ref, { spec: { _type: 'VirtualMachineConfigSpec', deviceChange: [{ operation: 'remove', device: dev }] } }, `detaching ${disk.fileName} from ${proxy.name}`, { timeoutMs: 10 * 60_000 });
+        await this.detachDevice(proxy, disk.fileName);
+        await rm(this.recordPath(disk.fileName), { force: true });
       } catch (e) {
         this.logger.warn(`hot-add: detaching ${disk.fileName} from ${proxy.name} failed: ${(e as Error).message}; the next hot-add backup detaches it`);
       }
@@ -182,3 +251,13 @@ function need(v: XmlNode | undefined): XmlNode {
   return v;
 }
 
+
+function pidAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
