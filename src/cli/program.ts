@@ -141,7 +141,7 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
     .addOption(new Option('--transport <kind>', 'vsphere: how disks are read (auto: hotadd on a proxy VM, else nbd with --vddk-libdir, else http; vSAN needs hotadd or nbd)').choices(['auto', 'http', 'nbd', 'hotadd']).default('auto'))
     .option('--vddk-libdir <dir>', 'vsphere --transport nbd/auto: VMware VDDK directory; Coffer runs one nbdkit vddk per disk')
     .option('--proxy-vm <name>', 'vsphere --transport hotadd: the VM Coffer runs in (default: found by this machine\'s SMBIOS UUID)')
-    .option('--nbd-url <template>', 'vsphere --transport nbd: NBD export of each disk, {index} {key} {file} {name} substituted (e.g. nbd://127.0.0.1:10809/{index})')
+    .option('--nbd-url <template>', 'vsphere --transport nbd: NBD export of each disk, {index} {key} {file} {name} {flat} substituted (e.g. nbd://127.0.0.1:10809/{index})')
     .action(async (sources: string[], o: CommonOpts & { vm?: string; tag?: string[]; verifyCbt?: boolean; timeout: string } & VsphereCliOpts) => {
       const logger = stderrLogger(deps, o.quiet);
       const timeoutMs = parseInteger(o.timeout, '--timeout') * 1000;
