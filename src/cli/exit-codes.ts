@@ -32,6 +32,8 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   VSPHERE_FAULT: 24,
   ACCESS_DENIED: 25,
   ARCHIVED: 26,
+  VSPHERE_DISK_LAYOUT: 27,
+  VSPHERE_TRANSPORT: 28,
   CANCELLED: 130,
 };
 

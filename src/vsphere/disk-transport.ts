@@ -2,7 +2,9 @@ import type { Readable } from 'node:stream';
 import { NbdSource, parseNbdUri } from '../sources/index.js';
 import { CofferError, silentLogger, sleep, type Logger, type Op } from '../shared/index.js';
 import type { HttpsClient } from './https-client.js';
+import { parseVmdkDescriptor, resolveExtent, sniffVmdk } from './vmdk-descriptor.js';
 import { parseDatastorePath, type VmDisk } from './vm-model.js';
+import type { MoRef } from './xml.js';
 
 /** Random-access reads of one disk of a snapshot. */
 export interface DiskReader {
@@ -14,6 +16,8 @@ export interface DiskReader {
 /** Where the bytes of a snapshot's disks come from (DESIGN.md §vSphere, transports). */
 export interface DiskTransport {
   readonly name: string;
+  /** Called once the backup's snapshot exists, before the first open() (VDDK needs the morefs). */
+  prepare?(vm: MoRef, snapshot: MoRef): void;
   open(disk: VmDisk, index: number, ctx: { datacenter: string; vmName: string }, op?: Op): Promise<DiskReader>;
 }
 
@@ -36,7 +40,7 @@ export interface FileExtent {
   /** disk offset where this extent starts */
   start: number;
   length: number;
-  /** bytes available in the file (reads past it are zeros: vcsim's disk files may be shorter than the disk) */
+  /** bytes in the file (at least `length` for reads: a shorter file is refused, never padded with zeros) */
   fileBytes: number;
 }
 
@@ -48,8 +52,9 @@ export function folderUrl(datacenter: string, datastore: string, path: string): 
 
 /**
  * Reads disks through vCenter's datastore file access (https://HOST/folder/PATH?dcPath=DC&dsName=DS) with Range
- * requests. The disk's .vmdk is sniffed: a text descriptor is followed to its FLAT extents (-flat.vmdk); a flat file
- * (what vcsim stores) is read as is; sparse or delta VMDKs are refused (they need VDDK/NBD).
+ * requests. The disk's .vmdk must be a text descriptor, followed to its FLAT/VMFS extents (-flat.vmdk); vSAN objects,
+ * RDMs, sparse and delta VMDKs are refused with VSPHERE_TRANSPORT (hot-add or VDDK read them), anything else with
+ * VSPHERE_DISK_LAYOUT.
  */
 export class HttpDatastoreTransport implements DiskTransport {
   readonly name = 'http';
@@ -61,21 +66,23 @@ export class HttpDatastoreTransport implements DiskTransport {
     return new HttpDiskReader(this, ctx.datacenter, datastore, extents, `https://${this.o.http.host}:${this.o.http.port}/folder/${extents[0]!.path}`);
   }
 
-  /** The datastore files holding the disk's bytes, in disk order (the .vmdk itself for a flat file). */
-  async resolve(disk: Pick<VmDisk, 'fileName' | 'capacityBytes'>, datacenter: string, op: Op = {}): Promise<FileExtent[]> {
+  /**
+   * The datastore files holding the disk's bytes, in disk order: the .vmdk must be a text descriptor (FLAT/VMFS
+   * extents resolved as ESXi does, vmdk-descriptor.ts). Anything else is an error, never read as if it were the disk:
+   * a sparse header (KDMV/COWD), an unrecognised file, a delta, a vSAN object or RDM (not files /folder serves), a
+   * missing extent, and (for reads) an extent file shorter than its part of the disk.
+   */
+  async resolve(disk: Pick<VmDisk, 'fileName' | 'capacityBytes'>, datacenter: string, op: Op = {}, forRead = true): Promise<FileExtent[]> {
     const { datastore, path } = parseDatastorePath(disk.fileName);
-    const ctx = { datacenter };
-    const head = await this.get(ctx.datacenter, datastore, path, 0, 4095, op, true);
-    const text = head.body.toString('latin1');
-    let extents: FileExtent[];
-    if (text.startsWith('KDMV') || text.startsWith('COWD')) {
-      throw new CofferError('SOURCE_UNREADABLE', `${disk.fileName} is a sparse VMDK: the HTTP transport reads flat disks only`, { hint: 'use --transport nbd with a VDDK/nbdkit export of the disk' });
-    } else if (/^\s*#\s*Disk DescriptorFile/i.test(text)) {
-      extents = await this.descriptorExtents(text, disk, ctx.datacenter, datastore, path, op);
-    } else {
-      extents = [{ path, start: 0, length: disk.capacityBytes, fileBytes: head.total }];
+    const head = await this.get(datacenter, datastore, path, 0, 65535, op, true);
+    const kind = sniffVmdk(head.body);
+    if (kind === 'sparse' || kind === 'cowd') {
+      throw new CofferError('VSPHERE_TRANSPORT', `${disk.fileName} is a sparse VMDK: the HTTP transport reads flat disks only`, { hint: 'use --transport hotadd (on a proxy VM) or --transport nbd (VDDK)' });
     }
-    return extents;
+    if (kind !== 'descriptor') {
+      throw new CofferError('VSPHERE_DISK_LAYOUT', `${disk.fileName} is neither a VMDK descriptor nor a known sparse header (${head.total} bytes); refusing to back it up as a disk`, { details: { file: disk.fileName, bytes: head.total } });
+    }
+    return this.descriptorExtents(head.body.toString('latin1'), disk, datacenter, datastore, path, op, forRead);
   }
 
   /**
@@ -83,7 +90,7 @@ export class HttpDatastoreTransport implements DiskTransport {
    * extent named by a descriptor, else the .vmdk itself (vcsim). Untested against a real vCenter (DESIGN.md §vSphere).
    */
   async upload(disk: Pick<VmDisk, 'fileName' | 'capacityBytes'>, datacenter: string, body: Readable, op: Op = {}): Promise<string> {
-    const extents = await this.resolve(disk, datacenter, op).catch((e: unknown) => {
+    const extents = await this.resolve(disk, datacenter, op, false).catch((e: unknown) => {
       if (e instanceof CofferError && e.code === 'SOURCE_UNREADABLE' && /HTTP 404/.test(e.message)) return undefined; // a new file
       throw e;
     });
@@ -116,26 +123,44 @@ export class HttpDatastoreTransport implements DiskTransport {
     }
   }
 
-  private async descriptorExtents(text: string, disk: Pick<VmDisk, 'fileName' | 'capacityBytes'>, dc: string, datastore: string, path: string, op: Op): Promise<FileExtent[]> {
-    const parent = /^\s*parentCID\s*=\s*"?([0-9a-f]+)"?/im.exec(text)?.[1];
-    if ((parent && parent.toLowerCase() !== 'ffffffff') || /^\s*parentFileNameHint/im.test(text)) {
-      throw new CofferError('SOURCE_UNREADABLE', `${disk.fileName} is a delta disk (the VM has other snapshots): the HTTP transport reads flat base disks only`, { hint: 'remove the other snapshots of the VM, or use --transport nbd with a VDDK export' });
+  private async descriptorExtents(text: string, disk: Pick<VmDisk, 'fileName' | 'capacityBytes'>, dc: string, datastore: string, path: string, op: Op, forRead: boolean): Promise<FileExtent[]> {
+    const d = parseVmdkDescriptor(text, disk.fileName);
+    if ((d.parentCID && d.parentCID.toLowerCase() !== 'ffffffff') || d.parentFileNameHint) {
+      throw new CofferError('VSPHERE_TRANSPORT', `${disk.fileName} is a delta disk (the VM has other snapshots): the HTTP transport reads flat base disks only`, { hint: 'remove the other snapshots of the VM, or use --transport hotadd or nbd' });
     }
-    const dir = path.includes('/') ? path.slice(0, path.lastIndexOf('/') + 1) : '';
     const out: FileExtent[] = [];
     let start = 0;
-    for (const m of text.matchAll(/^\s*(RW|RDONLY|NOACCESS)\s+(\d+)\s+(\w+)\s+"([^"]+)"(?:\s+(\d+))?/gm)) {
-      const sectors = Number(m[2]);
-      const type = m[3]!.toUpperCase();
-      if (type !== 'FLAT' && type !== 'VMFS') throw new CofferError('SOURCE_UNREADABLE', `${disk.fileName}: extent type ${type} is not readable over HTTP`, { hint: 'use --transport nbd' });
-      if (m[5] && Number(m[5]) !== 0) throw new CofferError('SOURCE_UNREADABLE', `${disk.fileName}: extents with an offset are not supported`);
-      const file = dir + m[4]!;
-      const probe = await this.get(dc, datastore, file, 0, 0, op, true);
-      out.push({ path: file, start, length: sectors * 512, fileBytes: probe.total });
-      start += sectors * 512;
+    for (const e of d.extents) {
+      const where = resolveExtent(e.file, { datastore, path });
+      if (where.kind === 'vsan-object') {
+        throw new CofferError('VSPHERE_TRANSPORT', `${disk.fileName} is on vSAN (extent ${e.file}): vCenter's /folder access cannot read vSAN objects`, {
+          hint: 'use --transport hotadd (Coffer on a proxy VM in the cluster) or --transport nbd (VDDK)',
+          details: { file: disk.fileName, extent: e.file },
+        });
+      }
+      if (e.type === 'VMFSRDM' || e.type === 'VMFSRAW' || where.kind === 'device') {
+        throw new CofferError('VSPHERE_TRANSPORT', `${disk.fileName} is a raw device mapping (${e.type}): not readable over /folder`, { hint: 'use --transport hotadd or nbd' });
+      }
+      if (e.type !== 'FLAT' && e.type !== 'VMFS') throw new CofferError('VSPHERE_TRANSPORT', `${disk.fileName}: extent type ${e.type} is not readable over HTTP`, { hint: 'use --transport hotadd or nbd' });
+      if (e.offsetSectors !== 0) throw new CofferError('VSPHERE_DISK_LAYOUT', `${disk.fileName}: extents with an offset are not supported`);
+      if (where.datastore !== datastore) throw new CofferError('VSPHERE_DISK_LAYOUT', `${disk.fileName}: extent ${e.file} is on another datastore (${where.datastore})`);
+      let probe: { total: number };
+      try {
+        probe = await this.get(dc, where.datastore, where.path, 0, 0, op, true);
+      } catch (err) {
+        if (err instanceof CofferError && /HTTP 404/.test(err.message)) {
+          throw new CofferError('VSPHERE_DISK_LAYOUT', `${disk.fileName}: its extent ${e.file} ([${where.datastore}] ${where.path}) cannot be found`, { details: { file: disk.fileName, extent: e.file }, cause: err });
+        }
+        throw err;
+      }
+      const length = e.sectors * 512;
+      if (forRead && probe.total < length) {
+        throw new CofferError('VSPHERE_DISK_LAYOUT', `${disk.fileName}: extent ${e.file} has ${probe.total} bytes, the descriptor says ${length}; refusing to back up bytes that were not read`, { details: { file: disk.fileName, extent: e.file, fileBytes: probe.total, extentBytes: length } });
+      }
+      out.push({ path: where.path, start, length, fileBytes: probe.total });
+      start += length;
     }
-    if (out.length === 0) throw new CofferError('SOURCE_UNREADABLE', `${disk.fileName}: the descriptor lists no extents`);
-    if (start < disk.capacityBytes) throw new CofferError('SOURCE_UNREADABLE', `${disk.fileName}: the extents cover ${start} bytes of a ${disk.capacityBytes}-byte disk`);
+    if (start < disk.capacityBytes) throw new CofferError('VSPHERE_DISK_LAYOUT', `${disk.fileName}: the extents cover ${start} bytes of a ${disk.capacityBytes}-byte disk`);
     return out;
   }
 
@@ -217,13 +242,11 @@ class HttpDiskReader implements DiskReader {
       if (!ext) throw new CofferError('SOURCE_UNREADABLE', `read at ${pos} is outside the disk`);
       const inExt = Math.min(length - done, ext.start + ext.length - pos);
       const fileOff = pos - ext.start;
-      const avail = Math.max(0, Math.min(inExt, ext.fileBytes - fileOff));
-      if (avail > 0) {
-        const { body } = await this.t.get(this.dc, this.ds, ext.path, fileOff, fileOff + avail - 1, op);
-        if (body.length !== avail) throw new CofferError('SOURCE_UNREADABLE', `${ext.path}: short read at ${fileOff} (${body.length} of ${avail} bytes); did the file shrink?`);
-        body.copy(into, done);
-      }
-      if (avail < inExt) into.fill(0, done + avail, done + inExt); // past the end of a short file: zeros
+      // never zeros for bytes that were not read: a file that ended early fails the backup
+      if (fileOff + inExt > ext.fileBytes) throw new CofferError('VSPHERE_DISK_LAYOUT', `${ext.path}: the file has ${ext.fileBytes} bytes, the disk needs ${fileOff + inExt}`);
+      const { body } = await this.t.get(this.dc, this.ds, ext.path, fileOff, fileOff + inExt - 1, op);
+      if (body.length !== inExt) throw new CofferError('VSPHERE_DISK_LAYOUT', `${ext.path}: short read at ${fileOff} (${body.length} of ${inExt} bytes); did the file shrink?`);
+      body.copy(into, done);
       done += inExt;
     }
   }
@@ -236,7 +259,8 @@ class HttpDiskReader implements DiskReader {
 /**
  * Reads each disk from an NBD export, e.g. nbdkit's vddk plugin or a VDDK-based server exporting the snapshot's disks.
  * The URL template may use {index} (0-based disk order), {key} (device key), {file} (datastore path, URL-encoded) and
- * {name} (the file's base name, e.g. for `nbdkit file dir=VMDIR`).
+ * {name} (the file's base name) and {flat} (its flat extent's name by VMware's convention, `disk1-flat.vmdk`, e.g. for
+ * `nbdkit file dir=VMDIR`).
  */
 export class NbdDiskTransport implements DiskTransport {
   readonly name = 'nbd';
@@ -246,7 +270,7 @@ export class NbdDiskTransport implements DiskTransport {
   ) {}
 
   async open(disk: VmDisk, index: number, _ctx: unknown, op: Op = {}): Promise<DiskReader> {
-    const spec = this.template.replace(/\{index\}/g, String(index)).replace(/\{key\}/g, String(disk.key)).replace(/\{file\}/g, encodeURIComponent(disk.fileName)).replace(/\{name\}/g, encodeURIComponent(disk.fileName.replace(/^.*[\/\]]\s*/, '')));
+    const spec = this.template.replace(/\{index\}/g, String(index)).replace(/\{key\}/g, String(disk.key)).replace(/\{file\}/g, encodeURIComponent(disk.fileName)).replace(/\{name\}/g, encodeURIComponent(disk.fileName.replace(/^.*[\/\]]\s*/, ''))).replace(/\{flat\}/g, encodeURIComponent(disk.fileName.replace(/^.*[\/\]]\s*/, '').replace(/\.vmdk$/i, '-flat.vmdk')));
     const u = parseNbdUri(spec);
     if (u.tls) throw new CofferError('USAGE', 'nbds:// is not supported as a vSphere transport yet');
     const src = await NbdSource.open(u.address, { exportName: u.exportName, logger: this.logger }, op);

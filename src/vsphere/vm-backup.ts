@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { CofferError, silentLogger, type Logger, type Op } from '../shared/index.js';
 import type { DiskTransport } from './disk-transport.js';
 import type { Inventory, VmInfo } from './inventory.js';
@@ -6,12 +7,61 @@ import { retrieveOne } from './property-collector.js';
 import { runTask } from './task.js';
 import type { VimClient } from './vim-client.js';
 import { toStoredConfig, type StoredVmConfig } from './vm-config.js';
-import { parseConfigInfo, parseDatastorePath, parseSnapshotInfo } from './vm-model.js';
+import { parseConfigInfo, parseDatastorePath, parseSnapshotInfo, unsnapshottable } from './vm-model.js';
 import { VsphereDiskSource } from './vsphere-disk-source.js';
 import { MoRef } from './xml.js';
 
 export const SNAPSHOT_PREFIX = 'coffer-';
-const SNAPSHOT_DESCRIPTION = 'Created by Coffer for a backup and removed when it ends. A leftover one (from a killed backup) is removed by the next Coffer backup of this VM.';
+const SNAPSHOT_DESCRIPTION = 'Created by Coffer for a backup and removed when it ends. A leftover one (from a killed backup) is removed by the next Coffer backup of this VM once its owner is gone or its lease ran out.';
+/** How long a Coffer snapshot of another (or unknown) process is left alone (default 24 h; COFFER_SNAPSHOT_LEASE_S). */
+export const DEFAULT_SNAPSHOT_LEASE_S = 24 * 3600;
+
+/** Who made a Coffer snapshot, written into its description (vSphere keeps up to 4 KiB there). */
+export interface SnapshotOwner {
+  host: string;
+  pid: number;
+  job: string;
+  started: string;
+  leaseS: number;
+}
+
+export function ownerLine(o: SnapshotOwner): string {
+  return `coffer-owner: host=${encodeURIComponent(o.host)} pid=${o.pid} job=${encodeURIComponent(o.job)} started=${o.started} lease-s=${o.leaseS}`;
+}
+
+export function parseOwner(description: string): SnapshotOwner | undefined {
+  const m = /coffer-owner: host=(\S+) pid=(\d+) job=(\S*) started=(\S+) lease-s=(\d+)/.exec(description);
+  if (!m) return undefined;
+  try {
+    return { host: decodeURIComponent(m[1]!), pid: Number(m[2]), job: decodeURIComponent(m[3]!), started: m[4]!, leaseS: Number(m[5]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether a Coffer snapshot found on a VM is an orphan to remove: one of this host's processes that is gone, or any
+ * whose lease ran out; a snapshot of a live process (or of another host, within its lease) is left alone.
+ * Snapshots without an owner line (older Coffer versions) are orphans.
+ */
+export function isOrphan(description: string, now: Date, self: { host: string; alive: (pid: number) => boolean }): boolean {
+  const o = parseOwner(description);
+  if (!o) return true;
+  const started = Date.parse(o.started);
+  if (!Number.isFinite(started) || started + o.leaseS * 1000 <= now.getTime()) return true;
+  if (o.host === self.host) return !self.alive(o.pid);
+  return false;
+}
+
+function pidAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 export interface VmBackupOptions extends Op {
   /** Quiesce the guest when VMware Tools runs (default true; --no-quiesce turns it off). */
@@ -21,6 +71,10 @@ export interface VmBackupOptions extends Op {
   display: string;
   logger?: Logger | undefined;
   taskTimeoutMs?: number;
+  /** Job id written into the snapshot's owner line (server jobs); default "cli". */
+  job?: string | undefined;
+  /** Lease of the snapshot in seconds (default DEFAULT_SNAPSHOT_LEASE_S). */
+  snapshotLeaseS?: number | undefined;
 }
 
 /** A VM prepared for backup: a Coffer snapshot exists until close() (which always tries to remove it). */
@@ -32,6 +86,8 @@ export interface VmBackupSession {
   /** CBT was off and Coffer turned it on: this backup is full, the next one can be incremental. */
   cbtEnabledNow: boolean;
   orphansRemoved: string[];
+  /** Independent and physical-mode RDM disks: not in the snapshot, not in the restore point (warned). */
+  skippedDisks: { key: number; fileName: string; reason: string }[];
   snapshot: MoRef;
   snapshotName: string;
   /** Removes the snapshot (never with the caller's signal: a cancelled backup still cleans up). */
@@ -58,7 +114,13 @@ export async function openVmBackup(client: VimClient, inv: Inventory, vm: VmInfo
   }
 
   const orphansRemoved: string[] = [];
+  const self = { host: hostname(), alive: pidAlive };
   for (const s of vm.snapshots.filter((x) => x.name.startsWith(SNAPSHOT_PREFIX))) {
+    if (!isOrphan(s.description, new Date(), self)) {
+      const o = parseOwner(s.description);
+      logger.warn(`VM ${vm.name}: leaving Coffer snapshot ${s.name} alone: it belongs to a running backup (host ${o?.host}, pid ${o?.pid}, job ${o?.job}, started ${o?.started})`);
+      continue;
+    }
     logger.warn(`VM ${vm.name}: removing the orphaned Coffer snapshot ${s.name} (left by an interrupted backup)`);
     await runTask(client, 'RemoveSnapshot_Task', s.ref, { removeChildren: false, consolidate: true }, `removing orphaned snapshot ${s.name}`, task);
     orphansRemoved.push(s.name);
@@ -69,7 +131,9 @@ export async function openVmBackup(client: VimClient, inv: Inventory, vm: VmInfo
   const snapshotName = `${SNAPSHOT_PREFIX}${randomUUID()}`;
   let snapshot: MoRef;
   try {
-    const result = await runTask(client, 'CreateSnapshot_Task', vm.ref, { name: snapshotName, description: SNAPSHOT_DESCRIPTION, memory: false, quiesce }, `creating snapshot ${snapshotName} of ${vm.name}`, task);
+    const owner: SnapshotOwner = { host: self.host, pid: process.pid, job: opts.job ?? 'cli', started: new Date().toISOString(), leaseS: opts.snapshotLeaseS ?? DEFAULT_SNAPSHOT_LEASE_S };
+    const description = `${SNAPSHOT_DESCRIPTION}\n${ownerLine(owner)}`;
+    const result = await runTask(client, 'CreateSnapshot_Task', vm.ref, { name: snapshotName, description, memory: false, quiesce }, `creating snapshot ${snapshotName} of ${vm.name}`, task);
     if (!result || !result.attrs['type']) throw new CofferError('VSPHERE_FAULT', 'CreateSnapshot_Task returned no snapshot', { details: { protocol: true } });
     snapshot = MoRef.from(result);
   } catch (e) {
@@ -104,10 +168,21 @@ export async function openVmBackup(client: VimClient, inv: Inventory, vm: VmInfo
 
   const opened: VsphereDiskSource[] = [];
   try {
-    const snapCfg = parseConfigInfo(need((await retrieveOne(client, snapshot, ['config'], opts)).props.get('config'), 'snapshot config'));
+    const fullCfg = parseConfigInfo(need((await retrieveOne(client, snapshot, ['config'], opts)).props.get('config'), 'snapshot config'));
+    const skipped: { key: number; fileName: string; reason: string }[] = [];
+    for (const d of fullCfg.disks) {
+      const why = unsnapshottable(d);
+      if (why) {
+        logger.warn(`VM ${vm.name}: skipping disk ${d.key} (${d.fileName}): ${why}; back it up from inside the guest`);
+        skipped.push({ key: d.key, fileName: d.fileName, reason: why });
+      }
+    }
+    const snapCfg = { ...fullCfg, disks: fullCfg.disks.filter((d) => !unsnapshottable(d)) };
+    if (snapCfg.disks.length === 0) throw new CofferError('VSPHERE_DISK_LAYOUT', `VM ${vm.name} has no disk a snapshot can capture (${skipped.map((s) => s.reason).join('; ')})`);
     const config = toStoredConfig(vm, snapCfg, inv, { quiesced: quiesce, snapshotName });
     const ctx = { datacenter: vm.datacenter?.name ?? '', vmName: vm.name };
     if (!ctx.datacenter) throw new CofferError('VSPHERE_FAULT', `cannot find the datacenter of VM ${vm.name}`);
+    opts.transport.prepare?.(vm.ref, snapshot);
     for (const [i, disk] of snapCfg.disks.entries()) {
       if (!disk.fileName) throw new CofferError('SOURCE_UNREADABLE', `disk ${disk.key} of ${vm.name} has no file backing (${disk.backingType || 'unknown'}); RDMs and other backings are not supported`);
       parseDatastorePath(disk.fileName);
@@ -131,6 +206,7 @@ export async function openVmBackup(client: VimClient, inv: Inventory, vm: VmInfo
       consistency: { snapshot: true, quiesced: quiesce },
       cbtEnabledNow,
       orphansRemoved,
+      skippedDisks: skipped,
       snapshot,
       snapshotName,
       async close() {

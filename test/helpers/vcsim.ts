@@ -166,6 +166,10 @@ export interface VcsimOptions {
    * (currentDisks()); RemoveSnapshot_Task consolidates. Off by default (vcsim: one file for snapshot and VM).
    */
   deltaDisks?: boolean;
+  /** Hot-add: a disk attached (existing file) to any VM appears as DIR/wwn-0x<backing uuid> -> its data file. */
+  byIdDir?: string;
+  /** Add DC0_C0_VSAN0 and DC0_H0_LAYOUT0 (default true). */
+  layoutVms?: boolean;
 }
 
 export interface VcsimDisk {
@@ -175,16 +179,28 @@ export interface VcsimDisk {
   datastore: string;
   /** "DC0_H0_VM0/disk1.vmdk": for https://HOST/folder/PATH?dcPath=DC0&dsName=LocalDS_0 */
   path: string;
-  /** the file on this machine: its bytes are the disk's content */
+  /** the descriptor on this machine (a text file naming the extent, as on VMFS/NFS/vSAN) */
   localPath: string;
+  /** the file on this machine holding the disk's bytes: the -flat.vmdk, the vSAN object or the RDM mapping file */
+  dataLocalPath: string;
+  /** the data file's datastore path for /folder ("DC0_H0_VM0/disk1-flat.vmdk"); undefined on vSAN (an object) */
+  dataPath?: string | undefined;
   capacityBytes: number;
   dcPath: string;
+  /** flat, rdm-virtual, rdm-physical */
+  backing?: string;
+  /** persistent, independent_persistent ... */
+  diskMode?: string;
+  /** backing uuid (a hot-added disk shows as /dev/disk/by-id/wwn-0x<uuid without dashes>) */
+  uuid?: string;
 }
 
 export interface VcsimVm {
   name: string;
   /** managed object id, e.g. "vm-57" (type VirtualMachine) */
   ref: string;
+  /** config.uuid: the BIOS (SMBIOS) UUID a guest reads from /sys/class/dmi/id/product_uuid */
+  uuid: string;
   disks: VcsimDisk[];
 }
 
@@ -201,7 +217,12 @@ export interface Vcsim {
   certificatePem: string;
   /** local directory of LocalDS_0 */
   datastoreDir: string;
-  datastores: { name: string; ref: string; dir: string }[];
+  /** LocalDS_N (type VMFS) and vsanDatastore (type vsan) */
+  datastores: { name: string; ref: string; dir: string; type: string }[];
+  /** where vsan:// objects' bytes live (outside every datastore: /folder cannot reach them) */
+  vsanObjectDir: string;
+  /** startVcsim({byIdDir}): disks hot-added to a VM appear here as wwn-0x<uuid> symlinks */
+  byIdDir?: string;
   datacenters: string[];
   /** VMs at start, sorted by name, with their disks */
   vms: VcsimVm[];
@@ -287,6 +308,8 @@ export async function startVcsim(opts: VcsimOptions = {}): Promise<Vcsim> {
   if (opts.trace) args.push('-trace');
   if (opts.folderAuth) args.push('-folder-auth');
   if (opts.deltaDisks) args.push('-delta-disks');
+  if (opts.byIdDir) args.push('-by-id-dir', opts.byIdDir);
+  if (opts.layoutVms === false) args.push('-layout-vms=false');
   const log = openSync(logFile, 'a');
   const child = spawn(bin, args, { cwd: dir, env: { ...process.env, TMPDIR: dir }, stdio: ['ignore', log, log] });
   closeSync(log);
@@ -306,6 +329,7 @@ export async function startVcsim(opts: VcsimOptions = {}): Promise<Vcsim> {
   const pid = Number(readFileSync(pidFile, 'utf8').trim());
   track(pid);
   info.vms.sort((a, b) => a.name.localeCompare(b.name));
+  for (const v of info.vms) for (const d of v.disks) d.dataPath = dataPathOf(info, d.datastore, d.dataLocalPath);
   let stopped = false;
   const vc: Vcsim = {
     ...info,
@@ -485,9 +509,9 @@ export async function setChangeTracking(s: VcSession, vmRef: string, enabled: bo
 }
 
 /** CreateSnapshot_Task; returns the snapshot's managed object id. Throws SoapFault when the task ends in error. */
-export async function createSnapshot(s: VcSession, vmRef: string, name: string, opts: { memory?: boolean; quiesce?: boolean } = {}): Promise<string> {
+export async function createSnapshot(s: VcSession, vmRef: string, name: string, opts: { memory?: boolean; quiesce?: boolean; description?: string } = {}): Promise<string> {
   const xml = await soapCall(s.vc, s, 'CreateSnapshot_Task', 'VirtualMachine', vmRef,
-    `<name>${xmlEscape(name)}</name><memory>${opts.memory ?? false}</memory><quiesce>${opts.quiesce ?? false}</quiesce>`);
+    `<name>${xmlEscape(name)}</name>${opts.description !== undefined ? `<description>${xmlEscape(opts.description)}</description>` : ''}<memory>${opts.memory ?? false}</memory><quiesce>${opts.quiesce ?? false}</quiesce>`);
   const info = await waitTask(s, xmlText(xml, 'returnval')!);
   const snap = xmlText(info, 'result');
   if (!snap) throw new Error('vcsim: CreateSnapshot_Task returned no snapshot');
@@ -574,6 +598,8 @@ export async function currentDisks(s: VcSession, type: 'VirtualMachine' | 'Virtu
       datastore: m?.[1] ?? '',
       path: m?.[2] ?? '',
       localPath: localPathOf(s.vc, d.fileName),
+      dataLocalPath: dataLocalPathOf(s.vc, d.fileName),
+      dataPath: dataPathOf(s.vc, m?.[1] ?? '', dataLocalPathOf(s.vc, d.fileName)),
       capacityBytes: d.capacityBytes,
       dcPath,
       ...(d.changeId ? { changeId: d.changeId } : {}),
@@ -627,6 +653,18 @@ function folderPath(disk: Pick<VcsimDisk, 'path' | 'datastore' | 'dcPath'>): str
   return `/folder/${p}?dcPath=${encodeURIComponent(disk.dcPath || 'DC0')}&dsName=${encodeURIComponent(disk.datastore)}`;
 }
 
+/** The /folder URL of a disk's data file (its -flat.vmdk): vSAN disks have none. */
+function dataFolderPath(vc: Vcsim, disk: DiskRef): string {
+  if (!('dataPath' in disk)) {
+    // a disk named by path only (a restored VM's, a plain file): follow its descriptor locally, if it is one
+    const local = dataLocalPathOf(vc, `[${disk.datastore}] ${disk.path}`);
+    disk = { ...disk, dataPath: dataPathOf(vc, disk.datastore, local) };
+  }
+  if (!disk.dataPath) throw new Error(`vcsim: disk ${disk.path} on ${disk.datastore} has no data file /folder can reach (vSAN object): write its dataLocalPath`);
+  const p = disk.dataPath.split('/').map(encodeURIComponent).join('/');
+  return `/folder/${p}?dcPath=${encodeURIComponent(disk.dcPath || 'DC0')}&dsName=${encodeURIComponent(disk.datastore)}`;
+}
+
 /**
  * How to authenticate on /folder: 'none', 'basic' (the simulator's username/password) or a session (its cookie).
  * Default: 'basic' when the simulator was started with folderAuth, else 'none'.
@@ -640,17 +678,19 @@ function folderHeaders(vc: Vcsim, auth: FolderAuth | undefined): Record<string, 
   return { cookie: `vmware_soap_session=${a.cookie}` };
 }
 
-/** Replaces the disk's content (PUT /folder: a full rewrite of the file). Pass capacity-sized data to keep ranged reads valid. */
-export async function uploadDisk(vc: Vcsim, disk: Pick<VcsimDisk, 'path' | 'datastore' | 'dcPath'>, data: Buffer, auth?: FolderAuth): Promise<void> {
-  const r = await vcRequest(vc, 'PUT', folderPath(disk), { body: data, headers: { 'content-type': 'application/octet-stream', ...folderHeaders(vc, auth) } });
+type DiskRef = Pick<VcsimDisk, 'path' | 'datastore' | 'dcPath'> & { dataPath?: string | undefined };
+
+/** Replaces the disk's content (PUT /folder of its -flat.vmdk: a full rewrite). Pass capacity-sized data to keep ranged reads valid. */
+export async function uploadDisk(vc: Vcsim, disk: DiskRef, data: Buffer, auth?: FolderAuth): Promise<void> {
+  const r = await vcRequest(vc, 'PUT', dataFolderPath(vc, disk), { body: data, headers: { 'content-type': 'application/octet-stream', ...folderHeaders(vc, auth) } });
   if (r.status !== 200 && r.status !== 201) throw new Error(`vcsim: PUT ${disk.path}: HTTP ${r.status}`);
 }
 
-/** Reads the disk's content (GET /folder), optionally a byte range [start, end). */
-export async function downloadDisk(vc: Vcsim, disk: Pick<VcsimDisk, 'path' | 'datastore' | 'dcPath'>, range?: { start: number; end: number }, auth?: FolderAuth): Promise<Buffer> {
+/** Reads the disk's content (GET /folder of its -flat.vmdk), optionally a byte range [start, end). */
+export async function downloadDisk(vc: Vcsim, disk: DiskRef, range?: { start: number; end: number }, auth?: FolderAuth): Promise<Buffer> {
   const headers: Record<string, string> = { ...folderHeaders(vc, auth) };
   if (range) headers.range = `bytes=${range.start}-${range.end - 1}`;
-  const r = await vcRequest(vc, 'GET', folderPath(disk), { headers });
+  const r = await vcRequest(vc, 'GET', dataFolderPath(vc, disk), { headers });
   if (r.status !== 200 && r.status !== 206) throw new Error(`vcsim: GET ${disk.path}: HTTP ${r.status}`);
   return r.body;
 }
@@ -663,6 +703,37 @@ export function localPathOf(vc: Vcsim, fileName: string): string {
   const full = resolve(ds.dir, m[2]!);
   if (!full.startsWith(resolve(ds.dir) + '/')) throw new Error(`vcsim: path escapes the datastore: ${fileName}`);
   return full;
+}
+
+/** The datastore-relative path of a local data file, or undefined when it is outside the datastore (a vSAN object). */
+export function dataPathOf(vc: Pick<Vcsim, 'datastores'>, datastore: string, local: string): string | undefined {
+  const ds = vc.datastores.find((d) => d.name === datastore);
+  if (!ds || !local.startsWith(resolve(ds.dir) + '/')) return undefined;
+  return local.slice(resolve(ds.dir).length + 1);
+}
+
+/**
+ * The local file holding a disk's bytes: the first extent of its descriptor resolved as ESXi does (relative to the
+ * descriptor, /vmfs/volumes/DS/..., vsan://ID in the simulator's object directory); the .vmdk itself if it is no descriptor.
+ */
+export function dataLocalPathOf(vc: Pick<Vcsim, 'datastores' | 'vsanObjectDir'>, fileName: string): string {
+  const local = localPathOf(vc as Vcsim, fileName);
+  let text = '';
+  try {
+    text = readFileSync(local).subarray(0, 65536).toString('latin1');
+  } catch {
+    return local;
+  }
+  if (!/^\s*# Disk DescriptorFile/.test(text)) return local;
+  const m = /^\s*(?:RW|RDONLY|NOACCESS)\s+\d+\s+\w+\s+"([^"]+)"/m.exec(text);
+  if (!m) return local;
+  const file = m[1]!;
+  if (file.startsWith('vsan://')) return join(vc.vsanObjectDir, file.slice(7));
+  if (file.startsWith('/vmfs/volumes/')) {
+    const rest = file.slice('/vmfs/volumes/'.length);
+    return localPathOf(vc as Vcsim, `[${rest.slice(0, rest.indexOf('/'))}] ${rest.slice(rest.indexOf('/') + 1)}`);
+  }
+  return join(dirname(local), file);
 }
 
 /**
@@ -693,11 +764,11 @@ export async function addDisk(s: VcSession, vmRef: string, sizeBytes: number, fi
   const added = after.find((d) => d.fileName === name);
   if (!added) throw new Error(`vcsim: the added disk ${name} is not in the VM's devices`);
   const local = localPathOf(s.vc, name);
-  truncateSync(local, sizeBytes);
+  const data = dataLocalPathOf(s.vc, name); // the launcher wrote a descriptor and a sparse data file of full size
   const dsName = m[1]!;
   const rel = name.replace(/^\[[^\]]+\]\s*/, '');
   const dcPath = s.vc.vms.find((v) => v.ref === vmRef)?.disks[0]?.dcPath ?? 'DC0';
-  return { key: added.key, fileName: name, datastore: dsName, path: rel, localPath: local, capacityBytes: sizeBytes, dcPath };
+  return { key: added.key, fileName: name, datastore: dsName, path: rel, localPath: local, dataLocalPath: data, dataPath: dataPathOf(s.vc, dsName, data), capacityBytes: sizeBytes, dcPath };
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ type BackupOpts = CommonOpts & {
   quiesce?: boolean;
   transport?: string;
   nbdUrl?: string;
+  proxyVm?: string;
+  vddkLibdir?: string;
 };
 
 /**
@@ -28,8 +30,10 @@ export function backupCommand(program: Command, kit: CommandKit): void {
     .option('--verify-cbt', 'with change tracking: read every chunk anyway and report changes it missed')
     .option('--timeout <seconds>', 'NBD request timeout', '30')
     .option('--no-quiesce', 'vsphere: do not quiesce the guest (crash-consistent snapshot) even when VMware Tools runs')
-    .addOption(new Option('--transport <kind>', 'vsphere: how disks are read').choices(['http', 'nbd']).default('http'))
-    .option('--nbd-url <template>', 'vsphere --transport nbd: NBD export of each disk, {index} {key} {file} {name} substituted (e.g. nbd://127.0.0.1:10809/{index})')
+    .addOption(new Option('--transport <kind>', 'vsphere: how disks are read (auto: hotadd on a proxy VM, else nbd with --vddk-libdir, else http; vSAN needs hotadd or nbd)').choices(['auto', 'http', 'nbd', 'hotadd']).default('auto'))
+    .option('--vddk-libdir <dir>', 'vsphere --transport nbd/auto: VMware VDDK directory; Coffer runs one nbdkit vddk per disk')
+    .option('--proxy-vm <name>', "vsphere --transport hotadd: the VM Coffer runs in (default: found by this machine's SMBIOS UUID)")
+    .option('--nbd-url <template>', 'vsphere --transport nbd: NBD export of each disk, {index} {key} {file} {name} {flat} substituted (e.g. nbd://127.0.0.1:10809/{index})')
     .action(async (sources: string[], o: BackupOpts) => {
       const logger = kit.logger(o);
       const timeoutMs = parseInteger(o.timeout, '--timeout') * 1000;
@@ -70,7 +74,9 @@ function vsphereSource(kit: CommandKit, sources: string[], o: BackupOpts, logger
       logger,
       signal: op.signal,
       quiesce: o.quiesce !== false,
-      transport: (o.transport ?? 'http') as 'http' | 'nbd',
+      transport: (o.transport ?? 'auto') as 'auto' | 'http' | 'nbd' | 'hotadd',
+      proxyVm: o.proxyVm,
+      vddkLibdir: o.vddkLibdir,
       nbdUrl: o.nbdUrl,
     }),
   );
