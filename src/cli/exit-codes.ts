@@ -32,6 +32,7 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   VSPHERE_FAULT: 24,
   ACCESS_DENIED: 25,
   ARCHIVED: 26,
+  SOURCE_UNSUPPORTED: 40,
   CANCELLED: 130,
 };
 

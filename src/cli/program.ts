@@ -140,7 +140,8 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
     .option('--no-quiesce', 'vsphere: do not quiesce the guest (crash-consistent snapshot) even when VMware Tools runs')
     .addOption(new Option('--transport <kind>', 'vsphere: how disks are read').choices(['http', 'nbd']).default('http'))
     .option('--nbd-url <template>', 'vsphere --transport nbd: NBD export of each disk, {index} {key} {file} {name} substituted (e.g. nbd://127.0.0.1:10809/{index})')
-    .action(async (sources: string[], o: CommonOpts & { vm?: string; tag?: string[]; verifyCbt?: boolean; timeout: string } & VsphereCliOpts) => {
+    .addOption(new Option('--format <format>', 'image sources: take the bytes as they are (raw), whatever container or encryption their magic shows').choices(['raw']))
+    .action(async (sources: string[], o: CommonOpts & { vm?: string; tag?: string[]; verifyCbt?: boolean; timeout: string; format?: 'raw' } & VsphereCliOpts) => {
       const logger = stderrLogger(deps, o.quiet);
       const timeoutMs = parseInteger(o.timeout, '--timeout') * 1000;
       if (sources.some(isVsphereUrl)) return backupVsphere(kit, sources, o, logger);
@@ -151,7 +152,7 @@ function buildProgram(deps: CliDeps, setJson: (v: boolean) => void): Command {
       // every open settles before we leave (so a source opened late is still closed), the first failure is thrown
       const openAll = Promise.allSettled(
         sources.map(async (s, i) => {
-          opened[i] = await deps.openSource(s, { logger, signal: deps.signal, timeoutMs });
+          opened[i] = await deps.openSource(s, { logger, signal: deps.signal, timeoutMs, format: o.format });
         }),
       ).then((rs) => {
         const bad = rs.find((r): r is PromiseRejectedResult => r.status === 'rejected');
