@@ -102,6 +102,9 @@ describe('coffer files on hostile guest disks', () => {
     const ls = expectOk(files(['ls', id, '--disk', '0', '--partition', '1', '/', '--json']));
     const names = ls.entries.map((e: any) => e.name);
     assert.ok(names.includes('../../xyz'), 'ls shows the hostile name as stored');
+    // issue 21: ls reports the same FS_CORRUPT that get records in `failed` (not a path get cannot find)
+    assert.equal(ls.entries.find((e: any) => e.name === '../../xyz').error?.code, 'FS_CORRUPT');
+    assert.equal(ls.entries.find((e: any) => e.name === 'nulname\0X').error?.code, 'FS_CORRUPT');
     assert.ok(!names.includes('..') && !names.includes('dd'), "a second '..' entry is not listed");
     const broken = ls.entries.find((e: any) => e.name === 'badinode');
     assert.equal(broken.type, 'unknown');

@@ -34,6 +34,7 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   ARCHIVED: 26,
   VSPHERE_DISK_LAYOUT: 27,
   VSPHERE_TRANSPORT: 28,
+  SOURCE_UNSUPPORTED: 40,
   CANCELLED: 130,
 };
 

@@ -220,6 +220,8 @@ export interface ListResult {
   partition: number | string;
   path: string;
   warnings: string[];
+  /** what the filesystem reader verified (checksums, journal replay) */
+  checks?: string[];
   /** chunks fetched from the repository (of `chunksTotal` in the disk): file-level restore reads only what it needs */
   chunksRead: number;
   chunksTotal: number;
@@ -311,7 +313,7 @@ export async function listGuestFiles(repo: Repository, pool: CodecPool, loc: Gue
   try {
     const path = '/' + splitPath(loc.path).join('/');
     const node = await resolve(g.fs, path, op);
-    const result: ListResult = { filesystem: g.fs.kind, partition: g.partition.number, path, warnings: [...(g.fs.warnings ?? [])], chunksRead: 0, chunksTotal: g.chunksTotal, entry: await info(g.fs, node, path, op) };
+    const result: ListResult = { filesystem: g.fs.kind, partition: g.partition.number, path, warnings: [...(g.fs.warnings ?? [])], checks: [...(g.fs.checks ?? [])], chunksRead: 0, chunksTotal: g.chunksTotal, entry: await info(g.fs, node, path, op) };
     if (node.type === 'dir') {
       let children = await g.fs.list(node, op);
       result.entriesTotal = children.length;
@@ -348,6 +350,8 @@ export interface ExtractResult {
   partition: number | string;
   target: string;
   warnings: string[];
+  /** what the filesystem reader verified (checksums, journal replay) */
+  checks?: string[];
   files: number;
   dirs: number;
   symlinks: number;
@@ -376,7 +380,7 @@ export async function extractGuestFiles(repo: Repository, pool: CodecPool, o: Ex
   const op: Op = { signal: o.signal };
   const g = await openGuest(repo, pool, o, op);
   const asRoot = process.getuid?.() === 0;
-  const result: ExtractResult = { filesystem: g.fs.kind, partition: g.partition.number, target: o.target, warnings: [...(g.fs.warnings ?? [])], files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0, chunksRead: 0, chunksTotal: g.chunksTotal, skipped: [], failed: [] };
+  const result: ExtractResult = { filesystem: g.fs.kind, partition: g.partition.number, target: o.target, warnings: [...(g.fs.warnings ?? [])], checks: [...(g.fs.checks ?? [])], files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0, chunksRead: 0, chunksTotal: g.chunksTotal, skipped: [], failed: [] };
   const fail = (path: string, e: unknown) => {
     const errno = (e as NodeJS.ErrnoException | undefined)?.code;
     const err = e instanceof CofferError ? e : asCofferError(e, typeof errno === 'string' ? (errno === 'ENOSPC' ? 'STORAGE_FULL' : 'TARGET_UNWRITABLE') : 'INTERNAL');

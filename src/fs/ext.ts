@@ -2,12 +2,15 @@ import { CofferError, type Op } from '../shared/index.js';
 import type { BlockReader } from './block-reader.js';
 import { blockMapRuns, extentRuns, type Run } from './ext-block-map.js';
 import { scanJournal, unescape } from './ext-journal.js';
+import { ExtChecksums } from './ext-checksums.js';
 import { MAX_LINK_BYTES, PIECE_BYTES, type FileExtent, type FileType, type FsNode, type GuestFs } from './types.js';
 
 /**
  * Read-only ext2/ext3/ext4 (docs/DESIGN.md §File-level restore). Everything read is untrusted: every block number is
- * checked against the volume, extent trees are depth-bounded, directory records are bounds-checked.
- * Not read: the journal (a filesystem that needs recovery is read as it is on disk), checksums, xattrs/ACLs.
+ * checked against the volume, extent trees are depth-bounded, directory records are bounds-checked. With
+ * metadata_csum, the checksums of the superblock, group descriptors, inodes, extent blocks and directory blocks are
+ * verified (ext-checksums.ts); a journal that needs recovery is replayed in memory as e2fsck would (ext-journal.ts).
+ * Not read: bitmaps, xattrs/ACLs (except inline data's system.data).
  */
 
 const MAGIC = 0xef53;
@@ -36,6 +39,7 @@ const SUPPORTED_INCOMPAT =
   INCOMPAT.FILETYPE | INCOMPAT.RECOVER | INCOMPAT.META_BG | INCOMPAT.EXTENTS | INCOMPAT.BIT64 | INCOMPAT.MMP | INCOMPAT.FLEX_BG |
   INCOMPAT.EA_INODE | INCOMPAT.CSUM_SEED | INCOMPAT.LARGEDIR | INCOMPAT.INLINE_DATA | INCOMPAT.CASEFOLD;
 
+const FL_INDEX = 0x1000;
 const FL_ENCRYPT = 0x800;
 const FL_EXTENTS = 0x80000;
 const FL_INLINE = 0x10000000;
@@ -67,6 +71,13 @@ interface Inode {
 }
 
 
+interface DirEntry {
+  name: string;
+  ino: number;
+  /** why the name cannot be a path component */
+  bad?: string;
+}
+
 export function looksLikeExt(sb: Buffer): boolean {
   return sb.length >= 1024 && sb.readUInt16LE(56) === MAGIC;
 }
@@ -74,6 +85,9 @@ export function looksLikeExt(sb: Buffer): boolean {
 export class ExtFs implements GuestFs {
   readonly kind: string;
   readonly warnings: string[] = [];
+  /** what was verified while reading (checksums, journal replay) */
+  readonly checks: string[] = [];
+  private csums: ExtChecksums | undefined;
   /** blocks whose newest committed copy is in the journal (replayed read-only at open) */
   private journal = new Map<number, { journalPhysical: number; escaped: boolean }>();
   /** transactions replayed from the journal */
@@ -135,6 +149,10 @@ export class ExtFs implements GuestFs {
     const journal = (compat & 0x4) !== 0;
     const kind = incompat & (INCOMPAT.EXTENTS | INCOMPAT.BIT64 | INCOMPAT.FLEX_BG | INCOMPAT.INLINE_DATA) ? 'ext4' : journal ? 'ext3' : 'ext2';
     const fs = new ExtFs(dev, sb, blockBytes, blocksCount, inodesCount, inodesPerGroup, blocksPerGroup, inodeBytes, descBytes, groupCount, incompat, roCompat, kind);
+    // metadata_csum: a superblock that fails its checksum is fatal (as for the kernel); the rest is checked as read
+    fs.csums = ExtChecksums.open(sb, incompat, roCompat, inodeBytes, blockBytes, descBytes);
+    if (fs.csums) fs.checks.push('ext metadata checksums (crc32c): superblock verified; group descriptors, inodes, extent blocks and directory blocks verified as read');
+    else fs.checks.push('ext metadata checksums: none on this filesystem (no metadata_csum): structure checks only');
     if (journal && incompat & INCOMPAT.RECOVER) await fs.replayJournal(op);
     return fs;
   }
@@ -168,6 +186,8 @@ export class ExtFs implements GuestFs {
         this.journal.set(fsBlock, { journalPhysical, escaped: jb.escaped });
       }
       this.journalTransactions = replay.transactions;
+      this.checks.push(`ext journal: ${replay.transactions} committed transaction(s) replayed in memory${replay.checksums === 'none' ? ' (the journal has no checksums)' : `, journal checksums ${replay.checksums} verified`}`);
+      for (const s of replay.skipped) this.warnings.push(`journal recovery skipped ${s}: e2fsck would skip it too and report the filesystem as damaged`);
     } catch (e) {
       if (!(e instanceof CofferError) || e.code === 'CANCELLED') throw e;
       this.journal.clear();
@@ -209,7 +229,9 @@ export class ExtFs implements GuestFs {
       this.descCache.set(descBlock, buf);
     }
     const off = (g % perBlock) * this.descBytes;
-    return buf.subarray(off, off + this.descBytes);
+    const desc = buf.subarray(off, off + this.descBytes);
+    this.csums?.checkGroupDesc(g, desc);
+    return desc;
   }
 
   private groupHasSuper(g: number): boolean {
@@ -233,8 +255,9 @@ export class ExtFs implements GuestFs {
     const block = table + Math.floor(byteInTable / this.blockBytes);
     const blk = await this.readBlocks(block, 1, op);
     const raw = blk.subarray(byteInTable % this.blockBytes, (byteInTable % this.blockBytes) + this.inodeBytes);
+    this.csums?.checkInode(ino, raw);
     const extraIsize = this.inodeBytes > 128 ? raw.readUInt16LE(128) : 0;
-    if (128 + extraIsize > this.inodeBytes) throw corrupt(`inode ${ino}: extra size ${extraIsize} overflows the inode`);
+    if (128 + extraIsize > this.inodeBytes || extraIsize % 4 !== 0) throw corrupt(`inode ${ino}: extra size ${extraIsize} overflows the inode or is not a multiple of 4`);
     const time = (base: number, extraOff: number) => {
       let s = raw.readInt32LE(base);
       let ns = 0;
@@ -304,37 +327,60 @@ export class ExtFs implements GuestFs {
   private async *runs(ino: Inode, op?: Op): AsyncGenerator<Run> {
     this.checkSize(ino);
     const fileBlocks = Math.ceil(ino.size / this.blockBytes);
-    const ctx = { blocksCount: this.blocksCount, blockBytes: this.blockBytes, readBlock: (b: number, o?: Op) => this.readBlocks(b, 1, o) };
+    const csums = this.csums;
+    const ctx = {
+      blocksCount: this.blocksCount,
+      blockBytes: this.blockBytes,
+      readBlock: (b: number, o?: Op) => this.readBlocks(b, 1, o),
+      checkExtentBlock: csums ? (node: Buffer, block: number) => csums.checkExtentBlock(ino.ino, ino.raw, node, block) : undefined,
+    };
     if (ino.flags & FL_EXTENTS) yield* extentRuns(ctx, ino.ino, ino.iblock, fileBlocks, op);
     else yield* blockMapRuns(ctx, ino.ino, ino.iblock, fileBlocks, op);
   }
 
-  /** Inline data (INLINE_DATA_FL): i_block then the system.data xattr in the inode body. */
+  /**
+   * Inline data (INLINE_DATA_FL): i_block then the value of the system.data xattr in the inode body. Every offset and
+   * length from the image is checked as the kernel's xattr_check_inode does: entries inside the body and ending with a
+   * 4-byte zero, a value neither before the end of the entries (it would be header bytes) nor past the body; and the
+   * file's size must fit the inline space (60 bytes + the value).
+   */
   private inlineData(ino: Inode): Buffer {
-    const parts = [ino.iblock];
-    const start = 128 + ino.extraIsize;
     const raw = ino.raw;
+    const start = 128 + ino.extraIsize;
+    let value: Buffer | undefined;
+    let dataEntry: { offs: number; size: number } | undefined;
     if (start + 4 <= raw.length && raw.readUInt32LE(start) === 0xea020000) {
       const base = start + 4;
       let p = base;
-      while (p + 16 <= raw.length && raw.readUInt32LE(p) !== 0) {
+      const found: { offs: number; size: number; inum: number }[] = [];
+      for (;;) {
+        if (p + 4 > raw.length) throw corrupt(`inode ${ino.ino}: in-inode xattr entries run past the inode`);
+        if (raw.readUInt32LE(p) === 0) break;
+        if (p + 16 > raw.length) throw corrupt(`inode ${ino.ino}: in-inode xattr entries run past the inode`);
         const nameLen = raw[p]!;
         const index = raw[p + 1]!;
-        const valueOffs = raw.readUInt16LE(p + 2);
-        const valueInum = raw.readUInt32LE(p + 4);
-        const valueSize = raw.readUInt32LE(p + 8);
-        if (p + 16 + nameLen > raw.length) break;
-        const name = raw.subarray(p + 16, p + 16 + nameLen).toString('latin1');
-        if (index === 7 && name === 'data' && valueInum === 0) {
-          if (base + valueOffs + valueSize > raw.length) throw corrupt(`inode ${ino.ino}: inline data xattr overflows the inode`);
-          parts.push(raw.subarray(base + valueOffs, base + valueOffs + valueSize));
-          break;
+        const entry = { offs: raw.readUInt16LE(p + 2), inum: raw.readUInt32LE(p + 4), size: raw.readUInt32LE(p + 8) };
+        if (p + 16 + nameLen > raw.length) throw corrupt(`inode ${ino.ino}: an in-inode xattr name runs past the inode`);
+        found.push(entry);
+        if (index === 7 && raw.toString('latin1', p + 16, p + 16 + nameLen) === 'data') {
+          if (entry.inum !== 0) throw corrupt(`inode ${ino.ino}: inline data stored in an EA inode`);
+          dataEntry = entry;
         }
         p += (16 + nameLen + 3) & ~3;
       }
+      const entriesEnd = p + 4; // after the terminating zero
+      for (const e of found) {
+        if (e.size === 0 || e.inum !== 0) continue;
+        const at = base + e.offs;
+        if (at < entriesEnd || at + e.size > raw.length || at + ((e.size + 3) & ~3) > raw.length) {
+          throw corrupt(`inode ${ino.ino}: an in-inode xattr value (offset ${e.offs}, ${e.size} bytes) overlaps the entries or runs past the inode`, { inode: ino.ino, offset: e.offs, size: e.size });
+        }
+      }
+      if (dataEntry) value = raw.subarray(base + dataEntry.offs, base + dataEntry.offs + dataEntry.size);
     }
-    const all = Buffer.concat(parts);
-    return all.subarray(0, Math.min(all.length, ino.size));
+    if (ino.size > 60 + (value?.length ?? 0)) throw corrupt(`inode ${ino.ino}: size ${ino.size} exceeds its inline data (${60 + (value?.length ?? 0)} bytes)`, { inode: ino.ino });
+    const all = value ? Buffer.concat([ino.iblock, value]) : ino.iblock;
+    return all.subarray(0, ino.size);
   }
 
   async *read(node: FsNode, op?: Op): AsyncIterable<FileExtent> {
@@ -388,18 +434,24 @@ export class ExtFs implements GuestFs {
     // a directory larger than 256 MiB is not real (largedir allows 4 GiB in theory; keep memory bounded)
     const data = await this.readAll(ino, 256 * 1024 * 1024, op);
     const out: FsNode[] = [];
-    const entries: { name: string; ino: number }[] = [];
+    const entries: DirEntry[] = [];
     if (ino.flags & FL_INLINE) {
       // 4 bytes of parent inode, then records up to the end of i_block; the xattr part continues the records
       const first = data.subarray(4, Math.min(60, data.length));
       this.parseRecords(first, ino.ino, entries, first.length);
       if (data.length > 60) this.parseRecords(data.subarray(60), ino.ino, entries, data.length - 60);
     } else {
-      for (let off = 0; off < data.length; off += this.blockBytes) this.parseRecords(data.subarray(off, off + this.blockBytes), ino.ino, entries, this.blockBytes);
+      for (let off = 0; off < data.length; off += this.blockBytes) {
+        const blk = data.subarray(off, off + this.blockBytes);
+        this.csums?.checkDirBlock(ino.ino, ino.raw, blk, off / this.blockBytes, (ino.flags & FL_INDEX) !== 0);
+        this.parseRecords(blk, ino.ino, entries, this.blockBytes);
+      }
     }
     for (const e of entries) {
       op?.signal?.throwIfAborted();
       try {
+        // a name no path can reach: listed with its error, so `ls` and `get` report the same FS_CORRUPT
+        if (e.bad) throw corrupt(`directory inode ${ino.ino}: the entry ${JSON.stringify(e.name)} (inode ${e.ino}) ${e.bad}`, { inode: ino.ino, name: e.name });
         out.push(this.node(e.name, await this.inode(e.ino, op)));
       } catch (err) {
         // one bad entry (inode out of range, its inode table in a missing chunk) does not hide the others
@@ -411,7 +463,7 @@ export class ExtFs implements GuestFs {
   }
 
   /** Linear directory records of one block (htree index nodes are fake records with inode 0 and are skipped). */
-  private parseRecords(blk: Buffer, dirIno: number, out: { name: string; ino: number }[], unit: number): void {
+  private parseRecords(blk: Buffer, dirIno: number, out: DirEntry[], unit: number): void {
     let p = 0;
     while (p + 8 <= blk.length) {
       const inode = blk.readUInt32LE(p);
@@ -423,7 +475,8 @@ export class ExtFs implements GuestFs {
       if (inode !== 0 && nameLen > 0) {
         const nameBytes = blk.subarray(p + 8, p + 8 + nameLen);
         const name = nameBytes.toString('utf8');
-        if (name !== '.' && name !== '..') out.push({ name, ino: inode });
+        const bad = nameBytes.includes(0x2f) ? 'has a name containing /' : nameBytes.includes(0) ? 'has a name containing NUL' : undefined;
+        if (name !== '.' && name !== '..') out.push(bad ? { name, ino: inode, bad } : { name, ino: inode });
       }
       p += realLen;
     }

@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   NOT_FOUND: 'the named object (restore point, disk, key, blob) does not exist',
   AMBIGUOUS: 'an id prefix matches more than one object',
   SOURCE_UNREADABLE: 'the backup source is missing, unreadable or invalid',
+  SOURCE_UNSUPPORTED: 'the backup source is a disk container Coffer does not read, or an encrypted one without a key (use --format raw to take its bytes as they are)',
   TARGET_EXISTS: 'the restore target exists (use --force to overwrite)',
   TARGET_UNWRITABLE: 'the restore target cannot be written',
   STORAGE_FULL: 'no space left on the storage device',

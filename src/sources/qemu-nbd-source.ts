@@ -5,11 +5,12 @@ import { join } from 'node:path';
 import { CofferError, type Logger, type Op } from '../shared/index.js';
 import type { BlockSource } from './block-source.js';
 import { NbdSource } from './nbd-source.js';
+import type { QemuFormat } from './container-magic.js';
 
-export type QemuFormat = 'qcow2' | 'vhdx' | 'vpc' | 'vmdk' | 'raw';
+export type { QemuFormat } from './container-magic.js';
 
 /**
- * An image file in a format QEMU reads (qcow2, VHDX, VHD) served by a private, read-only qemu-nbd on a Unix socket
+ * An image file in a format QEMU reads (qcow2, VHDX, VHD, VDI, QED, Parallels, ...: container-magic.ts) served by a private, read-only qemu-nbd on a Unix socket
  * in a fresh temporary directory, which Coffer starts with a pid file and stops by pid when the source is closed.
  */
 export async function openWithQemuNbd(path: string, format: QemuFormat, opts: { bitmap?: string | undefined; logger?: Logger; uri: string }, op?: Op): Promise<BlockSource> {
@@ -36,7 +37,7 @@ export async function openWithQemuNbd(path: string, format: QemuFormat, opts: { 
   });
   const spawnError = new Promise<never>((_, reject) =>
     child.on('error', (e: NodeJS.ErrnoException) =>
-      reject(new CofferError('SOURCE_UNREADABLE', e.code === 'ENOENT' ? 'qemu-nbd is not installed: it is needed to read qcow2, VHDX and VHD images' : `cannot start qemu-nbd: ${e.message}`, { hint: 'install qemu-utils (scripts/setup.sh does)', cause: e })),
+      reject(new CofferError('SOURCE_UNREADABLE', e.code === 'ENOENT' ? `qemu-nbd is not installed: it is needed to read ${format} images` : `cannot start qemu-nbd: ${e.message}`, { hint: 'install qemu-utils (scripts/setup.sh does)', cause: e })),
     ),
   );
   spawnError.catch(() => undefined);
@@ -62,7 +63,16 @@ export async function openWithQemuNbd(path: string, format: QemuFormat, opts: { 
       if (Date.now() > deadline) throw new CofferError('SOURCE_UNREADABLE', `qemu-nbd did not open ${path} within 30 s`);
       await Promise.race([new Promise((r) => setTimeout(r, 10)), spawnError]);
     }
-    const source = await NbdSource.open({ path: socket }, { exportName: '', bitmap: opts.bitmap, logger: opts.logger, uri: opts.uri, retries: 0 }, op);
+    let source: NbdSource;
+    try {
+      source = await NbdSource.open({ path: socket }, { exportName: '', bitmap: opts.bitmap, logger: opts.logger, uri: opts.uri, retries: 0 }, op);
+    } catch (e) {
+      // qemu-nbd may create its socket and then fail to open the image: its own words, not "read ECONNRESET"
+      await Promise.race([exit, new Promise((r) => setTimeout(r, 1000))]);
+      const msg = stderr.trim().split('\n').pop()?.replace(/^qemu-nbd: /, '');
+      if (msg) throw new CofferError('SOURCE_UNREADABLE', `cannot open ${path} as ${format}: ${msg}`, { details: { source: path, format }, cause: e });
+      throw e;
+    }
     const close = source.close.bind(source);
     source.close = async () => {
       await close();

@@ -16,6 +16,7 @@ type BackupOpts = CommonOpts & {
   nbdUrl?: string;
   proxyVm?: string;
   vddkLibdir?: string;
+  format?: 'raw';
 };
 
 /**
@@ -34,6 +35,7 @@ export function backupCommand(program: Command, kit: CommandKit): void {
     .option('--vddk-libdir <dir>', 'vsphere --transport nbd/auto: VMware VDDK directory; Coffer runs one nbdkit vddk per disk')
     .option('--proxy-vm <name>', "vsphere --transport hotadd: the VM Coffer runs in (default: found by this machine's SMBIOS UUID)")
     .option('--nbd-url <template>', 'vsphere --transport nbd: NBD export of each disk, {index} {key} {file} {name} {flat} substituted (e.g. nbd://127.0.0.1:10809/{index})')
+    .addOption(new Option('--format <format>', 'image sources: take the bytes as they are (raw), whatever container or encryption their magic shows').choices(['raw']))
     .action(async (sources: string[], o: BackupOpts) => {
       const logger = kit.logger(o);
       const timeoutMs = parseInteger(o.timeout, '--timeout') * 1000;
@@ -60,7 +62,7 @@ export function backupCommand(program: Command, kit: CommandKit): void {
 function diskSource(kit: CommandKit, sources: string[], o: BackupOpts, logger: Logger, timeoutMs: number): VmSourceOpener {
   if (!o.vm) throw new CofferError('USAGE', "required option '--vm <name>' not specified");
   const signal = kit.deps.signal;
-  return { open: (op) => openDiskSet(sources.map((s) => () => kit.deps.openSource(s, { logger, signal, timeoutMs })), op) };
+  return { open: (op) => openDiskSet(sources.map((s) => () => kit.deps.openSource(s, { logger, signal, timeoutMs, format: o.format })), op) };
 }
 
 function vsphereSource(kit: CommandKit, sources: string[], o: BackupOpts, logger: Logger): VmSourceOpener {

@@ -12,7 +12,7 @@ export interface CliDeps {
   stderr: Writable & { isTTY?: boolean };
   signal: AbortSignal;
   openStore(spec: string, opts: { create: boolean }): Promise<BlobStore>;
-  openSource(spec: string, opts: { logger: Logger; signal: AbortSignal; timeoutMs?: number }): Promise<BlockSource>;
+  openSource(spec: string, opts: { logger: Logger; signal: AbortSignal; timeoutMs?: number; format?: 'raw' | undefined }): Promise<BlockSource>;
   createPool(params: CodecParams | Promise<CodecParams>): CodecPool;
   /** Opens vsphere://HOST/VM for backup: snapshot taken, disks ready; close() removes the snapshot. */
   openVsphere(spec: string, opts: VsphereBackupOptions): Promise<VsphereVmBackup>;
