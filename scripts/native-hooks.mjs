@@ -9,7 +9,11 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const native = join(dirname(fileURLToPath(import.meta.url)), '..', '.tools', 'node24', 'native');
 const abiFile = join(native, 'ABI');
-if (existsSync(abiFile) && readFileSync(abiFile, 'utf8').trim() === process.versions.modules && nodeModule.registerHooks) {
+if (
+  existsSync(abiFile) &&
+  readFileSync(abiFile, 'utf8').trim() === process.versions.modules &&
+  nodeModule.registerHooks
+) {
   const entry = pathToFileURL(join(native, 'node_modules', 'better-sqlite3', 'lib', 'index.js')).href;
   nodeModule.registerHooks({
     resolve(specifier, context, nextResolve) {

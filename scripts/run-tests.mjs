@@ -9,7 +9,9 @@ import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 rmSync('dist-test', { recursive: true, force: true });
-const tsc = spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.test.json'], { stdio: 'inherit' });
+const tsc = spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.test.json'], {
+  stdio: 'inherit',
+});
 if (tsc.status !== 0) process.exit(tsc.status ?? 1);
 
 const files = [];
@@ -34,7 +36,10 @@ function run(label, node, env) {
   console.log(`\n=== tests on ${label} ===`);
   const started = Date.now();
   return new Promise((done) => {
-    const child = spawn(node, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, COFFER_TEST: '1', ...env } });
+    const child = spawn(node, args, {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, COFFER_TEST: '1', ...env },
+    });
     const counts = { pass: 0, fail: 0, cancelled: 0, skipped: 0, todo: 0 };
     let tail = '';
     const scan = (line) => {
