@@ -22,7 +22,11 @@ const out = arg('out', '');
 
 const harness = join(ROOT, 'dist-test/test/helpers/fuzz-targets.js');
 if (!existsSync(harness)) {
-  const r = spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.test.json')], { stdio: 'inherit', cwd: ROOT });
+  const r = spawnSync(
+    process.execPath,
+    [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.test.json')],
+    { stdio: 'inherit', cwd: ROOT },
+  );
   if (r.status !== 0) process.exit(r.status ?? 1);
 }
 const fc = (await import('fast-check')).default;
@@ -52,12 +56,22 @@ try {
         mkdirSync(findings, { recursive: true });
         const f = join(findings, `${t.name}-${seed}-${i}.bin`);
         writeFileSync(f, input);
-        console.error(`${t.name} #${i}: ${v.kind}: ${v.detail.split('\n').slice(0, 3).join(' | ')} (input saved as ${f})`);
+        console.error(
+          `${t.name} #${i}: ${v.kind}: ${v.detail.split('\n').slice(0, 3).join(' | ')} (input saved as ${f})`,
+        );
       }
     }
     await t.dispose?.();
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    rows.push({ target: t.name, seeds: seeds.length, seedsOk: seedVerdicts.every((k) => k === 'ok'), inputs: iterations, ...counts, codes: Object.fromEntries(codes), seconds: Math.round(seconds * 10) / 10 });
+    rows.push({
+      target: t.name,
+      seeds: seeds.length,
+      seedsOk: seedVerdicts.every((k) => k === 'ok'),
+      inputs: iterations,
+      ...counts,
+      codes: Object.fromEntries(codes),
+      seconds: Math.round(seconds * 10) / 10,
+    });
     console.error(`${t.name}: ${JSON.stringify(rows.at(-1))}`);
   }
 } finally {
@@ -65,6 +79,13 @@ try {
 }
 console.log(`| target | seeds (parse) | inputs | parsed | coded errors | crashes | hangs | seconds |`);
 console.log(`|---|---|---|---|---|---|---|---|`);
-for (const r of rows) console.log(`| ${r.target} | ${r.seeds} (${r.seedsOk ? 'all' : 'NOT all'}) | ${r.inputs} | ${r.ok} | ${r.coded} (${Object.entries(r.codes).map(([k, v]) => `${k} ${v}`).join(', ')}) | ${r.crash} | ${r.hang} | ${r.seconds} |`);
+for (const r of rows)
+  console.log(
+    `| ${r.target} | ${r.seeds} (${r.seedsOk ? 'all' : 'NOT all'}) | ${r.inputs} | ${r.ok} | ${r.coded} (${Object.entries(
+      r.codes,
+    )
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}) | ${r.crash} | ${r.hang} | ${r.seconds} |`,
+  );
 if (out) writeFileSync(out, JSON.stringify({ iterations, seed, rows }, null, 2));
 process.exit(bad > 0 ? 1 : 0);

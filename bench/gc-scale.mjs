@@ -78,36 +78,71 @@ for (let k = 0; k < P; k++) {
   const id = repo.newPointId();
   const time = new Date(Date.UTC(2026, 0, 1) + k * 86_400_000).toISOString();
   await repo.commitManifest({
-    formatVersion: 1, id, vm: { name: 'big', id: null }, time, endTime: time, parent: null, mode: 'full', host: 'bench', tool: 'gc-scale',
-    tags: [], consistency: { snapshot: false, quiesced: false },
-    disks: [{ index: 0, sizeBytes: E * CS, chunkSizeBytes: CS, indexId, chunkCount: E, zeroChunks: 0, source: 'synthetic', changeToken: null }],
+    formatVersion: 1,
+    id,
+    vm: { name: 'big', id: null },
+    time,
+    endTime: time,
+    parent: null,
+    mode: 'full',
+    host: 'bench',
+    tool: 'gc-scale',
+    tags: [],
+    consistency: { snapshot: false, quiesced: false },
+    disks: [
+      {
+        index: 0,
+        sizeBytes: E * CS,
+        chunkSizeBytes: CS,
+        indexId,
+        chunkCount: E,
+        zeroChunks: 0,
+        source: 'synthetic',
+        changeToken: null,
+      },
+    ],
     stats: { bytesRead: 0, bytesStored: 0, chunksNew: 0, chunksReused: 0, durationMs: 0 },
   });
   points.push(id);
 }
 const tIndexes = Date.now() - t1;
 const logicalTiB = (P * E * CS) / 2 ** 40;
-console.log(`synthesized: ${N} referenced + ${GARBAGE} garbage chunks, ${P} points x ${E} entries (${logicalTiB.toFixed(2)} TiB logical) in ${((tChunks + tIndexes) / 1000).toFixed(1)} s`);
+console.log(
+  `synthesized: ${N} referenced + ${GARBAGE} garbage chunks, ${P} points x ${E} entries (${logicalTiB.toFixed(2)} TiB logical) in ${((tChunks + tIndexes) / 1000).toFixed(1)} s`,
+);
 
 const coffer = join(dist, 'bin/coffer.js');
 const timed = (args) => {
-  const r = spawnSync('/usr/bin/time', ['-v', process.execPath, coffer, ...args], { env: { ...process.env, COFFER_PASSWORD: PASSWORD }, encoding: 'utf8', maxBuffer: 64 << 20 });
+  const r = spawnSync('/usr/bin/time', ['-v', process.execPath, coffer, ...args], {
+    env: { ...process.env, COFFER_PASSWORD: PASSWORD },
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+  });
   const rss = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr)?.[1] ?? NaN);
   const wall = /Elapsed \(wall clock\) time.*: (.+)/.exec(r.stderr)?.[1];
-  if (r.status !== 0) throw new Error(`coffer ${args.join(' ')} failed (${r.status}):\n${r.stdout}\n${r.stderr.slice(-2000)}`);
+  if (r.status !== 0)
+    throw new Error(`coffer ${args.join(' ')} failed (${r.status}):\n${r.stdout}\n${r.stderr.slice(-2000)}`);
   return { json: JSON.parse(r.stdout), rssMiB: rss / 1024, wall };
 };
 
 // 1. prune with only the garbage chunks to delete
 const p1 = timed(['prune', '--repo', repoDir, '--json', '-q']);
-console.log(`prune #1: ${p1.wall} wall, peak RSS ${p1.rssMiB.toFixed(0)} MiB; referenced ${p1.json.chunksReferenced}, deleted ${p1.json.chunksDeleted} chunks`);
+console.log(
+  `prune #1: ${p1.wall} wall, peak RSS ${p1.rssMiB.toFixed(0)} MiB; referenced ${p1.json.chunksReferenced}, deleted ${p1.json.chunksDeleted} chunks`,
+);
 // 2. forget the oldest 10% of points, prune again
 const t2 = Date.now();
-const f = spawnSync(process.execPath, [coffer, 'forget', '--repo', repoDir, '--keep-last', String(P - Math.ceil(P / 10)), '--json', '-q'], { env: { ...process.env, COFFER_PASSWORD: PASSWORD }, encoding: 'utf8' });
+const f = spawnSync(
+  process.execPath,
+  [coffer, 'forget', '--repo', repoDir, '--keep-last', String(P - Math.ceil(P / 10)), '--json', '-q'],
+  { env: { ...process.env, COFFER_PASSWORD: PASSWORD }, encoding: 'utf8' },
+);
 if (f.status !== 0) throw new Error(f.stderr);
 const forgetMs = Date.now() - t2;
 const p2 = timed(['prune', '--repo', repoDir, '--json', '-q']);
-console.log(`forget (${JSON.parse(f.stdout).removed.length} points) ${forgetMs} ms; prune #2: ${p2.wall} wall, peak RSS ${p2.rssMiB.toFixed(0)} MiB; deleted ${p2.json.chunksDeleted} chunks, ${p2.json.indexesDeleted} indexes`);
+console.log(
+  `forget (${JSON.parse(f.stdout).removed.length} points) ${forgetMs} ms; prune #2: ${p2.wall} wall, peak RSS ${p2.rssMiB.toFixed(0)} MiB; deleted ${p2.json.chunksDeleted} chunks, ${p2.json.indexesDeleted} indexes`,
+);
 
 // 3. dedup lookups as a backup does them: stat of the chunk blob (half present, half absent)
 const t3 = Date.now();
@@ -117,14 +152,30 @@ for (let j = 0; j < LOOKUPS; j += 64) {
   const batch = [];
   for (let b = 0; b < 64; b++) {
     const present = (j + b) % 2 === 0;
-    const hex = present ? ids.subarray(32 * ((j * 7919 + b) % N), 32 * ((j * 7919 + b) % N) + 32).toString('hex') : randomBytes(32).toString('hex');
+    const hex = present
+      ? ids.subarray(32 * ((j * 7919 + b) % N), 32 * ((j * 7919 + b) % N) + 32).toString('hex')
+      : randomBytes(32).toString('hex');
     batch.push(store.stat(chunkBlob(hex)).then((s) => s && hits++));
   }
   await Promise.all(batch);
 }
 const lookupMs = Date.now() - t3;
-console.log(`dedup lookups: ${LOOKUPS} stats (${hits} found; half the ids asked for exist, minus those prune #2 deleted) in ${lookupMs} ms = ${Math.round(LOOKUPS / (lookupMs / 1000))}/s, 64 in flight`);
+console.log(
+  `dedup lookups: ${LOOKUPS} stats (${hits} found; half the ids asked for exist, minus those prune #2 deleted) in ${lookupMs} ms = ${Math.round(LOOKUPS / (lookupMs / 1000))}/s, 64 in flight`,
+);
 const ok = p1.rssMiB <= 512 && p2.rssMiB <= 512;
-console.log(JSON.stringify({ chunks: N, garbage: GARBAGE, points: P, entriesPerPoint: E, logicalTiB: Number(logicalTiB.toFixed(3)), prune1: { wall: p1.wall, rssMiB: Math.round(p1.rssMiB) }, prune2: { wall: p2.wall, rssMiB: Math.round(p2.rssMiB) }, lookupsPerSec: Math.round(LOOKUPS / (lookupMs / 1000)), rssWithin512MiB: ok }));
+console.log(
+  JSON.stringify({
+    chunks: N,
+    garbage: GARBAGE,
+    points: P,
+    entriesPerPoint: E,
+    logicalTiB: Number(logicalTiB.toFixed(3)),
+    prune1: { wall: p1.wall, rssMiB: Math.round(p1.rssMiB) },
+    prune2: { wall: p2.wall, rssMiB: Math.round(p2.rssMiB) },
+    lookupsPerSec: Math.round(LOOKUPS / (lookupMs / 1000)),
+    rssWithin512MiB: ok,
+  }),
+);
 if (!keep) rmSync(dir, { recursive: true, force: true });
 if (!ok) process.exit(1);

@@ -20,29 +20,75 @@ const CHUNK = 1024 * 1024;
 const INFLIGHT = 8;
 const KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
 
-const port = await new Promise((r) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => r(p)); }); });
+const port = await new Promise((r) => {
+  const s = createServer();
+  s.listen(0, '127.0.0.1', () => {
+    const p = s.address().port;
+    s.close(() => r(p));
+  });
+});
 const dir = mkdtempSync(join(tmpdir(), 'coffer-layout-'));
-const az = spawn(process.execPath, [join(ROOT, 'node_modules/azurite/dist/src/blob/main.js'), '--blobHost', '127.0.0.1', '--blobPort', String(port), '--location', dir, '--skipApiVersionCheck', '--loose', '--disableTelemetry', '--silent'], { stdio: 'ignore' });
+const az = spawn(
+  process.execPath,
+  [
+    join(ROOT, 'node_modules/azurite/dist/src/blob/main.js'),
+    '--blobHost',
+    '127.0.0.1',
+    '--blobPort',
+    String(port),
+    '--location',
+    dir,
+    '--skipApiVersionCheck',
+    '--loose',
+    '--disableTelemetry',
+    '--silent',
+  ],
+  { stdio: 'ignore' },
+);
 for (let i = 0; ; i++) {
-  const ok = await new Promise((r) => { const s = connect(port, '127.0.0.1'); s.once('connect', () => (s.destroy(), r(true))); s.once('error', () => r(false)); });
+  const ok = await new Promise((r) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => (s.destroy(), r(true)));
+    s.once('error', () => r(false));
+  });
   if (ok) break;
   if (i > 300) throw new Error('azurite did not start');
   await new Promise((r) => setTimeout(r, 50));
 }
 let requests = 0;
-const svc = new BlobServiceClient(`http://127.0.0.1:${port}/devstoreaccount1`, new StorageSharedKeyCredential('devstoreaccount1', KEY), { retryOptions: { maxTries: 1 } });
-const counted = async (fn) => { requests++; return fn(); };
+const svc = new BlobServiceClient(
+  `http://127.0.0.1:${port}/devstoreaccount1`,
+  new StorageSharedKeyCredential('devstoreaccount1', KEY),
+  { retryOptions: { maxTries: 1 } },
+);
+const counted = async (fn) => {
+  requests++;
+  return fn();
+};
 
 async function pool(n, fn) {
   let next = 0;
-  await Promise.all(Array.from({ length: INFLIGHT }, async () => { while (next < n) { const i = next++; await fn(i); } }));
+  await Promise.all(
+    Array.from({ length: INFLIGHT }, async () => {
+      while (next < n) {
+        const i = next++;
+        await fn(i);
+      }
+    }),
+  );
 }
 async function timed(label, fn) {
   const r0 = requests;
   const t0 = performance.now();
   await fn();
   const s = (performance.now() - t0) / 1000;
-  return { label, seconds: +s.toFixed(2), mbPerS: +((MIB * CHUNK) / 1e6 / s).toFixed(1), requests: requests - r0, requestsPerGiB: Math.round(((requests - r0) * 1024) / MIB) };
+  return {
+    label,
+    seconds: +s.toFixed(2),
+    mbPerS: +((MIB * CHUNK) / 1e6 / s).toFixed(1),
+    requests: requests - r0,
+    requestsPerGiB: Math.round(((requests - r0) * 1024) / MIB),
+  };
 }
 
 const chunks = Array.from({ length: MIB }, () => randomBytes(CHUNK));
@@ -52,36 +98,81 @@ await c1.create();
 await c2.create();
 const packs = Math.ceil(MIB / PACK_MIB);
 const results = [];
-results.push(await timed('per-chunk backup: HEAD + PUT per chunk', () => pool(MIB, async (i) => {
-  const b = c1.getBlockBlobClient(`chunks/${String(i).padStart(6, '0')}`);
-  await counted(() => b.exists());
-  await counted(() => b.upload(chunks[i], CHUNK, { conditions: { ifNoneMatch: '*' } }));
-})));
-results.push(await timed(`packs backup: one PUT per ${PACK_MIB} MiB pack`, () => pool(packs, async (p) => {
-  const body = Buffer.concat(chunks.slice(p * PACK_MIB, (p + 1) * PACK_MIB));
-  await counted(() => c2.getBlockBlobClient(`packs/${p}`).upload(body, body.length, { conditions: { ifNoneMatch: '*' } }));
-})));
-results.push(await timed('per-chunk restore: GET per chunk', () => pool(MIB, async (i) => {
-  await counted(() => c1.getBlobClient(`chunks/${String(i).padStart(6, '0')}`).downloadToBuffer(0, CHUNK));
-})));
-results.push(await timed('packs restore: ranged GET per chunk', () => pool(MIB, async (i) => {
-  const p = Math.floor(i / PACK_MIB);
-  await counted(() => c2.getBlobClient(`packs/${p}`).downloadToBuffer((i % PACK_MIB) * CHUNK, CHUNK));
-})));
-results.push(await timed('packs restore: GET per pack', () => pool(packs, async (p) => {
-  await counted(() => c2.getBlobClient(`packs/${p}`).downloadToBuffer(0, Math.min(PACK_MIB, MIB - p * PACK_MIB) * CHUNK));
-})));
+results.push(
+  await timed('per-chunk backup: HEAD + PUT per chunk', () =>
+    pool(MIB, async (i) => {
+      const b = c1.getBlockBlobClient(`chunks/${String(i).padStart(6, '0')}`);
+      await counted(() => b.exists());
+      await counted(() => b.upload(chunks[i], CHUNK, { conditions: { ifNoneMatch: '*' } }));
+    }),
+  ),
+);
+results.push(
+  await timed(`packs backup: one PUT per ${PACK_MIB} MiB pack`, () =>
+    pool(packs, async (p) => {
+      const body = Buffer.concat(chunks.slice(p * PACK_MIB, (p + 1) * PACK_MIB));
+      await counted(() =>
+        c2.getBlockBlobClient(`packs/${p}`).upload(body, body.length, { conditions: { ifNoneMatch: '*' } }),
+      );
+    }),
+  ),
+);
+results.push(
+  await timed('per-chunk restore: GET per chunk', () =>
+    pool(MIB, async (i) => {
+      await counted(() => c1.getBlobClient(`chunks/${String(i).padStart(6, '0')}`).downloadToBuffer(0, CHUNK));
+    }),
+  ),
+);
+results.push(
+  await timed('packs restore: ranged GET per chunk', () =>
+    pool(MIB, async (i) => {
+      const p = Math.floor(i / PACK_MIB);
+      await counted(() => c2.getBlobClient(`packs/${p}`).downloadToBuffer((i % PACK_MIB) * CHUNK, CHUNK));
+    }),
+  ),
+);
+results.push(
+  await timed('packs restore: GET per pack', () =>
+    pool(packs, async (p) => {
+      await counted(() =>
+        c2.getBlobClient(`packs/${p}`).downloadToBuffer(0, Math.min(PACK_MIB, MIB - p * PACK_MIB) * CHUNK),
+      );
+    }),
+  ),
+);
 // Tier moves (archive) and deletes (GC) cost one request per blob.
-results.push(await timed('per-chunk: Set Blob Tier per chunk (archive)', () => pool(MIB, async (i) => {
-  await counted(() => c1.getBlobClient(`chunks/${String(i).padStart(6, '0')}`).setAccessTier('Archive'));
-})));
-results.push(await timed('packs: Set Blob Tier per pack (archive)', () => pool(packs, async (p) => {
-  await counted(() => c2.getBlobClient(`packs/${p}`).setAccessTier('Archive'));
-})));
+results.push(
+  await timed('per-chunk: Set Blob Tier per chunk (archive)', () =>
+    pool(MIB, async (i) => {
+      await counted(() => c1.getBlobClient(`chunks/${String(i).padStart(6, '0')}`).setAccessTier('Archive'));
+    }),
+  ),
+);
+results.push(
+  await timed('packs: Set Blob Tier per pack (archive)', () =>
+    pool(packs, async (p) => {
+      await counted(() => c2.getBlobClient(`packs/${p}`).setAccessTier('Archive'));
+    }),
+  ),
+);
 
 az.kill('SIGTERM');
 await new Promise((r) => az.once('exit', r));
 rmSync(dir, { recursive: true, force: true });
-console.log(JSON.stringify({ mib: MIB, packMib: PACK_MIB, inFlight: INFLIGHT, note: 'requests counted by the script (one per SDK call)', results }, null, 1));
+console.log(
+  JSON.stringify(
+    {
+      mib: MIB,
+      packMib: PACK_MIB,
+      inFlight: INFLIGHT,
+      note: 'requests counted by the script (one per SDK call)',
+      results,
+    },
+    null,
+    1,
+  ),
+);
 console.log('\n| operation | s | MB/s | requests | requests per GiB |\n| --- | --- | --- | --- | --- |');
-for (const r of results) console.log(`| ${r.label} | ${r.seconds} | ${r.mbPerS} | ${r.requests} | ${r.requestsPerGiB} |`);
+for (const r of results)
+  console.log(`| ${r.label} | ${r.seconds} | ${r.mbPerS} | ${r.requests} | ${r.requestsPerGiB} |`);

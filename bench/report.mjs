@@ -10,9 +10,19 @@ if (!outPath) {
   process.exit(2);
 }
 
-const readTsv = (p) => readFileSync(p, 'utf8').split('\n').filter(Boolean).map((l) => l.split('\t'));
+const readTsv = (p) =>
+  readFileSync(p, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split('\t'));
 const num = (s) => (s === undefined || s === '' ? null : Number(s));
-const tryJson = (s) => { try { return JSON.parse(s); } catch { return null; } };
+const tryJson = (s) => {
+  try {
+    return JSON.parse(s);
+  } catch {
+    return null;
+  }
+};
 
 // ---- meta ---------------------------------------------------------------------
 const meta = {};
@@ -31,7 +41,11 @@ function reported(tool, phase, outFile) {
   const text = readFileSync(outFile, 'utf8');
   if (tool === 'restic') {
     // --json: one message per line; the last one of type "summary" has the totals
-    const summary = text.split('\n').map(tryJson).filter((m) => m && m.message_type === 'summary').pop();
+    const summary = text
+      .split('\n')
+      .map(tryJson)
+      .filter((m) => m && m.message_type === 'summary')
+      .pop();
     return summary ? { newBytes: summary.data_added, raw: summary } : null;
   }
   const obj = tryJson(text.trim()) ?? tryJson(text.trim().split('\n').pop());
@@ -51,7 +65,9 @@ for (const r of rows) {
   const rec = Object.fromEntries(header.map((h, i) => [h, r[i] ?? '']));
   // timings of a failed phase are kept in the record but never used for rates or ratios
   const ok = rec.status === 'ok' && rec.verify !== 'MISMATCH';
-  const wall = num(rec.wall_s), user = num(rec.user_s), sys = num(rec.sys_s);
+  const wall = num(rec.wall_s),
+    user = num(rec.user_s),
+    sys = num(rec.sys_s);
   const entry = {
     status: rec.status,
     wallS: wall,
@@ -65,7 +81,10 @@ for (const r of rows) {
   if (rec.repo_bytes) entry.repoBytes = Number(rec.repo_bytes);
   if (rec.verify) entry.verify = rec.verify;
   const rep = reported(rec.tool, rec.phase, rec.output);
-  if (rep) { entry.newBytesReported = rep.newBytes; entry.toolOutput = rep.raw; }
+  if (rep) {
+    entry.newBytesReported = rep.newBytes;
+    entry.toolOutput = rep.raw;
+  }
   (results[rec.tool] ??= {})[rec.phase] = entry;
 }
 
@@ -78,7 +97,10 @@ for (const peer of ['restic', 'borg']) {
   if (!c || !p) continue;
   const r = {};
   for (const phase of ['full', 'repeat', 'restore']) {
-    if (!c[phase]?.ok || !p[phase]?.ok) { r[`${phase}WallS`] = r[`${phase}CpuS`] = r[`${phase}MaxRss`] = null; continue; }
+    if (!c[phase]?.ok || !p[phase]?.ok) {
+      r[`${phase}WallS`] = r[`${phase}CpuS`] = r[`${phase}MaxRss`] = null;
+      continue;
+    }
     r[`${phase}WallS`] = ratio(c[phase]?.wallS, p[phase]?.wallS);
     r[`${phase}CpuS`] = ratio(c[phase]?.cpuS, p[phase]?.cpuS);
     r[`${phase}MaxRss`] = ratio(c[phase]?.maxRssKiB, p[phase]?.maxRssKiB);
@@ -98,20 +120,39 @@ const m = meta.mutation;
 out.push(`## Coffer vs peers: ${meta.sizeGiB} GiB guest disk`);
 out.push('');
 out.push(`- image: ${meta.image} (${mib(meta.diskBytes)} MiB, ${mib(meta.diskAllocatedBytes)} MiB allocated)`);
-out.push(`- mutation between full and repeat: ${m ? `${m.regions} x ${m.regionBytes / 1048576} MiB regions, ${mib(m.bytesWritten)} MiB (${m.changedPercent} %), seed ${m.seed}` : 'n/a'}`);
+out.push(
+  `- mutation between full and repeat: ${m ? `${m.regions} x ${m.regionBytes / 1048576} MiB regions, ${mib(m.bytesWritten)} MiB (${m.changedPercent} %), seed ${m.seed}` : 'n/a'}`,
+);
 out.push(`- page caches dropped before each phase: ${meta.cachesDropped ? 'yes' : 'NO (timings include warm caches)'}`);
-out.push(`- host: ${meta.cpu}, ${meta.nproc} CPUs, ${(meta.memTotalKiB / 1048576).toFixed(1)} GiB RAM, ${meta.kernel}, node ${meta.node}`);
-out.push(`- versions: ${Object.entries(versions).map(([k, v]) => `${k}=${v ?? '?'}`).join(', ')}`);
+out.push(
+  `- host: ${meta.cpu}, ${meta.nproc} CPUs, ${(meta.memTotalKiB / 1048576).toFixed(1)} GiB RAM, ${meta.kernel}, node ${meta.node}`,
+);
+out.push(
+  `- versions: ${Object.entries(versions)
+    .map(([k, v]) => `${k}=${v ?? '?'}`)
+    .join(', ')}`,
+);
 out.push(`- run: ${meta.start} .. ${meta.end}`);
 out.push('');
-out.push('| tool | phase | wall s | user s | sys s | CPU s | max RSS MiB | MiB/s | repo MiB after | new data MiB (tool-reported) | status |');
+out.push(
+  '| tool | phase | wall s | user s | sys s | CPU s | max RSS MiB | MiB/s | repo MiB after | new data MiB (tool-reported) | status |',
+);
 out.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|');
 for (const [tool, phases] of Object.entries(results)) {
   for (const phase of ['full', 'repeat', 'restore']) {
     const e = phases[phase];
     if (!e) continue;
-    const status = e.status !== 'ok' ? `**${e.status.toUpperCase()}**` : e.verify === 'MISMATCH' ? '**RESTORE MISMATCH**' : e.verify === 'ok' ? 'ok, cmp identical' : 'ok';
-    out.push(`| ${tool} | ${phase} | ${f(e.wallS, 2)} | ${f(e.userS, 2)} | ${f(e.sysS, 2)} | ${f(e.cpuS, 2)} | ${f(e.maxRssKiB / 1024)} | ${f(e.mibPerS)} | ${mib(e.repoBytes)} | ${mib(e.newBytesReported)} | ${status} |`);
+    const status =
+      e.status !== 'ok'
+        ? `**${e.status.toUpperCase()}**`
+        : e.verify === 'MISMATCH'
+          ? '**RESTORE MISMATCH**'
+          : e.verify === 'ok'
+            ? 'ok, cmp identical'
+            : 'ok';
+    out.push(
+      `| ${tool} | ${phase} | ${f(e.wallS, 2)} | ${f(e.userS, 2)} | ${f(e.sysS, 2)} | ${f(e.cpuS, 2)} | ${f(e.maxRssKiB / 1024)} | ${f(e.mibPerS)} | ${mib(e.repoBytes)} | ${mib(e.newBytesReported)} | ${status} |`,
+    );
   }
 }
 if (Object.keys(ratios).length) {
@@ -120,11 +161,15 @@ if (Object.keys(ratios).length) {
   out.push(`| ratio (lower = coffer better) | ${peers.join(' | ')} |`);
   out.push(`|---|${peers.map(() => '---:').join('|')}|`);
   const rowsR = [
-    ['full backup wall', 'fullWallS'], ['full backup CPU', 'fullCpuS'],
-    ['repeat backup wall', 'repeatWallS'], ['repeat backup CPU', 'repeatCpuS'],
-    ['restore wall', 'restoreWallS'], ['restore CPU', 'restoreCpuS'],
+    ['full backup wall', 'fullWallS'],
+    ['full backup CPU', 'fullCpuS'],
+    ['repeat backup wall', 'repeatWallS'],
+    ['repeat backup CPU', 'repeatCpuS'],
+    ['restore wall', 'restoreWallS'],
+    ['restore CPU', 'restoreCpuS'],
     ['full backup max RSS', 'fullMaxRss'],
-    ['repo size after full', 'repoBytesAfterFull'], ['repo size after repeat', 'repoBytesAfterRepeat'],
+    ['repo size after full', 'repoBytesAfterFull'],
+    ['repo size after repeat', 'repoBytesAfterRepeat'],
   ];
   for (const [label, key] of rowsR) out.push(`| ${label} | ${peers.map((p) => f(ratios[p][key], 3)).join(' | ')} |`);
 }

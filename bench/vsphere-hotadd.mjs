@@ -20,7 +20,11 @@ const MiB = 1 << 20;
 
 const run = (args, env = {}) => {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, [BIN, ...args, '--json', '--no-progress'], { env: { ...process.env, COFFER_PASSWORD: 'bench', ...env }, encoding: 'utf8', maxBuffer: 1 << 28 });
+  const r = spawnSync(process.execPath, [BIN, ...args, '--json', '--no-progress'], {
+    env: { ...process.env, COFFER_PASSWORD: 'bench', ...env },
+    encoding: 'utf8',
+    maxBuffer: 1 << 28,
+  });
   const s = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.status !== 0) throw new Error(`coffer ${args.join(' ')}: exit ${r.status}\n${r.stderr}`);
   return { s, out: JSON.parse(r.stdout) };
@@ -47,10 +51,19 @@ try {
   spawnSync('truncate', ['-s', `${SIZE_MIB}M`, raw]);
   const uuidFile = join(WORK, 'product_uuid');
   writeFileSync(uuidFile, vc.vm('DC0_C0_RP0_VM0').uuid);
-  const env = { COFFER_VSPHERE_USER: vc.username, COFFER_VSPHERE_PASSWORD: vc.password, COFFER_PRODUCT_UUID_PATH: uuidFile, COFFER_DISK_BY_ID_DIR: byId, COFFER_HOTADD_STATE_DIR: join(WORK, 'state') };
+  const env = {
+    COFFER_VSPHERE_USER: vc.username,
+    COFFER_VSPHERE_PASSWORD: vc.password,
+    COFFER_PRODUCT_UUID_PATH: uuidFile,
+    COFFER_DISK_BY_ID_DIR: byId,
+    COFFER_HOTADD_STATE_DIR: join(WORK, 'state'),
+  };
   const url = `vsphere://${vc.host}:${vc.port}/DC0_C0_VSAN0`;
   for (const r of ['repo-hotadd', 'repo-raw']) run(['init', '--repo', join(WORK, r), '--kdf-cost', '1024']);
-  const full = run(['backup', '--repo', join(WORK, 'repo-hotadd'), url, '--insecure-tls', '--transport', 'hotadd'], env);
+  const full = run(
+    ['backup', '--repo', join(WORK, 'repo-hotadd'), url, '--insecure-tls', '--transport', 'hotadd'],
+    env,
+  );
   const file = run(['backup', '--repo', join(WORK, 'repo-raw'), '--vm', 'bench', raw]);
   // 2% churn: rewrite 2% of the 64 KiB blocks (spread evenly)
   const blocks = (SIZE_MIB * MiB) / 65536;
@@ -58,15 +71,31 @@ try {
   const f2 = openSync(disk.dataLocalPath, 'r+');
   for (let i = 0; i < churn; i++) writeSync(f2, randomBytes(65536), 0, 65536, Math.floor((i * blocks) / churn) * 65536);
   closeSync(f2);
-  const incr = run(['backup', '--repo', join(WORK, 'repo-hotadd'), url, '--insecure-tls', '--transport', 'hotadd'], env);
+  const incr = run(
+    ['backup', '--repo', join(WORK, 'repo-hotadd'), url, '--insecure-tls', '--transport', 'hotadd'],
+    env,
+  );
   const mibs = (bytes, s) => Math.round((bytes / MiB / s) * 10) / 10;
   const read = (o) => o.disks.reduce((a, d) => a + (d.bytesRead ?? 0), 0);
-  console.log(JSON.stringify({
-    sizeMiB: SIZE_MIB,
-    hotaddFull: { seconds: full.s, bytesRead: read(full.out), MiBps: mibs(read(full.out), full.s) },
-    rawFileFull: { seconds: file.s, bytesRead: read(file.out), MiBps: mibs(read(file.out), file.s) },
-    hotaddIncremental2pct: { seconds: incr.s, changedBlocks: churn, bytesRead: read(incr.out), changedMiB: new Set(Array.from({ length: churn }, (_, i) => Math.floor((Math.floor((i * blocks) / churn) * 65536) / MiB))).size },
-  }, null, 2));
+  console.log(
+    JSON.stringify(
+      {
+        sizeMiB: SIZE_MIB,
+        hotaddFull: { seconds: full.s, bytesRead: read(full.out), MiBps: mibs(read(full.out), full.s) },
+        rawFileFull: { seconds: file.s, bytesRead: read(file.out), MiBps: mibs(read(file.out), file.s) },
+        hotaddIncremental2pct: {
+          seconds: incr.s,
+          changedBlocks: churn,
+          bytesRead: read(incr.out),
+          changedMiB: new Set(
+            Array.from({ length: churn }, (_, i) => Math.floor((Math.floor((i * blocks) / churn) * 65536) / MiB)),
+          ).size,
+        },
+      },
+      null,
+      2,
+    ),
+  );
 } finally {
   await vc.stop();
   if (!process.argv[3]) rmSync(WORK, { recursive: true, force: true });

@@ -38,10 +38,14 @@ const is = (code: string) => (e: unknown) => e instanceof CofferError && e.code 
 test('azure: a wrong account key is ACCESS_DENIED, not a retryable error', async () => {
   const name = container();
   await openAzureStore(`azure://${AZURITE_ACCOUNT}/${name}`, env(), { create: true });
-  const wrong = await openAzureStore(`azure://${AZURITE_ACCOUNT}/${name}?endpoint=${encodeURIComponent(azurite.endpoint)}`, {
-    AZURE_STORAGE_ACCOUNT: AZURITE_ACCOUNT,
-    AZURE_STORAGE_KEY: randomBytes(64).toString('base64'),
-  }, { create: false });
+  const wrong = await openAzureStore(
+    `azure://${AZURITE_ACCOUNT}/${name}?endpoint=${encodeURIComponent(azurite.endpoint)}`,
+    {
+      AZURE_STORAGE_ACCOUNT: AZURITE_ACCOUNT,
+      AZURE_STORAGE_KEY: randomBytes(64).toString('base64'),
+    },
+    { create: false },
+  );
   await assert.rejects(wrong.get('config' as BlobName), is('ACCESS_DENIED'));
   await assert.rejects(wrong.put('x' as BlobName, Buffer.from('x')), is('ACCESS_DENIED'));
 });
@@ -56,12 +60,23 @@ test('azure: a missing container is REPO_NOT_FOUND on every operation', async ()
 });
 
 test('azure: a server that is down is TRANSIENT (retryable)', async () => {
-  const s = await openAzureStore(`azure://${AZURITE_ACCOUNT}/${container()}?endpoint=${encodeURIComponent('http://127.0.0.1:9/devstoreaccount1')}`, env(), { create: false });
+  const s = await openAzureStore(
+    `azure://${AZURITE_ACCOUNT}/${container()}?endpoint=${encodeURIComponent('http://127.0.0.1:9/devstoreaccount1')}`,
+    env(),
+    { create: false },
+  );
   await assert.rejects(s.get('config' as BlobName), is('TRANSIENT'));
 });
 
 test('azure: bad URLs are USAGE errors', async () => {
-  for (const bad of ['azure://UPPER/c', 'azure://acct/x', 'azure://acct/Bad_Container', 'azure://user:pw@acct/cont', 'azure://acct/cont?nope=1', 'azure://acct/cont/a//b']) {
+  for (const bad of [
+    'azure://UPPER/c',
+    'azure://acct/x',
+    'azure://acct/Bad_Container',
+    'azure://user:pw@acct/cont',
+    'azure://acct/cont?nope=1',
+    'azure://acct/cont/a//b',
+  ]) {
     await assert.rejects(openAzureStore(bad, env(), { create: false }), is('USAGE'), bad);
   }
 });

@@ -5,7 +5,19 @@ import assert from 'node:assert/strict';
 import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { coffer, tempDir, type CliResult } from './helpers/cli.js';
-import { assertNoStack, assertSameBytes, blobFiles, cofferAs, expectError, expectOk, expectReport, fastPrng, flipByte, makeGuestDisk, makeRandomDisk } from './helpers/more-cli.js';
+import {
+  assertNoStack,
+  assertSameBytes,
+  blobFiles,
+  cofferAs,
+  expectError,
+  expectOk,
+  expectReport,
+  fastPrng,
+  flipByte,
+  makeGuestDisk,
+  makeRandomDisk,
+} from './helpers/more-cli.js';
 
 const CHUNK = 64 * 1024;
 
@@ -57,7 +69,11 @@ describe('coffer CLI bad input and damaged repositories', () => {
     test('missing source file: exit 8 SOURCE_UNREADABLE, nothing committed', () => {
       const before = blobFiles(base, 'points');
       const missing = join(tmp.path, 'no-such-disk.raw');
-      const e = expectError(coffer(['backup', '--repo', base, '--vm', 'vm1', missing, '--json']), 8, 'SOURCE_UNREADABLE');
+      const e = expectError(
+        coffer(['backup', '--repo', base, '--vm', 'vm1', missing, '--json']),
+        8,
+        'SOURCE_UNREADABLE',
+      );
       assert.match(e.message, /no-such-disk\.raw/);
       assertNothingCommitted(base, before);
       // a missing second disk fails the whole backup too
@@ -80,7 +96,11 @@ describe('coffer CLI bad input and damaged repositories', () => {
 
     test('a path under a regular file as source (ENOTDIR): exit 8 SOURCE_UNREADABLE', () => {
       const before = blobFiles(base, 'points');
-      expectError(coffer(['backup', '--repo', base, '--vm', 'vm1', join(diskA, 'child'), '--json']), 8, 'SOURCE_UNREADABLE');
+      expectError(
+        coffer(['backup', '--repo', base, '--vm', 'vm1', join(diskA, 'child'), '--json']),
+        8,
+        'SOURCE_UNREADABLE',
+      );
       assertNothingCommitted(base, before);
     });
 
@@ -110,7 +130,11 @@ describe('coffer CLI bad input and damaged repositories', () => {
     test('wrong password: exit 5 WRONG_KEY', () => {
       expectError(coffer(['list', '--repo', base, '--json'], { COFFER_PASSWORD: 'wrong password' }), 5, 'WRONG_KEY');
       const before = blobFiles(base, 'points');
-      expectError(coffer(['backup', '--repo', base, '--vm', 'vm1', diskA, '--json'], { COFFER_PASSWORD: 'wrong password' }), 5, 'WRONG_KEY');
+      expectError(
+        coffer(['backup', '--repo', base, '--vm', 'vm1', diskA, '--json'], { COFFER_PASSWORD: 'wrong password' }),
+        5,
+        'WRONG_KEY',
+      );
       assertNothingCommitted(base, before);
     });
 
@@ -118,7 +142,11 @@ describe('coffer CLI bad input and damaged repositories', () => {
       const e = expectError(coffer(['list', '--repo', base, '--json'], { COFFER_PASSWORD: undefined }), 2, 'USAGE');
       assert.match(e.message, /COFFER_PASSWORD/);
       expectError(coffer(['list', '--repo', base, '--json'], { COFFER_PASSWORD: '' }), 2, 'USAGE');
-      expectError(coffer(['list', '--repo', base, '--json', '--password-file', join(tmp.path, 'no-such-pw')]), 2, 'USAGE');
+      expectError(
+        coffer(['list', '--repo', base, '--json', '--password-file', join(tmp.path, 'no-such-pw')]),
+        2,
+        'USAGE',
+      );
       const empty = join(tmp.path, 'empty-pw');
       writeFileSync(empty, '');
       expectError(coffer(['list', '--repo', base, '--json', '--password-file', empty]), 2, 'USAGE');
@@ -132,7 +160,11 @@ describe('coffer CLI bad input and damaged repositories', () => {
       const empty = join(tmp.path, 'empty-dir');
       mkdirSync(empty);
       expectError(coffer(['list', '--repo', empty, '--json']), 3, 'REPO_NOT_FOUND');
-      expectError(coffer(['restore', '--repo', empty, 'latest', '--disk', '0', '--target', join(tmp.path, 'x.raw'), '--json']), 3, 'REPO_NOT_FOUND');
+      expectError(
+        coffer(['restore', '--repo', empty, 'latest', '--disk', '0', '--target', join(tmp.path, 'x.raw'), '--json']),
+        3,
+        'REPO_NOT_FOUND',
+      );
       assert.deepEqual(blobFiles(empty), []);
       expectError(coffer(['list', '--repo', diskA, '--json']), 3, 'REPO_NOT_FOUND');
     });
@@ -148,7 +180,11 @@ describe('coffer CLI bad input and damaged repositories', () => {
     test('command line errors: exit 2 USAGE', () => {
       expectError(coffer(['backup', '--repo', base, diskA, '--json']), 2, 'USAGE'); // no --vm
       expectError(coffer(['backup', '--repo', base, '--vm', 'vm1', '--json']), 2, 'USAGE'); // no source
-      expectError(coffer(['restore', '--repo', base, p1, '--disk', 'abc', '--target', join(tmp.path, 'u.raw'), '--json']), 2, 'USAGE');
+      expectError(
+        coffer(['restore', '--repo', base, p1, '--disk', 'abc', '--target', join(tmp.path, 'u.raw'), '--json']),
+        2,
+        'USAGE',
+      );
       expectError(coffer(['init', '--repo', join(tmp.path, 'bad-chunk'), '--chunk-size', '3K', '--json']), 2, 'USAGE');
     });
   });
@@ -157,7 +193,11 @@ describe('coffer CLI bad input and damaged repositories', () => {
     test('unknown restore point id: exit 9 NOT_FOUND; a malformed id: exit 2 USAGE', () => {
       const unknown = p1 === 'f'.repeat(32) ? 'e'.repeat(32) : 'f'.repeat(32);
       const out = join(tmp.path, 'unknown.raw');
-      expectError(coffer(['restore', '--repo', base, unknown, '--disk', '0', '--target', out, '--json']), 9, 'NOT_FOUND');
+      expectError(
+        coffer(['restore', '--repo', base, unknown, '--disk', '0', '--target', out, '--json']),
+        9,
+        'NOT_FOUND',
+      );
       expectError(coffer(['show', '--repo', base, unknown, '--json']), 9, 'NOT_FOUND');
       expectError(coffer(['show', '--repo', base, 'not-an-id', '--json']), 2, 'USAGE');
       assert.equal(existsSync(out), false);
@@ -174,7 +214,21 @@ describe('coffer CLI bad input and damaged repositories', () => {
       // a second point name with the same 4-hex prefix (resolving looks at names only)
       const twin = p1.slice(0, 4) + (p1[4] === '0' ? '1' : '0') + p1.slice(5);
       copyFileSync(join(repo, 'points', p1), join(repo, 'points', twin));
-      const e = expectError(coffer(['restore', '--repo', repo, p1.slice(0, 4), '--disk', '0', '--target', join(tmp.path, 'amb.raw'), '--json']), 2, 'AMBIGUOUS');
+      const e = expectError(
+        coffer([
+          'restore',
+          '--repo',
+          repo,
+          p1.slice(0, 4),
+          '--disk',
+          '0',
+          '--target',
+          join(tmp.path, 'amb.raw'),
+          '--json',
+        ]),
+        2,
+        'AMBIGUOUS',
+      );
       assert.deepEqual([...e.details.matches].sort(), [p1, twin].sort());
       // a longer prefix is unique again
       const out = join(tmp.path, 'unambiguous.raw');
@@ -184,7 +238,11 @@ describe('coffer CLI bad input and damaged repositories', () => {
 
     test('disk index out of range: exit 9 NOT_FOUND', () => {
       const out = join(tmp.path, 'range.raw');
-      const e = expectError(coffer(['restore', '--repo', base, p1, '--disk', '1', '--target', out, '--json']), 9, 'NOT_FOUND');
+      const e = expectError(
+        coffer(['restore', '--repo', base, p1, '--disk', '1', '--target', out, '--json']),
+        9,
+        'NOT_FOUND',
+      );
       assert.match(e.message, /disk 1/);
       expectError(coffer(['restore', '--repo', base, p1, '--disk', '99', '--target', out, '--json']), 9, 'NOT_FOUND');
       assert.equal(existsSync(out), false);
@@ -193,7 +251,11 @@ describe('coffer CLI bad input and damaged repositories', () => {
     test('restore target exists: exit 11 TARGET_EXISTS without --force, success with --force', () => {
       const out = join(tmp.path, 'exists.raw');
       writeFileSync(out, 'precious');
-      const e = expectError(coffer(['restore', '--repo', base, p1, '--disk', '0', '--target', out, '--json']), 11, 'TARGET_EXISTS');
+      const e = expectError(
+        coffer(['restore', '--repo', base, p1, '--disk', '0', '--target', out, '--json']),
+        11,
+        'TARGET_EXISTS',
+      );
       assert.match(e.hint ?? '', /--force/);
       assert.equal(readFileSync(out, 'utf8'), 'precious');
       expectOk(coffer(['restore', '--repo', base, p1, '--disk', '0', '--target', out, '--force', '--json']));
@@ -201,7 +263,11 @@ describe('coffer CLI bad input and damaged repositories', () => {
     });
 
     test('restore target in a missing directory: exit 11 TARGET_UNWRITABLE', () => {
-      expectError(coffer(['restore', '--repo', base, p1, '--disk', '0', '--target', join(tmp.path, 'no-dir', 'x.raw'), '--json']), 11, 'TARGET_UNWRITABLE');
+      expectError(
+        coffer(['restore', '--repo', base, p1, '--disk', '0', '--target', join(tmp.path, 'no-dir', 'x.raw'), '--json']),
+        11,
+        'TARGET_UNWRITABLE',
+      );
     });
   });
 
@@ -219,7 +285,10 @@ describe('coffer CLI bad input and damaged repositories', () => {
       const r = coffer(['verify', '--repo', repo, '--read-data', '--json']);
       const report = expectReport(r, 6);
       assert.equal(report.ok, false);
-      assert.deepEqual(report.problems.map((p: any) => [p.kind, p.id]), [['chunk-corrupt', hex]]);
+      assert.deepEqual(
+        report.problems.map((p: any) => [p.kind, p.id]),
+        [['chunk-corrupt', hex]],
+      );
       assert.deepEqual(report.problems[0].points, [p1]);
       const t = coffer(['verify', '--repo', repo, '--read-data']);
       assert.equal(t.code, 6);
@@ -227,7 +296,11 @@ describe('coffer CLI bad input and damaged repositories', () => {
       assertNoStack(t);
 
       const out = join(tmp.path, 'corrupt-chunk.raw');
-      const e = expectError(coffer(['restore', '--repo', repo, p1, '--disk', '0', '--target', out, '--json']), 6, 'CORRUPT');
+      const e = expectError(
+        coffer(['restore', '--repo', repo, p1, '--disk', '0', '--target', out, '--json']),
+        6,
+        'CORRUPT',
+      );
       assert.match(e.message, new RegExp(hex));
       assert.equal(existsSync(out), false, 'a failed restore left a partial target file');
       // the other restore point does not use that chunk
@@ -245,9 +318,16 @@ describe('coffer CLI bad input and damaged repositories', () => {
       const hex = chunk.slice(chunk.lastIndexOf('/') + 1);
       rmSync(join(repo, chunk));
       const r = coffer(['verify', '--repo', repo, '--json']);
-      assert.deepEqual(expectReport(r, 6).problems.map((p: any) => [p.kind, p.id]), [['chunk-missing', hex]]);
+      assert.deepEqual(
+        expectReport(r, 6).problems.map((p: any) => [p.kind, p.id]),
+        [['chunk-missing', hex]],
+      );
       const out = join(tmp.path, 'missing-chunk.raw');
-      const e = expectError(coffer(['restore', '--repo', repo, p1, '--disk', '0', '--target', out, '--json']), 6, 'CORRUPT');
+      const e = expectError(
+        coffer(['restore', '--repo', repo, p1, '--disk', '0', '--target', out, '--json']),
+        6,
+        'CORRUPT',
+      );
       assert.match(e.message, new RegExp(hex));
       assert.equal(existsSync(out), false);
       copyFileSync(join(base, chunk), join(repo, chunk));
@@ -260,7 +340,10 @@ describe('coffer CLI bad input and damaged repositories', () => {
       const undo = flipByte(path, Math.floor(readFileSync(path).length / 2));
       const r = coffer(['verify', '--repo', repo, '--json']);
       const indexHex = indexA.slice(indexA.lastIndexOf('/') + 1);
-      assert.deepEqual(expectReport(r, 6).problems.map((p: any) => [p.kind, p.id]), [['index', indexHex]]);
+      assert.deepEqual(
+        expectReport(r, 6).problems.map((p: any) => [p.kind, p.id]),
+        [['index', indexHex]],
+      );
       const out = join(tmp.path, 'corrupt-index.raw');
       expectError(coffer(['restore', '--repo', repo, p1, '--disk', '0', '--target', out, '--json']), 6, 'CORRUPT');
       assert.equal(existsSync(out), false);
@@ -284,11 +367,18 @@ describe('coffer CLI bad input and damaged repositories', () => {
       assert.match(t.stderr, new RegExp(p2));
 
       const j = coffer(['list', '--repo', repo, '--json']);
-      assert.deepEqual(expectReport(j, 6).map((p: any) => p.id), [p1], 'one document: the readable points');
+      assert.deepEqual(
+        expectReport(j, 6).map((p: any) => p.id),
+        [p1],
+        'one document: the readable points',
+      );
       assert.match(j.stderr, new RegExp(p2), 'the damaged point is named on stderr');
 
       const v = coffer(['verify', '--repo', repo, '--json']);
-      assert.deepEqual(expectReport(v, 6).problems.map((p: any) => [p.kind, p.id]), [['point', p2]]);
+      assert.deepEqual(
+        expectReport(v, 6).problems.map((p: any) => [p.kind, p.id]),
+        [['point', p2]],
+      );
       // the undamaged point restores
       const out = join(tmp.path, 'corrupt-manifest.raw');
       expectOk(coffer(['restore', '--repo', repo, p1, '--disk', '0', '--target', out, '--json']));
@@ -308,7 +398,12 @@ describe('coffer CLI bad input and damaged repositories', () => {
   });
 
   describe('damaged config and keys', () => {
-    const withConfig = (mutate: (text: string) => string | Buffer, exitCode: number, errorCode: string, messageRe?: RegExp) => {
+    const withConfig = (
+      mutate: (text: string) => string | Buffer,
+      exitCode: number,
+      errorCode: string,
+      messageRe?: RegExp,
+    ) => {
       const repo = copyRepo();
       const path = join(repo, 'config');
       const original = readFileSync(path);
@@ -325,32 +420,49 @@ describe('coffer CLI bad input and damaged repositories', () => {
       verifyClean(repo);
     };
 
-    test('truncated config: exit 6 CORRUPT', () => withConfig((t) => t.slice(0, Math.floor(t.length / 2)), 6, 'CORRUPT'));
+    test('truncated config: exit 6 CORRUPT', () =>
+      withConfig((t) => t.slice(0, Math.floor(t.length / 2)), 6, 'CORRUPT'));
     test('empty config: exit 6 CORRUPT', () => withConfig(() => '', 6, 'CORRUPT'));
     test('garbage config: exit 6 CORRUPT', () => withConfig(() => fastPrng('garbage-config', 400), 6, 'CORRUPT'));
-    test('config that is JSON but not a Coffer config: exit 6 CORRUPT', () => withConfig(() => '{"hello":"world"}\n', 6, 'CORRUPT'));
+    test('config that is JSON but not a Coffer config: exit 6 CORRUPT', () =>
+      withConfig(() => '{"hello":"world"}\n', 6, 'CORRUPT'));
 
     test('tampered config (chunkSizeBytes changed): exit 6 CORRUPT because of the MAC', () =>
-      withConfig((t) => {
-        const c = JSON.parse(t);
-        assert.equal(c.chunkSizeBytes, CHUNK);
-        c.chunkSizeBytes = 2 * CHUNK;
-        return JSON.stringify(c, null, 2) + '\n';
-      }, 6, 'CORRUPT', /authenticat/));
+      withConfig(
+        (t) => {
+          const c = JSON.parse(t);
+          assert.equal(c.chunkSizeBytes, CHUNK);
+          c.chunkSizeBytes = 2 * CHUNK;
+          return JSON.stringify(c, null, 2) + '\n';
+        },
+        6,
+        'CORRUPT',
+        /authenticat/,
+      ));
 
     test('tampered config (compression level changed): exit 6 CORRUPT because of the MAC', () =>
-      withConfig((t) => {
-        const c = JSON.parse(t);
-        c.compression.level = 19;
-        return JSON.stringify(c);
-      }, 6, 'CORRUPT', /authenticat/));
+      withConfig(
+        (t) => {
+          const c = JSON.parse(t);
+          c.compression.level = 19;
+          return JSON.stringify(c);
+        },
+        6,
+        'CORRUPT',
+        /authenticat/,
+      ));
 
     test('unsupported formatVersion: exit 12 REPO_UNSUPPORTED', () =>
-      withConfig((t) => {
-        const c = JSON.parse(t);
-        c.formatVersion = 2;
-        return JSON.stringify(c, null, 2) + '\n';
-      }, 12, 'REPO_UNSUPPORTED', /version 2/));
+      withConfig(
+        (t) => {
+          const c = JSON.parse(t);
+          c.formatVersion = 2;
+          return JSON.stringify(c, null, 2) + '\n';
+        },
+        12,
+        'REPO_UNSUPPORTED',
+        /version 2/,
+      ));
 
     test('a key file with absurd scrypt parameters neither hangs nor allocates; the other key still opens', () => {
       const repo = copyRepo();
@@ -360,7 +472,12 @@ describe('coffer CLI bad input and damaged repositories', () => {
       const path = join(repo, 'keys', k2);
       const original = readFileSync(path, 'utf8');
       chmodSync(path, 0o644);
-      for (const [N, r, p] of [[2 ** 40, 8, 1], [2 ** 30, 8, 1], [2 ** 22, 32, 16], [3, 8, 1]] as const) {
+      for (const [N, r, p] of [
+        [2 ** 40, 8, 1],
+        [2 ** 30, 8, 1],
+        [2 ** 22, 32, 16],
+        [3, 8, 1],
+      ] as const) {
         const k = JSON.parse(original);
         k.kdf.N = N;
         k.kdf.r = r;
@@ -374,7 +491,12 @@ describe('coffer CLI bad input and damaged repositories', () => {
       }
       // with the hostile key file in place, the first key is unaffected
       const ok = coffer(['list', '--repo', repo, '--json']);
-      assert.deepEqual(expectOk(ok).map((x: any) => x.id).sort(), [p1, p2].sort());
+      assert.deepEqual(
+        expectOk(ok)
+          .map((x: any) => x.id)
+          .sort(),
+        [p1, p2].sort(),
+      );
       writeFileSync(path, original);
       expectOk(coffer(['list', '--repo', repo, '--json'], { COFFER_PASSWORD: PW2 }));
       verifyClean(repo);
@@ -430,8 +552,18 @@ describe('coffer CLI bad input and damaged repositories', () => {
       const b = expectOk(coffer(['backup', '--repo', repo, '--vm', vm, diskB, '--json']));
       assert.equal(b.vm, vm);
       const list = expectOk(coffer(['list', '--repo', repo, '--json', '--vm', vm]));
-      assert.deepEqual(list.map((p: any) => [p.id, p.vm]), [[b.id, vm]]);
-      assert.ok(blobFiles(repo).every((n) => /^(config|keys\/[0-9a-f]{16}|chunks\/[0-9a-f]{2}\/[0-9a-f]{64}|indexes\/[0-9a-f]{2}\/[0-9a-f]{64}|points\/[0-9a-f]{32})$/.test(n)), blobFiles(repo).join('\n'));
+      assert.deepEqual(
+        list.map((p: any) => [p.id, p.vm]),
+        [[b.id, vm]],
+      );
+      assert.ok(
+        blobFiles(repo).every((n) =>
+          /^(config|keys\/[0-9a-f]{16}|chunks\/[0-9a-f]{2}\/[0-9a-f]{64}|indexes\/[0-9a-f]{2}\/[0-9a-f]{64}|points\/[0-9a-f]{32})$/.test(
+            n,
+          ),
+        ),
+        blobFiles(repo).join('\n'),
+      );
     });
   });
 

@@ -8,7 +8,14 @@ import { join } from 'node:path';
 import { Repository, lockBlob } from '../src/repository/index.js';
 import { LocalBlobStore } from '../src/storage/index.js';
 import { coffer, cofferAsync, tempDir, TEST_PASSWORD } from './helpers/cli.js';
-import { assertNoStack, assertSameBytes, blobFiles, expectError, expectOk, makeRandomDisk } from './helpers/more-cli.js';
+import {
+  assertNoStack,
+  assertSameBytes,
+  blobFiles,
+  expectError,
+  expectOk,
+  makeRandomDisk,
+} from './helpers/more-cli.js';
 
 const MiB = 1024 * 1024;
 
@@ -53,7 +60,10 @@ describe('two backups at once: per-VM leases', () => {
       // the failed backup removed its own lock and committed nothing; ours is still there
       assert.deepEqual(blobFiles(repoDir, 'locks'), held);
       const list = expectOk(coffer(['list', '--repo', repoDir, '--json']));
-      assert.deepEqual(list.map((p: any) => p.vm), ['vm2']);
+      assert.deepEqual(
+        list.map((p: any) => p.vm),
+        ['vm2'],
+      );
       // text mode: the holder in the message on stderr, no stack
       const t = coffer(['backup', '--repo', repoDir, '--vm', 'vm1', disk1, '-q']);
       assert.equal(t.code, 4);
@@ -100,9 +110,26 @@ describe('two backups at once: per-VM leases', () => {
   test('stale leases (expired, or of a dead process on this host) do not block', async () => {
     const scope = repo.vmScope('vm1');
     const now = Date.now();
-    const expired = { holder: 'aaaaaaaaaaaaaaaa', host: 'some-other-host', pid: 1, operation: 'backup of VM vm1', acquiredAt: now - 3_600_000, expiresAt: now - 60_000 };
-    const dead = { holder: 'bbbbbbbbbbbbbbbb', host: hostname(), pid: deadPid(), operation: 'backup of VM vm1', acquiredAt: now - 1000, expiresAt: now + 3_600_000 };
-    await new LocalBlobStore(repoDir).put(lockBlob(scope, `${expired.holder}-000000`), Buffer.from(JSON.stringify(expired)));
+    const expired = {
+      holder: 'aaaaaaaaaaaaaaaa',
+      host: 'some-other-host',
+      pid: 1,
+      operation: 'backup of VM vm1',
+      acquiredAt: now - 3_600_000,
+      expiresAt: now - 60_000,
+    };
+    const dead = {
+      holder: 'bbbbbbbbbbbbbbbb',
+      host: hostname(),
+      pid: deadPid(),
+      operation: 'backup of VM vm1',
+      acquiredAt: now - 1000,
+      expiresAt: now + 3_600_000,
+    };
+    await new LocalBlobStore(repoDir).put(
+      lockBlob(scope, `${expired.holder}-000000`),
+      Buffer.from(JSON.stringify(expired)),
+    );
     await new LocalBlobStore(repoDir).put(lockBlob(scope, `${dead.holder}-000003`), Buffer.from(JSON.stringify(dead)));
     assert.equal(blobFiles(repoDir, 'locks').length, 2);
     const r = coffer(['backup', '--repo', repoDir, '--vm', 'vm1', disk1, '--json']);
@@ -224,7 +251,10 @@ describe('disk full during a backup (ENOSPC)', () => {
     assert.deepEqual(blobFiles(repoDir, 'points'), [`points/${first.id}`]);
     assert.deepEqual(blobFiles(repoDir, 'locks'), []);
     const list = expectOk(coffer(['list', '--repo', repoDir, '--json']));
-    assert.deepEqual(list.map((p: any) => p.id), [first.id]);
+    assert.deepEqual(
+      list.map((p: any) => p.id),
+      [first.id],
+    );
 
     const v = expectOk(coffer(['verify', '--repo', repoDir, '--read-data', '--json']));
     assert.equal(v.ok, true, JSON.stringify(v.problems));

@@ -6,7 +6,18 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
 import { mutate } from './helpers/disks.js';
-import { assertNoStack, assertSameBuffer, assertSameBytes, blobFiles, cofferRaw, expectError, expectOk, makeGuestDisk, makeSparseDisk , dataBytes } from './helpers/more-cli.js';
+import {
+  assertNoStack,
+  assertSameBuffer,
+  assertSameBytes,
+  blobFiles,
+  cofferRaw,
+  expectError,
+  expectOk,
+  makeGuestDisk,
+  makeSparseDisk,
+  dataBytes,
+} from './helpers/more-cli.js';
 
 const KiB = 1024;
 const MiB = 1024 * 1024;
@@ -30,7 +41,16 @@ describe('coffer CLI surface', () => {
 
   before(() => {
     makeGuestDisk(disk0, DISK0_SIZE, 'surface-d0');
-    makeSparseDisk(disk1, DISK1_SIZE, [[0, 100_000], [5 * MiB + 7, 200_000], [DISK1_SIZE - 3000, 3000]], 'surface-d1');
+    makeSparseDisk(
+      disk1,
+      DISK1_SIZE,
+      [
+        [0, 100_000],
+        [5 * MiB + 7, 200_000],
+        [DISK1_SIZE - 3000, 3000],
+      ],
+      'surface-d1',
+    );
   });
   after(() => tmp.cleanup());
 
@@ -75,7 +95,13 @@ describe('coffer CLI surface', () => {
     assert.ok(first.durationMs >= 0);
     assert.ok(first.chunksNew > 0);
     assert.equal(first.disks.length, 2);
-    assert.deepEqual(first.disks.map((d: any) => [d.index, d.sizeBytes]), [[0, DISK0_SIZE], [1, DISK1_SIZE]]);
+    assert.deepEqual(
+      first.disks.map((d: any) => [d.index, d.sizeBytes]),
+      [
+        [0, DISK0_SIZE],
+        [1, DISK1_SIZE],
+      ],
+    );
     // disk 1 is 256 chunks of which 7 hold data (chunks 0-1, 80-83, 255)
     assert.equal(first.disks[1].zeroChunks, 256 - 7);
     // the stored data is compressed text + incompressible data: well below what was read
@@ -96,7 +122,10 @@ describe('coffer CLI surface', () => {
     assert.ok(!Number.isNaN(Date.parse(p.time)));
     assert.ok(Math.abs(Date.parse(p.time) - Date.now()) < 10 * 60_000);
     assert.equal(p.parent, null);
-    assert.deepEqual(p.disks, [{ index: 0, sizeBytes: DISK0_SIZE }, { index: 1, sizeBytes: DISK1_SIZE }]);
+    assert.deepEqual(p.disks, [
+      { index: 0, sizeBytes: DISK0_SIZE },
+      { index: 1, sizeBytes: DISK1_SIZE },
+    ]);
   });
 
   test('second backup of the unchanged VM: parent is the first, nothing new stored', () => {
@@ -111,7 +140,13 @@ describe('coffer CLI surface', () => {
     assert.equal(second.chunksReused, first.chunksNew + first.chunksReused);
     assert.deepEqual(blobFiles(repo, 'chunks'), chunksBefore);
     const list = expectOk(coffer(['list', '--repo', repo, '--json']));
-    assert.deepEqual(list.map((p: any) => [p.id, p.parent]), [[first.id, null], [second.id, first.id]]);
+    assert.deepEqual(
+      list.map((p: any) => [p.id, p.parent]),
+      [
+        [first.id, null],
+        [second.id, first.id],
+      ],
+    );
   });
 
   test('after mutating 1 MiB, the next backup stores about 1 MiB', () => {
@@ -139,7 +174,10 @@ describe('coffer CLI surface', () => {
     assertSameBytes(out1, disk1);
     const st = statSync(out1);
     assert.equal(st.size, DISK1_SIZE);
-    assert.ok(st.blocks * 512 < DISK1_SIZE / 4, `restored disk 1 is not sparse: ${st.blocks * 512} bytes allocated of ${DISK1_SIZE}`);
+    assert.ok(
+      st.blocks * 512 < DISK1_SIZE / 4,
+      `restored disk 1 is not sparse: ${st.blocks * 512} bytes allocated of ${DISK1_SIZE}`,
+    );
     // disk 0 has a hole every fourth 256 KiB: also sparse
     assert.ok(statSync(out0).blocks * 512 < DISK0_SIZE, 'restored disk 0 is not sparse');
   });
@@ -156,7 +194,9 @@ describe('coffer CLI surface', () => {
 
   test('restore by id prefix and by "latest"', () => {
     const byPrefix = join(tmp.path, 'prefix.raw');
-    const r = expectOk(coffer(['restore', '--repo', repo, second.id.slice(0, 8), '--disk', '0', '--target', byPrefix, '--json']));
+    const r = expectOk(
+      coffer(['restore', '--repo', repo, second.id.slice(0, 8), '--disk', '0', '--target', byPrefix, '--json']),
+    );
     assert.equal(r.id, second.id);
     assertSameBytes(byPrefix, disk0v1);
     const latest = join(tmp.path, 'latest.raw');
@@ -208,7 +248,10 @@ describe('coffer CLI surface', () => {
     expectOk(coffer(['restore', '--repo', repo, r.id, '--disk', '0', '--target', out, '--json']));
     assertSameBytes(out, disk0);
     const list = expectOk(coffer(['list', '--repo', repo, '--json', '--vm', 'other-vm']));
-    assert.deepEqual(list.map((p: any) => p.id), [r.id]);
+    assert.deepEqual(
+      list.map((p: any) => p.id),
+      [r.id],
+    );
   });
 
   test('disks whose size is not a multiple of the chunk size (tiny, chunk+1, chunk-1)', () => {
@@ -274,22 +317,39 @@ describe('coffer CLI surface', () => {
     });
 
     test('key add with COFFER_NEW_PASSWORD: both passwords open the repository', () => {
-      const added = expectOk(coffer(['key', 'add', '--repo', krepo, '--json', '--label', 'backup operator'], { COFFER_PASSWORD: PW1, COFFER_NEW_PASSWORD: PW2 }));
+      const added = expectOk(
+        coffer(['key', 'add', '--repo', krepo, '--json', '--label', 'backup operator'], {
+          COFFER_PASSWORD: PW1,
+          COFFER_NEW_PASSWORD: PW2,
+        }),
+      );
       assert.match(added.id, /^[0-9a-f]{16}$/);
       key2 = added.id;
       const keys = expectOk(coffer(['key', 'list', '--repo', krepo, '--json'], { COFFER_PASSWORD: PW2 }));
-      assert.deepEqual(keys.map((k: any) => [k.id, k.current]).sort(), [[key1, false], [key2, true]].sort());
+      assert.deepEqual(
+        keys.map((k: any) => [k.id, k.current]).sort(),
+        [
+          [key1, false],
+          [key2, true],
+        ].sort(),
+      );
       assert.equal(keys.find((k: any) => k.id === key2).label, 'backup operator');
       assert.equal(expectOk(coffer(['list', '--repo', krepo, '--json'], { COFFER_PASSWORD: PW1 })).length, 0);
     });
 
     test('key add without a new password is a usage error', () => {
-      expectError(coffer(['key', 'add', '--repo', krepo, '--json'], { COFFER_PASSWORD: PW1, COFFER_NEW_PASSWORD: undefined }), 2, 'USAGE');
+      expectError(
+        coffer(['key', 'add', '--repo', krepo, '--json'], { COFFER_PASSWORD: PW1, COFFER_NEW_PASSWORD: undefined }),
+        2,
+        'USAGE',
+      );
       assert.equal(blobFiles(krepo, 'keys').length, 2);
     });
 
     test('key passwd: the new password works, the old one stops working', () => {
-      const r = expectOk(coffer(['key', 'passwd', '--repo', krepo, '--json'], { COFFER_PASSWORD: PW2, COFFER_NEW_PASSWORD: PW3 }));
+      const r = expectOk(
+        coffer(['key', 'passwd', '--repo', krepo, '--json'], { COFFER_PASSWORD: PW2, COFFER_NEW_PASSWORD: PW3 }),
+      );
       assert.equal(r.removed, key2);
       key3 = r.id;
       assert.notEqual(key3, key2);
@@ -305,7 +365,10 @@ describe('coffer CLI surface', () => {
     test('key passwd to the same password leaves exactly one key for that password', () => {
       const repo2 = join(tmp.path, 'krepo-same');
       expectOk(coffer(['init', '--repo', repo2, '--kdf-cost', '1024', '--json'], { COFFER_PASSWORD: PW1 }));
-      const r = coffer(['key', 'passwd', '--repo', repo2, '--json'], { COFFER_PASSWORD: PW1, COFFER_NEW_PASSWORD: PW1 });
+      const r = coffer(['key', 'passwd', '--repo', repo2, '--json'], {
+        COFFER_PASSWORD: PW1,
+        COFFER_NEW_PASSWORD: PW1,
+      });
       assertNoStack(r);
       // either refused up front (usage) or done (the key replaced): never a half-done change with a duplicate key
       assert.ok(r.code === 0 || r.code === 2, `exit ${r.code}: ${r.stdout} ${r.stderr}`);
@@ -314,7 +377,11 @@ describe('coffer CLI surface', () => {
     });
 
     test('removing the key in use fails with exit 14 (KEY_IN_USE)', () => {
-      const e = expectError(coffer(['key', 'remove', '--repo', krepo, key3, '--json'], { COFFER_PASSWORD: PW3 }), 14, 'KEY_IN_USE');
+      const e = expectError(
+        coffer(['key', 'remove', '--repo', krepo, key3, '--json'], { COFFER_PASSWORD: PW3 }),
+        14,
+        'KEY_IN_USE',
+      );
       assert.match(e.message, new RegExp(key3));
       assert.equal(blobFiles(krepo, 'keys').length, 2);
       // text mode: the error on stderr, no stack
@@ -325,16 +392,27 @@ describe('coffer CLI surface', () => {
     });
 
     test('removing an unknown key is NOT_FOUND (9)', () => {
-      expectError(coffer(['key', 'remove', '--repo', krepo, '0123456789abcdef', '--json'], { COFFER_PASSWORD: PW3 }), 9, 'NOT_FOUND');
+      expectError(
+        coffer(['key', 'remove', '--repo', krepo, '0123456789abcdef', '--json'], { COFFER_PASSWORD: PW3 }),
+        9,
+        'NOT_FOUND',
+      );
     });
 
     test('removing another key works; its password stops working; the last key cannot be removed', () => {
       const r = expectOk(coffer(['key', 'remove', '--repo', krepo, key1, '--json'], { COFFER_PASSWORD: PW3 }));
       assert.equal(r.removed, key1);
       expectError(coffer(['list', '--repo', krepo, '--json'], { COFFER_PASSWORD: PW1 }), 5, 'WRONG_KEY');
-      expectError(coffer(['key', 'remove', '--repo', krepo, key3, '--json'], { COFFER_PASSWORD: PW3 }), 14, 'KEY_IN_USE');
+      expectError(
+        coffer(['key', 'remove', '--repo', krepo, key3, '--json'], { COFFER_PASSWORD: PW3 }),
+        14,
+        'KEY_IN_USE',
+      );
       const keys = expectOk(coffer(['key', 'list', '--repo', krepo, '--json'], { COFFER_PASSWORD: PW3 }));
-      assert.deepEqual(keys.map((k: any) => k.id), [key3]);
+      assert.deepEqual(
+        keys.map((k: any) => k.id),
+        [key3],
+      );
     });
   });
 

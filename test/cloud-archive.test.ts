@@ -46,7 +46,11 @@ describe('archive tier', () => {
     const mv = expectOk(coffer(['archive', 'move', '--repo', repo, p1.id, '--tier', 'Archive', '--json'], env));
     assert.deepEqual([mv.moved, mv.shared], [1, 2], 'only the chunk no other point uses moves');
     assert.equal(expectOk(coffer(['list', '--repo', repo, '--json'], env)).length, 2, 'manifests and indexes stay hot');
-    const e = expectError(coffer(['restore', '--repo', repo, p1.id, '--disk', '0', '--target', join(dir.path, 'no'), '--json'], env), 26, 'ARCHIVED');
+    const e = expectError(
+      coffer(['restore', '--repo', repo, p1.id, '--disk', '0', '--target', join(dir.path, 'no'), '--json'], env),
+      26,
+      'ARCHIVED',
+    );
     assert.match(e.hint ?? '', /rehydrate/);
     const st = expectOk(coffer(['archive', 'status', '--repo', repo, p1.id, '--json'], env));
     assert.deepEqual([st.chunks.Archive, st.ready], [1, false]);
@@ -55,12 +59,20 @@ describe('archive tier', () => {
     assertSameBytes(out2, disk2);
     const rh = expectOk(coffer(['archive', 'rehydrate', '--repo', repo, p1.id, '--priority', 'high', '--json'], env));
     assert.equal(rh.started, 1);
-    assert.equal(expectOk(coffer(['archive', 'status', '--repo', repo, p1.id, '--json'], env)).ready, true, 'Azurite rehydrates at once');
+    assert.equal(
+      expectOk(coffer(['archive', 'status', '--repo', repo, p1.id, '--json'], env)).ready,
+      true,
+      'Azurite rehydrates at once',
+    );
     const out1 = join(dir.path, 'p1');
     expectOk(coffer(['restore', '--repo', repo, p1.id, '--disk', '0', '--target', out1, '--json'], env));
     assertSameBytes(out1, disk);
     expectError(coffer(['archive', 'move', '--repo', repo, p1.id, '--tier', 'Frozen', '--json'], env), 2, 'USAGE');
-    expectError(coffer(['archive', 'move', '--repo', join(dir.path, 'nope'), '--tier', 'Cool', '--older-than', '1', '--json']), 3, 'REPO_NOT_FOUND');
+    expectError(
+      coffer(['archive', 'move', '--repo', join(dir.path, 'nope'), '--tier', 'Cool', '--older-than', '1', '--json']),
+      3,
+      'REPO_NOT_FOUND',
+    );
   });
 
   test('rehydration takes time (documented Azure behaviour, enforced by the double): unreadable while pending, High ~1 h, Standard ~15 h', async () => {
@@ -68,7 +80,10 @@ describe('archive tier', () => {
     const store = new ArchiveEnforcingBlobStore(await openCloudStore(repo, env, { create: false }), () => now);
     const r = await Repository.open(store, TEST_PASSWORD);
     await archivePoints(r, [p1.id, p2.id], 'Archive');
-    assert.ok(store.moves.every((m) => m.name.startsWith('chunks/')), 'metadata is never moved');
+    assert.ok(
+      store.moves.every((m) => m.name.startsWith('chunks/')),
+      'metadata is never moved',
+    );
     const m = await r.loadManifest(p2.id); // metadata readable while the data is archived
     const id0 = (await r.loadIndex(m.disks[0]!.indexId)).id(0).toString('hex');
     await assert.rejects(r.getChunkBlob(id0), (e: unknown) => e instanceof CofferError && e.code === 'ARCHIVED');

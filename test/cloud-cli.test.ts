@@ -4,7 +4,14 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AZURITE_ACCOUNT, startAzurite, startS3rver } from './helpers/cloud-servers.js';
 import { coffer, tempDir } from './helpers/cli.js';
-import { assertSameBytes, assertNoStack, expectError, expectOk, makeRandomDisk, makeSparseDisk } from './helpers/more-cli.js';
+import {
+  assertSameBytes,
+  assertNoStack,
+  expectError,
+  expectOk,
+  makeRandomDisk,
+  makeSparseDisk,
+} from './helpers/more-cli.js';
 
 const KDF = ['--kdf-cost', '1024'];
 
@@ -36,7 +43,10 @@ describe('cloud repositories through the CLI', () => {
     const b2 = expectOk(coffer(['backup', '--repo', repo, '--vm', 'vm1', disk, disk2, '--json'], azEnv));
     assert.equal(b2.parent, b1.id);
     const list = expectOk(coffer(['list', '--repo', repo, '--json'], azEnv));
-    assert.deepEqual(list.map((p: { id: string }) => p.id), [b1.id, b2.id]);
+    assert.deepEqual(
+      list.map((p: { id: string }) => p.id),
+      [b1.id, b2.id],
+    );
     for (const [i, src] of [disk, disk2].entries()) {
       const out = join(dir.path, `az-out-${i}`);
       expectOk(coffer(['restore', '--repo', repo, b2.id, '--disk', String(i), '--target', out, '--json'], azEnv));
@@ -63,12 +73,20 @@ describe('cloud repositories through the CLI', () => {
   });
 
   test('azure: a missing container is REPO_NOT_FOUND (exit 3)', () => {
-    expectError(coffer(['list', '--repo', `azure://${AZURITE_ACCOUNT}/no-such-container`, '--json'], azEnv), 3, 'REPO_NOT_FOUND');
+    expectError(
+      coffer(['list', '--repo', `azure://${AZURITE_ACCOUNT}/no-such-container`, '--json'], azEnv),
+      3,
+      'REPO_NOT_FOUND',
+    );
   });
 
   test('azure: an unreachable endpoint fails TRANSIENT after bounded retries', () => {
     const repo = `azure://${AZURITE_ACCOUNT}/repo2?endpoint=${encodeURIComponent('http://127.0.0.1:9/devstoreaccount1')}`;
-    const e = expectError(coffer(['list', '--repo', repo, '--json'], { ...azEnv, COFFER_STORAGE_RETRIES: '2' }), 1, 'TRANSIENT');
+    const e = expectError(
+      coffer(['list', '--repo', repo, '--json'], { ...azEnv, COFFER_STORAGE_RETRIES: '2' }),
+      1,
+      'TRANSIENT',
+    );
     assert.equal(e.details.attempts, 2);
   });
 

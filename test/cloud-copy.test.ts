@@ -3,7 +3,12 @@ import assert from 'node:assert/strict';
 import { copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { AccountSASPermissions, ContainerClient, StorageSharedKeyCredential, generateAccountSASQueryParameters } from '@azure/storage-blob';
+import {
+  AccountSASPermissions,
+  ContainerClient,
+  StorageSharedKeyCredential,
+  generateAccountSASQueryParameters,
+} from '@azure/storage-blob';
 import { startAzurite } from './helpers/cloud-servers.js';
 import { coffer, cofferAsync, json, tempDir, TEST_PASSWORD } from './helpers/cli.js';
 import { assertSameBytes, expectError, expectOk, fastPrng, makeRandomDisk } from './helpers/more-cli.js';
@@ -19,7 +24,12 @@ const WEST = 'westregion';
 /** An account SAS for the backup account (what an operator would hand out instead of the key). */
 function backupSas(): string {
   return generateAccountSASQueryParameters(
-    { expiresOn: new Date(Date.now() + 3_600_000), permissions: AccountSASPermissions.parse('rwdlacup'), resourceTypes: 'sco', services: 'b' },
+    {
+      expiresOn: new Date(Date.now() + 3_600_000),
+      permissions: AccountSASPermissions.parse('rwdlacup'),
+      resourceTypes: 'sco',
+      services: 'b',
+    },
     new StorageSharedKeyCredential(BACKUP, BACKUP_KEY),
   ).toString();
 }
@@ -80,25 +90,50 @@ describe('coffer copy between two Azurite regions', () => {
     // the newest point of vm1 first
     const a = expectOk(coffer(['copy', '--from', src, '--to', dst, '--vm', 'vm1', '--latest', '--json'], cenv));
     assert.equal(a.mode, 're-encrypt');
-    assert.deepEqual(a.points.map((p: { id: string }) => p.id), [p2.id]);
+    assert.deepEqual(
+      a.points.map((p: { id: string }) => p.id),
+      [p2.id],
+    );
     assert.equal(a.points[0].chunksCopied, 4);
     // then everything: p1 shares 3 of its 4 chunks with p2, which the target has (known from p2's two indexes)
     const b = expectOk(coffer(['copy', '--from', src, '--to', dst, '--json'], cenv));
-    const byId = new Map(b.points.map((p: { id: string; status: string; chunksCopied: number; chunksPresent: number }) => [p.id, p]));
-    assert.deepEqual(byId.get(p1.id), { ...(byId.get(p1.id) as object), status: 'copied', chunksCopied: 1, chunksPresent: 3 });
+    const byId = new Map(
+      b.points.map((p: { id: string; status: string; chunksCopied: number; chunksPresent: number }) => [p.id, p]),
+    );
+    assert.deepEqual(byId.get(p1.id), {
+      ...(byId.get(p1.id) as object),
+      status: 'copied',
+      chunksCopied: 1,
+      chunksPresent: 3,
+    });
     assert.equal((byId.get(p2.id) as { status: string }).status, 'present');
     assert.equal((byId.get(p3.id) as { status: string }).status, 'copied');
     // the target opens with its own password only; the points keep their ids; restores are bit-exact
     expectError(coffer(['list', '--repo', dst, '--json'], env), 5, 'WRONG_KEY');
     const list = expectOk(coffer(['list', '--repo', dst, '--json'], { ...env, COFFER_PASSWORD: OTHER_PASSWORD }));
     assert.deepEqual(new Set(list.map((p: { id: string }) => p.id)), new Set([p1.id, p2.id, p3.id]));
-    assert.equal(list.find((p: { id: string }) => p.id === p2.id).parent, p1.id, 'the parent is history: kept as in the source');
-    for (const [id, file] of [[p1.id, disk], [p2.id, disk2], [p3.id, other]] as const) {
+    assert.equal(
+      list.find((p: { id: string }) => p.id === p2.id).parent,
+      p1.id,
+      'the parent is history: kept as in the source',
+    );
+    for (const [id, file] of [
+      [p1.id, disk],
+      [p2.id, disk2],
+      [p3.id, other],
+    ] as const) {
       const out = join(dir.path, `restored-${id}`);
-      expectOk(coffer(['restore', '--repo', dst, id, '--disk', '0', '--target', out, '--json'], { ...env, COFFER_PASSWORD: OTHER_PASSWORD }));
+      expectOk(
+        coffer(['restore', '--repo', dst, id, '--disk', '0', '--target', out, '--json'], {
+          ...env,
+          COFFER_PASSWORD: OTHER_PASSWORD,
+        }),
+      );
       assertSameBytes(out, file);
     }
-    const v = expectOk(coffer(['verify', '--repo', dst, '--read-data', '--json'], { ...env, COFFER_PASSWORD: OTHER_PASSWORD }));
+    const v = expectOk(
+      coffer(['verify', '--repo', dst, '--read-data', '--json'], { ...env, COFFER_PASSWORD: OTHER_PASSWORD }),
+    );
     assert.equal(v.ok, true);
     const again = expectOk(coffer(['copy', '--from', src, '--to', dst, '--json'], cenv));
     assert.ok(again.points.every((p: { status: string }) => p.status === 'present'));
@@ -113,8 +148,14 @@ describe('coffer copy between two Azurite regions', () => {
     const r = expectOk(coffer(['copy', '--from', src, '--to', dst, '--json'], renv));
     assert.equal(r.mode, 'same-key');
     assert.ok(r.points.every((p: { status: string }) => p.status === 'copied'));
-    assert.ok(r.points.reduce((n: number, p: { serverSide: number }) => n + p.serverSide, 0) >= 7, JSON.stringify(r.points));
-    assert.equal(r.points.reduce((n: number, p: { bytesUploaded: number }) => n + p.bytesUploaded, 0), 0);
+    assert.ok(
+      r.points.reduce((n: number, p: { serverSide: number }) => n + p.serverSide, 0) >= 7,
+      JSON.stringify(r.points),
+    );
+    assert.equal(
+      r.points.reduce((n: number, p: { bytesUploaded: number }) => n + p.bytesUploaded, 0),
+      0,
+    );
     const out = join(dir.path, 'replica-out');
     expectOk(coffer(['restore', '--repo', dst, p2.id, '--disk', '0', '--target', out, '--json'], renv));
     assertSameBytes(out, disk2);
@@ -126,7 +167,10 @@ describe('coffer copy between two Azurite regions', () => {
     expectOk(coffer(['init', '--repo', dst, '--copy-of', src, '--json'], env));
     const r = expectOk(coffer(['copy', '--from', src, '--to', dst, '--json'], env));
     assert.equal(r.mode, 'same-key');
-    assert.equal(r.points.reduce((n: number, p: { serverSide: number }) => n + p.serverSide, 0), 0);
+    assert.equal(
+      r.points.reduce((n: number, p: { serverSide: number }) => n + p.serverSide, 0),
+      0,
+    );
     assert.ok(r.points.reduce((n: number, p: { bytesUploaded: number }) => n + p.bytesUploaded, 0) > 7 * 1024 * 1024);
     const out = join(dir.path, 'replica2-out');
     expectOk(coffer(['restore', '--repo', dst, p2.id, '--disk', '0', '--target', out, '--json'], env));
@@ -140,7 +184,10 @@ describe('coffer copy between two Azurite regions', () => {
     const cenv = { ...env, COFFER_TO_PASSWORD: OTHER_PASSWORD, COFFER_WORKERS: '1' };
     // 2 MiB/s: the copy of 24 MiB takes ~12 s, so it is surely under way when it is killed after 3 s
     const run = cofferAsync(['copy', '--from', src, '--to', dst, bigPoint.id, '--limit-upload', '2M', '--json'], cenv);
-    const container = new ContainerClient(`http://127.0.0.1:${west.port}/${WEST}/interrupted`, new StorageSharedKeyCredential(WEST, WEST_KEY));
+    const container = new ContainerClient(
+      `http://127.0.0.1:${west.port}/${WEST}/interrupted`,
+      new StorageSharedKeyCredential(WEST, WEST_KEY),
+    );
     const chunksIn = async () => {
       let n = 0;
       for await (const _ of container.listBlobsFlat({ prefix: 'chunks/' })) n++;
@@ -149,13 +196,24 @@ describe('coffer copy between two Azurite regions', () => {
     while ((await chunksIn()) < 4 && run.child.exitCode === null) await new Promise((r) => setTimeout(r, 100));
     run.child.kill('SIGKILL');
     await run.done;
-    assert.deepEqual(expectOk(await cofferAsync(['list', '--repo', dst, '--json'], { ...env, COFFER_PASSWORD: OTHER_PASSWORD }).done), []);
+    assert.deepEqual(
+      expectOk(await cofferAsync(['list', '--repo', dst, '--json'], { ...env, COFFER_PASSWORD: OTHER_PASSWORD }).done),
+      [],
+    );
     const r = json(await cofferAsync(['copy', '--from', src, '--to', dst, bigPoint.id, '--json'], cenv).done);
     assert.equal(r.points[0].status, 'copied', JSON.stringify(r));
     const full = 24 * 1024 * 1024;
-    assert.ok(r.points[0].bytesUploaded < full - 3 * 1024 * 1024, `rerun uploaded ${r.points[0].bytesUploaded} bytes: chunks from the interrupted run were reused`);
+    assert.ok(
+      r.points[0].bytesUploaded < full - 3 * 1024 * 1024,
+      `rerun uploaded ${r.points[0].bytesUploaded} bytes: chunks from the interrupted run were reused`,
+    );
     const out = join(dir.path, 'interrupted-out');
-    expectOk(await cofferAsync(['restore', '--repo', dst, bigPoint.id, '--disk', '0', '--target', out, '--json'], { ...env, COFFER_PASSWORD: OTHER_PASSWORD }).done);
+    expectOk(
+      await cofferAsync(['restore', '--repo', dst, bigPoint.id, '--disk', '0', '--target', out, '--json'], {
+        ...env,
+        COFFER_PASSWORD: OTHER_PASSWORD,
+      }).done,
+    );
     assertSameBytes(out, big);
   });
 
@@ -163,7 +221,12 @@ describe('coffer copy between two Azurite regions', () => {
     const local = join(dir.path, 'local-target');
     expectOk(coffer(['init', '--repo', local, '--json', ...KDF]));
     const t0 = Date.now();
-    expectOk(coffer(['copy', '--from', src, '--to', local, p3.id, '--limit-upload', '512K', '--json'], { ...env, COFFER_TO_PASSWORD: TEST_PASSWORD }));
+    expectOk(
+      coffer(['copy', '--from', src, '--to', local, p3.id, '--limit-upload', '512K', '--json'], {
+        ...env,
+        COFFER_TO_PASSWORD: TEST_PASSWORD,
+      }),
+    );
     const s = (Date.now() - t0) / 1000;
     assert.ok(s >= 3, `2 MiB at 512 KiB/s took ${s} s`);
     expectError(coffer(['copy', '--from', src, '--to', local, p3.id, '--vm', 'vm1', '--json'], env), 2, 'USAGE');

@@ -21,8 +21,13 @@ describe('cloud faults', () => {
   const disk = join(dir.path, 'disk.raw');
   const big = join(dir.path, 'big.raw');
   // Through the proxy: the account key, with the proxy as endpoint.
-  const env = () => ({ AZURE_STORAGE_ACCOUNT: AZURITE_ACCOUNT, AZURE_STORAGE_KEY: AZURITE_KEY, COFFER_STORAGE_RETRIES: '10' });
-  const repoVia = (container: string) => `azure://${AZURITE_ACCOUNT}/${container}?endpoint=${encodeURIComponent(`http://127.0.0.1:${proxyPort}/${AZURITE_ACCOUNT}`)}`;
+  const env = () => ({
+    AZURE_STORAGE_ACCOUNT: AZURITE_ACCOUNT,
+    AZURE_STORAGE_KEY: AZURITE_KEY,
+    COFFER_STORAGE_RETRIES: '10',
+  });
+  const repoVia = (container: string) =>
+    `azure://${AZURITE_ACCOUNT}/${container}?endpoint=${encodeURIComponent(`http://127.0.0.1:${proxyPort}/${AZURITE_ACCOUNT}`)}`;
 
   before(async () => {
     azurite = await startAzurite(join(dir.path, 'azurite'));
@@ -46,7 +51,8 @@ describe('cloud faults', () => {
     const b = json(await cofferAsync(['backup', '--repo', repo, '--vm', 'vm', disk, '--json'], env()).done);
     assert.ok(b.id, JSON.stringify(b));
     const out = join(dir.path, 'storm-out');
-    const r = await cofferAsync(['restore', '--repo', repo, b.id, '--disk', '0', '--target', out, '--json'], env()).done;
+    const r = await cofferAsync(['restore', '--repo', repo, b.id, '--disk', '0', '--target', out, '--json'], env())
+      .done;
     expectOk(r);
     assert.ok(proxy.faults >= 5, `faults injected: ${proxy.faults}`);
     proxy.plan = { rate: 0, kind: 'mixed' };
@@ -58,7 +64,10 @@ describe('cloud faults', () => {
     proxy.plan = { rate: 0, kind: 'throttle-503' };
     expectOk(await cofferAsync(['init', '--repo', repo, '--json', ...KDF], env()).done);
     proxy.plan = { rate: 1, kind: 'throttle-503', methods: ['PUT'] };
-    const r = await cofferAsync(['backup', '--repo', repo, '--vm', 'vm', disk, '--json'], { ...env(), COFFER_STORAGE_RETRIES: '3' }).done;
+    const r = await cofferAsync(['backup', '--repo', repo, '--vm', 'vm', disk, '--json'], {
+      ...env(),
+      COFFER_STORAGE_RETRIES: '3',
+    }).done;
     proxy.plan = { rate: 0, kind: 'throttle-503' };
     assert.equal(r.code, 1, r.stderr);
     assert.equal(json(r).error.code, 'TRANSIENT');
@@ -72,7 +81,10 @@ describe('cloud faults', () => {
     const first = json(await cofferAsync(['backup', '--repo', repo, '--vm', 'vm', disk, '--json'], env()).done);
     assert.ok(first.id);
     proxy.forwarded = 0;
-    const run = cofferAsync(['backup', '--repo', repo, '--vm', 'vm', big, '--json'], { ...env(), COFFER_STORAGE_RETRIES: '3' });
+    const run = cofferAsync(['backup', '--repo', repo, '--vm', 'vm', big, '--json'], {
+      ...env(),
+      COFFER_STORAGE_RETRIES: '3',
+    });
     while (proxy.forwarded < 12 && run.child.exitCode === null) await new Promise((r) => setTimeout(r, 10));
     await azurite.stop(); // SIGTERM: Azurite's own metadata store needs it to persist what it acknowledged
     const failed = await run.done;
@@ -80,11 +92,16 @@ describe('cloud faults', () => {
     assert.equal(json(failed).error.code, 'TRANSIENT');
     azurite = await startAzurite(join(dir.path, 'azurite'), { port: azurite.port });
     const list = expectOk(await cofferAsync(['list', '--repo', repo, '--json'], env()).done);
-    assert.deepEqual(list.map((p: { id: string }) => p.id), [first.id]);
+    assert.deepEqual(
+      list.map((p: { id: string }) => p.id),
+      [first.id],
+    );
     const again = json(await cofferAsync(['backup', '--repo', repo, '--vm', 'vm', big, '--json'], env()).done);
     assert.ok(again.id, JSON.stringify(again));
     const out = join(dir.path, 'restart-out');
-    expectOk(await cofferAsync(['restore', '--repo', repo, again.id, '--disk', '0', '--target', out, '--json'], env()).done);
+    expectOk(
+      await cofferAsync(['restore', '--repo', repo, again.id, '--disk', '0', '--target', out, '--json'], env()).done,
+    );
     assertSameBytes(out, big);
     const v = json(await cofferAsync(['verify', '--repo', repo, '--read-data', '--json'], env()).done);
     assert.equal(v.ok, true, JSON.stringify(v));

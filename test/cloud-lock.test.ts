@@ -65,7 +65,12 @@ describe('retention locks', () => {
     assert.equal((await store.retention(chunkBlob(onlyP1)))?.lockedUntil, t1.toISOString());
     // "not even Coffer with the admin key": every delete of a locked blob is refused, the blobs stay
     const immutable = (e: unknown) => e instanceof CofferError && e.code === 'IMMUTABLE';
-    for (const name of [pointBlob(p1.id), indexBlob(m1.disks[0]!.indexId), chunkBlob(onlyP1), chunkBlob(shared)] as BlobName[]) {
+    for (const name of [
+      pointBlob(p1.id),
+      indexBlob(m1.disks[0]!.indexId),
+      chunkBlob(onlyP1),
+      chunkBlob(shared),
+    ] as BlobName[]) {
       await assert.rejects(store.delete(name), immutable, name);
       assert.ok(await store.stat(name));
     }
@@ -82,7 +87,10 @@ describe('retention locks', () => {
     const r = await Repository.open(store, TEST_PASSWORD);
     await lockPoints(r, [p2.id], { legalHold: true });
     now += 1000 * DAY;
-    await assert.rejects(store.delete(pointBlob(p2.id)), (e: unknown) => e instanceof CofferError && e.code === 'IMMUTABLE');
+    await assert.rejects(
+      store.delete(pointBlob(p2.id)),
+      (e: unknown) => e instanceof CofferError && e.code === 'IMMUTABLE',
+    );
     assert.deepEqual(await store.retention(pointBlob(p2.id)), { legalHold: true });
     store.clearHold(pointBlob(p2.id));
     assert.equal(await store.retention(pointBlob(p2.id)), undefined);
@@ -104,12 +112,15 @@ describe('retention locks', () => {
     const b = expectOk(coffer(['backup', '--repo', ao, '--vm', 'vm', disk, '--json']));
     expectOk(coffer(['key', 'add', '--repo', ao, '--json'], { COFFER_NEW_PASSWORD: 'second' }));
     const keys = expectOk(coffer(['key', 'list', '--repo', ao, '--json']));
-    const other = keys.find((k: { current?: boolean; inUse?: boolean; id: string }) => !(k.current ?? k.inUse)) ?? keys[1];
+    const other =
+      keys.find((k: { current?: boolean; inUse?: boolean; id: string }) => !(k.current ?? k.inUse)) ?? keys[1];
     expectError(coffer(['key', 'remove', '--repo', ao, other.id, '--json']), 15, 'IMMUTABLE');
     assert.equal(expectOk(coffer(['key', 'list', '--repo', ao, '--json'])).length, 2);
     const locked = expectOk(coffer(['lock', '--repo', ao, b.id, '--days', '30', '--json']));
     assert.equal(locked[0].legalHold, true);
-    assert.deepEqual(expectOk(coffer(['locks', '--repo', ao, '--json'])), [{ id: b.id, lockedUntil: null, legalHold: true }]);
+    assert.deepEqual(expectOk(coffer(['locks', '--repo', ao, '--json'])), [
+      { id: b.id, lockedUntil: null, legalHold: true },
+    ]);
     // backups still work (leases are deleted as usual)
     expectOk(coffer(['backup', '--repo', ao, '--vm', 'vm', disk2, '--json']));
     const plain = join(dir.path, 'plain');

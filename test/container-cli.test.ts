@@ -23,13 +23,33 @@ describe('backup of disk containers (CLI)', { timeout: 120_000 }, () => {
     const shown = expectOk<{ disks: { sizeBytes: number }[] }>(coffer(['show', '--repo', repo, b.id, '--json']));
     assert.equal(shown.disks[0]!.sizeBytes, 2 * 1024 * 1024, 'the virtual disk, not the VDI file');
     const luks = join(tmp.path, 'd.luks');
-    assert.equal(spawnSync('qemu-img', ['create', '-q', '-f', 'luks', '--object', 'secret,id=s0,data=pw', '-o', 'key-secret=s0,iter-time=10', luks, '1M']).status, 0);
-    const e = expectError(coffer(['backup', '--repo', repo, '--vm', 'sealed', luks, '--json']), 40, 'SOURCE_UNSUPPORTED');
+    assert.equal(
+      spawnSync('qemu-img', [
+        'create',
+        '-q',
+        '-f',
+        'luks',
+        '--object',
+        'secret,id=s0,data=pw',
+        '-o',
+        'key-secret=s0,iter-time=10',
+        luks,
+        '1M',
+      ]).status,
+      0,
+    );
+    const e = expectError(
+      coffer(['backup', '--repo', repo, '--vm', 'sealed', luks, '--json']),
+      40,
+      'SOURCE_UNSUPPORTED',
+    );
     assert.match(e.message, /LUKS1 encrypted volume/);
     const t = coffer(['backup', '--repo', repo, '--vm', 'sealed', luks]);
     assert.equal(t.code, 40);
     assertNoStack(t);
-    const ok = expectOk<{ id: string }>(coffer(['backup', '--repo', repo, '--vm', 'sealed', '--format', 'raw', luks, '--json']));
+    const ok = expectOk<{ id: string }>(
+      coffer(['backup', '--repo', repo, '--vm', 'sealed', '--format', 'raw', luks, '--json']),
+    );
     const s2 = expectOk<{ disks: { sizeBytes: number }[] }>(coffer(['show', '--repo', repo, ok.id, '--json']));
     assert.equal(s2.disks[0]!.sizeBytes, statSync(luks).size);
   });

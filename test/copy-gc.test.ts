@@ -13,7 +13,16 @@ import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import { PassThrough } from 'node:stream';
 import { join } from 'node:path';
-import { CodecPool, backup, copyPoints, forget, prune, restoreDisk, verify, type PruneReport } from '../src/engine/index.js';
+import {
+  CodecPool,
+  backup,
+  copyPoints,
+  forget,
+  prune,
+  restoreDisk,
+  verify,
+  type PruneReport,
+} from '../src/engine/index.js';
 import { LOCKS_PREFIX, RESCUE_PREFIX, Repository } from '../src/repository/index.js';
 import type { BlockSource } from '../src/sources/index.js';
 import { LocalBlobStore, type BlobInfo, type BlobStore, type ByteRange } from '../src/storage/index.js';
@@ -43,7 +52,9 @@ async function restoreBytes(repo: Repository, pool: CodecPool, pointId: string):
 }
 
 for (const mode of ['re-encrypt', 'same-key'] as const) {
-  test(`copy (${mode}) and prune of the target concurrently for ${ROUNDS} rounds: verify --read-data is clean, restores are bit-exact`, { timeout: 240_000 }, async () => {
+  test(`copy (${mode}) and prune of the target concurrently for ${ROUNDS} rounds: verify --read-data is clean, restores are bit-exact`, {
+    timeout: 240_000,
+  }, async () => {
     const tmp = tempDir('coffer-copy-gc-');
     const seed = Number(process.env.COFFER_STRESS_SEED ?? Date.now() % 100000);
     const rand = rng(seed);
@@ -51,7 +62,10 @@ for (const mode of ['re-encrypt', 'same-key'] as const) {
       const srcStore = new LocalBlobStore(join(tmp.path, 'src'), { durable: false });
       const src = await Repository.init(srcStore, 'pw', { chunkSizeBytes: CS, kdf: { N: 1024 } });
       const dstStore = new SlowStore(new LocalBlobStore(join(tmp.path, 'dst'), { durable: false }), rng(seed + 1));
-      const dst = mode === 'same-key' ? await Repository.initCopyOf(dstStore, srcStore, 'pw') : await Repository.init(dstStore, 'other', { chunkSizeBytes: CS, kdf: { N: 1024 } });
+      const dst =
+        mode === 'same-key'
+          ? await Repository.initCopyOf(dstStore, srcStore, 'pw')
+          : await Repository.init(dstStore, 'other', { chunkSizeBytes: CS, kdf: { N: 1024 } });
       const srcPool = new CodecPool(src.codecParams, 0);
       const dstPool = new CodecPool(dst.codecParams, 0);
       const contents = new Map<string, Buffer>();
@@ -72,7 +86,10 @@ for (const mode of ['re-encrypt', 'same-key'] as const) {
             const data = Buffer.concat(parts.sort(() => rand() - 0.5));
             const b = await backup(src, srcPool, { vm, sources: [new BufferSource(data)] });
             contents.set(b.id, data);
-            const r = await copyPoints(src, dst, srcPool, dstPool, { pointIds: prev ? [prev, b.id] : [b.id], window: 4 });
+            const r = await copyPoints(src, dst, srcPool, dstPool, {
+              pointIds: prev ? [prev, b.id] : [b.id],
+              window: 4,
+            });
             assert.equal(r.mode, mode);
             for (const p of r.points) p.status === 'copied' ? copied++ : present++;
             assert.equal(r.points.at(-1)!.status, 'copied');
@@ -113,7 +130,11 @@ for (const mode of ['re-encrypt', 'same-key'] as const) {
         assert.ok(report.ok, `${mode} seed ${seed}: ${JSON.stringify(report.problems.slice(0, 5))}`);
         const points = await dst.listPoints();
         assert.equal(points.length, VMS.length * 2, 'keep-last 2 per VM');
-        for (const p of points) assert.ok((await restoreBytes(dst, dstPool, p.id)).equals(contents.get(p.id)!), `${mode} seed ${seed}: ${p.id} restores bit-exact`);
+        for (const p of points)
+          assert.ok(
+            (await restoreBytes(dst, dstPool, p.id)).equals(contents.get(p.id)!),
+            `${mode} seed ${seed}: ${p.id} restores bit-exact`,
+          );
         assert.equal(report.chunksUnreferenced, 0, 'no garbage left after the final prunes');
         assert.deepEqual(await names(dstStore, RESCUE_PREFIX), [], 'copies delete their rescues');
         assert.deepEqual(await names(dstStore, LOCKS_PREFIX), [], 'copies release their leases');
@@ -130,17 +151,29 @@ for (const mode of ['re-encrypt', 'same-key'] as const) {
 test('copy takes the target lease of each VM it copies: LOCKED while a backup of that VM holds it, nothing left behind', async () => {
   const tmp = tempDir('coffer-copy-lease-');
   try {
-    const src = await Repository.init(new LocalBlobStore(join(tmp.path, 'src'), { durable: false }), 'pw', { chunkSizeBytes: CS, kdf: { N: 1024 } });
+    const src = await Repository.init(new LocalBlobStore(join(tmp.path, 'src'), { durable: false }), 'pw', {
+      chunkSizeBytes: CS,
+      kdf: { N: 1024 },
+    });
     const dstStore = new LocalBlobStore(join(tmp.path, 'dst'), { durable: false });
     const dst = await Repository.init(dstStore, 'other', { chunkSizeBytes: CS, kdf: { N: 1024 } });
     const srcPool = new CodecPool(src.codecParams, 0);
     const dstPool = new CodecPool(dst.codecParams, 0);
     try {
-      const a = await backup(src, srcPool, { vm: 'vm-a', sources: [new BufferSource(Buffer.concat([pattern(1), pattern(2)]))] });
-      const b = await backup(src, srcPool, { vm: 'vm-b', sources: [new BufferSource(Buffer.concat([pattern(3), pattern(1)]))] });
+      const a = await backup(src, srcPool, {
+        vm: 'vm-a',
+        sources: [new BufferSource(Buffer.concat([pattern(1), pattern(2)]))],
+      });
+      const b = await backup(src, srcPool, {
+        vm: 'vm-b',
+        sources: [new BufferSource(Buffer.concat([pattern(3), pattern(1)]))],
+      });
       const held = await dst.acquireLease(dst.vmScope('vm-b'), 'backup of VM vm-b'); // a backup of vm-b runs in the target
       try {
-        await assert.rejects(copyPoints(src, dst, srcPool, dstPool, { pointIds: [a.id, b.id] }), (e: unknown) => e instanceof CofferError && e.code === 'LOCKED');
+        await assert.rejects(
+          copyPoints(src, dst, srcPool, dstPool, { pointIds: [a.id, b.id] }),
+          (e: unknown) => e instanceof CofferError && e.code === 'LOCKED',
+        );
         assert.equal((await dst.listPoints()).length, 0, 'nothing copied');
         const left = await names(dstStore, LOCKS_PREFIX);
         assert.equal(left.length, 1, `only the backup's lease is left: ${left.join(' ')}`);
@@ -150,7 +183,10 @@ test('copy takes the target lease of each VM it copies: LOCKED while a backup of
         await held.release();
       }
       const r = await copyPoints(src, dst, srcPool, dstPool, { pointIds: [a.id, b.id] });
-      assert.deepEqual(r.points.map((p) => p.status), ['present', 'copied']);
+      assert.deepEqual(
+        r.points.map((p) => p.status),
+        ['present', 'copied'],
+      );
       assert.deepEqual(await names(dstStore, LOCKS_PREFIX), []);
       assert.ok((await restoreBytes(dst, dstPool, b.id)).equals(Buffer.concat([pattern(3), pattern(1)])));
     } finally {

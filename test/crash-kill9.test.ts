@@ -18,11 +18,15 @@ after(() => tmp.cleanup());
 
 function rng(seed: number) {
   let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
 }
 
 /** Runs coffer and SIGKILLs it after delayMs; resolves whether it was killed (false: it finished first). */
-async function runAndKill(args: string[], delayMs: number, env: Record<string, string> = {}): Promise<{ killed: boolean; code: number; stderr: string }> {
+async function runAndKill(
+  args: string[],
+  delayMs: number,
+  env: Record<string, string> = {},
+): Promise<{ killed: boolean; code: number; stderr: string }> {
   const { child, done } = cofferAsync(args, env);
   const timer = setTimeout(() => child.kill('SIGKILL'), delayMs);
   const r = await done;
@@ -30,14 +34,20 @@ async function runAndKill(args: string[], delayMs: number, env: Record<string, s
   return { killed: child.signalCode === 'SIGKILL', code: r.code, stderr: r.stderr };
 }
 
-test(`SIGKILL at >= ${MIN_KILLS} random points of backup, prune and repair: verify is clean, restores bit-exact, next runs succeed`, { timeout: 300_000 }, async () => {
+test(`SIGKILL at >= ${MIN_KILLS} random points of backup, prune and repair: verify is clean, restores bit-exact, next runs succeed`, {
+  timeout: 300_000,
+}, async () => {
   const seed = Number(process.env.COFFER_CRASH_SEED ?? Date.now() % 100000);
   const rand = rng(seed);
   const repo = join(tmp.path, 'repo');
   const copy = join(tmp.path, 'copy');
   const fromEnv = { COFFER_FROM_PASSWORD: 'copy password' };
   expectOk(coffer(['init', '--repo', repo, '--chunk-size', '64K', '--kdf-cost', '1024', '--json']));
-  expectOk(coffer(['init', '--repo', copy, '--chunk-size', '64K', '--kdf-cost', '1024', '--json'], { COFFER_PASSWORD: 'copy password' }));
+  expectOk(
+    coffer(['init', '--repo', copy, '--chunk-size', '64K', '--kdf-cost', '1024', '--json'], {
+      COFFER_PASSWORD: 'copy password',
+    }),
+  );
   const images = new Map<string, string>(); // committed restore point -> image it was taken from
   // committed points, read in-process (a CLI run per check would double the test's time)
   const reader = await Repository.open(new LocalBlobStore(repo), TEST_PASSWORD);
@@ -52,7 +62,7 @@ test(`SIGKILL at >= ${MIN_KILLS} random points of backup, prune and repair: veri
 
   // the repair subject: a VM only backed up once, also into the copy repository (other password, other keys)
   const repDisk = join(tmp.path, 'rep.raw');
-  makeRandomDisk(repDisk, 2048 * KiB, "kill9-rep");
+  makeRandomDisk(repDisk, 2048 * KiB, 'kill9-rep');
   const rep = expectOk(coffer(['backup', '--repo', repo, '--vm', 'rep', repDisk, '--json']));
   images.set(rep.id, repDisk);
   expectOk(coffer(['backup', '--repo', copy, '--vm', 'rep', repDisk, '--json'], { COFFER_PASSWORD: 'copy password' }));
@@ -82,7 +92,10 @@ test(`SIGKILL at >= ${MIN_KILLS} random points of backup, prune and repair: veri
       for (let k = 0; k < 3; k++) mutate(disks[v]!, Math.floor(rand() * 60) * 64 * KiB, 64 * KiB, `s${seed}-${n}-${k}`);
       const image = join(tmp.path, `img-${n++}.raw`);
       copyFileSync(disks[v]!, image);
-      const r = await runAndKill(['backup', '--repo', repo, '--vm', vms[v]!, disks[v]!, '--json', '-q'], 20 + rand() * backupMs);
+      const r = await runAndKill(
+        ['backup', '--repo', repo, '--vm', vms[v]!, disks[v]!, '--json', '-q'],
+        20 + rand() * backupMs,
+      );
       if (r.killed) byOp.backup++;
       else assert.equal(r.code, 0, r.stderr);
       for (const id of await known()) if (!images.has(id)) images.set(id, image);
@@ -105,7 +118,9 @@ test(`SIGKILL at >= ${MIN_KILLS} random points of backup, prune and repair: veri
     kills = byOp.backup + byOp.prune + byOp.repair;
   }
   console.log(`durations undisturbed: backup ${backupMs} ms, prune ${pruneMs} ms`);
-  console.log(`seed ${seed}: ${runs} runs, ${kills} killed (backup ${byOp.backup}, prune ${byOp.prune}, repair ${byOp.repair}); ${images.size} restore points`);
+  console.log(
+    `seed ${seed}: ${runs} runs, ${kills} killed (backup ${byOp.backup}, prune ${byOp.prune}, repair ${byOp.repair}); ${images.size} restore points`,
+  );
   assert.ok(kills >= MIN_KILLS, `only ${kills} runs were killed before they finished`);
   assert.ok(byOp.backup > 0 && byOp.prune > 0 && byOp.repair > 0, JSON.stringify(byOp));
 

@@ -17,7 +17,11 @@ test('restore --format qcow2, vmdk (streamOptimized), vhdx', () => {
     const b = coffer(['backup', '--repo', repo, '--vm', 'vm1', disk, '--json']);
     assert.equal(b.code, 0, b.stderr);
     const id = json(b).id;
-    for (const [format, qemuName] of [['qcow2', 'qcow2'], ['vmdk', 'vmdk'], ['vhdx', 'vhdx']] as const) {
+    for (const [format, qemuName] of [
+      ['qcow2', 'qcow2'],
+      ['vmdk', 'vmdk'],
+      ['vhdx', 'vhdx'],
+    ] as const) {
       const out = join(tmp.path, `out.${format}`);
       const r = coffer(['restore', '--repo', repo, id, '--disk', '0', '--target', out, '--format', format, '--json']);
       assert.equal(r.code, 0, r.stderr);
@@ -27,7 +31,19 @@ test('restore --format qcow2, vmdk (streamOptimized), vhdx', () => {
       const cmp = spawnSync('qemu-img', ['compare', '-F', 'raw', out, disk], { encoding: 'utf8' });
       assert.equal(cmp.status, 0, `${format}: ${cmp.stdout}${cmp.stderr}`);
       // an existing target is refused without --force
-      const again = coffer(['restore', '--repo', repo, id, '--disk', '0', '--target', out, '--format', format, '--json']);
+      const again = coffer([
+        'restore',
+        '--repo',
+        repo,
+        id,
+        '--disk',
+        '0',
+        '--target',
+        out,
+        '--format',
+        format,
+        '--json',
+      ]);
       assert.equal(again.code, 11);
     }
     const vmdkInfo = spawnSync('qemu-img', ['info', '--output=json', join(tmp.path, 'out.vmdk')], { encoding: 'utf8' });
@@ -36,8 +52,16 @@ test('restore --format qcow2, vmdk (streamOptimized), vhdx', () => {
     const back = coffer(['backup', '--repo', repo, '--vm', 'vm2', join(tmp.path, 'out.vmdk'), '--json']);
     assert.equal(back.code, 0, back.stderr);
     assert.equal(json(back).chunksNew, 0);
-    assert.equal(coffer(['restore', '--repo', repo, id, '--disk', '0', '--target', join(tmp.path, 'x.img'), '--format', 'vdi']).code, 2);
-    assert.deepEqual(readdirSync(tmp.path).filter((n) => n.includes('coffer-partial')), [], 'no temporary files left');
+    assert.equal(
+      coffer(['restore', '--repo', repo, id, '--disk', '0', '--target', join(tmp.path, 'x.img'), '--format', 'vdi'])
+        .code,
+      2,
+    );
+    assert.deepEqual(
+      readdirSync(tmp.path).filter((n) => n.includes('coffer-partial')),
+      [],
+      'no temporary files left',
+    );
     assert.ok(!existsSync(join(tmp.path, 'x.img')));
   } finally {
     tmp.cleanup();

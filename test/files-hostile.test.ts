@@ -92,7 +92,9 @@ describe('coffer files on hostile guest disks', () => {
     }
 
     expectOk(coffer(['init', '--repo', repo, '--chunk-size', '64K', '--kdf-cost', '1024', '--json']));
-    id = expectOk(coffer(['backup', '--repo', repo, '--vm', 'hostile', d(0), d(1), d(2), d(3), d(4), d(5), d(6), '--json'])).id;
+    id = expectOk(
+      coffer(['backup', '--repo', repo, '--vm', 'hostile', d(0), d(1), d(2), d(3), d(4), d(5), d(6), '--json']),
+    ).id;
   });
   after(() => tmp.cleanup());
 
@@ -122,15 +124,22 @@ describe('coffer files on hostile guest disks', () => {
     assert.match(failed.get('/nulname\0X').message, /NUL/);
     assert.equal(failed.get('/badinode')?.code, 'FS_CORRUPT');
     assert.equal(doc.failed.length, 3, JSON.stringify(doc.failed));
-    for (const p of ['a/xyz', 'xyz', 'a/b/xyz', 'a/b/out/xyz', '../xyz']) assert.ok(!existsSync(join(tmp.path, p)), `${p} was created`);
+    for (const p of ['a/xyz', 'xyz', 'a/b/xyz', 'a/b/out/xyz', '../xyz'])
+      assert.ok(!existsSync(join(tmp.path, p)), `${p} was created`);
     assert.equal(readlinkSync(join(out, 'abs-link')), '/etc/shadow');
     assert.equal(readlinkSync(join(out, 'dir/up-link')), '../../../../../../tmp/escaped');
     assert.equal(readFileSync(join(out, 'dir/fine.txt'), 'utf8'), 'fine\n');
     assert.ok(!existsSync('/tmp/escaped'));
     // getting a path through a symlink is refused, not followed
     const through = join(tmp.path, 'through');
-    expectError(files(['get', id, '--disk', '0', '--partition', '1', '/abs-link/x', '--target', through, '--json']), 2, 'USAGE');
-    const abs = expectOk(files(['get', id, '--disk', '0', '--partition', '1', '/abs-link', '--target', through, '--json']));
+    expectError(
+      files(['get', id, '--disk', '0', '--partition', '1', '/abs-link/x', '--target', through, '--json']),
+      2,
+      'USAGE',
+    );
+    const abs = expectOk(
+      files(['get', id, '--disk', '0', '--partition', '1', '/abs-link', '--target', through, '--json']),
+    );
     assert.equal(abs.symlinks, 1);
     assert.ok(lstatSync(join(through, 'abs-link')).isSymbolicLink());
   });
@@ -138,7 +147,10 @@ describe('coffer files on hostile guest disks', () => {
   test('a FAT directory cycle fails that directory only', T, () => {
     const out = join(tmp.path, 'fat-out');
     const doc = expectReport(files(['get', id, '--disk', '0', '--partition', '2', '/', '--target', out, '--json']), 7);
-    assert.deepEqual(doc.failed.map((f: any) => [f.path, f.code]), [['/LOOPDIR/INNER', 'FS_CORRUPT']]);
+    assert.deepEqual(
+      doc.failed.map((f: any) => [f.path, f.code]),
+      [['/LOOPDIR/INNER', 'FS_CORRUPT']],
+    );
     assert.match(doc.failed[0].message, /cycle/);
     assert.equal(readFileSync(join(out, 'OK.TXT'), 'utf8'), 'ok\n');
   });
@@ -172,7 +184,11 @@ describe('coffer files on hostile guest disks', () => {
     assert.match(t4.partitions[0].problem, /past the end/);
     e = expectError(files(['ls', id, '--disk', '4', '--partition', '1', '/', '--json']), 16, 'FS_CORRUPT');
     assert.match(e.message, /past the end/);
-    e = expectError(files(['get', id, '--disk', '5', '--partition', '2', '/', '--target', join(tmp.path, 'o5'), '--json']), 16, 'FS_CORRUPT');
+    e = expectError(
+      files(['get', id, '--disk', '5', '--partition', '2', '/', '--target', join(tmp.path, 'o5'), '--json']),
+      16,
+      'FS_CORRUPT',
+    );
     assert.match(e.message, /overlaps/);
     // text mode: the code on stderr, no stack
     const t = files(['ls', id, '--disk', '1']);

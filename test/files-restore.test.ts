@@ -1,9 +1,36 @@
 import assert from 'node:assert/strict';
-import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
-import { chunkFileAt, makeFragmentedExt, LONG_NAME, MANY_FILES, MiB, SLOW_LINK, T_MTIME, UNICODE_NAME, makeFatTree, makeTree, mkExt, mkFat, partitionDisk, partitionsOf, sh, type Tree } from './helpers/fs-images.js';
+import {
+  chunkFileAt,
+  makeFragmentedExt,
+  LONG_NAME,
+  MANY_FILES,
+  MiB,
+  SLOW_LINK,
+  T_MTIME,
+  UNICODE_NAME,
+  makeFatTree,
+  makeTree,
+  mkExt,
+  mkFat,
+  partitionDisk,
+  partitionsOf,
+  sh,
+  type Tree,
+} from './helpers/fs-images.js';
 import { expectError, expectOk, expectReport } from './helpers/more-cli.js';
 
 const T = { timeout: 120_000 };
@@ -25,7 +52,11 @@ describe('coffer files ls/get', () => {
   before(() => {
     extTree = makeTree(join(tmp.path, 'ext-src'), { owners: true });
     fatTree = makeFatTree(join(tmp.path, 'fat-src'));
-    partitionDisk(disk0, 112 * MiB, 'label: dos\nstart=2048, size=48M, type=83\nsize=16M, type=6\nsize=44M, type=5\nstart=135168, size=40M, type=83\n');
+    partitionDisk(
+      disk0,
+      112 * MiB,
+      'label: dos\nstart=2048, size=48M, type=83\nsize=16M, type=6\nsize=44M, type=5\nstart=135168, size=40M, type=83\n',
+    );
     p0 = partitionsOf(disk0);
     mkExt(disk0, 'ext4', extTree.root, p0[0]!.size, p0[0]!.start);
     mkFat(disk0, 16, fatTree.root, p0[1]!.size, p0[1]!.start);
@@ -62,10 +93,24 @@ describe('coffer files ls/get', () => {
   test('ls without a path lists the partitions (MBR with logical partitions, GPT)', T, () => {
     const m = expectOk(files(['ls', id, '--disk', '0', '--json']));
     assert.equal(m.scheme, 'mbr');
-    assert.deepEqual(m.partitions.map((p: any) => [p.number, p.filesystem ?? null, Boolean(p.container)]), [[1, 'ext', false], [2, 'fat', false], [3, null, true], [5, 'ext', false]]);
+    assert.deepEqual(
+      m.partitions.map((p: any) => [p.number, p.filesystem ?? null, Boolean(p.container)]),
+      [
+        [1, 'ext', false],
+        [2, 'fat', false],
+        [3, null, true],
+        [5, 'ext', false],
+      ],
+    );
     const g = expectOk(files(['ls', id, '--disk', '1', '--partitions', '/', '--json']));
     assert.equal(g.scheme, 'gpt');
-    assert.deepEqual(g.partitions.map((p: any) => [p.number, p.name, p.filesystem]), [[1, 'linux', 'ext'], [2, 'efi', 'fat']]);
+    assert.deepEqual(
+      g.partitions.map((p: any) => [p.number, p.name, p.filesystem]),
+      [
+        [1, 'linux', 'ext'],
+        [2, 'efi', 'fat'],
+      ],
+    );
     const text = files(['ls', id, '--disk', '0']);
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stdout, /MBR partition table/);
@@ -79,7 +124,25 @@ describe('coffer files ls/get', () => {
     assert.equal(r.chunksTotal, (112 * MiB) / (64 * 1024));
     assert.ok(r.chunksRead > 0 && r.chunksRead <= 24, `ls read ${r.chunksRead} chunks`);
     const by = new Map<string, any>(r.entries.map((e: any) => [e.name, e]));
-    assert.deepEqual([...by.keys()].sort(), ['big.bin', 'deep', 'empty-dir', 'empty-file', 'escape-link', 'etc', 'hardlink.sh', LONG_NAME, 'lost+found', 'many', 'setuid-bin', 'slow-link', 'sparse.img', UNICODE_NAME].sort());
+    assert.deepEqual(
+      [...by.keys()].sort(),
+      [
+        'big.bin',
+        'deep',
+        'empty-dir',
+        'empty-file',
+        'escape-link',
+        'etc',
+        'hardlink.sh',
+        LONG_NAME,
+        'lost+found',
+        'many',
+        'setuid-bin',
+        'slow-link',
+        'sparse.img',
+        UNICODE_NAME,
+      ].sort(),
+    );
     assert.equal(by.get('big.bin').type, 'file');
     assert.equal(by.get('big.bin').size, 3 * MiB + 123);
     assert.equal(by.get('setuid-bin').mode, 0o4755);
@@ -93,7 +156,20 @@ describe('coffer files ls/get', () => {
     if (asRoot) assert.deepEqual([cfg.uid, cfg.gid], [1234, 5678]);
     const one = expectOk(files(['ls', id, '--disk', '0', '--partition', '1', 'etc/app/config.ini', '--json']));
     assert.equal(one.entry.name, 'config.ini');
-    const small = expectOk(files(['get', id, '--disk', '0', '--partition', '1', 'etc/app/config.ini', '--target', join(tmp.path, 'out-one'), '--json']));
+    const small = expectOk(
+      files([
+        'get',
+        id,
+        '--disk',
+        '0',
+        '--partition',
+        '1',
+        'etc/app/config.ini',
+        '--target',
+        join(tmp.path, 'out-one'),
+        '--json',
+      ]),
+    );
     assert.ok(small.chunksRead <= 24, `one small file read ${small.chunksRead} of ${small.chunksTotal} chunks`);
     assert.equal(one.entries, undefined);
     const text = files(['ls', id, '--disk', '0', '--partition', '1', '/']);
@@ -114,7 +190,11 @@ describe('coffer files ls/get', () => {
       assert.ok(readFileSync(a).equals(readFileSync(e)), `${f}: content differs`);
       const sa = lstatSync(a);
       const se = lstatSync(e);
-      assert.equal(Math.floor(sa.mtimeMs / 1000), opts.fat ? Math.floor(T_MTIME / 2000) * 2 : Math.floor(se.mtimeMs / 1000), `${f}: mtime`);
+      assert.equal(
+        Math.floor(sa.mtimeMs / 1000),
+        opts.fat ? Math.floor(T_MTIME / 2000) * 2 : Math.floor(se.mtimeMs / 1000),
+        `${f}: mtime`,
+      );
       if (!opts.fat) {
         assert.equal(sa.mode & 0o7777, asRoot ? se.mode & 0o7777 : se.mode & 0o1777, `${f}: mode`);
         if (asRoot) assert.deepEqual([sa.uid, sa.gid], [se.uid, se.gid], `${f}: owner`);
@@ -122,36 +202,73 @@ describe('coffer files ls/get', () => {
     }
   }
 
-  test('get / from ext4: every byte, mode, owner, mtime; symlinks recreated (never followed); holes stay holes', T, () => {
-    const out = join(tmp.path, 'out-ext4');
-    const r = expectOk(files(['get', id, '--disk', '0', '--partition', '1', '/', '--target', out, '--json']));
-    assert.equal(r.failed.length, 0);
-    // atimes as the guest has them, checked before anything here reads the copies (readlink and read move atimes)
-    const guest = new Map<string, any>(expectOk(files(['ls', id, '--disk', '0', '--partition', '1', '/', '--json'])).entries.map((e: any) => [e.name, e]));
-    for (const name of ['escape-link', 'empty-dir', 'big.bin']) assert.equal(lstatSync(join(out, name)).atime.toISOString(), guest.get(name).atime, `${name}: atime`);
-    assert.equal(lstatSync(join(out, 'escape-link')).mtime.toISOString(), new Date(T_MTIME).toISOString());
-    assert.equal(r.files + r.hardlinks, extTree.files.length);
-    assert.equal(r.hardlinks, 1);
-    assert.equal(r.symlinks, 3);
-    assert.equal(statSync(join(out, 'hardlink.sh')).ino, statSync(join(out, 'etc/app/run.sh')).ino, 'hard links stay hard links');
-    assert.deepEqual(r.skipped.map((x: any) => [x.path, x.type]), [['/etc/a-fifo', 'fifo']]);
-    assert.ok(!existsSync(join(out, 'etc/a-fifo')));
-    assertTree(out, extTree);
-    assert.equal(readlinkSync(join(out, 'escape-link')), '../../etc/passwd');
-    assert.equal(readlinkSync(join(out, 'slow-link')), SLOW_LINK);
-    assert.equal(readlinkSync(join(out, 'etc/fast-link')), '../setuid-bin');
-    assert.equal(lstatSync(join(out, 'etc/app')).mode & 0o777, 0o750);
-    assert.equal(Math.floor(lstatSync(join(out, 'etc/app')).mtimeMs), T_MTIME);
-    if (asRoot) assert.equal(lstatSync(join(out, 'etc/app')).uid, 1001);
-    const sp = statSync(join(out, 'sparse.img'));
-    assert.equal(sp.size, 12 * MiB);
-    assert.ok(sp.blocks * 512 <= 64 * 1024, `sparse.img occupies ${sp.blocks * 512} bytes: holes were written`);
-    assert.ok(existsSync(join(out, 'empty-dir')) && statSync(join(out, 'empty-dir')).isDirectory());
-  });
+  test(
+    'get / from ext4: every byte, mode, owner, mtime; symlinks recreated (never followed); holes stay holes',
+    T,
+    () => {
+      const out = join(tmp.path, 'out-ext4');
+      const r = expectOk(files(['get', id, '--disk', '0', '--partition', '1', '/', '--target', out, '--json']));
+      assert.equal(r.failed.length, 0);
+      // atimes as the guest has them, checked before anything here reads the copies (readlink and read move atimes)
+      const guest = new Map<string, any>(
+        expectOk(files(['ls', id, '--disk', '0', '--partition', '1', '/', '--json'])).entries.map((e: any) => [
+          e.name,
+          e,
+        ]),
+      );
+      for (const name of ['escape-link', 'empty-dir', 'big.bin'])
+        assert.equal(lstatSync(join(out, name)).atime.toISOString(), guest.get(name).atime, `${name}: atime`);
+      assert.equal(lstatSync(join(out, 'escape-link')).mtime.toISOString(), new Date(T_MTIME).toISOString());
+      assert.equal(r.files + r.hardlinks, extTree.files.length);
+      assert.equal(r.hardlinks, 1);
+      assert.equal(r.symlinks, 3);
+      assert.equal(
+        statSync(join(out, 'hardlink.sh')).ino,
+        statSync(join(out, 'etc/app/run.sh')).ino,
+        'hard links stay hard links',
+      );
+      assert.deepEqual(
+        r.skipped.map((x: any) => [x.path, x.type]),
+        [['/etc/a-fifo', 'fifo']],
+      );
+      assert.ok(!existsSync(join(out, 'etc/a-fifo')));
+      assertTree(out, extTree);
+      assert.equal(readlinkSync(join(out, 'escape-link')), '../../etc/passwd');
+      assert.equal(readlinkSync(join(out, 'slow-link')), SLOW_LINK);
+      assert.equal(readlinkSync(join(out, 'etc/fast-link')), '../setuid-bin');
+      assert.equal(lstatSync(join(out, 'etc/app')).mode & 0o777, 0o750);
+      assert.equal(Math.floor(lstatSync(join(out, 'etc/app')).mtimeMs), T_MTIME);
+      if (asRoot) assert.equal(lstatSync(join(out, 'etc/app')).uid, 1001);
+      const sp = statSync(join(out, 'sparse.img'));
+      assert.equal(sp.size, 12 * MiB);
+      assert.ok(sp.blocks * 512 <= 64 * 1024, `sparse.img occupies ${sp.blocks * 512} bytes: holes were written`);
+      assert.ok(existsSync(join(out, 'empty-dir')) && statSync(join(out, 'empty-dir')).isDirectory());
+    },
+  );
 
   test('get of chosen paths from the FAT16 partition and the logical ext2 (block maps) partition', T, () => {
     const out = join(tmp.path, 'out-mixed');
-    const r = expectOk(files(['get', id, '--disk', '0', '--partition', '2', '/Program Files', 'README.TXT', '/empty', LONG_NAME, UNICODE_NAME, '/big.bin', '/deep', '/many', '--target', out, '--json']));
+    const r = expectOk(
+      files([
+        'get',
+        id,
+        '--disk',
+        '0',
+        '--partition',
+        '2',
+        '/Program Files',
+        'README.TXT',
+        '/empty',
+        LONG_NAME,
+        UNICODE_NAME,
+        '/big.bin',
+        '/deep',
+        '/many',
+        '--target',
+        out,
+        '--json',
+      ]),
+    );
     assert.equal(r.filesystem, 'fat16');
     assert.equal(r.failed.length, 0);
     assertTree(out, fatTree, { fat: true });
@@ -165,74 +282,139 @@ describe('coffer files ls/get', () => {
     const out = join(tmp.path, 'out-gpt');
     expectOk(files(['get', id, '--disk', '1', '--partition', '2', '/', '--target', join(out, 'fat'), '--json']));
     assertTree(join(out, 'fat'), fatTree, { fat: true });
-    const r = expectOk(files(['get', id, '--disk', '1', '--partition', '1', '/etc', '/big.bin', '--target', join(out, 'ext'), '--json']));
+    const r = expectOk(
+      files(['get', id, '--disk', '1', '--partition', '1', '/etc', '/big.bin', '--target', join(out, 'ext'), '--json']),
+    );
     assert.equal(r.filesystem, 'ext3');
     assert.ok(readFileSync(join(out, 'ext/big.bin')).equals(readFileSync(join(extTree.root, 'big.bin'))));
-    assert.ok(readFileSync(join(out, 'ext/etc/app/config.ini')).equals(readFileSync(join(extTree.root, 'etc/app/config.ini'))));
+    assert.ok(
+      readFileSync(join(out, 'ext/etc/app/config.ini')).equals(readFileSync(join(extTree.root, 'etc/app/config.ini'))),
+    );
   });
 
-  test('the target: existing files are kept without --force; a symlink in the target is never written through', T, () => {
-    const out = join(tmp.path, 'out-exists');
-    const victim = join(tmp.path, 'victim');
-    mkdirSync(victim);
-    writeFileSync(join(victim, 'precious'), 'keep me\n');
-    mkdirSync(out);
-    symlinkSync(victim, join(out, 'etc')); // a directory symlink where the guest has /etc
-    symlinkSync(join(victim, 'precious'), join(out, 'setuid-bin')); // a file symlink where the guest has a file
-    writeFileSync(join(out, 'empty-file'), 'existing\n');
-    const r = files(['get', id, '--disk', '0', '--partition', '1', '/etc', '/setuid-bin', '/empty-file', '/big.bin', '--target', out, '--json']);
-    const doc = expectReport(r, 7);
-    assert.deepEqual(doc.failed.map((f: any) => [f.path, f.code]).sort(), [['/empty-file', 'TARGET_EXISTS'], ['/etc', 'TARGET_EXISTS'], ['/setuid-bin', 'TARGET_EXISTS']]);
-    assert.equal(doc.files, 1, 'big.bin was still copied');
-    assert.deepEqual(sh('ls', ['-A', victim]).trim(), 'precious');
-    assert.equal(readFileSync(join(victim, 'precious'), 'utf8'), 'keep me\n');
-    assert.equal(readFileSync(join(out, 'empty-file'), 'utf8'), 'existing\n');
-    // --force replaces files and symlinks (the symlinks themselves, not what they point to)
-    const f = expectOk(files(['get', id, '--disk', '0', '--partition', '1', '/etc', '/setuid-bin', '/empty-file', '--target', out, '--force', '--json']));
-    assert.equal(f.failed.length, 0);
-    assert.ok(lstatSync(join(out, 'etc')).isDirectory() && !lstatSync(join(out, 'etc')).isSymbolicLink());
-    assert.ok(lstatSync(join(out, 'setuid-bin')).isFile());
-    assert.equal(readFileSync(join(victim, 'precious'), 'utf8'), 'keep me\n');
-    assert.deepEqual(sh('ls', ['-A', victim]).trim(), 'precious');
-    assert.equal(readFileSync(join(out, 'empty-file'), 'utf8'), '');
-  });
+  test(
+    'the target: existing files are kept without --force; a symlink in the target is never written through',
+    T,
+    () => {
+      const out = join(tmp.path, 'out-exists');
+      const victim = join(tmp.path, 'victim');
+      mkdirSync(victim);
+      writeFileSync(join(victim, 'precious'), 'keep me\n');
+      mkdirSync(out);
+      symlinkSync(victim, join(out, 'etc')); // a directory symlink where the guest has /etc
+      symlinkSync(join(victim, 'precious'), join(out, 'setuid-bin')); // a file symlink where the guest has a file
+      writeFileSync(join(out, 'empty-file'), 'existing\n');
+      const r = files([
+        'get',
+        id,
+        '--disk',
+        '0',
+        '--partition',
+        '1',
+        '/etc',
+        '/setuid-bin',
+        '/empty-file',
+        '/big.bin',
+        '--target',
+        out,
+        '--json',
+      ]);
+      const doc = expectReport(r, 7);
+      assert.deepEqual(doc.failed.map((f: any) => [f.path, f.code]).sort(), [
+        ['/empty-file', 'TARGET_EXISTS'],
+        ['/etc', 'TARGET_EXISTS'],
+        ['/setuid-bin', 'TARGET_EXISTS'],
+      ]);
+      assert.equal(doc.files, 1, 'big.bin was still copied');
+      assert.deepEqual(sh('ls', ['-A', victim]).trim(), 'precious');
+      assert.equal(readFileSync(join(victim, 'precious'), 'utf8'), 'keep me\n');
+      assert.equal(readFileSync(join(out, 'empty-file'), 'utf8'), 'existing\n');
+      // --force replaces files and symlinks (the symlinks themselves, not what they point to)
+      const f = expectOk(
+        files([
+          'get',
+          id,
+          '--disk',
+          '0',
+          '--partition',
+          '1',
+          '/etc',
+          '/setuid-bin',
+          '/empty-file',
+          '--target',
+          out,
+          '--force',
+          '--json',
+        ]),
+      );
+      assert.equal(f.failed.length, 0);
+      assert.ok(lstatSync(join(out, 'etc')).isDirectory() && !lstatSync(join(out, 'etc')).isSymbolicLink());
+      assert.ok(lstatSync(join(out, 'setuid-bin')).isFile());
+      assert.equal(readFileSync(join(victim, 'precious'), 'utf8'), 'keep me\n');
+      assert.deepEqual(sh('ls', ['-A', victim]).trim(), 'precious');
+      assert.equal(readFileSync(join(out, 'empty-file'), 'utf8'), '');
+    },
+  );
 
-  test('a file whose chunk is missing from the repository fails alone: the rest is copied, exit PARTIAL', T, async () => {
-    // where big.bin's data lies on disk 0: debugfs maps its logical block 256 (1 MiB in) to a physical block
-    const p = p0[0]!;
-    const dev = `${disk0}?offset=${p.start}`;
-    const bmap = Number(sh('debugfs', ['-R', 'bmap /big.bin 256', dev]).trim());
-    const blockBytes = Number(/Block size:\s+(\d+)/.exec(sh('dumpe2fs', ['-h', dev]))![1]);
-    assert.ok(bmap > 0 && blockBytes >= 1024);
-    const chunk = await chunkFileAt(repo, TEST_PASSWORD, id, 0, p.start + bmap * blockBytes);
-    rmSync(chunk);
-    const out = join(tmp.path, 'out-missing');
-    const r = files(['get', id, '--disk', '0', '--partition', '1', '/', '--target', out, '--json']);
-    const doc = expectReport(r, 7);
-    assert.equal(doc.failed.length, 1, JSON.stringify(doc.failed));
-    assert.equal(doc.failed[0].path, '/big.bin');
-    assert.equal(doc.failed[0].code, 'CORRUPT');
-    assert.match(doc.failed[0].message, /chunk [0-9a-f]{64} is missing/);
-    assert.ok(!existsSync(join(out, 'big.bin')), 'no partial file is left');
-    assert.equal(doc.files + doc.hardlinks, extTree.files.length - 1);
-    assert.ok(readFileSync(join(out, 'etc/app/config.ini')).equals(readFileSync(join(extTree.root, 'etc/app/config.ini'))));
-    // text mode: the per-file error on stderr, exit 7
-    const t = files(['get', id, '--disk', '0', '--partition', '1', '/big.bin', '--target', join(tmp.path, 'out-missing2')]);
-    assert.equal(t.code, 7, t.stderr);
-    assert.match(t.stderr, /\/big\.bin: \[CORRUPT\] chunk [0-9a-f]+ is missing/);
-    // the listing still works
-    expectOk(files(['ls', id, '--disk', '0', '--partition', '1', '/', '--json']));
-  });
+  test(
+    'a file whose chunk is missing from the repository fails alone: the rest is copied, exit PARTIAL',
+    T,
+    async () => {
+      // where big.bin's data lies on disk 0: debugfs maps its logical block 256 (1 MiB in) to a physical block
+      const p = p0[0]!;
+      const dev = `${disk0}?offset=${p.start}`;
+      const bmap = Number(sh('debugfs', ['-R', 'bmap /big.bin 256', dev]).trim());
+      const blockBytes = Number(/Block size:\s+(\d+)/.exec(sh('dumpe2fs', ['-h', dev]))![1]);
+      assert.ok(bmap > 0 && blockBytes >= 1024);
+      const chunk = await chunkFileAt(repo, TEST_PASSWORD, id, 0, p.start + bmap * blockBytes);
+      rmSync(chunk);
+      const out = join(tmp.path, 'out-missing');
+      const r = files(['get', id, '--disk', '0', '--partition', '1', '/', '--target', out, '--json']);
+      const doc = expectReport(r, 7);
+      assert.equal(doc.failed.length, 1, JSON.stringify(doc.failed));
+      assert.equal(doc.failed[0].path, '/big.bin');
+      assert.equal(doc.failed[0].code, 'CORRUPT');
+      assert.match(doc.failed[0].message, /chunk [0-9a-f]{64} is missing/);
+      assert.ok(!existsSync(join(out, 'big.bin')), 'no partial file is left');
+      assert.equal(doc.files + doc.hardlinks, extTree.files.length - 1);
+      assert.ok(
+        readFileSync(join(out, 'etc/app/config.ini')).equals(readFileSync(join(extTree.root, 'etc/app/config.ini'))),
+      );
+      // text mode: the per-file error on stderr, exit 7
+      const t = files([
+        'get',
+        id,
+        '--disk',
+        '0',
+        '--partition',
+        '1',
+        '/big.bin',
+        '--target',
+        join(tmp.path, 'out-missing2'),
+      ]);
+      assert.equal(t.code, 7, t.stderr);
+      assert.match(t.stderr, /\/big\.bin: \[CORRUPT\] chunk [0-9a-f]+ is missing/);
+      // the listing still works
+      expectOk(files(['ls', id, '--disk', '0', '--partition', '1', '/', '--json']));
+    },
+  );
 
-  test('an ext4 that needs recovery is read with its journal replayed (a rename committed only in the journal)', T, () => {
-    const r = expectOk(files(['ls', id, '--disk', '2', '/dir', '--json']));
-    assert.equal(r.partition, 0);
-    assert.deepEqual(r.warnings, []);
-    assert.deepEqual(r.entries.map((e: any) => e.name), ['new-name.txt']);
-    const out = join(tmp.path, 'out-journal');
-    expectOk(files(['get', id, '--disk', '2', '/dir/new-name.txt', '--target', out, '--json']));
-    assert.equal(readFileSync(join(out, 'new-name.txt'), 'utf8'), 'journaled\n');
-  });
+  test(
+    'an ext4 that needs recovery is read with its journal replayed (a rename committed only in the journal)',
+    T,
+    () => {
+      const r = expectOk(files(['ls', id, '--disk', '2', '/dir', '--json']));
+      assert.equal(r.partition, 0);
+      assert.deepEqual(r.warnings, []);
+      assert.deepEqual(
+        r.entries.map((e: any) => e.name),
+        ['new-name.txt'],
+      );
+      const out = join(tmp.path, 'out-journal');
+      expectOk(files(['get', id, '--disk', '2', '/dir/new-name.txt', '--target', out, '--json']));
+      assert.equal(readFileSync(join(out, 'new-name.txt'), 'utf8'), 'journaled\n');
+    },
+  );
 
   test('a fragmented file (extent tree of depth 1) comes back byte for byte', T, () => {
     const out = join(tmp.path, 'out-frag');
@@ -241,13 +423,21 @@ describe('coffer files ls/get', () => {
     assert.ok(readFileSync(join(out, 'big')).equals(readFileSync(frag.big)));
   });
 
-  test('bad requests: unknown partition, no --partition on a multi-partition disk, a missing path, .. in a path', T, () => {
-    expectError(files(['ls', id, '--disk', '0', '--partition', '4', '/', '--json']), 9, 'NOT_FOUND');
-    const u = expectError(files(['ls', id, '--disk', '0', '/', '--json']), 2, 'USAGE');
-    assert.match(u.message, /--partition/);
-    expectError(files(['ls', id, '--disk', '0', '--partition', '1', '/no/such/file', '--json']), 9, 'NOT_FOUND');
-    expectError(files(['get', id, '--disk', '0', '--partition', '1', '/etc/../..', '--target', join(tmp.path, 'x'), '--json']), 2, 'USAGE');
-    expectError(files(['ls', id, '--disk', '7', '--json']), 9, 'NOT_FOUND');
-    expectError(files(['ls', id, '--disk', '0', '--partition', '3', '/', '--json']), 2, 'USAGE');
-  });
+  test(
+    'bad requests: unknown partition, no --partition on a multi-partition disk, a missing path, .. in a path',
+    T,
+    () => {
+      expectError(files(['ls', id, '--disk', '0', '--partition', '4', '/', '--json']), 9, 'NOT_FOUND');
+      const u = expectError(files(['ls', id, '--disk', '0', '/', '--json']), 2, 'USAGE');
+      assert.match(u.message, /--partition/);
+      expectError(files(['ls', id, '--disk', '0', '--partition', '1', '/no/such/file', '--json']), 9, 'NOT_FOUND');
+      expectError(
+        files(['get', id, '--disk', '0', '--partition', '1', '/etc/../..', '--target', join(tmp.path, 'x'), '--json']),
+        2,
+        'USAGE',
+      );
+      expectError(files(['ls', id, '--disk', '7', '--json']), 9, 'NOT_FOUND');
+      expectError(files(['ls', id, '--disk', '0', '--partition', '3', '/', '--json']), 2, 'USAGE');
+    },
+  );
 });

@@ -28,7 +28,12 @@ describe('fuzzing the parsers of untrusted input (fixed seeds)', () => {
     test(`${t.name}: seeds parse; ${RUNS} mutations end in a result or a coded error, within budget`, T, async () => {
       const seeds = await t.seeds(work);
       assert.ok(seeds.length > 0);
-      for (const s of seeds) assert.deepEqual(await judge(t, s, work), { kind: 'ok', detail: '' }, `${t.name}: a seed from the real tool must parse`);
+      for (const s of seeds)
+        assert.deepEqual(
+          await judge(t, s, work),
+          { kind: 'ok', detail: '' },
+          `${t.name}: a seed from the real tool must parse`,
+        );
       await fc.assert(
         fc.asyncProperty(mutationArb(seeds.length), async (m) => {
           const v = await judge(t, applyMutation(seeds, m), work);

@@ -23,7 +23,9 @@ const VMS = ['vm-a', 'vm-b', 'vm-c'];
 
 const pattern = (n: number | string): Buffer => stressPattern(n, CS);
 
-test(`backups and garbage collection concurrently for ${ROUNDS} rounds: verify --read-data is clean, restores are bit-exact`, { timeout: 240_000 }, async () => {
+test(`backups and garbage collection concurrently for ${ROUNDS} rounds: verify --read-data is clean, restores are bit-exact`, {
+  timeout: 240_000,
+}, async () => {
   const tmp = tempDir('coffer-gc-stress-');
   const seed = Number(process.env.COFFER_STRESS_SEED ?? Date.now() % 100000);
   const rand = rng(seed);
@@ -71,7 +73,9 @@ test(`backups and garbage collection concurrently for ${ROUNDS} rounds: verify -
       const deleted = pruneReports.reduce((a, p) => a + p.chunksDeleted, 0);
       const deferred = pruneReports.reduce((a, p) => a + p.deferred.length, 0);
       const rescued = pruneReports.reduce((a, p) => a + p.rescued, 0);
-      console.log(`seed ${seed}: ${backupsDone} backups, ${pruneReports.length} prunes (${pruneReports.map((p) => p.durationMs).join(" ")} ms), ${deleted} chunks deleted, ${deferred} generations deferred, ${rescued} kept as rescued by a sweep, ${gcRescued} rescues by backups`);
+      console.log(
+        `seed ${seed}: ${backupsDone} backups, ${pruneReports.length} prunes (${pruneReports.map((p) => p.durationMs).join(' ')} ms), ${deleted} chunks deleted, ${deferred} generations deferred, ${rescued} kept as rescued by a sweep, ${gcRescued} rescues by backups`,
+      );
       assert.equal(backupsDone, VMS.length * ROUNDS);
       assert.ok(deleted > 0, 'garbage collection deleted something');
       assert.ok(pruneReports.length > VMS.length, 'prune ran many times during the backups');
@@ -85,7 +89,10 @@ test(`backups and garbage collection concurrently for ${ROUNDS} rounds: verify -
         const sink = new PassThrough();
         sink.on('data', (c: Buffer) => parts.push(c));
         await restoreDisk(repo, pool, { pointId: p.id, disk: 0, target: { kind: 'stream', stream: sink } });
-        assert.ok(Buffer.concat(parts).equals(contents.get(p.id)!), `seed ${seed}: restore point ${p.id} restores bit-exact`);
+        assert.ok(
+          Buffer.concat(parts).equals(contents.get(p.id)!),
+          `seed ${seed}: restore point ${p.id} restores bit-exact`,
+        );
       }
       assert.equal(report.chunksUnreferenced, 0, 'no garbage left after the final prunes');
     } finally {

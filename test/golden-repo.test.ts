@@ -27,7 +27,10 @@ test('golden repository v1: lists, restores bit-exact and verifies', async () =>
     assert.equal(repo.config.formatVersion, 1);
     assert.equal(repo.chunkSizeBytes, 65536);
     const points = await repo.listPoints();
-    assert.deepEqual(points.map((p) => [p.id, p.vm.name, p.parent]), golden.points.map((p) => [p.id, p.vm, p.parent]));
+    assert.deepEqual(
+      points.map((p) => [p.id, p.vm.name, p.parent]),
+      golden.points.map((p) => [p.id, p.vm, p.parent]),
+    );
     const pool = new CodecPool(repo.codecParams, 1);
     try {
       for (const gp of golden.points) {
@@ -52,7 +55,10 @@ test('golden repository v1: lists, restores bit-exact and verifies', async () =>
     }
     const cli = coffer(['list', '--repo', repoDir, '--json'], { COFFER_PASSWORD: golden.password });
     assert.equal(cli.code, 0, cli.stderr);
-    assert.deepEqual(json<{ id: string }[]>(cli).map((p) => p.id), golden.points.map((p) => p.id));
+    assert.deepEqual(
+      json<{ id: string }[]>(cli).map((p) => p.id),
+      golden.points.map((p) => p.id),
+    );
   } finally {
     tmp.cleanup();
   }

@@ -5,7 +5,15 @@ import assert from 'node:assert/strict';
 import { rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { coffer, tempDir } from './helpers/cli.js';
-import { assertSameBytes, blobFiles, expectError, expectOk, expectReport, flipByte, makeRandomDisk } from './helpers/more-cli.js';
+import {
+  assertSameBytes,
+  blobFiles,
+  expectError,
+  expectOk,
+  expectReport,
+  flipByte,
+  makeRandomDisk,
+} from './helpers/more-cli.js';
 import { mutate } from './helpers/disks.js';
 
 const KiB = 1024;
@@ -35,16 +43,32 @@ describe('coffer forget / hold / prune', () => {
   });
 
   test('hold add / list / remove; forget --dry-run shows what would go and which rule keeps the rest', () => {
-    const h = expectOk(coffer(['hold', 'add', ids[0]!.slice(0, 8), '--repo', repo, '--reason', 'legal case 17', '--json']));
+    const h = expectOk(
+      coffer(['hold', 'add', ids[0]!.slice(0, 8), '--repo', repo, '--reason', 'legal case 17', '--json']),
+    );
     assert.equal(h.pointId, ids[0]);
-    const expired = expectOk(coffer(['hold', 'add', ids[1]!, '--repo', repo, '--until', '2001-01-01T00:00:00Z', '--json']));
+    const expired = expectOk(
+      coffer(['hold', 'add', ids[1]!, '--repo', repo, '--until', '2001-01-01T00:00:00Z', '--json']),
+    );
     assert.equal(expired.until, '2001-01-01T00:00:00.000Z');
     expectError(coffer(['hold', 'add', ids[1]!, '--repo', repo, '--until', 'tomorrow', '--json']), 2, 'USAGE');
     const list = expectOk(coffer(['hold', 'list', '--repo', repo, '--json']));
-    assert.deepEqual(list.map((x: any) => [x.pointId, x.active]).sort(), [[ids[0], true], [ids[1], false]].sort());
+    assert.deepEqual(
+      list.map((x: any) => [x.pointId, x.active]).sort(),
+      [
+        [ids[0], true],
+        [ids[1], false],
+      ].sort(),
+    );
     const dry = expectOk(coffer(['forget', '--repo', repo, '--vm', 'vm1', '--keep-last', '1', '--dry-run', '--json']));
     assert.equal(dry.dryRun, true);
-    assert.deepEqual(dry.kept.map((k: any) => [k.id, k.reasons]).sort(), [[ids[3], ['last']], [ids[0], ['hold']]].sort());
+    assert.deepEqual(
+      dry.kept.map((k: any) => [k.id, k.reasons]).sort(),
+      [
+        [ids[3], ['last']],
+        [ids[0], ['hold']],
+      ].sort(),
+    );
     assert.deepEqual(dry.removed.map((r: any) => r.id).sort(), [ids[1], ids[2]].sort());
     assert.equal(expectOk(coffer(['list', '--repo', repo, '--json'])).length, 5, 'a dry run removes nothing');
     const text = coffer(['forget', '--repo', repo, '--vm', 'vm1', '--keep-last', '1', '--dry-run']);
@@ -66,7 +90,10 @@ describe('coffer forget / hold / prune', () => {
     expectOk(coffer(['hold', 'remove', ids[0]!, '--repo', repo, '--json']));
     expectError(coffer(['hold', 'remove', ids[0]!, '--repo', repo, '--json']), 9, 'NOT_FOUND');
     const r2 = expectOk(coffer(['forget', '--repo', repo, '--keep-last', '1', '--json']));
-    assert.deepEqual(r2.removed.map((x: any) => x.id), [ids[0]]);
+    assert.deepEqual(
+      r2.removed.map((x: any) => x.id),
+      [ids[0]],
+    );
     const p = expectOk(coffer(['prune', '--repo', repo, '--json']));
     assert.ok(p.chunksDeleted > 0);
     assert.deepEqual(p.deferred, []);
@@ -100,9 +127,15 @@ describe('coffer repair --from a copy repository with another password; heal on 
     makeRandomDisk(disk, 1024 * KiB + 77, 'repair');
     expectOk(coffer(['init', '--repo', repo, '--chunk-size', '64K', '--kdf-cost', '1024', '--json']));
     // the copy: its own repository, password, keys and a different chunk size
-    expectOk(coffer(['init', '--repo', copy, '--chunk-size', '128K', '--kdf-cost', '1024', '--json'], { COFFER_PASSWORD: 'another password' }));
+    expectOk(
+      coffer(['init', '--repo', copy, '--chunk-size', '128K', '--kdf-cost', '1024', '--json'], {
+        COFFER_PASSWORD: 'another password',
+      }),
+    );
     points.push({ id: expectOk(coffer(['backup', '--repo', repo, '--vm', 'vm1', disk, '--json'])).id, image: disk1 });
-    expectOk(coffer(['backup', '--repo', copy, '--vm', 'vm1', disk, '--json'], { COFFER_PASSWORD: 'another password' }));
+    expectOk(
+      coffer(['backup', '--repo', copy, '--vm', 'vm1', disk, '--json'], { COFFER_PASSWORD: 'another password' }),
+    );
     rmSync(disk1, { force: true });
     expectOk(coffer(['restore', points[0]!.id, '--repo', repo, '--disk', '0', '--target', disk1, '--json']));
   });
@@ -117,7 +150,11 @@ describe('coffer repair --from a copy repository with another password; heal on 
     assert.equal(bad.ok, false);
     assert.deepEqual(bad.failedPoints, [points[0]!.id]);
     // wrong password for the copy: a clear error
-    expectError(coffer(['repair', '--repo', repo, '--from', copy, '--json'], { COFFER_FROM_PASSWORD: 'nope' }), 5, 'WRONG_KEY');
+    expectError(
+      coffer(['repair', '--repo', repo, '--from', copy, '--json'], { COFFER_FROM_PASSWORD: 'nope' }),
+      5,
+      'WRONG_KEY',
+    );
     const r = expectOk(coffer(['repair', '--repo', repo, '--from', copy, '--json'], fromEnv));
     assert.equal(r.unrepaired.length, 0, JSON.stringify(r));
     const ok = expectOk(coffer(['verify', '--repo', repo, '--read-data', '--json']));
@@ -163,6 +200,9 @@ describe('coffer repair --from a copy repository with another password; heal on 
     assert.match(run.stderr, /previous restore point [0-9a-f]{32} failed verification/);
     const v = expectReport(coffer(['verify', '--repo', repo, '--read-data', '--json']), 6);
     // only the deliberately unrepaired chunk of the previous test remains
-    assert.ok(v.problems.every((p: any) => p.kind === 'chunk-missing'), JSON.stringify(v.problems));
+    assert.ok(
+      v.problems.every((p: any) => p.kind === 'chunk-missing'),
+      JSON.stringify(v.problems),
+    );
   });
 });

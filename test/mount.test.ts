@@ -77,7 +77,11 @@ describe('coffer mount (instant recovery over NBD)', () => {
       assert.equal(copy.code, 0, copy.stderr);
       assert.ok(readFileSync(out).equals(readFileSync(disk)));
       const w = sh('qemu-io', ['-f', 'raw', '-c', 'write -P 0xab 0 4k', m.ready.uri]);
-      assert.notEqual(w.code === 0 && !/failed|error/i.test(w.stdout + w.stderr), true, 'a read-only export refuses writes');
+      assert.notEqual(
+        w.code === 0 && !/failed|error/i.test(w.stdout + w.stderr),
+        true,
+        'a read-only export refuses writes',
+      );
     } finally {
       const r = await m.stop();
       assert.equal(r.code, 0, `mount exits 0 on SIGTERM: ${r.stderr}`);
@@ -87,7 +91,18 @@ describe('coffer mount (instant recovery over NBD)', () => {
   test('writable: writes land in the overlay, reads see them, the repository is untouched', async () => {
     const port = await freePort();
     const overlay = join(tmp.path, 'overlay.raw');
-    const m = await mount(['--repo', repo, id, '--disk', '0', '--nbd', `127.0.0.1:${port}`, '--writable', '--overlay', overlay]);
+    const m = await mount([
+      '--repo',
+      repo,
+      id,
+      '--disk',
+      '0',
+      '--nbd',
+      `127.0.0.1:${port}`,
+      '--writable',
+      '--overlay',
+      overlay,
+    ]);
     try {
       assert.equal(m.ready.writable, true);
       const io = (c: string) => sh('qemu-io', ['-f', 'raw', '-c', c, m.ready.uri]);

@@ -42,7 +42,12 @@ describe('NBD faults', () => {
   });
 
   /** Every backup here uses its own VM name: a failed one must leave no restore point of that VM. */
-  const assertNoNewPoint = (vm: string) => assert.deepEqual(json(coffer(['list', '--repo', repo, '--vm', vm, '--json'])), [], 'a failed backup left a restore point');
+  const assertNoNewPoint = (vm: string) =>
+    assert.deepEqual(
+      json(coffer(['list', '--repo', repo, '--vm', vm, '--json'])),
+      [],
+      'a failed backup left a restore point',
+    );
 
   /** nbdkit on 127.0.0.1:port (helpers/servers.ts), stopped by pid after the tests. */
   const startNbdkit = async (port: number, plugin: string, args: string[], filters: string[] = []): Promise<Daemon> => {
@@ -55,7 +60,11 @@ describe('NBD faults', () => {
    * Runs `coffer backup` asynchronously (the fake server lives in this process, so the CLI must not block the event
    * loop) and kills it by pid if it outlives limitMs. Returns the result, whether it was killed, and the elapsed time.
    */
-  const backup = async (source: string, extra: string[] = [], limitMs = 25_000): Promise<CliResult & { ms: number; killed: boolean; vm: string }> => {
+  const backup = async (
+    source: string,
+    extra: string[] = [],
+    limitMs = 25_000,
+  ): Promise<CliResult & { ms: number; killed: boolean; vm: string }> => {
     const started = Date.now();
     const vm = `nbd-fault-${vms++}`;
     const { child, done } = cofferAsync(['backup', '--repo', repo, '--vm', vm, source, '--json', ...extra]);
@@ -72,10 +81,17 @@ describe('NBD faults', () => {
   const expectFailure = async (source: string, message: RegExp, opts: { extra?: string[]; maxMs?: number } = {}) => {
     // a run that outlives its bound is killed 2 s after it (keeps this file short when the bound is violated)
     const r = await backup(source, opts.extra ?? [], opts.maxMs !== undefined ? opts.maxMs + 2_000 : 25_000);
-    assert.ok(!r.killed, `coffer backup did not finish within its bound (killed after ${r.ms} ms)\nstderr: ${r.stderr}`);
+    assert.ok(
+      !r.killed,
+      `coffer backup did not finish within its bound (killed after ${r.ms} ms)\nstderr: ${r.stderr}`,
+    );
     const err = expectError(r, 8, 'SOURCE_UNREADABLE');
     assert.match(err.message, message);
-    if (opts.maxMs !== undefined) assert.ok(r.ms < opts.maxMs, `took ${r.ms} ms (bound ${opts.maxMs} ms): ${err.message}\n${r.stderr.split('\n').filter((l) => /reconnecting/.test(l)).length} reconnect warnings`);
+    if (opts.maxMs !== undefined)
+      assert.ok(
+        r.ms < opts.maxMs,
+        `took ${r.ms} ms (bound ${opts.maxMs} ms): ${err.message}\n${r.stderr.split('\n').filter((l) => /reconnecting/.test(l)).length} reconnect warnings`,
+      );
     assertNoNewPoint(r.vm);
     return { r, err };
   };
@@ -90,7 +106,7 @@ describe('NBD faults', () => {
 
   test('nbdkit error filter (EIO on every read): exit 8 naming EIO', T, async () => {
     const port = await freePort();
-    const d = await (startNbdkit(port, 'pattern', ['size=16M', 'error=EIO', 'error-pread-rate=100%'], ['error']));
+    const d = await startNbdkit(port, 'pattern', ['size=16M', 'error=EIO', 'error-pread-rate=100%'], ['error']);
     try {
       await expectFailure(`nbd://127.0.0.1:${port}/`, /EIO/, { maxMs: 10_000 });
     } finally {
@@ -100,7 +116,7 @@ describe('NBD faults', () => {
 
   test('nbdkit error filter (EIO on every request, block status included): exit 8 naming EIO', T, async () => {
     const port = await freePort();
-    const d = await (startNbdkit(port, 'memory', ['size=64M', 'error=EIO', 'error-rate=100%'], ['error']));
+    const d = await startNbdkit(port, 'memory', ['size=64M', 'error=EIO', 'error-rate=100%'], ['error']);
     try {
       await expectFailure(`nbd://127.0.0.1:${port}/`, /EIO/, { maxMs: 10_000 });
     } finally {
@@ -111,9 +127,12 @@ describe('NBD faults', () => {
   test('nbdkit delay filter (10 s per read) with --timeout 1: a timeout error in bounded time', T, async () => {
     // bound: 4 attempts x 1 s timeout + 0.2 + 0.4 + 0.8 s backoff + 3 handshakes = ~5.5 s; allow for a slow machine
     const port = await freePort();
-    const d = await (startNbdkit(port, 'pattern', ['size=4M', 'delay-read=10'], ['delay']));
+    const d = await startNbdkit(port, 'pattern', ['size=4M', 'delay-read=10'], ['delay']);
     try {
-      const { r } = await expectFailure(`nbd://127.0.0.1:${port}/`, /no reply within 1000 ms|timed out/, { extra: ['--timeout', '1'], maxMs: 10_000 });
+      const { r } = await expectFailure(`nbd://127.0.0.1:${port}/`, /no reply within 1000 ms|timed out/, {
+        extra: ['--timeout', '1'],
+        maxMs: 10_000,
+      });
       assert.ok(r.ms >= 1000, `failed after ${r.ms} ms, before the timeout could expire`);
     } finally {
       await d.stop();
@@ -122,7 +141,7 @@ describe('NBD faults', () => {
 
   test('server killed mid-backup: exit 8, no restore point', T, async () => {
     const port = await freePort();
-    const d = await (startNbdkit(port, 'pattern', ['size=1G', 'delay-read=50ms'], ['delay']));
+    const d = await startNbdkit(port, 'pattern', ['size=1G', 'delay-read=50ms'], ['delay']);
     const running = backup(`nbd://127.0.0.1:${port}/`, [], 25_000);
     await new Promise((res) => setTimeout(res, 1000));
     process.kill(d.pid, 'SIGKILL');
@@ -134,38 +153,45 @@ describe('NBD faults', () => {
     assertNoNewPoint(r.vm);
   });
 
-  test('server restarted on the same port within 0.3 s: the backup succeeds through the reconnect, bit-exact', T, async () => {
-    const SIZE = 256 * MiB;
-    const port = await freePort();
-    const d1 = await (startNbdkit(port, 'pattern', [`size=${SIZE}`, 'delay-read=50ms'], ['delay']));
-    const running = backup(`nbd://127.0.0.1:${port}/`, [], 25_000);
-    await new Promise((res) => setTimeout(res, 1000));
-    process.kill(d1.pid, 'SIGKILL');
-    await d1.stop();
-    await new Promise((res) => setTimeout(res, 300));
-    const d2 = await (startNbdkit(port, 'pattern', [`size=${SIZE}`, 'delay-read=50ms'], ['delay']));
-    let r: Awaited<typeof running>;
-    try {
-      r = await running;
-    } finally {
-      await d2.stop();
-    }
-    assert.ok(!r.killed, `coffer backup hung (killed after ${r.ms} ms)`);
-    const res = expectOk(r);
-    assert.match(r.stderr, /reconnecting/, 'the backup went through a reconnect');
-    const out = join(tmp.path, 'restored-pattern.raw');
-    expectOk(coffer(['restore', '--repo', repo, res.id, '--disk', '0', '--target', out, '--json']));
-    const fd = openSync(out, 'r');
-    try {
-      const buf = Buffer.alloc(16 * MiB);
-      for (let off = 0; off < SIZE; off += buf.length) {
-        assert.equal(readSync(fd, buf, 0, buf.length, off), buf.length);
-        assert.ok(buf.equals(patternBytes(off, buf.length)), `restored bytes differ from the export in [${off}, +16 MiB)`);
+  test(
+    'server restarted on the same port within 0.3 s: the backup succeeds through the reconnect, bit-exact',
+    T,
+    async () => {
+      const SIZE = 256 * MiB;
+      const port = await freePort();
+      const d1 = await startNbdkit(port, 'pattern', [`size=${SIZE}`, 'delay-read=50ms'], ['delay']);
+      const running = backup(`nbd://127.0.0.1:${port}/`, [], 25_000);
+      await new Promise((res) => setTimeout(res, 1000));
+      process.kill(d1.pid, 'SIGKILL');
+      await d1.stop();
+      await new Promise((res) => setTimeout(res, 300));
+      const d2 = await startNbdkit(port, 'pattern', [`size=${SIZE}`, 'delay-read=50ms'], ['delay']);
+      let r: Awaited<typeof running>;
+      try {
+        r = await running;
+      } finally {
+        await d2.stop();
       }
-    } finally {
-      closeSync(fd);
-    }
-  });
+      assert.ok(!r.killed, `coffer backup hung (killed after ${r.ms} ms)`);
+      const res = expectOk(r);
+      assert.match(r.stderr, /reconnecting/, 'the backup went through a reconnect');
+      const out = join(tmp.path, 'restored-pattern.raw');
+      expectOk(coffer(['restore', '--repo', repo, res.id, '--disk', '0', '--target', out, '--json']));
+      const fd = openSync(out, 'r');
+      try {
+        const buf = Buffer.alloc(16 * MiB);
+        for (let off = 0; off < SIZE; off += buf.length) {
+          assert.equal(readSync(fd, buf, 0, buf.length, off), buf.length);
+          assert.ok(
+            buf.equals(patternBytes(off, buf.length)),
+            `restored bytes differ from the export in [${off}, +16 MiB)`,
+          );
+        }
+      } finally {
+        closeSync(fd);
+      }
+    },
+  );
 
   test('connecting to a closed port: exit 8 "connection refused"', T, async () => {
     const port = await freePort();
@@ -177,7 +203,25 @@ describe('NBD faults', () => {
     run('qemu-img', ['create', '-q', '-f', 'raw', img, '8M']);
     const port = await freePort();
     const pidFile = join(tmp.path, `qemu-nbd-named-${port}.pid`);
-    const q = spawnSync('qemu-nbd', ['-r', '-t', '--fork', `--pid-file=${pidFile}`, '-b', '127.0.0.1', '-p', String(port), '-f', 'raw', '-x', 'disk0', img], { encoding: 'utf8', timeout: 30_000 });
+    const q = spawnSync(
+      'qemu-nbd',
+      [
+        '-r',
+        '-t',
+        '--fork',
+        `--pid-file=${pidFile}`,
+        '-b',
+        '127.0.0.1',
+        '-p',
+        String(port),
+        '-f',
+        'raw',
+        '-x',
+        'disk0',
+        img,
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
     assert.equal(q.status, 0, q.stderr);
     const pid = Number(run('cat', [pidFile]).trim());
     const d = track({
@@ -248,7 +292,9 @@ describe('NBD faults', () => {
   test('wrong greeting magic', T, async () => {
     const g = Buffer.alloc(18);
     g.write('HTTP/1.1 400 Bad R', 'latin1');
-    await withFake({ greeting: g }, (s) => expectFailure(s.uri, /not an NBD server \(bad greeting magic\)/, { maxMs: 10_000 }).then(() => undefined));
+    await withFake({ greeting: g }, (s) =>
+      expectFailure(s.uri, /not an NBD server \(bad greeting magic\)/, { maxMs: 10_000 }).then(() => undefined),
+    );
   });
 
   test('old-style handshake', T, async () => {
@@ -260,54 +306,71 @@ describe('NBD faults', () => {
   });
 
   test('bad option reply magic', T, async () => {
-    await withFake(
-      { optionReply: (_o, r) => (r.writeBigUInt64BE(0x1122334455667788n, 0), r) },
-      (s) => expectFailure(s.uri, /bad option reply magic/, { maxMs: 10_000 }).then(() => undefined),
+    await withFake({ optionReply: (_o, r) => (r.writeBigUInt64BE(0x1122334455667788n, 0), r) }, (s) =>
+      expectFailure(s.uri, /bad option reply magic/, { maxMs: 10_000 }).then(() => undefined),
     );
   });
 
   test('a huge option reply length (2^31)', T, async () => {
-    await withFake(
-      { optionReply: (_o, r) => (r.writeUInt32BE(2 ** 31, 16), r) },
-      (s) => expectFailure(s.uri, /option reply of 2147483648 bytes/, { maxMs: 10_000 }).then(() => undefined),
+    await withFake({ optionReply: (_o, r) => (r.writeUInt32BE(2 ** 31, 16), r) }, (s) =>
+      expectFailure(s.uri, /option reply of 2147483648 bytes/, { maxMs: 10_000 }).then(() => undefined),
     );
   });
 
   test('an export size of 2^63', T, async () => {
-    await withFake({ size: 2n ** 63n }, (s) => expectFailure(s.uri, /absurd export size/, { maxMs: 10_000 }).then(() => undefined));
+    await withFake({ size: 2n ** 63n }, (s) =>
+      expectFailure(s.uri, /absurd export size/, { maxMs: 10_000 }).then(() => undefined),
+    );
   });
 
   test('a read reply with the wrong magic', T, async () => {
     await withFake(
-      { onRead: (req, c) => c.chunk(REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, req.cookie, Buffer.alloc(8 + req.length), { magic: 0xdeadbeef }) },
+      {
+        onRead: (req, c) =>
+          c.chunk(REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, req.cookie, Buffer.alloc(8 + req.length), {
+            magic: 0xdeadbeef,
+          }),
+      },
       (s) => expectFailure(s.uri, /bad reply magic 0xdeadbeef/, { maxMs: 10_000 }).then(() => undefined),
     );
   });
 
   test('a reply for an unknown cookie', T, async () => {
     await withFake(
-      { onRead: (req, c) => c.chunk(REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, req.cookie + 1000n, offsetData(req.offset, req.length)) },
+      {
+        onRead: (req, c) =>
+          c.chunk(REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, req.cookie + 1000n, offsetData(req.offset, req.length)),
+      },
       (s) => expectFailure(s.uri, /unknown cookie/, { maxMs: 10_000 }).then(() => undefined),
     );
   });
 
   test('an OFFSET_DATA chunk outside the requested range', T, async () => {
     await withFake(
-      { onRead: (req, c) => c.chunk(REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, req.cookie, offsetData(req.offset + req.length, 4096)) },
+      {
+        onRead: (req, c) =>
+          c.chunk(REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, req.cookie, offsetData(req.offset + req.length, 4096)),
+      },
       (s) => expectFailure(s.uri, /outside the request/, { maxMs: 10_000 }).then(() => undefined),
     );
   });
 
   test('an oversized OFFSET_DATA chunk (longer than the request)', T, async () => {
     await withFake(
-      { onRead: (req, c) => c.chunk(REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, req.cookie, offsetData(req.offset, req.length + 65536)) },
+      {
+        onRead: (req, c) =>
+          c.chunk(REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, req.cookie, offsetData(req.offset, req.length + 65536)),
+      },
       (s) => expectFailure(s.uri, /exceeds the request|outside the request/, { maxMs: 10_000 }).then(() => undefined),
     );
   });
 
   test('a short read (fewer bytes than requested, then DONE)', T, async () => {
     await withFake(
-      { onRead: (req, c) => c.chunk(REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, req.cookie, offsetData(req.offset, req.length / 2)) },
+      {
+        onRead: (req, c) =>
+          c.chunk(REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, req.cookie, offsetData(req.offset, req.length / 2)),
+      },
       (s) => expectFailure(s.uri, /answered with \d+ bytes/, { maxMs: 10_000 }).then(() => undefined),
     );
   });
@@ -369,7 +432,6 @@ describe('NBD faults', () => {
       },
     );
   });
-
 });
 
 function offsetData(offset: number, length: number): Buffer {

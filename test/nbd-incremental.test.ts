@@ -19,7 +19,17 @@ describe('NBD sources and forever-incremental backups (qemu-nbd, nbdkit)', () =>
   before(() => {
     assert.equal(coffer(['init', '--repo', repo, '--chunk-size', '1M']).code, 0);
     run('qemu-img', ['create', '-q', '-f', 'qcow2', img, '64M']);
-    run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x11 0 5M', '-c', 'write -P 0x22 20M 3M', '-c', 'write -P 0x33 63M 1M', img]);
+    run('qemu-io', [
+      '-f',
+      'qcow2',
+      '-c',
+      'write -P 0x11 0 5M',
+      '-c',
+      'write -P 0x22 20M 3M',
+      '-c',
+      'write -P 0x33 63M 1M',
+      img,
+    ]);
   });
   after(async () => {
     for (const d of daemons) await d.stop();
@@ -53,7 +63,9 @@ describe('NBD sources and forever-incremental backups (qemu-nbd, nbdkit)', () =>
 
   let fullId = '';
   test('full backup over nbd:// skips unallocated ranges (base:allocation)', async () => {
-    const r = await withQemuNbd(undefined, (port) => coffer(['backup', '--repo', repo, '--vm', 'kvm1', `nbd://127.0.0.1:${port}/`, '--json']));
+    const r = await withQemuNbd(undefined, (port) =>
+      coffer(['backup', '--repo', repo, '--vm', 'kvm1', `nbd://127.0.0.1:${port}/`, '--json']),
+    );
     assert.equal(r.code, 0, r.stderr);
     const res = json(r);
     assert.equal(res.mode, 'full');
@@ -69,7 +81,16 @@ describe('NBD sources and forever-incremental backups (qemu-nbd, nbdkit)', () =>
     const [r, v] = await withQemuNbd('b0', (port) => [
       coffer(['backup', '--repo', repo, '--vm', 'kvm1', `nbd://127.0.0.1:${port}/?bitmap=b0`, '--json']),
       // --verify-cbt reads everything and finds no drift when the bitmap is right
-      coffer(['backup', '--repo', repo, '--vm', 'kvm1', `nbd://127.0.0.1:${port}/?bitmap=b0`, '--verify-cbt', '--json']),
+      coffer([
+        'backup',
+        '--repo',
+        repo,
+        '--vm',
+        'kvm1',
+        `nbd://127.0.0.1:${port}/?bitmap=b0`,
+        '--verify-cbt',
+        '--json',
+      ]),
     ]);
     assert.equal(r.code, 0, r.stderr);
     const res = json(r);
@@ -97,7 +118,16 @@ describe('NBD sources and forever-incremental backups (qemu-nbd, nbdkit)', () =>
     run('qemu-img', ['bitmap', '--enable', img, 'b0']);
     const [plain, checked] = await withQemuNbd('b0', (port) => [
       coffer(['backup', '--repo', repo, '--vm', 'kvm1', `nbd://127.0.0.1:${port}/?bitmap=b0`, '--json']),
-      coffer(['backup', '--repo', repo, '--vm', 'kvm1', `nbd://127.0.0.1:${port}/?bitmap=b0`, '--verify-cbt', '--json']),
+      coffer([
+        'backup',
+        '--repo',
+        repo,
+        '--vm',
+        'kvm1',
+        `nbd://127.0.0.1:${port}/?bitmap=b0`,
+        '--verify-cbt',
+        '--json',
+      ]),
     ]);
     assert.equal(plain.code, 0, plain.stderr);
     assert.equal(checked.code, 0, checked.stderr);
@@ -108,7 +138,9 @@ describe('NBD sources and forever-incremental backups (qemu-nbd, nbdkit)', () =>
   });
 
   test('a VM whose previous point is missing falls back to a full read and says so', async () => {
-    const r = await withQemuNbd('b0', (port) => coffer(['backup', '--repo', repo, '--vm', 'fresh-vm', `nbd://127.0.0.1:${port}/?bitmap=b0`, '--json']));
+    const r = await withQemuNbd('b0', (port) =>
+      coffer(['backup', '--repo', repo, '--vm', 'fresh-vm', `nbd://127.0.0.1:${port}/?bitmap=b0`, '--json']),
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.equal(json(r).mode, 'full');
     assert.match(json(r).disks[0].fallbackReason, /no previous restore point/);
@@ -118,7 +150,11 @@ describe('NBD sources and forever-incremental backups (qemu-nbd, nbdkit)', () =>
   test('qcow2, VHDX and VHD image files are read through a private qemu-nbd', async () => {
     const raw = join(tmp.path, 'v-img.raw');
     run('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', img, raw]);
-    for (const [fmt, ext, extra] of [['qcow2', 'qcow2', []], ['vhdx', 'vhdx', []], ['vpc', 'vhd', ['-o', 'force_size=on']]] as const) {
+    for (const [fmt, ext, extra] of [
+      ['qcow2', 'qcow2', []],
+      ['vhdx', 'vhdx', []],
+      ['vpc', 'vhd', ['-o', 'force_size=on']],
+    ] as const) {
       const file = join(tmp.path, `conv.${ext}`);
       run('qemu-img', ['convert', '-f', 'raw', '-O', fmt, ...extra, raw, file]);
       const r = coffer(['backup', '--repo', repo, '--vm', `img-${ext}`, `file://${file}`, '--json']);

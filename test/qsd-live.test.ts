@@ -35,13 +35,23 @@ test('qemu-storage-daemon: full, guest writes through the export, incremental fr
   run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x5a 0 4M', '-c', 'write -P 0x6b 16M 2M', img]);
   run('qemu-img', ['bitmap', '--add', img, 'b0']);
   const port = await freePort();
-  const qsd = spawnSync('qemu-storage-daemon', [
-    '--blockdev', `driver=file,node-name=file0,filename=${img}`,
-    '--blockdev', 'driver=qcow2,node-name=disk0,file=file0',
-    '--nbd-server', `addr.type=inet,addr.host=127.0.0.1,addr.port=${port}`,
-    '--export', 'type=nbd,id=exp0,node-name=disk0,name=disk0,writable=on,bitmaps.0=b0',
-    '--pidfile', pidFile, '--daemonize',
-  ], { encoding: 'utf8', timeout: 30_000 });
+  const qsd = spawnSync(
+    'qemu-storage-daemon',
+    [
+      '--blockdev',
+      `driver=file,node-name=file0,filename=${img}`,
+      '--blockdev',
+      'driver=qcow2,node-name=disk0,file=file0',
+      '--nbd-server',
+      `addr.type=inet,addr.host=127.0.0.1,addr.port=${port}`,
+      '--export',
+      'type=nbd,id=exp0,node-name=disk0,name=disk0,writable=on,bitmaps.0=b0',
+      '--pidfile',
+      pidFile,
+      '--daemonize',
+    ],
+    { encoding: 'utf8', timeout: 30_000 },
+  );
   assert.equal(qsd.status, 0, qsd.stderr);
   const uri = `nbd://127.0.0.1:${port}/disk0`;
   const repo = join(tmp.path, 'repo');

@@ -25,7 +25,8 @@ const bucket = () => `b${randomBytes(6).toString('hex')}`;
 
 async function drop(store: S3BlobStore, name: string): Promise<void> {
   const listed = await store.client.send(new ListObjectsV2Command({ Bucket: name }));
-  for (const o of listed.Contents ?? []) await store.client.send(new DeleteObjectCommand({ Bucket: name, Key: o.Key! }));
+  for (const o of listed.Contents ?? [])
+    await store.client.send(new DeleteObjectCommand({ Bucket: name, Key: o.Key! }));
   await store.client.send(new DeleteBucketCommand({ Bucket: name }));
 }
 
@@ -33,17 +34,25 @@ const GAP = 's3rver ignores If-None-Match: * (TESTBED.md); in ?put=head mode a c
 
 // s3rver overwrites despite If-None-Match: *, so the suite runs in the HEAD-before-PUT mode; the concurrent
 // put-if-absent test cannot pass on it in any mode and is skipped as an emulator gap.
-blobStoreSuite('s3 (s3rver, put=head)', async () => {
-  const b = bucket();
-  const store = await openS3Store(`s3://${b}?put=head`, s3.env, { create: true });
-  return { store, cleanup: () => drop(store, b) };
-}, { emulatorGaps: { 'concurrent puts of one name: exactly one creates': GAP } });
+blobStoreSuite(
+  's3 (s3rver, put=head)',
+  async () => {
+    const b = bucket();
+    const store = await openS3Store(`s3://${b}?put=head`, s3.env, { create: true });
+    return { store, cleanup: () => drop(store, b) };
+  },
+  { emulatorGaps: { 'concurrent puts of one name: exactly one creates': GAP } },
+);
 
-blobStoreSuite('s3 (s3rver, put=head) under a prefix', async () => {
-  const b = bucket();
-  const store = await openS3Store(`s3://${b}/a/prefix?put=head`, s3.env, { create: true });
-  return { store, cleanup: () => drop(store, b) };
-}, { emulatorGaps: { 'concurrent puts of one name: exactly one creates': GAP } });
+blobStoreSuite(
+  's3 (s3rver, put=head) under a prefix',
+  async () => {
+    const b = bucket();
+    const store = await openS3Store(`s3://${b}/a/prefix?put=head`, s3.env, { create: true });
+    return { store, cleanup: () => drop(store, b) };
+  },
+  { emulatorGaps: { 'concurrent puts of one name: exactly one creates': GAP } },
+);
 
 const is = (code: string) => (e: unknown) => e instanceof CofferError && e.code === code;
 
@@ -51,11 +60,14 @@ test('s3: the default put sends If-None-Match: * (s3rver ignores it: it overwrit
   const b = bucket();
   const store = await openS3Store(`s3://${b}`, s3.env, { create: true });
   let sawHeader = false;
-  store.client.middlewareStack.add((next) => async (args) => {
-    const req = args.request as { headers?: Record<string, string> };
-    if (req.headers?.['if-none-match'] === '*') sawHeader = true;
-    return next(args);
-  }, { step: 'finalizeRequest' });
+  store.client.middlewareStack.add(
+    (next) => async (args) => {
+      const req = args.request as { headers?: Record<string, string> };
+      if (req.headers?.['if-none-match'] === '*') sawHeader = true;
+      return next(args);
+    },
+    { step: 'finalizeRequest' },
+  );
   await store.put('x' as BlobName, Buffer.from('first'));
   assert.ok(sawHeader);
   await drop(store, b);
@@ -75,7 +87,9 @@ test('s3: a missing bucket is REPO_NOT_FOUND', async () => {
 });
 
 test('s3: a server that is down is TRANSIENT; bad URLs are USAGE', async () => {
-  const s = await openS3Store(`s3://${bucket()}?endpoint=${encodeURIComponent('http://127.0.0.1:9')}`, s3.env, { create: false });
+  const s = await openS3Store(`s3://${bucket()}?endpoint=${encodeURIComponent('http://127.0.0.1:9')}`, s3.env, {
+    create: false,
+  });
   await assert.rejects(s.get('config' as BlobName), is('TRANSIENT'));
   for (const bad of ['s3://B', 's3://u:p@bucket', 's3://bucket?put=maybe', 's3://bucket/a//b']) {
     await assert.rejects(openS3Store(bad, s3.env, { create: false }), is('USAGE'), bad);

@@ -12,7 +12,9 @@ import { api, makeToken, startServer, type RunningServer } from './helpers/coffe
 const ARTIFACTS = resolve('test-artifacts/console');
 const CHROMIUM = '/usr/bin/chromium';
 
-describe('web console in headless Chromium', { skip: existsSync(CHROMIUM) ? false : 'chromium is not installed (scripts/setup.sh)' }, () => {
+describe('web console in headless Chromium', {
+  skip: existsSync(CHROMIUM) ? false : 'chromium is not installed (scripts/setup.sh)',
+}, () => {
   const tmp = tempDir('coffer-console-');
   const dir = tmp.path;
   const dataDir = join(dir, 'data');
@@ -42,16 +44,34 @@ describe('web console in headless Chromium', { skip: existsSync(CHROMIUM) ? fals
     server = await startServer({
       dir,
       dataDir,
-      config: { repositories: [{ name: 'main', location: repo, passwordFile: join(dir, 'pw') }], inventory: [{ name: 'web01', disks: [disk, extDisk] }, { name: 'db01', disks: [disk] }] },
+      config: {
+        repositories: [{ name: 'main', location: repo, passwordFile: join(dir, 'pw') }],
+        inventory: [
+          { name: 'web01', disks: [disk, extDisk] },
+          { name: 'db01', disks: [disk] },
+        ],
+      },
     });
     const admin = makeToken(dataDir, 'admin');
-    const p = await api(server.url, 'POST', '/api/v1/policies', { token: admin, body: { name: 'web', repository: 'main', vms: [{ pattern: 'web*' }], rpoHours: 12, schedule: '0 3 * * *' } });
+    const p = await api(server.url, 'POST', '/api/v1/policies', {
+      token: admin,
+      body: { name: 'web', repository: 'main', vms: [{ pattern: 'web*' }], rpoHours: 12, schedule: '0 3 * * *' },
+    });
     assert.equal(p.status, 201, p.text);
-    const u = coffer(['user', 'add', '--data', dataDir, '--name', 'olivia', '--role', 'operator'], { COFFER_USER_PASSWORD: 'operator-password' });
+    const u = coffer(['user', 'add', '--data', dataDir, '--name', 'olivia', '--role', 'operator'], {
+      COFFER_USER_PASSWORD: 'operator-password',
+    });
     assert.equal(u.code, 0, u.stderr);
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
@@ -74,14 +94,14 @@ describe('web console in headless Chromium', { skip: existsSync(CHROMIUM) ? fals
     await page.fill('#username', 'olivia');
     await page.click('#login-user button[type=submit]');
     await page.waitForSelector('.error');
-    assert.match(await page.textContent('.error') ?? '', /UNAUTHENTICATED/);
+    assert.match((await page.textContent('.error')) ?? '', /UNAUTHENTICATED/);
     await page.fill('#password', 'operator-password');
     await page.click('#login-user button[type=submit]');
     await page.waitForSelector('#vm-table tr[data-vm="web01"]');
-    assert.match(await page.textContent('#who') ?? '', /user:olivia \(operator\)/);
+    assert.match((await page.textContent('#who')) ?? '', /user:olivia \(operator\)/);
     const row = await page.textContent('#vm-table tr[data-vm="web01"]');
     assert.match(row ?? '', /web/);
-    assert.match(await page.textContent('#vm-table tr[data-vm="db01"]') ?? '', /unprotected/);
+    assert.match((await page.textContent('#vm-table tr[data-vm="db01"]')) ?? '', /unprotected/);
     assert.ok(await page.$('#trend-chart'));
     await page.screenshot({ path: join(ARTIFACTS, '01-dashboard.png'), fullPage: true });
   });
@@ -96,7 +116,7 @@ describe('web console in headless Chromium', { skip: existsSync(CHROMIUM) ? fals
     await page.screenshot({ path: join(ARTIFACTS, '02-job.png'), fullPage: true });
     await page.goto(server.url + '/#/dashboard');
     await page.waitForSelector('#vm-table tr[data-vm="web01"] td.last-result.ok');
-    assert.match(await page.textContent('#vm-table tr[data-vm="web01"] td.rpo') ?? '', /compliant \(12 h\)/);
+    assert.match((await page.textContent('#vm-table tr[data-vm="web01"] td.rpo')) ?? '', /compliant \(12 h\)/);
     await page.screenshot({ path: join(ARTIFACTS, '03-dashboard-after-backup.png'), fullPage: true });
   });
 
@@ -105,7 +125,7 @@ describe('web console in headless Chromium', { skip: existsSync(CHROMIUM) ? fals
     await page.waitForSelector('#points-table tbody tr');
     const rows = await page.$$('#points-table tbody tr');
     assert.equal(rows.length, 1);
-    assert.match(await rows[0]!.textContent() ?? '', /web01.*main.*full.*disk 0: 2\.0 MiB/s);
+    assert.match((await rows[0]!.textContent()) ?? '', /web01.*main.*full.*disk 0: 2\.0 MiB/s);
     await page.screenshot({ path: join(ARTIFACTS, '04-restore-points.png'), fullPage: true });
     await page.click('#points-table button.restore');
     await page.fill('#target', 'from-console.raw');
@@ -120,20 +140,26 @@ describe('web console in headless Chromium', { skip: existsSync(CHROMIUM) ? fals
     await page.waitForSelector('#points-table tbody tr');
     await page.click('#points-table a.browse[data-disk="1"]');
     await page.waitForSelector('#partitions-table tbody tr[data-partition="1"]');
-    assert.match(await page.textContent('#partitions-table tbody tr[data-partition="1"]') ?? '', /partition 1.*10\.0 MiB.*0x83.*ext/s);
+    assert.match(
+      (await page.textContent('#partitions-table tbody tr[data-partition="1"]')) ?? '',
+      /partition 1.*10\.0 MiB.*0x83.*ext/s,
+    );
     await page.click('#partitions-table a.open-partition');
     await page.waitForSelector('#files-table tr[data-name="etc"]');
     // the hostile name is shown as text; no element was made from it and no script ran
     const names = await page.$$eval('#files-table tbody tr', (rows) => rows.map((r) => r.getAttribute('data-name')));
     assert.ok(names.includes(HOSTILE), JSON.stringify(names));
-    assert.match(await page.textContent('#files-table') ?? '', /<img src=x onerror=alert\(1\)>\.txt/);
+    assert.match((await page.textContent('#files-table')) ?? '', /<img src=x onerror=alert\(1\)>\.txt/);
     assert.equal(await page.$('#files-table img'), null);
     await page.click('#files-table tr[data-name="etc"] a.open-dir');
     await page.waitForSelector('#files-table tr[data-name="hostname"]');
-    assert.match(await page.textContent('#breadcrumbs') ?? '', /disk 1 › partition 1 \/ › etc/);
-    assert.match(await page.textContent('#files-table tr[data-name="hostname"]') ?? '', /hostname-rw-r--r--14 B/);
+    assert.match((await page.textContent('#breadcrumbs')) ?? '', /disk 1 › partition 1 \/ › etc/);
+    assert.match((await page.textContent('#files-table tr[data-name="hostname"]')) ?? '', /hostname-rw-r--r--14 B/);
     await page.screenshot({ path: join(ARTIFACTS, '05b-files.png'), fullPage: true });
-    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#files-table tr[data-name="hostname"] button.download')]);
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.click('#files-table tr[data-name="hostname"] button.download'),
+    ]);
     assert.equal(download.suggestedFilename(), 'hostname');
     assert.equal(readFileSync((await download.path())!, 'utf8'), 'web01.example\n');
     await page.click('#breadcrumbs a:nth-of-type(2)');
@@ -145,14 +171,17 @@ describe('web console in headless Chromium', { skip: existsSync(CHROMIUM) ? fals
   it('shows repositories and policies, and accepts an API token instead of a password', async () => {
     await page.goto(server.url + '/#/repositories');
     await page.waitForSelector('#repos-table tbody tr');
-    assert.match(await page.textContent('#repos-table tbody tr') ?? '', /main.*1/);
+    assert.match((await page.textContent('#repos-table tbody tr')) ?? '', /main.*1/);
     // an operator starts a prune (garbage collection) of the repository and follows it
     await page.click('#repos-table tr[data-repo="main"] button.prune');
     await page.waitForSelector('#job-status.ok', { timeout: 60_000 });
-    assert.match(await page.textContent('#job-log') ?? '', /prune: \d+ restore points, \d+ chunks referenced; deleted \d+ chunks/);
+    assert.match(
+      (await page.textContent('#job-log')) ?? '',
+      /prune: \d+ restore points, \d+ chunks referenced; deleted \d+ chunks/,
+    );
     await page.goto(server.url + '/#/policies');
     await page.waitForSelector('#policies-table tbody tr');
-    assert.match(await page.textContent('#policies-table tbody tr') ?? '', /web.*web01.*0 3 \* \* \*/);
+    assert.match((await page.textContent('#policies-table tbody tr')) ?? '', /web.*web01.*0 3 \* \* \*/);
     await page.screenshot({ path: join(ARTIFACTS, '06-policies.png'), fullPage: true });
     await page.click('#logout');
     await page.waitForSelector('#login-token');
@@ -170,6 +199,9 @@ describe('web console in headless Chromium', { skip: existsSync(CHROMIUM) ? fals
     await page.click('#files-table tr[data-name="etc"] a.open-dir');
     await page.waitForSelector('#files-table tr[data-name="hostname"]');
     assert.equal(await page.$('#files-table button.download'), null, 'a viewer gets no download button');
-    assert.deepEqual(consoleErrors.filter((e) => !/401/.test(e)), []);
+    assert.deepEqual(
+      consoleErrors.filter((e) => !/401/.test(e)),
+      [],
+    );
   });
 });

@@ -1,5 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync, closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
+import {
+  mkdirSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+  closeSync,
+  ftruncateSync,
+  openSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
@@ -68,9 +77,17 @@ describe('coffer server: browsing and downloading files of a restore point', () 
     assert.equal(b.code, 0, b.stderr);
     id = JSON.parse(b.stdout).id;
     writeFileSync(join(dir, 'repo.pw'), TEST_PASSWORD + '\n');
-    server = await startServer({ dir, dataDir, config: { repositories: [{ name: 'main', location: repo, passwordFile: join(dir, 'repo.pw') }] } });
+    server = await startServer({
+      dir,
+      dataDir,
+      config: { repositories: [{ name: 'main', location: repo, passwordFile: join(dir, 'repo.pw') }] },
+    });
     for (const role of ROLES) tokens[role] = makeToken(dataDir, role);
-    await until('the catalog has the restore point', async () => (await api(server.url, 'GET', '/api/v1/restore-points', { token: tokens.viewer })).body?.items?.length === 1);
+    await until(
+      'the catalog has the restore point',
+      async () =>
+        (await api(server.url, 'GET', '/api/v1/restore-points', { token: tokens.viewer })).body?.items?.length === 1,
+    );
   });
 
   after(async () => {
@@ -79,7 +96,9 @@ describe('coffer server: browsing and downloading files of a restore point', () 
   });
 
   const download = (token: string | undefined, query: string, disk = 0) =>
-    fetch(`${server.url}${base()}/${disk}/files/content?${query}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+    fetch(`${server.url}${base()}/${disk}/files/content?${query}`, {
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+    });
 
   it('lists the partitions of a disk with the filesystem on each', async () => {
     const r = await api(server.url, 'GET', `${base()}/0/files`, { token: tokens.viewer });
@@ -88,7 +107,14 @@ describe('coffer server: browsing and downloading files of a restore point', () 
     assert.equal(r.body.scheme, 'mbr');
     assert.equal(r.body.repository, 'main');
     assert.equal(r.body.sizeBytes, 48 * MiB);
-    assert.deepEqual(r.body.items.map((p: any) => [p.number, p.filesystem, p.type]), [[1, 'ext', '0x83'], [2, 'fat', '0x06'], [3, 'bitlocker', '0x07']]);
+    assert.deepEqual(
+      r.body.items.map((p: any) => [p.number, p.filesystem, p.type]),
+      [
+        [1, 'ext', '0x83'],
+        [2, 'fat', '0x06'],
+        [3, 'bitlocker', '0x07'],
+      ],
+    );
   });
 
   it('lists directories sorted by name with sizes, modes, mtimes; hostile names only JSON-encoded', async () => {
@@ -98,7 +124,17 @@ describe('coffer server: browsing and downloading files of a restore point', () 
     assert.equal(r.body.kind, 'directory');
     assert.equal(r.body.filesystem, 'ext4');
     const names = r.body.items.map((e: any) => e.name);
-    assert.deepEqual(names, [HOSTILE, 'big.bin', 'escape-link', 'etc', 'holes.img', 'huge.img', 'lost+found', 'many', 'sparse.img']);
+    assert.deepEqual(names, [
+      HOSTILE,
+      'big.bin',
+      'escape-link',
+      'etc',
+      'holes.img',
+      'huge.img',
+      'lost+found',
+      'many',
+      'sparse.img',
+    ]);
     assert.equal(r.body.total, 9);
     assert.equal(r.body.nextCursor, null);
     const big = r.body.items.find((e: any) => e.name === 'big.bin');
@@ -108,13 +144,23 @@ describe('coffer server: browsing and downloading files of a restore point', () 
     // the escape character travels as \u001b, the name comes back exactly as stored
     assert.ok(r.text.includes('\\u001b[31m'), 'control characters are JSON-escaped');
     assert.ok(!r.text.includes('\u001b'));
-    const one = await api(server.url, 'GET', `${base()}/0/files?partition=1&path=${encodeURIComponent('/etc/hostname')}`, { token: tokens.viewer });
+    const one = await api(
+      server.url,
+      'GET',
+      `${base()}/0/files?partition=1&path=${encodeURIComponent('/etc/hostname')}`,
+      { token: tokens.viewer },
+    );
     assert.equal(one.body.kind, 'entry');
     assert.deepEqual([one.body.entry.name, one.body.entry.size], ['hostname', 13]);
     assert.deepEqual(one.body.items, []);
-    const fat = await api(server.url, 'GET', `${base()}/0/files?partition=2&path=/Program%20Files`, { token: tokens.viewer });
+    const fat = await api(server.url, 'GET', `${base()}/0/files?partition=2&path=/Program%20Files`, {
+      token: tokens.viewer,
+    });
     assert.equal(fat.body.filesystem, 'fat16');
-    assert.deepEqual(fat.body.items.map((e: any) => [e.name, e.size]), [['settings.json', 13]]);
+    assert.deepEqual(
+      fat.body.items.map((e: any) => [e.name, e.size]),
+      [['settings.json', 13]],
+    );
   });
 
   it('paginates a large directory with limit and cursor (at most 500 entries a page)', async () => {
@@ -122,7 +168,12 @@ describe('coffer server: browsing and downloading files of a restore point', () 
     let cursor: string | null = '';
     let pages = 0;
     while (cursor !== null) {
-      const r: any = await api(server.url, 'GET', `${base()}/0/files?partition=1&path=/many&limit=50${cursor ? `&cursor=${cursor}` : ''}`, { token: tokens.viewer });
+      const r: any = await api(
+        server.url,
+        'GET',
+        `${base()}/0/files?partition=1&path=/many&limit=50${cursor ? `&cursor=${cursor}` : ''}`,
+        { token: tokens.viewer },
+      );
       assert.equal(r.status, 200, r.text);
       assert.ok(r.body.items.length <= 50);
       assert.equal(r.body.total, 120);
@@ -131,11 +182,21 @@ describe('coffer server: browsing and downloading files of a restore point', () 
       pages++;
     }
     assert.equal(pages, 3);
-    assert.deepEqual(seen, Array.from({ length: 120 }, (_, i) => `f${String(i).padStart(3, '0')}.txt`));
-    const tooMany = await api(server.url, 'GET', `${base()}/0/files?partition=1&path=/many&limit=501`, { token: tokens.viewer });
+    assert.deepEqual(
+      seen,
+      Array.from({ length: 120 }, (_, i) => `f${String(i).padStart(3, '0')}.txt`),
+    );
+    const tooMany = await api(server.url, 'GET', `${base()}/0/files?partition=1&path=/many&limit=501`, {
+      token: tokens.viewer,
+    });
     assert.equal(tooMany.status, 400);
     assert.match(tooMany.body.error.message, /query\.limit/);
-    const forged = await api(server.url, 'GET', `${base()}/0/files?partition=1&path=/many&cursor=${Buffer.from('["x"]').toString('base64url')}`, { token: tokens.viewer });
+    const forged = await api(
+      server.url,
+      'GET',
+      `${base()}/0/files?partition=1&path=/many&cursor=${Buffer.from('["x"]').toString('base64url')}`,
+      { token: tokens.viewer },
+    );
     assert.equal(forged.status, 400);
   });
 
@@ -150,7 +211,10 @@ describe('coffer server: browsing and downloading files of a restore point', () 
     const big = await download(tokens.operator, 'partition=1&path=/big.bin');
     assert.ok(Buffer.from(await big.arrayBuffer()).equals(readFileSync(join(src, 'big.bin'))), 'big.bin differs');
     const sparse = await download(tokens.admin, 'partition=1&path=sparse.img');
-    assert.ok(Buffer.from(await sparse.arrayBuffer()).equals(readFileSync(join(src, 'sparse.img'))), 'sparse.img differs');
+    assert.ok(
+      Buffer.from(await sparse.arrayBuffer()).equals(readFileSync(join(src, 'sparse.img'))),
+      'sparse.img differs',
+    );
     const fat = await download(tokens.admin, 'partition=2&path=/BIG.BIN');
     assert.ok(Buffer.from(await fat.arrayBuffer()).equals(readFileSync(join(fsrc, 'BIG.BIN'))), 'FAT BIG.BIN differs');
     const hostile = await download(tokens.admin, `partition=1&path=${encodeURIComponent('/' + HOSTILE)}`);
@@ -169,28 +233,57 @@ describe('coffer server: browsing and downloading files of a restore point', () 
       await d.arrayBuffer();
       got[role] = [l.status, d.status];
     }
-    assert.deepEqual(got, { admin: [200, 200], operator: [200, 200], 'restore-operator': [200, 200], viewer: [200, 403] });
+    assert.deepEqual(got, {
+      admin: [200, 200],
+      operator: [200, 200],
+      'restore-operator': [200, 200],
+      viewer: [200, 403],
+    });
     const denied = await download(tokens.viewer, 'partition=1&path=/etc/hostname');
     assert.equal(((await denied.json()) as any).error.code, 'FORBIDDEN');
     assert.equal((await download(undefined, 'partition=1&path=/etc/hostname')).status, 401);
-    const a = await api(server.url, 'GET', `/api/v1/audit?limit=500&action=${encodeURIComponent('GET /api/v1/restore-points/:id/disks/:disk/files/content')}`, { token: tokens.admin });
+    const a = await api(
+      server.url,
+      'GET',
+      `/api/v1/audit?limit=500&action=${encodeURIComponent('GET /api/v1/restore-points/:id/disks/:disk/files/content')}`,
+      { token: tokens.admin },
+    );
     assert.equal(a.status, 200);
     const ok = a.body.items.filter((e: any) => e.status === 200 && e.details.path === '/etc/hostname');
     assert.ok(ok.length >= 4, `downloads audited: ${JSON.stringify(a.body.items)}`);
     const byRestoreOp = ok.find((e: any) => e.actor.startsWith('token:restore-operator'));
     assert.ok(byRestoreOp);
-    assert.deepEqual([byRestoreOp.details.bytes, byRestoreOp.details.complete, byRestoreOp.details.pointId, byRestoreOp.details.repository], [13, true, id, 'main']);
+    assert.deepEqual(
+      [
+        byRestoreOp.details.bytes,
+        byRestoreOp.details.complete,
+        byRestoreOp.details.pointId,
+        byRestoreOp.details.repository,
+      ],
+      [13, true, id, 'main'],
+    );
     assert.equal(byRestoreOp.remote, '127.0.0.1');
-    assert.ok(a.body.items.some((e: any) => e.status === 403 && e.actor.startsWith('token:viewer')), 'refused downloads are audited');
+    assert.ok(
+      a.body.items.some((e: any) => e.status === 403 && e.actor.startsWith('token:viewer')),
+      'refused downloads are audited',
+    );
     assert.ok(a.body.items.some((e: any) => e.status === 401 && e.actor === 'anonymous'));
     // listing is not audited (reads are not), downloads are
-    const lists = await api(server.url, 'GET', `/api/v1/audit?limit=5&action=${encodeURIComponent('GET /api/v1/restore-points/:id/disks/:disk/files')}`, { token: tokens.admin });
+    const lists = await api(
+      server.url,
+      'GET',
+      `/api/v1/audit?limit=5&action=${encodeURIComponent('GET /api/v1/restore-points/:id/disks/:disk/files')}`,
+      { token: tokens.admin },
+    );
     assert.deepEqual(lists.body.items, []);
   });
 
   it('audits a download the client abandons half-way as incomplete and releases the disk', async () => {
     const ac = new AbortController();
-    const r = await fetch(`${server.url}${base()}/0/files/content?partition=1&path=/holes.img`, { headers: { authorization: `Bearer ${tokens.admin}` }, signal: ac.signal });
+    const r = await fetch(`${server.url}${base()}/0/files/content?partition=1&path=/holes.img`, {
+      headers: { authorization: `Bearer ${tokens.admin}` },
+      signal: ac.signal,
+    });
     assert.equal(r.status, 200);
     const reader = r.body!.getReader();
     await reader.read();
@@ -198,7 +291,9 @@ describe('coffer server: browsing and downloading files of a restore point', () 
     await reader.cancel().catch(() => undefined);
     const action = encodeURIComponent('GET /api/v1/restore-points/:id/disks/:disk/files/content');
     const rec = await until('the abandoned download in the audit log', async () =>
-      (await api(server.url, 'GET', `/api/v1/audit?limit=50&action=${action}`, { token: tokens.admin })).body.items.find((e: any) => e.details.path === '/holes.img' && e.details.complete === false),
+      (
+        await api(server.url, 'GET', `/api/v1/audit?limit=50&action=${action}`, { token: tokens.admin })
+      ).body.items.find((e: any) => e.details.path === '/holes.img' && e.details.complete === false),
     );
     assert.ok(rec.details.bytes < 20 * MiB, `sent ${rec.details.bytes}`);
     assert.equal(rec.details.error, 'CANCELLED');
@@ -219,7 +314,9 @@ describe('coffer server: browsing and downloading files of a restore point', () 
     assert.equal(ntfs.status, 422);
     assert.equal(ntfs.body.error.code, 'FS_UNSUPPORTED');
     assert.match(ntfs.body.error.message, /BitLocker/);
-    const missing = await api(server.url, 'GET', `${base()}/0/files?partition=1&path=/etc/nope`, { token: tokens.viewer });
+    const missing = await api(server.url, 'GET', `${base()}/0/files?partition=1&path=/etc/nope`, {
+      token: tokens.viewer,
+    });
     assert.equal(missing.status, 404);
     assert.equal(missing.body.error.code, 'NOT_FOUND');
     const dirGet = await download(tokens.admin, 'partition=1&path=/etc');
@@ -234,7 +331,11 @@ describe('coffer server: browsing and downloading files of a restore point', () 
     const action = encodeURIComponent('GET /api/v1/restore-points/:id/disks/:disk/files/content');
     const audited = await api(server.url, 'GET', `/api/v1/audit?limit=100&action=${action}`, { token: tokens.admin });
     const brokenRecords = audited.body.items.filter((e: any) => e.details.path === '/BROKEN.TXT');
-    assert.deepEqual(brokenRecords.map((e: any) => e.status), [422], 'the failed download is audited once, with its status');
+    assert.deepEqual(
+      brokenRecords.map((e: any) => e.status),
+      [422],
+      'the failed download is audited once, with its status',
+    );
     const huge = await download(tokens.admin, 'partition=1&path=/huge.img');
     assert.equal(huge.status, 422);
     const hugeErr = ((await huge.json()) as any).error;
@@ -246,7 +347,9 @@ describe('coffer server: browsing and downloading files of a restore point', () 
     assert.equal(up.status, 400);
     const noDisk = await api(server.url, 'GET', `${base()}/7/files`, { token: tokens.viewer });
     assert.equal(noDisk.status, 404);
-    const noPoint = await api(server.url, 'GET', `/api/v1/restore-points/${'f'.repeat(32)}/disks/0/files`, { token: tokens.viewer });
+    const noPoint = await api(server.url, 'GET', `/api/v1/restore-points/${'f'.repeat(32)}/disks/0/files`, {
+      token: tokens.viewer,
+    });
     assert.equal(noPoint.status, 404);
     const noPartition = await api(server.url, 'GET', `${base()}/0/files?partition=9&path=/`, { token: tokens.viewer });
     assert.equal(noPartition.status, 404, noPartition.text);
@@ -262,7 +365,15 @@ describe('coffer server: browsing and downloading files of a restore point', () 
     const get = o.body.paths['/api/v1/restore-points/{id}/disks/{disk}/files/content'].get;
     assert.equal(list['x-coffer-permission'], 'read');
     assert.equal(get['x-coffer-permission'], 'restore');
-    assert.deepEqual(list.parameters.map((p: any) => p.name).sort(), ['cursor', 'disk', 'id', 'limit', 'partition', 'path', 'repository']);
+    assert.deepEqual(list.parameters.map((p: any) => p.name).sort(), [
+      'cursor',
+      'disk',
+      'id',
+      'limit',
+      'partition',
+      'path',
+      'repository',
+    ]);
     assert.ok(get.parameters.find((p: any) => p.name === 'path').required);
     assert.match(get.responses['200'].description, /octet-stream/);
   });

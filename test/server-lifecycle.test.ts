@@ -41,9 +41,18 @@ describe('coffer server: config validation, restart mid-job, schedules, TLS', ()
 
   it('refuses an invalid config file with the path of the bad field', () => {
     const cases: [unknown, RegExp][] = [
-      [{ repositories: [{ name: 'main', location: repo }] }, /repositories\[0\]: exactly one of passwordFile and passwordEnv is required/],
-      [{ repositories: [{ name: 'main', location: repo, passwordEnv: 'X' }], limits: { perRepository: 0 } }, /limits\.perRepository: /],
-      [{ inventory: [{ name: 'a', disks: ['x'] }], notifications: { webhooks: [{ url: 'ftp://x/' }] } }, /notifications\.webhooks\[0\]\.url: /],
+      [
+        { repositories: [{ name: 'main', location: repo }] },
+        /repositories\[0\]: exactly one of passwordFile and passwordEnv is required/,
+      ],
+      [
+        { repositories: [{ name: 'main', location: repo, passwordEnv: 'X' }], limits: { perRepository: 0 } },
+        /limits\.perRepository: /,
+      ],
+      [
+        { inventory: [{ name: 'a', disks: ['x'] }], notifications: { webhooks: [{ url: 'ftp://x/' }] } },
+        /notifications\.webhooks\[0\]\.url: /,
+      ],
       [{ repositorys: [] }, /repositorys/],
       ['{ not json', /is not valid JSON/],
     ];
@@ -70,13 +79,26 @@ describe('coffer server: config validation, restart mid-job, schedules, TLS', ()
     const env = { TEST_REPO_PASSWORD: TEST_PASSWORD };
     server = await startServer({ dir, dataDir, config: config(), env });
     const admin = makeToken(dataDir, 'admin');
-    const p = await api(server.url, 'POST', '/api/v1/policies', { token: admin, body: { name: 'all', repository: 'main', vms: [{ name: 'fast' }, { name: 'slow' }] } });
+    const p = await api(server.url, 'POST', '/api/v1/policies', {
+      token: admin,
+      body: { name: 'all', repository: 'main', vms: [{ name: 'fast' }, { name: 'slow' }] },
+    });
     assert.equal(p.status, 201, p.text);
-    const first = await api(server.url, 'POST', '/api/v1/jobs', { token: admin, body: { kind: 'backup', policy: 'all', vm: 'fast' } });
+    const first = await api(server.url, 'POST', '/api/v1/jobs', {
+      token: admin,
+      body: { kind: 'backup', policy: 'all', vm: 'fast' },
+    });
     assert.equal((await waitJob(server.url, admin, first.body.items[0].id)).status, 'succeeded');
-    const slow = await api(server.url, 'POST', '/api/v1/jobs', { token: admin, body: { kind: 'backup', policy: 'all', vm: 'slow' } });
+    const slow = await api(server.url, 'POST', '/api/v1/jobs', {
+      token: admin,
+      body: { kind: 'backup', policy: 'all', vm: 'slow' },
+    });
     const slowId = slow.body.items[0].id as number;
-    await until('the slow job to make progress', async () => (await api(server!.url, 'GET', `/api/v1/jobs/${slowId}`, { token: admin })).body.progress?.bytesDone > 0);
+    await until(
+      'the slow job to make progress',
+      async () =>
+        (await api(server!.url, 'GET', `/api/v1/jobs/${slowId}`, { token: admin })).body.progress?.bytesDone > 0,
+    );
     await server.kill();
 
     server = await startServer({ dir, dataDir, config: config(), env });
@@ -86,16 +108,26 @@ describe('coffer server: config validation, restart mid-job, schedules, TLS', ()
     assert.ok(job.logs.some((l: { message: string }) => l.message === 'interrupted by server restart'));
     // nothing else lost: the policy, the earlier job and its restore point
     assert.equal((await api(server.url, 'GET', '/api/v1/policies/all', { token: admin })).status, 200);
-    assert.equal((await api(server.url, 'GET', `/api/v1/jobs/${first.body.items[0].id}`, { token: admin })).body.status, 'succeeded');
+    assert.equal(
+      (await api(server.url, 'GET', `/api/v1/jobs/${first.body.items[0].id}`, { token: admin })).body.status,
+      'succeeded',
+    );
     const rps = await until('restore points after restart', async () => {
       const r = await api(server!.url, 'GET', '/api/v1/restore-points?vm=fast', { token: admin });
       return r.body.items.length === 1 ? r.body.items : undefined;
     });
     assert.equal(rps[0].vm, 'fast');
-    assert.equal((await api(server.url, 'GET', '/api/v1/restore-points?vm=slow', { token: admin })).body.items.length, 0, 'no half restore point');
+    assert.equal(
+      (await api(server.url, 'GET', '/api/v1/restore-points?vm=slow', { token: admin })).body.items.length,
+      0,
+      'no half restore point',
+    );
 
     // a schedule every 2 seconds (croner: seconds first) on the fast VM runs after the restart
-    const put = await api(server.url, 'PUT', '/api/v1/policies/all', { token: admin, body: { name: 'all', repository: 'main', vms: [{ name: 'fast' }], schedule: '*/2 * * * * *' } });
+    const put = await api(server.url, 'PUT', '/api/v1/policies/all', {
+      token: admin,
+      body: { name: 'all', repository: 'main', vms: [{ name: 'fast' }], schedule: '*/2 * * * * *' },
+    });
     assert.equal(put.status, 200, put.text);
     assert.ok(put.body.nextRuns.backup);
     const scheduled = await until('a scheduled job', async () => {
@@ -103,16 +135,29 @@ describe('coffer server: config validation, restart mid-job, schedules, TLS', ()
       return r.body.items.find((j: { trigger: string }) => j.trigger === 'schedule');
     });
     assert.equal(scheduled.requestedBy, 'schedule:all');
-    await api(server.url, 'PUT', '/api/v1/policies/all', { token: admin, body: { name: 'all', repository: 'main', vms: [{ name: 'fast' }] } });
+    await api(server.url, 'PUT', '/api/v1/policies/all', {
+      token: admin,
+      body: { name: 'all', repository: 'main', vms: [{ name: 'fast' }] },
+    });
     const points = await api(server.url, 'GET', '/api/v1/restore-points?vm=fast', { token: admin });
     assert.ok(points.body.items.length >= 2);
 
     // SIGTERM mid-job: the job ends failed ("interrupted by server shutdown"), the server exits 0 and removes its pid file
-    const again = await api(server.url, 'POST', '/api/v1/policies', { token: admin, body: { name: 'slow', repository: 'main', vms: [{ name: 'slow' }] } });
+    const again = await api(server.url, 'POST', '/api/v1/policies', {
+      token: admin,
+      body: { name: 'slow', repository: 'main', vms: [{ name: 'slow' }] },
+    });
     assert.equal(again.status, 201);
-    const s2 = (await api(server.url, 'POST', '/api/v1/jobs', { token: admin, body: { kind: 'backup', policy: 'slow' } })).body.items[0].id as number;
-    await until('the second slow job to run', async () => (await api(server!.url, 'GET', `/api/v1/jobs/${s2}`, { token: admin })).body.status === 'running');
-    const events = fetch(`${server.url}/api/v1/jobs/${s2}/events`, { headers: { authorization: `Bearer ${admin}` } }).then((r) => r.text());
+    const s2 = (
+      await api(server.url, 'POST', '/api/v1/jobs', { token: admin, body: { kind: 'backup', policy: 'slow' } })
+    ).body.items[0].id as number;
+    await until(
+      'the second slow job to run',
+      async () => (await api(server!.url, 'GET', `/api/v1/jobs/${s2}`, { token: admin })).body.status === 'running',
+    );
+    const events = fetch(`${server.url}/api/v1/jobs/${s2}/events`, {
+      headers: { authorization: `Bearer ${admin}` },
+    }).then((r) => r.text());
     const t0 = Date.now();
     await server.stop();
     assert.equal(server.child.exitCode, 0);
@@ -134,19 +179,46 @@ describe('coffer server: config validation, restart mid-job, schedules, TLS', ()
   it('serves HTTPS with --tls-cert/--tls-key', async () => {
     const key = join(dir, 'tls.key');
     const cert = join(dir, 'tls.crt');
-    const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { encoding: 'utf8' });
+    const r = spawnSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      { encoding: 'utf8' },
+    );
     assert.equal(r.status, 0, r.stderr);
-    server = await startServer({ dir, dataDir: join(dir, 'data-tls'), extraArgs: ['--tls-cert', cert, '--tls-key', key], scheme: 'https' });
-    const body = await until('https health', () =>
-      new Promise<string | undefined>((res) => {
-        const req = request(`${server!.url}/api/health`, { ca: readFileSync(cert) }, (resp) => {
-          let d = '';
-          resp.on('data', (c) => (d += c));
-          resp.on('end', () => res(resp.statusCode === 200 ? d : undefined));
-        });
-        req.on('error', () => res(undefined));
-        req.end();
-      }),
+    server = await startServer({
+      dir,
+      dataDir: join(dir, 'data-tls'),
+      extraArgs: ['--tls-cert', cert, '--tls-key', key],
+      scheme: 'https',
+    });
+    const body = await until(
+      'https health',
+      () =>
+        new Promise<string | undefined>((res) => {
+          const req = request(`${server!.url}/api/health`, { ca: readFileSync(cert) }, (resp) => {
+            let d = '';
+            resp.on('data', (c) => (d += c));
+            resp.on('end', () => res(resp.statusCode === 200 ? d : undefined));
+          });
+          req.on('error', () => res(undefined));
+          req.end();
+        }),
     );
     assert.equal(JSON.parse(body).status, 'ok');
     await server.stop();

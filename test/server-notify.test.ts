@@ -5,10 +5,22 @@ import { after, before, describe, it } from 'node:test';
 import { coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
 import { makeDisk } from './helpers/disks.js';
 import { freePort, startNbdkit, type Daemon } from './helpers/servers.js';
-import { api, makeToken, startServer, startWebhookReceiver, until, waitJob, type RunningServer } from './helpers/coffer-server.js';
+import {
+  api,
+  makeToken,
+  startServer,
+  startWebhookReceiver,
+  until,
+  waitJob,
+  type RunningServer,
+} from './helpers/coffer-server.js';
 
 /** A tiny SMTP receiver (RFC 5321 happy path: EHLO, MAIL, RCPT, DATA, QUIT) that records each message. */
-async function startSmtpReceiver(): Promise<{ port: number; messages: { from: string; to: string[]; data: string }[]; close(): Promise<void> }> {
+async function startSmtpReceiver(): Promise<{
+  port: number;
+  messages: { from: string; to: string[]; data: string }[];
+  close(): Promise<void>;
+}> {
   const messages: { from: string; to: string[]; data: string }[] = [];
   const sockets = new Set<Socket>();
   const server = createServer((s) => {
@@ -92,7 +104,13 @@ describe('coffer server: notifications, retries, limits, cancel', () => {
         slaCheckSeconds: 1,
         notifications: {
           webhooks: [{ url: hook.url, events: ['job.failed', 'sla.breach'], tokenEnv: 'HOOK_TOKEN' }],
-          smtp: { host: '127.0.0.1', port: smtp.port, from: 'coffer@example.test', to: ['ops@example.test'], events: ['job.failed'] },
+          smtp: {
+            host: '127.0.0.1',
+            port: smtp.port,
+            from: 'coffer@example.test',
+            to: ['ops@example.test'],
+            events: ['job.failed'],
+          },
         },
       },
     });
@@ -108,22 +126,34 @@ describe('coffer server: notifications, retries, limits, cancel', () => {
   });
 
   it('retries a retryable failure with backoff, then notifies by webhook and e-mail', async () => {
-    await api(server.url, 'POST', '/api/v1/policies', { token: admin, body: { name: 'ghosts', repository: 'main', vms: [{ name: 'ghost' }] } });
-    const j = await api(server.url, 'POST', '/api/v1/jobs', { token: admin, body: { kind: 'backup', policy: 'ghosts' } });
+    await api(server.url, 'POST', '/api/v1/policies', {
+      token: admin,
+      body: { name: 'ghosts', repository: 'main', vms: [{ name: 'ghost' }] },
+    });
+    const j = await api(server.url, 'POST', '/api/v1/jobs', {
+      token: admin,
+      body: { kind: 'backup', policy: 'ghosts' },
+    });
     const job = await waitJob(server.url, admin, j.body.items[0].id);
     assert.equal(job.status, 'failed');
     assert.equal(job.attempt, 3);
     const retries = job.logs.filter((l: { message: string }) => /^retrying in/.test(l.message));
     assert.equal(retries.length, 2);
-    const started = job.logs.filter((l: { message: string }) => /^started \(attempt/.test(l.message)).map((l: { time: string }) => Date.parse(l.time));
+    const started = job.logs
+      .filter((l: { message: string }) => /^started \(attempt/.test(l.message))
+      .map((l: { time: string }) => Date.parse(l.time));
     assert.equal(started.length, 3);
     // backoffSeconds 0.2: 0.2 s before the second attempt, 0.4 s before the third
     assert.ok(started[1]! - started[0]! >= 200, `first backoff ${started[1]! - started[0]!} ms`);
     assert.ok(started[2]! - started[1]! >= 400, `second backoff ${started[2]! - started[1]!} ms`);
     assert.ok(started[2]! - started[1]! < 2000, 'a retry does not wait for much longer than its backoff');
-    const got = await until('webhook', () => hook.received.find((r) => r.body.event === 'job.failed' && r.body.job.id === job.id));
+    const got = await until('webhook', () =>
+      hook.received.find((r) => r.body.event === 'job.failed' && r.body.job.id === job.id),
+    );
     assert.equal(got.headers.authorization, 'Bearer hook-secret');
-    const mail = await until('e-mail', () => smtp.messages.find((m) => m.data.includes(`backup job ${job.id} of VM ghost failed`)));
+    const mail = await until('e-mail', () =>
+      smtp.messages.find((m) => m.data.includes(`backup job ${job.id} of VM ghost failed`)),
+    );
     assert.match(mail.from, /coffer@example\.test/);
     assert.match(mail.to.join(), /ops@example\.test/);
     assert.match(mail.data, /Subject: \[coffer\] job\.failed/);
@@ -131,12 +161,19 @@ describe('coffer server: notifications, retries, limits, cancel', () => {
 
   it('notifies an SLA breach once when a VM misses its RPO', async () => {
     // RPO of 2 seconds: compliant right after the backup, breached soon after
-    const p = await api(server.url, 'POST', '/api/v1/policies', { token: admin, body: { name: 'tight', repository: 'main', vms: [{ name: 'quick' }], rpoHours: 2 / 3600 } });
+    const p = await api(server.url, 'POST', '/api/v1/policies', {
+      token: admin,
+      body: { name: 'tight', repository: 'main', vms: [{ name: 'quick' }], rpoHours: 2 / 3600 },
+    });
     assert.equal(p.status, 201, p.text);
-    const j = await api(server.url, 'POST', '/api/v1/jobs', { token: admin, body: { kind: 'backup', policy: 'tight' } });
+    const j = await api(server.url, 'POST', '/api/v1/jobs', {
+      token: admin,
+      body: { kind: 'backup', policy: 'tight' },
+    });
     assert.equal((await waitJob(server.url, admin, j.body.items[0].id)).status, 'succeeded');
     // (a breach without any restore point may have been notified before the backup; this one has a restore point)
-    const late = (r: { body: { event: string; vm: string; lastPoint: unknown } }) => r.body.event === 'sla.breach' && r.body.vm === 'quick' && r.body.lastPoint !== null;
+    const late = (r: { body: { event: string; vm: string; lastPoint: unknown } }) =>
+      r.body.event === 'sla.breach' && r.body.vm === 'quick' && r.body.lastPoint !== null;
     const breach = await until('sla.breach webhook', () => hook.received.find(late), 20_000);
     assert.match(breach.body.summary, /VM quick breaches its RPO/);
     const vms = await api(server.url, 'GET', '/api/v1/vms', { token: admin });
@@ -146,25 +183,48 @@ describe('coffer server: notifications, retries, limits, cancel', () => {
   });
 
   it('runs one job per source at a time and cancels queued and running jobs', async () => {
-    await api(server.url, 'POST', '/api/v1/policies', { token: admin, body: { name: 'slow', repository: 'main', vms: [{ name: 'slow' }] } });
-    const a = (await api(server.url, 'POST', '/api/v1/jobs', { token: admin, body: { kind: 'backup', policy: 'slow' } })).body.items[0].id;
-    const b = (await api(server.url, 'POST', '/api/v1/jobs', { token: admin, body: { kind: 'backup', policy: 'slow' } })).body.items[0].id;
-    const q = await api(server.url, 'POST', '/api/v1/jobs', { token: admin, body: { kind: 'backup', policy: 'tight' } });
-    await until('job a running', async () => (await api(server.url, 'GET', `/api/v1/jobs/${a}`, { token: admin })).body.status === 'running');
+    await api(server.url, 'POST', '/api/v1/policies', {
+      token: admin,
+      body: { name: 'slow', repository: 'main', vms: [{ name: 'slow' }] },
+    });
+    const a = (
+      await api(server.url, 'POST', '/api/v1/jobs', { token: admin, body: { kind: 'backup', policy: 'slow' } })
+    ).body.items[0].id;
+    const b = (
+      await api(server.url, 'POST', '/api/v1/jobs', { token: admin, body: { kind: 'backup', policy: 'slow' } })
+    ).body.items[0].id;
+    const q = await api(server.url, 'POST', '/api/v1/jobs', {
+      token: admin,
+      body: { kind: 'backup', policy: 'tight' },
+    });
+    await until(
+      'job a running',
+      async () => (await api(server.url, 'GET', `/api/v1/jobs/${a}`, { token: admin })).body.status === 'running',
+    );
     // another VM's job is not held up by the slow one
     assert.equal((await waitJob(server.url, admin, q.body.items[0].id)).status, 'succeeded');
-    assert.equal((await api(server.url, 'GET', `/api/v1/jobs/${b}`, { token: admin })).body.status, 'queued', 'same source: waits');
+    assert.equal(
+      (await api(server.url, 'GET', `/api/v1/jobs/${b}`, { token: admin })).body.status,
+      'queued',
+      'same source: waits',
+    );
     const viewer = makeToken(join(dir, 'data'), 'viewer');
     assert.equal((await api(server.url, 'POST', `/api/v1/jobs/${a}/cancel`, { token: viewer })).status, 403);
     assert.equal((await api(server.url, 'POST', `/api/v1/jobs/${a}/cancel`, { token: admin })).status, 200);
     const ca = await waitJob(server.url, admin, a);
     assert.equal(ca.status, 'cancelled');
-    await until('job b running', async () => (await api(server.url, 'GET', `/api/v1/jobs/${b}`, { token: admin })).body.status === 'running');
+    await until(
+      'job b running',
+      async () => (await api(server.url, 'GET', `/api/v1/jobs/${b}`, { token: admin })).body.status === 'running',
+    );
     await api(server.url, 'POST', `/api/v1/jobs/${b}/cancel`, { token: admin });
     assert.equal((await waitJob(server.url, admin, b)).status, 'cancelled');
     const again = await api(server.url, 'POST', `/api/v1/jobs/${b}/cancel`, { token: admin });
     assert.equal(again.status, 409);
     assert.equal(again.body.error.code, 'CONFLICT');
-    assert.equal((await api(server.url, 'GET', '/api/v1/restore-points?vm=slow', { token: admin })).body.items.length, 0);
+    assert.equal(
+      (await api(server.url, 'GET', '/api/v1/restore-points?vm=slow', { token: admin })).body.items.length,
+      0,
+    );
   });
 });

@@ -68,7 +68,10 @@ describe('coffer server: policy retention and prune jobs', () => {
 
   it('refuses a retention that keeps nothing', async () => {
     for (const retention of [{}, { keepLast: 0, keepDaily: 0 }]) {
-      const r = await api(server.url, 'POST', '/api/v1/policies', { token: admin, body: { name: 'empty', repository: 'main', vms: [{ name: 'vm1' }], retention } });
+      const r = await api(server.url, 'POST', '/api/v1/policies', {
+        token: admin,
+        body: { name: 'empty', repository: 'main', vms: [{ name: 'vm1' }], retention },
+      });
       assert.equal(r.status, 400, r.text);
       assert.equal(r.body.error.code, 'USAGE');
       assert.match(r.body.error.message, /body\.retention: must keep something/);
@@ -76,12 +79,18 @@ describe('coffer server: policy retention and prune jobs', () => {
   });
 
   it('keepLast 2: the third backup forgets the oldest point of that VM only; the job log says what was kept and why', async () => {
-    const p = await api(server.url, 'POST', '/api/v1/policies', { token: admin, body: { name: 'keep2', repository: 'main', vms: [{ name: 'vm1' }], retention: { keepLast: 2 } } });
+    const p = await api(server.url, 'POST', '/api/v1/policies', {
+      token: admin,
+      body: { name: 'keep2', repository: 'main', vms: [{ name: 'vm1' }], retention: { keepLast: 2 } },
+    });
     assert.equal(p.status, 201, p.text);
     assert.deepEqual(p.body.retentionStatus, { configured: true, applied: true, status: 'applied after each backup' });
     assert.equal(p.body.pruneAfterForget, false);
     // another VM's point in the same repository, backed up without retention: never looked at
-    const other = await api(server.url, 'POST', '/api/v1/policies', { token: admin, body: { name: 'other', repository: 'main', vms: [{ name: 'vm2' }] } });
+    const other = await api(server.url, 'POST', '/api/v1/policies', {
+      token: admin,
+      body: { name: 'other', repository: 'main', vms: [{ name: 'vm2' }] },
+    });
     assert.equal(other.status, 201, other.text);
     assert.deepEqual(other.body.retentionStatus, { configured: false, applied: false, status: 'none' });
     const vm2Job = await backupJob('other', 'vm2');
@@ -97,9 +106,19 @@ describe('coffer server: policy retention and prune jobs', () => {
         assert.ok(m.includes(`retention: ${i + 1} kept, 0 removed`), JSON.stringify(m));
       } else {
         assert.ok(m.includes('retention: 2 kept, 1 removed'), JSON.stringify(m));
-        assert.ok(m.includes(`retention: removed ${points[0]} (${job.result.retention.removed[0].time})`), JSON.stringify(m));
-        for (const id of points.slice(1)) assert.ok(m.some((x) => x.startsWith(`retention: kept ${id} `) && x.endsWith(': last')), JSON.stringify(m));
-        assert.deepEqual(job.result.retention.removed.map((r: { id: string }) => r.id), [points[0]]);
+        assert.ok(
+          m.includes(`retention: removed ${points[0]} (${job.result.retention.removed[0].time})`),
+          JSON.stringify(m),
+        );
+        for (const id of points.slice(1))
+          assert.ok(
+            m.some((x) => x.startsWith(`retention: kept ${id} `) && x.endsWith(': last')),
+            JSON.stringify(m),
+          );
+        assert.deepEqual(
+          job.result.retention.removed.map((r: { id: string }) => r.id),
+          [points[0]],
+        );
         assert.ok(!m.some((x) => /prune/.test(x)), 'no prune without pruneAfterForget');
       }
     }
@@ -107,7 +126,7 @@ describe('coffer server: policy retention and prune jobs', () => {
     assert.equal((await pointsOf('vm2')).length, 1);
     // the repository agrees with the catalog
     const listed = expectOk(coffer(['list', '--repo', repo, '--json']));
-    const ids = (Array.isArray(listed) ? listed : listed.items ?? listed.points).map((x: { id: string }) => x.id);
+    const ids = (Array.isArray(listed) ? listed : (listed.items ?? listed.points)).map((x: { id: string }) => x.id);
     assert.ok(!ids.includes(points[0]) && ids.includes(points[1]) && ids.includes(points[2]), JSON.stringify(ids));
   });
 
@@ -118,38 +137,57 @@ describe('coffer server: policy retention and prune jobs', () => {
     points.push(job.result.id);
     const m = messages(job);
     assert.ok(m.includes('retention: 3 kept, 0 removed'), JSON.stringify(m));
-    assert.ok(m.includes(`retention: kept ${points[1]} (${job.result.retention.kept.find((k: { id: string }) => k.id === points[1]).time}): hold`), JSON.stringify(m));
+    assert.ok(
+      m.includes(
+        `retention: kept ${points[1]} (${job.result.retention.kept.find((k: { id: string }) => k.id === points[1]).time}): hold`,
+      ),
+      JSON.stringify(m),
+    );
     assert.deepEqual(await pointsOf('vm1'), points.slice(1).sort());
   });
 
   it('a prune job (operator) deletes the garbage; a second one is refused while it is pending; verify --read-data is clean', async () => {
-    const j = await api(server.url, 'POST', '/api/v1/jobs', { token: operator, body: { kind: 'prune', repository: 'main' } });
+    const j = await api(server.url, 'POST', '/api/v1/jobs', {
+      token: operator,
+      body: { kind: 'prune', repository: 'main' },
+    });
     assert.equal(j.status, 202, j.text);
     assert.equal(j.body.items[0].kind, 'prune');
-    const second = await api(server.url, 'POST', '/api/v1/jobs', { token: operator, body: { kind: 'prune', repository: 'main' } });
+    const second = await api(server.url, 'POST', '/api/v1/jobs', {
+      token: operator,
+      body: { kind: 'prune', repository: 'main' },
+    });
     const job = await waitJob(server.url, admin, j.body.items[0].id);
     assert.equal(job.status, 'succeeded', JSON.stringify(job.logs));
     // the first one may already have finished when the second request came: then the second is a prune of its own
-    if (second.status === 202) assert.equal((await waitJob(server.url, admin, second.body.items[0].id)).status, 'succeeded');
+    if (second.status === 202)
+      assert.equal((await waitJob(server.url, admin, second.body.items[0].id)).status, 'succeeded');
     else {
       assert.equal(second.status, 409, second.text);
       assert.equal(second.body.error.code, 'CONFLICT');
     }
     assert.ok(job.result.chunksDeleted > 0, JSON.stringify(job.result));
     assert.equal(job.result.points, 4); // vm1: 3 (one held), vm2: 1
-    assert.ok(messages(job).some((x) => /^prune: 4 restore points, \d+ chunks referenced; deleted [1-9]\d* chunks/.test(x)), JSON.stringify(job.logs));
+    assert.ok(
+      messages(job).some((x) => /^prune: 4 restore points, \d+ chunks referenced; deleted [1-9]\d* chunks/.test(x)),
+      JSON.stringify(job.logs),
+    );
     const listed = await api(server.url, 'GET', '/api/v1/jobs?kind=prune', { token: admin });
     assert.ok(listed.body.items.some((x: { id: number }) => x.id === job.id));
     const v = expectOk(coffer(['verify', '--repo', repo, '--read-data', '--json']));
     assert.equal(v.ok, true, JSON.stringify(v));
     assert.equal(v.points, 4);
     // every remaining point restores (the held one too)
-    for (const id of points.slice(1)) expectOk(coffer(['restore', id, '--repo', repo, '--disk', '0', '--target', join(dir, `r-${id}.raw`), '--json']));
+    for (const id of points.slice(1))
+      expectOk(coffer(['restore', id, '--repo', repo, '--disk', '0', '--target', join(dir, `r-${id}.raw`), '--json']));
   });
 
   it('a viewer and a restore-operator may not start a prune', async () => {
     for (const role of ['viewer', 'restore-operator']) {
-      const r = await api(server.url, 'POST', '/api/v1/jobs', { token: makeToken(dataDir, role, `p-${role}`), body: { kind: 'prune', repository: 'main' } });
+      const r = await api(server.url, 'POST', '/api/v1/jobs', {
+        token: makeToken(dataDir, role, `p-${role}`),
+        body: { kind: 'prune', repository: 'main' },
+      });
       assert.equal(r.status, 403, r.text);
     }
   });
@@ -160,20 +198,45 @@ describe('coffer server: policy retention and prune jobs', () => {
     const now = Date.now();
     mkdirSync(join(repo, 'locks', 'gc'), { recursive: true });
     const lease = join(repo, 'locks', 'gc', 'feedfacefeedface-000000');
-    writeFileSync(lease, JSON.stringify({ holder: 'feedfacefeedface', host: hostname(), pid: process.pid, operation: 'gc-mark', acquiredAt: now - 1000, expiresAt: now + 600_000 }));
-    const j = await api(server.url, 'POST', '/api/v1/jobs', { token: operator, body: { kind: 'prune', repository: 'main' } });
+    writeFileSync(
+      lease,
+      JSON.stringify({
+        holder: 'feedfacefeedface',
+        host: hostname(),
+        pid: process.pid,
+        operation: 'gc-mark',
+        acquiredAt: now - 1000,
+        expiresAt: now + 600_000,
+      }),
+    );
+    const j = await api(server.url, 'POST', '/api/v1/jobs', {
+      token: operator,
+      body: { kind: 'prune', repository: 'main' },
+    });
     assert.equal(j.status, 202, j.text);
     const job = await waitJob(server.url, admin, j.body.items[0].id);
     assert.equal(job.status, 'succeeded', JSON.stringify(job.logs));
     assert.equal(job.attempt, 1);
     assert.equal(job.result.skipped, true);
-    assert.ok(messages(job).some((x) => /^prune skipped: gc is locked by gc-mark/.test(x)), JSON.stringify(job.logs));
+    assert.ok(
+      messages(job).some((x) => /^prune skipped: gc is locked by gc-mark/.test(x)),
+      JSON.stringify(job.logs),
+    );
     const { rmSync } = await import('node:fs');
     rmSync(lease);
   });
 
   it('pruneAfterForget: a backup whose retention removed points queues a prune of the repository', async () => {
-    const p = await api(server.url, 'PUT', `/api/v1/policies/keep2`, { token: admin, body: { name: 'keep2', repository: 'main', vms: [{ name: 'vm1' }], retention: { keepLast: 1 }, pruneAfterForget: true } });
+    const p = await api(server.url, 'PUT', `/api/v1/policies/keep2`, {
+      token: admin,
+      body: {
+        name: 'keep2',
+        repository: 'main',
+        vms: [{ name: 'vm1' }],
+        retention: { keepLast: 1 },
+        pruneAfterForget: true,
+      },
+    });
     assert.equal(p.status, 200, p.text);
     mutate(disk, 0, 256 * 1024, 'ret-change-auto');
     const job = await backupJob('keep2', 'vm1');

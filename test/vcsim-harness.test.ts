@@ -2,9 +2,32 @@ import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import {
-  addDisk, createSnapshot, currentDisks, diskChangeId, downloadDisk, expireSessions, failNext, forgetChangeIds, hookState, listDisks, powerOff,
-  powerOn, powerState, queryAllChangedAreas, queryChangedDiskAreas, removeSnapshot, retrieveProperties, setChangeTracking,
-  SoapFault, startVcsim, uploadDisk, vcLogin, xmlText, type ChangedArea, type Vcsim, type VcSession,
+  addDisk,
+  createSnapshot,
+  currentDisks,
+  diskChangeId,
+  downloadDisk,
+  expireSessions,
+  failNext,
+  forgetChangeIds,
+  hookState,
+  listDisks,
+  powerOff,
+  powerOn,
+  powerState,
+  queryAllChangedAreas,
+  queryChangedDiskAreas,
+  removeSnapshot,
+  retrieveProperties,
+  setChangeTracking,
+  SoapFault,
+  startVcsim,
+  uploadDisk,
+  vcLogin,
+  xmlText,
+  type ChangedArea,
+  type Vcsim,
+  type VcSession,
 } from './helpers/vcsim.js';
 
 const KiB = 1024;
@@ -46,27 +69,43 @@ test('vcsim: starts on 127.0.0.1 over https with a pinned certificate; login and
   const vm = vc.vm('DC0_H0_VM0');
   const xml = await retrieveProperties(s, 'VirtualMachine', vm.ref, ['name']);
   assert.equal(xmlText(xml, 'val'), 'DC0_H0_VM0');
-  assert.deepEqual(vm.disks.map((d) => d.capacityBytes), [4 * MiB, 2 * MiB]);
-  assert.deepEqual(vm.disks.map((d) => d.path), ['DC0_H0_VM0/disk1.vmdk', 'DC0_H0_VM0/disk2.vmdk']);
+  assert.deepEqual(
+    vm.disks.map((d) => d.capacityBytes),
+    [4 * MiB, 2 * MiB],
+  );
+  assert.deepEqual(
+    vm.disks.map((d) => d.path),
+    ['DC0_H0_VM0/disk1.vmdk', 'DC0_H0_VM0/disk2.vmdk'],
+  );
   const live = await listDisks(s, 'VirtualMachine', vm.ref);
-  assert.deepEqual(live.map((d) => [d.key, d.capacityBytes]), vm.disks.map((d) => [d.key, d.capacityBytes]));
+  assert.deepEqual(
+    live.map((d) => [d.key, d.capacityBytes]),
+    vm.disks.map((d) => [d.key, d.capacityBytes]),
+  );
   await assert.rejects(vcLogin(vc, 'user', 'wrong'), /InvalidLogin/);
 });
 
 test('vcsim: changed block tracking through QueryChangedDiskAreas', async () => {
   const s = await vcLogin(vc);
   const vm = vc.vm('DC0_H0_VM0');
-  const [d1, d2] = vm.disks as [typeof vm.disks[0], typeof vm.disks[0]];
+  const [d1, d2] = vm.disks as [(typeof vm.disks)[0], (typeof vm.disks)[0]];
 
   // without change tracking: FileFault, as vCenter
-  await rejectsFault(queryChangedDiskAreas(s, vm.ref, undefined, d1.key, 0, '*'), 'FileFault', /change tracking is not enabled/);
+  await rejectsFault(
+    queryChangedDiskAreas(s, vm.ref, undefined, d1.key, 0, '*'),
+    'FileFault',
+    /change tracking is not enabled/,
+  );
   await setChangeTracking(s, vm.ref, true);
 
   // guest content: blocks 0-1, 17-18 and 56 (block 16 = 1 MiB)
   const content = Buffer.alloc(d1.capacityBytes);
   for (const b of [0, 1, 17, 18, 56]) fillBlock(content, b, 1);
   await uploadDisk(vc, d1, content);
-  assert.deepEqual(await downloadDisk(vc, d1, { start: 17 * BLOCK, end: 17 * BLOCK + 100 }), content.subarray(17 * BLOCK, 17 * BLOCK + 100));
+  assert.deepEqual(
+    await downloadDisk(vc, d1, { start: 17 * BLOCK, end: 17 * BLOCK + 100 }),
+    content.subarray(17 * BLOCK, 17 * BLOCK + 100),
+  );
 
   const s1 = await createSnapshot(s, vm.ref, 'backup-1');
   const c1 = await diskChangeId(s, 'VirtualMachineSnapshot', s1, d1.key);
@@ -116,10 +155,18 @@ test('vcsim: changed block tracking through QueryChangedDiskAreas', async () => 
   assert.deepEqual((await queryAllChangedAreas(s, vm.ref, s2, d2.key, d2.capacityBytes, c1b!)).areas, []);
 
   // faults clients must handle by falling back to a full read
-  await rejectsFault(queryChangedDiskAreas(s, vm.ref, s2, d1.key, 0, '52 00 00 00 00 00 00 00-00 00 00 00 00 00 00 00/1'), 'InvalidArgument', /changeId/);
+  await rejectsFault(
+    queryChangedDiskAreas(s, vm.ref, s2, d1.key, 0, '52 00 00 00 00 00 00 00-00 00 00 00 00 00 00 00/1'),
+    'InvalidArgument',
+    /changeId/,
+  );
   await rejectsFault(queryChangedDiskAreas(s, vm.ref, s2, d1.key, 0, 'garbage'), 'InvalidArgument', /changeId/);
   await rejectsFault(queryChangedDiskAreas(s, vm.ref, s2, d1.key, 0, c1b!), 'InvalidArgument', /changeId/); // the other disk's
-  await rejectsFault(queryChangedDiskAreas(s, vm.ref, s2, d1.key, d1.capacityBytes, '*'), 'InvalidArgument', /startOffset/);
+  await rejectsFault(
+    queryChangedDiskAreas(s, vm.ref, s2, d1.key, d1.capacityBytes, '*'),
+    'InvalidArgument',
+    /startOffset/,
+  );
   await rejectsFault(queryChangedDiskAreas(s, vm.ref, s2, 999999, 0, '*'), 'InvalidArgument', /deviceKey/);
   await rejectsFault(queryChangedDiskAreas(s, vm.ref, 'snapshot-none', d1.key, 0, '*'), 'ManagedObjectNotFound');
 
@@ -152,7 +199,9 @@ test('vcsim: without a snapshot, changes are computed for a powered-off VM only'
   await rejectsFault(queryChangedDiskAreas(s, vm.ref, undefined, d1.key, 0, '*'), 'FileFault', /snapshot/);
   await powerOff(s, vm.ref);
   assert.equal(await powerState(s, vm.ref), 'poweredOff');
-  assert.deepEqual((await queryAllChangedAreas(s, vm.ref, undefined, d1.key, d1.capacityBytes, '*')).areas, [{ start: 3 * BLOCK, length: BLOCK }]);
+  assert.deepEqual((await queryAllChangedAreas(s, vm.ref, undefined, d1.key, d1.capacityBytes, '*')).areas, [
+    { start: 3 * BLOCK, length: BLOCK },
+  ]);
   await powerOn(s, vm.ref);
   assert.equal(await powerState(s, vm.ref), 'poweredOn');
 });
@@ -176,7 +225,10 @@ test('vcsim hooks: failed snapshot tasks, failed removal, expired sessions', asy
 
   // faults of the transport, which the simulator cannot produce: a dropped connection, a 503 page, broken XML, a delay
   await failNext(vc, 'RetrieveProperties', { mode: 'drop' });
-  await assert.rejects(retrieveProperties(s, 'VirtualMachine', vm.ref, ['name']), (e: Error) => !(e instanceof SoapFault) && /socket hang up|ECONNRESET/.test(e.message));
+  await assert.rejects(
+    retrieveProperties(s, 'VirtualMachine', vm.ref, ['name']),
+    (e: Error) => !(e instanceof SoapFault) && /socket hang up|ECONNRESET/.test(e.message),
+  );
   await failNext(vc, 'QueryChangedDiskAreas', { mode: 'http503' });
   await rejectsFault(queryChangedDiskAreas(s, vm.ref, undefined, vm.disks[0]!.key, 0, '*'), 'HTTP 503');
   await failNext(vc, 'RetrieveProperties', { mode: 'garbage' });
@@ -186,7 +238,11 @@ test('vcsim hooks: failed snapshot tasks, failed removal, expired sessions', asy
   assert.equal(xmlText(await retrieveProperties(s, 'VirtualMachine', vm.ref, ['name']), 'val'), 'DC0_H0_VM0');
   assert.ok(Date.now() - t0 >= 290);
   await failNext(vc, 'QueryChangedDiskAreas', { fault: 'FileFault', message: 'change tracking failed' });
-  await rejectsFault(queryChangedDiskAreas(s, vm.ref, undefined, vm.disks[0]!.key, 0, '*'), 'FileFault', /change tracking failed/);
+  await rejectsFault(
+    queryChangedDiskAreas(s, vm.ref, undefined, vm.disks[0]!.key, 0, '*'),
+    'FileFault',
+    /change tracking failed/,
+  );
   assert.deepEqual((await hookState(vc)).failures, []);
 
   await expireSessions(vc);
@@ -212,7 +268,9 @@ test('vcsim: a disk added through ReconfigVM_Task is tracked too', async () => {
   await setChangeTracking(s, vm.ref, true);
   const snap = await createSnapshot(s, vm.ref, 'with-added-disk');
   assert.match((await diskChangeId(s, 'VirtualMachineSnapshot', snap, disk.key)) ?? '', CHANGE_ID);
-  assert.deepEqual((await queryAllChangedAreas(s, vm.ref, snap, disk.key, disk.capacityBytes, '*')).areas, [{ start: 10 * BLOCK, length: BLOCK }]);
+  assert.deepEqual((await queryAllChangedAreas(s, vm.ref, snap, disk.key, disk.capacityBytes, '*')).areas, [
+    { start: 10 * BLOCK, length: BLOCK },
+  ]);
   // a child snapshot removed together with its parent is gone for QueryChangedDiskAreas too
   const child = await createSnapshot(s, vm.ref, 'child');
   await queryChangedDiskAreas(s, vm.ref, child, disk.key, 0, '*');
@@ -229,7 +287,10 @@ test('vcsim: folderAuth makes /folder require a session or Basic credentials, as
     assert.equal(statSync(guarded.vm('DC0_H0_VM0').disks[0]!.dataLocalPath).size, MiB);
     const disk = guarded.vm('DC0_H0_VM0').disks[0]!;
     await assert.rejects(downloadDisk(guarded, disk, { start: 0, end: 16 }, 'none'), /HTTP 401/);
-    await assert.rejects(downloadDisk(guarded, disk, { start: 0, end: 16 }, { vc: guarded, cookie: 'forged' }), /HTTP 401/);
+    await assert.rejects(
+      downloadDisk(guarded, disk, { start: 0, end: 16 }, { vc: guarded, cookie: 'forged' }),
+      /HTTP 401/,
+    );
     assert.equal((await downloadDisk(guarded, disk, { start: 0, end: 16 })).length, 16); // Basic by default
     const s = await vcLogin(guarded);
     await uploadDisk(guarded, disk, Buffer.alloc(MiB, 1), s);
@@ -257,7 +318,10 @@ test('vcsim: removing snapshots never deletes the disk the VM runs on (works aro
     await removeSnapshot(s, b);
     await removeSnapshot(s, a);
     assert.equal(statSync(d1.dataLocalPath).size, d1.capacityBytes);
-    assert.deepEqual(await downloadDisk(fresh, d1, { start: 5 * BLOCK, end: 6 * BLOCK }), data.subarray(5 * BLOCK, 6 * BLOCK));
+    assert.deepEqual(
+      await downloadDisk(fresh, d1, { start: 5 * BLOCK, end: 6 * BLOCK }),
+      data.subarray(5 * BLOCK, 6 * BLOCK),
+    );
   } finally {
     await fresh.stop();
   }
@@ -298,7 +362,10 @@ test('vcsim deltaDisks: snapshots freeze disk content; removal consolidates as v
     assert.equal(snap2!.fileName, '[LocalDS_0] DC0_H0_VM0/disk1-000001.vmdk');
     assert.equal(cur!.fileName, '[LocalDS_0] DC0_H0_VM0/disk1-000002.vmdk');
     const since = await queryAllChangedAreas(s, vm.ref, s2, key, 2 * MiB, snap1!.changeId!);
-    assert.deepEqual(since.areas, [{ start: 9 * BLOCK, length: BLOCK }, { start: 20 * BLOCK, length: BLOCK }]);
+    assert.deepEqual(since.areas, [
+      { start: 9 * BLOCK, length: BLOCK },
+      { start: 20 * BLOCK, length: BLOCK },
+    ]);
     const C = Buffer.from(B);
     fillBlock(C, 30, 3);
     await uploadDisk(sim, cur!, C);

@@ -1,5 +1,17 @@
 import assert from 'node:assert/strict';
-import { constants as fsConstants, copyFileSync, mkdirSync, openSync, closeSync, readFileSync, statSync, truncateSync, writeFileSync, writeSync, appendFileSync } from 'node:fs';
+import {
+  constants as fsConstants,
+  copyFileSync,
+  mkdirSync,
+  openSync,
+  closeSync,
+  readFileSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+  appendFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
@@ -25,7 +37,11 @@ describe('VMDK reader against damaged and hostile files', () => {
   const raw = join(tmp.path, 'src.raw');
   const SIZE = 32 * MiB;
   // data at grain 0 (so grain 0's table entry is allocated), mid-disk, and at the very end
-  const REGIONS: [number, number][] = [[0, MiB], [10 * MiB, 512 * KiB], [SIZE - 256 * KiB, 256 * KiB]];
+  const REGIONS: [number, number][] = [
+    [0, MiB],
+    [10 * MiB, 512 * KiB],
+    [SIZE - 256 * KiB, 256 * KiB],
+  ];
   const ALLOCATED = REGIONS.reduce((a, [, l]) => a + l, 0);
   const vmdk: Record<string, string> = {};
   let vmCounter = 0;
@@ -100,7 +116,9 @@ describe('VMDK reader against damaged and hostile files', () => {
       }
     })();
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error(`reading ${file} hung for ${limitMs} ms`)), limitMs)));
+    const timeout = new Promise<never>(
+      (_, rej) => (timer = setTimeout(() => rej(new Error(`reading ${file} hung for ${limitMs} ms`)), limitMs)),
+    );
     try {
       return await Promise.race([work, timeout]);
     } finally {
@@ -112,7 +130,10 @@ describe('VMDK reader against damaged and hostile files', () => {
   const expectRejected = async (file: string, message: RegExp, opts: { hint?: RegExp } = {}) => {
     const e = await readAllError(file);
     assert.ok(e !== undefined, `${file} was read without an error`);
-    assert.ok(e instanceof CofferError, `expected a CofferError, got ${(e as Error)?.name}: ${(e as Error)?.message}\n${(e as Error)?.stack}`);
+    assert.ok(
+      e instanceof CofferError,
+      `expected a CofferError, got ${(e as Error)?.name}: ${(e as Error)?.message}\n${(e as Error)?.stack}`,
+    );
     assert.equal(e.code, 'SOURCE_UNREADABLE', `${e.code}: ${e.message}`);
     assert.match(e.message, message);
     if (opts.hint) assert.match(e.hint ?? '', opts.hint);
@@ -179,7 +200,10 @@ describe('VMDK reader against damaged and hostile files', () => {
     const f = copyOf('monolithicSparse');
     patch(f, 0, (b) => b.write('KDMX', 'latin1'), 4);
     // sniffing no longer sees a VMDK: force the format so the VMDK reader sees the bad magic
-    await expectRejectedSpec(`file://${f}?format=vmdk`, /invalid VMDK: (neither a sparse extent nor a descriptor|bad sparse extent magic)/);
+    await expectRejectedSpec(
+      `file://${f}?format=vmdk`,
+      /invalid VMDK: (neither a sparse extent nor a descriptor|bad sparse extent magic)/,
+    );
   });
 
   test('version 99', async () => {
@@ -200,7 +224,12 @@ describe('VMDK reader against damaged and hostile files', () => {
     await expectRejected(f, /absurd capacity/);
   });
 
-  for (const [label, v] of [['0', 0n], ['3', 3n], ['huge (2^40)', 2n ** 40n], ['4096 (too large)', 4096n]] as const) {
+  for (const [label, v] of [
+    ['0', 0n],
+    ['3', 3n],
+    ['huge (2^40)', 2n ** 40n],
+    ['4096 (too large)', 4096n],
+  ] as const) {
     test(`grain size ${label}`, async () => {
       const f = copyOf('monolithicSparse');
       writeU64(f, 20, v);
@@ -324,7 +353,11 @@ describe('VMDK reader against damaged and hostile files', () => {
     const text = readFileSync(f, 'latin1');
     assert.match(text, /^RW .*$/m, 'the descriptor has an extent line');
     const replaced = text.replace(/^RW .*$/m, extentLines);
-    writeFileSync(f, replaced.replace(/^parentCID=.*$/m, (l) => extra || l), 'latin1');
+    writeFileSync(
+      f,
+      replaced.replace(/^parentCID=.*$/m, (l) => extra || l),
+      'latin1',
+    );
     return f;
   };
 
@@ -367,7 +400,7 @@ describe('VMDK reader against damaged and hostile files', () => {
 
   test('descriptor: 2 MB descriptor file', async () => {
     const f = descriptorWith(`RW ${SIZE / SECTOR} FLAT "${FLAT}" 0`);
-    appendFileSync(f, `# ${'x'.repeat(100)}\n`.repeat(2 * 1024 * 1024 / 103));
+    appendFileSync(f, `# ${'x'.repeat(100)}\n`.repeat((2 * 1024 * 1024) / 103));
     assert.ok(statSync(f).size > 2 * MiB - 1024);
     await expectRejected(f, /too large|larger than/);
   });
@@ -397,7 +430,11 @@ describe('VMDK reader against damaged and hostile files', () => {
   test('descriptor: sparse extent smaller than the descriptor says', async () => {
     const f = copyOf('twoGbMaxExtentSparse', ['twoGbMaxExtentSparse-s001.vmdk']);
     const text = readFileSync(f, 'latin1');
-    writeFileSync(f, text.replace(/^RW (\d+) SPARSE/m, (_, n) => `RW ${Number(n) * 2} SPARSE`), 'latin1');
+    writeFileSync(
+      f,
+      text.replace(/^RW (\d+) SPARSE/m, (_, n) => `RW ${Number(n) * 2} SPARSE`),
+      'latin1',
+    );
     await expectRejected(f, /holds \d+ bytes, the descriptor says \d+/);
   });
 
@@ -407,7 +444,9 @@ describe('VMDK reader against damaged and hostile files', () => {
     await expectRejected(f, /bad sparse extent magic|end of file/);
   });
 
-  test('descriptor: extent file is a FIFO: fails fast instead of blocking forever in open()', { timeout: 40_000 }, async () => {
+  test('descriptor: extent file is a FIFO: fails fast instead of blocking forever in open()', {
+    timeout: 40_000,
+  }, async () => {
     const f = descriptorWith(`RW ${SIZE / SECTOR} FLAT "pipe-flat.vmdk" 0`);
     const fifo = join(f, '..', 'pipe-flat.vmdk');
     run('mkfifo', [fifo]);
@@ -428,7 +467,15 @@ describe('VMDK reader against damaged and hostile files', () => {
       unblock();
     }
     const started = Date.now();
-    const { child, done } = cofferAsync(['backup', '--repo', repo, '--vm', `hostile-${vmCounter++}`, `file://${f}`, '--json']);
+    const { child, done } = cofferAsync([
+      'backup',
+      '--repo',
+      repo,
+      '--vm',
+      `hostile-${vmCounter++}`,
+      `file://${f}`,
+      '--json',
+    ]);
     let hung = false;
     const t1 = setTimeout(() => {
       hung = true;

@@ -7,7 +7,15 @@ import { after, before, describe, test } from 'node:test';
 import { coffer, tempDir } from './helpers/cli.js';
 import { prng } from './helpers/disks.js';
 import { expectOk, makeGuestDisk } from './helpers/more-cli.js';
-import { createSnapshot, listSnapshots, uploadDisk, vcLogin, type Vcsim, type VcSession, startVcsim } from './helpers/vsphere.js';
+import {
+  createSnapshot,
+  listSnapshots,
+  uploadDisk,
+  vcLogin,
+  type Vcsim,
+  type VcSession,
+  startVcsim,
+} from './helpers/vsphere.js';
 
 const MiB = 1024 * 1024;
 const CHUNK = 64 * 1024;
@@ -51,19 +59,27 @@ describe('coffer backup vsphere://HOST/VM (vcsim)', () => {
   };
 
   test('full backup: one restore point with both disks in device order, CBT turned on, snapshot removed', async () => {
-    const r = expectOk(coffer(['backup', '--repo', repo, `${url}/${VM}`, '--thumbprint', vc.thumbprint, '--json'], env));
+    const r = expectOk(
+      coffer(['backup', '--repo', repo, `${url}/${VM}`, '--thumbprint', vc.thumbprint, '--json'], env),
+    );
     fullResult = r;
     assert.equal(r.vm, VM);
     assert.equal(r.mode, 'full');
     assert.equal(r.disks.length, 2);
-    assert.deepEqual(r.disks.map((d: any) => d.sizeBytes), vc.vm(VM).disks.map((d) => d.capacityBytes));
+    assert.deepEqual(
+      r.disks.map((d: any) => d.sizeBytes),
+      vc.vm(VM).disks.map((d) => d.capacityBytes),
+    );
     assert.equal(r.vsphere.cbtEnabledNow, true);
     assert.equal(r.vsphere.snapshotRemoved, true);
     assert.match(r.vsphere.snapshot, /^coffer-[0-9a-f-]{36}$/);
     assert.equal(r.vsphere.transport, 'http');
     for (const d of r.disks) assert.ok(d.changeToken, 'each disk has a changeId from the snapshot');
     // the allocated-areas query ("*") let the full backup skip the holes of the guest disks
-    assert.ok(r.bytesRead < vc.vm(VM).disks.reduce((a, d) => a + d.capacityBytes, 0), `read ${r.bytesRead}: holes were not skipped`);
+    assert.ok(
+      r.bytesRead < vc.vm(VM).disks.reduce((a, d) => a + d.capacityBytes, 0),
+      `read ${r.bytesRead}: holes were not skipped`,
+    );
     assert.deepEqual(await listSnapshots(session, vc.vm(VM).ref), [], 'no snapshot left on the VM');
     restoreAndCompare(r.id, images);
     const m = expectOk(coffer(['show', '--repo', repo, r.id, '--json']));
@@ -71,31 +87,58 @@ describe('coffer backup vsphere://HOST/VM (vcsim)', () => {
     assert.deepEqual(m.consistency, { snapshot: true, quiesced: false });
     assert.equal(m.vmConfig.kind, 'vsphere-vm');
     assert.equal(m.vmConfig.name, VM);
-    assert.deepEqual(m.vmConfig.disks.map((d: any) => d.key), vc.vm(VM).disks.map((d) => d.key));
+    assert.deepEqual(
+      m.vmConfig.disks.map((d: any) => d.key),
+      vc.vm(VM).disks.map((d) => d.key),
+    );
     assert.ok(m.vmConfig.controllers.length > 0);
     assert.ok(m.vmConfig.numCPU >= 1 && m.vmConfig.memoryMB >= 1);
-    assert.deepEqual(m.disks.map((d: any) => d.changeToken), r.disks.map((d: any) => d.changeToken));
+    assert.deepEqual(
+      m.disks.map((d: any) => d.changeToken),
+      r.disks.map((d: any) => d.changeToken),
+    );
   });
 
   test('incremental: only the changed areas are read (CBT), the result restores byte for byte', async () => {
     assert.ok(fullResult, 'needs the full backup');
     // change 3 blocks on disk 0 and 1 block on disk 1 (64 KiB each, the CBT granularity)
-    const changes: [number, number][] = [[0, 0], [0, 17 * CHUNK], [0, 40 * CHUNK + 5], [1, 3 * MiB]];
+    const changes: [number, number][] = [
+      [0, 0],
+      [0, 17 * CHUNK],
+      [0, 40 * CHUNK + 5],
+      [1, 3 * MiB],
+    ];
     for (const [disk, off] of changes) prng(`change-${disk}-${off}`, 1000).copy(images[disk]!, off);
     for (const [i, d] of vc.vm(VM).disks.entries()) await uploadDisk(vc, d, images[i]!);
-    const r = expectOk(coffer(['backup', '--repo', repo, `${url}/${VM}`, '--thumbprint', vc.thumbprint, '--json'], env));
+    const r = expectOk(
+      coffer(['backup', '--repo', repo, `${url}/${VM}`, '--thumbprint', vc.thumbprint, '--json'], env),
+    );
     assert.equal(r.mode, 'incremental');
     assert.equal(r.parent, fullResult.id);
     assert.equal(r.vsphere.cbtEnabledNow, false);
-    assert.deepEqual(r.disks.map((d: any) => d.mode), ['incremental', 'incremental']);
+    assert.deepEqual(
+      r.disks.map((d: any) => d.mode),
+      ['incremental', 'incremental'],
+    );
     // exactly the changed chunks were read: 3 on disk 0, 1 on disk 1
-    assert.deepEqual(r.disks.map((d: any) => d.bytesRead), [3 * CHUNK, CHUNK]);
-    assert.deepEqual(r.disks.map((d: any) => d.changedBytes), [3 * CHUNK, CHUNK]);
-    assert.notDeepEqual(r.disks.map((d: any) => d.changeToken), fullResult.disks.map((d: any) => d.changeToken));
+    assert.deepEqual(
+      r.disks.map((d: any) => d.bytesRead),
+      [3 * CHUNK, CHUNK],
+    );
+    assert.deepEqual(
+      r.disks.map((d: any) => d.changedBytes),
+      [3 * CHUNK, CHUNK],
+    );
+    assert.notDeepEqual(
+      r.disks.map((d: any) => d.changeToken),
+      fullResult.disks.map((d: any) => d.changeToken),
+    );
     assert.deepEqual(await listSnapshots(session, vc.vm(VM).ref), []);
     restoreAndCompare(r.id, images);
     // nothing changed: an incremental that reads nothing
-    const idle = expectOk(coffer(['backup', '--repo', repo, `${url}/${VM}`, '--thumbprint', vc.thumbprint, '--json'], env));
+    const idle = expectOk(
+      coffer(['backup', '--repo', repo, `${url}/${VM}`, '--thumbprint', vc.thumbprint, '--json'], env),
+    );
     assert.equal(idle.mode, 'incremental');
     assert.equal(idle.bytesRead, 0);
     restoreAndCompare(idle.id, images);
@@ -111,7 +154,10 @@ describe('coffer backup vsphere://HOST/VM (vcsim)', () => {
   });
 
   test('human output names the VM, the snapshot and its removal; --vm overrides the restore point group', () => {
-    const r = coffer(['backup', '--repo', repo, `${url}/${vc.vm(VM).ref}`, '--insecure-tls', '--vm', 'renamed', '-q'], env);
+    const r = coffer(
+      ['backup', '--repo', repo, `${url}/${vc.vm(VM).ref}`, '--insecure-tls', '--vm', 'renamed', '-q'],
+      env,
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /restore point [0-9a-f]{32} of VM renamed \(full\)/);
     assert.match(r.stdout, /snapshot coffer-[0-9a-f-]+ crash-consistent, removed/);

@@ -8,7 +8,17 @@ import { after, before, describe, test } from 'node:test';
 import { coffer, cofferAsync, tempDir } from './helpers/cli.js';
 import { prng } from './helpers/disks.js';
 import { expectOk, makeGuestDisk } from './helpers/more-cli.js';
-import { currentDisks, failNext, hookState, listSnapshots, startVcsim, uploadDisk, vcLogin, type Vcsim, type VcSession } from './helpers/vsphere.js';
+import {
+  currentDisks,
+  failNext,
+  hookState,
+  listSnapshots,
+  startVcsim,
+  uploadDisk,
+  vcLogin,
+  type Vcsim,
+  type VcSession,
+} from './helpers/vsphere.js';
 
 const CHUNK = 64 * 1024;
 
@@ -48,7 +58,8 @@ describe('vSphere backup reads the frozen snapshot (vcsim with delta disks)', ()
     const args = ['backup', '--repo', repo, `vsphere://${vc.host}:${vc.port}/${VM}`, '--insecure-tls', '--json'];
     await failNext(vc, 'QueryChangedDiskAreas', { mode: 'delay', delayMs: 1500 });
     const run = cofferAsync(args, env);
-    for (let i = 0; i < 400 && ((await hookState(vc)).failures as unknown[]).length > 0; i++) await new Promise((r) => setTimeout(r, 25));
+    for (let i = 0; i < 400 && ((await hookState(vc)).failures as unknown[]).length > 0; i++)
+      await new Promise((r) => setTimeout(r, 25));
     // the snapshot exists now: the guest writes into the VM's current (delta) files
     const live = await currentDisks(session, 'VirtualMachine', vc.vm(VM).ref);
     assert.ok(live[0]!.parentFileName, 'the VM runs on a delta disk while the snapshot exists');
@@ -58,12 +69,16 @@ describe('vSphere backup reads the frozen snapshot (vcsim with delta disks)', ()
     for (const [i, d] of live.entries()) await uploadDisk(vc, d, after[i]!);
     const full = expectOk(await run.done);
     assert.equal(full.vsphere.snapshotRemoved, true);
-    for (const [i, img] of images.entries()) assert.ok(restored(full.id, i).equals(img), `disk ${i}: the restore point holds data written after the snapshot`);
+    for (const [i, img] of images.entries())
+      assert.ok(restored(full.id, i).equals(img), `disk ${i}: the restore point holds data written after the snapshot`);
     assert.deepEqual(await listSnapshots(session, vc.vm(VM).ref), []);
     // consolidated: the VM is back on its base files, with the writes
     const incr = expectOk(coffer(args, env));
     assert.equal(incr.mode, 'incremental');
-    assert.deepEqual(incr.disks.map((d: any) => d.bytesRead), [CHUNK, CHUNK]);
+    assert.deepEqual(
+      incr.disks.map((d: any) => d.bytesRead),
+      [CHUNK, CHUNK],
+    );
     for (const [i, img] of after.entries()) assert.ok(restored(incr.id, i).equals(img), `disk ${i} of the incremental`);
   });
 });

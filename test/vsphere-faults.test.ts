@@ -8,7 +8,20 @@ import { after, before, describe, test } from 'node:test';
 import { coffer, cofferAsync, tempDir } from './helpers/cli.js';
 import { prng } from './helpers/disks.js';
 import { assertNoStack, expectError, expectOk, makeGuestDisk } from './helpers/more-cli.js';
-import { clearFailures, expireSessions, failNext, forgetChangeIds, growDisk, hookState, listSnapshots, startVcsim, uploadDisk, vcLogin, type Vcsim, type VcSession } from './helpers/vsphere.js';
+import {
+  clearFailures,
+  expireSessions,
+  failNext,
+  forgetChangeIds,
+  growDisk,
+  hookState,
+  listSnapshots,
+  startVcsim,
+  uploadDisk,
+  vcLogin,
+  type Vcsim,
+  type VcSession,
+} from './helpers/vsphere.js';
 
 const MiB = 1024 * 1024;
 
@@ -23,9 +36,18 @@ describe('vSphere backup faults (vcsim)', () => {
   let vmRef = '';
   const images: Buffer[] = [];
 
-  const backupArgs = (...extra: string[]) => ['backup', '--repo', repo, `${url}/${VM}`, '--insecure-tls', '--json', ...extra];
+  const backupArgs = (...extra: string[]) => [
+    'backup',
+    '--repo',
+    repo,
+    `${url}/${VM}`,
+    '--insecure-tls',
+    '--json',
+    ...extra,
+  ];
   const points = () => expectOk(coffer(['list', '--repo', repo, '--json'])).length as number;
-  const noSnapshots = async () => assert.deepEqual(await listSnapshots(session, vmRef), [], 'a snapshot was left on the VM');
+  const noSnapshots = async () =>
+    assert.deepEqual(await listSnapshots(session, vmRef), [], 'a snapshot was left on the VM');
   const upload = async () => {
     for (const [i, d] of vc.vm(VM).disks.entries()) await uploadDisk(vc, d, images[i]!);
   };
@@ -71,7 +93,11 @@ describe('vSphere backup faults (vcsim)', () => {
     expectError(r, 9, 'NOT_FOUND');
     assertNoStack(r);
     expectError(coffer(['backup', '--repo', repo, url, '--insecure-tls', '--json'], env), 2, 'USAGE');
-    expectError(coffer(['backup', '--repo', repo, `${url}/${VM}`, join(tmp.path, 'src0.raw'), '--insecure-tls', '--json'], env), 2, 'USAGE');
+    expectError(
+      coffer(['backup', '--repo', repo, `${url}/${VM}`, join(tmp.path, 'src0.raw'), '--insecure-tls', '--json'], env),
+      2,
+      'USAGE',
+    );
   });
 
   test('CreateSnapshot_Task fails in vCenter: VSPHERE_FAULT (exit 24) with its message, no restore point, no snapshot', async () => {
@@ -88,14 +114,18 @@ describe('vSphere backup faults (vcsim)', () => {
   test('full backup with paged QueryChangedDiskAreas; then the session expires mid-backup: one re-login, the backup completes', async () => {
     const full = expectOk(coffer(backupArgs(), env));
     assert.equal(full.mode, 'full');
-    assert.ok(full.vsphere.cbtQueries.every((q: number) => q > 1), `QueryChangedDiskAreas did not page: ${full.vsphere.cbtQueries}`);
+    assert.ok(
+      full.vsphere.cbtQueries.every((q: number) => q > 1),
+      `QueryChangedDiskAreas did not page: ${full.vsphere.cbtQueries}`,
+    );
     restoreMatches(full.id);
     // slow down the incremental's first QueryChangedDiskAreas; while it waits, terminate every session
     prng('expiry', 5000).copy(images[0]!, 2 * MiB + 100);
     await upload();
     await failNext(vc, 'QueryChangedDiskAreas', { mode: 'delay', delayMs: 1500 });
     const run = cofferAsync(backupArgs(), env);
-    for (let i = 0; i < 400 && ((await hookState(vc)).failures as unknown[]).length > 0; i++) await new Promise((r) => setTimeout(r, 25));
+    for (let i = 0; i < 400 && ((await hookState(vc)).failures as unknown[]).length > 0; i++)
+      await new Promise((r) => setTimeout(r, 25));
     await expireSessions(vc);
     const r = await run.done;
     const res = expectOk(r);
@@ -179,7 +209,8 @@ describe('vSphere backup faults (vcsim)', () => {
     const before = points();
     await failNext(vc, 'QueryChangedDiskAreas', { mode: 'delay', delayMs: 3000 });
     const run = cofferAsync(backupArgs(), env);
-    for (let i = 0; i < 400 && ((await hookState(vc)).failures as unknown[]).length > 0; i++) await new Promise((r) => setTimeout(r, 25));
+    for (let i = 0; i < 400 && ((await hookState(vc)).failures as unknown[]).length > 0; i++)
+      await new Promise((r) => setTimeout(r, 25));
     run.child.kill('SIGINT');
     const r = await run.done;
     assert.equal(r.code, 130, r.stderr);

@@ -10,7 +10,19 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { coffer, tempDir } from './helpers/cli.js';
 import { assertNoStack, expectError, expectOk, makeGuestDisk } from './helpers/more-cli.js';
-import { listDisks, listSnapshots, soapCall, startVcsim, vcLogin, vcRequest, waitTask, xmlEscape, xmlText, type Vcsim, type VcSession } from './helpers/vsphere.js';
+import {
+  listDisks,
+  listSnapshots,
+  soapCall,
+  startVcsim,
+  vcLogin,
+  vcRequest,
+  waitTask,
+  xmlEscape,
+  xmlText,
+  type Vcsim,
+  type VcSession,
+} from './helpers/vsphere.js';
 
 describe('vSphere hot-add transport (vcsim playing the proxy guest)', () => {
   const tmp = tempDir('coffer-vsphere-hotadd-');
@@ -26,10 +38,18 @@ describe('vSphere hot-add transport (vcsim playing the proxy guest)', () => {
   let url: string;
   const images: Buffer[] = [];
   const points = () => expectOk(coffer(['list', '--repo', repo, '--json'])).length as number;
-  const backup = (...extra: string[]) => coffer(['backup', '--repo', repo, `${url}/${VM}`, '--insecure-tls', '--json', '--transport', 'hotadd', ...extra], env);
+  const backup = (...extra: string[]) =>
+    coffer(
+      ['backup', '--repo', repo, `${url}/${VM}`, '--insecure-tls', '--json', '--transport', 'hotadd', ...extra],
+      env,
+    );
   const clean = async () => {
     assert.deepEqual(await listSnapshots(s, vc.vm(VM).ref), [], 'a snapshot was left');
-    assert.equal((await listDisks(s, 'VirtualMachine', vc.vm(PROXY).ref)).length, vc.vm(PROXY).disks.length, 'a disk is still attached to the proxy');
+    assert.equal(
+      (await listDisks(s, 'VirtualMachine', vc.vm(PROXY).ref)).length,
+      vc.vm(PROXY).disks.length,
+      'a disk is still attached to the proxy',
+    );
     assert.deepEqual(readdirSync(byId), [], 'a by-id link was left');
   };
   const restoreMatches = (id: string) => {
@@ -45,7 +65,13 @@ describe('vSphere hot-add transport (vcsim playing the proxy guest)', () => {
     vc = await startVcsim({ diskMiB: [3, 2], byIdDir: byId });
     s = await vcLogin(vc);
     writeFileSync(uuidFile, `${vc.vm(PROXY).uuid.toUpperCase()}\n`);
-    env = { COFFER_VSPHERE_USER: vc.username, COFFER_VSPHERE_PASSWORD: vc.password, COFFER_PRODUCT_UUID_PATH: uuidFile, COFFER_DISK_BY_ID_DIR: byId, COFFER_HOTADD_STATE_DIR: stateDir };
+    env = {
+      COFFER_VSPHERE_USER: vc.username,
+      COFFER_VSPHERE_PASSWORD: vc.password,
+      COFFER_PRODUCT_UUID_PATH: uuidFile,
+      COFFER_DISK_BY_ID_DIR: byId,
+      COFFER_HOTADD_STATE_DIR: stateDir,
+    };
     url = `vsphere://${vc.host}:${vc.port}`;
     for (const [i, d] of vc.vm(VM).disks.entries()) {
       const img = join(tmp.path, `src${i}.raw`);
@@ -86,7 +112,10 @@ describe('vSphere hot-add transport (vcsim playing the proxy guest)', () => {
     const before = points();
     const other = join(tmp.path, 'other_uuid');
     writeFileSync(other, '11111111-2222-3333-4444-555555555555\n');
-    const r = coffer(['backup', '--repo', repo, `${url}/${VM}`, '--insecure-tls', '--json', '--transport', 'hotadd'], { ...env, COFFER_PRODUCT_UUID_PATH: other });
+    const r = coffer(['backup', '--repo', repo, `${url}/${VM}`, '--insecure-tls', '--json', '--transport', 'hotadd'], {
+      ...env,
+      COFFER_PRODUCT_UUID_PATH: other,
+    });
     const e = expectError(r, 28, 'VSPHERE_TRANSPORT');
     assert.match(e.message, /no VM in vCenter has this machine's BIOS UUID/);
     assertNoStack(r);
@@ -99,7 +128,10 @@ describe('vSphere hot-add transport (vcsim playing the proxy guest)', () => {
     const before = points();
     const h = await vcRequest(vc, 'POST', '/_coffer/hotadd-suppress?count=1');
     assert.equal(h.status, 200);
-    const r = coffer(['backup', '--repo', repo, `${url}/${VM}`, '--insecure-tls', '--json', '--transport', 'hotadd'], { ...env, COFFER_HOTADD_TIMEOUT_MS: '1500' });
+    const r = coffer(['backup', '--repo', repo, `${url}/${VM}`, '--insecure-tls', '--json', '--transport', 'hotadd'], {
+      ...env,
+      COFFER_HOTADD_TIMEOUT_MS: '1500',
+    });
     const e = expectError(r, 28, 'VSPHERE_TRANSPORT');
     assert.match(e.message, /did not appear/);
     assert.match(e.hint ?? '', /disk\.EnableUUID/);
@@ -118,14 +150,32 @@ describe('vSphere hot-add transport (vcsim playing the proxy guest)', () => {
       '<spec><deviceChange><operation>add</operation><device xsi:type="VirtualDisk"><key>-100</key>' +
       `<backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName>${xmlEscape(d.fileName)}</fileName><diskMode>independent_nonpersistent</diskMode></backing>` +
       `<controllerKey>${own[0]!.controllerKey}</controllerKey><unitNumber>${unit}</unitNumber><capacityInKB>${d.capacityBytes / 1024}</capacityInKB></device></deviceChange></spec>`;
-    await waitTask(s, xmlText(await soapCall(vc, s, 'ReconfigVM_Task', 'VirtualMachine', vc.vm(PROXY).ref, spec), 'returnval')!);
+    await waitTask(
+      s,
+      xmlText(await soapCall(vc, s, 'ReconfigVM_Task', 'VirtualMachine', vc.vm(PROXY).ref, spec), 'returnval')!,
+    );
     mkdirSync(stateDir, { recursive: true });
     const record = join(stateDir, `${createHash('sha256').update(d.fileName).digest('hex').slice(0, 32)}.json`);
-    writeFileSync(record, JSON.stringify({ host: hostname(), pid: 999999999, proxy: PROXY, fileName: d.fileName, at: new Date().toISOString() }));
+    writeFileSync(
+      record,
+      JSON.stringify({
+        host: hostname(),
+        pid: 999999999,
+        proxy: PROXY,
+        fileName: d.fileName,
+        at: new Date().toISOString(),
+      }),
+    );
     assert.equal(readdirSync(byId).length, 1, 'the launcher shows the stale disk in the guest');
-    const r = coffer(['backup', '--repo', repo, `${url}/${VM}`, '--insecure-tls', '--json', '--transport', 'hotadd'], env);
+    const r = coffer(
+      ['backup', '--repo', repo, `${url}/${VM}`, '--insecure-tls', '--json', '--transport', 'hotadd'],
+      env,
+    );
     const out = expectOk(r);
-    assert.match(r.stderr, /detaching \[vsanDatastore\] DC0_C0_VSAN0\/disk2\.vmdk from DC0_C0_RP0_VM0: left by Coffer process 999999999/);
+    assert.match(
+      r.stderr,
+      /detaching \[vsanDatastore\] DC0_C0_VSAN0\/disk2\.vmdk from DC0_C0_RP0_VM0: left by Coffer process 999999999/,
+    );
     assert.equal(existsSync(record), false);
     restoreMatches(out.id);
     await clean();

@@ -9,7 +9,18 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { coffer, tempDir } from './helpers/cli.js';
 import { assertNoStack, expectError, expectOk, makeGuestDisk } from './helpers/more-cli.js';
-import { createSnapshot, downloadDisk, listSnapshots, setChangeTracking, startVcsim, uploadDisk, vcLogin, vcRequest, type Vcsim, type VcSession } from './helpers/vsphere.js';
+import {
+  createSnapshot,
+  downloadDisk,
+  listSnapshots,
+  setChangeTracking,
+  startVcsim,
+  uploadDisk,
+  vcLogin,
+  vcRequest,
+  type Vcsim,
+  type VcSession,
+} from './helpers/vsphere.js';
 
 describe('vSphere disk layout (vcsim with descriptors, vSAN, RDMs)', () => {
   const tmp = tempDir('coffer-vsphere-layout-');
@@ -19,8 +30,10 @@ describe('vSphere disk layout (vcsim with descriptors, vSAN, RDMs)', () => {
   let env: Record<string, string>;
   let url: string;
   const points = () => expectOk(coffer(['list', '--repo', repo, '--json'])).length as number;
-  const backup = (vm: string, ...extra: string[]) => coffer(['backup', '--repo', repo, `${url}/${vm}`, '--insecure-tls', '--json', ...extra], env);
-  const noSnapshots = async (vm: string) => assert.deepEqual(await listSnapshots(s, vc.vm(vm).ref), [], `a snapshot was left on ${vm}`);
+  const backup = (vm: string, ...extra: string[]) =>
+    coffer(['backup', '--repo', repo, `${url}/${vm}`, '--insecure-tls', '--json', ...extra], env);
+  const noSnapshots = async (vm: string) =>
+    assert.deepEqual(await listSnapshots(s, vc.vm(vm).ref), [], `a snapshot was left on ${vm}`);
 
   before(async () => {
     vc = await startVcsim({ diskMiB: [2, 1], folderAuth: true });
@@ -46,16 +59,21 @@ describe('vSphere disk layout (vcsim with descriptors, vSAN, RDMs)', () => {
     assert.equal(vc.datastores.find((x) => x.name === 'vsanDatastore')?.type, 'vsan');
     // /folder has no -flat.vmdk for a vSAN disk
     const flat = v.path.replace(/\.vmdk$/, '-flat.vmdk');
-    const r = await vcRequest(vc, 'GET', `/folder/${flat}?dcPath=DC0&dsName=vsanDatastore`, { headers: { authorization: `Basic ${Buffer.from(`${vc.username}:${vc.password}`).toString('base64')}` } });
+    const r = await vcRequest(vc, 'GET', `/folder/${flat}?dcPath=DC0&dsName=vsanDatastore`, {
+      headers: { authorization: `Basic ${Buffer.from(`${vc.username}:${vc.password}`).toString('base64')}` },
+    });
     assert.equal(r.status, 404);
     const layout = vc.vm('DC0_H0_LAYOUT0').disks;
-    assert.deepEqual(layout.map((x) => [x.backing, x.diskMode]), [
-      ['flat', 'persistent'],
-      ['flat', 'persistent'],
-      ['flat', 'independent_persistent'],
-      ['rdm-virtual', 'persistent'],
-      ['rdm-physical', 'independent_persistent'],
-    ]);
+    assert.deepEqual(
+      layout.map((x) => [x.backing, x.diskMode]),
+      [
+        ['flat', 'persistent'],
+        ['flat', 'persistent'],
+        ['flat', 'independent_persistent'],
+        ['rdm-virtual', 'persistent'],
+        ['rdm-physical', 'independent_persistent'],
+      ],
+    );
   });
 
   test('a VMFS disk is read through its descriptor, byte for byte; an absolute extent path is followed too', async () => {
@@ -68,7 +86,13 @@ describe('vSphere disk layout (vcsim with descriptors, vSAN, RDMs)', () => {
     for (const [i, d] of vc.vm(VM).disks.entries()) await uploadDisk(vc, d, images[i]!);
     // disk 2's descriptor names its extent by absolute path, as ESXi may write it
     const d1 = vc.vm(VM).disks[1]!;
-    writeFileSync(d1.localPath, readFileSync(d1.localPath, 'utf8').replace('"disk2-flat.vmdk"', `"/vmfs/volumes/LocalDS_0/${VM}/disk2-flat.vmdk"`));
+    writeFileSync(
+      d1.localPath,
+      readFileSync(d1.localPath, 'utf8').replace(
+        '"disk2-flat.vmdk"',
+        `"/vmfs/volumes/LocalDS_0/${VM}/disk2-flat.vmdk"`,
+      ),
+    );
     const r = expectOk(backup(VM));
     for (const [i, img] of images.entries()) {
       const out = join(tmp.path, `vmfs-r${i}.raw`);
@@ -169,7 +193,10 @@ describe('vSphere snapshot ownership (vcsim)', () => {
     await createSnapshot(s, vc.vm(VM).ref, 'coffer-live', { description: live });
     await createSnapshot(s, vc.vm(VM).ref, 'coffer-dead', { description: dead });
     const env = { COFFER_VSPHERE_USER: vc.username, COFFER_VSPHERE_PASSWORD: vc.password };
-    const r = coffer(['backup', '--repo', repo, `vsphere://${vc.host}:${vc.port}/${VM}`, '--insecure-tls', '--json'], env);
+    const r = coffer(
+      ['backup', '--repo', repo, `vsphere://${vc.host}:${vc.port}/${VM}`, '--insecure-tls', '--json'],
+      env,
+    );
     const out = expectOk(r);
     assert.deepEqual(out.vsphere.orphanedSnapshotsRemoved, ['coffer-dead']);
     assert.match(r.stderr, /leaving Coffer snapshot coffer-live alone/);

@@ -41,7 +41,23 @@ describe('coffer backup vsphere:// --transport nbd (vcsim + nbdkit)', () => {
 
   test('the disks are read over NBD, CBT still comes from vCenter, the snapshot is removed', async () => {
     const url = `vsphere://${vc.host}:${vc.port}/${VM}`;
-    const r = expectOk(coffer(['backup', '--repo', repo, url, '--insecure-tls', '--transport', 'nbd', '--nbd-url', `nbd://127.0.0.1:${port}/{flat}`, '--json'], env));
+    const r = expectOk(
+      coffer(
+        [
+          'backup',
+          '--repo',
+          repo,
+          url,
+          '--insecure-tls',
+          '--transport',
+          'nbd',
+          '--nbd-url',
+          `nbd://127.0.0.1:${port}/{flat}`,
+          '--json',
+        ],
+        env,
+      ),
+    );
     assert.equal(r.vsphere.transport, 'nbd');
     assert.equal(r.disks.length, 2);
     for (const [i, img] of images.entries()) {
@@ -56,8 +72,30 @@ describe('coffer backup vsphere:// --transport nbd (vcsim + nbdkit)', () => {
     const url = `vsphere://${vc.host}:${vc.port}/${VM}`;
     // every disk mapped to disk 0's file: disk 1 has another size
     const name0 = vc.vm(VM).disks[0]!.dataPath!.split('/').pop()!; // disk1-flat.vmdk (realistic layout: disk1.vmdk is the descriptor)
-    expectError(coffer(['backup', '--repo', repo, url, '--insecure-tls', '--transport', 'nbd', '--nbd-url', `nbd://127.0.0.1:${port}/${name0}`, '--json'], env), 8, 'SOURCE_UNREADABLE');
-    expectError(coffer(['backup', '--repo', repo, url, '--insecure-tls', '--transport', 'nbd', '--json'], env), 2, 'USAGE');
+    expectError(
+      coffer(
+        [
+          'backup',
+          '--repo',
+          repo,
+          url,
+          '--insecure-tls',
+          '--transport',
+          'nbd',
+          '--nbd-url',
+          `nbd://127.0.0.1:${port}/${name0}`,
+          '--json',
+        ],
+        env,
+      ),
+      8,
+      'SOURCE_UNREADABLE',
+    );
+    expectError(
+      coffer(['backup', '--repo', repo, url, '--insecure-tls', '--transport', 'nbd', '--json'], env),
+      2,
+      'USAGE',
+    );
     assert.deepEqual(await listSnapshots(await vcLogin(vc), vc.vm(VM).ref), []);
   });
 });

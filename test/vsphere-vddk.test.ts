@@ -62,7 +62,23 @@ describe('vSphere VDDK transport (stand-in nbdkit vddk) and transport auto (vcsi
 
   test('a vSAN VM over VDDK: one nbdkit vddk per disk with the documented arguments, byte for byte, all stopped', async () => {
     const before = vddkDirs();
-    const r = expectOk(coffer(['backup', '--repo', repo, `${url}/${VM}`, '--insecure-tls', '--json', '--transport', 'nbd', '--vddk-libdir', libdir], env));
+    const r = expectOk(
+      coffer(
+        [
+          'backup',
+          '--repo',
+          repo,
+          `${url}/${VM}`,
+          '--insecure-tls',
+          '--json',
+          '--transport',
+          'nbd',
+          '--vddk-libdir',
+          libdir,
+        ],
+        env,
+      ),
+    );
     assert.equal(r.vsphere.transport, 'nbd');
     for (const [i, img] of images.entries()) {
       const out = join(tmp.path, `r${i}.raw`);
@@ -72,16 +88,34 @@ describe('vSphere VDDK transport (stand-in nbdkit vddk) and transport auto (vcsi
     const log = readFileSync(logFile, 'utf8');
     assert.doesNotMatch(log, /REFUSED/);
     const served = [...log.matchAll(/^SERVE (.*) -> /gm)].map((m) => m[1]);
-    assert.deepEqual(served, vc.vm(VM).disks.map((d) => d.fileName));
+    assert.deepEqual(
+      served,
+      vc.vm(VM).disks.map((d) => d.fileName),
+    );
     assert.match(log, new RegExp(`vm=moref=${vc.vm(VM).ref} snapshot=snapshot-\\d+ transports=nbdssl:nbd`));
-    for (const m of log.matchAll(/^ARGS pid=(\d+)/gm)) assert.equal(existsSync(`/proc/${m[1]}`), false, `nbdkit ${m[1]} still runs`);
+    for (const m of log.matchAll(/^ARGS pid=(\d+)/gm))
+      assert.equal(existsSync(`/proc/${m[1]}`), false, `nbdkit ${m[1]} still runs`);
     assert.deepEqual(vddkDirs(), before, 'a private socket/password directory was left');
     assert.deepEqual(await listSnapshots(s, vc.vm(VM).ref), []);
   });
 
   test('nbdkit failing to start: VSPHERE_TRANSPORT with its message, snapshot removed, no restore point', async () => {
     const before = points();
-    const r = coffer(['backup', '--repo', repo, `${url}/${VM}`, '--insecure-tls', '--json', '--transport', 'nbd', '--vddk-libdir', libdir], { ...env, STANDIN_FAIL: '1' });
+    const r = coffer(
+      [
+        'backup',
+        '--repo',
+        repo,
+        `${url}/${VM}`,
+        '--insecure-tls',
+        '--json',
+        '--transport',
+        'nbd',
+        '--vddk-libdir',
+        libdir,
+      ],
+      { ...env, STANDIN_FAIL: '1' },
+    );
     const e = expectError(r, 28, 'VSPHERE_TRANSPORT');
     assert.match(e.message, /could not load VDDK library/);
     assertNoStack(r);
@@ -90,7 +124,9 @@ describe('vSphere VDDK transport (stand-in nbdkit vddk) and transport auto (vcsi
   });
 
   test('--transport auto: VDDK when configured; without hot-add or VDDK a vSAN VM is refused naming the alternatives', async () => {
-    const r = expectOk(coffer(['backup', '--repo', repo, `${url}/${VM}`, '--insecure-tls', '--json', '--vddk-libdir', libdir], env));
+    const r = expectOk(
+      coffer(['backup', '--repo', repo, `${url}/${VM}`, '--insecure-tls', '--json', '--vddk-libdir', libdir], env),
+    );
     assert.equal(r.vsphere.transport, 'nbd');
     const before = points();
     const f = coffer(['backup', '--repo', repo, `${url}/${VM}`, '--insecure-tls', '--json'], env);

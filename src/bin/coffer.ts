@@ -14,7 +14,15 @@ import { runCli, type CliDeps } from '../cli/index.js';
 import { CodecPool } from '../engine/index.js';
 import { openSource } from '../sources/index.js';
 import { openVsphereBackup, openVsphereRestore } from '../vsphere/index.js';
-import { APPEND_ONLY_BLOB, AppendOnlyBlobStore, CachingBlobStore, LocalBlobStore, isCloudSpec, openCloudStore, type BlobStore } from '../storage/index.js';
+import {
+  APPEND_ONLY_BLOB,
+  AppendOnlyBlobStore,
+  CachingBlobStore,
+  LocalBlobStore,
+  isCloudSpec,
+  openCloudStore,
+  type BlobStore,
+} from '../storage/index.js';
 import { CofferError } from '../shared/index.js';
 import type { ServerDeps } from '../server/index.js';
 
@@ -30,7 +38,9 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.on(sig, () => {
     interrupts++;
     if (interrupts === 1) {
-      process.stderr.write(`\ncoffer: ${sig}: cancelling (nothing half-done becomes visible); press Ctrl-C again to quit at once\n`);
+      process.stderr.write(
+        `\ncoffer: ${sig}: cancelling (nothing half-done becomes visible); press Ctrl-C again to quit at once\n`,
+      );
       controller.abort(new CofferError('CANCELLED', `cancelled by ${sig}`));
     } else {
       process.exit(130);
@@ -56,7 +66,8 @@ const deps: CliDeps = {
   createPool: (params) => new CodecPool(params),
   server: {
     // loaded on demand: the other commands do not pay for fastify, SQLite and mail at start-up
-    run: async (o) => (await import('../server/index.js')).runServer({ ...o, logStream: process.stdout }, deps as ServerDeps),
+    run: async (o) =>
+      (await import('../server/index.js')).runServer({ ...o, logStream: process.stdout }, deps as ServerDeps),
     createToken: async (o) => (await import('../server/index.js')).createApiToken(o.dataDir, o.role, o.name),
     addUser: async (o) => (await import('../server/index.js')).addUser(o.dataDir, o.username, o.password, o.role),
   },
@@ -67,13 +78,20 @@ const deps: CliDeps = {
 async function openStoreBare(spec: string, create: boolean): Promise<BlobStore> {
   if (isCloudSpec(spec)) {
     const attempts = Number(process.env.COFFER_STORAGE_RETRIES ?? '');
-    const store = await openCloudStore(spec, process.env, { create, retry: Number.isInteger(attempts) && attempts > 0 ? { attempts } : {} });
+    const store = await openCloudStore(spec, process.env, {
+      create,
+      retry: Number.isInteger(attempts) && attempts > 0 ? { attempts } : {},
+    });
     // manifests and indexes cached locally (DESIGN.md §Cloud repositories); COFFER_CACHE_DIR=off disables
-    const cacheDir = process.env.COFFER_CACHE_DIR ?? path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'coffer');
+    const cacheDir =
+      process.env.COFFER_CACHE_DIR ??
+      path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'coffer');
     return cacheDir === 'off' ? store : new CachingBlobStore(store, cacheDir);
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec) && !spec.startsWith('file://')) {
-    throw new CofferError('USAGE', `unsupported repository location ${spec}`, { hint: 'use a directory, azure://ACCOUNT/CONTAINER[/PREFIX] or s3://BUCKET[/PREFIX]' });
+    throw new CofferError('USAGE', `unsupported repository location ${spec}`, {
+      hint: 'use a directory, azure://ACCOUNT/CONTAINER[/PREFIX] or s3://BUCKET[/PREFIX]',
+    });
   }
   const dir = path.resolve(spec.startsWith('file://') ? new URL(spec).pathname : spec);
   if (create) {
@@ -82,7 +100,8 @@ async function openStoreBare(spec: string, create: boolean): Promise<BlobStore> 
     });
   } else {
     const st = await fs.stat(dir).catch(() => undefined);
-    if (!st?.isDirectory()) throw new CofferError('REPO_NOT_FOUND', `${dir} is not a Coffer repository (no such directory)`);
+    if (!st?.isDirectory())
+      throw new CofferError('REPO_NOT_FOUND', `${dir} is not a Coffer repository (no such directory)`);
   }
   return new LocalBlobStore(dir);
 }

@@ -7,7 +7,19 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync, ftruncateSync, createReadStream } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeSync,
+  ftruncateSync,
+  createReadStream,
+} from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -21,7 +33,11 @@ const env = { ...process.env, COFFER_PASSWORD: process.env.COFFER_PASSWORD ?? 'd
 
 function run(args: string[]): string {
   process.stdout.write(`\n$ coffer ${args.join(' ')}\n`);
-  const r = spawnSync(process.execPath, [cofferBin, ...args], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const r = spawnSync(process.execPath, [cofferBin, ...args], {
+    env,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   process.stdout.write(r.stdout);
   if (r.status !== 0) {
     process.stderr.write(`demo: coffer ${args[0]} failed with exit code ${r.status}\n`);
@@ -114,5 +130,7 @@ if (a !== b || !existsSync(restored)) {
   process.exit(1);
 }
 const repoBytes = spawnSync('du', ['-sb', repo], { encoding: 'utf8' }).stdout.split('\t')[0];
-process.stdout.write(`\nOK: the restored disk is bit-identical to the source (sha256 ${a.slice(0, 16)}...).\n` +
-  `Repository size ${(Number(repoBytes) / 1024 ** 2).toFixed(0)} MiB for two restore points of a 1 GiB disk.\n`);
+process.stdout.write(
+  `\nOK: the restored disk is bit-identical to the source (sha256 ${a.slice(0, 16)}...).\n` +
+    `Repository size ${(Number(repoBytes) / 1024 ** 2).toFixed(0)} MiB for two restore points of a 1 GiB disk.\n`,
+);

@@ -10,7 +10,14 @@ export function randomNonce(): Buffer {
 }
 
 /** Encrypts into out[at..at+len] and writes the tag after it (one allocation for the whole envelope). */
-export function aeadSealInto(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array, out: Buffer, at: number): void {
+export function aeadSealInto(
+  key: Uint8Array,
+  nonce: Uint8Array,
+  plaintext: Uint8Array,
+  aad: Uint8Array,
+  out: Buffer,
+  at: number,
+): void {
   const c = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: AEAD_TAG_BYTES });
   c.setAAD(aad);
   const head = c.update(plaintext);

@@ -20,8 +20,17 @@ export function newScryptParams(cost: Partial<Pick<ScryptParams, 'N' | 'r' | 'p'
 
 export function checkScryptParams(p: ScryptParams): void {
   const pow2 = Number.isInteger(p.N) && p.N >= 2 && (p.N & (p.N - 1)) === 0;
-  if (!pow2 || p.N > SCRYPT_LIMITS.maxN || !Number.isInteger(p.r) || p.r < 1 || p.r > SCRYPT_LIMITS.maxR ||
-      !Number.isInteger(p.p) || p.p < 1 || p.p > SCRYPT_LIMITS.maxP || 128 * p.N * p.r > SCRYPT_LIMITS.maxMemBytes) {
+  if (
+    !pow2 ||
+    p.N > SCRYPT_LIMITS.maxN ||
+    !Number.isInteger(p.r) ||
+    p.r < 1 ||
+    p.r > SCRYPT_LIMITS.maxR ||
+    !Number.isInteger(p.p) ||
+    p.p < 1 ||
+    p.p > SCRYPT_LIMITS.maxP ||
+    128 * p.N * p.r > SCRYPT_LIMITS.maxMemBytes
+  ) {
     throw new CofferError('CORRUPT', `key file has out-of-range scrypt parameters N=${p.N} r=${p.r} p=${p.p}`);
   }
 }
@@ -31,8 +40,13 @@ export async function deriveKey(password: string, params: ScryptParams, lengthBy
   const salt = Buffer.from(params.salt, 'base64');
   const maxmem = 128 * params.N * params.r + 64 * 1024 * 1024;
   return new Promise((resolve, reject) => {
-    scrypt(password.normalize('NFC'), salt, lengthBytes, { N: params.N, r: params.r, p: params.p, maxmem }, (err, key) =>
-      err ? reject(new CofferError('CORRUPT', `scrypt failed: ${err.message}`, { cause: err })) : resolve(key),
+    scrypt(
+      password.normalize('NFC'),
+      salt,
+      lengthBytes,
+      { N: params.N, r: params.r, p: params.p, maxmem },
+      (err, key) =>
+        err ? reject(new CofferError('CORRUPT', `scrypt failed: ${err.message}`, { cause: err })) : resolve(key),
     );
   });
 }

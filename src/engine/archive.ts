@@ -40,10 +40,19 @@ async function forEach(items: Iterable<ChunkId>, fn: (id: ChunkId) => Promise<vo
  * would need a rehydration); config, keys, manifests and indexes always stay in the hot tier, so listing, `show` and
  * planning a restore never wait. Chunks never move to a warmer tier here (that is `rehydrate`).
  */
-export async function archivePoints(repo: Repository, ids: string[], tier: AccessTier, op: Op = {}): Promise<{ moved: number; shared: number; already: number }> {
+export async function archivePoints(
+  repo: Repository,
+  ids: string[],
+  tier: AccessTier,
+  op: Op = {},
+): Promise<{ moved: number; shared: number; already: number }> {
   const chunks = repo.chunks;
   chunks.requireTiers();
-  if (tier === 'Hot') throw new CofferError('USAGE', 'archive moves to Cool, Cold or Archive; use `archive rehydrate` to bring data back');
+  if (tier === 'Hot')
+    throw new CofferError(
+      'USAGE',
+      'archive moves to Cool, Cold or Archive; use `archive rehydrate` to bring data back',
+    );
   const selected = new Set(ids);
   const mine = await chunksOf(repo, ids, op);
   const others: string[] = [];
@@ -71,7 +80,12 @@ export async function archivePoints(repo: Repository, ids: string[], tier: Acces
 export async function tierSummary(repo: Repository, ids: string[], op: Op = {}): Promise<TierSummary> {
   const chunks = repo.chunks;
   chunks.requireTiers();
-  const s: TierSummary = { chunks: { Hot: 0, Cool: 0, Cold: 0, Archive: 0, unknown: 0 }, rehydrating: 0, readable: 0, total: 0 };
+  const s: TierSummary = {
+    chunks: { Hot: 0, Cool: 0, Cold: 0, Archive: 0, unknown: 0 },
+    rehydrating: 0,
+    readable: 0,
+    total: 0,
+  };
   await forEach(each(await chunksOf(repo, ids, op)), async (hex) => {
     const t = await chunks.tierOf(hex, op);
     s.total++;
@@ -87,7 +101,12 @@ export async function tierSummary(repo: Repository, ids: string[], op: Op = {}):
  * tierSummary. Azure: Standard priority up to 15 hours, High usually under 1 hour for blobs under 10 GB (more
  * expensive). Chunks already rehydrating are left alone (a second request cannot lower the priority).
  */
-export async function rehydratePoints(repo: Repository, ids: string[], opts: { priority: RehydratePriority; to?: AccessTier }, op: Op = {}) {
+export async function rehydratePoints(
+  repo: Repository,
+  ids: string[],
+  opts: { priority: RehydratePriority; to?: AccessTier },
+  op: Op = {},
+) {
   const chunks = repo.chunks;
   chunks.requireTiers();
   const to = opts.to ?? 'Hot';
@@ -102,6 +121,11 @@ export async function rehydratePoints(repo: Repository, ids: string[], opts: { p
     await chunks.setTier(hex, to, { priority: opts.priority }, op);
     started++;
   });
-  const estimate = started + pending === 0 ? 'readable now' : opts.priority === 'High' ? 'usually under 1 hour (Azure, blobs under 10 GB)' : 'up to 15 hours (Azure standard priority)';
+  const estimate =
+    started + pending === 0
+      ? 'readable now'
+      : opts.priority === 'High'
+        ? 'usually under 1 hour (Azure, blobs under 10 GB)'
+        : 'up to 15 hours (Azure standard priority)';
   return { started, pending, online, priority: opts.priority, to, estimate };
 }

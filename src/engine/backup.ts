@@ -1,5 +1,11 @@
 import { hostname } from 'node:os';
-import { FIXED_INDEX_HEADER_BYTES, FixedIndex, ZERO_CHUNK_ID, type Manifest, type ManifestDisk } from '../format/index.js';
+import {
+  FIXED_INDEX_HEADER_BYTES,
+  FixedIndex,
+  ZERO_CHUNK_ID,
+  type Manifest,
+  type ManifestDisk,
+} from '../format/index.js';
 import { IdSet, type Repository } from '../repository/index.js';
 import type { BlockSource } from '../sources/index.js';
 import { CofferError, TaskWindow, chunkIdOf, type Op } from '../shared/index.js';
@@ -96,9 +102,22 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
     const manifestDisks: ManifestDisk[] = [];
     for (const [i, source] of req.sources.entries()) {
       const { index: parentIndex, problem } = await loadParentIndex(repo, parent, i, guard, op);
-      if (problem && parent && !source.changeTracking) req.onWarning?.(`disk ${i}: ${problem}; every chunk is checked against the store`);
+      if (problem && parent && !source.changeTracking)
+        req.onWarning?.(`disk ${i}: ${problem}; every chunk is checked against the store`);
       const parentToken = parent?.disks[i]?.changeToken ?? null;
-      const { index, stats } = await backupDisk(repo, pool, source, i, parentIndex, problem, parentToken, req, op, guard, damaged);
+      const { index, stats } = await backupDisk(
+        repo,
+        pool,
+        source,
+        i,
+        parentIndex,
+        problem,
+        parentToken,
+        req,
+        op,
+        guard,
+        damaged,
+      );
       lease.check();
       const indexHex = repo.indexId(index.bytes);
       if (guard.isCondemnedIndex(indexHex)) await guard.rescue('index', Buffer.from(indexHex, 'hex'), op);
@@ -115,10 +134,13 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
         changeToken: stats.changeToken,
         readMode: stats.mode,
         changedBytes: stats.changedBytes,
-        ...(stats.cbtDrift ? { cbtDriftChunks: stats.cbtDrift.reduce((a, e) => a + e.length / index.chunkSizeBytes, 0) } : {}),
+        ...(stats.cbtDrift
+          ? { cbtDriftChunks: stats.cbtDrift.reduce((a, e) => a + e.length / index.chunkSizeBytes, 0) }
+          : {}),
       });
     }
-    const sum = (k: 'bytesRead' | 'bytesStored' | 'chunksNew' | 'chunksReused' | 'zeroChunks' | 'chunksHealed') => diskStats.reduce((a, d) => a + d[k], 0);
+    const sum = (k: 'bytesRead' | 'bytesStored' | 'chunksNew' | 'chunksReused' | 'zeroChunks' | 'chunksHealed') =>
+      diskStats.reduce((a, d) => a + d[k], 0);
     const durationMs = Date.now() - started;
     const manifest: Manifest = {
       formatVersion: 1,
@@ -133,7 +155,13 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
       tags: req.tags ?? [],
       consistency: req.consistency ?? { snapshot: false, quiesced: false },
       disks: manifestDisks,
-      stats: { bytesRead: sum('bytesRead'), bytesStored: sum('bytesStored'), chunksNew: sum('chunksNew'), chunksReused: sum('chunksReused'), durationMs },
+      stats: {
+        bytesRead: sum('bytesRead'),
+        bytesStored: sum('bytesStored'),
+        chunksNew: sum('chunksNew'),
+        chunksReused: sum('chunksReused'),
+        durationMs,
+      },
       ...(req.vmConfig ? { vmConfig: req.vmConfig } : {}),
     };
     op.signal?.throwIfAborted();
@@ -158,16 +186,28 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
   }
 }
 
-async function findParent(repo: Repository, vm: string, op: Op, warn?: (m: string) => void): Promise<Manifest | undefined> {
+async function findParent(
+  repo: Repository,
+  vm: string,
+  op: Op,
+  warn?: (m: string) => void,
+): Promise<Manifest | undefined> {
   const points = await repo.listPoints(op, (id, e) => warn?.(`skipping unreadable restore point ${id}: ${e.message}`));
   return points.filter((p) => p.vm.name === vm).at(-1);
 }
 
-async function loadParentIndex(repo: Repository, parent: Manifest | undefined, disk: number, guard: GcGuard, op: Op): Promise<{ index?: FixedIndex; problem?: string }> {
+async function loadParentIndex(
+  repo: Repository,
+  parent: Manifest | undefined,
+  disk: number,
+  guard: GcGuard,
+  op: Op,
+): Promise<{ index?: FixedIndex; problem?: string }> {
   if (!parent) return { problem: 'no previous restore point of this VM' };
   const d = parent.disks[disk];
   if (!d) return { problem: `the previous restore point ${parent.id} has no disk ${disk}` };
-  if (d.chunkSizeBytes !== repo.chunkSizeBytes) return { problem: 'the previous restore point uses another chunk size' };
+  if (d.chunkSizeBytes !== repo.chunkSizeBytes)
+    return { problem: 'the previous restore point uses another chunk size' };
   const verified = await repo.lastVerification(parent.id, op);
   if (verified && !verified.ok) {
     // Neither its change-tracking base nor its chunk ids are trusted: every chunk is read and checked against the
@@ -179,13 +219,16 @@ async function loadParentIndex(repo: Repository, parent: Manifest | undefined, d
     if (guard.condemnedCount > 0) {
       // the parent was forgotten and garbage collection condemned its chunks: none of its ids are taken on trust
       for (let i = 0; i < index.entryCount; i++) {
-        if (!index.isZero(i) && guard.isCondemnedChunk(index.id(i))) return { problem: `chunks of the previous restore point ${parent.id} are condemned by garbage collection` };
+        if (!index.isZero(i) && guard.isCondemnedChunk(index.id(i)))
+          return { problem: `chunks of the previous restore point ${parent.id} are condemned by garbage collection` };
       }
     }
     return { index };
   } catch (e) {
     if (e instanceof CofferError && e.code === 'CANCELLED') throw e;
-    return { problem: `the index of disk ${disk} of the previous restore point ${parent.id} is unusable (${(e as Error).message})` };
+    return {
+      problem: `the index of disk ${disk} of the previous restore point ${parent.id} is unusable (${(e as Error).message})`,
+    };
   }
 }
 
@@ -203,9 +246,16 @@ async function backupDisk(
   damaged: IdSet,
 ): Promise<{ index: FixedIndex; stats: DiskStats }> {
   const index = FixedIndex.create(repo.chunkSizeBytes, source.sizeBytes);
-  const plan = await planDisk(source, index, parentIndex, parentProblem, { verifyCbt: Boolean(req.verifyCbt), parentToken, signal: op.signal });
-  if (plan.fallbackReason) req.onWarning?.(`disk ${diskIndex}: change tracking not used, reading the whole disk: ${plan.fallbackReason}`);
-  await pool.setKnown(parentIndex ? IdSet.fromConcatenated(parentIndex.bytes.subarray(FIXED_INDEX_HEADER_BYTES)) : IdSet.empty);
+  const plan = await planDisk(source, index, parentIndex, parentProblem, {
+    verifyCbt: Boolean(req.verifyCbt),
+    parentToken,
+    signal: op.signal,
+  });
+  if (plan.fallbackReason)
+    req.onWarning?.(`disk ${diskIndex}: change tracking not used, reading the whole disk: ${plan.fallbackReason}`);
+  await pool.setKnown(
+    parentIndex ? IdSet.fromConcatenated(parentIndex.bytes.subarray(FIXED_INDEX_HEADER_BYTES)) : IdSet.empty,
+  );
   const recent = new Set<string>();
   const free: Buffer[] = [];
   const chunks = repo.chunksVia(pool);
@@ -229,7 +279,13 @@ async function backupDisk(
   let bytesDone = 0;
   const progress = (len: number) => {
     bytesDone += len;
-    req.onProgress?.({ disk: diskIndex, diskCount: req.sources.length, bytesDone, bytesTotal: source.sizeBytes, bytesStored: stats.bytesStored });
+    req.onProgress?.({
+      disk: diskIndex,
+      diskCount: req.sources.length,
+      bytesDone,
+      bytesTotal: source.sizeBytes,
+      bytesStored: stats.bytesStored,
+    });
   };
   const window = new TaskWindow(chunksInFlight(repo.chunkSizeBytes, pool.size));
   const cs = repo.chunkSizeBytes;
@@ -274,7 +330,8 @@ async function backupDisk(
           recycle();
         };
         try {
-          if (plan.changed && !plan.changed[i] && parentIndex && !parentIndex.id(i).equals(r.id ?? ZERO_CHUNK_ID)) drift.push(i);
+          if (plan.changed && !plan.changed[i] && parentIndex && !parentIndex.id(i).equals(r.id ?? ZERO_CHUNK_ID))
+            drift.push(i);
           if (!r.id) {
             stats.zeroChunks++;
             return progress(len);
@@ -329,9 +386,18 @@ async function backupDisk(
     throw e;
   }
   if (plan.changed && req.verifyCbt) {
-    stats.cbtDrift = chunkRuns(drift.sort((a, b) => a - b), cs, source.sizeBytes);
+    stats.cbtDrift = chunkRuns(
+      drift.sort((a, b) => a - b),
+      cs,
+      source.sizeBytes,
+    );
     if (drift.length > 0) {
-      req.onWarning?.(`disk ${diskIndex}: change tracking missed ${drift.length} changed chunk(s) (${stats.cbtDrift.map((e) => `${e.offset}+${e.length}`).slice(0, 5).join(', ')}${stats.cbtDrift.length > 5 ? ', ...' : ''}); this restore point holds the data actually read`);
+      req.onWarning?.(
+        `disk ${diskIndex}: change tracking missed ${drift.length} changed chunk(s) (${stats.cbtDrift
+          .map((e) => `${e.offset}+${e.length}`)
+          .slice(0, 5)
+          .join(', ')}${stats.cbtDrift.length > 5 ? ', ...' : ''}); this restore point holds the data actually read`,
+      );
     }
   }
   return { index, stats };
@@ -341,7 +407,14 @@ async function backupDisk(
  * Reads one chunk into `raw`. With an allocation map only the allocated parts cross the wire; the rest is zeros.
  * Returns the bytes actually read.
  */
-async function readChunk(source: BlockSource, plan: DiskPlan, offset: number, len: number, raw: Buffer, op: Op): Promise<number> {
+async function readChunk(
+  source: BlockSource,
+  plan: DiskPlan,
+  offset: number,
+  len: number,
+  raw: Buffer,
+  op: Op,
+): Promise<number> {
   if (!plan.dataRanges) {
     await source.read(offset, len, raw, op);
     return len;
@@ -353,7 +426,11 @@ async function readChunk(source: BlockSource, plan: DiskPlan, offset: number, le
     return len;
   }
   raw.fill(0, 0, len);
-  await Promise.all(parts.map((p) => source.read(p.offset, p.length, raw.subarray(p.offset - offset, p.offset - offset + p.length), op)));
+  await Promise.all(
+    parts.map((p) =>
+      source.read(p.offset, p.length, raw.subarray(p.offset - offset, p.offset - offset + p.length), op),
+    ),
+  );
   return covered;
 }
 

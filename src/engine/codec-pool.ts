@@ -6,7 +6,10 @@ import { exclusive, type CodecParams, type CodecReply, type CodecRequest } from 
 
 type OkReply = CodecReply & { ok: true };
 type Pending = { resolve: (r: OkReply) => void; reject: (e: unknown) => void };
-type RequestBody = { op: 'process'; seal: boolean } | { op: 'seal'; idHex: string } | { op: 'open'; idHex: string; checkId: boolean; into: ArrayBuffer | null };
+type RequestBody =
+  | { op: 'process'; seal: boolean }
+  | { op: 'seal'; idHex: string }
+  | { op: 'open'; idHex: string; checkId: boolean; into: ArrayBuffer | null };
 
 export interface ProcessResult {
   /** null: an all-zero chunk. */
@@ -39,14 +42,21 @@ export class CodecPool {
   constructor(params: CodecParams | Promise<CodecParams>, workers = defaultWorkerCount()) {
     if (workers <= 0) {
       if (params instanceof Promise) throw new CofferError('INTERNAL', 'an inline pool needs its keys up front');
-      this.inline = new ChunkCodec({ encKey: Buffer.from(params.encKey), idKey: Buffer.from(params.idKey) }, params.zstdLevel, params.maxChunkBytes);
+      this.inline = new ChunkCodec(
+        { encKey: Buffer.from(params.encKey), idKey: Buffer.from(params.idKey) },
+        params.zstdLevel,
+        params.maxChunkBytes,
+      );
       return;
     }
     const later = params instanceof Promise;
     if (later) {
-      params.then((p) => {
-        for (const s of this.workers) s.w.postMessage({ op: 'init', params: p });
-      }, () => undefined);
+      params.then(
+        (p) => {
+          for (const s of this.workers) s.w.postMessage({ op: 'init', params: p });
+        },
+        () => undefined,
+      );
     }
     for (let i = 0; i < workers; i++) {
       const w = new Worker(new URL('./codec-worker.js', import.meta.url), { workerData: later ? null : params });
@@ -104,7 +114,9 @@ export class CodecPool {
     const sab = bytes.length > 0 ? new SharedArrayBuffer(bytes.length) : null;
     if (sab) bytes.copy(Buffer.from(sab));
     if (sab) this.known = IdSet.fromSorted(Buffer.from(sab));
-    await Promise.all(this.workers.map((slot) => this.post(slot, { op: 'known', seq: this.seq++, ids: sab, length: bytes.length }, [])));
+    await Promise.all(
+      this.workers.map((slot) => this.post(slot, { op: 'known', seq: this.seq++, ids: sab, length: bytes.length }, [])),
+    );
   }
 
   /** Zero check + keyed hash; unless the id is known, also seals it when `seal` (speculatively, saving a round trip). */
@@ -137,12 +149,18 @@ export class CodecPool {
    * gives up (it owns its whole ArrayBuffer) for the plaintext, so restore recycles a few buffers instead of
    * allocating one per chunk. The plaintext may live in it; `spare` returns it when it was not used.
    */
-  async open(blob: Buffer, idHex: string, checkId = true, into?: Buffer): Promise<{ plain: Buffer; spare: Buffer | undefined }> {
+  async open(
+    blob: Buffer,
+    idHex: string,
+    checkId = true,
+    into?: Buffer,
+  ): Promise<{ plain: Buffer; spare: Buffer | undefined }> {
     if (this.inline) {
       const plain = this.inline.open(blob, idHex, checkId, into);
       return { plain, spare: into && plain.buffer !== into.buffer ? into : undefined };
     }
-    const intoAb = into && into.byteOffset === 0 && into.byteLength === into.buffer.byteLength ? (into.buffer as ArrayBuffer) : null;
+    const intoAb =
+      into && into.byteOffset === 0 && into.byteLength === into.buffer.byteLength ? (into.buffer as ArrayBuffer) : null;
     const r = await this.call({ op: 'open', idHex, checkId, into: intoAb }, blob, intoAb ? [intoAb] : []);
     return { plain: Buffer.from(r.data!, 0, r.length), spare: r.input ? Buffer.from(r.input) : undefined };
   }

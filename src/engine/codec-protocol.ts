@@ -10,7 +10,15 @@ export type CodecRequest =
   /** Zero check + hash; unless the id is in the known set, also seal when `seal` (speculative). */
   | { seq: number; op: 'process'; data: ArrayBuffer; length: number; seal: boolean }
   | { seq: number; op: 'seal'; data: ArrayBuffer; length: number; idHex: string }
-  | { seq: number; op: 'open'; data: ArrayBuffer; length: number; idHex: string; checkId: boolean; into: ArrayBuffer | null }
+  | {
+      seq: number;
+      op: 'open';
+      data: ArrayBuffer;
+      length: number;
+      idHex: string;
+      checkId: boolean;
+      into: ArrayBuffer | null;
+    }
   /** Ids known to be stored (sorted, 32 bytes each), shared with every worker without copies. */
   | { seq: number; op: 'known'; ids: SharedArrayBuffer | null; length: number };
 
@@ -30,7 +38,8 @@ export type CodecReply =
 
 /** A Buffer that owns its whole ArrayBuffer, so it can be transferred (copies pool slices and views). */
 export function exclusive(buf: Buffer): Buffer {
-  if (buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength && !(buf.buffer instanceof SharedArrayBuffer)) return buf;
+  if (buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength && !(buf.buffer instanceof SharedArrayBuffer))
+    return buf;
   const copy = Buffer.allocUnsafeSlow(buf.length);
   buf.copy(copy);
   return copy;

@@ -6,7 +6,11 @@ import { exclusive, type CodecParams, type CodecReply, type CodecRequest } from 
 // Keys may arrive after start-up (the pool starts while the repository key is still being derived).
 let codec: ChunkCodec | undefined;
 const init = (params: CodecParams) => {
-  codec = new ChunkCodec({ encKey: Buffer.from(params.encKey), idKey: Buffer.from(params.idKey) }, params.zstdLevel, params.maxChunkBytes);
+  codec = new ChunkCodec(
+    { encKey: Buffer.from(params.encKey), idKey: Buffer.from(params.idKey) },
+    params.zstdLevel,
+    params.maxChunkBytes,
+  );
 };
 if (workerData) init(workerData as CodecParams);
 let known: IdSet = IdSet.empty;
@@ -47,7 +51,13 @@ parentPort!.on('message', (msg: CodecRequest | { op: 'init'; params: CodecParams
           transfer.push(req.into!);
         } else {
           const out = exclusive(plain);
-          reply = { seq: req.seq, ok: true, data: out.buffer as ArrayBuffer, length: out.length, ...(req.into ? { input: req.into } : {}) };
+          reply = {
+            seq: req.seq,
+            ok: true,
+            data: out.buffer as ArrayBuffer,
+            length: out.length,
+            ...(req.into ? { input: req.into } : {}),
+          };
           transfer.push(reply.data!, ...(req.into ? [req.into] : []));
         }
       } else {

@@ -51,14 +51,24 @@ export interface CopyResult {
  *   chunks copied before are known from points present in both (their indexes, position by position), so chunks
  *   the target already has are not downloaded again.
  */
-export async function copyPoints(src: Repository, dst: Repository, srcPool: CodecPool, dstPool: CodecPool, req: CopyRequest): Promise<CopyResult> {
+export async function copyPoints(
+  src: Repository,
+  dst: Repository,
+  srcPool: CodecPool,
+  dstPool: CodecPool,
+  req: CopyRequest,
+): Promise<CopyResult> {
   const started = Date.now();
   const op: Op = { signal: req.signal };
   const sameKey = src.sharesKeysWith(dst);
   if (!sameKey && src.chunkSizeBytes !== dst.chunkSizeBytes) {
-    throw new CofferError('USAGE', `the repositories have different chunk sizes (${src.chunkSizeBytes} and ${dst.chunkSizeBytes}); copy needs equal chunk sizes`, {
-      hint: 'create the target with `coffer init --chunk-size` equal to the source, or with `--copy-of SOURCE`',
-    });
+    throw new CofferError(
+      'USAGE',
+      `the repositories have different chunk sizes (${src.chunkSizeBytes} and ${dst.chunkSizeBytes}); copy needs equal chunk sizes`,
+      {
+        hint: 'create the target with `coffer init --chunk-size` equal to the source, or with `--copy-of SOURCE`',
+      },
+    );
   }
   // Copy writes into the target like a backup: it holds the target's lease of each VM it copies points of (all taken
   // at the start, in name order, for the whole run) and follows the GC protocol (DESIGN.md §Garbage collection).
@@ -75,9 +85,15 @@ export async function copyPoints(src: Repository, dst: Repository, srcPool: Code
     // W2 after the leases and before any look at the target's chunks: what the listing below shows and no loaded
     // generation condemns cannot be deleted while the leases live (a later generation is deferred until we finish)
     if (leases.length > 0) guard = await GcGuard.open(dst, leases, op);
-    else return { mode: sameKey ? 'same-key' : 're-encrypt', points: [], gcRescued: 0, durationMs: Date.now() - started };
+    else
+      return { mode: sameKey ? 'same-key' : 're-encrypt', points: [], gcRescued: 0, durationMs: Date.now() - started };
     const points = await copyUnderLeases(src, dst, srcPool, dstPool, req, op, sameKey, manifests, leases, guard);
-    return { mode: sameKey ? 'same-key' : 're-encrypt', points, gcRescued: guard.rescuedCount, durationMs: Date.now() - started };
+    return {
+      mode: sameKey ? 'same-key' : 're-encrypt',
+      points,
+      gcRescued: guard.rescuedCount,
+      durationMs: Date.now() - started,
+    };
   } finally {
     await guard?.close();
     for (const l of leases.reverse()) await l.release();
@@ -119,7 +135,15 @@ async function copyUnderLeases(
   for (const id of req.pointIds) {
     op.signal?.throwIfAborted();
     const m = manifests.get(id)!;
-    const r: CopiedPoint = { id, vm: m.vm.name, status: 'copied', chunksCopied: 0, chunksPresent: 0, bytesUploaded: 0, serverSide: 0 };
+    const r: CopiedPoint = {
+      id,
+      vm: m.vm.name,
+      status: 'copied',
+      chunksCopied: 0,
+      chunksPresent: 0,
+      bytesUploaded: 0,
+      serverSide: 0,
+    };
     if (await dst.hasPoint(id, op)) {
       r.status = 'present';
       points.push(r);
@@ -172,7 +196,11 @@ async function copyUnderLeases(
               map!.set(srcHex, dstHex);
               if (condemned(dstHex)) await rescueChunk(dstHex);
               if (!targetHas(dstHex)) {
-                const put = await dstChunks.put(asChunkId(dstHex), { plain: p.data, ...(p.sealed ? { sealed: p.sealed } : {}) }, op);
+                const put = await dstChunks.put(
+                  asChunkId(dstHex),
+                  { plain: p.data, ...(p.sealed ? { sealed: p.sealed } : {}) },
+                  op,
+                );
                 if (put.stored === 'created') r.bytesUploaded += put.sizeBytes;
                 added.add(dstHex);
               }
@@ -225,7 +253,10 @@ async function knownMapping(src: Repository, dst: Repository, op: Op): Promise<M
     if (!pair) continue;
     const [a, b] = pair;
     for (let d = 0; d < Math.min(a.disks.length, b.disks.length); d++) {
-      const indexes = await Promise.all([src.loadIndex(a.disks[d]!.indexId, op), dst.loadIndex(b.disks[d]!.indexId, op)]).catch(gone);
+      const indexes = await Promise.all([
+        src.loadIndex(a.disks[d]!.indexId, op),
+        dst.loadIndex(b.disks[d]!.indexId, op),
+      ]).catch(gone);
       if (!indexes) continue;
       const [ia, ib] = indexes;
       if (ia.entryCount !== ib.entryCount) continue;
@@ -237,9 +268,9 @@ async function knownMapping(src: Repository, dst: Repository, op: Op): Promise<M
   return map;
 }
 
-
 /** A manifest or index deleted meanwhile (forget, prune): undefined; anything else is thrown. */
 function gone(e: unknown): undefined {
-  if (e instanceof CofferError && (e.code === 'NOT_FOUND' || (e.code === 'CORRUPT' && e.details?.missing === true))) return undefined;
+  if (e instanceof CofferError && (e.code === 'NOT_FOUND' || (e.code === 'CORRUPT' && e.details?.missing === true)))
+    return undefined;
   throw e;
 }

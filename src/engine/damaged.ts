@@ -8,9 +8,18 @@ import { HEX64, type Op } from '../shared/index.js';
 export async function knownDamagedChunks(repo: Repository, op: Op = {}): Promise<IdSet> {
   const ids: Buffer[] = [];
   for await (const rec of repo.newestFailedVerifications(op)) {
-    const problems = (Array.isArray(rec.problems) ? rec.problems.slice(0, 1000) : []) as { kind?: unknown; id?: unknown }[];
+    const problems = (Array.isArray(rec.problems) ? rec.problems.slice(0, 1000) : []) as {
+      kind?: unknown;
+      id?: unknown;
+    }[];
     for (const p of problems) {
-      if (p && (p.kind === 'chunk-missing' || p.kind === 'chunk-corrupt') && typeof p.id === 'string' && HEX64.test(p.id)) ids.push(Buffer.from(p.id, 'hex'));
+      if (
+        p &&
+        (p.kind === 'chunk-missing' || p.kind === 'chunk-corrupt') &&
+        typeof p.id === 'string' &&
+        HEX64.test(p.id)
+      )
+        ids.push(Buffer.from(p.id, 'hex'));
     }
   }
   return ids.length > 0 ? IdSet.fromConcatenated(Buffer.concat(ids)) : IdSet.empty;

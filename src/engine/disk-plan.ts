@@ -79,7 +79,12 @@ export async function planDisk(
 ): Promise<DiskPlan> {
   const n = index.entryCount;
   const cs = index.chunkSizeBytes;
-  const mark = async (extents: AsyncIterable<Extent>, into: Uint8Array, value: number, record?: ExtentList): Promise<number> => {
+  const mark = async (
+    extents: AsyncIterable<Extent>,
+    into: Uint8Array,
+    value: number,
+    record?: ExtentList,
+  ): Promise<number> => {
     let bytes = 0;
     for await (const e of extents) {
       opts.signal?.throwIfAborted();
@@ -96,9 +101,11 @@ export async function planDisk(
   let fallbackReason: string | undefined;
   if (source.changeTracking) {
     if (!parentIndex) fallbackReason = parentProblem ?? 'no previous restore point of this VM';
-    else if (parentIndex.diskSizeBytes !== index.diskSizeBytes) fallbackReason = `the disk changed size (${parentIndex.diskSizeBytes} -> ${index.diskSizeBytes} bytes)`;
+    else if (parentIndex.diskSizeBytes !== index.diskSizeBytes)
+      fallbackReason = `the disk changed size (${parentIndex.diskSizeBytes} -> ${index.diskSizeBytes} bytes)`;
     else if (parentIndex.chunkSizeBytes !== cs) fallbackReason = 'the parent uses another chunk size';
-    else if (source.changeTracking.needsBaseToken && !opts.parentToken) fallbackReason = 'the previous restore point has no change token for this disk';
+    else if (source.changeTracking.needsBaseToken && !opts.parentToken)
+      fallbackReason = 'the previous restore point has no change token for this disk';
     if (!fallbackReason) {
       const changed = new Uint8Array(n);
       let changedBytes = 0;
@@ -112,7 +119,14 @@ export async function planDisk(
         const actions = new Uint8Array(n).fill(PLAN_FROM_PARENT);
         if (opts.verifyCbt) actions.fill(PLAN_READ);
         else for (let i = 0; i < n; i++) if (changed[i]) actions[i] = PLAN_READ;
-        return { actions, mode: 'incremental', changed, changedBytes, fallbackReason: undefined, dataRanges: undefined };
+        return {
+          actions,
+          mode: 'incremental',
+          changed,
+          changedBytes,
+          fallbackReason: undefined,
+          dataRanges: undefined,
+        };
       }
     }
   }

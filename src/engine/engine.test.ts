@@ -85,7 +85,10 @@ for (const workers of [0, 1, 2]) {
       await restoreDisk(repo, pool, { pointId: r.id, disk: 0, target: { kind: 'path', path: out } });
       assert.ok(readFileSync(out).equals(data));
       assert.ok(statSync(out).blocks * 512 < data.length, 'zero chunks are holes');
-      await assert.rejects(restoreDisk(repo, pool, { pointId: r.id, disk: 0, target: { kind: 'path', path: out } }), (e: unknown) => e instanceof CofferError && e.code === 'TARGET_EXISTS');
+      await assert.rejects(
+        restoreDisk(repo, pool, { pointId: r.id, disk: 0, target: { kind: 'path', path: out } }),
+        (e: unknown) => e instanceof CofferError && e.code === 'TARGET_EXISTS',
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
       await pool.close();
@@ -117,7 +120,10 @@ test('a failed backup leaves no restore point and no lease; the next run reuses 
   const { repo, pool, store } = await setup(0);
   try {
     const data = Buffer.concat([randomBytes(12 * CS)]);
-    await assert.rejects(backup(repo, pool, { vm: 'vm1', sources: [new BufferSource(data, 'mem://x', 6)] }), /simulated/);
+    await assert.rejects(
+      backup(repo, pool, { vm: 'vm1', sources: [new BufferSource(data, 'mem://x', 6)] }),
+      /simulated/,
+    );
     assert.equal((await repo.listPoints()).length, 0);
     let locks = 0;
     for await (const _ of store.list('locks/')) locks++;
@@ -136,7 +142,9 @@ test('cancellation: an aborted backup rejects and commits nothing', async () => 
   try {
     const ac = new AbortController();
     ac.abort(new CofferError('CANCELLED', 'test'));
-    await assert.rejects(backup(repo, pool, { vm: 'vm1', sources: [new BufferSource(disk(4 * CS))], signal: ac.signal }));
+    await assert.rejects(
+      backup(repo, pool, { vm: 'vm1', sources: [new BufferSource(disk(4 * CS))], signal: ac.signal }),
+    );
     assert.equal((await repo.listPoints()).length, 0);
   } finally {
     await pool.close();
@@ -147,7 +155,10 @@ test('two backups of one VM at once: the second fails LOCKED, other VMs proceed'
   const { repo, pool } = await setup(0);
   try {
     const lease = await repo.acquireLease(repo.vmScope('vm1'), 'held by test');
-    await assert.rejects(backup(repo, pool, { vm: 'vm1', sources: [new BufferSource(disk(2 * CS))] }), (e: unknown) => e instanceof CofferError && e.code === 'LOCKED');
+    await assert.rejects(
+      backup(repo, pool, { vm: 'vm1', sources: [new BufferSource(disk(2 * CS))] }),
+      (e: unknown) => e instanceof CofferError && e.code === 'LOCKED',
+    );
     await backup(repo, pool, { vm: 'vm2', sources: [new BufferSource(disk(2 * CS))] });
     await lease.release();
     await backup(repo, pool, { vm: 'vm1', sources: [new BufferSource(disk(2 * CS))] });
@@ -171,7 +182,10 @@ test('verify names missing and corrupt chunks; restore refuses corrupt data', as
     const full = await verify(repo, pool, { readDataFraction: 1 });
     assert.deepEqual(full.problems.map((p) => p.kind).sort(), ['chunk-corrupt', 'chunk-missing']);
     assert.ok(full.problems.some((p) => chunks[0]!.endsWith(p.id)));
-    await assert.rejects(restoreToBuffer(repo, pool, r.id), (e: unknown) => e instanceof CofferError && e.code === 'CORRUPT');
+    await assert.rejects(
+      restoreToBuffer(repo, pool, r.id),
+      (e: unknown) => e instanceof CofferError && e.code === 'CORRUPT',
+    );
   } finally {
     await pool.close();
   }
@@ -229,7 +243,10 @@ test('verification is recorded per restore point; a parent that failed it is not
 
 test('wrong password is WRONG_KEY; keys can be added and removed', async () => {
   const { store, repo } = await setup(0);
-  await assert.rejects(Repository.open(store, 'nope'), (e: unknown) => e instanceof CofferError && e.code === 'WRONG_KEY');
+  await assert.rejects(
+    Repository.open(store, 'nope'),
+    (e: unknown) => e instanceof CofferError && e.code === 'WRONG_KEY',
+  );
   const k2 = await repo.addKey('second', 'ops', { N: 1024 });
   const viaSecond = await Repository.open(store, 'second');
   assert.equal(viaSecond.keyId, k2.id);
@@ -237,5 +254,8 @@ test('wrong password is WRONG_KEY; keys can be added and removed', async () => {
   assert.deepEqual(keysOf(viaSecond).encKey, keysOf(repo).encKey);
   await assert.rejects(viaSecond.removeKey(k2.id), (e: unknown) => e instanceof CofferError && e.code === 'KEY_IN_USE');
   await viaSecond.removeKey(repo.keyId);
-  await assert.rejects(Repository.open(store, 'pw'), (e: unknown) => e instanceof CofferError && e.code === 'WRONG_KEY');
+  await assert.rejects(
+    Repository.open(store, 'pw'),
+    (e: unknown) => e instanceof CofferError && e.code === 'WRONG_KEY',
+  );
 });

@@ -1,7 +1,19 @@
 import { constants } from 'node:fs';
 import { chmod, chown, lchown, link, lstat, lutimes, mkdir, open, symlink, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
-import { checkRange, listPartitions, openFilesystem, probeFilesystem, scanVolumeGroups, selectVolume, type BlockReader, type FsNode, type GuestFs, type PartitionInfo, type VolumeGroups } from '../fs/index.js';
+import {
+  checkRange,
+  listPartitions,
+  openFilesystem,
+  probeFilesystem,
+  scanVolumeGroups,
+  selectVolume,
+  type BlockReader,
+  type FsNode,
+  type GuestFs,
+  type PartitionInfo,
+  type VolumeGroups,
+} from '../fs/index.js';
 import type { Repository } from '../repository/index.js';
 import { CofferError, asCofferError, type ErrorCode, type Op } from '../shared/index.js';
 import type { CodecPool } from './codec-pool.js';
@@ -69,7 +81,12 @@ class DeviceReader implements BlockReader {
   }
 }
 
-async function openDisk(repo: Repository, pool: CodecPool, loc: { pointId: string; disk: number }, op: Op): Promise<{ device: RestorePointDevice; reader: DeviceReader; chunksTotal: number }> {
+async function openDisk(
+  repo: Repository,
+  pool: CodecPool,
+  loc: { pointId: string; disk: number },
+  op: Op,
+): Promise<{ device: RestorePointDevice; reader: DeviceReader; chunksTotal: number }> {
   const manifest = await repo.loadManifest(loc.pointId, op);
   const disk = manifest.disks[loc.disk];
   if (!disk) throw new CofferError('NOT_FOUND', `restore point ${loc.pointId} has no disk ${loc.disk}`);
@@ -79,7 +96,12 @@ async function openDisk(repo: Repository, pool: CodecPool, loc: { pointId: strin
 }
 
 /** Every disk of a restore point, for LVM2: a volume group may span several disks of the VM. */
-async function openAllDisks(repo: Repository, pool: CodecPool, pointId: string, op: Op): Promise<{ disks: Awaited<ReturnType<typeof openDisk>>[]; groups: VolumeGroups; close(): Promise<void> }> {
+async function openAllDisks(
+  repo: Repository,
+  pool: CodecPool,
+  pointId: string,
+  op: Op,
+): Promise<{ disks: Awaited<ReturnType<typeof openDisk>>[]; groups: VolumeGroups; close(): Promise<void> }> {
   const manifest = await repo.loadManifest(pointId, op);
   const disks: Awaited<ReturnType<typeof openDisk>>[] = [];
   const close = async () => {
@@ -87,7 +109,10 @@ async function openAllDisks(repo: Repository, pool: CodecPool, pointId: string, 
   };
   try {
     for (let i = 0; i < manifest.disks.length; i++) disks.push(await openDisk(repo, pool, { pointId, disk: i }, op));
-    const groups = await scanVolumeGroups(disks.map((d) => d.reader), op);
+    const groups = await scanVolumeGroups(
+      disks.map((d) => d.reader),
+      op,
+    );
     return { disks, groups, close };
   } catch (e) {
     await close();
@@ -95,7 +120,12 @@ async function openAllDisks(repo: Repository, pool: CodecPool, pointId: string, 
   }
 }
 
-export async function listGuestPartitions(repo: Repository, pool: CodecPool, loc: GuestLocation, op: Op = {}): Promise<{ scheme: string; sizeBytes: number; partitions: GuestVolumeInfo[]; warnings: string[] }> {
+export async function listGuestPartitions(
+  repo: Repository,
+  pool: CodecPool,
+  loc: GuestLocation,
+  op: Op = {},
+): Promise<{ scheme: string; sizeBytes: number; partitions: GuestVolumeInfo[]; warnings: string[] }> {
   const { device, reader } = await openDisk(repo, pool, loc, op);
   let partitions: GuestVolumeInfo[];
   let table: { scheme: string };
@@ -112,7 +142,15 @@ export async function listGuestPartitions(repo: Repository, pool: CodecPool, loc
       warnings.push(...all.groups.warnings);
       for (const lv of all.groups.list()) {
         if (!lv.disks.includes(loc.disk)) continue;
-        const entry: GuestVolumeInfo = { number: lv.name, scheme: 'lvm2', startBytes: 0, sizeBytes: lv.sizeBytes, type: `lvm2 ${[...new Set(lv.segmentTypes)].join('+')}`, name: lv.name, filesystem: undefined };
+        const entry: GuestVolumeInfo = {
+          number: lv.name,
+          scheme: 'lvm2',
+          startBytes: 0,
+          sizeBytes: lv.sizeBytes,
+          type: `lvm2 ${[...new Set(lv.segmentTypes)].join('+')}`,
+          name: lv.name,
+          filesystem: undefined,
+        };
         if (lv.problem) entry.problem = lv.problem;
         else entry.filesystem = await probeFilesystem(all.groups.open(lv.name), op).catch(() => undefined);
         partitions.push(entry);
@@ -147,13 +185,28 @@ async function openGuest(repo: Repository, pool: CodecPool, loc: GuestLocation, 
 }
 
 /** A filesystem inside LVM2 logical volume "VG/LV": every disk of the point is opened (a VG may span several). */
-async function openLogicalVolume(repo: Repository, pool: CodecPool, loc: GuestLocation, name: string, op: Op): Promise<OpenGuest> {
-  if (!/^[^/]+\/[^/]+$/.test(name)) throw new CofferError('USAGE', `--partition ${JSON.stringify(name)}: give a partition number or a logical volume as VG/LV`);
+async function openLogicalVolume(
+  repo: Repository,
+  pool: CodecPool,
+  loc: GuestLocation,
+  name: string,
+  op: Op,
+): Promise<OpenGuest> {
+  if (!/^[^/]+\/[^/]+$/.test(name))
+    throw new CofferError(
+      'USAGE',
+      `--partition ${JSON.stringify(name)}: give a partition number or a logical volume as VG/LV`,
+    );
   const all = await openAllDisks(repo, pool, loc.pointId, op);
   try {
-    if (!all.disks[loc.disk]) throw new CofferError('NOT_FOUND', `restore point ${loc.pointId} has no disk ${loc.disk}`);
+    if (!all.disks[loc.disk])
+      throw new CofferError('NOT_FOUND', `restore point ${loc.pointId} has no disk ${loc.disk}`);
     const lv = all.groups.list().find((x) => x.name === name);
-    if (lv && !lv.disks.includes(loc.disk)) throw new CofferError('NOT_FOUND', `logical volume ${name} has no extents on disk ${loc.disk} (it is on disk ${lv.disks.join(', ')})`);
+    if (lv && !lv.disks.includes(loc.disk))
+      throw new CofferError(
+        'NOT_FOUND',
+        `logical volume ${name} has no extents on disk ${loc.disk} (it is on disk ${lv.disks.join(', ')})`,
+      );
     const volume = all.groups.open(name);
     const fs = await openFilesystem(volume, op);
     const warnings = fs.warnings ?? [];
@@ -174,7 +227,8 @@ async function openLogicalVolume(repo: Repository, pool: CodecPool, loc: GuestLo
 /** Splits a guest path; '..' is refused (there is no way up from where a path starts). */
 function splitPath(path: string): string[] {
   const parts = path.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.includes('..')) throw new CofferError('USAGE', `a guest path may not contain '..': ${JSON.stringify(path)}`);
+  if (parts.includes('..'))
+    throw new CofferError('USAGE', `a guest path may not contain '..': ${JSON.stringify(path)}`);
   return parts;
 }
 
@@ -183,10 +237,12 @@ async function resolve(fs: GuestFs, path: string, op: Op): Promise<FsNode> {
   let node = await fs.root(op);
   const parts = splitPath(path);
   for (const [i, name] of parts.entries()) {
-    if (node.type === 'symlink') throw new CofferError('USAGE', `/${parts.slice(0, i).join('/')} is a symbolic link: give the path it points to`);
+    if (node.type === 'symlink')
+      throw new CofferError('USAGE', `/${parts.slice(0, i).join('/')} is a symbolic link: give the path it points to`);
     if (node.type !== 'dir') throw new CofferError('NOT_FOUND', `/${parts.slice(0, i).join('/')} is not a directory`);
     const next = (await fs.list(node, op)).find((e) => e.name === name);
-    if (!next) throw new CofferError('NOT_FOUND', `/${parts.slice(0, i + 1).join('/')} does not exist in the guest filesystem`);
+    if (!next)
+      throw new CofferError('NOT_FOUND', `/${parts.slice(0, i + 1).join('/')} does not exist in the guest filesystem`);
     node = next;
   }
   return node;
@@ -199,7 +255,18 @@ function iso(ms: number | undefined): string | null {
 }
 
 async function info(fs: GuestFs, node: FsNode, path: string, op: Op): Promise<FileInfo> {
-  const i: FileInfo = { name: node.name, path, type: node.type, size: node.sizeBytes, mode: node.mode, uid: node.uid, gid: node.gid, nlink: node.nlink, mtime: iso(node.mtimeMs), atime: iso(node.atimeMs) };
+  const i: FileInfo = {
+    name: node.name,
+    path,
+    type: node.type,
+    size: node.sizeBytes,
+    mode: node.mode,
+    uid: node.uid,
+    gid: node.gid,
+    nlink: node.nlink,
+    mtime: iso(node.mtimeMs),
+    atime: iso(node.atimeMs),
+  };
   if (node.error) i.error = { code: node.error.code, message: node.error.message };
   if (node.ctimeMs !== undefined) i.ctime = iso(node.ctimeMs);
   if (node.attributes) i.attributes = node.attributes;
@@ -257,7 +324,12 @@ const ZEROS = Buffer.alloc(1024 * 1024);
  * USAGE; a file that claims to be larger than its partition (a huge sparse file, or a hostile size) is refused with
  * FS_UNSUPPORTED before anything is sent, so a download is bounded by the partition.
  */
-export async function openGuestFile(repo: Repository, pool: CodecPool, loc: GuestLocation & { path: string }, op: Op = {}): Promise<GuestFile> {
+export async function openGuestFile(
+  repo: Repository,
+  pool: CodecPool,
+  loc: GuestLocation & { path: string },
+  op: Op = {},
+): Promise<GuestFile> {
   const g = await openGuest(repo, pool, loc, op);
   let closed: Promise<void> | undefined;
   const close = () => (closed ??= g.close());
@@ -265,10 +337,18 @@ export async function openGuestFile(repo: Repository, pool: CodecPool, loc: Gues
     const path = '/' + splitPath(loc.path).join('/');
     const node = await resolve(g.fs, path, op);
     if (node.error) throw node.error;
-    if (node.type !== 'file') throw new CofferError('USAGE', `${path} is ${node.type === 'dir' ? 'a directory' : `a ${node.type}`}, not a regular file: only regular files can be downloaded`);
+    if (node.type !== 'file')
+      throw new CofferError(
+        'USAGE',
+        `${path} is ${node.type === 'dir' ? 'a directory' : `a ${node.type}`}, not a regular file: only regular files can be downloaded`,
+      );
     const limit = g.partition.sizeBytes;
     if (node.sizeBytes > limit) {
-      throw new CofferError('FS_UNSUPPORTED', `${path} claims ${node.sizeBytes} bytes, more than its partition holds (${limit}): not downloadable (copy a sparse file this large with coffer files get)`, { details: { size: node.sizeBytes, partitionBytes: limit } });
+      throw new CofferError(
+        'FS_UNSUPPORTED',
+        `${path} claims ${node.sizeBytes} bytes, more than its partition holds (${limit}): not downloadable (copy a sparse file this large with coffer files get)`,
+        { details: { size: node.sizeBytes, partitionBytes: limit } },
+      );
     }
     const entry = await info(g.fs, node, path, op);
     const fs = g.fs;
@@ -280,16 +360,30 @@ export async function openGuestFile(repo: Repository, pool: CodecPool, loc: Gues
       };
       for await (const piece of fs.read(node, op)) {
         const end = piece.offset + piece.data.length;
-        if (piece.offset < pos || end > node.sizeBytes) throw new CofferError('FS_CORRUPT', `${path}: a piece of content at ${piece.offset} (+${piece.data.length}) is out of order or past the file's size ${node.sizeBytes}`);
+        if (piece.offset < pos || end > node.sizeBytes)
+          throw new CofferError(
+            'FS_CORRUPT',
+            `${path}: a piece of content at ${piece.offset} (+${piece.data.length}) is out of order or past the file's size ${node.sizeBytes}`,
+          );
         data += piece.data.length;
-        if (data > limit) throw new CofferError('FS_CORRUPT', `${path}: more data than the partition holds (${limit} bytes)`);
+        if (data > limit)
+          throw new CofferError('FS_CORRUPT', `${path}: more data than the partition holds (${limit} bytes)`);
         yield* zeros(piece.offset - pos);
         if (piece.data.length > 0) yield piece.data;
         pos = end;
       }
       yield* zeros(node.sizeBytes - pos);
     }
-    return { filesystem: fs.kind, partition: g.partition.number, partitionBytes: limit, warnings: [...(fs.warnings ?? [])], entry, content, chunksRead: () => g.chunksRead(), close };
+    return {
+      filesystem: fs.kind,
+      partition: g.partition.number,
+      partitionBytes: limit,
+      warnings: [...(fs.warnings ?? [])],
+      entry,
+      content,
+      chunksRead: () => g.chunksRead(),
+      close,
+    };
   } catch (e) {
     await close();
     throw e;
@@ -308,12 +402,26 @@ export interface ListPage {
  * code units, stable) and only `page.limit` of them from `page.offset` are described (`entriesTotal` counts all):
  * a restore point never changes, so an offset is a stable cursor.
  */
-export async function listGuestFiles(repo: Repository, pool: CodecPool, loc: GuestLocation & { path: string; page?: ListPage }, op: Op = {}): Promise<ListResult> {
+export async function listGuestFiles(
+  repo: Repository,
+  pool: CodecPool,
+  loc: GuestLocation & { path: string; page?: ListPage },
+  op: Op = {},
+): Promise<ListResult> {
   const g = await openGuest(repo, pool, loc, op);
   try {
     const path = '/' + splitPath(loc.path).join('/');
     const node = await resolve(g.fs, path, op);
-    const result: ListResult = { filesystem: g.fs.kind, partition: g.partition.number, path, warnings: [...(g.fs.warnings ?? [])], checks: [...(g.fs.checks ?? [])], chunksRead: 0, chunksTotal: g.chunksTotal, entry: await info(g.fs, node, path, op) };
+    const result: ListResult = {
+      filesystem: g.fs.kind,
+      partition: g.partition.number,
+      path,
+      warnings: [...(g.fs.warnings ?? [])],
+      checks: [...(g.fs.checks ?? [])],
+      chunksRead: 0,
+      chunksTotal: g.chunksTotal,
+      entry: await info(g.fs, node, path, op),
+    };
     if (node.type === 'dir') {
       let children = await g.fs.list(node, op);
       result.entriesTotal = children.length;
@@ -380,10 +488,31 @@ export async function extractGuestFiles(repo: Repository, pool: CodecPool, o: Ex
   const op: Op = { signal: o.signal };
   const g = await openGuest(repo, pool, o, op);
   const asRoot = process.getuid?.() === 0;
-  const result: ExtractResult = { filesystem: g.fs.kind, partition: g.partition.number, target: o.target, warnings: [...(g.fs.warnings ?? [])], checks: [...(g.fs.checks ?? [])], files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0, chunksRead: 0, chunksTotal: g.chunksTotal, skipped: [], failed: [] };
+  const result: ExtractResult = {
+    filesystem: g.fs.kind,
+    partition: g.partition.number,
+    target: o.target,
+    warnings: [...(g.fs.warnings ?? [])],
+    checks: [...(g.fs.checks ?? [])],
+    files: 0,
+    dirs: 0,
+    symlinks: 0,
+    hardlinks: 0,
+    bytes: 0,
+    chunksRead: 0,
+    chunksTotal: g.chunksTotal,
+    skipped: [],
+    failed: [],
+  };
   const fail = (path: string, e: unknown) => {
     const errno = (e as NodeJS.ErrnoException | undefined)?.code;
-    const err = e instanceof CofferError ? e : asCofferError(e, typeof errno === 'string' ? (errno === 'ENOSPC' ? 'STORAGE_FULL' : 'TARGET_UNWRITABLE') : 'INTERNAL');
+    const err =
+      e instanceof CofferError
+        ? e
+        : asCofferError(
+            e,
+            typeof errno === 'string' ? (errno === 'ENOSPC' ? 'STORAGE_FULL' : 'TARGET_UNWRITABLE') : 'INTERNAL',
+          );
     // a full target disk or Ctrl-C ends the whole run; anything else fails this entry only
     if (err.code === 'CANCELLED' || err.code === 'INTERNAL' || err.code === 'STORAGE_FULL') throw err;
     result.failed.push({ path, code: err.code, message: err.message, details: err.details });
@@ -410,7 +539,11 @@ export async function extractGuestFiles(repo: Repository, pool: CodecPool, o: Ex
   const clear = async (dest: string): Promise<void> => {
     const st = await lstat(dest).catch(() => undefined);
     if (!st) return;
-    if (!o.force || st.isDirectory()) throw new CofferError('TARGET_EXISTS', `${dest} exists${st.isDirectory() ? ' (a directory)' : st.isSymbolicLink() ? ' (a symbolic link, never written through)' : ''}${o.force ? '' : '; use --force to replace it'}`);
+    if (!o.force || st.isDirectory())
+      throw new CofferError(
+        'TARGET_EXISTS',
+        `${dest} exists${st.isDirectory() ? ' (a directory)' : st.isSymbolicLink() ? ' (a symbolic link, never written through)' : ''}${o.force ? '' : '; use --force to replace it'}`,
+      );
     await unlink(dest);
   };
 
@@ -425,15 +558,27 @@ export async function extractGuestFiles(repo: Repository, pool: CodecPool, o: Ex
     const size = stream === undefined ? node.sizeBytes : (node.streams?.find((x) => x.name === stream)?.sizeBytes ?? 0);
     const content = stream === undefined ? g.fs.read(node, op) : g.fs.readStream!(node, stream, op);
     // O_EXCL|O_NOFOLLOW: never through a symlink or over something that appeared meanwhile
-    const fh = await open(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600).catch((e) => {
-      throw new CofferError((e as NodeJS.ErrnoException).code === 'EEXIST' ? 'TARGET_EXISTS' : 'TARGET_UNWRITABLE', `cannot create ${dest}: ${(e as Error).message}`);
+    const fh = await open(
+      dest,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+      0o600,
+    ).catch((e) => {
+      throw new CofferError(
+        (e as NodeJS.ErrnoException).code === 'EEXIST' ? 'TARGET_EXISTS' : 'TARGET_UNWRITABLE',
+        `cannot create ${dest}: ${(e as Error).message}`,
+      );
     });
     let ok = false;
     try {
       for await (const piece of content) {
-        if (result.bytes + piece.data.length > dataLimit) throw new CofferError('FS_CORRUPT', `the files read hold more data than the partition (${dataLimit} bytes): files share blocks`);
+        if (result.bytes + piece.data.length > dataLimit)
+          throw new CofferError(
+            'FS_CORRUPT',
+            `the files read hold more data than the partition (${dataLimit} bytes): files share blocks`,
+          );
         let done = 0;
-        while (done < piece.data.length) done += (await fh.write(piece.data, done, piece.data.length - done, piece.offset + done)).bytesWritten;
+        while (done < piece.data.length)
+          done += (await fh.write(piece.data, done, piece.data.length - done, piece.offset + done)).bytesWritten;
         result.bytes += piece.data.length;
       }
       await fh.truncate(size); // the tail hole, and the file's exact size
@@ -470,14 +615,18 @@ export async function extractGuestFiles(repo: Repository, pool: CodecPool, o: Ex
       if (node.type === 'file') await writeFile(node, dest);
       else if (node.type === 'symlink') {
         const text = await g.fs.readlink(node, op);
-        if (text === '' || text.includes('\0')) throw new CofferError('FS_CORRUPT', 'empty or NUL-containing symlink target');
+        if (text === '' || text.includes('\0'))
+          throw new CofferError('FS_CORRUPT', 'empty or NUL-containing symlink target');
         await clear(dest);
         await symlink(text, dest); // the target text as stored: never followed, never resolved
         await setMeta(dest, node, 'symlink');
         result.symlinks++;
       } else if (node.type === 'dir') {
         if (depth > MAX_DEPTH) throw new CofferError('FS_CORRUPT', `directories nested deeper than ${MAX_DEPTH}`);
-        if (visitedDirs.has(node.id)) throw new CofferError('FS_CORRUPT', `directory ${guestPath} was already visited (a directory cycle)`, { details: { id: node.id } });
+        if (visitedDirs.has(node.id))
+          throw new CofferError('FS_CORRUPT', `directory ${guestPath} was already visited (a directory cycle)`, {
+            details: { id: node.id },
+          });
         visitedDirs.add(node.id);
         await makeDir(dest, o.force);
         result.dirs++;
@@ -492,7 +641,12 @@ export async function extractGuestFiles(repo: Repository, pool: CodecPool, o: Ex
           await extract(c, join(dest, c.name), childPath, depth + 1);
         }
         if (dest !== o.target) await setMeta(dest, node, 'dir'); // the target directory itself keeps its own metadata
-      } else result.skipped.push({ path: guestPath, type: node.type, reason: 'device nodes, FIFOs and sockets are not recreated' });
+      } else
+        result.skipped.push({
+          path: guestPath,
+          type: node.type,
+          reason: 'device nodes, FIFOs and sockets are not recreated',
+        });
     } catch (e) {
       fail(guestPath, e);
     }
@@ -521,7 +675,11 @@ export async function extractGuestFiles(repo: Repository, pool: CodecPool, o: Ex
 /** The target directory: created if missing; an existing one must be a real directory (not a symlink). */
 async function prepareTarget(target: string): Promise<void> {
   const st = await lstat(target).catch(() => undefined);
-  if (st && !st.isDirectory()) throw new CofferError('TARGET_UNWRITABLE', `${target} is not a directory${st.isSymbolicLink() ? ' (a symbolic link)' : ''}`);
+  if (st && !st.isDirectory())
+    throw new CofferError(
+      'TARGET_UNWRITABLE',
+      `${target} is not a directory${st.isSymbolicLink() ? ' (a symbolic link)' : ''}`,
+    );
   if (!st) {
     await mkdir(target, { recursive: true, mode: 0o700 }).catch((e) => {
       throw new CofferError('TARGET_UNWRITABLE', `cannot create ${target}: ${(e as Error).message}`);
@@ -534,10 +692,17 @@ async function makeDir(dest: string, force: boolean): Promise<void> {
   const st = await lstat(dest).catch(() => undefined);
   if (st?.isDirectory()) return;
   if (st) {
-    if (!force) throw new CofferError('TARGET_EXISTS', `${dest} exists and is not a directory${st.isSymbolicLink() ? ' (a symbolic link, never followed)' : ''}; use --force to replace it`);
+    if (!force)
+      throw new CofferError(
+        'TARGET_EXISTS',
+        `${dest} exists and is not a directory${st.isSymbolicLink() ? ' (a symbolic link, never followed)' : ''}; use --force to replace it`,
+      );
     await unlink(dest);
   }
   await mkdir(dest, { mode: 0o700 }).catch((e) => {
-    throw new CofferError((e as NodeJS.ErrnoException).code === 'EEXIST' ? 'TARGET_EXISTS' : 'TARGET_UNWRITABLE', `cannot create ${dest}: ${(e as Error).message}`);
+    throw new CofferError(
+      (e as NodeJS.ErrnoException).code === 'EEXIST' ? 'TARGET_EXISTS' : 'TARGET_UNWRITABLE',
+      `cannot create ${dest}: ${(e as Error).message}`,
+    );
   });
 }

@@ -33,10 +33,12 @@ export async function forget(repo: Repository, req: ForgetRequest): Promise<Forg
   const op: Op = { signal: req.signal };
   const now = req.now ?? new Date();
   const unreadable: string[] = [];
-  const manifests = (await repo.listPoints(op, (id, e) => {
-    unreadable.push(id);
-    req.onWarning?.(`restore point ${id} is unreadable and is left alone: ${e.message}`);
-  })).filter((m) => req.vm === undefined || m.vm.name === req.vm);
+  const manifests = (
+    await repo.listPoints(op, (id, e) => {
+      unreadable.push(id);
+      req.onWarning?.(`restore point ${id} is unreadable and is left alone: ${e.message}`);
+    })
+  ).filter((m) => req.vm === undefined || m.vm.name === req.vm);
   const holds = new Map<string, { until?: string; reason?: string }[]>();
   for (const h of await repo.listHolds(undefined, op)) {
     const list = holds.get(h.pointId) ?? [];

@@ -28,7 +28,12 @@ export class GcGuard {
    * `lease`: the writer's lease, or several (copy holds one per VM of the target): each records what was seen, the
    * first one's holder names the rescues, and all of them must stay valid while the guard waits for a sweep.
    */
-  static async open(repo: Repository, lease: Lease | readonly Lease[], op: Op = {}, opts: { pollMs?: number } = {}): Promise<GcGuard> {
+  static async open(
+    repo: Repository,
+    lease: Lease | readonly Lease[],
+    op: Op = {},
+    opts: { pollMs?: number } = {},
+  ): Promise<GcGuard> {
     const leases: readonly Lease[] = Array.isArray(lease) ? lease : [lease as Lease];
     if (leases.length === 0) throw new CofferError('INTERNAL', 'GcGuard.open needs a lease');
     const names = await repo.gc.listCondemned(op);
@@ -76,7 +81,14 @@ export class GcGuard {
     const key = `${kind}:${Buffer.from(id).toString('hex')}`;
     if (!this.rescued.has(key)) {
       const one = IdSet.fromConcatenated(Buffer.from(id));
-      this.rescueBlobs.push(await this.repo.gc.writeRescue(this.leases[0]!.holder, kind === 'chunk' ? { chunks: one, indexes: IdSet.empty } : { chunks: IdSet.empty, indexes: one }, Date.now(), op));
+      this.rescueBlobs.push(
+        await this.repo.gc.writeRescue(
+          this.leases[0]!.holder,
+          kind === 'chunk' ? { chunks: one, indexes: IdSet.empty } : { chunks: IdSet.empty, indexes: one },
+          Date.now(),
+          op,
+        ),
+      );
       this.rescued.add(key);
     }
     await this.waitForSweep(op);
@@ -85,7 +97,9 @@ export class GcGuard {
   /** Waits while a live GC lease says it is deleting. A dead GC's lease is stale and does not hold anyone up. */
   private async waitForSweep(op: Op): Promise<void> {
     for (;;) {
-      const sweeping = (await this.repo.gc.readLeases(GC_SCOPE)).some((l) => !l.stale && l.info?.operation === GC_SWEEP_OPERATION);
+      const sweeping = (await this.repo.gc.readLeases(GC_SCOPE)).some(
+        (l) => !l.stale && l.info?.operation === GC_SWEEP_OPERATION,
+      );
       if (!sweeping) return;
       for (const l of this.leases) l.check();
       op.signal?.throwIfAborted();

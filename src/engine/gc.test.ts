@@ -6,14 +6,26 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GC_SCOPE, Repository, addHold, chunkBlob, listCondemned, listHolds, pointBlob } from '../repository/index.js';
 import type { BlockSource } from '../sources/index.js';
-import { APPEND_ONLY_BLOB, AppendOnlyBlobStore, LocalBlobStore, MemoryBlobStore, type BlobInfo, type BlobStore, type ByteRange, type RetentionInfo } from '../storage/index.js';
+import {
+  APPEND_ONLY_BLOB,
+  AppendOnlyBlobStore,
+  LocalBlobStore,
+  MemoryBlobStore,
+  type BlobInfo,
+  type BlobStore,
+  type ByteRange,
+  type RetentionInfo,
+} from '../storage/index.js';
 import { CofferError, type BlobName, type Op } from '../shared/index.js';
 import { CodecPool, GC_SWEEP_OPERATION, GcGuard, backup, forget, prune, verify } from './index.js';
 
 const CS = 65536;
 
 class BufferSource implements BlockSource {
-  constructor(readonly data: Buffer, readonly uri = 'mem://disk') {}
+  constructor(
+    readonly data: Buffer,
+    readonly uri = 'mem://disk',
+  ) {}
   get sizeBytes() {
     return this.data.length;
   }
@@ -31,7 +43,10 @@ class BufferSource implements BlockSource {
 class LockingStore implements BlobStore {
   readonly locks = new Map<string, RetentionInfo>();
   retention?: (name: BlobName) => Promise<RetentionInfo | undefined>;
-  constructor(readonly inner: MemoryBlobStore, reportLocks = true) {
+  constructor(
+    readonly inner: MemoryBlobStore,
+    reportLocks = true,
+  ) {
     if (reportLocks) this.retention = async (name) => this.locks.get(name);
   }
   get location() {
@@ -75,7 +90,10 @@ test('forget + prune: unreferenced chunks, indexes, verification records and hol
   await verify(repo, pool, {}); // records for both
   await addHold(store, r1.id, { until: '2000-01-01T00:00:00Z', reason: 'expired' });
   const f = await forget(repo, { policy: { last: 1 } });
-  assert.deepEqual(f.removed.map((r) => r.id), [r1.id]);
+  assert.deepEqual(
+    f.removed.map((r) => r.id),
+    [r1.id],
+  );
   assert.equal((await chunkNames(store)).length, 10);
   const p = await prune(repo);
   assert.equal(p.chunksDeleted, 2);
@@ -133,7 +151,9 @@ test('a writer rescues a condemned chunk it uses: the sweep keeps it; a sweep in
   // a new writer loads the generation and rescues one of its chunks
   const lease = await repo.acquireLease(repo.vmScope('y'), 'new writer');
   const guard = await GcGuard.open(repo, lease, {}, { pollMs: 20 });
-  const condemned = (await chunkNames(store)).map((n) => Buffer.from(n.slice(-64), 'hex')).filter((id) => guard.isCondemnedChunk(id));
+  const condemned = (await chunkNames(store))
+    .map((n) => Buffer.from(n.slice(-64), 'hex'))
+    .filter((id) => guard.isCondemnedChunk(id));
   assert.equal(condemned.length, 4);
   await guard.rescue('chunk', condemned[0]!);
   await oldWriter.release();
@@ -161,19 +181,26 @@ test('storage retention locks: forget keeps a locked point whole (dry run shows 
     const locking = new LockingStore(new MemoryBlobStore(), reportLocks);
     const { store, repo, pool } = await setup(locking);
     const points: { id: string }[] = [];
-    for (let i = 0; i < 3; i++) points.push(await backup(repo, pool, { vm: 'a', sources: [new BufferSource(randomBytes(3 * CS))] }));
+    for (let i = 0; i < 3; i++)
+      points.push(await backup(repo, pool, { vm: 'a', sources: [new BufferSource(randomBytes(3 * CS))] }));
     const until = new Date(Date.now() + 86_400_000).toISOString();
     locking.locks.set(pointBlob(points[0]!.id), { legalHold: false, lockedUntil: until });
     const dry = await forget(repo, { policy: { last: 1 }, dryRun: true });
     if (reportLocks) {
       assert.deepEqual(dry.kept.find((k) => k.id === points[0]!.id)?.reasons, ['locked']);
       assert.equal(dry.kept.find((k) => k.id === points[0]!.id)?.lockedUntil, until);
-      assert.deepEqual(dry.removed.map((r) => r.id), [points[1]!.id]);
+      assert.deepEqual(
+        dry.removed.map((r) => r.id),
+        [points[1]!.id],
+      );
     } else {
       assert.equal(dry.removed.length, 2, 'a store that cannot report locks: the dry run cannot know');
     }
     const f = await forget(repo, { policy: { last: 1 } });
-    assert.deepEqual(f.removed.map((r) => r.id), [points[1]!.id]);
+    assert.deepEqual(
+      f.removed.map((r) => r.id),
+      [points[1]!.id],
+    );
     assert.deepEqual(f.kept.find((k) => k.id === points[0]!.id)?.reasons, ['locked']);
     assert.ok(await store.stat(pointBlob(points[0]!.id)), 'the locked point is whole');
     // lock one chunk of the forgotten point: prune keeps it, reports it, does not fail
@@ -212,7 +239,10 @@ test('prune refuses to delete anything when a restore point is unreadable', asyn
     return d;
   });
   const before = await chunkNames(store);
-  await assert.rejects(prune(repo), (e: unknown) => e instanceof CofferError && e.code === 'CORRUPT' && /before deleting anything/.test(e.message));
+  await assert.rejects(
+    prune(repo),
+    (e: unknown) => e instanceof CofferError && e.code === 'CORRUPT' && /before deleting anything/.test(e.message),
+  );
   assert.deepEqual(await chunkNames(store), before);
 });
 

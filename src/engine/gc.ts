@@ -111,7 +111,8 @@ export async function prune(repo: Repository, req: PruneRequest = {}): Promise<P
     const condemned = { chunks: newChunks.build(), indexes: newIndexes.build() };
     report.chunksCondemned = condemned.chunks.size;
     report.indexesCondemned = condemned.indexes.size;
-    if (condemned.chunks.size + condemned.indexes.size > 0) generations.push(await gc.writeCondemned(condemned, now(), op));
+    if (condemned.chunks.size + condemned.indexes.size > 0)
+      generations.push(await gc.writeCondemned(condemned, now(), op));
 
     // 4. sweep
     lease.check();
@@ -147,7 +148,9 @@ export async function prune(repo: Repository, req: PruneRequest = {}): Promise<P
           sets = await gc.readSets('condemned', g, op);
         } catch (e) {
           if (!(e instanceof CofferError) || e.code !== 'CORRUPT') throw e;
-          req.onWarning?.(`${g} is unreadable (${e.message}); removing it, its objects are condemned again by the next prune`);
+          req.onWarning?.(
+            `${g} is unreadable (${e.message}); removing it, its objects are condemned again by the next prune`,
+          );
           await gc.delete(g, op);
           continue;
         }
@@ -173,7 +176,10 @@ export async function prune(repo: Repository, req: PruneRequest = {}): Promise<P
               await window.run(async () => {
                 let sizeBytes: number | undefined;
                 try {
-                  sizeBytes = kind === 'chunk' ? await repo.chunks.delete(chunkIdOf(id), op) : await repo.deleteIndex(id.toString('hex'), op);
+                  sizeBytes =
+                    kind === 'chunk'
+                      ? await repo.chunks.delete(chunkIdOf(id), op)
+                      : await repo.deleteIndex(id.toString('hex'), op);
                 } catch (e) {
                   if (e instanceof CofferError && e.code === 'IMMUTABLE') {
                     report.locked++;
@@ -205,7 +211,11 @@ export async function prune(repo: Repository, req: PruneRequest = {}): Promise<P
 
     // 5. housekeeping
     report.orphansRemoved = await removeOrphans(repo, op);
-    const leaseHolders = new Set((await gc.readLeases()).map((l) => l.info?.holder ?? l.name.slice(l.name.lastIndexOf('/') + 1, l.name.lastIndexOf('-'))));
+    const leaseHolders = new Set(
+      (await gc.readLeases()).map(
+        (l) => l.info?.holder ?? l.name.slice(l.name.lastIndexOf('/') + 1, l.name.lastIndexOf('-')),
+      ),
+    );
     for (const r of await gc.listRescues(op)) {
       if (!leaseHolders.has(r.holder)) {
         await gc.delete(r.name, op);
@@ -251,7 +261,13 @@ interface Marked {
  * `skip` are read and their ids added to `known`'s sets. A manifest or index that cannot be read for any reason other
  * than "deleted meanwhile" stops the prune before anything is deleted: its chunks would look unreferenced.
  */
-async function mark(repo: Repository, skip: Set<string>, known: Marked | undefined, op: Op, req: PruneRequest): Promise<Marked> {
+async function mark(
+  repo: Repository,
+  skip: Set<string>,
+  known: Marked | undefined,
+  op: Op,
+  req: PruneRequest,
+): Promise<Marked> {
   let n = 0;
   async function* notSkipped(): AsyncIterable<RestorePointId> {
     for await (const id of repo.pointIds(op)) if (!skip.has(id)) yield id;
@@ -259,9 +275,13 @@ async function mark(repo: Repository, skip: Set<string>, known: Marked | undefin
   const r = await repo.referencedIds(notSkipped(), op, {
     onPointError: (id, e) => {
       if (e instanceof CofferError && e.code === 'NOT_FOUND') return; // forgotten meanwhile
-      throw new CofferError('CORRUPT', `prune stopped before deleting anything: restore point ${id} is unreadable (${(e as Error).message})`, {
-        hint: 'run `coffer verify`; repair or remove the damaged restore point first',
-      });
+      throw new CofferError(
+        'CORRUPT',
+        `prune stopped before deleting anything: restore point ${id} is unreadable (${(e as Error).message})`,
+        {
+          hint: 'run `coffer verify`; repair or remove the damaged restore point first',
+        },
+      );
     },
     onPoint: () => {
       if (++n % 100 === 0) req.onProgress?.({ phase: 'marking', done: n });
@@ -272,13 +292,21 @@ async function mark(repo: Repository, skip: Set<string>, known: Marked | undefin
         req.onWarning?.(`restore point ${m.id}: index ${d.indexId} is missing; the point is broken (run verify)`);
         return;
       }
-      throw new CofferError('CORRUPT', `prune stopped before deleting anything: index ${d.indexId} of restore point ${m.id} is unreadable (${(e as Error).message})`, {
-        hint: 'run `coffer verify`; repair or remove the damaged restore point first',
-      });
+      throw new CofferError(
+        'CORRUPT',
+        `prune stopped before deleting anything: index ${d.indexId} of restore point ${m.id} is unreadable (${(e as Error).message})`,
+        {
+          hint: 'run `coffer verify`; repair or remove the damaged restore point first',
+        },
+      );
     },
   });
   const points = new Set<string>([...skip, ...r.points]);
-  return { points, chunks: known ? known.chunks.union(r.chunks) : r.chunks, indexes: known ? known.indexes.union(r.indexes) : r.indexes };
+  return {
+    points,
+    chunks: known ? known.chunks.union(r.chunks) : r.chunks,
+    indexes: known ? known.indexes.union(r.indexes) : r.indexes,
+  };
 }
 
 /** Verification records and holds of points that no longer exist, and old verification records (GcRecords). */

@@ -6,7 +6,19 @@ export { TOOL_VERSION } from './version.js';
 export type { CodecParams } from './codec-protocol.js';
 export { RestorePointDevice, type RestorePointDeviceOptions } from './mount.js';
 export { exportDisk, type ExportFormat } from './export-image.js';
-export { listGuestPartitions, listGuestFiles, openGuestFile, extractGuestFiles, type FileInfo, type FileFailure, type ListResult, type ListPage, type GuestFile, type ExtractResult, type GuestLocation } from './file-restore.js';
+export {
+  listGuestPartitions,
+  listGuestFiles,
+  openGuestFile,
+  extractGuestFiles,
+  type FileInfo,
+  type FileFailure,
+  type ListResult,
+  type ListPage,
+  type GuestFile,
+  type ExtractResult,
+  type GuestLocation,
+} from './file-restore.js';
 export * from './copy.js';
 export * from './lock.js';
 export * from './archive.js';

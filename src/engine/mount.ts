@@ -47,7 +47,12 @@ export class RestorePointDevice implements BlockDevice {
     this.cacheMax = Math.max(4, opts.cacheChunks ?? 24);
   }
 
-  static async open(repo: Repository, pool: CodecPool, index: FixedIndex, opts: RestorePointDeviceOptions = {}): Promise<RestorePointDevice> {
+  static async open(
+    repo: Repository,
+    pool: CodecPool,
+    index: FixedIndex,
+    opts: RestorePointDeviceOptions = {},
+  ): Promise<RestorePointDevice> {
     const dev = new RestorePointDevice(repo, pool, index, opts);
     if (opts.writable) {
       const temp = opts.overlayPath ? undefined : await mkdtemp(join(tmpdir(), 'coffer-overlay-'));
@@ -58,7 +63,9 @@ export class RestorePointDevice implements BlockDevice {
         await fh.truncate(index.diskSizeBytes);
       } catch (e) {
         if (temp) await rm(temp, { recursive: true, force: true });
-        throw new CofferError('TARGET_UNWRITABLE', `cannot create the overlay ${path}: ${(e as Error).message}`, { cause: e });
+        throw new CofferError('TARGET_UNWRITABLE', `cannot create the overlay ${path}: ${(e as Error).message}`, {
+          cause: e,
+        });
       }
       dev.overlay = { fh, path, temp, bitmap: new Uint8Array(Math.ceil(index.diskSizeBytes / OVERLAY_BLOCK / 8)) };
     }
@@ -82,10 +89,14 @@ export class RestorePointDevice implements BlockDevice {
     else {
       const hex = this.index.id(i).toString('hex');
       this.chunksFetched++;
-      p = this.repo.chunksVia(this.pool).get(asChunkId(hex), { checkId: false }, op).then(({ plain }) => {
-        if (plain.length !== len) throw new CofferError('CORRUPT', `chunk ${hex} has ${plain.length} bytes, expected ${len}`);
-        return plain;
-      });
+      p = this.repo
+        .chunksVia(this.pool)
+        .get(asChunkId(hex), { checkId: false }, op)
+        .then(({ plain }) => {
+          if (plain.length !== len)
+            throw new CofferError('CORRUPT', `chunk ${hex} has ${plain.length} bytes, expected ${len}`);
+          return plain;
+        });
       p.catch(() => this.cache.delete(i)); // do not cache failures
     }
     this.cache.set(i, p);
@@ -189,7 +200,8 @@ export class RestorePointDevice implements BlockDevice {
 
   private overlayTouches(from: number, to: number): boolean {
     if (!this.overlay) return false;
-    for (let b = Math.floor(from / OVERLAY_BLOCK); b * OVERLAY_BLOCK < Math.min(to, this.sizeBytes); b++) if (this.isWritten(b)) return true;
+    for (let b = Math.floor(from / OVERLAY_BLOCK); b * OVERLAY_BLOCK < Math.min(to, this.sizeBytes); b++)
+      if (this.isWritten(b)) return true;
     return false;
   }
 

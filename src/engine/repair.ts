@@ -42,7 +42,12 @@ export const REPAIR_SCOPE = 'repair';
  * sealed with our key. A corrupt blob is replaced by delete-then-put; GC never deletes a referenced chunk, so the
  * replacement cannot race with a sweep (and the guard covers the case of a point forgotten meanwhile).
  */
-export async function repair(repo: Repository, from: Repository, pool: CodecPool, req: RepairRequest = {}): Promise<RepairReport> {
+export async function repair(
+  repo: Repository,
+  from: Repository,
+  pool: CodecPool,
+  req: RepairRequest = {},
+): Promise<RepairReport> {
   const started = Date.now();
   const op: Op = { signal: req.signal };
   const lease = await repo.acquireLease(REPAIR_SCOPE, 'repair');
@@ -51,7 +56,11 @@ export async function repair(repo: Repository, from: Repository, pool: CodecPool
     guard = await GcGuard.open(repo, lease, op);
 
     // 1. what is damaged: a verify pass (presence, or every byte), plus what failed verifications named
-    const report = await verify(repo, pool, { readDataFraction: req.readData ? 1 : 0, record: false, signal: req.signal });
+    const report = await verify(repo, pool, {
+      readDataFraction: req.readData ? 1 : 0,
+      record: false,
+      signal: req.signal,
+    });
     const damaged = new Set<string>();
     for (const p of report.problems) if (p.kind === 'chunk-missing' || p.kind === 'chunk-corrupt') damaged.add(p.id);
     let alreadyOk = 0;
@@ -62,23 +71,35 @@ export async function repair(repo: Repository, from: Repository, pool: CodecPool
       if (await repo.chunks.readsFine(asChunkId(hex), op)) alreadyOk++;
       else damaged.add(hex);
     }
-    if (damaged.size === 0) return { damaged: 0, repaired: 0, unrepaired: [], alreadyOk, durationMs: Date.now() - started };
+    if (damaged.size === 0)
+      return { damaged: 0, repaired: 0, unrepaired: [], alreadyOk, durationMs: Date.now() - started };
 
     // 2. where each damaged chunk sits in our restore points
     const wanted = IdSet.fromConcatenated(Buffer.concat([...damaged].map((h) => Buffer.from(h, 'hex'))));
     const positions = new Map<string, Position[]>();
-    await repo.walkPoints(await repo.listPoints(op, () => undefined), {
-      onIndexError: () => undefined, // unreadable: nothing to learn from it
-      onIndex: (m, d, index) => {
-        for (let i = 0; i < index.entryCount; i++) {
-          if (index.isZero(i) || !wanted.has(index.id(i))) continue;
-          const hex = index.id(i).toString('hex');
-          const list = positions.get(hex) ?? [];
-          if (list.length < 4) list.push({ vm: m.vm.name, pointId: m.id, disk: d.index, offset: i * index.chunkSizeBytes, length: index.chunkLength(i) });
-          positions.set(hex, list);
-        }
+    await repo.walkPoints(
+      await repo.listPoints(op, () => undefined),
+      {
+        onIndexError: () => undefined, // unreadable: nothing to learn from it
+        onIndex: (m, d, index) => {
+          for (let i = 0; i < index.entryCount; i++) {
+            if (index.isZero(i) || !wanted.has(index.id(i))) continue;
+            const hex = index.id(i).toString('hex');
+            const list = positions.get(hex) ?? [];
+            if (list.length < 4)
+              list.push({
+                vm: m.vm.name,
+                pointId: m.id,
+                disk: d.index,
+                offset: i * index.chunkSizeBytes,
+                length: index.chunkLength(i),
+              });
+            positions.set(hex, list);
+          }
+        },
       },
-    }, op);
+      op,
+    );
 
     // 3. find each one's plaintext in the copy, check it against our id, store it
     const theirPoints = (await from.listPoints(op, () => undefined)).reverse();
@@ -98,7 +119,9 @@ export async function repair(repo: Repository, from: Repository, pool: CodecPool
       if (plain && repo.chunkIdOf(plain) !== hex) plain = undefined;
       for (const pos of positions.get(hex) ?? []) {
         if (plain) break;
-        const candidates = theirPoints.filter((p) => p.vm.name === pos.vm).sort((a, b) => Number(b.id === pos.pointId) - Number(a.id === pos.pointId));
+        const candidates = theirPoints
+          .filter((p) => p.vm.name === pos.vm)
+          .sort((a, b) => Number(b.id === pos.pointId) - Number(a.id === pos.pointId));
         for (const p of candidates) {
           const d = p.disks[pos.disk];
           if (!d || d.sizeBytes < pos.offset + pos.length) continue;
@@ -122,7 +145,13 @@ export async function repair(repo: Repository, from: Repository, pool: CodecPool
       await repo.chunks.replace(asChunkId(hex), { plain }, op);
       repaired++;
     }
-    return { damaged: damaged.size, repaired, unrepaired: unrepaired.sort(), alreadyOk, durationMs: Date.now() - started };
+    return {
+      damaged: damaged.size,
+      repaired,
+      unrepaired: unrepaired.sort(),
+      alreadyOk,
+      durationMs: Date.now() - started,
+    };
   } finally {
     await guard?.close();
     await lease.release();
@@ -139,7 +168,13 @@ async function tryChunk(chunks: ChunkStore, hex: string, op: Op): Promise<Buffer
 }
 
 /** Plaintext bytes [offset, offset+length) of a disk of the copy; undefined if a chunk there is unreadable. */
-async function readRange(chunks: ChunkStore, index: FixedIndex, offset: number, length: number, op: Op): Promise<Buffer | undefined> {
+async function readRange(
+  chunks: ChunkStore,
+  index: FixedIndex,
+  offset: number,
+  length: number,
+  op: Op,
+): Promise<Buffer | undefined> {
   const out = Buffer.alloc(length);
   const cs = index.chunkSizeBytes;
   for (let c = Math.floor(offset / cs); c * cs < offset + length && c < index.entryCount; c++) {

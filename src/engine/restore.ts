@@ -11,9 +11,7 @@ import { blockDeviceSize } from '../sources/index.js';
 import type { CodecPool } from './codec-pool.js';
 import { chunksInFlight } from './in-flight.js';
 
-export type RestoreTarget =
-  | { kind: 'path'; path: string; force?: boolean }
-  | { kind: 'stream'; stream: Writable };
+export type RestoreTarget = { kind: 'path'; path: string; force?: boolean } | { kind: 'stream'; stream: Writable };
 
 export interface RestoreProgress {
   bytesDone: number;
@@ -42,7 +40,6 @@ export interface RestoreResult {
   target: string;
 }
 
-
 /**
  * Restores one disk of a restore point (DESIGN.md §Restore). Chunks are fetched and opened (decrypt, decompress,
  * re-hash) ahead in a bounded window and written in disk order. To a regular file the zero chunks stay holes
@@ -54,10 +51,14 @@ export async function restoreDisk(repo: Repository, pool: CodecPool, req: Restor
   const manifest = await repo.loadManifest(req.pointId, op);
   const disk = manifest.disks[req.disk];
   if (!disk) {
-    throw new CofferError('NOT_FOUND', `restore point ${manifest.id} has no disk ${req.disk} (it has ${manifest.disks.length})`);
+    throw new CofferError(
+      'NOT_FOUND',
+      `restore point ${manifest.id} has no disk ${req.disk} (it has ${manifest.disks.length})`,
+    );
   }
   const index = await repo.loadIndex(disk.indexId, op);
-  if (index.diskSizeBytes !== disk.sizeBytes) throw new CofferError('CORRUPT', `index ${disk.indexId} does not match the manifest's disk size`);
+  if (index.diskSizeBytes !== disk.sizeBytes)
+    throw new CofferError('CORRUPT', `index ${disk.indexId} does not match the manifest's disk size`);
   const sink = await openSink(req.target, index.diskSizeBytes, Boolean(req.sync));
   let ok = false;
   try {
@@ -101,14 +102,20 @@ async function openSink(target: RestoreTarget, sizeBytes: number, sync: boolean)
   if (st?.isBlockDevice()) {
     const deviceBytes = await blockDeviceSize(st.rdev);
     if (deviceBytes < sizeBytes) {
-      throw new CofferError('TARGET_UNWRITABLE', `block device ${target.path} has ${deviceBytes} bytes, the disk needs ${sizeBytes}`);
+      throw new CofferError(
+        'TARGET_UNWRITABLE',
+        `block device ${target.path} has ${deviceBytes} bytes, the disk needs ${sizeBytes}`,
+      );
     }
     return fileSink(target.path, sizeBytes, 'device', false, true);
   }
   if (st && !target.force) {
-    throw new CofferError('TARGET_EXISTS', `restore target ${target.path} exists`, { hint: 'pass --force to overwrite it' });
+    throw new CofferError('TARGET_EXISTS', `restore target ${target.path} exists`, {
+      hint: 'pass --force to overwrite it',
+    });
   }
-  if (st && !st.isFile()) throw new CofferError('TARGET_UNWRITABLE', `restore target ${target.path} is not a regular file or block device`);
+  if (st && !st.isFile())
+    throw new CofferError('TARGET_UNWRITABLE', `restore target ${target.path} is not a regular file or block device`);
   return fileSink(target.path, sizeBytes, 'file', Boolean(target.force), sync);
 }
 
@@ -116,11 +123,21 @@ async function openSink(target: RestoreTarget, sizeBytes: number, sync: boolean)
  * A block device is written in place. A file is written under a temporary name beside the target and renamed over
  * it only when complete, so a failed restore never leaves a half image, nor destroys a file that --force would replace.
  */
-async function fileSink(path: string, sizeBytes: number, kind: 'file' | 'device', force: boolean, sync: boolean): Promise<Sink> {
+async function fileSink(
+  path: string,
+  sizeBytes: number,
+  kind: 'file' | 'device',
+  force: boolean,
+  sync: boolean,
+): Promise<Sink> {
   let fh: fs.FileHandle;
-  const tmp = kind === 'file' ? join(dirname(path), `.${basename(path)}.coffer-partial-${randomBytes(4).toString('hex')}`) : path;
+  const tmp =
+    kind === 'file' ? join(dirname(path), `.${basename(path)}.coffer-partial-${randomBytes(4).toString('hex')}`) : path;
   try {
-    fh = kind === 'device' ? await fs.open(path, fsc.O_WRONLY) : await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+    fh =
+      kind === 'device'
+        ? await fs.open(path, fsc.O_WRONLY)
+        : await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
     if (kind === 'file') await fh.truncate(sizeBytes);
   } catch (e) {
     if (kind === 'file') await fs.unlink(tmp).catch(() => undefined);
@@ -155,7 +172,8 @@ async function fileSink(path: string, sizeBytes: number, kind: 'file' | 'device'
         }
       } catch (e) {
         await fs.unlink(tmp).catch(() => undefined);
-        if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new CofferError('TARGET_EXISTS', `restore target ${path} appeared during the restore`);
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST')
+          throw new CofferError('TARGET_EXISTS', `restore target ${path} appeared during the restore`);
         throw targetError(e, path);
       }
     },
@@ -188,7 +206,14 @@ function streamSink(stream: Writable): Sink {
   };
 }
 
-async function writeChunks(repo: Repository, pool: CodecPool, index: FixedIndex, sink: Sink, req: RestoreRequest, op: Op) {
+async function writeChunks(
+  repo: Repository,
+  pool: CodecPool,
+  index: FixedIndex,
+  sink: Sink,
+  req: RestoreRequest,
+  op: Op,
+) {
   const n = index.entryCount;
   const cs = index.chunkSizeBytes;
   const ahead = chunksInFlight(cs, pool.size);
@@ -208,13 +233,18 @@ async function writeChunks(repo: Repository, pool: CodecPool, index: FixedIndex,
     if (index.isZero(i)) return Promise.resolve(null);
     const hex = index.id(i).toString('hex');
     buffered++;
-    return chunks.get(asChunkId(hex), { checkId: Boolean(req.checkIds), into: free.pop() }, op).then(({ plain, spare }) => {
-      if (spare) free.push(spare);
-      if (plain.length !== index.chunkLength(i)) {
-        throw new CofferError('CORRUPT', `chunk ${hex} has ${plain.length} bytes where disk position ${i} needs ${index.chunkLength(i)}`);
-      }
-      return plain;
-    });
+    return chunks
+      .get(asChunkId(hex), { checkId: Boolean(req.checkIds), into: free.pop() }, op)
+      .then(({ plain, spare }) => {
+        if (spare) free.push(spare);
+        if (plain.length !== index.chunkLength(i)) {
+          throw new CofferError(
+            'CORRUPT',
+            `chunk ${hex} has ${plain.length} bytes where disk position ${i} needs ${index.chunkLength(i)}`,
+          );
+        }
+        return plain;
+      });
   };
   try {
     for (let i = 0; i < n; i++) {
@@ -233,7 +263,13 @@ async function writeChunks(repo: Repository, pool: CodecPool, index: FixedIndex,
             // hand the whole buffer back for the next chunk's plaintext
             const whole = Buffer.from(plain.buffer, 0, plain.buffer.byteLength);
             // (not for streams: a Writable may still hold the buffer in its queue after write() returned)
-            if (sink.positional && whole.length >= cs && !(plain.buffer instanceof SharedArrayBuffer) && free.length < ahead + 4) free.push(whole);
+            if (
+              sink.positional &&
+              whole.length >= cs &&
+              !(plain.buffer instanceof SharedArrayBuffer) &&
+              free.length < ahead + 4
+            )
+              free.push(whole);
           }),
         );
         bytesWritten += len;
@@ -257,7 +293,10 @@ async function writeChunks(repo: Repository, pool: CodecPool, index: FixedIndex,
 function targetError(e: unknown, path: string): CofferError {
   if (e instanceof CofferError) return e;
   const err = e as NodeJS.ErrnoException;
-  if (err.code === 'ENOSPC' || err.code === 'EDQUOT') return new CofferError('STORAGE_FULL', `no space left writing ${path}`, { cause: e });
-  return new CofferError('TARGET_UNWRITABLE', `cannot write restore target ${path}: ${err.message}`, { details: { errno: err.code }, cause: e });
+  if (err.code === 'ENOSPC' || err.code === 'EDQUOT')
+    return new CofferError('STORAGE_FULL', `no space left writing ${path}`, { cause: e });
+  return new CofferError('TARGET_UNWRITABLE', `cannot write restore target ${path}: ${err.message}`, {
+    details: { errno: err.code },
+    cause: e,
+  });
 }
-

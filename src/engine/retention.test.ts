@@ -22,22 +22,35 @@ for (const f of files) {
   for (const c of doc.cases) {
     test(`retention golden ${f}: ${JSON.stringify(c.policy)}`, () => {
       const d = applyRetention(doc.points, c.policy, new Date(doc.now));
-      const keep = d.keep.map((k) => ({ id: k.id, reasons: k.reasons as string[] })).sort((a, b) => a.id.localeCompare(b.id));
+      const keep = d.keep
+        .map((k) => ({ id: k.id, reasons: k.reasons as string[] }))
+        .sort((a, b) => a.id.localeCompare(b.id));
       assert.deepEqual(keep, c.expected.keep);
       assert.deepEqual(d.remove.map((r) => r.id).sort(), c.expected.remove);
       // input order does not matter
       const again = applyRetention(doc.points.slice().reverse(), c.policy, new Date(doc.now));
-      assert.deepEqual(again.keep.map((k) => k.id).sort(), keep.map((k) => k.id));
+      assert.deepEqual(
+        again.keep.map((k) => k.id).sort(),
+        keep.map((k) => k.id),
+      );
     });
   }
 }
 
 test('retention is pure and total: every point is kept or removed exactly once', () => {
-  const points: RetentionPoint[] = Array.from({ length: 50 }, (_, i) => ({ id: i.toString(16).padStart(32, '0'), vm: i % 3 ? 'a' : 'b', time: new Date(Date.UTC(2026, 0, 1) + i * 7_200_000).toISOString() }));
+  const points: RetentionPoint[] = Array.from({ length: 50 }, (_, i) => ({
+    id: i.toString(16).padStart(32, '0'),
+    vm: i % 3 ? 'a' : 'b',
+    time: new Date(Date.UTC(2026, 0, 1) + i * 7_200_000).toISOString(),
+  }));
   const d = applyRetention(points, { daily: 2, last: 1 }, new Date('2026-02-01T00:00:00Z'));
   assert.equal(d.keep.length + d.remove.length, points.length);
   assert.equal(new Set([...d.keep.map((k) => k.id), ...d.remove.map((r) => r.id)]).size, points.length);
-  assert.deepEqual(applyRetention(points, {}, new Date()).keep, [], 'an empty policy keeps nothing (forget refuses it before)');
+  assert.deepEqual(
+    applyRetention(points, {}, new Date()).keep,
+    [],
+    'an empty policy keeps nothing (forget refuses it before)',
+  );
   assert.throws(() => applyRetention(points, { daily: -1 }, new Date()), RangeError);
 });
 

@@ -84,14 +84,23 @@ export function isoWeek(t: Date): { year: number; week: number } {
 export function protectionOf(p: RetentionPoint, now: Date): KeepReason[] {
   const out: KeepReason[] = [];
   if (p.holds?.some((h) => h.until === undefined || Date.parse(h.until) > now.getTime())) out.push('hold');
-  if (p.lock && (p.lock.legalHold || (p.lock.lockedUntil !== undefined && Date.parse(p.lock.lockedUntil) > now.getTime()))) out.push('locked');
+  if (
+    p.lock &&
+    (p.lock.legalHold || (p.lock.lockedUntil !== undefined && Date.parse(p.lock.lockedUntil) > now.getTime()))
+  )
+    out.push('locked');
   return out;
 }
 
-export function applyRetention(points: readonly RetentionPoint[], policy: RetentionPolicy, now: Date): RetentionDecision {
+export function applyRetention(
+  points: readonly RetentionPoint[],
+  policy: RetentionPolicy,
+  now: Date,
+): RetentionDecision {
   for (const r of RULES) {
     const n = policy[r];
-    if (n !== undefined && (!Number.isInteger(n) || n < 0)) throw new RangeError(`keep-${r} must be a non-negative integer`);
+    if (n !== undefined && (!Number.isInteger(n) || n < 0))
+      throw new RangeError(`keep-${r} must be a non-negative integer`);
   }
   const byVm = new Map<string, RetentionPoint[]>();
   for (const p of points) {
@@ -103,7 +112,10 @@ export function applyRetention(points: readonly RetentionPoint[], policy: Retent
   const decision: RetentionDecision = { keep: [], remove: [] };
   for (const vm of [...byVm.keys()].sort()) {
     // newest first; ties broken by id so the answer does not depend on input order
-    const list = byVm.get(vm)!.slice().sort((a, b) => Date.parse(b.time) - Date.parse(a.time) || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+    const list = byVm
+      .get(vm)!
+      .slice()
+      .sort((a, b) => Date.parse(b.time) - Date.parse(a.time) || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
     const left = new Map<Rule, number>(RULES.map((r) => [r, policy[r] ?? 0]));
     const last = new Map<Rule, string>();
     for (const p of list) {

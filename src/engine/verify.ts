@@ -1,4 +1,3 @@
-
 import { IdSet, isCancel, type Repository } from '../repository/index.js';
 import { CofferError, TaskWindow, chunkIdOf, type Op } from '../shared/index.js';
 import type { CodecPool } from './codec-pool.js';
@@ -82,44 +81,59 @@ export async function verify(repo: Repository, pool: CodecPool, req: VerifyReque
     report(p);
     fail(id, p);
   };
-  await repo.walkPoints(withProgress(), {
-    onPointError: (id, e) => {
-      if (e instanceof CofferError && e.code === 'NOT_FOUND') {
-        gone.add(id); // forgotten while we ran: not a problem
-        return;
-      }
-      const p: VerifyProblem = { kind: 'point', id, message: (e as Error).message };
-      report(p);
-      fail(id, p);
-    },
-    onPoint: (manifest) => {
-      indexesOf.set(manifest.id, manifest.disks.map((d) => d.indexId));
-      disks += manifest.disks.length;
-    },
-    onIndexError: (m, d, e) => indexProblem(m.id, d.indexId, e),
-    onIndex: (m, d, index) => {
-      const id = m.id;
-      if (index.diskSizeBytes !== d.sizeBytes) {
-        return indexProblem(id, d.indexId, new CofferError('CORRUPT', `index ${d.indexId} describes ${index.diskSizeBytes} bytes, the manifest ${d.sizeBytes}`));
-      }
-      for (let i = 0; i < index.entryCount; i++) {
-        if (index.isZero(i)) continue;
-        const pos = stored.indexOf(index.id(i));
-        if (pos >= 0) {
-          if (!referenced[pos]) firstPoint.set(pos, id);
-          referenced[pos] = 1;
-          continue;
+  await repo.walkPoints(
+    withProgress(),
+    {
+      onPointError: (id, e) => {
+        if (e instanceof CofferError && e.code === 'NOT_FOUND') {
+          gone.add(id); // forgotten while we ran: not a problem
+          return;
         }
-        const hex = index.id(i).toString('hex');
-        fail(id, { kind: 'chunk-missing', id: hex, message: `chunk ${hex} is missing` });
-        const pts = missing.get(hex) ?? [];
-        if (pts.length < 5 && !pts.includes(id)) pts.push(id);
-        missing.set(hex, pts);
-        if (missing.size > MAX_PROBLEMS) break;
-      }
+        const p: VerifyProblem = { kind: 'point', id, message: (e as Error).message };
+        report(p);
+        fail(id, p);
+      },
+      onPoint: (manifest) => {
+        indexesOf.set(
+          manifest.id,
+          manifest.disks.map((d) => d.indexId),
+        );
+        disks += manifest.disks.length;
+      },
+      onIndexError: (m, d, e) => indexProblem(m.id, d.indexId, e),
+      onIndex: (m, d, index) => {
+        const id = m.id;
+        if (index.diskSizeBytes !== d.sizeBytes) {
+          return indexProblem(
+            id,
+            d.indexId,
+            new CofferError(
+              'CORRUPT',
+              `index ${d.indexId} describes ${index.diskSizeBytes} bytes, the manifest ${d.sizeBytes}`,
+            ),
+          );
+        }
+        for (let i = 0; i < index.entryCount; i++) {
+          if (index.isZero(i)) continue;
+          const pos = stored.indexOf(index.id(i));
+          if (pos >= 0) {
+            if (!referenced[pos]) firstPoint.set(pos, id);
+            referenced[pos] = 1;
+            continue;
+          }
+          const hex = index.id(i).toString('hex');
+          fail(id, { kind: 'chunk-missing', id: hex, message: `chunk ${hex} is missing` });
+          const pts = missing.get(hex) ?? [];
+          if (pts.length < 5 && !pts.includes(id)) pts.push(id);
+          missing.set(hex, pts);
+          if (missing.size > MAX_PROBLEMS) break;
+        }
+      },
     },
-  }, op);
-  for (const [hex, pts] of missing) report({ kind: 'chunk-missing', id: hex, message: `chunk ${hex} is missing`, points: pts });
+    op,
+  );
+  for (const [hex, pts] of missing)
+    report({ kind: 'chunk-missing', id: hex, message: `chunk ${hex} is missing`, points: pts });
 
   // 3. Read the data.
   let refCount = 0;
@@ -184,13 +198,17 @@ export async function verify(repo: Repository, pool: CodecPool, req: VerifyReque
       if (gone.has(pointId)) continue;
       op.signal?.throwIfAborted();
       const ps = failed.get(pointId) ?? [];
-      await repo.recordVerification(pointId, {
+      await repo.recordVerification(
         pointId,
-        time,
-        ok: ps.length === 0,
-        readDataFraction: fraction,
-        problems: ps.map((p) => ({ kind: p.kind, id: p.id, message: p.message })),
-      }, op);
+        {
+          pointId,
+          time,
+          ok: ps.length === 0,
+          readDataFraction: fraction,
+          problems: ps.map((p) => ({ kind: p.kind, id: p.id, message: p.message })),
+        },
+        op,
+      );
     }
   }
 

@@ -47,22 +47,32 @@ export function encodeEnvelopeHeader(h: EnvelopeHeader): Buffer {
 /** Parses and checks the header of an envelope expected to hold `kind`. Throws CORRUPT on anything else. */
 export function decodeEnvelopeHeader(blob: Uint8Array, kind: ObjectKind, name: string): EnvelopeHeader {
   if (blob.length < ENVELOPE_OVERHEAD_BYTES) {
-    throw new CofferError('CORRUPT', `${kind} ${name}: ${blob.length} bytes is shorter than an envelope`, { details: { object: name } });
+    throw new CofferError('CORRUPT', `${kind} ${name}: ${blob.length} bytes is shorter than an envelope`, {
+      details: { object: name },
+    });
   }
   const buf = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
   const magic = buf.toString('latin1', 0, 4);
   if (magic !== MAGIC[kind]) {
-    throw new CofferError('CORRUPT', `${kind} ${name}: bad magic ${JSON.stringify(magic)}`, { details: { object: name } });
+    throw new CofferError('CORRUPT', `${kind} ${name}: bad magic ${JSON.stringify(magic)}`, {
+      details: { object: name },
+    });
   }
   if (buf[4] !== ENVELOPE_VERSION) {
-    throw new CofferError('REPO_UNSUPPORTED', `${kind} ${name}: envelope version ${buf[4]} is not supported`, { details: { object: name } });
+    throw new CofferError('REPO_UNSUPPORTED', `${kind} ${name}: envelope version ${buf[4]} is not supported`, {
+      details: { object: name },
+    });
   }
   const compression = buf[5];
   if (compression !== COMPRESSION_NONE && compression !== COMPRESSION_ZSTD) {
-    throw new CofferError('CORRUPT', `${kind} ${name}: unknown compression ${compression}`, { details: { object: name } });
+    throw new CofferError('CORRUPT', `${kind} ${name}: unknown compression ${compression}`, {
+      details: { object: name },
+    });
   }
   if (buf.readUInt16LE(6) !== 0) {
-    throw new CofferError('CORRUPT', `${kind} ${name}: reserved header bytes are not zero`, { details: { object: name } });
+    throw new CofferError('CORRUPT', `${kind} ${name}: reserved header bytes are not zero`, {
+      details: { object: name },
+    });
   }
   return { kind, compression, nonce: Buffer.from(buf.subarray(8, 20)) };
 }

@@ -44,7 +44,10 @@ export class FixedIndex {
     if (!isValidChunkSize(chunkSizeBytes)) throw new CofferError('INTERNAL', `invalid chunk size ${chunkSizeBytes}`);
     const count = Math.ceil(diskSizeBytes / chunkSizeBytes);
     if (!Number.isSafeInteger(diskSizeBytes) || diskSizeBytes < 0 || count > FIXED_INDEX_MAX_ENTRIES) {
-      throw new CofferError('SOURCE_UNREADABLE', `disk size ${diskSizeBytes} is out of range for chunk size ${chunkSizeBytes}`);
+      throw new CofferError(
+        'SOURCE_UNREADABLE',
+        `disk size ${diskSizeBytes} is out of range for chunk size ${chunkSizeBytes}`,
+      );
     }
     const bytes = Buffer.alloc(FIXED_INDEX_HEADER_BYTES + count * CHUNK_ID_BYTES);
     bytes.write(FIXED_INDEX_MAGIC, 0, 'ascii');
@@ -65,8 +68,10 @@ export class FixedIndex {
     const count = bytes.readBigUInt64LE(24);
     if (size > BigInt(Number.MAX_SAFE_INTEGER)) throw bad('disk size out of range');
     const expected = (size + BigInt(chunkSize) - 1n) / BigInt(chunkSize);
-    if (count !== expected || count > BigInt(FIXED_INDEX_MAX_ENTRIES)) throw bad(`entry count ${count} does not match disk size`);
-    if (bytes.length !== FIXED_INDEX_HEADER_BYTES + Number(count) * CHUNK_ID_BYTES) throw bad('length does not match entry count');
+    if (count !== expected || count > BigInt(FIXED_INDEX_MAX_ENTRIES))
+      throw bad(`entry count ${count} does not match disk size`);
+    if (bytes.length !== FIXED_INDEX_HEADER_BYTES + Number(count) * CHUNK_ID_BYTES)
+      throw bad('length does not match entry count');
     return new FixedIndex(chunkSize, Number(size), bytes);
   }
 

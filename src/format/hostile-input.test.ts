@@ -40,7 +40,14 @@ test('random and truncated input to every decoder yields CofferError only', () =
     flipped[Math.floor(Math.random() * 32)] ^= 0xff;
     onlyCofferErrors(() => FixedIndex.decode(flipped, 'x'));
   }
-  for (const text of ['null', '[]', '"x"', '{}', '{"magic":"coffer-repository","formatVersion":1}', '{"formatVersion":1e400}']) {
+  for (const text of [
+    'null',
+    '[]',
+    '"x"',
+    '{}',
+    '{"magic":"coffer-repository","formatVersion":1}',
+    '{"formatVersion":1e400}',
+  ]) {
     onlyCofferErrors(() => decodeRepoConfig(Buffer.from(text)));
     onlyCofferErrors(() => decodeManifest(Buffer.from(text), 'x'));
     onlyCofferErrors(() => decodeKeyFile(Buffer.from(text), 'x'));
@@ -51,8 +58,14 @@ test('a fixed index declaring an absurd size is refused before allocation', () =
   const b = Buffer.from(FixedIndex.create(65536, 65536).bytes);
   b.writeBigUInt64LE(2n ** 62n, 16);
   b.writeBigUInt64LE(2n ** 46n, 24);
-  assert.throws(() => FixedIndex.decode(b, 'huge'), (e: unknown) => e instanceof CofferError && e.code === 'CORRUPT');
-  assert.throws(() => FixedIndex.create(65536, 2 ** 50), (e: unknown) => e instanceof CofferError);
+  assert.throws(
+    () => FixedIndex.decode(b, 'huge'),
+    (e: unknown) => e instanceof CofferError && e.code === 'CORRUPT',
+  );
+  assert.throws(
+    () => FixedIndex.create(65536, 2 ** 50),
+    (e: unknown) => e instanceof CofferError,
+  );
 });
 
 test('zstd: no decompression bombs, frames must declare a bounded content size', () => {
@@ -82,5 +95,8 @@ test('envelope header: round trip and strict checks', () => {
   assert.throws(() => decodeEnvelopeHeader(Buffer.concat([h, Buffer.alloc(16)]), 'chunk', 'n'), /bad magic/);
   const v2 = Buffer.concat([h, Buffer.alloc(16)]);
   v2[4] = 2;
-  assert.throws(() => decodeEnvelopeHeader(v2, 'index', 'n'), (e: unknown) => e instanceof CofferError && e.code === 'REPO_UNSUPPORTED');
+  assert.throws(
+    () => decodeEnvelopeHeader(v2, 'index', 'n'),
+    (e: unknown) => e instanceof CofferError && e.code === 'REPO_UNSUPPORTED',
+  );
 });

@@ -23,7 +23,8 @@ export class JsonReader {
   }
 
   private get obj(): Record<string, unknown> {
-    if (typeof this.value !== 'object' || this.value === null || Array.isArray(this.value)) this.fail('is not an object');
+    if (typeof this.value !== 'object' || this.value === null || Array.isArray(this.value))
+      this.fail('is not an object');
     return this.value as Record<string, unknown>;
   }
 
@@ -37,7 +38,8 @@ export class JsonReader {
 
   str(key: string, maxLength = 4096): string {
     const r = this.field(key);
-    if (typeof r.value !== 'string' || r.value.length > maxLength) r.fail(`must be a string of at most ${maxLength} chars`);
+    if (typeof r.value !== 'string' || r.value.length > maxLength)
+      r.fail(`must be a string of at most ${maxLength} chars`);
     return r.value as string;
   }
 
@@ -54,7 +56,8 @@ export class JsonReader {
   int(key: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
     const r = this.field(key);
     const v = r.value;
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) r.fail(`must be an integer in [${min}, ${max}]`);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max)
+      r.fail(`must be an integer in [${min}, ${max}]`);
     return v as number;
   }
 

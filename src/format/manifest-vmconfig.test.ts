@@ -17,7 +17,18 @@ const base: Manifest = {
   tool: 'coffer test',
   tags: [],
   consistency: { snapshot: true, quiesced: false },
-  disks: [{ index: 0, sizeBytes: 1024, chunkSizeBytes: 1024, indexId: 'b'.repeat(64), chunkCount: 1, zeroChunks: 0, source: 'vsphere://vc:443/web01?disk=2000', changeToken: '52 aa/1' }],
+  disks: [
+    {
+      index: 0,
+      sizeBytes: 1024,
+      chunkSizeBytes: 1024,
+      indexId: 'b'.repeat(64),
+      chunkCount: 1,
+      zeroChunks: 0,
+      source: 'vsphere://vc:443/web01?disk=2000',
+      changeToken: '52 aa/1',
+    },
+  ],
   stats: { bytesRead: 1024, bytesStored: 10, chunksNew: 1, chunksReused: 0, durationMs: 5 },
 };
 
@@ -31,6 +42,10 @@ test('vmConfig round-trips; a manifest without it has none', () => {
 test('a vmConfig that is not an object with a string kind is CORRUPT', () => {
   for (const bad of [[], 'x', 5, { version: 1 }, { kind: 7 }, { kind: 'k'.repeat(65) }]) {
     const text = JSON.stringify({ ...base, vmConfig: bad });
-    assert.throws(() => decodeManifest(Buffer.from(text), base.id), (e: unknown) => e instanceof CofferError && e.code === 'CORRUPT', JSON.stringify(bad));
+    assert.throws(
+      () => decodeManifest(Buffer.from(text), base.id),
+      (e: unknown) => e instanceof CofferError && e.code === 'CORRUPT',
+      JSON.stringify(bad),
+    );
   }
 });

@@ -48,7 +48,10 @@ export function decodeRepoConfig(bytes: Uint8Array): RepoConfig {
   if (r.str('magic', 64) !== REPO_MAGIC) r.field('magic').fail(`is not "${REPO_MAGIC}"`);
   const formatVersion = r.int('formatVersion', 1, 1_000_000);
   if (formatVersion !== FORMAT_VERSION) {
-    throw new CofferError('REPO_UNSUPPORTED', `repository format version ${formatVersion} is not supported (this Coffer reads version ${FORMAT_VERSION})`);
+    throw new CofferError(
+      'REPO_UNSUPPORTED',
+      `repository format version ${formatVersion} is not supported (this Coffer reads version ${FORMAT_VERSION})`,
+    );
   }
   const chunkSizeBytes = r.int('chunkSizeBytes');
   if (!isValidChunkSize(chunkSizeBytes)) r.field('chunkSizeBytes').fail('must be a power of two from 64 KiB to 8 MiB');

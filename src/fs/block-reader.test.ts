@@ -8,8 +8,17 @@ test('SliceReader maps offsets into its window and refuses reads outside it', as
   const part = new SliceReader(disk, 1024, 2048);
   assert.deepEqual([...(await part.read(0, 4))], [0, 1, 2, 3]);
   assert.equal((await part.read(2044, 4)).length, 4);
-  for (const [off, len] of [[2045, 4], [-1, 1], [0, 2049], [1.5, 1], [Number.MAX_SAFE_INTEGER, 1]] as const) {
+  for (const [off, len] of [
+    [2045, 4],
+    [-1, 1],
+    [0, 2049],
+    [1.5, 1],
+    [Number.MAX_SAFE_INTEGER, 1],
+  ] as const) {
     await assert.rejects(part.read(off, len), (e) => e instanceof CofferError && e.code === 'FS_CORRUPT');
   }
-  assert.throws(() => new SliceReader(disk, 3000, 2000), (e) => e instanceof CofferError && e.code === 'FS_CORRUPT');
+  assert.throws(
+    () => new SliceReader(disk, 3000, 2000),
+    (e) => e instanceof CofferError && e.code === 'FS_CORRUPT',
+  );
 });

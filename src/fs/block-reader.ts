@@ -15,16 +15,35 @@ export interface BlockReader {
 export const MAX_READ_BYTES = 64 * 1024 * 1024;
 
 export function checkRange(sizeBytes: number, offset: number, length: number, what = 'read'): void {
-  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || length > MAX_READ_BYTES || offset + length > sizeBytes) {
-    throw new CofferError('FS_CORRUPT', `${what} of ${length} bytes at ${offset} is outside the volume (${sizeBytes} bytes)`, { details: { offset, length, sizeBytes } });
+  if (
+    !Number.isSafeInteger(offset) ||
+    !Number.isSafeInteger(length) ||
+    offset < 0 ||
+    length < 0 ||
+    length > MAX_READ_BYTES ||
+    offset + length > sizeBytes
+  ) {
+    throw new CofferError(
+      'FS_CORRUPT',
+      `${what} of ${length} bytes at ${offset} is outside the volume (${sizeBytes} bytes)`,
+      { details: { offset, length, sizeBytes } },
+    );
   }
 }
 
 /** A window [start, start + sizeBytes) of another reader: a partition of a disk. */
 export class SliceReader implements BlockReader {
-  constructor(private readonly base: BlockReader, readonly startBytes: number, readonly sizeBytes: number) {
+  constructor(
+    private readonly base: BlockReader,
+    readonly startBytes: number,
+    readonly sizeBytes: number,
+  ) {
     checkRange(base.sizeBytes, startBytes, 0, 'partition start');
-    if (startBytes + sizeBytes > base.sizeBytes) throw new CofferError('FS_CORRUPT', `partition [${startBytes}, +${sizeBytes}) extends past the disk end (${base.sizeBytes} bytes)`);
+    if (startBytes + sizeBytes > base.sizeBytes)
+      throw new CofferError(
+        'FS_CORRUPT',
+        `partition [${startBytes}, +${sizeBytes}) extends past the disk end (${base.sizeBytes} bytes)`,
+      );
   }
 
   async read(offset: number, length: number, op?: Op): Promise<Buffer> {
@@ -47,7 +66,10 @@ export class BufferReader implements BlockReader {
 
 /** A reader over a local image file (unit tests, tools). */
 export class FileReader implements BlockReader {
-  private constructor(private readonly fh: FileHandle, readonly sizeBytes: number) {}
+  private constructor(
+    private readonly fh: FileHandle,
+    readonly sizeBytes: number,
+  ) {}
   static async open(path: string): Promise<FileReader> {
     const fh = await open(path, 'r');
     return new FileReader(fh, (await fh.stat()).size);

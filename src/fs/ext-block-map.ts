@@ -31,7 +31,13 @@ function corrupt(msg: string): CofferError {
  * The extent tree rooted in i_block: depth at most 5, each child exactly one level below its parent, no node block
  * visited twice, extents ascending; unwritten extents are holes. Runs are clipped to the file's block count.
  */
-export async function* extentRuns(ctx: BlockMapContext, ino: number, iblock: Buffer, fileBlocks: number, op?: Op): AsyncGenerator<Run> {
+export async function* extentRuns(
+  ctx: BlockMapContext,
+  ino: number,
+  iblock: Buffer,
+  fileBlocks: number,
+  op?: Op,
+): AsyncGenerator<Run> {
   const visited = new Set<number>();
   let nextLogical = 0; // extents must ascend: a tree that goes back is corrupt (and cannot loop forever)
   async function* walk(buf: Buffer, depth: number | undefined, block?: number): AsyncGenerator<Run> {
@@ -41,8 +47,10 @@ export async function* extentRuns(ctx: BlockMapContext, ino: number, iblock: Buf
     const max = buf.readUInt16LE(4);
     const d = buf.readUInt16LE(6);
     if (d > MAX_EXTENT_DEPTH) throw corrupt(`inode ${ino}: extent tree depth ${d} exceeds ${MAX_EXTENT_DEPTH}`);
-    if (depth !== undefined && d !== depth) throw corrupt(`inode ${ino}: extent tree node at depth ${d}, expected ${depth} (a loop or a damaged tree)`);
-    if (entries > max || 12 + max * 12 > buf.length) throw corrupt(`inode ${ino}: extent node claims ${entries}/${max} entries`);
+    if (depth !== undefined && d !== depth)
+      throw corrupt(`inode ${ino}: extent tree node at depth ${d}, expected ${depth} (a loop or a damaged tree)`);
+    if (entries > max || 12 + max * 12 > buf.length)
+      throw corrupt(`inode ${ino}: extent node claims ${entries}/${max} entries`);
     for (let i = 0; i < entries; i++) {
       op?.signal?.throwIfAborted();
       const e = buf.subarray(12 + i * 12, 24 + i * 12);
@@ -52,10 +60,12 @@ export async function* extentRuns(ctx: BlockMapContext, ino: number, iblock: Buf
         const unwritten = len > 32768;
         if (unwritten) len -= 32768;
         const phys = e.readUInt16LE(6) * 2 ** 32 + e.readUInt32LE(8);
-        if (lblock < nextLogical) throw corrupt(`inode ${ino}: extents overlap or go backwards at logical block ${lblock}`);
+        if (lblock < nextLogical)
+          throw corrupt(`inode ${ino}: extents overlap or go backwards at logical block ${lblock}`);
         nextLogical = lblock + len;
         if (len === 0 || lblock >= fileBlocks) continue;
-        if (phys === 0 || phys + len > ctx.blocksCount) throw corrupt(`inode ${ino}: extent at block ${phys} (+${len}) is outside the filesystem`);
+        if (phys === 0 || phys + len > ctx.blocksCount)
+          throw corrupt(`inode ${ino}: extent at block ${phys} (+${len}) is outside the filesystem`);
         const count = Math.min(len, fileBlocks - lblock);
         if (!unwritten) yield { logical: lblock, physical: phys, count };
       } else {
@@ -71,7 +81,13 @@ export async function* extentRuns(ctx: BlockMapContext, ino: number, iblock: Buf
 }
 
 /** Classic block maps: 12 direct, single, double, triple indirect. A zero pointer is a hole (of its whole subtree). */
-export async function* blockMapRuns(ctx: BlockMapContext, ino: number, iblock: Buffer, fileBlocks: number, op?: Op): AsyncGenerator<Run> {
+export async function* blockMapRuns(
+  ctx: BlockMapContext,
+  ino: number,
+  iblock: Buffer,
+  fileBlocks: number,
+  op?: Op,
+): AsyncGenerator<Run> {
   const per = ctx.blockBytes / 4;
   const seen = new Set<number>();
   let cur: Run | undefined;

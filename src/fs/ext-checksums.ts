@@ -35,10 +35,18 @@ export class ExtChecksums {
   ) {}
 
   /** undefined without metadata_csum; FS_CORRUPT when the superblock itself fails (fatal, as for the kernel). */
-  static open(sb: Buffer, incompat: number, roCompat: number, inodeBytes: number, blockBytes: number, descBytes: number): ExtChecksums | undefined {
+  static open(
+    sb: Buffer,
+    incompat: number,
+    roCompat: number,
+    inodeBytes: number,
+    blockBytes: number,
+    descBytes: number,
+  ): ExtChecksums | undefined {
     if (!(roCompat & RO_COMPAT_METADATA_CSUM)) return undefined;
     if (sb[0x175] !== CRC32C_TYPE) throw corrupt(`superblock checksum type ${sb[0x175]} (only crc32c, 1, exists)`);
-    if (crc32c(0xffffffff, sb.subarray(0, 0x3fc)) !== sb.readUInt32LE(0x3fc)) throw corrupt('the superblock fails its checksum (metadata_csum)');
+    if (crc32c(0xffffffff, sb.subarray(0, 0x3fc)) !== sb.readUInt32LE(0x3fc))
+      throw corrupt('the superblock fails its checksum (metadata_csum)');
     const seed = incompat & INCOMPAT_CSUM_SEED ? sb.readUInt32LE(0x270) : crc32c(0xffffffff, sb.subarray(0x68, 0x78));
     return new ExtChecksums(seed, inodeBytes, blockBytes, descBytes);
   }
@@ -48,7 +56,8 @@ export class ExtChecksums {
     c = crc32c(c, desc.subarray(0, 0x1e));
     c = crc32c(c, ZERO2);
     if (this.descBytes > 0x20) c = crc32c(c, desc.subarray(0x20, this.descBytes));
-    if ((c & 0xffff) !== desc.readUInt16LE(0x1e)) throw corrupt(`group descriptor ${group} fails its checksum`, { group });
+    if ((c & 0xffff) !== desc.readUInt16LE(0x1e))
+      throw corrupt(`group descriptor ${group} fails its checksum`, { group });
   }
 
   private inodeSeed(ino: number, raw: Buffer): number {
@@ -73,14 +82,17 @@ export class ExtChecksums {
       }
       c = crc32c(c, raw.subarray(off, this.inodeBytes));
     }
-    if ((hi ? c : c & 0xffff) >>> 0 !== provided >>> 0) throw corrupt(`inode ${ino} fails its checksum`, { inode: ino });
+    if ((hi ? c : c & 0xffff) >>> 0 !== provided >>> 0)
+      throw corrupt(`inode ${ino} fails its checksum`, { inode: ino });
   }
 
   /** A non-root extent tree node: its tail (after eh_max entries) holds crc32c(inode seed, node up to the tail). */
   checkExtentBlock(ino: number, inodeRaw: Buffer, node: Buffer, block: number): void {
     const tail = 12 + 12 * node.readUInt16LE(4);
-    if (tail + 4 > this.blockBytes) throw corrupt(`inode ${ino}: extent block ${block} has no room for its checksum`, { inode: ino, block });
-    if (crc32c(this.inodeSeed(ino, inodeRaw), node.subarray(0, tail)) !== node.readUInt32LE(tail)) throw corrupt(`inode ${ino}: extent block ${block} fails its checksum`, { inode: ino, block });
+    if (tail + 4 > this.blockBytes)
+      throw corrupt(`inode ${ino}: extent block ${block} has no room for its checksum`, { inode: ino, block });
+    if (crc32c(this.inodeSeed(ino, inodeRaw), node.subarray(0, tail)) !== node.readUInt32LE(tail))
+      throw corrupt(`inode ${ino}: extent block ${block} fails its checksum`, { inode: ino, block });
   }
 
   /** One block of a directory: an htree (dx) root or node with its dx tail, or a leaf with its 12-byte dirent tail. */
@@ -91,22 +103,38 @@ export class ExtChecksums {
     if (indexed && (index === 0 || (recLen(firstLen) === bs && blk.readUInt32LE(0) === 0))) {
       let countOffset: number;
       if (recLen(firstLen) === bs) countOffset = 8;
-      else if (firstLen === 12 && recLen(blk.readUInt16LE(16)) === bs - 12 && blk.readUInt32LE(24) === 0 && blk[29] === 8) countOffset = 32;
-      else throw corrupt(`directory inode ${ino}: htree block ${index} has no valid index header`, { inode: ino, block: index });
+      else if (
+        firstLen === 12 &&
+        recLen(blk.readUInt16LE(16)) === bs - 12 &&
+        blk.readUInt32LE(24) === 0 &&
+        blk[29] === 8
+      )
+        countOffset = 32;
+      else
+        throw corrupt(`directory inode ${ino}: htree block ${index} has no valid index header`, {
+          inode: ino,
+          block: index,
+        });
       const limit = blk.readUInt16LE(countOffset);
       const count = blk.readUInt16LE(countOffset + 2);
       const tail = countOffset + limit * 8;
-      if (tail + 8 > bs || count > limit) throw corrupt(`directory inode ${ino}: htree block ${index} has no room for its checksum`, { inode: ino, block: index });
+      if (tail + 8 > bs || count > limit)
+        throw corrupt(`directory inode ${ino}: htree block ${index} has no room for its checksum`, {
+          inode: ino,
+          block: index,
+        });
       let c = crc32c(this.inodeSeed(ino, inodeRaw), blk.subarray(0, countOffset + count * 8));
       c = crc32c(c, blk.subarray(tail, tail + 4));
       c = crc32c(c, ZERO4);
-      if (c !== blk.readUInt32LE(tail + 4)) throw corrupt(`directory inode ${ino}: htree block ${index} fails its checksum`, { inode: ino, block: index });
+      if (c !== blk.readUInt32LE(tail + 4))
+        throw corrupt(`directory inode ${ino}: htree block ${index} fails its checksum`, { inode: ino, block: index });
       return;
     }
     const t = bs - 12;
     if (blk.readUInt32LE(t) !== 0 || blk.readUInt16LE(t + 4) !== 12 || blk[t + 6] !== 0 || blk[t + 7] !== 0xde) {
       throw corrupt(`directory inode ${ino}: block ${index} has no checksum tail`, { inode: ino, block: index });
     }
-    if (crc32c(this.inodeSeed(ino, inodeRaw), blk.subarray(0, t)) !== blk.readUInt32LE(t + 8)) throw corrupt(`directory inode ${ino}: block ${index} fails its checksum`, { inode: ino, block: index });
+    if (crc32c(this.inodeSeed(ino, inodeRaw), blk.subarray(0, t)) !== blk.readUInt32LE(t + 8))
+      throw corrupt(`directory inode ${ino}: block ${index} fails its checksum`, { inode: ino, block: index });
   }
 }

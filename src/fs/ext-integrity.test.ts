@@ -83,7 +83,11 @@ describe('ext integrity (issue 21)', () => {
         const at = phys(start + k) * bs;
         return { at, type: data.readUInt32BE(at) === 0xc03b3998 ? data.readUInt32BE(at + 4) : 0 };
       });
-      assert.deepEqual(blocks.map((b) => b.type), [1, 0, 2], 'descriptor, data, commit');
+      assert.deepEqual(
+        blocks.map((b) => b.type),
+        [1, 0, 2],
+        'descriptor, data, commit',
+      );
       return { img, bs, jsbAt, descriptor: blocks[0]!.at, dataAt: blocks[1]!.at, commit: blocks[2]!.at };
     };
     /** what e2fsck leaves in file.txt after replaying (or refusing) the same journal */
@@ -93,7 +97,12 @@ describe('ext integrity (issue 21)', () => {
       spawnSync('e2fsck', ['-fy', fixed]);
       return sh('debugfs', ['-R', 'cat /file.txt', fixed]);
     };
-    const view = (img: string) => withFs(img, async (fs) => ({ text: (await readFile(fs, 'file.txt')).toString(), warnings: (fs as ExtFs).warnings, checks: (fs as ExtFs).checks }));
+    const view = (img: string) =>
+      withFs(img, async (fs) => ({
+        text: (await readFile(fs, 'file.txt')).toString(),
+        warnings: (fs as ExtFs).warnings,
+        checks: (fs as ExtFs).checks,
+      }));
 
     test('an intact csum v3 transaction is replayed and the verification is reported', T, async () => {
       const j = journaled();
@@ -171,7 +180,10 @@ describe('ext integrity (issue 21)', () => {
       const img = fresh();
       await withFs(img, async (fs) => {
         assert.equal((await readFile(fs, 'dir/run.sh')).toString(), '#!/bin/sh\necho hello\n');
-        assert.match((fs as ExtFs).checks.join('\n'), /superblock verified; group descriptors, inodes, extent blocks and directory blocks verified/);
+        assert.match(
+          (fs as ExtFs).checks.join('\n'),
+          /superblock verified; group descriptors, inodes, extent blocks and directory blocks verified/,
+        );
       });
     });
 
@@ -232,23 +244,27 @@ describe('ext integrity (issue 21)', () => {
   });
 
   describe('inline data and hostile names (no metadata_csum, so the structural checks are what is tested)', () => {
-    test('a system.data value offset pointing into the xattr entries is FS_CORRUPT, never header bytes as content', T, async () => {
-      const d = join(tmp, 'inl-src');
-      sh('mkdir', ['-p', d]);
-      const text = 'inline file longer than sixty bytes, so part of it is in system.data\n';
-      writeFileSync(join(d, 'f.txt'), text);
-      const img = join(tmp, 'inl.img');
-      mkExt(img, 'ext4', d, 4 * MiB, 0, ['-O', 'inline_data,^metadata_csum', '-I', '256']);
-      const m = /located at block (\d+), offset 0x([0-9a-f]+)/.exec(sh('debugfs', ['-R', 'imap /f.txt', img]))!;
-      const inodeAt = Number(m[1]) * blockSize(img) + parseInt(m[2]!, 16);
-      await withFs(img, async (fs) => assert.equal((await readFile(fs, 'f.txt')).toString(), text));
-      const raw = readFileSync(img).subarray(inodeAt, inodeAt + 256);
-      const entry = 128 + raw.readUInt16LE(128) + 4;
-      assert.equal(raw.readUInt32LE(entry - 4), 0xea020000);
-      assert.equal(raw.toString('latin1', entry + 16, entry + 20), 'data');
-      patch(img, inodeAt + entry + 2, [0, 0]); // e_value_offs = 0: the value would be the entry itself
-      await withFs(img, async (fs) => code(readFile(fs, 'f.txt'), 'FS_CORRUPT', /overlaps the entries/));
-    });
+    test(
+      'a system.data value offset pointing into the xattr entries is FS_CORRUPT, never header bytes as content',
+      T,
+      async () => {
+        const d = join(tmp, 'inl-src');
+        sh('mkdir', ['-p', d]);
+        const text = 'inline file longer than sixty bytes, so part of it is in system.data\n';
+        writeFileSync(join(d, 'f.txt'), text);
+        const img = join(tmp, 'inl.img');
+        mkExt(img, 'ext4', d, 4 * MiB, 0, ['-O', 'inline_data,^metadata_csum', '-I', '256']);
+        const m = /located at block (\d+), offset 0x([0-9a-f]+)/.exec(sh('debugfs', ['-R', 'imap /f.txt', img]))!;
+        const inodeAt = Number(m[1]) * blockSize(img) + parseInt(m[2]!, 16);
+        await withFs(img, async (fs) => assert.equal((await readFile(fs, 'f.txt')).toString(), text));
+        const raw = readFileSync(img).subarray(inodeAt, inodeAt + 256);
+        const entry = 128 + raw.readUInt16LE(128) + 4;
+        assert.equal(raw.readUInt32LE(entry - 4), 0xea020000);
+        assert.equal(raw.toString('latin1', entry + 16, entry + 20), 'data');
+        patch(img, inodeAt + entry + 2, [0, 0]); // e_value_offs = 0: the value would be the entry itself
+        await withFs(img, async (fs) => code(readFile(fs, 'f.txt'), 'FS_CORRUPT', /overlaps the entries/));
+      },
+    );
 
     test('a name containing / is listed with FS_CORRUPT (not as a path that cannot be found)', T, async () => {
       const d = join(tmp, 'slash-src');

@@ -33,7 +33,8 @@ const INCOMPAT_ASYNC_COMMIT = 0x4;
 const INCOMPAT_CSUM_V2 = 0x8;
 const INCOMPAT_CSUM_V3 = 0x10;
 const INCOMPAT_FAST_COMMIT = 0x20;
-const KNOWN_INCOMPAT = INCOMPAT_REVOKE | INCOMPAT_64BIT | INCOMPAT_ASYNC_COMMIT | INCOMPAT_CSUM_V2 | INCOMPAT_CSUM_V3 | INCOMPAT_FAST_COMMIT;
+const KNOWN_INCOMPAT =
+  INCOMPAT_REVOKE | INCOMPAT_64BIT | INCOMPAT_ASYNC_COMMIT | INCOMPAT_CSUM_V2 | INCOMPAT_CSUM_V3 | INCOMPAT_FAST_COMMIT;
 const FLAG_ESCAPE = 1;
 const FLAG_SAME_UUID = 2;
 const FLAG_LAST_TAG = 8;
@@ -85,7 +86,12 @@ interface Tx {
  * Returns undefined when the journal is clean (nothing to replay). Throws FS_CORRUPT when e2fsck would replay nothing
  * (a bad journal superblock, a failed recovery); the caller reads the filesystem as it is in place and says so.
  */
-export async function scanJournal(read: (i: number, op?: Op) => Promise<Buffer>, journalBlocks: number, fsBlocks: number, op?: Op): Promise<JournalReplay | undefined> {
+export async function scanJournal(
+  read: (i: number, op?: Op) => Promise<Buffer>,
+  journalBlocks: number,
+  fsBlocks: number,
+  op?: Op,
+): Promise<JournalReplay | undefined> {
   const sb = await read(0, op);
   if (sb.length < JSB_BYTES) throw corrupt(`journal block of ${sb.length} bytes`);
   if (sb.readUInt32BE(0) !== JBD2_MAGIC) throw corrupt('bad journal superblock magic');
@@ -113,13 +119,21 @@ export async function scanJournal(read: (i: number, op?: Op) => Promise<Buffer>,
     if (crc32c(0xffffffff, c) !== stored) throw corrupt('the journal superblock fails its checksum');
   }
   if (start === 0) return undefined; // clean
-  if (blockBytes !== sb.length) throw corrupt(`journal block size ${blockBytes} differs from the filesystem's ${sb.length}`);
+  if (blockBytes !== sb.length)
+    throw corrupt(`journal block size ${blockBytes} differs from the filesystem's ${sb.length}`);
   if (maxlen > journalBlocks) throw corrupt(`journal length ${maxlen} exceeds its inode's ${journalBlocks} blocks`);
   if (maxlen < journalBlocks) journalBlocks = maxlen;
-  if (incompat & ~KNOWN_INCOMPAT) throw new CofferError('FS_UNSUPPORTED', `ext journal: unknown incompatible journal features 0x${(incompat & ~KNOWN_INCOMPAT).toString(16)}`);
+  if (incompat & ~KNOWN_INCOMPAT)
+    throw new CofferError(
+      'FS_UNSUPPORTED',
+      `ext journal: unknown incompatible journal features 0x${(incompat & ~KNOWN_INCOMPAT).toString(16)}`,
+    );
   // fast-commit blocks sit after the log proper (j_last = maxlen - fc blocks; 256 when the field is 0)
   if (incompat & INCOMPAT_FAST_COMMIT) maxlen -= sb.readUInt32BE(0x54) || 256;
-  if (first < 1 || first >= maxlen || start < first || start >= maxlen) throw corrupt(`journal bounds (first ${first}, start ${start}, length ${maxlen}) do not fit its ${journalBlocks} blocks`);
+  if (first < 1 || first >= maxlen || start < first || start >= maxlen)
+    throw corrupt(
+      `journal bounds (first ${first}, start ${start}, length ${maxlen}) do not fit its ${journalBlocks} blocks`,
+    );
   const is64 = (incompat & INCOMPAT_64BIT) !== 0;
   const asyncCommit = (incompat & INCOMPAT_ASYNC_COMMIT) !== 0;
   const tagBytes = csum3 ? 16 : 12 + (csum2 ? 2 : 0) - (is64 ? 0 : 4);
@@ -177,22 +191,31 @@ export async function scanJournal(read: (i: number, op?: Op) => Promise<Buffer>,
     } else if (btype === COMMIT) {
       const commitTime = b.readBigUInt64BE(48);
       if (needCheck) {
-        if (commitTime >= lastTime) throw corrupt(`transaction ${nextId} has a descriptor or revoke block that fails its checksum (e2fsck replays nothing)`);
-        skipped.push(`transaction ${nextId} and later: a block fails its checksum and its commit time goes back (stale log)`);
+        if (commitTime >= lastTime)
+          throw corrupt(
+            `transaction ${nextId} has a descriptor or revoke block that fails its checksum (e2fsck replays nothing)`,
+          );
+        skipped.push(
+          `transaction ${nextId} and later: a block fails its checksum and its commit time goes back (stale log)`,
+        );
         break scan;
       }
       let bad = false;
       if (v1) {
         if (endId !== undefined) break scan;
         const found = b.readUInt32BE(16);
-        const ok = (crcSum === found && b[12] === CRC32_CHKSUM && b[13] === CRC32_CHKSUM_SIZE) || (b[12] === 0 && b[13] === 0 && found === 0);
+        const ok =
+          (crcSum === found && b[12] === CRC32_CHKSUM && b[13] === CRC32_CHKSUM_SIZE) ||
+          (b[12] === 0 && b[13] === 0 && found === 0);
         if (ok) crcSum = 0xffffffff;
         else bad = true;
       }
       if (!bad && !commitOk(b)) bad = true;
       if (bad) {
         if (commitTime < lastTime) {
-          skipped.push(`transaction ${nextId} and later: its commit block fails its checksum and its commit time goes back (stale log)`);
+          skipped.push(
+            `transaction ${nextId} and later: its commit block fails its checksum and its commit time goes back (stale log)`,
+          );
           break scan;
         }
         endId = nextId;
@@ -206,10 +229,12 @@ export async function scanJournal(read: (i: number, op?: Op) => Promise<Buffer>,
     } else if (btype === REVOKE) {
       if (!tailOk(b)) needCheck = true;
       const count = b.readUInt32BE(12);
-      if (count > blockBytes - tailBytes) cur.revokeError ??= `a revoke block of transaction ${nextId} claims ${count} bytes`;
+      if (count > blockBytes - tailBytes)
+        cur.revokeError ??= `a revoke block of transaction ${nextId} claims ${count} bytes`;
       else {
         const rec = is64 ? 8 : 4;
-        for (let p = 16; p + rec <= count; p += rec) cur.revokes.push(is64 ? Number(b.readBigUInt64BE(p)) : b.readUInt32BE(p));
+        for (let p = 16; p + rec <= count; p += rec)
+          cur.revokes.push(is64 ? Number(b.readBigUInt64BE(p)) : b.readUInt32BE(p));
       }
     } else break;
   }
@@ -234,7 +259,9 @@ export async function scanJournal(read: (i: number, op?: Op) => Promise<Buffer>,
         seqBuf.writeUInt32BE(tx.seq);
         const c = crc32c(crc32c(seed, seqBuf), await read(t.journalBlock, op));
         if ((csum3 ? c : c & 0xffff) !== t.csum) {
-          skipped.push(`block ${t.fsBlock} of transaction ${tx.seq} (journal block ${t.journalBlock}): its tag checksum fails`);
+          skipped.push(
+            `block ${t.fsBlock} of transaction ${tx.seq} (journal block ${t.journalBlock}): its tag checksum fails`,
+          );
           continue;
         }
       }

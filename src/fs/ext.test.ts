@@ -4,7 +4,22 @@ import { lstatSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { makeFragmentedExt, readTree, DEEP_LEVELS, LONG_NAME, MANY_FILES, MiB, SLOW_LINK, T_MTIME, UNICODE_NAME, findAll, makeTree, mkExt, patch, sh } from './testing/images.js';
+import {
+  makeFragmentedExt,
+  readTree,
+  DEEP_LEVELS,
+  LONG_NAME,
+  MANY_FILES,
+  MiB,
+  SLOW_LINK,
+  T_MTIME,
+  UNICODE_NAME,
+  findAll,
+  makeTree,
+  mkExt,
+  patch,
+  sh,
+} from './testing/images.js';
 import { CofferError } from '../shared/index.js';
 import { ExtFs, FileReader, openFilesystem, type GuestFs } from './index.js';
 
@@ -69,9 +84,12 @@ describe('ext2/ext3/ext4 reader against mke2fs images', () => {
         if (process.getuid?.() === 0) {
           assert.equal(all.get('etc/app/config.ini')!.node.uid, 1234);
           assert.equal(all.get('etc/app/config.ini')!.node.gid, 5678);
-          }
+        }
         // atimes move when files are read (also by mke2fs itself): the one stored is the source's before or after mke2fs
-        assert.ok(atimes.map((t) => Math.floor(t / 1000) * 1000).includes(all.get('escape-link')!.node.atimeMs!), `atime ${all.get('escape-link')!.node.atimeMs} not in ${atimes}`);
+        assert.ok(
+          atimes.map((t) => Math.floor(t / 1000) * 1000).includes(all.get('escape-link')!.node.atimeMs!),
+          `atime ${all.get('escape-link')!.node.atimeMs} not in ${atimes}`,
+        );
         assert.equal(all.get('escape-link')!.node.mtimeMs, T_MTIME);
         assert.equal(all.get('setuid-bin')!.node.mode, 0o4755);
         assert.equal(all.get('etc/app')!.node.mode, 0o750);
@@ -84,7 +102,10 @@ describe('ext2/ext3/ext4 reader against mke2fs images', () => {
         assert.equal([...all.keys()].filter((k) => k.startsWith('many/')).length, MANY_FILES);
         assert.ok([...all.keys()].some((k) => k.split('/').length === DEEP_LEVELS + 1 && k.endsWith('bottom.txt')));
         // holes are not read: only the 8 KiB in the middle of the 12 MiB sparse file come back as data
-        assert.ok(all.get('sparse.img')!.dataBytes! <= 16384, `sparse file read ${all.get('sparse.img')!.dataBytes} bytes`);
+        assert.ok(
+          all.get('sparse.img')!.dataBytes! <= 16384,
+          `sparse file read ${all.get('sparse.img')!.dataBytes} bytes`,
+        );
         assert.equal(all.get('empty-dir')!.node.type, 'dir');
       } finally {
         await close();
@@ -99,7 +120,8 @@ describe('ext2/ext3/ext4 reader against mke2fs images', () => {
     try {
       const all = await readTree(fs);
       // mke2fs 1.47 with inline_data drops a sparse file's trailing hole (its bug, seen with debugfs stat): skip that file
-      for (const f of tree.files.filter((x) => x !== 'sparse.img')) assert.ok(all.get(f)?.data?.equals(readFileSync(join(src, f))), `${f}: content differs`);
+      for (const f of tree.files.filter((x) => x !== 'sparse.img'))
+        assert.ok(all.get(f)?.data?.equals(readFileSync(join(src, f))), `${f}: content differs`);
       assert.equal(all.get('etc/app/config.ini')!.data!.toString(), '[main]\nkey = value\n');
     } finally {
       await close();
@@ -120,7 +142,14 @@ describe('ext2/ext3/ext4 reader against mke2fs images', () => {
   test('triple-indirect block map: a sparse ext2 file with data past 64 MiB (1 KiB blocks)', T, async () => {
     const s2 = join(tmp, 'sparse-src');
     sh('mkdir', ['-p', s2]);
-    sh('dd', ['if=/dev/urandom', `of=${join(s2, 'far')}`, 'bs=4096', 'count=2', `seek=${(80 * MiB) / 4096}`, 'status=none']);
+    sh('dd', [
+      'if=/dev/urandom',
+      `of=${join(s2, 'far')}`,
+      'bs=4096',
+      'count=2',
+      `seek=${(80 * MiB) / 4096}`,
+      'status=none',
+    ]);
     const img = join(tmp, 'far.img');
     mkExt(img, 'ext2', s2, 8 * MiB, 0, ['-b', '1024']);
     const { fs, close } = await open(img);
@@ -161,18 +190,22 @@ describe('ext2/ext3/ext4 reader against mke2fs images', () => {
       }
     };
 
-    test('committed blocks in the journal are read instead of the stale ones in place, as e2fsck would replay them', T, async () => {
-      const { img } = journaled('j1');
-      const got = await content(img);
-      assert.deepEqual(got.warnings, []);
-      // (only the data block was logged: the inode, and so the size, 22 bytes, stay the old ones)
-      assert.equal(got.text, 'new content, in the journal\n'.slice(0, 22));
-      const fixed = join(tmp, 'j1-fixed.img');
-      sh('cp', [img, fixed]);
-      spawnSync('e2fsck', ['-fy', fixed]); // exits 1 when it replayed or fixed something
-      assert.doesNotMatch(sh('dumpe2fs', ['-h', fixed]), /needs_recovery/);
-      assert.equal(sh('debugfs', ['-R', 'cat /file.txt', fixed]), got.text);
-    });
+    test(
+      'committed blocks in the journal are read instead of the stale ones in place, as e2fsck would replay them',
+      T,
+      async () => {
+        const { img } = journaled('j1');
+        const got = await content(img);
+        assert.deepEqual(got.warnings, []);
+        // (only the data block was logged: the inode, and so the size, 22 bytes, stay the old ones)
+        assert.equal(got.text, 'new content, in the journal\n'.slice(0, 22));
+        const fixed = join(tmp, 'j1-fixed.img');
+        sh('cp', [img, fixed]);
+        spawnSync('e2fsck', ['-fy', fixed]); // exits 1 when it replayed or fixed something
+        assert.doesNotMatch(sh('dumpe2fs', ['-h', fixed]), /needs_recovery/);
+        assert.equal(sh('debugfs', ['-R', 'cat /file.txt', fixed]), got.text);
+      },
+    );
 
     test('a block revoked by a later transaction is not replayed', T, async () => {
       const { img, block } = journaled('j2');
@@ -302,7 +335,7 @@ describe('ext2/ext3/ext4 reader against mke2fs images', () => {
       const img = fresh('garbage.img');
       const data = readFileSync(img);
       let seed = 7;
-      const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+      const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
       for (let round = 0; round < 12; round++) {
         const p = join(tmp, `g${round}.img`);
         const copy = Buffer.from(data.subarray(0, 2 * MiB));

@@ -34,10 +34,22 @@ const INCOMPAT = {
   ENCRYPT: 0x10000,
   CASEFOLD: 0x20000,
 } as const;
-const INCOMPAT_NAMES: Record<number, string> = Object.fromEntries(Object.entries(INCOMPAT).map(([k, v]) => [v, k.toLowerCase()]));
+const INCOMPAT_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(INCOMPAT).map(([k, v]) => [v, k.toLowerCase()]),
+);
 const SUPPORTED_INCOMPAT =
-  INCOMPAT.FILETYPE | INCOMPAT.RECOVER | INCOMPAT.META_BG | INCOMPAT.EXTENTS | INCOMPAT.BIT64 | INCOMPAT.MMP | INCOMPAT.FLEX_BG |
-  INCOMPAT.EA_INODE | INCOMPAT.CSUM_SEED | INCOMPAT.LARGEDIR | INCOMPAT.INLINE_DATA | INCOMPAT.CASEFOLD;
+  INCOMPAT.FILETYPE |
+  INCOMPAT.RECOVER |
+  INCOMPAT.META_BG |
+  INCOMPAT.EXTENTS |
+  INCOMPAT.BIT64 |
+  INCOMPAT.MMP |
+  INCOMPAT.FLEX_BG |
+  INCOMPAT.EA_INODE |
+  INCOMPAT.CSUM_SEED |
+  INCOMPAT.LARGEDIR |
+  INCOMPAT.INLINE_DATA |
+  INCOMPAT.CASEFOLD;
 
 const FL_INDEX = 0x1000;
 const FL_ENCRYPT = 0x800;
@@ -45,7 +57,6 @@ const FL_EXTENTS = 0x80000;
 const FL_INLINE = 0x10000000;
 const FL_HUGE_FILE = 0x40000;
 const RO_COMPAT_HUGE_FILE = 0x8;
-
 
 function corrupt(msg: string, details: Record<string, unknown> = {}): CofferError {
   return new CofferError('FS_CORRUPT', `ext: ${msg}`, { details });
@@ -69,7 +80,6 @@ interface Inode {
   raw: Buffer;
   extraIsize: number;
 }
-
 
 interface DirEntry {
   name: string;
@@ -127,8 +137,13 @@ export class ExtFs implements GuestFs {
     const unknown = incompat & ~SUPPORTED_INCOMPAT;
     if (unknown) {
       const names = [];
-      for (let bit = 1; bit !== 0 && bit <= 0x80000000; bit = (bit << 1) >>> 0) if (unknown & bit) names.push(INCOMPAT_NAMES[bit] ?? `0x${bit.toString(16)}`);
-      throw new CofferError('FS_UNSUPPORTED', `ext: the filesystem uses incompatible features this reader cannot read: ${names.join(', ')}`, { details: { incompat: `0x${incompat.toString(16)}`, unsupported: names } });
+      for (let bit = 1; bit !== 0 && bit <= 0x80000000; bit = (bit << 1) >>> 0)
+        if (unknown & bit) names.push(INCOMPAT_NAMES[bit] ?? `0x${bit.toString(16)}`);
+      throw new CofferError(
+        'FS_UNSUPPORTED',
+        `ext: the filesystem uses incompatible features this reader cannot read: ${names.join(', ')}`,
+        { details: { incompat: `0x${incompat.toString(16)}`, unsupported: names } },
+      );
     }
     const is64 = (incompat & INCOMPAT.BIT64) !== 0;
     const blocksCount = sb.readUInt32LE(4) + (is64 ? sb.readUInt32LE(0x150) * 2 ** 32 : 0);
@@ -138,20 +153,50 @@ export class ExtFs implements GuestFs {
     const inodeBytes = rev >= 1 ? sb.readUInt16LE(88) : 128;
     const descBytes = is64 ? sb.readUInt16LE(254) : 32;
     const firstDataBlock = sb.readUInt32LE(20);
-    if (blocksCount === 0 || blocksCount * blockBytes > dev.sizeBytes) throw corrupt(`the block count (${blocksCount} blocks of ${blockBytes}) exceeds the partition (${dev.sizeBytes} bytes)`);
-    if (blocksPerGroup === 0 || blocksPerGroup > blockBytes * 8) throw corrupt(`absurd blocks per group ${blocksPerGroup}`);
-    if (inodesPerGroup === 0 || inodesPerGroup > blockBytes * 8) throw corrupt(`absurd inodes per group ${inodesPerGroup}`);
-    if (inodeBytes < 128 || inodeBytes > blockBytes || (inodeBytes & (inodeBytes - 1)) !== 0) throw corrupt(`absurd inode size ${inodeBytes}`);
-    if (descBytes < 32 || descBytes > 1024 || (is64 && descBytes < 64)) throw corrupt(`absurd group descriptor size ${descBytes}`);
+    if (blocksCount === 0 || blocksCount * blockBytes > dev.sizeBytes)
+      throw corrupt(
+        `the block count (${blocksCount} blocks of ${blockBytes}) exceeds the partition (${dev.sizeBytes} bytes)`,
+      );
+    if (blocksPerGroup === 0 || blocksPerGroup > blockBytes * 8)
+      throw corrupt(`absurd blocks per group ${blocksPerGroup}`);
+    if (inodesPerGroup === 0 || inodesPerGroup > blockBytes * 8)
+      throw corrupt(`absurd inodes per group ${inodesPerGroup}`);
+    if (inodeBytes < 128 || inodeBytes > blockBytes || (inodeBytes & (inodeBytes - 1)) !== 0)
+      throw corrupt(`absurd inode size ${inodeBytes}`);
+    if (descBytes < 32 || descBytes > 1024 || (is64 && descBytes < 64))
+      throw corrupt(`absurd group descriptor size ${descBytes}`);
     if (firstDataBlock >= blocksCount) throw corrupt('first data block past the end');
     const groupCount = Math.ceil((blocksCount - firstDataBlock) / blocksPerGroup);
-    if (inodesCount === 0 || inodesCount > groupCount * inodesPerGroup) throw corrupt(`inode count ${inodesCount} does not fit ${groupCount} groups of ${inodesPerGroup}`);
+    if (inodesCount === 0 || inodesCount > groupCount * inodesPerGroup)
+      throw corrupt(`inode count ${inodesCount} does not fit ${groupCount} groups of ${inodesPerGroup}`);
     const journal = (compat & 0x4) !== 0;
-    const kind = incompat & (INCOMPAT.EXTENTS | INCOMPAT.BIT64 | INCOMPAT.FLEX_BG | INCOMPAT.INLINE_DATA) ? 'ext4' : journal ? 'ext3' : 'ext2';
-    const fs = new ExtFs(dev, sb, blockBytes, blocksCount, inodesCount, inodesPerGroup, blocksPerGroup, inodeBytes, descBytes, groupCount, incompat, roCompat, kind);
+    const kind =
+      incompat & (INCOMPAT.EXTENTS | INCOMPAT.BIT64 | INCOMPAT.FLEX_BG | INCOMPAT.INLINE_DATA)
+        ? 'ext4'
+        : journal
+          ? 'ext3'
+          : 'ext2';
+    const fs = new ExtFs(
+      dev,
+      sb,
+      blockBytes,
+      blocksCount,
+      inodesCount,
+      inodesPerGroup,
+      blocksPerGroup,
+      inodeBytes,
+      descBytes,
+      groupCount,
+      incompat,
+      roCompat,
+      kind,
+    );
     // metadata_csum: a superblock that fails its checksum is fatal (as for the kernel); the rest is checked as read
     fs.csums = ExtChecksums.open(sb, incompat, roCompat, inodeBytes, blockBytes, descBytes);
-    if (fs.csums) fs.checks.push('ext metadata checksums (crc32c): superblock verified; group descriptors, inodes, extent blocks and directory blocks verified as read');
+    if (fs.csums)
+      fs.checks.push(
+        'ext metadata checksums (crc32c): superblock verified; group descriptors, inodes, extent blocks and directory blocks verified as read',
+      );
     else fs.checks.push('ext metadata checksums: none on this filesystem (no metadata_csum): structure checks only');
     if (journal && incompat & INCOMPAT.RECOVER) await fs.replayJournal(op);
     return fs;
@@ -164,7 +209,9 @@ export class ExtFs implements GuestFs {
   private async replayJournal(op?: Op): Promise<void> {
     const inum = this.sb.readUInt32LE(0xe0);
     if (this.sb.readUInt32LE(0xe4) !== 0 || inum === 0) {
-      this.warnings.push('the filesystem needs journal recovery, but its journal is on another device: recent changes may be missing');
+      this.warnings.push(
+        'the filesystem needs journal recovery, but its journal is on another device: recent changes may be missing',
+      );
       return;
     }
     try {
@@ -186,17 +233,25 @@ export class ExtFs implements GuestFs {
         this.journal.set(fsBlock, { journalPhysical, escaped: jb.escaped });
       }
       this.journalTransactions = replay.transactions;
-      this.checks.push(`ext journal: ${replay.transactions} committed transaction(s) replayed in memory${replay.checksums === 'none' ? ' (the journal has no checksums)' : `, journal checksums ${replay.checksums} verified`}`);
-      for (const s of replay.skipped) this.warnings.push(`journal recovery skipped ${s}: e2fsck would skip it too and report the filesystem as damaged`);
+      this.checks.push(
+        `ext journal: ${replay.transactions} committed transaction(s) replayed in memory${replay.checksums === 'none' ? ' (the journal has no checksums)' : `, journal checksums ${replay.checksums} verified`}`,
+      );
+      for (const s of replay.skipped)
+        this.warnings.push(
+          `journal recovery skipped ${s}: e2fsck would skip it too and report the filesystem as damaged`,
+        );
     } catch (e) {
       if (!(e instanceof CofferError) || e.code === 'CANCELLED') throw e;
       this.journal.clear();
-      this.warnings.push(`the filesystem needs journal recovery, but its journal cannot be replayed (${e.message}): recent changes may be missing`);
+      this.warnings.push(
+        `the filesystem needs journal recovery, but its journal cannot be replayed (${e.message}): recent changes may be missing`,
+      );
     }
   }
 
   private async readBlocks(block: number, count: number, op?: Op): Promise<Buffer> {
-    if (!Number.isSafeInteger(block) || block <= 0 || block + count > this.blocksCount) throw corrupt(`block ${block} (+${count}) is outside the filesystem (${this.blocksCount} blocks)`);
+    if (!Number.isSafeInteger(block) || block <= 0 || block + count > this.blocksCount)
+      throw corrupt(`block ${block} (+${count}) is outside the filesystem (${this.blocksCount} blocks)`);
     const buf = await this.dev.read(block * this.blockBytes, count * this.blockBytes, op);
     if (this.journal.size > 0) {
       for (let i = 0; i < count; i++) {
@@ -246,7 +301,8 @@ export class ExtFs implements GuestFs {
   }
 
   private async inode(ino: number, op?: Op): Promise<Inode> {
-    if (!Number.isSafeInteger(ino) || ino < 1 || ino > this.inodesCount) throw corrupt(`inode ${ino} out of range (1..${this.inodesCount})`);
+    if (!Number.isSafeInteger(ino) || ino < 1 || ino > this.inodesCount)
+      throw corrupt(`inode ${ino} out of range (1..${this.inodesCount})`);
     const g = Math.floor((ino - 1) / this.inodesPerGroup);
     const idx = (ino - 1) % this.inodesPerGroup;
     const d = await this.groupDesc(g, op);
@@ -257,7 +313,8 @@ export class ExtFs implements GuestFs {
     const raw = blk.subarray(byteInTable % this.blockBytes, (byteInTable % this.blockBytes) + this.inodeBytes);
     this.csums?.checkInode(ino, raw);
     const extraIsize = this.inodeBytes > 128 ? raw.readUInt16LE(128) : 0;
-    if (128 + extraIsize > this.inodeBytes || extraIsize % 4 !== 0) throw corrupt(`inode ${ino}: extra size ${extraIsize} overflows the inode or is not a multiple of 4`);
+    if (128 + extraIsize > this.inodeBytes || extraIsize % 4 !== 0)
+      throw corrupt(`inode ${ino}: extra size ${extraIsize} overflows the inode or is not a multiple of 4`);
     const time = (base: number, extraOff: number) => {
       let s = raw.readInt32LE(base);
       let ns = 0;
@@ -282,7 +339,9 @@ export class ExtFs implements GuestFs {
       flags,
       atimeMs: time(8, 140),
       mtimeMs: time(16, 136),
-      blocks: (blocksLo + blocksHi * 2 ** 32) * (this.roCompat & RO_COMPAT_HUGE_FILE && flags & FL_HUGE_FILE ? this.blockBytes / 512 : 1),
+      blocks:
+        (blocksLo + blocksHi * 2 ** 32) *
+        (this.roCompat & RO_COMPAT_HUGE_FILE && flags & FL_HUGE_FILE ? this.blockBytes / 512 : 1),
       fileAcl: raw.readUInt32LE(104) + raw.readUInt16LE(118) * 2 ** 32,
       iblock: raw.subarray(40, 100),
       raw,
@@ -293,7 +352,21 @@ export class ExtFs implements GuestFs {
   private node(name: string, ino: Inode): FsNode {
     const fmt = ino.mode & 0xf000;
     const type: FileType =
-      fmt === 0x8000 ? 'file' : fmt === 0x4000 ? 'dir' : fmt === 0xa000 ? 'symlink' : fmt === 0x2000 ? 'chardev' : fmt === 0x6000 ? 'blockdev' : fmt === 0x1000 ? 'fifo' : fmt === 0xc000 ? 'socket' : 'unknown';
+      fmt === 0x8000
+        ? 'file'
+        : fmt === 0x4000
+          ? 'dir'
+          : fmt === 0xa000
+            ? 'symlink'
+            : fmt === 0x2000
+              ? 'chardev'
+              : fmt === 0x6000
+                ? 'blockdev'
+                : fmt === 0x1000
+                  ? 'fifo'
+                  : fmt === 0xc000
+                    ? 'socket'
+                    : 'unknown';
     return {
       name,
       type,
@@ -318,9 +391,11 @@ export class ExtFs implements GuestFs {
   /** The largest size a file can have here: 2^32 blocks (extents and block maps both address 32-bit logical blocks). */
   private checkSize(ino: Inode): void {
     const max = 2 ** 32 * this.blockBytes;
-    if (ino.size > max || !Number.isSafeInteger(ino.size)) throw corrupt(`inode ${ino.ino}: size ${ino.size} exceeds the largest possible file`);
+    if (ino.size > max || !Number.isSafeInteger(ino.size))
+      throw corrupt(`inode ${ino.ino}: size ${ino.size} exceeds the largest possible file`);
     // allocated space beyond the partition cannot be real (sparse files may be larger than the partition, their blocks cannot)
-    if (ino.blocks * 512 > this.dev.sizeBytes + 2 ** 20 && !(ino.flags & FL_HUGE_FILE)) throw corrupt(`inode ${ino.ino}: ${ino.blocks} allocated sectors exceed the partition`);
+    if (ino.blocks * 512 > this.dev.sizeBytes + 2 ** 20 && !(ino.flags & FL_HUGE_FILE))
+      throw corrupt(`inode ${ino.ino}: ${ino.blocks} allocated sectors exceed the partition`);
   }
 
   /** The block runs of a file in logical order (holes omitted), bounded by the file's block count. */
@@ -332,7 +407,9 @@ export class ExtFs implements GuestFs {
       blocksCount: this.blocksCount,
       blockBytes: this.blockBytes,
       readBlock: (b: number, o?: Op) => this.readBlocks(b, 1, o),
-      checkExtentBlock: csums ? (node: Buffer, block: number) => csums.checkExtentBlock(ino.ino, ino.raw, node, block) : undefined,
+      checkExtentBlock: csums
+        ? (node: Buffer, block: number) => csums.checkExtentBlock(ino.ino, ino.raw, node, block)
+        : undefined,
     };
     if (ino.flags & FL_EXTENTS) yield* extentRuns(ctx, ino.ino, ino.iblock, fileBlocks, op);
     else yield* blockMapRuns(ctx, ino.ino, ino.iblock, fileBlocks, op);
@@ -360,7 +437,8 @@ export class ExtFs implements GuestFs {
         const nameLen = raw[p]!;
         const index = raw[p + 1]!;
         const entry = { offs: raw.readUInt16LE(p + 2), inum: raw.readUInt32LE(p + 4), size: raw.readUInt32LE(p + 8) };
-        if (p + 16 + nameLen > raw.length) throw corrupt(`inode ${ino.ino}: an in-inode xattr name runs past the inode`);
+        if (p + 16 + nameLen > raw.length)
+          throw corrupt(`inode ${ino.ino}: an in-inode xattr name runs past the inode`);
         found.push(entry);
         if (index === 7 && raw.toString('latin1', p + 16, p + 16 + nameLen) === 'data') {
           if (entry.inum !== 0) throw corrupt(`inode ${ino.ino}: inline data stored in an EA inode`);
@@ -373,12 +451,18 @@ export class ExtFs implements GuestFs {
         if (e.size === 0 || e.inum !== 0) continue;
         const at = base + e.offs;
         if (at < entriesEnd || at + e.size > raw.length || at + ((e.size + 3) & ~3) > raw.length) {
-          throw corrupt(`inode ${ino.ino}: an in-inode xattr value (offset ${e.offs}, ${e.size} bytes) overlaps the entries or runs past the inode`, { inode: ino.ino, offset: e.offs, size: e.size });
+          throw corrupt(
+            `inode ${ino.ino}: an in-inode xattr value (offset ${e.offs}, ${e.size} bytes) overlaps the entries or runs past the inode`,
+            { inode: ino.ino, offset: e.offs, size: e.size },
+          );
         }
       }
       if (dataEntry) value = raw.subarray(base + dataEntry.offs, base + dataEntry.offs + dataEntry.size);
     }
-    if (ino.size > 60 + (value?.length ?? 0)) throw corrupt(`inode ${ino.ino}: size ${ino.size} exceeds its inline data (${60 + (value?.length ?? 0)} bytes)`, { inode: ino.ino });
+    if (ino.size > 60 + (value?.length ?? 0))
+      throw corrupt(`inode ${ino.ino}: size ${ino.size} exceeds its inline data (${60 + (value?.length ?? 0)} bytes)`, {
+        inode: ino.ino,
+      });
     const all = value ? Buffer.concat([ino.iblock, value]) : ino.iblock;
     return all.subarray(0, ino.size);
   }
@@ -395,7 +479,8 @@ export class ExtFs implements GuestFs {
     let total = 0; // blocks are not shared on ext: more data than the volume holds means a damaged map
     for await (const r of this.runs(ino, op)) {
       total += r.count * this.blockBytes;
-      if (total > this.dev.sizeBytes) throw corrupt(`inode ${ino.ino}: its block map yields more data than the volume holds`);
+      if (total > this.dev.sizeBytes)
+        throw corrupt(`inode ${ino.ino}: its block map yields more data than the volume holds`);
       for (let done = 0; done < r.count; ) {
         op?.signal?.throwIfAborted();
         const n = Math.min(maxBlocks, r.count - done);
@@ -409,7 +494,8 @@ export class ExtFs implements GuestFs {
   }
 
   private async readAll(ino: Inode, maxBytes: number, op?: Op): Promise<Buffer> {
-    if (ino.size > maxBytes) throw corrupt(`inode ${ino.ino}: size ${ino.size} exceeds the limit of ${maxBytes} for this kind of object`);
+    if (ino.size > maxBytes)
+      throw corrupt(`inode ${ino.ino}: size ${ino.size} exceeds the limit of ${maxBytes} for this kind of object`);
     const out = Buffer.alloc(ino.size);
     for await (const p of this.read(this.node('', ino), op)) p.data.copy(out, p.offset);
     return out;
@@ -420,7 +506,10 @@ export class ExtFs implements GuestFs {
     if (node.type !== 'symlink') throw new CofferError('USAGE', `${node.name} is not a symbolic link`);
     if (ino.size > MAX_LINK_BYTES) throw corrupt(`inode ${ino.ino}: symlink target of ${ino.size} bytes`);
     let bytes: Buffer;
-    const fast = !(ino.flags & (FL_EXTENTS | FL_INLINE)) && ino.size < 60 && (ino.blocks === 0 || (ino.fileAcl !== 0 && ino.blocks === this.blockBytes / 512));
+    const fast =
+      !(ino.flags & (FL_EXTENTS | FL_INLINE)) &&
+      ino.size < 60 &&
+      (ino.blocks === 0 || (ino.fileAcl !== 0 && ino.blocks === this.blockBytes / 512));
     if (fast) bytes = ino.iblock.subarray(0, ino.size);
     else bytes = await this.readAll(ino, MAX_LINK_BYTES, op);
     if (bytes.includes(0)) throw corrupt(`inode ${ino.ino}: symlink target contains NUL`);
@@ -430,7 +519,8 @@ export class ExtFs implements GuestFs {
   async list(dir: FsNode, op?: Op): Promise<FsNode[]> {
     const ino = dir.ref as Inode;
     if (dir.type !== 'dir') throw new CofferError('USAGE', `${dir.name} is not a directory`);
-    if (ino.flags & FL_ENCRYPT) throw new CofferError('FS_UNSUPPORTED', `ext: directory inode ${ino.ino} is encrypted (fscrypt)`);
+    if (ino.flags & FL_ENCRYPT)
+      throw new CofferError('FS_UNSUPPORTED', `ext: directory inode ${ino.ino} is encrypted (fscrypt)`);
     // a directory larger than 256 MiB is not real (largedir allows 4 GiB in theory; keep memory bounded)
     const data = await this.readAll(ino, 256 * 1024 * 1024, op);
     const out: FsNode[] = [];
@@ -451,12 +541,29 @@ export class ExtFs implements GuestFs {
       op?.signal?.throwIfAborted();
       try {
         // a name no path can reach: listed with its error, so `ls` and `get` report the same FS_CORRUPT
-        if (e.bad) throw corrupt(`directory inode ${ino.ino}: the entry ${JSON.stringify(e.name)} (inode ${e.ino}) ${e.bad}`, { inode: ino.ino, name: e.name });
+        if (e.bad)
+          throw corrupt(`directory inode ${ino.ino}: the entry ${JSON.stringify(e.name)} (inode ${e.ino}) ${e.bad}`, {
+            inode: ino.ino,
+            name: e.name,
+          });
         out.push(this.node(e.name, await this.inode(e.ino, op)));
       } catch (err) {
         // one bad entry (inode out of range, its inode table in a missing chunk) does not hide the others
         if (!(err instanceof CofferError) || err.code === 'CANCELLED') throw err;
-        out.push({ name: e.name, type: 'unknown', sizeBytes: 0, mode: 0, uid: 0, gid: 0, nlink: 0, mtimeMs: undefined, atimeMs: undefined, id: `inode:${e.ino}`, ref: undefined, error: err });
+        out.push({
+          name: e.name,
+          type: 'unknown',
+          sizeBytes: 0,
+          mode: 0,
+          uid: 0,
+          gid: 0,
+          nlink: 0,
+          mtimeMs: undefined,
+          atimeMs: undefined,
+          id: `inode:${e.ino}`,
+          ref: undefined,
+          error: err,
+        });
       }
     }
     return out;
@@ -470,12 +577,18 @@ export class ExtFs implements GuestFs {
       const recLen = blk.readUInt16LE(p + 4);
       const realLen = recLen === 0 && unit === 65536 ? 65536 : recLen; // 64 KiB blocks encode 65536 as 0
       const nameLen = blk[p + 6]!;
-      if (realLen < 8 || realLen % 4 !== 0 || p + realLen > blk.length) throw corrupt(`directory inode ${dirIno}: bad record length ${recLen} at offset ${p}`, { inode: dirIno });
-      if (8 + nameLen > realLen) throw corrupt(`directory inode ${dirIno}: name of ${nameLen} bytes overflows its record`, { inode: dirIno });
+      if (realLen < 8 || realLen % 4 !== 0 || p + realLen > blk.length)
+        throw corrupt(`directory inode ${dirIno}: bad record length ${recLen} at offset ${p}`, { inode: dirIno });
+      if (8 + nameLen > realLen)
+        throw corrupt(`directory inode ${dirIno}: name of ${nameLen} bytes overflows its record`, { inode: dirIno });
       if (inode !== 0 && nameLen > 0) {
         const nameBytes = blk.subarray(p + 8, p + 8 + nameLen);
         const name = nameBytes.toString('utf8');
-        const bad = nameBytes.includes(0x2f) ? 'has a name containing /' : nameBytes.includes(0) ? 'has a name containing NUL' : undefined;
+        const bad = nameBytes.includes(0x2f)
+          ? 'has a name containing /'
+          : nameBytes.includes(0)
+            ? 'has a name containing NUL'
+            : undefined;
         if (name !== '.' && name !== '..') out.push(bad ? { name, ino: inode, bad } : { name, ino: inode });
       }
       p += realLen;

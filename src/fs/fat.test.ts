@@ -3,7 +3,18 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { readTree, LONG_NAME, MiB, T_MTIME, UNICODE_NAME, findAll, makeFatTree, mkFat, patch, sh } from './testing/images.js';
+import {
+  readTree,
+  LONG_NAME,
+  MiB,
+  T_MTIME,
+  UNICODE_NAME,
+  findAll,
+  makeFatTree,
+  mkFat,
+  patch,
+  sh,
+} from './testing/images.js';
 import { CofferError } from '../shared/index.js';
 import { BufferReader, FileReader, openFilesystem, type GuestFs } from './index.js';
 
@@ -37,7 +48,11 @@ describe('FAT12/16/32 reader against mkfs.fat + mcopy images', () => {
   const src = join(tmp, 'src');
   const tree = makeFatTree(src);
 
-  for (const [bits, size] of [[12, 8 * MiB], [16, 32 * MiB], [32, 64 * MiB]] as const) {
+  for (const [bits, size] of [
+    [12, 8 * MiB],
+    [16, 32 * MiB],
+    [32, 64 * MiB],
+  ] as const) {
     test(`FAT${bits}: contents, long names, 8.3 names, times`, T, async () => {
       const img = join(tmp, `fat${bits}.img`);
       mkFat(img, bits, src, size);
@@ -140,7 +155,10 @@ describe('FAT12/16/32 reader against mkfs.fat + mcopy images', () => {
       mkFat(img, 16, d, 16 * MiB);
       let { fs, close } = await open(img);
       try {
-        assert.deepEqual((await fs.list(await fs.root())).map((n) => n.name), ['A Rather Long File Name.txt']);
+        assert.deepEqual(
+          (await fs.list(await fs.root())).map((n) => n.name),
+          ['A Rather Long File Name.txt'],
+        );
       } finally {
         await close();
       }
@@ -157,34 +175,38 @@ describe('FAT12/16/32 reader against mkfs.fat + mcopy images', () => {
       }
     });
 
-    test('a long name containing / is listed with FS_CORRUPT (issue 21: ls and get agree), siblings still read', T, async () => {
-      const d = join(tmp, 'slash-src');
-      sh('mkdir', ['-p', d]);
-      writeFileSync(join(d, 'fooXbar long name.txt'), 'x\n');
-      writeFileSync(join(d, 'ok.txt'), 'ok\n');
-      const img = join(tmp, 'slash.img');
-      mkFat(img, 16, d, 16 * MiB);
-      const [at] = findAll(img, Buffer.from('X\0b\0', 'latin1'));
-      assert.ok(at !== undefined);
-      patch(img, at, Buffer.from('/'));
-      const { fs, close } = await open(img);
-      try {
-        const all = await readTree(fs);
-        const bad = all.get('foo/bar long name.txt')!.node;
-        assert.equal(bad.error?.code, 'FS_CORRUPT');
-        assert.match(bad.error!.message, /containing \//);
-        assert.equal(all.get('ok.txt')!.data!.toString(), 'ok\n');
-      } finally {
-        await close();
-      }
-    });
+    test(
+      'a long name containing / is listed with FS_CORRUPT (issue 21: ls and get agree), siblings still read',
+      T,
+      async () => {
+        const d = join(tmp, 'slash-src');
+        sh('mkdir', ['-p', d]);
+        writeFileSync(join(d, 'fooXbar long name.txt'), 'x\n');
+        writeFileSync(join(d, 'ok.txt'), 'ok\n');
+        const img = join(tmp, 'slash.img');
+        mkFat(img, 16, d, 16 * MiB);
+        const [at] = findAll(img, Buffer.from('X\0b\0', 'latin1'));
+        assert.ok(at !== undefined);
+        patch(img, at, Buffer.from('/'));
+        const { fs, close } = await open(img);
+        try {
+          const all = await readTree(fs);
+          const bad = all.get('foo/bar long name.txt')!.node;
+          assert.equal(bad.error?.code, 'FS_CORRUPT');
+          assert.match(bad.error!.message, /containing \//);
+          assert.equal(all.get('ok.txt')!.data!.toString(), 'ok\n');
+        } finally {
+          await close();
+        }
+      },
+    );
 
     test('random garbage over the boot sector, FAT and root directory never crashes or hangs', T, async () => {
       const img = join(tmp, 'garbage-base.img');
       mkFat(img, 16, src, 32 * MiB);
       const data = readFileSync(img);
       let seed = 11;
-      const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+      const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
       for (let round = 0; round < 12; round++) {
         const copy = Buffer.from(data);
         const span = round < 4 ? 512 : 256 * 1024; // first the boot sector, then the FATs and the root directory

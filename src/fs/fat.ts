@@ -35,7 +35,8 @@ function parseBpb(b: Buffer): Bpb | string {
   const sectorBytes = b.readUInt16LE(11);
   if (![512, 1024, 2048, 4096].includes(sectorBytes)) return `bytes per sector ${sectorBytes}`;
   const clusterSectors = b[13]!;
-  if (clusterSectors === 0 || (clusterSectors & (clusterSectors - 1)) !== 0) return `sectors per cluster ${clusterSectors}`;
+  if (clusterSectors === 0 || (clusterSectors & (clusterSectors - 1)) !== 0)
+    return `sectors per cluster ${clusterSectors}`;
   const reserved = b.readUInt16LE(14);
   const fats = b[16]!;
   if (reserved === 0 || fats === 0 || fats > 4) return `reserved sectors ${reserved}, FATs ${fats}`;
@@ -74,7 +75,10 @@ export class FatFs implements GuestFs {
   private readonly fatCache = new Map<number, Buffer>();
   private static readonly FAT_PAGE = 65536;
 
-  private constructor(private readonly dev: BlockReader, private readonly bpb: Bpb) {
+  private constructor(
+    private readonly dev: BlockReader,
+    private readonly bpb: Bpb,
+  ) {
     const s = bpb.sectorBytes;
     this.clusterBytes = s * bpb.clusterSectors;
     this.fatStart = bpb.reserved * s;
@@ -85,7 +89,12 @@ export class FatFs implements GuestFs {
     this.clusterCount = Math.floor(dataSectors / bpb.clusterSectors);
     // as Linux does: a BPB without a 16-bit FAT size and without root entries is FAT32 whatever its cluster count
     // (mkfs.fat makes small FAT32 volumes); otherwise the cluster count decides between FAT12 and FAT16
-    this.bits = bpb.rootCluster !== 0 || (bpb.rootEntries === 0 && this.clusterCount >= 65525) ? 32 : this.clusterCount < 4085 ? 12 : 16;
+    this.bits =
+      bpb.rootCluster !== 0 || (bpb.rootEntries === 0 && this.clusterCount >= 65525)
+        ? 32
+        : this.clusterCount < 4085
+          ? 12
+          : 16;
     this.kind = `fat${this.bits}`;
   }
 
@@ -93,10 +102,14 @@ export class FatFs implements GuestFs {
     const bpb = parseBpb(await dev.read(0, 512, op));
     if (typeof bpb === 'string') throw corrupt(`not a FAT boot sector: ${bpb}`);
     const fs = new FatFs(dev, bpb);
-    if (bpb.totalSectors * bpb.sectorBytes > dev.sizeBytes) throw corrupt(`the volume (${bpb.totalSectors} sectors of ${bpb.sectorBytes}) exceeds the partition (${dev.sizeBytes} bytes)`);
+    if (bpb.totalSectors * bpb.sectorBytes > dev.sizeBytes)
+      throw corrupt(
+        `the volume (${bpb.totalSectors} sectors of ${bpb.sectorBytes}) exceeds the partition (${dev.sizeBytes} bytes)`,
+      );
     if (fs.clusterCount < 1 || fs.dataStart >= bpb.totalSectors * bpb.sectorBytes) throw corrupt('no data area');
     const fatEntriesFit = Math.floor((bpb.fatSectors * bpb.sectorBytes * 8) / fs.bits);
-    if (fatEntriesFit < fs.clusterCount + 2) throw corrupt(`the FAT (${bpb.fatSectors} sectors) is too small for ${fs.clusterCount} clusters`);
+    if (fatEntriesFit < fs.clusterCount + 2)
+      throw corrupt(`the FAT (${bpb.fatSectors} sectors) is too small for ${fs.clusterCount} clusters`);
     if (fs.bits === 32) {
       if (bpb.rootEntries !== 0) throw corrupt('FAT32 with a fixed root directory');
       fs.checkCluster(bpb.rootCluster, 'root directory');
@@ -105,7 +118,8 @@ export class FatFs implements GuestFs {
   }
 
   private checkCluster(c: number, what: string): void {
-    if (c < 2 || c > this.clusterCount + 1) throw corrupt(`${what}: cluster ${c} is out of range (2..${this.clusterCount + 1})`, { cluster: c });
+    if (c < 2 || c > this.clusterCount + 1)
+      throw corrupt(`${what}: cluster ${c} is out of range (2..${this.clusterCount + 1})`, { cluster: c });
   }
 
   private async fatEntry(c: number, op?: Op): Promise<number> {
@@ -143,12 +157,23 @@ export class FatFs implements GuestFs {
       if (out.length >= limit) return out;
       const next = await this.fatEntry(c, op);
       if (next >= eoc) return out;
-      if (next === 0 || next === eoc - 1) throw corrupt(`${what}: the cluster chain hits a ${next === 0 ? 'free' : 'bad'} cluster after ${c}`, { cluster: c });
+      if (next === 0 || next === eoc - 1)
+        throw corrupt(`${what}: the cluster chain hits a ${next === 0 ? 'free' : 'bad'} cluster after ${c}`, {
+          cluster: c,
+        });
       c = next;
     }
   }
 
-  private node(name: string, attr: number, cluster: number, size: number, mtimeMs: number | undefined, atimeMs: number | undefined, extra: Partial<FatRef> = {}): FsNode {
+  private node(
+    name: string,
+    attr: number,
+    cluster: number,
+    size: number,
+    mtimeMs: number | undefined,
+    atimeMs: number | undefined,
+    extra: Partial<FatRef> = {},
+  ): FsNode {
     const dir = (attr & ATTR_DIR) !== 0;
     const ref: FatRef = { cluster, attr, ...extra };
     return {
@@ -182,8 +207,15 @@ export class FatFs implements GuestFs {
     if (ref.fixedRoot) data = await this.dev.read(this.rootStart, this.rootBytes, op);
     else {
       // a directory holds at most 65536 entries (2 MiB)
-      const clusters = await this.chain(ref.cluster, Math.ceil((65536 * 32) / this.clusterBytes), `directory ${dir.name}`, op);
-      data = Buffer.concat(await Promise.all(clusters.map((c) => this.dev.read(this.clusterOffset(c), this.clusterBytes, op))));
+      const clusters = await this.chain(
+        ref.cluster,
+        Math.ceil((65536 * 32) / this.clusterBytes),
+        `directory ${dir.name}`,
+        op,
+      );
+      data = Buffer.concat(
+        await Promise.all(clusters.map((c) => this.dev.read(this.clusterOffset(c), this.clusterBytes, op))),
+      );
     }
     return this.parseDir(data);
   }
@@ -228,10 +260,27 @@ export class FatFs implements GuestFs {
       if (name === '.' || name === '..') continue;
       const cluster = (this.bits === 32 ? e.readUInt16LE(20) << 16 : 0) + e.readUInt16LE(26);
       const size = e.readUInt32LE(28);
-      const node = this.node(name, attr, cluster >>> 0, size, fatTime(e.readUInt16LE(24), e.readUInt16LE(22)), fatTime(e.readUInt16LE(18), 0), {});
+      const node = this.node(
+        name,
+        attr,
+        cluster >>> 0,
+        size,
+        fatTime(e.readUInt16LE(24), e.readUInt16LE(22)),
+        fatTime(e.readUInt16LE(18), 0),
+        {},
+      );
       // a name no path can reach: listed with its error, so `ls` and `get` report the same FS_CORRUPT
-      const bad = name.includes('/') ? 'a name containing /' : name.includes('\0') ? 'a name containing NUL' : undefined;
-      if (bad) out.push({ ...node, type: 'unknown', error: corrupt(`the directory entry ${JSON.stringify(name)} has ${bad}`, { name }) });
+      const bad = name.includes('/')
+        ? 'a name containing /'
+        : name.includes('\0')
+          ? 'a name containing NUL'
+          : undefined;
+      if (bad)
+        out.push({
+          ...node,
+          type: 'unknown',
+          error: corrupt(`the directory entry ${JSON.stringify(name)} has ${bad}`, { name }),
+        });
       else out.push(node);
     }
     return out;
@@ -248,12 +297,18 @@ export class FatFs implements GuestFs {
     const need = Math.ceil(size / this.clusterBytes);
     if (need > this.clusterCount) throw corrupt(`${node.name}: size ${size} exceeds the volume`, { size });
     const clusters = await this.chain(ref.cluster, need, node.name, op);
-    if (clusters.length < need) throw corrupt(`${node.name}: the cluster chain ends after ${clusters.length} of ${need} clusters`);
+    if (clusters.length < need)
+      throw corrupt(`${node.name}: the cluster chain ends after ${clusters.length} of ${need} clusters`);
     // contiguous clusters are read together, up to PIECE_BYTES
     let i = 0;
     while (i < clusters.length) {
       let j = i + 1;
-      while (j < clusters.length && clusters[j] === clusters[j - 1]! + 1 && (j - i + 1) * this.clusterBytes <= PIECE_BYTES) j++;
+      while (
+        j < clusters.length &&
+        clusters[j] === clusters[j - 1]! + 1 &&
+        (j - i + 1) * this.clusterBytes <= PIECE_BYTES
+      )
+        j++;
       const offset = i * this.clusterBytes;
       const len = Math.min((j - i) * this.clusterBytes, size - offset);
       yield { offset, data: await this.dev.read(this.clusterOffset(clusters[i]!), len, op) };

@@ -6,7 +6,15 @@ import { after, describe, test } from 'node:test';
 import { MiB, mkExt, mkFat, partitionDisk, partitionsOf, patch, sh } from './testing/images.js';
 import { CofferError } from '../shared/index.js';
 import { crc32 } from './crc32.js';
-import { BufferReader, FileReader, listPartitions, openFilesystem, probeFilesystem, readPartitionTable, selectVolume } from './index.js';
+import {
+  BufferReader,
+  FileReader,
+  listPartitions,
+  openFilesystem,
+  probeFilesystem,
+  readPartitionTable,
+  selectVolume,
+} from './index.js';
 
 const T = { timeout: 60_000 };
 
@@ -31,7 +39,8 @@ async function expectCode(p: Promise<unknown>, code: string, re?: RegExp): Promi
   assert.fail(`expected ${code}, but it succeeded`);
 }
 
-const MBR_SCRIPT = 'label: dos\nstart=2048, size=16M, type=83\nstart=34816, size=8M, type=c\nstart=51200, size=20M, type=5\nstart=53248, size=6M, type=83\nstart=67584, size=4M, type=83\n';
+const MBR_SCRIPT =
+  'label: dos\nstart=2048, size=16M, type=83\nstart=34816, size=8M, type=c\nstart=51200, size=20M, type=5\nstart=53248, size=6M, type=83\nstart=67584, size=4M, type=83\n';
 
 describe('partition tables', () => {
   const tmp = mkdtempSync(join(tmpdir(), 'coffer-parts-'));
@@ -55,14 +64,20 @@ describe('partition tables', () => {
     await withDisk(img, async (d) => {
       const { table, partitions } = await listPartitions(d);
       assert.equal(table.scheme, 'mbr');
-      assert.deepEqual(partitions.map((p) => [p.number, p.type, p.filesystem, Boolean(p.container)]), [
-        [1, '0x83', 'ext', false],
-        [2, '0x0c', 'fat', false],
-        [3, '0x05', undefined, true],
-        [5, '0x83', undefined, false],
-        [6, '0x83', 'ext', false],
-      ]);
-      assert.deepEqual(partitions.map((p) => [p.startBytes, p.sizeBytes]), parts.map((p) => [p.start, p.size]));
+      assert.deepEqual(
+        partitions.map((p) => [p.number, p.type, p.filesystem, Boolean(p.container)]),
+        [
+          [1, '0x83', 'ext', false],
+          [2, '0x0c', 'fat', false],
+          [3, '0x05', undefined, true],
+          [5, '0x83', undefined, false],
+          [6, '0x83', 'ext', false],
+        ],
+      );
+      assert.deepEqual(
+        partitions.map((p) => [p.startBytes, p.sizeBytes]),
+        parts.map((p) => [p.start, p.size]),
+      );
       const six = await selectVolume(d, 6);
       assert.equal((await openFilesystem(six.volume)).kind, 'ext2');
       await expectCode(selectVolume(d, undefined), 'USAGE', /--partition/);
@@ -74,14 +89,25 @@ describe('partition tables', () => {
 
   test('GPT with several partitions; the backup header is used when the primary is damaged', T, async () => {
     const img = join(tmp, 'gpt.img');
-    partitionDisk(img, 72 * MiB, 'label: gpt\nstart=2048, size=8M, name="first"\nsize=8M, name="second"\nsize=40M, type=EBD0A0A2-B9E5-4433-87C0-68B5D0A13D76\n');
+    partitionDisk(
+      img,
+      72 * MiB,
+      'label: gpt\nstart=2048, size=8M, name="first"\nsize=8M, name="second"\nsize=40M, type=EBD0A0A2-B9E5-4433-87C0-68B5D0A13D76\n',
+    );
     const parts = partitionsOf(img);
     mkExt(img, 'ext4', src, parts[1]!.size, parts[1]!.start);
     mkFat(img, 32, src, parts[2]!.size, parts[2]!.start);
     await withDisk(img, async (d) => {
       const { table, partitions } = await listPartitions(d);
       assert.equal(table.scheme, 'gpt');
-      assert.deepEqual(partitions.map((p) => [p.number, p.name, p.filesystem]), [[1, 'first', undefined], [2, 'second', 'ext'], [3, '', 'fat']]);
+      assert.deepEqual(
+        partitions.map((p) => [p.number, p.name, p.filesystem]),
+        [
+          [1, 'first', undefined],
+          [2, 'second', 'ext'],
+          [3, '', 'fat'],
+        ],
+      );
       assert.equal(partitions[2]!.type, 'EBD0A0A2-B9E5-4433-87C0-68B5D0A13D76');
       assert.equal((await openFilesystem((await selectVolume(d, 3)).volume)).kind, 'fat32');
     });
@@ -120,7 +146,10 @@ describe('partition tables', () => {
     writeFileSync(img, good);
     const arr = Buffer.from(good.subarray(1024, 1024 + 128 * 128));
     arr.writeBigUInt64LE(BigInt(4 * 1024 * 1024), 128 + 40);
-    for (const [hdrAt, arrAt] of [[512, 1024], [16 * MiB - 512, backupArray]] as const) {
+    for (const [hdrAt, arrAt] of [
+      [512, 1024],
+      [16 * MiB - 512, backupArray],
+    ] as const) {
       patch(img, arrAt, arr);
       const h = Buffer.from(good.subarray(hdrAt, hdrAt + 92));
       h.writeUInt32LE(crc32(arr), 88);
@@ -167,7 +196,9 @@ describe('partition tables', () => {
     // the second EBR's link to the next one points at itself
     img = mbrDisk('ebrloop.img');
     const extStart = 51200 * 512;
-    const linkAt = readFileSync(img).subarray(extStart + 462, extStart + 478).readUInt32LE(8);
+    const linkAt = readFileSync(img)
+      .subarray(extStart + 462, extStart + 478)
+      .readUInt32LE(8);
     assert.ok(linkAt > 0, 'the first EBR links to a second');
     const self = Buffer.alloc(16);
     self[4] = 0x05;
@@ -184,27 +215,48 @@ describe('partition tables', () => {
     });
   });
 
-  test('random garbage in MBRs, EBRs and GPTs yields a table or a coded error, never a crash or a hang', T, async () => {
-    const gptImg = join(tmp, 'fuzz-gpt.img');
-    partitionDisk(gptImg, 4 * MiB, 'label: gpt\nstart=2048, size=1M\nsize=1M\n');
-    const mbrImg = mbrDisk('fuzz-mbr.img');
-    let seed = 5;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
-    for (const [img, ranges] of [[gptImg, [[0, 512], [512, 92], [1024, 256]]], [mbrImg, [[446, 64], [51200 * 512 + 446, 64]]]] as const) {
-      const base = readFileSync(img);
-      for (let round = 0; round < 20; round++) {
-        const copy = Buffer.from(base);
-        for (const [at, len] of ranges) for (let k = 0; k < 6; k++) copy[at + Math.floor(rnd() * len)] = Math.floor(rnd() * 256);
-        if (round % 2) copy.writeUInt16LE(0xaa55, 510);
-        try {
-          const t = await listPartitions(new BufferReader(copy));
-          assert.ok(t.partitions.length <= 16384);
-        } catch (e) {
-          assert.ok(e instanceof CofferError, `round ${round}: ${String((e as Error).stack)}`);
+  test(
+    'random garbage in MBRs, EBRs and GPTs yields a table or a coded error, never a crash or a hang',
+    T,
+    async () => {
+      const gptImg = join(tmp, 'fuzz-gpt.img');
+      partitionDisk(gptImg, 4 * MiB, 'label: gpt\nstart=2048, size=1M\nsize=1M\n');
+      const mbrImg = mbrDisk('fuzz-mbr.img');
+      let seed = 5;
+      const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+      for (const [img, ranges] of [
+        [
+          gptImg,
+          [
+            [0, 512],
+            [512, 92],
+            [1024, 256],
+          ],
+        ],
+        [
+          mbrImg,
+          [
+            [446, 64],
+            [51200 * 512 + 446, 64],
+          ],
+        ],
+      ] as const) {
+        const base = readFileSync(img);
+        for (let round = 0; round < 20; round++) {
+          const copy = Buffer.from(base);
+          for (const [at, len] of ranges)
+            for (let k = 0; k < 6; k++) copy[at + Math.floor(rnd() * len)] = Math.floor(rnd() * 256);
+          if (round % 2) copy.writeUInt16LE(0xaa55, 510);
+          try {
+            const t = await listPartitions(new BufferReader(copy));
+            assert.ok(t.partitions.length <= 16384);
+          } catch (e) {
+            assert.ok(e instanceof CofferError, `round ${round}: ${String((e as Error).stack)}`);
+          }
         }
       }
-    }
-  });
+    },
+  );
 
   test('volumes that are not filesystems we read are named: swap, an LVM2 physical volume, LUKS', T, async () => {
     const swap = join(tmp, 'swap.img');
@@ -228,7 +280,10 @@ describe('partition tables', () => {
     mkExt(e, 'ext4', src, 8 * MiB);
     const f = join(tmp, 'whole-fat.img');
     mkFat(f, 16, src, 16 * MiB);
-    for (const [img, kind] of [[e, 'ext4'], [f, 'fat16']] as const) {
+    for (const [img, kind] of [
+      [e, 'ext4'],
+      [f, 'fat16'],
+    ] as const) {
       await withDisk(img, async (d) => {
         const t = await readPartitionTable(d);
         assert.equal(t.scheme, 'none');

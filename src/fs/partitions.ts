@@ -33,13 +33,25 @@ const GPT_ROLES: Record<string, { role: string; unsupported?: string }> = {
   'E3C9E316-0B5C-4DB8-817D-F92DF00215AE': { role: 'Microsoft reserved (MSR, no filesystem)' },
   'EBD0A0A2-B9E5-4433-87C0-68B6B72699C7': { role: 'Microsoft basic data' },
   'DE94BBA4-06D1-4D40-A16A-BFD50179D6AC': { role: 'Windows recovery' },
-  '5808C8AA-7E8F-42E0-85D2-E1E90434CFB3': { role: 'LDM metadata', unsupported: 'it belongs to a Windows dynamic disk (LDM): dynamic volumes are not read by file-level restore (convert the disk to basic, or restore the whole disk)' },
-  'AF9B60A0-1431-4F62-BC68-3311714A69AD': { role: 'LDM data', unsupported: 'it belongs to a Windows dynamic disk (LDM): dynamic volumes are not read by file-level restore (convert the disk to basic, or restore the whole disk)' },
+  '5808C8AA-7E8F-42E0-85D2-E1E90434CFB3': {
+    role: 'LDM metadata',
+    unsupported:
+      'it belongs to a Windows dynamic disk (LDM): dynamic volumes are not read by file-level restore (convert the disk to basic, or restore the whole disk)',
+  },
+  'AF9B60A0-1431-4F62-BC68-3311714A69AD': {
+    role: 'LDM data',
+    unsupported:
+      'it belongs to a Windows dynamic disk (LDM): dynamic volumes are not read by file-level restore (convert the disk to basic, or restore the whole disk)',
+  },
 };
 const MBR_ROLES: Record<number, { role: string; unsupported?: string }> = {
   0x07: { role: 'NTFS/exFAT' },
   0x27: { role: 'Windows recovery (hidden NTFS)' },
-  0x42: { role: 'Windows dynamic disk (LDM)', unsupported: 'it is a Windows dynamic disk (LDM, MBR type 0x42): dynamic volumes are not read by file-level restore (convert the disk to basic, or restore the whole disk)' },
+  0x42: {
+    role: 'Windows dynamic disk (LDM)',
+    unsupported:
+      'it is a Windows dynamic disk (LDM, MBR type 0x42): dynamic volumes are not read by file-level restore (convert the disk to basic, or restore the whole disk)',
+  },
   0xef: { role: 'EFI system partition' },
 };
 
@@ -69,7 +81,11 @@ function corrupt(msg: string, details: Record<string, unknown> = {}): CofferErro
 export async function readPartitionTable(disk: BlockReader, op?: Op): Promise<PartitionTable> {
   if (disk.sizeBytes < 512) throw corrupt(`the disk is too small (${disk.sizeBytes} bytes) to hold a filesystem`);
   const mbr = await disk.read(0, 512, op);
-  const whole: PartitionTable = { scheme: 'none', sectorBytes: 512, partitions: [{ number: 0, scheme: 'none', startBytes: 0, sizeBytes: disk.sizeBytes, type: 'whole disk' }] };
+  const whole: PartitionTable = {
+    scheme: 'none',
+    sectorBytes: 512,
+    partitions: [{ number: 0, scheme: 'none', startBytes: 0, sizeBytes: disk.sizeBytes, type: 'whole disk' }],
+  };
   if (mbr.readUInt16LE(510) !== 0xaa55) return whole;
   const entries = [0, 1, 2, 3].map((i) => mbr.subarray(446 + i * 16, 462 + i * 16));
   if (entries.some((e) => e[4] === 0xee)) return readGpt(disk, op);
@@ -77,14 +93,20 @@ export async function readPartitionTable(disk: BlockReader, op?: Op): Promise<Pa
   if (looksLikeFat(mbr)) return whole;
   // so does an NTFS (or BitLocker) boot sector: a volume written to the whole disk
   if (['NTFS    ', '-FVE-FS-'].includes(mbr.subarray(3, 11).toString('latin1'))) return whole;
-  if (entries.some((e) => e[0] !== 0 && e[0] !== 0x80)) throw corrupt('the MBR has an invalid boot indicator (not a partition table, and no filesystem recognised on the whole disk)');
+  if (entries.some((e) => e[0] !== 0 && e[0] !== 0x80))
+    throw corrupt(
+      'the MBR has an invalid boot indicator (not a partition table, and no filesystem recognised on the whole disk)',
+    );
   const parts: Partition[] = [];
   for (const [i, e] of entries.entries()) {
     const type = e[4]!;
     if (type === 0) continue;
     const start = e.readUInt32LE(8) * 512;
     const size = e.readUInt32LE(12) * 512;
-    const p: Partition = withRole({ number: i + 1, scheme: 'mbr', startBytes: start, sizeBytes: size, type: hexType(type) }, MBR_ROLES[type]);
+    const p: Partition = withRole(
+      { number: i + 1, scheme: 'mbr', startBytes: start, sizeBytes: size, type: hexType(type) },
+      MBR_ROLES[type],
+    );
     if (EXTENDED_TYPES.has(type)) p.container = true;
     parts.push(p);
   }
@@ -109,7 +131,8 @@ async function readLogical(disk: BlockReader, ext: Partition, op?: Op): Promise<
     if (seen.has(ebr)) throw corrupt(`the extended partition's chain of boot records loops (at byte ${ebr})`);
     if (seen.size >= MAX_LOGICAL) throw corrupt(`more than ${MAX_LOGICAL} logical partitions`);
     seen.add(ebr);
-    if (ebr < ext.startBytes || ebr + 512 > ext.startBytes + ext.sizeBytes) throw corrupt(`an extended boot record at byte ${ebr} lies outside the extended partition`);
+    if (ebr < ext.startBytes || ebr + 512 > ext.startBytes + ext.sizeBytes)
+      throw corrupt(`an extended boot record at byte ${ebr} lies outside the extended partition`);
     const s = await disk.read(ebr, 512, op);
     if (s.readUInt16LE(510) !== 0xaa55) throw corrupt(`the extended boot record at byte ${ebr} has no 55 AA signature`);
     const a = s.subarray(446, 462);
@@ -117,8 +140,12 @@ async function readLogical(disk: BlockReader, ext: Partition, op?: Op): Promise<
     if (a[4] !== 0) {
       const start = ebr + a.readUInt32LE(8) * 512;
       const size = a.readUInt32LE(12) * 512;
-      const p: Partition = withRole({ number: 5 + out.length, scheme: 'mbr', startBytes: start, sizeBytes: size, type: hexType(a[4]!) }, MBR_ROLES[a[4]!]);
-      if (start < ext.startBytes || start + size > ext.startBytes + ext.sizeBytes) p.problem = 'lies outside its extended partition';
+      const p: Partition = withRole(
+        { number: 5 + out.length, scheme: 'mbr', startBytes: start, sizeBytes: size, type: hexType(a[4]!) },
+        MBR_ROLES[a[4]!],
+      );
+      if (start < ext.startBytes || start + size > ext.startBytes + ext.sizeBytes)
+        p.problem = 'lies outside its extended partition';
       if (start + size > disk.sizeBytes) p.problem = 'extends past the end of the disk';
       out.push(p);
     }
@@ -131,7 +158,8 @@ async function readLogical(disk: BlockReader, ext: Partition, op?: Op): Promise<
 function checkBounds(parts: Partition[], diskBytes: number): void {
   for (const p of parts) {
     if (p.sizeBytes === 0) p.problem = 'has size 0';
-    else if (p.startBytes + p.sizeBytes > diskBytes) p.problem = `extends past the end of the disk (${p.startBytes + p.sizeBytes} > ${diskBytes} bytes)`;
+    else if (p.startBytes + p.sizeBytes > diskBytes)
+      p.problem = `extends past the end of the disk (${p.startBytes + p.sizeBytes} > ${diskBytes} bytes)`;
     else if (p.startBytes === 0 && p.scheme !== 'none') p.problem = 'starts at sector 0 (over the partition table)';
   }
 }
@@ -177,8 +205,16 @@ function parseGptHeader(h: Buffer, sector: number, diskBytes: number): GptHeader
   const entrySize = h.readUInt32LE(84);
   if (entrySize < 128 || entrySize % 8 !== 0 || entrySize > 4096) return `entry size ${entrySize} is invalid`;
   if (count > MAX_GPT_ENTRIES || count * entrySize > MAX_GPT_ARRAY_BYTES) return `absurd entry count ${count}`;
-  const hdr = { entriesLba: num(72), count, entrySize, entriesCrc: h.readUInt32LE(88), firstUsable: num(40), lastUsable: num(48) };
-  if ((hdr.entriesLba + 1) * sector + count * entrySize > diskBytes + sector) return 'partition entry array lies past the disk end';
+  const hdr = {
+    entriesLba: num(72),
+    count,
+    entrySize,
+    entriesCrc: h.readUInt32LE(88),
+    firstUsable: num(40),
+    lastUsable: num(48),
+  };
+  if ((hdr.entriesLba + 1) * sector + count * entrySize > diskBytes + sector)
+    return 'partition entry array lies past the disk end';
   return hdr;
 }
 
@@ -187,10 +223,14 @@ async function readGpt(disk: BlockReader, op?: Op): Promise<PartitionTable> {
   for (const sector of [512, 4096]) {
     if (disk.sizeBytes < sector * 3) continue;
     const lastLba = Math.floor(disk.sizeBytes / sector) - 1;
-    for (const [which, lba] of [['primary', 1], ['backup', lastLba]] as const) {
+    for (const [which, lba] of [
+      ['primary', 1],
+      ['backup', lastLba],
+    ] as const) {
       const hdr = parseGptHeader(await disk.read(lba * sector, sector, op), sector, disk.sizeBytes);
       if (typeof hdr === 'string') {
-        if (sector === 512 || hdr !== 'no EFI PART signature') problems.push(`${which} GPT header (${sector}-byte sectors): ${hdr}`);
+        if (sector === 512 || hdr !== 'no EFI PART signature')
+          problems.push(`${which} GPT header (${sector}-byte sectors): ${hdr}`);
         continue;
       }
       const arrayBytes = hdr.count * hdr.entrySize;
@@ -211,9 +251,20 @@ async function readGpt(disk: BlockReader, op?: Op): Promise<PartitionTable> {
         const last = Number(e.readBigUInt64LE(40));
         const name = e.subarray(56, 128).toString('utf16le').replace(/\0.*$/s, '');
         const type = guid(e.subarray(0, 16));
-        const p: Partition = withRole({ number: i + 1, scheme: 'gpt', startBytes: first * sector, sizeBytes: Math.max(0, last - first + 1) * sector, type, name }, GPT_ROLES[type]);
+        const p: Partition = withRole(
+          {
+            number: i + 1,
+            scheme: 'gpt',
+            startBytes: first * sector,
+            sizeBytes: Math.max(0, last - first + 1) * sector,
+            type,
+            name,
+          },
+          GPT_ROLES[type],
+        );
         if (last < first) p.problem = 'ends before it starts';
-        else if (first < hdr.firstUsable || last > hdr.lastUsable) p.problem = 'lies outside the usable area of the disk';
+        else if (first < hdr.firstUsable || last > hdr.lastUsable)
+          p.problem = 'lies outside the usable area of the disk';
         parts.push(p);
       }
       checkBounds(parts, disk.sizeBytes);

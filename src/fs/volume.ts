@@ -41,8 +41,15 @@ export async function openFilesystem(vol: BlockReader, op?: Op): Promise<GuestFs
     swap: 'Linux swap space (no files)',
     bitlocker: 'a BitLocker-encrypted volume (-FVE-FS-)',
   };
-  if (kind) throw new CofferError('FS_UNSUPPORTED', `${what[kind] ?? `${kind} filesystems`} cannot be read by file-level restore (ext2/3/4, XFS, FAT12/16/32 and NTFS can)`, { details: { filesystem: kind } });
-  throw new CofferError('FS_UNSUPPORTED', 'no supported filesystem found (ext2/3/4, XFS, FAT12/16/32, NTFS)', { details: { filesystem: null } });
+  if (kind)
+    throw new CofferError(
+      'FS_UNSUPPORTED',
+      `${what[kind] ?? `${kind} filesystems`} cannot be read by file-level restore (ext2/3/4, XFS, FAT12/16/32 and NTFS can)`,
+      { details: { filesystem: kind } },
+    );
+  throw new CofferError('FS_UNSUPPORTED', 'no supported filesystem found (ext2/3/4, XFS, FAT12/16/32, NTFS)', {
+    details: { filesystem: null },
+  });
 }
 
 export interface PartitionInfo extends Partition {
@@ -51,12 +58,16 @@ export interface PartitionInfo extends Partition {
 }
 
 /** The partition table with the filesystem recognised on each usable partition. */
-export async function listPartitions(disk: BlockReader, op?: Op): Promise<{ table: PartitionTable; partitions: PartitionInfo[] }> {
+export async function listPartitions(
+  disk: BlockReader,
+  op?: Op,
+): Promise<{ table: PartitionTable; partitions: PartitionInfo[] }> {
   const table = await readPartitionTable(disk, op);
   const partitions: PartitionInfo[] = [];
   for (const p of table.partitions) {
     let filesystem: string | undefined;
-    if (!p.problem && !p.container && !p.unsupported) filesystem = await probeFilesystem(new SliceReader(disk, p.startBytes, p.sizeBytes), op).catch(() => undefined);
+    if (!p.problem && !p.container && !p.unsupported)
+      filesystem = await probeFilesystem(new SliceReader(disk, p.startBytes, p.sizeBytes), op).catch(() => undefined);
     partitions.push({ ...p, filesystem });
   }
   return { table, partitions };
@@ -66,21 +77,43 @@ export async function listPartitions(disk: BlockReader, op?: Op): Promise<{ tabl
  * The volume a user names: partition `number` (as listed), or when undefined the whole disk without a partition
  * table, or the only partition of a table that has exactly one.
  */
-export async function selectVolume(disk: BlockReader, number: number | undefined, op?: Op): Promise<{ partition: Partition; volume: BlockReader }> {
+export async function selectVolume(
+  disk: BlockReader,
+  number: number | undefined,
+  op?: Op,
+): Promise<{ partition: Partition; volume: BlockReader }> {
   const table = await readPartitionTable(disk, op);
   let p: Partition | undefined;
   if (number === undefined) {
     const usable = table.partitions.filter((x) => !x.container);
     if (usable.length !== 1) {
-      throw new CofferError('USAGE', `the disk has ${usable.length} partitions: name one with --partition N (${usable.map((x) => x.number).join(', ') || 'none'})`, { details: { partitions: usable.map((x) => x.number) } });
+      throw new CofferError(
+        'USAGE',
+        `the disk has ${usable.length} partitions: name one with --partition N (${usable.map((x) => x.number).join(', ') || 'none'})`,
+        { details: { partitions: usable.map((x) => x.number) } },
+      );
     }
     p = usable[0];
   } else {
     p = table.partitions.find((x) => x.number === number);
-    if (!p) throw new CofferError('NOT_FOUND', table.scheme === 'none' ? `the disk has no partition table (its whole disk is partition 0), no partition ${number}` : `the disk has no partition ${number} (it has ${table.partitions.map((x) => x.number).join(', ') || 'none'})`);
+    if (!p)
+      throw new CofferError(
+        'NOT_FOUND',
+        table.scheme === 'none'
+          ? `the disk has no partition table (its whole disk is partition 0), no partition ${number}`
+          : `the disk has no partition ${number} (it has ${table.partitions.map((x) => x.number).join(', ') || 'none'})`,
+      );
   }
-  if (p!.container) throw new CofferError('USAGE', `partition ${p!.number} is an extended partition (a container for logical partitions 5+)`);
-  if (p!.problem) throw new CofferError('FS_CORRUPT', `partition ${p!.number} ${p!.problem}`, { details: { partition: p!.number } });
-  if (p!.unsupported) throw new CofferError('FS_UNSUPPORTED', `partition ${p!.number} cannot be read: ${p!.unsupported}`, { details: { partition: p!.number, role: p!.role } });
+  if (p!.container)
+    throw new CofferError(
+      'USAGE',
+      `partition ${p!.number} is an extended partition (a container for logical partitions 5+)`,
+    );
+  if (p!.problem)
+    throw new CofferError('FS_CORRUPT', `partition ${p!.number} ${p!.problem}`, { details: { partition: p!.number } });
+  if (p!.unsupported)
+    throw new CofferError('FS_UNSUPPORTED', `partition ${p!.number} cannot be read: ${p!.unsupported}`, {
+      details: { partition: p!.number, role: p!.role },
+    });
   return { partition: p!, volume: new SliceReader(disk, p!.startBytes, p!.sizeBytes) };
 }

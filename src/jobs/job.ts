@@ -86,7 +86,10 @@ export const copyJob = z.strictObject({
   kind: z.literal('copy'),
   from: repository,
   to: repository,
-  select: z.union([z.strictObject({ ids: z.array(pointId).min(1).max(100_000) }), z.strictObject({ vm: z.string().max(1024).optional(), latest: z.boolean().optional() })]),
+  select: z.union([
+    z.strictObject({ ids: z.array(pointId).min(1).max(100_000) }),
+    z.strictObject({ vm: z.string().max(1024).optional(), latest: z.boolean().optional() }),
+  ]),
   /** upload cap to the target, bytes per second */
   limitUploadBytesPerSecond: z.number().int().min(1024).optional(),
 });
@@ -114,14 +117,31 @@ export const restoreFilesJob = z.strictObject({
   pointId,
   disk: diskIndex,
   /** a partition number as listed, or an LVM2 logical volume as "VG/LV" */
-  partition: z.union([z.number().int().min(0).max(4096), z.string().max(260).regex(/^[^/]+\/[^/]+$/)]).optional(),
+  partition: z
+    .union([
+      z.number().int().min(0).max(4096),
+      z
+        .string()
+        .max(260)
+        .regex(/^[^/]+\/[^/]+$/),
+    ])
+    .optional(),
   paths: z.array(z.string().min(1).max(65_536)).min(1).max(10_000),
   /** a local directory of the executing machine */
   target: z.string().min(1).max(4096),
   force: z.boolean().default(false),
 });
 
-export const jobDescription = z.discriminatedUnion('kind', [backupJob, restoreDiskJob, restoreVmJob, verifyJob, copyJob, pruneJob, forgetJob, restoreFilesJob]);
+export const jobDescription = z.discriminatedUnion('kind', [
+  backupJob,
+  restoreDiskJob,
+  restoreVmJob,
+  verifyJob,
+  copyJob,
+  pruneJob,
+  forgetJob,
+  restoreFilesJob,
+]);
 
 export type JobDescription = z.infer<typeof jobDescription>;
 export type JobKind = JobDescription['kind'];

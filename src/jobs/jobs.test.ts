@@ -14,16 +14,46 @@ import { JOB_KINDS, parseJob, runJob, serializeJob, type JobDeps, type JobEvent 
 const CS = 65536;
 
 test('job descriptions: defaults filled in, a job round-trips through JSON unchanged', () => {
-  const job = parseJob({ kind: 'backup', repository: 'main', vm: 'web', source: { type: 'disks', disks: ['/d0.raw', 'nbd://127.0.0.1:10809/x'] } });
-  assert.deepEqual(job, { kind: 'backup', repository: 'main', vm: 'web', source: { type: 'disks', disks: ['/d0.raw', 'nbd://127.0.0.1:10809/x'] }, tags: [], verifyCbt: false });
-  const vs = parseJob({ kind: 'backup', repository: 'main', source: { type: 'vsphere', url: 'vsphere://vc/vm-1', vcenter: 'lab' } });
+  const job = parseJob({
+    kind: 'backup',
+    repository: 'main',
+    vm: 'web',
+    source: { type: 'disks', disks: ['/d0.raw', 'nbd://127.0.0.1:10809/x'] },
+  });
+  assert.deepEqual(job, {
+    kind: 'backup',
+    repository: 'main',
+    vm: 'web',
+    source: { type: 'disks', disks: ['/d0.raw', 'nbd://127.0.0.1:10809/x'] },
+    tags: [],
+    verifyCbt: false,
+  });
+  const vs = parseJob({
+    kind: 'backup',
+    repository: 'main',
+    source: { type: 'vsphere', url: 'vsphere://vc/vm-1', vcenter: 'lab' },
+  });
   assert.equal(vs.kind === 'backup' && vs.source.type === 'vsphere' && vs.source.quiesce, true);
-  for (const j of [job, vs, parseJob({ kind: 'verify', repository: 'r', readDataFraction: 0.25 }), parseJob({ kind: 'forget', repository: 'r', policy: { daily: 7 }, prune: true })]) {
+  for (const j of [
+    job,
+    vs,
+    parseJob({ kind: 'verify', repository: 'r', readDataFraction: 0.25 }),
+    parseJob({ kind: 'forget', repository: 'r', policy: { daily: 7 }, prune: true }),
+  ]) {
     const text = serializeJob(j);
     assert.deepEqual(parseJob(text), j);
     assert.deepEqual(parseJob(JSON.parse(text)), j);
   }
-  assert.deepEqual([...JOB_KINDS].sort(), ['backup', 'copy', 'forget', 'prune', 'restore-disk', 'restore-files', 'restore-vm', 'verify']);
+  assert.deepEqual([...JOB_KINDS].sort(), [
+    'backup',
+    'copy',
+    'forget',
+    'prune',
+    'restore-disk',
+    'restore-files',
+    'restore-vm',
+    'verify',
+  ]);
 });
 
 test('job descriptions: invalid ones are USAGE errors naming the problem, never raw errors', () => {
@@ -42,9 +72,16 @@ test('job descriptions: invalid ones are USAGE errors naming the problem, never 
     { kind: 'prune', repository: '' },
   ];
   for (const b of bad) {
-    assert.throws(() => parseJob(b), (e: unknown) => e instanceof CofferError && e.code === 'USAGE' && /job description/.test(e.message), JSON.stringify(b));
+    assert.throws(
+      () => parseJob(b),
+      (e: unknown) => e instanceof CofferError && e.code === 'USAGE' && /job description/.test(e.message),
+      JSON.stringify(b),
+    );
   }
-  assert.throws(() => parseJob({ kind: 'restore-disk', repository: 'r', pointId: 'p', disk: -1, target: '/t' }), /disk/);
+  assert.throws(
+    () => parseJob({ kind: 'restore-disk', repository: 'r', pointId: 'p', disk: -1, target: '/t' }),
+    /disk/,
+  );
 });
 
 async function fixture() {
@@ -75,32 +112,64 @@ test('runJob: a backup, verify, restore and forget, each described as JSON, run 
   const f = await fixture();
   try {
     const events: JobEvent[] = [];
-    const backupText = serializeJob({ kind: 'backup', repository: 'main', vm: 'web', source: { type: 'disks', disks: [join(f.dir, 'disk0.raw')] }, tags: ['t1'] });
-    const b = (await runJob(backupText, f.deps, { onEvent: (e) => events.push(e) })) as { id: string; vm: string; mode: string; bytesRead: number };
+    const backupText = serializeJob({
+      kind: 'backup',
+      repository: 'main',
+      vm: 'web',
+      source: { type: 'disks', disks: [join(f.dir, 'disk0.raw')] },
+      tags: ['t1'],
+    });
+    const b = (await runJob(backupText, f.deps, { onEvent: (e) => events.push(e) })) as {
+      id: string;
+      vm: string;
+      mode: string;
+      bytesRead: number;
+    };
     assert.equal(b.vm, 'web');
     assert.equal(b.mode, 'full');
     const last = events.filter((e) => e.type === 'progress').at(-1);
-    assert.deepEqual(last && { done: last.done, total: last.total, unit: last.unit }, { done: f.data.length, total: f.data.length, unit: 'bytes' });
+    assert.deepEqual(last && { done: last.done, total: last.total, unit: last.unit }, {
+      done: f.data.length,
+      total: f.data.length,
+      unit: 'bytes',
+    });
     assert.ok(events.some((e) => e.type === 'log' && /backing up 1 disk\(s\) of VM web/.test(e.message)));
     assert.deepEqual((await f.repo.loadManifest(b.id)).tags, ['t1']);
 
-    const v = (await runJob(JSON.stringify({ kind: 'verify', repository: 'main', readDataFraction: 1 }), f.deps)) as { ok: boolean; chunksRead: number };
+    const v = (await runJob(JSON.stringify({ kind: 'verify', repository: 'main', readDataFraction: 1 }), f.deps)) as {
+      ok: boolean;
+      chunksRead: number;
+    };
     assert.equal(v.ok, true);
     assert.ok(v.chunksRead >= 3);
 
     const target = join(f.dir, 'restored.raw');
-    const r = (await runJob({ kind: 'restore-disk', repository: 'main', pointId: b.id, disk: 0, target }, f.deps)) as { bytesWritten: number };
+    const r = (await runJob({ kind: 'restore-disk', repository: 'main', pointId: b.id, disk: 0, target }, f.deps)) as {
+      bytesWritten: number;
+    };
     assert.ok(r.bytesWritten > 0);
     assert.ok((await readFile(target)).equals(f.data));
     // the target exists now: without force the job fails as the CLI does
-    await assert.rejects(runJob({ kind: 'restore-disk', repository: 'main', pointId: b.id, disk: 0, target }, f.deps), (e: unknown) => e instanceof CofferError && e.code === 'TARGET_EXISTS');
+    await assert.rejects(
+      runJob({ kind: 'restore-disk', repository: 'main', pointId: b.id, disk: 0, target }, f.deps),
+      (e: unknown) => e instanceof CofferError && e.code === 'TARGET_EXISTS',
+    );
 
     const second = (await runJob(backupText, f.deps)) as { id: string; mode: string; parent: string | null };
     assert.equal(second.parent, b.id);
-    const fg = (await runJob({ kind: 'forget', repository: 'main', policy: { last: 1 }, prune: true }, f.deps)) as { removed: { id: string }[]; prune?: { points: number } };
-    assert.deepEqual(fg.removed.map((x) => x.id), [b.id]);
+    const fg = (await runJob({ kind: 'forget', repository: 'main', policy: { last: 1 }, prune: true }, f.deps)) as {
+      removed: { id: string }[];
+      prune?: { points: number };
+    };
+    assert.deepEqual(
+      fg.removed.map((x) => x.id),
+      [b.id],
+    );
     assert.equal(fg.prune?.points, 1);
-    assert.deepEqual((await f.repo.listPoints()).map((p) => p.id), [second.id]);
+    assert.deepEqual(
+      (await f.repo.listPoints()).map((p) => p.id),
+      [second.id],
+    );
     const pr = (await runJob({ kind: 'prune', repository: 'main' }, f.deps)) as { points: number };
     assert.equal(pr.points, 1);
     assert.ok(f.pools.length >= 4, 'every job ran with a codec pool from the injected factory');
@@ -112,9 +181,20 @@ test('runJob: a backup, verify, restore and forget, each described as JSON, run 
 test('runJob: failures are coded; a backup source is finished whatever happens; vSphere only when injected', async () => {
   const f = await fixture();
   try {
-    await assert.rejects(runJob({ kind: 'verify', repository: 'elsewhere' }, f.deps), (e: unknown) => e instanceof CofferError && e.code === 'REPO_NOT_FOUND');
     await assert.rejects(
-      runJob({ kind: 'backup', repository: 'main', vm: 'web', source: { type: 'disks', disks: [join(f.dir, 'missing.raw')] } }, f.deps),
+      runJob({ kind: 'verify', repository: 'elsewhere' }, f.deps),
+      (e: unknown) => e instanceof CofferError && e.code === 'REPO_NOT_FOUND',
+    );
+    await assert.rejects(
+      runJob(
+        {
+          kind: 'backup',
+          repository: 'main',
+          vm: 'web',
+          source: { type: 'disks', disks: [join(f.dir, 'missing.raw')] },
+        },
+        f.deps,
+      ),
       (e: unknown) => e instanceof CofferError && e.code === 'SOURCE_UNREADABLE',
     );
     await assert.rejects(
@@ -129,7 +209,19 @@ test('runJob: failures are coded; a backup source is finished whatever happens; 
       return {
         vmName: 'vm-from-hypervisor',
         vmId: 'vm-42',
-        disks: [fail ? { ...disk, uri: disk.uri, sizeBytes: disk.sizeBytes, read: async () => { throw new CofferError('SOURCE_UNREADABLE', 'simulated read failure'); }, close: () => disk.close() } : disk],
+        disks: [
+          fail
+            ? {
+                ...disk,
+                uri: disk.uri,
+                sizeBytes: disk.sizeBytes,
+                read: async () => {
+                  throw new CofferError('SOURCE_UNREADABLE', 'simulated read failure');
+                },
+                close: () => disk.close(),
+              }
+            : disk,
+        ],
         consistency: { snapshot: true, quiesced: false },
         finish: async (): Promise<CaptureReport> => {
           finished++;
@@ -139,22 +231,37 @@ test('runJob: failures are coded; a backup source is finished whatever happens; 
       };
     };
     let fail = false;
-    const deps: JobDeps = { ...f.deps, openVsphereSource: async (spec) => (assert.equal(spec.url, 'vsphere://vc/vm'), vmSource(fail)) };
-    const ok = (await runJob({ kind: 'backup', repository: 'main', source: { type: 'vsphere', url: 'vsphere://vc/vm' } }, deps)) as { vm: string; vsphere: { snapshotRemoved: boolean } };
+    const deps: JobDeps = {
+      ...f.deps,
+      openVsphereSource: async (spec) => (assert.equal(spec.url, 'vsphere://vc/vm'), vmSource(fail)),
+    };
+    const ok = (await runJob(
+      { kind: 'backup', repository: 'main', source: { type: 'vsphere', url: 'vsphere://vc/vm' } },
+      deps,
+    )) as { vm: string; vsphere: { snapshotRemoved: boolean } };
     assert.equal(ok.vm, 'vm-from-hypervisor');
     assert.equal(ok.vsphere.snapshotRemoved, true);
     assert.equal(finished, 1);
     assert.equal((await f.repo.listPoints()).at(-1)?.vm.id, 'vm-42');
     fail = true;
-    await assert.rejects(runJob({ kind: 'backup', repository: 'main', source: { type: 'vsphere', url: 'vsphere://vc/vm' } }, deps), (e: unknown) => e instanceof CofferError && e.code === 'SOURCE_UNREADABLE');
+    await assert.rejects(
+      runJob({ kind: 'backup', repository: 'main', source: { type: 'vsphere', url: 'vsphere://vc/vm' } }, deps),
+      (e: unknown) => e instanceof CofferError && e.code === 'SOURCE_UNREADABLE',
+    );
     assert.equal(finished, 2, 'the capture is finished (snapshot removed) after a failed backup too');
     // the repository opens first for a vSphere source: a repository that cannot open never takes a snapshot
     const before = finished;
-    await assert.rejects(runJob({ kind: 'backup', repository: 'elsewhere', source: { type: 'vsphere', url: 'vsphere://vc/vm' } }, deps), (e: unknown) => e instanceof CofferError && e.code === 'REPO_NOT_FOUND');
+    await assert.rejects(
+      runJob({ kind: 'backup', repository: 'elsewhere', source: { type: 'vsphere', url: 'vsphere://vc/vm' } }, deps),
+      (e: unknown) => e instanceof CofferError && e.code === 'REPO_NOT_FOUND',
+    );
     assert.equal(finished, before);
     const controller = new AbortController();
     controller.abort(new CofferError('CANCELLED', 'test'));
-    await assert.rejects(runJob({ kind: 'verify', repository: 'main' }, f.deps, { signal: controller.signal }), (e: unknown) => e instanceof CofferError && e.code === 'CANCELLED');
+    await assert.rejects(
+      runJob({ kind: 'verify', repository: 'main' }, f.deps, { signal: controller.signal }),
+      (e: unknown) => e instanceof CofferError && e.code === 'CANCELLED',
+    );
   } finally {
     await f.done();
   }

@@ -25,7 +25,10 @@ import { parseJob, type BackupJob, type JobDescription, type RestoreVmJob, type 
 /** What a process must provide to execute jobs; the composition root (bin, server) supplies the real things. */
 export interface JobDeps {
   /** a repository named by a job (server: a configured name; CLI/proxy: a location) */
-  openRepository(ref: string, opts: Op & { purpose: 'read' | 'write'; limitUploadBytesPerSecond?: number | undefined }): Promise<Repository>;
+  openRepository(
+    ref: string,
+    opts: Op & { purpose: 'read' | 'write'; limitUploadBytesPerSecond?: number | undefined },
+  ): Promise<Repository>;
   createPool(params: CodecParams): CodecPool;
   /** one disk: image path, file:// or nbd:// */
   openDisk(spec: string, opts: { logger: Logger; signal: AbortSignal; timeoutMs?: number }): Promise<BlockSource>;
@@ -86,48 +89,109 @@ export async function runJob(input: unknown, deps: JobDeps, opts: RunJobOptions 
       return r;
     }
     case 'restore-vm': {
-      if (!deps.vmRestoreTarget) throw new CofferError('NOT_AVAILABLE', 'restore to vSphere is not available in this process');
-      const r = await restoreVm(await open(job.repository, 'read'), ctx, { pointId: job.pointId, target: deps.vmRestoreTarget(job, { logger }), powerOn: job.powerOn, checkIds: job.checkIds, onEvent: progress });
+      if (!deps.vmRestoreTarget)
+        throw new CofferError('NOT_AVAILABLE', 'restore to vSphere is not available in this process');
+      const r = await restoreVm(await open(job.repository, 'read'), ctx, {
+        pointId: job.pointId,
+        target: deps.vmRestoreTarget(job, { logger }),
+        powerOn: job.powerOn,
+        checkIds: job.checkIds,
+        onEvent: progress,
+      });
       logger.info(`restored ${r.id} (${r.sourceVm}) as VM ${r.vm} (${r.moref})`);
       return r;
     }
     case 'verify': {
-      const report = await verifyRepository(await open(job.repository, 'write'), ctx, { readDataFraction: job.readDataFraction, record: job.record, onEvent: progress });
+      const report = await verifyRepository(await open(job.repository, 'write'), ctx, {
+        readDataFraction: job.readDataFraction,
+        record: job.record,
+        onEvent: progress,
+      });
       for (const p of report.problems.slice(0, 50)) logger.warn(`${p.kind}: ${p.message}`);
       const failure = verifyFailure(report);
       if (failure) throw failure;
-      logger.info(`verified ${report.points} restore points, ${report.chunksReferenced} chunks referenced, ${report.chunksRead} read`);
+      logger.info(
+        `verified ${report.points} restore points, ${report.chunksReferenced} chunks referenced, ${report.chunksRead} read`,
+      );
       return report;
     }
     case 'copy': {
-      const [from, to] = await Promise.all([open(job.from, 'read'), deps.openRepository(job.to, { signal, purpose: 'write', limitUploadBytesPerSecond: job.limitUploadBytesPerSecond })]);
-      const r = await copyRestorePoints(ctx, { from, to, select: job.select, onEvent: (e) => (e.type === 'point' ? logger.info(`${e.point.id} ${e.point.vm}: ${e.point.status}`) : progress(e)) });
+      const [from, to] = await Promise.all([
+        open(job.from, 'read'),
+        deps.openRepository(job.to, {
+          signal,
+          purpose: 'write',
+          limitUploadBytesPerSecond: job.limitUploadBytesPerSecond,
+        }),
+      ]);
+      const r = await copyRestorePoints(ctx, {
+        from,
+        to,
+        select: job.select,
+        onEvent: (e) =>
+          e.type === 'point' ? logger.info(`${e.point.id} ${e.point.vm}: ${e.point.status}`) : progress(e),
+      });
       return r;
     }
     case 'prune':
-      return pruneRepository(await open(job.repository, 'write'), ctx, { skipIfRunning: job.skipIfRunning, onEvent: progress });
+      return pruneRepository(await open(job.repository, 'write'), ctx, {
+        skipIfRunning: job.skipIfRunning,
+        onEvent: progress,
+      });
     case 'forget':
-      return forgetPoints(await open(job.repository, 'write'), ctx, { policy: job.policy, vm: job.vm, dryRun: job.dryRun, prune: job.prune, onEvent: progress });
+      return forgetPoints(await open(job.repository, 'write'), ctx, {
+        policy: job.policy,
+        vm: job.vm,
+        dryRun: job.dryRun,
+        prune: job.prune,
+        onEvent: progress,
+      });
     case 'restore-files': {
       await deps.confineTarget?.(job.target, 'restore-files');
-      const r = await restoreFiles(await open(job.repository, 'read'), ctx, { pointId: job.pointId, disk: job.disk, partition: job.partition, paths: job.paths, target: job.target, force: job.force });
+      const r = await restoreFiles(await open(job.repository, 'read'), ctx, {
+        pointId: job.pointId,
+        disk: job.disk,
+        partition: job.partition,
+        paths: job.paths,
+        target: job.target,
+        force: job.force,
+      });
       for (const w of r.warnings) logger.warn(w);
-      if (r.failed.length > 0) throw new CofferError('PARTIAL', `${r.failed.length} file(s) could not be restored`, { details: { failed: r.failed.length } });
+      if (r.failed.length > 0)
+        throw new CofferError('PARTIAL', `${r.failed.length} file(s) could not be restored`, {
+          details: { failed: r.failed.length },
+        });
       return r;
     }
   }
 }
 
-async function runBackup(job: BackupJob, deps: JobDeps, ctx: UseCaseContext, logger: Logger, progress: (e: { type: string }) => void): Promise<unknown> {
+async function runBackup(
+  job: BackupJob,
+  deps: JobDeps,
+  ctx: UseCaseContext,
+  logger: Logger,
+  progress: (e: { type: string }) => void,
+): Promise<unknown> {
   const signal = ctx.signal!;
   const src = job.source;
   const source =
     src.type === 'disks'
-      ? { open: (op: Op) => openDiskSet(src.disks.map((spec) => () => deps.openDisk(spec, { logger, signal, ...(src.timeoutMs ? { timeoutMs: src.timeoutMs } : {}) })), op) }
+      ? {
+          open: (op: Op) =>
+            openDiskSet(
+              src.disks.map(
+                (spec) => () =>
+                  deps.openDisk(spec, { logger, signal, ...(src.timeoutMs ? { timeoutMs: src.timeoutMs } : {}) }),
+              ),
+              op,
+            ),
+        }
       : {
           afterRepository: true,
           open: () => {
-            if (!deps.openVsphereSource) throw new CofferError('NOT_AVAILABLE', 'vSphere backup is not available in this process');
+            if (!deps.openVsphereSource)
+              throw new CofferError('NOT_AVAILABLE', 'vSphere backup is not available in this process');
             return deps.openVsphereSource(src, { logger, signal });
           },
         };
@@ -141,10 +205,13 @@ async function runBackup(job: BackupJob, deps: JobDeps, ctx: UseCaseContext, log
     onEvent: (e) => {
       if (e.type === 'started') logger.info(`backing up ${e.disks} disk(s) of VM ${e.vm}, ${e.bytesTotal} bytes`);
       else if (e.type === 'captured') {
-        if (!e.capture.cleanedUp) logger.warn(`${e.capture.kind}: the capture of the VM was NOT cleaned up (snapshot left behind)`);
+        if (!e.capture.cleanedUp)
+          logger.warn(`${e.capture.kind}: the capture of the VM was NOT cleaned up (snapshot left behind)`);
       } else progress(e);
     },
   });
-  logger.info(`restore point ${result.id} (${result.mode}): read ${result.bytesRead} bytes, stored ${result.bytesStored} in ${result.chunksNew} new chunks`);
+  logger.info(
+    `restore point ${result.id} (${result.mode}): read ${result.bytesRead} bytes, stored ${result.bytesStored} in ${result.chunksNew} new chunks`,
+  );
   return capture ? { ...result, [capture.kind]: capture.details } : result;
 }

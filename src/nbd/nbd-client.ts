@@ -76,7 +76,11 @@ export class NbdClient {
     let socket = await openSocket(address, timeoutMs, description, opts.signal);
     let reader = new SocketReader(socket, description);
     const timer = setTimeout(() => {
-      reader.fail(new CofferError('SOURCE_UNREADABLE', `${description}: handshake timed out after ${timeoutMs} ms`, { details: { nbd: 'timeout', retryable: true } }));
+      reader.fail(
+        new CofferError('SOURCE_UNREADABLE', `${description}: handshake timed out after ${timeoutMs} ms`, {
+          details: { nbd: 'timeout', retryable: true },
+        }),
+      );
       socket.destroy();
     }, timeoutMs);
     const onAbort = () => {
@@ -87,11 +91,16 @@ export class NbdClient {
     try {
       // Server greeting
       const greeting = await reader.read(18);
-      if (greeting.readBigUInt64BE(0) !== P.NBDMAGIC) throw protocolError(`${description} is not an NBD server (bad greeting magic)`);
+      if (greeting.readBigUInt64BE(0) !== P.NBDMAGIC)
+        throw protocolError(`${description} is not an NBD server (bad greeting magic)`);
       const magic2 = greeting.readBigUInt64BE(8);
-      if (magic2 !== P.IHAVEOPT) throw protocolError(`${description}: old-style or unknown NBD handshake (magic ${magic2.toString(16)}); newstyle is required`);
+      if (magic2 !== P.IHAVEOPT)
+        throw protocolError(
+          `${description}: old-style or unknown NBD handshake (magic ${magic2.toString(16)}); newstyle is required`,
+        );
       const serverFlags = greeting.readUInt16BE(16);
-      if (!(serverFlags & P.FLAG_FIXED_NEWSTYLE)) throw protocolError(`${description}: server does not support fixed newstyle`);
+      if (!(serverFlags & P.FLAG_FIXED_NEWSTYLE))
+        throw protocolError(`${description}: server does not support fixed newstyle`);
       const noZeroes = (serverFlags & P.FLAG_NO_ZEROES) !== 0;
       socket.write(u32(P.FLAG_C_FIXED_NEWSTYLE | (noZeroes ? P.FLAG_C_NO_ZEROES : 0)));
       const opt = (option: number, data: Buffer) => sendOption(socket, option, data);
@@ -103,7 +112,12 @@ export class NbdClient {
         if (r.type !== P.REP_ACK) throw optionFailed(description, 'STARTTLS', r);
         // the certificate is checked against the address we dialled (an IP in its subjectAltName, or the host name)
         const host = 'host' in address ? address.host : 'localhost';
-        socket = await upgradeTls(socket, { ...opts.tls, host, ...(net.isIP(host) ? {} : { servername: host }) }, timeoutMs, description);
+        socket = await upgradeTls(
+          socket,
+          { ...opts.tls, host, ...(net.isIP(host) ? {} : { servername: host }) },
+          timeoutMs,
+          description,
+        );
         reader = new SocketReader(socket, description);
       }
 
@@ -112,16 +126,29 @@ export class NbdClient {
       let r = await reply();
       if (r.type === P.REP_ERR_TLS_REQD) throw optionFailed(description, 'STRUCTURED_REPLY', r);
       const structured = r.type === P.REP_ACK;
-      if (!structured && !(r.type & P.REP_FLAG_ERROR)) throw protocolError(`${description}: unexpected reply ${r.type} to STRUCTURED_REPLY`);
+      if (!structured && !(r.type & P.REP_FLAG_ERROR))
+        throw protocolError(`${description}: unexpected reply ${r.type} to STRUCTURED_REPLY`);
 
       const exportName = Buffer.from(opts.exportName ?? '', 'utf8');
       if (exportName.length > 4096) throw new CofferError('USAGE', 'NBD export name longer than 4096 bytes');
       const contexts = new Map<string, number>();
       const wanted = opts.metaContexts ?? [];
       if (wanted.length > 0) {
-        if (!structured) throw new CofferError('SOURCE_UNREADABLE', `${description}: server lacks structured replies, so block status (${wanted.join(', ')}) is unavailable`);
+        if (!structured)
+          throw new CofferError(
+            'SOURCE_UNREADABLE',
+            `${description}: server lacks structured replies, so block status (${wanted.join(', ')}) is unavailable`,
+          );
         const queries = wanted.map((q) => Buffer.from(q, 'utf8'));
-        opt(P.OPT_SET_META_CONTEXT, Buffer.concat([u32(exportName.length), exportName, u32(queries.length), ...queries.flatMap((q) => [u32(q.length), q])]));
+        opt(
+          P.OPT_SET_META_CONTEXT,
+          Buffer.concat([
+            u32(exportName.length),
+            exportName,
+            u32(queries.length),
+            ...queries.flatMap((q) => [u32(q.length), q]),
+          ]),
+        );
         for (;;) {
           r = await reply();
           if (r.type === P.REP_ACK) break;
@@ -157,13 +184,22 @@ export class NbdClient {
           }
           continue;
         }
-        if (r.type === P.REP_ERR_UNKNOWN) throw new CofferError('SOURCE_UNREADABLE', `${description}: no export named ${JSON.stringify(opts.exportName ?? '')}${r.message ? ` (${r.message})` : ''}`, { details: { nbd: 'server-error', retryable: false } });
+        if (r.type === P.REP_ERR_UNKNOWN)
+          throw new CofferError(
+            'SOURCE_UNREADABLE',
+            `${description}: no export named ${JSON.stringify(opts.exportName ?? '')}${r.message ? ` (${r.message})` : ''}`,
+            { details: { nbd: 'server-error', retryable: false } },
+          );
         throw optionFailed(description, 'GO', r);
       }
       if (size < 0) throw protocolError(`${description}: GO succeeded without NBD_INFO_EXPORT`);
       for (const w of wanted) {
         if (!contexts.has(w)) {
-          throw new CofferError('SOURCE_UNREADABLE', `${description}: the server does not offer meta context ${w}${w.startsWith('qemu:dirty-bitmap:') ? ' (no such dirty bitmap on this export?)' : ''}`, { details: { nbd: 'server-error', retryable: false, context: w } });
+          throw new CofferError(
+            'SOURCE_UNREADABLE',
+            `${description}: the server does not offer meta context ${w}${w.startsWith('qemu:dirty-bitmap:') ? ' (no such dirty bitmap on this export?)' : ''}`,
+            { details: { nbd: 'server-error', retryable: false, context: w } },
+          );
         }
       }
       clearTimeout(timer);
@@ -223,18 +259,38 @@ export class NbdClient {
   }
 
   private checkRange(offset: number, length: number): void {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0 || offset + length > this.sizeBytes) {
-      throw new CofferError('INTERNAL', `NBD request [${offset}, +${length}) outside the export of ${this.sizeBytes} bytes`);
+    if (
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(length) ||
+      offset < 0 ||
+      length <= 0 ||
+      offset + length > this.sizeBytes
+    ) {
+      throw new CofferError(
+        'INTERNAL',
+        `NBD request [${offset}, +${length}) outside the export of ${this.sizeBytes} bytes`,
+      );
     }
   }
 
-  private request(cmd: number, offset: number, length: number, extra: { into?: Buffer; extents?: Map<number, Extent[]> }, op?: Op): Promise<void> {
-    if (this.closed || this.reader.error) return Promise.reject(this.reader.error ?? disconnected(`${this.description}: closed`));
+  private request(
+    cmd: number,
+    offset: number,
+    length: number,
+    extra: { into?: Buffer; extents?: Map<number, Extent[]> },
+    op?: Op,
+  ): Promise<void> {
+    if (this.closed || this.reader.error)
+      return Promise.reject(this.reader.error ?? disconnected(`${this.description}: closed`));
     op?.signal?.throwIfAborted();
     const cookie = this.nextCookie++;
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.abortConnection(new CofferError('SOURCE_UNREADABLE', `${this.description}: no reply within ${this.timeoutMs} ms`, { details: { nbd: 'timeout', retryable: true } }));
+        this.abortConnection(
+          new CofferError('SOURCE_UNREADABLE', `${this.description}: no reply within ${this.timeoutMs} ms`, {
+            details: { nbd: 'timeout', retryable: true },
+          }),
+        );
       }, this.timeoutMs);
       this.pending.set(cookie, { cmd, offset, length, covered: 0, timer, resolve, reject, ...extra });
       const req = Buffer.alloc(28);
@@ -294,7 +350,8 @@ export class NbdClient {
     const error = h.readUInt32BE(0);
     const cookie = h.readBigUInt64BE(4);
     const p = this.take(cookie);
-    if (this.structured && p.cmd === P.CMD_READ && error === 0) throw protocolError('simple reply with data after structured replies were negotiated');
+    if (this.structured && p.cmd === P.CMD_READ && error === 0)
+      throw protocolError('simple reply with data after structured replies were negotiated');
     if (error !== 0) p.error = serverError(this.description, error, '');
     else if (p.cmd === P.CMD_READ) {
       const data = await this.reader.read(p.length);
@@ -311,7 +368,8 @@ export class NbdClient {
     const length = h.readUInt32BE(12);
     const p = this.take(cookie);
     const limit = p.cmd === P.CMD_READ ? p.length + 8 : P.MAX_STRUCTURED_CHUNK_BYTES;
-    if (length > Math.max(limit, 6 + 4096)) throw protocolError(`${this.description}: reply chunk of ${length} bytes exceeds the request`);
+    if (length > Math.max(limit, 6 + 4096))
+      throw protocolError(`${this.description}: reply chunk of ${length} bytes exceeds the request`);
     const payload = await this.reader.read(length);
     switch (type) {
       case P.REPLY_TYPE_NONE:
@@ -321,7 +379,8 @@ export class NbdClient {
         if (p.cmd !== P.CMD_READ || length < 8) throw protocolError('unexpected OFFSET_DATA chunk');
         const off = Number(payload.readBigUInt64BE(0));
         const n = length - 8;
-        if (off < p.offset || off + n > p.offset + p.length) throw protocolError(`OFFSET_DATA [${off}, +${n}) outside the request`);
+        if (off < p.offset || off + n > p.offset + p.length)
+          throw protocolError(`OFFSET_DATA [${off}, +${n}) outside the request`);
         claim(p, off - p.offset, n);
         payload.copy(p.into!, off - p.offset, 8);
         break;
@@ -330,13 +389,15 @@ export class NbdClient {
         if (p.cmd !== P.CMD_READ || length !== 12) throw protocolError('unexpected OFFSET_HOLE chunk');
         const off = Number(payload.readBigUInt64BE(0));
         const n = payload.readUInt32BE(8);
-        if (n === 0 || off < p.offset || off + n > p.offset + p.length) throw protocolError(`OFFSET_HOLE [${off}, +${n}) outside the request`);
+        if (n === 0 || off < p.offset || off + n > p.offset + p.length)
+          throw protocolError(`OFFSET_HOLE [${off}, +${n}) outside the request`);
         claim(p, off - p.offset, n);
         p.into!.fill(0, off - p.offset, off - p.offset + n);
         break;
       }
       case P.REPLY_TYPE_BLOCK_STATUS: {
-        if (p.cmd !== P.CMD_BLOCK_STATUS || length < 12 || (length - 4) % 8 !== 0) throw protocolError('malformed BLOCK_STATUS chunk');
+        if (p.cmd !== P.CMD_BLOCK_STATUS || length < 12 || (length - 4) % 8 !== 0)
+          throw protocolError('malformed BLOCK_STATUS chunk');
         const ctx = payload.readUInt32BE(0);
         const list: Extent[] = [];
         let off = p.offset;
@@ -374,7 +435,10 @@ function claim(p: Pending, from: number, n: number): void {
   const ranges = (p.ranges ??= []);
   if (ranges.length >= 4096) throw protocolError('a read answered in more than 4096 pieces');
   for (const [s, e] of ranges) {
-    if (from < e && s < from + n) throw protocolError(`overlapping replies for bytes ${p.offset + Math.max(s, from)}..${p.offset + Math.min(e, from + n)}`);
+    if (from < e && s < from + n)
+      throw protocolError(
+        `overlapping replies for bytes ${p.offset + Math.max(s, from)}..${p.offset + Math.min(e, from + n)}`,
+      );
   }
   ranges.push([from, from + n]);
   p.covered += n;
@@ -400,7 +464,10 @@ function sendOption(socket: net.Socket, option: number, data: Buffer): void {
   socket.write(Buffer.concat([h, data]));
 }
 
-async function readOptionReply(reader: SocketReader, description: string): Promise<{ option: number; type: number; data: Buffer; message: string }> {
+async function readOptionReply(
+  reader: SocketReader,
+  description: string,
+): Promise<{ option: number; type: number; data: Buffer; message: string }> {
   const h = await reader.read(20);
   if (h.readBigUInt64BE(0) !== P.OPT_REPLY_MAGIC) throw protocolError(`${description}: bad option reply magic`);
   const option = h.readUInt32BE(8);
@@ -413,30 +480,57 @@ async function readOptionReply(reader: SocketReader, description: string): Promi
 
 function optionFailed(description: string, what: string, r: { type: number; message: string }): CofferError {
   const names: Record<number, string> = {
-    [P.REP_ERR_UNSUP]: 'unsupported', [P.REP_ERR_POLICY]: 'refused by policy', [P.REP_ERR_INVALID]: 'invalid',
-    [P.REP_ERR_PLATFORM]: 'unsupported on this platform', [P.REP_ERR_TLS_REQD]: 'TLS required', [P.REP_ERR_UNKNOWN]: 'unknown export',
-    [P.REP_ERR_SHUTDOWN]: 'server shutting down', [P.REP_ERR_BLOCK_SIZE_REQD]: 'block size required', [P.REP_ERR_TOO_BIG]: 'too big',
+    [P.REP_ERR_UNSUP]: 'unsupported',
+    [P.REP_ERR_POLICY]: 'refused by policy',
+    [P.REP_ERR_INVALID]: 'invalid',
+    [P.REP_ERR_PLATFORM]: 'unsupported on this platform',
+    [P.REP_ERR_TLS_REQD]: 'TLS required',
+    [P.REP_ERR_UNKNOWN]: 'unknown export',
+    [P.REP_ERR_SHUTDOWN]: 'server shutting down',
+    [P.REP_ERR_BLOCK_SIZE_REQD]: 'block size required',
+    [P.REP_ERR_TOO_BIG]: 'too big',
   };
-  const why = r.type & P.REP_FLAG_ERROR ? names[r.type] ?? `error 0x${r.type.toString(16)}` : `unexpected reply type ${r.type}`;
-  return new CofferError('SOURCE_UNREADABLE', `${description}: ${what} failed: ${why}${r.message ? ` (${r.message})` : ''}`, {
-    details: { nbd: 'server-error', retryable: r.type === P.REP_ERR_SHUTDOWN },
-    ...(r.type === P.REP_ERR_TLS_REQD ? { hint: 'the server requires TLS: use nbds://' } : {}),
-  });
+  const why =
+    r.type & P.REP_FLAG_ERROR ? (names[r.type] ?? `error 0x${r.type.toString(16)}`) : `unexpected reply type ${r.type}`;
+  return new CofferError(
+    'SOURCE_UNREADABLE',
+    `${description}: ${what} failed: ${why}${r.message ? ` (${r.message})` : ''}`,
+    {
+      details: { nbd: 'server-error', retryable: r.type === P.REP_ERR_SHUTDOWN },
+      ...(r.type === P.REP_ERR_TLS_REQD ? { hint: 'the server requires TLS: use nbds://' } : {}),
+    },
+  );
 }
 
 function serverError(description: string, errno: number, message: string): CofferError {
-  return new CofferError('SOURCE_UNREADABLE', `${description}: server error ${P.ERRNO_NAMES[errno] ?? errno}${message ? `: ${message}` : ''}`, {
-    details: { nbd: 'server-error', errno, retryable: errno === 108 },
-  });
+  return new CofferError(
+    'SOURCE_UNREADABLE',
+    `${description}: server error ${P.ERRNO_NAMES[errno] ?? errno}${message ? `: ${message}` : ''}`,
+    {
+      details: { nbd: 'server-error', errno, retryable: errno === 108 },
+    },
+  );
 }
 
-function openSocket(address: NbdAddress, timeoutMs: number, description: string, signal?: AbortSignal): Promise<net.Socket> {
+function openSocket(
+  address: NbdAddress,
+  timeoutMs: number,
+  description: string,
+  signal?: AbortSignal,
+): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const socket = 'path' in address ? net.createConnection({ path: address.path }) : net.createConnection({ host: address.host, port: address.port });
+    const socket =
+      'path' in address
+        ? net.createConnection({ path: address.path })
+        : net.createConnection({ host: address.host, port: address.port });
     socket.setNoDelay(true);
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new CofferError('SOURCE_UNREADABLE', `${description}: connection timed out after ${timeoutMs} ms`, { details: { nbd: 'timeout', retryable: true } }));
+      reject(
+        new CofferError('SOURCE_UNREADABLE', `${description}: connection timed out after ${timeoutMs} ms`, {
+          details: { nbd: 'timeout', retryable: true },
+        }),
+      );
     }, timeoutMs);
     const onAbort = () => {
       socket.destroy();
@@ -451,12 +545,23 @@ function openSocket(address: NbdAddress, timeoutMs: number, description: string,
     socket.once('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
-      reject(new CofferError('SOURCE_UNREADABLE', `${description}: cannot connect: ${e.code === 'ECONNREFUSED' ? 'connection refused (is the NBD server running?)' : e.message}`, { details: { nbd: 'connect', retryable: true, errno: e.code }, cause: e }));
+      reject(
+        new CofferError(
+          'SOURCE_UNREADABLE',
+          `${description}: cannot connect: ${e.code === 'ECONNREFUSED' ? 'connection refused (is the NBD server running?)' : e.message}`,
+          { details: { nbd: 'connect', retryable: true, errno: e.code }, cause: e },
+        ),
+      );
     });
   });
 }
 
-function upgradeTls(socket: net.Socket, options: tls.ConnectionOptions, timeoutMs: number, description: string): Promise<net.Socket> {
+function upgradeTls(
+  socket: net.Socket,
+  options: tls.ConnectionOptions,
+  timeoutMs: number,
+  description: string,
+): Promise<net.Socket> {
   socket.removeAllListeners('data');
   socket.removeAllListeners('end');
   socket.removeAllListeners('close');
@@ -465,7 +570,11 @@ function upgradeTls(socket: net.Socket, options: tls.ConnectionOptions, timeoutM
     const t = tls.connect({ ...options, socket });
     const timer = setTimeout(() => {
       t.destroy();
-      reject(new CofferError('SOURCE_UNREADABLE', `${description}: TLS handshake timed out`, { details: { nbd: 'timeout', retryable: true } }));
+      reject(
+        new CofferError('SOURCE_UNREADABLE', `${description}: TLS handshake timed out`, {
+          details: { nbd: 'timeout', retryable: true },
+        }),
+      );
     }, timeoutMs);
     t.once('secureConnect', () => {
       clearTimeout(timer);
@@ -473,7 +582,12 @@ function upgradeTls(socket: net.Socket, options: tls.ConnectionOptions, timeoutM
     });
     t.once('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      reject(new CofferError('SOURCE_UNREADABLE', `${description}: TLS failed: ${e.message}`, { details: { nbd: 'tls', retryable: false }, cause: e }));
+      reject(
+        new CofferError('SOURCE_UNREADABLE', `${description}: TLS failed: ${e.message}`, {
+          details: { nbd: 'tls', retryable: false },
+          cause: e,
+        }),
+      );
     });
   });
 }

@@ -48,7 +48,13 @@ export class NbdServer {
   listen(host: string, port: number): Promise<{ host: string; port: number }> {
     return new Promise((resolve, reject) => {
       this.server.once('error', (e: NodeJS.ErrnoException) =>
-        reject(new CofferError('USAGE', `cannot listen on ${host}:${port}: ${e.code === 'EADDRINUSE' ? 'address in use' : e.message}`, { cause: e })),
+        reject(
+          new CofferError(
+            'USAGE',
+            `cannot listen on ${host}:${port}: ${e.code === 'EADDRINUSE' ? 'address in use' : e.message}`,
+            { cause: e },
+          ),
+        ),
       );
       this.server.listen(port, host, () => {
         const a = this.server.address() as net.AddressInfo;
@@ -60,7 +66,9 @@ export class NbdServer {
   /** Listens on a Unix socket (private exports, e.g. for qemu-img). */
   listenPath(path: string): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.server.once('error', (e) => reject(new CofferError('IO', `cannot listen on ${path}: ${e.message}`, { cause: e })));
+      this.server.once('error', (e) =>
+        reject(new CofferError('IO', `cannot listen on ${path}: ${e.message}`, { cause: e })),
+      );
       this.server.listen(path, () => resolve());
     });
   }
@@ -81,7 +89,8 @@ export class NbdServer {
     socket.on('error', () => undefined);
     const reader = new SocketReader(socket, 'nbd client');
     this.session(socket, reader).catch((e: unknown) => {
-      if (!(e instanceof CofferError && e.details.nbd === 'disconnected')) this.logger.warn(`nbd: closing a connection: ${(e as Error).message}`);
+      if (!(e instanceof CofferError && e.details.nbd === 'disconnected'))
+        this.logger.warn(`nbd: closing a connection: ${(e as Error).message}`);
       socket.destroy();
     });
   }
@@ -93,7 +102,8 @@ export class NbdServer {
     greeting.writeUInt16BE(P.FLAG_FIXED_NEWSTYLE | P.FLAG_NO_ZEROES, 16);
     socket.write(greeting);
     const clientFlags = (await reader.read(4)).readUInt32BE(0);
-    if (!(clientFlags & P.FLAG_C_FIXED_NEWSTYLE)) throw new CofferError('SOURCE_UNREADABLE', 'client does not speak fixed newstyle');
+    if (!(clientFlags & P.FLAG_C_FIXED_NEWSTYLE))
+      throw new CofferError('SOURCE_UNREADABLE', 'client does not speak fixed newstyle');
     const noZeroes = (clientFlags & P.FLAG_C_NO_ZEROES) !== 0;
     let structured = false;
     let metaBase = false;
@@ -117,7 +127,8 @@ export class NbdServer {
       switch (option) {
         case 1: {
           // NBD_OPT_EXPORT_NAME: no reply header; send size + flags (+ zeroes) and enter transmission
-          if (data.toString('utf8') !== this.exportName) throw new CofferError('SOURCE_UNREADABLE', 'unknown export requested');
+          if (data.toString('utf8') !== this.exportName)
+            throw new CofferError('SOURCE_UNREADABLE', 'unknown export requested');
           const b = Buffer.alloc(noZeroes ? 10 : 134);
           b.writeBigUInt64BE(BigInt(this.device.sizeBytes), 0);
           b.writeUInt16BE(this.transmissionFlags(), 8);
@@ -166,7 +177,10 @@ export class NbdServer {
             err(P.REP_ERR_UNKNOWN, 'unknown export');
             break;
           }
-          const wantBase = parsed.queries.length === 0 ? option === P.OPT_LIST_META_CONTEXT : parsed.queries.some((q) => q === META_BASE_ALLOCATION || q === 'base:');
+          const wantBase =
+            parsed.queries.length === 0
+              ? option === P.OPT_LIST_META_CONTEXT
+              : parsed.queries.some((q) => q === META_BASE_ALLOCATION || q === 'base:');
           if (wantBase) {
             const name = Buffer.from(META_BASE_ALLOCATION);
             const id = Buffer.alloc(4);
@@ -227,7 +241,12 @@ export class NbdServer {
     return f;
   }
 
-  private async transmission(socket: net.Socket, reader: SocketReader, structured: boolean, metaBase: boolean): Promise<void> {
+  private async transmission(
+    socket: net.Socket,
+    reader: SocketReader,
+    structured: boolean,
+    metaBase: boolean,
+  ): Promise<void> {
     const size = this.device.sizeBytes;
     const simple = (cookie: Buffer, error: number, data?: Buffer) => {
       const h = Buffer.alloc(16);
@@ -254,7 +273,8 @@ export class NbdServer {
       m.copy(p, 6);
       chunk(cookie, P.REPLY_FLAG_DONE, P.REPLY_TYPE_ERROR, p);
     };
-    const ok = (cookie: Buffer) => (structured ? chunk(cookie, P.REPLY_FLAG_DONE, P.REPLY_TYPE_NONE, Buffer.alloc(0)) : simple(cookie, 0));
+    const ok = (cookie: Buffer) =>
+      structured ? chunk(cookie, P.REPLY_FLAG_DONE, P.REPLY_TYPE_NONE, Buffer.alloc(0)) : simple(cookie, 0);
     let inflight = 0;
     let inflightBytes = 0;
     const waiters: (() => void)[] = [];
@@ -280,10 +300,16 @@ export class NbdServer {
       // Serve concurrently; replies are written whole, so they never interleave. At most 64 requests or 128 MiB of
       // reads in flight per connection: past that we stop reading requests until some are answered.
       const cost = type === P.CMD_READ ? Math.min(length, MAX_REQUEST_BYTES) : 0;
-      while (inflight >= 64 || (inflightBytes + cost > 128 * 1024 * 1024 && inflight > 0)) await new Promise<void>((res) => waiters.push(res));
+      while (inflight >= 64 || (inflightBytes + cost > 128 * 1024 * 1024 && inflight > 0))
+        await new Promise<void>((res) => waiters.push(res));
       inflight++;
       inflightBytes += cost;
-      void this.serve(type, flags, offset, length, inRange, payload, cookie, structured, metaBase, { simple, chunk, fail, ok })
+      void this.serve(type, flags, offset, length, inRange, payload, cookie, structured, metaBase, {
+        simple,
+        chunk,
+        fail,
+        ok,
+      })
         .catch((e: unknown) => {
           this.logger.warn(`nbd: request ${type} at ${offset} (+${length}) failed: ${(e as Error).message}`);
           fail(cookie, EIO, (e as Error).message);

@@ -79,7 +79,14 @@ export const STATE_ZERO = 2;
 export const STATE_DIRTY = 1;
 
 export const ERRNO_NAMES: Record<number, string> = {
-  1: 'EPERM', 5: 'EIO', 12: 'ENOMEM', 22: 'EINVAL', 28: 'ENOSPC', 75: 'EOVERFLOW', 95: 'ENOTSUP', 108: 'ESHUTDOWN',
+  1: 'EPERM',
+  5: 'EIO',
+  12: 'ENOMEM',
+  22: 'EINVAL',
+  28: 'ENOSPC',
+  75: 'EOVERFLOW',
+  95: 'ENOTSUP',
+  108: 'ESHUTDOWN',
 };
 
 /** Our limits on what a server may send (hostile or buggy servers must not make us allocate or loop forever). */

@@ -11,7 +11,10 @@ export class SocketReader {
   private waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: unknown) => void } | undefined;
   private failure: CofferError | undefined;
 
-  constructor(private readonly socket: Socket, private readonly describe: string) {
+  constructor(
+    private readonly socket: Socket,
+    private readonly describe: string,
+  ) {
     socket.on('data', (d: Buffer) => {
       this.chunks.push(d);
       this.buffered += d.length;
@@ -82,5 +85,7 @@ export function disconnected(message: string, cause?: unknown): CofferError {
 }
 
 export function protocolError(message: string): CofferError {
-  return new CofferError('SOURCE_UNREADABLE', `NBD protocol error: ${message}`, { details: { nbd: 'protocol', retryable: false } });
+  return new CofferError('SOURCE_UNREADABLE', `NBD protocol error: ${message}`, {
+    details: { nbd: 'protocol', retryable: false },
+  });
 }

@@ -1,5 +1,11 @@
 import type { BlobStore } from '../storage/index.js';
-import { capabilityOf, type AccessTier, type RehydratePriority, type TierInfo, type Tiering } from '../storage/index.js';
+import {
+  capabilityOf,
+  type AccessTier,
+  type RehydratePriority,
+  type TierInfo,
+  type Tiering,
+} from '../storage/index.js';
 import { CofferError, HEX64, type ChunkId, type Op } from '../shared/index.js';
 import { ChunkCodec } from './chunk-codec.js';
 import { IdSet } from './id-set.js';
@@ -10,7 +16,12 @@ import { CHUNKS_PREFIX, chunkBlob } from './layout.js';
  * thread) or on worker threads (engine/codec-pool.ts CodecPool has this shape). The chunk store holds one.
  */
 export interface ChunkCipher {
-  open(blob: Buffer, idHex: string, checkId?: boolean, into?: Buffer): Promise<{ plain: Buffer; spare: Buffer | undefined }>;
+  open(
+    blob: Buffer,
+    idHex: string,
+    checkId?: boolean,
+    into?: Buffer,
+  ): Promise<{ plain: Buffer; spare: Buffer | undefined }>;
   seal(data: Buffer, idHex: string): Promise<{ sealed: Buffer; data: Buffer }>;
 }
 
@@ -74,7 +85,9 @@ export class ChunkStore {
       return await this.store.get(chunkBlob(id), undefined, op);
     } catch (e) {
       if (e instanceof CofferError && e.code === 'NOT_FOUND') {
-        throw new CofferError('CORRUPT', `chunk ${id} is missing from the repository`, { details: { chunk: id, missing: true } });
+        throw new CofferError('CORRUPT', `chunk ${id} is missing from the repository`, {
+          details: { chunk: id, missing: true },
+        });
       }
       throw e;
     }
@@ -84,7 +97,11 @@ export class ChunkStore {
    * Reads and opens a chunk. `checkId` (default true) also re-hashes the plaintext to its id; `into` is a buffer the
    * caller gives up for the plaintext (see CodecPool.open), `spare` returns it when unused. CORRUPT when missing or bad.
    */
-  async get(id: ChunkId, opts: { checkId?: boolean; into?: Buffer } = {}, op?: Op): Promise<{ plain: Buffer; spare: Buffer | undefined }> {
+  async get(
+    id: ChunkId,
+    opts: { checkId?: boolean; into?: Buffer } = {},
+    op?: Op,
+  ): Promise<{ plain: Buffer; spare: Buffer | undefined }> {
     const blob = await this.getSealed(id, op);
     return this.cipher.open(blob, id, opts.checkId ?? true, opts.into);
   }
@@ -127,7 +144,11 @@ export class ChunkStore {
    * otherwise the bad blob goes first (put never overwrites) and `chunk` is stored ('replaced'). The caller must
    * know the plaintext hashes to `id`. GC never deletes a referenced chunk, so this cannot race with a sweep.
    */
-  async replace(id: ChunkId, chunk: ChunkData, op?: Op): Promise<{ outcome: 'fine' | 'replaced'; sizeBytes: number; plain: Buffer }> {
+  async replace(
+    id: ChunkId,
+    chunk: ChunkData,
+    op?: Op,
+  ): Promise<{ outcome: 'fine' | 'replaced'; sizeBytes: number; plain: Buffer }> {
     if (await this.readsFine(id, op)) return { outcome: 'fine', sizeBytes: 0, plain: chunk.plain };
     await this.store.delete(chunkBlob(id), op);
     const r = await this.put(id, chunk, op);
@@ -138,7 +159,8 @@ export class ChunkStore {
   async *entries(op?: Op): AsyncIterable<ChunkEntry> {
     for await (const b of this.store.list(CHUNKS_PREFIX, op)) {
       const hex = b.name.slice(b.name.lastIndexOf('/') + 1);
-      if (HEX64.test(hex) && b.name === chunkBlob(hex)) yield { id: hex as ChunkId, sizeBytes: b.sizeBytes, modifiedAt: b.modifiedAt };
+      if (HEX64.test(hex) && b.name === chunkBlob(hex))
+        yield { id: hex as ChunkId, sizeBytes: b.sizeBytes, modifiedAt: b.modifiedAt };
     }
   }
 
@@ -188,7 +210,9 @@ export class ChunkStore {
   private tiered(): Tiering {
     const tiers = capabilityOf(this.store, 'tiers');
     if (!tiers) {
-      throw new CofferError('USAGE', `${this.store.location} has no access tiers`, { hint: 'access tiers exist on Azure Blob (Hot/Cool/Cold/Archive) repositories' });
+      throw new CofferError('USAGE', `${this.store.location} has no access tiers`, {
+        hint: 'access tiers exist on Azure Blob (Hot/Cool/Cold/Archive) repositories',
+      });
     }
     return tiers;
   }

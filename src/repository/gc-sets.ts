@@ -34,7 +34,13 @@ export function decodeGcSets(kind: Kind, name: string, bytes: Buffer): GcIdSets 
   const i = bytes.readUInt32LE(12);
   if (bytes.length !== HEADER + 32 * (c + i) + 32) throw bad('length does not match its counts');
   const body = bytes.subarray(0, bytes.length - 32);
-  if (!createHash('sha256').update(body).digest().equals(bytes.subarray(bytes.length - 32))) throw bad('checksum mismatch');
+  if (
+    !createHash('sha256')
+      .update(body)
+      .digest()
+      .equals(bytes.subarray(bytes.length - 32))
+  )
+    throw bad('checksum mismatch');
   // re-sorted on load: a set is never trusted to be sorted
   return {
     chunks: IdSet.fromConcatenated(Buffer.from(bytes.subarray(HEADER, HEADER + 32 * c))),
@@ -44,7 +50,8 @@ export function decodeGcSets(kind: Kind, name: string, bytes: Buffer): GcIdSets 
 
 export async function listCondemned(store: BlobStore, op?: Op): Promise<BlobName[]> {
   const out: BlobName[] = [];
-  for await (const b of store.list(CONDEMNED_PREFIX, op)) if (/^gc\/condemned\/\d{15}-[0-9a-f]{8}$/.test(b.name)) out.push(b.name);
+  for await (const b of store.list(CONDEMNED_PREFIX, op))
+    if (/^gc\/condemned\/\d{15}-[0-9a-f]{8}$/.test(b.name)) out.push(b.name);
   return out.sort();
 }
 
@@ -58,7 +65,13 @@ export async function readGcSets(store: BlobStore, kind: Kind, name: BlobName, o
   return decodeGcSets(kind, name, await store.get(name, undefined, op));
 }
 
-export async function writeRescue(store: BlobStore, holder: string, sets: GcIdSets, now = Date.now(), op?: Op): Promise<BlobName> {
+export async function writeRescue(
+  store: BlobStore,
+  holder: string,
+  sets: GcIdSets,
+  now = Date.now(),
+  op?: Op,
+): Promise<BlobName> {
   const name = rescueBlob(holder, now, randomBytes(4).toString('hex'));
   await store.put(name, encodeGcSets('rescue', sets), op);
   return name;

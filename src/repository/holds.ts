@@ -20,7 +20,12 @@ export interface Hold {
 
 const NAME_RE = /^holds\/([0-9a-f]{32})\/(\d{15})-([0-9a-f]{8})$/;
 
-export async function addHold(store: BlobStore, pointId: string, opts: { until?: string; reason?: string; now?: number } = {}, op?: Op): Promise<Hold> {
+export async function addHold(
+  store: BlobStore,
+  pointId: string,
+  opts: { until?: string; reason?: string; now?: number } = {},
+  op?: Op,
+): Promise<Hold> {
   if (!HEX32.test(pointId)) throw new CofferError('INTERNAL', `bad point id ${pointId}`);
   const now = opts.now ?? Date.now();
   const name = holdBlob(pointId, now, randomBytes(4).toString('hex'));
@@ -50,13 +55,27 @@ export async function listHolds(store: BlobStore, pointId?: string, op?: Op): Pr
   for await (const b of store.list(pointId ? `${HOLDS_PREFIX}${pointId}/` : HOLDS_PREFIX, op)) {
     const m = NAME_RE.exec(b.name);
     if (!m) continue;
-    const base = { name: b.name, pointId: m[1]!, createdAt: new Date(Number(m[2])).toISOString(), host: '?', user: '?' };
+    const base = {
+      name: b.name,
+      pointId: m[1]!,
+      createdAt: new Date(Number(m[2])).toISOString(),
+      host: '?',
+      user: '?',
+    };
     try {
       const r = JsonReader.parse(`hold ${b.name}`, await store.get(b.name, undefined, op));
       const until = r.optStr('until', 64);
       const reason = r.optStr('reason', 4096);
-      if (until !== undefined && Number.isNaN(Date.parse(until))) throw new CofferError('CORRUPT', `hold ${b.name}: bad until`);
-      out.push({ ...base, createdAt: r.str('createdAt', 64), host: r.str('host', 256), user: r.str('user', 256), ...(until !== undefined ? { until } : {}), ...(reason !== undefined ? { reason } : {}) });
+      if (until !== undefined && Number.isNaN(Date.parse(until)))
+        throw new CofferError('CORRUPT', `hold ${b.name}: bad until`);
+      out.push({
+        ...base,
+        createdAt: r.str('createdAt', 64),
+        host: r.str('host', 256),
+        user: r.str('user', 256),
+        ...(until !== undefined ? { until } : {}),
+        ...(reason !== undefined ? { reason } : {}),
+      });
     } catch (e) {
       if (e instanceof CofferError && e.code === 'NOT_FOUND') continue; // removed while listing
       if (!(e instanceof CofferError) || e.code !== 'CORRUPT') throw e;

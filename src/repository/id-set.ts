@@ -26,7 +26,9 @@ export class IdSet {
       if (k === 0 && ids.subarray(i * W, (i + 1) * W).equals(ZERO_CHUNK_ID)) continue;
       order[m++] = i;
     }
-    const sortedOrder = order.subarray(0, m).sort((a, b) => keys[a]! - keys[b]! || ids.compare(ids, b * W, b * W + W, a * W, a * W + W));
+    const sortedOrder = order
+      .subarray(0, m)
+      .sort((a, b) => keys[a]! - keys[b]! || ids.compare(ids, b * W, b * W + W, a * W, a * W + W));
     const out = Buffer.allocUnsafeSlow(m * W);
     let u = 0;
     for (const i of sortedOrder) {

@@ -13,7 +13,14 @@ export interface KdfCost {
 }
 
 /** Writes a new key file wrapping `master` under `password`. */
-export async function writeKeyFile(store: BlobStore, repoId: string, master: Buffer, password: string, label: string, cost: KdfCost = {}): Promise<KeyFile> {
+export async function writeKeyFile(
+  store: BlobStore,
+  repoId: string,
+  master: Buffer,
+  password: string,
+  label: string,
+  cost: KdfCost = {},
+): Promise<KeyFile> {
   const kdf = newScryptParams(cost);
   const kek = await deriveKey(password, kdf);
   const id = randomBytes(8).toString('hex');
@@ -55,17 +62,30 @@ export async function listKeyFiles(store: BlobStore, logger: Logger = silentLogg
 }
 
 /** Unwraps the master key with one given key file (after writing it, to check it). */
-export async function unlockKeyFile(store: BlobStore, repoId: string, keyId: string, password: string): Promise<Buffer> {
+export async function unlockKeyFile(
+  store: BlobStore,
+  repoId: string,
+  keyId: string,
+  password: string,
+): Promise<Buffer> {
   const k = decodeKeyFile(await store.get(keyBlob(keyId)), keyBlob(keyId));
   const kek = await deriveKey(password, k.kdf as ScryptParams);
   const wrapped = Buffer.from(k.wrapped, 'base64');
-  const master = wrapped.length === 60 ? aeadOpen(kek, wrapped.subarray(0, 12), wrapped.subarray(12), keyWrapAad(repoId, k.id)) : undefined;
+  const master =
+    wrapped.length === 60
+      ? aeadOpen(kek, wrapped.subarray(0, 12), wrapped.subarray(12), keyWrapAad(repoId, k.id))
+      : undefined;
   if (!master) throw new CofferError('WRONG_KEY', `key ${keyId} does not open with this password`);
   return master;
 }
 
 /** Tries every key file; returns the master key and the id of the key that opened it, or throws WRONG_KEY. */
-export async function unlockMasterKey(store: BlobStore, repoId: string, password: string, logger: Logger = silentLogger): Promise<{ master: Buffer; keyId: string }> {
+export async function unlockMasterKey(
+  store: BlobStore,
+  repoId: string,
+  password: string,
+  logger: Logger = silentLogger,
+): Promise<{ master: Buffer; keyId: string }> {
   const files = await listKeyFiles(store, logger);
   if (files.length === 0) throw new CofferError('CORRUPT', 'the repository has no readable key files');
   for (const k of files) {

@@ -27,7 +27,8 @@ export const verificationBlob = (pointId: string, timeMs: number, ok: boolean) =
 export const holdBlob = (pointId: string, timeMs: number, nonce: string) =>
   `${HOLDS_PREFIX}${pointId}/${String(timeMs).padStart(15, '0')}-${nonce}` as BlobName;
 /** gc/condemned/<ms, 15 digits>-<8 hex>: one generation of condemned (unreferenced) objects (FORMAT.md §11). */
-export const condemnedBlob = (timeMs: number, nonce: string) => `${CONDEMNED_PREFIX}${String(timeMs).padStart(15, '0')}-${nonce}` as BlobName;
+export const condemnedBlob = (timeMs: number, nonce: string) =>
+  `${CONDEMNED_PREFIX}${String(timeMs).padStart(15, '0')}-${nonce}` as BlobName;
 /** gc/rescue/<lease holder>/<ms, 15 digits>-<8 hex>: objects a running writer uses although they were condemned. */
 export const rescueBlob = (holder: string, timeMs: number, nonce: string) =>
   `${RESCUE_PREFIX}${holder}/${String(timeMs).padStart(15, '0')}-${nonce}` as BlobName;

@@ -82,11 +82,14 @@ export class Lease {
       await lease.release();
       throw e;
     }
-    lease.timer = setInterval(() => {
-      lease.renewing = lease.renew().catch((e: unknown) => {
-        lease.renewError = e instanceof CofferError ? e : new CofferError('IO', `lease renewal failed: ${String(e)}`);
-      });
-    }, Math.max(1000, Math.floor(ttlMs / 3)));
+    lease.timer = setInterval(
+      () => {
+        lease.renewing = lease.renew().catch((e: unknown) => {
+          lease.renewError = e instanceof CofferError ? e : new CofferError('IO', `lease renewal failed: ${String(e)}`);
+        });
+      },
+      Math.max(1000, Math.floor(ttlMs / 3)),
+    );
     lease.timer.unref();
     return lease;
   }
@@ -98,9 +101,13 @@ export class Lease {
   check(): void {
     if (this.renewError) throw this.renewError;
     if (this.clock.now() > this.confirmedExpiry - Math.min(LEASE_SAFETY_MS, this.ttlMs / 3)) {
-      throw new CofferError('LOCKED', `the lease on ${this.scope} lapsed (not renewed in time); stopping before committing anything`, {
-        hint: 'the process was suspended or the repository storage is too slow; run again',
-      });
+      throw new CofferError(
+        'LOCKED',
+        `the lease on ${this.scope} lapsed (not renewed in time); stopping before committing anything`,
+        {
+          hint: 'the process was suspended or the repository storage is too slow; run again',
+        },
+      );
     }
   }
 
@@ -168,10 +175,20 @@ export class Lease {
       // A live lease acquired before ours, or in the same millisecond, wins: an established holder always keeps its
       // lease, and two contenders that tie both back off (neither proceeds; both report LOCKED).
       if (other.acquiredAt <= this.info.acquiredAt) {
-        throw new CofferError('LOCKED', `${this.scope} is locked by ${other.operation} on ${other.host} (pid ${other.pid}) since ${new Date(other.acquiredAt).toISOString()}`, {
-          hint: 'wait for it to finish; a lock of a process that died expires by itself',
-          details: { scope: this.scope, host: other.host, pid: other.pid, operation: other.operation, expiresAt: new Date(other.expiresAt).toISOString() },
-        });
+        throw new CofferError(
+          'LOCKED',
+          `${this.scope} is locked by ${other.operation} on ${other.host} (pid ${other.pid}) since ${new Date(other.acquiredAt).toISOString()}`,
+          {
+            hint: 'wait for it to finish; a lock of a process that died expires by itself',
+            details: {
+              scope: this.scope,
+              host: other.host,
+              pid: other.pid,
+              operation: other.operation,
+              expiresAt: new Date(other.expiresAt).toISOString(),
+            },
+          },
+        );
       }
     }
   }
@@ -186,7 +203,6 @@ export class Lease {
     this.current = undefined;
     if (name) await this.store.delete(name).catch(() => undefined);
   }
-
 }
 
 /**

@@ -13,9 +13,19 @@ import {
 import { CofferError } from '../shared/index.js';
 
 /** Seals a plaintext into an envelope (FORMAT.md §2): compress when it pays, then AES-256-GCM. */
-export function sealObject(encKey: Uint8Array, kind: ObjectKind, name: string, plaintext: Uint8Array, zstdLevel: number | null): Buffer {
+export function sealObject(
+  encKey: Uint8Array,
+  kind: ObjectKind,
+  name: string,
+  plaintext: Uint8Array,
+  zstdLevel: number | null,
+): Buffer {
   const compressed = zstdLevel === null ? undefined : compressIfWorthwhile(plaintext, zstdLevel);
-  const header = encodeEnvelopeHeader({ kind, compression: compressed ? COMPRESSION_ZSTD : COMPRESSION_NONE, nonce: randomNonce() });
+  const header = encodeEnvelopeHeader({
+    kind,
+    compression: compressed ? COMPRESSION_ZSTD : COMPRESSION_NONE,
+    nonce: randomNonce(),
+  });
   const payload = compressed ?? plaintext;
   const out = Buffer.allocUnsafeSlow(ENVELOPE_HEADER_BYTES + payload.length + AEAD_TAG_BYTES);
   header.copy(out, 0);
@@ -25,7 +35,14 @@ export function sealObject(encKey: Uint8Array, kind: ObjectKind, name: string, p
 
 /** Opens an envelope; any tampering, wrong name or wrong key is CORRUPT naming the object. */
 /** `into`: an optional buffer to decompress into (reused across calls by restore); the result may be a view of it. */
-export function openObject(encKey: Uint8Array, kind: ObjectKind, name: string, blob: Uint8Array, maxPlainBytes: number, into?: Buffer): Buffer {
+export function openObject(
+  encKey: Uint8Array,
+  kind: ObjectKind,
+  name: string,
+  blob: Uint8Array,
+  maxPlainBytes: number,
+  into?: Buffer,
+): Buffer {
   const header = decodeEnvelopeHeader(blob, kind, name);
   const payload = aeadOpen(encKey, header.nonce, blob.subarray(ENVELOPE_HEADER_BYTES), envelopeAad(blob, name));
   if (!payload) {
@@ -33,7 +50,9 @@ export function openObject(encKey: Uint8Array, kind: ObjectKind, name: string, b
       details: { object: name, kind },
     });
   }
-  if (header.compression === COMPRESSION_ZSTD) return decompressBounded(payload, maxPlainBytes, `${kind} ${name}`, into);
-  if (payload.length > maxPlainBytes) throw new CofferError('CORRUPT', `${kind} ${name}: ${payload.length} bytes exceeds the limit`);
+  if (header.compression === COMPRESSION_ZSTD)
+    return decompressBounded(payload, maxPlainBytes, `${kind} ${name}`, into);
+  if (payload.length > maxPlainBytes)
+    throw new CofferError('CORRUPT', `${kind} ${name}: ${payload.length} bytes exceeds the limit`);
   return payload;
 }

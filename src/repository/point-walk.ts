@@ -64,20 +64,30 @@ export interface ReferencedIds {
 }
 
 /** The chunk and index ids of these points, in bounded memory (IdSetBuilder); zero chunks are not ids. */
-export async function referencedIds(repo: PointReader, points: WalkSource, walk: Omit<PointWalk, 'onIndex'>, op?: Op): Promise<ReferencedIds> {
+export async function referencedIds(
+  repo: PointReader,
+  points: WalkSource,
+  walk: Omit<PointWalk, 'onIndex'>,
+  op?: Op,
+): Promise<ReferencedIds> {
   const chunks = new IdSetBuilder();
   const indexIds: Buffer[] = [];
   const read = new Set<RestorePointId>();
-  await walkPoints(repo, points, {
-    ...walk,
-    onPoint: (m) => {
-      read.add(m.id as RestorePointId);
-      walk.onPoint?.(m);
+  await walkPoints(
+    repo,
+    points,
+    {
+      ...walk,
+      onPoint: (m) => {
+        read.add(m.id as RestorePointId);
+        walk.onPoint?.(m);
+      },
+      onIndex: (_m, d, index) => {
+        indexIds.push(Buffer.from(d.indexId, 'hex'));
+        chunks.addConcatenated(index.bytes.subarray(FIXED_INDEX_HEADER_BYTES));
+      },
     },
-    onIndex: (_m, d, index) => {
-      indexIds.push(Buffer.from(d.indexId, 'hex'));
-      chunks.addConcatenated(index.bytes.subarray(FIXED_INDEX_HEADER_BYTES));
-    },
-  }, op);
+    op,
+  );
   return { points: read, chunks: chunks.build(), indexes: IdSet.fromConcatenated(Buffer.concat(indexIds)) };
 }

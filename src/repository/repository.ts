@@ -19,8 +19,22 @@ import {
   type RepoConfig,
   type UnsignedRepoConfig,
 } from '../format/index.js';
-import { APPEND_ONLY_BLOB, capabilityOf, type BlobStore, type LockRequest, type RetentionInfo } from '../storage/index.js';
-import { CofferError, HEX32, silentLogger, type ChunkId, type Logger, type Op, type RestorePointId } from '../shared/index.js';
+import {
+  APPEND_ONLY_BLOB,
+  capabilityOf,
+  type BlobStore,
+  type LockRequest,
+  type RetentionInfo,
+} from '../storage/index.js';
+import {
+  CofferError,
+  HEX32,
+  silentLogger,
+  type ChunkId,
+  type Logger,
+  type Op,
+  type RestorePointId,
+} from '../shared/index.js';
 import { ChunkCodec } from './chunk-codec.js';
 import { ChunkStore, inlineCipher, type ChunkCipher } from './chunk-store.js';
 import { GcRecords } from './gc-records.js';
@@ -29,7 +43,19 @@ import { referencedIds, walkPoints, type PointWalk, type ReferencedIds, type Wal
 import { openObject, sealObject } from './object-codec.js';
 import { listKeyFiles, unlockKeyFile, unlockMasterKey, writeKeyFile, type KdfCost } from './key-ring.js';
 import { Lease, type LeaseOptions } from './lease.js';
-import { CONFIG_BLOB, INDEXES_PREFIX, KEYS_PREFIX, POINTS_PREFIX, VERIFICATIONS_PREFIX, baseName, chunkBlob, indexBlob, keyBlob, pointBlob, verificationBlob } from './layout.js';
+import {
+  CONFIG_BLOB,
+  INDEXES_PREFIX,
+  KEYS_PREFIX,
+  POINTS_PREFIX,
+  VERIFICATIONS_PREFIX,
+  baseName,
+  chunkBlob,
+  indexBlob,
+  keyBlob,
+  pointBlob,
+  verificationBlob,
+} from './layout.js';
 
 export interface InitOptions {
   chunkSizeBytes?: number;
@@ -79,7 +105,11 @@ export class Repository {
     readonly keyId: string,
     readonly logger: Logger,
   ) {
-    const codec = new ChunkCodec({ encKey: keys.encKey, idKey: keys.idKey }, config.compression.level, config.chunkSizeBytes);
+    const codec = new ChunkCodec(
+      { encKey: keys.encKey, idKey: keys.idKey },
+      config.compression.level,
+      config.chunkSizeBytes,
+    );
     this.chunks = new ChunkStore(store, inlineCipher(codec));
     this.gc = new GcRecords(store);
     this.hasher = codec;
@@ -109,7 +139,9 @@ export class Repository {
 
   /** Same repository id and keys: chunk ids and sealed blobs are valid in both (`init --copy-of`). */
   sharesKeysWith(other: Repository): boolean {
-    return this.id === other.id && this.keys.encKey.equals(other.keys.encKey) && this.keys.idKey.equals(other.keys.idKey);
+    return (
+      this.id === other.id && this.keys.encKey.equals(other.keys.encKey) && this.keys.idKey.equals(other.keys.idKey)
+    );
   }
 
   get chunkSizeBytes(): number {
@@ -117,7 +149,12 @@ export class Repository {
   }
 
   get codecParams(): { encKey: Buffer; idKey: Buffer; zstdLevel: number; maxChunkBytes: number } {
-    return { encKey: this.keys.encKey, idKey: this.keys.idKey, zstdLevel: this.config.compression.level, maxChunkBytes: this.config.chunkSizeBytes };
+    return {
+      encKey: this.keys.encKey,
+      idKey: this.keys.idKey,
+      zstdLevel: this.config.compression.level,
+      maxChunkBytes: this.config.chunkSizeBytes,
+    };
   }
 
   static async init(store: BlobStore, password: string, opts: InitOptions = {}): Promise<Repository> {
@@ -129,7 +166,8 @@ export class Repository {
       throw new CofferError('USAGE', `chunk size ${chunkSizeBytes} must be a power of two from 64 KiB to 8 MiB`);
     }
     const level = opts.zstdLevel ?? DEFAULT_ZSTD_LEVEL;
-    if (!Number.isInteger(level) || level < -7 || level > 19) throw new CofferError('USAGE', `zstd level ${level} must be an integer from -7 to 19`);
+    if (!Number.isInteger(level) || level < -7 || level > 19)
+      throw new CofferError('USAGE', `zstd level ${level} must be an integer from -7 to 19`);
     const id = randomBytes(16).toString('hex');
     const master = newMasterKey();
     const keys = deriveRepoKeys(master, id);
@@ -143,7 +181,10 @@ export class Repository {
       cipher: 'aes-256-gcm',
       compression: { algorithm: 'zstd', level },
     };
-    const config: RepoConfig = { ...unsigned, mac: keyedDigest(keys.macKey, canonicalConfigBytes(unsigned)).toString('hex') };
+    const config: RepoConfig = {
+      ...unsigned,
+      mac: keyedDigest(keys.macKey, canonicalConfigBytes(unsigned)).toString('hex'),
+    };
     // The key first: a crash between the two leaves no config, i.e. no half repository anyone would open.
     const key = await writeKeyFile(store, id, master, password, 'initial key', opts.kdf);
     if ((await store.put(CONFIG_BLOB, encodeRepoConfig(config))) === 'exists') {
@@ -163,12 +204,22 @@ export class Repository {
    * first, so the repository is never, not even for a moment, deletable. Refused where a repository already exists.
    */
   static async markAppendOnly(store: BlobStore): Promise<void> {
-    if (await store.stat(CONFIG_BLOB)) throw new CofferError('REPO_EXISTS', `a repository already exists at ${store.location}`);
-    await store.put(APPEND_ONLY_BLOB, Buffer.from(JSON.stringify({ appendOnly: true, since: new Date().toISOString() }) + '\n'));
+    if (await store.stat(CONFIG_BLOB))
+      throw new CofferError('REPO_EXISTS', `a repository already exists at ${store.location}`);
+    await store.put(
+      APPEND_ONLY_BLOB,
+      Buffer.from(JSON.stringify({ appendOnly: true, since: new Date().toISOString() }) + '\n'),
+    );
   }
 
-  static async initCopyOf(target: BlobStore, source: BlobStore, password: string, opts: { logger?: Logger } = {}): Promise<Repository> {
-    if (await target.stat(CONFIG_BLOB)) throw new CofferError('REPO_EXISTS', `a repository already exists at ${target.location}`);
+  static async initCopyOf(
+    target: BlobStore,
+    source: BlobStore,
+    password: string,
+    opts: { logger?: Logger } = {},
+  ): Promise<Repository> {
+    if (await target.stat(CONFIG_BLOB))
+      throw new CofferError('REPO_EXISTS', `a repository already exists at ${target.location}`);
     await Repository.open(source, password, opts); // the password must open the source
     for await (const b of source.list(KEYS_PREFIX)) await target.put(b.name, await source.get(b.name));
     if ((await target.put(CONFIG_BLOB, await source.get(CONFIG_BLOB))) === 'exists') {
@@ -200,7 +251,8 @@ export class Repository {
     const keys = deriveRepoKeys(master, config.id);
     const { mac, ...unsigned } = config;
     const expected = keyedDigest(keys.macKey, canonicalConfigBytes(unsigned)).toString('hex');
-    if (expected !== mac) throw new CofferError('CORRUPT', 'repository config failed authentication (modified or damaged)');
+    if (expected !== mac)
+      throw new CofferError('CORRUPT', 'repository config failed authentication (modified or damaged)');
     return new Repository(store, config, master, keys, keyId, logger);
   }
 
@@ -233,7 +285,11 @@ export class Repository {
   async removeKey(keyId: string): Promise<void> {
     const keys = await this.listKeys();
     if (!keys.some((k) => k.id === keyId)) throw new CofferError('NOT_FOUND', `no key ${keyId}`);
-    if (keyId === this.keyId) throw new CofferError('KEY_IN_USE', `key ${keyId} is the one in use; open the repository with another key to remove it`);
+    if (keyId === this.keyId)
+      throw new CofferError(
+        'KEY_IN_USE',
+        `key ${keyId} is the one in use; open the repository with another key to remove it`,
+      );
     if (keys.length <= 1) throw new CofferError('KEY_IN_USE', 'cannot remove the last key');
     await this.store.delete(keyBlob(keyId));
   }
@@ -268,7 +324,11 @@ export class Repository {
     const id = this.indexId(index.bytes);
     const name = indexBlob(id);
     if (await this.store.stat(name, op)) return id;
-    await this.store.put(name, sealObject(this.keys.encKey, 'index', id, index.bytes, this.config.compression.level), op);
+    await this.store.put(
+      name,
+      sealObject(this.keys.encKey, 'index', id, index.bytes, this.config.compression.level),
+      op,
+    );
     return id;
   }
 
@@ -276,7 +336,8 @@ export class Repository {
   async *indexEntries(op?: Op): AsyncIterable<{ id: string; sizeBytes: number; modifiedAt: Date }> {
     for await (const b of this.store.list(INDEXES_PREFIX, op)) {
       const hex = baseName(b.name);
-      if (/^[0-9a-f]{64}$/.test(hex) && b.name === indexBlob(hex)) yield { id: hex, sizeBytes: b.sizeBytes, modifiedAt: b.modifiedAt };
+      if (/^[0-9a-f]{64}$/.test(hex) && b.name === indexBlob(hex))
+        yield { id: hex, sizeBytes: b.sizeBytes, modifiedAt: b.modifiedAt };
     }
   }
 
@@ -300,11 +361,19 @@ export class Repository {
       blob = await this.store.get(indexBlob(id), undefined, op);
     } catch (e) {
       if (e instanceof CofferError && e.code === 'NOT_FOUND') {
-        throw new CofferError('CORRUPT', `index ${id} is missing from the repository`, { details: { index: id, missing: true } });
+        throw new CofferError('CORRUPT', `index ${id} is missing from the repository`, {
+          details: { index: id, missing: true },
+        });
       }
       throw e;
     }
-    const plain = openObject(this.keys.encKey, 'index', id, blob, FIXED_INDEX_HEADER_BYTES + FIXED_INDEX_MAX_ENTRIES * CHUNK_ID_BYTES);
+    const plain = openObject(
+      this.keys.encKey,
+      'index',
+      id,
+      blob,
+      FIXED_INDEX_HEADER_BYTES + FIXED_INDEX_MAX_ENTRIES * CHUNK_ID_BYTES,
+    );
     if (this.indexId(plain) !== id) {
       throw new CofferError('CORRUPT', `index ${id}: content does not match its id`, { details: { index: id } });
     }
@@ -325,7 +394,8 @@ export class Repository {
     try {
       blob = await this.store.get(pointBlob(id), undefined, op);
     } catch (e) {
-      if (e instanceof CofferError && e.code === 'NOT_FOUND') throw new CofferError('NOT_FOUND', `no restore point ${id}`);
+      if (e instanceof CofferError && e.code === 'NOT_FOUND')
+        throw new CofferError('NOT_FOUND', `no restore point ${id}`);
       throw e;
     }
     return decodeManifest(openObject(this.keys.encKey, 'manifest', id, blob, MAX_MANIFEST_BYTES), id);
@@ -413,11 +483,13 @@ export class Repository {
       if (!last) throw new CofferError('NOT_FOUND', 'the repository has no restore points');
       return last.id;
     }
-    if (!/^[0-9a-f]{4,32}$/.test(ref)) throw new CofferError('USAGE', `${JSON.stringify(ref)} is not a restore point id`);
+    if (!/^[0-9a-f]{4,32}$/.test(ref))
+      throw new CofferError('USAGE', `${JSON.stringify(ref)} is not a restore point id`);
     const matches: string[] = [];
     for await (const id of this.pointIds(op)) if (id.startsWith(ref)) matches.push(id);
     if (matches.length === 0) throw new CofferError('NOT_FOUND', `no restore point ${ref}`);
-    if (matches.length > 1) throw new CofferError('AMBIGUOUS', `${ref} matches ${matches.length} restore points`, { details: { matches } });
+    if (matches.length > 1)
+      throw new CofferError('AMBIGUOUS', `${ref} matches ${matches.length} restore points`, { details: { matches } });
     return matches[0]!;
   }
 
@@ -453,7 +525,8 @@ export class Repository {
       if (!m) continue;
       const ms = Number(m[2]);
       const cur = newest.get(m[1]!);
-      if (!cur || ms > cur.ms || (ms === cur.ms && m[3] === 'failed')) newest.set(m[1]!, { ms, name: b.name, ok: m[3] === 'ok' });
+      if (!cur || ms > cur.ms || (ms === cur.ms && m[3] === 'failed'))
+        newest.set(m[1]!, { ms, name: b.name, ok: m[3] === 'ok' });
     }
     for (const [pointId, rec] of newest) {
       if (rec.ok) continue;
@@ -499,7 +572,8 @@ export class Repository {
         hint: 'use an Azure container with version-level immutability or an S3 bucket with Object Lock; a local repository can be made append-only (`coffer init --append-only`)',
       });
     }
-    const name = (o: ObjectRef) => (o.kind === 'chunk' ? chunkBlob(o.id) : o.kind === 'index' ? indexBlob(o.id) : pointBlob(o.id));
+    const name = (o: ObjectRef) =>
+      o.kind === 'chunk' ? chunkBlob(o.id) : o.kind === 'index' ? indexBlob(o.id) : pointBlob(o.id);
     return {
       retention: (o, op) => store.retention(name(o), op),
       lock: (o, req, op) => store.lock(name(o), req, op),
@@ -510,11 +584,12 @@ export class Repository {
 
   /** Scope name for per-VM work, keyed so that lock names do not reveal VM names. */
   vmScope(vmName: string): string {
-    return `vm-${keyedDigest(this.keys.macKey, Buffer.from(`vm:${vmName}`)).toString('hex').slice(0, 32)}`;
+    return `vm-${keyedDigest(this.keys.macKey, Buffer.from(`vm:${vmName}`))
+      .toString('hex')
+      .slice(0, 32)}`;
   }
 
   async acquireLease(scope: string, operation: string, opts: LeaseOptions = {}): Promise<Lease> {
     return Lease.acquire(this.store, scope, operation, { logger: this.logger, ...opts });
   }
-
 }

@@ -12,7 +12,11 @@ import { vmStatuses } from './vm-status.js';
 const MUTATING = new Set(['POST', 'PUT', 'DELETE', 'PATCH']);
 
 /** The fastify application: error mapping, request log and audit hook, the API, OpenAPI, metrics, the console. */
-export function buildApp(ctx: ApiContext, https: { cert: Buffer; key: Buffer } | undefined, log: PinoLogger): FastifyInstance {
+export function buildApp(
+  ctx: ApiContext,
+  https: { cert: Buffer; key: Buffer } | undefined,
+  log: PinoLogger,
+): FastifyInstance {
   const { catalog, config } = ctx;
   const app = Fastify({
     loggerInstance: log,
@@ -32,7 +36,9 @@ export function buildApp(ctx: ApiContext, https: { cert: Buffer; key: Buffer } |
     void reply.code(status).send(body);
   });
   app.setNotFoundHandler((req, reply) => {
-    void reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } });
+    void reply
+      .code(404)
+      .send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } });
   });
   addAuditHook(app, catalog, http, log);
 
@@ -46,7 +52,9 @@ export function buildApp(ctx: ApiContext, https: { cert: Buffer; key: Buffer } |
       if (!can(p.role, 'read')) throw new CofferError('FORBIDDEN', 'role may not read metrics');
     }
     const vms = vmStatuses(catalog, catalog.policies.list(), ctx.vcenters.inventory());
-    return reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8').send(renderMetrics(catalog.jobs, ctx.repos, vms, http, ctx.startedAt));
+    return reply
+      .header('content-type', 'text/plain; version=0.0.4; charset=utf-8')
+      .send(renderMetrics(catalog.jobs, ctx.repos, vms, http, ctx.startedAt));
   });
   registerConsole(app);
   return app;
@@ -57,11 +65,29 @@ export function buildApp(ctx: ApiContext, https: { cert: Buffer; key: Buffer } |
  * with which outcome. Routes marked `audit` (file downloads) are audited on every method; a handler that audits
  * itself sets auditDone.
  */
-function addAuditHook(app: FastifyInstance, catalog: Pick<Catalog, 'audit'>, http: HttpCounters, log: PinoLogger): void {
+function addAuditHook(
+  app: FastifyInstance,
+  catalog: Pick<Catalog, 'audit'>,
+  http: HttpCounters,
+  log: PinoLogger,
+): void {
   app.addHook('onResponse', async (req, reply) => {
     http.add(req.method, reply.statusCode);
-    log.info({ method: req.method, url: req.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime), actor: req.principal?.actor }, 'request');
-    if ((MUTATING.has(req.method) || req.auditAlways) && !req.auditDone && req.routeOptions.url !== '/api/v1/auth/login') {
+    log.info(
+      {
+        method: req.method,
+        url: req.url.split('?')[0],
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime),
+        actor: req.principal?.actor,
+      },
+      'request',
+    );
+    if (
+      (MUTATING.has(req.method) || req.auditAlways) &&
+      !req.auditDone &&
+      req.routeOptions.url !== '/api/v1/auth/login'
+    ) {
       catalog.audit.append({
         actor: req.principal?.actor ?? 'anonymous',
         action: `${req.method} ${req.routeOptions.url ?? req.url.split('?')[0]}`,

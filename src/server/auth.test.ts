@@ -25,7 +25,13 @@ test('the RBAC matrix in DESIGN.md matches PERMISSIONS', () => {
   const header = /^\| endpoint class \| (.*) \|$/m.exec(section)![1]!.split(' | ');
   assert.deepEqual(header, [...ROLES]);
   const rows = [...section.matchAll(/^\| ([^|]+) \| (yes|no) \| (yes|no) \| (yes|no) \| (yes|no) \|$/gm)];
-  const classOf: Record<string, keyof typeof PERMISSIONS> = { read: 'read', 'start restore': 'restore', 'start backup': 'operate', 'create, change': 'policies', 'audit log': 'admin' };
+  const classOf: Record<string, keyof typeof PERMISSIONS> = {
+    read: 'read',
+    'start restore': 'restore',
+    'start backup': 'operate',
+    'create, change': 'policies',
+    'audit log': 'admin',
+  };
   assert.equal(rows.length, Object.keys(PERMISSIONS).length);
   for (const r of rows) {
     const key = Object.entries(classOf).find(([prefix]) => r[1]!.startsWith(prefix))?.[1];
@@ -40,13 +46,23 @@ test('restore targets stay inside the restore directories', () => {
   assert.equal(checkRestoreTarget('a.raw', dirs), '/srv/restores/a.raw');
   assert.equal(checkRestoreTarget('sub/a.raw', dirs), '/srv/restores/sub/a.raw');
   assert.equal(checkRestoreTarget('/mnt/other/x.raw', dirs), '/mnt/other/x.raw');
-  for (const bad of ['../a.raw', '/srv/restores', '/srv/restores/../etc/passwd', '/etc/passwd', '/srv/restoresX/a.raw']) {
+  for (const bad of [
+    '../a.raw',
+    '/srv/restores',
+    '/srv/restores/../etc/passwd',
+    '/etc/passwd',
+    '/srv/restoresX/a.raw',
+  ]) {
     assert.throws(() => checkRestoreTarget(bad, dirs), /outside the restore directories/, bad);
   }
 });
 
 test('cursors round-trip and foreign cursors are USAGE errors', () => {
-  assert.deepEqual(decodeCursor(encodeCursor(['2026-01-01T00:00:00Z', 'main', 'ab']), 3), ['2026-01-01T00:00:00Z', 'main', 'ab']);
+  assert.deepEqual(decodeCursor(encodeCursor(['2026-01-01T00:00:00Z', 'main', 'ab']), 3), [
+    '2026-01-01T00:00:00Z',
+    'main',
+    'ab',
+  ]);
   assert.equal(decodeCursor(undefined, 1), undefined);
   assert.throws(() => decodeCursor('zzz', 1), /not a cursor this server issued/);
   assert.throws(() => decodeCursor(encodeCursor([1, 2]), 1), /not a cursor/);
@@ -65,7 +81,10 @@ test('restore targets are confined on the file system too (symlinks, devices)', 
     await confineRestoreTarget(join(dir, 'new.raw'), [dir]);
     await confineRestoreTarget(join(dir, 'sub', 'new.raw'), [dir]);
     await confineRestoreTarget(join(dir, 'old.raw'), [dir]);
-    await assert.rejects(confineRestoreTarget(join(dir, 'escape', 'x.raw'), [dir]), /resolves outside the restore directories/);
+    await assert.rejects(
+      confineRestoreTarget(join(dir, 'escape', 'x.raw'), [dir]),
+      /resolves outside the restore directories/,
+    );
     await assert.rejects(confineRestoreTarget(join(dir, 'dev'), [dir]), /not a regular file/);
     await assert.rejects(confineRestoreTarget(join(dir, 'nodir', 'x.raw'), [dir]), /does not exist/);
   } finally {

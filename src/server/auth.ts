@@ -40,7 +40,9 @@ export interface Principal {
 const SCRYPT = { N: 16384, r: 8, p: 1, keyLen: 32 };
 
 function scryptAsync(password: string, salt: Buffer, N: number, r: number, p: number, keyLen: number): Promise<Buffer> {
-  return new Promise((res, rej) => scrypt(password, salt, keyLen, { N, r, p, maxmem: 128 * N * r * 2 }, (e, k) => (e ? rej(e) : res(k))));
+  return new Promise((res, rej) =>
+    scrypt(password, salt, keyLen, { N, r, p, maxmem: 128 * N * r * 2 }, (e, k) => (e ? rej(e) : res(k))),
+  );
 }
 
 export async function hashPassword(password: string): Promise<string> {
@@ -53,7 +55,14 @@ export async function checkPassword(password: string, stored: string): Promise<b
   const m = /^scrypt\$(\d+)\$(\d+)\$(\d+)\$([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+)$/.exec(stored);
   if (!m) return false;
   const want = Buffer.from(m[5]!, 'base64');
-  const got = await scryptAsync(password, Buffer.from(m[4]!, 'base64'), Number(m[1]), Number(m[2]), Number(m[3]), want.length);
+  const got = await scryptAsync(
+    password,
+    Buffer.from(m[4]!, 'base64'),
+    Number(m[1]),
+    Number(m[2]),
+    Number(m[3]),
+    want.length,
+  );
   return got.length === want.length && timingSafeEqual(got, want);
 }
 
@@ -79,7 +88,15 @@ export interface CreatedToken {
 
 export function createToken(
   catalog: Pick<Catalog, 'tokens' | 'audit'>,
-  opts: { role: Role; name: string; createdBy: string; kind?: 'api' | 'session'; username?: string; expiresAt?: Date; remote?: string },
+  opts: {
+    role: Role;
+    name: string;
+    createdBy: string;
+    kind?: 'api' | 'session';
+    username?: string;
+    expiresAt?: Date;
+    remote?: string;
+  },
 ): CreatedToken {
   const id = randomBytes(6).toString('hex');
   const token = `cft_${randomBytes(32).toString('base64url')}`;
@@ -97,14 +114,26 @@ export function createToken(
     expiresAt,
   });
   if ((opts.kind ?? 'api') === 'api') {
-    catalog.audit.append({ actor: opts.createdBy, action: 'token.create', target: `token:${id}`, remote: opts.remote ?? 'local', status: 201, details: { name: opts.name, role: opts.role } });
+    catalog.audit.append({
+      actor: opts.createdBy,
+      action: 'token.create',
+      target: `token:${id}`,
+      remote: opts.remote ?? 'local',
+      status: 201,
+      details: { name: opts.name, role: opts.role },
+    });
   }
   return { id, name: opts.name, role: opts.role, token, expiresAt };
 }
 
 /** The principal of a bearer token, or UNAUTHENTICATED with one message for every kind of failure (no oracle). */
-export function authenticate(catalog: Pick<Catalog, 'tokens' | 'users'>, header: string | undefined, now = new Date()): Principal {
-  const fail = () => new CofferError('UNAUTHENTICATED', 'authentication required: send a valid token as "Authorization: Bearer TOKEN"');
+export function authenticate(
+  catalog: Pick<Catalog, 'tokens' | 'users'>,
+  header: string | undefined,
+  now = new Date(),
+): Principal {
+  const fail = () =>
+    new CofferError('UNAUTHENTICATED', 'authentication required: send a valid token as "Authorization: Bearer TOKEN"');
   const m = header ? /^Bearer ([A-Za-z0-9_-]{1,200})$/.exec(header.trim()) : null;
   if (!m) throw fail();
   const row = catalog.tokens.findByHash(hashToken(m[1]!));
@@ -151,27 +180,75 @@ export class LoginThrottle {
   }
 }
 
-export async function login(catalog: Pick<Catalog, 'tokens' | 'users' | 'audit'>, username: string, password: string, sessionHours: number, remote: string, throttle?: LoginThrottle): Promise<CreatedToken & { username: string }> {
+export async function login(
+  catalog: Pick<Catalog, 'tokens' | 'users' | 'audit'>,
+  username: string,
+  password: string,
+  sessionHours: number,
+  remote: string,
+  throttle?: LoginThrottle,
+): Promise<CreatedToken & { username: string }> {
   if (throttle?.blocked(remote)) {
-    catalog.audit.append({ actor: `user:${username.slice(0, 64)}`, action: 'auth.login', target: 'session', remote, status: 401, details: { throttled: true } });
+    catalog.audit.append({
+      actor: `user:${username.slice(0, 64)}`,
+      action: 'auth.login',
+      target: 'session',
+      remote,
+      status: 401,
+      details: { throttled: true },
+    });
     throw new CofferError('UNAUTHENTICATED', 'wrong user name or password');
   }
   const row = catalog.users.get(username);
   const ok = await checkPassword(password, row?.passwordHash ?? (await dummyPasswordHash()));
   if (!row || !ok || !isRole(row.role)) {
-    catalog.audit.append({ actor: `user:${username.slice(0, 64)}`, action: 'auth.login', target: 'session', remote, status: 401 });
+    catalog.audit.append({
+      actor: `user:${username.slice(0, 64)}`,
+      action: 'auth.login',
+      target: 'session',
+      remote,
+      status: 401,
+    });
     throttle?.fail(remote);
     throw new CofferError('UNAUTHENTICATED', 'wrong user name or password');
   }
-  const t = createToken(catalog, { role: row.role, name: `session of ${row.username}`, createdBy: `user:${row.username}`, kind: 'session', username: row.username, expiresAt: new Date(Date.now() + sessionHours * 3600_000) });
-  catalog.audit.append({ actor: `user:${row.username}`, action: 'auth.login', target: `session:${t.id}`, remote, status: 200 });
+  const t = createToken(catalog, {
+    role: row.role,
+    name: `session of ${row.username}`,
+    createdBy: `user:${row.username}`,
+    kind: 'session',
+    username: row.username,
+    expiresAt: new Date(Date.now() + sessionHours * 3600_000),
+  });
+  catalog.audit.append({
+    actor: `user:${row.username}`,
+    action: 'auth.login',
+    target: `session:${t.id}`,
+    remote,
+    status: 200,
+  });
   return { ...t, username: row.username };
 }
 
-export async function createUser(catalog: Pick<Catalog, 'users' | 'audit'>, username: string, password: string, role: Role, createdBy: string, remote = 'local'): Promise<void> {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/.test(username)) throw new CofferError('USAGE', 'username: must be 1-64 letters, digits, ".", "_", "@" or "-"');
+export async function createUser(
+  catalog: Pick<Catalog, 'users' | 'audit'>,
+  username: string,
+  password: string,
+  role: Role,
+  createdBy: string,
+  remote = 'local',
+): Promise<void> {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/.test(username))
+    throw new CofferError('USAGE', 'username: must be 1-64 letters, digits, ".", "_", "@" or "-"');
   if (password.length < 8) throw new CofferError('USAGE', 'password: must be at least 8 characters');
   const hash = await hashPassword(password);
   catalog.users.insert({ username, role, passwordHash: hash, createdAt: new Date().toISOString() });
-  catalog.audit.append({ actor: createdBy, action: 'user.create', target: `user:${username}`, remote, status: 201, details: { role } });
+  catalog.audit.append({
+    actor: createdBy,
+    action: 'user.create',
+    target: `user:${username}`,
+    remote,
+    status: 201,
+    details: { role },
+  });
 }

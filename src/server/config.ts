@@ -7,7 +7,12 @@ import { CofferError } from '../shared/index.js';
  * The server's config file (JSON, docs/DESIGN.md §Server). Everything is optional: a fresh data directory with no
  * config is an empty server. Unknown keys are errors (a typo must not silently disable a setting).
  */
-const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'must be 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit');
+const name = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/,
+    'must be 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit',
+  );
 
 export const RepositoryConfigSchema = z
   .strictObject({
@@ -15,11 +20,16 @@ export const RepositoryConfigSchema = z
     /** Whatever the composition root's openStore accepts (today: a directory or file:// URL). */
     location: z.string().min(1),
     passwordFile: z.string().min(1).optional(),
-    passwordEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').optional(),
+    passwordEnv: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
+      .optional(),
     /** Jobs that may run at once on this repository (default: limits.perRepository). */
     maxConcurrentJobs: z.number().int().min(1).max(64).optional(),
   })
-  .refine((r) => (r.passwordFile === undefined) !== (r.passwordEnv === undefined), { message: 'exactly one of passwordFile and passwordEnv is required' });
+  .refine((r) => (r.passwordFile === undefined) !== (r.passwordEnv === undefined), {
+    message: 'exactly one of passwordFile and passwordEnv is required',
+  });
 
 export const InventoryVmSchema = z.strictObject({
   name: z.string().min(1).max(512),
@@ -33,7 +43,12 @@ const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environ
 export const VcenterConfigSchema = z
   .strictObject({
     name,
-    url: z.string().regex(/^vsphere:\/\/(\[[^\]]+\]|[^:/?#@\[\]]+)(:\d{1,5})?\/?$/i, 'must be vsphere://HOST[:PORT] (no user, no VM)'),
+    url: z
+      .string()
+      .regex(
+        /^vsphere:\/\/(\[[^\]]+\]|[^:/?#@\[\]]+)(:\d{1,5})?\/?$/i,
+        'must be vsphere://HOST[:PORT] (no user, no VM)',
+      ),
     userEnv: envName,
     passwordEnv: envName,
     /** SHA-256 fingerprint of the vCenter certificate (a self-signed vCenter) */
@@ -41,11 +56,20 @@ export const VcenterConfigSchema = z
     /** do not verify the certificate at all (lab use only) */
     insecureTls: z.boolean().default(false),
   })
-  .refine((v) => !(v.thumbprint && v.insecureTls), { message: 'thumbprint and insecureTls exclude each other', path: ['insecureTls'] });
+  .refine((v) => !(v.thumbprint && v.insecureTls), {
+    message: 'thumbprint and insecureTls exclude each other',
+    path: ['insecureTls'],
+  });
 
 export const WebhookSchema = z.strictObject({
-  url: z.string().url().refine((u) => /^https?:/.test(u), 'must be an http or https URL'),
-  events: z.array(z.enum(['job.failed', 'job.succeeded', 'sla.breach'])).min(1).default(['job.failed', 'sla.breach']),
+  url: z
+    .string()
+    .url()
+    .refine((u) => /^https?:/.test(u), 'must be an http or https URL'),
+  events: z
+    .array(z.enum(['job.failed', 'job.succeeded', 'sla.breach']))
+    .min(1)
+    .default(['job.failed', 'sla.breach']),
   /** Sent as `Authorization: Bearer ...` (read from this environment variable). */
   tokenEnv: z.string().optional(),
 });
@@ -56,7 +80,10 @@ export const SmtpSchema = z.strictObject({
   secure: z.boolean().default(false),
   from: z.string().min(3),
   to: z.array(z.string().min(3)).min(1),
-  events: z.array(z.enum(['job.failed', 'job.succeeded', 'sla.breach'])).min(1).default(['job.failed', 'sla.breach']),
+  events: z
+    .array(z.enum(['job.failed', 'job.succeeded', 'sla.breach']))
+    .min(1)
+    .default(['job.failed', 'sla.breach']),
   userEnv: z.string().optional(),
   passwordEnv: z.string().optional(),
 });
@@ -84,10 +111,19 @@ export const ServerConfigSchema = z.strictObject({
   restoreDirs: z.array(z.string().min(1)).optional(),
   http: z
     .strictObject({
-      bodyLimitBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+      bodyLimitBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .max(64 * 1024 * 1024)
+        .default(1024 * 1024),
       /** /metrics without a token (for a Prometheus on a trusted network). */
       publicMetrics: z.boolean().default(false),
-      sessionHours: z.number().min(0.1).max(24 * 30).default(12),
+      sessionHours: z
+        .number()
+        .min(0.1)
+        .max(24 * 30)
+        .default(12),
       /** failed logins allowed per remote address in 15 minutes; then its logins fail until the window has passed */
       loginMaxFailures: z.number().int().min(1).max(10000).default(20),
     })
@@ -100,7 +136,9 @@ export const ServerConfigSchema = z.strictObject({
     .prefault({}),
   /** How often RPO compliance is evaluated (SLA breach notifications). */
   slaCheckSeconds: z.number().min(1).max(86400).default(60),
-  log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info') }).prefault({}),
+  log: z
+    .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info') })
+    .prefault({}),
 });
 
 export type ServerConfig = z.infer<typeof ServerConfigSchema>;
@@ -113,7 +151,10 @@ export type InventoryVm = z.infer<typeof InventoryVmSchema> & { vcenter?: string
 export function formatIssues(issues: readonly z.core.$ZodIssue[], root = ''): string {
   return precise(issues)
     .map((i) => {
-      const p = i.path.reduce<string>((acc, k) => (typeof k === 'number' ? `${acc}[${k}]` : acc ? `${acc}.${String(k)}` : String(k)), root);
+      const p = i.path.reduce<string>(
+        (acc, k) => (typeof k === 'number' ? `${acc}[${k}]` : acc ? `${acc}.${String(k)}` : String(k)),
+        root,
+      );
       return `${p || '(root)'}: ${i.message}`;
     })
     .join('; ');
@@ -128,7 +169,9 @@ function precise(issues: readonly z.core.$ZodIssue[]): z.core.$ZodIssue[] {
     if (i.code !== 'invalid_union' || !('errors' in i) || !Array.isArray(i.errors)) return [i];
     // not meant: an alternative that rejects a key of the value or misses one of its own required keys
     const missing = (x: z.core.$ZodIssue) => x.code === 'invalid_type' && /received undefined$/.test(x.message);
-    const meant = (i.errors as z.core.$ZodIssue[][]).filter((b) => b.length > 0 && !b.some((x) => x.code === 'unrecognized_keys' || missing(x)));
+    const meant = (i.errors as z.core.$ZodIssue[][]).filter(
+      (b) => b.length > 0 && !b.some((x) => x.code === 'unrecognized_keys' || missing(x)),
+    );
     if (meant.length !== 1) return [i];
     return precise(meant[0]!).map((x) => ({ ...x, path: [...i.path, ...x.path] }) as z.core.$ZodIssue);
   });
@@ -163,17 +206,29 @@ export async function loadConfig(file: string | undefined, dataDir: string): Pro
   const config = parseWith(ServerConfigSchema, raw, `config file ${file ?? '(none)'}`);
   const names = new Set<string>();
   config.repositories.forEach((r, i) => {
-    if (names.has(r.name)) throw new CofferError('USAGE', `invalid config file ${file}: repositories[${i}].name: duplicate repository name ${JSON.stringify(r.name)}`);
+    if (names.has(r.name))
+      throw new CofferError(
+        'USAGE',
+        `invalid config file ${file}: repositories[${i}].name: duplicate repository name ${JSON.stringify(r.name)}`,
+      );
     names.add(r.name);
   });
   const vms = new Set<string>();
   config.inventory.forEach((v, i) => {
-    if (vms.has(v.name)) throw new CofferError('USAGE', `invalid config file ${file}: inventory[${i}].name: duplicate VM name ${JSON.stringify(v.name)}`);
+    if (vms.has(v.name))
+      throw new CofferError(
+        'USAGE',
+        `invalid config file ${file}: inventory[${i}].name: duplicate VM name ${JSON.stringify(v.name)}`,
+      );
     vms.add(v.name);
   });
   const vcs = new Set<string>();
   config.vcenters.forEach((v, i) => {
-    if (vcs.has(v.name)) throw new CofferError('USAGE', `invalid config file ${file}: vcenters[${i}].name: duplicate vCenter name ${JSON.stringify(v.name)}`);
+    if (vcs.has(v.name))
+      throw new CofferError(
+        'USAGE',
+        `invalid config file ${file}: vcenters[${i}].name: duplicate vCenter name ${JSON.stringify(v.name)}`,
+      );
     vcs.add(v.name);
   });
   const base = file ? resolve(file, '..') : process.cwd();
@@ -186,13 +241,19 @@ export async function loadConfig(file: string | undefined, dataDir: string): Pro
 }
 
 /** The password of a configured repository, read at use time (never stored in the catalog). */
-export async function repositoryPassword(r: RepositoryConfig, env: Record<string, string | undefined>): Promise<string> {
+export async function repositoryPassword(
+  r: RepositoryConfig,
+  env: Record<string, string | undefined>,
+): Promise<string> {
   if (r.passwordFile) {
     let text: string;
     try {
       text = await readFile(r.passwordFile, 'utf8');
     } catch (e) {
-      throw new CofferError('USAGE', `repository ${r.name}: cannot read password file ${r.passwordFile}: ${(e as Error).message}`);
+      throw new CofferError(
+        'USAGE',
+        `repository ${r.name}: cannot read password file ${r.passwordFile}: ${(e as Error).message}`,
+      );
     }
     const pw = text.replace(/\r?\n$/, '');
     if (!pw) throw new CofferError('USAGE', `repository ${r.name}: password file ${r.passwordFile} is empty`);

@@ -29,18 +29,41 @@ export class Notifier {
       if (!w.events.includes(n.event)) continue;
       const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'coffer-server' };
       if (w.tokenEnv && this.env[w.tokenEnv]) headers.authorization = `Bearer ${this.env[w.tokenEnv]}`;
-      this.track(this.withRetries(`webhook ${new URL(w.url).origin}`, async () => {
-        const r = await fetch(w.url, { method: 'POST', headers, body: JSON.stringify(n), signal: AbortSignal.timeout(10_000) });
-        if (!r.ok) throw new Error(`HTTP ${r.status}`);
-      }));
+      this.track(
+        this.withRetries(`webhook ${new URL(w.url).origin}`, async () => {
+          const r = await fetch(w.url, {
+            method: 'POST',
+            headers,
+            body: JSON.stringify(n),
+            signal: AbortSignal.timeout(10_000),
+          });
+          if (!r.ok) throw new Error(`HTTP ${r.status}`);
+        }),
+      );
     }
     const smtp = this.config.smtp;
     if (smtp && smtp.events.includes(n.event)) {
-      const auth = smtp.userEnv ? { user: this.env[smtp.userEnv] ?? '', pass: smtp.passwordEnv ? (this.env[smtp.passwordEnv] ?? '') : '' } : undefined;
-      const transport = nodemailer.createTransport({ host: smtp.host, port: smtp.port, secure: smtp.secure, ...(auth ? { auth } : {}), connectionTimeout: 10_000, ignoreTLS: !smtp.secure && !auth });
-      this.track(this.withRetries(`smtp ${smtp.host}:${smtp.port}`, async () => {
-        await transport.sendMail({ from: smtp.from, to: smtp.to, subject: `[coffer] ${n.event}: ${n.summary}`, text: `${n.summary}\n\n${JSON.stringify(n, null, 2)}\n` });
-      }));
+      const auth = smtp.userEnv
+        ? { user: this.env[smtp.userEnv] ?? '', pass: smtp.passwordEnv ? (this.env[smtp.passwordEnv] ?? '') : '' }
+        : undefined;
+      const transport = nodemailer.createTransport({
+        host: smtp.host,
+        port: smtp.port,
+        secure: smtp.secure,
+        ...(auth ? { auth } : {}),
+        connectionTimeout: 10_000,
+        ignoreTLS: !smtp.secure && !auth,
+      });
+      this.track(
+        this.withRetries(`smtp ${smtp.host}:${smtp.port}`, async () => {
+          await transport.sendMail({
+            from: smtp.from,
+            to: smtp.to,
+            subject: `[coffer] ${n.event}: ${n.summary}`,
+            text: `${n.summary}\n\n${JSON.stringify(n, null, 2)}\n`,
+          });
+        }),
+      );
     }
   }
 

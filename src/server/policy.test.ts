@@ -22,9 +22,26 @@ test('glob patterns match whole names; regex metacharacters are literal', () => 
 });
 
 test('a policy resolves names, patterns and explicit sources; names missing from the inventory are reported', () => {
-  const spec = parseWith(PolicySpecSchema, { name: 'p', repository: 'main', vms: [{ pattern: 'web0*' }, { name: 'db01' }, { name: 'ghost' }, { name: 'adhoc', disks: ['nbd://h/x'] }, { name: 'web01' }] }, 'policy');
+  const spec = parseWith(
+    PolicySpecSchema,
+    {
+      name: 'p',
+      repository: 'main',
+      vms: [
+        { pattern: 'web0*' },
+        { name: 'db01' },
+        { name: 'ghost' },
+        { name: 'adhoc', disks: ['nbd://h/x'] },
+        { name: 'web01' },
+      ],
+    },
+    'policy',
+  );
   const r = resolvePolicyVms(spec, inventory);
-  assert.deepEqual(r.vms.map((v) => v.name), ['web01', 'web02', 'db01', 'adhoc']);
+  assert.deepEqual(
+    r.vms.map((v) => v.name),
+    ['web01', 'web02', 'db01', 'adhoc'],
+  );
   assert.deepEqual(r.vms.find((v) => v.name === 'db01')!.disks, ['/d/db01.raw', '/d/db01-log.raw']);
   assert.deepEqual(r.missing, ['ghost']);
   assert.equal(spec.rpoHours, 24);
@@ -32,13 +49,29 @@ test('a policy resolves names, patterns and explicit sources; names missing from
 });
 
 test('invalid policies name every bad field', () => {
-  const bad = { name: '', repository: 'main', vms: [{ name: 'x', pattern: 'y' }], schedule: '61 * * * *', rpoHours: 0, retention: { keepDaily: 1.5, keepForever: 1 }, verify: { schedule: '* * * * *', readDataPercent: 101 } };
+  const bad = {
+    name: '',
+    repository: 'main',
+    vms: [{ name: 'x', pattern: 'y' }],
+    schedule: '61 * * * *',
+    rpoHours: 0,
+    retention: { keepDaily: 1.5, keepForever: 1 },
+    verify: { schedule: '* * * * *', readDataPercent: 101 },
+  };
   assert.throws(
     () => parseWith(PolicySpecSchema, bad, 'policy', 'body'),
     (e: unknown) => {
       assert.ok(e instanceof CofferError);
       assert.equal(e.code, 'USAGE');
-      for (const path of ['body.name', 'body.vms[0]', 'body.schedule', 'body.rpoHours', 'body.retention.keepDaily', 'body.retention', 'body.verify.readDataPercent']) {
+      for (const path of [
+        'body.name',
+        'body.vms[0]',
+        'body.schedule',
+        'body.rpoHours',
+        'body.retention.keepDaily',
+        'body.retention',
+        'body.verify.readDataPercent',
+      ]) {
         assert.ok(e.message.includes(`${path}: `), `${path} in ${e.message}`);
       }
       assert.match(e.message, /invalid cron expression "61 \* \* \* \*"/);
@@ -49,7 +82,11 @@ test('invalid policies name every bad field', () => {
 });
 
 test('retention is applied after each backup; a retention that keeps nothing is refused', () => {
-  const spec = parseWith(PolicySpecSchema, { name: 'p', repository: 'main', vms: [{ name: 'a' }], retention: { keepLast: 3 } }, 'policy');
+  const spec = parseWith(
+    PolicySpecSchema,
+    { name: 'p', repository: 'main', vms: [{ name: 'a' }], retention: { keepLast: 3 } },
+    'policy',
+  );
   assert.deepEqual(retentionStatus(spec), { configured: true, applied: true, status: 'applied after each backup' });
   assert.equal(spec.pruneAfterForget, false);
   const none = parseWith(PolicySpecSchema, { name: 'p', repository: 'main', vms: [{ name: 'a' }] }, 'policy');
@@ -76,17 +113,45 @@ test('vCenter selectors: pattern, folder and name within their vCenter; static s
   ];
   const spec = (vms: unknown[]) => parseWith(PolicySpecSchema, { name: 'p', repository: 'main', vms }, 'policy');
   const names = (r: { vms: { name: string }[] }) => r.vms.map((v) => v.name).sort();
-  assert.deepEqual(names(resolvePolicyVms(spec([{ vcenter: 'prod', folder: '/DC0/vm/web' }]), inv)), ['web01', 'web09']);
-  assert.deepEqual(names(resolvePolicyVms(spec([{ vcenter: 'prod', folder: 'DC0/vm/web/' }]), inv)), ['web01', 'web09']);
+  assert.deepEqual(names(resolvePolicyVms(spec([{ vcenter: 'prod', folder: '/DC0/vm/web' }]), inv)), [
+    'web01',
+    'web09',
+  ]);
+  assert.deepEqual(names(resolvePolicyVms(spec([{ vcenter: 'prod', folder: 'DC0/vm/web/' }]), inv)), [
+    'web01',
+    'web09',
+  ]);
   assert.deepEqual(names(resolvePolicyVms(spec([{ vcenter: 'prod', folder: '/DC0/vm/we' }]), inv)), []);
-  assert.deepEqual(names(resolvePolicyVms(spec([{ vcenter: 'prod', pattern: '*0?' }]), inv)), ['db07', 'web01', 'web09']);
-  assert.deepEqual(names(resolvePolicyVms(spec([{ vcenter: 'prod', pattern: 'web*', folder: '/DC0/vm/web/sub' }]), inv)), ['web09']);
-  const r = resolvePolicyVms(spec([{ vcenter: 'prod', name: 'db07' }, { vcenter: 'prod', name: 'gone' }]), inv);
+  assert.deepEqual(names(resolvePolicyVms(spec([{ vcenter: 'prod', pattern: '*0?' }]), inv)), [
+    'db07',
+    'web01',
+    'web09',
+  ]);
+  assert.deepEqual(
+    names(resolvePolicyVms(spec([{ vcenter: 'prod', pattern: 'web*', folder: '/DC0/vm/web/sub' }]), inv)),
+    ['web09'],
+  );
+  const r = resolvePolicyVms(
+    spec([
+      { vcenter: 'prod', name: 'db07' },
+      { vcenter: 'prod', name: 'gone' },
+    ]),
+    inv,
+  );
   assert.deepEqual(r.vms, [{ name: 'db07', disks: ['vsphere://vc:443/vm-7'], vcenter: 'prod' }]);
   assert.deepEqual(r.missing, ['gone']);
   // the static pattern sees only the static inventory (its web01 has a file disk)
-  assert.deepEqual(resolvePolicyVms(spec([{ pattern: 'web01' }]), inv).vms, [{ name: 'web01', disks: ['/d/web01.raw'] }]);
-  const e = resolvePolicyVms(spec([{ vcenter: 'lab', pattern: '*' }, { vcenter: 'prod', name: 'db07' }]), inv, new Map([['lab', { code: 'VSPHERE_AUTH', message: 'no' }]]));
+  assert.deepEqual(resolvePolicyVms(spec([{ pattern: 'web01' }]), inv).vms, [
+    { name: 'web01', disks: ['/d/web01.raw'] },
+  ]);
+  const e = resolvePolicyVms(
+    spec([
+      { vcenter: 'lab', pattern: '*' },
+      { vcenter: 'prod', name: 'db07' },
+    ]),
+    inv,
+    new Map([['lab', { code: 'VSPHERE_AUTH', message: 'no' }]]),
+  );
   assert.deepEqual(names(e), ['db07']);
   assert.deepEqual(e.vcenterErrors, [{ vcenter: 'lab', code: 'VSPHERE_AUTH', message: 'no' }]);
 });

@@ -4,13 +4,20 @@ import { CofferError } from '../shared/index.js';
 import type { InventoryVm } from './config.js';
 
 /** A cron expression croner accepts (5 fields, or 6 with seconds first). */
-export const cronSchema = z.string().min(1).max(200).superRefine((s, ctx) => {
-  try {
-    new Cron(s, { paused: true }).stop();
-  } catch (e) {
-    ctx.addIssue({ code: 'custom', message: `invalid cron expression ${JSON.stringify(s)}: ${(e as Error).message}` });
-  }
-});
+export const cronSchema = z
+  .string()
+  .min(1)
+  .max(200)
+  .superRefine((s, ctx) => {
+    try {
+      new Cron(s, { paused: true }).stop();
+    } catch (e) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `invalid cron expression ${JSON.stringify(s)}: ${(e as Error).message}`,
+      });
+    }
+  });
 
 /** VMs read from a configured vCenter: all of them, or those matching a name, a glob pattern and/or a folder. */
 const vcenterSelector = z
@@ -23,7 +30,9 @@ const vcenterSelector = z
     /** inventory path of a VM folder, e.g. /DC0/vm/prod: the VMs in it and its subfolders */
     folder: z.string().min(1).max(1024).optional(),
   })
-  .refine((s) => s.name !== undefined || s.pattern !== undefined || s.folder !== undefined, { message: 'give name, pattern or folder' });
+  .refine((s) => s.name !== undefined || s.pattern !== undefined || s.folder !== undefined, {
+    message: 'give name, pattern or folder',
+  });
 
 const vmSelector = z.union([
   vcenterSelector,
@@ -42,19 +51,27 @@ const vmSelector = z.union([
  * Retention (GFS, engine forget) is a policy field: applied to each VM after each of its backups (server/retention.ts).
  * A retention that keeps nothing is refused (it would remove every restore point), as `coffer forget` refuses it.
  */
-export const RetentionSchema = z.strictObject({
-  keepLast: z.number().int().min(0).max(100000).optional(),
-  keepHourly: z.number().int().min(0).max(100000).optional(),
-  keepDaily: z.number().int().min(0).max(100000).optional(),
-  keepWeekly: z.number().int().min(0).max(100000).optional(),
-  keepMonthly: z.number().int().min(0).max(100000).optional(),
-  keepYearly: z.number().int().min(0).max(100000).optional(),
-}).refine((r) => Object.values(r).some((n) => typeof n === 'number' && n > 0), {
-  message: 'must keep something: at least one of keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly above 0 (an empty retention would remove every restore point)',
-});
+export const RetentionSchema = z
+  .strictObject({
+    keepLast: z.number().int().min(0).max(100000).optional(),
+    keepHourly: z.number().int().min(0).max(100000).optional(),
+    keepDaily: z.number().int().min(0).max(100000).optional(),
+    keepWeekly: z.number().int().min(0).max(100000).optional(),
+    keepMonthly: z.number().int().min(0).max(100000).optional(),
+    keepYearly: z.number().int().min(0).max(100000).optional(),
+  })
+  .refine((r) => Object.values(r).some((n) => typeof n === 'number' && n > 0), {
+    message:
+      'must keep something: at least one of keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly above 0 (an empty retention would remove every restore point)',
+  });
 
 export const PolicySpecSchema = z.strictObject({
-  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._ -]{0,63}$/, 'must be 1-64 letters, digits, space, ".", "_" or "-", starting with a letter or digit'),
+  name: z
+    .string()
+    .regex(
+      /^[A-Za-z0-9][A-Za-z0-9._ -]{0,63}$/,
+      'must be 1-64 letters, digits, space, ".", "_" or "-", starting with a letter or digit',
+    ),
   description: z.string().max(1000).default(''),
   enabled: z.boolean().default(true),
   repository: z.string().min(1).max(64),
@@ -62,7 +79,11 @@ export const PolicySpecSchema = z.strictObject({
   /** Backup schedule (cron); none: on demand only. */
   schedule: cronSchema.optional(),
   /** Recovery point objective: a VM is compliant while its newest restore point is younger than this. */
-  rpoHours: z.number().positive().max(24 * 366).default(24),
+  rpoHours: z
+    .number()
+    .positive()
+    .max(24 * 366)
+    .default(24),
   retention: RetentionSchema.optional(),
   /** After a backup's retention removed restore points, queue a prune (garbage collection) of the repository. */
   pruneAfterForget: z.boolean().default(false),
@@ -128,7 +149,8 @@ export function resolvePolicyVms(
       if (!found && sel.name !== undefined) missing.push(sel.name);
     } else if ('pattern' in sel) {
       const re = globToRegExp(sel.pattern);
-      for (const v of inventory) if (re.test(v.name) && !out.has(v.name)) out.set(v.name, { name: v.name, disks: [...v.disks] });
+      for (const v of inventory)
+        if (re.test(v.name) && !out.has(v.name)) out.set(v.name, { name: v.name, disks: [...v.disks] });
     } else if (sel.disks) {
       out.set(sel.name, { name: sel.name, disks: [...sel.disks] });
     } else {
@@ -141,22 +163,39 @@ export function resolvePolicyVms(
 }
 
 export function globToRegExp(glob: string): RegExp {
-  const re = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const re = glob
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${re}$`);
 }
 
 /** Retention status as reported by the API. */
 export function retentionStatus(p: PolicySpec): { configured: boolean; applied: boolean; status: string } {
-  return { configured: p.retention !== undefined, applied: p.retention !== undefined, status: p.retention ? 'applied after each backup' : 'none' };
+  return {
+    configured: p.retention !== undefined,
+    applied: p.retention !== undefined,
+    status: p.retention ? 'applied after each backup' : 'none',
+  };
 }
 
-export function checkPolicyRepository(spec: PolicySpec, repositories: readonly string[], vcenters: readonly string[] = []): void {
+export function checkPolicyRepository(
+  spec: PolicySpec,
+  repositories: readonly string[],
+  vcenters: readonly string[] = [],
+): void {
   spec.vms.forEach((sel, i) => {
     if ('vcenter' in sel && !vcenters.includes(sel.vcenter)) {
-      throw new CofferError('USAGE', `invalid policy: vms[${i}].vcenter: unknown vCenter ${JSON.stringify(sel.vcenter)} (configured: ${vcenters.join(', ') || 'none'})`);
+      throw new CofferError(
+        'USAGE',
+        `invalid policy: vms[${i}].vcenter: unknown vCenter ${JSON.stringify(sel.vcenter)} (configured: ${vcenters.join(', ') || 'none'})`,
+      );
     }
   });
   if (!repositories.includes(spec.repository)) {
-    throw new CofferError('USAGE', `invalid policy: repository: unknown repository ${JSON.stringify(spec.repository)} (configured: ${repositories.join(', ') || 'none'})`);
+    throw new CofferError(
+      'USAGE',
+      `invalid policy: repository: unknown repository ${JSON.stringify(spec.repository)} (configured: ${repositories.join(', ') || 'none'})`,
+    );
   }
 }

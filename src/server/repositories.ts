@@ -90,7 +90,11 @@ export class RepositoryManager {
   }
 
   async syncAll(): Promise<void> {
-    await Promise.all(this.names().map((n) => this.sync(n).catch((e) => this.logger.warn(`repository ${n}: ${asCofferError(e).message}`))));
+    await Promise.all(
+      this.names().map((n) =>
+        this.sync(n).catch((e) => this.logger.warn(`repository ${n}: ${asCofferError(e).message}`)),
+      ),
+    );
   }
 
   private async doSync(name: string): Promise<void> {
@@ -103,7 +107,9 @@ export class RepositoryManager {
       this.catalog.repoStats.recordError(name, now, `${err.code}: ${err.message}`);
       throw err;
     }
-    const points = await repo.listPoints({ signal: this.deps.signal }, (id, e) => this.logger.warn(`repository ${name}: restore point ${id} is unreadable: ${e.message}`));
+    const points = await repo.listPoints({ signal: this.deps.signal }, (id, e) =>
+      this.logger.warn(`repository ${name}: restore point ${id} is unreadable: ${e.message}`),
+    );
     const verified = new Map<string, { time: string; ok: boolean } | undefined>();
     for (const p of points) verified.set(p.id, await repo.lastVerification(p.id).catch(() => undefined));
     const { storedBytes, chunkBytes, chunks } = await repo.storedBytes({ signal: this.deps.signal });
@@ -121,13 +127,26 @@ export class RepositoryManager {
         mode: p.mode,
         parent: p.parent,
         tags: p.tags,
-        disks: p.disks.map((d) => ({ index: d.index, sizeBytes: d.sizeBytes, chunkCount: d.chunkCount, zeroChunks: d.zeroChunks, source: d.source })),
+        disks: p.disks.map((d) => ({
+          index: d.index,
+          sizeBytes: d.sizeBytes,
+          chunkCount: d.chunkCount,
+          zeroChunks: d.zeroChunks,
+          source: d.source,
+        })),
         bytesRead: p.stats.bytesRead,
         bytesStored: p.stats.bytesStored,
         verification: verified.get(p.id) ?? null,
       })),
     );
-    this.catalog.repoStats.record(name, { storedBytes, chunkBytes, logicalBytes, chunks, points: points.length, updatedAt: now });
+    this.catalog.repoStats.record(name, {
+      storedBytes,
+      chunkBytes,
+      logicalBytes,
+      chunks,
+      points: points.length,
+      updatedAt: now,
+    });
   }
 
   stats(): RepoStats[] {

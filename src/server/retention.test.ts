@@ -5,7 +5,10 @@ import { CofferError } from '../shared/index.js';
 import { applyPolicyRetention, isEmptyRetention, toRetentionPolicy } from './retention.js';
 
 test("a policy's keep* fields map to the engine's retention rules", () => {
-  assert.deepEqual(toRetentionPolicy({ keepLast: 1, keepHourly: 2, keepDaily: 3, keepWeekly: 4, keepMonthly: 5, keepYearly: 6 }), { last: 1, hourly: 2, daily: 3, weekly: 4, monthly: 5, yearly: 6 });
+  assert.deepEqual(
+    toRetentionPolicy({ keepLast: 1, keepHourly: 2, keepDaily: 3, keepWeekly: 4, keepMonthly: 5, keepYearly: 6 }),
+    { last: 1, hourly: 2, daily: 3, weekly: 4, monthly: 5, yearly: 6 },
+  );
   assert.deepEqual(toRetentionPolicy({ keepDaily: 7 }), { daily: 7 });
   assert.equal(isEmptyRetention({}), true);
   assert.equal(isEmptyRetention({ keepLast: 0, keepYearly: 0 }), true);
@@ -15,9 +18,12 @@ test("a policy's keep* fields map to the engine's retention rules", () => {
 test('an empty retention (a policy stored by an older build) is refused before the repository is touched', async () => {
   // the repository is never used: any access would throw a TypeError instead of the USAGE refusal
   const repo = {} as Repository;
-  await assert.rejects(applyPolicyRetention(repo, { vm: 'vm1', retention: { keepLast: 0 }, signal: new AbortController().signal }), (e: CofferError) => {
-    assert.equal(e.code, 'USAGE');
-    assert.match(e.message, /keeps nothing/);
-    return true;
-  });
+  await assert.rejects(
+    applyPolicyRetention(repo, { vm: 'vm1', retention: { keepLast: 0 }, signal: new AbortController().signal }),
+    (e: CofferError) => {
+      assert.equal(e.code, 'USAGE');
+      assert.match(e.message, /keeps nothing/);
+      return true;
+    },
+  );
 });

@@ -32,18 +32,31 @@ export async function applyPolicyRetention(
 ): Promise<ForgetReport> {
   const policy = toRetentionPolicy(req.retention);
   if (isEmptyPolicy(policy)) {
-    throw new CofferError('USAGE', 'the policy retention keeps nothing (every keep* count is 0 or absent); refusing to forget every restore point', {
-      hint: 'set at least one of keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly above 0',
-    });
+    throw new CofferError(
+      'USAGE',
+      'the policy retention keeps nothing (every keep* count is 0 or absent); refusing to forget every restore point',
+      {
+        hint: 'set at least one of keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly above 0',
+      },
+    );
   }
   const onWarning = req.onWarning;
-  return forgetPoints(repo, { signal: req.signal }, { policy, vm: req.vm, ...(onWarning ? { onEvent: (e) => onWarning(e.message) } : {}) });
+  return forgetPoints(
+    repo,
+    { signal: req.signal },
+    { policy, vm: req.vm, ...(onWarning ? { onEvent: (e) => onWarning(e.message) } : {}) },
+  );
 }
 
 /** One log line per kept point (with the rules or protections that keep it) and one per removed point. */
 export function retentionLogLines(r: ForgetReport): string[] {
-  const lines = [`retention: ${r.kept.length} kept, ${r.removed.length} removed${r.unreadable.length ? `, ${r.unreadable.length} unreadable left alone` : ''}`];
-  for (const k of r.kept) lines.push(`retention: kept ${k.id} (${k.time}): ${k.reasons.join(', ')}${k.lockedUntil ? ` until ${k.lockedUntil}` : ''}`);
+  const lines = [
+    `retention: ${r.kept.length} kept, ${r.removed.length} removed${r.unreadable.length ? `, ${r.unreadable.length} unreadable left alone` : ''}`,
+  ];
+  for (const k of r.kept)
+    lines.push(
+      `retention: kept ${k.id} (${k.time}): ${k.reasons.join(', ')}${k.lockedUntil ? ` until ${k.lockedUntil}` : ''}`,
+    );
   for (const x of r.removed) lines.push(`retention: removed ${x.id} (${x.time})`);
   return lines;
 }

@@ -34,14 +34,22 @@ export class Scheduler {
     this.crons = [];
     for (const p of this.policies.list()) {
       if (!p.enabled) continue;
-      if (p.schedule) this.crons.push(new Cron(p.schedule, { name: `backup:${p.id}`, catch: true }, () => this.fire(p.id, 'backup')));
-      if (p.verify) this.crons.push(new Cron(p.verify.schedule, { name: `verify:${p.id}`, catch: true }, () => this.fire(p.id, 'verify')));
+      if (p.schedule)
+        this.crons.push(new Cron(p.schedule, { name: `backup:${p.id}`, catch: true }, () => this.fire(p.id, 'backup')));
+      if (p.verify)
+        this.crons.push(
+          new Cron(p.verify.schedule, { name: `verify:${p.id}`, catch: true }, () => this.fire(p.id, 'verify')),
+        );
     }
   }
 
   /** The next run time of each policy's schedules (for the API). */
   nextRuns(policyId: string): { backup: string | null; verify: string | null } {
-    const find = (kind: string) => this.crons.find((c) => c.name === `${kind}:${policyId}`)?.nextRun()?.toISOString() ?? null;
+    const find = (kind: string) =>
+      this.crons
+        .find((c) => c.name === `${kind}:${policyId}`)
+        ?.nextRun()
+        ?.toISOString() ?? null;
     return { backup: find('backup'), verify: find('verify') };
   }
 
@@ -49,10 +57,20 @@ export class Scheduler {
     try {
       const p = this.policies.get(policyId);
       if (kind === 'verify') {
-        this.queue.enqueue({ kind: 'verify', repository: p.repository, policyId: p.id, params: { readDataPercent: p.verify?.readDataPercent ?? 0 }, trigger: 'schedule', requestedBy: `schedule:${p.name}` });
+        this.queue.enqueue({
+          kind: 'verify',
+          repository: p.repository,
+          policyId: p.id,
+          params: { readDataPercent: p.verify?.readDataPercent ?? 0 },
+          trigger: 'schedule',
+          requestedBy: `schedule:${p.name}`,
+        });
       } else {
         // a job starts from a fresh (at most VCENTER_CACHE_MS old) vCenter inventory
-        void this.vcenters.refresh().then(() => this.enqueueBackups(p, 'schedule', `schedule:${p.name}`)).catch((e) => this.logger.warn(`schedule of policy ${policyId}: ${asCofferError(e).message}`));
+        void this.vcenters
+          .refresh()
+          .then(() => this.enqueueBackups(p, 'schedule', `schedule:${p.name}`))
+          .catch((e) => this.logger.warn(`schedule of policy ${policyId}: ${asCofferError(e).message}`));
       }
     } catch (e) {
       this.logger.warn(`schedule of policy ${policyId}: ${asCofferError(e).message}`);
@@ -66,12 +84,32 @@ export class Scheduler {
     const ids: number[] = [];
     // an unreadable vCenter gives a job that fails with its coded error (VSPHERE_AUTH ...), visible like any failure
     for (const e of onlyVm === undefined ? vcenterErrors : []) {
-      ids.push(this.queue.enqueue({ kind: 'backup', repository: p.repository, vm: null, policyId: p.id, params: { disks: [], tags: p.tags, vcenter: e.vcenter }, trigger, requestedBy: by }).id);
+      ids.push(
+        this.queue.enqueue({
+          kind: 'backup',
+          repository: p.repository,
+          vm: null,
+          policyId: p.id,
+          params: { disks: [], tags: p.tags, vcenter: e.vcenter },
+          trigger,
+          requestedBy: by,
+        }).id,
+      );
     }
     for (const vm of vms) {
       if (onlyVm !== undefined && vm.name !== onlyVm) continue;
       if (trigger === 'schedule' && this.queue.hasPendingBackup(vm.name)) continue;
-      ids.push(this.queue.enqueue({ kind: 'backup', repository: p.repository, vm: vm.name, policyId: p.id, params: { disks: vm.disks, tags: p.tags, ...(vm.vcenter ? { vcenter: vm.vcenter } : {}) }, trigger, requestedBy: by }).id);
+      ids.push(
+        this.queue.enqueue({
+          kind: 'backup',
+          repository: p.repository,
+          vm: vm.name,
+          policyId: p.id,
+          params: { disks: vm.disks, tags: p.tags, ...(vm.vcenter ? { vcenter: vm.vcenter } : {}) },
+          trigger,
+          requestedBy: by,
+        }).id,
+      );
     }
     return ids;
   }

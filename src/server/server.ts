@@ -27,14 +27,16 @@ export interface ServerOptions {
 export function parseListen(s: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(s);
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new CofferError('USAGE', `--listen must be HOST:PORT (e.g. 127.0.0.1:8080), not ${JSON.stringify(s)}`);
+  if (!m || port > 65535)
+    throw new CofferError('USAGE', `--listen must be HOST:PORT (e.g. 127.0.0.1:8080), not ${JSON.stringify(s)}`);
   return { host: m[1] ?? m[2]!, port };
 }
 
 /** Runs `coffer server` until deps.signal aborts; then stops scheduling, interrupts jobs and closes cleanly. */
 export async function runServer(opts: ServerOptions, deps: ServerDeps): Promise<void> {
   const { host, port } = parseListen(opts.listen);
-  if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) throw new CofferError('USAGE', '--tls-cert and --tls-key go together');
+  if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined))
+    throw new CofferError('USAGE', '--tls-cert and --tls-key go together');
   const config = await loadConfig(opts.configFile, opts.dataDir);
   let https: { cert: Buffer; key: Buffer } | undefined;
   if (opts.tlsCert && opts.tlsKey) {
@@ -44,7 +46,10 @@ export async function runServer(opts: ServerOptions, deps: ServerDeps): Promise<
       throw new CofferError('USAGE', `cannot read the TLS certificate or key: ${(e as Error).message}`);
     }
   }
-  const log = pino({ level: config.log.level, base: { service: 'coffer-server' }, redact: ['req.headers.authorization'] }, opts.logStream);
+  const log = pino(
+    { level: config.log.level, base: { service: 'coffer-server' }, redact: ['req.headers.authorization'] },
+    opts.logStream,
+  );
   const logger: Logger = {
     info: (m, f) => log.info(f ?? {}, m),
     warn: (m, f) => log.warn(f ?? {}, m),
@@ -69,14 +74,18 @@ export async function runServer(opts: ServerOptions, deps: ServerDeps): Promise<
   const actualPort = typeof addr === 'object' && addr ? addr.port : port;
   const url = `${https ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
   if (opts.pidFile) await writeFile(opts.pidFile, `${process.pid}\n`);
-  log.info({ url, dataDir: opts.dataDir, version: TOOL_VERSION, repositories: repos.names() }, 'coffer server listening');
+  log.info(
+    { url, dataDir: opts.dataDir, version: TOOL_VERSION, repositories: repos.names() },
+    'coffer server listening',
+  );
   opts.onListening?.(url);
   runner.start();
   scheduler.start();
   sla.start();
   void repos.syncAll().then(() => sla.check());
 
-  if (!deps.signal.aborted) await new Promise<void>((r) => deps.signal.addEventListener('abort', () => r(), { once: true }));
+  if (!deps.signal.aborted)
+    await new Promise<void>((r) => deps.signal.addEventListener('abort', () => r(), { once: true }));
   log.info('shutting down');
   scheduler.stop();
   sla.stop();
@@ -87,4 +96,3 @@ export async function runServer(opts: ServerOptions, deps: ServerDeps): Promise<
   catalog.close();
   if (opts.pidFile) await rm(opts.pidFile, { force: true });
 }
-

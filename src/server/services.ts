@@ -29,7 +29,13 @@ export interface Services {
 }
 
 /** Builds the server's parts in dependency order: catalog -> repositories, vCenters -> queue -> job kinds -> runner -> scheduler. */
-export function buildServices(catalog: Catalog, config: ServerConfig, deps: ServerDeps, logger: Logger, log: PinoLogger): Services {
+export function buildServices(
+  catalog: Catalog,
+  config: ServerConfig,
+  deps: ServerDeps,
+  logger: Logger,
+  log: PinoLogger,
+): Services {
   const repos = new RepositoryManager(catalog, config.repositories, deps, logger);
   const notifier = new Notifier(config.notifications, deps.env, logger);
   const vcenters = new Vcenters(config, deps.env, logger);
@@ -40,7 +46,8 @@ export function buildServices(catalog: Catalog, config: ServerConfig, deps: Serv
     new BackupJob({
       policies: catalog.policies,
       queue,
-      failUnreadableVcenter: (vcenter, opts) => openVcenterVm(config, deps.env, vcenter, undefined, opts) as Promise<never>,
+      failUnreadableVcenter: (vcenter, opts) =>
+        openVcenterVm(config, deps.env, vcenter, undefined, opts) as Promise<never>,
     }),
     new RestoreJob(),
     new VerifyJob(),
@@ -50,7 +57,11 @@ export function buildServices(catalog: Catalog, config: ServerConfig, deps: Serv
     queue,
     retry,
     kinds,
-    limits: { total: config.limits.total, perSource: config.limits.perSource, perRepository: (name) => repositoryLimit(repos, config, name) },
+    limits: {
+      total: config.limits.total,
+      perSource: config.limits.perSource,
+      perRepository: (name) => repositoryLimit(repos, config, name),
+    },
     jobDeps: serverJobDeps(config, deps, repos),
     openRepository: (name) => repos.get(name),
     refreshCatalog: (name) => repos.sync(name),
@@ -77,7 +88,15 @@ function reportFinished(job: Job, to: { log: PinoLogger; notifier: Notifier; sla
       event: job.status === 'failed' ? 'job.failed' : 'job.succeeded',
       time: new Date().toISOString(),
       summary: `${job.kind} job ${job.id}${job.vm ? ` of VM ${job.vm}` : ''} ${job.status}${job.error ? `: ${job.error.message}` : ''}`,
-      job: { id: job.id, kind: job.kind, vm: job.vm, repository: job.repository, status: job.status, error: job.error, attempt: job.attempt },
+      job: {
+        id: job.id,
+        kind: job.kind,
+        vm: job.vm,
+        repository: job.repository,
+        status: job.status,
+        error: job.error,
+        attempt: job.attempt,
+      },
     });
   }
   if (job.kind === 'backup') to.sla.check();

@@ -5,7 +5,12 @@ import type { FastifyInstance } from 'fastify';
 /** web/ at the package root (dist/server/static.js -> ../../web): the console, plain ES modules, no build step. */
 export const WEB_DIR = fileURLToPath(new URL('../../web/', import.meta.url));
 
-const TYPES: Record<string, string> = { html: 'text/html; charset=utf-8', js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8', svg: 'image/svg+xml' };
+const TYPES: Record<string, string> = {
+  html: 'text/html; charset=utf-8',
+  js: 'text/javascript; charset=utf-8',
+  css: 'text/css; charset=utf-8',
+  svg: 'image/svg+xml',
+};
 const FILES = /^[a-z0-9-]+\.(html|js|css|svg)$/;
 
 /** Serves the console: only flat file names from web/ (no paths, no traversal), with a strict CSP. */
@@ -25,7 +30,10 @@ export function registerConsole(app: FastifyInstance): void {
       .header('x-content-type-options', 'nosniff')
       .header('x-frame-options', 'DENY')
       .header('referrer-policy', 'no-referrer')
-      .header('content-security-policy', "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'")
+      .header(
+        'content-security-policy',
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
+      )
       .send(body);
   };
   app.get('/', (_req, reply) => serve('index.html', reply));

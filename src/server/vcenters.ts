@@ -1,5 +1,11 @@
 import { asCofferError, CofferError, type Logger } from '../shared/index.js';
-import { connectVsphere, loadInventory, openVsphereBackup, parseVsphereUrl, type VsphereVmBackup } from '../vsphere/index.js';
+import {
+  connectVsphere,
+  loadInventory,
+  openVsphereBackup,
+  parseVsphereUrl,
+  type VsphereVmBackup,
+} from '../vsphere/index.js';
 import type { InventoryVm, ServerConfig, VcenterConfig } from './config.js';
 
 /** How long a vCenter's VM list is reused before it is read again. */
@@ -17,7 +23,8 @@ function connectParams(vc: VcenterConfig, env: Record<string, string | undefined
   const user = env[vc.userEnv];
   const password = env[vc.passwordEnv];
   if (!user) throw new CofferError('USAGE', `vCenter ${vc.name}: environment variable ${vc.userEnv} is not set`);
-  if (password === undefined) throw new CofferError('USAGE', `vCenter ${vc.name}: environment variable ${vc.passwordEnv} is not set`);
+  if (password === undefined)
+    throw new CofferError('USAGE', `vCenter ${vc.name}: environment variable ${vc.passwordEnv} is not set`);
   return {
     tls: { thumbprint: vc.thumbprint, insecure: vc.insecureTls },
     // connectVsphere reads these two; the rest of the process environment is not passed on
@@ -64,10 +71,19 @@ export class Vcenters {
       try {
         const p = connectParams(vc, this.env);
         const base = baseUrl(vc);
-        const client = await connectVsphere(parseVsphereUrl(base), { ...p, logger: this.logger, signal: AbortSignal.timeout(30_000) });
+        const client = await connectVsphere(parseVsphereUrl(base), {
+          ...p,
+          logger: this.logger,
+          signal: AbortSignal.timeout(30_000),
+        });
         try {
           const inv = await loadInventory(client, { signal: AbortSignal.timeout(60_000) }, { vmConfig: false });
-          entry.vms = inv.vms.map((v) => ({ name: v.name, disks: [`${base}/${v.ref.value}`], vcenter: vc.name, path: v.path }));
+          entry.vms = inv.vms.map((v) => ({
+            name: v.name,
+            disks: [`${base}/${v.ref.value}`],
+            vcenter: vc.name,
+            path: v.path,
+          }));
           entry.error = undefined;
         } finally {
           await client.close();
@@ -114,10 +130,23 @@ export async function openVcenterVm(
   if (!vc) throw new CofferError('USAGE', `vCenter ${JSON.stringify(vcenter)} is not in the server configuration`);
   const p = connectParams(vc, env);
   if (spec === undefined) {
-    const client = await connectVsphere(parseVsphereUrl(baseUrl(vc)), { ...p, logger: opts.logger, signal: opts.signal });
+    const client = await connectVsphere(parseVsphereUrl(baseUrl(vc)), {
+      ...p,
+      logger: opts.logger,
+      signal: opts.signal,
+    });
     await client.close();
-    throw new CofferError('VSPHERE_FAULT', `vCenter ${vc.name} was not readable when this job was queued; start the policy again to select its VMs`);
+    throw new CofferError(
+      'VSPHERE_FAULT',
+      `vCenter ${vc.name} was not readable when this job was queued; start the policy again to select its VMs`,
+    );
   }
   if (!spec.startsWith(`${baseUrl(vc)}/`)) throw new CofferError('USAGE', `${spec} is not a VM of vCenter ${vc.name}`);
-  return openVsphereBackup(spec, { ...p, logger: opts.logger, signal: opts.signal, quiesce: opts.quiesce ?? true, transport: 'http' });
+  return openVsphereBackup(spec, {
+    ...p,
+    logger: opts.logger,
+    signal: opts.signal,
+    quiesce: opts.quiesce ?? true,
+    transport: 'http',
+  });
 }

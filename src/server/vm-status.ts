@@ -9,7 +9,12 @@ export interface VmStatus {
   policies: string[];
   inInventory: boolean;
   lastPoint: { id: string; repository: string; time: string; endTime: string } | null;
-  lastJob: { id: number; status: string; finishedAt: string | null; error: { code: string; message: string } | null } | null;
+  lastJob: {
+    id: number;
+    status: string;
+    finishedAt: string | null;
+    error: { code: string; message: string } | null;
+  } | null;
   /** the strictest RPO of the VM's policies */
   rpoHours: number | null;
   /** null when no policy covers the VM */
@@ -23,7 +28,12 @@ export interface VmStatus {
  * Protection status of every VM the server knows (inventory, policies, restore points): RPO compliance means the
  * newest restore point in the repository of a covering policy finished less than rpoHours ago.
  */
-export function vmStatuses(catalog: Pick<Catalog, 'restorePoints' | 'jobs'>, policies: readonly Policy[], inventory: readonly InventoryVm[], now = new Date()): VmStatus[] {
+export function vmStatuses(
+  catalog: Pick<Catalog, 'restorePoints' | 'jobs'>,
+  policies: readonly Policy[],
+  inventory: readonly InventoryVm[],
+  now = new Date(),
+): VmStatus[] {
   const byVm = new Map<string, { policies: Policy[] }>();
   for (const p of policies) {
     if (!p.enabled) continue;

@@ -19,7 +19,10 @@ test('sleep: an already aborted signal rejects without waiting; a CofferError re
   await assert.rejects(sleep(3_600_000, { signal: AbortSignal.abort() }), isCancelled);
   const ac = new AbortController();
   ac.abort(new CofferError('CANCELLED', 'job cancelled by admin'));
-  await assert.rejects(sleep(3_600_000, { signal: ac.signal }), (e: unknown) => isCancelled(e) && (e as Error).message === 'job cancelled by admin');
+  await assert.rejects(
+    sleep(3_600_000, { signal: ac.signal }),
+    (e: unknown) => isCancelled(e) && (e as Error).message === 'job cancelled by admin',
+  );
 });
 
 test('retry: retries what is retryable with the policy delays, up to the attempts', async () => {
@@ -42,20 +45,31 @@ test('retry: gives up after the attempts with the last failure; a non-retryable 
   let calls = 0;
   const given: number[] = [];
   await assert.rejects(
-    retry({ attempts: 3, delayMs: () => 1, sleep: noSleep, onGiveUp: (_e, a) => void given.push(a) }, async (attempt) => {
-      calls++;
-      throw new CofferError('TRANSIENT', `attempt ${attempt}`);
-    }),
+    retry(
+      { attempts: 3, delayMs: () => 1, sleep: noSleep, onGiveUp: (_e, a) => void given.push(a) },
+      async (attempt) => {
+        calls++;
+        throw new CofferError('TRANSIENT', `attempt ${attempt}`);
+      },
+    ),
     (e: unknown) => e instanceof CofferError && e.message === 'attempt 3',
   );
   assert.equal(calls, 3);
   assert.deepEqual(given, [3]);
   calls = 0;
   await assert.rejects(
-    retry({ attempts: 5, delayMs: () => 1, sleep: noSleep, retryable: (e) => e instanceof CofferError && e.code === 'TRANSIENT' }, async () => {
-      calls++;
-      throw new CofferError('IO', 'disk on fire');
-    }),
+    retry(
+      {
+        attempts: 5,
+        delayMs: () => 1,
+        sleep: noSleep,
+        retryable: (e) => e instanceof CofferError && e.code === 'TRANSIENT',
+      },
+      async () => {
+        calls++;
+        throw new CofferError('IO', 'disk on fire');
+      },
+    ),
     (e: unknown) => e instanceof CofferError && e.code === 'IO',
   );
   assert.equal(calls, 1);
@@ -64,11 +78,15 @@ test('retry: gives up after the attempts with the last failure; a non-retryable 
 test('retry: an abort during the backoff rejects promptly with CANCELLED and starts no further attempt', async () => {
   const ac = new AbortController();
   let calls = 0;
-  const p = retry({ attempts: 10, delayMs: () => 3_600_000 }, async () => {
-    calls++;
-    setImmediate(() => ac.abort());
-    throw new CofferError('TRANSIENT', 'busy');
-  }, { signal: ac.signal });
+  const p = retry(
+    { attempts: 10, delayMs: () => 3_600_000 },
+    async () => {
+      calls++;
+      setImmediate(() => ac.abort());
+      throw new CofferError('TRANSIENT', 'busy');
+    },
+    { signal: ac.signal },
+  );
   await assert.rejects(p, isCancelled);
   assert.equal(calls, 1);
 });
@@ -77,11 +95,15 @@ test('retry: no attempt after an abort between attempts (the failure is thrown)'
   const ac = new AbortController();
   let calls = 0;
   await assert.rejects(
-    retry({ attempts: 10, delayMs: () => 1, sleep: noSleep }, async () => {
-      calls++;
-      ac.abort();
-      throw new CofferError('TRANSIENT', 'busy');
-    }, { signal: ac.signal }),
+    retry(
+      { attempts: 10, delayMs: () => 1, sleep: noSleep },
+      async () => {
+        calls++;
+        ac.abort();
+        throw new CofferError('TRANSIENT', 'busy');
+      },
+      { signal: ac.signal },
+    ),
     (e: unknown) => e instanceof CofferError && e.code === 'TRANSIENT',
   );
   assert.equal(calls, 1);

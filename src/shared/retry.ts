@@ -40,14 +40,19 @@ export interface RetrySchedule {
 
 /** Exponential backoff: `baseMs * 2^(attempt-1)`, capped at `maxMs`, times a jitter factor in [1-jitter, 1+jitter). */
 export function exponentialDelay(baseMs: number, maxMs = Infinity, jitter = 0): (attempt: number) => number {
-  return (attempt) => Math.min(maxMs, baseMs * 2 ** (attempt - 1)) * (jitter > 0 ? 1 - jitter + 2 * jitter * Math.random() : 1);
+  return (attempt) =>
+    Math.min(maxMs, baseMs * 2 ** (attempt - 1)) * (jitter > 0 ? 1 - jitter + 2 * jitter * Math.random() : 1);
 }
 
 /**
  * Runs `fn` until it resolves, a failure is not retryable, or the attempts are used up (the last failure is thrown).
  * An abort stops at once: no attempt starts after it, and a wait in progress rejects (see sleep).
  */
-export async function retry<T>(policy: RetrySchedule, fn: (attempt: number) => Promise<T>, opts: { signal?: AbortSignal | undefined } = {}): Promise<T> {
+export async function retry<T>(
+  policy: RetrySchedule,
+  fn: (attempt: number) => Promise<T>,
+  opts: { signal?: AbortSignal | undefined } = {},
+): Promise<T> {
   const wait = policy.sleep ?? ((ms: number, signal?: AbortSignal) => sleep(ms, { signal }));
   for (let attempt = 1; ; attempt++) {
     try {

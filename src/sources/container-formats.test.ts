@@ -22,7 +22,10 @@ function sh(cmd: string, args: string[]): void {
   assert.equal(r.status, 0, `${cmd} ${args.join(' ')}: ${r.stderr}`);
 }
 
-async function readAll(spec: string, opts: { format?: 'raw' } = {}): Promise<{ size: number; data: Buffer; uri: string }> {
+async function readAll(
+  spec: string,
+  opts: { format?: 'raw' } = {},
+): Promise<{ size: number; data: Buffer; uri: string }> {
   const s = await openSource(spec, opts);
   try {
     const data = Buffer.alloc(s.sizeBytes);
@@ -66,7 +69,18 @@ describe('disk containers by magic', () => {
 
   test('LUKS (raw LUKS container): refused with what it is; --format raw stores its bytes as they are', T, async () => {
     const img = join(tmp, 'disk.luks');
-    sh('qemu-img', ['create', '-q', '-f', 'luks', '--object', 'secret,id=s0,data=pw', '-o', 'key-secret=s0,iter-time=10', img, '4M']);
+    sh('qemu-img', [
+      'create',
+      '-q',
+      '-f',
+      'luks',
+      '--object',
+      'secret,id=s0,data=pw',
+      '-o',
+      'key-secret=s0,iter-time=10',
+      img,
+      '4M',
+    ]);
     const e = await refused(openSource(img), /LUKS1 encrypted volume.*no key/);
     assert.equal(e.details.encrypted, true);
     const got = await readAll(img, { format: 'raw' });
@@ -77,7 +91,18 @@ describe('disk containers by magic', () => {
 
   test('a LUKS-encrypted qcow2 is refused as such (not "read ECONNRESET" from the private NBD socket)', T, async () => {
     const img = join(tmp, 'enc.qcow2');
-    sh('qemu-img', ['create', '-q', '-f', 'qcow2', '--object', 'secret,id=s0,data=pw', '-o', 'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10', img, '4M']);
+    sh('qemu-img', [
+      'create',
+      '-q',
+      '-f',
+      'qcow2',
+      '--object',
+      'secret,id=s0,data=pw',
+      '-o',
+      'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10',
+      img,
+      '4M',
+    ]);
     await refused(openSource(img), /qcow2 image with LUKS encryption/);
   });
 

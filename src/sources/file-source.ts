@@ -44,7 +44,10 @@ export class FileSource implements BlockSource {
         throw sourceError(e, this.displayPath);
       }
       if (n === 0) {
-        throw new CofferError('SOURCE_UNREADABLE', `${this.displayPath}: unexpected end of file at ${offset + got} (was the image truncated during backup?)`);
+        throw new CofferError(
+          'SOURCE_UNREADABLE',
+          `${this.displayPath}: unexpected end of file at ${offset + got} (was the image truncated during backup?)`,
+        );
       }
       got += n;
     }
@@ -79,7 +82,10 @@ async function qemuImgMap(path: string, sizeBytes: number, op?: Op): Promise<Ext
   return new Promise((resolve) => {
     let child;
     try {
-      child = spawn('qemu-img', ['map', '--output=json', '-f', 'raw', path], { stdio: ['ignore', 'pipe', 'ignore'], signal: op?.signal });
+      child = spawn('qemu-img', ['map', '--output=json', '-f', 'raw', path], {
+        stdio: ['ignore', 'pipe', 'ignore'],
+        signal: op?.signal,
+      });
     } catch {
       return resolve(undefined);
     }
@@ -107,7 +113,9 @@ async function qemuImgMap(path: string, sizeBytes: number, op?: Op): Promise<Ext
     // QEMU sizes a raw image in whole 512-byte sectors: the map may cover up to 511 bytes past the end
     child.on('close', (code) => {
       if (!ok || code !== 0 || covered < sizeBytes || covered - sizeBytes >= 512) return resolve(undefined);
-      const clipped = out.filter((e) => e.offset < sizeBytes).map((e) => ({ offset: e.offset, length: Math.min(e.length, sizeBytes - e.offset) }));
+      const clipped = out
+        .filter((e) => e.offset < sizeBytes)
+        .map((e) => ({ offset: e.offset, length: Math.min(e.length, sizeBytes - e.offset) }));
       resolve(clipped);
     });
   });
@@ -130,7 +138,9 @@ export async function openImageFile(p: string, allowDevices = true): Promise<fs.
   });
   if (!st.isFile() && !(allowDevices && st.isBlockDevice())) {
     await fh.close();
-    throw new CofferError('SOURCE_UNREADABLE', `${p} is not a regular file${allowDevices ? ' or block device' : ''}`, { details: { source: p } });
+    throw new CofferError('SOURCE_UNREADABLE', `${p} is not a regular file${allowDevices ? ' or block device' : ''}`, {
+      details: { source: p },
+    });
   }
   return fh;
 }
@@ -154,13 +164,25 @@ export async function blockDeviceSize(rdev: number): Promise<number> {
     const sectors = Number((await fs.readFile(`/sys/dev/block/${major}:${minor}/size`, 'utf8')).trim());
     return sectors * 512;
   } catch (e) {
-    throw new CofferError('SOURCE_UNREADABLE', `cannot determine the size of block device ${major}:${minor}`, { cause: e });
+    throw new CofferError('SOURCE_UNREADABLE', `cannot determine the size of block device ${major}:${minor}`, {
+      cause: e,
+    });
   }
 }
 
 function sourceError(e: unknown, p: string): CofferError {
   if (e instanceof CofferError) return e;
   const err = e as NodeJS.ErrnoException;
-  const why = err.code === 'ENOENT' ? 'no such file' : err.code === 'EACCES' || err.code === 'EPERM' ? 'permission denied' : err.code === 'EISDIR' ? 'is a directory' : err.message;
-  return new CofferError('SOURCE_UNREADABLE', `cannot read source ${p}: ${why}`, { details: { source: p, errno: err.code }, cause: e });
+  const why =
+    err.code === 'ENOENT'
+      ? 'no such file'
+      : err.code === 'EACCES' || err.code === 'EPERM'
+        ? 'permission denied'
+        : err.code === 'EISDIR'
+          ? 'is a directory'
+          : err.message;
+  return new CofferError('SOURCE_UNREADABLE', `cannot read source ${p}: ${why}`, {
+    details: { source: p, errno: err.code },
+    cause: e,
+  });
 }

@@ -75,7 +75,10 @@ export class NbdSource implements BlockSource {
     let offset = 0;
     let run: Extent | undefined;
     while (offset < this.sizeBytes) {
-      const list = await this.withRetry((c) => c.blockStatus(context, offset, Math.min(1 << 30, this.sizeBytes - offset), op), op);
+      const list = await this.withRetry(
+        (c) => c.blockStatus(context, offset, Math.min(1 << 30, this.sizeBytes - offset), op),
+        op,
+      );
       for (const e of list) {
         const length = Math.min(e.length, this.sizeBytes - e.offset);
         if (length <= 0) continue;
@@ -105,7 +108,9 @@ export class NbdSource implements BlockSource {
       if (attempt > 0) {
         op?.signal?.throwIfAborted();
         if (this.failure) throw this.failure;
-        (this.opts.logger ?? silentLogger).warn(`${this.uri}: ${(lastError as Error).message}; reconnecting (attempt ${attempt} of ${retries})`);
+        (this.opts.logger ?? silentLogger).warn(
+          `${this.uri}: ${(lastError as Error).message}; reconnecting (attempt ${attempt} of ${retries})`,
+        );
         await new Promise((r) => setTimeout(r, 500 * 2 ** (attempt - 1))); // 0.5, 1, 2 s: a restarting server gets 3.5 s
         try {
           await this.reconnect(this.client, op);
@@ -129,7 +134,11 @@ export class NbdSource implements BlockSource {
 
   private fail(e: unknown): CofferError {
     const err = e instanceof CofferError ? e : new CofferError('SOURCE_UNREADABLE', String(e));
-    this.failure ??= new CofferError(err.code, `${err.message} (gave up after ${this.opts.retries ?? 3} reconnection attempts)`, { details: err.details, cause: err });
+    this.failure ??= new CofferError(
+      err.code,
+      `${err.message} (gave up after ${this.opts.retries ?? 3} reconnection attempts)`,
+      { details: err.details, cause: err },
+    );
     return this.failure;
   }
 
@@ -139,7 +148,10 @@ export class NbdSource implements BlockSource {
     const fresh = await this.reconnecting;
     if (fresh.sizeBytes !== failed.sizeBytes) {
       await fresh.close();
-      throw new CofferError('SOURCE_UNREADABLE', `${this.uri}: the export changed size from ${failed.sizeBytes} to ${fresh.sizeBytes} while reconnecting`);
+      throw new CofferError(
+        'SOURCE_UNREADABLE',
+        `${this.uri}: the export changed size from ${failed.sizeBytes} to ${fresh.sizeBytes} while reconnecting`,
+      );
     }
     if (this.client === failed) {
       this.client = fresh;
@@ -161,13 +173,20 @@ function isRetryable(e: unknown): boolean {
 function describe(address: NbdAddress, exportName: string, bitmap: string | undefined, tls: boolean): string {
   const s = tls ? 's' : '';
   const q = bitmap ? `?bitmap=${encodeURIComponent(bitmap)}` : ''; // (never the TLS or credential parameters)
-  if ('path' in address) return `nbd${s}+unix:///${encodeURIComponent(exportName)}?socket=${encodeURIComponent(address.path)}${bitmap ? `&bitmap=${encodeURIComponent(bitmap)}` : ''}`;
+  if ('path' in address)
+    return `nbd${s}+unix:///${encodeURIComponent(exportName)}?socket=${encodeURIComponent(address.path)}${bitmap ? `&bitmap=${encodeURIComponent(bitmap)}` : ''}`;
   const host = address.host.includes(':') ? `[${address.host}]` : address.host;
   return `nbd${s}://${host}:${address.port}/${encodeURIComponent(exportName)}${q}`;
 }
 
 /** Parses nbd://HOST[:PORT]/[EXPORT][?bitmap=NAME] and nbd+unix:///[EXPORT]?socket=PATH[&bitmap=NAME]. */
-export function parseNbdUri(spec: string): { address: NbdAddress; exportName: string; bitmap: string | undefined; tls: boolean; tlsCa: string | undefined } {
+export function parseNbdUri(spec: string): {
+  address: NbdAddress;
+  exportName: string;
+  bitmap: string | undefined;
+  tls: boolean;
+  tlsCa: string | undefined;
+} {
   let url: URL;
   try {
     url = new URL(spec);
@@ -176,15 +195,28 @@ export function parseNbdUri(spec: string): { address: NbdAddress; exportName: st
   }
   const exportName = decodeURIComponent(url.pathname.replace(/^\//, ''));
   const bitmap = url.searchParams.get('bitmap') ?? undefined;
-  if (bitmap !== undefined && !/^[\x21-\x7e]{1,1023}$/.test(bitmap)) throw new CofferError('USAGE', `invalid bitmap name ${JSON.stringify(bitmap)}`);
+  if (bitmap !== undefined && !/^[\x21-\x7e]{1,1023}$/.test(bitmap))
+    throw new CofferError('USAGE', `invalid bitmap name ${JSON.stringify(bitmap)}`);
   if (url.protocol === 'nbd+unix:' || url.protocol === 'nbds+unix:') {
     const path = url.searchParams.get('socket');
     if (!path) throw new CofferError('USAGE', `${spec}: nbd+unix needs ?socket=PATH`);
-    return { address: { path }, exportName, bitmap, tls: url.protocol === 'nbds+unix:', tlsCa: url.searchParams.get('tls-ca') ?? undefined };
+    return {
+      address: { path },
+      exportName,
+      bitmap,
+      tls: url.protocol === 'nbds+unix:',
+      tlsCa: url.searchParams.get('tls-ca') ?? undefined,
+    };
   }
   if (url.protocol !== 'nbd:' && url.protocol !== 'nbds:') throw new CofferError('USAGE', `not an NBD URI: ${spec}`);
   const port = url.port === '' ? 10809 : Number(url.port);
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   if (!host) throw new CofferError('USAGE', `${spec}: missing host`);
-  return { address: { host, port }, exportName, bitmap, tls: url.protocol === 'nbds:', tlsCa: url.searchParams.get('tls-ca') ?? undefined };
+  return {
+    address: { host, port },
+    exportName,
+    bitmap,
+    tls: url.protocol === 'nbds:',
+    tlsCa: url.searchParams.get('tls-ca') ?? undefined,
+  };
 }

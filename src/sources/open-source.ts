@@ -7,7 +7,14 @@ import { FileSource, openImageFile } from './file-source.js';
 import { NbdSource, parseNbdUri } from './nbd-source.js';
 import { openWithQemuNbd } from './qemu-nbd-source.js';
 import { VmdkSource } from './vmdk/vmdk-source.js';
-import { HEAD_BYTES, QEMU_FORMATS, detectContainer, refusedError, type Detected, type ImageFormat } from './container-magic.js';
+import {
+  HEAD_BYTES,
+  QEMU_FORMATS,
+  detectContainer,
+  refusedError,
+  type Detected,
+  type ImageFormat,
+} from './container-magic.js';
 
 export type { ImageFormat } from './container-magic.js';
 
@@ -43,7 +50,11 @@ export async function openSource(spec: string, opts: OpenSourceOptions = {}): Pr
         }
       }
     } else if (u.tlsCa) throw new CofferError('USAGE', '?tls-ca= needs nbds:// (NBD over TLS)');
-    return NbdSource.open(u.address, { exportName: u.exportName, bitmap: u.bitmap, logger: opts.logger, timeoutMs: opts.timeoutMs, tls }, opts);
+    return NbdSource.open(
+      u.address,
+      { exportName: u.exportName, bitmap: u.bitmap, logger: opts.logger, timeoutMs: opts.timeoutMs, tls },
+      opts,
+    );
   }
   if (scheme !== undefined && scheme !== 'file') {
     throw new CofferError('USAGE', `unsupported source ${scheme}:// (supported: paths, file://, nbd://, nbd+unix://)`);
@@ -64,9 +75,11 @@ export async function openSource(spec: string, opts: OpenSourceOptions = {}): Pr
   } else {
     filePath = path.resolve(spec);
   }
-  if (format !== null && format !== 'vhd' && !KNOWN.has(format)) throw new CofferError('USAGE', `unknown image format ${JSON.stringify(format)} (${[...KNOWN].join(', ')})`);
+  if (format !== null && format !== 'vhd' && !KNOWN.has(format))
+    throw new CofferError('USAGE', `unknown image format ${JSON.stringify(format)} (${[...KNOWN].join(', ')})`);
   const given = format === 'vhd' ? 'vpc' : ((format as ImageFormat | null) ?? opts.format);
-  if (opts.format && format !== null && opts.format !== given) throw new CofferError('USAGE', `--format ${opts.format} contradicts ?format=${format} in ${spec}`);
+  if (opts.format && format !== null && opts.format !== given)
+    throw new CofferError('USAGE', `--format ${opts.format} contradicts ?format=${format} in ${spec}`);
   let fmt: ImageFormat;
   if (given) fmt = given;
   else {
@@ -82,7 +95,12 @@ export async function openSource(spec: string, opts: OpenSourceOptions = {}): Pr
     case 'vmdk':
       return VmdkSource.open(filePath);
     default:
-      return openWithQemuNbd(filePath, fmt, { bitmap, logger: opts.logger, uri: bitmap ? `${uri}?bitmap=${encodeURIComponent(bitmap)}` : uri }, opts);
+      return openWithQemuNbd(
+        filePath,
+        fmt,
+        { bitmap, logger: opts.logger, uri: bitmap ? `${uri}?bitmap=${encodeURIComponent(bitmap)}` : uri },
+        opts,
+      );
   }
 }
 

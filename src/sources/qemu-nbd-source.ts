@@ -13,13 +13,27 @@ export type { QemuFormat } from './container-magic.js';
  * An image file in a format QEMU reads (qcow2, VHDX, VHD, VDI, QED, Parallels, ...: container-magic.ts) served by a private, read-only qemu-nbd on a Unix socket
  * in a fresh temporary directory, which Coffer starts with a pid file and stops by pid when the source is closed.
  */
-export async function openWithQemuNbd(path: string, format: QemuFormat, opts: { bitmap?: string | undefined; logger?: Logger; uri: string }, op?: Op): Promise<BlockSource> {
+export async function openWithQemuNbd(
+  path: string,
+  format: QemuFormat,
+  opts: { bitmap?: string | undefined; logger?: Logger; uri: string },
+  op?: Op,
+): Promise<BlockSource> {
   const dir = await mkdtemp(join(tmpdir(), 'coffer-qemu-nbd-'));
   const socket = join(dir, 'nbd.sock');
   const pidFile = join(dir, 'qemu-nbd.pid');
   // Our own child (no --fork): we reap it, so its exit is seen at once (a forked daemon would be reparented and,
   // under an init that does not reap, linger as a zombie that still answers kill(pid, 0)).
-  const args = ['--read-only', `--format=${format}`, '--persistent', '--shared=8', `--pid-file=${pidFile}`, `--socket=${socket}`, '--cache=none', '--aio=threads'];
+  const args = [
+    '--read-only',
+    `--format=${format}`,
+    '--persistent',
+    '--shared=8',
+    `--pid-file=${pidFile}`,
+    `--socket=${socket}`,
+    '--cache=none',
+    '--aio=threads',
+  ];
   if (opts.bitmap) args.push(`--bitmap=${opts.bitmap}`);
   args.push(path);
   let stderr = '';
@@ -37,7 +51,15 @@ export async function openWithQemuNbd(path: string, format: QemuFormat, opts: { 
   });
   const spawnError = new Promise<never>((_, reject) =>
     child.on('error', (e: NodeJS.ErrnoException) =>
-      reject(new CofferError('SOURCE_UNREADABLE', e.code === 'ENOENT' ? `qemu-nbd is not installed: it is needed to read ${format} images` : `cannot start qemu-nbd: ${e.message}`, { hint: 'install qemu-utils (scripts/setup.sh does)', cause: e })),
+      reject(
+        new CofferError(
+          'SOURCE_UNREADABLE',
+          e.code === 'ENOENT'
+            ? `qemu-nbd is not installed: it is needed to read ${format} images`
+            : `cannot start qemu-nbd: ${e.message}`,
+          { hint: 'install qemu-utils (scripts/setup.sh does)', cause: e },
+        ),
+      ),
     ),
   );
   spawnError.catch(() => undefined);
@@ -57,20 +79,37 @@ export async function openWithQemuNbd(path: string, format: QemuFormat, opts: { 
       op?.signal?.throwIfAborted();
       if (exited !== undefined) {
         const msg = stderr.trim().split('\n').pop() ?? '';
-        throw new CofferError('SOURCE_UNREADABLE', `cannot open ${path} as ${format}: ${msg.replace(/^qemu-nbd: /, '') || `qemu-nbd exited with ${exited}`}`, { details: { source: path, format } });
+        throw new CofferError(
+          'SOURCE_UNREADABLE',
+          `cannot open ${path} as ${format}: ${msg.replace(/^qemu-nbd: /, '') || `qemu-nbd exited with ${exited}`}`,
+          { details: { source: path, format } },
+        );
       }
       if (await exists(socket)) break;
-      if (Date.now() > deadline) throw new CofferError('SOURCE_UNREADABLE', `qemu-nbd did not open ${path} within 30 s`);
+      if (Date.now() > deadline)
+        throw new CofferError('SOURCE_UNREADABLE', `qemu-nbd did not open ${path} within 30 s`);
       await Promise.race([new Promise((r) => setTimeout(r, 10)), spawnError]);
     }
     let source: NbdSource;
     try {
-      source = await NbdSource.open({ path: socket }, { exportName: '', bitmap: opts.bitmap, logger: opts.logger, uri: opts.uri, retries: 0 }, op);
+      source = await NbdSource.open(
+        { path: socket },
+        { exportName: '', bitmap: opts.bitmap, logger: opts.logger, uri: opts.uri, retries: 0 },
+        op,
+      );
     } catch (e) {
       // qemu-nbd may create its socket and then fail to open the image: its own words, not "read ECONNRESET"
       await Promise.race([exit, new Promise((r) => setTimeout(r, 1000))]);
-      const msg = stderr.trim().split('\n').pop()?.replace(/^qemu-nbd: /, '');
-      if (msg) throw new CofferError('SOURCE_UNREADABLE', `cannot open ${path} as ${format}: ${msg}`, { details: { source: path, format }, cause: e });
+      const msg = stderr
+        .trim()
+        .split('\n')
+        .pop()
+        ?.replace(/^qemu-nbd: /, '');
+      if (msg)
+        throw new CofferError('SOURCE_UNREADABLE', `cannot open ${path} as ${format}: ${msg}`, {
+          details: { source: path, format },
+          cause: e,
+        });
       throw e;
     }
     const close = source.close.bind(source);

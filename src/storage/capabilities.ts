@@ -80,7 +80,8 @@ export function capabilityOf<K extends CapabilityName>(store: BlobStore, key: K)
 
 /** For a backend's `capability`: itself for the capabilities it lists, undefined for the others. */
 export function ownCapabilities<S>(self: S, keys: readonly CapabilityName[]) {
-  return <K extends CapabilityName>(key: K): StoreCapabilities[K] | undefined => (keys.includes(key) ? (self as unknown as StoreCapabilities[K]) : undefined);
+  return <K extends CapabilityName>(key: K): StoreCapabilities[K] | undefined =>
+    keys.includes(key) ? (self as unknown as StoreCapabilities[K]) : undefined;
 }
 
 export function isTiered(s: BlobStore): boolean {

@@ -21,9 +21,16 @@ export { innermost } from './forwarding-blob-store.js';
 export function lockRefusal(e: unknown, location: string, hint: string): unknown {
   if (
     e instanceof CofferError &&
-    (e.details.unsupported || ['InvalidRequest', 'ImmutableStorageWithVersioningNotEnabled', 'ObjectLockConfigurationNotFoundError'].includes(e.details.serviceCode as string))
+    (e.details.unsupported ||
+      ['InvalidRequest', 'ImmutableStorageWithVersioningNotEnabled', 'ObjectLockConfigurationNotFoundError'].includes(
+        e.details.serviceCode as string,
+      ))
   ) {
-    return new CofferError('USAGE', `${location} cannot hold retention locks: ${e.message}`, { hint, details: e.details, cause: e });
+    return new CofferError('USAGE', `${location} cannot hold retention locks: ${e.message}`, {
+      hint,
+      details: e.details,
+      cause: e,
+    });
   }
   return e;
 }

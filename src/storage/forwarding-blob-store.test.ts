@@ -23,7 +23,12 @@ test('capabilities: a backend has only its own; every wrapper forwards them; unw
     assert.ok(capabilityOf(local, 'tempFiles'));
     assert.equal(capabilityOf(local, 'tiers'), undefined);
     assert.equal(capabilityOf(new MemoryBlobStore(), 'tempFiles'), undefined);
-    for (const wrapped of [new AppendOnlyBlobStore(local), new RetryingBlobStore(local), new CachingBlobStore(local, dir), new ThrottledBlobStore(local, 1e9)]) {
+    for (const wrapped of [
+      new AppendOnlyBlobStore(local),
+      new RetryingBlobStore(local),
+      new CachingBlobStore(local, dir),
+      new ThrottledBlobStore(local, 1e9),
+    ]) {
       assert.ok(wrapped instanceof ForwardingBlobStore);
       assert.equal(wrapped.unwrap(), local);
       assert.equal(innermost(new RetryingBlobStore(wrapped)), local);
@@ -44,7 +49,8 @@ test('capabilities: append-only answers locks itself; throttling hides server-si
   await mem.put(n('chunks/ab/x'), Buffer.from('x'));
   assert.deepEqual(await locks.retention(n('chunks/ab/x')), { legalHold: true });
   const copying = Object.assign(new MemoryBlobStore(), {
-    capability: (key: string) => (key === 'serverSideCopy' ? { serverSideCopyFrom: async () => 'created' as const } : undefined),
+    capability: (key: string) =>
+      key === 'serverSideCopy' ? { serverSideCopyFrom: async () => 'created' as const } : undefined,
   });
   assert.ok(capabilityOf(new RetryingBlobStore(copying), 'serverSideCopy'));
   assert.equal(capabilityOf(new ThrottledBlobStore(copying, 1e9), 'serverSideCopy'), undefined);

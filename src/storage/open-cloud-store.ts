@@ -19,12 +19,18 @@ export async function openCloudStore(
   let store: BlobStore;
   if (/^azure:\/\//i.test(spec)) {
     const { openAzureStore } = await import('./azure/azure-location.js');
-    store = await new RetryingBlobStore({ location: spec } as BlobStore, opts.retry).retryOpen(() => openAzureStore(spec, env, opts));
+    store = await new RetryingBlobStore({ location: spec } as BlobStore, opts.retry).retryOpen(() =>
+      openAzureStore(spec, env, opts),
+    );
   } else if (/^s3:\/\//i.test(spec)) {
     const { openS3Store } = await import('./s3/s3-location.js');
-    store = await new RetryingBlobStore({ location: spec } as BlobStore, opts.retry).retryOpen(() => openS3Store(spec, env, opts));
+    store = await new RetryingBlobStore({ location: spec } as BlobStore, opts.retry).retryOpen(() =>
+      openS3Store(spec, env, opts),
+    );
   } else {
-    throw new CofferError('USAGE', `unsupported repository location ${spec}`, { hint: 'use a directory, azure://ACCOUNT/CONTAINER[/PREFIX] or s3://BUCKET[/PREFIX]' });
+    throw new CofferError('USAGE', `unsupported repository location ${spec}`, {
+      hint: 'use a directory, azure://ACCOUNT/CONTAINER[/PREFIX] or s3://BUCKET[/PREFIX]',
+    });
   }
   return new RetryingBlobStore(store, opts.retry);
 }

@@ -47,7 +47,10 @@ class Flaky extends MemoryBlobStore {
   }
 }
 
-blobStoreSuite('retrying wrapper over memory', async () => ({ store: new RetryingBlobStore(new MemoryBlobStore(), { sleep: noSleep }), cleanup: async () => undefined }));
+blobStoreSuite('retrying wrapper over memory', async () => ({
+  store: new RetryingBlobStore(new MemoryBlobStore(), { sleep: noSleep }),
+  cleanup: async () => undefined,
+}));
 
 test('retrying: TRANSIENT is retried with growing delays, other codes fail at once', async () => {
   const inner = new Flaky();
@@ -72,7 +75,11 @@ test('retrying: gives up after the attempts with TRANSIENT, a hint and the count
   const s = new RetryingBlobStore(inner, { sleep: noSleep, attempts: 3 });
   inner.failures.get = 10;
   await s.put(n('a'), Buffer.from('x'));
-  await assert.rejects(s.get(n('a')), (e: unknown) => e instanceof CofferError && e.code === 'TRANSIENT' && e.details.attempts === 3 && /gave up/.test(e.hint ?? ''));
+  await assert.rejects(
+    s.get(n('a')),
+    (e: unknown) =>
+      e instanceof CofferError && e.code === 'TRANSIENT' && e.details.attempts === 3 && /gave up/.test(e.hint ?? ''),
+  );
 });
 
 test('retrying: a put whose lost answer had landed counts as created; someone else\'s blob stays "exists"', async () => {
@@ -94,5 +101,8 @@ test('retrying: a listing cut part-way resumes without duplicates or gaps', asyn
   inner.listFailAfter = 4;
   const seen: string[] = [];
   for await (const b of s.list('p/')) seen.push(b.name);
-  assert.deepEqual(seen, Array.from({ length: 10 }, (_, i) => `p/${i}`));
+  assert.deepEqual(
+    seen,
+    Array.from({ length: 10 }, (_, i) => `p/${i}`),
+  );
 });

@@ -46,13 +46,17 @@ export class RetryingBlobStore extends ForwardingBlobStore {
         retryable: (e) => e instanceof CofferError && e.code === 'TRANSIENT',
         onRetry: (e, attempt, delay) => {
           this.retries++;
-          this.policy.logger?.debug(`${what}: ${(e as Error).message}; retry ${attempt}/${this.attempts - 1} in ${Math.round(delay)} ms`);
+          this.policy.logger?.debug(
+            `${what}: ${(e as Error).message}; retry ${attempt}/${this.attempts - 1} in ${Math.round(delay)} ms`,
+          );
         },
         ...(this.sleep ? { sleep: this.sleep } : {}),
         onGiveUp: (e, attempt) => {
           if (e instanceof CofferError && e.code === 'TRANSIENT' && attempt > 1) {
             e.details.attempts = attempt;
-            if (!e.hint) (e as { hint: string | undefined }).hint = `gave up after ${attempt} attempts; the service is throttling or unreachable: try again later (committed data is intact)`;
+            if (!e.hint)
+              (e as { hint: string | undefined }).hint =
+                `gave up after ${attempt} attempts; the service is throttling or unreachable: try again later (committed data is intact)`;
           }
         },
       },
@@ -103,7 +107,8 @@ export class RetryingBlobStore extends ForwardingBlobStore {
         }
         return;
       } catch (e) {
-        if (!(e instanceof CofferError) || e.code !== 'TRANSIENT' || attempt >= this.attempts || op?.signal?.aborted) throw e;
+        if (!(e instanceof CofferError) || e.code !== 'TRANSIENT' || attempt >= this.attempts || op?.signal?.aborted)
+          throw e;
         this.retries++;
         restarted = true;
         const delay = this.delayMs(attempt);
@@ -141,7 +146,10 @@ export class RetryingBlobStore extends ForwardingBlobStore {
       };
     } else if (key === 'serverSideCopy') {
       const x = c as ServerSideCopy;
-      caps.serverSideCopy = { serverSideCopyFrom: (source, name, op) => this.call(`copy ${name}`, op, () => x.serverSideCopyFrom(source, name, op)) };
+      caps.serverSideCopy = {
+        serverSideCopyFrom: (source, name, op) =>
+          this.call(`copy ${name}`, op, () => x.serverSideCopyFrom(source, name, op)),
+      };
     } else return c;
     return caps[key];
   }

@@ -63,7 +63,13 @@ export class HttpDatastoreTransport implements DiskTransport {
   async open(disk: VmDisk, _index: number, ctx: { datacenter: string }, op: Op = {}): Promise<DiskReader> {
     const { datastore } = parseDatastorePath(disk.fileName);
     const extents = await this.resolve(disk, ctx.datacenter, op);
-    return new HttpDiskReader(this, ctx.datacenter, datastore, extents, `https://${this.o.http.host}:${this.o.http.port}/folder/${extents[0]!.path}`);
+    return new HttpDiskReader(
+      this,
+      ctx.datacenter,
+      datastore,
+      extents,
+      `https://${this.o.http.host}:${this.o.http.port}/folder/${extents[0]!.path}`,
+    );
   }
 
   /**
@@ -72,15 +78,28 @@ export class HttpDatastoreTransport implements DiskTransport {
    * a sparse header (KDMV/COWD), an unrecognised file, a delta, a vSAN object or RDM (not files /folder serves), a
    * missing extent, and (for reads) an extent file shorter than its part of the disk.
    */
-  async resolve(disk: Pick<VmDisk, 'fileName' | 'capacityBytes'>, datacenter: string, op: Op = {}, forRead = true): Promise<FileExtent[]> {
+  async resolve(
+    disk: Pick<VmDisk, 'fileName' | 'capacityBytes'>,
+    datacenter: string,
+    op: Op = {},
+    forRead = true,
+  ): Promise<FileExtent[]> {
     const { datastore, path } = parseDatastorePath(disk.fileName);
     const head = await this.get(datacenter, datastore, path, 0, 65535, op, true);
     const kind = sniffVmdk(head.body);
     if (kind === 'sparse' || kind === 'cowd') {
-      throw new CofferError('VSPHERE_TRANSPORT', `${disk.fileName} is a sparse VMDK: the HTTP transport reads flat disks only`, { hint: 'use --transport hotadd (on a proxy VM) or --transport nbd (VDDK)' });
+      throw new CofferError(
+        'VSPHERE_TRANSPORT',
+        `${disk.fileName} is a sparse VMDK: the HTTP transport reads flat disks only`,
+        { hint: 'use --transport hotadd (on a proxy VM) or --transport nbd (VDDK)' },
+      );
     }
     if (kind !== 'descriptor') {
-      throw new CofferError('VSPHERE_DISK_LAYOUT', `${disk.fileName} is neither a VMDK descriptor nor a known sparse header (${head.total} bytes); refusing to back it up as a disk`, { details: { file: disk.fileName, bytes: head.total } });
+      throw new CofferError(
+        'VSPHERE_DISK_LAYOUT',
+        `${disk.fileName} is neither a VMDK descriptor nor a known sparse header (${head.total} bytes); refusing to back it up as a disk`,
+        { details: { file: disk.fileName, bytes: head.total } },
+      );
     }
     return this.descriptorExtents(head.body.toString('latin1'), disk, datacenter, datastore, path, op, forRead);
   }
@@ -89,12 +108,21 @@ export class HttpDatastoreTransport implements DiskTransport {
    * Writes a whole disk (PUT /folder, streamed, Content-Length = size) into the file that holds its bytes: the flat
    * extent named by a descriptor, else the .vmdk itself (vcsim). Untested against a real vCenter (DESIGN.md §vSphere).
    */
-  async upload(disk: Pick<VmDisk, 'fileName' | 'capacityBytes'>, datacenter: string, body: Readable, op: Op = {}): Promise<string> {
+  async upload(
+    disk: Pick<VmDisk, 'fileName' | 'capacityBytes'>,
+    datacenter: string,
+    body: Readable,
+    op: Op = {},
+  ): Promise<string> {
     const extents = await this.resolve(disk, datacenter, op, false).catch((e: unknown) => {
       if (e instanceof CofferError && e.code === 'SOURCE_UNREADABLE' && /HTTP 404/.test(e.message)) return undefined; // a new file
       throw e;
     });
-    if (extents && extents.length !== 1) throw new CofferError('TARGET_UNWRITABLE', `${disk.fileName} has ${extents.length} extents; uploads need a single flat extent`);
+    if (extents && extents.length !== 1)
+      throw new CofferError(
+        'TARGET_UNWRITABLE',
+        `${disk.fileName} has ${extents.length} extents; uploads need a single flat extent`,
+      );
     const path = extents?.[0]?.path ?? parseDatastorePath(disk.fileName).path;
     const { datastore } = parseDatastorePath(disk.fileName);
     await this.put(datacenter, datastore, path, body, disk.capacityBytes, op);
@@ -102,13 +130,28 @@ export class HttpDatastoreTransport implements DiskTransport {
   }
 
   async put(dc: string, ds: string, path: string, body: Readable, sizeBytes: number, op: Op = {}): Promise<void> {
-    const headers: Record<string, string | number> = { 'Content-Type': 'application/octet-stream', 'Content-Length': sizeBytes };
+    const headers: Record<string, string | number> = {
+      'Content-Type': 'application/octet-stream',
+      'Content-Length': sizeBytes,
+    };
     const cookie = this.o.cookie();
     if (cookie) headers['Cookie'] = cookie;
-    const reply = await this.o.http.request({ method: 'PUT', path: folderUrl(dc, ds, path), headers, body, signal: op.signal, timeoutMs: 600_000, maxBytes: 1 << 20 });
-    if (reply.status === 401 || reply.status === 403) throw new CofferError('VSPHERE_AUTH', `vCenter refused the upload to [${ds}] ${path} (HTTP ${reply.status})`);
+    const reply = await this.o.http.request({
+      method: 'PUT',
+      path: folderUrl(dc, ds, path),
+      headers,
+      body,
+      signal: op.signal,
+      timeoutMs: 600_000,
+      maxBytes: 1 << 20,
+    });
+    if (reply.status === 401 || reply.status === 403)
+      throw new CofferError('VSPHERE_AUTH', `vCenter refused the upload to [${ds}] ${path} (HTTP ${reply.status})`);
     if (reply.status !== 200 && reply.status !== 201 && reply.status !== 204) {
-      throw new CofferError('TARGET_UNWRITABLE', `uploading [${ds}] ${path} failed: HTTP ${reply.status} ${reply.body.subarray(0, 200).toString('utf8').trim()}`);
+      throw new CofferError(
+        'TARGET_UNWRITABLE',
+        `uploading [${ds}] ${path} failed: HTTP ${reply.status} ${reply.body.subarray(0, 200).toString('utf8').trim()}`,
+      );
     }
   }
 
@@ -123,54 +166,106 @@ export class HttpDatastoreTransport implements DiskTransport {
     }
   }
 
-  private async descriptorExtents(text: string, disk: Pick<VmDisk, 'fileName' | 'capacityBytes'>, dc: string, datastore: string, path: string, op: Op, forRead: boolean): Promise<FileExtent[]> {
+  private async descriptorExtents(
+    text: string,
+    disk: Pick<VmDisk, 'fileName' | 'capacityBytes'>,
+    dc: string,
+    datastore: string,
+    path: string,
+    op: Op,
+    forRead: boolean,
+  ): Promise<FileExtent[]> {
     const d = parseVmdkDescriptor(text, disk.fileName);
     if ((d.parentCID && d.parentCID.toLowerCase() !== 'ffffffff') || d.parentFileNameHint) {
-      throw new CofferError('VSPHERE_TRANSPORT', `${disk.fileName} is a delta disk (the VM has other snapshots): the HTTP transport reads flat base disks only`, { hint: 'remove the other snapshots of the VM, or use --transport hotadd or nbd' });
+      throw new CofferError(
+        'VSPHERE_TRANSPORT',
+        `${disk.fileName} is a delta disk (the VM has other snapshots): the HTTP transport reads flat base disks only`,
+        { hint: 'remove the other snapshots of the VM, or use --transport hotadd or nbd' },
+      );
     }
     const out: FileExtent[] = [];
     let start = 0;
     for (const e of d.extents) {
       const where = resolveExtent(e.file, { datastore, path });
       if (where.kind === 'vsan-object') {
-        throw new CofferError('VSPHERE_TRANSPORT', `${disk.fileName} is on vSAN (extent ${e.file}): vCenter's /folder access cannot read vSAN objects`, {
-          hint: 'use --transport hotadd (Coffer on a proxy VM in the cluster) or --transport nbd (VDDK)',
-          details: { file: disk.fileName, extent: e.file },
-        });
+        throw new CofferError(
+          'VSPHERE_TRANSPORT',
+          `${disk.fileName} is on vSAN (extent ${e.file}): vCenter's /folder access cannot read vSAN objects`,
+          {
+            hint: 'use --transport hotadd (Coffer on a proxy VM in the cluster) or --transport nbd (VDDK)',
+            details: { file: disk.fileName, extent: e.file },
+          },
+        );
       }
       if (e.type === 'VMFSRDM' || e.type === 'VMFSRAW' || where.kind === 'device') {
-        throw new CofferError('VSPHERE_TRANSPORT', `${disk.fileName} is a raw device mapping (${e.type}): not readable over /folder`, { hint: 'use --transport hotadd or nbd' });
+        throw new CofferError(
+          'VSPHERE_TRANSPORT',
+          `${disk.fileName} is a raw device mapping (${e.type}): not readable over /folder`,
+          { hint: 'use --transport hotadd or nbd' },
+        );
       }
-      if (e.type !== 'FLAT' && e.type !== 'VMFS') throw new CofferError('VSPHERE_TRANSPORT', `${disk.fileName}: extent type ${e.type} is not readable over HTTP`, { hint: 'use --transport hotadd or nbd' });
-      if (e.offsetSectors !== 0) throw new CofferError('VSPHERE_DISK_LAYOUT', `${disk.fileName}: extents with an offset are not supported`);
-      if (where.datastore !== datastore) throw new CofferError('VSPHERE_DISK_LAYOUT', `${disk.fileName}: extent ${e.file} is on another datastore (${where.datastore})`);
+      if (e.type !== 'FLAT' && e.type !== 'VMFS')
+        throw new CofferError(
+          'VSPHERE_TRANSPORT',
+          `${disk.fileName}: extent type ${e.type} is not readable over HTTP`,
+          { hint: 'use --transport hotadd or nbd' },
+        );
+      if (e.offsetSectors !== 0)
+        throw new CofferError('VSPHERE_DISK_LAYOUT', `${disk.fileName}: extents with an offset are not supported`);
+      if (where.datastore !== datastore)
+        throw new CofferError(
+          'VSPHERE_DISK_LAYOUT',
+          `${disk.fileName}: extent ${e.file} is on another datastore (${where.datastore})`,
+        );
       let probe: { total: number };
       try {
         probe = await this.get(dc, where.datastore, where.path, 0, 0, op, true);
       } catch (err) {
         if (err instanceof CofferError && /HTTP 404/.test(err.message)) {
-          throw new CofferError('VSPHERE_DISK_LAYOUT', `${disk.fileName}: its extent ${e.file} ([${where.datastore}] ${where.path}) cannot be found`, { details: { file: disk.fileName, extent: e.file }, cause: err });
+          throw new CofferError(
+            'VSPHERE_DISK_LAYOUT',
+            `${disk.fileName}: its extent ${e.file} ([${where.datastore}] ${where.path}) cannot be found`,
+            { details: { file: disk.fileName, extent: e.file }, cause: err },
+          );
         }
         throw err;
       }
       const length = e.sectors * 512;
       if (forRead && probe.total < length) {
-        throw new CofferError('VSPHERE_DISK_LAYOUT', `${disk.fileName}: extent ${e.file} has ${probe.total} bytes, the descriptor says ${length}; refusing to back up bytes that were not read`, { details: { file: disk.fileName, extent: e.file, fileBytes: probe.total, extentBytes: length } });
+        throw new CofferError(
+          'VSPHERE_DISK_LAYOUT',
+          `${disk.fileName}: extent ${e.file} has ${probe.total} bytes, the descriptor says ${length}; refusing to back up bytes that were not read`,
+          { details: { file: disk.fileName, extent: e.file, fileBytes: probe.total, extentBytes: length } },
+        );
       }
       out.push({ path: where.path, start, length, fileBytes: probe.total });
       start += length;
     }
-    if (start < disk.capacityBytes) throw new CofferError('VSPHERE_DISK_LAYOUT', `${disk.fileName}: the extents cover ${start} bytes of a ${disk.capacityBytes}-byte disk`);
+    if (start < disk.capacityBytes)
+      throw new CofferError(
+        'VSPHERE_DISK_LAYOUT',
+        `${disk.fileName}: the extents cover ${start} bytes of a ${disk.capacityBytes}-byte disk`,
+      );
     return out;
   }
 
   /** One ranged GET with retries; `probe` accepts a short or empty file (416) and reports the file size. */
-  async get(dc: string, ds: string, path: string, first: number, last: number, op: Op, probe = false): Promise<{ body: Buffer; total: number }> {
+  async get(
+    dc: string,
+    ds: string,
+    path: string,
+    first: number,
+    last: number,
+    op: Op,
+    probe = false,
+  ): Promise<{ body: Buffer; total: number }> {
     const retries = this.o.retries ?? 3;
     let lastError: CofferError | undefined;
     for (let attempt = 0; attempt <= retries; attempt++) {
       if (attempt > 0) {
-        (this.o.logger ?? silentLogger).warn(`${path}: ${lastError!.message}; retrying (attempt ${attempt} of ${retries})`);
+        (this.o.logger ?? silentLogger).warn(
+          `${path}: ${lastError!.message}; retrying (attempt ${attempt} of ${retries})`,
+        );
         await sleep(500 * 2 ** (attempt - 1), { signal: op.signal });
       }
       const headers: Record<string, string> = { Range: `bytes=${first}-${last}` };
@@ -178,7 +273,14 @@ export class HttpDatastoreTransport implements DiskTransport {
       if (cookie) headers['Cookie'] = cookie;
       let reply;
       try {
-        reply = await this.o.http.request({ method: 'GET', path: folderUrl(dc, ds, path), headers, signal: op.signal, timeoutMs: 120_000, maxBytes: Math.max(last - first + 2, 65536) });
+        reply = await this.o.http.request({
+          method: 'GET',
+          path: folderUrl(dc, ds, path),
+          headers,
+          signal: op.signal,
+          timeoutMs: 120_000,
+          maxBytes: Math.max(last - first + 2, 65536),
+        });
       } catch (e) {
         if (e instanceof CofferError && e.details.retryable === true && !op.signal?.aborted) {
           lastError = e;
@@ -189,19 +291,31 @@ export class HttpDatastoreTransport implements DiskTransport {
       const total = Number(/\/(\d+)\s*$/.exec(String(reply.headers['content-range'] ?? ''))?.[1] ?? NaN);
       if (reply.status === 206) {
         if (reply.body.length !== Math.min(last, (Number.isFinite(total) ? total : Infinity) - 1) - first + 1) {
-          throw new CofferError('SOURCE_UNREADABLE', `${path}: asked for bytes ${first}-${last}, got ${reply.body.length}`, { details: { protocol: true } });
+          throw new CofferError(
+            'SOURCE_UNREADABLE',
+            `${path}: asked for bytes ${first}-${last}, got ${reply.body.length}`,
+            { details: { protocol: true } },
+          );
         }
         return { body: reply.body, total: Number.isFinite(total) ? total : first + reply.body.length };
       }
       if (reply.status === 416 && probe) return { body: Buffer.alloc(0), total: Number.isFinite(total) ? total : 0 };
       if (reply.status === 416) return { body: Buffer.alloc(0), total: Number.isFinite(total) ? total : 0 };
-      if (reply.status === 200 && first === 0 && reply.body.length <= last + 1) return { body: reply.body, total: reply.body.length };
-      if (reply.status === 401 || reply.status === 403) throw new CofferError('VSPHERE_AUTH', `vCenter refused datastore access to ${path} (HTTP ${reply.status})`);
-      if (reply.status === 404) throw new CofferError('SOURCE_UNREADABLE', `the disk file ${path} is not on datastore ${ds} (HTTP 404)`);
-      lastError = new CofferError('SOURCE_UNREADABLE', `GET ${path} bytes ${first}-${last}: HTTP ${reply.status}`, { details: { status: reply.status } });
+      if (reply.status === 200 && first === 0 && reply.body.length <= last + 1)
+        return { body: reply.body, total: reply.body.length };
+      if (reply.status === 401 || reply.status === 403)
+        throw new CofferError('VSPHERE_AUTH', `vCenter refused datastore access to ${path} (HTTP ${reply.status})`);
+      if (reply.status === 404)
+        throw new CofferError('SOURCE_UNREADABLE', `the disk file ${path} is not on datastore ${ds} (HTTP 404)`);
+      lastError = new CofferError('SOURCE_UNREADABLE', `GET ${path} bytes ${first}-${last}: HTTP ${reply.status}`, {
+        details: { status: reply.status },
+      });
       if (reply.status < 500) throw lastError;
     }
-    throw new CofferError(lastError!.code, `${lastError!.message} (gave up after ${retries} retries)`, { details: lastError!.details, cause: lastError });
+    throw new CofferError(lastError!.code, `${lastError!.message} (gave up after ${retries} retries)`, {
+      details: lastError!.details,
+      cause: lastError,
+    });
   }
 
   get rangeBytes(): number {
@@ -221,7 +335,8 @@ class HttpDiskReader implements DiskReader {
   async read(offset: number, length: number, into: Buffer, op: Op = {}): Promise<void> {
     const parts: { off: number; len: number }[] = [];
     const step = this.t.rangeBytes;
-    if (length >= 2 * step) for (let o = 0; o < length; o += step) parts.push({ off: offset + o, len: Math.min(step, length - o) });
+    if (length >= 2 * step)
+      for (let o = 0; o < length; o += step) parts.push({ off: offset + o, len: Math.min(step, length - o) });
     else parts.push({ off: offset, len: length });
     // at most 4 ranges in flight
     let next = 0;
@@ -243,9 +358,17 @@ class HttpDiskReader implements DiskReader {
       const inExt = Math.min(length - done, ext.start + ext.length - pos);
       const fileOff = pos - ext.start;
       // never zeros for bytes that were not read: a file that ended early fails the backup
-      if (fileOff + inExt > ext.fileBytes) throw new CofferError('VSPHERE_DISK_LAYOUT', `${ext.path}: the file has ${ext.fileBytes} bytes, the disk needs ${fileOff + inExt}`);
+      if (fileOff + inExt > ext.fileBytes)
+        throw new CofferError(
+          'VSPHERE_DISK_LAYOUT',
+          `${ext.path}: the file has ${ext.fileBytes} bytes, the disk needs ${fileOff + inExt}`,
+        );
       const { body } = await this.t.get(this.dc, this.ds, ext.path, fileOff, fileOff + inExt - 1, op);
-      if (body.length !== inExt) throw new CofferError('VSPHERE_DISK_LAYOUT', `${ext.path}: short read at ${fileOff} (${body.length} of ${inExt} bytes); did the file shrink?`);
+      if (body.length !== inExt)
+        throw new CofferError(
+          'VSPHERE_DISK_LAYOUT',
+          `${ext.path}: short read at ${fileOff} (${body.length} of ${inExt} bytes); did the file shrink?`,
+        );
       body.copy(into, done);
       done += inExt;
     }
@@ -270,13 +393,24 @@ export class NbdDiskTransport implements DiskTransport {
   ) {}
 
   async open(disk: VmDisk, index: number, _ctx: unknown, op: Op = {}): Promise<DiskReader> {
-    const spec = this.template.replace(/\{index\}/g, String(index)).replace(/\{key\}/g, String(disk.key)).replace(/\{file\}/g, encodeURIComponent(disk.fileName)).replace(/\{name\}/g, encodeURIComponent(disk.fileName.replace(/^.*[\/\]]\s*/, ''))).replace(/\{flat\}/g, encodeURIComponent(disk.fileName.replace(/^.*[\/\]]\s*/, '').replace(/\.vmdk$/i, '-flat.vmdk')));
+    const spec = this.template
+      .replace(/\{index\}/g, String(index))
+      .replace(/\{key\}/g, String(disk.key))
+      .replace(/\{file\}/g, encodeURIComponent(disk.fileName))
+      .replace(/\{name\}/g, encodeURIComponent(disk.fileName.replace(/^.*[\/\]]\s*/, '')))
+      .replace(
+        /\{flat\}/g,
+        encodeURIComponent(disk.fileName.replace(/^.*[\/\]]\s*/, '').replace(/\.vmdk$/i, '-flat.vmdk')),
+      );
     const u = parseNbdUri(spec);
     if (u.tls) throw new CofferError('USAGE', 'nbds:// is not supported as a vSphere transport yet');
     const src = await NbdSource.open(u.address, { exportName: u.exportName, logger: this.logger }, op);
     if (src.sizeBytes !== disk.capacityBytes) {
       await src.close();
-      throw new CofferError('SOURCE_UNREADABLE', `NBD export ${spec} has ${src.sizeBytes} bytes but disk ${disk.key} (${disk.fileName}) has ${disk.capacityBytes}`);
+      throw new CofferError(
+        'SOURCE_UNREADABLE',
+        `NBD export ${spec} has ${src.sizeBytes} bytes but disk ${disk.key} (${disk.fileName}) has ${disk.capacityBytes}`,
+      );
     }
     return { description: src.uri, read: (o, l, into, op2) => src.read(o, l, into, op2), close: () => src.close() };
   }

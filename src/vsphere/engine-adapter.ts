@@ -19,7 +19,13 @@ export function vsphereVmSource(vmb: VsphereVmBackup) {
     consistency: vmb.consistency,
     vmConfig: vmb.vmConfig as unknown as Record<string, unknown>,
     finish() {
-      finished ??= vmb.close().then(({ snapshotRemoved }) => ({ kind: 'vsphere', cleanedUp: snapshotRemoved, details: { ...vmb.report(), snapshotRemoved } }));
+      finished ??= vmb
+        .close()
+        .then(({ snapshotRemoved }) => ({
+          kind: 'vsphere',
+          cleanedUp: snapshotRemoved,
+          details: { ...vmb.report(), snapshotRemoved },
+        }));
       return finished;
     },
   };
@@ -49,9 +55,17 @@ export function vsphereRestoreTargetOpener(
     async open(manifest: StoredPoint, op: Op): Promise<VsphereVmRestore> {
       const pointId = manifest.id;
       const cfg = parseStoredConfig(manifest.vmConfig, pointId);
-      if (cfg.disks.length !== manifest.disks.length) throw new CofferError('CORRUPT', `restore point ${pointId}: the stored configuration lists ${cfg.disks.length} disks, the manifest ${manifest.disks.length}`);
+      if (cfg.disks.length !== manifest.disks.length)
+        throw new CofferError(
+          'CORRUPT',
+          `restore point ${pointId}: the stored configuration lists ${cfg.disks.length} disks, the manifest ${manifest.disks.length}`,
+        );
       for (const [i, d] of cfg.disks.entries()) {
-        if (d.capacityBytes !== manifest.disks[i]!.sizeBytes) throw new CofferError('CORRUPT', `restore point ${pointId}: disk ${i} is ${manifest.disks[i]!.sizeBytes} bytes, its stored configuration says ${d.capacityBytes}`);
+        if (d.capacityBytes !== manifest.disks[i]!.sizeBytes)
+          throw new CofferError(
+            'CORRUPT',
+            `restore point ${pointId}: disk ${i} is ${manifest.disks[i]!.sizeBytes} bytes, its stored configuration says ${d.capacityBytes}`,
+          );
       }
       return open(cfg, { ...opts, signal: op.signal });
     },

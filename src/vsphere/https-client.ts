@@ -33,9 +33,15 @@ export interface HttpRequest extends Op {
 
 /** Normalizes a thumbprint to lowercase hex without separators; USAGE when it is neither SHA-256 nor SHA-1. */
 export function normalizeThumbprint(t: string): string {
-  const hex = t.replace(/^sha(1|256)[:=]/i, '').replace(/[:\s-]/g, '').toLowerCase();
+  const hex = t
+    .replace(/^sha(1|256)[:=]/i, '')
+    .replace(/[:\s-]/g, '')
+    .toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(hex) && !/^[0-9a-f]{40}$/.test(hex)) {
-    throw new CofferError('USAGE', `--thumbprint must be a SHA-256 (or SHA-1) certificate fingerprint in hex, not ${JSON.stringify(t)}`);
+    throw new CofferError(
+      'USAGE',
+      `--thumbprint must be a SHA-256 (or SHA-1) certificate fingerprint in hex, not ${JSON.stringify(t)}`,
+    );
   }
   return hex;
 }
@@ -67,12 +73,21 @@ export class HttpsClient {
     const agent = new https.Agent({ keepAlive: true, maxSockets: 16, rejectUnauthorized: !tlsPolicy.insecure && !pin });
     if (pin) {
       // Node's http Agent accepts an asynchronous createConnection (callback form): the socket is used only once verified.
-      (agent as unknown as { createConnection: unknown }).createConnection = (options: tls.ConnectionOptions, cb: (err: Error | null, s?: Duplex) => void) => {
+      (agent as unknown as { createConnection: unknown }).createConnection = (
+        options: tls.ConnectionOptions,
+        cb: (err: Error | null, s?: Duplex) => void,
+      ) => {
         const socket = tls.connect({ ...options, rejectUnauthorized: false });
         const onError = (e: Error) => cb(e);
         socket.once('error', onError);
         // a server that never finishes the handshake must not hang us (the HTTP timeout starts only afterwards)
-        socket.setTimeout(30_000, () => socket.destroy(new CofferError('VSPHERE_FAULT', `TLS handshake with ${host}:${port} timed out`, { details: { retryable: true } })));
+        socket.setTimeout(30_000, () =>
+          socket.destroy(
+            new CofferError('VSPHERE_FAULT', `TLS handshake with ${host}:${port} timed out`, {
+              details: { retryable: true },
+            }),
+          ),
+        );
         socket.once('secureConnect', () => {
           socket.setTimeout(0);
           socket.off('error', onError);
@@ -80,7 +95,13 @@ export class HttpsClient {
           const actual = cert?.raw ? certFingerprint(cert.raw, pin.length === 40 ? 'sha1' : 'sha256') : '';
           if (actual !== pin) {
             socket.destroy();
-            cb(new CofferError('VSPHERE_TLS', `the certificate of ${host}:${port} has the fingerprint ${formatFingerprint(actual) || '(none)'}, not the pinned ${formatFingerprint(pin)}`, { hint: 'if the vCenter certificate was replaced on purpose, pass its new --thumbprint' }));
+            cb(
+              new CofferError(
+                'VSPHERE_TLS',
+                `the certificate of ${host}:${port} has the fingerprint ${formatFingerprint(actual) || '(none)'}, not the pinned ${formatFingerprint(pin)}`,
+                { hint: 'if the vCenter certificate was replaced on purpose, pass its new --thumbprint' },
+              ),
+            );
             return;
           }
           cb(null, socket);
@@ -108,7 +129,16 @@ export class HttpsClient {
         reject(this.translate(e, req));
       };
       const r = https.request(
-        { host: this.host, port: this.port, method: req.method, path: req.path, agent: this.agent, headers: req.headers ?? {}, servername: isIP(this.host) ? undefined : this.host, signal: req.signal },
+        {
+          host: this.host,
+          port: this.port,
+          method: req.method,
+          path: req.path,
+          agent: this.agent,
+          headers: req.headers ?? {},
+          servername: isIP(this.host) ? undefined : this.host,
+          signal: req.signal,
+        },
         (res) => {
           const parts: Buffer[] = [];
           let size = 0;
@@ -116,7 +146,13 @@ export class HttpsClient {
             size += d.length;
             if (size > maxBytes) {
               res.destroy();
-              fail(new CofferError('VSPHERE_FAULT', `${req.method} ${req.path.split('?')[0]}: reply larger than ${maxBytes} bytes`, { details: { protocol: true } }));
+              fail(
+                new CofferError(
+                  'VSPHERE_FAULT',
+                  `${req.method} ${req.path.split('?')[0]}: reply larger than ${maxBytes} bytes`,
+                  { details: { protocol: true } },
+                ),
+              );
               return;
             }
             parts.push(d);
@@ -129,7 +165,15 @@ export class HttpsClient {
           });
         },
       );
-      r.setTimeout(timeoutMs, () => fail(new CofferError('VSPHERE_FAULT', `${req.method} ${req.path.split('?')[0]} on ${this.origin}: no reply within ${timeoutMs / 1000} s`, { details: { retryable: true } })));
+      r.setTimeout(timeoutMs, () =>
+        fail(
+          new CofferError(
+            'VSPHERE_FAULT',
+            `${req.method} ${req.path.split('?')[0]} on ${this.origin}: no reply within ${timeoutMs / 1000} s`,
+            { details: { retryable: true } },
+          ),
+        ),
+      );
       r.on('error', fail);
       const body = req.body;
       if (body === undefined) r.end();
@@ -144,7 +188,8 @@ export class HttpsClient {
   private translate(e: unknown, req: HttpRequest): CofferError {
     if (e instanceof CofferError) return e;
     const err = e as NodeJS.ErrnoException & { cause?: unknown };
-    if (err.name === 'AbortError' || err.code === 'ABORT_ERR') return new CofferError('CANCELLED', 'cancelled', { cause: e });
+    if (err.name === 'AbortError' || err.code === 'ABORT_ERR')
+      return new CofferError('CANCELLED', 'cancelled', { cause: e });
     const inner = err.cause instanceof CofferError ? err.cause : undefined;
     if (inner) return inner;
     const code = err.code ?? '';
@@ -154,7 +199,11 @@ export class HttpsClient {
         cause: e,
       });
     }
-    return new CofferError('VSPHERE_FAULT', `cannot reach vCenter at ${this.origin} (${req.method} ${req.path.split('?')[0]}): ${err.message}`, { details: { retryable: true, errno: code }, cause: e });
+    return new CofferError(
+      'VSPHERE_FAULT',
+      `cannot reach vCenter at ${this.origin} (${req.method} ${req.path.split('?')[0]}): ${err.message}`,
+      { details: { retryable: true, errno: code }, cause: e },
+    );
   }
 
   close(): void {
@@ -177,7 +226,11 @@ export async function fetchThumbprint(host: string, port: number, op: Op = {}): 
     });
     s.once('error', (e) => {
       op.signal?.removeEventListener('abort', abort);
-      reject(e instanceof CofferError ? e : new CofferError('VSPHERE_FAULT', `cannot reach ${host}:${port}: ${e.message}`, { cause: e }));
+      reject(
+        e instanceof CofferError
+          ? e
+          : new CofferError('VSPHERE_FAULT', `cannot reach ${host}:${port}: ${e.message}`, { cause: e }),
+      );
     });
   });
 }

@@ -42,7 +42,16 @@ export interface Inventory {
   vms: VmInfo[];
 }
 
-export const VM_PROPERTIES = ['name', 'parent', 'resourcePool', 'runtime.host', 'runtime.powerState', 'guest.toolsRunningStatus', 'config', 'snapshot'];
+export const VM_PROPERTIES = [
+  'name',
+  'parent',
+  'resourcePool',
+  'runtime.host',
+  'runtime.powerState',
+  'guest.toolsRunningStatus',
+  'config',
+  'snapshot',
+];
 
 /** Reads the whole inventory through one ContainerView on the root folder (paged). */
 export async function loadInventory(c: VimClient, op: Op = {}, opts: { vmConfig?: boolean } = {}): Promise<Inventory> {
@@ -99,8 +108,22 @@ export function buildInventory(objects: ObjectContent[], rootFolder: MoRef): Inv
     }
     return undefined;
   };
-  const entity = (o: ObjectContent): InventoryEntity => ({ ref: o.obj, name: nameOf(o), parent: parentOf(o), path: pathOf(o) });
-  const inv: Inventory = { datacenters: [], clusters: [], hosts: [], datastores: [], folders: [], resourcePools: [], networks: [], vms: [] };
+  const entity = (o: ObjectContent): InventoryEntity => ({
+    ref: o.obj,
+    name: nameOf(o),
+    parent: parentOf(o),
+    path: pathOf(o),
+  });
+  const inv: Inventory = {
+    datacenters: [],
+    clusters: [],
+    hosts: [],
+    datastores: [],
+    folders: [],
+    resourcePools: [],
+    networks: [],
+    vms: [],
+  };
   for (const o of objects) {
     switch (o.obj.type) {
       case 'Folder':
@@ -126,7 +149,13 @@ export function buildInventory(objects: ObjectContent[], rootFolder: MoRef): Inv
       case 'Datastore': {
         const s = o.props.get('summary');
         const dc = datacenterOf(o);
-        inv.datastores.push({ ...entity(o), capacityBytes: s ? intOf(s, 'capacity') : undefined, freeBytes: s ? intOf(s, 'freeSpace') : undefined, type: s ? textOf(s, 'type') : undefined, datacenter: dc ? nameOf(dc) : undefined });
+        inv.datastores.push({
+          ...entity(o),
+          capacityBytes: s ? intOf(s, 'capacity') : undefined,
+          freeBytes: s ? intOf(s, 'freeSpace') : undefined,
+          type: s ? textOf(s, 'type') : undefined,
+          datacenter: dc ? nameOf(dc) : undefined,
+        });
         break;
       }
       case 'VirtualMachine': {
@@ -168,7 +197,13 @@ function globToRegExp(glob: string): RegExp {
       const end = glob.indexOf(']', i + 1);
       if (end < 0) re += '\\[';
       else {
-        re += '[' + glob.slice(i + 1, end).replace(/\\/g, '\\\\').replace(/^!/, '^') + ']';
+        re +=
+          '[' +
+          glob
+            .slice(i + 1, end)
+            .replace(/\\/g, '\\\\')
+            .replace(/^!/, '^') +
+          ']';
         i = end;
       }
     } else re += ch.replace(/[.+^${}()|\\]/g, '\\$&');
@@ -188,18 +223,28 @@ export function selectVms(vms: VmInfo[], spec: string, single: boolean): VmInfo[
   if (byRef.length > 0) found = byRef;
   else if (/[*?[]/.test(spec)) {
     const re = globToRegExp(spec);
-    found = candidates.filter((v) => (spec.includes('/') ? re.test(v.path) || re.test(v.path.replace(/^\//, '')) : re.test(v.name)));
+    found = candidates.filter((v) =>
+      spec.includes('/') ? re.test(v.path) || re.test(v.path.replace(/^\//, '')) : re.test(v.name),
+    );
   } else if (spec.includes('/')) {
     const p = spec.startsWith('/') ? spec : `/${spec}`;
     found = candidates.filter((v) => v.path === p);
     if (found.length === 0) found = candidates.filter((v) => v.path.startsWith(p.replace(/\/$/, '') + '/'));
   } else found = candidates.filter((v) => v.name === spec);
   if (found.length === 0) {
-    throw new CofferError('NOT_FOUND', `no VM matches ${JSON.stringify(spec)} in vCenter`, { hint: 'list the VMs with `coffer vsphere inventory vsphere://HOST:PORT`' });
+    throw new CofferError('NOT_FOUND', `no VM matches ${JSON.stringify(spec)} in vCenter`, {
+      hint: 'list the VMs with `coffer vsphere inventory vsphere://HOST:PORT`',
+    });
   }
   if (single && found.length > 1) {
-    throw new CofferError('AMBIGUOUS', `${found.length} VMs match ${JSON.stringify(spec)}: ${found.slice(0, 10).map((v) => `${v.path} (${v.ref.value})`).join(', ')}`, { hint: 'name the VM by its moref (vm-123) or inventory path' });
+    throw new CofferError(
+      'AMBIGUOUS',
+      `${found.length} VMs match ${JSON.stringify(spec)}: ${found
+        .slice(0, 10)
+        .map((v) => `${v.path} (${v.ref.value})`)
+        .join(', ')}`,
+      { hint: 'name the VM by its moref (vm-123) or inventory path' },
+    );
   }
   return found;
 }
-

@@ -24,7 +24,10 @@ export async function retrieve(c: VimClient, specSet: SoapObject, op: Op = {}): 
     for (const o of children(rv, 'objects')) out.push(parseObjectContent(o));
     const token = child(rv, 'token')?.text;
     if (!token) break;
-    if (page > 100_000) throw new CofferError('VSPHERE_FAULT', 'vCenter keeps paging property results (more than 100000 pages)', { details: { protocol: true } });
+    if (page > 100_000)
+      throw new CofferError('VSPHERE_FAULT', 'vCenter keeps paging property results (more than 100000 pages)', {
+        details: { protocol: true },
+      });
     res = await c.invoke('ContinueRetrievePropertiesEx', pc, { token }, op);
   }
   return out;
@@ -53,16 +56,36 @@ export async function retrieveOne(c: VimClient, obj: MoRef, pathSet: string[], o
  * All objects of the given types under `container` (recursively), through a ContainerView that is destroyed after.
  * propsByType: the property paths to fetch per type.
  */
-export async function retrieveFromView(c: VimClient, container: MoRef, propsByType: Record<string, string[]>, op: Op = {}): Promise<ObjectContent[]> {
+export async function retrieveFromView(
+  c: VimClient,
+  container: MoRef,
+  propsByType: Record<string, string[]>,
+  op: Op = {},
+): Promise<ObjectContent[]> {
   const types = Object.keys(propsByType);
-  const view = returnval(await c.invoke('CreateContainerView', c.serviceContent.viewManager, { container, type: types, recursive: true }, op));
+  const view = returnval(
+    await c.invoke(
+      'CreateContainerView',
+      c.serviceContent.viewManager,
+      { container, type: types, recursive: true },
+      op,
+    ),
+  );
   const viewRef = MoRef.from(view);
   try {
     return await retrieve(
       c,
       {
         propSet: types.map((type) => ({ type, pathSet: propsByType[type] })),
-        objectSet: [{ obj: viewRef, skip: true, selectSet: [{ _type: 'TraversalSpec', name: 'traverseView', type: 'ContainerView', path: 'view', skip: false }] }],
+        objectSet: [
+          {
+            obj: viewRef,
+            skip: true,
+            selectSet: [
+              { _type: 'TraversalSpec', name: 'traverseView', type: 'ContainerView', path: 'view', skip: false },
+            ],
+          },
+        ],
       },
       op,
     );

@@ -39,7 +39,14 @@ export interface VimFault {
 const SERVICE_INSTANCE = new MoRef('ServiceInstance', 'ServiceInstance');
 
 /** Methods without side effects: safe to send again when the reply was lost. */
-const IDEMPOTENT = new Set(['RetrieveServiceContent', 'RetrievePropertiesEx', 'RetrieveProperties', 'QueryChangedDiskAreas', 'CurrentTime', 'DestroyView']);
+const IDEMPOTENT = new Set([
+  'RetrieveServiceContent',
+  'RetrievePropertiesEx',
+  'RetrieveProperties',
+  'QueryChangedDiskAreas',
+  'CurrentTime',
+  'DestroyView',
+]);
 
 /**
  * A vim25 SOAP session (DESIGN.md §vSphere): RetrieveServiceContent, Login with the session cookie, a keep-alive
@@ -77,7 +84,9 @@ export class VimClient {
     }
     const every = opts.keepAliveMs ?? 600_000;
     c.keepAlive = setInterval(() => {
-      c.invoke('CurrentTime', SERVICE_INSTANCE, {}).catch((e: Error) => c.logger.debug(`vCenter keep-alive failed: ${e.message}`));
+      c.invoke('CurrentTime', SERVICE_INSTANCE, {}).catch((e: Error) =>
+        c.logger.debug(`vCenter keep-alive failed: ${e.message}`),
+      );
     }, every);
     c.keepAlive.unref();
     return c;
@@ -90,7 +99,12 @@ export class VimClient {
 
   private async login(op: Op): Promise<void> {
     this.cookie = undefined;
-    await this.call('Login', this.serviceContent.sessionManager, { userName: this.opts.user, password: this.opts.password }, op);
+    await this.call(
+      'Login',
+      this.serviceContent.sessionManager,
+      { userName: this.opts.user, password: this.opts.password },
+      op,
+    );
     this.logins++;
   }
 
@@ -116,14 +130,22 @@ export class VimClient {
         try {
           await this.relogin(op);
         } catch (e2) {
-          throw new CofferError('VSPHERE_AUTH', `the vCenter session expired and logging in again failed: ${(e2 as Error).message}`, { cause: e2 });
+          throw new CofferError(
+            'VSPHERE_AUTH',
+            `the vCenter session expired and logging in again failed: ${(e2 as Error).message}`,
+            { cause: e2 },
+          );
         }
       } else await this.loggingIn;
       try {
         return await this.call(method, self, args, op);
       } catch (e3) {
         if (e3 instanceof CofferError && e3.details.fault === 'NotAuthenticated') {
-          throw new CofferError('VSPHERE_AUTH', `vCenter refused ${method} as not authenticated right after a new login`, { details: e3.details, cause: e3 });
+          throw new CofferError(
+            'VSPHERE_AUTH',
+            `vCenter refused ${method} as not authenticated right after a new login`,
+            { details: e3.details, cause: e3 },
+          );
         }
         throw e3;
       }
@@ -141,7 +163,8 @@ export class VimClient {
         attempts: retries + 1,
         delayMs: exponentialDelay(500),
         retryable: (e) => e instanceof CofferError && e.details.retryable === true,
-        onRetry: (e, attempt) => this.logger.warn(`vCenter ${method}: ${(e as Error).message}; retrying (attempt ${attempt} of ${retries})`),
+        onRetry: (e, attempt) =>
+          this.logger.warn(`vCenter ${method}: ${(e as Error).message}; retrying (attempt ${attempt} of ${retries})`),
       },
       () => this.call(method, self, args, op),
       { signal: op.signal },
@@ -156,7 +179,14 @@ export class VimClient {
       'Content-Length': body.length,
     };
     if (this.cookie) headers['Cookie'] = this.cookie;
-    const reply = await this.http.request({ method: 'POST', path: '/sdk', headers, body, signal: op.signal, timeoutMs: this.opts.callTimeoutMs ?? 300_000 });
+    const reply = await this.http.request({
+      method: 'POST',
+      path: '/sdk',
+      headers,
+      body,
+      signal: op.signal,
+      timeoutMs: this.opts.callTimeoutMs ?? 300_000,
+    });
     const setCookie = reply.headers['set-cookie'];
     if (setCookie && setCookie.length > 0) {
       const c = setCookie.find((x) => /^vmware_soap_session=/i.test(x)) ?? setCookie[0]!;
@@ -164,19 +194,26 @@ export class VimClient {
     }
     const what = `vCenter reply to ${method}`;
     const ctype = String(reply.headers['content-type'] ?? '');
-    const looksXml = /xml/i.test(ctype) || (!ctype && reply.body.subarray(0, 200).toString('latin1').trimStart().startsWith('<'));
+    const looksXml =
+      /xml/i.test(ctype) || (!ctype && reply.body.subarray(0, 200).toString('latin1').trimStart().startsWith('<'));
     if (!looksXml) {
-      throw new CofferError('VSPHERE_FAULT', `${what} is not SOAP (HTTP ${reply.status}, ${ctype || 'no content type'})`, { details: { protocol: true, status: reply.status, ...(reply.status >= 500 ? { retryable: true } : {}) } });
+      throw new CofferError(
+        'VSPHERE_FAULT',
+        `${what} is not SOAP (HTTP ${reply.status}, ${ctype || 'no content type'})`,
+        { details: { protocol: true, status: reply.status, ...(reply.status >= 500 ? { retryable: true } : {}) } },
+      );
     }
     const doc = parseXml(reply.body.toString('utf8'), what);
-    if (doc.name !== 'Envelope' || doc.ns !== NS_SOAPENV) throw bogusReply(what, `has root <${doc.name}>, not a SOAP envelope`);
+    if (doc.name !== 'Envelope' || doc.ns !== NS_SOAPENV)
+      throw bogusReply(what, `has root <${doc.name}>, not a SOAP envelope`);
     const bodyEl = child(doc, 'Body');
     if (!bodyEl) throw bogusReply(what, 'has no SOAP body');
     const fault = child(bodyEl, 'Fault');
     if (fault) throw faultError(method, parseFault(fault));
     if (reply.status !== 200) throw bogusReply(what, `has HTTP status ${reply.status} without a SOAP fault`);
     const res = bodyEl.children[0];
-    if (!res || res.name !== `${method}Response`) throw bogusReply(what, `carries <${res?.name ?? 'nothing'}>, not <${method}Response>`);
+    if (!res || res.name !== `${method}Response`)
+      throw bogusReply(what, `carries <${res?.name ?? 'nothing'}>, not <${method}Response>`);
     return res;
   }
 
@@ -239,7 +276,14 @@ export function parseFault(fault: XmlNode): VimFault {
   return { type, message: faultstring.trim(), detail: first };
 }
 
-const AUTH_FAULTS = new Set(['InvalidLogin', 'NoPermission', 'NotAuthenticated', 'InvalidLocale', 'PasswordExpired', 'NoClientCertificate']);
+const AUTH_FAULTS = new Set([
+  'InvalidLogin',
+  'NoPermission',
+  'NotAuthenticated',
+  'InvalidLocale',
+  'PasswordExpired',
+  'NoClientCertificate',
+]);
 
 export function faultError(method: string, f: VimFault): CofferError {
   const message = `vCenter ${method} failed: ${f.type}${f.message ? `: ${f.message}` : ''}`;
@@ -249,6 +293,7 @@ export function faultError(method: string, f: VimFault): CofferError {
       details: { fault: f.type },
     });
   }
-  if (AUTH_FAULTS.has(f.type) && f.type !== 'NotAuthenticated') return new CofferError('VSPHERE_AUTH', message, { details: { fault: f.type } });
+  if (AUTH_FAULTS.has(f.type) && f.type !== 'NotAuthenticated')
+    return new CofferError('VSPHERE_AUTH', message, { details: { fault: f.type } });
   return new CofferError('VSPHERE_FAULT', message, { details: { fault: f.type } });
 }

@@ -9,7 +9,13 @@ const desc = (host: string, pid: number, startedMinAgo: number, leaseS = 3600) =
   `Created by Coffer.\n${ownerLine({ host, pid, job: 'job 7/a', started: new Date(now.getTime() - startedMinAgo * 60_000).toISOString(), leaseS })}`;
 
 test('owner line round trip (host and job with spaces and slashes)', () => {
-  assert.deepEqual(parseOwner(desc('backup 1', 42, 5)), { host: 'backup 1', pid: 42, job: 'job 7/a', started: '2026-12-05T11:55:00.000Z', leaseS: 3600 });
+  assert.deepEqual(parseOwner(desc('backup 1', 42, 5)), {
+    host: 'backup 1',
+    pid: 42,
+    job: 'job 7/a',
+    started: '2026-12-05T11:55:00.000Z',
+    leaseS: 3600,
+  });
   assert.equal(parseOwner('made by hand'), undefined);
   assert.equal(parseOwner('coffer-owner: host=%E0%A4%A pid=1 job= started=x lease-s=1'), undefined);
 });

@@ -12,7 +12,8 @@ import { VsphereDiskSource } from './vsphere-disk-source.js';
 import { MoRef } from './xml.js';
 
 export const SNAPSHOT_PREFIX = 'coffer-';
-const SNAPSHOT_DESCRIPTION = 'Created by Coffer for a backup and removed when it ends. A leftover one (from a killed backup) is removed by the next Coffer backup of this VM once its owner is gone or its lease ran out.';
+const SNAPSHOT_DESCRIPTION =
+  'Created by Coffer for a backup and removed when it ends. A leftover one (from a killed backup) is removed by the next Coffer backup of this VM once its owner is gone or its lease ran out.';
 /** How long a Coffer snapshot of another (or unknown) process is left alone (default 24 h; COFFER_SNAPSHOT_LEASE_S). */
 export const DEFAULT_SNAPSHOT_LEASE_S = 24 * 3600;
 
@@ -33,7 +34,13 @@ export function parseOwner(description: string): SnapshotOwner | undefined {
   const m = /coffer-owner: host=(\S+) pid=(\d+) job=(\S*) started=(\S+) lease-s=(\d+)/.exec(description);
   if (!m) return undefined;
   try {
-    return { host: decodeURIComponent(m[1]!), pid: Number(m[2]), job: decodeURIComponent(m[3]!), started: m[4]!, leaseS: Number(m[5]) };
+    return {
+      host: decodeURIComponent(m[1]!),
+      pid: Number(m[2]),
+      job: decodeURIComponent(m[3]!),
+      started: m[4]!,
+      leaseS: Number(m[5]),
+    };
   } catch {
     return undefined;
   }
@@ -44,7 +51,11 @@ export function parseOwner(description: string): SnapshotOwner | undefined {
  * whose lease ran out; a snapshot of a live process (or of another host, within its lease) is left alone.
  * Snapshots without an owner line (older Coffer versions) are orphans.
  */
-export function isOrphan(description: string, now: Date, self: { host: string; alive: (pid: number) => boolean }): boolean {
+export function isOrphan(
+  description: string,
+  now: Date,
+  self: { host: string; alive: (pid: number) => boolean },
+): boolean {
   const o = parseOwner(description);
   if (!o) return true;
   const started = Date.parse(o.started);
@@ -99,7 +110,12 @@ export interface VmBackupSession {
  * CreateSnapshot_Task (no memory; quiesced when VMware Tools runs), read the snapshot's disks in device order through
  * the transport, and remove the snapshot again - also when anything here fails.
  */
-export async function openVmBackup(client: VimClient, inv: Inventory, vm: VmInfo, opts: VmBackupOptions): Promise<VmBackupSession> {
+export async function openVmBackup(
+  client: VimClient,
+  inv: Inventory,
+  vm: VmInfo,
+  opts: VmBackupOptions,
+): Promise<VmBackupSession> {
   const logger = opts.logger ?? silentLogger;
   const task = { signal: opts.signal, timeoutMs: opts.taskTimeoutMs ?? 30 * 60_000 };
   if (!vm.config) throw new CofferError('VSPHERE_FAULT', `vCenter sent no configuration for VM ${vm.name}`);
@@ -108,8 +124,17 @@ export async function openVmBackup(client: VimClient, inv: Inventory, vm: VmInfo
 
   let cbtEnabledNow = false;
   if (!vm.config.changeTrackingEnabled) {
-    logger.warn(`VM ${vm.name}: changed block tracking (CBT) is off; turning it on. This backup reads every allocated block; the next one can be incremental.`);
-    await runTask(client, 'ReconfigVM_Task', vm.ref, { spec: { _type: 'VirtualMachineConfigSpec', changeTrackingEnabled: true } }, `enabling CBT on ${vm.name}`, task);
+    logger.warn(
+      `VM ${vm.name}: changed block tracking (CBT) is off; turning it on. This backup reads every allocated block; the next one can be incremental.`,
+    );
+    await runTask(
+      client,
+      'ReconfigVM_Task',
+      vm.ref,
+      { spec: { _type: 'VirtualMachineConfigSpec', changeTrackingEnabled: true } },
+      `enabling CBT on ${vm.name}`,
+      task,
+    );
     cbtEnabledNow = true;
   }
 
@@ -118,29 +143,59 @@ export async function openVmBackup(client: VimClient, inv: Inventory, vm: VmInfo
   for (const s of vm.snapshots.filter((x) => x.name.startsWith(SNAPSHOT_PREFIX))) {
     if (!isOrphan(s.description, new Date(), self)) {
       const o = parseOwner(s.description);
-      logger.warn(`VM ${vm.name}: leaving Coffer snapshot ${s.name} alone: it belongs to a running backup (host ${o?.host}, pid ${o?.pid}, job ${o?.job}, started ${o?.started})`);
+      logger.warn(
+        `VM ${vm.name}: leaving Coffer snapshot ${s.name} alone: it belongs to a running backup (host ${o?.host}, pid ${o?.pid}, job ${o?.job}, started ${o?.started})`,
+      );
       continue;
     }
     logger.warn(`VM ${vm.name}: removing the orphaned Coffer snapshot ${s.name} (left by an interrupted backup)`);
-    await runTask(client, 'RemoveSnapshot_Task', s.ref, { removeChildren: false, consolidate: true }, `removing orphaned snapshot ${s.name}`, task);
+    await runTask(
+      client,
+      'RemoveSnapshot_Task',
+      s.ref,
+      { removeChildren: false, consolidate: true },
+      `removing orphaned snapshot ${s.name}`,
+      task,
+    );
     orphansRemoved.push(s.name);
   }
 
   const quiesce = opts.quiesce && vm.toolsRunningStatus === 'guestToolsRunning';
-  if (opts.quiesce && !quiesce) logger.info(`VM ${vm.name}: VMware Tools is not running; the snapshot is crash-consistent (not quiesced)`);
+  if (opts.quiesce && !quiesce)
+    logger.info(`VM ${vm.name}: VMware Tools is not running; the snapshot is crash-consistent (not quiesced)`);
   const snapshotName = `${SNAPSHOT_PREFIX}${randomUUID()}`;
   let snapshot: MoRef;
   try {
-    const owner: SnapshotOwner = { host: self.host, pid: process.pid, job: opts.job ?? 'cli', started: new Date().toISOString(), leaseS: opts.snapshotLeaseS ?? DEFAULT_SNAPSHOT_LEASE_S };
+    const owner: SnapshotOwner = {
+      host: self.host,
+      pid: process.pid,
+      job: opts.job ?? 'cli',
+      started: new Date().toISOString(),
+      leaseS: opts.snapshotLeaseS ?? DEFAULT_SNAPSHOT_LEASE_S,
+    };
     const description = `${SNAPSHOT_DESCRIPTION}\n${ownerLine(owner)}`;
-    const result = await runTask(client, 'CreateSnapshot_Task', vm.ref, { name: snapshotName, description, memory: false, quiesce }, `creating snapshot ${snapshotName} of ${vm.name}`, task);
-    if (!result || !result.attrs['type']) throw new CofferError('VSPHERE_FAULT', 'CreateSnapshot_Task returned no snapshot', { details: { protocol: true } });
+    const result = await runTask(
+      client,
+      'CreateSnapshot_Task',
+      vm.ref,
+      { name: snapshotName, description, memory: false, quiesce },
+      `creating snapshot ${snapshotName} of ${vm.name}`,
+      task,
+    );
+    if (!result || !result.attrs['type'])
+      throw new CofferError('VSPHERE_FAULT', 'CreateSnapshot_Task returned no snapshot', {
+        details: { protocol: true },
+      });
     snapshot = MoRef.from(result);
   } catch (e) {
     // A snapshot created although we saw a failure (timeout, cancel) is found by name and removed.
     await removeByName(client, vm.ref, snapshotName, logger).catch(() => undefined);
     if (e instanceof CofferError && quiesce && e.code === 'VSPHERE_FAULT') {
-      throw new CofferError(e.code, e.message, { details: e.details, cause: e, hint: 'quiescing the guest failed? retry with --no-quiesce (a crash-consistent snapshot)' });
+      throw new CofferError(e.code, e.message, {
+        details: e.details,
+        cause: e,
+        hint: 'quiescing the guest failed? retry with --no-quiesce (a crash-consistent snapshot)',
+      });
     }
     throw e;
   }
@@ -150,7 +205,14 @@ export async function openVmBackup(client: VimClient, inv: Inventory, vm: VmInfo
     if (removed) return { snapshotRemoved: true };
     for (let attempt = 1; attempt <= 3; attempt++) {
       try {
-        await runTask(client, 'RemoveSnapshot_Task', snapshot, { removeChildren: false, consolidate: true }, `removing snapshot ${snapshotName}`, { timeoutMs: task.timeoutMs });
+        await runTask(
+          client,
+          'RemoveSnapshot_Task',
+          snapshot,
+          { removeChildren: false, consolidate: true },
+          `removing snapshot ${snapshotName}`,
+          { timeoutMs: task.timeoutMs },
+        );
         removed = true;
         return { snapshotRemoved: true };
       } catch (e) {
@@ -158,17 +220,23 @@ export async function openVmBackup(client: VimClient, inv: Inventory, vm: VmInfo
           removed = true;
           return { snapshotRemoved: true };
         }
-        logger.warn(`VM ${vm.name}: removing snapshot ${snapshotName} failed (attempt ${attempt} of 3): ${(e as Error).message}`);
+        logger.warn(
+          `VM ${vm.name}: removing snapshot ${snapshotName} failed (attempt ${attempt} of 3): ${(e as Error).message}`,
+        );
         if (attempt < 3) await new Promise((r) => setTimeout(r, 1000 * attempt));
       }
     }
-    logger.warn(`VM ${vm.name}: snapshot ${snapshotName} is still on the VM; the next Coffer backup removes it (or delete it in vCenter)`);
+    logger.warn(
+      `VM ${vm.name}: snapshot ${snapshotName} is still on the VM; the next Coffer backup removes it (or delete it in vCenter)`,
+    );
     return { snapshotRemoved: false };
   };
 
   const opened: VsphereDiskSource[] = [];
   try {
-    const fullCfg = parseConfigInfo(need((await retrieveOne(client, snapshot, ['config'], opts)).props.get('config'), 'snapshot config'));
+    const fullCfg = parseConfigInfo(
+      need((await retrieveOne(client, snapshot, ['config'], opts)).props.get('config'), 'snapshot config'),
+    );
     const skipped: { key: number; fileName: string; reason: string }[] = [];
     for (const d of fullCfg.disks) {
       const why = unsnapshottable(d);
@@ -178,13 +246,21 @@ export async function openVmBackup(client: VimClient, inv: Inventory, vm: VmInfo
       }
     }
     const snapCfg = { ...fullCfg, disks: fullCfg.disks.filter((d) => !unsnapshottable(d)) };
-    if (snapCfg.disks.length === 0) throw new CofferError('VSPHERE_DISK_LAYOUT', `VM ${vm.name} has no disk a snapshot can capture (${skipped.map((s) => s.reason).join('; ')})`);
+    if (snapCfg.disks.length === 0)
+      throw new CofferError(
+        'VSPHERE_DISK_LAYOUT',
+        `VM ${vm.name} has no disk a snapshot can capture (${skipped.map((s) => s.reason).join('; ')})`,
+      );
     const config = toStoredConfig(vm, snapCfg, inv, { quiesced: quiesce, snapshotName });
     const ctx = { datacenter: vm.datacenter?.name ?? '', vmName: vm.name };
     if (!ctx.datacenter) throw new CofferError('VSPHERE_FAULT', `cannot find the datacenter of VM ${vm.name}`);
     opts.transport.prepare?.(vm.ref, snapshot);
     for (const [i, disk] of snapCfg.disks.entries()) {
-      if (!disk.fileName) throw new CofferError('SOURCE_UNREADABLE', `disk ${disk.key} of ${vm.name} has no file backing (${disk.backingType || 'unknown'}); RDMs and other backings are not supported`);
+      if (!disk.fileName)
+        throw new CofferError(
+          'SOURCE_UNREADABLE',
+          `disk ${disk.key} of ${vm.name} has no file backing (${disk.backingType || 'unknown'}); RDMs and other backings are not supported`,
+        );
       parseDatastorePath(disk.fileName);
       const reader = await opts.transport.open(disk, i, ctx, opts);
       opened.push(
@@ -222,7 +298,8 @@ export async function openVmBackup(client: VimClient, inv: Inventory, vm: VmInfo
 }
 
 function need<T>(v: T | undefined, what: string): T {
-  if (v === undefined) throw new CofferError('VSPHERE_FAULT', `vCenter sent no ${what}`, { details: { protocol: true } });
+  if (v === undefined)
+    throw new CofferError('VSPHERE_FAULT', `vCenter sent no ${what}`, { details: { protocol: true } });
   return v;
 }
 
@@ -231,12 +308,21 @@ async function removeByName(client: VimClient, vm: MoRef, name: string, logger: 
   const o = await retrieveOne(client, vm, ['snapshot']);
   for (const s of parseSnapshotInfo(o.props.get('snapshot')).filter((x) => x.name === name)) {
     logger.warn(`removing snapshot ${name} created by the failed attempt`);
-    await runTask(client, 'RemoveSnapshot_Task', s.ref, { removeChildren: false, consolidate: true }, `removing snapshot ${name}`, {});
+    await runTask(
+      client,
+      'RemoveSnapshot_Task',
+      s.ref,
+      { removeChildren: false, consolidate: true },
+      `removing snapshot ${name}`,
+      {},
+    );
   }
 }
 
 /** The Coffer snapshots currently on a VM (tests and diagnostics). */
 export async function cofferSnapshots(client: VimClient, vm: MoRef, op: Op = {}): Promise<string[]> {
   const o = await retrieveOne(client, vm, ['snapshot'], op);
-  return parseSnapshotInfo(o.props.get('snapshot')).filter((s) => s.name.startsWith(SNAPSHOT_PREFIX)).map((s) => s.name);
+  return parseSnapshotInfo(o.props.get('snapshot'))
+    .filter((s) => s.name.startsWith(SNAPSHOT_PREFIX))
+    .map((s) => s.name);
 }

@@ -48,9 +48,16 @@ export interface StoredVmConfig {
   nics: { key: number; type: string; macAddress: string | null; addressType: string | null; network: string | null }[];
 }
 
-export function toStoredConfig(vm: VmInfo, hw: VmHardware, inv: Inventory, snap: { quiesced: boolean; snapshotName: string }): StoredVmConfig {
-  const pathOf = (list: { ref: { value: string; type: string }; path: string }[], ref: { value: string; type: string } | undefined) =>
-    ref ? (list.find((e) => e.ref.value === ref.value && e.ref.type === ref.type)?.path ?? null) : null;
+export function toStoredConfig(
+  vm: VmInfo,
+  hw: VmHardware,
+  inv: Inventory,
+  snap: { quiesced: boolean; snapshotName: string },
+): StoredVmConfig {
+  const pathOf = (
+    list: { ref: { value: string; type: string }; path: string }[],
+    ref: { value: string; type: string } | undefined,
+  ) => (ref ? (list.find((e) => e.ref.value === ref.value && e.ref.type === ref.type)?.path ?? null) : null);
   const networkName = (n: VmHardware['nics'][number]) => {
     if (n.networkRef) {
       const e = inv.networks.find((x) => x.ref.value === n.networkRef!.value);
@@ -82,7 +89,12 @@ export function toStoredConfig(vm: VmInfo, hw: VmHardware, inv: Inventory, snap:
     vmPathName: hw.vmPathName ?? null,
     snapshotName: snap.snapshotName,
     quiesced: snap.quiesced,
-    controllers: hw.controllers.map((c) => ({ key: c.key, type: c.type, busNumber: c.busNumber, sharedBus: c.sharedBus ?? null })),
+    controllers: hw.controllers.map((c) => ({
+      key: c.key,
+      type: c.type,
+      busNumber: c.busNumber,
+      sharedBus: c.sharedBus ?? null,
+    })),
     disks: hw.disks.map((d) => ({
       key: d.key,
       label: d.label,
@@ -96,7 +108,13 @@ export function toStoredConfig(vm: VmInfo, hw: VmHardware, inv: Inventory, snap:
       unitNumber: d.unitNumber ?? null,
       changeId: d.changeId ?? null,
     })),
-    nics: hw.nics.map((n) => ({ key: n.key, type: n.type, macAddress: n.macAddress ?? null, addressType: n.addressType ?? null, network: networkName(n) })),
+    nics: hw.nics.map((n) => ({
+      key: n.key,
+      type: n.type,
+      macAddress: n.macAddress ?? null,
+      addressType: n.addressType ?? null,
+      network: networkName(n),
+    })),
   };
 }
 
@@ -106,16 +124,28 @@ export function parseStoredConfig(v: Record<string, unknown> | undefined, pointI
     throw new CofferError('CORRUPT', `restore point ${pointId}: the stored VM configuration ${why}`);
   };
   if (!v) {
-    throw new CofferError('NOT_FOUND', `restore point ${pointId} holds no VM configuration (it was not backed up from vSphere)`, { hint: 'restore its disks with --disk N --target FILE, or to a datastore with --disk N --to vsphere://HOST/ --datastore DS --path DIR/FILE.vmdk' });
+    throw new CofferError(
+      'NOT_FOUND',
+      `restore point ${pointId} holds no VM configuration (it was not backed up from vSphere)`,
+      {
+        hint: 'restore its disks with --disk N --target FILE, or to a datastore with --disk N --to vsphere://HOST/ --datastore DS --path DIR/FILE.vmdk',
+      },
+    );
   }
   if (v['kind'] !== 'vsphere-vm') fail(`has kind ${JSON.stringify(v['kind'])}, not "vsphere-vm"`);
   if (v['version'] !== 1) fail(`has version ${JSON.stringify(v['version'])} (this Coffer reads version 1)`);
-  const int = (x: unknown, what: string, min = 0) => (typeof x === 'number' && Number.isSafeInteger(x) && x >= min ? x : fail(`has an invalid ${what}`));
-  const str = (x: unknown, what: string) => (typeof x === 'string' && x.length < 65536 ? x : fail(`has an invalid ${what}`));
+  const int = (x: unknown, what: string, min = 0) =>
+    typeof x === 'number' && Number.isSafeInteger(x) && x >= min ? x : fail(`has an invalid ${what}`);
+  const str = (x: unknown, what: string) =>
+    typeof x === 'string' && x.length < 65536 ? x : fail(`has an invalid ${what}`);
   const optStr = (x: unknown, what: string) => (x === null || x === undefined ? null : str(x, what));
   const optInt = (x: unknown, what: string, min = 0) => (x === null || x === undefined ? null : int(x, what, min));
-  const arr = (x: unknown, what: string) => (Array.isArray(x) && x.length <= 1024 ? (x as Record<string, unknown>[]) : fail(`has an invalid ${what} list`));
-  const obj = (x: unknown, what: string) => (typeof x === 'object' && x !== null && !Array.isArray(x) ? (x as Record<string, unknown>) : fail(`has an invalid ${what}`));
+  const arr = (x: unknown, what: string) =>
+    Array.isArray(x) && x.length <= 1024 ? (x as Record<string, unknown>[]) : fail(`has an invalid ${what} list`);
+  const obj = (x: unknown, what: string) =>
+    typeof x === 'object' && x !== null && !Array.isArray(x)
+      ? (x as Record<string, unknown>)
+      : fail(`has an invalid ${what}`);
   return {
     kind: 'vsphere-vm',
     version: 1,
@@ -141,7 +171,12 @@ export function parseStoredConfig(v: Record<string, unknown> | undefined, pointI
     quiesced: v['quiesced'] === true,
     controllers: arr(v['controllers'], 'controllers').map((x) => {
       const c = obj(x, 'controller');
-      return { key: int(c['key'], 'controller key', -1e9), type: str(c['type'], 'controller type'), busNumber: int(c['busNumber'], 'bus number'), sharedBus: optStr(c['sharedBus'], 'sharedBus') };
+      return {
+        key: int(c['key'], 'controller key', -1e9),
+        type: str(c['type'], 'controller type'),
+        busNumber: int(c['busNumber'], 'bus number'),
+        sharedBus: optStr(c['sharedBus'], 'sharedBus'),
+      };
     }),
     disks: arr(v['disks'], 'disks').map((x) => {
       const d = obj(x, 'disk');
@@ -161,7 +196,13 @@ export function parseStoredConfig(v: Record<string, unknown> | undefined, pointI
     }),
     nics: arr(v['nics'], 'nics').map((x) => {
       const n = obj(x, 'nic');
-      return { key: int(n['key'], 'nic key', -1e9), type: str(n['type'], 'nic type'), macAddress: optStr(n['macAddress'], 'MAC address'), addressType: optStr(n['addressType'], 'address type'), network: optStr(n['network'], 'network') };
+      return {
+        key: int(n['key'], 'nic key', -1e9),
+        type: str(n['type'], 'nic type'),
+        macAddress: optStr(n['macAddress'], 'MAC address'),
+        addressType: optStr(n['addressType'], 'address type'),
+        network: optStr(n['network'], 'network'),
+      };
     }),
   };
 }

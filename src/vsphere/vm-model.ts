@@ -25,7 +25,8 @@ export interface VmDisk {
 /** Why a disk cannot be part of a snapshot-based backup (undefined: it can). */
 export function unsnapshottable(d: Pick<VmDisk, 'diskMode' | 'compatibilityMode'>): string | undefined {
   if (d.compatibilityMode === 'physicalMode') return 'a physical-mode RDM (vSphere cannot snapshot it)';
-  if (d.diskMode?.startsWith('independent')) return `an independent disk (${d.diskMode}: vSphere leaves it out of snapshots)`;
+  if (d.diskMode?.startsWith('independent'))
+    return `an independent disk (${d.diskMode}: vSphere leaves it out of snapshots)`;
   return undefined;
 }
 
@@ -126,7 +127,10 @@ export function parseConfigInfo(cfg: XmlNode): VmHardware {
   }
   const files = child(cfg, 'files');
   const name = textOf(cfg, 'name');
-  if (name === undefined) throw new CofferError('VSPHERE_FAULT', 'vCenter sent a VM configuration without a name', { details: { protocol: true } });
+  if (name === undefined)
+    throw new CofferError('VSPHERE_FAULT', 'vCenter sent a VM configuration without a name', {
+      details: { protocol: true },
+    });
   return {
     name,
     guestId: textOf(cfg, 'guestId'),
@@ -163,7 +167,14 @@ export function parseSnapshotInfo(info: XmlNode | undefined): VmSnapshot[] {
     if (depth > 200) return;
     for (const t of trees) {
       const ref = refOf(t, 'snapshot');
-      if (ref) out.push({ ref, name: textOf(t, 'name') ?? '', description: textOf(t, 'description') ?? '', createTime: textOf(t, 'createTime'), quiesced: boolOf(t, 'quiesced') ?? false });
+      if (ref)
+        out.push({
+          ref,
+          name: textOf(t, 'name') ?? '',
+          description: textOf(t, 'description') ?? '',
+          createTime: textOf(t, 'createTime'),
+          quiesced: boolOf(t, 'quiesced') ?? false,
+        });
       walk(children(t, 'childSnapshotList'), depth + 1);
     }
   };
@@ -174,6 +185,9 @@ export function parseSnapshotInfo(info: XmlNode | undefined): VmSnapshot[] {
 /** "[datastore] dir/file.vmdk" -> { datastore, path }. */
 export function parseDatastorePath(p: string): { datastore: string; path: string } {
   const m = /^\[([^\]]*)\]\s*(.*)$/.exec(p);
-  if (!m) throw new CofferError('VSPHERE_FAULT', `not a datastore path: ${JSON.stringify(p)}`, { details: { protocol: true } });
+  if (!m)
+    throw new CofferError('VSPHERE_FAULT', `not a datastore path: ${JSON.stringify(p)}`, {
+      details: { protocol: true },
+    });
   return { datastore: m[1]!, path: m[2]! };
 }

@@ -16,7 +16,8 @@ RW 8388608 VMFS "disk1-flat.vmdk"
 ddb.uuid = "60 00 C2 9a 11 22 33 44-55 66 77 88 99 aa bb cc"
 `;
 
-const layoutError = (f: () => unknown) => assert.throws(f, (e: unknown) => e instanceof CofferError && e.code === 'VSPHERE_DISK_LAYOUT');
+const layoutError = (f: () => unknown) =>
+  assert.throws(f, (e: unknown) => e instanceof CofferError && e.code === 'VSPHERE_DISK_LAYOUT');
 
 test('sniff: descriptor, sparse headers, anything else unknown (never "flat")', () => {
   assert.equal(sniffVmdk(Buffer.from(DESC)), 'descriptor');
@@ -32,8 +33,13 @@ test('parse: extents, createType, uuid, parent', () => {
   assert.equal(d.createType, 'vmfs');
   assert.equal(d.parentCID, 'ffffffff');
   assert.equal(d.uuid, '6000c29a-1122-3344-5566-778899aabbcc');
-  assert.deepEqual(d.extents, [{ access: 'RW', sectors: 8388608, type: 'VMFS', file: 'disk1-flat.vmdk', offsetSectors: 0 }]);
-  const two = parseVmdkDescriptor('# Disk DescriptorFile\nRW 100 FLAT "a-f001.vmdk" 0\nRW 50 FLAT "a-f002.vmdk" 0\nRW 10 ZERO\n', 'x');
+  assert.deepEqual(d.extents, [
+    { access: 'RW', sectors: 8388608, type: 'VMFS', file: 'disk1-flat.vmdk', offsetSectors: 0 },
+  ]);
+  const two = parseVmdkDescriptor(
+    '# Disk DescriptorFile\nRW 100 FLAT "a-f001.vmdk" 0\nRW 50 FLAT "a-f002.vmdk" 0\nRW 10 ZERO\n',
+    'x',
+  );
   assert.equal(two.extents.length, 3);
   assert.equal(two.extents[2]!.type, 'ZERO');
 });
@@ -48,12 +54,33 @@ test('parse: hostile descriptors are VSPHERE_DISK_LAYOUT', () => {
 
 test('resolve: relative, absolute, vsan://, devices; escapes refused', () => {
   const at = { datastore: 'ds1', path: 'vm/disk1.vmdk' };
-  assert.deepEqual(resolveExtent('disk1-flat.vmdk', at), { kind: 'file', datastore: 'ds1', path: 'vm/disk1-flat.vmdk' });
-  assert.deepEqual(resolveExtent('../other/x-flat.vmdk', at), { kind: 'file', datastore: 'ds1', path: 'other/x-flat.vmdk' });
-  assert.deepEqual(resolveExtent('/vmfs/volumes/ds2/vm2/y-flat.vmdk', at), { kind: 'file', datastore: 'ds2', path: 'vm2/y-flat.vmdk' });
-  assert.deepEqual(resolveExtent('/vmfs/volumes/5f00-aa/vm2/y-flat.vmdk', at, (v) => (v === '5f00-aa' ? 'ds3' : undefined)), { kind: 'file', datastore: 'ds3', path: 'vm2/y-flat.vmdk' });
-  assert.deepEqual(resolveExtent('vsan://5253b4d0-2c5d-8c63-1d3b-ab0a5eb0a9d0', at), { kind: 'vsan-object', objectId: '5253b4d0-2c5d-8c63-1d3b-ab0a5eb0a9d0' });
-  assert.deepEqual(resolveExtent('/vmfs/devices/disks/naa.600a', at), { kind: 'device', path: '/vmfs/devices/disks/naa.600a' });
+  assert.deepEqual(resolveExtent('disk1-flat.vmdk', at), {
+    kind: 'file',
+    datastore: 'ds1',
+    path: 'vm/disk1-flat.vmdk',
+  });
+  assert.deepEqual(resolveExtent('../other/x-flat.vmdk', at), {
+    kind: 'file',
+    datastore: 'ds1',
+    path: 'other/x-flat.vmdk',
+  });
+  assert.deepEqual(resolveExtent('/vmfs/volumes/ds2/vm2/y-flat.vmdk', at), {
+    kind: 'file',
+    datastore: 'ds2',
+    path: 'vm2/y-flat.vmdk',
+  });
+  assert.deepEqual(
+    resolveExtent('/vmfs/volumes/5f00-aa/vm2/y-flat.vmdk', at, (v) => (v === '5f00-aa' ? 'ds3' : undefined)),
+    { kind: 'file', datastore: 'ds3', path: 'vm2/y-flat.vmdk' },
+  );
+  assert.deepEqual(resolveExtent('vsan://5253b4d0-2c5d-8c63-1d3b-ab0a5eb0a9d0', at), {
+    kind: 'vsan-object',
+    objectId: '5253b4d0-2c5d-8c63-1d3b-ab0a5eb0a9d0',
+  });
+  assert.deepEqual(resolveExtent('/vmfs/devices/disks/naa.600a', at), {
+    kind: 'device',
+    path: '/vmfs/devices/disks/naa.600a',
+  });
   layoutError(() => resolveExtent('../../../etc/passwd', at));
   layoutError(() => resolveExtent('/etc/passwd', at));
   layoutError(() => resolveExtent('vsan://../x', at));

@@ -42,7 +42,8 @@ export function sniffVmdk(head: Buffer): 'descriptor' | 'sparse' | 'cowd' | 'unk
 
 /** Parses a descriptor (untrusted text): VSPHERE_DISK_LAYOUT when it is not one Coffer can follow. */
 export function parseVmdkDescriptor(text: string, what: string): VmdkDescriptor {
-  if (text.length > MAX_DESCRIPTOR_BYTES) throw layout(`${what}: the descriptor is larger than ${MAX_DESCRIPTOR_BYTES} bytes`);
+  if (text.length > MAX_DESCRIPTOR_BYTES)
+    throw layout(`${what}: the descriptor is larger than ${MAX_DESCRIPTOR_BYTES} bytes`);
   const value = (key: string) => {
     const m = new RegExp(`^\\s*${key}\\s*=\\s*"?([^"\\r\\n]*)"?\\s*$`, 'im').exec(text);
     return m ? m[1]!.trim() : undefined;
@@ -57,7 +58,13 @@ export function parseVmdkDescriptor(text: string, what: string): VmdkDescriptor 
     if (!Number.isSafeInteger(sectors * 512)) throw layout(`${what}: extent of ${m[2]} sectors is too large`);
     const type = m[3]!.toUpperCase();
     if (type !== 'ZERO' && !m[4]) throw layout(`${what}: a ${type} extent names no file`);
-    extents.push({ access: m[1] as VmdkExtent['access'], sectors, type, file: m[4] ?? '', offsetSectors: m[5] ? Number(m[5]) : 0 });
+    extents.push({
+      access: m[1] as VmdkExtent['access'],
+      sectors,
+      type,
+      file: m[4] ?? '',
+      offsetSectors: m[5] ? Number(m[5]) : 0,
+    });
   }
   if (extents.length === 0) throw layout(`${what}: the descriptor lists no extents`);
   const uuidText = value('ddb\\.uuid');
@@ -66,7 +73,10 @@ export function parseVmdkDescriptor(text: string, what: string): VmdkDescriptor 
     createType: value('createType') ?? '',
     parentCID: value('parentCID'),
     parentFileNameHint: value('parentFileNameHint'),
-    uuid: hex && /^[0-9a-f]{32}$/.test(hex) ? `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}` : undefined,
+    uuid:
+      hex && /^[0-9a-f]{32}$/.test(hex)
+        ? `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
+        : undefined,
     extents,
   };
 }
@@ -76,7 +86,11 @@ export function parseVmdkDescriptor(text: string, what: string): VmdkDescriptor 
  * path on datastore DS (by name; ESXi also accepts the volume UUID, which `datastoreByVolume` maps to a name),
  * `/vmfs/devices/...` a raw device, anything else relative to the descriptor's directory on its datastore.
  */
-export function resolveExtent(file: string, descriptor: { datastore: string; path: string }, datastoreByVolume: (v: string) => string | undefined = () => undefined): ExtentLocation {
+export function resolveExtent(
+  file: string,
+  descriptor: { datastore: string; path: string },
+  datastoreByVolume: (v: string) => string | undefined = () => undefined,
+): ExtentLocation {
   if (file.startsWith('vsan://')) {
     const id = file.slice('vsan://'.length);
     if (!/^[0-9A-Za-z-]{1,128}$/.test(id)) throw layout(`extent ${JSON.stringify(file)} is not a vSAN object id`);

@@ -54,14 +54,24 @@ export interface VsphereVmBackup {
 export async function openVsphereBackup(spec: string, opts: VsphereBackupOptions): Promise<VsphereVmBackup> {
   const url = parseVsphereUrl(spec);
   if (!url.vm) throw new CofferError('USAGE', `${url.display}: name the VM to back up (vsphere://HOST[:PORT]/VM)`);
-  if (opts.transport === 'nbd' && !opts.nbdUrl && !opts.vddkLibdir) throw new CofferError('USAGE', '--transport nbd needs --vddk-libdir DIR (VMware VDDK, one nbdkit vddk per disk) or --nbd-url nbd://HOST:PORT/{index}');
+  if (opts.transport === 'nbd' && !opts.nbdUrl && !opts.vddkLibdir)
+    throw new CofferError(
+      'USAGE',
+      '--transport nbd needs --vddk-libdir DIR (VMware VDDK, one nbdkit vddk per disk) or --nbd-url nbd://HOST:PORT/{index}',
+    );
   const client = await connectVsphere(url, { tls: opts.tls, env: opts.env, logger: opts.logger, signal: opts.signal });
   try {
     const inv = await loadInventory(client, opts);
     const [vm] = selectVms(inv.vms, url.vm, true);
     const transport = await chooseTransport(client, inv, vm!, url, opts);
     const display = `vsphere://${url.host.includes(':') ? `[${url.host}]` : url.host}:${url.port}`;
-    const s = await openVmBackup(client, inv, vm!, { quiesce: opts.quiesce ?? true, transport, display, logger: opts.logger, signal: opts.signal });
+    const s = await openVmBackup(client, inv, vm!, {
+      quiesce: opts.quiesce ?? true,
+      transport,
+      display,
+      logger: opts.logger,
+      signal: opts.signal,
+    });
     let closed: Promise<{ snapshotRemoved: boolean }> | undefined;
     return {
       vmName: vm!.name,
@@ -103,7 +113,13 @@ export async function openVsphereBackup(spec: string, opts: VsphereBackupOptions
  * passes the checks, else VDDK when --vddk-libdir is set, else http on VMFS/NFS; a VM with vSAN disks and none of
  * these is refused before any snapshot, naming the alternatives.
  */
-async function chooseTransport(client: VimClient, inv: Inventory, vm: VmInfo, url: VsphereUrl, opts: VsphereBackupOptions): Promise<DiskTransport> {
+async function chooseTransport(
+  client: VimClient,
+  inv: Inventory,
+  vm: VmInfo,
+  url: VsphereUrl,
+  opts: VsphereBackupOptions,
+): Promise<DiskTransport> {
   const kind = opts.transport ?? 'http';
   const hotadd = () =>
     new HotAddTransport({
@@ -126,7 +142,8 @@ async function chooseTransport(client: VimClient, inv: Inventory, vm: VmInfo, ur
       nbdkit: opts.env['COFFER_NBDKIT'],
       logger: opts.logger,
     });
-  const http = () => new HttpDatastoreTransport({ http: client.http, cookie: () => client.sessionCookie, logger: opts.logger });
+  const http = () =>
+    new HttpDatastoreTransport({ http: client.http, cookie: () => client.sessionCookie, logger: opts.logger });
   const disks = vm.config?.disks ?? [];
   if (kind === 'hotadd') {
     const t = hotadd();
@@ -145,11 +162,18 @@ async function chooseTransport(client: VimClient, inv: Inventory, vm: VmInfo, ur
     opts.logger?.info(`transport auto: not hot-add (${e.message})`);
   }
   if (opts.vddkLibdir) return vddk();
-  const vsan = disks.filter((d) => d.datastore && inv.datastores.find((x) => x.ref.value === d.datastore!.value)?.type?.toLowerCase() === 'vsan');
+  const vsan = disks.filter(
+    (d) =>
+      d.datastore && inv.datastores.find((x) => x.ref.value === d.datastore!.value)?.type?.toLowerCase() === 'vsan',
+  );
   if (vsan.length > 0) {
-    throw new CofferError('VSPHERE_TRANSPORT', `VM ${vm.name} has disks on vSAN (${vsan.map((d) => d.fileName).join(', ')}): the http transport cannot read vSAN objects, and neither hot-add nor VDDK is available`, {
-      hint: 'run Coffer on a Linux proxy VM in the cluster (--transport hotadd, optionally --proxy-vm NAME) or install VMware VDDK and nbdkit (--transport nbd --vddk-libdir DIR)',
-    });
+    throw new CofferError(
+      'VSPHERE_TRANSPORT',
+      `VM ${vm.name} has disks on vSAN (${vsan.map((d) => d.fileName).join(', ')}): the http transport cannot read vSAN objects, and neither hot-add nor VDDK is available`,
+      {
+        hint: 'run Coffer on a Linux proxy VM in the cluster (--transport hotadd, optionally --proxy-vm NAME) or install VMware VDDK and nbdkit (--transport nbd --vddk-libdir DIR)',
+      },
+    );
   }
   return http();
 }

@@ -9,20 +9,40 @@ import { MoRef, parseXml } from './xml.js';
 
 const KiB = 1024;
 
-function source(size: number, reply: (startOffset: number, changeId: string) => string, changeId: string | null = '52 aa/1') {
+function source(
+  size: number,
+  reply: (startOffset: number, changeId: string) => string,
+  changeId: string | null = '52 aa/1',
+) {
   const calls: [number, string][] = [];
   const client = {
     async invoke(method: string, _self: MoRef, args: Record<string, unknown>) {
       assert.equal(method, 'QueryChangedDiskAreas');
       calls.push([args['startOffset'] as number, args['changeId'] as string]);
-      return parseXml(`<QueryChangedDiskAreasResponse><returnval>${reply(args['startOffset'] as number, args['changeId'] as string)}</returnval></QueryChangedDiskAreasResponse>`);
+      return parseXml(
+        `<QueryChangedDiskAreasResponse><returnval>${reply(args['startOffset'] as number, args['changeId'] as string)}</returnval></QueryChangedDiskAreasResponse>`,
+      );
     },
   } as unknown as VimClient;
   const src = new VsphereDiskSource({
     client,
     vm: new MoRef('VirtualMachine', 'vm-1'),
     snapshot: new MoRef('VirtualMachineSnapshot', 'snapshot-1'),
-    disk: { key: 2000, label: '', capacityBytes: size, fileName: '[ds] vm/vm.vmdk', datastore: undefined, backingType: 'VirtualDiskFlatVer2BackingInfo', thinProvisioned: true, eagerlyScrub: false, diskMode: 'persistent', changeId: changeId ?? undefined, uuid: undefined, controllerKey: 1000, unitNumber: 0 },
+    disk: {
+      key: 2000,
+      label: '',
+      capacityBytes: size,
+      fileName: '[ds] vm/vm.vmdk',
+      datastore: undefined,
+      backingType: 'VirtualDiskFlatVer2BackingInfo',
+      thinProvisioned: true,
+      eagerlyScrub: false,
+      diskMode: 'persistent',
+      changeId: changeId ?? undefined,
+      uuid: undefined,
+      controllerKey: 1000,
+      unitNumber: 0,
+    },
     reader: { description: 'x', read: async () => undefined, close: async () => undefined },
     uri: 'vsphere://test/vm?disk=2000',
   });
@@ -40,11 +60,26 @@ async function collect(it: AsyncIterable<{ offset: number; length: number }>) {
 
 test('pages by startOffset until the capacity, merges adjacent and overlapping areas, sorts them', async () => {
   const { src, calls } = source(256 * KiB, (start) =>
-    start === 0 ? page(0, 128 * KiB, [[64 * KiB, 64 * KiB], [0, 64 * KiB]]) : page(128 * KiB, 128 * KiB, [[128 * KiB, 16 * KiB], [200 * KiB, 8 * KiB], [204 * KiB, 8 * KiB]]),
+    start === 0
+      ? page(0, 128 * KiB, [
+          [64 * KiB, 64 * KiB],
+          [0, 64 * KiB],
+        ])
+      : page(128 * KiB, 128 * KiB, [
+          [128 * KiB, 16 * KiB],
+          [200 * KiB, 8 * KiB],
+          [204 * KiB, 8 * KiB],
+        ]),
   );
   const got = await collect(src.changeTracking!.changedExtents(undefined, '52 aa/0'));
-  assert.deepEqual(got, [{ offset: 0, length: 144 * KiB }, { offset: 200 * KiB, length: 12 * KiB }]);
-  assert.deepEqual(calls, [[0, '52 aa/0'], [128 * KiB, '52 aa/0']]);
+  assert.deepEqual(got, [
+    { offset: 0, length: 144 * KiB },
+    { offset: 200 * KiB, length: 12 * KiB },
+  ]);
+  assert.deepEqual(calls, [
+    [0, '52 aa/0'],
+    [128 * KiB, '52 aa/0'],
+  ]);
   assert.equal(src.changeTracking!.token, '52 aa/1');
   assert.equal(src.changeTracking!.needsBaseToken, true);
 });
@@ -60,19 +95,28 @@ test('hostile replies are VSPHERE_FAULT (protocol), never a hang or a read outsi
   ];
   for (const reply of bad) {
     const { src } = source(64 * KiB, reply);
-    await assert.rejects(collect(src.changeTracking!.changedExtents(undefined, '52 aa/0')), (e: unknown) => e instanceof CofferError && e.code === 'VSPHERE_FAULT', reply());
+    await assert.rejects(
+      collect(src.changeTracking!.changedExtents(undefined, '52 aa/0')),
+      (e: unknown) => e instanceof CofferError && e.code === 'VSPHERE_FAULT',
+      reply(),
+    );
   }
 });
 
 test('a fault on the previous changeId becomes changeTrackingUnusable (the engine then reads in full); "*" faults read the whole disk', async () => {
   const faulty = {
     async invoke() {
-      throw new CofferError('VSPHERE_FAULT', 'vCenter QueryChangedDiskAreas failed: InvalidArgument: changeId', { details: { fault: 'InvalidArgument' } });
+      throw new CofferError('VSPHERE_FAULT', 'vCenter QueryChangedDiskAreas failed: InvalidArgument: changeId', {
+        details: { fault: 'InvalidArgument' },
+      });
     },
   } as unknown as VimClient;
   const { src } = source(64 * KiB, () => '');
   (src as unknown as { o: { client: VimClient } }).o.client = faulty;
-  await assert.rejects(collect(src.changeTracking!.changedExtents(undefined, 'old')), (e: unknown) => e instanceof CofferError && e.details.changeTrackingUnusable === true);
+  await assert.rejects(
+    collect(src.changeTracking!.changedExtents(undefined, 'old')),
+    (e: unknown) => e instanceof CofferError && e.details.changeTrackingUnusable === true,
+  );
   assert.deepEqual(await collect(src.dataExtents()), [{ offset: 0, length: 64 * KiB }]);
   // no changeId at all: no change tracking, the whole disk is data
   const none = source(64 * KiB, () => '', null).src;

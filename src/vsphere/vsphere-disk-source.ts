@@ -68,13 +68,18 @@ export class VsphereDiskSource implements BlockSource {
   }
 
   private async *changed(base: string, op?: Op): AsyncIterable<Extent> {
-    if (!base || base === '*') throw new CofferError('SOURCE_UNREADABLE', 'no base changeId', { details: { changeTrackingUnusable: true } });
+    if (!base || base === '*')
+      throw new CofferError('SOURCE_UNREADABLE', 'no base changeId', { details: { changeTrackingUnusable: true } });
     let areas: Extent[];
     try {
       areas = await this.query(base, op);
     } catch (e) {
       if (e instanceof CofferError && e.code === 'VSPHERE_FAULT' && e.details.fault) {
-        throw new CofferError('VSPHERE_FAULT', `vCenter rejected the previous changeId ${JSON.stringify(base)} (${e.message}); this disk is read in full`, { details: { ...e.details, changeTrackingUnusable: true } });
+        throw new CofferError(
+          'VSPHERE_FAULT',
+          `vCenter rejected the previous changeId ${JSON.stringify(base)} (${e.message}); this disk is read in full`,
+          { details: { ...e.details, changeTrackingUnusable: true } },
+        );
       }
       throw e;
     }
@@ -90,12 +95,21 @@ export class VsphereDiskSource implements BlockSource {
     while (offset < size) {
       op?.signal?.throwIfAborted();
       this.cbt.queries++;
-      const res = await this.o.client.invoke('QueryChangedDiskAreas', this.o.vm, { snapshot: this.o.snapshot, deviceKey: this.o.disk.key, startOffset: offset, changeId }, op);
+      const res = await this.o.client.invoke(
+        'QueryChangedDiskAreas',
+        this.o.vm,
+        { snapshot: this.o.snapshot, deviceKey: this.o.disk.key, startOffset: offset, changeId },
+        op,
+      );
       const info = returnval(res);
       const start = intOf(info, 'startOffset') ?? offset;
       const length = intOf(info, 'length') ?? 0;
       if (start !== offset || length <= 0 || start + length > size + 512) {
-        throw new CofferError('VSPHERE_FAULT', `QueryChangedDiskAreas answered [${start}, +${length}) for a query at ${offset} of a ${size}-byte disk`, { details: { protocol: true } });
+        throw new CofferError(
+          'VSPHERE_FAULT',
+          `QueryChangedDiskAreas answered [${start}, +${length}) for a query at ${offset} of a ${size}-byte disk`,
+          { details: { protocol: true } },
+        );
       }
       for (const a of children(info, 'changedArea')) {
         const s = intOf(a, 'start');
@@ -105,7 +119,11 @@ export class VsphereDiskSource implements BlockSource {
             raw.push({ offset: s, length: Math.min(l, size - s) });
             continue;
           }
-          throw new CofferError('VSPHERE_FAULT', `QueryChangedDiskAreas reported an area [${s}, +${l}) outside [${start}, +${length}) of a ${size}-byte disk`, { details: { protocol: true } });
+          throw new CofferError(
+            'VSPHERE_FAULT',
+            `QueryChangedDiskAreas reported an area [${s}, +${l}) outside [${start}, +${length}) of a ${size}-byte disk`,
+            { details: { protocol: true } },
+          );
         }
         if (l > 0) raw.push({ offset: s, length: l });
       }
@@ -115,7 +133,8 @@ export class VsphereDiskSource implements BlockSource {
     const out: Extent[] = [];
     for (const e of raw) {
       const last = out[out.length - 1];
-      if (last && e.offset <= last.offset + last.length) last.length = Math.max(last.length, e.offset + e.length - last.offset);
+      if (last && e.offset <= last.offset + last.length)
+        last.length = Math.max(last.length, e.offset + e.length - last.offset);
       else out.push({ ...e });
     }
     return out;

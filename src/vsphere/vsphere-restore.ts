@@ -33,16 +33,38 @@ export interface VsphereVmRestore {
 }
 
 /** Restore of a whole VM: `coffer restore ID --to vsphere://HOST/NEWNAME --datastore DS` (DESIGN.md §vSphere). */
-export async function openVsphereRestore(spec: string, cfg: StoredVmConfig, opts: VsphereRestoreOptions): Promise<VsphereVmRestore> {
+export async function openVsphereRestore(
+  spec: string,
+  cfg: StoredVmConfig,
+  opts: VsphereRestoreOptions,
+): Promise<VsphereVmRestore> {
   const url = parseVsphereUrl(spec);
   const name = url.vm;
-  if (!name) throw new CofferError('USAGE', `--to ${url.display}: name the VM to create (vsphere://HOST[:PORT]/NEWNAME)`);
-  if (name.includes('/') || /[*?[]/.test(name)) throw new CofferError('USAGE', `--to: ${JSON.stringify(name)} is not a plain VM name (use --folder for the location)`);
+  if (!name)
+    throw new CofferError('USAGE', `--to ${url.display}: name the VM to create (vsphere://HOST[:PORT]/NEWNAME)`);
+  if (name.includes('/') || /[*?[]/.test(name))
+    throw new CofferError(
+      'USAGE',
+      `--to: ${JSON.stringify(name)} is not a plain VM name (use --folder for the location)`,
+    );
   const client = await connectVsphere(url, { tls: opts.tls, env: opts.env, logger: opts.logger, signal: opts.signal });
   try {
     const inv = await loadInventory(client, opts);
-    const t = await prepareVmRestore(client, inv, cfg, { name, datastore: opts.datastore, folder: opts.folder, pool: opts.pool, host: opts.host, force: opts.force ?? false, logger: opts.logger, signal: opts.signal });
-    const transport = new HttpDatastoreTransport({ http: client.http, cookie: () => client.sessionCookie, logger: opts.logger });
+    const t = await prepareVmRestore(client, inv, cfg, {
+      name,
+      datastore: opts.datastore,
+      folder: opts.folder,
+      pool: opts.pool,
+      host: opts.host,
+      force: opts.force ?? false,
+      logger: opts.logger,
+      signal: opts.signal,
+    });
+    const transport = new HttpDatastoreTransport({
+      http: client.http,
+      cookie: () => client.sessionCookie,
+      logger: opts.logger,
+    });
     return {
       vmName: name,
       vmId: t.vm.value,
@@ -54,7 +76,10 @@ export async function openVsphereRestore(spec: string, cfg: StoredVmConfig, opts
         if (powerOn) await powerOnVm(client, t.vm, opts);
       },
       async abort() {
-        if (t.created) await destroyVm(client, t.vm).catch((e: Error) => opts.logger?.warn(`could not delete the half-restored VM ${name}: ${e.message}`));
+        if (t.created)
+          await destroyVm(client, t.vm).catch((e: Error) =>
+            opts.logger?.warn(`could not delete the half-restored VM ${name}: ${e.message}`),
+          );
       },
       close: () => client.close(),
     };
@@ -65,16 +90,30 @@ export async function openVsphereRestore(spec: string, cfg: StoredVmConfig, opts
 }
 
 /** Restore of one disk to a datastore file: `--disk N --to vsphere://HOST --datastore DS --path DIR/FILE.vmdk`. */
-export async function uploadToDatastore(spec: string, opts: VsphereRestoreOptions & { path: string; sizeBytes: number; body: () => Readable; run: (body: Readable) => Promise<unknown> }): Promise<{ fileName: string }> {
+export async function uploadToDatastore(
+  spec: string,
+  opts: VsphereRestoreOptions & {
+    path: string;
+    sizeBytes: number;
+    body: () => Readable;
+    run: (body: Readable) => Promise<unknown>;
+  },
+): Promise<{ fileName: string }> {
   const url = parseVsphereUrl(spec);
   const client = await connectVsphere(url, { tls: opts.tls, env: opts.env, logger: opts.logger, signal: opts.signal });
   try {
     const inv = await loadInventory(client, opts, { vmConfig: false });
     const ds = inv.datastores.find((d) => d.name === opts.datastore);
-    if (!ds || !ds.datacenter) throw new CofferError('NOT_FOUND', `no datastore ${JSON.stringify(opts.datastore)} in vCenter`);
+    if (!ds || !ds.datacenter)
+      throw new CofferError('NOT_FOUND', `no datastore ${JSON.stringify(opts.datastore)} in vCenter`);
     const path = opts.path.replace(/^\/+/, '');
-    if (!path || path.split('/').some((p) => p === '..' || p === '')) throw new CofferError('USAGE', `--path ${JSON.stringify(opts.path)} is not a datastore-relative file path`);
-    const transport = new HttpDatastoreTransport({ http: client.http, cookie: () => client.sessionCookie, logger: opts.logger });
+    if (!path || path.split('/').some((p) => p === '..' || p === ''))
+      throw new CofferError('USAGE', `--path ${JSON.stringify(opts.path)} is not a datastore-relative file path`);
+    const transport = new HttpDatastoreTransport({
+      http: client.http,
+      cookie: () => client.sessionCookie,
+      logger: opts.logger,
+    });
     if (!opts.force && (await transport.exists(ds.datacenter, ds.name, path, opts))) {
       throw new CofferError('TARGET_EXISTS', `[${ds.name}] ${path} exists`, { hint: 'pass --force to overwrite it' });
     }

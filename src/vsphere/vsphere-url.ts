@@ -20,7 +20,11 @@ export function isVsphereUrl(spec: string): boolean {
 
 export function parseVsphereUrl(spec: string): VsphereUrl {
   const m = /^vsphere:\/\/(?:([^@/]*)@)?(\[[^\]]+\]|[^:/?#]+)(?::(\d{1,5}))?(?:\/(.*))?$/i.exec(spec);
-  if (!m) throw new CofferError('USAGE', `invalid vSphere URL ${JSON.stringify(spec.replace(/\/\/[^@/]*@/, '//***@'))} (expected vsphere://HOST[:PORT][/VM])`);
+  if (!m)
+    throw new CofferError(
+      'USAGE',
+      `invalid vSphere URL ${JSON.stringify(spec.replace(/\/\/[^@/]*@/, '//***@'))} (expected vsphere://HOST[:PORT][/VM])`,
+    );
   const port = m[3] ? Number(m[3]) : 443;
   if (port < 1 || port > 65535) throw new CofferError('USAGE', `invalid port in ${spec}`);
   const host = m[2]!.replace(/^\[(.*)\]$/, '$1');
@@ -42,7 +46,14 @@ export function parseVsphereUrl(spec: string): VsphereUrl {
     throw new CofferError('USAGE', `invalid percent-encoding in the VM part of ${spec}`);
   }
   const shownHost = host.includes(':') ? `[${host}]` : host;
-  return { host, port, user, password, vm, display: `vsphere://${shownHost}:${port}${vm ? `/${encodeURIComponent(vm).replace(/%2F/g, '/')}` : ''}` };
+  return {
+    host,
+    port,
+    user,
+    password,
+    vm,
+    display: `vsphere://${shownHost}:${port}${vm ? `/${encodeURIComponent(vm).replace(/%2F/g, '/')}` : ''}`,
+  };
 }
 
 export interface ConnectOptions extends Op {
@@ -57,7 +68,21 @@ export async function connectVsphere(url: VsphereUrl, opts: ConnectOptions): Pro
   const user = url.user ?? opts.env['COFFER_VSPHERE_USER'];
   const password = url.password ?? opts.env['COFFER_VSPHERE_PASSWORD'];
   if (!user || password === undefined) {
-    throw new CofferError('USAGE', 'no vCenter credentials: set COFFER_VSPHERE_USER and COFFER_VSPHERE_PASSWORD (or put user:password@ in the vsphere:// URL)');
+    throw new CofferError(
+      'USAGE',
+      'no vCenter credentials: set COFFER_VSPHERE_USER and COFFER_VSPHERE_PASSWORD (or put user:password@ in the vsphere:// URL)',
+    );
   }
-  return VimClient.connect({ host: url.host, port: url.port, tls: opts.tls, user, password, logger: opts.logger, ...(opts.keepAliveMs ? { keepAliveMs: opts.keepAliveMs } : {}) }, opts);
+  return VimClient.connect(
+    {
+      host: url.host,
+      port: url.port,
+      tls: opts.tls,
+      user,
+      password,
+      logger: opts.logger,
+      ...(opts.keepAliveMs ? { keepAliveMs: opts.keepAliveMs } : {}),
+    },
+    opts,
+  );
 }

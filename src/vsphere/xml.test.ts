@@ -26,12 +26,21 @@ test('xsi:type is resolved by namespace URI, whatever the prefix (vcsim: XMLSche
   assert.equal(cfg.changeTrackingEnabled, true);
   assert.equal(cfg.disks.length, 2);
   // capacityInKB only -> *1024; capacityInBytes wins when present
-  assert.deepEqual(cfg.disks.map((d) => d.capacityBytes), [1024 * 1024, 5 * 1024 * 1024]);
+  assert.deepEqual(
+    cfg.disks.map((d) => d.capacityBytes),
+    [1024 * 1024, 5 * 1024 * 1024],
+  );
   assert.equal(cfg.disks[0]!.changeId, '52 a1 b2 c3/7');
   assert.equal(cfg.disks[0]!.thinProvisioned, true);
   assert.equal(cfg.disks[1]!.thinProvisioned, false);
   assert.equal(cfg.disks[0]!.datastore?.value, '/tmp/govcsim-DC0-LocalDS_0-1@folder-5');
-  assert.deepEqual(cfg.controllers.map((c) => [c.key, c.type, c.busNumber]), [[200, 'VirtualIDEController', 0], [202, 'ParaVirtualSCSIController', 0]]);
+  assert.deepEqual(
+    cfg.controllers.map((c) => [c.key, c.type, c.busNumber]),
+    [
+      [200, 'VirtualIDEController', 0],
+      [202, 'ParaVirtualSCSIController', 0],
+    ],
+  );
   assert.equal(cfg.nics.length, 1);
   assert.equal(cfg.nics[0]!.network, 'VM Network');
   assert.equal(cfg.nics[0]!.macAddress, '00:0c:29:36:63:8b');
@@ -44,7 +53,17 @@ test('an unbound prefix on "type" is not taken as xsi:type', () => {
 
 test('SOAP faults map to codes: InvalidLogin -> VSPHERE_AUTH, others VSPHERE_FAULT with the fault type', () => {
   const fault = (type: string) =>
-    parseFault(child(child(parseXml(`<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>Cannot complete login due to an incorrect user name or password.</faultstring><detail><${type}Fault xmlns:XMLSchema-instance="http://www.w3.org/2001/XMLSchema-instance" XMLSchema-instance:type="${type}"></${type}Fault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>`), 'Body')!, 'Fault')!);
+    parseFault(
+      child(
+        child(
+          parseXml(
+            `<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>Cannot complete login due to an incorrect user name or password.</faultstring><detail><${type}Fault xmlns:XMLSchema-instance="http://www.w3.org/2001/XMLSchema-instance" XMLSchema-instance:type="${type}"></${type}Fault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>`,
+          ),
+          'Body',
+        )!,
+        'Fault',
+      )!,
+    );
   const login = faultError('Login', fault('InvalidLogin'));
   assert.equal(login.code, 'VSPHERE_AUTH');
   assert.ok(login.hint);
@@ -55,7 +74,15 @@ test('SOAP faults map to codes: InvalidLogin -> VSPHERE_AUTH, others VSPHERE_FAU
 });
 
 test('hostile or broken XML is a VSPHERE_FAULT, never a crash', () => {
-  for (const bad of ['', '<', '<a><b></a>', 'not xml at all', '<a/><b/>', '<'.repeat(1000), '<a>'.repeat(100) + '</a>'.repeat(100)]) {
+  for (const bad of [
+    '',
+    '<',
+    '<a><b></a>',
+    'not xml at all',
+    '<a/><b/>',
+    '<'.repeat(1000),
+    '<a>'.repeat(100) + '</a>'.repeat(100),
+  ]) {
     try {
       parseXml(bad);
       assert.fail(`accepted ${JSON.stringify(bad.slice(0, 30))}`);
@@ -67,10 +94,23 @@ test('hostile or broken XML is a VSPHERE_FAULT, never a crash', () => {
 });
 
 test('requests are serialized in field order with escaping, MoRefs and xsi:type', () => {
-  const xml = serialize('spec', { _type: 'VirtualMachineConfigSpec', name: 'a<b>&"c"', numCPUs: 2, deviceChange: [{ operation: 'add' }, { operation: 'edit' }], skip: undefined, pool: new MoRef('ResourcePool', 'resgroup-1') });
-  assert.equal(xml, '<spec xsi:type="VirtualMachineConfigSpec"><name>a&lt;b&gt;&amp;&quot;c&quot;</name><numCPUs>2</numCPUs><deviceChange><operation>add</operation></deviceChange><deviceChange><operation>edit</operation></deviceChange><pool type="ResourcePool">resgroup-1</pool></spec>');
+  const xml = serialize('spec', {
+    _type: 'VirtualMachineConfigSpec',
+    name: 'a<b>&"c"',
+    numCPUs: 2,
+    deviceChange: [{ operation: 'add' }, { operation: 'edit' }],
+    skip: undefined,
+    pool: new MoRef('ResourcePool', 'resgroup-1'),
+  });
+  assert.equal(
+    xml,
+    '<spec xsi:type="VirtualMachineConfigSpec"><name>a&lt;b&gt;&amp;&quot;c&quot;</name><numCPUs>2</numCPUs><deviceChange><operation>add</operation></deviceChange><deviceChange><operation>edit</operation></deviceChange><pool type="ResourcePool">resgroup-1</pool></spec>',
+  );
   const env = envelope('Login', new MoRef('SessionManager', 'SessionManager'), { userName: 'u', password: 'p&' });
-  assert.match(env, /<Login xmlns="urn:vim25"><_this type="SessionManager">SessionManager<\/_this><userName>u<\/userName><password>p&amp;<\/password><\/Login>/);
+  assert.match(
+    env,
+    /<Login xmlns="urn:vim25"><_this type="SessionManager">SessionManager<\/_this><userName>u<\/userName><password>p&amp;<\/password><\/Login>/,
+  );
   // the round trip through our parser
   assert.equal(child(parseXml(xml), 'name')!.text, 'a<b>&"c"');
 });
@@ -83,14 +123,23 @@ test('vsphere:// URLs: credentials, port, VM selector; display never carries the
   assert.equal(u.vm, 'DC0/vm/web 01');
   assert.ok(!u.display.includes('s3cr'));
   assert.equal(parseVsphereUrl('vsphere://vc').port, 443);
-  assert.throws(() => parseVsphereUrl('vsphere://'), (e: CofferError) => e.code === 'USAGE');
-  assert.throws(() => parseVsphereUrl('vsphere://h:99999/x'), (e: CofferError) => e.code === 'USAGE');
+  assert.throws(
+    () => parseVsphereUrl('vsphere://'),
+    (e: CofferError) => e.code === 'USAGE',
+  );
+  assert.throws(
+    () => parseVsphereUrl('vsphere://h:99999/x'),
+    (e: CofferError) => e.code === 'USAGE',
+  );
 });
 
 test('thumbprints: SHA-256 or SHA-1, colons and case ignored; anything else is USAGE', () => {
   assert.equal(normalizeThumbprint('AB:'.repeat(31) + 'AB'), 'ab'.repeat(32));
   assert.equal(normalizeThumbprint('ab'.repeat(20)), 'ab'.repeat(20));
-  assert.throws(() => normalizeThumbprint('xyz'), (e: CofferError) => e.code === 'USAGE');
+  assert.throws(
+    () => normalizeThumbprint('xyz'),
+    (e: CofferError) => e.code === 'USAGE',
+  );
 });
 
 test('VM selection by name, moref, inventory path, folder and glob', () => {
@@ -105,17 +154,35 @@ test('VM selection by name, moref, inventory path, folder and glob', () => {
   const vmf = new MoRef('Folder', 'f-vm');
   const prod = new MoRef('Folder', 'f-prod');
   const inv = buildInventory(
-    [o('Folder', 'group-d1', 'Datacenters'), o('Datacenter', 'dc-1', 'DC0', root), o('Folder', 'f-vm', 'vm', dc), o('Folder', 'f-prod', 'prod', vmf), o('VirtualMachine', 'vm-1', 'web-1', prod), o('VirtualMachine', 'vm-2', 'web-2', prod), o('VirtualMachine', 'vm-3', 'db', vmf), o('VirtualMachine', 'vm-4', 'db', prod)],
+    [
+      o('Folder', 'group-d1', 'Datacenters'),
+      o('Datacenter', 'dc-1', 'DC0', root),
+      o('Folder', 'f-vm', 'vm', dc),
+      o('Folder', 'f-prod', 'prod', vmf),
+      o('VirtualMachine', 'vm-1', 'web-1', prod),
+      o('VirtualMachine', 'vm-2', 'web-2', prod),
+      o('VirtualMachine', 'vm-3', 'db', vmf),
+      o('VirtualMachine', 'vm-4', 'db', prod),
+    ],
     root,
   );
-  const names = (spec: string, single = false) => selectVms(inv.vms, spec, single).map((v) => v.ref.value).sort();
+  const names = (spec: string, single = false) =>
+    selectVms(inv.vms, spec, single)
+      .map((v) => v.ref.value)
+      .sort();
   assert.deepEqual(names('vm-2'), ['vm-2']);
   assert.deepEqual(names('/DC0/vm/prod/web-1'), ['vm-1']);
   assert.deepEqual(names('DC0/vm/prod'), ['vm-1', 'vm-2', 'vm-4']);
   assert.deepEqual(names('web-*'), ['vm-1', 'vm-2']);
   assert.deepEqual(names('/DC0/vm/*/db'), ['vm-4']);
   assert.deepEqual(names('db'), ['vm-3', 'vm-4']);
-  assert.throws(() => names('db', true), (e: CofferError) => e.code === 'AMBIGUOUS');
-  assert.throws(() => names('nope'), (e: CofferError) => e.code === 'NOT_FOUND');
+  assert.throws(
+    () => names('db', true),
+    (e: CofferError) => e.code === 'AMBIGUOUS',
+  );
+  assert.throws(
+    () => names('nope'),
+    (e: CofferError) => e.code === 'NOT_FOUND',
+  );
   assert.equal(inv.vms.find((v) => v.ref.value === 'vm-1')!.datacenter?.name, 'DC0');
 });

@@ -48,7 +48,9 @@ export function parseXml(text: string, what = 'vCenter reply'): XmlNode {
     throw bogus(what, `is not well-formed XML (${(e as Error).message.split('\n')[0]})`);
   }
   if (!Array.isArray(raw)) throw bogus(what, 'is not XML');
-  const roots = raw.map((r) => convert(r as Raw, new Map([['xml', 'http://www.w3.org/XML/1998/namespace']]), 0, what)).filter((n): n is XmlNode => n !== undefined);
+  const roots = raw
+    .map((r) => convert(r as Raw, new Map([['xml', 'http://www.w3.org/XML/1998/namespace']]), 0, what))
+    .filter((n): n is XmlNode => n !== undefined);
   if (roots.length !== 1) throw bogus(what, `has ${roots.length} root elements`);
   return roots[0]!;
 }
@@ -122,7 +124,8 @@ export function intOf(n: XmlNode, name: string): number | undefined {
   const t = textOf(n, name);
   if (t === undefined) return undefined;
   const v = Number(t.trim());
-  if (!Number.isSafeInteger(v)) throw bogus(`vCenter reply element <${n.name}><${name}>`, `is not an integer (${JSON.stringify(t.slice(0, 40))})`);
+  if (!Number.isSafeInteger(v))
+    throw bogus(`vCenter reply element <${n.name}><${name}>`, `is not an integer (${JSON.stringify(t.slice(0, 40))})`);
   return v;
 }
 
@@ -169,7 +172,9 @@ export interface SoapObject {
 }
 
 export function escapeXml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!).replace(/[\x00-\x08\x0b\x0c\x0e-\x1f]/g, '');
+  return s
+    .replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!)
+    .replace(/[\x00-\x08\x0b\x0c\x0e-\x1f]/g, '');
 }
 
 export function serialize(name: string, v: SoapValue): string {

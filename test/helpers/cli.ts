@@ -4,7 +4,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 /** The built CLI (npm run build), exactly as users run it. */
-export const COFFER_BIN = resolve(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '../../../dist/bin/coffer.js');
+export const COFFER_BIN = resolve(
+  import.meta.dirname ?? new URL('.', import.meta.url).pathname,
+  '../../../dist/bin/coffer.js',
+);
 
 export interface CliResult {
   code: number;
@@ -35,7 +38,9 @@ export function cofferAsync(args: string[], env: Record<string, string | undefin
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<CliResult>((res) => child.on('close', (code, sig) => res({ code: code ?? (sig ? 128 : -1), stdout, stderr })));
+  const done = new Promise<CliResult>((res) =>
+    child.on('close', (code, sig) => res({ code: code ?? (sig ? 128 : -1), stdout, stderr })),
+  );
   return { child, done };
 }
 

@@ -51,7 +51,12 @@ function own(child: ChildProcess, port: number, pidFile: string): OwnedServer {
 }
 
 /** Is it our server that answers on the port (not another process that took the port meanwhile)? */
-async function answersAs(port: number, child: ChildProcess, path: string, check: (res: Response, body: string) => boolean): Promise<boolean> {
+async function answersAs(
+  port: number,
+  child: ChildProcess,
+  path: string,
+  check: (res: Response, body: string) => boolean,
+): Promise<boolean> {
   await new Promise((r) => setTimeout(r, 100));
   if (child.exitCode !== null || child.signalCode !== null) return false;
   try {
@@ -66,7 +71,11 @@ async function answersAs(port: number, child: ChildProcess, path: string, check:
  * freePort() releases the port before the server binds it; on a shared machine another process can take it in
  * between. Start, check who answers, and try again on a new port (our own failed child is stopped by pid).
  */
-async function startChecked<T extends OwnedServer>(fixedPort: number | undefined, start: (port: number) => Promise<T>, isOurs: (s: T) => Promise<boolean>): Promise<T> {
+async function startChecked<T extends OwnedServer>(
+  fixedPort: number | undefined,
+  start: (port: number) => Promise<T>,
+  isOurs: (s: T) => Promise<boolean>,
+): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     const port = fixedPort ?? (await freePort());
     let s: T | undefined;
@@ -85,18 +94,42 @@ async function startChecked<T extends OwnedServer>(fixedPort: number | undefined
  * Azurite (blob service only) as our own child process on 127.0.0.1, data under `dir` (survives a restart on
  * the same dir and port). `accounts`: AZURITE_ACCOUNTS (e.g. "region1:KEY1") for extra accounts.
  */
-export async function startAzurite(dir: string, opts: { port?: number; accounts?: string } = {}): Promise<OwnedServer & { endpoint: string; connectionString: string }> {
-  return startChecked(opts.port, (port) => startAzuriteOn(dir, port, opts.accounts), (s) =>
-    answersAs(s.port, s.child, `/${AZURITE_ACCOUNT}?comp=list`, (res) => (res.headers.get('server') ?? '').startsWith('Azurite')),
+export async function startAzurite(
+  dir: string,
+  opts: { port?: number; accounts?: string } = {},
+): Promise<OwnedServer & { endpoint: string; connectionString: string }> {
+  return startChecked(
+    opts.port,
+    (port) => startAzuriteOn(dir, port, opts.accounts),
+    (s) =>
+      answersAs(s.port, s.child, `/${AZURITE_ACCOUNT}?comp=list`, (res) =>
+        (res.headers.get('server') ?? '').startsWith('Azurite'),
+      ),
   );
 }
 
-async function startAzuriteOn(dir: string, port: number, accounts: string | undefined): Promise<OwnedServer & { endpoint: string; connectionString: string }> {
+async function startAzuriteOn(
+  dir: string,
+  port: number,
+  accounts: string | undefined,
+): Promise<OwnedServer & { endpoint: string; connectionString: string }> {
   mkdirSync(dir, { recursive: true });
   let log = '';
   const child = spawn(
     process.execPath,
-    [join(ROOT, 'node_modules/azurite/dist/src/blob/main.js'), '--blobHost', '127.0.0.1', '--blobPort', String(port), '--location', dir, '--skipApiVersionCheck', '--loose', '--disableTelemetry', '--silent'],
+    [
+      join(ROOT, 'node_modules/azurite/dist/src/blob/main.js'),
+      '--blobHost',
+      '127.0.0.1',
+      '--blobPort',
+      String(port),
+      '--location',
+      dir,
+      '--skipApiVersionCheck',
+      '--loose',
+      '--disableTelemetry',
+      '--silent',
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(accounts ? { AZURITE_ACCOUNTS: accounts } : {}) } },
   );
   child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
@@ -111,11 +144,21 @@ async function startAzuriteOn(dir: string, port: number, accounts: string | unde
 }
 
 /** s3rver (credentials S3RVER/S3RVER) as our own child process on 127.0.0.1, data under `dir`. */
-export async function startS3rver(dir: string, opts: { port?: number } = {}): Promise<OwnedServer & { endpoint: string; env: Record<string, string> }> {
-  return startChecked(opts.port, (port) => startS3rverOn(dir, port), (s) => answersAs(s.port, s.child, '/', (_res, body) => body.includes('ListAllMyBucketsResult')));
+export async function startS3rver(
+  dir: string,
+  opts: { port?: number } = {},
+): Promise<OwnedServer & { endpoint: string; env: Record<string, string> }> {
+  return startChecked(
+    opts.port,
+    (port) => startS3rverOn(dir, port),
+    (s) => answersAs(s.port, s.child, '/', (_res, body) => body.includes('ListAllMyBucketsResult')),
+  );
 }
 
-async function startS3rverOn(dir: string, port: number): Promise<OwnedServer & { endpoint: string; env: Record<string, string> }> {
+async function startS3rverOn(
+  dir: string,
+  port: number,
+): Promise<OwnedServer & { endpoint: string; env: Record<string, string> }> {
   mkdirSync(dir, { recursive: true });
   let log = '';
   const script = `const S3rver = require(${JSON.stringify(join(ROOT, 'node_modules/s3rver'))});
@@ -128,6 +171,11 @@ new S3rver({ address: '127.0.0.1', port: ${port}, silent: true, directory: ${JSO
   return {
     ...own(child, port, join(dir, `s3rver-${port}.pid`)),
     endpoint,
-    env: { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL: endpoint },
+    env: {
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      AWS_REGION: 'us-east-1',
+      AWS_ENDPOINT_URL: endpoint,
+    },
   };
 }

@@ -19,9 +19,26 @@ export interface RunningServer {
 }
 
 /** Starts `coffer server` as our child on a free 127.0.0.1 port with a pid file; resolves once /api/health answers. */
-export async function startServer(opts: { dir: string; dataDir: string; config?: unknown; env?: Record<string, string>; extraArgs?: string[]; port?: number; scheme?: 'http' | 'https' }): Promise<RunningServer> {
+export async function startServer(opts: {
+  dir: string;
+  dataDir: string;
+  config?: unknown;
+  env?: Record<string, string>;
+  extraArgs?: string[];
+  port?: number;
+  scheme?: 'http' | 'https';
+}): Promise<RunningServer> {
   const port = opts.port ?? (await freePort());
-  const args = [COFFER_BIN, 'server', '--listen', `127.0.0.1:${port}`, '--data', opts.dataDir, '--pid-file', join(opts.dir, `server-${port}.pid`)];
+  const args = [
+    COFFER_BIN,
+    'server',
+    '--listen',
+    `127.0.0.1:${port}`,
+    '--data',
+    opts.dataDir,
+    '--pid-file',
+    join(opts.dir, `server-${port}.pid`),
+  ];
   if (opts.config !== undefined) {
     const f = join(opts.dir, `server-config-${port}.json`);
     writeFileSync(f, typeof opts.config === 'string' ? opts.config : JSON.stringify(opts.config, null, 2));
@@ -30,7 +47,10 @@ export async function startServer(opts: { dir: string; dataDir: string; config?:
   args.push(...(opts.extraArgs ?? []));
   const logFile = join(opts.dir, `server-${port}-${Date.now()}.log`);
   const log = createWriteStream(logFile);
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...(opts.env ?? {}) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, {
+    env: { ...process.env, ...(opts.env ?? {}) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   child.stdout!.pipe(log);
   child.stderr!.pipe(log);
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
@@ -40,7 +60,10 @@ export async function startServer(opts: { dir: string; dataDir: string; config?:
     const early = await Promise.race([exited, new Promise((r) => setTimeout(() => r('wait'), 100))]);
     if (early !== 'wait') throw new Error(`coffer server exited with ${early}: ${readFileSync(logFile, 'utf8')}`);
     if (opts.scheme !== 'https') {
-      const ok = await fetch(`${url}/api/health`).then((r) => r.ok, () => false);
+      const ok = await fetch(`${url}/api/health`).then(
+        (r) => r.ok,
+        () => false,
+      );
       if (ok) break;
     } else if (existsSync(join(opts.dir, `server-${port}.pid`))) break;
     if (Date.now() > until) throw new Error(`coffer server did not come up: ${readFileSync(logFile, 'utf8')}`);
@@ -81,7 +104,12 @@ export interface ApiResult<T = any> {
 }
 
 /** A JSON API call; body: an object (sent as JSON) or a string (sent as is). */
-export async function api<T = any>(base: string, method: string, path: string, opts: { token?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<ApiResult<T>> {
+export async function api<T = any>(
+  base: string,
+  method: string,
+  path: string,
+  opts: { token?: string; body?: unknown; headers?: Record<string, string> } = {},
+): Promise<ApiResult<T>> {
   const headers: Record<string, string> = { ...(opts.headers ?? {}) };
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
   let body: string | undefined;

@@ -6,7 +6,10 @@ export function prng(seed: string, length: number): Buffer {
   const out = Buffer.allocUnsafe(length);
   let ctr = 0;
   for (let o = 0; o < length; o += 32) {
-    createHash('sha256').update(`${seed}:${ctr++}`).digest().copy(out, o, 0, Math.min(32, length - o));
+    createHash('sha256')
+      .update(`${seed}:${ctr++}`)
+      .digest()
+      .copy(out, o, 0, Math.min(32, length - o));
   }
   return out;
 }

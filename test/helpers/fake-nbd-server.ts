@@ -11,15 +11,53 @@ import { createServer, type Server, type Socket } from 'node:net';
 // The protocol's constants come from the client's own table (one source of truth); only what a client never sends
 // or expects is defined here.
 export {
-  NBDMAGIC, IHAVEOPT, OPT_REPLY_MAGIC, REQUEST_MAGIC, STRUCTURED_REPLY_MAGIC, OPT_ABORT, OPT_GO, OPT_STRUCTURED_REPLY,
-  OPT_SET_META_CONTEXT, REP_ACK, REP_INFO, REP_META_CONTEXT, REP_ERR_UNSUP, CMD_READ, CMD_DISC, CMD_BLOCK_STATUS,
-  REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, REPLY_TYPE_OFFSET_HOLE, REPLY_TYPE_BLOCK_STATUS, REPLY_TYPE_ERROR,
+  NBDMAGIC,
+  IHAVEOPT,
+  OPT_REPLY_MAGIC,
+  REQUEST_MAGIC,
+  STRUCTURED_REPLY_MAGIC,
+  OPT_ABORT,
+  OPT_GO,
+  OPT_STRUCTURED_REPLY,
+  OPT_SET_META_CONTEXT,
+  REP_ACK,
+  REP_INFO,
+  REP_META_CONTEXT,
+  REP_ERR_UNSUP,
+  CMD_READ,
+  CMD_DISC,
+  CMD_BLOCK_STATUS,
+  REPLY_FLAG_DONE,
+  REPLY_TYPE_OFFSET_DATA,
+  REPLY_TYPE_OFFSET_HOLE,
+  REPLY_TYPE_BLOCK_STATUS,
+  REPLY_TYPE_ERROR,
 } from '../../src/nbd/protocol.js';
 import {
-  NBDMAGIC, IHAVEOPT, OPT_REPLY_MAGIC, REQUEST_MAGIC, STRUCTURED_REPLY_MAGIC, OPT_ABORT, OPT_GO, OPT_STRUCTURED_REPLY,
-  OPT_SET_META_CONTEXT, REP_ACK, REP_INFO, REP_META_CONTEXT, REP_ERR_UNSUP, CMD_READ, CMD_DISC, CMD_BLOCK_STATUS,
-  REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, REPLY_TYPE_OFFSET_HOLE, REPLY_TYPE_BLOCK_STATUS, REPLY_TYPE_ERROR,
-  TFLAG_HAS_FLAGS, TFLAG_READ_ONLY, TFLAG_SEND_DF,
+  NBDMAGIC,
+  IHAVEOPT,
+  OPT_REPLY_MAGIC,
+  REQUEST_MAGIC,
+  STRUCTURED_REPLY_MAGIC,
+  OPT_ABORT,
+  OPT_GO,
+  OPT_STRUCTURED_REPLY,
+  OPT_SET_META_CONTEXT,
+  REP_ACK,
+  REP_INFO,
+  REP_META_CONTEXT,
+  REP_ERR_UNSUP,
+  CMD_READ,
+  CMD_DISC,
+  CMD_BLOCK_STATUS,
+  REPLY_FLAG_DONE,
+  REPLY_TYPE_OFFSET_DATA,
+  REPLY_TYPE_OFFSET_HOLE,
+  REPLY_TYPE_BLOCK_STATUS,
+  REPLY_TYPE_ERROR,
+  TFLAG_HAS_FLAGS,
+  TFLAG_READ_ONLY,
+  TFLAG_SEND_DF,
 } from '../../src/nbd/protocol.js';
 /** The old-style handshake's magic (a client never negotiates it; Coffer must refuse it). */
 export const OLDSTYLE_MAGIC = 0x00420281861253n;
@@ -131,7 +169,12 @@ export async function startFakeNbd(opts: FakeNbdOptions = {}): Promise<FakeNbdSe
       defaultRead(req) {
         const p = Buffer.alloc(8);
         p.writeBigUInt64BE(BigInt(req.offset));
-        conn.chunk(REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, req.cookie, Buffer.concat([p, patternBytes(req.offset, req.length)]));
+        conn.chunk(
+          REPLY_FLAG_DONE,
+          REPLY_TYPE_OFFSET_DATA,
+          req.cookie,
+          Buffer.concat([p, patternBytes(req.offset, req.length)]),
+        );
       },
       defaultBlockStatus(req) {
         const p = Buffer.alloc(12);

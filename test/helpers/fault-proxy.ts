@@ -44,7 +44,10 @@ export class FaultProxy {
     const eligible = !this.plan.methods || this.plan.methods.includes(req.method ?? '');
     if (eligible && this.rand() < this.plan.rate) {
       this.faults++;
-      const kind = this.plan.kind === 'mixed' ? (['throttle-503', 'throttle-429', 'reset'] as const)[this.faults % 3]! : this.plan.kind;
+      const kind =
+        this.plan.kind === 'mixed'
+          ? (['throttle-503', 'throttle-429', 'reset'] as const)[this.faults % 3]!
+          : this.plan.kind;
       req.resume();
       if (kind === 'reset') {
         req.socket.destroy();
@@ -54,16 +57,24 @@ export class FaultProxy {
       const code = status === 503 ? 'ServerBusy' : 'TooManyRequests';
       const body = `<?xml version="1.0" encoding="utf-8"?><Error><Code>${code}</Code><Message>Injected fault</Message></Error>`;
       req.on('end', () => {
-        res.writeHead(status, { 'x-ms-error-code': code, 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body), 'retry-after': '0' });
+        res.writeHead(status, {
+          'x-ms-error-code': code,
+          'content-type': 'application/xml',
+          'content-length': Buffer.byteLength(body),
+          'retry-after': '0',
+        });
         res.end(body);
       });
       return;
     }
     this.forwarded++;
-    const up = request({ host: '127.0.0.1', port: this.targetPort, method: req.method, path: req.url, headers: req.headers }, (ur) => {
-      res.writeHead(ur.statusCode ?? 502, ur.headers);
-      ur.pipe(res);
-    });
+    const up = request(
+      { host: '127.0.0.1', port: this.targetPort, method: req.method, path: req.url, headers: req.headers },
+      (ur) => {
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        ur.pipe(res);
+      },
+    );
     up.on('error', () => res.destroy());
     req.pipe(up);
   }

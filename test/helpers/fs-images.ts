@@ -6,7 +6,13 @@ import { LocalBlobStore } from '../../src/storage/index.js';
 export * from '../../src/fs/testing/images.js';
 
 /** The chunk blob file (repository-relative path under repoDir) holding byte `offset` of disk `disk` of a restore point. */
-export async function chunkFileAt(repoDir: string, password: string, pointId: string, disk: number, offset: number): Promise<string> {
+export async function chunkFileAt(
+  repoDir: string,
+  password: string,
+  pointId: string,
+  disk: number,
+  offset: number,
+): Promise<string> {
   const repo = await Repository.open(new LocalBlobStore(repoDir), password);
   const m = await repo.loadManifest(pointId);
   const idx = await repo.loadIndex(m.disks[disk]!.indexId);

@@ -3,7 +3,16 @@ import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { BufferReader, checkRange, ExtFs, FatFs, listPartitions, type BlockReader, type FsNode, type GuestFs } from '../../src/fs/index.js';
+import {
+  BufferReader,
+  checkRange,
+  ExtFs,
+  FatFs,
+  listPartitions,
+  type BlockReader,
+  type FsNode,
+  type GuestFs,
+} from '../../src/fs/index.js';
 import { mkExt, mkFat, partitionDisk, sh } from '../../src/fs/testing/images.js';
 import { NbdClient } from '../../src/nbd/nbd-client.js';
 import { CofferError, type ErrorCode } from '../../src/shared/index.js';
@@ -43,13 +52,18 @@ export class BudgetExceeded extends Error {}
 export class BudgetReader implements BlockReader {
   reads = 0;
   bytes = 0;
-  constructor(private readonly base: BlockReader, private readonly maxReads: number, private readonly maxBytes: number) {}
+  constructor(
+    private readonly base: BlockReader,
+    private readonly maxReads: number,
+    private readonly maxBytes: number,
+  ) {}
   get sizeBytes(): number {
     return this.base.sizeBytes;
   }
   async read(offset: number, length: number): Promise<Buffer> {
     checkRange(this.sizeBytes, offset, length);
-    if (++this.reads > this.maxReads || (this.bytes += length) > this.maxBytes) throw new BudgetExceeded(`work budget exceeded (${this.reads} reads, ${this.bytes} bytes)`);
+    if (++this.reads > this.maxReads || (this.bytes += length) > this.maxBytes)
+      throw new BudgetExceeded(`work budget exceeded (${this.reads} reads, ${this.bytes} bytes)`);
     return this.base.read(offset, length);
   }
 }
@@ -78,7 +92,11 @@ export async function walkFs(fs: GuestFs, volumeBytes: number): Promise<void> {
 }
 
 /** A guest filesystem reader as a target: one line per reader. */
-export function fsTarget(name: string, seeds: (work: string) => Promise<Buffer[]>, open: (r: BlockReader) => Promise<GuestFs>): FuzzTarget {
+export function fsTarget(
+  name: string,
+  seeds: (work: string) => Promise<Buffer[]>,
+  open: (r: BlockReader) => Promise<GuestFs>,
+): FuzzTarget {
   return {
     name,
     codes: ['FS_CORRUPT', 'FS_UNSUPPORTED'],
@@ -126,7 +144,10 @@ const partitionTarget: FuzzTarget = {
   name: 'partitions',
   codes: ['FS_CORRUPT', 'FS_UNSUPPORTED'],
   async seeds(work) {
-    return ['label: dos\nstart=2048, size=1024\nsize=1024, type=83\n', 'label: gpt\nstart=2048, size=1024, name="a"\nsize=1024\n'].map((script, i) => {
+    return [
+      'label: dos\nstart=2048, size=1024\nsize=1024, type=83\n',
+      'label: gpt\nstart=2048, size=1024, name="a"\nsize=1024\n',
+    ].map((script, i) => {
       const img = join(work, `part${i}.img`);
       partitionDisk(img, 2 * 1024 * 1024, script);
       return readFileSync(img);
@@ -158,8 +179,10 @@ const vmdkTarget: FuzzTarget = {
     try {
       const buf = Buffer.alloc(1024 * 1024);
       // the first 8 MiB and the last MiB: enough to touch every grain table of the seeds, bounded for hostile sizes
-      for (let o = 0; o < Math.min(s.sizeBytes, 8 * 1024 * 1024); o += buf.length) await s.read(o, Math.min(buf.length, s.sizeBytes - o), buf);
-      if (s.sizeBytes > 8 * 1024 * 1024) await s.read(s.sizeBytes - Math.min(buf.length, s.sizeBytes), Math.min(buf.length, s.sizeBytes), buf);
+      for (let o = 0; o < Math.min(s.sizeBytes, 8 * 1024 * 1024); o += buf.length)
+        await s.read(o, Math.min(buf.length, s.sizeBytes - o), buf);
+      if (s.sizeBytes > 8 * 1024 * 1024)
+        await s.read(s.sizeBytes - Math.min(buf.length, s.sizeBytes), Math.min(buf.length, s.sizeBytes), buf);
     } finally {
       await s.close();
     }
@@ -176,7 +199,10 @@ function nbdTarget(): FuzzTarget {
   const open = new Set<net.Socket>();
   const sock = (work: string) => join(work, 'fake-nbd.sock');
   const client = async (path: string) => {
-    const c = await NbdClient.connect({ path }, { exportName: '', metaContexts: ['base:allocation'], timeoutMs: 10_000 });
+    const c = await NbdClient.connect(
+      { path },
+      { exportName: '', metaContexts: ['base:allocation'], timeoutMs: 10_000 },
+    );
     try {
       const buf = Buffer.alloc(Math.min(c.sizeBytes, 256 * 1024));
       await c.read(0, buf.length, buf);
@@ -194,10 +220,20 @@ function nbdTarget(): FuzzTarget {
       b.write('nbd seed disk', 4096);
       writeFileSync(img, b);
       const real = join(work, 'real-nbd.sock');
-      const qemu = spawn('qemu-nbd', ['--read-only', '--format=raw', '--persistent', `--socket=${real}`, img], { stdio: 'ignore' });
+      const qemu = spawn('qemu-nbd', ['--read-only', '--format=raw', '--persistent', `--socket=${real}`, img], {
+        stdio: 'ignore',
+      });
       try {
         for (let i = 0; i < 500; i++) {
-          const up = await new Promise<boolean>((r) => net.connect(real).once('connect', function (this: net.Socket) { this.destroy(); r(true); }).once('error', () => r(false)));
+          const up = await new Promise<boolean>((r) =>
+            net
+              .connect(real)
+              .once('connect', function (this: net.Socket) {
+                this.destroy();
+                r(true);
+              })
+              .once('error', () => r(false)),
+          );
           if (up) break;
           await new Promise((r) => setTimeout(r, 20));
         }
@@ -264,10 +300,11 @@ const soapTarget: FuzzTarget = {
     const res = body.children[0];
     if (!res) return;
     const rv = returnval(res);
-    for (const o of rv.children) for (const ps of o.children.filter((c) => c.name === 'propSet')) {
-      const val = child(ps, 'val');
-      if (val?.xsiType === 'VirtualMachineConfigInfo') parseConfigInfo(val);
-    }
+    for (const o of rv.children)
+      for (const ps of o.children.filter((c) => c.name === 'propSet')) {
+        const val = child(ps, 'val');
+        if (val?.xsiType === 'VirtualMachineConfigInfo') parseConfigInfo(val);
+      }
   },
 };
 
@@ -287,13 +324,23 @@ export function fuzzTargets(): FuzzTarget[] {
 export type Mutation = { seed: number; edits: [number, number, number][]; truncate: number | null };
 
 export function mutationArb(seedCount: number): fc.Arbitrary<Mutation> {
-  const offset = fc.oneof({ weight: 3, arbitrary: fc.nat({ max: 65535 }) }, { weight: 1, arbitrary: fc.nat({ max: 2 ** 31 - 1 }) });
-  const edit = fc.tuple(offset, fc.constantFrom(1, 1, 1, 2, 4), fc.oneof(fc.nat({ max: 255 }), fc.constantFrom(0, 0xff, 0x7fffffff, 0xffffffff, 0x80000000, 1, 2, 0xffff, 0x8000)));
+  const offset = fc.oneof(
+    { weight: 3, arbitrary: fc.nat({ max: 65535 }) },
+    { weight: 1, arbitrary: fc.nat({ max: 2 ** 31 - 1 }) },
+  );
+  const edit = fc.tuple(
+    offset,
+    fc.constantFrom(1, 1, 1, 2, 4),
+    fc.oneof(fc.nat({ max: 255 }), fc.constantFrom(0, 0xff, 0x7fffffff, 0xffffffff, 0x80000000, 1, 2, 0xffff, 0x8000)),
+  );
   return fc.record({
     seed: fc.nat({ max: Math.max(0, seedCount - 1) }),
     edits: fc.array(edit, { minLength: 1, maxLength: 24 }),
     // one input in ten is also truncated (null: not truncated)
-    truncate: fc.oneof({ weight: 9, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.nat({ max: 2 ** 31 - 1 }) }),
+    truncate: fc.oneof(
+      { weight: 9, arbitrary: fc.constant(null) },
+      { weight: 1, arbitrary: fc.nat({ max: 2 ** 31 - 1 }) },
+    ),
   });
 }
 

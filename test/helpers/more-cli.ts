@@ -1,13 +1,26 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, openSync, readFileSync, readdirSync, statSync, writeSync, ftruncateSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  writeSync,
+  ftruncateSync,
+} from 'node:fs';
 import { join, relative } from 'node:path';
 import { COFFER_BIN, TEST_PASSWORD, type CliResult } from './cli.js';
 import { makeDisk } from './disks.js';
 
 /** Like `coffer()` but stdout is kept as raw bytes (for `restore --target -`). */
-export function cofferRaw(args: string[], env: Record<string, string | undefined> = {}): { code: number; stdout: Buffer; stderr: string } {
+export function cofferRaw(
+  args: string[],
+  env: Record<string, string | undefined> = {},
+): { code: number; stdout: Buffer; stderr: string } {
   const r = spawnSync(process.execPath, [COFFER_BIN, ...args], {
     env: { ...process.env, COFFER_PASSWORD: TEST_PASSWORD, ...env },
     timeout: 120_000,
@@ -17,7 +30,12 @@ export function cofferRaw(args: string[], env: Record<string, string | undefined
 }
 
 /** Runs `coffer ARGS` as another user (root only: spawn's uid/gid options). */
-export function cofferAs(uid: number, gid: number, args: string[], env: Record<string, string | undefined> = {}): CliResult {
+export function cofferAs(
+  uid: number,
+  gid: number,
+  args: string[],
+  env: Record<string, string | undefined> = {},
+): CliResult {
   const r = spawnSync(process.execPath, [COFFER_BIN, ...args], {
     env: { ...process.env, COFFER_PASSWORD: TEST_PASSWORD, ...env },
     encoding: 'utf8',
@@ -48,7 +66,11 @@ export function assertNoStack(r: { stderr: string }): void {
  * Asserts a failed `--json` run: exit code, `{error:{code,message}}` as the last JSON line on stdout,
  * no stack trace on stderr. Returns the error object.
  */
-export function expectError(r: CliResult, exitCode: number, errorCode: string): { code: string; message: string; hint?: string; details: Record<string, any> } {
+export function expectError(
+  r: CliResult,
+  exitCode: number,
+  errorCode: string,
+): { code: string; message: string; hint?: string; details: Record<string, any> } {
   const ctx = `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
   assert.equal(r.code, exitCode, `expected exit ${exitCode} (${errorCode}); ${ctx}`);
   const docs = jsonLines(r);
@@ -182,7 +204,9 @@ export function sha256File(path: string): string {
 export function dataBytes(path: string): number {
   const r = spawnSync('qemu-img', ['map', '--output=json', '-f', 'raw', path], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
-  return (JSON.parse(r.stdout) as { length: number; data: boolean }[]).filter((e) => e.data).reduce((a, e) => a + e.length, 0);
+  return (JSON.parse(r.stdout) as { length: number; data: boolean }[])
+    .filter((e) => e.data)
+    .reduce((a, e) => a + e.length, 0);
 }
 
 /** A guest-like disk (data, compressible text, holes): the shared generator of helpers/disks.ts. */

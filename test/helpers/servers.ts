@@ -63,9 +63,25 @@ function daemonFromPidFile(pidFile: string, what: string): Daemon {
 }
 
 /** qemu-nbd on 127.0.0.1:port (read-only, persistent), started with a pid file, stopped by pid. */
-export function startQemuNbd(dir: string, image: string, opts: { port: number; format?: string; bitmap?: string }): Daemon {
+export function startQemuNbd(
+  dir: string,
+  image: string,
+  opts: { port: number; format?: string; bitmap?: string },
+): Daemon {
   const pidFile = join(dir, `qemu-nbd-${opts.port}.pid`);
-  const args = ['-r', '-t', '--fork', `--pid-file=${pidFile}`, '-b', '127.0.0.1', '-p', String(opts.port), '-f', opts.format ?? 'qcow2', '--shared=8'];
+  const args = [
+    '-r',
+    '-t',
+    '--fork',
+    `--pid-file=${pidFile}`,
+    '-b',
+    '127.0.0.1',
+    '-p',
+    String(opts.port),
+    '-f',
+    opts.format ?? 'qcow2',
+    '--shared=8',
+  ];
   if (opts.bitmap) args.push('-B', opts.bitmap);
   args.push(image);
   const r = spawnSync('qemu-nbd', args, { encoding: 'utf8', timeout: 30_000 });
@@ -76,9 +92,26 @@ export function startQemuNbd(dir: string, image: string, opts: { port: number; f
 let nbdkitRuns = 0;
 
 /** nbdkit on 127.0.0.1:port with a plugin, its arguments and filters, started with a pid file, stopped by pid. */
-export function startNbdkit(dir: string, port: number, plugin: string, pluginArgs: string[], filters: string[] = []): Daemon {
+export function startNbdkit(
+  dir: string,
+  port: number,
+  plugin: string,
+  pluginArgs: string[],
+  filters: string[] = [],
+): Daemon {
   const pidFile = join(dir, `nbdkit-${port}-${++nbdkitRuns}.pid`); // unique: a restart on the same port must not read a stale file
-  const args = ['--ipv4-only', '-i', '127.0.0.1', '-p', String(port), '-P', pidFile, ...filters.map((f) => `--filter=${f}`), plugin, ...pluginArgs];
+  const args = [
+    '--ipv4-only',
+    '-i',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '-P',
+    pidFile,
+    ...filters.map((f) => `--filter=${f}`),
+    plugin,
+    ...pluginArgs,
+  ];
   const r = spawnSync('nbdkit', args, { encoding: 'utf8', timeout: 30_000 });
   if (r.status !== 0) throw new Error(`nbdkit failed: ${r.stderr}`);
   // nbdkit's forked child writes the pid file, possibly after the parent has exited: wait for it

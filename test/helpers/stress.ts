@@ -6,7 +6,10 @@ import type { BlockSource } from '../../src/sources/index.js';
 import type { BlobInfo, BlobStore, ByteRange } from '../../src/storage/index.js';
 
 export class BufferSource implements BlockSource {
-  constructor(readonly data: Buffer, readonly uri = 'mem://disk') {}
+  constructor(
+    readonly data: Buffer,
+    readonly uri = 'mem://disk',
+  ) {}
   get sizeBytes() {
     return this.data.length;
   }
@@ -26,12 +29,15 @@ export function pattern(n: number | string, size: number): Buffer {
 /** A small deterministic PRNG (tests are reproducible from the seed printed on failure). */
 export function rng(seed: number) {
   let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
 }
 
 /** Random latency on every store call (0-4 ms): widens the windows between a writer's look and its commit. */
 export class SlowStore implements BlobStore {
-  constructor(private readonly inner: BlobStore, private readonly rand: () => number) {}
+  constructor(
+    private readonly inner: BlobStore,
+    private readonly rand: () => number,
+  ) {}
   get location() {
     return this.inner.location;
   }

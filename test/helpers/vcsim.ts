@@ -11,7 +11,19 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, truncateSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  truncateSync,
+} from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -60,7 +72,9 @@ async function doBuild(): Promise<string> {
   }
   const h = createHash('sha256');
   h.update(goVersion.stdout);
-  for (const f of readdirSync(src).filter((n) => n.endsWith('.go')).sort()) {
+  for (const f of readdirSync(src)
+    .filter((n) => n.endsWith('.go'))
+    .sort()) {
     h.update(f + '\0');
     h.update(readFileSync(join(src, f)));
   }
@@ -113,7 +127,12 @@ async function goBuild(root: string, cache: string, bin: string): Promise<string
   return bin;
 }
 
-function runAsync(cmd: string, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv }, timeoutMs: number): Promise<{ code: number; stderr: string }> {
+function runAsync(
+  cmd: string,
+  args: string[],
+  opts: { cwd: string; env: NodeJS.ProcessEnv },
+  timeoutMs: number,
+): Promise<{ code: number; stderr: string }> {
   return new Promise((res) => {
     const p = spawn(cmd, args, { ...opts, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
@@ -241,7 +260,6 @@ export interface Vcsim {
   stop(): Promise<void>;
 }
 
-
 async function stopPid(pid: number): Promise<void> {
   try {
     process.kill(pid, 'SIGTERM');
@@ -291,17 +309,28 @@ export async function startVcsim(opts: VcsimOptions = {}): Promise<Vcsim> {
   const readyFile = join(dir, `vcsim-${process.pid}-${n}.ready.json`);
   const logFile = join(dir, `vcsim-${process.pid}-${n}.log`);
   const args = [
-    '-listen', `127.0.0.1:${opts.port ?? 0}`,
-    '-pid-file', pidFile,
-    '-ready-file', readyFile,
-    '-dc', String(opts.datacenters ?? 1),
-    '-cluster', String(opts.clusters ?? 1),
-    '-host', String(opts.hostsPerCluster ?? 3),
-    '-standalone-host', String(opts.standaloneHosts ?? 1),
-    '-vm', String(opts.vms ?? 2),
-    '-ds', String(opts.datastores ?? 1),
-    '-username', opts.username ?? 'user',
-    '-password', opts.password ?? 'pass',
+    '-listen',
+    `127.0.0.1:${opts.port ?? 0}`,
+    '-pid-file',
+    pidFile,
+    '-ready-file',
+    readyFile,
+    '-dc',
+    String(opts.datacenters ?? 1),
+    '-cluster',
+    String(opts.clusters ?? 1),
+    '-host',
+    String(opts.hostsPerCluster ?? 3),
+    '-standalone-host',
+    String(opts.standaloneHosts ?? 1),
+    '-vm',
+    String(opts.vms ?? 2),
+    '-ds',
+    String(opts.datastores ?? 1),
+    '-username',
+    opts.username ?? 'user',
+    '-password',
+    opts.password ?? 'pass',
   ];
   if (opts.diskMiB?.length) args.push('-disk-mib', opts.diskMiB.join(','));
   if (opts.cqdaMaxBytes !== undefined) args.push('-cqda-max-bytes', String(opts.cqdaMaxBytes));
@@ -321,7 +350,9 @@ export async function startVcsim(opts: VcsimOptions = {}): Promise<Vcsim> {
       if (child.pid !== undefined) await stopPid(child.pid);
       const text = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
       if (ownDir) rmSync(dir, { recursive: true, force: true });
-      throw new Error(`vcsim did not get ready (${exited !== undefined ? `exited ${exited}` : 'timeout'}):\n${text.slice(-4000)}`);
+      throw new Error(
+        `vcsim did not get ready (${exited !== undefined ? `exited ${exited}` : 'timeout'}):\n${text.slice(-4000)}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 25));
   }
@@ -362,7 +393,12 @@ export interface HttpReply {
 }
 
 /** One HTTPS request to the simulator, pinning its certificate. */
-export function vcRequest(vc: Pick<Vcsim, 'host' | 'port' | 'certificatePem'>, method: string, path: string, opts: { headers?: Record<string, string>; body?: Buffer | string; insecure?: boolean } = {}): Promise<HttpReply> {
+export function vcRequest(
+  vc: Pick<Vcsim, 'host' | 'port' | 'certificatePem'>,
+  method: string,
+  path: string,
+  opts: { headers?: Record<string, string>; body?: Buffer | string; insecure?: boolean } = {},
+): Promise<HttpReply> {
   return new Promise((res, rej) => {
     const body = opts.body === undefined ? undefined : Buffer.isBuffer(opts.body) ? opts.body : Buffer.from(opts.body);
     const headers: Record<string, string> = { ...(opts.headers ?? {}) };
@@ -407,7 +443,14 @@ export function xmlEscape(s: string): string {
 }
 
 function xmlUnescape(s: string): string {
-  return s.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&#34;/g, '"').replace(/&apos;/g, "'").replace(/&#39;/g, "'").replace(/&amp;/g, '&');
+  return s
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&quot;/g, '"')
+    .replace(/&#34;/g, '"')
+    .replace(/&apos;/g, "'")
+    .replace(/&#39;/g, "'")
+    .replace(/&amp;/g, '&');
 }
 
 /** Inner text of the first <tag> (any prefix, any attributes), or undefined. Test-grade XML picking. */
@@ -437,7 +480,14 @@ export interface VcSession {
  * Posts one vim25 SOAP call: <method xmlns="urn:vim25"><_this type=T>V</_this>ARGS</method>. Returns the response XML;
  * throws SoapFault on a SOAP fault. session may be undefined (RetrieveServiceContent, Login).
  */
-export async function soapCall(vc: Vcsim, session: { cookie: string } | undefined, method: string, thisType: string, thisValue: string, argsXml = ''): Promise<string> {
+export async function soapCall(
+  vc: Vcsim,
+  session: { cookie: string } | undefined,
+  method: string,
+  thisType: string,
+  thisValue: string,
+  argsXml = '',
+): Promise<string> {
   const envelope =
     '<?xml version="1.0" encoding="UTF-8"?>' +
     '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema">' +
@@ -449,7 +499,11 @@ export async function soapCall(vc: Vcsim, session: { cookie: string } | undefine
   if (r.status !== 200 || /<(?:\w+:)?Fault>/.test(xml)) {
     const detail = /<detail>\s*<(\w+)/.exec(xml);
     const typ = /<detail>\s*<\w+[^>]*?(?:xsi|XMLSchema-instance):type="([^"]+)"/.exec(xml);
-    throw new SoapFault(typ?.[1] ?? detail?.[1]?.replace(/Fault$/, '') ?? `HTTP ${r.status}`, xmlText(xml, 'faultstring') ?? '', xml);
+    throw new SoapFault(
+      typ?.[1] ?? detail?.[1]?.replace(/Fault$/, '') ?? `HTTP ${r.status}`,
+      xmlText(xml, 'faultstring') ?? '',
+      xml,
+    );
   }
   return xml;
 }
@@ -464,9 +518,17 @@ export async function vcLogin(vc: Vcsim, username = vc.username, password = vc.p
   const body =
     '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>' +
     `<Login xmlns="urn:vim25">${moref('_this', 'SessionManager', sm)}${envelope}</Login></soapenv:Body></soapenv:Envelope>`;
-  const r = await vcRequest(vc, 'POST', new URL(vc.url).pathname, { headers: { 'content-type': 'text/xml; charset=utf-8', soapaction: 'urn:vim25/7.0' }, body });
+  const r = await vcRequest(vc, 'POST', new URL(vc.url).pathname, {
+    headers: { 'content-type': 'text/xml; charset=utf-8', soapaction: 'urn:vim25/7.0' },
+    body,
+  });
   const xml = r.body.toString('utf8');
-  if (r.status !== 200) throw new SoapFault(/xsi:type="(\w+)"|XMLSchema-instance:type="(\w+)"/.exec(xml)?.[1] ?? `HTTP ${r.status}`, xmlText(xml, 'faultstring') ?? '', xml);
+  if (r.status !== 200)
+    throw new SoapFault(
+      /xsi:type="(\w+)"|XMLSchema-instance:type="(\w+)"/.exec(xml)?.[1] ?? `HTTP ${r.status}`,
+      xmlText(xml, 'faultstring') ?? '',
+      xml,
+    );
   const setCookie = ([] as string[]).concat(r.headers['set-cookie'] ?? []);
   const c = setCookie.map((s) => /vmware_soap_session=([^;]+)/.exec(s)?.[1]).find((x) => x);
   if (!c) throw new Error('vcsim: Login set no vmware_soap_session cookie');
@@ -504,14 +566,32 @@ export async function waitTask(s: VcSession, task: string, timeoutMs = 30_000): 
 
 /** ReconfigVM_Task with changeTrackingEnabled (vcsim stores the flag; change tracking is active at once). */
 export async function setChangeTracking(s: VcSession, vmRef: string, enabled: boolean): Promise<void> {
-  const xml = await soapCall(s.vc, s, 'ReconfigVM_Task', 'VirtualMachine', vmRef, `<spec><changeTrackingEnabled>${enabled}</changeTrackingEnabled></spec>`);
+  const xml = await soapCall(
+    s.vc,
+    s,
+    'ReconfigVM_Task',
+    'VirtualMachine',
+    vmRef,
+    `<spec><changeTrackingEnabled>${enabled}</changeTrackingEnabled></spec>`,
+  );
   await waitTask(s, xmlText(xml, 'returnval')!);
 }
 
 /** CreateSnapshot_Task; returns the snapshot's managed object id. Throws SoapFault when the task ends in error. */
-export async function createSnapshot(s: VcSession, vmRef: string, name: string, opts: { memory?: boolean; quiesce?: boolean; description?: string } = {}): Promise<string> {
-  const xml = await soapCall(s.vc, s, 'CreateSnapshot_Task', 'VirtualMachine', vmRef,
-    `<name>${xmlEscape(name)}</name>${opts.description !== undefined ? `<description>${xmlEscape(opts.description)}</description>` : ''}<memory>${opts.memory ?? false}</memory><quiesce>${opts.quiesce ?? false}</quiesce>`);
+export async function createSnapshot(
+  s: VcSession,
+  vmRef: string,
+  name: string,
+  opts: { memory?: boolean; quiesce?: boolean; description?: string } = {},
+): Promise<string> {
+  const xml = await soapCall(
+    s.vc,
+    s,
+    'CreateSnapshot_Task',
+    'VirtualMachine',
+    vmRef,
+    `<name>${xmlEscape(name)}</name>${opts.description !== undefined ? `<description>${xmlEscape(opts.description)}</description>` : ''}<memory>${opts.memory ?? false}</memory><quiesce>${opts.quiesce ?? false}</quiesce>`,
+  );
   const info = await waitTask(s, xmlText(xml, 'returnval')!);
   const snap = xmlText(info, 'result');
   if (!snap) throw new Error('vcsim: CreateSnapshot_Task returned no snapshot');
@@ -520,7 +600,14 @@ export async function createSnapshot(s: VcSession, vmRef: string, name: string, 
 
 /** RemoveSnapshot_Task (removeChildren: the whole branch). */
 export async function removeSnapshot(s: VcSession, snapRef: string, removeChildren = false): Promise<void> {
-  const xml = await soapCall(s.vc, s, 'RemoveSnapshot_Task', 'VirtualMachineSnapshot', snapRef, `<removeChildren>${removeChildren}</removeChildren>`);
+  const xml = await soapCall(
+    s.vc,
+    s,
+    'RemoveSnapshot_Task',
+    'VirtualMachineSnapshot',
+    snapRef,
+    `<removeChildren>${removeChildren}</removeChildren>`,
+  );
   await waitTask(s, xmlText(xml, 'returnval')!);
 }
 
@@ -552,7 +639,11 @@ export interface DiskBacking {
 }
 
 /** The virtual disks of a VM ("VirtualMachine") or of a snapshot ("VirtualMachineSnapshot") from config.hardware.device. */
-export async function listDisks(s: VcSession, type: 'VirtualMachine' | 'VirtualMachineSnapshot', ref: string): Promise<DiskBacking[]> {
+export async function listDisks(
+  s: VcSession,
+  type: 'VirtualMachine' | 'VirtualMachineSnapshot',
+  ref: string,
+): Promise<DiskBacking[]> {
   const xml = await retrieveProperties(s, type, ref, ['config.hardware.device']);
   const out: DiskBacking[] = [];
   for (const part of xml.split(/<VirtualDevice\s/).slice(1)) {
@@ -577,7 +668,12 @@ export async function listDisks(s: VcSession, type: 'VirtualMachine' | 'VirtualM
 }
 
 /** backing.changeId of one disk of a VM or snapshot (undefined if none). */
-export async function diskChangeId(s: VcSession, type: 'VirtualMachine' | 'VirtualMachineSnapshot', ref: string, deviceKey: number): Promise<string | undefined> {
+export async function diskChangeId(
+  s: VcSession,
+  type: 'VirtualMachine' | 'VirtualMachineSnapshot',
+  ref: string,
+  deviceKey: number,
+): Promise<string | undefined> {
   const d = (await listDisks(s, type, ref)).find((x) => x.key === deviceKey);
   if (!d) throw new Error(`vcsim: no disk ${deviceKey} on ${type} ${ref}`);
   return d.changeId;
@@ -587,8 +683,15 @@ export async function diskChangeId(s: VcSession, type: 'VirtualMachine' | 'Virtu
  * The disks of a VM (or snapshot) as they are now, with /folder paths and local files: with deltaDisks the VM's
  * current files change at every snapshot, so write guest data through these.
  */
-export async function currentDisks(s: VcSession, type: 'VirtualMachine' | 'VirtualMachineSnapshot', ref: string): Promise<(VcsimDisk & { changeId?: string; parentFileName?: string })[]> {
-  const vmRef = type === 'VirtualMachine' ? ref : xmlText(await retrieveProperties(s, 'VirtualMachineSnapshot', ref, ['vm']), 'val') ?? '';
+export async function currentDisks(
+  s: VcSession,
+  type: 'VirtualMachine' | 'VirtualMachineSnapshot',
+  ref: string,
+): Promise<(VcsimDisk & { changeId?: string; parentFileName?: string })[]> {
+  const vmRef =
+    type === 'VirtualMachine'
+      ? ref
+      : (xmlText(await retrieveProperties(s, 'VirtualMachineSnapshot', ref, ['vm']), 'val') ?? '');
   const dcPath = s.vc.vms.find((v) => v.ref === vmRef)?.disks[0]?.dcPath ?? 'DC0';
   return (await listDisks(s, type, ref)).map((d) => {
     const m = /^\[([^\]]+)\]\s*(.*)$/.exec(d.fileName);
@@ -620,18 +723,40 @@ export interface DiskChangeInfo {
 }
 
 /** One QueryChangedDiskAreas call (snapshot may be undefined: the current state of a powered-off VM). */
-export async function queryChangedDiskAreas(s: VcSession, vmRef: string, snapRef: string | undefined, deviceKey: number, startOffset: number, changeId: string): Promise<DiskChangeInfo> {
-  const args = (snapRef ? moref('snapshot', 'VirtualMachineSnapshot', snapRef) : '') +
+export async function queryChangedDiskAreas(
+  s: VcSession,
+  vmRef: string,
+  snapRef: string | undefined,
+  deviceKey: number,
+  startOffset: number,
+  changeId: string,
+): Promise<DiskChangeInfo> {
+  const args =
+    (snapRef ? moref('snapshot', 'VirtualMachineSnapshot', snapRef) : '') +
     `<deviceKey>${deviceKey}</deviceKey><startOffset>${startOffset}</startOffset><changeId>${xmlEscape(changeId)}</changeId>`;
   const xml = await soapCall(s.vc, s, 'QueryChangedDiskAreas', 'VirtualMachine', vmRef, args);
   const ret = xmlText(xml, 'returnval') ?? '';
-  const areas = xmlAll(ret, 'changedArea').map((a) => ({ start: Number(xmlText(a, 'start')), length: Number(xmlText(a, 'length')) }));
+  const areas = xmlAll(ret, 'changedArea').map((a) => ({
+    start: Number(xmlText(a, 'start')),
+    length: Number(xmlText(a, 'length')),
+  }));
   const head = ret.replace(/<changedArea>[\s\S]*?<\/changedArea>/g, '');
-  return { startOffset: Number(xmlText(head, 'startOffset')), length: Number(xmlText(head, 'length')), changedArea: areas };
+  return {
+    startOffset: Number(xmlText(head, 'startOffset')),
+    length: Number(xmlText(head, 'length')),
+    changedArea: areas,
+  };
 }
 
 /** Pages through QueryChangedDiskAreas from offset 0 to capacity; returns all areas and the number of calls. */
-export async function queryAllChangedAreas(s: VcSession, vmRef: string, snapRef: string | undefined, deviceKey: number, capacityBytes: number, changeId: string): Promise<{ areas: ChangedArea[]; calls: number }> {
+export async function queryAllChangedAreas(
+  s: VcSession,
+  vmRef: string,
+  snapRef: string | undefined,
+  deviceKey: number,
+  capacityBytes: number,
+  changeId: string,
+): Promise<{ areas: ChangedArea[]; calls: number }> {
   const areas: ChangedArea[] = [];
   let off = 0;
   let calls = 0;
@@ -660,7 +785,10 @@ function dataFolderPath(vc: Vcsim, disk: DiskRef): string {
     const local = dataLocalPathOf(vc, `[${disk.datastore}] ${disk.path}`);
     disk = { ...disk, dataPath: dataPathOf(vc, disk.datastore, local) };
   }
-  if (!disk.dataPath) throw new Error(`vcsim: disk ${disk.path} on ${disk.datastore} has no data file /folder can reach (vSAN object): write its dataLocalPath`);
+  if (!disk.dataPath)
+    throw new Error(
+      `vcsim: disk ${disk.path} on ${disk.datastore} has no data file /folder can reach (vSAN object): write its dataLocalPath`,
+    );
   const p = disk.dataPath.split('/').map(encodeURIComponent).join('/');
   return `/folder/${p}?dcPath=${encodeURIComponent(disk.dcPath || 'DC0')}&dsName=${encodeURIComponent(disk.datastore)}`;
 }
@@ -674,7 +802,8 @@ export type FolderAuth = 'none' | 'basic' | VcSession;
 function folderHeaders(vc: Vcsim, auth: FolderAuth | undefined): Record<string, string> {
   const a = auth ?? (vc.folderAuth ? 'basic' : 'none');
   if (a === 'none') return {};
-  if (a === 'basic') return { authorization: `Basic ${Buffer.from(`${vc.username}:${vc.password}`).toString('base64')}` };
+  if (a === 'basic')
+    return { authorization: `Basic ${Buffer.from(`${vc.username}:${vc.password}`).toString('base64')}` };
   return { cookie: `vmware_soap_session=${a.cookie}` };
 }
 
@@ -682,12 +811,20 @@ type DiskRef = Pick<VcsimDisk, 'path' | 'datastore' | 'dcPath'> & { dataPath?: s
 
 /** Replaces the disk's content (PUT /folder of its -flat.vmdk: a full rewrite). Pass capacity-sized data to keep ranged reads valid. */
 export async function uploadDisk(vc: Vcsim, disk: DiskRef, data: Buffer, auth?: FolderAuth): Promise<void> {
-  const r = await vcRequest(vc, 'PUT', dataFolderPath(vc, disk), { body: data, headers: { 'content-type': 'application/octet-stream', ...folderHeaders(vc, auth) } });
+  const r = await vcRequest(vc, 'PUT', dataFolderPath(vc, disk), {
+    body: data,
+    headers: { 'content-type': 'application/octet-stream', ...folderHeaders(vc, auth) },
+  });
   if (r.status !== 200 && r.status !== 201) throw new Error(`vcsim: PUT ${disk.path}: HTTP ${r.status}`);
 }
 
 /** Reads the disk's content (GET /folder of its -flat.vmdk), optionally a byte range [start, end). */
-export async function downloadDisk(vc: Vcsim, disk: DiskRef, range?: { start: number; end: number }, auth?: FolderAuth): Promise<Buffer> {
+export async function downloadDisk(
+  vc: Vcsim,
+  disk: DiskRef,
+  range?: { start: number; end: number },
+  auth?: FolderAuth,
+): Promise<Buffer> {
   const headers: Record<string, string> = { ...folderHeaders(vc, auth) };
   if (range) headers.range = `bytes=${range.start}-${range.end - 1}`;
   const r = await vcRequest(vc, 'GET', dataFolderPath(vc, disk), { headers });
@@ -741,7 +878,8 @@ export function dataLocalPathOf(vc: Pick<Vcsim, 'datastores' | 'vsanObjectDir'>,
  * first disk) and makes its file sparse at full size. Returns the new disk as a VcsimDisk (path for /folder).
  */
 export async function addDisk(s: VcSession, vmRef: string, sizeBytes: number, fileName?: string): Promise<VcsimDisk> {
-  if (sizeBytes <= 0 || sizeBytes % 1024 !== 0) throw new Error('vcsim: disk size must be a positive multiple of 1 KiB');
+  if (sizeBytes <= 0 || sizeBytes % 1024 !== 0)
+    throw new Error('vcsim: disk size must be a positive multiple of 1 KiB');
   const before = await listDisks(s, 'VirtualMachine', vmRef);
   const first = before[0];
   if (!first) throw new Error(`vcsim: VM ${vmRef} has no disk to take the controller from`);
@@ -768,13 +906,28 @@ export async function addDisk(s: VcSession, vmRef: string, sizeBytes: number, fi
   const dsName = m[1]!;
   const rel = name.replace(/^\[[^\]]+\]\s*/, '');
   const dcPath = s.vc.vms.find((v) => v.ref === vmRef)?.disks[0]?.dcPath ?? 'DC0';
-  return { key: added.key, fileName: name, datastore: dsName, path: rel, localPath: local, dataLocalPath: data, dataPath: dataPathOf(s.vc, dsName, data), capacityBytes: sizeBytes, dcPath };
+  return {
+    key: added.key,
+    fileName: name,
+    datastore: dsName,
+    path: rel,
+    localPath: local,
+    dataLocalPath: data,
+    dataPath: dataPathOf(s.vc, dsName, data),
+    capacityBytes: sizeBytes,
+    dcPath,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Test hooks: faults the simulator cannot produce by itself (see test/fixtures/vcsim/ext.go)
 
-async function hook(vc: Vcsim, path: string, query: Record<string, string | number | undefined> = {}, method = 'POST'): Promise<Record<string, unknown>> {
+async function hook(
+  vc: Vcsim,
+  path: string,
+  query: Record<string, string | number | undefined> = {},
+  method = 'POST',
+): Promise<Record<string, unknown>> {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(query)) if (v !== undefined) q.set(k, String(v));
   const qs = q.toString();
@@ -790,7 +943,15 @@ async function hook(vc: Vcsim, path: string, query: Record<string, string | numb
  * fault: a vim25 fault type name (default "SystemError"), message: the localized message.
  */
 export function failNext(vc: Vcsim, method: string, opts: FailNextOptions = {}): Promise<Record<string, unknown>> {
-  return hook(vc, 'fail-next', { method, fault: opts.fault, message: opts.message, count: opts.count, this: opts.this, mode: opts.mode, delayMs: opts.delayMs });
+  return hook(vc, 'fail-next', {
+    method,
+    fault: opts.fault,
+    message: opts.message,
+    count: opts.count,
+    this: opts.this,
+    mode: opts.mode,
+    delayMs: opts.delayMs,
+  });
 }
 
 export interface FailNextOptions {

@@ -2,7 +2,15 @@ import { Option, type Command } from 'commander';
 import { backupVm, openDiskSet, type BackupVmResult, type VmSourceOpener } from '../../engine/index.js';
 import { CofferError, formatBytes, type Logger } from '../../shared/index.js';
 import { isVsphereUrl, vsphereSourceOpener } from '../../vsphere/index.js';
-import { addTlsOptions, parseInteger, printBackupResult, tlsPolicy, type CommandKit, type CommonOpts, type ProgressReporter } from '../kit/index.js';
+import {
+  addTlsOptions,
+  parseInteger,
+  printBackupResult,
+  tlsPolicy,
+  type CommandKit,
+  type CommonOpts,
+  type ProgressReporter,
+} from '../kit/index.js';
 
 type BackupOpts = CommonOpts & {
   vm?: string;
@@ -25,21 +33,50 @@ type BackupOpts = CommonOpts & {
  */
 export function backupCommand(program: Command, kit: CommandKit): void {
   addTlsOptions(kit.common(program.command('backup').description('back up the disks of a VM into one restore point')))
-    .argument('<source...>', 'disks in order: image paths or file:// URLs (raw, vmdk, qcow2, vhdx, vhd), nbd://HOST:PORT/EXPORT[?bitmap=NAME]; or one vsphere://HOST[:PORT]/VM (all its disks)')
-    .option('--vm <name>', 'VM name (restore points are grouped and deduplicated by it; default for vsphere:// the VM name)')
+    .argument(
+      '<source...>',
+      'disks in order: image paths or file:// URLs (raw, vmdk, qcow2, vhdx, vhd), nbd://HOST:PORT/EXPORT[?bitmap=NAME]; or one vsphere://HOST[:PORT]/VM (all its disks)',
+    )
+    .option(
+      '--vm <name>',
+      'VM name (restore points are grouped and deduplicated by it; default for vsphere:// the VM name)',
+    )
     .option('--tag <tag...>', 'tags to store with the restore point')
     .option('--verify-cbt', 'with change tracking: read every chunk anyway and report changes it missed')
     .option('--timeout <seconds>', 'NBD request timeout', '30')
     .option('--no-quiesce', 'vsphere: do not quiesce the guest (crash-consistent snapshot) even when VMware Tools runs')
-    .addOption(new Option('--transport <kind>', 'vsphere: how disks are read (auto: hotadd on a proxy VM, else nbd with --vddk-libdir, else http; vSAN needs hotadd or nbd)').choices(['auto', 'http', 'nbd', 'hotadd']).default('auto'))
-    .option('--vddk-libdir <dir>', 'vsphere --transport nbd/auto: VMware VDDK directory; Coffer runs one nbdkit vddk per disk')
-    .option('--proxy-vm <name>', "vsphere --transport hotadd: the VM Coffer runs in (default: found by this machine's SMBIOS UUID)")
-    .option('--nbd-url <template>', 'vsphere --transport nbd: NBD export of each disk, {index} {key} {file} {name} {flat} substituted (e.g. nbd://127.0.0.1:10809/{index})')
-    .addOption(new Option('--format <format>', 'image sources: take the bytes as they are (raw), whatever container or encryption their magic shows').choices(['raw']))
+    .addOption(
+      new Option(
+        '--transport <kind>',
+        'vsphere: how disks are read (auto: hotadd on a proxy VM, else nbd with --vddk-libdir, else http; vSAN needs hotadd or nbd)',
+      )
+        .choices(['auto', 'http', 'nbd', 'hotadd'])
+        .default('auto'),
+    )
+    .option(
+      '--vddk-libdir <dir>',
+      'vsphere --transport nbd/auto: VMware VDDK directory; Coffer runs one nbdkit vddk per disk',
+    )
+    .option(
+      '--proxy-vm <name>',
+      "vsphere --transport hotadd: the VM Coffer runs in (default: found by this machine's SMBIOS UUID)",
+    )
+    .option(
+      '--nbd-url <template>',
+      'vsphere --transport nbd: NBD export of each disk, {index} {key} {file} {name} {flat} substituted (e.g. nbd://127.0.0.1:10809/{index})',
+    )
+    .addOption(
+      new Option(
+        '--format <format>',
+        'image sources: take the bytes as they are (raw), whatever container or encryption their magic shows',
+      ).choices(['raw']),
+    )
     .action(async (sources: string[], o: BackupOpts) => {
       const logger = kit.logger(o);
       const timeoutMs = parseInteger(o.timeout, '--timeout') * 1000;
-      const source = sources.some(isVsphereUrl) ? vsphereSource(kit, sources, o, logger) : diskSource(kit, sources, o, logger, timeoutMs);
+      const source = sources.some(isVsphereUrl)
+        ? vsphereSource(kit, sources, o, logger)
+        : diskSource(kit, sources, o, logger, timeoutMs);
       let progress: ProgressReporter | undefined;
       const outcome = await backupVm(kit.useCase, {
         // a vSphere source opens after the repository; disk images open in parallel with it
@@ -59,14 +96,30 @@ export function backupCommand(program: Command, kit: CommandKit): void {
     });
 }
 
-function diskSource(kit: CommandKit, sources: string[], o: BackupOpts, logger: Logger, timeoutMs: number): VmSourceOpener {
+function diskSource(
+  kit: CommandKit,
+  sources: string[],
+  o: BackupOpts,
+  logger: Logger,
+  timeoutMs: number,
+): VmSourceOpener {
   if (!o.vm) throw new CofferError('USAGE', "required option '--vm <name>' not specified");
   const signal = kit.deps.signal;
-  return { open: (op) => openDiskSet(sources.map((s) => () => kit.deps.openSource(s, { logger, signal, timeoutMs, format: o.format })), op) };
+  return {
+    open: (op) =>
+      openDiskSet(
+        sources.map((s) => () => kit.deps.openSource(s, { logger, signal, timeoutMs, format: o.format })),
+        op,
+      ),
+  };
 }
 
 function vsphereSource(kit: CommandKit, sources: string[], o: BackupOpts, logger: Logger): VmSourceOpener {
-  if (sources.length !== 1) throw new CofferError('USAGE', 'a vsphere:// source backs up a whole VM: give it alone (one VM per backup command)');
+  if (sources.length !== 1)
+    throw new CofferError(
+      'USAGE',
+      'a vsphere:// source backs up a whole VM: give it alone (one VM per backup command)',
+    );
   const tls = tlsPolicy(o);
   const { deps } = kit;
   return vsphereSourceOpener((op) =>
@@ -89,8 +142,17 @@ function printOutcome(kit: CommandKit, o: BackupOpts, { result, capture }: Backu
   else {
     printBackupResult(kit.write, result);
     if (capture?.kind === 'vsphere') {
-      const v = capture.details as { vm: string; moref: string; snapshot: string; quiesced: boolean; cbtEnabledNow: boolean; snapshotRemoved: boolean };
-      kit.write(`  vSphere: VM ${v.vm} (${v.moref}), snapshot ${v.snapshot} ${v.quiesced ? 'quiesced' : 'crash-consistent'}, ${v.snapshotRemoved ? 'removed' : 'NOT REMOVED'}${v.cbtEnabledNow ? '; CBT was enabled now (this backup is full)' : ''}\n`);
+      const v = capture.details as {
+        vm: string;
+        moref: string;
+        snapshot: string;
+        quiesced: boolean;
+        cbtEnabledNow: boolean;
+        snapshotRemoved: boolean;
+      };
+      kit.write(
+        `  vSphere: VM ${v.vm} (${v.moref}), snapshot ${v.snapshot} ${v.quiesced ? 'quiesced' : 'crash-consistent'}, ${v.snapshotRemoved ? 'removed' : 'NOT REMOVED'}${v.cbtEnabledNow ? '; CBT was enabled now (this backup is full)' : ''}\n`,
+      );
     }
   }
 }

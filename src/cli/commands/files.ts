@@ -8,13 +8,29 @@ interface FilesOpts extends CommonOpts {
   partition?: string;
 }
 
-const TYPE_CHAR: Record<string, string> = { file: '-', dir: 'd', symlink: 'l', chardev: 'c', blockdev: 'b', fifo: 'p', socket: 's', unknown: '?' };
+const TYPE_CHAR: Record<string, string> = {
+  file: '-',
+  dir: 'd',
+  symlink: 'l',
+  chardev: 'c',
+  blockdev: 'b',
+  fifo: 'p',
+  socket: 's',
+  unknown: '?',
+};
 
 /** `drwxr-xr-x`, with setuid/setgid/sticky as ls shows them. */
 export function modeString(type: string, mode: number): string {
   const rwx = (bits: number, special: boolean, ch: string) =>
-    (bits & 4 ? 'r' : '-') + (bits & 2 ? 'w' : '-') + (special ? (bits & 1 ? ch : ch.toUpperCase()) : bits & 1 ? 'x' : '-');
-  return (TYPE_CHAR[type] ?? '?') + rwx((mode >> 6) & 7, (mode & 0o4000) !== 0, 's') + rwx((mode >> 3) & 7, (mode & 0o2000) !== 0, 's') + rwx(mode & 7, (mode & 0o1000) !== 0, 't');
+    (bits & 4 ? 'r' : '-') +
+    (bits & 2 ? 'w' : '-') +
+    (special ? (bits & 1 ? ch : ch.toUpperCase()) : bits & 1 ? 'x' : '-');
+  return (
+    (TYPE_CHAR[type] ?? '?') +
+    rwx((mode >> 6) & 7, (mode & 0o4000) !== 0, 's') +
+    rwx((mode >> 3) & 7, (mode & 0o2000) !== 0, 's') +
+    rwx(mode & 7, (mode & 0o1000) !== 0, 't')
+  );
 }
 
 /** Guest names are untrusted: control characters are shown escaped on a terminal. */
@@ -24,8 +40,12 @@ function printable(s: string): string {
 
 function lsLine(f: FileInfo): string {
   const time = f.mtime ? f.mtime.slice(0, 16).replace('T', ' ') : '-'.padEnd(16);
-  const link = f.type === 'symlink' ? ` -> ${f.linkTarget !== undefined ? printable(f.linkTarget) : `? (${f.error?.message ?? 'unreadable'})`}` : '';
-  if (f.error) return `?????????? ${'?'.padStart(3)} ${'?'.padStart(5)} ${'?'.padStart(5)} ${'?'.padStart(12)} ${'?'.padEnd(16)} ${printable(f.name)} (${f.error.code}: ${f.error.message})\n`;
+  const link =
+    f.type === 'symlink'
+      ? ` -> ${f.linkTarget !== undefined ? printable(f.linkTarget) : `? (${f.error?.message ?? 'unreadable'})`}`
+      : '';
+  if (f.error)
+    return `?????????? ${'?'.padStart(3)} ${'?'.padStart(5)} ${'?'.padStart(5)} ${'?'.padStart(12)} ${'?'.padEnd(16)} ${printable(f.name)} (${f.error.code}: ${f.error.message})\n`;
   return `${modeString(f.type, f.mode)} ${String(f.nlink).padStart(3)} ${String(f.uid).padStart(5)} ${String(f.gid).padStart(5)} ${String(f.size).padStart(12)} ${time} ${printable(f.name)}${link}\n`;
 }
 
@@ -37,14 +57,27 @@ function parsePartition(v: string | undefined): number | string | undefined {
 
 /** `coffer files ls|get`: file-level restore (get: the engine's restoreFiles). */
 export function filesCommand(program: Command, kit: CommandKit): void {
-  const files = program.command('files').description('file-level restore: list and copy files out of a disk of a restore point (ext2/3/4, XFS, FAT12/16/32, NTFS, inside partitions or LVM2 logical volumes)');
+  const files = program
+    .command('files')
+    .description(
+      'file-level restore: list and copy files out of a disk of a restore point (ext2/3/4, XFS, FAT12/16/32, NTFS, inside partitions or LVM2 logical volumes)',
+    );
   const location = (c: Command) =>
     kit
       .common(c)
       .requiredOption('--disk <n>', 'disk index (0-based)')
-      .option('--partition <n>', 'partition number as `files ls --partitions` shows it (0 = a disk without partition table), or an LVM2 logical volume as VG/LV; default: the only one');
+      .option(
+        '--partition <n>',
+        'partition number as `files ls --partitions` shows it (0 = a disk without partition table), or an LVM2 logical volume as VG/LV; default: the only one',
+      );
 
-  location(files.command('ls').description('list a directory or show a file of a guest filesystem; without PATH (or with --partitions) list the partitions'))
+  location(
+    files
+      .command('ls')
+      .description(
+        'list a directory or show a file of a guest filesystem; without PATH (or with --partitions) list the partitions',
+      ),
+  )
     .argument('<id>', 'restore point id, unique prefix, or "latest"')
     .argument('[path]', 'path inside the guest filesystem')
     .option('--partitions', 'list the partitions and the filesystems found on them')
@@ -59,11 +92,25 @@ export function filesCommand(program: Command, kit: CommandKit): void {
           const t = await listGuestPartitions(repo, pool, { pointId, disk }, { signal });
           if (o.json) kit.write(JSON.stringify({ id: pointId, disk, ...t }) + '\n');
           else {
-            kit.write(`disk ${disk} of ${pointId}: ${formatBytes(t.sizeBytes)}, ${t.scheme === 'none' ? 'no partition table' : `${t.scheme.toUpperCase()} partition table`}\n`);
-            kit.write(`${'#'.padStart(3)}  ${'START'.padStart(14)}  ${'SIZE'.padStart(10)}  ${'TYPE'.padEnd(36)}  ${'FS'.padEnd(6)}  NAME / PROBLEM\n`);
+            kit.write(
+              `disk ${disk} of ${pointId}: ${formatBytes(t.sizeBytes)}, ${t.scheme === 'none' ? 'no partition table' : `${t.scheme.toUpperCase()} partition table`}\n`,
+            );
+            kit.write(
+              `${'#'.padStart(3)}  ${'START'.padStart(14)}  ${'SIZE'.padStart(10)}  ${'TYPE'.padEnd(36)}  ${'FS'.padEnd(6)}  NAME / PROBLEM\n`,
+            );
             for (const p of t.partitions) {
-              const note = [p.name ? printable(p.name) : '', p.role ? `(${p.role})` : '', p.container ? '(extended)' : '', p.problem ? `PROBLEM: ${p.problem}` : '', p.unsupported ? 'NOT READABLE (LDM)' : ''].filter(Boolean).join(' ');
-              kit.write(`${String(p.number).padStart(3)}  ${String(p.startBytes).padStart(14)}  ${formatBytes(p.sizeBytes).padStart(10)}  ${p.type.padEnd(36)}  ${(p.filesystem ?? '-').padEnd(6)}  ${note}\n`);
+              const note = [
+                p.name ? printable(p.name) : '',
+                p.role ? `(${p.role})` : '',
+                p.container ? '(extended)' : '',
+                p.problem ? `PROBLEM: ${p.problem}` : '',
+                p.unsupported ? 'NOT READABLE (LDM)' : '',
+              ]
+                .filter(Boolean)
+                .join(' ');
+              kit.write(
+                `${String(p.number).padStart(3)}  ${String(p.startBytes).padStart(14)}  ${formatBytes(p.sizeBytes).padStart(10)}  ${p.type.padEnd(36)}  ${(p.filesystem ?? '-').padEnd(6)}  ${note}\n`,
+              );
             }
           }
           return;
@@ -75,26 +122,48 @@ export function filesCommand(program: Command, kit: CommandKit): void {
       });
     });
 
-  location(files.command('get').description('copy files or directories (recursively) out of a guest filesystem into a local directory'))
+  location(
+    files
+      .command('get')
+      .description('copy files or directories (recursively) out of a guest filesystem into a local directory'),
+  )
     .argument('<id>', 'restore point id, unique prefix, or "latest"')
     .argument('<path...>', 'paths inside the guest filesystem')
     .requiredOption('--target <dir>', 'local directory to copy into (created if missing)')
-    .option('--force', 'replace existing files and symlinks in the target (symlinks are replaced, never written through)')
+    .option(
+      '--force',
+      'replace existing files and symlinks in the target (symlinks are replaced, never written through)',
+    )
     .option('--streams', 'also write the alternate data streams of NTFS files, as name:stream files beside them')
-    .action(async (ref: string, paths: string[], o: FilesOpts & { target: string; force?: boolean; streams?: boolean }) => {
-      const logger = kit.logger(o);
-      const repo = await kit.openRepo(o, logger, true);
-      const pointId = await repo.resolvePoint(ref);
-      const disk = parseInteger(o.disk, '--disk');
-      const partition = parsePartition(o.partition);
-      const r = await restoreFiles(repo, kit.useCase, { pointId, disk, partition, paths, target: o.target, force: Boolean(o.force), streams: Boolean(o.streams) });
-      for (const w of r.warnings) logger.warn(w);
-      if (o.json) kit.writeJson(r);
-      else {
-        kit.write(`copied ${r.files} files, ${r.dirs} directories, ${r.symlinks} symlinks, ${r.hardlinks} hard links (${formatBytes(r.bytes)}) from ${r.filesystem} partition ${r.partition} to ${r.target} in ${formatDuration(r.durationMs)}\n`);
-        for (const s of r.skipped) logger.warn(`skipped ${printable(s.path)} (${s.type}): ${s.reason}`);
-        for (const f of r.failed) kit.deps.stderr.write(`coffer: ${printable(f.path)}: [${f.code}] ${f.message}\n`);
-      }
-      if (r.failed.length > 0) throw new CofferError('PARTIAL', `${r.failed.length} file(s) could not be restored`, { details: { failed: r.failed.length, reported: Boolean(o.json) } });
-    });
+    .action(
+      async (ref: string, paths: string[], o: FilesOpts & { target: string; force?: boolean; streams?: boolean }) => {
+        const logger = kit.logger(o);
+        const repo = await kit.openRepo(o, logger, true);
+        const pointId = await repo.resolvePoint(ref);
+        const disk = parseInteger(o.disk, '--disk');
+        const partition = parsePartition(o.partition);
+        const r = await restoreFiles(repo, kit.useCase, {
+          pointId,
+          disk,
+          partition,
+          paths,
+          target: o.target,
+          force: Boolean(o.force),
+          streams: Boolean(o.streams),
+        });
+        for (const w of r.warnings) logger.warn(w);
+        if (o.json) kit.writeJson(r);
+        else {
+          kit.write(
+            `copied ${r.files} files, ${r.dirs} directories, ${r.symlinks} symlinks, ${r.hardlinks} hard links (${formatBytes(r.bytes)}) from ${r.filesystem} partition ${r.partition} to ${r.target} in ${formatDuration(r.durationMs)}\n`,
+          );
+          for (const s of r.skipped) logger.warn(`skipped ${printable(s.path)} (${s.type}): ${s.reason}`);
+          for (const f of r.failed) kit.deps.stderr.write(`coffer: ${printable(f.path)}: [${f.code}] ${f.message}\n`);
+        }
+        if (r.failed.length > 0)
+          throw new CofferError('PARTIAL', `${r.failed.length} file(s) could not be restored`, {
+            details: { failed: r.failed.length, reported: Boolean(o.json) },
+          });
+      },
+    );
 }

@@ -12,8 +12,10 @@ export function holdCommand(program: Command, kit: CommandKit): void {
     .option('--until <iso>', 'the hold ends at this time (ISO 8601); default: until removed')
     .option('--reason <text>', 'why (stored in plaintext in the repository)')
     .action(async (ref: string, o: CommonOpts & { until?: string; reason?: string }) => {
-      if (o.until !== undefined && Number.isNaN(Date.parse(o.until))) throw new CofferError('USAGE', `--until must be an ISO 8601 time, not ${JSON.stringify(o.until)}`);
-      if (o.reason !== undefined && o.reason.length > 4096) throw new CofferError('USAGE', '--reason is limited to 4096 characters');
+      if (o.until !== undefined && Number.isNaN(Date.parse(o.until)))
+        throw new CofferError('USAGE', `--until must be an ISO 8601 time, not ${JSON.stringify(o.until)}`);
+      if (o.reason !== undefined && o.reason.length > 4096)
+        throw new CofferError('USAGE', '--reason is limited to 4096 characters');
       const repo = await kit.openRepo(o, kit.logger(o));
       const id = await repo.resolvePoint(ref);
       const h = await repo.addHold(id, {
@@ -37,8 +39,15 @@ export function holdCommand(program: Command, kit: CommandKit): void {
   kit.common(hold.command('list').description('list holds')).action(async (o: CommonOpts) => {
     const repo = await kit.openRepo(o, kit.logger(o));
     const now = Date.now();
-    const holds = (await repo.listHolds()).map((h) => ({ ...h, active: h.until === undefined || Date.parse(h.until) > now }));
+    const holds = (await repo.listHolds()).map((h) => ({
+      ...h,
+      active: h.until === undefined || Date.parse(h.until) > now,
+    }));
     if (o.json) kit.writeJson(holds);
-    else for (const h of holds) write(`${h.pointId}  ${h.active ? 'active ' : 'expired'}  since ${h.createdAt}${h.until ? ` until ${h.until}` : ''}  ${h.user}@${h.host}${h.reason ? `  ${h.reason}` : ''}\n`);
+    else
+      for (const h of holds)
+        write(
+          `${h.pointId}  ${h.active ? 'active ' : 'expired'}  since ${h.createdAt}${h.until ? ` until ${h.until}` : ''}  ${h.user}@${h.host}${h.reason ? `  ${h.reason}` : ''}\n`,
+        );
   });
 }

@@ -2,7 +2,13 @@ import { Option, type Command } from 'commander';
 import { Repository, type KdfCost } from '../../repository/index.js';
 import { parseInteger, parseSize, readPassword, type CommandKit, type CommonOpts } from '../kit/index.js';
 
-type InitOpts = CommonOpts & { chunkSize: string; compressionLevel: string; kdfCost?: string; copyOf?: string; appendOnly?: boolean };
+type InitOpts = CommonOpts & {
+  chunkSize: string;
+  compressionLevel: string;
+  kdfCost?: string;
+  copyOf?: string;
+  appendOnly?: boolean;
+};
 
 /** `coffer init`: a new repository (or a replica of one: --copy-of), optionally append-only (FORMAT.md §9). */
 export function initCommand(program: Command, kit: CommandKit): void {
@@ -12,8 +18,14 @@ export function initCommand(program: Command, kit: CommandKit): void {
     .addOption(new Option('--chunk-size <bytes>', 'chunk size: a power of two from 64K to 8M').default('1M'))
     .addOption(new Option('--compression-level <n>', 'zstd level (-7..19)').default('2'))
     .addOption(new Option('--kdf-cost <N>', 'scrypt N for the key (power of two)').hideHelp())
-    .option('--copy-of <repo>', 'create a replica of another repository (same keys and chunk ids: `copy` then moves blobs unchanged)')
-    .option('--append-only', 'Coffer never deletes anything in this repository (forget/prune keep all); cannot be undone by Coffer')
+    .option(
+      '--copy-of <repo>',
+      'create a replica of another repository (same keys and chunk ids: `copy` then moves blobs unchanged)',
+    )
+    .option(
+      '--append-only',
+      'Coffer never deletes anything in this repository (forget/prune keep all); cannot be undone by Coffer',
+    )
     .action(async (o: InitOpts) => {
       const password = await readPassword(deps, o.passwordFile);
       const source = o.copyOf ? await deps.openStore(o.copyOf, { create: false }) : undefined;
@@ -27,7 +39,14 @@ export function initCommand(program: Command, kit: CommandKit): void {
             zstdLevel: parseInteger(o.compressionLevel, '--compression-level'),
             kdf,
           });
-      if (o.json) kit.writeJson({ id: repo.id, location: store.location, chunkSizeBytes: repo.chunkSizeBytes, formatVersion: repo.config.formatVersion, appendOnly: o.appendOnly === true });
+      if (o.json)
+        kit.writeJson({
+          id: repo.id,
+          location: store.location,
+          chunkSizeBytes: repo.chunkSizeBytes,
+          formatVersion: repo.config.formatVersion,
+          appendOnly: o.appendOnly === true,
+        });
       else kit.write(`created repository ${repo.id} at ${store.location}\n`);
     });
 }

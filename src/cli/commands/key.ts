@@ -7,12 +7,24 @@ export function keyCommand(program: Command, kit: CommandKit): void {
   const key = program.command('key').description('manage the repository keys (passwords)');
   kit.common(key.command('list').description('list keys')).action(async (o: CommonOpts) => {
     const repo = await kit.openRepo(o, kit.logger(o));
-    const keys = (await repo.listKeys()).map((k) => ({ id: k.id, current: k.id === repo.keyId, createdAt: k.createdAt, host: k.host, user: k.user, label: k.label, kdf: { algorithm: k.kdf.algorithm, N: k.kdf.N, r: k.kdf.r, p: k.kdf.p } }));
+    const keys = (await repo.listKeys()).map((k) => ({
+      id: k.id,
+      current: k.id === repo.keyId,
+      createdAt: k.createdAt,
+      host: k.host,
+      user: k.user,
+      label: k.label,
+      kdf: { algorithm: k.kdf.algorithm, N: k.kdf.N, r: k.kdf.r, p: k.kdf.p },
+    }));
     if (o.json) kit.writeJson(keys);
-    else for (const k of keys) kit.write(`${k.current ? '*' : ' '} ${k.id}  ${k.createdAt}  ${k.user}@${k.host}  ${k.label}\n`);
+    else
+      for (const k of keys)
+        kit.write(`${k.current ? '*' : ' '} ${k.id}  ${k.createdAt}  ${k.user}@${k.host}  ${k.label}\n`);
   });
   kit
-    .common(key.command('add').description('add a key: the new password from $COFFER_NEW_PASSWORD or --new-password-file'))
+    .common(
+      key.command('add').description('add a key: the new password from $COFFER_NEW_PASSWORD or --new-password-file'),
+    )
     .option('--new-password-file <file>', 'read the new password from FILE')
     .option('--label <text>', 'a label for the key', '')
     .action(async (o: CommonOpts & { newPasswordFile?: string; label: string }) => {
@@ -31,7 +43,11 @@ export function keyCommand(program: Command, kit: CommandKit): void {
       else kit.write(`removed key ${keyId}\n`);
     });
   kit
-    .common(key.command('passwd').description('change the password: adds a key with the new password, then removes the current one'))
+    .common(
+      key
+        .command('passwd')
+        .description('change the password: adds a key with the new password, then removes the current one'),
+    )
     .option('--new-password-file <file>', 'read the new password from FILE')
     .action(async (o: CommonOpts & { newPasswordFile?: string }) => {
       const repo = await kit.openRepo(o, kit.logger(o));

@@ -18,13 +18,30 @@ export function listCommand(program: Command, kit: CommandKit): void {
         })
       ).filter((p) => !o.vm || p.vm.name === o.vm);
       if (o.json) {
-        kit.writeJson(points.map((p) => ({ id: p.id, vm: p.vm.name, time: p.time, parent: p.parent, mode: p.mode, tags: p.tags, disks: p.disks.map((d) => ({ index: d.index, sizeBytes: d.sizeBytes })) })));
+        kit.writeJson(
+          points.map((p) => ({
+            id: p.id,
+            vm: p.vm.name,
+            time: p.time,
+            parent: p.parent,
+            mode: p.mode,
+            tags: p.tags,
+            disks: p.disks.map((d) => ({ index: d.index, sizeBytes: d.sizeBytes })),
+          })),
+        );
       } else {
         kit.write(`${'ID'.padEnd(10)} ${'TIME'.padEnd(20)} ${'VM'.padEnd(20)} ${'MODE'.padEnd(11)} DISKS\n`);
         for (const p of points) {
-          kit.write(`${p.id.slice(0, 8).padEnd(10)} ${p.time.slice(0, 19).replace('T', ' ').padEnd(20)} ${p.vm.name.padEnd(20)} ${p.mode.padEnd(11)} ${p.disks.map((d) => formatBytes(d.sizeBytes)).join(', ')}\n`);
+          kit.write(
+            `${p.id.slice(0, 8).padEnd(10)} ${p.time.slice(0, 19).replace('T', ' ').padEnd(20)} ${p.vm.name.padEnd(20)} ${p.mode.padEnd(11)} ${p.disks.map((d) => formatBytes(d.sizeBytes)).join(', ')}\n`,
+          );
         }
       }
-      if (damaged.length > 0) throw new CofferError('CORRUPT', `${damaged.length} restore point(s) could not be read: ${damaged.join(', ')}`, { details: { damaged, reported: true } });
+      if (damaged.length > 0)
+        throw new CofferError(
+          'CORRUPT',
+          `${damaged.length} restore point(s) could not be read: ${damaged.join(', ')}`,
+          { details: { damaged, reported: true } },
+        );
     });
 }

@@ -4,12 +4,23 @@ import { NbdServer } from '../../nbd/index.js';
 import { CofferError, formatBytes } from '../../shared/index.js';
 import { parseInteger, type CommandKit, type CommonOpts } from '../kit/index.js';
 
-type MountOpts = CommonOpts & { disk: string; nbd: string; exportName: string; writable?: boolean; overlay?: string; cacheChunks: string };
+type MountOpts = CommonOpts & {
+  disk: string;
+  nbd: string;
+  exportName: string;
+  writable?: boolean;
+  overlay?: string;
+  cacheChunks: string;
+};
 
 /** `coffer mount`: instant recovery, one disk of a restore point served over NBD until the process is stopped. */
 export function mountCommand(program: Command, kit: CommandKit): void {
   kit
-    .common(program.command('mount').description('instant recovery: serve one disk of a restore point over NBD until SIGINT/SIGTERM'))
+    .common(
+      program
+        .command('mount')
+        .description('instant recovery: serve one disk of a restore point over NBD until SIGINT/SIGTERM'),
+    )
     .argument('<id>', 'restore point id, unique prefix, or "latest"')
     .requiredOption('--disk <n>', 'disk index (0-based)')
     .option('--nbd <host:port>', 'address to listen on', '127.0.0.1:10809')
@@ -21,7 +32,8 @@ export function mountCommand(program: Command, kit: CommandKit): void {
       const { deps } = kit;
       const logger = kit.logger(o);
       const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(o.nbd);
-      if (!m || Number(m[2]) > 65535) throw new CofferError('USAGE', `--nbd must be HOST:PORT, not ${JSON.stringify(o.nbd)}`);
+      if (!m || Number(m[2]) > 65535)
+        throw new CofferError('USAGE', `--nbd must be HOST:PORT, not ${JSON.stringify(o.nbd)}`);
       const host = m[1]!.replace(/^\[(.*)\]$/, '$1');
       const repo = await kit.openRepo(o, logger, true);
       const pointId = await repo.resolvePoint(ref);
@@ -36,15 +48,31 @@ export function mountCommand(program: Command, kit: CommandKit): void {
           cacheChunks: parseInteger(o.cacheChunks, '--cache-chunks'),
           ...(o.overlay ? { overlayPath: o.overlay } : {}),
         });
-        const server = new NbdServer(device, { exportName: o.exportName, description: `coffer ${manifest.vm.name} ${pointId} disk ${diskNo}`, logger });
+        const server = new NbdServer(device, {
+          exportName: o.exportName,
+          description: `coffer ${manifest.vm.name} ${pointId} disk ${diskNo}`,
+          logger,
+        });
         try {
           const addr = await server.listen(host, Number(m[2]));
           const shownHost = addr.host.includes(':') ? `[${addr.host}]` : addr.host;
           const uri = `nbd://${shownHost}:${addr.port}/${encodeURIComponent(o.exportName)}`;
-          const ready = { uri, id: pointId, vm: manifest.vm.name, disk: diskNo, sizeBytes: index.diskSizeBytes, writable: device.writable, overlay: device.overlayPath ?? null };
+          const ready = {
+            uri,
+            id: pointId,
+            vm: manifest.vm.name,
+            disk: diskNo,
+            sizeBytes: index.diskSizeBytes,
+            writable: device.writable,
+            overlay: device.overlayPath ?? null,
+          };
           if (o.json) kit.writeJson(ready);
-          else kit.write(`serving disk ${diskNo} of ${pointId} (${manifest.vm.name}, ${formatBytes(index.diskSizeBytes)}) at ${uri}${device.writable ? ` (writable, overlay ${device.overlayPath})` : ' (read-only)'}; stop with Ctrl-C\n`);
-          if (!deps.signal.aborted) await new Promise<void>((r) => deps.signal.addEventListener('abort', () => r(), { once: true }));
+          else
+            kit.write(
+              `serving disk ${diskNo} of ${pointId} (${manifest.vm.name}, ${formatBytes(index.diskSizeBytes)}) at ${uri}${device.writable ? ` (writable, overlay ${device.overlayPath})` : ' (read-only)'}; stop with Ctrl-C\n`,
+            );
+          if (!deps.signal.aborted)
+            await new Promise<void>((r) => deps.signal.addEventListener('abort', () => r(), { once: true }));
         } finally {
           await server.close();
           await device.close();

@@ -2,7 +2,12 @@ import { PassThrough } from 'node:stream';
 import { restoreDiskImage, restoreVm } from '../../engine/index.js';
 import type { Repository } from '../../repository/index.js';
 import { CofferError, formatBytes } from '../../shared/index.js';
-import { isVsphereUrl, uploadToDatastore, vsphereRestoreTargetOpener, type VsphereRestoreOptions } from '../../vsphere/index.js';
+import {
+  isVsphereUrl,
+  uploadToDatastore,
+  vsphereRestoreTargetOpener,
+  type VsphereRestoreOptions,
+} from '../../vsphere/index.js';
 import { parseInteger, tlsPolicy, type CommandKit, type CommonOpts, type ProgressReporter } from '../kit/index.js';
 
 /** The vSphere options of `restore`. */
@@ -18,7 +23,8 @@ export interface VsphereRestoreOpts {
   insecureTls?: boolean;
 }
 
-type Opts = CommonOpts & VsphereRestoreOpts & { disk?: string; target?: string; force?: boolean; checkIds?: boolean; format: string };
+type Opts = CommonOpts &
+  VsphereRestoreOpts & { disk?: string; target?: string; force?: boolean; checkIds?: boolean; format: string };
 
 /**
  * `coffer restore ID --to vsphere://HOST/NEWNAME --datastore DS`: the engine's restoreVm with the vCenter target of
@@ -28,7 +34,8 @@ type Opts = CommonOpts & VsphereRestoreOpts & { disk?: string; target?: string; 
 export async function restoreToVsphere(kit: CommandKit, ref: string, o: Opts): Promise<void> {
   const { deps } = kit;
   const to = o.to!;
-  if (!isVsphereUrl(to)) throw new CofferError('USAGE', `--to must be a vsphere:// URL, not ${JSON.stringify(to)} (use --target for files)`);
+  if (!isVsphereUrl(to))
+    throw new CofferError('USAGE', `--to must be a vsphere:// URL, not ${JSON.stringify(to)} (use --target for files)`);
   if (o.target !== undefined) throw new CofferError('USAGE', '--to and --target exclude each other');
   if (o.format !== 'raw') throw new CofferError('USAGE', '--format applies to file targets only');
   if (!o.datastore) throw new CofferError('USAGE', '--to vsphere:// needs --datastore NAME');
@@ -38,8 +45,19 @@ export async function restoreToVsphere(kit: CommandKit, ref: string, o: Opts): P
   const pointId = await repo.resolvePoint(ref);
   const manifest = await repo.loadManifest(pointId);
   const progress = kit.progress(o, `restore ${pointId.slice(0, 8)}`);
-  const base: VsphereRestoreOptions = { tls, env: deps.env, logger, signal: deps.signal, datastore: o.datastore, folder: o.folder, pool: o.pool, host: o.host, force: Boolean(o.force) };
-  if (o.disk !== undefined) return uploadOneDisk(kit, repo, { pointId, vm: manifest.vm.name, disks: manifest.disks }, o, base, progress);
+  const base: VsphereRestoreOptions = {
+    tls,
+    env: deps.env,
+    logger,
+    signal: deps.signal,
+    datastore: o.datastore,
+    folder: o.folder,
+    pool: o.pool,
+    host: o.host,
+    force: Boolean(o.force),
+  };
+  if (o.disk !== undefined)
+    return uploadOneDisk(kit, repo, { pointId, vm: manifest.vm.name, disks: manifest.disks }, o, base, progress);
   if (o.path) throw new CofferError('USAGE', '--path needs --disk N (one disk to a datastore file)');
   const r = await restoreVm(repo, kit.useCase, {
     pointId,
@@ -49,9 +67,21 @@ export async function restoreToVsphere(kit: CommandKit, ref: string, o: Opts): P
     onEvent: (e) => e.type === 'progress' && progress.update(e.done, e.total),
   });
   progress.done();
-  const result = { id: r.id, vm: r.vm, moref: r.moref, created: r.created, poweredOn: r.poweredOn, datastore: o.datastore, disks: r.disks, warnings: r.warnings, durationMs: r.durationMs };
+  const result = {
+    id: r.id,
+    vm: r.vm,
+    moref: r.moref,
+    created: r.created,
+    poweredOn: r.poweredOn,
+    datastore: o.datastore,
+    disks: r.disks,
+    warnings: r.warnings,
+    durationMs: r.durationMs,
+  };
   if (o.json) return kit.writeJson(result);
-  kit.write(`restored ${pointId} (${r.sourceVm}) as VM ${result.vm} (${result.moref}${result.created ? ', new' : ', disks replaced'}${result.poweredOn ? ', powered on' : ''})\n`);
+  kit.write(
+    `restored ${pointId} (${r.sourceVm}) as VM ${result.vm} (${result.moref}${result.created ? ', new' : ', disks replaced'}${result.poweredOn ? ', powered on' : ''})\n`,
+  );
   for (const d of result.disks) kit.write(`  disk ${d.index}: ${formatBytes(d.sizeBytes)} -> ${d.fileName}\n`);
 }
 
@@ -67,8 +97,10 @@ async function uploadOneDisk(
   const { pointId } = point;
   const disk = parseInteger(o.disk!, '--disk');
   const d = point.disks[disk];
-  if (!d) throw new CofferError('NOT_FOUND', `restore point ${pointId} has no disk ${disk} (it has ${point.disks.length})`);
-  if (!o.path) throw new CofferError('USAGE', '--disk N --to vsphere://HOST needs --path DIR/FILE (the datastore file to write)');
+  if (!d)
+    throw new CofferError('NOT_FOUND', `restore point ${pointId} has no disk ${disk} (it has ${point.disks.length})`);
+  if (!o.path)
+    throw new CofferError('USAGE', '--disk N --to vsphere://HOST needs --path DIR/FILE (the datastore file to write)');
   const up = await uploadToDatastore(o.to!, {
     ...base,
     path: o.path,
@@ -76,7 +108,13 @@ async function uploadOneDisk(
     body: () => new PassThrough({ highWaterMark: 4 << 20 }),
     run: async (body) => {
       try {
-        await restoreDiskImage(repo, kit.useCase, { pointId, disk, target: { kind: 'stream', stream: body as PassThrough }, checkIds: Boolean(o.checkIds), onEvent: (p) => progress.update(p.done, p.total) });
+        await restoreDiskImage(repo, kit.useCase, {
+          pointId,
+          disk,
+          target: { kind: 'stream', stream: body as PassThrough },
+          checkIds: Boolean(o.checkIds),
+          onEvent: (p) => progress.update(p.done, p.total),
+        });
         (body as PassThrough).end();
       } catch (e) {
         body.destroy(e as Error);
@@ -85,7 +123,14 @@ async function uploadOneDisk(
     },
   });
   progress.done();
-  const result = { id: pointId, vm: point.vm, disk, sizeBytes: d.sizeBytes, target: up.fileName, durationMs: Date.now() - started };
+  const result = {
+    id: pointId,
+    vm: point.vm,
+    disk,
+    sizeBytes: d.sizeBytes,
+    target: up.fileName,
+    durationMs: Date.now() - started,
+  };
   if (o.json) kit.writeJson(result);
   else kit.write(`restored disk ${disk} of ${pointId} (${formatBytes(d.sizeBytes)}) to ${up.fileName}\n`);
 }

@@ -4,11 +4,27 @@ import { CofferError, formatBytes, formatDuration } from '../../shared/index.js'
 import { addTlsOptions, parseInteger, type CommandKit, type CommonOpts } from '../kit/index.js';
 import { restoreToVsphere, type VsphereRestoreOpts } from './restore-vsphere.js';
 
-export type RestoreOpts = CommonOpts & VsphereRestoreOpts & { disk?: string; target?: string; force?: boolean; sync?: boolean; checkIds?: boolean; format: string };
+export type RestoreOpts = CommonOpts &
+  VsphereRestoreOpts & {
+    disk?: string;
+    target?: string;
+    force?: boolean;
+    sync?: boolean;
+    checkIds?: boolean;
+    format: string;
+  };
 
 /** `coffer restore`: one disk to a file, block device or stdout (raw, or an image format); or a whole VM to vCenter. */
 export function restoreCommand(program: Command, kit: CommandKit): void {
-  addTlsOptions(kit.common(program.command('restore').description('restore one disk of a restore point to a file, block device or stdout; or a whole VM to vCenter (--to vsphere://)')))
+  addTlsOptions(
+    kit.common(
+      program
+        .command('restore')
+        .description(
+          'restore one disk of a restore point to a file, block device or stdout; or a whole VM to vCenter (--to vsphere://)',
+        ),
+    ),
+  )
     .argument('<id>', 'restore point id, unique prefix, or "latest"')
     .option('--disk <n>', 'disk index (0-based)')
     .option('--target <path>', 'output file (sparse raw image), block device, or - for stdout')
@@ -16,36 +32,53 @@ export function restoreCommand(program: Command, kit: CommandKit): void {
     .option('--sync', 'fsync the restored file before exiting (block devices are always synced)')
     .option('--check-ids', 're-hash every chunk to its id while restoring (slower; verify --read-data does this)')
     .option('--format <format>', 'raw (sparse), qcow2, vmdk (streamOptimized) or vhdx', 'raw')
-    .option('--to <url>', 'vsphere://HOST[:PORT]/NEWNAME: create a VM from the stored configuration and upload its disks')
+    .option(
+      '--to <url>',
+      'vsphere://HOST[:PORT]/NEWNAME: create a VM from the stored configuration and upload its disks',
+    )
     .option('--datastore <name>', 'vsphere: datastore for the VM and its disks')
     .option('--power-on', 'vsphere: power the restored VM on')
-    .option('--folder <path>', 'vsphere: VM folder (default: the original one if it exists, else the datacenter\'s)')
+    .option('--folder <path>', "vsphere: VM folder (default: the original one if it exists, else the datacenter's)")
     .option('--pool <path>', 'vsphere: resource pool (default: the original one if it exists)')
     .option('--host <name>', 'vsphere: host for the new VM')
     .option('--path <dir/file>', 'vsphere with --disk: datastore path to upload that one disk to')
     .action(async (ref: string, o: RestoreOpts) => {
       if (o.to !== undefined) return restoreToVsphere(kit, ref, o);
       if (o.disk === undefined) throw new CofferError('USAGE', "required option '--disk <n>' not specified");
-      if (o.target === undefined) throw new CofferError('USAGE', "required option '--target <path>' not specified (or --to vsphere://HOST/NEWNAME)");
+      if (o.target === undefined)
+        throw new CofferError(
+          'USAGE',
+          "required option '--target <path>' not specified (or --to vsphere://HOST/NEWNAME)",
+        );
       await restoreToTarget(kit, ref, o, o.disk, o.target);
     });
 }
 
-async function restoreToTarget(kit: CommandKit, ref: string, o: RestoreOpts, diskArg: string, target: string): Promise<void> {
+async function restoreToTarget(
+  kit: CommandKit,
+  ref: string,
+  o: RestoreOpts,
+  diskArg: string,
+  target: string,
+): Promise<void> {
   const { deps } = kit;
   const repo = await kit.openRepo(o, kit.logger(o), true);
   const pointId = await repo.resolvePoint(ref);
   const toStdout = target === '-';
   const raw = o.format === 'raw';
   if (!raw) {
-    if (!['qcow2', 'vmdk', 'vhdx'].includes(o.format)) throw new CofferError('USAGE', `--format must be raw, qcow2, vmdk or vhdx, not ${JSON.stringify(o.format)}`);
+    if (!['qcow2', 'vmdk', 'vhdx'].includes(o.format))
+      throw new CofferError('USAGE', `--format must be raw, qcow2, vmdk or vhdx, not ${JSON.stringify(o.format)}`);
     if (toStdout) throw new CofferError('USAGE', `--format ${o.format} needs a file target, not stdout`);
-  } else if (toStdout && o.json) throw new CofferError('USAGE', '--json cannot be combined with --target - (stdout carries the disk)');
+  } else if (toStdout && o.json)
+    throw new CofferError('USAGE', '--json cannot be combined with --target - (stdout carries the disk)');
   const progress = kit.progress(o, `${raw ? 'restore' : 'export'} ${pointId.slice(0, 8)}`);
   const result = await restoreDiskImage(repo, kit.useCase, {
     pointId,
     disk: parseInteger(diskArg, '--disk'),
-    target: toStdout ? { kind: 'stream', stream: deps.stdout } : { kind: 'path', path: target, force: Boolean(o.force) },
+    target: toStdout
+      ? { kind: 'stream', stream: deps.stdout }
+      : { kind: 'path', path: target, force: Boolean(o.force) },
     format: o.format as 'raw' | 'qcow2' | 'vmdk' | 'vhdx',
     sync: Boolean(o.sync),
     checkIds: Boolean(o.checkIds),
@@ -55,9 +88,13 @@ async function restoreToTarget(kit: CommandKit, ref: string, o: RestoreOpts, dis
   if (o.json) kit.writeJson(result);
   else if (!raw) {
     const r = result as ExportResult;
-    kit.write(`exported disk ${r.disk} of ${r.id} (${formatBytes(r.sizeBytes)}) as ${r.format} to ${r.target} in ${formatDuration(r.durationMs)}\n`);
+    kit.write(
+      `exported disk ${r.disk} of ${r.id} (${formatBytes(r.sizeBytes)}) as ${r.format} to ${r.target} in ${formatDuration(r.durationMs)}\n`,
+    );
   } else if (!toStdout) {
     const r = result as RestoreResult;
-    kit.write(`restored disk ${r.disk} of ${r.id} (${formatBytes(r.sizeBytes)}) to ${r.target} in ${formatDuration(r.durationMs)}\n`);
+    kit.write(
+      `restored disk ${r.disk} of ${r.id} (${formatBytes(r.sizeBytes)}) to ${r.target} in ${formatDuration(r.durationMs)}\n`,
+    );
   }
 }

@@ -18,9 +18,25 @@ export function serverCommand(program: Command, kit: CommandKit): void {
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)')
     .option('--tls-key <file>', 'the private key of --tls-cert (PEM)')
     .option('--pid-file <file>', 'write the process id here while running')
-    .action(async (o: { listen: string; data: string; config?: string; tlsCert?: string; tlsKey?: string; pidFile?: string }) => {
-      await serverOf(kit.deps).run({ listen: o.listen, dataDir: o.data, ...(o.config ? { configFile: o.config } : {}), ...(o.tlsCert ? { tlsCert: o.tlsCert } : {}), ...(o.tlsKey ? { tlsKey: o.tlsKey } : {}), ...(o.pidFile ? { pidFile: o.pidFile } : {}) });
-    });
+    .action(
+      async (o: {
+        listen: string;
+        data: string;
+        config?: string;
+        tlsCert?: string;
+        tlsKey?: string;
+        pidFile?: string;
+      }) => {
+        await serverOf(kit.deps).run({
+          listen: o.listen,
+          dataDir: o.data,
+          ...(o.config ? { configFile: o.config } : {}),
+          ...(o.tlsCert ? { tlsCert: o.tlsCert } : {}),
+          ...(o.tlsKey ? { tlsKey: o.tlsKey } : {}),
+          ...(o.pidFile ? { pidFile: o.pidFile } : {}),
+        });
+      },
+    );
 
   const token = program.command('token').description('manage API tokens of a Coffer server');
   token

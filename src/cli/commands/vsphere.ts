@@ -1,6 +1,14 @@
 import type { Command } from 'commander';
 import { formatBytes } from '../../shared/index.js';
-import { connectVsphere, fetchThumbprint, formatFingerprint, loadInventory, parseVsphereUrl, selectVms, type VmInfo } from '../../vsphere/index.js';
+import {
+  connectVsphere,
+  fetchThumbprint,
+  formatFingerprint,
+  loadInventory,
+  parseVsphereUrl,
+  selectVms,
+  type VmInfo,
+} from '../../vsphere/index.js';
 import { addTlsOptions, stderrLogger, tlsPolicy, type CommandKit } from '../kit/index.js';
 
 function vmSummary(v: VmInfo) {
@@ -31,14 +39,20 @@ function vmSummary(v: VmInfo) {
         changeId: d.changeId ?? null,
       };
     }),
-    nics: (cfg?.nics ?? []).map((n) => ({ type: n.type, macAddress: n.macAddress ?? null, network: n.network ?? null })),
+    nics: (cfg?.nics ?? []).map((n) => ({
+      type: n.type,
+      macAddress: n.macAddress ?? null,
+      network: n.network ?? null,
+    })),
   };
 }
 
 /** `coffer vsphere inventory|thumbprint` (backup and restore take vsphere:// URLs: commands/backup.ts, restore-vsphere.ts). */
 export function vsphereCommand(program: Command, kit: CommandKit): void {
   const { deps, write } = kit;
-  const vs = program.command('vsphere').description('VMware vSphere: inventory and certificate thumbprints (backup/restore take vsphere:// URLs)');
+  const vs = program
+    .command('vsphere')
+    .description('VMware vSphere: inventory and certificate thumbprints (backup/restore take vsphere:// URLs)');
 
   addTlsOptions(
     vs
@@ -54,13 +68,28 @@ export function vsphereCommand(program: Command, kit: CommandKit): void {
     try {
       const inv = await loadInventory(client, { signal: deps.signal });
       const vms = url.vm ? selectVms(inv.vms, url.vm, false) : inv.vms;
-      const ent = (e: { name: string; ref: { value: string }; path: string }) => ({ name: e.name, moref: e.ref.value, path: e.path });
+      const ent = (e: { name: string; ref: { value: string }; path: string }) => ({
+        name: e.name,
+        moref: e.ref.value,
+        path: e.path,
+      });
       const doc = {
-        vcenter: { url: url.display, product: client.serviceContent.fullName, apiVersion: client.serviceContent.apiVersion, apiType: client.serviceContent.apiType },
+        vcenter: {
+          url: url.display,
+          product: client.serviceContent.fullName,
+          apiVersion: client.serviceContent.apiVersion,
+          apiType: client.serviceContent.apiType,
+        },
         datacenters: inv.datacenters.map(ent),
         clusters: inv.clusters.map(ent),
         hosts: inv.hosts.map(ent),
-        datastores: inv.datastores.map((d) => ({ ...ent(d), datacenter: d.datacenter ?? null, type: d.type ?? null, capacityBytes: d.capacityBytes ?? null, freeBytes: d.freeBytes ?? null })),
+        datastores: inv.datastores.map((d) => ({
+          ...ent(d),
+          datacenter: d.datacenter ?? null,
+          type: d.type ?? null,
+          capacityBytes: d.capacityBytes ?? null,
+          freeBytes: d.freeBytes ?? null,
+        })),
         folders: inv.folders.map(ent),
         resourcePools: inv.resourcePools.map(ent),
         networks: inv.networks.map(ent),
@@ -79,14 +108,21 @@ export function vsphereCommand(program: Command, kit: CommandKit): void {
       section('clusters', doc.clusters);
       section('hosts', doc.hosts);
       write('datastores:\n');
-      for (const d of doc.datastores) write(`  ${d.path}  (${d.moref}) ${d.capacityBytes !== null ? `${formatBytes(d.freeBytes ?? 0)} free of ${formatBytes(d.capacityBytes)}` : ''}\n`);
+      for (const d of doc.datastores)
+        write(
+          `  ${d.path}  (${d.moref}) ${d.capacityBytes !== null ? `${formatBytes(d.freeBytes ?? 0)} free of ${formatBytes(d.capacityBytes)}` : ''}\n`,
+        );
       section('resource pools', doc.resourcePools);
       section('networks', doc.networks);
       write('virtual machines:\n');
       for (const v of doc.vms) {
-        write(`  ${v.path}  (${v.moref}) ${v.powerState ?? '?'}, ${v.numCPU ?? '?'} CPU, ${v.memoryMB ?? '?'} MB, tools ${v.toolsRunningStatus ?? '?'}, CBT ${v.changeTrackingEnabled ? 'on' : 'off'}${v.template ? ', template' : ''}\n`);
+        write(
+          `  ${v.path}  (${v.moref}) ${v.powerState ?? '?'}, ${v.numCPU ?? '?'} CPU, ${v.memoryMB ?? '?'} MB, tools ${v.toolsRunningStatus ?? '?'}, CBT ${v.changeTrackingEnabled ? 'on' : 'off'}${v.template ? ', template' : ''}\n`,
+        );
         for (const d of v.disks) {
-          write(`    disk ${d.key} ${formatBytes(d.capacityBytes)} ${d.fileName} (${d.thinProvisioned ? 'thin' : 'thick'}, ${d.controller ? `${d.controller.type} ${d.controller.busNumber}:${d.unitNumber}` : 'no controller'})\n`);
+          write(
+            `    disk ${d.key} ${formatBytes(d.capacityBytes)} ${d.fileName} (${d.thinProvisioned ? 'thin' : 'thick'}, ${d.controller ? `${d.controller.type} ${d.controller.busNumber}:${d.unitNumber}` : 'no controller'})\n`,
+          );
         }
         for (const s of v.snapshots) write(`    snapshot ${s.name} (${s.moref})\n`);
       }
@@ -96,7 +132,9 @@ export function vsphereCommand(program: Command, kit: CommandKit): void {
   });
 
   vs.command('thumbprint')
-    .description("print the SHA-256 fingerprint of the vCenter's TLS certificate (check it, then pass it as --thumbprint)")
+    .description(
+      "print the SHA-256 fingerprint of the vCenter's TLS certificate (check it, then pass it as --thumbprint)",
+    )
     .argument('<url>', 'vsphere://HOST[:PORT]')
     .option('--json', 'print one JSON document')
     .action(async (spec: string, o: { json?: boolean }) => {

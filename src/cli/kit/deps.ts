@@ -2,7 +2,13 @@ import type { Writable } from 'node:stream';
 import type { CodecParams, CodecPool } from '../../engine/index.js';
 import type { BlockSource } from '../../sources/index.js';
 import type { BlobStore } from '../../storage/index.js';
-import type { StoredVmConfig, VsphereBackupOptions, VsphereRestoreOptions, VsphereVmBackup, VsphereVmRestore } from '../../vsphere/index.js';
+import type {
+  StoredVmConfig,
+  VsphereBackupOptions,
+  VsphereRestoreOptions,
+  VsphereVmBackup,
+  VsphereVmRestore,
+} from '../../vsphere/index.js';
 import type { Logger } from '../../shared/index.js';
 
 /** What the CLI needs from the outside world; bin/coffer.ts supplies the real things, tests their own. */
@@ -12,7 +18,10 @@ export interface CliDeps {
   stderr: Writable & { isTTY?: boolean };
   signal: AbortSignal;
   openStore(spec: string, opts: { create: boolean }): Promise<BlobStore>;
-  openSource(spec: string, opts: { logger: Logger; signal: AbortSignal; timeoutMs?: number; format?: 'raw' | undefined }): Promise<BlockSource>;
+  openSource(
+    spec: string,
+    opts: { logger: Logger; signal: AbortSignal; timeoutMs?: number; format?: 'raw' | undefined },
+  ): Promise<BlockSource>;
   createPool(params: CodecParams | Promise<CodecParams>): CodecPool;
   /** Opens vsphere://HOST/VM for backup: snapshot taken, disks ready; close() removes the snapshot. */
   openVsphere(spec: string, opts: VsphereBackupOptions): Promise<VsphereVmBackup>;
@@ -24,8 +33,19 @@ export interface CliDeps {
 
 /** What the server commands need; the composition root implements it with src/server. */
 export interface ServerCommands {
-  run(o: { listen: string; dataDir: string; configFile?: string; tlsCert?: string; tlsKey?: string; pidFile?: string }): Promise<void>;
-  createToken(o: { dataDir: string; role: string; name: string }): Promise<{ id: string; name: string; role: string; token: string }>;
+  run(o: {
+    listen: string;
+    dataDir: string;
+    configFile?: string;
+    tlsCert?: string;
+    tlsKey?: string;
+    pidFile?: string;
+  }): Promise<void>;
+  createToken(o: {
+    dataDir: string;
+    role: string;
+    name: string;
+  }): Promise<{ id: string; name: string; role: string; token: string }>;
   addUser(o: { dataDir: string; username: string; password: string; role: string }): Promise<void>;
 }
 

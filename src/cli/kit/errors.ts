@@ -10,7 +10,8 @@ import type { CliDeps } from './deps.js';
 export function reportFailure(e: unknown, deps: CliDeps, jsonMode: boolean): number {
   const out = (s: string) => deps.stdout.write(s);
   if (e instanceof CommanderError) {
-    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return EXIT_OK;
+    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help')
+      return EXIT_OK;
     const err = new CofferError('USAGE', e.message.replace(/^error: /, ''));
     if (jsonMode) out(JSON.stringify({ error: err.toJSON() }) + '\n');
     return EXIT_CODES.USAGE;

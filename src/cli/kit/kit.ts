@@ -24,7 +24,12 @@ export interface CommandKit {
   /** opens the repository named by --repo; `prestartPool` starts the codec workers while scrypt runs */
   openRepo(o: CommonOpts, logger: Logger, prestartPool?: boolean): Promise<Repository>;
   /** opens a further repository (copy's source and target, repair's copy) with a password already read */
-  openRepoAt(location: string, password: string, logger: Logger, opts?: { limitUploadBytesPerSecond?: number | undefined }): Promise<Repository>;
+  openRepoAt(
+    location: string,
+    password: string,
+    logger: Logger,
+    opts?: { limitUploadBytesPerSecond?: number | undefined },
+  ): Promise<Repository>;
   /** what the engine's use cases get: codec workers (the prestarted ones first) and the process's signal */
   useCase: UseCaseContext;
   /** runs fn with a codec pool (the prestarted one if any) and closes it afterwards */
@@ -79,6 +84,12 @@ export function createKit(deps: CliDeps, setJson: (v: boolean) => void): Command
       }
     },
     progressOn,
-    progress: (o, label, opts = {}) => new ProgressReporter(deps.stderr as never, label, progressOn(o) && (!opts.ttyOnly || deps.stderr.isTTY === true), opts.unit ?? 'bytes'),
+    progress: (o, label, opts = {}) =>
+      new ProgressReporter(
+        deps.stderr as never,
+        label,
+        progressOn(o) && (!opts.ttyOnly || deps.stderr.isTTY === true),
+        opts.unit ?? 'bytes',
+      ),
   };
 }

@@ -15,10 +15,14 @@ export interface CommonOpts extends OutputOpts {
   passwordFile?: string;
 }
 
-export const REPO_OPTION_HELP = 'repository location: a directory, azure://ACCOUNT/CONTAINER[/PREFIX] or s3://BUCKET[/PREFIX]';
+export const REPO_OPTION_HELP =
+  'repository location: a directory, azure://ACCOUNT/CONTAINER[/PREFIX] or s3://BUCKET[/PREFIX]';
 
 /** --password-file (its help text says whose password it is) */
-export function addPasswordOption(c: Command, help = 'read the repository password from FILE (default: $COFFER_PASSWORD)'): Command {
+export function addPasswordOption(
+  c: Command,
+  help = 'read the repository password from FILE (default: $COFFER_PASSWORD)',
+): Command {
   return c.option('--password-file <file>', help);
 }
 
@@ -33,11 +37,15 @@ export function addOutputOptions(c: Command): Command {
 /** --insecure-tls / --thumbprint, shared by every command that talks to vCenter. */
 export function addTlsOptions(c: Command): Command {
   return c
-    .option('--thumbprint <sha256>', "pin the vCenter certificate by its SHA-256 fingerprint (a self-signed vCenter; see `coffer vsphere thumbprint`)")
+    .option(
+      '--thumbprint <sha256>',
+      'pin the vCenter certificate by its SHA-256 fingerprint (a self-signed vCenter; see `coffer vsphere thumbprint`)',
+    )
     .option('--insecure-tls', 'do not verify the vCenter certificate at all (lab use only)');
 }
 
 export function tlsPolicy(o: { thumbprint?: string; insecureTls?: boolean }): TlsPolicy {
-  if (o.thumbprint && o.insecureTls) throw new CofferError('USAGE', '--thumbprint and --insecure-tls exclude each other');
+  if (o.thumbprint && o.insecureTls)
+    throw new CofferError('USAGE', '--thumbprint and --insecure-tls exclude each other');
   return { thumbprint: o.thumbprint, insecure: Boolean(o.insecureTls) };
 }

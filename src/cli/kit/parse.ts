@@ -16,8 +16,11 @@ export function parseSize(s: string, what: string): number {
 /** '20M', '512K', '1G', '1000000' (bytes per second; a trailing /s or B/s is accepted). */
 export function parseRate(s: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([KMG]?)(?:i?B)?(?:\/s)?$/i.exec(s.trim());
-  if (!m) throw new CofferError('USAGE', `--limit-upload: cannot parse rate ${JSON.stringify(s)} (e.g. 20M for 20 MiB/s)`);
-  return Math.round(Number(m[1]) * { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G']);
+  if (!m)
+    throw new CofferError('USAGE', `--limit-upload: cannot parse rate ${JSON.stringify(s)} (e.g. 20M for 20 MiB/s)`);
+  return Math.round(
+    Number(m[1]) * { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G'],
+  );
 }
 
 /** An optional integer flag. */

@@ -3,7 +3,11 @@ import { CofferError } from '../../shared/index.js';
 import type { CliDeps } from './deps.js';
 
 /** The repository password: --password-file F, else $COFFER_PASSWORD_FILE, else $COFFER_PASSWORD (same scheme for other variables). */
-export async function readPassword(deps: CliDeps, file: string | undefined, envName = 'COFFER_PASSWORD'): Promise<string> {
+export async function readPassword(
+  deps: CliDeps,
+  file: string | undefined,
+  envName = 'COFFER_PASSWORD',
+): Promise<string> {
   const path = file ?? deps.env[`${envName}_FILE`];
   if (path) {
     let text: string;
@@ -18,7 +22,10 @@ export async function readPassword(deps: CliDeps, file: string | undefined, envN
   }
   const pw = deps.env[envName];
   if (pw === undefined || pw === '') {
-    throw new CofferError('USAGE', `no password: set ${envName} or pass ${envName === 'COFFER_PASSWORD' ? '--password-file' : '--new-password-file'} FILE`);
+    throw new CofferError(
+      'USAGE',
+      `no password: set ${envName} or pass ${envName === 'COFFER_PASSWORD' ? '--password-file' : '--new-password-file'} FILE`,
+    );
   }
   return pw;
 }
@@ -28,7 +35,12 @@ export async function readPassword(deps: CliDeps, file: string | undefined, envN
  * its own `--<role>-password-file FILE`, else `$COFFER_<ROLE>_PASSWORD_FILE`, else `$COFFER_<ROLE>_PASSWORD`, else the
  * password of the first repository. An empty variable counts as unset.
  */
-export async function secondRepositoryPassword(deps: CliDeps, role: 'TO' | 'FROM', file: string | undefined, firstPassword: () => Promise<string>): Promise<string> {
+export async function secondRepositoryPassword(
+  deps: CliDeps,
+  role: 'TO' | 'FROM',
+  file: string | undefined,
+  firstPassword: () => Promise<string>,
+): Promise<string> {
   const envName = `COFFER_${role}_PASSWORD`;
   const own = (file !== undefined && file !== '') || Boolean(deps.env[`${envName}_FILE`]) || Boolean(deps.env[envName]);
   return own ? readPassword(deps, file || undefined, envName) : firstPassword();

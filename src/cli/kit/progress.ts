@@ -51,7 +51,9 @@ export class ProgressReporter {
       if (step > this.lastLinePct || now - this.lastLineAt > 10_000) {
         this.lastLinePct = step;
         this.lastLineAt = now;
-        this.out.write(`${this.label}: ${pct.toFixed(0)}% ${this.fmt(done)} of ${this.fmt(total)}, ${this.rateText(rate)}${extra ? ', ' + extra : ''}\n`);
+        this.out.write(
+          `${this.label}: ${pct.toFixed(0)}% ${this.fmt(done)} of ${this.fmt(total)}, ${this.rateText(rate)}${extra ? ', ' + extra : ''}\n`,
+        );
       }
     }
   }

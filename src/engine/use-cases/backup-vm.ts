@@ -61,7 +61,13 @@ export async function backupVm(ctx: UseCaseContext, req: BackupVmRequest): Promi
         onWarning: (message) => emit({ type: 'warning', message }),
         onProgress: (p) => {
           done[p.disk] = p.bytesDone;
-          emit({ type: 'progress', unit: 'bytes', done: done.reduce((a, b) => a + b, 0), total, bytesStored: p.bytesStored });
+          emit({
+            type: 'progress',
+            unit: 'bytes',
+            done: done.reduce((a, b) => a + b, 0),
+            total,
+            bytesStored: p.bytesStored,
+          });
         },
       }),
     );
@@ -72,7 +78,10 @@ export async function backupVm(ctx: UseCaseContext, req: BackupVmRequest): Promi
   return { result, ...(capture ? { capture } : {}) };
 }
 
-async function openBoth(req: BackupVmRequest, op: { signal?: AbortSignal | undefined }): Promise<{ repo: Repository; source: VmSource }> {
+async function openBoth(
+  req: BackupVmRequest,
+  op: { signal?: AbortSignal | undefined },
+): Promise<{ repo: Repository; source: VmSource }> {
   if (req.source.afterRepository) {
     const repo = await req.repository;
     return { repo, source: await req.source.open(op) };
@@ -85,7 +94,10 @@ async function openBoth(req: BackupVmRequest, op: { signal?: AbortSignal | undef
   } catch (e) {
     // whichever failed first is thrown; a source that did open is finished, a late repository failure observed
     repoP.catch(() => undefined);
-    await sourceP.then((s) => s.finish(), () => undefined);
+    await sourceP.then(
+      (s) => s.finish(),
+      () => undefined,
+    );
     throw e;
   }
 }

@@ -12,7 +12,11 @@ export interface UseCaseContext extends Op {
 }
 
 /** Runs fn with a codec pool for these parameters and closes the pool afterwards, whatever happens. */
-export async function withCodecPool<T>(ctx: UseCaseContext, params: CodecParams, fn: (pool: CodecPool) => Promise<T>): Promise<T> {
+export async function withCodecPool<T>(
+  ctx: UseCaseContext,
+  params: CodecParams,
+  fn: (pool: CodecPool) => Promise<T>,
+): Promise<T> {
   const pool = ctx.createPool(params);
   try {
     return await fn(pool);

@@ -28,7 +28,18 @@ export async function copyRestorePoints(ctx: UseCaseContext, req: CopyRestorePoi
       copyPoints(req.from, req.to, srcPool, dstPool, {
         pointIds,
         signal: ctx.signal,
-        ...(req.onEvent ? { onProgress: (p) => req.onEvent!({ type: 'progress', unit: 'items', point: p.point, done: p.chunksDone, total: p.chunksTotal }) } : {}),
+        ...(req.onEvent
+          ? {
+              onProgress: (p) =>
+                req.onEvent!({
+                  type: 'progress',
+                  unit: 'items',
+                  point: p.point,
+                  done: p.chunksDone,
+                  total: p.chunksTotal,
+                }),
+            }
+          : {}),
         onPoint: (point) => req.onEvent?.({ type: 'point', point }),
       }),
     ),

@@ -18,7 +18,11 @@ export type PruneRepositoryEvent = ProgressEvent | WarningEvent;
 export type PruneRepositoryResult = PruneReport | { skipped: true; reason: string };
 
 /** Garbage collection: deletes unreferenced chunks and indexes while backups may run (DESIGN.md §Garbage collection). */
-export async function pruneRepository(repo: Repository, ctx: Pick<UseCaseContext, 'signal'>, req: PruneRepositoryRequest = {}): Promise<PruneRepositoryResult> {
+export async function pruneRepository(
+  repo: Repository,
+  ctx: Pick<UseCaseContext, 'signal'>,
+  req: PruneRepositoryRequest = {},
+): Promise<PruneRepositoryResult> {
   try {
     return await prune(repo, {
       signal: ctx.signal,
@@ -27,7 +31,8 @@ export async function pruneRepository(repo: Repository, ctx: Pick<UseCaseContext
     });
   } catch (e) {
     const err = asCofferError(e);
-    if (req.skipIfRunning && err.code === 'LOCKED' && (err.details as { scope?: string } | undefined)?.scope === 'gc') return { skipped: true, reason: err.message };
+    if (req.skipIfRunning && err.code === 'LOCKED' && (err.details as { scope?: string } | undefined)?.scope === 'gc')
+      return { skipped: true, reason: err.message };
     throw e;
   }
 }

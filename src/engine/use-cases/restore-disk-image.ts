@@ -29,15 +29,38 @@ export type ExportResult = Awaited<ReturnType<typeof exportDisk>>;
 export type RestoreDiskImageResult = RestoreResult | ExportResult;
 
 /** Restores one disk of a restore point as a raw image (file, device, stream) or as qcow2/VMDK/VHDX (DESIGN.md §Restore). */
-export async function restoreDiskImage(repo: Repository, ctx: UseCaseContext, req: RestoreDiskImageRequest): Promise<RestoreDiskImageResult> {
+export async function restoreDiskImage(
+  repo: Repository,
+  ctx: UseCaseContext,
+  req: RestoreDiskImageRequest,
+): Promise<RestoreDiskImageResult> {
   const format = req.format ?? 'raw';
-  if (!DISK_IMAGE_FORMATS.includes(format)) throw new CofferError('USAGE', `format must be raw, qcow2, vmdk or vhdx, not ${JSON.stringify(format)}`);
-  const onProgress = (p: { bytesDone: number; bytesTotal: number }) => req.onEvent?.({ type: 'progress', unit: 'bytes', done: p.bytesDone, total: p.bytesTotal });
+  if (!DISK_IMAGE_FORMATS.includes(format))
+    throw new CofferError('USAGE', `format must be raw, qcow2, vmdk or vhdx, not ${JSON.stringify(format)}`);
+  const onProgress = (p: { bytesDone: number; bytesTotal: number }) =>
+    req.onEvent?.({ type: 'progress', unit: 'bytes', done: p.bytesDone, total: p.bytesTotal });
   return withCodecPool(ctx, repo.codecParams, async (pool) => {
     if (format !== 'raw') {
-      if (req.target.kind !== 'path') throw new CofferError('USAGE', `format ${format} needs a file target, not a stream`);
-      return exportDisk(repo, pool, { pointId: req.pointId, disk: req.disk, format: format as ExportFormat, target: req.target.path, force: Boolean(req.target.force), signal: ctx.signal, onProgress });
+      if (req.target.kind !== 'path')
+        throw new CofferError('USAGE', `format ${format} needs a file target, not a stream`);
+      return exportDisk(repo, pool, {
+        pointId: req.pointId,
+        disk: req.disk,
+        format: format as ExportFormat,
+        target: req.target.path,
+        force: Boolean(req.target.force),
+        signal: ctx.signal,
+        onProgress,
+      });
     }
-    return restoreDisk(repo, pool, { pointId: req.pointId, disk: req.disk, target: req.target, signal: ctx.signal, sync: Boolean(req.sync), checkIds: Boolean(req.checkIds), onProgress });
+    return restoreDisk(repo, pool, {
+      pointId: req.pointId,
+      disk: req.disk,
+      target: req.target,
+      signal: ctx.signal,
+      sync: Boolean(req.sync),
+      checkIds: Boolean(req.checkIds),
+      onProgress,
+    });
   });
 }

@@ -20,7 +20,11 @@ export interface RestoreFilesRequest {
 export type RestoreFilesEvent = { type: 'progress'; unit: 'items'; done: number; total: number; bytes: number };
 
 /** File-level restore: copies files and directories out of a guest filesystem of a restore point (DESIGN.md §File-level restore). */
-export async function restoreFiles(repo: Repository, ctx: UseCaseContext, req: RestoreFilesRequest): Promise<{ id: string; disk: number; durationMs: number } & ExtractResult> {
+export async function restoreFiles(
+  repo: Repository,
+  ctx: UseCaseContext,
+  req: RestoreFilesRequest,
+): Promise<{ id: string; disk: number; durationMs: number } & ExtractResult> {
   const started = Date.now();
   const r = await withCodecPool(ctx, repo.codecParams, (pool) =>
     extractGuestFiles(repo, pool, {
@@ -32,7 +36,12 @@ export async function restoreFiles(repo: Repository, ctx: UseCaseContext, req: R
       force: Boolean(req.force),
       streams: Boolean(req.streams),
       signal: ctx.signal,
-      ...(req.onEvent ? { onProgress: (p: { files: number; bytes: number }) => req.onEvent!({ type: 'progress', unit: 'items', done: p.files, total: 0, bytes: p.bytes }) } : {}),
+      ...(req.onEvent
+        ? {
+            onProgress: (p: { files: number; bytes: number }) =>
+              req.onEvent!({ type: 'progress', unit: 'items', done: p.files, total: 0, bytes: p.bytes }),
+          }
+        : {}),
     }),
   );
   return { id: req.pointId, disk: req.disk, ...r, durationMs: Date.now() - started };

@@ -55,7 +55,11 @@ export interface RestoreVmResult {
  * Restores a whole VM (DESIGN.md §vSphere): the target VM is prepared from the stored configuration, each disk is
  * streamed from the restore engine into the target's upload; a VM created here is deleted again if anything fails.
  */
-export async function restoreVm(repo: Repository, ctx: UseCaseContext, req: RestoreVmRequest): Promise<RestoreVmResult> {
+export async function restoreVm(
+  repo: Repository,
+  ctx: UseCaseContext,
+  req: RestoreVmRequest,
+): Promise<RestoreVmResult> {
   const started = Date.now();
   const op = { signal: ctx.signal };
   const manifest = await repo.loadManifest(req.pointId, op);

@@ -87,7 +87,8 @@ export function parseConfig(text: string): ConfigSection {
     if (!m) throw corrupt(`a value expected at line ${line()}`);
     p += m[0].length;
     const n = Number(m[0]);
-    if (!Number.isFinite(n) || (Number.isInteger(n) && !Number.isSafeInteger(n)) || m[0].replace(/^-/, '').length > 20) throw corrupt(`number ${m[0].slice(0, 40)} is too large`);
+    if (!Number.isFinite(n) || (Number.isInteger(n) && !Number.isSafeInteger(n)) || m[0].replace(/^-/, '').length > 20)
+      throw corrupt(`number ${m[0].slice(0, 40)} is too large`);
     return n;
   };
   const section = (depth: number, closing: boolean): ConfigSection => {

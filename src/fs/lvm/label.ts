@@ -64,9 +64,14 @@ export async function readLabel(vol: BlockReader, op?: Op): Promise<PvLabel> {
   for (let s = 0; s < 4 && (s + 1) * 512 <= head.length; s++) {
     const sec = head.subarray(s * 512, (s + 1) * 512);
     if (sec.toString('latin1', 0, 8) !== LABEL_ID) continue;
-    if (u64(sec, 8, 'label sector') !== s) throw corrupt(`the label in sector ${s} says it is in sector ${sec.readBigUInt64LE(8)}`);
+    if (u64(sec, 8, 'label sector') !== s)
+      throw corrupt(`the label in sector ${s} says it is in sector ${sec.readBigUInt64LE(8)}`);
     if (lvmCrc(sec.subarray(20)) !== sec.readUInt32LE(16)) throw corrupt(`the label in sector ${s} has a bad checksum`);
-    if (sec.toString('latin1', 24, 32) !== LABEL_TYPE) throw new CofferError('FS_UNSUPPORTED', `lvm2: label type ${JSON.stringify(sec.toString('latin1', 24, 32))} (only "LVM2 001" is read)`);
+    if (sec.toString('latin1', 24, 32) !== LABEL_TYPE)
+      throw new CofferError(
+        'FS_UNSUPPORTED',
+        `lvm2: label type ${JSON.stringify(sec.toString('latin1', 24, 32))} (only "LVM2 001" is read)`,
+      );
     const off = sec.readUInt32LE(20);
     if (off < 32 || off > 512 - 40) throw corrupt(`PV header offset ${off} is outside the label sector`);
     const h = sec.subarray(off);
@@ -97,22 +102,34 @@ export async function readLabel(vol: BlockReader, op?: Op): Promise<PvLabel> {
  * The committed metadata text of one metadata area, or undefined when the area holds none (ignored, or empty).
  * The text may wrap around the circular buffer (continuing right after the area's header).
  */
-export async function readMetadataText(vol: BlockReader, area: { offset: number; size: number }, op?: Op): Promise<string | undefined> {
-  if (area.size < MDA_HEADER_BYTES * 2 || area.offset + area.size > vol.sizeBytes) throw corrupt(`metadata area [${area.offset}, +${area.size}) is outside the volume (${vol.sizeBytes} bytes)`, { ...area });
+export async function readMetadataText(
+  vol: BlockReader,
+  area: { offset: number; size: number },
+  op?: Op,
+): Promise<string | undefined> {
+  if (area.size < MDA_HEADER_BYTES * 2 || area.offset + area.size > vol.sizeBytes)
+    throw corrupt(`metadata area [${area.offset}, +${area.size}) is outside the volume (${vol.sizeBytes} bytes)`, {
+      ...area,
+    });
   const h = await vol.read(area.offset, MDA_HEADER_BYTES, op);
-  if (lvmCrc(h.subarray(4)) !== h.readUInt32LE(0)) throw corrupt(`metadata area header at ${area.offset} has a bad checksum`);
+  if (lvmCrc(h.subarray(4)) !== h.readUInt32LE(0))
+    throw corrupt(`metadata area header at ${area.offset} has a bad checksum`);
   if (!h.subarray(4, 20).equals(MDA_MAGIC)) throw corrupt(`metadata area header at ${area.offset} has a bad magic`);
-  if (h.readUInt32LE(20) !== 1) throw new CofferError('FS_UNSUPPORTED', `lvm2: metadata area version ${h.readUInt32LE(20)}`);
-  if (u64(h, 24, 'metadata area start') !== area.offset) throw corrupt(`metadata area header at ${area.offset} says it is at ${h.readBigUInt64LE(24)}`);
+  if (h.readUInt32LE(20) !== 1)
+    throw new CofferError('FS_UNSUPPORTED', `lvm2: metadata area version ${h.readUInt32LE(20)}`);
+  if (u64(h, 24, 'metadata area start') !== area.offset)
+    throw corrupt(`metadata area header at ${area.offset} says it is at ${h.readBigUInt64LE(24)}`);
   const size = u64(h, 32, 'metadata area size');
-  if (size !== area.size) throw corrupt(`metadata area at ${area.offset}: header size ${size} differs from the label's ${area.size}`);
+  if (size !== area.size)
+    throw corrupt(`metadata area at ${area.offset}: header size ${size} differs from the label's ${area.size}`);
   const offset = u64(h, 40, 'metadata offset');
   const len = u64(h, 48, 'metadata length');
   const crc = h.readUInt32LE(56);
   const flags = h.readUInt32LE(60);
   if (offset === 0 || len === 0 || flags & 1) return undefined;
   const ring = size - MDA_HEADER_BYTES;
-  if (offset < MDA_HEADER_BYTES || offset >= size || len > ring || len > MAX_METADATA_BYTES) throw corrupt(`metadata of ${len} bytes at ${offset} does not fit its area of ${size}`, { offset, len, size });
+  if (offset < MDA_HEADER_BYTES || offset >= size || len > ring || len > MAX_METADATA_BYTES)
+    throw corrupt(`metadata of ${len} bytes at ${offset} does not fit its area of ${size}`, { offset, len, size });
   const first = Math.min(len, size - offset);
   const parts = [await vol.read(area.offset + offset, first, op)];
   if (first < len) parts.push(await vol.read(area.offset + MDA_HEADER_BYTES, len - first, op));

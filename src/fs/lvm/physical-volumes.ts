@@ -9,7 +9,10 @@ import { VolumeGroups, type PvCandidate } from './volume-groups.js';
  * partition), and the volume groups they form (docs/DESIGN.md §LVM2). A disk whose table cannot be read is skipped
  * with a warning: the VGs on the other disks are still found.
  */
-export async function findPhysicalVolumes(disks: BlockReader[], op?: Op): Promise<{ candidates: PvCandidate[]; warnings: string[] }> {
+export async function findPhysicalVolumes(
+  disks: BlockReader[],
+  op?: Op,
+): Promise<{ candidates: PvCandidate[]; warnings: string[] }> {
   const candidates: PvCandidate[] = [];
   const warnings: string[] = [];
   for (const [disk, reader] of disks.entries()) {
@@ -19,7 +22,11 @@ export async function findPhysicalVolumes(disks: BlockReader[], op?: Op): Promis
         if (p.container || p.problem || p.sizeBytes < 4096) continue;
         const vol = new SliceReader(reader, p.startBytes, p.sizeBytes);
         if (!hasLvmLabel(await vol.read(0, 2048, op))) continue;
-        candidates.push({ volume: vol, disk, where: p.number === 0 ? `disk ${disk}` : `disk ${disk} partition ${p.number}` });
+        candidates.push({
+          volume: vol,
+          disk,
+          where: p.number === 0 ? `disk ${disk}` : `disk ${disk} partition ${p.number}`,
+        });
       }
     } catch (e) {
       if (!(e instanceof CofferError) || e.code === 'CANCELLED') throw e;

@@ -51,14 +51,20 @@ function corrupt(msg: string): CofferError {
 
 const num = (s: ConfigSection, key: string, what: string): number => {
   const v = s[key];
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw corrupt(`${what}: ${key} is missing or not a count (${JSON.stringify(v)?.slice(0, 40)})`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+    throw corrupt(`${what}: ${key} is missing or not a count (${JSON.stringify(v)?.slice(0, 40)})`);
   return v;
 };
-const strings = (v: ConfigValue | undefined): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
+const strings = (v: ConfigValue | undefined): string[] =>
+  Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
 
 /** Reads a logical volume through its segments (linear: one area; striped: stripe-size chunks round-robin). */
 export class LogicalVolumeReader implements BlockReader {
-  constructor(readonly name: string, readonly sizeBytes: number, private readonly segments: Segment[]) {}
+  constructor(
+    readonly name: string,
+    readonly sizeBytes: number,
+    private readonly segments: Segment[],
+  ) {}
 
   async read(offset: number, length: number, op?: Op): Promise<Buffer> {
     checkRange(this.sizeBytes, offset, length, `read of ${this.name}`);
@@ -117,7 +123,9 @@ export class VolumeGroups {
         continue;
       }
       if (g.pvs.has(label.uuid)) {
-        g.warnings.push(`${c.where}: PV ${label.uuid} is also on ${g.pvs.get(label.uuid)!.where} (a duplicate, ignored)`);
+        g.warnings.push(
+          `${c.where}: PV ${label.uuid} is also on ${g.pvs.get(label.uuid)!.where} (a duplicate, ignored)`,
+        );
         continue;
       }
       g.pvs.set(label.uuid, { ...c, label });
@@ -157,10 +165,16 @@ export class VolumeGroups {
     const vgDisks = new Set<number>();
     if (isSection(pvSec)) {
       for (const [pvName, p] of Object.entries(pvSec)) {
-        if (!isSection(p) || typeof p.id !== 'string') throw corrupt(`VG ${m.name}: physical volume ${pvName} has no id`);
+        if (!isSection(p) || typeof p.id !== 'string')
+          throw corrupt(`VG ${m.name}: physical volume ${pvName} has no id`);
         const found = this.pvs.get(p.id.replace(/-/g, ''));
         if (found) vgDisks.add(found.disk);
-        pvByName.set(pvName, { pv: found, peStartBytes: num(p, 'pe_start', `PV ${pvName}`) * SECTOR, peCount: num(p, 'pe_count', `PV ${pvName}`), id: p.id });
+        pvByName.set(pvName, {
+          pv: found,
+          peStartBytes: num(p, 'pe_start', `PV ${pvName}`) * SECTOR,
+          peCount: num(p, 'pe_count', `PV ${pvName}`),
+          id: p.id,
+        });
       }
     }
     const lvSec = isSection(s.logical_volumes) ? s.logical_volumes : {};
@@ -168,12 +182,21 @@ export class VolumeGroups {
     const cowOf = new Map<string, string>();
     for (const lv of Object.values(lvSec)) {
       if (!isSection(lv)) continue;
-      for (const seg of Object.values(lv)) if (isSection(seg) && seg.type === 'snapshot' && typeof seg.cow_store === 'string') cowOf.set(seg.cow_store, typeof seg.origin === 'string' ? seg.origin : '?');
+      for (const seg of Object.values(lv))
+        if (isSection(seg) && seg.type === 'snapshot' && typeof seg.cow_store === 'string')
+          cowOf.set(seg.cow_store, typeof seg.origin === 'string' ? seg.origin : '?');
     }
     for (const [lvName, lv] of Object.entries(lvSec)) {
       if (!isSection(lv)) continue;
       if (!strings(lv.status).includes('VISIBLE')) continue;
-      const info: LogicalVolumeInfo = { name: `${m.name}/${lvName}`, vg: m.name, lv: lvName, sizeBytes: 0, segmentTypes: [], disks: [...vgDisks].sort((a, b) => a - b) };
+      const info: LogicalVolumeInfo = {
+        name: `${m.name}/${lvName}`,
+        vg: m.name,
+        lv: lvName,
+        sizeBytes: 0,
+        segmentTypes: [],
+        disks: [...vgDisks].sort((a, b) => a - b),
+      };
       try {
         const reader = this.mapLv(info, lv, extentBytes, pvByName, cowOf.get(lvName));
         info.disks = reader.disks;
@@ -187,29 +210,55 @@ export class VolumeGroups {
     }
   }
 
-  private mapLv(info: LogicalVolumeInfo, lv: ConfigSection, extentBytes: number, pvs: Map<string, { pv?: PvCandidate; peStartBytes: number; peCount: number; id: string }>, cowOrigin: string | undefined): { reader: LogicalVolumeReader; disks: number[] } {
-    const segs = Object.entries(lv).filter(([k, v]) => /^segment[0-9]+$/.test(k) && isSection(v)).map(([, v]) => v as ConfigSection);
+  private mapLv(
+    info: LogicalVolumeInfo,
+    lv: ConfigSection,
+    extentBytes: number,
+    pvs: Map<string, { pv?: PvCandidate; peStartBytes: number; peCount: number; id: string }>,
+    cowOrigin: string | undefined,
+  ): { reader: LogicalVolumeReader; disks: number[] } {
+    const segs = Object.entries(lv)
+      .filter(([k, v]) => /^segment[0-9]+$/.test(k) && isSection(v))
+      .map(([, v]) => v as ConfigSection);
     if (segs.length === 0 || segs.length > MAX_SEGMENTS) throw corrupt(`LV ${info.name} has ${segs.length} segments`);
     segs.sort((a, b) => num(a, 'start_extent', info.name) - num(b, 'start_extent', info.name));
-    info.segmentTypes = segs.map((s) => (typeof s.type === 'string' ? (s.type === 'striped' && s.stripe_count === 1 ? 'linear' : s.type) : '?'));
+    info.segmentTypes = segs.map((s) =>
+      typeof s.type === 'string' ? (s.type === 'striped' && s.stripe_count === 1 ? 'linear' : s.type) : '?',
+    );
     let extents = 0;
     for (const seg of segs) extents += num(seg, 'extent_count', info.name);
     info.sizeBytes = extents * extentBytes;
     if (!Number.isSafeInteger(info.sizeBytes)) throw corrupt(`LV ${info.name}: absurd size`);
-    if (cowOrigin !== undefined) throw new CofferError('FS_UNSUPPORTED', `lvm2: ${info.name} is a snapshot of ${cowOrigin} (segment type snapshot: its copy-on-write store is not read)`);
+    if (cowOrigin !== undefined)
+      throw new CofferError(
+        'FS_UNSUPPORTED',
+        `lvm2: ${info.name} is a snapshot of ${cowOrigin} (segment type snapshot: its copy-on-write store is not read)`,
+      );
     const other = info.segmentTypes.find((t) => t !== 'linear' && t !== 'striped');
-    if (other) throw new CofferError('FS_UNSUPPORTED', `lvm2: ${info.name} uses segment type ${other}, which file-level restore cannot read (linear and striped can)`, { details: { segmentType: other } });
+    if (other)
+      throw new CofferError(
+        'FS_UNSUPPORTED',
+        `lvm2: ${info.name} uses segment type ${other}, which file-level restore cannot read (linear and striped can)`,
+        { details: { segmentType: other } },
+      );
     const segments: Segment[] = [];
     const disks = new Set<number>();
     let next = 0;
     for (const seg of segs) {
       const start = num(seg, 'start_extent', info.name);
       const count = num(seg, 'extent_count', info.name);
-      if (start !== next || count === 0) throw corrupt(`LV ${info.name}: segments do not follow each other (extent ${start}, expected ${next})`);
+      if (start !== next || count === 0)
+        throw corrupt(`LV ${info.name}: segments do not follow each other (extent ${start}, expected ${next})`);
       next = start + count;
       const stripeCount = num(seg, 'stripe_count', info.name);
       const stripes = Array.isArray(seg.stripes) ? seg.stripes : [];
-      if (stripeCount === 0 || stripeCount > MAX_STRIPES || stripes.length !== stripeCount * 2 || count % stripeCount !== 0) throw corrupt(`LV ${info.name}: ${stripeCount} stripes with ${stripes.length / 2} areas over ${count} extents`);
+      if (
+        stripeCount === 0 ||
+        stripeCount > MAX_STRIPES ||
+        stripes.length !== stripeCount * 2 ||
+        count % stripeCount !== 0
+      )
+        throw corrupt(`LV ${info.name}: ${stripeCount} stripes with ${stripes.length / 2} areas over ${count} extents`);
       const stripeBytes = stripeCount > 1 ? num(seg, 'stripe_size', info.name) * SECTOR : count * extentBytes;
       if (stripeBytes === 0) throw corrupt(`LV ${info.name}: stripe size 0`);
       const perArea = count / stripeCount;
@@ -217,19 +266,34 @@ export class VolumeGroups {
       for (let i = 0; i < stripeCount; i++) {
         const pvName = stripes[i * 2];
         const pe = stripes[i * 2 + 1];
-        if (typeof pvName !== 'string' || typeof pe !== 'number' || !Number.isSafeInteger(pe) || pe < 0) throw corrupt(`LV ${info.name}: bad stripe area ${i}`);
+        if (typeof pvName !== 'string' || typeof pe !== 'number' || !Number.isSafeInteger(pe) || pe < 0)
+          throw corrupt(`LV ${info.name}: bad stripe area ${i}`);
         const p = pvs.get(pvName);
-        if (!p) throw new CofferError('FS_UNSUPPORTED', `lvm2: ${info.name} is stacked on ${pvName}, not on a physical volume (layered LVs are not read)`);
-        if (!p.pv) throw corrupt(`${info.name} needs physical volume ${pvName} (${p.id}), which is on none of the disks of this restore point`);
-        if (pe + perArea > p.peCount) throw corrupt(`LV ${info.name}: extents ${pe}+${perArea} past the ${p.peCount} extents of ${pvName}`);
+        if (!p)
+          throw new CofferError(
+            'FS_UNSUPPORTED',
+            `lvm2: ${info.name} is stacked on ${pvName}, not on a physical volume (layered LVs are not read)`,
+          );
+        if (!p.pv)
+          throw corrupt(
+            `${info.name} needs physical volume ${pvName} (${p.id}), which is on none of the disks of this restore point`,
+          );
+        if (pe + perArea > p.peCount)
+          throw corrupt(`LV ${info.name}: extents ${pe}+${perArea} past the ${p.peCount} extents of ${pvName}`);
         const startBytes = p.peStartBytes + pe * extentBytes;
-        if (!Number.isSafeInteger(startBytes) || startBytes + perArea * extentBytes > p.pv.volume.sizeBytes) throw corrupt(`LV ${info.name}: extents of ${pvName} lie past the end of ${p.pv.where} (${p.pv.volume.sizeBytes} bytes)`);
+        if (!Number.isSafeInteger(startBytes) || startBytes + perArea * extentBytes > p.pv.volume.sizeBytes)
+          throw corrupt(
+            `LV ${info.name}: extents of ${pvName} lie past the end of ${p.pv.where} (${p.pv.volume.sizeBytes} bytes)`,
+          );
         areas.push({ pv: p.pv, startBytes });
         disks.add(p.pv.disk);
       }
       segments.push({ startBytes: start * extentBytes, sizeBytes: count * extentBytes, stripeBytes, areas });
     }
-    return { reader: new LogicalVolumeReader(info.name, info.sizeBytes, segments), disks: [...disks].sort((a, b) => a - b) };
+    return {
+      reader: new LogicalVolumeReader(info.name, info.sizeBytes, segments),
+      disks: [...disks].sort((a, b) => a - b),
+    };
   }
 
   /** Every visible LV of every VG found, in metadata order. */
@@ -242,9 +306,16 @@ export class VolumeGroups {
     const x = this.lvs.get(name);
     if (!x) {
       const known = [...this.lvs.keys()];
-      throw new CofferError('NOT_FOUND', `no logical volume ${name} on the disks of this restore point (${known.length ? known.join(', ') : 'none found'})`, { details: { logicalVolumes: known } });
+      throw new CofferError(
+        'NOT_FOUND',
+        `no logical volume ${name} on the disks of this restore point (${known.length ? known.join(', ') : 'none found'})`,
+        { details: { logicalVolumes: known } },
+      );
     }
-    if (!x.reader) throw new CofferError(x.info.problemCode ?? 'FS_CORRUPT', x.info.problem ?? 'unreadable', { details: { logicalVolume: name } });
+    if (!x.reader)
+      throw new CofferError(x.info.problemCode ?? 'FS_CORRUPT', x.info.problem ?? 'unreadable', {
+        details: { logicalVolume: name },
+      });
     return x.reader;
   }
 }

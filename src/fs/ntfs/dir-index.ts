@@ -20,12 +20,17 @@ const MAX_DEPTH = 64;
  * Parses the entries of an index node (INDEX_HEADER at `hdr` of `buf`): each entry inside the node, a FILE_NAME key for
  * $I30, the last entry flagged. Returns the entries and, per entry (and for the last one), the child node's VCN.
  */
-function parseNode(buf: Buffer, hdr: number, where: string): { entries: (IndexEntry | undefined)[]; children: (number | undefined)[] } {
+function parseNode(
+  buf: Buffer,
+  hdr: number,
+  where: string,
+): { entries: (IndexEntry | undefined)[]; children: (number | undefined)[] } {
   if (hdr + 16 > buf.length) throw corrupt(`${where}: index header outside the node`);
   const entriesOff = buf.readUInt32LE(hdr);
   const indexLen = buf.readUInt32LE(hdr + 4);
   const limit = hdr + indexLen;
-  if (limit > buf.length || entriesOff < 16 || hdr + entriesOff > limit) throw corrupt(`${where}: index header claims entries at ${entriesOff}, ${indexLen} bytes`);
+  if (limit > buf.length || entriesOff < 16 || hdr + entriesOff > limit)
+    throw corrupt(`${where}: index header claims entries at ${entriesOff}, ${indexLen} bytes`);
   const entries: (IndexEntry | undefined)[] = [];
   const children: (number | undefined)[] = [];
   let p = hdr + entriesOff;
@@ -34,7 +39,8 @@ function parseNode(buf: Buffer, hdr: number, where: string): { entries: (IndexEn
     const len = buf.readUInt16LE(p + 8);
     const keyLen = buf.readUInt16LE(p + 10);
     const flags = buf.readUInt16LE(p + 12);
-    if (len < 16 || len % 8 !== 0 || p + len > limit) throw corrupt(`${where}: index entry at ${p} has bad length ${len}`);
+    if (len < 16 || len % 8 !== 0 || p + len > limit)
+      throw corrupt(`${where}: index entry at ${p} has bad length ${len}`);
     const child = flags & 1 ? Number(buf.readBigUInt64LE(p + len - 8)) : undefined;
     if (flags & 1 && len < 24) throw corrupt(`${where}: index entry at ${p} too short for a child pointer`);
     children.push(child);
@@ -42,12 +48,18 @@ function parseNode(buf: Buffer, hdr: number, where: string): { entries: (IndexEn
       entries.push(undefined);
       break;
     }
-    if (keyLen < 66 || 16 + keyLen > len - (flags & 1 ? 8 : 0)) throw corrupt(`${where}: index key of ${keyLen} bytes in an entry of ${len}`);
+    if (keyLen < 66 || 16 + keyLen > len - (flags & 1 ? 8 : 0))
+      throw corrupt(`${where}: index key of ${keyLen} bytes in an entry of ${len}`);
     const key = buf.subarray(p + 16, p + 16 + keyLen);
     const nameLen = key[64]!;
     if (66 + nameLen * 2 > keyLen) throw corrupt(`${where}: file name of ${nameLen} characters overflows its key`);
     const ref = fileRef(buf, p);
-    entries.push({ record: ref.record, sequence: ref.sequence, name: key.subarray(66, 66 + nameLen * 2).toString('utf16le'), namespace: key[65]! });
+    entries.push({
+      record: ref.record,
+      sequence: ref.sequence,
+      name: key.subarray(66, 66 + nameLen * 2).toString('utf16le'),
+      namespace: key[65]!,
+    });
     p += len;
   }
   return { entries, children };
@@ -58,7 +70,13 @@ function parseNode(buf: Buffer, hdr: number, where: string): { entries: (IndexEn
  * allocation (`block(vcn)` gives one index block's bytes). A node visited twice (a cycle) or a tree deeper than 64 is
  * corrupt; the number of nodes is bounded by MAX_INDEX_BLOCKS.
  */
-export async function walkIndex(root: Buffer, block: ((vcn: number) => Promise<Buffer>) | undefined, blockBytes: number, where: string, signal?: AbortSignal): Promise<IndexEntry[]> {
+export async function walkIndex(
+  root: Buffer,
+  block: ((vcn: number) => Promise<Buffer>) | undefined,
+  blockBytes: number,
+  where: string,
+  signal?: AbortSignal,
+): Promise<IndexEntry[]> {
   if (root.length < 32) throw corrupt(`${where}: $INDEX_ROOT of ${root.length} bytes`);
   if (root.readUInt32LE(0) !== 0x30) throw corrupt(`${where}: $I30 index does not index file names`);
   const out: IndexEntry[] = [];
@@ -70,7 +88,8 @@ export async function walkIndex(root: Buffer, block: ((vcn: number) => Promise<B
       signal?.throwIfAborted();
       const child = children[i];
       if (child !== undefined) {
-        if (!block) throw corrupt(`${nodeWhere}: an entry points at a child node but the directory has no index allocation`);
+        if (!block)
+          throw corrupt(`${nodeWhere}: an entry points at a child node but the directory has no index allocation`);
         if (visited.has(child)) throw corrupt(`${where}: index node at VCN ${child} is reached twice (a cycle)`);
         if (visited.size >= MAX_INDEX_BLOCKS) throw corrupt(`${where}: more than ${MAX_INDEX_BLOCKS} index nodes`);
         visited.add(child);
@@ -78,7 +97,8 @@ export async function walkIndex(root: Buffer, block: ((vcn: number) => Promise<B
         if (b.length !== blockBytes) throw corrupt(`${where}: index block at VCN ${child} cut short`);
         const bw = `${where} index block VCN ${child}`;
         applyFixups(b, 'INDX', bw);
-        if (Number(b.readBigUInt64LE(16)) !== child) throw corrupt(`${bw}: the block says it is VCN ${b.readBigUInt64LE(16)}`);
+        if (Number(b.readBigUInt64LE(16)) !== child)
+          throw corrupt(`${bw}: the block says it is VCN ${b.readBigUInt64LE(16)}`);
         await walk(b, 24, bw, depth + 1);
       }
       const e = entries[i];

@@ -13,7 +13,10 @@ const T = { timeout: 300_000 };
 /** Counts bytes read: a mutated volume may make the reader do more work, but never without bound. */
 class CountingReader implements BlockReader {
   bytes = 0;
-  constructor(private readonly inner: BlockReader, private readonly budget: number) {}
+  constructor(
+    private readonly inner: BlockReader,
+    private readonly budget: number,
+  ) {}
   get sizeBytes(): number {
     return this.inner.sizeBytes;
   }
@@ -68,7 +71,7 @@ describe('NTFS reader under seeded mutation (bounded fuzz)', () => {
   const mftAt = Number(pristine.readBigUInt64LE(48)) * 4096;
   const indx = findAll(img, 'INDX');
   let seed = 0x5eed;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
   const pick = (n: number) => Math.floor(rnd() * n);
 
   test('the pristine image walks cleanly', T, async () => {

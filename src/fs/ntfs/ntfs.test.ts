@@ -6,7 +6,18 @@ import { after, describe, test } from 'node:test';
 import { CofferError } from '../../shared/index.js';
 import { BufferReader, FileReader, openFilesystem, type GuestFs } from '../index.js';
 import { readTree, LONG_NAME, MiB, T_MTIME, T_ATIME, UNICODE_NAME, sh } from '../testing/images.js';
-import { ADS_DATA, ADS_NAME, JUNCTION_TARGET, NTFS_MANY, attrOffset, makeNtfsTree, manyStreamData, mkNtfs, ntfsRecordOf, recordOffset } from '../testing/ntfs-images.js';
+import {
+  ADS_DATA,
+  ADS_NAME,
+  JUNCTION_TARGET,
+  NTFS_MANY,
+  attrOffset,
+  makeNtfsTree,
+  manyStreamData,
+  mkNtfs,
+  ntfsRecordOf,
+  recordOffset,
+} from '../testing/ntfs-images.js';
 import { NtfsFs } from './ntfs.js';
 
 const T = { timeout: 120_000 };
@@ -53,7 +64,10 @@ describe('NTFS reader against mkntfs + wimapply + ntfscp images', () => {
       assert.equal([...all.keys()].filter((k) => k.startsWith('many/')).length, NTFS_MANY);
       assert.ok(all.has(LONG_NAME) && all.has(UNICODE_NAME) && all.has('日本語のファイル名.txt'));
       // no metafiles, no '.', no 8.3 duplicates in the listing
-      assert.ok(![...all.keys()].some((k) => k.startsWith('$') || k === '.' || /~\d/.test(k)), [...all.keys()].filter((k) => !k.startsWith('many/')).join(', '));
+      assert.ok(
+        ![...all.keys()].some((k) => k.startsWith('$') || k === '.' || /~\d/.test(k)),
+        [...all.keys()].filter((k) => !k.startsWith('many/')).join(', '),
+      );
       const sp = all.get('sparse.img')!;
       assert.ok(sp.node.attributes!.includes('sparse'));
       assert.ok(sp.dataBytes! < 1 * MiB, `sparse file: ${sp.dataBytes} bytes of data read (holes are skipped)`);
@@ -90,7 +104,12 @@ describe('NTFS reader against mkntfs + wimapply + ntfscp images', () => {
       const ms = all.get('many-streams.txt')!.node;
       assert.equal(ms.streams!.length, 14);
       for (let i = 1; i <= 14; i++) assert.ok((await readS(ms, `stream${i}`)).equals(manyStreamData(i)), `stream${i}`);
-      await expectCode((async () => { for await (const _ of fs.readStream!(ms, 'nope')); })(), 'NOT_FOUND');
+      await expectCode(
+        (async () => {
+          for await (const _ of fs.readStream!(ms, 'nope'));
+        })(),
+        'NOT_FOUND',
+      );
     } finally {
       await r.close();
     }
@@ -192,13 +211,15 @@ describe('NTFS reader against mkntfs + wimapply + ntfscp images', () => {
     const lv = b.readUIntLE(mp + 1 + (b[mp]! & 0xf), b[mp]! >> 4) * 4096;
     const ll = Number(b.readBigInt64LE(a + 48));
     const self = ntfsRecordOf(img, '/', 'many-streams.txt');
-    for (let p = lv; p < lv + ll; p += b.readUInt16LE(p + 4)) if (b.readUInt32LE(p + 16) !== self) b.writeUInt32LE(5, p + 16);
+    for (let p = lv; p < lv + ll; p += b.readUInt16LE(p + 4))
+      if (b.readUInt32LE(p + 16) !== self) b.writeUInt32LE(5, p + 16);
     got = await listed(b, 'many-streams.txt');
     assert.match(got.node.error?.message ?? '', /record 5 is not an extension record/);
     // an extension record that claims to be its own base
     b = Buffer.from(pristine);
     let ext = -1;
-    for (let p = lv; p < lv + ll; p += b.readUInt16LE(p + 4)) if (b.readUInt32LE(p + 16) !== self) ext = b.readUInt32LE(p + 16);
+    for (let p = lv; p < lv + ll; p += b.readUInt16LE(p + 4))
+      if (b.readUInt32LE(p + 16) !== self) ext = b.readUInt32LE(p + 16);
     const xo = recordOffset(b, ext);
     b.writeUInt32LE(ext, xo + 32);
     got = await listed(b, 'many-streams.txt');

@@ -27,8 +27,18 @@ const WINDOW_BYTES = 64 * 1024;
 const WINDOW_CACHE = 64;
 
 const FILE_ATTRIBUTES: [number, string][] = [
-  [0x1, 'readonly'], [0x2, 'hidden'], [0x4, 'system'], [0x20, 'archive'], [0x40, 'device'], [0x100, 'temporary'], [0x200, 'sparse'],
-  [0x400, 'reparse-point'], [0x800, 'compressed'], [0x1000, 'offline'], [0x2000, 'not-content-indexed'], [0x4000, 'encrypted'],
+  [0x1, 'readonly'],
+  [0x2, 'hidden'],
+  [0x4, 'system'],
+  [0x20, 'archive'],
+  [0x40, 'device'],
+  [0x100, 'temporary'],
+  [0x200, 'sparse'],
+  [0x400, 'reparse-point'],
+  [0x800, 'compressed'],
+  [0x1000, 'offline'],
+  [0x2000, 'not-content-indexed'],
+  [0x4000, 'encrypted'],
 ];
 
 /** One file: its base record and the attributes of all its records. */
@@ -57,7 +67,10 @@ export class NtfsFs implements GuestFs {
   private recordCount = 0;
   private readonly windows = new Map<number, Buffer>();
 
-  private constructor(private readonly dev: BlockReader, readonly boot: NtfsBoot) {
+  private constructor(
+    private readonly dev: BlockReader,
+    readonly boot: NtfsBoot,
+  ) {
     this.vol = { dev, clusterBytes: boot.clusterBytes, totalClusters: boot.totalClusters };
   }
 
@@ -78,12 +91,26 @@ export class NtfsFs implements GuestFs {
     if (!first?.runs) throw corrupt('$MFT has no non-resident $DATA attribute');
     // bootstrap map: the first extent (it always maps the records that hold the others)
     const covered = (first.highestVcn + 1) * cb;
-    this.mft = { type: AT.DATA, name: '', flags: 0, runs: first.runs, compressionUnit: 0, dataSize: Math.min(first.dataSize, covered), initializedSize: Math.min(first.initializedSize, covered), allocatedSize: covered };
+    this.mft = {
+      type: AT.DATA,
+      name: '',
+      flags: 0,
+      runs: first.runs,
+      compressionUnit: 0,
+      dataSize: Math.min(first.dataSize, covered),
+      initializedSize: Math.min(first.initializedSize, covered),
+      allocatedSize: covered,
+    };
     this.recordCount = Math.floor(this.mft.dataSize / rb);
     const file = await this.file(0, op);
-    const mft = joinExtents(file.attrs.filter((a) => a.type === AT.DATA && a.name === ''), this.vol, '$MFT $DATA');
+    const mft = joinExtents(
+      file.attrs.filter((a) => a.type === AT.DATA && a.name === ''),
+      this.vol,
+      '$MFT $DATA',
+    );
     if (mft.value || mft.flags !== 0) throw corrupt('$MFT $DATA is resident, compressed, sparse or encrypted');
-    if (mft.dataSize > this.vol.totalClusters * cb) throw corrupt(`$MFT of ${mft.dataSize} bytes is larger than the volume`);
+    if (mft.dataSize > this.vol.totalClusters * cb)
+      throw corrupt(`$MFT of ${mft.dataSize} bytes is larger than the volume`);
     this.mft = mft;
     this.recordCount = Math.floor(Math.min(mft.dataSize, mft.initializedSize) / rb);
     this.windows.clear();
@@ -97,17 +124,23 @@ export class NtfsFs implements GuestFs {
       if (!vi || vi.length < 12) throw corrupt('$Volume has no volume information');
       const flags = vi.readUInt16LE(10);
       this.dirty = (flags & 0x0001) !== 0;
-      if (this.dirty) this.warnings.push('the NTFS volume is marked dirty (not cleanly unmounted, e.g. a crash-consistent backup of a running Windows): its $LogFile is not replayed, so the most recent changes may be missing or inconsistent');
+      if (this.dirty)
+        this.warnings.push(
+          'the NTFS volume is marked dirty (not cleanly unmounted, e.g. a crash-consistent backup of a running Windows): its $LogFile is not replayed, so the most recent changes may be missing or inconsistent',
+        );
     } catch (e) {
       if (!(e instanceof CofferError) || e.code === 'CANCELLED') throw e;
-      this.warnings.push(`the volume flags cannot be read (${e.message}): whether the volume was cleanly unmounted is unknown`);
+      this.warnings.push(
+        `the volume flags cannot be read (${e.message}): whether the volume was cleanly unmounted is unknown`,
+      );
     }
   }
 
   /** A copy of MFT record `n` (fixups are applied to the copy). */
   private async rawRecord(n: number, op?: Op): Promise<Buffer> {
     const rb = this.boot.mftRecordBytes;
-    if (!Number.isSafeInteger(n) || n < 0 || n >= this.recordCount) throw corrupt(`MFT record ${n} out of range (0..${this.recordCount - 1})`);
+    if (!Number.isSafeInteger(n) || n < 0 || n >= this.recordCount)
+      throw corrupt(`MFT record ${n} out of range (0..${this.recordCount - 1})`);
     const off = n * rb;
     const w = Math.floor(off / WINDOW_BYTES) * WINDOW_BYTES;
     let win = this.windows.get(w);
@@ -136,14 +169,17 @@ export class NtfsFs implements GuestFs {
         if (len < 26 || p + len > list.length) throw corrupt(`${where}: entry at ${p} has bad length ${len}`);
         const r = list.readUInt32LE(p + 16) + list.readUInt16LE(p + 20) * 2 ** 32;
         if (r !== n) ext.add(r);
-        if (ext.size > MAX_EXTENSION_RECORDS) throw corrupt(`${where}: more than ${MAX_EXTENSION_RECORDS} extension records`);
+        if (ext.size > MAX_EXTENSION_RECORDS)
+          throw corrupt(`${where}: more than ${MAX_EXTENSION_RECORDS} extension records`);
         p += len;
       }
       for (const r of ext) {
         op?.signal?.throwIfAborted();
         const x = parseRecord(await this.rawRecord(r, op), r, this.vol.totalClusters);
-        if (!x.inUse || x.base !== n) throw corrupt(`${where}: record ${r} is not an extension record of ${n} (its base is ${x.base})`);
-        if (x.attrs.some((a) => a.type === AT.ATTRIBUTE_LIST)) throw corrupt(`${where}: extension record ${r} has an attribute list of its own`);
+        if (!x.inUse || x.base !== n)
+          throw corrupt(`${where}: record ${r} is not an extension record of ${n} (its base is ${x.base})`);
+        if (x.attrs.some((a) => a.type === AT.ATTRIBUTE_LIST))
+          throw corrupt(`${where}: extension record ${r} has an attribute list of its own`);
         attrs.push(...x.attrs);
       }
     }
@@ -152,7 +188,13 @@ export class NtfsFs implements GuestFs {
 
   private stream(f: NtfsFile, type: number, name: string): Stream | undefined {
     const exts = f.attrs.filter((a) => a.type === type && a.name === name);
-    return exts.length ? joinExtents(exts, this.vol, `MFT record ${f.rec.number} attribute 0x${type.toString(16)}${name ? ` "${name}"` : ''}`) : undefined;
+    return exts.length
+      ? joinExtents(
+          exts,
+          this.vol,
+          `MFT record ${f.rec.number} attribute 0x${type.toString(16)}${name ? ` "${name}"` : ''}`,
+        )
+      : undefined;
   }
 
   private async node(name: string, record: number, f: NtfsFile, op?: Op): Promise<FsNode> {
@@ -161,13 +203,19 @@ export class NtfsFs implements GuestFs {
     const flags = si.readUInt32LE(32);
     const ref: NtfsRef = { record, file: f };
     const rp = this.stream(f, AT.REPARSE_POINT, '');
-    if (rp) ref.reparse = parseReparse(await readValue(this.vol, rp, 16 * 1024, `MFT record ${record} $REPARSE_POINT`, op), `MFT record ${record}`);
+    if (rp)
+      ref.reparse = parseReparse(
+        await readValue(this.vol, rp, 16 * 1024, `MFT record ${record} $REPARSE_POINT`, op),
+        `MFT record ${record}`,
+      );
     const isDir = f.rec.isDirectory;
     let type: FileType = isDir ? 'dir' : 'file';
     const tag = ref.reparse?.tag;
     if (tag === TAG.SYMLINK || tag === TAG.MOUNT_POINT) type = 'symlink';
     else if (tag === 0x80000023) type = 'socket';
-    const names = f.attrs.filter((a) => a.type === AT.FILE_NAME && a.value && a.value.length >= 66 && a.value[65] !== NS.DOS).length;
+    const names = f.attrs.filter(
+      (a) => a.type === AT.FILE_NAME && a.value && a.value.length >= 66 && a.value[65] !== NS.DOS,
+    ).length;
     const data = type === 'file' ? this.stream(f, AT.DATA, '') : undefined;
     const streams = f.attrs
       .filter((a) => a.type === AT.DATA && a.name !== '' && a.lowestVcn === 0)
@@ -210,13 +258,16 @@ export class NtfsFs implements GuestFs {
     const alloc = this.stream(file, AT.INDEX_ALLOCATION, '$I30');
     let block: ((vcn: number) => Promise<Buffer>) | undefined;
     if (alloc) {
-      if (blockBytes < 256 || blockBytes > 65536 || (blockBytes & (blockBytes - 1)) !== 0) throw corrupt(`${where}: index blocks of ${blockBytes} bytes`);
-      if (alloc.value || alloc.flags !== 0) throw corrupt(`${where}: $INDEX_ALLOCATION is resident, compressed or sparse`);
+      if (blockBytes < 256 || blockBytes > 65536 || (blockBytes & (blockBytes - 1)) !== 0)
+        throw corrupt(`${where}: index blocks of ${blockBytes} bytes`);
+      if (alloc.value || alloc.flags !== 0)
+        throw corrupt(`${where}: $INDEX_ALLOCATION is resident, compressed or sparse`);
       if (alloc.dataSize > MAX_DIRECTORY_INDEX_BYTES) throw corrupt(`${where}: an index of ${alloc.dataSize} bytes`);
       const unit = blockBytes >= this.vol.clusterBytes ? this.vol.clusterBytes : 512;
       block = async (vcn: number) => {
         const off = vcn * unit;
-        if (!Number.isSafeInteger(off) || off % blockBytes !== 0 || off + blockBytes > alloc.dataSize) throw corrupt(`${where}: index block VCN ${vcn} is outside its index allocation`);
+        if (!Number.isSafeInteger(off) || off % blockBytes !== 0 || off + blockBytes > alloc.dataSize)
+          throw corrupt(`${where}: index block VCN ${vcn} is outside its index allocation`);
         return readRange(this.vol, alloc, off, blockBytes, op);
       };
     }
@@ -227,11 +278,27 @@ export class NtfsFs implements GuestFs {
       op?.signal?.throwIfAborted();
       try {
         const f = await this.file(e.record, op);
-        if (e.sequence !== 0 && f.rec.sequence !== e.sequence) throw corrupt(`the entry ${JSON.stringify(e.name)} names MFT record ${e.record} sequence ${e.sequence}, the record has sequence ${f.rec.sequence} (a stale entry)`);
+        if (e.sequence !== 0 && f.rec.sequence !== e.sequence)
+          throw corrupt(
+            `the entry ${JSON.stringify(e.name)} names MFT record ${e.record} sequence ${e.sequence}, the record has sequence ${f.rec.sequence} (a stale entry)`,
+          );
         out.push(await this.node(e.name, e.record, f, op));
       } catch (err) {
         if (!(err instanceof CofferError) || err.code === 'CANCELLED') throw err;
-        out.push({ name: e.name, type: 'unknown', sizeBytes: 0, mode: 0, uid: 0, gid: 0, nlink: 0, mtimeMs: undefined, atimeMs: undefined, id: `mft:${e.record}`, ref: undefined, error: err });
+        out.push({
+          name: e.name,
+          type: 'unknown',
+          sizeBytes: 0,
+          mode: 0,
+          uid: 0,
+          gid: 0,
+          nlink: 0,
+          mtimeMs: undefined,
+          atimeMs: undefined,
+          id: `mft:${e.record}`,
+          ref: undefined,
+          error: err,
+        });
       }
     }
     return out;
@@ -239,11 +306,13 @@ export class NtfsFs implements GuestFs {
 
   async readlink(node: FsNode): Promise<string> {
     const ref = node.ref as NtfsRef;
-    if (node.type !== 'symlink' || !ref.reparse?.target) throw new CofferError('USAGE', `${node.name} is not a symbolic link or junction`);
+    if (node.type !== 'symlink' || !ref.reparse?.target)
+      throw new CofferError('USAGE', `${node.name} is not a symbolic link or junction`);
     const r = ref.reparse;
     // relative symlinks are made usable on restore (\ -> /); absolute targets and junctions are kept as stored
     const target = r.relative ? r.target!.replace(/\\/g, '/') : r.target!;
-    if (target.includes('\0') || Buffer.byteLength(target) > MAX_LINK_BYTES) throw corrupt(`MFT record ${ref.record}: reparse target is too long or contains NUL`);
+    if (target.includes('\0') || Buffer.byteLength(target) > MAX_LINK_BYTES)
+      throw corrupt(`MFT record ${ref.record}: reparse target is too long or contains NUL`);
     return target;
   }
 
@@ -256,7 +325,10 @@ export class NtfsFs implements GuestFs {
     const ref = node.ref as NtfsRef;
     if (node.type !== 'file') throw new CofferError('USAGE', `${node.name} is not a regular file`);
     const tag = ref.reparse?.tag;
-    if (tag !== undefined && name === '') throw unsupported(`${node.name} is ${describeTag(tag)}: its content is not stored in the file itself`, { reparseTag: `0x${tag.toString(16)}` });
+    if (tag !== undefined && name === '')
+      throw unsupported(`${node.name} is ${describeTag(tag)}: its content is not stored in the file itself`, {
+        reparseTag: `0x${tag.toString(16)}`,
+      });
     const s = this.stream(ref.file, AT.DATA, name);
     if (!s) {
       if (name === '') return; // a file without $DATA reads as empty

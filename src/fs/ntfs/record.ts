@@ -62,7 +62,8 @@ export function parseRecord(buf: Buffer, number: number, totalClusters: number):
   const attrsOffset = buf.readUInt16LE(20);
   const flags = buf.readUInt16LE(22);
   const inUseBytes = buf.readUInt32LE(24);
-  if (inUseBytes > buf.length || attrsOffset < 42 || attrsOffset + 4 > inUseBytes || attrsOffset % 8 !== 0) throw corrupt(`${where}: bad header (attributes at ${attrsOffset}, ${inUseBytes} bytes in use)`);
+  if (inUseBytes > buf.length || attrsOffset < 42 || attrsOffset + 4 > inUseBytes || attrsOffset % 8 !== 0)
+    throw corrupt(`${where}: bad header (attributes at ${attrsOffset}, ${inUseBytes} bytes in use)`);
   const rec: FileRecord = {
     number,
     sequence: buf.readUInt16LE(16),
@@ -79,7 +80,8 @@ export function parseRecord(buf: Buffer, number: number, totalClusters: number):
     if (type === AT.END) break;
     if (p + 16 > inUseBytes) throw corrupt(`${where}: attribute header at ${p} cut short`);
     const len = buf.readUInt32LE(p + 4);
-    if (len < 16 || len % 8 !== 0 || p + len > inUseBytes) throw corrupt(`${where}: attribute 0x${type.toString(16)} at ${p} has bad length ${len}`);
+    if (len < 16 || len % 8 !== 0 || p + len > inUseBytes)
+      throw corrupt(`${where}: attribute 0x${type.toString(16)} at ${p} has bad length ${len}`);
     if (rec.attrs.length >= MAX_ATTRS) throw corrupt(`${where}: more than ${MAX_ATTRS} attributes`);
     rec.attrs.push(parseAttribute(buf.subarray(p, p + len), number, totalClusters, where));
     p += len;
@@ -96,7 +98,18 @@ function parseAttribute(a: Buffer, record: number, totalClusters: number, where:
   if (nameLen > 0 && nameOff + nameLen * 2 > a.length) throw corrupt(`${where}: attribute name outside its attribute`);
   const name = nameLen > 0 ? a.subarray(nameOff, nameOff + nameLen * 2).toString('utf16le') : '';
   const at = `${where} attribute 0x${type.toString(16)}${name ? ` "${name}"` : ''}`;
-  const base = { type, name, flags, record, lowestVcn: 0, highestVcn: -1, compressionUnit: 0, allocatedSize: 0, dataSize: 0, initializedSize: 0 };
+  const base = {
+    type,
+    name,
+    flags,
+    record,
+    lowestVcn: 0,
+    highestVcn: -1,
+    compressionUnit: 0,
+    allocatedSize: 0,
+    dataSize: 0,
+    initializedSize: 0,
+  };
   if (nonResident === 0) {
     if (a.length < 24) throw corrupt(`${at}: resident header cut short`);
     const vlen = a.readUInt32LE(16);
@@ -113,7 +126,8 @@ function parseAttribute(a: Buffer, record: number, totalClusters: number, where:
   };
   const lowestVcn = num(16);
   const highestVcn = Number(a.readBigInt64LE(24));
-  if (highestVcn < lowestVcn - 1 || highestVcn > Number.MAX_SAFE_INTEGER) throw corrupt(`${at}: VCN range ${lowestVcn}..${highestVcn}`);
+  if (highestVcn < lowestVcn - 1 || highestVcn > Number.MAX_SAFE_INTEGER)
+    throw corrupt(`${at}: VCN range ${lowestVcn}..${highestVcn}`);
   const mpOff = a.readUInt16LE(32);
   if (mpOff < 64 || mpOff >= a.length) throw corrupt(`${at}: mapping pairs at ${mpOff} outside the attribute`);
   const attr: Attribute = {
@@ -126,8 +140,14 @@ function parseAttribute(a: Buffer, record: number, totalClusters: number, where:
     initializedSize: num(56),
     runs: decodeRunlist(a.subarray(mpOff), lowestVcn, highestVcn, totalClusters, at),
   };
-  if (lowestVcn === 0 && (attr.dataSize > attr.allocatedSize + 0 && !(flags & ATTR_FLAG.COMPRESSED) || attr.initializedSize > attr.dataSize)) {
-    throw corrupt(`${at}: sizes do not fit (data ${attr.dataSize}, initialized ${attr.initializedSize}, allocated ${attr.allocatedSize})`);
+  if (
+    lowestVcn === 0 &&
+    ((attr.dataSize > attr.allocatedSize + 0 && !(flags & ATTR_FLAG.COMPRESSED)) ||
+      attr.initializedSize > attr.dataSize)
+  ) {
+    throw corrupt(
+      `${at}: sizes do not fit (data ${attr.dataSize}, initialized ${attr.initializedSize}, allocated ${attr.allocatedSize})`,
+    );
   }
   return attr;
 }

@@ -34,7 +34,8 @@ export function parseReparse(b: Buffer, where: string): Reparse {
   const pathBase = tag === TAG.SYMLINK ? 12 : 8;
   if (body.length < pathBase) throw corrupt(`${where}: reparse data cut short`);
   const name = (off: number, len: number) => {
-    if (off % 2 || len % 2 || pathBase + off + len > body.length) throw corrupt(`${where}: reparse name outside its data`);
+    if (off % 2 || len % 2 || pathBase + off + len > body.length)
+      throw corrupt(`${where}: reparse name outside its data`);
     return body.subarray(pathBase + off, pathBase + off + len).toString('utf16le');
   };
   const sub = name(body.readUInt16LE(0), body.readUInt16LE(2));

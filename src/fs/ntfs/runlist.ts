@@ -22,7 +22,13 @@ function readSigned(b: Buffer, off: number, n: number): number {
  * positive, VCNs ending at `highestVcn` + 1 exactly, at most MAX_RUNS runs. A buffer that ends without the 0 terminator
  * is corrupt.
  */
-export function decodeRunlist(b: Buffer, lowestVcn: number, highestVcn: number, totalClusters: number, where: string): Run[] {
+export function decodeRunlist(
+  b: Buffer,
+  lowestVcn: number,
+  highestVcn: number,
+  totalClusters: number,
+  where: string,
+): Run[] {
   const runs: Run[] = [];
   let p = 0;
   let vcn = lowestVcn;
@@ -33,13 +39,15 @@ export function decodeRunlist(b: Buffer, lowestVcn: number, highestVcn: number, 
     if (h === 0) break;
     const lenBytes = h & 0xf;
     const offBytes = h >> 4;
-    if (lenBytes === 0 || lenBytes > 8 || offBytes > 8 || p + 1 + lenBytes + offBytes > b.length) throw corrupt(`${where}: bad runlist header 0x${h.toString(16)} at ${p}`);
+    if (lenBytes === 0 || lenBytes > 8 || offBytes > 8 || p + 1 + lenBytes + offBytes > b.length)
+      throw corrupt(`${where}: bad runlist header 0x${h.toString(16)} at ${p}`);
     const length = readSigned(b, p + 1, lenBytes);
     if (length <= 0 || !Number.isSafeInteger(length)) throw corrupt(`${where}: run of ${length} clusters`);
     let runLcn: number | null = null;
     if (offBytes > 0) {
       lcn += readSigned(b, p + 1 + lenBytes, offBytes);
-      if (!Number.isSafeInteger(lcn) || lcn < 0 || lcn + length > totalClusters) throw corrupt(`${where}: run at cluster ${lcn} (+${length}) is outside the volume (${totalClusters} clusters)`);
+      if (!Number.isSafeInteger(lcn) || lcn < 0 || lcn + length > totalClusters)
+        throw corrupt(`${where}: run at cluster ${lcn} (+${length}) is outside the volume (${totalClusters} clusters)`);
       runLcn = lcn;
     }
     runs.push({ vcn, lcn: runLcn, length });
@@ -47,7 +55,8 @@ export function decodeRunlist(b: Buffer, lowestVcn: number, highestVcn: number, 
     vcn += length;
     p += 1 + lenBytes + offBytes;
   }
-  if (vcn !== highestVcn + 1 && !(runs.length === 0 && highestVcn === lowestVcn - 1)) throw corrupt(`${where}: runs cover VCN ${lowestVcn}..${vcn - 1}, the attribute says ..${highestVcn}`);
+  if (vcn !== highestVcn + 1 && !(runs.length === 0 && highestVcn === lowestVcn - 1))
+    throw corrupt(`${where}: runs cover VCN ${lowestVcn}..${vcn - 1}, the attribute says ..${highestVcn}`);
   return runs;
 }
 
@@ -58,7 +67,8 @@ export function decodeRunlist(b: Buffer, lowestVcn: number, highestVcn: number, 
 export function checkNoOverlap(runs: Run[], where: string): void {
   const alloc = runs.filter((r) => r.lcn !== null).sort((a, b) => a.lcn! - b.lcn!);
   for (let i = 1; i < alloc.length; i++) {
-    if (alloc[i]!.lcn! < alloc[i - 1]!.lcn! + alloc[i - 1]!.length) throw corrupt(`${where}: runs overlap at cluster ${alloc[i]!.lcn}`);
+    if (alloc[i]!.lcn! < alloc[i - 1]!.lcn! + alloc[i - 1]!.length)
+      throw corrupt(`${where}: runs overlap at cluster ${alloc[i]!.lcn}`);
   }
 }
 

@@ -32,7 +32,15 @@ export interface Volume {
 export function joinExtents(exts: Attribute[], vol: Volume, where: string): Stream {
   const sorted = [...exts].sort((a, b) => a.lowestVcn - b.lowestVcn);
   const first = sorted[0]!;
-  const s: Stream = { type: first.type, name: first.name, flags: first.flags, compressionUnit: first.compressionUnit, dataSize: first.dataSize, initializedSize: first.initializedSize, allocatedSize: first.allocatedSize };
+  const s: Stream = {
+    type: first.type,
+    name: first.name,
+    flags: first.flags,
+    compressionUnit: first.compressionUnit,
+    dataSize: first.dataSize,
+    initializedSize: first.initializedSize,
+    allocatedSize: first.allocatedSize,
+  };
   if (first.value) {
     if (sorted.length > 1) throw corrupt(`${where}: a resident attribute with several extents`);
     s.value = first.value;
@@ -43,12 +51,16 @@ export function joinExtents(exts: Attribute[], vol: Volume, where: string): Stre
   let next = 0;
   for (const e of sorted) {
     if (!e.runs) throw corrupt(`${where}: resident and non-resident extents mixed`);
-    if (e.lowestVcn !== next) throw corrupt(`${where}: extents leave a gap or overlap at VCN ${next} (next extent at ${e.lowestVcn})`);
+    if (e.lowestVcn !== next)
+      throw corrupt(`${where}: extents leave a gap or overlap at VCN ${next} (next extent at ${e.lowestVcn})`);
     runs.push(...e.runs);
     next = e.highestVcn + 1;
   }
   const cb = vol.clusterBytes;
-  if (next * cb < s.allocatedSize || s.dataSize > next * cb) throw corrupt(`${where}: runs cover ${next} clusters, the attribute allocates ${s.allocatedSize} bytes for ${s.dataSize}`);
+  if (next * cb < s.allocatedSize || s.dataSize > next * cb)
+    throw corrupt(
+      `${where}: runs cover ${next} clusters, the attribute allocates ${s.allocatedSize} bytes for ${s.dataSize}`,
+    );
   checkNoOverlap(runs, where);
   s.runs = runs;
   return s;
@@ -128,7 +140,13 @@ export async function* pieces(vol: Volume, s: Stream, where: string, op?: Op): A
  * Compressed streams: compression units of 2^compressionUnit clusters; a unit fully allocated is stored as is, one
  * entirely sparse is a hole, one partly allocated holds LZNT1 data in its allocated clusters.
  */
-async function* compressedPieces(vol: Volume, s: Stream, end: number, where: string, op?: Op): AsyncGenerator<FileExtent> {
+async function* compressedPieces(
+  vol: Volume,
+  s: Stream,
+  end: number,
+  where: string,
+  op?: Op,
+): AsyncGenerator<FileExtent> {
   if (s.compressionUnit > 8) throw corrupt(`${where}: compression unit of 2^${s.compressionUnit} clusters`);
   const cb = vol.clusterBytes;
   const cuClusters = 2 ** s.compressionUnit;

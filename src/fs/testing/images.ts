@@ -1,7 +1,22 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { linkSync, rmSync, chmodSync, chownSync, closeSync, ftruncateSync, lutimesSync, mkdirSync, openSync, readFileSync, symlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  linkSync,
+  rmSync,
+  chmodSync,
+  chownSync,
+  closeSync,
+  ftruncateSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import type { FsNode, GuestFs } from '../index.js';
 
@@ -13,7 +28,11 @@ import type { FsNode, GuestFs } from '../index.js';
 /** Deterministic incompressible bytes (SHA-256 in counter mode). */
 export function prng(seed: string, length: number): Buffer {
   const out = Buffer.allocUnsafe(length);
-  for (let o = 0, ctr = 0; o < length; o += 32) createHash('sha256').update(`${seed}:${ctr++}`).digest().copy(out, o, 0, Math.min(32, length - o));
+  for (let o = 0, ctr = 0; o < length; o += 32)
+    createHash('sha256')
+      .update(`${seed}:${ctr++}`)
+      .digest()
+      .copy(out, o, 0, Math.min(32, length - o));
   return out;
 }
 
@@ -117,16 +136,47 @@ export function makeFatTree(root: string): Tree {
 }
 
 /** mke2fs -d into `img` at byte `offset` (the image must exist when offset > 0). */
-export function mkExt(img: string, type: 'ext2' | 'ext3' | 'ext4', src: string, sizeBytes: number, offset = 0, extra: string[] = []): void {
-  sh('mke2fs', ['-q', '-F', '-t', type, ...extra, '-d', src, ...(offset ? ['-E', `offset=${offset}`] : []), img, `${Math.floor(sizeBytes / 1024)}k`]);
+export function mkExt(
+  img: string,
+  type: 'ext2' | 'ext3' | 'ext4',
+  src: string,
+  sizeBytes: number,
+  offset = 0,
+  extra: string[] = [],
+): void {
+  sh('mke2fs', [
+    '-q',
+    '-F',
+    '-t',
+    type,
+    ...extra,
+    '-d',
+    src,
+    ...(offset ? ['-E', `offset=${offset}`] : []),
+    img,
+    `${Math.floor(sizeBytes / 1024)}k`,
+  ]);
 }
 
 /** mkfs.fat + mcopy of `src`'s contents into `img` at byte `offset`. */
 export function mkFat(img: string, bits: 12 | 16 | 32, src: string | undefined, sizeBytes: number, offset = 0): void {
   if (offset === 0) rmSync(img, { force: true });
-  sh('mkfs.fat', ['-F', String(bits), ...(bits === 16 && sizeBytes <= 16 * MiB ? ['-s', '1'] : []), ...(offset ? ['--offset', String(offset / 512)] : ['-C']), img, String(Math.floor(sizeBytes / 1024))]);
+  sh('mkfs.fat', [
+    '-F',
+    String(bits),
+    ...(bits === 16 && sizeBytes <= 16 * MiB ? ['-s', '1'] : []),
+    ...(offset ? ['--offset', String(offset / 512)] : ['-C']),
+    img,
+    String(Math.floor(sizeBytes / 1024)),
+  ]);
   // FAT stores local wall-clock times: mtools writes them in TZ=UTC so that they read back as the UTC times we set
-  if (src) sh('mcopy', ['-s', '-p', '-m', '-i', `${img}@@${offset}`, ...listDir(src).map((n) => join(src, n)), '::/'], undefined, { TZ: 'UTC' });
+  if (src)
+    sh(
+      'mcopy',
+      ['-s', '-p', '-m', '-i', `${img}@@${offset}`, ...listDir(src).map((n) => join(src, n)), '::/'],
+      undefined,
+      { TZ: 'UTC' },
+    );
 }
 
 function listDir(d: string): string[] {
@@ -144,7 +194,9 @@ export function partitionDisk(img: string, sizeBytes: number, script: string): v
 
 /** Partition start and size in bytes as sfdisk reports them. */
 export function partitionsOf(img: string): { start: number; size: number }[] {
-  const j = JSON.parse(sh('sfdisk', ['--json', img])) as { partitiontable: { partitions: { start: number; size: number }[]; sectorsize?: number } };
+  const j = JSON.parse(sh('sfdisk', ['--json', img])) as {
+    partitiontable: { partitions: { start: number; size: number }[]; sectorsize?: number };
+  };
   return j.partitiontable.partitions.map((p) => ({ start: p.start * 512, size: p.size * 512 }));
 }
 
@@ -166,7 +218,11 @@ export function findAll(path: string, needle: Buffer | string): number[] {
 }
 
 /** Reads everything under `dir`: path -> node, content (files) and link text (symlinks). */
-export async function readTree(fs: GuestFs, dir?: FsNode, prefix = ''): Promise<Map<string, { node: FsNode; data?: Buffer; link?: string; dataBytes?: number }>> {
+export async function readTree(
+  fs: GuestFs,
+  dir?: FsNode,
+  prefix = '',
+): Promise<Map<string, { node: FsNode; data?: Buffer; link?: string; dataBytes?: number }>> {
   const out = new Map<string, { node: FsNode; data?: Buffer; link?: string; dataBytes?: number }>();
   for (const n of await fs.list(dir ?? (await fs.root()))) {
     const p = prefix + n.name;

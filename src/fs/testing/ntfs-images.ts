@@ -1,5 +1,15 @@
 import assert from 'node:assert/strict';
-import { closeSync, ftruncateSync, linkSync, mkdirSync, openSync, symlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  ftruncateSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { LONG_NAME, MiB, prng, sh, T_ATIME, T_MTIME, UNICODE_NAME, type Tree } from './images.js';
 
@@ -63,7 +73,9 @@ export function makeNtfsTree(root: string): Tree {
 
 /** Content for the compressed files: compressible text, incompressible bytes, a run of zeros (both kinds of units). */
 export function compressedContent(seed: string): Buffer {
-  const text = Buffer.from(Array.from({ length: 4000 }, (_, i) => `line ${i} of some text that compresses well\n`).join(''));
+  const text = Buffer.from(
+    Array.from({ length: 4000 }, (_, i) => `line ${i} of some text that compresses well\n`).join(''),
+  );
   return Buffer.concat([text, prng(seed, 150_000), Buffer.alloc(200_000), text.subarray(0, 33_333)]);
 }
 

@@ -1,5 +1,17 @@
 import { spawnSync } from 'node:child_process';
-import { closeSync, ftruncateSync, lutimesSync, mkdirSync, openSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  ftruncateSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { prng, sh, MiB } from './images.js';
 
@@ -58,7 +70,11 @@ export function populateXfs(dir: string, opts: { btreeEntries?: number; nodeEntr
   };
   const many = (name: string, n: number, long: boolean) => {
     mkdirSync(join(dir, name));
-    for (let i = 0; i < n; i++) file(`${name}/${long ? 'a-rather-long-file-name-to-fill-directory-blocks-' : 'f'}${i}`, long ? Buffer.alloc(0) : Buffer.from(`${name} ${i}\n`));
+    for (let i = 0; i < n; i++)
+      file(
+        `${name}/${long ? 'a-rather-long-file-name-to-fill-directory-blocks-' : 'f'}${i}`,
+        long ? Buffer.alloc(0) : Buffer.from(`${name} ${i}\n`),
+      );
     ex.dirs.set(name, n);
   };
   many('shortform', 5, false);
@@ -109,7 +125,11 @@ export function populateXfs(dir: string, opts: { btreeEntries?: number; nodeEntr
 }
 
 /** An XFS image populated with populateXfs. */
-export function makeXfsImage(img: string, sizeBytes: number, opts: { btreeEntries?: number; nodeEntries?: number; mkfs?: string[] } = {}): XfsExpect {
+export function makeXfsImage(
+  img: string,
+  sizeBytes: number,
+  opts: { btreeEntries?: number; nodeEntries?: number; mkfs?: string[] } = {},
+): XfsExpect {
   mkXfs(img, sizeBytes, opts.mkfs);
   let ex: XfsExpect | undefined;
   withMount(img, (d) => {
@@ -157,11 +177,26 @@ export function makeLvmDisks(disks: LvmDisk[], vg: string, lvText: string, exten
     const fd = openSync(d.path, 'r+');
     ftruncateSync(fd, d.sizeBytes);
     closeSync(fd);
-    if (d.partitionStart) sh('sfdisk', ['-q', '--no-reread', '--no-tell-kernel', d.path], d.table ?? `label: dos\nstart=${d.partitionStart / 512}, type=8e\n`);
+    if (d.partitionStart)
+      sh(
+        'sfdisk',
+        ['-q', '--no-reread', '--no-tell-kernel', d.path],
+        d.table ?? `label: dos\nstart=${d.partitionStart / 512}, type=8e\n`,
+      );
   }
   const loops: string[] = [];
   try {
-    for (const d of disks) loops.push(losetup(['-f', '--show', ...(d.partitionStart ? ['-o', String(d.partitionStart), '--sizelimit', String(d.pvBytes ?? d.sizeBytes - d.partitionStart)] : []), d.path]));
+    for (const d of disks)
+      loops.push(
+        losetup([
+          '-f',
+          '--show',
+          ...(d.partitionStart
+            ? ['-o', String(d.partitionStart), '--sizelimit', String(d.pvBytes ?? d.sizeBytes - d.partitionStart)]
+            : []),
+          d.path,
+        ]),
+      );
     sh('pvcreate', ['-qy', ...loops], undefined, LVM_ENV);
     sh('vgcreate', ['-q', '-s', `${extentMiB}M`, vg, ...loops], undefined, LVM_ENV);
     const backup = `${disks[0]!.path}.vg.txt`;
@@ -185,13 +220,22 @@ export function lvSection(name: string, segments: string[], visible = true): str
     const a = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
     let x = '';
     for (let i = 0; i < 32; i++) x += a[(name.charCodeAt(i % name.length) * 7 + i * 13) % a.length];
-    return [x.slice(0, 6), x.slice(6, 10), x.slice(10, 14), x.slice(14, 18), x.slice(18, 22), x.slice(22, 26), x.slice(26)].join('-');
+    return [
+      x.slice(0, 6),
+      x.slice(6, 10),
+      x.slice(10, 14),
+      x.slice(14, 18),
+      x.slice(18, 22),
+      x.slice(22, 26),
+      x.slice(26),
+    ].join('-');
   };
   const segs = segments.map((s, i) => `segment${i + 1} {\n${s}\n}\n`).join('');
   return `${name} {\nid = "${id()}"\nstatus = ${visible ? '["READ", "WRITE", "VISIBLE"]' : '["READ", "WRITE"]'}\nflags = []\ncreation_time = 1700000000\ncreation_host = "test"\nsegment_count = ${segments.length}\n${segs}}\n`;
 }
 
-export const linearSegment = (start: number, count: number, pv: string, pe: number) => `start_extent = ${start}\nextent_count = ${count}\ntype = "striped"\nstripe_count = 1\nstripes = ["${pv}", ${pe}]`;
+export const linearSegment = (start: number, count: number, pv: string, pe: number) =>
+  `start_extent = ${start}\nextent_count = ${count}\ntype = "striped"\nstripe_count = 1\nstripes = ["${pv}", ${pe}]`;
 export const stripedSegment = (start: number, count: number, stripeSectors: number, areas: [string, number][]) =>
   `start_extent = ${start}\nextent_count = ${count}\ntype = "striped"\nstripe_count = ${areas.length}\nstripe_size = ${stripeSectors}\nstripes = [${areas.map(([p, e]) => `"${p}", ${e}`).join(', ')}]`;
 
@@ -199,7 +243,12 @@ export const stripedSegment = (start: number, count: number, stripeSectors: numb
  * Writes `image` into an LV made of `pieces` (in LV order; each a run of extents on a PV, or a striped set): the
  * mapping computed here from the layout, independently of the reader under test.
  */
-export function writeIntoLv(disks: LvmDisk[], layout: LvmLayout, image: string, segments: { extents: number; stripeBytes?: number; areas: { pv: number; pe: number }[] }[]): void {
+export function writeIntoLv(
+  disks: LvmDisk[],
+  layout: LvmLayout,
+  image: string,
+  segments: { extents: number; stripeBytes?: number; areas: { pv: number; pe: number }[] }[],
+): void {
   const data = readFileSync(image);
   const fds = disks.map((d) => openSync(d.path, 'r+'));
   try {

@@ -48,12 +48,19 @@ export function unpackExtent(b: Buffer, off: number): XfsExtent {
 }
 
 /** Validates the records of one extent list/leaf in order; `state.next` is the first logical block not yet covered. */
-function* checked(ctx: BmapContext, b: Buffer, off: number, n: number, state: { next: number; extents: number; maxExtents: number }): Generator<XfsExtent> {
+function* checked(
+  ctx: BmapContext,
+  b: Buffer,
+  off: number,
+  n: number,
+  state: { next: number; extents: number; maxExtents: number },
+): Generator<XfsExtent> {
   for (let i = 0; i < n; i++) {
     const e = unpackExtent(b, off + i * 16);
     if (e.count === 0) throw corrupt(ctx.ino, `an extent of zero blocks at file block ${e.logical}`);
     if (e.logical < state.next) throw corrupt(ctx.ino, `extents overlap or go backwards at file block ${e.logical}`);
-    if (++state.extents > state.maxExtents) throw corrupt(ctx.ino, `more extents than the inode claims (${state.maxExtents})`);
+    if (++state.extents > state.maxExtents)
+      throw corrupt(ctx.ino, `more extents than the inode claims (${state.maxExtents})`);
     ctx.fsbToBytes(e.fsb);
     ctx.fsbToBytes(e.fsb + e.count - 1);
     state.next = e.logical + e.count;
@@ -71,13 +78,19 @@ export function* extentList(ctx: BmapContext, fork: Buffer, n: number): Generato
  * The extents of a fork in format 'btree': the root (xfs_bmdr_block) in the fork area, then BMA3/BMAP blocks.
  * `maxExtents` is the inode's extent count (a tree yielding more is damaged).
  */
-export async function* btreeExtents(ctx: BmapContext, fork: Buffer, maxExtents: number, op?: Op): AsyncGenerator<XfsExtent> {
+export async function* btreeExtents(
+  ctx: BmapContext,
+  fork: Buffer,
+  maxExtents: number,
+  op?: Op,
+): AsyncGenerator<XfsExtent> {
   if (fork.length < 4) throw corrupt(ctx.ino, 'bmap btree root does not fit the fork');
   const level = fork.readUInt16BE(0);
   const numrecs = fork.readUInt16BE(2);
   const rootMax = Math.floor((fork.length - 4) / 16);
   if (level === 0 || level > MAX_BTREE_LEVELS) throw corrupt(ctx.ino, `bmap btree root at level ${level}`);
-  if (numrecs === 0 || numrecs > rootMax) throw corrupt(ctx.ino, `bmap btree root claims ${numrecs} records (at most ${rootMax})`);
+  if (numrecs === 0 || numrecs > rootMax)
+    throw corrupt(ctx.ino, `bmap btree root claims ${numrecs} records (at most ${rootMax})`);
   const state = { next: 0, extents: 0, maxExtents };
   const visited = new Set<number>();
   const hdr = ctx.v5 ? 72 : 24;
@@ -89,11 +102,14 @@ export async function* btreeExtents(ctx: BmapContext, fork: Buffer, maxExtents: 
     if (visited.size > maxExtents + 64) throw corrupt(ctx.ino, 'bmap btree has more nodes than extents');
     const b = await ctx.readBlock(fsb, op);
     const magic = b.readUInt32BE(0);
-    if (magic !== (ctx.v5 ? BMAP_MAGIC_V5 : BMAP_MAGIC_V4)) throw corrupt(ctx.ino, `bmap btree block ${fsb}: bad magic 0x${magic.toString(16)}`);
+    if (magic !== (ctx.v5 ? BMAP_MAGIC_V5 : BMAP_MAGIC_V4))
+      throw corrupt(ctx.ino, `bmap btree block ${fsb}: bad magic 0x${magic.toString(16)}`);
     if (ctx.v5) {
       if (!xfsChecksumOk(b, 64)) throw corrupt(ctx.ino, `bmap btree block ${fsb}: checksum mismatch (crc32c)`);
-      if (!b.subarray(40, 56).equals(ctx.metaUuid)) throw corrupt(ctx.ino, `bmap btree block ${fsb}: belongs to another filesystem (uuid)`);
-      if (b.readBigUInt64BE(56) !== BigInt(ctx.ino)) throw corrupt(ctx.ino, `bmap btree block ${fsb}: belongs to inode ${b.readBigUInt64BE(56)}`);
+      if (!b.subarray(40, 56).equals(ctx.metaUuid))
+        throw corrupt(ctx.ino, `bmap btree block ${fsb}: belongs to another filesystem (uuid)`);
+      if (b.readBigUInt64BE(56) !== BigInt(ctx.ino))
+        throw corrupt(ctx.ino, `bmap btree block ${fsb}: belongs to inode ${b.readBigUInt64BE(56)}`);
     }
     const lvl = b.readUInt16BE(4);
     const n = b.readUInt16BE(6);

@@ -33,7 +33,8 @@ function decodeName(b: Buffer): string {
 
 /** A short-form directory (format 'local'): entries packed in the inode's data fork. */
 export function shortFormEntries(ctx: DirContext, fork: Buffer, size: number): DirEntry[] {
-  if (size < 6 || size > fork.length) throw corrupt(ctx.ino, `short-form directory of ${size} bytes in a fork of ${fork.length}`);
+  if (size < 6 || size > fork.length)
+    throw corrupt(ctx.ino, `short-form directory of ${size} bytes in a fork of ${fork.length}`);
   const b = fork.subarray(0, size);
   const count = b[0]!; // all entries
   const i8count = b[1]!; // those needing 8-byte inode numbers (then all are stored in 8 bytes)
@@ -45,7 +46,8 @@ export function shortFormEntries(ctx: DirContext, fork: Buffer, size: number): D
     const namelen = b[p]!;
     const nameAt = p + 3;
     const after = nameAt + namelen + (ctx.ftype ? 1 : 0);
-    if (namelen === 0 || after + inoBytes > b.length) throw corrupt(ctx.ino, `short-form entry ${i} (name of ${namelen} bytes) overflows the directory`);
+    if (namelen === 0 || after + inoBytes > b.length)
+      throw corrupt(ctx.ino, `short-form entry ${i} (name of ${namelen} bytes) overflows the directory`);
     const ftype = ctx.ftype ? b[nameAt + namelen]! : 0;
     const ino = inoBytes === 8 ? Number(b.readBigUInt64BE(after)) : b.readUInt32BE(after);
     out.push({ name: decodeName(b.subarray(nameAt, nameAt + namelen)), ino, ftype });
@@ -62,34 +64,44 @@ export function dataBlockEntries(ctx: DirContext, blk: Buffer, blockNo: number, 
   const magic = blk.readUInt32BE(0);
   const block = magic === MAGIC.XDB3 || magic === MAGIC.XD2B;
   const data = magic === MAGIC.XDD3 || magic === MAGIC.XD2D;
-  if ((!block && !data) || (ctx.v5 !== (magic === MAGIC.XDB3 || magic === MAGIC.XDD3))) throw corrupt(ctx.ino, `directory block ${blockNo}: bad magic 0x${magic.toString(16)}`);
+  if ((!block && !data) || ctx.v5 !== (magic === MAGIC.XDB3 || magic === MAGIC.XDD3))
+    throw corrupt(ctx.ino, `directory block ${blockNo}: bad magic 0x${magic.toString(16)}`);
   let hdr = 16;
   if (ctx.v5) {
     if (!xfsChecksumOk(blk, 4)) throw corrupt(ctx.ino, `directory block ${blockNo}: checksum mismatch (crc32c)`);
-    if (!blk.subarray(24, 40).equals(ctx.metaUuid)) throw corrupt(ctx.ino, `directory block ${blockNo}: belongs to another filesystem (uuid)`);
-    if (blk.readBigUInt64BE(40) !== BigInt(ctx.ino)) throw corrupt(ctx.ino, `directory block ${blockNo}: belongs to inode ${blk.readBigUInt64BE(40)}`);
+    if (!blk.subarray(24, 40).equals(ctx.metaUuid))
+      throw corrupt(ctx.ino, `directory block ${blockNo}: belongs to another filesystem (uuid)`);
+    if (blk.readBigUInt64BE(40) !== BigInt(ctx.ino))
+      throw corrupt(ctx.ino, `directory block ${blockNo}: belongs to inode ${blk.readBigUInt64BE(40)}`);
     hdr = 64;
   }
   let end = blk.length;
   if (block) {
     const count = blk.readUInt32BE(blk.length - 8);
     end = blk.length - 8 - count * 8;
-    if (count === 0 || end < hdr) throw corrupt(ctx.ino, `directory block ${blockNo}: ${count} leaf entries do not fit`);
+    if (count === 0 || end < hdr)
+      throw corrupt(ctx.ino, `directory block ${blockNo}: ${count} leaf entries do not fit`);
   }
   let p = hdr;
   while (p < end) {
     if (p + 8 > end) throw corrupt(ctx.ino, `directory block ${blockNo}: truncated entry at ${p}`);
     if (blk.readUInt16BE(p) === 0xffff) {
       const len = blk.readUInt16BE(p + 2);
-      if (len < 8 || len % 8 !== 0 || p + len > end) throw corrupt(ctx.ino, `directory block ${blockNo}: bad free space of ${len} bytes at ${p}`);
+      if (len < 8 || len % 8 !== 0 || p + len > end)
+        throw corrupt(ctx.ino, `directory block ${blockNo}: bad free space of ${len} bytes at ${p}`);
       p += len;
       continue;
     }
     const ino = Number(blk.readBigUInt64BE(p));
     const namelen = blk[p + 8]!;
     const size = (8 + 1 + namelen + (ctx.ftype ? 1 : 0) + 2 + 7) & ~7;
-    if (namelen === 0 || p + size > end) throw corrupt(ctx.ino, `directory block ${blockNo}: entry at ${p} (name of ${namelen} bytes) overflows the block`);
-    if (blk.readUInt16BE(p + size - 2) !== p) throw corrupt(ctx.ino, `directory block ${blockNo}: entry at ${p} has a wrong tag`);
+    if (namelen === 0 || p + size > end)
+      throw corrupt(
+        ctx.ino,
+        `directory block ${blockNo}: entry at ${p} (name of ${namelen} bytes) overflows the block`,
+      );
+    if (blk.readUInt16BE(p + size - 2) !== p)
+      throw corrupt(ctx.ino, `directory block ${blockNo}: entry at ${p} has a wrong tag`);
     const name = decodeName(blk.subarray(p + 9, p + 9 + namelen));
     if (name !== '.' && name !== '..') out.push({ name, ino, ftype: ctx.ftype ? blk[p + 9 + namelen]! : 0 });
     p += size;

@@ -15,7 +15,11 @@ const MAX_BACK_SECTORS = 1024;
 
 export type LogState = 'clean' | 'dirty' | 'unknown';
 
-export async function logState(read: (sector: number, count: number, op?: Op) => Promise<Buffer>, sectors: number, op?: Op): Promise<LogState> {
+export async function logState(
+  read: (sector: number, count: number, op?: Op) => Promise<Buffer>,
+  sectors: number,
+  op?: Op,
+): Promise<LogState> {
   if (sectors < 2) return 'unknown';
   const cycleAt = async (s: number) => {
     const b = await read(s, 1, op);

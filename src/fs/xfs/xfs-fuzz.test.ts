@@ -19,7 +19,8 @@ function structures(img: Buffer): { at: number; len: number; crc: number }[] {
     const m = img.toString('latin1', o, o + 4);
     if (m in crcOf) out.push({ at: o, len: 4096, crc: crcOf[m]! });
   }
-  for (let o = 0; o < img.length; o += 512) if (img.readUInt16BE(o) === 0x494e && img[o + 4] === 3) out.push({ at: o, len: 512, crc: 100 });
+  for (let o = 0; o < img.length; o += 512)
+    if (img.readUInt16BE(o) === 0x494e && img[o + 4] === 3) out.push({ at: o, len: 512, crc: 100 });
   return out;
 }
 
@@ -61,7 +62,9 @@ async function walk(fs: GuestFs): Promise<{ nodes: number; errors: number }> {
   return { nodes, errors };
 }
 
-describe('XFS reader: seeded mutation fuzzing (checksums fixed after each mutation)', { skip: !asRoot && 'needs root (loop mounts)' }, () => {
+describe('XFS reader: seeded mutation fuzzing (checksums fixed after each mutation)', {
+  skip: !asRoot && 'needs root (loop mounts)',
+}, () => {
   const tmp = mkdtempSync(join(tmpdir(), 'coffer-xfsfuzz-'));
   let img: Buffer;
   before(() => {

@@ -6,7 +6,15 @@ import { after, before, describe, test } from 'node:test';
 import { CofferError } from '../../shared/index.js';
 import { FileReader, openFilesystem, type FsNode, type GuestFs } from '../index.js';
 import { readTree, sh, MiB } from '../testing/images.js';
-import { BIG_TIME_MS, LONG_TARGET, XFS_UNICODE, makeXfsImage, withMount, xfsDb, type XfsExpect } from '../testing/xfs-lvm-images.js';
+import {
+  BIG_TIME_MS,
+  LONG_TARGET,
+  XFS_UNICODE,
+  makeXfsImage,
+  withMount,
+  xfsDb,
+  type XfsExpect,
+} from '../testing/xfs-lvm-images.js';
 import { crc32c } from './crc32c.js';
 import { XfsFs } from './xfs.js';
 
@@ -66,7 +74,9 @@ async function expectCode(p: Promise<unknown>, code: string, re?: RegExp): Promi
   assert.fail(`expected ${code}, but it succeeded`);
 }
 
-describe('XFS reader against mkfs.xfs images populated through a loop mount', { skip: !asRoot && 'needs root (loop mounts)' }, () => {
+describe('XFS reader against mkfs.xfs images populated through a loop mount', {
+  skip: !asRoot && 'needs root (loop mounts)',
+}, () => {
   const tmp = mkdtempSync(join(tmpdir(), 'coffer-xfs-'));
   const img = join(tmp, 'xfs.img');
   let ex: XfsExpect;
@@ -89,7 +99,8 @@ describe('XFS reader against mkfs.xfs images populated through a loop mount', { 
         assert.ok(got.data!.equals(data), `${rel}: content differs`);
       }
       for (const [rel, target] of ex.links) assert.equal(tree.get(rel)?.link, target, rel);
-      for (const [dir, n] of ex.dirs) assert.equal([...tree.keys()].filter((k) => k.startsWith(dir + '/')).length, n, dir);
+      for (const [dir, n] of ex.dirs)
+        assert.equal([...tree.keys()].filter((k) => k.startsWith(dir + '/')).length, n, dir);
       // holes and unwritten extents are not data
       assert.equal(tree.get('sparse.img')!.dataBytes, 8192);
       assert.equal(tree.get('fragmented.bin')!.dataBytes, 400 * 4096);
@@ -172,9 +183,13 @@ describe('XFS reader against mkfs.xfs images populated through a loop mount', { 
     const { fs, close } = await open(bad);
     try {
       const n = await find(fs, '/fragmented.bin');
-      await expectCode((async () => {
-        for await (const _ of fs.read(n)) void _;
-      })(), 'FS_CORRUPT', /twice|backwards/);
+      await expectCode(
+        (async () => {
+          for await (const _ of fs.read(n)) void _;
+        })(),
+        'FS_CORRUPT',
+        /twice|backwards/,
+      );
     } finally {
       await close();
     }
@@ -260,7 +275,10 @@ describe('XFS reader against mkfs.xfs images populated through a loop mount', { 
     });
     const { fs, close } = await open(dirty);
     try {
-      assert.ok(fs.warnings.some((w) => /log is dirty/.test(w)), `warnings: ${JSON.stringify(fs.warnings)}; ${sh('xfs_logprint', ['-t', dirty]).slice(0, 400)}`);
+      assert.ok(
+        fs.warnings.some((w) => /log is dirty/.test(w)),
+        `warnings: ${JSON.stringify(fs.warnings)}; ${sh('xfs_logprint', ['-t', dirty]).slice(0, 400)}`,
+      );
       assert.ok((await fs.list(await fs.root())).some((e) => e.name === 'before.txt'));
     } finally {
       await close();
@@ -276,7 +294,11 @@ describe('XFS reader against mkfs.xfs images populated through a loop mount', { 
     writeFileSync(join(tmp, 'proto'), lines.join('\n') + '\n');
     const v4 = join(tmp, 'v4.img');
     sh('truncate', ['-s', '64M', v4]);
-    sh('mkfs.xfs', ['-q', '-f', '-m', 'crc=0', '-p', join(tmp, 'proto'), v4], undefined, { TEST_DIR: '1', TEST_DEV: '1', QA_CHECK_FS: '1' });
+    sh('mkfs.xfs', ['-q', '-f', '-m', 'crc=0', '-p', join(tmp, 'proto'), v4], undefined, {
+      TEST_DIR: '1',
+      TEST_DEV: '1',
+      QA_CHECK_FS: '1',
+    });
     const { fs, close } = await open(v4);
     try {
       assert.equal(fs.kind, 'xfs (v4)');

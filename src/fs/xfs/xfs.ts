@@ -56,7 +56,10 @@ export class XfsFs implements GuestFs {
   readonly warnings: string[] = [];
   private readonly inodeBlocks = new Map<number, Buffer>();
 
-  private constructor(private readonly dev: BlockReader, readonly sb: Superblock) {
+  private constructor(
+    private readonly dev: BlockReader,
+    readonly sb: Superblock,
+  ) {
     this.kind = sb.version === 5 ? 'xfs' : 'xfs (v4)';
   }
 
@@ -64,11 +67,15 @@ export class XfsFs implements GuestFs {
     if (dev.sizeBytes < 4096) throw corrupt('the volume is too small for an XFS superblock');
     const head = await dev.read(0, 512, op);
     const sectorBytes = head.readUInt16BE(102);
-    const sbuf = sectorBytes > 512 && sectorBytes <= 32768 && sectorBytes <= dev.sizeBytes ? await dev.read(0, sectorBytes, op) : head;
+    const sbuf =
+      sectorBytes > 512 && sectorBytes <= 32768 && sectorBytes <= dev.sizeBytes
+        ? await dev.read(0, sectorBytes, op)
+        : head;
     const sb = parseSuperblock(sbuf, dev.sizeBytes);
     const fs = new XfsFs(dev, sb);
     await fs.checkAg0(op);
-    if (sb.needsRepair) fs.warnings.push('the filesystem is marked as needing xfs_repair: what is read may be inconsistent');
+    if (sb.needsRepair)
+      fs.warnings.push('the filesystem is marked as needing xfs_repair: what is read may be inconsistent');
     await fs.checkLog(op);
     return fs;
   }
@@ -80,24 +87,44 @@ export class XfsFs implements GuestFs {
     const agf = buf.subarray(0, s);
     const agi = buf.subarray(s, 2 * s);
     const bad: string[] = [];
-    if (agf.readUInt32BE(0) !== 0x58414746 || agf.readUInt32BE(8) !== 0 || (this.sb.version === 5 && !xfsChecksumOk(agf, 216))) bad.push('AGF');
-    if (agi.readUInt32BE(0) !== 0x58414749 || agi.readUInt32BE(8) !== 0 || (this.sb.version === 5 && !xfsChecksumOk(agi, 312))) bad.push('AGI');
-    if (bad.length) this.warnings.push(`allocation group 0's ${bad.join(' and ')} header is damaged (not needed to read files; the filesystem may be inconsistent)`);
+    if (
+      agf.readUInt32BE(0) !== 0x58414746 ||
+      agf.readUInt32BE(8) !== 0 ||
+      (this.sb.version === 5 && !xfsChecksumOk(agf, 216))
+    )
+      bad.push('AGF');
+    if (
+      agi.readUInt32BE(0) !== 0x58414749 ||
+      agi.readUInt32BE(8) !== 0 ||
+      (this.sb.version === 5 && !xfsChecksumOk(agi, 312))
+    )
+      bad.push('AGI');
+    if (bad.length)
+      this.warnings.push(
+        `allocation group 0's ${bad.join(' and ')} header is damaged (not needed to read files; the filesystem may be inconsistent)`,
+      );
   }
 
   private async checkLog(op?: Op): Promise<void> {
     const { logStart, logBlocks, blockBytes } = this.sb;
     if (logStart === 0) {
-      this.warnings.push('the log is on an external device: whether it was clean cannot be told (it is never replayed)');
+      this.warnings.push(
+        'the log is on an external device: whether it was clean cannot be told (it is never replayed)',
+      );
       return;
     }
     try {
       const base = this.fsbToBytes(logStart);
       const sectors = (logBlocks * blockBytes) / 512;
-      if (!Number.isSafeInteger(sectors) || base + sectors * 512 > this.dev.sizeBytes) throw corrupt('the log lies outside the volume');
+      if (!Number.isSafeInteger(sectors) || base + sectors * 512 > this.dev.sizeBytes)
+        throw corrupt('the log lies outside the volume');
       const state = await logState((s, n, o) => this.dev.read(base + s * 512, n * 512, o), sectors, op);
-      if (state === 'dirty') this.warnings.push('the filesystem log is dirty (not cleanly unmounted: a crash-consistent backup); the log is not replayed, so the most recent changes may be missing');
-      else if (state === 'unknown') this.warnings.push('the state of the filesystem log could not be determined (it is never replayed)');
+      if (state === 'dirty')
+        this.warnings.push(
+          'the filesystem log is dirty (not cleanly unmounted: a crash-consistent backup); the log is not replayed, so the most recent changes may be missing',
+        );
+      else if (state === 'unknown')
+        this.warnings.push('the state of the filesystem log could not be determined (it is never replayed)');
     } catch (e) {
       if (!(e instanceof CofferError) || e.code === 'CANCELLED') throw e;
       this.warnings.push(`the filesystem log could not be read (${e.message}); it is never replayed`);
@@ -111,7 +138,11 @@ export class XfsFs implements GuestFs {
     const agno = Math.floor(fsb / 2 ** agBlockLog);
     const agbno = fsb % 2 ** agBlockLog;
     const linear = agno * agBlocks + agbno;
-    if (agno >= agCount || agbno >= agBlocks || linear >= dataBlocks) throw corrupt(`block ${agno}/${agbno} is outside the filesystem (${agCount} allocation groups of ${agBlocks} blocks)`, { fsb });
+    if (agno >= agCount || agbno >= agBlocks || linear >= dataBlocks)
+      throw corrupt(
+        `block ${agno}/${agbno} is outside the filesystem (${agCount} allocation groups of ${agBlocks} blocks)`,
+        { fsb },
+      );
     return linear * blockBytes;
   }
 
@@ -122,7 +153,14 @@ export class XfsFs implements GuestFs {
   }
 
   private bmapContext(ino: number): BmapContext {
-    return { ino, v5: this.sb.version === 5, blockBytes: this.sb.blockBytes, metaUuid: this.sb.metaUuid, fsbToBytes: (f) => this.fsbToBytes(f), readBlock: (f, o) => this.readFsBlocks(f, 1, o) };
+    return {
+      ino,
+      v5: this.sb.version === 5,
+      blockBytes: this.sb.blockBytes,
+      metaUuid: this.sb.metaUuid,
+      fsbToBytes: (f) => this.fsbToBytes(f),
+      readBlock: (f, o) => this.readFsBlocks(f, 1, o),
+    };
   }
 
   private dirContext(ino: number): DirContext {
@@ -146,14 +184,19 @@ export class XfsFs implements GuestFs {
     }
     const off = (ino % perBlock) * inodeBytes;
     const raw = blk.subarray(off, off + inodeBytes);
-    if (off + inodeBytes > blockBytes || raw.readUInt16BE(0) !== INODE_MAGIC) throw corrupt(`inode ${ino}: bad magic (not an inode)`, { inode: ino });
+    if (off + inodeBytes > blockBytes || raw.readUInt16BE(0) !== INODE_MAGIC)
+      throw corrupt(`inode ${ino}: bad magic (not an inode)`, { inode: ino });
     const iv = raw[4]!;
     const v3 = version === 5;
-    if (v3 ? iv !== 3 : iv !== 1 && iv !== 2) throw corrupt(`inode ${ino}: version ${iv} on a v${version} filesystem`, { inode: ino });
+    if (v3 ? iv !== 3 : iv !== 1 && iv !== 2)
+      throw corrupt(`inode ${ino}: version ${iv} on a v${version} filesystem`, { inode: ino });
     if (v3) {
-      if (!xfsChecksumOk(raw, 100)) throw corrupt(`inode ${ino}: checksum mismatch (crc32c): the inode is damaged`, { inode: ino });
-      if (raw.readBigUInt64BE(152) !== BigInt(ino)) throw corrupt(`inode ${ino}: the inode says it is inode ${raw.readBigUInt64BE(152)}`, { inode: ino });
-      if (!raw.subarray(160, 176).equals(this.sb.metaUuid)) throw corrupt(`inode ${ino}: belongs to another filesystem (uuid)`, { inode: ino });
+      if (!xfsChecksumOk(raw, 100))
+        throw corrupt(`inode ${ino}: checksum mismatch (crc32c): the inode is damaged`, { inode: ino });
+      if (raw.readBigUInt64BE(152) !== BigInt(ino))
+        throw corrupt(`inode ${ino}: the inode says it is inode ${raw.readBigUInt64BE(152)}`, { inode: ino });
+      if (!raw.subarray(160, 176).equals(this.sb.metaUuid))
+        throw corrupt(`inode ${ino}: belongs to another filesystem (uuid)`, { inode: ino });
     }
     const flags2 = v3 ? raw.readBigUInt64BE(120) : 0n;
     const bigtime = (flags2 & DIFLAG2_BIGTIME) !== 0n;
@@ -163,11 +206,13 @@ export class XfsFs implements GuestFs {
       return raw.readInt32BE(o) * 1000 + (ns < 1e9 ? Math.floor(ns / 1e6) : 0);
     };
     const size = raw.readBigInt64BE(56);
-    if (size < 0n || size > BigInt(Number.MAX_SAFE_INTEGER)) throw corrupt(`inode ${ino}: absurd size ${size}`, { inode: ino });
+    if (size < 0n || size > BigInt(Number.MAX_SAFE_INTEGER))
+      throw corrupt(`inode ${ino}: absurd size ${size}`, { inode: ino });
     const core = v3 ? 176 : 100;
     const forkoff = raw[82]!;
     const forkBytes = forkoff ? forkoff * 8 : inodeBytes - core;
-    if (forkBytes > inodeBytes - core) throw corrupt(`inode ${ino}: attribute fork offset ${forkoff} is past the inode`, { inode: ino });
+    if (forkBytes > inodeBytes - core)
+      throw corrupt(`inode ${ino}: attribute fork offset ${forkoff} is past the inode`, { inode: ino });
     const nextents = v3 && flags2 & DIFLAG2_NREXT64 ? Number(raw.readBigUInt64BE(24)) : raw.readUInt32BE(76);
     return {
       ino,
@@ -189,8 +234,34 @@ export class XfsFs implements GuestFs {
   private node(name: string, ino: Inode): FsNode {
     const fmt = ino.mode & 0xf000;
     const type: FileType =
-      fmt === 0x8000 ? 'file' : fmt === 0x4000 ? 'dir' : fmt === 0xa000 ? 'symlink' : fmt === 0x2000 ? 'chardev' : fmt === 0x6000 ? 'blockdev' : fmt === 0x1000 ? 'fifo' : fmt === 0xc000 ? 'socket' : 'unknown';
-    return { name, type, sizeBytes: ino.size, mode: ino.mode & 0o7777, uid: ino.uid, gid: ino.gid, nlink: ino.nlink, mtimeMs: ino.mtimeMs, atimeMs: ino.atimeMs, id: `inode:${ino.ino}`, ref: ino };
+      fmt === 0x8000
+        ? 'file'
+        : fmt === 0x4000
+          ? 'dir'
+          : fmt === 0xa000
+            ? 'symlink'
+            : fmt === 0x2000
+              ? 'chardev'
+              : fmt === 0x6000
+                ? 'blockdev'
+                : fmt === 0x1000
+                  ? 'fifo'
+                  : fmt === 0xc000
+                    ? 'socket'
+                    : 'unknown';
+    return {
+      name,
+      type,
+      sizeBytes: ino.size,
+      mode: ino.mode & 0o7777,
+      uid: ino.uid,
+      gid: ino.gid,
+      nlink: ino.nlink,
+      mtimeMs: ino.mtimeMs,
+      atimeMs: ino.atimeMs,
+      id: `inode:${ino.ino}`,
+      ref: ino,
+    };
   }
 
   async root(op?: Op): Promise<FsNode> {
@@ -201,7 +272,10 @@ export class XfsFs implements GuestFs {
 
   /** The data fork's extents in ascending order (format extents or btree); anything else is not a mapped fork. */
   private async *extents(ino: Inode, op?: Op): AsyncGenerator<XfsExtent> {
-    if (ino.flags & DIFLAG_REALTIME) throw new CofferError('FS_UNSUPPORTED', `xfs: inode ${ino.ino} is on the realtime device (not read)`, { details: { inode: ino.ino } });
+    if (ino.flags & DIFLAG_REALTIME)
+      throw new CofferError('FS_UNSUPPORTED', `xfs: inode ${ino.ino} is on the realtime device (not read)`, {
+        details: { inode: ino.ino },
+      });
     // extents cannot outnumber the filesystem's blocks: a hostile count does not buy unbounded work
     const max = Math.min(ino.nextents, this.sb.dataBlocks);
     if (ino.format === FMT.EXTENTS) yield* extentList(this.bmapContext(ino.ino), ino.fork, max);
@@ -211,7 +285,8 @@ export class XfsFs implements GuestFs {
 
   async *read(node: FsNode, op?: Op): AsyncIterable<FileExtent> {
     const ino = node.ref as Inode;
-    if (node.type !== 'file' && node.type !== 'symlink' && node.type !== 'dir') throw new CofferError('USAGE', `${node.name} has no content`);
+    if (node.type !== 'file' && node.type !== 'symlink' && node.type !== 'dir')
+      throw new CofferError('USAGE', `${node.name} has no content`);
     const { blockBytes } = this.sb;
     const fileBlocks = Math.ceil(ino.size / blockBytes);
     const maxBlocks = Math.max(1, Math.floor(PIECE_BYTES / blockBytes));
@@ -221,7 +296,8 @@ export class XfsFs implements GuestFs {
       if (e.unwritten) continue;
       const count = Math.min(e.count, fileBlocks - e.logical);
       total += count * blockBytes;
-      if (total > this.dev.sizeBytes) throw corrupt(`inode ${ino.ino}: its extents yield more data than the volume holds`, { inode: ino.ino });
+      if (total > this.dev.sizeBytes)
+        throw corrupt(`inode ${ino.ino}: its extents yield more data than the volume holds`, { inode: ino.ino });
       for (let done = 0; done < count; ) {
         op?.signal?.throwIfAborted();
         const n = Math.min(maxBlocks, count - done);
@@ -237,10 +313,12 @@ export class XfsFs implements GuestFs {
   async readlink(node: FsNode, op?: Op): Promise<string> {
     const ino = node.ref as Inode;
     if (node.type !== 'symlink') throw new CofferError('USAGE', `${node.name} is not a symbolic link`);
-    if (ino.size === 0 || ino.size > MAX_LINK_BYTES) throw corrupt(`inode ${ino.ino}: symlink target of ${ino.size} bytes`, { inode: ino.ino });
+    if (ino.size === 0 || ino.size > MAX_LINK_BYTES)
+      throw corrupt(`inode ${ino.ino}: symlink target of ${ino.size} bytes`, { inode: ino.ino });
     let bytes: Buffer;
     if (ino.format === FMT.LOCAL) {
-      if (ino.size > ino.fork.length) throw corrupt(`inode ${ino.ino}: inline symlink of ${ino.size} bytes overflows the inode`, { inode: ino.ino });
+      if (ino.size > ino.fork.length)
+        throw corrupt(`inode ${ino.ino}: inline symlink of ${ino.size} bytes overflows the inode`, { inode: ino.ino });
       bytes = ino.fork.subarray(0, ino.size);
     } else bytes = await this.remoteSymlink(ino, op);
     if (bytes.includes(0)) throw corrupt(`inode ${ino.ino}: symlink target contains NUL`, { inode: ino.ino });
@@ -261,24 +339,31 @@ export class XfsFs implements GuestFs {
           got += piece.length;
           continue;
         }
-        if (b.readUInt32BE(0) !== SYMLINK_MAGIC || !xfsChecksumOk(b, 12)) throw corrupt(`inode ${ino.ino}: symlink block bad magic or checksum`, { inode: ino.ino });
-        if (b.readBigUInt64BE(32) !== BigInt(ino.ino) || !b.subarray(16, 32).equals(this.sb.metaUuid)) throw corrupt(`inode ${ino.ino}: symlink block belongs to another inode`, { inode: ino.ino });
+        if (b.readUInt32BE(0) !== SYMLINK_MAGIC || !xfsChecksumOk(b, 12))
+          throw corrupt(`inode ${ino.ino}: symlink block bad magic or checksum`, { inode: ino.ino });
+        if (b.readBigUInt64BE(32) !== BigInt(ino.ino) || !b.subarray(16, 32).equals(this.sb.metaUuid))
+          throw corrupt(`inode ${ino.ino}: symlink block belongs to another inode`, { inode: ino.ino });
         const offset = b.readUInt32BE(4);
         const n = b.readUInt32BE(8);
-        if (offset !== got || n === 0 || 56 + n > b.length || got + n > ino.size) throw corrupt(`inode ${ino.ino}: symlink block piece ${offset}+${n} out of order`, { inode: ino.ino });
+        if (offset !== got || n === 0 || 56 + n > b.length || got + n > ino.size)
+          throw corrupt(`inode ${ino.ino}: symlink block piece ${offset}+${n} out of order`, { inode: ino.ino });
         parts.push(b.subarray(56, 56 + n));
         got += n;
       }
       if (got >= ino.size) break;
     }
-    if (got !== ino.size) throw corrupt(`inode ${ino.ino}: symlink target is ${got} of ${ino.size} bytes`, { inode: ino.ino });
+    if (got !== ino.size)
+      throw corrupt(`inode ${ino.ino}: symlink target is ${got} of ${ino.size} bytes`, { inode: ino.ino });
     return Buffer.concat(parts);
   }
 
   async list(dir: FsNode, op?: Op): Promise<FsNode[]> {
     const ino = dir.ref as Inode;
     if (dir.type !== 'dir') throw new CofferError('USAGE', `${dir.name} is not a directory`);
-    const entries = ino.format === FMT.LOCAL ? shortFormEntries(this.dirContext(ino.ino), ino.fork, ino.size) : await this.blockDirEntries(ino, op);
+    const entries =
+      ino.format === FMT.LOCAL
+        ? shortFormEntries(this.dirContext(ino.ino), ino.fork, ino.size)
+        : await this.blockDirEntries(ino, op);
     const out: FsNode[] = [];
     for (const e of entries) {
       op?.signal?.throwIfAborted();
@@ -287,7 +372,20 @@ export class XfsFs implements GuestFs {
       } catch (err) {
         // a damaged inode (bad checksum, out of range) is reported on its entry; the rest of the directory is listed
         if (!(err instanceof CofferError) || err.code === 'CANCELLED') throw err;
-        out.push({ name: e.name, type: 'unknown', sizeBytes: 0, mode: 0, uid: 0, gid: 0, nlink: 0, mtimeMs: undefined, atimeMs: undefined, id: `inode:${e.ino}`, ref: undefined, error: err });
+        out.push({
+          name: e.name,
+          type: 'unknown',
+          sizeBytes: 0,
+          mode: 0,
+          uid: 0,
+          gid: 0,
+          nlink: 0,
+          mtimeMs: undefined,
+          atimeMs: undefined,
+          id: `inode:${e.ino}`,
+          ref: undefined,
+          error: err,
+        });
       }
     }
     return out;
@@ -306,7 +404,10 @@ export class XfsFs implements GuestFs {
       if (e.unwritten) throw corrupt(`directory inode ${ino.ino}: unwritten extent`, { inode: ino.ino });
       const count = Math.min(e.count, leafBlock - e.logical);
       bytes += count * blockBytes;
-      if (bytes > MAX_DIR_BYTES) throw corrupt(`directory inode ${ino.ino} holds more than ${MAX_DIR_BYTES} bytes of entries`, { inode: ino.ino });
+      if (bytes > MAX_DIR_BYTES)
+        throw corrupt(`directory inode ${ino.ino} holds more than ${MAX_DIR_BYTES} bytes of entries`, {
+          inode: ino.ino,
+        });
       for (let done = 0; done < count; ) {
         op?.signal?.throwIfAborted();
         const n = Math.min(count - done, Math.max(perDir, Math.floor(PIECE_BYTES / blockBytes)));
@@ -315,20 +416,34 @@ export class XfsFs implements GuestFs {
           const logical = e.logical + done + i;
           const dirBlock = Math.floor(logical / perDir);
           if (!pending || pending.dirBlock !== dirBlock) {
-            if (pending) throw corrupt(`directory inode ${ino.ino}: directory block ${pending.dirBlock} is incomplete`, { inode: ino.ino });
-            if (logical % perDir !== 0) throw corrupt(`directory inode ${ino.ino}: directory block ${dirBlock} starts mid-block`, { inode: ino.ino });
+            if (pending)
+              throw corrupt(`directory inode ${ino.ino}: directory block ${pending.dirBlock} is incomplete`, {
+                inode: ino.ino,
+              });
+            if (logical % perDir !== 0)
+              throw corrupt(`directory inode ${ino.ino}: directory block ${dirBlock} starts mid-block`, {
+                inode: ino.ino,
+              });
             pending = { dirBlock, parts: [], have: 0 };
           }
           pending.parts.push(buf.subarray(i * blockBytes, (i + 1) * blockBytes));
           if (++pending.have === perDir) {
-            dataBlockEntries(this.dirContext(ino.ino), perDir === 1 ? pending.parts[0]! : Buffer.concat(pending.parts), dirBlock, out);
+            dataBlockEntries(
+              this.dirContext(ino.ino),
+              perDir === 1 ? pending.parts[0]! : Buffer.concat(pending.parts),
+              dirBlock,
+              out,
+            );
             pending = undefined;
           }
         }
         done += n;
       }
     }
-    if (pending) throw corrupt(`directory inode ${ino.ino}: directory block ${pending.dirBlock} is incomplete`, { inode: ino.ino });
+    if (pending)
+      throw corrupt(`directory inode ${ino.ino}: directory block ${pending.dirBlock} is incomplete`, {
+        inode: ino.ino,
+      });
     return out;
   }
 }

@@ -42,7 +42,9 @@ export class SqliteAudit implements AuditTable {
     if (q.actor) where.push('actor = ?') && args.push(q.actor);
     if (q.action) where.push('action = ?') && args.push(q.action);
     if (q.beforeId !== undefined) where.push('id < ?') && args.push(q.beforeId);
-    const rows = this.db.prepare(`SELECT * FROM audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`).all(...args, q.limit) as Record<string, unknown>[];
+    const rows = this.db
+      .prepare(`SELECT * FROM audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`)
+      .all(...args, q.limit) as Record<string, unknown>[];
     return rows.map((r) => ({ ...r, details: JSON.parse(r.details as string) as unknown }) as AuditRecord);
   }
 }

@@ -15,7 +15,16 @@ function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'coffer-catalog-'));
 }
 
-const spec = (name: string) => ({ name, description: '', enabled: true, repository: 'main', vms: [{ name: 'web01' }], rpoHours: 24, pruneAfterForget: false, tags: [] });
+const spec = (name: string) => ({
+  name,
+  description: '',
+  enabled: true,
+  repository: 'main',
+  vms: [{ name: 'web01' }],
+  rpoHours: 24,
+  pruneAfterForget: false,
+  tags: [],
+});
 
 /**
  * The contract of the catalog's per-table interfaces (catalog.ts). Every implementation runs it: today SQLite; a
@@ -33,97 +42,243 @@ export function catalogSuite(name: string, open: () => { catalog: Catalog; clean
       }
     };
 
-    it('queues, claims once, retries later, finishes; pending and due follow the status', withCatalog((c) => {
-      const now = '2026-01-01T00:00:00.000Z';
-      const id = c.jobs.insert({ kind: 'backup', trigger: 'manual', policyId: null, vm: 'web01', repository: 'main', params: { disks: ['/d'], tags: [] }, maxAttempts: 3, now, requestedBy: 'user:a' });
-      const other = c.jobs.insert({ kind: 'prune', trigger: 'manual', policyId: null, vm: null, repository: 'main', params: {}, maxAttempts: 3, now, requestedBy: 'user:a' });
-      assert.deepEqual(c.jobs.due(now, 10).map((j) => j.id), [id, other]);
-      assert.deepEqual(c.jobs.due('2025-12-31T00:00:00.000Z', 10), []);
-      assert.equal(c.jobs.hasPending('backup', { vm: 'web01' }), true);
-      assert.equal(c.jobs.hasPending('prune', { repository: 'main' }), true);
-      assert.equal(c.jobs.hasPending('prune', { repository: 'other' }), false);
-      assert.equal(c.jobs.claim(id, 1, now), true);
-      assert.equal(c.jobs.claim(id, 1, now), false, 'a running job cannot be claimed again');
-      assert.deepEqual(c.jobs.runningIds(), [id]);
-      c.jobs.setProgress(id, { bytesDone: 5, bytesTotal: 10 });
-      assert.deepEqual(c.jobs.get(id)!.progress, { bytesDone: 5, bytesTotal: 10 });
-      c.jobs.retry(id, '2026-01-01T00:01:00.000Z', { code: 'TRANSIENT', message: 'again' });
-      const queued = c.jobs.get(id)!;
-      assert.equal(queued.status, 'queued');
-      assert.deepEqual(queued.error, { code: 'TRANSIENT', message: 'again' });
-      assert.deepEqual(c.jobs.due(now, 10).map((j) => j.id), [other], 'not before its retry time');
-      assert.equal(c.jobs.claim(id, 2, '2026-01-01T00:01:00.000Z'), true);
-      c.jobs.finish(id, 'succeeded', null, { id: 'p1' }, '2026-01-01T00:02:00.000Z');
-      const done = c.jobs.get(id)!;
-      assert.equal(done.status, 'succeeded');
-      assert.equal(done.attempt, 2);
-      assert.deepEqual(done.result, { id: 'p1' });
-      assert.equal(c.jobs.hasPending('backup', { vm: 'web01' }), false);
-      assert.deepEqual(c.jobs.lastFinishedBackup('web01'), { id, status: 'succeeded', finishedAt: '2026-01-01T00:02:00.000Z', error: null });
-      assert.deepEqual(c.jobs.list({ limit: 10 }).map((j) => j.id), [other, id]);
-      assert.deepEqual(c.jobs.list({ kind: 'backup', limit: 10 }).map((j) => j.id), [id]);
-      assert.deepEqual(c.jobs.list({ beforeId: other, limit: 10 }).map((j) => j.id), [id]);
-      assert.deepEqual(c.jobs.countByStatus().sort((a, b) => a.status.localeCompare(b.status)), [{ status: 'queued', n: 1 }, { status: 'succeeded', n: 1 }]);
-      assert.deepEqual(c.jobs.succeededDurations().map((d) => ({ ...d, s: Math.round(d.s) })), [{ kind: 'backup', n: 1, s: 60 }]);
-      assert.deepEqual(c.jobLogs.append(id, 'info', 'one').seq, 1);
-      assert.deepEqual(c.jobLogs.append(id, 'warn', 'two').seq, 2);
-      assert.deepEqual(c.jobLogs.list(id, 1).map((l) => [l.seq, l.level, l.message]), [[2, 'warn', 'two']]);
-    }));
+    it(
+      'queues, claims once, retries later, finishes; pending and due follow the status',
+      withCatalog((c) => {
+        const now = '2026-01-01T00:00:00.000Z';
+        const id = c.jobs.insert({
+          kind: 'backup',
+          trigger: 'manual',
+          policyId: null,
+          vm: 'web01',
+          repository: 'main',
+          params: { disks: ['/d'], tags: [] },
+          maxAttempts: 3,
+          now,
+          requestedBy: 'user:a',
+        });
+        const other = c.jobs.insert({
+          kind: 'prune',
+          trigger: 'manual',
+          policyId: null,
+          vm: null,
+          repository: 'main',
+          params: {},
+          maxAttempts: 3,
+          now,
+          requestedBy: 'user:a',
+        });
+        assert.deepEqual(
+          c.jobs.due(now, 10).map((j) => j.id),
+          [id, other],
+        );
+        assert.deepEqual(c.jobs.due('2025-12-31T00:00:00.000Z', 10), []);
+        assert.equal(c.jobs.hasPending('backup', { vm: 'web01' }), true);
+        assert.equal(c.jobs.hasPending('prune', { repository: 'main' }), true);
+        assert.equal(c.jobs.hasPending('prune', { repository: 'other' }), false);
+        assert.equal(c.jobs.claim(id, 1, now), true);
+        assert.equal(c.jobs.claim(id, 1, now), false, 'a running job cannot be claimed again');
+        assert.deepEqual(c.jobs.runningIds(), [id]);
+        c.jobs.setProgress(id, { bytesDone: 5, bytesTotal: 10 });
+        assert.deepEqual(c.jobs.get(id)!.progress, { bytesDone: 5, bytesTotal: 10 });
+        c.jobs.retry(id, '2026-01-01T00:01:00.000Z', { code: 'TRANSIENT', message: 'again' });
+        const queued = c.jobs.get(id)!;
+        assert.equal(queued.status, 'queued');
+        assert.deepEqual(queued.error, { code: 'TRANSIENT', message: 'again' });
+        assert.deepEqual(
+          c.jobs.due(now, 10).map((j) => j.id),
+          [other],
+          'not before its retry time',
+        );
+        assert.equal(c.jobs.claim(id, 2, '2026-01-01T00:01:00.000Z'), true);
+        c.jobs.finish(id, 'succeeded', null, { id: 'p1' }, '2026-01-01T00:02:00.000Z');
+        const done = c.jobs.get(id)!;
+        assert.equal(done.status, 'succeeded');
+        assert.equal(done.attempt, 2);
+        assert.deepEqual(done.result, { id: 'p1' });
+        assert.equal(c.jobs.hasPending('backup', { vm: 'web01' }), false);
+        assert.deepEqual(c.jobs.lastFinishedBackup('web01'), {
+          id,
+          status: 'succeeded',
+          finishedAt: '2026-01-01T00:02:00.000Z',
+          error: null,
+        });
+        assert.deepEqual(
+          c.jobs.list({ limit: 10 }).map((j) => j.id),
+          [other, id],
+        );
+        assert.deepEqual(
+          c.jobs.list({ kind: 'backup', limit: 10 }).map((j) => j.id),
+          [id],
+        );
+        assert.deepEqual(
+          c.jobs.list({ beforeId: other, limit: 10 }).map((j) => j.id),
+          [id],
+        );
+        assert.deepEqual(
+          c.jobs.countByStatus().sort((a, b) => a.status.localeCompare(b.status)),
+          [
+            { status: 'queued', n: 1 },
+            { status: 'succeeded', n: 1 },
+          ],
+        );
+        assert.deepEqual(
+          c.jobs.succeededDurations().map((d) => ({ ...d, s: Math.round(d.s) })),
+          [{ kind: 'backup', n: 1, s: 60 }],
+        );
+        assert.deepEqual(c.jobLogs.append(id, 'info', 'one').seq, 1);
+        assert.deepEqual(c.jobLogs.append(id, 'warn', 'two').seq, 2);
+        assert.deepEqual(
+          c.jobLogs.list(id, 1).map((l) => [l.seq, l.level, l.message]),
+          [[2, 'warn', 'two']],
+        );
+      }),
+    );
 
-    it('policies: unique names (CONFLICT), NOT_FOUND for unknown ids', withCatalog((c) => {
-      const p = c.policies.create(spec('nightly'));
-      assert.equal(c.policies.get(p.id).name, 'nightly');
-      assert.throws(() => c.policies.create(spec('nightly')), (e: CofferError) => e.code === 'CONFLICT');
-      const q = c.policies.create(spec('weekly'));
-      assert.throws(() => c.policies.update(q.id, spec('nightly')), (e: CofferError) => e.code === 'CONFLICT');
-      assert.deepEqual(c.policies.list().map((x) => x.name), ['nightly', 'weekly']);
-      c.policies.delete(p.id);
-      assert.throws(() => c.policies.get(p.id), (e: CofferError) => e.code === 'NOT_FOUND');
-      assert.throws(() => c.policies.delete(p.id), (e: CofferError) => e.code === 'NOT_FOUND');
-    }));
+    it(
+      'policies: unique names (CONFLICT), NOT_FOUND for unknown ids',
+      withCatalog((c) => {
+        const p = c.policies.create(spec('nightly'));
+        assert.equal(c.policies.get(p.id).name, 'nightly');
+        assert.throws(
+          () => c.policies.create(spec('nightly')),
+          (e: CofferError) => e.code === 'CONFLICT',
+        );
+        const q = c.policies.create(spec('weekly'));
+        assert.throws(
+          () => c.policies.update(q.id, spec('nightly')),
+          (e: CofferError) => e.code === 'CONFLICT',
+        );
+        assert.deepEqual(
+          c.policies.list().map((x) => x.name),
+          ['nightly', 'weekly'],
+        );
+        c.policies.delete(p.id);
+        assert.throws(
+          () => c.policies.get(p.id),
+          (e: CofferError) => e.code === 'NOT_FOUND',
+        );
+        assert.throws(
+          () => c.policies.delete(p.id),
+          (e: CofferError) => e.code === 'NOT_FOUND',
+        );
+      }),
+    );
 
-    it('users and tokens: CONFLICT on a second user, sessions end with their user, API tokens revoke', withCatalog((c) => {
-      c.users.insert({ username: 'bob', role: 'viewer', passwordHash: 'x', createdAt: 't' });
-      assert.throws(() => c.users.insert({ username: 'bob', role: 'admin', passwordHash: 'y', createdAt: 't' }), (e: CofferError) => e.code === 'CONFLICT');
-      const api = createToken(c, { role: 'operator', name: 'ci', createdBy: 'test' });
-      createToken(c, { role: 'viewer', name: 'session of bob', createdBy: 'user:bob', kind: 'session', username: 'bob' });
-      assert.deepEqual(c.tokens.listApi().map((t) => t.name), ['ci']);
-      assert.equal(authenticate(c, `Bearer ${api.token}`).role, 'operator');
-      assert.ok(c.tokens.findByHash(hashToken(api.token))!.createdAt);
-      assert.equal(c.users.delete('bob'), true);
-      assert.equal(c.users.delete('bob'), false);
-      c.tokens.deleteForUser('bob');
-      assert.equal(c.tokens.deleteApi(api.id), true);
-      assert.equal(c.tokens.deleteApi(api.id), false);
-      assert.equal(c.audit.list({ action: 'token.create', limit: 10 }).length, 1);
-    }));
+    it(
+      'users and tokens: CONFLICT on a second user, sessions end with their user, API tokens revoke',
+      withCatalog((c) => {
+        c.users.insert({ username: 'bob', role: 'viewer', passwordHash: 'x', createdAt: 't' });
+        assert.throws(
+          () => c.users.insert({ username: 'bob', role: 'admin', passwordHash: 'y', createdAt: 't' }),
+          (e: CofferError) => e.code === 'CONFLICT',
+        );
+        const api = createToken(c, { role: 'operator', name: 'ci', createdBy: 'test' });
+        createToken(c, {
+          role: 'viewer',
+          name: 'session of bob',
+          createdBy: 'user:bob',
+          kind: 'session',
+          username: 'bob',
+        });
+        assert.deepEqual(
+          c.tokens.listApi().map((t) => t.name),
+          ['ci'],
+        );
+        assert.equal(authenticate(c, `Bearer ${api.token}`).role, 'operator');
+        assert.ok(c.tokens.findByHash(hashToken(api.token))!.createdAt);
+        assert.equal(c.users.delete('bob'), true);
+        assert.equal(c.users.delete('bob'), false);
+        c.tokens.deleteForUser('bob');
+        assert.equal(c.tokens.deleteApi(api.id), true);
+        assert.equal(c.tokens.deleteApi(api.id), false);
+        assert.equal(c.audit.list({ action: 'token.create', limit: 10 }).length, 1);
+      }),
+    );
 
-    it('restore points: replace() adds, removes and updates only the verification; queries by VM', withCatalog((c) => {
-      const point = (id: string, endTime: string, verification: unknown = null) => ({ id, vm: 'web01', time: endTime, endTime, mode: 'full', parent: null, tags: [], disks: [], bytesRead: 10, bytesStored: 5, verification });
-      c.restorePoints.replace('main', [point('a', '2026-01-01T00:00:00.000Z'), point('b', '2026-01-02T00:00:00.000Z')]);
-      c.restorePoints.replace('main', [point('b', '2026-01-02T00:00:00.000Z', { time: 't', ok: true }), point('c', '2026-01-03T00:00:00.000Z')]);
-      c.restorePoints.replace('other', [point('b', '2026-01-02T00:00:00.000Z')]);
-      assert.deepEqual(c.restorePoints.list({ repository: 'main', limit: 10 }).map((p) => p.id), ['c', 'b']);
-      assert.deepEqual(c.restorePoints.list({ repository: 'main', limit: 10 })[1]!.verification, { time: 't', ok: true });
-      assert.deepEqual(c.restorePoints.list({ limit: 10, before: ['2026-01-02T00:00:00.000Z', 'other', 'b'] }).map((p) => [p.repository, p.id]), [['main', 'b']]);
-      assert.deepEqual(c.restorePoints.repositoriesOf('b').sort(), ['main', 'other']);
-      assert.deepEqual(c.restorePoints.repositoriesOf('b', 'other'), ['other']);
-      assert.equal(c.restorePoints.vmOf('main', 'c'), 'web01');
-      assert.equal(c.restorePoints.vmOf('main', 'a'), undefined);
-      assert.deepEqual(c.restorePoints.vms(), ['web01']);
-      assert.equal(c.restorePoints.newest('web01')!.id, 'c');
-      assert.equal(c.restorePoints.newest('web01', ['other'])!.id, 'b');
-      assert.equal(c.restorePoints.count('web01'), 3);
-      assert.deepEqual(c.restorePoints.dailyTrend('2026-01-03'), [{ day: '2026-01-03', points: 1, bytesStored: 5, bytesRead: 10 }]);
-      c.repoStats.recordError('main', 't1', 'IO: down');
-      assert.deepEqual(c.repoStats.get('main'), { storedBytes: 0, chunkBytes: 0, logicalBytes: 0, chunks: 0, points: 0, updatedAt: 't1', error: 'IO: down' });
-      c.repoStats.record('main', { storedBytes: 9, chunkBytes: 8, logicalBytes: 16, chunks: 2, points: 2, updatedAt: 't2' });
-      c.repoStats.recordError('main', 't3', 'IO: down again');
-      assert.deepEqual(c.repoStats.get('main'), { storedBytes: 9, chunkBytes: 8, logicalBytes: 16, chunks: 2, points: 2, updatedAt: 't3', error: 'IO: down again' });
-      c.slaState.set('web01', true, 't');
-      assert.deepEqual(c.slaState.get('web01'), { breached: true, since: 't' });
-      assert.equal(c.slaState.get('nobody'), undefined);
-    }));
+    it(
+      'restore points: replace() adds, removes and updates only the verification; queries by VM',
+      withCatalog((c) => {
+        const point = (id: string, endTime: string, verification: unknown = null) => ({
+          id,
+          vm: 'web01',
+          time: endTime,
+          endTime,
+          mode: 'full',
+          parent: null,
+          tags: [],
+          disks: [],
+          bytesRead: 10,
+          bytesStored: 5,
+          verification,
+        });
+        c.restorePoints.replace('main', [
+          point('a', '2026-01-01T00:00:00.000Z'),
+          point('b', '2026-01-02T00:00:00.000Z'),
+        ]);
+        c.restorePoints.replace('main', [
+          point('b', '2026-01-02T00:00:00.000Z', { time: 't', ok: true }),
+          point('c', '2026-01-03T00:00:00.000Z'),
+        ]);
+        c.restorePoints.replace('other', [point('b', '2026-01-02T00:00:00.000Z')]);
+        assert.deepEqual(
+          c.restorePoints.list({ repository: 'main', limit: 10 }).map((p) => p.id),
+          ['c', 'b'],
+        );
+        assert.deepEqual(c.restorePoints.list({ repository: 'main', limit: 10 })[1]!.verification, {
+          time: 't',
+          ok: true,
+        });
+        assert.deepEqual(
+          c.restorePoints
+            .list({ limit: 10, before: ['2026-01-02T00:00:00.000Z', 'other', 'b'] })
+            .map((p) => [p.repository, p.id]),
+          [['main', 'b']],
+        );
+        assert.deepEqual(c.restorePoints.repositoriesOf('b').sort(), ['main', 'other']);
+        assert.deepEqual(c.restorePoints.repositoriesOf('b', 'other'), ['other']);
+        assert.equal(c.restorePoints.vmOf('main', 'c'), 'web01');
+        assert.equal(c.restorePoints.vmOf('main', 'a'), undefined);
+        assert.deepEqual(c.restorePoints.vms(), ['web01']);
+        assert.equal(c.restorePoints.newest('web01')!.id, 'c');
+        assert.equal(c.restorePoints.newest('web01', ['other'])!.id, 'b');
+        assert.equal(c.restorePoints.count('web01'), 3);
+        assert.deepEqual(c.restorePoints.dailyTrend('2026-01-03'), [
+          { day: '2026-01-03', points: 1, bytesStored: 5, bytesRead: 10 },
+        ]);
+        c.repoStats.recordError('main', 't1', 'IO: down');
+        assert.deepEqual(c.repoStats.get('main'), {
+          storedBytes: 0,
+          chunkBytes: 0,
+          logicalBytes: 0,
+          chunks: 0,
+          points: 0,
+          updatedAt: 't1',
+          error: 'IO: down',
+        });
+        c.repoStats.record('main', {
+          storedBytes: 9,
+          chunkBytes: 8,
+          logicalBytes: 16,
+          chunks: 2,
+          points: 2,
+          updatedAt: 't2',
+        });
+        c.repoStats.recordError('main', 't3', 'IO: down again');
+        assert.deepEqual(c.repoStats.get('main'), {
+          storedBytes: 9,
+          chunkBytes: 8,
+          logicalBytes: 16,
+          chunks: 2,
+          points: 2,
+          updatedAt: 't3',
+          error: 'IO: down again',
+        });
+        c.slaState.set('web01', true, 't');
+        assert.deepEqual(c.slaState.get('web01'), { breached: true, since: 't' });
+        assert.equal(c.slaState.get('nobody'), undefined);
+      }),
+    );
   });
 }
 
@@ -142,18 +297,30 @@ describe('sqlite catalog files', () => {
         assert.equal(c.users.get('alice')!.role, 'operator');
         const session = await login(c, 'alice', 'golden password', 1, '127.0.0.1');
         assert.equal(authenticate(c, `Bearer ${session.token}`).actor, 'user:alice');
-        assert.deepEqual(c.tokens.listApi().map((t) => [t.name, t.role, t.createdBy]), [['golden-token', 'viewer', 'cli:token-create']]);
+        assert.deepEqual(
+          c.tokens.listApi().map((t) => [t.name, t.role, t.createdBy]),
+          [['golden-token', 'viewer', 'cli:token-create']],
+        );
         const [p] = c.policies.list();
         assert.equal(p!.name, 'nightly');
         assert.deepEqual(p!.retention, { keepLast: 3 });
         const job = c.jobs.get(1)!;
-        assert.deepEqual([job.kind, job.status, job.trigger, job.policyId, job.vm, job.attempt, job.maxAttempts], ['backup', 'succeeded', 'schedule', p!.id, 'web01', 1, 3]);
+        assert.deepEqual(
+          [job.kind, job.status, job.trigger, job.policyId, job.vm, job.attempt, job.maxAttempts],
+          ['backup', 'succeeded', 'schedule', p!.id, 'web01', 1, 3],
+        );
         assert.deepEqual(job.params, { disks: ['/d/web01.raw'], tags: ['golden'] });
         assert.deepEqual(job.result, { id: 'a1b2c3' });
-        assert.deepEqual(c.jobs.due('2100-01-01T00:00:00.000Z', 10).map((j) => j.kind), ['verify']);
+        assert.deepEqual(
+          c.jobs.due('2100-01-01T00:00:00.000Z', 10).map((j) => j.kind),
+          ['verify'],
+        );
         assert.equal(c.jobLogs.list(1)[0]!.message, 'queued by schedule:nightly (schedule)');
         const [rp] = c.restorePoints.list({ limit: 5 });
-        assert.deepEqual([rp!.repository, rp!.id, rp!.vm, rp!.bytesRead, rp!.bytesStored], ['main', 'a1b2c3', 'web01', 1048576, 524288]);
+        assert.deepEqual(
+          [rp!.repository, rp!.id, rp!.vm, rp!.bytesRead, rp!.bytesStored],
+          ['main', 'a1b2c3', 'web01', 1048576, 524288],
+        );
         assert.deepEqual(rp!.verification, { time: '2026-01-03T00:00:00.000Z', ok: true });
         assert.equal(c.repoStats.get('main')!.logicalBytes, 1048576);
         assert.deepEqual(c.slaState.get('web01'), { breached: false, since: '2026-01-02T03:01:00.000Z' });
@@ -162,7 +329,10 @@ describe('sqlite catalog files', () => {
         c.close();
       }
       const raw = new Database(join(dir, 'catalog.db'), { readonly: true });
-      assert.equal((raw.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string }).value, '1');
+      assert.equal(
+        (raw.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string }).value,
+        '1',
+      );
       raw.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -176,7 +346,10 @@ describe('sqlite catalog files', () => {
       const raw = new Database(join(dir, 'catalog.db'));
       raw.prepare("UPDATE meta SET value = '99' WHERE key = 'schema_version'").run();
       raw.close();
-      assert.throws(() => openCatalog(dir), (e: CofferError) => e.code === 'REPO_UNSUPPORTED' && /schema version 99/.test(e.message));
+      assert.throws(
+        () => openCatalog(dir),
+        (e: CofferError) => e.code === 'REPO_UNSUPPORTED' && /schema version 99/.test(e.message),
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

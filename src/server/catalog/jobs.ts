@@ -99,7 +99,9 @@ export interface JobsTable {
   finish(id: number, status: JobStatus, error: JobError | null, result: unknown, now: string): void;
   setProgress(id: number, p: JobProgress): void;
   /** the newest finished backup of a VM */
-  lastFinishedBackup(vm: string): { id: number; status: string; finishedAt: string | null; error: JobError | null } | undefined;
+  lastFinishedBackup(
+    vm: string,
+  ): { id: number; status: string; finishedAt: string | null; error: JobError | null } | undefined;
   countByStatus(): { status: string; n: number }[];
   countByKindAndStatus(): { kind: string; status: string; n: number }[];
   /** failed jobs per day (YYYY-MM-DD of finished_at) since `sinceDay` */
@@ -161,7 +163,18 @@ export class SqliteJobs implements JobsTable {
         `INSERT INTO jobs(kind, status, trigger, policy_id, vm, repository, params, attempt, max_attempts, not_before, created_at, requested_by)
          VALUES (?, 'queued', ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)`,
       )
-      .run(j.kind, j.trigger, j.policyId, j.vm, j.repository, JSON.stringify(j.params), j.maxAttempts, j.now, j.now, j.requestedBy);
+      .run(
+        j.kind,
+        j.trigger,
+        j.policyId,
+        j.vm,
+        j.repository,
+        JSON.stringify(j.params),
+        j.maxAttempts,
+        j.now,
+        j.now,
+        j.requestedBy,
+      );
     return Number(r.lastInsertRowid);
   }
 
@@ -175,12 +188,18 @@ export class SqliteJobs implements JobsTable {
     const args: unknown[] = [];
     for (const k of ['status', 'kind', 'vm'] as const) if (f[k]) where.push(`${k} = ?`) && args.push(f[k]);
     if (f.beforeId !== undefined) where.push('id < ?') && args.push(f.beforeId);
-    const rows = this.db.prepare(`SELECT * FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`).all(...args, f.limit) as Row[];
+    const rows = this.db
+      .prepare(`SELECT * FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`)
+      .all(...args, f.limit) as Row[];
     return rows.map(fromRow);
   }
 
   due(now: string, limit: number): Job[] {
-    return (this.db.prepare("SELECT * FROM jobs WHERE status = 'queued' AND not_before <= ? ORDER BY id LIMIT ?").all(now, limit) as Row[]).map(fromRow);
+    return (
+      this.db
+        .prepare("SELECT * FROM jobs WHERE status = 'queued' AND not_before <= ? ORDER BY id LIMIT ?")
+        .all(now, limit) as Row[]
+    ).map(fromRow);
   }
 
   runningIds(): number[] {
@@ -189,32 +208,56 @@ export class SqliteJobs implements JobsTable {
 
   hasPending(kind: JobKind, on: { vm: string } | { repository: string }): boolean {
     const [col, value] = 'vm' in on ? ['vm', on.vm] : ['repository', on.repository];
-    return this.db.prepare(`SELECT 1 FROM jobs WHERE kind = ? AND ${col} = ? AND status IN ('queued', 'running') LIMIT 1`).get(kind, value) !== undefined;
+    return (
+      this.db
+        .prepare(`SELECT 1 FROM jobs WHERE kind = ? AND ${col} = ? AND status IN ('queued', 'running') LIMIT 1`)
+        .get(kind, value) !== undefined
+    );
   }
 
   claim(id: number, attempt: number, now: string): boolean {
-    return this.db.prepare("UPDATE jobs SET status = 'running', started_at = ?, attempt = ?, progress = NULL WHERE id = ? AND status = 'queued'").run(now, attempt, id).changes > 0;
+    return (
+      this.db
+        .prepare(
+          "UPDATE jobs SET status = 'running', started_at = ?, attempt = ?, progress = NULL WHERE id = ? AND status = 'queued'",
+        )
+        .run(now, attempt, id).changes > 0
+    );
   }
 
   retry(id: number, notBefore: string, error: JobError): void {
-    this.db.prepare("UPDATE jobs SET status = 'queued', not_before = ?, error = ? WHERE id = ?").run(notBefore, JSON.stringify(error), id);
+    this.db
+      .prepare("UPDATE jobs SET status = 'queued', not_before = ?, error = ? WHERE id = ?")
+      .run(notBefore, JSON.stringify(error), id);
   }
 
   finish(id: number, status: JobStatus, error: JobError | null, result: unknown, now: string): void {
     this.db
       .prepare('UPDATE jobs SET status = ?, finished_at = ?, error = ?, result = ? WHERE id = ?')
-      .run(status, now, error ? JSON.stringify(error) : null, result === null || result === undefined ? null : JSON.stringify(result), id);
+      .run(
+        status,
+        now,
+        error ? JSON.stringify(error) : null,
+        result === null || result === undefined ? null : JSON.stringify(result),
+        id,
+      );
   }
 
   setProgress(id: number, p: JobProgress): void {
     this.db.prepare('UPDATE jobs SET progress = ? WHERE id = ?').run(JSON.stringify(p), id);
   }
 
-  lastFinishedBackup(vm: string): { id: number; status: string; finishedAt: string | null; error: JobError | null } | undefined {
+  lastFinishedBackup(
+    vm: string,
+  ): { id: number; status: string; finishedAt: string | null; error: JobError | null } | undefined {
     const r = this.db
-      .prepare("SELECT id, status, finished_at, error FROM jobs WHERE vm = ? AND kind = 'backup' AND status IN ('succeeded', 'failed', 'cancelled') ORDER BY id DESC LIMIT 1")
+      .prepare(
+        "SELECT id, status, finished_at, error FROM jobs WHERE vm = ? AND kind = 'backup' AND status IN ('succeeded', 'failed', 'cancelled') ORDER BY id DESC LIMIT 1",
+      )
       .get(vm) as { id: number; status: string; finished_at: string | null; error: string | null } | undefined;
-    return r ? { id: r.id, status: r.status, finishedAt: r.finished_at, error: r.error ? JSON.parse(r.error) : null } : undefined;
+    return r
+      ? { id: r.id, status: r.status, finishedAt: r.finished_at, error: r.error ? JSON.parse(r.error) : null }
+      : undefined;
   }
 
   countByStatus(): { status: string; n: number }[] {
@@ -226,12 +269,18 @@ export class SqliteJobs implements JobsTable {
   }
 
   failuresByDay(sinceDay: string): { day: string; failed: number }[] {
-    return this.db.prepare("SELECT substr(finished_at, 1, 10) AS day, COUNT(*) AS failed FROM jobs WHERE status = 'failed' AND substr(finished_at, 1, 10) >= ? GROUP BY day").all(sinceDay) as never;
+    return this.db
+      .prepare(
+        "SELECT substr(finished_at, 1, 10) AS day, COUNT(*) AS failed FROM jobs WHERE status = 'failed' AND substr(finished_at, 1, 10) >= ? GROUP BY day",
+      )
+      .all(sinceDay) as never;
   }
 
   succeededDurations(): { kind: string; n: number; s: number }[] {
     return this.db
-      .prepare("SELECT kind, COUNT(*) AS n, SUM((julianday(finished_at) - julianday(started_at)) * 86400.0) AS s FROM jobs WHERE status = 'succeeded' AND started_at IS NOT NULL GROUP BY kind")
+      .prepare(
+        "SELECT kind, COUNT(*) AS n, SUM((julianday(finished_at) - julianday(started_at)) * 86400.0) AS s FROM jobs WHERE status = 'succeeded' AND started_at IS NOT NULL GROUP BY kind",
+      )
       .all() as never;
   }
 }

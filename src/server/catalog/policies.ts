@@ -22,7 +22,12 @@ interface Row {
   updated_at: string;
 }
 
-const fromRow = (r: Row): Policy => ({ ...(JSON.parse(r.spec) as PolicySpec), id: r.id, createdAt: r.created_at, updatedAt: r.updated_at });
+const fromRow = (r: Row): Policy => ({
+  ...(JSON.parse(r.spec) as PolicySpec),
+  id: r.id,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
 
 const duplicate = (e: unknown, spec: PolicySpec) =>
   isConstraintError(e) ? new CofferError('CONFLICT', `a policy named ${JSON.stringify(spec.name)} already exists`) : e;
@@ -44,7 +49,9 @@ export class SqlitePolicies implements PoliciesTable {
     const id = randomBytes(6).toString('hex');
     const now = new Date().toISOString();
     try {
-      this.db.prepare('INSERT INTO policies(id, name, spec, created_at, updated_at) VALUES (?, ?, ?, ?, ?)').run(id, spec.name, JSON.stringify(spec), now, now);
+      this.db
+        .prepare('INSERT INTO policies(id, name, spec, created_at, updated_at) VALUES (?, ?, ?, ?, ?)')
+        .run(id, spec.name, JSON.stringify(spec), now, now);
     } catch (e) {
       throw duplicate(e, spec);
     }
@@ -54,7 +61,9 @@ export class SqlitePolicies implements PoliciesTable {
   update(id: string, spec: PolicySpec): Policy {
     this.get(id);
     try {
-      this.db.prepare('UPDATE policies SET name = ?, spec = ?, updated_at = ? WHERE id = ?').run(spec.name, JSON.stringify(spec), new Date().toISOString(), id);
+      this.db
+        .prepare('UPDATE policies SET name = ?, spec = ?, updated_at = ? WHERE id = ?')
+        .run(spec.name, JSON.stringify(spec), new Date().toISOString(), id);
     } catch (e) {
       throw duplicate(e, spec);
     }

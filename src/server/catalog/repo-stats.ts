@@ -24,10 +24,26 @@ export class SqliteRepoStats implements RepoStatsTable {
 
   get(repository: string): RepoStatsRecord | undefined {
     const r = this.db.prepare('SELECT * FROM repo_stats WHERE repository = ?').get(repository) as
-      | { stored_bytes: number; chunk_bytes: number; logical_bytes: number; chunks: number; points: number; updated_at: string; error: string | null }
+      | {
+          stored_bytes: number;
+          chunk_bytes: number;
+          logical_bytes: number;
+          chunks: number;
+          points: number;
+          updated_at: string;
+          error: string | null;
+        }
       | undefined;
     if (!r) return undefined;
-    return { storedBytes: r.stored_bytes, chunkBytes: r.chunk_bytes, logicalBytes: r.logical_bytes, chunks: r.chunks, points: r.points, updatedAt: r.updated_at, error: r.error };
+    return {
+      storedBytes: r.stored_bytes,
+      chunkBytes: r.chunk_bytes,
+      logicalBytes: r.logical_bytes,
+      chunks: r.chunks,
+      points: r.points,
+      updatedAt: r.updated_at,
+      error: r.error,
+    };
   }
 
   record(repository: string, s: Omit<RepoStatsRecord, 'error'>): void {

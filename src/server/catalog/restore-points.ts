@@ -95,20 +95,28 @@ export class SqliteRestorePoints implements RestorePointsTable {
     if (f.repository) where.push('repository = ?') && args.push(f.repository);
     if (f.before) where.push('(time, repository, id) < (?, ?, ?)') && args.push(...f.before);
     const rows = this.db
-      .prepare(`SELECT * FROM restore_points ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY time DESC, repository DESC, id DESC LIMIT ?`)
+      .prepare(
+        `SELECT * FROM restore_points ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY time DESC, repository DESC, id DESC LIMIT ?`,
+      )
       .all(...args, f.limit) as Row[];
     return rows.map(fromRow);
   }
 
   repositoriesOf(id: string, repository?: string): string[] {
-    const rows = (repository
-      ? this.db.prepare('SELECT repository FROM restore_points WHERE id = ? AND repository = ?').all(id, repository)
-      : this.db.prepare('SELECT repository FROM restore_points WHERE id = ?').all(id)) as { repository: string }[];
+    const rows = (
+      repository
+        ? this.db.prepare('SELECT repository FROM restore_points WHERE id = ? AND repository = ?').all(id, repository)
+        : this.db.prepare('SELECT repository FROM restore_points WHERE id = ?').all(id)
+    ) as { repository: string }[];
     return rows.map((r) => r.repository);
   }
 
   vmOf(repository: string, id: string): string | undefined {
-    return (this.db.prepare('SELECT vm FROM restore_points WHERE repository = ? AND id = ?').get(repository, id) as { vm: string } | undefined)?.vm;
+    return (
+      this.db.prepare('SELECT vm FROM restore_points WHERE repository = ? AND id = ?').get(repository, id) as
+        | { vm: string }
+        | undefined
+    )?.vm;
   }
 
   vms(): string[] {
@@ -119,9 +127,15 @@ export class SqliteRestorePoints implements RestorePointsTable {
     const r = (
       repositories && repositories.length > 0
         ? this.db
-            .prepare(`SELECT id, repository, time, end_time FROM restore_points WHERE vm = ? AND repository IN (${repositories.map(() => '?').join(',')}) ORDER BY end_time DESC LIMIT 1`)
+            .prepare(
+              `SELECT id, repository, time, end_time FROM restore_points WHERE vm = ? AND repository IN (${repositories.map(() => '?').join(',')}) ORDER BY end_time DESC LIMIT 1`,
+            )
             .get(vm, ...repositories)
-        : this.db.prepare('SELECT id, repository, time, end_time FROM restore_points WHERE vm = ? ORDER BY end_time DESC LIMIT 1').get(vm)
+        : this.db
+            .prepare(
+              'SELECT id, repository, time, end_time FROM restore_points WHERE vm = ? ORDER BY end_time DESC LIMIT 1',
+            )
+            .get(vm)
     ) as { id: string; repository: string; time: string; end_time: string } | undefined;
     return r ? { id: r.id, repository: r.repository, time: r.time, endTime: r.end_time } : undefined;
   }
@@ -147,10 +161,25 @@ export class SqliteRestorePoints implements RestorePointsTable {
     const remove = this.db.prepare('DELETE FROM restore_points WHERE repository = ? AND id = ?');
     this.db.transaction(() => {
       const ids = new Set(points.map((p) => p.id));
-      const known = this.db.prepare('SELECT id FROM restore_points WHERE repository = ?').all(repository) as { id: string }[];
+      const known = this.db.prepare('SELECT id FROM restore_points WHERE repository = ?').all(repository) as {
+        id: string;
+      }[];
       for (const k of known) if (!ids.has(k.id)) remove.run(repository, k.id);
       for (const p of points) {
-        upsert.run(repository, p.id, p.vm, p.time, p.endTime, p.mode, p.parent, JSON.stringify(p.tags), JSON.stringify(p.disks), p.bytesRead, p.bytesStored, p.verification ? JSON.stringify(p.verification) : null);
+        upsert.run(
+          repository,
+          p.id,
+          p.vm,
+          p.time,
+          p.endTime,
+          p.mode,
+          p.parent,
+          JSON.stringify(p.tags),
+          JSON.stringify(p.disks),
+          p.bytesRead,
+          p.bytesStored,
+          p.verification ? JSON.stringify(p.verification) : null,
+        );
       }
     })();
   }

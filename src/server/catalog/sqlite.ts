@@ -130,15 +130,22 @@ function openDatabase(dataDir: string): Db {
     db.pragma('busy_timeout = 5000');
     db.pragma('foreign_keys = ON');
     db.exec('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
-    const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string } | undefined;
+    const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as
+      | { value: string }
+      | undefined;
     const version = row ? Number(row.value) : 0;
     if (version > MIGRATIONS.length) {
       db.close();
-      throw new CofferError('REPO_UNSUPPORTED', `catalog ${dataDir}/catalog.db has schema version ${version}; this Coffer knows up to ${MIGRATIONS.length}`);
+      throw new CofferError(
+        'REPO_UNSUPPORTED',
+        `catalog ${dataDir}/catalog.db has schema version ${version}; this Coffer knows up to ${MIGRATIONS.length}`,
+      );
     }
     db.transaction(() => {
       for (let v = version; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v]!);
-      db.prepare("INSERT INTO meta(key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(String(MIGRATIONS.length));
+      db.prepare(
+        "INSERT INTO meta(key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+      ).run(String(MIGRATIONS.length));
     })();
     return db;
   } catch (e) {
@@ -163,5 +170,3 @@ export function openSqliteCatalog(dataDir: string): Catalog {
     close: () => db.close(),
   };
 }
-
-

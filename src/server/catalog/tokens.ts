@@ -43,12 +43,16 @@ export class SqliteTokens implements TokensTable {
 
   insert(t: TokenRecord): void {
     this.db
-      .prepare('INSERT INTO tokens(id, name, role, hash, kind, username, created_at, created_by, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .prepare(
+        'INSERT INTO tokens(id, name, role, hash, kind, username, created_at, created_by, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      )
       .run(t.id, t.name, t.role, t.hash, t.kind, t.username, t.createdAt, t.createdBy, t.expiresAt);
   }
 
   findByHash(hash: string): TokenRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM tokens WHERE hash = ?').get(hash) as Record<string, string | null> | undefined;
+    const r = this.db.prepare('SELECT * FROM tokens WHERE hash = ?').get(hash) as
+      | Record<string, string | null>
+      | undefined;
     if (!r) return undefined;
     return {
       id: r.id!,
@@ -69,7 +73,9 @@ export class SqliteTokens implements TokensTable {
 
   listApi(): TokenInfo[] {
     return this.db
-      .prepare("SELECT id, name, role, created_at AS createdAt, created_by AS createdBy, expires_at AS expiresAt, last_used_at AS lastUsedAt FROM tokens WHERE kind = 'api' ORDER BY created_at")
+      .prepare(
+        "SELECT id, name, role, created_at AS createdAt, created_by AS createdBy, expires_at AS expiresAt, last_used_at AS lastUsedAt FROM tokens WHERE kind = 'api' ORDER BY created_at",
+      )
       .all() as TokenInfo[];
   }
 

@@ -23,21 +23,28 @@ export class SqliteUsers implements UsersTable {
   constructor(private readonly db: Db) {}
 
   get(username: string): UserRecord | undefined {
-    const r = this.db.prepare('SELECT username, role, password_hash, created_at FROM users WHERE username = ?').get(username) as
-      | { username: string; role: string; password_hash: string; created_at: string }
-      | undefined;
-    return r ? { username: r.username, role: r.role, passwordHash: r.password_hash, createdAt: r.created_at } : undefined;
+    const r = this.db
+      .prepare('SELECT username, role, password_hash, created_at FROM users WHERE username = ?')
+      .get(username) as { username: string; role: string; password_hash: string; created_at: string } | undefined;
+    return r
+      ? { username: r.username, role: r.role, passwordHash: r.password_hash, createdAt: r.created_at }
+      : undefined;
   }
 
   list(): { username: string; role: string; createdAt: string }[] {
-    return this.db.prepare('SELECT username, role, created_at AS createdAt FROM users ORDER BY username').all() as never;
+    return this.db
+      .prepare('SELECT username, role, created_at AS createdAt FROM users ORDER BY username')
+      .all() as never;
   }
 
   insert(u: UserRecord): void {
     try {
-      this.db.prepare('INSERT INTO users(username, role, password_hash, created_at) VALUES (?, ?, ?, ?)').run(u.username, u.role, u.passwordHash, u.createdAt);
+      this.db
+        .prepare('INSERT INTO users(username, role, password_hash, created_at) VALUES (?, ?, ?, ?)')
+        .run(u.username, u.role, u.passwordHash, u.createdAt);
     } catch (e) {
-      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || isConstraintError(e)) throw new CofferError('CONFLICT', `user ${u.username} already exists`);
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || isConstraintError(e))
+        throw new CofferError('CONFLICT', `user ${u.username} already exists`);
       throw e;
     }
   }

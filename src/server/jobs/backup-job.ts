@@ -33,7 +33,9 @@ export class BackupJob implements JobKindHandler {
       kind: 'backup',
       repository: job.repository,
       ...(job.vm !== null ? { vm: job.vm } : {}),
-      source: p.vcenter ? { type: 'vsphere', url: url!, vcenter: p.vcenter, quiesce: true, transport: 'http' } : { type: 'disks', disks: p.disks },
+      source: p.vcenter
+        ? { type: 'vsphere', url: url!, vcenter: p.vcenter, quiesce: true, transport: 'http' }
+        : { type: 'disks', disks: p.disks },
       tags: p.tags,
       verifyCbt: false,
     };
@@ -52,13 +54,26 @@ export class BackupJob implements JobKindHandler {
     const pol = this.retentionOf(job.policyId);
     if (!pol) return;
     try {
-      const r = await applyPolicyRetention(await ctx.repository(), { vm: job.vm!, retention: pol.retention, signal, onWarning: logger.warn });
+      const r = await applyPolicyRetention(await ctx.repository(), {
+        vm: job.vm!,
+        retention: pol.retention,
+        signal,
+        onWarning: logger.warn,
+      });
       for (const line of retentionLogLines(r)) logger.info(line);
       result.retention = { kept: r.kept, removed: r.removed, unreadable: r.unreadable };
       if (r.removed.length > 0 && pol.pruneAfterForget) {
-        if (this.deps.queue.hasPendingPrune(job.repository)) logger.info(`prune of ${job.repository} already queued or running`);
+        if (this.deps.queue.hasPendingPrune(job.repository))
+          logger.info(`prune of ${job.repository} already queued or running`);
         else {
-          const pj = this.deps.queue.enqueue({ kind: 'prune', repository: job.repository, policyId: job.policyId, params: {}, trigger: job.trigger, requestedBy: `policy:${pol.name}` });
+          const pj = this.deps.queue.enqueue({
+            kind: 'prune',
+            repository: job.repository,
+            policyId: job.policyId,
+            params: {},
+            trigger: job.trigger,
+            requestedBy: `policy:${pol.name}`,
+          });
           logger.info(`queued prune job ${pj.id} (pruneAfterForget)`);
         }
       }
@@ -75,7 +90,9 @@ export class BackupJob implements JobKindHandler {
     if (!policyId) return undefined;
     try {
       const p = this.deps.policies.get(policyId);
-      return p.retention ? { name: p.name, retention: p.retention, pruneAfterForget: p.pruneAfterForget === true } : undefined;
+      return p.retention
+        ? { name: p.name, retention: p.retention, pruneAfterForget: p.pruneAfterForget === true }
+        : undefined;
     } catch {
       return undefined;
     }

@@ -19,9 +19,16 @@ export function serverJobDeps(config: ServerConfig, deps: ServerDeps, repos: Pic
     createPool: (params) => deps.createPool(params),
     openDisk: (spec, opts) => deps.openSource(spec, opts),
     openVsphereSource: async (source, opts) => {
-      if (source.vcenter === undefined) throw new CofferError('USAGE', `a server job backs up VMs of configured vCenters only, not ${source.url}`);
-      if (source.transport !== 'http') throw new CofferError('NOT_AVAILABLE', `server jobs read vSphere disks over the http transport only, not ${source.transport}`);
-      return vsphereVmSource(await openVcenterVm(config, deps.env, source.vcenter, source.url, { ...opts, quiesce: source.quiesce }));
+      if (source.vcenter === undefined)
+        throw new CofferError('USAGE', `a server job backs up VMs of configured vCenters only, not ${source.url}`);
+      if (source.transport !== 'http')
+        throw new CofferError(
+          'NOT_AVAILABLE',
+          `server jobs read vSphere disks over the http transport only, not ${source.transport}`,
+        );
+      return vsphereVmSource(
+        await openVcenterVm(config, deps.env, source.vcenter, source.url, { ...opts, quiesce: source.quiesce }),
+      );
     },
     confineTarget: (path) => confineRestoreTarget(path, config.restoreDirs!),
   };

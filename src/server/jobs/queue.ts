@@ -102,7 +102,13 @@ export class JobQueue extends EventEmitter {
     const ids = this.catalog.jobs.runningIds();
     for (const id of ids) {
       this.log(id, 'error', INTERRUPTED_BY_RESTART);
-      this.catalog.jobs.finish(id, 'failed', { code: 'CANCELLED', message: INTERRUPTED_BY_RESTART }, null, new Date().toISOString());
+      this.catalog.jobs.finish(
+        id,
+        'failed',
+        { code: 'CANCELLED', message: INTERRUPTED_BY_RESTART },
+        null,
+        new Date().toISOString(),
+      );
     }
     return ids.length;
   }

@@ -10,7 +10,16 @@ export class RestoreJob implements JobKindHandler {
   run({ job, execute, progress }: JobContext): Promise<unknown> {
     const p = job.params as RestoreParams;
     return execute(
-      { kind: 'restore-disk', repository: job.repository, pointId: p.pointId, disk: p.disk, target: p.target, force: p.force, format: 'raw', sync: true },
+      {
+        kind: 'restore-disk',
+        repository: job.repository,
+        pointId: p.pointId,
+        disk: p.disk,
+        target: p.target,
+        force: p.force,
+        format: 'raw',
+        sync: true,
+      },
       (e) => progress(e.done, e.total),
     );
   }

@@ -6,7 +6,10 @@ import { CofferError } from '../../shared/index.js';
 export function checkRestoreTarget(target: string, dirs: readonly string[]): string {
   const abs = isAbsolute(target) ? resolve(target) : resolve(dirs[0]!, target);
   for (const d of dirs) if (inside(d, abs)) return abs;
-  throw new CofferError('USAGE', `target: ${JSON.stringify(target)} is outside the restore directories (${dirs.join(', ')})`);
+  throw new CofferError(
+    'USAGE',
+    `target: ${JSON.stringify(target)} is outside the restore directories (${dirs.join(', ')})`,
+  );
 }
 
 const inside = (dir: string, p: string) => {
@@ -23,7 +26,9 @@ export async function confineRestoreTarget(target: string, dirs: readonly string
     throw new CofferError('TARGET_UNWRITABLE', `the directory of restore target ${target} does not exist`);
   });
   const real = await Promise.all(dirs.map((d) => realpath(d).catch(() => d)));
-  if (!real.some((d) => d === parent || inside(d, parent))) throw new CofferError('TARGET_UNWRITABLE', `restore target ${target} resolves outside the restore directories`);
+  if (!real.some((d) => d === parent || inside(d, parent)))
+    throw new CofferError('TARGET_UNWRITABLE', `restore target ${target} resolves outside the restore directories`);
   const st = await lstat(target).catch(() => undefined);
-  if (st && !st.isFile()) throw new CofferError('TARGET_UNWRITABLE', `restore target ${target} exists and is not a regular file`);
+  if (st && !st.isFile())
+    throw new CofferError('TARGET_UNWRITABLE', `restore target ${target} exists and is not a regular file`);
 }

@@ -81,8 +81,12 @@ export class JobRunner {
   async shutdown(): Promise<void> {
     this.stopping = true;
     if (this.timer) clearInterval(this.timer);
-    for (const r of this.running.values()) r.controller.abort(new CofferError('CANCELLED', 'interrupted by server shutdown'));
-    await Promise.race([Promise.allSettled([...this.running.values()].map((r) => r.done)), new Promise((r) => setTimeout(r, 10_000).unref())]);
+    for (const r of this.running.values())
+      r.controller.abort(new CofferError('CANCELLED', 'interrupted by server shutdown'));
+    await Promise.race([
+      Promise.allSettled([...this.running.values()].map((r) => r.done)),
+      new Promise((r) => setTimeout(r, 10_000).unref()),
+    ]);
   }
 
   kick(): void {
@@ -102,7 +106,8 @@ export class JobRunner {
     for (const job of queue.due()) {
       const active = [...this.running.keys()].map((id) => queue.get(id)!).filter(Boolean);
       if (active.length >= limits.total) return;
-      if (active.filter((a) => a.repository === job.repository).length >= limits.perRepository(job.repository)) continue;
+      if (active.filter((a) => a.repository === job.repository).length >= limits.perRepository(job.repository))
+        continue;
       if (job.vm && active.filter((a) => a.vm === job.vm).length >= limits.perSource) continue;
       // one prune at a time per repository: a second one waits in the queue (the engine's gc lease would refuse it)
       if (job.kind === 'prune' && active.some((a) => a.kind === 'prune' && a.repository === job.repository)) continue;
@@ -142,7 +147,12 @@ export class JobRunner {
     this.running.set(job.id, entry);
   }
 
-  private finish(id: number, status: JobStatus, error: { code: string; message: string } | null, result: unknown): void {
+  private finish(
+    id: number,
+    status: JobStatus,
+    error: { code: string; message: string } | null,
+    result: unknown,
+  ): void {
     const job = this.deps.queue.finish(id, status, error, result);
     if (!job) return;
     try {
@@ -183,7 +193,9 @@ export class JobRunner {
         progressNow({ bytesDone: done, bytesTotal: total, ...(phase ? { phase } : {}) });
       },
       refreshCatalog: () =>
-        this.deps.refreshCatalog(job.repository).catch((e) => logger.warn(`catalog refresh of ${job.repository} failed: ${asCofferError(e).message}`)),
+        this.deps
+          .refreshCatalog(job.repository)
+          .catch((e) => logger.warn(`catalog refresh of ${job.repository} failed: ${asCofferError(e).message}`)),
     };
   }
 }

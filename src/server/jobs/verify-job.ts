@@ -13,7 +13,10 @@ export class VerifyJob implements JobKindHandler {
     const p = job.params as VerifyParams;
     let report: unknown;
     try {
-      report = await execute({ kind: 'verify', repository: job.repository, readDataFraction: p.readDataPercent / 100, record: true }, (e) => e.total > 0 && progress(e.done, e.total, e.phase));
+      report = await execute(
+        { kind: 'verify', repository: job.repository, readDataFraction: p.readDataPercent / 100, record: true },
+        (e) => e.total > 0 && progress(e.done, e.total, e.phase),
+      );
     } catch (e) {
       if (asCofferError(e).code === 'CORRUPT') await refreshCatalog();
       throw e;

@@ -10,21 +10,39 @@ const role = z.enum(ROLES);
 /** Tag `admin`: the audit log, users, API tokens. */
 export function registerAdminRoutes(routes: Routes, { catalog }: Pick<ApiContext, 'catalog'>): void {
   routes.add({
-    method: 'GET', url: '/api/v1/audit', summary: 'The audit log (newest first)', tag: 'admin', permission: 'admin',
+    method: 'GET',
+    url: '/api/v1/audit',
+    summary: 'The audit log (newest first)',
+    tag: 'admin',
+    permission: 'admin',
     query: Pagination.extend({ actor: z.string().max(200).optional(), action: z.string().max(200).optional() }),
     handler: ({ query }) => {
       const c = decodeCursor(query.cursor, 1);
-      const rows = catalog.audit.list({ actor: query.actor, action: query.action, ...(c ? { beforeId: c[0] as number } : {}), limit: query.limit + 1 });
+      const rows = catalog.audit.list({
+        actor: query.actor,
+        action: query.action,
+        ...(c ? { beforeId: c[0] as number } : {}),
+        limit: query.limit + 1,
+      });
       return page(rows, query.limit, (r) => [r.id]);
     },
   });
 
   routes.add({
-    method: 'GET', url: '/api/v1/users', summary: 'List users', tag: 'admin', permission: 'admin',
+    method: 'GET',
+    url: '/api/v1/users',
+    summary: 'List users',
+    tag: 'admin',
+    permission: 'admin',
     handler: () => ({ items: catalog.users.list(), nextCursor: null }),
   });
   routes.add({
-    method: 'POST', url: '/api/v1/users', summary: 'Create a user', tag: 'admin', permission: 'admin', status: 201,
+    method: 'POST',
+    url: '/api/v1/users',
+    summary: 'Create a user',
+    tag: 'admin',
+    permission: 'admin',
+    status: 201,
     body: z.strictObject({ username: z.string().min(1).max(64), password: z.string().min(8).max(1024), role }),
     handler: async ({ body, principal, remote, audit: a }) => {
       a({ username: body.username, role: body.role });
@@ -33,7 +51,12 @@ export function registerAdminRoutes(routes: Routes, { catalog }: Pick<ApiContext
     },
   });
   routes.add({
-    method: 'DELETE', url: '/api/v1/users/:id', summary: 'Delete a user (and end their sessions)', tag: 'admin', permission: 'admin', params: IdParam,
+    method: 'DELETE',
+    url: '/api/v1/users/:id',
+    summary: 'Delete a user (and end their sessions)',
+    tag: 'admin',
+    permission: 'admin',
+    params: IdParam,
     handler: ({ params, audit: a }) => {
       a({ username: params.id });
       if (!catalog.users.delete(params.id)) throw new CofferError('NOT_FOUND', `no user ${params.id}`);
@@ -42,20 +65,44 @@ export function registerAdminRoutes(routes: Routes, { catalog }: Pick<ApiContext
     },
   });
   routes.add({
-    method: 'GET', url: '/api/v1/tokens', summary: 'List API tokens (never the secrets)', tag: 'admin', permission: 'admin',
+    method: 'GET',
+    url: '/api/v1/tokens',
+    summary: 'List API tokens (never the secrets)',
+    tag: 'admin',
+    permission: 'admin',
     handler: () => ({ items: catalog.tokens.listApi(), nextCursor: null }),
   });
   routes.add({
-    method: 'POST', url: '/api/v1/tokens', summary: 'Create an API token (the secret is shown once)', tag: 'admin', permission: 'admin', status: 201,
-    body: z.strictObject({ name: z.string().min(1).max(100), role, expiresInDays: z.number().positive().max(3650).optional() }),
+    method: 'POST',
+    url: '/api/v1/tokens',
+    summary: 'Create an API token (the secret is shown once)',
+    tag: 'admin',
+    permission: 'admin',
+    status: 201,
+    body: z.strictObject({
+      name: z.string().min(1).max(100),
+      role,
+      expiresInDays: z.number().positive().max(3650).optional(),
+    }),
     handler: ({ body, principal, remote, audit: a }) => {
-      const t = createToken(catalog, { role: body.role as Role, name: body.name, createdBy: principal!.actor, remote, ...(body.expiresInDays ? { expiresAt: new Date(Date.now() + body.expiresInDays * 86400_000) } : {}) });
+      const t = createToken(catalog, {
+        role: body.role as Role,
+        name: body.name,
+        createdBy: principal!.actor,
+        remote,
+        ...(body.expiresInDays ? { expiresAt: new Date(Date.now() + body.expiresInDays * 86400_000) } : {}),
+      });
       a({ token: t.id, role: t.role });
       return t;
     },
   });
   routes.add({
-    method: 'DELETE', url: '/api/v1/tokens/:id', summary: 'Revoke an API token', tag: 'admin', permission: 'admin', params: IdParam,
+    method: 'DELETE',
+    url: '/api/v1/tokens/:id',
+    summary: 'Revoke an API token',
+    tag: 'admin',
+    permission: 'admin',
+    params: IdParam,
     handler: ({ params, audit: a }) => {
       a({ token: params.id });
       if (!catalog.tokens.deleteApi(params.id)) throw new CofferError('NOT_FOUND', `no token ${params.id}`);

@@ -8,7 +8,11 @@ export function registerAuthRoutes(routes: Routes, { catalog, config }: Pick<Api
   const throttle = new LoginThrottle(config.http.loginMaxFailures, 15 * 60_000);
 
   routes.add({
-    method: 'POST', url: '/api/v1/auth/login', summary: 'Log in with a user name and password (returns a session token)', tag: 'auth', permission: null,
+    method: 'POST',
+    url: '/api/v1/auth/login',
+    summary: 'Log in with a user name and password (returns a session token)',
+    tag: 'auth',
+    permission: null,
     body: z.strictObject({ username: z.string().min(1).max(64), password: z.string().min(1).max(1024) }),
     handler: async ({ body, remote, audit: a }) => {
       a({ username: body.username });
@@ -18,7 +22,11 @@ export function registerAuthRoutes(routes: Routes, { catalog, config }: Pick<Api
   });
 
   routes.add({
-    method: 'GET', url: '/api/v1/me', summary: 'Who am I', tag: 'auth', permission: 'read',
+    method: 'GET',
+    url: '/api/v1/me',
+    summary: 'Who am I',
+    tag: 'auth',
+    permission: 'read',
     handler: ({ principal }) => ({ actor: principal!.actor, role: principal!.role }),
   });
 }

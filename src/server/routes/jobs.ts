@@ -44,13 +44,22 @@ export function registerJobRoutes(routes: Routes, ctx: JobsContext): void {
   const { catalog, queue, runner } = ctx;
 
   routes.add({
-    method: 'POST', url: '/api/v1/jobs', summary: 'Start a backup, restore, verify or prune job', tag: 'jobs', permission: 'restore', status: 202,
+    method: 'POST',
+    url: '/api/v1/jobs',
+    summary: 'Start a backup, restore, verify or prune job',
+    tag: 'jobs',
+    permission: 'restore',
+    status: 202,
     body: StartJob,
     handler: async ({ body, principal, audit: a }) => ({ items: await startJob(ctx, body, principal!, a) }),
   });
 
   routes.add({
-    method: 'GET', url: '/api/v1/jobs', summary: 'List jobs (newest first)', tag: 'jobs', permission: 'read',
+    method: 'GET',
+    url: '/api/v1/jobs',
+    summary: 'List jobs (newest first)',
+    tag: 'jobs',
+    permission: 'read',
     query: Pagination.extend({
       status: z.enum(['queued', 'running', 'succeeded', 'failed', 'cancelled']).optional(),
       kind: z.enum(['backup', 'restore', 'verify', 'prune']).optional(),
@@ -58,13 +67,24 @@ export function registerJobRoutes(routes: Routes, ctx: JobsContext): void {
     }),
     handler: ({ query }) => {
       const c = decodeCursor(query.cursor, 1);
-      const rows = catalog.jobs.list({ status: query.status, kind: query.kind, vm: query.vm, ...(c ? { beforeId: c[0] as number } : {}), limit: query.limit + 1 });
+      const rows = catalog.jobs.list({
+        status: query.status,
+        kind: query.kind,
+        vm: query.vm,
+        ...(c ? { beforeId: c[0] as number } : {}),
+        limit: query.limit + 1,
+      });
       return page(rows, query.limit, (j) => [j.id]);
     },
   });
 
   routes.add({
-    method: 'GET', url: '/api/v1/jobs/:id', summary: 'A job with its log', tag: 'jobs', permission: 'read', params: JobIdParam,
+    method: 'GET',
+    url: '/api/v1/jobs/:id',
+    summary: 'A job with its log',
+    tag: 'jobs',
+    permission: 'read',
+    params: JobIdParam,
     handler: ({ params }) => {
       const job = queue.get(params.id);
       if (!job) throw new CofferError('NOT_FOUND', `no job ${params.id}`);
@@ -73,13 +93,23 @@ export function registerJobRoutes(routes: Routes, ctx: JobsContext): void {
   });
 
   routes.add({
-    method: 'GET', url: '/api/v1/jobs/:id/events', summary: 'Live job log, progress and status (Server-Sent Events)', tag: 'jobs', permission: 'read', params: JobIdParam,
+    method: 'GET',
+    url: '/api/v1/jobs/:id/events',
+    summary: 'Live job log, progress and status (Server-Sent Events)',
+    tag: 'jobs',
+    permission: 'read',
+    params: JobIdParam,
     response: 'text/event-stream: events "log", "progress", "status"; the stream ends when the job has finished',
     handler: ({ params, req, reply }) => streamJobEvents(queue, params.id, req, reply),
   });
 
   routes.add({
-    method: 'POST', url: '/api/v1/jobs/:id/cancel', summary: 'Cancel a queued or running job', tag: 'jobs', permission: 'operate', params: JobIdParam,
+    method: 'POST',
+    url: '/api/v1/jobs/:id/cancel',
+    summary: 'Cancel a queued or running job',
+    tag: 'jobs',
+    permission: 'operate',
+    params: JobIdParam,
     handler: ({ params, principal, audit: a }) => {
       a({ job: params.id });
       return runner.cancel(params.id, principal!.actor);
@@ -88,7 +118,12 @@ export function registerJobRoutes(routes: Routes, ctx: JobsContext): void {
 }
 
 /** Queues the jobs a POST /api/v1/jobs asks for (a backup of a policy may be several: one per VM). */
-async function startJob(ctx: JobsContext, body: z.infer<typeof StartJob>, principal: Principal, a: (d: Record<string, unknown>) => void): Promise<Job[]> {
+async function startJob(
+  ctx: JobsContext,
+  body: z.infer<typeof StartJob>,
+  principal: Principal,
+  a: (d: Record<string, unknown>) => void,
+): Promise<Job[]> {
   const { catalog, config, repos, queue, scheduler, vcenters } = ctx;
   const by = principal.actor;
   if (body.kind !== 'restore' && !['admin', 'operator'].includes(principal.role)) {
@@ -98,11 +133,18 @@ async function startJob(ctx: JobsContext, body: z.infer<typeof StartJob>, princi
   if (body.kind === 'backup') {
     const p = findPolicy(catalog, body.policy);
     await vcenters.refresh();
-    if (body.vm !== undefined && !resolvePolicyVms(p, vcenters.inventory(), vcenters.errors()).vms.some((v) => v.name === body.vm)) {
-      throw new CofferError('USAGE', `invalid request: body.vm: policy ${p.name} does not cover VM ${JSON.stringify(body.vm)}`);
+    if (
+      body.vm !== undefined &&
+      !resolvePolicyVms(p, vcenters.inventory(), vcenters.errors()).vms.some((v) => v.name === body.vm)
+    ) {
+      throw new CofferError(
+        'USAGE',
+        `invalid request: body.vm: policy ${p.name} does not cover VM ${JSON.stringify(body.vm)}`,
+      );
     }
     const ids = scheduler.enqueueBackups(p, 'manual', by, body.vm);
-    if (ids.length === 0) throw new CofferError('USAGE', `invalid request: body.policy: policy ${p.name} covers no VM of the inventory`);
+    if (ids.length === 0)
+      throw new CofferError('USAGE', `invalid request: body.policy: policy ${p.name} covers no VM of the inventory`);
     a({ policy: p.id, jobs: ids, vm: body.vm });
     return ids.map((id) => queue.get(id)!);
   }
@@ -110,18 +152,31 @@ async function startJob(ctx: JobsContext, body: z.infer<typeof StartJob>, princi
   if (body.kind === 'restore') {
     const target = checkRestoreTarget(body.target, config.restoreDirs!);
     const vm = catalog.restorePoints.vmOf(body.repository, body.pointId);
-    if (vm === undefined) throw new CofferError('NOT_FOUND', `no restore point ${body.pointId} in repository ${body.repository}`);
-    const job = queue.enqueue({ kind: 'restore', repository: body.repository, vm, params: { pointId: body.pointId, disk: body.disk, target, force: body.force }, requestedBy: by });
+    if (vm === undefined)
+      throw new CofferError('NOT_FOUND', `no restore point ${body.pointId} in repository ${body.repository}`);
+    const job = queue.enqueue({
+      kind: 'restore',
+      repository: body.repository,
+      vm,
+      params: { pointId: body.pointId, disk: body.disk, target, force: body.force },
+      requestedBy: by,
+    });
     a({ job: job.id, pointId: body.pointId, disk: body.disk, target, vm });
     return [job];
   }
   if (body.kind === 'prune') {
-    if (queue.hasPendingPrune(body.repository)) throw new CofferError('CONFLICT', `a prune of repository ${body.repository} is already queued or running`);
+    if (queue.hasPendingPrune(body.repository))
+      throw new CofferError('CONFLICT', `a prune of repository ${body.repository} is already queued or running`);
     const job = queue.enqueue({ kind: 'prune', repository: body.repository, params: {}, requestedBy: by });
     a({ job: job.id });
     return [job];
   }
-  const job = queue.enqueue({ kind: 'verify', repository: body.repository, params: { readDataPercent: body.readDataPercent }, requestedBy: by });
+  const job = queue.enqueue({
+    kind: 'verify',
+    repository: body.repository,
+    params: { readDataPercent: body.readDataPercent },
+    requestedBy: by,
+  });
   a({ job: job.id });
   return [job];
 }
@@ -132,7 +187,12 @@ function streamJobEvents(queue: JobQueue, id: number, req: FastifyRequest, reply
   if (!job) throw new CofferError('NOT_FOUND', `no job ${id}`);
   reply.hijack();
   const raw = reply.raw;
-  raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+  raw.writeHead(200, {
+    'content-type': 'text/event-stream',
+    'cache-control': 'no-cache',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+  });
   const send = (event: string, data: unknown) => raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
   const terminal = (s: string) => TERMINAL_STATUSES.includes(s as JobStatus);
   let lastSeq = 0;

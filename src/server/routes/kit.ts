@@ -35,7 +35,12 @@ export interface ErrorBody {
 /** Turns anything thrown in a handler into a status and a body without stack traces or internals. */
 export function errorReply(e: unknown): { status: number; body: ErrorBody } {
   const fe = e as { statusCode?: number; code?: string; message?: string; validation?: unknown };
-  if (!(e instanceof CofferError) && typeof fe?.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+  if (
+    !(e instanceof CofferError) &&
+    typeof fe?.statusCode === 'number' &&
+    fe.statusCode >= 400 &&
+    fe.statusCode < 500
+  ) {
     // fastify's own errors (body too large, malformed JSON, bad content type): safe, short messages
     const status = fe.statusCode;
     const message =
@@ -48,13 +53,27 @@ export function errorReply(e: unknown): { status: number; body: ErrorBody } {
             : status === 400 && /JSON/i.test(fe.message ?? '')
               ? `body is not valid JSON: ${(fe.message ?? '').slice(0, 200)}`
               : (fe.message ?? 'bad request').slice(0, 300);
-    return { status, body: { error: { code: status === 401 ? 'UNAUTHENTICATED' : status === 403 ? 'FORBIDDEN' : status === 404 ? 'NOT_FOUND' : 'USAGE', message } } };
+    return {
+      status,
+      body: {
+        error: {
+          code:
+            status === 401 ? 'UNAUTHENTICATED' : status === 403 ? 'FORBIDDEN' : status === 404 ? 'NOT_FOUND' : 'USAGE',
+          message,
+        },
+      },
+    };
   }
   const err = asCofferError(e);
   const status = HTTP_STATUS[err.code] ?? 500;
-  if (err.code === 'INTERNAL') return { status, body: { error: { code: 'INTERNAL', message: 'internal error (logged on the server)' } } };
-  const details = err.details && Object.keys(err.details).length > 0 && err.code === 'USAGE' ? { details: err.details } : {};
-  return { status, body: { error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}), ...details } } };
+  if (err.code === 'INTERNAL')
+    return { status, body: { error: { code: 'INTERNAL', message: 'internal error (logged on the server)' } } };
+  const details =
+    err.details && Object.keys(err.details).length > 0 && err.code === 'USAGE' ? { details: err.details } : {};
+  return {
+    status,
+    body: { error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}), ...details } },
+  };
 }
 
 export interface RouteContext<B, Q, P> {
@@ -108,7 +127,9 @@ export class Routes {
     private readonly catalog: Pick<Catalog, 'tokens' | 'users'>,
   ) {}
 
-  add<B extends z.ZodType = z.ZodUnknown, Q extends z.ZodType = z.ZodUnknown, P extends z.ZodType = z.ZodUnknown>(spec: RouteSpec<B, Q, P>): void {
+  add<B extends z.ZodType = z.ZodUnknown, Q extends z.ZodType = z.ZodUnknown, P extends z.ZodType = z.ZodUnknown>(
+    spec: RouteSpec<B, Q, P>,
+  ): void {
     this.all.push(spec as unknown as AnyRoute);
     this.app.route({
       method: spec.method,
@@ -127,7 +148,12 @@ export class Routes {
           const r = schema.safeParse(value ?? (where === 'body' ? undefined : {}));
           if (!r.success) {
             throw new CofferError('USAGE', `invalid request: ${formatIssues(r.error.issues, where)}`, {
-              details: { issues: r.error.issues.map((i) => ({ path: [where, ...i.path.map(String)].join('.'), message: i.message })) },
+              details: {
+                issues: r.error.issues.map((i) => ({
+                  path: [where, ...i.path.map(String)].join('.'),
+                  message: i.message,
+                })),
+              },
             });
           }
           return r.data;
@@ -154,14 +180,27 @@ export class Routes {
 
   openapi(version: string): unknown {
     const paths: Record<string, Record<string, unknown>> = {};
-    const js = (s: z.ZodType) => z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' }) as { properties?: Record<string, unknown>; required?: string[] };
+    const js = (s: z.ZodType) =>
+      z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' }) as {
+        properties?: Record<string, unknown>;
+        required?: string[];
+      };
     for (const r of this.all) {
       const path = r.url.replace(/:([A-Za-z]+)/g, '{$1}');
       const parameters: unknown[] = [];
-      for (const [where, schema] of [['path', r.params], ['query', r.query]] as const) {
+      for (const [where, schema] of [
+        ['path', r.params],
+        ['query', r.query],
+      ] as const) {
         if (!schema) continue;
         const s = js(schema);
-        for (const [name, ps] of Object.entries(s.properties ?? {})) parameters.push({ name, in: where, required: where === 'path' || (s.required ?? []).includes(name), schema: ps });
+        for (const [name, ps] of Object.entries(s.properties ?? {}))
+          parameters.push({
+            name,
+            in: where,
+            required: where === 'path' || (s.required ?? []).includes(name),
+            schema: ps,
+          });
       }
       const op: Record<string, unknown> = {
         summary: r.summary,
@@ -171,7 +210,9 @@ export class Routes {
         ...(r.body ? { requestBody: { required: true, content: { 'application/json': { schema: js(r.body) } } } } : {}),
         responses: {
           [String(r.status ?? 200)]: { description: r.response ?? 'success' },
-          ...(r.permission ? { '401': { $ref: '#/components/responses/Error' }, '403': { $ref: '#/components/responses/Error' } } : {}),
+          ...(r.permission
+            ? { '401': { $ref: '#/components/responses/Error' }, '403': { $ref: '#/components/responses/Error' } }
+            : {}),
           ...(r.body || r.query ? { '400': { $ref: '#/components/responses/Error' } } : {}),
         },
       };
@@ -179,14 +220,38 @@ export class Routes {
     }
     return {
       openapi: '3.0.3',
-      info: { title: 'Coffer server API', version, description: 'Backup policies, jobs, restore points. Errors: {"error": {"code", "message"}} with the codes of docs/ERRORS.md.' },
+      info: {
+        title: 'Coffer server API',
+        version,
+        description:
+          'Backup policies, jobs, restore points. Errors: {"error": {"code", "message"}} with the codes of docs/ERRORS.md.',
+      },
       servers: [{ url: '/' }],
       components: {
-        securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'an API token (coffer token create) or a session token (POST /api/v1/auth/login)' } },
+        securitySchemes: {
+          bearer: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'an API token (coffer token create) or a session token (POST /api/v1/auth/login)',
+          },
+        },
         responses: {
           Error: {
             description: 'error',
-            content: { 'application/json': { schema: { type: 'object', properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' }, hint: { type: 'string' } }, required: ['code', 'message'] } } } } },
+            content: {
+              'application/json': {
+                schema: {
+                  type: 'object',
+                  properties: {
+                    error: {
+                      type: 'object',
+                      properties: { code: { type: 'string' }, message: { type: 'string' }, hint: { type: 'string' } },
+                      required: ['code', 'message'],
+                    },
+                  },
+                },
+              },
+            },
           },
         },
       },
@@ -204,7 +269,11 @@ export const IdParam = z.strictObject({ id: z.string().min(1).max(100) });
 export const JobIdParam = z.strictObject({ id: z.coerce.number().int().positive() });
 
 /** One page of `rows` (fetched with limit + 1): the items and the cursor of the next page (null at the end). */
-export function page<T>(rows: T[], limit: number, key: (t: T) => (string | number)[]): { items: T[]; nextCursor: string | null } {
+export function page<T>(
+  rows: T[],
+  limit: number,
+  key: (t: T) => (string | number)[],
+): { items: T[]; nextCursor: string | null } {
   const more = rows.length > limit;
   const items = more ? rows.slice(0, limit) : rows;
   return { items, nextCursor: more ? encodeCursor(key(items[items.length - 1]!)) : null };

@@ -4,7 +4,10 @@ import { findPolicy, type ApiContext } from './context.js';
 import { IdParam, page, Pagination, type Routes } from './kit.js';
 
 /** Tag `policies`: create, read, change, delete; each change reloads the scheduler. */
-export function registerPolicyRoutes(routes: Routes, ctx: Pick<ApiContext, 'catalog' | 'repos' | 'scheduler' | 'vcenters'>): void {
+export function registerPolicyRoutes(
+  routes: Routes,
+  ctx: Pick<ApiContext, 'catalog' | 'repos' | 'scheduler' | 'vcenters'>,
+): void {
   const { catalog, repos, scheduler, vcenters } = ctx;
   const policyView = (p: Policy) => ({
     ...p,
@@ -14,7 +17,11 @@ export function registerPolicyRoutes(routes: Routes, ctx: Pick<ApiContext, 'cata
   });
 
   routes.add({
-    method: 'GET', url: '/api/v1/policies', summary: 'List policies', tag: 'policies', permission: 'read',
+    method: 'GET',
+    url: '/api/v1/policies',
+    summary: 'List policies',
+    tag: 'policies',
+    permission: 'read',
     query: Pagination,
     handler: async ({ query }) => {
       await vcenters.refresh();
@@ -24,7 +31,12 @@ export function registerPolicyRoutes(routes: Routes, ctx: Pick<ApiContext, 'cata
     },
   });
   routes.add({
-    method: 'GET', url: '/api/v1/policies/:id', summary: 'Get a policy', tag: 'policies', permission: 'read', params: IdParam,
+    method: 'GET',
+    url: '/api/v1/policies/:id',
+    summary: 'Get a policy',
+    tag: 'policies',
+    permission: 'read',
+    params: IdParam,
     handler: async ({ params }) => {
       const p = findPolicy(catalog, params.id);
       await vcenters.refresh();
@@ -32,7 +44,12 @@ export function registerPolicyRoutes(routes: Routes, ctx: Pick<ApiContext, 'cata
     },
   });
   routes.add({
-    method: 'POST', url: '/api/v1/policies', summary: 'Create a policy', tag: 'policies', permission: 'policies', status: 201,
+    method: 'POST',
+    url: '/api/v1/policies',
+    summary: 'Create a policy',
+    tag: 'policies',
+    permission: 'policies',
+    status: 201,
     body: PolicySpecSchema,
     handler: async ({ body, audit: a }) => {
       checkPolicyRepository(body, repos.names(), vcenters.names);
@@ -44,8 +61,13 @@ export function registerPolicyRoutes(routes: Routes, ctx: Pick<ApiContext, 'cata
     },
   });
   routes.add({
-    method: 'PUT', url: '/api/v1/policies/:id', summary: 'Replace a policy', tag: 'policies', permission: 'policies',
-    params: IdParam, body: PolicySpecSchema,
+    method: 'PUT',
+    url: '/api/v1/policies/:id',
+    summary: 'Replace a policy',
+    tag: 'policies',
+    permission: 'policies',
+    params: IdParam,
+    body: PolicySpecSchema,
     handler: async ({ params, body, audit: a }) => {
       checkPolicyRepository(body, repos.names(), vcenters.names);
       await vcenters.refresh();
@@ -56,7 +78,12 @@ export function registerPolicyRoutes(routes: Routes, ctx: Pick<ApiContext, 'cata
     },
   });
   routes.add({
-    method: 'DELETE', url: '/api/v1/policies/:id', summary: 'Delete a policy', tag: 'policies', permission: 'policies', params: IdParam,
+    method: 'DELETE',
+    url: '/api/v1/policies/:id',
+    summary: 'Delete a policy',
+    tag: 'policies',
+    permission: 'policies',
+    params: IdParam,
     handler: ({ params, audit: a }) => {
       const p = findPolicy(catalog, params.id);
       catalog.policies.delete(p.id);

@@ -13,7 +13,15 @@ const FilesLocation = {
   repository: z.string().max(64).optional(),
   /** partition number as listed (0 = a disk without partition table); default: the only one */
   /** partition number as listed (0 = a disk without partition table), or an LVM2 logical volume "VG/LV"; default: the only one */
-  partition: z.union([z.coerce.number().int().min(0).max(4096), z.string().max(260).regex(/^[^/]+\/[^/]+$/)]).optional(),
+  partition: z
+    .union([
+      z.coerce.number().int().min(0).max(4096),
+      z
+        .string()
+        .max(260)
+        .regex(/^[^/]+\/[^/]+$/),
+    ])
+    .optional(),
 };
 const BrowseQuery = Pagination.extend({ ...FilesLocation, path: z.string().min(1).max(4096).optional() });
 
@@ -27,70 +35,136 @@ export function registerRestorePointRoutes(routes: Routes, ctx: PointsContext): 
   const { catalog, repos } = ctx;
 
   routes.add({
-    method: 'GET', url: '/api/v1/restore-points', summary: 'List restore points (newest first)', tag: 'restore-points', permission: 'read',
+    method: 'GET',
+    url: '/api/v1/restore-points',
+    summary: 'List restore points (newest first)',
+    tag: 'restore-points',
+    permission: 'read',
     query: Pagination.extend({ vm: z.string().max(512).optional(), repository: z.string().max(64).optional() }),
     handler: ({ query }) => {
       const c = decodeCursor(query.cursor, 3) as [string, string, string] | undefined;
-      const items = catalog.restorePoints.list({ vm: query.vm, repository: query.repository, ...(c ? { before: c } : {}), limit: query.limit + 1 });
+      const items = catalog.restorePoints.list({
+        vm: query.vm,
+        repository: query.repository,
+        ...(c ? { before: c } : {}),
+        limit: query.limit + 1,
+      });
       return page(items, query.limit, (p) => [p.time, p.repository, p.id]);
     },
   });
 
   routes.add({
-    method: 'GET', url: '/api/v1/restore-points/:id/disks/:disk/files', tag: 'restore-points', permission: 'read',
-    summary: 'Browse files of a restore point disk: without partition and path its partitions; else a directory (paginated, sorted by name) or one entry',
+    method: 'GET',
+    url: '/api/v1/restore-points/:id/disks/:disk/files',
+    tag: 'restore-points',
+    permission: 'read',
+    summary:
+      'Browse files of a restore point disk: without partition and path its partitions; else a directory (paginated, sorted by name) or one entry',
     params: FilesParams,
     query: BrowseQuery,
     handler: ({ params, query }) => browse(ctx, params, query),
   });
 
   routes.add({
-    method: 'GET', url: '/api/v1/restore-points/:id/disks/:disk/files/content', tag: 'restore-points', permission: 'restore', audit: true,
+    method: 'GET',
+    url: '/api/v1/restore-points/:id/disks/:disk/files/content',
+    tag: 'restore-points',
+    permission: 'restore',
+    audit: true,
     summary: 'Download one regular file of a restore point disk (audited)',
     params: FilesParams,
     query: z.strictObject({ ...FilesLocation, path: z.string().min(1).max(4096) }),
-    response: "application/octet-stream: the file's bytes (holes as zeros), Content-Disposition: attachment with the file name",
+    response:
+      "application/octet-stream: the file's bytes (holes as zeros), Content-Disposition: attachment with the file name",
     handler: async ({ params, query, req, reply, principal, remote, audit: a }) => {
       a({ pointId: params.id, disk: params.disk, partition: query.partition ?? null, path: query.path });
       const { repository, pointId } = locatePoint(catalog, params.id, query.repository);
       a({ repository });
       const { repo, pool } = await repos.forBrowsing(repository);
-      const f = await openGuestFile(repo, pool, { pointId, disk: params.disk, partition: query.partition, path: query.path });
+      const f = await openGuestFile(repo, pool, {
+        pointId,
+        disk: params.disk,
+        partition: query.partition,
+        path: query.path,
+      });
       return sendGuestFile(catalog, f, { req, reply, principal: principal!, remote });
     },
   });
 }
 
 /** The repository holding restore point `id` (ids are random: the same id in two repositories needs ?repository=). */
-function locatePoint(catalog: Pick<Catalog, 'restorePoints'>, id: string, repository: string | undefined): { repository: string; pointId: string } {
+function locatePoint(
+  catalog: Pick<Catalog, 'restorePoints'>,
+  id: string,
+  repository: string | undefined,
+): { repository: string; pointId: string } {
   const repositories = catalog.restorePoints.repositoriesOf(id, repository);
-  if (repositories.length === 0) throw new CofferError('NOT_FOUND', `no restore point ${id}${repository ? ` in repository ${repository}` : ''}`);
-  if (repositories.length > 1) throw new CofferError('AMBIGUOUS', `restore point ${id} is in several repositories (${repositories.join(', ')}): add ?repository=`);
+  if (repositories.length === 0)
+    throw new CofferError('NOT_FOUND', `no restore point ${id}${repository ? ` in repository ${repository}` : ''}`);
+  if (repositories.length > 1)
+    throw new CofferError(
+      'AMBIGUOUS',
+      `restore point ${id} is in several repositories (${repositories.join(', ')}): add ?repository=`,
+    );
   return { repository: repositories[0]!, pointId: id };
 }
 
 /** A disk's partition table, or a page of a directory, or one entry. */
-async function browse(ctx: PointsContext, params: z.infer<typeof FilesParams>, query: z.infer<typeof BrowseQuery>): Promise<unknown> {
+async function browse(
+  ctx: PointsContext,
+  params: z.infer<typeof FilesParams>,
+  query: z.infer<typeof BrowseQuery>,
+): Promise<unknown> {
   const { repository, pointId } = locatePoint(ctx.catalog, params.id, query.repository);
   const { repo, pool } = await ctx.repos.forBrowsing(repository);
   if (query.partition === undefined && query.path === undefined) {
     const t = await listGuestPartitions(repo, pool, { pointId, disk: params.disk });
     const items = t.partitions.map((p) => ({
-      number: p.number, startBytes: p.startBytes, sizeBytes: p.sizeBytes, type: p.type, name: p.name ?? null,
-      container: Boolean(p.container), problem: p.problem ?? null, filesystem: p.filesystem ?? null,
+      number: p.number,
+      startBytes: p.startBytes,
+      sizeBytes: p.sizeBytes,
+      type: p.type,
+      name: p.name ?? null,
+      container: Boolean(p.container),
+      problem: p.problem ?? null,
+      filesystem: p.filesystem ?? null,
     }));
-    return { kind: 'partitions', repository, pointId, disk: params.disk, scheme: t.scheme, sizeBytes: t.sizeBytes, items, nextCursor: null };
+    return {
+      kind: 'partitions',
+      repository,
+      pointId,
+      disk: params.disk,
+      scheme: t.scheme,
+      sizeBytes: t.sizeBytes,
+      items,
+      nextCursor: null,
+    };
   }
   const c = decodeCursor(query.cursor, 1);
   const offset = c ? c[0] : 0;
-  if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) throw new CofferError('USAGE', 'query.cursor: not a cursor this server issued');
-  const r = await listGuestFiles(repo, pool, { pointId, disk: params.disk, partition: query.partition, path: query.path ?? '/', page: { offset, limit: query.limit } });
+  if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0)
+    throw new CofferError('USAGE', 'query.cursor: not a cursor this server issued');
+  const r = await listGuestFiles(repo, pool, {
+    pointId,
+    disk: params.disk,
+    partition: query.partition,
+    path: query.path ?? '/',
+    page: { offset, limit: query.limit },
+  });
   const items = r.entries ?? [];
   const total = r.entriesTotal ?? 0;
   return {
     kind: r.entries ? 'directory' : 'entry',
-    repository, pointId, disk: params.disk, partition: r.partition, filesystem: r.filesystem, path: r.path, warnings: r.warnings,
-    entry: r.entry, total, items,
+    repository,
+    pointId,
+    disk: params.disk,
+    partition: r.partition,
+    filesystem: r.filesystem,
+    path: r.path,
+    warnings: r.warnings,
+    entry: r.entry,
+    total,
+    items,
     nextCursor: r.entries && offset + items.length < total ? encodeCursor([offset + items.length]) : null,
   };
 }
@@ -123,8 +197,19 @@ async function sendGuestFile(
     recorded = true;
     const code = err ? ((err as { code?: unknown }).code ?? 'INTERNAL') : undefined;
     catalog.audit.append({
-      actor: principal.actor, action: `GET ${req.routeOptions.url}`, target: req.url.split('?')[0]!, remote, status: 200,
-      details: { ...req.auditDetails, partition: f.partition, size: f.entry.size, bytes, complete: complete && !err, ...(code ? { error: String(code) } : {}) },
+      actor: principal.actor,
+      action: `GET ${req.routeOptions.url}`,
+      target: req.url.split('?')[0]!,
+      remote,
+      status: 200,
+      details: {
+        ...req.auditDetails,
+        partition: f.partition,
+        size: f.entry.size,
+        bytes,
+        complete: complete && !err,
+        ...(code ? { error: String(code) } : {}),
+      },
     });
   };
   const body = new Readable({
@@ -165,8 +250,18 @@ async function sendGuestFile(
 
 /** A Content-Disposition for an untrusted guest file name: a plain-ASCII fallback and the exact name in RFC 5987 form. */
 export function contentDisposition(name: string): string {
-  const wellFormed = name.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD').replace(/[\x00-\x1f\x7f/\\]/g, '_').slice(0, 255);
-  const ascii = wellFormed.replace(/[^\x20-\x7e]|["%;]/g, '_').replace(/^[.\s]+/, '').slice(0, 200) || 'download';
-  const utf8 = encodeURIComponent(wellFormed).replace(/['()*]/g, (ch) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`);
+  const wellFormed = name
+    .replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD')
+    .replace(/[\x00-\x1f\x7f/\\]/g, '_')
+    .slice(0, 255);
+  const ascii =
+    wellFormed
+      .replace(/[^\x20-\x7e]|["%;]/g, '_')
+      .replace(/^[.\s]+/, '')
+      .slice(0, 200) || 'download';
+  const utf8 = encodeURIComponent(wellFormed).replace(
+    /['()*]/g,
+    (ch) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
   return `attachment; filename="${ascii}"; filename*=UTF-8''${utf8}`;
 }

@@ -8,7 +8,11 @@ type VmContext = Pick<ApiContext, 'catalog' | 'repos' | 'vcenters'>;
 /** Tag `vms`: VMs with their protection status. */
 export function registerVmRoutes(routes: Routes, { catalog, vcenters }: VmContext): void {
   routes.add({
-    method: 'GET', url: '/api/v1/vms', summary: 'VMs with protection status, last result and RPO compliance', tag: 'vms', permission: 'read',
+    method: 'GET',
+    url: '/api/v1/vms',
+    summary: 'VMs with protection status, last result and RPO compliance',
+    tag: 'vms',
+    permission: 'read',
     query: Pagination,
     handler: async ({ query }) => {
       await vcenters.refresh();
@@ -23,12 +27,21 @@ export function registerVmRoutes(routes: Routes, { catalog, vcenters }: VmContex
 /** Tag `vms` too: the console's summary (registered after the repositories, where it always was in the OpenAPI document). */
 export function registerDashboardRoutes(routes: Routes, { catalog, repos, vcenters }: VmContext): void {
   routes.add({
-    method: 'GET', url: '/api/v1/dashboard', summary: 'Summary for the console: VM counts, storage, a 14-day trend', tag: 'vms', permission: 'read',
+    method: 'GET',
+    url: '/api/v1/dashboard',
+    summary: 'Summary for the console: VM counts, storage, a 14-day trend',
+    tag: 'vms',
+    permission: 'read',
     handler: () => {
       const vms = vmStatuses(catalog, catalog.policies.list(), vcenters.inventory());
       const since = new Date(Date.now() - 13 * 86400_000).toISOString().slice(0, 10);
       return {
-        vms: { total: vms.length, protected: vms.filter((v) => v.protected).length, compliant: vms.filter((v) => v.rpoCompliant === true).length, breached: vms.filter((v) => v.rpoCompliant === false).length },
+        vms: {
+          total: vms.length,
+          protected: vms.filter((v) => v.protected).length,
+          compliant: vms.filter((v) => v.rpoCompliant === true).length,
+          breached: vms.filter((v) => v.rpoCompliant === false).length,
+        },
         repositories: repos.stats(),
         trend: catalog.restorePoints.dailyTrend(since),
         failures: catalog.jobs.failuresByDay(since),

@@ -44,11 +44,15 @@ export function parseSparseHeader(b: Buffer, path: string): SparseHeader & { gdA
     gdOffset: gdRaw === GD_AT_END ? 0 : big(56, 'grain directory offset'),
     compressAlgorithm: b.readUInt16LE(77),
   };
-  if (h.capacitySectors > MAX_CAPACITY_SECTORS) throw vmdkError(path, `absurd capacity of ${h.capacitySectors} sectors`);
-  if (h.grainSectors < 8 || h.grainSectors > 2048 || (h.grainSectors & (h.grainSectors - 1)) !== 0) throw vmdkError(path, `invalid grain size ${h.grainSectors} sectors`);
-  if (h.numGTEsPerGT !== 512) throw vmdkError(path, `unsupported ${h.numGTEsPerGT} entries per grain table (must be 512)`);
+  if (h.capacitySectors > MAX_CAPACITY_SECTORS)
+    throw vmdkError(path, `absurd capacity of ${h.capacitySectors} sectors`);
+  if (h.grainSectors < 8 || h.grainSectors > 2048 || (h.grainSectors & (h.grainSectors - 1)) !== 0)
+    throw vmdkError(path, `invalid grain size ${h.grainSectors} sectors`);
+  if (h.numGTEsPerGT !== 512)
+    throw vmdkError(path, `unsupported ${h.numGTEsPerGT} entries per grain table (must be 512)`);
   if (h.descriptorSectors > 128) throw vmdkError(path, 'embedded descriptor larger than 64 KiB');
-  if (h.flags & FLAG_COMPRESSED && h.compressAlgorithm !== 1) throw vmdkError(path, `unknown compression algorithm ${h.compressAlgorithm}`);
+  if (h.flags & FLAG_COMPRESSED && h.compressAlgorithm !== 1)
+    throw vmdkError(path, `unknown compression algorithm ${h.compressAlgorithm}`);
   return h;
 }
 
@@ -118,7 +122,10 @@ export class SparseExtent {
 
   private checkRange(offset: number, length: number, what: string): void {
     if (offset < 0 || offset + length > this.fileBytes) {
-      throw vmdkError(this.path, `${what} at byte ${offset} (+${length}) lies outside the file (${this.fileBytes} bytes)`);
+      throw vmdkError(
+        this.path,
+        `${what} at byte ${offset} (+${length}) lies outside the file (${this.fileBytes} bytes)`,
+      );
     }
   }
 
@@ -177,8 +184,10 @@ export class SparseExtent {
     const m = await readAt(this.fh, at, 12, this.path);
     const lba = m.readBigUInt64LE(0);
     const size = m.readUInt32LE(8);
-    if (lba !== BigInt(g * this.header.grainSectors)) throw vmdkError(this.path, `grain ${g} marker names sector ${lba}`);
-    if (size === 0 || size > this.grainBytes * 2 + 1024) throw vmdkError(this.path, `grain ${g} has an absurd compressed size ${size}`);
+    if (lba !== BigInt(g * this.header.grainSectors))
+      throw vmdkError(this.path, `grain ${g} marker names sector ${lba}`);
+    if (size === 0 || size > this.grainBytes * 2 + 1024)
+      throw vmdkError(this.path, `grain ${g} has an absurd compressed size ${size}`);
     this.checkRange(at + 12, size, `grain ${g}`);
     const data = await readAt(this.fh, at + 12, size, this.path);
     let out: Buffer;

@@ -20,7 +20,9 @@ export const MAX_CAPACITY_SECTORS = 2 ** 37;
 const MAX_EXTENTS = 4096;
 
 export function vmdkError(path: string, why: string): CofferError {
-  return new CofferError('SOURCE_UNREADABLE', `${path}: invalid VMDK: ${why}`, { details: { source: path, format: 'vmdk' } });
+  return new CofferError('SOURCE_UNREADABLE', `${path}: invalid VMDK: ${why}`, {
+    details: { source: path, format: 'vmdk' },
+  });
 }
 
 /** Parses a VMDK text descriptor (VMware Virtual Disk Format 1.1, "The Descriptor File"). */
@@ -38,12 +40,17 @@ export function parseDescriptor(text: string, path: string): VmdkDescriptor {
       if (kv[1] === 'parentCID') parentCID = kv[2]!.toLowerCase();
       continue;
     }
-    const ext = /^(RW|RDONLY|NOACCESS)\s+(\d+)\s+(FLAT|SPARSE|ZERO|VMFS|VMFSSPARSE|VMFSRDM|VMFSRAW)(?:\s+"([^"]*)"(?:\s+(\d+))?)?\s*$/.exec(line);
+    const ext =
+      /^(RW|RDONLY|NOACCESS)\s+(\d+)\s+(FLAT|SPARSE|ZERO|VMFS|VMFSSPARSE|VMFSRDM|VMFSRAW)(?:\s+"([^"]*)"(?:\s+(\d+))?)?\s*$/.exec(
+        line,
+      );
     if (ext) {
       const type = ext[3] as string;
-      if (type === 'VMFSRDM' || type === 'VMFSRAW') throw vmdkError(path, `${type} extents (raw device mappings) cannot be read from a file`);
+      if (type === 'VMFSRDM' || type === 'VMFSRAW')
+        throw vmdkError(path, `${type} extents (raw device mappings) cannot be read from a file`);
       const sectors = Number(ext[2]);
-      if (!Number.isSafeInteger(sectors) || sectors > MAX_CAPACITY_SECTORS) throw vmdkError(path, `absurd extent size ${ext[2]}`);
+      if (!Number.isSafeInteger(sectors) || sectors > MAX_CAPACITY_SECTORS)
+        throw vmdkError(path, `absurd extent size ${ext[2]}`);
       if (type !== 'ZERO' && ext[4] === undefined) throw vmdkError(path, `extent without a file name: ${line}`);
       extents.push({
         access: ext[1] as VmdkExtentLine['access'],

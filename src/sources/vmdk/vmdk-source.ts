@@ -4,7 +4,13 @@ import * as path from 'node:path';
 import { CofferError, type Op } from '../../shared/index.js';
 import type { BlockSource, Extent } from '../block-source.js';
 import { SECTOR, SPARSE_MAGIC, SparseExtent, readAt } from './sparse-extent.js';
-import { MAX_CAPACITY_SECTORS, MAX_DESCRIPTOR_BYTES, parseDescriptor, vmdkError, type VmdkDescriptor } from './vmdk-descriptor.js';
+import {
+  MAX_CAPACITY_SECTORS,
+  MAX_DESCRIPTOR_BYTES,
+  parseDescriptor,
+  vmdkError,
+  type VmdkDescriptor,
+} from './vmdk-descriptor.js';
 
 type Part =
   | { kind: 'flat'; start: number; length: number; fh: FileHandle; fileOffset: number; file: string }
@@ -47,38 +53,58 @@ export class VmdkSource implements BlockSource {
       if (head.length === 512 && head.readUInt32LE(0) === SPARSE_MAGIC) {
         const extent = await SparseExtent.open(fh, filePath);
         const text = await extent.embeddedDescriptor();
-        descriptor = text ? parseDescriptor(text, filePath) : { createType: 'monolithicSparse', parentCID: 'ffffffff', extents: [] };
+        descriptor = text
+          ? parseDescriptor(text, filePath)
+          : { createType: 'monolithicSparse', parentCID: 'ffffffff', extents: [] };
         checkNoParent(descriptor, filePath);
         parts.push({ kind: 'sparse', start: 0, length: extent.sizeBytes, extent, file: filePath });
         return new VmdkSource(filePath, descriptor.createType, parts, handles);
       }
-      if (st.size > MAX_DESCRIPTOR_BYTES) throw vmdkError(filePath, 'neither a sparse extent nor a descriptor (too large for a descriptor)');
+      if (st.size > MAX_DESCRIPTOR_BYTES)
+        throw vmdkError(filePath, 'neither a sparse extent nor a descriptor (too large for a descriptor)');
       const text = (await readAt(fh, 0, st.size, filePath)).toString('latin1');
-      if (!/#\s*Disk DescriptorFile/i.test(text)) throw vmdkError(filePath, 'neither a sparse extent nor a descriptor file');
+      if (!/#\s*Disk DescriptorFile/i.test(text))
+        throw vmdkError(filePath, 'neither a sparse extent nor a descriptor file');
       descriptor = parseDescriptor(text, filePath);
       checkNoParent(descriptor, filePath);
       const dir = path.dirname(filePath);
       let start = 0;
       for (const e of descriptor.extents) {
         const length = e.sectors * SECTOR;
-        if (start / SECTOR + e.sectors > MAX_CAPACITY_SECTORS) throw vmdkError(filePath, 'extents add up to an absurd size');
+        if (start / SECTOR + e.sectors > MAX_CAPACITY_SECTORS)
+          throw vmdkError(filePath, 'extents add up to an absurd size');
         if (e.type === 'ZERO') {
           parts.push({ kind: 'zero', start, length });
         } else {
           const name = e.file!;
-          if (name === '' || name.includes('/') || name.includes('\\') || name === '.' || name === '..' || name.includes('\0')) {
-            throw vmdkError(filePath, `extent file ${JSON.stringify(name)} must be a plain file name beside the descriptor`);
+          if (
+            name === '' ||
+            name.includes('/') ||
+            name.includes('\\') ||
+            name === '.' ||
+            name === '..' ||
+            name.includes('\0')
+          ) {
+            throw vmdkError(
+              filePath,
+              `extent file ${JSON.stringify(name)} must be a plain file name beside the descriptor`,
+            );
           }
           const p = path.join(dir, name);
           const efh = await openFile(p);
           if (e.type === 'FLAT' || e.type === 'VMFS') {
             const size = (await efh.stat()).size;
             const fileOffset = e.offsetSectors * SECTOR;
-            if (fileOffset + length > size) throw vmdkError(filePath, `extent ${name} needs ${fileOffset + length} bytes, the file has ${size}`);
+            if (fileOffset + length > size)
+              throw vmdkError(filePath, `extent ${name} needs ${fileOffset + length} bytes, the file has ${size}`);
             parts.push({ kind: 'flat', start, length, fh: efh, fileOffset, file: p });
           } else {
             const extent = await SparseExtent.open(efh, p);
-            if (extent.sizeBytes < length) throw vmdkError(filePath, `sparse extent ${name} holds ${extent.sizeBytes} bytes, the descriptor says ${length}`);
+            if (extent.sizeBytes < length)
+              throw vmdkError(
+                filePath,
+                `sparse extent ${name} holds ${extent.sizeBytes} bytes, the descriptor says ${length}`,
+              );
             parts.push({ kind: 'sparse', start, length, extent, file: p });
           }
         }
@@ -137,9 +163,13 @@ export class VmdkSource implements BlockSource {
 
 function checkNoParent(d: VmdkDescriptor, filePath: string): void {
   if (d.parentCID !== 'ffffffff') {
-    throw new CofferError('SOURCE_UNREADABLE', `${filePath} is a snapshot delta disk (it has a parent); Coffer reads base disks only`, {
-      hint: 'back up the VM through vSphere, or consolidate its snapshots first',
-      details: { source: filePath, format: 'vmdk' },
-    });
+    throw new CofferError(
+      'SOURCE_UNREADABLE',
+      `${filePath} is a snapshot delta disk (it has a parent); Coffer reads base disks only`,
+      {
+        hint: 'back up the VM through vSphere, or consolidate its snapshots first',
+        details: { source: filePath, format: 'vmdk' },
+      },
+    );
   }
 }

@@ -2,7 +2,17 @@ import { BlobSASPermissions, type ContainerClient } from '@azure/storage-blob';
 import { CofferError, type BlobName, type Op } from '../../shared/index.js';
 import { isValidBlobName, type BlobInfo, type BlobStore, type ByteRange, type RetentionInfo } from '../blob-store.js';
 import { ownCapabilities, type CapableBlobStore } from '../capabilities.js';
-import { innermost, lockRefusal, type AccessTier, type LockRequest, type LockingBlobStore, type RehydratePriority, type ServerSideCopy, type TierInfo, type TieredBlobStore } from '../cloud-store.js';
+import {
+  innermost,
+  lockRefusal,
+  type AccessTier,
+  type LockRequest,
+  type LockingBlobStore,
+  type RehydratePriority,
+  type ServerSideCopy,
+  type TierInfo,
+  type TieredBlobStore,
+} from '../cloud-store.js';
 import { abortError, requestSignal } from '../request-signal.js';
 import { azureErrorCode, translateAzureError } from './azure-errors.js';
 
@@ -69,13 +79,21 @@ export class AzureBlobStore implements CapableBlobStore, TieredBlobStore, Lockin
     op?.signal?.throwIfAborted();
     try {
       await this.call(name, op, (abortSignal) =>
-        this.container.getBlockBlobClient(key).upload(data, data.length, { abortSignal, conditions: { ifNoneMatch: '*' } }),
+        this.container
+          .getBlockBlobClient(key)
+          .upload(data, data.length, { abortSignal, conditions: { ifNoneMatch: '*' } }),
       );
       return 'created';
     } catch (e) {
       const cause = e instanceof CofferError ? (e.cause ?? e) : e;
       const code = azureErrorCode(cause);
-      if (code === 'BlobAlreadyExists' || code === 'ConditionNotMet' || (e instanceof CofferError && (e.details.status === 409 || e.details.status === 412) && !/Immutable|Archived|Lease/.test(String(code)))) {
+      if (
+        code === 'BlobAlreadyExists' ||
+        code === 'ConditionNotMet' ||
+        (e instanceof CofferError &&
+          (e.details.status === 409 || e.details.status === 412) &&
+          !/Immutable|Archived|Lease/.test(String(code)))
+      ) {
         return 'exists';
       }
       throw e;
@@ -85,15 +103,21 @@ export class AzureBlobStore implements CapableBlobStore, TieredBlobStore, Lockin
   async get(name: BlobName, range?: ByteRange, op?: Op): Promise<Buffer> {
     const key = this.key(name);
     if (range && range.length <= 0) {
-      if (!(await this.stat(name, op))) throw new CofferError('NOT_FOUND', `blob ${name} not found at ${this.location}`, { details: { blob: name } });
+      if (!(await this.stat(name, op)))
+        throw new CofferError('NOT_FOUND', `blob ${name} not found at ${this.location}`, { details: { blob: name } });
       return Buffer.alloc(0);
     }
     try {
       return await this.call(name, op, async (abortSignal) => {
-        const res = await this.container.getBlobClient(key).download(range?.offset ?? 0, range?.length, { abortSignal, maxRetryRequests: 0 });
+        const res = await this.container
+          .getBlobClient(key)
+          .download(range?.offset ?? 0, range?.length, { abortSignal, maxRetryRequests: 0 });
         const body = await readAll(res.readableStreamBody);
         if (res.contentLength !== undefined && body.length !== res.contentLength) {
-          throw new CofferError('TRANSIENT', `short read of ${name} at ${this.location}: ${body.length} of ${res.contentLength} bytes`);
+          throw new CofferError(
+            'TRANSIENT',
+            `short read of ${name} at ${this.location}: ${body.length} of ${res.contentLength} bytes`,
+          );
         }
         return body;
       });
@@ -107,7 +131,9 @@ export class AzureBlobStore implements CapableBlobStore, TieredBlobStore, Lockin
   async stat(name: BlobName, op?: Op): Promise<BlobInfo | undefined> {
     const key = this.key(name);
     try {
-      const p = await this.call(name, op, (abortSignal) => this.container.getBlobClient(key).getProperties({ abortSignal }));
+      const p = await this.call(name, op, (abortSignal) =>
+        this.container.getBlobClient(key).getProperties({ abortSignal }),
+      );
       return { name, sizeBytes: p.contentLength ?? 0, modifiedAt: p.lastModified ?? new Date(0) };
     } catch (e) {
       if (e instanceof CofferError && e.code === 'NOT_FOUND') return undefined;
@@ -119,7 +145,9 @@ export class AzureBlobStore implements CapableBlobStore, TieredBlobStore, Lockin
     let marker: string | undefined;
     do {
       const page = await this.call(`list ${prefix}`, op, async (abortSignal) => {
-        const it = this.container.listBlobsFlat({ prefix: this.prefix + prefix, abortSignal }).byPage({ maxPageSize: this.pageSize, continuationToken: marker });
+        const it = this.container
+          .listBlobsFlat({ prefix: this.prefix + prefix, abortSignal })
+          .byPage({ maxPageSize: this.pageSize, continuationToken: marker });
         const r = await it.next();
         return r.done ? undefined : r.value;
       });
@@ -127,7 +155,11 @@ export class AzureBlobStore implements CapableBlobStore, TieredBlobStore, Lockin
       for (const b of page.segment.blobItems) {
         const name = b.name.slice(this.prefix.length);
         if (!b.name.startsWith(this.prefix) || !isValidBlobName(name)) continue;
-        yield { name: name as BlobName, sizeBytes: b.properties.contentLength ?? 0, modifiedAt: b.properties.lastModified };
+        yield {
+          name: name as BlobName,
+          sizeBytes: b.properties.contentLength ?? 0,
+          modifiedAt: b.properties.lastModified,
+        };
       }
       marker = page.continuationToken || undefined;
     } while (marker);
@@ -136,7 +168,9 @@ export class AzureBlobStore implements CapableBlobStore, TieredBlobStore, Lockin
   async delete(name: BlobName, op?: Op): Promise<void> {
     const key = this.key(name);
     try {
-      await this.call(name, op, (abortSignal) => this.container.getBlobClient(key).delete({ abortSignal, deleteSnapshots: 'include' }));
+      await this.call(name, op, (abortSignal) =>
+        this.container.getBlobClient(key).delete({ abortSignal, deleteSnapshots: 'include' }),
+      );
     } catch (e) {
       if (e instanceof CofferError && e.code === 'NOT_FOUND') return;
       throw e;
@@ -148,7 +182,9 @@ export class AzureBlobStore implements CapableBlobStore, TieredBlobStore, Lockin
   async retention(name: BlobName, op?: Op): Promise<RetentionInfo | undefined> {
     const key = this.key(name);
     try {
-      const p = await this.call(name, op, (abortSignal) => this.container.getBlobClient(key).getProperties({ abortSignal }));
+      const p = await this.call(name, op, (abortSignal) =>
+        this.container.getBlobClient(key).getProperties({ abortSignal }),
+      );
       const until = p.immutabilityPolicyExpiresOn;
       const active = until !== undefined && until.getTime() > Date.now();
       if (!active && !p.legalHold) return undefined;
@@ -167,7 +203,11 @@ export class AzureBlobStore implements CapableBlobStore, TieredBlobStore, Lockin
     try {
       await this.lockUnchecked(name, req, op);
     } catch (e) {
-      throw lockRefusal(e, this.location, 'enable version-level immutability on the storage account or container (it cannot be enabled on Azurite, which answers 501)');
+      throw lockRefusal(
+        e,
+        this.location,
+        'enable version-level immutability on the storage account or container (it cannot be enabled on Azurite, which answers 501)',
+      );
     }
   }
 
@@ -178,7 +218,8 @@ export class AzureBlobStore implements CapableBlobStore, TieredBlobStore, Lockin
         client.setImmutabilityPolicy({ expiriesOn: req.until!, policyMode: 'Locked' }, { abortSignal }),
       );
     }
-    if (req.legalHold) await this.call(`legal hold ${name}`, op, (abortSignal) => client.setLegalHold(true, { abortSignal }));
+    if (req.legalHold)
+      await this.call(`legal hold ${name}`, op, (abortSignal) => client.setLegalHold(true, { abortSignal }));
   }
 
   // ---- access tiers
@@ -186,12 +227,19 @@ export class AzureBlobStore implements CapableBlobStore, TieredBlobStore, Lockin
   async tierOf(name: BlobName, op?: Op): Promise<TierInfo | undefined> {
     const key = this.key(name);
     try {
-      const p = await this.call(name, op, (abortSignal) => this.container.getBlobClient(key).getProperties({ abortSignal }));
+      const p = await this.call(name, op, (abortSignal) =>
+        this.container.getBlobClient(key).getProperties({ abortSignal }),
+      );
       const status = p.archiveStatus ?? '';
       const to = /rehydrate-pending-to-(hot|cool|cold)/i.exec(status)?.[1];
       return {
         tier: normalizeTier(p.accessTier),
-        ...(to ? { rehydratingTo: normalizeTier(to), rehydratePriority: (p.rehydratePriority as RehydratePriority | undefined) ?? 'Standard' } : {}),
+        ...(to
+          ? {
+              rehydratingTo: normalizeTier(to),
+              rehydratePriority: (p.rehydratePriority as RehydratePriority | undefined) ?? 'Standard',
+            }
+          : {}),
         ...(p.accessTierChangedOn ? { tierChangedAt: p.accessTierChangedOn } : {}),
       };
     } catch (e) {
@@ -203,7 +251,9 @@ export class AzureBlobStore implements CapableBlobStore, TieredBlobStore, Lockin
   async setTier(name: BlobName, tier: AccessTier, opts: { priority?: RehydratePriority } = {}, op?: Op): Promise<void> {
     const key = this.key(name);
     await this.call(`set tier of ${name}`, op, (abortSignal) =>
-      this.container.getBlobClient(key).setAccessTier(tier, { abortSignal, ...(opts.priority ? { rehydratePriority: opts.priority } : {}) }),
+      this.container
+        .getBlobClient(key)
+        .setAccessTier(tier, { abortSignal, ...(opts.priority ? { rehydratePriority: opts.priority } : {}) }),
     );
   }
 
@@ -221,7 +271,10 @@ export class AzureBlobStore implements CapableBlobStore, TieredBlobStore, Lockin
   async readSasUrl(name: BlobName, validMs: number): Promise<string | undefined> {
     const client = this.container.getBlobClient(this.key(name));
     try {
-      return await client.generateSasUrl({ permissions: BlobSASPermissions.parse('r'), expiresOn: new Date(Date.now() + validMs) });
+      return await client.generateSasUrl({
+        permissions: BlobSASPermissions.parse('r'),
+        expiresOn: new Date(Date.now() + validMs),
+      });
     } catch {
       return undefined;
     }
@@ -263,7 +316,12 @@ export class AzureBlobStore implements CapableBlobStore, TieredBlobStore, Lockin
       );
       return 'created';
     } catch (e) {
-      if (e instanceof CofferError && (e.details.status === 409 || e.details.status === 412) && azureErrorCode(e.cause) !== 'CannotVerifyCopySource') return 'exists';
+      if (
+        e instanceof CofferError &&
+        (e.details.status === 409 || e.details.status === 412) &&
+        azureErrorCode(e.cause) !== 'CannotVerifyCopySource'
+      )
+        return 'exists';
       throw e;
     }
   }

@@ -1,7 +1,18 @@
 import { CofferError } from '../../shared/index.js';
 
 /** Node/undici network failures: the request may not have reached the service; worth retrying. */
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH', 'ECONNABORTED', 'REQUEST_SEND_ERROR', 'UND_ERR_SOCKET']);
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EAI_AGAIN',
+  'ENETUNREACH',
+  'EHOSTUNREACH',
+  'ECONNABORTED',
+  'REQUEST_SEND_ERROR',
+  'UND_ERR_SOCKET',
+]);
 
 interface RestLike {
   name?: string;
@@ -26,7 +37,8 @@ export function translateAzureError(e: unknown, where: string, what: string): Co
   const r = e as RestLike;
   const status = r?.statusCode;
   const code = azureErrorCode(e) ?? '';
-  const msg = `${what} at ${where}: ${status ? `HTTP ${status} ` : ''}${code ? `${code} ` : ''}${firstLine(r?.message)}`.trim();
+  const msg =
+    `${what} at ${where}: ${status ? `HTTP ${status} ` : ''}${code ? `${code} ` : ''}${firstLine(r?.message)}`.trim();
   const details = { location: where, blob: what, status, serviceCode: code || undefined };
   if (code === 'ContainerNotFound') {
     return new CofferError('REPO_NOT_FOUND', `${where} is not a Coffer repository (no such container)`, {
@@ -38,8 +50,16 @@ export function translateAzureError(e: unknown, where: string, what: string): Co
   if (code === 'BlobNotFound' || (status === 404 && code !== 'ResourceNotFound' && code !== 'AccountNotFound')) {
     return new CofferError('NOT_FOUND', `blob ${what} not found at ${where}`, { details, cause: e });
   }
-  const authName = /^(CredentialUnavailableError|AggregateAuthenticationError|AuthenticationError)$/.test(r?.name ?? '');
-  if (status === 401 || status === 403 || authName || code === 'AuthenticationFailed' || code === 'AuthorizationFailure') {
+  const authName = /^(CredentialUnavailableError|AggregateAuthenticationError|AuthenticationError)$/.test(
+    r?.name ?? '',
+  );
+  if (
+    status === 401 ||
+    status === 403 ||
+    authName ||
+    code === 'AuthenticationFailed' ||
+    code === 'AuthorizationFailure'
+  ) {
     return new CofferError('ACCESS_DENIED', `the storage account refused access: ${msg}`, {
       hint: 'check AZURE_STORAGE_KEY / AZURE_STORAGE_CONNECTION_STRING / AZURE_STORAGE_SAS_TOKEN (expiry, permissions rwdlc) or the Azure AD role (Storage Blob Data Contributor)',
       details,
@@ -53,17 +73,40 @@ export function translateAzureError(e: unknown, where: string, what: string): Co
       cause: e,
     });
   }
-  if (code.startsWith('BlobImmutable') || code === 'BlobImmutableDueToPolicy' || code === 'BlobImmutableDueToLegalHold') {
-    return new CofferError('IMMUTABLE', `blob ${what} is under a retention lock or legal hold at ${where}`, { details, cause: e });
+  if (
+    code.startsWith('BlobImmutable') ||
+    code === 'BlobImmutableDueToPolicy' ||
+    code === 'BlobImmutableDueToLegalHold'
+  ) {
+    return new CofferError('IMMUTABLE', `blob ${what} is under a retention lock or legal hold at ${where}`, {
+      details,
+      cause: e,
+    });
   }
   if (status === 501 || code === 'FeatureNotSupported' || code === 'NotImplemented') {
-    return new CofferError('IO', `${msg} (the service does not support this operation)`, { details: { ...details, unsupported: true }, cause: e });
+    return new CofferError('IO', `${msg} (the service does not support this operation)`, {
+      details: { ...details, unsupported: true },
+      cause: e,
+    });
   }
-  if (status === 408 || status === 429 || (status !== undefined && status >= 500) || code === 'ServerBusy' || code === 'OperationTimedOut') {
+  if (
+    status === 408 ||
+    status === 429 ||
+    (status !== undefined && status >= 500) ||
+    code === 'ServerBusy' ||
+    code === 'OperationTimedOut'
+  ) {
     return new CofferError('TRANSIENT', msg, { details, cause: e });
   }
-  if (status === undefined && (NETWORK_CODES.has(code) || /socket hang up|ECONNRESET|ECONNREFUSED|other side closed|terminated/i.test(r?.message ?? ''))) {
-    return new CofferError('TRANSIENT', `cannot reach ${where}: ${firstLine(r?.message) || code}`, { details, cause: e });
+  if (
+    status === undefined &&
+    (NETWORK_CODES.has(code) ||
+      /socket hang up|ECONNRESET|ECONNREFUSED|other side closed|terminated/i.test(r?.message ?? ''))
+  ) {
+    return new CofferError('TRANSIENT', `cannot reach ${where}: ${firstLine(r?.message) || code}`, {
+      details,
+      cause: e,
+    });
   }
   if (code === 'ENOTFOUND') {
     return new CofferError('IO', `cannot resolve the storage endpoint of ${where}: ${firstLine(r?.message)}`, {

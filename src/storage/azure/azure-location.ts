@@ -1,4 +1,9 @@
-import { AnonymousCredential, BlobServiceClient, StorageSharedKeyCredential, type StoragePipelineOptions } from '@azure/storage-blob';
+import {
+  AnonymousCredential,
+  BlobServiceClient,
+  StorageSharedKeyCredential,
+  type StoragePipelineOptions,
+} from '@azure/storage-blob';
 import { CofferError } from '../../shared/index.js';
 import { isValidBlobName } from '../blob-store.js';
 import { AzureBlobStore } from './azure-blob-store.js';
@@ -22,14 +27,16 @@ export function parseAzureUrl(spec: string): AzureLocation {
   } catch {
     throw new CofferError('USAGE', `${spec} is not a valid azure:// URL`);
   }
-  const bad = (why: string) => new CofferError('USAGE', `${spec}: ${why}`, { hint: 'write azure://ACCOUNT/CONTAINER[/PREFIX]' });
+  const bad = (why: string) =>
+    new CofferError('USAGE', `${spec}: ${why}`, { hint: 'write azure://ACCOUNT/CONTAINER[/PREFIX]' });
   if (u.protocol !== 'azure:') throw bad('not an azure:// URL');
   if (u.username || u.password) throw bad('put no credentials in the URL; use AZURE_STORAGE_* environment variables');
   const account = u.hostname;
   if (!/^[a-z0-9]{3,24}$/.test(account)) throw bad('the account name must be 3-24 lower-case letters and digits');
   const segs = u.pathname.split('/').filter((s, i) => i > 0 || s !== '');
   const container = segs.shift() ?? '';
-  if (!/^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$/.test(container)) throw bad('the container name must be 3-63 lower-case letters, digits and single hyphens');
+  if (!/^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$/.test(container))
+    throw bad('the container name must be 3-63 lower-case letters, digits and single hyphens');
   const rest = segs.join('/').replace(/\/$/, '');
   if (rest !== '' && !isValidBlobName(rest)) throw bad(`invalid prefix ${rest}`);
   const loc: AzureLocation = { account, container, prefix: rest === '' ? '' : `${rest}/` };
@@ -69,21 +76,38 @@ const PIPELINE: StoragePipelineOptions = {
  * 4. Azure AD: DefaultAzureCredential (environment, workload identity, managed identity, Azure CLI).
  * The endpoint: ?endpoint= in the URL, else AZURE_STORAGE_ENDPOINT, else https://ACCOUNT.blob.core.windows.net.
  */
-export async function serviceClientFor(loc: AzureLocation, env: Record<string, string | undefined>): Promise<{ client: BlobServiceClient; credential: string }> {
-  const endpoint = loc.endpoint ?? env.AZURE_STORAGE_ENDPOINT?.replace(/\/$/, '') ?? `https://${loc.account}.blob.core.windows.net`;
+export async function serviceClientFor(
+  loc: AzureLocation,
+  env: Record<string, string | undefined>,
+): Promise<{ client: BlobServiceClient; credential: string }> {
+  const endpoint =
+    loc.endpoint ?? env.AZURE_STORAGE_ENDPOINT?.replace(/\/$/, '') ?? `https://${loc.account}.blob.core.windows.net`;
   const cs = env.AZURE_STORAGE_CONNECTION_STRING;
   if (cs) {
     const f = parseConnectionString(cs);
     if (!f.AccountName || f.AccountName === loc.account) {
       if (f.AccountName && f.AccountKey) {
         const ep = loc.endpoint ?? f.BlobEndpoint?.replace(/\/$/, '') ?? endpoint;
-        return { client: new BlobServiceClient(ep, new StorageSharedKeyCredential(f.AccountName, f.AccountKey), PIPELINE), credential: 'connection-string' };
+        return {
+          client: new BlobServiceClient(ep, new StorageSharedKeyCredential(f.AccountName, f.AccountKey), PIPELINE),
+          credential: 'connection-string',
+        };
       }
       if (f.SharedAccessSignature) {
         const ep = loc.endpoint ?? f.BlobEndpoint?.replace(/\/$/, '') ?? endpoint;
-        return { client: new BlobServiceClient(`${ep}?${f.SharedAccessSignature.replace(/^\?/, '')}`, new AnonymousCredential(), PIPELINE), credential: 'connection-string-sas' };
+        return {
+          client: new BlobServiceClient(
+            `${ep}?${f.SharedAccessSignature.replace(/^\?/, '')}`,
+            new AnonymousCredential(),
+            PIPELINE,
+          ),
+          credential: 'connection-string-sas',
+        };
       }
-      throw new CofferError('USAGE', 'AZURE_STORAGE_CONNECTION_STRING has neither AccountName+AccountKey nor SharedAccessSignature');
+      throw new CofferError(
+        'USAGE',
+        'AZURE_STORAGE_CONNECTION_STRING has neither AccountName+AccountKey nor SharedAccessSignature',
+      );
     }
   }
   if (env.AZURE_STORAGE_ACCOUNT === loc.account && env.AZURE_STORAGE_KEY) {
@@ -96,14 +120,25 @@ export async function serviceClientFor(loc: AzureLocation, env: Record<string, s
     return { client: new BlobServiceClient(endpoint, cred, PIPELINE), credential: 'account-key' };
   }
   if (env.AZURE_STORAGE_SAS_TOKEN) {
-    return { client: new BlobServiceClient(`${endpoint}?${env.AZURE_STORAGE_SAS_TOKEN.replace(/^\?/, '')}`, new AnonymousCredential(), PIPELINE), credential: 'sas' };
+    return {
+      client: new BlobServiceClient(
+        `${endpoint}?${env.AZURE_STORAGE_SAS_TOKEN.replace(/^\?/, '')}`,
+        new AnonymousCredential(),
+        PIPELINE,
+      ),
+      credential: 'sas',
+    };
   }
   const { DefaultAzureCredential } = await import('@azure/identity');
   return { client: new BlobServiceClient(endpoint, new DefaultAzureCredential(), PIPELINE), credential: 'azure-ad' };
 }
 
 /** Opens an azure:// repository location; with `create`, creates the container if missing (init). */
-export async function openAzureStore(spec: string, env: Record<string, string | undefined>, opts: { create: boolean }): Promise<AzureBlobStore> {
+export async function openAzureStore(
+  spec: string,
+  env: Record<string, string | undefined>,
+  opts: { create: boolean },
+): Promise<AzureBlobStore> {
   const loc = parseAzureUrl(spec);
   const { client } = await serviceClientFor(loc, env);
   const store = new AzureBlobStore(client.getContainerClient(loc.container), {

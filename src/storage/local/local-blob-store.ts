@@ -103,7 +103,8 @@ export class LocalBlobStore implements CapableBlobStore, TempFiles {
       if (!st.isFile()) return undefined;
       return { name, sizeBytes: st.size, modifiedAt: st.mtime };
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR')
+        return undefined;
       throw translate(e, name, 'stat');
     }
   }
@@ -143,7 +144,8 @@ export class LocalBlobStore implements CapableBlobStore, TempFiles {
       if (ent.name.startsWith('.')) continue;
       const name = rel === '' ? ent.name : `${rel}/${ent.name}`;
       if (ent.isDirectory()) {
-        if (prefix.startsWith(name + '/') || name.startsWith(prefix) || (name + '/').startsWith(prefix)) dirs.push(name);
+        if (prefix.startsWith(name + '/') || name.startsWith(prefix) || (name + '/').startsWith(prefix))
+          dirs.push(name);
       } else if (ent.isFile() && name.startsWith(prefix)) {
         files.push({ name, abs: path.join(abs, ent.name) });
         if (files.length >= 64) {

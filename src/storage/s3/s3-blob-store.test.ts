@@ -13,7 +13,8 @@ function stub(head: Record<string, unknown> | 'missing') {
     async send(cmd: { constructor: { name: string }; input: Record<string, unknown> }) {
       sent.push({ name: cmd.constructor.name, input: cmd.input });
       if (cmd.constructor.name === 'HeadObjectCommand') {
-        if (head === 'missing') throw Object.assign(new Error('NotFound'), { name: 'NotFound', $metadata: { httpStatusCode: 404 } });
+        if (head === 'missing')
+          throw Object.assign(new Error('NotFound'), { name: 'NotFound', $metadata: { httpStatusCode: 404 } });
         return head;
       }
       return {};
@@ -23,10 +24,19 @@ function stub(head: Record<string, unknown> | 'missing') {
 }
 
 test('s3 delete: a retention date in the future or a legal hold is IMMUTABLE and nothing is deleted', async () => {
-  for (const head of [{ ObjectLockRetainUntilDate: new Date(Date.now() + 86_400_000), VersionId: 'v1' }, { ObjectLockLegalHoldStatus: 'ON', VersionId: 'v1' }]) {
+  for (const head of [
+    { ObjectLockRetainUntilDate: new Date(Date.now() + 86_400_000), VersionId: 'v1' },
+    { ObjectLockLegalHoldStatus: 'ON', VersionId: 'v1' },
+  ]) {
     const { store, sent } = stub(head);
-    await assert.rejects(store.delete('chunks/aa/x' as BlobName), (e: unknown) => e instanceof CofferError && e.code === 'IMMUTABLE');
-    assert.deepEqual(sent.map((s) => s.name), ['HeadObjectCommand']);
+    await assert.rejects(
+      store.delete('chunks/aa/x' as BlobName),
+      (e: unknown) => e instanceof CofferError && e.code === 'IMMUTABLE',
+    );
+    assert.deepEqual(
+      sent.map((s) => s.name),
+      ['HeadObjectCommand'],
+    );
     assert.ok(await store.retention('chunks/aa/x' as BlobName));
   }
 });
@@ -34,25 +44,35 @@ test('s3 delete: a retention date in the future or a legal hold is IMMUTABLE and
 test('s3 delete: an unlocked (or expired) object is deleted by version, not hidden behind a delete marker', async () => {
   const { store, sent } = stub({ ObjectLockRetainUntilDate: new Date(Date.now() - 1000), VersionId: 'v7' });
   await store.delete('points/p' as BlobName);
-  assert.deepEqual(sent.map((s) => s.name), ['HeadObjectCommand', 'DeleteObjectCommand']);
+  assert.deepEqual(
+    sent.map((s) => s.name),
+    ['HeadObjectCommand', 'DeleteObjectCommand'],
+  );
   assert.equal(sent[1]!.input.VersionId, 'v7');
   assert.equal(await store.retention('points/p' as BlobName), undefined);
   const missing = stub('missing');
   await missing.store.delete('points/q' as BlobName);
-  assert.deepEqual(missing.sent.map((s) => s.name), ['HeadObjectCommand']);
+  assert.deepEqual(
+    missing.sent.map((s) => s.name),
+    ['HeadObjectCommand'],
+  );
 });
 
 test('s3 lock: COMPLIANCE retention and a legal hold are requested', async () => {
   const { store, sent } = stub({});
   const until = new Date(Date.now() + 86_400_000);
   await store.lock('points/p' as BlobName, { until, legalHold: true });
-  assert.deepEqual(sent.map((s) => s.name), ['PutObjectRetentionCommand', 'PutObjectLegalHoldCommand']);
+  assert.deepEqual(
+    sent.map((s) => s.name),
+    ['PutObjectRetentionCommand', 'PutObjectLegalHoldCommand'],
+  );
   assert.deepEqual(sent[0]!.input.Retention, { Mode: 'COMPLIANCE', RetainUntilDate: until });
   assert.deepEqual(sent[1]!.input.LegalHold, { Status: 'ON' });
 });
 
 test('azure errors: immutability conflicts are IMMUTABLE, archived reads ARCHIVED, 503 TRANSIENT, 501 not retried', () => {
-  const e = (statusCode: number, code: string) => translateAzureError(Object.assign(new Error(code), { name: 'RestError', statusCode, code }), 'azure://a/c', 'x');
+  const e = (statusCode: number, code: string) =>
+    translateAzureError(Object.assign(new Error(code), { name: 'RestError', statusCode, code }), 'azure://a/c', 'x');
   assert.equal(e(409, 'BlobImmutableDueToPolicy').code, 'IMMUTABLE');
   assert.equal(e(409, 'BlobImmutableDueToLegalHold').code, 'IMMUTABLE');
   assert.equal(e(409, 'BlobArchived').code, 'ARCHIVED');

@@ -79,7 +79,13 @@ export class S3BlobStore implements CapableBlobStore, LockingBlobStore {
     try {
       await this.call(name, op, (abortSignal) =>
         this.client.send(
-          new PutObjectCommand({ Bucket: this.bucket, Key, Body: data, ContentLength: data.length, ...(this.putMode === 'if-none-match' ? { IfNoneMatch: '*' } : {}) }),
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key,
+            Body: data,
+            ContentLength: data.length,
+            ...(this.putMode === 'if-none-match' ? { IfNoneMatch: '*' } : {}),
+          }),
           { abortSignal },
         ),
       );
@@ -93,18 +99,26 @@ export class S3BlobStore implements CapableBlobStore, LockingBlobStore {
   async get(name: BlobName, range?: ByteRange, op?: Op): Promise<Buffer> {
     const Key = this.key(name);
     if (range && range.length <= 0) {
-      if (!(await this.stat(name, op))) throw new CofferError('NOT_FOUND', `blob ${name} not found at ${this.location}`, { details: { blob: name } });
+      if (!(await this.stat(name, op)))
+        throw new CofferError('NOT_FOUND', `blob ${name} not found at ${this.location}`, { details: { blob: name } });
       return Buffer.alloc(0);
     }
     try {
       return await this.call(name, op, async (abortSignal) => {
         const r = await this.client.send(
-          new GetObjectCommand({ Bucket: this.bucket, Key, ...(range ? { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}) }),
+          new GetObjectCommand({
+            Bucket: this.bucket,
+            Key,
+            ...(range ? { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}),
+          }),
           { abortSignal },
         );
         const body = r.Body ? Buffer.from(await r.Body.transformToByteArray()) : Buffer.alloc(0);
         if (r.ContentLength !== undefined && body.length !== r.ContentLength) {
-          throw new CofferError('TRANSIENT', `short read of ${name} at ${this.location}: ${body.length} of ${r.ContentLength} bytes`);
+          throw new CofferError(
+            'TRANSIENT',
+            `short read of ${name} at ${this.location}: ${body.length} of ${r.ContentLength} bytes`,
+          );
         }
         return body;
       });
@@ -117,7 +131,9 @@ export class S3BlobStore implements CapableBlobStore, LockingBlobStore {
   async stat(name: BlobName, op?: Op): Promise<BlobInfo | undefined> {
     const Key = this.key(name);
     try {
-      const h = await this.call(name, op, (abortSignal) => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }), { abortSignal }));
+      const h = await this.call(name, op, (abortSignal) =>
+        this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }), { abortSignal }),
+      );
       return { name, sizeBytes: h.ContentLength ?? 0, modifiedAt: h.LastModified ?? new Date(0) };
     } catch (e) {
       if (e instanceof CofferError && e.code === 'NOT_FOUND') return undefined;
@@ -129,7 +145,15 @@ export class S3BlobStore implements CapableBlobStore, LockingBlobStore {
     let token: string | undefined;
     do {
       const page = await this.call(`list ${prefix}`, op, (abortSignal) =>
-        this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken: token, MaxKeys: 1000 }), { abortSignal }),
+        this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: this.prefix + prefix,
+            ContinuationToken: token,
+            MaxKeys: 1000,
+          }),
+          { abortSignal },
+        ),
       );
       for (const o of page.Contents ?? []) {
         const name = (o.Key ?? '').slice(this.prefix.length);
@@ -148,20 +172,30 @@ export class S3BlobStore implements CapableBlobStore, LockingBlobStore {
     const Key = this.key(name);
     let head;
     try {
-      head = await this.call(name, op, (abortSignal) => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }), { abortSignal }));
+      head = await this.call(name, op, (abortSignal) =>
+        this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }), { abortSignal }),
+      );
     } catch (e) {
       if (e instanceof CofferError && e.code === 'NOT_FOUND') return;
       throw e;
     }
     const lock = retentionOf(head);
     if (lock) {
-      throw new CofferError('IMMUTABLE', `blob ${name} is locked at ${this.location} (${lock.legalHold ? 'legal hold' : `until ${lock.lockedUntil}`})`, {
-        details: { blob: name, ...lock },
-      });
+      throw new CofferError(
+        'IMMUTABLE',
+        `blob ${name} is locked at ${this.location} (${lock.legalHold ? 'legal hold' : `until ${lock.lockedUntil}`})`,
+        {
+          details: { blob: name, ...lock },
+        },
+      );
     }
     const VersionId = head.VersionId && head.VersionId !== 'null' ? head.VersionId : undefined;
     try {
-      await this.call(name, op, (abortSignal) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key, ...(VersionId ? { VersionId } : {}) }), { abortSignal }));
+      await this.call(name, op, (abortSignal) =>
+        this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key, ...(VersionId ? { VersionId } : {}) }), {
+          abortSignal,
+        }),
+      );
     } catch (e) {
       if (e instanceof CofferError && e.code === 'NOT_FOUND') return;
       throw e;
@@ -171,7 +205,9 @@ export class S3BlobStore implements CapableBlobStore, LockingBlobStore {
   async retention(name: BlobName, op?: Op): Promise<RetentionInfo | undefined> {
     const Key = this.key(name);
     try {
-      const h = await this.call(name, op, (abortSignal) => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }), { abortSignal }));
+      const h = await this.call(name, op, (abortSignal) =>
+        this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }), { abortSignal }),
+      );
       return retentionOf(h);
     } catch (e) {
       if (e instanceof CofferError && e.code === 'NOT_FOUND') return undefined;
@@ -192,18 +228,30 @@ export class S3BlobStore implements CapableBlobStore, LockingBlobStore {
     const Key = this.key(name);
     if (req.until) {
       await this.call(`lock ${name}`, op, (abortSignal) =>
-        this.client.send(new PutObjectRetentionCommand({ Bucket: this.bucket, Key, Retention: { Mode: this.lockMode, RetainUntilDate: req.until } }), { abortSignal }),
+        this.client.send(
+          new PutObjectRetentionCommand({
+            Bucket: this.bucket,
+            Key,
+            Retention: { Mode: this.lockMode, RetainUntilDate: req.until },
+          }),
+          { abortSignal },
+        ),
       );
     }
     if (req.legalHold) {
       await this.call(`legal hold ${name}`, op, (abortSignal) =>
-        this.client.send(new PutObjectLegalHoldCommand({ Bucket: this.bucket, Key, LegalHold: { Status: 'ON' } }), { abortSignal }),
+        this.client.send(new PutObjectLegalHoldCommand({ Bucket: this.bucket, Key, LegalHold: { Status: 'ON' } }), {
+          abortSignal,
+        }),
       );
     }
   }
 }
 
-function retentionOf(h: { ObjectLockRetainUntilDate?: Date; ObjectLockLegalHoldStatus?: string }): RetentionInfo | undefined {
+function retentionOf(h: {
+  ObjectLockRetainUntilDate?: Date;
+  ObjectLockLegalHoldStatus?: string;
+}): RetentionInfo | undefined {
   const until = h.ObjectLockRetainUntilDate;
   const active = until !== undefined && until.getTime() > Date.now();
   const hold = h.ObjectLockLegalHoldStatus === 'ON';

@@ -23,7 +23,8 @@ export function parseS3Url(spec: string): S3Location {
   }
   const bad = (why: string) => new CofferError('USAGE', `${spec}: ${why}`, { hint: 'write s3://BUCKET[/PREFIX]' });
   if (u.protocol !== 's3:') throw bad('not an s3:// URL');
-  if (u.username || u.password) throw bad('put no credentials in the URL; use AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY');
+  if (u.username || u.password)
+    throw bad('put no credentials in the URL; use AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY');
   const bucket = u.hostname;
   if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw bad('invalid bucket name');
   const rest = u.pathname.replace(/^\//, '').replace(/\/$/, '');
@@ -44,18 +45,29 @@ export function parseS3Url(spec: string): S3Location {
  * AWS_SESSION_TOKEN, AWS_PROFILE, SSO, instance roles). Endpoint: ?endpoint= or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL
  * (then path-style addressing, as MinIO, Ceph and s3rver want). Put mode: ?put= or COFFER_S3_PUT_MODE.
  */
-export async function openS3Store(spec: string, env: Record<string, string | undefined>, opts: { create: boolean }): Promise<S3BlobStore> {
+export async function openS3Store(
+  spec: string,
+  env: Record<string, string | undefined>,
+  opts: { create: boolean },
+): Promise<S3BlobStore> {
   const loc = parseS3Url(spec);
   const endpoint = loc.endpoint ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
   const putMode = loc.putMode ?? (env.COFFER_S3_PUT_MODE as S3PutMode | undefined);
-  if (putMode !== undefined && putMode !== 'head' && putMode !== 'if-none-match') throw new CofferError('USAGE', `COFFER_S3_PUT_MODE must be if-none-match or head`);
+  if (putMode !== undefined && putMode !== 'head' && putMode !== 'if-none-match')
+    throw new CofferError('USAGE', `COFFER_S3_PUT_MODE must be if-none-match or head`);
   const client = new S3Client({
     region: loc.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
     ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
     maxAttempts: 1, // RetryingBlobStore retries
     // keys from the given environment; otherwise the SDK's own chain (profiles, SSO, instance roles)
     ...(env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
-      ? { credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY, ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}) } }
+      ? {
+          credentials: {
+            accessKeyId: env.AWS_ACCESS_KEY_ID,
+            secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
+            ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}),
+          },
+        }
       : {}),
   });
   const location = `s3://${loc.bucket}${loc.prefix ? `/${loc.prefix.replace(/\/$/, '')}` : ''}`;
@@ -71,7 +83,8 @@ export async function openS3Store(spec: string, env: Record<string, string | und
       await client.send(new CreateBucketCommand({ Bucket: loc.bucket }));
     } catch (e) {
       const name = (e as { name?: string }).name;
-      if (name !== 'BucketAlreadyOwnedByYou' && name !== 'BucketAlreadyExists') throw translateS3Error(e, location, 'create bucket');
+      if (name !== 'BucketAlreadyOwnedByYou' && name !== 'BucketAlreadyExists')
+        throw translateS3Error(e, location, 'create bucket');
     }
   }
   return store;

@@ -15,7 +15,10 @@ export const REHYDRATE_MS: Record<RehydratePriority, number> = { Standard: 15 * 
 export class ArchiveEnforcingBlobStore implements CapableBlobStore, TieredBlobStore {
   readonly capability = ownCapabilities(this, ['tiers']);
   readonly location: string;
-  private readonly tiers = new Map<string, { tier: AccessTier; pending?: { to: AccessTier; priority: RehydratePriority; doneAt: number } }>();
+  private readonly tiers = new Map<
+    string,
+    { tier: AccessTier; pending?: { to: AccessTier; priority: RehydratePriority; doneAt: number } }
+  >();
   /** setTier calls (tests check that metadata is never moved) */
   readonly moves: { name: string; tier: AccessTier }[] = [];
 
@@ -40,7 +43,9 @@ export class ArchiveEnforcingBlobStore implements CapableBlobStore, TieredBlobSt
   }
   async get(name: BlobName, range?: ByteRange, op?: Op): Promise<Buffer> {
     if (this.state(name)?.tier === 'Archive') {
-      throw new CofferError('ARCHIVED', `blob ${name} is in the Archive tier`, { details: { blob: name, status: 409, serviceCode: 'BlobArchived' } });
+      throw new CofferError('ARCHIVED', `blob ${name} is in the Archive tier`, {
+        details: { blob: name, status: 409, serviceCode: 'BlobArchived' },
+      });
     }
     return this.inner.get(name, range, op);
   }
@@ -58,7 +63,10 @@ export class ArchiveEnforcingBlobStore implements CapableBlobStore, TieredBlobSt
     if (!(await this.inner.stat(name, op))) return undefined;
     const s = this.state(name);
     if (!s) return { tier: 'Hot' };
-    return { tier: s.tier, ...(s.pending ? { rehydratingTo: s.pending.to, rehydratePriority: s.pending.priority } : {}) };
+    return {
+      tier: s.tier,
+      ...(s.pending ? { rehydratingTo: s.pending.to, rehydratePriority: s.pending.priority } : {}),
+    };
   }
   async setTier(name: BlobName, tier: AccessTier, opts: { priority?: RehydratePriority } = {}, op?: Op): Promise<void> {
     if (!(await this.inner.stat(name, op))) throw new CofferError('NOT_FOUND', `blob ${name} not found`);

@@ -41,7 +41,12 @@ export class RetentionEnforcingBlobStore implements CapableBlobStore, LockingBlo
 
   async delete(name: BlobName, op?: Op): Promise<void> {
     const r = await this.retention(name, op);
-    if (r) throw new CofferError('IMMUTABLE', `blob ${name} is locked (${r.legalHold ? 'legal hold' : `until ${r.lockedUntil}`})`, { details: { blob: name, ...r } });
+    if (r)
+      throw new CofferError(
+        'IMMUTABLE',
+        `blob ${name} is locked (${r.legalHold ? 'legal hold' : `until ${r.lockedUntil}`})`,
+        { details: { blob: name, ...r } },
+      );
     this.locks.delete(name);
     return this.inner.delete(name, op);
   }

@@ -70,7 +70,12 @@ export class HotAddTransport implements DiskTransport {
     const vms = this.o.inventory.vms;
     if (this.o.proxyVm) {
       const p = vms.find((v) => v.name === this.o.proxyVm || v.ref.value === this.o.proxyVm);
-      if (!p) throw new CofferError('VSPHERE_TRANSPORT', `hot-add: the proxy VM ${JSON.stringify(this.o.proxyVm)} is not in vCenter's inventory`, { hint: 'name the VM Coffer runs in with --proxy-vm NAME' });
+      if (!p)
+        throw new CofferError(
+          'VSPHERE_TRANSPORT',
+          `hot-add: the proxy VM ${JSON.stringify(this.o.proxyVm)} is not in vCenter's inventory`,
+          { hint: 'name the VM Coffer runs in with --proxy-vm NAME' },
+        );
       return (this.proxy = p);
     }
     const path = this.o.productUuidPath ?? '/sys/class/dmi/id/product_uuid';
@@ -78,11 +83,22 @@ export class HotAddTransport implements DiskTransport {
     try {
       raw = await readFile(path, 'utf8');
     } catch (e) {
-      throw new CofferError('VSPHERE_TRANSPORT', `hot-add: cannot read this machine's SMBIOS UUID (${path}: ${(e as Error).message}); is Coffer running in a VM of this vCenter?`, { hint: 'run as root on the proxy VM, or name it with --proxy-vm NAME' });
+      throw new CofferError(
+        'VSPHERE_TRANSPORT',
+        `hot-add: cannot read this machine's SMBIOS UUID (${path}: ${(e as Error).message}); is Coffer running in a VM of this vCenter?`,
+        { hint: 'run as root on the proxy VM, or name it with --proxy-vm NAME' },
+      );
     }
     const mine = new Set(uuidForms(raw));
     const p = vms.find((v) => v.config?.uuid && uuidForms(v.config.uuid).some((f) => mine.has(f)));
-    if (!p) throw new CofferError('VSPHERE_TRANSPORT', `hot-add: no VM in vCenter has this machine's BIOS UUID ${raw.trim()}: Coffer is not running in a VM of this vCenter`, { hint: 'use --transport nbd (VDDK) or http, or run Coffer on a Linux VM in the cluster (or name it with --proxy-vm NAME)' });
+    if (!p)
+      throw new CofferError(
+        'VSPHERE_TRANSPORT',
+        `hot-add: no VM in vCenter has this machine's BIOS UUID ${raw.trim()}: Coffer is not running in a VM of this vCenter`,
+        {
+          hint: 'use --transport nbd (VDDK) or http, or run Coffer on a Linux VM in the cluster (or name it with --proxy-vm NAME)',
+        },
+      );
     return (this.proxy = p);
   }
 
@@ -101,7 +117,9 @@ export class HotAddTransport implements DiskTransport {
    */
   async recoverStale(op: Op = {}): Promise<string[]> {
     const proxy = await this.findProxy();
-    const cfg = parseConfigInfo(need((await retrieveOne(this.o.client, proxy.ref, ['config'], op)).props.get('config')));
+    const cfg = parseConfigInfo(
+      need((await retrieveOne(this.o.client, proxy.ref, ['config'], op)).props.get('config')),
+    );
     const ownDir = (cfg.vmPathName ?? '').replace(/[^/\]]*$/, '');
     const detached: string[] = [];
     for (const d of cfg.disks) {
@@ -113,11 +131,15 @@ export class HotAddTransport implements DiskTransport {
         rec = undefined;
       }
       if (!rec || rec.fileName !== d.fileName) {
-        this.logger.warn(`hot-add: ${d.fileName} is attached to the proxy VM ${proxy.name}, not by Coffer (another backup product?); left alone`);
+        this.logger.warn(
+          `hot-add: ${d.fileName} is attached to the proxy VM ${proxy.name}, not by Coffer (another backup product?); left alone`,
+        );
         continue;
       }
       if (rec.host === hostname() && pidAlive(rec.pid)) continue; // a running Coffer process reads it
-      this.logger.warn(`hot-add: detaching ${d.fileName} from ${proxy.name}: left by Coffer process ${rec.pid} (started ${rec.at}), which is gone`);
+      this.logger.warn(
+        `hot-add: detaching ${d.fileName} from ${proxy.name}: left by Coffer process ${rec.pid} (started ${rec.at}), which is gone`,
+      );
       await this.detachDevice(proxy, d.fileName);
       await rm(this.recordPath(d.fileName), { force: true });
       detached.push(d.fileName);
@@ -131,8 +153,22 @@ export class HotAddTransport implements DiskTransport {
     const att = cur.disks.find((d) => d.fileName === fileName);
     if (!att) return;
     // device remove WITHOUT fileOperation: the disk's files stay (fileOperation destroy would delete them)
-    const dev = { _type: 'VirtualDisk', key: att.key, backing: { _type: att.backingType, fileName: att.fileName, diskMode: att.diskMode }, controllerKey: att.controllerKey, unitNumber: att.unitNumber, capacityInKB: Math.ceil(att.capacityBytes / 1024) } as never;
-    await runTask(client, 'ReconfigVM_Task', proxy.ref, { spec: { _type: 'VirtualMachineConfigSpec', deviceChange: [{ operation: 'remove', device: dev }] } }, `detaching ${fileName} from ${proxy.name}`, { timeoutMs: 10 * 60_000 });
+    const dev = {
+      _type: 'VirtualDisk',
+      key: att.key,
+      backing: { _type: att.backingType, fileName: att.fileName, diskMode: att.diskMode },
+      controllerKey: att.controllerKey,
+      unitNumber: att.unitNumber,
+      capacityInKB: Math.ceil(att.capacityBytes / 1024),
+    } as never;
+    await runTask(
+      client,
+      'ReconfigVM_Task',
+      proxy.ref,
+      { spec: { _type: 'VirtualMachineConfigSpec', deviceChange: [{ operation: 'remove', device: dev }] } },
+      `detaching ${fileName} from ${proxy.name}`,
+      { timeoutMs: 10 * 60_000 },
+    );
   }
 
   /** Prerequisites: same datacenter, the datastore mounted on the proxy's host, a free SCSI slot (after detaching
@@ -140,25 +176,48 @@ export class HotAddTransport implements DiskTransport {
   async check(vm: VmInfo, disks: VmDisk[], op: Op = {}): Promise<void> {
     const proxy = await this.findProxy();
     await this.recoverStale(op);
-    if (proxy.ref.equals(vm.ref)) throw new CofferError('VSPHERE_TRANSPORT', `hot-add: ${vm.name} is the proxy VM itself; back it up with --transport nbd or http`);
+    if (proxy.ref.equals(vm.ref))
+      throw new CofferError(
+        'VSPHERE_TRANSPORT',
+        `hot-add: ${vm.name} is the proxy VM itself; back it up with --transport nbd or http`,
+      );
     if (proxy.datacenter?.ref.value !== vm.datacenter?.ref.value) {
-      throw new CofferError('VSPHERE_TRANSPORT', `hot-add: the proxy VM ${proxy.name} is in datacenter ${proxy.datacenter?.name ?? '?'}, ${vm.name} in ${vm.datacenter?.name ?? '?'}`, { hint: 'run Coffer on a proxy VM in the same datacenter and cluster' });
+      throw new CofferError(
+        'VSPHERE_TRANSPORT',
+        `hot-add: the proxy VM ${proxy.name} is in datacenter ${proxy.datacenter?.name ?? '?'}, ${vm.name} in ${vm.datacenter?.name ?? '?'}`,
+        { hint: 'run Coffer on a proxy VM in the same datacenter and cluster' },
+      );
     }
     if (proxy.host) {
       const h = await retrieveOne(this.o.client, proxy.host, ['datastore'], op);
       const mounted = new Set((h.props.get('datastore')?.children ?? []).map((x) => x.text.trim()));
       for (const d of disks) {
         if (d.datastore && !mounted.has(d.datastore.value)) {
-          const name = this.o.inventory.datastores.find((x) => x.ref.value === d.datastore!.value)?.name ?? d.datastore.value;
-          throw new CofferError('VSPHERE_TRANSPORT', `hot-add: datastore ${name} (disk ${d.fileName}) is not mounted on the proxy's host`, { hint: 'put the proxy VM on a host of the cluster that has the datastore' });
+          const name =
+            this.o.inventory.datastores.find((x) => x.ref.value === d.datastore!.value)?.name ?? d.datastore.value;
+          throw new CofferError(
+            'VSPHERE_TRANSPORT',
+            `hot-add: datastore ${name} (disk ${d.fileName}) is not mounted on the proxy's host`,
+            { hint: 'put the proxy VM on a host of the cluster that has the datastore' },
+          );
         }
       }
     }
     const cfg = proxy.config;
     const scsi = cfg?.controllers.filter((c) => /SCSI|Sas|Logic/i.test(c.type)) ?? [];
-    if (scsi.length === 0) throw new CofferError('VSPHERE_TRANSPORT', `hot-add: the proxy VM ${proxy.name} has no SCSI controller to attach disks to`, { hint: 'add a paravirtual SCSI controller to the proxy VM' });
-    const free = scsi.reduce((n, c) => n + 15 - (cfg!.disks.filter((d) => d.controllerKey === c.key).length), 0);
-    if (free < disks.length) throw new CofferError('VSPHERE_TRANSPORT', `hot-add: the proxy VM ${proxy.name} has ${free} free SCSI slots, ${disks.length} disks need one each`, { hint: 'add a SCSI controller to the proxy VM' });
+    if (scsi.length === 0)
+      throw new CofferError(
+        'VSPHERE_TRANSPORT',
+        `hot-add: the proxy VM ${proxy.name} has no SCSI controller to attach disks to`,
+        { hint: 'add a paravirtual SCSI controller to the proxy VM' },
+      );
+    const free = scsi.reduce((n, c) => n + 15 - cfg!.disks.filter((d) => d.controllerKey === c.key).length, 0);
+    if (free < disks.length)
+      throw new CofferError(
+        'VSPHERE_TRANSPORT',
+        `hot-add: the proxy VM ${proxy.name} has ${free} free SCSI slots, ${disks.length} disks need one each`,
+        { hint: 'add a SCSI controller to the proxy VM' },
+      );
   }
 
   async open(disk: VmDisk, _index: number, _ctx: unknown, op: Op = {}): Promise<DiskReader> {
@@ -174,15 +233,41 @@ export class HotAddTransport implements DiskTransport {
     }
     if (!slot) throw new CofferError('VSPHERE_TRANSPORT', `hot-add: no free SCSI slot on the proxy VM ${proxy.name}`);
     const backingType = disk.backingType || 'VirtualDiskFlatVer2BackingInfo';
-    const backing: Record<string, unknown> = { _type: backingType, fileName: disk.fileName, datastore: disk.datastore, diskMode: 'independent_nonpersistent' };
-    if (backingType === 'VirtualDiskRawDiskMappingVer1BackingInfo') backing['compatibilityMode'] = disk.compatibilityMode ?? 'virtualMode';
-    const device = { _type: 'VirtualDisk', key: -100, backing, controllerKey: slot.key, unitNumber: slot.unit, capacityInKB: Math.ceil(disk.capacityBytes / 1024) } as never;
+    const backing: Record<string, unknown> = {
+      _type: backingType,
+      fileName: disk.fileName,
+      datastore: disk.datastore,
+      diskMode: 'independent_nonpersistent',
+    };
+    if (backingType === 'VirtualDiskRawDiskMappingVer1BackingInfo')
+      backing['compatibilityMode'] = disk.compatibilityMode ?? 'virtualMode';
+    const device = {
+      _type: 'VirtualDisk',
+      key: -100,
+      backing,
+      controllerKey: slot.key,
+      unitNumber: slot.unit,
+      capacityInKB: Math.ceil(disk.capacityBytes / 1024),
+    } as never;
     const what = `attaching ${disk.fileName} to the proxy VM ${proxy.name}`;
     // the record first: a process killed right after the attach still leaves a trace for the next run
-    const record: AttachRecord = { host: hostname(), pid: process.pid, proxy: proxy.name, fileName: disk.fileName, at: new Date().toISOString() };
+    const record: AttachRecord = {
+      host: hostname(),
+      pid: process.pid,
+      proxy: proxy.name,
+      fileName: disk.fileName,
+      at: new Date().toISOString(),
+    };
     await mkdir(this.stateDir(), { recursive: true, mode: 0o700 });
     await writeFile(this.recordPath(disk.fileName), JSON.stringify(record));
-    await runTask(client, 'ReconfigVM_Task', proxy.ref, { spec: { _type: 'VirtualMachineConfigSpec', deviceChange: [{ operation: 'add', device }] } }, what, { timeoutMs: 10 * 60_000 }).catch(async (e: unknown) => {
+    await runTask(
+      client,
+      'ReconfigVM_Task',
+      proxy.ref,
+      { spec: { _type: 'VirtualMachineConfigSpec', deviceChange: [{ operation: 'add', device }] } },
+      what,
+      { timeoutMs: 10 * 60_000 },
+    ).catch(async (e: unknown) => {
       await rm(this.recordPath(disk.fileName), { force: true });
       throw e;
     });
@@ -191,25 +276,47 @@ export class HotAddTransport implements DiskTransport {
         await this.detachDevice(proxy, disk.fileName);
         await rm(this.recordPath(disk.fileName), { force: true });
       } catch (e) {
-        this.logger.warn(`hot-add: detaching ${disk.fileName} from ${proxy.name} failed: ${(e as Error).message}; the next hot-add backup detaches it`);
+        this.logger.warn(
+          `hot-add: detaching ${disk.fileName} from ${proxy.name} failed: ${(e as Error).message}; the next hot-add backup detaches it`,
+        );
       }
     };
     try {
       const after = parseConfigInfo(need((await retrieveOne(client, proxy.ref, ['config'], op)).props.get('config')));
       const uuid = after.disks.find((d) => d.fileName === disk.fileName)?.uuid ?? disk.uuid;
-      if (!uuid) throw new CofferError('VSPHERE_TRANSPORT', `hot-add: vCenter reports no UUID for ${disk.fileName}; cannot find it in the guest`);
+      if (!uuid)
+        throw new CofferError(
+          'VSPHERE_TRANSPORT',
+          `hot-add: vCenter reports no UUID for ${disk.fileName}; cannot find it in the guest`,
+        );
       const dev = join(this.o.byIdDir ?? '/dev/disk/by-id', wwnName(uuid));
       const deadline = Date.now() + (this.o.appearTimeoutMs ?? 60_000);
       for (;;) {
         op.signal?.throwIfAborted();
-        if (await stat(dev).then(() => true, () => false)) break;
+        if (
+          await stat(dev).then(
+            () => true,
+            () => false,
+          )
+        )
+          break;
         if (Date.now() > deadline) {
-          throw new CofferError('VSPHERE_TRANSPORT', `hot-add: ${disk.fileName} was attached to ${proxy.name} but ${dev} did not appear within ${Math.round((this.o.appearTimeoutMs ?? 60_000) / 1000)} s`, { hint: 'set disk.EnableUUID=TRUE on the proxy VM (its guest then names disks by UUID), and check that udev runs' });
+          throw new CofferError(
+            'VSPHERE_TRANSPORT',
+            `hot-add: ${disk.fileName} was attached to ${proxy.name} but ${dev} did not appear within ${Math.round((this.o.appearTimeoutMs ?? 60_000) / 1000)} s`,
+            {
+              hint: 'set disk.EnableUUID=TRUE on the proxy VM (its guest then names disks by UUID), and check that udev runs',
+            },
+          );
         }
         await new Promise((r) => setTimeout(r, 100));
       }
       const size = await deviceBytes(dev);
-      if (size < disk.capacityBytes) throw new CofferError('VSPHERE_DISK_LAYOUT', `hot-add: ${dev} has ${size} bytes, disk ${disk.fileName} has ${disk.capacityBytes}; refusing to back up bytes that were not read`);
+      if (size < disk.capacityBytes)
+        throw new CofferError(
+          'VSPHERE_DISK_LAYOUT',
+          `hot-add: ${dev} has ${size} bytes, disk ${disk.fileName} has ${disk.capacityBytes}; refusing to back up bytes that were not read`,
+        );
       const fh: FileHandle = await openFile(dev, 'r');
       let closed = false;
       return {
@@ -218,7 +325,11 @@ export class HotAddTransport implements DiskTransport {
           let done = 0;
           while (done < length) {
             const { bytesRead } = await fh.read(into, done, length - done, offset + done);
-            if (bytesRead === 0) throw new CofferError('VSPHERE_DISK_LAYOUT', `hot-add: ${dev} ended at ${offset + done} (disk ${disk.capacityBytes} bytes)`);
+            if (bytesRead === 0)
+              throw new CofferError(
+                'VSPHERE_DISK_LAYOUT',
+                `hot-add: ${dev} ended at ${offset + done} (disk ${disk.capacityBytes} bytes)`,
+              );
             done += bytesRead;
           }
         },
@@ -247,10 +358,12 @@ async function deviceBytes(dev: string): Promise<number> {
 }
 
 function need(v: XmlNode | undefined): XmlNode {
-  if (!v) throw new CofferError('VSPHERE_FAULT', 'vCenter sent no configuration for the proxy VM', { details: { protocol: true } });
+  if (!v)
+    throw new CofferError('VSPHERE_FAULT', 'vCenter sent no configuration for the proxy VM', {
+      details: { protocol: true },
+    });
   return v;
 }
-
 
 function pidAlive(pid: number): boolean {
   if (pid === process.pid) return true;

@@ -40,7 +40,13 @@ export function sha1Thumbprint(host: string, port: number): Promise<string> {
       s.end();
       resolve(createHash('sha1').update(raw).digest('hex').toUpperCase().match(/../g)!.join(':'));
     });
-    s.once('error', (e) => reject(new CofferError('VSPHERE_TRANSPORT', `VDDK: cannot read the certificate of ${host}:${port}: ${e.message}`, { cause: e })));
+    s.once('error', (e) =>
+      reject(
+        new CofferError('VSPHERE_TRANSPORT', `VDDK: cannot read the certificate of ${host}:${port}: ${e.message}`, {
+          cause: e,
+        }),
+      ),
+    );
   });
 }
 
@@ -64,7 +70,8 @@ export class VddkTransport implements DiskTransport {
   }
 
   async open(disk: VmDisk, _index: number, _ctx: unknown, op: Op = {}): Promise<DiskReader> {
-    if (!this.o.vm || !this.o.snapshot) throw new CofferError('INTERNAL', 'VDDK transport used before the snapshot exists');
+    if (!this.o.vm || !this.o.snapshot)
+      throw new CofferError('INTERNAL', 'VDDK transport used before the snapshot exists');
     this.thumbprint ??= await sha1Thumbprint(this.o.host, this.o.port);
     const dir = await mkdtemp(join(tmpdir(), 'coffer-vddk-'));
     await chmod(dir, 0o700);
@@ -72,7 +79,12 @@ export class VddkTransport implements DiskTransport {
     await writeFile(pwFile, this.o.password, { mode: 0o600 });
     const sock = join(dir, 'nbd.sock');
     const args = [
-      '-U', sock, '-r', '-f', '--exit-with-parent', 'vddk',
+      '-U',
+      sock,
+      '-r',
+      '-f',
+      '--exit-with-parent',
+      'vddk',
       `libdir=${this.o.libdir}`,
       `server=${this.o.host}`,
       ...(this.o.port !== 443 ? [`port=${this.o.port}`] : []),
@@ -107,7 +119,9 @@ export class VddkTransport implements DiskTransport {
       child = spawn(this.o.nbdkit ?? 'nbdkit', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     } catch (e) {
       await rm(dir, { recursive: true, force: true });
-      throw new CofferError('VSPHERE_TRANSPORT', `VDDK: cannot start nbdkit: ${(e as Error).message}`, { hint: 'install nbdkit with its vddk plugin' });
+      throw new CofferError('VSPHERE_TRANSPORT', `VDDK: cannot start nbdkit: ${(e as Error).message}`, {
+        hint: 'install nbdkit with its vddk plugin',
+      });
     }
     child.stderr!.on('data', (b: Buffer) => (stderr = (stderr + b.toString('utf8')).slice(-4000)));
     const spawnError = new Promise<Error>((r) => child.once('error', r));
@@ -118,16 +132,30 @@ export class VddkTransport implements DiskTransport {
         op.signal?.throwIfAborted();
         if (existsSync(sock)) break;
         const err = await Promise.race([spawnError, new Promise<undefined>((r) => setTimeout(() => r(undefined), 50))]);
-        if (err) throw new CofferError('VSPHERE_TRANSPORT', `VDDK: cannot start nbdkit: ${err.message}`, { hint: 'install nbdkit with its vddk plugin (not in Debian) and VMware VDDK' });
+        if (err)
+          throw new CofferError('VSPHERE_TRANSPORT', `VDDK: cannot start nbdkit: ${err.message}`, {
+            hint: 'install nbdkit with its vddk plugin (not in Debian) and VMware VDDK',
+          });
         if (exited !== undefined) {
-          throw new CofferError('VSPHERE_TRANSPORT', `VDDK: nbdkit for ${disk.fileName} exited (${exited}) before serving: ${stderr.trim().split('\n').slice(-3).join(' | ') || 'no message'}`, { hint: 'check --vddk-libdir, the credentials and the thumbprint' });
+          throw new CofferError(
+            'VSPHERE_TRANSPORT',
+            `VDDK: nbdkit for ${disk.fileName} exited (${exited}) before serving: ${stderr.trim().split('\n').slice(-3).join(' | ') || 'no message'}`,
+            { hint: 'check --vddk-libdir, the credentials and the thumbprint' },
+          );
         }
-        if (Date.now() > deadline) throw new CofferError('VSPHERE_TRANSPORT', `VDDK: nbdkit for ${disk.fileName} did not listen within ${Math.round((this.o.startTimeoutMs ?? 60_000) / 1000)} s`);
+        if (Date.now() > deadline)
+          throw new CofferError(
+            'VSPHERE_TRANSPORT',
+            `VDDK: nbdkit for ${disk.fileName} did not listen within ${Math.round((this.o.startTimeoutMs ?? 60_000) / 1000)} s`,
+          );
       }
       const src = await NbdSource.open({ path: sock }, { exportName: '', logger: this.o.logger }, op);
       if (src.sizeBytes !== disk.capacityBytes) {
         await src.close();
-        throw new CofferError('VSPHERE_DISK_LAYOUT', `VDDK export of ${disk.fileName} has ${src.sizeBytes} bytes, the disk ${disk.capacityBytes}`);
+        throw new CofferError(
+          'VSPHERE_DISK_LAYOUT',
+          `VDDK export of ${disk.fileName} has ${src.sizeBytes} bytes, the disk ${disk.capacityBytes}`,
+        );
       }
       this.logger.info(`VDDK: ${disk.fileName} served by nbdkit pid ${child.pid}`);
       return {
