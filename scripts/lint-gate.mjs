@@ -4,7 +4,7 @@
 // COFFER_LINT=1 runs it now, COFFER_LINT=0 skips it even when enforced.
 import { spawnSync } from 'node:child_process';
 
-const ENFORCED = false;
+const ENFORCED = true;
 const want = process.env.COFFER_LINT === '1' || (ENFORCED && process.env.COFFER_LINT !== '0');
 if (!want) {
   console.log('lint: not enforced yet (scripts/lint-gate.mjs); `npm run lint` runs it');

@@ -3,7 +3,7 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSy
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { coffer, tempDir } from './helpers/cli.js';
-import { MiB, findAll, mkExt, mkFat, partitionDisk, partitionsOf, patch, sh } from './helpers/fs-images.js';
+import { MiB, findAll, mkExt, mkFat, partitionDisk, partitionsOf, patch } from './helpers/fs-images.js';
 import { expectError, expectOk, expectReport } from './helpers/more-cli.js';
 
 const T = { timeout: 120_000 };

@@ -112,7 +112,9 @@ async function copyUnderLeases(
   leases: Lease[],
   guard: GcGuard,
 ): Promise<CopiedPoint[]> {
-  const checkLeases = () => leases.forEach((l) => l.check());
+  const checkLeases = () => {
+    for (const l of leases) l.check();
+  };
   // One listing of the target's chunks instead of a request per chunk.
   const have = await dst.chunks.listIds(op);
   const added = new Set<string>(); // stored by this run, or found after a rescue: safe until the commit

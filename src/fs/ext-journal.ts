@@ -166,7 +166,7 @@ export async function scanJournal(
   let needCheck = false;
   let lastTime = 0n;
   let crcSum = 0xffffffff;
-  scan: for (let steps = 0; steps < maxlen; steps++) {
+  for (let steps = 0; steps < maxlen; steps++) {
     op?.signal?.throwIfAborted();
     const b = await read(pos, op);
     pos = next(pos);
@@ -198,11 +198,11 @@ export async function scanJournal(
         skipped.push(
           `transaction ${nextId} and later: a block fails its checksum and its commit time goes back (stale log)`,
         );
-        break scan;
+        break;
       }
       let bad = false;
       if (v1) {
-        if (endId !== undefined) break scan;
+        if (endId !== undefined) break;
         const found = b.readUInt32BE(16);
         const ok =
           (crcSum === found && b[12] === CRC32_CHKSUM && b[13] === CRC32_CHKSUM_SIZE) ||
@@ -216,11 +216,11 @@ export async function scanJournal(
           skipped.push(
             `transaction ${nextId} and later: its commit block fails its checksum and its commit time goes back (stale log)`,
           );
-          break scan;
+          break;
         }
         endId = nextId;
         skipped.push(`transaction ${nextId}${asyncCommit ? '' : ' and later'}: its commit block fails its checksum`);
-        if (!asyncCommit) break scan;
+        if (!asyncCommit) break;
       }
       lastTime = commitTime;
       txs.push(cur);
@@ -275,6 +275,6 @@ export async function scanJournal(
   return { blocks, transactions: replayed.length, checksums, skipped };
 }
 
-export function unescape(data: Buffer): void {
+export function unescapeJournalBlock(data: Buffer): void {
   data.writeUInt32BE(JBD2_MAGIC, 0);
 }

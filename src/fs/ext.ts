@@ -1,7 +1,7 @@
 import { CofferError, type Op } from '../shared/index.js';
 import type { BlockReader } from './block-reader.js';
 import { blockMapRuns, extentRuns, type Run } from './ext-block-map.js';
-import { scanJournal, unescape } from './ext-journal.js';
+import { scanJournal, unescapeJournalBlock } from './ext-journal.js';
 import { ExtChecksums } from './ext-checksums.js';
 import { MAX_LINK_BYTES, PIECE_BYTES, type FileExtent, type FileType, type FsNode, type GuestFs } from './types.js';
 
@@ -102,7 +102,6 @@ export class ExtFs implements GuestFs {
   private journal = new Map<number, { journalPhysical: number; escaped: boolean }>();
   /** transactions replayed from the journal */
   journalTransactions = 0;
-  private groupDescs: Buffer | undefined;
   private readonly descCache = new Map<number, Buffer>();
 
   private constructor(
@@ -258,7 +257,7 @@ export class ExtFs implements GuestFs {
         const j = this.journal.get(block + i);
         if (!j) continue;
         const copy = await this.dev.read(j.journalPhysical * this.blockBytes, this.blockBytes, op);
-        if (j.escaped) unescape(copy);
+        if (j.escaped) unescapeJournalBlock(copy);
         copy.copy(buf, i * this.blockBytes);
       }
     }

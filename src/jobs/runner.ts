@@ -20,7 +20,7 @@ import {
 import type { Repository } from '../repository/index.js';
 import { CofferError, type Logger, type Op } from '../shared/index.js';
 import type { BlockSource } from '../sources/index.js';
-import { parseJob, type BackupJob, type JobDescription, type RestoreVmJob, type VsphereSourceSpec } from './job.js';
+import { parseJob, type BackupJob, type RestoreVmJob, type VsphereSourceSpec } from './job.js';
 
 /** What a process must provide to execute jobs; the composition root (bin, server) supplies the real things. */
 export interface JobDeps {

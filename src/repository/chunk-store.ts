@@ -7,7 +7,7 @@ import {
   type Tiering,
 } from '../storage/index.js';
 import { CofferError, HEX64, type ChunkId, type Op } from '../shared/index.js';
-import { ChunkCodec } from './chunk-codec.js';
+import type { ChunkCodec } from './chunk-codec.js';
 import { IdSet } from './id-set.js';
 import { CHUNKS_PREFIX, chunkBlob } from './layout.js';
 

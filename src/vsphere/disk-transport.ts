@@ -397,10 +397,10 @@ export class NbdDiskTransport implements DiskTransport {
       .replace(/\{index\}/g, String(index))
       .replace(/\{key\}/g, String(disk.key))
       .replace(/\{file\}/g, encodeURIComponent(disk.fileName))
-      .replace(/\{name\}/g, encodeURIComponent(disk.fileName.replace(/^.*[\/\]]\s*/, '')))
+      .replace(/\{name\}/g, encodeURIComponent(disk.fileName.replace(/^.*[/\]]\s*/, '')))
       .replace(
         /\{flat\}/g,
-        encodeURIComponent(disk.fileName.replace(/^.*[\/\]]\s*/, '').replace(/\.vmdk$/i, '-flat.vmdk')),
+        encodeURIComponent(disk.fileName.replace(/^.*[/\]]\s*/, '').replace(/\.vmdk$/i, '-flat.vmdk')),
       );
     const u = parseNbdUri(spec);
     if (u.tls) throw new CofferError('USAGE', 'nbds:// is not supported as a vSphere transport yet');

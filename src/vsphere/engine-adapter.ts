@@ -19,13 +19,11 @@ export function vsphereVmSource(vmb: VsphereVmBackup) {
     consistency: vmb.consistency,
     vmConfig: vmb.vmConfig as unknown as Record<string, unknown>,
     finish() {
-      finished ??= vmb
-        .close()
-        .then(({ snapshotRemoved }) => ({
-          kind: 'vsphere',
-          cleanedUp: snapshotRemoved,
-          details: { ...vmb.report(), snapshotRemoved },
-        }));
+      finished ??= vmb.close().then(({ snapshotRemoved }) => ({
+        kind: 'vsphere',
+        cleanedUp: snapshotRemoved,
+        details: { ...vmb.report(), snapshotRemoved },
+      }));
       return finished;
     },
   };

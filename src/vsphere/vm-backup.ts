@@ -182,7 +182,7 @@ export async function openVmBackup(
       `creating snapshot ${snapshotName} of ${vm.name}`,
       task,
     );
-    if (!result || !result.attrs['type'])
+    if (!result?.attrs['type'])
       throw new CofferError('VSPHERE_FAULT', 'CreateSnapshot_Task returned no snapshot', {
         details: { protocol: true },
       });

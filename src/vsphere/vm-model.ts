@@ -1,5 +1,5 @@
 import { CofferError } from '../shared/index.js';
-import { MoRef, boolOf, child, children, intOf, refOf, textOf, type XmlNode } from './xml.js';
+import { type MoRef, boolOf, child, children, intOf, refOf, textOf, type XmlNode } from './xml.js';
 
 /** A virtual disk of a VM (or of a snapshot's configuration). */
 export interface VmDisk {

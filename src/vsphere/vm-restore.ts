@@ -167,7 +167,7 @@ export async function prepareVmRestore(
   }
   for (const n of cfg.nics) {
     const net = inv.networks.find((x) => x.name === n.network && inDc(x));
-    if (!net || net.ref.type !== 'Network') {
+    if (net?.ref.type !== 'Network') {
       warnings.push(
         `NIC ${n.type} on ${n.network ?? 'an unknown network'} was not re-created (${net ? 'distributed port groups are not supported yet' : 'no such network here'}); add it in vCenter`,
       );

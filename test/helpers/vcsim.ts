@@ -22,7 +22,6 @@ import {
   renameSync,
   rmSync,
   statSync,
-  truncateSync,
 } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -772,11 +771,6 @@ export async function queryAllChangedAreas(
 
 // ---------------------------------------------------------------------------------------------------------------
 // Datastore files (/folder: the simulator does not check the session there, real vCenter does)
-
-function folderPath(disk: Pick<VcsimDisk, 'path' | 'datastore' | 'dcPath'>): string {
-  const p = disk.path.split('/').map(encodeURIComponent).join('/');
-  return `/folder/${p}?dcPath=${encodeURIComponent(disk.dcPath || 'DC0')}&dsName=${encodeURIComponent(disk.datastore)}`;
-}
 
 /** The /folder URL of a disk's data file (its -flat.vmdk): vSAN disks have none. */
 function dataFolderPath(vc: Vcsim, disk: DiskRef): string {
