@@ -227,7 +227,9 @@ async function loadParentIndex(
   } catch (e) {
     if (e instanceof CofferError && e.code === 'CANCELLED') throw e;
     return {
-      problem: `the index of disk ${disk} of the previous restore point ${parent.id} is unusable (${(e as Error).message})`,
+      problem:
+        `the index of disk ${disk} of the previous restore point ${parent.id} is unusable ` +
+        `(${(e as Error).message})`,
     };
   }
 }
@@ -311,7 +313,8 @@ async function backupDisk(
         const raw = len === cs ? (free.pop() ?? Buffer.allocUnsafeSlow(cs)) : Buffer.allocUnsafeSlow(len);
         // Reads are issued one at a time, in disk order: parallel reads of one file defeat kernel readahead (measured)
         const read = readChain.then(() => {
-          if (window.failed) throw new CofferError('CANCELLED', 'an earlier chunk failed'); // (never reported: drain throws the first error)
+          // (never reported: drain throws the first error)
+          if (window.failed) throw new CofferError('CANCELLED', 'an earlier chunk failed');
           return readChunk(source, plan, i * cs, len, raw, op);
         });
         readChain = read.catch(() => undefined);

@@ -34,7 +34,10 @@ export interface CopyResult {
   /** 'same-key': blobs copied as they are; 're-encrypt': decrypted, re-keyed, re-sealed for the target */
   mode: 'same-key' | 're-encrypt';
   points: CopiedPoint[];
-  /** chunks and indexes of the target that garbage collection had condemned and this copy rescued (DESIGN.md §Garbage collection) */
+  /**
+   * chunks and indexes of the target that garbage collection had condemned and this copy rescued (DESIGN.md §Garbage
+   * collection)
+   */
   gcRescued: number;
   durationMs: number;
 }
@@ -64,7 +67,8 @@ export async function copyPoints(
   if (!sameKey && src.chunkSizeBytes !== dst.chunkSizeBytes) {
     throw new CofferError(
       'USAGE',
-      `the repositories have different chunk sizes (${src.chunkSizeBytes} and ${dst.chunkSizeBytes}); copy needs equal chunk sizes`,
+      `the repositories have different chunk sizes (${src.chunkSizeBytes} and ${dst.chunkSizeBytes}); copy needs ` +
+        `equal chunk sizes`,
       {
         hint: 'create the target with `coffer init --chunk-size` equal to the source, or with `--copy-of SOURCE`',
       },
@@ -121,7 +125,10 @@ async function copyUnderLeases(
   const lost = new Set<string>(); // in the listing, but gone when looked at after a rescue (a sweep deleted it)
   const targetHas = (hex: string) => added.has(hex) || (!lost.has(hex) && have.has(Buffer.from(hex, 'hex')));
   const condemned = (hex: string) => guard.isCondemnedChunk(Buffer.from(hex, 'hex'));
-  /** W3 for a chunk a generation we loaded condemns: rescue it, then look at the store (the listing may predate a sweep). */
+  /**
+   * W3 for a chunk a generation we loaded condemns: rescue it, then look at the store (the listing may predate a
+   * sweep).
+   */
   const rescueChunk = async (hex: string): Promise<void> => {
     if (added.has(hex)) return;
     await guard.rescue('chunk', Buffer.from(hex, 'hex'), op);

@@ -57,113 +57,119 @@ describe('ext integrity (issue 21)', () => {
   after(() => rmSync(tmp, { recursive: true, force: true }));
   let n = 0;
 
-  describe('journal replay as e2fsck does it (csum v3 journals from mke2fs, transactions from debugfs jo/jw/jc)', () => {
-    /** ext4 whose file.txt has new content only in a committed transaction; the journal's blocks located by parsing */
-    const journaled = () => {
-      const name = `j${n++}`;
-      const d = join(tmp, `${name}-src`);
-      sh('mkdir', ['-p', d]);
-      writeFileSync(join(d, 'file.txt'), 'old content, in place\n');
-      const img = join(tmp, `${name}.img`);
-      mkExt(img, 'ext4', d, 16 * MiB);
-      const block = Number(sh('debugfs', ['-R', 'bmap /file.txt 0', img]).trim());
-      const bs = blockSize(img);
-      const fresh = join(tmp, `${name}.blk`);
-      writeFileSync(fresh, Buffer.concat([Buffer.from('new content, in the journal\n'), Buffer.alloc(bs - 28)]));
-      sh('debugfs', ['-w', '-f', '-', img], `jo -c\njw -b ${block} ${fresh}\njc\n`);
-      const phys = (i: number) => Number(sh('debugfs', ['-R', `bmap <8> ${i}`, img]).trim());
-      const jsbAt = phys(0) * bs;
-      const data = readFileSync(img);
-      const jsb = data.subarray(jsbAt, jsbAt + bs);
-      assert.equal(jsb.readUInt32BE(0), 0xc03b3998);
-      assert.ok(jsb.readUInt32BE(40) & 0x10, 'mke2fs made a journal with checksum v3');
-      const start = jsb.readUInt32BE(28);
-      // the transaction: descriptor, the data block, commit
-      const blocks = [0, 1, 2].map((k) => {
-        const at = phys(start + k) * bs;
-        return { at, type: data.readUInt32BE(at) === 0xc03b3998 ? data.readUInt32BE(at + 4) : 0 };
+  describe(
+    'journal replay as e2fsck does it (csum v3 journals from mke2fs, transactions from debugfs ' + 'jo/jw/jc)',
+    () => {
+      /**
+       * ext4 whose file.txt has new content only in a committed transaction; the journal's blocks located by parsing
+       */
+      const journaled = () => {
+        const name = `j${n++}`;
+        const d = join(tmp, `${name}-src`);
+        sh('mkdir', ['-p', d]);
+        writeFileSync(join(d, 'file.txt'), 'old content, in place\n');
+        const img = join(tmp, `${name}.img`);
+        mkExt(img, 'ext4', d, 16 * MiB);
+        const block = Number(sh('debugfs', ['-R', 'bmap /file.txt 0', img]).trim());
+        const bs = blockSize(img);
+        const fresh = join(tmp, `${name}.blk`);
+        writeFileSync(fresh, Buffer.concat([Buffer.from('new content, in the journal\n'), Buffer.alloc(bs - 28)]));
+        sh('debugfs', ['-w', '-f', '-', img], `jo -c\njw -b ${block} ${fresh}\njc\n`);
+        const phys = (i: number) => Number(sh('debugfs', ['-R', `bmap <8> ${i}`, img]).trim());
+        const jsbAt = phys(0) * bs;
+        const data = readFileSync(img);
+        const jsb = data.subarray(jsbAt, jsbAt + bs);
+        assert.equal(jsb.readUInt32BE(0), 0xc03b3998);
+        assert.ok(jsb.readUInt32BE(40) & 0x10, 'mke2fs made a journal with checksum v3');
+        const start = jsb.readUInt32BE(28);
+        // the transaction: descriptor, the data block, commit
+        const blocks = [0, 1, 2].map((k) => {
+          const at = phys(start + k) * bs;
+          return { at, type: data.readUInt32BE(at) === 0xc03b3998 ? data.readUInt32BE(at + 4) : 0 };
+        });
+        assert.deepEqual(
+          blocks.map((b) => b.type),
+          [1, 0, 2],
+          'descriptor, data, commit',
+        );
+        return { img, bs, jsbAt, descriptor: blocks[0]!.at, dataAt: blocks[1]!.at, commit: blocks[2]!.at };
+      };
+      /** what e2fsck leaves in file.txt after replaying (or refusing) the same journal */
+      const e2fsckView = (img: string) => {
+        const fixed = `${img}.fsck`;
+        sh('cp', [img, fixed]);
+        spawnSync('e2fsck', ['-fy', fixed]);
+        return sh('debugfs', ['-R', 'cat /file.txt', fixed]);
+      };
+      const view = (img: string) =>
+        withFs(img, async (fs) => ({
+          text: (await readFile(fs, 'file.txt')).toString(),
+          warnings: (fs as ExtFs).warnings,
+          checks: (fs as ExtFs).checks,
+        }));
+
+      test('an intact csum v3 transaction is replayed and the verification is reported', T, async () => {
+        const j = journaled();
+        const got = await view(j.img);
+        assert.equal(got.text, 'new content, in the journal\n'.slice(0, 22));
+        assert.deepEqual(got.warnings, []);
+        assert.match(got.checks.join('\n'), /1 committed transaction\(s\) replayed.*checksums v3 verified/);
+        assert.equal(got.text, e2fsckView(j.img));
       });
-      assert.deepEqual(
-        blocks.map((b) => b.type),
-        [1, 0, 2],
-        'descriptor, data, commit',
-      );
-      return { img, bs, jsbAt, descriptor: blocks[0]!.at, dataAt: blocks[1]!.at, commit: blocks[2]!.at };
-    };
-    /** what e2fsck leaves in file.txt after replaying (or refusing) the same journal */
-    const e2fsckView = (img: string) => {
-      const fixed = `${img}.fsck`;
-      sh('cp', [img, fixed]);
-      spawnSync('e2fsck', ['-fy', fixed]);
-      return sh('debugfs', ['-R', 'cat /file.txt', fixed]);
-    };
-    const view = (img: string) =>
-      withFs(img, async (fs) => ({
-        text: (await readFile(fs, 'file.txt')).toString(),
-        warnings: (fs as ExtFs).warnings,
-        checks: (fs as ExtFs).checks,
-      }));
 
-    test('an intact csum v3 transaction is replayed and the verification is reported', T, async () => {
-      const j = journaled();
-      const got = await view(j.img);
-      assert.equal(got.text, 'new content, in the journal\n'.slice(0, 22));
-      assert.deepEqual(got.warnings, []);
-      assert.match(got.checks.join('\n'), /1 committed transaction\(s\) replayed.*checksums v3 verified/);
-      assert.equal(got.text, e2fsckView(j.img));
-    });
+      test('a data block whose tag checksum fails is skipped (the old copy stays) and reported', T, async () => {
+        const j = journaled();
+        patch(j.img, j.dataAt + 100, [0x55]);
+        const got = await view(j.img);
+        assert.equal(got.text, 'old content, in place\n');
+        assert.match(got.warnings.join('\n'), /tag checksum fails/);
+        assert.equal(got.text, e2fsckView(j.img));
+      });
 
-    test('a data block whose tag checksum fails is skipped (the old copy stays) and reported', T, async () => {
-      const j = journaled();
-      patch(j.img, j.dataAt + 100, [0x55]);
-      const got = await view(j.img);
-      assert.equal(got.text, 'old content, in place\n');
-      assert.match(got.warnings.join('\n'), /tag checksum fails/);
-      assert.equal(got.text, e2fsckView(j.img));
-    });
+      test('a transaction whose commit block fails its checksum is not replayed', T, async () => {
+        const j = journaled();
+        patch(j.img, j.commit + 200, [0x55]);
+        const got = await view(j.img);
+        assert.equal(got.text, 'old content, in place\n');
+        assert.match(got.warnings.join('\n'), /commit block fails its checksum/);
+        assert.equal(got.text, e2fsckView(j.img));
+      });
 
-    test('a transaction whose commit block fails its checksum is not replayed', T, async () => {
-      const j = journaled();
-      patch(j.img, j.commit + 200, [0x55]);
-      const got = await view(j.img);
-      assert.equal(got.text, 'old content, in place\n');
-      assert.match(got.warnings.join('\n'), /commit block fails its checksum/);
-      assert.equal(got.text, e2fsckView(j.img));
-    });
+      test('a descriptor block that fails its checksum fails the recovery: nothing replayed, reported', T, async () => {
+        const j = journaled();
+        patch(j.img, j.descriptor + j.bs - 100, [0x55]); // unused tag space, before the tail
+        const got = await view(j.img);
+        assert.equal(got.text, 'old content, in place\n');
+        assert.match(got.warnings.join('\n'), /cannot be replayed.*descriptor or revoke block that fails its checksum/);
+        assert.equal(got.text, e2fsckView(j.img));
+      });
 
-    test('a descriptor block that fails its checksum fails the recovery: nothing replayed, reported', T, async () => {
-      const j = journaled();
-      patch(j.img, j.descriptor + j.bs - 100, [0x55]); // unused tag space, before the tail
-      const got = await view(j.img);
-      assert.equal(got.text, 'old content, in place\n');
-      assert.match(got.warnings.join('\n'), /cannot be replayed.*descriptor or revoke block that fails its checksum/);
-      assert.equal(got.text, e2fsckView(j.img));
-    });
+      test('a journal superblock that fails its checksum: nothing replayed, reported', T, async () => {
+        const j = journaled();
+        patch(j.img, j.jsbAt + 0x60, [0x55]); // s_padding: harmless but covered by the checksum
+        const got = await view(j.img);
+        assert.equal(got.text, 'old content, in place\n');
+        assert.match(got.warnings.join('\n'), /journal superblock fails its checksum/);
+        assert.equal(got.text, e2fsckView(j.img));
+      });
 
-    test('a journal superblock that fails its checksum: nothing replayed, reported', T, async () => {
-      const j = journaled();
-      patch(j.img, j.jsbAt + 0x60, [0x55]); // s_padding: harmless but covered by the checksum
-      const got = await view(j.img);
-      assert.equal(got.text, 'old content, in place\n');
-      assert.match(got.warnings.join('\n'), /journal superblock fails its checksum/);
-      assert.equal(got.text, e2fsckView(j.img));
-    });
-
-    test('a revoke block that fails its checksum fails the recovery', T, async () => {
-      const j = journaled();
-      const block = Number(sh('debugfs', ['-R', 'bmap /file.txt 0', j.img]).trim());
-      sh('debugfs', ['-w', '-f', '-', j.img], `jo -c\njw -r ${block + 1}\njc\n`); // a second transaction revoking another block
-      const data = readFileSync(j.img);
-      const revokes = findAll(j.img, Buffer.from([0xc0, 0x3b, 0x39, 0x98, 0, 0, 0, 5])).filter((o) => o % j.bs === 0);
-      assert.equal(revokes.length, 1, 'one revoke block');
-      assert.ok(data.length > revokes[0]!);
-      patch(j.img, revokes[0]! + j.bs - 100, [0x55]);
-      const got = await view(j.img);
-      assert.equal(got.text, 'old content, in place\n');
-      assert.match(got.warnings.join('\n'), /cannot be replayed/);
-      assert.equal(got.text, e2fsckView(j.img));
-    });
-  });
+      test('a revoke block that fails its checksum fails the recovery', T, async () => {
+        const j = journaled();
+        const block = Number(sh('debugfs', ['-R', 'bmap /file.txt 0', j.img]).trim());
+        // a second transaction revoking another block
+        sh('debugfs', ['-w', '-f', '-', j.img], `jo -c\njw -r ${block + 1}\njc\n`);
+        const data = readFileSync(j.img);
+        const revokes = findAll(j.img, Buffer.from([0xc0, 0x3b, 0x39, 0x98, 0, 0, 0, 5])).filter((o) => o % j.bs === 0);
+        assert.equal(revokes.length, 1, 'one revoke block');
+        assert.ok(data.length > revokes[0]!);
+        patch(j.img, revokes[0]! + j.bs - 100, [0x55]);
+        const got = await view(j.img);
+        assert.equal(got.text, 'old content, in place\n');
+        assert.match(got.warnings.join('\n'), /cannot be replayed/);
+        assert.equal(got.text, e2fsckView(j.img));
+      });
+    },
+  );
 
   describe('metadata_csum (mke2fs default ext4)', () => {
     const fresh = () => {

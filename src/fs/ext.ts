@@ -194,7 +194,8 @@ export class ExtFs implements GuestFs {
     fs.csums = ExtChecksums.open(sb, incompat, roCompat, inodeBytes, blockBytes, descBytes);
     if (fs.csums)
       fs.checks.push(
-        'ext metadata checksums (crc32c): superblock verified; group descriptors, inodes, extent blocks and directory blocks verified as read',
+        'ext metadata checksums (crc32c): superblock verified; group descriptors, inodes, extent blocks and ' +
+          'directory blocks verified as read',
       );
     else fs.checks.push('ext metadata checksums: none on this filesystem (no metadata_csum): structure checks only');
     if (journal && incompat & INCOMPAT.RECOVER) await fs.replayJournal(op);
@@ -233,7 +234,12 @@ export class ExtFs implements GuestFs {
       }
       this.journalTransactions = replay.transactions;
       this.checks.push(
-        `ext journal: ${replay.transactions} committed transaction(s) replayed in memory${replay.checksums === 'none' ? ' (the journal has no checksums)' : `, journal checksums ${replay.checksums} verified`}`,
+        `ext journal: ${replay.transactions} committed transaction(s) replayed in ` +
+          `memory${
+            replay.checksums === 'none'
+              ? ' (the journal has no checksums)'
+              : `, journal ` + `checksums ${replay.checksums} verified`
+          }`,
       );
       for (const s of replay.skipped)
         this.warnings.push(
@@ -243,7 +249,8 @@ export class ExtFs implements GuestFs {
       if (!(e instanceof CofferError) || e.code === 'CANCELLED') throw e;
       this.journal.clear();
       this.warnings.push(
-        `the filesystem needs journal recovery, but its journal cannot be replayed (${e.message}): recent changes may be missing`,
+        `the filesystem needs journal recovery, but its journal cannot be replayed (${e.message}): recent changes ` +
+          `may be missing`,
       );
     }
   }
@@ -392,7 +399,8 @@ export class ExtFs implements GuestFs {
     const max = 2 ** 32 * this.blockBytes;
     if (ino.size > max || !Number.isSafeInteger(ino.size))
       throw corrupt(`inode ${ino.ino}: size ${ino.size} exceeds the largest possible file`);
-    // allocated space beyond the partition cannot be real (sparse files may be larger than the partition, their blocks cannot)
+    // allocated space beyond the partition cannot be real (sparse files may be larger than the partition, their blocks
+    // cannot)
     if (ino.blocks * 512 > this.dev.sizeBytes + 2 ** 20 && !(ino.flags & FL_HUGE_FILE))
       throw corrupt(`inode ${ino.ino}: ${ino.blocks} allocated sectors exceed the partition`);
   }
@@ -451,7 +459,8 @@ export class ExtFs implements GuestFs {
         const at = base + e.offs;
         if (at < entriesEnd || at + e.size > raw.length || at + ((e.size + 3) & ~3) > raw.length) {
           throw corrupt(
-            `inode ${ino.ino}: an in-inode xattr value (offset ${e.offs}, ${e.size} bytes) overlaps the entries or runs past the inode`,
+            `inode ${ino.ino}: an in-inode xattr value (offset ${e.offs}, ${e.size} bytes) overlaps the entries or ` +
+              `runs past the inode`,
             { inode: ino.ino, offset: e.offs, size: e.size },
           );
         }

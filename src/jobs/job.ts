@@ -159,7 +159,9 @@ export type JobInput = z.input<typeof jobDescription>;
 
 export const JOB_KINDS: readonly JobKind[] = jobDescription.options.map((o) => o.shape.kind.value);
 
-/** Validates a job description (parsed JSON, or the JSON text); fills in defaults. USAGE with the problems otherwise. */
+/**
+ * Validates a job description (parsed JSON, or the JSON text); fills in defaults. USAGE with the problems otherwise.
+ */
 export function parseJob(input: unknown): JobDescription {
   let value = input;
   if (typeof input === 'string') {

@@ -32,7 +32,9 @@ export interface JobDeps {
   createPool(params: CodecParams): CodecPool;
   /** one disk: image path, file:// or nbd:// */
   openDisk(spec: string, opts: { logger: Logger; signal: AbortSignal; timeoutMs?: number }): Promise<BlockSource>;
-  /** a vSphere VM for backup (snapshot taken; finish removes it): src/vsphere's vsphereVmSource; absent: not available */
+  /**
+   * a vSphere VM for backup (snapshot taken; finish removes it): src/vsphere's vsphereVmSource; absent: not available
+   */
   openVsphereSource?(source: VsphereSourceSpec, opts: { logger: Logger; signal: AbortSignal }): Promise<VmSource>;
   /** the vCenter target of a VM restore: src/vsphere's vsphereRestoreTargetOpener; absent: not available */
   vmRestoreTarget?(job: RestoreVmJob, opts: { logger: Logger }): VmRestoreTargetOpener;
@@ -111,7 +113,8 @@ export async function runJob(input: unknown, deps: JobDeps, opts: RunJobOptions 
       const failure = verifyFailure(report);
       if (failure) throw failure;
       logger.info(
-        `verified ${report.points} restore points, ${report.chunksReferenced} chunks referenced, ${report.chunksRead} read`,
+        `verified ${report.points} restore points, ${report.chunksReferenced} chunks ` +
+          `referenced, ${report.chunksRead} read`,
       );
       return report;
     }
@@ -211,7 +214,8 @@ async function runBackup(
     },
   });
   logger.info(
-    `restore point ${result.id} (${result.mode}): read ${result.bytesRead} bytes, stored ${result.bytesStored} in ${result.chunksNew} new chunks`,
+    `restore point ${result.id} (${result.mode}): read ${result.bytesRead} bytes, stored ${result.bytesStored} ` +
+      `in ${result.chunksNew} new chunks`,
   );
   return capture ? { ...result, [capture.kind]: capture.details } : result;
 }

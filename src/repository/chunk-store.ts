@@ -95,7 +95,8 @@ export class ChunkStore {
 
   /**
    * Reads and opens a chunk. `checkId` (default true) also re-hashes the plaintext to its id; `into` is a buffer the
-   * caller gives up for the plaintext (see CodecPool.open), `spare` returns it when unused. CORRUPT when missing or bad.
+   * caller gives up for the plaintext (see CodecPool.open), `spare` returns it when unused. CORRUPT when missing or
+   * bad.
    */
   async get(
     id: ChunkId,

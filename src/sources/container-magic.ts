@@ -94,10 +94,13 @@ export function detectContainer(h: Buffer, foot: Buffer | undefined): Detected {
 export function refusedError(path: string, d: { refused: string; encrypted: boolean }): CofferError {
   return new CofferError(
     'SOURCE_UNSUPPORTED',
-    `${path} is ${d.refused}: Coffer cannot read it${d.encrypted ? ' (it has no key, and would back up ciphertext)' : ''}`,
+    `${path} is ${d.refused}: Coffer cannot read it${
+      d.encrypted ? ' (it has no key, and would back up ' + 'ciphertext)' : ''
+    }`,
     {
       hint: d.encrypted
-        ? 'back up the decrypted disk (e.g. the opened /dev/mapper device), or add --format raw to store the encrypted bytes as they are'
+        ? 'back up the decrypted disk (e.g. the opened /dev/mapper device), or add --format raw to store the ' +
+          'encrypted bytes as they are'
         : 'decompress it first, or add --format raw to store the bytes as they are',
       details: { source: path, container: d.refused, encrypted: d.encrypted },
     },

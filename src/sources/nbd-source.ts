@@ -111,7 +111,8 @@ export class NbdSource implements BlockSource {
         (this.opts.logger ?? silentLogger).warn(
           `${this.uri}: ${(lastError as Error).message}; reconnecting (attempt ${attempt} of ${retries})`,
         );
-        await new Promise((r) => setTimeout(r, 500 * 2 ** (attempt - 1))); // 0.5, 1, 2 s: a restarting server gets 3.5 s
+        // 0.5, 1, 2 s: a restarting server gets 3.5 s
+        await new Promise((r) => setTimeout(r, 500 * 2 ** (attempt - 1)));
         try {
           await this.reconnect(this.client, op);
         } catch (e) {

@@ -122,7 +122,8 @@ async function sniff(filePath: string): Promise<Detected> {
   }
   try {
     const st = await fh.stat();
-    // files and block devices alike (a qcow2 or LUKS volume on an LV is a container too); anything else: FileSource says
+    // files and block devices alike (a qcow2 or LUKS volume on an LV is a container too); anything else: FileSource
+    // says
     if (!st.isFile() && !st.isBlockDevice()) return { format: 'raw' };
     const head = Buffer.alloc(HEAD_BYTES);
     const { bytesRead } = await fh.read(head, 0, HEAD_BYTES, 0);

@@ -10,8 +10,9 @@ import type { QemuFormat } from './container-magic.js';
 export type { QemuFormat } from './container-magic.js';
 
 /**
- * An image file in a format QEMU reads (qcow2, VHDX, VHD, VDI, QED, Parallels, ...: container-magic.ts) served by a private, read-only qemu-nbd on a Unix socket
- * in a fresh temporary directory, which Coffer starts with a pid file and stops by pid when the source is closed.
+ * An image file in a format QEMU reads (qcow2, VHDX, VHD, VDI, QED, Parallels, ...: container-magic.ts) served by a
+ * private, read-only qemu-nbd on a Unix socket in a fresh temporary directory, which Coffer starts with a pid file and
+ * stops by pid when the source is closed.
  */
 export async function openWithQemuNbd(
   path: string,

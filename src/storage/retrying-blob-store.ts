@@ -56,7 +56,8 @@ export class RetryingBlobStore extends ForwardingBlobStore {
             e.details.attempts = attempt;
             if (!e.hint)
               (e as { hint: string | undefined }).hint =
-                `gave up after ${attempt} attempts; the service is throttling or unreachable: try again later (committed data is intact)`;
+                `gave up after ${attempt} attempts; the service is throttling or unreachable: try again later ` +
+                `(committed data is intact)`;
           }
         },
       },
@@ -127,7 +128,9 @@ export class RetryingBlobStore extends ForwardingBlobStore {
     return this.call(`retention ${name}`, op, () => inner.retention!(name, op));
   }
 
-  /** Every capability of the wrapped store, its requests retried like the others (temp-file sweeping is local: as is). */
+  /**
+   * Every capability of the wrapped store, its requests retried like the others (temp-file sweeping is local: as is).
+   */
   override capability<K extends CapabilityName>(key: K): StoreCapabilities[K] | undefined {
     const c = super.capability(key);
     if (!c) return undefined;

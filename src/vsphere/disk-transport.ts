@@ -97,7 +97,8 @@ export class HttpDatastoreTransport implements DiskTransport {
     if (kind !== 'descriptor') {
       throw new CofferError(
         'VSPHERE_DISK_LAYOUT',
-        `${disk.fileName} is neither a VMDK descriptor nor a known sparse header (${head.total} bytes); refusing to back it up as a disk`,
+        `${disk.fileName} is neither a VMDK descriptor nor a known sparse header (${head.total} bytes); refusing to ` +
+          `back it up as a disk`,
         { details: { file: disk.fileName, bytes: head.total } },
       );
     }
@@ -115,7 +116,8 @@ export class HttpDatastoreTransport implements DiskTransport {
     op: Op = {},
   ): Promise<string> {
     const extents = await this.resolve(disk, datacenter, op, false).catch((e: unknown) => {
-      if (e instanceof CofferError && e.code === 'SOURCE_UNREADABLE' && /HTTP 404/.test(e.message)) return undefined; // a new file
+      // a new file
+      if (e instanceof CofferError && e.code === 'SOURCE_UNREADABLE' && /HTTP 404/.test(e.message)) return undefined;
       throw e;
     });
     if (extents && extents.length !== 1)
@@ -234,7 +236,8 @@ export class HttpDatastoreTransport implements DiskTransport {
       if (forRead && probe.total < length) {
         throw new CofferError(
           'VSPHERE_DISK_LAYOUT',
-          `${disk.fileName}: extent ${e.file} has ${probe.total} bytes, the descriptor says ${length}; refusing to back up bytes that were not read`,
+          `${disk.fileName}: extent ${e.file} has ${probe.total} bytes, the descriptor says ${length}; refusing to ` +
+            `back up bytes that were not read`,
           { details: { file: disk.fileName, extent: e.file, fileBytes: probe.total, extentBytes: length } },
         );
       }
@@ -377,7 +380,8 @@ class HttpDiskReader implements DiskReader {
   async close(): Promise<void> {}
 }
 
-// ---- NBD (VDDK / nbdkit exports) -------------------------------------------------------------------------------------
+// ---- NBD (VDDK / nbdkit exports)
+// -------------------------------------------------------------------------------------
 
 /**
  * Reads each disk from an NBD export, e.g. nbdkit's vddk plugin or a VDDK-based server exporting the snapshot's disks.
@@ -409,7 +413,8 @@ export class NbdDiskTransport implements DiskTransport {
       await src.close();
       throw new CofferError(
         'SOURCE_UNREADABLE',
-        `NBD export ${spec} has ${src.sizeBytes} bytes but disk ${disk.key} (${disk.fileName}) has ${disk.capacityBytes}`,
+        `NBD export ${spec} has ${src.sizeBytes} bytes but disk ${disk.key} (${disk.fileName}) ` +
+          `has ${disk.capacityBytes}`,
       );
     }
     return { description: src.uri, read: (o, l, into, op2) => src.read(o, l, into, op2), close: () => src.close() };

@@ -9,7 +9,9 @@ import type { VsphereRestoreOptions, VsphereVmRestore } from './vsphere-restore.
  * interfaces structurally and the composition root (bin, cli, server, jobs) injects them.
  */
 
-/** A VM opened for backup as an engine VM source: finishing it removes the snapshot; its report goes under `vsphere`. */
+/**
+ * A VM opened for backup as an engine VM source: finishing it removes the snapshot; its report goes under `vsphere`.
+ */
 export function vsphereVmSource(vmb: VsphereVmBackup) {
   let finished: Promise<{ kind: string; cleanedUp: boolean; details: Record<string, unknown> }> | undefined;
   return {
@@ -56,13 +58,15 @@ export function vsphereRestoreTargetOpener(
       if (cfg.disks.length !== manifest.disks.length)
         throw new CofferError(
           'CORRUPT',
-          `restore point ${pointId}: the stored configuration lists ${cfg.disks.length} disks, the manifest ${manifest.disks.length}`,
+          `restore point ${pointId}: the stored configuration lists ${cfg.disks.length} disks, the ` +
+            `manifest ${manifest.disks.length}`,
         );
       for (const [i, d] of cfg.disks.entries()) {
         if (d.capacityBytes !== manifest.disks[i]!.sizeBytes)
           throw new CofferError(
             'CORRUPT',
-            `restore point ${pointId}: disk ${i} is ${manifest.disks[i]!.sizeBytes} bytes, its stored configuration says ${d.capacityBytes}`,
+            `restore point ${pointId}: disk ${i} is ${manifest.disks[i]!.sizeBytes} bytes, its stored configuration ` +
+              `says ${d.capacityBytes}`,
           );
       }
       return open(cfg, { ...opts, signal: op.signal });

@@ -72,7 +72,8 @@ export class HttpsClient {
     const pin = this.pin;
     const agent = new https.Agent({ keepAlive: true, maxSockets: 16, rejectUnauthorized: !tlsPolicy.insecure && !pin });
     if (pin) {
-      // Node's http Agent accepts an asynchronous createConnection (callback form): the socket is used only once verified.
+      // Node's http Agent accepts an asynchronous createConnection (callback form): the socket is used only once
+      // verified.
       (agent as unknown as { createConnection: unknown }).createConnection = (
         options: tls.ConnectionOptions,
         cb: (err: Error | null, s?: Duplex) => void,
@@ -98,7 +99,8 @@ export class HttpsClient {
             cb(
               new CofferError(
                 'VSPHERE_TLS',
-                `the certificate of ${host}:${port} has the fingerprint ${formatFingerprint(actual) || '(none)'}, not the pinned ${formatFingerprint(pin)}`,
+                `the certificate of ${host}:${port} has the fingerprint ${formatFingerprint(actual) || '(none)'}, ` +
+                  `not the pinned ${formatFingerprint(pin)}`,
                 { hint: 'if the vCenter certificate was replaced on purpose, pass its new --thumbprint' },
               ),
             );
@@ -195,7 +197,9 @@ export class HttpsClient {
     const code = err.code ?? '';
     if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) {
       return new CofferError('VSPHERE_TLS', `cannot verify the TLS certificate of ${this.origin}: ${err.message}`, {
-        hint: 'pin the certificate with --thumbprint SHA256 (`coffer vsphere thumbprint vsphere://HOST:PORT` prints it), or pass --insecure-tls in a lab',
+        hint:
+          'pin the certificate with --thumbprint SHA256 (`coffer vsphere thumbprint vsphere://HOST:PORT` prints ' +
+          'it), or pass --insecure-tls in a lab',
         cause: e,
       });
     }

@@ -20,12 +20,16 @@ test('owner line round trip (host and job with spaces and slashes)', () => {
   assert.equal(parseOwner('coffer-owner: host=%E0%A4%A pid=1 job= started=x lease-s=1'), undefined);
 });
 
-test('orphans: a dead local process, an expired lease, no owner line; not a live process or another host within its lease', () => {
-  assert.equal(isOrphan(desc('backup1', 100, 5), now, self), false); // alive here
-  assert.equal(isOrphan(desc('backup1', 101, 5), now, self), true); // dead here
-  assert.equal(isOrphan(desc('backup2', 101, 5), now, self), false); // another host, lease runs
-  assert.equal(isOrphan(desc('backup2', 101, 61), now, self), true); // lease ran out
-  assert.equal(isOrphan(desc('backup1', 100, 61), now, self), true); // even a live pid: lease ran out (pid reuse)
-  assert.equal(isOrphan('Created by an old Coffer', now, self), true);
-  assert.equal(isOrphan('coffer-owner: host=x pid=1 job= started=not-a-date lease-s=5', now, self), true);
-});
+test(
+  'orphans: a dead local process, an expired lease, no owner line; not a live process or another host within its ' +
+    'lease',
+  () => {
+    assert.equal(isOrphan(desc('backup1', 100, 5), now, self), false); // alive here
+    assert.equal(isOrphan(desc('backup1', 101, 5), now, self), true); // dead here
+    assert.equal(isOrphan(desc('backup2', 101, 5), now, self), false); // another host, lease runs
+    assert.equal(isOrphan(desc('backup2', 101, 61), now, self), true); // lease ran out
+    assert.equal(isOrphan(desc('backup1', 100, 61), now, self), true); // even a live pid: lease ran out (pid reuse)
+    assert.equal(isOrphan('Created by an old Coffer', now, self), true);
+    assert.equal(isOrphan('coffer-owner: host=x pid=1 job= started=not-a-date lease-s=5', now, self), true);
+  },
+);

@@ -13,7 +13,8 @@ import { MoRef } from './xml.js';
 
 export const SNAPSHOT_PREFIX = 'coffer-';
 const SNAPSHOT_DESCRIPTION =
-  'Created by Coffer for a backup and removed when it ends. A leftover one (from a killed backup) is removed by the next Coffer backup of this VM once its owner is gone or its lease ran out.';
+  'Created by Coffer for a backup and removed when it ends. A leftover one (from a killed backup) is removed by the ' +
+  'next Coffer backup of this VM once its owner is gone or its lease ran out.';
 /** How long a Coffer snapshot of another (or unknown) process is left alone (default 24 h; COFFER_SNAPSHOT_LEASE_S). */
 export const DEFAULT_SNAPSHOT_LEASE_S = 24 * 3600;
 
@@ -27,7 +28,10 @@ export interface SnapshotOwner {
 }
 
 export function ownerLine(o: SnapshotOwner): string {
-  return `coffer-owner: host=${encodeURIComponent(o.host)} pid=${o.pid} job=${encodeURIComponent(o.job)} started=${o.started} lease-s=${o.leaseS}`;
+  return (
+    `coffer-owner: host=${encodeURIComponent(o.host)} pid=${o.pid} job=${encodeURIComponent(o.job)} ` +
+    `started=${o.started} lease-s=${o.leaseS}`
+  );
 }
 
 export function parseOwner(description: string): SnapshotOwner | undefined {
@@ -125,7 +129,8 @@ export async function openVmBackup(
   let cbtEnabledNow = false;
   if (!vm.config.changeTrackingEnabled) {
     logger.warn(
-      `VM ${vm.name}: changed block tracking (CBT) is off; turning it on. This backup reads every allocated block; the next one can be incremental.`,
+      `VM ${vm.name}: changed block tracking (CBT) is off; turning it on. This backup reads every allocated block; ` +
+        `the next one can be incremental.`,
     );
     await runTask(
       client,
@@ -144,7 +149,8 @@ export async function openVmBackup(
     if (!isOrphan(s.description, new Date(), self)) {
       const o = parseOwner(s.description);
       logger.warn(
-        `VM ${vm.name}: leaving Coffer snapshot ${s.name} alone: it belongs to a running backup (host ${o?.host}, pid ${o?.pid}, job ${o?.job}, started ${o?.started})`,
+        `VM ${vm.name}: leaving Coffer snapshot ${s.name} alone: it belongs to a running backup (host ${o?.host}, ` +
+          `pid ${o?.pid}, job ${o?.job}, started ${o?.started})`,
       );
       continue;
     }
@@ -227,7 +233,8 @@ export async function openVmBackup(
       }
     }
     logger.warn(
-      `VM ${vm.name}: snapshot ${snapshotName} is still on the VM; the next Coffer backup removes it (or delete it in vCenter)`,
+      `VM ${vm.name}: snapshot ${snapshotName} is still on the VM; the next Coffer backup removes it (or delete it ` +
+        `in vCenter)`,
     );
     return { snapshotRemoved: false };
   };
@@ -259,7 +266,8 @@ export async function openVmBackup(
       if (!disk.fileName)
         throw new CofferError(
           'SOURCE_UNREADABLE',
-          `disk ${disk.key} of ${vm.name} has no file backing (${disk.backingType || 'unknown'}); RDMs and other backings are not supported`,
+          `disk ${disk.key} of ${vm.name} has no file backing (${disk.backingType || 'unknown'}); RDMs and other ` +
+            `backings are not supported`,
         );
       parseDatastorePath(disk.fileName);
       const reader = await opts.transport.open(disk, i, ctx, opts);

@@ -118,7 +118,9 @@ export function toStoredConfig(
   };
 }
 
-/** Checks a stored configuration read back from a manifest (untrusted JSON): CORRUPT when it does not fit the schema. */
+/**
+ * Checks a stored configuration read back from a manifest (untrusted JSON): CORRUPT when it does not fit the schema.
+ */
 export function parseStoredConfig(v: Record<string, unknown> | undefined, pointId: string): StoredVmConfig {
   const fail = (why: string): never => {
     throw new CofferError('CORRUPT', `restore point ${pointId}: the stored VM configuration ${why}`);
@@ -128,7 +130,9 @@ export function parseStoredConfig(v: Record<string, unknown> | undefined, pointI
       'NOT_FOUND',
       `restore point ${pointId} holds no VM configuration (it was not backed up from vSphere)`,
       {
-        hint: 'restore its disks with --disk N --target FILE, or to a datastore with --disk N --to vsphere://HOST/ --datastore DS --path DIR/FILE.vmdk',
+        hint:
+          'restore its disks with --disk N --target FILE, or to a datastore with --disk N --to vsphere://HOST/ ' +
+          '--datastore DS --path DIR/FILE.vmdk',
       },
     );
   }

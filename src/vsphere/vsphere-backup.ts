@@ -17,7 +17,10 @@ export interface VsphereBackupOptions extends Op {
   logger?: Logger | undefined;
   /** default true */
   quiesce?: boolean;
-  /** 'http' (default): datastore file access; 'nbd': an NBD export per disk (nbdUrl template); 'hotadd': attach to the proxy VM. */
+  /**
+   * 'http' (default): datastore file access; 'nbd': an NBD export per disk (nbdUrl template); 'hotadd': attach to the
+   * proxy VM.
+   */
   transport?: 'auto' | 'http' | 'nbd' | 'hotadd';
   /** VMware VDDK's directory: `nbd` without nbdUrl starts one `nbdkit vddk` per disk (and `auto` may pick it). */
   vddkLibdir?: string | undefined;
@@ -57,7 +60,8 @@ export async function openVsphereBackup(spec: string, opts: VsphereBackupOptions
   if (opts.transport === 'nbd' && !opts.nbdUrl && !opts.vddkLibdir)
     throw new CofferError(
       'USAGE',
-      '--transport nbd needs --vddk-libdir DIR (VMware VDDK, one nbdkit vddk per disk) or --nbd-url nbd://HOST:PORT/{index}',
+      '--transport nbd needs --vddk-libdir DIR (VMware VDDK, one nbdkit vddk per disk) or --nbd-url ' +
+        'nbd://HOST:PORT/{index}',
     );
   const client = await connectVsphere(url, { tls: opts.tls, env: opts.env, logger: opts.logger, signal: opts.signal });
   try {
@@ -169,9 +173,12 @@ async function chooseTransport(
   if (vsan.length > 0) {
     throw new CofferError(
       'VSPHERE_TRANSPORT',
-      `VM ${vm.name} has disks on vSAN (${vsan.map((d) => d.fileName).join(', ')}): the http transport cannot read vSAN objects, and neither hot-add nor VDDK is available`,
+      `VM ${vm.name} has disks on vSAN (${vsan.map((d) => d.fileName).join(', ')}): the http transport cannot read ` +
+        `vSAN objects, and neither hot-add nor VDDK is available`,
       {
-        hint: 'run Coffer on a Linux proxy VM in the cluster (--transport hotadd, optionally --proxy-vm NAME) or install VMware VDDK and nbdkit (--transport nbd --vddk-libdir DIR)',
+        hint:
+          'run Coffer on a Linux proxy VM in the cluster (--transport hotadd, optionally --proxy-vm NAME) or ' +
+          'install VMware VDDK and nbdkit (--transport nbd --vddk-libdir DIR)',
       },
     );
   }

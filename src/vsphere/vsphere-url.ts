@@ -23,7 +23,8 @@ export function parseVsphereUrl(spec: string): VsphereUrl {
   if (!m)
     throw new CofferError(
       'USAGE',
-      `invalid vSphere URL ${JSON.stringify(spec.replace(/\/\/[^@/]*@/, '//***@'))} (expected vsphere://HOST[:PORT][/VM])`,
+      `invalid vSphere URL ${JSON.stringify(spec.replace(/\/\/[^@/]*@/, '//***@'))} (expected ` +
+        `vsphere://HOST[:PORT][/VM])`,
     );
   const port = m[3] ? Number(m[3]) : 443;
   if (port < 1 || port > 65535) throw new CofferError('USAGE', `invalid port in ${spec}`);
@@ -63,14 +64,18 @@ export interface ConnectOptions extends Op {
   keepAliveMs?: number;
 }
 
-/** Logs in to the vCenter of a vsphere:// URL; credentials from the URL or COFFER_VSPHERE_USER / COFFER_VSPHERE_PASSWORD. */
+/**
+ * Logs in to the vCenter of a vsphere:// URL; credentials from the URL or COFFER_VSPHERE_USER /
+ * COFFER_VSPHERE_PASSWORD.
+ */
 export async function connectVsphere(url: VsphereUrl, opts: ConnectOptions): Promise<VimClient> {
   const user = url.user ?? opts.env['COFFER_VSPHERE_USER'];
   const password = url.password ?? opts.env['COFFER_VSPHERE_PASSWORD'];
   if (!user || password === undefined) {
     throw new CofferError(
       'USAGE',
-      'no vCenter credentials: set COFFER_VSPHERE_USER and COFFER_VSPHERE_PASSWORD (or put user:password@ in the vsphere:// URL)',
+      'no vCenter credentials: set COFFER_VSPHERE_USER and COFFER_VSPHERE_PASSWORD (or put user:password@ in the ' +
+        'vsphere:// URL)',
     );
   }
   return VimClient.connect(

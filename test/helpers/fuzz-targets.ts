@@ -68,7 +68,9 @@ export class BudgetReader implements BlockReader {
   }
 }
 
-/** Walks a whole guest filesystem as file-level restore does: bounded nodes and depth, file data up to the volume size. */
+/**
+ * Walks a whole guest filesystem as file-level restore does: bounded nodes and depth, file data up to the volume size.
+ */
 export async function walkFs(fs: GuestFs, volumeBytes: number): Promise<void> {
   let nodes = 0;
   let data = 0;
@@ -84,7 +86,8 @@ export async function walkFs(fs: GuestFs, volumeBytes: number): Promise<void> {
         else if (n.type === 'symlink') await fs.readlink(n);
         else if (n.type === 'file' && data <= volumeBytes) for await (const p of fs.read(n)) data += p.data.length;
       } catch (e) {
-        if (!(e instanceof CofferError) || e.code === 'INTERNAL') throw e; // per-entry errors are what file restore records
+        // per-entry errors are what file restore records
+        if (!(e instanceof CofferError) || e.code === 'INTERNAL') throw e;
       }
     }
   };
@@ -320,7 +323,9 @@ export function fuzzTargets(): FuzzTarget[] {
   ];
 }
 
-/** One mutation of a seed: byte writes, interesting 16/32-bit values, truncation; offsets biased to the first 64 KiB. */
+/**
+ * One mutation of a seed: byte writes, interesting 16/32-bit values, truncation; offsets biased to the first 64 KiB.
+ */
 export type Mutation = { seed: number; edits: [number, number, number][]; truncate: number | null };
 
 export function mutationArb(seedCount: number): fc.Arbitrary<Mutation> {

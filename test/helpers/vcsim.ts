@@ -152,7 +152,10 @@ function runAsync(
 // start / stop
 
 export interface VcsimOptions {
-  /** Working directory for pid/ready/log files and the datastores (TMPDIR of the simulator); a new temp dir if absent (removed by stop()). */
+  /**
+   * Working directory for pid/ready/log files and the datastores (TMPDIR of the simulator); a new temp dir if absent
+   * (removed by stop()).
+   */
   dir?: string;
   /** TCP port on 127.0.0.1; 0 (default) lets the simulator pick one. */
   port?: number;
@@ -160,12 +163,17 @@ export interface VcsimOptions {
   clusters?: number; // per datacenter, default 1
   hostsPerCluster?: number; // default 3
   standaloneHosts?: number; // per datacenter, default 1
-  /** VMs per resource pool (the standalone host's and each cluster's), default 2: DC0_H0_VM0, DC0_H0_VM1, DC0_C0_RP0_VM0, DC0_C0_RP0_VM1. */
+  /**
+   * VMs per resource pool (the standalone host's and each cluster's), default 2: DC0_H0_VM0, DC0_H0_VM1,
+   * DC0_C0_RP0_VM0, DC0_C0_RP0_VM1.
+   */
   vms?: number;
   datastores?: number; // default 1 (LocalDS_0)
   username?: string; // default "user"
   password?: string; // default "pass"
-  /** Disk sizes in MiB for every VM: the first resizes disk1.vmdk (default 1 MiB), the rest are added as disk2.vmdk ... */
+  /**
+   * Disk sizes in MiB for every VM: the first resizes disk1.vmdk (default 1 MiB), the rest are added as disk2.vmdk ...
+   */
   diskMiB?: number[];
   /** QueryChangedDiskAreas describes at most this many bytes a reply (default 1 GiB); lower it to test paging. */
   cqdaMaxBytes?: number;
@@ -489,7 +497,8 @@ export async function soapCall(
 ): Promise<string> {
   const envelope =
     '<?xml version="1.0" encoding="UTF-8"?>' +
-    '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema">' +
+    '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" ' +
+    'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema">' +
     `<soapenv:Body><${method} xmlns="urn:vim25">${moref('_this', thisType, thisValue)}${argsXml}</${method}></soapenv:Body></soapenv:Envelope>`;
   const headers: Record<string, string> = { 'content-type': 'text/xml; charset=utf-8', soapaction: 'urn:vim25/7.0' };
   if (session?.cookie) headers.cookie = `vmware_soap_session=${session.cookie}`;
@@ -515,7 +524,8 @@ export async function vcLogin(vc: Vcsim, username = vc.username, password = vc.p
   const envelope = `<userName>${xmlEscape(username)}</userName><password>${xmlEscape(password)}</password>`;
   // Login sets the cookie: do the request by hand to read Set-Cookie
   const body =
-    '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>' +
+    '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope ' +
+    'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>' +
     `<Login xmlns="urn:vim25">${moref('_this', 'SessionManager', sm)}${envelope}</Login></soapenv:Body></soapenv:Envelope>`;
   const r = await vcRequest(vc, 'POST', new URL(vc.url).pathname, {
     headers: { 'content-type': 'text/xml; charset=utf-8', soapaction: 'urn:vim25/7.0' },
@@ -543,7 +553,10 @@ export async function retrieveProperties(s: VcSession, type: string, value: stri
   return soapCall(s.vc, s, 'RetrieveProperties', 'PropertyCollector', 'propertyCollector', spec);
 }
 
-/** Waits for a task (moref id) to finish; returns the response XML of its info; throws SoapFault-like Error on error state. */
+/**
+ * Waits for a task (moref id) to finish; returns the response XML of its info; throws SoapFault-like Error on error
+ * state.
+ */
 export async function waitTask(s: VcSession, task: string, timeoutMs = 30_000): Promise<string> {
   const until = Date.now() + timeoutMs;
   for (;;) {
@@ -637,7 +650,9 @@ export interface DiskBacking {
   parentFileName?: string;
 }
 
-/** The virtual disks of a VM ("VirtualMachine") or of a snapshot ("VirtualMachineSnapshot") from config.hardware.device. */
+/**
+ * The virtual disks of a VM ("VirtualMachine") or of a snapshot ("VirtualMachineSnapshot") from config.hardware.device.
+ */
 export async function listDisks(
   s: VcSession,
   type: 'VirtualMachine' | 'VirtualMachineSnapshot',
@@ -781,7 +796,8 @@ function dataFolderPath(vc: Vcsim, disk: DiskRef): string {
   }
   if (!disk.dataPath)
     throw new Error(
-      `vcsim: disk ${disk.path} on ${disk.datastore} has no data file /folder can reach (vSAN object): write its dataLocalPath`,
+      `vcsim: disk ${disk.path} on ${disk.datastore} has no data file /folder can reach (vSAN object): write its ` +
+        `dataLocalPath`,
     );
   const p = disk.dataPath.split('/').map(encodeURIComponent).join('/');
   return `/folder/${p}?dcPath=${encodeURIComponent(disk.dcPath || 'DC0')}&dsName=${encodeURIComponent(disk.datastore)}`;
@@ -803,7 +819,10 @@ function folderHeaders(vc: Vcsim, auth: FolderAuth | undefined): Record<string, 
 
 type DiskRef = Pick<VcsimDisk, 'path' | 'datastore' | 'dcPath'> & { dataPath?: string | undefined };
 
-/** Replaces the disk's content (PUT /folder of its -flat.vmdk: a full rewrite). Pass capacity-sized data to keep ranged reads valid. */
+/**
+ * Replaces the disk's content (PUT /folder of its -flat.vmdk: a full rewrite). Pass capacity-sized data to keep ranged
+ * reads valid.
+ */
 export async function uploadDisk(vc: Vcsim, disk: DiskRef, data: Buffer, auth?: FolderAuth): Promise<void> {
   const r = await vcRequest(vc, 'PUT', dataFolderPath(vc, disk), {
     body: data,
@@ -845,7 +864,8 @@ export function dataPathOf(vc: Pick<Vcsim, 'datastores'>, datastore: string, loc
 
 /**
  * The local file holding a disk's bytes: the first extent of its descriptor resolved as ESXi does (relative to the
- * descriptor, /vmfs/volumes/DS/..., vsan://ID in the simulator's object directory); the .vmdk itself if it is no descriptor.
+ * descriptor, /vmfs/volumes/DS/..., vsan://ID in the simulator's object directory); the .vmdk itself if it is no
+ * descriptor.
  */
 export function dataLocalPathOf(vc: Pick<Vcsim, 'datastores' | 'vsanObjectDir'>, fileName: string): string {
   const local = localPathOf(vc as Vcsim, fileName);

@@ -35,7 +35,8 @@ export function backupCommand(program: Command, kit: CommandKit): void {
   addTlsOptions(kit.common(program.command('backup').description('back up the disks of a VM into one restore point')))
     .argument(
       '<source...>',
-      'disks in order: image paths or file:// URLs (raw, vmdk, qcow2, vhdx, vhd), nbd://HOST:PORT/EXPORT[?bitmap=NAME]; or one vsphere://HOST[:PORT]/VM (all its disks)',
+      'disks in order: image paths or file:// URLs (raw, vmdk, qcow2, vhdx, vhd), ' +
+        'nbd://HOST:PORT/EXPORT[?bitmap=NAME]; or one vsphere://HOST[:PORT]/VM (all its disks)',
     )
     .option(
       '--vm <name>',
@@ -48,7 +49,8 @@ export function backupCommand(program: Command, kit: CommandKit): void {
     .addOption(
       new Option(
         '--transport <kind>',
-        'vsphere: how disks are read (auto: hotadd on a proxy VM, else nbd with --vddk-libdir, else http; vSAN needs hotadd or nbd)',
+        'vsphere: how disks are read (auto: hotadd on a proxy VM, else nbd with --vddk-libdir, else http; vSAN ' +
+          'needs hotadd or nbd)',
       )
         .choices(['auto', 'http', 'nbd', 'hotadd'])
         .default('auto'),
@@ -63,7 +65,8 @@ export function backupCommand(program: Command, kit: CommandKit): void {
     )
     .option(
       '--nbd-url <template>',
-      'vsphere --transport nbd: NBD export of each disk, {index} {key} {file} {name} {flat} substituted (e.g. nbd://127.0.0.1:10809/{index})',
+      'vsphere --transport nbd: NBD export of each disk, {index} {key} {file} {name} {flat} substituted (e.g. ' +
+        'nbd://127.0.0.1:10809/{index})',
     )
     .addOption(
       new Option(

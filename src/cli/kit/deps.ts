@@ -27,7 +27,9 @@ export interface CliDeps {
   openVsphere(spec: string, opts: VsphereBackupOptions): Promise<VsphereVmBackup>;
   /** Prepares a restore into vCenter (creates the VM, or takes an existing one with force). */
   openVsphereRestore(spec: string, cfg: StoredVmConfig, opts: VsphereRestoreOptions): Promise<VsphereVmRestore>;
-  /** `coffer server`, `coffer token`, `coffer user`: implemented by server/, wired by bin/ (absent in CLI-only tests) */
+  /**
+   * `coffer server`, `coffer token`, `coffer user`: implemented by server/, wired by bin/ (absent in CLI-only tests)
+   */
   server?: ServerCommands;
 }
 

@@ -12,7 +12,8 @@ import { joinExtents, pieces, readRange, readValue, type Stream, type Volume } f
  * Read-only NTFS (docs/DESIGN.md §NTFS reader, docs/adr/0010-ntfs-reader.md). Everything read is untrusted: records
  * and index blocks have their fixups checked, runlists are bounded by the volume and may not overlap, index trees
  * are walked with cycle and depth checks, attribute lists may only name extension records of their own file.
- * Not done: $LogFile replay (a dirty volume is read as it is on disk, with a warning), EFS, BitLocker, case-insensitive lookup.
+ * Not done: $LogFile replay (a dirty volume is read as it is on disk, with a warning), EFS, BitLocker, case-insensitive
+ * lookup.
  */
 
 const ROOT_RECORD = 5;
@@ -83,7 +84,9 @@ export class NtfsFs implements GuestFs {
     return fs;
   }
 
-  /** $MFT's own $DATA: from record 0 at the boot sector's MFT cluster; extension records found through the first extent. */
+  /**
+   * $MFT's own $DATA: from record 0 at the boot sector's MFT cluster; extension records found through the first extent.
+   */
   private async loadMft(op?: Op): Promise<void> {
     const { mftLcn, mftRecordBytes: rb, clusterBytes: cb, totalClusters } = this.boot;
     const rec0 = parseRecord(await this.dev.read(mftLcn * cb, rb, op), 0, totalClusters);
@@ -126,7 +129,8 @@ export class NtfsFs implements GuestFs {
       this.dirty = (flags & 0x0001) !== 0;
       if (this.dirty)
         this.warnings.push(
-          'the NTFS volume is marked dirty (not cleanly unmounted, e.g. a crash-consistent backup of a running Windows): its $LogFile is not replayed, so the most recent changes may be missing or inconsistent',
+          'the NTFS volume is marked dirty (not cleanly unmounted, e.g. a crash-consistent backup of a running ' +
+            'Windows): its $LogFile is not replayed, so the most recent changes may be missing or inconsistent',
         );
     } catch (e) {
       if (!(e instanceof CofferError) || e.code === 'CANCELLED') throw e;
@@ -280,7 +284,8 @@ export class NtfsFs implements GuestFs {
         const f = await this.file(e.record, op);
         if (e.sequence !== 0 && f.rec.sequence !== e.sequence)
           throw corrupt(
-            `the entry ${JSON.stringify(e.name)} names MFT record ${e.record} sequence ${e.sequence}, the record has sequence ${f.rec.sequence} (a stale entry)`,
+            `the entry ${JSON.stringify(e.name)} names MFT record ${e.record} sequence ${e.sequence}, the record ` +
+              `has sequence ${f.rec.sequence} (a stale entry)`,
           );
         out.push(await this.node(e.name, e.record, f, op));
       } catch (err) {

@@ -85,7 +85,8 @@ export class HotAddTransport implements DiskTransport {
     } catch (e) {
       throw new CofferError(
         'VSPHERE_TRANSPORT',
-        `hot-add: cannot read this machine's SMBIOS UUID (${path}: ${(e as Error).message}); is Coffer running in a VM of this vCenter?`,
+        `hot-add: cannot read this machine's SMBIOS UUID (${path}: ${(e as Error).message}); is Coffer running in a ` +
+          `VM of this vCenter?`,
         { hint: 'run as root on the proxy VM, or name it with --proxy-vm NAME' },
       );
     }
@@ -94,9 +95,12 @@ export class HotAddTransport implements DiskTransport {
     if (!p)
       throw new CofferError(
         'VSPHERE_TRANSPORT',
-        `hot-add: no VM in vCenter has this machine's BIOS UUID ${raw.trim()}: Coffer is not running in a VM of this vCenter`,
+        `hot-add: no VM in vCenter has this machine's BIOS UUID ${raw.trim()}: Coffer is not running in a VM of ` +
+          `this vCenter`,
         {
-          hint: 'use --transport nbd (VDDK) or http, or run Coffer on a Linux VM in the cluster (or name it with --proxy-vm NAME)',
+          hint:
+            'use --transport nbd (VDDK) or http, or run Coffer on a Linux VM in the cluster (or name it with ' +
+            '--proxy-vm NAME)',
         },
       );
     return (this.proxy = p);
@@ -132,13 +136,15 @@ export class HotAddTransport implements DiskTransport {
       }
       if (!rec || rec.fileName !== d.fileName) {
         this.logger.warn(
-          `hot-add: ${d.fileName} is attached to the proxy VM ${proxy.name}, not by Coffer (another backup product?); left alone`,
+          `hot-add: ${d.fileName} is attached to the proxy VM ${proxy.name}, not by Coffer (another backup ` +
+            `product?); left alone`,
         );
         continue;
       }
       if (rec.host === hostname() && pidAlive(rec.pid)) continue; // a running Coffer process reads it
       this.logger.warn(
-        `hot-add: detaching ${d.fileName} from ${proxy.name}: left by Coffer process ${rec.pid} (started ${rec.at}), which is gone`,
+        `hot-add: detaching ${d.fileName} from ${proxy.name}: left by Coffer process ${rec.pid} ` +
+          `(started ${rec.at}), which is gone`,
       );
       await this.detachDevice(proxy, d.fileName);
       await rm(this.recordPath(d.fileName), { force: true });
@@ -184,7 +190,8 @@ export class HotAddTransport implements DiskTransport {
     if (proxy.datacenter?.ref.value !== vm.datacenter?.ref.value) {
       throw new CofferError(
         'VSPHERE_TRANSPORT',
-        `hot-add: the proxy VM ${proxy.name} is in datacenter ${proxy.datacenter?.name ?? '?'}, ${vm.name} in ${vm.datacenter?.name ?? '?'}`,
+        `hot-add: the proxy VM ${proxy.name} is in datacenter ${proxy.datacenter?.name ?? '?'}, ${vm.name} ` +
+          `in ${vm.datacenter?.name ?? '?'}`,
         { hint: 'run Coffer on a proxy VM in the same datacenter and cluster' },
       );
     }
@@ -277,7 +284,8 @@ export class HotAddTransport implements DiskTransport {
         await rm(this.recordPath(disk.fileName), { force: true });
       } catch (e) {
         this.logger.warn(
-          `hot-add: detaching ${disk.fileName} from ${proxy.name} failed: ${(e as Error).message}; the next hot-add backup detaches it`,
+          `hot-add: detaching ${disk.fileName} from ${proxy.name} failed: ${(e as Error).message}; the next hot-add ` +
+            `backup detaches it`,
         );
       }
     };
@@ -303,9 +311,12 @@ export class HotAddTransport implements DiskTransport {
         if (Date.now() > deadline) {
           throw new CofferError(
             'VSPHERE_TRANSPORT',
-            `hot-add: ${disk.fileName} was attached to ${proxy.name} but ${dev} did not appear within ${Math.round((this.o.appearTimeoutMs ?? 60_000) / 1000)} s`,
+            `hot-add: ${disk.fileName} was attached to ${proxy.name} but ${dev} did not appear ` +
+              `within ${Math.round((this.o.appearTimeoutMs ?? 60_000) / 1000)} s`,
             {
-              hint: 'set disk.EnableUUID=TRUE on the proxy VM (its guest then names disks by UUID), and check that udev runs',
+              hint:
+                'set disk.EnableUUID=TRUE on the proxy VM (its guest then names disks by UUID), and check that ' +
+                'udev runs',
             },
           );
         }
@@ -315,7 +326,8 @@ export class HotAddTransport implements DiskTransport {
       if (size < disk.capacityBytes)
         throw new CofferError(
           'VSPHERE_DISK_LAYOUT',
-          `hot-add: ${dev} has ${size} bytes, disk ${disk.fileName} has ${disk.capacityBytes}; refusing to back up bytes that were not read`,
+          `hot-add: ${dev} has ${size} bytes, disk ${disk.fileName} has ${disk.capacityBytes}; refusing to back up ` +
+            `bytes that were not read`,
         );
       const fh: FileHandle = await openFile(dev, 'r');
       let closed = false;

@@ -139,14 +139,16 @@ export class VddkTransport implements DiskTransport {
         if (exited !== undefined) {
           throw new CofferError(
             'VSPHERE_TRANSPORT',
-            `VDDK: nbdkit for ${disk.fileName} exited (${exited}) before serving: ${stderr.trim().split('\n').slice(-3).join(' | ') || 'no message'}`,
+            `VDDK: nbdkit for ${disk.fileName} exited (${exited}) before ` +
+              `serving: ${stderr.trim().split('\n').slice(-3).join(' | ') || 'no message'}`,
             { hint: 'check --vddk-libdir, the credentials and the thumbprint' },
           );
         }
         if (Date.now() > deadline)
           throw new CofferError(
             'VSPHERE_TRANSPORT',
-            `VDDK: nbdkit for ${disk.fileName} did not listen within ${Math.round((this.o.startTimeoutMs ?? 60_000) / 1000)} s`,
+            `VDDK: nbdkit for ${disk.fileName} did not listen ` +
+              `within ${Math.round((this.o.startTimeoutMs ?? 60_000) / 1000)} s`,
           );
       }
       const src = await NbdSource.open({ path: sock }, { exportName: '', logger: this.o.logger }, op);
