@@ -103,7 +103,8 @@ export async function selectVolume(
         'NOT_FOUND',
         table.scheme === 'none'
           ? `the disk has no partition table (its whole disk is partition 0), no partition ${number}`
-          : `the disk has no partition ${number} (it has ${table.partitions.map((x) => x.number).join(', ') || 'none'})`,
+          : `the disk has no partition ${number} ` +
+              `(it has ${table.partitions.map((x) => x.number).join(', ') || 'none'})`,
       );
   }
   if (p!.container)

@@ -175,7 +175,10 @@ function describe(address: NbdAddress, exportName: string, bitmap: string | unde
   const s = tls ? 's' : '';
   const q = bitmap ? `?bitmap=${encodeURIComponent(bitmap)}` : ''; // (never the TLS or credential parameters)
   if ('path' in address)
-    return `nbd${s}+unix:///${encodeURIComponent(exportName)}?socket=${encodeURIComponent(address.path)}${bitmap ? `&bitmap=${encodeURIComponent(bitmap)}` : ''}`;
+    return (
+      `nbd${s}+unix:///${encodeURIComponent(exportName)}?socket=${encodeURIComponent(address.path)}` +
+      `${bitmap ? `&bitmap=${encodeURIComponent(bitmap)}` : ''}`
+    );
   const host = address.host.includes(':') ? `[${address.host}]` : address.host;
   return `nbd${s}://${host}:${address.port}/${encodeURIComponent(exportName)}${q}`;
 }

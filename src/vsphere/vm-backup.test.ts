@@ -6,7 +6,13 @@ import { isOrphan, ownerLine, parseOwner } from './vm-backup.js';
 const now = new Date('2026-12-05T12:00:00Z');
 const self = { host: 'backup1', alive: (pid: number) => pid === 100 };
 const desc = (host: string, pid: number, startedMinAgo: number, leaseS = 3600) =>
-  `Created by Coffer.\n${ownerLine({ host, pid, job: 'job 7/a', started: new Date(now.getTime() - startedMinAgo * 60_000).toISOString(), leaseS })}`;
+  `Created by Coffer.\n${ownerLine({
+    host,
+    pid,
+    job: 'job 7/a',
+    started: new Date(now.getTime() - startedMinAgo * 60_000).toISOString(),
+    leaseS,
+  })}`;
 
 test('owner line round trip (host and job with spaces and slashes)', () => {
   assert.deepEqual(parseOwner(desc('backup 1', 42, 5)), {

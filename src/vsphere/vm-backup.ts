@@ -278,7 +278,9 @@ export async function openVmBackup(
           snapshot,
           disk,
           reader,
-          uri: `${opts.display}/${encodeURIComponent(vm.name)}?disk=${disk.key}&file=${encodeURIComponent(disk.fileName)}`,
+          uri:
+            `${opts.display}/${encodeURIComponent(vm.name)}` +
+            `?disk=${disk.key}&file=${encodeURIComponent(disk.fileName)}`,
           warn: (m) => logger.warn(m),
         }),
       );

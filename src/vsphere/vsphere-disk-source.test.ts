@@ -20,7 +20,9 @@ function source(
       assert.equal(method, 'QueryChangedDiskAreas');
       calls.push([args['startOffset'] as number, args['changeId'] as string]);
       return parseXml(
-        `<QueryChangedDiskAreasResponse><returnval>${reply(args['startOffset'] as number, args['changeId'] as string)}</returnval></QueryChangedDiskAreasResponse>`,
+        `<QueryChangedDiskAreasResponse><returnval>` +
+          `${reply(args['startOffset'] as number, args['changeId'] as string)}` +
+          `</returnval></QueryChangedDiskAreasResponse>`,
       );
     },
   } as unknown as VimClient;
@@ -50,7 +52,8 @@ function source(
 }
 
 const page = (start: number, length: number, areas: [number, number][]) =>
-  `<startOffset>${start}</startOffset><length>${length}</length>${areas.map(([s, l]) => `<changedArea><start>${s}</start><length>${l}</length></changedArea>`).join('')}`;
+  `<startOffset>${start}</startOffset><length>${length}</length>` +
+  areas.map(([s, l]) => `<changedArea><start>${s}</start><length>${l}</length></changedArea>`).join('');
 
 async function collect(it: AsyncIterable<{ offset: number; length: number }>) {
   const out = [];

@@ -139,7 +139,9 @@ async function startAzuriteOn(
   return {
     ...own(child, port, join(dir, `azurite-${port}.pid`)),
     endpoint,
-    connectionString: `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};BlobEndpoint=${endpoint};`,
+    connectionString:
+      `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};` +
+      `AccountKey=${AZURITE_KEY};BlobEndpoint=${endpoint};`,
   };
 }
 

@@ -499,7 +499,8 @@ export async function soapCall(
     '<?xml version="1.0" encoding="UTF-8"?>' +
     '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" ' +
     'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema">' +
-    `<soapenv:Body><${method} xmlns="urn:vim25">${moref('_this', thisType, thisValue)}${argsXml}</${method}></soapenv:Body></soapenv:Envelope>`;
+    `<soapenv:Body><${method} xmlns="urn:vim25">${moref('_this', thisType, thisValue)}${argsXml}</${method}>` +
+    '</soapenv:Body></soapenv:Envelope>';
   const headers: Record<string, string> = { 'content-type': 'text/xml; charset=utf-8', soapaction: 'urn:vim25/7.0' };
   if (session?.cookie) headers.cookie = `vmware_soap_session=${session.cookie}`;
   const r = await vcRequest(vc, 'POST', new URL(vc.url).pathname, { headers, body: envelope });
@@ -526,7 +527,8 @@ export async function vcLogin(vc: Vcsim, username = vc.username, password = vc.p
   const body =
     '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope ' +
     'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>' +
-    `<Login xmlns="urn:vim25">${moref('_this', 'SessionManager', sm)}${envelope}</Login></soapenv:Body></soapenv:Envelope>`;
+    `<Login xmlns="urn:vim25">${moref('_this', 'SessionManager', sm)}${envelope}</Login>` +
+    '</soapenv:Body></soapenv:Envelope>';
   const r = await vcRequest(vc, 'POST', new URL(vc.url).pathname, {
     headers: { 'content-type': 'text/xml; charset=utf-8', soapaction: 'urn:vim25/7.0' },
     body,
@@ -602,7 +604,9 @@ export async function createSnapshot(
     'CreateSnapshot_Task',
     'VirtualMachine',
     vmRef,
-    `<name>${xmlEscape(name)}</name>${opts.description !== undefined ? `<description>${xmlEscape(opts.description)}</description>` : ''}<memory>${opts.memory ?? false}</memory><quiesce>${opts.quiesce ?? false}</quiesce>`,
+    `<name>${xmlEscape(name)}</name>` +
+      `${opts.description !== undefined ? `<description>${xmlEscape(opts.description)}</description>` : ''}` +
+      `<memory>${opts.memory ?? false}</memory><quiesce>${opts.quiesce ?? false}</quiesce>`,
   );
   const info = await waitTask(s, xmlText(xml, 'returnval')!);
   const snap = xmlText(info, 'result');
@@ -747,7 +751,8 @@ export async function queryChangedDiskAreas(
 ): Promise<DiskChangeInfo> {
   const args =
     (snapRef ? moref('snapshot', 'VirtualMachineSnapshot', snapRef) : '') +
-    `<deviceKey>${deviceKey}</deviceKey><startOffset>${startOffset}</startOffset><changeId>${xmlEscape(changeId)}</changeId>`;
+    `<deviceKey>${deviceKey}</deviceKey><startOffset>${startOffset}</startOffset>` +
+    `<changeId>${xmlEscape(changeId)}</changeId>`;
   const xml = await soapCall(s.vc, s, 'QueryChangedDiskAreas', 'VirtualMachine', vmRef, args);
   const ret = xmlText(xml, 'returnval') ?? '';
   const areas = xmlAll(ret, 'changedArea').map((a) => ({
@@ -906,7 +911,8 @@ export async function addDisk(s: VcSession, vmRef: string, sizeBytes: number, fi
   const spec =
     '<spec><deviceChange><operation>add</operation><fileOperation>create</fileOperation>' +
     '<device xsi:type="VirtualDisk"><key>-101</key>' +
-    `<backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName>${xmlEscape(name)}</fileName><diskMode>persistent</diskMode><thinProvisioned>true</thinProvisioned></backing>` +
+    `<backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName>${xmlEscape(name)}</fileName>` +
+    '<diskMode>persistent</diskMode><thinProvisioned>true</thinProvisioned></backing>' +
     `<controllerKey>${first.controllerKey}</controllerKey><unitNumber>${unit}</unitNumber>` +
     `<capacityInKB>${sizeBytes / 1024}</capacityInKB><capacityInBytes>${sizeBytes}</capacityInBytes></device>` +
     '</deviceChange></spec>';

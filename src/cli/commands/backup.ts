@@ -154,7 +154,9 @@ function printOutcome(kit: CommandKit, o: BackupOpts, { result, capture }: Backu
         snapshotRemoved: boolean;
       };
       kit.write(
-        `  vSphere: VM ${v.vm} (${v.moref}), snapshot ${v.snapshot} ${v.quiesced ? 'quiesced' : 'crash-consistent'}, ${v.snapshotRemoved ? 'removed' : 'NOT REMOVED'}${v.cbtEnabledNow ? '; CBT was enabled now (this backup is full)' : ''}\n`,
+        `  vSphere: VM ${v.vm} (${v.moref}), ` +
+          `snapshot ${v.snapshot} ${v.quiesced ? 'quiesced' : 'crash-consistent'}, ${v.snapshotRemoved ? 'removed' : 'NOT REMOVED'}` +
+          `${v.cbtEnabledNow ? '; CBT was enabled now (this backup is full)' : ''}\n`,
       );
     }
   }

@@ -65,7 +65,8 @@ export function forgetCommand(program: Command, kit: CommandKit): void {
             ` ${r.vm}\n`,
         );
       write(
-        `${report.kept.length} kept, ${verb} ${report.removed.length}${report.unreadable.length ? `, ${report.unreadable.length} unreadable left alone` : ''}\n`,
+        `${report.kept.length} kept, ${verb} ${report.removed.length}` +
+          `${report.unreadable.length ? `, ${report.unreadable.length} unreadable left alone` : ''}\n`,
       );
       if (report.prune) writePrune(write, report.prune);
     });

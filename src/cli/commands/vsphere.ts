@@ -132,7 +132,8 @@ export function vsphereCommand(program: Command, kit: CommandKit): void {
         for (const d of v.disks) {
           write(
             `    disk ${d.key} ${formatBytes(d.capacityBytes)} ${d.fileName} ` +
-              `(${d.thinProvisioned ? 'thin' : 'thick'}, ${d.controller ? `${d.controller.type} ${d.controller.busNumber}:${d.unitNumber}` : 'no controller'})\n`,
+              `(${d.thinProvisioned ? 'thin' : 'thick'}, ` +
+              `${d.controller ? `${d.controller.type} ${d.controller.busNumber}:${d.unitNumber}` : 'no controller'})\n`,
           );
         }
         for (const s of v.snapshots) write(`    snapshot ${s.name} (${s.moref})\n`);

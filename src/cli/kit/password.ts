@@ -27,7 +27,8 @@ export async function readPassword(
   if (pw === undefined || pw === '') {
     throw new CofferError(
       'USAGE',
-      `no password: set ${envName} or pass ${envName === 'COFFER_PASSWORD' ? '--password-file' : '--new-password-file'} FILE`,
+      `no password: set ${envName} or ` +
+        `pass ${envName === 'COFFER_PASSWORD' ? '--password-file' : '--new-password-file'} FILE`,
     );
   }
   return pw;
