@@ -281,8 +281,27 @@ function nbdTarget(): FuzzTarget {
 }
 
 const SOAP_SEEDS = [
-  `<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><RetrievePropertiesExResponse xmlns="urn:vim25"><returnval><objects><obj type="VirtualMachine">vm-57</obj><propSet><name>config</name><val xsi:type="VirtualMachineConfigInfo"><name>DC0_H0_VM0</name><guestFullName>otherGuest</guestFullName><version>vmx-13</version><uuid>265104de-1472-547c-b873-6dc7883fb6cb</uuid><template>false</template><guestId>otherGuest</guestId><files><vmPathName>[LocalDS_0] vm/vm.vmx</vmPathName></files><hardware><numCPU>2</numCPU><numCoresPerSocket>1</numCoresPerSocket><memoryMB>64</memoryMB><device xsi:type="VirtualDisk"><key>204</key><backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName>[LocalDS_0] vm/disk1.vmdk</fileName><diskMode>persistent</diskMode><thinProvisioned>true</thinProvisioned><changeId>52 a1/7</changeId></backing><controllerKey>202</controllerKey><unitNumber>0</unitNumber><capacityInKB>1024</capacityInKB></device></hardware><changeTrackingEnabled>true</changeTrackingEnabled><firmware>bios</firmware></val></propSet></objects></returnval></RetrievePropertiesExResponse></soapenv:Body></soapenv:Envelope>`,
-  `<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>The object has already been deleted or has not been completely created</faultstring><detail><ManagedObjectNotFoundFault xmlns="urn:vim25" xsi:type="ManagedObjectNotFound"><obj type="VirtualMachine">vm-99</obj></ManagedObjectNotFoundFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>`,
+  '<?xml version="1.0" encoding="UTF-8"?>' +
+    '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" ' +
+    'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">' +
+    '<soapenv:Body><RetrievePropertiesExResponse xmlns="urn:vim25"><returnval><objects><obj type="VirtualMachine">' +
+    'vm-57</obj><propSet><name>config</name><val xsi:type="VirtualMachineConfigInfo"><name>DC0_H0_VM0</name>' +
+    '<guestFullName>otherGuest</guestFullName><version>vmx-13</version><uuid>' +
+    '265104de-1472-547c-b873-6dc7883fb6cb</uuid><template>false</template><guestId>otherGuest</guestId><files>' +
+    '<vmPathName>[LocalDS_0] vm/vm.vmx</vmPathName></files><hardware><numCPU>2</numCPU><numCoresPerSocket>' +
+    '1</numCoresPerSocket><memoryMB>64</memoryMB><device xsi:type="VirtualDisk"><key>204</key>' +
+    '<backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName>[LocalDS_0] vm/disk1.vmdk</fileName><diskMode>' +
+    'persistent</diskMode><thinProvisioned>true</thinProvisioned><changeId>52 a1/7</changeId></backing>' +
+    '<controllerKey>202</controllerKey><unitNumber>0</unitNumber><capacityInKB>1024</capacityInKB></device>' +
+    '</hardware><changeTrackingEnabled>true</changeTrackingEnabled><firmware>bios</firmware></val></propSet>' +
+    '</objects></returnval></RetrievePropertiesExResponse></soapenv:Body></soapenv:Envelope>',
+  '<?xml version="1.0" encoding="UTF-8"?>' +
+    '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" ' +
+    'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">' +
+    '<soapenv:Body><soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>' +
+    'The object has already been deleted or has not been completely created</faultstring><detail>' +
+    '<ManagedObjectNotFoundFault xmlns="urn:vim25" xsi:type="ManagedObjectNotFound"><obj type="VirtualMachine">' +
+    'vm-99</obj></ManagedObjectNotFoundFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>',
 ];
 
 const soapTarget: FuzzTarget = {

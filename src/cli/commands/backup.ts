@@ -155,7 +155,8 @@ function printOutcome(kit: CommandKit, o: BackupOpts, { result, capture }: Backu
       };
       kit.write(
         `  vSphere: VM ${v.vm} (${v.moref}), ` +
-          `snapshot ${v.snapshot} ${v.quiesced ? 'quiesced' : 'crash-consistent'}, ${v.snapshotRemoved ? 'removed' : 'NOT REMOVED'}` +
+          `snapshot ${v.snapshot} ${v.quiesced ? 'quiesced' : 'crash-consistent'}, ` +
+          `${v.snapshotRemoved ? 'removed' : 'NOT REMOVED'}` +
           `${v.cbtEnabledNow ? '; CBT was enabled now (this backup is full)' : ''}\n`,
       );
     }
