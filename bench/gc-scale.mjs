@@ -49,7 +49,7 @@ const idOf = (i) => {
 };
 const t0 = Date.now();
 const ids = Buffer.allocUnsafe(32 * N);
-let next = 0;
+const _next = 0;
 // Chunk blobs are written straight to their files (the local store's on-disk format: ROOT/chunks/ab/<id>), synchronously:
 // the store's put (temp file, link, unlink) would make synthesizing a million chunks take most of an hour.
 for (let d = 0; d < 256; d++) mkdirSync(join(repoDir, 'chunks', d.toString(16).padStart(2, '0')), { recursive: true });

@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 // Builds nothing: `npm test` runs `npm run build` first (pretest) and compiles the tests here.
-// Runs every *.test.js under dist-test/ with node's test runner and ends with its summary.
-import { spawnSync } from 'node:child_process';
-import { readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+// Runs every *.test.js under dist-test/ with node's test runner, first on this Node (20 here), then on Node 24
+// (.tools/node24, installed by scripts/setup.sh), each ending with its runner summary, and ends with one line
+// `N passed, N failed` summing the runs. Node 24 runs by default for the full suite only; COFFER_NODE24=1 forces it
+// for a filtered run too (`npm test -- fs/ext`), COFFER_NODE24=0 skips it. See docs/adr/0008-tooling-biome-node24.md.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 
 rmSync('dist-test', { recursive: true, force: true });
 const tsc = spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.test.json'], {
@@ -23,5 +26,55 @@ walk('dist-test');
 const filter = process.argv[2];
 const selected = filter ? files.filter((f) => f.includes(filter)) : files;
 const args = ['--test', '--test-reporter=spec', '--test-concurrency=2', ...selected.sort()];
-const r = spawnSync(process.execPath, args, { stdio: 'inherit', env: { ...process.env, COFFER_TEST: '1' } });
-process.exit(r.status ?? 1);
+
+const NODE24 = resolve('.tools/node24/node/bin/node');
+const HOOKS = resolve('scripts/native-hooks.mjs');
+const want24 = process.env.COFFER_NODE24 === '1' || (process.env.COFFER_NODE24 !== '0' && !filter);
+
+/** Runs the suite on one node, streaming its output, and returns the counts from the runner's summary. */
+function run(label, node, env) {
+  console.log(`\n=== tests on ${label} ===`);
+  const started = Date.now();
+  return new Promise((done) => {
+    const child = spawn(node, args, {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, COFFER_TEST: '1', ...env },
+    });
+    const counts = { pass: 0, fail: 0, cancelled: 0, skipped: 0, todo: 0 };
+    let tail = '';
+    const scan = (line) => {
+      const m = /^ℹ (pass|fail|cancelled|skipped|todo) (\d+)$/.exec(line.trim());
+      if (m) counts[m[1]] = Number(m[2]);
+    };
+    child.stdout.on('data', (buf) => {
+      process.stdout.write(buf);
+      const lines = (tail + buf.toString('utf8')).split('\n');
+      tail = lines.pop();
+      lines.forEach(scan);
+    });
+    child.on('close', (code, signal) => {
+      scan(tail);
+      const seconds = Math.round((Date.now() - started) / 1000);
+      console.log(`=== ${label}: ${counts.pass} passed, ${counts.fail + counts.cancelled} failed, ${seconds} s ===`);
+      // A runner that died without a summary, or exited non-zero with no failed test, still counts as a failure.
+      const broken = (code !== 0 || signal) && counts.fail + counts.cancelled === 0 ? 1 : 0;
+      done({ ...counts, fail: counts.fail + counts.cancelled + broken });
+    });
+  });
+}
+
+const results = [await run(`node ${process.version}`, process.execPath, {})];
+if (want24) {
+  if (!existsSync(NODE24)) {
+    console.error(`\nNode 24 is missing (${NODE24}): run \`bash scripts/setup.sh\`, or set COFFER_NODE24=0 to skip it`);
+    results.push({ pass: 0, fail: 1, skipped: 0, todo: 0 });
+  } else {
+    // NODE_OPTIONS, not an argument: the CLI and server processes the tests spawn (process.execPath) need the hook too.
+    const options = `${process.env.NODE_OPTIONS ?? ''} --import=${HOOKS}`.trim();
+    results.push(await run('node 24', NODE24, { NODE_OPTIONS: options }));
+  }
+}
+const sum = (k) => results.reduce((n, r) => n + r[k], 0);
+const skipped = sum('skipped') + sum('todo');
+console.log(`\n${sum('pass')} passed, ${sum('fail')} failed${skipped ? `, ${skipped} skipped` : ''}`);
+process.exit(sum('fail') > 0 ? 1 : 0);

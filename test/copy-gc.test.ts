@@ -9,7 +9,6 @@
 // chunk-missing in 5 of 5 runs and the same-key case in about 1 of 3 (checked by hand, 2026-11-25; a same-key copy
 // is quicker, so its window between the listing and the commit is narrower).
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import { PassThrough } from 'node:stream';
 import { join } from 'node:path';
@@ -24,9 +23,8 @@ import {
   type PruneReport,
 } from '../src/engine/index.js';
 import { LOCKS_PREFIX, RESCUE_PREFIX, Repository } from '../src/repository/index.js';
-import type { BlockSource } from '../src/sources/index.js';
-import { LocalBlobStore, type BlobInfo, type BlobStore, type ByteRange } from '../src/storage/index.js';
-import { CofferError, type BlobName, type Op } from '../src/shared/index.js';
+import { LocalBlobStore, type BlobStore } from '../src/storage/index.js';
+import { CofferError } from '../src/shared/index.js';
 import { tempDir } from './helpers/cli.js';
 import { BufferSource, SlowStore, pattern as stressPattern, rng } from './helpers/stress.js';
 

@@ -58,7 +58,7 @@ test(`SIGKILL at >= ${MIN_KILLS} random points of backup, prune and repair: veri
   };
   const vms = ['vm0', 'vm1', 'vm2'];
   const disks = vms.map((vm) => join(tmp.path, `${vm}.raw`));
-  disks.forEach((d, i) => makeRandomDisk(d, 4096 * KiB + 100 * i, `kill9-${i}`));
+  for (const [i, d] of disks.entries()) makeRandomDisk(d, 4096 * KiB + 100 * i, `kill9-${i}`);
 
   // the repair subject: a VM only backed up once, also into the copy repository (other password, other keys)
   const repDisk = join(tmp.path, 'rep.raw');

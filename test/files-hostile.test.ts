@@ -3,7 +3,7 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSy
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { coffer, tempDir } from './helpers/cli.js';
-import { MiB, findAll, mkExt, mkFat, partitionDisk, partitionsOf, patch, sh } from './helpers/fs-images.js';
+import { MiB, findAll, mkExt, mkFat, partitionDisk, partitionsOf, patch } from './helpers/fs-images.js';
 import { expectError, expectOk, expectReport } from './helpers/more-cli.js';
 
 const T = { timeout: 120_000 };
@@ -104,6 +104,9 @@ describe('coffer files on hostile guest disks', () => {
     const ls = expectOk(files(['ls', id, '--disk', '0', '--partition', '1', '/', '--json']));
     const names = ls.entries.map((e: any) => e.name);
     assert.ok(names.includes('../../xyz'), 'ls shows the hostile name as stored');
+    // issue 21: ls reports the same FS_CORRUPT that get records in `failed` (not a path get cannot find)
+    assert.equal(ls.entries.find((e: any) => e.name === '../../xyz').error?.code, 'FS_CORRUPT');
+    assert.equal(ls.entries.find((e: any) => e.name === 'nulname\0X').error?.code, 'FS_CORRUPT');
     assert.ok(!names.includes('..') && !names.includes('dd'), "a second '..' entry is not listed");
     const broken = ls.entries.find((e: any) => e.name === 'badinode');
     assert.equal(broken.type, 'unknown');

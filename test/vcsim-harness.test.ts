@@ -263,7 +263,7 @@ test('vcsim: a disk added through ReconfigVM_Task is tracked too', async () => {
   const buf = Buffer.alloc(11 * BLOCK); // shorter than the disk (48 blocks): the launcher pads the file back to the capacity
   fillBlock(buf, 10, 3);
   await uploadDisk(vc, disk, buf);
-  assert.equal(statSync(disk.localPath).size, 3 * MiB);
+  assert.equal(statSync(disk.dataLocalPath).size, 3 * MiB);
   assert.deepEqual(await downloadDisk(vc, disk, { start: 3 * MiB - 16, end: 3 * MiB }), Buffer.alloc(16));
   await setChangeTracking(s, vm.ref, true);
   const snap = await createSnapshot(s, vm.ref, 'with-added-disk');
@@ -284,7 +284,7 @@ test('vcsim: folderAuth makes /folder require a session or Basic credentials, as
   try {
     assert.equal(guarded.folderAuth, true);
     // every disk file is as long as its disk from the start (vcsim's own are empty files)
-    assert.equal(statSync(guarded.vm('DC0_H0_VM0').disks[0]!.localPath).size, MiB);
+    assert.equal(statSync(guarded.vm('DC0_H0_VM0').disks[0]!.dataLocalPath).size, MiB);
     const disk = guarded.vm('DC0_H0_VM0').disks[0]!;
     await assert.rejects(downloadDisk(guarded, disk, { start: 0, end: 16 }, 'none'), /HTTP 401/);
     await assert.rejects(

@@ -147,7 +147,7 @@ async function loggedIn(t) {
   token = t;
   try {
     me = await api('GET', '/api/v1/me');
-  } catch (e) {
+  } catch (_e) {
     token = null;
     throw new Error('that token or password was not accepted');
   }
@@ -834,7 +834,7 @@ async function jobView(id) {
   const log = h('pre', { class: 'log', id: 'job-log' });
   const err = h('div', { id: 'job-error' });
   const setProgress = (p) => {
-    if (!p || !p.bytesTotal) return;
+    if (!p?.bytesTotal) return;
     bar.max = p.bytesTotal;
     bar.value = p.bytesDone;
     pct.textContent = ` ${Math.floor((100 * p.bytesDone) / p.bytesTotal)} % (${bytes(p.bytesDone)} of ${bytes(p.bytesTotal)})`;

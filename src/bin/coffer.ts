@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 /**
  * Composition root of the `coffer` process: the real blob stores (local, cloud, cached, append-only), the disk sources,
- * the codec worker pools, the vSphere backup and restore openers and the signal handling are constructed here and handed
- * to the CLI (CliDeps) and to `coffer server` (ServerDeps); the engine's use cases get them from there. Not (yet) injected:
- * the vCenter connections of `coffer vsphere inventory|thumbprint` and of the one-disk datastore upload
- * (cli/commands/restore-vsphere.ts), and the server's vCenter VMs (server/vcenters.ts), which connect through src/vsphere
- * directly; the CLI wraps stores opened here (ThrottledBlobStore for `copy --limit-upload`).
+ * the codec worker pools, the vSphere backup and restore openers and the signal handling are constructed here and
+ * handed to the CLI (CliDeps) and to `coffer server` (ServerDeps); the engine's use cases get them from there. Not
+ * (yet) injected: the vCenter connections of `coffer vsphere inventory|thumbprint` and of the one-disk datastore upload
+ * (cli/commands/restore-vsphere.ts), and the server's vCenter VMs (server/vcenters.ts), which connect through
+ * src/vsphere directly; the CLI wraps stores opened here (ThrottledBlobStore for `copy --limit-upload`).
  */
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';

@@ -311,7 +311,8 @@ async function backupDisk(
         const raw = len === cs ? (free.pop() ?? Buffer.allocUnsafeSlow(cs)) : Buffer.allocUnsafeSlow(len);
         // Reads are issued one at a time, in disk order: parallel reads of one file defeat kernel readahead (measured)
         const read = readChain.then(() => {
-          if (window.failed) throw new CofferError('CANCELLED', 'an earlier chunk failed'); // (never reported: drain throws the first error)
+          // (never reported: drain throws the first error)
+          if (window.failed) throw new CofferError('CANCELLED', 'an earlier chunk failed');
           return readChunk(source, plan, i * cs, len, raw, op);
         });
         readChain = read.catch(() => undefined);

@@ -119,7 +119,9 @@ export class CodecPool {
     );
   }
 
-  /** Zero check + keyed hash; unless the id is known, also seals it when `seal` (speculatively, saving a round trip). */
+  /**
+   * Zero check + keyed hash; unless the id is known, also seals it when `seal` (speculatively, saving a round trip).
+   */
   async process(data: Buffer, seal: boolean): Promise<ProcessResult> {
     if (this.inline) {
       const id = this.inline.hash(data);

@@ -34,7 +34,10 @@ export interface CopyResult {
   /** 'same-key': blobs copied as they are; 're-encrypt': decrypted, re-keyed, re-sealed for the target */
   mode: 'same-key' | 're-encrypt';
   points: CopiedPoint[];
-  /** chunks and indexes of the target that garbage collection had condemned and this copy rescued (DESIGN.md §Garbage collection) */
+  /**
+   * chunks and indexes of the target that garbage collection had condemned and this copy rescued (DESIGN.md §Garbage
+   * collection)
+   */
   gcRescued: number;
   durationMs: number;
 }
@@ -112,14 +115,19 @@ async function copyUnderLeases(
   leases: Lease[],
   guard: GcGuard,
 ): Promise<CopiedPoint[]> {
-  const checkLeases = () => leases.forEach((l) => l.check());
+  const checkLeases = () => {
+    for (const l of leases) l.check();
+  };
   // One listing of the target's chunks instead of a request per chunk.
   const have = await dst.chunks.listIds(op);
   const added = new Set<string>(); // stored by this run, or found after a rescue: safe until the commit
   const lost = new Set<string>(); // in the listing, but gone when looked at after a rescue (a sweep deleted it)
   const targetHas = (hex: string) => added.has(hex) || (!lost.has(hex) && have.has(Buffer.from(hex, 'hex')));
   const condemned = (hex: string) => guard.isCondemnedChunk(Buffer.from(hex, 'hex'));
-  /** W3 for a chunk a generation we loaded condemns: rescue it, then look at the store (the listing may predate a sweep). */
+  /**
+   * W3 for a chunk a generation we loaded condemns: rescue it, then look at the store (the listing may predate a
+   * sweep).
+   */
   const rescueChunk = async (hex: string): Promise<void> => {
     if (added.has(hex)) return;
     await guard.rescue('chunk', Buffer.from(hex, 'hex'), op);

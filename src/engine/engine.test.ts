@@ -203,43 +203,46 @@ class TrackedSource extends BufferSource {
   }
 }
 
-test('verification is recorded per restore point; a parent that failed it is not trusted, and lost chunks heal', async () => {
-  const { repo, pool, store } = await setup(0);
-  try {
-    const data = randomBytes(8 * CS);
-    const src = new TrackedSource(data);
-    const r1 = await backup(repo, pool, { vm: 'vm1', sources: [src] });
-    assert.equal(r1.mode, 'full');
-    src.changed = [{ offset: 0, length: 10 }];
-    const r2 = await backup(repo, pool, { vm: 'vm1', sources: [src] });
-    assert.equal(r2.mode, 'incremental');
-    assert.equal(r2.bytesRead, CS);
+test(
+  'verification is recorded per restore point; a parent that failed it is not trusted, and lost chunks ' + 'heal',
+  async () => {
+    const { repo, pool, store } = await setup(0);
+    try {
+      const data = randomBytes(8 * CS);
+      const src = new TrackedSource(data);
+      const r1 = await backup(repo, pool, { vm: 'vm1', sources: [src] });
+      assert.equal(r1.mode, 'full');
+      src.changed = [{ offset: 0, length: 10 }];
+      const r2 = await backup(repo, pool, { vm: 'vm1', sources: [src] });
+      assert.equal(r2.mode, 'incremental');
+      assert.equal(r2.bytesRead, CS);
 
-    const clean = await verify(repo, pool, {});
-    assert.deepEqual(clean.failedPoints, []);
-    assert.equal((await repo.lastVerification(r2.id))?.ok, true);
+      const clean = await verify(repo, pool, {});
+      assert.deepEqual(clean.failedPoints, []);
+      assert.equal((await repo.lastVerification(r2.id))?.ok, true);
 
-    // lose a chunk both points use
-    const chunks: string[] = [];
-    for await (const b of store.list('chunks/')) chunks.push(b.name);
-    await store.delete(chunks[3]! as never);
-    const broken = await verify(repo, pool, {});
-    assert.deepEqual(broken.failedPoints, [r1.id, r2.id].sort());
-    assert.equal((await repo.lastVerification(r2.id))?.ok, false);
+      // lose a chunk both points use
+      const chunks: string[] = [];
+      for await (const b of store.list('chunks/')) chunks.push(b.name);
+      await store.delete(chunks[3]! as never);
+      const broken = await verify(repo, pool, {});
+      assert.deepEqual(broken.failedPoints, [r1.id, r2.id].sort());
+      assert.equal((await repo.lastVerification(r2.id))?.ok, false);
 
-    // the next backup must not build on the failed parent: a full read that stores the lost chunk again
-    const warnings: string[] = [];
-    const r3 = await backup(repo, pool, { vm: 'vm1', sources: [src], onWarning: (m) => warnings.push(m) });
-    assert.equal(r3.mode, 'full');
-    assert.match(r3.disks[0]!.fallbackReason ?? '', /failed verification/);
-    assert.equal(r3.chunksNew, 1, 'the lost chunk is stored again');
-    const healed = await verify(repo, pool, { readDataFraction: 1 });
-    assert.deepEqual(healed.failedPoints, []);
-    assert.ok((await restoreToBuffer(repo, pool, r1.id)).equals(data), 'older points are whole again too');
-  } finally {
-    await pool.close();
-  }
-});
+      // the next backup must not build on the failed parent: a full read that stores the lost chunk again
+      const warnings: string[] = [];
+      const r3 = await backup(repo, pool, { vm: 'vm1', sources: [src], onWarning: (m) => warnings.push(m) });
+      assert.equal(r3.mode, 'full');
+      assert.match(r3.disks[0]!.fallbackReason ?? '', /failed verification/);
+      assert.equal(r3.chunksNew, 1, 'the lost chunk is stored again');
+      const healed = await verify(repo, pool, { readDataFraction: 1 });
+      assert.deepEqual(healed.failedPoints, []);
+      assert.ok((await restoreToBuffer(repo, pool, r1.id)).equals(data), 'older points are whole again too');
+    } finally {
+      await pool.close();
+    }
+  },
+);
 
 test('wrong password is WRONG_KEY; keys can be added and removed', async () => {
   const { store, repo } = await setup(0);
@@ -250,7 +253,8 @@ test('wrong password is WRONG_KEY; keys can be added and removed', async () => {
   const k2 = await repo.addKey('second', 'ops', { N: 1024 });
   const viaSecond = await Repository.open(store, 'second');
   assert.equal(viaSecond.keyId, k2.id);
-  const keysOf = (r: Repository) => (r as unknown as { keys: { encKey: Buffer } }).keys; // private: the test looks inside
+  // private: the test looks inside
+  const keysOf = (r: Repository) => (r as unknown as { keys: { encKey: Buffer } }).keys;
   assert.deepEqual(keysOf(viaSecond).encKey, keysOf(repo).encKey);
   await assert.rejects(viaSecond.removeKey(k2.id), (e: unknown) => e instanceof CofferError && e.code === 'KEY_IN_USE');
   await viaSecond.removeKey(repo.keyId);

@@ -287,6 +287,8 @@ export interface ListResult {
   partition: number | string;
   path: string;
   warnings: string[];
+  /** what the filesystem reader verified (checksums, journal replay) */
+  checks?: string[];
   /** chunks fetched from the repository (of `chunksTotal` in the disk): file-level restore reads only what it needs */
   chunksRead: number;
   chunksTotal: number;
@@ -455,6 +457,8 @@ export interface ExtractResult {
   partition: number | string;
   target: string;
   warnings: string[];
+  /** what the filesystem reader verified (checksums, journal replay) */
+  checks?: string[];
   files: number;
   dirs: number;
   symlinks: number;

@@ -5,12 +5,12 @@ import { CofferError, sleep, type BlobName, type Op } from '../shared/index.js';
 export const GC_SWEEP_OPERATION = 'gc-sweep';
 
 /**
- * The writer's half of the GC protocol (DESIGN.md §Garbage collection). A writer (backup, repair, copy) holds a lease; right
- * after acquiring it, it loads every condemned generation and records their names in its lease (`gcSeen`): a sweep
- * deletes a generation only when every live writer has seen it. Before the writer relies on an object in a condemned
- * set (dedup hit, existing index, or even a fresh put), it publishes a rescue for it, then waits while a sweep is under
- * way, then looks at the store again: either the sweep saw the rescue and kept the object, or it had finished (the
- * object is gone and the writer stores it again).
+ * The writer's half of the GC protocol (DESIGN.md §Garbage collection). A writer (backup, repair, copy) holds a lease;
+ * right after acquiring it, it loads every condemned generation and records their names in its lease (`gcSeen`): a
+ * sweep deletes a generation only when every live writer has seen it. Before the writer relies on an object in a
+ * condemned set (dedup hit, existing index, or even a fresh put), it publishes a rescue for it, then waits while a
+ * sweep is under way, then looks at the store again: either the sweep saw the rescue and kept the object, or it had
+ * finished (the object is gone and the writer stores it again).
  */
 export class GcGuard {
   private readonly rescued = new Set<string>();
@@ -107,7 +107,9 @@ export class GcGuard {
     }
   }
 
-  /** After the commit (or a failure): the rescues are no longer needed (a committed manifest references the objects). */
+  /**
+   * After the commit (or a failure): the rescues are no longer needed (a committed manifest references the objects).
+   */
   async close(): Promise<void> {
     for (const name of this.rescueBlobs) await this.repo.gc.delete(name).catch(() => undefined);
     this.rescueBlobs.length = 0;

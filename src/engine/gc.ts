@@ -5,7 +5,9 @@ import { GC_SWEEP_OPERATION } from './gc-guard.js';
 export interface PruneRequest extends Op {
   onWarning?: (message: string) => void;
   onProgress?: (p: { phase: string; done: number }) => void;
-  /** temporary files of crashed puts older than this are removed (default 60 s; never newer than the oldest live writer) */
+  /**
+   * temporary files of crashed puts older than this are removed (default 60 s; never newer than the oldest live writer)
+   */
   tempAgeMs?: number;
   now?: () => number;
 }
@@ -42,7 +44,8 @@ export interface PruneReport {
  *  3. condemn: stream the listing of chunks/ and indexes/; unreferenced objects older than the oldest live writer
  *     form a new condemned generation, written to gc/condemned/;
  *  4. sweep: switch the lease to `gc-sweep` (writers that use a condemned object wait while it is up), list the writers
- *     again; a generation is swept only if every live writer has seen it (lease `gcSeen`), otherwise deferred to a later
+ *     again; a generation is swept only if every live writer has seen it (lease `gcSeen`), otherwise deferred to a
+ * later
  *     run; read the rescues, mark again the points committed since step 2, and delete what is in the generation, still
  *     unreferenced and not rescued; then delete the generation;
  *  5. housekeeping: verification records and holds of deleted points, rescues of finished writers, stale leases,
@@ -124,7 +127,12 @@ export async function prune(repo: Repository, req: PruneRequest = {}): Promise<P
       const blocker = writers1.find((w) => !w.info?.gcSeen?.includes(g));
       if (blocker) {
         report.deferred.push(g);
-        report.deferredReason ??= `${blocker.info ? `${blocker.info.operation} on ${blocker.info.host} (pid ${blocker.info.pid}) since ${new Date(blocker.info.acquiredAt).toISOString()}` : `an unreadable lease ${blocker.name}`} has not seen it; the next prune deletes it`;
+        report.deferredReason ??= `${
+          blocker.info
+            ? `${blocker.info.operation} on ${blocker.info.host} ` +
+              `(pid ${blocker.info.pid}) since ${new Date(blocker.info.acquiredAt).toISOString()}`
+            : `an unreadable lease ${blocker.name}`
+        } has not seen it; the next prune deletes it`;
       } else sweepable.push(g);
     }
     if (sweepable.length > 0) {

@@ -77,7 +77,8 @@ test('zstd: no decompression bombs, frames must declare a bounded content size',
   assert.throws(() => decompressBounded(Buffer.concat([frame, frame]), 4 << 20, 'two frames'), /trailing data|invalid/);
   // a frame with the content-size flag cleared (streaming frame, size unknown)
   const noSize = Buffer.from(frame);
-  noSize[4] = noSize[4]! & 0x3f & ~0x20; // FCS flag 0, single-segment off -> needs a window descriptor: now malformed or sizeless
+  // FCS flag 0, single-segment off -> needs a window descriptor: now malformed or sizeless
+  noSize[4] = noSize[4]! & 0x3f & ~0x20;
   onlyCofferErrors(() => decompressBounded(noSize, 1 << 20, 'no size'));
   assert.throws(() => decompressBounded(noSize, 1 << 20, 'no size'), CofferError);
 });

@@ -16,6 +16,8 @@ export interface BlockMapContext {
   blocksCount: number;
   blockBytes: number;
   readBlock(block: number, op?: Op): Promise<Buffer>;
+  /** metadata_csum: verifies a non-root extent tree node read from `block` (FS_CORRUPT when it fails) */
+  checkExtentBlock?: ((node: Buffer, block: number) => void) | undefined;
 }
 
 const EXTENT_MAGIC = 0xf30a;
@@ -38,8 +40,9 @@ export async function* extentRuns(
 ): AsyncGenerator<Run> {
   const visited = new Set<number>();
   let nextLogical = 0; // extents must ascend: a tree that goes back is corrupt (and cannot loop forever)
-  async function* walk(buf: Buffer, depth: number | undefined): AsyncGenerator<Run> {
+  async function* walk(buf: Buffer, depth: number | undefined, block?: number): AsyncGenerator<Run> {
     if (buf.length < 12 || buf.readUInt16LE(0) !== EXTENT_MAGIC) throw corrupt(`inode ${ino}: bad extent header`);
+    if (block !== undefined) ctx.checkExtentBlock?.(buf, block);
     const entries = buf.readUInt16LE(2);
     const max = buf.readUInt16LE(4);
     const d = buf.readUInt16LE(6);
@@ -70,7 +73,7 @@ export async function* extentRuns(
         if (lblock < nextLogical && i > 0) throw corrupt(`inode ${ino}: extent index goes backwards`);
         if (visited.has(leaf)) throw corrupt(`inode ${ino}: extent tree visits block ${leaf} twice (a loop)`);
         visited.add(leaf);
-        yield* walk(await ctx.readBlock(leaf, op), d - 1);
+        yield* walk(await ctx.readBlock(leaf, op), d - 1, leaf);
       }
     }
   }

@@ -162,33 +162,35 @@ describe('ext2/ext3/ext4 reader against mke2fs images', () => {
     }
   });
 
-  describe('journal replay (a filesystem that needs recovery, as a crash-consistent backup of a running guest has)', () => {
-    /** an ext4 whose file.txt has new content only in a committed journal transaction (debugfs jo/jw/jc) */
-    const journaled = (name: string) => {
-      const d = join(tmp, `${name}-src`);
-      sh('mkdir', ['-p', d]);
-      writeFileSync(join(d, 'file.txt'), 'old content, in place\n');
-      const img = join(tmp, `${name}.img`);
-      mkExt(img, 'ext4', d, 16 * MiB);
-      const block = Number(sh('debugfs', ['-R', 'bmap /file.txt 0', img]).trim());
-      const bs = Number(/Block size:\s+(\d+)/.exec(sh('dumpe2fs', ['-h', img]))![1]);
-      const fresh = join(tmp, `${name}.blk`);
-      writeFileSync(fresh, Buffer.concat([Buffer.from('new content, in the journal\n'), Buffer.alloc(bs - 28)]));
-      sh('debugfs', ['-w', '-f', '-', img], `jo\njw -b ${block} ${fresh}\njc\n`);
-      assert.match(sh('dumpe2fs', ['-h', img]), /needs_recovery/);
-      return { img, block };
-    };
-    const content = async (img: string) => {
-      const { fs, close } = await open(img);
-      try {
-        const f = (await fs.list(await fs.root())).find((n) => n.name === 'file.txt')!;
-        let out = Buffer.alloc(0);
-        for await (const p of fs.read(f)) out = Buffer.concat([out, p.data]);
-        return { text: out.toString(), warnings: (fs as ExtFs).warnings };
-      } finally {
-        await close();
-      }
-    };
+  describe(
+    'journal replay (a filesystem that needs recovery, as a crash-consistent backup of a running guest ' + 'has)',
+    () => {
+      /** an ext4 whose file.txt has new content only in a committed journal transaction (debugfs jo/jw/jc) */
+      const journaled = (name: string) => {
+        const d = join(tmp, `${name}-src`);
+        sh('mkdir', ['-p', d]);
+        writeFileSync(join(d, 'file.txt'), 'old content, in place\n');
+        const img = join(tmp, `${name}.img`);
+        mkExt(img, 'ext4', d, 16 * MiB);
+        const block = Number(sh('debugfs', ['-R', 'bmap /file.txt 0', img]).trim());
+        const bs = Number(/Block size:\s+(\d+)/.exec(sh('dumpe2fs', ['-h', img]))![1]);
+        const fresh = join(tmp, `${name}.blk`);
+        writeFileSync(fresh, Buffer.concat([Buffer.from('new content, in the journal\n'), Buffer.alloc(bs - 28)]));
+        sh('debugfs', ['-w', '-f', '-', img], `jo\njw -b ${block} ${fresh}\njc\n`);
+        assert.match(sh('dumpe2fs', ['-h', img]), /needs_recovery/);
+        return { img, block };
+      };
+      const content = async (img: string) => {
+        const { fs, close } = await open(img);
+        try {
+          const f = (await fs.list(await fs.root())).find((n) => n.name === 'file.txt')!;
+          let out = Buffer.alloc(0);
+          for await (const p of fs.read(f)) out = Buffer.concat([out, p.data]);
+          return { text: out.toString(), warnings: (fs as ExtFs).warnings };
+        } finally {
+          await close();
+        }
+      };
 
     test(
       'committed blocks in the journal are read instead of the stale ones in place, as e2fsck would replay them',
@@ -207,22 +209,23 @@ describe('ext2/ext3/ext4 reader against mke2fs images', () => {
       },
     );
 
-    test('a block revoked by a later transaction is not replayed', T, async () => {
-      const { img, block } = journaled('j2');
-      sh('debugfs', ['-w', '-f', '-', img], `jo\njw -r ${block}\njc\n`);
-      assert.equal((await content(img)).text, 'old content, in place\n');
-    });
+      test('a block revoked by a later transaction is not replayed', T, async () => {
+        const { img, block } = journaled('j2');
+        sh('debugfs', ['-w', '-f', '-', img], `jo\njw -r ${block}\njc\n`);
+        assert.equal((await content(img)).text, 'old content, in place\n');
+      });
 
-    test('a damaged journal is reported as a warning and the filesystem is read as it is in place', T, async () => {
-      const { img } = journaled('j3');
-      const jsb = Number(sh('debugfs', ['-R', 'bmap <8> 0', img]).trim());
-      const bs = Number(/Block size:\s+(\d+)/.exec(sh('dumpe2fs', ['-h', img]))![1]);
-      patch(img, jsb * bs + 28, [0xff, 0xff, 0xff, 0xf0]); // s_start far past the journal's end
-      const got = await content(img);
-      assert.equal(got.text, 'old content, in place\n');
-      assert.match(got.warnings.join('\n'), /journal cannot be replayed.*do not fit/);
-    });
-  });
+      test('a damaged journal is reported as a warning and the filesystem is read as it is in place', T, async () => {
+        const { img } = journaled('j3');
+        const jsb = Number(sh('debugfs', ['-R', 'bmap <8> 0', img]).trim());
+        const bs = Number(/Block size:\s+(\d+)/.exec(sh('dumpe2fs', ['-h', img]))![1]);
+        patch(img, jsb * bs + 28, [0xff, 0xff, 0xff, 0xf0]); // s_start far past the journal's end
+        const got = await content(img);
+        assert.equal(got.text, 'old content, in place\n');
+        assert.match(got.warnings.join('\n'), /journal cannot be replayed.*do not fit/);
+      });
+    },
+  );
 
   describe('hostile images: coded errors, no crash, no hang', () => {
     const base = join(tmp, 'hostile-base.img');

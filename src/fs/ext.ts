@@ -1,13 +1,16 @@
 import { CofferError, type Op } from '../shared/index.js';
 import type { BlockReader } from './block-reader.js';
 import { blockMapRuns, extentRuns, type Run } from './ext-block-map.js';
-import { scanJournal, unescape } from './ext-journal.js';
+import { scanJournal, unescapeJournalBlock } from './ext-journal.js';
+import { ExtChecksums } from './ext-checksums.js';
 import { MAX_LINK_BYTES, PIECE_BYTES, type FileExtent, type FileType, type FsNode, type GuestFs } from './types.js';
 
 /**
  * Read-only ext2/ext3/ext4 (docs/DESIGN.md §File-level restore). Everything read is untrusted: every block number is
- * checked against the volume, extent trees are depth-bounded, directory records are bounds-checked.
- * Not read: the journal (a filesystem that needs recovery is read as it is on disk), checksums, xattrs/ACLs.
+ * checked against the volume, extent trees are depth-bounded, directory records are bounds-checked. With
+ * metadata_csum, the checksums of the superblock, group descriptors, inodes, extent blocks and directory blocks are
+ * verified (ext-checksums.ts); a journal that needs recovery is replayed in memory as e2fsck would (ext-journal.ts).
+ * Not read: bitmaps, xattrs/ACLs (except inline data's system.data).
  */
 
 const MAGIC = 0xef53;
@@ -48,6 +51,7 @@ const SUPPORTED_INCOMPAT =
   INCOMPAT.INLINE_DATA |
   INCOMPAT.CASEFOLD;
 
+const FL_INDEX = 0x1000;
 const FL_ENCRYPT = 0x800;
 const FL_EXTENTS = 0x80000;
 const FL_INLINE = 0x10000000;
@@ -84,11 +88,13 @@ export function looksLikeExt(sb: Buffer): boolean {
 export class ExtFs implements GuestFs {
   readonly kind: string;
   readonly warnings: string[] = [];
+  /** what was verified while reading (checksums, journal replay) */
+  readonly checks: string[] = [];
+  private csums: ExtChecksums | undefined;
   /** blocks whose newest committed copy is in the journal (replayed read-only at open) */
   private journal = new Map<number, { journalPhysical: number; escaped: boolean }>();
   /** transactions replayed from the journal */
   journalTransactions = 0;
-  private groupDescs: Buffer | undefined;
   private readonly descCache = new Map<number, Buffer>();
 
   private constructor(
@@ -212,6 +218,18 @@ export class ExtFs implements GuestFs {
         this.journal.set(fsBlock, { journalPhysical, escaped: jb.escaped });
       }
       this.journalTransactions = replay.transactions;
+      this.checks.push(
+        `ext journal: ${replay.transactions} committed transaction(s) replayed in ` +
+          `memory${
+            replay.checksums === 'none'
+              ? ' (the journal has no checksums)'
+              : `, journal ` + `checksums ${replay.checksums} verified`
+          }`,
+      );
+      for (const s of replay.skipped)
+        this.warnings.push(
+          `journal recovery skipped ${s}: e2fsck would skip it too and report the filesystem as damaged`,
+        );
     } catch (e) {
       if (!(e instanceof CofferError) || e.code === 'CANCELLED') throw e;
       this.journal.clear();
@@ -230,7 +248,7 @@ export class ExtFs implements GuestFs {
         const j = this.journal.get(block + i);
         if (!j) continue;
         const copy = await this.dev.read(j.journalPhysical * this.blockBytes, this.blockBytes, op);
-        if (j.escaped) unescape(copy);
+        if (j.escaped) unescapeJournalBlock(copy);
         copy.copy(buf, i * this.blockBytes);
       }
     }
@@ -256,7 +274,9 @@ export class ExtFs implements GuestFs {
       this.descCache.set(descBlock, buf);
     }
     const off = (g % perBlock) * this.descBytes;
-    return buf.subarray(off, off + this.descBytes);
+    const desc = buf.subarray(off, off + this.descBytes);
+    this.csums?.checkGroupDesc(g, desc);
+    return desc;
   }
 
   private groupHasSuper(g: number): boolean {
@@ -281,8 +301,10 @@ export class ExtFs implements GuestFs {
     const block = table + Math.floor(byteInTable / this.blockBytes);
     const blk = await this.readBlocks(block, 1, op);
     const raw = blk.subarray(byteInTable % this.blockBytes, (byteInTable % this.blockBytes) + this.inodeBytes);
+    this.csums?.checkInode(ino, raw);
     const extraIsize = this.inodeBytes > 128 ? raw.readUInt16LE(128) : 0;
-    if (128 + extraIsize > this.inodeBytes) throw corrupt(`inode ${ino}: extra size ${extraIsize} overflows the inode`);
+    if (128 + extraIsize > this.inodeBytes || extraIsize % 4 !== 0)
+      throw corrupt(`inode ${ino}: extra size ${extraIsize} overflows the inode or is not a multiple of 4`);
     const time = (base: number, extraOff: number) => {
       let s = raw.readInt32LE(base);
       let ns = 0;
@@ -379,15 +401,25 @@ export class ExtFs implements GuestFs {
     else yield* blockMapRuns(ctx, ino.ino, ino.iblock, fileBlocks, op);
   }
 
-  /** Inline data (INLINE_DATA_FL): i_block then the system.data xattr in the inode body. */
+  /**
+   * Inline data (INLINE_DATA_FL): i_block then the value of the system.data xattr in the inode body. Every offset and
+   * length from the image is checked as the kernel's xattr_check_inode does: entries inside the body and ending with a
+   * 4-byte zero, a value neither before the end of the entries (it would be header bytes) nor past the body; and the
+   * file's size must fit the inline space (60 bytes + the value).
+   */
   private inlineData(ino: Inode): Buffer {
-    const parts = [ino.iblock];
-    const start = 128 + ino.extraIsize;
     const raw = ino.raw;
+    const start = 128 + ino.extraIsize;
+    let value: Buffer | undefined;
+    let dataEntry: { offs: number; size: number } | undefined;
     if (start + 4 <= raw.length && raw.readUInt32LE(start) === 0xea020000) {
       const base = start + 4;
       let p = base;
-      while (p + 16 <= raw.length && raw.readUInt32LE(p) !== 0) {
+      const found: { offs: number; size: number; inum: number }[] = [];
+      for (;;) {
+        if (p + 4 > raw.length) throw corrupt(`inode ${ino.ino}: in-inode xattr entries run past the inode`);
+        if (raw.readUInt32LE(p) === 0) break;
+        if (p + 16 > raw.length) throw corrupt(`inode ${ino.ino}: in-inode xattr entries run past the inode`);
         const nameLen = raw[p]!;
         const index = raw[p + 1]!;
         const valueOffs = raw.readUInt16LE(p + 2);
@@ -403,9 +435,26 @@ export class ExtFs implements GuestFs {
         }
         p += (16 + nameLen + 3) & ~3;
       }
+      const entriesEnd = p + 4; // after the terminating zero
+      for (const e of found) {
+        if (e.size === 0 || e.inum !== 0) continue;
+        const at = base + e.offs;
+        if (at < entriesEnd || at + e.size > raw.length || at + ((e.size + 3) & ~3) > raw.length) {
+          throw corrupt(
+            `inode ${ino.ino}: an in-inode xattr value (offset ${e.offs}, ${e.size} bytes) overlaps the entries or ` +
+              `runs past the inode`,
+            { inode: ino.ino, offset: e.offs, size: e.size },
+          );
+        }
+      }
+      if (dataEntry) value = raw.subarray(base + dataEntry.offs, base + dataEntry.offs + dataEntry.size);
     }
-    const all = Buffer.concat(parts);
-    return all.subarray(0, Math.min(all.length, ino.size));
+    if (ino.size > 60 + (value?.length ?? 0))
+      throw corrupt(`inode ${ino.ino}: size ${ino.size} exceeds its inline data (${60 + (value?.length ?? 0)} bytes)`, {
+        inode: ino.ino,
+      });
+    const all = value ? Buffer.concat([ino.iblock, value]) : ino.iblock;
+    return all.subarray(0, ino.size);
   }
 
   async *read(node: FsNode, op?: Op): AsyncIterable<FileExtent> {
@@ -465,7 +514,7 @@ export class ExtFs implements GuestFs {
     // a directory larger than 256 MiB is not real (largedir allows 4 GiB in theory; keep memory bounded)
     const data = await this.readAll(ino, 256 * 1024 * 1024, op);
     const out: FsNode[] = [];
-    const entries: { name: string; ino: number }[] = [];
+    const entries: DirEntry[] = [];
     if (ino.flags & FL_INLINE) {
       // 4 bytes of parent inode, then records up to the end of i_block; the xattr part continues the records
       const first = data.subarray(4, Math.min(60, data.length));
@@ -478,6 +527,12 @@ export class ExtFs implements GuestFs {
     for (const e of entries) {
       op?.signal?.throwIfAborted();
       try {
+        // a name no path can reach: listed with its error, so `ls` and `get` report the same FS_CORRUPT
+        if (e.bad)
+          throw corrupt(`directory inode ${ino.ino}: the entry ${JSON.stringify(e.name)} (inode ${e.ino}) ${e.bad}`, {
+            inode: ino.ino,
+            name: e.name,
+          });
         out.push(this.node(e.name, await this.inode(e.ino, op)));
       } catch (err) {
         // one bad entry (inode out of range, its inode table in a missing chunk) does not hide the others
@@ -502,7 +557,7 @@ export class ExtFs implements GuestFs {
   }
 
   /** Linear directory records of one block (htree index nodes are fake records with inode 0 and are skipped). */
-  private parseRecords(blk: Buffer, dirIno: number, out: { name: string; ino: number }[], unit: number): void {
+  private parseRecords(blk: Buffer, dirIno: number, out: DirEntry[], unit: number): void {
     let p = 0;
     while (p + 8 <= blk.length) {
       const inode = blk.readUInt32LE(p);
@@ -516,7 +571,12 @@ export class ExtFs implements GuestFs {
       if (inode !== 0 && nameLen > 0) {
         const nameBytes = blk.subarray(p + 8, p + 8 + nameLen);
         const name = nameBytes.toString('utf8');
-        if (name !== '.' && name !== '..') out.push({ name, ino: inode });
+        const bad = nameBytes.includes(0x2f)
+          ? 'has a name containing /'
+          : nameBytes.includes(0)
+            ? 'has a name containing NUL'
+            : undefined;
+        if (name !== '.' && name !== '..') out.push(bad ? { name, ino: inode, bad } : { name, ino: inode });
       }
       p += realLen;
     }

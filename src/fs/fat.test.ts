@@ -175,6 +175,32 @@ describe('FAT12/16/32 reader against mkfs.fat + mcopy images', () => {
       }
     });
 
+    test(
+      'a long name containing / is listed with FS_CORRUPT (issue 21: ls and get agree), siblings still read',
+      T,
+      async () => {
+        const d = join(tmp, 'slash-src');
+        sh('mkdir', ['-p', d]);
+        writeFileSync(join(d, 'fooXbar long name.txt'), 'x\n');
+        writeFileSync(join(d, 'ok.txt'), 'ok\n');
+        const img = join(tmp, 'slash.img');
+        mkFat(img, 16, d, 16 * MiB);
+        const [at] = findAll(img, Buffer.from('X\0b\0', 'latin1'));
+        assert.ok(at !== undefined);
+        patch(img, at, Buffer.from('/'));
+        const { fs, close } = await open(img);
+        try {
+          const all = await readTree(fs);
+          const bad = all.get('foo/bar long name.txt')!.node;
+          assert.equal(bad.error?.code, 'FS_CORRUPT');
+          assert.match(bad.error!.message, /containing \//);
+          assert.equal(all.get('ok.txt')!.data!.toString(), 'ok\n');
+        } finally {
+          await close();
+        }
+      },
+    );
+
     test('random garbage over the boot sector, FAT and root directory never crashes or hangs', T, async () => {
       const img = join(tmp, 'garbage-base.img');
       mkFat(img, 16, src, 32 * MiB);

@@ -181,7 +181,9 @@ function checkOverlaps(parts: Partition[]): void {
 function guid(b: Buffer): string {
   const h = b.toString('hex');
   const le = (s: string) => s.match(/../g)!.reverse().join('');
-  return `${le(h.slice(0, 8))}-${le(h.slice(8, 12))}-${le(h.slice(12, 16))}-${h.slice(16, 20)}-${h.slice(20)}`.toUpperCase();
+  return (
+    `${le(h.slice(0, 8))}-${le(h.slice(8, 12))}-${le(h.slice(12, 16))}-` + `${h.slice(16, 20)}-${h.slice(20)}`
+  ).toUpperCase();
 }
 
 interface GptHeader {

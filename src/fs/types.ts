@@ -41,6 +41,8 @@ export interface GuestFs {
   readonly kind: string;
   /** things the user should know about what is read (e.g. a journal that could not be replayed) */
   readonly warnings?: string[];
+  /** what the reader verified (e.g. metadata checksums, a journal replayed), for the output */
+  readonly checks?: string[];
   root(op?: Op): Promise<FsNode>;
   /** the entries of a directory (no '.'/'..'), in on-disk order */
   list(dir: FsNode, op?: Op): Promise<FsNode[]>;

@@ -17,7 +17,7 @@ const tls = z.strictObject({ thumbprint: z.string().max(200).optional(), insecur
 const disksSource = z.strictObject({
   type: z.literal('disks'),
   /** image paths, file:// or nbd:// URLs, in disk order */
-  disks: z.array(z.string().min(1).max(4096)).min(1).max(64),
+  disks: z.array(z.string().min(1).max(4096)).min(1).max(256),
   /** NBD request timeout */
   timeoutMs: z.number().int().positive().optional(),
 });
@@ -159,7 +159,9 @@ export type JobInput = z.input<typeof jobDescription>;
 
 export const JOB_KINDS: readonly JobKind[] = jobDescription.options.map((o) => o.shape.kind.value);
 
-/** Validates a job description (parsed JSON, or the JSON text); fills in defaults. USAGE with the problems otherwise. */
+/**
+ * Validates a job description (parsed JSON, or the JSON text); fills in defaults. USAGE with the problems otherwise.
+ */
 export function parseJob(input: unknown): JobDescription {
   let value = input;
   if (typeof input === 'string') {

@@ -20,7 +20,7 @@ import {
 import type { Repository } from '../repository/index.js';
 import { CofferError, type Logger, type Op } from '../shared/index.js';
 import type { BlockSource } from '../sources/index.js';
-import { parseJob, type BackupJob, type JobDescription, type RestoreVmJob, type VsphereSourceSpec } from './job.js';
+import { parseJob, type BackupJob, type RestoreVmJob, type VsphereSourceSpec } from './job.js';
 
 /** What a process must provide to execute jobs; the composition root (bin, server) supplies the real things. */
 export interface JobDeps {
@@ -32,7 +32,9 @@ export interface JobDeps {
   createPool(params: CodecParams): CodecPool;
   /** one disk: image path, file:// or nbd:// */
   openDisk(spec: string, opts: { logger: Logger; signal: AbortSignal; timeoutMs?: number }): Promise<BlockSource>;
-  /** a vSphere VM for backup (snapshot taken; finish removes it): src/vsphere's vsphereVmSource; absent: not available */
+  /**
+   * a vSphere VM for backup (snapshot taken; finish removes it): src/vsphere's vsphereVmSource; absent: not available
+   */
   openVsphereSource?(source: VsphereSourceSpec, opts: { logger: Logger; signal: AbortSignal }): Promise<VmSource>;
   /** the vCenter target of a VM restore: src/vsphere's vsphereRestoreTargetOpener; absent: not available */
   vmRestoreTarget?(job: RestoreVmJob, opts: { logger: Logger }): VmRestoreTargetOpener;

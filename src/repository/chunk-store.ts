@@ -7,7 +7,7 @@ import {
   type Tiering,
 } from '../storage/index.js';
 import { CofferError, HEX64, type ChunkId, type Op } from '../shared/index.js';
-import { ChunkCodec } from './chunk-codec.js';
+import type { ChunkCodec } from './chunk-codec.js';
 import { IdSet } from './id-set.js';
 import { CHUNKS_PREFIX, chunkBlob } from './layout.js';
 
@@ -95,7 +95,8 @@ export class ChunkStore {
 
   /**
    * Reads and opens a chunk. `checkId` (default true) also re-hashes the plaintext to its id; `into` is a buffer the
-   * caller gives up for the plaintext (see CodecPool.open), `spare` returns it when unused. CORRUPT when missing or bad.
+   * caller gives up for the plaintext (see CodecPool.open), `spare` returns it when unused. CORRUPT when missing or
+   * bad.
    */
   async get(
     id: ChunkId,

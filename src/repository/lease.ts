@@ -41,8 +41,8 @@ export const LEASE_SAFETY_MS = 60 * 1000;
  * A lease on a scope (e.g. backups of one VM), in the style of restic's locks but self-expiring (DESIGN.md §Locking):
  * each holder writes its own blob 'locks/<scope>/<holder>-<seq>' with an expiry, renews it every ttl/3 by writing the
  * next sequence number and deleting the previous, then lists the scope. Live leases of other holders that are not
- * younger than ours win; we delete ours and fail with LOCKED. Expired leases, and leases of dead processes on this host,
- * are stale: they are removed and never block anyone (a crashed run does not stop the next scheduled one).
+ * younger than ours win; we delete ours and fail with LOCKED. Expired leases, and leases of dead processes on this
+ * host, are stale: they are removed and never block anyone (a crashed run does not stop the next scheduled one).
  */
 export class Lease {
   private seq = 0;

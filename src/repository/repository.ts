@@ -322,7 +322,9 @@ export class Repository {
     }
   }
 
-  /** Deletes an index (garbage collection only). Its size, or undefined when it was not there; IMMUTABLE when locked. */
+  /**
+   * Deletes an index (garbage collection only). Its size, or undefined when it was not there; IMMUTABLE when locked.
+   */
   async deleteIndex(id: string, op?: Op): Promise<number | undefined> {
     const st = await this.store.stat(indexBlob(id), op);
     if (!st) return undefined;
@@ -386,7 +388,8 @@ export class Repository {
   async *pointIds(op?: Op): AsyncIterable<RestorePointId> {
     for await (const b of this.store.list(POINTS_PREFIX, op)) {
       const id = baseName(b.name);
-      if (HEX32.test(id) && b.name === pointBlob(id)) yield id as RestorePointId; // not points/sub/<id>: only exact names are points
+      // not points/sub/<id>: only exact names are points
+      if (HEX32.test(id) && b.name === pointBlob(id)) yield id as RestorePointId;
     }
   }
 
@@ -550,7 +553,9 @@ export class Repository {
     const store = capabilityOf(this.store, 'locks');
     if (!store) {
       throw new CofferError('USAGE', `${this.store.location} does not support retention locks`, {
-        hint: 'use an Azure container with version-level immutability or an S3 bucket with Object Lock; a local repository can be made append-only (`coffer init --append-only`)',
+        hint:
+          'use an Azure container with version-level immutability or an S3 bucket with Object Lock; a local ' +
+          'repository can be made append-only (`coffer init --append-only`)',
       });
     }
     const name = (o: ObjectRef) =>

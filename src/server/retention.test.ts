@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Repository } from '../repository/index.js';
-import { CofferError } from '../shared/index.js';
+import type { CofferError } from '../shared/index.js';
 import { applyPolicyRetention, isEmptyRetention, toRetentionPolicy } from './retention.js';
 
 test("a policy's keep* fields map to the engine's retention rules", () => {

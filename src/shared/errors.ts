@@ -19,6 +19,9 @@ export const ERROR_CODES = {
   NOT_FOUND: 'the named object (restore point, disk, key, blob) does not exist',
   AMBIGUOUS: 'an id prefix matches more than one object',
   SOURCE_UNREADABLE: 'the backup source is missing, unreadable or invalid',
+  SOURCE_UNSUPPORTED:
+    'the backup source is a disk container Coffer does not read, or an encrypted one without a key (use --format ' +
+    'raw to take its bytes as they are)',
   TARGET_EXISTS: 'the restore target exists (use --force to overwrite)',
   TARGET_UNWRITABLE: 'the restore target cannot be written',
   STORAGE_FULL: 'no space left on the storage device',
@@ -30,6 +33,11 @@ export const ERROR_CODES = {
   VSPHERE_AUTH: 'vCenter rejected the user name or password (or the session could not be re-established)',
   VSPHERE_TLS: "the vCenter server's TLS certificate does not match the pinned thumbprint or cannot be verified",
   VSPHERE_FAULT: 'vCenter reported a fault, a task failed, or its reply could not be understood',
+  VSPHERE_DISK_LAYOUT:
+    'a VM disk is not laid out as Coffer can read it, or fewer bytes than the disk were found (no restore point is ' +
+    'made)',
+  VSPHERE_TRANSPORT:
+    'the chosen vSphere transport cannot read this disk or could not be set up (hot-add proxy, VDDK, vSAN over HTTP)',
   CANCELLED: 'the operation was cancelled',
   UNAUTHENTICATED: 'no valid credentials were presented (missing, unknown, expired or wrong token or password)',
   FORBIDDEN: 'the authenticated user or token lacks the role this operation needs',

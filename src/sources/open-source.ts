@@ -5,21 +5,33 @@ import { CofferError, type Logger, type Op } from '../shared/index.js';
 import type { BlockSource } from './block-source.js';
 import { FileSource, openImageFile } from './file-source.js';
 import { NbdSource, parseNbdUri } from './nbd-source.js';
-import { openWithQemuNbd, type QemuFormat } from './qemu-nbd-source.js';
+import { openWithQemuNbd } from './qemu-nbd-source.js';
 import { VmdkSource } from './vmdk/vmdk-source.js';
+import {
+  HEAD_BYTES,
+  QEMU_FORMATS,
+  detectContainer,
+  refusedError,
+  type Detected,
+  type ImageFormat,
+} from './container-magic.js';
 
-export type ImageFormat = 'raw' | 'vmdk' | QemuFormat;
+export type { ImageFormat } from './container-magic.js';
 
 export interface OpenSourceOptions extends Op {
   logger?: Logger;
   /** NBD request timeout (ms). */
   timeoutMs?: number;
+  /** a local image's format, given instead of detected ('raw': the bytes as they are, whatever their magic) */
+  format?: ImageFormat | undefined;
 }
 
 /**
  * Opens a SOURCE argument:
- * - a path or file:///abs/path[?format=raw|qcow2|vmdk|vhdx|vhd][&bitmap=NAME]: raw images and block devices are read
- *   directly, VMDK natively, qcow2/VHDX/VHD through a private qemu-nbd (bitmap: a persistent qcow2 dirty bitmap);
+ * - a path or file:///abs/path[?format=FORMAT][&bitmap=NAME]: the format is detected by its magic (container-magic.ts)
+ *   unless given; raw images and block devices are read directly, VMDK natively, qcow2, VHDX, VHD, VDI, QED,
+ *   Parallels and the other formats qemu reads through a private qemu-nbd (bitmap: a persistent qcow2 dirty bitmap);
+ *   encrypted and compressed containers are refused (SOURCE_UNSUPPORTED) unless the format is given as raw;
  * - nbd://HOST[:PORT]/[EXPORT][?bitmap=NAME] or nbd+unix:///[EXPORT]?socket=PATH[&bitmap=NAME];
  * - nbds://... (NBD over TLS, the server's certificate verified; &tls-ca=PEM for a private CA).
  */
@@ -63,7 +75,18 @@ export async function openSource(spec: string, opts: OpenSourceOptions = {}): Pr
   } else {
     filePath = path.resolve(spec);
   }
-  const fmt = (format ?? (await sniffFormat(filePath))) as ImageFormat;
+  if (format !== null && format !== 'vhd' && !KNOWN.has(format))
+    throw new CofferError('USAGE', `unknown image format ${JSON.stringify(format)} (${[...KNOWN].join(', ')})`);
+  const given = format === 'vhd' ? 'vpc' : ((format as ImageFormat | null) ?? opts.format);
+  if (opts.format && format !== null && opts.format !== given)
+    throw new CofferError('USAGE', `--format ${opts.format} contradicts ?format=${format} in ${spec}`);
+  let fmt: ImageFormat;
+  if (given) fmt = given;
+  else {
+    const d = await sniff(filePath);
+    if ('refused' in d) throw refusedError(filePath, d);
+    fmt = d.format;
+  }
   const uri = `file://${filePath}`;
   if (bitmap && fmt !== 'qcow2') throw new CofferError('USAGE', `?bitmap= needs a qcow2 image (${filePath} is ${fmt})`);
   switch (fmt) {
@@ -81,35 +104,44 @@ export async function openSource(spec: string, opts: OpenSourceOptions = {}): Pr
         opts,
       );
     default:
-      throw new CofferError('USAGE', `unknown image format ${JSON.stringify(format)} (raw, vmdk, qcow2, vhdx, vhd)`);
+      return openWithQemuNbd(
+        filePath,
+        fmt,
+        { bitmap, logger: opts.logger, uri: bitmap ? `${uri}?bitmap=${encodeURIComponent(bitmap)}` : uri },
+        opts,
+      );
   }
 }
 
-/** Recognises an image by its magic (never by its name alone): qcow2, VHDX, VHD (dynamic or fixed), VMDK, else raw. */
+const KNOWN = new Set<string>(['raw', 'vmdk', ...QEMU_FORMATS]);
+
+/** The format of an image by its magic: raw when nothing is recognised (or the path is not a regular file). */
 export async function sniffFormat(filePath: string): Promise<ImageFormat> {
+  const d = await sniff(filePath);
+  return 'refused' in d ? 'raw' : d.format;
+}
+
+/** Recognises an image by its magic (never by its name alone): container-magic.ts. */
+async function sniff(filePath: string): Promise<Detected> {
   let fh;
   try {
     fh = await openImageFile(filePath);
   } catch {
-    return 'raw'; // FileSource.open reports the error precisely
+    return { format: 'raw' }; // FileSource.open reports the error precisely
   }
   try {
     const st = await fh.stat();
-    if (!st.isFile()) return 'raw';
-    const head = Buffer.alloc(512);
-    const { bytesRead } = await fh.read(head, 0, 512, 0);
-    const h = head.subarray(0, bytesRead);
-    if (h.length >= 4 && h.readUInt32BE(0) === 0x514649fb) return 'qcow2';
-    if (h.toString('latin1', 0, 8) === 'vhdxfile') return 'vhdx';
-    if (h.toString('latin1', 0, 8) === 'conectix') return 'vpc';
-    if (h.toString('latin1', 0, 4) === 'KDMV' || h.toString('latin1', 0, 4) === 'COWD') return 'vmdk';
-    if (/^\s*#\s*Disk DescriptorFile/i.test(h.toString('latin1', 0, 64))) return 'vmdk';
-    if (st.size >= 512 && st.size % 512 === 0) {
-      const foot = Buffer.alloc(512);
+    // files and block devices alike (a qcow2 or LUKS volume on an LV is a container too); anything else: FileSource
+    // says
+    if (!st.isFile() && !st.isBlockDevice()) return { format: 'raw' };
+    const head = Buffer.alloc(HEAD_BYTES);
+    const { bytesRead } = await fh.read(head, 0, HEAD_BYTES, 0);
+    let foot: Buffer | undefined;
+    if (st.isFile() && st.size >= 512) {
+      foot = Buffer.alloc(512);
       await fh.read(foot, 0, 512, st.size - 512);
-      if (foot.toString('latin1', 0, 8) === 'conectix') return 'vpc';
     }
-    return 'raw';
+    return detectContainer(head.subarray(0, bytesRead), foot);
   } finally {
     await fh.close();
   }

@@ -5,12 +5,14 @@ import { join } from 'node:path';
 import { CofferError, type Logger, type Op } from '../shared/index.js';
 import type { BlockSource } from './block-source.js';
 import { NbdSource } from './nbd-source.js';
+import type { QemuFormat } from './container-magic.js';
 
-export type QemuFormat = 'qcow2' | 'vhdx' | 'vpc' | 'vmdk' | 'raw';
+export type { QemuFormat } from './container-magic.js';
 
 /**
- * An image file in a format QEMU reads (qcow2, VHDX, VHD) served by a private, read-only qemu-nbd on a Unix socket
- * in a fresh temporary directory, which Coffer starts with a pid file and stops by pid when the source is closed.
+ * An image file in a format QEMU reads (qcow2, VHDX, VHD, VDI, QED, Parallels, ...: container-magic.ts) served by a
+ * private, read-only qemu-nbd on a Unix socket in a fresh temporary directory, which Coffer starts with a pid file and
+ * stops by pid when the source is closed.
  */
 export async function openWithQemuNbd(
   path: string,

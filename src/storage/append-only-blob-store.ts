@@ -9,9 +9,9 @@ export const APPEND_ONLY_BLOB = 'append-only' as BlobName;
 
 /**
  * An append-only repository (`coffer init --append-only`, FORMAT.md §9): deleting any blob except leases
- * (`locks/`) and GC bookkeeping (`gc/`, FORMAT.md §11) rejects with IMMUTABLE, so forget/prune/GC keep everything. Protects against a compromised or mistaken
- * Coffer, not against someone with direct write access to the directory (use a cloud retention lock for that).
- * Every blob counts as held: `lock` is accepted and changes nothing.
+ * (`locks/`) and GC bookkeeping (`gc/`, FORMAT.md §11) rejects with IMMUTABLE, so forget/prune/GC keep everything.
+ * Protects against a compromised or mistaken Coffer, not against someone with direct write access to the directory (use
+ * a cloud retention lock for that). Every blob counts as held: `lock` is accepted and changes nothing.
  */
 export class AppendOnlyBlobStore extends ForwardingBlobStore implements Locking {
   constructor(inner: BlobStore) {

@@ -1,6 +1,26 @@
 import type { BlobName, Op } from '../shared/index.js';
 import type { BlobStore, RetentionInfo } from './blob-store.js';
-import type { AccessTier, LockRequest, RehydratePriority, TierInfo } from './cloud-store.js';
+
+/** Access tiers of object storage (Azure names; S3 maps them to storage classes). */
+export type AccessTier = 'Hot' | 'Cool' | 'Cold' | 'Archive';
+export const ACCESS_TIERS: readonly AccessTier[] = ['Hot', 'Cool', 'Cold', 'Archive'];
+export type RehydratePriority = 'Standard' | 'High';
+
+export interface TierInfo {
+  tier: AccessTier | undefined;
+  /** set while an archived blob is being rehydrated (it stays unreadable until the copy is done) */
+  rehydratingTo?: AccessTier;
+  rehydratePriority?: RehydratePriority;
+  /** when the blob entered its tier (early-deletion charges run from here) */
+  tierChangedAt?: Date;
+}
+
+export interface LockRequest {
+  /** retention until this time (cannot be shortened or removed before it passes) */
+  until?: Date;
+  /** a legal hold (until removed) */
+  legalHold?: boolean;
+}
 
 /** Access tiers (Azure Blob, S3 storage classes). */
 export interface Tiering {

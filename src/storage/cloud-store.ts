@@ -2,29 +2,11 @@ import { CofferError } from '../shared/index.js';
 import type { BlobStore } from './blob-store.js';
 import type { Locking, Tiering } from './capabilities.js';
 
-/** Access tiers of object storage (Azure names; S3 maps them to storage classes). */
-export type AccessTier = 'Hot' | 'Cool' | 'Cold' | 'Archive';
-export const ACCESS_TIERS: readonly AccessTier[] = ['Hot', 'Cool', 'Cold', 'Archive'];
-export type RehydratePriority = 'Standard' | 'High';
-
-export interface TierInfo {
-  tier: AccessTier | undefined;
-  /** set while an archived blob is being rehydrated (it stays unreadable until the copy is done) */
-  rehydratingTo?: AccessTier;
-  rehydratePriority?: RehydratePriority;
-  /** when the blob entered its tier (early-deletion charges run from here) */
-  tierChangedAt?: Date;
-}
+export type { AccessTier, LockRequest, RehydratePriority, TierInfo } from './capabilities.js';
+export { ACCESS_TIERS } from './capabilities.js';
 
 /** A store whose blobs have access tiers (Azure Blob, S3 storage classes). */
 export type TieredBlobStore = BlobStore & Tiering;
-
-export interface LockRequest {
-  /** retention until this time (cannot be shortened or removed before it passes) */
-  until?: Date;
-  /** a legal hold (until removed) */
-  legalHold?: boolean;
-}
 
 /** A store that can put retention locks on blobs (Azure version-level immutability, S3 Object Lock, append-only). */
 export type LockingBlobStore = BlobStore & Locking;

@@ -35,10 +35,8 @@ test('capabilities: a backend has only its own; every wrapper forwards them; unw
       assert.ok(capabilityOf(wrapped, 'tempFiles'), `${wrapped.constructor.name} forwards sweepTemp`);
       assert.equal(capabilityOf(wrapped, 'tiers'), undefined);
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+  },
+);
 
 test('capabilities: append-only answers locks itself; throttling hides server-side copy', async () => {
   const mem = new MemoryBlobStore();

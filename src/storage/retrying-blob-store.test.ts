@@ -82,17 +82,20 @@ test('retrying: gives up after the attempts with TRANSIENT, a hint and the count
   );
 });
 
-test('retrying: a put whose lost answer had landed counts as created; someone else\'s blob stays "exists"', async () => {
-  const inner = new Flaky();
-  const s = new RetryingBlobStore(inner, { sleep: noSleep });
-  inner.landed = true;
-  inner.failures.put = 1;
-  assert.equal(await s.put(n('m'), Buffer.from('mine')), 'created');
-  await inner.put(n('other'), Buffer.from('theirs'));
-  inner.failures.put = 1;
-  assert.equal(await s.put(n('other'), Buffer.from('mine')), 'exists');
-  assert.equal((await s.get(n('other'))).toString(), 'theirs');
-});
+test(
+  "retrying: a put whose lost answer had landed counts as created; someone else's blob stays " + '"exists"',
+  async () => {
+    const inner = new Flaky();
+    const s = new RetryingBlobStore(inner, { sleep: noSleep });
+    inner.landed = true;
+    inner.failures.put = 1;
+    assert.equal(await s.put(n('m'), Buffer.from('mine')), 'created');
+    await inner.put(n('other'), Buffer.from('theirs'));
+    inner.failures.put = 1;
+    assert.equal(await s.put(n('other'), Buffer.from('mine')), 'exists');
+    assert.equal((await s.get(n('other'))).toString(), 'theirs');
+  },
+);
 
 test('retrying: a listing cut part-way resumes without duplicates or gaps', async () => {
   const inner = new Flaky();

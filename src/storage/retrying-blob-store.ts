@@ -127,7 +127,9 @@ export class RetryingBlobStore extends ForwardingBlobStore {
     return this.call(`retention ${name}`, op, () => inner.retention!(name, op));
   }
 
-  /** Every capability of the wrapped store, its requests retried like the others (temp-file sweeping is local: as is). */
+  /**
+   * Every capability of the wrapped store, its requests retried like the others (temp-file sweeping is local: as is).
+   */
   override capability<K extends CapabilityName>(key: K): StoreCapabilities[K] | undefined {
     const c = super.capability(key);
     if (!c) return undefined;

@@ -2,7 +2,9 @@ import type { Readable } from 'node:stream';
 import { NbdSource, parseNbdUri } from '../sources/index.js';
 import { CofferError, silentLogger, sleep, type Logger, type Op } from '../shared/index.js';
 import type { HttpsClient } from './https-client.js';
+import { parseVmdkDescriptor, resolveExtent, sniffVmdk } from './vmdk-descriptor.js';
 import { parseDatastorePath, type VmDisk } from './vm-model.js';
+import type { MoRef } from './xml.js';
 
 /** Random-access reads of one disk of a snapshot. */
 export interface DiskReader {
@@ -14,6 +16,8 @@ export interface DiskReader {
 /** Where the bytes of a snapshot's disks come from (DESIGN.md §vSphere, transports). */
 export interface DiskTransport {
   readonly name: string;
+  /** Called once the backup's snapshot exists, before the first open() (VDDK needs the morefs). */
+  prepare?(vm: MoRef, snapshot: MoRef): void;
   open(disk: VmDisk, index: number, ctx: { datacenter: string; vmName: string }, op?: Op): Promise<DiskReader>;
 }
 
@@ -36,7 +40,7 @@ export interface FileExtent {
   /** disk offset where this extent starts */
   start: number;
   length: number;
-  /** bytes available in the file (reads past it are zeros: vcsim's disk files may be shorter than the disk) */
+  /** bytes in the file (at least `length` for reads: a shorter file is refused, never padded with zeros) */
   fileBytes: number;
 }
 
@@ -48,8 +52,9 @@ export function folderUrl(datacenter: string, datastore: string, path: string): 
 
 /**
  * Reads disks through vCenter's datastore file access (https://HOST/folder/PATH?dcPath=DC&dsName=DS) with Range
- * requests. The disk's .vmdk is sniffed: a text descriptor is followed to its FLAT extents (-flat.vmdk); a flat file
- * (what vcsim stores) is read as is; sparse or delta VMDKs are refused (they need VDDK/NBD).
+ * requests. The disk's .vmdk must be a text descriptor, followed to its FLAT/VMFS extents (-flat.vmdk); vSAN objects,
+ * RDMs, sparse and delta VMDKs are refused with VSPHERE_TRANSPORT (hot-add or VDDK read them), anything else with
+ * VSPHERE_DISK_LAYOUT.
  */
 export class HttpDatastoreTransport implements DiskTransport {
   readonly name = 'http';
@@ -89,7 +94,15 @@ export class HttpDatastoreTransport implements DiskTransport {
     } else {
       extents = [{ path, start: 0, length: disk.capacityBytes, fileBytes: head.total }];
     }
-    return extents;
+    if (kind !== 'descriptor') {
+      throw new CofferError(
+        'VSPHERE_DISK_LAYOUT',
+        `${disk.fileName} is neither a VMDK descriptor nor a known sparse header (${head.total} bytes); refusing to ` +
+          `back it up as a disk`,
+        { details: { file: disk.fileName, bytes: head.total } },
+      );
+    }
+    return this.descriptorExtents(head.body.toString('latin1'), disk, datacenter, datastore, path, op, forRead);
   }
 
   /**
@@ -170,7 +183,6 @@ export class HttpDatastoreTransport implements DiskTransport {
         { hint: 'remove the other snapshots of the VM, or use --transport nbd with a VDDK export' },
       );
     }
-    const dir = path.includes('/') ? path.slice(0, path.lastIndexOf('/') + 1) : '';
     const out: FileExtent[] = [];
     let start = 0;
     for (const m of text.matchAll(/^\s*(RW|RDONLY|NOACCESS)\s+(\d+)\s+(\w+)\s+"([^"]+)"(?:\s+(\d+))?/gm)) {
@@ -323,12 +335,14 @@ class HttpDiskReader implements DiskReader {
   async close(): Promise<void> {}
 }
 
-// ---- NBD (VDDK / nbdkit exports) -------------------------------------------------------------------------------------
+// ---- NBD (VDDK / nbdkit exports)
+// -------------------------------------------------------------------------------------
 
 /**
  * Reads each disk from an NBD export, e.g. nbdkit's vddk plugin or a VDDK-based server exporting the snapshot's disks.
  * The URL template may use {index} (0-based disk order), {key} (device key), {file} (datastore path, URL-encoded) and
- * {name} (the file's base name, e.g. for `nbdkit file dir=VMDIR`).
+ * {name} (the file's base name) and {flat} (its flat extent's name by VMware's convention, `disk1-flat.vmdk`, e.g. for
+ * `nbdkit file dir=VMDIR`).
  */
 export class NbdDiskTransport implements DiskTransport {
   readonly name = 'nbd';

@@ -9,7 +9,9 @@ import type { VsphereRestoreOptions, VsphereVmRestore } from './vsphere-restore.
  * interfaces structurally and the composition root (bin, cli, server, jobs) injects them.
  */
 
-/** A VM opened for backup as an engine VM source: finishing it removes the snapshot; its report goes under `vsphere`. */
+/**
+ * A VM opened for backup as an engine VM source: finishing it removes the snapshot; its report goes under `vsphere`.
+ */
 export function vsphereVmSource(vmb: VsphereVmBackup) {
   let finished: Promise<{ kind: string; cleanedUp: boolean; details: Record<string, unknown> }> | undefined;
   return {

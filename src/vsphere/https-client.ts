@@ -195,7 +195,9 @@ export class HttpsClient {
     const code = err.code ?? '';
     if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) {
       return new CofferError('VSPHERE_TLS', `cannot verify the TLS certificate of ${this.origin}: ${err.message}`, {
-        hint: 'pin the certificate with --thumbprint SHA256 (`coffer vsphere thumbprint vsphere://HOST:PORT` prints it), or pass --insecure-tls in a lab',
+        hint:
+          'pin the certificate with --thumbprint SHA256 (`coffer vsphere thumbprint vsphere://HOST:PORT` prints ' +
+          'it), or pass --insecure-tls in a lab',
         cause: e,
       });
     }

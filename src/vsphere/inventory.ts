@@ -80,7 +80,7 @@ export function buildInventory(objects: ObjectContent[], rootFolder: MoRef): Inv
   const nameOf = (o: ObjectContent) => o.props.get('name')?.text ?? o.obj.value;
   const parentOf = (o: ObjectContent) => {
     const p = o.props.get('parent');
-    return p && p.attrs['type'] ? MoRef.from(p) : undefined;
+    return p?.attrs['type'] ? MoRef.from(p) : undefined;
   };
   const pathCache = new Map<string, string>();
   const pathOf = (o: ObjectContent): string => {
@@ -163,7 +163,7 @@ export function buildInventory(objects: ObjectContent[], rootFolder: MoRef): Inv
         const dc = datacenterOf(o);
         const ref = (p: string) => {
           const n = o.props.get(p);
-          return n && n.attrs['type'] ? MoRef.from(n) : undefined;
+          return n?.attrs['type'] ? MoRef.from(n) : undefined;
         };
         inv.vms.push({
           ...entity(o),

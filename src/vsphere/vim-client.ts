@@ -154,7 +154,8 @@ export class VimClient {
 
   /**
    * Read-only methods are retried after a dropped connection, a timeout or an HTTP 5xx without a SOAP fault (3 times,
-   * 0.5/1/2 s apart); methods that change something (tasks, Login) are not: a lost reply does not tell whether they ran.
+   * 0.5/1/2 s apart); methods that change something (tasks, Login) are not: a lost reply does not tell whether they
+   * ran.
    */
   private async callRetrying(method: string, self: MoRef, args: Record<string, SoapValue>, op: Op): Promise<XmlNode> {
     const retries = IDEMPOTENT.has(method) ? 3 : 0;

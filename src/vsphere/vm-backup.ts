@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { CofferError, silentLogger, type Logger, type Op } from '../shared/index.js';
 import type { DiskTransport } from './disk-transport.js';
 import type { Inventory, VmInfo } from './inventory.js';
@@ -6,7 +7,7 @@ import { retrieveOne } from './property-collector.js';
 import { runTask } from './task.js';
 import type { VimClient } from './vim-client.js';
 import { toStoredConfig, type StoredVmConfig } from './vm-config.js';
-import { parseConfigInfo, parseDatastorePath, parseSnapshotInfo } from './vm-model.js';
+import { parseConfigInfo, parseDatastorePath, parseSnapshotInfo, unsnapshottable } from './vm-model.js';
 import { VsphereDiskSource } from './vsphere-disk-source.js';
 import { MoRef } from './xml.js';
 
@@ -22,6 +23,10 @@ export interface VmBackupOptions extends Op {
   display: string;
   logger?: Logger | undefined;
   taskTimeoutMs?: number;
+  /** Job id written into the snapshot's owner line (server jobs); default "cli". */
+  job?: string | undefined;
+  /** Lease of the snapshot in seconds (default DEFAULT_SNAPSHOT_LEASE_S). */
+  snapshotLeaseS?: number | undefined;
 }
 
 /** A VM prepared for backup: a Coffer snapshot exists until close() (which always tries to remove it). */
@@ -33,6 +38,8 @@ export interface VmBackupSession {
   /** CBT was off and Coffer turned it on: this backup is full, the next one can be incremental. */
   cbtEnabledNow: boolean;
   orphansRemoved: string[];
+  /** Independent and physical-mode RDM disks: not in the snapshot, not in the restore point (warned). */
+  skippedDisks: { key: number; fileName: string; reason: string }[];
   snapshot: MoRef;
   snapshotName: string;
   /** Removes the snapshot (never with the caller's signal: a cancelled backup still cleans up). */
@@ -73,7 +80,16 @@ export async function openVmBackup(
   }
 
   const orphansRemoved: string[] = [];
+  const self = { host: hostname(), alive: pidAlive };
   for (const s of vm.snapshots.filter((x) => x.name.startsWith(SNAPSHOT_PREFIX))) {
+    if (!isOrphan(s.description, new Date(), self)) {
+      const o = parseOwner(s.description);
+      logger.warn(
+        `VM ${vm.name}: leaving Coffer snapshot ${s.name} alone: it belongs to a running backup (host ${o?.host}, ` +
+          `pid ${o?.pid}, job ${o?.job}, started ${o?.started})`,
+      );
+      continue;
+    }
     logger.warn(`VM ${vm.name}: removing the orphaned Coffer snapshot ${s.name} (left by an interrupted backup)`);
     await runTask(
       client,
@@ -158,6 +174,7 @@ export async function openVmBackup(
     const config = toStoredConfig(vm, snapCfg, inv, { quiesced: quiesce, snapshotName });
     const ctx = { datacenter: vm.datacenter?.name ?? '', vmName: vm.name };
     if (!ctx.datacenter) throw new CofferError('VSPHERE_FAULT', `cannot find the datacenter of VM ${vm.name}`);
+    opts.transport.prepare?.(vm.ref, snapshot);
     for (const [i, disk] of snapCfg.disks.entries()) {
       if (!disk.fileName)
         throw new CofferError(
@@ -173,7 +190,9 @@ export async function openVmBackup(
           snapshot,
           disk,
           reader,
-          uri: `${opts.display}/${encodeURIComponent(vm.name)}?disk=${disk.key}&file=${encodeURIComponent(disk.fileName)}`,
+          uri:
+            `${opts.display}/${encodeURIComponent(vm.name)}` +
+            `?disk=${disk.key}&file=${encodeURIComponent(disk.fileName)}`,
           warn: (m) => logger.warn(m),
         }),
       );
@@ -185,6 +204,7 @@ export async function openVmBackup(
       consistency: { snapshot: true, quiesced: quiesce },
       cbtEnabledNow,
       orphansRemoved,
+      skippedDisks: skipped,
       snapshot,
       snapshotName,
       async close() {

@@ -118,7 +118,9 @@ export function toStoredConfig(
   };
 }
 
-/** Checks a stored configuration read back from a manifest (untrusted JSON): CORRUPT when it does not fit the schema. */
+/**
+ * Checks a stored configuration read back from a manifest (untrusted JSON): CORRUPT when it does not fit the schema.
+ */
 export function parseStoredConfig(v: Record<string, unknown> | undefined, pointId: string): StoredVmConfig {
   const fail = (why: string): never => {
     throw new CofferError('CORRUPT', `restore point ${pointId}: the stored VM configuration ${why}`);

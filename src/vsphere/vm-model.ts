@@ -1,5 +1,5 @@
 import { CofferError } from '../shared/index.js';
-import { MoRef, boolOf, child, children, intOf, refOf, textOf, type XmlNode } from './xml.js';
+import { type MoRef, boolOf, child, children, intOf, refOf, textOf, type XmlNode } from './xml.js';
 
 /** A virtual disk of a VM (or of a snapshot's configuration). */
 export interface VmDisk {
@@ -18,6 +18,16 @@ export interface VmDisk {
   uuid: string | undefined;
   controllerKey: number | undefined;
   unitNumber: number | undefined;
+  /** RDMs (VirtualDiskRawDiskMappingVer1BackingInfo): physicalMode or virtualMode. */
+  compatibilityMode?: string | undefined;
+}
+
+/** Why a disk cannot be part of a snapshot-based backup (undefined: it can). */
+export function unsnapshottable(d: Pick<VmDisk, 'diskMode' | 'compatibilityMode'>): string | undefined {
+  if (d.compatibilityMode === 'physicalMode') return 'a physical-mode RDM (vSphere cannot snapshot it)';
+  if (d.diskMode?.startsWith('independent'))
+    return `an independent disk (${d.diskMode}: vSphere leaves it out of snapshots)`;
+  return undefined;
 }
 
 export interface VmController {
@@ -95,6 +105,7 @@ export function parseConfigInfo(cfg: XmlNode): VmHardware {
         uuid: backing ? textOf(backing, 'uuid') : undefined,
         controllerKey: intOf(d, 'controllerKey'),
         unitNumber: intOf(d, 'unitNumber'),
+        compatibilityMode: backing ? textOf(backing, 'compatibilityMode') : undefined,
       });
     } else if (CONTROLLER_TYPES.test(type) && child(d, 'busNumber')) {
       controllers.push({ key, type, busNumber: intOf(d, 'busNumber') ?? 0, sharedBus: textOf(d, 'sharedBus') });

@@ -3,9 +3,13 @@ import { CofferError, type Logger, type Op } from '../shared/index.js';
 import { HttpDatastoreTransport, NbdDiskTransport, type DiskTransport } from './disk-transport.js';
 import type { TlsPolicy } from './https-client.js';
 import { loadInventory, selectVms } from './inventory.js';
+import { HotAddTransport } from './transports/hotadd-transport.js';
+import { VddkTransport } from './transports/vddk-transport.js';
+import type { VimClient } from './vim-client.js';
+import type { Inventory, VmInfo } from './inventory.js';
 import { openVmBackup } from './vm-backup.js';
 import type { StoredVmConfig } from './vm-config.js';
-import { connectVsphere, parseVsphereUrl } from './vsphere-url.js';
+import { connectVsphere, parseVsphereUrl, type VsphereUrl } from './vsphere-url.js';
 
 export interface VsphereBackupOptions extends Op {
   tls: TlsPolicy;
@@ -13,9 +17,16 @@ export interface VsphereBackupOptions extends Op {
   logger?: Logger | undefined;
   /** default true */
   quiesce?: boolean;
-  /** 'http' (default): datastore file access; 'nbd': an NBD export per disk (nbdUrl template). */
-  transport?: 'http' | 'nbd';
+  /**
+   * 'http' (default): datastore file access; 'nbd': an NBD export per disk (nbdUrl template); 'hotadd': attach to the
+   * proxy VM.
+   */
+  transport?: 'auto' | 'http' | 'nbd' | 'hotadd';
+  /** VMware VDDK's directory: `nbd` without nbdUrl starts one `nbdkit vddk` per disk (and `auto` may pick it). */
+  vddkLibdir?: string | undefined;
   nbdUrl?: string | undefined;
+  /** hotadd: the VM Coffer runs in (default: found by this machine's SMBIOS UUID). */
+  proxyVm?: string | undefined;
 }
 
 /** One VM opened for backup: its snapshot's disks as BlockSources, its configuration, and the cleanup. */
@@ -33,6 +44,7 @@ export interface VsphereVmBackup {
     quiesced: boolean;
     cbtEnabledNow: boolean;
     orphanedSnapshotsRemoved: string[];
+    skippedDisks: { key: number; fileName: string; reason: string }[];
     transport: string;
     logins: number;
     cbtQueries: number[];
@@ -51,10 +63,7 @@ export async function openVsphereBackup(spec: string, opts: VsphereBackupOptions
   try {
     const inv = await loadInventory(client, opts);
     const [vm] = selectVms(inv.vms, url.vm, true);
-    const transport: DiskTransport =
-      opts.transport === 'nbd'
-        ? new NbdDiskTransport(opts.nbdUrl!, opts.logger)
-        : new HttpDatastoreTransport({ http: client.http, cookie: () => client.sessionCookie, logger: opts.logger });
+    const transport = await chooseTransport(client, inv, vm!, url, opts);
     const display = `vsphere://${url.host.includes(':') ? `[${url.host}]` : url.host}:${url.port}`;
     const s = await openVmBackup(client, inv, vm!, {
       quiesce: opts.quiesce ?? true,
@@ -77,6 +86,7 @@ export async function openVsphereBackup(spec: string, opts: VsphereBackupOptions
         quiesced: s.consistency.quiesced,
         cbtEnabledNow: s.cbtEnabledNow,
         orphanedSnapshotsRemoved: s.orphansRemoved,
+        skippedDisks: s.skippedDisks,
         transport: transport.name,
         logins: client.logins,
         cbtQueries: s.disks.map((d) => d.cbt.queries),
@@ -96,4 +106,77 @@ export async function openVsphereBackup(spec: string, opts: VsphereBackupOptions
     await client.close();
     throw e;
   }
+}
+
+/**
+ * The transport of one backup (DESIGN.md §vSphere, transports). `auto`: hot-add when Coffer runs in a proxy VM that
+ * passes the checks, else VDDK when --vddk-libdir is set, else http on VMFS/NFS; a VM with vSAN disks and none of
+ * these is refused before any snapshot, naming the alternatives.
+ */
+async function chooseTransport(
+  client: VimClient,
+  inv: Inventory,
+  vm: VmInfo,
+  url: VsphereUrl,
+  opts: VsphereBackupOptions,
+): Promise<DiskTransport> {
+  const kind = opts.transport ?? 'http';
+  const hotadd = () =>
+    new HotAddTransport({
+      client,
+      inventory: inv,
+      proxyVm: opts.proxyVm,
+      productUuidPath: opts.env['COFFER_PRODUCT_UUID_PATH'],
+      byIdDir: opts.env['COFFER_DISK_BY_ID_DIR'],
+      appearTimeoutMs: opts.env['COFFER_HOTADD_TIMEOUT_MS'] ? Number(opts.env['COFFER_HOTADD_TIMEOUT_MS']) : undefined,
+      stateDir: opts.env['COFFER_HOTADD_STATE_DIR'],
+      logger: opts.logger,
+    });
+  const vddk = () =>
+    new VddkTransport({
+      libdir: opts.vddkLibdir!,
+      host: url.host,
+      port: url.port,
+      user: url.user ?? opts.env['COFFER_VSPHERE_USER'] ?? '',
+      password: url.password ?? opts.env['COFFER_VSPHERE_PASSWORD'] ?? '',
+      nbdkit: opts.env['COFFER_NBDKIT'],
+      logger: opts.logger,
+    });
+  const http = () =>
+    new HttpDatastoreTransport({ http: client.http, cookie: () => client.sessionCookie, logger: opts.logger });
+  const disks = vm.config?.disks ?? [];
+  if (kind === 'hotadd') {
+    const t = hotadd();
+    await t.check(vm, disks, opts); // before any snapshot exists: nothing to clean up when the proxy cannot work
+    return t;
+  }
+  if (kind === 'nbd') return opts.nbdUrl ? new NbdDiskTransport(opts.nbdUrl, opts.logger) : vddk();
+  if (kind === 'http') return http();
+  try {
+    const t = hotadd();
+    await t.check(vm, disks, opts);
+    opts.logger?.info(`transport auto: hot-add through the proxy VM ${(await t.findProxy()).name}`);
+    return t;
+  } catch (e) {
+    if (!(e instanceof CofferError) || e.code !== 'VSPHERE_TRANSPORT') throw e;
+    opts.logger?.info(`transport auto: not hot-add (${e.message})`);
+  }
+  if (opts.vddkLibdir) return vddk();
+  const vsan = disks.filter(
+    (d) =>
+      d.datastore && inv.datastores.find((x) => x.ref.value === d.datastore!.value)?.type?.toLowerCase() === 'vsan',
+  );
+  if (vsan.length > 0) {
+    throw new CofferError(
+      'VSPHERE_TRANSPORT',
+      `VM ${vm.name} has disks on vSAN (${vsan.map((d) => d.fileName).join(', ')}): the http transport cannot read ` +
+        `vSAN objects, and neither hot-add nor VDDK is available`,
+      {
+        hint:
+          'run Coffer on a Linux proxy VM in the cluster (--transport hotadd, optionally --proxy-vm NAME) or ' +
+          'install VMware VDDK and nbdkit (--transport nbd --vddk-libdir DIR)',
+      },
+    );
+  }
+  return http();
 }

@@ -50,7 +50,8 @@ function source(
 }
 
 const page = (start: number, length: number, areas: [number, number][]) =>
-  `<startOffset>${start}</startOffset><length>${length}</length>${areas.map(([s, l]) => `<changedArea><start>${s}</start><length>${l}</length></changedArea>`).join('')}`;
+  `<startOffset>${start}</startOffset><length>${length}</length>` +
+  areas.map(([s, l]) => `<changedArea><start>${s}</start><length>${l}</length></changedArea>`).join('');
 
 async function collect(it: AsyncIterable<{ offset: number; length: number }>) {
   const out = [];

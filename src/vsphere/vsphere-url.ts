@@ -63,7 +63,10 @@ export interface ConnectOptions extends Op {
   keepAliveMs?: number;
 }
 
-/** Logs in to the vCenter of a vsphere:// URL; credentials from the URL or COFFER_VSPHERE_USER / COFFER_VSPHERE_PASSWORD. */
+/**
+ * Logs in to the vCenter of a vsphere:// URL; credentials from the URL or COFFER_VSPHERE_USER /
+ * COFFER_VSPHERE_PASSWORD.
+ */
 export async function connectVsphere(url: VsphereUrl, opts: ConnectOptions): Promise<VimClient> {
   const user = url.user ?? opts.env['COFFER_VSPHERE_USER'];
   const password = url.password ?? opts.env['COFFER_VSPHERE_PASSWORD'];

@@ -10,8 +10,42 @@ import { normalizeThumbprint } from './https-client.js';
 import { MoRef, child, envelope, parseXml, serialize } from './xml.js';
 
 // vcsim binds the XML Schema instance namespace to the prefix "XMLSchema-instance"
-const VCSIM_DEVICE_REPLY = `<?xml version="1.0" encoding="UTF-8"?>
-<soapenv:Envelope xmlns:soapenc="http://schemas.xmlsoap.org/soap/encoding/" xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><RetrievePropertiesExResponse xmlns="urn:vim25"><returnval><objects><obj type="VirtualMachine">vm-57</obj><propSet><name>config</name><val xmlns:XMLSchema-instance="http://www.w3.org/2001/XMLSchema-instance" XMLSchema-instance:type="VirtualMachineConfigInfo"><name>DC0_H0_VM0</name><guestFullName>otherGuest</guestFullName><version>vmx-13</version><uuid>265104de-1472-547c-b873-6dc7883fb6cb</uuid><template>false</template><guestId>otherGuest</guestId><annotation>web &amp; db</annotation><files><vmPathName>[LocalDS_0] DC0_H0_VM0/DC0_H0_VM0.vmx</vmPathName></files><hardware><numCPU>2</numCPU><numCoresPerSocket>1</numCoresPerSocket><memoryMB>64</memoryMB><device XMLSchema-instance:type="VirtualIDEController"><key>200</key><deviceInfo><label>IDE 0</label><summary>IDE 0</summary></deviceInfo><busNumber>0</busNumber></device><device XMLSchema-instance:type="ParaVirtualSCSIController"><key>202</key><deviceInfo><label>pvscsi-202</label><summary>pvscsi-202</summary></deviceInfo><controllerKey>100</controllerKey><unitNumber>3</unitNumber><busNumber>0</busNumber><hotAddRemove>true</hotAddRemove><sharedBus>noSharing</sharedBus><scsiCtlrUnitNumber>7</scsiCtlrUnitNumber></device><device XMLSchema-instance:type="VirtualDisk"><key>204</key><deviceInfo><label>disk-202-0</label><summary>1,024 KB</summary></deviceInfo><backing XMLSchema-instance:type="VirtualDiskFlatVer2BackingInfo"><fileName>[LocalDS_0] DC0_H0_VM0/disk1.vmdk</fileName><datastore type="Datastore">/tmp/govcsim-DC0-LocalDS_0-1@folder-5</datastore><diskMode>persistent</diskMode><thinProvisioned>true</thinProvisioned><eagerlyScrub>false</eagerlyScrub><changeId>52 a1 b2 c3/7</changeId></backing><controllerKey>202</controllerKey><unitNumber>0</unitNumber><capacityInKB>1024</capacityInKB></device><device XMLSchema-instance:type="VirtualDisk"><key>2001</key><backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName>[LocalDS_0] DC0_H0_VM0/disk2.vmdk</fileName><diskMode>persistent</diskMode><thinProvisioned>false</thinProvisioned></backing><controllerKey>202</controllerKey><unitNumber>1</unitNumber><capacityInKB>1</capacityInKB><capacityInBytes>5242880</capacityInBytes></device><device XMLSchema-instance:type="VirtualE1000"><key>4000</key><deviceInfo><label>ethernet-0</label></deviceInfo><backing XMLSchema-instance:type="VirtualEthernetCardNetworkBackingInfo"><deviceName>VM Network</deviceName><network type="Network">network-7</network></backing><controllerKey>100</controllerKey><unitNumber>7</unitNumber><addressType>generated</addressType><macAddress>00:0c:29:36:63:8b</macAddress></device></hardware><changeTrackingEnabled>true</changeTrackingEnabled><firmware>bios</firmware></val></propSet></objects></returnval></RetrievePropertiesExResponse></soapenv:Body></soapenv:Envelope>`;
+const VCSIM_DEVICE_REPLY =
+  '<?xml version="1.0" encoding="UTF-8"?>\n' +
+  '<soapenv:Envelope xmlns:soapenc="http://schemas.xmlsoap.org/soap/encoding/" ' +
+  'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" ' +
+  'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">' +
+  '<soapenv:Body><RetrievePropertiesExResponse xmlns="urn:vim25"><returnval><objects><obj type="VirtualMachine">' +
+  'vm-57</obj><propSet><name>config</name>' +
+  '<val xmlns:XMLSchema-instance="http://www.w3.org/2001/XMLSchema-instance" ' +
+  'XMLSchema-instance:type="VirtualMachineConfigInfo">' +
+  '<name>DC0_H0_VM0</name><guestFullName>otherGuest</guestFullName><version>vmx-13</version><uuid>' +
+  '265104de-1472-547c-b873-6dc7883fb6cb</uuid><template>false</template><guestId>otherGuest</guestId><annotation>' +
+  'web &amp; db</annotation><files><vmPathName>[LocalDS_0] DC0_H0_VM0/DC0_H0_VM0.vmx</vmPathName></files>' +
+  '<hardware><numCPU>2</numCPU><numCoresPerSocket>1</numCoresPerSocket><memoryMB>64</memoryMB>' +
+  '<device XMLSchema-instance:type="VirtualIDEController"><key>200</key><deviceInfo><label>IDE 0</label><summary>' +
+  'IDE 0</summary></deviceInfo><busNumber>0</busNumber></device>' +
+  '<device XMLSchema-instance:type="ParaVirtualSCSIController"><key>202</key><deviceInfo><label>' +
+  'pvscsi-202</label><summary>pvscsi-202</summary></deviceInfo><controllerKey>100</controllerKey><unitNumber>' +
+  '3</unitNumber><busNumber>0</busNumber><hotAddRemove>true</hotAddRemove><sharedBus>noSharing</sharedBus>' +
+  '<scsiCtlrUnitNumber>7</scsiCtlrUnitNumber></device><device XMLSchema-instance:type="VirtualDisk"><key>' +
+  '204</key><deviceInfo><label>disk-202-0</label><summary>1,024 KB</summary></deviceInfo>' +
+  '<backing XMLSchema-instance:type="VirtualDiskFlatVer2BackingInfo"><fileName>' +
+  '[LocalDS_0] DC0_H0_VM0/disk1.vmdk</fileName><datastore type="Datastore">' +
+  '/tmp/govcsim-DC0-LocalDS_0-1@folder-5</datastore><diskMode>persistent</diskMode><thinProvisioned>' +
+  'true</thinProvisioned><eagerlyScrub>false</eagerlyScrub><changeId>52 a1 b2 c3/7</changeId></backing>' +
+  '<controllerKey>202</controllerKey><unitNumber>0</unitNumber><capacityInKB>1024</capacityInKB></device>' +
+  '<device XMLSchema-instance:type="VirtualDisk"><key>2001</key>' +
+  '<backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName>[LocalDS_0] DC0_H0_VM0/disk2.vmdk</fileName>' +
+  '<diskMode>persistent</diskMode><thinProvisioned>false</thinProvisioned></backing><controllerKey>' +
+  '202</controllerKey><unitNumber>1</unitNumber><capacityInKB>1</capacityInKB><capacityInBytes>' +
+  '5242880</capacityInBytes></device><device XMLSchema-instance:type="VirtualE1000"><key>4000</key><deviceInfo>' +
+  '<label>ethernet-0</label></deviceInfo>' +
+  '<backing XMLSchema-instance:type="VirtualEthernetCardNetworkBackingInfo"><deviceName>VM Network</deviceName>' +
+  '<network type="Network">network-7</network></backing><controllerKey>100</controllerKey><unitNumber>' +
+  '7</unitNumber><addressType>generated</addressType><macAddress>00:0c:29:36:63:8b</macAddress></device>' +
+  '</hardware><changeTrackingEnabled>true</changeTrackingEnabled><firmware>bios</firmware></val></propSet>' +
+  '</objects></returnval></RetrievePropertiesExResponse></soapenv:Body></soapenv:Envelope>';
 
 test('xsi:type is resolved by namespace URI, whatever the prefix (vcsim: XMLSchema-instance:type)', () => {
   const doc = parseXml(VCSIM_DEVICE_REPLY);

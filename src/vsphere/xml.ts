@@ -135,7 +135,10 @@ export function boolOf(n: XmlNode, name: string): boolean | undefined {
   return t === 'true' || t === '1';
 }
 
-/** A managed object reference: `<x type="VirtualMachine">vm-42</x>`. Ids are opaque (vcsim's datastores look like paths). */
+/**
+ * A managed object reference: `<x type="VirtualMachine">vm-42</x>`. Ids are opaque (vcsim's datastores look like
+ * paths).
+ */
 export class MoRef {
   constructor(
     readonly type: string,
@@ -195,7 +198,8 @@ export function envelope(method: string, self: MoRef, args: Record<string, SoapV
   for (const [k, v] of Object.entries(args)) body += serialize(k, v);
   return (
     '<?xml version="1.0" encoding="UTF-8"?>' +
-    `<soapenv:Envelope xmlns:soapenv="${NS_SOAPENV}" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="${NS_XSI}">` +
+    `<soapenv:Envelope xmlns:soapenv="${NS_SOAPENV}" xmlns:xsd="http://www.w3.org/2001/XMLSchema" ` +
+    `xmlns:xsi="${NS_XSI}">` +
     `<soapenv:Body><${method} xmlns="urn:vim25">${body}</${method}></soapenv:Body></soapenv:Envelope>`
   );
 }

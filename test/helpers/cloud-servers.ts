@@ -139,7 +139,9 @@ async function startAzuriteOn(
   return {
     ...own(child, port, join(dir, `azurite-${port}.pid`)),
     endpoint,
-    connectionString: `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};BlobEndpoint=${endpoint};`,
+    connectionString:
+      `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};` +
+      `AccountKey=${AZURITE_KEY};BlobEndpoint=${endpoint};`,
   };
 }
 
@@ -161,8 +163,10 @@ async function startS3rverOn(
 ): Promise<OwnedServer & { endpoint: string; env: Record<string, string> }> {
   mkdirSync(dir, { recursive: true });
   let log = '';
-  const script = `const S3rver = require(${JSON.stringify(join(ROOT, 'node_modules/s3rver'))});
-new S3rver({ address: '127.0.0.1', port: ${port}, silent: true, directory: ${JSON.stringify(dir)} }).run().catch((e) => { console.error(e); process.exit(1); });`;
+  const script =
+    `const S3rver = require(${JSON.stringify(join(ROOT, 'node_modules/s3rver'))});\n` +
+    `new S3rver({ address: '127.0.0.1', port: ${port}, silent: true, directory: ${JSON.stringify(dir)} })` +
+    '.run().catch((e) => { console.error(e); process.exit(1); });';
   const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (log += d.toString()));

@@ -119,7 +119,7 @@ export async function api<T = any>(
   }
   const r = await fetch(base + path, { method, headers, ...(body !== undefined ? { body } : {}) });
   const text = await r.text();
-  let parsed: unknown = undefined;
+  let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {

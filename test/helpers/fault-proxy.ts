@@ -55,7 +55,9 @@ export class FaultProxy {
       }
       const status = kind === 'throttle-429' ? 429 : 503;
       const code = status === 503 ? 'ServerBusy' : 'TooManyRequests';
-      const body = `<?xml version="1.0" encoding="utf-8"?><Error><Code>${code}</Code><Message>Injected fault</Message></Error>`;
+      const body =
+        `<?xml version="1.0" encoding="utf-8"?><Error><Code>${code}</Code><Message>Injected ` +
+        `fault</Message></Error>`;
       req.on('end', () => {
         res.writeHead(status, {
           'x-ms-error-code': code,

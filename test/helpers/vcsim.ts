@@ -153,7 +153,10 @@ function runAsync(
 // start / stop
 
 export interface VcsimOptions {
-  /** Working directory for pid/ready/log files and the datastores (TMPDIR of the simulator); a new temp dir if absent (removed by stop()). */
+  /**
+   * Working directory for pid/ready/log files and the datastores (TMPDIR of the simulator); a new temp dir if absent
+   * (removed by stop()).
+   */
   dir?: string;
   /** TCP port on 127.0.0.1; 0 (default) lets the simulator pick one. */
   port?: number;
@@ -161,12 +164,17 @@ export interface VcsimOptions {
   clusters?: number; // per datacenter, default 1
   hostsPerCluster?: number; // default 3
   standaloneHosts?: number; // per datacenter, default 1
-  /** VMs per resource pool (the standalone host's and each cluster's), default 2: DC0_H0_VM0, DC0_H0_VM1, DC0_C0_RP0_VM0, DC0_C0_RP0_VM1. */
+  /**
+   * VMs per resource pool (the standalone host's and each cluster's), default 2: DC0_H0_VM0, DC0_H0_VM1,
+   * DC0_C0_RP0_VM0, DC0_C0_RP0_VM1.
+   */
   vms?: number;
   datastores?: number; // default 1 (LocalDS_0)
   username?: string; // default "user"
   password?: string; // default "pass"
-  /** Disk sizes in MiB for every VM: the first resizes disk1.vmdk (default 1 MiB), the rest are added as disk2.vmdk ... */
+  /**
+   * Disk sizes in MiB for every VM: the first resizes disk1.vmdk (default 1 MiB), the rest are added as disk2.vmdk ...
+   */
   diskMiB?: number[];
   /** QueryChangedDiskAreas describes at most this many bytes a reply (default 1 GiB); lower it to test paging. */
   cqdaMaxBytes?: number;
@@ -185,6 +193,10 @@ export interface VcsimOptions {
    * (currentDisks()); RemoveSnapshot_Task consolidates. Off by default (vcsim: one file for snapshot and VM).
    */
   deltaDisks?: boolean;
+  /** Hot-add: a disk attached (existing file) to any VM appears as DIR/wwn-0x<backing uuid> -> its data file. */
+  byIdDir?: string;
+  /** Add DC0_C0_VSAN0 and DC0_H0_LAYOUT0 (default true). */
+  layoutVms?: boolean;
 }
 
 export interface VcsimDisk {
@@ -194,16 +206,28 @@ export interface VcsimDisk {
   datastore: string;
   /** "DC0_H0_VM0/disk1.vmdk": for https://HOST/folder/PATH?dcPath=DC0&dsName=LocalDS_0 */
   path: string;
-  /** the file on this machine: its bytes are the disk's content */
+  /** the descriptor on this machine (a text file naming the extent, as on VMFS/NFS/vSAN) */
   localPath: string;
+  /** the file on this machine holding the disk's bytes: the -flat.vmdk, the vSAN object or the RDM mapping file */
+  dataLocalPath: string;
+  /** the data file's datastore path for /folder ("DC0_H0_VM0/disk1-flat.vmdk"); undefined on vSAN (an object) */
+  dataPath?: string | undefined;
   capacityBytes: number;
   dcPath: string;
+  /** flat, rdm-virtual, rdm-physical */
+  backing?: string;
+  /** persistent, independent_persistent ... */
+  diskMode?: string;
+  /** backing uuid (a hot-added disk shows as /dev/disk/by-id/wwn-0x<uuid without dashes>) */
+  uuid?: string;
 }
 
 export interface VcsimVm {
   name: string;
   /** managed object id, e.g. "vm-57" (type VirtualMachine) */
   ref: string;
+  /** config.uuid: the BIOS (SMBIOS) UUID a guest reads from /sys/class/dmi/id/product_uuid */
+  uuid: string;
   disks: VcsimDisk[];
 }
 
@@ -220,7 +244,12 @@ export interface Vcsim {
   certificatePem: string;
   /** local directory of LocalDS_0 */
   datastoreDir: string;
-  datastores: { name: string; ref: string; dir: string }[];
+  /** LocalDS_N (type VMFS) and vsanDatastore (type vsan) */
+  datastores: { name: string; ref: string; dir: string; type: string }[];
+  /** where vsan:// objects' bytes live (outside every datastore: /folder cannot reach them) */
+  vsanObjectDir: string;
+  /** startVcsim({byIdDir}): disks hot-added to a VM appear here as wwn-0x<uuid> symlinks */
+  byIdDir?: string;
   datacenters: string[];
   /** VMs at start, sorted by name, with their disks */
   vms: VcsimVm[];
@@ -316,6 +345,8 @@ export async function startVcsim(opts: VcsimOptions = {}): Promise<Vcsim> {
   if (opts.trace) args.push('-trace');
   if (opts.folderAuth) args.push('-folder-auth');
   if (opts.deltaDisks) args.push('-delta-disks');
+  if (opts.byIdDir) args.push('-by-id-dir', opts.byIdDir);
+  if (opts.layoutVms === false) args.push('-layout-vms=false');
   const log = openSync(logFile, 'a');
   const child = spawn(bin, args, { cwd: dir, env: { ...process.env, TMPDIR: dir }, stdio: ['ignore', log, log] });
   closeSync(log);
@@ -337,6 +368,7 @@ export async function startVcsim(opts: VcsimOptions = {}): Promise<Vcsim> {
   const pid = Number(readFileSync(pidFile, 'utf8').trim());
   track(pid);
   info.vms.sort((a, b) => a.name.localeCompare(b.name));
+  for (const v of info.vms) for (const d of v.disks) d.dataPath = dataPathOf(info, d.datastore, d.dataLocalPath);
   let stopped = false;
   const vc: Vcsim = {
     ...info,
@@ -466,8 +498,10 @@ export async function soapCall(
 ): Promise<string> {
   const envelope =
     '<?xml version="1.0" encoding="UTF-8"?>' +
-    '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema">' +
-    `<soapenv:Body><${method} xmlns="urn:vim25">${moref('_this', thisType, thisValue)}${argsXml}</${method}></soapenv:Body></soapenv:Envelope>`;
+    '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" ' +
+    'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema">' +
+    `<soapenv:Body><${method} xmlns="urn:vim25">${moref('_this', thisType, thisValue)}${argsXml}</${method}>` +
+    '</soapenv:Body></soapenv:Envelope>';
   const headers: Record<string, string> = { 'content-type': 'text/xml; charset=utf-8', soapaction: 'urn:vim25/7.0' };
   if (session?.cookie) headers.cookie = `vmware_soap_session=${session.cookie}`;
   const r = await vcRequest(vc, 'POST', new URL(vc.url).pathname, { headers, body: envelope });
@@ -520,7 +554,10 @@ export async function retrieveProperties(s: VcSession, type: string, value: stri
   return soapCall(s.vc, s, 'RetrieveProperties', 'PropertyCollector', 'propertyCollector', spec);
 }
 
-/** Waits for a task (moref id) to finish; returns the response XML of its info; throws SoapFault-like Error on error state. */
+/**
+ * Waits for a task (moref id) to finish; returns the response XML of its info; throws SoapFault-like Error on error
+ * state.
+ */
 export async function waitTask(s: VcSession, task: string, timeoutMs = 30_000): Promise<string> {
   const until = Date.now() + timeoutMs;
   for (;;) {
@@ -677,6 +714,8 @@ export async function currentDisks(
       datastore: m?.[1] ?? '',
       path: m?.[2] ?? '',
       localPath: localPathOf(s.vc, d.fileName),
+      dataLocalPath: dataLocalPathOf(s.vc, d.fileName),
+      dataPath: dataPathOf(s.vc, m?.[1] ?? '', dataLocalPathOf(s.vc, d.fileName)),
       capacityBytes: d.capacityBytes,
       dcPath,
       ...(d.changeId ? { changeId: d.changeId } : {}),
@@ -747,8 +786,19 @@ export async function queryAllChangedAreas(
 // ---------------------------------------------------------------------------------------------------------------
 // Datastore files (/folder: the simulator does not check the session there, real vCenter does)
 
-function folderPath(disk: Pick<VcsimDisk, 'path' | 'datastore' | 'dcPath'>): string {
-  const p = disk.path.split('/').map(encodeURIComponent).join('/');
+/** The /folder URL of a disk's data file (its -flat.vmdk): vSAN disks have none. */
+function dataFolderPath(vc: Vcsim, disk: DiskRef): string {
+  if (!('dataPath' in disk)) {
+    // a disk named by path only (a restored VM's, a plain file): follow its descriptor locally, if it is one
+    const local = dataLocalPathOf(vc, `[${disk.datastore}] ${disk.path}`);
+    disk = { ...disk, dataPath: dataPathOf(vc, disk.datastore, local) };
+  }
+  if (!disk.dataPath)
+    throw new Error(
+      `vcsim: disk ${disk.path} on ${disk.datastore} has no data file /folder can reach (vSAN object): write its ` +
+        `dataLocalPath`,
+    );
+  const p = disk.dataPath.split('/').map(encodeURIComponent).join('/');
   return `/folder/${p}?dcPath=${encodeURIComponent(disk.dcPath || 'DC0')}&dsName=${encodeURIComponent(disk.datastore)}`;
 }
 
@@ -789,7 +839,7 @@ export async function downloadDisk(
 ): Promise<Buffer> {
   const headers: Record<string, string> = { ...folderHeaders(vc, auth) };
   if (range) headers.range = `bytes=${range.start}-${range.end - 1}`;
-  const r = await vcRequest(vc, 'GET', folderPath(disk), { headers });
+  const r = await vcRequest(vc, 'GET', dataFolderPath(vc, disk), { headers });
   if (r.status !== 200 && r.status !== 206) throw new Error(`vcsim: GET ${disk.path}: HTTP ${r.status}`);
   return r.body;
 }
@@ -802,6 +852,38 @@ export function localPathOf(vc: Vcsim, fileName: string): string {
   const full = resolve(ds.dir, m[2]!);
   if (!full.startsWith(resolve(ds.dir) + '/')) throw new Error(`vcsim: path escapes the datastore: ${fileName}`);
   return full;
+}
+
+/** The datastore-relative path of a local data file, or undefined when it is outside the datastore (a vSAN object). */
+export function dataPathOf(vc: Pick<Vcsim, 'datastores'>, datastore: string, local: string): string | undefined {
+  const ds = vc.datastores.find((d) => d.name === datastore);
+  if (!ds || !local.startsWith(resolve(ds.dir) + '/')) return undefined;
+  return local.slice(resolve(ds.dir).length + 1);
+}
+
+/**
+ * The local file holding a disk's bytes: the first extent of its descriptor resolved as ESXi does (relative to the
+ * descriptor, /vmfs/volumes/DS/..., vsan://ID in the simulator's object directory); the .vmdk itself if it is no
+ * descriptor.
+ */
+export function dataLocalPathOf(vc: Pick<Vcsim, 'datastores' | 'vsanObjectDir'>, fileName: string): string {
+  const local = localPathOf(vc as Vcsim, fileName);
+  let text = '';
+  try {
+    text = readFileSync(local).subarray(0, 65536).toString('latin1');
+  } catch {
+    return local;
+  }
+  if (!/^\s*# Disk DescriptorFile/.test(text)) return local;
+  const m = /^\s*(?:RW|RDONLY|NOACCESS)\s+\d+\s+\w+\s+"([^"]+)"/m.exec(text);
+  if (!m) return local;
+  const file = m[1]!;
+  if (file.startsWith('vsan://')) return join(vc.vsanObjectDir, file.slice(7));
+  if (file.startsWith('/vmfs/volumes/')) {
+    const rest = file.slice('/vmfs/volumes/'.length);
+    return localPathOf(vc as Vcsim, `[${rest.slice(0, rest.indexOf('/'))}] ${rest.slice(rest.indexOf('/') + 1)}`);
+  }
+  return join(dirname(local), file);
 }
 
 /**
@@ -823,7 +905,8 @@ export async function addDisk(s: VcSession, vmRef: string, sizeBytes: number, fi
   const spec =
     '<spec><deviceChange><operation>add</operation><fileOperation>create</fileOperation>' +
     '<device xsi:type="VirtualDisk"><key>-101</key>' +
-    `<backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName>${xmlEscape(name)}</fileName><diskMode>persistent</diskMode><thinProvisioned>true</thinProvisioned></backing>` +
+    `<backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName>${xmlEscape(name)}</fileName>` +
+    '<diskMode>persistent</diskMode><thinProvisioned>true</thinProvisioned></backing>' +
     `<controllerKey>${first.controllerKey}</controllerKey><unitNumber>${unit}</unitNumber>` +
     `<capacityInKB>${sizeBytes / 1024}</capacityInKB><capacityInBytes>${sizeBytes}</capacityInBytes></device>` +
     '</deviceChange></spec>';
@@ -833,7 +916,7 @@ export async function addDisk(s: VcSession, vmRef: string, sizeBytes: number, fi
   const added = after.find((d) => d.fileName === name);
   if (!added) throw new Error(`vcsim: the added disk ${name} is not in the VM's devices`);
   const local = localPathOf(s.vc, name);
-  truncateSync(local, sizeBytes);
+  const data = dataLocalPathOf(s.vc, name); // the launcher wrote a descriptor and a sparse data file of full size
   const dsName = m[1]!;
   const rel = name.replace(/^\[[^\]]+\]\s*/, '');
   const dcPath = s.vc.vms.find((v) => v.ref === vmRef)?.disks[0]?.dcPath ?? 'DC0';

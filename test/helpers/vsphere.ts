@@ -1,6 +1,6 @@
 // Helpers of the vSphere tests on top of the vcsim harness (test/helpers/vcsim.ts).
 import { truncateSync } from 'node:fs';
-import { localPathOf, retrieveProperties, soapCall, waitTask, xmlAll, xmlText, type VcSession } from './vcsim.js';
+import { dataLocalPathOf, retrieveProperties, soapCall, waitTask, xmlAll, xmlText, type VcSession } from './vcsim.js';
 
 export * from './vcsim.js';
 
@@ -45,5 +45,5 @@ export async function growDisk(
     `<spec><deviceChange><operation>edit</operation>${edited}</deviceChange></spec>`,
   );
   await waitTask(s, xmlText(r, 'returnval')!);
-  truncateSync(localPathOf(s.vc, fileName), newSizeBytes);
+  truncateSync(dataLocalPathOf(s.vc, fileName), newSizeBytes); // the launcher rewrites the descriptor's extent size
 }

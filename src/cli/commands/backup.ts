@@ -22,6 +22,9 @@ type BackupOpts = CommonOpts & {
   quiesce?: boolean;
   transport?: string;
   nbdUrl?: string;
+  proxyVm?: string;
+  vddkLibdir?: string;
+  format?: 'raw';
 };
 
 /**
@@ -105,7 +108,9 @@ function vsphereSource(kit: CommandKit, sources: string[], o: BackupOpts, logger
       logger,
       signal: op.signal,
       quiesce: o.quiesce !== false,
-      transport: (o.transport ?? 'http') as 'http' | 'nbd',
+      transport: (o.transport ?? 'auto') as 'auto' | 'http' | 'nbd' | 'hotadd',
+      proxyVm: o.proxyVm,
+      vddkLibdir: o.vddkLibdir,
       nbdUrl: o.nbdUrl,
     }),
   );

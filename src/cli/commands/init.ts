@@ -1,7 +1,5 @@
 import { Option, type Command } from 'commander';
-import { CONFIG_BLOB, Repository, type KdfCost } from '../../repository/index.js';
-import { APPEND_ONLY_BLOB } from '../../storage/index.js';
-import { CofferError } from '../../shared/index.js';
+import { Repository, type KdfCost } from '../../repository/index.js';
 import { parseInteger, parseSize, readPassword, type CommandKit, type CommonOpts } from '../kit/index.js';
 
 type InitOpts = CommonOpts & {

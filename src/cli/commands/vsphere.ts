@@ -47,7 +47,10 @@ function vmSummary(v: VmInfo) {
   };
 }
 
-/** `coffer vsphere inventory|thumbprint` (backup and restore take vsphere:// URLs: commands/backup.ts, restore-vsphere.ts). */
+/**
+ * `coffer vsphere inventory|thumbprint` (backup and restore take vsphere:// URLs: commands/backup.ts,
+ * restore-vsphere.ts).
+ */
 export function vsphereCommand(program: Command, kit: CommandKit): void {
   const { deps, write } = kit;
   const vs = program

@@ -18,13 +18,18 @@ export interface CliDeps {
   stderr: Writable & { isTTY?: boolean };
   signal: AbortSignal;
   openStore(spec: string, opts: { create: boolean }): Promise<BlobStore>;
-  openSource(spec: string, opts: { logger: Logger; signal: AbortSignal; timeoutMs?: number }): Promise<BlockSource>;
+  openSource(
+    spec: string,
+    opts: { logger: Logger; signal: AbortSignal; timeoutMs?: number; format?: 'raw' | undefined },
+  ): Promise<BlockSource>;
   createPool(params: CodecParams | Promise<CodecParams>): CodecPool;
   /** Opens vsphere://HOST/VM for backup: snapshot taken, disks ready; close() removes the snapshot. */
   openVsphere(spec: string, opts: VsphereBackupOptions): Promise<VsphereVmBackup>;
   /** Prepares a restore into vCenter (creates the VM, or takes an existing one with force). */
   openVsphereRestore(spec: string, cfg: StoredVmConfig, opts: VsphereRestoreOptions): Promise<VsphereVmRestore>;
-  /** `coffer server`, `coffer token`, `coffer user`: implemented by server/, wired by bin/ (absent in CLI-only tests) */
+  /**
+   * `coffer server`, `coffer token`, `coffer user`: implemented by server/, wired by bin/ (absent in CLI-only tests)
+   */
   server?: ServerCommands;
 }
 

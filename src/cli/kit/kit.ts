@@ -8,7 +8,9 @@ import { REPO_OPTION_HELP, addOutputOptions, addPasswordOption, type CommonOpts,
 import { readPassword } from './password.js';
 import { ProgressReporter } from './progress.js';
 
-/** What every command module gets (src/cli/commands/*.ts): the outside world, options, the repository opener, output. */
+/**
+ * What every command module gets (src/cli/commands/*.ts): the outside world, options, the repository opener, output.
+ */
 export interface CommandKit {
   deps: CliDeps;
   /** writes to stdout */
@@ -44,7 +46,8 @@ export function createKit(deps: CliDeps, setJson: (v: boolean) => void): Command
   const write = (s: string) => deps.stdout.write(s);
   const jsonHook = (c: Command) => c.exitOverride().hook('preAction', (cmd) => setJson(Boolean(cmd.opts().json)));
   // With `prestartPool`, the codec workers start loading while scrypt derives the key (~0.1 s saved); the next pool
-  // asked for is that one. A pool left unused by a failing command dies with the process (bin/coffer.ts exits explicitly).
+  // asked for is that one. A pool left unused by a failing command dies with the process (bin/coffer.ts exits
+  // explicitly).
   let early: { pool: CodecPool; give: (p: CodecParams) => void } | undefined;
   const createPool = (params: CodecParams): CodecPool => {
     const pool = early?.pool ?? deps.createPool(params);

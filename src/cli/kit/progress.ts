@@ -43,7 +43,9 @@ export class ProgressReporter {
       const width = 24;
       const filled = Math.round((pct / 100) * width);
       const eta = rate > 0 && total > done ? ` ETA ${formatDuration(((total - done) / rate) * 1000)}` : '';
-      const line = `${this.label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${pct.toFixed(0).padStart(3)}% ${this.fmt(done)}/${this.fmt(total)} ${this.rateText(rate)}${eta}${extra ? ' ' + extra : ''}`;
+      const line =
+        `${this.label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${pct.toFixed(0).padStart(3)}% ` +
+        `${this.fmt(done)}/${this.fmt(total)} ${this.rateText(rate)}${eta}${extra ? ' ' + extra : ''}`;
       this.out.write(`\r\x1b[2K${line}`);
       this.drawn = true;
     } else {

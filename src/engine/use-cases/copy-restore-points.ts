@@ -3,7 +3,10 @@ import { CofferError } from '../../shared/index.js';
 import { copyPoints, type CopiedPoint, type CopyResult } from '../copy.js';
 import { withCodecPool, type EventSink, type UseCaseContext } from './context.js';
 
-/** Which restore points of the source to copy: given ids (or unique prefixes), or all / one VM's, optionally only the newest of each VM. */
+/**
+ * Which restore points of the source to copy: given ids (or unique prefixes), or all / one VM's, optionally only the
+ * newest of each VM.
+ */
 export type CopySelection = { ids: string[] } | { vm?: string | undefined; latest?: boolean | undefined };
 
 export interface CopyRestorePointsRequest {
@@ -18,7 +21,10 @@ export type CopyRestorePointsEvent =
   | { type: 'progress'; unit: 'items'; point: string; done: number; total: number }
   | { type: 'point'; point: CopiedPoint };
 
-/** Selects restore points of the source repository and copies them (only the chunks the target lacks; DESIGN.md §Backup copy). */
+/**
+ * Selects restore points of the source repository and copies them (only the chunks the target lacks; DESIGN.md §Backup
+ * copy).
+ */
 export async function copyRestorePoints(ctx: UseCaseContext, req: CopyRestorePointsRequest): Promise<CopyResult> {
   const pointIds = await selectPoints(req.from, req.select, ctx.signal);
   if (pointIds.length === 0) throw new CofferError('NOT_FOUND', 'no restore points to copy');

@@ -39,7 +39,7 @@ export function parseConfig(text: string): ConfigSection {
     }
   };
   const ident = (): string => {
-    const m = /^[A-Za-z0-9_+.\-]+/.exec(text.slice(p, p + 256));
+    const m = /^[A-Za-z0-9_+.-]+/.exec(text.slice(p, p + 256));
     if (!m) throw corrupt(`a name expected at line ${line()}`);
     p += m[0].length;
     return m[0];

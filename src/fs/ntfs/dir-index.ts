@@ -12,7 +12,10 @@ export interface IndexEntry {
   namespace: number;
 }
 
-/** Longest index walk: more than this many index blocks in one directory is not real (with 4 KiB blocks: 4 GiB of index). */
+/**
+ * Longest index walk: more than this many index blocks in one directory is not real (with 4 KiB blocks: 4 GiB of
+ * index).
+ */
 export const MAX_INDEX_BLOCKS = 1 << 20;
 const MAX_DEPTH = 64;
 

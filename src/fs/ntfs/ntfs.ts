@@ -12,7 +12,8 @@ import { joinExtents, pieces, readRange, readValue, type Stream, type Volume } f
  * Read-only NTFS (docs/DESIGN.md §NTFS reader, docs/adr/0010-ntfs-reader.md). Everything read is untrusted: records
  * and index blocks have their fixups checked, runlists are bounded by the volume and may not overlap, index trees
  * are walked with cycle and depth checks, attribute lists may only name extension records of their own file.
- * Not done: $LogFile replay (a dirty volume is read as it is on disk, with a warning), EFS, BitLocker, case-insensitive lookup.
+ * Not done: $LogFile replay (a dirty volume is read as it is on disk, with a warning), EFS, BitLocker, case-insensitive
+ * lookup.
  */
 
 const ROOT_RECORD = 5;
@@ -83,7 +84,9 @@ export class NtfsFs implements GuestFs {
     return fs;
   }
 
-  /** $MFT's own $DATA: from record 0 at the boot sector's MFT cluster; extension records found through the first extent. */
+  /**
+   * $MFT's own $DATA: from record 0 at the boot sector's MFT cluster; extension records found through the first extent.
+   */
   private async loadMft(op?: Op): Promise<void> {
     const { mftLcn, mftRecordBytes: rb, clusterBytes: cb, totalClusters } = this.boot;
     const rec0 = parseRecord(await this.dev.read(mftLcn * cb, rb, op), 0, totalClusters);

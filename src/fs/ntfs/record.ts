@@ -55,7 +55,10 @@ export function fileRef(b: Buffer, off: number): { record: number; sequence: num
 
 const MAX_ATTRS = 512;
 
-/** Parses an MFT record (fixups applied here, in place): header, then attributes up to the end marker, all inside bytes_in_use. */
+/**
+ * Parses an MFT record (fixups applied here, in place): header, then attributes up to the end marker, all inside
+ * bytes_in_use.
+ */
 export function parseRecord(buf: Buffer, number: number, totalClusters: number): FileRecord {
   const where = `MFT record ${number}`;
   applyFixups(buf, 'FILE', where);

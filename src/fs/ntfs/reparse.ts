@@ -3,13 +3,13 @@ import { corrupt } from './errors.js';
 export const TAG = { MOUNT_POINT: 0xa0000003, SYMLINK: 0xa000000c } as const;
 
 const KNOWN: Record<number, string> = {
-  0x80000013: 'deduplicated (Data Deduplication)',
-  0x80000017: 'compressed by Windows (WOF)',
-  0x8000001b: 'an AppExecLink',
-  0x9000001a: 'a cloud file placeholder (OneDrive)',
-  0x80000014: 'an NFS object',
-  0x8000000a: 'a DFS link',
-  0x80000023: 'an AF_UNIX socket',
+  2147483667: 'deduplicated (Data Deduplication)',
+  2147483671: 'compressed by Windows (WOF)',
+  2147483675: 'an AppExecLink',
+  2415919130: 'a cloud file placeholder (OneDrive)',
+  2147483668: 'an NFS object',
+  2147483658: 'a DFS link',
+  2147483683: 'an AF_UNIX socket',
 };
 
 export function describeTag(tag: number): string {

@@ -7,7 +7,10 @@ export interface Run {
   length: number;
 }
 
-/** More runs than this in one attribute is not a real file (a 2 TiB file in 4 KiB fragments is 2^29; we stop far earlier). */
+/**
+ * More runs than this in one attribute is not a real file (a 2 TiB file in 4 KiB fragments is 2^29; we stop far
+ * earlier).
+ */
 export const MAX_RUNS = 1 << 20;
 
 function readSigned(b: Buffer, off: number, n: number): number {

@@ -79,7 +79,10 @@ export function compressedContent(seed: string): Buffer {
   return Buffer.concat([text, prng(seed, 150_000), Buffer.alloc(200_000), text.subarray(0, 33_333)]);
 }
 
-/** A mount-point (junction) reparse buffer for `target` (MS-FSCC 2.1.2.5): substitute name \??\target, print name target. */
+/**
+ * A mount-point (junction) reparse buffer for `target` (MS-FSCC 2.1.2.5): substitute name \??\target, print name
+ * target.
+ */
 export function junctionBuffer(target: string): Buffer {
   const sub = Buffer.from(`\\??\\${target}`, 'utf16le');
   const print = Buffer.from(target, 'utf16le');

@@ -231,13 +231,16 @@ export function lvSection(name: string, segments: string[], visible = true): str
     ].join('-');
   };
   const segs = segments.map((s, i) => `segment${i + 1} {\n${s}\n}\n`).join('');
-  return `${name} {\nid = "${id()}"\nstatus = ${visible ? '["READ", "WRITE", "VISIBLE"]' : '["READ", "WRITE"]'}\nflags = []\ncreation_time = 1700000000\ncreation_host = "test"\nsegment_count = ${segments.length}\n${segs}}\n`;
+  return `${name} {\nid = "${id()}"\nstatus = ${
+    visible ? '["READ", "WRITE", "VISIBLE"]' : '["READ", ' + '"WRITE"]'
+  }\nflags = []\ncreation_time = 1700000000\ncreation_host = "test"\nsegment_count = ${segments.length}\n${segs}}\n`;
 }
 
 export const linearSegment = (start: number, count: number, pv: string, pe: number) =>
   `start_extent = ${start}\nextent_count = ${count}\ntype = "striped"\nstripe_count = 1\nstripes = ["${pv}", ${pe}]`;
 export const stripedSegment = (start: number, count: number, stripeSectors: number, areas: [string, number][]) =>
-  `start_extent = ${start}\nextent_count = ${count}\ntype = "striped"\nstripe_count = ${areas.length}\nstripe_size = ${stripeSectors}\nstripes = [${areas.map(([p, e]) => `"${p}", ${e}`).join(', ')}]`;
+  `start_extent = ${start}\nextent_count = ${count}\ntype = "striped"\nstripe_count = ${areas.length}\nstripe_size ` +
+  `= ${stripeSectors}\nstripes = [${areas.map(([p, e]) => `"${p}", ${e}`).join(', ')}]`;
 
 /**
  * Writes `image` into an LV made of `pieces` (in LV order; each a run of extents on a PV, or a striped set): the

@@ -6,7 +6,9 @@ import { xfsChecksumOk } from './crc32c.js';
  * blocks), walked with bounded depth, each node visited once, extents strictly ascending (so no walk loops).
  */
 
-/** `count` blocks of the fork from file block `logical` at filesystem block `fsb` (AG number << agblklog | AG block). */
+/**
+ * `count` blocks of the fork from file block `logical` at filesystem block `fsb` (AG number << agblklog | AG block).
+ */
 export interface XfsExtent {
   logical: number;
   fsb: number;

@@ -17,7 +17,10 @@ export function crc32c(buf: Uint8Array, crc = 0): number {
 
 const ZERO4 = new Uint8Array(4);
 
-/** XFS metadata checksum: CRC-32C of the buffer with its 4-byte little-endian checksum field at `crcOffset` taken as zero. */
+/**
+ * XFS metadata checksum: CRC-32C of the buffer with its 4-byte little-endian checksum field at `crcOffset` taken as
+ * zero.
+ */
 export function xfsChecksumOk(buf: Buffer, crcOffset: number): boolean {
   if (crcOffset + 4 > buf.length) return false;
   const stored = buf.readUInt32LE(crcOffset);

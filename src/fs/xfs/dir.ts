@@ -36,12 +36,12 @@ export function shortFormEntries(ctx: DirContext, fork: Buffer, size: number): D
   if (size < 6 || size > fork.length)
     throw corrupt(ctx.ino, `short-form directory of ${size} bytes in a fork of ${fork.length}`);
   const b = fork.subarray(0, size);
-  const count = b[0]!;
-  const i8count = b[1]!;
+  const count = b[0]!; // all entries
+  const i8count = b[1]!; // those needing 8-byte inode numbers (then all are stored in 8 bytes)
   const inoBytes = i8count ? 8 : 4;
   let p = 2 + inoBytes;
   const out: DirEntry[] = [];
-  for (let i = 0; i < (i8count || count); i++) {
+  for (let i = 0; i < count; i++) {
     if (p + 3 > b.length) throw corrupt(ctx.ino, `short-form entry ${i} past the end`);
     const namelen = b[p]!;
     const nameAt = p + 3;
@@ -58,7 +58,7 @@ export function shortFormEntries(ctx: DirContext, fork: Buffer, size: number): D
 
 /**
  * One directory data block (XDB3/XD2B single-block form, or XDD3/XD2D of a leaf/node/btree directory), `blk` being the
- * whole directory block. Returns undefined for a block that is not a data block (cannot happen below the leaf offset).
+ * whole directory block; its entries are appended to `out`. Anything else below the leaf offset is FS_CORRUPT.
  */
 export function dataBlockEntries(ctx: DirContext, blk: Buffer, blockNo: number, out: DirEntry[]): void {
   const magic = blk.readUInt32BE(0);

@@ -3,8 +3,8 @@ import type { Op } from '../../shared/index.js';
 /**
  * Is the internal XFS log clean? (docs/DESIGN.md §XFS) The log is never replayed: a filesystem backed up while mounted
  * (crash-consistent) is read as it is on disk, and the user is told. Every 512-byte log sector starts with the cycle
- * number of the pass that wrote it (a record header: right after its magic); the head is where the cycle drops. The last record before the head is clean when it
- * holds exactly one operation flagged as an unmount record.
+ * number of the pass that wrote it (a record header: right after its magic); the head is where the cycle drops. The
+ * last record before the head is clean when it holds exactly one operation flagged as an unmount record.
  */
 
 const LOG_MAGIC = 0xfeedbabe;
@@ -23,12 +23,14 @@ export async function logState(
   if (sectors < 2) return 'unknown';
   const cycleAt = async (s: number) => {
     const b = await read(s, 1, op);
-    return b.readUInt32BE(0) === LOG_MAGIC ? b.readUInt32BE(4) : b.readUInt32BE(0); // a record header keeps its cycle after the magic
+    // a record header keeps its cycle after the magic
+    return b.readUInt32BE(0) === LOG_MAGIC ? b.readUInt32BE(4) : b.readUInt32BE(0);
   };
   const first = await cycleAt(0);
   const last = await cycleAt(sectors - 1);
   if (first === 0) return 'unknown'; // never written
-  // [0, head) carry cycle `first`, [head, end) cycle first-1; when the last sector has `first` too, the head is at the end
+  // [0, head) carry cycle `first`, [head, end) cycle first-1; when the last sector has `first` too, the head is at the
+  // end
   let head = sectors;
   if (last !== first) {
     let lo = 0;
@@ -40,7 +42,8 @@ export async function logState(
     }
     head = hi;
   }
-  // the record header just before the head (headers are the only sectors starting with the magic: data sectors carry a cycle)
+  // the record header just before the head (headers are the only sectors starting with the magic: data sectors carry a
+  // cycle)
   const batch = 64;
   for (let end = head; end > 0 && head - end < MAX_BACK_SECTORS; end -= batch) {
     const start = Math.max(0, end - batch);

@@ -11,7 +11,9 @@ import { crc32c } from './crc32c.js';
 
 const asRoot = process.getuid?.() === 0;
 
-/** Metadata structures of a v5 image found by magic, with where their checksum is (so a mutation can be made "valid"). */
+/**
+ * Metadata structures of a v5 image found by magic, with where their checksum is (so a mutation can be made "valid").
+ */
 function structures(img: Buffer): { at: number; len: number; crc: number }[] {
   const out: { at: number; len: number; crc: number }[] = [{ at: 0, len: 512, crc: 224 }];
   const crcOf: Record<string, number> = { XDB3: 4, XDD3: 4, BMA3: 64, XSLM: 12 };

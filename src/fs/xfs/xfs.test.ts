@@ -40,7 +40,9 @@ async function find(fs: GuestFs, path: string): Promise<FsNode> {
   return n;
 }
 
-/** Rewrites the little-endian crc32c at `crcOff` of the structure [at, at+len) in an image (a hostile but "valid" edit). */
+/**
+ * Rewrites the little-endian crc32c at `crcOff` of the structure [at, at+len) in an image (a hostile but "valid" edit).
+ */
 function fixCrc(img: string, at: number, len: number, crcOff: number): void {
   const b = readFileSync(img);
   const s = b.subarray(at, at + len);

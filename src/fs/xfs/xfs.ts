@@ -131,7 +131,9 @@ export class XfsFs implements GuestFs {
     }
   }
 
-  /** Byte offset of filesystem block `fsb` (AG number << agblklog | AG block), checked against the AG and the volume. */
+  /**
+   * Byte offset of filesystem block `fsb` (AG number << agblklog | AG block), checked against the AG and the volume.
+   */
   fsbToBytes(fsb: number): number {
     const { agBlockLog, agBlocks, agCount, blockBytes, dataBlocks } = this.sb;
     if (!Number.isSafeInteger(fsb) || fsb < 0) throw corrupt(`block number ${fsb} is invalid`);

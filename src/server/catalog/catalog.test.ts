@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { CofferError } from '../../shared/index.js';
+import type { CofferError } from '../../shared/index.js';
 import { authenticate, createToken, hashToken, login } from '../auth.js';
 import { openCatalog, type Catalog } from './index.js';
 

@@ -1,4 +1,4 @@
-import type { Db } from './sqlite.js';
+import type { Db } from './db.js';
 
 export type LogLevel = 'info' | 'warn' | 'error';
 

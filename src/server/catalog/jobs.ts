@@ -1,4 +1,4 @@
-import type { Db } from './sqlite.js';
+import type { Db } from './db.js';
 
 export type JobKind = 'backup' | 'restore' | 'verify' | 'prune';
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';

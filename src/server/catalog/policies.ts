@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { CofferError } from '../../shared/index.js';
 import type { Policy, PolicySpec } from '../policy.js';
-import { isConstraintError, type Db } from './sqlite.js';
+import { isConstraintError, type Db } from './db.js';
 
 /** Policies (validated before they get here: policy.ts). Names are unique: a duplicate is CONFLICT. */
 export interface PoliciesTable {

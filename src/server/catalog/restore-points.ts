@@ -1,4 +1,4 @@
-import type { Db } from './sqlite.js';
+import type { Db } from './db.js';
 
 /** A restore point as the catalog caches it (the repository is the truth; repositories.ts re-reads it). */
 export interface RestorePointRecord {

@@ -1,4 +1,4 @@
-import type { Db } from './sqlite.js';
+import type { Db } from './db.js';
 
 /** Whether each VM's RPO breach has been notified (a breach is notified once, until the VM is compliant again). */
 export interface SlaStateTable {

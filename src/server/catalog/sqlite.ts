@@ -118,7 +118,9 @@ const MIGRATIONS: string[] = [
 ];
 
 /** The better-sqlite3 handle the table modules share (this folder only). */
-export type Db = Database.Database;
+import type { Db } from './db.js';
+export type { Db } from './db.js';
+export { isConstraintError } from './db.js';
 
 function openDatabase(dataDir: string): Db {
   try {
@@ -167,9 +169,4 @@ export function openSqliteCatalog(dataDir: string): Catalog {
     audit: new SqliteAudit(db),
     close: () => db.close(),
   };
-}
-
-/** SQLite's unique/primary-key violation (a duplicate name), told apart from other failures. */
-export function isConstraintError(e: unknown): boolean {
-  return String((e as { code?: string }).code).startsWith('SQLITE_CONSTRAINT');
 }

@@ -1,5 +1,5 @@
 import { CofferError } from '../../shared/index.js';
-import { isConstraintError, type Db } from './sqlite.js';
+import { isConstraintError, type Db } from './db.js';
 
 export interface UserRecord {
   username: string;

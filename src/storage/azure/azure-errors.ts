@@ -61,14 +61,18 @@ export function translateAzureError(e: unknown, where: string, what: string): Co
     code === 'AuthorizationFailure'
   ) {
     return new CofferError('ACCESS_DENIED', `the storage account refused access: ${msg}`, {
-      hint: 'check AZURE_STORAGE_KEY / AZURE_STORAGE_CONNECTION_STRING / AZURE_STORAGE_SAS_TOKEN (expiry, permissions rwdlc) or the Azure AD role (Storage Blob Data Contributor)',
+      hint:
+        'check AZURE_STORAGE_KEY / AZURE_STORAGE_CONNECTION_STRING / AZURE_STORAGE_SAS_TOKEN (expiry, ' +
+        'permissions rwdlc) or the Azure AD role (Storage Blob Data Contributor)',
       details,
       cause: e,
     });
   }
   if (code === 'BlobArchived') {
     return new CofferError('ARCHIVED', `blob ${what} is in the Archive tier at ${where}`, {
-      hint: 'rehydrate the restore point first: `coffer archive rehydrate --repo R ID`, then wait until `coffer archive status` says it is done',
+      hint:
+        'rehydrate the restore point first: `coffer archive rehydrate --repo R ID`, then wait until `coffer ' +
+        'archive status` says it is done',
       details,
       cause: e,
     });
@@ -110,7 +114,9 @@ export function translateAzureError(e: unknown, where: string, what: string): Co
   }
   if (code === 'ENOTFOUND') {
     return new CofferError('IO', `cannot resolve the storage endpoint of ${where}: ${firstLine(r?.message)}`, {
-      hint: 'check the account name or the endpoint (AZURE_STORAGE_ENDPOINT, ?endpoint=, BlobEndpoint in the connection string)',
+      hint:
+        'check the account name or the endpoint (AZURE_STORAGE_ENDPOINT, ?endpoint=, BlobEndpoint in the ' +
+        'connection string)',
       details,
       cause: e,
     });

@@ -134,7 +134,8 @@ export class LocalBlobStore implements CapableBlobStore, TempFiles {
     const dirs: string[] = [];
     const flush = async function* (): AsyncIterable<BlobInfo> {
       const batch = files.splice(0, files.length);
-      const stats = await Promise.all(batch.map((f) => fs.stat(f.abs).catch(() => undefined))); // (undefined: deleted while listing)
+      // (undefined: deleted while listing)
+      const stats = await Promise.all(batch.map((f) => fs.stat(f.abs).catch(() => undefined)));
       for (const [i, f] of batch.entries()) {
         const st = stats[i];
         if (st?.isFile()) yield { name: f.name as BlobName, sizeBytes: st.size, modifiedAt: st.mtime };
@@ -233,7 +234,9 @@ export function translate(e: unknown, what: string, action: string): CofferError
     case 'ENOSPC':
     case 'EDQUOT':
       return new CofferError('STORAGE_FULL', `no space left on device while trying to ${action} ${what}`, {
-        hint: 'free space on the repository disk; data already committed is intact, and the next run reuses what was stored',
+        hint:
+          'free space on the repository disk; data already committed is intact, and the next run reuses what ' +
+          'was stored',
         details: { blob: what },
         cause: e,
       });

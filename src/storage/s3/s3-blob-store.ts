@@ -215,7 +215,10 @@ export class S3BlobStore implements CapableBlobStore, LockingBlobStore {
     }
   }
 
-  /** PutObjectRetention and PutObjectLegalHold (COMPLIANCE retention cannot be shortened: callers check `retention` first). */
+  /**
+   * PutObjectRetention and PutObjectLegalHold (COMPLIANCE retention cannot be shortened: callers check `retention`
+   * first).
+   */
   async lock(name: BlobName, req: LockRequest, op?: Op): Promise<void> {
     try {
       await this.lockUnchecked(name, req, op);
