@@ -67,6 +67,7 @@ for (let i = 0; i < argv.length; i++) {
     case '-h':
     case '--help':
       usage();
+      break;
     default:
       if (a.startsWith('-') || disk) usage(`unexpected argument ${a}`);
       disk = a;

@@ -39,8 +39,7 @@ const walk = (d) => {
   for (const e of readdirSync(d, { withFileTypes: true })) {
     const p = join(d, e.name);
     if (e.isDirectory()) walk(p);
-    else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts') && !p.includes(`${join('storage', 'testing')}`))
-      files.push(p);
+    else if (e.name.endsWith('.ts') && !e.name.endsWith('.d.ts') && !isTest(p)) files.push(p);
   }
 };
 walk(SRC);
@@ -99,9 +98,16 @@ for (const file of files) {
     const rel = relative(SRC, resolve(dirname(file), spec)).split('/');
     const to = rel[0];
     if (to === from) continue;
-    if (!ALLOWED[from].includes(to)) problems.push(`${relative('.', file)}: ${from} must not import ${to} (${m[1]})`);
+    if (!ALLOWED[from].includes(to)) problems.push(`${relative('.', file)}: ${from} must not import ${to} (${spec})`);
     else if (!(rel.length === 2 && rel[1] === 'index.js'))
-      problems.push(`${relative('.', file)}: import ${to} through its index.ts, not ${m[1]}`);
+      problems.push(`${relative('.', file)}: import ${to} through its index.ts, not ${spec}`);
+    if (FRONT_ENDS.includes(from) && LAYOUT_OWNERS.includes(to)) {
+      const layout = names.filter((n) => LAYOUT_NAME.test(n));
+      if (layout.length)
+        problems.push(
+          `${relative('.', file)}: ${from} must not use the ${to} layout (${layout.join(', ')}); ask the repository or an engine operation`,
+        );
+    }
   }
 }
 

@@ -317,7 +317,7 @@ test('vcsim: removing snapshots never deletes the disk the VM runs on (works aro
     const b = await createSnapshot(s, vm.ref, 'b');
     await removeSnapshot(s, b);
     await removeSnapshot(s, a);
-    assert.equal(statSync(d1.localPath).size, d1.capacityBytes);
+    assert.equal(statSync(d1.dataLocalPath).size, d1.capacityBytes);
     assert.deepEqual(
       await downloadDisk(fresh, d1, { start: 5 * BLOCK, end: 6 * BLOCK }),
       data.subarray(5 * BLOCK, 6 * BLOCK),

@@ -52,7 +52,7 @@ describe('coffer backup vsphere:// --transport nbd (vcsim + nbdkit)', () => {
           '--transport',
           'nbd',
           '--nbd-url',
-          `nbd://127.0.0.1:${port}/{name}`,
+          `nbd://127.0.0.1:${port}/{flat}`,
           '--json',
         ],
         env,
@@ -71,7 +71,7 @@ describe('coffer backup vsphere:// --transport nbd (vcsim + nbdkit)', () => {
   test('an export of the wrong size is refused (SOURCE_UNREADABLE) and the snapshot still removed', async () => {
     const url = `vsphere://${vc.host}:${vc.port}/${VM}`;
     // every disk mapped to disk 0's file: disk 1 has another size
-    const name0 = vc.vm(VM).disks[0]!.path.split('/').pop()!;
+    const name0 = vc.vm(VM).disks[0]!.dataPath!.split('/').pop()!; // disk1-flat.vmdk (realistic layout: disk1.vmdk is the descriptor)
     expectError(
       coffer(
         [

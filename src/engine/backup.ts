@@ -227,7 +227,9 @@ async function loadParentIndex(
   } catch (e) {
     if (e instanceof CofferError && e.code === 'CANCELLED') throw e;
     return {
-      problem: `the index of disk ${disk} of the previous restore point ${parent.id} is unusable (${(e as Error).message})`,
+      problem:
+        `the index of disk ${disk} of the previous restore point ${parent.id} is unusable ` +
+        `(${(e as Error).message})`,
     };
   }
 }

@@ -67,7 +67,8 @@ export async function copyPoints(
   if (!sameKey && src.chunkSizeBytes !== dst.chunkSizeBytes) {
     throw new CofferError(
       'USAGE',
-      `the repositories have different chunk sizes (${src.chunkSizeBytes} and ${dst.chunkSizeBytes}); copy needs equal chunk sizes`,
+      `the repositories have different chunk sizes (${src.chunkSizeBytes} and ${dst.chunkSizeBytes}); copy needs ` +
+        `equal chunk sizes`,
       {
         hint: 'create the target with `coffer init --chunk-size` equal to the source, or with `--copy-of SOURCE`',
       },

@@ -302,7 +302,8 @@ async function mark(
       }
       throw new CofferError(
         'CORRUPT',
-        `prune stopped before deleting anything: index ${d.indexId} of restore point ${m.id} is unreadable (${(e as Error).message})`,
+        `prune stopped before deleting anything: index ${d.indexId} of restore point ${m.id} is unreadable ` +
+          `(${(e as Error).message})`,
         {
           hint: 'run `coffer verify`; repair or remove the damaged restore point first',
         },

@@ -102,20 +102,8 @@ export async function scanJournal(
   const first = sb.readUInt32BE(20);
   const sbSeq = sb.readUInt32BE(24);
   const start = sb.readUInt32BE(28);
-  if (start === 0) return undefined; // clean
-  if (blockBytes !== sb.length)
-    throw corrupt(`journal block size ${blockBytes} differs from the filesystem's ${sb.length}`);
-  if (maxlen > journalBlocks || first < 1 || first >= maxlen || start < first || start >= maxlen)
-    throw corrupt(
-      `journal bounds (first ${first}, start ${start}, length ${maxlen}) do not fit its ${journalBlocks} blocks`,
-    );
+  const compat = type === SB_V2 ? sb.readUInt32BE(36) : 0;
   const incompat = type === SB_V2 ? sb.readUInt32BE(40) : 0;
-  if (incompat & ~KNOWN_INCOMPAT)
-    throw new CofferError(
-      'FS_UNSUPPORTED',
-      `ext journal: unknown incompatible journal features 0x${(incompat & ~KNOWN_INCOMPAT).toString(16)}`,
-    );
-  const is64 = (incompat & INCOMPAT_64BIT) !== 0;
   const csum3 = (incompat & INCOMPAT_CSUM_V3) !== 0;
   const csum2 = (incompat & INCOMPAT_CSUM_V2) !== 0;
   const v23 = csum2 || csum3;
@@ -240,11 +228,15 @@ export async function scanJournal(
       nextId = (nextId + 1) >>> 0;
       cur = { seq: nextId, tags: [], revokes: [] };
     } else if (btype === REVOKE) {
-      const count = Math.min(b.readUInt32BE(12), blockBytes);
-      const rec = is64 ? 8 : 4;
-      for (let p = 16; p + rec <= count; p += rec)
-        pendingRevokes.push(is64 ? Number(b.readBigUInt64BE(p)) : b.readUInt32BE(p));
-      pos = next(pos);
+      if (!tailOk(b)) needCheck = true;
+      const count = b.readUInt32BE(12);
+      if (count > blockBytes - tailBytes)
+        cur.revokeError ??= `a revoke block of transaction ${nextId} claims ${count} bytes`;
+      else {
+        const rec = is64 ? 8 : 4;
+        for (let p = 16; p + rec <= count; p += rec)
+          cur.revokes.push(is64 ? Number(b.readBigUInt64BE(p)) : b.readUInt32BE(p));
+      }
     } else break;
   }
   const end = endId ?? nextId;

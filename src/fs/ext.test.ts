@@ -85,7 +85,8 @@ describe('ext2/ext3/ext4 reader against mke2fs images', () => {
           assert.equal(all.get('etc/app/config.ini')!.node.uid, 1234);
           assert.equal(all.get('etc/app/config.ini')!.node.gid, 5678);
         }
-        // atimes move when files are read (also by mke2fs itself): the one stored is the source's before or after mke2fs
+        // atimes move when files are read (also by mke2fs itself): the one stored is the source's before or after
+        // mke2fs
         assert.ok(
           atimes.map((t) => Math.floor(t / 1000) * 1000).includes(all.get('escape-link')!.node.atimeMs!),
           `atime ${all.get('escape-link')!.node.atimeMs} not in ${atimes}`,
@@ -119,7 +120,8 @@ describe('ext2/ext3/ext4 reader against mke2fs images', () => {
     const { fs, close } = await open(img);
     try {
       const all = await readTree(fs);
-      // mke2fs 1.47 with inline_data drops a sparse file's trailing hole (its bug, seen with debugfs stat): skip that file
+      // mke2fs 1.47 with inline_data drops a sparse file's trailing hole (its bug, seen with debugfs stat): skip that
+      // file
       for (const f of tree.files.filter((x) => x !== 'sparse.img'))
         assert.ok(all.get(f)?.data?.equals(readFileSync(join(src, f))), `${f}: content differs`);
       assert.equal(all.get('etc/app/config.ini')!.data!.toString(), '[main]\nkey = value\n');
@@ -192,22 +194,22 @@ describe('ext2/ext3/ext4 reader against mke2fs images', () => {
         }
       };
 
-    test(
-      'committed blocks in the journal are read instead of the stale ones in place, as e2fsck would replay them',
-      T,
-      async () => {
-        const { img } = journaled('j1');
-        const got = await content(img);
-        assert.deepEqual(got.warnings, []);
-        // (only the data block was logged: the inode, and so the size, 22 bytes, stay the old ones)
-        assert.equal(got.text, 'new content, in the journal\n'.slice(0, 22));
-        const fixed = join(tmp, 'j1-fixed.img');
-        sh('cp', [img, fixed]);
-        spawnSync('e2fsck', ['-fy', fixed]); // exits 1 when it replayed or fixed something
-        assert.doesNotMatch(sh('dumpe2fs', ['-h', fixed]), /needs_recovery/);
-        assert.equal(sh('debugfs', ['-R', 'cat /file.txt', fixed]), got.text);
-      },
-    );
+      test(
+        'committed blocks in the journal are read instead of the stale ones in place, as e2fsck would replay them',
+        T,
+        async () => {
+          const { img } = journaled('j1');
+          const got = await content(img);
+          assert.deepEqual(got.warnings, []);
+          // (only the data block was logged: the inode, and so the size, 22 bytes, stay the old ones)
+          assert.equal(got.text, 'new content, in the journal\n'.slice(0, 22));
+          const fixed = join(tmp, 'j1-fixed.img');
+          sh('cp', [img, fixed]);
+          spawnSync('e2fsck', ['-fy', fixed]); // exits 1 when it replayed or fixed something
+          assert.doesNotMatch(sh('dumpe2fs', ['-h', fixed]), /needs_recovery/);
+          assert.equal(sh('debugfs', ['-R', 'cat /file.txt', fixed]), got.text);
+        },
+      );
 
       test('a block revoked by a later transaction is not replayed', T, async () => {
         const { img, block } = journaled('j2');

@@ -81,6 +81,13 @@ interface Inode {
   extraIsize: number;
 }
 
+interface DirEntry {
+  name: string;
+  ino: number;
+  /** why the name cannot be a path component */
+  bad?: string;
+}
+
 export function looksLikeExt(sb: Buffer): boolean {
   return sb.length >= 1024 && sb.readUInt16LE(56) === MAGIC;
 }
@@ -183,6 +190,14 @@ export class ExtFs implements GuestFs {
       roCompat,
       kind,
     );
+    // metadata_csum: a superblock that fails its checksum is fatal (as for the kernel); the rest is checked as read
+    fs.csums = ExtChecksums.open(sb, incompat, roCompat, inodeBytes, blockBytes, descBytes);
+    if (fs.csums)
+      fs.checks.push(
+        'ext metadata checksums (crc32c): superblock verified; group descriptors, inodes, extent blocks and ' +
+          'directory blocks verified as read',
+      );
+    else fs.checks.push('ext metadata checksums: none on this filesystem (no metadata_csum): structure checks only');
     if (journal && incompat & INCOMPAT.RECOVER) await fs.replayJournal(op);
     return fs;
   }
@@ -234,7 +249,8 @@ export class ExtFs implements GuestFs {
       if (!(e instanceof CofferError) || e.code === 'CANCELLED') throw e;
       this.journal.clear();
       this.warnings.push(
-        `the filesystem needs journal recovery, but its journal cannot be replayed (${e.message}): recent changes may be missing`,
+        `the filesystem needs journal recovery, but its journal cannot be replayed (${e.message}): recent changes ` +
+          `may be missing`,
       );
     }
   }
@@ -383,7 +399,8 @@ export class ExtFs implements GuestFs {
     const max = 2 ** 32 * this.blockBytes;
     if (ino.size > max || !Number.isSafeInteger(ino.size))
       throw corrupt(`inode ${ino.ino}: size ${ino.size} exceeds the largest possible file`);
-    // allocated space beyond the partition cannot be real (sparse files may be larger than the partition, their blocks cannot)
+    // allocated space beyond the partition cannot be real (sparse files may be larger than the partition, their blocks
+    // cannot)
     if (ino.blocks * 512 > this.dev.sizeBytes + 2 ** 20 && !(ino.flags & FL_HUGE_FILE))
       throw corrupt(`inode ${ino.ino}: ${ino.blocks} allocated sectors exceed the partition`);
   }
@@ -392,10 +409,14 @@ export class ExtFs implements GuestFs {
   private async *runs(ino: Inode, op?: Op): AsyncGenerator<Run> {
     this.checkSize(ino);
     const fileBlocks = Math.ceil(ino.size / this.blockBytes);
+    const csums = this.csums;
     const ctx = {
       blocksCount: this.blocksCount,
       blockBytes: this.blockBytes,
       readBlock: (b: number, o?: Op) => this.readBlocks(b, 1, o),
+      checkExtentBlock: csums
+        ? (node: Buffer, block: number) => csums.checkExtentBlock(ino.ino, ino.raw, node, block)
+        : undefined,
     };
     if (ino.flags & FL_EXTENTS) yield* extentRuns(ctx, ino.ino, ino.iblock, fileBlocks, op);
     else yield* blockMapRuns(ctx, ino.ino, ino.iblock, fileBlocks, op);
@@ -422,16 +443,13 @@ export class ExtFs implements GuestFs {
         if (p + 16 > raw.length) throw corrupt(`inode ${ino.ino}: in-inode xattr entries run past the inode`);
         const nameLen = raw[p]!;
         const index = raw[p + 1]!;
-        const valueOffs = raw.readUInt16LE(p + 2);
-        const valueInum = raw.readUInt32LE(p + 4);
-        const valueSize = raw.readUInt32LE(p + 8);
-        if (p + 16 + nameLen > raw.length) break;
-        const name = raw.subarray(p + 16, p + 16 + nameLen).toString('latin1');
-        if (index === 7 && name === 'data' && valueInum === 0) {
-          if (base + valueOffs + valueSize > raw.length)
-            throw corrupt(`inode ${ino.ino}: inline data xattr overflows the inode`);
-          parts.push(raw.subarray(base + valueOffs, base + valueOffs + valueSize));
-          break;
+        const entry = { offs: raw.readUInt16LE(p + 2), inum: raw.readUInt32LE(p + 4), size: raw.readUInt32LE(p + 8) };
+        if (p + 16 + nameLen > raw.length)
+          throw corrupt(`inode ${ino.ino}: an in-inode xattr name runs past the inode`);
+        found.push(entry);
+        if (index === 7 && raw.toString('latin1', p + 16, p + 16 + nameLen) === 'data') {
+          if (entry.inum !== 0) throw corrupt(`inode ${ino.ino}: inline data stored in an EA inode`);
+          dataEntry = entry;
         }
         p += (16 + nameLen + 3) & ~3;
       }
@@ -521,8 +539,11 @@ export class ExtFs implements GuestFs {
       this.parseRecords(first, ino.ino, entries, first.length);
       if (data.length > 60) this.parseRecords(data.subarray(60), ino.ino, entries, data.length - 60);
     } else {
-      for (let off = 0; off < data.length; off += this.blockBytes)
-        this.parseRecords(data.subarray(off, off + this.blockBytes), ino.ino, entries, this.blockBytes);
+      for (let off = 0; off < data.length; off += this.blockBytes) {
+        const blk = data.subarray(off, off + this.blockBytes);
+        this.csums?.checkDirBlock(ino.ino, ino.raw, blk, off / this.blockBytes, (ino.flags & FL_INDEX) !== 0);
+        this.parseRecords(blk, ino.ino, entries, this.blockBytes);
+      }
     }
     for (const e of entries) {
       op?.signal?.throwIfAborted();

@@ -260,17 +260,28 @@ export class FatFs implements GuestFs {
       if (name === '.' || name === '..') continue;
       const cluster = (this.bits === 32 ? e.readUInt16LE(20) << 16 : 0) + e.readUInt16LE(26);
       const size = e.readUInt32LE(28);
-      out.push(
-        this.node(
-          name,
-          attr,
-          cluster >>> 0,
-          size,
-          fatTime(e.readUInt16LE(24), e.readUInt16LE(22)),
-          fatTime(e.readUInt16LE(18), 0),
-          {},
-        ),
+      const node = this.node(
+        name,
+        attr,
+        cluster >>> 0,
+        size,
+        fatTime(e.readUInt16LE(24), e.readUInt16LE(22)),
+        fatTime(e.readUInt16LE(18), 0),
+        {},
       );
+      // a name no path can reach: listed with its error, so `ls` and `get` report the same FS_CORRUPT
+      const bad = name.includes('/')
+        ? 'a name containing /'
+        : name.includes('\0')
+          ? 'a name containing NUL'
+          : undefined;
+      if (bad)
+        out.push({
+          ...node,
+          type: 'unknown',
+          error: corrupt(`the directory entry ${JSON.stringify(name)} has ${bad}`, { name }),
+        });
+      else out.push(node);
     }
     return out;
   }

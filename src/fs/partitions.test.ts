@@ -40,7 +40,8 @@ async function expectCode(p: Promise<unknown>, code: string, re?: RegExp): Promi
 }
 
 const MBR_SCRIPT =
-  'label: dos\nstart=2048, size=16M, type=83\nstart=34816, size=8M, type=c\nstart=51200, size=20M, type=5\nstart=53248, size=6M, type=83\nstart=67584, size=4M, type=83\n';
+  'label: dos\nstart=2048, size=16M, type=83\nstart=34816, size=8M, type=c\nstart=51200, size=20M, ' +
+  'type=5\nstart=53248, size=6M, type=83\nstart=67584, size=4M, type=83\n';
 
 describe('partition tables', () => {
   const tmp = mkdtempSync(join(tmpdir(), 'coffer-parts-'));
@@ -92,7 +93,8 @@ describe('partition tables', () => {
     partitionDisk(
       img,
       72 * MiB,
-      'label: gpt\nstart=2048, size=8M, name="first"\nsize=8M, name="second"\nsize=40M, type=EBD0A0A2-B9E5-4433-87C0-68B5D0A13D76\n',
+      'label: gpt\nstart=2048, size=8M, name="first"\nsize=8M, name="second"\nsize=40M, ' +
+        'type=EBD0A0A2-B9E5-4433-87C0-68B5D0A13D76\n',
     );
     const parts = partitionsOf(img);
     mkExt(img, 'ext4', src, parts[1]!.size, parts[1]!.start);

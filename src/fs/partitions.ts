@@ -36,23 +36,26 @@ const GPT_ROLES: Record<string, { role: string; unsupported?: string }> = {
   '5808C8AA-7E8F-42E0-85D2-E1E90434CFB3': {
     role: 'LDM metadata',
     unsupported:
-      'it belongs to a Windows dynamic disk (LDM): dynamic volumes are not read by file-level restore (convert the disk to basic, or restore the whole disk)',
+      'it belongs to a Windows dynamic disk (LDM): dynamic volumes are not read by file-level restore (convert the ' +
+      'disk to basic, or restore the whole disk)',
   },
   'AF9B60A0-1431-4F62-BC68-3311714A69AD': {
     role: 'LDM data',
     unsupported:
-      'it belongs to a Windows dynamic disk (LDM): dynamic volumes are not read by file-level restore (convert the disk to basic, or restore the whole disk)',
+      'it belongs to a Windows dynamic disk (LDM): dynamic volumes are not read by file-level restore (convert the ' +
+      'disk to basic, or restore the whole disk)',
   },
 };
 const MBR_ROLES: Record<number, { role: string; unsupported?: string }> = {
-  0x07: { role: 'NTFS/exFAT' },
-  0x27: { role: 'Windows recovery (hidden NTFS)' },
-  0x42: {
+  7: { role: 'NTFS/exFAT' },
+  39: { role: 'Windows recovery (hidden NTFS)' },
+  66: {
     role: 'Windows dynamic disk (LDM)',
     unsupported:
-      'it is a Windows dynamic disk (LDM, MBR type 0x42): dynamic volumes are not read by file-level restore (convert the disk to basic, or restore the whole disk)',
+      'it is a Windows dynamic disk (LDM, MBR type 0x42): dynamic volumes are not read by file-level restore ' +
+      '(convert the disk to basic, or restore the whole disk)',
   },
-  0xef: { role: 'EFI system partition' },
+  239: { role: 'EFI system partition' },
 };
 
 function withRole(p: Partition, known: { role: string; unsupported?: string } | undefined): Partition {

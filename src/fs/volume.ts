@@ -44,7 +44,8 @@ export async function openFilesystem(vol: BlockReader, op?: Op): Promise<GuestFs
   if (kind)
     throw new CofferError(
       'FS_UNSUPPORTED',
-      `${what[kind] ?? `${kind} filesystems`} cannot be read by file-level restore (ext2/3/4, XFS, FAT12/16/32 and NTFS can)`,
+      `${what[kind] ?? `${kind} filesystems`} cannot be read by file-level restore (ext2/3/4, XFS, FAT12/16/32 and ` +
+        `NTFS can)`,
       { details: { filesystem: kind } },
     );
   throw new CofferError('FS_UNSUPPORTED', 'no supported filesystem found (ext2/3/4, XFS, FAT12/16/32, NTFS)', {
@@ -89,7 +90,8 @@ export async function selectVolume(
     if (usable.length !== 1) {
       throw new CofferError(
         'USAGE',
-        `the disk has ${usable.length} partitions: name one with --partition N (${usable.map((x) => x.number).join(', ') || 'none'})`,
+        `the disk has ${usable.length} partitions: name one with --partition N ` +
+          `(${usable.map((x) => x.number).join(', ') || 'none'})`,
         { details: { partitions: usable.map((x) => x.number) } },
       );
     }
@@ -101,7 +103,8 @@ export async function selectVolume(
         'NOT_FOUND',
         table.scheme === 'none'
           ? `the disk has no partition table (its whole disk is partition 0), no partition ${number}`
-          : `the disk has no partition ${number} (it has ${table.partitions.map((x) => x.number).join(', ') || 'none'})`,
+          : `the disk has no partition ${number} ` +
+              `(it has ${table.partitions.map((x) => x.number).join(', ') || 'none'})`,
       );
   }
   if (p!.container)

@@ -108,161 +108,171 @@ async function fixture() {
   return { dir, repo, data, deps, pools, opened, done: () => rm(dir, { recursive: true, force: true }) };
 }
 
-test('runJob: a backup, verify, restore and forget, each described as JSON, run through the engine use cases', async () => {
-  const f = await fixture();
-  try {
-    const events: JobEvent[] = [];
-    const backupText = serializeJob({
-      kind: 'backup',
-      repository: 'main',
-      vm: 'web',
-      source: { type: 'disks', disks: [join(f.dir, 'disk0.raw')] },
-      tags: ['t1'],
-    });
-    const b = (await runJob(backupText, f.deps, { onEvent: (e) => events.push(e) })) as {
-      id: string;
-      vm: string;
-      mode: string;
-      bytesRead: number;
-    };
-    assert.equal(b.vm, 'web');
-    assert.equal(b.mode, 'full');
-    const last = events.filter((e) => e.type === 'progress').at(-1);
-    assert.deepEqual(last && { done: last.done, total: last.total, unit: last.unit }, {
-      done: f.data.length,
-      total: f.data.length,
-      unit: 'bytes',
-    });
-    assert.ok(events.some((e) => e.type === 'log' && /backing up 1 disk\(s\) of VM web/.test(e.message)));
-    assert.deepEqual((await f.repo.loadManifest(b.id)).tags, ['t1']);
-
-    const v = (await runJob(JSON.stringify({ kind: 'verify', repository: 'main', readDataFraction: 1 }), f.deps)) as {
-      ok: boolean;
-      chunksRead: number;
-    };
-    assert.equal(v.ok, true);
-    assert.ok(v.chunksRead >= 3);
-
-    const target = join(f.dir, 'restored.raw');
-    const r = (await runJob({ kind: 'restore-disk', repository: 'main', pointId: b.id, disk: 0, target }, f.deps)) as {
-      bytesWritten: number;
-    };
-    assert.ok(r.bytesWritten > 0);
-    assert.ok((await readFile(target)).equals(f.data));
-    // the target exists now: without force the job fails as the CLI does
-    await assert.rejects(
-      runJob({ kind: 'restore-disk', repository: 'main', pointId: b.id, disk: 0, target }, f.deps),
-      (e: unknown) => e instanceof CofferError && e.code === 'TARGET_EXISTS',
-    );
-
-    const second = (await runJob(backupText, f.deps)) as { id: string; mode: string; parent: string | null };
-    assert.equal(second.parent, b.id);
-    const fg = (await runJob({ kind: 'forget', repository: 'main', policy: { last: 1 }, prune: true }, f.deps)) as {
-      removed: { id: string }[];
-      prune?: { points: number };
-    };
-    assert.deepEqual(
-      fg.removed.map((x) => x.id),
-      [b.id],
-    );
-    assert.equal(fg.prune?.points, 1);
-    assert.deepEqual(
-      (await f.repo.listPoints()).map((p) => p.id),
-      [second.id],
-    );
-    const pr = (await runJob({ kind: 'prune', repository: 'main' }, f.deps)) as { points: number };
-    assert.equal(pr.points, 1);
-    assert.ok(f.pools.length >= 4, 'every job ran with a codec pool from the injected factory');
-  } finally {
-    await f.done();
-  }
-});
-
-test('runJob: failures are coded; a backup source is finished whatever happens; vSphere only when injected', async () => {
-  const f = await fixture();
-  try {
-    await assert.rejects(
-      runJob({ kind: 'verify', repository: 'elsewhere' }, f.deps),
-      (e: unknown) => e instanceof CofferError && e.code === 'REPO_NOT_FOUND',
-    );
-    await assert.rejects(
-      runJob(
-        {
-          kind: 'backup',
-          repository: 'main',
-          vm: 'web',
-          source: { type: 'disks', disks: [join(f.dir, 'missing.raw')] },
-        },
-        f.deps,
-      ),
-      (e: unknown) => e instanceof CofferError && e.code === 'SOURCE_UNREADABLE',
-    );
-    await assert.rejects(
-      runJob({ kind: 'backup', repository: 'main', source: { type: 'vsphere', url: 'vsphere://vc/vm' } }, f.deps),
-      (e: unknown) => e instanceof CofferError && e.code === 'NOT_AVAILABLE',
-    );
-    // Test double: a VM source standing in for a vCenter VM (vcsim-backed tests of the real one are in test/vsphere-*);
-    // its disk is a real file source. finish() must run on success and on failure, and its report is in the result.
-    let finished = 0;
-    const vmSource = async (fail: boolean): Promise<VmSource> => {
-      const disk = await openSource(join(f.dir, 'disk0.raw'));
-      return {
-        vmName: 'vm-from-hypervisor',
-        vmId: 'vm-42',
-        disks: [
-          fail
-            ? {
-                ...disk,
-                uri: disk.uri,
-                sizeBytes: disk.sizeBytes,
-                read: async () => {
-                  throw new CofferError('SOURCE_UNREADABLE', 'simulated read failure');
-                },
-                close: () => disk.close(),
-              }
-            : disk,
-        ],
-        consistency: { snapshot: true, quiesced: false },
-        finish: async (): Promise<CaptureReport> => {
-          finished++;
-          await disk.close();
-          return { kind: 'vsphere', cleanedUp: true, details: { snapshot: 'coffer-x', snapshotRemoved: true } };
-        },
+test(
+  'runJob: a backup, verify, restore and forget, each described as JSON, run through the engine use ' + 'cases',
+  async () => {
+    const f = await fixture();
+    try {
+      const events: JobEvent[] = [];
+      const backupText = serializeJob({
+        kind: 'backup',
+        repository: 'main',
+        vm: 'web',
+        source: { type: 'disks', disks: [join(f.dir, 'disk0.raw')] },
+        tags: ['t1'],
+      });
+      const b = (await runJob(backupText, f.deps, { onEvent: (e) => events.push(e) })) as {
+        id: string;
+        vm: string;
+        mode: string;
+        bytesRead: number;
       };
-    };
-    let fail = false;
-    const deps: JobDeps = {
-      ...f.deps,
-      openVsphereSource: async (spec) => (assert.equal(spec.url, 'vsphere://vc/vm'), vmSource(fail)),
-    };
-    const ok = (await runJob(
-      { kind: 'backup', repository: 'main', source: { type: 'vsphere', url: 'vsphere://vc/vm' } },
-      deps,
-    )) as { vm: string; vsphere: { snapshotRemoved: boolean } };
-    assert.equal(ok.vm, 'vm-from-hypervisor');
-    assert.equal(ok.vsphere.snapshotRemoved, true);
-    assert.equal(finished, 1);
-    assert.equal((await f.repo.listPoints()).at(-1)?.vm.id, 'vm-42');
-    fail = true;
-    await assert.rejects(
-      runJob({ kind: 'backup', repository: 'main', source: { type: 'vsphere', url: 'vsphere://vc/vm' } }, deps),
-      (e: unknown) => e instanceof CofferError && e.code === 'SOURCE_UNREADABLE',
-    );
-    assert.equal(finished, 2, 'the capture is finished (snapshot removed) after a failed backup too');
-    // the repository opens first for a vSphere source: a repository that cannot open never takes a snapshot
-    const before = finished;
-    await assert.rejects(
-      runJob({ kind: 'backup', repository: 'elsewhere', source: { type: 'vsphere', url: 'vsphere://vc/vm' } }, deps),
-      (e: unknown) => e instanceof CofferError && e.code === 'REPO_NOT_FOUND',
-    );
-    assert.equal(finished, before);
-    const controller = new AbortController();
-    controller.abort(new CofferError('CANCELLED', 'test'));
-    await assert.rejects(
-      runJob({ kind: 'verify', repository: 'main' }, f.deps, { signal: controller.signal }),
-      (e: unknown) => e instanceof CofferError && e.code === 'CANCELLED',
-    );
-  } finally {
-    await f.done();
-  }
-});
+      assert.equal(b.vm, 'web');
+      assert.equal(b.mode, 'full');
+      const last = events.filter((e) => e.type === 'progress').at(-1);
+      assert.deepEqual(last && { done: last.done, total: last.total, unit: last.unit }, {
+        done: f.data.length,
+        total: f.data.length,
+        unit: 'bytes',
+      });
+      assert.ok(events.some((e) => e.type === 'log' && /backing up 1 disk\(s\) of VM web/.test(e.message)));
+      assert.deepEqual((await f.repo.loadManifest(b.id)).tags, ['t1']);
+
+      const v = (await runJob(JSON.stringify({ kind: 'verify', repository: 'main', readDataFraction: 1 }), f.deps)) as {
+        ok: boolean;
+        chunksRead: number;
+      };
+      assert.equal(v.ok, true);
+      assert.ok(v.chunksRead >= 3);
+
+      const target = join(f.dir, 'restored.raw');
+      const r = (await runJob(
+        { kind: 'restore-disk', repository: 'main', pointId: b.id, disk: 0, target },
+        f.deps,
+      )) as {
+        bytesWritten: number;
+      };
+      assert.ok(r.bytesWritten > 0);
+      assert.ok((await readFile(target)).equals(f.data));
+      // the target exists now: without force the job fails as the CLI does
+      await assert.rejects(
+        runJob({ kind: 'restore-disk', repository: 'main', pointId: b.id, disk: 0, target }, f.deps),
+        (e: unknown) => e instanceof CofferError && e.code === 'TARGET_EXISTS',
+      );
+
+      const second = (await runJob(backupText, f.deps)) as { id: string; mode: string; parent: string | null };
+      assert.equal(second.parent, b.id);
+      const fg = (await runJob({ kind: 'forget', repository: 'main', policy: { last: 1 }, prune: true }, f.deps)) as {
+        removed: { id: string }[];
+        prune?: { points: number };
+      };
+      assert.deepEqual(
+        fg.removed.map((x) => x.id),
+        [b.id],
+      );
+      assert.equal(fg.prune?.points, 1);
+      assert.deepEqual(
+        (await f.repo.listPoints()).map((p) => p.id),
+        [second.id],
+      );
+      const pr = (await runJob({ kind: 'prune', repository: 'main' }, f.deps)) as { points: number };
+      assert.equal(pr.points, 1);
+      assert.ok(f.pools.length >= 4, 'every job ran with a codec pool from the injected factory');
+    } finally {
+      await f.done();
+    }
+  },
+);
+
+test(
+  'runJob: failures are coded; a backup source is finished whatever happens; vSphere only when ' + 'injected',
+  async () => {
+    const f = await fixture();
+    try {
+      await assert.rejects(
+        runJob({ kind: 'verify', repository: 'elsewhere' }, f.deps),
+        (e: unknown) => e instanceof CofferError && e.code === 'REPO_NOT_FOUND',
+      );
+      await assert.rejects(
+        runJob(
+          {
+            kind: 'backup',
+            repository: 'main',
+            vm: 'web',
+            source: { type: 'disks', disks: [join(f.dir, 'missing.raw')] },
+          },
+          f.deps,
+        ),
+        (e: unknown) => e instanceof CofferError && e.code === 'SOURCE_UNREADABLE',
+      );
+      await assert.rejects(
+        runJob({ kind: 'backup', repository: 'main', source: { type: 'vsphere', url: 'vsphere://vc/vm' } }, f.deps),
+        (e: unknown) => e instanceof CofferError && e.code === 'NOT_AVAILABLE',
+      );
+      // Test double: a VM source standing in for a vCenter VM (vcsim-backed tests of the real one are in
+      // test/vsphere-*); its disk is a real file source. finish() must run on success and on failure, and its report is
+      // in the result.
+      let finished = 0;
+      const vmSource = async (fail: boolean): Promise<VmSource> => {
+        const disk = await openSource(join(f.dir, 'disk0.raw'));
+        return {
+          vmName: 'vm-from-hypervisor',
+          vmId: 'vm-42',
+          disks: [
+            fail
+              ? {
+                  ...disk,
+                  uri: disk.uri,
+                  sizeBytes: disk.sizeBytes,
+                  read: async () => {
+                    throw new CofferError('SOURCE_UNREADABLE', 'simulated read failure');
+                  },
+                  close: () => disk.close(),
+                }
+              : disk,
+          ],
+          consistency: { snapshot: true, quiesced: false },
+          finish: async (): Promise<CaptureReport> => {
+            finished++;
+            await disk.close();
+            return { kind: 'vsphere', cleanedUp: true, details: { snapshot: 'coffer-x', snapshotRemoved: true } };
+          },
+        };
+      };
+      let fail = false;
+      const deps: JobDeps = {
+        ...f.deps,
+        openVsphereSource: async (spec) => (assert.equal(spec.url, 'vsphere://vc/vm'), vmSource(fail)),
+      };
+      const ok = (await runJob(
+        { kind: 'backup', repository: 'main', source: { type: 'vsphere', url: 'vsphere://vc/vm' } },
+        deps,
+      )) as { vm: string; vsphere: { snapshotRemoved: boolean } };
+      assert.equal(ok.vm, 'vm-from-hypervisor');
+      assert.equal(ok.vsphere.snapshotRemoved, true);
+      assert.equal(finished, 1);
+      assert.equal((await f.repo.listPoints()).at(-1)?.vm.id, 'vm-42');
+      fail = true;
+      await assert.rejects(
+        runJob({ kind: 'backup', repository: 'main', source: { type: 'vsphere', url: 'vsphere://vc/vm' } }, deps),
+        (e: unknown) => e instanceof CofferError && e.code === 'SOURCE_UNREADABLE',
+      );
+      assert.equal(finished, 2, 'the capture is finished (snapshot removed) after a failed backup too');
+      // the repository opens first for a vSphere source: a repository that cannot open never takes a snapshot
+      const before = finished;
+      await assert.rejects(
+        runJob({ kind: 'backup', repository: 'elsewhere', source: { type: 'vsphere', url: 'vsphere://vc/vm' } }, deps),
+        (e: unknown) => e instanceof CofferError && e.code === 'REPO_NOT_FOUND',
+      );
+      assert.equal(finished, before);
+      const controller = new AbortController();
+      controller.abort(new CofferError('CANCELLED', 'test'));
+      await assert.rejects(
+        runJob({ kind: 'verify', repository: 'main' }, f.deps, { signal: controller.signal }),
+        (e: unknown) => e instanceof CofferError && e.code === 'CANCELLED',
+      );
+    } finally {
+      await f.done();
+    }
+  },
+);

@@ -113,7 +113,8 @@ export async function runJob(input: unknown, deps: JobDeps, opts: RunJobOptions 
       const failure = verifyFailure(report);
       if (failure) throw failure;
       logger.info(
-        `verified ${report.points} restore points, ${report.chunksReferenced} chunks referenced, ${report.chunksRead} read`,
+        `verified ${report.points} restore points, ${report.chunksReferenced} chunks ` +
+          `referenced, ${report.chunksRead} read`,
       );
       return report;
     }
@@ -213,7 +214,8 @@ async function runBackup(
     },
   });
   logger.info(
-    `restore point ${result.id} (${result.mode}): read ${result.bytesRead} bytes, stored ${result.bytesStored} in ${result.chunksNew} new chunks`,
+    `restore point ${result.id} (${result.mode}): read ${result.bytesRead} bytes, stored ${result.bytesStored} ` +
+      `in ${result.chunksNew} new chunks`,
   );
   return capture ? { ...result, [capture.kind]: capture.details } : result;
 }

@@ -187,7 +187,9 @@ export class NbdClient {
         if (r.type === P.REP_ERR_UNKNOWN)
           throw new CofferError(
             'SOURCE_UNREADABLE',
-            `${description}: no export named ${JSON.stringify(opts.exportName ?? '')}${r.message ? ` (${r.message})` : ''}`,
+            `${description}: no export named ${JSON.stringify(opts.exportName ?? '')}${
+              r.message ? ` ` + `(${r.message})` : ''
+            }`,
             { details: { nbd: 'server-error', retryable: false } },
           );
         throw optionFailed(description, 'GO', r);
@@ -197,7 +199,8 @@ export class NbdClient {
         if (!contexts.has(w)) {
           throw new CofferError(
             'SOURCE_UNREADABLE',
-            `${description}: the server does not offer meta context ${w}${w.startsWith('qemu:dirty-bitmap:') ? ' (no such dirty bitmap on this export?)' : ''}`,
+            `${description}: the server does not offer meta ` +
+              `context ${w}${w.startsWith('qemu:dirty-bitmap:') ? ' (no such dirty bitmap on this export?)' : ''}`,
             { details: { nbd: 'server-error', retryable: false, context: w } },
           );
         }
@@ -548,7 +551,9 @@ function openSocket(
       reject(
         new CofferError(
           'SOURCE_UNREADABLE',
-          `${description}: cannot connect: ${e.code === 'ECONNREFUSED' ? 'connection refused (is the NBD server running?)' : e.message}`,
+          `${description}: cannot connect: ${
+            e.code === 'ECONNREFUSED' ? 'connection refused (is the NBD server ' + 'running?)' : e.message
+          }`,
           { details: { nbd: 'connect', retryable: true, errno: e.code }, cause: e },
         ),
       );

@@ -11,10 +11,7 @@ export class SocketReader {
   private waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: unknown) => void } | undefined;
   private failure: CofferError | undefined;
 
-  constructor(
-    private readonly socket: Socket,
-    private readonly describe: string,
-  ) {
+  constructor(socket: Socket, describe: string) {
     socket.on('data', (d: Buffer) => {
       this.chunks.push(d);
       this.buffered += d.length;

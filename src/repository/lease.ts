@@ -177,7 +177,8 @@ export class Lease {
       if (other.acquiredAt <= this.info.acquiredAt) {
         throw new CofferError(
           'LOCKED',
-          `${this.scope} is locked by ${other.operation} on ${other.host} (pid ${other.pid}) since ${new Date(other.acquiredAt).toISOString()}`,
+          `${this.scope} is locked by ${other.operation} on ${other.host} (pid ${other.pid}) ` +
+            `since ${new Date(other.acquiredAt).toISOString()}`,
           {
             hint: 'wait for it to finish; a lock of a process that died expires by itself',
             details: {

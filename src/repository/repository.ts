@@ -19,7 +19,13 @@ import {
   type RepoConfig,
   type UnsignedRepoConfig,
 } from '../format/index.js';
-import { capabilityOf, type BlobStore, type LockRequest, type RetentionInfo } from '../storage/index.js';
+import {
+  APPEND_ONLY_BLOB,
+  capabilityOf,
+  type BlobStore,
+  type LockRequest,
+  type RetentionInfo,
+} from '../storage/index.js';
 import {
   CofferError,
   HEX32,
@@ -193,6 +199,19 @@ export class Repository {
    * hence the same master key, chunk ids and ciphertexts, so `copy` moves blobs unchanged (server-side on Azure).
    * The password must open the source. Key files first, the config last (a crash leaves no half repository).
    */
+  /**
+   * Makes a new repository location append-only before anything else is written (FORMAT.md §9): the marker comes
+   * first, so the repository is never, not even for a moment, deletable. Refused where a repository already exists.
+   */
+  static async markAppendOnly(store: BlobStore): Promise<void> {
+    if (await store.stat(CONFIG_BLOB))
+      throw new CofferError('REPO_EXISTS', `a repository already exists at ${store.location}`);
+    await store.put(
+      APPEND_ONLY_BLOB,
+      Buffer.from(JSON.stringify({ appendOnly: true, since: new Date().toISOString() }) + '\n'),
+    );
+  }
+
   static async initCopyOf(
     target: BlobStore,
     source: BlobStore,

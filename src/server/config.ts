@@ -46,7 +46,7 @@ export const VcenterConfigSchema = z
     url: z
       .string()
       .regex(
-        /^vsphere:\/\/(\[[^\]]+\]|[^:/?#@\[\]]+)(:\d{1,5})?\/?$/i,
+        /^vsphere:\/\/(\[[^\]]+\]|[^:/?#@[\]]+)(:\d{1,5})?\/?$/i,
         'must be vsphere://HOST[:PORT] (no user, no VM)',
       ),
     userEnv: envName,

@@ -42,7 +42,7 @@ export class Notifier {
       );
     }
     const smtp = this.config.smtp;
-    if (smtp && smtp.events.includes(n.event)) {
+    if (smtp?.events.includes(n.event)) {
       const auth = smtp.userEnv
         ? { user: this.env[smtp.userEnv] ?? '', pass: smtp.passwordEnv ? (this.env[smtp.passwordEnv] ?? '') : '' }
         : undefined;

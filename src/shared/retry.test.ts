@@ -41,39 +41,42 @@ test('retry: retries what is retryable with the policy delays, up to the attempt
   assert.deepEqual(delays, [100, 200]);
 });
 
-test('retry: gives up after the attempts with the last failure; a non-retryable failure is thrown at once', async () => {
-  let calls = 0;
-  const given: number[] = [];
-  await assert.rejects(
-    retry(
-      { attempts: 3, delayMs: () => 1, sleep: noSleep, onGiveUp: (_e, a) => void given.push(a) },
-      async (attempt) => {
-        calls++;
-        throw new CofferError('TRANSIENT', `attempt ${attempt}`);
-      },
-    ),
-    (e: unknown) => e instanceof CofferError && e.message === 'attempt 3',
-  );
-  assert.equal(calls, 3);
-  assert.deepEqual(given, [3]);
-  calls = 0;
-  await assert.rejects(
-    retry(
-      {
-        attempts: 5,
-        delayMs: () => 1,
-        sleep: noSleep,
-        retryable: (e) => e instanceof CofferError && e.code === 'TRANSIENT',
-      },
-      async () => {
-        calls++;
-        throw new CofferError('IO', 'disk on fire');
-      },
-    ),
-    (e: unknown) => e instanceof CofferError && e.code === 'IO',
-  );
-  assert.equal(calls, 1);
-});
+test(
+  'retry: gives up after the attempts with the last failure; a non-retryable failure is thrown at ' + 'once',
+  async () => {
+    let calls = 0;
+    const given: number[] = [];
+    await assert.rejects(
+      retry(
+        { attempts: 3, delayMs: () => 1, sleep: noSleep, onGiveUp: (_e, a) => void given.push(a) },
+        async (attempt) => {
+          calls++;
+          throw new CofferError('TRANSIENT', `attempt ${attempt}`);
+        },
+      ),
+      (e: unknown) => e instanceof CofferError && e.message === 'attempt 3',
+    );
+    assert.equal(calls, 3);
+    assert.deepEqual(given, [3]);
+    calls = 0;
+    await assert.rejects(
+      retry(
+        {
+          attempts: 5,
+          delayMs: () => 1,
+          sleep: noSleep,
+          retryable: (e) => e instanceof CofferError && e.code === 'TRANSIENT',
+        },
+        async () => {
+          calls++;
+          throw new CofferError('IO', 'disk on fire');
+        },
+      ),
+      (e: unknown) => e instanceof CofferError && e.code === 'IO',
+    );
+    assert.equal(calls, 1);
+  },
+);
 
 test('retry: an abort during the backoff rejects promptly with CANCELLED and starts no further attempt', async () => {
   const ac = new AbortController();

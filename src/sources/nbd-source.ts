@@ -111,7 +111,8 @@ export class NbdSource implements BlockSource {
         (this.opts.logger ?? silentLogger).warn(
           `${this.uri}: ${(lastError as Error).message}; reconnecting (attempt ${attempt} of ${retries})`,
         );
-        await new Promise((r) => setTimeout(r, 500 * 2 ** (attempt - 1))); // 0.5, 1, 2 s: a restarting server gets 3.5 s
+        // 0.5, 1, 2 s: a restarting server gets 3.5 s
+        await new Promise((r) => setTimeout(r, 500 * 2 ** (attempt - 1)));
         try {
           await this.reconnect(this.client, op);
         } catch (e) {
@@ -174,7 +175,10 @@ function describe(address: NbdAddress, exportName: string, bitmap: string | unde
   const s = tls ? 's' : '';
   const q = bitmap ? `?bitmap=${encodeURIComponent(bitmap)}` : ''; // (never the TLS or credential parameters)
   if ('path' in address)
-    return `nbd${s}+unix:///${encodeURIComponent(exportName)}?socket=${encodeURIComponent(address.path)}${bitmap ? `&bitmap=${encodeURIComponent(bitmap)}` : ''}`;
+    return (
+      `nbd${s}+unix:///${encodeURIComponent(exportName)}?socket=${encodeURIComponent(address.path)}` +
+      `${bitmap ? `&bitmap=${encodeURIComponent(bitmap)}` : ''}`
+    );
   const host = address.host.includes(':') ? `[${address.host}]` : address.host;
   return `nbd${s}://${host}:${address.port}/${encodeURIComponent(exportName)}${q}`;
 }

@@ -94,15 +94,6 @@ export async function openSource(spec: string, opts: OpenSourceOptions = {}): Pr
       return FileSource.open(filePath);
     case 'vmdk':
       return VmdkSource.open(filePath);
-    case 'qcow2':
-    case 'vhdx':
-    case 'vpc':
-      return openWithQemuNbd(
-        filePath,
-        fmt,
-        { bitmap, logger: opts.logger, uri: bitmap ? `${uri}?bitmap=${encodeURIComponent(bitmap)}` : uri },
-        opts,
-      );
     default:
       return openWithQemuNbd(
         filePath,

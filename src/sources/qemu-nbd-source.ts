@@ -56,7 +56,7 @@ export async function openWithQemuNbd(
         new CofferError(
           'SOURCE_UNREADABLE',
           e.code === 'ENOENT'
-            ? 'qemu-nbd is not installed: it is needed to read qcow2, VHDX and VHD images'
+            ? `qemu-nbd is not installed: it is needed to read ${format} images`
             : `cannot start qemu-nbd: ${e.message}`,
           { hint: 'install qemu-utils (scripts/setup.sh does)', cause: e },
         ),
@@ -91,11 +91,28 @@ export async function openWithQemuNbd(
         throw new CofferError('SOURCE_UNREADABLE', `qemu-nbd did not open ${path} within 30 s`);
       await Promise.race([new Promise((r) => setTimeout(r, 10)), spawnError]);
     }
-    const source = await NbdSource.open(
-      { path: socket },
-      { exportName: '', bitmap: opts.bitmap, logger: opts.logger, uri: opts.uri, retries: 0 },
-      op,
-    );
+    let source: NbdSource;
+    try {
+      source = await NbdSource.open(
+        { path: socket },
+        { exportName: '', bitmap: opts.bitmap, logger: opts.logger, uri: opts.uri, retries: 0 },
+        op,
+      );
+    } catch (e) {
+      // qemu-nbd may create its socket and then fail to open the image: its own words, not "read ECONNRESET"
+      await Promise.race([exit, new Promise((r) => setTimeout(r, 1000))]);
+      const msg = stderr
+        .trim()
+        .split('\n')
+        .pop()
+        ?.replace(/^qemu-nbd: /, '');
+      if (msg)
+        throw new CofferError('SOURCE_UNREADABLE', `cannot open ${path} as ${format}: ${msg}`, {
+          details: { source: path, format },
+          cause: e,
+        });
+      throw e;
+    }
     const close = source.close.bind(source);
     source.close = async () => {
       await close();

@@ -16,24 +16,29 @@ import { ThrottledBlobStore } from './throttled-blob-store.js';
 
 const n = (s: string) => s as BlobName;
 
-test('capabilities: a backend has only its own; every wrapper forwards them; unwrap/innermost reach the backend', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'coffer-fwd-'));
-  try {
-    const local = new LocalBlobStore(dir);
-    assert.ok(capabilityOf(local, 'tempFiles'));
-    assert.equal(capabilityOf(local, 'tiers'), undefined);
-    assert.equal(capabilityOf(new MemoryBlobStore(), 'tempFiles'), undefined);
-    for (const wrapped of [
-      new AppendOnlyBlobStore(local),
-      new RetryingBlobStore(local),
-      new CachingBlobStore(local, dir),
-      new ThrottledBlobStore(local, 1e9),
-    ]) {
-      assert.ok(wrapped instanceof ForwardingBlobStore);
-      assert.equal(wrapped.unwrap(), local);
-      assert.equal(innermost(new RetryingBlobStore(wrapped)), local);
-      assert.ok(capabilityOf(wrapped, 'tempFiles'), `${wrapped.constructor.name} forwards sweepTemp`);
-      assert.equal(capabilityOf(wrapped, 'tiers'), undefined);
+test(
+  'capabilities: a backend has only its own; every wrapper forwards them; unwrap/innermost reach the ' + 'backend',
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'coffer-fwd-'));
+    try {
+      const local = new LocalBlobStore(dir);
+      assert.ok(capabilityOf(local, 'tempFiles'));
+      assert.equal(capabilityOf(local, 'tiers'), undefined);
+      assert.equal(capabilityOf(new MemoryBlobStore(), 'tempFiles'), undefined);
+      for (const wrapped of [
+        new AppendOnlyBlobStore(local),
+        new RetryingBlobStore(local),
+        new CachingBlobStore(local, dir),
+        new ThrottledBlobStore(local, 1e9),
+      ]) {
+        assert.ok(wrapped instanceof ForwardingBlobStore);
+        assert.equal(wrapped.unwrap(), local);
+        assert.equal(innermost(new RetryingBlobStore(wrapped)), local);
+        assert.ok(capabilityOf(wrapped, 'tempFiles'), `${wrapped.constructor.name} forwards sweepTemp`);
+        assert.equal(capabilityOf(wrapped, 'tiers'), undefined);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   },
 );

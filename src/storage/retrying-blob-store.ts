@@ -56,7 +56,8 @@ export class RetryingBlobStore extends ForwardingBlobStore {
             e.details.attempts = attempt;
             if (!e.hint)
               (e as { hint: string | undefined }).hint =
-                `gave up after ${attempt} attempts; the service is throttling or unreachable: try again later (committed data is intact)`;
+                `gave up after ${attempt} attempts; the service is throttling or unreachable: try again later ` +
+                `(committed data is intact)`;
           }
         },
       },

@@ -72,27 +72,27 @@ export class HttpDatastoreTransport implements DiskTransport {
     );
   }
 
-  /** The datastore files holding the disk's bytes, in disk order (the .vmdk itself for a flat file). */
+  /**
+   * The datastore files holding the disk's bytes, in disk order: the .vmdk must be a text descriptor (FLAT/VMFS
+   * extents resolved as ESXi does, vmdk-descriptor.ts). Anything else is an error, never read as if it were the disk:
+   * a sparse header (KDMV/COWD), an unrecognised file, a delta, a vSAN object or RDM (not files /folder serves), a
+   * missing extent, and (for reads) an extent file shorter than its part of the disk.
+   */
   async resolve(
     disk: Pick<VmDisk, 'fileName' | 'capacityBytes'>,
     datacenter: string,
     op: Op = {},
+    forRead = true,
   ): Promise<FileExtent[]> {
     const { datastore, path } = parseDatastorePath(disk.fileName);
-    const ctx = { datacenter };
-    const head = await this.get(ctx.datacenter, datastore, path, 0, 4095, op, true);
-    const text = head.body.toString('latin1');
-    let extents: FileExtent[];
-    if (text.startsWith('KDMV') || text.startsWith('COWD')) {
+    const head = await this.get(datacenter, datastore, path, 0, 65535, op, true);
+    const kind = sniffVmdk(head.body);
+    if (kind === 'sparse' || kind === 'cowd') {
       throw new CofferError(
-        'SOURCE_UNREADABLE',
+        'VSPHERE_TRANSPORT',
         `${disk.fileName} is a sparse VMDK: the HTTP transport reads flat disks only`,
-        { hint: 'use --transport nbd with a VDDK/nbdkit export of the disk' },
+        { hint: 'use --transport hotadd (on a proxy VM) or --transport nbd (VDDK)' },
       );
-    } else if (/^\s*#\s*Disk DescriptorFile/i.test(text)) {
-      extents = await this.descriptorExtents(text, disk, ctx.datacenter, datastore, path, op);
-    } else {
-      extents = [{ path, start: 0, length: disk.capacityBytes, fileBytes: head.total }];
     }
     if (kind !== 'descriptor') {
       throw new CofferError(
@@ -115,8 +115,9 @@ export class HttpDatastoreTransport implements DiskTransport {
     body: Readable,
     op: Op = {},
   ): Promise<string> {
-    const extents = await this.resolve(disk, datacenter, op).catch((e: unknown) => {
-      if (e instanceof CofferError && e.code === 'SOURCE_UNREADABLE' && /HTTP 404/.test(e.message)) return undefined; // a new file
+    const extents = await this.resolve(disk, datacenter, op, false).catch((e: unknown) => {
+      // a new file
+      if (e instanceof CofferError && e.code === 'SOURCE_UNREADABLE' && /HTTP 404/.test(e.message)) return undefined;
       throw e;
     });
     if (extents && extents.length !== 1)
@@ -174,36 +175,78 @@ export class HttpDatastoreTransport implements DiskTransport {
     datastore: string,
     path: string,
     op: Op,
+    forRead: boolean,
   ): Promise<FileExtent[]> {
-    const parent = /^\s*parentCID\s*=\s*"?([0-9a-f]+)"?/im.exec(text)?.[1];
-    if ((parent && parent.toLowerCase() !== 'ffffffff') || /^\s*parentFileNameHint/im.test(text)) {
+    const d = parseVmdkDescriptor(text, disk.fileName);
+    if ((d.parentCID && d.parentCID.toLowerCase() !== 'ffffffff') || d.parentFileNameHint) {
       throw new CofferError(
-        'SOURCE_UNREADABLE',
+        'VSPHERE_TRANSPORT',
         `${disk.fileName} is a delta disk (the VM has other snapshots): the HTTP transport reads flat base disks only`,
-        { hint: 'remove the other snapshots of the VM, or use --transport nbd with a VDDK export' },
+        { hint: 'remove the other snapshots of the VM, or use --transport hotadd or nbd' },
       );
     }
     const out: FileExtent[] = [];
     let start = 0;
-    for (const m of text.matchAll(/^\s*(RW|RDONLY|NOACCESS)\s+(\d+)\s+(\w+)\s+"([^"]+)"(?:\s+(\d+))?/gm)) {
-      const sectors = Number(m[2]);
-      const type = m[3]!.toUpperCase();
-      if (type !== 'FLAT' && type !== 'VMFS')
-        throw new CofferError('SOURCE_UNREADABLE', `${disk.fileName}: extent type ${type} is not readable over HTTP`, {
-          hint: 'use --transport nbd',
-        });
-      if (m[5] && Number(m[5]) !== 0)
-        throw new CofferError('SOURCE_UNREADABLE', `${disk.fileName}: extents with an offset are not supported`);
-      const file = dir + m[4]!;
-      const probe = await this.get(dc, datastore, file, 0, 0, op, true);
-      out.push({ path: file, start, length: sectors * 512, fileBytes: probe.total });
-      start += sectors * 512;
+    for (const e of d.extents) {
+      const where = resolveExtent(e.file, { datastore, path });
+      if (where.kind === 'vsan-object') {
+        throw new CofferError(
+          'VSPHERE_TRANSPORT',
+          `${disk.fileName} is on vSAN (extent ${e.file}): vCenter's /folder access cannot read vSAN objects`,
+          {
+            hint: 'use --transport hotadd (Coffer on a proxy VM in the cluster) or --transport nbd (VDDK)',
+            details: { file: disk.fileName, extent: e.file },
+          },
+        );
+      }
+      if (e.type === 'VMFSRDM' || e.type === 'VMFSRAW' || where.kind === 'device') {
+        throw new CofferError(
+          'VSPHERE_TRANSPORT',
+          `${disk.fileName} is a raw device mapping (${e.type}): not readable over /folder`,
+          { hint: 'use --transport hotadd or nbd' },
+        );
+      }
+      if (e.type !== 'FLAT' && e.type !== 'VMFS')
+        throw new CofferError(
+          'VSPHERE_TRANSPORT',
+          `${disk.fileName}: extent type ${e.type} is not readable over HTTP`,
+          { hint: 'use --transport hotadd or nbd' },
+        );
+      if (e.offsetSectors !== 0)
+        throw new CofferError('VSPHERE_DISK_LAYOUT', `${disk.fileName}: extents with an offset are not supported`);
+      if (where.datastore !== datastore)
+        throw new CofferError(
+          'VSPHERE_DISK_LAYOUT',
+          `${disk.fileName}: extent ${e.file} is on another datastore (${where.datastore})`,
+        );
+      let probe: { total: number };
+      try {
+        probe = await this.get(dc, where.datastore, where.path, 0, 0, op, true);
+      } catch (err) {
+        if (err instanceof CofferError && /HTTP 404/.test(err.message)) {
+          throw new CofferError(
+            'VSPHERE_DISK_LAYOUT',
+            `${disk.fileName}: its extent ${e.file} ([${where.datastore}] ${where.path}) cannot be found`,
+            { details: { file: disk.fileName, extent: e.file }, cause: err },
+          );
+        }
+        throw err;
+      }
+      const length = e.sectors * 512;
+      if (forRead && probe.total < length) {
+        throw new CofferError(
+          'VSPHERE_DISK_LAYOUT',
+          `${disk.fileName}: extent ${e.file} has ${probe.total} bytes, the descriptor says ${length}; refusing to ` +
+            `back up bytes that were not read`,
+          { details: { file: disk.fileName, extent: e.file, fileBytes: probe.total, extentBytes: length } },
+        );
+      }
+      out.push({ path: where.path, start, length, fileBytes: probe.total });
+      start += length;
     }
-    if (out.length === 0)
-      throw new CofferError('SOURCE_UNREADABLE', `${disk.fileName}: the descriptor lists no extents`);
     if (start < disk.capacityBytes)
       throw new CofferError(
-        'SOURCE_UNREADABLE',
+        'VSPHERE_DISK_LAYOUT',
         `${disk.fileName}: the extents cover ${start} bytes of a ${disk.capacityBytes}-byte disk`,
       );
     return out;
@@ -317,17 +360,19 @@ class HttpDiskReader implements DiskReader {
       if (!ext) throw new CofferError('SOURCE_UNREADABLE', `read at ${pos} is outside the disk`);
       const inExt = Math.min(length - done, ext.start + ext.length - pos);
       const fileOff = pos - ext.start;
-      const avail = Math.max(0, Math.min(inExt, ext.fileBytes - fileOff));
-      if (avail > 0) {
-        const { body } = await this.t.get(this.dc, this.ds, ext.path, fileOff, fileOff + avail - 1, op);
-        if (body.length !== avail)
-          throw new CofferError(
-            'SOURCE_UNREADABLE',
-            `${ext.path}: short read at ${fileOff} (${body.length} of ${avail} bytes); did the file shrink?`,
-          );
-        body.copy(into, done);
-      }
-      if (avail < inExt) into.fill(0, done + avail, done + inExt); // past the end of a short file: zeros
+      // never zeros for bytes that were not read: a file that ended early fails the backup
+      if (fileOff + inExt > ext.fileBytes)
+        throw new CofferError(
+          'VSPHERE_DISK_LAYOUT',
+          `${ext.path}: the file has ${ext.fileBytes} bytes, the disk needs ${fileOff + inExt}`,
+        );
+      const { body } = await this.t.get(this.dc, this.ds, ext.path, fileOff, fileOff + inExt - 1, op);
+      if (body.length !== inExt)
+        throw new CofferError(
+          'VSPHERE_DISK_LAYOUT',
+          `${ext.path}: short read at ${fileOff} (${body.length} of ${inExt} bytes); did the file shrink?`,
+        );
+      body.copy(into, done);
       done += inExt;
     }
   }
@@ -356,7 +401,11 @@ export class NbdDiskTransport implements DiskTransport {
       .replace(/\{index\}/g, String(index))
       .replace(/\{key\}/g, String(disk.key))
       .replace(/\{file\}/g, encodeURIComponent(disk.fileName))
-      .replace(/\{name\}/g, encodeURIComponent(disk.fileName.replace(/^.*[\/\]]\s*/, '')));
+      .replace(/\{name\}/g, encodeURIComponent(disk.fileName.replace(/^.*[/\]]\s*/, '')))
+      .replace(
+        /\{flat\}/g,
+        encodeURIComponent(disk.fileName.replace(/^.*[/\]]\s*/, '').replace(/\.vmdk$/i, '-flat.vmdk')),
+      );
     const u = parseNbdUri(spec);
     if (u.tls) throw new CofferError('USAGE', 'nbds:// is not supported as a vSphere transport yet');
     const src = await NbdSource.open(u.address, { exportName: u.exportName, logger: this.logger }, op);
@@ -364,7 +413,8 @@ export class NbdDiskTransport implements DiskTransport {
       await src.close();
       throw new CofferError(
         'SOURCE_UNREADABLE',
-        `NBD export ${spec} has ${src.sizeBytes} bytes but disk ${disk.key} (${disk.fileName}) has ${disk.capacityBytes}`,
+        `NBD export ${spec} has ${src.sizeBytes} bytes but disk ${disk.key} (${disk.fileName}) ` +
+          `has ${disk.capacityBytes}`,
       );
     }
     return { description: src.uri, read: (o, l, into, op2) => src.read(o, l, into, op2), close: () => src.close() };

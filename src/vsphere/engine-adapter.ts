@@ -21,13 +21,11 @@ export function vsphereVmSource(vmb: VsphereVmBackup) {
     consistency: vmb.consistency,
     vmConfig: vmb.vmConfig as unknown as Record<string, unknown>,
     finish() {
-      finished ??= vmb
-        .close()
-        .then(({ snapshotRemoved }) => ({
-          kind: 'vsphere',
-          cleanedUp: snapshotRemoved,
-          details: { ...vmb.report(), snapshotRemoved },
-        }));
+      finished ??= vmb.close().then(({ snapshotRemoved }) => ({
+        kind: 'vsphere',
+        cleanedUp: snapshotRemoved,
+        details: { ...vmb.report(), snapshotRemoved },
+      }));
       return finished;
     },
   };
@@ -60,13 +58,15 @@ export function vsphereRestoreTargetOpener(
       if (cfg.disks.length !== manifest.disks.length)
         throw new CofferError(
           'CORRUPT',
-          `restore point ${pointId}: the stored configuration lists ${cfg.disks.length} disks, the manifest ${manifest.disks.length}`,
+          `restore point ${pointId}: the stored configuration lists ${cfg.disks.length} disks, the ` +
+            `manifest ${manifest.disks.length}`,
         );
       for (const [i, d] of cfg.disks.entries()) {
         if (d.capacityBytes !== manifest.disks[i]!.sizeBytes)
           throw new CofferError(
             'CORRUPT',
-            `restore point ${pointId}: disk ${i} is ${manifest.disks[i]!.sizeBytes} bytes, its stored configuration says ${d.capacityBytes}`,
+            `restore point ${pointId}: disk ${i} is ${manifest.disks[i]!.sizeBytes} bytes, its stored configuration ` +
+              `says ${d.capacityBytes}`,
           );
       }
       return open(cfg, { ...opts, signal: op.signal });

@@ -72,7 +72,8 @@ export class HttpsClient {
     const pin = this.pin;
     const agent = new https.Agent({ keepAlive: true, maxSockets: 16, rejectUnauthorized: !tlsPolicy.insecure && !pin });
     if (pin) {
-      // Node's http Agent accepts an asynchronous createConnection (callback form): the socket is used only once verified.
+      // Node's http Agent accepts an asynchronous createConnection (callback form): the socket is used only once
+      // verified.
       (agent as unknown as { createConnection: unknown }).createConnection = (
         options: tls.ConnectionOptions,
         cb: (err: Error | null, s?: Duplex) => void,
@@ -98,7 +99,8 @@ export class HttpsClient {
             cb(
               new CofferError(
                 'VSPHERE_TLS',
-                `the certificate of ${host}:${port} has the fingerprint ${formatFingerprint(actual) || '(none)'}, not the pinned ${formatFingerprint(pin)}`,
+                `the certificate of ${host}:${port} has the fingerprint ${formatFingerprint(actual) || '(none)'}, ` +
+                  `not the pinned ${formatFingerprint(pin)}`,
                 { hint: 'if the vCenter certificate was replaced on purpose, pass its new --thumbprint' },
               ),
             );

@@ -7,7 +7,8 @@ import type { VimClient } from './vim-client.js';
 import { MoRef, parseXml } from './xml.js';
 
 const obj = (id: string) =>
-  `<objects><obj type="VirtualMachine">${id}</obj><propSet><name>name</name><val xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="xsd:string">n-${id}</val></propSet></objects>`;
+  `<objects><obj type="VirtualMachine">${id}</obj><propSet><name>name</name><val ` +
+  `xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="xsd:string">n-${id}</val></propSet></objects>`;
 
 function client(pages: string[]) {
   const calls: [string, unknown][] = [];

@@ -13,7 +13,70 @@ import { MoRef } from './xml.js';
 
 export const SNAPSHOT_PREFIX = 'coffer-';
 const SNAPSHOT_DESCRIPTION =
-  'Created by Coffer for a backup and removed when it ends. A leftover one (from a killed backup) is removed by the next Coffer backup of this VM.';
+  'Created by Coffer for a backup and removed when it ends. A leftover one (from a killed backup) is removed by the ' +
+  'next Coffer backup of this VM once its owner is gone or its lease ran out.';
+/** How long a Coffer snapshot of another (or unknown) process is left alone (default 24 h; COFFER_SNAPSHOT_LEASE_S). */
+export const DEFAULT_SNAPSHOT_LEASE_S = 24 * 3600;
+
+/** Who made a Coffer snapshot, written into its description (vSphere keeps up to 4 KiB there). */
+export interface SnapshotOwner {
+  host: string;
+  pid: number;
+  job: string;
+  started: string;
+  leaseS: number;
+}
+
+export function ownerLine(o: SnapshotOwner): string {
+  return (
+    `coffer-owner: host=${encodeURIComponent(o.host)} pid=${o.pid} job=${encodeURIComponent(o.job)} ` +
+    `started=${o.started} lease-s=${o.leaseS}`
+  );
+}
+
+export function parseOwner(description: string): SnapshotOwner | undefined {
+  const m = /coffer-owner: host=(\S+) pid=(\d+) job=(\S*) started=(\S+) lease-s=(\d+)/.exec(description);
+  if (!m) return undefined;
+  try {
+    return {
+      host: decodeURIComponent(m[1]!),
+      pid: Number(m[2]),
+      job: decodeURIComponent(m[3]!),
+      started: m[4]!,
+      leaseS: Number(m[5]),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether a Coffer snapshot found on a VM is an orphan to remove: one of this host's processes that is gone, or any
+ * whose lease ran out; a snapshot of a live process (or of another host, within its lease) is left alone.
+ * Snapshots without an owner line (older Coffer versions) are orphans.
+ */
+export function isOrphan(
+  description: string,
+  now: Date,
+  self: { host: string; alive: (pid: number) => boolean },
+): boolean {
+  const o = parseOwner(description);
+  if (!o) return true;
+  const started = Date.parse(o.started);
+  if (!Number.isFinite(started) || started + o.leaseS * 1000 <= now.getTime()) return true;
+  if (o.host === self.host) return !self.alive(o.pid);
+  return false;
+}
+
+function pidAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 export interface VmBackupOptions extends Op {
   /** Quiesce the guest when VMware Tools runs (default true; --no-quiesce turns it off). */
@@ -66,7 +129,8 @@ export async function openVmBackup(
   let cbtEnabledNow = false;
   if (!vm.config.changeTrackingEnabled) {
     logger.warn(
-      `VM ${vm.name}: changed block tracking (CBT) is off; turning it on. This backup reads every allocated block; the next one can be incremental.`,
+      `VM ${vm.name}: changed block tracking (CBT) is off; turning it on. This backup reads every allocated block; ` +
+        `the next one can be incremental.`,
     );
     await runTask(
       client,
@@ -108,15 +172,23 @@ export async function openVmBackup(
   const snapshotName = `${SNAPSHOT_PREFIX}${randomUUID()}`;
   let snapshot: MoRef;
   try {
+    const owner: SnapshotOwner = {
+      host: self.host,
+      pid: process.pid,
+      job: opts.job ?? 'cli',
+      started: new Date().toISOString(),
+      leaseS: opts.snapshotLeaseS ?? DEFAULT_SNAPSHOT_LEASE_S,
+    };
+    const description = `${SNAPSHOT_DESCRIPTION}\n${ownerLine(owner)}`;
     const result = await runTask(
       client,
       'CreateSnapshot_Task',
       vm.ref,
-      { name: snapshotName, description: SNAPSHOT_DESCRIPTION, memory: false, quiesce },
+      { name: snapshotName, description, memory: false, quiesce },
       `creating snapshot ${snapshotName} of ${vm.name}`,
       task,
     );
-    if (!result || !result.attrs['type'])
+    if (!result?.attrs['type'])
       throw new CofferError('VSPHERE_FAULT', 'CreateSnapshot_Task returned no snapshot', {
         details: { protocol: true },
       });
@@ -161,16 +233,31 @@ export async function openVmBackup(
       }
     }
     logger.warn(
-      `VM ${vm.name}: snapshot ${snapshotName} is still on the VM; the next Coffer backup removes it (or delete it in vCenter)`,
+      `VM ${vm.name}: snapshot ${snapshotName} is still on the VM; the next Coffer backup removes it (or delete it ` +
+        `in vCenter)`,
     );
     return { snapshotRemoved: false };
   };
 
   const opened: VsphereDiskSource[] = [];
   try {
-    const snapCfg = parseConfigInfo(
+    const fullCfg = parseConfigInfo(
       need((await retrieveOne(client, snapshot, ['config'], opts)).props.get('config'), 'snapshot config'),
     );
+    const skipped: { key: number; fileName: string; reason: string }[] = [];
+    for (const d of fullCfg.disks) {
+      const why = unsnapshottable(d);
+      if (why) {
+        logger.warn(`VM ${vm.name}: skipping disk ${d.key} (${d.fileName}): ${why}; back it up from inside the guest`);
+        skipped.push({ key: d.key, fileName: d.fileName, reason: why });
+      }
+    }
+    const snapCfg = { ...fullCfg, disks: fullCfg.disks.filter((d) => !unsnapshottable(d)) };
+    if (snapCfg.disks.length === 0)
+      throw new CofferError(
+        'VSPHERE_DISK_LAYOUT',
+        `VM ${vm.name} has no disk a snapshot can capture (${skipped.map((s) => s.reason).join('; ')})`,
+      );
     const config = toStoredConfig(vm, snapCfg, inv, { quiesced: quiesce, snapshotName });
     const ctx = { datacenter: vm.datacenter?.name ?? '', vmName: vm.name };
     if (!ctx.datacenter) throw new CofferError('VSPHERE_FAULT', `cannot find the datacenter of VM ${vm.name}`);
@@ -179,7 +266,8 @@ export async function openVmBackup(
       if (!disk.fileName)
         throw new CofferError(
           'SOURCE_UNREADABLE',
-          `disk ${disk.key} of ${vm.name} has no file backing (${disk.backingType || 'unknown'}); RDMs and other backings are not supported`,
+          `disk ${disk.key} of ${vm.name} has no file backing (${disk.backingType || 'unknown'}); RDMs and other ` +
+            `backings are not supported`,
         );
       parseDatastorePath(disk.fileName);
       const reader = await opts.transport.open(disk, i, ctx, opts);

@@ -130,7 +130,9 @@ export function parseStoredConfig(v: Record<string, unknown> | undefined, pointI
       'NOT_FOUND',
       `restore point ${pointId} holds no VM configuration (it was not backed up from vSphere)`,
       {
-        hint: 'restore its disks with --disk N --target FILE, or to a datastore with --disk N --to vsphere://HOST/ --datastore DS --path DIR/FILE.vmdk',
+        hint:
+          'restore its disks with --disk N --target FILE, or to a datastore with --disk N --to vsphere://HOST/ ' +
+          '--datastore DS --path DIR/FILE.vmdk',
       },
     );
   }

@@ -64,7 +64,8 @@ export async function prepareVmRestore(
   if (ds.length === 0)
     throw new CofferError(
       'NOT_FOUND',
-      `no datastore ${JSON.stringify(opts.datastore)} in vCenter (have ${inv.datastores.map((d) => d.name).join(', ') || 'none'})`,
+      `no datastore ${JSON.stringify(opts.datastore)} in vCenter ` +
+        `(have ${inv.datastores.map((d) => d.name).join(', ') || 'none'})`,
     );
   if (ds.length > 1)
     throw new CofferError('AMBIGUOUS', `datastore name ${opts.datastore} exists in several datacenters`);
@@ -89,7 +90,8 @@ export async function prepareVmRestore(
     if (disks.length !== cfg.disks.length || disks.some((d, i) => d.capacityBytes !== cfg.disks[i]!.capacityBytes)) {
       throw new CofferError(
         'TARGET_UNWRITABLE',
-        `VM ${opts.name} has disks of ${disks.map((d) => d.capacityBytes).join(', ') || 'no'} bytes; the restore point has ${cfg.disks.map((d) => d.capacityBytes).join(', ')}`,
+        `VM ${opts.name} has disks of ${disks.map((d) => d.capacityBytes).join(', ') || 'no'} bytes; the restore ` +
+          `point has ${cfg.disks.map((d) => d.capacityBytes).join(', ')}`,
         { hint: 'restore as a new VM instead' },
       );
     }
@@ -167,9 +169,10 @@ export async function prepareVmRestore(
   }
   for (const n of cfg.nics) {
     const net = inv.networks.find((x) => x.name === n.network && inDc(x));
-    if (!net || net.ref.type !== 'Network') {
+    if (net?.ref.type !== 'Network') {
       warnings.push(
-        `NIC ${n.type} on ${n.network ?? 'an unknown network'} was not re-created (${net ? 'distributed port groups are not supported yet' : 'no such network here'}); add it in vCenter`,
+        `NIC ${n.type} on ${n.network ?? 'an unknown network'} was not re-created ` +
+          `(${net ? 'distributed port groups are not supported yet' : 'no such network here'}); add it in vCenter`,
       );
       continue;
     }

@@ -57,8 +57,12 @@ export interface VsphereVmBackup {
 export async function openVsphereBackup(spec: string, opts: VsphereBackupOptions): Promise<VsphereVmBackup> {
   const url = parseVsphereUrl(spec);
   if (!url.vm) throw new CofferError('USAGE', `${url.display}: name the VM to back up (vsphere://HOST[:PORT]/VM)`);
-  if (opts.transport === 'nbd' && !opts.nbdUrl)
-    throw new CofferError('USAGE', '--transport nbd needs --nbd-url nbd://HOST:PORT/{index}');
+  if (opts.transport === 'nbd' && !opts.nbdUrl && !opts.vddkLibdir)
+    throw new CofferError(
+      'USAGE',
+      '--transport nbd needs --vddk-libdir DIR (VMware VDDK, one nbdkit vddk per disk) or --nbd-url ' +
+        'nbd://HOST:PORT/{index}',
+    );
   const client = await connectVsphere(url, { tls: opts.tls, env: opts.env, logger: opts.logger, signal: opts.signal });
   try {
     const inv = await loadInventory(client, opts);

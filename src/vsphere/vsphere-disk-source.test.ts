@@ -20,7 +20,9 @@ function source(
       assert.equal(method, 'QueryChangedDiskAreas');
       calls.push([args['startOffset'] as number, args['changeId'] as string]);
       return parseXml(
-        `<QueryChangedDiskAreasResponse><returnval>${reply(args['startOffset'] as number, args['changeId'] as string)}</returnval></QueryChangedDiskAreasResponse>`,
+        `<QueryChangedDiskAreasResponse><returnval>` +
+          `${reply(args['startOffset'] as number, args['changeId'] as string)}` +
+          `</returnval></QueryChangedDiskAreasResponse>`,
       );
     },
   } as unknown as VimClient;
@@ -104,23 +106,27 @@ test('hostile replies are VSPHERE_FAULT (protocol), never a hang or a read outsi
   }
 });
 
-test('a fault on the previous changeId becomes changeTrackingUnusable (the engine then reads in full); "*" faults read the whole disk', async () => {
-  const faulty = {
-    async invoke() {
-      throw new CofferError('VSPHERE_FAULT', 'vCenter QueryChangedDiskAreas failed: InvalidArgument: changeId', {
-        details: { fault: 'InvalidArgument' },
-      });
-    },
-  } as unknown as VimClient;
-  const { src } = source(64 * KiB, () => '');
-  (src as unknown as { o: { client: VimClient } }).o.client = faulty;
-  await assert.rejects(
-    collect(src.changeTracking!.changedExtents(undefined, 'old')),
-    (e: unknown) => e instanceof CofferError && e.details.changeTrackingUnusable === true,
-  );
-  assert.deepEqual(await collect(src.dataExtents()), [{ offset: 0, length: 64 * KiB }]);
-  // no changeId at all: no change tracking, the whole disk is data
-  const none = source(64 * KiB, () => '', null).src;
-  assert.equal(none.changeTracking, undefined);
-  assert.deepEqual(await collect(none.dataExtents()), [{ offset: 0, length: 64 * KiB }]);
-});
+test(
+  'a fault on the previous changeId becomes changeTrackingUnusable (the engine then reads in full); "*" faults ' +
+    'read the whole disk',
+  async () => {
+    const faulty = {
+      async invoke() {
+        throw new CofferError('VSPHERE_FAULT', 'vCenter QueryChangedDiskAreas failed: InvalidArgument: changeId', {
+          details: { fault: 'InvalidArgument' },
+        });
+      },
+    } as unknown as VimClient;
+    const { src } = source(64 * KiB, () => '');
+    (src as unknown as { o: { client: VimClient } }).o.client = faulty;
+    await assert.rejects(
+      collect(src.changeTracking!.changedExtents(undefined, 'old')),
+      (e: unknown) => e instanceof CofferError && e.details.changeTrackingUnusable === true,
+    );
+    assert.deepEqual(await collect(src.dataExtents()), [{ offset: 0, length: 64 * KiB }]);
+    // no changeId at all: no change tracking, the whole disk is data
+    const none = source(64 * KiB, () => '', null).src;
+    assert.equal(none.changeTracking, undefined);
+    assert.deepEqual(await collect(none.dataExtents()), [{ offset: 0, length: 64 * KiB }]);
+  },
+);

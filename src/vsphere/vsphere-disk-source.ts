@@ -121,7 +121,8 @@ export class VsphereDiskSource implements BlockSource {
           }
           throw new CofferError(
             'VSPHERE_FAULT',
-            `QueryChangedDiskAreas reported an area [${s}, +${l}) outside [${start}, +${length}) of a ${size}-byte disk`,
+            `QueryChangedDiskAreas reported an area [${s}, +${l}) outside [${start}, +${length}) of a ${size}-byte ` +
+              `disk`,
             { details: { protocol: true } },
           );
         }

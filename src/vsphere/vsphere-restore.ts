@@ -104,7 +104,7 @@ export async function uploadToDatastore(
   try {
     const inv = await loadInventory(client, opts, { vmConfig: false });
     const ds = inv.datastores.find((d) => d.name === opts.datastore);
-    if (!ds || !ds.datacenter)
+    if (!ds?.datacenter)
       throw new CofferError('NOT_FOUND', `no datastore ${JSON.stringify(opts.datastore)} in vCenter`);
     const path = opts.path.replace(/^\/+/, '');
     if (!path || path.split('/').some((p) => p === '..' || p === ''))

@@ -23,7 +23,8 @@ export function parseVsphereUrl(spec: string): VsphereUrl {
   if (!m)
     throw new CofferError(
       'USAGE',
-      `invalid vSphere URL ${JSON.stringify(spec.replace(/\/\/[^@/]*@/, '//***@'))} (expected vsphere://HOST[:PORT][/VM])`,
+      `invalid vSphere URL ${JSON.stringify(spec.replace(/\/\/[^@/]*@/, '//***@'))} (expected ` +
+        `vsphere://HOST[:PORT][/VM])`,
     );
   const port = m[3] ? Number(m[3]) : 443;
   if (port < 1 || port > 65535) throw new CofferError('USAGE', `invalid port in ${spec}`);
@@ -73,7 +74,8 @@ export async function connectVsphere(url: VsphereUrl, opts: ConnectOptions): Pro
   if (!user || password === undefined) {
     throw new CofferError(
       'USAGE',
-      'no vCenter credentials: set COFFER_VSPHERE_USER and COFFER_VSPHERE_PASSWORD (or put user:password@ in the vsphere:// URL)',
+      'no vCenter credentials: set COFFER_VSPHERE_USER and COFFER_VSPHERE_PASSWORD (or put user:password@ in the ' +
+        'vsphere:// URL)',
     );
   }
   return VimClient.connect(

@@ -5,7 +5,9 @@ import { LocalBlobStore } from '../../src/storage/index.js';
 
 export * from '../../src/fs/testing/images.js';
 
-/** The chunk blob file (repository-relative path under repoDir) holding byte `offset` of disk `disk` of a restore point. */
+/**
+ * The chunk blob file (repository-relative path under repoDir) holding byte `offset` of disk `disk` of a restore point.
+ */
 export async function chunkFileAt(
   repoDir: string,
   password: string,

@@ -99,7 +99,8 @@ export function startNbdkit(
   pluginArgs: string[],
   filters: string[] = [],
 ): Daemon {
-  const pidFile = join(dir, `nbdkit-${port}-${++nbdkitRuns}.pid`); // unique: a restart on the same port must not read a stale file
+  // unique: a restart on the same port must not read a stale file
+  const pidFile = join(dir, `nbdkit-${port}-${++nbdkitRuns}.pid`);
   const args = [
     '--ipv4-only',
     '-i',

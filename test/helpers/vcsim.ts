@@ -22,7 +22,6 @@ import {
   renameSync,
   rmSync,
   statSync,
-  truncateSync,
 } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -526,8 +525,10 @@ export async function vcLogin(vc: Vcsim, username = vc.username, password = vc.p
   const envelope = `<userName>${xmlEscape(username)}</userName><password>${xmlEscape(password)}</password>`;
   // Login sets the cookie: do the request by hand to read Set-Cookie
   const body =
-    '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>' +
-    `<Login xmlns="urn:vim25">${moref('_this', 'SessionManager', sm)}${envelope}</Login></soapenv:Body></soapenv:Envelope>`;
+    '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope ' +
+    'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>' +
+    `<Login xmlns="urn:vim25">${moref('_this', 'SessionManager', sm)}${envelope}</Login>` +
+    '</soapenv:Body></soapenv:Envelope>';
   const r = await vcRequest(vc, 'POST', new URL(vc.url).pathname, {
     headers: { 'content-type': 'text/xml; charset=utf-8', soapaction: 'urn:vim25/7.0' },
     body,
@@ -595,7 +596,7 @@ export async function createSnapshot(
   s: VcSession,
   vmRef: string,
   name: string,
-  opts: { memory?: boolean; quiesce?: boolean } = {},
+  opts: { memory?: boolean; quiesce?: boolean; description?: string } = {},
 ): Promise<string> {
   const xml = await soapCall(
     s.vc,
@@ -603,7 +604,9 @@ export async function createSnapshot(
     'CreateSnapshot_Task',
     'VirtualMachine',
     vmRef,
-    `<name>${xmlEscape(name)}</name><memory>${opts.memory ?? false}</memory><quiesce>${opts.quiesce ?? false}</quiesce>`,
+    `<name>${xmlEscape(name)}</name>` +
+      `${opts.description !== undefined ? `<description>${xmlEscape(opts.description)}</description>` : ''}` +
+      `<memory>${opts.memory ?? false}</memory><quiesce>${opts.quiesce ?? false}</quiesce>`,
   );
   const info = await waitTask(s, xmlText(xml, 'returnval')!);
   const snap = xmlText(info, 'result');
@@ -651,7 +654,9 @@ export interface DiskBacking {
   parentFileName?: string;
 }
 
-/** The virtual disks of a VM ("VirtualMachine") or of a snapshot ("VirtualMachineSnapshot") from config.hardware.device. */
+/**
+ * The virtual disks of a VM ("VirtualMachine") or of a snapshot ("VirtualMachineSnapshot") from config.hardware.device.
+ */
 export async function listDisks(
   s: VcSession,
   type: 'VirtualMachine' | 'VirtualMachineSnapshot',
@@ -746,7 +751,8 @@ export async function queryChangedDiskAreas(
 ): Promise<DiskChangeInfo> {
   const args =
     (snapRef ? moref('snapshot', 'VirtualMachineSnapshot', snapRef) : '') +
-    `<deviceKey>${deviceKey}</deviceKey><startOffset>${startOffset}</startOffset><changeId>${xmlEscape(changeId)}</changeId>`;
+    `<deviceKey>${deviceKey}</deviceKey><startOffset>${startOffset}</startOffset>` +
+    `<changeId>${xmlEscape(changeId)}</changeId>`;
   const xml = await soapCall(s.vc, s, 'QueryChangedDiskAreas', 'VirtualMachine', vmRef, args);
   const ret = xmlText(xml, 'returnval') ?? '';
   const areas = xmlAll(ret, 'changedArea').map((a) => ({
@@ -816,24 +822,24 @@ function folderHeaders(vc: Vcsim, auth: FolderAuth | undefined): Record<string, 
   return { cookie: `vmware_soap_session=${a.cookie}` };
 }
 
-/** Replaces the disk's content (PUT /folder: a full rewrite of the file). Pass capacity-sized data to keep ranged reads valid. */
-export async function uploadDisk(
-  vc: Vcsim,
-  disk: Pick<VcsimDisk, 'path' | 'datastore' | 'dcPath'>,
-  data: Buffer,
-  auth?: FolderAuth,
-): Promise<void> {
-  const r = await vcRequest(vc, 'PUT', folderPath(disk), {
+type DiskRef = Pick<VcsimDisk, 'path' | 'datastore' | 'dcPath'> & { dataPath?: string | undefined };
+
+/**
+ * Replaces the disk's content (PUT /folder of its -flat.vmdk: a full rewrite). Pass capacity-sized data to keep ranged
+ * reads valid.
+ */
+export async function uploadDisk(vc: Vcsim, disk: DiskRef, data: Buffer, auth?: FolderAuth): Promise<void> {
+  const r = await vcRequest(vc, 'PUT', dataFolderPath(vc, disk), {
     body: data,
     headers: { 'content-type': 'application/octet-stream', ...folderHeaders(vc, auth) },
   });
   if (r.status !== 200 && r.status !== 201) throw new Error(`vcsim: PUT ${disk.path}: HTTP ${r.status}`);
 }
 
-/** Reads the disk's content (GET /folder), optionally a byte range [start, end). */
+/** Reads the disk's content (GET /folder of its -flat.vmdk), optionally a byte range [start, end). */
 export async function downloadDisk(
   vc: Vcsim,
-  disk: Pick<VcsimDisk, 'path' | 'datastore' | 'dcPath'>,
+  disk: DiskRef,
   range?: { start: number; end: number },
   auth?: FolderAuth,
 ): Promise<Buffer> {
@@ -926,6 +932,8 @@ export async function addDisk(s: VcSession, vmRef: string, sizeBytes: number, fi
     datastore: dsName,
     path: rel,
     localPath: local,
+    dataLocalPath: data,
+    dataPath: dataPathOf(s.vc, dsName, data),
     capacityBytes: sizeBytes,
     dcPath,
   };

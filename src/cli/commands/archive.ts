@@ -52,7 +52,8 @@ export function archiveCommand(program: Command, kit: CommandKit): void {
       if (o.json) write(JSON.stringify({ points, tier, ...r }) + '\n');
       else
         write(
-          `${points.length} restore point(s): ${r.moved} chunk(s) moved to ${tier}, ${r.already} already there, ${r.shared} kept (shared with other points)\n`,
+          `${points.length} restore point(s): ${r.moved} chunk(s) moved to ${tier}, ${r.already} already ` +
+            `there, ${r.shared} kept (shared with other points)\n`,
         );
     });
 
@@ -102,7 +103,8 @@ export function archiveCommand(program: Command, kit: CommandKit): void {
       if (o.json) write(JSON.stringify({ points, ...r }) + '\n');
       else
         write(
-          `rehydration started for ${r.started} chunk(s) (${r.pending} already pending, ${r.online} online), priority ${r.priority}: ${r.estimate}\n`,
+          `rehydration started for ${r.started} chunk(s) (${r.pending} already pending, ${r.online} online), ` +
+            `priority ${r.priority}: ${r.estimate}\n`,
         );
     });
 }

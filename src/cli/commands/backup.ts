@@ -35,7 +35,8 @@ export function backupCommand(program: Command, kit: CommandKit): void {
   addTlsOptions(kit.common(program.command('backup').description('back up the disks of a VM into one restore point')))
     .argument(
       '<source...>',
-      'disks in order: image paths or file:// URLs (raw, vmdk, qcow2, vhdx, vhd), nbd://HOST:PORT/EXPORT[?bitmap=NAME]; or one vsphere://HOST[:PORT]/VM (all its disks)',
+      'disks in order: image paths or file:// URLs (raw, vmdk, qcow2, vhdx, vhd), ' +
+        'nbd://HOST:PORT/EXPORT[?bitmap=NAME]; or one vsphere://HOST[:PORT]/VM (all its disks)',
     )
     .option(
       '--vm <name>',
@@ -45,10 +46,33 @@ export function backupCommand(program: Command, kit: CommandKit): void {
     .option('--verify-cbt', 'with change tracking: read every chunk anyway and report changes it missed')
     .option('--timeout <seconds>', 'NBD request timeout', '30')
     .option('--no-quiesce', 'vsphere: do not quiesce the guest (crash-consistent snapshot) even when VMware Tools runs')
-    .addOption(new Option('--transport <kind>', 'vsphere: how disks are read').choices(['http', 'nbd']).default('http'))
+    .addOption(
+      new Option(
+        '--transport <kind>',
+        'vsphere: how disks are read (auto: hotadd on a proxy VM, else nbd with --vddk-libdir, else http; vSAN ' +
+          'needs hotadd or nbd)',
+      )
+        .choices(['auto', 'http', 'nbd', 'hotadd'])
+        .default('auto'),
+    )
+    .option(
+      '--vddk-libdir <dir>',
+      'vsphere --transport nbd/auto: VMware VDDK directory; Coffer runs one nbdkit vddk per disk',
+    )
+    .option(
+      '--proxy-vm <name>',
+      "vsphere --transport hotadd: the VM Coffer runs in (default: found by this machine's SMBIOS UUID)",
+    )
     .option(
       '--nbd-url <template>',
-      'vsphere --transport nbd: NBD export of each disk, {index} {key} {file} {name} substituted (e.g. nbd://127.0.0.1:10809/{index})',
+      'vsphere --transport nbd: NBD export of each disk, {index} {key} {file} {name} {flat} substituted (e.g. ' +
+        'nbd://127.0.0.1:10809/{index})',
+    )
+    .addOption(
+      new Option(
+        '--format <format>',
+        'image sources: take the bytes as they are (raw), whatever container or encryption their magic shows',
+      ).choices(['raw']),
     )
     .action(async (sources: string[], o: BackupOpts) => {
       const logger = kit.logger(o);
@@ -87,7 +111,7 @@ function diskSource(
   return {
     open: (op) =>
       openDiskSet(
-        sources.map((s) => () => kit.deps.openSource(s, { logger, signal, timeoutMs })),
+        sources.map((s) => () => kit.deps.openSource(s, { logger, signal, timeoutMs, format: o.format })),
         op,
       ),
   };
@@ -130,7 +154,10 @@ function printOutcome(kit: CommandKit, o: BackupOpts, { result, capture }: Backu
         snapshotRemoved: boolean;
       };
       kit.write(
-        `  vSphere: VM ${v.vm} (${v.moref}), snapshot ${v.snapshot} ${v.quiesced ? 'quiesced' : 'crash-consistent'}, ${v.snapshotRemoved ? 'removed' : 'NOT REMOVED'}${v.cbtEnabledNow ? '; CBT was enabled now (this backup is full)' : ''}\n`,
+        `  vSphere: VM ${v.vm} (${v.moref}), ` +
+          `snapshot ${v.snapshot} ${v.quiesced ? 'quiesced' : 'crash-consistent'}, ` +
+          `${v.snapshotRemoved ? 'removed' : 'NOT REMOVED'}` +
+          `${v.cbtEnabledNow ? '; CBT was enabled now (this backup is full)' : ''}\n`,
       );
     }
   }

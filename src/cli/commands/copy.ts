@@ -70,7 +70,13 @@ async function copy(kit: CommandKit, ids: string[], o: CopyOpts): Promise<void> 
       const r = e.point;
       if (!o.json && !o.quiet) {
         deps.stderr.write(
-          `${r.id.slice(0, 8)} ${r.vm}: ${r.status === 'present' ? 'already in the target' : `copied (${r.chunksCopied} chunks copied, ${r.chunksPresent} present, ${formatBytes(r.bytesUploaded)} uploaded${r.serverSide ? `, ${r.serverSide} copied server-side` : ''})`}\n`,
+          `${r.id.slice(0, 8)} ${r.vm}: ${
+            r.status === 'present'
+              ? 'already in the target'
+              : `copied ` +
+                `(${r.chunksCopied} chunks copied, ${r.chunksPresent} present, ${formatBytes(r.bytesUploaded)} ` +
+                `uploaded${r.serverSide ? `, ${r.serverSide} copied server-side` : ''})`
+          }\n`,
         );
       }
     },
@@ -79,6 +85,7 @@ async function copy(kit: CommandKit, ids: string[], o: CopyOpts): Promise<void> 
   if (o.json) kit.writeJson({ from: from.location, to: to.location, ...result });
   else
     kit.write(
-      `copied ${result.points.filter((p) => p.status === 'copied').length} restore point(s) (${result.mode}) in ${formatDuration(result.durationMs)}\n`,
+      `copied ${result.points.filter((p) => p.status === 'copied').length} restore point(s) (${result.mode}) ` +
+        `in ${formatDuration(result.durationMs)}\n`,
     );
 }

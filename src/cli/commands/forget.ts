@@ -56,14 +56,17 @@ export function forgetCommand(program: Command, kit: CommandKit): void {
       const verb = report.dryRun ? 'would remove' : 'removed';
       for (const k of report.kept)
         write(
-          `keep    ${k.id.slice(0, 8)}  ${k.time.slice(0, 19).replace('T', ' ')}  ${k.vm}  (${k.reasons.join(', ')}${k.lockedUntil ? ` until ${k.lockedUntil}` : ''})\n`,
+          `keep    ${k.id.slice(0, 8)}  ${k.time.slice(0, 19).replace('T', ' ')}  ${k.vm}  ` +
+            `(${k.reasons.join(', ')}${k.lockedUntil ? ` until ${k.lockedUntil}` : ''})\n`,
         );
       for (const r of report.removed)
         write(
-          `${report.dryRun ? 'remove' : 'removed'} ${r.id.slice(0, 8)}  ${r.time.slice(0, 19).replace('T', ' ')}  ${r.vm}\n`,
+          `${report.dryRun ? 'remove' : 'removed'} ${r.id.slice(0, 8)}  ${r.time.slice(0, 19).replace('T', ' ')} ` +
+            ` ${r.vm}\n`,
         );
       write(
-        `${report.kept.length} kept, ${verb} ${report.removed.length}${report.unreadable.length ? `, ${report.unreadable.length} unreadable left alone` : ''}\n`,
+        `${report.kept.length} kept, ${verb} ${report.removed.length}` +
+          `${report.unreadable.length ? `, ${report.unreadable.length} unreadable left alone` : ''}\n`,
       );
       if (report.prune) writePrune(write, report.prune);
     });

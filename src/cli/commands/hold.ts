@@ -47,7 +47,9 @@ export function holdCommand(program: Command, kit: CommandKit): void {
     else
       for (const h of holds)
         write(
-          `${h.pointId}  ${h.active ? 'active ' : 'expired'}  since ${h.createdAt}${h.until ? ` until ${h.until}` : ''}  ${h.user}@${h.host}${h.reason ? `  ${h.reason}` : ''}\n`,
+          `${h.pointId}  ${h.active ? 'active ' : 'expired'}  ` +
+            `since ${h.createdAt}${h.until ? ` until ${h.until}` : ''} ` +
+            ` ${h.user}@${h.host}${h.reason ? `  ${h.reason}` : ''}\n`,
         );
   });
 }

@@ -30,15 +30,7 @@ export function initCommand(program: Command, kit: CommandKit): void {
       const password = await readPassword(deps, o.passwordFile);
       const source = o.copyOf ? await deps.openStore(o.copyOf, { create: false }) : undefined;
       const store = await deps.openStore(o.repo, { create: true });
-      if (o.appendOnly) {
-        // the marker first (FORMAT.md §9): a repository is never, not even for a moment, deletable
-        if (await store.stat(CONFIG_BLOB))
-          throw new CofferError('REPO_EXISTS', `a repository already exists at ${store.location}`);
-        await store.put(
-          APPEND_ONLY_BLOB,
-          Buffer.from(JSON.stringify({ appendOnly: true, since: new Date().toISOString() }) + '\n'),
-        );
-      }
+      if (o.appendOnly) await Repository.markAppendOnly(store); // the marker first (FORMAT.md §9)
       const kdf: KdfCost = o.kdfCost ? { N: parseInteger(o.kdfCost, '--kdf-cost') } : {};
       const repo = source
         ? await Repository.initCopyOf(store, source, password)

@@ -30,7 +30,9 @@ export function lockCommand(program: Command, kit: CommandKit): void {
       else
         for (const r of results)
           kit.write(
-            `locked ${r.id}: ${r.lockedUntil ? `until ${r.lockedUntil}` : ''}${r.legalHold ? `${r.lockedUntil ? ', ' : ''}legal hold` : ''} (${r.chunks} chunks, ${r.indexes} index(es), manifest)\n`,
+            `locked ${r.id}: ${r.lockedUntil ? `until ${r.lockedUntil}` : ''}` +
+              `${r.legalHold ? `${r.lockedUntil ? ', ' : ''}legal hold` : ''}` +
+              ` (${r.chunks} chunks, ${r.indexes} index(es), manifest)\n`,
           );
     });
 }

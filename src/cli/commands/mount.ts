@@ -69,7 +69,9 @@ export function mountCommand(program: Command, kit: CommandKit): void {
           if (o.json) kit.writeJson(ready);
           else
             kit.write(
-              `serving disk ${diskNo} of ${pointId} (${manifest.vm.name}, ${formatBytes(index.diskSizeBytes)}) at ${uri}${device.writable ? ` (writable, overlay ${device.overlayPath})` : ' (read-only)'}; stop with Ctrl-C\n`,
+              `serving disk ${diskNo} of ${pointId} (${manifest.vm.name}, ${formatBytes(index.diskSizeBytes)}) ` +
+                `at ${uri}${device.writable ? ` (writable, overlay ${device.overlayPath})` : ' (read-only)'}; stop ` +
+                `with Ctrl-C\n`,
             );
           if (!deps.signal.aborted)
             await new Promise<void>((r) => deps.signal.addEventListener('abort', () => r(), { once: true }));

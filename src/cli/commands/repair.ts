@@ -38,7 +38,8 @@ export function repairCommand(program: Command, kit: CommandKit): void {
       if (o.json) kit.writeJson(report);
       else {
         write(
-          `${report.damaged} damaged or missing chunk(s): ${report.repaired} repaired from ${o.from}, ${report.unrepaired.length} not found there; ${formatDuration(report.durationMs)}\n`,
+          `${report.damaged} damaged or missing chunk(s): ${report.repaired} repaired ` +
+            `from ${o.from}, ${report.unrepaired.length} not found there; ${formatDuration(report.durationMs)}\n`,
         );
         for (const u of report.unrepaired.slice(0, 50)) write(`  not repaired: chunk ${u}\n`);
         if (report.repaired > 0) write('run `coffer verify` to record the restore points as ok again\n');

@@ -80,7 +80,8 @@ export async function restoreToVsphere(kit: CommandKit, ref: string, o: Opts): P
   };
   if (o.json) return kit.writeJson(result);
   kit.write(
-    `restored ${pointId} (${r.sourceVm}) as VM ${result.vm} (${result.moref}${result.created ? ', new' : ', disks replaced'}${result.poweredOn ? ', powered on' : ''})\n`,
+    `restored ${pointId} (${r.sourceVm}) as VM ${result.vm} ` +
+      `(${result.moref}${result.created ? ', new' : ', disks replaced'}${result.poweredOn ? ', powered on' : ''})\n`,
   );
   for (const d of result.disks) kit.write(`  disk ${d.index}: ${formatBytes(d.sizeBytes)} -> ${d.fileName}\n`);
 }

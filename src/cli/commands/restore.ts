@@ -21,7 +21,8 @@ export function restoreCommand(program: Command, kit: CommandKit): void {
       program
         .command('restore')
         .description(
-          'restore one disk of a restore point to a file, block device or stdout; or a whole VM to vCenter (--to vsphere://)',
+          'restore one disk of a restore point to a file, block device or stdout; or a whole VM to vCenter (--to ' +
+            'vsphere://)',
         ),
     ),
   )
@@ -89,12 +90,14 @@ async function restoreToTarget(
   else if (!raw) {
     const r = result as ExportResult;
     kit.write(
-      `exported disk ${r.disk} of ${r.id} (${formatBytes(r.sizeBytes)}) as ${r.format} to ${r.target} in ${formatDuration(r.durationMs)}\n`,
+      `exported disk ${r.disk} of ${r.id} (${formatBytes(r.sizeBytes)}) as ${r.format} to ${r.target} ` +
+        `in ${formatDuration(r.durationMs)}\n`,
     );
   } else if (!toStdout) {
     const r = result as RestoreResult;
     kit.write(
-      `restored disk ${r.disk} of ${r.id} (${formatBytes(r.sizeBytes)}) to ${r.target} in ${formatDuration(r.durationMs)}\n`,
+      `restored disk ${r.disk} of ${r.id} (${formatBytes(r.sizeBytes)}) to ${r.target} ` +
+        `in ${formatDuration(r.durationMs)}\n`,
     );
   }
 }

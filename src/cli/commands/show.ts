@@ -12,11 +12,14 @@ export function showCommand(program: Command, kit: CommandKit): void {
       const m = await repo.loadManifest(await repo.resolvePoint(ref));
       if (o.json) return kit.writeJson(m);
       kit.write(
-        `restore point ${m.id}\n  VM        ${m.vm.name}\n  time      ${m.time} (took ${formatDuration(m.stats.durationMs)})\n  mode      ${m.mode}\n  parent    ${m.parent ?? '-'}\n  host      ${m.host}\n  tags      ${m.tags.join(', ') || '-'}\n`,
+        `restore point ${m.id}\n  VM        ${m.vm.name}\n  time      ${m.time} ` +
+          `(took ${formatDuration(m.stats.durationMs)})\n  mode      ${m.mode}\n  parent    ${m.parent ?? '-'}\n  ` +
+          `host      ${m.host}\n  tags      ${m.tags.join(', ') || '-'}\n`,
       );
       for (const d of m.disks)
         kit.write(
-          `  disk ${d.index}    ${formatBytes(d.sizeBytes)} from ${d.source}, ${d.chunkCount} chunks (${d.zeroChunks} zero)\n`,
+          `  disk ${d.index}    ${formatBytes(d.sizeBytes)} from ${d.source}, ${d.chunkCount} chunks ` +
+            `(${d.zeroChunks} zero)\n`,
         );
       kit.write(`  stored    ${formatBytes(m.stats.bytesStored)} new of ${formatBytes(m.stats.bytesRead)} read\n`);
     });

@@ -37,11 +37,15 @@ export function verifyCommand(program: Command, kit: CommandKit): void {
       if (o.json) kit.writeJson(report);
       else {
         kit.write(
-          `${report.points} restore points, ${report.disks} disks, ${report.chunksReferenced} chunks referenced, ${report.chunksStored} stored (${report.chunksUnreferenced} unreferenced), ${report.chunksRead} read and checked in ${formatDuration(report.durationMs)}\n`,
+          `${report.points} restore points, ${report.disks} disks, ${report.chunksReferenced} chunks ` +
+            `referenced, ${report.chunksStored} stored (${report.chunksUnreferenced} ` +
+            `unreferenced), ${report.chunksRead} read and checked in ${formatDuration(report.durationMs)}\n`,
         );
         for (const p of report.problems.slice(0, 100))
           kit.write(
-            `  ${p.kind}: ${p.message}${p.points ? ` (restore points ${p.points.map((x) => x.slice(0, 8)).join(', ')})` : ''}\n`,
+            `  ${p.kind}: ${p.message}${
+              p.points ? ` (restore ` + `points ${p.points.map((x) => x.slice(0, 8)).join(', ')})` : ''
+            }\n`,
           );
         if (report.problems.length > 100) kit.write(`  ... and ${report.problems.length - 100} more\n`);
         kit.write(report.ok ? 'no errors found\n' : `${report.problems.length} problem(s) found\n`);

@@ -113,18 +113,27 @@ export function vsphereCommand(program: Command, kit: CommandKit): void {
       write('datastores:\n');
       for (const d of doc.datastores)
         write(
-          `  ${d.path}  (${d.moref}) ${d.capacityBytes !== null ? `${formatBytes(d.freeBytes ?? 0)} free of ${formatBytes(d.capacityBytes)}` : ''}\n`,
+          `  ${d.path}  (${d.moref}) ${
+            d.capacityBytes !== null
+              ? `${formatBytes(d.freeBytes ?? 0)} free ` + `of ${formatBytes(d.capacityBytes)}`
+              : ''
+          }\n`,
         );
       section('resource pools', doc.resourcePools);
       section('networks', doc.networks);
       write('virtual machines:\n');
       for (const v of doc.vms) {
         write(
-          `  ${v.path}  (${v.moref}) ${v.powerState ?? '?'}, ${v.numCPU ?? '?'} CPU, ${v.memoryMB ?? '?'} MB, tools ${v.toolsRunningStatus ?? '?'}, CBT ${v.changeTrackingEnabled ? 'on' : 'off'}${v.template ? ', template' : ''}\n`,
+          `  ${v.path}  (${v.moref}) ${v.powerState ?? '?'}, ${v.numCPU ?? '?'} CPU, ${v.memoryMB ?? '?'} MB, ` +
+            `tools ${v.toolsRunningStatus ?? '?'}, CBT ${v.changeTrackingEnabled ? 'on' : 'off'}${
+              v.template ? ', ' + 'template' : ''
+            }\n`,
         );
         for (const d of v.disks) {
           write(
-            `    disk ${d.key} ${formatBytes(d.capacityBytes)} ${d.fileName} (${d.thinProvisioned ? 'thin' : 'thick'}, ${d.controller ? `${d.controller.type} ${d.controller.busNumber}:${d.unitNumber}` : 'no controller'})\n`,
+            `    disk ${d.key} ${formatBytes(d.capacityBytes)} ${d.fileName} ` +
+              `(${d.thinProvisioned ? 'thin' : 'thick'}, ` +
+              `${d.controller ? `${d.controller.type} ${d.controller.busNumber}:${d.unitNumber}` : 'no controller'})\n`,
           );
         }
         for (const s of v.snapshots) write(`    snapshot ${s.name} (${s.moref})\n`);

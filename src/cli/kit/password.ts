@@ -2,7 +2,10 @@ import { readFile } from 'node:fs/promises';
 import { CofferError } from '../../shared/index.js';
 import type { CliDeps } from './deps.js';
 
-/** The repository password: --password-file F, else $COFFER_PASSWORD_FILE, else $COFFER_PASSWORD (same scheme for other variables). */
+/**
+ * The repository password: --password-file F, else $COFFER_PASSWORD_FILE, else $COFFER_PASSWORD (same scheme for other
+ * variables).
+ */
 export async function readPassword(
   deps: CliDeps,
   file: string | undefined,
@@ -24,7 +27,8 @@ export async function readPassword(
   if (pw === undefined || pw === '') {
     throw new CofferError(
       'USAGE',
-      `no password: set ${envName} or pass ${envName === 'COFFER_PASSWORD' ? '--password-file' : '--new-password-file'} FILE`,
+      `no password: set ${envName} or ` +
+        `pass ${envName === 'COFFER_PASSWORD' ? '--password-file' : '--new-password-file'} FILE`,
     );
   }
   return pw;

@@ -54,7 +54,8 @@ export class ProgressReporter {
         this.lastLinePct = step;
         this.lastLineAt = now;
         this.out.write(
-          `${this.label}: ${pct.toFixed(0)}% ${this.fmt(done)} of ${this.fmt(total)}, ${this.rateText(rate)}${extra ? ', ' + extra : ''}\n`,
+          `${this.label}: ${pct.toFixed(0)}% ${this.fmt(done)} ` +
+            `of ${this.fmt(total)}, ${this.rateText(rate)}${extra ? ', ' + extra : ''}\n`,
         );
       }
     }

@@ -17,7 +17,9 @@ export type PruneRepositoryEvent = ProgressEvent | WarningEvent;
 
 export type PruneRepositoryResult = PruneReport | { skipped: true; reason: string };
 
-/** Garbage collection: deletes unreferenced chunks and indexes while backups may run (DESIGN.md §Garbage collection). */
+/**
+ * Garbage collection: deletes unreferenced chunks and indexes while backups may run (DESIGN.md §Garbage collection).
+ */
 export async function pruneRepository(
   repo: Repository,
   ctx: Pick<UseCaseContext, 'signal'>,

@@ -28,7 +28,10 @@ export type ExportResult = Awaited<ReturnType<typeof exportDisk>>;
 /** raw: the restore's result (bytesWritten ...); an image format: the export's (format ...) */
 export type RestoreDiskImageResult = RestoreResult | ExportResult;
 
-/** Restores one disk of a restore point as a raw image (file, device, stream) or as qcow2/VMDK/VHDX (DESIGN.md §Restore). */
+/**
+ * Restores one disk of a restore point as a raw image (file, device, stream) or as qcow2/VMDK/VHDX (DESIGN.md
+ * §Restore).
+ */
 export async function restoreDiskImage(
   repo: Repository,
   ctx: UseCaseContext,

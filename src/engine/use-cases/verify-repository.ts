@@ -14,7 +14,10 @@ export interface VerifyRepositoryRequest {
 /** progress in items (chunks, manifests, indexes), per phase */
 export type VerifyRepositoryEvent = ProgressEvent;
 
-/** Checks that every restore point is complete, optionally every byte (DESIGN.md §Verify). A report with problems is returned, not thrown: see verifyFailure. */
+/**
+ * Checks that every restore point is complete, optionally every byte (DESIGN.md §Verify). A report with problems is
+ * returned, not thrown: see verifyFailure.
+ */
 export async function verifyRepository(
   repo: Repository,
   ctx: UseCaseContext,

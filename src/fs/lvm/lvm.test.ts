@@ -73,7 +73,8 @@ describe('LVM2 volume groups made by pvcreate/vgcreate/vgcfgrestore', {
         ]),
       ]),
       lvSection('pool', [
-        'start_extent = 0\nextent_count = 4\ntype = "thin-pool"\nmetadata = "pool_tmeta"\npool = "pool_tdata"\ntransaction_id = 0\nchunk_size = 128\ndiscards = "passdown"\nzero_new_blocks = 1',
+        'start_extent = 0\nextent_count = 4\ntype = "thin-pool"\nmetadata = "pool_tmeta"\npool = ' +
+          '"pool_tdata"\ntransaction_id = 0\nchunk_size = 128\ndiscards = "passdown"\nzero_new_blocks = 1',
       ]),
       lvSection('thin1', [
         'start_extent = 0\nextent_count = 8\ntype = "thin"\nthin_pool = "pool"\ntransaction_id = 0\ndevice_id = 1',
@@ -173,7 +174,15 @@ describe('LVM2 volume groups made by pvcreate/vgcreate/vgcfgrestore', {
         .replace(/seqno = (\d+)/, (_, n) => `seqno = ${Number(n) + 1}`)
         .replace(
           'logical_volumes {',
-          `logical_volumes {\n${lvSection('snap', [linearSegment(0, 2, 'pv0', 50)])}${lvSection('snapshot0', ['start_extent = 0\nextent_count = 24\ntype = "snapshot"\nchunk_size = 8\norigin = "root"\ncow_store = "snap"'], false)}`,
+          `logical_volumes {\n${lvSection('snap', [linearSegment(0, 2, 'pv0', 50)])}` +
+            lvSection(
+              'snapshot0',
+              [
+                'start_extent = 0\nextent_count = 24\ntype = "snapshot"\n' +
+                  'chunk_size = 8\norigin = "root"\ncow_store = "snap"',
+              ],
+              false,
+            ),
         ),
     );
     const { readers, close } = await openAll([d0, d1]);

@@ -29,7 +29,8 @@ export function parseBoot(b: Buffer, volumeBytes: number): NtfsBoot {
   const oem = b.subarray(3, 11).toString('latin1');
   if (oem === BITLOCKER_OEM)
     throw unsupported(
-      'the volume is BitLocker-encrypted (-FVE-FS-): file-level restore cannot read encrypted volumes; restore the whole disk, or back up the unlocked volume from inside the guest',
+      'the volume is BitLocker-encrypted (-FVE-FS-): file-level restore cannot read encrypted volumes; restore the ' +
+        'whole disk, or back up the unlocked volume from inside the guest',
       { encryption: 'bitlocker' },
     );
   if (oem !== 'NTFS    ') throw corrupt('no NTFS boot sector signature');
@@ -45,7 +46,8 @@ export function parseBoot(b: Buffer, volumeBytes: number): NtfsBoot {
   const totalClusters = Math.floor(totalSectors / sectorsPerCluster);
   if (totalClusters === 0 || totalSectors * sectorBytes > volumeBytes + sectorBytes)
     throw corrupt(
-      `the volume claims ${totalSectors} sectors of ${sectorBytes} bytes, more than the partition (${volumeBytes} bytes)`,
+      `the volume claims ${totalSectors} sectors of ${sectorBytes} bytes, more than the partition (${volumeBytes} ` +
+        `bytes)`,
     );
   const mftLcn = Number(b.readBigUInt64LE(48));
   if (mftLcn === 0 || mftLcn >= totalClusters) throw corrupt(`the MFT at cluster ${mftLcn} is outside the volume`);

@@ -129,7 +129,8 @@ export class NtfsFs implements GuestFs {
       this.dirty = (flags & 0x0001) !== 0;
       if (this.dirty)
         this.warnings.push(
-          'the NTFS volume is marked dirty (not cleanly unmounted, e.g. a crash-consistent backup of a running Windows): its $LogFile is not replayed, so the most recent changes may be missing or inconsistent',
+          'the NTFS volume is marked dirty (not cleanly unmounted, e.g. a crash-consistent backup of a running ' +
+            'Windows): its $LogFile is not replayed, so the most recent changes may be missing or inconsistent',
         );
     } catch (e) {
       if (!(e instanceof CofferError) || e.code === 'CANCELLED') throw e;
@@ -283,7 +284,8 @@ export class NtfsFs implements GuestFs {
         const f = await this.file(e.record, op);
         if (e.sequence !== 0 && f.rec.sequence !== e.sequence)
           throw corrupt(
-            `the entry ${JSON.stringify(e.name)} names MFT record ${e.record} sequence ${e.sequence}, the record has sequence ${f.rec.sequence} (a stale entry)`,
+            `the entry ${JSON.stringify(e.name)} names MFT record ${e.record} sequence ${e.sequence}, the record ` +
+              `has sequence ${f.rec.sequence} (a stale entry)`,
           );
         out.push(await this.node(e.name, e.record, f, op));
       } catch (err) {

@@ -149,7 +149,8 @@ function parseAttribute(a: Buffer, record: number, totalClusters: number, where:
       attr.initializedSize > attr.dataSize)
   ) {
     throw corrupt(
-      `${at}: sizes do not fit (data ${attr.dataSize}, initialized ${attr.initializedSize}, allocated ${attr.allocatedSize})`,
+      `${at}: sizes do not fit (data ${attr.dataSize}, initialized ${attr.initializedSize}, ` +
+        `allocated ${attr.allocatedSize})`,
     );
   }
   return attr;

@@ -101,7 +101,8 @@ export class XfsFs implements GuestFs {
       bad.push('AGI');
     if (bad.length)
       this.warnings.push(
-        `allocation group 0's ${bad.join(' and ')} header is damaged (not needed to read files; the filesystem may be inconsistent)`,
+        `allocation group 0's ${bad.join(' and ')} header is damaged (not needed to read files; the filesystem may ` +
+          `be inconsistent)`,
       );
   }
 
@@ -121,7 +122,8 @@ export class XfsFs implements GuestFs {
       const state = await logState((s, n, o) => this.dev.read(base + s * 512, n * 512, o), sectors, op);
       if (state === 'dirty')
         this.warnings.push(
-          'the filesystem log is dirty (not cleanly unmounted: a crash-consistent backup); the log is not replayed, so the most recent changes may be missing',
+          'the filesystem log is dirty (not cleanly unmounted: a crash-consistent backup); the log is not replayed, ' +
+            'so the most recent changes may be missing',
         );
       else if (state === 'unknown')
         this.warnings.push('the state of the filesystem log could not be determined (it is never replayed)');

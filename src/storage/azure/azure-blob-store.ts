@@ -206,7 +206,8 @@ export class AzureBlobStore implements CapableBlobStore, TieredBlobStore, Lockin
       throw lockRefusal(
         e,
         this.location,
-        'enable version-level immutability on the storage account or container (it cannot be enabled on Azurite, which answers 501)',
+        'enable version-level immutability on the storage account or container (it cannot be enabled on Azurite, ' +
+          'which answers 501)',
       );
     }
   }

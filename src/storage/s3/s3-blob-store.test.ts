@@ -41,22 +41,25 @@ test('s3 delete: a retention date in the future or a legal hold is IMMUTABLE and
   }
 });
 
-test('s3 delete: an unlocked (or expired) object is deleted by version, not hidden behind a delete marker', async () => {
-  const { store, sent } = stub({ ObjectLockRetainUntilDate: new Date(Date.now() - 1000), VersionId: 'v7' });
-  await store.delete('points/p' as BlobName);
-  assert.deepEqual(
-    sent.map((s) => s.name),
-    ['HeadObjectCommand', 'DeleteObjectCommand'],
-  );
-  assert.equal(sent[1]!.input.VersionId, 'v7');
-  assert.equal(await store.retention('points/p' as BlobName), undefined);
-  const missing = stub('missing');
-  await missing.store.delete('points/q' as BlobName);
-  assert.deepEqual(
-    missing.sent.map((s) => s.name),
-    ['HeadObjectCommand'],
-  );
-});
+test(
+  's3 delete: an unlocked (or expired) object is deleted by version, not hidden behind a delete ' + 'marker',
+  async () => {
+    const { store, sent } = stub({ ObjectLockRetainUntilDate: new Date(Date.now() - 1000), VersionId: 'v7' });
+    await store.delete('points/p' as BlobName);
+    assert.deepEqual(
+      sent.map((s) => s.name),
+      ['HeadObjectCommand', 'DeleteObjectCommand'],
+    );
+    assert.equal(sent[1]!.input.VersionId, 'v7');
+    assert.equal(await store.retention('points/p' as BlobName), undefined);
+    const missing = stub('missing');
+    await missing.store.delete('points/q' as BlobName);
+    assert.deepEqual(
+      missing.sent.map((s) => s.name),
+      ['HeadObjectCommand'],
+    );
+  },
+);
 
 test('s3 lock: COMPLIANCE retention and a legal hold are requested', async () => {
   const { store, sent } = stub({});
@@ -70,16 +73,19 @@ test('s3 lock: COMPLIANCE retention and a legal hold are requested', async () =>
   assert.deepEqual(sent[1]!.input.LegalHold, { Status: 'ON' });
 });
 
-test('azure errors: immutability conflicts are IMMUTABLE, archived reads ARCHIVED, 503 TRANSIENT, 501 not retried', () => {
-  const e = (statusCode: number, code: string) =>
-    translateAzureError(Object.assign(new Error(code), { name: 'RestError', statusCode, code }), 'azure://a/c', 'x');
-  assert.equal(e(409, 'BlobImmutableDueToPolicy').code, 'IMMUTABLE');
-  assert.equal(e(409, 'BlobImmutableDueToLegalHold').code, 'IMMUTABLE');
-  assert.equal(e(409, 'BlobArchived').code, 'ARCHIVED');
-  assert.equal(e(503, 'ServerBusy').code, 'TRANSIENT');
-  assert.equal(e(429, 'TooManyRequests').code, 'TRANSIENT');
-  assert.equal(e(501, 'NotImplemented').code, 'IO');
-  assert.equal(e(403, 'AuthenticationFailed').code, 'ACCESS_DENIED');
-  assert.equal(e(404, 'ContainerNotFound').code, 'REPO_NOT_FOUND');
-  assert.equal(e(404, 'BlobNotFound').code, 'NOT_FOUND');
-});
+test(
+  'azure errors: immutability conflicts are IMMUTABLE, archived reads ARCHIVED, 503 TRANSIENT, 501 not ' + 'retried',
+  () => {
+    const e = (statusCode: number, code: string) =>
+      translateAzureError(Object.assign(new Error(code), { name: 'RestError', statusCode, code }), 'azure://a/c', 'x');
+    assert.equal(e(409, 'BlobImmutableDueToPolicy').code, 'IMMUTABLE');
+    assert.equal(e(409, 'BlobImmutableDueToLegalHold').code, 'IMMUTABLE');
+    assert.equal(e(409, 'BlobArchived').code, 'ARCHIVED');
+    assert.equal(e(503, 'ServerBusy').code, 'TRANSIENT');
+    assert.equal(e(429, 'TooManyRequests').code, 'TRANSIENT');
+    assert.equal(e(501, 'NotImplemented').code, 'IO');
+    assert.equal(e(403, 'AuthenticationFailed').code, 'ACCESS_DENIED');
+    assert.equal(e(404, 'ContainerNotFound').code, 'REPO_NOT_FOUND');
+    assert.equal(e(404, 'BlobNotFound').code, 'NOT_FOUND');
+  },
+);
