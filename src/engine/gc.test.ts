@@ -118,7 +118,7 @@ test(
 );
 
 test(
-  'a running writer that has not seen a condemned generation defers its sweep; the next prune deletes ' + 'it',
+  'a running writer that has not seen a condemned generation defers its sweep; ' + 'the next prune deletes it',
   async () => {
     const { store, repo, pool } = await setup();
     const r1 = await backup(repo, pool, { vm: 'a', sources: [new BufferSource(randomBytes(4 * CS))] });
@@ -145,7 +145,7 @@ test(
 );
 
 test(
-  'a writer rescues a condemned chunk it uses: the sweep keeps it; a sweep in progress makes the writer ' + 'wait',
+  'a writer rescues a condemned chunk it uses: the sweep keeps it; ' + 'a sweep in progress makes the writer wait',
   async () => {
     const { store, repo, pool } = await setup();
     const old = randomBytes(4 * CS);
@@ -261,7 +261,7 @@ test('prune refuses to delete anything when a restore point is unreadable', asyn
 });
 
 test(
-  'one prune at a time: a second one is LOCKED; prune keeps the newest three verification records of a ' + 'point',
+  'one prune at a time: a second one is LOCKED; ' + 'prune keeps the newest three verification records of a point',
   async () => {
     const { store, repo, pool } = await setup();
     const r = await backup(repo, pool, { vm: 'a', sources: [new BufferSource(randomBytes(2 * CS))] });

@@ -238,7 +238,7 @@ export class ExtFs implements GuestFs {
           `memory${
             replay.checksums === 'none'
               ? ' (the journal has no checksums)'
-              : `, journal ` + `checksums ${replay.checksums} verified`
+              : `, journal checksums ${replay.checksums} verified`
           }`,
       );
       for (const s of replay.skipped)
