@@ -82,8 +82,8 @@ async function chunkNames(store: BlobStore): Promise<string[]> {
 }
 
 test(
-  'forget + prune: unreferenced chunks, indexes, verification records and holds of deleted points go; the rest ' +
-    'verifies',
+  'forget + prune: unreferenced chunks, indexes, verification records and holds of ' +
+    'deleted points go; the rest verifies',
   async () => {
     const { store, repo, pool } = await setup();
     const data = randomBytes(8 * CS);
@@ -187,8 +187,8 @@ test(
 );
 
 test(
-  'storage retention locks: forget keeps a locked point whole (dry run shows it), prune keeps locked chunks, ' +
-    'nothing fails',
+  'storage retention locks: forget keeps a locked point whole (dry run shows it), prune ' +
+    'keeps locked chunks, nothing fails',
   async () => {
     for (const reportLocks of [true, false]) {
       const locking = new LockingStore(new MemoryBlobStore(), reportLocks);
@@ -285,8 +285,8 @@ test(
 );
 
 test(
-  'prune of an append-only local repository sweeps the temp files of crashed puts (the wrapper forwards the ' +
-    'capability)',
+  'prune of an append-only local repository sweeps the temp files of crashed puts (the ' +
+    'wrapper forwards the capability)',
   async () => {
     const dir = mkdtempSync(join(tmpdir(), 'coffer-gc-ao-'));
     try {
