@@ -204,7 +204,7 @@ class TrackedSource extends BufferSource {
 }
 
 test(
-  'verification is recorded per restore point; a parent that failed it is not trusted, and lost chunks ' + 'heal',
+  'verification is recorded per restore point; a parent that failed it is not trusted, ' + 'and lost chunks heal',
   async () => {
     const { repo, pool, store } = await setup(0);
     try {

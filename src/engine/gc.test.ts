@@ -82,8 +82,8 @@ async function chunkNames(store: BlobStore): Promise<string[]> {
 }
 
 test(
-  'forget + prune: unreferenced chunks, indexes, verification records and holds of deleted points go; the rest ' +
-    'verifies',
+  'forget + prune: unreferenced chunks, indexes, verification records and holds of ' +
+    'deleted points go; the rest verifies',
   async () => {
     const { store, repo, pool } = await setup();
     const data = randomBytes(8 * CS);
@@ -118,7 +118,7 @@ test(
 );
 
 test(
-  'a running writer that has not seen a condemned generation defers its sweep; the next prune deletes ' + 'it',
+  'a running writer that has not seen a condemned generation defers its sweep; ' + 'the next prune deletes it',
   async () => {
     const { store, repo, pool } = await setup();
     const r1 = await backup(repo, pool, { vm: 'a', sources: [new BufferSource(randomBytes(4 * CS))] });
@@ -145,7 +145,7 @@ test(
 );
 
 test(
-  'a writer rescues a condemned chunk it uses: the sweep keeps it; a sweep in progress makes the writer ' + 'wait',
+  'a writer rescues a condemned chunk it uses: the sweep keeps it; ' + 'a sweep in progress makes the writer wait',
   async () => {
     const { store, repo, pool } = await setup();
     const old = randomBytes(4 * CS);
@@ -187,8 +187,8 @@ test(
 );
 
 test(
-  'storage retention locks: forget keeps a locked point whole (dry run shows it), prune keeps locked chunks, ' +
-    'nothing fails',
+  'storage retention locks: forget keeps a locked point whole (dry run shows it), prune ' +
+    'keeps locked chunks, nothing fails',
   async () => {
     for (const reportLocks of [true, false]) {
       const locking = new LockingStore(new MemoryBlobStore(), reportLocks);
@@ -261,7 +261,7 @@ test('prune refuses to delete anything when a restore point is unreadable', asyn
 });
 
 test(
-  'one prune at a time: a second one is LOCKED; prune keeps the newest three verification records of a ' + 'point',
+  'one prune at a time: a second one is LOCKED; ' + 'prune keeps the newest three verification records of a point',
   async () => {
     const { store, repo, pool } = await setup();
     const r = await backup(repo, pool, { vm: 'a', sources: [new BufferSource(randomBytes(2 * CS))] });
@@ -285,8 +285,8 @@ test(
 );
 
 test(
-  'prune of an append-only local repository sweeps the temp files of crashed puts (the wrapper forwards the ' +
-    'capability)',
+  'prune of an append-only local repository sweeps the temp files of crashed puts (the ' +
+    'wrapper forwards the capability)',
   async () => {
     const dir = mkdtempSync(join(tmpdir(), 'coffer-gc-ao-'));
     try {

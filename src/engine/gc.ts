@@ -45,9 +45,8 @@ export interface PruneReport {
  *     form a new condemned generation, written to gc/condemned/;
  *  4. sweep: switch the lease to `gc-sweep` (writers that use a condemned object wait while it is up), list the writers
  *     again; a generation is swept only if every live writer has seen it (lease `gcSeen`), otherwise deferred to a
- * later
- *     run; read the rescues, mark again the points committed since step 2, and delete what is in the generation, still
- *     unreferenced and not rescued; then delete the generation;
+ *     later run; read the rescues, mark again the points committed since step 2, and delete what is in the generation,
+ *     still unreferenced and not rescued; then delete the generation;
  *  5. housekeeping: verification records and holds of deleted points, rescues of finished writers, stale leases,
  *     temporary files of crashed puts.
  * IMMUTABLE on delete means "kept: locked", never a failure.

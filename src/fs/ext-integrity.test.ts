@@ -58,7 +58,7 @@ describe('ext integrity (issue 21)', () => {
   let n = 0;
 
   describe(
-    'journal replay as e2fsck does it (csum v3 journals from mke2fs, transactions from debugfs ' + 'jo/jw/jc)',
+    'journal replay as e2fsck does it (csum v3 journals from mke2fs, ' + 'transactions from debugfs jo/jw/jc)',
     () => {
       /**
        * ext4 whose file.txt has new content only in a committed transaction; the journal's blocks located by parsing

@@ -214,8 +214,8 @@ export async function scanJournal(
       if (bad) {
         if (commitTime < lastTime) {
           skipped.push(
-            `transaction ${nextId} and later: its commit block fails its checksum and its commit time goes back ` +
-              `(stale log)`,
+            `transaction ${nextId} and later: its commit block fails its checksum and its ` +
+              `commit time goes back (stale log)`,
           );
           break;
         }

@@ -165,7 +165,7 @@ describe('ext2/ext3/ext4 reader against mke2fs images', () => {
   });
 
   describe(
-    'journal replay (a filesystem that needs recovery, as a crash-consistent backup of a running guest ' + 'has)',
+    'journal replay (a filesystem that needs recovery, ' + 'as a crash-consistent backup of a running guest has)',
     () => {
       /** an ext4 whose file.txt has new content only in a committed journal transaction (debugfs jo/jw/jc) */
       const journaled = (name: string) => {

@@ -238,7 +238,7 @@ export class ExtFs implements GuestFs {
           `memory${
             replay.checksums === 'none'
               ? ' (the journal has no checksums)'
-              : `, journal ` + `checksums ${replay.checksums} verified`
+              : `, journal checksums ${replay.checksums} verified`
           }`,
       );
       for (const s of replay.skipped)
@@ -249,8 +249,8 @@ export class ExtFs implements GuestFs {
       if (!(e instanceof CofferError) || e.code === 'CANCELLED') throw e;
       this.journal.clear();
       this.warnings.push(
-        `the filesystem needs journal recovery, but its journal cannot be replayed (${e.message}): recent changes ` +
-          `may be missing`,
+        `the filesystem needs journal recovery, but its journal cannot be replayed (${e.message}): ` +
+          `recent changes may be missing`,
       );
     }
   }

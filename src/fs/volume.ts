@@ -44,8 +44,8 @@ export async function openFilesystem(vol: BlockReader, op?: Op): Promise<GuestFs
   if (kind)
     throw new CofferError(
       'FS_UNSUPPORTED',
-      `${what[kind] ?? `${kind} filesystems`} cannot be read by file-level restore (ext2/3/4, XFS, FAT12/16/32 and ` +
-        `NTFS can)`,
+      `${what[kind] ?? `${kind} filesystems`} cannot be read by file-level restore (ext2/3/4, ` +
+        `XFS, FAT12/16/32 and NTFS can)`,
       { details: { filesystem: kind } },
     );
   throw new CofferError('FS_UNSUPPORTED', 'no supported filesystem found (ext2/3/4, XFS, FAT12/16/32, NTFS)', {

@@ -109,7 +109,7 @@ async function fixture() {
 }
 
 test(
-  'runJob: a backup, verify, restore and forget, each described as JSON, run through the engine use ' + 'cases',
+  'runJob: a backup, verify, restore and forget, each described as JSON, ' + 'run through the engine use cases',
   async () => {
     const f = await fixture();
     try {
@@ -185,7 +185,7 @@ test(
 );
 
 test(
-  'runJob: failures are coded; a backup source is finished whatever happens; vSphere only when ' + 'injected',
+  'runJob: failures are coded; a backup source is finished whatever happens; ' + 'vSphere only when injected',
   async () => {
     const f = await fixture();
     try {

@@ -188,7 +188,7 @@ export class NbdClient {
           throw new CofferError(
             'SOURCE_UNREADABLE',
             `${description}: no export named ${JSON.stringify(opts.exportName ?? '')}${
-              r.message ? ` ` + `(${r.message})` : ''
+              r.message ? ` (${r.message})` : ''
             }`,
             { details: { nbd: 'server-error', retryable: false } },
           );
@@ -552,7 +552,7 @@ function openSocket(
         new CofferError(
           'SOURCE_UNREADABLE',
           `${description}: cannot connect: ${
-            e.code === 'ECONNREFUSED' ? 'connection refused (is the NBD server ' + 'running?)' : e.message
+            e.code === 'ECONNREFUSED' ? 'connection refused (is the NBD server running?)' : e.message
           }`,
           { details: { nbd: 'connect', retryable: true, errno: e.code }, cause: e },
         ),

@@ -34,8 +34,8 @@ export const ERROR_CODES = {
   VSPHERE_TLS: "the vCenter server's TLS certificate does not match the pinned thumbprint or cannot be verified",
   VSPHERE_FAULT: 'vCenter reported a fault, a task failed, or its reply could not be understood',
   VSPHERE_DISK_LAYOUT:
-    'a VM disk is not laid out as Coffer can read it, or fewer bytes than the disk were found (no restore point is ' +
-    'made)',
+    'a VM disk is not laid out as Coffer can read it, or fewer bytes than the disk were ' +
+    'found (no restore point is made)',
   VSPHERE_TRANSPORT:
     'the chosen vSphere transport cannot read this disk or could not be set up (hot-add proxy, VDDK, vSAN over HTTP)',
   CANCELLED: 'the operation was cancelled',

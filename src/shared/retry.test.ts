@@ -42,7 +42,7 @@ test('retry: retries what is retryable with the policy delays, up to the attempt
 });
 
 test(
-  'retry: gives up after the attempts with the last failure; a non-retryable failure is thrown at ' + 'once',
+  'retry: gives up after the attempts with the last failure; ' + 'a non-retryable failure is thrown at once',
   async () => {
     let calls = 0;
     const given: number[] = [];

@@ -95,7 +95,7 @@ export function refusedError(path: string, d: { refused: string; encrypted: bool
   return new CofferError(
     'SOURCE_UNSUPPORTED',
     `${path} is ${d.refused}: Coffer cannot read it${
-      d.encrypted ? ' (it has no key, and would back up ' + 'ciphertext)' : ''
+      d.encrypted ? ' (it has no key, and would back up ciphertext)' : ''
     }`,
     {
       hint: d.encrypted

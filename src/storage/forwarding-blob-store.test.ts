@@ -17,7 +17,7 @@ import { ThrottledBlobStore } from './throttled-blob-store.js';
 const n = (s: string) => s as BlobName;
 
 test(
-  'capabilities: a backend has only its own; every wrapper forwards them; unwrap/innermost reach the ' + 'backend',
+  'capabilities: a backend has only its own; every wrapper forwards them; ' + 'unwrap/innermost reach the backend',
   async () => {
     const dir = mkdtempSync(join(tmpdir(), 'coffer-fwd-'));
     try {

@@ -27,8 +27,8 @@ test('owner line round trip (host and job with spaces and slashes)', () => {
 });
 
 test(
-  'orphans: a dead local process, an expired lease, no owner line; not a live process or another host within its ' +
-    'lease',
+  'orphans: a dead local process, an expired lease, no owner line; not a live process or ' +
+    'another host within its lease',
   () => {
     assert.equal(isOrphan(desc('backup1', 100, 5), now, self), false); // alive here
     assert.equal(isOrphan(desc('backup1', 101, 5), now, self), true); // dead here

@@ -233,8 +233,8 @@ export async function openVmBackup(
       }
     }
     logger.warn(
-      `VM ${vm.name}: snapshot ${snapshotName} is still on the VM; the next Coffer backup removes it (or delete it ` +
-        `in vCenter)`,
+      `VM ${vm.name}: snapshot ${snapshotName} is still on the VM; the next Coffer backup ` +
+        `removes it (or delete it in vCenter)`,
     );
     return { snapshotRemoved: false };
   };

@@ -74,8 +74,8 @@ export async function connectVsphere(url: VsphereUrl, opts: ConnectOptions): Pro
   if (!user || password === undefined) {
     throw new CofferError(
       'USAGE',
-      'no vCenter credentials: set COFFER_VSPHERE_USER and COFFER_VSPHERE_PASSWORD (or put user:password@ in the ' +
-        'vsphere:// URL)',
+      'no vCenter credentials: set COFFER_VSPHERE_USER and COFFER_VSPHERE_PASSWORD (or put ' +
+        'user:password@ in the vsphere:// URL)',
     );
   }
   return VimClient.connect(

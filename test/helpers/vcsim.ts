@@ -801,8 +801,8 @@ function dataFolderPath(vc: Vcsim, disk: DiskRef): string {
   }
   if (!disk.dataPath)
     throw new Error(
-      `vcsim: disk ${disk.path} on ${disk.datastore} has no data file /folder can reach (vSAN object): write its ` +
-        `dataLocalPath`,
+      `vcsim: disk ${disk.path} on ${disk.datastore} has no data file /folder can reach (vSAN ` +
+        `object): write its dataLocalPath`,
     );
   const p = disk.dataPath.split('/').map(encodeURIComponent).join('/');
   return `/folder/${p}?dcPath=${encodeURIComponent(disk.dcPath || 'DC0')}&dsName=${encodeURIComponent(disk.datastore)}`;

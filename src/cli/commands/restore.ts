@@ -21,8 +21,8 @@ export function restoreCommand(program: Command, kit: CommandKit): void {
       program
         .command('restore')
         .description(
-          'restore one disk of a restore point to a file, block device or stdout; or a whole VM to vCenter (--to ' +
-            'vsphere://)',
+          'restore one disk of a restore point to a file, block device or stdout; or a whole ' +
+            'VM to vCenter (--to vsphere://)',
         ),
     ),
   )

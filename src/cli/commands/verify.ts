@@ -44,7 +44,7 @@ export function verifyCommand(program: Command, kit: CommandKit): void {
         for (const p of report.problems.slice(0, 100))
           kit.write(
             `  ${p.kind}: ${p.message}${
-              p.points ? ` (restore ` + `points ${p.points.map((x) => x.slice(0, 8)).join(', ')})` : ''
+              p.points ? ` (restore points ${p.points.map((x) => x.slice(0, 8)).join(', ')})` : ''
             }\n`,
           );
         if (report.problems.length > 100) kit.write(`  ... and ${report.problems.length - 100} more\n`);

@@ -114,9 +114,7 @@ export function vsphereCommand(program: Command, kit: CommandKit): void {
       for (const d of doc.datastores)
         write(
           `  ${d.path}  (${d.moref}) ${
-            d.capacityBytes !== null
-              ? `${formatBytes(d.freeBytes ?? 0)} free ` + `of ${formatBytes(d.capacityBytes)}`
-              : ''
+            d.capacityBytes !== null ? `${formatBytes(d.freeBytes ?? 0)} free of ${formatBytes(d.capacityBytes)}` : ''
           }\n`,
         );
       section('resource pools', doc.resourcePools);
@@ -126,7 +124,7 @@ export function vsphereCommand(program: Command, kit: CommandKit): void {
         write(
           `  ${v.path}  (${v.moref}) ${v.powerState ?? '?'}, ${v.numCPU ?? '?'} CPU, ${v.memoryMB ?? '?'} MB, ` +
             `tools ${v.toolsRunningStatus ?? '?'}, CBT ${v.changeTrackingEnabled ? 'on' : 'off'}${
-              v.template ? ', ' + 'template' : ''
+              v.template ? ', template' : ''
             }\n`,
         );
         for (const d of v.disks) {

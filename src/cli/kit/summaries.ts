@@ -5,7 +5,7 @@ import { formatBytes, formatDuration } from '../../shared/index.js';
 export function printBackupResult(write: (s: string) => void, result: BackupResult): void {
   write(
     `restore point ${result.id} of VM ${result.vm} (${result.mode}${
-      result.parent ? `, ` + `parent ${result.parent.slice(0, 8)}` : ''
+      result.parent ? `, parent ${result.parent.slice(0, 8)}` : ''
     })\n`,
   );
   for (const d of result.disks) {

@@ -276,8 +276,8 @@ export class VolumeGroups {
           );
         if (!p.pv)
           throw corrupt(
-            `${info.name} needs physical volume ${pvName} (${p.id}), which is on none of the disks of this restore ` +
-              `point`,
+            `${info.name} needs physical volume ${pvName} (${p.id}), which is on none of ` +
+              `the disks of this restore point`,
           );
         if (pe + perArea > p.peCount)
           throw corrupt(`LV ${info.name}: extents ${pe}+${perArea} past the ${p.peCount} extents of ${pvName}`);

@@ -232,7 +232,7 @@ export function lvSection(name: string, segments: string[], visible = true): str
   };
   const segs = segments.map((s, i) => `segment${i + 1} {\n${s}\n}\n`).join('');
   return `${name} {\nid = "${id()}"\nstatus = ${
-    visible ? '["READ", "WRITE", "VISIBLE"]' : '["READ", ' + '"WRITE"]'
+    visible ? '["READ", "WRITE", "VISIBLE"]' : '["READ", "WRITE"]'
   }\nflags = []\ncreation_time = 1700000000\ncreation_host = "test"\nsegment_count = ${segments.length}\n${segs}}\n`;
 }
 

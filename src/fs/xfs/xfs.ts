@@ -101,8 +101,8 @@ export class XfsFs implements GuestFs {
       bad.push('AGI');
     if (bad.length)
       this.warnings.push(
-        `allocation group 0's ${bad.join(' and ')} header is damaged (not needed to read files; the filesystem may ` +
-          `be inconsistent)`,
+        `allocation group 0's ${bad.join(' and ')} header is damaged (not needed to read files; the ` +
+          `filesystem may be inconsistent)`,
       );
   }
 

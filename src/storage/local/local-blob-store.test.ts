@@ -13,7 +13,7 @@ blobStoreSuite('local filesystem', async () => {
 });
 
 test(
-  'local: put leaves no temp files, list hides temp files of crashed writers, sweepTemp removes old ' + 'ones',
+  'local: put leaves no temp files, list hides temp files of crashed writers, ' + 'sweepTemp removes old ones',
   async () => {
     const dir = mkdtempSync(join(tmpdir(), 'coffer-blob-'));
     try {

@@ -235,8 +235,8 @@ export function translate(e: unknown, what: string, action: string): CofferError
     case 'EDQUOT':
       return new CofferError('STORAGE_FULL', `no space left on device while trying to ${action} ${what}`, {
         hint:
-          'free space on the repository disk; data already committed is intact, and the next run reuses what ' +
-          'was stored',
+          'free space on the repository disk; data already committed is intact, and the ' +
+          'next run reuses what was stored',
         details: { blob: what },
         cause: e,
       });

@@ -42,7 +42,7 @@ test('s3 delete: a retention date in the future or a legal hold is IMMUTABLE and
 });
 
 test(
-  's3 delete: an unlocked (or expired) object is deleted by version, not hidden behind a delete ' + 'marker',
+  's3 delete: an unlocked (or expired) object is deleted by version, ' + 'not hidden behind a delete marker',
   async () => {
     const { store, sent } = stub({ ObjectLockRetainUntilDate: new Date(Date.now() - 1000), VersionId: 'v7' });
     await store.delete('points/p' as BlobName);
@@ -74,7 +74,7 @@ test('s3 lock: COMPLIANCE retention and a legal hold are requested', async () =>
 });
 
 test(
-  'azure errors: immutability conflicts are IMMUTABLE, archived reads ARCHIVED, 503 TRANSIENT, 501 not ' + 'retried',
+  'azure errors: immutability conflicts are IMMUTABLE, archived reads ARCHIVED, ' + '503 TRANSIENT, 501 not retried',
   () => {
     const e = (statusCode: number, code: string) =>
       translateAzureError(Object.assign(new Error(code), { name: 'RestError', statusCode, code }), 'azure://a/c', 'x');

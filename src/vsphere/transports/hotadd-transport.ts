@@ -95,12 +95,12 @@ export class HotAddTransport implements DiskTransport {
     if (!p)
       throw new CofferError(
         'VSPHERE_TRANSPORT',
-        `hot-add: no VM in vCenter has this machine's BIOS UUID ${raw.trim()}: Coffer is not running in a VM of ` +
-          `this vCenter`,
+        `hot-add: no VM in vCenter has this machine's BIOS UUID ${raw.trim()}: Coffer is not ` +
+          `running in a VM of this vCenter`,
         {
           hint:
-            'use --transport nbd (VDDK) or http, or run Coffer on a Linux VM in the cluster (or name it with ' +
-            '--proxy-vm NAME)',
+            'use --transport nbd (VDDK) or http, or run Coffer on a Linux VM in the cluster (or ' +
+            'name it with --proxy-vm NAME)',
         },
       );
     return (this.proxy = p);
@@ -315,8 +315,8 @@ export class HotAddTransport implements DiskTransport {
               `within ${Math.round((this.o.appearTimeoutMs ?? 60_000) / 1000)} s`,
             {
               hint:
-                'set disk.EnableUUID=TRUE on the proxy VM (its guest then names disks by UUID), and check that ' +
-                'udev runs',
+                'set disk.EnableUUID=TRUE on the proxy VM (its guest then names disks by ' +
+                'UUID), and check that udev runs',
             },
           );
         }
