@@ -6,7 +6,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
 import { makeDisk } from './helpers/disks.js';
 import { MiB, mkExt, partitionDisk, partitionsOf } from './helpers/fs-images.js';
-import { api, makeToken, startServer, type RunningServer } from './helpers/coffer-server.js';
+import { api, makeToken, startServer, until, type RunningServer } from './helpers/coffer-server.js';
 
 /** Screenshots for humans (gitignored): test-artifacts/console/*.png */
 const ARTIFACTS = resolve('test-artifacts/console');
@@ -210,8 +210,16 @@ describe('web console in headless Chromium', {
     await page.waitForSelector('#policies-table tbody tr');
     assert.match((await page.textContent('#policies-table tbody tr')) ?? '', /web.*web01.*0 3 \* \* \*/);
     await page.screenshot({ path: join(ARTIFACTS, '06-policies.png'), fullPage: true });
+    const session = (await page.evaluate('sessionStorage.getItem("coffer-token")')) as string | null;
+    assert.ok(session);
+    assert.equal((await api(server.url, 'GET', '/api/v1/me', { token: session })).status, 200);
     await page.click('#logout');
     await page.waitForSelector('#login-token');
+    // the console's logout revokes the session on the server
+    await until(
+      'session revoked',
+      async () => (await api(server.url, 'GET', '/api/v1/me', { token: session })).status === 401,
+    );
     await page.fill('#token', makeToken(dataDir, 'viewer', 'console-viewer'));
     await page.click('#login-token button[type=submit]');
     await page.waitForSelector('#vm-table tr[data-vm="web01"]');

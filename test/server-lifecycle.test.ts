@@ -207,12 +207,14 @@ describe('coffer server: config validation, restart mid-job, schedules, TLS', ()
       extraArgs: ['--tls-cert', cert, '--tls-key', key],
       scheme: 'https',
     });
+    let hsts: unknown;
     const body = await until(
       'https health',
       () =>
         new Promise<string | undefined>((res) => {
           const req = request(`${server!.url}/api/health`, { ca: readFileSync(cert) }, (resp) => {
             let d = '';
+            hsts = resp.headers['strict-transport-security'];
             resp.on('data', (c) => (d += c));
             resp.on('end', () => res(resp.statusCode === 200 ? d : undefined));
           });
@@ -221,6 +223,7 @@ describe('coffer server: config validation, restart mid-job, schedules, TLS', ()
         }),
     );
     assert.equal(JSON.parse(body).status, 'ok');
+    assert.match(String(hsts), /^max-age=\d+/, 'HSTS under TLS');
     await server.stop();
     server = undefined;
   });

@@ -77,6 +77,9 @@ function show(...nodes) {
 const errorBox = (e) => h('p', { class: 'error', role: 'alert' }, e.message ?? String(e));
 
 function logout() {
+  // revoke the session on the server (not just forget it here); the answer does not matter
+  if (token)
+    fetch('/api/v1/auth/logout', { method: 'POST', headers: { authorization: `Bearer ${token}` } }).catch(() => {});
   token = null;
   me = null;
   sessionStorage.removeItem('coffer-token');
@@ -1073,6 +1076,6 @@ async function route() {
   }
 }
 
-document.getElementById('logout').addEventListener('click', logout);
+document.getElementById('logout').addEventListener('click', () => logout());
 window.addEventListener('hashchange', route);
 route();

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
+import { diskSource } from './validation.js';
 import { CofferError } from '../shared/index.js';
 
 /**
@@ -34,7 +35,7 @@ export const RepositoryConfigSchema = z
 export const InventoryVmSchema = z.strictObject({
   name: z.string().min(1).max(512),
   /** Disk sources in order, each whatever `openSource` accepts (paths, file://, nbd://). */
-  disks: z.array(z.string().min(1)).min(1).max(256),
+  disks: z.array(diskSource).min(1).max(256),
 });
 
 const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
@@ -126,6 +127,14 @@ export const ServerConfigSchema = z.strictObject({
         .default(12),
       /** failed logins allowed per remote address in 15 minutes; then its logins fail until the window has passed */
       loginMaxFailures: z.number().int().min(1).max(10000).default(20),
+      /** a client gets this long to send its whole request, body included (slow-loris); then 408 */
+      requestTimeoutSeconds: z.number().min(1).max(3600).default(30),
+    })
+    .prefault({}),
+  /** The audit log keeps rows for this many days (older ones are deleted at start and every hour). */
+  audit: z
+    .strictObject({
+      retentionDays: z.number().int().min(1).max(36500).default(365),
     })
     .prefault({}),
   notifications: z

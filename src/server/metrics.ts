@@ -27,6 +27,7 @@ export function renderMetrics(
   vms: VmStatus[],
   http: HttpCounters,
   startedAt: Date,
+  jsonBodiesParsed = 0,
 ): string {
   const out: string[] = [];
   const metric = (name: string, type: string, help: string, samples: [Record<string, string>, number][]) => {
@@ -111,6 +112,12 @@ export function renderMetrics(
       const [method, code] = k.split('|') as [string, string];
       return [{ method, code }, n];
     }),
+  );
+  metric(
+    'coffer_http_json_bodies_parsed_total',
+    'counter',
+    'JSON request bodies parsed since start (only authenticated requests and logins reach the parser).',
+    [[{}, jsonBodiesParsed]],
   );
   return out.join('\n') + '\n';
 }

@@ -2,13 +2,22 @@ import { Cron } from 'croner';
 import { z } from 'zod';
 import { CofferError } from '../shared/index.js';
 import type { InventoryVm } from './config.js';
+import { diskSource, pathLike, POLICY_ID } from './validation.js';
 
-/** A cron expression croner accepts (5 fields, or 6 with seconds first). */
+/** A cron expression croner accepts (5 fields, or 6 with seconds first); 7 fields (a year) are refused. */
 export const cronSchema = z
   .string()
   .min(1)
   .max(200)
   .superRefine((s, ctx) => {
+    const fields = s.trim().split(/\s+/).length;
+    if (!s.trim().startsWith('@') && (fields < 5 || fields > 6)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `invalid cron expression ${JSON.stringify(s)}: ${fields} fields (give 5: minute hour day month weekday, or 6 with seconds first)`,
+      });
+      return;
+    }
     try {
       new Cron(s, { paused: true }).stop();
     } catch (e) {
@@ -28,7 +37,7 @@ const vcenterSelector = z
     /** glob on the VM name: `*` any run of characters, `?` one character */
     pattern: z.string().min(1).max(512).optional(),
     /** inventory path of a VM folder, e.g. /DC0/vm/prod: the VMs in it and its subfolders */
-    folder: z.string().min(1).max(1024).optional(),
+    folder: pathLike(1024).optional(),
   })
   .refine((s) => s.name !== undefined || s.pattern !== undefined || s.folder !== undefined, {
     message: 'give name, pattern or folder',
@@ -39,7 +48,7 @@ const vmSelector = z.union([
   z.strictObject({
     /** A VM by name: from the inventory, or with its own disk sources (anything `openSource` accepts). */
     name: z.string().min(1).max(512),
-    disks: z.array(z.string().min(1).max(4096)).min(1).max(256).optional(),
+    disks: z.array(diskSource).min(1).max(256).optional(),
   }),
   z.strictObject({
     /** Every inventory VM whose name matches: `*` any run of characters, `?` one character. */
@@ -71,7 +80,10 @@ export const PolicySpecSchema = z.strictObject({
     .regex(
       /^[A-Za-z0-9][A-Za-z0-9._ -]{0,63}$/,
       'must be 1-64 letters, digits, space, ".", "_" or "-", starting with a letter or digit',
-    ),
+    )
+    .refine((n) => !POLICY_ID.test(n), {
+      message: 'must not look like a policy id (12 hex digits): it would shadow that policy on GET/PUT/DELETE by id',
+    }),
   description: z.string().max(1000).default(''),
   enabled: z.boolean().default(true),
   repository: z.string().min(1).max(64),

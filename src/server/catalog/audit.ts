@@ -25,6 +25,8 @@ export interface AuditTable {
   append(e: AuditEntry, now?: Date): void;
   /** newest first, ids below `beforeId`; at most `limit` */
   list(q: { actor?: string; action?: string; beforeId?: number; limit: number }): AuditRecord[];
+  /** deletes rows older than `time`; returns how many */
+  deleteBefore(time: Date): number;
 }
 
 export class SqliteAudit implements AuditTable {
@@ -34,6 +36,10 @@ export class SqliteAudit implements AuditTable {
     this.db
       .prepare('INSERT INTO audit(time, actor, action, target, remote, status, details) VALUES (?, ?, ?, ?, ?, ?, ?)')
       .run(now.toISOString(), e.actor, e.action, e.target, e.remote, e.status, JSON.stringify(e.details ?? {}));
+  }
+
+  deleteBefore(time: Date): number {
+    return this.db.prepare('DELETE FROM audit WHERE time < ?').run(time.toISOString()).changes;
   }
 
   list(q: { actor?: string; action?: string; beforeId?: number; limit: number }): AuditRecord[] {

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { CofferError } from '../../shared/index.js';
 import { SqliteAudit } from './audit.js';
@@ -124,8 +124,15 @@ export { isConstraintError } from './db.js';
 
 function openDatabase(dataDir: string): Db {
   try {
-    mkdirSync(dataDir, { recursive: true });
-    const db = new Database(join(dataDir, 'catalog.db'));
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    // the catalog holds password and token hashes: owner only. SQLite creates -wal and -shm with the mode of the
+    // database file; an older catalog created 0644 is tightened here.
+    const file = join(dataDir, 'catalog.db');
+    closeSync(openSync(file, 'a', 0o600));
+    for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+      if (existsSync(f)) chmodSync(f, 0o600);
+    }
+    const db = new Database(file);
     db.pragma('journal_mode = WAL');
     db.pragma('busy_timeout = 5000');
     db.pragma('foreign_keys = ON');

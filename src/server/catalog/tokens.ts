@@ -34,8 +34,10 @@ export interface TokensTable {
   listApi(): TokenInfo[];
   /** revokes an API token; false when there was none */
   deleteApi(id: string): boolean;
-  /** ends every session of a user */
+  /** ends every session of a user and revokes every API token the user created (and, transitively, the tokens those tokens created) */
   deleteForUser(username: string): void;
+  /** revokes one token of any kind (logout); false when there was none */
+  revoke(id: string): boolean;
 }
 
 export class SqliteTokens implements TokensTable {
@@ -85,5 +87,23 @@ export class SqliteTokens implements TokensTable {
 
   deleteForUser(username: string): void {
     this.db.prepare('DELETE FROM tokens WHERE username = ?').run(username);
+    // API tokens the user created, then the tokens created with those tokens, and so on
+    let creators = [`user:${username}`];
+    const byCreator = this.db.prepare('SELECT id, name FROM tokens WHERE created_by = ?');
+    const del = this.db.prepare('DELETE FROM tokens WHERE id = ?');
+    for (let round = 0; creators.length > 0 && round < 100; round++) {
+      const next: string[] = [];
+      for (const c of creators) {
+        for (const r of byCreator.all(c) as { id: string; name: string }[]) {
+          del.run(r.id);
+          next.push(`token:${r.name} (${r.id})`);
+        }
+      }
+      creators = next;
+    }
+  }
+
+  revoke(id: string): boolean {
+    return this.db.prepare('DELETE FROM tokens WHERE id = ?').run(id).changes > 0;
   }
 }

@@ -12,11 +12,17 @@ export function registerAdminRoutes(routes: Routes, { catalog }: Pick<ApiContext
   routes.add({
     method: 'GET',
     url: '/api/v1/audit',
-    summary: 'The audit log (newest first)',
+    summary: 'The audit log (newest first); format=ndjson exports one JSON record per line',
     tag: 'admin',
     permission: 'admin',
-    query: Pagination.extend({ actor: z.string().max(200).optional(), action: z.string().max(200).optional() }),
-    handler: ({ query }) => {
+    query: Pagination.extend({
+      actor: z.string().max(200).optional(),
+      action: z.string().max(200).optional(),
+      format: z.enum(['json', 'ndjson']).default('json'),
+    }),
+    response:
+      "json: {items, nextCursor}; ndjson: one record per line, the next page's cursor in the X-Next-Cursor header (absent at the end)",
+    handler: ({ query, reply }) => {
       const c = decodeCursor(query.cursor, 1);
       const rows = catalog.audit.list({
         actor: query.actor,
@@ -24,7 +30,12 @@ export function registerAdminRoutes(routes: Routes, { catalog }: Pick<ApiContext
         ...(c ? { beforeId: c[0] as number } : {}),
         limit: query.limit + 1,
       });
-      return page(rows, query.limit, (r) => [r.id]);
+      const p = page(rows, query.limit, (r) => [r.id]);
+      if (query.format === 'json') return p;
+      if (p.nextCursor) void reply.header('x-next-cursor', p.nextCursor);
+      return reply
+        .header('content-type', 'application/x-ndjson; charset=utf-8')
+        .send(p.items.map((r) => JSON.stringify(r) + '\n').join(''));
     },
   });
 

@@ -22,6 +22,19 @@ export function registerAuthRoutes(routes: Routes, { catalog, config }: Pick<Api
   });
 
   routes.add({
+    method: 'POST',
+    url: '/api/v1/auth/logout',
+    summary: 'Log out: revoke the session (or API token) this request authenticates with',
+    tag: 'auth',
+    permission: 'read',
+    handler: ({ principal, audit: a }) => {
+      a({ token: principal!.tokenId });
+      catalog.tokens.revoke(principal!.tokenId);
+      return { revoked: principal!.tokenId };
+    },
+  });
+
+  routes.add({
     method: 'GET',
     url: '/api/v1/me',
     summary: 'Who am I',

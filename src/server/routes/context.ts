@@ -21,5 +21,7 @@ export interface ApiContext {
 
 /** A policy by id or name (NOT_FOUND otherwise). */
 export function findPolicy(catalog: Pick<Catalog, 'policies'>, ref: string): Policy {
-  return catalog.policies.list().find((p) => p.id === ref || p.name === ref) ?? catalog.policies.get(ref);
+  // ids first: a name never shadows an id (names of the id form are refused when a policy is saved)
+  const all = catalog.policies.list();
+  return all.find((p) => p.id === ref) ?? all.find((p) => p.name === ref) ?? catalog.policies.get(ref);
 }

@@ -10,7 +10,7 @@ import { registerServerRoutes } from './server.js';
 import { registerDashboardRoutes, registerVmRoutes } from './vms.js';
 
 export type { ApiContext } from './context.js';
-export { errorReply, Routes } from './kit.js';
+export { errorReply, jsonParseCounter, parseJsonBody, Routes } from './kit.js';
 
 /** Every API route, one module per OpenAPI tag (this order is the order of the OpenAPI document's paths). */
 export function registerApi(routes: Routes, ctx: ApiContext): void {

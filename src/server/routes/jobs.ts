@@ -1,10 +1,11 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { CofferError } from '../../shared/index.js';
-import type { Principal } from '../auth.js';
-import { decodeCursor, TERMINAL_STATUSES, type Job, type JobStatus } from '../catalog/index.js';
+import { authenticate, can, type Principal } from '../auth.js';
+import { decodeCursor, TERMINAL_STATUSES, type Catalog, type Job, type JobStatus } from '../catalog/index.js';
 import type { JobEvent, JobQueue } from '../jobs/queue.js';
 import { checkRestoreTarget } from '../jobs/restore-target.js';
+import { pathLike } from '../validation.js';
 import { resolvePolicyVms } from '../policy.js';
 import { findPolicy, type ApiContext } from './context.js';
 import { JobIdParam, page, Pagination, type Routes } from './kit.js';
@@ -22,7 +23,7 @@ const StartJob = z.discriminatedUnion('kind', [
     pointId: z.string().min(1).max(64),
     disk: z.number().int().min(0).max(255),
     /** a path below a configured restore directory (relative paths are taken below the first one) */
-    target: z.string().min(1).max(4096),
+    target: pathLike(4096),
     force: z.boolean().default(false),
   }),
   z.strictObject({
@@ -100,7 +101,8 @@ export function registerJobRoutes(routes: Routes, ctx: JobsContext): void {
     permission: 'read',
     params: JobIdParam,
     response: 'text/event-stream: events "log", "progress", "status"; the stream ends when the job has finished',
-    handler: ({ params, req, reply }) => streamJobEvents(queue, params.id, req, reply),
+    handler: ({ params, req, reply }) =>
+      streamJobEvents(queue, params.id, req, reply, () => stillAuthorised(catalog, req.headers.authorization)),
   });
 
   routes.add({
@@ -182,7 +184,29 @@ async function startJob(
 }
 
 /** Server-Sent Events of one job: its log so far, its progress and status, then live events until it ends. */
-function streamJobEvents(queue: JobQueue, id: number, req: FastifyRequest, reply: FastifyReply): void {
+/** The request's token is still valid (not revoked, not expired, its user not deleted) and may still read. */
+function stillAuthorised(catalog: Pick<Catalog, 'tokens' | 'users'>, header: string | undefined): boolean {
+  try {
+    return can(authenticate(catalog, header).role, 'read');
+  } catch {
+    return false;
+  }
+}
+
+/** How often an open event stream checks that its token is still valid (revocation ends the stream). */
+const STREAM_AUTH_CHECK_MS = 1000;
+
+/**
+ * Server-Sent Events of one job: its log so far, its progress and status, then live events until it ends. The
+ * stream ends (after an "error" event) when its session or token is revoked, expires, or its user is deleted.
+ */
+function streamJobEvents(
+  queue: JobQueue,
+  id: number,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  authorised: () => boolean,
+): void {
   const job = queue.get(id);
   if (!job) throw new CofferError('NOT_FOUND', `no job ${id}`);
   reply.hijack();
@@ -215,8 +239,14 @@ function streamJobEvents(queue: JobQueue, id: number, req: FastifyRequest, reply
     if (e.type === 'status' && terminal((e.data as { status: string }).status)) close();
   };
   const ping = setInterval(() => raw.write(': ping\n\n'), 15_000);
+  const authCheck = setInterval(() => {
+    if (authorised()) return;
+    send('error', { code: 'UNAUTHENTICATED', message: 'the session or token of this stream was revoked' });
+    close();
+  }, STREAM_AUTH_CHECK_MS);
   const close = () => {
     clearInterval(ping);
+    clearInterval(authCheck);
     queue.off('event', onEvent);
     raw.end();
   };

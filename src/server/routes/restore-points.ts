@@ -13,6 +13,7 @@ import {
   type GuestFile,
   type UseCaseContext,
 } from '../../engine/index.js';
+import { guestPath } from '../validation.js';
 import { CofferError } from '../../shared/index.js';
 import type { Principal } from '../auth.js';
 import { decodeCursor, encodeCursor, type Catalog } from '../catalog/index.js';
@@ -34,7 +35,7 @@ const FilesLocation = {
     ])
     .optional(),
 };
-const BrowseQuery = Pagination.extend({ ...FilesLocation, path: z.string().min(1).max(4096).optional() });
+const BrowseQuery = Pagination.extend({ ...FilesLocation, path: guestPath(4096).optional() });
 
 type PointsContext = Pick<ApiContext, 'catalog' | 'repos'>;
 
@@ -84,7 +85,7 @@ export function registerRestorePointRoutes(routes: Routes, ctx: PointsContext): 
     audit: true,
     summary: 'Download one regular file of a restore point disk (audited)',
     params: FilesParams,
-    query: z.strictObject({ ...FilesLocation, path: z.string().min(1).max(4096) }),
+    query: z.strictObject({ ...FilesLocation, path: guestPath(4096) }),
     response:
       "application/octet-stream: the file's bytes (holes as zeros), Content-Disposition: attachment with the file name",
     handler: async ({ params, query, req, reply, principal, remote, audit: a }) => {
