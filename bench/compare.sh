@@ -17,6 +17,8 @@
 #   SIZE_GIB  guest disk size (default 4); the image is cached as WORKDIR/guest-<N>g.raw
 #   PERCENT   share of the disk to mutate between backups (default 2), SEED (default 42)
 #   COFFER_JS Coffer CLI entry (default <repo>/dist/bin/coffer.js, run with node)
+#   COFFER_BASE_JS another Coffer build, run as the tool `coffer-base` (e.g. TOOLS="coffer-base coffer restic"), to
+#             compare two versions of Coffer in one run (before/after a change)
 #   DROP_CACHES=0 to not even try dropping caches
 # Everything is local; nothing talks to the network.
 set -euo pipefail
@@ -30,6 +32,8 @@ SIZE_GIB=${SIZE_GIB:-4}
 PERCENT=${PERCENT:-2}
 SEED=${SEED:-42}
 COFFER_JS=${COFFER_JS:-$ROOT/dist/bin/coffer.js}
+COFFER_BASE_JS=${COFFER_BASE_JS:-}
+js_of() { if [ "$1" = coffer-base ]; then echo "$COFFER_BASE_JS"; else echo "$COFFER_JS"; fi; }
 DROP_CACHES=${DROP_CACHES:-1}
 TIME=/usr/bin/time
 
@@ -49,9 +53,10 @@ log() { printf '[compare %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 for tool in $TOOLS; do
   case $tool in
     coffer) [ -f "$COFFER_JS" ] || die "Coffer CLI not built: $COFFER_JS (npm run build), or drop it from TOOLS" ;;
+    coffer-base) [ -f "$COFFER_BASE_JS" ] || die "coffer-base needs COFFER_BASE_JS (another build's dist/bin/coffer.js)" ;;
     restic) command -v restic >/dev/null || die "restic missing (scripts/setup.sh)" ;;
     borg)   command -v borg >/dev/null || die "borg missing (scripts/setup.sh)" ;;
-    *) die "unknown tool '$tool' (known: coffer restic borg)" ;;
+    *) die "unknown tool '$tool' (known: coffer coffer-base restic borg)" ;;
   esac
 done
 
@@ -129,7 +134,7 @@ repo_bytes() { du -sb "$(repo_of "$1")" 2>/dev/null | cut -f1 || true; }
 tool_init() {   # not timed
   local repo; repo=$(repo_of "$1")
   case $1 in
-    coffer) node "$COFFER_JS" init --repo "$repo" ;;
+    coffer|coffer-base) node "$(js_of "$1")" init --repo "$repo" ;;
     restic) restic -r "$repo" init ;;
     borg)   borg init -e repokey-blake2 "$repo" ;;
   esac > "$LOGS/$1-init.out" 2> "$LOGS/$1-init.err" < /dev/null
@@ -138,7 +143,7 @@ tool_init() {   # not timed
 tool_backup() {   # TOOL PHASE
   local repo; repo=$(repo_of "$1")
   case $1 in
-    coffer) measure "$1" "$2" node "$COFFER_JS" backup --repo "$repo" --vm bench "$DISK" --json ;;
+    coffer|coffer-base) measure "$1" "$2" node "$(js_of "$1")" backup --repo "$repo" --vm bench "$DISK" --json ;;
     restic) measure "$1" "$2" restic -r "$repo" backup --host coffer-bench --json "$DISK" ;;
     borg)   measure "$1" "$2" borg create --compression zstd,3 --json "$repo::$2" "$DISK" ;;
   esac
@@ -149,16 +154,16 @@ tool_restore() {
   local repo target; repo=$(repo_of "$1"); target=$WORKDIR/restore/$1
   mkdir -p "$target"
   case $1 in
-    coffer)
+    coffer|coffer-base)
       local id
-      id=$(node "$COFFER_JS" list --repo "$repo" --json < /dev/null 2> "$LOGS/coffer-restore.err" | node -e '
+      id=$(node "$(js_of "$1")" list --repo "$repo" --json < /dev/null 2> "$LOGS/$1-restore.err" | node -e '
         let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
           const snaps = JSON.parse(s).slice().sort((a, b) => String(a.time).localeCompare(String(b.time)));
           if (!snaps.length) process.exit(1);
           console.log(snaps[snaps.length - 1].id);
         });') || { M_STATUS=failed; M_TIMES=""; FAILED[$1]=1; FAILURES=$((FAILURES + 1))
              echo "!!! coffer list failed (see $LOGS/coffer-restore.err)" >&2; return; }
-      measure "$1" restore node "$COFFER_JS" restore --repo "$repo" "$id" --disk 0 --target "$target/disk.raw"
+      measure "$1" restore node "$(js_of "$1")" restore --repo "$repo" "$id" --disk 0 --target "$target/disk.raw"
       RESTORED=$target/disk.raw ;;
     restic)
       measure "$1" restore restic -r "$repo" restore latest --target "$target"
@@ -246,7 +251,7 @@ done
   printf 'node\t%s\n' "$(node --version)"
   for tool in $TOOLS; do
     case $tool in
-      coffer) printf 'version.coffer\t%s\n' "$(node "$COFFER_JS" --version 2>/dev/null < /dev/null | head -n 1 || true)" ;;
+      coffer|coffer-base) printf 'version.%s\t%s\n' "$tool" "$(node "$(js_of "$tool")" --version 2>/dev/null < /dev/null | head -n 1 || true)" ;;
       restic) printf 'version.restic\t%s\n' "$(restic version | head -n 1)" ;;
       borg)   printf 'version.borg\t%s\n' "$(borg --version)" ;;
     esac

@@ -54,7 +54,7 @@ function reported(tool, phase, outFile) {
     // deduplicated_size: compressed bytes this archive added to the repository
     return { newBytes: obj.archive?.stats?.deduplicated_size ?? null, raw: obj.archive?.stats ?? obj };
   }
-  if (tool === 'coffer') return { newBytes: obj.bytesStored ?? null, raw: obj };
+  if (tool === 'coffer' || tool === 'coffer-base') return { newBytes: obj.bytesStored ?? null, raw: obj };
   return { newBytes: null, raw: obj };
 }
 
@@ -91,23 +91,25 @@ for (const r of rows) {
 // ---- ratios coffer / peer ---------------------------------------------------------------
 const ratio = (a, b) => (a == null || b == null || b === 0 ? null : Number((a / b).toFixed(3)));
 const ratios = {};
-const c = results.coffer;
-for (const peer of ['restic', 'borg']) {
-  const p = results[peer];
-  if (!c || !p) continue;
-  const r = {};
-  for (const phase of ['full', 'repeat', 'restore']) {
-    if (!c[phase]?.ok || !p[phase]?.ok) {
-      r[`${phase}WallS`] = r[`${phase}CpuS`] = r[`${phase}MaxRss`] = null;
-      continue;
+for (const variant of ['coffer-base', 'coffer']) {
+  const c = results[variant];
+  for (const peer of ['restic', 'borg']) {
+    const p = results[peer];
+    if (!c || !p) continue;
+    const r = {};
+    for (const phase of ['full', 'repeat', 'restore']) {
+      if (!c[phase]?.ok || !p[phase]?.ok) {
+        r[`${phase}WallS`] = r[`${phase}CpuS`] = r[`${phase}MaxRss`] = null;
+        continue;
+      }
+      r[`${phase}WallS`] = ratio(c[phase]?.wallS, p[phase]?.wallS);
+      r[`${phase}CpuS`] = ratio(c[phase]?.cpuS, p[phase]?.cpuS);
+      r[`${phase}MaxRss`] = ratio(c[phase]?.maxRssKiB, p[phase]?.maxRssKiB);
     }
-    r[`${phase}WallS`] = ratio(c[phase]?.wallS, p[phase]?.wallS);
-    r[`${phase}CpuS`] = ratio(c[phase]?.cpuS, p[phase]?.cpuS);
-    r[`${phase}MaxRss`] = ratio(c[phase]?.maxRssKiB, p[phase]?.maxRssKiB);
+    r.repoBytesAfterFull = ratio(c.full?.repoBytes, p.full?.repoBytes);
+    r.repoBytesAfterRepeat = ratio(c.repeat?.repoBytes, p.repeat?.repoBytes);
+    ratios[`${variant}/${peer}`] = r;
   }
-  r.repoBytesAfterFull = ratio(c.full?.repoBytes, p.full?.repoBytes);
-  r.repoBytesAfterRepeat = ratio(c.repeat?.repoBytes, p.repeat?.repoBytes);
-  ratios[`coffer/${peer}`] = r;
 }
 
 writeFileSync(outPath, JSON.stringify({ meta, results, ratios }, null, 2) + '\n');
