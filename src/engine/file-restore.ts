@@ -340,8 +340,8 @@ export async function openGuestFile(
     if (node.type !== 'file')
       throw new CofferError(
         'USAGE',
-        `${path} is ${node.type === 'dir' ? 'a directory' : `a ${node.type}`}, not a regular file: only regular ` +
-          'files can be downloaded',
+        `${path} is ${node.type === 'dir' ? 'a directory' : `a ${node.type}`}, not a regular file: ` +
+          'only regular files can be downloaded',
       );
     const limit = g.partition.sizeBytes;
     if (node.sizeBytes > limit) {
@@ -704,8 +704,8 @@ async function makeDir(dest: string, force: boolean): Promise<void> {
     if (!force)
       throw new CofferError(
         'TARGET_EXISTS',
-        `${dest} exists and is not a ` +
-          `directory${st.isSymbolicLink() ? ' (a symbolic link, never followed)' : ''}; use --force to replace it`,
+        `${dest} exists and is not a directory` +
+          `${st.isSymbolicLink() ? ' (a symbolic link, never followed)' : ''}; use --force to replace it`,
       );
     await unlink(dest);
   }

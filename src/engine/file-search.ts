@@ -146,8 +146,8 @@ function compileComponent(p: string): Segment {
 }
 
 /**
- * Index of the `]` closing a class opened at `start` (a `]` right after `[`, `[!` or `[^` is part of the class), or
- * -1.
+ * Index of the `]` closing a class opened at `start` (a `]` right after `[`, `[!` or `[^` is part of the class),
+ * or -1.
  */
 function classEnd(p: string, start: number): number {
   let i = start + 1;

@@ -29,8 +29,8 @@ export interface Services {
 }
 
 /**
- * Builds the server's parts in dependency order: catalog -> repositories, vCenters -> queue -> job kinds -> runner ->
- * scheduler.
+ * Builds the server's parts in dependency order:
+ * catalog -> repositories, vCenters -> queue -> job kinds -> runner -> scheduler.
  */
 export function buildServices(
   catalog: Catalog,
@@ -91,8 +91,8 @@ function reportFinished(job: Job, to: { log: PinoLogger; notifier: Notifier; sla
       event: job.status === 'failed' ? 'job.failed' : 'job.succeeded',
       time: new Date().toISOString(),
       summary:
-        `${job.kind} ` +
-        `job ${job.id}${job.vm ? ` of VM ${job.vm}` : ''} ${job.status}${job.error ? `: ${job.error.message}` : ''}`,
+        `${job.kind} job ${job.id}${job.vm ? ` of VM ${job.vm}` : ''} ${job.status}` +
+        `${job.error ? `: ${job.error.message}` : ''}`,
       job: {
         id: job.id,
         kind: job.kind,

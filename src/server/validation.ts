@@ -12,8 +12,8 @@ export const pathLike = (max: number) =>
     .refine((s) => !CONTROL_CHARS.test(s), { message: 'must not contain control characters (NUL, newline, tab, ...)' });
 
 /**
- * A guest path: guest file names may hold odd characters, but never NUL (no filesystem allows it; C APIs truncate
- * there).
+ * A guest path: guest file names may hold odd characters, but never NUL
+ * (no filesystem allows it; C APIs truncate there).
  */
 export const guestPath = (max: number) =>
   z

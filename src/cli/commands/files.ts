@@ -55,8 +55,7 @@ function lsLine(f: FileInfo): string {
   if (f.error)
     return (
       `?????????? ${'?'.padStart(3)} ${'?'.padStart(5)} ${'?'.padStart(5)} ${'?'.padStart(12)} ${'?'.padEnd(16)} ` +
-      `${printable(f.name)} ` +
-      `(${f.error.code}: ${f.error.message})\n`
+      `${printable(f.name)} (${f.error.code}: ${f.error.message})\n`
     );
   return (
     `${modeString(f.type, f.mode)} ${String(f.nlink).padStart(3)} ${String(f.uid).padStart(5)} ` +
@@ -92,8 +91,8 @@ export function filesCommand(program: Command, kit: CommandKit): void {
     files
       .command('ls')
       .description(
-        'list a directory or show a file of a guest filesystem; without PATH (or with --partitions) list the ' +
-          'partitions',
+        'list a directory or show a file of a guest filesystem; ' +
+          'without PATH (or with --partitions) list the partitions',
       ),
   )
     .argument('<id>', 'restore point id, unique prefix, or "latest"')
@@ -111,14 +110,12 @@ export function filesCommand(program: Command, kit: CommandKit): void {
           if (o.json) kit.write(JSON.stringify({ id: pointId, disk, ...t }) + '\n');
           else {
             kit.write(
-              `disk ${disk} ` +
-                `of ${pointId}: ${formatBytes(t.sizeBytes)}, ` +
+              `disk ${disk} of ${pointId}: ${formatBytes(t.sizeBytes)}, ` +
                 `${t.scheme === 'none' ? 'no partition table' : `${t.scheme.toUpperCase()} partition table`}\n`,
             );
             kit.write(
               `${'#'.padStart(3)}  ${'START'.padStart(14)}  ${'SIZE'.padStart(10)}  ${'TYPE'.padEnd(36)}  ` +
-                `${'FS'.padEnd(6)}  ` +
-                `NAME / PROBLEM\n`,
+                `${'FS'.padEnd(6)}  NAME / PROBLEM\n`,
             );
             for (const p of t.partitions) {
               const note = [
@@ -211,8 +208,8 @@ export function filesCommand(program: Command, kit: CommandKit): void {
       files
         .command('find')
         .description(
-          'find where a guest path or glob (*, ?, **, [a-z]) exists across restore points, newest first, with ' +
-            'size and mtime',
+          'find where a guest path or glob (*, ?, **, [a-z]) exists across restore points, ' +
+            'newest first, with size and mtime',
         ),
     ),
   )
@@ -251,15 +248,14 @@ export function filesCommand(program: Command, kit: CommandKit): void {
           for (const m of r.matches) {
             const time = m.mtime ? m.mtime.slice(0, 19).replace('T', ' ') : '-';
             kit.write(
-              `${m.pointId}  ${m.time.slice(0, 19).replace('T', ' ')}  disk ${m.disk} ` +
-                `part ${m.partition}  ${TYPE_CHAR[m.type] ?? '?'} ${String(m.size).padStart(12)}  ${time}  ` +
-                `${printable(m.path)}\n`,
+              `${m.pointId}  ${m.time.slice(0, 19).replace('T', ' ')}  disk ${m.disk} part ${m.partition}  ` +
+                `${TYPE_CHAR[m.type] ?? '?'} ${String(m.size).padStart(12)}  ${time}  ${printable(m.path)}\n`,
             );
           }
           kit.write(
-            `${r.matches.length} match(es) in ${r.points.length} restore ` +
-              `point(s), ${r.points.reduce((n, p) => n + p.entriesWalked, 0)} entries walked ` +
-              `in ${formatDuration(r.durationMs)}${r.partial ? ' (PARTIAL: see the notes)' : ''}\n`,
+            `${r.matches.length} match(es) in ${r.points.length} restore point(s), ` +
+              `${r.points.reduce((n, p) => n + p.entriesWalked, 0)} entries walked in ${formatDuration(r.durationMs)}` +
+              `${r.partial ? ' (PARTIAL: see the notes)' : ''}\n`,
           );
           for (const n of r.notes) logger.warn(printable(n));
         }
@@ -325,8 +321,8 @@ export function filesCommand(program: Command, kit: CommandKit): void {
                       ? `${c.sizeB}`
                       : `${c.sizeA} -> ${c.sizeB}`;
               kit.write(
-                `${sign[c.change]} ${TYPE_CHAR[c.type] ?? '?'} disk ${v.disk} ` +
-                  `part ${v.partition}  ${printable(c.path)}  ${size}${c.fields ? `  (${c.fields.join(', ')})` : ''}\n`,
+                `${sign[c.change]} ${TYPE_CHAR[c.type] ?? '?'} disk ${v.disk} part ${v.partition}  ` +
+                  `${printable(c.path)}  ${size}${c.fields ? `  (${c.fields.join(', ')})` : ''}\n`,
               );
             }
           }

@@ -228,8 +228,8 @@ export async function diffFiles(
   if (!sameVm && !req.force)
     throw new CofferError(
       'USAGE',
-      `restore points ${ma.id} (VM ${ma.vm.name}) and ${mb.id} (VM ${mb.vm.name}) are of different VMs; use ` +
-        '--force to compare them anyway',
+      `restore points ${ma.id} (VM ${ma.vm.name}) and ${mb.id} (VM ${mb.vm.name}) are of different VMs; ` +
+        'use --force to compare them anyway',
     );
   const entries = positive(req.entries, FIND_DEFAULTS.entriesPerPoint, '--max-entries');
   const maxResults = positive(req.maxResults, 10_000, '--limit');

@@ -20,8 +20,8 @@ export interface RestoreFilesRequest {
 export type RestoreFilesEvent = { type: 'progress'; unit: 'items'; done: number; total: number; bytes: number };
 
 /**
- * File-level restore: copies files and directories out of a guest filesystem of a restore point (DESIGN.md §File-level
- * restore).
+ * File-level restore: copies files and directories out of a guest filesystem of a restore point
+ * (DESIGN.md §File-level restore).
  */
 export async function restoreFiles(
   repo: Repository,

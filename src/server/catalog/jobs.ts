@@ -222,8 +222,8 @@ export class SqliteJobs implements JobsTable {
     return (
       this.db
         .prepare(
-          "UPDATE jobs SET status = 'running', started_at = ?, attempt = ?, progress = NULL WHERE id = ? AND " +
-            "status = 'queued'",
+          "UPDATE jobs SET status = 'running', started_at = ?, attempt = ?, progress = NULL " +
+            "WHERE id = ? AND status = 'queued'",
         )
         .run(now, attempt, id).changes > 0
     );
@@ -285,8 +285,8 @@ export class SqliteJobs implements JobsTable {
   succeededDurations(): { kind: string; n: number; s: number }[] {
     return this.db
       .prepare(
-        'SELECT kind, COUNT(*) AS n, SUM((julianday(finished_at) - julianday(started_at)) * 86400.0) AS s FROM ' +
-          "jobs WHERE status = 'succeeded' AND started_at IS NOT NULL GROUP BY kind",
+        'SELECT kind, COUNT(*) AS n, SUM((julianday(finished_at) - julianday(started_at)) * 86400.0) AS s ' +
+          "FROM jobs WHERE status = 'succeeded' AND started_at IS NOT NULL GROUP BY kind",
       )
       .all() as never;
   }

@@ -150,8 +150,8 @@ export class SqliteRestorePoints implements RestorePointsTable {
     return this.db
       .prepare(
         'SELECT substr(end_time, 1, 10) AS day, COUNT(*) AS points, SUM(bytes_stored) AS bytesStored, ' +
-          'SUM(bytes_read) AS bytesRead FROM restore_points WHERE substr(end_time, 1, 10) >= ? GROUP BY day ORDER ' +
-          'BY day',
+          'SUM(bytes_read) AS bytesRead FROM restore_points ' +
+          'WHERE substr(end_time, 1, 10) >= ? GROUP BY day ORDER BY day',
       )
       .all(sinceDay) as never;
   }

@@ -35,8 +35,8 @@ export interface TokensTable {
   /** revokes an API token; false when there was none */
   deleteApi(id: string): boolean;
   /**
-   * ends every session of a user and revokes every API token the user created (and, transitively, the tokens those
-   * tokens created)
+   * ends every session of a user and revokes every API token the user created
+   * (and, transitively, the tokens those tokens created)
    */
   deleteForUser(username: string): void;
   /** revokes one token of any kind (logout); false when there was none */
@@ -49,8 +49,8 @@ export class SqliteTokens implements TokensTable {
   insert(t: TokenRecord): void {
     this.db
       .prepare(
-        'INSERT INTO tokens(id, name, role, hash, kind, username, created_at, created_by, expires_at) VALUES (?, ' +
-          '?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO tokens(id, name, role, hash, kind, username, created_at, created_by, expires_at) ' +
+          'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       )
       .run(t.id, t.name, t.role, t.hash, t.kind, t.username, t.createdAt, t.createdBy, t.expiresAt);
   }

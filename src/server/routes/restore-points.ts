@@ -25,8 +25,8 @@ const FilesLocation = {
   repository: z.string().max(64).optional(),
   /** partition number as listed (0 = a disk without partition table); default: the only one */
   /**
-   * partition number as listed (0 = a disk without partition table), or an LVM2 logical volume "VG/LV"; default: the
-   * only one
+   * partition number as listed (0 = a disk without partition table), or an LVM2 logical volume "VG/LV";
+   * default: the only one
    */
   partition: z
     .union([
