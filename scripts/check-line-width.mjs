@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Lists the lines longer than the formatter's width (biome.json formatter.lineWidth) in the files Biome formats:
 // what the formatter cannot break (long template literals, strings, comments) must be broken by hand.
-// Exits 1 if there is any. Not yet part of `npm run lint` (docs/adr/0008-tooling-biome-node24.md).
+// Exits 1 if there is any. Run at the end of `npm run lint` (docs/adr/0008-tooling-biome-node24.md).
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 

@@ -340,13 +340,15 @@ export async function openGuestFile(
     if (node.type !== 'file')
       throw new CofferError(
         'USAGE',
-        `${path} is ${node.type === 'dir' ? 'a directory' : `a ${node.type}`}, not a regular file: only regular files can be downloaded`,
+        `${path} is ${node.type === 'dir' ? 'a directory' : `a ${node.type}`}, not a regular file: ` +
+          'only regular files can be downloaded',
       );
     const limit = g.partition.sizeBytes;
     if (node.sizeBytes > limit) {
       throw new CofferError(
         'FS_UNSUPPORTED',
-        `${path} claims ${node.sizeBytes} bytes, more than its partition holds (${limit}): not downloadable (copy a sparse file this large with coffer files get)`,
+        `${path} claims ${node.sizeBytes} bytes, more than its partition holds (${limit}): not downloadable ` +
+          '(copy a sparse file this large with coffer files get)',
         { details: { size: node.sizeBytes, partitionBytes: limit } },
       );
     }
@@ -363,7 +365,8 @@ export async function openGuestFile(
         if (piece.offset < pos || end > node.sizeBytes)
           throw new CofferError(
             'FS_CORRUPT',
-            `${path}: a piece of content at ${piece.offset} (+${piece.data.length}) is out of order or past the file's size ${node.sizeBytes}`,
+            `${path}: a piece of content at ${piece.offset} (+${piece.data.length}) is out of order or past the ` +
+              `file's size ${node.sizeBytes}`,
           );
         data += piece.data.length;
         if (data > limit)
@@ -542,7 +545,13 @@ export async function extractGuestFiles(repo: Repository, pool: CodecPool, o: Ex
     if (!o.force || st.isDirectory())
       throw new CofferError(
         'TARGET_EXISTS',
-        `${dest} exists${st.isDirectory() ? ' (a directory)' : st.isSymbolicLink() ? ' (a symbolic link, never written through)' : ''}${o.force ? '' : '; use --force to replace it'}`,
+        `${dest} exists` +
+          (st.isDirectory()
+            ? ' (a directory)'
+            : st.isSymbolicLink()
+              ? ' (a symbolic link, never written through)'
+              : '') +
+          (o.force ? '' : '; use --force to replace it'),
       );
     await unlink(dest);
   };
@@ -695,7 +704,8 @@ async function makeDir(dest: string, force: boolean): Promise<void> {
     if (!force)
       throw new CofferError(
         'TARGET_EXISTS',
-        `${dest} exists and is not a directory${st.isSymbolicLink() ? ' (a symbolic link, never followed)' : ''}; use --force to replace it`,
+        `${dest} exists and is not a directory` +
+          `${st.isSymbolicLink() ? ' (a symbolic link, never followed)' : ''}; use --force to replace it`,
       );
     await unlink(dest);
   }

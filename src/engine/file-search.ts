@@ -14,8 +14,8 @@ import {
 
 /**
  * Finding files across restore points and comparing two of them (docs/DESIGN.md §File-level restore, "Find and
- * compare"). Guest filesystems are walked through src/fs like `files ls` does, without following symlinks, bounded by an
- * entry budget: a walk that stops says where it stopped, it is never silently partial.
+ * compare"). Guest filesystems are walked through src/fs like `files ls` does, without following symlinks, bounded by
+ * an entry budget: a walk that stops says where it stopped, it is never silently partial.
  */
 
 // ---- glob
@@ -145,7 +145,10 @@ function compileComponent(p: string): Segment {
   }
 }
 
-/** Index of the `]` closing a class opened at `start` (a `]` right after `[`, `[!` or `[^` is part of the class), or -1. */
+/**
+ * Index of the `]` closing a class opened at `start` (a `]` right after `[`, `[!` or `[^` is part of the class),
+ * or -1.
+ */
 function classEnd(p: string, start: number): number {
   let i = start + 1;
   if (p[i] === '!' || p[i] === '^') i++;
@@ -307,7 +310,9 @@ export async function findInVolume(
       }
       for (const c of children) {
         if (budget.exhausted) {
-          result.stopped = `search stopped at ${budget.walked} entries in point ${loc.pointId} disk ${loc.disk} partition ${loc.partition} (entry budget; in ${path})`;
+          result.stopped =
+            `search stopped at ${budget.walked} entries in point ${loc.pointId} disk ${loc.disk} ` +
+            `partition ${loc.partition} (entry budget; in ${path})`;
           return;
         }
         budget.walked++;

@@ -33,7 +33,9 @@ function clientError(err: NodeJS.ErrnoException, socket: import('node:net').Sock
   }[status];
   if (socket.writable) {
     socket.write(
-      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
   }
   socket.destroy(err);
@@ -54,7 +56,8 @@ export function buildApp(
     requestTimeout: config.http.requestTimeoutSeconds * 1000,
     // on shutdown, open SSE streams of jobs that never started must not keep the server alive
     forceCloseConnections: true,
-    // errors node's HTTP parser raises before fastify sees a request (431, 408, malformed requests): the documented shape
+    // errors node's HTTP parser raises before fastify sees a request (431, 408, malformed requests):
+    // the documented shape
     clientErrorHandler: clientError,
     // errors fastify's router raises (bad URL encoding, a path parameter too long): the documented shape
     frameworkErrors: (
@@ -237,7 +240,9 @@ export class AnonymousAudit {
       ...e,
       details: {
         ...(e.details ?? {}),
-        note: 'further anonymous requests from this address in the next minute are counted in one anonymous.suppressed row',
+        note:
+          'further anonymous requests from this address in the next minute ' +
+          'are counted in one anonymous.suppressed row',
       },
     });
   }

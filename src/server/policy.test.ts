@@ -103,55 +103,59 @@ test('retention is applied after each backup; a retention that keeps nothing is 
   }
 });
 
-test('vCenter selectors: pattern, folder and name within their vCenter; static selectors do not see vCenter VMs; unreadable vCenters are reported', () => {
-  const inv = [
-    ...inventory,
-    { name: 'web01', disks: ['vsphere://vc:443/vm-1'], vcenter: 'prod', path: '/DC0/vm/web/web01' },
-    { name: 'web09', disks: ['vsphere://vc:443/vm-9'], vcenter: 'prod', path: '/DC0/vm/web/sub/web09' },
-    { name: 'db07', disks: ['vsphere://vc:443/vm-7'], vcenter: 'prod', path: '/DC0/vm/db/db07' },
-    { name: 'lab1', disks: ['vsphere://lab:443/vm-3'], vcenter: 'lab', path: '/DC0/vm/lab1' },
-  ];
-  const spec = (vms: unknown[]) => parseWith(PolicySpecSchema, { name: 'p', repository: 'main', vms }, 'policy');
-  const names = (r: { vms: { name: string }[] }) => r.vms.map((v) => v.name).sort();
-  assert.deepEqual(names(resolvePolicyVms(spec([{ vcenter: 'prod', folder: '/DC0/vm/web' }]), inv)), [
-    'web01',
-    'web09',
-  ]);
-  assert.deepEqual(names(resolvePolicyVms(spec([{ vcenter: 'prod', folder: 'DC0/vm/web/' }]), inv)), [
-    'web01',
-    'web09',
-  ]);
-  assert.deepEqual(names(resolvePolicyVms(spec([{ vcenter: 'prod', folder: '/DC0/vm/we' }]), inv)), []);
-  assert.deepEqual(names(resolvePolicyVms(spec([{ vcenter: 'prod', pattern: '*0?' }]), inv)), [
-    'db07',
-    'web01',
-    'web09',
-  ]);
-  assert.deepEqual(
-    names(resolvePolicyVms(spec([{ vcenter: 'prod', pattern: 'web*', folder: '/DC0/vm/web/sub' }]), inv)),
-    ['web09'],
-  );
-  const r = resolvePolicyVms(
-    spec([
-      { vcenter: 'prod', name: 'db07' },
-      { vcenter: 'prod', name: 'gone' },
-    ]),
-    inv,
-  );
-  assert.deepEqual(r.vms, [{ name: 'db07', disks: ['vsphere://vc:443/vm-7'], vcenter: 'prod' }]);
-  assert.deepEqual(r.missing, ['gone']);
-  // the static pattern sees only the static inventory (its web01 has a file disk)
-  assert.deepEqual(resolvePolicyVms(spec([{ pattern: 'web01' }]), inv).vms, [
-    { name: 'web01', disks: ['/d/web01.raw'] },
-  ]);
-  const e = resolvePolicyVms(
-    spec([
-      { vcenter: 'lab', pattern: '*' },
-      { vcenter: 'prod', name: 'db07' },
-    ]),
-    inv,
-    new Map([['lab', { code: 'VSPHERE_AUTH', message: 'no' }]]),
-  );
-  assert.deepEqual(names(e), ['db07']);
-  assert.deepEqual(e.vcenterErrors, [{ vcenter: 'lab', code: 'VSPHERE_AUTH', message: 'no' }]);
-});
+test(
+  'vCenter selectors: pattern, folder and name within their vCenter; static selectors do not see vCenter VMs; ' +
+    'unreadable vCenters are reported',
+  () => {
+    const inv = [
+      ...inventory,
+      { name: 'web01', disks: ['vsphere://vc:443/vm-1'], vcenter: 'prod', path: '/DC0/vm/web/web01' },
+      { name: 'web09', disks: ['vsphere://vc:443/vm-9'], vcenter: 'prod', path: '/DC0/vm/web/sub/web09' },
+      { name: 'db07', disks: ['vsphere://vc:443/vm-7'], vcenter: 'prod', path: '/DC0/vm/db/db07' },
+      { name: 'lab1', disks: ['vsphere://lab:443/vm-3'], vcenter: 'lab', path: '/DC0/vm/lab1' },
+    ];
+    const spec = (vms: unknown[]) => parseWith(PolicySpecSchema, { name: 'p', repository: 'main', vms }, 'policy');
+    const names = (r: { vms: { name: string }[] }) => r.vms.map((v) => v.name).sort();
+    assert.deepEqual(names(resolvePolicyVms(spec([{ vcenter: 'prod', folder: '/DC0/vm/web' }]), inv)), [
+      'web01',
+      'web09',
+    ]);
+    assert.deepEqual(names(resolvePolicyVms(spec([{ vcenter: 'prod', folder: 'DC0/vm/web/' }]), inv)), [
+      'web01',
+      'web09',
+    ]);
+    assert.deepEqual(names(resolvePolicyVms(spec([{ vcenter: 'prod', folder: '/DC0/vm/we' }]), inv)), []);
+    assert.deepEqual(names(resolvePolicyVms(spec([{ vcenter: 'prod', pattern: '*0?' }]), inv)), [
+      'db07',
+      'web01',
+      'web09',
+    ]);
+    assert.deepEqual(
+      names(resolvePolicyVms(spec([{ vcenter: 'prod', pattern: 'web*', folder: '/DC0/vm/web/sub' }]), inv)),
+      ['web09'],
+    );
+    const r = resolvePolicyVms(
+      spec([
+        { vcenter: 'prod', name: 'db07' },
+        { vcenter: 'prod', name: 'gone' },
+      ]),
+      inv,
+    );
+    assert.deepEqual(r.vms, [{ name: 'db07', disks: ['vsphere://vc:443/vm-7'], vcenter: 'prod' }]);
+    assert.deepEqual(r.missing, ['gone']);
+    // the static pattern sees only the static inventory (its web01 has a file disk)
+    assert.deepEqual(resolvePolicyVms(spec([{ pattern: 'web01' }]), inv).vms, [
+      { name: 'web01', disks: ['/d/web01.raw'] },
+    ]);
+    const e = resolvePolicyVms(
+      spec([
+        { vcenter: 'lab', pattern: '*' },
+        { vcenter: 'prod', name: 'db07' },
+      ]),
+      inv,
+      new Map([['lab', { code: 'VSPHERE_AUTH', message: 'no' }]]),
+    );
+    assert.deepEqual(names(e), ['db07']);
+    assert.deepEqual(e.vcenterErrors, [{ vcenter: 'lab', code: 'VSPHERE_AUTH', message: 'no' }]);
+  },
+);

@@ -14,7 +14,9 @@ export const cronSchema = z
     if (!s.trim().startsWith('@') && (fields < 5 || fields > 6)) {
       ctx.addIssue({
         code: 'custom',
-        message: `invalid cron expression ${JSON.stringify(s)}: ${fields} fields (give 5: minute hour day month weekday, or 6 with seconds first)`,
+        message:
+          `invalid cron expression ${JSON.stringify(s)}: ${fields} fields (give 5: minute hour day month weekday, ` +
+          'or 6 with seconds first)',
       });
       return;
     }
@@ -71,7 +73,8 @@ export const RetentionSchema = z
   })
   .refine((r) => Object.values(r).some((n) => typeof n === 'number' && n > 0), {
     message:
-      'must keep something: at least one of keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly above 0 (an empty retention would remove every restore point)',
+      'must keep something: at least one of keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly ' +
+      'above 0 (an empty retention would remove every restore point)',
   });
 
 export const PolicySpecSchema = z.strictObject({
@@ -200,14 +203,16 @@ export function checkPolicyRepository(
     if ('vcenter' in sel && !vcenters.includes(sel.vcenter)) {
       throw new CofferError(
         'USAGE',
-        `invalid policy: vms[${i}].vcenter: unknown vCenter ${JSON.stringify(sel.vcenter)} (configured: ${vcenters.join(', ') || 'none'})`,
+        `invalid policy: vms[${i}].vcenter: unknown vCenter ${JSON.stringify(sel.vcenter)} ` +
+          `(configured: ${vcenters.join(', ') || 'none'})`,
       );
     }
   });
   if (!repositories.includes(spec.repository)) {
     throw new CofferError(
       'USAGE',
-      `invalid policy: repository: unknown repository ${JSON.stringify(spec.repository)} (configured: ${repositories.join(', ') || 'none'})`,
+      `invalid policy: repository: unknown repository ${JSON.stringify(spec.repository)} ` +
+        `(configured: ${repositories.join(', ') || 'none'})`,
     );
   }
 }

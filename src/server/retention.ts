@@ -51,7 +51,8 @@ export async function applyPolicyRetention(
 /** One log line per kept point (with the rules or protections that keep it) and one per removed point. */
 export function retentionLogLines(r: ForgetReport): string[] {
   const lines = [
-    `retention: ${r.kept.length} kept, ${r.removed.length} removed${r.unreadable.length ? `, ${r.unreadable.length} unreadable left alone` : ''}`,
+    `retention: ${r.kept.length} kept, ${r.removed.length} removed` +
+      `${r.unreadable.length ? `, ${r.unreadable.length} unreadable left alone` : ''}`,
   ];
   for (const k of r.kept)
     lines.push(

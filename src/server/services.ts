@@ -28,7 +28,10 @@ export interface Services {
   sla: SlaMonitor;
 }
 
-/** Builds the server's parts in dependency order: catalog -> repositories, vCenters -> queue -> job kinds -> runner -> scheduler. */
+/**
+ * Builds the server's parts in dependency order:
+ * catalog -> repositories, vCenters -> queue -> job kinds -> runner -> scheduler.
+ */
 export function buildServices(
   catalog: Catalog,
   config: ServerConfig,
@@ -87,7 +90,9 @@ function reportFinished(job: Job, to: { log: PinoLogger; notifier: Notifier; sla
     to.notifier.notify({
       event: job.status === 'failed' ? 'job.failed' : 'job.succeeded',
       time: new Date().toISOString(),
-      summary: `${job.kind} job ${job.id}${job.vm ? ` of VM ${job.vm}` : ''} ${job.status}${job.error ? `: ${job.error.message}` : ''}`,
+      summary:
+        `${job.kind} job ${job.id}${job.vm ? ` of VM ${job.vm}` : ''} ${job.status}` +
+        `${job.error ? `: ${job.error.message}` : ''}`,
       job: {
         id: job.id,
         kind: job.kind,

@@ -39,7 +39,9 @@ export class SlaMonitor {
           this.notifier.notify({
             event: 'sla.breach',
             time: now.toISOString(),
-            summary: `VM ${s.name} breaches its RPO of ${s.rpoHours} h (${s.lastPoint ? `newest restore point ${s.lastPoint.endTime}` : 'no restore point'})`,
+            summary:
+              `VM ${s.name} breaches its RPO of ${s.rpoHours} h ` +
+              `(${s.lastPoint ? `newest restore point ${s.lastPoint.endTime}` : 'no restore point'})`,
             vm: s.name,
             rpoHours: s.rpoHours,
             lastPoint: s.lastPoint,

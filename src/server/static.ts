@@ -32,7 +32,8 @@ export function registerConsole(app: FastifyInstance): void {
       .header('referrer-policy', 'no-referrer')
       .header(
         'content-security-policy',
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; " +
+          "frame-ancestors 'none'",
       )
       .send(body);
   };

@@ -11,7 +11,10 @@ export const pathLike = (max: number) =>
     .max(max)
     .refine((s) => !CONTROL_CHARS.test(s), { message: 'must not contain control characters (NUL, newline, tab, ...)' });
 
-/** A guest path: guest file names may hold odd characters, but never NUL (no filesystem allows it; C APIs truncate there). */
+/**
+ * A guest path: guest file names may hold odd characters, but never NUL
+ * (no filesystem allows it; C APIs truncate there).
+ */
 export const guestPath = (max: number) =>
   z
     .string()
@@ -33,14 +36,18 @@ export const diskSource = pathLike(4096).superRefine((s, ctx) => {
   if (m[2]!.includes('@')) {
     ctx.addIssue({
       code: 'custom',
-      message: `credentials in source URLs are refused (${scheme}://USER:PASSWORD@... would be shown to every viewer): name a configured vCenter (vcenters[] with passwordFile or passwordEnv) or use a source without userinfo`,
+      message:
+        `credentials in source URLs are refused (${scheme}://USER:PASSWORD@... would be shown to every viewer): ` +
+        'name a configured vCenter (vcenters[] with passwordFile or passwordEnv) or use a source without userinfo',
     });
     return;
   }
   if (!(SOURCE_SCHEMES as readonly string[]).includes(scheme)) {
     ctx.addIssue({
       code: 'custom',
-      message: `unsupported source ${scheme}:// (supported: paths, ${SOURCE_SCHEMES.map((x) => `${x}://`).join(', ')}; vCenter VMs through { vcenter, name | pattern | folder })`,
+      message:
+        `unsupported source ${scheme}:// (supported: paths, ${SOURCE_SCHEMES.map((x) => `${x}://`).join(', ')}; ` +
+        'vCenter VMs through { vcenter, name | pattern | folder })',
     });
   }
 });

@@ -53,8 +53,14 @@ function lsLine(f: FileInfo): string {
       ? ` -> ${f.linkTarget !== undefined ? printable(f.linkTarget) : `? (${f.error?.message ?? 'unreadable'})`}`
       : '';
   if (f.error)
-    return `?????????? ${'?'.padStart(3)} ${'?'.padStart(5)} ${'?'.padStart(5)} ${'?'.padStart(12)} ${'?'.padEnd(16)} ${printable(f.name)} (${f.error.code}: ${f.error.message})\n`;
-  return `${modeString(f.type, f.mode)} ${String(f.nlink).padStart(3)} ${String(f.uid).padStart(5)} ${String(f.gid).padStart(5)} ${String(f.size).padStart(12)} ${time} ${printable(f.name)}${link}\n`;
+    return (
+      `?????????? ${'?'.padStart(3)} ${'?'.padStart(5)} ${'?'.padStart(5)} ${'?'.padStart(12)} ${'?'.padEnd(16)} ` +
+      `${printable(f.name)} (${f.error.code}: ${f.error.message})\n`
+    );
+  return (
+    `${modeString(f.type, f.mode)} ${String(f.nlink).padStart(3)} ${String(f.uid).padStart(5)} ` +
+    `${String(f.gid).padStart(5)} ${String(f.size).padStart(12)} ${time} ${printable(f.name)}${link}\n`
+  );
 }
 
 /** `--partition`: a number as `files ls --partitions` shows it, or an LVM2 logical volume as VG/LV. */
@@ -68,7 +74,8 @@ export function filesCommand(program: Command, kit: CommandKit): void {
   const files = program
     .command('files')
     .description(
-      'file-level restore: list and copy files out of a disk of a restore point (ext2/3/4, XFS, FAT12/16/32, NTFS, inside partitions or LVM2 logical volumes)',
+      'file-level restore: list and copy files out of a disk of a restore point (ext2/3/4, XFS, FAT12/16/32, ' +
+        'NTFS, inside partitions or LVM2 logical volumes)',
     );
   const location = (c: Command) =>
     kit
@@ -76,14 +83,16 @@ export function filesCommand(program: Command, kit: CommandKit): void {
       .requiredOption('--disk <n>', 'disk index (0-based)')
       .option(
         '--partition <n>',
-        'partition number as `files ls --partitions` shows it (0 = a disk without partition table), or an LVM2 logical volume as VG/LV; default: the only one',
+        'partition number as `files ls --partitions` shows it (0 = a disk without partition table), or an LVM2 ' +
+          'logical volume as VG/LV; default: the only one',
       );
 
   location(
     files
       .command('ls')
       .description(
-        'list a directory or show a file of a guest filesystem; without PATH (or with --partitions) list the partitions',
+        'list a directory or show a file of a guest filesystem; ' +
+          'without PATH (or with --partitions) list the partitions',
       ),
   )
     .argument('<id>', 'restore point id, unique prefix, or "latest"')
@@ -101,10 +110,12 @@ export function filesCommand(program: Command, kit: CommandKit): void {
           if (o.json) kit.write(JSON.stringify({ id: pointId, disk, ...t }) + '\n');
           else {
             kit.write(
-              `disk ${disk} of ${pointId}: ${formatBytes(t.sizeBytes)}, ${t.scheme === 'none' ? 'no partition table' : `${t.scheme.toUpperCase()} partition table`}\n`,
+              `disk ${disk} of ${pointId}: ${formatBytes(t.sizeBytes)}, ` +
+                `${t.scheme === 'none' ? 'no partition table' : `${t.scheme.toUpperCase()} partition table`}\n`,
             );
             kit.write(
-              `${'#'.padStart(3)}  ${'START'.padStart(14)}  ${'SIZE'.padStart(10)}  ${'TYPE'.padEnd(36)}  ${'FS'.padEnd(6)}  NAME / PROBLEM\n`,
+              `${'#'.padStart(3)}  ${'START'.padStart(14)}  ${'SIZE'.padStart(10)}  ${'TYPE'.padEnd(36)}  ` +
+                `${'FS'.padEnd(6)}  NAME / PROBLEM\n`,
             );
             for (const p of t.partitions) {
               const note = [
@@ -117,7 +128,9 @@ export function filesCommand(program: Command, kit: CommandKit): void {
                 .filter(Boolean)
                 .join(' ');
               kit.write(
-                `${String(p.number).padStart(3)}  ${String(p.startBytes).padStart(14)}  ${formatBytes(p.sizeBytes).padStart(10)}  ${p.type.padEnd(36)}  ${(p.filesystem ?? '-').padEnd(6)}  ${note}\n`,
+                `${String(p.number).padStart(3)}  ${String(p.startBytes).padStart(14)}  ` +
+                  `${formatBytes(p.sizeBytes).padStart(10)}  ${p.type.padEnd(36)}  ` +
+                  `${(p.filesystem ?? '-').padEnd(6)}  ${note}\n`,
               );
             }
           }
@@ -163,7 +176,9 @@ export function filesCommand(program: Command, kit: CommandKit): void {
         if (o.json) kit.writeJson(r);
         else {
           kit.write(
-            `copied ${r.files} files, ${r.dirs} directories, ${r.symlinks} symlinks, ${r.hardlinks} hard links (${formatBytes(r.bytes)}) from ${r.filesystem} partition ${r.partition} to ${r.target} in ${formatDuration(r.durationMs)}\n`,
+            `copied ${r.files} files, ${r.dirs} directories, ${r.symlinks} symlinks, ${r.hardlinks} hard links ` +
+              `(${formatBytes(r.bytes)}) from ${r.filesystem} partition ${r.partition} to ${r.target} ` +
+              `in ${formatDuration(r.durationMs)}\n`,
           );
           for (const s of r.skipped) logger.warn(`skipped ${printable(s.path)} (${s.type}): ${s.reason}`);
           for (const f of r.failed) kit.deps.stderr.write(`coffer: ${printable(f.path)}: [${f.code}] ${f.message}\n`);
@@ -193,7 +208,8 @@ export function filesCommand(program: Command, kit: CommandKit): void {
       files
         .command('find')
         .description(
-          'find where a guest path or glob (*, ?, **, [a-z]) exists across restore points, newest first, with size and mtime',
+          'find where a guest path or glob (*, ?, **, [a-z]) exists across restore points, ' +
+            'newest first, with size and mtime',
         ),
     ),
   )
@@ -232,11 +248,14 @@ export function filesCommand(program: Command, kit: CommandKit): void {
           for (const m of r.matches) {
             const time = m.mtime ? m.mtime.slice(0, 19).replace('T', ' ') : '-';
             kit.write(
-              `${m.pointId}  ${m.time.slice(0, 19).replace('T', ' ')}  disk ${m.disk} part ${m.partition}  ${TYPE_CHAR[m.type] ?? '?'} ${String(m.size).padStart(12)}  ${time}  ${printable(m.path)}\n`,
+              `${m.pointId}  ${m.time.slice(0, 19).replace('T', ' ')}  disk ${m.disk} part ${m.partition}  ` +
+                `${TYPE_CHAR[m.type] ?? '?'} ${String(m.size).padStart(12)}  ${time}  ${printable(m.path)}\n`,
             );
           }
           kit.write(
-            `${r.matches.length} match(es) in ${r.points.length} restore point(s), ${r.points.reduce((n, p) => n + p.entriesWalked, 0)} entries walked in ${formatDuration(r.durationMs)}${r.partial ? ' (PARTIAL: see the notes)' : ''}\n`,
+            `${r.matches.length} match(es) in ${r.points.length} restore point(s), ` +
+              `${r.points.reduce((n, p) => n + p.entriesWalked, 0)} entries walked in ${formatDuration(r.durationMs)}` +
+              `${r.partial ? ' (PARTIAL: see the notes)' : ''}\n`,
           );
           for (const n of r.notes) logger.warn(printable(n));
         }
@@ -248,7 +267,8 @@ export function filesCommand(program: Command, kit: CommandKit): void {
       files
         .command('diff')
         .description(
-          'list what changed between two restore points of one VM: added, removed, changed (type, size, mtime, mode; content with --content)',
+          'list what changed between two restore points of one VM: added, removed, changed (type, size, mtime, ' +
+            'mode; content with --content)',
         ),
     ),
   )
@@ -301,12 +321,14 @@ export function filesCommand(program: Command, kit: CommandKit): void {
                       ? `${c.sizeB}`
                       : `${c.sizeA} -> ${c.sizeB}`;
               kit.write(
-                `${sign[c.change]} ${TYPE_CHAR[c.type] ?? '?'} disk ${v.disk} part ${v.partition}  ${printable(c.path)}  ${size}${c.fields ? `  (${c.fields.join(', ')})` : ''}\n`,
+                `${sign[c.change]} ${TYPE_CHAR[c.type] ?? '?'} disk ${v.disk} part ${v.partition}  ` +
+                  `${printable(c.path)}  ${size}${c.fields ? `  (${c.fields.join(', ')})` : ''}\n`,
               );
             }
           }
           kit.write(
-            `${r.counts.added} added, ${r.counts.removed} removed, ${r.counts.changed} changed between ${r.a.id} and ${r.b.id} in ${formatDuration(r.durationMs)}${r.partial ? ' (PARTIAL: see the notes)' : ''}\n`,
+            `${r.counts.added} added, ${r.counts.removed} removed, ${r.counts.changed} changed between ${r.a.id} ` +
+              `and ${r.b.id} in ${formatDuration(r.durationMs)}${r.partial ? ' (PARTIAL: see the notes)' : ''}\n`,
           );
           for (const n of r.notes) logger.warn(printable(n));
         }

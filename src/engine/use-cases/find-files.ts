@@ -104,7 +104,8 @@ export async function findFiles(
     for (const m of points) {
       if (result.matches.length >= maxResults) {
         notes.push(
-          `result limit ${maxResults} reached: restore points older than ${result.points.at(-1)?.id ?? '-'} were not searched (--limit)`,
+          `result limit ${maxResults} reached: restore points older than ${result.points.at(-1)?.id ?? '-'} were ` +
+            'not searched (--limit)',
         );
         break;
       }
@@ -121,7 +122,9 @@ export async function findFiles(
       for (const v of volumes) {
         const left = entries - rec.entriesWalked;
         if (left <= 0) {
-          rec.stopped = `search stopped at ${rec.entriesWalked} entries in point ${m.id} (entry budget; disk ${v.disk} partition ${v.partition} not searched)`;
+          rec.stopped =
+            `search stopped at ${rec.entriesWalked} entries in point ${m.id} (entry budget; disk ${v.disk} ` +
+            `partition ${v.partition} not searched)`;
           notes.push(rec.stopped);
           break;
         }
@@ -225,7 +228,8 @@ export async function diffFiles(
   if (!sameVm && !req.force)
     throw new CofferError(
       'USAGE',
-      `restore points ${ma.id} (VM ${ma.vm.name}) and ${mb.id} (VM ${mb.vm.name}) are of different VMs; use --force to compare them anyway`,
+      `restore points ${ma.id} (VM ${ma.vm.name}) and ${mb.id} (VM ${mb.vm.name}) are of different VMs; ` +
+        'use --force to compare them anyway',
     );
   const entries = positive(req.entries, FIND_DEFAULTS.entriesPerPoint, '--max-entries');
   const maxResults = positive(req.maxResults, 10_000, '--limit');
@@ -258,7 +262,8 @@ export async function diffFiles(
       }
       if (walked >= entries || found >= maxResults) {
         notes.push(
-          `diff stopped before disk ${v.disk} partition ${v.partition} (${walked >= entries ? 'entry budget' : 'result limit'})`,
+          `diff stopped before disk ${v.disk} partition ${v.partition} ` +
+            `(${walked >= entries ? 'entry budget' : 'result limit'})`,
         );
         result.partial = true;
         continue;

@@ -19,7 +19,10 @@ export interface RestoreFilesRequest {
 
 export type RestoreFilesEvent = { type: 'progress'; unit: 'items'; done: number; total: number; bytes: number };
 
-/** File-level restore: copies files and directories out of a guest filesystem of a restore point (DESIGN.md §File-level restore). */
+/**
+ * File-level restore: copies files and directories out of a guest filesystem of a restore point
+ * (DESIGN.md §File-level restore).
+ */
 export async function restoreFiles(
   repo: Repository,
   ctx: UseCaseContext,

@@ -7,7 +7,9 @@ export const TERMINAL_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', '
 export interface BackupParams {
   disks: string[];
   tags: string[];
-  /** a VM of this configured vCenter: `disks` is its one vsphere://HOST:PORT/MOREF (none: the vCenter was unreadable) */
+  /**
+   * a VM of this configured vCenter: `disks` is its one vsphere://HOST:PORT/MOREF (none: the vCenter was unreadable)
+   */
   vcenter?: string;
 }
 export interface RestoreParams {
@@ -160,7 +162,8 @@ export class SqliteJobs implements JobsTable {
   insert(j: NewJobRecord): number {
     const r = this.db
       .prepare(
-        `INSERT INTO jobs(kind, status, trigger, policy_id, vm, repository, params, attempt, max_attempts, not_before, created_at, requested_by)
+        'INSERT INTO jobs(kind, status, trigger, policy_id, vm, repository, params, attempt, max_attempts, ' +
+          `not_before, created_at, requested_by)
          VALUES (?, 'queued', ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)`,
       )
       .run(
@@ -219,7 +222,8 @@ export class SqliteJobs implements JobsTable {
     return (
       this.db
         .prepare(
-          "UPDATE jobs SET status = 'running', started_at = ?, attempt = ?, progress = NULL WHERE id = ? AND status = 'queued'",
+          "UPDATE jobs SET status = 'running', started_at = ?, attempt = ?, progress = NULL " +
+            "WHERE id = ? AND status = 'queued'",
         )
         .run(now, attempt, id).changes > 0
     );
@@ -252,7 +256,8 @@ export class SqliteJobs implements JobsTable {
   ): { id: number; status: string; finishedAt: string | null; error: JobError | null } | undefined {
     const r = this.db
       .prepare(
-        "SELECT id, status, finished_at, error FROM jobs WHERE vm = ? AND kind = 'backup' AND status IN ('succeeded', 'failed', 'cancelled') ORDER BY id DESC LIMIT 1",
+        "SELECT id, status, finished_at, error FROM jobs WHERE vm = ? AND kind = 'backup' AND status IN " +
+          "('succeeded', 'failed', 'cancelled') ORDER BY id DESC LIMIT 1",
       )
       .get(vm) as { id: number; status: string; finished_at: string | null; error: string | null } | undefined;
     return r
@@ -271,7 +276,8 @@ export class SqliteJobs implements JobsTable {
   failuresByDay(sinceDay: string): { day: string; failed: number }[] {
     return this.db
       .prepare(
-        "SELECT substr(finished_at, 1, 10) AS day, COUNT(*) AS failed FROM jobs WHERE status = 'failed' AND substr(finished_at, 1, 10) >= ? GROUP BY day",
+        "SELECT substr(finished_at, 1, 10) AS day, COUNT(*) AS failed FROM jobs WHERE status = 'failed' AND " +
+          'substr(finished_at, 1, 10) >= ? GROUP BY day',
       )
       .all(sinceDay) as never;
   }
@@ -279,7 +285,8 @@ export class SqliteJobs implements JobsTable {
   succeededDurations(): { kind: string; n: number; s: number }[] {
     return this.db
       .prepare(
-        "SELECT kind, COUNT(*) AS n, SUM((julianday(finished_at) - julianday(started_at)) * 86400.0) AS s FROM jobs WHERE status = 'succeeded' AND started_at IS NOT NULL GROUP BY kind",
+        'SELECT kind, COUNT(*) AS n, SUM((julianday(finished_at) - julianday(started_at)) * 86400.0) AS s ' +
+          "FROM jobs WHERE status = 'succeeded' AND started_at IS NOT NULL GROUP BY kind",
       )
       .all() as never;
   }

@@ -49,9 +49,12 @@ export class SqliteRepoStats implements RepoStatsTable {
   record(repository: string, s: Omit<RepoStatsRecord, 'error'>): void {
     this.db
       .prepare(
-        `INSERT INTO repo_stats(repository, stored_bytes, chunk_bytes, logical_bytes, chunks, points, updated_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)
-         ON CONFLICT(repository) DO UPDATE SET stored_bytes = excluded.stored_bytes, chunk_bytes = excluded.chunk_bytes, logical_bytes = excluded.logical_bytes,
-           chunks = excluded.chunks, points = excluded.points, updated_at = excluded.updated_at, error = NULL`,
+        'INSERT INTO repo_stats(repository, stored_bytes, chunk_bytes, logical_bytes, chunks, points, ' +
+          'updated_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)\n' +
+          '         ON CONFLICT(repository) DO UPDATE SET stored_bytes = excluded.stored_bytes, ' +
+          'chunk_bytes = excluded.chunk_bytes, logical_bytes = excluded.logical_bytes,\n' +
+          '           chunks = excluded.chunks, points = excluded.points, ' +
+          'updated_at = excluded.updated_at, error = NULL',
       )
       .run(repository, s.storedBytes, s.chunkBytes, s.logicalBytes, s.chunks, s.points, s.updatedAt);
   }
@@ -59,7 +62,9 @@ export class SqliteRepoStats implements RepoStatsTable {
   recordError(repository: string, updatedAt: string, error: string): void {
     this.db
       .prepare(
-        'INSERT INTO repo_stats(repository, stored_bytes, chunk_bytes, logical_bytes, chunks, points, updated_at, error) VALUES (?, 0, 0, 0, 0, 0, ?, ?) ON CONFLICT(repository) DO UPDATE SET updated_at = excluded.updated_at, error = excluded.error',
+        'INSERT INTO repo_stats(repository, stored_bytes, chunk_bytes, logical_bytes, chunks, points, ' +
+          'updated_at, error) VALUES (?, 0, 0, 0, 0, 0, ?, ?) ' +
+          'ON CONFLICT(repository) DO UPDATE SET updated_at = excluded.updated_at, error = excluded.error',
       )
       .run(repository, updatedAt, error);
   }

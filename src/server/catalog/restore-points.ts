@@ -96,7 +96,8 @@ export class SqliteRestorePoints implements RestorePointsTable {
     if (f.before) where.push('(time, repository, id) < (?, ?, ?)') && args.push(...f.before);
     const rows = this.db
       .prepare(
-        `SELECT * FROM restore_points ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY time DESC, repository DESC, id DESC LIMIT ?`,
+        `SELECT * FROM restore_points ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY time DESC, ` +
+          'repository DESC, id DESC LIMIT ?',
       )
       .all(...args, f.limit) as Row[];
     return rows.map(fromRow);
@@ -128,7 +129,8 @@ export class SqliteRestorePoints implements RestorePointsTable {
       repositories && repositories.length > 0
         ? this.db
             .prepare(
-              `SELECT id, repository, time, end_time FROM restore_points WHERE vm = ? AND repository IN (${repositories.map(() => '?').join(',')}) ORDER BY end_time DESC LIMIT 1`,
+              'SELECT id, repository, time, end_time FROM restore_points WHERE vm = ? AND repository IN ' +
+                `(${repositories.map(() => '?').join(',')}) ORDER BY end_time DESC LIMIT 1`,
             )
             .get(vm, ...repositories)
         : this.db
@@ -147,14 +149,17 @@ export class SqliteRestorePoints implements RestorePointsTable {
   dailyTrend(sinceDay: string): { day: string; points: number; bytesStored: number; bytesRead: number }[] {
     return this.db
       .prepare(
-        'SELECT substr(end_time, 1, 10) AS day, COUNT(*) AS points, SUM(bytes_stored) AS bytesStored, SUM(bytes_read) AS bytesRead FROM restore_points WHERE substr(end_time, 1, 10) >= ? GROUP BY day ORDER BY day',
+        'SELECT substr(end_time, 1, 10) AS day, COUNT(*) AS points, SUM(bytes_stored) AS bytesStored, ' +
+          'SUM(bytes_read) AS bytesRead FROM restore_points ' +
+          'WHERE substr(end_time, 1, 10) >= ? GROUP BY day ORDER BY day',
       )
       .all(sinceDay) as never;
   }
 
   replace(repository: string, points: readonly Omit<RestorePointRecord, 'repository'>[]): void {
     const upsert = this.db.prepare(
-      `INSERT INTO restore_points(repository, id, vm, time, end_time, mode, parent, tags, disks, bytes_read, bytes_stored, verified)
+      'INSERT INTO restore_points(repository, id, vm, time, end_time, mode, parent, tags, disks, bytes_read, ' +
+        `bytes_stored, verified)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT(repository, id) DO UPDATE SET verified = excluded.verified`,
     );

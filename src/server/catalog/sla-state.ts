@@ -19,7 +19,8 @@ export class SqliteSlaState implements SlaStateTable {
   set(vm: string, breached: boolean, since: string): void {
     this.db
       .prepare(
-        'INSERT INTO sla_state(vm, breached, since) VALUES (?, ?, ?) ON CONFLICT(vm) DO UPDATE SET breached = excluded.breached, since = excluded.since',
+        'INSERT INTO sla_state(vm, breached, since) VALUES (?, ?, ?) ' +
+          'ON CONFLICT(vm) DO UPDATE SET breached = excluded.breached, since = excluded.since',
       )
       .run(vm, breached ? 1 : 0, since);
   }

@@ -151,7 +151,8 @@ function openDatabase(dataDir: string): Db {
     db.transaction(() => {
       for (let v = version; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v]!);
       db.prepare(
-        "INSERT INTO meta(key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        "INSERT INTO meta(key, value) VALUES ('schema_version', ?) " +
+          'ON CONFLICT(key) DO UPDATE SET value = excluded.value',
       ).run(String(MIGRATIONS.length));
     })();
     return db;

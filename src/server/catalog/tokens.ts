@@ -34,7 +34,10 @@ export interface TokensTable {
   listApi(): TokenInfo[];
   /** revokes an API token; false when there was none */
   deleteApi(id: string): boolean;
-  /** ends every session of a user and revokes every API token the user created (and, transitively, the tokens those tokens created) */
+  /**
+   * ends every session of a user and revokes every API token the user created
+   * (and, transitively, the tokens those tokens created)
+   */
   deleteForUser(username: string): void;
   /** revokes one token of any kind (logout); false when there was none */
   revoke(id: string): boolean;
@@ -46,7 +49,8 @@ export class SqliteTokens implements TokensTable {
   insert(t: TokenRecord): void {
     this.db
       .prepare(
-        'INSERT INTO tokens(id, name, role, hash, kind, username, created_at, created_by, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO tokens(id, name, role, hash, kind, username, created_at, created_by, expires_at) ' +
+          'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       )
       .run(t.id, t.name, t.role, t.hash, t.kind, t.username, t.createdAt, t.createdBy, t.expiresAt);
   }
@@ -76,7 +80,8 @@ export class SqliteTokens implements TokensTable {
   listApi(): TokenInfo[] {
     return this.db
       .prepare(
-        "SELECT id, name, role, created_at AS createdAt, created_by AS createdBy, expires_at AS expiresAt, last_used_at AS lastUsedAt FROM tokens WHERE kind = 'api' ORDER BY created_at",
+        'SELECT id, name, role, created_at AS createdAt, created_by AS createdBy, expires_at AS expiresAt, ' +
+          "last_used_at AS lastUsedAt FROM tokens WHERE kind = 'api' ORDER BY created_at",
       )
       .all() as TokenInfo[];
   }

@@ -17,7 +17,8 @@ export class PruneJob implements JobKindHandler {
       return r;
     }
     logger.info(
-      `prune: ${r.points} restore points, ${r.chunksReferenced} chunks referenced; deleted ${r.chunksDeleted} chunks (${r.bytesDeleted} bytes) and ${r.indexesDeleted} indexes` +
+      `prune: ${r.points} restore points, ${r.chunksReferenced} chunks referenced; deleted ${r.chunksDeleted} ` +
+        `chunks (${r.bytesDeleted} bytes) and ${r.indexesDeleted} indexes` +
         (r.deferred.length ? `; deferred ${r.deferred.length} condemned generation(s): ${r.deferredReason}` : '') +
         (r.locked ? `; ${r.locked} kept: locked` : ''),
     );

@@ -21,7 +21,8 @@ export function registerAdminRoutes(routes: Routes, { catalog }: Pick<ApiContext
       format: z.enum(['json', 'ndjson']).default('json'),
     }),
     response:
-      "json: {items, nextCursor}; ndjson: one record per line, the next page's cursor in the X-Next-Cursor header (absent at the end)",
+      "json: {items, nextCursor}; ndjson: one record per line, the next page's cursor in the X-Next-Cursor " +
+      'header (absent at the end)',
     handler: ({ query, reply }) => {
       const c = decodeCursor(query.cursor, 1);
       const rows = catalog.audit.list({

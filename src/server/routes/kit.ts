@@ -228,7 +228,8 @@ export class Routes {
         title: 'Coffer server API',
         version,
         description:
-          'Backup policies, jobs, restore points. Errors: {"error": {"code", "message"}} with the codes of docs/ERRORS.md.',
+          'Backup policies, jobs, restore points. Errors: {"error": {"code", "message"}} with the codes of ' +
+          'docs/ERRORS.md.',
       },
       servers: [{ url: '/' }],
       components: {

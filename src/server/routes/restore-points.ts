@@ -24,7 +24,10 @@ const FilesParams = z.strictObject({ id: z.string().min(1).max(64), disk: z.coer
 const FilesLocation = {
   repository: z.string().max(64).optional(),
   /** partition number as listed (0 = a disk without partition table); default: the only one */
-  /** partition number as listed (0 = a disk without partition table), or an LVM2 logical volume "VG/LV"; default: the only one */
+  /**
+   * partition number as listed (0 = a disk without partition table), or an LVM2 logical volume "VG/LV";
+   * default: the only one
+   */
   partition: z
     .union([
       z.coerce.number().int().min(0).max(4096),
@@ -71,7 +74,8 @@ export function registerRestorePointRoutes(routes: Routes, ctx: PointsContext): 
     tag: 'restore-points',
     permission: 'read',
     summary:
-      'Browse files of a restore point disk: without partition and path its partitions; else a directory (paginated, sorted by name) or one entry',
+      'Browse files of a restore point disk: without partition and path its partitions; else a directory ' +
+      '(paginated, sorted by name) or one entry',
     params: FilesParams,
     query: BrowseQuery,
     handler: ({ params, query }) => browse(ctx, params, query),
@@ -109,7 +113,8 @@ export function registerRestorePointRoutes(routes: Routes, ctx: PointsContext): 
     tag: 'restore-points',
     permission: 'read',
     summary:
-      'Find where a guest path or glob (*, ?, **, [a-z]) exists on a disk of a restore point (bounded: entries walked and results; `partial` and `notes` say when a bound was hit)',
+      'Find where a guest path or glob (*, ?, **, [a-z]) exists on a disk of a restore point (bounded: entries ' +
+      'walked and results; `partial` and `notes` say when a bound was hit)',
     params: FilesParams,
     query: z.strictObject({
       ...FilesLocation,
@@ -149,7 +154,8 @@ export function registerRestorePointRoutes(routes: Routes, ctx: PointsContext): 
     tag: 'restore-points',
     permission: 'read',
     summary:
-      'What changed from this restore point to `other` (same VM unless force=true) on this disk: added, removed, changed (type, size, mtime, mode; content=true also reads same-size same-mtime files)',
+      'What changed from this restore point to `other` (same VM unless force=true) on this disk: added, removed, ' +
+      'changed (type, size, mtime, mode; content=true also reads same-size same-mtime files)',
     params: FilesParams,
     query: z.strictObject({
       ...FilesLocation,
@@ -191,7 +197,8 @@ export function registerRestorePointRoutes(routes: Routes, ctx: PointsContext): 
     params: FilesParams,
     query: z.strictObject({ ...FilesLocation, path: z.string().min(1).max(4096) }),
     response:
-      'application/x-tar: the directory as <name>/..., regular files, directories and symlinks (never followed); other types skipped',
+      'application/x-tar: the directory as <name>/..., regular files, directories and symlinks (never followed); ' +
+      'other types skipped',
     handler: async ({ params, query, req, reply, principal, remote, audit: a }) => {
       a({ pointId: params.id, disk: params.disk, partition: query.partition ?? null, path: query.path, archive: true });
       const { repository, pointId } = locatePoint(catalog, params.id, query.repository);
@@ -448,7 +455,9 @@ async function sendGuestArchive(
     .send(body);
 }
 
-/** A Content-Disposition for an untrusted guest file name: a plain-ASCII fallback and the exact name in RFC 5987 form. */
+/**
+ * A Content-Disposition for an untrusted guest file name: a plain-ASCII fallback and the exact name in RFC 5987 form.
+ */
 export function contentDisposition(name: string): string {
   const wellFormed = name
     .replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD')

@@ -24,7 +24,10 @@ export function registerVmRoutes(routes: Routes, { catalog, vcenters }: VmContex
   });
 }
 
-/** Tag `vms` too: the console's summary (registered after the repositories, where it always was in the OpenAPI document). */
+/**
+ * Tag `vms` too: the console's summary
+ * (registered after the repositories, where it always was in the OpenAPI document).
+ */
 export function registerDashboardRoutes(routes: Routes, { catalog, repos, vcenters }: VmContext): void {
   routes.add({
     method: 'GET',

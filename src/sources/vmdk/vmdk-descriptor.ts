@@ -40,10 +40,10 @@ export function parseDescriptor(text: string, path: string): VmdkDescriptor {
       if (kv[1] === 'parentCID') parentCID = kv[2]!.toLowerCase();
       continue;
     }
-    const ext =
-      /^(RW|RDONLY|NOACCESS)\s+(\d+)\s+(FLAT|SPARSE|ZERO|VMFS|VMFSSPARSE|VMFSRDM|VMFSRAW)(?:\s+"([^"]*)"(?:\s+(\d+))?)?\s*$/.exec(
-        line,
-      );
+    const ext = new RegExp(
+      '^(RW|RDONLY|NOACCESS)\\s+(\\d+)\\s+(FLAT|SPARSE|ZERO|VMFS|VMFSSPARSE|VMFSRDM|VMFSRAW)' +
+        '(?:\\s+"([^"]*)"(?:\\s+(\\d+))?)?\\s*$',
+    ).exec(line);
     if (ext) {
       const type = ext[3] as string;
       if (type === 'VMFSRDM' || type === 'VMFSRAW')

@@ -9,8 +9,10 @@ interface S3Like {
   $response?: { statusCode?: number };
 }
 
-const NETWORK =
-  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EAI_AGAIN|ENETUNREACH|EHOSTUNREACH|socket hang up|TimeoutError|RequestTimeout/;
+const NETWORK = new RegExp(
+  'ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EAI_AGAIN|ENETUNREACH|EHOSTUNREACH|' +
+    'socket hang up|TimeoutError|RequestTimeout',
+);
 
 /** Translates an @aws-sdk/client-s3 error into a CofferError (SDK errors never leave storage/s3). */
 export function translateS3Error(e: unknown, where: string, what: string): CofferError {
