@@ -3,7 +3,7 @@ import type { BlockReader } from './block-reader.js';
 import { blockMapRuns, extentRuns, type Run } from './ext-block-map.js';
 import { scanJournal, unescapeJournalBlock } from './ext-journal.js';
 import { ExtChecksums } from './ext-checksums.js';
-import { MAX_LINK_BYTES, PIECE_BYTES, type FileExtent, type FileType, type FsNode, type GuestFs } from './types.js';
+import { MAX_LINK_BYTES, PIECE_BYTES, fileTypeOfMode, type FileExtent, type FsNode, type GuestFs } from './types.js';
 
 /**
  * Read-only ext2/ext3/ext4 (docs/DESIGN.md §File-level restore). Everything read is untrusted: every block number is
@@ -356,23 +356,7 @@ export class ExtFs implements GuestFs {
   }
 
   private node(name: string, ino: Inode): FsNode {
-    const fmt = ino.mode & 0xf000;
-    const type: FileType =
-      fmt === 0x8000
-        ? 'file'
-        : fmt === 0x4000
-          ? 'dir'
-          : fmt === 0xa000
-            ? 'symlink'
-            : fmt === 0x2000
-              ? 'chardev'
-              : fmt === 0x6000
-                ? 'blockdev'
-                : fmt === 0x1000
-                  ? 'fifo'
-                  : fmt === 0xc000
-                    ? 'socket'
-                    : 'unknown';
+    const type = fileTypeOfMode(ino.mode);
     return {
       name,
       type,

@@ -2,6 +2,28 @@ import type { CofferError, Op } from '../shared/index.js';
 
 export type FileType = 'file' | 'dir' | 'symlink' | 'chardev' | 'blockdev' | 'fifo' | 'socket' | 'unknown';
 
+/** The file type in the S_IFMT bits of a Unix mode (ext and XFS inodes store the same values). */
+export function fileTypeOfMode(mode: number): FileType {
+  switch (mode & 0xf000) {
+    case 0x8000:
+      return 'file';
+    case 0x4000:
+      return 'dir';
+    case 0xa000:
+      return 'symlink';
+    case 0x2000:
+      return 'chardev';
+    case 0x6000:
+      return 'blockdev';
+    case 0x1000:
+      return 'fifo';
+    case 0xc000:
+      return 'socket';
+    default:
+      return 'unknown';
+  }
+}
+
 /** One directory entry of a guest filesystem, with the metadata of the object it names. */
 export interface FsNode {
   /** the name as stored (already decoded); '.' and '..' never appear */

@@ -1,6 +1,6 @@
 import { CofferError, type Op } from '../../shared/index.js';
 import type { BlockReader } from '../block-reader.js';
-import { MAX_LINK_BYTES, PIECE_BYTES, type FileExtent, type FileType, type FsNode, type GuestFs } from '../types.js';
+import { MAX_LINK_BYTES, PIECE_BYTES, fileTypeOfMode, type FileExtent, type FsNode, type GuestFs } from '../types.js';
 import { btreeExtents, extentList, type BmapContext, type XfsExtent } from './bmap.js';
 import { xfsChecksumOk } from './crc32c.js';
 import { dataBlockEntries, shortFormEntries, type DirContext, type DirEntry } from './dir.js';
@@ -236,23 +236,7 @@ export class XfsFs implements GuestFs {
   }
 
   private node(name: string, ino: Inode): FsNode {
-    const fmt = ino.mode & 0xf000;
-    const type: FileType =
-      fmt === 0x8000
-        ? 'file'
-        : fmt === 0x4000
-          ? 'dir'
-          : fmt === 0xa000
-            ? 'symlink'
-            : fmt === 0x2000
-              ? 'chardev'
-              : fmt === 0x6000
-                ? 'blockdev'
-                : fmt === 0x1000
-                  ? 'fifo'
-                  : fmt === 0xc000
-                    ? 'socket'
-                    : 'unknown';
+    const type = fileTypeOfMode(ino.mode);
     return {
       name,
       type,
