@@ -216,7 +216,7 @@ async function writeChunks(
 ) {
   const n = index.entryCount;
   const cs = index.chunkSizeBytes;
-  const ahead = chunksInFlight(cs, pool.size);
+  const ahead = chunksInFlight(cs, pool.size, repo.chunks.putsFirst); // more ahead on object storage (round trips)
   const zeros = Buffer.alloc(cs);
   // Positions fetched ahead, in disk order. Zero chunks cost nothing, so only data chunks (being fetched, or fetched
   // and waiting to be written) count against `ahead`: memory stays bounded however slow the target is.

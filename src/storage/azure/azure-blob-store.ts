@@ -1,7 +1,7 @@
 import { BlobSASPermissions, type ContainerClient } from '@azure/storage-blob';
 import { CofferError, type BlobName, type Op } from '../../shared/index.js';
 import { isValidBlobName, type BlobInfo, type BlobStore, type ByteRange, type RetentionInfo } from '../blob-store.js';
-import { ownCapabilities, type CapableBlobStore } from '../capabilities.js';
+import { ownCapabilities, type CapableBlobStore, type PutFirst } from '../capabilities.js';
 import {
   innermost,
   lockRefusal,
@@ -35,9 +35,10 @@ export interface AzureBlobStoreOptions {
  * - delete: Delete Blob (+ snapshots); 404 resolves; an immutability policy or legal hold rejects IMMUTABLE.
  * No retries here (the SDK's retry policy is off): RetryingBlobStore retries TRANSIENT, i.e. 408/429/5xx/network.
  */
-export class AzureBlobStore implements CapableBlobStore, TieredBlobStore, LockingBlobStore, ServerSideCopy {
+export class AzureBlobStore implements CapableBlobStore, TieredBlobStore, LockingBlobStore, ServerSideCopy, PutFirst {
   readonly location: string;
-  readonly capability = ownCapabilities(this, ['tiers', 'locks', 'serverSideCopy']);
+  readonly capability = ownCapabilities(this, ['tiers', 'locks', 'serverSideCopy', 'putFirst']);
+  readonly putAnswersExists = true;
   private readonly prefix: string;
   private readonly timeoutMs: number;
   private readonly pageSize: number;
