@@ -50,7 +50,10 @@ describe('bench/azure.sh against Azurite', () => {
   test('text report: one line per phase and the price assumptions', () => {
     const r = run([], { AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString });
     assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stdout, /^backup +[\d.]+ s +[\d.]+ MB\/s +\d+ requests\/GiB +request cost per TiB \(USD\): Hot [\d.]+, Cool [\d.]+, Cold [\d.]+$/m);
+    assert.match(
+      r.stdout,
+      /^backup +[\d.]+ s +[\d.]+ MB\/s +\d+ requests\/GiB +request cost per TiB \(USD\): Hot [\d.]+, Cool [\d.]+, Cold [\d.]+$/m,
+    );
     assert.match(r.stdout, /^restore +[\d.]+ s +[\d.]+ MB\/s +\d+ requests\/GiB/m);
     assert.match(r.stdout, /prices: list prices per 10,000 operations as of 2024/);
   });
