@@ -81,7 +81,7 @@ test('throttling: the limit bounds concurrent requests and never goes below the 
   assert.equal(isThrottle(throttle), true);
 });
 
-test('throttling: a cancelled request waiting for a slot rejects CANCELLED and frees nothing it did not hold', async () => {
+test('throttling: a cancelled request waiting for a slot rejects CANCELLED, holds no slot', async () => {
   const limit = new AdaptiveLimit(1);
   let release!: () => void;
   const holding = limit.run(() => new Promise<void>((r) => (release = r)));

@@ -346,7 +346,8 @@ async function readAll(body: NodeJS.ReadableStream | undefined, length?: number)
     let got = 0;
     for await (const c of body as AsyncIterable<Buffer | string>) {
       const b = typeof c === 'string' ? Buffer.from(c) : c;
-      if (got + b.length > length) return Buffer.concat([out.subarray(0, got), b]); // longer than announced: caller checks
+      // longer than announced: the caller sees the length differ (TRANSIENT)
+      if (got + b.length > length) return Buffer.concat([out.subarray(0, got), b]);
       b.copy(out, got);
       got += b.length;
     }
