@@ -289,7 +289,7 @@ async function backupDisk(
       bytesStored: stats.bytesStored,
     });
   };
-  const window = new TaskWindow(chunksInFlight(repo.chunkSizeBytes, pool.size));
+  const window = new TaskWindow(chunksInFlight(repo.chunkSizeBytes, pool.size, chunks.putsFirst));
   const cs = repo.chunkSizeBytes;
   try {
     for (let i = 0; i < index.entryCount; i++) {
@@ -362,15 +362,21 @@ async function backupDisk(
             stats.chunksReused++;
             return progress(len);
           }
-          const exists = await chunks.has(id, op);
-          speculative.record(exists);
-          if (exists) {
-            stats.chunksReused++;
-            return progress(len);
+          // Object storage, chunk sealed already (most unknown chunks are new): put-if-absent answers "exists" by
+          // itself, one request instead of a HEAD and a PUT. Otherwise look first (no seal, no upload if present).
+          const putFirst = r.sealed !== undefined && chunks.putsFirst;
+          if (!putFirst) {
+            const exists = await chunks.has(id, op);
+            speculative.record(exists);
+            if (exists) {
+              stats.chunksReused++;
+              return progress(len);
+            }
           }
           if (recent.size >= RECENT_IDS_MAX) recent.clear();
           recent.add(hex);
           const put = await chunks.put(id, { plain: data!, sealed: r.sealed, release }, op);
+          if (putFirst) speculative.record(put.stored === 'exists');
           if (put.stored === 'created') {
             stats.chunksNew++;
             stats.bytesStored += put.sizeBytes;

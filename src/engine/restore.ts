@@ -9,7 +9,7 @@ import type { Repository } from '../repository/index.js';
 import { CofferError, TaskWindow, asChunkId, type Op } from '../shared/index.js';
 import { blockDeviceSize } from '../sources/index.js';
 import type { CodecPool } from './codec-pool.js';
-import { chunksInFlight } from './in-flight.js';
+import { chunksAhead } from './in-flight.js';
 
 export type RestoreTarget = { kind: 'path'; path: string; force?: boolean } | { kind: 'stream'; stream: Writable };
 
@@ -216,7 +216,7 @@ async function writeChunks(
 ) {
   const n = index.entryCount;
   const cs = index.chunkSizeBytes;
-  const ahead = chunksInFlight(cs, pool.size);
+  const ahead = chunksAhead(cs, pool.size, repo.chunks.putsFirst); // more ahead on object storage (round trips)
   const zeros = Buffer.alloc(cs);
   // Positions fetched ahead, in disk order. Zero chunks cost nothing, so only data chunks (being fetched, or fetched
   // and waiting to be written) count against `ahead`: memory stays bounded however slow the target is.

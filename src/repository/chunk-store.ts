@@ -194,6 +194,14 @@ export class ChunkStore {
     return st.sizeBytes;
   }
 
+  /**
+   * Whether a put of a present chunk costs no more requests than `has` (object storage: put-if-absent in one
+   * request). Then a writer of chunks that are probably new puts without asking `has` first.
+   */
+  get putsFirst(): boolean {
+    return capabilityOf(this.store, 'putFirst') !== undefined;
+  }
+
   /** Whether `copyFrom` can ask the service to copy (Azure to Azure); otherwise the bytes pass through here. */
   get copiesServerSide(): boolean {
     return capabilityOf(this.store, 'serverSideCopy') !== undefined;

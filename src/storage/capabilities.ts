@@ -54,12 +54,23 @@ export interface TempFiles {
   sweepTemp(maxAgeMs: number, now?: number): Promise<number>;
 }
 
+/**
+ * Put-if-absent in one request, whose `exists` answer costs no more requests than a `stat` would (object storage:
+ * Put Blob / PutObject with If-None-Match: *). A writer of blobs that are probably new (a full backup's chunks) puts
+ * without looking first: one request a new blob instead of two. Where a put of a present name is dearer than a stat
+ * (a local directory writes and fsyncs a temporary file first) the store does not offer it.
+ */
+export interface PutFirst {
+  readonly putAnswersExists: true;
+}
+
 /** The optional capabilities of a store, by name. */
 export interface StoreCapabilities {
   tiers: Tiering;
   locks: Locking;
   serverSideCopy: ServerSideCopy;
   tempFiles: TempFiles;
+  putFirst: PutFirst;
 }
 export type CapabilityName = keyof StoreCapabilities;
 

@@ -1,6 +1,7 @@
 import { CofferError, exponentialDelay, retry, sleep, type BlobName, type Logger, type Op } from '../shared/index.js';
 import type { BlobInfo, BlobStore, ByteRange, RetentionInfo } from './blob-store.js';
 import type { CapabilityName, Locking, ServerSideCopy, StoreCapabilities, Tiering } from './capabilities.js';
+import { AdaptiveLimit } from './adaptive-limit.js';
 import { ForwardingBlobStore } from './forwarding-blob-store.js';
 
 export interface RetryPolicy {
@@ -12,6 +13,11 @@ export interface RetryPolicy {
   logger?: Logger;
   /** injectable for tests */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /**
+   * Requests in flight at most (default 64), adapted to throttling: a 429/503 halves it, successes grow it back
+   * (AdaptiveLimit). Put, get, stat and delete count; listings do not (one page at a time).
+   */
+  maxInFlight?: number;
 }
 
 /**
@@ -20,6 +26,8 @@ export interface RetryPolicy {
  * - put: an attempt that failed may have landed; if a retry then finds the name taken, the stored bytes are
  *   compared with ours: equal means our own earlier attempt created it ('created').
  * - list: a listing that fails part-way restarts and skips the names already yielded (stores list in name order).
+ * - throttling: every attempt takes a slot of an AdaptiveLimit (one per store): 429/503 halve the requests in flight,
+ *   successes grow them again, so a throttled service sees fewer requests, not just later ones.
  */
 export class RetryingBlobStore extends ForwardingBlobStore {
   private readonly attempts: number;
@@ -27,6 +35,8 @@ export class RetryingBlobStore extends ForwardingBlobStore {
   private readonly sleep: ((ms: number, signal?: AbortSignal) => Promise<void>) | undefined;
   /** retries done so far (tests, benchmarks) */
   retries = 0;
+  /** the requests in flight to this store, adapted to throttling */
+  readonly inFlight: AdaptiveLimit;
 
   constructor(
     inner: BlobStore,
@@ -36,6 +46,7 @@ export class RetryingBlobStore extends ForwardingBlobStore {
     this.attempts = policy.attempts ?? 8;
     this.delayMs = exponentialDelay(policy.baseDelayMs ?? 250, policy.maxDelayMs ?? 16_000, 0.5);
     this.sleep = policy.sleep;
+    this.inFlight = new AdaptiveLimit(policy.maxInFlight ?? 64);
   }
 
   private retry<T>(what: string, op: Op | undefined, fn: (attempt: number) => Promise<T>): Promise<T> {
@@ -66,13 +77,14 @@ export class RetryingBlobStore extends ForwardingBlobStore {
     );
   }
 
+  /** Retries `fn`, each attempt in a slot of the adaptive in-flight limit. */
   private call<T>(what: string, op: Op | undefined, fn: (attempt: number) => Promise<T>): Promise<T> {
-    return this.retry(what, op, fn);
+    return this.retry(what, op, (attempt) => this.inFlight.run(() => fn(attempt), op?.signal));
   }
 
   /** Retries an open (e.g. creating the container at init) like any request. */
   retryOpen<T>(fn: () => Promise<T>): Promise<T> {
-    return this.call(`open ${this.location}`, undefined, fn);
+    return this.retry(`open ${this.location}`, undefined, fn);
   }
 
   override async put(name: BlobName, data: Uint8Array, op?: Op): Promise<'created' | 'exists'> {

@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import type { BlobName, Op } from '../../src/shared/index.js';
 import type { BlockSource } from '../../src/sources/index.js';
-import type { BlobInfo, BlobStore, ByteRange } from '../../src/storage/index.js';
+import type { BlobInfo, BlobStore, ByteRange, CapabilityName, StoreCapabilities } from '../../src/storage/index.js';
 
 export class BufferSource implements BlockSource {
   constructor(
@@ -32,12 +32,21 @@ export function rng(seed: number) {
   return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
 }
 
-/** Random latency on every store call (0-4 ms): widens the windows between a writer's look and its commit. */
+/**
+ * Random latency on every store call (0-4 ms): widens the windows between a writer's look and its commit.
+ * `putFirst`: the store says put-if-absent answers "exists" as cheaply as a stat (like Azure and S3), so backups put
+ * new chunks without a stat first (the writer looks at the store through the put alone).
+ */
 export class SlowStore implements BlobStore {
+  readonly putAnswersExists = true;
   constructor(
     private readonly inner: BlobStore,
     private readonly rand: () => number,
+    private readonly opts: { putFirst?: boolean } = {},
   ) {}
+  capability<K extends CapabilityName>(key: K): StoreCapabilities[K] | undefined {
+    return key === 'putFirst' && this.opts.putFirst ? (this as unknown as StoreCapabilities[K]) : undefined;
+  }
   get location() {
     return this.inner.location;
   }

@@ -1,7 +1,7 @@
 import { BlobSASPermissions, type ContainerClient } from '@azure/storage-blob';
 import { CofferError, type BlobName, type Op } from '../../shared/index.js';
 import { isValidBlobName, type BlobInfo, type BlobStore, type ByteRange, type RetentionInfo } from '../blob-store.js';
-import { ownCapabilities, type CapableBlobStore } from '../capabilities.js';
+import { ownCapabilities, type CapableBlobStore, type PutFirst } from '../capabilities.js';
 import {
   innermost,
   lockRefusal,
@@ -35,9 +35,10 @@ export interface AzureBlobStoreOptions {
  * - delete: Delete Blob (+ snapshots); 404 resolves; an immutability policy or legal hold rejects IMMUTABLE.
  * No retries here (the SDK's retry policy is off): RetryingBlobStore retries TRANSIENT, i.e. 408/429/5xx/network.
  */
-export class AzureBlobStore implements CapableBlobStore, TieredBlobStore, LockingBlobStore, ServerSideCopy {
+export class AzureBlobStore implements CapableBlobStore, TieredBlobStore, LockingBlobStore, ServerSideCopy, PutFirst {
   readonly location: string;
-  readonly capability = ownCapabilities(this, ['tiers', 'locks', 'serverSideCopy']);
+  readonly capability = ownCapabilities(this, ['tiers', 'locks', 'serverSideCopy', 'putFirst']);
+  readonly putAnswersExists = true;
   private readonly prefix: string;
   private readonly timeoutMs: number;
   private readonly pageSize: number;
@@ -112,7 +113,7 @@ export class AzureBlobStore implements CapableBlobStore, TieredBlobStore, Lockin
         const res = await this.container
           .getBlobClient(key)
           .download(range?.offset ?? 0, range?.length, { abortSignal, maxRetryRequests: 0 });
-        const body = await readAll(res.readableStreamBody);
+        const body = await readAll(res.readableStreamBody, res.contentLength);
         if (res.contentLength !== undefined && body.length !== res.contentLength) {
           throw new CofferError(
             'TRANSIENT',
@@ -334,8 +335,24 @@ function normalizeTier(t: string | undefined): AccessTier | undefined {
   return m ? ((m[1]![0]!.toUpperCase() + m[1]!.slice(1).toLowerCase()) as AccessTier) : undefined;
 }
 
-async function readAll(body: NodeJS.ReadableStream | undefined): Promise<Buffer> {
+/**
+ * The whole body. With a known length, the pieces are copied into one buffer as they arrive (each is garbage at once:
+ * one chunk's worth of memory per download in flight, not the pieces and their concatenation).
+ */
+async function readAll(body: NodeJS.ReadableStream | undefined, length?: number): Promise<Buffer> {
   if (!body) return Buffer.alloc(0);
+  if (length !== undefined && length > 0 && length <= 256 * 1024 * 1024) {
+    const out = Buffer.allocUnsafe(length);
+    let got = 0;
+    for await (const c of body as AsyncIterable<Buffer | string>) {
+      const b = typeof c === 'string' ? Buffer.from(c) : c;
+      // longer than announced: the caller sees the length differ (TRANSIENT)
+      if (got + b.length > length) return Buffer.concat([out.subarray(0, got), b]);
+      b.copy(out, got);
+      got += b.length;
+    }
+    return got === length ? out : out.subarray(0, got);
+  }
   const parts: Buffer[] = [];
   for await (const c of body as AsyncIterable<Buffer | string>) parts.push(typeof c === 'string' ? Buffer.from(c) : c);
   return parts.length === 1 ? parts[0]! : Buffer.concat(parts);

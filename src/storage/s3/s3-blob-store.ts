@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { CofferError, type BlobName, type Op } from '../../shared/index.js';
 import { isValidBlobName, type BlobInfo, type ByteRange, type RetentionInfo } from '../blob-store.js';
-import { ownCapabilities, type CapableBlobStore } from '../capabilities.js';
+import { ownCapabilities, type CapableBlobStore, type PutFirst } from '../capabilities.js';
 import { lockRefusal, type LockRequest, type LockingBlobStore } from '../cloud-store.js';
 import { abortError, requestSignal } from '../request-signal.js';
 import { translateS3Error } from './s3-errors.js';
@@ -36,9 +36,11 @@ export interface S3BlobStoreOptions {
 }
 
 /** Blobs in an S3 bucket (one object each). No retries here: RetryingBlobStore retries TRANSIENT. */
-export class S3BlobStore implements CapableBlobStore, LockingBlobStore {
+export class S3BlobStore implements CapableBlobStore, LockingBlobStore, PutFirst {
   readonly location: string;
-  readonly capability = ownCapabilities(this, ['locks']);
+  /** putFirst in both put modes: with 'head' a put already looks first (a stat before it would be a third request) */
+  readonly capability = ownCapabilities(this, ['locks', 'putFirst']);
+  readonly putAnswersExists = true;
   private readonly bucket: string;
   private readonly prefix: string;
   private readonly putMode: S3PutMode;

@@ -1,3 +1,5 @@
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CofferError } from '../../shared/index.js';
 import { isValidBlobName } from '../blob-store.js';
@@ -59,6 +61,13 @@ export async function openS3Store(
     region: loc.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
     ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
     maxAttempts: 1, // RetryingBlobStore retries
+    // one keep-alive pool per store, also for bodies the SDK sends with Expect: 100-continue (its default agent is
+    // replaced by a throwaway one without keep-alive for those); 64 sockets = the most requests RetryingBlobStore lets
+    // through
+    requestHandler: {
+      httpAgent: new HttpAgent({ keepAlive: true, maxSockets: 64 }),
+      httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: 64 }),
+    },
     // keys from the given environment; otherwise the SDK's own chain (profiles, SSO, instance roles)
     ...(env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
       ? {
