@@ -50,16 +50,16 @@ export async function startPostgres(): Promise<RunningPostgres> {
   };
   if (asRoot) spawnSync('chown', ['postgres:postgres', dir]);
   as(join(bin, 'initdb'), ['-D', data, '-U', 'coffer', '--auth=trust', '-E', 'UTF8', '--no-sync']);
-  const conf = [
-    "listen_addresses = '127.0.0.1'",
-    `port = ${port}`,
-    `unix_socket_directories = '${dir}'`,
-    'fsync = off',
-    'max_connections = 200',
-  ].join('\n');
-  as('sh', ['-c', `printf '%s\\n' "${conf.replace(/'/g, "'\\''").replace(/"/g, '\\"')}" >> ${data}/postgresql.conf`]);
-  const start = () => as(join(bin, 'pg_ctl'), ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '60', 'start']);
-  start();
+  // settings on the command line (no quoting through a shell into postgresql.conf)
+  const settings = `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir} -c fsync=off -c max_connections=200`;
+  const start = () =>
+    as(join(bin, 'pg_ctl'), ['-D', data, '-l', join(dir, 'log'), '-o', settings, '-w', '-t', '60', 'start']);
+  try {
+    start();
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   const pidOf = () => Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
   const url = (db = 'postgres') => `postgres://coffer@127.0.0.1:${port}/${db}`;
   const running: RunningPostgres = {

@@ -67,7 +67,9 @@ export class PostgresDb implements Db {
         `${this.url}${sep}connect_timeout=5&keepalives=1&keepalives_idle=5&keepalives_interval=2&keepalives_count=3` +
           '&application_name=coffer',
       );
-      client.querySync(`SET statement_timeout = ${Math.floor(this.statementTimeoutMs)}`);
+      client.querySync(
+        `SET statement_timeout = ${Math.floor(this.statementTimeoutMs)}; SET client_min_messages = warning`,
+      );
     } catch (e) {
       throw new CofferError(
         'CATALOG_UNAVAILABLE',
@@ -99,10 +101,17 @@ export class PostgresDb implements Db {
   }
 
   private drop(): void {
-    try {
-      this.client?.pq.finish();
-    } catch {
-      /* already gone */
+    const old = this.client;
+    if (old) {
+      try {
+        old.pq.finish();
+      } catch {
+        /* already gone */
+      }
+      // libpq's finish() hands its socket watcher to uv_close, which completes in a later turn of the event loop:
+      // the client must not be garbage-collected before that (libuv asserts on a freed handle)
+      CLOSING.add(old);
+      setTimeout(() => CLOSING.delete(old), 1_000);
     }
     this.client = undefined;
     this.inTransaction = false;
@@ -156,6 +165,8 @@ export class PostgresDb implements Db {
     this.drop();
   }
 }
+
+const CLOSING = new Set<NativeClient>();
 
 /** booleans as 0/1 like SQLite columns (the schema has no BOOLEAN), null stays null, the rest as text */
 function toParam(v: unknown): unknown {
