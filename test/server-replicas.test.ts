@@ -130,3 +130,59 @@ describe('server replicas on PostgreSQL: one scheduled run, leader killed mid-jo
     assert.equal((JSON.parse(list.stdout) as unknown[]).length, all.length);
   });
 });
+
+/** The same scheduled run on the embedded SQLite catalog: one server (always the leader), no PostgreSQL. */
+describe('one server on SQLite: the same scheduled run', () => {
+  const tmp = tempDir('coffer-replicas-sqlite-');
+  const dir = tmp.path;
+  const repo = join(dir, 'repo');
+  let server: RunningServer | undefined;
+  const vms = ['f1', 'f2', 'f3'];
+
+  before(() => {
+    for (const vm of vms) makeDisk(join(dir, `${vm}.raw`), 1024 * 1024, vm);
+    const r = coffer(['init', '--repo', repo, '--chunk-size', '64K', '--kdf-cost', '1024', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+  });
+
+  after(async () => {
+    await server?.kill();
+    tmp.cleanup();
+  });
+
+  it('every VM gets exactly one job and one restore point; a restart fires nothing again', async () => {
+    const config = {
+      repositories: [{ name: 'main', location: repo, passwordEnv: 'TEST_REPO_PASSWORD' }],
+      inventory: vms.map((vm) => ({ name: vm, disks: [join(dir, `${vm}.raw`)] })),
+      retries: { maxAttempts: 1 },
+    };
+    const env = { TEST_REPO_PASSWORD: TEST_PASSWORD };
+    const dataDir = join(dir, 'data');
+    server = await startServer({ dir, dataDir, config, env });
+    assert.match(readFileSync(server.logFile, 'utf8'), /elected scheduler leader/);
+    const t = coffer(['token', 'create', '--data', dataDir, '--role', 'admin', '--json']);
+    assert.equal(t.code, 0, t.stderr);
+    const admin = JSON.parse(t.stdout).token as string;
+    const at = new Date(Date.now() + 4_000);
+    const schedule = `${at.getSeconds()} ${at.getMinutes()} ${at.getHours()} * * *`;
+    const p = await api(server.url, 'POST', '/api/v1/policies', {
+      token: admin,
+      body: { name: 'all', repository: 'main', vms: vms.map((name) => ({ name })), schedule },
+    });
+    assert.equal(p.status, 201, p.text);
+    const done = async () => {
+      const r = await api(server!.url, 'GET', '/api/v1/jobs?limit=100', { token: admin });
+      const items = r.body.items as { status: string; vm: string; trigger: string }[];
+      return items.length >= vms.length && items.every((j) => j.status === 'succeeded') ? items : undefined;
+    };
+    const jobs = await until('the run to finish', done, 120_000);
+    for (const vm of vms) assert.equal(jobs.filter((j) => j.vm === vm && j.trigger === 'schedule').length, 1, vm);
+    await server.stop();
+    server = await startServer({ dir, dataDir, config, env });
+    const again = await api(server.url, 'GET', '/api/v1/jobs?limit=100', { token: admin });
+    assert.equal(again.body.items.length, vms.length, 'nothing fired again after the restart');
+    const list = coffer(['list', '--repo', repo, '--json']);
+    assert.equal(list.code, 0, list.stderr);
+    assert.equal((JSON.parse(list.stdout) as unknown[]).length, vms.length, 'one restore point per VM');
+  });
+});
