@@ -8,6 +8,18 @@ import { makeDisk } from './helpers/disks.js';
 import { startPostgres, type RunningPostgres } from './helpers/postgres.js';
 import { freePort, startNbdkit, type Daemon } from './helpers/servers.js';
 
+/** removes the test directory; a killed server's log pipe may still be flushing into it: try again shortly after */
+async function cleanup(tmp: { cleanup(): void }): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      return tmp.cleanup();
+    } catch (e) {
+      if (i >= 20) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
 /**
  * Issue 16, ADR 0015: a real PostgreSQL (test/helpers/postgres.ts) and two `coffer server` replicas as separate
  * processes sharing it. The VMs are plain disk sources (raw files, and nbdkit disks slowed by its delay filter so that
@@ -36,7 +48,7 @@ describe('server replicas on PostgreSQL: one scheduled run, leader killed mid-jo
     for (const s of servers) await s.kill();
     await nbd?.stop();
     pg?.stop();
-    tmp.cleanup();
+    await cleanup(tmp);
   });
 
   it('every VM gets exactly one job and one restore point; the survivor becomes leader', async () => {
@@ -146,8 +158,8 @@ describe('one server on SQLite: the same scheduled run', () => {
   });
 
   after(async () => {
-    await server?.kill();
-    tmp.cleanup();
+    await server?.stop();
+    await cleanup(tmp);
   });
 
   it('every VM gets exactly one job and one restore point; a restart fires nothing again', async () => {
