@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
 import { api, startServer, until, type RunningServer } from './helpers/coffer-server.js';
 import { makeDisk } from './helpers/disks.js';
-import { startPostgres, type RunningPostgres } from './helpers/postgres.js';
+import { pgNativeUnavailable, startPostgres, type RunningPostgres } from './helpers/postgres.js';
 import { freePort, startNbdkit, type Daemon } from './helpers/servers.js';
 
 /** removes the test directory; a killed server's log pipe may still be flushing into it: try again shortly after */
@@ -28,7 +28,9 @@ async function cleanup(tmp: { cleanup(): void }): Promise<void> {
  * scheduler over and takes the lost job back once its lease expires. Every VM ends with exactly one job and exactly
  * one restore point for the run.
  */
-describe('server replicas on PostgreSQL: one scheduled run, leader killed mid-job', () => {
+describe('server replicas on PostgreSQL: one scheduled run, leader killed mid-job', {
+  skip: pgNativeUnavailable(),
+}, () => {
   const tmp = tempDir('coffer-replicas-');
   const dir = tmp.path;
   const repo = join(dir, 'repo');
