@@ -68,8 +68,10 @@ const deps: CliDeps = {
     // loaded on demand: the other commands do not pay for fastify, SQLite and mail at start-up
     run: async (o) =>
       (await import('../server/index.js')).runServer({ ...o, logStream: process.stdout }, deps as ServerDeps),
-    createToken: async (o) => (await import('../server/index.js')).createApiToken(o.dataDir, o.role, o.name),
-    addUser: async (o) => (await import('../server/index.js')).addUser(o.dataDir, o.username, o.password, o.role),
+    createToken: async (o) =>
+      (await import('../server/index.js')).createApiToken(o.dataDir, o.role, o.name, o.catalogUrl),
+    addUser: async (o) =>
+      (await import('../server/index.js')).addUser(o.dataDir, o.username, o.password, o.role, o.catalogUrl),
   },
   openVsphere: (spec, opts) => openVsphereBackup(spec, opts),
   openVsphereRestore: (spec, cfg, opts) => openVsphereRestore(spec, cfg, opts),

@@ -8,8 +8,8 @@ function role(r: string) {
 }
 
 /** `coffer token create`: works on the catalog directly (also while the server runs: SQLite WAL). */
-export function createApiToken(dataDir: string, r: string, name: string): CreatedToken {
-  const catalog = openCatalog(dataDir);
+export function createApiToken(dataDir: string, r: string, name: string, catalogUrl?: string): CreatedToken {
+  const catalog = openCatalog(dataDir, catalogUrl);
   try {
     return createToken(catalog, { role: role(r), name, createdBy: 'cli:token-create' });
   } finally {
@@ -18,8 +18,14 @@ export function createApiToken(dataDir: string, r: string, name: string): Create
 }
 
 /** `coffer user add`. */
-export async function addUser(dataDir: string, username: string, password: string, r: string): Promise<void> {
-  const catalog = openCatalog(dataDir);
+export async function addUser(
+  dataDir: string,
+  username: string,
+  password: string,
+  r: string,
+  catalogUrl?: string,
+): Promise<void> {
+  const catalog = openCatalog(dataDir, catalogUrl);
   try {
     await createUser(catalog, username, password, role(r), 'cli:user-add');
   } finally {

@@ -8,12 +8,17 @@ import { buildApp } from './app.js';
 import { openCatalog } from './catalog/index.js';
 import { loadConfig } from './config.js';
 import type { ServerDeps } from './deps.js';
+import { LeaderElection } from './leader-election.js';
 import { buildServices } from './services.js';
 
 export interface ServerOptions {
   /** HOST:PORT ([v6]:PORT) */
   listen: string;
   dataDir: string;
+  /** postgres://... : the shared catalog of server replicas (ADR 0015); absent: DATA/catalog.db (SQLite) */
+  catalogUrl?: string;
+  /** how long a job claim holds without renewal (default 30 s) */
+  leaseSeconds?: number;
   configFile?: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -55,13 +60,20 @@ export async function runServer(opts: ServerOptions, deps: ServerDeps): Promise<
     warn: (m, f) => log.warn(f ?? {}, m),
     debug: (m, f) => log.debug(f ?? {}, m),
   };
-  const catalog = openCatalog(opts.dataDir);
+  const catalog = openCatalog(opts.dataDir, opts.catalogUrl);
   for (const d of config.restoreDirs!) mkdirSync(d, { recursive: true });
   const startedAt = new Date();
-  const services = buildServices(catalog, config, deps, logger, log);
+  const services = buildServices(catalog, config, deps, logger, log, {
+    ...(opts.leaseSeconds ? { leaseMs: opts.leaseSeconds * 1000 } : {}),
+  });
   const { repos, runner, scheduler, sla, queue, notifier } = services;
-  const interrupted = queue.recover();
-  if (interrupted) logger.warn(`${interrupted} job(s) were running when the server stopped: marked failed`);
+  // one server per SQLite catalog: what is running belonged to this server's previous run. With replicas
+  // (PostgreSQL) a running job may be another replica's: expired leases are taken back instead (runner.ts)
+  if (catalog.dialect === 'sqlite') {
+    const interrupted = queue.recover();
+    if (interrupted) logger.warn(`${interrupted} job(s) were running when the server stopped: marked failed`);
+  }
+  const election = new LeaderElection(catalog.leaderLock(), scheduler, [sla], logger);
 
   const app = buildApp({ catalog, config, ...services, startedAt }, https, log);
   try {
@@ -75,20 +87,25 @@ export async function runServer(opts: ServerOptions, deps: ServerDeps): Promise<
   const url = `${https ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
   if (opts.pidFile) await writeFile(opts.pidFile, `${process.pid}\n`);
   log.info(
-    { url, dataDir: opts.dataDir, version: TOOL_VERSION, repositories: repos.names() },
+    {
+      url,
+      dataDir: opts.dataDir,
+      catalog: catalog.dialect,
+      owner: queue.owner,
+      version: TOOL_VERSION,
+      repositories: repos.names(),
+    },
     'coffer server listening',
   );
   opts.onListening?.(url);
   runner.start();
-  scheduler.start();
-  sla.start();
+  election.start();
   void repos.syncAll().then(() => sla.check());
 
   if (!deps.signal.aborted)
     await new Promise<void>((r) => deps.signal.addEventListener('abort', () => r(), { once: true }));
   log.info('shutting down');
-  scheduler.stop();
-  sla.stop();
+  election.stop();
   await runner.shutdown();
   await app.close();
   await repos.close();

@@ -38,12 +38,14 @@ export function buildServices(
   deps: ServerDeps,
   logger: Logger,
   log: PinoLogger,
+  /** job leases (ADR 0015); default 30 s */
+  opts: { leaseMs?: number } = {},
 ): Services {
   const repos = new RepositoryManager(catalog, config.repositories, deps, logger);
   const notifier = new Notifier(config.notifications, deps.env, logger);
   const vcenters = new Vcenters(config, deps.env, logger);
   const retry = new RetryPolicy(config.retries);
-  const queue = new JobQueue(catalog, retry);
+  const queue = new JobQueue(catalog, retry, opts);
   const sla = new SlaMonitor(catalog, vcenters, notifier, config.slaCheckSeconds, logger);
   const kinds = [
     new BackupJob({
@@ -71,7 +73,11 @@ export function buildServices(
     onFinished: (job) => reportFinished(job, { log, notifier, sla }),
     logger,
   });
-  const scheduler = new Scheduler(catalog.policies, queue, vcenters, logger);
+  // with replicas (PostgreSQL), a new leader fires a schedule time of the last 15 minutes that a dead leader may
+  // have fired only in part; its run keys skip what is queued already
+  const scheduler = new Scheduler(catalog.policies, queue, vcenters, logger, {
+    catchUpMs: catalog.dialect === 'postgres' ? 15 * 60_000 : 0,
+  });
   return { repos, notifier, vcenters, queue, runner, scheduler, sla };
 }
 

@@ -44,6 +44,7 @@ export const ERROR_CODES = {
   CONFLICT: 'the request conflicts with the current state (a name already taken, a job already finished)',
   NOT_AVAILABLE: 'the feature is not available in this build',
   INTERNAL: 'an internal error (a bug): please report it',
+  CATALOG_UNAVAILABLE: "the server's PostgreSQL catalog cannot be reached, refused the login or lost the connection",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

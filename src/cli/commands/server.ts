@@ -1,6 +1,19 @@
 import type { Command } from 'commander';
 import { CofferError } from '../../shared/index.js';
-import { readPassword, type CliDeps, type CommandKit, type ServerCommands } from '../kit/index.js';
+import { parseInteger, readPassword, type CliDeps, type CommandKit, type ServerCommands } from '../kit/index.js';
+
+/** --catalog: only PostgreSQL URLs (SQLite is the default, in --data) */
+function catalogUrl(s: string): string {
+  if (!/^postgres(ql)?:\/\/./.test(s))
+    throw new CofferError('USAGE', `--catalog must be a postgres:// or postgresql:// URL, not ${JSON.stringify(s)}`);
+  return s;
+}
+
+function leaseSeconds(s: string): number {
+  const n = parseInteger(s, '--lease-seconds');
+  if (n < 1 || n > 3600) throw new CofferError('USAGE', `--lease-seconds must be 1 to 3600, not ${n}`);
+  return n;
+}
 
 function serverOf(deps: CliDeps): ServerCommands {
   if (!deps.server) throw new CofferError('NOT_AVAILABLE', 'the server is not available in this build of the CLI');
@@ -14,6 +27,12 @@ export function serverCommand(program: Command, kit: CommandKit): void {
     .description('run the Coffer server: policies, schedules, job queue, REST API and web console')
     .requiredOption('--listen <host:port>', 'address to listen on, e.g. 127.0.0.1:8080')
     .requiredOption('--data <dir>', 'data directory (catalog); a fresh directory is an empty server')
+    .option(
+      '--catalog <url>',
+      'keep the catalog in PostgreSQL (postgres://USER[:PASSWORD]@HOST:PORT/DB), shared by server replicas; ' +
+        'default: DATA/catalog.db (SQLite)',
+    )
+    .option('--lease-seconds <n>', 'how long a job claim holds without renewal before another replica takes it', '30')
     .option('--config <file>', 'server config file (JSON: repositories, inventory, limits, notifications)')
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)')
     .option('--tls-key <file>', 'the private key of --tls-cert (PEM)')
@@ -22,6 +41,8 @@ export function serverCommand(program: Command, kit: CommandKit): void {
       async (o: {
         listen: string;
         data: string;
+        catalog?: string;
+        leaseSeconds: string;
         config?: string;
         tlsCert?: string;
         tlsKey?: string;
@@ -30,6 +51,8 @@ export function serverCommand(program: Command, kit: CommandKit): void {
         await serverOf(kit.deps).run({
           listen: o.listen,
           dataDir: o.data,
+          ...(o.catalog ? { catalogUrl: catalogUrl(o.catalog) } : {}),
+          leaseSeconds: leaseSeconds(o.leaseSeconds),
           ...(o.config ? { configFile: o.config } : {}),
           ...(o.tlsCert ? { tlsCert: o.tlsCert } : {}),
           ...(o.tlsKey ? { tlsKey: o.tlsKey } : {}),
@@ -43,11 +66,17 @@ export function serverCommand(program: Command, kit: CommandKit): void {
     .command('create')
     .description('create an API token; prints it as the last line (it is stored hashed and cannot be shown again)')
     .requiredOption('--data <dir>', 'the server data directory')
+    .option('--catalog <url>', "the server's PostgreSQL catalog (postgres://...), when it has one")
     .requiredOption('--role <role>', 'admin, operator, restore-operator or viewer')
     .option('--name <name>', 'a name for the token', 'cli')
     .option('--json', 'print a JSON document')
-    .action(async (o: { data: string; role: string; name: string; json?: boolean }) => {
-      const t = await serverOf(kit.deps).createToken({ dataDir: o.data, role: o.role, name: o.name });
+    .action(async (o: { data: string; catalog?: string; role: string; name: string; json?: boolean }) => {
+      const t = await serverOf(kit.deps).createToken({
+        dataDir: o.data,
+        role: o.role,
+        name: o.name,
+        ...(o.catalog ? { catalogUrl: catalogUrl(o.catalog) } : {}),
+      });
       if (o.json) kit.write(JSON.stringify(t) + '\n');
       else kit.write(`created token ${t.id} (${t.name}, role ${t.role}); it is shown once:\n${t.token}\n`);
     });
@@ -60,9 +89,16 @@ export function serverCommand(program: Command, kit: CommandKit): void {
     .requiredOption('--name <username>', 'user name')
     .requiredOption('--role <role>', 'admin, operator, restore-operator or viewer')
     .option('--password-file <file>', 'read the password from FILE')
-    .action(async (o: { data: string; name: string; role: string; passwordFile?: string }) => {
+    .option('--catalog <url>', "the server's PostgreSQL catalog (postgres://...), when it has one")
+    .action(async (o: { data: string; catalog?: string; name: string; role: string; passwordFile?: string }) => {
       const password = await readPassword(kit.deps, o.passwordFile, 'COFFER_USER_PASSWORD');
-      await serverOf(kit.deps).addUser({ dataDir: o.data, username: o.name, password, role: o.role });
+      await serverOf(kit.deps).addUser({
+        dataDir: o.data,
+        username: o.name,
+        password,
+        role: o.role,
+        ...(o.catalog ? { catalogUrl: catalogUrl(o.catalog) } : {}),
+      });
       kit.write(`added user ${o.name} (${o.role})\n`);
     });
 }

@@ -38,6 +38,8 @@ export interface ServerCommands {
   run(o: {
     listen: string;
     dataDir: string;
+    catalogUrl?: string;
+    leaseSeconds?: number;
     configFile?: string;
     tlsCert?: string;
     tlsKey?: string;
@@ -45,10 +47,11 @@ export interface ServerCommands {
   }): Promise<void>;
   createToken(o: {
     dataDir: string;
+    catalogUrl?: string;
     role: string;
     name: string;
   }): Promise<{ id: string; name: string; role: string; token: string }>;
-  addUser(o: { dataDir: string; username: string; password: string; role: string }): Promise<void>;
+  addUser(o: { dataDir: string; catalogUrl?: string; username: string; password: string; role: string }): Promise<void>;
 }
 
 export function stderrLogger(deps: CliDeps, quiet = false): Logger {

@@ -29,17 +29,18 @@ export interface AuditTable {
   deleteBefore(time: Date): number;
 }
 
-export class SqliteAudit implements AuditTable {
+export class SqlAudit implements AuditTable {
   constructor(private readonly db: Db) {}
 
   append(e: AuditEntry, now = new Date()): void {
-    this.db
-      .prepare('INSERT INTO audit(time, actor, action, target, remote, status, details) VALUES (?, ?, ?, ?, ?, ?, ?)')
-      .run(now.toISOString(), e.actor, e.action, e.target, e.remote, e.status, JSON.stringify(e.details ?? {}));
+    this.db.run(
+      'INSERT INTO audit(time, actor, action, target, remote, status, details) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      [now.toISOString(), e.actor, e.action, e.target, e.remote, e.status, JSON.stringify(e.details ?? {})],
+    );
   }
 
   deleteBefore(time: Date): number {
-    return this.db.prepare('DELETE FROM audit WHERE time < ?').run(time.toISOString()).changes;
+    return this.db.run('DELETE FROM audit WHERE time < ?', [time.toISOString()]);
   }
 
   list(q: { actor?: string; action?: string; beforeId?: number; limit: number }): AuditRecord[] {
@@ -48,9 +49,10 @@ export class SqliteAudit implements AuditTable {
     if (q.actor) where.push('actor = ?') && args.push(q.actor);
     if (q.action) where.push('action = ?') && args.push(q.action);
     if (q.beforeId !== undefined) where.push('id < ?') && args.push(q.beforeId);
-    const rows = this.db
-      .prepare(`SELECT * FROM audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`)
-      .all(...args, q.limit) as Record<string, unknown>[];
+    const rows = this.db.all(
+      `SELECT * FROM audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`,
+      [...args, q.limit],
+    ) as Record<string, unknown>[];
     return rows.map((r) => ({ ...r, details: JSON.parse(r.details as string) as unknown }) as AuditRecord);
   }
 }

@@ -8,7 +8,9 @@ import Database from 'better-sqlite3';
 import type { CofferError } from '../../shared/index.js';
 import { authenticate, createToken, hashToken, login } from '../auth.js';
 import { openCatalog, type Catalog } from './index.js';
+import { MIGRATIONS } from './migrations.js';
 
+const LEASE = '2026-01-01T00:05:00.000Z';
 const GOLDEN = fileURLToPath(new URL('../../../../test/golden/catalog-v1.db', import.meta.url));
 
 function tempDir(): string {
@@ -56,7 +58,7 @@ export function catalogSuite(name: string, open: () => { catalog: Catalog; clean
           maxAttempts: 3,
           now,
           requestedBy: 'user:a',
-        });
+        })!;
         const other = c.jobs.insert({
           kind: 'prune',
           trigger: 'manual',
@@ -67,7 +69,7 @@ export function catalogSuite(name: string, open: () => { catalog: Catalog; clean
           maxAttempts: 3,
           now,
           requestedBy: 'user:a',
-        });
+        })!;
         assert.deepEqual(
           c.jobs.due(now, 10).map((j) => j.id),
           [id, other],
@@ -76,8 +78,8 @@ export function catalogSuite(name: string, open: () => { catalog: Catalog; clean
         assert.equal(c.jobs.hasPending('backup', { vm: 'web01' }), true);
         assert.equal(c.jobs.hasPending('prune', { repository: 'main' }), true);
         assert.equal(c.jobs.hasPending('prune', { repository: 'other' }), false);
-        assert.equal(c.jobs.claim(id, 1, now), true);
-        assert.equal(c.jobs.claim(id, 1, now), false, 'a running job cannot be claimed again');
+        assert.equal(c.jobs.claim(id, 1, now, 'a', LEASE), true);
+        assert.equal(c.jobs.claim(id, 1, now, 'b', LEASE), false, 'a running job cannot be claimed again');
         assert.deepEqual(c.jobs.runningIds(), [id]);
         c.jobs.setProgress(id, { bytesDone: 5, bytesTotal: 10 });
         assert.deepEqual(c.jobs.get(id)!.progress, { bytesDone: 5, bytesTotal: 10 });
@@ -90,7 +92,7 @@ export function catalogSuite(name: string, open: () => { catalog: Catalog; clean
           [other],
           'not before its retry time',
         );
-        assert.equal(c.jobs.claim(id, 2, '2026-01-01T00:01:00.000Z'), true);
+        assert.equal(c.jobs.claim(id, 2, '2026-01-01T00:01:00.000Z', 'a', LEASE), true);
         c.jobs.finish(id, 'succeeded', null, { id: 'p1' }, '2026-01-01T00:02:00.000Z');
         const done = c.jobs.get(id)!;
         assert.equal(done.status, 'succeeded');
@@ -132,6 +134,71 @@ export function catalogSuite(name: string, open: () => { catalog: Catalog; clean
           c.jobLogs.list(id, 1).map((l) => [l.seq, l.level, l.message]),
           [[2, 'warn', 'two']],
         );
+      }),
+    );
+
+    it(
+      'run keys: a second job with the same key is not inserted (a schedule fires once)',
+      withCatalog((c) => {
+        const job = (runKey?: string) =>
+          c.jobs.insert({
+            kind: 'backup',
+            trigger: 'schedule',
+            policyId: 'p1',
+            vm: 'web01',
+            repository: 'main',
+            params: { disks: ['/d'], tags: [] },
+            maxAttempts: 1,
+            now: '2026-01-01T00:00:00.000Z',
+            requestedBy: 'schedule:p',
+            ...(runKey ? { runKey } : {}),
+          });
+        const first = job('p1:web01:2026-01-01T00:00:00.000Z');
+        assert.equal(typeof first, 'number');
+        assert.equal(job('p1:web01:2026-01-01T00:00:00.000Z'), undefined);
+        assert.notEqual(job('p1:web01:2026-01-02T00:00:00.000Z'), undefined);
+        assert.notEqual(job(), undefined, 'jobs without a key are never skipped');
+        assert.notEqual(job(), undefined);
+        assert.equal(c.jobs.list({ limit: 10 }).length, 4);
+      }),
+    );
+
+    it(
+      'leases: renewed only by their owner; an expired one is reclaimed once, by one caller',
+      withCatalog((c) => {
+        const t = (m: number) => new Date(Date.UTC(2026, 0, 1, 0, m)).toISOString();
+        const ids = [1, 2].map(
+          () =>
+            c.jobs.insert({
+              kind: 'backup',
+              trigger: 'manual',
+              policyId: null,
+              vm: 'web01',
+              repository: 'main',
+              params: { disks: ['/d'], tags: [] },
+              maxAttempts: 3,
+              now: t(0),
+              requestedBy: 'user:a',
+            })!,
+        );
+        const [a, b] = ids as [number, number];
+        assert.equal(c.jobs.claim(a, 1, t(0), 'proc-a', t(1)), true);
+        assert.equal(c.jobs.claim(b, 1, t(0), 'proc-b', t(1)), true);
+        assert.equal(c.jobs.get(a)!.runner, 'proc-a');
+        assert.deepEqual(c.jobs.renewLeases('proc-a', [a, b], t(5)), [a], 'only the own lease is renewed');
+        assert.deepEqual(
+          c.jobs.expiredLeases(t(2)).map((j) => j.id),
+          [b],
+        );
+        assert.equal(c.jobs.reclaim(a, t(2), true, { code: 'CANCELLED', message: 'lost' }), false, 'lease still held');
+        assert.equal(c.jobs.reclaim(b, t(2), true, { code: 'CANCELLED', message: 'lost' }), true);
+        assert.equal(c.jobs.reclaim(b, t(2), true, { code: 'CANCELLED', message: 'lost' }), false, 'only once');
+        assert.equal(c.jobs.get(b)!.status, 'queued');
+        assert.deepEqual(c.jobs.renewLeases('proc-b', [b], t(5)), [], 'the lost owner holds nothing any more');
+        assert.equal(c.jobs.claim(b, 2, t(2), 'proc-c', t(3)), true);
+        assert.equal(c.jobs.reclaim(b, t(4), false, { code: 'CANCELLED', message: 'lost again' }), true);
+        const failed = c.jobs.get(b)!;
+        assert.deepEqual([failed.status, failed.error?.message, failed.attempt], ['failed', 'lost again', 2]);
       }),
     );
 
@@ -331,7 +398,8 @@ describe('sqlite catalog files', () => {
       const raw = new Database(join(dir, 'catalog.db'), { readonly: true });
       assert.equal(
         (raw.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string }).value,
-        '1',
+        String(MIGRATIONS.length),
+        'migrated to the newest schema (migrations.ts), the v1 data intact',
       );
       raw.close();
     } finally {

@@ -1,6 +1,7 @@
 import type { AuditTable } from './audit.js';
 import type { JobLogsTable } from './job-logs.js';
 import type { JobsTable } from './jobs.js';
+import type { LeaderLock } from './leader-lock.js';
 import type { PoliciesTable } from './policies.js';
 import type { RepoStatsTable } from './repo-stats.js';
 import type { RestorePointsTable } from './restore-points.js';
@@ -15,6 +16,8 @@ import type { UsersTable } from './users.js';
  * SQL statement of the server is in this folder.
  */
 export interface Catalog {
+  /** which engine holds it: 'sqlite' (one server, the default) or 'postgres' (replicas share it; ADR 0015) */
+  readonly dialect: 'sqlite' | 'postgres';
   readonly users: UsersTable;
   readonly tokens: TokensTable;
   readonly policies: PoliciesTable;
@@ -24,5 +27,7 @@ export interface Catalog {
   readonly repoStats: RepoStatsTable;
   readonly slaState: SlaStateTable;
   readonly audit: AuditTable;
+  /** the scheduler's election lock: a connection of its own on PostgreSQL, always held on SQLite */
+  leaderLock(): LeaderLock;
   close(): void;
 }

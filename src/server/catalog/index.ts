@@ -1,5 +1,6 @@
 export type { Catalog } from './catalog.js';
-export { openSqliteCatalog as openCatalog } from './sqlite.js';
+export { isPostgresUrl, openPostgresCatalog } from './postgres.js';
+export { openCatalog } from './open.js';
 export { decodeCursor, encodeCursor } from './cursor.js';
 export type { AuditEntry, AuditRecord, AuditTable } from './audit.js';
 export type { JobLogLine, JobLogsTable, LogLevel } from './job-logs.js';
@@ -23,3 +24,4 @@ export type { NewestPoint, RestorePointRecord, RestorePointsTable } from './rest
 export type { SlaStateTable } from './sla-state.js';
 export type { TokenInfo, TokenRecord, TokensTable } from './tokens.js';
 export type { UserRecord, UsersTable } from './users.js';
+export type { LeaderLock } from './leader-lock.js';

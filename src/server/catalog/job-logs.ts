@@ -16,22 +16,27 @@ export interface JobLogsTable {
   list(jobId: number, afterSeq?: number): JobLogLine[];
 }
 
-export class SqliteJobLogs implements JobLogsTable {
+export class SqlJobLogs implements JobLogsTable {
   constructor(private readonly db: Db) {}
 
   append(jobId: number, level: LogLevel, message: string, time = new Date().toISOString()): JobLogLine {
     const seq =
-      ((this.db.prepare('SELECT MAX(seq) AS m FROM job_logs WHERE job_id = ?').get(jobId) as { m: number | null }).m ??
-        0) + 1;
-    this.db
-      .prepare('INSERT INTO job_logs(job_id, seq, time, level, message) VALUES (?, ?, ?, ?, ?)')
-      .run(jobId, seq, time, level, message);
+      ((this.db.get('SELECT MAX(seq) AS m FROM job_logs WHERE job_id = ?', [jobId]) as { m: number | null }).m ?? 0) +
+      1;
+    this.db.run('INSERT INTO job_logs(job_id, seq, time, level, message) VALUES (?, ?, ?, ?, ?)', [
+      jobId,
+      seq,
+      time,
+      level,
+      message,
+    ]);
     return { seq, time, level, message };
   }
 
   list(jobId: number, afterSeq = 0): JobLogLine[] {
-    return this.db
-      .prepare('SELECT seq, time, level, message FROM job_logs WHERE job_id = ? AND seq > ? ORDER BY seq')
-      .all(jobId, afterSeq) as JobLogLine[];
+    return this.db.all('SELECT seq, time, level, message FROM job_logs WHERE job_id = ? AND seq > ? ORDER BY seq', [
+      jobId,
+      afterSeq,
+    ]) as JobLogLine[];
   }
 }

@@ -56,6 +56,8 @@ export interface Job {
   error: JobError | null;
   result: unknown;
   progress: JobProgress | null;
+  /** the server process (or proxy) that runs or ran it; null before its first start */
+  runner: string | null;
 }
 
 export interface NewJobRecord {
@@ -69,6 +71,8 @@ export interface NewJobRecord {
   /** also notBefore and createdAt */
   now: string;
   requestedBy: string;
+  /** idempotency key (a scheduled job: policy, VM, scheduled time): a second insert with the same key is skipped */
+  runKey?: string;
 }
 
 export interface JobFilter {
@@ -84,7 +88,8 @@ export interface JobFilter {
  * finish; plus the read-only figures the dashboard, the metrics and the VM status need.
  */
 export interface JobsTable {
-  insert(j: NewJobRecord): number;
+  /** the new job's id; undefined when a job with the same runKey exists */
+  insert(j: NewJobRecord): number | undefined;
   get(id: number): Job | undefined;
   /** newest first */
   list(f: JobFilter): Job[];
@@ -94,8 +99,21 @@ export interface JobsTable {
   runningIds(): number[];
   /** a queued or running job of this kind for this VM or repository */
   hasPending(kind: JobKind, on: { vm: string } | { repository: string }): boolean;
-  /** queued -> running with this attempt number; false when the job was not queued (someone else took it) */
-  claim(id: number, attempt: number, now: string): boolean;
+  /**
+   * queued -> running with this attempt number, leased to `owner` until `leaseUntil`; false when the job was not
+   * queued (someone else took it). On PostgreSQL the row is taken with FOR UPDATE SKIP LOCKED: a replica racing for
+   * the same row skips it instead of waiting.
+   */
+  claim(id: number, attempt: number, now: string, owner: string, leaseUntil: string): boolean;
+  /** extends the leases `owner` holds on these running jobs; returns the ids it still holds */
+  renewLeases(owner: string, ids: readonly number[], leaseUntil: string): number[];
+  /** running jobs whose lease has expired (their process is gone) */
+  expiredLeases(now: string): Job[];
+  /**
+   * takes a job back from a lost process: queued again (`requeue`) or failed; false when someone else already did or
+   * the lease was renewed meanwhile
+   */
+  reclaim(id: number, now: string, requeue: boolean, error: JobError): boolean;
   /** running -> queued again, not before `notBefore`, keeping the failure */
   retry(id: number, notBefore: string, error: JobError): void;
   finish(id: number, status: JobStatus, error: JobError | null, result: unknown, now: string): void;
@@ -131,6 +149,7 @@ interface Row {
   error: string | null;
   result: string | null;
   progress: string | null;
+  lease_owner: string | null;
 }
 
 function fromRow(r: Row): Job {
@@ -153,20 +172,19 @@ function fromRow(r: Row): Job {
     error: r.error ? JSON.parse(r.error) : null,
     result: r.result ? JSON.parse(r.result) : null,
     progress: r.progress ? JSON.parse(r.progress) : null,
+    runner: r.lease_owner,
   };
 }
 
-export class SqliteJobs implements JobsTable {
+export class SqlJobs implements JobsTable {
   constructor(private readonly db: Db) {}
 
-  insert(j: NewJobRecord): number {
-    const r = this.db
-      .prepare(
-        'INSERT INTO jobs(kind, status, trigger, policy_id, vm, repository, params, attempt, max_attempts, ' +
-          `not_before, created_at, requested_by)
-         VALUES (?, 'queued', ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)`,
-      )
-      .run(
+  insert(j: NewJobRecord): number | undefined {
+    return this.db.insertId(
+      'INSERT INTO jobs(kind, status, trigger, policy_id, vm, repository, params, attempt, max_attempts, ' +
+        `not_before, created_at, requested_by, run_key)
+         VALUES (?, 'queued', ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?) ON CONFLICT (run_key) DO NOTHING`,
+      [
         j.kind,
         j.trigger,
         j.policyId,
@@ -177,12 +195,13 @@ export class SqliteJobs implements JobsTable {
         j.now,
         j.now,
         j.requestedBy,
-      );
-    return Number(r.lastInsertRowid);
+        j.runKey ?? null,
+      ],
+    );
   }
 
   get(id: number): Job | undefined {
-    const r = this.db.prepare('SELECT * FROM jobs WHERE id = ?').get(id) as Row | undefined;
+    const r = this.db.get('SELECT * FROM jobs WHERE id = ?', [id]) as Row | undefined;
     return r ? fromRow(r) : undefined;
   }
 
@@ -191,103 +210,144 @@ export class SqliteJobs implements JobsTable {
     const args: unknown[] = [];
     for (const k of ['status', 'kind', 'vm'] as const) if (f[k]) where.push(`${k} = ?`) && args.push(f[k]);
     if (f.beforeId !== undefined) where.push('id < ?') && args.push(f.beforeId);
-    const rows = this.db
-      .prepare(`SELECT * FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`)
-      .all(...args, f.limit) as Row[];
+    const rows = this.db.all(
+      `SELECT * FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`,
+      [...args, f.limit],
+    ) as Row[];
     return rows.map(fromRow);
   }
 
   due(now: string, limit: number): Job[] {
     return (
-      this.db
-        .prepare("SELECT * FROM jobs WHERE status = 'queued' AND not_before <= ? ORDER BY id LIMIT ?")
-        .all(now, limit) as Row[]
+      this.db.all("SELECT * FROM jobs WHERE status = 'queued' AND not_before <= ? ORDER BY id LIMIT ?", [
+        now,
+        limit,
+      ]) as Row[]
     ).map(fromRow);
   }
 
   runningIds(): number[] {
-    return (this.db.prepare("SELECT id FROM jobs WHERE status = 'running'").all() as { id: number }[]).map((r) => r.id);
+    return (this.db.all("SELECT id FROM jobs WHERE status = 'running'") as { id: number }[]).map((r) => r.id);
   }
 
   hasPending(kind: JobKind, on: { vm: string } | { repository: string }): boolean {
     const [col, value] = 'vm' in on ? ['vm', on.vm] : ['repository', on.repository];
     return (
-      this.db
-        .prepare(`SELECT 1 FROM jobs WHERE kind = ? AND ${col} = ? AND status IN ('queued', 'running') LIMIT 1`)
-        .get(kind, value) !== undefined
+      this.db.get(`SELECT 1 FROM jobs WHERE kind = ? AND ${col} = ? AND status IN ('queued', 'running') LIMIT 1`, [
+        kind,
+        value,
+      ]) !== undefined
     );
   }
 
-  claim(id: number, attempt: number, now: string): boolean {
+  claim(id: number, attempt: number, now: string, owner: string, leaseUntil: string): boolean {
+    const row =
+      this.db.dialect === 'postgres'
+        ? "id = (SELECT id FROM jobs WHERE id = ? AND status = 'queued' FOR UPDATE SKIP LOCKED)"
+        : "id = ? AND status = 'queued'";
     return (
-      this.db
-        .prepare(
-          "UPDATE jobs SET status = 'running', started_at = ?, attempt = ?, progress = NULL " +
-            "WHERE id = ? AND status = 'queued'",
-        )
-        .run(now, attempt, id).changes > 0
+      this.db.run(
+        "UPDATE jobs SET status = 'running', started_at = ?, attempt = ?, progress = NULL, lease_owner = ?, " +
+          `lease_expires_at = ? WHERE ${row}`,
+        [now, attempt, owner, leaseUntil, id],
+      ) > 0
     );
+  }
+
+  renewLeases(owner: string, ids: readonly number[], leaseUntil: string): number[] {
+    if (ids.length === 0) return [];
+    return this.db
+      .all<{ id: number }>(
+        `UPDATE jobs SET lease_expires_at = ? WHERE lease_owner = ? AND status = 'running' AND id IN (${ids
+          .map(() => '?')
+          .join(', ')}) RETURNING id`,
+        [leaseUntil, owner, ...ids],
+      )
+      .map((r) => Number(r.id));
+  }
+
+  expiredLeases(now: string): Job[] {
+    return this.db
+      .all<Row>("SELECT * FROM jobs WHERE status = 'running' AND lease_expires_at < ? ORDER BY id", [now])
+      .map(fromRow);
+  }
+
+  reclaim(id: number, now: string, requeue: boolean, error: JobError): boolean {
+    const cond = "WHERE id = ? AND status = 'running' AND lease_expires_at < ?";
+    return requeue
+      ? this.db.run(`UPDATE jobs SET status = 'queued', not_before = ?, error = ?, lease_expires_at = NULL ${cond}`, [
+          now,
+          JSON.stringify(error),
+          id,
+          now,
+        ]) > 0
+      : this.db.run(`UPDATE jobs SET status = 'failed', finished_at = ?, error = ? ${cond}`, [
+          now,
+          JSON.stringify(error),
+          id,
+          now,
+        ]) > 0;
   }
 
   retry(id: number, notBefore: string, error: JobError): void {
-    this.db
-      .prepare("UPDATE jobs SET status = 'queued', not_before = ?, error = ? WHERE id = ?")
-      .run(notBefore, JSON.stringify(error), id);
+    this.db.run("UPDATE jobs SET status = 'queued', not_before = ?, error = ? WHERE id = ?", [
+      notBefore,
+      JSON.stringify(error),
+      id,
+    ]);
   }
 
   finish(id: number, status: JobStatus, error: JobError | null, result: unknown, now: string): void {
-    this.db
-      .prepare('UPDATE jobs SET status = ?, finished_at = ?, error = ?, result = ? WHERE id = ?')
-      .run(
-        status,
-        now,
-        error ? JSON.stringify(error) : null,
-        result === null || result === undefined ? null : JSON.stringify(result),
-        id,
-      );
+    this.db.run('UPDATE jobs SET status = ?, finished_at = ?, error = ?, result = ? WHERE id = ?', [
+      status,
+      now,
+      error ? JSON.stringify(error) : null,
+      result === null || result === undefined ? null : JSON.stringify(result),
+      id,
+    ]);
   }
 
   setProgress(id: number, p: JobProgress): void {
-    this.db.prepare('UPDATE jobs SET progress = ? WHERE id = ?').run(JSON.stringify(p), id);
+    this.db.run('UPDATE jobs SET progress = ? WHERE id = ?', [JSON.stringify(p), id]);
   }
 
   lastFinishedBackup(
     vm: string,
   ): { id: number; status: string; finishedAt: string | null; error: JobError | null } | undefined {
-    const r = this.db
-      .prepare(
-        "SELECT id, status, finished_at, error FROM jobs WHERE vm = ? AND kind = 'backup' AND status IN " +
-          "('succeeded', 'failed', 'cancelled') ORDER BY id DESC LIMIT 1",
-      )
-      .get(vm) as { id: number; status: string; finished_at: string | null; error: string | null } | undefined;
+    const r = this.db.get(
+      "SELECT id, status, finished_at, error FROM jobs WHERE vm = ? AND kind = 'backup' AND status IN " +
+        "('succeeded', 'failed', 'cancelled') ORDER BY id DESC LIMIT 1",
+      [vm],
+    ) as { id: number; status: string; finished_at: string | null; error: string | null } | undefined;
     return r
       ? { id: r.id, status: r.status, finishedAt: r.finished_at, error: r.error ? JSON.parse(r.error) : null }
       : undefined;
   }
 
   countByStatus(): { status: string; n: number }[] {
-    return this.db.prepare('SELECT status, COUNT(*) AS n FROM jobs GROUP BY status').all() as never;
+    return this.db.all('SELECT status, COUNT(*) AS n FROM jobs GROUP BY status') as never;
   }
 
   countByKindAndStatus(): { kind: string; status: string; n: number }[] {
-    return this.db.prepare('SELECT kind, status, COUNT(*) AS n FROM jobs GROUP BY kind, status').all() as never;
+    return this.db.all('SELECT kind, status, COUNT(*) AS n FROM jobs GROUP BY kind, status') as never;
   }
 
   failuresByDay(sinceDay: string): { day: string; failed: number }[] {
-    return this.db
-      .prepare(
-        "SELECT substr(finished_at, 1, 10) AS day, COUNT(*) AS failed FROM jobs WHERE status = 'failed' AND " +
-          'substr(finished_at, 1, 10) >= ? GROUP BY day',
-      )
-      .all(sinceDay) as never;
+    return this.db.all(
+      "SELECT substr(finished_at, 1, 10) AS day, COUNT(*) AS failed FROM jobs WHERE status = 'failed' AND " +
+        'substr(finished_at, 1, 10) >= ? GROUP BY day',
+      [sinceDay],
+    ) as never;
   }
 
   succeededDurations(): { kind: string; n: number; s: number }[] {
-    return this.db
-      .prepare(
-        'SELECT kind, COUNT(*) AS n, SUM((julianday(finished_at) - julianday(started_at)) * 86400.0) AS s ' +
-          "FROM jobs WHERE status = 'succeeded' AND started_at IS NOT NULL GROUP BY kind",
-      )
-      .all() as never;
+    const seconds =
+      this.db.dialect === 'postgres'
+        ? 'EXTRACT(EPOCH FROM (finished_at::timestamptz - started_at::timestamptz))'
+        : '(julianday(finished_at) - julianday(started_at)) * 86400.0';
+    return this.db.all(
+      `SELECT kind, COUNT(*) AS n, SUM(${seconds}) AS s ` +
+        "FROM jobs WHERE status = 'succeeded' AND started_at IS NOT NULL GROUP BY kind",
+    ) as never;
   }
 }

@@ -32,15 +32,15 @@ const fromRow = (r: Row): Policy => ({
 const duplicate = (e: unknown, spec: PolicySpec) =>
   isConstraintError(e) ? new CofferError('CONFLICT', `a policy named ${JSON.stringify(spec.name)} already exists`) : e;
 
-export class SqlitePolicies implements PoliciesTable {
+export class SqlPolicies implements PoliciesTable {
   constructor(private readonly db: Db) {}
 
   list(): Policy[] {
-    return (this.db.prepare('SELECT * FROM policies ORDER BY name').all() as Row[]).map(fromRow);
+    return (this.db.all('SELECT * FROM policies ORDER BY name') as Row[]).map(fromRow);
   }
 
   get(id: string): Policy {
-    const r = this.db.prepare('SELECT * FROM policies WHERE id = ?').get(id) as Row | undefined;
+    const r = this.db.get('SELECT * FROM policies WHERE id = ?', [id]) as Row | undefined;
     if (!r) throw new CofferError('NOT_FOUND', `no policy ${JSON.stringify(id)}`);
     return fromRow(r);
   }
@@ -49,9 +49,13 @@ export class SqlitePolicies implements PoliciesTable {
     const id = randomBytes(6).toString('hex');
     const now = new Date().toISOString();
     try {
-      this.db
-        .prepare('INSERT INTO policies(id, name, spec, created_at, updated_at) VALUES (?, ?, ?, ?, ?)')
-        .run(id, spec.name, JSON.stringify(spec), now, now);
+      this.db.run('INSERT INTO policies(id, name, spec, created_at, updated_at) VALUES (?, ?, ?, ?, ?)', [
+        id,
+        spec.name,
+        JSON.stringify(spec),
+        now,
+        now,
+      ]);
     } catch (e) {
       throw duplicate(e, spec);
     }
@@ -61,9 +65,12 @@ export class SqlitePolicies implements PoliciesTable {
   update(id: string, spec: PolicySpec): Policy {
     this.get(id);
     try {
-      this.db
-        .prepare('UPDATE policies SET name = ?, spec = ?, updated_at = ? WHERE id = ?')
-        .run(spec.name, JSON.stringify(spec), new Date().toISOString(), id);
+      this.db.run('UPDATE policies SET name = ?, spec = ?, updated_at = ? WHERE id = ?', [
+        spec.name,
+        JSON.stringify(spec),
+        new Date().toISOString(),
+        id,
+      ]);
     } catch (e) {
       throw duplicate(e, spec);
     }
@@ -72,6 +79,6 @@ export class SqlitePolicies implements PoliciesTable {
 
   delete(id: string): void {
     this.get(id);
-    this.db.prepare('DELETE FROM policies WHERE id = ?').run(id);
+    this.db.run('DELETE FROM policies WHERE id = ?', [id]);
   }
 }

@@ -19,11 +19,11 @@ export interface RepoStatsTable {
   recordError(repository: string, updatedAt: string, error: string): void;
 }
 
-export class SqliteRepoStats implements RepoStatsTable {
+export class SqlRepoStats implements RepoStatsTable {
   constructor(private readonly db: Db) {}
 
   get(repository: string): RepoStatsRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM repo_stats WHERE repository = ?').get(repository) as
+    const r = this.db.get('SELECT * FROM repo_stats WHERE repository = ?', [repository]) as
       | {
           stored_bytes: number;
           chunk_bytes: number;
@@ -47,25 +47,23 @@ export class SqliteRepoStats implements RepoStatsTable {
   }
 
   record(repository: string, s: Omit<RepoStatsRecord, 'error'>): void {
-    this.db
-      .prepare(
-        'INSERT INTO repo_stats(repository, stored_bytes, chunk_bytes, logical_bytes, chunks, points, ' +
-          'updated_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)\n' +
-          '         ON CONFLICT(repository) DO UPDATE SET stored_bytes = excluded.stored_bytes, ' +
-          'chunk_bytes = excluded.chunk_bytes, logical_bytes = excluded.logical_bytes,\n' +
-          '           chunks = excluded.chunks, points = excluded.points, ' +
-          'updated_at = excluded.updated_at, error = NULL',
-      )
-      .run(repository, s.storedBytes, s.chunkBytes, s.logicalBytes, s.chunks, s.points, s.updatedAt);
+    this.db.run(
+      'INSERT INTO repo_stats(repository, stored_bytes, chunk_bytes, logical_bytes, chunks, points, ' +
+        'updated_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)\n' +
+        '         ON CONFLICT(repository) DO UPDATE SET stored_bytes = excluded.stored_bytes, ' +
+        'chunk_bytes = excluded.chunk_bytes, logical_bytes = excluded.logical_bytes,\n' +
+        '           chunks = excluded.chunks, points = excluded.points, ' +
+        'updated_at = excluded.updated_at, error = NULL',
+      [repository, s.storedBytes, s.chunkBytes, s.logicalBytes, s.chunks, s.points, s.updatedAt],
+    );
   }
 
   recordError(repository: string, updatedAt: string, error: string): void {
-    this.db
-      .prepare(
-        'INSERT INTO repo_stats(repository, stored_bytes, chunk_bytes, logical_bytes, chunks, points, ' +
-          'updated_at, error) VALUES (?, 0, 0, 0, 0, 0, ?, ?) ' +
-          'ON CONFLICT(repository) DO UPDATE SET updated_at = excluded.updated_at, error = excluded.error',
-      )
-      .run(repository, updatedAt, error);
+    this.db.run(
+      'INSERT INTO repo_stats(repository, stored_bytes, chunk_bytes, logical_bytes, chunks, points, ' +
+        'updated_at, error) VALUES (?, 0, 0, 0, 0, 0, ?, ?) ' +
+        'ON CONFLICT(repository) DO UPDATE SET updated_at = excluded.updated_at, error = excluded.error',
+      [repository, updatedAt, error],
+    );
   }
 }

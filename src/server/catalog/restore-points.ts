@@ -85,7 +85,7 @@ const fromRow = (r: Row): RestorePointRecord => ({
   verification: r.verified ? JSON.parse(r.verified) : null,
 });
 
-export class SqliteRestorePoints implements RestorePointsTable {
+export class SqlRestorePoints implements RestorePointsTable {
   constructor(private readonly db: Db) {}
 
   list(f: RestorePointFilter): RestorePointRecord[] {
@@ -94,84 +94,80 @@ export class SqliteRestorePoints implements RestorePointsTable {
     if (f.vm) where.push('vm = ?') && args.push(f.vm);
     if (f.repository) where.push('repository = ?') && args.push(f.repository);
     if (f.before) where.push('(time, repository, id) < (?, ?, ?)') && args.push(...f.before);
-    const rows = this.db
-      .prepare(
-        `SELECT * FROM restore_points ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY time DESC, ` +
-          'repository DESC, id DESC LIMIT ?',
-      )
-      .all(...args, f.limit) as Row[];
+    const rows = this.db.all(
+      `SELECT * FROM restore_points ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY time DESC, ` +
+        'repository DESC, id DESC LIMIT ?',
+      [...args, f.limit],
+    ) as Row[];
     return rows.map(fromRow);
   }
 
   repositoriesOf(id: string, repository?: string): string[] {
     const rows = (
       repository
-        ? this.db.prepare('SELECT repository FROM restore_points WHERE id = ? AND repository = ?').all(id, repository)
-        : this.db.prepare('SELECT repository FROM restore_points WHERE id = ?').all(id)
+        ? this.db.all('SELECT repository FROM restore_points WHERE id = ? AND repository = ?', [id, repository])
+        : this.db.all('SELECT repository FROM restore_points WHERE id = ?', [id])
     ) as { repository: string }[];
     return rows.map((r) => r.repository);
   }
 
   vmOf(repository: string, id: string): string | undefined {
     return (
-      this.db.prepare('SELECT vm FROM restore_points WHERE repository = ? AND id = ?').get(repository, id) as
+      this.db.get('SELECT vm FROM restore_points WHERE repository = ? AND id = ?', [repository, id]) as
         | { vm: string }
         | undefined
     )?.vm;
   }
 
   vms(): string[] {
-    return (this.db.prepare('SELECT DISTINCT vm FROM restore_points').all() as { vm: string }[]).map((r) => r.vm);
+    return (this.db.all('SELECT DISTINCT vm FROM restore_points') as { vm: string }[]).map((r) => r.vm);
   }
 
   newest(vm: string, repositories?: readonly string[]): NewestPoint | undefined {
     const r = (
       repositories && repositories.length > 0
-        ? this.db
-            .prepare(
-              'SELECT id, repository, time, end_time FROM restore_points WHERE vm = ? AND repository IN ' +
-                `(${repositories.map(() => '?').join(',')}) ORDER BY end_time DESC LIMIT 1`,
-            )
-            .get(vm, ...repositories)
-        : this.db
-            .prepare(
-              'SELECT id, repository, time, end_time FROM restore_points WHERE vm = ? ORDER BY end_time DESC LIMIT 1',
-            )
-            .get(vm)
+        ? this.db.get(
+            'SELECT id, repository, time, end_time FROM restore_points WHERE vm = ? AND repository IN ' +
+              `(${repositories.map(() => '?').join(',')}) ORDER BY end_time DESC LIMIT 1`,
+            [vm, ...repositories],
+          )
+        : this.db.get(
+            'SELECT id, repository, time, end_time FROM restore_points WHERE vm = ? ORDER BY end_time DESC LIMIT 1',
+            [vm],
+          )
     ) as { id: string; repository: string; time: string; end_time: string } | undefined;
     return r ? { id: r.id, repository: r.repository, time: r.time, endTime: r.end_time } : undefined;
   }
 
   count(vm: string): number {
-    return (this.db.prepare('SELECT COUNT(*) AS n FROM restore_points WHERE vm = ?').get(vm) as { n: number }).n;
+    return (this.db.get('SELECT COUNT(*) AS n FROM restore_points WHERE vm = ?', [vm]) as { n: number }).n;
   }
 
   dailyTrend(sinceDay: string): { day: string; points: number; bytesStored: number; bytesRead: number }[] {
-    return this.db
-      .prepare(
-        'SELECT substr(end_time, 1, 10) AS day, COUNT(*) AS points, SUM(bytes_stored) AS bytesStored, ' +
-          'SUM(bytes_read) AS bytesRead FROM restore_points ' +
-          'WHERE substr(end_time, 1, 10) >= ? GROUP BY day ORDER BY day',
-      )
-      .all(sinceDay) as never;
+    return this.db.all(
+      'SELECT substr(end_time, 1, 10) AS day, COUNT(*) AS points, SUM(bytes_stored) AS "bytesStored", ' +
+        'SUM(bytes_read) AS "bytesRead" FROM restore_points ' +
+        'WHERE substr(end_time, 1, 10) >= ? GROUP BY day ORDER BY day',
+      [sinceDay],
+    ) as never;
   }
 
   replace(repository: string, points: readonly Omit<RestorePointRecord, 'repository'>[]): void {
-    const upsert = this.db.prepare(
+    const upsertSql =
       'INSERT INTO restore_points(repository, id, vm, time, end_time, mode, parent, tags, disks, bytes_read, ' +
-        `bytes_stored, verified)
+      `bytes_stored, verified)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT(repository, id) DO UPDATE SET verified = excluded.verified`,
-    );
-    const remove = this.db.prepare('DELETE FROM restore_points WHERE repository = ? AND id = ?');
+       ON CONFLICT(repository, id) DO UPDATE SET verified = excluded.verified`;
     this.db.transaction(() => {
       const ids = new Set(points.map((p) => p.id));
-      const known = this.db.prepare('SELECT id FROM restore_points WHERE repository = ?').all(repository) as {
+      const known = this.db.all('SELECT id FROM restore_points WHERE repository = ?', [repository]) as {
         id: string;
       }[];
-      for (const k of known) if (!ids.has(k.id)) remove.run(repository, k.id);
+      for (const k of known)
+        if (!ids.has(k.id))
+          this.db.run('DELETE FROM restore_points WHERE repository = ? AND id = ?', [repository, k.id]);
       for (const p of points) {
-        upsert.run(
+        this.db.run(upsertSql, [
           repository,
           p.id,
           p.vm,
@@ -184,8 +180,8 @@ export class SqliteRestorePoints implements RestorePointsTable {
           p.bytesRead,
           p.bytesStored,
           p.verification ? JSON.stringify(p.verification) : null,
-        );
+        ]);
       }
-    })();
+    });
   }
 }

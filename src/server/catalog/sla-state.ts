@@ -6,22 +6,21 @@ export interface SlaStateTable {
   set(vm: string, breached: boolean, since: string): void;
 }
 
-export class SqliteSlaState implements SlaStateTable {
+export class SqlSlaState implements SlaStateTable {
   constructor(private readonly db: Db) {}
 
   get(vm: string): { breached: boolean; since: string } | undefined {
-    const r = this.db.prepare('SELECT breached, since FROM sla_state WHERE vm = ?').get(vm) as
+    const r = this.db.get('SELECT breached, since FROM sla_state WHERE vm = ?', [vm]) as
       | { breached: number; since: string }
       | undefined;
     return r ? { breached: r.breached === 1, since: r.since } : undefined;
   }
 
   set(vm: string, breached: boolean, since: string): void {
-    this.db
-      .prepare(
-        'INSERT INTO sla_state(vm, breached, since) VALUES (?, ?, ?) ' +
-          'ON CONFLICT(vm) DO UPDATE SET breached = excluded.breached, since = excluded.since',
-      )
-      .run(vm, breached ? 1 : 0, since);
+    this.db.run(
+      'INSERT INTO sla_state(vm, breached, since) VALUES (?, ?, ?) ' +
+        'ON CONFLICT(vm) DO UPDATE SET breached = excluded.breached, since = excluded.since',
+      [vm, breached ? 1 : 0, since],
+    );
   }
 }

@@ -43,22 +43,19 @@ export interface TokensTable {
   revoke(id: string): boolean;
 }
 
-export class SqliteTokens implements TokensTable {
+export class SqlTokens implements TokensTable {
   constructor(private readonly db: Db) {}
 
   insert(t: TokenRecord): void {
-    this.db
-      .prepare(
-        'INSERT INTO tokens(id, name, role, hash, kind, username, created_at, created_by, expires_at) ' +
-          'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
-      )
-      .run(t.id, t.name, t.role, t.hash, t.kind, t.username, t.createdAt, t.createdBy, t.expiresAt);
+    this.db.run(
+      'INSERT INTO tokens(id, name, role, hash, kind, username, created_at, created_by, expires_at) ' +
+        'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      [t.id, t.name, t.role, t.hash, t.kind, t.username, t.createdAt, t.createdBy, t.expiresAt],
+    );
   }
 
   findByHash(hash: string): TokenRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM tokens WHERE hash = ?').get(hash) as
-      | Record<string, string | null>
-      | undefined;
+    const r = this.db.get('SELECT * FROM tokens WHERE hash = ?', [hash]) as Record<string, string | null> | undefined;
     if (!r) return undefined;
     return {
       id: r.id!,
@@ -74,33 +71,31 @@ export class SqliteTokens implements TokensTable {
   }
 
   touch(id: string, time: string): void {
-    this.db.prepare('UPDATE tokens SET last_used_at = ? WHERE id = ?').run(time, id);
+    this.db.run('UPDATE tokens SET last_used_at = ? WHERE id = ?', [time, id]);
   }
 
   listApi(): TokenInfo[] {
-    return this.db
-      .prepare(
-        'SELECT id, name, role, created_at AS createdAt, created_by AS createdBy, expires_at AS expiresAt, ' +
-          "last_used_at AS lastUsedAt FROM tokens WHERE kind = 'api' ORDER BY created_at",
-      )
-      .all() as TokenInfo[];
+    return this.db.all(
+      'SELECT id, name, role, created_at AS "createdAt", created_by AS "createdBy", expires_at AS "expiresAt", ' +
+        `last_used_at AS "lastUsedAt" FROM tokens WHERE kind = 'api' ORDER BY created_at`,
+    ) as TokenInfo[];
   }
 
   deleteApi(id: string): boolean {
-    return this.db.prepare("DELETE FROM tokens WHERE id = ? AND kind = 'api'").run(id).changes > 0;
+    return this.db.run("DELETE FROM tokens WHERE id = ? AND kind = 'api'", [id]) > 0;
   }
 
   deleteForUser(username: string): void {
-    this.db.prepare('DELETE FROM tokens WHERE username = ?').run(username);
+    this.db.run('DELETE FROM tokens WHERE username = ?', [username]);
     // API tokens the user created, then the tokens created with those tokens, and so on
     let creators = [`user:${username}`];
-    const byCreator = this.db.prepare('SELECT id, name FROM tokens WHERE created_by = ?');
-    const del = this.db.prepare('DELETE FROM tokens WHERE id = ?');
     for (let round = 0; creators.length > 0 && round < 100; round++) {
       const next: string[] = [];
       for (const c of creators) {
-        for (const r of byCreator.all(c) as { id: string; name: string }[]) {
-          del.run(r.id);
+        for (const r of this.db.all<{ id: string; name: string }>('SELECT id, name FROM tokens WHERE created_by = ?', [
+          c,
+        ])) {
+          this.db.run('DELETE FROM tokens WHERE id = ?', [r.id]);
           next.push(`token:${r.name} (${r.id})`);
         }
       }
@@ -109,6 +104,6 @@ export class SqliteTokens implements TokensTable {
   }
 
   revoke(id: string): boolean {
-    return this.db.prepare('DELETE FROM tokens WHERE id = ?').run(id).changes > 0;
+    return this.db.run('DELETE FROM tokens WHERE id = ?', [id]) > 0;
   }
 }

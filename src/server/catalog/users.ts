@@ -19,29 +19,30 @@ export interface UsersTable {
   delete(username: string): boolean;
 }
 
-export class SqliteUsers implements UsersTable {
+export class SqlUsers implements UsersTable {
   constructor(private readonly db: Db) {}
 
   get(username: string): UserRecord | undefined {
-    const r = this.db
-      .prepare('SELECT username, role, password_hash, created_at FROM users WHERE username = ?')
-      .get(username) as { username: string; role: string; password_hash: string; created_at: string } | undefined;
+    const r = this.db.get('SELECT username, role, password_hash, created_at FROM users WHERE username = ?', [
+      username,
+    ]) as { username: string; role: string; password_hash: string; created_at: string } | undefined;
     return r
       ? { username: r.username, role: r.role, passwordHash: r.password_hash, createdAt: r.created_at }
       : undefined;
   }
 
   list(): { username: string; role: string; createdAt: string }[] {
-    return this.db
-      .prepare('SELECT username, role, created_at AS createdAt FROM users ORDER BY username')
-      .all() as never;
+    return this.db.all('SELECT username, role, created_at AS "createdAt" FROM users ORDER BY username') as never;
   }
 
   insert(u: UserRecord): void {
     try {
-      this.db
-        .prepare('INSERT INTO users(username, role, password_hash, created_at) VALUES (?, ?, ?, ?)')
-        .run(u.username, u.role, u.passwordHash, u.createdAt);
+      this.db.run('INSERT INTO users(username, role, password_hash, created_at) VALUES (?, ?, ?, ?)', [
+        u.username,
+        u.role,
+        u.passwordHash,
+        u.createdAt,
+      ]);
     } catch (e) {
       if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || isConstraintError(e))
         throw new CofferError('CONFLICT', `user ${u.username} already exists`);
@@ -50,6 +51,6 @@ export class SqliteUsers implements UsersTable {
   }
 
   delete(username: string): boolean {
-    return this.db.prepare('DELETE FROM users WHERE username = ?').run(username).changes > 0;
+    return this.db.run('DELETE FROM users WHERE username = ?', [username]) > 0;
   }
 }

@@ -1,8 +1,20 @@
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
 import type { Catalog, Job, JobError, JobLogLine, JobProgress, JobStatus, LogLevel, NewJob } from './types.js';
+import { CofferError } from '../../shared/index.js';
 import type { RetryPolicy } from './retry-policy.js';
 
 export const INTERRUPTED_BY_RESTART = 'interrupted by server restart';
+/** the error of a job whose runner stopped renewing its lease (killed, cut off); it is requeued once, then failed */
+export const LOST_RUNNER = 'lost: the process running it stopped renewing its lease';
+
+export interface QueueOptions {
+  /** this process in the catalog's jobs.lease_owner (default HOST:PID:RANDOM) */
+  owner?: string;
+  /** how long a claim holds without renewal (default 30 s); the runner renews every third of it */
+  leaseMs?: number;
+}
 
 /** What subscribers of a job's live stream get (the SSE events of GET /api/v1/jobs/:id/events). */
 export interface JobEvent {
@@ -16,15 +28,32 @@ export interface JobEvent {
  * written to the catalog and emitted as a JobEvent ('event'); 'enqueued' tells the runner to look for work.
  */
 export class JobQueue extends EventEmitter {
+  /** who claims jobs here (the lease owner) */
+  readonly owner: string;
+  readonly leaseMs: number;
+
   constructor(
     private readonly catalog: Pick<Catalog, 'jobs' | 'jobLogs'>,
     private readonly retry: RetryPolicy,
+    opts: QueueOptions = {},
   ) {
     super();
+    this.owner = opts.owner ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    this.leaseMs = opts.leaseMs ?? 30_000;
     this.setMaxListeners(0);
   }
 
   enqueue(j: NewJob): Job {
+    const job = this.enqueueOnce(j);
+    if (!job) throw new CofferError('INTERNAL', 'a job without a run key was not inserted');
+    return job;
+  }
+
+  /**
+   * Like enqueue, but with `runKey` (policy, VM, scheduled time) a job already queued under that key (by this
+   * process or by another replica's scheduler) is not queued again: undefined.
+   */
+  enqueueOnce(j: NewJob, runKey?: string): Job | undefined {
     const trigger = j.trigger ?? 'manual';
     const id = this.catalog.jobs.insert({
       kind: j.kind,
@@ -36,7 +65,9 @@ export class JobQueue extends EventEmitter {
       maxAttempts: this.retry.maxAttempts(j.kind),
       now: new Date().toISOString(),
       requestedBy: j.requestedBy,
+      ...(runKey ? { runKey } : {}),
     });
+    if (id === undefined) return undefined;
     this.log(id, 'info', `queued by ${j.requestedBy} (${trigger})`);
     this.emit('enqueued', id);
     return this.get(id)!;
@@ -68,7 +99,9 @@ export class JobQueue extends EventEmitter {
   /** queued -> running (attempt + 1); false when it was no longer queued */
   claim(job: Job): boolean {
     const attempt = job.attempt + 1;
-    if (!this.catalog.jobs.claim(job.id, attempt, new Date().toISOString())) return false;
+    const now = Date.now();
+    const leaseUntil = new Date(now + this.leaseMs).toISOString();
+    if (!this.catalog.jobs.claim(job.id, attempt, new Date(now).toISOString(), this.owner, leaseUntil)) return false;
     this.emit('event', { type: 'status', job: job.id, data: { status: 'running', attempt } } satisfies JobEvent);
     this.log(job.id, 'info', `started (attempt ${attempt} of ${job.maxAttempts})`);
     return true;
@@ -95,6 +128,43 @@ export class JobQueue extends EventEmitter {
   progress(id: number, p: JobProgress): void {
     this.catalog.jobs.setProgress(id, p);
     this.emit('event', { type: 'progress', job: id, data: p } satisfies JobEvent);
+  }
+
+  /** Extends this process's leases on its running jobs; returns the ids it no longer holds (taken back: stop them). */
+  renewLeases(ids: readonly number[]): number[] {
+    const held = new Set(
+      this.catalog.jobs.renewLeases(this.owner, ids, new Date(Date.now() + this.leaseMs).toISOString()),
+    );
+    return ids.filter((id) => !held.has(id));
+  }
+
+  /**
+   * Takes back the jobs whose runner is gone (lease expired: a killed server replica or proxy): requeued once, failed
+   * the second time. Any replica may call it; a conditional update lets exactly one take each job. Returns the jobs
+   * it failed (for onFinished).
+   */
+  reclaimExpired(): { requeued: number[]; failed: Job[] } {
+    const now = new Date().toISOString();
+    const out = { requeued: [] as number[], failed: [] as Job[] };
+    for (const job of this.catalog.jobs.expiredLeases(now)) {
+      const again = job.error?.message !== LOST_RUNNER;
+      const error = { code: 'CANCELLED', message: LOST_RUNNER };
+      if (!this.catalog.jobs.reclaim(job.id, now, again, error)) continue;
+      const line = this.catalog.jobLogs.append(job.id, again ? 'warn' : 'error', `${LOST_RUNNER} (${job.runner})`);
+      this.emit('event', { type: 'log', job: job.id, data: line } satisfies JobEvent);
+      this.emit('event', {
+        type: 'status',
+        job: job.id,
+        data: { status: again ? 'queued' : 'failed', error },
+      } satisfies JobEvent);
+      if (again) {
+        out.requeued.push(job.id);
+        this.emit('enqueued', job.id);
+      } else {
+        out.failed.push(this.get(job.id)!);
+      }
+    }
+    return out;
   }
 
   /** Fails the jobs a previous process left running; returns how many. */

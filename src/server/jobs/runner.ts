@@ -32,6 +32,8 @@ interface Running {
   controller: AbortController;
   done: Promise<void>;
   cancelled: boolean;
+  /** another process took the job back (this one's lease expired): nothing more is written for it */
+  lost: boolean;
 }
 
 /**
@@ -44,6 +46,7 @@ export class JobRunner {
   private readonly running = new Map<number, Running>();
   private readonly kinds: ReadonlyMap<JobKind, JobKindHandler>;
   private timer: NodeJS.Timeout | undefined;
+  private leaseTimer: NodeJS.Timeout | undefined;
   private stopping = false;
   private ticking = false;
 
@@ -55,7 +58,27 @@ export class JobRunner {
   start(): void {
     this.timer = setInterval(() => this.kick(), 500);
     this.timer.unref();
+    // leases: renew this process's, take back those of dead processes (ADR 0015)
+    this.leaseTimer = setInterval(() => this.leases(), Math.max(200, Math.floor(this.deps.queue.leaseMs / 3)));
+    this.leaseTimer.unref();
     this.kick();
+  }
+
+  private leases(): void {
+    const { queue, logger } = this.deps;
+    try {
+      for (const id of queue.renewLeases([...this.running.keys()])) {
+        const r = this.running.get(id);
+        if (!r || r.lost) continue;
+        r.lost = true;
+        logger.warn(`job ${id}: lease lost (taken back by another process): stopping it`);
+        r.controller.abort(new CofferError('CANCELLED', 'lease lost'));
+      }
+      const { failed } = queue.reclaimExpired();
+      for (const job of failed) this.deps.onFinished(job);
+    } catch (e) {
+      logger.warn(`job leases: ${asCofferError(e).message}`);
+    }
   }
 
   cancel(id: number, by: string): Job {
@@ -81,6 +104,7 @@ export class JobRunner {
   async shutdown(): Promise<void> {
     this.stopping = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.leaseTimer) clearInterval(this.leaseTimer);
     for (const r of this.running.values())
       r.controller.abort(new CofferError('CANCELLED', 'interrupted by server shutdown'));
     await Promise.race([
@@ -119,14 +143,21 @@ export class JobRunner {
     const { queue, retry } = this.deps;
     if (!queue.claim(job)) return;
     const attempt = job.attempt + 1;
-    const entry: Running = { controller: new AbortController(), cancelled: false, done: Promise.resolve() };
+    const entry: Running = {
+      controller: new AbortController(),
+      cancelled: false,
+      lost: false,
+      done: Promise.resolve(),
+    };
     entry.done = this.execute({ ...job, attempt }, entry.controller.signal)
       .then(
         (result) => {
+          if (entry.lost) return;
           queue.log(job.id, 'info', 'succeeded');
           this.finish(job.id, 'succeeded', null, result);
         },
         (e) => {
+          if (entry.lost) return;
           const err = asCofferError(e);
           const message = this.stopping && !entry.cancelled ? 'interrupted by server shutdown' : err.message;
           queue.log(job.id, 'error', `failed: [${err.code}] ${message}`);

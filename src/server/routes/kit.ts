@@ -26,6 +26,7 @@ export const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   FS_CORRUPT: 422,
   FS_UNSUPPORTED: 422,
   TRANSIENT: 503,
+  CATALOG_UNAVAILABLE: 503,
 };
 
 export interface ErrorBody {
