@@ -58,8 +58,18 @@ export class PostgresDb implements Db {
 
   private connection(): NativeClient {
     if (this.client) return this.client;
-    const require = createRequire(import.meta.url);
-    const Client = require('pg-native') as NativeClientClass;
+    let Client: NativeClientClass;
+    try {
+      Client = createRequire(import.meta.url)('pg-native') as NativeClientClass;
+    } catch (e) {
+      // An optional dependency (package.json): its libpq addon builds only where libpq-dev and a compiler are present.
+      throw new CofferError(
+        'CATALOG_UNAVAILABLE',
+        'a PostgreSQL catalog needs the optional package pg-native, which is not installed or not built for this ' +
+          `Node.js (${(e as Error).message.split('\n')[0]}): install libpq-dev, g++ and make, then reinstall Coffer`,
+        { cause: e },
+      );
+    }
     const client = new Client({ types });
     const sep = this.url.includes('?') ? '&' : '?';
     try {
