@@ -53,3 +53,4 @@ export {
   type DiffFilesRequest,
   type DiffFilesResult,
 } from './find-files.js';
+export { pointStatuses, statusOf, resolvePointRef, type PointWithStatus } from './point-status.js';

@@ -115,6 +115,8 @@ const MIGRATIONS: string[] = [
      status INTEGER NOT NULL,
      details TEXT NOT NULL
    );`,
+  // restore point state (suspicious / failed / verified / clean, score, reasons, check): JSON, see restore-points.ts
+  'ALTER TABLE restore_points ADD COLUMN status TEXT;',
 ];
 
 /** The better-sqlite3 handle the table modules share (this folder only). */
