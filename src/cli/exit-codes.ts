@@ -35,6 +35,7 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   VSPHERE_DISK_LAYOUT: 27,
   VSPHERE_TRANSPORT: 28,
   SOURCE_UNSUPPORTED: 40,
+  CHECK_FAILED: 50,
   CANCELLED: 130,
 };
 

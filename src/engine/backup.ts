@@ -6,6 +6,7 @@ import {
   type Manifest,
   type DiskSignals,
   type ManifestDisk,
+  type PointSignals,
 } from '../format/index.js';
 import { IdSet, type Repository } from '../repository/index.js';
 import type { BlockSource } from '../sources/index.js';
@@ -80,6 +81,8 @@ export interface BackupResult {
   gcRescued: number;
   durationMs: number;
   disks: DiskStats[];
+  /** ransomware signals and anomaly score of the new point (FORMAT.md §6.2) */
+  signals?: PointSignals;
 }
 
 /** Ids stored during this run, remembered to skip a second seal of a repeated chunk (bounded). */
@@ -192,6 +195,7 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
       chunksHealed: sum('chunksHealed'),
       gcRescued: guard.rescuedCount,
       disks: diskStats,
+      ...(manifest.signals ? { signals: manifest.signals } : {}),
     };
   } finally {
     await guard?.close();

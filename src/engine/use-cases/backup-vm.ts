@@ -75,6 +75,14 @@ export async function backupVm(ctx: UseCaseContext, req: BackupVmRequest): Promi
         },
       }),
     );
+    const signals = result.signals;
+    if (signals?.suspicious)
+      emit({
+        type: 'warning',
+        message:
+          `restore point ${result.id} is SUSPICIOUS (anomaly score ${signals.score} of 100, threshold ` +
+          `${signals.threshold}): ${signals.reasons.join('; ')}`,
+      });
   } finally {
     capture = await source.finish();
     if (capture) emit({ type: 'captured', capture });
