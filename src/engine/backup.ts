@@ -114,19 +114,11 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
       if (problem && parent && !source.changeTracking)
         req.onWarning?.(`disk ${i}: ${problem}; every chunk is checked against the store`);
       const parentToken = parent?.disks[i]?.changeToken ?? null;
-      const { index, stats, signals: diskSignals } = await backupDisk(
-        repo,
-        pool,
-        source,
-        i,
-        parentIndex,
-        problem,
-        parentToken,
-        req,
-        op,
-        guard,
-        damaged,
-      );
+      const {
+        index,
+        stats,
+        signals: diskSignals,
+      } = await backupDisk(repo, pool, source, i, parentIndex, problem, parentToken, req, op, guard, damaged);
       lease.check();
       const indexHex = repo.indexId(index.bytes);
       if (guard.isCondemnedIndex(indexHex)) await guard.rescue('index', Buffer.from(indexHex, 'hex'), op);
@@ -348,7 +340,7 @@ async function backupDisk(
           recycle();
         };
         // ransomware signals (no extra read or compression): changed against the parent, sealed size when new
-        const changed = !parentIndex || !parentIndex.id(i).equals(r.id ?? ZERO_CHUNK_ID);
+        const changed = !parentIndex?.id(i).equals(r.id ?? ZERO_CHUNK_ID);
         let storedBytes = r.id ? r.sealed?.length : 0;
         try {
           if (plan.changed && !plan.changed[i] && changed && parentIndex) drift.push(i);
