@@ -43,7 +43,10 @@ const rnd = () => {
   return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
 };
 const pick = (n) => Math.floor(rnd() * n);
-const words = 'the quick brown fox jumps over lazy dog kernel service started stopped user login session error warning info debug request response ok'.split(' ');
+const words =
+  'the quick brown fox jumps over lazy dog kernel service started stopped user login session error warning info debug request response ok'.split(
+    ' ',
+  );
 const text = (bytes) => {
   const out = [];
   let n = 0;
@@ -65,7 +68,11 @@ const pkg = (bytes) => gzipSync(Buffer.concat([Buffer.from(text(bytes)), pseudoR
 const dbg = (cmds, write = false) => {
   // one read command: -R (with -f debugfs echoes each command into the output)
   if (cmds.length === 1 && !write)
-    return execFileSync('debugfs', ['-R', cmds[0], img], { encoding: 'latin1', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 1 << 30 });
+    return execFileSync('debugfs', ['-R', cmds[0], img], {
+      encoding: 'latin1',
+      stdio: ['ignore', 'pipe', 'ignore'],
+      maxBuffer: 1 << 30,
+    });
   const tmp = mkdtempSync(join(tmpdir(), 'rsim-'));
   try {
     writeFileSync(join(tmp, 'cmds'), cmds.join('\n') + '\n');
@@ -79,7 +86,12 @@ const dbg = (cmds, write = false) => {
   }
 };
 let bsCache;
-const blockSize = () => (bsCache ??= Number(/Block size:\s+(\d+)/.exec(execFileSync('dumpe2fs', ['-h', img], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }))[1]));
+const blockSize = () =>
+  (bsCache ??= Number(
+    /Block size:\s+(\d+)/.exec(
+      execFileSync('dumpe2fs', ['-h', img], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }),
+    )[1],
+  ));
 
 /** Every regular file: {path, size}. */
 function files(dir = '/') {
@@ -96,8 +108,13 @@ function files(dir = '/') {
 
 /** Overwrites a file's content in place (its own blocks, as an in-place encryptor does). */
 function overwriteInPlace(path, data) {
-  const blocks = dbg([`blocks ${path}`]).trim().split(/\s+/).filter((w) => /^\d+$/.test(w)).map(Number);
-  if (blocks.length * blockSize() < data.length) throw new Error(`${path}: its blocks do not hold ${data.length} bytes`);
+  const blocks = dbg([`blocks ${path}`])
+    .trim()
+    .split(/\s+/)
+    .filter((w) => /^\d+$/.test(w))
+    .map(Number);
+  if (blocks.length * blockSize() < data.length)
+    throw new Error(`${path}: its blocks do not hold ${data.length} bytes`);
   const bs = blockSize();
   const fd = openSync(img, 'r+');
   try {
@@ -121,31 +138,41 @@ const put = (cmds, path, data) => {
 try {
   if (op === 'make') {
     const root = join(work, 'root');
-    for (const d of ['etc', 'var/log', 'var/lib/db', 'usr/lib/pkgs', 'home/user/docs']) mkdirSync(join(root, d), { recursive: true });
+    for (const d of ['etc', 'var/log', 'var/lib/db', 'usr/lib/pkgs', 'home/user/docs'])
+      mkdirSync(join(root, d), { recursive: true });
     for (let i = 0; i < 40; i++) writeFileSync(join(root, 'etc', `conf${i}.conf`), text(2000 + pick(20000)));
     for (let i = 0; i < 6; i++) writeFileSync(join(root, 'var/log', `log${i}.log`), text(200_000 + pick(600_000)));
     for (let i = 0; i < 30; i++) writeFileSync(join(root, 'usr/lib/pkgs', `pkg${i}.deb`), pkg(100_000 + pick(900_000)));
-    for (let i = 0; i < 60; i++) writeFileSync(join(root, 'home/user/docs', `doc${i}.txt`), text(20_000 + pick(200_000)));
+    for (let i = 0; i < 60; i++)
+      writeFileSync(join(root, 'home/user/docs', `doc${i}.txt`), text(20_000 + pick(200_000)));
     const db = Buffer.alloc(8 * 1024 * 1024);
     for (let p = 0; p < db.length; p += 4096) Buffer.from(text(4096)).copy(db, p); // no zero blocks (holes)
     writeFileSync(join(root, 'var/lib/db/data.db'), db);
     execFileSync('truncate', ['-s', `${opt.sizeMib}M`, img]);
-    execFileSync('mkfs.ext4', ['-q', '-F', '-E', 'lazy_itable_init=0,lazy_journal_init=0', '-d', root, img], { stdio: 'ignore' });
+    execFileSync('mkfs.ext4', ['-q', '-F', '-E', 'lazy_itable_init=0,lazy_journal_init=0', '-d', root, img], {
+      stdio: 'ignore',
+    });
   } else if (op === 'churn') {
     const all = files();
     const cmds = [];
     // log growth: each log rewritten a little longer (a new version of the file: new blocks, old ones freed)
     for (const f of all.filter((x) => x.path.startsWith('/var/log/')).slice(0, 2 + pick(3))) {
       const cur = Buffer.from(dbg([`cat ${f.path}`]), 'latin1');
-      put(cmds, f.path, Buffer.concat([cur.subarray(Math.max(0, cur.length - 900_000)), Buffer.from(text(20_000 + pick(80_000)))]));
+      put(
+        cmds,
+        f.path,
+        Buffer.concat([cur.subarray(Math.max(0, cur.length - 900_000)), Buffer.from(text(20_000 + pick(80_000)))]),
+      );
     }
     // a package update now and then: a few compressed files replaced
     if (rnd() < 0.3) {
       const pkgs = all.filter((x) => x.path.startsWith('/usr/lib/pkgs/'));
-      for (let i = 0, n = 1 + pick(4); i < n && pkgs.length; i++) put(cmds, pkgs[pick(pkgs.length)].path, pkg(100_000 + pick(900_000)));
+      for (let i = 0, n = 1 + pick(4); i < n && pkgs.length; i++)
+        put(cmds, pkgs[pick(pkgs.length)].path, pkg(100_000 + pick(900_000)));
     }
     // config and document edits
-    for (const f of all.filter((x) => /^\/(etc|home)\//.test(x.path)).filter(() => rnd() < 0.05)) put(cmds, f.path, text(Math.max(500, f.size + pick(4000) - 1000)));
+    for (const f of all.filter((x) => /^\/(etc|home)\//.test(x.path)).filter(() => rnd() < 0.05))
+      put(cmds, f.path, text(Math.max(500, f.size + pick(4000) - 1000)));
     if (cmds.length) dbg(cmds, true);
     // database pages rewritten in place
     const db = all.find((x) => x.path.endsWith('data.db'));
@@ -169,7 +196,18 @@ try {
       const enc = join(work, 'enc');
       writeFileSync(plain, Buffer.from(dbg([`cat ${f.path}`]), 'latin1'));
       // AES-256-CTR keeps the length: the encrypted file fits its own blocks (in-place encryption)
-      execFileSync('openssl', ['enc', '-aes-256-ctr', '-K', randomBytes(32).toString('hex'), '-iv', randomBytes(16).toString('hex'), '-in', plain, '-out', enc]);
+      execFileSync('openssl', [
+        'enc',
+        '-aes-256-ctr',
+        '-K',
+        randomBytes(32).toString('hex'),
+        '-iv',
+        randomBytes(16).toString('hex'),
+        '-in',
+        plain,
+        '-out',
+        enc,
+      ]);
       overwriteInPlace(f.path, readFileSync(enc));
       changed += f.size;
       touched++;

@@ -39,7 +39,8 @@ export function listCommand(program: Command, kit: CommandKit): void {
         );
       } else {
         kit.write(
-          `${'ID'.padEnd(10)} ${'TIME'.padEnd(20)} ${'VM'.padEnd(20)} ${'MODE'.padEnd(11)} ${'STATE'.padEnd(16)} DISKS\n`,
+          `${'ID'.padEnd(10)} ${'TIME'.padEnd(20)} ${'VM'.padEnd(20)} ${'MODE'.padEnd(11)} ` +
+            `${'STATE'.padEnd(16)} DISKS\n`,
         );
         for (const { manifest: p, status } of statuses) {
           const state = status.score === null ? status.state : `${status.state} (${status.score})`;

@@ -13,7 +13,7 @@ import { RestorePointDevice } from '../mount.js';
 import { FSCK_TOOLS, runTool, throwIfCancelled } from './fsck-tools.js';
 import { withVolumeFile } from './volume-export.js';
 
-/** One volume's outcome: `ok` true (clean), false (the checker found errors), or null (not checked, `note` says why). */
+/** One volume's outcome: `ok` true (clean), false (the checker found errors), null (not checked, `note` says why). */
 export interface VolumeCheck {
   disk: number;
   /** partition number as `files ls` lists it (0: a disk without partition table), or an LVM2 volume "VG/LV" */
