@@ -8,7 +8,8 @@ export DEBIAN_FRONTEND=noninteractive
 PKGS=(g++ make python3 qemu-utils nbdkit libnbd-bin fdisk gdisk mtools dosfstools e2fsprogs restic borgbackup time openssl
   golang-go golang-github-vmware-govmomi-dev  # Go + govmomi sources: the vcsim launcher in test/fixtures/vcsim
   ntfs-3g wimtools  # NTFS test images (mkntfs, wimapply onto the image)
-  xfsprogs lvm2)  # mkfs.xfs, xfs_db, xfs_io; pvcreate/vgcreate/vgcfgrestore: XFS and LVM2 test images
+  xfsprogs lvm2  # mkfs.xfs, xfs_db, xfs_io; pvcreate/vgcreate/vgcfgrestore: XFS and LVM2 test images
+  fuse3)  # fusermount3: coffer check attaches NBD exports with nbdfuse (libnbd-bin)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
