@@ -145,4 +145,36 @@ describe('ransomware signals, last clean point, recoverability check', () => {
     assert.equal(p.state, 'failed');
     assert.equal(p.check.ok, false);
   });
+
+  test('check: every filesystem of a partitioned disk (ext4 + FAT32) and an XFS volume, over NBD', () => {
+    const MiB = 1024 * 1024;
+    const d = join(tmp.path, 'parts.raw');
+    const run = (cmd: string, args: string[], input?: string) => {
+      const r = spawnSync(cmd, args, { encoding: 'utf8', input, timeout: 120_000 });
+      assert.equal(r.status, 0, `${cmd}: ${r.stderr}`);
+    };
+    run('truncate', ['-s', '80M', d]);
+    run('sfdisk', ['-q', d], 'label: dos\nstart=2048, size=40M, type=83\nsize=30M, type=c\n');
+    run('mkfs.ext4', ['-q', '-E', `offset=${2048 * 512}`, d, '40M']);
+    run('mkfs.fat', ['-F', '32', '--offset', String(2048 + 40 * 2048), d, String(30 * 1024)]);
+    run('truncate', ['-s', '80M', d]);
+    const x = join(tmp.path, 'xfs.raw');
+    run('mkfs.xfs', ['-q', x, '-d', `file,size=${300 * MiB}`]);
+    const b = backup(repo, 'parts', d);
+    const bx = backup(repo, 'xfs', x);
+    const r = json(coffer(['check', '--repo', repo, b.id, '--json']));
+    assert.equal(r.ok, true, JSON.stringify(r.problems));
+    assert.deepEqual(
+      r.volumes.map((v: any) => [v.volume, v.filesystem, v.tool, v.ok]),
+      [
+        [1, 'ext', 'e2fsck', true],
+        [2, 'fat', 'fsck.vfat', true],
+      ],
+    );
+    const rx = json(coffer(['check', '--repo', repo, bx.id, '--json']));
+    assert.deepEqual(
+      rx.volumes.map((v: any) => [v.volume, v.filesystem, v.tool, v.ok]),
+      [[0, 'xfs', 'xfs_repair', true]],
+    );
+  });
 });
