@@ -84,7 +84,12 @@ test('without history only the absolute floors apply; thresholds can be overridd
   const big = scoreSignals([disk(300, 300)], [SIZE], []);
   assert.equal(big.suspicious, true);
   assert.match(big.reasons[0]!, /no usual yet/);
-  const policy = { ...DEFAULT_SIGNAL_THRESHOLDS, suspiciousScore: 90, minIncompressibleShare: 0.5, minChangedShare: 0.5 };
+  const policy = {
+    ...DEFAULT_SIGNAL_THRESHOLDS,
+    suspiciousScore: 90,
+    minIncompressibleShare: 0.5,
+    minChangedShare: 0.5,
+  };
   const lax = scoreSignals([disk(300, 300)], [SIZE], [], policy);
   assert.equal(lax.suspicious, false, `score ${lax.score}: ${lax.reasons.join('; ')}`);
   assert.equal(lax.threshold, 90);
