@@ -9,7 +9,8 @@ PKGS=(g++ make python3 qemu-utils nbdkit libnbd-bin fdisk gdisk mtools dosfstool
   golang-go golang-github-vmware-govmomi-dev  # Go + govmomi sources: the vcsim launcher in test/fixtures/vcsim
   ntfs-3g wimtools  # NTFS test images (mkntfs, wimapply onto the image)
   xfsprogs lvm2  # mkfs.xfs, xfs_db, xfs_io; pvcreate/vgcreate/vgcfgrestore: XFS and LVM2 test images
-  postgresql libpq-dev)  # a real PostgreSQL for the catalog tests (initdb/pg_ctl in a temp dir); libpq for pg-native
+  postgresql libpq-dev  # a real PostgreSQL for the catalog tests (initdb/pg_ctl in a temp dir); libpq for pg-native
+  fuse3)  # fusermount3: coffer check attaches NBD exports with nbdfuse (libnbd-bin)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

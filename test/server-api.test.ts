@@ -207,6 +207,10 @@ describe('coffer server: REST API, jobs, RBAC', () => {
       [3 * 1024 * 1024 + 4096, 1024 * 1024],
     );
     assert.deepEqual(rps.body.items[0].tags, ['api']);
+    // issue 18: the point's state (suspicious / failed / verified / clean), anomaly score and reasons
+    assert.equal(rps.body.items[0].status.state, 'clean');
+    assert.equal(rps.body.items[0].status.score, 0);
+    assert.deepEqual(rps.body.items[0].status.reasons, []);
 
     for (const d of [0, 1]) {
       const r = await api(server.url, 'POST', '/api/v1/jobs', {

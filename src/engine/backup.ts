@@ -4,7 +4,9 @@ import {
   FixedIndex,
   ZERO_CHUNK_ID,
   type Manifest,
+  type DiskSignals,
   type ManifestDisk,
+  type PointSignals,
 } from '../format/index.js';
 import { IdSet, type Repository } from '../repository/index.js';
 import type { BlockSource } from '../sources/index.js';
@@ -15,6 +17,7 @@ import { chunksInFlight } from './in-flight.js';
 import { PLAN_FROM_PARENT, PLAN_SKIP_ZERO, planDisk, type DiskPlan } from './disk-plan.js';
 import { GcGuard } from './gc-guard.js';
 import { knownDamagedChunks } from './damaged.js';
+import { ChangeSignals, scoreSignals, type SignalThresholds } from './signals/index.js';
 
 export interface BackupProgress {
   disk: number;
@@ -37,6 +40,8 @@ export interface BackupRequest extends Op {
   consistency?: { snapshot: boolean; quiesced: boolean };
   /** The VM's configuration, stored in the manifest as `vmConfig` (FORMAT.md §6.1). */
   vmConfig?: Record<string, unknown>;
+  /** Anomaly-score thresholds of the VM's policy (default DEFAULT_SIGNAL_THRESHOLDS; DESIGN.md §Ransomware signals). */
+  signalThresholds?: SignalThresholds;
 }
 
 export interface DiskStats {
@@ -76,6 +81,8 @@ export interface BackupResult {
   gcRescued: number;
   durationMs: number;
   disks: DiskStats[];
+  /** ransomware signals and anomaly score of the new point (FORMAT.md §6.2) */
+  signals?: PointSignals;
 }
 
 /** Ids stored during this run, remembered to skip a second seal of a repeated chunk (bounded). */
@@ -97,32 +104,27 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
     // after the lease, before any dedup decision: the GC protocol (DESIGN.md §Garbage collection)
     guard = await GcGuard.open(repo, lease, op);
     const damaged = await knownDamagedChunks(repo, op);
-    const parent = await findParent(repo, req.vm, op, req.onWarning);
+    const history = await vmPoints(repo, req.vm, op, req.onWarning);
+    const parent = history.at(-1);
     const diskStats: DiskStats[] = [];
     const manifestDisks: ManifestDisk[] = [];
+    const signals: DiskSignals[] = [];
     for (const [i, source] of req.sources.entries()) {
       const { index: parentIndex, problem } = await loadParentIndex(repo, parent, i, guard, op);
       if (problem && parent && !source.changeTracking)
         req.onWarning?.(`disk ${i}: ${problem}; every chunk is checked against the store`);
       const parentToken = parent?.disks[i]?.changeToken ?? null;
-      const { index, stats } = await backupDisk(
-        repo,
-        pool,
-        source,
-        i,
-        parentIndex,
-        problem,
-        parentToken,
-        req,
-        op,
-        guard,
-        damaged,
-      );
+      const {
+        index,
+        stats,
+        signals: diskSignals,
+      } = await backupDisk(repo, pool, source, i, parentIndex, problem, parentToken, req, op, guard, damaged);
       lease.check();
       const indexHex = repo.indexId(index.bytes);
       if (guard.isCondemnedIndex(indexHex)) await guard.rescue('index', Buffer.from(indexHex, 'hex'), op);
       const indexId = await repo.putIndex(index, op);
       diskStats.push(stats);
+      signals.push(diskSignals);
       manifestDisks.push({
         index: i,
         sizeBytes: source.sizeBytes,
@@ -163,6 +165,12 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
         durationMs,
       },
       ...(req.vmConfig ? { vmConfig: req.vmConfig } : {}),
+      signals: scoreSignals(
+        signals,
+        req.sources.map((s) => s.sizeBytes),
+        history,
+        req.signalThresholds,
+      ),
     };
     op.signal?.throwIfAborted();
     lease.check();
@@ -179,6 +187,7 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
       chunksHealed: sum('chunksHealed'),
       gcRescued: guard.rescuedCount,
       disks: diskStats,
+      ...(manifest.signals ? { signals: manifest.signals } : {}),
     };
   } finally {
     await guard?.close();
@@ -186,14 +195,10 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
   }
 }
 
-async function findParent(
-  repo: Repository,
-  vm: string,
-  op: Op,
-  warn?: (m: string) => void,
-): Promise<Manifest | undefined> {
+/** The VM's restore points, oldest first: the newest is the parent, the others the history signals compare with. */
+async function vmPoints(repo: Repository, vm: string, op: Op, warn?: (m: string) => void): Promise<Manifest[]> {
   const points = await repo.listPoints(op, (id, e) => warn?.(`skipping unreadable restore point ${id}: ${e.message}`));
-  return points.filter((p) => p.vm.name === vm).at(-1);
+  return points.filter((p) => p.vm.name === vm);
 }
 
 async function loadParentIndex(
@@ -246,8 +251,9 @@ async function backupDisk(
   op: Op,
   guard: GcGuard,
   damaged: IdSet,
-): Promise<{ index: FixedIndex; stats: DiskStats }> {
+): Promise<{ index: FixedIndex; stats: DiskStats; signals: DiskSignals }> {
   const index = FixedIndex.create(repo.chunkSizeBytes, source.sizeBytes);
+  const signals = new ChangeSignals(diskIndex, index.entryCount);
   const plan = await planDisk(source, index, parentIndex, parentProblem, {
     verifyCbt: Boolean(req.verifyCbt),
     parentToken,
@@ -297,6 +303,7 @@ async function backupDisk(
       const action = plan.actions[i];
       if (action === PLAN_SKIP_ZERO) {
         stats.zeroChunks++;
+        if (parentIndex && !parentIndex.isZero(i)) signals.changed(i, index.chunkLength(i), 0);
         progress(index.chunkLength(i));
         continue;
       }
@@ -332,9 +339,11 @@ async function backupDisk(
           data = plain;
           recycle();
         };
+        // ransomware signals (no extra read or compression): changed against the parent, sealed size when new
+        const changed = !parentIndex?.id(i).equals(r.id ?? ZERO_CHUNK_ID);
+        let storedBytes = r.id ? r.sealed?.length : 0;
         try {
-          if (plan.changed && !plan.changed[i] && parentIndex && !parentIndex.id(i).equals(r.id ?? ZERO_CHUNK_ID))
-            drift.push(i);
+          if (plan.changed && !plan.changed[i] && changed && parentIndex) drift.push(i);
           if (!r.id) {
             stats.zeroChunks++;
             return progress(len);
@@ -353,6 +362,7 @@ async function backupDisk(
               stats.chunksReused++;
               return progress(len);
             }
+            storedBytes = healed.sizeBytes;
             stats.chunksNew++;
             stats.chunksHealed++;
             stats.bytesStored += healed.sizeBytes;
@@ -378,6 +388,7 @@ async function backupDisk(
           const put = await chunks.put(id, { plain: data!, sealed: r.sealed, release }, op);
           if (putFirst) speculative.record(put.stored === 'exists');
           if (put.stored === 'created') {
+            storedBytes = put.sizeBytes;
             stats.chunksNew++;
             stats.bytesStored += put.sizeBytes;
           } else {
@@ -385,6 +396,7 @@ async function backupDisk(
           }
           progress(len);
         } finally {
+          if (changed) signals.changed(i, len, storedBytes);
           recycle();
         }
       });
@@ -409,7 +421,7 @@ async function backupDisk(
       );
     }
   }
-  return { index, stats };
+  return { index, stats, signals: signals.result(parentIndex !== undefined) };
 }
 
 /**

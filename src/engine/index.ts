@@ -30,3 +30,5 @@ export * from './gc.js';
 export { GcGuard, GC_SWEEP_OPERATION } from './gc-guard.js';
 export * from './repair.js';
 export * from './use-cases/index.js';
+export * from './signals/index.js';
+export * from './check/index.js';

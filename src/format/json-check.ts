@@ -92,6 +92,15 @@ export class JsonReader {
     });
   }
 
+  /** An array of non-negative safe integers. */
+  ints(key: string, maxItems = 1000): number[] {
+    return this.array(key, maxItems).map((r) => {
+      if (typeof r.value !== 'number' || !Number.isSafeInteger(r.value) || r.value < 0)
+        r.fail('must be a non-negative integer');
+      return r.value as number;
+    });
+  }
+
   /** Free-form object kept as is (bounded by the blob size limit). */
   raw(key: string): Record<string, unknown> {
     const r = this.field(key);

@@ -7,6 +7,39 @@ import { HEX32, HEX64 } from '../shared/index.js';
  */
 export const MANIFEST_VERSION = 1;
 export const MAX_DISKS = 256;
+/** Version of the optional `signals` section (FORMAT.md §6.2); readers drop a section of a version they do not know. */
+export const SIGNALS_VERSION = 1;
+export const SIGNAL_REASONS_MAX = 64;
+
+/** Change signals of one disk, measured during the backup (FORMAT.md §6.2). */
+export interface DiskSignals {
+  index: number;
+  /** false: no usable parent, every chunk counts as changed (a first or fallback full backup) */
+  hasParent: boolean;
+  /** bytes of the chunks whose content differs from the parent's chunk at the same place */
+  changedBytes: number;
+  changedChunks: number;
+  /** changed chunks this backup compressed (new to the repository): the denominator of the next field */
+  measuredChunks: number;
+  /** measured chunks that zstd could not shrink by 1/16: encrypted or already compressed data */
+  incompressibleChunks: number;
+  /** changed chunks in each of equal regions of the disk, in disk order */
+  regions: number[];
+}
+
+/** The optional `signals` section of a manifest (FORMAT.md §6.2): ransomware signals and the anomaly score. */
+export interface PointSignals {
+  version: number;
+  disks: DiskSignals[];
+  /** 0..100, compared with the VM's own history; `suspicious` when at least `threshold` */
+  score: number;
+  threshold: number;
+  suspicious: boolean;
+  /** why, in words (empty when nothing stood out) */
+  reasons: string[];
+  /** how many earlier restore points of the VM the score was compared with */
+  historyPoints: number;
+}
 
 export interface ManifestDisk {
   index: number;
@@ -48,6 +81,8 @@ export interface Manifest {
    * object whose `kind` names its schema ('vsphere-vm'). Validated by the layer that uses it, not here.
    */
   vmConfig?: Record<string, unknown>;
+  /** Optional (added in v1, ignored by older readers): ransomware signals (FORMAT.md §6.2). */
+  signals?: PointSignals;
 }
 
 export function encodeManifest(m: Manifest): Buffer {
@@ -101,6 +136,39 @@ export function decodeManifest(bytes: Uint8Array, name: string): Manifest {
     r.field('vmConfig').str('kind', 64);
     m.vmConfig = cfg;
   }
+  if (r.has('signals')) {
+    const signals = decodeSignals(r.field('signals'));
+    if (signals) m.signals = signals;
+  }
   if (m.id !== name) r.fail(`id ${m.id} does not match its blob name ${name}`);
   return m;
+}
+
+/**
+ * The `signals` section (FORMAT.md §6.2). It describes, nothing depends on it: a section of an unknown version or one
+ * that does not check is dropped, and the restore point stays readable.
+ */
+function decodeSignals(s: JsonReader): PointSignals | undefined {
+  try {
+    if (s.int('version', 1) !== SIGNALS_VERSION) return undefined;
+    return {
+      version: SIGNALS_VERSION,
+      disks: s.array('disks', MAX_DISKS).map((d) => ({
+        index: d.int('index', 0, MAX_DISKS - 1),
+        hasParent: d.bool('hasParent'),
+        changedBytes: d.int('changedBytes'),
+        changedChunks: d.int('changedChunks'),
+        measuredChunks: d.int('measuredChunks'),
+        incompressibleChunks: d.int('incompressibleChunks'),
+        regions: d.ints('regions', 1024),
+      })),
+      score: s.int('score', 0, 100),
+      threshold: s.int('threshold', 0, 100),
+      suspicious: s.bool('suspicious'),
+      reasons: s.strings('reasons', SIGNAL_REASONS_MAX),
+      historyPoints: s.int('historyPoints'),
+    };
+  } catch {
+    return undefined;
+  }
 }

@@ -9,6 +9,7 @@ export const POINTS_PREFIX = 'points/';
 export const LOCKS_PREFIX = 'locks/';
 export const VERIFICATIONS_PREFIX = 'verifications/';
 export const HOLDS_PREFIX = 'holds/';
+export const CHECKS_PREFIX = 'checks/';
 export const CONDEMNED_PREFIX = 'gc/condemned/';
 export const RESCUE_PREFIX = 'gc/rescue/';
 /** The lease scope of garbage collection (prune): one at a time; its operation says when it deletes. */
@@ -22,6 +23,10 @@ export const lockBlob = (scope: string, name: string) => `${LOCKS_PREFIX}${scope
 /** verifications/<point id>/<ms since epoch, 15 digits>-<ok|failed>: the outcome is in the name (list, no reads). */
 export const verificationBlob = (pointId: string, timeMs: number, ok: boolean) =>
   `${VERIFICATIONS_PREFIX}${pointId}/${String(timeMs).padStart(15, '0')}-${ok ? 'ok' : 'failed'}` as BlobName;
+
+/** checks/<point id>/<ms since epoch, 15 digits>-<ok|failed>: recoverability checks (FORMAT.md §8.1). */
+export const checkBlob = (pointId: string, timeMs: number, ok: boolean) =>
+  `${CHECKS_PREFIX}${pointId}/${String(timeMs).padStart(15, '0')}-${ok ? 'ok' : 'failed'}` as BlobName;
 
 /** holds/<point id>/<ms, 15 digits>-<8 hex> (FORMAT.md §10): several holds on a point may coexist. */
 export const holdBlob = (pointId: string, timeMs: number, nonce: string) =>

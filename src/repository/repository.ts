@@ -55,6 +55,8 @@ import {
   keyBlob,
   pointBlob,
   verificationBlob,
+  checkBlob,
+  CHECKS_PREFIX,
 } from './layout.js';
 
 export interface InitOptions {
@@ -515,6 +517,38 @@ export class Repository {
       if (!best || ms > best.ms || (ms === best.ms && m[2] === 'failed')) best = { ms, ok: m[2] === 'ok' };
     }
     return best ? { time: new Date(best.ms).toISOString(), ok: best.ok } : undefined;
+  }
+
+  // ---- recoverability check records (FORMAT.md §8.1)
+
+  /** Records the outcome of a recoverability check (`coffer check`) of one restore point. Append-only. */
+  async recordCheck(pointId: string, record: { time: string; ok: boolean }, op?: Op): Promise<void> {
+    const time = Date.parse(record.time);
+    await this.store.put(checkBlob(pointId, time, record.ok), Buffer.from(JSON.stringify(record)), op);
+  }
+
+  /** The newest check outcome of a restore point, from blob names only (a failed record wins a tie). */
+  async lastCheck(pointId: string, op?: Op): Promise<{ time: string; ok: boolean } | undefined> {
+    let best: { ms: number; ok: boolean } | undefined;
+    for await (const b of this.store.list(`${CHECKS_PREFIX}${pointId}/`, op)) {
+      const m = /\/(\d{15})-(ok|failed)$/.exec(b.name);
+      if (!m || b.name !== checkBlob(pointId, Number(m[1]), m[2] === 'ok')) continue;
+      const ms = Number(m[1]);
+      if (!best || ms > best.ms || (ms === best.ms && m[2] === 'failed')) best = { ms, ok: m[2] === 'ok' };
+    }
+    return best ? { time: new Date(best.ms).toISOString(), ok: best.ok } : undefined;
+  }
+
+  /** The newest check record of a restore point, parsed (undefined if none or unreadable). */
+  async lastCheckRecord(pointId: string, op?: Op): Promise<unknown> {
+    const last = await this.lastCheck(pointId, op);
+    if (!last) return undefined;
+    try {
+      const name = checkBlob(pointId, Date.parse(last.time), last.ok);
+      return JSON.parse((await this.store.get(name, undefined, op)).toString('utf8'));
+    } catch {
+      return undefined;
+    }
   }
 
   /**

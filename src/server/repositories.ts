@@ -1,4 +1,4 @@
-import type { CodecPool } from '../engine/index.js';
+import { pointState, type CodecPool } from '../engine/index.js';
 import { Repository } from '../repository/index.js';
 import { CofferError, asCofferError, type Logger } from '../shared/index.js';
 import type { Catalog } from './catalog/index.js';
@@ -111,7 +111,11 @@ export class RepositoryManager {
       this.logger.warn(`repository ${name}: restore point ${id} is unreadable: ${e.message}`),
     );
     const verified = new Map<string, { time: string; ok: boolean } | undefined>();
-    for (const p of points) verified.set(p.id, await repo.lastVerification(p.id).catch(() => undefined));
+    const checked = new Map<string, { time: string; ok: boolean } | undefined>();
+    for (const p of points) {
+      verified.set(p.id, await repo.lastVerification(p.id).catch(() => undefined));
+      checked.set(p.id, await repo.lastCheck(p.id).catch(() => undefined));
+    }
     const { storedBytes, chunkBytes, chunks } = await repo.storedBytes({ signal: this.deps.signal });
     let logicalBytes = 0;
     for (const p of points) {
@@ -137,6 +141,7 @@ export class RepositoryManager {
         bytesRead: p.stats.bytesRead,
         bytesStored: p.stats.bytesStored,
         verification: verified.get(p.id) ?? null,
+        status: pointState(p, verified.get(p.id), checked.get(p.id)),
       })),
     );
     this.catalog.repoStats.record(name, {

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { CommandKit } from '../kit/index.js';
 import { archiveCommand } from './archive.js';
 import { backupCommand } from './backup.js';
+import { checkCommand } from './check.js';
 import { copyCommand } from './copy.js';
 import { filesCommand } from './files.js';
 import { forgetCommand } from './forget.js';
@@ -32,6 +33,7 @@ export const COMMANDS: readonly CommandDefinition[] = [
   restoreCommand,
   mountCommand,
   verifyCommand,
+  checkCommand,
   keyCommand,
   vsphereCommand,
   forgetCommand,

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { pointStatuses } from '../../engine/index.js';
 import { CofferError, formatBytes } from '../../shared/index.js';
 import type { CommandKit, CommonOpts } from '../kit/index.js';
 
@@ -17,9 +18,10 @@ export function listCommand(program: Command, kit: CommandKit): void {
           logger.warn(`restore point ${id} is unreadable: ${e.message}`);
         })
       ).filter((p) => !o.vm || p.vm.name === o.vm);
+      const statuses = await pointStatuses(repo, points, { signal: kit.deps.signal });
       if (o.json) {
         kit.writeJson(
-          points.map((p) => ({
+          statuses.map(({ manifest: p, status }) => ({
             id: p.id,
             vm: p.vm.name,
             time: p.time,
@@ -27,15 +29,25 @@ export function listCommand(program: Command, kit: CommandKit): void {
             mode: p.mode,
             tags: p.tags,
             disks: p.disks.map((d) => ({ index: d.index, sizeBytes: d.sizeBytes })),
+            state: status.state,
+            suspicious: status.suspicious,
+            score: status.score,
+            reasons: status.reasons,
+            verification: status.verification,
+            check: status.check,
           })),
         );
       } else {
-        kit.write(`${'ID'.padEnd(10)} ${'TIME'.padEnd(20)} ${'VM'.padEnd(20)} ${'MODE'.padEnd(11)} DISKS\n`);
-        for (const p of points) {
+        kit.write(
+          `${'ID'.padEnd(10)} ${'TIME'.padEnd(20)} ${'VM'.padEnd(20)} ${'MODE'.padEnd(11)} ` +
+            `${'STATE'.padEnd(16)} DISKS\n`,
+        );
+        for (const { manifest: p, status } of statuses) {
+          const state = status.score === null ? status.state : `${status.state} (${status.score})`;
           kit.write(
             `${p.id.slice(0, 8).padEnd(10)} ${p.time.slice(0, 19).replace('T', ' ').padEnd(20)} ` +
               `${p.vm.name.padEnd(20)} ` +
-              `${p.mode.padEnd(11)} ${p.disks.map((d) => formatBytes(d.sizeBytes)).join(', ')}\n`,
+              `${p.mode.padEnd(11)} ${state.padEnd(16)} ${p.disks.map((d) => formatBytes(d.sizeBytes)).join(', ')}\n`,
           );
         }
       }

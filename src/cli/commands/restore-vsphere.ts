@@ -1,5 +1,5 @@
 import { PassThrough } from 'node:stream';
-import { restoreDiskImage, restoreVm } from '../../engine/index.js';
+import { resolvePointRef, restoreDiskImage, restoreVm } from '../../engine/index.js';
 import type { Repository } from '../../repository/index.js';
 import { CofferError, formatBytes } from '../../shared/index.js';
 import {
@@ -42,7 +42,7 @@ export async function restoreToVsphere(kit: CommandKit, ref: string, o: Opts): P
   const tls = tlsPolicy(o);
   const logger = kit.logger(o);
   const repo = await kit.openRepo(o, logger, true);
-  const pointId = await repo.resolvePoint(ref);
+  const pointId = await resolvePointRef(repo, ref);
   const manifest = await repo.loadManifest(pointId);
   const progress = kit.progress(o, `restore ${pointId.slice(0, 8)}`);
   const base: VsphereRestoreOptions = {

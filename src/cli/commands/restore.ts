@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { restoreDiskImage, type ExportResult, type RestoreResult } from '../../engine/index.js';
+import { resolvePointRef, restoreDiskImage, type ExportResult, type RestoreResult } from '../../engine/index.js';
 import { CofferError, formatBytes, formatDuration } from '../../shared/index.js';
 import { addTlsOptions, parseInteger, type CommandKit, type CommonOpts } from '../kit/index.js';
 import { restoreToVsphere, type VsphereRestoreOpts } from './restore-vsphere.js';
@@ -26,7 +26,7 @@ export function restoreCommand(program: Command, kit: CommandKit): void {
         ),
     ),
   )
-    .argument('<id>', 'restore point id, unique prefix, or "latest"')
+    .argument('<id>', 'restore point id, unique prefix, "latest" or "latest-clean[:VM]"')
     .option('--disk <n>', 'disk index (0-based)')
     .option('--target <path>', 'output file (sparse raw image), block device, or - for stdout')
     .option('--force', 'overwrite an existing target file (vsphere: replace the disks of an existing powered-off VM)')
@@ -64,7 +64,7 @@ async function restoreToTarget(
 ): Promise<void> {
   const { deps } = kit;
   const repo = await kit.openRepo(o, kit.logger(o), true);
-  const pointId = await repo.resolvePoint(ref);
+  const pointId = await resolvePointRef(repo, ref);
   const toStdout = target === '-';
   const raw = o.format === 'raw';
   if (!raw) {

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { resolvePointRef, statusOf } from '../../engine/index.js';
 import { formatBytes, formatDuration } from '../../shared/index.js';
 import type { CommandKit, CommonOpts } from '../kit/index.js';
 
@@ -6,11 +7,12 @@ import type { CommandKit, CommonOpts } from '../kit/index.js';
 export function showCommand(program: Command, kit: CommandKit): void {
   kit
     .common(program.command('show').description('show one restore point'))
-    .argument('<id>', 'restore point id, unique prefix, or "latest"')
+    .argument('<id>', 'restore point id, unique prefix, "latest" or "latest-clean[:VM]"')
     .action(async (ref: string, o: CommonOpts) => {
       const repo = await kit.openRepo(o, kit.logger(o));
-      const m = await repo.loadManifest(await repo.resolvePoint(ref));
-      if (o.json) return kit.writeJson(m);
+      const m = await repo.loadManifest(await resolvePointRef(repo, ref));
+      const status = await statusOf(repo, m);
+      if (o.json) return kit.writeJson({ ...m, status });
       kit.write(
         `restore point ${m.id}\n  VM        ${m.vm.name}\n  time      ${m.time} ` +
           `(took ${formatDuration(m.stats.durationMs)})\n  mode      ${m.mode}\n  parent    ${m.parent ?? '-'}\n  ` +
@@ -22,5 +24,10 @@ export function showCommand(program: Command, kit: CommandKit): void {
             `(${d.zeroChunks} zero)\n`,
         );
       kit.write(`  stored    ${formatBytes(m.stats.bytesStored)} new of ${formatBytes(m.stats.bytesRead)} read\n`);
+      const score = status.score === null ? 'no signals (written before they existed)' : `score ${status.score}`;
+      kit.write(`  state     ${status.state}, ${score}\n`);
+      for (const r of status.reasons) kit.write(`    ${r}\n`);
+      const outcome = (x: { time: string; ok: boolean } | null) => (x ? `${x.ok ? 'ok' : 'FAILED'} at ${x.time}` : '-');
+      kit.write(`  verified  ${outcome(status.verification)}\n  checked   ${outcome(status.check)}\n`);
     });
 }

@@ -1,6 +1,7 @@
 import type { Repository } from '../../repository/index.js';
 import { CofferError } from '../../shared/index.js';
 import { backup, type BackupResult } from '../backup.js';
+import type { SignalThresholds } from '../signals/index.js';
 import { withCodecPool, type EventSink, type UseCaseContext, type WarningEvent } from './context.js';
 import type { CaptureReport, VmSource, VmSourceOpener } from './vm-source.js';
 
@@ -13,6 +14,8 @@ export interface BackupVmRequest {
   tags?: string[] | undefined;
   /** with change tracking: read every chunk anyway and report changes it missed */
   verifyCbt?: boolean | undefined;
+  /** anomaly-score thresholds of the VM's policy (the hook for per-policy overrides; default: the built-in ones) */
+  signalThresholds?: SignalThresholds | undefined;
   onEvent?: EventSink<BackupVmEvent> | undefined;
 }
 
@@ -55,6 +58,7 @@ export async function backupVm(ctx: UseCaseContext, req: BackupVmRequest): Promi
         sources: [...source.disks],
         tags: req.tags ?? [],
         verifyCbt: Boolean(req.verifyCbt),
+        ...(req.signalThresholds ? { signalThresholds: req.signalThresholds } : {}),
         ...(source.consistency ? { consistency: source.consistency } : {}),
         ...(source.vmConfig ? { vmConfig: source.vmConfig } : {}),
         signal: ctx.signal,
@@ -71,6 +75,14 @@ export async function backupVm(ctx: UseCaseContext, req: BackupVmRequest): Promi
         },
       }),
     );
+    const signals = result.signals;
+    if (signals?.suspicious)
+      emit({
+        type: 'warning',
+        message:
+          `restore point ${result.id} is SUSPICIOUS (anomaly score ${signals.score} of 100, threshold ` +
+          `${signals.threshold}): ${signals.reasons.join('; ')}`,
+      });
   } finally {
     capture = await source.finish();
     if (capture) emit({ type: 'captured', capture });

@@ -53,3 +53,5 @@ export {
   type DiffFilesRequest,
   type DiffFilesResult,
 } from './find-files.js';
+export { pointStatuses, statusOf, resolvePointRef, type PointWithStatus } from './point-status.js';
+export { checkRestorePoint, type CheckPointRequest, type CheckPointEvent } from './check-point.js';

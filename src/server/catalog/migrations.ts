@@ -107,6 +107,9 @@ export const MIGRATIONS: string[] = [
    ALTER TABLE jobs ADD COLUMN run_key TEXT;
    CREATE UNIQUE INDEX jobs_run_key ON jobs(run_key);
    CREATE INDEX jobs_lease ON jobs(status, lease_expires_at);`,
+  // 3 (issue 18): restore point state (suspicious / failed / verified / clean, score, reasons, check): JSON, see
+  // restore-points.ts
+  'ALTER TABLE restore_points ADD COLUMN status TEXT;',
 ];
 
 /** The one mechanical translation from the SQLite text to PostgreSQL. */

@@ -15,6 +15,11 @@ export interface RestorePointRecord {
   bytesStored: number;
   /** the last verification of the point ({time, ok}), or null */
   verification: unknown;
+  /**
+   * {state (suspicious / failed / verified / clean), suspicious, score (0..100 or null), reasons, verification, check}
+   * (DESIGN.md §Ransomware signals), or null when not known yet
+   */
+  status?: unknown;
 }
 
 export interface RestorePointFilter {
@@ -50,7 +55,7 @@ export interface RestorePointsTable {
   dailyTrend(sinceDay: string): { day: string; points: number; bytesStored: number; bytesRead: number }[];
   /**
    * Makes the cache of one repository this list of points, atomically: points no longer there go, new ones come;
-   * a known point only gets its verification updated (the rest of a restore point never changes).
+   * a known point only gets its verification and status updated (the rest of a restore point never changes).
    */
   replace(repository: string, points: readonly Omit<RestorePointRecord, 'repository'>[]): void;
 }
@@ -68,6 +73,7 @@ interface Row {
   bytes_read: number;
   bytes_stored: number;
   verified: string | null;
+  status: string | null;
 }
 
 const fromRow = (r: Row): RestorePointRecord => ({
@@ -83,6 +89,7 @@ const fromRow = (r: Row): RestorePointRecord => ({
   bytesRead: r.bytes_read,
   bytesStored: r.bytes_stored,
   verification: r.verified ? JSON.parse(r.verified) : null,
+  status: r.status ? JSON.parse(r.status) : null,
 });
 
 export class SqlRestorePoints implements RestorePointsTable {
@@ -155,9 +162,9 @@ export class SqlRestorePoints implements RestorePointsTable {
   replace(repository: string, points: readonly Omit<RestorePointRecord, 'repository'>[]): void {
     const upsertSql =
       'INSERT INTO restore_points(repository, id, vm, time, end_time, mode, parent, tags, disks, bytes_read, ' +
-      `bytes_stored, verified)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT(repository, id) DO UPDATE SET verified = excluded.verified`;
+      `bytes_stored, verified, status)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT(repository, id) DO UPDATE SET verified = excluded.verified, status = excluded.status`;
     this.db.transaction(() => {
       const ids = new Set(points.map((p) => p.id));
       const known = this.db.all('SELECT id FROM restore_points WHERE repository = ?', [repository]) as {
@@ -180,6 +187,7 @@ export class SqlRestorePoints implements RestorePointsTable {
           p.bytesRead,
           p.bytesStored,
           p.verification ? JSON.stringify(p.verification) : null,
+          p.status ? JSON.stringify(p.status) : null,
         ]);
       }
     });

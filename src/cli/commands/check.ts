@@ -1,0 +1,75 @@
+import { spawn } from 'node:child_process';
+import type { Command } from 'commander';
+import { checkRestorePoint, resolvePointRef, type CheckRecord } from '../../engine/index.js';
+import { CofferError } from '../../shared/index.js';
+import { parseInteger, type CommandKit, type CommonOpts } from '../kit/index.js';
+
+type CheckOpts = CommonOpts & { timeout: string; onFailure?: string; record: boolean };
+
+/** `coffer check`: is a restore point recoverable? Read-only filesystem checks over NBD, recorded with the point. */
+export function checkCommand(program: Command, kit: CommandKit): void {
+  kit
+    .common(
+      program
+        .command('check')
+        .description(
+          'recoverability check: serve a restore point over NBD and check each filesystem read-only ' +
+            '(e2fsck -n, fsck.vfat -n, ntfsfix -n, xfs_repair -n); the result is recorded with the point',
+        ),
+    )
+    .argument('<id>', 'restore point id, unique prefix, "latest" or "latest-clean[:VM]"')
+    .option('--timeout <seconds>', 'time limit of each filesystem check', '600')
+    .option(
+      '--on-failure <command>',
+      'alert hook: shell command run when the check fails (the record as JSON on stdin; COFFER_POINT_ID, ' +
+        'COFFER_CHECK_PROBLEMS in the environment)',
+    )
+    .option('--no-record', 'do not record the result in the repository')
+    .action(async (ref: string, o: CheckOpts) => {
+      const logger = kit.logger(o);
+      const timeoutMs = parseInteger(o.timeout, '--timeout') * 1000;
+      const repo = await kit.openRepo(o, logger, true);
+      const pointId = await resolvePointRef(repo, ref);
+      const record = await checkRestorePoint(repo, kit.useCase, {
+        pointId,
+        timeoutMs,
+        record: o.record,
+        onEvent: (e) => {
+          if (o.json) return;
+          const v = e.volume;
+          const outcome = v.ok === null ? 'not checked' : v.ok ? 'ok' : 'FAILED';
+          kit.write(
+            `disk ${v.disk} volume ${v.volume}: ${v.filesystem ?? '-'} ${v.tool ? `(${v.tool}) ` : ''}${outcome}` +
+              `${v.note ? `: ${v.note}` : ''}\n`,
+          );
+        },
+        ...(o.onFailure ? { onFailure: (r: CheckRecord) => runAlert(o.onFailure!, r, logger.warn) } : {}),
+      });
+      if (o.json) kit.writeJson(record);
+      else kit.write(`restore point ${pointId}: ${record.ok ? 'recoverable (check ok)' : 'check FAILED'}\n`);
+      if (!record.ok)
+        throw new CofferError('CHECK_FAILED', `restore point ${pointId} failed its check: ${record.problems[0]}`, {
+          details: { pointId, problems: record.problems, reported: true },
+        });
+    });
+}
+
+/** Runs the alert command with the record on stdin; its failure is logged, never fatal. */
+function runAlert(command: string, record: CheckRecord, warn: (m: string) => void): Promise<void> {
+  return new Promise((resolve) => {
+    const child = spawn('/bin/sh', ['-c', command], {
+      stdio: ['pipe', 'ignore', 'inherit'],
+      env: { ...process.env, COFFER_POINT_ID: record.pointId, COFFER_CHECK_PROBLEMS: record.problems.join('\n') },
+    });
+    child.on('error', (e) => {
+      warn(`--on-failure could not run: ${e.message}`);
+      resolve();
+    });
+    child.on('close', (code) => {
+      if (code !== 0) warn(`--on-failure exited with ${code}`);
+      resolve();
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(JSON.stringify(record));
+  });
+}
