@@ -203,6 +203,14 @@ describe('coffer restore --to vsphere:// over NFC (vcsim keeping the uploads)', 
     for (const m of macs) assert.ok(!orig.includes(m!), `restored NIC kept the MAC ${m}`);
   });
 
+  test('--keep-uuid keeps the BIOS UUID; without it the new VM gets its own', async () => {
+    const kept = expectOk(restore('nfc-uuid', '--keep-uuid'));
+    const uuidOf = async (ref: string) =>
+      /<val[^>]*>([^<]+)<\/val>/.exec(await retrieveProperties(session, 'VirtualMachine', ref, ['config.uuid']))![1];
+    assert.equal(await uuidOf(kept.moref), vc.vm(VM).uuid);
+    assert.notEqual(await uuidOf(vmsNamed('nfc-vm')[0].moref), vc.vm(VM).uuid);
+  });
+
   test('in place (--force) never writes through /folder to an unverified file: a missing descriptor is refused', async () => {
     const r = expectOk(restore('nfc-inplace'));
     await powerOff(session, r.moref).catch(() => undefined);

@@ -207,6 +207,15 @@ export async function planNewVm(
     deviceChange,
     changeTrackingEnabled: true,
     firmware: cfg.firmware ?? undefined,
+    bootOptions:
+      cfg.secureBoot !== null && cfg.secureBoot !== undefined
+        ? { _type: 'VirtualMachineBootOptions', efiSecureBootEnabled: cfg.secureBoot }
+        : undefined,
+    extraConfig: (cfg.extraConfig ?? []).map((e) => ({
+      _type: 'OptionValue',
+      key: e.key,
+      value: { _type: 'xsd:string', _text: e.value },
+    })),
   };
   return {
     datacenter: dc.name,
