@@ -20,8 +20,11 @@ import {
   localPathOf,
   powerOff,
   retrieveProperties,
+  soapCall,
   startVcsim,
   uploadDisk,
+  waitTask,
+  xmlText,
   vcLogin,
   type Vcsim,
   type VcSession,
@@ -56,6 +59,20 @@ describe('coffer restore --to vsphere:// over NFC (vcsim keeping the uploads)', 
     makeGuestDisk(img1, disks[1]!.capacityBytes, 'nfc-1');
     images.push(readFileSync(img1));
     for (const [i, d] of disks.entries()) await uploadDisk(vc, d, images[i]!);
+    // identity settings to carry over: EFI with secure boot, an annotation, boot-relevant extraConfig (and a
+    // guestinfo key that must not be copied)
+    const task = await soapCall(
+      vc,
+      session,
+      'ReconfigVM_Task',
+      'VirtualMachine',
+      vc.vm(VM).ref,
+      '<spec><annotation>nfc source</annotation><firmware>efi</firmware>' +
+        '<bootOptions><efiSecureBootEnabled>true</efiSecureBootEnabled></bootOptions>' +
+        '<extraConfig><key>disk.EnableUUID</key><value xsi:type="xsd:string">TRUE</value></extraConfig>' +
+        '<extraConfig><key>guestinfo.secret</key><value xsi:type="xsd:string">s3cret</value></extraConfig></spec>',
+    );
+    await waitTask(session, xmlText(task, 'returnval')!);
     expectOk(coffer(['init', '--repo', repo, '--chunk-size', '64K', '--kdf-cost', '1024', '--json']));
     pointId = expectOk(coffer(['backup', '--repo', repo, `${url}/${VM}`, '--insecure-tls', '--json'], env)).id;
   });
@@ -93,6 +110,17 @@ describe('coffer restore --to vsphere:// over NFC (vcsim keeping the uploads)', 
     assert.equal(r.transport, 'nfc');
     const disks = await listDisks(session, 'VirtualMachine', r.moref);
     assert.equal(disks.length, 2);
+    const ident = await retrieveProperties(session, 'VirtualMachine', r.moref, [
+      'config.firmware',
+      'config.bootOptions',
+      'config.annotation',
+      'config.extraConfig',
+    ]);
+    assert.match(ident, />efi</);
+    assert.match(ident, /<efiSecureBootEnabled>true<\/efiSecureBootEnabled>/);
+    assert.match(ident, />nfc source</);
+    assert.match(ident, /<key>disk.EnableUUID<\/key><value[^>]*>TRUE<\/value>/);
+    assert.doesNotMatch(ident, /guestinfo.secret|s3cret/);
     const { uploads, leases } = await nfcUploads(vc);
     const mine = uploads.slice(before);
     assert.equal(mine.length, 2, JSON.stringify(mine));
@@ -201,6 +229,30 @@ describe('coffer restore --to vsphere:// over NFC (vcsim keeping the uploads)', 
     const macs = [...xml.matchAll(/<macAddress>([^<]+)<\/macAddress>/g)].map((m) => m[1]);
     const orig = JSON.stringify(inv.vms[0]);
     for (const m of macs) assert.ok(!orig.includes(m!), `restored NIC kept the MAC ${m}`);
+  });
+
+  test('--dry-run prints the validated plan and creates nothing; its checks are the real ones', async () => {
+    const p = expectOk(restore('nfc-dry', '--dry-run', '--network-map', 'DC0_DVPG0=VM Network', '--folder', '/DC0/vm'));
+    assert.equal(p.dryRun, true);
+    assert.equal(p.mode, 'new VM (NFC import)');
+    assert.equal(p.datacenter, 'DC0');
+    assert.equal(p.folder, '/DC0/vm');
+    assert.ok(p.pool);
+    assert.deepEqual(
+      p.disks.map((d: { capacityBytes: number }) => d.capacityBytes),
+      images.map((b) => b.length),
+    );
+    assert.deepEqual(
+      p.nics.map((n: { network: string; backing: string }) => [n.network, n.backing]),
+      [['VM Network', 'Network']],
+    );
+    assert.equal(vmsNamed('nfc-dry').length, 0);
+    expectError(restore('nfc-dry', '--dry-run', '--network-map', 'DC0_DVPG0=nope'), 47, 'VSPHERE_NETWORK');
+    expectError(restore('nfc-dry', '--dry-run', '--pool', '/nope'), 9, 'NOT_FOUND');
+    // an existing VM: the in-place plan names it (and a powered-on one is refused as by the real restore)
+    const inPlace = expectOk(restore('nfc-vm', '--dry-run', '--force'));
+    assert.equal(inPlace.mode, 'in place');
+    assert.equal(inPlace.existingVm, vmsNamed('nfc-vm')[0].moref);
   });
 
   test('--keep-uuid keeps the BIOS UUID; without it the new VM gets its own', async () => {

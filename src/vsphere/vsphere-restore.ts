@@ -33,6 +33,23 @@ export interface VsphereRestoreOptions extends Op {
   nicsDisconnected?: boolean | undefined;
   keepMac?: boolean | undefined;
   keepUuid?: boolean | undefined;
+  /** validate everything and return the plan (`plan`), create nothing */
+  dryRun?: boolean | undefined;
+}
+
+/** What a restore would do (`--dry-run`), everything validated against vCenter. */
+export interface VsphereRestorePlan {
+  vm: string;
+  mode: 'new VM (NFC import)' | 'in place';
+  datacenter: string;
+  datastore: string;
+  folder?: string | undefined;
+  pool?: string | undefined;
+  host?: string | undefined;
+  existingVm?: string | undefined;
+  disks: { capacityBytes: number; fileName?: string | undefined }[];
+  nics: { type: string; network: string; backing: string; macAddress: string | null; connected: boolean }[];
+  warnings: string[];
 }
 
 /** A restore into vCenter in progress: upload each disk, then finish (power on) or abort (delete a VM we created). */
@@ -44,6 +61,8 @@ export interface VsphereVmRestore {
   transport: 'nfc' | 'folder';
   disks: { fileName: string; capacityBytes: number }[];
   warnings: string[];
+  /** with dryRun: what would be done (nothing was created; upload must not be called) */
+  plan?: VsphereRestorePlan;
   /** bytes sent to vCenter/ESXi for the disks so far */
   bytesSent(): number;
   upload(disk: number, body: Readable, op?: Op): Promise<string>;
@@ -90,13 +109,64 @@ export async function openVsphereRestore(
       signal: opts.signal,
     };
     const inPlace = findInPlaceTarget(inv, cfg, ro);
-    if (inPlace) return inPlaceRestore(client, name, inPlace, opts);
-    const plan = await planNewVm(client, inv, cfg, ro);
-    return await nfcRestore(client, name, plan, opts);
+    if (inPlace && !opts.dryRun) return inPlaceRestore(client, name, inPlace, opts);
+    const plan = inPlace ? undefined : await planNewVm(client, inv, cfg, ro);
+    if (opts.dryRun) return dryRunTarget(client, name, cfg, opts, inPlace, plan);
+    return await nfcRestore(client, name, plan!, opts);
   } catch (e) {
     await client.close();
     throw e;
   }
+}
+
+function dryRunTarget(
+  client: VimClient,
+  name: string,
+  cfg: StoredVmConfig,
+  opts: VsphereRestoreOptions,
+  inPlace: VmRestoreTarget | undefined,
+  plan: NewVmPlan | undefined,
+): VsphereVmRestore {
+  const p: VsphereRestorePlan = inPlace
+    ? {
+        vm: name,
+        mode: 'in place',
+        datacenter: inPlace.datacenter,
+        datastore: opts.datastore,
+        existingVm: inPlace.vm.value,
+        disks: inPlace.disks,
+        nics: [],
+        warnings: inPlace.warnings,
+      }
+    : {
+        vm: name,
+        mode: 'new VM (NFC import)',
+        datacenter: plan!.datacenter,
+        datastore: opts.datastore,
+        folder: plan!.folder.path,
+        pool: plan!.pool.path,
+        host: plan!.host?.path,
+        disks: cfg.disks.map((d) => ({ capacityBytes: d.capacityBytes })),
+        nics: plan!.nics,
+        warnings: plan!.warnings,
+      };
+  const nothing = () => {
+    throw new CofferError('INTERNAL', 'a dry run uploads nothing');
+  };
+  return {
+    vmName: name,
+    vmId: inPlace?.vm.value ?? '',
+    created: false,
+    transport: inPlace ? 'folder' : 'nfc',
+    disks: p.disks.map((d) => ({ fileName: d.fileName ?? '', capacityBytes: d.capacityBytes })),
+    warnings: p.warnings,
+    plan: p,
+    bytesSent: () => 0,
+    upload: nothing,
+    finish: nothing,
+    async abort() {},
+    close: () => client.close(),
+  };
 }
 
 function inPlaceRestore(

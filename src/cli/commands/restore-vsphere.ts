@@ -25,6 +25,7 @@ export interface VsphereRestoreOpts {
   nics?: string;
   keepMac?: boolean;
   keepUuid?: boolean;
+  dryRun?: boolean;
 }
 
 /** `--network-map SRC=DST` (repeatable) as a map; USAGE for a malformed or repeated SRC. */
@@ -84,6 +85,32 @@ export async function restoreToVsphere(kit: CommandKit, ref: string, o: Opts): P
   if (o.disk !== undefined)
     return uploadOneDisk(kit, repo, { pointId, vm: manifest.vm.name, disks: manifest.disks }, o, base, progress);
   if (o.path) throw new CofferError('USAGE', '--path needs --disk N (one disk to a datastore file)');
+  if (o.dryRun) {
+    // everything validated against vCenter (placement, networks, MACs, an existing VM), nothing created
+    const opener = vsphereRestoreTargetOpener((cfg, opts) => deps.openVsphereRestore(to, cfg, opts), {
+      ...base,
+      dryRun: true,
+    });
+    const t = await opener.open(manifest, { signal: deps.signal });
+    try {
+      const plan = { id: pointId, dryRun: true, ...t.plan };
+      if (o.json) return kit.writeJson(plan);
+      kit.write(`dry run: ${pointId} (${manifest.vm.name}) would be restored as ${plan.mode} ${plan.vm}\n`);
+      kit.write(`  datacenter ${plan.datacenter}, datastore ${plan.datastore}\n`);
+      if (plan.folder) kit.write(`  folder ${plan.folder}, pool ${plan.pool}${plan.host ? `, host ${plan.host}` : ''}\n`);
+      for (const [i, d] of (plan.disks ?? []).entries())
+        kit.write(`  disk ${i}: ${formatBytes(d.capacityBytes)}${d.fileName ? ` -> ${d.fileName}` : ''}\n`);
+      for (const n of plan.nics ?? [])
+        kit.write(
+          `  NIC ${n.type} on ${n.network} (${n.backing}), ${n.macAddress ? `MAC ${n.macAddress}` : 'new MAC'}` +
+            `${n.connected ? '' : ', disconnected'}\n`,
+        );
+      for (const w of plan.warnings ?? []) kit.write(`  warning: ${w}\n`);
+      return;
+    } finally {
+      await t.close();
+    }
+  }
   const r = await restoreVm(repo, kit.useCase, {
     pointId,
     target: vsphereRestoreTargetOpener((cfg, opts) => deps.openVsphereRestore(to, cfg, opts), base),

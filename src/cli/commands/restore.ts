@@ -51,6 +51,7 @@ export function restoreCommand(program: Command, kit: CommandKit): void {
     .option('--nics <mode>', 'vsphere: connected (default) or disconnected at power-on (a sandbox restore)')
     .option('--keep-mac', 'vsphere: keep the MAC addresses (refused if one is in use), else new ones')
     .option('--keep-uuid', 'vsphere: keep the BIOS and instance UUIDs, else new ones')
+    .option('--dry-run', 'vsphere: validate placement, networks and MACs and print the plan; create nothing')
     .action(async (ref: string, o: RestoreOpts) => {
       if (o.to !== undefined) return restoreToVsphere(kit, ref, o);
       if (o.disk === undefined) throw new CofferError('USAGE', "required option '--disk <n>' not specified");
