@@ -133,8 +133,7 @@ export class HttpDatastoreTransport implements DiskTransport {
     }
     if (extents.length !== 1) throw refuse(`it has ${extents.length} extents; uploads need a single flat extent`);
     const ext = extents[0]!;
-    if (ext.path === parseDatastorePath(disk.fileName).path)
-      throw refuse('its extent is the descriptor file itself');
+    if (ext.path === parseDatastorePath(disk.fileName).path) throw refuse('its extent is the descriptor file itself');
     const { datastore } = parseDatastorePath(disk.fileName);
     await this.put(datacenter, datastore, ext.path, body, disk.capacityBytes, op);
     return ext.path;

@@ -53,8 +53,10 @@ export interface StoredVmConfig {
 }
 
 /** The extraConfig keys a restore carries over: boot and device-visibility settings, never guestinfo.* (secrets). */
-export const BOOT_EXTRA_CONFIG =
-  /^(disk\.EnableUUID|efi\.[\w.]+|uefi\.[\w.]+|bios\.[\w.]+|svga\.present|pciPassthru\.use64bitMMIO|pciPassthru\.64bitMMIOSizeGB|vmx\.buildType|hypervisor\.cpuid\.v0|vhv\.enable)$/;
+export const BOOT_EXTRA_CONFIG = new RegExp(
+  '^(disk\\.EnableUUID|efi\\.[\\w.]+|uefi\\.[\\w.]+|bios\\.[\\w.]+|svga\\.present|pciPassthru\\.use64bitMMIO|' +
+    'pciPassthru\\.64bitMMIOSizeGB|vmx\\.buildType|hypervisor\\.cpuid\\.v0|vhv\\.enable)$',
+);
 
 export function toStoredConfig(
   vm: VmInfo,

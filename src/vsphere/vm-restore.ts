@@ -88,7 +88,10 @@ export function findInPlaceTarget(
     );
   }
   if (vm.snapshots.length > 0)
-    throw new CofferError('TARGET_UNWRITABLE', `VM ${opts.name} has snapshots; remove them before restoring over its disks`);
+    throw new CofferError(
+      'TARGET_UNWRITABLE',
+      `VM ${opts.name} has snapshots; remove them before restoring over its disks`,
+    );
   logger.warn(`restoring in place over the disks of the existing VM ${opts.name} (${vm.ref.value})`);
   return {
     vm: vm.ref,
@@ -258,7 +261,9 @@ async function planNics(
     const nets = inv.networks.filter((x) => x.name === name && inDc(x));
     if (nets.length === 0)
       throw new CofferError('VSPHERE_NETWORK', `NIC ${i} (${n.type}): no network ${JSON.stringify(name)} here`, {
-        hint: `have ${[...new Set(inv.networks.filter(inDc).map((x) => x.name))].join(', ') || 'none'}; use --network-map ${JSON.stringify(`${src ?? '*'}=NAME`)}`,
+        hint:
+          `have ${[...new Set(inv.networks.filter(inDc).map((x) => x.name))].join(', ') || 'none'}; ` +
+          `use --network-map ${JSON.stringify(`${src ?? '*'}=NAME`)}`,
         details: { nic: i, network: name },
       });
     if (nets.length > 1 && new Set(nets.map((x) => x.ref.type)).size > 1)
@@ -291,10 +296,14 @@ async function planNics(
     if (opts.keepMac && n.macAddress) {
       const user = macsInUse.get(n.macAddress.toLowerCase());
       if (user)
-        throw new CofferError('VSPHERE_NETWORK', `--keep-mac: MAC ${n.macAddress} of NIC ${i} is in use by VM ${user}`, {
-          hint: 'remove or re-address that VM first, or restore without --keep-mac (new MAC addresses)',
-          details: { nic: i, mac: n.macAddress, vm: user },
-        });
+        throw new CofferError(
+          'VSPHERE_NETWORK',
+          `--keep-mac: MAC ${n.macAddress} of NIC ${i} is in use by VM ${user}`,
+          {
+            hint: 'remove or re-address that VM first, or restore without --keep-mac (new MAC addresses)',
+            details: { nic: i, mac: n.macAddress, vm: user },
+          },
+        );
       mac = n.macAddress;
     }
     const connected = !opts.nicsDisconnected;

@@ -97,7 +97,8 @@ export async function restoreToVsphere(kit: CommandKit, ref: string, o: Opts): P
       if (o.json) return kit.writeJson(plan);
       kit.write(`dry run: ${pointId} (${manifest.vm.name}) would be restored as ${plan.mode} ${plan.vm}\n`);
       kit.write(`  datacenter ${plan.datacenter}, datastore ${plan.datastore}\n`);
-      if (plan.folder) kit.write(`  folder ${plan.folder}, pool ${plan.pool}${plan.host ? `, host ${plan.host}` : ''}\n`);
+      if (plan.folder)
+        kit.write(`  folder ${plan.folder}, pool ${plan.pool}${plan.host ? `, host ${plan.host}` : ''}\n`);
       for (const [i, d] of (plan.disks ?? []).entries())
         kit.write(`  disk ${i}: ${formatBytes(d.capacityBytes)}${d.fileName ? ` -> ${d.fileName}` : ''}\n`);
       for (const n of plan.nics ?? [])

@@ -105,8 +105,7 @@ export async function restoreVm(
               target: { kind: 'stream', stream: body },
               signal: stop.signal,
               checkIds: Boolean(req.checkIds),
-              onProgress: (p) =>
-                req.onEvent?.({ type: 'progress', unit: 'bytes', done: before + p.bytesDone, total }),
+              onProgress: (p) => req.onEvent?.({ type: 'progress', unit: 'bytes', done: before + p.bytesDone, total }),
             }),
             failed,
           ]);

@@ -59,7 +59,7 @@ test('streamOptimized writer: Coffer and qemu-img read back the image; only non-
   }
 });
 
-test('streamOptimized writer: an all-zero disk is header, descriptor, directory, footer; bad lengths are refused', async () => {
+test('streamOptimized writer: an all-zero disk is metadata only; bad lengths are refused', async () => {
   const zero = await collect(streamOptimizedVmdk(chunks(Buffer.alloc(1 << 20), 65536), { capacityBytes: 1 << 20 }));
   assert.ok(zero.length <= 7 * 512, `${zero.length} bytes`);
   await assert.rejects(
@@ -70,5 +70,8 @@ test('streamOptimized writer: an all-zero disk is header, descriptor, directory,
     collect(streamOptimizedVmdk(chunks(Buffer.alloc(2 << 20), 65536), { capacityBytes: 1 << 20 })),
     /more than/,
   );
-  await assert.rejects(collect(streamOptimizedVmdk(chunks(Buffer.alloc(0), 1), { capacityBytes: 1000 })), /USAGE|sectors/);
+  await assert.rejects(
+    collect(streamOptimizedVmdk(chunks(Buffer.alloc(0), 1), { capacityBytes: 1000 })),
+    /USAGE|sectors/,
+  );
 });

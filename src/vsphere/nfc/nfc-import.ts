@@ -92,14 +92,7 @@ export class NfcImport {
         if (!info || !entity)
           throw nfcError(`lease ${lease.value} is ready but names no VM`, { lease: lease.value, protocol: true });
         const urls = children(info, 'deviceUrl').map(parseDeviceUrl);
-        return new NfcImport(
-          client,
-          lease,
-          MoRef.from(entity),
-          urls,
-          opts.logger,
-          opts.keepAliveMs ?? 60_000,
-        );
+        return new NfcImport(client, lease, MoRef.from(entity), urls, opts.logger, opts.keepAliveMs ?? 60_000);
       }
       if (state === 'error' || state === 'done') {
         const err = o.props.get('error');
