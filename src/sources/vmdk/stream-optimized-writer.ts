@@ -93,14 +93,14 @@ function metaMarker(sectors: number, type: number): Buffer {
   return m;
 }
 
+const ZEROS = Buffer.alloc(1 << 20);
+
+/** Whether a grain is all zeros (memcmp against a zero buffer, not a byte loop). */
 function isZero(b: Buffer): boolean {
-  // compare 8 bytes at a time through a BigUint64Array view when aligned; else byte-wise
-  if (b.byteOffset % 8 === 0 && b.length % 8 === 0) {
-    const v = new BigUint64Array(b.buffer, b.byteOffset, b.length / 8);
-    for (let i = 0; i < v.length; i++) if (v[i] !== 0n) return false;
-    return true;
+  for (let o = 0; o < b.length; o += ZEROS.length) {
+    const n = Math.min(ZEROS.length, b.length - o);
+    if (!b.subarray(o, o + n).equals(ZEROS.subarray(0, n))) return false;
   }
-  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
   return true;
 }
 
