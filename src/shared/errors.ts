@@ -38,6 +38,10 @@ export const ERROR_CODES = {
     'found (no restore point is made)',
   VSPHERE_TRANSPORT:
     'the chosen vSphere transport cannot read this disk or could not be set up (hot-add proxy, VDDK, vSAN over HTTP)',
+  VSPHERE_UNSAFE_WRITE:
+    'a restore would write through /folder to a file Coffer has not verified as a flat disk extent (refused)',
+  VSPHERE_NFC: 'the NFC import (ImportVApp / HttpNfcLease) failed or its lease ended; the half-made VM was removed',
+  VSPHERE_NETWORK: 'a NIC of the restored VM cannot be placed: unknown network, or a kept MAC address already in use',
   CANCELLED: 'the operation was cancelled',
   UNAUTHENTICATED: 'no valid credentials were presented (missing, unknown, expired or wrong token or password)',
   FORBIDDEN: 'the authenticated user or token lacks the role this operation needs',

@@ -106,8 +106,10 @@ export class HttpDatastoreTransport implements DiskTransport {
   }
 
   /**
-   * Writes a whole disk (PUT /folder, streamed, Content-Length = size) into the file that holds its bytes: the flat
-   * extent named by a descriptor, else the .vmdk itself (vcsim). Untested against a real vCenter (DESIGN.md §vSphere).
+   * Writes a whole disk (PUT /folder, streamed, Content-Length = size) into the one FLAT/VMFS extent named by the
+   * disk's descriptor, after resolve() verified it (same datastore, flat, not vSAN/RDM/sparse/delta). Anything else is
+   * VSPHERE_UNSAFE_WRITE: never a disk image written over a `.vmdk` path Coffer has not resolved (a missing descriptor
+   * used to be "a new file" and got the raw image, destroying the VM's descriptor on an in-place restore).
    */
   async upload(
     disk: Pick<VmDisk, 'fileName' | 'capacityBytes'>,
@@ -115,20 +117,26 @@ export class HttpDatastoreTransport implements DiskTransport {
     body: Readable,
     op: Op = {},
   ): Promise<string> {
-    const extents = await this.resolve(disk, datacenter, op, false).catch((e: unknown) => {
-      // a new file
-      if (e instanceof CofferError && e.code === 'SOURCE_UNREADABLE' && /HTTP 404/.test(e.message)) return undefined;
-      throw e;
-    });
-    if (extents && extents.length !== 1)
-      throw new CofferError(
-        'TARGET_UNWRITABLE',
-        `${disk.fileName} has ${extents.length} extents; uploads need a single flat extent`,
-      );
-    const path = extents?.[0]?.path ?? parseDatastorePath(disk.fileName).path;
+    const refuse = (why: string, cause?: unknown) =>
+      new CofferError('VSPHERE_UNSAFE_WRITE', `refusing to write ${disk.fileName} through /folder: ${why}`, {
+        hint: 'restore as a new VM (NFC import), or repair the disk descriptor in vCenter first',
+        details: { file: disk.fileName },
+        cause,
+      });
+    let extents: FileExtent[];
+    try {
+      extents = await this.resolve(disk, datacenter, op, false);
+    } catch (e) {
+      if (e instanceof CofferError && (e.code === 'VSPHERE_AUTH' || e.code === 'CANCELLED' || e.details.retryable))
+        throw e;
+      throw refuse(e instanceof Error ? e.message : String(e), e);
+    }
+    if (extents.length !== 1) throw refuse(`it has ${extents.length} extents; uploads need a single flat extent`);
+    const ext = extents[0]!;
+    if (ext.path === parseDatastorePath(disk.fileName).path) throw refuse('its extent is the descriptor file itself');
     const { datastore } = parseDatastorePath(disk.fileName);
-    await this.put(datacenter, datastore, path, body, disk.capacityBytes, op);
-    return path;
+    await this.put(datacenter, datastore, ext.path, body, disk.capacityBytes, op);
+    return ext.path;
   }
 
   async put(dc: string, ds: string, path: string, body: Readable, sizeBytes: number, op: Op = {}): Promise<void> {

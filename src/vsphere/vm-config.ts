@@ -46,7 +46,17 @@ export interface StoredVmConfig {
     changeId: string | null;
   }[];
   nics: { key: number; type: string; macAddress: string | null; addressType: string | null; network: string | null }[];
+  /** EFI secure boot (absent in restore points of older Coffer versions) */
+  secureBoot?: boolean | null;
+  /** extraConfig keys that matter for booting (BOOT_EXTRA_CONFIG), absent in older restore points */
+  extraConfig?: { key: string; value: string }[];
 }
+
+/** The extraConfig keys a restore carries over: boot and device-visibility settings, never guestinfo.* (secrets). */
+export const BOOT_EXTRA_CONFIG = new RegExp(
+  '^(disk\\.EnableUUID|efi\\.[\\w.]+|uefi\\.[\\w.]+|bios\\.[\\w.]+|svga\\.present|pciPassthru\\.use64bitMMIO|' +
+    'pciPassthru\\.64bitMMIOSizeGB|vmx\\.buildType|hypervisor\\.cpuid\\.v0|vhv\\.enable)$',
+);
 
 export function toStoredConfig(
   vm: VmInfo,
@@ -115,6 +125,8 @@ export function toStoredConfig(
       addressType: n.addressType ?? null,
       network: networkName(n),
     })),
+    secureBoot: hw.secureBoot ?? null,
+    extraConfig: (hw.extraConfig ?? []).filter((e) => BOOT_EXTRA_CONFIG.test(e.key)),
   };
 }
 
@@ -208,5 +220,13 @@ export function parseStoredConfig(v: Record<string, unknown> | undefined, pointI
         network: optStr(n['network'], 'network'),
       };
     }),
+    secureBoot: typeof v['secureBoot'] === 'boolean' ? v['secureBoot'] : null,
+    extraConfig:
+      v['extraConfig'] === undefined || v['extraConfig'] === null
+        ? []
+        : arr(v['extraConfig'], 'extraConfig').map((x) => {
+            const e = obj(x, 'extraConfig entry');
+            return { key: str(e['key'], 'extraConfig key'), value: str(e['value'], 'extraConfig value') };
+          }),
   };
 }

@@ -70,6 +70,10 @@ export interface VmHardware {
   disks: VmDisk[];
   controllers: VmController[];
   nics: VmNic[];
+  /** bootOptions.efiSecureBootEnabled */
+  secureBoot?: boolean | undefined;
+  /** config.extraConfig (string values) */
+  extraConfig?: { key: string; value: string }[];
 }
 
 const CONTROLLER_TYPES = /Controller$/;
@@ -148,6 +152,12 @@ export function parseConfigInfo(cfg: XmlNode): VmHardware {
     changeTrackingEnabled: boolOf(cfg, 'changeTrackingEnabled') ?? false,
     disks,
     controllers,
+    secureBoot: ((b) => (b ? boolOf(b, 'efiSecureBootEnabled') : undefined))(child(cfg, 'bootOptions')),
+    extraConfig: children(cfg, 'extraConfig').flatMap((e) => {
+      const key = textOf(e, 'key');
+      const value = textOf(e, 'value');
+      return key !== undefined && value !== undefined ? [{ key, value }] : [];
+    }),
     nics,
   };
 }

@@ -4,8 +4,7 @@ import { retrieveOne } from './property-collector.js';
 import { runTask } from './task.js';
 import type { VimClient } from './vim-client.js';
 import type { StoredVmConfig } from './vm-config.js';
-import { parseConfigInfo } from './vm-model.js';
-import { MoRef, type SoapObject } from './xml.js';
+import { MoRef, textOf, type SoapObject } from './xml.js';
 
 export interface VmRestoreOptions extends Op {
   name: string;
@@ -16,6 +15,14 @@ export interface VmRestoreOptions extends Op {
   host?: string | undefined;
   /** Replace the disks of an existing, powered-off VM of that name (same disk count and sizes). */
   force?: boolean;
+  /** SRC=DST by network name; key `*`: every NIC */
+  networkMap?: Record<string, string> | undefined;
+  /** NICs not connected at power-on (a sandbox restore) */
+  nicsDisconnected?: boolean | undefined;
+  /** keep the stored MAC addresses (refused when one is in use) */
+  keepMac?: boolean | undefined;
+  /** keep the BIOS and instance UUIDs */
+  keepUuid?: boolean | undefined;
   logger?: Logger | undefined;
 }
 
@@ -48,68 +55,87 @@ function findEntity(
 }
 
 /**
- * Creates the VM a restore writes into (CreateVM_Task from the stored configuration, new disks thin or thick as they
- * were, on `datastore`), or with `force` takes an existing powered-off VM of that name whose disks match. Returns
- * the target disk files in restore-point order. NICs on distributed port groups are not re-created (a warning).
+ * An existing VM of the restore's name: with `force`, a powered-off VM without snapshots whose disks match is taken
+ * over (in-place restore); without `force` TARGET_EXISTS. Undefined when there is none (a new VM is made).
  */
-export async function prepareVmRestore(
+export function findInPlaceTarget(
+  inv: Inventory,
+  cfg: StoredVmConfig,
+  opts: VmRestoreOptions,
+): VmRestoreTarget | undefined {
+  const logger = opts.logger ?? silentLogger;
+  const { dc } = targetDatastore(inv, opts.datastore);
+  const existing = inv.vms.filter((v) => v.name === opts.name && v.datacenter?.name === dc.name);
+  if (existing.length === 0) return undefined;
+  if (!opts.force)
+    throw new CofferError('TARGET_EXISTS', `a VM named ${opts.name} exists in ${dc.name}`, {
+      hint: 'choose another name, or pass --force to replace the disks of that (powered-off) VM',
+    });
+  if (existing.length > 1) throw new CofferError('AMBIGUOUS', `${existing.length} VMs are named ${opts.name}`);
+  const vm = existing[0]!;
+  if (vm.powerState !== 'poweredOff')
+    throw new CofferError(
+      'TARGET_UNWRITABLE',
+      `VM ${opts.name} is ${vm.powerState ?? 'not powered off'}; power it off before restoring over its disks`,
+    );
+  const disks = vm.config?.disks ?? [];
+  if (disks.length !== cfg.disks.length || disks.some((d, i) => d.capacityBytes !== cfg.disks[i]!.capacityBytes)) {
+    throw new CofferError(
+      'TARGET_UNWRITABLE',
+      `VM ${opts.name} has disks of ${disks.map((d) => d.capacityBytes).join(', ') || 'no'} bytes; the restore ` +
+        `point has ${cfg.disks.map((d) => d.capacityBytes).join(', ')}`,
+      { hint: 'restore as a new VM instead' },
+    );
+  }
+  if (vm.snapshots.length > 0)
+    throw new CofferError(
+      'TARGET_UNWRITABLE',
+      `VM ${opts.name} has snapshots; remove them before restoring over its disks`,
+    );
+  logger.warn(`restoring in place over the disks of the existing VM ${opts.name} (${vm.ref.value})`);
+  return {
+    vm: vm.ref,
+    created: false,
+    datacenter: dc.name,
+    disks: disks.map((d) => ({ fileName: d.fileName, capacityBytes: d.capacityBytes })),
+    warnings: [],
+  };
+}
+
+function targetDatastore(inv: Inventory, name: string) {
+  const ds = inv.datastores.filter((d) => d.name === name);
+  if (ds.length === 0)
+    throw new CofferError(
+      'NOT_FOUND',
+      `no datastore ${JSON.stringify(name)} in vCenter ` +
+        `(have ${inv.datastores.map((d) => d.name).join(', ') || 'none'})`,
+    );
+  if (ds.length > 1) throw new CofferError('AMBIGUOUS', `datastore name ${name} exists in several datacenters`);
+  const datastore = ds[0]!;
+  const dc = inv.datacenters.find((d) => d.name === datastore.datacenter);
+  if (!dc) throw new CofferError('VSPHERE_FAULT', `cannot find the datacenter of datastore ${name}`);
+  return { datastore, dc };
+}
+
+/** Everything a new VM needs, validated before anything is created (placement, controllers, networks, MACs). */
+export interface NewVmPlan {
+  datacenter: string;
+  folder: InventoryEntity;
+  pool: InventoryEntity;
+  host: InventoryEntity | undefined;
+  /** VirtualMachineConfigSpec for CreateVM_Task or a VirtualMachineImportSpec */
+  spec: SoapObject;
+  nics: { type: string; network: string; backing: string; macAddress: string | null; connected: boolean }[];
+  warnings: string[];
+}
+
+export async function planNewVm(
   client: VimClient,
   inv: Inventory,
   cfg: StoredVmConfig,
   opts: VmRestoreOptions,
-): Promise<VmRestoreTarget> {
-  const logger = opts.logger ?? silentLogger;
-  const task = { signal: opts.signal };
-  const ds = inv.datastores.filter((d) => d.name === opts.datastore);
-  if (ds.length === 0)
-    throw new CofferError(
-      'NOT_FOUND',
-      `no datastore ${JSON.stringify(opts.datastore)} in vCenter ` +
-        `(have ${inv.datastores.map((d) => d.name).join(', ') || 'none'})`,
-    );
-  if (ds.length > 1)
-    throw new CofferError('AMBIGUOUS', `datastore name ${opts.datastore} exists in several datacenters`);
-  const datastore = ds[0]!;
-  const dc = inv.datacenters.find((d) => d.name === datastore.datacenter);
-  if (!dc) throw new CofferError('VSPHERE_FAULT', `cannot find the datacenter of datastore ${opts.datastore}`);
-
-  const existing = inv.vms.filter((v) => v.name === opts.name && v.datacenter?.name === dc.name);
-  if (existing.length > 0) {
-    if (!opts.force)
-      throw new CofferError('TARGET_EXISTS', `a VM named ${opts.name} exists in ${dc.name}`, {
-        hint: 'choose another name, or pass --force to replace the disks of that (powered-off) VM',
-      });
-    if (existing.length > 1) throw new CofferError('AMBIGUOUS', `${existing.length} VMs are named ${opts.name}`);
-    const vm = existing[0]!;
-    if (vm.powerState !== 'poweredOff')
-      throw new CofferError(
-        'TARGET_UNWRITABLE',
-        `VM ${opts.name} is ${vm.powerState ?? 'not powered off'}; power it off before restoring over its disks`,
-      );
-    const disks = vm.config?.disks ?? [];
-    if (disks.length !== cfg.disks.length || disks.some((d, i) => d.capacityBytes !== cfg.disks[i]!.capacityBytes)) {
-      throw new CofferError(
-        'TARGET_UNWRITABLE',
-        `VM ${opts.name} has disks of ${disks.map((d) => d.capacityBytes).join(', ') || 'no'} bytes; the restore ` +
-          `point has ${cfg.disks.map((d) => d.capacityBytes).join(', ')}`,
-        { hint: 'restore as a new VM instead' },
-      );
-    }
-    if (vm.snapshots.length > 0)
-      throw new CofferError(
-        'TARGET_UNWRITABLE',
-        `VM ${opts.name} has snapshots; remove them before restoring over its disks`,
-      );
-    logger.warn(`restoring in place over the disks of the existing VM ${opts.name} (${vm.ref.value})`);
-    return {
-      vm: vm.ref,
-      created: false,
-      datacenter: dc.name,
-      disks: disks.map((d) => ({ fileName: d.fileName, capacityBytes: d.capacityBytes })),
-      warnings: [],
-    };
-  }
-
+): Promise<NewVmPlan> {
+  const { dc } = targetDatastore(inv, opts.datastore);
   const warnings: string[] = [];
   const inDc = (e: InventoryEntity) => e.path.startsWith(dc.path + '/');
   const folder =
@@ -127,7 +153,7 @@ export async function prepareVmRestore(
   const host = opts.host ? inv.hosts.find((h) => h.name === opts.host || h.path === opts.host) : undefined;
   if (opts.host && !host) throw new CofferError('NOT_FOUND', `no host ${JSON.stringify(opts.host)} in vCenter`);
 
-  // devices: controllers that are not there by default, disks, NICs on standard networks
+  // devices: controllers that are not there by default, disks, NICs
   const deviceChange: SoapObject[] = [];
   const ctlKey = new Map<number, number>();
   let tmpKey = -100;
@@ -167,29 +193,14 @@ export async function prepareVmRestore(
       },
     });
   }
-  for (const n of cfg.nics) {
-    const net = inv.networks.find((x) => x.name === n.network && inDc(x));
-    if (net?.ref.type !== 'Network') {
-      warnings.push(
-        `NIC ${n.type} on ${n.network ?? 'an unknown network'} was not re-created ` +
-          `(${net ? 'distributed port groups are not supported yet' : 'no such network here'}); add it in vCenter`,
-      );
-      continue;
-    }
-    deviceChange.push({
-      operation: 'add',
-      device: {
-        _type: n.type,
-        key: tmpKey--,
-        backing: { _type: 'VirtualEthernetCardNetworkBackingInfo', deviceName: net.name, network: net.ref },
-        addressType: 'generated',
-      },
-    });
-  }
+  const nics = await planNics(client, inv, cfg, opts, inDc);
+  for (const n of nics) deviceChange.push({ operation: 'add', device: { ...n.device, key: tmpKey-- } });
   const spec: SoapObject = {
     _type: 'VirtualMachineConfigSpec',
     name: opts.name,
     version: cfg.hardwareVersion ?? undefined,
+    uuid: opts.keepUuid ? (cfg.uuid ?? undefined) : undefined,
+    instanceUuid: opts.keepUuid ? (cfg.instanceUuid ?? undefined) : undefined,
     guestId: cfg.guestId ?? 'otherGuest',
     annotation: cfg.annotation ?? undefined,
     files: { _type: 'VirtualMachineFileInfo', vmPathName: `[${opts.datastore}]` },
@@ -199,39 +210,120 @@ export async function prepareVmRestore(
     deviceChange,
     changeTrackingEnabled: true,
     firmware: cfg.firmware ?? undefined,
+    bootOptions:
+      cfg.secureBoot !== null && cfg.secureBoot !== undefined
+        ? { _type: 'VirtualMachineBootOptions', efiSecureBootEnabled: cfg.secureBoot }
+        : undefined,
+    extraConfig: (cfg.extraConfig ?? []).map((e) => ({
+      _type: 'OptionValue',
+      key: e.key,
+      value: { _type: 'xsd:string', _text: e.value },
+    })),
   };
-  const result = await runTask(
-    client,
-    'CreateVM_Task',
-    folder.ref,
-    { config: spec, pool: pool.ref, host: host?.ref },
-    `creating VM ${opts.name}`,
-    task,
-  );
-  if (!result?.attrs['type'])
-    throw new CofferError('VSPHERE_FAULT', 'CreateVM_Task returned no VM', { details: { protocol: true } });
-  const vm = MoRef.from(result);
-  try {
-    const cfgNode = (await retrieveOne(client, vm, ['config'], opts)).props.get('config');
-    if (!cfgNode) throw new CofferError('VSPHERE_FAULT', `vCenter sent no configuration for the new VM ${opts.name}`);
-    const hw = parseConfigInfo(cfgNode);
-    if (hw.disks.length !== cfg.disks.length)
-      throw new CofferError(
-        'VSPHERE_FAULT',
-        `the new VM ${opts.name} has ${hw.disks.length} disks, not ${cfg.disks.length}`,
-      );
-    for (const w of warnings) logger.warn(w);
-    return {
-      vm,
-      created: true,
-      datacenter: dc.name,
-      disks: hw.disks.map((d) => ({ fileName: d.fileName, capacityBytes: d.capacityBytes })),
-      warnings,
-    };
-  } catch (e) {
-    await destroyVm(client, vm).catch(() => undefined);
-    throw e;
+  return {
+    datacenter: dc.name,
+    folder,
+    pool,
+    host,
+    spec,
+    nics: nics.map((n) => n.summary),
+    warnings,
+  };
+}
+
+/**
+ * The NICs of the new VM: each stored NIC's network (through `networkMap`, SRC=DST by name; `*` maps every NIC) must
+ * exist in the target datacenter (VSPHERE_NETWORK otherwise, before anything is created): a standard port group, a
+ * distributed port group (also an NSX-backed one: its port connection names the switch UUID and port group key) or
+ * an opaque network (an NSX-T segment on a host-based N-VDS). `keepMac` keeps the stored MAC (refused when another
+ * VM uses it), else vCenter generates one; `nicsDisconnected` creates them not connected at power-on.
+ */
+async function planNics(
+  client: VimClient,
+  inv: Inventory,
+  cfg: StoredVmConfig,
+  opts: VmRestoreOptions,
+  inDc: (e: InventoryEntity) => boolean,
+) {
+  const map = opts.networkMap ?? {};
+  const macsInUse = new Map<string, string>();
+  for (const v of inv.vms)
+    for (const n of v.config?.nics ?? []) if (n.macAddress) macsInUse.set(n.macAddress.toLowerCase(), v.name);
+  const out = [];
+  for (const [i, n] of cfg.nics.entries()) {
+    const src = n.network;
+    const name = (src !== null ? map[src] : undefined) ?? map['*'] ?? src;
+    if (name === null)
+      throw new CofferError('VSPHERE_NETWORK', `NIC ${i} (${n.type}): the restore point does not name its network`, {
+        hint: "map it: --network-map '*=NETWORK'",
+        details: { nic: i },
+      });
+    const nets = inv.networks.filter((x) => x.name === name && inDc(x));
+    if (nets.length === 0)
+      throw new CofferError('VSPHERE_NETWORK', `NIC ${i} (${n.type}): no network ${JSON.stringify(name)} here`, {
+        hint:
+          `have ${[...new Set(inv.networks.filter(inDc).map((x) => x.name))].join(', ') || 'none'}; ` +
+          `use --network-map ${JSON.stringify(`${src ?? '*'}=NAME`)}`,
+        details: { nic: i, network: name },
+      });
+    if (nets.length > 1 && new Set(nets.map((x) => x.ref.type)).size > 1)
+      throw new CofferError('AMBIGUOUS', `network name ${name} names ${nets.length} networks in the datacenter`);
+    const net = nets[0]!;
+    let backing: SoapObject;
+    if (net.ref.type === 'DistributedVirtualPortgroup') {
+      const pg = await retrieveOne(client, net.ref, ['key', 'config.distributedVirtualSwitch'], opts);
+      const dvs = pg.props.get('config.distributedVirtualSwitch');
+      if (!dvs) throw new CofferError('VSPHERE_FAULT', `port group ${name} names no distributed switch`);
+      const sw = await retrieveOne(client, MoRef.from(dvs), ['uuid'], opts);
+      backing = {
+        _type: 'VirtualEthernetCardDistributedVirtualPortBackingInfo',
+        port: {
+          _type: 'DistributedVirtualSwitchPortConnection',
+          switchUuid: sw.props.get('uuid')?.text.trim() ?? '',
+          portgroupKey: pg.props.get('key')?.text.trim() ?? net.ref.value,
+        },
+      };
+    } else if (net.ref.type === 'OpaqueNetwork') {
+      const o = await retrieveOne(client, net.ref, ['summary'], opts);
+      const sum = o.props.get('summary');
+      backing = {
+        _type: 'VirtualEthernetCardOpaqueNetworkBackingInfo',
+        opaqueNetworkId: (sum && textOf(sum, 'opaqueNetworkId')?.trim()) || '',
+        opaqueNetworkType: (sum && textOf(sum, 'opaqueNetworkType')?.trim()) || 'nsx.LogicalSwitch',
+      };
+    } else backing = { _type: 'VirtualEthernetCardNetworkBackingInfo', deviceName: net.name, network: net.ref };
+    let mac: string | null = null;
+    if (opts.keepMac && n.macAddress) {
+      const user = macsInUse.get(n.macAddress.toLowerCase());
+      if (user)
+        throw new CofferError(
+          'VSPHERE_NETWORK',
+          `--keep-mac: MAC ${n.macAddress} of NIC ${i} is in use by VM ${user}`,
+          {
+            hint: 'remove or re-address that VM first, or restore without --keep-mac (new MAC addresses)',
+            details: { nic: i, mac: n.macAddress, vm: user },
+          },
+        );
+      mac = n.macAddress;
+    }
+    const connected = !opts.nicsDisconnected;
+    out.push({
+      device: {
+        _type: n.type,
+        backing,
+        connectable: {
+          _type: 'VirtualDeviceConnectInfo',
+          startConnected: connected,
+          allowGuestControl: true,
+          connected: false,
+        },
+        addressType: mac ? 'manual' : 'generated',
+        macAddress: mac ?? undefined,
+      } as SoapObject,
+      summary: { type: n.type, network: name, backing: net.ref.type, macAddress: mac, connected },
+    });
   }
+  return out;
 }
 
 /** Deletes a VM and its files (a restore that failed after creating it). */

@@ -4,7 +4,20 @@ import { HttpDatastoreTransport } from './disk-transport.js';
 import type { TlsPolicy } from './https-client.js';
 import { loadInventory } from './inventory.js';
 import type { StoredVmConfig } from './vm-config.js';
-import { destroyVm, powerOnVm, prepareVmRestore } from './vm-restore.js';
+import { NfcImport } from './nfc/nfc-import.js';
+import { retrieveOne } from './property-collector.js';
+import type { VimClient } from './vim-client.js';
+import { parseConfigInfo } from './vm-model.js';
+import {
+  destroyVm,
+  findInPlaceTarget,
+  planNewVm,
+  powerOnVm,
+  type NewVmPlan,
+  type VmRestoreTarget,
+} from './vm-restore.js';
+import type { SoapObject } from './xml.js';
+import { streamOptimizedVmdk, type StreamOptimizedStats } from '../sources/index.js';
 import { connectVsphere, parseVsphereUrl } from './vsphere-url.js';
 
 export interface VsphereRestoreOptions extends Op {
@@ -16,6 +29,27 @@ export interface VsphereRestoreOptions extends Op {
   pool?: string | undefined;
   host?: string | undefined;
   force?: boolean;
+  networkMap?: Record<string, string> | undefined;
+  nicsDisconnected?: boolean | undefined;
+  keepMac?: boolean | undefined;
+  keepUuid?: boolean | undefined;
+  /** validate everything and return the plan (`plan`), create nothing */
+  dryRun?: boolean | undefined;
+}
+
+/** What a restore would do (`--dry-run`), everything validated against vCenter. */
+export interface VsphereRestorePlan {
+  vm: string;
+  mode: 'new VM (NFC import)' | 'in place';
+  datacenter: string;
+  datastore: string;
+  folder?: string | undefined;
+  pool?: string | undefined;
+  host?: string | undefined;
+  existingVm?: string | undefined;
+  disks: { capacityBytes: number; fileName?: string | undefined }[];
+  nics: { type: string; network: string; backing: string; macAddress: string | null; connected: boolean }[];
+  warnings: string[];
 }
 
 /** A restore into vCenter in progress: upload each disk, then finish (power on) or abort (delete a VM we created). */
@@ -23,8 +57,14 @@ export interface VsphereVmRestore {
   vmName: string;
   vmId: string;
   created: boolean;
+  /** nfc: a new VM by ImportVApp (streamOptimized uploads); folder: in place, into verified flat extents */
+  transport: 'nfc' | 'folder';
   disks: { fileName: string; capacityBytes: number }[];
   warnings: string[];
+  /** with dryRun: what would be done (nothing was created; upload must not be called) */
+  plan?: VsphereRestorePlan;
+  /** bytes sent to vCenter/ESXi for the disks so far */
+  bytesSent(): number;
   upload(disk: number, body: Readable, op?: Op): Promise<string>;
   finish(opts: { powerOn: boolean }): Promise<void>;
   /** Deletes the VM when this restore created it (never an existing VM). */
@@ -32,7 +72,11 @@ export interface VsphereVmRestore {
   close(): Promise<void>;
 }
 
-/** Restore of a whole VM: `coffer restore ID --to vsphere://HOST/NEWNAME --datastore DS` (DESIGN.md §vSphere). */
+/**
+ * Restore of a whole VM: `coffer restore ID --to vsphere://HOST/NEWNAME --datastore DS` (DESIGN.md §vSphere). A new VM
+ * is imported over NFC (every datastore type, vSAN included: no /folder writes); an existing powered-off VM (--force)
+ * gets its disks written in place through /folder, into the flat extents its descriptors name, nothing else.
+ */
 export async function openVsphereRestore(
   spec: string,
   cfg: StoredVmConfig,
@@ -50,43 +94,189 @@ export async function openVsphereRestore(
   const client = await connectVsphere(url, { tls: opts.tls, env: opts.env, logger: opts.logger, signal: opts.signal });
   try {
     const inv = await loadInventory(client, opts);
-    const t = await prepareVmRestore(client, inv, cfg, {
+    const ro = {
       name,
       datastore: opts.datastore,
       folder: opts.folder,
       pool: opts.pool,
       host: opts.host,
       force: opts.force ?? false,
+      networkMap: opts.networkMap,
+      nicsDisconnected: opts.nicsDisconnected,
+      keepMac: opts.keepMac,
+      keepUuid: opts.keepUuid,
       logger: opts.logger,
       signal: opts.signal,
-    });
-    const transport = new HttpDatastoreTransport({
-      http: client.http,
-      cookie: () => client.sessionCookie,
-      logger: opts.logger,
-    });
-    return {
-      vmName: name,
-      vmId: t.vm.value,
-      created: t.created,
-      disks: t.disks,
-      warnings: t.warnings,
-      upload: (i, body, op) => transport.upload(t.disks[i]!, t.datacenter, body, op),
-      async finish({ powerOn }) {
-        if (powerOn) await powerOnVm(client, t.vm, opts);
-      },
-      async abort() {
-        if (t.created)
-          await destroyVm(client, t.vm).catch((e: Error) =>
-            opts.logger?.warn(`could not delete the half-restored VM ${name}: ${e.message}`),
-          );
-      },
-      close: () => client.close(),
     };
+    const inPlace = findInPlaceTarget(inv, cfg, ro);
+    if (inPlace && !opts.dryRun) return inPlaceRestore(client, name, inPlace, opts);
+    const plan = inPlace ? undefined : await planNewVm(client, inv, cfg, ro);
+    if (opts.dryRun) return dryRunTarget(client, name, cfg, opts, inPlace, plan);
+    return await nfcRestore(client, name, plan!, opts);
   } catch (e) {
     await client.close();
     throw e;
   }
+}
+
+function dryRunTarget(
+  client: VimClient,
+  name: string,
+  cfg: StoredVmConfig,
+  opts: VsphereRestoreOptions,
+  inPlace: VmRestoreTarget | undefined,
+  plan: NewVmPlan | undefined,
+): VsphereVmRestore {
+  const p: VsphereRestorePlan = inPlace
+    ? {
+        vm: name,
+        mode: 'in place',
+        datacenter: inPlace.datacenter,
+        datastore: opts.datastore,
+        existingVm: inPlace.vm.value,
+        disks: inPlace.disks,
+        nics: [],
+        warnings: inPlace.warnings,
+      }
+    : {
+        vm: name,
+        mode: 'new VM (NFC import)',
+        datacenter: plan!.datacenter,
+        datastore: opts.datastore,
+        folder: plan!.folder.path,
+        pool: plan!.pool.path,
+        host: plan!.host?.path,
+        disks: cfg.disks.map((d) => ({ capacityBytes: d.capacityBytes })),
+        nics: plan!.nics,
+        warnings: plan!.warnings,
+      };
+  const nothing = () => {
+    throw new CofferError('INTERNAL', 'a dry run uploads nothing');
+  };
+  return {
+    vmName: name,
+    vmId: inPlace?.vm.value ?? '',
+    created: false,
+    transport: inPlace ? 'folder' : 'nfc',
+    disks: p.disks.map((d) => ({ fileName: d.fileName ?? '', capacityBytes: d.capacityBytes })),
+    warnings: p.warnings,
+    plan: p,
+    bytesSent: () => 0,
+    upload: nothing,
+    finish: nothing,
+    async abort() {},
+    close: () => client.close(),
+  };
+}
+
+function inPlaceRestore(
+  client: VimClient,
+  name: string,
+  t: VmRestoreTarget,
+  opts: VsphereRestoreOptions,
+): VsphereVmRestore {
+  const transport = new HttpDatastoreTransport({
+    http: client.http,
+    cookie: () => client.sessionCookie,
+    logger: opts.logger,
+  });
+  let sent = 0;
+  return {
+    vmName: name,
+    vmId: t.vm.value,
+    created: false,
+    transport: 'folder',
+    disks: t.disks,
+    warnings: t.warnings,
+    bytesSent: () => sent,
+    upload: async (i, body, op) => {
+      const p = await transport.upload(t.disks[i]!, t.datacenter, body, op);
+      sent += t.disks[i]!.capacityBytes;
+      return p;
+    },
+    async finish({ powerOn }) {
+      if (powerOn) await powerOnVm(client, t.vm, opts);
+    },
+    async abort() {},
+    close: () => client.close(),
+  };
+}
+
+/** ImportVApp from the plan's ConfigSpec; each disk becomes a streamOptimized VMDK POSTed to its device URL. */
+async function nfcRestore(
+  client: VimClient,
+  name: string,
+  plan: NewVmPlan,
+  opts: VsphereRestoreOptions,
+): Promise<VsphereVmRestore> {
+  const nfc = await NfcImport.start(
+    client,
+    { pool: plan.pool.ref, folder: plan.folder.ref, host: plan.host?.ref, configSpec: plan.spec },
+    { signal: opts.signal, logger: opts.logger },
+  );
+  let completed = false;
+  const abort = async () => {
+    if (completed) return;
+    await nfc.abort('the restore failed or was cancelled');
+    await destroyVm(client, nfc.vm).catch((e: Error) => {
+      if (!/ManagedObjectNotFound|does not exist/.test(e.message))
+        opts.logger?.warn(`could not delete the half-restored VM ${name}: ${e.message}`);
+    });
+  };
+  let disks: { fileName: string; capacityBytes: number }[];
+  try {
+    const cfgNode = (await retrieveOne(client, nfc.vm, ['config'], opts)).props.get('config');
+    if (!cfgNode) throw new CofferError('VSPHERE_FAULT', `vCenter sent no configuration for the new VM ${name}`);
+    disks = parseConfigInfo(cfgNode).disks.map((d) => ({ fileName: d.fileName, capacityBytes: d.capacityBytes }));
+    const want = plan.spec['deviceChange'] as SoapObject[];
+    const nDisks = want.filter((d) => (d['device'] as SoapObject)['_type'] === 'VirtualDisk').length;
+    if (disks.length !== nDisks)
+      throw new CofferError('VSPHERE_FAULT', `the imported VM ${name} has ${disks.length} disks, not ${nDisks}`);
+  } catch (e) {
+    await abort();
+    throw e;
+  }
+  for (const w of plan.warnings) opts.logger?.warn(w);
+  const total = disks.reduce((a, d) => a + d.capacityBytes, 0) || 1;
+  let rawDone = 0;
+  let sent = 0;
+  return {
+    vmName: name,
+    vmId: nfc.vm.value,
+    created: true,
+    transport: 'nfc',
+    disks,
+    warnings: plan.warnings,
+    bytesSent: () => sent,
+    async upload(i, body, op) {
+      const d = disks[i]!;
+      const counted = (async function* () {
+        for await (const b of body as AsyncIterable<Buffer>) {
+          rawDone += b.length;
+          nfc.progress((rawDone / total) * 100);
+          yield b;
+        }
+      })();
+      const stats: StreamOptimizedStats = { grains: 0, zeroGrains: 0, bytesOut: 0 };
+      const vmdk = streamOptimizedVmdk(
+        counted,
+        { capacityBytes: d.capacityBytes, fileName: d.fileName.replace(/^.*[/\]]\s*/, '') },
+        stats,
+      );
+      sent += await nfc.upload(nfc.diskUrl(i, d.fileName), vmdk, op);
+      opts.logger?.debug(
+        `disk ${i}: ${stats.grains} grains sent, ${stats.zeroGrains} zero grains skipped (${stats.bytesOut} bytes)`,
+      );
+      return d.fileName;
+    },
+    async finish({ powerOn }) {
+      await nfc.complete(opts);
+      completed = true;
+      if (powerOn) await powerOnVm(client, nfc.vm, opts);
+    },
+    abort,
+    close: () => client.close(),
+  };
 }
 
 /** Restore of one disk to a datastore file: `--disk N --to vsphere://HOST --datastore DS --path DIR/FILE.vmdk`. */

@@ -184,6 +184,8 @@ export function refOf(n: XmlNode, name: string): MoRef | undefined {
 export type SoapValue = string | number | boolean | MoRef | SoapObject | SoapValue[] | undefined | null;
 export interface SoapObject {
   _type?: string;
+  /** simple content of a typed value, e.g. { _type: 'xsd:string', _text: 'TRUE' } for an OptionValue's value */
+  _text?: string;
   [field: string]: SoapValue;
 }
 
@@ -199,6 +201,7 @@ export function serialize(name: string, v: SoapValue): string {
   if (v instanceof MoRef) return `<${name} type="${escapeXml(v.type)}">${escapeXml(v.value)}</${name}>`;
   if (typeof v === 'object') {
     const t = v._type ? ` xsi:type="${escapeXml(v._type)}"` : '';
+    if (typeof v._text === 'string') return `<${name}${t}>${escapeXml(v._text)}</${name}>`;
     let body = '';
     for (const [k, x] of Object.entries(v)) if (k !== '_type') body += serialize(k, x);
     return `<${name}${t}>${body}</${name}>`;

@@ -21,6 +21,26 @@ export interface VsphereRestoreOpts {
   path?: string;
   thumbprint?: string;
   insecureTls?: boolean;
+  networkMap?: string[];
+  nics?: string;
+  keepMac?: boolean;
+  keepUuid?: boolean;
+  dryRun?: boolean;
+}
+
+/** `--network-map SRC=DST` (repeatable) as a map; USAGE for a malformed or repeated SRC. */
+export function parseNetworkMap(list: readonly string[] | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of list ?? []) {
+    const i = m.indexOf('=');
+    const src = m.slice(0, i).trim();
+    const dst = m.slice(i + 1).trim();
+    if (i <= 0 || !src || !dst)
+      throw new CofferError('USAGE', `--network-map ${JSON.stringify(m)}: expected SRC=DST (network names)`);
+    if (src in out) throw new CofferError('USAGE', `--network-map: ${JSON.stringify(src)} is mapped twice`);
+    out[src] = dst;
+  }
+  return out;
 }
 
 type Opts = CommonOpts &
@@ -55,10 +75,43 @@ export async function restoreToVsphere(kit: CommandKit, ref: string, o: Opts): P
     pool: o.pool,
     host: o.host,
     force: Boolean(o.force),
+    networkMap: parseNetworkMap(o.networkMap),
+    nicsDisconnected: o.nics === 'disconnected',
+    keepMac: Boolean(o.keepMac),
+    keepUuid: Boolean(o.keepUuid),
   };
+  if (o.nics !== undefined && o.nics !== 'connected' && o.nics !== 'disconnected')
+    throw new CofferError('USAGE', `--nics must be connected or disconnected, not ${JSON.stringify(o.nics)}`);
   if (o.disk !== undefined)
     return uploadOneDisk(kit, repo, { pointId, vm: manifest.vm.name, disks: manifest.disks }, o, base, progress);
   if (o.path) throw new CofferError('USAGE', '--path needs --disk N (one disk to a datastore file)');
+  if (o.dryRun) {
+    // everything validated against vCenter (placement, networks, MACs, an existing VM), nothing created
+    const opener = vsphereRestoreTargetOpener((cfg, opts) => deps.openVsphereRestore(to, cfg, opts), {
+      ...base,
+      dryRun: true,
+    });
+    const t = await opener.open(manifest, { signal: deps.signal });
+    try {
+      const plan = { id: pointId, dryRun: true, ...t.plan };
+      if (o.json) return kit.writeJson(plan);
+      kit.write(`dry run: ${pointId} (${manifest.vm.name}) would be restored as ${plan.mode} ${plan.vm}\n`);
+      kit.write(`  datacenter ${plan.datacenter}, datastore ${plan.datastore}\n`);
+      if (plan.folder)
+        kit.write(`  folder ${plan.folder}, pool ${plan.pool}${plan.host ? `, host ${plan.host}` : ''}\n`);
+      for (const [i, d] of (plan.disks ?? []).entries())
+        kit.write(`  disk ${i}: ${formatBytes(d.capacityBytes)}${d.fileName ? ` -> ${d.fileName}` : ''}\n`);
+      for (const n of plan.nics ?? [])
+        kit.write(
+          `  NIC ${n.type} on ${n.network} (${n.backing}), ${n.macAddress ? `MAC ${n.macAddress}` : 'new MAC'}` +
+            `${n.connected ? '' : ', disconnected'}\n`,
+        );
+      for (const w of plan.warnings ?? []) kit.write(`  warning: ${w}\n`);
+      return;
+    } finally {
+      await t.close();
+    }
+  }
   const r = await restoreVm(repo, kit.useCase, {
     pointId,
     target: vsphereRestoreTargetOpener((cfg, opts) => deps.openVsphereRestore(to, cfg, opts), base),
@@ -76,6 +129,8 @@ export async function restoreToVsphere(kit: CommandKit, ref: string, o: Opts): P
     datastore: o.datastore,
     disks: r.disks,
     warnings: r.warnings,
+    transport: r.transport,
+    bytesSent: r.bytesSent,
     durationMs: r.durationMs,
   };
   if (o.json) return kit.writeJson(result);
@@ -84,6 +139,8 @@ export async function restoreToVsphere(kit: CommandKit, ref: string, o: Opts): P
       `(${result.moref}${result.created ? ', new' : ', disks replaced'}${result.poweredOn ? ', powered on' : ''})\n`,
   );
   for (const d of result.disks) kit.write(`  disk ${d.index}: ${formatBytes(d.sizeBytes)} -> ${d.fileName}\n`);
+  if (r.bytesSent !== undefined)
+    kit.write(`  ${formatBytes(r.bytesSent)} sent (${r.transport ?? 'unknown'} transport)\n`);
 }
 
 async function uploadOneDisk(

@@ -43,6 +43,15 @@ export function restoreCommand(program: Command, kit: CommandKit): void {
     .option('--pool <path>', 'vsphere: resource pool (default: the original one if it exists)')
     .option('--host <name>', 'vsphere: host for the new VM')
     .option('--path <dir/file>', 'vsphere with --disk: datastore path to upload that one disk to')
+    .option(
+      '--network-map <src=dst>',
+      'vsphere: put NICs of network SRC on network DST (repeatable; SRC * = every NIC)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option('--nics <mode>', 'vsphere: connected (default) or disconnected at power-on (a sandbox restore)')
+    .option('--keep-mac', 'vsphere: keep the MAC addresses (refused if one is in use), else new ones')
+    .option('--keep-uuid', 'vsphere: keep the BIOS and instance UUIDs, else new ones')
+    .option('--dry-run', 'vsphere: validate placement, networks and MACs and print the plan; create nothing')
     .action(async (ref: string, o: RestoreOpts) => {
       if (o.to !== undefined) return restoreToVsphere(kit, ref, o);
       if (o.disk === undefined) throw new CofferError('USAGE', "required option '--disk <n>' not specified");

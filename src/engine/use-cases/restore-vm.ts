@@ -16,6 +16,10 @@ export interface VmRestoreTarget {
   readonly created: boolean;
   readonly disks: readonly { fileName: string; capacityBytes: number }[];
   readonly warnings: readonly string[];
+  /** how the disks are written (e.g. nfc, folder), when the target says */
+  readonly transport?: string;
+  /** bytes sent to the hypervisor for the disks so far, when the target counts them */
+  bytesSent?(): number;
   /** resolves to the name of the uploaded disk file */
   upload(disk: number, body: Readable, op?: Op): Promise<string>;
   finish(opts: { powerOn: boolean }): Promise<void>;
@@ -48,6 +52,9 @@ export interface RestoreVmResult {
   poweredOn: boolean;
   disks: { index: number; fileName: string; sizeBytes: number }[];
   warnings: string[];
+  transport?: string | undefined;
+  /** bytes that crossed the wire for the disks (a sparse disk over NFC: about its allocated data) */
+  bytesSent?: number | undefined;
   durationMs: number;
 }
 
@@ -71,22 +78,44 @@ export async function restoreVm(
     await withCodecPool(ctx, repo.codecParams, async (pool) => {
       for (const [i, d] of manifest.disks.entries()) {
         const body = new PassThrough({ highWaterMark: 4 << 20 });
+        // errors surface through `put` and restoreDisk; an upload refused before reading must not crash the process
+        body.on('error', () => undefined);
         const put = target.upload(i, body, op);
-        put.catch((e: Error) => body.destroy(e));
+        // an upload that fails (even before reading a byte) ends this disk at once: the restore engine is stopped
+        // and the upload's error is the one reported
+        const stop = new AbortController();
+        const onAbort = () => stop.abort(ctx.signal?.reason);
+        ctx.signal?.addEventListener('abort', onAbort, { once: true });
+        let putError: unknown;
+        const failed = put.then(
+          () => new Promise<never>(() => undefined),
+          (e: unknown) => {
+            putError = e;
+            body.destroy(e as Error);
+            stop.abort(e);
+            throw e;
+          },
+        );
+        failed.catch(() => undefined);
         try {
-          await restoreDisk(repo, pool, {
-            pointId: req.pointId,
-            disk: i,
-            target: { kind: 'stream', stream: body },
-            signal: ctx.signal,
-            checkIds: Boolean(req.checkIds),
-            onProgress: (p) => req.onEvent?.({ type: 'progress', unit: 'bytes', done: before + p.bytesDone, total }),
-          });
+          await Promise.race([
+            restoreDisk(repo, pool, {
+              pointId: req.pointId,
+              disk: i,
+              target: { kind: 'stream', stream: body },
+              signal: stop.signal,
+              checkIds: Boolean(req.checkIds),
+              onProgress: (p) => req.onEvent?.({ type: 'progress', unit: 'bytes', done: before + p.bytesDone, total }),
+            }),
+            failed,
+          ]);
           body.end();
         } catch (e) {
           body.destroy(e as Error);
           await put.catch(() => undefined);
-          throw e;
+          throw putError ?? e;
+        } finally {
+          ctx.signal?.removeEventListener('abort', onAbort);
         }
         req.onEvent?.({ type: 'disk-uploaded', disk: i, fileName: await put });
         before += d.sizeBytes;
@@ -107,6 +136,8 @@ export async function restoreVm(
     poweredOn: Boolean(req.powerOn),
     disks: target.disks.map((d, i) => ({ index: i, fileName: d.fileName, sizeBytes: d.capacityBytes })),
     warnings: [...target.warnings],
+    transport: target.transport,
+    bytesSent: target.bytesSent?.(),
     durationMs: Date.now() - started,
   };
 }
