@@ -17,6 +17,7 @@ import { repairCommand } from './repair.js';
 import { restoreCommand } from './restore.js';
 import { serverCommand } from './server.js';
 import { showCommand } from './show.js';
+import { statsCommand } from './stats.js';
 import { verifyCommand } from './verify.js';
 import { vsphereCommand } from './vsphere.js';
 
@@ -29,6 +30,7 @@ export const COMMANDS: readonly CommandDefinition[] = [
   backupCommand,
   listCommand,
   showCommand,
+  statsCommand,
   restoreCommand,
   mountCommand,
   verifyCommand,

@@ -17,25 +17,37 @@ export function listCommand(program: Command, kit: CommandKit): void {
           logger.warn(`restore point ${id} is unreadable: ${e.message}`);
         })
       ).filter((p) => !o.vm || p.vm.name === o.vm);
+      const verified = new Map<string, { time: string; ok: boolean } | null>();
+      for (const p of points)
+        verified.set(p.id, (await repo.lastVerification(p.id, { signal: kit.deps.signal })) ?? null);
       if (o.json) {
         kit.writeJson(
           points.map((p) => ({
             id: p.id,
-            vm: p.vm.name,
+            // the same shape as `show` (and the server): { name, id }
+            vm: { name: p.vm.name, id: p.vm.id },
             time: p.time,
             parent: p.parent,
             mode: p.mode,
             tags: p.tags,
+            bytesStored: p.stats.bytesStored,
+            verification: verified.get(p.id) ?? null,
             disks: p.disks.map((d) => ({ index: d.index, sizeBytes: d.sizeBytes })),
           })),
         );
       } else {
-        kit.write(`${'ID'.padEnd(10)} ${'TIME'.padEnd(20)} ${'VM'.padEnd(20)} ${'MODE'.padEnd(11)} DISKS\n`);
+        // times in UTC, said so: the column header and the Z of each time
+        kit.write(
+          `${'ID'.padEnd(10)} ${'TIME (UTC)'.padEnd(21)} ${'VM'.padEnd(20)} ${'MODE'.padEnd(11)} ` +
+            `${'STORED'.padEnd(10)} ${'VERIFIED'.padEnd(10)} ${'TAGS'.padEnd(16)} DISKS\n`,
+        );
         for (const p of points) {
+          const v = verified.get(p.id);
           kit.write(
-            `${p.id.slice(0, 8).padEnd(10)} ${p.time.slice(0, 19).replace('T', ' ').padEnd(20)} ` +
-              `${p.vm.name.padEnd(20)} ` +
-              `${p.mode.padEnd(11)} ${p.disks.map((d) => formatBytes(d.sizeBytes)).join(', ')}\n`,
+            `${p.id.slice(0, 8).padEnd(10)} ${`${p.time.slice(0, 19)}Z`.padEnd(21)} ` +
+              `${p.vm.name.padEnd(20)} ${p.mode.padEnd(11)} ${formatBytes(p.stats.bytesStored).padEnd(10)} ` +
+              `${(v ? (v.ok ? 'ok' : 'FAILED') : '-').padEnd(10)} ${(p.tags.join(',') || '-').padEnd(16)} ` +
+              `${p.disks.map((d) => formatBytes(d.sizeBytes)).join(', ')}\n`,
           );
         }
       }
