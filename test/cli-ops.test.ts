@@ -1,6 +1,6 @@
 // Issue 20, item 3: the CLI an operator meets on day one. The built CLI, real repositories and disk images.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -124,19 +124,28 @@ describe('coffer CLI for operators (issue 20)', () => {
 
   it('asks for the password on a terminal, without echo, when neither variable nor file gives one', {
     skip: existsSync('/usr/bin/script') ? false : 'script(1) (util-linux) is not installed',
-  }, () => {
-    // script(1) gives the CLI a pseudo-terminal: stdin is a TTY, the typed line comes from our input
+  }, async () => {
+    // script(1) gives the CLI a pseudo-terminal; the password is typed once the prompt is shown (typed earlier, the
+    // terminal would echo it before the CLI turned echo off, as it would for a person typing ahead)
     const cmd = `${process.execPath} ${COFFER_BIN} list --repo ${repo} --json`;
-    const r = spawnSync('script', ['-qec', cmd, '/dev/null'], {
-      input: `${TEST_PASSWORD}\r`,
+    const child = spawn('script', ['-qec', cmd, '/dev/null'], {
       env: { ...process.env, COFFER_PASSWORD: '', COFFER_PASSWORD_FILE: '', COFFER_REPO: '' },
-      encoding: 'utf8',
-      timeout: 60_000,
+      stdio: ['pipe', 'pipe', 'pipe'],
     });
-    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
-    assert.match(r.stdout, /repository password: /);
-    assert.match(r.stdout, new RegExp(single.id));
-    assert.ok(!r.stdout.includes(TEST_PASSWORD), `the password was echoed:\n${r.stdout}`);
+    let out = '';
+    let typed = false;
+    child.stdout.on('data', (b: Buffer) => {
+      out += b.toString('utf8');
+      if (!typed && out.includes('repository password: ')) {
+        typed = true;
+        child.stdin.write(`${TEST_PASSWORD}\r`);
+      }
+    });
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    assert.equal(code, 0, out);
+    assert.ok(typed, out);
+    assert.match(out, new RegExp(single.id));
+    assert.ok(!out.includes(TEST_PASSWORD), `the password was echoed:\n${out}`);
     // no terminal (a pipe): no prompt, the USAGE error says how to give one
     const e = expectError(coffer(['list', '--repo', repo, '--json'], { COFFER_PASSWORD: undefined }), 2, 'USAGE');
     assert.match(e.message, /COFFER_PASSWORD.*--password-file/);

@@ -1053,6 +1053,14 @@ async function policiesView() {
     },
     h('h3', {}, 'New policy (JSON)'),
     h('textarea', { name: 'spec', rows: 8 }, JSON.stringify(example, null, 2)),
+    h(
+      'p',
+      { class: 'muted', id: 'retention-help' },
+      'Retention: keepLast N keeps the N newest restore points ("keep N restore points"); keepHourly/Daily/Weekly/' +
+        'Monthly/Yearly N keep the newest point of each of the last N periods (GFS: one a period, earlier points ' +
+        'of the same period go). A point any rule keeps stays. Only points this policy made are touched, unless ' +
+        'removeOtherPoints is true; held and locked points always stay.',
+    ),
     h('p', {}, h('button', { type: 'submit' }, 'Create policy')),
   );
   show(
@@ -1091,7 +1099,18 @@ async function policiesView() {
             h('td', {}, x.schedule ?? 'on demand'),
             h('td', {}, when(x.nextRuns.backup)),
             h('td', {}, `${x.rpoHours} h`),
-            h('td', {}, x.retention ? `${JSON.stringify(x.retention)} — ${x.retentionStatus.status}` : '-'),
+            h(
+              'td',
+              { class: 'retention' },
+              x.retention
+                ? h(
+                    'ul',
+                    { class: 'keeps' },
+                    (x.retentionKeeps ?? []).map((k) => h('li', {}, k)),
+                    h('li', { class: 'muted' }, x.retentionStatus.status),
+                  )
+                : '-',
+            ),
             h('td', {}, x.verify ? x.verify.schedule : '-'),
           ),
         ),
