@@ -15,13 +15,20 @@ const run = (cmd: string, args: string[], opts: { cwd?: string; env?: Record<str
     cwd: opts.cwd ?? ROOT,
     env: { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false', ...opts.env },
     encoding: 'utf8',
-    timeout: 900_000,
+    timeout: 3_600_000, // a guard against a hung install, not an assertion
     maxBuffer: 64 * 1024 * 1024,
   });
   return { code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '', error: r.error };
 };
 
-describe('npm package: packed, installed into an empty prefix, run from there', () => {
+// The install compiles better-sqlite3 and zstd-napi from source when no prebuilt binary can be downloaded (here:
+// only the npm registry is reachable): 10-20 minutes on a loaded 2-core machine. So it runs when asked for
+// (COFFER_PACKAGING=1: CI's packaging job, a release), not in every local `npm test`.
+const WANTED = process.env.COFFER_PACKAGING === '1';
+
+describe('npm package: packed, installed into an empty prefix, run from there', {
+  skip: WANTED ? false : 'set COFFER_PACKAGING=1 (npm pack + npm install -g from the registry: slow)',
+}, () => {
   const tmp = tempDir('coffer-pack-');
   after(() => tmp.cleanup());
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string };
