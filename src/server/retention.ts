@@ -32,7 +32,8 @@ export function describeRetention(r: PolicyRetention): string[] {
   const n = (k: number, one: string, many: string) => `${k} ${k === 1 ? one : many}`;
   if (r.keepLast)
     out.push(
-      `keepLast ${r.keepLast}: the ${n(r.keepLast, 'newest restore point', 'newest restore points')}, whatever their age`,
+      `keepLast ${r.keepLast}: the ${n(r.keepLast, 'newest restore point', 'newest restore points')}, ` +
+        'whatever their age',
     );
   const gfs = [
     ['keepHourly', 'hour', 'hours'],
@@ -51,8 +52,10 @@ export function describeRetention(r: PolicyRetention): string[] {
   }
   out.push(
     r.removeOtherPoints
-      ? "removeOtherPoints: the rules apply to all the VM's restore points in the repository, also those made by hand or by another policy"
-      : 'only restore points this policy made are counted and removed; points made by hand (CLI) or by another policy are left alone',
+      ? "removeOtherPoints: the rules apply to all the VM's restore points in the repository, also those made by " +
+          'hand or by another policy'
+      : 'only restore points this policy made are counted and removed; points made by hand (CLI) or by another ' +
+          'policy are left alone',
   );
   out.push('held or storage-locked restore points are always kept');
   return out;

@@ -113,7 +113,11 @@ export function filesCommand(program: Command, kit: CommandKit): void {
             throw new CofferError(
               'NOT_FOUND',
               `disk ${disk} of ${pointId.slice(0, 8)} has no partition ${partition} ` +
-                `(${t.scheme === 'none' ? 'no partition table: the filesystem is --partition 0' : `it has ${t.partitions.map((p) => p.number).join(', ') || 'none'}`})`,
+                `(${
+                  t.scheme === 'none'
+                    ? 'no partition table: the filesystem is --partition 0'
+                    : `it has ${t.partitions.map((p) => p.number).join(', ') || 'none'}`
+                })`,
               { details: { disk, partition, scheme: t.scheme, partitions: t.partitions.map((p) => p.number) } },
             );
         }

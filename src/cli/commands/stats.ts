@@ -79,7 +79,8 @@ export function statsCommand(program: Command, kit: CommandKit): void {
             '(logical / chunks: deduplication and compression together)\n\n',
         );
         kit.write(
-          `${'VM'.padEnd(24)} ${'POINTS'.padStart(6)} ${'LOGICAL'.padStart(10)} ${'NEW STORED'.padStart(10)} NEWEST (UTC)\n`,
+          `${'VM'.padEnd(24)} ${'POINTS'.padStart(6)} ${'LOGICAL'.padStart(10)} ` +
+            `${'NEW STORED'.padStart(10)} NEWEST (UTC)\n`,
         );
         for (const v of vms)
           kit.write(

@@ -12,8 +12,11 @@ const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['TRANSIENT', 'IO', 'LOCKED', 
  * cannot be opened stays so (issue 20: "no such file" was retried three times over 90 s). A dropped connection
  * or a read error in the middle of a disk is still retried.
  */
-const PERMANENT_SOURCE =
-  /no such file|ENOENT|EACCES|EPERM|permission denied|not a (regular file|block device|directory)|is a directory|ENOTDIR/i;
+const PERMANENT_SOURCE = new RegExp(
+  'no such file|ENOENT|EACCES|EPERM|permission denied|not a (regular file|block device|directory)|is a directory|' +
+    'ENOTDIR',
+  'i',
+);
 
 /** True when the failure cannot succeed on another attempt (the job fails at once). */
 export function isPermanentFailure(code: ErrorCode, message = ''): boolean {
