@@ -553,7 +553,7 @@ describe('coffer CLI bad input and damaged repositories', () => {
       assert.equal(b.vm, vm);
       const list = expectOk(coffer(['list', '--repo', repo, '--json', '--vm', vm]));
       assert.deepEqual(
-        list.map((p: any) => [p.id, p.vm]),
+        list.map((p: any) => [p.id, p.vm.name]),
         [[b.id, vm]],
       );
       assert.ok(

@@ -61,7 +61,7 @@ describe('two backups at once: per-VM leases', () => {
       assert.deepEqual(blobFiles(repoDir, 'locks'), held);
       const list = expectOk(coffer(['list', '--repo', repoDir, '--json']));
       assert.deepEqual(
-        list.map((p: any) => p.vm),
+        list.map((p: any) => p.vm.name),
         ['vm2'],
       );
       // text mode: the holder in the message on stderr, no stack

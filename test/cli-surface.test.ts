@@ -117,7 +117,8 @@ describe('coffer CLI surface', () => {
     assert.equal(list.length, 1);
     const p = list[0];
     assert.equal(p.id, first.id);
-    assert.equal(p.vm, 'vm1');
+    // the same VM shape as `show` (issue 20)
+    assert.deepEqual(p.vm, { name: 'vm1', id: null });
     assert.match(p.time, ISO_8601);
     assert.ok(!Number.isNaN(Date.parse(p.time)));
     assert.ok(Math.abs(Date.parse(p.time) - Date.now()) < 10 * 60_000);

@@ -411,8 +411,12 @@ describe('coffer files ls/get', () => {
         ['new-name.txt'],
       );
       const out = join(tmp.path, 'out-journal');
+      // the guest path is kept below the target (issue 20); --flat puts the file directly in it, as before
       expectOk(files(['get', id, '--disk', '2', '/dir/new-name.txt', '--target', out, '--json']));
-      assert.equal(readFileSync(join(out, 'new-name.txt'), 'utf8'), 'journaled\n');
+      assert.equal(readFileSync(join(out, 'dir', 'new-name.txt'), 'utf8'), 'journaled\n');
+      const flat = join(tmp.path, 'out-journal-flat');
+      expectOk(files(['get', id, '--disk', '2', '/dir/new-name.txt', '--target', flat, '--flat', '--json']));
+      assert.equal(readFileSync(join(flat, 'new-name.txt'), 'utf8'), 'journaled\n');
     },
   );
 

@@ -116,7 +116,7 @@ test('nbds:// against qemu-nbd with TLS: backup through a verified connection; u
     assert.equal(plain.code, 8);
     assert.match(json(plain).error.message, /TLS required/);
     assert.deepEqual(
-      json(coffer(['list', '--repo', repo, '--json'])).map((p: { vm: string }) => p.vm),
+      json(coffer(['list', '--repo', repo, '--json'])).map((p: { vm: { name: string } }) => p.vm.name),
       ['tls'],
     );
   } finally {

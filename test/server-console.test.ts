@@ -49,6 +49,8 @@ describe('web console in headless Chromium', {
         inventory: [
           { name: 'web01', disks: [disk, extDisk] },
           { name: 'db01', disks: [disk] },
+          // selected by the policy, its disk is gone: a backup fails at once (no retry) and shows as failing
+          { name: 'webgone', disks: [join(dir, 'gone.raw')] },
         ],
       },
     });
@@ -113,10 +115,16 @@ describe('web console in headless Chromium', {
     const log = await page.textContent('#job-log');
     assert.match(log ?? '', /restore point [0-9a-f]{32}/);
     assert.match(log ?? '', /succeeded/);
+    assert.equal(await page.$('#job-cancel'), null, 'a finished job offers no Cancel');
     await page.screenshot({ path: join(ARTIFACTS, '02-job.png'), fullPage: true });
     await page.goto(server.url + '/#/dashboard');
     await page.waitForSelector('#vm-table tr[data-vm="web01"] td.last-result.ok');
     assert.match((await page.textContent('#vm-table tr[data-vm="web01"] td.rpo')) ?? '', /compliant \(12 h\)/);
+    // the "new data stored per day" chart shows the backup's stored bytes (it said "max 1 B" with data stored)
+    const today = new Date().toISOString().slice(0, 10);
+    const bar = (await page.textContent(`#trend-chart rect[data-day="${today}"] title`)) ?? '';
+    assert.match(bar, /KiB|MiB/, bar);
+    assert.doesNotMatch((await page.textContent('#trend-chart')) ?? '', /max 1 B/);
     await page.screenshot({ path: join(ARTIFACTS, '03-dashboard-after-backup.png'), fullPage: true });
   });
 
@@ -133,6 +141,32 @@ describe('web console in headless Chromium', {
     await page.waitForSelector('#job-status.ok', { timeout: 60_000 });
     assert.ok(readFileSync(join(dataDir, 'restores', 'from-console.raw')).equals(readFileSync(disk)));
     await page.screenshot({ path: join(ARTIFACTS, '05-restore-job.png'), fullPage: true });
+  });
+
+  it('a backup that cannot succeed fails at once: failure column, dashboard failures, unprotected, no Cancel', async () => {
+    await page.goto(server.url + '/#/dashboard');
+    await page.waitForSelector('#vm-table tr[data-vm="webgone"]');
+    assert.match(
+      (await page.textContent('#vm-table tr[data-vm="webgone"]')) ?? '',
+      /unprotected: no restore point yet \(web\)/,
+    );
+    await page.click('#vm-table tr[data-vm="webgone"] button.backup-now');
+    await page.waitForSelector('#job-status.bad', { timeout: 60_000 });
+    assert.match((await page.textContent('#job-error')) ?? '', /SOURCE_UNREADABLE/);
+    assert.equal(await page.$('#job-cancel'), null, 'a failed job offers no Cancel');
+    const id = Number(/#\/jobs\/(\d+)/.exec(page.url())![1]);
+    const admin = makeToken(dataDir, 'admin', 'console-failure-check');
+    const job = (await api(server.url, 'GET', `/api/v1/jobs/${id}`, { token: admin })).body;
+    assert.equal(job.status, 'failed');
+    assert.equal(job.attempt, 1, 'a missing source is not retried');
+    await page.goto(server.url + '/#/jobs');
+    await page.waitForSelector(`#jobs-table tr[data-job="${id}"]`);
+    assert.match((await page.textContent(`#jobs-table tr[data-job="${id}"] td.job-error`)) ?? '', /SOURCE_UNREADABLE/);
+    await page.goto(server.url + '/#/dashboard');
+    await page.waitForSelector('#failing-vms');
+    assert.match((await page.textContent('#failing-vms')) ?? '', /webgone.*SOURCE_UNREADABLE/s);
+    assert.match((await page.textContent('.cards')) ?? '', /Failing VMs1/);
+    await page.screenshot({ path: join(ARTIFACTS, '05a-failures.png'), fullPage: true });
   });
 
   it('browses the files of a disk: partitions, directories with breadcrumbs, hostile names as text, a download', async () => {

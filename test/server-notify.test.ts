@@ -88,6 +88,8 @@ describe('coffer server: notifications, retries, limits, cancel', () => {
     smtp = await startSmtpReceiver();
     const nbdPort = await freePort();
     nbd = startNbdkit(dir, nbdPort, 'pattern', ['size=256M', 'rdelay=200ms'], ['delay']);
+    // nothing listens there: "connection refused" is worth a retry (the NBD server may be restarting)
+    const closedPort = await freePort();
     server = await startServer({
       dir,
       dataDir: join(dir, 'data'),
@@ -98,12 +100,21 @@ describe('coffer server: notifications, retries, limits, cancel', () => {
           { name: 'quick', disks: [disk] },
           { name: 'slow', disks: [`nbd://127.0.0.1:${nbdPort}/`] },
           { name: 'ghost', disks: [join(dir, 'missing.raw')] },
+          { name: 'unreachable', disks: [`nbd://127.0.0.1:${closedPort}/`] },
+          // missing at first (fails, not retried), then made: the next backup recovers
+          { name: 'flaky', disks: [join(dir, 'flaky.raw')] },
         ],
         retries: { maxAttempts: 3, backoffSeconds: 0.2 },
         limits: { perSource: 1, perRepository: 4 },
         slaCheckSeconds: 1,
         notifications: {
-          webhooks: [{ url: hook.url, events: ['job.failed', 'sla.breach'], tokenEnv: 'HOOK_TOKEN' }],
+          webhooks: [
+            {
+              url: hook.url,
+              events: ['job.failed', 'job.first-failure', 'job.recovered', 'sla.breach'],
+              tokenEnv: 'HOOK_TOKEN',
+            },
+          ],
           smtp: {
             host: '127.0.0.1',
             port: smtp.port,
@@ -128,11 +139,11 @@ describe('coffer server: notifications, retries, limits, cancel', () => {
   it('retries a retryable failure with backoff, then notifies by webhook and e-mail', async () => {
     await api(server.url, 'POST', '/api/v1/policies', {
       token: admin,
-      body: { name: 'ghosts', repository: 'main', vms: [{ name: 'ghost' }] },
+      body: { name: 'unreachables', repository: 'main', vms: [{ name: 'unreachable' }] },
     });
     const j = await api(server.url, 'POST', '/api/v1/jobs', {
       token: admin,
-      body: { kind: 'backup', policy: 'ghosts' },
+      body: { kind: 'backup', policy: 'unreachables' },
     });
     const job = await waitJob(server.url, admin, j.body.items[0].id);
     assert.equal(job.status, 'failed');
@@ -152,11 +163,64 @@ describe('coffer server: notifications, retries, limits, cancel', () => {
     );
     assert.equal(got.headers.authorization, 'Bearer hook-secret');
     const mail = await until('e-mail', () =>
-      smtp.messages.find((m) => m.data.includes(`backup job ${job.id} of VM ghost failed`)),
+      smtp.messages.find((m) => m.data.includes(`backup job ${job.id} of VM unreachable failed`)),
     );
     assert.match(mail.from, /coffer@example\.test/);
     assert.match(mail.to.join(), /ops@example\.test/);
     assert.match(mail.data, /Subject: \[coffer\] job\.failed/);
+  });
+
+  it('a failure that cannot succeed (missing disk) is not retried; first failure and recovery are notified', async () => {
+    const p = await api(server.url, 'POST', '/api/v1/policies', {
+      token: admin,
+      body: { name: 'flakies', repository: 'main', vms: [{ name: 'flaky' }, { name: 'ghost' }] },
+    });
+    assert.equal(p.status, 201, p.text);
+    const run = async (vm: string) => {
+      const j = await api(server.url, 'POST', '/api/v1/jobs', {
+        token: admin,
+        body: { kind: 'backup', policy: 'flakies', vm },
+      });
+      assert.equal(j.status, 202, j.text);
+      return waitJob(server.url, admin, j.body.items[0].id);
+    };
+    const ghost = await run('ghost');
+    assert.equal(ghost.status, 'failed');
+    assert.equal(ghost.error.code, 'SOURCE_UNREADABLE');
+    assert.equal(ghost.attempt, 1, 'no such file: not retried');
+    assert.ok(!ghost.logs.some((l: { message: string }) => /^retrying in/.test(l.message)), JSON.stringify(ghost.logs));
+    const f1 = await run('flaky');
+    assert.equal(f1.status, 'failed');
+    const first = await until('first failure', () =>
+      hook.received.find((r) => r.body.event === 'job.first-failure' && r.body.job.id === f1.id),
+    );
+    assert.match(first.body.summary, /backup job \d+ of VM flaky first failure \(previous backup none\)/);
+    const f2 = await run('flaky');
+    assert.equal(f2.status, 'failed');
+    makeDisk(join(dir, 'flaky.raw'), 256 * 1024, 'flaky');
+    const ok = await run('flaky');
+    assert.equal(ok.status, 'succeeded', JSON.stringify(ok.logs));
+    const rec = await until('recovery', () =>
+      hook.received.find((r) => r.body.event === 'job.recovered' && r.body.job.id === ok.id),
+    );
+    assert.match(rec.body.summary, new RegExp(`of VM flaky recovered \\(previous backup job ${f2.id} failed\\)`));
+    // the second failure in a row was not a first failure
+    await until('job.failed of the second failure', () =>
+      hook.received.find((r) => r.body.event === 'job.failed' && r.body.job.id === f2.id),
+    );
+    assert.ok(!hook.received.some((r) => r.body.event === 'job.first-failure' && r.body.job.id === f2.id));
+    const vms = await api(server.url, 'GET', '/api/v1/vms?limit=100', { token: admin });
+    const byName = (n: string) => vms.body.items.find((v: { name: string }) => v.name === n);
+    assert.equal(byName('flaky').protected, true);
+    assert.equal(byName('flaky').failing, false);
+    assert.equal(byName('ghost').protected, false, 'a VM without a restore point is unprotected');
+    assert.equal(byName('ghost').covered, true);
+    assert.equal(byName('ghost').failing, true);
+    const dash = await api(server.url, 'GET', '/api/v1/dashboard', { token: admin });
+    assert.ok(
+      dash.body.failingVms.some((v: { name: string }) => v.name === 'ghost'),
+      JSON.stringify(dash.body),
+    );
   });
 
   it('notifies an SLA breach once when a VM misses its RPO', async () => {

@@ -254,4 +254,45 @@ describe('coffer server: policy retention and prune jobs', () => {
     const v = expectOk(coffer(['verify', '--repo', repo, '--read-data', '--json']));
     assert.equal(v.ok, true, JSON.stringify(v));
   });
+  it('points made by hand with the CLI are left alone by the policy; removeOtherPoints: true applies the rules to them', async () => {
+    mutate(disk, 0, 128 * 1024, 'ret-change-manual');
+    const manual = expectOk(coffer(['backup', '--repo', repo, '--vm', 'vm1', disk, '--json'])).id as string;
+    mutate(disk, 0, 128 * 1024, 'ret-change-after-manual');
+    const p = await api(server.url, 'PUT', `/api/v1/policies/keep2`, {
+      token: admin,
+      body: { name: 'keep2', repository: 'main', vms: [{ name: 'vm1' }], retention: { keepLast: 1 } },
+    });
+    assert.equal(p.status, 200, p.text);
+    assert.ok(
+      p.body.retentionKeeps.some((l: string) => /only restore points this policy made/.test(l)),
+      JSON.stringify(p.body.retentionKeeps),
+    );
+    assert.match(p.body.retentionKeeps[0], /^keepLast 1: the 1 newest restore point/);
+    const job = await backupJob('keep2', 'vm1');
+    const m = messages(job);
+    // the policy's points: the held one (hold), the new one (last); the previous policy point goes, the manual stays
+    assert.ok(m.includes('retention: 2 kept, 1 removed'), JSON.stringify(m));
+    assert.ok(!m.some((x) => x.includes(manual)), 'the hand-made point is not even looked at');
+    assert.deepEqual(await pointsOf('vm1'), [points[1]!, manual, job.result.id].sort());
+    // told to: the rules apply to every point of the VM; the manual one goes too
+    const p2 = await api(server.url, 'PUT', `/api/v1/policies/keep2`, {
+      token: admin,
+      body: {
+        name: 'keep2',
+        repository: 'main',
+        vms: [{ name: 'vm1' }],
+        retention: { keepLast: 1, removeOtherPoints: true },
+      },
+    });
+    assert.equal(p2.status, 200, p2.text);
+    mutate(disk, 0, 128 * 1024, 'ret-change-other');
+    const job2 = await backupJob('keep2', 'vm1');
+    const m2 = messages(job2);
+    assert.ok(m2.includes('retention: 2 kept, 2 removed'), JSON.stringify(m2));
+    assert.ok(
+      m2.some((x) => x.startsWith(`retention: removed ${manual} `)),
+      JSON.stringify(m2),
+    );
+    assert.deepEqual(await pointsOf('vm1'), [points[1]!, job2.result.id].sort());
+  });
 });

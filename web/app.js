@@ -47,7 +47,12 @@ const ago = (sec) =>
         : sec < 172800
           ? `${Math.round(sec / 3600)} h ago`
           : `${Math.round(sec / 86400)} d ago`;
-const statusClass = (s) => (s === 'succeeded' ? 'ok' : s === 'failed' ? 'bad' : s === 'cancelled' ? 'warn' : 'muted');
+const statusClass = (s) =>
+  s === 'succeeded' ? 'ok' : s === 'failed' ? 'bad' : s === 'cancelled' || s === 'retrying' ? 'warn' : 'muted';
+/** a job that has ended: nothing to cancel any more */
+const FINISHED = ['succeeded', 'failed', 'cancelled'];
+/** a job's failure in one line: `CODE: message` */
+const failureText = (e) => (e ? `${e.code}: ${e.message}` : '');
 
 async function api(method, path, body) {
   const r = await fetch(path, {
@@ -216,15 +221,46 @@ async function dashboardView() {
     h(
       'div',
       { class: 'cards' },
-      card('Protected VMs', `${d.vms.protected} / ${d.vms.total}`),
+      card('Protected VMs', `${d.vms.protected} / ${d.vms.total}`, d.vms.unprotected ? '' : 'ok'),
+      card('Unprotected VMs', `${d.vms.unprotected}`, d.vms.unprotected ? 'bad' : ''),
+      card('Failing VMs', `${d.vms.failing}`, d.vms.failing ? 'bad' : ''),
       card('RPO compliant', `${d.vms.compliant}`, d.vms.breached ? '' : 'ok'),
       card('RPO breached', `${d.vms.breached}`, d.vms.breached ? 'bad' : ''),
       card('Storage used', bytes(stored)),
       card('Dedup ratio', ratios.length ? `${ratios.map((r) => r.dedupRatio.toFixed(2)).join(' / ')}×` : '-'),
     ),
+    failuresPanel(d),
     trendChart(d.trend),
     h('h3', {}, 'Virtual machines'),
     vmTable(vms.items),
+  );
+}
+
+/** the VMs whose newest backup failed, and failed jobs per day (the dashboard API's failures) */
+function failuresPanel(d) {
+  const days = (d.failures ?? []).filter((f) => f.failed > 0);
+  if (!d.failingVms?.length && !days.length) return h('p', { id: 'failures', class: 'ok' }, 'No failed backups.');
+  return h(
+    'section',
+    { id: 'failures' },
+    h('h3', {}, 'Failures'),
+    d.failingVms?.length
+      ? h(
+          'ul',
+          { id: 'failing-vms' },
+          d.failingVms.map((f) =>
+            h(
+              'li',
+              { class: 'bad' },
+              h('a', { href: `#/jobs/${f.job}` }, f.name),
+              ` ${when(f.finishedAt)}: ${failureText(f.error)}`,
+            ),
+          ),
+        )
+      : '',
+    days.length
+      ? h('p', { class: 'muted', id: 'failures-by-day' }, days.map((f) => `${f.day}: ${f.failed} failed`).join(' · '))
+      : '',
   );
 }
 
@@ -249,11 +285,22 @@ function vmTable(vms) {
           'tr',
           { 'data-vm': v.name },
           h('td', {}, h('a', { href: `#/restore-points?vm=${encodeURIComponent(v.name)}` }, v.name)),
-          h('td', {}, v.protected ? v.policies.join(', ') : h('span', { class: 'warn' }, 'unprotected')),
           h(
             'td',
-            { class: `last-result ${statusClass(v.lastJob?.status)}` },
+            {},
+            v.protected
+              ? v.policies.join(', ')
+              : h(
+                  'span',
+                  { class: 'warn' },
+                  v.covered ? `unprotected: no restore point yet (${v.policies.join(', ')})` : 'unprotected',
+                ),
+          ),
+          h(
+            'td',
+            { class: `last-result ${statusClass(v.lastJob?.status)}`, title: failureText(v.lastJob?.error) },
             v.lastJob ? h('a', { href: `#/jobs/${v.lastJob.id}` }, v.lastJob.status) : '-',
+            v.lastJob?.error ? h('div', { class: 'muted small' }, v.lastJob.error.code) : '',
           ),
           h('td', {}, v.lastPoint ? `${when(v.lastPoint.endTime)} (${ago(v.ageSeconds)})` : '-'),
           h(
@@ -264,7 +311,7 @@ function vmTable(vms) {
           h(
             'td',
             {},
-            v.protected && me && ['admin', 'operator'].includes(me.role)
+            v.covered && me && ['admin', 'operator'].includes(me.role)
               ? h('button', { class: 'backup-now', onclick: () => startBackup(v) }, 'Back up now')
               : '',
           ),
@@ -805,7 +852,7 @@ async function jobsView() {
         h(
           'tr',
           {},
-          ['#', 'Kind', 'VM', 'Status', 'Trigger', 'Created', 'Finished'].map((t) => h('th', {}, t)),
+          ['#', 'Kind', 'VM', 'Status', 'Failure', 'Trigger', 'Created', 'Finished'].map((t) => h('th', {}, t)),
         ),
       ),
       h(
@@ -814,11 +861,16 @@ async function jobsView() {
         jobs.items.map((j) =>
           h(
             'tr',
-            {},
+            { 'data-job': j.id },
             h('td', {}, h('a', { href: `#/jobs/${j.id}` }, j.id)),
             h('td', {}, j.kind),
             h('td', {}, j.vm ?? '-'),
-            h('td', { class: statusClass(j.status) }, j.status),
+            h(
+              'td',
+              { class: `job-status ${statusClass(j.status)}` },
+              j.status === 'retrying' ? `retrying (${when(j.retryAt)})` : j.status,
+            ),
+            h('td', { class: 'job-error' }, failureText(j.error)),
             h('td', {}, j.trigger),
             h('td', {}, when(j.createdAt)),
             h('td', {}, when(j.finishedAt)),
@@ -843,10 +895,11 @@ async function jobView(id) {
     pct.textContent = ` ${Math.floor((100 * p.bytesDone) / p.bytesTotal)} % (${bytes(p.bytesDone)} of ${bytes(p.bytesTotal)})`;
   };
   const cancel =
-    me && ['admin', 'operator'].includes(me.role)
+    me && ['admin', 'operator'].includes(me.role) && !FINISHED.includes(job.status)
       ? h(
           'button',
           {
+            id: 'job-cancel',
             class: 'secondary',
             onclick: () => api('POST', `/api/v1/jobs/${id}/cancel`).catch((e) => err.replaceChildren(errorBox(e))),
           },
@@ -864,6 +917,7 @@ async function jobView(id) {
     err,
     log,
   );
+  if (job.error) err.replaceChildren(errorBox(new Error(failureText(job.error))));
   setProgress(job.progress);
   // live log over Server-Sent Events, read with fetch so the token goes in a header (not in the URL)
   liveAbort = new AbortController();
@@ -895,6 +949,7 @@ async function jobView(id) {
           if (d.status === 'succeeded') {
             bar.value = bar.max;
           }
+          if (FINISHED.includes(d.status) && cancel) cancel.remove();
           if (d.error) err.replaceChildren(errorBox(new Error(`${d.error.code}: ${d.error.message}`)));
         }
       }
@@ -998,6 +1053,14 @@ async function policiesView() {
     },
     h('h3', {}, 'New policy (JSON)'),
     h('textarea', { name: 'spec', rows: 8 }, JSON.stringify(example, null, 2)),
+    h(
+      'p',
+      { class: 'muted', id: 'retention-help' },
+      'Retention: keepLast N keeps the N newest restore points ("keep N restore points"); keepHourly/Daily/Weekly/' +
+        'Monthly/Yearly N keep the newest point of each of the last N periods (GFS: one a period, earlier points ' +
+        'of the same period go). A point any rule keeps stays. Only points this policy made are touched, unless ' +
+        'removeOtherPoints is true; held and locked points always stay.',
+    ),
     h('p', {}, h('button', { type: 'submit' }, 'Create policy')),
   );
   show(
@@ -1036,7 +1099,18 @@ async function policiesView() {
             h('td', {}, x.schedule ?? 'on demand'),
             h('td', {}, when(x.nextRuns.backup)),
             h('td', {}, `${x.rpoHours} h`),
-            h('td', {}, x.retention ? `${JSON.stringify(x.retention)} — ${x.retentionStatus.status}` : '-'),
+            h(
+              'td',
+              { class: 'retention' },
+              x.retention
+                ? h(
+                    'ul',
+                    { class: 'keeps' },
+                    (x.retentionKeeps ?? []).map((k) => h('li', {}, k)),
+                    h('li', { class: 'muted' }, x.retentionStatus.status),
+                  )
+                : '-',
+            ),
             h('td', {}, x.verify ? x.verify.schedule : '-'),
           ),
         ),

@@ -10,7 +10,7 @@
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { runCli, type CliDeps } from '../cli/index.js';
+import { promptHidden, runCli, type CliDeps } from '../cli/index.js';
 import { CodecPool } from '../engine/index.js';
 import { openSource } from '../sources/index.js';
 import { openVsphereBackup, openVsphereRestore } from '../vsphere/index.js';
@@ -57,6 +57,8 @@ const deps: CliDeps = {
   stdout: process.stdout,
   stderr: process.stderr,
   signal: controller.signal,
+  // a password prompt (no echo) only when a person is at a terminal: scripts and pipes get the USAGE error
+  ...(process.stdin.isTTY ? { promptPassword: (q: string) => promptHidden(process.stdin, process.stderr, q) } : {}),
   async openStore(spec, { create }) {
     const store = await openStoreBare(spec, create);
     // An append-only repository (FORMAT.md §9): Coffer refuses every delete but those of leases.
@@ -72,6 +74,9 @@ const deps: CliDeps = {
       (await import('../server/index.js')).createApiToken(o.dataDir, o.role, o.name, o.catalogUrl),
     addUser: async (o) =>
       (await import('../server/index.js')).addUser(o.dataDir, o.username, o.password, o.role, o.catalogUrl),
+    backupCatalog: async (o) => (await import('../server/index.js')).backupCatalog(o.dataDir, o.to, { force: o.force }),
+    restoreCatalog: async (o) =>
+      (await import('../server/index.js')).restoreCatalog(o.dataDir, o.from, { force: o.force }),
   },
   openVsphere: (spec, opts) => openVsphereBackup(spec, opts),
   openVsphereRestore: (spec, cfg, opts) => openVsphereRestore(spec, cfg, opts),

@@ -6,6 +6,8 @@ export interface ForgetRequest extends Op {
   policy: RetentionPolicy;
   /** only this VM's points (others are not looked at) */
   vm?: string;
+  /** only the points this returns true for (the others are not looked at: neither counted nor removed) */
+  only?: (m: { id: string; tags: readonly string[] }) => boolean;
   dryRun?: boolean;
   now?: Date;
   onWarning?: (message: string) => void;
@@ -38,7 +40,7 @@ export async function forget(repo: Repository, req: ForgetRequest): Promise<Forg
       unreadable.push(id);
       req.onWarning?.(`restore point ${id} is unreadable and is left alone: ${e.message}`);
     })
-  ).filter((m) => req.vm === undefined || m.vm.name === req.vm);
+  ).filter((m) => (req.vm === undefined || m.vm.name === req.vm) && (req.only?.(m) ?? true));
   const holds = new Map<string, { until?: string; reason?: string }[]>();
   for (const h of await repo.listHolds(undefined, op)) {
     const list = holds.get(h.pointId) ?? [];

@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger as PinoLogger } from 'pino';
 import { TOOL_VERSION } from '../engine/index.js';
 import { CofferError } from '../shared/index.js';
@@ -50,7 +50,9 @@ export function buildApp(
   const { catalog, config } = ctx;
   const app = Fastify({
     loggerInstance: log,
-    disableRequestLogging: true,
+    // no request log lines (the audit log records what matters); the logController form, not the deprecated
+    // top-level disableRequestLogging (FSTDEP023 printed a warning at every server start)
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.http.bodyLimitBytes,
     // a client gets 30 s to send its request (slow-loris); responses (SSE) may last longer
     requestTimeout: config.http.requestTimeoutSeconds * 1000,

@@ -68,7 +68,7 @@ export const WebhookSchema = z.strictObject({
     .url()
     .refine((u) => /^https?:/.test(u), 'must be an http or https URL'),
   events: z
-    .array(z.enum(['job.failed', 'job.succeeded', 'sla.breach']))
+    .array(z.enum(['job.failed', 'job.succeeded', 'job.first-failure', 'job.recovered', 'sla.breach']))
     .min(1)
     .default(['job.failed', 'sla.breach']),
   /** Sent as `Authorization: Bearer ...` (read from this environment variable). */
@@ -82,7 +82,7 @@ export const SmtpSchema = z.strictObject({
   from: z.string().min(3),
   to: z.array(z.string().min(3)).min(1),
   events: z
-    .array(z.enum(['job.failed', 'job.succeeded', 'sla.breach']))
+    .array(z.enum(['job.failed', 'job.succeeded', 'job.first-failure', 'job.recovered', 'sla.breach']))
     .min(1)
     .default(['job.failed', 'sla.breach']),
   userEnv: z.string().optional(),

@@ -58,8 +58,14 @@ export function renderMetrics(
   metric(
     'coffer_vm_protected',
     'gauge',
-    'The VM is covered by an enabled policy.',
+    'The VM is covered by an enabled policy and has a restore point.',
     vms.map((v) => [{ vm: v.name }, v.protected ? 1 : 0]),
+  );
+  metric(
+    'coffer_vm_backup_failing',
+    'gauge',
+    'The newest finished backup of the VM failed (VMs with a finished backup).',
+    vms.filter((v) => v.lastJob !== null).map((v) => [{ vm: v.name }, v.failing ? 1 : 0]),
   );
   metric(
     'coffer_vm_rpo_compliant',

@@ -2,7 +2,39 @@ import nodemailer from 'nodemailer';
 import { asCofferError, type Logger } from '../shared/index.js';
 import type { ServerConfig } from './config.js';
 
-export type NotificationEvent = 'job.failed' | 'job.succeeded' | 'sla.breach';
+export type NotificationEvent = 'job.failed' | 'job.succeeded' | 'job.first-failure' | 'job.recovered' | 'sla.breach';
+
+export const NOTIFICATION_EVENTS = [
+  'job.failed',
+  'job.succeeded',
+  'job.first-failure',
+  'job.recovered',
+  'sla.breach',
+] as const satisfies readonly NotificationEvent[];
+
+/** a finished job as the transition needs it */
+interface FinishedJob {
+  id: number;
+  kind: string;
+  vm: string | null;
+  status: string;
+}
+
+/**
+ * The change of a VM's backup state that a finished backup makes: `job.first-failure` when it failed and the VM's
+ * previous finished backup did not (or there was none), `job.recovered` when it succeeded after a failed one;
+ * null otherwise (a second failure in a row, a success after a success, other kinds, cancelled jobs). Operators
+ * subscribe to these two instead of every `job.failed` so that a VM failing every hour mails once (issue 20).
+ */
+export function backupTransition(
+  job: FinishedJob,
+  previous: Pick<FinishedJob, 'status'> | undefined,
+): 'job.first-failure' | 'job.recovered' | null {
+  if (job.kind !== 'backup' || job.vm === null) return null;
+  if (job.status === 'failed') return previous?.status === 'failed' ? null : 'job.first-failure';
+  if (job.status === 'succeeded') return previous?.status === 'failed' ? 'job.recovered' : null;
+  return null;
+}
 
 export interface Notification {
   event: NotificationEvent;

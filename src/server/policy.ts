@@ -61,15 +61,21 @@ const vmSelector = z.union([
 /**
  * Retention (GFS, engine forget) is a policy field: applied to each VM after each of its backups (server/retention.ts).
  * A retention that keeps nothing is refused (it would remove every restore point), as `coffer forget` refuses it.
+ * It looks only at the restore points the policy made (tagged `coffer-policy:<policy id>`): points made by hand with
+ * the CLI or by another policy are neither counted nor removed unless `removeOtherPoints` is true.
+ * describeRetention (server/retention.ts) says in words what each rule keeps.
  */
 export const RetentionSchema = z
   .strictObject({
+    /** "keep N restore points": the N newest (count-based, whatever their age) */
     keepLast: z.number().int().min(0).max(100000).optional(),
     keepHourly: z.number().int().min(0).max(100000).optional(),
     keepDaily: z.number().int().min(0).max(100000).optional(),
     keepWeekly: z.number().int().min(0).max(100000).optional(),
     keepMonthly: z.number().int().min(0).max(100000).optional(),
     keepYearly: z.number().int().min(0).max(100000).optional(),
+    /** also apply the rules to (and remove) the VM's restore points this policy did not make; default false */
+    removeOtherPoints: z.boolean().optional(),
   })
   .refine((r) => Object.values(r).some((n) => typeof n === 'number' && n > 0), {
     message:

@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Repository } from '../repository/index.js';
 import type { CofferError } from '../shared/index.js';
-import { applyPolicyRetention, isEmptyRetention, toRetentionPolicy } from './retention.js';
+import {
+  applyPolicyRetention,
+  describeRetention,
+  isEmptyRetention,
+  policyTag,
+  toRetentionPolicy,
+} from './retention.js';
 
 test("a policy's keep* fields map to the engine's retention rules", () => {
   assert.deepEqual(
@@ -26,4 +32,19 @@ test('an empty retention (a policy stored by an older build) is refused before t
       return true;
     },
   );
+});
+
+test("describeRetention says what each rule keeps, and that only the policy's own points are touched", () => {
+  const d = describeRetention({ keepLast: 3, keepDaily: 7 });
+  assert.equal(d[0], 'keepLast 3: the 3 newest restore points, whatever their age');
+  assert.match(
+    d[1]!,
+    /^keepDaily 7: the newest restore point of each of the last 7 days .*earlier points of the same day go/,
+  );
+  assert.match(d[2]!, /only restore points this policy made are counted and removed/);
+  assert.match(
+    describeRetention({ keepWeekly: 1, removeOtherPoints: true }).join('\n'),
+    /1 ISO week .*removeOtherPoints/s,
+  );
+  assert.equal(policyTag('0123456789ab'), 'coffer-policy:0123456789ab');
 });

@@ -1,4 +1,4 @@
-import { forgetPoints, isEmptyPolicy, type ForgetReport, type RetentionPolicy } from '../engine/index.js';
+import { forget, isEmptyPolicy, type ForgetReport, type RetentionPolicy } from '../engine/index.js';
 import type { Repository } from '../repository/index.js';
 import { CofferError } from '../shared/index.js';
 import type { PolicySpec } from './policy.js';
@@ -17,18 +17,70 @@ export function toRetentionPolicy(r: PolicyRetention): RetentionPolicy {
   return out;
 }
 
+/** The tag a policy's backups carry: its retention only looks at the points with it (unless removeOtherPoints). */
+export function policyTag(policyId: string): string {
+  return `coffer-policy:${policyId}`;
+}
+
+/**
+ * What a retention keeps, one line a rule, for the policy form, the API (`retentionKeeps`) and the docs. A point is
+ * kept when any rule keeps it; a point no rule keeps is removed. GFS rules keep ONE point per period (the newest),
+ * so `keepDaily 7` removes the earlier points of a day: use keepLast for "keep N restore points".
+ */
+export function describeRetention(r: PolicyRetention): string[] {
+  const out: string[] = [];
+  const n = (k: number, one: string, many: string) => `${k} ${k === 1 ? one : many}`;
+  if (r.keepLast)
+    out.push(
+      `keepLast ${r.keepLast}: the ${n(r.keepLast, 'newest restore point', 'newest restore points')}, ` +
+        'whatever their age',
+    );
+  const gfs = [
+    ['keepHourly', 'hour', 'hours'],
+    ['keepDaily', 'day', 'days'],
+    ['keepWeekly', 'ISO week', 'ISO weeks'],
+    ['keepMonthly', 'month', 'months'],
+    ['keepYearly', 'year', 'years'],
+  ] as const;
+  for (const [k, one, many] of gfs) {
+    const v = r[k];
+    if (v)
+      out.push(
+        `${k} ${v}: the newest restore point of each of the last ${n(v, one, many)} that have one (UTC); ` +
+          `earlier points of the same ${one} go unless another rule keeps them`,
+      );
+  }
+  out.push(
+    r.removeOtherPoints
+      ? "removeOtherPoints: the rules apply to all the VM's restore points in the repository, also those made by " +
+          'hand or by another policy'
+      : 'only restore points this policy made are counted and removed; points made by hand (CLI) or by another ' +
+          'policy are left alone',
+  );
+  out.push('held or storage-locked restore points are always kept');
+  return out;
+}
+
 /** True when the retention keeps nothing (every count absent or 0): the server refuses it, as `coffer forget` does. */
 export function isEmptyRetention(r: PolicyRetention): boolean {
   return isEmptyPolicy(toRetentionPolicy(r));
 }
 
 /**
- * Applies a policy's retention to one VM's restore points (the engine's forgetPoints use case: holds and storage
- * locks are kept and reported as kept). Never with an empty policy: that would remove every point of the VM.
+ * Applies a policy's retention to one VM's restore points (engine forget: holds and storage locks are kept and
+ * reported as kept). Only the points the policy made (policyTag) are looked at, unless `removeOtherPoints` is set or
+ * no policy id is given. Never with an empty policy: that would remove every point of the VM.
  */
 export async function applyPolicyRetention(
   repo: Repository,
-  req: { vm: string; retention: PolicyRetention; signal: AbortSignal; onWarning?: (m: string) => void },
+  req: {
+    vm: string;
+    retention: PolicyRetention;
+    signal: AbortSignal;
+    /** the policy whose points these are (policyTag); absent: every point of the VM */
+    policyId?: string;
+    onWarning?: (m: string) => void;
+  },
 ): Promise<ForgetReport> {
   const policy = toRetentionPolicy(req.retention);
   if (isEmptyPolicy(policy)) {
@@ -41,11 +93,14 @@ export async function applyPolicyRetention(
     );
   }
   const onWarning = req.onWarning;
-  return forgetPoints(
-    repo,
-    { signal: req.signal },
-    { policy, vm: req.vm, ...(onWarning ? { onEvent: (e) => onWarning(e.message) } : {}) },
-  );
+  const tag = req.policyId !== undefined && !req.retention.removeOtherPoints ? policyTag(req.policyId) : undefined;
+  return forget(repo, {
+    policy,
+    vm: req.vm,
+    signal: req.signal,
+    ...(tag ? { only: (m) => m.tags.includes(tag) } : {}),
+    ...(onWarning ? { onWarning } : {}),
+  });
 }
 
 /** One log line per kept point (with the rules or protections that keep it) and one per removed point. */

@@ -11,7 +11,7 @@ import { RestoreJob } from './jobs/restore-job.js';
 import { RetryPolicy } from './jobs/retry-policy.js';
 import { JobRunner } from './jobs/runner.js';
 import { VerifyJob } from './jobs/verify-job.js';
-import { Notifier } from './notifier.js';
+import { backupTransition, Notifier, type NotificationEvent } from './notifier.js';
 import { RepositoryManager } from './repositories.js';
 import { Scheduler } from './scheduler.js';
 import { SlaMonitor } from './sla-monitor.js';
@@ -70,7 +70,7 @@ export function buildServices(
     jobDeps: serverJobDeps(config, deps, repos),
     openRepository: (name) => repos.get(name),
     refreshCatalog: (name) => repos.sync(name),
-    onFinished: (job) => reportFinished(job, { log, notifier, sla }),
+    onFinished: (job) => reportFinished(job, { log, notifier, sla, previous: previousBackup(catalog, job) }),
     logger,
   });
   // with replicas (PostgreSQL), a new leader fires a schedule time of the last 15 minutes that a dead leader may
@@ -89,15 +89,42 @@ function repositoryLimit(repos: RepositoryManager, config: ServerConfig, name: s
   }
 }
 
-/** A finished job: logged, notified (failed and succeeded), and a backup re-evaluates RPO compliance. */
-function reportFinished(job: Job, to: { log: PinoLogger; notifier: Notifier; sla: SlaMonitor }): void {
+/** the VM's finished (succeeded or failed) backup before this one */
+function previousBackup(catalog: Catalog, job: Job): Job | undefined {
+  if (job.kind !== 'backup' || job.vm === null) return undefined;
+  return catalog.jobs
+    .list({ kind: 'backup', vm: job.vm, beforeId: job.id, limit: 50 })
+    .find((j) => j.status === 'failed' || j.status === 'succeeded');
+}
+
+/**
+ * A finished job: logged, notified (failed and succeeded; a backup's first failure and its recovery), and a backup
+ * re-evaluates RPO compliance.
+ */
+function reportFinished(
+  job: Job,
+  to: { log: PinoLogger; notifier: Notifier; sla: SlaMonitor; previous: Job | undefined },
+): void {
   to.log.info({ job: job.id, kind: job.kind, vm: job.vm, status: job.status, error: job.error }, 'job finished');
-  if (job.status === 'failed' || job.status === 'succeeded') {
+  if (job.status !== 'failed' && job.status !== 'succeeded') {
+    if (job.kind === 'backup') to.sla.check();
+    return;
+  }
+  const transition = backupTransition(job, to.previous);
+  const events: NotificationEvent[] = [job.status === 'failed' ? 'job.failed' : 'job.succeeded'];
+  if (transition) events.push(transition);
+  for (const event of events) {
+    const what =
+      event === 'job.first-failure'
+        ? `first failure (previous backup ${to.previous ? `job ${to.previous.id} ${to.previous.status}` : 'none'})`
+        : event === 'job.recovered'
+          ? `recovered (previous backup job ${to.previous!.id} failed)`
+          : job.status;
     to.notifier.notify({
-      event: job.status === 'failed' ? 'job.failed' : 'job.succeeded',
+      event,
       time: new Date().toISOString(),
       summary:
-        `${job.kind} job ${job.id}${job.vm ? ` of VM ${job.vm}` : ''} ${job.status}` +
+        `${job.kind} job ${job.id}${job.vm ? ` of VM ${job.vm}` : ''} ${what}` +
         `${job.error ? `: ${job.error.message}` : ''}`,
       job: {
         id: job.id,

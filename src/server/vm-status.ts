@@ -4,8 +4,15 @@ import { resolvePolicyVms, type Policy } from './policy.js';
 
 export interface VmStatus {
   name: string;
-  /** covered by at least one enabled policy */
+  /**
+   * covered by at least one enabled policy AND has a restore point (in a covering policy's repository): a VM that
+   * was never backed up is not protected, whatever policy selects it (issue 20)
+   */
   protected: boolean;
+  /** covered by at least one enabled policy (with or without a restore point yet) */
+  covered: boolean;
+  /** the newest finished backup of the VM failed (failing until a backup succeeds again) */
+  failing: boolean;
   policies: string[];
   inInventory: boolean;
   lastPoint: { id: string; repository: string; time: string; endTime: string } | null;
@@ -56,7 +63,9 @@ export function vmStatuses(
     const ageSeconds = last ? Math.max(0, Math.round((now.getTime() - Date.parse(last.endTime)) / 1000)) : null;
     out.push({
       name,
-      protected: ps.length > 0,
+      protected: ps.length > 0 && last !== undefined,
+      covered: ps.length > 0,
+      failing: job?.status === 'failed',
       policies: ps.map((p) => p.name),
       inInventory: inventory.some((v) => v.name === name),
       lastPoint: last ? { id: last.id, repository: last.repository, time: last.time, endTime: last.endTime } : null,

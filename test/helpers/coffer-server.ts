@@ -128,13 +128,13 @@ export async function api<T = any>(
   return { status: r.status, body: parsed as T, text, headers: r.headers };
 }
 
-/** Polls a job until it is no longer queued or running. */
+/** Polls a job until it has finished (not queued, retrying or running). */
 export async function waitJob(base: string, token: string, id: number, timeoutMs = 60_000): Promise<any> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const r = await api(base, 'GET', `/api/v1/jobs/${id}`, { token });
     if (r.status !== 200) throw new Error(`GET job ${id}: ${r.status} ${r.text}`);
-    if (!['queued', 'running'].includes(r.body.status)) return r.body;
+    if (!['queued', 'retrying', 'running'].includes(r.body.status)) return r.body;
     if (Date.now() > until) throw new Error(`job ${id} still ${r.body.status}: ${JSON.stringify(r.body.logs)}`);
     await new Promise((res) => setTimeout(res, 100));
   }

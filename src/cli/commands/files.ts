@@ -1,3 +1,4 @@
+import { join, posix } from 'node:path';
 import type { Command } from 'commander';
 import {
   diffFiles,
@@ -105,6 +106,21 @@ export function filesCommand(program: Command, kit: CommandKit): void {
       const partition = parsePartition(o.partition);
       const signal = kit.deps.signal;
       await kit.withPool(repo, async (pool) => {
+        if (path === undefined || o.partitions || typeof partition === 'number') {
+          const t = await listGuestPartitions(repo, pool, { pointId, disk }, { signal });
+          // a partition the disk does not have is an error, not an empty listing with exit 0 (issue 20)
+          if (typeof partition === 'number' && !t.partitions.some((p) => p.number === partition))
+            throw new CofferError(
+              'NOT_FOUND',
+              `disk ${disk} of ${pointId.slice(0, 8)} has no partition ${partition} ` +
+                `(${
+                  t.scheme === 'none'
+                    ? 'no partition table: the filesystem is --partition 0'
+                    : `it has ${t.partitions.map((p) => p.number).join(', ') || 'none'}`
+                })`,
+              { details: { disk, partition, scheme: t.scheme, partitions: t.partitions.map((p) => p.number) } },
+            );
+        }
         if (path === undefined || o.partitions) {
           const t = await listGuestPartitions(repo, pool, { pointId, disk }, { signal });
           if (o.json) kit.write(JSON.stringify({ id: pointId, disk, ...t }) + '\n');
@@ -156,22 +172,31 @@ export function filesCommand(program: Command, kit: CommandKit): void {
       'replace existing files and symlinks in the target (symlinks are replaced, never written through)',
     )
     .option('--streams', 'also write the alternate data streams of NTFS files, as name:stream files beside them')
+    .option('--flat', 'put each path directly in the target (its directories dropped), as before issue 20')
     .action(
-      async (ref: string, paths: string[], o: FilesOpts & { target: string; force?: boolean; streams?: boolean }) => {
+      async (
+        ref: string,
+        paths: string[],
+        o: FilesOpts & { target: string; force?: boolean; streams?: boolean; flat?: boolean },
+      ) => {
         const logger = kit.logger(o);
         const repo = await kit.openRepo(o, logger, true);
         const pointId = await repo.resolvePoint(ref);
         const disk = parseInteger(o.disk, '--disk');
         const partition = parsePartition(o.partition);
-        const r = await restoreFiles(repo, kit.useCase, {
-          pointId,
-          disk,
-          partition,
-          paths,
-          target: o.target,
-          force: Boolean(o.force),
-          streams: Boolean(o.streams),
-        });
+        const req = { pointId, disk, partition, force: Boolean(o.force), streams: Boolean(o.streams) };
+        // paths kept: /a/b/c.txt lands in TARGET/a/b/c.txt (normalised below TARGET: no way out with ..)
+        const groups = new Map<string, string[]>();
+        for (const p of paths) {
+          const dir = o.flat ? '' : posix.dirname(posix.normalize(`/${p}`)).slice(1);
+          groups.set(dir, [...(groups.get(dir) ?? []), p]);
+        }
+        let r: Awaited<ReturnType<typeof restoreFiles>> | undefined;
+        for (const [dir, group] of groups) {
+          const one = await restoreFiles(repo, kit.useCase, { ...req, paths: group, target: join(o.target, dir) });
+          r = r ? mergeRestored(r, one, o.target) : { ...one, target: o.target };
+        }
+        if (!r) return;
         for (const w of r.warnings) logger.warn(w);
         if (o.json) kit.writeJson(r);
         else {
@@ -334,4 +359,16 @@ export function filesCommand(program: Command, kit: CommandKit): void {
         }
       },
     );
+}
+
+/** two `files get` results (paths of different directories) as one */
+function mergeRestored<T extends Awaited<ReturnType<typeof restoreFiles>>>(a: T, b: T, target: string): T {
+  const out = { ...a, target } as unknown as Record<string, unknown>;
+  const counts = new Set(['files', 'dirs', 'symlinks', 'hardlinks', 'bytes', 'durationMs', 'chunksRead']);
+  for (const [k, v] of Object.entries(b)) {
+    const prev = (a as unknown as Record<string, unknown>)[k];
+    if (counts.has(k) && typeof v === 'number' && typeof prev === 'number') out[k] = prev + v;
+    else if (Array.isArray(v) && Array.isArray(prev)) out[k] = [...prev, ...v];
+  }
+  return out as unknown as T;
 }

@@ -18,6 +18,7 @@ import { repairCommand } from './repair.js';
 import { restoreCommand } from './restore.js';
 import { serverCommand } from './server.js';
 import { showCommand } from './show.js';
+import { statsCommand } from './stats.js';
 import { verifyCommand } from './verify.js';
 import { vsphereCommand } from './vsphere.js';
 
@@ -30,6 +31,7 @@ export const COMMANDS: readonly CommandDefinition[] = [
   backupCommand,
   listCommand,
   showCommand,
+  statsCommand,
   restoreCommand,
   mountCommand,
   verifyCommand,

@@ -1,4 +1,7 @@
+import { stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
+import { CofferError } from '../../shared/index.js';
 import { Repository, type KdfCost } from '../../repository/index.js';
 import { parseInteger, parseSize, readPassword, type CommandKit, type CommonOpts } from '../kit/index.js';
 
@@ -27,7 +30,8 @@ export function initCommand(program: Command, kit: CommandKit): void {
       'Coffer never deletes anything in this repository (forget/prune keep all); cannot be undone by Coffer',
     )
     .action(async (o: InitOpts) => {
-      const password = await readPassword(deps, o.passwordFile);
+      await refuseFileLocation(o.repo);
+      const password = await readPassword(deps, o.passwordFile, 'COFFER_PASSWORD', { confirm: true });
       const source = o.copyOf ? await deps.openStore(o.copyOf, { create: false }) : undefined;
       const store = await deps.openStore(o.repo, { create: true });
       if (o.appendOnly) await Repository.markAppendOnly(store); // the marker first (FORMAT.md §9)
@@ -48,5 +52,24 @@ export function initCommand(program: Command, kit: CommandKit): void {
           appendOnly: o.appendOnly === true,
         });
       else kit.write(`created repository ${repo.id} at ${store.location}\n`);
+      // the password is the only key: said once, where the repository is made (stderr, so --json stays clean)
+      if (!o.quiet)
+        deps.stderr.write(
+          'warning: keep the repository password safe (a password manager, a sealed copy): Coffer cannot recover ' +
+            'it, and a lost password means every restore point in this repository is lost\n',
+        );
     });
+}
+
+/** `init --repo FILE` (an existing file, or a path below one): a coded USAGE error, not `IO ... EEXIST mkdir`. */
+async function refuseFileLocation(location: string): Promise<void> {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) return; // azure://, s3:// ...
+  for (let p = resolve(location); ; p = dirname(p)) {
+    const st = await stat(p).catch(() => undefined);
+    if (st && !st.isDirectory())
+      throw new CofferError('USAGE', `cannot create a repository at ${location}: ${p} is a file, not a directory`, {
+        hint: 'give a directory that does not exist yet or is empty (or azure://... / s3://...)',
+      });
+    if (st || dirname(p) === p) return;
+  }
 }

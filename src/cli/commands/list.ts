@@ -23,11 +23,13 @@ export function listCommand(program: Command, kit: CommandKit): void {
         kit.writeJson(
           statuses.map(({ manifest: p, status }) => ({
             id: p.id,
-            vm: p.vm.name,
+            // the same shape as `show` (and the server): { name, id }
+            vm: { name: p.vm.name, id: p.vm.id },
             time: p.time,
             parent: p.parent,
             mode: p.mode,
             tags: p.tags,
+            bytesStored: p.stats.bytesStored,
             disks: p.disks.map((d) => ({ index: d.index, sizeBytes: d.sizeBytes })),
             state: status.state,
             suspicious: status.suspicious,
@@ -38,16 +40,20 @@ export function listCommand(program: Command, kit: CommandKit): void {
           })),
         );
       } else {
+        // times in UTC, said so: the column header and the Z of each time
         kit.write(
-          `${'ID'.padEnd(10)} ${'TIME'.padEnd(20)} ${'VM'.padEnd(20)} ${'MODE'.padEnd(11)} ` +
-            `${'STATE'.padEnd(16)} DISKS\n`,
+          `${'ID'.padEnd(10)} ${'TIME (UTC)'.padEnd(21)} ${'VM'.padEnd(20)} ${'MODE'.padEnd(11)} ` +
+            `${'STATE'.padEnd(16)} ${'STORED'.padEnd(10)} ${'VERIFIED'.padEnd(10)} ${'TAGS'.padEnd(16)} DISKS\n`,
         );
         for (const { manifest: p, status } of statuses) {
           const state = status.score === null ? status.state : `${status.state} (${status.score})`;
+          const v = status.verification;
           kit.write(
-            `${p.id.slice(0, 8).padEnd(10)} ${p.time.slice(0, 19).replace('T', ' ').padEnd(20)} ` +
-              `${p.vm.name.padEnd(20)} ` +
-              `${p.mode.padEnd(11)} ${state.padEnd(16)} ${p.disks.map((d) => formatBytes(d.sizeBytes)).join(', ')}\n`,
+            `${p.id.slice(0, 8).padEnd(10)} ${`${p.time.slice(0, 19)}Z`.padEnd(21)} ` +
+              `${p.vm.name.padEnd(20)} ${p.mode.padEnd(11)} ${state.padEnd(16)} ` +
+              `${formatBytes(p.stats.bytesStored).padEnd(10)} ` +
+              `${(v ? (v.ok ? 'ok' : 'FAILED') : '-').padEnd(10)} ${(p.tags.join(',') || '-').padEnd(16)} ` +
+              `${p.disks.map((d) => formatBytes(d.sizeBytes)).join(', ')}\n`,
           );
         }
       }

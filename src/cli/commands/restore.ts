@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { resolvePointRef, restoreDiskImage, type ExportResult, type RestoreResult } from '../../engine/index.js';
+import type { Repository } from '../../repository/index.js';
 import { CofferError, formatBytes, formatDuration } from '../../shared/index.js';
 import { addTlsOptions, parseInteger, type CommandKit, type CommonOpts } from '../kit/index.js';
 import { restoreToVsphere, type VsphereRestoreOpts } from './restore-vsphere.js';
@@ -27,7 +28,7 @@ export function restoreCommand(program: Command, kit: CommandKit): void {
     ),
   )
     .argument('<id>', 'restore point id, unique prefix, "latest" or "latest-clean[:VM]"')
-    .option('--disk <n>', 'disk index (0-based)')
+    .option('--disk <n>', 'disk index (0-based); may be left out when the restore point has one disk')
     .option('--target <path>', 'output file (sparse raw image), block device, or - for stdout')
     .option('--force', 'overwrite an existing target file (vsphere: replace the disks of an existing powered-off VM)')
     .option('--sync', 'fsync the restored file before exiting (block devices are always synced)')
@@ -54,7 +55,6 @@ export function restoreCommand(program: Command, kit: CommandKit): void {
     .option('--dry-run', 'vsphere: validate placement, networks and MACs and print the plan; create nothing')
     .action(async (ref: string, o: RestoreOpts) => {
       if (o.to !== undefined) return restoreToVsphere(kit, ref, o);
-      if (o.disk === undefined) throw new CofferError('USAGE', "required option '--disk <n>' not specified");
       if (o.target === undefined)
         throw new CofferError(
           'USAGE',
@@ -68,12 +68,13 @@ async function restoreToTarget(
   kit: CommandKit,
   ref: string,
   o: RestoreOpts,
-  diskArg: string,
+  diskArg: string | undefined,
   target: string,
 ): Promise<void> {
   const { deps } = kit;
   const repo = await kit.openRepo(o, kit.logger(o), true);
   const pointId = await resolvePointRef(repo, ref);
+  const disk = diskArg === undefined ? await onlyDisk(repo, pointId) : parseInteger(diskArg, '--disk');
   const toStdout = target === '-';
   const raw = o.format === 'raw';
   if (!raw) {
@@ -85,7 +86,7 @@ async function restoreToTarget(
   const progress = kit.progress(o, `${raw ? 'restore' : 'export'} ${pointId.slice(0, 8)}`);
   const result = await restoreDiskImage(repo, kit.useCase, {
     pointId,
-    disk: parseInteger(diskArg, '--disk'),
+    disk,
     target: toStdout
       ? { kind: 'stream', stream: deps.stdout }
       : { kind: 'path', path: target, force: Boolean(o.force) },
@@ -109,4 +110,15 @@ async function restoreToTarget(
         `in ${formatDuration(r.durationMs)}\n`,
     );
   }
+}
+
+/** the index of the one disk of a restore point; with several, --disk is needed (USAGE naming them) */
+async function onlyDisk(repo: Repository, pointId: string): Promise<number> {
+  const m = await repo.loadManifest(pointId);
+  if (m.disks.length === 1) return m.disks[0]!.index;
+  throw new CofferError(
+    'USAGE',
+    `required option '--disk <n>' not specified: restore point ${pointId.slice(0, 8)} has ${m.disks.length} disks ` +
+      `(${m.disks.map((d) => d.index).join(', ')})`,
+  );
 }

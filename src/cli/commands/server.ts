@@ -101,4 +101,39 @@ export function serverCommand(program: Command, kit: CommandKit): void {
       });
       kit.write(`added user ${o.name} (${o.role})\n`);
     });
+
+  const catalog = program
+    .command('catalog')
+    .description("back up and restore a Coffer server's catalog (policies, users, tokens, jobs, audit log)");
+  kit
+    .output(
+      catalog
+        .command('backup')
+        .description('copy DATA/catalog.db consistently (SQLite online backup); safe while the server runs'),
+    )
+    .requiredOption('--data <dir>', 'the server data directory')
+    .requiredOption('--to <file>', 'the backup file to write')
+    .option('--force', 'overwrite an existing backup file')
+    .action(async (o: { data: string; to: string; force?: boolean; json?: boolean }) => {
+      const r = await serverOf(kit.deps).backupCatalog({ dataDir: o.data, to: o.to, force: Boolean(o.force) });
+      if (o.json) kit.writeJson(r);
+      else
+        kit.write(
+          `backed up the catalog of ${o.data} to ${r.file} (${r.sizeBytes} bytes, schema ${r.schemaVersion})\n`,
+        );
+    });
+  kit
+    .output(
+      catalog
+        .command('restore')
+        .description('put a catalog backup in place as DATA/catalog.db (stop the server first)'),
+    )
+    .requiredOption('--data <dir>', 'the server data directory')
+    .requiredOption('--from <file>', 'a file written by `coffer catalog backup`')
+    .option('--force', 'replace an existing catalog')
+    .action(async (o: { data: string; from: string; force?: boolean; json?: boolean }) => {
+      const r = await serverOf(kit.deps).restoreCatalog({ dataDir: o.data, from: o.from, force: Boolean(o.force) });
+      if (o.json) kit.writeJson(r);
+      else kit.write(`restored the catalog of ${o.data} from ${o.from} (schema ${r.schemaVersion})\n`);
+    });
 }

@@ -23,6 +23,8 @@ export interface CliDeps {
     opts: { logger: Logger; signal: AbortSignal; timeoutMs?: number; format?: 'raw' | undefined },
   ): Promise<BlockSource>;
   createPool(params: CodecParams | Promise<CodecParams>): CodecPool;
+  /** asks for a password on the terminal without echo; absent when stdin is not a terminal (then: no prompt) */
+  promptPassword?: (question: string) => Promise<string>;
   /** Opens vsphere://HOST/VM for backup: snapshot taken, disks ready; close() removes the snapshot. */
   openVsphere(spec: string, opts: VsphereBackupOptions): Promise<VsphereVmBackup>;
   /** Prepares a restore into vCenter (creates the VM, or takes an existing one with force). */
@@ -52,6 +54,18 @@ export interface ServerCommands {
     name: string;
   }): Promise<{ id: string; name: string; role: string; token: string }>;
   addUser(o: { dataDir: string; catalogUrl?: string; username: string; password: string; role: string }): Promise<void>;
+  /** a consistent copy of DATA/catalog.db (SQLite online backup), also while the server runs */
+  backupCatalog(o: {
+    dataDir: string;
+    to: string;
+    force: boolean;
+  }): Promise<{ file: string; sizeBytes: number; schemaVersion: number }>;
+  /** a catalog backup put in place as DATA/catalog.db (server stopped) */
+  restoreCatalog(o: {
+    dataDir: string;
+    from: string;
+    force: boolean;
+  }): Promise<{ file: string; schemaVersion: number }>;
 }
 
 export function stderrLogger(deps: CliDeps, quiet = false): Logger {

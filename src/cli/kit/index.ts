@@ -13,3 +13,4 @@ export { ProgressReporter, type ProgressSink } from './progress.js';
 export { createKit, type CommandKit } from './kit.js';
 export { reportFailure } from './errors.js';
 export { printBackupResult, writePrune } from './summaries.js';
+export { promptHidden, type TtyInput } from './prompt.js';

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { CodecParams, CodecPool, UseCaseContext } from '../../engine/index.js';
 import { Repository } from '../../repository/index.js';
 import { ThrottledBlobStore } from '../../storage/index.js';
-import type { Logger } from '../../shared/index.js';
+import { CofferError, type Logger } from '../../shared/index.js';
 import { stderrLogger, type CliDeps } from './deps.js';
 import { REPO_OPTION_HELP, addOutputOptions, addPasswordOption, type CommonOpts, type OutputOpts } from './options.js';
 import { readPassword } from './password.js';
@@ -60,7 +60,16 @@ export function createKit(deps: CliDeps, setJson: (v: boolean) => void): Command
     write,
     writeJson: (value) => write(JSON.stringify(value) + '\n'),
     logger: (o) => stderrLogger(deps, o.quiet),
-    common: (c) => jsonHook(addOutputOptions(addPasswordOption(c.requiredOption('--repo <path>', REPO_OPTION_HELP)))),
+    common: (c) =>
+      jsonHook(
+        addOutputOptions(addPasswordOption(c.option('--repo <path>', `${REPO_OPTION_HELP} (default: $COFFER_REPO)`))),
+      ).hook('preAction', (cmd) => {
+        // --repo, else $COFFER_REPO (an empty variable counts as unset)
+        if (cmd.opts().repo !== undefined) return;
+        const env = deps.env.COFFER_REPO;
+        if (!env) throw new CofferError('USAGE', "required option '--repo <path>' not specified (or set COFFER_REPO)");
+        cmd.setOptionValue('repo', env);
+      }),
     output: (c) => jsonHook(addOutputOptions(c)),
     async openRepo(o, logger, prestartPool = false) {
       if (prestartPool) {

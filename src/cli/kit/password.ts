@@ -4,12 +4,13 @@ import type { CliDeps } from './deps.js';
 
 /**
  * The repository password: --password-file F, else $COFFER_PASSWORD_FILE, else $COFFER_PASSWORD (same scheme for other
- * variables).
+ * variables), else, on a terminal, a prompt without echo (`confirm`: asked twice, for a new password).
  */
 export async function readPassword(
   deps: CliDeps,
   file: string | undefined,
   envName = 'COFFER_PASSWORD',
+  opts: { confirm?: boolean } = {},
 ): Promise<string> {
   const path = file ?? deps.env[`${envName}_FILE`];
   if (path) {
@@ -24,11 +25,20 @@ export async function readPassword(
     return pw;
   }
   const pw = deps.env[envName];
+  if ((pw === undefined || pw === '') && deps.promptPassword) {
+    const what = envName === 'COFFER_PASSWORD' ? 'repository password' : `password (${envName})`;
+    const typed = await deps.promptPassword(`${opts.confirm ? 'new ' : ''}${what}: `);
+    if (typed === '') throw new CofferError('USAGE', 'no password: an empty password was typed');
+    if (opts.confirm && (await deps.promptPassword(`${what} again: `)) !== typed)
+      throw new CofferError('USAGE', 'the two passwords typed differ');
+    return typed;
+  }
   if (pw === undefined || pw === '') {
     throw new CofferError(
       'USAGE',
       `no password: set ${envName} or ` +
-        `pass ${envName === 'COFFER_PASSWORD' ? '--password-file' : '--new-password-file'} FILE`,
+        `pass ${envName === 'COFFER_PASSWORD' ? '--password-file' : '--new-password-file'} FILE ` +
+        '(or run it on a terminal to be asked)',
     );
   }
   return pw;

@@ -1,7 +1,7 @@
 import type { BackupJob as BackupDescription } from '../../jobs/index.js';
 import { asCofferError, type Logger } from '../../shared/index.js';
 import type { PoliciesTable } from '../catalog/index.js';
-import { applyPolicyRetention, retentionLogLines } from '../retention.js';
+import { applyPolicyRetention, policyTag, retentionLogLines } from '../retention.js';
 import type { JobQueue } from './queue.js';
 import type { BackupParams, JobContext, JobKindHandler } from './types.js';
 
@@ -36,7 +36,8 @@ export class BackupJob implements JobKindHandler {
       source: p.vcenter
         ? { type: 'vsphere', url: url!, vcenter: p.vcenter, quiesce: true, transport: 'http' }
         : { type: 'disks', disks: p.disks },
-      tags: p.tags,
+      // the policy's mark: its retention looks only at the points it made (server/retention.ts)
+      tags: job.policyId ? [...p.tags.filter((t) => t !== policyTag(job.policyId!)), policyTag(job.policyId)] : p.tags,
       verifyCbt: false,
     };
     const result = (await ctx.execute(description, (e) => progress(e.done, e.total))) as Record<string, unknown>;
@@ -57,6 +58,7 @@ export class BackupJob implements JobKindHandler {
       const r = await applyPolicyRetention(await ctx.repository(), {
         vm: job.vm!,
         retention: pol.retention,
+        policyId: job.policyId!,
         signal,
         onWarning: logger.warn,
       });

@@ -111,7 +111,7 @@ export class JobQueue extends EventEmitter {
   requeue(id: number, delayMs: number, error: JobError): void {
     this.log(id, 'warn', `retrying in ${Math.round(delayMs / 1000)} s`);
     this.catalog.jobs.retry(id, new Date(Date.now() + delayMs).toISOString(), error);
-    this.emit('event', { type: 'status', job: id, data: { status: 'queued' } } satisfies JobEvent);
+    this.emit('event', { type: 'status', job: id, data: { status: 'retrying', error } } satisfies JobEvent);
   }
 
   finish(id: number, status: JobStatus, error: JobError | null, result: unknown): Job | undefined {

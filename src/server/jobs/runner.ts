@@ -162,7 +162,7 @@ export class JobRunner {
           const message = this.stopping && !entry.cancelled ? 'interrupted by server shutdown' : err.message;
           queue.log(job.id, 'error', `failed: [${err.code}] ${message}`);
           if (entry.cancelled) return this.finish(job.id, 'cancelled', { code: 'CANCELLED', message }, null);
-          if (!this.stopping && retry.shouldRetry(err.code, attempt, job.maxAttempts)) {
+          if (!this.stopping && retry.shouldRetry(err.code, attempt, job.maxAttempts, message)) {
             const delayMs = retry.delayMs(attempt);
             queue.requeue(job.id, delayMs, { code: err.code, message });
             setTimeout(() => this.kick(), delayMs + 5).unref();

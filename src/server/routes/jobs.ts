@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { CofferError } from '../../shared/index.js';
 import { authenticate, can, type Principal } from '../auth.js';
 import { decodeCursor, TERMINAL_STATUSES, type Catalog, type Job, type JobStatus } from '../catalog/index.js';
+import { JOB_STATES, jobState, jobView } from '../jobs/job-state.js';
 import type { JobEvent, JobQueue } from '../jobs/queue.js';
 import { checkRestoreTarget } from '../jobs/restore-target.js';
 import { pathLike } from '../validation.js';
@@ -58,24 +59,27 @@ export function registerJobRoutes(routes: Routes, ctx: JobsContext): void {
   routes.add({
     method: 'GET',
     url: '/api/v1/jobs',
-    summary: 'List jobs (newest first)',
+    summary: 'List jobs (newest first); `retrying` is a job that failed and waits for its next attempt',
     tag: 'jobs',
     permission: 'read',
     query: Pagination.extend({
-      status: z.enum(['queued', 'running', 'succeeded', 'failed', 'cancelled']).optional(),
+      status: z.enum(JOB_STATES).optional(),
       kind: z.enum(['backup', 'restore', 'verify', 'prune']).optional(),
       vm: z.string().max(512).optional(),
     }),
     handler: ({ query }) => {
       const c = decodeCursor(query.cursor, 1);
+      // `queued` and `retrying` are both the catalog's `queued` status: told apart by jobState
+      const waiting = query.status === 'retrying' || query.status === 'queued';
       const rows = catalog.jobs.list({
-        status: query.status,
+        status: waiting ? 'queued' : (query.status as JobStatus | undefined),
         kind: query.kind,
         vm: query.vm,
         ...(c ? { beforeId: c[0] as number } : {}),
-        limit: query.limit + 1,
+        limit: waiting ? 10_000 : query.limit + 1,
       });
-      return page(rows, query.limit, (j) => [j.id]);
+      const items = rows.map(jobView).filter((j) => !waiting || j.status === query.status);
+      return page(items.slice(0, query.limit + 1), query.limit, (j) => [j.id]);
     },
   });
 
@@ -89,7 +93,7 @@ export function registerJobRoutes(routes: Routes, ctx: JobsContext): void {
     handler: ({ params }) => {
       const job = queue.get(params.id);
       if (!job) throw new CofferError('NOT_FOUND', `no job ${params.id}`);
-      return { ...job, logs: queue.logs(params.id) };
+      return { ...jobView(job), logs: queue.logs(params.id) };
     },
   });
 
@@ -114,7 +118,7 @@ export function registerJobRoutes(routes: Routes, ctx: JobsContext): void {
     params: JobIdParam,
     handler: ({ params, principal, audit: a }) => {
       a({ job: params.id });
-      return runner.cancel(params.id, principal!.actor);
+      return jobView(runner.cancel(params.id, principal!.actor));
     },
   });
 }
@@ -226,7 +230,7 @@ function streamJobEvents(
   }
   const now = queue.get(id)!;
   if (now.progress) send('progress', now.progress);
-  send('status', { status: now.status, error: now.error });
+  send('status', { status: jobState(now), error: now.error });
   if (terminal(now.status)) return void raw.end();
   const onEvent = (e: JobEvent) => {
     if (e.job !== id) return;

@@ -1,5 +1,6 @@
 import { decodeCursor } from '../catalog/index.js';
 import { checkPolicyRepository, PolicySpecSchema, resolvePolicyVms, retentionStatus, type Policy } from '../policy.js';
+import { describeRetention } from '../retention.js';
 import { findPolicy, type ApiContext } from './context.js';
 import { IdParam, page, Pagination, type Routes } from './kit.js';
 
@@ -12,6 +13,8 @@ export function registerPolicyRoutes(
   const policyView = (p: Policy) => ({
     ...p,
     retentionStatus: retentionStatus(p),
+    /** what the retention keeps, in words (one line a rule) */
+    retentionKeeps: p.retention ? describeRetention(p.retention) : [],
     nextRuns: scheduler.nextRuns(p.id),
     resolvedVms: resolvePolicyVms(p, vcenters.inventory(), vcenters.errors()),
   });

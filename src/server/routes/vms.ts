@@ -41,13 +41,27 @@ export function registerDashboardRoutes(routes: Routes, { catalog, repos, vcente
       return {
         vms: {
           total: vms.length,
+          /** covered by an enabled policy and holding a restore point */
           protected: vms.filter((v) => v.protected).length,
+          /** everything else: no policy, or a policy but no restore point yet */
+          unprotected: vms.filter((v) => !v.protected).length,
+          /** the newest finished backup failed */
+          failing: vms.filter((v) => v.failing).length,
           compliant: vms.filter((v) => v.rpoCompliant === true).length,
           breached: vms.filter((v) => v.rpoCompliant === false).length,
         },
         repositories: repos.stats(),
         trend: catalog.restorePoints.dailyTrend(since),
         failures: catalog.jobs.failuresByDay(since),
+        /** the VMs whose newest finished backup failed, with that failure */
+        failingVms: vms
+          .filter((v) => v.failing)
+          .map((v) => ({
+            name: v.name,
+            job: v.lastJob!.id,
+            finishedAt: v.lastJob!.finishedAt,
+            error: v.lastJob!.error,
+          })),
         jobs: catalog.jobs.countByStatus(),
       };
     },
