@@ -152,7 +152,7 @@ async function privilegeChecker(client: VimClient, op: Op): Promise<PrivilegeChe
           `HasPrivilegeOnEntity answered ${vals.length} values for ${ask.length} privileges`,
           { details: { protocol: true } },
         );
-      ask.forEach((id, i) => cache.set(`${entity.ref.toString()} ${id}`, vals[i]!));
+      for (const [i, id] of ask.entries()) cache.set(`${entity.ref.toString()} ${id}`, vals[i]!);
     }
     return ids
       .filter((id) => !cache.get(`${entity.ref.toString()} ${id}`))
