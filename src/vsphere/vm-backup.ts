@@ -78,9 +78,18 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** --quiesce: what to ask for (auto: the best the guest offers, falling back down to crash-consistent). */
+export type QuiesceRequest = 'auto' | 'app' | 'fs' | 'none';
+/** What a snapshot obtained: application-consistent (VSS), file-system-consistent (guest freeze), crash-consistent. */
+export type QuiesceMode = 'app' | 'fs' | 'crash';
+
 export interface VmBackupOptions extends Op {
-  /** Quiesce the guest when VMware Tools runs (default true; --no-quiesce turns it off). */
+  /** Quiesce the guest when VMware Tools runs (default true; --no-quiesce turns it off): quiesceMode 'none'. */
   quiesce: boolean;
+  /** default: 'auto' when quiesce, else 'none' */
+  quiesceMode?: QuiesceRequest | undefined;
+  /** fail (VSPHERE_QUIESCE) instead of falling back to a less consistent snapshot */
+  quiesceRequired?: boolean | undefined;
   transport: DiskTransport;
   /** vsphere://HOST:PORT, for the sources' uri (no credentials). */
   display: string;
@@ -98,6 +107,8 @@ export interface VmBackupSession {
   disks: VsphereDiskSource[];
   config: StoredVmConfig;
   consistency: { snapshot: true; quiesced: boolean };
+  /** the consistency the snapshot obtained, and the fallbacks taken on the way (warnings) */
+  quiesce: { requested: QuiesceRequest; mode: QuiesceMode; fallbacks: string[] };
   /** CBT was off and Coffer turned it on: this backup is full, the next one can be incremental. */
   cbtEnabledNow: boolean;
   orphansRemoved: string[];
@@ -166,45 +177,65 @@ export async function openVmBackup(
     orphansRemoved.push(s.name);
   }
 
-  const quiesce = opts.quiesce && vm.toolsRunningStatus === 'guestToolsRunning';
-  if (opts.quiesce && !quiesce)
-    logger.info(`VM ${vm.name}: VMware Tools is not running; the snapshot is crash-consistent (not quiesced)`);
+  const requested: QuiesceRequest = opts.quiesceMode ?? (opts.quiesce ? 'auto' : 'none');
+  const plan = quiescePlan(vm, requested, Boolean(opts.quiesceRequired));
+  const fallbacks = [...plan.notes];
+  for (const n of plan.notes) logger.warn(`VM ${vm.name}: ${n}`);
+  const owner: SnapshotOwner = {
+    host: self.host,
+    pid: process.pid,
+    job: opts.job ?? 'cli',
+    started: new Date().toISOString(),
+    leaseS: opts.snapshotLeaseS ?? DEFAULT_SNAPSHOT_LEASE_S,
+  };
+  const description = `${SNAPSHOT_DESCRIPTION}\n${ownerLine(owner)}`;
   const snapshotName = `${SNAPSHOT_PREFIX}${randomUUID()}`;
-  let snapshot: MoRef;
-  try {
-    const owner: SnapshotOwner = {
-      host: self.host,
-      pid: process.pid,
-      job: opts.job ?? 'cli',
-      started: new Date().toISOString(),
-      leaseS: opts.snapshotLeaseS ?? DEFAULT_SNAPSHOT_LEASE_S,
-    };
-    const description = `${SNAPSHOT_DESCRIPTION}\n${ownerLine(owner)}`;
-    const result = await runTask(
-      client,
-      'CreateSnapshot_Task',
-      vm.ref,
-      { name: snapshotName, description, memory: false, quiesce },
-      `creating snapshot ${snapshotName} of ${vm.name}`,
-      task,
-    );
-    if (!result?.attrs['type'])
-      throw new CofferError('VSPHERE_FAULT', 'CreateSnapshot_Task returned no snapshot', {
-        details: { protocol: true },
-      });
-    snapshot = MoRef.from(result);
-  } catch (e) {
-    // A snapshot created although we saw a failure (timeout, cancel) is found by name and removed.
-    await removeByName(client, vm.ref, snapshotName, logger).catch(() => undefined);
-    if (e instanceof CofferError && quiesce && e.code === 'VSPHERE_FAULT') {
-      throw new CofferError(e.code, e.message, {
-        details: e.details,
-        cause: e,
-        hint: 'quiescing the guest failed? retry with --no-quiesce (a crash-consistent snapshot)',
-      });
+  let snapshot: MoRef | undefined;
+  let mode: QuiesceMode = 'crash';
+  for (const [i, attempt] of plan.attempts.entries()) {
+    try {
+      const result = await runTask(
+        client,
+        'CreateSnapshot_Task',
+        vm.ref,
+        { name: snapshotName, description, memory: false, quiesce: attempt !== 'crash' },
+        `creating ${attempt === 'crash' ? 'a crash-consistent' : `a quiesced (${attempt})`} snapshot ${snapshotName} ` +
+          `of ${vm.name}`,
+        task,
+      );
+      if (!result?.attrs['type'])
+        throw new CofferError('VSPHERE_FAULT', 'CreateSnapshot_Task returned no snapshot', {
+          details: { protocol: true },
+        });
+      snapshot = MoRef.from(result);
+      mode = attempt;
+      break;
+    } catch (e) {
+      // A snapshot created although we saw a failure (timeout, cancel) is found by name and removed.
+      await removeByName(client, vm.ref, snapshotName, logger).catch(() => undefined);
+      const quiesceFault =
+        attempt !== 'crash' && e instanceof CofferError && e.code === 'VSPHERE_FAULT' && e.details.fault;
+      if (!quiesceFault) throw e;
+      const next = plan.attempts[i + 1];
+      if (!next) {
+        throw new CofferError(
+          'VSPHERE_QUIESCE',
+          `VM ${vm.name}: the quiesced snapshot failed (${(e as Error).message}) and --quiesce-required forbids a ` +
+            `less consistent one`,
+          {
+            cause: e,
+            details: { requested, fault: (e as CofferError).details.fault },
+            hint: 'check VMware Tools and the guest (VSS writers, freeze scripts), or drop --quiesce-required',
+          },
+        );
+      }
+      const note = `a quiesced (${attempt}) snapshot failed (${(e as Error).message}); falling back to ${next}`;
+      logger.warn(`VM ${vm.name}: ${note}`);
+      fallbacks.push(note);
     }
-    throw e;
   }
+  if (!snapshot) throw new CofferError('INTERNAL', 'no snapshot attempt was made');
+  const quiesce = mode !== 'crash';
 
   let removed = false;
   const remove = async (): Promise<{ snapshotRemoved: boolean }> => {
@@ -258,7 +289,12 @@ export async function openVmBackup(
         'VSPHERE_DISK_LAYOUT',
         `VM ${vm.name} has no disk a snapshot can capture (${skipped.map((s) => s.reason).join('; ')})`,
       );
-    const config = toStoredConfig(vm, snapCfg, inv, { quiesced: quiesce, snapshotName });
+    const config = toStoredConfig(vm, snapCfg, inv, {
+      quiesced: quiesce,
+      snapshotName,
+      quiesceMode: mode,
+      quiesceRequested: requested,
+    });
     const ctx = { datacenter: vm.datacenter?.name ?? '', vmName: vm.name };
     if (!ctx.datacenter) throw new CofferError('VSPHERE_FAULT', `cannot find the datacenter of VM ${vm.name}`);
     opts.transport.prepare?.(vm.ref, snapshot);
@@ -290,6 +326,7 @@ export async function openVmBackup(
       disks: opened,
       config,
       consistency: { snapshot: true, quiesced: quiesce },
+      quiesce: { requested, mode, fallbacks },
       cbtEnabledNow,
       orphansRemoved,
       skippedDisks: skipped,
@@ -305,6 +342,45 @@ export async function openVmBackup(
     await remove();
     throw e;
   }
+}
+
+/**
+ * The snapshots to try, best first (DESIGN.md §vSphere, quiescing). A quiesced CreateSnapshot_Task on a Windows guest
+ * goes through VMware Tools' VSS requestor (application-consistent); on other guests it freezes the file systems
+ * (file-system-consistent; application-consistent only with the guest's own pre-freeze scripts, which Coffer cannot
+ * see). Without running Tools nothing can be quiesced. `required`: never fall below the requested level.
+ */
+export function quiescePlan(
+  vm: Pick<VmInfo, 'name' | 'toolsRunningStatus'> & { config?: { guestId?: string | undefined } | undefined },
+  requested: QuiesceRequest,
+  required: boolean,
+): { attempts: QuiesceMode[]; notes: string[] } {
+  if (requested === 'none') return { attempts: ['crash'], notes: [] };
+  const tools = vm.toolsRunningStatus === 'guestToolsRunning';
+  const windows = /^win/i.test(vm.config?.guestId ?? '');
+  const quiesced: QuiesceMode = windows ? 'app' : 'fs';
+  const fail = (why: string) =>
+    new CofferError('VSPHERE_QUIESCE', `VM ${vm.name}: ${why}; --quiesce-required forbids a less consistent snapshot`, {
+      details: { requested },
+      hint: 'start VMware Tools in the guest, ask for less (--quiesce fs/none), or drop --quiesce-required',
+    });
+  if (!tools) {
+    if (required) throw fail(`VMware Tools is not running, so the guest cannot be quiesced (${requested} asked)`);
+    return {
+      attempts: ['crash'],
+      notes: ['VMware Tools is not running; the snapshot is crash-consistent (not quiesced)'],
+    };
+  }
+  const notes: string[] = [];
+  if (requested === 'app' && !windows) {
+    if (required)
+      throw fail(
+        `application-consistent snapshots need a Windows guest (VSS); guest ${vm.config?.guestId ?? '?'} can be frozen ` +
+          `(file-system-consistent) only`,
+      );
+    notes.push(`guest ${vm.config?.guestId ?? '?'} has no VSS: asking for a file-system-consistent snapshot instead`);
+  }
+  return { attempts: required ? [quiesced] : [quiesced, 'crash'], notes };
 }
 
 function need<T>(v: T | undefined, what: string): T {
