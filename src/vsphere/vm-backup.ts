@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { CofferError, silentLogger, type Logger, type Op } from '../shared/index.js';
 import type { DiskTransport } from './disk-transport.js';
-import type { Inventory, VmInfo } from './inventory.js';
+import { dcPathOf, type Inventory, type VmInfo } from './inventory.js';
 import { retrieveOne } from './property-collector.js';
 import { runTask } from './task.js';
 import type { VimClient } from './vim-client.js';
@@ -295,7 +295,8 @@ export async function openVmBackup(
       quiesceMode: mode,
       quiesceRequested: requested,
     });
-    const ctx = { datacenter: vm.datacenter?.name ?? '', vmName: vm.name };
+    // the datacenter's inventory path, not its name: /folder URLs need it for datacenters inside folders
+    const ctx = { datacenter: vm.datacenter ? dcPathOf(vm.datacenter) : '', vmName: vm.name };
     if (!ctx.datacenter) throw new CofferError('VSPHERE_FAULT', `cannot find the datacenter of VM ${vm.name}`);
     opts.transport.prepare?.(vm.ref, snapshot);
     for (const [i, disk] of snapCfg.disks.entries()) {
