@@ -48,7 +48,10 @@ describe('vSphere datacenters inside folders (vcsim)', () => {
 
     const sc = await soapCall(vc, undefined, 'RetrieveServiceContent', 'ServiceInstance', 'ServiceInstance');
     const root = xmlText(sc, 'rootFolder')!;
-    const children = xmlAll(await retrieveProperties(session, 'Folder', root, ['childEntity']), 'ManagedObjectReference');
+    const children = xmlAll(
+      await retrieveProperties(session, 'Folder', root, ['childEntity']),
+      'ManagedObjectReference',
+    );
     assert.equal(children.length, 1, 'one datacenter under the root folder');
     const folders: string[] = [];
     for (const name of ['US', 'Europe']) {
@@ -82,7 +85,9 @@ describe('vSphere datacenters inside folders (vcsim)', () => {
   });
 
   test('inventory and check show the paths; backup over http reads through dcPath=Europe/DC0', () => {
-    const inv = expectOk(coffer(['vsphere', 'inventory', `vsphere://${vc.host}:${vc.port}`, '--insecure-tls', '--json'], env));
+    const inv = expectOk(
+      coffer(['vsphere', 'inventory', `vsphere://${vc.host}:${vc.port}`, '--insecure-tls', '--json'], env),
+    );
     assert.deepEqual(inv.datacenters.map((x: any) => x.path).sort(), ['/Europe/DC0', '/US/DC0']);
     assert.equal(inv.vms.find((v: any) => v.name === VM).path, `/Europe/DC0/vm/${VM}`);
     const url = `vsphere://${vc.host}:${vc.port}/Europe/DC0/vm/${VM}`;

@@ -9,7 +9,7 @@ import type { VimClient } from './vim-client.js';
 import { toStoredConfig, type StoredVmConfig } from './vm-config.js';
 import { parseConfigInfo, parseDatastorePath, parseSnapshotInfo, unsnapshottable } from './vm-model.js';
 import { VsphereDiskSource } from './vsphere-disk-source.js';
-import { MoRef } from './xml.js';
+import { boolOf, MoRef } from './xml.js';
 
 export const SNAPSHOT_PREFIX = 'coffer-';
 const SNAPSHOT_DESCRIPTION =
@@ -116,6 +116,14 @@ export interface VmBackupSession {
   skippedDisks: { key: number; fileName: string; reason: string }[];
   snapshot: MoRef;
   snapshotName: string;
+  /**
+   * Before the restore point is committed: the snapshot read is still there with the same disk files
+   * (VSPHERE_CAPTURE_LOST otherwise: removed by someone else mid-read, or its files moved). Returns warnings (a vMotion
+   * to another host during the backup: harmless, the disks are on shared storage).
+   */
+  verify(op?: Op): Promise<string[]>;
+  /** set once close() ran ConsolidateVMDisks_Task because vCenter reported consolidationNeeded */
+  consolidated: () => boolean;
   /** Removes the snapshot (never with the caller's signal: a cancelled backup still cleans up). */
   close(): Promise<{ snapshotRemoved: boolean }>;
 }
@@ -176,6 +184,8 @@ export async function openVmBackup(
     );
     orphansRemoved.push(s.name);
   }
+
+  await consolidateIfNeeded(client, vm, logger, task, 'before the backup');
 
   const requested: QuiesceRequest = opts.quiesceMode ?? (opts.quiesce ? 'auto' : 'none');
   const plan = quiescePlan(vm, requested, Boolean(opts.quiesceRequired));
@@ -238,6 +248,17 @@ export async function openVmBackup(
   const quiesce = mode !== 'crash';
 
   let removed = false;
+  let consolidated = false;
+  const afterRemoval = async () => {
+    try {
+      consolidated = await consolidateIfNeeded(client, vm, logger, { timeoutMs: task.timeoutMs }, 'after the backup');
+    } catch (e) {
+      logger.warn(
+        `VM ${vm.name}: consolidating its disks failed (${(e as Error).message}); the next Coffer backup tries again ` +
+          `(or run "Consolidate" in vCenter)`,
+      );
+    }
+  };
   const remove = async (): Promise<{ snapshotRemoved: boolean }> => {
     if (removed) return { snapshotRemoved: true };
     for (let attempt = 1; attempt <= 3; attempt++) {
@@ -251,10 +272,12 @@ export async function openVmBackup(
           { timeoutMs: task.timeoutMs },
         );
         removed = true;
+        await afterRemoval();
         return { snapshotRemoved: true };
       } catch (e) {
         if (e instanceof CofferError && e.code === 'NOT_FOUND') {
           removed = true;
+          await afterRemoval();
           return { snapshotRemoved: true };
         }
         logger.warn(
@@ -333,6 +356,16 @@ export async function openVmBackup(
       skippedDisks: skipped,
       snapshot,
       snapshotName,
+      consolidated: () => consolidated,
+      verify: (op?: Op) =>
+        verifyCapture(
+          client,
+          vm,
+          snapshot,
+          snapshotName,
+          snapCfg.disks,
+          opts.signal ? { signal: opts.signal } : (op ?? {}),
+        ),
       async close() {
         await Promise.allSettled(opened.map((d) => d.close()));
         return remove();
@@ -343,6 +376,70 @@ export async function openVmBackup(
     await remove();
     throw e;
   }
+}
+
+/** Runs ConsolidateVMDisks_Task when vCenter says the VM needs it (a snapshot removal that left redo logs behind). */
+async function consolidateIfNeeded(
+  client: VimClient,
+  vm: VmInfo,
+  logger: Logger,
+  task: { signal?: AbortSignal | undefined; timeoutMs: number },
+  when: string,
+): Promise<boolean> {
+  const o = await retrieveOne(client, vm.ref, ['runtime'], task);
+  const rt = o.props.get('runtime');
+  if (!rt || boolOf(rt, 'consolidationNeeded') !== true) return false;
+  logger.warn(`VM ${vm.name}: vCenter reports that its disks need consolidation; consolidating ${when}`);
+  await runTask(client, 'ConsolidateVMDisks_Task', vm.ref, {}, `consolidating the disks of ${vm.name}`, task);
+  return true;
+}
+
+/**
+ * The check before a restore point is committed (DESIGN.md §vSphere, faults): the snapshot still exists and still
+ * names the files that were read. A vMotion (another host) changes neither and is only reported.
+ */
+async function verifyCapture(
+  client: VimClient,
+  vm: VmInfo,
+  snapshot: MoRef,
+  snapshotName: string,
+  disks: { key: number; fileName: string }[],
+  op: Op,
+): Promise<string[]> {
+  const lost = (why: string, cause?: unknown) =>
+    new CofferError(
+      'VSPHERE_CAPTURE_LOST',
+      `VM ${vm.name}: ${why} during the backup; what was read cannot be trusted, no restore point is made`,
+      {
+        cause,
+        details: { vm: vm.name, snapshot: snapshotName },
+        hint: 'do not remove or move Coffer snapshots while a backup runs; run the backup again',
+      },
+    );
+  const o = await retrieveOne(client, vm.ref, ['snapshot', 'runtime.host'], op);
+  if (!parseSnapshotInfo(o.props.get('snapshot')).some((x) => x.ref.equals(snapshot)))
+    throw lost(`the snapshot ${snapshotName} was removed by someone else`);
+  let cfg;
+  try {
+    cfg = parseConfigInfo(need((await retrieveOne(client, snapshot, ['config'], op)).props.get('config'), 'config'));
+  } catch (e) {
+    if (e instanceof CofferError && e.code === 'NOT_FOUND')
+      throw lost(`the snapshot ${snapshotName} was removed by someone else`, e);
+    throw e;
+  }
+  for (const d of disks) {
+    const now = cfg.disks.find((x) => x.key === d.key);
+    if (!now || now.fileName !== d.fileName)
+      throw lost(`disk ${d.key} of snapshot ${snapshotName} moved from ${d.fileName} to ${now?.fileName ?? 'nowhere'}`);
+  }
+  const warnings: string[] = [];
+  const hostNow = o.props.get('runtime.host')?.text.trim();
+  if (vm.host && hostNow && hostNow !== vm.host.value)
+    warnings.push(
+      `VM ${vm.name} moved from host ${vm.host.value} to ${hostNow} during the backup (vMotion); the snapshot's ` +
+        `disks did not change, the restore point is complete`,
+    );
+  return warnings;
 }
 
 /**

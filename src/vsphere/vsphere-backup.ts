@@ -51,12 +51,16 @@ export interface VsphereVmBackup {
     quiesceRequested: QuiesceRequest;
     quiesceFallbacks: string[];
     cbtEnabledNow: boolean;
+    /** ConsolidateVMDisks_Task ran after the snapshot removal (vCenter reported consolidationNeeded) */
+    consolidated: boolean;
     orphanedSnapshotsRemoved: string[];
     skippedDisks: { key: number; fileName: string; reason: string }[];
     transport: string;
     logins: number;
     cbtQueries: number[];
   };
+  /** Before the commit: the snapshot is still there, unchanged (VSPHERE_CAPTURE_LOST); returns warnings. */
+  verify(op?: Op): Promise<string[]>;
   /** Removes the snapshot and logs out; never throws. */
   close(): Promise<{ snapshotRemoved: boolean }>;
 }
@@ -93,6 +97,7 @@ export async function openVsphereBackup(spec: string, opts: VsphereBackupOptions
       disks: s.disks,
       vmConfig: s.config,
       consistency: s.consistency,
+      verify: (op?: Op) => s.verify(op),
       report: () => ({
         vm: vm!.name,
         moref: vm!.ref.value,
@@ -102,6 +107,7 @@ export async function openVsphereBackup(spec: string, opts: VsphereBackupOptions
         quiesceRequested: s.quiesce.requested,
         quiesceFallbacks: s.quiesce.fallbacks,
         cbtEnabledNow: s.cbtEnabledNow,
+        consolidated: s.consolidated(),
         orphanedSnapshotsRemoved: s.orphansRemoved,
         skippedDisks: s.skippedDisks,
         transport: transport.name,
