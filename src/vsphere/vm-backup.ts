@@ -473,8 +473,8 @@ export function quiescePlan(
   if (requested === 'app' && !windows) {
     if (required)
       throw fail(
-        `application-consistent snapshots need a Windows guest (VSS); guest ${vm.config?.guestId ?? '?'} can be frozen ` +
-          `(file-system-consistent) only`,
+        `application-consistent snapshots need a Windows guest (VSS); guest ${vm.config?.guestId ?? '?'} can be ` +
+          `frozen (file-system-consistent) only`,
       );
     notes.push(`guest ${vm.config?.guestId ?? '?'} has no VSS: asking for a file-system-consistent snapshot instead`);
   }
