@@ -38,6 +38,10 @@ export const ERROR_CODES = {
     'found (no restore point is made)',
   VSPHERE_TRANSPORT:
     'the chosen vSphere transport cannot read this disk or could not be set up (hot-add proxy, VDDK, vSAN over HTTP)',
+  VSPHERE_CHECK_FAILED: '`coffer vsphere check` found something that stops a backup (privilege, transport, disks)',
+  VSPHERE_QUIESCE: 'the guest could not be quiesced and --quiesce-required forbids a less consistent snapshot',
+  VSPHERE_CAPTURE_LOST:
+    'the snapshot being read was removed or changed by someone else during the backup (no restore point is made)',
   VSPHERE_UNSAFE_WRITE:
     'a restore would write through /folder to a file Coffer has not verified as a flat disk extent (refused)',
   VSPHERE_NFC: 'the NFC import (ImportVApp / HttpNfcLease) failed or its lease ended; the half-made VM was removed',

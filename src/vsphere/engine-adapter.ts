@@ -20,6 +20,7 @@ export function vsphereVmSource(vmb: VsphereVmBackup) {
     disks: vmb.disks,
     consistency: vmb.consistency,
     vmConfig: vmb.vmConfig as unknown as Record<string, unknown>,
+    verifyCapture: (op: Op) => vmb.verify(op),
     finish() {
       finished ??= vmb.close().then(({ snapshotRemoved }) => ({
         kind: 'vsphere',

@@ -35,3 +35,4 @@ export {
   type VsphereVmRestore,
 } from './vsphere-restore.js';
 export { vsphereVmSource, vsphereSourceOpener, vsphereRestoreTargetOpener } from './engine-adapter.js';
+export { checkVsphere, PRIVILEGES, type CheckReport, type VmCheck } from './vsphere-check.js';

@@ -186,6 +186,15 @@ export function buildInventory(objects: ObjectContent[], rootFolder: MoRef): Inv
   return inv;
 }
 
+/**
+ * The `dcPath` of vCenter's /folder access: the datacenter's inventory path without the root folder
+ * (`Folder1/DC1` for a datacenter inside a folder; names with `/` stay escaped as `%2f`, as vCenter writes them).
+ * A bare name is wrong there: two datacenters of the same name in different folders are legal.
+ */
+export function dcPathOf(dc: Pick<InventoryEntity, 'path'>): string {
+  return dc.path.replace(/^\//, '');
+}
+
 /** Glob (*, ?, [..]) to a RegExp over the whole string. */
 function globToRegExp(glob: string): RegExp {
   let re = '';

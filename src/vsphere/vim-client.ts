@@ -23,6 +23,7 @@ export interface ServiceContent {
   searchIndex: MoRef | undefined;
   fileManager: MoRef | undefined;
   virtualDiskManager: MoRef | undefined;
+  authorizationManager: MoRef | undefined;
   apiVersion: string;
   apiType: string;
   fullName: string;
@@ -261,6 +262,7 @@ function parseServiceContent(n: XmlNode): ServiceContent {
     searchIndex: refOf(n, 'searchIndex'),
     fileManager: refOf(n, 'fileManager'),
     virtualDiskManager: refOf(n, 'virtualDiskManager'),
+    authorizationManager: refOf(n, 'authorizationManager'),
     apiVersion: (about && textOf(about, 'apiVersion')?.trim()) || '',
     apiType: (about && textOf(about, 'apiType')) || '',
     fullName: (about && textOf(about, 'fullName')) || '',

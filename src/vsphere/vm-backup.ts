@@ -2,14 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { CofferError, silentLogger, type Logger, type Op } from '../shared/index.js';
 import type { DiskTransport } from './disk-transport.js';
-import type { Inventory, VmInfo } from './inventory.js';
+import { dcPathOf, type Inventory, type VmInfo } from './inventory.js';
 import { retrieveOne } from './property-collector.js';
 import { runTask } from './task.js';
 import type { VimClient } from './vim-client.js';
 import { toStoredConfig, type StoredVmConfig } from './vm-config.js';
 import { parseConfigInfo, parseDatastorePath, parseSnapshotInfo, unsnapshottable } from './vm-model.js';
 import { VsphereDiskSource } from './vsphere-disk-source.js';
-import { MoRef } from './xml.js';
+import { boolOf, MoRef } from './xml.js';
 
 export const SNAPSHOT_PREFIX = 'coffer-';
 const SNAPSHOT_DESCRIPTION =
@@ -78,9 +78,18 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** --quiesce: what to ask for (auto: the best the guest offers, falling back down to crash-consistent). */
+export type QuiesceRequest = 'auto' | 'app' | 'fs' | 'none';
+/** What a snapshot obtained: application-consistent (VSS), file-system-consistent (guest freeze), crash-consistent. */
+export type QuiesceMode = 'app' | 'fs' | 'crash';
+
 export interface VmBackupOptions extends Op {
-  /** Quiesce the guest when VMware Tools runs (default true; --no-quiesce turns it off). */
+  /** Quiesce the guest when VMware Tools runs (default true; --no-quiesce turns it off): quiesceMode 'none'. */
   quiesce: boolean;
+  /** default: 'auto' when quiesce, else 'none' */
+  quiesceMode?: QuiesceRequest | undefined;
+  /** fail (VSPHERE_QUIESCE) instead of falling back to a less consistent snapshot */
+  quiesceRequired?: boolean | undefined;
   transport: DiskTransport;
   /** vsphere://HOST:PORT, for the sources' uri (no credentials). */
   display: string;
@@ -98,6 +107,8 @@ export interface VmBackupSession {
   disks: VsphereDiskSource[];
   config: StoredVmConfig;
   consistency: { snapshot: true; quiesced: boolean };
+  /** the consistency the snapshot obtained, and the fallbacks taken on the way (warnings) */
+  quiesce: { requested: QuiesceRequest; mode: QuiesceMode; fallbacks: string[] };
   /** CBT was off and Coffer turned it on: this backup is full, the next one can be incremental. */
   cbtEnabledNow: boolean;
   orphansRemoved: string[];
@@ -105,6 +116,14 @@ export interface VmBackupSession {
   skippedDisks: { key: number; fileName: string; reason: string }[];
   snapshot: MoRef;
   snapshotName: string;
+  /**
+   * Before the restore point is committed: the snapshot read is still there with the same disk files
+   * (VSPHERE_CAPTURE_LOST otherwise: removed by someone else mid-read, or its files moved). Returns warnings (a vMotion
+   * to another host during the backup: harmless, the disks are on shared storage).
+   */
+  verify(op?: Op): Promise<string[]>;
+  /** set once close() ran ConsolidateVMDisks_Task because vCenter reported consolidationNeeded */
+  consolidated: () => boolean;
   /** Removes the snapshot (never with the caller's signal: a cancelled backup still cleans up). */
   close(): Promise<{ snapshotRemoved: boolean }>;
 }
@@ -166,47 +185,80 @@ export async function openVmBackup(
     orphansRemoved.push(s.name);
   }
 
-  const quiesce = opts.quiesce && vm.toolsRunningStatus === 'guestToolsRunning';
-  if (opts.quiesce && !quiesce)
-    logger.info(`VM ${vm.name}: VMware Tools is not running; the snapshot is crash-consistent (not quiesced)`);
+  await consolidateIfNeeded(client, vm, logger, task, 'before the backup');
+
+  const requested: QuiesceRequest = opts.quiesceMode ?? (opts.quiesce ? 'auto' : 'none');
+  const plan = quiescePlan(vm, requested, Boolean(opts.quiesceRequired));
+  const fallbacks = [...plan.notes];
+  for (const n of plan.notes) logger.warn(`VM ${vm.name}: ${n}`);
+  const owner: SnapshotOwner = {
+    host: self.host,
+    pid: process.pid,
+    job: opts.job ?? 'cli',
+    started: new Date().toISOString(),
+    leaseS: opts.snapshotLeaseS ?? DEFAULT_SNAPSHOT_LEASE_S,
+  };
+  const description = `${SNAPSHOT_DESCRIPTION}\n${ownerLine(owner)}`;
   const snapshotName = `${SNAPSHOT_PREFIX}${randomUUID()}`;
-  let snapshot: MoRef;
-  try {
-    const owner: SnapshotOwner = {
-      host: self.host,
-      pid: process.pid,
-      job: opts.job ?? 'cli',
-      started: new Date().toISOString(),
-      leaseS: opts.snapshotLeaseS ?? DEFAULT_SNAPSHOT_LEASE_S,
-    };
-    const description = `${SNAPSHOT_DESCRIPTION}\n${ownerLine(owner)}`;
-    const result = await runTask(
-      client,
-      'CreateSnapshot_Task',
-      vm.ref,
-      { name: snapshotName, description, memory: false, quiesce },
-      `creating snapshot ${snapshotName} of ${vm.name}`,
-      task,
-    );
-    if (!result?.attrs['type'])
-      throw new CofferError('VSPHERE_FAULT', 'CreateSnapshot_Task returned no snapshot', {
-        details: { protocol: true },
-      });
-    snapshot = MoRef.from(result);
-  } catch (e) {
-    // A snapshot created although we saw a failure (timeout, cancel) is found by name and removed.
-    await removeByName(client, vm.ref, snapshotName, logger).catch(() => undefined);
-    if (e instanceof CofferError && quiesce && e.code === 'VSPHERE_FAULT') {
-      throw new CofferError(e.code, e.message, {
-        details: e.details,
-        cause: e,
-        hint: 'quiescing the guest failed? retry with --no-quiesce (a crash-consistent snapshot)',
-      });
+  let snapshot: MoRef | undefined;
+  let mode: QuiesceMode = 'crash';
+  for (const [i, attempt] of plan.attempts.entries()) {
+    try {
+      const result = await runTask(
+        client,
+        'CreateSnapshot_Task',
+        vm.ref,
+        { name: snapshotName, description, memory: false, quiesce: attempt !== 'crash' },
+        `creating ${attempt === 'crash' ? 'a crash-consistent' : `a quiesced (${attempt})`} snapshot ${snapshotName} ` +
+          `of ${vm.name}`,
+        task,
+      );
+      if (!result?.attrs['type'])
+        throw new CofferError('VSPHERE_FAULT', 'CreateSnapshot_Task returned no snapshot', {
+          details: { protocol: true },
+        });
+      snapshot = MoRef.from(result);
+      mode = attempt;
+      break;
+    } catch (e) {
+      // A snapshot created although we saw a failure (timeout, cancel) is found by name and removed.
+      await removeByName(client, vm.ref, snapshotName, logger).catch(() => undefined);
+      const quiesceFault =
+        attempt !== 'crash' && e instanceof CofferError && e.code === 'VSPHERE_FAULT' && e.details.fault;
+      if (!quiesceFault) throw e;
+      const next = plan.attempts[i + 1];
+      if (!next) {
+        throw new CofferError(
+          'VSPHERE_QUIESCE',
+          `VM ${vm.name}: the quiesced snapshot failed (${(e as Error).message}) and --quiesce-required forbids a ` +
+            `less consistent one`,
+          {
+            cause: e,
+            details: { requested, fault: (e as CofferError).details.fault },
+            hint: 'check VMware Tools and the guest (VSS writers, freeze scripts), or drop --quiesce-required',
+          },
+        );
+      }
+      const note = `a quiesced (${attempt}) snapshot failed (${(e as Error).message}); falling back to ${next}`;
+      logger.warn(`VM ${vm.name}: ${note}`);
+      fallbacks.push(note);
     }
-    throw e;
   }
+  if (!snapshot) throw new CofferError('INTERNAL', 'no snapshot attempt was made');
+  const quiesce = mode !== 'crash';
 
   let removed = false;
+  let consolidated = false;
+  const afterRemoval = async () => {
+    try {
+      consolidated = await consolidateIfNeeded(client, vm, logger, { timeoutMs: task.timeoutMs }, 'after the backup');
+    } catch (e) {
+      logger.warn(
+        `VM ${vm.name}: consolidating its disks failed (${(e as Error).message}); the next Coffer backup tries again ` +
+          `(or run "Consolidate" in vCenter)`,
+      );
+    }
+  };
   const remove = async (): Promise<{ snapshotRemoved: boolean }> => {
     if (removed) return { snapshotRemoved: true };
     for (let attempt = 1; attempt <= 3; attempt++) {
@@ -220,10 +272,12 @@ export async function openVmBackup(
           { timeoutMs: task.timeoutMs },
         );
         removed = true;
+        await afterRemoval();
         return { snapshotRemoved: true };
       } catch (e) {
         if (e instanceof CofferError && e.code === 'NOT_FOUND') {
           removed = true;
+          await afterRemoval();
           return { snapshotRemoved: true };
         }
         logger.warn(
@@ -258,8 +312,14 @@ export async function openVmBackup(
         'VSPHERE_DISK_LAYOUT',
         `VM ${vm.name} has no disk a snapshot can capture (${skipped.map((s) => s.reason).join('; ')})`,
       );
-    const config = toStoredConfig(vm, snapCfg, inv, { quiesced: quiesce, snapshotName });
-    const ctx = { datacenter: vm.datacenter?.name ?? '', vmName: vm.name };
+    const config = toStoredConfig(vm, snapCfg, inv, {
+      quiesced: quiesce,
+      snapshotName,
+      quiesceMode: mode,
+      quiesceRequested: requested,
+    });
+    // the datacenter's inventory path, not its name: /folder URLs need it for datacenters inside folders
+    const ctx = { datacenter: vm.datacenter ? dcPathOf(vm.datacenter) : '', vmName: vm.name };
     if (!ctx.datacenter) throw new CofferError('VSPHERE_FAULT', `cannot find the datacenter of VM ${vm.name}`);
     opts.transport.prepare?.(vm.ref, snapshot);
     for (const [i, disk] of snapCfg.disks.entries()) {
@@ -290,11 +350,22 @@ export async function openVmBackup(
       disks: opened,
       config,
       consistency: { snapshot: true, quiesced: quiesce },
+      quiesce: { requested, mode, fallbacks },
       cbtEnabledNow,
       orphansRemoved,
       skippedDisks: skipped,
       snapshot,
       snapshotName,
+      consolidated: () => consolidated,
+      verify: (op?: Op) =>
+        verifyCapture(
+          client,
+          vm,
+          snapshot,
+          snapshotName,
+          snapCfg.disks,
+          opts.signal ? { signal: opts.signal } : (op ?? {}),
+        ),
       async close() {
         await Promise.allSettled(opened.map((d) => d.close()));
         return remove();
@@ -305,6 +376,109 @@ export async function openVmBackup(
     await remove();
     throw e;
   }
+}
+
+/** Runs ConsolidateVMDisks_Task when vCenter says the VM needs it (a snapshot removal that left redo logs behind). */
+async function consolidateIfNeeded(
+  client: VimClient,
+  vm: VmInfo,
+  logger: Logger,
+  task: { signal?: AbortSignal | undefined; timeoutMs: number },
+  when: string,
+): Promise<boolean> {
+  const o = await retrieveOne(client, vm.ref, ['runtime'], task);
+  const rt = o.props.get('runtime');
+  if (!rt || boolOf(rt, 'consolidationNeeded') !== true) return false;
+  logger.warn(`VM ${vm.name}: vCenter reports that its disks need consolidation; consolidating ${when}`);
+  await runTask(client, 'ConsolidateVMDisks_Task', vm.ref, {}, `consolidating the disks of ${vm.name}`, task);
+  return true;
+}
+
+/**
+ * The check before a restore point is committed (DESIGN.md §vSphere, faults): the snapshot still exists and still
+ * names the files that were read. A vMotion (another host) changes neither and is only reported.
+ */
+async function verifyCapture(
+  client: VimClient,
+  vm: VmInfo,
+  snapshot: MoRef,
+  snapshotName: string,
+  disks: { key: number; fileName: string }[],
+  op: Op,
+): Promise<string[]> {
+  const lost = (why: string, cause?: unknown) =>
+    new CofferError(
+      'VSPHERE_CAPTURE_LOST',
+      `VM ${vm.name}: ${why} during the backup; what was read cannot be trusted, no restore point is made`,
+      {
+        cause,
+        details: { vm: vm.name, snapshot: snapshotName },
+        hint: 'do not remove or move Coffer snapshots while a backup runs; run the backup again',
+      },
+    );
+  const o = await retrieveOne(client, vm.ref, ['snapshot', 'runtime.host'], op);
+  if (!parseSnapshotInfo(o.props.get('snapshot')).some((x) => x.ref.equals(snapshot)))
+    throw lost(`the snapshot ${snapshotName} was removed by someone else`);
+  let cfg;
+  try {
+    cfg = parseConfigInfo(need((await retrieveOne(client, snapshot, ['config'], op)).props.get('config'), 'config'));
+  } catch (e) {
+    if (e instanceof CofferError && e.code === 'NOT_FOUND')
+      throw lost(`the snapshot ${snapshotName} was removed by someone else`, e);
+    throw e;
+  }
+  for (const d of disks) {
+    const now = cfg.disks.find((x) => x.key === d.key);
+    if (!now || now.fileName !== d.fileName)
+      throw lost(`disk ${d.key} of snapshot ${snapshotName} moved from ${d.fileName} to ${now?.fileName ?? 'nowhere'}`);
+  }
+  const warnings: string[] = [];
+  const hostNow = o.props.get('runtime.host')?.text.trim();
+  if (vm.host && hostNow && hostNow !== vm.host.value)
+    warnings.push(
+      `VM ${vm.name} moved from host ${vm.host.value} to ${hostNow} during the backup (vMotion); the snapshot's ` +
+        `disks did not change, the restore point is complete`,
+    );
+  return warnings;
+}
+
+/**
+ * The snapshots to try, best first (DESIGN.md §vSphere, quiescing). A quiesced CreateSnapshot_Task on a Windows guest
+ * goes through VMware Tools' VSS requestor (application-consistent); on other guests it freezes the file systems
+ * (file-system-consistent; application-consistent only with the guest's own pre-freeze scripts, which Coffer cannot
+ * see). Without running Tools nothing can be quiesced. `required`: never fall below the requested level.
+ */
+export function quiescePlan(
+  vm: Pick<VmInfo, 'name' | 'toolsRunningStatus'> & { config?: { guestId?: string | undefined } | undefined },
+  requested: QuiesceRequest,
+  required: boolean,
+): { attempts: QuiesceMode[]; notes: string[] } {
+  if (requested === 'none') return { attempts: ['crash'], notes: [] };
+  const tools = vm.toolsRunningStatus === 'guestToolsRunning';
+  const windows = /^win/i.test(vm.config?.guestId ?? '');
+  const quiesced: QuiesceMode = windows ? 'app' : 'fs';
+  const fail = (why: string) =>
+    new CofferError('VSPHERE_QUIESCE', `VM ${vm.name}: ${why}; --quiesce-required forbids a less consistent snapshot`, {
+      details: { requested },
+      hint: 'start VMware Tools in the guest, ask for less (--quiesce fs/none), or drop --quiesce-required',
+    });
+  if (!tools) {
+    if (required) throw fail(`VMware Tools is not running, so the guest cannot be quiesced (${requested} asked)`);
+    return {
+      attempts: ['crash'],
+      notes: ['VMware Tools is not running; the snapshot is crash-consistent (not quiesced)'],
+    };
+  }
+  const notes: string[] = [];
+  if (requested === 'app' && !windows) {
+    if (required)
+      throw fail(
+        `application-consistent snapshots need a Windows guest (VSS); guest ${vm.config?.guestId ?? '?'} can be ` +
+          `frozen (file-system-consistent) only`,
+      );
+    notes.push(`guest ${vm.config?.guestId ?? '?'} has no VSS: asking for a file-system-consistent snapshot instead`);
+  }
+  return { attempts: required ? [quiesced] : [quiesced, 'crash'], notes };
 }
 
 function need<T>(v: T | undefined, what: string): T {

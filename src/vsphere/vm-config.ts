@@ -30,6 +30,10 @@ export interface StoredVmConfig {
   vmPathName: string | null;
   snapshotName: string;
   quiesced: boolean;
+  /** What the snapshot obtained: app, fs or crash (absent in restore points of older Coffer versions). */
+  quiesceMode?: 'app' | 'fs' | 'crash';
+  /** What --quiesce asked for: auto, app, fs or none (absent in older restore points). */
+  quiesceRequested?: 'auto' | 'app' | 'fs' | 'none';
   controllers: { key: number; type: string; busNumber: number; sharedBus: string | null }[];
   /** In restore-point disk order (disk i of the restore point is disks[i]). */
   disks: {
@@ -62,7 +66,12 @@ export function toStoredConfig(
   vm: VmInfo,
   hw: VmHardware,
   inv: Inventory,
-  snap: { quiesced: boolean; snapshotName: string },
+  snap: {
+    quiesced: boolean;
+    snapshotName: string;
+    quiesceMode?: StoredVmConfig['quiesceMode'];
+    quiesceRequested?: StoredVmConfig['quiesceRequested'];
+  },
 ): StoredVmConfig {
   const pathOf = (
     list: { ref: { value: string; type: string }; path: string }[],
@@ -99,6 +108,8 @@ export function toStoredConfig(
     vmPathName: hw.vmPathName ?? null,
     snapshotName: snap.snapshotName,
     quiesced: snap.quiesced,
+    ...(snap.quiesceMode ? { quiesceMode: snap.quiesceMode } : {}),
+    ...(snap.quiesceRequested ? { quiesceRequested: snap.quiesceRequested } : {}),
     controllers: hw.controllers.map((c) => ({
       key: c.key,
       type: c.type,
@@ -156,6 +167,13 @@ export function parseStoredConfig(v: Record<string, unknown> | undefined, pointI
     typeof x === 'string' && x.length < 65536 ? x : fail(`has an invalid ${what}`);
   const optStr = (x: unknown, what: string) => (x === null || x === undefined ? null : str(x, what));
   const optInt = (x: unknown, what: string, min = 0) => (x === null || x === undefined ? null : int(x, what, min));
+  /** an optional enum field (FORMAT.md §6.1: absent in older restore points; an unknown value is CORRUPT) */
+  const optEnum = <K extends string, T extends string>(o: Record<string, unknown>, key: K, values: readonly T[]) => {
+    const x = o[key];
+    if (x === undefined || x === null) return {};
+    if (typeof x !== 'string' || !(values as readonly string[]).includes(x)) return fail(`has an invalid ${key}`);
+    return { [key]: x as T } as { [P in K]?: T };
+  };
   const arr = (x: unknown, what: string) =>
     Array.isArray(x) && x.length <= 1024 ? (x as Record<string, unknown>[]) : fail(`has an invalid ${what} list`);
   const obj = (x: unknown, what: string) =>
@@ -185,6 +203,8 @@ export function parseStoredConfig(v: Record<string, unknown> | undefined, pointI
     vmPathName: optStr(v['vmPathName'], 'vmPathName'),
     snapshotName: str(v['snapshotName'] ?? '', 'snapshotName'),
     quiesced: v['quiesced'] === true,
+    ...optEnum(v, 'quiesceMode', ['app', 'fs', 'crash'] as const),
+    ...optEnum(v, 'quiesceRequested', ['auto', 'app', 'fs', 'none'] as const),
     controllers: arr(v['controllers'], 'controllers').map((x) => {
       const c = obj(x, 'controller');
       return {

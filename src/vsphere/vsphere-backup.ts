@@ -7,7 +7,7 @@ import { HotAddTransport } from './transports/hotadd-transport.js';
 import { VddkTransport } from './transports/vddk-transport.js';
 import type { VimClient } from './vim-client.js';
 import type { Inventory, VmInfo } from './inventory.js';
-import { openVmBackup } from './vm-backup.js';
+import { openVmBackup, type QuiesceMode, type QuiesceRequest } from './vm-backup.js';
 import type { StoredVmConfig } from './vm-config.js';
 import { connectVsphere, parseVsphereUrl, type VsphereUrl } from './vsphere-url.js';
 
@@ -15,8 +15,12 @@ export interface VsphereBackupOptions extends Op {
   tls: TlsPolicy;
   env: Record<string, string | undefined>;
   logger?: Logger | undefined;
-  /** default true */
+  /** default true; false = quiesceMode 'none' */
   quiesce?: boolean;
+  /** --quiesce auto|app|fs|none (default auto, or none when quiesce is false) */
+  quiesceMode?: QuiesceRequest | undefined;
+  /** --quiesce-required: fail (VSPHERE_QUIESCE) rather than fall back to a less consistent snapshot */
+  quiesceRequired?: boolean | undefined;
   /**
    * 'http' (default): datastore file access; 'nbd': an NBD export per disk (nbdUrl template); 'hotadd': attach to the
    * proxy VM.
@@ -42,13 +46,21 @@ export interface VsphereVmBackup {
     moref: string;
     snapshot: string;
     quiesced: boolean;
+    /** what the snapshot obtained (app, fs, crash), what was asked, and the fallbacks taken */
+    quiesceMode: QuiesceMode;
+    quiesceRequested: QuiesceRequest;
+    quiesceFallbacks: string[];
     cbtEnabledNow: boolean;
+    /** ConsolidateVMDisks_Task ran after the snapshot removal (vCenter reported consolidationNeeded) */
+    consolidated: boolean;
     orphanedSnapshotsRemoved: string[];
     skippedDisks: { key: number; fileName: string; reason: string }[];
     transport: string;
     logins: number;
     cbtQueries: number[];
   };
+  /** Before the commit: the snapshot is still there, unchanged (VSPHERE_CAPTURE_LOST); returns warnings. */
+  verify(op?: Op): Promise<string[]>;
   /** Removes the snapshot and logs out; never throws. */
   close(): Promise<{ snapshotRemoved: boolean }>;
 }
@@ -71,6 +83,8 @@ export async function openVsphereBackup(spec: string, opts: VsphereBackupOptions
     const display = `vsphere://${url.host.includes(':') ? `[${url.host}]` : url.host}:${url.port}`;
     const s = await openVmBackup(client, inv, vm!, {
       quiesce: opts.quiesce ?? true,
+      quiesceMode: opts.quiesceMode,
+      quiesceRequired: opts.quiesceRequired,
       transport,
       display,
       logger: opts.logger,
@@ -83,12 +97,17 @@ export async function openVsphereBackup(spec: string, opts: VsphereBackupOptions
       disks: s.disks,
       vmConfig: s.config,
       consistency: s.consistency,
+      verify: (op?: Op) => s.verify(op),
       report: () => ({
         vm: vm!.name,
         moref: vm!.ref.value,
         snapshot: s.snapshotName,
         quiesced: s.consistency.quiesced,
+        quiesceMode: s.quiesce.mode,
+        quiesceRequested: s.quiesce.requested,
+        quiesceFallbacks: s.quiesce.fallbacks,
         cbtEnabledNow: s.cbtEnabledNow,
+        consolidated: s.consolidated(),
         orphanedSnapshotsRemoved: s.orphansRemoved,
         skippedDisks: s.skippedDisks,
         transport: transport.name,

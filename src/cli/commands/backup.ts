@@ -19,7 +19,8 @@ type BackupOpts = CommonOpts & {
   timeout: string;
   thumbprint?: string;
   insecureTls?: boolean;
-  quiesce?: boolean;
+  quiesce?: string | boolean;
+  quiesceRequired?: boolean;
   transport?: string;
   nbdUrl?: string;
   proxyVm?: string;
@@ -45,7 +46,15 @@ export function backupCommand(program: Command, kit: CommandKit): void {
     .option('--tag <tag...>', 'tags to store with the restore point')
     .option('--verify-cbt', 'with change tracking: read every chunk anyway and report changes it missed')
     .option('--timeout <seconds>', 'NBD request timeout', '30')
-    .option('--no-quiesce', 'vsphere: do not quiesce the guest (crash-consistent snapshot) even when VMware Tools runs')
+    .addOption(
+      new Option(
+        '--quiesce <mode>',
+        'vsphere: snapshot consistency: auto (best the guest offers), app (VSS, Windows), fs (guest file systems ' +
+          'frozen), none (crash-consistent); falls back app -> fs -> crash unless --quiesce-required',
+      ).choices(['auto', 'app', 'fs', 'none']),
+    )
+    .option('--no-quiesce', 'vsphere: same as --quiesce none (crash-consistent snapshot)')
+    .option('--quiesce-required', 'vsphere: fail (exit 30) instead of falling back to a less consistent snapshot')
     .addOption(
       new Option(
         '--transport <kind>',
@@ -132,6 +141,8 @@ function vsphereSource(kit: CommandKit, sources: string[], o: BackupOpts, logger
       logger,
       signal: op.signal,
       quiesce: o.quiesce !== false,
+      quiesceMode: o.quiesce === false ? 'none' : ((o.quiesce ?? 'auto') as 'auto' | 'app' | 'fs' | 'none'),
+      quiesceRequired: Boolean(o.quiesceRequired),
       transport: (o.transport ?? 'auto') as 'auto' | 'http' | 'nbd' | 'hotadd',
       proxyVm: o.proxyVm,
       vddkLibdir: o.vddkLibdir,
@@ -150,12 +161,21 @@ function printOutcome(kit: CommandKit, o: BackupOpts, { result, capture }: Backu
         moref: string;
         snapshot: string;
         quiesced: boolean;
+        quiesceMode?: string;
         cbtEnabledNow: boolean;
         snapshotRemoved: boolean;
       };
+      const consistency =
+        v.quiesceMode === 'app'
+          ? 'application-consistent'
+          : v.quiesceMode === 'fs'
+            ? 'file-system-consistent'
+            : v.quiesced
+              ? 'quiesced'
+              : 'crash-consistent';
       kit.write(
         `  vSphere: VM ${v.vm} (${v.moref}), ` +
-          `snapshot ${v.snapshot} ${v.quiesced ? 'quiesced' : 'crash-consistent'}, ` +
+          `snapshot ${v.snapshot} ${consistency}, ` +
           `${v.snapshotRemoved ? 'removed' : 'NOT REMOVED'}` +
           `${v.cbtEnabledNow ? '; CBT was enabled now (this backup is full)' : ''}\n`,
       );

@@ -18,6 +18,7 @@ export function showCommand(program: Command, kit: CommandKit): void {
           `(took ${formatDuration(m.stats.durationMs)})\n  mode      ${m.mode}\n  parent    ${m.parent ?? '-'}\n  ` +
           `host      ${m.host}\n  tags      ${m.tags.join(', ') || '-'}\n`,
       );
+      kit.write(`  capture   ${captureLine(m.consistency, m.vmConfig)}\n`);
       for (const d of m.disks)
         kit.write(
           `  disk ${d.index}    ${formatBytes(d.sizeBytes)} from ${d.source}, ${d.chunkCount} chunks ` +
@@ -30,4 +31,25 @@ export function showCommand(program: Command, kit: CommandKit): void {
       const outcome = (x: { time: string; ok: boolean } | null) => (x ? `${x.ok ? 'ok' : 'FAILED'} at ${x.time}` : '-');
       kit.write(`  verified  ${outcome(status.verification)}\n  checked   ${outcome(status.check)}\n`);
     });
+}
+
+/** How the disks were captured; vSphere restore points name the quiesce mode obtained (FORMAT.md §6.1). */
+function captureLine(
+  c: { snapshot: boolean; quiesced: boolean },
+  vmConfig: Record<string, unknown> | undefined,
+): string {
+  if (!c.snapshot) return 'no snapshot';
+  const mode = vmConfig?.['quiesceMode'];
+  const asked = vmConfig?.['quiesceRequested'];
+  const what =
+    mode === 'app'
+      ? 'application-consistent (app)'
+      : mode === 'fs'
+        ? 'file-system-consistent (fs)'
+        : mode === 'crash'
+          ? 'crash-consistent'
+          : c.quiesced
+            ? 'quiesced'
+            : 'crash-consistent';
+  return `snapshot, ${what}${typeof asked === 'string' ? `; --quiesce ${asked}` : ''}`;
 }

@@ -1,6 +1,7 @@
-import type { Command } from 'commander';
-import { formatBytes } from '../../shared/index.js';
+import { Option, type Command } from 'commander';
+import { CofferError, formatBytes } from '../../shared/index.js';
 import {
+  checkVsphere,
   connectVsphere,
   fetchThumbprint,
   formatFingerprint,
@@ -55,7 +56,9 @@ export function vsphereCommand(program: Command, kit: CommandKit): void {
   const { deps, write } = kit;
   const vs = program
     .command('vsphere')
-    .description('VMware vSphere: inventory and certificate thumbprints (backup/restore take vsphere:// URLs)');
+    .description(
+      'VMware vSphere: inventory, account check and certificate thumbprints (backup/restore take vsphere:// URLs)',
+    );
 
   addTlsOptions(
     vs
@@ -140,6 +143,84 @@ export function vsphereCommand(program: Command, kit: CommandKit): void {
       await client.close();
     }
   });
+
+  addTlsOptions(
+    vs
+      .command('check')
+      .description(
+        'test the account: per VM, the privileges it lacks, CBT, disk layout, transports, leftover snapshots ' +
+          '(changes nothing; exit 29 when something stops a backup)',
+      )
+      .argument('<url>', 'vsphere://HOST[:PORT][/VM] (a VM name, moref, inventory path or glob; default all VMs)')
+      .addOption(
+        new Option('--transport <kind>', 'the transport backups will ask for')
+          .choices(['auto', 'http', 'nbd', 'hotadd'])
+          .default('auto'),
+      )
+      .option('--vddk-libdir <dir>', 'VMware VDDK directory (the nbd transport)')
+      .option('--proxy-vm <name>', "hot-add: the VM Coffer runs in (default: found by this machine's SMBIOS UUID)")
+      .option('--json', 'print one JSON document')
+      .option('-q, --quiet', 'only errors and warnings on stderr'),
+  ).action(
+    async (
+      spec: string,
+      o: {
+        json?: boolean;
+        quiet?: boolean;
+        thumbprint?: string;
+        insecureTls?: boolean;
+        transport?: string;
+        vddkLibdir?: string;
+        proxyVm?: string;
+      },
+    ) => {
+      const url = parseVsphereUrl(spec);
+      const logger = stderrLogger(deps, o.quiet);
+      const client = await connectVsphere(url, { tls: tlsPolicy(o), env: deps.env, logger, signal: deps.signal });
+      let report;
+      try {
+        report = await checkVsphere(
+          client,
+          { display: url.display, vm: url.vm, user: url.user ?? deps.env['COFFER_VSPHERE_USER'] ?? null },
+          {
+            transport: (o.transport ?? 'auto') as 'auto' | 'http' | 'nbd' | 'hotadd',
+            vddkLibdir: o.vddkLibdir,
+            proxyVm: o.proxyVm,
+            env: deps.env,
+            logger,
+            signal: deps.signal,
+          },
+        );
+      } finally {
+        await client.close();
+      }
+      if (o.json) write(JSON.stringify(report) + '\n');
+      else {
+        write(`${report.vcenter.product} (API ${report.vcenter.apiVersion}) at ${report.vcenter.url}\n`);
+        for (const v of report.vms) {
+          write(`${v.ok ? 'OK     ' : 'BLOCKED'} ${v.path} (${v.moref}) transport ${v.transport ?? 'none'}\n`);
+          for (const b of v.blockers) write(`  blocker: ${b}\n`);
+          for (const w of v.warnings) write(`  warning: ${w}\n`);
+          for (const [t, c] of Object.entries(v.transports))
+            write(
+              `  ${t.padEnd(6)} ${c.usable ? 'usable' : c.available ? 'missing privileges' : 'unavailable'}` +
+                `${c.reason ? ` (${c.reason})` : ''}` +
+                `${c.missing.length ? `: ${c.missing.map((m) => `${m.privilege} on ${m.entity}`).join(', ')}` : ''}\n`,
+            );
+        }
+      }
+      const blocked = report.vms.filter((v) => !v.ok);
+      if (blocked.length > 0)
+        throw new CofferError(
+          'VSPHERE_CHECK_FAILED',
+          `${blocked.length} of ${report.vms.length} VMs cannot be backed up: ${blocked
+            .slice(0, 5)
+            .map((v) => `${v.name}: ${v.blockers[0]}`)
+            .join('; ')}`,
+          { details: { reported: Boolean(o.json), vms: blocked.map((v) => v.name) } },
+        );
+    },
+  );
 
   vs.command('thumbprint')
     .description(

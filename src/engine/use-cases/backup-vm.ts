@@ -52,7 +52,7 @@ export async function backupVm(ctx: UseCaseContext, req: BackupVmRequest): Promi
     const done = source.disks.map(() => 0);
     emit({ type: 'started', vm, disks: source.disks.length, bytesTotal: total });
     result = await withCodecPool(ctx, repo.codecParams, (pool) =>
-      backup(repo, pool, {
+      backup(verifiedBeforeCommit(repo, source, emit), pool, {
         vm,
         ...(source.vmId !== undefined ? { vmId: source.vmId } : {}),
         sources: [...source.disks],
@@ -88,6 +88,28 @@ export async function backupVm(ctx: UseCaseContext, req: BackupVmRequest): Promi
     if (capture) emit({ type: 'captured', capture });
   }
   return { result, ...(capture ? { capture } : {}) };
+}
+
+/**
+ * The repository as the engine's backup sees it: committing the manifest first asks the source whether its capture
+ * still holds (a vSphere snapshot removed mid-read fails the backup here, before any restore point exists).
+ */
+function verifiedBeforeCommit(repo: Repository, source: VmSource, emit: EventSink<BackupVmEvent>): Repository {
+  const verify = source.verifyCapture?.bind(source);
+  if (!verify) return repo;
+  return new Proxy(repo, {
+    get(target, prop) {
+      if (prop === 'commitManifest') {
+        return async (...args: Parameters<Repository['commitManifest']>) => {
+          const op = args[1] ?? {};
+          for (const message of await verify(op)) emit({ type: 'warning', message });
+          return target.commitManifest(...args);
+        };
+      }
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
 }
 
 async function openBoth(

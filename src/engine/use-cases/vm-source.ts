@@ -28,6 +28,11 @@ export interface VmSource {
   readonly consistency?: { snapshot: boolean; quiesced: boolean } | undefined;
   /** the VM's configuration, stored in the manifest (FORMAT.md §6.1) */
   readonly vmConfig?: Record<string, unknown> | undefined;
+  /**
+   * Called after every disk was read and before the restore point is committed: throws when the capture cannot be
+   * trusted any more (vSphere: the snapshot was removed mid-read); returns warnings.
+   */
+  verifyCapture?(op: Op): Promise<string[]>;
   finish(): Promise<CaptureReport | undefined>;
 }
 

@@ -179,9 +179,9 @@ export class HotAddTransport implements DiskTransport {
 
   /** Prerequisites: same datacenter, the datastore mounted on the proxy's host, a free SCSI slot (after detaching
    *  what a killed Coffer left). */
-  async check(vm: VmInfo, disks: VmDisk[], op: Op = {}): Promise<void> {
+  async check(vm: VmInfo, disks: VmDisk[], op: Op = {}, how: { recover?: boolean } = {}): Promise<void> {
     const proxy = await this.findProxy();
-    await this.recoverStale(op);
+    if (how.recover !== false) await this.recoverStale(op); // `coffer vsphere check` changes nothing
     if (proxy.ref.equals(vm.ref))
       throw new CofferError(
         'VSPHERE_TRANSPORT',
