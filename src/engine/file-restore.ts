@@ -15,7 +15,7 @@ import {
   type VolumeGroups,
 } from '../fs/index.js';
 import type { Repository } from '../repository/index.js';
-import { CofferError, asCofferError, type ErrorCode, type Op } from '../shared/index.js';
+import { CofferError, asCofferError, cooperative, yieldToLoop, type ErrorCode, type Op } from '../shared/index.js';
 import type { CodecPool } from './codec-pool.js';
 import { RestorePointDevice } from './mount.js';
 
@@ -429,6 +429,7 @@ export async function listGuestFiles(
       let children = await g.fs.list(node, op);
       result.entriesTotal = children.length;
       if (loc.page) {
+        await yieldToLoop(); // the sort of a huge directory is one synchronous piece of work: let others run first
         children = children
           .map((c, i) => ({ c, i }))
           .sort((a, b) => (a.c.name < b.c.name ? -1 : a.c.name > b.c.name ? 1 : a.i - b.i))
@@ -436,7 +437,11 @@ export async function listGuestFiles(
           .map((x) => x.c);
       }
       result.entries = [];
-      for (const c of children) result.entries.push(await info(g.fs, c, (path === '/' ? '' : path) + '/' + c.name, op));
+      const tick = cooperative();
+      for (const c of children) {
+        await tick();
+        result.entries.push(await info(g.fs, c, (path === '/' ? '' : path) + '/' + c.name, op));
+      }
     }
     result.chunksRead = g.chunksRead();
     return result;

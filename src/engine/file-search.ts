@@ -1,6 +1,6 @@
 import type { FsNode, GuestFs } from '../fs/index.js';
 import type { Repository } from '../repository/index.js';
-import { CofferError, asCofferError, type ErrorCode, type Op } from '../shared/index.js';
+import { CofferError, asCofferError, cooperative, type ErrorCode, type Op } from '../shared/index.js';
 import type { CodecPool } from './codec-pool.js';
 import {
   info,
@@ -285,6 +285,7 @@ export async function findInVolume(
     for (const name of prefix) states = glob.step(states, name);
     if (glob.accepts(states)) result.matches.push(await info(g.fs, start, startPath, op));
     const visited = new Set<string>();
+    const tick = cooperative(); // a long walk does not hold the event loop (the server answers meanwhile)
     const walk = async (node: FsNode, path: string, st: number[], depth: number): Promise<void> => {
       if (node.type !== 'dir' || !glob.canDescend(st) || result.stopped || result.matches.length >= limits.results)
         return;
@@ -316,6 +317,7 @@ export async function findInVolume(
           return;
         }
         budget.walked++;
+        await tick();
         const p = childPath(path, c.name);
         const next = glob.step(st, c.name);
         if (next.length === 0) continue;
@@ -407,6 +409,7 @@ export async function diffVolumes(
       if (!na && !nb) throw new CofferError('NOT_FOUND', `${start} exists in neither restore point`);
       const visited = new Set<string>();
       const full = () => result.changes.length >= o.results;
+      const tick = cooperative(); // a long walk does not hold the event loop (the server answers meanwhile)
       const compare = async (x: FsNode | undefined, y: FsNode | undefined, p: string, depth: number): Promise<void> => {
         op.signal?.throwIfAborted();
         if (full()) return;
@@ -491,6 +494,7 @@ export async function diffVolumes(
             return;
           }
           budget.walked++;
+          await tick();
           await compare(ma.get(name), mb.get(name), childPath(p, name), depth + 1);
           if (result.stopped || full()) return;
         }

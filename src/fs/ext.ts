@@ -1,4 +1,4 @@
-import { CofferError, type Op } from '../shared/index.js';
+import { CofferError, cooperative, type Op } from '../shared/index.js';
 import type { BlockReader } from './block-reader.js';
 import { blockMapRuns, extentRuns, type Run } from './ext-block-map.js';
 import { scanJournal, unescapeJournalBlock } from './ext-journal.js';
@@ -517,6 +517,7 @@ export class ExtFs implements GuestFs {
     const data = await this.readAll(ino, 256 * 1024 * 1024, op);
     const out: FsNode[] = [];
     const entries: DirEntry[] = [];
+    const tick = cooperative(); // a huge directory does not hold the event loop (docs/DESIGN.md §File-level restore)
     if (ino.flags & FL_INLINE) {
       // 4 bytes of parent inode, then records up to the end of i_block; the xattr part continues the records
       const first = data.subarray(4, Math.min(60, data.length));
@@ -527,10 +528,12 @@ export class ExtFs implements GuestFs {
         const blk = data.subarray(off, off + this.blockBytes);
         this.csums?.checkDirBlock(ino.ino, ino.raw, blk, off / this.blockBytes, (ino.flags & FL_INDEX) !== 0);
         this.parseRecords(blk, ino.ino, entries, this.blockBytes);
+        await tick();
       }
     }
     for (const e of entries) {
       op?.signal?.throwIfAborted();
+      await tick();
       try {
         // a name no path can reach: listed with its error, so `ls` and `get` report the same FS_CORRUPT
         if (e.bad)

@@ -1,4 +1,4 @@
-import { CofferError, type Op } from '../shared/index.js';
+import { CofferError, cooperative, type Op } from '../shared/index.js';
 import type { BlockReader } from './block-reader.js';
 import { PIECE_BYTES, type FileExtent, type FsNode, type GuestFs } from './types.js';
 
@@ -217,13 +217,16 @@ export class FatFs implements GuestFs {
         await Promise.all(clusters.map((c) => this.dev.read(this.clusterOffset(c), this.clusterBytes, op))),
       );
     }
-    return this.parseDir(data);
+    return this.parseDir(data, op);
   }
 
-  private parseDir(data: Buffer): FsNode[] {
+  private async parseDir(data: Buffer, op?: Op): Promise<FsNode[]> {
     const out: FsNode[] = [];
+    const tick = cooperative(); // 65536 slots do not hold the event loop (docs/DESIGN.md §File-level restore)
     let lfn: { parts: string[]; sum: number; expect: number } | undefined;
     for (let p = 0; p + 32 <= data.length; p += 32) {
+      if (p % (32 * 256) === 0) op?.signal?.throwIfAborted();
+      await tick();
       const e = data.subarray(p, p + 32);
       if (e[0] === 0x00) break;
       if (e[0] === 0xe5) {

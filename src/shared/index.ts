@@ -6,3 +6,4 @@ export * from './logger.js';
 export * from './ids.js';
 export * from './task-window.js';
 export * from './retry.js';
+export * from './cooperate.js';

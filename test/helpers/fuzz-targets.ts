@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -9,11 +9,16 @@ import {
   ExtFs,
   FatFs,
   listPartitions,
+  NtfsFs,
+  probeFilesystem,
+  scanVolumeGroups,
+  XfsFs,
   type BlockReader,
   type FsNode,
   type GuestFs,
 } from '../../src/fs/index.js';
-import { mkExt, mkFat, partitionDisk, sh } from '../../src/fs/testing/images.js';
+import { MiB, mkExt, mkFat, partitionDisk, sh } from '../../src/fs/testing/images.js';
+import { linearSegment, lvSection, makeLvmDisks, mkXfs, withMount } from '../../src/fs/testing/xfs-lvm-images.js';
 import { NbdClient } from '../../src/nbd/nbd-client.js';
 import { CofferError, type ErrorCode } from '../../src/shared/index.js';
 import { VmdkSource } from '../../src/sources/vmdk/vmdk-source.js';
@@ -41,6 +46,8 @@ export interface FuzzTarget {
   seeds(work: string): Promise<Buffer[]>;
   /** parses one input (in `work` if it needs files) */
   run(input: Buffer, work: string): Promise<void>;
+  /** seeds() needs root (loop devices) */
+  needsRoot?: boolean;
   /** releases what run() set up (servers) */
   dispose?(): Promise<void>;
 }
@@ -142,6 +149,67 @@ const fatSeeds = async (work: string) =>
     mkFat(img, bits, srcTree(work), bits === 12 ? 1024 * 1024 : 9 * 1024 * 1024);
     return readFileSync(img);
   });
+
+/** NTFS made by mkntfs, the tree written by wimapply (as the NTFS tests do). */
+const ntfsSeeds = async (work: string) => {
+  const img = join(work, 'ntfs.img');
+  writeFileSync(img, Buffer.alloc(0));
+  sh('truncate', ['-s', String(4 * MiB), img]);
+  sh('mkntfs', ['-F', '-Q', '-s', '512', '-c', '4096', '-L', 'fuzz', img]);
+  const wim = join(work, 'ntfs-seed.wim');
+  rmSync(wim, { force: true });
+  sh('wimcapture', [srcTree(work), wim, '--compress=none', '--no-acls']);
+  sh('wimapply', [wim, img, '--no-acls']);
+  return [readFileSync(img)];
+};
+
+/** XFS v5 (CRCs) made by mkfs.xfs, the tree copied in through a loop mount (root). */
+const xfsSeeds = async (work: string) => {
+  const img = join(work, 'xfs.img');
+  mkXfs(img, 20 * MiB);
+  withMount(img, (d) => cpSync(srcTree(work), d, { recursive: true, verbatimSymlinks: true }));
+  return [readFileSync(img)];
+};
+
+/**
+ * LVM2: a whole-disk PV made by pvcreate/vgcreate (loop device, root), two linear LVs (one in two segments) written by
+ * vgcfgrestore; the first LV holds an ext2 filesystem. A run scans the disk, opens every LV, reads its first and last
+ * 64 KiB and probes its filesystem.
+ */
+const lvmTarget: FuzzTarget = {
+  name: 'lvm',
+  codes: ['FS_CORRUPT', 'FS_UNSUPPORTED'],
+  needsRoot: true,
+  async seeds(work) {
+    const disk = join(work, 'lvm.raw');
+    const vg = `fuzzvg${process.pid}`;
+    const layout = makeLvmDisks(
+      [{ path: disk, sizeBytes: 8 * MiB, partitionStart: 0 }],
+      vg,
+      lvSection('data', [linearSegment(0, 2, 'pv0', 0)]) +
+        lvSection('split', [linearSegment(0, 1, 'pv0', 4), linearSegment(1, 1, 'pv0', 2)]),
+    );
+    const fsImg = join(work, 'lvm-ext2.img');
+    mkExt(fsImg, 'ext2', srcTree(work), 2 * MiB, 0, ['-b', '1024']);
+    const b = readFileSync(disk);
+    readFileSync(fsImg).copy(b, layout.peStartBytes);
+    return [b];
+  },
+  async run(input) {
+    const r = new BudgetReader(new BufferReader(input), 10_000, 256 * 1024 * 1024);
+    const groups = await scanVolumeGroups([r]);
+    for (const lv of groups.list()) {
+      if (lv.problem) continue;
+      const v = groups.open(lv.name);
+      const n = Math.min(v.sizeBytes, 64 * 1024);
+      if (n > 0) {
+        await v.read(0, n);
+        await v.read(v.sizeBytes - n, n);
+      }
+      await probeFilesystem(v);
+    }
+  },
+};
 
 const partitionTarget: FuzzTarget = {
   name: 'partitions',
@@ -336,6 +404,9 @@ export function fuzzTargets(): FuzzTarget[] {
     partitionTarget,
     fsTarget('ext', extSeeds, (r) => ExtFs.open(r)),
     fsTarget('fat', fatSeeds, (r) => FatFs.open(r)),
+    fsTarget('ntfs', ntfsSeeds, (r) => NtfsFs.open(r)),
+    { ...fsTarget('xfs', xfsSeeds, (r) => XfsFs.open(r)), needsRoot: true },
+    lvmTarget,
     vmdkTarget,
     nbdTarget(),
     soapTarget,

@@ -79,6 +79,8 @@ export async function walkIndex(
   blockBytes: number,
   where: string,
   signal?: AbortSignal,
+  /** called once per index node: yields to the event loop now and then (src/shared/cooperate.ts) */
+  tick: () => Promise<void> | undefined = () => undefined,
 ): Promise<IndexEntry[]> {
   if (root.length < 32) throw corrupt(`${where}: $INDEX_ROOT of ${root.length} bytes`);
   if (root.readUInt32LE(0) !== 0x30) throw corrupt(`${where}: $I30 index does not index file names`);
@@ -86,6 +88,7 @@ export async function walkIndex(
   const visited = new Set<number>();
   const walk = async (buf: Buffer, hdr: number, nodeWhere: string, depth: number): Promise<void> => {
     if (depth > MAX_DEPTH) throw corrupt(`${where}: index tree deeper than ${MAX_DEPTH}`);
+    await tick();
     const { entries, children } = parseNode(buf, hdr, nodeWhere);
     for (let i = 0; i < entries.length; i++) {
       signal?.throwIfAborted();

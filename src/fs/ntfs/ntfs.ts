@@ -1,4 +1,4 @@
-import { CofferError, type Op } from '../../shared/index.js';
+import { CofferError, cooperative, type Op } from '../../shared/index.js';
 import type { BlockReader } from '../block-reader.js';
 import { MAX_LINK_BYTES, type FileExtent, type FileType, type FsNode, type GuestFs } from '../types.js';
 import { parseBoot, type NtfsBoot } from './boot.js';
@@ -275,11 +275,13 @@ export class NtfsFs implements GuestFs {
         return readRange(this.vol, alloc, off, blockBytes, op);
       };
     }
-    const entries = await walkIndex(root.value, block, blockBytes, where, op?.signal);
+    const tick = cooperative(); // a huge directory does not hold the event loop (docs/DESIGN.md §File-level restore)
+    const entries = await walkIndex(root.value, block, blockBytes, where, op?.signal, tick);
     const out: FsNode[] = [];
     for (const e of entries) {
       if (e.namespace === NS.DOS || e.record === record || e.record < FIRST_USER_RECORD) continue;
       op?.signal?.throwIfAborted();
+      await tick();
       try {
         const f = await this.file(e.record, op);
         if (e.sequence !== 0 && f.rec.sequence !== e.sequence)

@@ -1,4 +1,4 @@
-import { CofferError, type Op } from '../../shared/index.js';
+import { CofferError, cooperative, type Op } from '../../shared/index.js';
 import type { BlockReader } from '../block-reader.js';
 import { MAX_LINK_BYTES, PIECE_BYTES, fileTypeOfMode, type FileExtent, type FsNode, type GuestFs } from '../types.js';
 import { btreeExtents, extentList, type BmapContext, type XfsExtent } from './bmap.js';
@@ -348,13 +348,15 @@ export class XfsFs implements GuestFs {
   async list(dir: FsNode, op?: Op): Promise<FsNode[]> {
     const ino = dir.ref as Inode;
     if (dir.type !== 'dir') throw new CofferError('USAGE', `${dir.name} is not a directory`);
+    const tick = cooperative(); // a huge directory does not hold the event loop (docs/DESIGN.md §File-level restore)
     const entries =
       ino.format === FMT.LOCAL
         ? shortFormEntries(this.dirContext(ino.ino), ino.fork, ino.size)
-        : await this.blockDirEntries(ino, op);
+        : await this.blockDirEntries(ino, tick, op);
     const out: FsNode[] = [];
     for (const e of entries) {
       op?.signal?.throwIfAborted();
+      await tick();
       try {
         out.push(this.node(e.name, await this.inode(e.ino, op)));
       } catch (err) {
@@ -380,7 +382,7 @@ export class XfsFs implements GuestFs {
   }
 
   /** Entries of a block/leaf/node/btree directory: its data blocks (directory offsets below 32 GiB), in order. */
-  private async blockDirEntries(ino: Inode, op?: Op): Promise<DirEntry[]> {
+  private async blockDirEntries(ino: Inode, tick: () => Promise<void> | undefined, op?: Op): Promise<DirEntry[]> {
     const { blockBytes, dirBlockBytes } = this.sb;
     const perDir = dirBlockBytes / blockBytes;
     const leafBlock = LEAF_OFFSET_BYTES / blockBytes;
@@ -423,6 +425,7 @@ export class XfsFs implements GuestFs {
               out,
             );
             pending = undefined;
+            await tick();
           }
         }
         done += n;

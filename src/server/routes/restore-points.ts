@@ -292,25 +292,63 @@ async function browse(
   };
 }
 
+type HttpParts = { req: FastifyRequest; reply: FastifyReply; principal: Principal; remote: string };
+
 /**
  * Streams an opened guest file as the answer. The first piece is read before any header is sent (a file unreadable
- * from the start gets a coded error answer); from then on the request is audited when the stream ends, complete or
- * not, instead of by the onResponse hook.
+ * from the start gets a coded error answer).
  */
-async function sendGuestFile(
-  catalog: Pick<Catalog, 'audit'>,
-  f: GuestFile,
-  http: { req: FastifyRequest; reply: FastifyReply; principal: Principal; remote: string },
-): Promise<FastifyReply> {
-  const { req, reply, principal, remote } = http;
+async function sendGuestFile(catalog: Pick<Catalog, 'audit'>, f: GuestFile, http: HttpParts): Promise<FastifyReply> {
   const content = f.content();
-  let first: IteratorResult<Buffer, void> | undefined;
+  let first: IteratorResult<Buffer, void>;
   try {
     first = await content.next();
   } catch (e) {
     await f.close();
     throw e;
   }
+  const body = auditedStream(catalog, http, {
+    content,
+    first,
+    close: () => f.close(),
+    details: (bytes) => ({ partition: f.partition, size: f.entry.size, bytes }),
+  });
+  return sendDownload(http.reply, body, f.entry.name, 'application/octet-stream', f.entry.size);
+}
+
+/** Streams a guest directory as tar, like a file download. */
+async function sendGuestArchive(
+  catalog: Pick<Catalog, 'audit'>,
+  t: GuestArchive,
+  http: HttpParts,
+): Promise<FastifyReply> {
+  const body = auditedStream(catalog, http, {
+    content: t.content(),
+    close: () => t.close(),
+    details: (bytes) => ({ partition: t.partition, ...t.stats, tarBytes: bytes }),
+  });
+  return sendDownload(http.reply, body, `${t.name}.tar`, 'application/x-tar');
+}
+
+/**
+ * The body of a download (file or tar) from a guest content generator: from here on the request is audited when the
+ * stream ends, complete or not (client gone: CANCELLED), instead of by the onResponse hook; the generator and what it
+ * reads from are closed whatever happens.
+ */
+function auditedStream(
+  catalog: Pick<Catalog, 'audit'>,
+  http: HttpParts,
+  src: {
+    content: AsyncGenerator<Buffer, void, undefined>;
+    /** a piece already read (the file download reads one before answering) */
+    first?: IteratorResult<Buffer, void>;
+    close(): Promise<void>;
+    details(bytes: number): Record<string, unknown>;
+  },
+): Readable {
+  const { req, principal, remote } = http;
+  const { content } = src;
+  let first = src.first;
   req.auditDone = true;
   let bytes = 0;
   let complete = false;
@@ -327,15 +365,13 @@ async function sendGuestFile(
       status: 200,
       details: {
         ...req.auditDetails,
-        partition: f.partition,
-        size: f.entry.size,
-        bytes,
+        ...src.details(bytes),
         complete: complete && !err,
         ...(code ? { error: String(code) } : {}),
       },
     });
   };
-  const body = new Readable({
+  return new Readable({
     read() {
       const next = first ? Promise.resolve(first) : content.next();
       first = undefined;
@@ -355,16 +391,26 @@ async function sendGuestFile(
     destroy(err, cb) {
       void (async () => {
         await content.return(undefined).catch(() => undefined);
-        await f.close().catch(() => undefined);
+        await src.close().catch(() => undefined);
         record(err ?? (complete ? undefined : { code: 'CANCELLED' }));
       })().finally(() => cb(err));
     },
   });
+}
+
+/** The headers of every guest download: an attachment, never sniffed, cached or rendered. */
+function sendDownload(
+  reply: FastifyReply,
+  body: Readable,
+  name: string,
+  type: string,
+  sizeBytes?: number,
+): FastifyReply {
+  if (sizeBytes !== undefined) reply.header('content-length', String(sizeBytes));
   return reply
     .code(200)
-    .header('content-type', 'application/octet-stream')
-    .header('content-length', String(f.entry.size))
-    .header('content-disposition', contentDisposition(f.entry.name))
+    .header('content-type', type)
+    .header('content-disposition', contentDisposition(name))
     .header('x-content-type-options', 'nosniff')
     .header('cache-control', 'no-store')
     .header('content-security-policy', "default-src 'none'; sandbox")
@@ -388,71 +434,6 @@ function browseContext(pool: CodecPool, reply: FastifyReply): UseCaseContext {
     },
   });
   return { createPool: () => shared, signal: ac.signal };
-}
-
-/** Streams a guest directory as tar; audited when the stream ends (complete or not), like a file download. */
-async function sendGuestArchive(
-  catalog: Pick<Catalog, 'audit'>,
-  t: GuestArchive,
-  http: { req: FastifyRequest; reply: FastifyReply; principal: Principal; remote: string },
-): Promise<FastifyReply> {
-  const { req, reply, principal, remote } = http;
-  const content = t.content();
-  req.auditDone = true;
-  let bytes = 0;
-  let complete = false;
-  let recorded = false;
-  const record = (err: unknown) => {
-    if (recorded) return;
-    recorded = true;
-    const code = err ? ((err as { code?: unknown }).code ?? 'INTERNAL') : undefined;
-    catalog.audit.append({
-      actor: principal.actor,
-      action: `GET ${req.routeOptions.url}`,
-      target: req.url.split('?')[0]!,
-      remote,
-      status: 200,
-      details: {
-        ...req.auditDetails,
-        partition: t.partition,
-        ...t.stats,
-        tarBytes: bytes,
-        complete: complete && !err,
-        ...(code ? { error: String(code) } : {}),
-      },
-    });
-  };
-  const body = new Readable({
-    read() {
-      content.next().then(
-        (r) => {
-          if (r.done) {
-            complete = true;
-            this.push(null);
-          } else {
-            bytes += r.value.length;
-            this.push(r.value);
-          }
-        },
-        (e: unknown) => this.destroy(e as Error),
-      );
-    },
-    destroy(err, cb) {
-      void (async () => {
-        await content.return(undefined).catch(() => undefined);
-        await t.close().catch(() => undefined);
-        record(err ?? (complete ? undefined : { code: 'CANCELLED' }));
-      })().finally(() => cb(err));
-    },
-  });
-  return reply
-    .code(200)
-    .header('content-type', 'application/x-tar')
-    .header('content-disposition', contentDisposition(`${t.name}.tar`))
-    .header('x-content-type-options', 'nosniff')
-    .header('cache-control', 'no-store')
-    .header('content-security-policy', "default-src 'none'; sandbox")
-    .send(body);
 }
 
 /**
