@@ -206,7 +206,8 @@ describe('coffer server: REST API, jobs, RBAC', () => {
       rps.body.items[0].disks.map((d: { sizeBytes: number }) => d.sizeBytes),
       [3 * 1024 * 1024 + 4096, 1024 * 1024],
     );
-    assert.deepEqual(rps.body.items[0].tags, ['api']);
+    // the policy's tags, and the tag by which its retention knows the points it made (issue 20)
+    assert.deepEqual(rps.body.items[0].tags, ['api', `coffer-policy:${p.body.id}`]);
     // issue 18: the point's state (suspicious / failed / verified / clean), anomaly score and reasons
     assert.equal(rps.body.items[0].status.state, 'clean');
     assert.equal(rps.body.items[0].status.score, 0);
