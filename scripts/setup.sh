@@ -53,7 +53,7 @@ if [ "$(cat "$N24/native/STAMP" 2>/dev/null)" != "$STAMP" ]; then
     && tar xzf "better-sqlite3-$SQLITE_VERSION.tgz" -C node_modules/better-sqlite3 --strip-components=1 \
     && rm "better-sqlite3-$SQLITE_VERSION.tgz")
   (cd "$N24/native/node_modules/better-sqlite3" && PATH="$N24/node/bin:$PATH" \
-    "$N24/node/bin/node" "$GYP" rebuild --release --nodedir="$N24/node" >"$N24/native/build.log" 2>&1) \
+    "$N24/node/bin/node" "$GYP" rebuild --release --jobs max --nodedir="$N24/node" >"$N24/native/build.log" 2>&1) \
     || { echo "setup: better-sqlite3 build for node 24 failed, see $N24/native/build.log" >&2; exit 1; }
   "$N24/node/bin/node" -p process.versions.modules >"$N24/native/ABI"
   echo "$STAMP" >"$N24/native/STAMP"
