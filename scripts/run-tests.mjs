@@ -43,6 +43,8 @@ const NODE24_SOAK = [
   'test/files-hostile.test.js',
   'test/fuzz-parsers.test.js',
   'src/fs/xfs/xfs-fuzz.test.js',
+  'test/nbd-faults.test.js', // reconnect/timeout logic; NBD sockets on Node 24: nbd-incremental, nbd-tls, mount, qsd-live
+  'test/cloud-copy.test.js', // copy logic; the Azure SDK on Node 24: azure-store, cloud-cli, cloud-faults, cloud-requests
 ];
 const args24 =
   process.env.COFFER_NODE24_FULL === '1'
