@@ -320,6 +320,41 @@ export interface GuestFile {
 const ZEROS = Buffer.alloc(1024 * 1024);
 
 /**
+ * The bytes of a regular file of a guest filesystem, holes as zeros, in order (a download, a tar member). Pieces the
+ * reader gives out of order or past the file's size, or more data than `maxData` (the partition's size), are
+ * FS_CORRUPT: a hostile filesystem cannot make a stream longer than the file claims.
+ */
+export async function* denseContent(
+  fs: GuestFs,
+  node: FsNode,
+  name: string,
+  op: Op,
+  maxData = Number.POSITIVE_INFINITY,
+): AsyncGenerator<Buffer, void, undefined> {
+  const zeros = function* (n: number) {
+    for (let left = n; left > 0; left -= ZEROS.length) yield ZEROS.subarray(0, Math.min(left, ZEROS.length));
+  };
+  let pos = 0;
+  let data = 0;
+  for await (const piece of fs.read(node, op)) {
+    const end = piece.offset + piece.data.length;
+    if (piece.offset < pos || end > node.sizeBytes)
+      throw new CofferError(
+        'FS_CORRUPT',
+        `${name}: a piece of content at ${piece.offset} (+${piece.data.length}) is out of order or past the ` +
+          `file's size ${node.sizeBytes}`,
+      );
+    data += piece.data.length;
+    if (data > maxData)
+      throw new CofferError('FS_CORRUPT', `${name}: more data than the partition holds (${maxData} bytes)`);
+    yield* zeros(piece.offset - pos);
+    if (piece.data.length > 0) yield piece.data;
+    pos = end;
+  }
+  yield* zeros(node.sizeBytes - pos);
+}
+
+/**
  * Opens one regular file of a guest filesystem for streaming (the server's download). Anything but a regular file is
  * USAGE; a file that claims to be larger than its partition (a huge sparse file, or a hostile size) is refused with
  * FS_UNSUPPORTED before anything is sent, so a download is bounded by the partition.
@@ -354,29 +389,7 @@ export async function openGuestFile(
     }
     const entry = await info(g.fs, node, path, op);
     const fs = g.fs;
-    async function* content(): AsyncGenerator<Buffer, void, undefined> {
-      let pos = 0;
-      let data = 0;
-      const zeros = function* (n: number) {
-        for (let left = n; left > 0; left -= ZEROS.length) yield ZEROS.subarray(0, Math.min(left, ZEROS.length));
-      };
-      for await (const piece of fs.read(node, op)) {
-        const end = piece.offset + piece.data.length;
-        if (piece.offset < pos || end > node.sizeBytes)
-          throw new CofferError(
-            'FS_CORRUPT',
-            `${path}: a piece of content at ${piece.offset} (+${piece.data.length}) is out of order or past the ` +
-              `file's size ${node.sizeBytes}`,
-          );
-        data += piece.data.length;
-        if (data > limit)
-          throw new CofferError('FS_CORRUPT', `${path}: more data than the partition holds (${limit} bytes)`);
-        yield* zeros(piece.offset - pos);
-        if (piece.data.length > 0) yield piece.data;
-        pos = end;
-      }
-      yield* zeros(node.sizeBytes - pos);
-    }
+    const content = () => denseContent(fs, node, path, op, limit);
     return {
       filesystem: fs.kind,
       partition: g.partition.number,

@@ -2,7 +2,7 @@ import type { FsNode } from '../fs/index.js';
 import type { Repository } from '../repository/index.js';
 import { CofferError, type Op } from '../shared/index.js';
 import type { CodecPool } from './codec-pool.js';
-import { openGuest, resolve, splitPath, unsafeName, type GuestLocation } from './file-restore.js';
+import { denseContent, openGuest, resolve, splitPath, unsafeName, type GuestLocation } from './file-restore.js';
 
 /**
  * A directory of a guest filesystem as a tar stream (POSIX pax: ustar headers, a pax 'x' record for names, link
@@ -104,7 +104,6 @@ export interface GuestArchive {
 }
 
 const MAX_DEPTH = 2048;
-const ZEROS = Buffer.alloc(1024 * 1024);
 
 /** Opens PATH (a directory, or a single file) of a guest filesystem for streaming as tar. */
 export async function openGuestArchive(
@@ -144,22 +143,7 @@ export async function openGuestArchive(
         gid: node.gid,
         mtimeMs: node.mtimeMs,
       });
-      let pos = 0;
-      const zeros = function* (n: number) {
-        for (let left = n; left > 0; left -= ZEROS.length) yield ZEROS.subarray(0, Math.min(left, ZEROS.length));
-      };
-      for await (const piece of fs.read(node, op)) {
-        const end = piece.offset + piece.data.length;
-        if (piece.offset < pos || end > node.sizeBytes)
-          throw new CofferError(
-            'FS_CORRUPT',
-            `${tarName}: a piece of content at ${piece.offset} is out of order or past the file's size`,
-          );
-        yield* zeros(piece.offset - pos);
-        if (piece.data.length > 0) yield piece.data;
-        pos = end;
-      }
-      yield* zeros(node.sizeBytes - pos);
+      yield* denseContent(fs, node, tarName, op);
       const rest = node.sizeBytes % BLOCK;
       if (rest) yield ZERO_BLOCK.subarray(0, BLOCK - rest);
       stats.bytes += node.sizeBytes;
