@@ -191,9 +191,10 @@ async function quickRollbackCommand(
   progress.done();
   const result = { id: pointId, sourceVm: manifest.vm.name, quick: true, ...r, durationMs: Date.now() - started };
   if (o.json) return kit.writeJson(result);
+  const how = { cbt: 'changed areas from CBT', compare: 'comparison read', mixed: 'CBT and comparison reads' }[r.mode];
   kit.write(
-    `rolled ${r.vm} (${r.moref}) back to ${pointId}: ${r.mode === 'cbt' ? 'changed areas from CBT' : r.mode === 'compare' ? 'comparison read' : 'CBT and comparison reads'}, ` +
-      `${formatBytes(r.bytesWritten)} written, ${formatBytes(r.bytesCompared)} compared${r.poweredOn ? ', powered on' : ''}\n`,
+    `rolled ${r.vm} (${r.moref}) back to ${pointId} (${how}): ${formatBytes(r.bytesWritten)} written, ` +
+      `${formatBytes(r.bytesCompared)} compared${r.poweredOn ? ', powered on' : ''}\n`,
   );
   for (const w of r.warnings) kit.write(`  warning: ${w}\n`);
 }
