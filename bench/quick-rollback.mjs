@@ -50,7 +50,8 @@ try {
   const s = await h.vcLogin(vc);
   const disk = vc.vm(VM).disks[0];
   const fo = openSync(disk.dataLocalPath, 'r+');
-  for (let off = 0; off < SIZE_MIB * MiB; off += MiB) if ((off / MiB) % 4 !== 3) writeSync(fo, randomBytes(MiB), 0, MiB, off);
+  for (let off = 0; off < SIZE_MIB * MiB; off += MiB)
+    if ((off / MiB) % 4 !== 3) writeSync(fo, randomBytes(MiB), 0, MiB, off);
   closeSync(fo);
   const want = sha(disk.dataLocalPath);
   const uuidFile = join(WORK, 'product_uuid');
