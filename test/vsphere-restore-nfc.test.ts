@@ -12,7 +12,7 @@ import { VmdkSource } from '../src/sources/index.js';
 import { coffer, tempDir } from './helpers/cli.js';
 import { prng } from './helpers/disks.js';
 import { assertNoStack, expectError, expectOk, makeGuestDisk } from './helpers/more-cli.js';
-import { nfcFailNext, nfcUploads } from './helpers/vcsim-nfc.js';
+import { nfcDatastoreFull, nfcFailNext, nfcUploads } from './helpers/vcsim-nfc.js';
 import {
   dataLocalPathOf,
   failNext,
@@ -188,6 +188,22 @@ describe('coffer restore --to vsphere:// over NFC (vcsim keeping the uploads)', 
     const cut = uploads.find((u) => u.error?.startsWith('injected'))!;
     assert.ok(cut);
     assert.equal(leases[cut.lease], 'abort');
+  });
+
+  test('the target datastore full mid-upload (lease error NoDiskSpace): VSPHERE_NFC saying so, the VM deleted', async () => {
+    // room for the first disk's 320 KiB of data and part of the second disk: the second upload does not fit
+    await nfcDatastoreFull(vc, DATA0 + 64 * 1024);
+    const e = restore('nfc-full');
+    const err = expectError(e, 46, 'VSPHERE_NFC');
+    assert.match(err.message, /target datastore is full.*NoDiskSpace/);
+    assert.equal(err.details?.datastoreFull, true, JSON.stringify(err));
+    assertNoStack(e);
+    assert.equal(vmsNamed('nfc-full').length, 0, 'the half-made VM is still there');
+    const { uploads, leases } = await nfcUploads(vc);
+    const full = uploads.find((u) => u.error?.startsWith('NoDiskSpace'))!;
+    assert.ok(full, JSON.stringify(uploads));
+    assert.equal(leases[full.lease], 'abort');
+    assert.equal(uploads.filter((u) => u.lease === full.lease).length, 2, 'the first disk fitted, the second did not');
   });
 
   test('the lease failing (HttpNfcLeaseProgress faults): VSPHERE_NFC, the VM deleted', async () => {
