@@ -222,7 +222,8 @@ export class NfcImport {
       const message = (err && textOf(err, 'localizedMessage')?.trim()) || '';
       const full =
         /NoDiskSpace|OutOfDiskSpace|InsufficientDisk/i.test(type) || /insufficient disk space/i.test(message);
-      const what = `uploading ${url.targetId || url.key}: the import lease failed (${type}${message ? `: ${message}` : ''})`;
+      const why = `${type}${message ? `: ${message}` : ''}`;
+      const what = `uploading ${url.targetId || url.key}: the import lease failed (${why})`;
       return new CofferError('VSPHERE_NFC', full ? `the target datastore is full: ${what}` : what, {
         details: { lease: this.lease.value, sentBytes: sent, fault: type, ...(full ? { datastoreFull: true } : {}) },
         ...(full ? { hint: 'free space on the datastore or restore to another one (--datastore)' } : {}),
