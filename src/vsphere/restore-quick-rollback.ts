@@ -56,8 +56,9 @@ export interface QuickRollbackResult {
   transport: 'hotadd';
   bytesCompared: number;
   bytesWritten: number;
-  /** change tracking was switched off and on after the writes (hot-added writes are not tracked by the VM's CBT) */
-  changeTracking: 'reset' | 'off';
+  /** reset: switched off and on after the disks were opened for writing (hot-added writes are not tracked by the
+   *  VM's CBT); kept: nothing was opened for writing, or CBT is off on the VM */
+  changeTracking: 'reset' | 'kept';
   poweredOn: boolean;
   disks: QuickRollbackDisk[];
   warnings: string[];
@@ -125,21 +126,39 @@ export async function quickRollback(
       done += n;
       opts.onProgress?.(done, total);
     };
-    for (const [i, p] of plans.entries()) {
-      const dev = await hot.open(disks[i]!, i, undefined, opts);
+    let changeTracking: 'reset' | 'kept' = 'kept';
+    let touched = false;
+    let failure: unknown;
+    try {
+      for (const [i, p] of plans.entries()) {
+        if (p.mode === 'cbt' && p.areas.length === 0) continue; // nothing changed since the point: not even attached
+        touched = true;
+        const dev = await hot.open(disks[i]!, i, undefined, opts);
+        try {
+          if (p.mode === 'cbt') await writeAreas(dev, i, p, point, opts, progress);
+          else await compareAndWrite(dev, i, p, point, opts, progress);
+        } finally {
+          await dev.close();
+        }
+      }
+    } catch (e) {
+      failure = e;
+    }
+    // also after a failure part-way: whatever was written must not hide behind a changeId from before it
+    if (vm.config?.changeTrackingEnabled && touched) {
       try {
-        if (p.mode === 'cbt') await writeAreas(dev, i, p, point, opts, progress);
-        else await compareAndWrite(dev, i, p, point, opts, progress);
-      } finally {
-        await dev.close();
+        await setChangeTracking(client, vm, false);
+        await setChangeTracking(client, vm, true);
+        changeTracking = 'reset';
+      } catch (e) {
+        logger.warn(
+          `could not reset change tracking on ${vm.name} after writing its disks (${(e as Error).message}): ` +
+            `turn CBT off and on before the next backup, or its next incremental may miss the rollback's writes`,
+        );
+        failure ??= e;
       }
     }
-    let changeTracking: 'reset' | 'off' = 'off';
-    if (vm.config?.changeTrackingEnabled) {
-      await setChangeTracking(client, vm, false);
-      await setChangeTracking(client, vm, true);
-      changeTracking = 'reset';
-    }
+    if (failure !== undefined) throw failure;
     if (opts.powerOn) await powerOnVm(client, vm.ref, opts);
     const modes = new Set(plans.map((p) => p.mode));
     return {
