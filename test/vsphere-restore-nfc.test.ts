@@ -12,7 +12,7 @@ import { VmdkSource } from '../src/sources/index.js';
 import { coffer, tempDir } from './helpers/cli.js';
 import { prng } from './helpers/disks.js';
 import { assertNoStack, expectError, expectOk, makeGuestDisk } from './helpers/more-cli.js';
-import { nfcFailNext, nfcUploads } from './helpers/vcsim-nfc.js';
+import { nfcDatastoreFull, nfcFailNext, nfcUploads } from './helpers/vcsim-nfc.js';
 import {
   dataLocalPathOf,
   failNext,
@@ -44,6 +44,8 @@ describe('coffer restore --to vsphere:// over NFC (vcsim keeping the uploads)', 
   let pointId = '';
   // disk 0: 8 MiB, 320 KiB of incompressible data in two places, the rest zeros (a sparse disk)
   const DATA0 = 320 * 1024;
+  const VMX = `.encoding = "UTF-8"\nconfig.version = "8"\nfirmware = "efi"\nvtpm.present = "TRUE"\n`;
+  const NVRAM = Buffer.concat([Buffer.from('MRVN'), prng('nvram', 8 * 1024 - 4)]);
 
   before(async () => {
     vc = await startVcsim({ diskMiB: [8, 2], folderAuth: true });
@@ -73,6 +75,9 @@ describe('coffer restore --to vsphere:// over NFC (vcsim keeping the uploads)', 
         '<extraConfig><key>guestinfo.secret</key><value xsi:type="xsd:string">s3cret</value></extraConfig></spec>',
     );
     await waitTask(session, xmlText(task, 'returnval')!);
+    // the VM's home folder: a .vmx naming a vTPM and an EFI .nvram (vcsim leaves both empty), kept by the backup
+    writeFileSync(localPathOf(vc, `[LocalDS_0] ${VM}/${VM}.vmx`), VMX);
+    writeFileSync(localPathOf(vc, `[LocalDS_0] ${VM}/${VM}.nvram`), NVRAM);
     expectOk(coffer(['init', '--repo', repo, '--chunk-size', '64K', '--kdf-cost', '1024', '--json']));
     pointId = expectOk(coffer(['backup', '--repo', repo, `${url}/${VM}`, '--insecure-tls', '--json'], env)).id;
   });
@@ -185,6 +190,22 @@ describe('coffer restore --to vsphere:// over NFC (vcsim keeping the uploads)', 
     assert.equal(leases[cut.lease], 'abort');
   });
 
+  test('the target datastore full mid-upload (lease error NoDiskSpace): VSPHERE_NFC saying so, the VM deleted', async () => {
+    // room for the first disk's 320 KiB of data and part of the second disk: the second upload does not fit
+    await nfcDatastoreFull(vc, DATA0 + 64 * 1024);
+    const e = restore('nfc-full');
+    const err = expectError(e, 46, 'VSPHERE_NFC');
+    assert.match(err.message, /target datastore is full.*NoDiskSpace/);
+    assert.equal(err.details?.datastoreFull, true, JSON.stringify(err));
+    assertNoStack(e);
+    assert.equal(vmsNamed('nfc-full').length, 0, 'the half-made VM is still there');
+    const { uploads, leases } = await nfcUploads(vc);
+    const full = uploads.find((u) => u.error?.startsWith('NoDiskSpace'))!;
+    assert.ok(full, JSON.stringify(uploads));
+    assert.equal(leases[full.lease], 'abort');
+    assert.equal(uploads.filter((u) => u.lease === full.lease).length, 2, 'the first disk fitted, the second did not');
+  });
+
   test('the lease failing (HttpNfcLeaseProgress faults): VSPHERE_NFC, the VM deleted', async () => {
     await failNext(vc, 'HttpNfcLeaseProgress', { fault: 'Timedout', message: 'the lease timed out' });
     const e = restore('nfc-lease');
@@ -253,6 +274,32 @@ describe('coffer restore --to vsphere:// over NFC (vcsim keeping the uploads)', 
     const inPlace = expectOk(restore('nfc-vm', '--dry-run', '--force'));
     assert.equal(inPlace.mode, 'in place');
     assert.equal(inPlace.existingVm, vmsNamed('nfc-vm')[0].moref);
+  });
+
+  test('home files: the .vmx and .nvram kept at backup; the .nvram written into the new VM; vTPM reported', async () => {
+    const m = expectOk(coffer(['show', '--repo', repo, pointId, '--json']));
+    const home = (m.vmConfig ?? m.manifest?.vmConfig)?.homeFiles;
+    assert.equal(home?.version, 1, JSON.stringify(m).slice(0, 400));
+    assert.deepEqual(
+      home.files.map((f: { kind: string; name: string; sizeBytes: number }) => [f.kind, f.name, f.sizeBytes]),
+      [
+        ['vmx', `${VM}.vmx`, VMX.length],
+        ['nvram', `${VM}.nvram`, NVRAM.length],
+      ],
+    );
+    const plan = expectOk(restore('nfc-efi', '--dry-run'));
+    assert.equal(plan.nvram, true);
+    assert.equal(plan.vtpm, true);
+    assert.equal(plan.firmware, 'efi');
+    assert.ok(plan.warnings.some((w: string) => /virtual TPM/.test(w)));
+    const r = expectOk(restore('nfc-efi'));
+    assert.ok(r.warnings.some((w: string) => /virtual TPM/.test(w)));
+    const vmx = xmlText(
+      await retrieveProperties(session, 'VirtualMachine', r.moref, ['config.files.vmPathName']),
+      'val',
+    )!;
+    const nvramPath = vmx.replace(/\.vmx$/, '.nvram');
+    assert.ok(readFileSync(localPathOf(vc, nvramPath)).equals(NVRAM), `${nvramPath} is not the stored .nvram`);
   });
 
   test('--keep-uuid keeps the BIOS UUID; without it the new VM gets its own', async () => {

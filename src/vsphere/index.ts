@@ -36,3 +36,9 @@ export {
 } from './vsphere-restore.js';
 export { vsphereVmSource, vsphereSourceOpener, vsphereRestoreTargetOpener } from './engine-adapter.js';
 export { checkVsphere, PRIVILEGES, type CheckReport, type VmCheck } from './vsphere-check.js';
+export {
+  quickRollback,
+  type QuickRollbackOptions,
+  type QuickRollbackResult,
+  type RollbackPoint,
+} from './restore-quick-rollback.js';

@@ -1,5 +1,6 @@
 import { CofferError } from '../shared/index.js';
 import type { Inventory, VmInfo } from './inventory.js';
+import { parseHomeFiles, type StoredHomeFiles } from './restore-home-files.js';
 import { parseDatastorePath, type VmHardware } from './vm-model.js';
 
 /**
@@ -54,6 +55,10 @@ export interface StoredVmConfig {
   secureBoot?: boolean | null;
   /** extraConfig keys that matter for booting (BOOT_EXTRA_CONFIG), absent in older restore points */
   extraConfig?: { key: string; value: string }[];
+  /** a virtual TPM device at backup time (absent in older restore points); restores report it, never re-create it */
+  vtpm?: boolean | null;
+  /** the VM's home-folder .vmx and .nvram (FORMAT.md §6.1.1), absent in older restore points or when unreadable */
+  homeFiles?: StoredHomeFiles | undefined;
 }
 
 /** The extraConfig keys a restore carries over: boot and device-visibility settings, never guestinfo.* (secrets). */
@@ -138,6 +143,7 @@ export function toStoredConfig(
     })),
     secureBoot: hw.secureBoot ?? null,
     extraConfig: (hw.extraConfig ?? []).filter((e) => BOOT_EXTRA_CONFIG.test(e.key)),
+    vtpm: hw.vtpm ?? null,
   };
 }
 
@@ -248,5 +254,9 @@ export function parseStoredConfig(v: Record<string, unknown> | undefined, pointI
             const e = obj(x, 'extraConfig entry');
             return { key: str(e['key'], 'extraConfig key'), value: str(e['value'], 'extraConfig value') };
           }),
+    vtpm: typeof v['vtpm'] === 'boolean' ? v['vtpm'] : null,
+    ...(v['homeFiles'] === undefined || v['homeFiles'] === null
+      ? {}
+      : { homeFiles: parseHomeFiles(v['homeFiles'], (why) => fail(`home files ${why}`)) }),
   };
 }

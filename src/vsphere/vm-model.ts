@@ -74,6 +74,8 @@ export interface VmHardware {
   secureBoot?: boolean | undefined;
   /** config.extraConfig (string values) */
   extraConfig?: { key: string; value: string }[];
+  /** a VirtualTPM device is present (vTPM) */
+  vtpm?: boolean;
 }
 
 const CONTROLLER_TYPES = /Controller$/;
@@ -159,6 +161,7 @@ export function parseConfigInfo(cfg: XmlNode): VmHardware {
       return key !== undefined && value !== undefined ? [{ key, value }] : [];
     }),
     nics,
+    vtpm: devices.some((d) => d.xsiType === 'VirtualTPM'),
   };
 }
 

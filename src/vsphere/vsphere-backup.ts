@@ -7,6 +7,7 @@ import { HotAddTransport } from './transports/hotadd-transport.js';
 import { VddkTransport } from './transports/vddk-transport.js';
 import type { VimClient } from './vim-client.js';
 import type { Inventory, VmInfo } from './inventory.js';
+import { fetchHomeFiles } from './restore-home-files.js';
 import { openVmBackup, type QuiesceMode, type QuiesceRequest } from './vm-backup.js';
 import type { StoredVmConfig } from './vm-config.js';
 import { connectVsphere, parseVsphereUrl, type VsphereUrl } from './vsphere-url.js';
@@ -55,6 +56,9 @@ export interface VsphereVmBackup {
     consolidated: boolean;
     orphanedSnapshotsRemoved: string[];
     skippedDisks: { key: number; fileName: string; reason: string }[];
+    /** the home-folder files kept in the restore point (vmConfig.homeFiles): `vmx`, `nvram` */
+    homeFiles: string[];
+    homeFileWarnings: string[];
     transport: string;
     logins: number;
     cbtQueries: number[];
@@ -90,6 +94,25 @@ export async function openVsphereBackup(spec: string, opts: VsphereBackupOptions
       logger: opts.logger,
       signal: opts.signal,
     });
+    // the VM's .vmx and .nvram (FORMAT.md §6.1.1): small files /folder serves on vSAN too; best effort
+    let home: Awaited<ReturnType<typeof fetchHomeFiles>> = { homeFiles: undefined, warnings: [] };
+    if (vm!.datacenter) {
+      const t = new HttpDatastoreTransport({
+        http: client.http,
+        cookie: () => client.sessionCookie,
+        logger: opts.logger,
+      });
+      try {
+        home = await fetchHomeFiles(client, t, vm!.ref, vm!.datacenter.name, {
+          signal: opts.signal,
+          logger: opts.logger,
+        });
+      } catch (e) {
+        await s.close();
+        throw e;
+      }
+      if (home.homeFiles) s.config.homeFiles = home.homeFiles;
+    }
     let closed: Promise<{ snapshotRemoved: boolean }> | undefined;
     return {
       vmName: vm!.name,
@@ -110,6 +133,8 @@ export async function openVsphereBackup(spec: string, opts: VsphereBackupOptions
         consolidated: s.consolidated(),
         orphanedSnapshotsRemoved: s.orphansRemoved,
         skippedDisks: s.skippedDisks,
+        homeFiles: home.homeFiles?.files.map((f) => f.kind) ?? [],
+        homeFileWarnings: home.warnings,
         transport: transport.name,
         logins: client.logins,
         cbtQueries: s.disks.map((d) => d.cbt.queries),

@@ -5,6 +5,7 @@ import type { TlsPolicy } from './https-client.js';
 import { loadInventory } from './inventory.js';
 import type { StoredVmConfig } from './vm-config.js';
 import { NfcImport } from './nfc/nfc-import.js';
+import { homeFile, uploadNvram, vmxHasVtpm } from './restore-home-files.js';
 import { retrieveOne } from './property-collector.js';
 import type { VimClient } from './vim-client.js';
 import { parseConfigInfo } from './vm-model.js';
@@ -49,6 +50,12 @@ export interface VsphereRestorePlan {
   existingVm?: string | undefined;
   disks: { capacityBytes: number; fileName?: string | undefined }[];
   nics: { type: string; network: string; backing: string; macAddress: string | null; connected: boolean }[];
+  /** firmware of the stored configuration (bios, efi) */
+  firmware: string | null;
+  /** the restore point holds the VM's .nvram: a new VM gets it in its home folder before power-on */
+  nvram: boolean;
+  /** the VM had a virtual TPM at backup time (not re-created: its secrets live with the key provider) */
+  vtpm: boolean;
   warnings: string[];
 }
 
@@ -112,7 +119,7 @@ export async function openVsphereRestore(
     if (inPlace && !opts.dryRun) return inPlaceRestore(client, name, inPlace, opts);
     const plan = inPlace ? undefined : await planNewVm(client, inv, cfg, ro);
     if (opts.dryRun) return dryRunTarget(client, name, cfg, opts, inPlace, plan);
-    return await nfcRestore(client, name, plan!, opts);
+    return await nfcRestore(client, name, cfg, plan!, opts);
   } catch (e) {
     await client.close();
     throw e;
@@ -136,7 +143,8 @@ function dryRunTarget(
         existingVm: inPlace.vm.value,
         disks: inPlace.disks,
         nics: [],
-        warnings: inPlace.warnings,
+        ...identity(cfg, false),
+        warnings: [...inPlace.warnings, ...identityWarnings(cfg)],
       }
     : {
         vm: name,
@@ -148,7 +156,8 @@ function dryRunTarget(
         host: plan!.host?.path,
         disks: cfg.disks.map((d) => ({ capacityBytes: d.capacityBytes })),
         nics: plan!.nics,
-        warnings: plan!.warnings,
+        ...identity(cfg, true),
+        warnings: [...plan!.warnings, ...identityWarnings(cfg)],
       };
   const nothing = () => {
     throw new CofferError('INTERNAL', 'a dry run uploads nothing');
@@ -202,10 +211,32 @@ function inPlaceRestore(
   };
 }
 
+/** What the plan says about identity: firmware, the stored .nvram (written into a new VM only), a vTPM. */
+function identity(cfg: StoredVmConfig, newVm: boolean) {
+  return {
+    firmware: cfg.firmware,
+    nvram: newVm && homeFile(cfg.homeFiles, 'nvram') !== undefined,
+    vtpm: Boolean(cfg.vtpm) || vmxHasVtpm(cfg.homeFiles),
+  };
+}
+
+function identityWarnings(cfg: StoredVmConfig): string[] {
+  const w: string[] = [];
+  if (cfg.vtpm || vmxHasVtpm(cfg.homeFiles))
+    w.push(
+      'the VM had a virtual TPM: it is not re-created (its keys stay with the key provider); add a vTPM to the ' +
+        'restored VM if the guest needs it (BitLocker asks for its recovery key)',
+    );
+  if (cfg.firmware === 'efi' && !homeFile(cfg.homeFiles, 'nvram'))
+    w.push('an EFI VM without a stored .nvram: its boot entries are not restored (the firmware scans for a loader)');
+  return w;
+}
+
 /** ImportVApp from the plan's ConfigSpec; each disk becomes a streamOptimized VMDK POSTed to its device URL. */
 async function nfcRestore(
   client: VimClient,
   name: string,
+  cfg: StoredVmConfig,
   plan: NewVmPlan,
   opts: VsphereRestoreOptions,
 ): Promise<VsphereVmRestore> {
@@ -215,9 +246,10 @@ async function nfcRestore(
     { signal: opts.signal, logger: opts.logger },
   );
   let completed = false;
+  let leaseDone = false;
   const abort = async () => {
     if (completed) return;
-    await nfc.abort('the restore failed or was cancelled');
+    if (!leaseDone) await nfc.abort('the restore failed or was cancelled');
     await destroyVm(client, nfc.vm).catch((e: Error) => {
       if (!/ManagedObjectNotFound|does not exist/.test(e.message))
         opts.logger?.warn(`could not delete the half-restored VM ${name}: ${e.message}`);
@@ -236,7 +268,8 @@ async function nfcRestore(
     await abort();
     throw e;
   }
-  for (const w of plan.warnings) opts.logger?.warn(w);
+  const warnings = [...plan.warnings, ...identityWarnings(cfg)];
+  for (const w of warnings) opts.logger?.warn(w);
   const total = disks.reduce((a, d) => a + d.capacityBytes, 0) || 1;
   let rawDone = 0;
   let sent = 0;
@@ -246,7 +279,7 @@ async function nfcRestore(
     created: true,
     transport: 'nfc',
     disks,
-    warnings: plan.warnings,
+    warnings,
     bytesSent: () => sent,
     async upload(i, body, op) {
       const d = disks[i]!;
@@ -271,6 +304,18 @@ async function nfcRestore(
     },
     async finish({ powerOn }) {
       await nfc.complete(opts);
+      leaseDone = true;
+      // the EFI variables (boot entries) before the first power-on; failing here deletes the VM like any failure
+      const nvram = homeFile(cfg.homeFiles, 'nvram');
+      if (nvram) {
+        const t = new HttpDatastoreTransport({
+          http: client.http,
+          cookie: () => client.sessionCookie,
+          logger: opts.logger,
+        });
+        const at = await uploadNvram(client, t, nfc.vm, plan.datacenter, nvram, opts);
+        opts.logger?.info(`wrote the stored .nvram (${nvram.length} bytes) to ${at}`);
+      }
       completed = true;
       if (powerOn) await powerOnVm(client, nfc.vm, opts);
     },

@@ -30,3 +30,11 @@ export async function nfcUploads(vc: Vcsim): Promise<{ uploads: NfcUpload[]; lea
 export function nfcFailNext(vc: Vcsim, afterBytes: number): Promise<Record<string, unknown>> {
   return nfcHook(vc, `nfc-fail-next?afterBytes=${afterBytes}`);
 }
+
+/**
+ * The datastore fills up: NFC uploads may write freeBytes more bytes of disk data; the upload that does not fit fails
+ * (HTTP 500) and its lease goes to state error with fault NoDiskSpace. One-shot; -1 lifts the limit.
+ */
+export function nfcDatastoreFull(vc: Vcsim, freeBytes: number): Promise<Record<string, unknown>> {
+  return nfcHook(vc, `nfc-datastore-full?freeBytes=${freeBytes}`);
+}

@@ -1,9 +1,12 @@
 import { PassThrough } from 'node:stream';
-import { resolvePointRef, restoreDiskImage, restoreVm } from '../../engine/index.js';
+import { RestorePointDevice, resolvePointRef, restoreDiskImage, restoreVm, withCodecPool } from '../../engine/index.js';
+import type { Manifest } from '../../format/index.js';
 import type { Repository } from '../../repository/index.js';
 import { CofferError, formatBytes } from '../../shared/index.js';
 import {
   isVsphereUrl,
+  parseStoredConfig,
+  quickRollback,
   uploadToDatastore,
   vsphereRestoreTargetOpener,
   type VsphereRestoreOptions,
@@ -26,6 +29,8 @@ export interface VsphereRestoreOpts {
   keepMac?: boolean;
   keepUuid?: boolean;
   dryRun?: boolean;
+  quick?: boolean;
+  proxyVm?: string;
 }
 
 /** `--network-map SRC=DST` (repeatable) as a map; USAGE for a malformed or repeated SRC. */
@@ -82,6 +87,8 @@ export async function restoreToVsphere(kit: CommandKit, ref: string, o: Opts): P
   };
   if (o.nics !== undefined && o.nics !== 'connected' && o.nics !== 'disconnected')
     throw new CofferError('USAGE', `--nics must be connected or disconnected, not ${JSON.stringify(o.nics)}`);
+  if (o.quick) return quickRollbackCommand(kit, repo, pointId, manifest, o, base, progress);
+  if (o.proxyVm !== undefined) throw new CofferError('USAGE', '--proxy-vm applies to --quick only');
   if (o.disk !== undefined)
     return uploadOneDisk(kit, repo, { pointId, vm: manifest.vm.name, disks: manifest.disks }, o, base, progress);
   if (o.path) throw new CofferError('USAGE', '--path needs --disk N (one disk to a datastore file)');
@@ -141,6 +148,55 @@ export async function restoreToVsphere(kit: CommandKit, ref: string, o: Opts): P
   for (const d of result.disks) kit.write(`  disk ${d.index}: ${formatBytes(d.sizeBytes)} -> ${d.fileName}\n`);
   if (r.bytesSent !== undefined)
     kit.write(`  ${formatBytes(r.bytesSent)} sent (${r.transport ?? 'unknown'} transport)\n`);
+}
+
+/**
+ * `restore ID --to vsphere://HOST/VM --force --quick`: the engine's restore-point devices (random access) handed to
+ * src/vsphere's quickRollback, which writes only what differs from the restore point into the VM's own disks.
+ */
+async function quickRollbackCommand(
+  kit: CommandKit,
+  repo: Repository,
+  pointId: string,
+  manifest: Manifest,
+  o: Opts,
+  base: VsphereRestoreOptions,
+  progress: ProgressReporter,
+): Promise<void> {
+  if (!o.force)
+    throw new CofferError('USAGE', '--quick rolls the existing VM back over itself: it needs --force', {
+      hint: 'the VM must be powered off and have no snapshots',
+    });
+  if (o.disk !== undefined || o.path !== undefined || o.dryRun)
+    throw new CofferError('USAGE', '--quick excludes --disk, --path and --dry-run');
+  const started = Date.now();
+  const cfg = parseStoredConfig(manifest.vmConfig, pointId);
+  if (cfg.disks.length !== manifest.disks.length)
+    throw new CofferError('CORRUPT', `restore point ${pointId}: its configuration and manifest disagree on the disks`);
+  const r = await withCodecPool(kit.useCase, repo.codecParams, async (pool) => {
+    const devices: RestorePointDevice[] = [];
+    try {
+      for (const d of manifest.disks)
+        devices.push(await RestorePointDevice.open(repo, pool, await repo.loadIndex(d.indexId)));
+      return await quickRollback(
+        o.to!,
+        cfg,
+        { id: pointId, disks: manifest.disks, read: (i, off, len, op) => devices[i]!.read(off, len, op) },
+        { ...base, proxyVm: o.proxyVm, powerOn: Boolean(o.powerOn), onProgress: (d, t) => progress.update(d, t) },
+      );
+    } finally {
+      for (const d of devices) await d.close();
+    }
+  });
+  progress.done();
+  const result = { id: pointId, sourceVm: manifest.vm.name, quick: true, ...r, durationMs: Date.now() - started };
+  if (o.json) return kit.writeJson(result);
+  const how = { cbt: 'changed areas from CBT', compare: 'comparison read', mixed: 'CBT and comparison reads' }[r.mode];
+  kit.write(
+    `rolled ${r.vm} (${r.moref}) back to ${pointId} (${how}): ${formatBytes(r.bytesWritten)} written, ` +
+      `${formatBytes(r.bytesCompared)} compared${r.poweredOn ? ', powered on' : ''}\n`,
+  );
+  for (const w of r.warnings) kit.write(`  warning: ${w}\n`);
 }
 
 async function uploadOneDisk(

@@ -53,6 +53,15 @@ export function restoreCommand(program: Command, kit: CommandKit): void {
     .option('--keep-mac', 'vsphere: keep the MAC addresses (refused if one is in use), else new ones')
     .option('--keep-uuid', 'vsphere: keep the BIOS and instance UUIDs, else new ones')
     .option('--dry-run', 'vsphere: validate placement, networks and MACs and print the plan; create nothing')
+    .option(
+      '--quick',
+      'vsphere with --force: quick rollback of the existing VM, writing only what changed since the restore point ' +
+        '(CBT, else a comparison read) through hot-add',
+    )
+    .option(
+      '--proxy-vm <name>',
+      "vsphere --quick: the VM Coffer runs in (default: found by this machine's SMBIOS UUID)",
+    )
     .action(async (ref: string, o: RestoreOpts) => {
       if (o.to !== undefined) return restoreToVsphere(kit, ref, o);
       if (o.target === undefined)

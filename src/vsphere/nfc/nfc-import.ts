@@ -187,19 +187,50 @@ export class NfcImport {
       if (this.failed) throw this.failed;
       if (e instanceof CofferError && e.code === 'CANCELLED') throw e;
       if (e instanceof CofferError && e.code !== 'VSPHERE_FAULT' && e.code !== 'VSPHERE_TLS') throw e;
-      throw nfcError(`uploading ${url.targetId || url.key} to the import lease failed: ${(e as Error).message}`, {
-        lease: this.lease.value,
-        sentBytes: sent,
-      });
+      throw (
+        (await this.leaseFailure(url, sent)) ??
+        nfcError(`uploading ${url.targetId || url.key} to the import lease failed: ${(e as Error).message}`, {
+          lease: this.lease.value,
+          sentBytes: sent,
+        })
+      );
     }
     if (reply.status !== 200 && reply.status !== 201 && reply.status !== 204)
-      throw nfcError(
-        `uploading ${url.targetId || url.key}: HTTP ${reply.status} ` +
-          reply.body.subarray(0, 200).toString('utf8').trim(),
-        { lease: this.lease.value, status: reply.status },
+      throw (
+        (await this.leaseFailure(url, sent)) ??
+        nfcError(
+          `uploading ${url.targetId || url.key}: HTTP ${reply.status} ` +
+            reply.body.subarray(0, 200).toString('utf8').trim(),
+          { lease: this.lease.value, status: reply.status },
+        )
       );
     this.check();
     return sent;
+  }
+
+  /**
+   * After a failed upload: the lease's own fault when the host put it in state `error` (NoDiskSpace: the target
+   * datastore filled up; details.datastoreFull), else undefined. Never throws: the upload's error stands then.
+   */
+  private async leaseFailure(url: NfcDeviceUrl, sent: number): Promise<CofferError | undefined> {
+    try {
+      const o = await retrieveOne(this.client, this.lease, ['state', 'error'], {});
+      if (o.props.get('state')?.text.trim() !== 'error') return undefined;
+      const err = o.props.get('error');
+      const fault = err ? child(err, 'fault') : undefined;
+      const type = fault?.xsiType ?? 'unknown fault';
+      const message = (err && textOf(err, 'localizedMessage')?.trim()) || '';
+      const full =
+        /NoDiskSpace|OutOfDiskSpace|InsufficientDisk/i.test(type) || /insufficient disk space/i.test(message);
+      const why = `${type}${message ? `: ${message}` : ''}`;
+      const what = `uploading ${url.targetId || url.key}: the import lease failed (${why})`;
+      return new CofferError('VSPHERE_NFC', full ? `the target datastore is full: ${what}` : what, {
+        details: { lease: this.lease.value, sentBytes: sent, fault: type, ...(full ? { datastoreFull: true } : {}) },
+        ...(full ? { hint: 'free space on the datastore or restore to another one (--datastore)' } : {}),
+      });
+    } catch {
+      return undefined;
+    }
   }
 
   private httpFor(u: URL, thumbprint: string): HttpsClient {

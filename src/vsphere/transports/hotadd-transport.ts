@@ -25,7 +25,15 @@ export interface HotAddOptions {
   /** Where attachments are recorded (pid, disk) so a later run can detach what a killed process left (default
    *  $TMPDIR/coffer-hotadd; COFFER_HOTADD_STATE_DIR). */
   stateDir?: string | undefined;
+  /** Attach the disks persistent and open them read-write (quick rollback writes a powered-off VM's own disks);
+   *  default: independent-nonpersistent, read-only (backups). */
+  writable?: boolean | undefined;
   logger?: Logger | undefined;
+}
+
+/** A hot-added disk opened with `writable`: positioned writes into the attached device. */
+export interface DiskWriter extends DiskReader {
+  write(offset: number, data: Buffer, op?: Op): Promise<void>;
 }
 
 /** One attachment made by a Coffer process (a file in the state directory while the disk is attached). */
@@ -227,7 +235,7 @@ export class HotAddTransport implements DiskTransport {
       );
   }
 
-  async open(disk: VmDisk, _index: number, _ctx: unknown, op: Op = {}): Promise<DiskReader> {
+  async open(disk: VmDisk, _index: number, _ctx: unknown, op: Op = {}): Promise<DiskWriter> {
     const proxy = await this.findProxy();
     const client = this.o.client;
     const before = parseConfigInfo(need((await retrieveOne(client, proxy.ref, ['config'], op)).props.get('config')));
@@ -244,7 +252,7 @@ export class HotAddTransport implements DiskTransport {
       _type: backingType,
       fileName: disk.fileName,
       datastore: disk.datastore,
-      diskMode: 'independent_nonpersistent',
+      diskMode: this.o.writable ? 'persistent' : 'independent_nonpersistent',
     };
     if (backingType === 'VirtualDiskRawDiskMappingVer1BackingInfo')
       backing['compatibilityMode'] = disk.compatibilityMode ?? 'virtualMode';
@@ -329,7 +337,7 @@ export class HotAddTransport implements DiskTransport {
           `hot-add: ${dev} has ${size} bytes, disk ${disk.fileName} has ${disk.capacityBytes}; refusing to back up ` +
             `bytes that were not read`,
         );
-      const fh: FileHandle = await openFile(dev, 'r');
+      const fh: FileHandle = await openFile(dev, this.o.writable ? 'r+' : 'r');
       let closed = false;
       return {
         description: `hotadd:${proxy.name}:${dev}`,
@@ -345,11 +353,26 @@ export class HotAddTransport implements DiskTransport {
             done += bytesRead;
           }
         },
+        write: async (offset, data) => {
+          if (!this.o.writable) throw new CofferError('INTERNAL', `hot-add: ${dev} was opened read-only`);
+          if (offset < 0 || offset + data.length > disk.capacityBytes)
+            throw new CofferError('INTERNAL', `hot-add: write at ${offset} +${data.length} outside ${disk.fileName}`);
+          let done = 0;
+          while (done < data.length) {
+            const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done);
+            done += bytesWritten;
+          }
+        },
         close: async () => {
           if (closed) return;
           closed = true;
-          await fh.close().catch(() => undefined);
-          await detach();
+          try {
+            // written data must reach the disk before it is detached: a failed flush fails the restore
+            if (this.o.writable) await fh.sync();
+          } finally {
+            await fh.close().catch(() => undefined);
+            await detach();
+          }
         },
       };
     } catch (e) {
