@@ -157,9 +157,7 @@ if (want24) {
     const options = `${process.env.NODE_OPTIONS ?? ''} --import=${HOOKS}`.trim();
     const left = args.length - args24.length;
     if (left > 0)
-      console.log(
-        `\n(node 24: ${left} file(s) left out, run on node 20 (ADR 0008); COFFER_NODE24_FULL=1 runs them)`,
-      );
+      console.log(`\n(node 24: ${left} file(s) left out, run on node 20 (ADR 0008); COFFER_NODE24_FULL=1 runs them)`);
     // node --test without a file would discover tests by itself: no Node 24 run when every selected file is left out
     if (args24.some((a) => a.endsWith('.test.js')))
       results.push(await run('node 24', NODE24, { NODE_OPTIONS: options }, args24));
