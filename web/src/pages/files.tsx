@@ -330,8 +330,8 @@ function Diff({ r }: { r: DiffResult }) {
   return (
     <>
       <p class="muted">
-        {r.counts.added} added, {r.counts.removed} removed, {r.counts.changed} changed from {r.a.id.slice(0, 12)} to{' '}
-        {r.b.id.slice(0, 12)}
+        {`${r.counts.added} added, ${r.counts.removed} removed, ${r.counts.changed} changed `}
+        {`from ${r.a.id.slice(0, 12)} to ${r.b.id.slice(0, 12)}`}
       </p>
       {r.notes.length ? <p class="warn">{r.notes.join('; ')}</p> : null}
       <Table id="diff-table" caption="differences" head={['', 'Path', 'Size', 'What']}>

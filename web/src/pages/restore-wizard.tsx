@@ -22,7 +22,8 @@ function unavailable(mode: Mode, caps: Capabilities): string | undefined {
   if (mode === 'vm-new' || mode === 'vm-in-place')
     return caps.jobKinds.has('restore-vm')
       ? undefined
-      : 'this server has no whole-VM restore job (POST /api/v1/jobs kind "restore-vm"); use `coffer restore --to vsphere://…`';
+      : 'this server has no whole-VM restore job (POST /api/v1/jobs kind "restore-vm"); ' +
+          'use `coffer restore --to vsphere://…`';
   if (mode === 'instant')
     return caps.instantRecovery ? undefined : 'this server has no instant recovery route in its API';
   if (mode === 'disk') return caps.jobKinds.has('restore') ? undefined : 'this server has no disk restore job';
