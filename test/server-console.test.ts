@@ -8,6 +8,13 @@ import { makeDisk } from './helpers/disks.js';
 import { MiB, mkExt, partitionDisk, partitionsOf } from './helpers/fs-images.js';
 import { api, makeToken, startServer, until, type RunningServer } from './helpers/coffer-server.js';
 
+// The web console (web/src, Preact, built into web/dist by `npm run build`) against a real server with a real
+// repository, in headless Chromium: every page renders real data, a restore through the wizard, a policy through the
+// form, a failed job with its error and no Cancel, lists paged beyond 100, a narrow screen (issue 20 item 1).
+
+/** the page's document, in the callbacks Playwright runs in the browser (this file compiles without the DOM lib) */
+declare const document: any;
+
 /** Screenshots for humans (gitignored): test-artifacts/console/*.png */
 const ARTIFACTS = resolve('test-artifacts/console');
 const CHROMIUM = '/usr/bin/chromium';
@@ -64,6 +71,14 @@ describe('web console in headless Chromium', {
       COFFER_USER_PASSWORD: 'operator-password',
     });
     assert.equal(u.code, 0, u.stderr);
+    // more than 100 audit records: the audit page pages beyond its first 100
+    for (let i = 0; i < 55; i++) {
+      const t = await api(server.url, 'POST', '/api/v1/tokens', {
+        token: admin,
+        body: { name: `bulk-${i}`, role: 'viewer' },
+      });
+      assert.equal(t.status, 201, t.text);
+    }
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: [
@@ -92,9 +107,15 @@ describe('web console in headless Chromium', {
 
   it('logs in with user and password and shows the dashboard with the VM', async () => {
     await page.goto(server.url + '/');
-    await page.fill('#password', 'wrong password');
-    await page.fill('#username', 'olivia');
-    await page.click('#login-user button[type=submit]');
+    await page.waitForSelector('#login-user');
+    assert.equal(await page.$('#nav'), null, 'no menu before login');
+    assert.equal(await page.$('#logout'), null);
+    // keyboard only: labels name the fields, Tab moves between them, Enter submits
+    await page.getByLabel('User name').focus();
+    await page.keyboard.type('olivia');
+    await page.keyboard.press('Tab');
+    await page.keyboard.type('wrong password');
+    await page.keyboard.press('Enter');
     await page.waitForSelector('.error');
     assert.match((await page.textContent('.error')) ?? '', /UNAUTHENTICATED/);
     await page.fill('#password', 'operator-password');
@@ -105,6 +126,10 @@ describe('web console in headless Chromium', {
     assert.match(row ?? '', /web/);
     assert.match((await page.textContent('#vm-table tr[data-vm="db01"]')) ?? '', /unprotected/);
     assert.ok(await page.$('#trend-chart'));
+    assert.ok(await page.$('#nav'), 'the menu after login');
+    assert.equal(await page.$('#nav a[href="#/users"]'), null, 'an operator gets no users page in the menu');
+    assert.match((await page.textContent('.cards')) ?? '', /Protected VMs0 \/ 3/);
+    assert.match((await page.textContent('#last-day')) ?? '', /No jobs in the last 24 hours/);
     await page.screenshot({ path: join(ARTIFACTS, '01-dashboard.png'), fullPage: true });
   });
 
@@ -128,18 +153,37 @@ describe('web console in headless Chromium', {
     await page.screenshot({ path: join(ARTIFACTS, '03-dashboard-after-backup.png'), fullPage: true });
   });
 
-  it('browses restore points per VM and disk and restores one', async () => {
+  it('lists restore points with stored size, verification and anomaly state, and restores a disk in the wizard', async () => {
     await page.click('#vm-table tr[data-vm="web01"] a');
     await page.waitForSelector('#points-table tbody tr');
     const rows = await page.$$('#points-table tbody tr');
     assert.equal(rows.length, 1);
     assert.match((await rows[0]!.textContent()) ?? '', /web01.*main.*full.*disk 0: 2\.0 MiB/s);
+    assert.match((await page.textContent('#points-table td.stored')) ?? '', /KiB|MiB/);
+    assert.match((await page.textContent('#points-table td.verification')) ?? '', /not verified/);
+    assert.match((await page.textContent('#points-table td.anomaly')) ?? '', /clean/);
     await page.screenshot({ path: join(ARTIFACTS, '04-restore-points.png'), fullPage: true });
-    await page.click('#points-table button.restore');
-    await page.fill('#target', 'from-console.raw');
+    await page.click('#points-table a.restore');
+    await page.waitForSelector('fieldset.modes');
+    // kinds of restore this server's API lacks are shown with the reason, and cannot be chosen
+    assert.equal(await page.isDisabled('#mode-vm-new'), true);
+    assert.equal(await page.isDisabled('#mode-instant'), true);
+    assert.match((await page.textContent('label[for="mode-vm-new"]')) ?? '', /not available: .*restore-vm/);
+    assert.equal(await page.isDisabled('#mode-disk'), false);
+    await page.screenshot({ path: join(ARTIFACTS, '04a-wizard-kind.png'), fullPage: true });
+    await page.getByLabel('Single disk to a file').check();
+    await page.click('#wizard-next');
+    await page.waitForSelector('#restore-form');
+    await page.selectOption('#disk', '0');
+    await page.getByLabel("Target file (below the server's restore directory)").fill('from-console.raw');
+    // the overwrite checkbox sits with its label: one clickable unit
+    await page.getByLabel('Overwrite an existing file').check();
+    assert.equal(await page.isChecked('#force'), true);
+    await page.screenshot({ path: join(ARTIFACTS, '04b-wizard-options.png'), fullPage: true });
     await page.click('#restore-form button[type=submit]');
     await page.waitForSelector('#job-status.ok', { timeout: 60_000 });
     assert.ok(readFileSync(join(dataDir, 'restores', 'from-console.raw')).equals(readFileSync(disk)));
+    assert.equal(await page.$('#job-cancel'), null, 'a finished restore offers no Cancel');
     await page.screenshot({ path: join(ARTIFACTS, '05-restore-job.png'), fullPage: true });
   });
 
@@ -162,6 +206,25 @@ describe('web console in headless Chromium', {
     await page.goto(server.url + '/#/jobs');
     await page.waitForSelector(`#jobs-table tr[data-job="${id}"]`);
     assert.match((await page.textContent(`#jobs-table tr[data-job="${id}"] td.job-error`)) ?? '', /SOURCE_UNREADABLE/);
+    assert.equal(await page.$(`#jobs-table tr[data-job="${id}"] button.cancel`), null, 'no Cancel on a failed job');
+    assert.ok(await page.$(`#jobs-table tr[data-job="${id}"] button.retry`), 'a failed job can be retried');
+    // filters: status, kind, VM (kept in the URL)
+    await page.selectOption('#job-status-filter', 'failed');
+    await page.waitForURL(/status=failed/);
+    await page.waitForSelector('#jobs-table tbody tr');
+    const failed = await page.$$eval('#jobs-table tbody tr', (r) => r.map((x) => x.getAttribute('data-status')));
+    assert.deepEqual([...new Set(failed)], ['failed']);
+    await page.selectOption('#job-status-filter', '');
+    await page.selectOption('#job-kind-filter', 'restore');
+    await page.waitForURL(/kind=restore/);
+    await page.waitForFunction(() => document.querySelectorAll('#jobs-table tbody tr').length === 1);
+    assert.match((await page.textContent('#jobs-table tbody tr')) ?? '', /restore.*web01.*succeeded/);
+    await page.selectOption('#job-kind-filter', '');
+    await page.fill('#job-vm-filter', 'webgone');
+    await page.press('#job-vm-filter', 'Enter');
+    await page.waitForURL(/vm=webgone/);
+    await page.waitForFunction(() => document.querySelectorAll('#jobs-table tbody tr').length === 1);
+    await page.screenshot({ path: join(ARTIFACTS, '05-jobs-filtered.png'), fullPage: true });
     await page.goto(server.url + '/#/dashboard');
     await page.waitForSelector('#failing-vms');
     assert.match((await page.textContent('#failing-vms')) ?? '', /webgone.*SOURCE_UNREADABLE/s);
@@ -229,6 +292,61 @@ describe('web console in headless Chromium', {
     assert.deepEqual(dialogs, []);
   });
 
+  it('creates a policy through the form: validation, what it selects, edit, disable, run now, delete', async () => {
+    await page.goto(server.url + '/#/policies');
+    await page.waitForSelector('#policies-table tbody tr');
+    await page.click('#new-policy');
+    await page.waitForSelector('#policy-form');
+    // nothing filled in that matters: the form says what is wrong, by field, and sends nothing
+    await page.click('#policy-save');
+    await page.waitForSelector('#policy-name-error');
+    assert.match((await page.textContent('#policy-vms-error')) ?? '', /at least one VM/);
+    assert.equal(await page.getAttribute('#policy-name', 'aria-invalid'), 'true');
+    await page.getByLabel('Name').fill('nightly db');
+    await page.fill('#sel-value-0', 'db*');
+    await page.waitForFunction(() =>
+      /Selects 1 VM.*db01/.test(document.querySelector('#vm-preview')?.textContent ?? ''),
+    );
+    await page.getByLabel('Keep the newest N restore points').fill('3');
+    await page.getByLabel('Backup schedule (cron; empty: on demand only)').fill('every night');
+    await page.click('#policy-save');
+    await page.waitForSelector('#policy-schedule-error');
+    await page.getByLabel('Backup schedule (cron; empty: on demand only)').fill('30 1 * * *');
+    await page.screenshot({ path: join(ARTIFACTS, '06a-policy-form.png'), fullPage: true });
+    await page.click('#policy-save');
+    const row = '#policies-table tr[data-policy="nightly db"]';
+    await page.waitForSelector(row);
+    assert.match((await page.textContent(row)) ?? '', /nightly db.*main.*db01.*30 1 \* \* \*/s);
+    assert.match((await page.textContent(`${row} td.retention`)) ?? '', /3/);
+    const admin = makeToken(dataDir, 'admin', 'console-policy-check');
+    const created = (await api(server.url, 'GET', '/api/v1/policies/nightly%20db', { token: admin })).body;
+    assert.deepEqual(created.vms, [{ pattern: 'db*' }]);
+    assert.equal(created.retention.keepLast, 3);
+    // edit: the form comes back filled in; the RPO changes
+    await page.click(`${row} a.edit`);
+    await page.waitForSelector('#policy-form');
+    assert.equal(await page.inputValue('#policy-name'), 'nightly db');
+    await page.getByLabel('RPO in hours').fill('30');
+    await page.click('#policy-save');
+    await page.waitForSelector(row);
+    assert.match((await page.textContent(row)) ?? '', /30 h/);
+    // disable, enable, run now (one job: db01), delete (asks first, in the page)
+    await page.click(`${row} button.toggle`);
+    await page.waitForFunction((r) => /\(disabled\)/.test(document.querySelector(r)?.textContent ?? ''), row);
+    assert.equal(await page.isDisabled(`${row} button.run-now`), true);
+    await page.click(`${row} button.toggle`);
+    await page.waitForFunction((r) => !/\(disabled\)/.test(document.querySelector(r)?.textContent ?? ''), row);
+    await page.click(`${row} button.run-now`);
+    await page.waitForSelector('#job-status.ok', { timeout: 60_000 });
+    assert.match((await page.textContent('h2')) ?? '', /backup of db01/);
+    await page.goto(server.url + '/#/policies');
+    await page.click(`${row} button.delete`);
+    await page.click(`${row} button.confirm-delete`);
+    await page.waitForSelector(row, { state: 'detached' });
+    assert.equal((await api(server.url, 'GET', '/api/v1/policies/nightly%20db', { token: admin })).status, 404);
+    assert.deepEqual(dialogs, []);
+  });
+
   it('shows repositories and policies, and accepts an API token instead of a password', async () => {
     await page.goto(server.url + '/#/repositories');
     await page.waitForSelector('#repos-table tbody tr');
@@ -268,6 +386,80 @@ describe('web console in headless Chromium', {
     await page.click('#files-table tr[data-name="etc"] a.open-dir');
     await page.waitForSelector('#files-table tr[data-name="hostname"]');
     assert.equal(await page.$('#files-table button.download'), null, 'a viewer gets no download button');
+  });
+
+  it('an admin sees users and tokens, the audit log paged beyond 100, proxies, VMs', async () => {
+    await page.click('#logout');
+    await page.waitForSelector('#login-token');
+    await page.fill('#token', makeToken(dataDir, 'admin', 'console-admin'));
+    await page.click('#login-token button[type=submit]');
+    await page.waitForSelector('#nav a[href="#/users"]');
+    await page.click('#nav a[href="#/users"]');
+    await page.waitForSelector('#users-table tr[data-user="olivia"]');
+    assert.match((await page.textContent('#users-table tr[data-user="olivia"]')) ?? '', /operator/);
+    await page.waitForSelector('#tokens-table tr[data-token="bulk-0"]');
+    await page.fill('#token-name', 'from-console');
+    await page.selectOption('#token-role', 'viewer');
+    await page.click('#token-form button[type=submit]');
+    await page.waitForSelector('#new-token');
+    const secret = (await page.textContent('#new-token')) ?? '';
+    assert.equal((await api(server.url, 'GET', '/api/v1/me', { token: secret })).body.role, 'viewer');
+    await page.waitForSelector('#tokens-table tr[data-token="from-console"]');
+    await page.screenshot({ path: join(ARTIFACTS, '07-users-tokens.png'), fullPage: true });
+    await page.click('#tokens-table tr[data-token="from-console"] button.revoke');
+    await page.waitForSelector('#tokens-table tr[data-token="from-console"]', { state: 'detached' });
+    assert.equal((await api(server.url, 'GET', '/api/v1/me', { token: secret })).status, 401);
+
+    await page.click('#nav a[href="#/audit"]');
+    await page.waitForFunction(() => document.querySelectorAll('#audit-table tbody tr').length === 100);
+    const first = await page.$$eval('#audit-table tbody tr', (r) => r.map((x) => x.getAttribute('data-audit')));
+    await page.click('#audit-pager button.next');
+    await page.waitForSelector('#audit-pager .muted:text("page 2")');
+    await page.waitForFunction(
+      (f) => document.querySelector('#audit-table tbody tr')?.getAttribute('data-audit') !== f,
+      first[0],
+    );
+    const second = await page.$$eval('#audit-table tbody tr', (r) => r.map((x) => x.getAttribute('data-audit')));
+    assert.ok(second.length > 0);
+    assert.ok(Number(second[0]) < Number(first[first.length - 1]), 'page 2 is older than page 1');
+    assert.match((await page.textContent('#audit-table')) ?? '', /POST \/api\/v1\/tokens/);
+    await page.screenshot({ path: join(ARTIFACTS, '08-audit.png'), fullPage: true });
+
+    await page.click('#nav a[href="#/proxies"]');
+    await page.waitForSelector('#no-proxies-api, #proxies-table, #no-proxies');
+    const proxies = await api(server.url, 'GET', '/api/v1/proxies', { token: makeToken(dataDir, 'viewer', 'px') });
+    if (proxies.status === 404) assert.match((await page.textContent('main')) ?? '', /no proxies API/);
+    else assert.equal(await page.$('#no-proxies-api'), null, 'the route answers: rendered');
+    await page.screenshot({ path: join(ARTIFACTS, '09-proxies.png'), fullPage: true });
+
+    await page.click('#nav a[href="#/vms"]');
+    await page.waitForSelector('#vm-table tr[data-vm="db01"]');
+    assert.equal((await page.$$('#vm-table tbody tr')).length, 3);
+    await page.click('#nav a[href="#/repositories"]');
+    await page.waitForSelector('#repos-table tr[data-repo="main"] td.usage');
+    assert.match((await page.textContent('#repos-table tr[data-repo="main"] td.usage')) ?? '', /KiB|MiB/);
+  });
+
+  it('works on a narrow screen: the top bar does not overflow, the menu opens from a button', async () => {
+    const narrow = await browser.newPage({ viewport: { width: 375, height: 760 } });
+    narrow.on('pageerror', (e) => consoleErrors.push(e.message));
+    await narrow.goto(server.url + '/');
+    await narrow.fill('#token', makeToken(dataDir, 'operator', 'console-narrow'));
+    await narrow.click('#login-token button[type=submit]');
+    await narrow.waitForSelector('#vm-table tr[data-vm="web01"]');
+    const width = () => narrow.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok((await width()) <= 375, `page is ${await width()} px wide`);
+    const header = await narrow.evaluate(() => document.querySelector('header')!.scrollWidth);
+    assert.ok(header <= 375, `top bar is ${header} px wide`);
+    assert.equal(await narrow.isVisible('#nav'), false);
+    await narrow.click('button.menu-toggle');
+    assert.equal(await narrow.isVisible('#nav a[href="#/jobs"]'), true);
+    assert.ok((await width()) <= 375);
+    await narrow.screenshot({ path: join(ARTIFACTS, '10-narrow.png'), fullPage: true });
+    await narrow.click('#nav a[href="#/jobs"]');
+    await narrow.waitForSelector('#jobs-table');
+    assert.equal(await narrow.isVisible('#nav'), false, 'the menu closes on navigation');
+    await narrow.close();
     assert.deepEqual(
       consoleErrors.filter((e) => !/401/.test(e)),
       [],
