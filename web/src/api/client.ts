@@ -74,10 +74,10 @@ export async function api<O extends Op>(op: O, req?: Request<O>): Promise<Answer
   return (await r.json().catch(() => ({}))) as Answer<O>;
 }
 
-/** A GET that may not exist on this server (a route another version adds): undefined on 404 NOT_FOUND. */
+/** A GET that may not exist on this server (a route another version adds): null on 404 NOT_FOUND. */
 export async function optionalGet(path: string): Promise<unknown> {
   const r = await fetch(path, { headers: authHeaders() });
-  if (r.status === 404) return undefined;
+  if (r.status === 404) return null;
   if (!r.ok) throw await failure(r);
   return r.json();
 }

@@ -8,13 +8,13 @@ const cell = (v: unknown): string =>
 
 /** Data movers (GET /api/v1/proxies, a route of a newer server): its columns are whatever fields it reports. */
 export function ProxiesPage() {
-  const state = useAsync(() => optionalGet('/api/v1/proxies') as Promise<Page<ProxyInfo> | undefined>, []);
+  const state = useAsync(() => optionalGet('/api/v1/proxies') as Promise<Page<ProxyInfo> | null>, []);
   return (
     <>
       <Title>Proxies</Title>
       <Loaded state={state}>
         {(r) => {
-          if (r === undefined)
+          if (r === null)
             return (
               <p class="muted" id="no-proxies-api">
                 no proxies API: this server does not have GET /api/v1/proxies (backups run in the server's built-in
