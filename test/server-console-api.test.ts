@@ -10,6 +10,7 @@ import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { capabilities, type OpenApi } from '../web/src/api/capabilities.js';
 import { SHAPES } from '../web/src/api/shapes.js';
 import { coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
 import { makeDisk } from './helpers/disks.js';
@@ -120,5 +121,31 @@ describe('console API types against the running server', () => {
     assert.deepEqual(missing(['id', 'repository', 'time', 'endTime'], vm.lastPoint), []);
     const point = one(await get('/api/v1/restore-points'), 'points') as { status: Record<string, unknown> };
     assert.deepEqual(missing(['state', 'suspicious', 'score', 'reasons'], point.status), []);
+  });
+
+  it("the restore wizard offers what the server's OpenAPI document has, and learns new job kinds from it", async () => {
+    const doc = (await api(server.url, 'GET', '/api/openapi.json')).body as OpenApi;
+    const caps = capabilities(doc);
+    assert.deepEqual([...caps.jobKinds.keys()].sort(), ['backup', 'prune', 'restore', 'verify']);
+    assert.equal(caps.instantRecovery, undefined, 'no instant recovery route on this server: the wizard says so');
+    assert.deepEqual(caps.jobKinds.get('restore')?.required, ['kind', 'repository', 'pointId', 'disk', 'target']);
+    // a server that gains a whole-VM restore job kind and an instant recovery route (made up here: no server of
+    // this branch has them) gets them offered, with the fields of their schemas
+    const more = structuredClone(doc);
+    const body = more.paths['/api/v1/jobs']!.post!.requestBody!.content!['application/json']!.schema!;
+    body.oneOf!.push({
+      type: 'object',
+      properties: { kind: { const: 'restore-vm' }, datastore: { type: 'string' } },
+      required: ['kind', 'datastore'],
+    });
+    more.paths['/api/v1/instant-recoveries'] = { post: {} };
+    more.paths['/api/v1/instant-recoveries/{id}'] = { delete: {} };
+    const caps2 = capabilities(more);
+    assert.deepEqual(Object.keys(caps2.jobKinds.get('restore-vm')?.properties ?? {}), ['kind', 'datastore']);
+    assert.deepEqual(caps2.instantRecovery, {
+      start: '/api/v1/instant-recoveries',
+      startSchema: undefined,
+      stop: '/api/v1/instant-recoveries/{id}',
+    });
   });
 });
