@@ -202,7 +202,10 @@ function PolicyForm({
   const [serverErrors, setServerErrors] = useState<Record<string, string>>({});
   const [error, setError] = useState<Error | undefined>();
   const errors = { ...(touched ? validate(f) : {}), ...serverErrors };
-  useEffect(() => setServerErrors({}), [f]);
+  useEffect(() => {
+    setServerErrors({});
+    setError(undefined);
+  }, [f]);
   const set = <K extends keyof FormState>(k: K, v: FormState[K]) => setF((s) => ({ ...s, [k]: v }));
   const setKeep = (k: Keep, v: string) => setF((s) => ({ ...s, keeps: { ...s.keeps, [k]: v } }));
   const setSel = (i: number, row: Partial<SelectorRow>) =>
