@@ -275,9 +275,13 @@ describe('web console in headless Chromium', {
   });
 
   it('searches the file browser: a name or glob, results link to their directory; hostile names stay text', async () => {
+    // reached through the restore wizard's "Files and folders"
     await page.goto(server.url + '/#/restore-points?vm=web01');
     await page.waitForSelector('#points-table tbody tr');
-    await page.click('#points-table a.browse[data-disk="1"]');
+    await page.click('#points-table a.restore');
+    await page.getByLabel('Files and folders').check();
+    await page.click('#wizard-next');
+    await page.click('#wizard-files a.browse:text("disk 1")');
     await page.click('#partitions-table a.open-partition');
     await page.waitForSelector('#files-table tr[data-name="etc"]');
     await page.fill('#find-pattern', 'host*');
@@ -406,6 +410,15 @@ describe('web console in headless Chromium', {
     await page.waitForSelector('#users-table tr[data-user="olivia"]');
     assert.match((await page.textContent('#users-table tr[data-user="olivia"]')) ?? '', /operator/);
     await page.waitForSelector('#tokens-table tr[data-token="bulk-0"]');
+    await page.getByLabel('User name').fill('victor');
+    await page.getByLabel('Password (8 characters at least)').fill('viewer-password');
+    await page.selectOption('#new-role', 'viewer');
+    await page.click('#user-form button[type=submit]');
+    await page.waitForSelector('#users-table tr[data-user="victor"]');
+    const login = await api(server.url, 'POST', '/api/v1/auth/login', {
+      body: { username: 'victor', password: 'viewer-password' },
+    });
+    assert.equal(login.status, 200, login.text);
     await page.fill('#token-name', 'from-console');
     await page.selectOption('#token-role', 'viewer');
     await page.click('#token-form button[type=submit]');
