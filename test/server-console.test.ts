@@ -239,6 +239,16 @@ describe('web console in headless Chromium', {
     assert.match((await page.textContent('#failing-vms')) ?? '', /webgone.*SOURCE_UNREADABLE/s);
     assert.match((await page.textContent('.cards')) ?? '', /Failing VMs1/);
     await page.screenshot({ path: join(ARTIFACTS, '05a-failures.png'), fullPage: true });
+    // Retry: a new job with the same arguments (it fails the same way: the disk is still gone)
+    await page.click('#failing-vms a');
+    await page.waitForSelector('#job-retry');
+    await page.click('#job-retry');
+    await page.waitForURL((u) => /#\/jobs\/\d+$/.test(u.hash) && u.hash !== `#/jobs/${id}`);
+    await page.waitForSelector('#job-status.bad', { timeout: 60_000 });
+    const again = Number(/#\/jobs\/(\d+)/.exec(page.url())![1]);
+    assert.ok(again > id);
+    const retried = (await api(server.url, 'GET', `/api/v1/jobs/${again}`, { token: admin })).body;
+    assert.deepEqual([retried.kind, retried.vm, retried.status], ['backup', 'webgone', 'failed']);
   });
 
   it('browses the files of a disk: partitions, directories with breadcrumbs, hostile names as text, a download', async () => {
