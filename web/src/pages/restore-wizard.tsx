@@ -25,7 +25,9 @@ function unavailable(mode: Mode, caps: Capabilities): string | undefined {
       : 'this server has no whole-VM restore job (POST /api/v1/jobs kind "restore-vm"); ' +
           'use `coffer restore --to vsphere://…`';
   if (mode === 'instant')
-    return caps.instantRecovery ? undefined : 'this server has no instant recovery route in its API';
+    return caps.instantRecovery
+      ? undefined
+      : 'this server has no instant recovery route in its API; use `coffer mount` (NBD export of the point)';
   if (mode === 'disk') return caps.jobKinds.has('restore') ? undefined : 'this server has no disk restore job';
   return undefined;
 }
@@ -252,7 +254,12 @@ function DiskOptions({ point, caps, back }: { point: RestorePoint; caps: Capabil
       <Field
         id="format"
         label="Export format"
-        hint={formats.length > 1 ? undefined : 'this server writes raw images only (its API offers no format choice)'}
+        hint={
+          formats.length > 1
+            ? undefined
+            : 'this server writes raw images only (its API offers no format choice); ' +
+              '`coffer restore --format qcow2|vmdk|vhdx` converts'
+        }
       >
         <select
           id="format"
