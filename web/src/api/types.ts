@@ -80,7 +80,14 @@ export interface RestorePoint {
   bytesRead: number;
   bytesStored: number;
   verification: { ok: boolean; time?: string } | null;
-  status: { state: string; suspicious: boolean; score: number; reasons: string[] };
+  /** the anomaly state (suspicious / failed / verified / clean) and its signals; null for points of older catalogs */
+  status: {
+    state: string;
+    suspicious: boolean;
+    score: number | null;
+    reasons: string[];
+    check?: { ok: boolean; time?: string } | null;
+  } | null;
 }
 export interface Job {
   id: number;

@@ -103,9 +103,10 @@ function PointRow({ p, canRestore }: { p: RestorePoint; canRestore: boolean }) {
           <span class="muted">not verified</span>
         )}
       </td>
-      <td class={`anomaly ${s.suspicious ? 'bad' : s.state === 'clean' ? 'ok' : 'muted'}`}>
-        {s.suspicious ? `suspicious (score ${s.score})` : s.state}
-        {s.reasons.length ? (
+      <td class={`anomaly ${!s ? 'muted' : s.suspicious || s.state === 'failed' ? 'bad' : 'ok'}`}>
+        {!s ? 'unknown' : s.suspicious ? `suspicious (score ${s.score ?? '?'})` : s.state}
+        {s?.check ? <div class={s.check.ok ? 'muted' : 'bad'}>check {s.check.ok ? 'passed' : 'failed'}</div> : null}
+        {s?.reasons.length ? (
           <ul class="signals">
             {s.reasons.map((x) => (
               <li key={x}>{x}</li>
