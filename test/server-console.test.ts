@@ -19,6 +19,12 @@ declare const document: any;
 const ARTIFACTS = resolve('test-artifacts/console');
 const CHROMIUM = '/usr/bin/chromium';
 
+/** The form controls of the page that have no label (a <label for>, a wrapping label, or aria-label): none may. */
+const unlabelled = (p: Page) =>
+  p.$$eval('input:not([type=hidden]), select, textarea', (els: any[]) =>
+    els.filter((e) => !e.labels?.length && !e.getAttribute('aria-label')).map((e) => e.id || e.outerHTML),
+  );
+
 describe('web console in headless Chromium', {
   skip: existsSync(CHROMIUM) ? false : 'chromium is not installed (scripts/setup.sh)',
 }, () => {
@@ -190,6 +196,7 @@ describe('web console in headless Chromium', {
     await page.getByLabel('Overwrite an existing file').check();
     assert.equal(await page.isChecked('#force'), true);
     await page.screenshot({ path: join(ARTIFACTS, '04b-wizard-options.png'), fullPage: true });
+    assert.deepEqual(await unlabelled(page), []);
     await page.click('#restore-form button[type=submit]');
     await page.waitForSelector('#job-status.ok', { timeout: 60_000 });
     assert.ok(readFileSync(join(dataDir, 'restores', 'from-console.raw')).equals(readFileSync(disk)));
@@ -336,6 +343,7 @@ describe('web console in headless Chromium', {
     await page.waitForSelector('#policy-schedule-error');
     await page.getByLabel('Backup schedule (cron; empty: on demand only)').fill('30 1 * * *');
     await page.screenshot({ path: join(ARTIFACTS, '06a-policy-form.png'), fullPage: true });
+    assert.deepEqual(await unlabelled(page), [], 'every field of the policy form has a label');
     await page.click('#policy-save');
     const row = '#policies-table tr[data-policy="nightly db"]';
     await page.waitForSelector(row);
@@ -437,6 +445,7 @@ describe('web console in headless Chromium', {
     assert.equal((await api(server.url, 'GET', '/api/v1/me', { token: secret })).body.role, 'viewer');
     await page.waitForSelector('#tokens-table tr[data-token="from-console"]');
     await page.screenshot({ path: join(ARTIFACTS, '07-users-tokens.png'), fullPage: true });
+    assert.deepEqual(await unlabelled(page), []);
     await page.click('#tokens-table tr[data-token="from-console"] button.revoke');
     await page.waitForSelector('#tokens-table tr[data-token="from-console"]', { state: 'detached' });
     assert.equal((await api(server.url, 'GET', '/api/v1/me', { token: secret })).status, 401);
