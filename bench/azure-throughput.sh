@@ -14,7 +14,7 @@ WORK=${1:-/tmp/coffer-azure-throughput}
 SIZE_MIB=${SIZE_MIB:-1024}
 DELAYS=${DELAYS:-"0 30"}
 RAW_IN_FLIGHT=${RAW_IN_FLIGHT:-16}
-COFFER="node $ROOT/dist/bin/coffer.js"
+COFFER="node $ROOT/dist/bundle/coffer.js"
 export COFFER_PASSWORD=coffer-bench-password COFFER_CACHE_DIR=$WORK/cache
 ACCOUNT=devstoreaccount1
 KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='

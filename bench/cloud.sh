@@ -15,7 +15,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 WORK=${1:-/tmp/coffer-cloud-bench}
 SIZE_MIB=${SIZE_MIB:-1024}
 TOOLS=${TOOLS:-"coffer-local restic-local borg-local coffer-azure coffer-s3 restic-s3"}
-COFFER="node $ROOT/dist/bin/coffer.js"
+COFFER="node $ROOT/dist/bundle/coffer.js"
 # restic 0.14 with s3rver: the default ListObjectsV2 answers do not parse; V1 listing works around it (if it does not, the row says failed)
 RESTIC_OPTS=${RESTIC_OPTS:-"-o s3.list-objects-v1=true"}
 export COFFER_PASSWORD=coffer-bench-password RESTIC_PASSWORD=coffer-bench-password

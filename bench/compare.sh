@@ -16,7 +16,7 @@
 #   TOOLS     tools to run, in this order (default "coffer restic borg")
 #   SIZE_GIB  guest disk size (default 4); the image is cached as WORKDIR/guest-<N>g.raw
 #   PERCENT   share of the disk to mutate between backups (default 2), SEED (default 42)
-#   COFFER_JS Coffer CLI entry (default <repo>/dist/bin/coffer.js, run with node)
+#   COFFER_JS Coffer CLI entry (default <repo>/dist/bundle/coffer.js, run with node)
 #   COFFER_BASE_JS another Coffer build, run as the tool `coffer-base` (e.g. TOOLS="coffer-base coffer restic"), to
 #             compare two versions of Coffer in one run (before/after a change)
 #   DROP_CACHES=0 to not even try dropping caches
@@ -31,7 +31,7 @@ TOOLS=${TOOLS:-"coffer restic borg"}
 SIZE_GIB=${SIZE_GIB:-4}
 PERCENT=${PERCENT:-2}
 SEED=${SEED:-42}
-COFFER_JS=${COFFER_JS:-$ROOT/dist/bin/coffer.js}
+COFFER_JS=${COFFER_JS:-$ROOT/dist/bundle/coffer.js}
 COFFER_BASE_JS=${COFFER_BASE_JS:-}
 js_of() { if [ "$1" = coffer-base ]; then echo "$COFFER_BASE_JS"; else echo "$COFFER_JS"; fi; }
 DROP_CACHES=${DROP_CACHES:-1}
@@ -53,7 +53,7 @@ log() { printf '[compare %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 for tool in $TOOLS; do
   case $tool in
     coffer) [ -f "$COFFER_JS" ] || die "Coffer CLI not built: $COFFER_JS (npm run build), or drop it from TOOLS" ;;
-    coffer-base) [ -f "$COFFER_BASE_JS" ] || die "coffer-base needs COFFER_BASE_JS (another build's dist/bin/coffer.js)" ;;
+    coffer-base) [ -f "$COFFER_BASE_JS" ] || die "coffer-base needs COFFER_BASE_JS (another build's dist/bundle/coffer.js)" ;;
     restic) command -v restic >/dev/null || die "restic missing (scripts/setup.sh)" ;;
     borg)   command -v borg >/dev/null || die "borg missing (scripts/setup.sh)" ;;
     *) die "unknown tool '$tool' (known: coffer coffer-base restic borg)" ;;

@@ -8,7 +8,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 W=${1:-/tmp/coffer-bench-ntfs}
 BIG=${2:-1024}
 export COFFER_PASSWORD=coffer-bench-password
-C="node $ROOT/dist/bin/coffer.js"
+C="node $ROOT/dist/bundle/coffer.js"
 rm -rf "$W"; mkdir -p "$W/src/dir10k"
 for i in $(seq 1 10000); do echo "file $i" > "$W/src/dir10k/file-$i.txt"; done
 wimcapture "$W/src" "$W/t.wim" --compress=none --no-acls >/dev/null

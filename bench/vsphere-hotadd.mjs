@@ -15,7 +15,7 @@ const ROOT = resolve(import.meta.dirname, '..');
 const SIZE_MIB = Number(process.argv[2] ?? 4096);
 const WORK = process.argv[3] ?? mkdtempSync(join(tmpdir(), 'coffer-bench-hotadd-'));
 const { startVcsim } = await import(join(ROOT, 'dist-test/test/helpers/vcsim.js'));
-const BIN = join(ROOT, 'dist/bin/coffer.js');
+const BIN = join(ROOT, 'dist/bundle/coffer.js');
 const MiB = 1 << 20;
 
 const run = (args, env = {}) => {

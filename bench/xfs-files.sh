@@ -7,7 +7,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 W=${1:-/tmp/coffer-bench-xfs}
 export COFFER_PASSWORD=coffer-bench-password
-C="node $ROOT/dist/bin/coffer.js"
+C="node $ROOT/dist/bundle/coffer.js"
 rm -rf "$W"; mkdir -p "$W/mnt"
 truncate -s 1536M "$W/xfs.raw"
 mkfs.xfs -q -f "$W/xfs.raw"

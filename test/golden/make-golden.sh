@@ -16,10 +16,10 @@ fs.writeFileSync(process.argv[1]+"/disk0.raw",d0); fs.writeFileSync(process.argv
 d0.fill(7, 700000, 700000+70000); fs.writeFileSync(process.argv[1]+"/disk0-v2.raw",d0);
 ' "$tmp"
 export COFFER_PASSWORD='golden password'
-node dist/bin/coffer.js init --repo "$out" --chunk-size 64K -q
-node dist/bin/coffer.js backup --repo "$out" --vm golden-vm "$tmp/disk0.raw" "$tmp/disk1.raw" --tag golden -q --no-progress
-node dist/bin/coffer.js backup --repo "$out" --vm golden-vm "$tmp/disk0-v2.raw" "$tmp/disk1.raw" -q --no-progress
-node dist/bin/coffer.js list --repo "$out" --json > "$tmp/list.json"
+node dist/bundle/coffer.js init --repo "$out" --chunk-size 64K -q
+node dist/bundle/coffer.js backup --repo "$out" --vm golden-vm "$tmp/disk0.raw" "$tmp/disk1.raw" --tag golden -q --no-progress
+node dist/bundle/coffer.js backup --repo "$out" --vm golden-vm "$tmp/disk0-v2.raw" "$tmp/disk1.raw" -q --no-progress
+node dist/bundle/coffer.js list --repo "$out" --json > "$tmp/list.json"
 node -e '
 const fs=require("fs"),c=require("crypto"),t=process.argv[1];
 const sha=f=>c.createHash("sha256").update(fs.readFileSync(t+"/"+f)).digest("hex");

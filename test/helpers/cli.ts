@@ -3,10 +3,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
-/** The built CLI (npm run build), exactly as users run it. */
+/** The built CLI (npm run build: the bundle package.json's `bin` names), exactly as users run it. */
 export const COFFER_BIN = resolve(
   import.meta.dirname ?? new URL('.', import.meta.url).pathname,
-  '../../../dist/bin/coffer.js',
+  '../../../dist/bundle/coffer.js',
 );
 
 export interface CliResult {

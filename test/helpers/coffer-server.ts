@@ -117,7 +117,13 @@ export async function api<T = any>(
     body = typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
     headers['content-type'] ??= 'application/json';
   }
-  const r = await fetch(base + path, { method, headers, ...(body !== undefined ? { body } : {}) });
+  const r = await fetch(base + path, { method, headers, ...(body !== undefined ? { body } : {}) }).catch((e: Error) => {
+    // which call failed, and why (the cause: ECONNRESET, ECONNREFUSED...), not only "fetch failed"
+    const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+    throw new Error(`${method} ${base}${path}: ${e.message}${cause ? ` (${cause.code ?? cause.message})` : ''}`, {
+      cause: e,
+    });
+  });
   const text = await r.text();
   let parsed: unknown;
   try {

@@ -18,6 +18,8 @@ export interface TtyInput {
 export function promptHidden(input: TtyInput, output: Writable, question: string): Promise<string> {
   return new Promise((resolve, reject) => {
     let line = '';
+    // raw mode (no echo) first, the question after: whoever sees the question and types cannot race the echo
+    input.setRawMode(true);
     output.write(question);
     const done = (err?: CofferError) => {
       input.off('data', onData);
@@ -36,7 +38,6 @@ export function promptHidden(input: TtyInput, output: Writable, question: string
         else if (ch >= ' ') line += ch;
       }
     };
-    input.setRawMode(true);
     input.on('data', onData);
     input.resume();
   });

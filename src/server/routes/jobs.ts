@@ -44,6 +44,11 @@ type JobsContext = Pick<ApiContext, 'catalog' | 'config' | 'repos' | 'queue' | '
 /** Tag `jobs`: start (backup, restore, verify, prune), list, one with its log, live events, cancel. */
 export function registerJobRoutes(routes: Routes, ctx: JobsContext): void {
   const { catalog, queue, runner } = ctx;
+  // open event streams: at shutdown each is ended (its last event flushed) before connections are force-closed
+  const streams = new Set<() => Promise<void>>();
+  routes.beforeClose(async () => {
+    await Promise.all([...streams].map((end) => end()));
+  });
 
   routes.add({
     method: 'POST',
@@ -106,7 +111,7 @@ export function registerJobRoutes(routes: Routes, ctx: JobsContext): void {
     params: JobIdParam,
     response: 'text/event-stream: events "log", "progress", "status"; the stream ends when the job has finished',
     handler: ({ params, req, reply }) =>
-      streamJobEvents(queue, params.id, req, reply, () => stillAuthorised(catalog, req.headers.authorization)),
+      streamJobEvents(queue, params.id, req, reply, streams, () => stillAuthorised(catalog, req.headers.authorization)),
   });
 
   routes.add({
@@ -209,6 +214,7 @@ function streamJobEvents(
   id: number,
   req: FastifyRequest,
   reply: FastifyReply,
+  open: Set<() => Promise<void>>,
   authorised: () => boolean,
 ): void {
   const job = queue.get(id);
@@ -254,6 +260,22 @@ function streamJobEvents(
     queue.off('event', onEvent);
     raw.end();
   };
+  /** ends the stream and resolves once its bytes are flushed (or the client has gone; at most 2 s) */
+  const end = () =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 2000);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      if (raw.writableFinished || raw.destroyed) return done();
+      raw.once('finish', done);
+      raw.once('close', done);
+      close();
+    });
+  open.add(end);
+  raw.once('finish', () => open.delete(end));
+  raw.once('close', () => open.delete(end));
   queue.on('event', onEvent);
   req.raw.on('close', close);
 }

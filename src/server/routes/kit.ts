@@ -128,6 +128,14 @@ export class Routes {
     private readonly catalog: Pick<Catalog, 'tokens' | 'users'>,
   ) {}
 
+  /**
+   * Runs `fn` when the server shuts down, before open connections are force-closed: long-lived responses (event
+   * streams) end with their last bytes on the wire instead of being reset mid-stream.
+   */
+  beforeClose(fn: () => Promise<void>): void {
+    this.app.addHook('preClose', fn);
+  }
+
   add<B extends z.ZodType = z.ZodUnknown, Q extends z.ZodType = z.ZodUnknown, P extends z.ZodType = z.ZodUnknown>(
     spec: RouteSpec<B, Q, P>,
   ): void {
