@@ -3,7 +3,8 @@
 // web/dist/app.js (minified, ES2022, no source map shipped), web/src/style.css into web/dist/app.css, and
 // web/src/index.html copied. Type checking is `tsc -p web/tsconfig.json` (run before this by `npm run build:web`).
 // A file whose content is unchanged is not written, and a changed one is replaced atomically (write + rename):
-// `npm pack` (prepack) may run this while tests are serving web/dist.
+// `npm pack` (prepack) may run this while tests are serving web/dist. It reports on stderr (`npm pack --json` owns
+// stdout).
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,4 +40,4 @@ for (const [name, contents] of files) {
 const keep = new Set(files.map(([name]) => name));
 for (const f of readdirSync(out)) if (!keep.has(f) && !f.startsWith('.')) rmSync(`${out}/${f}`, { force: true });
 const sizes = files.map(([name, c]) => `${name} ${c.length} B`).join(', ');
-console.log(`console built: ${sizes} -> web/dist (${written} file(s) changed)`);
+console.error(`console built: ${sizes} -> web/dist (${written} file(s) changed)`);
