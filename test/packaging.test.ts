@@ -43,7 +43,13 @@ describe('npm package: packed, installed into an empty prefix, run from there', 
     assert.equal(r.code, 0, r.stderr);
     const [info] = JSON.parse(r.stdout) as [{ filename: string; files: { path: string }[] }];
     const files = info.files.map((f) => f.path);
-    for (const f of ['dist/bundle/coffer.js', 'web/index.html', 'web/app.js', 'README.md', 'docs/OPERATIONS.md'])
+    for (const f of [
+      'dist/bundle/coffer.js',
+      'web/dist/index.html',
+      'web/dist/app.js',
+      'README.md',
+      'docs/OPERATIONS.md',
+    ])
       assert.ok(files.includes(f), `${f} missing from the package`);
     for (const f of ['packaging/coffer-server.service', 'packaging/server.example.json'])
       assert.ok(files.includes(f), `${f} missing from the package`);

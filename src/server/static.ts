@@ -2,8 +2,11 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 
-/** web/ at the package root (dist/server/static.js -> ../../web): the console, plain ES modules, no build step. */
-export const WEB_DIR = fileURLToPath(new URL('../../web/', import.meta.url));
+/**
+ * web/dist at the package root (dist/server/static.js -> ../../web/dist): the console as `npm run build` bundles it
+ * from web/src (Preact + esbuild, docs/DESIGN.md "Console"); it ships in the npm package, nothing comes from a CDN.
+ */
+export const WEB_DIR = fileURLToPath(new URL('../../web/dist/', import.meta.url));
 
 const TYPES: Record<string, string> = {
   html: 'text/html; charset=utf-8',
@@ -22,6 +25,10 @@ export function registerConsole(app: FastifyInstance): void {
     try {
       body = await readFile(WEB_DIR + name);
     } catch {
+      if (name === 'index.html')
+        return reply.code(404).send({
+          error: { code: 'NOT_FOUND', message: 'the console is not built: run `npm run build` (web/dist is missing)' },
+        });
       return reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'not found' } });
     }
     return reply
