@@ -42,6 +42,7 @@ export interface ServerCommands {
     dataDir: string;
     catalogUrl?: string;
     leaseSeconds?: number;
+    localProxy?: boolean;
     configFile?: string;
     tlsCert?: string;
     tlsKey?: string;
