@@ -80,7 +80,8 @@ const deps: CliDeps = {
       (await import('../server/index.js')).restoreCatalog(o.dataDir, o.from, { force: o.force }),
   },
   proxy: {
-    run: async (o) => (await import('../proxy/index.js')).runProxy({ ...o, logStream: process.stdout }, deps as ProxyDeps),
+    run: async (o) =>
+      (await import('../proxy/index.js')).runProxy({ ...o, logStream: process.stdout }, deps as ProxyDeps),
   },
   openVsphere: (spec, opts) => openVsphereBackup(spec, opts),
   openVsphereRestore: (spec, cfg, opts) => openVsphereRestore(spec, cfg, opts),
