@@ -46,10 +46,10 @@ export async function runProxy(opts: ProxyOptions, deps: ProxyDeps): Promise<voi
     hostname()
       .replace(/[^A-Za-z0-9._-]/g, '-')
       .slice(0, 64);
-  const line = (level: string) => (msg: string, fields?: Record<string, unknown>) =>
-    void opts.logStream.write(
-      `${JSON.stringify({ time: new Date().toISOString(), level, service: 'coffer-proxy', proxy: name, msg, ...fields })}\n`,
-    );
+  const line = (level: string) => (msg: string, fields?: Record<string, unknown>) => {
+    const record = { time: new Date().toISOString(), level, service: 'coffer-proxy', proxy: name, msg, ...fields };
+    opts.logStream.write(`${JSON.stringify(record)}\n`);
+  };
   const logger: Logger = { info: line('info'), warn: line('warn'), debug: () => undefined };
   const capabilities: Capabilities = {
     kinds: opts.kinds,

@@ -78,7 +78,8 @@ export class SqlProxies implements ProxiesTable {
     this.db.run(
       'INSERT INTO proxies(owner, name, local, version, token_id, capabilities, concurrency, drained, registered_at, ' +
         'last_heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?) ' +
-        'ON CONFLICT (owner) DO UPDATE SET name = excluded.name, local = excluded.local, version = excluded.version, token_id = excluded.token_id, ' +
+        'ON CONFLICT (owner) DO UPDATE SET name = excluded.name, local = excluded.local, version = excluded.version, ' +
+        'token_id = excluded.token_id, ' +
         'capabilities = excluded.capabilities, concurrency = excluded.concurrency, ' +
         'registered_at = excluded.registered_at, last_heartbeat = excluded.last_heartbeat',
       [
