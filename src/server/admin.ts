@@ -1,5 +1,5 @@
 import { CofferError } from '../shared/index.js';
-import { createToken, createUser, isRole, isTokenRole, ROLES, TOKEN_ROLES, type CreatedToken } from './auth.js';
+import { createToken, createUser, isRole, isTokenRole, ROLES, type CreatedToken } from './auth.js';
 import { openCatalog } from './catalog/index.js';
 
 function role(r: string) {
@@ -12,7 +12,10 @@ export function createApiToken(dataDir: string, r: string, name: string, catalog
   const catalog = openCatalog(dataDir, catalogUrl);
   try {
     if (!isTokenRole(r))
-      throw new CofferError('USAGE', `--role must be one of ${TOKEN_ROLES.join(', ')}, not ${JSON.stringify(r)}`);
+      throw new CofferError(
+        'USAGE',
+        `--role must be one of ${ROLES.join(', ')}, not ${JSON.stringify(r)} (a token may also have role proxy)`,
+      );
     return createToken(catalog, { role: r, name, createdBy: 'cli:token-create' });
   } finally {
     catalog.close();

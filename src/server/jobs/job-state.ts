@@ -15,7 +15,7 @@ export function jobState(j: Pick<Job, 'status' | 'attempt' | 'error'>): JobState
 
 /** the proxy that runs or ran a job: a remote proxy's name, or `local:OWNER` for a server's own runner */
 export function proxyOf(j: Pick<Job, 'runner'>): string | null {
-  if (j.runner === null) return null;
+  if (!j.runner) return null;
   return j.runner.startsWith('proxy:') ? j.runner.slice('proxy:'.length) : `local:${j.runner}`;
 }
 
