@@ -101,8 +101,8 @@ export async function runServer(opts: ServerOptions, deps: ServerDeps): Promise<
     'coffer server listening',
   );
   opts.onListening?.(url);
-  runner.start();
   election.start();
+  runner.start();
   void repos.syncAll().then(() => sla.check());
 
   if (!deps.signal.aborted)
