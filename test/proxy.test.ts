@@ -141,7 +141,12 @@ for (const engine of ['sqlite', 'postgres'] as const)
         return t.stdout.trim().split('\n').pop()!;
       };
       admin = token('admin', 'admin');
-      for (const p of ['p1', 'p2']) tokens[p] = token('proxy', p);
+      // proxy tokens through the API, as an admin would (the CLI path is the admin token's)
+      for (const name of ['p1', 'p2']) {
+        const t = await api(server.url, 'POST', '/api/v1/tokens', { token: admin, body: { name, role: 'proxy' } });
+        assert.equal(t.status, 201, t.text);
+        tokens[name] = t.body.token;
+      }
       const p = await api(server.url, 'POST', '/api/v1/policies', {
         token: admin,
         body: { name: 'all', repository: 'main', vms: ['f1', 'f2', 'f3', 's1'].map((name) => ({ name })) },
