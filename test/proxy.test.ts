@@ -292,3 +292,27 @@ for (const engine of ['sqlite', 'postgres'] as const)
       proxies.splice(proxies.indexOf(live), 1);
     });
   });
+
+describe('coffer proxy: bad arguments are refused before anything is sent', () => {
+  const tmp = tempDir('coffer-proxy-args-');
+  after(() => tmp.cleanup());
+
+  it('plain http to another host, an unknown job kind, a missing token file, a non-token', () => {
+    const tokenFile = join(tmp.path, 'token');
+    writeFileSync(tokenFile, 'cft_abc\n');
+    const run = (args: string[]) => coffer(['proxy', '--token-file', tokenFile, ...args]);
+    const plain = run(['--server', 'http://192.0.2.1:8080']);
+    assert.equal(plain.code, 56, plain.stderr);
+    assert.match(plain.stderr, /PROXY_REFUSED.*must be https:\/\//);
+    const kind = run(['--server', 'https://192.0.2.1:8443', '--kinds', 'backup,restore']);
+    assert.equal(kind.code, 2, kind.stderr);
+    assert.match(kind.stderr, /--kinds must be a comma-separated list of backup, verify, prune/);
+    const missing = coffer(['proxy', '--server', 'https://192.0.2.1', '--token-file', join(tmp.path, 'none')]);
+    assert.equal(missing.code, 2, missing.stderr);
+    assert.match(missing.stderr, /cannot read the token file/);
+    writeFileSync(tokenFile, 'not a token at all\n');
+    const garbage = run(['--server', 'https://192.0.2.1:8443']);
+    assert.equal(garbage.code, 2, garbage.stderr);
+    assert.match(garbage.stderr, /does not hold a token/);
+  });
+});

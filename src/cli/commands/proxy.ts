@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { CofferError } from '../../shared/index.js';
 import { parseInteger, type CommandKit } from '../kit/index.js';
 
-const KINDS = ['backup', 'restore', 'verify', 'prune'];
+/** restores to files stay on the server: their targets are below its restore directories */
+const KINDS = ['backup', 'verify', 'prune'];
 const TRANSPORTS = ['disk', 'http', 'nbd', 'hotadd'];
 
 /** a comma-separated list; `any` (or absent) is null: no restriction */
