@@ -63,7 +63,7 @@ export class Placer {
         const mine = loads.find((l) => l.proxy.owner === claimant);
         if (mine) mine.running++;
       } else if (!out.take && out.waits) {
-        catalog.jobs.setWaitReason(job.id, out.reason);
+        if (job.waitReason !== out.reason) catalog.jobs.setWaitReason(job.id, out.reason);
       } else if (job.waitReason !== null) {
         catalog.jobs.setWaitReason(job.id, null);
       }
