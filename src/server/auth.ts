@@ -168,7 +168,7 @@ export function authenticateProxy(
 ): { tokenId: string; actor: string } {
   const m = header ? /^Bearer ([A-Za-z0-9_-]{1,200})$/.exec(header.trim()) : null;
   const row = m ? catalog.tokens.findByHash(hashToken(m[1]!)) : undefined;
-  if (!row || row.role !== 'proxy' || row.kind !== 'api' || (row.expiresAt && row.expiresAt <= now.toISOString()))
+  if (row?.role !== 'proxy' || row.kind !== 'api' || (row.expiresAt && row.expiresAt <= now.toISOString()))
     throw new CofferError(
       'PROXY_REFUSED',
       'the server refused this proxy: its token is unknown, revoked, expired or not a proxy token (role proxy)',

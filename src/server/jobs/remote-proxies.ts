@@ -152,7 +152,7 @@ export class RemoteProxies {
   private held(tokenId: string, name: string, id: number, attempt: number): Job {
     const p = this.proxy(tokenId, name);
     const job = this.deps.queue.get(id);
-    if (!job || job.status !== 'running' || job.runner !== p.owner || job.attempt !== attempt)
+    if (job?.status !== 'running' || job.runner !== p.owner || job.attempt !== attempt)
       throw new CofferError('CONFLICT', `job ${id} (attempt ${attempt}) is not held by proxy ${name}: stop it`);
     return job;
   }
@@ -195,7 +195,7 @@ export class RemoteProxies {
     }
     queue.log(job.id, 'error', `failed: [${error.code}] ${error.message}`);
     const current = queue.get(job.id);
-    if (!current || current.status !== 'running' || current.runner !== owner) return current ?? job;
+    if (current?.status !== 'running' || current.runner !== owner) return current ?? job;
     if (retry.shouldRetry(codeOf(error.code), job.attempt, job.maxAttempts, error.message)) {
       queue.requeue(job.id, retry.delayMs(job.attempt), error);
       return queue.get(job.id)!;
