@@ -82,7 +82,8 @@ export class JobRunner {
     if (!this.deps.localProxy) return;
     const { catalog, queue, limits } = this.deps;
     const now = new Date().toISOString();
-    if (register) {
+    // registered again if another replica forgot it (this process was cut off from the catalog for a long time)
+    if (register || !catalog.proxies.get(queue.owner)) {
       catalog.proxies.upsert({
         owner: queue.owner,
         name: `local:${queue.owner}`,
