@@ -26,7 +26,9 @@ const ALLOWED = {
   jobs: ['shared', 'format', 'repository', 'sources', 'engine'],
   cli: ['shared', 'format', 'storage', 'repository', 'sources', 'engine', 'jobs', 'nbd', 'fs', 'vsphere'],
   server: ['shared', 'format', 'storage', 'repository', 'sources', 'engine', 'jobs', 'fs', 'vsphere'],
-  bin: ['shared', 'storage', 'sources', 'engine', 'jobs', 'cli', 'nbd', 'server', 'vsphere'],
+  // `coffer proxy`: a data mover beside the server (it talks to it over HTTP only)
+  proxy: ['shared', 'storage', 'repository', 'sources', 'engine', 'jobs', 'vsphere'],
+  bin: ['shared', 'storage', 'sources', 'engine', 'jobs', 'cli', 'nbd', 'server', 'proxy', 'vsphere'],
 };
 // Front ends talk to repositories through the repository's and the engine's operations, never its object layout.
 const FRONT_ENDS = ['cli', 'server'];

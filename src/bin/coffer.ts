@@ -24,6 +24,7 @@ import {
   type BlobStore,
 } from '../storage/index.js';
 import { CofferError } from '../shared/index.js';
+import type { ProxyDeps } from '../proxy/index.js';
 import type { ServerDeps } from '../server/index.js';
 
 // libuv's pool (4 threads by default) carries every file read, write and fsync: with fsyncs in flight, reads starve.
@@ -77,6 +78,10 @@ const deps: CliDeps = {
     backupCatalog: async (o) => (await import('../server/index.js')).backupCatalog(o.dataDir, o.to, { force: o.force }),
     restoreCatalog: async (o) =>
       (await import('../server/index.js')).restoreCatalog(o.dataDir, o.from, { force: o.force }),
+  },
+  proxy: {
+    run: async (o) =>
+      (await import('../proxy/index.js')).runProxy({ ...o, logStream: process.stdout }, deps as ProxyDeps),
   },
   openVsphere: (spec, opts) => openVsphereBackup(spec, opts),
   openVsphereRestore: (spec, cfg, opts) => openVsphereRestore(spec, cfg, opts),

@@ -43,6 +43,8 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   VSPHERE_NETWORK: 47,
   CHECK_FAILED: 50,
   CATALOG_UNAVAILABLE: 55,
+  PROXY_REFUSED: 56,
+  PROXY_VERSION: 57,
   CANCELLED: 130,
 };
 

@@ -1,5 +1,5 @@
 import { CofferError } from '../shared/index.js';
-import { createToken, createUser, isRole, ROLES, type CreatedToken } from './auth.js';
+import { createToken, createUser, isRole, isTokenRole, ROLES, type CreatedToken } from './auth.js';
 import { openCatalog } from './catalog/index.js';
 
 function role(r: string) {
@@ -11,7 +11,12 @@ function role(r: string) {
 export function createApiToken(dataDir: string, r: string, name: string, catalogUrl?: string): CreatedToken {
   const catalog = openCatalog(dataDir, catalogUrl);
   try {
-    return createToken(catalog, { role: role(r), name, createdBy: 'cli:token-create' });
+    if (!isTokenRole(r))
+      throw new CofferError(
+        'USAGE',
+        `--role must be one of ${ROLES.join(', ')}, not ${JSON.stringify(r)} (a token may also have role proxy)`,
+      );
+    return createToken(catalog, { role: r, name, createdBy: 'cli:token-create' });
   } finally {
     catalog.close();
   }

@@ -20,6 +20,17 @@ export const PERMISSIONS = {
 } as const satisfies Record<string, readonly Role[]>;
 export type Permission = keyof typeof PERMISSIONS;
 
+/**
+ * Roles a token may have: the user roles, and `proxy` (a `coffer proxy` data mover): a proxy token opens only the
+ * proxy protocol (authenticateProxy), and no other route (authenticate refuses it).
+ */
+export const TOKEN_ROLES = [...ROLES, 'proxy'] as const;
+export type TokenRole = (typeof TOKEN_ROLES)[number];
+
+export function isTokenRole(s: string): s is TokenRole {
+  return (TOKEN_ROLES as readonly string[]).includes(s);
+}
+
 export function isRole(s: string): s is Role {
   return (ROLES as readonly string[]).includes(s);
 }
@@ -81,7 +92,7 @@ export function hashToken(token: string): string {
 export interface CreatedToken {
   id: string;
   name: string;
-  role: Role;
+  role: TokenRole;
   token: string;
   expiresAt: string | null;
 }
@@ -89,7 +100,7 @@ export interface CreatedToken {
 export function createToken(
   catalog: Pick<Catalog, 'tokens' | 'audit'>,
   opts: {
-    role: Role;
+    role: TokenRole;
     name: string;
     createdBy: string;
     kind?: 'api' | 'session';
@@ -147,6 +158,23 @@ export function authenticate(
   catalog.tokens.touch(row.id, now.toISOString());
   const actor = row.kind === 'session' ? `user:${row.username}` : `token:${row.name} (${row.id})`;
   return { actor, role: row.role as Role, tokenId: row.id };
+}
+
+/** The token id of a proxy token (role `proxy`), or PROXY_REFUSED (unknown, revoked, expired, another role). */
+export function authenticateProxy(
+  catalog: Pick<Catalog, 'tokens'>,
+  header: string | undefined,
+  now = new Date(),
+): { tokenId: string; actor: string } {
+  const m = header ? /^Bearer ([A-Za-z0-9_-]{1,200})$/.exec(header.trim()) : null;
+  const row = m ? catalog.tokens.findByHash(hashToken(m[1]!)) : undefined;
+  if (row?.role !== 'proxy' || row.kind !== 'api' || (row.expiresAt && row.expiresAt <= now.toISOString()))
+    throw new CofferError(
+      'PROXY_REFUSED',
+      'the server refused this proxy: its token is unknown, revoked, expired or not a proxy token (role proxy)',
+    );
+  catalog.tokens.touch(row.id, now.toISOString());
+  return { tokenId: row.id, actor: `token:${row.name} (${row.id})` };
 }
 
 /**

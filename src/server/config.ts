@@ -36,6 +36,9 @@ export const InventoryVmSchema = z.strictObject({
   name: z.string().min(1).max(512),
   /** Disk sources in order, each whatever `openSource` accepts (paths, file://, nbd://). */
   disks: z.array(diskSource).min(1).max(256),
+  /** where the VM lives, for placement (docs/DESIGN.md §Proxies and placement): its cluster and datastores */
+  cluster: z.string().min(1).max(256).optional(),
+  datastores: z.array(z.string().min(1).max(256)).max(64).optional(),
 });
 
 const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
@@ -100,6 +103,8 @@ export const ServerConfigSchema = z.strictObject({
       perRepository: z.number().int().min(1).max(64).default(2),
       perSource: z.number().int().min(1).max(64).default(1),
       total: z.number().int().min(1).max(256).default(4),
+      /** backups reading from one datastore at once, over every proxy (VMs with `datastores` in the inventory) */
+      perDatastore: z.number().int().min(1).max(256).default(4),
     })
     .prefault({}),
   retries: z
@@ -145,6 +150,8 @@ export const ServerConfigSchema = z.strictObject({
     .prefault({}),
   /** How often RPO compliance is evaluated (SLA breach notifications). */
   slaCheckSeconds: z.number().min(1).max(86400).default(60),
+  /** the server runs jobs itself as one of the proxies (false: only remote `coffer proxy` processes run jobs) */
+  localProxy: z.boolean().default(true),
   log: z
     .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info') })
     .prefault({}),

@@ -19,6 +19,8 @@ export interface ServerOptions {
   catalogUrl?: string;
   /** how long a job claim holds without renewal (default 30 s) */
   leaseSeconds?: number;
+  /** false: this server runs no job itself, remote `coffer proxy` processes do (default: the config's localProxy) */
+  localProxy?: boolean;
   configFile?: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -65,6 +67,7 @@ export async function runServer(opts: ServerOptions, deps: ServerDeps): Promise<
   const startedAt = new Date();
   const services = buildServices(catalog, config, deps, logger, log, {
     ...(opts.leaseSeconds ? { leaseMs: opts.leaseSeconds * 1000 } : {}),
+    ...(opts.localProxy === false ? { localProxy: false } : {}),
   });
   const { repos, runner, scheduler, sla, queue, notifier } = services;
   // one server per SQLite catalog: what is running belonged to this server's previous run. With replicas
@@ -98,8 +101,8 @@ export async function runServer(opts: ServerOptions, deps: ServerDeps): Promise<
     'coffer server listening',
   );
   opts.onListening?.(url);
-  runner.start();
   election.start();
+  runner.start();
   void repos.syncAll().then(() => sla.check());
 
   if (!deps.signal.aborted)

@@ -6,7 +6,9 @@ import type { ServerDeps } from './deps.js';
 import { BackupJob } from './jobs/backup-job.js';
 import { serverJobDeps } from './jobs/job-deps.js';
 import { PruneJob } from './jobs/prune-job.js';
+import { Placer } from './jobs/placer.js';
 import { JobQueue } from './jobs/queue.js';
+import { RemoteProxies } from './jobs/remote-proxies.js';
 import { RestoreJob } from './jobs/restore-job.js';
 import { RetryPolicy } from './jobs/retry-policy.js';
 import { JobRunner } from './jobs/runner.js';
@@ -15,7 +17,8 @@ import { backupTransition, Notifier, type NotificationEvent } from './notifier.j
 import { RepositoryManager } from './repositories.js';
 import { Scheduler } from './scheduler.js';
 import { SlaMonitor } from './sla-monitor.js';
-import { openVcenterVm, Vcenters } from './vcenters.js';
+import { repositoryPassword } from './config.js';
+import { openVcenterVm, vcenterAccess, Vcenters } from './vcenters.js';
 
 /** The long-lived parts of a server, each built with what it needs (no wiring after construction). */
 export interface Services {
@@ -24,6 +27,10 @@ export interface Services {
   vcenters: Vcenters;
   queue: JobQueue;
   runner: JobRunner;
+  /** placement of jobs on proxies, and the proxies' state */
+  placer: Placer;
+  /** the server's side of remote `coffer proxy` processes */
+  remoteProxies: RemoteProxies;
   scheduler: Scheduler;
   sla: SlaMonitor;
 }
@@ -38,14 +45,14 @@ export function buildServices(
   deps: ServerDeps,
   logger: Logger,
   log: PinoLogger,
-  /** job leases (ADR 0015); default 30 s */
-  opts: { leaseMs?: number } = {},
+  /** job leases (ADR 0015); default 30 s. localProxy false: this server runs no job itself (remote proxies do) */
+  opts: { leaseMs?: number; localProxy?: boolean } = {},
 ): Services {
   const repos = new RepositoryManager(catalog, config.repositories, deps, logger);
   const notifier = new Notifier(config.notifications, deps.env, logger);
   const vcenters = new Vcenters(config, deps.env, logger);
   const retry = new RetryPolicy(config.retries);
-  const queue = new JobQueue(catalog, retry, opts);
+  const queue = new JobQueue(catalog, retry, opts.leaseMs ? { leaseMs: opts.leaseMs } : {});
   const sla = new SlaMonitor(catalog, vcenters, notifier, config.slaCheckSeconds, logger);
   const kinds = [
     new BackupJob({
@@ -58,19 +65,50 @@ export function buildServices(
     new VerifyJob(),
     new PruneJob(),
   ];
+  const limits = {
+    total: config.limits.total,
+    perSource: config.limits.perSource,
+    perDatastore: config.limits.perDatastore,
+    perRepository: (name: string) => repositoryLimit(repos, config, name),
+  };
+  const placer = new Placer({
+    catalog,
+    queue,
+    limits,
+    vmInfo: (vm) => vcenters.inventory().find((v) => v.name === vm),
+    onlineMs: queue.leaseMs,
+  });
+  const onFinished = (job: Job) => reportFinished(job, { log, notifier, sla, previous: previousBackup(catalog, job) });
+  const contextDeps = {
+    jobDeps: serverJobDeps(config, deps, repos),
+    openRepository: (name: string) => repos.get(name),
+    refreshCatalog: (name: string) => repos.sync(name),
+  };
   const runner = new JobRunner({
+    ...contextDeps,
     queue,
     retry,
     kinds,
-    limits: {
-      total: config.limits.total,
-      perSource: config.limits.perSource,
-      perRepository: (name) => repositoryLimit(repos, config, name),
+    limits,
+    placer,
+    catalog,
+    localProxy: opts.localProxy ?? config.localProxy,
+    onFinished,
+    logger,
+  });
+  const remoteProxies = new RemoteProxies({
+    ...contextDeps,
+    catalog,
+    queue,
+    retry,
+    placer,
+    kinds,
+    repositoryAccess: async (name) => {
+      const c = repos.config(name);
+      return { location: c.location, password: await repositoryPassword(c, deps.env) };
     },
-    jobDeps: serverJobDeps(config, deps, repos),
-    openRepository: (name) => repos.get(name),
-    refreshCatalog: (name) => repos.sync(name),
-    onFinished: (job) => reportFinished(job, { log, notifier, sla, previous: previousBackup(catalog, job) }),
+    vcenterAccess: (name) => vcenterAccess(config, deps.env, name),
+    onFinished,
     logger,
   });
   // with replicas (PostgreSQL), a new leader fires a schedule time of the last 15 minutes that a dead leader may
@@ -78,7 +116,7 @@ export function buildServices(
   const scheduler = new Scheduler(catalog.policies, queue, vcenters, logger, {
     catchUpMs: catalog.dialect === 'postgres' ? 15 * 60_000 : 0,
   });
-  return { repos, notifier, vcenters, queue, runner, scheduler, sla };
+  return { repos, notifier, vcenters, queue, runner, placer, remoteProxies, scheduler, sla };
 }
 
 function repositoryLimit(repos: RepositoryManager, config: ServerConfig, name: string): number {

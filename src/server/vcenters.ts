@@ -150,3 +150,25 @@ export async function openVcenterVm(
     transport: 'http',
   });
 }
+
+/**
+ * What a remote proxy needs to reach a configured vCenter for one job (sent in its claim, over TLS or loopback only,
+ * never stored): the base URL, the credentials read from the server's environment now, the TLS policy.
+ */
+export function vcenterAccess(
+  config: ServerConfig,
+  env: Record<string, string | undefined>,
+  vcenter: string,
+): { name: string; url: string; user: string; password: string; thumbprint?: string; insecureTls: boolean } {
+  const vc = config.vcenters.find((v) => v.name === vcenter);
+  if (!vc) throw new CofferError('USAGE', `vCenter ${JSON.stringify(vcenter)} is not in the server configuration`);
+  const p = connectParams(vc, env);
+  return {
+    name: vc.name,
+    url: baseUrl(vc),
+    user: p.env.COFFER_VSPHERE_USER,
+    password: p.env.COFFER_VSPHERE_PASSWORD,
+    ...(vc.thumbprint ? { thumbprint: vc.thumbprint } : {}),
+    insecureTls: vc.insecureTls,
+  };
+}

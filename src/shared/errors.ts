@@ -54,6 +54,9 @@ export const ERROR_CODES = {
   CHECK_FAILED: 'a recoverability check of a restore point failed (a filesystem check found errors)',
   INTERNAL: 'an internal error (a bug): please report it',
   CATALOG_UNAVAILABLE: "the server's PostgreSQL catalog cannot be reached, refused the login or lost the connection",
+  PROXY_REFUSED:
+    'the server refused this backup proxy (token revoked, expired or not a proxy token; secrets over plain HTTP)',
+  PROXY_VERSION: 'a backup proxy runs another Coffer version than the server (run the same version on both)',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -13,6 +13,7 @@ import { listCommand } from './list.js';
 import { lockCommand } from './lock.js';
 import { locksCommand } from './locks.js';
 import { mountCommand } from './mount.js';
+import { proxyCommand } from './proxy.js';
 import { pruneCommand } from './prune.js';
 import { repairCommand } from './repair.js';
 import { restoreCommand } from './restore.js';
@@ -48,4 +49,5 @@ export const COMMANDS: readonly CommandDefinition[] = [
   archiveCommand,
   filesCommand,
   serverCommand,
+  proxyCommand,
 ];

@@ -34,6 +34,7 @@ export function serverCommand(program: Command, kit: CommandKit): void {
     )
     .option('--lease-seconds <n>', 'how long a job claim holds without renewal before another replica takes it', '30')
     .option('--config <file>', 'server config file (JSON: repositories, inventory, limits, notifications)')
+    .option('--no-local-proxy', 'run no job in this process: only `coffer proxy` processes run jobs')
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)')
     .option('--tls-key <file>', 'the private key of --tls-cert (PEM)')
     .option('--pid-file <file>', 'write the process id here while running')
@@ -43,6 +44,7 @@ export function serverCommand(program: Command, kit: CommandKit): void {
         data: string;
         catalog?: string;
         leaseSeconds: string;
+        localProxy: boolean;
         config?: string;
         tlsCert?: string;
         tlsKey?: string;
@@ -53,6 +55,7 @@ export function serverCommand(program: Command, kit: CommandKit): void {
           dataDir: o.data,
           ...(o.catalog ? { catalogUrl: catalogUrl(o.catalog) } : {}),
           leaseSeconds: leaseSeconds(o.leaseSeconds),
+          ...(o.localProxy === false ? { localProxy: false } : {}),
           ...(o.config ? { configFile: o.config } : {}),
           ...(o.tlsCert ? { tlsCert: o.tlsCert } : {}),
           ...(o.tlsKey ? { tlsKey: o.tlsKey } : {}),
@@ -67,7 +70,7 @@ export function serverCommand(program: Command, kit: CommandKit): void {
     .description('create an API token; prints it as the last line (it is stored hashed and cannot be shown again)')
     .requiredOption('--data <dir>', 'the server data directory')
     .option('--catalog <url>', "the server's PostgreSQL catalog (postgres://...), when it has one")
-    .requiredOption('--role <role>', 'admin, operator, restore-operator or viewer')
+    .requiredOption('--role <role>', 'admin, operator, restore-operator, viewer, or proxy (for `coffer proxy`)')
     .option('--name <name>', 'a name for the token', 'cli')
     .option('--json', 'print a JSON document')
     .action(async (o: { data: string; catalog?: string; role: string; name: string; json?: boolean }) => {

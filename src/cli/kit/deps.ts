@@ -33,6 +33,28 @@ export interface CliDeps {
    * `coffer server`, `coffer token`, `coffer user`: implemented by server/, wired by bin/ (absent in CLI-only tests)
    */
   server?: ServerCommands;
+  /** `coffer proxy`: implemented by proxy/, wired by bin/ */
+  proxy?: ProxyCommands;
+}
+
+/** What `coffer proxy` needs; the composition root implements it with src/proxy. */
+export interface ProxyCommands {
+  run(o: {
+    server: string;
+    tokenFile: string;
+    caFile?: string | undefined;
+    name?: string | undefined;
+    concurrency: number;
+    kinds: string[];
+    transports: string[];
+    repositories: string[] | null;
+    vcenters: string[] | null;
+    clusters: string[] | null;
+    datastores: string[] | null;
+    pollMs: number;
+    heartbeatMs?: number | undefined;
+    pidFile?: string | undefined;
+  }): Promise<void>;
 }
 
 /** What the server commands need; the composition root implements it with src/server. */
@@ -42,6 +64,7 @@ export interface ServerCommands {
     dataDir: string;
     catalogUrl?: string;
     leaseSeconds?: number;
+    localProxy?: boolean;
     configFile?: string;
     tlsCert?: string;
     tlsKey?: string;

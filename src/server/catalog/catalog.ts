@@ -3,6 +3,7 @@ import type { JobLogsTable } from './job-logs.js';
 import type { JobsTable } from './jobs.js';
 import type { LeaderLock } from './leader-lock.js';
 import type { PoliciesTable } from './policies.js';
+import type { ProxiesTable } from './proxies.js';
 import type { RepoStatsTable } from './repo-stats.js';
 import type { RestorePointsTable } from './restore-points.js';
 import type { SlaStateTable } from './sla-state.js';
@@ -27,6 +28,8 @@ export interface Catalog {
   readonly repoStats: RepoStatsTable;
   readonly slaState: SlaStateTable;
   readonly audit: AuditTable;
+  /** backup proxies (remote `coffer proxy` processes and each server's own) */
+  readonly proxies: ProxiesTable;
   /** the scheduler's election lock: a connection of its own on PostgreSQL, always held on SQLite */
   leaderLock(): LeaderLock;
   close(): void;

@@ -19,6 +19,7 @@ export {
   type VerifyParams,
 } from './jobs.js';
 export type { PoliciesTable } from './policies.js';
+export type { ProxiesTable, ProxyCapabilities, ProxyRecord } from './proxies.js';
 export type { RepoStatsRecord, RepoStatsTable } from './repo-stats.js';
 export type { NewestPoint, RestorePointRecord, RestorePointsTable } from './restore-points.js';
 export type { SlaStateTable } from './sla-state.js';

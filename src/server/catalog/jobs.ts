@@ -58,6 +58,8 @@ export interface Job {
   progress: JobProgress | null;
   /** the server process (or proxy) that runs or ran it; null before its first start */
   runner: string | null;
+  /** why a queued job is not running yet (no capable proxy online, a limit); null once it runs */
+  waitReason: string | null;
 }
 
 export interface NewJobRecord {
@@ -118,6 +120,8 @@ export interface JobsTable {
   retry(id: number, notBefore: string, error: JobError): void;
   finish(id: number, status: JobStatus, error: JobError | null, result: unknown, now: string): void;
   setProgress(id: number, p: JobProgress): void;
+  /** why a queued job waits (null: it does not); only written when it changes */
+  setWaitReason(id: number, reason: string | null): void;
   /** the newest finished backup of a VM */
   lastFinishedBackup(
     vm: string,
@@ -150,6 +154,7 @@ interface Row {
   result: string | null;
   progress: string | null;
   lease_owner: string | null;
+  wait_reason?: string | null;
 }
 
 function fromRow(r: Row): Job {
@@ -173,6 +178,7 @@ function fromRow(r: Row): Job {
     result: r.result ? JSON.parse(r.result) : null,
     progress: r.progress ? JSON.parse(r.progress) : null,
     runner: r.lease_owner,
+    waitReason: r.wait_reason ?? null,
   };
 }
 
@@ -248,7 +254,7 @@ export class SqlJobs implements JobsTable {
     return (
       this.db.run(
         "UPDATE jobs SET status = 'running', started_at = ?, attempt = ?, progress = NULL, lease_owner = ?, " +
-          `lease_expires_at = ? WHERE ${row}`,
+          `lease_expires_at = ?, wait_reason = NULL WHERE ${row}`,
         [now, attempt, owner, leaseUntil, id],
       ) > 0
     );
@@ -309,6 +315,15 @@ export class SqlJobs implements JobsTable {
 
   setProgress(id: number, p: JobProgress): void {
     this.db.run('UPDATE jobs SET progress = ? WHERE id = ?', [JSON.stringify(p), id]);
+  }
+
+  setWaitReason(id: number, reason: string | null): void {
+    this.db.run(
+      `UPDATE jobs SET wait_reason = ? WHERE id = ? AND status = 'queued' AND ${
+        reason === null ? 'wait_reason IS NOT NULL' : '(wait_reason IS NULL OR wait_reason <> ?)'
+      }`,
+      reason === null ? [null, id] : [reason, id, reason],
+    );
   }
 
   lastFinishedBackup(

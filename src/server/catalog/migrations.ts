@@ -110,6 +110,21 @@ export const MIGRATIONS: string[] = [
   // 3 (issue 18): restore point state (suspicious / failed / verified / clean, score, reasons, check): JSON, see
   // restore-points.ts
   'ALTER TABLE restore_points ADD COLUMN status TEXT;',
+  // 4 (issue 16, proxies): the backup proxies (remote `coffer proxy` processes and each server's built-in one), keyed
+  // by their lease owner (jobs.lease_owner); why a queued job waits (no capable proxy online, limits)
+  `CREATE TABLE proxies (
+     owner TEXT PRIMARY KEY,
+     name TEXT NOT NULL,
+     local INTEGER NOT NULL,
+     version TEXT NOT NULL,
+     token_id TEXT,
+     capabilities TEXT NOT NULL,
+     concurrency INTEGER NOT NULL,
+     drained INTEGER NOT NULL DEFAULT 0,
+     registered_at TEXT NOT NULL,
+     last_heartbeat TEXT NOT NULL
+   );
+   ALTER TABLE jobs ADD COLUMN wait_reason TEXT;`,
 ];
 
 /** The one mechanical translation from the SQLite text to PostgreSQL. */

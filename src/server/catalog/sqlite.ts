@@ -6,6 +6,7 @@ import type { Catalog } from './catalog.js';
 import { SqlJobLogs } from './job-logs.js';
 import { SqlJobs } from './jobs.js';
 import { SqlPolicies } from './policies.js';
+import { SqlProxies } from './proxies.js';
 import { SqlRepoStats } from './repo-stats.js';
 import { SqlRestorePoints } from './restore-points.js';
 import { SqlSlaState } from './sla-state.js';
@@ -64,6 +65,7 @@ export function catalogOn(db: Db, leaderLock: () => LeaderLock = () => SOLE_LEAD
     repoStats: new SqlRepoStats(db),
     slaState: new SqlSlaState(db),
     audit: new SqlAudit(db),
+    proxies: new SqlProxies(db),
     leaderLock,
     close: () => db.close(),
   };

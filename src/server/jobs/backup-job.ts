@@ -1,9 +1,9 @@
-import type { BackupJob as BackupDescription } from '../../jobs/index.js';
+import type { BackupJob as BackupDescription, JobInput } from '../../jobs/index.js';
 import { asCofferError, type Logger } from '../../shared/index.js';
 import type { PoliciesTable } from '../catalog/index.js';
 import { applyPolicyRetention, policyTag, retentionLogLines } from '../retention.js';
 import type { JobQueue } from './queue.js';
-import type { BackupParams, JobContext, JobKindHandler } from './types.js';
+import type { BackupParams, ExecProgress, JobContext, JobKindHandler } from './types.js';
 
 export interface BackupJobDeps {
   policies: Pick<PoliciesTable, 'get'>;
@@ -23,8 +23,8 @@ export class BackupJob implements JobKindHandler {
 
   constructor(private readonly deps: BackupJobDeps) {}
 
-  async run(ctx: JobContext): Promise<unknown> {
-    const { job, logger, signal, progress } = ctx;
+  async describe(ctx: JobContext): Promise<JobInput> {
+    const { job, logger, signal } = ctx;
     const p = job.params as BackupParams;
     const url = p.disks[0];
     // a vCenter that could not be read when the job was queued: the job fails with its coded error (VSPHERE_AUTH ...)
@@ -40,7 +40,15 @@ export class BackupJob implements JobKindHandler {
       tags: job.policyId ? [...p.tags.filter((t) => t !== policyTag(job.policyId!)), policyTag(job.policyId)] : p.tags,
       verifyCbt: false,
     };
-    const result = (await ctx.execute(description, (e) => progress(e.done, e.total))) as Record<string, unknown>;
+    return description;
+  }
+
+  onProgress(ctx: JobContext, e: ExecProgress): void {
+    ctx.progress(e.done, e.total);
+  }
+
+  async succeeded(ctx: JobContext, executed: unknown): Promise<unknown> {
+    const result = { ...(executed as Record<string, unknown>) };
     await this.applyRetention(ctx, result);
     await ctx.refreshCatalog();
     return result;

@@ -1,5 +1,6 @@
 import type { PruneRepositoryResult } from '../../engine/index.js';
-import type { JobContext, JobKindHandler } from './types.js';
+import type { JobInput } from '../../jobs/index.js';
+import type { ExecProgress, JobContext, JobKindHandler } from './types.js';
 
 /**
  * Garbage collection of a repository: a src/jobs `prune` description with skipIfRunning, so that while another
@@ -8,10 +9,16 @@ import type { JobContext, JobKindHandler } from './types.js';
 export class PruneJob implements JobKindHandler {
   readonly kind = 'prune';
 
-  async run({ job, execute, logger, progressNow, refreshCatalog }: JobContext): Promise<unknown> {
-    const r = (await execute({ kind: 'prune', repository: job.repository, skipIfRunning: true }, (e) =>
-      progressNow({ bytesDone: e.done, bytesTotal: 0, ...(e.phase ? { phase: e.phase } : {}) }),
-    )) as PruneRepositoryResult;
+  async describe({ job }: JobContext): Promise<JobInput> {
+    return { kind: 'prune', repository: job.repository, skipIfRunning: true };
+  }
+
+  onProgress(ctx: JobContext, e: ExecProgress): void {
+    ctx.progressNow({ bytesDone: e.done, bytesTotal: 0, ...(e.phase ? { phase: e.phase } : {}) });
+  }
+
+  async succeeded({ logger, refreshCatalog }: JobContext, result: unknown): Promise<unknown> {
+    const r = result as PruneRepositoryResult;
     if ('skipped' in r) {
       logger.warn(`prune skipped: ${r.reason}`);
       return r;

@@ -96,14 +96,17 @@ export class JobQueue extends EventEmitter {
     return this.catalog.jobs.due(new Date().toISOString(), limit);
   }
 
-  /** queued -> running (attempt + 1); false when it was no longer queued */
-  claim(job: Job): boolean {
+  /**
+   * queued -> running (attempt + 1), leased to `owner` (this process, or a remote proxy's `proxy:NAME`); false when it
+   * was no longer queued
+   */
+  claim(job: Job, owner = this.owner, label?: string): boolean {
     const attempt = job.attempt + 1;
     const now = Date.now();
     const leaseUntil = new Date(now + this.leaseMs).toISOString();
-    if (!this.catalog.jobs.claim(job.id, attempt, new Date(now).toISOString(), this.owner, leaseUntil)) return false;
+    if (!this.catalog.jobs.claim(job.id, attempt, new Date(now).toISOString(), owner, leaseUntil)) return false;
     this.emit('event', { type: 'status', job: job.id, data: { status: 'running', attempt } } satisfies JobEvent);
-    this.log(job.id, 'info', `started (attempt ${attempt} of ${job.maxAttempts})`);
+    this.log(job.id, 'info', `started (attempt ${attempt} of ${job.maxAttempts})${label ? ` on ${label}` : ''}`);
     return true;
   }
 
@@ -131,10 +134,8 @@ export class JobQueue extends EventEmitter {
   }
 
   /** Extends this process's leases on its running jobs; returns the ids it no longer holds (taken back: stop them). */
-  renewLeases(ids: readonly number[]): number[] {
-    const held = new Set(
-      this.catalog.jobs.renewLeases(this.owner, ids, new Date(Date.now() + this.leaseMs).toISOString()),
-    );
+  renewLeases(ids: readonly number[], owner = this.owner): number[] {
+    const held = new Set(this.catalog.jobs.renewLeases(owner, ids, new Date(Date.now() + this.leaseMs).toISOString()));
     return ids.filter((id) => !held.has(id));
   }
 

@@ -1,4 +1,5 @@
-import type { JobContext, JobKindHandler, RestoreParams } from './types.js';
+import type { JobInput } from '../../jobs/index.js';
+import type { ExecProgress, JobContext, JobKindHandler, RestoreParams } from './types.js';
 
 /**
  * Restores one disk of a restore point to a file below a restore directory: a src/jobs `restore-disk` description
@@ -7,20 +8,25 @@ import type { JobContext, JobKindHandler, RestoreParams } from './types.js';
 export class RestoreJob implements JobKindHandler {
   readonly kind = 'restore';
 
-  run({ job, execute, progress }: JobContext): Promise<unknown> {
+  async describe({ job }: JobContext): Promise<JobInput> {
     const p = job.params as RestoreParams;
-    return execute(
-      {
-        kind: 'restore-disk',
-        repository: job.repository,
-        pointId: p.pointId,
-        disk: p.disk,
-        target: p.target,
-        force: p.force,
-        format: 'raw',
-        sync: true,
-      },
-      (e) => progress(e.done, e.total),
-    );
+    return {
+      kind: 'restore-disk',
+      repository: job.repository,
+      pointId: p.pointId,
+      disk: p.disk,
+      target: p.target,
+      force: p.force,
+      format: 'raw',
+      sync: true,
+    };
+  }
+
+  onProgress(ctx: JobContext, e: ExecProgress): void {
+    ctx.progress(e.done, e.total);
+  }
+
+  async succeeded(_ctx: JobContext, result: unknown): Promise<unknown> {
+    return result;
   }
 }

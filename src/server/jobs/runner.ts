@@ -1,28 +1,40 @@
-import { runJob, type JobDeps } from '../../jobs/index.js';
-import type { Repository } from '../../repository/index.js';
+import { TOOL_VERSION } from '../../engine/index.js';
 import { CofferError, asCofferError, type Logger } from '../../shared/index.js';
+import type { Catalog, ProxyCapabilities } from '../catalog/index.js';
+import { jobContext, type JobContextDeps } from './job-context.js';
+import type { Placer } from './placer.js';
 import type { JobQueue } from './queue.js';
 import type { RetryPolicy } from './retry-policy.js';
-import type { Job, JobContext, JobKind, JobKindHandler, JobProgress, JobStatus } from './types.js';
+import { runHere, type Job, type JobContext, type JobKind, type JobKindHandler, type JobStatus } from './types.js';
 
-/** How many jobs may run at once: in total, per repository, per source VM. */
+/** How many jobs may run at once: in total (this server's own proxy), per repository, per source VM. */
 export interface JobLimits {
   total: number;
   perSource: number;
   perRepository(repository: string): number;
 }
 
-export interface JobRunnerDeps {
+/** what the server's own proxy can do: every kind, the static inventory's disks and vCenter VMs over http */
+export const LOCAL_CAPABILITIES: ProxyCapabilities = {
+  kinds: ['backup', 'restore', 'verify', 'prune'],
+  transports: ['disk', 'http'],
+  repositories: null,
+  vcenters: null,
+  clusters: null,
+  datastores: null,
+};
+
+export interface JobRunnerDeps extends JobContextDeps {
   queue: JobQueue;
   retry: RetryPolicy;
   limits: JobLimits;
   /** one handler per job kind */
   kinds: readonly JobKindHandler[];
-  /** what src/jobs' runJob executes job descriptions with (this server's repositories, sources, restore directories) */
-  jobDeps: JobDeps;
-  openRepository(name: string): Promise<Repository>;
-  /** re-reads a repository into the catalog after a job */
-  refreshCatalog(repository: string): Promise<void>;
+  /** which due jobs this server takes (placement among every proxy, this server's own included) */
+  placer: Pick<Placer, 'choose'>;
+  catalog: Pick<Catalog, 'jobs' | 'proxies'>;
+  /** this server runs jobs itself (its own proxy); false: `--no-local-proxy`, remote proxies run every job */
+  localProxy: boolean;
   /** called once a job has ended (succeeded, failed or cancelled; not when it goes back to the queue) */
   onFinished(job: Job): void;
   logger: Logger;
@@ -56,6 +68,7 @@ export class JobRunner {
   }
 
   start(): void {
+    this.heartbeat(true);
     this.timer = setInterval(() => this.kick(), 500);
     this.timer.unref();
     // leases: renew this process's, take back those of dead processes (ADR 0015)
@@ -64,9 +77,33 @@ export class JobRunner {
     this.kick();
   }
 
+  /** the server's own proxy in the proxies table (registered at start, then a heartbeat with each lease renewal) */
+  private heartbeat(register = false): void {
+    if (!this.deps.localProxy) return;
+    const { catalog, queue, limits } = this.deps;
+    const now = new Date().toISOString();
+    // registered again if another replica forgot it (this process was cut off from the catalog for a long time)
+    if (register || !catalog.proxies.get(queue.owner)) {
+      catalog.proxies.upsert({
+        owner: queue.owner,
+        name: `local:${queue.owner}`,
+        local: true,
+        version: TOOL_VERSION,
+        tokenId: null,
+        capabilities: LOCAL_CAPABILITIES,
+        concurrency: limits.total,
+        registeredAt: now,
+        lastHeartbeat: now,
+      });
+      // the own proxies of server processes gone for ten minutes are forgotten
+      catalog.proxies.forgetStaleLocal(new Date(Date.now() - 600_000).toISOString());
+    } else catalog.proxies.heartbeat(queue.owner, now);
+  }
+
   private leases(): void {
     const { queue, logger } = this.deps;
     try {
+      this.heartbeat();
       for (const id of queue.renewLeases([...this.running.keys()])) {
         const r = this.running.get(id);
         if (!r || r.lost) continue;
@@ -93,6 +130,10 @@ export class JobRunner {
         r.cancelled = true;
         queue.log(id, 'warn', `cancel requested by ${by}`);
         r.controller.abort(new CofferError('CANCELLED', `cancelled by ${by}`));
+      } else {
+        // run by a remote proxy (or another replica): it finds its lease gone at its next renewal and stops
+        queue.log(id, 'warn', `cancel requested by ${by} (running on ${job.runner})`);
+        this.finish(id, 'cancelled', { code: 'CANCELLED', message: `cancelled by ${by}` }, null);
       }
     } else {
       throw new CofferError('CONFLICT', `job ${id} already ${job.status}`);
@@ -125,18 +166,14 @@ export class JobRunner {
     }
   }
 
+  /**
+   * Starts the due jobs placement gives this server (limits, capabilities, load: placer.ts); without a local proxy it
+   * only records why jobs wait.
+   */
   private tick(): void {
-    const { queue, limits } = this.deps;
-    for (const job of queue.due()) {
-      const active = [...this.running.keys()].map((id) => queue.get(id)!).filter(Boolean);
-      if (active.length >= limits.total) return;
-      if (active.filter((a) => a.repository === job.repository).length >= limits.perRepository(job.repository))
-        continue;
-      if (job.vm && active.filter((a) => a.vm === job.vm).length >= limits.perSource) continue;
-      // one prune at a time per repository: a second one waits in the queue (the engine's gc lease would refuse it)
-      if (job.kind === 'prune' && active.some((a) => a.kind === 'prune' && a.repository === job.repository)) continue;
-      this.run(job);
-    }
+    const { queue, limits, placer, localProxy } = this.deps;
+    const free = localProxy ? Math.max(0, limits.total - this.running.size) : 0;
+    for (const job of placer.choose(queue.owner, free)) this.run(job);
   }
 
   private run(job: Job): void {
@@ -193,40 +230,14 @@ export class JobRunner {
     }
   }
 
-  /** One attempt: the handler of the job's kind. */
+  /** One attempt: the handler of the job's kind, executed here. */
   private async execute(job: Job, signal: AbortSignal): Promise<unknown> {
     const handler = this.kinds.get(job.kind);
     if (!handler) throw new CofferError('USAGE', `job ${job.id}: unknown job kind ${JSON.stringify(job.kind)}`);
-    return handler.run(this.context(job, signal));
+    return runHere(handler, this.context(job, signal));
   }
 
   private context(job: Job, signal: AbortSignal): JobContext {
-    const { queue } = this.deps;
-    const log = (level: 'info' | 'warn' | 'error') => (msg: string) => queue.log(job.id, level, msg);
-    const logger: Logger = { info: log('info'), warn: log('warn'), debug: () => undefined };
-    let lastProgress = 0;
-    const progressNow = (p: JobProgress) => queue.progress(job.id, p);
-    return {
-      job,
-      signal,
-      logger,
-      execute: (description, onProgress) =>
-        runJob(description, this.deps.jobDeps, {
-          signal,
-          onEvent: (e) => (e.type === 'log' ? logger[e.level](e.message) : onProgress?.(e)),
-        }),
-      repository: () => this.deps.openRepository(job.repository),
-      progressNow,
-      progress: (done, total, phase) => {
-        const now = Date.now();
-        if (now - lastProgress < 250 && done < total) return;
-        lastProgress = now;
-        progressNow({ bytesDone: done, bytesTotal: total, ...(phase ? { phase } : {}) });
-      },
-      refreshCatalog: () =>
-        this.deps
-          .refreshCatalog(job.repository)
-          .catch((e) => logger.warn(`catalog refresh of ${job.repository} failed: ${asCofferError(e).message}`)),
-    };
+    return jobContext(this.deps, job, signal);
   }
 }

@@ -60,11 +60,32 @@ export interface JobContext {
 }
 
 /**
- * One kind of server job (backup, restore, verify, prune): turns the catalog's job into src/jobs descriptions and
+ * One kind of server job (backup, restore, verify, prune): turns the catalog's job into a src/jobs description and
  * adds what only the server does (retention of a policy, the catalog refresh); queueing and retries are the runner's.
+ * The description is executed by whichever proxy placement chose (this server's own runner or a remote
+ * `coffer proxy`), so the server's parts are separate steps around it (docs/DESIGN.md §Proxies and placement).
  */
 export interface JobKindHandler {
   readonly kind: JobKind;
-  /** resolves with the job's result (stored in the catalog), rejects with the failure */
-  run(ctx: JobContext): Promise<unknown>;
+  /** the description of this attempt; rejects with the attempt's failure (e.g. an unreadable vCenter) */
+  describe(ctx: JobContext): Promise<JobInput>;
+  /** records the executing runner's progress on the job */
+  onProgress(ctx: JobContext, p: ExecProgress): void;
+  /** the server's part once the description succeeded; resolves with the job's result (stored in the catalog) */
+  succeeded(ctx: JobContext, result: unknown): Promise<unknown>;
+  /** the server's part once it failed (before the retry decision) */
+  failed?(ctx: JobContext, error: unknown): Promise<void>;
+}
+
+/** One attempt on this server: describe, execute here, then the server's part. */
+export async function runHere(handler: JobKindHandler, ctx: JobContext): Promise<unknown> {
+  const description = await handler.describe(ctx);
+  let result: unknown;
+  try {
+    result = await ctx.execute(description, (p) => handler.onProgress(ctx, p));
+  } catch (e) {
+    await handler.failed?.(ctx, e);
+    throw e;
+  }
+  return handler.succeeded(ctx, result);
 }

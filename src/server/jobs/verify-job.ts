@@ -1,5 +1,6 @@
+import type { JobInput } from '../../jobs/index.js';
 import { asCofferError } from '../../shared/index.js';
-import type { JobContext, JobKindHandler, VerifyParams } from './types.js';
+import type { ExecProgress, JobContext, JobKindHandler, VerifyParams } from './types.js';
 
 /**
  * Verifies a repository (reading `readDataPercent` of the data) and records the result on each restore point: a
@@ -9,19 +10,21 @@ import type { JobContext, JobKindHandler, VerifyParams } from './types.js';
 export class VerifyJob implements JobKindHandler {
   readonly kind = 'verify';
 
-  async run({ job, execute, progress, refreshCatalog }: JobContext): Promise<unknown> {
+  async describe({ job }: JobContext): Promise<JobInput> {
     const p = job.params as VerifyParams;
-    let report: unknown;
-    try {
-      report = await execute(
-        { kind: 'verify', repository: job.repository, readDataFraction: p.readDataPercent / 100, record: true },
-        (e) => e.total > 0 && progress(e.done, e.total, e.phase),
-      );
-    } catch (e) {
-      if (asCofferError(e).code === 'CORRUPT') await refreshCatalog();
-      throw e;
-    }
-    await refreshCatalog();
+    return { kind: 'verify', repository: job.repository, readDataFraction: p.readDataPercent / 100, record: true };
+  }
+
+  onProgress(ctx: JobContext, e: ExecProgress): void {
+    if (e.total > 0) ctx.progress(e.done, e.total, e.phase);
+  }
+
+  async succeeded(ctx: JobContext, report: unknown): Promise<unknown> {
+    await ctx.refreshCatalog();
     return report;
+  }
+
+  async failed(ctx: JobContext, e: unknown): Promise<void> {
+    if (asCofferError(e).code === 'CORRUPT') await ctx.refreshCatalog();
   }
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { CofferError } from '../../shared/index.js';
-import { createToken, createUser, ROLES, type Role } from '../auth.js';
+import { createToken, createUser, ROLES, TOKEN_ROLES } from '../auth.js';
 import { decodeCursor } from '../catalog/index.js';
 import type { ApiContext } from './context.js';
 import { IdParam, page, Pagination, type Routes } from './kit.js';
@@ -93,12 +93,13 @@ export function registerAdminRoutes(routes: Routes, { catalog }: Pick<ApiContext
     status: 201,
     body: z.strictObject({
       name: z.string().min(1).max(100),
-      role,
+      /** `proxy`: a token for `coffer proxy` (opens only the proxy protocol) */
+      role: z.enum(TOKEN_ROLES),
       expiresInDays: z.number().positive().max(3650).optional(),
     }),
     handler: ({ body, principal, remote, audit: a }) => {
       const t = createToken(catalog, {
-        role: body.role as Role,
+        role: body.role,
         name: body.name,
         createdBy: principal!.actor,
         remote,

@@ -1,6 +1,8 @@
 import type { Catalog } from '../catalog/index.js';
 import type { ServerConfig } from '../config.js';
+import type { Placer } from '../jobs/placer.js';
 import type { JobQueue } from '../jobs/queue.js';
+import type { RemoteProxies } from '../jobs/remote-proxies.js';
 import type { JobRunner } from '../jobs/runner.js';
 import type { Policy } from '../policy.js';
 import type { RepositoryManager } from '../repositories.js';
@@ -14,6 +16,8 @@ export interface ApiContext {
   repos: RepositoryManager;
   queue: JobQueue;
   runner: Pick<JobRunner, 'cancel'>;
+  placer: Pick<Placer, 'proxies'>;
+  remoteProxies: RemoteProxies;
   scheduler: Pick<Scheduler, 'nextRuns' | 'reload' | 'enqueueBackups'>;
   vcenters: Vcenters;
   startedAt: Date;

@@ -4,6 +4,7 @@ import type { ApiContext } from './context.js';
 import { registerJobRoutes } from './jobs.js';
 import type { Routes } from './kit.js';
 import { registerPolicyRoutes } from './policies.js';
+import { registerProxyRoutes } from './proxies.js';
 import { registerRepositoryRoutes } from './repositories.js';
 import { registerRestorePointRoutes } from './restore-points.js';
 import { registerServerRoutes } from './server.js';
@@ -22,5 +23,6 @@ export function registerApi(routes: Routes, ctx: ApiContext): void {
   registerDashboardRoutes(routes, ctx);
   registerPolicyRoutes(routes, ctx);
   registerJobRoutes(routes, ctx);
+  registerProxyRoutes(routes, ctx);
   registerAdminRoutes(routes, ctx);
 }

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { CofferError, asCofferError, type ErrorCode } from '../../shared/index.js';
-import { authenticate, can, type Permission, type Principal } from '../auth.js';
+import { authenticate, authenticateProxy, can, type Permission, type Principal } from '../auth.js';
 import { encodeCursor, type Catalog } from '../catalog/index.js';
 import { formatIssues } from '../config.js';
 
@@ -27,6 +27,8 @@ export const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   FS_UNSUPPORTED: 422,
   TRANSIENT: 503,
   CATALOG_UNAVAILABLE: 503,
+  PROXY_REFUSED: 403,
+  PROXY_VERSION: 409,
 };
 
 export interface ErrorBody {
@@ -94,8 +96,8 @@ export interface RouteSpec<B extends z.ZodType, Q extends z.ZodType, P extends z
   url: string;
   summary: string;
   tag: string;
-  /** null: no authentication (health, OpenAPI) */
-  permission: Permission | null;
+  /** null: no authentication (health, OpenAPI); 'proxy': a proxy token (the `coffer proxy` protocol) only */
+  permission: Permission | 'proxy' | null;
   body?: B;
   query?: Q;
   params?: P;
@@ -116,6 +118,8 @@ declare module 'fastify' {
     auditAlways?: boolean;
     /** the handler wrote this request's audit record itself (a streamed download, audited when it ends) */
     auditDone?: boolean;
+    /** the proxy token of a proxy-protocol request */
+    proxyToken?: { tokenId: string; actor: string };
   }
 }
 
@@ -147,7 +151,11 @@ export class Routes {
       // unauthorised client never costs the server a JSON parse (issue 21 item 6)
       onRequest: async (req) => {
         if (spec.audit) req.auditAlways = true;
-        if (spec.permission !== null) {
+        if (spec.permission === 'proxy') {
+          req.proxyToken = authenticateProxy(this.catalog, req.headers.authorization);
+          // heartbeats, claims and progress are not audited one by one (the job log keeps what proxies did)
+          req.auditDone = true;
+        } else if (spec.permission !== null) {
           const principal = authenticate(this.catalog, req.headers.authorization);
           req.principal = principal;
           if (!can(principal.role, spec.permission)) {

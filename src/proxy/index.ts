@@ -1,0 +1,2 @@
+export { runProxy, type ProxyOptions } from './run-proxy.js';
+export type { ProxyDeps } from './proxy-job-deps.js';

@@ -1,0 +1,73 @@
+import type { Catalog, Job, ProxyRecord } from '../catalog/index.js';
+import { needsOf, place, type PlacementLimits, type ProxyLoad, type VmPlacementInfo } from './placement.js';
+import type { JobQueue } from './queue.js';
+
+export interface PlacerDeps {
+  catalog: Pick<Catalog, 'jobs' | 'proxies'>;
+  queue: Pick<JobQueue, 'due'>;
+  limits: PlacementLimits;
+  /** the inventory's placement facts of a VM (cluster, datastores), if any */
+  vmInfo(vm: string): VmPlacementInfo | undefined;
+  /** a proxy whose last heartbeat is older than this is offline */
+  onlineMs: number;
+}
+
+/** A proxy with its state as the API shows it. */
+export interface ProxyView extends ProxyRecord {
+  state: 'online' | 'draining' | 'drained' | 'offline';
+  running: number;
+  /** the ids of the jobs it runs now */
+  jobs: number[];
+}
+
+/**
+ * Placement over the catalog (placement.ts's rules): which due jobs a proxy takes now, and why the others wait (written
+ * on the job). Every proxy asks for itself: the server's own runner at each tick, remote proxies through the API.
+ */
+export class Placer {
+  constructor(private readonly deps: PlacerDeps) {}
+
+  /** every proxy, with its load and state */
+  proxies(now = Date.now()): ProxyView[] {
+    const running = this.deps.catalog.jobs.list({ status: 'running', limit: 100_000 });
+    return this.deps.catalog.proxies.list().map((p) => {
+      const jobs = running.filter((j) => j.runner === p.owner).map((j) => j.id);
+      const online = now - Date.parse(p.lastHeartbeat) < this.deps.onlineMs;
+      const state = !online ? 'offline' : p.drained ? (jobs.length ? 'draining' : 'drained') : 'online';
+      return { ...p, state, running: jobs.length, jobs };
+    });
+  }
+
+  /**
+   * The due jobs `claimant` (a proxy's owner) should take now, at most `free`, oldest first; the reason of every job
+   * that cannot start anywhere is recorded on it. `free` 0 only records the reasons.
+   */
+  choose(claimant: string, free: number, now = Date.now()): Job[] {
+    const { catalog, limits } = this.deps;
+    const due = this.deps.queue.due();
+    if (due.length === 0) return [];
+    const running = catalog.jobs.list({ status: 'running', limit: 100_000 });
+    const loads: ProxyLoad[] = catalog.proxies.list().map((proxy) => ({
+      proxy,
+      online: now - Date.parse(proxy.lastHeartbeat) < this.deps.onlineMs,
+      running: running.filter((j) => j.runner === proxy.owner).length,
+    }));
+    const datastoresOf = (j: Job) => (j.kind === 'backup' && j.vm ? (this.deps.vmInfo(j.vm)?.datastores ?? []) : []);
+    const chosen: Job[] = [];
+    for (const job of due) {
+      const needs = needsOf(job, job.vm ? this.deps.vmInfo(job.vm) : undefined);
+      const out = place(job, needs, claimant, loads, running, limits, datastoresOf);
+      if (out.take && chosen.length < free) {
+        chosen.push(job);
+        running.push({ ...job, status: 'running', runner: claimant });
+        const mine = loads.find((l) => l.proxy.owner === claimant);
+        if (mine) mine.running++;
+      } else if (!out.take && out.waits) {
+        if (job.waitReason !== out.reason) catalog.jobs.setWaitReason(job.id, out.reason);
+      } else if (job.waitReason !== null) {
+        catalog.jobs.setWaitReason(job.id, null);
+      }
+    }
+    return chosen;
+  }
+}
