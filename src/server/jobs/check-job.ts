@@ -1,0 +1,27 @@
+import type { CheckParams, JobContext, JobKindHandler } from './types.js';
+
+/**
+ * A recoverability check of one restore point (fsck over NBD, FORMAT.md §8.1), or its file-level ransomware
+ * indicators (`files`, §8.2): a src/jobs `check` description; queued by a policy's `check` after backups, and for a
+ * suspicious point by its backup. The catalog is refreshed also when the check failed (CHECK_FAILED), so the point
+ * shows it.
+ */
+export class CheckJob implements JobKindHandler {
+  readonly kind = 'check';
+
+  async run({ job, execute, refreshCatalog }: JobContext): Promise<unknown> {
+    const p = job.params as CheckParams;
+    try {
+      return await execute({
+        kind: 'check',
+        repository: job.repository,
+        pointId: p.pointId,
+        files: p.files === true,
+        ...(p.timeoutMinutes ? { timeoutMs: p.timeoutMinutes * 60_000 } : {}),
+        record: true,
+      });
+    } finally {
+      await refreshCatalog();
+    }
+  }
+}
