@@ -158,7 +158,7 @@ export const PolicySpecSchema = z.strictObject({
     })
     .optional(),
   tags: z.array(z.string().min(1).max(128)).max(32).default([]),
-  /** ransomware signal thresholds and the response to a suspicious point; absent: the defaults (holds on) */
+  /** ransomware signal thresholds and the response to a suspicious point; absent: default thresholds, no holds */
   signals: SignalsPolicySchema.optional(),
   /** recoverability checks after backups; absent: none */
   check: CheckPolicySchema.optional(),
@@ -176,8 +176,14 @@ export interface PolicySignals {
   fileIndicators: boolean;
 }
 
+/**
+ * A policy without a `signals` section scores with the defaults and notifies (`point.suspicious`), but neither holds
+ * nor queues the indicators job: the response is opt-in ("if the policy says so", issue 18) so that existing policies
+ * keep their retention as it was. With a section, both default to on.
+ */
 export function policySignals(p: Pick<PolicySpec, 'signals'>): PolicySignals {
-  const { holdOnSuspicious = true, holdDays = 30, fileIndicators = true, ...rest } = p.signals ?? {};
+  const on = p.signals !== undefined;
+  const { holdOnSuspicious = on, holdDays = 30, fileIndicators = on, ...rest } = p.signals ?? {};
   const overrides: Partial<SignalThresholds> = {};
   for (const [k, v] of Object.entries(rest)) if (v !== undefined) overrides[k as keyof SignalThresholds] = v;
   return {
