@@ -29,6 +29,8 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
 
+const dirCache = new Map();
+
 export const DEFAULTS = { seed: '1', percent: 100, sizeMib: 128, rename: '.locked', note: 'README_RESTORE_FILES.txt' };
 
 /** One operation on IMAGE (make, churn, attack); returns {op, changedBytes, files}. Usable in-process (tests). */
@@ -110,7 +112,9 @@ export function simulate(img, op, options = {}) {
   /** Every regular file: {path, size}, depth first in directory order; one debugfs run per directory level. */
   function files() {
     const listings = new Map();
-    let level = ['/'];
+    // in-process callers: the directories seen last time listed in one debugfs run (the sim adds no directory; a
+    // directory not seen before falls back to the walk by levels)
+    let level = dirCache.get(img) ?? ['/'];
     while (level.length) {
       const next = [];
       dbgBatch(level.map((d) => `ls -p ${d}`)).forEach((listing, i) => {
@@ -127,8 +131,9 @@ export function simulate(img, op, options = {}) {
         }
         listings.set(dir, entries);
       });
-      level = next;
+      level = next.filter((d) => !listings.has(d));
     }
+    dirCache.set(img, [...listings.keys()]);
     const out = [];
     const walk = (dir) => {
       for (const e of listings.get(dir) ?? []) {

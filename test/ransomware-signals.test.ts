@@ -17,9 +17,9 @@ type Simulate = (img: string, op: string, o?: Record<string, unknown>) => { chan
 let simulate: Simulate;
 /**
  * Rounds of ordinary churn backed up and scored here; bench/ransomware-signals.sh runs 100 (docs/BENCHMARKS.md).
- * 20 fill the 10-point history twice over: the last 10 are scored against a full window, as every later point is.
+ * 16 fill the 10-point history and score the last 7 against a full window, as every later point is.
  */
-const CHURN_ROUNDS = 20;
+const CHURN_ROUNDS = 16;
 
 function sim(img: string, op: string, ...args: string[]): { changedBytes: number; files: number } {
   const o: Record<string, unknown> = {};
