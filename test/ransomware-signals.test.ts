@@ -1,18 +1,33 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, openSync, readFileSync, writeSync, closeSync } from 'node:fs';
+import { copyFileSync, existsSync, openSync, readdirSync, readFileSync, writeSync, closeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { COFFER_BIN, coffer, json, tempDir } from './helpers/cli.js';
+import { pathToFileURL } from 'node:url';
+import { CodecPool } from '../src/engine/index.js';
+import { runJob, type JobDeps } from '../src/jobs/index.js';
+import { Repository } from '../src/repository/index.js';
+import { openSource } from '../src/sources/index.js';
+import { LocalBlobStore } from '../src/storage/index.js';
+import { COFFER_BIN, coffer, json, tempDir, TEST_PASSWORD } from './helpers/cli.js';
 
 /** bench/ransomware-sim.mjs: guest-like churn and an in-place openssl encryption of an ext4 image (debugfs). */
 const SIM = resolve(COFFER_BIN, '../../../bench/ransomware-sim.mjs');
-const CHURN_ROUNDS = 50;
+type Simulate = (img: string, op: string, o?: Record<string, unknown>) => { changedBytes: number; files: number };
+let simulate: Simulate;
+/**
+ * Rounds of ordinary churn backed up and scored here; bench/ransomware-signals.sh runs 100 (docs/BENCHMARKS.md).
+ * 16 fill the 10-point history and score the last 7 against a full window, as every later point is.
+ */
+const CHURN_ROUNDS = 16;
 
-function sim(img: string, ...args: string[]): { changedBytes: number; files: number } {
-  const r = spawnSync(process.execPath, [SIM, img, ...args], { encoding: 'utf8', timeout: 300_000 });
-  assert.equal(r.status, 0, `ransomware-sim ${args.join(' ')}: ${r.stderr}`);
-  return JSON.parse(r.stdout);
+function sim(img: string, op: string, ...args: string[]): { changedBytes: number; files: number } {
+  const o: Record<string, unknown> = {};
+  for (let i = 0; i < args.length; i += 2)
+    o[args[i]!.replace(/^--/, '').replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())] = /^\d+$/.test(args[i + 1]!)
+      ? Number(args[i + 1])
+      : args[i + 1];
+  return simulate(img, op, o);
 }
 
 function backup(repo: string, vm: string, img: string): any {
@@ -36,9 +51,10 @@ describe('ransomware signals, last clean point, recoverability check', () => {
   let attacked: any;
   let cleanId = '';
 
-  before(() => {
+  before(async () => {
+    simulate = ((await import(pathToFileURL(SIM).href)) as { simulate: Simulate }).simulate;
     sim(img, 'make', '--seed', 'guest', '--size-mib', '128');
-    assert.equal(coffer(['init', '--repo', repo, '--chunk-size', '64K']).code, 0);
+    assert.equal(coffer(['init', '--repo', repo, '--chunk-size', '64K', '--kdf-cost', '1024']).code, 0);
     points.push(backup(repo, 'vm1', img));
   });
   after(() => tmp.cleanup());
@@ -51,10 +67,22 @@ describe('ransomware signals, last clean point, recoverability check', () => {
     assert.equal(s.score, 0);
   });
 
-  test(`${CHURN_ROUNDS} rounds of ordinary churn: none flagged`, { timeout: 1_800_000 }, () => {
+  test(`${CHURN_ROUNDS} rounds of ordinary churn: none flagged`, { timeout: 1_800_000 }, async () => {
+    // the backups of the churn rounds in this process (the CLI's use case through a src/jobs description, one
+    // repository opened once, codec in-thread): the same signals and scoring as `coffer backup`, without a process
+    // start and key derivation per round
+    const opened = await Repository.open(new LocalBlobStore(repo), TEST_PASSWORD);
+    const deps: JobDeps = {
+      openRepository: async () => opened,
+      createPool: (p) => new CodecPool(p, 0),
+      openDisk: (spec, o) => openSource(spec, o),
+    };
     for (let round = 1; round <= CHURN_ROUNDS; round++) {
       sim(img, 'churn', '--seed', `round-${round}`);
-      const b = backup(repo, 'vm1', img);
+      const b = (await runJob(
+        { kind: 'backup', repository: repo, vm: 'vm1', source: { type: 'disks', disks: [img] } },
+        deps,
+      )) as any;
       const s = b.signals;
       assert.equal(s.disks[0].hasParent, true);
       assert.ok(s.disks[0].changedChunks > 0, `round ${round}: changes seen`);
@@ -106,6 +134,31 @@ describe('ransomware signals, last clean point, recoverability check', () => {
     const r = coffer(['restore', '--repo', repo, 'latest-clean', '--disk', '0', '--target', out]);
     assert.equal(r.code, 0, r.stderr);
     assert.ok(readFileSync(out).equals(readFileSync(beforeAttack)), 'latest-clean restores the pre-attack disk');
+  });
+
+  test('check --files: ransom notes, renames and encrypted rewrites found in the attacked point, none in churn', () => {
+    const r = coffer(['check', '--repo', repo, attacked.id, '--files']);
+    assert.equal(r.code, 51, r.stdout + r.stderr);
+    assert.match(r.stdout, /INDICATORS FOUND: \d+ ransom note\(s\) dropped, e\.g\. .*README_RESTORE_FILES\.txt/);
+    assert.match(r.stdout, /renamed to \.locked/);
+    assert.match(r.stdout, /sampled rewritten files became incompressible/);
+    const dir = join(repo, 'indicators', attacked.id);
+    const [name] = readdirSync(dir);
+    assert.match(name!, /^\d{15}-found$/, 'recorded under indicators/<id>/<time>-found');
+    const rec = JSON.parse(readFileSync(join(dir, name!), 'utf8'));
+    assert.equal(rec.found, true);
+    assert.equal(rec.againstId, cleanId);
+    assert.ok(rec.ransomNotes.count >= 3, JSON.stringify(rec.ransomNotes));
+    assert.ok(rec.renames.count > 50 && rec.renames.count === rec.renames.total, JSON.stringify(rec.renames));
+    assert.ok(rec.entropyRewrites.count >= 50, JSON.stringify(rec.entropyRewrites));
+    assert.equal(json(coffer(['show', '--repo', repo, attacked.id, '--json'])).status.indicators.found, true);
+    // ordinary churn between two clean points: nothing found
+    const churn = coffer(['check', '--repo', repo, cleanId, '--files', '--json']);
+    assert.equal(churn.code, 0, churn.stderr);
+    const c = json(churn);
+    assert.equal(c.found, false, c.reasons.join('; '));
+    assert.ok(c.changes.changed + c.changes.added > 0);
+    assert.equal(c.ransomNotes.count, 0);
   });
 
   test('check passes on a good point and is recorded; list shows it', () => {
@@ -176,5 +229,22 @@ describe('ransomware signals, last clean point, recoverability check', () => {
       rx.volumes.map((v: any) => [v.volume, v.filesystem, v.tool, v.ok]),
       [[0, 'xfs', 'xfs_repair', true]],
     );
+  });
+
+  test('prune removes the check and indicator records of forgotten points (FORMAT.md §8.1, §8.2)', () => {
+    const records = (kind: string, id: string) => {
+      const d = join(repo, kind, id);
+      return existsSync(d) ? readdirSync(d).length : 0;
+    };
+    assert.equal(records('checks', cleanId), 1);
+    assert.equal(records('indicators', cleanId), 1);
+    // vm1 down to its newest point: the clean point and the attacked one go, and their records with them
+    const f = coffer(['forget', '--repo', repo, '--vm', 'vm1', '--keep-last', '1', '--prune']);
+    assert.equal(f.code, 0, f.stderr);
+    assert.equal(records('checks', cleanId), 0);
+    assert.equal(records('indicators', cleanId), 0);
+    assert.equal(records('indicators', attacked.id), 0);
+    const vm2 = json(coffer(['list', '--repo', repo, '--vm', 'vm2', '--json']))[0];
+    assert.equal(records('checks', vm2.id), 1, 'the records of kept points stay');
   });
 });

@@ -42,6 +42,19 @@ export const backupJob = z.strictObject({
   source: z.discriminatedUnion('type', [disksSource, vsphereSource]),
   tags: z.array(z.string().max(1024)).max(100).default([]),
   verifyCbt: z.boolean().default(false),
+  /** anomaly-score thresholds that differ from the defaults (a policy's `signals`; DESIGN.md §Ransomware signals) */
+  signalThresholds: z
+    .strictObject({
+      suspiciousScore: z.number().min(0).max(100).optional(),
+      historyPoints: z.number().int().min(1).max(1000).optional(),
+      minHistoryPoints: z.number().int().min(0).max(1000).optional(),
+      minIncompressibleShare: z.number().min(0).max(1).optional(),
+      minChangedShare: z.number().min(0).max(1).optional(),
+      medianFactor: z.number().min(0).max(1000).optional(),
+      spreadFactor: z.number().min(0).max(1000).optional(),
+      minIncompressibleFraction: z.number().min(0).max(1).optional(),
+    })
+    .optional(),
 });
 
 export const restoreDiskJob = z.strictObject({
@@ -132,6 +145,17 @@ export const restoreFilesJob = z.strictObject({
   force: z.boolean().default(false),
 });
 
+export const checkJob = z.strictObject({
+  kind: z.literal('check'),
+  repository,
+  pointId,
+  /** file-level ransomware indicators against the VM's previous point instead of the filesystem check */
+  files: z.boolean().default(false),
+  /** per checker run */
+  timeoutMs: z.number().int().positive().max(86_400_000).optional(),
+  record: z.boolean().default(true),
+});
+
 export const jobDescription = z.discriminatedUnion('kind', [
   backupJob,
   restoreDiskJob,
@@ -141,11 +165,13 @@ export const jobDescription = z.discriminatedUnion('kind', [
   pruneJob,
   forgetJob,
   restoreFilesJob,
+  checkJob,
 ]);
 
 export type JobDescription = z.infer<typeof jobDescription>;
 export type JobKind = JobDescription['kind'];
 export type BackupJob = z.infer<typeof backupJob>;
+export type CheckJob = z.infer<typeof checkJob>;
 export type RestoreDiskJob = z.infer<typeof restoreDiskJob>;
 export type RestoreVmJob = z.infer<typeof restoreVmJob>;
 export type VerifyJob = z.infer<typeof verifyJob>;

@@ -39,6 +39,7 @@ test('job descriptions: defaults filled in, a job round-trips through JSON uncha
     vs,
     parseJob({ kind: 'verify', repository: 'r', readDataFraction: 0.25 }),
     parseJob({ kind: 'forget', repository: 'r', policy: { daily: 7 }, prune: true }),
+    parseJob({ kind: 'check', repository: 'r', pointId: 'p', files: true }),
   ]) {
     const text = serializeJob(j);
     assert.deepEqual(parseJob(text), j);
@@ -46,6 +47,7 @@ test('job descriptions: defaults filled in, a job round-trips through JSON uncha
   }
   assert.deepEqual([...JOB_KINDS].sort(), [
     'backup',
+    'check',
     'copy',
     'forget',
     'prune',

@@ -1,5 +1,8 @@
 import {
+  DEFAULT_SIGNAL_THRESHOLDS,
   backupVm,
+  checkFileIndicators,
+  checkRestorePoint,
   copyRestorePoints,
   forgetPoints,
   openDiskSet,
@@ -16,6 +19,7 @@ import {
   type UseCaseContext,
   type VmRestoreTargetOpener,
   type VmSource,
+  type SignalThresholds,
 } from '../engine/index.js';
 import type { Repository } from '../repository/index.js';
 import { CofferError, type Logger, type Op } from '../shared/index.js';
@@ -166,6 +170,31 @@ export async function runJob(input: unknown, deps: JobDeps, opts: RunJobOptions 
         });
       return r;
     }
+    case 'check': {
+      const repo = await open(job.repository, job.record ? 'write' : 'read');
+      if (job.files) {
+        const r = await checkFileIndicators(repo, ctx, { pointId: job.pointId, record: job.record });
+        if (r.found) logger.warn(`ransomware indicators in ${r.pointId}: ${r.reasons.join('; ')}`);
+        else logger.info(`no file-level ransomware indicators in ${r.pointId} (against ${r.againstId})`);
+        return r;
+      }
+      const r = await checkRestorePoint(repo, ctx, {
+        pointId: job.pointId,
+        timeoutMs: job.timeoutMs,
+        record: job.record,
+        onEvent: (e) => {
+          const v = e.volume;
+          const what = `disk ${v.disk} volume ${v.volume}: ${v.filesystem ?? '-'} (${v.tool ?? '-'})`;
+          if (v.ok === false) logger.warn(`${what} FAILED: ${v.note ?? ''}`);
+          else logger.info(`${what} ${v.ok ? 'ok' : `not checked: ${v.note ?? ''}`}`);
+        },
+      });
+      if (!r.ok)
+        throw new CofferError('CHECK_FAILED', `restore point ${r.pointId} failed its check: ${r.problems.join('; ')}`, {
+          details: { check: r },
+        });
+      return r;
+    }
   }
 }
 
@@ -205,6 +234,7 @@ async function runBackup(
     vm: job.vm,
     tags: job.tags,
     verifyCbt: job.verifyCbt,
+    ...(job.signalThresholds ? { signalThresholds: signalThresholds(job.signalThresholds) } : {}),
     onEvent: (e) => {
       if (e.type === 'started') logger.info(`backing up ${e.disks} disk(s) of VM ${e.vm}, ${e.bytesTotal} bytes`);
       else if (e.type === 'captured') {
@@ -218,4 +248,11 @@ async function runBackup(
       `in ${result.chunksNew} new chunks`,
   );
   return capture ? { ...result, [capture.kind]: capture.details } : result;
+}
+
+/** A job's threshold overrides on top of the defaults (absent fields keep theirs). */
+function signalThresholds(o: NonNullable<BackupJob['signalThresholds']>): SignalThresholds {
+  const t: SignalThresholds = { ...DEFAULT_SIGNAL_THRESHOLDS };
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) t[k as keyof SignalThresholds] = v;
+  return t;
 }

@@ -2,10 +2,10 @@ import type { BlobStore } from '../storage/index.js';
 import { capabilityOf } from '../storage/index.js';
 import type { BlobName, Op } from '../shared/index.js';
 import { listCondemned, listRescues, readGcSets, writeCondemned, writeRescue, type GcIdSets } from './gc-sets.js';
-import { HOLDS_PREFIX, VERIFICATIONS_PREFIX } from './layout.js';
+import { CHECKS_PREFIX, HOLDS_PREFIX, INDICATORS_PREFIX, VERIFICATIONS_PREFIX } from './layout.js';
 import { readLeases, type LeaseEntry } from './lease.js';
 
-/** Verification records kept per restore point by prune (only the newest outcome is ever consulted). */
+/** Verification, check and indicator records kept per restore point by prune (only the newest is consulted). */
 const KEEP_VERIFICATIONS = 3;
 
 /**
@@ -67,23 +67,23 @@ export class GcRecords {
   }
 
   /**
-   * Verification records and holds of restore points not in `points`, and verification records beyond the newest
-   * three of each point. Returns how many were removed.
+   * Verification, check (FORMAT.md §8.1) and indicator (§8.2) records and holds of restore points not in `points`,
+   * and such records beyond the newest three of each point and kind. Returns how many were removed.
    */
   async removeOrphanRecords(points: ReadonlySet<string>, op?: Op): Promise<number> {
     let removed = 0;
     const records = new Map<string, BlobName[]>();
-    for (const prefix of [VERIFICATIONS_PREFIX, HOLDS_PREFIX]) {
+    for (const prefix of [VERIFICATIONS_PREFIX, CHECKS_PREFIX, INDICATORS_PREFIX, HOLDS_PREFIX]) {
       for await (const b of this.store.list(prefix, op)) {
         const pointId = b.name.slice(prefix.length).split('/')[0]!;
         if (!/^[0-9a-f]{32}$/.test(pointId)) continue;
         if (!points.has(pointId)) {
           await this.store.delete(b.name, op);
           removed++;
-        } else if (prefix === VERIFICATIONS_PREFIX) {
-          const list = records.get(pointId) ?? [];
+        } else if (prefix !== HOLDS_PREFIX) {
+          const list = records.get(prefix + pointId) ?? [];
           list.push(b.name);
-          records.set(pointId, list);
+          records.set(prefix + pointId, list);
         }
       }
     }

@@ -10,6 +10,7 @@ export const LOCKS_PREFIX = 'locks/';
 export const VERIFICATIONS_PREFIX = 'verifications/';
 export const HOLDS_PREFIX = 'holds/';
 export const CHECKS_PREFIX = 'checks/';
+export const INDICATORS_PREFIX = 'indicators/';
 export const CONDEMNED_PREFIX = 'gc/condemned/';
 export const RESCUE_PREFIX = 'gc/rescue/';
 /** The lease scope of garbage collection (prune): one at a time; its operation says when it deletes. */
@@ -27,6 +28,10 @@ export const verificationBlob = (pointId: string, timeMs: number, ok: boolean) =
 /** checks/<point id>/<ms since epoch, 15 digits>-<ok|failed>: recoverability checks (FORMAT.md §8.1). */
 export const checkBlob = (pointId: string, timeMs: number, ok: boolean) =>
   `${CHECKS_PREFIX}${pointId}/${String(timeMs).padStart(15, '0')}-${ok ? 'ok' : 'failed'}` as BlobName;
+
+/** indicators/<point id>/<ms, 15 digits>-<found|none>: file-level ransomware indicators (FORMAT.md §8.2). */
+export const indicatorsBlob = (pointId: string, timeMs: number, found: boolean) =>
+  `${INDICATORS_PREFIX}${pointId}/${String(timeMs).padStart(15, '0')}-${found ? 'found' : 'none'}` as BlobName;
 
 /** holds/<point id>/<ms, 15 digits>-<8 hex> (FORMAT.md §10): several holds on a point may coexist. */
 export const holdBlob = (pointId: string, timeMs: number, nonce: string) =>

@@ -57,6 +57,8 @@ import {
   verificationBlob,
   checkBlob,
   CHECKS_PREFIX,
+  INDICATORS_PREFIX,
+  indicatorsBlob,
 } from './layout.js';
 
 export interface InitOptions {
@@ -537,6 +539,26 @@ export class Repository {
       if (!best || ms > best.ms || (ms === best.ms && m[2] === 'failed')) best = { ms, ok: m[2] === 'ok' };
     }
     return best ? { time: new Date(best.ms).toISOString(), ok: best.ok } : undefined;
+  }
+
+  // ---- file-level indicator records (FORMAT.md §8.2)
+
+  /** Records the file-level ransomware indicators found in one restore point (`coffer check --files`). Append-only. */
+  async recordIndicators(pointId: string, record: { time: string; found: boolean }, op?: Op): Promise<void> {
+    const time = Date.parse(record.time);
+    await this.store.put(indicatorsBlob(pointId, time, record.found), Buffer.from(JSON.stringify(record)), op);
+  }
+
+  /** The newest indicators outcome of a restore point, from blob names only (`found` wins a tie). */
+  async lastIndicators(pointId: string, op?: Op): Promise<{ time: string; found: boolean } | undefined> {
+    let best: { ms: number; found: boolean } | undefined;
+    for await (const b of this.store.list(`${INDICATORS_PREFIX}${pointId}/`, op)) {
+      const m = /\/(\d{15})-(found|none)$/.exec(b.name);
+      if (!m || b.name !== indicatorsBlob(pointId, Number(m[1]), m[2] === 'found')) continue;
+      const ms = Number(m[1]);
+      if (!best || ms > best.ms || (ms === best.ms && m[2] === 'found')) best = { ms, found: m[2] === 'found' };
+    }
+    return best ? { time: new Date(best.ms).toISOString(), found: best.found } : undefined;
   }
 
   /** The newest check record of a restore point, parsed (undefined if none or unreadable). */

@@ -65,15 +65,26 @@ export const VcenterConfigSchema = z
     path: ['insecureTls'],
   });
 
+/** Every notification event (server/notifier.ts says when each is sent). */
+export const NOTIFICATION_EVENTS = [
+  'job.failed',
+  'job.succeeded',
+  'job.first-failure',
+  'job.recovered',
+  'sla.breach',
+  'point.suspicious',
+  'point.indicators',
+] as const;
+
 export const WebhookSchema = z.strictObject({
   url: z
     .string()
     .url()
     .refine((u) => /^https?:/.test(u), 'must be an http or https URL'),
   events: z
-    .array(z.enum(['job.failed', 'job.succeeded', 'job.first-failure', 'job.recovered', 'sla.breach']))
+    .array(z.enum(NOTIFICATION_EVENTS))
     .min(1)
-    .default(['job.failed', 'sla.breach']),
+    .default(['job.failed', 'sla.breach', 'point.suspicious', 'point.indicators']),
   /** Sent as `Authorization: Bearer ...` (read from this environment variable). */
   tokenEnv: z.string().optional(),
 });
@@ -85,9 +96,9 @@ export const SmtpSchema = z.strictObject({
   from: z.string().min(3),
   to: z.array(z.string().min(3)).min(1),
   events: z
-    .array(z.enum(['job.failed', 'job.succeeded', 'job.first-failure', 'job.recovered', 'sla.breach']))
+    .array(z.enum(NOTIFICATION_EVENTS))
     .min(1)
-    .default(['job.failed', 'sla.breach']),
+    .default(['job.failed', 'sla.breach', 'point.suspicious', 'point.indicators']),
   userEnv: z.string().optional(),
   passwordEnv: z.string().optional(),
 });

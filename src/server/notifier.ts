@@ -1,16 +1,13 @@
 import nodemailer from 'nodemailer';
 import { asCofferError, type Logger } from '../shared/index.js';
-import type { ServerConfig } from './config.js';
+import { NOTIFICATION_EVENTS, type ServerConfig } from './config.js';
 
-export type NotificationEvent = 'job.failed' | 'job.succeeded' | 'job.first-failure' | 'job.recovered' | 'sla.breach';
-
-export const NOTIFICATION_EVENTS = [
-  'job.failed',
-  'job.succeeded',
-  'job.first-failure',
-  'job.recovered',
-  'sla.breach',
-] as const satisfies readonly NotificationEvent[];
+/**
+ * job.* and sla.breach; `point.suspicious`: a backup's restore point is suspicious (anomaly score at or above the
+ * policy's threshold); `point.indicators`: a file-level indicators check found ransomware traces.
+ */
+export type NotificationEvent = (typeof NOTIFICATION_EVENTS)[number];
+export { NOTIFICATION_EVENTS };
 
 /** a finished job as the transition needs it */
 interface FinishedJob {

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CofferError } from '../shared/index.js';
 import { parseWith } from './config.js';
-import { globToRegExp, PolicySpecSchema, resolvePolicyVms, retentionStatus } from './policy.js';
+import { DEFAULT_SIGNAL_THRESHOLDS } from '../engine/index.js';
+import { globToRegExp, PolicySpecSchema, policySignals, resolvePolicyVms, retentionStatus } from './policy.js';
 
 const inventory = [
   { name: 'web01', disks: ['/d/web01.raw'] },
@@ -159,3 +160,22 @@ test(
     assert.deepEqual(e.vcenterErrors, [{ vcenter: 'lab', code: 'VSPHERE_AUTH', message: 'no' }]);
   },
 );
+
+test('policy signals: thresholds over the defaults; holds and the indicators job only with a signals section', () => {
+  const base = { name: 'p', repository: 'main', vms: [{ name: 'vm1' }] };
+  const none = policySignals(PolicySpecSchema.parse(base));
+  assert.deepEqual(none.thresholds, DEFAULT_SIGNAL_THRESHOLDS);
+  assert.deepEqual(none.overrides, {});
+  assert.equal(none.holdOnSuspicious, false);
+  assert.equal(none.fileIndicators, false);
+  const on = policySignals(PolicySpecSchema.parse({ ...base, signals: { suspiciousScore: 70 } }));
+  assert.deepEqual(on.overrides, { suspiciousScore: 70 });
+  assert.equal(on.thresholds.suspiciousScore, 70);
+  assert.equal(on.thresholds.historyPoints, DEFAULT_SIGNAL_THRESHOLDS.historyPoints);
+  assert.equal(on.holdOnSuspicious, true);
+  assert.equal(on.holdDays, 30);
+  assert.equal(on.fileIndicators, true);
+  assert.throws(() => PolicySpecSchema.parse({ ...base, signals: { minHistoryPoints: 20 } }), /minHistoryPoints/);
+  assert.throws(() => PolicySpecSchema.parse({ ...base, signals: { holdDays: -1 } }));
+  assert.deepEqual(PolicySpecSchema.parse({ ...base, check: {} }).check, { everyPoints: 1, timeoutMinutes: 10 });
+});

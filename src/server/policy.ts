@@ -1,5 +1,6 @@
 import { Cron } from 'croner';
 import { z } from 'zod';
+import { DEFAULT_SIGNAL_THRESHOLDS, type SignalThresholds } from '../engine/index.js';
 import { CofferError } from '../shared/index.js';
 import type { InventoryVm } from './config.js';
 import { diskSource, pathLike, POLICY_ID } from './validation.js';
@@ -83,6 +84,48 @@ export const RetentionSchema = z
       'above 0 (an empty retention would remove every restore point)',
   });
 
+/**
+ * Ransomware signals of a policy's backups (DESIGN.md §Ransomware signals): the anomaly score's thresholds (each
+ * optional: engine DEFAULT_SIGNAL_THRESHOLDS) and what a suspicious point triggers on the server: holds on it and on
+ * the VM's last clean point before it (so retention cannot age the good data out during an incident), the
+ * `point.suspicious` notification, and a file-level indicators follow-up job.
+ */
+export const SignalsPolicySchema = z
+  .strictObject({
+    suspiciousScore: z.number().int().min(1).max(100).optional(),
+    historyPoints: z.number().int().min(1).max(1000).optional(),
+    minHistoryPoints: z.number().int().min(0).max(1000).optional(),
+    minIncompressibleShare: z.number().min(0).max(1).optional(),
+    minChangedShare: z.number().min(0).max(1).optional(),
+    medianFactor: z.number().min(1).max(1000).optional(),
+    spreadFactor: z.number().min(0).max(1000).optional(),
+    minIncompressibleFraction: z.number().min(0).max(1).optional(),
+    /** hold the suspicious point and the VM's last clean point before it; default true */
+    holdOnSuspicious: z.boolean().default(true),
+    /** how long those holds last, in days; 0: until removed by hand (`coffer hold remove`); default 30 */
+    holdDays: z.number().int().min(0).max(36500).default(30),
+    /** queue a file-level indicators job (ransom notes, renames, high-entropy rewrites) for a suspicious point */
+    fileIndicators: z.boolean().default(true),
+  })
+  .refine((s) => s.minHistoryPoints === undefined || s.minHistoryPoints <= (s.historyPoints ?? 10), {
+    message: 'minHistoryPoints must not exceed historyPoints (default 10)',
+  });
+
+/**
+ * Recoverability checks of a policy's points (DESIGN.md §Recoverability checks): a `check` job is queued after a
+ * backup when the VM has at least `everyPoints` restore points since its last checked one (1: after every backup).
+ */
+export const CheckPolicySchema = z.strictObject({
+  everyPoints: z.number().int().min(1).max(10000).default(1),
+  /** per filesystem checker run */
+  timeoutMinutes: z
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 60)
+    .default(10),
+});
+
 export const PolicySpecSchema = z.strictObject({
   name: z
     .string()
@@ -115,9 +158,42 @@ export const PolicySpecSchema = z.strictObject({
     })
     .optional(),
   tags: z.array(z.string().min(1).max(128)).max(32).default([]),
+  /** ransomware signal thresholds and the response to a suspicious point; absent: default thresholds, no holds */
+  signals: SignalsPolicySchema.optional(),
+  /** recoverability checks after backups; absent: none */
+  check: CheckPolicySchema.optional(),
 });
 
 export type PolicySpec = z.infer<typeof PolicySpecSchema>;
+
+/** What a policy says about signals, with every default filled in. */
+export interface PolicySignals {
+  thresholds: SignalThresholds;
+  /** only the thresholds the policy sets (what a backup job description carries) */
+  overrides: Partial<SignalThresholds>;
+  holdOnSuspicious: boolean;
+  holdDays: number;
+  fileIndicators: boolean;
+}
+
+/**
+ * A policy without a `signals` section scores with the defaults and notifies (`point.suspicious`), but neither holds
+ * nor queues the indicators job: the response is opt-in ("if the policy says so", issue 18) so that existing policies
+ * keep their retention as it was. With a section, both default to on.
+ */
+export function policySignals(p: Pick<PolicySpec, 'signals'>): PolicySignals {
+  const on = p.signals !== undefined;
+  const { holdOnSuspicious = on, holdDays = 30, fileIndicators = on, ...rest } = p.signals ?? {};
+  const overrides: Partial<SignalThresholds> = {};
+  for (const [k, v] of Object.entries(rest)) if (v !== undefined) overrides[k as keyof SignalThresholds] = v;
+  return {
+    thresholds: { ...DEFAULT_SIGNAL_THRESHOLDS, ...overrides },
+    overrides,
+    holdOnSuspicious,
+    holdDays,
+    fileIndicators,
+  };
+}
 
 export interface Policy extends PolicySpec {
   id: string;

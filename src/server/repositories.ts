@@ -112,9 +112,17 @@ export class RepositoryManager {
     );
     const verified = new Map<string, { time: string; ok: boolean } | undefined>();
     const checked = new Map<string, { time: string; ok: boolean } | undefined>();
+    const indicated = new Map<string, { time: string; found: boolean } | undefined>();
     for (const p of points) {
       verified.set(p.id, await repo.lastVerification(p.id).catch(() => undefined));
       checked.set(p.id, await repo.lastCheck(p.id).catch(() => undefined));
+      indicated.set(p.id, await repo.lastIndicators(p.id).catch(() => undefined));
+    }
+    // active holds per point (a suspicious point's incident holds show in the API and the console)
+    const holds = new Map<string, { until?: string; reason?: string }[]>();
+    for (const h of await repo.listHolds(undefined, { signal: this.deps.signal }).catch(() => [])) {
+      if (h.until !== undefined && Date.parse(h.until) <= Date.now()) continue;
+      holds.set(h.pointId, [...(holds.get(h.pointId) ?? []), h]);
     }
     const { storedBytes, chunkBytes, chunks } = await repo.storedBytes({ signal: this.deps.signal });
     let logicalBytes = 0;
@@ -141,7 +149,10 @@ export class RepositoryManager {
         bytesRead: p.stats.bytesRead,
         bytesStored: p.stats.bytesStored,
         verification: verified.get(p.id) ?? null,
-        status: pointState(p, verified.get(p.id), checked.get(p.id)),
+        status: pointState(p, verified.get(p.id), checked.get(p.id), {
+          indicators: indicated.get(p.id),
+          holds: holds.get(p.id) ?? [],
+        }),
       })),
     );
     this.catalog.repoStats.record(name, {

@@ -1,4 +1,11 @@
-import { forget, isEmptyPolicy, type ForgetReport, type RetentionPolicy } from '../engine/index.js';
+import {
+  forget,
+  isEmptyPolicy,
+  latestClean,
+  pointStatuses,
+  type ForgetReport,
+  type RetentionPolicy,
+} from '../engine/index.js';
 import type { Repository } from '../repository/index.js';
 import { CofferError } from '../shared/index.js';
 import type { PolicySpec } from './policy.js';
@@ -115,4 +122,38 @@ export function retentionLogLines(r: ForgetReport): string[] {
     );
   for (const x of r.removed) lines.push(`retention: removed ${x.id} (${x.time})`);
   return lines;
+}
+
+/** A hold the server put on a restore point because of a suspicious point (DESIGN.md §Ransomware signals). */
+export interface IncidentHold {
+  pointId: string;
+  role: 'suspicious' | 'last-clean';
+  until: string | null;
+}
+
+/**
+ * The response to a suspicious restore point: holds (FORMAT.md §10) on it and on the VM's last clean point before it
+ * (engine latestClean: neither suspicious nor failed, older than the VM's newest suspicious point), `days` long
+ * (0: until removed by hand). Retention (engine forget) never removes a held point, so the good data cannot age
+ * out while the incident is investigated. Returns the holds added; `lastClean` null when the VM has none.
+ */
+export async function holdSuspiciousPoint(
+  repo: Repository,
+  req: { vm: string; pointId: string; score: number; days: number; signal: AbortSignal; now?: number },
+): Promise<{ holds: IncidentHold[]; lastClean: string | null }> {
+  const op = { signal: req.signal };
+  const now = req.now ?? Date.now();
+  const until = req.days > 0 ? new Date(now + req.days * 86_400_000).toISOString() : undefined;
+  const all = (await repo.listPoints(op)).filter((m) => m.vm.name === req.vm);
+  const upTo = all.findIndex((m) => m.id === req.pointId);
+  const statuses = await pointStatuses(repo, upTo >= 0 ? all.slice(0, upTo + 1) : all, op);
+  const clean = latestClean(statuses)?.manifest.id ?? null;
+  const holds: IncidentHold[] = [];
+  const add = async (pointId: string, role: IncidentHold['role'], reason: string) => {
+    await repo.addHold(pointId, { ...(until ? { until } : {}), reason, now }, op);
+    holds.push({ pointId, role, until: until ?? null });
+  };
+  await add(req.pointId, 'suspicious', `coffer-incident: suspicious restore point (score ${req.score})`);
+  if (clean) await add(clean, 'last-clean', `coffer-incident: last clean point before suspicious ${req.pointId}`);
+  return { holds, lastClean: clean };
 }

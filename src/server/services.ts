@@ -4,6 +4,8 @@ import type { Catalog, Job } from './catalog/index.js';
 import type { ServerConfig } from './config.js';
 import type { ServerDeps } from './deps.js';
 import { BackupJob } from './jobs/backup-job.js';
+import { CheckJob } from './jobs/check-job.js';
+import type { Incident } from './jobs/suspicious-point.js';
 import { serverJobDeps } from './jobs/job-deps.js';
 import { PruneJob } from './jobs/prune-job.js';
 import { Placer } from './jobs/placer.js';
@@ -64,6 +66,7 @@ export function buildServices(
     new RestoreJob(),
     new VerifyJob(),
     new PruneJob(),
+    new CheckJob(),
   ];
   const limits = {
     total: config.limits.total,
@@ -175,5 +178,41 @@ function reportFinished(
       },
     });
   }
+  notifyIncident(job, to.notifier);
   if (job.kind === 'backup') to.sla.check();
+}
+
+/**
+ * A backup whose point is suspicious (result.incident, jobs/suspicious-point.ts): `point.suspicious` with the score,
+ * the reasons and the holds; a file-level indicators check that found traces: `point.indicators`.
+ */
+function notifyIncident(job: Job, notifier: Notifier): void {
+  if (job.status !== 'succeeded' || !job.result || typeof job.result !== 'object') return;
+  const r = job.result as { incident?: Incident; kind?: string; found?: boolean; pointId?: string; reasons?: string[] };
+  const where = { vm: job.vm, repository: job.repository, job: job.id };
+  if (job.kind === 'backup' && r.incident) {
+    const i = r.incident;
+    notifier.notify({
+      event: 'point.suspicious',
+      time: new Date().toISOString(),
+      summary:
+        `restore point ${i.pointId} of VM ${i.vm} is suspicious (score ${i.score}): ${i.reasons.join('; ')}` +
+        (i.lastClean ? `; last clean point ${i.lastClean} held` : '; no clean point to hold'),
+      ...where,
+      pointId: i.pointId,
+      score: i.score,
+      reasons: i.reasons,
+      holds: i.holds,
+      lastClean: i.lastClean,
+    });
+  }
+  if (job.kind === 'check' && r.kind === 'files' && r.found === true)
+    notifier.notify({
+      event: 'point.indicators',
+      time: new Date().toISOString(),
+      summary: `ransomware traces in the files of restore point ${r.pointId}: ${(r.reasons ?? []).join('; ')}`,
+      ...where,
+      pointId: r.pointId,
+      reasons: r.reasons,
+    });
 }

@@ -1,10 +1,16 @@
 import { spawn } from 'node:child_process';
 import type { Command } from 'commander';
-import { checkRestorePoint, resolvePointRef, type CheckRecord } from '../../engine/index.js';
+import { checkFileIndicators, checkRestorePoint, resolvePointRef, type CheckRecord } from '../../engine/index.js';
 import { CofferError } from '../../shared/index.js';
 import { parseInteger, type CommandKit, type CommonOpts } from '../kit/index.js';
 
-type CheckOpts = CommonOpts & { timeout: string; onFailure?: string; record: boolean };
+type CheckOpts = CommonOpts & {
+  timeout: string;
+  onFailure?: string;
+  record: boolean;
+  files?: boolean;
+  against?: string;
+};
 
 /** `coffer check`: is a restore point recoverable? Read-only filesystem checks over NBD, recorded with the point. */
 export function checkCommand(program: Command, kit: CommandKit): void {
@@ -25,11 +31,41 @@ export function checkCommand(program: Command, kit: CommandKit): void {
         'COFFER_CHECK_PROBLEMS in the environment)',
     )
     .option('--no-record', 'do not record the result in the repository')
+    .option(
+      '--files',
+      'file-level ransomware indicators instead: ransom notes, renames to one new extension and high-entropy ' +
+        "rewrites of sampled files, against the VM's previous point (exit 51 when found)",
+    )
+    .option('--against <id>', 'with --files: the restore point to compare with (default the previous one)')
     .action(async (ref: string, o: CheckOpts) => {
       const logger = kit.logger(o);
       const timeoutMs = parseInteger(o.timeout, '--timeout') * 1000;
       const repo = await kit.openRepo(o, logger, true);
       const pointId = await resolvePointRef(repo, ref);
+      if (o.against !== undefined && !o.files) throw new CofferError('USAGE', '--against goes with --files');
+      if (o.files) {
+        const against = o.against !== undefined ? await resolvePointRef(repo, o.against) : undefined;
+        const r = await checkFileIndicators(repo, kit.useCase, { pointId, against, record: o.record });
+        if (o.json) kit.writeJson(r);
+        else {
+          const eg = (x: string[]) => (x.length ? ` (${x.slice(0, 3).join(', ')})` : '');
+          kit.write(
+            `restore point ${pointId} against ${r.againstId}: ${r.changes.added} added, ${r.changes.removed} ` +
+              `removed, ${r.changes.changed} changed\n` +
+              `ransom notes: ${r.ransomNotes.count}${eg(r.ransomNotes.examples)}\n` +
+              `renames to one extension: ${r.renames.count} of ${r.renames.total}` +
+              `${r.renames.extension ? ` (${r.renames.extension})` : ''}\n` +
+              `high-entropy rewrites: ${r.entropyRewrites.count} of ${r.entropyRewrites.sampled} sampled\n`,
+          );
+          for (const n of r.notes.slice(0, 20)) kit.write(`note: ${n}\n`);
+          kit.write(r.found ? `INDICATORS FOUND: ${r.reasons.join('; ')}\n` : 'no ransomware indicators found\n');
+        }
+        if (r.found)
+          throw new CofferError('INDICATORS_FOUND', `restore point ${pointId}: ${r.reasons.join('; ')}`, {
+            details: { pointId, reasons: r.reasons, reported: true },
+          });
+        return;
+      }
       const record = await checkRestorePoint(repo, kit.useCase, {
         pointId,
         timeoutMs,

@@ -3,7 +3,7 @@ import { CofferError } from '../../shared/index.js';
 import { parseInteger, type CommandKit } from '../kit/index.js';
 
 /** restores to files stay on the server: their targets are below its restore directories */
-const KINDS = ['backup', 'verify', 'prune'];
+const KINDS = ['backup', 'verify', 'prune', 'check'];
 const TRANSPORTS = ['disk', 'http', 'nbd', 'hotadd'];
 
 /** a comma-separated list; `any` (or absent) is null: no restriction */

@@ -1,2 +1,12 @@
 export { checkPoint, type CheckRecord, type VolumeCheck, type CheckPointOptions } from './recoverability-check.js';
 export { FSCK_TOOLS, runTool, type ToolRun } from './fsck-tools.js';
+export {
+  entropyBitsPerByte,
+  findRenames,
+  isRansomNote,
+  noEarlierPoint,
+  scanFileIndicators,
+  INDICATOR_LIMITS,
+  INDICATOR_THRESHOLDS,
+  type IndicatorRecord,
+} from './file-indicators.js';

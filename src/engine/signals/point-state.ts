@@ -20,9 +20,23 @@ export interface PointStatus {
   reasons: string[];
   verification: Outcome | null;
   check: Outcome | null;
+  /** newest file-level indicators record (FORMAT.md §8.2): `found` true when ransomware traces were seen */
+  indicators?: { time: string; found: boolean } | null;
+  /** active holds (FORMAT.md §10), when the caller looked them up (the server's catalog does) */
+  holds?: { until: string | null; reason: string | null }[];
 }
 
-export function pointState(m: Manifest, verification?: Outcome, check?: Outcome): PointStatus {
+export interface StatusExtras {
+  indicators?: { time: string; found: boolean } | undefined;
+  holds?: { until?: string | undefined; reason?: string | undefined }[] | undefined;
+}
+
+export function pointState(
+  m: Manifest,
+  verification?: Outcome,
+  check?: Outcome,
+  extras: StatusExtras = {},
+): PointStatus {
   const suspicious = m.signals?.suspicious === true;
   const failed = verification?.ok === false || check?.ok === false;
   const state: PointState = failed ? 'failed' : suspicious ? 'suspicious' : verification?.ok ? 'verified' : 'clean';
@@ -33,6 +47,10 @@ export function pointState(m: Manifest, verification?: Outcome, check?: Outcome)
     reasons: m.signals?.reasons ?? [],
     verification: verification ?? null,
     check: check ?? null,
+    ...(extras.indicators !== undefined ? { indicators: extras.indicators } : {}),
+    ...(extras.holds !== undefined
+      ? { holds: extras.holds.map((h) => ({ until: h.until ?? null, reason: h.reason ?? null })) }
+      : {}),
   };
 }
 

@@ -1,5 +1,12 @@
 import type { Repository } from '../../repository/index.js';
-import { checkPoint, type CheckRecord, type VolumeCheck } from '../check/index.js';
+import {
+  checkPoint,
+  noEarlierPoint,
+  scanFileIndicators,
+  type CheckRecord,
+  type IndicatorRecord,
+  type VolumeCheck,
+} from '../check/index.js';
 import { withCodecPool, type EventSink, type UseCaseContext } from './context.js';
 
 export interface CheckPointRequest {
@@ -34,5 +41,38 @@ export async function checkRestorePoint(
   );
   if (req.record !== false) await repo.recordCheck(record.pointId, record, { signal: ctx.signal });
   if (!record.ok) await Promise.resolve(req.onFailure?.(record)).catch(() => undefined);
+  return record;
+}
+
+export interface FileIndicatorsRequest {
+  pointId: string;
+  /** the point to compare with; default the VM's point before this one */
+  against?: string | undefined;
+  /** record the outcome with the point (FORMAT.md §8.2); default true */
+  record?: boolean | undefined;
+}
+
+/**
+ * `coffer check --files`: file-level ransomware indicators of a (suspicious) point against the VM's previous point
+ * (DESIGN.md §File-level indicators), recorded with it. Runs as a follow-up job, never inside a backup.
+ */
+export async function checkFileIndicators(
+  repo: Repository,
+  ctx: UseCaseContext,
+  req: FileIndicatorsRequest,
+): Promise<IndicatorRecord> {
+  const op = { signal: ctx.signal };
+  let against = req.against;
+  if (against === undefined) {
+    const m = await repo.loadManifest(req.pointId, op);
+    const earlier = (await repo.listPoints(op)).filter(
+      (p) => p.vm.name === m.vm.name && p.id !== m.id && p.time <= m.time,
+    );
+    against = earlier.at(-1)?.id ?? noEarlierPoint(req.pointId);
+  }
+  const record = await withCodecPool(ctx, repo.codecParams, (pool) =>
+    scanFileIndicators(repo, pool, req.pointId, against, op),
+  );
+  if (req.record !== false) await repo.recordIndicators(record.pointId, record, op);
   return record;
 }

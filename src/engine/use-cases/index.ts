@@ -54,4 +54,10 @@ export {
   type DiffFilesResult,
 } from './find-files.js';
 export { pointStatuses, statusOf, resolvePointRef, type PointWithStatus } from './point-status.js';
-export { checkRestorePoint, type CheckPointRequest, type CheckPointEvent } from './check-point.js';
+export {
+  checkRestorePoint,
+  checkFileIndicators,
+  type CheckPointRequest,
+  type CheckPointEvent,
+  type FileIndicatorsRequest,
+} from './check-point.js';

@@ -12,8 +12,12 @@ export interface PointWithStatus {
 export async function pointStatuses(repo: Repository, points: Manifest[], op?: Op): Promise<PointWithStatus[]> {
   const out: PointWithStatus[] = [];
   for (const m of points) {
-    const [verification, check] = await Promise.all([repo.lastVerification(m.id, op), repo.lastCheck(m.id, op)]);
-    out.push({ manifest: m, status: pointState(m, verification, check) });
+    const [verification, check, indicators] = await Promise.all([
+      repo.lastVerification(m.id, op),
+      repo.lastCheck(m.id, op),
+      repo.lastIndicators(m.id, op),
+    ]);
+    out.push({ manifest: m, status: pointState(m, verification, check, indicators ? { indicators } : {}) });
   }
   return out;
 }

@@ -15,6 +15,7 @@ export {
   type JobStatus,
   type JobsTable,
   type PruneParams,
+  type CheckParams,
   type RestoreParams,
   type VerifyParams,
 } from './jobs.js';

@@ -1,6 +1,6 @@
 import type { Db } from './db.js';
 
-export type JobKind = 'backup' | 'restore' | 'verify' | 'prune';
+export type JobKind = 'backup' | 'restore' | 'verify' | 'prune' | 'check';
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 export const TERMINAL_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled'];
 
@@ -21,6 +21,12 @@ export interface RestoreParams {
 }
 export interface VerifyParams {
   readDataPercent: number;
+}
+/** a recoverability check (fsck) of one point, or its file-level ransomware indicators (`files`) */
+export interface CheckParams {
+  pointId: string;
+  files?: boolean;
+  timeoutMinutes?: number;
 }
 /** prune (garbage collection) has no parameters: it works on the whole repository */
 export type PruneParams = Record<string, never>;
@@ -45,7 +51,7 @@ export interface Job {
   policyId: string | null;
   vm: string | null;
   repository: string;
-  params: BackupParams | RestoreParams | VerifyParams | PruneParams;
+  params: BackupParams | RestoreParams | VerifyParams | PruneParams | CheckParams;
   attempt: number;
   maxAttempts: number;
   notBefore: string;

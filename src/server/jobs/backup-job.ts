@@ -1,7 +1,10 @@
 import type { BackupJob as BackupDescription, JobInput } from '../../jobs/index.js';
 import { asCofferError, type Logger } from '../../shared/index.js';
 import type { PoliciesTable } from '../catalog/index.js';
+import { policySignals } from '../policy.js';
 import { applyPolicyRetention, policyTag, retentionLogLines } from '../retention.js';
+import { queueCheckIfDue } from './policy-check.js';
+import { respondToSuspicious } from './suspicious-point.js';
 import type { JobQueue } from './queue.js';
 import type { BackupParams, ExecProgress, JobContext, JobKindHandler } from './types.js';
 
@@ -39,6 +42,7 @@ export class BackupJob implements JobKindHandler {
       // the policy's mark: its retention looks only at the points it made (server/retention.ts)
       tags: job.policyId ? [...p.tags.filter((t) => t !== policyTag(job.policyId!)), policyTag(job.policyId)] : p.tags,
       verifyCbt: false,
+      ...this.signalOverrides(job.policyId),
     };
     return description;
   }
@@ -48,7 +52,12 @@ export class BackupJob implements JobKindHandler {
   }
 
   async succeeded(ctx: JobContext, executed: unknown): Promise<unknown> {
+    const { job } = ctx;
     const result = { ...(executed as Record<string, unknown>) };
+    // before retention: the holds keep the suspicious point and the last clean one out of its reach
+    await respondToSuspicious(ctx, result, this.policyOf(job.policyId), this.deps.queue);
+    // before retention too: the points it removes still count towards `check.everyPoints`
+    await queueCheckIfDue(ctx, result, this.policyOf(job.policyId), this.deps.queue);
     await this.applyRetention(ctx, result);
     await ctx.refreshCatalog();
     return result;
@@ -93,6 +102,22 @@ export class BackupJob implements JobKindHandler {
       logger.warn(`retention failed: [${err.code}] ${err.message}`);
       result.retention = { error: { code: err.code, message: err.message } };
     }
+  }
+
+  /** the job's policy, if it still exists */
+  private policyOf(policyId: string | null) {
+    if (!policyId) return undefined;
+    try {
+      return this.deps.policies.get(policyId);
+    } catch {
+      return undefined;
+    }
+  }
+
+  private signalOverrides(policyId: string | null): Pick<BackupDescription, 'signalThresholds'> {
+    const p = this.policyOf(policyId);
+    const o = p ? policySignals(p).overrides : {};
+    return Object.keys(o).length > 0 ? { signalThresholds: o } : {};
   }
 
   /** the retention of the job's policy, if the policy still exists and has one */

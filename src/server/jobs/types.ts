@@ -14,6 +14,7 @@ export type {
   JobStatus,
   LogLevel,
   PruneParams,
+  CheckParams,
   RestoreParams,
   VerifyParams,
 } from '../catalog/index.js';

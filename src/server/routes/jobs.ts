@@ -37,6 +37,13 @@ const StartJob = z.discriminatedUnion('kind', [
     kind: z.literal('prune'),
     repository: z.string().min(1).max(64),
   }),
+  z.strictObject({
+    /** a recoverability check (fsck over NBD) of one point, or its file-level ransomware indicators (`files`) */
+    kind: z.literal('check'),
+    repository: z.string().min(1).max(64),
+    pointId: z.string().regex(/^[0-9a-f]{32}$/),
+    files: z.boolean().default(false),
+  }),
 ]);
 
 type JobsContext = Pick<ApiContext, 'catalog' | 'config' | 'repos' | 'queue' | 'runner' | 'scheduler' | 'vcenters'>;
@@ -53,7 +60,7 @@ export function registerJobRoutes(routes: Routes, ctx: JobsContext): void {
   routes.add({
     method: 'POST',
     url: '/api/v1/jobs',
-    summary: 'Start a backup, restore, verify or prune job',
+    summary: 'Start a backup, restore, verify, prune or check job',
     tag: 'jobs',
     permission: 'restore',
     status: 202,
@@ -69,7 +76,7 @@ export function registerJobRoutes(routes: Routes, ctx: JobsContext): void {
     permission: 'read',
     query: Pagination.extend({
       status: z.enum(JOB_STATES).optional(),
-      kind: z.enum(['backup', 'restore', 'verify', 'prune']).optional(),
+      kind: z.enum(['backup', 'restore', 'verify', 'prune', 'check']).optional(),
       vm: z.string().max(512).optional(),
     }),
     handler: ({ query }) => {
@@ -180,6 +187,20 @@ async function startJob(
       throw new CofferError('CONFLICT', `a prune of repository ${body.repository} is already queued or running`);
     const job = queue.enqueue({ kind: 'prune', repository: body.repository, params: {}, requestedBy: by });
     a({ job: job.id });
+    return [job];
+  }
+  if (body.kind === 'check') {
+    const vm = catalog.restorePoints.vmOf(body.repository, body.pointId);
+    if (vm === undefined)
+      throw new CofferError('NOT_FOUND', `no restore point ${body.pointId} in repository ${body.repository}`);
+    const job = queue.enqueue({
+      kind: 'check',
+      repository: body.repository,
+      vm,
+      params: { pointId: body.pointId, files: body.files },
+      requestedBy: by,
+    });
+    a({ job: job.id, pointId: body.pointId, files: body.files });
     return [job];
   }
   const job = queue.enqueue({
