@@ -115,6 +115,7 @@ describe('console API types against the running server', () => {
       ['user', SHAPES.user, one(await get('/api/v1/users'), 'users')],
       ['token', SHAPES.token, one(await get('/api/v1/tokens'), 'tokens')],
       ['audit', SHAPES.audit, one(await get('/api/v1/audit'), 'audit records')],
+      ['proxy', SHAPES.proxy, one(await get('/api/v1/proxies'), "proxies (the server's own)")],
     ];
     for (const [what, shape, value] of checks) assert.deepEqual(missing(shape, value), [], `${what}: keys missing`);
     const vm = one(await get('/api/v1/vms'), 'vms') as { lastPoint: Record<string, unknown> };
@@ -126,7 +127,7 @@ describe('console API types against the running server', () => {
   it("the restore wizard offers what the server's OpenAPI document has, and learns new job kinds from it", async () => {
     const doc = (await api(server.url, 'GET', '/api/openapi.json')).body as OpenApi;
     const caps = capabilities(doc);
-    assert.deepEqual([...caps.jobKinds.keys()].sort(), ['backup', 'prune', 'restore', 'verify']);
+    assert.deepEqual([...caps.jobKinds.keys()].sort(), ['backup', 'check', 'prune', 'restore', 'verify']);
     assert.equal(caps.instantRecovery, undefined, 'no instant recovery route on this server: the wizard says so');
     assert.deepEqual(caps.jobKinds.get('restore')?.required, ['kind', 'repository', 'pointId', 'disk', 'target']);
     // a server that gains a whole-VM restore job kind and an instant recovery route (made up here: no server of

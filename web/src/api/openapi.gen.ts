@@ -218,6 +218,23 @@ export interface Paths {
           readDataPercent?: number;
         };
         tags?: string[];
+        signals?: {
+          suspiciousScore?: number;
+          historyPoints?: number;
+          minHistoryPoints?: number;
+          minIncompressibleShare?: number;
+          minChangedShare?: number;
+          medianFactor?: number;
+          spreadFactor?: number;
+          minIncompressibleFraction?: number;
+          holdOnSuspicious?: boolean;
+          holdDays?: number;
+          fileIndicators?: boolean;
+        };
+        check?: {
+          everyPoints?: number;
+          timeoutMinutes?: number;
+        };
       };
       status: 201;
     };
@@ -269,6 +286,23 @@ export interface Paths {
           readDataPercent?: number;
         };
         tags?: string[];
+        signals?: {
+          suspiciousScore?: number;
+          historyPoints?: number;
+          minHistoryPoints?: number;
+          minIncompressibleShare?: number;
+          minChangedShare?: number;
+          medianFactor?: number;
+          spreadFactor?: number;
+          minIncompressibleFraction?: number;
+          holdOnSuspicious?: boolean;
+          holdDays?: number;
+          fileIndicators?: boolean;
+        };
+        check?: {
+          everyPoints?: number;
+          timeoutMinutes?: number;
+        };
       };
       status: 200;
     };
@@ -303,6 +337,11 @@ export interface Paths {
       } | {
         kind: "prune";
         repository: string;
+      } | {
+        kind: "check";
+        repository: string;
+        pointId: string;
+        files?: boolean;
       };
       status: 202;
     };
@@ -312,7 +351,7 @@ export interface Paths {
         limit?: number;
         cursor?: string;
         status?: "queued" | "retrying" | "running" | "succeeded" | "failed" | "cancelled";
-        kind?: "backup" | "restore" | "verify" | "prune";
+        kind?: "backup" | "restore" | "verify" | "prune" | "check";
         vm?: string;
       };
       body: never;
@@ -343,6 +382,123 @@ export interface Paths {
     post: {
       path: {
         id: number;
+      };
+      query: Record<string, never>;
+      body: never;
+      status: 200;
+    };
+  };
+  "/api/v1/proxy/register": {
+    post: {
+      path: Record<string, never>;
+      query: Record<string, never>;
+      body: {
+        name: string;
+        version: string;
+        concurrency: number;
+        capabilities: {
+          kinds: ("backup" | "restore" | "verify" | "prune" | "check")[];
+          transports: ("disk" | "http" | "nbd" | "hotadd")[];
+          repositories: string[] | null;
+          vcenters: string[] | null;
+          clusters: string[] | null;
+          datastores: string[] | null;
+        };
+      };
+      status: 200;
+    };
+  };
+  "/api/v1/proxy/heartbeat": {
+    post: {
+      path: Record<string, never>;
+      query: Record<string, never>;
+      body: {
+        name: string;
+        running: number[];
+      };
+      status: 200;
+    };
+  };
+  "/api/v1/proxy/claim": {
+    post: {
+      path: Record<string, never>;
+      query: Record<string, never>;
+      body: {
+        name: string;
+        free: number;
+      };
+      status: 200;
+    };
+  };
+  "/api/v1/proxy/jobs/{id}/events": {
+    post: {
+      path: {
+        id: number;
+      };
+      query: Record<string, never>;
+      body: {
+        name: string;
+        attempt: number;
+        events: ({
+          type: "log";
+          level: "info" | "warn";
+          message: string;
+        } | {
+          type: "progress";
+          unit: "bytes" | "items";
+          done: number;
+          total: number;
+          phase?: string;
+        })[];
+      };
+      status: 200;
+    };
+  };
+  "/api/v1/proxy/jobs/{id}/finish": {
+    post: {
+      path: {
+        id: number;
+      };
+      query: Record<string, never>;
+      body: {
+        name: string;
+        attempt: number;
+        outcome: {
+          ok: true;
+          result: unknown;
+        } | {
+          ok: false;
+          error: {
+            code: string;
+            message: string;
+          };
+        };
+      };
+      status: 200;
+    };
+  };
+  "/api/v1/proxies": {
+    get: {
+      path: Record<string, never>;
+      query: Record<string, never>;
+      body: never;
+      status: 200;
+    };
+  };
+  "/api/v1/proxies/{id}/drain": {
+    post: {
+      path: {
+        id: string;
+      };
+      query: Record<string, never>;
+      body: never;
+      status: 200;
+    };
+  };
+  "/api/v1/proxies/{id}/undrain": {
+    post: {
+      path: {
+        id: string;
       };
       query: Record<string, never>;
       body: never;
@@ -403,7 +559,7 @@ export interface Paths {
       query: Record<string, never>;
       body: {
         name: string;
-        role: "admin" | "operator" | "restore-operator" | "viewer";
+        role: "admin" | "operator" | "restore-operator" | "viewer" | "proxy";
         expiresInDays?: number;
       };
       status: 201;

@@ -21,7 +21,7 @@ export interface Me {
   role: Role;
 }
 export type JobState = 'queued' | 'retrying' | 'running' | 'succeeded' | 'failed' | 'cancelled';
-export type JobKind = 'backup' | 'restore' | 'verify' | 'prune';
+export type JobKind = 'backup' | 'restore' | 'verify' | 'prune' | 'check';
 export interface JobError {
   code: string;
   message: string;
@@ -107,6 +107,10 @@ export interface Job {
   error: JobError | null;
   progress: { bytesDone: number; bytesTotal: number } | null;
   retryAt?: string;
+  /** the proxy that ran (or runs) it: a `coffer proxy` name, or `local:...` for a server's built-in one */
+  proxy?: string | null;
+  /** why a queued job has not started (no capable proxy online, a limit reached) */
+  waitReason?: string | null;
 }
 export interface JobLogLine {
   seq: number;
@@ -194,8 +198,28 @@ export interface FindResult {
   entriesWalked: number;
   notes: string[];
 }
-/** GET /api/v1/proxies: built on another branch; the console renders whatever fields it finds */
-export type ProxyInfo = Record<string, unknown> & { name?: string; id?: string };
+/** GET /api/v1/proxies: a data mover (`coffer proxy`, or a server's built-in one) */
+export interface ProxyInfo {
+  owner: string;
+  name: string;
+  local: boolean;
+  version: string;
+  capabilities: {
+    kinds: string[];
+    transports: string[];
+    repositories: string[] | null;
+    vcenters: string[] | null;
+    clusters: string[] | null;
+    datastores: string[] | null;
+  };
+  concurrency: number;
+  drained: boolean;
+  registeredAt: string;
+  lastHeartbeat: string;
+  state: 'online' | 'draining' | 'drained' | 'offline';
+  running: number;
+  jobs: number[];
+}
 
 /** What each operation the console calls answers (key: "method path", as in Paths). */
 export interface Responses {
@@ -226,6 +250,9 @@ export interface Responses {
   'get /api/v1/tokens': Page<ApiToken>;
   'post /api/v1/tokens': { id: string; name: string; role: Role; token: string; expiresAt: string | null };
   'delete /api/v1/tokens/{id}': unknown;
+  'get /api/v1/proxies': Page<ProxyInfo>;
+  'post /api/v1/proxies/{id}/drain': ProxyInfo;
+  'post /api/v1/proxies/{id}/undrain': ProxyInfo;
 }
 
 /** Fails to compile when Responses names an operation the server's OpenAPI document does not have. */

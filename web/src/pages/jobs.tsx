@@ -8,7 +8,7 @@ import { go, href } from '../ui/router.js';
 import { PAGE_SIZE } from './vms.js';
 
 const STATES: JobState[] = ['queued', 'retrying', 'running', 'succeeded', 'failed', 'cancelled'];
-const KINDS: JobKind[] = ['backup', 'restore', 'verify', 'prune'];
+const KINDS: JobKind[] = ['backup', 'restore', 'verify', 'prune', 'check'];
 
 /** The same job again: a new job with the same arguments (a backup of the VM by its policy, a restore, ...). */
 export async function retryJob(j: Job): Promise<number> {
@@ -27,7 +27,9 @@ export async function retryJob(j: Job): Promise<number> {
           }
         : j.kind === 'verify'
           ? { kind: 'verify' as const, repository: j.repository, readDataPercent: Number(p.readDataPercent ?? 0) }
-          : { kind: 'prune' as const, repository: j.repository };
+          : j.kind === 'check'
+            ? { kind: 'check' as const, repository: j.repository, pointId: String(p.pointId), files: p.files === true }
+            : { kind: 'prune' as const, repository: j.repository };
   const r = await api('post /api/v1/jobs', { body });
   return r.items[0]!.id;
 }
@@ -94,7 +96,7 @@ export function JobsPage({ params }: { params: URLSearchParams }) {
             <Table
               id="jobs-table"
               caption="jobs"
-              head={['#', 'Kind', 'VM', 'Status', 'Failure', 'Trigger', 'Created', 'Finished', '']}
+              head={['#', 'Kind', 'VM', 'Status', 'Failure', 'Proxy', 'Trigger', 'Created', 'Finished', '']}
             >
               {r.items.map((j) => (
                 <tr key={j.id} data-job={j.id} data-status={j.status}>
@@ -106,7 +108,10 @@ export function JobsPage({ params }: { params: URLSearchParams }) {
                   <td class={`job-status ${statusClass(j.status)}`}>
                     {j.status === 'retrying' ? `retrying (${when(j.retryAt)})` : j.status}
                   </td>
-                  <td class="job-error">{failureText(j.error)}</td>
+                  <td class="job-error">
+                    {j.waitReason && j.status === 'queued' ? j.waitReason : failureText(j.error)}
+                  </td>
+                  <td class="job-proxy">{j.proxy ?? '-'}</td>
                   <td>{j.trigger}</td>
                   <td>{when(j.createdAt)}</td>
                   <td>{when(j.finishedAt)}</td>

@@ -1,46 +1,96 @@
-import { optionalGet } from '../api/client.js';
-import type { Page, ProxyInfo } from '../api/types.js';
-import { Loaded, Table, Title } from '../ui/components.js';
-import { useAsync } from '../ui/hooks.js';
+import { useState } from 'preact/hooks';
+import { api } from '../api/client.js';
+import type { ProxyInfo } from '../api/types.js';
+import { ErrorBox, Loaded, Table, Title } from '../ui/components.js';
+import { when } from '../ui/format.js';
+import { useAsync, useCan } from '../ui/hooks.js';
 
-const cell = (v: unknown): string =>
-  v === null || v === undefined ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v);
+const list = (v: string[] | null): string => (v === null ? 'any' : v.length === 0 ? 'none' : v.join(', '));
 
-/** Data movers (GET /api/v1/proxies, a route of a newer server): its columns are whatever fields it reports. */
+/**
+ * Data movers (GET /api/v1/proxies): each `coffer proxy` and each server's built-in one, with its state, load,
+ * capabilities, version and last heartbeat; an operator drains one for maintenance (it finishes its running jobs and
+ * takes no new ones) and puts it back.
+ */
 export function ProxiesPage() {
-  const state = useAsync(() => optionalGet('/api/v1/proxies') as Promise<Page<ProxyInfo> | null>, []);
+  const [reload, setReload] = useState(0);
+  const [error, setError] = useState<Error | undefined>();
+  const canOperate = useCan('operate');
+  const state = useAsync(() => api('get /api/v1/proxies'), [reload]);
+  const act = (id: string, op: 'drain' | 'undrain') => async () => {
+    try {
+      await api(`post /api/v1/proxies/{id}/${op}`, { path: { id } });
+      setReload((n) => n + 1);
+    } catch (e) {
+      setError(e as Error);
+    }
+  };
   return (
     <>
       <Title>Proxies</Title>
+      <ErrorBox error={error} />
       <Loaded state={state}>
-        {(r) => {
-          if (r === null)
-            return (
-              <p class="muted" id="no-proxies-api">
-                no proxies API: this server does not have GET /api/v1/proxies (backups run in the server's built-in
-                proxy)
-              </p>
-            );
-          const items = r.items ?? [];
-          if (items.length === 0)
-            return (
-              <p class="muted" id="no-proxies">
-                No proxies registered.
-              </p>
-            );
-          const cols = [...new Set(items.flatMap((p) => Object.keys(p)))].slice(0, 10);
-          return (
-            <Table id="proxies-table" caption="proxies" head={cols}>
-              {items.map((p, i) => (
-                <tr key={cell(p.id ?? p.name ?? i)} data-proxy={cell(p.name ?? p.id ?? i)}>
-                  {cols.map((c) => (
-                    <td key={c}>{cell(p[c])}</td>
-                  ))}
+        {(r) =>
+          r.items.length === 0 ? (
+            <p class="muted" id="no-proxies">
+              No proxies registered: jobs wait until one registers (the server runs none of its own: --no-local-proxy).
+            </p>
+          ) : (
+            <Table
+              id="proxies-table"
+              caption="proxies"
+              head={['Name', 'State', 'Load', 'Job kinds', 'Transports', 'Reaches', 'Version', 'Last heartbeat', '']}
+            >
+              {r.items.map((p: ProxyInfo) => (
+                <tr key={p.owner} data-proxy={p.name} data-state={p.state}>
+                  <td>
+                    {p.name}
+                    {p.local ? <span class="muted"> (built-in)</span> : null}
+                  </td>
+                  <td class={`proxy-state ${p.state === 'offline' ? 'bad' : p.state === 'online' ? 'ok' : 'warn'}`}>
+                    {p.state}
+                  </td>
+                  <td>
+                    {p.running} / {p.concurrency}
+                    {p.jobs.length > 0 ? (
+                      <span class="muted">
+                        {' '}
+                        (jobs{' '}
+                        {p.jobs.map((id, i) => (
+                          <span key={id}>
+                            {i > 0 ? ', ' : ''}
+                            <a href={`#/jobs/${id}`}>{id}</a>
+                          </span>
+                        ))}
+                        )
+                      </span>
+                    ) : null}
+                  </td>
+                  <td>{p.capabilities.kinds.join(', ')}</td>
+                  <td>{p.capabilities.transports.join(', ')}</td>
+                  <td>
+                    repositories {list(p.capabilities.repositories)}; vCenters {list(p.capabilities.vcenters)}; clusters{' '}
+                    {list(p.capabilities.clusters)}; datastores {list(p.capabilities.datastores)}
+                  </td>
+                  <td>{p.version}</td>
+                  <td>{when(p.lastHeartbeat)}</td>
+                  <td class="actions">
+                    {canOperate ? (
+                      <button
+                        type="button"
+                        class="secondary"
+                        aria-label={`${p.drained ? 'undrain' : 'drain'} ${p.name}`}
+                        onClick={act(p.owner, p.drained ? 'undrain' : 'drain')}
+                      >
+                        {p.drained ? 'Undrain' : 'Drain'}
+                      </button>
+                    ) : null}
+                  </td>
                 </tr>
               ))}
             </Table>
-          );
-        }}
+          )
+        }
       </Loaded>
     </>
   );
