@@ -6,6 +6,9 @@ import { when } from '../ui/format.js';
 import { useAsync, useCan } from '../ui/hooks.js';
 
 const list = (v: string[] | null): string => (v === null ? 'any' : v.length === 0 ? 'none' : v.join(', '));
+const reaches = ({ capabilities: c }: ProxyInfo): string =>
+  `repositories ${list(c.repositories)}; vCenters ${list(c.vcenters)}; clusters ${list(c.clusters)}; ` +
+  `datastores ${list(c.datastores)}`;
 
 /**
  * Data movers (GET /api/v1/proxies): each `coffer proxy` and each server's built-in one, with its state, load,
@@ -68,10 +71,7 @@ export function ProxiesPage() {
                   </td>
                   <td>{p.capabilities.kinds.join(', ')}</td>
                   <td>{p.capabilities.transports.join(', ')}</td>
-                  <td>
-                    repositories {list(p.capabilities.repositories)}; vCenters {list(p.capabilities.vcenters)}; clusters{' '}
-                    {list(p.capabilities.clusters)}; datastores {list(p.capabilities.datastores)}
-                  </td>
+                  <td>{reaches(p)}</td>
                   <td>{p.version}</td>
                   <td>{when(p.lastHeartbeat)}</td>
                   <td class="actions">
