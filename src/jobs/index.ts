@@ -17,3 +17,4 @@ export {
   type VsphereSourceSpec,
 } from './job.js';
 export { runJob, type JobDeps, type JobEvent, type RunJobOptions } from './runner.js';
+export type { ProxyCapabilities, ProxyRunOptions } from './proxy.js';

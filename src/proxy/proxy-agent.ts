@@ -1,19 +1,12 @@
 import { TOOL_VERSION } from '../engine/index.js';
-import { runJob } from '../jobs/index.js';
+import { runJob, type ProxyCapabilities } from '../jobs/index.js';
 import { CofferError, asCofferError, type Logger } from '../shared/index.js';
 import type { ProxyClient } from './proxy-client.js';
 import { proxyJobDeps, type ProxyDeps } from './proxy-job-deps.js';
 import { Claimed, HeartbeatAnswer, parseAnswer, Registered, type Assignment } from './wire.js';
 
-/** What a proxy tells the server it can do (the server's ProxyCapabilities). */
-export interface Capabilities {
-  kinds: string[];
-  transports: string[];
-  repositories: string[] | null;
-  vcenters: string[] | null;
-  clusters: string[] | null;
-  datastores: string[] | null;
-}
+/** What a proxy tells the server it can do. */
+export type Capabilities = ProxyCapabilities;
 
 export interface AgentOptions {
   name: string;

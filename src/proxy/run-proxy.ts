@@ -2,27 +2,13 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import type { Writable } from 'node:stream';
 import { TOOL_VERSION } from '../engine/index.js';
+import type { ProxyRunOptions } from '../jobs/index.js';
 import { CofferError, type Logger } from '../shared/index.js';
 import { ProxyAgent, type Capabilities } from './proxy-agent.js';
 import { ProxyClient } from './proxy-client.js';
 import type { ProxyDeps } from './proxy-job-deps.js';
 
-export interface ProxyOptions {
-  server: string;
-  tokenFile: string;
-  caFile?: string | undefined;
-  /** default: this host's name */
-  name?: string | undefined;
-  concurrency: number;
-  kinds: string[];
-  transports: string[];
-  repositories: string[] | null;
-  vcenters: string[] | null;
-  clusters: string[] | null;
-  datastores: string[] | null;
-  pollMs: number;
-  heartbeatMs?: number | undefined;
-  pidFile?: string | undefined;
+export interface ProxyOptions extends ProxyRunOptions {
   /** where the log goes (JSON lines) */
   logStream: Writable;
 }

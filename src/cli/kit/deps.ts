@@ -1,5 +1,6 @@
 import type { Writable } from 'node:stream';
 import type { CodecParams, CodecPool } from '../../engine/index.js';
+import type { ProxyRunOptions } from '../../jobs/index.js';
 import type { BlockSource } from '../../sources/index.js';
 import type { BlobStore } from '../../storage/index.js';
 import type {
@@ -39,22 +40,7 @@ export interface CliDeps {
 
 /** What `coffer proxy` needs; the composition root implements it with src/proxy. */
 export interface ProxyCommands {
-  run(o: {
-    server: string;
-    tokenFile: string;
-    caFile?: string | undefined;
-    name?: string | undefined;
-    concurrency: number;
-    kinds: string[];
-    transports: string[];
-    repositories: string[] | null;
-    vcenters: string[] | null;
-    clusters: string[] | null;
-    datastores: string[] | null;
-    pollMs: number;
-    heartbeatMs?: number | undefined;
-    pidFile?: string | undefined;
-  }): Promise<void>;
+  run(o: ProxyRunOptions): Promise<void>;
 }
 
 /** What the server commands need; the composition root implements it with src/server. */

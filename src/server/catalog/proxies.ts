@@ -1,19 +1,8 @@
 import type { Db } from './db.js';
 
-/** What a proxy says it can do (docs/DESIGN.md §Proxies and placement); null lists mean "any". */
-export interface ProxyCapabilities {
-  /** the server job kinds it runs (a remote proxy: backup, verify, prune; restore writes below the server's dirs) */
-  kinds: string[];
-  /** how it reads VMs: 'disk' (the static inventory's image paths and nbd:// URLs), 'http', 'nbd', 'hotadd' */
-  transports: string[];
-  /** repositories it can write (by the server's names); null: every configured one */
-  repositories: string[] | null;
-  /** vCenters it reaches (by the server's names); null: every configured one */
-  vcenters: string[] | null;
-  /** the vSphere clusters it sits in (hot-add: only VMs of these) and the datastores it reaches; null: any */
-  clusters: string[] | null;
-  datastores: string[] | null;
-}
+import type { ProxyCapabilities } from '../../jobs/index.js';
+
+export type { ProxyCapabilities };
 
 export interface ProxyRecord {
   /** its lease owner in jobs.lease_owner: `proxy:NAME` for a remote proxy, HOST:PID:RANDOM for a server's own */
