@@ -216,6 +216,14 @@ for (const engine of ['sqlite', 'postgres'] as const)
       const elsewhere = await api(server.url, 'GET', '/api/v1/jobs', { token: tokens.p2! });
       assert.equal(elsewhere.status, 401, elsewhere.text);
       // a proxy that never registered under that token claims nothing
+      // p1's name, online, from another proxy's token: refused, and p1 keeps its name
+      const clash = await api(server.url, 'POST', '/api/v1/proxy/register', {
+        token: tokens.p2!,
+        body: { ...body, name: 'p1', version: (await api(server.url, 'GET', '/api/health')).body.version },
+      });
+      assert.equal(clash.status, 403, clash.text);
+      assert.equal(clash.body.error.code, 'PROXY_REFUSED');
+      assert.match(clash.body.error.message, /proxy name p1 is in use by another online proxy.*its own --name/);
       const claim = await api(server.url, 'POST', '/api/v1/proxy/claim', {
         token: tokens.p2!,
         body: { name: 'p1', free: 1 },

@@ -1,6 +1,6 @@
 /** What a proxy says it can do (docs/DESIGN.md §Proxies and placement); null lists mean "any". */
 export interface ProxyCapabilities {
-  /** the server job kinds it runs (a remote proxy: backup, verify, prune, check; restore writes below the server's dirs) */
+  /** the server job kinds it runs (remote: backup, verify, prune, check; restores write below the server's dirs) */
   kinds: string[];
   /** how it reads VMs: 'disk' (the static inventory's image paths and nbd:// URLs), 'http', 'nbd', 'hotadd' */
   transports: string[];

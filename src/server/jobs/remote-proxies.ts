@@ -74,6 +74,19 @@ export class RemoteProxies {
     const owner = proxyOwner(p.name);
     const existing = this.deps.catalog.proxies.get(owner);
     const now = new Date().toISOString();
+    // two machines with one name (e.g. cloned VMs with the default name, the host name): the second would take the
+    // first's jobs and leases over. Refused while the first is online; a replacement for an offline one may take it.
+    // (Two processes sharing one token AND one name are not told apart: each proxy has its own token.)
+    if (existing && existing.tokenId !== tokenId) {
+      const silentMs = Date.now() - Date.parse(existing.lastHeartbeat);
+      if (silentMs < this.leaseMs)
+        throw new CofferError(
+          'PROXY_REFUSED',
+          `proxy name ${p.name} is in use by another online proxy (registered with another token, last heartbeat ` +
+            `${Math.round(silentMs / 1000)} s ago): give each proxy its own --name`,
+          { details: { name: p.name } },
+        );
+    }
     this.deps.catalog.proxies.upsert({
       owner,
       name: p.name,
