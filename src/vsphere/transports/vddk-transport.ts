@@ -78,9 +78,14 @@ export class VddkTransport implements DiskTransport {
     const pwFile = join(dir, 'password');
     await writeFile(pwFile, this.o.password, { mode: 0o600 });
     const sock = join(dir, 'nbd.sock');
+    // nbdkit writes its PID file once it accepts connections; the socket file exists from bind(), before listen():
+    // waiting for the socket alone raced ("connection refused")
+    const pidFile = join(dir, 'nbdkit.pid');
     const args = [
       '-U',
       sock,
+      '-P',
+      pidFile,
       '-r',
       '-f',
       '--exit-with-parent',
@@ -130,7 +135,7 @@ export class VddkTransport implements DiskTransport {
       const deadline = Date.now() + (this.o.startTimeoutMs ?? 60_000);
       for (;;) {
         op.signal?.throwIfAborted();
-        if (existsSync(sock)) break;
+        if (existsSync(pidFile) && existsSync(sock)) break;
         const err = await Promise.race([spawnError, new Promise<undefined>((r) => setTimeout(() => r(undefined), 50))]);
         if (err)
           throw new CofferError('VSPHERE_TRANSPORT', `VDDK: cannot start nbdkit: ${err.message}`, {
