@@ -31,7 +31,7 @@ test('golden repository v1: lists, restores bit-exact and verifies', async () =>
       points.map((p) => [p.id, p.vm.name, p.parent]),
       golden.points.map((p) => [p.id, p.vm, p.parent]),
     );
-    const pool = new CodecPool(repo.codecParams, 1);
+    const pool = new CodecPool(repo.codecParams, 1, 0); // through a worker from the first chunk
     try {
       for (const gp of golden.points) {
         for (const [i, gd] of gp.disks.entries()) {

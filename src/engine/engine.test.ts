@@ -34,10 +34,11 @@ function disk(size: number): Buffer {
   return b;
 }
 
-async function setup(workers = 0) {
+/** workers > 0: started by the first call (inlineStartBytes 0), so these small disks go through the workers */
+async function setup(workers = 0, inlineStartBytes = 0) {
   const store = new MemoryBlobStore();
   const repo = await Repository.init(store, 'pw', { chunkSizeBytes: CS, kdf: { N: 1024 } });
-  const pool = new CodecPool(repo.codecParams, workers);
+  const pool = new CodecPool(repo.codecParams, workers, inlineStartBytes);
   return { store, repo, pool };
 }
 
@@ -70,6 +71,37 @@ for (const workers of [0, 2]) {
     }
   });
 }
+
+test('a pool starts its workers only past its inline budget; a change in the middle of the switch stays exact', async () => {
+  // 2 workers after 6 chunks of input: a full backup crosses the budget mid-disk; the parent's known ids were set
+  // before the workers existed (sent to them when they start)
+  const { repo, pool } = await setup(2, 6 * CS);
+  try {
+    const small = disk(4 * CS);
+    const r0 = await backup(repo, pool, { vm: 'small', sources: [new BufferSource(small)] });
+    assert.equal(pool.running, 0, 'a small job runs inline');
+    assert.ok((await restoreToBuffer(repo, pool, r0.id)).equals(small));
+    const data = disk(40 * CS);
+    const r1 = await backup(repo, pool, { vm: 'vm1', sources: [new BufferSource(data)] });
+    assert.equal(pool.running, 2, 'past the budget the workers run');
+    assert.equal(r1.chunksNew, 20);
+    const changed = Buffer.from(data);
+    randomBytes(CS).copy(changed, 33 * CS);
+    const fresh = new CodecPool(repo.codecParams, 2, 2 * CS);
+    try {
+      const r2 = await backup(repo, fresh, { vm: 'vm1', sources: [new BufferSource(changed)] });
+      assert.equal(fresh.running, 2);
+      assert.equal(r2.parent, r1.id);
+      assert.equal(r2.chunksNew, 1, 'only the changed chunk is new');
+      assert.ok((await restoreToBuffer(repo, fresh, r2.id)).equals(changed));
+    } finally {
+      await fresh.close();
+    }
+    assert.ok((await restoreToBuffer(repo, pool, r1.id)).equals(data));
+  } finally {
+    await pool.close();
+  }
+});
 
 for (const workers of [0, 1, 2]) {
   test(`restore to a sparse file with ${workers} worker(s): bit-exact, buffers recycled safely`, async () => {
