@@ -72,7 +72,7 @@ for (const workers of [0, 2]) {
   });
 }
 
-test('a pool starts its workers only past its inline budget; a change in the middle of the switch stays exact', async () => {
+test('a pool starts its workers only past its inline budget; the switch mid-backup stays exact', async () => {
   // 2 workers after 6 chunks of input: a full backup crosses the budget mid-disk; the parent's known ids were set
   // before the workers existed (sent to them when they start)
   const { repo, pool } = await setup(2, 6 * CS);
