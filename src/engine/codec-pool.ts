@@ -47,6 +47,7 @@ export class CodecPool {
   private known: IdSet = IdSet.empty;
   private seq = 0;
   private failed: unknown;
+  private closing = false;
 
   /**
    * `params` may be a promise (the keys are still being derived): calls made meanwhile wait for it.
@@ -105,11 +106,15 @@ export class CodecPool {
       });
       w.on('error', (e) => this.fail(e));
       w.on('exit', (code) => {
-        if (this.pending.size > 0) this.fail(new CofferError('INTERNAL', `codec worker exited with code ${code}`));
+        // terminate() by close() exits with code 1: not a failure
+        if (!this.closing && this.pending.size > 0)
+          this.fail(new CofferError('INTERNAL', `codec worker exited with code ${code}`));
       });
       this.workers.push(slot);
       // the known ids set before the workers started: sent first (a worker handles its messages in order)
-      if (sab) void this.post(slot, { op: 'known', seq: this.seq++, ids: sab, length: sab.byteLength }, []);
+      // (nobody awaits this reply: a failure reaches the calls that follow it)
+      if (sab)
+        this.post(slot, { op: 'known', seq: this.seq++, ids: sab, length: sab.byteLength }, []).catch(() => undefined);
     }
   }
 
@@ -221,8 +226,11 @@ export class CodecPool {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     await Promise.all(this.workers.map((s) => s.w.terminate()));
     this.workers.length = 0;
+    // calls still waiting (a caller that did not await them) fail instead of hanging
+    if (this.pending.size > 0) this.fail(new CofferError('INTERNAL', 'codec pool closed with work pending'));
   }
 }
 
