@@ -1,8 +1,8 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { ChunkCodec, IdSet } from '../repository/index.js';
+import { type ChunkCodec, IdSet } from '../repository/index.js';
 import { CofferError, type ErrorCode } from '../shared/index.js';
-import { exclusive, type CodecParams, type CodecReply, type CodecRequest } from './codec-protocol.js';
+import { codecOf, exclusive, type CodecParams, type CodecReply, type CodecRequest } from './codec-protocol.js';
 
 type OkReply = CodecReply & { ok: true };
 type Pending = { resolve: (r: OkReply) => void; reject: (e: unknown) => void };
@@ -238,12 +238,4 @@ export function defaultWorkerCount(): number {
   const env = process.env.COFFER_WORKERS;
   if (env !== undefined && /^\d+$/.test(env)) return Number(env);
   return Math.max(1, Math.min(8, availableParallelism()));
-}
-
-function codecOf(params: CodecParams): ChunkCodec {
-  return new ChunkCodec(
-    { encKey: Buffer.from(params.encKey), idKey: Buffer.from(params.idKey) },
-    params.zstdLevel,
-    params.maxChunkBytes,
-  );
 }

@@ -1,3 +1,5 @@
+import { ChunkCodec } from '../repository/index.js';
+
 /** Messages between CodecPool and its workers. Buffers travel as transferred ArrayBuffers (no copies). */
 export interface CodecParams {
   encKey: Uint8Array;
@@ -43,4 +45,13 @@ export function exclusive(buf: Buffer): Buffer {
   const copy = Buffer.allocUnsafeSlow(buf.length);
   buf.copy(copy);
   return copy;
+}
+
+/** The codec for these keys (the pool's inline one and each worker's). */
+export function codecOf(params: CodecParams): ChunkCodec {
+  return new ChunkCodec(
+    { encKey: Buffer.from(params.encKey), idKey: Buffer.from(params.idKey) },
+    params.zstdLevel,
+    params.maxChunkBytes,
+  );
 }

@@ -1,24 +1,13 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { ChunkCodec, IdSet } from '../repository/index.js';
+import { IdSet } from '../repository/index.js';
 import { CofferError } from '../shared/index.js';
-import { exclusive, type CodecParams, type CodecReply, type CodecRequest } from './codec-protocol.js';
+import { codecOf, exclusive, type CodecParams, type CodecReply, type CodecRequest } from './codec-protocol.js';
 
-// Keys may arrive after start-up (the pool starts while the repository key is still being derived).
-let codec: ChunkCodec | undefined;
-const init = (params: CodecParams) => {
-  codec = new ChunkCodec(
-    { encKey: Buffer.from(params.encKey), idKey: Buffer.from(params.idKey) },
-    params.zstdLevel,
-    params.maxChunkBytes,
-  );
-};
-if (workerData) init(workerData as CodecParams);
+// The pool starts its workers once the repository is open: the keys come with the worker's start.
+const codec = codecOf(workerData as CodecParams);
 let known: IdSet = IdSet.empty;
 
-parentPort!.on('message', (msg: CodecRequest | { op: 'init'; params: CodecParams }) => {
-  if (msg.op === 'init') return init(msg.params);
-  const req = msg;
-  if (!codec) throw new Error('codec worker used before init');
+parentPort!.on('message', (req: CodecRequest) => {
   let reply: CodecReply;
   const transfer: ArrayBuffer[] = [];
   try {
@@ -28,7 +17,7 @@ parentPort!.on('message', (msg: CodecRequest | { op: 'init'; params: CodecParams
     } else {
       const input = Buffer.from(req.data, 0, req.length);
       if (req.op === 'process') {
-        const id = codec!.hash(input);
+        const id = codec.hash(input);
         reply = { seq: req.seq, ok: true, input: req.data, length: 0, id: null };
         if (id) {
           const idBuf = exclusive(id);
@@ -36,7 +25,7 @@ parentPort!.on('message', (msg: CodecRequest | { op: 'init'; params: CodecParams
           transfer.push(reply.id);
           reply.known = known.has(id);
           if (!reply.known && req.seal) {
-            const sealed = exclusive(codec!.seal(input, id.toString('hex')));
+            const sealed = exclusive(codec.seal(input, id.toString('hex')));
             reply.data = sealed.buffer as ArrayBuffer;
             reply.length = sealed.length;
             transfer.push(reply.data);
@@ -45,7 +34,7 @@ parentPort!.on('message', (msg: CodecRequest | { op: 'init'; params: CodecParams
         transfer.push(req.data);
       } else if (req.op === 'open') {
         const into = req.into ? Buffer.from(req.into) : undefined;
-        const plain = codec!.open(input, req.idHex, req.checkId, into);
+        const plain = codec.open(input, req.idHex, req.checkId, into);
         if (into && plain.buffer === into.buffer) {
           reply = { seq: req.seq, ok: true, data: req.into!, length: plain.length };
           transfer.push(req.into!);
@@ -61,7 +50,7 @@ parentPort!.on('message', (msg: CodecRequest | { op: 'init'; params: CodecParams
           transfer.push(reply.data!, ...(req.into ? [req.into] : []));
         }
       } else {
-        const out = exclusive(codec!.seal(input, req.idHex));
+        const out = exclusive(codec.seal(input, req.idHex));
         reply = { seq: req.seq, ok: true, data: out.buffer as ArrayBuffer, length: out.length };
         transfer.push(reply.data!);
         if (req.op === 'seal') {
