@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
-import { api, startServer, until, type RunningServer } from './helpers/coffer-server.js';
+import { api, createPolicyFiringSoon, startServer, until, type RunningServer } from './helpers/coffer-server.js';
 import { makeDisk } from './helpers/disks.js';
 import { pgNativeUnavailable, startPostgres, type RunningPostgres } from './helpers/postgres.js';
 import { freePort, startNbdkit, type Daemon } from './helpers/servers.js';
@@ -81,13 +81,12 @@ describe('server replicas on PostgreSQL: one scheduled run, leader killed mid-jo
 
     // one run, a few seconds from now (croner: seconds first); the policy is created through replica b, the leader
     // (a) picks it up from the shared catalog
-    const at = new Date(Date.now() + 6_000);
-    const schedule = `${at.getSeconds()} ${at.getMinutes()} ${at.getHours()} * * *`;
-    const p = await api(b.url, 'POST', '/api/v1/policies', {
-      token: admin,
-      body: { name: 'all', repository: 'main', vms: [...fast, ...slow].map((name) => ({ name })), schedule },
-    });
-    assert.equal(p.status, 201, p.text);
+    await createPolicyFiringSoon(
+      b.url,
+      admin,
+      { name: 'all', repository: 'main', vms: [...fast, ...slow].map((name) => ({ name })) },
+      { leadMs: 6_000, slackMs: 3_000 },
+    );
 
     // kill the leader while it runs a slow VM's backup
     const victim = await until(
@@ -177,19 +176,21 @@ describe('one server on SQLite: the same scheduled run', () => {
     const t = coffer(['token', 'create', '--data', dataDir, '--role', 'admin', '--json']);
     assert.equal(t.code, 0, t.stderr);
     const admin = JSON.parse(t.stdout).token as string;
-    const at = new Date(Date.now() + 4_000);
-    const schedule = `${at.getSeconds()} ${at.getMinutes()} ${at.getHours()} * * *`;
-    const p = await api(server.url, 'POST', '/api/v1/policies', {
-      token: admin,
-      body: { name: 'all', repository: 'main', vms: vms.map((name) => ({ name })), schedule },
+    await createPolicyFiringSoon(server.url, admin, {
+      name: 'all',
+      repository: 'main',
+      vms: vms.map((name) => ({ name })),
     });
-    assert.equal(p.status, 201, p.text);
+    let seen: unknown;
     const done = async () => {
       const r = await api(server!.url, 'GET', '/api/v1/jobs?limit=100', { token: admin });
       const items = r.body.items as { status: string; vm: string; trigger: string }[];
+      seen = items.map((j) => ({ ...j, logs: undefined }));
       return items.length >= vms.length && items.every((j) => j.status === 'succeeded') ? items : undefined;
     };
-    const jobs = await until('the run to finish', done, 120_000);
+    const jobs = await until('the run to finish', done, 120_000).catch((e: Error) => {
+      throw new Error(`${e.message}; the jobs: ${JSON.stringify(seen)}`);
+    });
     for (const vm of vms) assert.equal(jobs.filter((j) => j.vm === vm && j.trigger === 'schedule').length, 1, vm);
     await server.stop();
     server = await startServer({ dir, dataDir, config, env });

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage } from 'node:http';
@@ -174,4 +175,33 @@ export async function until<T>(what: string, fn: () => T | Promise<T>, timeoutMs
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/**
+ * Creates a policy whose schedule fires once, about `leadMs` from now (croner: seconds first), and returns it with
+ * that time. On a loaded machine the request can take so long that the time has passed before the server loads the
+ * schedule (it would then fire tomorrow, and the test wait in vain): the answer's nextRuns.backup tells, and if it is
+ * not the time asked for, or less than `slackMs` is left for the leader to pick the schedule up, the policy gets a
+ * later time (PUT) and is checked again.
+ */
+export async function createPolicyFiringSoon(
+  url: string,
+  token: string,
+  spec: Record<string, unknown>,
+  opts: { leadMs?: number; slackMs?: number } = {},
+): Promise<{ id: string; at: Date }> {
+  const leadMs = opts.leadMs ?? 4_000;
+  const slackMs = opts.slackMs ?? 1_000;
+  let id: string | undefined;
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const at = new Date(Math.ceil((Date.now() + leadMs) / 1000) * 1000);
+    const body = { ...spec, schedule: `${at.getSeconds()} ${at.getMinutes()} ${at.getHours()} * * *` };
+    const r = id
+      ? await api(url, 'PUT', `/api/v1/policies/${id}`, { token, body })
+      : await api(url, 'POST', '/api/v1/policies', { token, body });
+    assert.equal(r.status, id ? 200 : 201, r.text);
+    id = r.body.id as string;
+    if (r.body.nextRuns?.backup === at.toISOString() && Date.now() < at.getTime() - slackMs) return { id, at };
+  }
+  throw new Error('the server never answered a policy change in time to schedule a run a few seconds ahead');
 }
