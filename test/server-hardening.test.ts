@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { statSync, writeFileSync } from 'node:fs';
-import Database from 'better-sqlite3';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
 import { api, makeToken, startServer, until, type RunningServer } from './helpers/coffer-server.js';
+import { openSqlite } from '../src/server/catalog/index.js';
 import { freePort } from './helpers/servers.js';
 
 /** Sends raw bytes to the server and returns everything it answers until it closes (framework-level errors). */
@@ -338,7 +338,7 @@ describe('coffer server: hardening (issue 21)', () => {
     assert.equal((await api(server.url, 'GET', '/api/v1/audit?format=ndjson', { token: makeViewer() })).status, 403);
     // retention (default 365 days): a row older than that is deleted when the server starts (and every hour)
     await server.stop();
-    const db = new Database(join(dataDir, 'catalog.db'));
+    const db = openSqlite(join(dataDir, 'catalog.db'));
     db.prepare(
       'INSERT INTO audit(time, actor, action, target, remote, status, details) VALUES (?, ?, ?, ?, ?, ?, ?)',
     ).run(new Date(Date.now() - 400 * 86400_000).toISOString(), 'user:old', 'old.action', 'x', 'local', 200, '{}');

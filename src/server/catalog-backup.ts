@@ -1,18 +1,18 @@
 import { chmodSync, existsSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { CofferError } from '../shared/index.js';
-import { openCatalog } from './catalog/index.js';
+import { openCatalog, openSqlite, type SqliteConnection } from './catalog/index.js';
 
 const CATALOG_FILE = 'catalog.db';
 
 /** `PRAGMA integrity_check` of a SQLite file; a coded error when it is not a sound catalog */
 function checkCatalogFile(file: string): { schemaVersion: number } {
-  let db: Database.Database | undefined;
+  let db: SqliteConnection | undefined;
   try {
-    db = new Database(file, { readonly: true, fileMustExist: true });
-    const ok = db.pragma('integrity_check', { simple: true });
-    if (ok !== 'ok') throw new CofferError('CORRUPT', `${file} fails the SQLite integrity check: ${String(ok)}`);
+    db = openSqlite(file, { readOnly: true });
+    const rows = db.prepare('PRAGMA integrity_check').all() as { integrity_check: string }[];
+    const ok = rows.map((r) => r.integrity_check).join('; ');
+    if (ok !== 'ok') throw new CofferError('CORRUPT', `${file} fails the SQLite integrity check: ${ok}`);
     const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as
       | { value: string }
       | undefined;
@@ -27,8 +27,8 @@ function checkCatalogFile(file: string): { schemaVersion: number } {
 }
 
 /**
- * `coffer catalog backup`: a consistent copy of DATA/catalog.db made with SQLite's online backup API (better-sqlite3
- * `backup()`), safe while the server runs (WAL). The catalog is a cache of the repositories plus the server's own
+ * `coffer catalog backup`: a consistent copy of DATA/catalog.db made by SQLite's `VACUUM INTO` (one read
+ * transaction: a snapshot, compacted), safe while the server runs (WAL). The catalog is a cache of the repositories plus the server's own
  * state (policies, users, token hashes, jobs, audit log): the repositories never need it, the server does.
  */
 export async function backupCatalog(
@@ -41,15 +41,17 @@ export async function backupCatalog(
   if (existsSync(to) && !opts.force)
     throw new CofferError('TARGET_EXISTS', `${to} exists`, { hint: 'pass --force to overwrite it' });
   const tmp = `${to}.tmp-${process.pid}`;
-  const db = new Database(src, { fileMustExist: true });
+  rmSync(tmp, { force: true });
+  let db: SqliteConnection | undefined;
   try {
-    db.pragma('busy_timeout = 5000');
-    await db.backup(tmp);
+    db = openSqlite(src);
+    db.exec('PRAGMA busy_timeout = 5000');
+    db.prepare('VACUUM INTO ?').run(tmp);
   } catch (e) {
     rmSync(tmp, { force: true });
     throw new CofferError('IO', `cannot back up ${src} to ${to}: ${(e as Error).message}`, { cause: e });
   } finally {
-    db.close();
+    db?.close();
   }
   try {
     const { schemaVersion } = checkCatalogFile(tmp);
@@ -80,14 +82,16 @@ export async function restoreCatalog(
   // the data directory as the server makes it (0700, catalog 0600); then the copy replaces that file whole
   openCatalog(dataDir).close();
   const tmp = `${dst}.restore-${process.pid}`;
-  const db = new Database(from, { readonly: true, fileMustExist: true });
+  rmSync(tmp, { force: true });
+  let db: SqliteConnection | undefined;
   try {
-    await db.backup(tmp);
+    db = openSqlite(from, { readOnly: true });
+    db.prepare('VACUUM INTO ?').run(tmp);
   } catch (e) {
     rmSync(tmp, { force: true });
     throw new CofferError('IO', `cannot restore ${from} into ${dataDir}: ${(e as Error).message}`, { cause: e });
   } finally {
-    db.close();
+    db?.close();
   }
   for (const f of [`${dst}-wal`, `${dst}-shm`]) rmSync(f, { force: true });
   chmodSync(tmp, 0o600);

@@ -4,10 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import Database from 'better-sqlite3';
 import type { CofferError } from '../../shared/index.js';
 import { authenticate, createToken, hashToken, login } from '../auth.js';
-import { openCatalog, type Catalog } from './index.js';
+import { openCatalog, openSqlite, sqliteDriver, type Catalog } from './index.js';
 import { MIGRATIONS } from './migrations.js';
 
 const LEASE = '2026-01-01T00:05:00.000Z';
@@ -395,7 +394,7 @@ describe('sqlite catalog files', () => {
       } finally {
         c.close();
       }
-      const raw = new Database(join(dir, 'catalog.db'), { readonly: true });
+      const raw = openSqlite(join(dir, 'catalog.db'), { readOnly: true });
       assert.equal(
         (raw.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string }).value,
         String(MIGRATIONS.length),
@@ -411,13 +410,63 @@ describe('sqlite catalog files', () => {
     const dir = tempDir();
     try {
       openCatalog(dir).close();
-      const raw = new Database(join(dir, 'catalog.db'));
+      const raw = openSqlite(join(dir, 'catalog.db'));
       raw.prepare("UPDATE meta SET value = '99' WHERE key = 'schema_version'").run();
       raw.close();
       assert.throws(
         () => openCatalog(dir),
         (e: CofferError) => e.code === 'REPO_UNSUPPORTED' && /schema version 99/.test(e.message),
       );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the SQLite engine (ADR 0029)', () => {
+  it('is node:sqlite where this Node has it unflagged, else better-sqlite3; COFFER_SQLITE forces or is refused', () => {
+    const [major, minor] = process.versions.node.split('.').map(Number) as [number, number];
+    const builtin = major >= 23 || (major === 22 && minor >= 13);
+    assert.equal(sqliteDriver(), builtin ? 'node:sqlite' : 'better-sqlite3');
+    const saved = process.env.COFFER_SQLITE;
+    try {
+      process.env.COFFER_SQLITE = 'sqlite4';
+      assert.throws(
+        () => sqliteDriver(),
+        (e: CofferError) => e.code === 'USAGE' && /COFFER_SQLITE=sqlite4/.test(e.message),
+      );
+      if (!builtin) {
+        process.env.COFFER_SQLITE = 'node:sqlite';
+        assert.throws(
+          () => openSqlite(join(tempDir(), 'x.db')),
+          (e: CofferError) => e.code === 'CATALOG_UNAVAILABLE' && /has no node:sqlite/.test(e.message),
+        );
+      }
+    } finally {
+      if (saved === undefined) delete process.env.COFFER_SQLITE;
+      else process.env.COFFER_SQLITE = saved;
+    }
+  });
+
+  it('a duplicate key is a constraint error on this engine, told apart from other failures', () => {
+    const dir = tempDir();
+    try {
+      const c = openCatalog(dir);
+      try {
+        c.users.insert({ username: 'ann', role: 'admin', passwordHash: 'x', createdAt: '2026-01-01T00:00:00.000Z' });
+        assert.throws(
+          () =>
+            c.users.insert({
+              username: 'ann',
+              role: 'admin',
+              passwordHash: 'y',
+              createdAt: '2026-01-01T00:00:00.000Z',
+            }),
+          (e: CofferError) => e.code === 'CONFLICT',
+        );
+      } finally {
+        c.close();
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

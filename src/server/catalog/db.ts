@@ -1,6 +1,8 @@
+import { isSqliteConstraintError } from './sqlite-driver.js';
+
 /**
  * The one query layer of the catalog (ADR 0015): a small synchronous interface that the table modules write their
- * SQL against, implemented on better-sqlite3 (sqlite-db.ts) and on libpq through pg-native (postgres-db.ts). SQL is
+ * SQL against, implemented on SQLite (sqlite-db.ts: node:sqlite or better-sqlite3) and on libpq through pg-native (postgres-db.ts). SQL is
  * written once, in the subset both engines share, with `?` placeholders; where the two differ the table module asks
  * `dialect`. Never leaves src/server/catalog.
  */
@@ -24,6 +26,5 @@ export interface Db {
 
 /** A unique/primary-key violation (a duplicate name), told apart from other failures, on either engine. */
 export function isConstraintError(e: unknown): boolean {
-  const code = String((e as { code?: string }).code);
-  return code.startsWith('SQLITE_CONSTRAINT') || code === '23505';
+  return isSqliteConstraintError(e) || String((e as { code?: string }).code) === '23505';
 }

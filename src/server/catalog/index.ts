@@ -2,6 +2,7 @@ export type { Catalog } from './catalog.js';
 export { isPostgresUrl, openPostgresCatalog } from './postgres.js';
 export { openCatalog } from './open.js';
 export { decodeCursor, encodeCursor } from './cursor.js';
+export { openSqlite, sqliteDriver, type SqliteConnection } from './sqlite-driver.js';
 export type { AuditEntry, AuditRecord, AuditTable } from './audit.js';
 export type { JobLogLine, JobLogsTable, LogLevel } from './job-logs.js';
 export {
