@@ -28,8 +28,9 @@ function checkCatalogFile(file: string): { schemaVersion: number } {
 
 /**
  * `coffer catalog backup`: a consistent copy of DATA/catalog.db made by SQLite's `VACUUM INTO` (one read
- * transaction: a snapshot, compacted), safe while the server runs (WAL). The catalog is a cache of the repositories plus the server's own
- * state (policies, users, token hashes, jobs, audit log): the repositories never need it, the server does.
+ * transaction: a snapshot, compacted), safe while the server runs (WAL). The catalog is a cache of the repositories
+ * plus the server's own state (policies, users, token hashes, jobs, audit log): the repositories never need it, the
+ * server does.
  */
 export async function backupCatalog(
   dataDir: string,
