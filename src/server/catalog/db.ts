@@ -3,8 +3,8 @@ import { isSqliteConstraintError } from './sqlite-driver.js';
 /**
  * The one query layer of the catalog (ADR 0015): a small synchronous interface that the table modules write their
  * SQL against, implemented on SQLite (sqlite-db.ts: node:sqlite or better-sqlite3) and on libpq through pg-native
- * (postgres-db.ts). SQL is written once, in the subset both engines share, with `?` placeholders; where the two differ the table module asks
- * `dialect`. Never leaves src/server/catalog.
+ * (postgres-db.ts). SQL is written once, in the subset both engines share, with `?` placeholders; where the two
+ * differ the table module asks `dialect`. Never leaves src/server/catalog.
  */
 export interface Db {
   readonly dialect: 'sqlite' | 'postgres';

@@ -108,7 +108,9 @@ export function openSqlite(file: string, opts: { readOnly?: boolean } = {}): Sql
       'CATALOG_UNAVAILABLE',
       `no SQLite engine: Node ${process.version} has no node:sqlite and better-sqlite3 did not load (${B.message})`,
       {
-        hint: 'run Coffer on Node 22.13 or later, or reinstall it where better-sqlite3 can be compiled (g++, make, python3)',
+        hint:
+          'run Coffer on Node 22.13 or later, or reinstall it where better-sqlite3 can be compiled ' +
+          '(g++, make, python3)',
       },
     );
   const db = new B(file, opts.readOnly ? { readonly: true, fileMustExist: true } : {});
