@@ -4,8 +4,9 @@
 // the restore point byte for byte, bytes written == bytes changed (64 KiB CBT blocks), nothing left behind (snapshot,
 // attachment, by-id link). A change tracking reset since the point makes it compare the whole disk, and say so.
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { coffer, tempDir } from './helpers/cli.js';
 import { prng } from './helpers/disks.js';
@@ -141,6 +142,65 @@ describe('coffer restore --quick: quick rollback in place (vcsim, hot-add writes
     assert.match(r.disks[0].reason, /rejected the restore point's changeId .*change tracking was reset/);
     assert.ok(r.warnings.some((w: string) => /comparing the whole disk/.test(w)));
     for (const [i, img] of images.entries()) assert.ok(diskBytes(i).equals(img), `disk ${i} differs from the point`);
+    await clean();
+  });
+
+  // VDDK writes: Debian's nbdkit has no vddk plugin and VDDK is not redistributable, so `nbdkit` is the stand-in of
+  // test/vsphere-vddk.test.ts (test/fixtures/vcsim/nbdkit-vddk-standin.sh) in its write mode: it checks the arguments
+  // as nbdkit's vddk plugin documents them (no -r, no snapshot=: the powered-off VM's own disk) and serves the disk's
+  // data file read-write with the real nbdkit file plugin, so the writes land in the disk vcsim reports.
+  test('--transport nbd: VDDK writes (nbdkit vddk read-write, no snapshot), only the changed blocks', async () => {
+    const bin = join(tmp.path, 'bin');
+    const libdir = join(tmp.path, 'vmware-vix-disklib-distrib');
+    const logFile = join(tmp.path, 'standin.log');
+    mkdirSync(bin, { recursive: true });
+    mkdirSync(libdir, { recursive: true });
+    symlinkSync(resolve('test/fixtures/vcsim/nbdkit-vddk-standin.sh'), join(bin, 'nbdkit'));
+    const map = join(tmp.path, 'disks.tsv');
+    writeFileSync(map, vc.vms.flatMap((v) => v.disks.map((d) => `${d.fileName}\t${d.dataLocalPath}\n`)).join(''));
+    const vddkEnv = {
+      PATH: `${bin}:${process.env['PATH']}`,
+      STANDIN_REAL_NBDKIT: '/usr/bin/nbdkit',
+      STANDIN_MAP: map,
+      STANDIN_USER: vc.username,
+      STANDIN_PASSWORD: vc.password,
+      STANDIN_THUMBPRINT: vc.thumbprintSha1,
+      STANDIN_LOG: logFile,
+    };
+    const vddkDirs = () => readdirSync(tmpdir()).filter((n) => n.startsWith('coffer-vddk-'));
+    const dirsBefore = vddkDirs();
+    const changed = churn('v');
+    const args = [
+      'restore',
+      '--repo',
+      repo,
+      pointId,
+      '--to',
+      `${url}/${VM}`,
+      '--datastore',
+      'LocalDS_0',
+      '--insecure-tls',
+      '--json',
+      '--force',
+      '--quick',
+    ];
+    // --transport nbd without the VDDK directory, or with a proxy VM: USAGE, nothing started
+    expectError(coffer([...args, '--transport', 'nbd'], { ...env, ...vddkEnv }), 2, 'USAGE');
+    expectError(coffer([...args, '--vddk-libdir', libdir, '--proxy-vm', PROXY], { ...env, ...vddkEnv }), 2, 'USAGE');
+    const r = expectOk(coffer([...args, '--transport', 'nbd', '--vddk-libdir', libdir], { ...env, ...vddkEnv }));
+    assert.equal(r.transport, 'nbd');
+    assert.equal(r.bytesWritten, changed, 'only the changed 64 KiB blocks written');
+    for (const [i, img] of images.entries()) assert.ok(diskBytes(i).equals(img), `disk ${i} differs from the point`);
+    const log = readFileSync(logFile, 'utf8');
+    assert.doesNotMatch(log, /REFUSED/);
+    assert.match(log, /^SERVE-RW \[LocalDS_0\] DC0_H0_VM1\/disk1\.vmdk -> /m);
+    assert.doesNotMatch(log, /^SERVE /m, 'a read-only (snapshot) export was opened');
+    for (const m of log.matchAll(/^ARGS pid=(\d+) (.*)$/gm)) {
+      assert.doesNotMatch(m[2]!, / -r | snapshot=/, 'write mode: no -r, no snapshot');
+      assert.match(m[2]!, new RegExp(`vm=moref=${vc.vm(VM).ref} `));
+      assert.equal(existsSync(`/proc/${m[1]}`), false, `nbdkit ${m[1]} still runs`);
+    }
+    assert.deepEqual(vddkDirs(), dirsBefore, 'a private socket/password directory was left');
     await clean();
   });
 

@@ -87,6 +87,7 @@ describe('vSphere VDDK transport (stand-in nbdkit vddk) and transport auto (vcsi
     }
     const log = readFileSync(logFile, 'utf8');
     assert.doesNotMatch(log, /REFUSED/);
+    assert.doesNotMatch(log, /^SERVE-RW /m, 'a backup opened a disk read-write');
     const served = [...log.matchAll(/^SERVE (.*) -> /gm)].map((m) => m[1]);
     assert.deepEqual(
       served,

@@ -233,6 +233,28 @@ export class NbdClient {
   }
 
   /**
+   * Writes data at offset (split into requests of at most maxBlockBytes), each acknowledged by the server. A read-only
+   * export is refused before anything is sent. Durable only after flush().
+   */
+  async write(offset: number, data: Buffer, op?: Op): Promise<void> {
+    if (this.readOnly) throw new CofferError('TARGET_UNWRITABLE', `${this.description}: the export is read-only`);
+    this.checkRange(offset, data.length);
+    const parts: Promise<void>[] = [];
+    for (let done = 0; done < data.length; ) {
+      const n = Math.min(this.maxBlockBytes, data.length - done);
+      parts.push(this.request(P.CMD_WRITE, offset + done, n, { payload: data.subarray(done, done + n) }, op));
+      done += n;
+    }
+    await Promise.all(parts);
+  }
+
+  /** NBD_CMD_FLUSH: everything written so far is on stable storage (when the server says it can flush). */
+  async flush(op?: Op): Promise<void> {
+    if ((this.transmissionFlags & P.TFLAG_SEND_FLUSH) === 0) return;
+    await this.request(P.CMD_FLUSH, 0, 0, {}, op);
+  }
+
+  /**
    * Block status of [offset, offset+length) for one negotiated context. Returns the extents the server described
    * (they start at offset, are contiguous, and may cover less than length: call again from where they end).
    */
@@ -280,7 +302,7 @@ export class NbdClient {
     cmd: number,
     offset: number,
     length: number,
-    extra: { into?: Buffer; extents?: Map<number, Extent[]> },
+    extra: { into?: Buffer; extents?: Map<number, Extent[]>; payload?: Buffer },
     op?: Op,
   ): Promise<void> {
     if (this.closed || this.reader.error)
@@ -295,7 +317,8 @@ export class NbdClient {
           }),
         );
       }, this.timeoutMs);
-      this.pending.set(cookie, { cmd, offset, length, covered: 0, timer, resolve, reject, ...extra });
+      const { payload, ...rest } = extra;
+      this.pending.set(cookie, { cmd, offset, length, covered: 0, timer, resolve, reject, ...rest });
       const req = Buffer.alloc(28);
       req.writeUInt32BE(P.REQUEST_MAGIC, 0);
       req.writeUInt16BE(cmd === P.CMD_READ && this.structured ? P.CMD_FLAG_DF : 0, 4);
@@ -303,7 +326,7 @@ export class NbdClient {
       req.writeBigUInt64BE(cookie, 8);
       req.writeBigUInt64BE(BigInt(offset), 16);
       req.writeUInt32BE(length, 24);
-      this.socket.write(req);
+      this.socket.write(payload ? Buffer.concat([req, payload]) : req);
     });
   }
 

@@ -6,6 +6,7 @@ import type { TlsPolicy } from './https-client.js';
 import { loadInventory, type VmInfo } from './inventory.js';
 import { runTask } from './task.js';
 import { HotAddTransport, type DiskWriter } from './transports/hotadd-transport.js';
+import { VddkTransport } from './transports/vddk-transport.js';
 import type { VimClient } from './vim-client.js';
 import { DEFAULT_SNAPSHOT_LEASE_S, SNAPSHOT_PREFIX, ownerLine } from './vm-backup.js';
 import type { StoredVmConfig } from './vm-config.js';
@@ -27,8 +28,12 @@ export interface QuickRollbackOptions extends Op {
   env: Record<string, string | undefined>;
   logger?: Logger | undefined;
   datastore: string;
+  /** how the VM's disks are written: hot-add to the proxy VM (default) or VDDK NBD/NBDSSL (nbdkit vddk, read-write) */
+  transport?: 'hotadd' | 'nbd' | undefined;
   /** hot-add: the VM Coffer runs in (default: found by this machine's SMBIOS UUID) */
   proxyVm?: string | undefined;
+  /** nbd: VMware VDDK's directory (one nbdkit vddk per disk, opened read-write) */
+  vddkLibdir?: string | undefined;
   powerOn?: boolean | undefined;
   onProgress?: ((done: number, total: number) => void) | undefined;
 }
@@ -53,7 +58,7 @@ export interface QuickRollbackResult {
   vm: string;
   moref: string;
   mode: 'cbt' | 'compare' | 'mixed';
-  transport: 'hotadd';
+  transport: 'hotadd' | 'nbd';
   bytesCompared: number;
   bytesWritten: number;
   /** reset: switched off and on after the disks were opened for writing (hot-added writes are not tracked by the
@@ -104,19 +109,41 @@ export async function quickRollback(
       });
     const vm = inv.vms.find((v) => v.ref.equals(target.vm))!;
     const disks = vm.config?.disks ?? [];
-    const hot = new HotAddTransport({
-      client,
-      inventory: inv,
-      proxyVm: opts.proxyVm,
-      productUuidPath: opts.env['COFFER_PRODUCT_UUID_PATH'],
-      byIdDir: opts.env['COFFER_DISK_BY_ID_DIR'],
-      appearTimeoutMs: opts.env['COFFER_HOTADD_TIMEOUT_MS'] ? Number(opts.env['COFFER_HOTADD_TIMEOUT_MS']) : undefined,
-      stateDir: opts.env['COFFER_HOTADD_STATE_DIR'],
-      writable: true,
-      logger,
-    });
-    // the proxy must be able to attach every disk before the VM is touched at all
-    await hot.check(vm, disks, opts);
+    const transport = opts.transport ?? 'hotadd';
+    if (transport === 'nbd' && !opts.vddkLibdir)
+      throw new CofferError('USAGE', '--transport nbd needs --vddk-libdir DIR (VMware VDDK: one nbdkit vddk per disk)');
+    let openWriter: (disk: VmDisk, i: number) => Promise<DiskWriter>;
+    if (transport === 'nbd') {
+      const vddk = new VddkTransport({
+        libdir: opts.vddkLibdir!,
+        host: url.host,
+        port: url.port,
+        user: url.user ?? opts.env['COFFER_VSPHERE_USER'] ?? '',
+        password: url.password ?? opts.env['COFFER_VSPHERE_PASSWORD'] ?? '',
+        nbdkit: opts.env['COFFER_NBDKIT'],
+        vm: vm.ref,
+        writable: true,
+        logger,
+      });
+      openWriter = (d) => vddk.openWriter(d, opts);
+    } else {
+      const hot = new HotAddTransport({
+        client,
+        inventory: inv,
+        proxyVm: opts.proxyVm,
+        productUuidPath: opts.env['COFFER_PRODUCT_UUID_PATH'],
+        byIdDir: opts.env['COFFER_DISK_BY_ID_DIR'],
+        appearTimeoutMs: opts.env['COFFER_HOTADD_TIMEOUT_MS']
+          ? Number(opts.env['COFFER_HOTADD_TIMEOUT_MS'])
+          : undefined,
+        stateDir: opts.env['COFFER_HOTADD_STATE_DIR'],
+        writable: true,
+        logger,
+      });
+      // the proxy must be able to attach every disk before the VM is touched at all
+      await hot.check(vm, disks, opts);
+      openWriter = (d, i) => hot.open(d, i, undefined, opts);
+    }
     const plans = await plan(client, vm, disks, cfg, point, opts, logger);
     const warnings = plans.filter((p) => p.mode === 'compare').map((p) => `disk ${p.index}: ${p.reason}`);
     for (const w of warnings) logger.warn(w);
@@ -133,7 +160,7 @@ export async function quickRollback(
       for (const [i, p] of plans.entries()) {
         if (p.mode === 'cbt' && p.areas.length === 0) continue; // nothing changed since the point: not even attached
         touched = true;
-        const dev = await hot.open(disks[i]!, i, undefined, opts);
+        const dev = await openWriter(disks[i]!, i);
         try {
           if (p.mode === 'cbt') await writeAreas(dev, i, p, point, opts, progress);
           else await compareAndWrite(dev, i, p, point, opts, progress);
@@ -165,7 +192,7 @@ export async function quickRollback(
       vm: name,
       moref: vm.ref.value,
       mode: modes.size === 1 ? [...modes][0]! : modes.size === 0 ? 'cbt' : 'mixed',
-      transport: 'hotadd',
+      transport,
       bytesCompared: plans.reduce((a, p) => a + p.bytesCompared, 0),
       bytesWritten: plans.reduce((a, p) => a + p.bytesWritten, 0),
       changeTracking,

@@ -31,6 +31,8 @@ export interface VsphereRestoreOpts {
   dryRun?: boolean;
   quick?: boolean;
   proxyVm?: string;
+  transport?: string;
+  vddkLibdir?: string;
 }
 
 /** `--network-map SRC=DST` (repeatable) as a map; USAGE for a malformed or repeated SRC. */
@@ -89,6 +91,14 @@ export async function restoreToVsphere(kit: CommandKit, ref: string, o: Opts): P
     throw new CofferError('USAGE', `--nics must be connected or disconnected, not ${JSON.stringify(o.nics)}`);
   if (o.quick) return quickRollbackCommand(kit, repo, pointId, manifest, o, base, progress);
   if (o.proxyVm !== undefined) throw new CofferError('USAGE', '--proxy-vm applies to --quick only');
+  if (o.transport !== undefined || o.vddkLibdir !== undefined)
+    throw new CofferError(
+      'USAGE',
+      '--transport and --vddk-libdir apply to --quick only (writes into the VM in place)',
+      {
+        hint: 'a new VM is imported over NFC; an in-place restore without --quick writes through /folder',
+      },
+    );
   if (o.disk !== undefined)
     return uploadOneDisk(kit, repo, { pointId, vm: manifest.vm.name, disks: manifest.disks }, o, base, progress);
   if (o.path) throw new CofferError('USAGE', '--path needs --disk N (one disk to a datastore file)');
@@ -169,6 +179,14 @@ async function quickRollbackCommand(
     });
   if (o.disk !== undefined || o.path !== undefined || o.dryRun)
     throw new CofferError('USAGE', '--quick excludes --disk, --path and --dry-run');
+  if (o.transport !== undefined && o.transport !== 'hotadd' && o.transport !== 'nbd')
+    throw new CofferError(
+      'USAGE',
+      `--transport ${JSON.stringify(o.transport)}: quick rollback writes through hotadd or nbd`,
+    );
+  const transport = (o.transport ?? (o.vddkLibdir ? 'nbd' : 'hotadd')) as 'hotadd' | 'nbd';
+  if (transport === 'nbd' && o.proxyVm !== undefined)
+    throw new CofferError('USAGE', '--proxy-vm is for --transport hotadd; nbd writes through VDDK');
   const started = Date.now();
   const cfg = parseStoredConfig(manifest.vmConfig, pointId);
   if (cfg.disks.length !== manifest.disks.length)
@@ -182,7 +200,14 @@ async function quickRollbackCommand(
         o.to!,
         cfg,
         { id: pointId, disks: manifest.disks, read: (i, off, len, op) => devices[i]!.read(off, len, op) },
-        { ...base, proxyVm: o.proxyVm, powerOn: Boolean(o.powerOn), onProgress: (d, t) => progress.update(d, t) },
+        {
+          ...base,
+          transport,
+          proxyVm: o.proxyVm,
+          vddkLibdir: o.vddkLibdir,
+          powerOn: Boolean(o.powerOn),
+          onProgress: (d, t) => progress.update(d, t),
+        },
       );
     } finally {
       for (const d of devices) await d.close();

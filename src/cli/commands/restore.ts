@@ -56,12 +56,17 @@ export function restoreCommand(program: Command, kit: CommandKit): void {
     .option(
       '--quick',
       'vsphere with --force: quick rollback of the existing VM, writing only what changed since the restore point ' +
-        '(CBT, else a comparison read) through hot-add',
+        '(CBT, else a comparison read) through hot-add or VDDK',
     )
     .option(
       '--proxy-vm <name>',
       "vsphere --quick: the VM Coffer runs in (default: found by this machine's SMBIOS UUID)",
     )
+    .option(
+      '--transport <mode>',
+      'vsphere --quick: hotadd (default: the disks attached to the proxy VM) or nbd (VMware VDDK, --vddk-libdir)',
+    )
+    .option('--vddk-libdir <dir>', 'vsphere --quick --transport nbd: VMware VDDK directory (nbdkit vddk, read-write)')
     .action(async (ref: string, o: RestoreOpts) => {
       if (o.to !== undefined) return restoreToVsphere(kit, ref, o);
       if (o.target === undefined)

@@ -6,9 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
 import { isIP } from 'node:net';
+import { NbdClient } from '../../nbd/index.js';
 import { NbdSource } from '../../sources/index.js';
 import { CofferError, silentLogger, type Logger, type Op } from '../../shared/index.js';
 import type { DiskReader, DiskTransport } from '../disk-transport.js';
+import type { DiskWriter } from './hotadd-transport.js';
 import type { VmDisk } from '../vm-model.js';
 import type { MoRef } from '../xml.js';
 
@@ -23,6 +25,11 @@ export interface VddkOptions {
   /** The VM and the backup's snapshot (vm=moref=..., snapshot=...); set by prepare() once the snapshot exists. */
   vm?: MoRef;
   snapshot?: MoRef;
+  /**
+   * Write mode (quick rollback, ADR 0022): the disks of a powered-off VM itself, no snapshot, nbdkit without -r; opened
+   * with openWriter(). Reading a snapshot (backups) never uses it.
+   */
+  writable?: boolean;
   /** nbdkit binary (default "nbdkit" on PATH). */
   nbdkit?: string;
   /** How long nbdkit may take to listen (default 60 s). */
@@ -69,8 +76,13 @@ export class VddkTransport implements DiskTransport {
     this.o.snapshot = snapshot;
   }
 
-  async open(disk: VmDisk, _index: number, _ctx: unknown, op: Op = {}): Promise<DiskReader> {
-    if (!this.o.vm || !this.o.snapshot)
+  /** Starts one nbdkit vddk for the disk on a private socket; resolves once it accepts connections. */
+  private async serve(
+    disk: VmDisk,
+    op: Op,
+  ): Promise<{ sock: string; pid: number | undefined; stop: () => Promise<void> }> {
+    const writable = this.o.writable === true;
+    if (!this.o.vm || (!writable && !this.o.snapshot))
       throw new CofferError('INTERNAL', 'VDDK transport used before the snapshot exists');
     this.thumbprint ??= await sha1Thumbprint(this.o.host, this.o.port);
     const dir = await mkdtemp(join(tmpdir(), 'coffer-vddk-'));
@@ -86,7 +98,7 @@ export class VddkTransport implements DiskTransport {
       sock,
       '-P',
       pidFile,
-      '-r',
+      ...(writable ? [] : ['-r']),
       '-f',
       '--exit-with-parent',
       'vddk',
@@ -97,7 +109,7 @@ export class VddkTransport implements DiskTransport {
       `password=+${pwFile}`,
       `thumbprint=${this.thumbprint}`,
       `vm=moref=${this.o.vm.value}`,
-      `snapshot=${this.o.snapshot.value}`,
+      ...(writable ? [] : [`snapshot=${this.o.snapshot!.value}`]),
       'transports=nbdssl:nbd',
       `file=${disk.fileName}`,
     ];
@@ -156,6 +168,16 @@ export class VddkTransport implements DiskTransport {
               `within ${Math.round((this.o.startTimeoutMs ?? 60_000) / 1000)} s`,
           );
       }
+      return { sock, pid: child.pid, stop: cleanup };
+    } catch (e) {
+      await cleanup();
+      throw e;
+    }
+  }
+
+  async open(disk: VmDisk, _index: number, _ctx: unknown, op: Op = {}): Promise<DiskReader> {
+    const { sock, pid, stop } = await this.serve(disk, op);
+    try {
       const src = await NbdSource.open({ path: sock }, { exportName: '', logger: this.o.logger }, op);
       if (src.sizeBytes !== disk.capacityBytes) {
         await src.close();
@@ -164,17 +186,58 @@ export class VddkTransport implements DiskTransport {
           `VDDK export of ${disk.fileName} has ${src.sizeBytes} bytes, the disk ${disk.capacityBytes}`,
         );
       }
-      this.logger.info(`VDDK: ${disk.fileName} served by nbdkit pid ${child.pid}`);
+      this.logger.info(`VDDK: ${disk.fileName} served by nbdkit pid ${pid}`);
       return {
         description: `vddk:${disk.fileName}`,
         read: (o, l, into, op2) => src.read(o, l, into, op2),
         close: async () => {
           await src.close().catch(() => undefined);
-          await cleanup();
+          await stop();
         },
       };
     } catch (e) {
-      await cleanup();
+      await stop();
+      throw e;
+    }
+  }
+
+  /**
+   * Write mode: the powered-off VM's own disk opened read-write through VDDK (NBD/NBDSSL), for quick rollback. The
+   * writes are flushed before close() resolves; a write VDDK refuses fails with its NBD error, nothing retried.
+   */
+  async openWriter(disk: VmDisk, op: Op = {}): Promise<DiskWriter> {
+    if (!this.o.writable) throw new CofferError('INTERNAL', 'VDDK transport opened for writing without writable');
+    const { sock, pid, stop } = await this.serve(disk, op);
+    let client: NbdClient | undefined;
+    try {
+      client = await NbdClient.connect({ path: sock }, { exportName: '', timeoutMs: 60_000, signal: op.signal });
+      if (client.sizeBytes !== disk.capacityBytes)
+        throw new CofferError(
+          'VSPHERE_DISK_LAYOUT',
+          `VDDK export of ${disk.fileName} has ${client.sizeBytes} bytes, the disk ${disk.capacityBytes}`,
+        );
+      if (client.readOnly)
+        throw new CofferError('TARGET_UNWRITABLE', `VDDK opened ${disk.fileName} read-only`, {
+          hint: 'the VM must be powered off, without snapshots, and the user needs the VirtualMachine.Config privileges',
+        });
+      this.logger.info(`VDDK: ${disk.fileName} served read-write by nbdkit pid ${pid}`);
+      const c = client;
+      return {
+        description: `vddk:${disk.fileName}`,
+        read: (o, l, into, op2) => c.read(o, l, into, op2),
+        write: (o, data, op2) => c.write(o, data, op2),
+        close: async () => {
+          try {
+            await c.flush();
+          } finally {
+            await c.close().catch(() => undefined);
+            await stop();
+          }
+        },
+      };
+    } catch (e) {
+      await client?.close().catch(() => undefined);
+      await stop();
       throw e;
     }
   }
