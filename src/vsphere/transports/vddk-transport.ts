@@ -218,7 +218,7 @@ export class VddkTransport implements DiskTransport {
         );
       if (client.readOnly)
         throw new CofferError('TARGET_UNWRITABLE', `VDDK opened ${disk.fileName} read-only`, {
-          hint: 'the VM must be powered off, without snapshots, and the user needs the VirtualMachine.Config privileges',
+          hint: 'the VM must be powered off and without snapshots, and the user needs VirtualMachine.Config privileges',
         });
       this.logger.info(`VDDK: ${disk.fileName} served read-write by nbdkit pid ${pid}`);
       const c = client;
