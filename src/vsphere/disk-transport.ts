@@ -119,7 +119,9 @@ export class HttpDatastoreTransport implements DiskTransport {
   ): Promise<string> {
     const refuse = (why: string, cause?: unknown) =>
       new CofferError('VSPHERE_UNSAFE_WRITE', `refusing to write ${disk.fileName} through /folder: ${why}`, {
-        hint: 'restore as a new VM (NFC import), or repair the disk descriptor in vCenter first',
+        hint:
+          'restore in place with --quick (writes through hot-add or VDDK, vSAN included), restore as a new VM (NFC ' +
+          'import), or repair the disk descriptor in vCenter first',
         details: { file: disk.fileName },
         cause,
       });
