@@ -4,9 +4,9 @@
 // the restore point byte for byte, bytes written == bytes changed (64 KiB CBT blocks), nothing left behind (snapshot,
 // attachment, by-id link). A change tracking reset since the point makes it compare the whole disk, and say so.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { coffer, tempDir } from './helpers/cli.js';
 import { prng } from './helpers/disks.js';
@@ -20,6 +20,7 @@ import {
   setChangeTracking,
   startVcsim,
   vcLogin,
+  vddkStandin,
   type Vcsim,
   type VcSession,
 } from './helpers/vsphere.js';
@@ -52,7 +53,7 @@ describe('coffer restore --quick: quick rollback in place (vcsim, hot-add writes
     writeFileSync(d.dataLocalPath, cur);
     return at.length * 64 * KiB + 64 * KiB; // bytes in changed 64 KiB blocks
   };
-  const rollback = (...extra: string[]) =>
+  const rollbackWith = (extraEnv: Record<string, string>, ...extra: string[]) =>
     coffer(
       [
         'restore',
@@ -67,8 +68,9 @@ describe('coffer restore --quick: quick rollback in place (vcsim, hot-add writes
         '--json',
         ...extra,
       ],
-      env,
+      { ...env, ...extraEnv },
     );
+  const rollback = (...extra: string[]) => rollbackWith({}, ...extra);
   const clean = async () => {
     assert.deepEqual(await listSnapshots(s, vc.vm(VM).ref), [], 'a snapshot was left');
     assert.equal(
@@ -150,44 +152,15 @@ describe('coffer restore --quick: quick rollback in place (vcsim, hot-add writes
   // as nbdkit's vddk plugin documents them (no -r, no snapshot=: the powered-off VM's own disk) and serves the disk's
   // data file read-write with the real nbdkit file plugin, so the writes land in the disk vcsim reports.
   test('--transport nbd: VDDK writes (nbdkit vddk read-write, no snapshot), only the changed blocks', async () => {
-    const bin = join(tmp.path, 'bin');
-    const libdir = join(tmp.path, 'vmware-vix-disklib-distrib');
-    const logFile = join(tmp.path, 'standin.log');
-    mkdirSync(bin, { recursive: true });
-    mkdirSync(libdir, { recursive: true });
-    symlinkSync(resolve('test/fixtures/vcsim/nbdkit-vddk-standin.sh'), join(bin, 'nbdkit'));
-    const map = join(tmp.path, 'disks.tsv');
-    writeFileSync(map, vc.vms.flatMap((v) => v.disks.map((d) => `${d.fileName}\t${d.dataLocalPath}\n`)).join(''));
-    const vddkEnv = {
-      PATH: `${bin}:${process.env['PATH']}`,
-      STANDIN_REAL_NBDKIT: '/usr/bin/nbdkit',
-      STANDIN_MAP: map,
-      STANDIN_USER: vc.username,
-      STANDIN_PASSWORD: vc.password,
-      STANDIN_THUMBPRINT: vc.thumbprintSha1,
-      STANDIN_LOG: logFile,
-    };
+    const { libdir, logFile, env: vddkEnv } = vddkStandin(join(tmp.path, 'vddk'), vc);
     const vddkDirs = () => readdirSync(tmpdir()).filter((n) => n.startsWith('coffer-vddk-'));
     const dirsBefore = vddkDirs();
     const changed = churn('v');
-    const args = [
-      'restore',
-      '--repo',
-      repo,
-      pointId,
-      '--to',
-      `${url}/${VM}`,
-      '--datastore',
-      'LocalDS_0',
-      '--insecure-tls',
-      '--json',
-      '--force',
-      '--quick',
-    ];
+    const args = ['--force', '--quick'];
     // --transport nbd without the VDDK directory, or with a proxy VM: USAGE, nothing started
-    expectError(coffer([...args, '--transport', 'nbd'], { ...env, ...vddkEnv }), 2, 'USAGE');
-    expectError(coffer([...args, '--vddk-libdir', libdir, '--proxy-vm', PROXY], { ...env, ...vddkEnv }), 2, 'USAGE');
-    const r = expectOk(coffer([...args, '--transport', 'nbd', '--vddk-libdir', libdir], { ...env, ...vddkEnv }));
+    expectError(rollbackWith(vddkEnv, ...args, '--transport', 'nbd'), 2, 'USAGE');
+    expectError(rollbackWith(vddkEnv, ...args, '--vddk-libdir', libdir, '--proxy-vm', PROXY), 2, 'USAGE');
+    const r = expectOk(rollbackWith(vddkEnv, ...args, '--transport', 'nbd', '--vddk-libdir', libdir));
     assert.equal(r.transport, 'nbd');
     assert.equal(r.bytesWritten, changed, 'only the changed 64 KiB blocks written');
     for (const [i, img] of images.entries()) assert.ok(diskBytes(i).equals(img), `disk ${i} differs from the point`);

@@ -4,18 +4,17 @@
 // server, user, password=+FILE (0600), SHA-1 thumbprint, vm=moref=, snapshot=, transports=nbdssl:nbd, file=) and
 // serves that disk's data file with the real nbdkit file plugin. Also: --transport auto on vSAN without hot-add or VDDK.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { coffer, tempDir } from './helpers/cli.js';
 import { assertNoStack, expectError, expectOk, makeGuestDisk } from './helpers/more-cli.js';
-import { listSnapshots, startVcsim, vcLogin, type Vcsim, type VcSession } from './helpers/vsphere.js';
+import { listSnapshots, startVcsim, vcLogin, vddkStandin, type Vcsim, type VcSession } from './helpers/vsphere.js';
 
 describe('vSphere VDDK transport (stand-in nbdkit vddk) and transport auto (vcsim)', () => {
   const tmp = tempDir('coffer-vsphere-vddk-');
   const repo = join(tmp.path, 'repo');
-  const bin = join(tmp.path, 'bin');
   const libdir = join(tmp.path, 'vmware-vix-disklib-distrib');
   const logFile = join(tmp.path, 'standin.log');
   const VM = 'DC0_C0_VSAN0';
@@ -30,21 +29,10 @@ describe('vSphere VDDK transport (stand-in nbdkit vddk) and transport auto (vcsi
   before(async () => {
     vc = await startVcsim({ diskMiB: [2, 1] });
     s = await vcLogin(vc);
-    mkdirSync(bin);
-    mkdirSync(libdir);
-    symlinkSync(resolve('test/fixtures/vcsim/nbdkit-vddk-standin.sh'), join(bin, 'nbdkit'));
-    const map = join(tmp.path, 'disks.tsv');
-    writeFileSync(map, vc.vms.flatMap((v) => v.disks.map((d) => `${d.fileName}\t${d.dataLocalPath}\n`)).join(''));
     env = {
       COFFER_VSPHERE_USER: vc.username,
       COFFER_VSPHERE_PASSWORD: vc.password,
-      PATH: `${bin}:${process.env['PATH']}`,
-      STANDIN_REAL_NBDKIT: '/usr/bin/nbdkit',
-      STANDIN_MAP: map,
-      STANDIN_USER: vc.username,
-      STANDIN_PASSWORD: vc.password,
-      STANDIN_THUMBPRINT: vc.thumbprintSha1,
-      STANDIN_LOG: logFile,
+      ...vddkStandin(tmp.path, vc).env,
     };
     url = `vsphere://${vc.host}:${vc.port}`;
     for (const [i, d] of vc.vm(VM).disks.entries()) {

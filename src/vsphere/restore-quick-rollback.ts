@@ -5,8 +5,8 @@ import type { Extent } from '../sources/index.js';
 import type { TlsPolicy } from './https-client.js';
 import { loadInventory, type VmInfo } from './inventory.js';
 import { runTask } from './task.js';
-import { HotAddTransport, type DiskWriter } from './transports/hotadd-transport.js';
-import { VddkTransport } from './transports/vddk-transport.js';
+import { HotAddTransport, hotAddEnv, type DiskWriter } from './transports/hotadd-transport.js';
+import { VddkTransport, vddkConnection } from './transports/vddk-transport.js';
 import type { VimClient } from './vim-client.js';
 import { DEFAULT_SNAPSHOT_LEASE_S, SNAPSHOT_PREFIX, ownerLine } from './vm-backup.js';
 import type { StoredVmConfig } from './vm-config.js';
@@ -116,11 +116,7 @@ export async function quickRollback(
     if (transport === 'nbd') {
       const vddk = new VddkTransport({
         libdir: opts.vddkLibdir!,
-        host: url.host,
-        port: url.port,
-        user: url.user ?? opts.env['COFFER_VSPHERE_USER'] ?? '',
-        password: url.password ?? opts.env['COFFER_VSPHERE_PASSWORD'] ?? '',
-        nbdkit: opts.env['COFFER_NBDKIT'],
+        ...vddkConnection(url, opts.env),
         vm: vm.ref,
         writable: true,
         logger,
@@ -131,12 +127,7 @@ export async function quickRollback(
         client,
         inventory: inv,
         proxyVm: opts.proxyVm,
-        productUuidPath: opts.env['COFFER_PRODUCT_UUID_PATH'],
-        byIdDir: opts.env['COFFER_DISK_BY_ID_DIR'],
-        appearTimeoutMs: opts.env['COFFER_HOTADD_TIMEOUT_MS']
-          ? Number(opts.env['COFFER_HOTADD_TIMEOUT_MS'])
-          : undefined,
-        stateDir: opts.env['COFFER_HOTADD_STATE_DIR'],
+        ...hotAddEnv(opts.env),
         writable: true,
         logger,
       });

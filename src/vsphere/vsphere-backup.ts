@@ -3,8 +3,8 @@ import { CofferError, type Logger, type Op } from '../shared/index.js';
 import { HttpDatastoreTransport, NbdDiskTransport, type DiskTransport } from './disk-transport.js';
 import type { TlsPolicy } from './https-client.js';
 import { loadInventory, selectVms } from './inventory.js';
-import { HotAddTransport } from './transports/hotadd-transport.js';
-import { VddkTransport } from './transports/vddk-transport.js';
+import { HotAddTransport, hotAddEnv } from './transports/hotadd-transport.js';
+import { VddkTransport, vddkConnection } from './transports/vddk-transport.js';
 import type { VimClient } from './vim-client.js';
 import type { Inventory, VmInfo } from './inventory.js';
 import { fetchHomeFiles } from './restore-home-files.js';
@@ -174,20 +174,13 @@ async function chooseTransport(
       client,
       inventory: inv,
       proxyVm: opts.proxyVm,
-      productUuidPath: opts.env['COFFER_PRODUCT_UUID_PATH'],
-      byIdDir: opts.env['COFFER_DISK_BY_ID_DIR'],
-      appearTimeoutMs: opts.env['COFFER_HOTADD_TIMEOUT_MS'] ? Number(opts.env['COFFER_HOTADD_TIMEOUT_MS']) : undefined,
-      stateDir: opts.env['COFFER_HOTADD_STATE_DIR'],
+      ...hotAddEnv(opts.env),
       logger: opts.logger,
     });
   const vddk = () =>
     new VddkTransport({
       libdir: opts.vddkLibdir!,
-      host: url.host,
-      port: url.port,
-      user: url.user ?? opts.env['COFFER_VSPHERE_USER'] ?? '',
-      password: url.password ?? opts.env['COFFER_VSPHERE_PASSWORD'] ?? '',
-      nbdkit: opts.env['COFFER_NBDKIT'],
+      ...vddkConnection(url, opts.env),
       logger: opts.logger,
     });
   const http = () =>

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { CofferError, type Logger, type Op } from '../shared/index.js';
 import { loadInventory, selectVms, type Inventory, type VmInfo } from './inventory.js';
 import { retrieveOne } from './property-collector.js';
-import { HotAddTransport } from './transports/hotadd-transport.js';
+import { HotAddTransport, hotAddEnv } from './transports/hotadd-transport.js';
 import type { VimClient } from './vim-client.js';
 import { isOrphan, SNAPSHOT_PREFIX } from './vm-backup.js';
 import { unsnapshottable } from './vm-model.js';
@@ -234,9 +234,7 @@ async function checkVm(
         client,
         inventory: inv,
         proxyVm: opts.proxyVm,
-        productUuidPath: opts.env['COFFER_PRODUCT_UUID_PATH'],
-        byIdDir: opts.env['COFFER_DISK_BY_ID_DIR'],
-        stateDir: opts.env['COFFER_HOTADD_STATE_DIR'],
+        ...hotAddEnv(opts.env),
         logger: opts.logger,
       });
       await t.check(vm, readable, opts, { recover: false });

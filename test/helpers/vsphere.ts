@@ -1,6 +1,16 @@
 // Helpers of the vSphere tests on top of the vcsim harness (test/helpers/vcsim.ts).
-import { truncateSync } from 'node:fs';
-import { dataLocalPathOf, retrieveProperties, soapCall, waitTask, xmlAll, xmlText, type VcSession } from './vcsim.js';
+import { mkdirSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import {
+  dataLocalPathOf,
+  retrieveProperties,
+  soapCall,
+  waitTask,
+  xmlAll,
+  xmlText,
+  type Vcsim,
+  type VcSession,
+} from './vcsim.js';
 
 export * from './vcsim.js';
 
@@ -46,4 +56,35 @@ export async function growDisk(
   );
   await waitTask(s, xmlText(r, 'returnval')!);
   truncateSync(dataLocalPathOf(s.vc, fileName), newSizeBytes); // the launcher rewrites the descriptor's extent size
+}
+
+/**
+ * VMware VDDK has no simulator and is not redistributable, and Debian's nbdkit has no vddk plugin: this puts the
+ * stand-in (test/fixtures/vcsim/nbdkit-vddk-standin.sh) on PATH as `nbdkit` under `dir`. It checks Coffer's arguments
+ * as nbdkit's vddk plugin documents them (against this vcsim's user, password and SHA-1 thumbprint) and serves each
+ * disk's data file with the real nbdkit file plugin: read-only from a snapshot (-r, snapshot=), or read-write (no -r,
+ * no snapshot=). Its log (ARGS/SERVE/SERVE-RW/REFUSED lines) is `logFile`; `libdir` is an empty VDDK directory.
+ */
+export function vddkStandin(dir: string, vc: Vcsim): { libdir: string; logFile: string; env: Record<string, string> } {
+  const bin = join(dir, 'bin');
+  const libdir = join(dir, 'vmware-vix-disklib-distrib');
+  const logFile = join(dir, 'standin.log');
+  mkdirSync(bin, { recursive: true });
+  mkdirSync(libdir, { recursive: true });
+  symlinkSync(resolve('test/fixtures/vcsim/nbdkit-vddk-standin.sh'), join(bin, 'nbdkit'));
+  const map = join(dir, 'disks.tsv');
+  writeFileSync(map, vc.vms.flatMap((v) => v.disks.map((d) => `${d.fileName}\t${d.dataLocalPath}\n`)).join(''));
+  return {
+    libdir,
+    logFile,
+    env: {
+      PATH: `${bin}:${process.env['PATH']}`,
+      STANDIN_REAL_NBDKIT: '/usr/bin/nbdkit',
+      STANDIN_MAP: map,
+      STANDIN_USER: vc.username,
+      STANDIN_PASSWORD: vc.password,
+      STANDIN_THUMBPRINT: vc.thumbprintSha1,
+      STANDIN_LOG: logFile,
+    },
+  };
 }

@@ -31,6 +31,19 @@ export interface HotAddOptions {
   logger?: Logger | undefined;
 }
 
+/** The hot-add settings a process takes from its environment (tests point them into a sandbox; see OPERATIONS.md). */
+export function hotAddEnv(
+  env: Record<string, string | undefined>,
+): Pick<HotAddOptions, 'productUuidPath' | 'byIdDir' | 'appearTimeoutMs' | 'stateDir'> {
+  const timeout = env['COFFER_HOTADD_TIMEOUT_MS'];
+  return {
+    productUuidPath: env['COFFER_PRODUCT_UUID_PATH'],
+    byIdDir: env['COFFER_DISK_BY_ID_DIR'],
+    ...(timeout ? { appearTimeoutMs: Number(timeout) } : {}),
+    stateDir: env['COFFER_HOTADD_STATE_DIR'],
+  };
+}
+
 /** A hot-added disk opened with `writable`: positioned writes into the attached device. */
 export interface DiskWriter extends DiskReader {
   write(offset: number, data: Buffer, op?: Op): Promise<void>;

@@ -37,6 +37,20 @@ export interface VddkOptions {
   logger?: Logger | undefined;
 }
 
+/** VDDK's connection settings for a vsphere:// URL: credentials from the URL, else COFFER_VSPHERE_USER/PASSWORD. */
+export function vddkConnection(
+  url: { host: string; port: number; user?: string | undefined; password?: string | undefined },
+  env: Record<string, string | undefined>,
+): Pick<VddkOptions, 'host' | 'port' | 'user' | 'password' | 'nbdkit'> {
+  return {
+    host: url.host,
+    port: url.port,
+    user: url.user ?? env['COFFER_VSPHERE_USER'] ?? '',
+    password: url.password ?? env['COFFER_VSPHERE_PASSWORD'] ?? '',
+    nbdkit: env['COFFER_NBDKIT'],
+  };
+}
+
 /** SHA-1 thumbprint of a server's certificate as VDDK wants it (AA:BB:...). */
 export function sha1Thumbprint(host: string, port: number): Promise<string> {
   return new Promise((resolve, reject) => {
