@@ -18,7 +18,7 @@ const qemuMissing =
     : 'qemu-system-x86_64 is not installed (scripts/setup.sh installs qemu-system-x86)';
 
 function run(cmd: string, args: string[], opts: { input?: string; cwd?: string } = {}): Buffer {
-  return execFileSync(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], ...opts });
+  return execFileSync(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], maxBuffer: 64 * 2 ** 20, ...opts });
 }
 
 /**
@@ -40,7 +40,10 @@ function makeBootImage(dir: string, name: string, o: { kernel: boolean }): strin
   );
   chmodSync(join(root, 'init'), 0o755);
   const list = run('find', ['.'], { cwd: root }).toString();
-  writeFileSync(join(work, 'initrd.img'), run('cpio', ['-o', '-H', 'newc', '--quiet', '-R', '0:0'], { input: list, cwd: root }));
+  writeFileSync(
+    join(work, 'initrd.img'),
+    run('cpio', ['-o', '-H', 'newc', '--quiet', '-R', '0:0'], { input: list, cwd: root }),
+  );
   writeFileSync(
     join(work, 'syslinux.cfg'),
     'SERIAL 0 115200\nPROMPT 0\nTIMEOUT 1\nDEFAULT linux\nLABEL linux\n  KERNEL vmlinuz\n  INITRD initrd.img\n' +
@@ -150,14 +153,19 @@ describe('coffer check --boot (QEMU)', { skip: qemuMissing }, () => {
   test('a zeroed boot sector fails before QEMU starts, saying why', () => {
     const r = coffer(['check', '--repo', repo, zeroed, '--boot', '--boot-marker', MARKER, '--json']);
     assert.equal(r.code, 50, r.stdout + r.stderr);
-    const err = json(r);
-    const rec = json(coffer(['show', '--repo', repo, zeroed, '--json']));
-    assert.equal(rec.status.check.boot.ok, false);
-    assert.match(rec.status.check.boot.note, /no BIOS boot sector \(no 55AA signature/);
+    // --json: the record is the one document printed (exit 50 says it failed)
+    const rec = json(r);
+    assert.equal(rec.ok, false);
+    assert.equal(rec.boot.ok, false);
+    assert.equal(rec.boot.ended, 'not-run');
+    assert.equal(rec.boot.accel, null);
     assert.ok(
-      err.error.details.problems.some((p: string) => /^boot: disk 0 has no BIOS boot sector/.test(p)),
-      JSON.stringify(err),
+      rec.problems.some((p: string) => /^boot: disk 0 has no BIOS boot sector/.test(p)),
+      JSON.stringify(rec.problems),
     );
+    const show = json(coffer(['show', '--repo', repo, zeroed, '--json']));
+    assert.equal(show.status.check.boot.ok, false);
+    assert.match(show.status.check.boot.note, /no BIOS boot sector \(no 55AA signature/);
   });
 
   test('Ctrl-C during the boot kills QEMU (by pid) and exits 130', async () => {

@@ -53,7 +53,11 @@ export function checkCommand(program: Command, kit: CommandKit): void {
       'also boot the point in QEMU (qemu-system-x86_64, -snapshot, no network, KVM when usable); passes when ' +
         '--boot-marker appears on the serial console',
     )
-    .option('--boot-marker <text>', 'with --boot: the text on the serial console that means booted', BOOT_DEFAULTS.marker)
+    .option(
+      '--boot-marker <text>',
+      'with --boot: the text on the serial console that means booted',
+      BOOT_DEFAULTS.marker,
+    )
     .option('--boot-timeout <seconds>', 'with --boot: time limit of the boot', String(BOOT_DEFAULTS.timeoutMs / 1000))
     .option('--boot-memory <MiB>', "with --boot: memory of the boot VM (default the stored VM's, at most 4096)")
     .action(async (ref: string, o: CheckOpts) => {
@@ -61,7 +65,8 @@ export function checkCommand(program: Command, kit: CommandKit): void {
       const timeoutMs = parseInteger(o.timeout, '--timeout') * 1000;
       const bootTimeoutMs = parseInteger(o.bootTimeout, '--boot-timeout') * 1000;
       const bootMemoryMB = o.bootMemory !== undefined ? parseInteger(o.bootMemory, '--boot-memory') : undefined;
-      if (o.boot && o.files) throw new CofferError('USAGE', '--boot and --files are separate checks: run them one by one');
+      if (o.boot && o.files)
+        throw new CofferError('USAGE', '--boot and --files are separate checks: run them one by one');
       if (bootTimeoutMs <= 0) throw new CofferError('USAGE', '--boot-timeout must be at least 1 second');
       if (o.boot && o.bootMarker.length === 0) throw new CofferError('USAGE', '--boot-marker must not be empty');
       const repo = await kit.openRepo(o, logger, true);
@@ -79,7 +84,9 @@ export function checkCommand(program: Command, kit: CommandKit): void {
               `ransom notes: ${r.ransomNotes.count}${eg(r.ransomNotes.examples)}\n` +
               `renames to one extension: ${r.renames.count} of ${r.renames.total}` +
               `${r.renames.extension ? ` (${r.renames.extension})` : ''}\n` +
-              `high-entropy rewrites: ${r.entropyRewrites.count} of ${r.entropyRewrites.sampled} sampled\n`,
+              `high-entropy rewrites: ${r.entropyRewrites.count} of ${r.entropyRewrites.sampled} sampled` +
+              `${r.entropyRewrites.mtimeKept ? ` (${r.entropyRewrites.mtimeKept} with size and mtime kept)` : ''}\n` +
+              `rewritten with size and mtime kept (ctime moved): ${r.ctimeOnly}\n`,
           );
           for (const n of r.notes.slice(0, 20)) kit.write(`note: ${n}\n`);
           kit.write(r.found ? `INDICATORS FOUND: ${r.reasons.join('; ')}\n` : 'no ransomware indicators found\n');
@@ -133,7 +140,8 @@ export function checkCommand(program: Command, kit: CommandKit): void {
 /** One line on a boot check: outcome, how, how long. */
 export function bootLine(b: BootCheck): string {
   const secs = `${Math.round(b.elapsedMs / 100) / 10} s`;
-  const how = `${b.firmware.toUpperCase()}, ${b.accel ? b.accel.toUpperCase() : 'not started'}, ${b.memoryMB} MiB, ${b.cpus} vCPU`;
+  const accel = b.accel ? b.accel.toUpperCase() : 'not started';
+  const how = `${b.firmware.toUpperCase()}, ${accel}, ${b.memoryMB} MiB, ${b.cpus} vCPU`;
   if (b.ok) return `boot: ok, "${b.marker}" on the serial console after ${secs} (${how})`;
   return `boot: ${b.ok === null ? 'not booted' : 'FAILED'} (${how}): ${b.note ?? ''}`;
 }

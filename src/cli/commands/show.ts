@@ -13,7 +13,8 @@ export function showCommand(program: Command, kit: CommandKit): void {
       const m = await repo.loadManifest(await resolvePointRef(repo, ref));
       const status = await statusOf(repo, m);
       const boot = status.check ? await lastBootCheck(repo, m.id) : null;
-      if (o.json) return kit.writeJson({ ...m, status: { ...status, check: status.check && { ...status.check, boot } } });
+      if (o.json)
+        return kit.writeJson({ ...m, status: { ...status, check: status.check && { ...status.check, boot } } });
       kit.write(
         `restore point ${m.id}\n  VM        ${m.vm.name}\n  time      ${m.time} ` +
           `(took ${formatDuration(m.stats.durationMs)})\n  mode      ${m.mode}\n  parent    ${m.parent ?? '-'}\n  ` +
@@ -32,7 +33,8 @@ export function showCommand(program: Command, kit: CommandKit): void {
       const outcome = (x: { time: string; ok: boolean } | null) => (x ? `${x.ok ? 'ok' : 'FAILED'} at ${x.time}` : '-');
       kit.write(`  verified  ${outcome(status.verification)}\n  checked   ${outcome(status.check)}\n`);
       if (boot) {
-        const how = `after ${Math.round(boot.elapsedMs / 100) / 10} s${boot.accel ? `, ${boot.accel.toUpperCase()}` : ''}`;
+        const accel = boot.accel ? `, ${boot.accel.toUpperCase()}` : '';
+        const how = `after ${Math.round(boot.elapsedMs / 100) / 10} s${accel}`;
         const what = boot.ok ? `ok ("${boot.marker}" seen ${how})` : `${boot.ok === null ? 'not booted' : 'FAILED'}`;
         kit.write(`  booted    ${what}${boot.ok ? '' : `: ${boot.note ?? ''}`}\n`);
       }

@@ -229,7 +229,6 @@ export function consoleTail(console: string): string {
     .replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '')
     .replace(/\x1bc/g, '')
     .replace(/\r/g, '')
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: removing control characters is the point
     .replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '');
   const lines = clean.split('\n').filter((l) => l.trim() !== '');
   return lines.slice(-BOOT_LIMITS.tailLines).join('\n').slice(-BOOT_LIMITS.tailChars);

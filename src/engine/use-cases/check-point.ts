@@ -25,9 +25,7 @@ export interface CheckPointRequest {
   onFailure?: ((record: CheckRecord) => Promise<void> | void) | undefined;
 }
 
-export type CheckPointEvent =
-  | { type: 'volume'; volume: VolumeCheck }
-  | { type: 'console'; text: string };
+export type CheckPointEvent = { type: 'volume'; volume: VolumeCheck } | { type: 'console'; text: string };
 
 /** `coffer check`: a recoverability check of one restore point, recorded with it (DESIGN.md §Recoverability checks). */
 export async function checkRestorePoint(
