@@ -168,6 +168,24 @@ describe('coffer check --boot (QEMU)', { skip: qemuMissing }, () => {
     assert.match(show.status.check.boot.note, /no BIOS boot sector \(no 55AA signature/);
   });
 
+  const ovmf = ['/usr/share/OVMF/OVMF_CODE_4M.fd', '/usr/share/OVMF/OVMF_CODE.fd'].some((f) => existsSync(f));
+  test('a UEFI-only disk (GPT, EFI system partition, no BIOS boot partition) without OVMF: "not booted", saying why', {
+    skip: ovmf && 'OVMF is installed here: the disk would boot with UEFI',
+  }, () => {
+    const img = join(tmp.path, 'uefi.raw');
+    closeSync(openSync(img, 'w'));
+    run('truncate', ['-s', '8M', img]);
+    run('sfdisk', ['-q', img], { input: 'label: gpt\nstart=2048, type=U\n' });
+    const id = json(coffer(['backup', '--repo', repo, '--vm', 'uefi', img, '--json'])).id as string;
+    const r = coffer(['check', '--repo', repo, id, '--boot', '--json']);
+    assert.equal(r.code, 50, r.stdout + r.stderr);
+    const rec = json(r);
+    assert.equal(rec.boot.ok, null);
+    assert.equal(rec.boot.ended, 'not-run');
+    assert.match(rec.boot.note, /disk 0 is UEFI-only .* no OVMF firmware is installed here/);
+    assert.ok(rec.problems.some((p: string) => /^boot: not booted: disk 0 is UEFI-only/.test(p)));
+  });
+
   test('Ctrl-C during the boot kills QEMU (by pid) and exits 130', async () => {
     const { child, done } = cofferAsync([
       'check',

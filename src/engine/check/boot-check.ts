@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Manifest } from '../../format/index.js';
+import { readPartitionTable } from '../../fs/index.js';
 import { NbdServer } from '../../nbd/index.js';
 import type { Repository } from '../../repository/index.js';
 import type { Op } from '../../shared/index.js';
@@ -67,11 +68,12 @@ export async function bootCheck(
   const marker = opts.marker ?? BOOT_DEFAULTS.marker;
   const timeoutMs = opts.timeoutMs ?? BOOT_DEFAULTS.timeoutMs;
   const cfg = manifest.vmConfig?.['kind'] === 'vsphere-vm' ? manifest.vmConfig : undefined;
-  const firmware: 'bios' | 'efi' = cfg?.['firmware'] === 'efi' ? 'efi' : 'bios';
+  let firmware: 'bios' | 'efi' = cfg?.['firmware'] === 'efi' ? 'efi' : 'bios';
   const size = bootSize(cfg, { memoryMB: opts.memoryMB });
-  const base = { version: 1 as const, marker, firmware, qemu, timeoutMs, ...size };
+  const base = { version: 1 as const, marker, qemu, timeoutMs, ...size };
   const notRun = (note: string): BootCheck => ({
     ...base,
+    firmware,
     ok: note.startsWith('!') ? false : null,
     accel: null,
     elapsedMs: 0,
@@ -81,7 +83,8 @@ export async function bootCheck(
     console: '',
   });
   if (manifest.disks.length === 0) return notRun('!the restore point has no disk to boot');
-  if (firmware === 'efi' && !(await findOvmf()))
+  const ovmf = await findOvmf();
+  if (firmware === 'efi' && !ovmf)
     return notRun(
       'the VM boots with UEFI firmware (stored configuration: firmware efi) and no OVMF firmware is installed ' +
         'here (Debian package ovmf): not booted; only BIOS VMs boot without it',
@@ -94,6 +97,14 @@ export async function bootCheck(
     for (const [i, d] of manifest.disks.entries()) {
       const dev = await RestorePointDevice.open(repo, pool, await repo.loadIndex(d.indexId, op), { cacheChunks: 32 });
       devices.push(dev);
+      if (i === 0 && firmware === 'bios' && (await uefiOnly(dev, op))) {
+        if (!ovmf)
+          return notRun(
+            'disk 0 is UEFI-only (GPT with an EFI system partition and no BIOS boot partition) and no OVMF ' +
+              'firmware is installed here (Debian package ovmf): not booted; BIOS cannot boot it',
+          );
+        firmware = 'efi';
+      }
       if (i === 0 && firmware === 'bios') {
         const mbr = dev.sizeBytes >= 512 ? await dev.read(0, 512, op) : Buffer.alloc(0);
         if (mbr.length < 512 || mbr[510] !== 0x55 || mbr[511] !== 0xaa)
@@ -133,6 +144,7 @@ export async function bootCheck(
             `${tail ? `; console ends: ${lastLine(tail)}` : ''}`;
     return {
       ...base,
+      firmware,
       ok: run.markerSeen,
       accel: run.accel,
       elapsedMs: run.elapsedMs,
@@ -145,6 +157,20 @@ export async function bootCheck(
     for (const s of servers) await s.close().catch(() => undefined);
     for (const d of devices) await d.close().catch(() => undefined);
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+const EFI_SYSTEM = 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B';
+const BIOS_BOOT = '21686148-6449-6E6F-744E-656564454649';
+
+/** A GPT disk with an EFI system partition and no BIOS boot partition (grub's core image) boots only with UEFI. */
+async function uefiOnly(dev: RestorePointDevice, op: Op): Promise<boolean> {
+  try {
+    const t = await readPartitionTable(dev, op);
+    const types = new Set(t.partitions.map((p) => p.type.toUpperCase()));
+    return t.scheme === 'gpt' && types.has(EFI_SYSTEM) && !types.has(BIOS_BOOT);
+  } catch {
+    return false; // a damaged table: the BIOS boot below says what happens
   }
 }
 
