@@ -38,8 +38,9 @@ fi
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 KDIR="$ROOT/.tools/boot-kernel"
 if [ ! -s "$KDIR/vmlinuz" ]; then
-  KPKG="$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')"
-  if [ -z "$KPKG" ]; then $SUDO apt-get -o DPkg::Lock::Timeout=900 update -qq; KPKG="$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')"; fi
+  kernel_pkg() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
+  KPKG="$(kernel_pkg)"
+  if [ -z "$KPKG" ]; then $SUDO apt-get -o DPkg::Lock::Timeout=900 update -qq; KPKG="$(kernel_pkg)"; fi
   echo "setup: extracting vmlinuz of $KPKG into .tools/boot-kernel"
   rm -rf "$KDIR" && mkdir -p "$KDIR/deb"
   (cd "$KDIR/deb" && apt-get download -q "$KPKG" >/dev/null)

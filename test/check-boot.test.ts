@@ -72,7 +72,7 @@ function makeBootImage(dir: string, name: string, o: { kernel: boolean }): strin
  * initramfs is backed up and booted from the repository over NBD; the marker on the serial console passes the check
  * and is recorded with the point; a point without the kernel fails on the time limit with the console's end (syslinux's
  * complaint); a zeroed boot sector fails before QEMU starts; Ctrl-C kills QEMU; no QEMU gives QEMU_MISSING (52).
- * Measured here (2 shared cores, no /dev/kvm, TCG): about 15 s from QEMU's start to the marker (docs/BENCHMARKS.md);
+ * Measured here (2 shared cores under load, no /dev/kvm, TCG): 22-28 s from QEMU's start to the marker (docs/BENCHMARKS.md);
  * the whole file about a minute, so it runs on Node 20 only (NODE24_SKIP).
  */
 describe('coffer check --boot (QEMU)', { skip: qemuMissing }, () => {
