@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // ransomware-sim.mjs IMAGE.raw make    [--seed S] [--size-mib 128]
 //                   IMAGE.raw churn   [--seed S]
-//                   IMAGE.raw attack  [--seed S] [--percent 100] [--rename .locked] [--note NAME]
+//                   IMAGE.raw attack  [--seed S] [--percent 100] [--rename .locked] [--note NAME] [--keep-names 1]
 //
 // Guest-like changes to an ext4 image (no partition table), made with the real tools, offline (no mount needed):
 //   make    mkfs.ext4 -d of a small "guest" tree: text configs and logs, compressed packages, a database file.
@@ -9,7 +9,9 @@
 //           files replaced), database pages rewritten in place, a few config edits.
 //   attack  what ransomware does: PERCENT % of the files (biggest first is not assumed: seeded pick) are read,
 //           encrypted with `openssl enc -aes-256-ctr` and written back IN PLACE over their own blocks (found with
-//           debugfs), renamed to NAME.locked, and a ransom note dropped in every directory.
+//           debugfs), renamed to NAME.locked, and a ransom note dropped in every directory. With --keep-names 1:
+//           no rename, no note, size and mtime kept (what `openssl ... && cat > f && touch -r` in the guest leaves):
+//           only the inode change time moves, set with debugfs to the time of the attack as the guest kernel would.
 // Prints one JSON line: {op, changedBytes, files}.
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -31,7 +33,14 @@ import { gzipSync } from 'node:zlib';
 
 const dirCache = new Map();
 
-export const DEFAULTS = { seed: '1', percent: 100, sizeMib: 128, rename: '.locked', note: 'README_RESTORE_FILES.txt' };
+export const DEFAULTS = {
+  seed: '1',
+  percent: 100,
+  sizeMib: 128,
+  rename: '.locked',
+  note: 'README_RESTORE_FILES.txt',
+  keepNames: 0,
+};
 
 /** One operation on IMAGE (make, churn, attack); returns {op, changedBytes, files}. Usable in-process (tests). */
 export function simulate(img, op, options = {}) {
@@ -274,7 +283,10 @@ export function simulate(img, op, options = {}) {
         overwriteInPlace(f.path, readFileSync(enc), victimBlocks[k]);
         changed += f.size;
         touched++;
-        cmds.push(`ln ${f.path} ${f.path}${opt.rename}`, `unlink ${f.path}`);
+        // the kernel sets ctime on every write and on touch -r; userspace cannot set it back
+        if (Number(opt.keepNames)) cmds.push(`sif ${f.path} ctime @${Math.floor(Date.now() / 1000) + 1}`);
+        else cmds.push(`ln ${f.path} ${f.path}${opt.rename}`, `unlink ${f.path}`);
+        if (Number(opt.keepNames)) continue;
         dirs.add(f.path.slice(0, f.path.lastIndexOf('/')) || '/');
       }
       const note = join(work, 'note');

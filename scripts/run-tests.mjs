@@ -34,6 +34,8 @@ const selected = filter ? files.filter((f) => f.includes(filter)) : files;
 const NODE24_SKIP = [
   // soak, stress and fuzzing: long loops over engine and parser logic
   'test/ransomware-signals.test.js',
+  // boots Debian's kernel in QEMU (TCG in CI: ~15-25 s a boot, ~1 min the file)
+  'test/check-boot.test.js',
   'test/cli-bad-input.test.js',
   'test/vmdk-hostile.test.js',
   'test/crash-kill9.test.js',

@@ -248,4 +248,27 @@ describe('ransomware signals, last clean point, recoverability check', () => {
     const vm2 = json(coffer(['list', '--repo', repo, '--vm', 'vm2', '--json']))[0];
     assert.equal(records('checks', vm2.id), 1, 'the records of kept points stay');
   });
+
+  test('check --files: files encrypted in place keeping name, size and mtime are found by their ctime', () => {
+    // no rename, no note, mtime put back (`touch -r`): the files diff by size and mtime sees nothing; the ctime,
+    // which the guest kernel sets on the write and on `touch -r`, gives them away (the sim sets it with debugfs,
+    // as that kernel would: nothing is mounted here)
+    const stealth = join(tmp.path, 'stealth.raw');
+    copyFileSync(beforeAttack, stealth);
+    const plain = backup(repo, 'vm-stealth', stealth);
+    const a = sim(stealth, 'attack', '--seed', 'stealth', '--percent', '30', '--keep-names', '1');
+    assert.ok(a.files >= 20, `files encrypted: ${a.files}`);
+    const encrypted = backup(repo, 'vm-stealth', stealth);
+    const r = coffer(['check', '--repo', repo, encrypted.id, '--files', '--json']);
+    assert.equal(r.code, 51, r.stdout + r.stderr);
+    const rec = json(r);
+    assert.equal(rec.againstId, plain.id);
+    assert.equal(rec.found, true);
+    assert.equal(rec.renames.count, 0);
+    assert.equal(rec.ransomNotes.count, 0);
+    assert.ok(rec.ctimeOnly >= a.files, `ctime-only changes ${rec.ctimeOnly} of ${a.files} encrypted`);
+    assert.ok(rec.entropyRewrites.count >= 10, JSON.stringify(rec.entropyRewrites));
+    assert.ok(rec.entropyRewrites.mtimeKept >= 10, JSON.stringify(rec.entropyRewrites));
+    assert.match(rec.reasons.join('\n'), /became incompressible .*with size and mtime kept \(only the ctime moved\)/);
+  });
 });

@@ -394,7 +394,7 @@ export async function diffVolumes(
   a: GuestLocation,
   b: GuestLocation,
   path: string,
-  o: { entries: number; results: number; content: boolean },
+  o: { entries: number; results: number; content: boolean; ctime?: boolean },
   op: Op,
 ): Promise<DiffVolumeResult> {
   const ga = await openGuest(repo, pool, a, op);
@@ -433,6 +433,9 @@ export async function diffVolumes(
           if (x.type !== 'dir') {
             if (x.sizeBytes !== y.sizeBytes) fields.push('size');
             if (x.mtimeMs !== y.mtimeMs) fields.push('mtime');
+            // a rewrite that kept size and mtime (`touch -r`) still moved the ctime, which userspace cannot set
+            if (o.ctime && x.ctimeMs !== undefined && y.ctimeMs !== undefined && x.ctimeMs !== y.ctimeMs)
+              fields.push('ctime');
           }
           if (x.mode !== y.mode) fields.push('mode');
           if (x.type === 'symlink') {

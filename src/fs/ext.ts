@@ -72,6 +72,8 @@ interface Inode {
   flags: number;
   atimeMs: number;
   mtimeMs: number;
+  /** inode change time: set by the kernel on every write or metadata change, never from userspace */
+  ctimeMs: number;
   /** 512-byte sectors (or fs blocks with HUGE_FILE) */
   blocks: number;
   fileAcl: number;
@@ -345,6 +347,7 @@ export class ExtFs implements GuestFs {
       flags,
       atimeMs: time(8, 140),
       mtimeMs: time(16, 136),
+      ctimeMs: time(12, 132),
       blocks:
         (blocksLo + blocksHi * 2 ** 32) *
         (this.roCompat & RO_COMPAT_HUGE_FILE && flags & FL_HUGE_FILE ? this.blockBytes / 512 : 1),
@@ -367,6 +370,7 @@ export class ExtFs implements GuestFs {
       nlink: ino.nlink,
       mtimeMs: ino.mtimeMs,
       atimeMs: ino.atimeMs,
+      ctimeMs: ino.ctimeMs,
       id: `inode:${ino.ino}`,
       ref: ino,
     };

@@ -153,6 +153,14 @@ export const checkJob = z.strictObject({
   files: z.boolean().default(false),
   /** per checker run */
   timeoutMs: z.number().int().positive().max(86_400_000).optional(),
+  /** also boot the point in QEMU (FORMAT.md §8.1 `boot`): success = `marker` on the serial console */
+  boot: z
+    .strictObject({
+      marker: z.string().min(1).max(256),
+      timeoutMs: z.number().int().positive().max(86_400_000),
+      memoryMB: z.number().int().min(128).max(65_536).optional(),
+    })
+    .optional(),
   record: z.boolean().default(true),
 });
 

@@ -40,6 +40,7 @@ test('job descriptions: defaults filled in, a job round-trips through JSON uncha
     parseJob({ kind: 'verify', repository: 'r', readDataFraction: 0.25 }),
     parseJob({ kind: 'forget', repository: 'r', policy: { daily: 7 }, prune: true }),
     parseJob({ kind: 'check', repository: 'r', pointId: 'p', files: true }),
+    parseJob({ kind: 'check', repository: 'r', pointId: 'p', boot: { marker: 'login:', timeoutMs: 300_000 } }),
   ]) {
     const text = serializeJob(j);
     assert.deepEqual(parseJob(text), j);

@@ -182,13 +182,19 @@ export async function runJob(input: unknown, deps: JobDeps, opts: RunJobOptions 
         pointId: job.pointId,
         timeoutMs: job.timeoutMs,
         record: job.record,
+        ...(job.boot ? { boot: job.boot } : {}),
         onEvent: (e) => {
+          if (e.type !== 'volume') return;
           const v = e.volume;
           const what = `disk ${v.disk} volume ${v.volume}: ${v.filesystem ?? '-'} (${v.tool ?? '-'})`;
           if (v.ok === false) logger.warn(`${what} FAILED: ${v.note ?? ''}`);
           else logger.info(`${what} ${v.ok ? 'ok' : `not checked: ${v.note ?? ''}`}`);
         },
       });
+      if (r.boot)
+        logger[r.boot.ok ? 'info' : 'warn'](
+          `boot ${r.boot.ok ? `ok after ${Math.round(r.boot.elapsedMs / 1000)} s` : `FAILED: ${r.boot.note ?? ''}`}`,
+        );
       if (!r.ok)
         throw new CofferError('CHECK_FAILED', `restore point ${r.pointId} failed its check: ${r.problems.join('; ')}`, {
           details: { check: r },

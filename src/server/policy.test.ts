@@ -178,4 +178,11 @@ test('policy signals: thresholds over the defaults; holds and the indicators job
   assert.throws(() => PolicySpecSchema.parse({ ...base, signals: { minHistoryPoints: 20 } }), /minHistoryPoints/);
   assert.throws(() => PolicySpecSchema.parse({ ...base, signals: { holdDays: -1 } }));
   assert.deepEqual(PolicySpecSchema.parse({ ...base, check: {} }).check, { everyPoints: 1, timeoutMinutes: 10 });
+  // a boot check in QEMU (ADR 0025): marker and time limit default to login: and 300 s
+  assert.deepEqual(PolicySpecSchema.parse({ ...base, check: { boot: {} } }).check?.boot, {
+    marker: 'login:',
+    timeoutSeconds: 300,
+  });
+  assert.throws(() => PolicySpecSchema.parse({ ...base, check: { boot: { marker: '' } } }));
+  assert.throws(() => PolicySpecSchema.parse({ ...base, check: { boot: { timeoutSeconds: 0 } } }));
 });

@@ -124,6 +124,13 @@ export const CheckPolicySchema = z.strictObject({
     .min(1)
     .max(24 * 60)
     .default(10),
+  /** also boot each checked point in QEMU (no network, -snapshot); passes when `marker` is on the serial console */
+  boot: z
+    .strictObject({
+      marker: z.string().min(1).max(256).default('login:'),
+      timeoutSeconds: z.number().int().min(1).max(86_400).default(300),
+    })
+    .optional(),
 });
 
 export const PolicySpecSchema = z.strictObject({

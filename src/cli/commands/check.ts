@@ -1,6 +1,13 @@
 import { spawn } from 'node:child_process';
 import type { Command } from 'commander';
-import { checkFileIndicators, checkRestorePoint, resolvePointRef, type CheckRecord } from '../../engine/index.js';
+import {
+  BOOT_DEFAULTS,
+  checkFileIndicators,
+  checkRestorePoint,
+  resolvePointRef,
+  type BootCheck,
+  type CheckRecord,
+} from '../../engine/index.js';
 import { CofferError } from '../../shared/index.js';
 import { parseInteger, type CommandKit, type CommonOpts } from '../kit/index.js';
 
@@ -10,6 +17,10 @@ type CheckOpts = CommonOpts & {
   record: boolean;
   files?: boolean;
   against?: string;
+  boot?: boolean;
+  bootMarker: string;
+  bootTimeout: string;
+  bootMemory?: string;
 };
 
 /** `coffer check`: is a restore point recoverable? Read-only filesystem checks over NBD, recorded with the point. */
@@ -37,9 +48,27 @@ export function checkCommand(program: Command, kit: CommandKit): void {
         "rewrites of sampled files, against the VM's previous point (exit 51 when found)",
     )
     .option('--against <id>', 'with --files: the restore point to compare with (default the previous one)')
+    .option(
+      '--boot',
+      'also boot the point in QEMU (qemu-system-x86_64, -snapshot, no network, KVM when usable); passes when ' +
+        '--boot-marker appears on the serial console',
+    )
+    .option(
+      '--boot-marker <text>',
+      'with --boot: the text on the serial console that means booted',
+      BOOT_DEFAULTS.marker,
+    )
+    .option('--boot-timeout <seconds>', 'with --boot: time limit of the boot', String(BOOT_DEFAULTS.timeoutMs / 1000))
+    .option('--boot-memory <MiB>', "with --boot: memory of the boot VM (default the stored VM's, at most 4096)")
     .action(async (ref: string, o: CheckOpts) => {
       const logger = kit.logger(o);
       const timeoutMs = parseInteger(o.timeout, '--timeout') * 1000;
+      const bootTimeoutMs = parseInteger(o.bootTimeout, '--boot-timeout') * 1000;
+      const bootMemoryMB = o.bootMemory !== undefined ? parseInteger(o.bootMemory, '--boot-memory') : undefined;
+      if (o.boot && o.files)
+        throw new CofferError('USAGE', '--boot and --files are separate checks: run them one by one');
+      if (bootTimeoutMs <= 0) throw new CofferError('USAGE', '--boot-timeout must be at least 1 second');
+      if (o.boot && o.bootMarker.length === 0) throw new CofferError('USAGE', '--boot-marker must not be empty');
       const repo = await kit.openRepo(o, logger, true);
       const pointId = await resolvePointRef(repo, ref);
       if (o.against !== undefined && !o.files) throw new CofferError('USAGE', '--against goes with --files');
@@ -55,7 +84,9 @@ export function checkCommand(program: Command, kit: CommandKit): void {
               `ransom notes: ${r.ransomNotes.count}${eg(r.ransomNotes.examples)}\n` +
               `renames to one extension: ${r.renames.count} of ${r.renames.total}` +
               `${r.renames.extension ? ` (${r.renames.extension})` : ''}\n` +
-              `high-entropy rewrites: ${r.entropyRewrites.count} of ${r.entropyRewrites.sampled} sampled\n`,
+              `high-entropy rewrites: ${r.entropyRewrites.count} of ${r.entropyRewrites.sampled} sampled` +
+              `${r.entropyRewrites.mtimeKept ? ` (${r.entropyRewrites.mtimeKept} with size and mtime kept)` : ''}\n` +
+              `rewritten with size and mtime kept (ctime moved): ${r.ctimeOnly}\n`,
           );
           for (const n of r.notes.slice(0, 20)) kit.write(`note: ${n}\n`);
           kit.write(r.found ? `INDICATORS FOUND: ${r.reasons.join('; ')}\n` : 'no ransomware indicators found\n');
@@ -70,8 +101,17 @@ export function checkCommand(program: Command, kit: CommandKit): void {
         pointId,
         timeoutMs,
         record: o.record,
+        ...(o.boot
+          ? {
+              boot: {
+                marker: o.bootMarker,
+                timeoutMs: bootTimeoutMs,
+                ...(bootMemoryMB !== undefined ? { memoryMB: bootMemoryMB } : {}),
+              },
+            }
+          : {}),
         onEvent: (e) => {
-          if (o.json) return;
+          if (o.json || e.type !== 'volume') return;
           const v = e.volume;
           const outcome = v.ok === null ? 'not checked' : v.ok ? 'ok' : 'FAILED';
           kit.write(
@@ -82,12 +122,28 @@ export function checkCommand(program: Command, kit: CommandKit): void {
         ...(o.onFailure ? { onFailure: (r: CheckRecord) => runAlert(o.onFailure!, r, logger.warn) } : {}),
       });
       if (o.json) kit.writeJson(record);
-      else kit.write(`restore point ${pointId}: ${record.ok ? 'recoverable (check ok)' : 'check FAILED'}\n`);
+      else {
+        if (record.boot) {
+          kit.write(`${bootLine(record.boot)}\n`);
+          if (record.boot.ok !== true && record.boot.console)
+            kit.write(`serial console (last lines):\n${record.boot.console.replace(/^/gm, '  ')}\n`);
+        }
+        kit.write(`restore point ${pointId}: ${record.ok ? 'recoverable (check ok)' : 'check FAILED'}\n`);
+      }
       if (!record.ok)
         throw new CofferError('CHECK_FAILED', `restore point ${pointId} failed its check: ${record.problems[0]}`, {
           details: { pointId, problems: record.problems, reported: true },
         });
     });
+}
+
+/** One line on a boot check: outcome, how, how long. */
+export function bootLine(b: BootCheck): string {
+  const secs = `${Math.round(b.elapsedMs / 100) / 10} s`;
+  const accel = b.accel ? b.accel.toUpperCase() : 'not started';
+  const how = `${b.firmware.toUpperCase()}, ${accel}, ${b.memoryMB} MiB, ${b.cpus} vCPU`;
+  if (b.ok) return `boot: ok, "${b.marker}" on the serial console after ${secs} (${how})`;
+  return `boot: ${b.ok === null ? 'not booted' : 'FAILED'} (${how}): ${b.note ?? ''}`;
 }
 
 /** Runs the alert command with the record on stdin; its failure is logged, never fatal. */

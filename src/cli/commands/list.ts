@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { pointStatuses } from '../../engine/index.js';
+import { lastBootCheck, pointStatuses } from '../../engine/index.js';
 import { CofferError, formatBytes } from '../../shared/index.js';
 import type { CommandKit, CommonOpts } from '../kit/index.js';
 
@@ -20,6 +20,10 @@ export function listCommand(program: Command, kit: CommandKit): void {
       ).filter((p) => !o.vm || p.vm.name === o.vm);
       const statuses = await pointStatuses(repo, points, { signal: kit.deps.signal });
       if (o.json) {
+        // the boot part of the newest check record: one read per checked point (the outcome is in the blob name)
+        const boots = new Map<string, Awaited<ReturnType<typeof lastBootCheck>>>();
+        for (const { manifest: p, status } of statuses)
+          if (status.check) boots.set(p.id, await lastBootCheck(repo, p.id, { signal: kit.deps.signal }));
         kit.writeJson(
           statuses.map(({ manifest: p, status }) => ({
             id: p.id,
@@ -36,7 +40,7 @@ export function listCommand(program: Command, kit: CommandKit): void {
             score: status.score,
             reasons: status.reasons,
             verification: status.verification,
-            check: status.check,
+            check: status.check && { ...status.check, boot: boots.get(p.id) ?? null },
           })),
         );
       } else {

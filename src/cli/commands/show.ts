@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { resolvePointRef, statusOf } from '../../engine/index.js';
+import { lastBootCheck, resolvePointRef, statusOf } from '../../engine/index.js';
 import { formatBytes, formatDuration } from '../../shared/index.js';
 import type { CommandKit, CommonOpts } from '../kit/index.js';
 
@@ -12,7 +12,9 @@ export function showCommand(program: Command, kit: CommandKit): void {
       const repo = await kit.openRepo(o, kit.logger(o));
       const m = await repo.loadManifest(await resolvePointRef(repo, ref));
       const status = await statusOf(repo, m);
-      if (o.json) return kit.writeJson({ ...m, status });
+      const boot = status.check ? await lastBootCheck(repo, m.id) : null;
+      if (o.json)
+        return kit.writeJson({ ...m, status: { ...status, check: status.check && { ...status.check, boot } } });
       kit.write(
         `restore point ${m.id}\n  VM        ${m.vm.name}\n  time      ${m.time} ` +
           `(took ${formatDuration(m.stats.durationMs)})\n  mode      ${m.mode}\n  parent    ${m.parent ?? '-'}\n  ` +
@@ -30,6 +32,12 @@ export function showCommand(program: Command, kit: CommandKit): void {
       for (const r of status.reasons) kit.write(`    ${r}\n`);
       const outcome = (x: { time: string; ok: boolean } | null) => (x ? `${x.ok ? 'ok' : 'FAILED'} at ${x.time}` : '-');
       kit.write(`  verified  ${outcome(status.verification)}\n  checked   ${outcome(status.check)}\n`);
+      if (boot) {
+        const accel = boot.accel ? `, ${boot.accel.toUpperCase()}` : '';
+        const how = `after ${Math.round(boot.elapsedMs / 100) / 10} s${accel}`;
+        const what = boot.ok ? `ok ("${boot.marker}" seen ${how})` : `${boot.ok === null ? 'not booted' : 'FAILED'}`;
+        kit.write(`  booted    ${what}${boot.ok ? '' : `: ${boot.note ?? ''}`}\n`);
+      }
     });
 }
 

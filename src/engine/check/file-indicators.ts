@@ -61,8 +61,13 @@ export interface IndicatorRecord {
   ransomNotes: { count: number; examples: string[] };
   /** files renamed (X -> X.ext) to the most frequent new extension, of all renames seen */
   renames: { count: number; total: number; extension: string | null; examples: string[] };
-  /** sampled files whose start went from below LOW_ENTROPY to at least HIGH_ENTROPY bits per byte */
-  entropyRewrites: { count: number; sampled: number; examples: string[] };
+  /**
+   * sampled files whose start went from below LOW_ENTROPY to at least HIGH_ENTROPY bits per byte; `mtimeKept`: how
+   * many of them kept their size and mtime (only the inode change time moved: the mtime was put back, `touch -r`)
+   */
+  entropyRewrites: { count: number; sampled: number; examples: string[]; mtimeKept: number };
+  /** changed files whose size and mtime are the same but whose ctime moved (ext, XFS, NTFS: rewritten in place?) */
+  ctimeOnly: number;
   reasons: string[];
   /** the scan stopped at a bound somewhere (`notes` say where): counts are lower bounds */
   partial: boolean;
@@ -153,7 +158,8 @@ export async function scanFileIndicators(
     changes: { added: 0, removed: 0, changed: 0 },
     ransomNotes: { count: 0, examples: [] },
     renames: { count: 0, total: 0, extension: null, examples: [] },
-    entropyRewrites: { count: 0, sampled: 0, examples: [] },
+    entropyRewrites: { count: 0, sampled: 0, examples: [], mtimeKept: 0 },
+    ctimeOnly: 0,
     reasons: [],
     partial: false,
     notes,
@@ -182,6 +188,7 @@ export async function scanFileIndicators(
           entries: Math.max(1, INDICATOR_LIMITS.entries - walked),
           results: Math.max(1, INDICATOR_LIMITS.changes - listed),
           content: false,
+          ctime: true,
         },
         op,
       );
@@ -206,6 +213,13 @@ export async function scanFileIndicators(
     }
     const where = (p: string) => (vb.length > 1 ? `disk ${v.disk} partition ${v.partition}: ${p}` : p);
     for (const c of changes) rec.changes[c.change]++;
+    // rewritten in place with size and mtime put back: only the ctime (set by the guest's kernel) gives them away
+    const ctimeOnly = new Set(
+      changes
+        .filter((c) => c.change === 'changed' && c.fields?.length === 1 && c.fields[0] === 'ctime')
+        .map((c) => c.path),
+    );
+    rec.ctimeOnly += ctimeOnly.size;
     for (const c of changes) {
       if (c.change !== 'added' || c.type !== 'file') continue;
       if (!isRansomNote(c.path.slice(c.path.lastIndexOf('/') + 1))) continue;
@@ -246,6 +260,7 @@ export async function scanFileIndicators(
             rec.entropyRewrites.sampled++;
             if (entropyBitsPerByte(sa) < LOW_ENTROPY && entropyBitsPerByte(sb) >= HIGH_ENTROPY) {
               rec.entropyRewrites.count++;
+              if (p.from === p.to && ctimeOnly.has(p.to)) rec.entropyRewrites.mtimeKept++;
               if (rec.entropyRewrites.examples.length < INDICATOR_LIMITS.examples)
                 rec.entropyRewrites.examples.push(where(p.to));
             }
@@ -290,7 +305,10 @@ function verdict(rec: IndicatorRecord): void {
     r.push(`${rec.renames.count} files renamed to ${rec.renames.extension}, e.g. ${rec.renames.examples[0]}`);
   const e = rec.entropyRewrites;
   if (e.count >= t.entropyRewrites && e.count >= e.sampled * t.entropyShare)
-    r.push(`${e.count} of ${e.sampled} sampled rewritten files became incompressible (high entropy)`);
+    r.push(
+      `${e.count} of ${e.sampled} sampled rewritten files became incompressible (high entropy)` +
+        (e.mtimeKept > 0 ? `, ${e.mtimeKept} of them with size and mtime kept (only the ctime moved)` : ''),
+    );
   rec.found = r.length > 0;
 }
 

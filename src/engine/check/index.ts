@@ -10,3 +10,5 @@ export {
   INDICATOR_THRESHOLDS,
   type IndicatorRecord,
 } from './file-indicators.js';
+export { bootCheck, BOOT_DEFAULTS, type BootCheck, type BootCheckOptions } from './boot-check.js';
+export { BOOT_LIMITS, QEMU_BINARY, bootSize, consoleTail, kvmUsable } from './qemu-boot.js';

@@ -10,7 +10,9 @@ import type { Repository } from '../../repository/index.js';
 import { CofferError, type Op } from '../../shared/index.js';
 import type { CodecPool } from '../codec-pool.js';
 import { RestorePointDevice } from '../mount.js';
+import { bootCheck, type BootCheck, type BootCheckOptions } from './boot-check.js';
 import { FSCK_TOOLS, runTool, throwIfCancelled } from './fsck-tools.js';
+import { requireQemu } from './qemu-boot.js';
 import { withVolumeFile } from './volume-export.js';
 
 /** One volume's outcome: `ok` true (clean), false (the checker found errors), null (not checked, `note` says why). */
@@ -36,12 +38,16 @@ export interface CheckRecord {
   volumes: VolumeCheck[];
   /** why it failed, in words */
   problems: string[];
+  /** the boot check (`--boot`; FORMAT.md §8.1 `boot`, version 1); absent: not asked for */
+  boot?: BootCheck;
 }
 
 export interface CheckPointOptions extends Op {
   /** per checker run (default 10 minutes) */
   timeoutMs?: number;
   onVolume?: (v: VolumeCheck) => void;
+  /** also boot the point in QEMU (after the filesystem checks) */
+  boot?: BootCheckOptions | undefined;
 }
 
 const MAX_PROBLEMS = 100;
@@ -73,6 +79,7 @@ export async function checkPoint(
   const op: Op = { signal: opts.signal };
   const time = new Date().toISOString();
   const manifest = await repo.loadManifest(pointId, op);
+  if (opts.boot) await requireQemu(); // QEMU_MISSING before minutes of filesystem checks
   const devices: RestorePointDevice[] = [];
   const volumes: VolumeCheck[] = [];
   const problems: string[] = [];
@@ -133,8 +140,14 @@ export async function checkPoint(
   }
   if (!volumes.some((v) => v.ok !== null) && problems.length === 0)
     problems.push('no filesystem could be checked (none found, or no checker for them)');
+  let boot: BootCheck | undefined;
+  if (opts.boot) {
+    throwIfCancelled(op);
+    boot = await bootCheck(repo, pool, manifest, { ...opts.boot, signal: opts.signal });
+    if (boot.ok !== true) problems.push(`boot: ${boot.ok === null ? 'not booted: ' : ''}${boot.note ?? 'failed'}`);
+  }
   const ok = problems.length === 0 && volumes.every((v) => v.ok !== false);
-  return { pointId, time, ok, kind: 'fsck', volumes, problems };
+  return { pointId, time, ok, kind: 'fsck', volumes, problems, ...(boot ? { boot } : {}) };
 }
 
 function failure(disk: number, volume: number | string, note: string): VolumeCheck {

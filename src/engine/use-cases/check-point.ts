@@ -16,6 +16,8 @@ export interface CheckPointRequest {
   /** record the outcome with the point (FORMAT.md §8.1); default true */
   record?: boolean | undefined;
   onEvent?: EventSink<CheckPointEvent> | undefined;
+  /** also boot the point in QEMU (FORMAT.md §8.1 `boot`) */
+  boot?: { marker?: string | undefined; timeoutMs?: number | undefined; memoryMB?: number | undefined } | undefined;
   /**
    * The alert hook: called when the check fails, after the record is written (the CLI runs `--on-failure`, the server
    * its notifier). An alert that throws does not change the outcome.
@@ -23,7 +25,7 @@ export interface CheckPointRequest {
   onFailure?: ((record: CheckRecord) => Promise<void> | void) | undefined;
 }
 
-export type CheckPointEvent = { type: 'volume'; volume: VolumeCheck };
+export type CheckPointEvent = { type: 'volume'; volume: VolumeCheck } | { type: 'console'; text: string };
 
 /** `coffer check`: a recoverability check of one restore point, recorded with it (DESIGN.md §Recoverability checks). */
 export async function checkRestorePoint(
@@ -37,6 +39,14 @@ export async function checkRestorePoint(
       signal: ctx.signal,
       ...(req.timeoutMs !== undefined ? { timeoutMs: req.timeoutMs } : {}),
       onVolume: (volume) => emit({ type: 'volume', volume }),
+      ...(req.boot
+        ? {
+            boot: {
+              ...req.boot,
+              onConsole: (text: string) => emit({ type: 'console', text }),
+            },
+          }
+        : {}),
     }),
   );
   if (req.record !== false) await repo.recordCheck(record.pointId, record, { signal: ctx.signal });

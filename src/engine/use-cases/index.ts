@@ -53,7 +53,14 @@ export {
   type DiffFilesRequest,
   type DiffFilesResult,
 } from './find-files.js';
-export { pointStatuses, statusOf, resolvePointRef, type PointWithStatus } from './point-status.js';
+export {
+  pointStatuses,
+  statusOf,
+  resolvePointRef,
+  lastBootCheck,
+  type PointWithStatus,
+  type BootSummary,
+} from './point-status.js';
 export {
   checkRestorePoint,
   checkFileIndicators,

@@ -22,6 +22,33 @@ export async function pointStatuses(repo: Repository, points: Manifest[], op?: O
   return out;
 }
 
+/** What `list` and `show` say about the boot check of a point's newest check record (FORMAT.md §8.1 `boot`). */
+export interface BootSummary {
+  ok: boolean | null;
+  marker: string;
+  elapsedMs: number;
+  accel: string | null;
+  note: string | null;
+}
+
+/**
+ * The boot part of the newest check record of a point, or null when that record has none (a check without
+ * `--boot`, a record written before boot checks, an unreadable record: records describe, nothing depends on them).
+ */
+export async function lastBootCheck(repo: Repository, pointId: string, op?: Op): Promise<BootSummary | null> {
+  const rec = (await repo.lastCheckRecord(pointId, op)) as { boot?: unknown } | undefined;
+  const b = rec?.boot as Record<string, unknown> | undefined;
+  if (!b || typeof b !== 'object' || b['version'] !== 1) return null;
+  const str = (v: unknown) => (typeof v === 'string' ? v.slice(0, 1000) : null);
+  return {
+    ok: typeof b['ok'] === 'boolean' ? b['ok'] : null,
+    marker: str(b['marker']) ?? '',
+    elapsedMs: typeof b['elapsedMs'] === 'number' ? b['elapsedMs'] : 0,
+    accel: str(b['accel']),
+    note: str(b['note']),
+  };
+}
+
 /** The status of one restore point. */
 export async function statusOf(repo: Repository, m: Manifest, op?: Op): Promise<PointStatus> {
   return (await pointStatuses(repo, [m], op))[0]!.status;

@@ -38,6 +38,8 @@ interface Inode {
   nextents: number;
   flags: number;
   atimeMs: number;
+  /** inode change time (set by the kernel, never from userspace) */
+  ctimeMs: number;
   mtimeMs: number;
   /** the data fork bytes */
   fork: Buffer;
@@ -231,6 +233,7 @@ export class XfsFs implements GuestFs {
       flags: raw.readUInt16BE(90),
       atimeMs: time(32),
       mtimeMs: time(40),
+      ctimeMs: time(48),
       fork: Buffer.from(raw.subarray(core, core + forkBytes)),
     };
   }
@@ -247,6 +250,7 @@ export class XfsFs implements GuestFs {
       nlink: ino.nlink,
       mtimeMs: ino.mtimeMs,
       atimeMs: ino.atimeMs,
+      ctimeMs: ino.ctimeMs,
       id: `inode:${ino.ino}`,
       ref: ino,
     };

@@ -27,6 +27,8 @@ export interface CheckParams {
   pointId: string;
   files?: boolean;
   timeoutMinutes?: number;
+  /** also boot the point in QEMU (FORMAT.md §8.1 `boot`) */
+  boot?: { marker: string; timeoutSeconds: number };
 }
 /** prune (garbage collection) has no parameters: it works on the whole repository */
 export type PruneParams = Record<string, never>;

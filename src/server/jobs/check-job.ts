@@ -18,6 +18,9 @@ export class CheckJob implements JobKindHandler {
       pointId: p.pointId,
       files: p.files === true,
       ...(p.timeoutMinutes ? { timeoutMs: p.timeoutMinutes * 60_000 } : {}),
+      ...(p.boot && p.files !== true
+        ? { boot: { marker: p.boot.marker, timeoutMs: p.boot.timeoutSeconds * 1000 } }
+        : {}),
       record: true,
     };
   }

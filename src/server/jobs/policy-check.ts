@@ -38,7 +38,11 @@ export async function queueCheckIfDue(
       repository: job.repository,
       vm: job.vm,
       policyId: job.policyId,
-      params: { pointId, timeoutMinutes: policy.check.timeoutMinutes ?? 10 },
+      params: {
+        pointId,
+        timeoutMinutes: policy.check.timeoutMinutes ?? 10,
+        ...(policy.check.boot ? { boot: policy.check.boot } : {}),
+      },
       trigger: job.trigger,
       requestedBy: `policy:${policy.name}`,
     });

@@ -43,6 +43,13 @@ const StartJob = z.discriminatedUnion('kind', [
     repository: z.string().min(1).max(64),
     pointId: z.string().regex(/^[0-9a-f]{32}$/),
     files: z.boolean().default(false),
+    /** also boot the point in QEMU (`coffer check --boot`): success = `marker` on the serial console */
+    boot: z
+      .strictObject({
+        marker: z.string().min(1).max(256).default('login:'),
+        timeoutSeconds: z.number().int().min(1).max(86_400).default(300),
+      })
+      .optional(),
   }),
 ]);
 
@@ -197,10 +204,10 @@ async function startJob(
       kind: 'check',
       repository: body.repository,
       vm,
-      params: { pointId: body.pointId, files: body.files },
+      params: { pointId: body.pointId, files: body.files, ...(body.boot ? { boot: body.boot } : {}) },
       requestedBy: by,
     });
-    a({ job: job.id, pointId: body.pointId, files: body.files });
+    a({ job: job.id, pointId: body.pointId, files: body.files, boot: body.boot !== undefined });
     return [job];
   }
   const job = queue.enqueue({

@@ -234,6 +234,10 @@ export interface Paths {
         check?: {
           everyPoints?: number;
           timeoutMinutes?: number;
+          boot?: {
+            marker?: string;
+            timeoutSeconds?: number;
+          };
         };
       };
       status: 201;
@@ -302,6 +306,10 @@ export interface Paths {
         check?: {
           everyPoints?: number;
           timeoutMinutes?: number;
+          boot?: {
+            marker?: string;
+            timeoutSeconds?: number;
+          };
         };
       };
       status: 200;
@@ -342,6 +350,10 @@ export interface Paths {
         repository: string;
         pointId: string;
         files?: boolean;
+        boot?: {
+          marker?: string;
+          timeoutSeconds?: number;
+        };
       };
       status: 202;
     };
