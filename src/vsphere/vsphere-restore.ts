@@ -29,6 +29,8 @@ export interface VsphereRestoreOptions extends Op {
   folder?: string | undefined;
   pool?: string | undefined;
   host?: string | undefined;
+  /** datacenter name or path (needed when the datastore name exists in several) */
+  datacenter?: string | undefined;
   force?: boolean;
   networkMap?: Record<string, string> | undefined;
   nicsDisconnected?: boolean | undefined;
@@ -104,6 +106,7 @@ export async function openVsphereRestore(
     const ro = {
       name,
       datastore: opts.datastore,
+      datacenter: opts.datacenter,
       folder: opts.folder,
       pool: opts.pool,
       host: opts.host,

@@ -17,6 +17,7 @@ import { parseInteger, tlsPolicy, type CommandKit, type CommonOpts, type Progres
 export interface VsphereRestoreOpts {
   to?: string;
   datastore?: string;
+  datacenter?: string;
   powerOn?: boolean;
   folder?: string;
   pool?: string;
@@ -76,6 +77,7 @@ export async function restoreToVsphere(kit: CommandKit, ref: string, o: Opts): P
     logger,
     signal: deps.signal,
     datastore: o.datastore,
+    datacenter: o.datacenter,
     folder: o.folder,
     pool: o.pool,
     host: o.host,
