@@ -18,6 +18,7 @@ export interface VsphereRestoreOpts {
   to?: string;
   datastore?: string;
   datacenter?: string;
+  storagePolicy?: string;
   powerOn?: boolean;
   folder?: string;
   pool?: string;
@@ -78,6 +79,7 @@ export async function restoreToVsphere(kit: CommandKit, ref: string, o: Opts): P
     signal: deps.signal,
     datastore: o.datastore,
     datacenter: o.datacenter,
+    storagePolicy: o.storagePolicy,
     folder: o.folder,
     pool: o.pool,
     host: o.host,
@@ -109,7 +111,12 @@ export async function restoreToVsphere(kit: CommandKit, ref: string, o: Opts): P
       if (plan.folder)
         kit.write(`  folder ${plan.folder}, pool ${plan.pool}${plan.host ? `, host ${plan.host}` : ''}\n`);
       for (const [i, d] of (plan.disks ?? []).entries())
-        kit.write(`  disk ${i}: ${formatBytes(d.capacityBytes)}${d.fileName ? ` -> ${d.fileName}` : ''}\n`);
+        kit.write(
+          `  disk ${i}: ${formatBytes(d.capacityBytes)}${d.fileName ? ` -> ${d.fileName}` : ''}` +
+            `${d.storagePolicy ? `, storage policy ${d.storagePolicy}` : ''}\n`,
+        );
+      if (plan.tags?.length) kit.write(`  tags: ${plan.tags.join(', ')}\n`);
+      if (plan.customAttributes?.length) kit.write(`  custom attributes: ${plan.customAttributes.join(', ')}\n`);
       for (const n of plan.nics ?? [])
         kit.write(
           `  NIC ${n.type} on ${n.network} (${n.backing}), ${n.macAddress ? `MAC ${n.macAddress}` : 'new MAC'}` +
