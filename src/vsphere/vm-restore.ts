@@ -126,7 +126,8 @@ export function targetDatastore(inv: Inventory, name: string, dcSpec?: string) {
     if (dcs.length === 0)
       throw new CofferError(
         'NOT_FOUND',
-        `no datacenter ${JSON.stringify(dcSpec)} in vCenter (have ${inv.datacenters.map((d) => d.name).join(', ') || 'none'})`,
+        `no datacenter ${JSON.stringify(dcSpec)} in vCenter ` +
+          `(have ${inv.datacenters.map((d) => d.name).join(', ') || 'none'})`,
       );
     if (dcs.length > 1) throw new CofferError('AMBIGUOUS', `datacenter name ${dcSpec} names several: give its path`);
   }
