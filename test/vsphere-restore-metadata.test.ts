@@ -253,5 +253,29 @@ describe('storage policies, tags and custom attributes: kept by the backup, appl
     // in place, the disks keep what they have: --storage-policy is refused
     await powerOff(session, vc.vm(VM).ref);
     expectError(restore(VM, '--force', '--storage-policy', VVOL_POLICY.name), 2, 'USAGE');
+    expectError(restore(VM, '--force', '--quick', '--storage-policy', VVOL_POLICY.name), 2, 'USAGE');
+    expectError(restore('meta-one', '--disk', '0', '--path', 'x/y.img', '--storage-policy', 'Gold'), 2, 'USAGE');
+  });
+
+  test('without a storage policy service (as on ESXi) the backup warns and keeps the rest; a stored policy then cannot be looked up', async () => {
+    await hook(vc, 'pbm-off?off=1');
+    try {
+      const r = expectOk(coffer(['backup', '--repo', repo, `${url}/DC0_H0_VM0`, '--insecure-tls', '--json'], env));
+      assert.equal(r.vsphere.metadataWarnings.length, 1, JSON.stringify(r.vsphere.metadataWarnings));
+      assert.match(r.vsphere.metadataWarnings[0], /^storage policies not kept: .*HTTP 404/);
+      const m = expectOk(coffer(['show', '--repo', repo, r.id, '--json']));
+      assert.ok(
+        m.vmConfig.disks.every((d: object) => !('storagePolicy' in d)),
+        'a policy was stored',
+      );
+      assert.deepEqual(m.vmConfig.tags, []);
+      // the point with a stored policy: refused before anything is made (the policy cannot be looked up)
+      const e = restore('meta-nopbm');
+      expectError(e, 24, 'VSPHERE_FAULT');
+      assertNoStack(e);
+      assert.equal(vmsNamed('meta-nopbm').length, 0);
+    } finally {
+      await hook(vc, 'pbm-off?off=0');
+    }
   });
 });

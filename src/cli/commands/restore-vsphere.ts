@@ -91,6 +91,8 @@ export async function restoreToVsphere(kit: CommandKit, ref: string, o: Opts): P
   };
   if (o.nics !== undefined && o.nics !== 'connected' && o.nics !== 'disconnected')
     throw new CofferError('USAGE', `--nics must be connected or disconnected, not ${JSON.stringify(o.nics)}`);
+  if (o.storagePolicy !== undefined && (o.quick || o.disk !== undefined))
+    throw new CofferError('USAGE', '--storage-policy applies to a restore as a new VM (not --quick or --disk)');
   if (o.quick) return quickRollbackCommand(kit, repo, pointId, manifest, o, base, progress);
   if (o.proxyVm !== undefined) throw new CofferError('USAGE', '--proxy-vm applies to --quick only');
   if (o.disk !== undefined)
