@@ -77,7 +77,7 @@ const inv = {
   ],
 } as unknown as Inventory;
 
-test('a datastore name in two datacenters: AMBIGUOUS unless --datacenter chooses; an unknown datacenter NOT_FOUND', () => {
+test('a datastore name in two datacenters: AMBIGUOUS unless --datacenter chooses; unknown datacenter NOT_FOUND', () => {
   assert.throws(
     () => targetDatastore(inv, 'LocalDS_0'),
     (e: unknown) => e instanceof CofferError && e.code === 'AMBIGUOUS' && /--datacenter \(DC0, DR\)/.test(e.hint ?? ''),
