@@ -1,5 +1,5 @@
 // The tagging (vAPI) and storage policy (PBM) clients with replies a real vCenter does not send (a stand-in HTTP
-// client: vcsim answers correctly, these are the hostile cases): every one is a coded error, never a raw Error or crash.
+// client: vcsim answers correctly, these are the hostile cases): each one a coded error, never a raw Error or crash.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CofferError } from '../shared/index.js';
