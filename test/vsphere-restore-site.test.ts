@@ -215,6 +215,17 @@ describe('restore into a second site: a copy repository restored into another vC
     assert.match(text.stdout, new RegExp(`datacenter ${DC}, datastore LocalDS_0`));
     assert.match(text.stdout, new RegExp(`folder ${FOLDER}, pool ${POOL}, host /${DC}/host/DC0_C0/${HOST}`));
     assert.match(text.stdout, new RegExp(`NIC \\S+ on ${NET} \\(DistributedVirtualPortgroup\\), new MAC`));
+    // --host without --pool: the pool of that host (site A's stored pool does not exist here)
+    const standalone = PLACEMENT.slice(0, PLACEMENT.indexOf('--pool')).concat([
+      '--host',
+      'DC0_H0',
+      '--network-map',
+      `DC0_DVPG0=${NET}`,
+      '--dry-run',
+    ]);
+    const h = expectOk(restoreB('dr-vm', standalone));
+    assert.equal(h.pool, `/${DC}/host/DC0_H0/Resources`);
+    assert.equal(h.host, `/${DC}/host/DC0_H0/DC0_H0`);
     await assertNothingMade('dr-vm', leases);
   });
 

@@ -206,7 +206,11 @@ export async function planNewVm(
   const fits = (p: InventoryEntity) => !host || host.path.startsWith(computeOf(p) + '/');
   if (!pool) {
     const st = stored(inv.resourcePools, cfg.resourcePoolPath);
-    pool = st && fits(st) ? st : inv.resourcePools.find((p) => inDc(p) && fits(p));
+    // else the root pool (shortest path) of the host's cluster or host, or of the datacenter's first one
+    pool =
+      st && fits(st)
+        ? st
+        : inv.resourcePools.filter((p) => inDc(p) && fits(p)).sort((a, b) => a.path.length - b.path.length)[0];
   }
   if (!pool) throw new CofferError('NOT_FOUND', `no resource pool in datacenter ${dc.name}`);
   if (!fits(pool))
