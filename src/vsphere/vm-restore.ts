@@ -193,7 +193,7 @@ export async function planNewVm(
       `no VM folder ${JSON.stringify(opts.folder ?? `${dc.path}/vm`)} in datacenter ${dc.name}`,
       { hint: "create it first, or leave --folder out (the datacenter's VM folder)" },
     );
-  if (!folder.path.startsWith(`${dc.path}/vm`))
+  if (folder.path !== `${dc.path}/vm` && !folder.path.startsWith(`${dc.path}/vm/`))
     throw new CofferError('NOT_FOUND', `${folder.path} is not a VM folder (it is not under ${dc.path}/vm)`);
   let pool = opts.pool ? findEntity(inv.resourcePools, opts.pool, dc.path, 'resource pool') : undefined;
   if (!pool && opts.pool)
