@@ -22,7 +22,7 @@ export interface HttpReply {
 }
 
 export interface HttpRequest extends Op {
-  method: 'GET' | 'POST' | 'PUT' | 'HEAD';
+  method: 'GET' | 'POST' | 'PUT' | 'HEAD' | 'DELETE';
   path: string;
   headers?: Record<string, string | number>;
   body?: Buffer | Readable | undefined;

@@ -24,6 +24,7 @@ export interface ServiceContent {
   fileManager: MoRef | undefined;
   virtualDiskManager: MoRef | undefined;
   authorizationManager: MoRef | undefined;
+  customFieldsManager?: MoRef | undefined;
   apiVersion: string;
   apiType: string;
   fullName: string;
@@ -91,6 +92,16 @@ export class VimClient {
     }, every);
     c.keepAlive.unref();
     return c;
+  }
+
+  /** HTTP Basic credentials of this connection, for vCenter's other endpoints (vAPI REST sessions). */
+  basicAuthorization(): string {
+    return `Basic ${Buffer.from(`${this.opts.user}:${this.opts.password}`, 'utf8').toString('base64')}`;
+  }
+
+  /** The API version vCenter reported (e.g. 7.0.3.0), for the SOAP actions of its other endpoints (PBM). */
+  get apiVersion(): string {
+    return this.serviceContent.apiVersion;
   }
 
   /** The session cookie value, for datastore HTTP access (a real vCenter checks it on /folder). */
@@ -263,6 +274,7 @@ function parseServiceContent(n: XmlNode): ServiceContent {
     fileManager: refOf(n, 'fileManager'),
     virtualDiskManager: refOf(n, 'virtualDiskManager'),
     authorizationManager: refOf(n, 'authorizationManager'),
+    customFieldsManager: refOf(n, 'customFieldsManager'),
     apiVersion: (about && textOf(about, 'apiVersion')?.trim()) || '',
     apiType: (about && textOf(about, 'apiType')) || '',
     fullName: (about && textOf(about, 'fullName')) || '',

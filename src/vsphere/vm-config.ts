@@ -49,6 +49,8 @@ export interface StoredVmConfig {
     controllerKey: number | null;
     unitNumber: number | null;
     changeId: string | null;
+    /** the disk's storage policy (FORMAT.md §6.1.2): null none, absent in older restore points or when unreadable */
+    storagePolicy?: { id: string; name: string } | null;
   }[];
   nics: { key: number; type: string; macAddress: string | null; addressType: string | null; network: string | null }[];
   /** EFI secure boot (absent in restore points of older Coffer versions) */
@@ -59,6 +61,10 @@ export interface StoredVmConfig {
   vtpm?: boolean | null;
   /** the VM's home-folder .vmx and .nvram (FORMAT.md §6.1.1), absent in older restore points or when unreadable */
   homeFiles?: StoredHomeFiles | undefined;
+  /** tags attached to the VM, by category and name (FORMAT.md §6.1.2); absent in older restore points or unreadable */
+  tags?: { category: string; name: string }[];
+  /** custom attribute values by field name (FORMAT.md §6.1.2); absent in older restore points or unreadable */
+  customAttributes?: { name: string; value: string }[];
 }
 
 /** The extraConfig keys a restore carries over: boot and device-visibility settings, never guestinfo.* (secrets). */
@@ -234,6 +240,17 @@ export function parseStoredConfig(v: Record<string, unknown> | undefined, pointI
         controllerKey: optInt(d['controllerKey'], 'controller key', -1e9),
         unitNumber: optInt(d['unitNumber'], 'unit number'),
         changeId: optStr(d['changeId'], 'changeId'),
+        ...(d['storagePolicy'] === undefined
+          ? {}
+          : {
+              storagePolicy:
+                d['storagePolicy'] === null
+                  ? null
+                  : (() => {
+                      const p = obj(d['storagePolicy'], 'storage policy');
+                      return { id: str(p['id'], 'storage policy id'), name: str(p['name'], 'storage policy name') };
+                    })(),
+            }),
       };
     }),
     nics: arr(v['nics'], 'nics').map((x) => {
@@ -255,6 +272,22 @@ export function parseStoredConfig(v: Record<string, unknown> | undefined, pointI
             return { key: str(e['key'], 'extraConfig key'), value: str(e['value'], 'extraConfig value') };
           }),
     vtpm: typeof v['vtpm'] === 'boolean' ? v['vtpm'] : null,
+    ...(v['tags'] === undefined || v['tags'] === null
+      ? {}
+      : {
+          tags: arr(v['tags'], 'tags').map((x) => {
+            const t = obj(x, 'tag');
+            return { category: str(t['category'], 'tag category'), name: str(t['name'], 'tag name') };
+          }),
+        }),
+    ...(v['customAttributes'] === undefined || v['customAttributes'] === null
+      ? {}
+      : {
+          customAttributes: arr(v['customAttributes'], 'customAttributes').map((x) => {
+            const a = obj(x, 'custom attribute');
+            return { name: str(a['name'], 'custom attribute name'), value: str(a['value'], 'custom attribute value') };
+          }),
+        }),
     ...(v['homeFiles'] === undefined || v['homeFiles'] === null
       ? {}
       : { homeFiles: parseHomeFiles(v['homeFiles'], (why) => fail(`home files ${why}`)) }),

@@ -9,6 +9,9 @@ import { MoRef, textOf, type SoapObject } from './xml.js';
 export interface VmRestoreOptions extends Op {
   name: string;
   datastore: string;
+  /** the datacenter (name or path) whose datastore, folder, pool, host and networks are used; needed when the
+   *  datastore's name exists in several datacenters */
+  datacenter?: string | undefined;
   /** Inventory paths or names; default: the ones of the backed-up VM when they exist here, else the datacenter's. */
   folder?: string | undefined;
   pool?: string | undefined;
@@ -42,16 +45,29 @@ const DEFAULT_CONTROLLERS = new Set([
   'VirtualSIOController',
 ]);
 
+/**
+ * The entity `spec` names (an inventory path, or a name inside the datacenter); undefined when nothing matches. A path
+ * outside the target datacenter is refused (NOT_FOUND): a VM cannot be placed across datacenters.
+ */
 function findEntity(
   list: InventoryEntity[],
   spec: string | undefined | null,
   dcPath: string,
+  what = 'entity',
 ): InventoryEntity | undefined {
   if (!spec) return undefined;
-  return (
-    list.find((e) => e.path === spec || e.path === `/${spec}`) ??
-    list.filter((e) => e.path.startsWith(dcPath + '/')).find((e) => e.name === spec)
-  );
+  const byPath = list.find((e) => e.path === spec || e.path === `/${spec}`);
+  if (byPath && !byPath.path.startsWith(dcPath + '/'))
+    throw new CofferError('NOT_FOUND', `${what} ${byPath.path} is not in the target datacenter ${dcPath}`, {
+      hint: 'choose one in the target datacenter (--datacenter, or the datastore chooses it)',
+    });
+  if (byPath) return byPath;
+  const named = list.filter((e) => e.path.startsWith(dcPath + '/') && e.name === spec);
+  if (named.length > 1)
+    throw new CofferError('AMBIGUOUS', `${named.length} ${what}s are named ${spec} in ${dcPath}: give the path`, {
+      details: { paths: named.map((e) => e.path) },
+    });
+  return named[0];
 }
 
 /**
@@ -64,7 +80,7 @@ export function findInPlaceTarget(
   opts: VmRestoreOptions,
 ): VmRestoreTarget | undefined {
   const logger = opts.logger ?? silentLogger;
-  const { dc } = targetDatastore(inv, opts.datastore);
+  const { dc } = targetDatastore(inv, opts.datastore, opts.datacenter);
   const existing = inv.vms.filter((v) => v.name === opts.name && v.datacenter?.name === dc.name);
   if (existing.length === 0) return undefined;
   if (!opts.force)
@@ -102,17 +118,38 @@ export function findInPlaceTarget(
   };
 }
 
-function targetDatastore(inv: Inventory, name: string) {
-  const ds = inv.datastores.filter((d) => d.name === name);
+/** The datastore named `name` (in datacenter `dcSpec` when given) and its datacenter; NOT_FOUND / AMBIGUOUS. */
+export function targetDatastore(inv: Inventory, name: string, dcSpec?: string) {
+  let dcs = inv.datacenters;
+  if (dcSpec) {
+    dcs = inv.datacenters.filter((d) => d.name === dcSpec || d.path === dcSpec || d.path === `/${dcSpec}`);
+    if (dcs.length === 0)
+      throw new CofferError(
+        'NOT_FOUND',
+        `no datacenter ${JSON.stringify(dcSpec)} in vCenter ` +
+          `(have ${inv.datacenters.map((d) => d.name).join(', ') || 'none'})`,
+      );
+    if (dcs.length > 1) throw new CofferError('AMBIGUOUS', `datacenter name ${dcSpec} names several: give its path`);
+  }
+  const dcNames = new Set(dcs.map((d) => d.name));
+  const ds = inv.datastores.filter((d) => d.name === name && d.datacenter !== undefined && dcNames.has(d.datacenter));
   if (ds.length === 0)
     throw new CofferError(
       'NOT_FOUND',
-      `no datastore ${JSON.stringify(name)} in vCenter ` +
-        `(have ${inv.datastores.map((d) => d.name).join(', ') || 'none'})`,
+      `no datastore ${JSON.stringify(name)} in ${dcSpec ? `datacenter ${dcSpec}` : 'vCenter'} ` +
+        `(have ${
+          inv.datastores
+            .filter((d) => d.datacenter !== undefined && dcNames.has(d.datacenter))
+            .map((d) => d.name)
+            .join(', ') || 'none'
+        })`,
     );
-  if (ds.length > 1) throw new CofferError('AMBIGUOUS', `datastore name ${name} exists in several datacenters`);
+  if (ds.length > 1)
+    throw new CofferError('AMBIGUOUS', `datastore name ${name} exists in several datacenters`, {
+      hint: `choose one with --datacenter (${ds.map((d) => d.datacenter).join(', ')})`,
+    });
   const datastore = ds[0]!;
-  const dc = inv.datacenters.find((d) => d.name === datastore.datacenter);
+  const dc = dcs.find((d) => d.name === datastore.datacenter);
   if (!dc) throw new CofferError('VSPHERE_FAULT', `cannot find the datacenter of datastore ${name}`);
   return { datastore, dc };
 }
@@ -135,23 +172,53 @@ export async function planNewVm(
   cfg: StoredVmConfig,
   opts: VmRestoreOptions,
 ): Promise<NewVmPlan> {
-  const { dc } = targetDatastore(inv, opts.datastore);
+  const { dc } = targetDatastore(inv, opts.datastore, opts.datacenter);
   const warnings: string[] = [];
   const inDc = (e: InventoryEntity) => e.path.startsWith(dc.path + '/');
-  const folder =
-    findEntity(inv.folders, opts.folder, dc.path) ??
-    (opts.folder
-      ? undefined
-      : (findEntity(inv.folders, cfg.folderPath, dc.path) ?? inv.folders.find((f) => f.path === `${dc.path}/vm`)));
+  // placement, all validated before anything is created: what the user named must exist in the target datacenter
+  // (NOT_FOUND otherwise, never a silent fallback); what the restore point names is used when it exists here
+  const stored = (list: InventoryEntity[], spec: string | null | undefined) => {
+    try {
+      return findEntity(list, spec, dc.path);
+    } catch {
+      return undefined; // the stored path names another datacenter (a restore into another site)
+    }
+  };
+  const folder = opts.folder
+    ? findEntity(inv.folders, opts.folder, dc.path, 'VM folder')
+    : (stored(inv.folders, cfg.folderPath) ?? inv.folders.find((f) => f.path === `${dc.path}/vm`));
   if (!folder)
-    throw new CofferError('NOT_FOUND', `no VM folder ${JSON.stringify(opts.folder ?? `${dc.path}/vm`)} in vCenter`);
-  let pool = findEntity(inv.resourcePools, opts.pool, dc.path);
+    throw new CofferError(
+      'NOT_FOUND',
+      `no VM folder ${JSON.stringify(opts.folder ?? `${dc.path}/vm`)} in datacenter ${dc.name}`,
+      { hint: "create it first, or leave --folder out (the datacenter's VM folder)" },
+    );
+  if (folder.path !== `${dc.path}/vm` && !folder.path.startsWith(`${dc.path}/vm/`))
+    throw new CofferError('NOT_FOUND', `${folder.path} is not a VM folder (it is not under ${dc.path}/vm)`);
+  let pool = opts.pool ? findEntity(inv.resourcePools, opts.pool, dc.path, 'resource pool') : undefined;
   if (!pool && opts.pool)
-    throw new CofferError('NOT_FOUND', `no resource pool ${JSON.stringify(opts.pool)} in vCenter`);
-  pool ??= findEntity(inv.resourcePools, cfg.resourcePoolPath, dc.path) ?? inv.resourcePools.find(inDc);
+    throw new CofferError('NOT_FOUND', `no resource pool ${JSON.stringify(opts.pool)} in datacenter ${dc.name}`);
+  const host = opts.host ? findEntity(inv.hosts, opts.host, dc.path, 'host') : undefined;
+  if (opts.host && !host)
+    throw new CofferError('NOT_FOUND', `no host ${JSON.stringify(opts.host)} in datacenter ${dc.name}`);
+  // without --pool: the stored pool when the host (if any) belongs to it, else the host's own compute resource's
+  const computeOf = (p: InventoryEntity) => p.path.replace(/\/Resources(\/.*)?$/, '');
+  const fits = (p: InventoryEntity) => !host || host.path.startsWith(computeOf(p) + '/');
+  if (!pool) {
+    const st = stored(inv.resourcePools, cfg.resourcePoolPath);
+    // else the root pool (shortest path) of the host's cluster or host, or of the datacenter's first one
+    pool =
+      st && fits(st)
+        ? st
+        : inv.resourcePools.filter((p) => inDc(p) && fits(p)).sort((a, b) => a.path.length - b.path.length)[0];
+  }
   if (!pool) throw new CofferError('NOT_FOUND', `no resource pool in datacenter ${dc.name}`);
-  const host = opts.host ? inv.hosts.find((h) => h.name === opts.host || h.path === opts.host) : undefined;
-  if (opts.host && !host) throw new CofferError('NOT_FOUND', `no host ${JSON.stringify(opts.host)} in vCenter`);
+  if (!fits(pool))
+    throw new CofferError(
+      'NOT_FOUND',
+      `host ${host!.path} is not in the cluster or host of resource pool ${pool.path}`,
+      { hint: 'choose a host of that cluster, or the pool of that host' },
+    );
 
   // devices: controllers that are not there by default, disks, NICs
   const deviceChange: SoapObject[] = [];

@@ -1,4 +1,5 @@
 import type { BlockSource } from '../sources/index.js';
+import { fetchVmMetadata } from './vm-metadata.js';
 import { CofferError, type Logger, type Op } from '../shared/index.js';
 import { HttpDatastoreTransport, NbdDiskTransport, type DiskTransport } from './disk-transport.js';
 import type { TlsPolicy } from './https-client.js';
@@ -113,6 +114,19 @@ export async function openVsphereBackup(spec: string, opts: VsphereBackupOptions
       }
       if (home.homeFiles) s.config.homeFiles = home.homeFiles;
     }
+    // storage policies, tags, custom attributes (FORMAT.md §6.1.2): best effort, warnings in the report
+    const meta = await fetchVmMetadata(
+      client,
+      vm!.ref,
+      s.config.disks.map((d) => d.key),
+      { signal: opts.signal, logger: opts.logger },
+    ).catch(async (e: unknown) => {
+      await s.close();
+      throw e;
+    });
+    if (meta.storagePolicies) for (const [i, p] of meta.storagePolicies.entries()) s.config.disks[i]!.storagePolicy = p;
+    if (meta.tags) s.config.tags = meta.tags;
+    if (meta.customAttributes) s.config.customAttributes = meta.customAttributes;
     let closed: Promise<{ snapshotRemoved: boolean }> | undefined;
     return {
       vmName: vm!.name,
@@ -135,6 +149,10 @@ export async function openVsphereBackup(spec: string, opts: VsphereBackupOptions
         skippedDisks: s.skippedDisks,
         homeFiles: home.homeFiles?.files.map((f) => f.kind) ?? [],
         homeFileWarnings: home.warnings,
+        storagePolicies: s.config.disks.map((d) => d.storagePolicy?.name ?? null),
+        tags: s.config.tags ?? null,
+        customAttributes: s.config.customAttributes ?? null,
+        metadataWarnings: meta.warnings,
         transport: transport.name,
         logins: client.logins,
         cbtQueries: s.disks.map((d) => d.cbt.queries),

@@ -18,6 +18,7 @@ import {
   type VmRestoreTarget,
 } from './vm-restore.js';
 import type { SoapObject } from './xml.js';
+import { applyVmMetadata, diskProfileSpec, planVmMetadata, type MetadataPlan } from './vm-metadata.js';
 import { streamOptimizedVmdk, type StreamOptimizedStats } from '../sources/index.js';
 import { connectVsphere, parseVsphereUrl } from './vsphere-url.js';
 
@@ -29,6 +30,10 @@ export interface VsphereRestoreOptions extends Op {
   folder?: string | undefined;
   pool?: string | undefined;
   host?: string | undefined;
+  /** datacenter name or path (needed when the datastore name exists in several) */
+  datacenter?: string | undefined;
+  /** storage policy (name at the target) for every disk of a new VM; default: each disk's stored one, by name */
+  storagePolicy?: string | undefined;
   force?: boolean;
   networkMap?: Record<string, string> | undefined;
   nicsDisconnected?: boolean | undefined;
@@ -48,7 +53,11 @@ export interface VsphereRestorePlan {
   pool?: string | undefined;
   host?: string | undefined;
   existingVm?: string | undefined;
-  disks: { capacityBytes: number; fileName?: string | undefined }[];
+  disks: { capacityBytes: number; fileName?: string | undefined; storagePolicy?: string | null }[];
+  /** tags attached to a new VM (category/name), those the target lacks are warnings */
+  tags?: string[];
+  /** custom attributes set on a new VM (name) */
+  customAttributes?: string[];
   nics: { type: string; network: string; backing: string; macAddress: string | null; connected: boolean }[];
   /** firmware of the stored configuration (bios, efi) */
   firmware: string | null;
@@ -104,6 +113,7 @@ export async function openVsphereRestore(
     const ro = {
       name,
       datastore: opts.datastore,
+      datacenter: opts.datacenter,
       folder: opts.folder,
       pool: opts.pool,
       host: opts.host,
@@ -116,10 +126,27 @@ export async function openVsphereRestore(
       signal: opts.signal,
     };
     const inPlace = findInPlaceTarget(inv, cfg, ro);
+    if (inPlace && opts.storagePolicy !== undefined)
+      throw new CofferError(
+        'USAGE',
+        '--storage-policy applies to a new VM; an in-place restore keeps the disks as they are',
+      );
     if (inPlace && !opts.dryRun) return inPlaceRestore(client, name, inPlace, opts);
     const plan = inPlace ? undefined : await planNewVm(client, inv, cfg, ro);
-    if (opts.dryRun) return dryRunTarget(client, name, cfg, opts, inPlace, plan);
-    return await nfcRestore(client, name, cfg, plan!, opts);
+    // storage policies, tags, custom attributes resolved at the target before anything is created
+    const meta = plan ? await planVmMetadata(client, cfg, opts) : undefined;
+    if (plan && meta) {
+      const disks = (plan.spec['deviceChange'] as SoapObject[]).filter(
+        (c) => (c['device'] as SoapObject)['_type'] === 'VirtualDisk',
+      );
+      for (const [i, c] of disks.entries()) {
+        const p = meta.storagePolicies[i];
+        if (p) c['profile'] = diskProfileSpec(p);
+      }
+      plan.warnings.push(...meta.warnings);
+    }
+    if (opts.dryRun) return dryRunTarget(client, name, cfg, opts, inPlace, plan, meta);
+    return await nfcRestore(client, name, cfg, plan!, meta!, opts);
   } catch (e) {
     await client.close();
     throw e;
@@ -133,6 +160,7 @@ function dryRunTarget(
   opts: VsphereRestoreOptions,
   inPlace: VmRestoreTarget | undefined,
   plan: NewVmPlan | undefined,
+  meta?: MetadataPlan,
 ): VsphereVmRestore {
   const p: VsphereRestorePlan = inPlace
     ? {
@@ -154,7 +182,12 @@ function dryRunTarget(
         folder: plan!.folder.path,
         pool: plan!.pool.path,
         host: plan!.host?.path,
-        disks: cfg.disks.map((d) => ({ capacityBytes: d.capacityBytes })),
+        disks: cfg.disks.map((d, i) => ({
+          capacityBytes: d.capacityBytes,
+          storagePolicy: meta?.storagePolicies[i]?.name ?? null,
+        })),
+        tags: meta?.tags.map((t) => `${t.category}/${t.name}`) ?? [],
+        customAttributes: meta?.customAttributes.map((a) => a.name) ?? [],
         nics: plan!.nics,
         ...identity(cfg, true),
         warnings: [...plan!.warnings, ...identityWarnings(cfg)],
@@ -238,6 +271,7 @@ async function nfcRestore(
   name: string,
   cfg: StoredVmConfig,
   plan: NewVmPlan,
+  meta: MetadataPlan,
   opts: VsphereRestoreOptions,
 ): Promise<VsphereVmRestore> {
   const nfc = await NfcImport.start(
@@ -317,6 +351,11 @@ async function nfcRestore(
         opts.logger?.info(`wrote the stored .nvram (${nvram.length} bytes) to ${at}`);
       }
       completed = true;
+      // tags and custom attributes: the VM and its disks are there; a failure here is a warning
+      for (const w of await applyVmMetadata(client, nfc.vm, meta, opts)) {
+        opts.logger?.warn(w);
+        warnings.push(w);
+      }
       if (powerOn) await powerOnVm(client, nfc.vm, opts);
     },
     abort,

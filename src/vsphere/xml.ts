@@ -209,13 +209,20 @@ export function serialize(name: string, v: SoapValue): string {
   return `<${name}>${escapeXml(String(v))}</${name}>`;
 }
 
-export function envelope(method: string, self: MoRef, args: Record<string, SoapValue>): string {
+export function envelope(
+  method: string,
+  self: MoRef,
+  args: Record<string, SoapValue>,
+  namespace = 'urn:vim25',
+  header = '',
+): string {
   let body = serialize('_this', self);
   for (const [k, v] of Object.entries(args)) body += serialize(k, v);
   return (
     '<?xml version="1.0" encoding="UTF-8"?>' +
     `<soapenv:Envelope xmlns:soapenv="${NS_SOAPENV}" xmlns:xsd="http://www.w3.org/2001/XMLSchema" ` +
     `xmlns:xsi="${NS_XSI}">` +
-    `<soapenv:Body><${method} xmlns="urn:vim25">${body}</${method}></soapenv:Body></soapenv:Envelope>`
+    (header ? `<soapenv:Header>${header}</soapenv:Header>` : '') +
+    `<soapenv:Body><${method} xmlns="${namespace}">${body}</${method}></soapenv:Body></soapenv:Envelope>`
   );
 }

@@ -17,6 +17,8 @@ import { parseInteger, tlsPolicy, type CommandKit, type CommonOpts, type Progres
 export interface VsphereRestoreOpts {
   to?: string;
   datastore?: string;
+  datacenter?: string;
+  storagePolicy?: string;
   powerOn?: boolean;
   folder?: string;
   pool?: string;
@@ -78,6 +80,8 @@ export async function restoreToVsphere(kit: CommandKit, ref: string, o: Opts): P
     logger,
     signal: deps.signal,
     datastore: o.datastore,
+    datacenter: o.datacenter,
+    storagePolicy: o.storagePolicy,
     folder: o.folder,
     pool: o.pool,
     host: o.host,
@@ -89,6 +93,8 @@ export async function restoreToVsphere(kit: CommandKit, ref: string, o: Opts): P
   };
   if (o.nics !== undefined && o.nics !== 'connected' && o.nics !== 'disconnected')
     throw new CofferError('USAGE', `--nics must be connected or disconnected, not ${JSON.stringify(o.nics)}`);
+  if (o.storagePolicy !== undefined && (o.quick || o.disk !== undefined))
+    throw new CofferError('USAGE', '--storage-policy applies to a restore as a new VM (not --quick or --disk)');
   if (o.quick) return quickRollbackCommand(kit, repo, pointId, manifest, o, base, progress);
   if (o.proxyVm !== undefined) throw new CofferError('USAGE', '--proxy-vm applies to --quick only');
   if (o.transport !== undefined || o.vddkLibdir !== undefined)
@@ -117,7 +123,12 @@ export async function restoreToVsphere(kit: CommandKit, ref: string, o: Opts): P
       if (plan.folder)
         kit.write(`  folder ${plan.folder}, pool ${plan.pool}${plan.host ? `, host ${plan.host}` : ''}\n`);
       for (const [i, d] of (plan.disks ?? []).entries())
-        kit.write(`  disk ${i}: ${formatBytes(d.capacityBytes)}${d.fileName ? ` -> ${d.fileName}` : ''}\n`);
+        kit.write(
+          `  disk ${i}: ${formatBytes(d.capacityBytes)}${d.fileName ? ` -> ${d.fileName}` : ''}` +
+            `${d.storagePolicy ? `, storage policy ${d.storagePolicy}` : ''}\n`,
+        );
+      if (plan.tags?.length) kit.write(`  tags: ${plan.tags.join(', ')}\n`);
+      if (plan.customAttributes?.length) kit.write(`  custom attributes: ${plan.customAttributes.join(', ')}\n`);
       for (const n of plan.nics ?? [])
         kit.write(
           `  NIC ${n.type} on ${n.network} (${n.backing}), ${n.macAddress ? `MAC ${n.macAddress}` : 'new MAC'}` +

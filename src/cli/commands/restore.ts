@@ -39,6 +39,11 @@ export function restoreCommand(program: Command, kit: CommandKit): void {
       'vsphere://HOST[:PORT]/NEWNAME: create a VM from the stored configuration and upload its disks',
     )
     .option('--datastore <name>', 'vsphere: datastore for the VM and its disks')
+    .option('--datacenter <name>', 'vsphere: datacenter (name or path) when the datastore name exists in several')
+    .option(
+      '--storage-policy <name>',
+      "vsphere: storage policy for every disk of the new VM (default: each disk's stored policy, by name)",
+    )
     .option('--power-on', 'vsphere: power the restored VM on')
     .option('--folder <path>', "vsphere: VM folder (default: the original one if it exists, else the datacenter's)")
     .option('--pool <path>', 'vsphere: resource pool (default: the original one if it exists)')
