@@ -2,6 +2,12 @@ import { CofferError, type Op } from '../shared/index.js';
 import { parseStoredConfig, type StoredVmConfig } from './vm-config.js';
 import type { VsphereVmBackup } from './vsphere-backup.js';
 import type { VsphereRestoreOptions, VsphereVmRestore } from './vsphere-restore.js';
+import {
+  quickRollback,
+  type QuickRollbackOptions,
+  type QuickRollbackResult,
+  type RollbackPoint,
+} from './restore-quick-rollback.js';
 
 /*
  * vSphere as the engine's use cases see it (engine VmSource, VmSourceOpener, VmRestoreTargetOpener in
@@ -72,5 +78,25 @@ export function vsphereRestoreTargetOpener(
       }
       return open(cfg, { ...opts, signal: op.signal });
     },
+  };
+}
+
+/**
+ * An engine VmRollback (rollbackVm) for vCenter: the stored configuration must list the restore point's disks; the
+ * existing VM `spec` (vsphere://HOST/VM) is rolled back by src/vsphere's quickRollback.
+ */
+export function vsphereQuickRollback(spec: string, opts: Omit<QuickRollbackOptions, 'onProgress'>) {
+  return (
+    manifest: StoredPoint,
+    point: RollbackPoint,
+    onProgress: (done: number, total: number) => void,
+  ): Promise<QuickRollbackResult> => {
+    const cfg = parseStoredConfig(manifest.vmConfig, manifest.id);
+    if (cfg.disks.length !== manifest.disks.length)
+      throw new CofferError(
+        'CORRUPT',
+        `restore point ${manifest.id}: its configuration and manifest disagree on the disks`,
+      );
+    return quickRollback(spec, cfg, point, { ...opts, onProgress });
   };
 }

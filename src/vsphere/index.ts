@@ -32,9 +32,15 @@ export {
   openVsphereRestore,
   uploadToDatastore,
   type VsphereRestoreOptions,
+  type VsphereRestorePlan,
   type VsphereVmRestore,
 } from './vsphere-restore.js';
-export { vsphereVmSource, vsphereSourceOpener, vsphereRestoreTargetOpener } from './engine-adapter.js';
+export {
+  vsphereVmSource,
+  vsphereSourceOpener,
+  vsphereRestoreTargetOpener,
+  vsphereQuickRollback,
+} from './engine-adapter.js';
 export { checkVsphere, PRIVILEGES, type CheckReport, type VmCheck } from './vsphere-check.js';
 export {
   quickRollback,
