@@ -1,7 +1,7 @@
-import { CofferError, type Op } from '../shared/index.js';
+import { CofferError, type Logger, type Op } from '../shared/index.js';
 import { parseStoredConfig, type StoredVmConfig } from './vm-config.js';
 import type { VsphereVmBackup } from './vsphere-backup.js';
-import type { VsphereRestoreOptions, VsphereVmRestore } from './vsphere-restore.js';
+import { openVsphereRestore, type VsphereRestoreOptions, type VsphereVmRestore } from './vsphere-restore.js';
 import {
   quickRollback,
   type QuickRollbackOptions,
@@ -98,5 +98,66 @@ export function vsphereQuickRollback(spec: string, opts: Omit<QuickRollbackOptio
         `restore point ${manifest.id}: its configuration and manifest disagree on the disks`,
       );
     return quickRollback(spec, cfg, point, { ...opts, onProgress });
+  };
+}
+
+/** A vCenter as a process executing a job reaches it: its base URL (vsphere://HOST:PORT), credentials, TLS policy. */
+export interface VcenterAccess {
+  name: string;
+  url: string;
+  user: string;
+  password: string;
+  thumbprint?: string | undefined;
+  insecureTls: boolean;
+}
+
+/** What a whole-VM restore job says about its target (structurally src/jobs' RestoreVmJob). */
+export interface VmRestoreJobSpec {
+  to: string;
+  vcenter?: string | undefined;
+  datastore: string;
+  folder?: string | undefined;
+  pool?: string | undefined;
+  host?: string | undefined;
+  force: boolean;
+  networkMap?: Record<string, string> | undefined;
+  nicsDisconnected: boolean;
+  keepMac: boolean;
+  keepUuid: boolean;
+  dryRun: boolean;
+  proxyVm?: string | undefined;
+  powerOn: boolean;
+}
+
+/**
+ * The engine-side targets of a `restore-vm` job into a configured vCenter (the server's own runner and a remote proxy
+ * alike): the job's `to` must be a VM of that vCenter; credentials and TLS policy come from `access`, never the job.
+ */
+export function vcenterVmRestore(access: VcenterAccess, job: VmRestoreJobSpec, logger?: Logger) {
+  if (job.vcenter !== undefined && job.vcenter !== access.name)
+    throw new CofferError('USAGE', `the job names vCenter ${job.vcenter}, its access is for ${access.name}`);
+  if (!job.to.startsWith(`${access.url}/`))
+    throw new CofferError('USAGE', `${job.to} is not a VM of vCenter ${access.name} (${access.url})`);
+  const base = {
+    tls: { thumbprint: access.thumbprint, insecure: access.insecureTls },
+    env: { COFFER_VSPHERE_USER: access.user, COFFER_VSPHERE_PASSWORD: access.password },
+    logger,
+    datastore: job.datastore,
+  };
+  return {
+    target: () =>
+      vsphereRestoreTargetOpener((cfg, opts) => openVsphereRestore(job.to, cfg, opts), {
+        ...base,
+        folder: job.folder,
+        pool: job.pool,
+        host: job.host,
+        force: job.force,
+        networkMap: job.networkMap,
+        nicsDisconnected: job.nicsDisconnected,
+        keepMac: job.keepMac,
+        keepUuid: job.keepUuid,
+        dryRun: job.dryRun,
+      }),
+    rollback: () => vsphereQuickRollback(job.to, { ...base, proxyVm: job.proxyVm, powerOn: job.powerOn }),
   };
 }

@@ -40,6 +40,8 @@ export {
   vsphereSourceOpener,
   vsphereRestoreTargetOpener,
   vsphereQuickRollback,
+  vcenterVmRestore,
+  type VcenterAccess,
 } from './engine-adapter.js';
 export { checkVsphere, PRIVILEGES, type CheckReport, type VmCheck } from './vsphere-check.js';
 export {
