@@ -1,9 +1,11 @@
 // The server's restore-vm job (whole VM into a configured vCenter) against the real simulator whose launcher keeps
 // NFC uploads (test/fixtures/vcsim/nfc.go): a dry run returns the plan and creates nothing; a new VM restored from a
 // copy repository into a second configured vCenter has its disks byte for byte; unknown vCenter (400), unknown
-// datastore and a powered-on in-place target (failed jobs) give coded errors; the restore-operator role may run it,
+// datastore and a powered-on in-place target (failed jobs) give coded errors; in place over the powered-off VM; the disk
+// restore job's export format; the restore-operator role may run it,
 // a viewer may not; the start is audited. The point's stored VM configuration (NICs for the network map) is served.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,6 +16,7 @@ import { nfcUploads } from './helpers/vcsim-nfc.js';
 import {
   dataLocalPathOf,
   listDisks,
+  powerOff,
   powerState,
   retrieveProperties,
   startVcsim,
@@ -225,6 +228,42 @@ describe('coffer server: restore-vm jobs into vCenter (vcsim keeping NFC uploads
     const exists = await run({ name: VM, dryRun: true });
     assert.equal(exists.status, 'failed');
     assert.equal(exists.error.code, 'TARGET_EXISTS', JSON.stringify(exists.error));
+  });
+
+  it('in place (force) over the powered-off VM: its own disks get the point back, nothing new is created', async () => {
+    await powerOff(session, vc.vm(VM).ref);
+    for (const d of vc.vm(VM).disks) await uploadDisk(vc, d, Buffer.alloc(d.capacityBytes, 0x5a));
+    const job = await run({ name: VM, force: true });
+    assert.equal(job.status, 'succeeded', JSON.stringify(job));
+    assert.equal(job.result.created, false);
+    assert.equal(job.result.moref, vc.vm(VM).ref);
+    assert.equal(vmsNamed(VM).length, 1);
+    for (const [i, d] of vc.vm(VM).disks.entries())
+      assert.ok(readFileSync(d.dataLocalPath).equals(images[i]!), `disk ${i} was not restored in place`);
+  });
+
+  it('the disk restore job writes the chosen export format (qcow2), the same bytes', async () => {
+    const r = await api(server.url, 'POST', '/api/v1/jobs', {
+      token: restorer,
+      body: { kind: 'restore', repository: 'main', pointId, disk: 1, target: 'disk1.qcow2', format: 'qcow2' },
+    });
+    assert.equal(r.status, 202, r.text);
+    const job = await waitJob(server.url, admin, r.body.items[0].id);
+    assert.equal(job.status, 'succeeded', JSON.stringify(job));
+    const file = join(dataDir, 'restores', 'disk1.qcow2');
+    const info = spawnSync('qemu-img', ['info', '--output=json', file], { encoding: 'utf8' });
+    assert.equal(info.status, 0, info.stderr);
+    assert.equal(JSON.parse(info.stdout).format, 'qcow2');
+    const raw = join(dir, 'img1.raw');
+    writeFileSync(raw, images[1]!);
+    const cmp = spawnSync('qemu-img', ['compare', '-f', 'qcow2', '-F', 'raw', file, raw], { encoding: 'utf8' });
+    assert.equal(cmp.status, 0, cmp.stdout + cmp.stderr);
+    const bad = await api(server.url, 'POST', '/api/v1/jobs', {
+      token: restorer,
+      body: { kind: 'restore', repository: 'main', pointId, disk: 1, target: 'x.img', format: 'vdi' },
+    });
+    assert.equal(bad.status, 400, bad.text);
+    assert.match(bad.body.error.message, /body\.format/);
   });
 
   it('permission: a viewer may not start it; the kind is listed in the OpenAPI document', async () => {
