@@ -70,3 +70,4 @@ export {
   type CheckPointEvent,
   type FileIndicatorsRequest,
 } from './check-point.js';
+export { serveDisk, type ServeDiskRequest, type ServedDisk } from './serve-disk.js';
