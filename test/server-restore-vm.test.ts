@@ -2,7 +2,7 @@
 // NFC uploads (test/fixtures/vcsim/nfc.go): a dry run returns the plan and creates nothing; a new VM restored from a
 // copy repository into a second configured vCenter has its disks byte for byte; unknown vCenter (400), unknown
 // datastore and a powered-on in-place target (failed jobs) give coded errors; in place over the powered-off VM; the disk
-// restore job's export format; the restore-operator role may run it,
+// restore job's export format; instant recovery start/list/stop; the restore-operator role may run it,
 // a viewer may not; the start is audited. The point's stored VM configuration (NICs for the network map) is served.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -264,6 +264,44 @@ describe('coffer server: restore-vm jobs into vCenter (vcsim keeping NFC uploads
     });
     assert.equal(bad.status, 400, bad.text);
     assert.match(bad.body.error.message, /body\.format/);
+  });
+
+  it('instant recovery: a disk served over NBD (same bytes through qemu-img), listed, stopped', async () => {
+    const r = await api(server.url, 'POST', '/api/v1/instant-recoveries', {
+      token: restorer,
+      body: { repository: 'dr-copy', pointId, disk: 0 },
+    });
+    assert.equal(r.status, 201, r.text);
+    assert.match(r.body.uri, /^nbd:\/\/127\.0\.0\.1:\d+\/[0-9a-f]{12}-disk0$/);
+    assert.equal(r.body.sizeBytes, images[0]!.length);
+    assert.equal(r.body.writable, false);
+    const raw = join(dir, 'img0.raw');
+    writeFileSync(raw, images[0]!);
+    const cmp = spawnSync('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', r.body.uri, raw], { encoding: 'utf8' });
+    assert.equal(cmp.status, 0, cmp.stdout + cmp.stderr);
+    const list = await api(server.url, 'GET', '/api/v1/instant-recoveries', { token: viewer });
+    assert.deepEqual(
+      list.body.items.map((i: { id: string }) => i.id),
+      [r.body.id],
+    );
+    assert.equal(
+      (await api(server.url, 'DELETE', `/api/v1/instant-recoveries/${r.body.id}`, { token: viewer })).status,
+      403,
+    );
+    const stop = await api(server.url, 'DELETE', `/api/v1/instant-recoveries/${r.body.id}`, { token: restorer });
+    assert.equal(stop.status, 200, stop.text);
+    assert.equal(stop.body.stopped, true);
+    const gone = spawnSync('qemu-img', ['info', r.body.uri], { encoding: 'utf8' });
+    assert.notEqual(gone.status, 0, 'the export still answers after stop');
+    assert.deepEqual((await api(server.url, 'GET', '/api/v1/instant-recoveries', { token: viewer })).body.items, []);
+    const again = await api(server.url, 'DELETE', `/api/v1/instant-recoveries/${r.body.id}`, { token: restorer });
+    assert.equal(again.status, 404, again.text);
+    const noDisk = await api(server.url, 'POST', '/api/v1/instant-recoveries', {
+      token: restorer,
+      body: { repository: 'main', pointId, disk: 7 },
+    });
+    assert.equal(noDisk.status, 404, noDisk.text);
+    assert.equal(noDisk.body.error.code, 'NOT_FOUND');
   });
 
   it('permission: a viewer may not start it; the kind is listed in the OpenAPI document', async () => {

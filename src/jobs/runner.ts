@@ -108,8 +108,7 @@ export async function runJob(input: unknown, deps: JobDeps, opts: RunJobOptions 
       if (job.quick) {
         if (!job.force) throw new CofferError('USAGE', 'quick: a quick rollback restores over the VM: it needs force');
         if (job.dryRun) throw new CofferError('USAGE', 'quick and dryRun exclude each other');
-        if (!deps.vmRollback)
-          throw new CofferError('NOT_AVAILABLE', 'quick rollback is not available in this process');
+        if (!deps.vmRollback) throw new CofferError('NOT_AVAILABLE', 'quick rollback is not available in this process');
         const repo = await open(job.repository, 'read');
         const r = await rollbackVm(repo, ctx, {
           pointId: job.pointId,

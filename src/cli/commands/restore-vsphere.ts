@@ -1,11 +1,5 @@
 import { PassThrough } from 'node:stream';
-import {
-  planVmRestore,
-  resolvePointRef,
-  restoreDiskImage,
-  restoreVm,
-  rollbackVm,
-} from '../../engine/index.js';
+import { planVmRestore, resolvePointRef, restoreDiskImage, restoreVm, rollbackVm } from '../../engine/index.js';
 import type { Repository } from '../../repository/index.js';
 import { CofferError, formatBytes } from '../../shared/index.js';
 import {

@@ -21,7 +21,7 @@ export interface RestoreParams {
   /** the image format written (src/jobs restore-disk: raw, qcow2, vmdk streamOptimized, vhdx); absent: raw */
   format?: 'raw' | 'qcow2' | 'vmdk' | 'vhdx';
 }
-/** A whole VM into a configured vCenter (src/jobs `restore-vm`): as a new VM, in place (force), or rolled back (quick). */
+/** A whole VM into a configured vCenter (src/jobs `restore-vm`): a new VM, in place (force), rolled back (quick). */
 export interface RestoreVmParams {
   pointId: string;
   vcenter: string;

@@ -17,7 +17,14 @@ interface Session {
 
 const view = (s: Session) => {
   const { close: _close, ...served } = s.served;
-  return { ...served, id: s.id, pointId: s.served.id, repository: s.repository, startedAt: s.startedAt, startedBy: s.startedBy };
+  return {
+    ...served,
+    id: s.id,
+    pointId: s.served.id,
+    repository: s.repository,
+    startedAt: s.startedAt,
+    startedBy: s.startedBy,
+  };
 };
 
 /**

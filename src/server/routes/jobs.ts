@@ -97,7 +97,9 @@ export function registerJobRoutes(routes: Routes, ctx: JobsContext): void {
   routes.add({
     method: 'POST',
     url: '/api/v1/jobs',
-    summary: 'Start a backup, restore (one disk to a file), restore-vm (a whole VM to vCenter), verify, prune or check job',
+    summary:
+      'Start a backup, restore (one disk to a file), restore-vm (a whole VM to vCenter), verify, prune or ' +
+      'check job',
     tag: 'jobs',
     permission: 'restore',
     status: 202,

@@ -75,7 +75,7 @@ export function registerRestorePointRoutes(routes: Routes, ctx: PointsContext): 
     tag: 'restore-points',
     permission: 'read',
     summary:
-      "The VM configuration stored in a restore point (what a restore-vm job recreates): NICs and their networks " +
+      'The VM configuration stored in a restore point (what a restore-vm job recreates): NICs and their networks ' +
       '(the network map), disks with their datastores, placement at backup time; `vsphere` false for a disk backup',
     params: z.strictObject({ id: z.string().min(1).max(64) }),
     query: z.strictObject({ repository: z.string().max(64).optional() }),
