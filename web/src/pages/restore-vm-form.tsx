@@ -162,8 +162,8 @@ function VmForm({
       </h3>
       <p class="muted" id="restore-vm-what">
         {inPlace
-          ? 'Overwrites the disks of the existing VM of that name; it must be powered off and have no snapshots.'
-          : 'Creates a new VM from the stored configuration and every disk (NFC import); nothing existing changes.'}{' '}
+          ? 'Overwrites the disks of the existing VM of that name; it must be powered off and have no snapshots. '
+          : 'Creates a new VM from the stored configuration and every disk (NFC import); nothing existing changes. '}
         From repository {point.repository}.
       </p>
       <Field id="vm-vcenter" label="vCenter" hint={vcenters.length ? undefined : 'no vCenter is configured'}>
