@@ -6,7 +6,7 @@
 // a viewer may not; the start is audited. The point's stored VM configuration (NICs for the network map) is served.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
@@ -32,6 +32,8 @@ describe('coffer server: restore-vm jobs into vCenter (vcsim keeping NFC uploads
   const dataDir = join(dir, 'data');
   const repo = join(dir, 'repo');
   const copy = join(dir, 'copy');
+  const byId = join(dir, 'by-id');
+  const uuidFile = join(dir, 'product_uuid');
   const VM = 'DC0_H0_VM1';
   let vc: Vcsim;
   let session: VcSession;
@@ -45,7 +47,11 @@ describe('coffer server: restore-vm jobs into vCenter (vcsim keeping NFC uploads
   let pointId = '';
 
   before(async () => {
-    vc = await startVcsim({ diskMiB: [2, 1], folderAuth: true, layoutVms: false });
+    // hot-add for the quick rollback: the server "runs in" DC0_H0_VM0 (its SMBIOS UUID in a file), attached disks
+    // appear as by-id links in a directory (test/fixtures/vcsim hotadd.go)
+    mkdirSync(byId, { recursive: true });
+    vc = await startVcsim({ diskMiB: [2, 1], folderAuth: true, layoutVms: false, byIdDir: byId });
+    writeFileSync(uuidFile, `${vc.vm('DC0_H0_VM0').uuid.toUpperCase()}\n`);
     session = await vcLogin(vc);
     for (const [i, d] of vc.vm(VM).disks.entries()) {
       const img = join(dir, `src${i}.raw`);
@@ -70,7 +76,13 @@ describe('coffer server: restore-vm jobs into vCenter (vcsim keeping NFC uploads
     server = await startServer({
       dir,
       dataDir,
-      env: { VC_USER: vc.username, VC_PASS: vc.password },
+      env: {
+        VC_USER: vc.username,
+        VC_PASS: vc.password,
+        COFFER_PRODUCT_UUID_PATH: uuidFile,
+        COFFER_DISK_BY_ID_DIR: byId,
+        COFFER_HOTADD_STATE_DIR: join(dir, 'hotadd-state'),
+      },
       config: {
         repositories: [
           { name: 'main', location: repo, passwordFile: join(dir, 'repo.pw') },
@@ -240,6 +252,29 @@ describe('coffer server: restore-vm jobs into vCenter (vcsim keeping NFC uploads
     assert.equal(vmsNamed(VM).length, 1);
     for (const [i, d] of vc.vm(VM).disks.entries())
       assert.ok(readFileSync(d.dataLocalPath).equals(images[i]!), `disk ${i} was not restored in place`);
+  });
+
+  it('quick rollback (force + quick) over the powered-off VM: only differing blocks written, method and bytes in the result', async () => {
+    const d0 = vc.vm(VM).disks[0]!;
+    const cur = readFileSync(d0.dataLocalPath);
+    Buffer.alloc(64 * 1024, 0xa5).copy(cur, 256 * 1024); // one 64 KiB block differs from the point
+    writeFileSync(d0.dataLocalPath, cur);
+    const job = await run({ name: VM, force: true, quick: true });
+    assert.equal(job.status, 'succeeded', JSON.stringify(job));
+    const r = job.result;
+    assert.equal(r.quick, true);
+    assert.equal(r.id, pointId);
+    assert.equal(r.moref, vc.vm(VM).ref);
+    assert.equal(r.transport, 'hotadd');
+    assert.ok(['cbt', 'compare', 'mixed'].includes(r.mode), r.mode);
+    assert.equal(r.bytesWritten, 64 * 1024, JSON.stringify(r));
+    assert.equal(r.disks.length, images.length);
+    for (const [i, d] of vc.vm(VM).disks.entries())
+      assert.ok(readFileSync(d.dataLocalPath).equals(images[i]!), `disk ${i} differs after the rollback`);
+    assert.deepEqual(readdirSync(byId), [], 'a by-id link was left');
+    const noForce = await start({ name: VM, proxyVm: 'DC0_H0_VM0' });
+    assert.equal(noForce.status, 400, noForce.text);
+    assert.match(noForce.body.error.message, /body\.proxyVm/);
   });
 
   it('the disk restore job writes the chosen export format (qcow2), the same bytes', async () => {

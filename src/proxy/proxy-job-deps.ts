@@ -4,7 +4,7 @@ import { Repository } from '../repository/index.js';
 import { CofferError, type Logger } from '../shared/index.js';
 import type { BlockSource } from '../sources/index.js';
 import type { BlobStore } from '../storage/index.js';
-import { openVsphereBackup, vcenterVmRestore, vsphereVmSource } from '../vsphere/index.js';
+import { HOTADD_ENV, openVsphereBackup, vcenterVmRestore, vsphereVmSource } from '../vsphere/index.js';
 import type { Assignment } from './wire.js';
 
 /** What a proxy needs from the outside world; bin/coffer.ts (the composition root) supplies the real things. */
@@ -28,7 +28,8 @@ export function proxyJobDeps(a: Assignment, deps: ProxyDeps, logger: Logger): Jo
   // a whole-VM restore into the vCenter whose access came with the assignment
   const vmRestore = (job: RestoreVmJob, jobLogger: Logger) => {
     if (!a.vcenter) throw new CofferError('USAGE', `job ${a.id}: no access to the vCenter of ${job.to} came with it`);
-    return vcenterVmRestore(a.vcenter, job, jobLogger);
+    const hotadd = Object.fromEntries(HOTADD_ENV.map((k) => [k, deps.env[k]]));
+    return vcenterVmRestore(a.vcenter, job, jobLogger, hotadd);
   };
   return {
     openRepository: (ref) => {

@@ -129,18 +129,27 @@ export interface VmRestoreJobSpec {
   powerOn: boolean;
 }
 
+/** The environment variables that tell hot-add (quick rollback) where it runs; the rest of an environment stays out. */
+export const HOTADD_ENV = ['COFFER_PRODUCT_UUID_PATH', 'COFFER_DISK_BY_ID_DIR', 'COFFER_HOTADD_STATE_DIR'] as const;
+
 /**
  * The engine-side targets of a `restore-vm` job into a configured vCenter (the server's own runner and a remote proxy
  * alike): the job's `to` must be a VM of that vCenter; credentials and TLS policy come from `access`, never the job.
  */
-export function vcenterVmRestore(access: VcenterAccess, job: VmRestoreJobSpec, logger?: Logger) {
+export function vcenterVmRestore(
+  access: VcenterAccess,
+  job: VmRestoreJobSpec,
+  logger?: Logger,
+  /** where hot-add finds this machine (COFFER_PRODUCT_UUID_PATH, COFFER_DISK_BY_ID_DIR, COFFER_HOTADD_STATE_DIR) */
+  hotaddEnv: Record<string, string | undefined> = {},
+) {
   if (job.vcenter !== undefined && job.vcenter !== access.name)
     throw new CofferError('USAGE', `the job names vCenter ${job.vcenter}, its access is for ${access.name}`);
   if (!job.to.startsWith(`${access.url}/`))
     throw new CofferError('USAGE', `${job.to} is not a VM of vCenter ${access.name} (${access.url})`);
   const base = {
     tls: { thumbprint: access.thumbprint, insecure: access.insecureTls },
-    env: { COFFER_VSPHERE_USER: access.user, COFFER_VSPHERE_PASSWORD: access.password },
+    env: { ...hotaddEnv, COFFER_VSPHERE_USER: access.user, COFFER_VSPHERE_PASSWORD: access.password },
     logger,
     datastore: job.datastore,
   };

@@ -41,6 +41,7 @@ export {
   vsphereRestoreTargetOpener,
   vsphereQuickRollback,
   vcenterVmRestore,
+  HOTADD_ENV,
   type VcenterAccess,
 } from './engine-adapter.js';
 export { checkVsphere, PRIVILEGES, type CheckReport, type VmCheck } from './vsphere-check.js';

@@ -33,6 +33,7 @@ export interface RestoreVmParams {
   host?: string | undefined;
   force: boolean;
   quick: boolean;
+  proxyVm?: string | undefined;
   powerOn: boolean;
   networkMap?: Record<string, string> | undefined;
   nicsDisconnected: boolean;

@@ -1,6 +1,6 @@
 import type { JobDeps, RestoreVmJob } from '../../jobs/index.js';
 import { CofferError, type Logger } from '../../shared/index.js';
-import { vcenterVmRestore, vsphereVmSource } from '../../vsphere/index.js';
+import { HOTADD_ENV, vcenterVmRestore, vsphereVmSource } from '../../vsphere/index.js';
 import type { ServerConfig } from '../config.js';
 import type { ServerDeps } from '../deps.js';
 import type { RepositoryManager } from '../repositories.js';
@@ -18,7 +18,8 @@ export function serverJobDeps(config: ServerConfig, deps: ServerDeps, repos: Pic
   const vmRestore = (job: RestoreVmJob, logger: Logger) => {
     if (job.vcenter === undefined)
       throw new CofferError('USAGE', `a server job restores into configured vCenters only, not ${job.to}`);
-    return vcenterVmRestore(vcenterAccess(config, deps.env, job.vcenter), job, logger);
+    const hotadd = Object.fromEntries(HOTADD_ENV.map((k) => [k, deps.env[k]]));
+    return vcenterVmRestore(vcenterAccess(config, deps.env, job.vcenter), job, logger, hotadd);
   };
   return {
     openRepository: (name) => repos.get(name),

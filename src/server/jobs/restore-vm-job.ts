@@ -27,6 +27,7 @@ export class RestoreVmJob implements JobKindHandler {
       ...(p.host ? { host: p.host } : {}),
       force: p.force,
       quick: p.quick,
+      ...(p.proxyVm ? { proxyVm: p.proxyVm } : {}),
       powerOn: p.powerOn,
       ...(p.networkMap ? { networkMap: p.networkMap } : {}),
       nicsDisconnected: p.nicsDisconnected,

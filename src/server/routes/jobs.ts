@@ -55,6 +55,8 @@ const StartJob = z.discriminatedUnion('kind', [
     force: z.boolean().default(false),
     /** with force: write only what differs from the point (hot-add from a proxy VM; CBT or comparison) */
     quick: z.boolean().default(false),
+    /** quick: the VM the server runs in (default: found by its SMBIOS UUID) */
+    proxyVm: z.string().min(1).max(255).optional(),
     powerOn: z.boolean().default(false),
     /** stored network name -> target network name */
     networkMap: z.record(z.string().min(1).max(255), z.string().min(1).max(255)).optional(),
@@ -233,6 +235,8 @@ async function startJob(
       );
     if (body.quick && !body.force)
       throw new CofferError('USAGE', 'invalid request: body.quick: a quick rollback restores over the VM: set force');
+    if (body.proxyVm !== undefined && !body.quick)
+      throw new CofferError('USAGE', 'invalid request: body.proxyVm: applies to a quick rollback only');
     if (body.quick && body.dryRun)
       throw new CofferError('USAGE', 'invalid request: body.dryRun: a quick rollback has no dry run');
     const { kind: _k, repository, ...params } = body;
