@@ -363,6 +363,7 @@ export interface Paths {
         host?: string;
         force?: boolean;
         quick?: boolean;
+        proxyVm?: string;
         powerOn?: boolean;
         networkMap?: Record<string, unknown>;
         nicsDisconnected?: boolean;
