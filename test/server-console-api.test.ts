@@ -117,6 +117,18 @@ describe('console API types against the running server', () => {
       ['audit', SHAPES.audit, one(await get('/api/v1/audit'), 'audit records')],
       ['proxy', SHAPES.proxy, one(await get('/api/v1/proxies'), "proxies (the server's own)")],
     ];
+    const pointId = (one(await get('/api/v1/restore-points'), 'points') as { id: string }).id;
+    checks.push(['vmConfig', SHAPES.vmConfig, await get(`/api/v1/restore-points/${pointId}/vm-config`)]);
+    const ir = await api(server.url, 'POST', '/api/v1/instant-recoveries', {
+      token: admin,
+      body: { repository: 'main', pointId, disk: 0 },
+    });
+    assert.equal(ir.status, 201, ir.text);
+    checks.push(['instantRecovery', SHAPES.instantRecovery, one(await get('/api/v1/instant-recoveries'), 'exports')]);
+    assert.equal(
+      (await api(server.url, 'DELETE', `/api/v1/instant-recoveries/${ir.body.id}`, { token: admin })).status,
+      200,
+    );
     for (const [what, shape, value] of checks) assert.deepEqual(missing(shape, value), [], `${what}: keys missing`);
     const vm = one(await get('/api/v1/vms'), 'vms') as { lastPoint: Record<string, unknown> };
     assert.deepEqual(missing(['id', 'repository', 'time', 'endTime'], vm.lastPoint), []);
