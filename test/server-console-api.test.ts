@@ -117,6 +117,18 @@ describe('console API types against the running server', () => {
       ['audit', SHAPES.audit, one(await get('/api/v1/audit'), 'audit records')],
       ['proxy', SHAPES.proxy, one(await get('/api/v1/proxies'), "proxies (the server's own)")],
     ];
+    const pointId = (one(await get('/api/v1/restore-points'), 'points') as { id: string }).id;
+    checks.push(['vmConfig', SHAPES.vmConfig, await get(`/api/v1/restore-points/${pointId}/vm-config`)]);
+    const ir = await api(server.url, 'POST', '/api/v1/instant-recoveries', {
+      token: admin,
+      body: { repository: 'main', pointId, disk: 0 },
+    });
+    assert.equal(ir.status, 201, ir.text);
+    checks.push(['instantRecovery', SHAPES.instantRecovery, one(await get('/api/v1/instant-recoveries'), 'exports')]);
+    assert.equal(
+      (await api(server.url, 'DELETE', `/api/v1/instant-recoveries/${ir.body.id}`, { token: admin })).status,
+      200,
+    );
     for (const [what, shape, value] of checks) assert.deepEqual(missing(shape, value), [], `${what}: keys missing`);
     const vm = one(await get('/api/v1/vms'), 'vms') as { lastPoint: Record<string, unknown> };
     assert.deepEqual(missing(['id', 'repository', 'time', 'endTime'], vm.lastPoint), []);
@@ -127,26 +139,38 @@ describe('console API types against the running server', () => {
   it("the restore wizard offers what the server's OpenAPI document has, and learns new job kinds from it", async () => {
     const doc = (await api(server.url, 'GET', '/api/openapi.json')).body as OpenApi;
     const caps = capabilities(doc);
-    assert.deepEqual([...caps.jobKinds.keys()].sort(), ['backup', 'check', 'prune', 'restore', 'verify']);
-    assert.equal(caps.instantRecovery, undefined, 'no instant recovery route on this server: the wizard says so');
+    assert.deepEqual([...caps.jobKinds.keys()].sort(), ['backup', 'check', 'prune', 'restore', 'restore-vm', 'verify']);
     assert.deepEqual(caps.jobKinds.get('restore')?.required, ['kind', 'repository', 'pointId', 'disk', 'target']);
-    // a server that gains a whole-VM restore job kind and an instant recovery route (made up here: no server of
-    // this branch has them) gets them offered, with the fields of their schemas
+    assert.deepEqual(caps.jobKinds.get('restore')?.properties?.format?.enum, ['raw', 'qcow2', 'vmdk', 'vhdx']);
+    assert.deepEqual(caps.jobKinds.get('restore-vm')?.required, [
+      'kind',
+      'repository',
+      'pointId',
+      'vcenter',
+      'name',
+      'datastore',
+    ]);
+    // instant recovery: start with POST, stop with DELETE {id}
+    assert.equal(caps.instantRecovery?.start, '/api/v1/instant-recoveries');
+    assert.equal(caps.instantRecovery?.stop, '/api/v1/instant-recoveries/{id}');
+    assert.deepEqual(Object.keys(caps.instantRecovery?.startSchema?.properties ?? {}), [
+      'repository',
+      'pointId',
+      'disk',
+      'writable',
+    ]);
+    assert.equal(caps.has('get', '/api/v1/vcenters'), true);
+    // a server that gains another job kind (made up here: no server of this branch has it) gets it offered, with
+    // the fields of its schema
     const more = structuredClone(doc);
     const body = more.paths['/api/v1/jobs']!.post!.requestBody!.content!['application/json']!.schema!;
     body.oneOf!.push({
       type: 'object',
-      properties: { kind: { const: 'restore-vm' }, datastore: { type: 'string' } },
-      required: ['kind', 'datastore'],
+      properties: { kind: { const: 'restore-hyperv' }, host: { type: 'string' } },
+      required: ['kind', 'host'],
     });
-    more.paths['/api/v1/instant-recoveries'] = { post: {} };
-    more.paths['/api/v1/instant-recoveries/{id}'] = { delete: {} };
     const caps2 = capabilities(more);
-    assert.deepEqual(Object.keys(caps2.jobKinds.get('restore-vm')?.properties ?? {}), ['kind', 'datastore']);
-    assert.deepEqual(caps2.instantRecovery, {
-      start: '/api/v1/instant-recoveries',
-      startSchema: undefined,
-      stop: '/api/v1/instant-recoveries/{id}',
-    });
+    assert.deepEqual(Object.keys(caps2.jobKinds.get('restore-hyperv')?.properties ?? {}), ['kind', 'host']);
+    assert.equal(capabilities(doc).jobKinds.has('restore-hyperv'), false);
   });
 });

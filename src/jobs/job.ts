@@ -82,9 +82,21 @@ export const restoreVmJob = z.strictObject({
   folder: z.string().max(4096).optional(),
   pool: z.string().max(4096).optional(),
   host: z.string().max(1024).optional(),
+  /** restore over the existing VM of that name (powered off) */
   force: z.boolean().default(false),
+  /** with force: write only what differs from the point into the VM's own disks (hot-add; CBT or comparison) */
+  quick: z.boolean().default(false),
+  /** quick: the VM the executing process runs in (default: found by its SMBIOS UUID) */
+  proxyVm: z.string().max(1024).optional(),
   powerOn: z.boolean().default(false),
   checkIds: z.boolean().default(false),
+  /** stored network name -> target network name */
+  networkMap: z.record(z.string().min(1).max(1024), z.string().min(1).max(1024)).optional(),
+  nicsDisconnected: z.boolean().default(false),
+  keepMac: z.boolean().default(false),
+  keepUuid: z.boolean().default(false),
+  /** validate everything against vCenter and return the plan; create nothing */
+  dryRun: z.boolean().default(false),
 });
 
 export const verifyJob = z.strictObject({

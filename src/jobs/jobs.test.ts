@@ -212,6 +212,18 @@ test(
         runJob({ kind: 'backup', repository: 'main', source: { type: 'vsphere', url: 'vsphere://vc/vm' } }, f.deps),
         (e: unknown) => e instanceof CofferError && e.code === 'NOT_AVAILABLE',
       );
+      // a whole-VM restore: its three forms need an injected vCenter side; contradictory flags are USAGE first
+      const rvm = { kind: 'restore-vm', repository: 'main', pointId: 'p', to: 'vsphere://vc/n', datastore: 'ds' };
+      for (const extra of [{}, { dryRun: true }, { force: true, quick: true }])
+        await assert.rejects(
+          runJob({ ...rvm, ...extra }, f.deps),
+          (e: unknown) => e instanceof CofferError && e.code === 'NOT_AVAILABLE',
+        );
+      for (const extra of [{ quick: true }, { force: true, quick: true, dryRun: true }, { proxyVm: 'px' }])
+        await assert.rejects(
+          runJob({ ...rvm, ...extra }, { ...f.deps, vmRestoreTarget: () => assert.fail('not reached') }),
+          (e: unknown) => e instanceof CofferError && e.code === 'USAGE',
+        );
       // Test double: a VM source standing in for a vCenter VM (vcsim-backed tests of the real one are in
       // test/vsphere-*); its disk is a real file source. finish() must run on success and on failure, and its report is
       // in the result.

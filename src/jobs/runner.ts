@@ -6,10 +6,12 @@ import {
   copyRestorePoints,
   forgetPoints,
   openDiskSet,
+  planVmRestore,
   pruneRepository,
   restoreDiskImage,
   restoreFiles,
   restoreVm,
+  rollbackVm,
   verifyFailure,
   verifyRepository,
   type CodecParams,
@@ -18,6 +20,7 @@ import {
   type WarningEvent,
   type UseCaseContext,
   type VmRestoreTargetOpener,
+  type VmRollback,
   type VmSource,
   type SignalThresholds,
 } from '../engine/index.js';
@@ -40,8 +43,13 @@ export interface JobDeps {
    * a vSphere VM for backup (snapshot taken; finish removes it): src/vsphere's vsphereVmSource; absent: not available
    */
   openVsphereSource?(source: VsphereSourceSpec, opts: { logger: Logger; signal: AbortSignal }): Promise<VmSource>;
-  /** the vCenter target of a VM restore: src/vsphere's vsphereRestoreTargetOpener; absent: not available */
-  vmRestoreTarget?(job: RestoreVmJob, opts: { logger: Logger }): VmRestoreTargetOpener;
+  /**
+   * the vCenter target of a VM restore (in its validating mode with job.dryRun): src/vsphere's
+   * vsphereRestoreTargetOpener; absent: not available
+   */
+  vmRestoreTarget?(job: RestoreVmJob, opts: { logger: Logger }): VmRestoreTargetOpener | Promise<VmRestoreTargetOpener>;
+  /** the quick rollback of job.to (job.quick): src/vsphere's vsphereQuickRollback; absent: not available */
+  vmRollback?(job: RestoreVmJob, opts: { logger: Logger }): VmRollback<object> | Promise<VmRollback<object>>;
   /** checks a local path a job writes to (server: inside the restore directories); default: any path */
   confineTarget?(path: string, kind: 'restore-disk' | 'restore-files'): Promise<void>;
 }
@@ -97,9 +105,31 @@ export async function runJob(input: unknown, deps: JobDeps, opts: RunJobOptions 
     case 'restore-vm': {
       if (!deps.vmRestoreTarget)
         throw new CofferError('NOT_AVAILABLE', 'restore to vSphere is not available in this process');
+      if (job.quick) {
+        if (!job.force) throw new CofferError('USAGE', 'quick: a quick rollback restores over the VM: it needs force');
+        if (job.dryRun) throw new CofferError('USAGE', 'quick and dryRun exclude each other');
+        if (!deps.vmRollback) throw new CofferError('NOT_AVAILABLE', 'quick rollback is not available in this process');
+        const repo = await open(job.repository, 'read');
+        const r = await rollbackVm(repo, ctx, {
+          pointId: job.pointId,
+          rollback: await deps.vmRollback(job, { logger }),
+          onEvent: progress,
+        });
+        logger.info(`rolled ${job.to} back to ${r.id}`);
+        return r;
+      }
+      if (job.proxyVm !== undefined) throw new CofferError('USAGE', 'proxyVm applies to a quick rollback only');
+      if (job.dryRun) {
+        const r = await planVmRestore(await open(job.repository, 'read'), ctx, {
+          pointId: job.pointId,
+          target: await deps.vmRestoreTarget(job, { logger }),
+        });
+        logger.info(`dry run of ${r.id} (${r.sourceVm}): nothing was created`);
+        return r;
+      }
       const r = await restoreVm(await open(job.repository, 'read'), ctx, {
         pointId: job.pointId,
-        target: deps.vmRestoreTarget(job, { logger }),
+        target: await deps.vmRestoreTarget(job, { logger }),
         powerOn: job.powerOn,
         checkIds: job.checkIds,
         onEvent: progress,

@@ -1,10 +1,10 @@
 import type { CodecParams, CodecPool } from '../engine/index.js';
-import type { JobDeps } from '../jobs/index.js';
+import type { JobDeps, RestoreVmJob } from '../jobs/index.js';
 import { Repository } from '../repository/index.js';
 import { CofferError, type Logger } from '../shared/index.js';
 import type { BlockSource } from '../sources/index.js';
 import type { BlobStore } from '../storage/index.js';
-import { openVsphereBackup, vsphereVmSource } from '../vsphere/index.js';
+import { HOTADD_ENV, openVsphereBackup, vcenterVmRestore, vsphereVmSource } from '../vsphere/index.js';
 import type { Assignment } from './wire.js';
 
 /** What a proxy needs from the outside world; bin/coffer.ts (the composition root) supplies the real things. */
@@ -25,6 +25,12 @@ export interface ProxyDeps {
  */
 export function proxyJobDeps(a: Assignment, deps: ProxyDeps, logger: Logger): JobDeps {
   let repo: Promise<Repository> | undefined;
+  // a whole-VM restore into the vCenter whose access came with the assignment
+  const vmRestore = (job: RestoreVmJob, jobLogger: Logger) => {
+    if (!a.vcenter) throw new CofferError('USAGE', `job ${a.id}: no access to the vCenter of ${job.to} came with it`);
+    const hotadd = Object.fromEntries(HOTADD_ENV.map((k) => [k, deps.env[k]]));
+    return vcenterVmRestore(a.vcenter, job, jobLogger, hotadd);
+  };
   return {
     openRepository: (ref) => {
       if (ref !== a.repository.name)
@@ -54,6 +60,8 @@ export function proxyJobDeps(a: Assignment, deps: ProxyDeps, logger: Logger): Jo
         }),
       );
     },
+    vmRestoreTarget: (job, opts) => vmRestore(job, opts.logger).target(),
+    vmRollback: (job, opts) => vmRestore(job, opts.logger).rollback(),
     confineTarget: async () => {
       throw new CofferError('NOT_AVAILABLE', 'a proxy does not restore to files (restore jobs run on the server)');
     },

@@ -124,6 +124,15 @@ export const ServerConfigSchema = z.strictObject({
       backoffSeconds: z.number().min(0).max(3600).default(30),
     })
     .prefault({}),
+  /** Instant recoveries (POST /api/v1/instant-recoveries): NBD exports of restore point disks, served by the server. */
+  instantRecovery: z
+    .strictObject({
+      /** address the NBD exports listen on (each on a free port); NBD is unencrypted: keep it on a trusted network */
+      listen: z.string().min(1).max(255).default('127.0.0.1'),
+      /** exports at once */
+      max: z.number().int().min(1).max(64).default(8),
+    })
+    .prefault({}),
   /** Restore jobs may only write below these directories (default: DATA/restores). */
   restoreDirs: z.array(z.string().min(1)).optional(),
   http: z

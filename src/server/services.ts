@@ -12,6 +12,7 @@ import { Placer } from './jobs/placer.js';
 import { JobQueue } from './jobs/queue.js';
 import { RemoteProxies } from './jobs/remote-proxies.js';
 import { RestoreJob } from './jobs/restore-job.js';
+import { RestoreVmJob } from './jobs/restore-vm-job.js';
 import { RetryPolicy } from './jobs/retry-policy.js';
 import { JobRunner } from './jobs/runner.js';
 import { VerifyJob } from './jobs/verify-job.js';
@@ -20,7 +21,7 @@ import { RepositoryManager } from './repositories.js';
 import { Scheduler } from './scheduler.js';
 import { SlaMonitor } from './sla-monitor.js';
 import { repositoryPassword } from './config.js';
-import { openVcenterVm, vcenterAccess, Vcenters } from './vcenters.js';
+import { openVcenterVm, vcenterAccess, vcenterUrl, Vcenters } from './vcenters.js';
 
 /** The long-lived parts of a server, each built with what it needs (no wiring after construction). */
 export interface Services {
@@ -64,6 +65,7 @@ export function buildServices(
         openVcenterVm(config, deps.env, vcenter, undefined, opts) as Promise<never>,
     }),
     new RestoreJob(),
+    new RestoreVmJob((name) => vcenterUrl(config, name)),
     new VerifyJob(),
     new PruneJob(),
     new CheckJob(),

@@ -151,6 +151,13 @@ export async function openVcenterVm(
   });
 }
 
+/** The base URL (vsphere://HOST:PORT) of a configured vCenter; USAGE for a name not in the configuration. */
+export function vcenterUrl(config: ServerConfig, vcenter: string): string {
+  const vc = config.vcenters.find((v) => v.name === vcenter);
+  if (!vc) throw new CofferError('USAGE', `vCenter ${JSON.stringify(vcenter)} is not in the server configuration`);
+  return baseUrl(vc);
+}
+
 /**
  * What a remote proxy needs to reach a configured vCenter for one job (sent in its claim, over TLS or loopback only,
  * never stored): the base URL, the credentials read from the server's environment now, the TLS policy.

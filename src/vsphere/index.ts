@@ -32,9 +32,18 @@ export {
   openVsphereRestore,
   uploadToDatastore,
   type VsphereRestoreOptions,
+  type VsphereRestorePlan,
   type VsphereVmRestore,
 } from './vsphere-restore.js';
-export { vsphereVmSource, vsphereSourceOpener, vsphereRestoreTargetOpener } from './engine-adapter.js';
+export {
+  vsphereVmSource,
+  vsphereSourceOpener,
+  vsphereRestoreTargetOpener,
+  vsphereQuickRollback,
+  vcenterVmRestore,
+  HOTADD_ENV,
+  type VcenterAccess,
+} from './engine-adapter.js';
 export { checkVsphere, PRIVILEGES, type CheckReport, type VmCheck } from './vsphere-check.js';
 export {
   quickRollback,

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
-import { RestorePointDevice } from '../../engine/index.js';
-import { NbdServer } from '../../nbd/index.js';
+import { serveDisk } from '../../engine/index.js';
 import { CofferError, formatBytes } from '../../shared/index.js';
 import { parseInteger, type CommandKit, type CommonOpts } from '../kit/index.js';
 
@@ -37,47 +36,32 @@ export function mountCommand(program: Command, kit: CommandKit): void {
       const host = m[1]!.replace(/^\[(.*)\]$/, '$1');
       const repo = await kit.openRepo(o, logger, true);
       const pointId = await repo.resolvePoint(ref);
-      const manifest = await repo.loadManifest(pointId);
       const diskNo = parseInteger(o.disk, '--disk');
-      const disk = manifest.disks[diskNo];
-      if (!disk) throw new CofferError('NOT_FOUND', `restore point ${pointId} has no disk ${diskNo}`);
-      const index = await repo.loadIndex(disk.indexId);
       await kit.withPool(repo, async (pool) => {
-        const device = await RestorePointDevice.open(repo, pool, index, {
+        const served = await serveDisk(repo, pool, {
+          pointId,
+          disk: diskNo,
+          host,
+          port: Number(m[2]),
+          exportName: o.exportName,
           writable: Boolean(o.writable),
           cacheChunks: parseInteger(o.cacheChunks, '--cache-chunks'),
-          ...(o.overlay ? { overlayPath: o.overlay } : {}),
-        });
-        const server = new NbdServer(device, {
-          exportName: o.exportName,
-          description: `coffer ${manifest.vm.name} ${pointId} disk ${diskNo}`,
+          overlayPath: o.overlay,
           logger,
         });
         try {
-          const addr = await server.listen(host, Number(m[2]));
-          const shownHost = addr.host.includes(':') ? `[${addr.host}]` : addr.host;
-          const uri = `nbd://${shownHost}:${addr.port}/${encodeURIComponent(o.exportName)}`;
-          const ready = {
-            uri,
-            id: pointId,
-            vm: manifest.vm.name,
-            disk: diskNo,
-            sizeBytes: index.diskSizeBytes,
-            writable: device.writable,
-            overlay: device.overlayPath ?? null,
-          };
+          const { close: _close, ...ready } = served;
           if (o.json) kit.writeJson(ready);
           else
             kit.write(
-              `serving disk ${diskNo} of ${pointId} (${manifest.vm.name}, ${formatBytes(index.diskSizeBytes)}) ` +
-                `at ${uri}${device.writable ? ` (writable, overlay ${device.overlayPath})` : ' (read-only)'}; stop ` +
-                `with Ctrl-C\n`,
+              `serving disk ${diskNo} of ${pointId} (${served.vm}, ${formatBytes(served.sizeBytes)}) ` +
+                `at ${served.uri}${served.writable ? ` (writable, overlay ${served.overlay})` : ' (read-only)'}; ` +
+                `stop with Ctrl-C\n`,
             );
           if (!deps.signal.aborted)
             await new Promise<void>((r) => deps.signal.addEventListener('abort', () => r(), { once: true }));
         } finally {
-          await server.close();
-          await device.close();
+          await served.close();
         }
       });
     });

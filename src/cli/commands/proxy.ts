@@ -2,8 +2,8 @@ import type { Command } from 'commander';
 import { CofferError } from '../../shared/index.js';
 import { parseInteger, type CommandKit } from '../kit/index.js';
 
-/** restores to files stay on the server: their targets are below its restore directories */
-const KINDS = ['backup', 'verify', 'prune', 'check'];
+/** restores to files stay on the server: their targets are below its restore directories; whole VMs go to vCenter */
+const KINDS = ['backup', 'verify', 'prune', 'check', 'restore-vm'];
 const TRANSPORTS = ['disk', 'http', 'nbd', 'hotadd'];
 
 /** a comma-separated list; `any` (or absent) is null: no restriction */

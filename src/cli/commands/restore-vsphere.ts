@@ -1,15 +1,14 @@
 import { PassThrough } from 'node:stream';
-import { RestorePointDevice, resolvePointRef, restoreDiskImage, restoreVm, withCodecPool } from '../../engine/index.js';
-import type { Manifest } from '../../format/index.js';
+import { planVmRestore, resolvePointRef, restoreDiskImage, restoreVm, rollbackVm } from '../../engine/index.js';
 import type { Repository } from '../../repository/index.js';
 import { CofferError, formatBytes } from '../../shared/index.js';
 import {
   isVsphereUrl,
-  parseStoredConfig,
-  quickRollback,
   uploadToDatastore,
+  vsphereQuickRollback,
   vsphereRestoreTargetOpener,
   type VsphereRestoreOptions,
+  type VsphereRestorePlan,
 } from '../../vsphere/index.js';
 import { parseInteger, tlsPolicy, type CommandKit, type CommonOpts, type ProgressReporter } from '../kit/index.js';
 
@@ -95,7 +94,7 @@ export async function restoreToVsphere(kit: CommandKit, ref: string, o: Opts): P
     throw new CofferError('USAGE', `--nics must be connected or disconnected, not ${JSON.stringify(o.nics)}`);
   if (o.storagePolicy !== undefined && (o.quick || o.disk !== undefined))
     throw new CofferError('USAGE', '--storage-policy applies to a restore as a new VM (not --quick or --disk)');
-  if (o.quick) return quickRollbackCommand(kit, repo, pointId, manifest, o, base, progress);
+  if (o.quick) return quickRollbackCommand(kit, repo, pointId, o, base, progress);
   if (o.proxyVm !== undefined) throw new CofferError('USAGE', '--proxy-vm applies to --quick only');
   if (o.transport !== undefined || o.vddkLibdir !== undefined)
     throw new CofferError(
@@ -110,35 +109,32 @@ export async function restoreToVsphere(kit: CommandKit, ref: string, o: Opts): P
   if (o.path) throw new CofferError('USAGE', '--path needs --disk N (one disk to a datastore file)');
   if (o.dryRun) {
     // everything validated against vCenter (placement, networks, MACs, an existing VM), nothing created
-    const opener = vsphereRestoreTargetOpener((cfg, opts) => deps.openVsphereRestore(to, cfg, opts), {
-      ...base,
-      dryRun: true,
+    const r = await planVmRestore(repo, kit.useCase, {
+      pointId,
+      target: vsphereRestoreTargetOpener((cfg, opts) => deps.openVsphereRestore(to, cfg, opts), {
+        ...base,
+        dryRun: true,
+      }),
     });
-    const t = await opener.open(manifest, { signal: deps.signal });
-    try {
-      const plan = { id: pointId, dryRun: true, ...t.plan };
-      if (o.json) return kit.writeJson(plan);
-      kit.write(`dry run: ${pointId} (${manifest.vm.name}) would be restored as ${plan.mode} ${plan.vm}\n`);
-      kit.write(`  datacenter ${plan.datacenter}, datastore ${plan.datastore}\n`);
-      if (plan.folder)
-        kit.write(`  folder ${plan.folder}, pool ${plan.pool}${plan.host ? `, host ${plan.host}` : ''}\n`);
-      for (const [i, d] of (plan.disks ?? []).entries())
-        kit.write(
-          `  disk ${i}: ${formatBytes(d.capacityBytes)}${d.fileName ? ` -> ${d.fileName}` : ''}` +
-            `${d.storagePolicy ? `, storage policy ${d.storagePolicy}` : ''}\n`,
-        );
-      if (plan.tags?.length) kit.write(`  tags: ${plan.tags.join(', ')}\n`);
-      if (plan.customAttributes?.length) kit.write(`  custom attributes: ${plan.customAttributes.join(', ')}\n`);
-      for (const n of plan.nics ?? [])
-        kit.write(
-          `  NIC ${n.type} on ${n.network} (${n.backing}), ${n.macAddress ? `MAC ${n.macAddress}` : 'new MAC'}` +
-            `${n.connected ? '' : ', disconnected'}\n`,
-        );
-      for (const w of plan.warnings ?? []) kit.write(`  warning: ${w}\n`);
-      return;
-    } finally {
-      await t.close();
-    }
+    const plan = { id: pointId, dryRun: true, ...(r.plan as unknown as VsphereRestorePlan) };
+    if (o.json) return kit.writeJson(plan);
+    kit.write(`dry run: ${pointId} (${manifest.vm.name}) would be restored as ${plan.mode} ${plan.vm}\n`);
+    kit.write(`  datacenter ${plan.datacenter}, datastore ${plan.datastore}\n`);
+    if (plan.folder) kit.write(`  folder ${plan.folder}, pool ${plan.pool}${plan.host ? `, host ${plan.host}` : ''}\n`);
+    for (const [i, d] of (plan.disks ?? []).entries())
+      kit.write(
+        `  disk ${i}: ${formatBytes(d.capacityBytes)}${d.fileName ? ` -> ${d.fileName}` : ''}` +
+          `${d.storagePolicy ? `, storage policy ${d.storagePolicy}` : ''}\n`,
+      );
+    if (plan.tags?.length) kit.write(`  tags: ${plan.tags.join(', ')}\n`);
+    if (plan.customAttributes?.length) kit.write(`  custom attributes: ${plan.customAttributes.join(', ')}\n`);
+    for (const n of plan.nics ?? [])
+      kit.write(
+        `  NIC ${n.type} on ${n.network} (${n.backing}), ${n.macAddress ? `MAC ${n.macAddress}` : 'new MAC'}` +
+          `${n.connected ? '' : ', disconnected'}\n`,
+      );
+    for (const w of plan.warnings ?? []) kit.write(`  warning: ${w}\n`);
+    return;
   }
   const r = await restoreVm(repo, kit.useCase, {
     pointId,
@@ -172,14 +168,13 @@ export async function restoreToVsphere(kit: CommandKit, ref: string, o: Opts): P
 }
 
 /**
- * `restore ID --to vsphere://HOST/VM --force --quick`: the engine's restore-point devices (random access) handed to
- * src/vsphere's quickRollback, which writes only what differs from the restore point into the VM's own disks.
+ * `restore ID --to vsphere://HOST/VM --force --quick`: the engine's rollbackVm (restore-point devices, random access)
+ * with src/vsphere's quickRollback, which writes only what differs from the restore point into the VM's own disks.
  */
 async function quickRollbackCommand(
   kit: CommandKit,
   repo: Repository,
   pointId: string,
-  manifest: Manifest,
   o: Opts,
   base: VsphereRestoreOptions,
   progress: ProgressReporter,
@@ -198,35 +193,19 @@ async function quickRollbackCommand(
   const transport = (o.transport ?? (o.vddkLibdir ? 'nbd' : 'hotadd')) as 'hotadd' | 'nbd';
   if (transport === 'nbd' && o.proxyVm !== undefined)
     throw new CofferError('USAGE', '--proxy-vm is for --transport hotadd; nbd writes through VDDK');
-  const started = Date.now();
-  const cfg = parseStoredConfig(manifest.vmConfig, pointId);
-  if (cfg.disks.length !== manifest.disks.length)
-    throw new CofferError('CORRUPT', `restore point ${pointId}: its configuration and manifest disagree on the disks`);
-  const r = await withCodecPool(kit.useCase, repo.codecParams, async (pool) => {
-    const devices: RestorePointDevice[] = [];
-    try {
-      for (const d of manifest.disks)
-        devices.push(await RestorePointDevice.open(repo, pool, await repo.loadIndex(d.indexId)));
-      return await quickRollback(
-        o.to!,
-        cfg,
-        { id: pointId, disks: manifest.disks, read: (i, off, len, op) => devices[i]!.read(off, len, op) },
-        {
-          ...base,
-          transport,
-          proxyVm: o.proxyVm,
-          vddkLibdir: o.vddkLibdir,
-          powerOn: Boolean(o.powerOn),
-          onProgress: (d, t) => progress.update(d, t),
-        },
-      );
-    } finally {
-      for (const d of devices) await d.close();
-    }
+  const r = await rollbackVm(repo, kit.useCase, {
+    pointId,
+    rollback: vsphereQuickRollback(o.to!, {
+      ...base,
+      transport,
+      proxyVm: o.proxyVm,
+      vddkLibdir: o.vddkLibdir,
+      powerOn: Boolean(o.powerOn),
+    }),
+    onEvent: (e) => progress.update(e.done, e.total),
   });
   progress.done();
-  const result = { id: pointId, sourceVm: manifest.vm.name, quick: true, ...r, durationMs: Date.now() - started };
-  if (o.json) return kit.writeJson(result);
+  if (o.json) return kit.writeJson(r);
   const how = { cbt: 'changed areas from CBT', compare: 'comparison read', mixed: 'CBT and comparison reads' }[r.mode];
   kit.write(
     `rolled ${r.vm} (${r.moref}) back to ${pointId} (${how}): ${formatBytes(r.bytesWritten)} written, ` +

@@ -25,6 +25,15 @@ export {
   type RestoreVmResult,
 } from './restore-vm.js';
 export {
+  planVmRestore,
+  rollbackVm,
+  type PlanVmRestoreRequest,
+  type PlanVmRestoreResult,
+  type RollbackSource,
+  type RollbackVmRequest,
+  type VmRollback,
+} from './plan-vm-restore.js';
+export {
   verifyRepository,
   verifyFailure,
   type VerifyRepositoryRequest,
@@ -68,3 +77,4 @@ export {
   type CheckPointEvent,
   type FileIndicatorsRequest,
 } from './check-point.js';
+export { serveDisk, type ServeDiskRequest, type ServedDisk } from './serve-disk.js';

@@ -18,6 +18,8 @@ export interface VmRestoreTarget {
   readonly warnings: readonly string[];
   /** how the disks are written (e.g. nfc, folder), when the target says */
   readonly transport?: string;
+  /** opened for a dry run: what the restore would do (nothing was created; upload must not be called) */
+  readonly plan?: object | undefined;
   /** bytes sent to the hypervisor for the disks so far, when the target counts them */
   bytesSent?(): number;
   /** resolves to the name of the uploaded disk file */

@@ -18,6 +18,7 @@ export {
   type PruneParams,
   type CheckParams,
   type RestoreParams,
+  type RestoreVmParams,
   type VerifyParams,
 } from './jobs.js';
 export type { PoliciesTable } from './policies.js';

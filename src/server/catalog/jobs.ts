@@ -1,6 +1,6 @@
 import type { Db } from './db.js';
 
-export type JobKind = 'backup' | 'restore' | 'verify' | 'prune' | 'check';
+export type JobKind = 'backup' | 'restore' | 'restore-vm' | 'verify' | 'prune' | 'check';
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 export const TERMINAL_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled'];
 
@@ -18,6 +18,28 @@ export interface RestoreParams {
   /** absolute path inside one of the configured restore directories */
   target: string;
   force: boolean;
+  /** the image format written (src/jobs restore-disk: raw, qcow2, vmdk streamOptimized, vhdx); absent: raw */
+  format?: 'raw' | 'qcow2' | 'vmdk' | 'vhdx';
+}
+/** A whole VM into a configured vCenter (src/jobs `restore-vm`): a new VM, in place (force), rolled back (quick). */
+export interface RestoreVmParams {
+  pointId: string;
+  vcenter: string;
+  /** the new VM's name, or the existing VM's (force) */
+  name: string;
+  datastore: string;
+  folder?: string | undefined;
+  pool?: string | undefined;
+  host?: string | undefined;
+  force: boolean;
+  quick: boolean;
+  proxyVm?: string | undefined;
+  powerOn: boolean;
+  networkMap?: Record<string, string> | undefined;
+  nicsDisconnected: boolean;
+  keepMac: boolean;
+  keepUuid: boolean;
+  dryRun: boolean;
 }
 export interface VerifyParams {
   readDataPercent: number;
@@ -53,7 +75,7 @@ export interface Job {
   policyId: string | null;
   vm: string | null;
   repository: string;
-  params: BackupParams | RestoreParams | VerifyParams | PruneParams | CheckParams;
+  params: BackupParams | RestoreParams | RestoreVmParams | VerifyParams | PruneParams | CheckParams;
   attempt: number;
   maxAttempts: number;
   notBefore: string;

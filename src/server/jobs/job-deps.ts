@@ -1,10 +1,10 @@
-import type { JobDeps } from '../../jobs/index.js';
-import { CofferError } from '../../shared/index.js';
-import { vsphereVmSource } from '../../vsphere/index.js';
+import type { JobDeps, RestoreVmJob } from '../../jobs/index.js';
+import { CofferError, type Logger } from '../../shared/index.js';
+import { HOTADD_ENV, vcenterVmRestore, vsphereVmSource } from '../../vsphere/index.js';
 import type { ServerConfig } from '../config.js';
 import type { ServerDeps } from '../deps.js';
 import type { RepositoryManager } from '../repositories.js';
-import { openVcenterVm } from '../vcenters.js';
+import { openVcenterVm, vcenterAccess } from '../vcenters.js';
 import { confineRestoreTarget } from './restore-target.js';
 
 /**
@@ -14,6 +14,13 @@ import { confineRestoreTarget } from './restore-target.js';
  * writes to is confined to the restore directories.
  */
 export function serverJobDeps(config: ServerConfig, deps: ServerDeps, repos: Pick<RepositoryManager, 'get'>): JobDeps {
+  // a whole-VM restore goes into a configured vCenter only, with its credentials and TLS policy
+  const vmRestore = (job: RestoreVmJob, logger: Logger) => {
+    if (job.vcenter === undefined)
+      throw new CofferError('USAGE', `a server job restores into configured vCenters only, not ${job.to}`);
+    const hotadd = Object.fromEntries(HOTADD_ENV.map((k) => [k, deps.env[k]]));
+    return vcenterVmRestore(vcenterAccess(config, deps.env, job.vcenter), job, logger, hotadd);
+  };
   return {
     openRepository: (name) => repos.get(name),
     createPool: (params) => deps.createPool(params),
@@ -30,6 +37,8 @@ export function serverJobDeps(config: ServerConfig, deps: ServerDeps, repos: Pic
         await openVcenterVm(config, deps.env, source.vcenter, source.url, { ...opts, quiesce: source.quiesce }),
       );
     },
+    vmRestoreTarget: (job, opts) => vmRestore(job, opts.logger).target(),
+    vmRollback: (job, opts) => vmRestore(job, opts.logger).rollback(),
     confineTarget: (path) => confineRestoreTarget(path, config.restoreDirs!),
   };
 }

@@ -130,3 +130,29 @@ test('placement limits: per VM, per repository, per datastore, one prune per rep
     false,
   );
 });
+
+test('a restore-vm job goes to a proxy that runs restore-vm and reaches its vCenter; no transport is asked for', () => {
+  const rvm = job({
+    kind: 'restore-vm',
+    params: {
+      pointId: 'p',
+      vcenter: 'dr',
+      name: 'n',
+      datastore: 'ds',
+      force: false,
+      quick: false,
+      powerOn: false,
+      nicsDisconnected: false,
+      keepMac: false,
+      keepUuid: false,
+      dryRun: true,
+    },
+  });
+  const n = needsOf(rvm, undefined);
+  assert.equal(n.vcenter, 'dr');
+  assert.equal(n.transport, undefined);
+  assert.equal(cannotServe(any, n), 'does not run restore-vm jobs');
+  const rvmProxy = { ...any, kinds: ['restore-vm'], transports: [] };
+  assert.equal(cannotServe(rvmProxy, n), undefined);
+  assert.equal(cannotServe({ ...rvmProxy, vcenters: ['prod'] }, n), 'does not reach vCenter dr');
+});

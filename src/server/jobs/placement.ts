@@ -26,7 +26,8 @@ export function needsOf(job: Job, vm: VmPlacementInfo | undefined): JobNeeds {
     kind: job.kind,
     repository: job.repository,
     transport: backup ? (p.vcenter ? 'http' : 'disk') : undefined,
-    vcenter: backup ? p.vcenter : undefined,
+    // a whole-VM restore writes into its vCenter: only a proxy that reaches it
+    vcenter: backup || job.kind === 'restore-vm' ? p.vcenter : undefined,
     cluster: backup ? vm?.cluster : undefined,
     datastores: backup ? (vm?.datastores ?? []) : [],
   };

@@ -145,7 +145,8 @@ export class RemoteProxies {
     const ctx = jobContext(this.deps, job, AbortSignal.timeout(120_000));
     const description = await handler.describe(ctx);
     const repo = await this.deps.repositoryAccess(job.repository);
-    const vcenter = job.kind === 'backup' ? (job.params as BackupParams).vcenter : undefined;
+    const vcenter =
+      job.kind === 'backup' || job.kind === 'restore-vm' ? (job.params as BackupParams).vcenter : undefined;
     return {
       id: job.id,
       attempt: job.attempt,

@@ -3,7 +3,8 @@ import type { ExecProgress, JobContext, JobKindHandler, RestoreParams } from './
 
 /**
  * Restores one disk of a restore point to a file below a restore directory: a src/jobs `restore-disk` description
- * (raw, fsynced; the target is confined again on the file system by the server's JobDeps.confineTarget).
+ * (raw unless the job asks for qcow2, vmdk or vhdx; fsynced; the target is confined again on the file system by
+ * the server's JobDeps.confineTarget).
  */
 export class RestoreJob implements JobKindHandler {
   readonly kind = 'restore';
@@ -17,7 +18,7 @@ export class RestoreJob implements JobKindHandler {
       disk: p.disk,
       target: p.target,
       force: p.force,
-      format: 'raw',
+      format: p.format ?? 'raw',
       sync: true,
     };
   }

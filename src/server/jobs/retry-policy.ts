@@ -33,7 +33,7 @@ export class RetryPolicy {
   constructor(private readonly config: { maxAttempts: number; backoffSeconds: number }) {}
 
   maxAttempts(kind: JobKind): number {
-    return kind === 'restore' ? 1 : this.config.maxAttempts;
+    return kind === 'restore' || kind === 'restore-vm' ? 1 : this.config.maxAttempts;
   }
 
   shouldRetry(code: ErrorCode, attempt: number, maxAttempts: number, message = ''): boolean {

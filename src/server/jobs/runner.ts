@@ -16,7 +16,7 @@ export interface JobLimits {
 
 /** what the server's own proxy can do: every kind, the static inventory's disks and vCenter VMs over http */
 export const LOCAL_CAPABILITIES: ProxyCapabilities = {
-  kinds: ['backup', 'restore', 'verify', 'prune', 'check'],
+  kinds: ['backup', 'restore', 'restore-vm', 'verify', 'prune', 'check'],
   transports: ['disk', 'http'],
   repositories: null,
   vcenters: null,

@@ -16,6 +16,7 @@ export type {
   PruneParams,
   CheckParams,
   RestoreParams,
+  RestoreVmParams,
   VerifyParams,
 } from '../catalog/index.js';
 

@@ -1,6 +1,7 @@
 import { registerAdminRoutes } from './admin.js';
 import { registerAuthRoutes } from './auth.js';
 import type { ApiContext } from './context.js';
+import { registerInstantRecoveryRoutes } from './instant-recoveries.js';
 import { registerJobRoutes } from './jobs.js';
 import type { Routes } from './kit.js';
 import { registerPolicyRoutes } from './policies.js';
@@ -23,6 +24,7 @@ export function registerApi(routes: Routes, ctx: ApiContext): void {
   registerDashboardRoutes(routes, ctx);
   registerPolicyRoutes(routes, ctx);
   registerJobRoutes(routes, ctx);
+  registerInstantRecoveryRoutes(routes, ctx);
   registerProxyRoutes(routes, ctx);
   registerAdminRoutes(routes, ctx);
 }

@@ -26,6 +26,45 @@ const StartJob = z.discriminatedUnion('kind', [
     /** a path below a configured restore directory (relative paths are taken below the first one) */
     target: pathLike(4096),
     force: z.boolean().default(false),
+    /** the image format: raw, qcow2, vmdk (streamOptimized) or vhdx (dynamic), as `coffer restore --format` */
+    format: z.enum(['raw', 'qcow2', 'vmdk', 'vhdx']).default('raw'),
+  }),
+  z.strictObject({
+    /**
+     * a whole VM into a configured vCenter (the repository may be a copy repository, the vCenter any configured one):
+     * a new VM named `name`, or over the existing powered-off VM of that name (`force`; `quick`: only what differs)
+     */
+    kind: z.literal('restore-vm'),
+    repository: z.string().min(1).max(64),
+    pointId: z.string().regex(/^[0-9a-f]{32}$/),
+    /** a vCenter of the server configuration */
+    vcenter: z.string().min(1).max(200),
+    /** the VM's name (a plain name; the location is folder/pool/host) */
+    name: z
+      .string()
+      .min(1)
+      .max(80)
+      .regex(/^[^/*?[\]\\]+$/, 'a plain VM name (no / \\ * ? [ ])'),
+    datastore: z.string().min(1).max(255),
+    /** inventory path of the VM folder (default: the datacenter's VM folder) */
+    folder: z.string().min(1).max(1024).optional(),
+    /** inventory path of the resource pool (default: the stored one, else the first cluster's) */
+    pool: z.string().min(1).max(1024).optional(),
+    host: z.string().min(1).max(255).optional(),
+    /** restore over the existing VM of that name (powered off, no snapshots) */
+    force: z.boolean().default(false),
+    /** with force: write only what differs from the point (hot-add from a proxy VM; CBT or comparison) */
+    quick: z.boolean().default(false),
+    /** quick: the VM the server runs in (default: found by its SMBIOS UUID) */
+    proxyVm: z.string().min(1).max(255).optional(),
+    powerOn: z.boolean().default(false),
+    /** stored network name -> target network name */
+    networkMap: z.record(z.string().min(1).max(255), z.string().min(1).max(255)).optional(),
+    nicsDisconnected: z.boolean().default(false),
+    keepMac: z.boolean().default(false),
+    keepUuid: z.boolean().default(false),
+    /** validate everything against vCenter and return the plan in the job's result; create nothing */
+    dryRun: z.boolean().default(false),
   }),
   z.strictObject({
     kind: z.literal('verify'),
@@ -67,7 +106,9 @@ export function registerJobRoutes(routes: Routes, ctx: JobsContext): void {
   routes.add({
     method: 'POST',
     url: '/api/v1/jobs',
-    summary: 'Start a backup, restore, verify, prune or check job',
+    summary:
+      'Start a backup, restore (one disk to a file), restore-vm (a whole VM to vCenter), verify, prune or ' +
+      'check job',
     tag: 'jobs',
     permission: 'restore',
     status: 202,
@@ -83,7 +124,7 @@ export function registerJobRoutes(routes: Routes, ctx: JobsContext): void {
     permission: 'read',
     query: Pagination.extend({
       status: z.enum(JOB_STATES).optional(),
-      kind: z.enum(['backup', 'restore', 'verify', 'prune', 'check']).optional(),
+      kind: z.enum(['backup', 'restore', 'restore-vm', 'verify', 'prune', 'check']).optional(),
       vm: z.string().max(512).optional(),
     }),
     handler: ({ query }) => {
@@ -151,7 +192,7 @@ async function startJob(
 ): Promise<Job[]> {
   const { catalog, config, repos, queue, scheduler, vcenters } = ctx;
   const by = principal.actor;
-  if (body.kind !== 'restore' && !['admin', 'operator'].includes(principal.role)) {
+  if (body.kind !== 'restore' && body.kind !== 'restore-vm' && !['admin', 'operator'].includes(principal.role)) {
     throw new CofferError('FORBIDDEN', `role ${principal.role} may only start restore jobs`);
   }
   a({ kind: body.kind });
@@ -183,10 +224,41 @@ async function startJob(
       kind: 'restore',
       repository: body.repository,
       vm,
-      params: { pointId: body.pointId, disk: body.disk, target, force: body.force },
+      params: { pointId: body.pointId, disk: body.disk, target, force: body.force, format: body.format },
       requestedBy: by,
     });
-    a({ job: job.id, pointId: body.pointId, disk: body.disk, target, vm });
+    a({ job: job.id, pointId: body.pointId, disk: body.disk, target, vm, format: body.format });
+    return [job];
+  }
+  if (body.kind === 'restore-vm') {
+    const vm = catalog.restorePoints.vmOf(body.repository, body.pointId);
+    if (vm === undefined)
+      throw new CofferError('NOT_FOUND', `no restore point ${body.pointId} in repository ${body.repository}`);
+    if (!config.vcenters.some((v) => v.name === body.vcenter))
+      throw new CofferError(
+        'USAGE',
+        `invalid request: body.vcenter: unknown vCenter ${JSON.stringify(body.vcenter)} ` +
+          `(configured: ${config.vcenters.map((v) => v.name).join(', ') || 'none'})`,
+      );
+    if (body.quick && !body.force)
+      throw new CofferError('USAGE', 'invalid request: body.quick: a quick rollback restores over the VM: set force');
+    if (body.proxyVm !== undefined && !body.quick)
+      throw new CofferError('USAGE', 'invalid request: body.proxyVm: applies to a quick rollback only');
+    if (body.quick && body.dryRun)
+      throw new CofferError('USAGE', 'invalid request: body.dryRun: a quick rollback has no dry run');
+    const { kind: _k, repository, ...params } = body;
+    const job = queue.enqueue({ kind: 'restore-vm', repository, vm, params, requestedBy: by });
+    a({
+      job: job.id,
+      pointId: body.pointId,
+      vm,
+      vcenter: body.vcenter,
+      name: body.name,
+      datastore: body.datastore,
+      ...(body.force ? { force: true } : {}),
+      ...(body.quick ? { quick: true } : {}),
+      ...(body.dryRun ? { dryRun: true } : {}),
+    });
     return [job];
   }
   if (body.kind === 'prune') {

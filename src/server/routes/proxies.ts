@@ -9,7 +9,7 @@ const proxyName = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'must be 1-64 letters, digits, ".", "_" or "-"');
 const names = z.array(z.string().min(1).max(256)).max(1000);
 const Capabilities = z.strictObject({
-  kinds: z.array(z.enum(['backup', 'restore', 'verify', 'prune', 'check'])).max(5),
+  kinds: z.array(z.enum(['backup', 'restore', 'restore-vm', 'verify', 'prune', 'check'])).max(6),
   transports: z.array(z.enum(['disk', 'http', 'nbd', 'hotadd'])).max(4),
   repositories: names.nullable(),
   vcenters: names.nullable(),

@@ -14,6 +14,7 @@ import {
   type UseCaseContext,
 } from '../../engine/index.js';
 import { guestPath } from '../validation.js';
+import { parseStoredConfig } from '../../vsphere/index.js';
 import { CofferError } from '../../shared/index.js';
 import type { Principal } from '../auth.js';
 import { decodeCursor, encodeCursor, type Catalog } from '../catalog/index.js';
@@ -65,6 +66,38 @@ export function registerRestorePointRoutes(routes: Routes, ctx: PointsContext): 
         limit: query.limit + 1,
       });
       return page(items, query.limit, (p) => [p.time, p.repository, p.id]);
+    },
+  });
+
+  routes.add({
+    method: 'GET',
+    url: '/api/v1/restore-points/:id/vm-config',
+    tag: 'restore-points',
+    permission: 'read',
+    summary:
+      'The VM configuration stored in a restore point (what a restore-vm job recreates): NICs and their networks ' +
+      '(the network map), disks with their datastores, placement at backup time; `vsphere` false for a disk backup',
+    params: z.strictObject({ id: z.string().min(1).max(64) }),
+    query: z.strictObject({ repository: z.string().max(64).optional() }),
+    handler: async ({ params, query }) => {
+      const { repository, pointId } = locatePoint(catalog, params.id, query.repository);
+      const manifest = await (await repos.get(repository)).loadManifest(pointId);
+      if (manifest.vmConfig === undefined)
+        return { id: pointId, repository, vm: manifest.vm.name, vsphere: false, nics: [], disks: [] };
+      const cfg = parseStoredConfig(manifest.vmConfig, pointId);
+      return {
+        id: pointId,
+        repository,
+        vm: manifest.vm.name,
+        vsphere: true,
+        datacenter: cfg.datacenter,
+        folder: cfg.folderPath,
+        pool: cfg.resourcePoolPath,
+        host: cfg.hostName,
+        firmware: cfg.firmware,
+        nics: cfg.nics.map((n, index) => ({ index, type: n.type, network: n.network, macAddress: n.macAddress })),
+        disks: cfg.disks.map((d, index) => ({ index, capacityBytes: d.capacityBytes, datastore: d.datastore })),
+      };
     },
   });
 

@@ -22,6 +22,18 @@ export function registerVmRoutes(routes: Routes, { catalog, vcenters }: VmContex
       return page(rest.slice(0, query.limit + 1), query.limit, (v) => [v.name]);
     },
   });
+
+  routes.add({
+    method: 'GET',
+    url: '/api/v1/vcenters',
+    summary: 'The configured vCenters (names only; the targets of a restore-vm job), with the last read error',
+    tag: 'vms',
+    permission: 'read',
+    handler: () => {
+      const errors = vcenters.errors();
+      return { items: vcenters.names.map((name) => ({ name, error: errors.get(name) ?? null })) };
+    },
+  });
 }
 
 /**

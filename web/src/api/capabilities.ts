@@ -1,7 +1,8 @@
 /**
  * What this server's API can do, read from its OpenAPI document at run time: the restore wizard offers a kind of
- * restore only when the server has the route or job kind for it, and builds the form of a job kind it does not
- * know from that kind's JSON schema (so a server that gains `restore-vm` gets a working wizard step).
+ * restore only when the server has the route or job kind for it (an older server without `restore-vm` or instant
+ * recovery gets those kinds shown with the reason), and reads the choices a job kind's schema offers (the disk
+ * restore's export formats).
  */
 export interface JsonSchema {
   type?: string;

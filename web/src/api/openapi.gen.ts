@@ -51,6 +51,18 @@ export interface Paths {
       status: 200;
     };
   };
+  "/api/v1/restore-points/{id}/vm-config": {
+    get: {
+      path: {
+        id: string;
+      };
+      query: {
+        repository?: string;
+      };
+      body: never;
+      status: 200;
+    };
+  };
   "/api/v1/restore-points/{id}/disks/{disk}/files": {
     get: {
       path: {
@@ -142,6 +154,14 @@ export interface Paths {
         limit?: number;
         cursor?: string;
       };
+      body: never;
+      status: 200;
+    };
+  };
+  "/api/v1/vcenters": {
+    get: {
+      path: Record<string, never>;
+      query: Record<string, never>;
       body: never;
       status: 200;
     };
@@ -338,6 +358,26 @@ export interface Paths {
         disk: number;
         target: string;
         force?: boolean;
+        format?: "raw" | "qcow2" | "vmdk" | "vhdx";
+      } | {
+        kind: "restore-vm";
+        repository: string;
+        pointId: string;
+        vcenter: string;
+        name: string;
+        datastore: string;
+        folder?: string;
+        pool?: string;
+        host?: string;
+        force?: boolean;
+        quick?: boolean;
+        proxyVm?: string;
+        powerOn?: boolean;
+        networkMap?: Record<string, unknown>;
+        nicsDisconnected?: boolean;
+        keepMac?: boolean;
+        keepUuid?: boolean;
+        dryRun?: boolean;
       } | {
         kind: "verify";
         repository: string;
@@ -363,7 +403,7 @@ export interface Paths {
         limit?: number;
         cursor?: string;
         status?: "queued" | "retrying" | "running" | "succeeded" | "failed" | "cancelled";
-        kind?: "backup" | "restore" | "verify" | "prune" | "check";
+        kind?: "backup" | "restore" | "restore-vm" | "verify" | "prune" | "check";
         vm?: string;
       };
       body: never;
@@ -400,6 +440,35 @@ export interface Paths {
       status: 200;
     };
   };
+  "/api/v1/instant-recoveries": {
+    get: {
+      path: Record<string, never>;
+      query: Record<string, never>;
+      body: never;
+      status: 200;
+    };
+    post: {
+      path: Record<string, never>;
+      query: Record<string, never>;
+      body: {
+        repository: string;
+        pointId: string;
+        disk?: number;
+        writable?: boolean;
+      };
+      status: 201;
+    };
+  };
+  "/api/v1/instant-recoveries/{id}": {
+    delete: {
+      path: {
+        id: string;
+      };
+      query: Record<string, never>;
+      body: never;
+      status: 200;
+    };
+  };
   "/api/v1/proxy/register": {
     post: {
       path: Record<string, never>;
@@ -409,7 +478,7 @@ export interface Paths {
         version: string;
         concurrency: number;
         capabilities: {
-          kinds: ("backup" | "restore" | "verify" | "prune" | "check")[];
+          kinds: ("backup" | "restore" | "restore-vm" | "verify" | "prune" | "check")[];
           transports: ("disk" | "http" | "nbd" | "hotadd")[];
           repositories: string[] | null;
           vcenters: string[] | null;

@@ -21,7 +21,7 @@ export interface Me {
   role: Role;
 }
 export type JobState = 'queued' | 'retrying' | 'running' | 'succeeded' | 'failed' | 'cancelled';
-export type JobKind = 'backup' | 'restore' | 'verify' | 'prune' | 'check';
+export type JobKind = 'backup' | 'restore' | 'restore-vm' | 'verify' | 'prune' | 'check';
 export interface JobError {
   code: string;
   message: string;
@@ -221,6 +221,40 @@ export interface ProxyInfo {
   jobs: number[];
 }
 
+/** GET /api/v1/vcenters: a configured vCenter (a restore-vm target) */
+export interface VcenterInfo {
+  name: string;
+  error: { code: string; message: string } | null;
+}
+/** GET /api/v1/restore-points/{id}/vm-config: what a restore-vm job recreates (empty lists for a disk backup) */
+export interface StoredVmConfig {
+  id: string;
+  repository: string;
+  vm: string;
+  vsphere: boolean;
+  datacenter?: string | null;
+  folder?: string | null;
+  pool?: string | null;
+  host?: string | null;
+  firmware?: string | null;
+  nics: { index: number; type: string; network: string | null; macAddress: string | null }[];
+  disks: { index: number; capacityBytes: number; datastore: string }[];
+}
+/** an instant recovery being served: one disk of a point as an NBD export */
+export interface InstantRecovery {
+  id: string;
+  uri: string;
+  pointId: string;
+  repository: string;
+  vm: string;
+  disk: number;
+  sizeBytes: number;
+  writable: boolean;
+  overlay: string | null;
+  startedAt: string;
+  startedBy: string;
+}
+
 /** What each operation the console calls answers (key: "method path", as in Paths). */
 export interface Responses {
   'get /api/v1/me': Me;
@@ -239,6 +273,11 @@ export interface Responses {
   'post /api/v1/policies': Policy;
   'put /api/v1/policies/{id}': Policy;
   'delete /api/v1/policies/{id}': { deleted: string };
+  'get /api/v1/restore-points/{id}/vm-config': StoredVmConfig;
+  'get /api/v1/vcenters': { items: VcenterInfo[] };
+  'get /api/v1/instant-recoveries': { items: InstantRecovery[] };
+  'post /api/v1/instant-recoveries': InstantRecovery;
+  'delete /api/v1/instant-recoveries/{id}': InstantRecovery & { stopped: true };
   'get /api/v1/jobs': Page<Job>;
   'post /api/v1/jobs': { items: Job[] };
   'get /api/v1/jobs/{id}': Job & { logs: JobLogLine[] };

@@ -8,7 +8,7 @@ import { go, href } from '../ui/router.js';
 import { PAGE_SIZE } from './vms.js';
 
 const STATES: JobState[] = ['queued', 'retrying', 'running', 'succeeded', 'failed', 'cancelled'];
-const KINDS: JobKind[] = ['backup', 'restore', 'verify', 'prune', 'check'];
+const KINDS: JobKind[] = ['backup', 'restore', 'restore-vm', 'verify', 'prune', 'check'];
 
 /** The same job again: a new job with the same arguments (a backup of the VM by its policy, a restore, ...). */
 export async function retryJob(j: Job): Promise<number> {
@@ -24,12 +24,21 @@ export async function retryJob(j: Job): Promise<number> {
             disk: Number(p.disk),
             target: String(p.target),
             force: Boolean(p.force),
+            ...(p.format ? { format: p.format as 'raw' | 'qcow2' | 'vmdk' | 'vhdx' } : {}),
           }
-        : j.kind === 'verify'
-          ? { kind: 'verify' as const, repository: j.repository, readDataPercent: Number(p.readDataPercent ?? 0) }
-          : j.kind === 'check'
-            ? { kind: 'check' as const, repository: j.repository, pointId: String(p.pointId), files: p.files === true }
-            : { kind: 'prune' as const, repository: j.repository };
+        : j.kind === 'restore-vm'
+          ? // its parameters are the request's fields (all but kind and repository)
+            ({ ...(p as object), kind: 'restore-vm' as const, repository: j.repository } as never)
+          : j.kind === 'verify'
+            ? { kind: 'verify' as const, repository: j.repository, readDataPercent: Number(p.readDataPercent ?? 0) }
+            : j.kind === 'check'
+              ? {
+                  kind: 'check' as const,
+                  repository: j.repository,
+                  pointId: String(p.pointId),
+                  files: p.files === true,
+                }
+              : { kind: 'prune' as const, repository: j.repository };
   const r = await api('post /api/v1/jobs', { body });
   return r.items[0]!.id;
 }

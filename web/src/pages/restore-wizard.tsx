@@ -1,12 +1,12 @@
 import { useState } from 'preact/hooks';
-import { api, ApiError, authHeaders } from '../api/client.js';
+import { api, optionalGet } from '../api/client.js';
 import { type Capabilities, loadCapabilities } from '../api/capabilities.js';
-import type { Job, RestorePoint } from '../api/types.js';
+import type { RestorePoint } from '../api/types.js';
 import { Check, ErrorBox, Field, Loaded, Title } from '../ui/components.js';
 import { bytes, when } from '../ui/format.js';
 import { useAsync } from '../ui/hooks.js';
 import { go, href } from '../ui/router.js';
-import { SchemaFields } from '../ui/schema-form.js';
+import { VmRestoreForm } from './restore-vm-form.js';
 
 type Mode = 'vm-new' | 'vm-in-place' | 'disk' | 'instant' | 'files';
 const MODES: { mode: Mode; label: string; what: string }[] = [
@@ -18,12 +18,17 @@ const MODES: { mode: Mode; label: string; what: string }[] = [
 ];
 
 /** Why a mode is not offered on this server, or undefined when it is. */
-function unavailable(mode: Mode, caps: Capabilities): string | undefined {
-  if (mode === 'vm-new' || mode === 'vm-in-place')
-    return caps.jobKinds.has('restore-vm')
+function unavailable(mode: Mode, caps: Capabilities, vcenters: number): string | undefined {
+  if (mode === 'vm-new' || mode === 'vm-in-place') {
+    if (!caps.jobKinds.has('restore-vm'))
+      return (
+        'this server has no whole-VM restore job (POST /api/v1/jobs kind "restore-vm"); ' +
+        'use `coffer restore --to vsphere://…`'
+      );
+    return vcenters > 0
       ? undefined
-      : 'this server has no whole-VM restore job (POST /api/v1/jobs kind "restore-vm"); ' +
-          'use `coffer restore --to vsphere://…`';
+      : 'no vCenter is configured on this server (the restore-vm job restores into configured vCenters)';
+  }
   if (mode === 'instant')
     return caps.instantRecovery
       ? undefined
@@ -44,7 +49,10 @@ export function RestoreWizard({ params }: { params: URLSearchParams }) {
   const [mode, setMode] = useState<Mode>('disk');
   const state = useAsync(async () => {
     const caps = await loadCapabilities();
-    if (!pointId) return { caps, point: undefined, copies: [] as RestorePoint[] };
+    const vcenters = caps.has('get', '/api/v1/vcenters')
+      ? (((await optionalGet('/api/v1/vcenters')) as { items: unknown[] } | null)?.items.length ?? 0)
+      : 0;
+    if (!pointId) return { caps, vcenters, point: undefined, copies: [] as RestorePoint[] };
     // the point and its copies: the same id in other repositories (a copy keeps the point's id)
     const copies: RestorePoint[] = [];
     let cursor: string | undefined;
@@ -54,7 +62,7 @@ export function RestoreWizard({ params }: { params: URLSearchParams }) {
       if (!r.nextCursor) break;
       cursor = r.nextCursor;
     }
-    return { caps, point: copies.find((p) => p.repository === repository) ?? copies[0], copies };
+    return { caps, vcenters, point: copies.find((p) => p.repository === repository) ?? copies[0], copies };
   }, [pointId, repository, vm]);
   return (
     <>
@@ -67,7 +75,7 @@ export function RestoreWizard({ params }: { params: URLSearchParams }) {
         ))}
       </ol>
       <Loaded state={state}>
-        {({ caps, point, copies }) =>
+        {({ caps, vcenters, point, copies }) =>
           step === 1 || !point ? (
             <PickPoint />
           ) : (
@@ -96,7 +104,7 @@ export function RestoreWizard({ params }: { params: URLSearchParams }) {
                 <fieldset class="modes">
                   <legend>What to restore</legend>
                   {MODES.map((m) => {
-                    const why = unavailable(m.mode, caps);
+                    const why = unavailable(m.mode, caps, vcenters);
                     return (
                       <label key={m.mode} class={`mode${why ? ' unavailable' : ''}`} for={`mode-${m.mode}`}>
                         <input
@@ -208,9 +216,16 @@ function Options({
       </div>
     );
   if (mode === 'disk') return <DiskOptions point={point} caps={caps} back={back} />;
-  if (mode === 'instant') return <InstantOptions point={point} caps={caps} back={back} />;
-  return <VmOptions point={point} caps={caps} inPlace={mode === 'vm-in-place'} back={back} />;
+  if (mode === 'instant') return <InstantOptions point={point} back={back} />;
+  return <VmRestoreForm point={point} inPlace={mode === 'vm-in-place'} back={back} />;
 }
+
+const FORMAT_LABELS: Record<string, string> = {
+  raw: 'raw (a plain image)',
+  qcow2: 'qcow2 (QEMU/KVM)',
+  vmdk: 'vmdk streamOptimized (vSphere, OVF)',
+  vhdx: 'vhdx dynamic (Hyper-V, Azure after conversion)',
+};
 
 function DiskOptions({ point, caps, back }: { point: RestorePoint; caps: Capabilities; back: () => void }) {
   const formats = caps.jobKinds.get('restore')?.properties?.format?.enum?.map(String) ?? ['raw'];
@@ -265,11 +280,16 @@ function DiskOptions({ point, caps, back }: { point: RestorePoint; caps: Capabil
           id="format"
           value={format}
           disabled={formats.length < 2}
-          onChange={(e) => setFormat(e.currentTarget.value)}
+          onChange={(e) => {
+            const f = e.currentTarget.value;
+            setFormat(f);
+            // the file name follows the format while it ends with one of the formats' extensions
+            setTarget((t) => t.replace(/\.(raw|qcow2|vmdk|vhdx)$/, `.${f}`));
+          }}
         >
           {formats.map((f) => (
             <option key={f} value={f}>
-              {f}
+              {FORMAT_LABELS[f] ?? f}
             </option>
           ))}
         </select>
@@ -289,83 +309,33 @@ function DiskOptions({ point, caps, back }: { point: RestorePoint; caps: Capabil
   );
 }
 
-/** Whole VM: the fields of the server's `restore-vm` job kind, from its schema (new name, or in place). */
-function VmOptions({
-  point,
-  caps,
-  inPlace,
-  back,
-}: {
-  point: RestorePoint;
-  caps: Capabilities;
-  inPlace: boolean;
-  back: () => void;
-}) {
-  const schema = caps.jobKinds.get('restore-vm')!;
-  const [value, setValue] = useState<Record<string, unknown>>(inPlace ? { force: true } : {});
+/**
+ * Instant recovery: one disk of the point served over NBD by the server (POST /api/v1/instant-recoveries), shown with
+ * its nbd:// URI (attach it with qemu, nbdcopy, or mount it on a Linux host); stopped here (DELETE).
+ */
+function InstantOptions({ point, back }: { point: RestorePoint; back: () => void }) {
+  const [disk, setDisk] = useState(point.disks[0]?.index ?? 0);
+  const [writable, setWritable] = useState(false);
   const [error, setError] = useState<Error | undefined>();
-  const submit = async (e: Event) => {
-    e.preventDefault();
-    try {
-      const body = { ...value, kind: 'restore-vm', repository: point.repository, pointId: point.id };
-      const r = await api('post /api/v1/jobs', { body: body as never });
-      go(`/jobs/${r.items[0]!.id}`);
-    } catch (x) {
-      setError(x as Error);
-    }
-  };
-  return (
-    <form class="stack" id="restore-vm-form" onSubmit={submit}>
-      <h3>
-        Restore {point.vm} to vCenter {inPlace ? 'in place' : 'as a new VM'}
-      </h3>
-      <SchemaFields
-        prefix="vm"
-        schema={schema}
-        value={value}
-        onChange={setValue}
-        fixed={['kind', 'repository', 'pointId']}
-      />
-      <ErrorBox error={error} />
-      <p class="row">
-        <button type="button" class="secondary" onClick={back}>
-          Back
-        </button>
-        <button type="submit">Start restore</button>
-      </p>
-    </form>
-  );
-}
-
-/** Instant recovery: start with the server's route (fields from its schema), stop with its DELETE route. */
-function InstantOptions({ point, caps, back }: { point: RestorePoint; caps: Capabilities; back: () => void }) {
-  const ir = caps.instantRecovery!;
-  const [value, setValue] = useState<Record<string, unknown>>({});
-  const [started, setStarted] = useState<{ id?: string | number } | Job | undefined>();
-  const [error, setError] = useState<Error | undefined>();
-  const call = async (method: string, path: string, body?: unknown) => {
-    const r = await fetch(path, {
-      method,
-      headers: { ...authHeaders(), ...(body ? { 'content-type': 'application/json' } : {}) },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-    });
-    const data = (await r.json().catch(() => ({}))) as { error?: { code: string; message: string } };
-    if (!r.ok) throw new ApiError(r.status, data.error ?? { code: `HTTP_${r.status}`, message: 'failed' });
-    return data as { id?: string | number };
-  };
+  const running = useAsync(() => api('get /api/v1/instant-recoveries'), []);
+  const mine = running.data?.items.filter((r) => r.pointId === point.id && r.repository === point.repository) ?? [];
   const start = async (e: Event) => {
     e.preventDefault();
+    setError(undefined);
     try {
-      setStarted(await call('POST', ir.start, { ...value, repository: point.repository, pointId: point.id }));
+      await api('post /api/v1/instant-recoveries', {
+        body: { repository: point.repository, pointId: point.id, disk, writable },
+      });
+      running.reload();
     } catch (x) {
       setError(x as Error);
     }
   };
-  const stop = async () => {
+  const stop = async (id: string) => {
+    setError(undefined);
     try {
-      if (!ir.stop || started?.id === undefined) return;
-      await call('DELETE', ir.stop.replace(/\{[^}]+\}/, encodeURIComponent(String(started.id))));
-      setStarted(undefined);
+      await api('delete /api/v1/instant-recoveries/{id}', { path: { id } });
+      running.reload();
     } catch (x) {
       setError(x as Error);
     }
@@ -373,27 +343,45 @@ function InstantOptions({ point, caps, back }: { point: RestorePoint; caps: Capa
   return (
     <form class="stack" id="instant-form" onSubmit={start}>
       <h3>Instant recovery of {point.vm}</h3>
-      {ir.startSchema ? (
-        <SchemaFields
-          prefix="ir"
-          schema={ir.startSchema}
-          value={value}
-          onChange={setValue}
-          fixed={['repository', 'pointId']}
-        />
+      <p class="muted">
+        The server serves the disk straight from the repository over NBD (unencrypted: a trusted network only).
+      </p>
+      <Field id="ir-disk" label="Disk">
+        <select id="ir-disk" value={disk} onChange={(e) => setDisk(Number(e.currentTarget.value))}>
+          {point.disks.map((d) => (
+            <option key={d.index} value={d.index}>
+              disk {d.index} ({bytes(d.sizeBytes)})
+            </option>
+          ))}
+        </select>
+      </Field>
+      <Check
+        id="ir-writable"
+        label="Writable (writes go to a temporary overlay, dropped when stopped)"
+        checked={writable}
+        onChange={setWritable}
+      />
+      {mine.length ? (
+        <ul id="ir-running" aria-label="instant recoveries of this restore point">
+          {mine.map((r) => (
+            <li key={r.id}>
+              disk {r.disk}: <code class="ir-uri">{r.uri}</code>
+              {r.writable ? ' (writable)' : ' (read-only)'}, since {when(r.startedAt)}{' '}
+              <button type="button" class="secondary ir-stop" onClick={() => void stop(r.id)}>
+                Stop
+              </button>
+            </li>
+          ))}
+        </ul>
       ) : null}
-      <ErrorBox error={error} />
+      <ErrorBox error={error ?? running.error} />
       <p class="row">
         <button type="button" class="secondary" onClick={back}>
           Back
         </button>
-        {started ? (
-          <button type="button" id="instant-stop" onClick={() => void stop()} disabled={!ir.stop}>
-            Stop instant recovery
-          </button>
-        ) : (
-          <button type="submit">Start instant recovery</button>
-        )}
+        <button type="submit" id="ir-start">
+          Start instant recovery
+        </button>
       </p>
     </form>
   );
