@@ -229,6 +229,19 @@ describe('coffer server: restore-vm jobs into vCenter (vcsim keeping NFC uploads
     assert.match(ds.error.message, /NoSuchDS/);
     assert.equal(ds.attempt, 1);
     assert.equal(vmsNamed('rvm-nods').length, 0);
+    // the CLI's placement options reach the job: an unknown datacenter and an unknown storage policy are refused
+    // before anything is made; a storage policy for an in-place restore is a bad request
+    const dc = await run({ name: 'rvm-nodc', datacenter: 'NoSuchDC' });
+    assert.equal(dc.status, 'failed', JSON.stringify(dc));
+    assert.equal(dc.error.code, 'NOT_FOUND', JSON.stringify(dc.error));
+    assert.match(dc.error.message, /NoSuchDC/);
+    const sp = await run({ name: 'rvm-nosp', storagePolicy: 'No Such Policy' });
+    assert.equal(sp.status, 'failed', JSON.stringify(sp));
+    assert.match(sp.error.message, /No Such Policy/);
+    assert.equal(vmsNamed('rvm-nodc').length + vmsNamed('rvm-nosp').length, 0);
+    const spInPlace = await start({ name: VM, force: true, storagePolicy: 'x' });
+    assert.equal(spInPlace.status, 400, spInPlace.text);
+    assert.match(spInPlace.body.error.message, /body\.storagePolicy/);
 
     // vcsim's VMs run: the source VM is the powered-on in-place target
     assert.equal(await powerState(session, vc.vm(VM).ref), 'poweredOn');

@@ -82,6 +82,10 @@ export const restoreVmJob = z.strictObject({
   folder: z.string().max(4096).optional(),
   pool: z.string().max(4096).optional(),
   host: z.string().max(1024).optional(),
+  /** datacenter name or path (needed when the datastore name exists in several datacenters) */
+  datacenter: z.string().min(1).max(1024).optional(),
+  /** storage policy (PBM profile name) for every disk of a new VM (default: each disk's stored policy) */
+  storagePolicy: z.string().min(1).max(255).optional(),
   /** restore over the existing VM of that name (powered off) */
   force: z.boolean().default(false),
   /** with force: write only what differs from the point into the VM's own disks (hot-add; CBT or comparison) */

@@ -116,6 +116,8 @@ export interface VmRestoreJobSpec {
   to: string;
   vcenter?: string | undefined;
   datastore: string;
+  datacenter?: string | undefined;
+  storagePolicy?: string | undefined;
   folder?: string | undefined;
   pool?: string | undefined;
   host?: string | undefined;
@@ -157,6 +159,8 @@ export function vcenterVmRestore(
     target: () =>
       vsphereRestoreTargetOpener((cfg, opts) => openVsphereRestore(job.to, cfg, opts), {
         ...base,
+        datacenter: job.datacenter,
+        storagePolicy: job.storagePolicy,
         folder: job.folder,
         pool: job.pool,
         host: job.host,

@@ -28,6 +28,8 @@ export interface RestoreVmParams {
   /** the new VM's name, or the existing VM's (force) */
   name: string;
   datastore: string;
+  datacenter?: string | undefined;
+  storagePolicy?: string | undefined;
   folder?: string | undefined;
   pool?: string | undefined;
   host?: string | undefined;

@@ -22,6 +22,8 @@ export class RestoreVmJob implements JobKindHandler {
       to: `${this.vcenterUrl(p.vcenter)}/${p.name}`,
       vcenter: p.vcenter,
       datastore: p.datastore,
+      ...(p.datacenter ? { datacenter: p.datacenter } : {}),
+      ...(p.storagePolicy ? { storagePolicy: p.storagePolicy } : {}),
       ...(p.folder ? { folder: p.folder } : {}),
       ...(p.pool ? { pool: p.pool } : {}),
       ...(p.host ? { host: p.host } : {}),

@@ -48,6 +48,10 @@ const StartJob = z.discriminatedUnion('kind', [
     datastore: z.string().min(1).max(255),
     /** inventory path of the VM folder (default: the datacenter's VM folder) */
     folder: z.string().min(1).max(1024).optional(),
+    /** datacenter name or path (needed when the datastore name exists in several datacenters) */
+    datacenter: z.string().min(1).max(1024).optional(),
+    /** storage policy (PBM profile name) for every disk of a new VM (default: each disk's stored policy) */
+    storagePolicy: z.string().min(1).max(255).optional(),
     /** inventory path of the resource pool (default: the stored one, else the first cluster's) */
     pool: z.string().min(1).max(1024).optional(),
     host: z.string().min(1).max(255).optional(),
@@ -244,6 +248,8 @@ async function startJob(
       throw new CofferError('USAGE', 'invalid request: body.quick: a quick rollback restores over the VM: set force');
     if (body.proxyVm !== undefined && !body.quick)
       throw new CofferError('USAGE', 'invalid request: body.proxyVm: applies to a quick rollback only');
+    if (body.storagePolicy !== undefined && body.force)
+      throw new CofferError('USAGE', 'invalid request: body.storagePolicy: applies to a restore as a new VM');
     if (body.quick && body.dryRun)
       throw new CofferError('USAGE', 'invalid request: body.dryRun: a quick rollback has no dry run');
     const { kind: _k, repository, ...params } = body;

@@ -367,6 +367,8 @@ export interface Paths {
         name: string;
         datastore: string;
         folder?: string;
+        datacenter?: string;
+        storagePolicy?: string;
         pool?: string;
         host?: string;
         force?: boolean;
