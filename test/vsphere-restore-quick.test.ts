@@ -177,9 +177,32 @@ describe('coffer restore --quick: quick rollback in place (vcsim, hot-add writes
     await clean();
   });
 
-  test('bad input: --quick without --force (USAGE), with --disk (USAGE), a powered-on VM (refused), no such VM', async () => {
+  test('--disk N: only that disk is rolled back (a single-disk restore in place), the other keeps its changes', async () => {
+    churn('d0');
+    const churned0 = diskBytes(0);
+    const d1 = vc.vm(VM).disks[1]!;
+    const cur1 = diskBytes(1);
+    prng('d1', 64 * KiB).copy(cur1, 64 * KiB);
+    writeFileSync(d1.dataLocalPath, cur1);
+    const r = expectOk(rollback('--force', '--quick', '--disk', '1'));
+    assert.deepEqual(
+      r.disks.map((d: { index: number }) => d.index),
+      [1],
+      'only disk 1 in the result',
+    );
+    assert.equal(r.bytesWritten, 64 * KiB, 'the one changed block of disk 1');
+    assert.ok(diskBytes(1).equals(images[1]!), 'disk 1 equals the point');
+    assert.ok(diskBytes(0).equals(churned0), 'disk 0 was not touched');
+    await clean();
+    // then the whole VM back (the tests below start from the point)
+    expectOk(rollback('--force', '--quick'));
+    assert.ok(diskBytes(0).equals(images[0]!));
+  });
+
+  test('bad input: --quick without --force (USAGE), --disk out of range (USAGE), a powered-on VM (refused), no such VM', async () => {
     expectError(rollback('--quick'), 2, 'USAGE');
-    expectError(rollback('--quick', '--force', '--disk', '0'), 2, 'USAGE');
+    const noDisk = expectError(rollback('--quick', '--force', '--disk', '5'), 2, 'USAGE');
+    assert.match(noDisk.message, /--disk 5: DC0_H0_VM1 has disks 0 to 1/);
     expectError(rollback('--proxy-vm', PROXY), 2, 'USAGE');
     const gone = coffer(
       [

@@ -34,6 +34,8 @@ export interface QuickRollbackOptions extends Op {
   proxyVm?: string | undefined;
   /** nbd: VMware VDDK's directory (one nbdkit vddk per disk, opened read-write) */
   vddkLibdir?: string | undefined;
+  /** only these disks (indexes into the VM's disks, as in the restore point); default: every disk */
+  disks?: readonly number[] | undefined;
   powerOn?: boolean | undefined;
   onProgress?: ((done: number, total: number) => void) | undefined;
 }
@@ -135,7 +137,12 @@ export async function quickRollback(
       await hot.check(vm, disks, opts);
       openWriter = (d, i) => hot.open(d, i, undefined, opts);
     }
-    const plans = await plan(client, vm, disks, cfg, point, opts, logger);
+    for (const d of opts.disks ?? [])
+      if (!Number.isInteger(d) || d < 0 || d >= disks.length)
+        throw new CofferError('USAGE', `--disk ${d}: ${vm.name} has disks 0 to ${disks.length - 1}`);
+    const plans = (await plan(client, vm, disks, cfg, point, opts, logger)).filter(
+      (p) => !opts.disks || opts.disks.includes(p.index),
+    );
     const warnings = plans.filter((p) => p.mode === 'compare').map((p) => `disk ${p.index}: ${p.reason}`);
     for (const w of warnings) logger.warn(w);
     const total = plans.reduce((a, p) => a + (p.mode === 'cbt' ? p.changedBytes! : p.capacityBytes), 0);
@@ -148,7 +155,8 @@ export async function quickRollback(
     let touched = false;
     let failure: unknown;
     try {
-      for (const [i, p] of plans.entries()) {
+      for (const p of plans) {
+        const i = p.index;
         if (p.mode === 'cbt' && p.areas.length === 0) continue; // nothing changed since the point: not even attached
         touched = true;
         const dev = await openWriter(disks[i]!, i);

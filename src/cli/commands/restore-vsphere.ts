@@ -183,8 +183,9 @@ async function quickRollbackCommand(
     throw new CofferError('USAGE', '--quick rolls the existing VM back over itself: it needs --force', {
       hint: 'the VM must be powered off and have no snapshots',
     });
-  if (o.disk !== undefined || o.path !== undefined || o.dryRun)
-    throw new CofferError('USAGE', '--quick excludes --disk, --path and --dry-run');
+  if (o.path !== undefined || o.dryRun) throw new CofferError('USAGE', '--quick excludes --path and --dry-run');
+  // --disk N: only that disk of the VM is rolled back (a single-disk restore in place, through hot-add or VDDK)
+  const only = o.disk === undefined ? undefined : [parseInteger(o.disk, '--disk')];
   if (o.transport !== undefined && o.transport !== 'hotadd' && o.transport !== 'nbd')
     throw new CofferError(
       'USAGE',
@@ -200,6 +201,7 @@ async function quickRollbackCommand(
       transport,
       proxyVm: o.proxyVm,
       vddkLibdir: o.vddkLibdir,
+      disks: only,
       powerOn: Boolean(o.powerOn),
     }),
     onEvent: (e) => progress.update(e.done, e.total),

@@ -61,7 +61,7 @@ export function restoreCommand(program: Command, kit: CommandKit): void {
     .option(
       '--quick',
       'vsphere with --force: quick rollback of the existing VM, writing only what changed since the restore point ' +
-        '(CBT, else a comparison read) through hot-add or VDDK',
+        '(CBT, else a comparison read) through hot-add or VDDK; with --disk N only that disk',
     )
     .option(
       '--proxy-vm <name>',
