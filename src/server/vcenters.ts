@@ -83,6 +83,9 @@ export class Vcenters {
             disks: [`${base}/${v.ref.value}`],
             vcenter: vc.name,
             path: v.path,
+            // placement (docs/DESIGN.md §Proxies and placement): proxies per cluster, limits per datastore
+            ...(v.cluster ? { cluster: v.cluster } : {}),
+            datastores: v.datastores,
           }));
           entry.error = undefined;
         } finally {
