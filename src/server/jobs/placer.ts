@@ -3,7 +3,7 @@ import { needsOf, place, type PlacementLimits, type ProxyLoad, type VmPlacementI
 import type { JobQueue } from './queue.js';
 
 export interface PlacerDeps {
-  catalog: Pick<Catalog, 'jobs' | 'proxies'>;
+  catalog: Pick<Catalog, 'jobs' | 'proxies' | 'placementLock'>;
   queue: Pick<JobQueue, 'due'>;
   limits: PlacementLimits;
   /** the inventory's placement facts of a VM (cluster, datastores), if any */
@@ -36,6 +36,16 @@ export class Placer {
       const state = !online ? 'offline' : p.drained ? (jobs.length ? 'draining' : 'drained') : 'online';
       return { ...p, state, running: jobs.length, jobs };
     });
+  }
+
+  /**
+   * choose() and the claims of what it chose as one step (catalog.placementLock): with replicas on PostgreSQL two
+   * proxies asking two replicas at once would otherwise both count the same running jobs and both take a job, and a
+   * limit (per datastore, per repository, per VM) would be passed. `claim` claims one job (the queue's lease claim);
+   * the jobs it claimed are returned, to be started after the step.
+   */
+  claim(claimant: string, free: number, claim: (job: Job) => boolean, now = Date.now()): Job[] {
+    return this.deps.catalog.placementLock(() => this.choose(claimant, free, now).filter((job) => claim(job)));
   }
 
   /**

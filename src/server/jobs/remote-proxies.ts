@@ -29,7 +29,7 @@ export interface RemoteProxiesDeps extends JobContextDeps {
   catalog: Pick<Catalog, 'jobs' | 'proxies'>;
   queue: JobQueue;
   retry: RetryPolicy;
-  placer: Pick<Placer, 'choose'>;
+  placer: Pick<Placer, 'claim'>;
   kinds: readonly JobKindHandler[];
   /** the repository's location and password (the server's configuration and environment) */
   repositoryAccess(name: string): Promise<{ location: string; password: string }>;
@@ -123,8 +123,7 @@ export class RemoteProxies {
     const { catalog, queue } = this.deps;
     catalog.proxies.heartbeat(p.owner, new Date().toISOString());
     const out: ProxyAssignment[] = [];
-    for (const job of this.deps.placer.choose(p.owner, free)) {
-      if (!queue.claim(job, p.owner, `proxy ${name}`)) continue;
+    for (const job of this.deps.placer.claim(p.owner, free, (j) => queue.claim(j, p.owner, `proxy ${name}`))) {
       const attempt = job.attempt + 1;
       try {
         out.push(await this.assignment({ ...job, attempt, status: 'running', runner: p.owner }));
