@@ -13,7 +13,7 @@
 // Usage: npm run build && node scripts/run-tests.mjs postgres-helper-nothing  (compiles dist-test, for the PostgreSQL
 // helper)  then: nice -n 10 node bench/scheduler-scale.mjs [--engine sqlite|postgres|both] [--vms 5000]
 //   [--policies 50] [--proxies 50] [--concurrency 4] [--replicas 2] [--clusters 10] [--datastores 5]
-//   [--per-datastore 4] [--job-ms 0] [--log-lines 8] [--pg-url postgres://...] [--json]
+//   [--per-datastore 4] [--job-ms 0] [--log-lines 8] [--poll-ms 1000] [--pg-url postgres://...] [--json]
 import { fork } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -37,6 +37,7 @@ const { values: o } = parseArgs({
     'per-datastore': { type: 'string', default: '4' },
     'job-ms': { type: 'string', default: '0' },
     'log-lines': { type: 'string', default: '8' },
+    'poll-ms': { type: 'string', default: '1000' },
     'pg-url': { type: 'string' },
     worker: { type: 'string' },
     json: { type: 'boolean', default: false },
@@ -54,6 +55,7 @@ const cfg = {
   perDatastore: n('per-datastore'),
   jobMs: n('job-ms'),
   logLines: n('log-lines'),
+  pollMs: n('poll-ms'),
 };
 
 // ---- the simulated estate -----------------------------------------------------------------------------------------
@@ -133,8 +135,8 @@ async function runProxies(engine, where, proxyIds, total) {
           if (jobs.length > 0) continue;
         }
         if (running === 0 && remaining() === 0) break;
-        // a real proxy polls (--poll-ms, default 1 s) or is woken when a job ends; 20 ms keeps the bench short
-        await Promise.race([new Promise((r) => setTimeout(r, 20)), ...inflight]);
+        // as a real proxy: asks again after --poll-ms (default 1 s, `coffer proxy`'s) or when one of its jobs ends
+        await Promise.race([new Promise((r) => setTimeout(r, cfg.pollMs)), ...inflight]);
       }
     }),
   );

@@ -43,6 +43,7 @@ function proxy(name: string, caps: Partial<ProxyCapabilities> = {}, over: Partia
     owner: `proxy:${name}`,
     name,
     local: false,
+    instance: null,
     version: 'x',
     tokenId: null,
     capabilities: { ...any, ...caps },

@@ -90,6 +90,7 @@ export class JobRunner {
         local: true,
         version: TOOL_VERSION,
         tokenId: null,
+        instance: null,
         capabilities: LOCAL_CAPABILITIES,
         concurrency: limits.total,
         registeredAt: now,
