@@ -103,6 +103,7 @@ async function runProxies(engine, where, proxyIds, total) {
   let claimed = 0;
   let emptyClaims = 0;
   const finishedAt = new Map();
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const remaining = () => catalog.jobs.list({ status: 'queued', limit: 1 }).length;
   await Promise.all(
@@ -141,8 +142,10 @@ async function runProxies(engine, where, proxyIds, total) {
     }),
   );
   const elapsedMs = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
   catalog.close();
-  return { latencies, claimed, emptyClaims, elapsedMs, finishedAt: [...finishedAt], total };
+  const cpuMs = (cpu.user + cpu.system) / 1000;
+  return { latencies, claimed, emptyClaims, elapsedMs, cpuMs, finishedAt: [...finishedAt], total };
 }
 
 async function catalogBytes(engine, where, catalog) {
@@ -288,6 +291,8 @@ async function bench(engine) {
       vmsWithOtherThanOneJob: doubled,
       drainMs: Math.round(drainMs),
       jobsPerSecond: Math.round((claimed / drainMs) * 1000),
+      // CPU of the server processes per job (claim + finish + logs): what the shared machine's load does not inflate
+      serverCpuMsPerJob: +(results.reduce((s, r) => s + r.cpuMs, 0) / Math.max(1, claimed)).toFixed(2),
       claimCalls: latencies.length,
       claimP50Ms: +quantile(latencies, 0.5).toFixed(2),
       claimP99Ms: +quantile(latencies, 0.99).toFixed(2),
@@ -319,7 +324,7 @@ if (o.worker) {
         `${e}: ${r.queued} jobs queued in ${r.enqueueMs} ms (${r.enqueuePerJobMs} ms/job; the same time again: ` +
           `${r.refireQueued} in ${r.refireMs} ms); ${r.proxies} proxies x ${r.concurrency} on ${r.replicas} ` +
           `process(es): ${r.claimed} claimed, ${r.succeeded} succeeded, ${r.vmsWithOtherThanOneJob} VMs with != 1 job, ` +
-          `drained in ${r.drainMs} ms = ${r.jobsPerSecond} jobs/s; claim p50 ${r.claimP50Ms} ms, p99 ${r.claimP99Ms} ms, ` +
+          `drained in ${r.drainMs} ms = ${r.jobsPerSecond} jobs/s (${r.serverCpuMsPerJob} ms CPU/job); claim p50 ${r.claimP50Ms} ms, p99 ${r.claimP99Ms} ms, ` +
           `max ${r.claimMaxMs} ms over ${r.claimCalls} calls; policies' last job done between ${r.policyLastFinishFirstMs}` +
           ` and ${r.policyLastFinishLastMs} ms; catalog ${(r.catalogBytes / 1048576).toFixed(1)} MiB ` +
           `(${r.catalogBytesPerJob} B/job) ${JSON.stringify(r.largestTables)}`,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { COFFER_BIN, coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
@@ -255,7 +255,9 @@ for (const engine of ['sqlite', 'postgres'] as const)
       // a second `coffer proxy` process: it says why and keeps waiting (the first may be dead and aging out)
       const second = startProxy(dir, server.url, 'p2', tokens.p2!);
       try {
-        await until('the second p2 to log the refusal', () => running.test(readFileSync(second.logFile, 'utf8')));
+        // (the log file appears once its stream has opened)
+        const log = () => (existsSync(second.logFile) ? readFileSync(second.logFile, 'utf8') : '');
+        await until('the second p2 to log the refusal', () => running.test(log()));
         assert.match(readFileSync(second.logFile, 'utf8'), /register: \[CONFLICT\] .*; retrying/);
       } finally {
         await second.stop();

@@ -70,13 +70,12 @@ export function catalogOn(db: Db, leaderLock: () => LeaderLock = () => SOLE_LEAD
     audit: new SqlAudit(db),
     proxies: new SqlProxies(db),
     leaderLock,
+    // one transaction on both engines (SQLite: one commit for the step's claims and wait reasons, not one each)
     placementLock: (fn) =>
-      db.dialect === 'postgres'
-        ? db.transaction(() => {
-            db.get('SELECT pg_advisory_xact_lock(?)', [PLACEMENT_LOCK]);
-            return fn();
-          })
-        : fn(),
+      db.transaction(() => {
+        if (db.dialect === 'postgres') db.get('SELECT pg_advisory_xact_lock(?)', [PLACEMENT_LOCK]);
+        return fn();
+      }),
     close: () => db.close(),
   };
 }
