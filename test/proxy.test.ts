@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { COFFER_BIN, coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
@@ -238,6 +238,34 @@ for (const engine of ['sqlite', 'postgres'] as const)
         const r = await api(server.url, 'GET', '/api/v1/proxies', { token: admin });
         return r.body.items.some((p: { name: string; state: string }) => p.name === 'p2' && p.state === 'online');
       });
+    });
+
+    it('the same token and name started twice: the second is refused, naming the running instance (scale16)', async () => {
+      const first = proxies.find((p) => p.name === 'p2')!;
+      const running = new RegExp(`proxy p2 is already running as [^ ]+:${first.pid}:[0-9a-f]{6} \\(last heartbeat`);
+      const version = (await api(server.url, 'GET', '/api/health')).body.version;
+      const caps = { kinds: ['backup'], transports: ['disk'], repositories: null, vcenters: null, clusters: null };
+      const dup = await api(server.url, 'POST', '/api/v1/proxy/register', {
+        token: tokens.p2!,
+        body: { name: 'p2', version, concurrency: 1, capabilities: { ...caps, datastores: null }, instance: 'x:1:abc' },
+      });
+      assert.equal(dup.status, 409, dup.text);
+      assert.equal(dup.body.error.code, 'CONFLICT');
+      assert.match(dup.body.error.message, running);
+      // a second `coffer proxy` process: it says why and keeps waiting (the first may be dead and aging out)
+      const second = startProxy(dir, server.url, 'p2', tokens.p2!);
+      try {
+        // (the log file appears once its stream has opened)
+        const log = () => (existsSync(second.logFile) ? readFileSync(second.logFile, 'utf8') : '');
+        await until('the second p2 to log the refusal', () => running.test(log()));
+        assert.match(readFileSync(second.logFile, 'utf8'), /register: \[CONFLICT\] .*; retrying/);
+      } finally {
+        await second.stop();
+      }
+      const list = await api(server.url, 'GET', '/api/v1/proxies', { token: admin });
+      const p2 = list.body.items.find((p: { name: string }) => p.name === 'p2');
+      assert.equal(p2.state, 'online');
+      assert.match(p2.instance, new RegExp(`:${first.pid}:`), 'still the first process');
     });
 
     it('kill -9 of the proxy running a job: requeued once, completed by another proxy, one restore point', {

@@ -8,7 +8,7 @@ export interface ProxyCapabilities {
   repositories: string[] | null;
   /** vCenters it reaches (by the server's names); null: every configured one */
   vcenters: string[] | null;
-  /** the vSphere clusters it sits in (hot-add: only VMs of these) and the datastores it reaches; null: any */
+  /** the vSphere clusters whose VMs it reads (any transport) and the datastores it reaches; null: any */
   clusters: string[] | null;
   datastores: string[] | null;
 }

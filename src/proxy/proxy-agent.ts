@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { TOOL_VERSION } from '../engine/index.js';
 import { runJob, type ProxyCapabilities } from '../jobs/index.js';
 import { CofferError, asCofferError, type Logger } from '../shared/index.js';
@@ -50,6 +52,8 @@ export class ProxyAgent {
   private readonly running = new Map<number, Running>();
   private fatal: CofferError | undefined;
   private readonly stop = new AbortController();
+  /** this process, as the server records it (a second process with this proxy's token and name is refused) */
+  private readonly instance = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   private drained = false;
   private wake: (() => void) | undefined;
 
@@ -96,14 +100,17 @@ export class ProxyAgent {
       version: TOOL_VERSION,
       concurrency: this.opts.concurrency,
       capabilities: this.opts.capabilities,
+      instance: this.instance,
     };
     for (let attempt = 1; !this.stop.signal.aborted; attempt++) {
       try {
         return parseAnswer(Registered, await this.client.post('/api/v1/proxy/register', body), 'register');
       } catch (e) {
         const err = asCofferError(e);
-        if (err.code !== 'TRANSIENT') throw err;
-        this.logger.warn(`register: ${err.message}; retrying`);
+        // CONFLICT: another process runs with this token and name; it may be a crashed one whose heartbeat has
+        // not aged out yet, so wait and try again (saying so)
+        if (err.code !== 'TRANSIENT' && err.code !== 'CONFLICT') throw err;
+        this.logger.warn(`register: [${err.code}] ${err.message}; retrying`);
         await sleep(Math.min(5000, 250 * attempt), this.stop.signal);
       }
     }

@@ -80,7 +80,7 @@ export function buildServices(
     catalog,
     queue,
     limits,
-    vmInfo: (vm) => vcenters.inventory().find((v) => v.name === vm),
+    vmInfo: (vm) => vcenters.vm(vm),
     onlineMs: queue.leaseMs,
   });
   const onFinished = (job: Job) => reportFinished(job, { log, notifier, sla, previous: previousBackup(catalog, job) });

@@ -44,6 +44,7 @@ function baseUrl(vc: VcenterConfig): string {
  */
 export class Vcenters {
   private readonly cache = new Map<string, Entry>();
+  private byName: Map<string, InventoryVm> | undefined;
 
   constructor(
     private readonly config: ServerConfig,
@@ -83,6 +84,9 @@ export class Vcenters {
             disks: [`${base}/${v.ref.value}`],
             vcenter: vc.name,
             path: v.path,
+            // placement (docs/DESIGN.md §Proxies and placement): proxies per cluster, limits per datastore
+            ...(v.cluster ? { cluster: v.cluster } : {}),
+            datastores: v.datastores,
           }));
           entry.error = undefined;
         } finally {
@@ -96,9 +100,22 @@ export class Vcenters {
       } finally {
         entry.at = Date.now();
         entry.loading = undefined;
+        this.byName = undefined;
       }
     })();
     return entry.loading;
+  }
+
+  /**
+   * One VM of inventory() by name (placement asks for every due and running job at every claim: a map, rebuilt when
+   * a vCenter's list changes, not a scan of thousands of VMs).
+   */
+  vm(name: string): InventoryVm | undefined {
+    if (!this.byName) {
+      this.byName = new Map();
+      for (const v of this.inventory()) if (!this.byName.has(v.name)) this.byName.set(v.name, v);
+    }
+    return this.byName.get(name);
   }
 
   /** The static inventory and the cached VMs of every vCenter. */

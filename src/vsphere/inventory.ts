@@ -2,7 +2,7 @@ import { CofferError, type Op } from '../shared/index.js';
 import { retrieveFromView, type ObjectContent } from './property-collector.js';
 import type { VimClient } from './vim-client.js';
 import { parseConfigInfo, parseSnapshotInfo, type VmHardware, type VmSnapshot } from './vm-model.js';
-import { MoRef, intOf, textOf } from './xml.js';
+import { MoRef, children, intOf, textOf } from './xml.js';
 
 export interface InventoryEntity {
   ref: MoRef;
@@ -24,6 +24,10 @@ export interface VmInfo extends InventoryEntity {
   folder: MoRef | undefined;
   resourcePool: MoRef | undefined;
   host: MoRef | undefined;
+  /** the cluster of its host (undefined on a standalone host): placement of proxies per cluster */
+  cluster: string | undefined;
+  /** the names of the datastores it uses (its `datastore` property), in vCenter's order */
+  datastores: string[];
   powerState: string | undefined;
   /** guest.toolsRunningStatus: guestToolsRunning, guestToolsNotRunning, guestToolsExecutingScripts. */
   toolsRunningStatus: string | undefined;
@@ -47,6 +51,7 @@ export const VM_PROPERTIES = [
   'parent',
   'resourcePool',
   'runtime.host',
+  'datastore',
   'runtime.powerState',
   'guest.toolsRunningStatus',
   'config',
@@ -108,6 +113,10 @@ export function buildInventory(objects: ObjectContent[], rootFolder: MoRef): Inv
     }
     return undefined;
   };
+  const ref = (p: string, o: ObjectContent) => {
+    const n = o.props.get(p);
+    return n?.attrs['type'] ? MoRef.from(n) : undefined;
+  };
   const entity = (o: ObjectContent): InventoryEntity => ({
     ref: o.obj,
     name: nameOf(o),
@@ -159,18 +168,25 @@ export function buildInventory(objects: ObjectContent[], rootFolder: MoRef): Inv
         break;
       }
       case 'VirtualMachine': {
+        const host = ref('runtime.host', o);
+        const hostObj = host ? byKey.get(host.toString()) : undefined;
+        const clusterRef = hostObj ? parentOf(hostObj) : undefined;
+        const cluster = clusterRef?.type === 'ClusterComputeResource' ? byKey.get(clusterRef.toString()) : undefined;
+        const dsList = o.props.get('datastore');
+        const datastores = (dsList ? children(dsList, 'ManagedObjectReference') : []).flatMap((n) => {
+          const ds = n.attrs['type'] ? byKey.get(MoRef.from(n).toString()) : undefined;
+          return ds ? [nameOf(ds)] : [];
+        });
         const cfg = o.props.get('config');
         const dc = datacenterOf(o);
-        const ref = (p: string) => {
-          const n = o.props.get(p);
-          return n?.attrs['type'] ? MoRef.from(n) : undefined;
-        };
         inv.vms.push({
           ...entity(o),
           datacenter: dc ? entity(dc) : undefined,
           folder: parentOf(o),
-          resourcePool: ref('resourcePool'),
-          host: ref('runtime.host'),
+          resourcePool: ref('resourcePool', o),
+          host,
+          cluster: cluster ? nameOf(cluster) : undefined,
+          datastores,
           powerState: o.props.get('runtime.powerState')?.text,
           toolsRunningStatus: o.props.get('guest.toolsRunningStatus')?.text,
           config: cfg ? parseConfigInfo(cfg) : undefined,

@@ -41,7 +41,7 @@ export function proxyCommand(program: Command, kit: CommandKit): void {
     .option('--transports <list>', `how it reads VMs (${TRANSPORTS.join(', ')})`, 'disk,http')
     .option('--repositories <list>', "the server's repositories it can write (default: any)")
     .option('--vcenters <list>', "the server's vCenters it reaches (default: any)")
-    .option('--clusters <list>', 'the vSphere clusters it sits in (hot-add placement; default: any)')
+    .option('--clusters <list>', 'the vSphere clusters whose VMs it reads (default: any)')
     .option('--datastores <list>', 'the datastores it reaches (default: any)')
     .option('--ca-file <file>', "the CA certificate (PEM) that signed the server's TLS certificate")
     .option('--poll-ms <n>', 'how often it asks for work while it has a free slot', '1000')

@@ -32,5 +32,11 @@ export interface Catalog {
   readonly proxies: ProxiesTable;
   /** the scheduler's election lock: a connection of its own on PostgreSQL, always held on SQLite */
   leaderLock(): LeaderLock;
+  /**
+   * Runs fn (placement's reads and the claims it decides) as one step no other server process interleaves with: on
+   * PostgreSQL a transaction holding a transaction-level advisory lock (replicas place one claim at a time, so limits
+   * counted over the running jobs hold across replicas); on SQLite (one process, synchronous) fn as is.
+   */
+  placementLock<T>(fn: () => T): T;
   close(): void;
 }

@@ -128,7 +128,7 @@ export interface JobsTable {
   /** newest first */
   list(f: JobFilter): Job[];
   /** queued jobs whose notBefore has passed, oldest first */
-  due(now: string, limit: number): Job[];
+  due(now: string, limit: number, afterId?: number): Job[];
   /** ids of the jobs marked running */
   runningIds(): number[];
   /** a queued or running job of this kind for this VM or repository */
@@ -255,10 +255,11 @@ export class SqlJobs implements JobsTable {
     return rows.map(fromRow);
   }
 
-  due(now: string, limit: number): Job[] {
+  due(now: string, limit: number, afterId = 0): Job[] {
     return (
-      this.db.all("SELECT * FROM jobs WHERE status = 'queued' AND not_before <= ? ORDER BY id LIMIT ?", [
+      this.db.all("SELECT * FROM jobs WHERE status = 'queued' AND not_before <= ? AND id > ? ORDER BY id LIMIT ?", [
         now,
+        afterId,
         limit,
       ]) as Row[]
     ).map(fromRow);

@@ -125,6 +125,11 @@ export const MIGRATIONS: string[] = [
      last_heartbeat TEXT NOT NULL
    );
    ALTER TABLE jobs ADD COLUMN wait_reason TEXT;`,
+  // 5 (issue 16, scale16): the queue read oldest first a page at a time (status = 'queued' AND id > ? ORDER BY id):
+  // without it each page read every queued row and sorted them (5,000 queued jobs: most of a claim's time); the
+  // process a remote proxy runs as (HOST:PID:RANDOM), to refuse a second process started with its token and name
+  `CREATE INDEX jobs_queue ON jobs(status, id);
+   ALTER TABLE proxies ADD COLUMN instance TEXT;`,
 ];
 
 /** The one mechanical translation from the SQLite text to PostgreSQL. */

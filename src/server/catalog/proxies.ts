@@ -12,6 +12,8 @@ export interface ProxyRecord {
   version: string;
   /** the API token it registered with (remote proxies) */
   tokenId: string | null;
+  /** the process a remote proxy runs as (HOST:PID:RANDOM, sent at registration); null for a server's own */
+  instance: string | null;
   capabilities: ProxyCapabilities;
   concurrency: number;
   drained: boolean;
@@ -38,6 +40,7 @@ interface Row {
   local: number;
   version: string;
   token_id: string | null;
+  instance: string | null;
   capabilities: string;
   concurrency: number;
   drained: number;
@@ -52,6 +55,7 @@ function fromRow(r: Row): ProxyRecord {
     local: Number(r.local) === 1,
     version: r.version,
     tokenId: r.token_id,
+    instance: r.instance ?? null,
     capabilities: JSON.parse(r.capabilities),
     concurrency: Number(r.concurrency),
     drained: Number(r.drained) === 1,
@@ -65,10 +69,10 @@ export class SqlProxies implements ProxiesTable {
 
   upsert(p: Omit<ProxyRecord, 'drained'>): void {
     this.db.run(
-      'INSERT INTO proxies(owner, name, local, version, token_id, capabilities, concurrency, drained, registered_at, ' +
-        'last_heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?) ' +
+      'INSERT INTO proxies(owner, name, local, version, token_id, instance, capabilities, concurrency, drained, ' +
+        'registered_at, last_heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) ' +
         'ON CONFLICT (owner) DO UPDATE SET name = excluded.name, local = excluded.local, version = excluded.version, ' +
-        'token_id = excluded.token_id, ' +
+        'token_id = excluded.token_id, instance = excluded.instance, ' +
         'capabilities = excluded.capabilities, concurrency = excluded.concurrency, ' +
         'registered_at = excluded.registered_at, last_heartbeat = excluded.last_heartbeat',
       [
@@ -77,6 +81,7 @@ export class SqlProxies implements ProxiesTable {
         p.local ? 1 : 0,
         p.version,
         p.tokenId,
+        p.instance,
         JSON.stringify(p.capabilities),
         p.concurrency,
         p.registeredAt,

@@ -2,7 +2,7 @@ import type { Db } from './db.js';
 import { openSqlite, type SqliteConnection, type SqliteStatement } from './sqlite-driver.js';
 
 /** statements kept prepared per connection (the catalog's SQL is a fixed set of strings) */
-const STATEMENT_CACHE = 256;
+const STATEMENT_CACHE = 1000;
 
 /**
  * The query layer on SQLite (ADR 0015, ADR 0029): in-process and synchronous, one file in WAL mode, on node:sqlite or

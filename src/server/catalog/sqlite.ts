@@ -52,6 +52,9 @@ export function openSqliteCatalog(dataDir: string): Catalog {
   return catalogOn(openDatabase(dataDir));
 }
 
+/** pg_advisory_xact_lock key of placement ("coffer" + 3; + 1: migrations, + 2: the scheduler leader) */
+const PLACEMENT_LOCK = 0x636f666603;
+
 /** The table modules over one query layer (either engine). */
 export function catalogOn(db: Db, leaderLock: () => LeaderLock = () => SOLE_LEADER): Catalog {
   return {
@@ -67,6 +70,12 @@ export function catalogOn(db: Db, leaderLock: () => LeaderLock = () => SOLE_LEAD
     audit: new SqlAudit(db),
     proxies: new SqlProxies(db),
     leaderLock,
+    // one transaction on both engines (SQLite: one commit for the step's claims and wait reasons, not one each)
+    placementLock: (fn) =>
+      db.transaction(() => {
+        if (db.dialect === 'postgres') db.get('SELECT pg_advisory_xact_lock(?)', [PLACEMENT_LOCK]);
+        return fn();
+      }),
     close: () => db.close(),
   };
 }

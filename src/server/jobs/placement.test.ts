@@ -43,6 +43,7 @@ function proxy(name: string, caps: Partial<ProxyCapabilities> = {}, over: Partia
     owner: `proxy:${name}`,
     name,
     local: false,
+    instance: null,
     version: 'x',
     tokenId: null,
     capabilities: { ...any, ...caps },
@@ -58,7 +59,7 @@ const limits = { perSource: 1, perRepository: () => 10, perDatastore: 2 };
 const load = (p: ProxyRecord, running = 0, online = true): ProxyLoad => ({ proxy: p, running, online });
 const none = () => [] as string[];
 
-test('capabilities: kind, repository, transport, vCenter, cluster (hot-add), datastores', () => {
+test('capabilities: kind, repository, transport, vCenter, cluster, datastores', () => {
   const vc = job({ params: { disks: ['vsphere://vc:443/vm-1'], tags: [], vcenter: 'vc1' } });
   assert.equal(cannotServe(any, needsOf(job(), undefined)), undefined);
   assert.equal(cannotServe({ ...any, kinds: ['verify'] }, needsOf(job(), undefined)), 'does not run backup jobs');
@@ -81,6 +82,11 @@ test('capabilities: kind, repository, transport, vCenter, cluster (hot-add), dat
   const hot = { ...needsOf(job(), { cluster: 'c1' }), transport: 'hotadd' };
   assert.equal(cannotServe({ ...any, transports: ['hotadd'], clusters: ['c2'] }, hot), 'is not in cluster c1');
   assert.equal(cannotServe({ ...any, transports: ['hotadd'], clusters: ['c1'] }, hot), undefined);
+  // a proxy naming its clusters serves only their VMs whatever the transport (scale16); a VM of no known cluster: any
+  const inC1 = needsOf(vc, { cluster: 'c1' });
+  assert.equal(cannotServe({ ...any, clusters: ['c2'] }, inC1), 'is not in cluster c1');
+  assert.equal(cannotServe({ ...any, clusters: ['c1', 'c2'] }, inC1), undefined);
+  assert.equal(cannotServe({ ...any, clusters: ['c2'] }, needsOf(vc, {})), undefined);
   // verify and prune need no transport
   assert.equal(
     cannotServe({ ...any, transports: [] }, needsOf(job({ kind: 'verify', vm: null }), undefined)),

@@ -42,8 +42,9 @@ export function cannotServe(c: ProxyCapabilities, n: JobNeeds): string | undefin
   if (n.transport !== undefined && !c.transports.includes(n.transport))
     return `has no ${n.transport} transport (has ${c.transports.join(', ') || 'none'})`;
   if (n.vcenter !== undefined && !listed(c.vcenters, n.vcenter)) return `does not reach vCenter ${n.vcenter}`;
-  if (n.transport === 'hotadd' && n.cluster !== undefined && !listed(c.clusters, n.cluster))
-    return `is not in cluster ${n.cluster}`;
+  // a proxy that names its clusters reads only their VMs, whatever the transport: hot-add attaches disks inside the
+  // cluster, and NBD/NFC/http reads reach the cluster's ESXi hosts (in AVS, one network segment per cluster)
+  if (n.cluster !== undefined && !listed(c.clusters, n.cluster)) return `is not in cluster ${n.cluster}`;
   const missing = n.datastores.find((d) => !listed(c.datastores, d));
   if (missing !== undefined) return `does not reach datastore ${missing}`;
   return undefined;

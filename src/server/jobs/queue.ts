@@ -91,9 +91,9 @@ export class JobQueue extends EventEmitter {
     return this.catalog.jobs.hasPending('prune', { repository });
   }
 
-  /** Queued jobs whose time has come, oldest first. */
-  due(limit = 200): Job[] {
-    return this.catalog.jobs.due(new Date().toISOString(), limit);
+  /** Queued jobs whose time has come, oldest first (those after job `afterId`: the next page). */
+  due(limit = 200, afterId = 0): Job[] {
+    return this.catalog.jobs.due(new Date().toISOString(), limit, afterId);
   }
 
   /**

@@ -29,7 +29,7 @@ export interface RemoteProxiesDeps extends JobContextDeps {
   catalog: Pick<Catalog, 'jobs' | 'proxies'>;
   queue: JobQueue;
   retry: RetryPolicy;
-  placer: Pick<Placer, 'choose'>;
+  placer: Pick<Placer, 'claim'>;
   kinds: readonly JobKindHandler[];
   /** the repository's location and password (the server's configuration and environment) */
   repositoryAccess(name: string): Promise<{ location: string; password: string }>;
@@ -63,7 +63,14 @@ export class RemoteProxies {
 
   register(
     tokenId: string,
-    p: { name: string; version: string; concurrency: number; capabilities: ProxyCapabilities },
+    p: {
+      name: string;
+      version: string;
+      concurrency: number;
+      capabilities: ProxyCapabilities;
+      /** the registering process (HOST:PID:RANDOM) */
+      instance?: string | undefined;
+    },
   ): ProxyRecord {
     if (p.version !== TOOL_VERSION)
       throw new CofferError(
@@ -76,9 +83,22 @@ export class RemoteProxies {
     const now = new Date().toISOString();
     // two machines with one name (e.g. cloned VMs with the default name, the host name): the second would take the
     // first's jobs and leases over. Refused while the first is online; a replacement for an offline one may take it.
-    // (Two processes sharing one token AND one name are not told apart: each proxy has its own token.)
+    const silentMs = existing ? Date.now() - Date.parse(existing.lastHeartbeat) : Number.POSITIVE_INFINITY;
+    // one token and one name started twice (a second copy of a service, a restart on another machine): the second
+    // process would share the first's jobs and leases. Refused while the first is online (CONFLICT: the proxy waits
+    // and tries again, so a restart right after a crash registers once the dead process's heartbeat is a lease old).
+    if (existing && existing.tokenId === tokenId && silentMs < this.leaseMs) {
+      const other = existing.instance;
+      if (other && p.instance && other !== p.instance)
+        throw new CofferError(
+          'CONFLICT',
+          `proxy ${p.name} is already running as ${other} (last heartbeat ${Math.round(silentMs / 1000)} s ago): ` +
+            `stop that one, or give this one its own --name and token; if it is dead this one registers within ` +
+            `${Math.round(this.leaseMs / 1000)} s`,
+          { details: { name: p.name, runningAs: other } },
+        );
+    }
     if (existing && existing.tokenId !== tokenId) {
-      const silentMs = Date.now() - Date.parse(existing.lastHeartbeat);
       if (silentMs < this.leaseMs)
         throw new CofferError(
           'PROXY_REFUSED',
@@ -93,6 +113,7 @@ export class RemoteProxies {
       local: false,
       version: p.version,
       tokenId,
+      instance: p.instance ?? null,
       capabilities: p.capabilities,
       concurrency: p.concurrency,
       registeredAt: now,
@@ -123,8 +144,7 @@ export class RemoteProxies {
     const { catalog, queue } = this.deps;
     catalog.proxies.heartbeat(p.owner, new Date().toISOString());
     const out: ProxyAssignment[] = [];
-    for (const job of this.deps.placer.choose(p.owner, free)) {
-      if (!queue.claim(job, p.owner, `proxy ${name}`)) continue;
+    for (const job of this.deps.placer.claim(p.owner, free, (j) => queue.claim(j, p.owner, `proxy ${name}`))) {
       const attempt = job.attempt + 1;
       try {
         out.push(await this.assignment({ ...job, attempt, status: 'running', runner: p.owner }));

@@ -31,7 +31,7 @@ export interface JobRunnerDeps extends JobContextDeps {
   /** one handler per job kind */
   kinds: readonly JobKindHandler[];
   /** which due jobs this server takes (placement among every proxy, this server's own included) */
-  placer: Pick<Placer, 'choose'>;
+  placer: Pick<Placer, 'claim'>;
   catalog: Pick<Catalog, 'jobs' | 'proxies'>;
   /** this server runs jobs itself (its own proxy); false: `--no-local-proxy`, remote proxies run every job */
   localProxy: boolean;
@@ -90,6 +90,7 @@ export class JobRunner {
         local: true,
         version: TOOL_VERSION,
         tokenId: null,
+        instance: null,
         capabilities: LOCAL_CAPABILITIES,
         concurrency: limits.total,
         registeredAt: now,
@@ -173,12 +174,12 @@ export class JobRunner {
   private tick(): void {
     const { queue, limits, placer, localProxy } = this.deps;
     const free = localProxy ? Math.max(0, limits.total - this.running.size) : 0;
-    for (const job of placer.choose(queue.owner, free)) this.run(job);
+    for (const job of placer.claim(queue.owner, free, (j) => queue.claim(j))) this.run(job);
   }
 
+  /** runs a job claimed by this server (tick) */
   private run(job: Job): void {
     const { queue, retry } = this.deps;
-    if (!queue.claim(job)) return;
     const attempt = job.attempt + 1;
     const entry: Running = {
       controller: new AbortController(),

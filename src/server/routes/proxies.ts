@@ -63,6 +63,8 @@ export function registerProxyRoutes(routes: Routes, ctx: ProxiesContext): void {
       version: z.string().min(1).max(64),
       concurrency: z.number().int().min(1).max(256),
       capabilities: Capabilities,
+      /** the proxy process (HOST:PID:RANDOM): a second process with the same token and name is refused (CONFLICT) */
+      instance: z.string().min(1).max(300).optional(),
     }),
     handler: ({ body, req, remote }) => {
       const entry = {

@@ -487,6 +487,7 @@ export interface Paths {
           clusters: string[] | null;
           datastores: string[] | null;
         };
+        instance?: string;
       };
       status: 200;
     };

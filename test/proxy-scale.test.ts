@@ -1,0 +1,218 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { COFFER_BIN, coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
+import { api, createPolicyFiringSoon, startServer, until, type RunningServer } from './helpers/coffer-server.js';
+import { pgNativeUnavailable, startPostgres, type RunningPostgres } from './helpers/postgres.js';
+import { listSnapshots, startVcsim, vcLogin, type Vcsim } from './helpers/vsphere.js';
+
+interface RunningProxy {
+  name: string;
+  logFile: string;
+  stop(): Promise<void>;
+}
+
+/** `coffer proxy` as our child process (pid file, log file), stopped by its pid */
+function startProxy(dir: string, server: string, name: string, token: string, extra: string[]): RunningProxy {
+  const tokenFile = join(dir, `${name}.token`);
+  writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+  const logFile = join(dir, `proxy-${name}.log`);
+  const log = createWriteStream(logFile);
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [COFFER_BIN, 'proxy', '--server', server, '--token-file', tokenFile, '--name', name, '--poll-ms', '200'].concat([
+      '--pid-file',
+      join(dir, `proxy-${name}.pid`),
+      ...extra,
+    ]),
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  child.stdout!.pipe(log);
+  child.stderr!.pipe(log);
+  const exited = new Promise<void>((r) => child.on('exit', () => r()));
+  return {
+    name,
+    logFile,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
+      if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL');
+    },
+  };
+}
+
+interface JobView {
+  id: number;
+  vm: string;
+  status: string;
+  trigger: string;
+  attempt: number;
+  proxy: string | null;
+  error: unknown;
+}
+
+/** removes the test directory; a stopped process's log pipe may still be flushing into it: try again shortly after */
+async function cleanup(tmp: { cleanup(): void }): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      return tmp.cleanup();
+    } catch (e) {
+      if (i >= 20) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+const PER_DATASTORE = 3;
+const CONCURRENCY = 2;
+
+/**
+ * Issue 16 at scale (scale16): the test vCenter (vcsim) with two clusters of 30 VMs each (1 MiB disks, all on
+ * LocalDS_0), two `coffer server` replicas on one real PostgreSQL (`--no-local-proxy`: only proxies run jobs) and three
+ * `coffer proxy` processes, placed per cluster with `--clusters` (pa1, pa2 in DC0_C0; pb1 in DC0_C1), each talking to
+ * a replica of its own. One policy over the 60 VMs, scheduled once. While the run is under way, PostgreSQL is
+ * restarted (pg_ctl stop, then start: every connection of both replicas breaks) while proxies hold jobs. Then: every
+ * VM has exactly one job (run keys) and one restore point (in the catalog and in the repository itself), each job ran
+ * on a proxy of its VM's cluster, the running counts sampled from the API never passed limits.perDatastore (every VM
+ * is on LocalDS_0) nor a proxy's concurrency, and no Coffer snapshot is left on any VM.
+ */
+describe('scale: 60 VMs in two clusters, two replicas on PostgreSQL, three proxies, PostgreSQL restarted mid-run', {
+  skip: pgNativeUnavailable(),
+}, () => {
+  const tmp = tempDir('coffer-scale-');
+  const dir = tmp.path;
+  const repo = join(dir, 'repo');
+  let pg: RunningPostgres | undefined;
+  let vc: Vcsim | undefined;
+  const servers: RunningServer[] = [];
+  const proxies: RunningProxy[] = [];
+
+  before(async () => {
+    const r = coffer(['init', '--repo', repo, '--chunk-size', '64K', '--kdf-cost', '1024', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+  });
+
+  after(async () => {
+    for (const p of proxies) await p.stop();
+    for (const s of servers) await s.stop();
+    await vc?.stop();
+    pg?.stop();
+    await cleanup(tmp);
+  });
+
+  it('every VM: one job on a proxy of its cluster, one restore point; limits held; nothing lost or doubled', async () => {
+    vc = await startVcsim({ clusters: 2, hostsPerCluster: 1, standaloneHosts: 0, vms: 30, layoutVms: false });
+    const clusterOf = (vm: string) => (vm.startsWith('DC0_C0_') ? 'DC0_C0' : vm.startsWith('DC0_C1_') ? 'DC0_C1' : '');
+    const vms = vc.vms.map((v) => v.name).filter((n) => clusterOf(n) !== '');
+    assert.equal(vms.length, 60, `the simulator's VMs: ${vc.vms.map((v) => v.name).join(' ')}`);
+    pg = await startPostgres();
+    const url = pg.createDatabase('coffer');
+    const config = {
+      repositories: [{ name: 'main', location: repo, passwordEnv: 'TEST_REPO_PASSWORD' }],
+      vcenters: [
+        {
+          name: 'lab',
+          url: `vsphere://${vc.host}:${vc.port}`,
+          userEnv: 'VC_USER',
+          passwordEnv: 'VC_PASS',
+          thumbprint: vc.thumbprint,
+        },
+      ],
+      retries: { maxAttempts: 3, backoffSeconds: 1 },
+      limits: { perDatastore: PER_DATASTORE, perRepository: 16 },
+    };
+    const env = { TEST_REPO_PASSWORD: TEST_PASSWORD, VC_USER: vc.username, VC_PASS: vc.password };
+    const extraArgs = ['--catalog', url, '--lease-seconds', '10', '--no-local-proxy'];
+    for (const name of ['a', 'b'])
+      servers.push(await startServer({ dir, dataDir: join(dir, name), config, env, extraArgs }));
+    const [a, b] = servers as [RunningServer, RunningServer];
+    const t = coffer(['token', 'create', '--data', a.dataDir, '--catalog', url, '--role', 'admin', '--json']);
+    assert.equal(t.code, 0, t.stderr);
+    const admin = JSON.parse(t.stdout).token as string;
+
+    const placed = { pa1: 'DC0_C0', pa2: 'DC0_C0', pb1: 'DC0_C1' } as const;
+    for (const [i, [name, cluster]] of Object.entries(placed).entries()) {
+      const tok = await api(b.url, 'POST', '/api/v1/tokens', { token: admin, body: { name, role: 'proxy' } });
+      assert.equal(tok.status, 201, tok.text);
+      const server = servers[i % 2]!.url;
+      const extra = ['--clusters', cluster, '--transports', 'http', '--concurrency', String(CONCURRENCY)];
+      proxies.push(startProxy(dir, server, name, tok.body.token, extra));
+    }
+    await until('three proxies online', async () => {
+      const r = await api(a.url, 'GET', '/api/v1/proxies', { token: admin });
+      return r.body.items.filter((p: { state: string }) => p.state === 'online').length === 3;
+    });
+
+    // the policy through replica b; the leader picks it up from the shared catalog
+    const policy = { name: 'all', repository: 'main', vms: [{ vcenter: 'lab', pattern: 'DC0_C*' }] };
+    const created = await createPolicyFiringSoon(b.url, admin, policy, { leadMs: 8_000, slackMs: 4_000 });
+    const p = await api(b.url, 'GET', `/api/v1/policies/${created.id}`, { token: admin });
+    assert.deepEqual(p.body.resolvedVms.vms.map((v: { name: string }) => v.name).sort(), [...vms].sort());
+    // (the VMs' clusters and datastores reach placement from the server's vCenter inventory, not the policy)
+
+    // sample the running jobs from the API until the run is over (PostgreSQL restarted once, mid-run)
+    let maxRunning = 0;
+    const maxPerProxy = new Map<string, number>();
+    let restarted = false;
+    let failedPolls = 0;
+    let jobs: JobView[] = [];
+    const seen: unknown[] = [];
+    await until(
+      'the scheduled run to finish',
+      async () => {
+        const r = await api(servers[failedPolls % 2]!.url, 'GET', '/api/v1/jobs?limit=500', { token: admin });
+        if (r.status !== 200) {
+          failedPolls++; // 503 CATALOG_UNAVAILABLE while PostgreSQL restarts
+          return false;
+        }
+        jobs = r.body.items as JobView[];
+        const running = jobs.filter((j) => j.status === 'running');
+        maxRunning = Math.max(maxRunning, running.length);
+        for (const name of Object.keys(placed)) {
+          const n = running.filter((j) => j.proxy === name).length;
+          maxPerProxy.set(name, Math.max(maxPerProxy.get(name) ?? 0, n));
+        }
+        const done = jobs.filter((j) => j.status === 'succeeded').length;
+        if (!restarted && running.length > 0 && done >= 10) {
+          seen.push({ restartAt: { running: running.map((j) => [j.id, j.proxy]), done } });
+          restarted = true;
+          pg!.restart();
+        }
+        return jobs.length >= vms.length && jobs.every((j) => ['succeeded', 'failed', 'cancelled'].includes(j.status));
+      },
+      240_000,
+    ).catch((e: Error) => {
+      const logs = proxies.map((x) => readFileSync(x.logFile, 'utf8').split('\n').slice(-20).join('\n')).join('\n');
+      throw new Error(`${e.message}; ${JSON.stringify(seen)} jobs: ${JSON.stringify(jobs)}\n${logs}`);
+    });
+    assert.ok(restarted, 'PostgreSQL was restarted while proxies held jobs');
+
+    for (const vm of vms) {
+      const mine = jobs.filter((j) => j.vm === vm);
+      assert.equal(mine.length, 1, `one job for ${vm}: ${JSON.stringify(mine)}`);
+      const j = mine[0]!;
+      assert.equal(j.status, 'succeeded', `${vm}: ${JSON.stringify(j)}`);
+      assert.equal(j.trigger, 'schedule');
+      const ran = j.proxy as keyof typeof placed;
+      assert.equal(placed[ran], clusterOf(vm), `${vm} ran on ${j.proxy}, a proxy of its cluster`);
+    }
+    assert.ok(maxRunning <= PER_DATASTORE, `at most ${PER_DATASTORE} backups of LocalDS_0 at once, saw ${maxRunning}`);
+    for (const [name, n] of maxPerProxy) assert.ok(n <= CONCURRENCY, `${name} ran ${n} jobs at once`);
+
+    for (const vm of vms) {
+      const r = await api(a.url, 'GET', `/api/v1/restore-points?vm=${vm}`, { token: admin });
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.body.items.length, 1, `exactly one restore point for ${vm}`);
+    }
+    // the repository itself (not the catalog's cache) agrees
+    const list = coffer(['list', '--repo', repo, '--json']);
+    assert.equal(list.code, 0, list.stderr);
+    const points = JSON.parse(list.stdout) as { vm?: string; tags?: unknown }[];
+    assert.equal(points.length, vms.length, 'one restore point per VM in the repository');
+    const session = await vcLogin(vc);
+    for (const vm of vms)
+      assert.deepEqual(await listSnapshots(session, vc.vm(vm).ref), [], `no snapshot left on ${vm}`);
+  });
+});
