@@ -172,7 +172,8 @@ describe('one server on SQLite: the same scheduled run', () => {
     const env = { TEST_REPO_PASSWORD: TEST_PASSWORD };
     const dataDir = join(dir, 'data');
     server = await startServer({ dir, dataDir, config, env });
-    assert.match(readFileSync(server.logFile, 'utf8'), /elected scheduler leader/);
+    // the log line is written by the server process after it answers /api/health: wait for it, not assume it
+    await until('the server to lead', () => readFileSync(server!.logFile, 'utf8').includes('elected scheduler leader'));
     const t = coffer(['token', 'create', '--data', dataDir, '--role', 'admin', '--json']);
     assert.equal(t.code, 0, t.stderr);
     const admin = JSON.parse(t.stdout).token as string;
