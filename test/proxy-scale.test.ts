@@ -247,3 +247,85 @@ describe('scale: 60 VMs in two clusters, two replicas on PostgreSQL, three proxi
       assert.deepEqual(await listSnapshots(session, vc.vm(vm).ref), [], `no snapshot left on ${vm}`);
   });
 });
+
+/**
+ * The same run on the embedded default (issue 16, item 4): one `coffer server` on SQLite whose built-in proxy runs every
+ * job, the same simulator (two clusters, 60 VMs) and policy: every VM one job and one restore point, the per-datastore
+ * limit held, no snapshot left.
+ */
+describe('scale on the embedded default: 60 VMs in two clusters, one server on SQLite with its built-in proxy', () => {
+  const tmp = tempDir('coffer-scale-sqlite-');
+  const dir = tmp.path;
+  const repo = join(dir, 'repo');
+  let vc: Vcsim | undefined;
+  let server: RunningServer | undefined;
+
+  before(() => {
+    const r = coffer(['init', '--repo', repo, '--chunk-size', '64K', '--kdf-cost', '1024', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+  });
+
+  after(async () => {
+    await server?.stop();
+    await vc?.stop();
+    await cleanup(tmp);
+  });
+
+  it('every VM: one job on the built-in proxy, one restore point; the per-datastore limit held', async () => {
+    vc = await startVcsim({ clusters: 2, hostsPerCluster: 1, standaloneHosts: 0, vms: 30, layoutVms: false });
+    const inCluster = (vm: string) => vm.startsWith('DC0_C0_') || vm.startsWith('DC0_C1_');
+    const vms = vc.vms.map((v) => v.name).filter(inCluster);
+    assert.equal(vms.length, 60);
+    const config = {
+      repositories: [{ name: 'main', location: repo, passwordEnv: 'TEST_REPO_PASSWORD' }],
+      vcenters: [
+        {
+          name: 'lab',
+          url: `vsphere://${vc.host}:${vc.port}`,
+          userEnv: 'VC_USER',
+          passwordEnv: 'VC_PASS',
+          thumbprint: vc.thumbprint,
+        },
+      ],
+      retries: { maxAttempts: 3, backoffSeconds: 1 },
+      limits: { perDatastore: PER_DATASTORE, perRepository: 16 },
+    };
+    const env = { TEST_REPO_PASSWORD: TEST_PASSWORD, VC_USER: vc.username, VC_PASS: vc.password };
+    const dataDir = join(dir, 'data');
+    server = await startServer({ dir, dataDir, config, env });
+    const t = coffer(['token', 'create', '--data', dataDir, '--role', 'admin', '--json']);
+    assert.equal(t.code, 0, t.stderr);
+    const admin = JSON.parse(t.stdout).token as string;
+    const policy = { name: 'all', repository: 'main', vms: [{ vcenter: 'lab', pattern: 'DC0_C*' }] };
+    await createPolicyFiringSoon(server.url, admin, policy, { leadMs: 6_000, slackMs: 2_000 });
+
+    let maxRunning = 0;
+    let jobs: JobView[] = [];
+    await until(
+      'the scheduled run to finish',
+      async () => {
+        const r = await api(server!.url, 'GET', '/api/v1/jobs?limit=500', { token: admin });
+        assert.equal(r.status, 200, r.text);
+        jobs = r.body.items as JobView[];
+        maxRunning = Math.max(maxRunning, jobs.filter((j) => j.status === 'running').length);
+        return jobs.length >= vms.length && jobs.every((j) => ['succeeded', 'failed', 'cancelled'].includes(j.status));
+      },
+      240_000,
+    ).catch((e: Error) => {
+      throw new Error(`${e.message}; jobs: ${JSON.stringify(jobs)}`);
+    });
+    for (const vm of vms) {
+      const mine = jobs.filter((j) => j.vm === vm);
+      assert.equal(mine.length, 1, `one job for ${vm}: ${JSON.stringify(mine)}`);
+      assert.equal(mine[0]!.status, 'succeeded', `${vm}: ${JSON.stringify(mine[0])}`);
+      assert.match(String(mine[0]!.proxy), /^local/, `${vm} ran on the built-in proxy: ${mine[0]!.proxy}`);
+    }
+    assert.ok(maxRunning <= PER_DATASTORE, `at most ${PER_DATASTORE} backups of LocalDS_0 at once, saw ${maxRunning}`);
+    const list = coffer(['list', '--repo', repo, '--json']);
+    assert.equal(list.code, 0, list.stderr);
+    assert.equal((JSON.parse(list.stdout) as unknown[]).length, vms.length, 'one restore point per VM');
+    const session = await vcLogin(vc);
+    for (const vm of vms)
+      assert.deepEqual(await listSnapshots(session, vc.vm(vm).ref), [], `no snapshot left on ${vm}`);
+  });
+});
