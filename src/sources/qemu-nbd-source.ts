@@ -93,11 +93,22 @@ export async function openWithQemuNbd(
     }
     let source: NbdSource;
     try {
-      source = await NbdSource.open(
-        { path: socket },
-        { exportName: '', bitmap: opts.bitmap, logger: opts.logger, uri: opts.uri, retries: 0 },
-        op,
-      );
+      // the socket file exists from bind(), a moment before listen(): a refused connection while qemu-nbd runs is
+      // tried again until the deadline (seen in CI as "connection refused" on a busy machine)
+      for (;;) {
+        try {
+          source = await NbdSource.open(
+            { path: socket },
+            { exportName: '', bitmap: opts.bitmap, logger: opts.logger, uri: opts.uri, retries: 0 },
+            op,
+          );
+          break;
+        } catch (e) {
+          const refused = e instanceof CofferError && e.details['errno'] === 'ECONNREFUSED';
+          if (!refused || exited !== undefined || Date.now() > deadline) throw e;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
     } catch (e) {
       // qemu-nbd may create its socket and then fail to open the image: its own words, not "read ECONNRESET"
       await Promise.race([exit, new Promise((r) => setTimeout(r, 1000))]);
