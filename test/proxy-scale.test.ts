@@ -68,6 +68,27 @@ async function cleanup(tmp: { cleanup(): void }): Promise<void> {
 const PER_DATASTORE = 3;
 const CONCURRENCY = 2;
 
+/** The server config of both scale runs: the repository, the simulator as vCenter "lab", the limits under test. */
+function serverConfig(repo: string, vc: Vcsim): { config: unknown; env: Record<string, string> } {
+  return {
+    config: {
+      repositories: [{ name: 'main', location: repo, passwordEnv: 'TEST_REPO_PASSWORD' }],
+      vcenters: [
+        {
+          name: 'lab',
+          url: `vsphere://${vc.host}:${vc.port}`,
+          userEnv: 'VC_USER',
+          passwordEnv: 'VC_PASS',
+          thumbprint: vc.thumbprint,
+        },
+      ],
+      retries: { maxAttempts: 3, backoffSeconds: 1 },
+      limits: { perDatastore: PER_DATASTORE, perRepository: 16 },
+    },
+    env: { TEST_REPO_PASSWORD: TEST_PASSWORD, VC_USER: vc.username, VC_PASS: vc.password },
+  };
+}
+
 /**
  * Issue 16 at scale (scale16): the test vCenter (vcsim) with two clusters of 30 VMs each (1 MiB disks, all on
  * LocalDS_0), two `coffer server` replicas on one real PostgreSQL (`--no-local-proxy`: only proxies run jobs) and three
@@ -109,21 +130,7 @@ describe('scale: 60 VMs in two clusters, two replicas on PostgreSQL, three proxi
     assert.equal(vms.length, 60, `the simulator's VMs: ${vc.vms.map((v) => v.name).join(' ')}`);
     pg = await startPostgres();
     const url = pg.createDatabase('coffer');
-    const config = {
-      repositories: [{ name: 'main', location: repo, passwordEnv: 'TEST_REPO_PASSWORD' }],
-      vcenters: [
-        {
-          name: 'lab',
-          url: `vsphere://${vc.host}:${vc.port}`,
-          userEnv: 'VC_USER',
-          passwordEnv: 'VC_PASS',
-          thumbprint: vc.thumbprint,
-        },
-      ],
-      retries: { maxAttempts: 3, backoffSeconds: 1 },
-      limits: { perDatastore: PER_DATASTORE, perRepository: 16 },
-    };
-    const env = { TEST_REPO_PASSWORD: TEST_PASSWORD, VC_USER: vc.username, VC_PASS: vc.password };
+    const { config, env } = serverConfig(repo, vc);
     const extraArgs = ['--catalog', url, '--lease-seconds', '10', '--no-local-proxy'];
     for (const name of ['a', 'b'])
       servers.push(await startServer({ dir, dataDir: join(dir, name), config, env, extraArgs }));
@@ -245,21 +252,7 @@ describe('scale on the embedded default: 60 VMs in two clusters, one server on S
     const inCluster = (vm: string) => vm.startsWith('DC0_C0_') || vm.startsWith('DC0_C1_');
     const vms = vc.vms.map((v) => v.name).filter(inCluster);
     assert.equal(vms.length, 60);
-    const config = {
-      repositories: [{ name: 'main', location: repo, passwordEnv: 'TEST_REPO_PASSWORD' }],
-      vcenters: [
-        {
-          name: 'lab',
-          url: `vsphere://${vc.host}:${vc.port}`,
-          userEnv: 'VC_USER',
-          passwordEnv: 'VC_PASS',
-          thumbprint: vc.thumbprint,
-        },
-      ],
-      retries: { maxAttempts: 3, backoffSeconds: 1 },
-      limits: { perDatastore: PER_DATASTORE, perRepository: 16 },
-    };
-    const env = { TEST_REPO_PASSWORD: TEST_PASSWORD, VC_USER: vc.username, VC_PASS: vc.password };
+    const { config, env } = serverConfig(repo, vc);
     const dataDir = join(dir, 'data');
     server = await startServer({ dir, dataDir, config, env });
     const t = coffer(['token', 'create', '--data', dataDir, '--role', 'admin', '--json']);
