@@ -12,6 +12,8 @@ interface RunningProxy {
   name: string;
   logFile: string;
   stop(): Promise<void>;
+  /** SIGKILL, as a crashed proxy VM: nothing reaches the server */
+  kill(): Promise<void>;
 }
 
 /** `coffer proxy` as our child process (pid file, log file), stopped by its pid */
@@ -39,6 +41,10 @@ function startProxy(dir: string, server: string, name: string, token: string, ex
       if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGTERM');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
       if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL');
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL');
+      await exited;
     },
   };
 }
@@ -94,12 +100,14 @@ function serverConfig(repo: string, vc: Vcsim): { config: unknown; env: Record<s
  * LocalDS_0), two `coffer server` replicas on one real PostgreSQL (`--no-local-proxy`: only proxies run jobs) and three
  * `coffer proxy` processes, placed per cluster with `--clusters` (pa1, pa2 in DC0_C0; pb1 in DC0_C1), each talking to
  * a replica of its own. One policy over the 60 VMs, scheduled once. While the run is under way, PostgreSQL is
- * restarted (pg_ctl stop, then start: every connection of both replicas breaks) while proxies hold jobs. Then: every
+ * restarted (pg_ctl stop, then start: every connection of both replicas breaks) while proxies hold jobs; later a proxy
+ * running a job and the scheduler leader are killed with SIGKILL at once (the lost job is requeued once its lease
+ * expires and runs on the other proxy of its cluster; the follower takes the scheduler over). Then: every
  * VM has exactly one job (run keys) and one restore point (in the catalog and in the repository itself), each job ran
  * on a proxy of its VM's cluster, the running counts sampled from the API never passed limits.perDatastore (every VM
  * is on LocalDS_0) nor a proxy's concurrency, and no Coffer snapshot is left on any VM.
  */
-describe('scale: 60 VMs in two clusters, two replicas on PostgreSQL, three proxies, PostgreSQL restarted mid-run', {
+describe('scale: 60 VMs in two clusters, two replicas on PostgreSQL, three proxies; PostgreSQL restarted, a proxy and the leader killed', {
   skip: pgNativeUnavailable(),
 }, () => {
   const tmp = tempDir('coffer-scale-');
@@ -135,15 +143,21 @@ describe('scale: 60 VMs in two clusters, two replicas on PostgreSQL, three proxi
     for (const name of ['a', 'b'])
       servers.push(await startServer({ dir, dataDir: join(dir, name), config, env, extraArgs }));
     const [a, b] = servers as [RunningServer, RunningServer];
+    const isLeader = (s: RunningServer) => readFileSync(s.logFile, 'utf8').includes('elected scheduler leader');
+    await until('a scheduler leader', () => isLeader(a) || isLeader(b));
+    const leader = isLeader(a) ? a : b;
+    const follower = leader === a ? b : a;
     const t = coffer(['token', 'create', '--data', a.dataDir, '--catalog', url, '--role', 'admin', '--json']);
     assert.equal(t.code, 0, t.stderr);
     const admin = JSON.parse(t.stdout).token as string;
 
+    // pa2 talks to the leader, the others to the follower (there is no load balancer in front of the replicas here):
+    // pa2 and the leader are killed together mid-run, and the survivors keep working through the follower
     const placed = { pa1: 'DC0_C0', pa2: 'DC0_C0', pb1: 'DC0_C1' } as const;
-    for (const [i, [name, cluster]] of Object.entries(placed).entries()) {
+    for (const [name, cluster] of Object.entries(placed)) {
       const tok = await api(b.url, 'POST', '/api/v1/tokens', { token: admin, body: { name, role: 'proxy' } });
       assert.equal(tok.status, 201, tok.text);
-      const server = servers[i % 2]!.url;
+      const server = (name === 'pa2' ? leader : follower).url;
       const extra = ['--clusters', cluster, '--transports', 'http', '--concurrency', String(CONCURRENCY)];
       proxies.push(startProxy(dir, server, name, tok.body.token, extra));
     }
@@ -163,13 +177,15 @@ describe('scale: 60 VMs in two clusters, two replicas on PostgreSQL, three proxi
     let maxRunning = 0;
     const maxPerProxy = new Map<string, number>();
     let restarted = false;
+    let killedJob: JobView | undefined;
+    let live = [a, b];
     let failedPolls = 0;
     let jobs: JobView[] = [];
     const seen: unknown[] = [];
     await until(
       'the scheduled run to finish',
       async () => {
-        const r = await api(servers[failedPolls % 2]!.url, 'GET', '/api/v1/jobs?limit=500', { token: admin });
+        const r = await api(live[failedPolls % live.length]!.url, 'GET', '/api/v1/jobs?limit=500', { token: admin });
         if (r.status !== 200) {
           failedPolls++; // 503 CATALOG_UNAVAILABLE while PostgreSQL restarts
           return false;
@@ -186,6 +202,16 @@ describe('scale: 60 VMs in two clusters, two replicas on PostgreSQL, three proxi
           seen.push({ restartAt: { running: running.map((j) => [j.id, j.proxy]), done } });
           restarted = true;
           pg!.restart();
+        } else if (restarted && !killedJob && done >= 15) {
+          // kill -9 of a proxy running a job and of the scheduler leader, at once
+          const victim = running.find((j) => j.proxy === 'pa2');
+          if (victim) {
+            killedJob = victim;
+            seen.push({ killAt: { job: victim.id, vm: victim.vm, done } });
+            await proxies.find((x) => x.name === 'pa2')!.kill();
+            await leader.kill();
+            live = [follower];
+          }
         }
         return jobs.length >= vms.length && jobs.every((j) => ['succeeded', 'failed', 'cancelled'].includes(j.status));
       },
@@ -195,6 +221,11 @@ describe('scale: 60 VMs in two clusters, two replicas on PostgreSQL, three proxi
       throw new Error(`${e.message}; ${JSON.stringify(seen)} jobs: ${JSON.stringify(jobs)}\n${logs}`);
     });
     assert.ok(restarted, 'PostgreSQL was restarted while proxies held jobs');
+    assert.ok(killedJob, 'a proxy was killed while it ran a job, with the scheduler leader');
+    const lost = jobs.find((j) => j.id === killedJob!.id)!;
+    assert.ok(lost.attempt >= 2, `the lost job ran again: ${JSON.stringify(lost)}`);
+    assert.equal(lost.proxy, 'pa1', 'on the surviving proxy of its cluster');
+    assert.ok(isLeader(follower), 'the surviving replica took the scheduler over');
 
     for (const vm of vms) {
       const mine = jobs.filter((j) => j.vm === vm);
@@ -209,7 +240,7 @@ describe('scale: 60 VMs in two clusters, two replicas on PostgreSQL, three proxi
     for (const [name, n] of maxPerProxy) assert.ok(n <= CONCURRENCY, `${name} ran ${n} jobs at once`);
 
     for (const vm of vms) {
-      const r = await api(a.url, 'GET', `/api/v1/restore-points?vm=${vm}`, { token: admin });
+      const r = await api(follower.url, 'GET', `/api/v1/restore-points?vm=${vm}`, { token: admin });
       assert.equal(r.status, 200, r.text);
       assert.equal(r.body.items.length, 1, `exactly one restore point for ${vm}`);
     }

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { COFFER_BIN, coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
@@ -17,6 +19,42 @@ interface RunningProxy {
   exited: Promise<number | null>;
   kill(): Promise<void>;
   stop(): Promise<void>;
+}
+
+/**
+ * An HTTP relay in front of the server on 127.0.0.1: forwards every request, except those `drop` says to cut (their
+ * connection is destroyed, nothing reaches the server).
+ */
+async function startRelay(
+  target: string,
+  drop: (method: string, url: string) => boolean,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const to = new URL(target);
+  const srv = createServer((req, res) => {
+    if (drop(req.method ?? '', req.url ?? '')) {
+      req.socket.destroy();
+      return;
+    }
+    const up = request(
+      { host: to.hostname, port: to.port, path: req.url, method: req.method, headers: req.headers },
+      (ur) => {
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        ur.pipe(res);
+      },
+    );
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((r) => {
+        srv.closeAllConnections();
+        srv.close(() => r());
+      }),
+  };
 }
 
 /** `coffer proxy` as our child process, logging to a file */
@@ -292,6 +330,56 @@ for (const engine of ['sqlite', 'postgres'] as const)
         return p.state === 'offline' ? p : undefined;
       });
       assert.equal(state.running, 0);
+    });
+
+    it('kill -9 of a proxy after its backup committed, before it reported: the retry returns that point', {
+      skip: engine === 'postgres' ? 'SQLite only (time)' : undefined,
+    }, async () => {
+      // p3 talks to the server through a relay that, when p3 reports the job's outcome, kills p3 with SIGKILL and
+      // drops the report: the restore point is committed in the repository, the catalog never hears of it (a proxy VM
+      // crashing, or its network cut, in that window). The surviving proxy is drained so that p3 takes the job.
+      const live = proxies[0]!;
+      const d = await api(server.url, 'POST', `/api/v1/proxies/${live.name}/drain`, { token: admin });
+      assert.equal(d.status, 200, d.text);
+      const t = await api(server.url, 'POST', '/api/v1/tokens', { token: admin, body: { name: 'p3', role: 'proxy' } });
+      assert.equal(t.status, 201, t.text);
+      let victim: RunningProxy | undefined;
+      const cut: string[] = [];
+      const relay = await startRelay(server.url, (method, url) => {
+        if (method !== 'POST' || !/^\/api\/v1\/proxy\/jobs\/\d+\/finish$/.test(url)) return false;
+        cut.push(url);
+        if (victim) process.kill(victim.pid, 'SIGKILL');
+        return true;
+      });
+      try {
+        victim = startProxy(dir, relay.url, 'p3', t.body.token);
+        proxies.push(victim);
+        const inRepo = () => {
+          const l = coffer(['list', '--repo', repo, '--json']);
+          assert.equal(l.code, 0, l.stderr);
+          return (JSON.parse(l.stdout) as { vm: { name: string } }[]).filter((p) => p.vm.name === 'f3').length;
+        };
+        const before = { catalog: (await points('f3')).length, repository: inRepo() };
+        const id = await backup('f3');
+        await victim.exited;
+        assert.deepEqual(cut, [`/api/v1/proxy/jobs/${id}/finish`], 'p3 was killed at its report of this job');
+        assert.equal(inRepo(), before.repository + 1, 'the point p3 committed is in the repository');
+        const u = await api(server.url, 'POST', `/api/v1/proxies/${live.name}/undrain`, { token: admin });
+        assert.equal(u.status, 200, u.text);
+        const done = (await finished(id, 90_000)) as Awaited<ReturnType<typeof job>> & {
+          result: { adopted?: boolean };
+        };
+        assert.equal(done.status, 'succeeded', JSON.stringify(done.error));
+        assert.equal(done.attempt, 2, 'ran again, once');
+        assert.equal(done.proxy, live.name);
+        assert.equal(done.result.adopted, true, JSON.stringify(done.result));
+        assert.ok(done.logs.some((l) => /committed by an earlier attempt of this job/.test(l.message)));
+        assert.equal(inRepo(), before.repository + 1, 'no second restore point in the repository');
+        assert.equal((await points('f3')).length, before.catalog + 1, 'the catalog lists it once');
+      } finally {
+        proxies.splice(proxies.indexOf(victim!), 1);
+        await relay.close();
+      }
     });
 
     it('a drained proxy takes no new job; undrained it does', async () => {

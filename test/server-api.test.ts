@@ -206,8 +206,13 @@ describe('coffer server: REST API, jobs, RBAC', () => {
       rps.body.items[0].disks.map((d: { sizeBytes: number }) => d.sizeBytes),
       [3 * 1024 * 1024 + 4096, 1024 * 1024],
     );
-    // the policy's tags, and the tag by which its retention knows the points it made (issue 20)
-    assert.deepEqual(rps.body.items[0].tags, ['api', `coffer-policy:${p.body.id}`]);
+    // the policy's tags, the tag by which its retention knows the points it made (issue 20), and the job's run tag (a
+    // retry of a lost attempt that had committed returns that point: issue 16)
+    assert.deepEqual(rps.body.items[0].tags, [
+      'api',
+      `coffer-policy:${p.body.id}`,
+      `coffer-job:${job.id}:${Date.parse(job.createdAt)}`,
+    ]);
     // issue 18: the point's state (suspicious / failed / verified / clean), anomaly score and reasons
     assert.equal(rps.body.items[0].status.state, 'clean');
     assert.equal(rps.body.items[0].status.score, 0);

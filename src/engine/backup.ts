@@ -42,6 +42,13 @@ export interface BackupRequest extends Op {
   vmConfig?: Record<string, unknown>;
   /** Anomaly-score thresholds of the VM's policy (default DEFAULT_SIGNAL_THRESHOLDS; DESIGN.md §Ransomware signals). */
   signalThresholds?: SignalThresholds;
+  /**
+   * One tag (also in `tags`) that marks the point of one job run (the server's `coffer-job:` tag). When a point of
+   * this VM carries it already, an earlier attempt of the same job committed it and its process was lost before it
+   * reported: that point is returned (`adopted`) and nothing is read or written, so a retried job never makes a
+   * second restore point (DESIGN.md §Proxies, lost jobs).
+   */
+  adoptTag?: string;
 }
 
 export interface DiskStats {
@@ -83,6 +90,11 @@ export interface BackupResult {
   disks: DiskStats[];
   /** ransomware signals and anomaly score of the new point (FORMAT.md §6.2) */
   signals?: PointSignals;
+  /**
+   * set when no new point was made: the point carrying the request's adoptTag was committed by an earlier attempt of
+   * the same job (its stats are that attempt's; the per-disk read and store counts were not recorded)
+   */
+  adopted?: true;
 }
 
 /** Ids stored during this run, remembered to skip a second seal of a repeated chunk (bounded). */
@@ -105,6 +117,14 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
     guard = await GcGuard.open(repo, lease, op);
     const damaged = await knownDamagedChunks(repo, op);
     const history = await vmPoints(repo, req.vm, op, req.onWarning);
+    const done = req.adoptTag !== undefined ? history.findLast((p) => p.tags.includes(req.adoptTag!)) : undefined;
+    if (done) {
+      req.onWarning?.(
+        `restore point ${done.id} of VM ${req.vm} (${req.adoptTag}) was committed by an earlier attempt of this job ` +
+          `that was lost before it reported; it is the result, no second point is made`,
+      );
+      return adoptedResult(done);
+    }
     const parent = history.at(-1);
     const diskStats: DiskStats[] = [];
     const manifestDisks: ManifestDisk[] = [];
@@ -193,6 +213,37 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
     await guard?.close();
     await lease.release();
   }
+}
+
+/** The result of the backup that committed `m` (an earlier attempt of the same job), as far as the manifest says. */
+function adoptedResult(m: Manifest): BackupResult {
+  return {
+    id: m.id,
+    vm: m.vm.name,
+    mode: m.mode,
+    parent: m.parent,
+    time: m.time,
+    changeToken: m.disks[0]?.changeToken ?? null,
+    ...m.stats,
+    zeroChunks: m.disks.reduce((a, d) => a + d.zeroChunks, 0),
+    chunksHealed: 0,
+    gcRescued: 0,
+    disks: m.disks.map((d) => ({
+      index: d.index,
+      sizeBytes: d.sizeBytes,
+      mode: d.readMode ?? m.mode,
+      changeToken: d.changeToken,
+      changedBytes: d.changedBytes ?? 0,
+      bytesRead: 0,
+      bytesStored: 0,
+      chunksNew: 0,
+      chunksReused: 0,
+      zeroChunks: d.zeroChunks,
+      chunksHealed: 0,
+    })),
+    ...(m.signals ? { signals: m.signals } : {}),
+    adopted: true,
+  };
 }
 
 /** The VM's restore points, oldest first: the newest is the parent, the others the history signals compare with. */

@@ -41,6 +41,11 @@ export const backupJob = z.strictObject({
   vm: z.string().min(1).max(1024).optional(),
   source: z.discriminatedUnion('type', [disksSource, vsphereSource]),
   tags: z.array(z.string().max(1024)).max(100).default([]),
+  /**
+   * one of `tags` that marks this job's point (the server: `coffer-job:ID:CREATED`): a retried job whose earlier
+   * attempt committed a point and was lost before reporting returns that point instead of backing up again
+   */
+  adoptTag: z.string().min(1).max(1024).optional(),
   verifyCbt: z.boolean().default(false),
   /** anomaly-score thresholds that differ from the defaults (a policy's `signals`; DESIGN.md §Ransomware signals) */
   signalThresholds: z

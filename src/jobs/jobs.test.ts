@@ -111,6 +111,55 @@ async function fixture() {
   return { dir, repo, data, deps, pools, opened, done: () => rm(dir, { recursive: true, force: true }) };
 }
 
+test('runJob: a retried backup whose lost attempt committed returns that point (adoptTag), not a second', async () => {
+  const f = await fixture();
+  try {
+    const job = {
+      kind: 'backup',
+      repository: 'main',
+      vm: 'web',
+      source: { type: 'disks', disks: [join(f.dir, 'disk0.raw')] },
+      tags: ['t1', 'coffer-job:7:1'],
+      adoptTag: 'coffer-job:7:1',
+    };
+    const first = (await runJob(job, f.deps)) as { id: string; adopted?: boolean; bytesRead: number };
+    assert.equal(first.adopted, undefined);
+    assert.ok(first.bytesRead > 0);
+    // the same job again (its process was lost after the commit, before it reported): the point is the result
+    const events: JobEvent[] = [];
+    const again = (await runJob(job, f.deps, { onEvent: (e) => events.push(e) })) as {
+      id: string;
+      adopted?: boolean;
+      bytesRead: number;
+      mode: string;
+    };
+    assert.equal(again.id, first.id);
+    assert.equal(again.adopted, true);
+    assert.equal(again.mode, 'full');
+    assert.equal(again.bytesRead, first.bytesRead, "the committed attempt's stats");
+    assert.ok(events.some((e) => e.type === 'log' && e.level === 'warn' && /earlier attempt/.test(e.message)));
+    assert.deepEqual(
+      (await f.repo.listPoints()).map((p) => p.id),
+      [first.id],
+    );
+    // another run of the job (another tag) is a new point, incremental on the first
+    const next = (await runJob({ ...job, tags: ['t1', 'coffer-job:8:2'], adoptTag: 'coffer-job:8:2' }, f.deps)) as {
+      id: string;
+      parent: string | null;
+      adopted?: boolean;
+    };
+    assert.notEqual(next.id, first.id);
+    assert.equal(next.parent, first.id);
+    assert.equal(next.adopted, undefined);
+    await assert.rejects(
+      runJob({ ...job, adoptTag: 'coffer-job:9:3' }, f.deps),
+      (e: unknown) => e instanceof CofferError && e.code === 'USAGE' && /adoptTag/.test(e.message),
+    );
+  } finally {
+    await f.done();
+  }
+});
+
 test(
   'runJob: a backup, verify, restore and forget, each described as JSON, ' + 'run through the engine use cases',
   async () => {

@@ -264,12 +264,15 @@ async function runBackup(
           },
         };
   if (src.type === 'disks' && !job.vm) throw new CofferError('USAGE', 'a backup of disks needs a VM name (vm)');
+  if (job.adoptTag !== undefined && !job.tags.includes(job.adoptTag))
+    throw new CofferError('USAGE', "adoptTag must be one of the job's tags");
   const { result, capture } = await backupVm(ctx, {
     repository: deps.openRepository(job.repository, { signal, purpose: 'write' }),
     source,
     vm: job.vm,
     tags: job.tags,
     verifyCbt: job.verifyCbt,
+    ...(job.adoptTag !== undefined ? { adoptTag: job.adoptTag } : {}),
     ...(job.signalThresholds ? { signalThresholds: signalThresholds(job.signalThresholds) } : {}),
     onEvent: (e) => {
       if (e.type === 'started') logger.info(`backing up ${e.disks} disk(s) of VM ${e.vm}, ${e.bytesTotal} bytes`);
@@ -279,10 +282,12 @@ async function runBackup(
       } else progress(e);
     },
   });
-  logger.info(
-    `restore point ${result.id} (${result.mode}): read ${result.bytesRead} bytes, stored ${result.bytesStored} ` +
-      `in ${result.chunksNew} new chunks`,
-  );
+  if (result.adopted) logger.info(`restore point ${result.id} (${result.mode}) was made by an earlier attempt`);
+  else
+    logger.info(
+      `restore point ${result.id} (${result.mode}): read ${result.bytesRead} bytes, stored ${result.bytesStored} ` +
+        `in ${result.chunksNew} new chunks`,
+    );
   return capture ? { ...result, [capture.kind]: capture.details } : result;
 }
 

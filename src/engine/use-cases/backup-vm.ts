@@ -16,6 +16,8 @@ export interface BackupVmRequest {
   verifyCbt?: boolean | undefined;
   /** anomaly-score thresholds of the VM's policy (the hook for per-policy overrides; default: the built-in ones) */
   signalThresholds?: SignalThresholds | undefined;
+  /** the tag of this job run: a point that carries it already is the result (engine backup's adoptTag) */
+  adoptTag?: string | undefined;
   onEvent?: EventSink<BackupVmEvent> | undefined;
 }
 
@@ -59,6 +61,7 @@ export async function backupVm(ctx: UseCaseContext, req: BackupVmRequest): Promi
         tags: req.tags ?? [],
         verifyCbt: Boolean(req.verifyCbt),
         ...(req.signalThresholds ? { signalThresholds: req.signalThresholds } : {}),
+        ...(req.adoptTag !== undefined ? { adoptTag: req.adoptTag } : {}),
         ...(source.consistency ? { consistency: source.consistency } : {}),
         ...(source.vmConfig ? { vmConfig: source.vmConfig } : {}),
         signal: ctx.signal,

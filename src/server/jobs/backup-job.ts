@@ -8,6 +8,12 @@ import { respondToSuspicious } from './suspicious-point.js';
 import type { JobQueue } from './queue.js';
 import type { BackupParams, ExecProgress, JobContext, JobKindHandler } from './types.js';
 
+/** the tag of one job's restore point: `coffer-job:<job id>:<created, ms since 1970>` (FORMAT.md §6, tags) */
+export const JOB_TAG_PREFIX = 'coffer-job:';
+export function jobRunTag(id: number, createdAt: string): string {
+  return `${JOB_TAG_PREFIX}${id}:${Date.parse(createdAt)}`;
+}
+
 export interface BackupJobDeps {
   policies: Pick<PoliciesTable, 'get'>;
   /** to queue a prune after retention (pruneAfterForget) */
@@ -32,6 +38,9 @@ export class BackupJob implements JobKindHandler {
     const url = p.disks[0];
     // a vCenter that could not be read when the job was queued: the job fails with its coded error (VSPHERE_AUTH ...)
     if (p.vcenter && url === undefined) await this.deps.failUnreadableVcenter(p.vcenter, { logger, signal });
+    // the mark of this job's run: a retry after a lost attempt that committed returns that point (engine adoptTag)
+    const runTag = jobRunTag(job.id, job.createdAt);
+    const userTags = p.tags.filter((t) => !t.startsWith(JOB_TAG_PREFIX));
     const description: BackupDescription = {
       kind: 'backup',
       repository: job.repository,
@@ -40,7 +49,13 @@ export class BackupJob implements JobKindHandler {
         ? { type: 'vsphere', url: url!, vcenter: p.vcenter, quiesce: true, transport: 'http' }
         : { type: 'disks', disks: p.disks },
       // the policy's mark: its retention looks only at the points it made (server/retention.ts)
-      tags: job.policyId ? [...p.tags.filter((t) => t !== policyTag(job.policyId!)), policyTag(job.policyId)] : p.tags,
+      tags: [
+        ...(job.policyId
+          ? [...userTags.filter((t) => t !== policyTag(job.policyId!)), policyTag(job.policyId)]
+          : userTags),
+        runTag,
+      ],
+      adoptTag: runTag,
       verifyCbt: false,
       ...this.signalOverrides(job.policyId),
     };
