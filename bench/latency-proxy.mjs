@@ -3,7 +3,9 @@
 // and holds every piece of data DELAY_MS in each direction (so a request/response round trip costs 2 x DELAY_MS more,
 // and a new connection's handshake too). Bandwidth is not limited. Prints {"port": N} on stdout once listening, writes
 // its pid to PIDFILE when given, and runs until SIGTERM. For benchmarks only (bench/azure-throughput.sh).
-import { writeFileSync } from 'node:fs';
+// TRACE_FILE=path: appends one line per HTTP request and response seen (ms since start, connection, request line or
+// status), to see how many requests a client keeps in flight and where it waits (a diagnostic, not exact parsing).
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 
 const target = Number(process.argv[2]);
@@ -36,9 +38,22 @@ function pipeDelayed(from, to) {
   });
 }
 
+const traceFile = process.env.TRACE_FILE;
+const t0 = performance.now();
+let conns = 0;
+const trace = (conn, dir, buf) => {
+  if (!traceFile) return;
+  const head = buf.subarray(0, 200).toString('latin1');
+  const m = dir === '>' ? /^(GET|PUT|HEAD|POST|DELETE) (\S+)/.exec(head) : /^HTTP\/1\.1 (\d+)/.exec(head);
+  if (m) appendFileSync(traceFile, `${(performance.now() - t0).toFixed(1)} ${conn} ${dir} ${m.slice(1).join(' ')}\n`);
+};
+
 const server = createServer((client) => {
+  const conn = ++conns;
+  client.on('data', (b) => trace(conn, '>', b));
   client.setNoDelay(true);
   const upstream = connect({ host: '127.0.0.1', port: target });
+  upstream.on('data', (b) => trace(conn, '<', b));
   upstream.setNoDelay(true);
   const close = () => {
     client.destroy();
