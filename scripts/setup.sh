@@ -41,7 +41,7 @@ fi
 # in modules/ORDER. Nothing else leaves the machine.
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 KDIR="$ROOT/.tools/boot-kernel"
-KMODS=(kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio_pci_legacy_dev.ko
+KMODS=(kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_pci_legacy_dev.ko
   kernel/drivers/virtio/virtio_pci_modern_dev.ko kernel/drivers/virtio/virtio_pci.ko kernel/drivers/char/virtio_console.ko
   kernel/drivers/net/ethernet/intel/e1000/e1000.ko)
 if [ ! -s "$KDIR/vmlinuz" ] || [ ! -s "$KDIR/modules/ORDER" ]; then
