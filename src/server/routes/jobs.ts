@@ -7,7 +7,7 @@ import { JOB_STATES, jobState, jobView } from '../jobs/job-state.js';
 import type { JobEvent, JobQueue } from '../jobs/queue.js';
 import { checkRestoreTarget } from '../jobs/restore-target.js';
 import { pathLike } from '../validation.js';
-import { resolvePolicyVms } from '../policy.js';
+import { BootCheckSpecSchema, resolvePolicyVms } from '../policy.js';
 import { findPolicy, type ApiContext } from './context.js';
 import { JobIdParam, page, Pagination, type Routes } from './kit.js';
 
@@ -86,13 +86,11 @@ const StartJob = z.discriminatedUnion('kind', [
     repository: z.string().min(1).max(64),
     pointId: z.string().regex(/^[0-9a-f]{32}$/),
     files: z.boolean().default(false),
-    /** also boot the point in QEMU (`coffer check --boot`): success = `marker` on the serial console */
-    boot: z
-      .strictObject({
-        marker: z.string().min(1).max(256).default('login:'),
-        timeoutSeconds: z.number().int().min(1).max(86_400).default(300),
-      })
-      .optional(),
+    /**
+     * also boot the point in QEMU (`coffer check --boot`): success = `marker` on the serial console, or the guest
+     * agent's answer (`agent`); optionally a boot script from the server's bootScriptsDir, forwarded guest ports
+     */
+    boot: BootCheckSpecSchema.optional(),
   }),
 ]);
 
