@@ -127,7 +127,7 @@ export const BootCheckSpecSchema = z.strictObject({
   /** a boot script: the name of an executable in the server's bootScriptsDir, run after the success signal */
   script: z
     .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'must be a file name in the server\'s bootScriptsDir (no path)')
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, "must be a file name in the server's bootScriptsDir (no path)")
     .optional(),
   scriptTimeoutSeconds: z.number().int().min(1).max(86_400).optional(),
 });

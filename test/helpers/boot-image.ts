@@ -31,7 +31,11 @@ function run(cmd: string, args: string[], opts: { input?: string | Buffer; cwd?:
 
 /** The shared libraries of a binary (ldd), the dynamic loader included. */
 function sharedLibraries(bin: string): string[] {
-  return [...run('ldd', [bin]).toString().matchAll(/(\/\S+) \(0x/g)].map((m) => m[1]!);
+  return [
+    ...run('ldd', [bin])
+      .toString()
+      .matchAll(/(\/\S+) \(0x/g),
+  ].map((m) => m[1]!);
 }
 
 /**

@@ -181,7 +181,9 @@ export function bootLine(b: BootCheck): string {
   const accel = b.accel ? b.accel.toUpperCase() : 'not started';
   const how = `${b.firmware.toUpperCase()}, ${accel}, ${b.memoryMB} MiB, ${b.cpus} vCPU`;
   const seen = b.signal === 'agent' ? 'the guest agent answered' : `"${b.marker}" on the serial console`;
-  const script = b.script ? `; boot script ${b.script.path.split('/').at(-1)} passed in ${secs(b.script.elapsedMs)}` : '';
+  const script = b.script
+    ? `; boot script ${b.script.path.split('/').at(-1)} passed in ${secs(b.script.elapsedMs)}`
+    : '';
   if (b.ok) return `boot: ok, ${seen} after ${secs(b.elapsedMs)}${script} (${how})`;
   return `boot: ${b.ok === null ? 'not booted' : 'FAILED'} (${how}): ${b.note ?? ''}`;
 }

@@ -16,7 +16,7 @@ function script(name: string, body: string, mode = 0o755): string {
 }
 const usage = (re: RegExp) => (e: unknown) => e instanceof CofferError && e.code === 'USAGE' && re.test(e.message);
 
-test('requireBootScript: missing, a directory, not executable are USAGE; an executable file its absolute path', async () => {
+test('requireBootScript: missing, a directory, not executable are USAGE; else the absolute path', async () => {
   await assert.rejects(requireBootScript(join(dir, 'none')), usage(/no such file/));
   await assert.rejects(requireBootScript(dir), usage(/not a regular file/));
   await assert.rejects(requireBootScript(script('plain.sh', 'exit 0\n', 0o644)), usage(/not executable/));
@@ -25,12 +25,20 @@ test('requireBootScript: missing, a directory, not executable are USAGE; an exec
 });
 
 test('runBootScript: the environment given, exit 0 passes, another code fails with the end of the output', async () => {
-  const ok = await runBootScript(script('env.sh', 'echo "log=$COFFER_BOOT_SERIAL_LOG"\n'), {
-    COFFER_BOOT_SERIAL_LOG: '/x/serial.log',
-  }, { timeoutMs: 60_000, cwd: dir });
+  const ok = await runBootScript(
+    script('env.sh', 'echo "log=$COFFER_BOOT_SERIAL_LOG"\n'),
+    {
+      COFFER_BOOT_SERIAL_LOG: '/x/serial.log',
+    },
+    { timeoutMs: 60_000, cwd: dir },
+  );
   assert.equal(ok.ok, true);
   assert.equal(ok.output, 'log=/x/serial.log');
-  const bad = await runBootScript(script('bad.sh', 'echo one\necho two >&2\nexit 3\n'), {}, { timeoutMs: 60_000, cwd: dir });
+  const bad = await runBootScript(
+    script('bad.sh', 'echo one\necho two >&2\nexit 3\n'),
+    {},
+    { timeoutMs: 60_000, cwd: dir },
+  );
   assert.equal(bad.ok, false);
   assert.equal(bad.exitCode, 3);
   assert.equal(bad.output, 'one\ntwo');
@@ -38,10 +46,14 @@ test('runBootScript: the environment given, exit 0 passes, another code fails wi
 });
 
 test('runBootScript: killed with its process group at the time limit', async () => {
-  const r = await runBootScript(script('hang.sh', 'echo started\nsleep 600 &\nsleep 600\n'), {}, {
-    timeoutMs: 200,
-    cwd: dir,
-  });
+  const r = await runBootScript(
+    script('hang.sh', 'echo started\nsleep 600 &\nsleep 600\n'),
+    {},
+    {
+      timeoutMs: 200,
+      cwd: dir,
+    },
+  );
   assert.equal(r.ok, false);
   assert.equal(r.timedOut, true);
   assert.equal(r.signal, 'SIGKILL');

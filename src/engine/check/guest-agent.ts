@@ -32,7 +32,10 @@ export class AgentLineParser {
       if (nl > GUEST_AGENT_LIMITS.maxLineBytes) throw tooLong();
       const line = this.buf.subarray(0, nl);
       this.buf = this.buf.subarray(nl + 1);
-      const text = line.toString('utf8').replace(/\uFFFD/g, '').trim();
+      const text = line
+        .toString('utf8')
+        .replace(/\uFFFD/g, '')
+        .trim();
       if (text === '') continue;
       try {
         out.push(JSON.parse(text));

@@ -21,7 +21,7 @@ test('a check job with boot params describes a src/jobs check with boot (marker,
   assert.equal('boot' in files, false);
 });
 
-test('a check job with the agent, forwards and a script: the script is a file of the server bootScriptsDir', async () => {
+test('a check job with the agent, forwards and a script: the script is in bootScriptsDir', async () => {
   const params = {
     pointId: 'd'.repeat(32),
     boot: {
