@@ -544,6 +544,13 @@ describe('web console in headless Chromium', {
     assert.equal(after.status.check.boot.ended, 'not-run');
     assert.match(after.status.check.boot.note, /disk 0 has no BIOS boot sector/);
     assert.equal(after.status.check.boot.script, null);
+    // this server has no bootScriptsDir: a check naming a boot script is refused before it is queued
+    const noScripts = await api(server.url, 'POST', '/api/v1/jobs', {
+      token: admin,
+      body: { kind: 'check', repository: 'main', pointId: point.id, boot: { script: 'smoke.sh' } },
+    });
+    assert.equal(noScripts.status, 400, noScripts.text);
+    assert.match(noScripts.body.error.message, /no bootScriptsDir/);
     await page.goto(`${server.url}/#/restore-points?vm=web01`);
     const row = `#points-table tr[data-point="${point.id}"]`;
     await page.waitForSelector(`${row} .boot`);

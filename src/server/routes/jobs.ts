@@ -273,6 +273,11 @@ async function startJob(
     return [job];
   }
   if (body.kind === 'check') {
+    if (body.boot?.script !== undefined && !config.bootScriptsDir)
+      throw new CofferError(
+        'USAGE',
+        `boot script ${body.boot.script}: this server has no bootScriptsDir in its config, so it runs no boot scripts`,
+      );
     const vm = catalog.restorePoints.vmOf(body.repository, body.pointId);
     if (vm === undefined)
       throw new CofferError('NOT_FOUND', `no restore point ${body.pointId} in repository ${body.repository}`);
