@@ -36,6 +36,7 @@ const NODE24_SKIP = [
   'test/ransomware-signals.test.js',
   // boots Debian's kernel in QEMU (TCG in CI: ~15-25 s a boot, ~1 min the file)
   'test/check-boot.test.js',
+  'test/check-boot-agent.test.js',
   'test/cli-bad-input.test.js',
   'test/vmdk-hostile.test.js',
   'test/crash-kill9.test.js',

@@ -18,8 +18,9 @@ done
 # qemu-storage-daemon (a live-VM stand-in for dirty-bitmap tests) without the 129 recommended packages;
 # chromium (headless, for the web console's end-to-end tests through playwright-core);
 # qemu-system-x86 (coffer check --boot; ~60 MB with seabios, ipxe-qemu, qemu-system-data) and what the boot test's
-# image is made of: syslinux (mtools installer) + syslinux-common (mbr.bin, ldlinux), busybox-static, cpio
-NORECS=(qemu-system-common chromium qemu-system-x86 syslinux syslinux-common busybox-static cpio)
+# image is made of: syslinux (mtools installer) + syslinux-common (mbr.bin, ldlinux), busybox-static, cpio;
+# qemu-guest-agent: its qemu-ga (with its libraries, ldd) goes into the test image's initramfs (--boot-agent)
+NORECS=(qemu-system-common chromium qemu-system-x86 syslinux syslinux-common busybox-static cpio qemu-guest-agent)
 missing_norecs=()
 for p in "${NORECS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing_norecs+=("$p")
@@ -34,18 +35,29 @@ else
 fi
 
 # A Debian kernel for the boot check's test image (test/check-boot.test.ts): the linux-image package is downloaded with
-# apt (not installed) into .tools/boot-kernel and only its vmlinuz is extracted. Nothing else leaves the machine.
+# apt (not installed) into .tools/boot-kernel; its vmlinuz is extracted, and into modules/ the modules the test guest
+# loads with insmod (Debian builds them as modules, CONFIG_VIRTIO_CONSOLE=m): virtio's PCI transport and
+# virtio_console (the guest agent's virtio-serial port, --boot-agent), e1000 (the NIC of --boot-forward), in load order
+# in modules/ORDER. Nothing else leaves the machine.
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 KDIR="$ROOT/.tools/boot-kernel"
-if [ ! -s "$KDIR/vmlinuz" ]; then
+KMODS=(kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_pci_legacy_dev.ko
+  kernel/drivers/virtio/virtio_pci_modern_dev.ko kernel/drivers/virtio/virtio_pci.ko kernel/drivers/char/virtio_console.ko
+  kernel/drivers/net/ethernet/intel/e1000/e1000.ko)
+if [ ! -s "$KDIR/vmlinuz" ] || [ ! -s "$KDIR/modules/ORDER" ]; then
   kernel_pkg() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
   KPKG="$(kernel_pkg)"
   if [ -z "$KPKG" ]; then $SUDO apt-get -o DPkg::Lock::Timeout=900 update -qq; KPKG="$(kernel_pkg)"; fi
-  echo "setup: extracting vmlinuz of $KPKG into .tools/boot-kernel"
-  rm -rf "$KDIR" && mkdir -p "$KDIR/deb"
+  echo "setup: extracting vmlinuz and the virtio/e1000 modules of $KPKG into .tools/boot-kernel"
+  rm -rf "$KDIR" && mkdir -p "$KDIR/deb" "$KDIR/x" "$KDIR/modules"
   (cd "$KDIR/deb" && apt-get download -q "$KPKG" >/dev/null)
-  dpkg-deb --fsys-tarfile "$KDIR"/deb/*.deb | tar -x -C "$KDIR" --wildcards './boot/vmlinuz-*'
-  mv "$KDIR"/boot/vmlinuz-* "$KDIR/vmlinuz.tmp" && rm -rf "$KDIR/boot" "$KDIR/deb" && mv "$KDIR/vmlinuz.tmp" "$KDIR/vmlinuz"
+  dpkg-deb --fsys-tarfile "$KDIR"/deb/*.deb | tar -x -C "$KDIR/x" --wildcards './boot/vmlinuz-*' \
+    "${KMODS[@]/#/./lib/modules/*/}"
+  for m in "${KMODS[@]}"; do
+    cp "$KDIR"/x/lib/modules/*/"$m" "$KDIR/modules/" && basename "$m" >>"$KDIR/modules/ORDER.tmp"
+  done
+  mv "$KDIR/modules/ORDER.tmp" "$KDIR/modules/ORDER"
+  mv "$KDIR"/x/boot/vmlinuz-* "$KDIR/vmlinuz" && rm -rf "$KDIR/x" "$KDIR/deb"
   echo "$KPKG" >"$KDIR/PACKAGE"
 else
   echo "setup: boot-check kernel present ($(cat "$KDIR/PACKAGE" 2>/dev/null))"

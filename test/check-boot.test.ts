@@ -1,70 +1,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, openSync, writeFileSync, writeSync, closeSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, openSync, writeSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { COFFER_BIN, coffer, cofferAsync, json, tempDir } from './helpers/cli.js';
-
-const ROOT = resolve(COFFER_BIN, '../../..');
-/** vmlinuz of Debian's linux-image package, extracted (not installed) by scripts/setup.sh */
-const KERNEL = join(ROOT, '.tools/boot-kernel/vmlinuz');
-const MBR_BIN = '/usr/lib/syslinux/mbr/mbr.bin';
-const BUSYBOX = '/bin/busybox';
-const MARKER = 'COFFER-BOOT-OK';
-const qemuMissing =
-  spawnSync('qemu-system-x86_64', ['-version'], { stdio: 'ignore' }).status === 0
-    ? false
-    : 'qemu-system-x86_64 is not installed (scripts/setup.sh installs qemu-system-x86)';
+import { KERNEL, MARKER, makeBootImage, qemuMissing } from './helpers/boot-image.js';
+import { coffer, cofferAsync, json, tempDir } from './helpers/cli.js';
 
 function run(cmd: string, args: string[], opts: { input?: string; cwd?: string } = {}): Buffer {
   return execFileSync(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], maxBuffer: 64 * 2 ** 20, ...opts });
-}
-
-/**
- * A small BIOS-bootable disk image, built without mounting anything (no loop devices): an MBR (syslinux's mbr.bin)
- * with one active FAT partition at 1 MiB; the FAT made in a separate file (mkfs.fat -h 2048: its hidden sectors say
- * where it starts), syslinux installed into it by the mtools installer, Debian's kernel and a busybox initramfs
- * copied with mcopy, then the FAT written into the disk at its offset. The initramfs's /init prints MARKER on the
- * serial port and powers off. `kernel: false` leaves the kernel out (syslinux then waits at its prompt).
- */
-function makeBootImage(dir: string, name: string, o: { kernel: boolean }): string {
-  const work = join(dir, `${name}.build`);
-  const root = join(work, 'root');
-  for (const d of ['bin', 'dev', 'proc', 'sys']) mkdirSync(join(root, d), { recursive: true });
-  copyFileSync(BUSYBOX, join(root, 'bin/busybox'));
-  writeFileSync(
-    join(root, 'init'),
-    '#!/bin/busybox sh\n/bin/busybox mount -t devtmpfs dev /dev\n' +
-      `/bin/busybox echo ${MARKER} > /dev/ttyS0\n/bin/busybox poweroff -f\n`,
-  );
-  chmodSync(join(root, 'init'), 0o755);
-  const list = run('find', ['.'], { cwd: root }).toString();
-  writeFileSync(
-    join(work, 'initrd.img'),
-    run('cpio', ['-o', '-H', 'newc', '--quiet', '-R', '0:0'], { input: list, cwd: root }),
-  );
-  writeFileSync(
-    join(work, 'syslinux.cfg'),
-    'SERIAL 0 115200\nPROMPT 0\nTIMEOUT 1\nDEFAULT linux\nLABEL linux\n  KERNEL vmlinuz\n  INITRD initrd.img\n' +
-      '  APPEND console=ttyS0 quiet panic=-1\n',
-  );
-  const fat = join(work, 'fat.img');
-  const fatBytes = 20 * 2 ** 20;
-  closeSync(openSync(fat, 'w'));
-  run('truncate', ['-s', String(fatBytes), fat]);
-  run('mkfs.fat', ['-h', '2048', '-n', 'COFFERBOOT', fat]);
-  run('syslinux', ['--install', fat]);
-  if (o.kernel) run('mcopy', ['-i', fat, KERNEL, '::vmlinuz']);
-  run('mcopy', ['-i', fat, join(work, 'initrd.img'), '::initrd.img']);
-  run('mcopy', ['-i', fat, join(work, 'syslinux.cfg'), '::syslinux.cfg']);
-  const disk = join(dir, `${name}.raw`);
-  closeSync(openSync(disk, 'w'));
-  run('truncate', ['-s', String(fatBytes + 2 * 2 ** 20), disk]);
-  run('sfdisk', ['-q', disk], { input: 'start=2048, type=c, bootable\n' });
-  run('dd', [`if=${MBR_BIN}`, `of=${disk}`, 'bs=440', 'count=1', 'conv=notrunc', 'status=none']);
-  run('dd', [`if=${fat}`, `of=${disk}`, 'bs=1M', 'seek=1', 'conv=notrunc', 'status=none']);
-  return disk;
 }
 
 /**
@@ -118,7 +62,8 @@ describe('coffer check --boot (QEMU)', { skip: qemuMissing }, () => {
     assert.equal(r.code, 0, r.stdout + r.stderr);
     const rec = json(r);
     assert.equal(rec.ok, true);
-    assert.equal(rec.boot.version, 1);
+    assert.equal(rec.boot.version, 2);
+    assert.equal(rec.boot.signal, 'marker');
     assert.equal(rec.boot.ok, true);
     assert.equal(rec.boot.ended, 'marker');
     assert.equal(rec.boot.firmware, 'bios');

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -6,7 +7,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
 import { makeDisk } from './helpers/disks.js';
 import { MiB, mkExt, partitionDisk, partitionsOf } from './helpers/fs-images.js';
-import { api, makeToken, startServer, until, type RunningServer } from './helpers/coffer-server.js';
+import { api, makeToken, startServer, until, waitJob, type RunningServer } from './helpers/coffer-server.js';
 
 // The web console (web/src, Preact, built into web/dist by `npm run build`) against a real server with a real
 // repository, in headless Chromium: every page renders real data, a restore through the wizard, a policy through the
@@ -513,5 +514,49 @@ describe('web console in headless Chromium', {
       consoleErrors.filter((e) => !/401|status of 404/.test(e)),
       [],
     );
+  });
+
+  it('shows the boot part of a check in the restore point row: outcome and why (issue 18)', {
+    skip:
+      spawnSync('qemu-system-x86_64', ['-version'], { stdio: 'ignore' }).status === 0
+        ? false
+        : 'qemu-system-x86_64 is not installed (scripts/setup.sh installs qemu-system-x86)',
+  }, async () => {
+    // last in this file: the failed check makes web01's point "failed" and adds a failed job
+    await page.setViewportSize({ width: 1280, height: 900 });
+    const listed = await api(server.url, 'GET', '/api/v1/restore-points?vm=web01', { token: admin });
+    const point = listed.body.items[0];
+    // disk 0 of web01 is pseudo-random data: no boot sector, so the boot fails before QEMU starts (no TCG wait)
+    const j = await api(server.url, 'POST', '/api/v1/jobs', {
+      token: admin,
+      body: { kind: 'check', repository: 'main', pointId: point.id, boot: { marker: 'login:', timeoutSeconds: 30 } },
+    });
+    assert.equal(j.status, 202, j.text);
+    const job = await waitJob(server.url, admin, j.body.items[0].id, 120_000);
+    assert.equal(job.status, 'failed', JSON.stringify(job.logs));
+    const after = (await api(server.url, 'GET', '/api/v1/restore-points?vm=web01', { token: admin })).body.items.find(
+      (p: any) => p.id === point.id,
+    );
+    // the catalog carries the boot part of the check, not only ok/failed
+    assert.equal(after.status.check.ok, false);
+    assert.equal(after.status.check.boot.ok, false);
+    assert.equal(after.status.check.boot.signal, 'marker');
+    assert.equal(after.status.check.boot.ended, 'not-run');
+    assert.match(after.status.check.boot.note, /disk 0 has no BIOS boot sector/);
+    assert.equal(after.status.check.boot.script, null);
+    // this server has no bootScriptsDir: a check naming a boot script is refused before it is queued
+    const noScripts = await api(server.url, 'POST', '/api/v1/jobs', {
+      token: admin,
+      body: { kind: 'check', repository: 'main', pointId: point.id, boot: { script: 'smoke.sh' } },
+    });
+    assert.equal(noScripts.status, 400, noScripts.text);
+    assert.match(noScripts.body.error.message, /no bootScriptsDir/);
+    await page.goto(`${server.url}/#/restore-points?vm=web01`);
+    const row = `#points-table tr[data-point="${point.id}"]`;
+    await page.waitForSelector(`${row} .boot`);
+    assert.equal(await page.getAttribute(`${row} .boot`, 'data-boot'), 'failed');
+    assert.match((await page.textContent(`${row} .boot`)) ?? '', /boot failed.*disk 0 has no BIOS boot sector/s);
+    assert.match((await page.textContent(`${row} td.anomaly`)) ?? '', /check failed/);
+    await page.screenshot({ path: join(ARTIFACTS, '11-boot-check.png'), fullPage: true });
   });
 });

@@ -135,6 +135,11 @@ export const ServerConfigSchema = z.strictObject({
     .prefault({}),
   /** Restore jobs may only write below these directories (default: DATA/restores). */
   restoreDirs: z.array(z.string().min(1)).optional(),
+  /**
+   * boot scripts that policies and check jobs may name (`check.boot.script`: a file name in this directory; the
+   * same directory on the proxies that run check jobs); none: boot scripts are refused
+   */
+  bootScriptsDir: z.string().min(1).optional(),
   http: z
     .strictObject({
       bodyLimitBytes: z
@@ -273,6 +278,7 @@ export async function loadConfig(file: string | undefined, dataDir: string): Pro
     if (r.passwordFile) r.passwordFile = abs(r.passwordFile);
   }
   config.restoreDirs = (config.restoreDirs ?? [join(dataDir, 'restores')]).map(abs);
+  if (config.bootScriptsDir) config.bootScriptsDir = abs(config.bootScriptsDir);
   return config;
 }
 

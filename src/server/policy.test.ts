@@ -185,4 +185,16 @@ test('policy signals: thresholds over the defaults; holds and the indicators job
   });
   assert.throws(() => PolicySpecSchema.parse({ ...base, check: { boot: { marker: '' } } }));
   assert.throws(() => PolicySpecSchema.parse({ ...base, check: { boot: { timeoutSeconds: 0 } } }));
+  // the guest agent as the success signal, forwarded ports, a boot script named in the server's bootScriptsDir
+  const boot = { agent: true, forward: [22], script: 'smoke-test.sh', scriptTimeoutSeconds: 60 };
+  assert.deepEqual(PolicySpecSchema.parse({ ...base, check: { boot } }).check?.boot, {
+    marker: 'login:',
+    timeoutSeconds: 300,
+    ...boot,
+  });
+  // a path is not a script name: who edits policies does not choose what runs on the server
+  for (const script of ['/bin/sh', '../x.sh', 'a/b', '.hidden', ''])
+    assert.throws(() => PolicySpecSchema.parse({ ...base, check: { boot: { script } } }), /bootScriptsDir|string/);
+  assert.throws(() => PolicySpecSchema.parse({ ...base, check: { boot: { forward: [0] } } }));
+  assert.throws(() => PolicySpecSchema.parse({ ...base, check: { boot: { forward: [] } } }));
 });

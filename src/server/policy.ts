@@ -112,6 +112,28 @@ export const SignalsPolicySchema = z
   });
 
 /**
+ * The boot part of a check (`coffer check --boot`, FORMAT.md §8.1 `boot`), in a policy's `check` and a check job's
+ * body: the success signal (the marker on the serial console, or `agent`: the QEMU guest agent answers), forwarded
+ * guest ports and a boot script. The script is a file name in the server's `bootScriptsDir` (config), never a path:
+ * who may change policies or start jobs must not choose what runs on the server.
+ */
+export const BootCheckSpecSchema = z.strictObject({
+  marker: z.string().min(1).max(256).default('login:'),
+  timeoutSeconds: z.number().int().min(1).max(86_400).default(300),
+  /** success = the QEMU guest agent (qemu-ga in the guest) answers guest-sync and guest-ping, instead of the marker */
+  agent: z.boolean().optional(),
+  /** guest TCP ports forwarded from 127.0.0.1 for the script (restricted user networking); none: no network */
+  forward: z.array(z.number().int().min(1).max(65535)).min(1).max(16).optional(),
+  /** a boot script: the name of an executable in the server's bootScriptsDir, run after the success signal */
+  script: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, "must be a file name in the server's bootScriptsDir (no path)")
+    .optional(),
+  scriptTimeoutSeconds: z.number().int().min(1).max(86_400).optional(),
+});
+export type BootCheckSpec = z.infer<typeof BootCheckSpecSchema>;
+
+/**
  * Recoverability checks of a policy's points (DESIGN.md §Recoverability checks): a `check` job is queued after a
  * backup when the VM has at least `everyPoints` restore points since its last checked one (1: after every backup).
  */
@@ -125,12 +147,7 @@ export const CheckPolicySchema = z.strictObject({
     .max(24 * 60)
     .default(10),
   /** also boot each checked point in QEMU (no network, -snapshot); passes when `marker` is on the serial console */
-  boot: z
-    .strictObject({
-      marker: z.string().min(1).max(256).default('login:'),
-      timeoutSeconds: z.number().int().min(1).max(86_400).default(300),
-    })
-    .optional(),
+  boot: z.lazy(() => BootCheckSpecSchema).optional(),
 });
 
 export const PolicySpecSchema = z.strictObject({

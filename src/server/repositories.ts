@@ -1,4 +1,4 @@
-import { pointState, type CodecPool } from '../engine/index.js';
+import { bootSummary, pointState, type BootSummary, type CodecPool } from '../engine/index.js';
 import { Repository } from '../repository/index.js';
 import { CofferError, asCofferError, type Logger } from '../shared/index.js';
 import type { Catalog } from './catalog/index.js';
@@ -31,6 +31,8 @@ export class RepositoryManager {
   private readonly syncing = new Map<string, Promise<void>>();
   /** one codec pool per repository for file browsing and downloads (requests share it; jobs have their own) */
   private readonly browsePools = new Map<string, CodecPool>();
+  /** the boot part of each point's newest check record, by "repository/point" and that record's time (read once) */
+  private readonly boots = new Map<string, { time: string; boot: BootSummary | null }>();
 
   constructor(
     private readonly catalog: Pick<Catalog, 'restorePoints' | 'repoStats'>,
@@ -116,8 +118,11 @@ export class RepositoryManager {
     for (const p of points) {
       verified.set(p.id, await repo.lastVerification(p.id).catch(() => undefined));
       checked.set(p.id, await repo.lastCheck(p.id).catch(() => undefined));
+      await this.readBoot(name, repo, p.id, checked.get(p.id));
       indicated.set(p.id, await repo.lastIndicators(p.id).catch(() => undefined));
     }
+    const ids = new Set(points.map((p) => `${name}/${p.id}`));
+    for (const k of this.boots.keys()) if (k.startsWith(`${name}/`) && !ids.has(k)) this.boots.delete(k);
     // active holds per point (a suspicious point's incident holds show in the API and the console)
     const holds = new Map<string, { until?: string; reason?: string }[]>();
     for (const h of await repo.listHolds(undefined, { signal: this.deps.signal }).catch(() => [])) {
@@ -149,10 +154,13 @@ export class RepositoryManager {
         bytesRead: p.stats.bytesRead,
         bytesStored: p.stats.bytesStored,
         verification: verified.get(p.id) ?? null,
-        status: pointState(p, verified.get(p.id), checked.get(p.id), {
-          indicators: indicated.get(p.id),
-          holds: holds.get(p.id) ?? [],
-        }),
+        status: withBoot(
+          pointState(p, verified.get(p.id), checked.get(p.id), {
+            indicators: indicated.get(p.id),
+            holds: holds.get(p.id) ?? [],
+          }),
+          this.boots.get(`${name}/${p.id}`)?.boot ?? null,
+        ),
       })),
     );
     this.catalog.repoStats.record(name, {
@@ -163,6 +171,26 @@ export class RepositoryManager {
       points: points.length,
       updatedAt: now,
     });
+  }
+
+  /**
+   * The boot summary of a point's newest check record (FORMAT.md §8.1 `boot`), kept with that record's time: the
+   * record is read again only when a newer check was recorded. Unreadable: none (records describe).
+   */
+  private async readBoot(
+    name: string,
+    repo: Repository,
+    pointId: string,
+    check: { time: string; ok: boolean } | undefined,
+  ): Promise<void> {
+    const key = `${name}/${pointId}`;
+    if (!check) {
+      this.boots.delete(key);
+      return;
+    }
+    if (this.boots.get(key)?.time === check.time) return;
+    const rec = (await repo.lastCheckRecord(pointId).catch(() => undefined)) as { boot?: unknown } | undefined;
+    this.boots.set(key, { time: check.time, boot: bootSummary(rec?.boot) });
   }
 
   stats(): RepoStats[] {
@@ -182,4 +210,9 @@ export class RepositoryManager {
       };
     });
   }
+}
+
+/** A point's status with the boot part of its check (`status.check.boot`, null: the check did not boot). */
+function withBoot<S extends { check: { time: string; ok: boolean } | null }>(status: S, boot: BootSummary | null): S {
+  return status.check ? { ...status, check: { ...status.check, boot } } : status;
 }

@@ -68,7 +68,7 @@ export function buildServices(
     new RestoreVmJob((name) => vcenterUrl(config, name)),
     new VerifyJob(),
     new PruneJob(),
-    new CheckJob(),
+    new CheckJob({ bootScriptsDir: config.bootScriptsDir }),
   ];
   const limits = {
     total: config.limits.total,

@@ -53,6 +53,7 @@ export const ERROR_CODES = {
   NOT_AVAILABLE: 'the feature is not available in this build',
   CHECK_FAILED: 'a recoverability check of a restore point failed (a filesystem check found errors)',
   QEMU_MISSING: 'a boot check needs qemu-system-x86_64, which is not installed or does not start',
+  GUEST_AGENT_PROTOCOL: 'the QEMU guest agent of a boot check answered with something that is not its protocol',
   INDICATORS_FOUND: 'file-level ransomware indicators were found in a restore point (notes, renames, encrypted files)',
   INTERNAL: 'an internal error (a bug): please report it',
   CATALOG_UNAVAILABLE: "the server's PostgreSQL catalog cannot be reached, refused the login or lost the connection",

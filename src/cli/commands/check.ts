@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import {
   BOOT_DEFAULTS,
   checkFileIndicators,
+  requireBootScript,
   checkRestorePoint,
   resolvePointRef,
   type BootCheck,
@@ -21,6 +22,10 @@ type CheckOpts = CommonOpts & {
   bootMarker: string;
   bootTimeout: string;
   bootMemory?: string;
+  bootAgent?: boolean;
+  bootScript?: string;
+  bootScriptTimeout: string;
+  bootForward?: string;
 };
 
 /** `coffer check`: is a restore point recoverable? Read-only filesystem checks over NBD, recorded with the point. */
@@ -60,6 +65,27 @@ export function checkCommand(program: Command, kit: CommandKit): void {
     )
     .option('--boot-timeout <seconds>', 'with --boot: time limit of the boot', String(BOOT_DEFAULTS.timeoutMs / 1000))
     .option('--boot-memory <MiB>', "with --boot: memory of the boot VM (default the stored VM's, at most 4096)")
+    .option(
+      '--boot-agent',
+      'with --boot: passes when the QEMU guest agent (qemu-ga in the guest) answers guest-sync and guest-ping, ' +
+        'instead of the marker (a virtio-serial port org.qemu.guest_agent.0)',
+    )
+    .option(
+      '--boot-script <path>',
+      'with --boot: after the success signal, run this executable on the host while the VM keeps running; exit 0 ' +
+        'passes (COFFER_BOOT_SERIAL_LOG, COFFER_BOOT_QMP_SOCKET, COFFER_BOOT_AGENT_SOCKET, COFFER_BOOT_PORT_<guest ' +
+        'port> in its environment)',
+    )
+    .option(
+      '--boot-script-timeout <seconds>',
+      'with --boot-script: its time limit (then killed)',
+      String(BOOT_DEFAULTS.scriptTimeoutMs / 1000),
+    )
+    .option(
+      '--boot-forward <ports>',
+      'with --boot: guest TCP ports (comma-separated) forwarded from free 127.0.0.1 ports; user networking with ' +
+        'restrict=on (the guest reaches nothing); default no network',
+    )
     .action(async (ref: string, o: CheckOpts) => {
       const logger = kit.logger(o);
       const timeoutMs = parseInteger(o.timeout, '--timeout') * 1000;
@@ -69,6 +95,13 @@ export function checkCommand(program: Command, kit: CommandKit): void {
         throw new CofferError('USAGE', '--boot and --files are separate checks: run them one by one');
       if (bootTimeoutMs <= 0) throw new CofferError('USAGE', '--boot-timeout must be at least 1 second');
       if (o.boot && o.bootMarker.length === 0) throw new CofferError('USAGE', '--boot-marker must not be empty');
+      const bootScriptTimeoutMs = parseInteger(o.bootScriptTimeout, '--boot-script-timeout') * 1000;
+      if (bootScriptTimeoutMs <= 0) throw new CofferError('USAGE', '--boot-script-timeout must be at least 1 second');
+      if (!o.boot && (o.bootAgent || o.bootScript !== undefined || o.bootForward !== undefined))
+        throw new CofferError('USAGE', '--boot-agent, --boot-script and --boot-forward go with --boot');
+      const forwards = o.bootForward !== undefined ? parseForwards(o.bootForward) : undefined;
+      // before anything starts: a typo must not cost a boot
+      const bootScript = o.bootScript !== undefined ? await requireBootScript(o.bootScript) : undefined;
       const repo = await kit.openRepo(o, logger, true);
       const pointId = await resolvePointRef(repo, ref);
       if (o.against !== undefined && !o.files) throw new CofferError('USAGE', '--against goes with --files');
@@ -107,6 +140,9 @@ export function checkCommand(program: Command, kit: CommandKit): void {
                 marker: o.bootMarker,
                 timeoutMs: bootTimeoutMs,
                 ...(bootMemoryMB !== undefined ? { memoryMB: bootMemoryMB } : {}),
+                ...(o.bootAgent ? { agent: true } : {}),
+                ...(bootScript ? { script: bootScript, scriptTimeoutMs: bootScriptTimeoutMs } : {}),
+                ...(forwards ? { forwards } : {}),
               },
             }
           : {}),
@@ -125,6 +161,8 @@ export function checkCommand(program: Command, kit: CommandKit): void {
       else {
         if (record.boot) {
           kit.write(`${bootLine(record.boot)}\n`);
+          if (record.boot.script?.output && !record.boot.script.ok)
+            kit.write(`boot script output (last lines):\n${record.boot.script.output.replace(/^/gm, '  ')}\n`);
           if (record.boot.ok !== true && record.boot.console)
             kit.write(`serial console (last lines):\n${record.boot.console.replace(/^/gm, '  ')}\n`);
         }
@@ -139,11 +177,28 @@ export function checkCommand(program: Command, kit: CommandKit): void {
 
 /** One line on a boot check: outcome, how, how long. */
 export function bootLine(b: BootCheck): string {
-  const secs = `${Math.round(b.elapsedMs / 100) / 10} s`;
+  const secs = (ms: number) => `${Math.round(ms / 100) / 10} s`;
   const accel = b.accel ? b.accel.toUpperCase() : 'not started';
   const how = `${b.firmware.toUpperCase()}, ${accel}, ${b.memoryMB} MiB, ${b.cpus} vCPU`;
-  if (b.ok) return `boot: ok, "${b.marker}" on the serial console after ${secs} (${how})`;
+  const seen = b.signal === 'agent' ? 'the guest agent answered' : `"${b.marker}" on the serial console`;
+  const script = b.script
+    ? `; boot script ${b.script.path.split('/').at(-1)} passed in ${secs(b.script.elapsedMs)}`
+    : '';
+  if (b.ok) return `boot: ok, ${seen} after ${secs(b.elapsedMs)}${script} (${how})`;
   return `boot: ${b.ok === null ? 'not booted' : 'FAILED'} (${how}): ${b.note ?? ''}`;
+}
+
+/** `--boot-forward 22,80`: distinct TCP ports 1-65535, at most 16. */
+export function parseForwards(s: string): number[] {
+  const ports = s.split(',').map((p) => p.trim());
+  const out: number[] = [];
+  for (const p of ports) {
+    const n = /^[0-9]{1,5}$/.test(p) ? Number(p) : Number.NaN;
+    if (!(n >= 1 && n <= 65535)) throw new CofferError('USAGE', `--boot-forward: "${p}" is not a TCP port (1-65535)`);
+    if (!out.includes(n)) out.push(n);
+  }
+  if (out.length > 16) throw new CofferError('USAGE', '--boot-forward: at most 16 ports');
+  return out;
 }
 
 /** Runs the alert command with the record on stdin; its failure is logged, never fatal. */

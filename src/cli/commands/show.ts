@@ -35,8 +35,18 @@ export function showCommand(program: Command, kit: CommandKit): void {
       if (boot) {
         const accel = boot.accel ? `, ${boot.accel.toUpperCase()}` : '';
         const how = `after ${Math.round(boot.elapsedMs / 100) / 10} s${accel}`;
-        const what = boot.ok ? `ok ("${boot.marker}" seen ${how})` : `${boot.ok === null ? 'not booted' : 'FAILED'}`;
+        const seen = boot.signal === 'agent' ? 'guest agent answered' : `"${boot.marker}" seen`;
+        const what = boot.ok ? `ok (${seen} ${how})` : `${boot.ok === null ? 'not booted' : 'FAILED'}`;
         kit.write(`  booted    ${what}${boot.ok ? '' : `: ${boot.note ?? ''}`}\n`);
+        if (boot.script) {
+          const name = boot.script.path.split('/').at(-1);
+          const end = boot.script.timedOut
+            ? 'killed at its time limit'
+            : boot.script.signal
+              ? `ended by ${boot.script.signal}`
+              : `exit ${boot.script.exitCode}`;
+          kit.write(`  script    ${name}: ${boot.script.ok ? 'ok' : 'FAILED'} (${end})\n`);
+        }
       }
     });
 }

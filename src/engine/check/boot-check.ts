@@ -1,4 +1,6 @@
+import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Manifest } from '../../format/index.js';
@@ -8,11 +10,15 @@ import type { Repository } from '../../repository/index.js';
 import type { Op } from '../../shared/index.js';
 import type { CodecPool } from '../codec-pool.js';
 import { RestorePointDevice } from '../mount.js';
+import { describeScript, runBootScript, type BootScriptResult } from './boot-script.js';
 import { throwIfCancelled } from './fsck-tools.js';
 import { bootSize, consoleTail, findOvmf, requireQemu, runQemu } from './qemu-boot.js';
 
 /** Boot check defaults (the CLI's and the policy's). */
-export const BOOT_DEFAULTS = { marker: 'login:', timeoutMs: 300_000 } as const;
+export const BOOT_DEFAULTS = { marker: 'login:', timeoutMs: 300_000, scriptTimeoutMs: 300_000 } as const;
+
+/** The serial log file a boot script reads is cut here (a guest that floods its console cannot fill the disk). */
+export const SERIAL_LOG_MAX_BYTES = 16 * 2 ** 20;
 
 export interface BootCheckOptions extends Op {
   /** the text on the serial console that means "booted" (default `login:`) */
@@ -23,13 +29,26 @@ export interface BootCheckOptions extends Op {
   memoryMB?: number | undefined;
   /** the console as it arrives */
   onConsole?: ((text: string) => void) | undefined;
+  /** success = the QEMU guest agent answers guest-sync and guest-ping (instead of the marker) */
+  agent?: boolean | undefined;
+  /** an executable run on the host after the success signal, the VM still running (absolute path, checked) */
+  script?: string | undefined;
+  /** the script's time limit (default 300 s) */
+  scriptTimeoutMs?: number | undefined;
+  /** guest TCP ports forwarded from 127.0.0.1 (user networking, restrict=on); none: no network */
+  forwards?: number[] | undefined;
 }
 
-/** The boot part of a check record (FORMAT.md §8.1, `boot`, version 1). */
+/** The boot part of a check record (FORMAT.md §8.1, `boot`, version 2; version 1 had no signal/forwards/script). */
 export interface BootCheck {
-  version: 1;
-  /** true: the marker was seen; false: the guest did not boot to it; null: not booted here (`note` says why) */
+  version: 2;
+  /**
+   * true: the success signal came (and the script, if any, passed); false: the guest did not boot to it or the
+   * script failed; null: not booted here (`note` says why)
+   */
   ok: boolean | null;
+  /** the success signal waited for: the marker on the serial console, or the guest agent's answer */
+  signal: 'marker' | 'agent';
   marker: string;
   firmware: 'bios' | 'efi';
   accel: 'kvm' | 'tcg' | null;
@@ -37,12 +56,19 @@ export interface BootCheck {
   cpus: number;
   /** QEMU's version, null when it did not run */
   qemu: string | null;
-  /** time to the marker, or until it ended */
+  /** time to the success signal, or until it ended */
   elapsedMs: number;
   timeoutMs: number;
-  /** how it ended: marker, timeout, exit (QEMU exited: guest powered off, crashed, or QEMU failed), not-run */
-  ended: 'marker' | 'timeout' | 'exit' | 'not-run';
+  /**
+   * how the wait for the success signal ended: marker, agent (it answered), timeout, exit (QEMU exited: guest powered
+   * off, crashed, or QEMU failed), agent-error (its answer was not the protocol), not-run
+   */
+  ended: 'marker' | 'agent' | 'timeout' | 'exit' | 'agent-error' | 'not-run';
   exitCode: number | null;
+  /** forwarded guest ports (--boot-forward), with the host port used this time */
+  forwards?: { guestPort: number; hostPort: number }[];
+  /** the boot script, when one was given and the success signal came */
+  script?: BootScriptResult;
   /** why it failed or did not run, in words */
   note?: string;
   /** the last lines of the serial console (at most 40 lines, 4000 chars) */
@@ -70,7 +96,8 @@ export async function bootCheck(
   const cfg = manifest.vmConfig?.['kind'] === 'vsphere-vm' ? manifest.vmConfig : undefined;
   let firmware: 'bios' | 'efi' = cfg?.['firmware'] === 'efi' ? 'efi' : 'bios';
   const size = bootSize(cfg, { memoryMB: opts.memoryMB });
-  const base = { version: 1 as const, marker, qemu, timeoutMs, ...size };
+  const signal = opts.agent ? ('agent' as const) : ('marker' as const);
+  const base = { version: 2 as const, signal, marker, qemu, timeoutMs, ...size };
   const notRun = (note: string): BootCheck => ({
     ...base,
     firmware,
@@ -120,6 +147,13 @@ export async function bootCheck(
       sockets.push(socket);
     }
     throwIfCancelled(op);
+    const forwards = await freePorts(opts.forwards ?? []);
+    const agentSocket = opts.agent ? join(dir, 'qga.sock') : undefined;
+    const qmpSocket = opts.script ? join(dir, 'qmp.sock') : undefined;
+    const serialLog = join(dir, 'serial.log');
+    const log = opts.script ? createWriteStream(serialLog) : undefined;
+    let logged = 0;
+    let script: BootScriptResult | undefined;
     const run = await runQemu({
       sockets,
       workDir: dir,
@@ -127,29 +161,70 @@ export async function bootCheck(
       ...size,
       marker,
       timeoutMs,
+      until: signal,
+      ...(agentSocket ? { agentSocket } : {}),
+      ...(qmpSocket ? { qmpSocket } : {}),
+      ...(forwards.length ? { forwards } : {}),
       signal: opts.signal,
-      ...(opts.onConsole ? { onConsole: opts.onConsole } : {}),
+      onConsole: (text) => {
+        if (log && logged < SERIAL_LOG_MAX_BYTES) {
+          const b = Buffer.from(text, 'utf8').subarray(0, SERIAL_LOG_MAX_BYTES - logged);
+          logged += b.length;
+          log.write(b);
+        }
+        opts.onConsole?.(text);
+      },
+      ...(opts.script
+        ? {
+            whileRunning: async () => {
+              // what was on the console up to the signal is in the file before the script reads it
+              await new Promise<void>((resolve) => log!.write('', () => resolve()));
+              script = await runBootScript(
+                opts.script!,
+                {
+                  COFFER_POINT_ID: manifest.id,
+                  COFFER_BOOT_SERIAL_LOG: serialLog,
+                  COFFER_BOOT_QMP_SOCKET: qmpSocket!,
+                  ...(opts.agent ? { COFFER_BOOT_AGENT_SOCKET: agentSocket! } : {}),
+                  COFFER_BOOT_HOST: '127.0.0.1',
+                  COFFER_BOOT_FORWARDS: forwards.map((f) => `${f.guestPort}=${f.hostPort}`).join(' '),
+                  ...Object.fromEntries(forwards.map((f) => [`COFFER_BOOT_PORT_${f.guestPort}`, String(f.hostPort)])),
+                },
+                { timeoutMs: opts.scriptTimeoutMs ?? BOOT_DEFAULTS.scriptTimeoutMs, cwd: dir, signal: opts.signal },
+              );
+            },
+          }
+        : {}),
     });
+    if (log) await new Promise<void>((resolve) => log.end(() => resolve()));
     throwIfCancelled(op);
     const tail = consoleTail(run.console);
     const secs = (ms: number) => `${Math.round(ms / 100) / 10} s`;
+    const what = signal === 'agent' ? 'the guest agent did not answer' : `"${marker}" not seen on the serial console`;
+    const before = signal === 'agent' ? 'the guest agent answered' : `"${marker}" appeared on the serial console`;
     const note =
-      run.ended === 'marker'
-        ? undefined
-        : run.ended === 'timeout'
-          ? `"${marker}" not seen on the serial console within ${secs(timeoutMs)}` +
-            `${tail ? `; console ends: ${lastLine(tail)}` : '; the console stayed empty'}`
-          : `QEMU exited (code ${run.exitCode}) after ${secs(run.elapsedMs)} before "${marker}" appeared on the ` +
-            `serial console${run.stderr ? `: ${lastLine(run.stderr)}` : ''}` +
-            `${tail ? `; console ends: ${lastLine(tail)}` : ''}`;
+      run.ended === 'marker' || run.ended === 'agent'
+        ? script && !script.ok
+          ? describeScript(script)
+          : undefined
+        : run.ended === 'agent-error'
+          ? `the guest agent's answer is not its protocol (${run.agentError ?? 'GUEST_AGENT_PROTOCOL'})`
+          : run.ended === 'timeout'
+            ? `${what} within ${secs(timeoutMs)}` +
+              `${tail ? `; console ends: ${lastLine(tail)}` : '; the console stayed empty'}`
+            : `QEMU exited (code ${run.exitCode}) after ${secs(run.elapsedMs)} before ${before}` +
+              `${run.stderr ? `: ${lastLine(run.stderr)}` : ''}` +
+              `${tail ? `; console ends: ${lastLine(tail)}` : ''}`;
     return {
       ...base,
       firmware,
-      ok: run.markerSeen,
+      ok: run.markerSeen && (script === undefined || script.ok),
       accel: run.accel,
       elapsedMs: run.elapsedMs,
       ended: run.ended === 'cancelled' ? 'exit' : run.ended,
       exitCode: run.exitCode,
+      ...(forwards.length ? { forwards } : {}),
+      ...(script ? { script } : {}),
       ...(note ? { note } : {}),
       console: tail,
     };
@@ -172,6 +247,23 @@ async function uefiOnly(dev: RestorePointDevice, op: Op): Promise<boolean> {
   } catch {
     return false; // a damaged table: the BIOS boot below says what happens
   }
+}
+
+/** A free 127.0.0.1 TCP port for each guest port (bound and released: QEMU binds it right after). */
+async function freePorts(guestPorts: number[]): Promise<{ guestPort: number; hostPort: number }[]> {
+  const out: { guestPort: number; hostPort: number }[] = [];
+  for (const guestPort of guestPorts) {
+    const hostPort = await new Promise<number>((resolve, reject) => {
+      const srv = createServer();
+      srv.once('error', reject);
+      srv.listen(0, '127.0.0.1', () => {
+        const a = srv.address();
+        srv.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+      });
+    });
+    out.push({ guestPort, hostPort });
+  }
+  return out;
 }
 
 function lastLine(s: string): string {

@@ -11,4 +11,6 @@ export {
   type IndicatorRecord,
 } from './file-indicators.js';
 export { bootCheck, BOOT_DEFAULTS, type BootCheck, type BootCheckOptions } from './boot-check.js';
+export { requireBootScript, BOOT_SCRIPT_LIMITS, type BootScriptResult } from './boot-script.js';
+export { AgentLineParser, GUEST_AGENT_LIMITS, GUEST_AGENT_PORT, waitForGuestAgent } from './guest-agent.js';
 export { BOOT_LIMITS, QEMU_BINARY, bootSize, consoleTail, kvmUsable } from './qemu-boot.js';

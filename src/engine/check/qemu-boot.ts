@@ -4,6 +4,7 @@ import { access, copyFile } from 'node:fs/promises';
 import { cpus, freemem } from 'node:os';
 import { join } from 'node:path';
 import { CofferError, type Op } from '../../shared/index.js';
+import { GUEST_AGENT_PORT, waitForGuestAgent } from './guest-agent.js';
 
 /** The QEMU binary of boot checks (x86-64 guests: what vSphere runs). */
 export const QEMU_BINARY = 'qemu-system-x86_64';
@@ -38,18 +39,35 @@ export interface QemuRunOptions extends Op {
   memoryMB: number;
   cpus: number;
   marker: string;
+  /** time limit until the success signal */
   timeoutMs: number;
+  /** the success signal: `marker` on the serial console (default), or an answer of the guest agent on `agentSocket` */
+  until?: 'marker' | 'agent';
+  /** a Unix socket path for QEMU's guest agent channel (virtio-serial port org.qemu.guest_agent.0), QEMU listens */
+  agentSocket?: string;
+  /** a Unix socket path for QMP, QEMU listens */
+  qmpSocket?: string;
+  /** user networking restricted to these forwards (127.0.0.1:hostPort -> guestPort); none: no network at all */
+  forwards?: { guestPort: number; hostPort: number }[];
   /** the console as it arrives (e.g. to a file); optional */
   onConsole?: (text: string) => void;
+  /**
+   * called once the success signal came, while the VM keeps running (e.g. a boot script); QEMU is stopped when it
+   * settles, or earlier when the signal fires. Its abort signal fires when QEMU ended by itself meanwhile.
+   */
+  whileRunning?: (vmEnded: AbortSignal) => Promise<void>;
 }
 
 export interface QemuRun {
-  /** the marker was seen on the serial console */
+  /** the success signal came (the marker, or the agent's answer) */
   markerSeen: boolean;
-  /** why it ended without the marker: timeout, qemu exited (code), cancelled */
-  ended: 'marker' | 'timeout' | 'exit' | 'cancelled';
+  /** how the wait for the success signal ended: marker, agent, timeout, qemu exited (code), agent-error, cancelled */
+  ended: 'marker' | 'agent' | 'timeout' | 'exit' | 'cancelled' | 'agent-error';
+  /** with ended agent-error: the GUEST_AGENT_PROTOCOL message */
+  agentError?: string;
   exitCode: number | null;
   accel: 'kvm' | 'tcg';
+  /** time to the success signal, or until it ended without it */
   elapsedMs: number;
   /** the end of the serial console */
   console: string;
@@ -124,15 +142,142 @@ function qarg(s: string): string {
 }
 
 /**
- * Boots the disks served on `sockets` in QEMU until `marker` appears on the serial console, QEMU exits, the time
- * limit passes or the signal fires. Never writes the point: `-snapshot` keeps every guest write in a temporary
- * overlay in `workDir` (and the NBD exports are read-only anyway). No network (`-nic none`), no display
- * (`-nographic`, the serial console on a pipe), no reboot loop (`-no-reboot`). QEMU is killed by its pid on every
- * path, also when this process exits.
+ * Boots the disks served on `sockets` in QEMU until the success signal (`marker` on the serial console, or the guest
+ * agent's answer on `agentSocket`), QEMU exits, the time limit passes or the signal fires; after the success signal
+ * `whileRunning` runs with the VM still up. Never writes the point: `-snapshot` keeps every guest write in a
+ * temporary overlay in `workDir` (and the NBD exports are read-only anyway). No network (`-nic none`) unless
+ * `forwards`: then user networking with `restrict=on` (the guest reaches nothing) and only those ports forwarded from
+ * 127.0.0.1. No display (`-nographic`, the serial console on a pipe), no reboot loop (`-no-reboot`). QEMU is killed
+ * by its pid on every path, also when this process exits.
  */
 export async function runQemu(o: QemuRunOptions): Promise<QemuRun> {
   const accel: 'kvm' | 'tcg' = (await kvmUsable()) ? 'kvm' : 'tcg';
-  const args = [
+  const waitFor = o.until ?? 'marker';
+  if (waitFor === 'agent' && !o.agentSocket) throw new CofferError('USAGE', 'the agent signal needs agentSocket');
+  const args = qemuArgs(o, accel);
+  if (o.firmware === 'efi') {
+    const ovmf = await findOvmf();
+    if (!ovmf) throw new CofferError('NOT_FOUND', 'no OVMF firmware installed');
+    const vars = join(o.workDir, 'OVMF_VARS.fd');
+    await copyFile(ovmf.vars, vars);
+    args.push('-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${qarg(ovmf.code)}`);
+    args.push('-drive', `if=pflash,format=raw,unit=1,file=${qarg(vars)}`);
+  }
+  // the first four disks on IDE (every guest has a driver for it, and SeaBIOS/OVMF boot from it), the rest virtio
+  o.sockets.forEach((sock, i) => {
+    const bus = i < 4 ? `if=ide,index=${i}` : 'if=virtio';
+    args.push('-drive', `${bus},format=raw,file.driver=nbd,file.path=${qarg(sock)},cache=unsafe`);
+  });
+  const started = Date.now();
+  let console = '';
+  let stderr = '';
+  let ended: QemuRun['ended'] | undefined;
+  let agentError: string | undefined;
+  let elapsedMs: number | undefined;
+  const child: ChildProcess = spawn(QEMU_BINARY, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, TMPDIR: o.workDir, LC_ALL: 'C' },
+  });
+  const vmEnded = new AbortController();
+  const closed = new Promise<number | null>((resolve) =>
+    child.on('close', (code) => {
+      vmEnded.abort();
+      resolve(code);
+    }),
+  );
+  const kill = () => {
+    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  };
+  process.once('exit', kill);
+  let after: Promise<void> = Promise.resolve();
+  /** the wait for the success signal ended: `why` */
+  const finish = (why: QemuRun['ended']) => {
+    if (ended !== undefined) {
+      if (why === 'cancelled') kill(); // a cancel while the script runs stops the VM too
+      return;
+    }
+    ended = why;
+    elapsedMs = Date.now() - started;
+    clearTimeout(timer);
+    if ((why === 'marker' || why === 'agent') && o.whileRunning) {
+      after = o
+        .whileRunning(vmEnded.signal)
+        .catch(() => undefined)
+        .finally(kill);
+    } else kill();
+  };
+  const timer = setTimeout(() => finish('timeout'), o.timeoutMs);
+  const onAbort = () => finish('cancelled');
+  if (o.signal?.aborted) onAbort();
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+  const markerAt = (s: string) => s.indexOf(o.marker);
+  child.stdout!.on('data', (d: Buffer) => {
+    const text = d.toString('utf8');
+    o.onConsole?.(text);
+    // search where the marker can newly be: the old tail the marker's length back, and the new text
+    const from = Math.max(0, console.length - o.marker.length);
+    console += text;
+    if (waitFor === 'marker' && ended === undefined && markerAt(console.slice(from)) >= 0) finish('marker');
+    if (console.length > BOOT_LIMITS.consoleBytes) console = console.slice(-BOOT_LIMITS.consoleBytes);
+  });
+  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString('utf8')).slice(-4000)));
+  child.on('error', (e) => {
+    stderr += `\n${e.message}`;
+  });
+  if (waitFor === 'agent') {
+    const stopAgent = new AbortController();
+    vmEnded.signal.addEventListener('abort', () => stopAgent.abort(), { once: true });
+    o.signal?.addEventListener('abort', () => stopAgent.abort(), { once: true });
+    waitForGuestAgent(o.agentSocket!, { timeoutMs: o.timeoutMs, signal: stopAgent.signal }).then(
+      (answered) => {
+        if (answered) finish('agent');
+      },
+      (e: unknown) => {
+        agentError = e instanceof CofferError ? `${e.code}: ${e.message}` : String(e);
+        finish('agent-error');
+      },
+    );
+  }
+  const code = await closed;
+  await after;
+  clearTimeout(timer);
+  o.signal?.removeEventListener('abort', onAbort);
+  process.removeListener('exit', kill);
+  const why = ended ?? 'exit';
+  return {
+    markerSeen: why === 'marker' || why === 'agent',
+    ended: why,
+    exitCode: why === 'exit' ? code : null,
+    ...(agentError ? { agentError } : {}),
+    accel,
+    elapsedMs: elapsedMs ?? Date.now() - started,
+    console,
+    stderr: stderr.trim(),
+  };
+}
+
+/** QEMU's command line without firmware and disks. */
+function qemuArgs(o: QemuRunOptions, accel: 'kvm' | 'tcg'): string[] {
+  const net = o.forwards?.length
+    ? [
+        '-nic',
+        `user,model=e1000,restrict=on${o.forwards
+          .map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`)
+          .join('')}`,
+      ]
+    : ['-nic', 'none'];
+  const agent = o.agentSocket
+    ? [
+        '-chardev',
+        `socket,id=qga0,path=${qarg(o.agentSocket)},server=on,wait=off`,
+        '-device',
+        'virtio-serial-pci,id=coffer-serial0',
+        '-device',
+        `virtserialport,bus=coffer-serial0.0,chardev=qga0,name=${GUEST_AGENT_PORT}`,
+      ]
+    : [];
+  const qmp = o.qmpSocket ? ['-qmp', `unix:${qarg(o.qmpSocket)},server=on,wait=off`] : [];
+  return [
     '-nodefaults',
     '-machine',
     `pc,accel=${accel}`,
@@ -148,8 +293,9 @@ export async function runQemu(o: QemuRunOptions): Promise<QemuRun> {
     'none',
     '-serial',
     'stdio',
-    '-nic',
-    'none',
+    ...net,
+    ...agent,
+    ...qmp,
     '-no-reboot',
     '-snapshot',
     '-boot',
@@ -157,70 +303,6 @@ export async function runQemu(o: QemuRunOptions): Promise<QemuRun> {
     '-name',
     'coffer-boot-check',
   ];
-  if (o.firmware === 'efi') {
-    const ovmf = await findOvmf();
-    if (!ovmf) throw new CofferError('NOT_FOUND', 'no OVMF firmware installed');
-    const vars = join(o.workDir, 'OVMF_VARS.fd');
-    await copyFile(ovmf.vars, vars);
-    args.push('-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${qarg(ovmf.code)}`);
-    args.push('-drive', `if=pflash,format=raw,unit=1,file=${qarg(vars)}`);
-  }
-  // the first four disks on IDE (every guest has a driver for it, and SeaBIOS/OVMF boot from it), the rest virtio
-  o.sockets.forEach((sock, i) => {
-    const bus = i < 4 ? `if=ide,index=${i}` : 'if=virtio';
-    args.push('-drive', `${bus},format=raw,file.driver=nbd,file.path=${qarg(sock)},cache=unsafe`);
-  });
-  const started = Date.now();
-  return new Promise<QemuRun>((resolve) => {
-    let console = '';
-    let stderr = '';
-    let ended: QemuRun['ended'] | undefined;
-    const child: ChildProcess = spawn(QEMU_BINARY, args, {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, TMPDIR: o.workDir, LC_ALL: 'C' },
-    });
-    const kill = () => {
-      if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    };
-    const finish = (why: QemuRun['ended']) => {
-      ended ??= why;
-      kill();
-    };
-    process.once('exit', kill);
-    const timer = setTimeout(() => finish('timeout'), o.timeoutMs);
-    const onAbort = () => finish('cancelled');
-    if (o.signal?.aborted) onAbort();
-    o.signal?.addEventListener('abort', onAbort, { once: true });
-    const markerAt = (s: string) => s.indexOf(o.marker);
-    child.stdout!.on('data', (d: Buffer) => {
-      const text = d.toString('utf8');
-      o.onConsole?.(text);
-      // search where the marker can newly be: the old tail the marker's length back, and the new text
-      const from = Math.max(0, console.length - o.marker.length);
-      console += text;
-      if (ended === undefined && markerAt(console.slice(from)) >= 0) finish('marker');
-      if (console.length > BOOT_LIMITS.consoleBytes) console = console.slice(-BOOT_LIMITS.consoleBytes);
-    });
-    child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString('utf8')).slice(-4000)));
-    child.on('error', (e) => {
-      stderr += `\n${e.message}`;
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      o.signal?.removeEventListener('abort', onAbort);
-      process.removeListener('exit', kill);
-      const why = ended ?? 'exit';
-      resolve({
-        markerSeen: why === 'marker',
-        ended: why,
-        exitCode: why === 'exit' ? code : null,
-        accel,
-        elapsedMs: Date.now() - started,
-        console,
-        stderr: stderr.trim(),
-      });
-    });
-  });
 }
 
 /** The last lines of the console, control characters (ANSI escapes, CR) removed, bounded (BOOT_LIMITS). */

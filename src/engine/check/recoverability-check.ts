@@ -11,6 +11,7 @@ import { CofferError, type Op } from '../../shared/index.js';
 import type { CodecPool } from '../codec-pool.js';
 import { RestorePointDevice } from '../mount.js';
 import { bootCheck, type BootCheck, type BootCheckOptions } from './boot-check.js';
+import { requireBootScript } from './boot-script.js';
 import { FSCK_TOOLS, runTool, throwIfCancelled } from './fsck-tools.js';
 import { requireQemu } from './qemu-boot.js';
 import { withVolumeFile } from './volume-export.js';
@@ -79,7 +80,9 @@ export async function checkPoint(
   const op: Op = { signal: opts.signal };
   const time = new Date().toISOString();
   const manifest = await repo.loadManifest(pointId, op);
-  if (opts.boot) await requireQemu(); // QEMU_MISSING before minutes of filesystem checks
+  // QEMU_MISSING and a bad script path (USAGE) before minutes of filesystem checks
+  if (opts.boot) await requireQemu();
+  const boot_ = opts.boot?.script ? { ...opts.boot, script: await requireBootScript(opts.boot.script) } : opts.boot;
   const devices: RestorePointDevice[] = [];
   const volumes: VolumeCheck[] = [];
   const problems: string[] = [];
@@ -143,7 +146,7 @@ export async function checkPoint(
   let boot: BootCheck | undefined;
   if (opts.boot) {
     throwIfCancelled(op);
-    boot = await bootCheck(repo, pool, manifest, { ...opts.boot, signal: opts.signal });
+    boot = await bootCheck(repo, pool, manifest, { ...boot_, signal: opts.signal });
     if (boot.ok !== true) problems.push(`boot: ${boot.ok === null ? 'not booted: ' : ''}${boot.note ?? 'failed'}`);
   }
   const ok = problems.length === 0 && volumes.every((v) => v.ok !== false);

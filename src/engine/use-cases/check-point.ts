@@ -17,7 +17,20 @@ export interface CheckPointRequest {
   record?: boolean | undefined;
   onEvent?: EventSink<CheckPointEvent> | undefined;
   /** also boot the point in QEMU (FORMAT.md §8.1 `boot`) */
-  boot?: { marker?: string | undefined; timeoutMs?: number | undefined; memoryMB?: number | undefined } | undefined;
+  boot?:
+    | {
+        marker?: string | undefined;
+        timeoutMs?: number | undefined;
+        memoryMB?: number | undefined;
+        /** success = the guest agent answers (instead of the marker) */
+        agent?: boolean | undefined;
+        /** run this executable on the host after the success signal, the VM still running */
+        script?: string | undefined;
+        scriptTimeoutMs?: number | undefined;
+        /** guest TCP ports forwarded from 127.0.0.1 */
+        forwards?: number[] | undefined;
+      }
+    | undefined;
   /**
    * The alert hook: called when the check fails, after the record is written (the CLI runs `--on-failure`, the server
    * its notifier). An alert that throws does not change the outcome.

@@ -67,6 +67,7 @@ export {
   statusOf,
   resolvePointRef,
   lastBootCheck,
+  bootSummary,
   type PointWithStatus,
   type BootSummary,
 } from './point-status.js';

@@ -22,13 +22,27 @@ export async function pointStatuses(repo: Repository, points: Manifest[], op?: O
   return out;
 }
 
-/** What `list` and `show` say about the boot check of a point's newest check record (FORMAT.md §8.1 `boot`). */
+/** What `list`, `show`, the catalog and the API say about the boot check of a point's newest check record (§8.1). */
 export interface BootSummary {
   ok: boolean | null;
+  /** the success signal waited for (version 1 records: marker) */
+  signal: 'marker' | 'agent';
   marker: string;
+  /** how the wait ended (marker, agent, timeout, exit, agent-error, not-run), null when the record has none */
+  ended: string | null;
   elapsedMs: number;
   accel: string | null;
   note: string | null;
+  /** the boot script's result, or null when none ran */
+  script: {
+    path: string;
+    ok: boolean;
+    exitCode: number | null;
+    signal: string | null;
+    timedOut: boolean;
+    elapsedMs: number;
+    output: string;
+  } | null;
 }
 
 /**
@@ -37,15 +51,36 @@ export interface BootSummary {
  */
 export async function lastBootCheck(repo: Repository, pointId: string, op?: Op): Promise<BootSummary | null> {
   const rec = (await repo.lastCheckRecord(pointId, op)) as { boot?: unknown } | undefined;
-  const b = rec?.boot as Record<string, unknown> | undefined;
-  if (!b || typeof b !== 'object' || b['version'] !== 1) return null;
-  const str = (v: unknown) => (typeof v === 'string' ? v.slice(0, 1000) : null);
+  return bootSummary(rec?.boot);
+}
+
+/** A check record's `boot` (versions 1 and 2, untrusted JSON) as a bounded summary, or null. */
+export function bootSummary(boot: unknown): BootSummary | null {
+  const b = boot as Record<string, unknown> | undefined;
+  if (!b || typeof b !== 'object' || (b['version'] !== 1 && b['version'] !== 2)) return null;
+  const str = (v: unknown, max = 1000) => (typeof v === 'string' ? v.slice(0, max) : null);
+  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+  const s = b['script'] as Record<string, unknown> | undefined;
   return {
     ok: typeof b['ok'] === 'boolean' ? b['ok'] : null,
+    signal: b['signal'] === 'agent' ? 'agent' : 'marker',
     marker: str(b['marker']) ?? '',
-    elapsedMs: typeof b['elapsedMs'] === 'number' ? b['elapsedMs'] : 0,
+    ended: str(b['ended'], 32),
+    elapsedMs: num(b['elapsedMs']) ?? 0,
     accel: str(b['accel']),
     note: str(b['note']),
+    script:
+      s && typeof s === 'object'
+        ? {
+            path: str(s['path']) ?? '',
+            ok: s['ok'] === true,
+            exitCode: num(s['exitCode']),
+            signal: str(s['signal'], 32),
+            timedOut: s['timedOut'] === true,
+            elapsedMs: num(s['elapsedMs']) ?? 0,
+            output: str(s['output'], 2000) ?? '',
+          }
+        : null,
   };
 }
 

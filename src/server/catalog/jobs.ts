@@ -52,7 +52,17 @@ export interface CheckParams {
   files?: boolean;
   timeoutMinutes?: number;
   /** also boot the point in QEMU (FORMAT.md §8.1 `boot`) */
-  boot?: { marker: string; timeoutSeconds: number };
+  boot?: {
+    marker: string;
+    timeoutSeconds: number;
+    /** success = the guest agent answers */
+    agent?: boolean | undefined;
+    /** forwarded guest TCP ports */
+    forward?: number[] | undefined;
+    /** a file name in the server's bootScriptsDir */
+    script?: string | undefined;
+    scriptTimeoutSeconds?: number | undefined;
+  };
 }
 /** prune (garbage collection) has no parameters: it works on the whole repository */
 export type PruneParams = Record<string, never>;

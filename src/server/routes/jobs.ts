@@ -7,7 +7,7 @@ import { JOB_STATES, jobState, jobView } from '../jobs/job-state.js';
 import type { JobEvent, JobQueue } from '../jobs/queue.js';
 import { checkRestoreTarget } from '../jobs/restore-target.js';
 import { pathLike } from '../validation.js';
-import { resolvePolicyVms } from '../policy.js';
+import { BootCheckSpecSchema, resolvePolicyVms } from '../policy.js';
 import { findPolicy, type ApiContext } from './context.js';
 import { JobIdParam, page, Pagination, type Routes } from './kit.js';
 
@@ -86,13 +86,11 @@ const StartJob = z.discriminatedUnion('kind', [
     repository: z.string().min(1).max(64),
     pointId: z.string().regex(/^[0-9a-f]{32}$/),
     files: z.boolean().default(false),
-    /** also boot the point in QEMU (`coffer check --boot`): success = `marker` on the serial console */
-    boot: z
-      .strictObject({
-        marker: z.string().min(1).max(256).default('login:'),
-        timeoutSeconds: z.number().int().min(1).max(86_400).default(300),
-      })
-      .optional(),
+    /**
+     * also boot the point in QEMU (`coffer check --boot`): success = `marker` on the serial console, or the guest
+     * agent's answer (`agent`); optionally a boot script from the server's bootScriptsDir, forwarded guest ports
+     */
+    boot: BootCheckSpecSchema.optional(),
   }),
 ]);
 
@@ -275,6 +273,11 @@ async function startJob(
     return [job];
   }
   if (body.kind === 'check') {
+    if (body.boot?.script !== undefined && !config.bootScriptsDir)
+      throw new CofferError(
+        'USAGE',
+        `boot script ${body.boot.script}: this server has no bootScriptsDir in its config, so it runs no boot scripts`,
+      );
     const vm = catalog.restorePoints.vmOf(body.repository, body.pointId);
     if (vm === undefined)
       throw new CofferError('NOT_FOUND', `no restore point ${body.pointId} in repository ${body.repository}`);

@@ -257,6 +257,10 @@ export interface Paths {
           boot?: {
             marker?: string;
             timeoutSeconds?: number;
+            agent?: boolean;
+            forward?: number[];
+            script?: string;
+            scriptTimeoutSeconds?: number;
           };
         };
       };
@@ -329,6 +333,10 @@ export interface Paths {
           boot?: {
             marker?: string;
             timeoutSeconds?: number;
+            agent?: boolean;
+            forward?: number[];
+            script?: string;
+            scriptTimeoutSeconds?: number;
           };
         };
       };
@@ -395,6 +403,10 @@ export interface Paths {
         boot?: {
           marker?: string;
           timeoutSeconds?: number;
+          agent?: boolean;
+          forward?: number[];
+          script?: string;
+          scriptTimeoutSeconds?: number;
         };
       };
       status: 202;

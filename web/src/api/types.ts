@@ -86,7 +86,28 @@ export interface RestorePoint {
     suspicious: boolean;
     score: number | null;
     reasons: string[];
-    check?: { ok: boolean; time?: string } | null;
+    /** the newest recoverability check; `boot`: its boot part (FORMAT.md §8.1), null when it did not boot */
+    check?: { ok: boolean; time?: string; boot?: BootSummary | null } | null;
+  } | null;
+}
+/** The boot part of a point's newest check (`coffer check --boot`), as the catalog summarises it. */
+export interface BootSummary {
+  ok: boolean | null;
+  /** the success signal: the marker on the serial console, or the guest agent's answer */
+  signal: 'marker' | 'agent';
+  marker: string;
+  ended: string | null;
+  elapsedMs: number;
+  accel: string | null;
+  note: string | null;
+  script: {
+    path: string;
+    ok: boolean;
+    exitCode: number | null;
+    signal: string | null;
+    timedOut: boolean;
+    elapsedMs: number;
+    output: string;
   } | null;
 }
 export interface Job {

@@ -1,5 +1,5 @@
 import { api } from '../api/client.js';
-import type { RestorePoint } from '../api/types.js';
+import type { BootSummary, RestorePoint } from '../api/types.js';
 import { Loaded, Pager, Table, Title } from '../ui/components.js';
 import { bytes, when } from '../ui/format.js';
 import { useAsync, useCan, usePaged } from '../ui/hooks.js';
@@ -106,6 +106,7 @@ function PointRow({ p, canRestore }: { p: RestorePoint; canRestore: boolean }) {
       <td class={`anomaly ${!s ? 'muted' : s.suspicious || s.state === 'failed' ? 'bad' : 'ok'}`}>
         {!s ? 'unknown' : s.suspicious ? `suspicious (score ${s.score ?? '?'})` : s.state}
         {s?.check ? <div class={s.check.ok ? 'muted' : 'bad'}>check {s.check.ok ? 'passed' : 'failed'}</div> : null}
+        {s?.check?.boot ? <BootDetail b={s.check.boot} /> : null}
         {s?.reasons.length ? (
           <ul class="signals">
             {s.reasons.map((x) => (
@@ -122,5 +123,37 @@ function PointRow({ p, canRestore }: { p: RestorePoint; canRestore: boolean }) {
         ) : null}
       </td>
     </tr>
+  );
+}
+
+/** The boot part of a point's newest check: outcome, signal and time, why it failed, the boot script's result. */
+function BootDetail({ b }: { b: BootSummary }) {
+  const secs = (ms: number) => `${Math.round(ms / 100) / 10} s`;
+  const signal = b.signal === 'agent' ? 'guest agent answered' : `"${b.marker}" on the console`;
+  const outcome = b.ok ? `booted: ${signal} after ${secs(b.elapsedMs)}` : b.ok === null ? 'not booted' : 'boot failed';
+  const sc = b.script;
+  const scriptEnd = !sc
+    ? ''
+    : sc.timedOut
+      ? 'killed at its time limit'
+      : sc.signal
+        ? `ended by ${sc.signal}`
+        : `exit ${sc.exitCode ?? '?'}`;
+  return (
+    <div class={`boot ${b.ok ? 'muted' : 'bad'}`} data-boot={b.ok === null ? 'not-booted' : b.ok ? 'ok' : 'failed'}>
+      <div class="boot-outcome">
+        {outcome}
+        {b.accel ? ` (${b.accel.toUpperCase()})` : ''}
+      </div>
+      {b.note ? <div class="boot-note">{b.note}</div> : null}
+      {sc ? (
+        <details class="boot-script">
+          <summary>
+            script {sc.path.split('/').at(-1)}: {sc.ok ? 'passed' : 'failed'} ({scriptEnd}, {secs(sc.elapsedMs)})
+          </summary>
+          {sc.output ? <pre>{sc.output}</pre> : null}
+        </details>
+      ) : null}
+    </div>
   );
 }
