@@ -15,7 +15,6 @@ import {
 } from './helpers/boot-image.js';
 import { coffer, json, tempDir, TEST_PASSWORD } from './helpers/cli.js';
 import { api, makeToken, startServer, until, waitJob } from './helpers/coffer-server.js';
-import { parseJob } from '../src/jobs/index.js';
 
 /**
  * `coffer check --boot` with the guest agent and a boot script (issue 18 item 3), against a real QEMU and a real
@@ -191,21 +190,8 @@ echo "the guest did not answer on port ${GUEST_TCP_PORT}"; exit 1
     assert.ok(state === undefined || state === 'Z', `the script's background process ${child} outlived it (${state})`);
   });
 
-  // the server path: a check job with the agent and a script from bootScriptsDir, run by the server's own runner.
-  // It needs src/jobs' check description to carry them (checkJob.boot in src/jobs/job.ts, outside branch boot18b).
-  const jobSchemaHasAgent = (() => {
-    try {
-      parseJob({ kind: 'check', repository: 'r', pointId: 'p', boot: { marker: 'x', timeoutMs: 1, agent: true } });
-      return true;
-    } catch {
-      return false;
-    }
-  })();
-  test('server: a check job with the agent and a bootScriptsDir script; the API shows the boot part', {
-    skip: jobSchemaHasAgent
-      ? false
-      : 'src/jobs/job.ts checkJob.boot does not take agent/script yet (ADR 0025 addendum)',
-  }, async () => {
+  // the server path: a check job with the agent and a script from bootScriptsDir, run by the server's own runner
+  test('server: a check job with the agent and a bootScriptsDir script; the API shows the boot part', async () => {
     const scripts = join(tmp.path, 'boot-scripts');
     mkdirSync(scripts);
     writeFileSync(

@@ -113,10 +113,14 @@ export async function backup(repo: Repository, pool: CodecPool, req: BackupReque
   const lease = await repo.acquireLease(repo.vmScope(req.vm), `backup of VM ${req.vm}`);
   let guard: GcGuard | undefined;
   try {
-    // after the lease, before any dedup decision: the GC protocol (DESIGN.md §Garbage collection)
-    guard = await GcGuard.open(repo, lease, op);
-    const damaged = await knownDamagedChunks(repo, op);
-    const history = await vmPoints(repo, req.vm, op, req.onWarning);
+    // after the lease, before any dedup decision: the GC protocol (DESIGN.md §Garbage collection). The damage
+    // records and the VM's points are read meanwhile (round trips to a distant store; nothing in them depends on the
+    // guard, which every dedup decision below consults).
+    const guardP = GcGuard.open(repo, lease, op);
+    const readP = Promise.all([knownDamagedChunks(repo, op), vmPoints(repo, req.vm, op, req.onWarning)]);
+    readP.catch(() => undefined); // (the guard's failure is reported first)
+    guard = await guardP;
+    const [damaged, history] = await readP;
     const done = req.adoptTag !== undefined ? history.findLast((p) => p.tags.includes(req.adoptTag!)) : undefined;
     if (done) {
       req.onWarning?.(

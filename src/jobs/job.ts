@@ -180,6 +180,13 @@ export const checkJob = z.strictObject({
       marker: z.string().min(1).max(256),
       timeoutMs: z.number().int().positive().max(86_400_000),
       memoryMB: z.number().int().min(128).max(65_536).optional(),
+      /** success = the QEMU guest agent answers (FORMAT.md §8.1 `boot.signal`) instead of the marker */
+      agent: z.boolean().optional(),
+      /** an executable on the machine that runs the job (the server resolved it in its bootScriptsDir) */
+      script: z.string().min(1).max(4096).optional(),
+      scriptTimeoutMs: z.number().int().positive().max(86_400_000).optional(),
+      /** guest TCP ports forwarded from 127.0.0.1 */
+      forwards: z.array(z.number().int().min(1).max(65535)).max(16).optional(),
     })
     .optional(),
   record: z.boolean().default(true),

@@ -85,8 +85,10 @@ export async function unlockMasterKey(
   repoId: string,
   password: string,
   logger: Logger = silentLogger,
+  /** the key files, read already (listKeyFiles) */
+  preloaded?: KeyFile[],
 ): Promise<{ master: Buffer; keyId: string }> {
-  const files = await listKeyFiles(store, logger);
+  const files = preloaded ?? (await listKeyFiles(store, logger));
   if (files.length === 0) throw new CofferError('CORRUPT', 'the repository has no readable key files');
   for (const k of files) {
     let kek: Buffer;

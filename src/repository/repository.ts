@@ -250,8 +250,11 @@ export class Repository {
 
   static async open(store: BlobStore, password: string, opts: { logger?: Logger } = {}): Promise<Repository> {
     const logger = opts.logger ?? silentLogger;
+    // the config and the key files are read at once (one round trip less to a distant object store)
+    const keyFiles = listKeyFiles(store, logger);
+    keyFiles.catch(() => undefined); // (a failing config read is the error reported)
     const config = await Repository.readConfig(store);
-    const { master, keyId } = await unlockMasterKey(store, config.id, password, logger);
+    const { master, keyId } = await unlockMasterKey(store, config.id, password, logger, await keyFiles);
     const keys = deriveRepoKeys(master, config.id);
     const { mac, ...unsigned } = config;
     const expected = keyedDigest(keys.macKey, canonicalConfigBytes(unsigned)).toString('hex');
@@ -327,7 +330,8 @@ export class Repository {
   async putIndex(index: FixedIndex, op?: Op): Promise<string> {
     const id = this.indexId(index.bytes);
     const name = indexBlob(id);
-    if (await this.store.stat(name, op)) return id;
+    // object storage puts if absent in one request: no HEAD first (issue 19); elsewhere a present index is not sealed
+    if (capabilityOf(this.store, 'putFirst') === undefined && (await this.store.stat(name, op))) return id;
     await this.store.put(
       name,
       sealObject(this.keys.encKey, 'index', id, index.bytes, this.config.compression.level),
