@@ -30,6 +30,7 @@ import {
   CofferError,
   HEX32,
   silentLogger,
+  TaskWindow,
   type ChunkId,
   type Logger,
   type Op,
@@ -67,6 +68,9 @@ export interface InitOptions {
   kdf?: KdfCost;
   logger?: Logger;
 }
+
+/** manifests listPoints reads at once */
+const LIST_POINTS_IN_FLIGHT = 16;
 
 /** zstd level 2: on OS data ~1.8x the speed of level 3 for ~7% more bytes (docs/BENCHMARKS.md). */
 /** One verification of one restore point (FORMAT.md §8). */
@@ -475,13 +479,24 @@ export class Repository {
    */
   async listPoints(op?: Op, onError?: (id: string, e: CofferError) => void): Promise<Manifest[]> {
     const out: Manifest[] = [];
-    for await (const id of this.pointIds(op)) {
-      try {
-        out.push(await this.loadManifest(id, op));
-      } catch (e) {
-        if (!onError || !(e instanceof CofferError) || e.code === 'CANCELLED') throw e;
-        onError(id, e);
+    // up to LIST_POINTS_IN_FLIGHT manifests are read at once: one after the other, a proxy's first backup against a
+    // distant object store waited a round trip per restore point of the whole repository (issue 19)
+    const window = new TaskWindow(LIST_POINTS_IN_FLIGHT);
+    try {
+      for await (const id of this.pointIds(op)) {
+        await window.run(async () => {
+          try {
+            out.push(await this.loadManifest(id, op));
+          } catch (e) {
+            if (!onError || !(e instanceof CofferError) || e.code === 'CANCELLED') throw e;
+            onError(id, e);
+          }
+        });
       }
+      await window.drain();
+    } catch (e) {
+      await window.settle();
+      throw e;
     }
     return out.sort((a, b) => a.time.localeCompare(b.time) || a.id.localeCompare(b.id));
   }
