@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync, mkdirSync, utimesSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { BlobName } from '../../shared/index.js';
+import { CofferError, type BlobName } from '../../shared/index.js';
 import { blobStoreSuite } from '../testing/blob-store-suite.js';
 import { LocalBlobStore } from './local-blob-store.js';
 
@@ -43,6 +43,29 @@ test('local: stored blobs are read-only files and a directory in the way is not 
     await s.put('a' as BlobName, Buffer.from('x'));
     mkdirSync(join(dir, 'dir'));
     assert.equal(await s.stat('dir' as BlobName), undefined);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('local: chunk names are synced before any other put; a chunk directory that cannot be synced fails that put', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'coffer-blob-'));
+  try {
+    const s = new LocalBlobStore(dir);
+    await s.put('chunks/ab/x' as BlobName, Buffer.from('x'));
+    await s.put('chunks/cd/y' as BlobName, Buffer.from('y'));
+    assert.equal(await s.put('points/p1' as BlobName, Buffer.from('p1')), 'created');
+    // a chunk whose directory is gone before its name was synced: the manifest that would refer to it is not written
+    await s.put('chunks/ef/z' as BlobName, Buffer.from('z'));
+    rmSync(join(dir, 'chunks/ef'), { recursive: true });
+    await assert.rejects(s.put('points/p2' as BlobName, Buffer.from('p2')), (e: unknown) => e instanceof CofferError);
+    assert.ok(!existsSync(join(dir, 'points/p2')));
+    // the directories of chunks found present are synced too (another process may have written them)
+    const other = new LocalBlobStore(dir);
+    assert.ok(await other.stat('chunks/ab/x' as BlobName));
+    assert.equal(await other.put('chunks/cd/y' as BlobName, Buffer.from('y')), 'exists');
+    await Promise.all([other.flushDirs(), other.flushDirs()]);
+    assert.equal(await other.put('points/p3' as BlobName, Buffer.from('p3')), 'created');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

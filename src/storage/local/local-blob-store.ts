@@ -16,12 +16,23 @@ export interface LocalBlobStoreOptions {
  * put writes ROOT/a/b/.tmp-RANDOM, fsyncs it, hard-links it to the final name (link(2) fails with EEXIST
  * instead of replacing, which gives put-if-absent atomically), unlinks the temp name and fsyncs the directory.
  * A crash leaves at most a .tmp- file, which list never shows; `sweepTemp` removes old ones.
+ *
+ * Chunk directories (`chunks/XX/`) are the exception to "fsync the directory in every put": a full backup writes
+ * thousands of chunks into 256 directories, and one directory fsync per chunk is an open, a journal commit and a
+ * close each time (docs/BENCHMARKS.md, issue 19). Their names are made durable together, before the next put outside
+ * `chunks/` (an index, a manifest, a lease, a GC record...) resolves: nothing that refers to a chunk can be durable
+ * before the chunk's name is. A chunk found present (put -> 'exists', stat) marks its directory too, as it may be
+ * another process's write whose name is not synced yet. The data of every chunk file is still fsynced before its
+ * link, so a name never points at a torn file.
  */
 export class LocalBlobStore implements CapableBlobStore, TempFiles {
   readonly capability = ownCapabilities(this, ['tempFiles']);
   readonly location: string;
   private readonly durable: boolean;
   private readonly knownDirs = new Set<string>();
+  /** chunk directories with names not yet fsynced (see the class comment) */
+  private readonly dirtyDirs = new Set<string>();
+  private flushing: Promise<void> | undefined;
 
   constructor(
     readonly root: string,
@@ -41,6 +52,9 @@ export class LocalBlobStore implements CapableBlobStore, TempFiles {
     op?.signal?.throwIfAborted();
     const final = this.pathOf(name);
     const dir = path.dirname(final);
+    const deferred = this.durable && name.startsWith('chunks/');
+    // what this blob may refer to is durable first
+    if (!deferred) await this.flushDirs();
     await this.ensureDir(dir);
     const tmp = path.join(dir, `.tmp-${randomBytes(8).toString('hex')}`);
     try {
@@ -58,10 +72,14 @@ export class LocalBlobStore implements CapableBlobStore, TempFiles {
       try {
         await fs.link(tmp, final);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'EEXIST') return 'exists';
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
+          if (deferred) this.dirtyDirs.add(dir);
+          return 'exists';
+        }
         throw e;
       }
-      if (this.durable) await syncDir(dir);
+      if (deferred) this.dirtyDirs.add(dir);
+      else if (this.durable) await syncDir(dir);
       return 'created';
     } catch (e) {
       throw translate(e, name, 'write');
@@ -99,8 +117,10 @@ export class LocalBlobStore implements CapableBlobStore, TempFiles {
   async stat(name: BlobName, op?: Op): Promise<BlobInfo | undefined> {
     op?.signal?.throwIfAborted();
     try {
-      const st = await fs.stat(this.pathOf(name));
+      const p = this.pathOf(name);
+      const st = await fs.stat(p);
       if (!st.isFile()) return undefined;
+      if (this.durable && name.startsWith('chunks/')) this.dirtyDirs.add(path.dirname(p));
       return { name, sizeBytes: st.size, modifiedAt: st.mtime };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR')
@@ -166,6 +186,32 @@ export class LocalBlobStore implements CapableBlobStore, TempFiles {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw translate(e, name, 'delete');
+    }
+  }
+
+  /**
+   * Makes the names of the chunks put (or found) so far durable: one fsync per chunk directory touched since the
+   * last flush. Every put outside `chunks/` calls it first.
+   */
+  async flushDirs(): Promise<void> {
+    while (this.flushing) await this.flushing.catch(() => undefined);
+    if (this.dirtyDirs.size === 0) return;
+    const dirs = [...this.dirtyDirs];
+    this.dirtyDirs.clear();
+    const run = (async () => {
+      try {
+        // a few at a time: each is a thread-pool round trip and a journal commit
+        for (let i = 0; i < dirs.length; i += 8) await Promise.all(dirs.slice(i, i + 8).map((d) => syncDir(d)));
+      } catch (e) {
+        for (const d of dirs) this.dirtyDirs.add(d); // (the next flush tries them again)
+        throw translate(e, 'chunks/', 'sync');
+      }
+    })();
+    this.flushing = run;
+    try {
+      await run;
+    } finally {
+      this.flushing = undefined;
     }
   }
 
