@@ -48,7 +48,7 @@ test('local: stored blobs are read-only files and a directory in the way is not 
   }
 });
 
-test('local: chunk names are synced before any other put; a chunk directory that cannot be synced fails that put', async () => {
+test('local: chunk names are synced before any other put; an unsyncable chunk directory fails that put', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'coffer-blob-'));
   try {
     const s = new LocalBlobStore(dir);
