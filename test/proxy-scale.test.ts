@@ -1,53 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { COFFER_BIN, coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
+import { coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
 import { api, createPolicyFiringSoon, startServer, until, type RunningServer } from './helpers/coffer-server.js';
 import { pgNativeUnavailable, startPostgres, type RunningPostgres } from './helpers/postgres.js';
+import { startProxy, type RunningProxy } from './helpers/proxy.js';
 import { listSnapshots, startVcsim, vcLogin, type Vcsim } from './helpers/vsphere.js';
-
-interface RunningProxy {
-  name: string;
-  logFile: string;
-  stop(): Promise<void>;
-  /** SIGKILL, as a crashed proxy VM: nothing reaches the server */
-  kill(): Promise<void>;
-}
-
-/** `coffer proxy` as our child process (pid file, log file), stopped by its pid */
-function startProxy(dir: string, server: string, name: string, token: string, extra: string[]): RunningProxy {
-  const tokenFile = join(dir, `${name}.token`);
-  writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
-  const logFile = join(dir, `proxy-${name}.log`);
-  const log = createWriteStream(logFile);
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [COFFER_BIN, 'proxy', '--server', server, '--token-file', tokenFile, '--name', name, '--poll-ms', '200'].concat([
-      '--pid-file',
-      join(dir, `proxy-${name}.pid`),
-      ...extra,
-    ]),
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  child.stdout!.pipe(log);
-  child.stderr!.pipe(log);
-  const exited = new Promise<void>((r) => child.on('exit', () => r()));
-  return {
-    name,
-    logFile,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
-      if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL');
-    },
-    async kill() {
-      if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL');
-      await exited;
-    },
-  };
-}
 
 interface JobView {
   id: number;
@@ -159,7 +118,7 @@ describe('scale: 60 VMs in two clusters, two replicas on PostgreSQL, three proxi
       assert.equal(tok.status, 201, tok.text);
       const server = (name === 'pa2' ? leader : follower).url;
       const extra = ['--clusters', cluster, '--transports', 'http', '--concurrency', String(CONCURRENCY)];
-      proxies.push(startProxy(dir, server, name, tok.body.token, extra));
+      proxies.push(startProxy(dir, server, name, tok.body.token, extra, { pollMs: 200 }));
     }
     await until('three proxies online', async () => {
       const r = await api(a.url, 'GET', '/api/v1/proxies', { token: admin });

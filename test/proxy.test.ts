@@ -1,25 +1,15 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { COFFER_BIN, coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
+import { coffer, tempDir, TEST_PASSWORD } from './helpers/cli.js';
 import { api, startServer, until, type RunningServer } from './helpers/coffer-server.js';
 import { makeDisk } from './helpers/disks.js';
 import { pgNativeUnavailable, startPostgres, type RunningPostgres } from './helpers/postgres.js';
+import { startProxy, type RunningProxy } from './helpers/proxy.js';
 import { freePort, startNbdkit, type Daemon } from './helpers/servers.js';
-
-interface RunningProxy {
-  name: string;
-  pid: number;
-  child: ChildProcess;
-  logFile: string;
-  exited: Promise<number | null>;
-  kill(): Promise<void>;
-  stop(): Promise<void>;
-}
 
 /**
  * An HTTP relay in front of the server on 127.0.0.1: forwards every request, except those `drop` says to cut (their
@@ -55,41 +45,6 @@ async function startRelay(
         srv.close(() => r());
       }),
   };
-}
-
-/** `coffer proxy` as our child process, logging to a file */
-function startProxy(dir: string, server: string, name: string, token: string, extra: string[] = []): RunningProxy {
-  const tokenFile = join(dir, `${name}.token`);
-  writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
-  const logFile = join(dir, `proxy-${name}-${Date.now()}.log`);
-  const log = createWriteStream(logFile);
-  const child = spawn(
-    process.execPath,
-    [
-      COFFER_BIN,
-      'proxy',
-      '--server',
-      server,
-      '--token-file',
-      tokenFile,
-      '--name',
-      name,
-      '--poll-ms',
-      '100',
-      '--pid-file',
-      join(dir, `proxy-${name}.pid`),
-      ...extra,
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  child.stdout!.pipe(log);
-  child.stderr!.pipe(log);
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  const end = async (sig: NodeJS.Signals) => {
-    if (child.exitCode === null && child.signalCode === null) child.kill(sig);
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
-  };
-  return { name, pid: child.pid!, child, logFile, exited, kill: () => end('SIGKILL'), stop: () => end('SIGTERM') };
 }
 
 interface JobView {

@@ -1,6 +1,7 @@
 import type { Manifest } from '../../format/index.js';
 import type { Repository } from '../../repository/index.js';
 import { CofferError, TaskWindow, type Op } from '../../shared/index.js';
+import type { BootScriptResult } from '../check/index.js';
 import { latestClean, pointState, type PointStatus } from '../signals/index.js';
 
 export interface PointWithStatus {
@@ -44,16 +45,8 @@ export interface BootSummary {
   elapsedMs: number;
   accel: string | null;
   note: string | null;
-  /** the boot script's result, or null when none ran */
-  script: {
-    path: string;
-    ok: boolean;
-    exitCode: number | null;
-    signal: string | null;
-    timedOut: boolean;
-    elapsedMs: number;
-    output: string;
-  } | null;
+  /** the boot script's result (as the record keeps it, without its time limit), or null when none ran */
+  script: Omit<BootScriptResult, 'timeoutMs'> | null;
 }
 
 /**
