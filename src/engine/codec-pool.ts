@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { type ChunkCodec, IdSet } from '../repository/index.js';
+import { type ChunkCodec, type ChunkFileRestore, IdSet } from '../repository/index.js';
 import { CofferError, type ErrorCode } from '../shared/index.js';
 import { codecOf, exclusive, type CodecParams, type CodecReply, type CodecRequest } from './codec-protocol.js';
 
@@ -60,7 +60,6 @@ export class CodecPool {
     this.inlineOnly = count <= 0;
     this.inlineLeft = this.inlineOnly ? Number.POSITIVE_INFINITY : inlineStartBytes;
     if (params instanceof Promise) {
-      if (this.inlineOnly) throw new CofferError('INTERNAL', 'an inline pool needs its keys up front');
       this.paramsReady = params.then((p) => {
         this.params = p;
         return p;
@@ -70,13 +69,13 @@ export class CodecPool {
       this.params = params;
       this.paramsReady = Promise.resolve(params);
     }
-    if (this.inlineOnly) this.inline = codecOf(params as CodecParams);
+    if (this.inlineOnly && this.params) this.inline = codecOf(this.params);
     else if (inlineStartBytes <= 0 && this.params) this.startWorkers(this.params);
   }
 
   /** The inline codec while the job is small; undefined once the workers run (or must: past the inline budget). */
   private async inlineFor(bytes: number): Promise<ChunkCodec | undefined> {
-    if (this.inlineOnly) return this.inline;
+    if (this.inlineOnly) return (this.inline ??= codecOf(this.params ?? (await this.paramsReady)));
     if (this.workers.length > 0) return undefined;
     const params = this.params ?? (await this.paramsReady);
     if (this.workers.length > 0) return undefined;
@@ -223,6 +222,18 @@ export class CodecPool {
       into && into.byteOffset === 0 && into.byteLength === into.buffer.byteLength ? (into.buffer as ArrayBuffer) : null;
     const r = await this.call({ op: 'open', idHex, checkId, into: intoAb }, blob, intoAb ? [intoAb] : []);
     return { plain: Buffer.from(r.data!, 0, r.length), spare: r.input ? Buffer.from(r.input) : undefined };
+  }
+
+  /**
+   * One chunk of a restore read, opened and written by a worker (repository/chunk-file.ts). False while the pool
+   * runs inline (it would block the event loop on file I/O): the caller then reads, opens and writes it the usual way.
+   */
+  async restoreFile(req: ChunkFileRestore): Promise<boolean> {
+    if (await this.inlineFor(req.length)) return false;
+    if (this.failed) throw this.failed;
+    const slot = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
+    await this.post(slot, { op: 'restoreFile', seq: this.seq++, req }, []);
+    return true;
   }
 
   async close(): Promise<void> {

@@ -1,4 +1,4 @@
-import { ChunkCodec } from '../repository/index.js';
+import { ChunkCodec, type ChunkFileRestore } from '../repository/index.js';
 
 /** Messages between CodecPool and its workers. Buffers travel as transferred ArrayBuffers (no copies). */
 export interface CodecParams {
@@ -21,6 +21,8 @@ export type CodecRequest =
       checkId: boolean;
       into: ArrayBuffer | null;
     }
+  /** Read, open and write one chunk of a restore on the worker (repository/chunk-file.ts). */
+  | { seq: number; op: 'restoreFile'; req: ChunkFileRestore }
   /** Ids known to be stored (sorted, 32 bytes each), shared with every worker without copies. */
   | { seq: number; op: 'known'; ids: SharedArrayBuffer | null; length: number };
 

@@ -1,11 +1,12 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { IdSet } from '../repository/index.js';
+import { IdSet, newChunkFileScratch, restoreChunkFile } from '../repository/index.js';
 import { CofferError } from '../shared/index.js';
 import { codecOf, exclusive, type CodecParams, type CodecReply, type CodecRequest } from './codec-protocol.js';
 
 // The pool starts its workers once the repository is open: the keys come with the worker's start.
 const codec = codecOf(workerData as CodecParams);
 let known: IdSet = IdSet.empty;
+const fileScratch = newChunkFileScratch();
 
 parentPort!.on('message', (req: CodecRequest) => {
   let reply: CodecReply;
@@ -14,6 +15,9 @@ parentPort!.on('message', (req: CodecRequest) => {
     if (req.op === 'known') {
       known = req.ids ? IdSet.fromSorted(Buffer.from(req.ids, 0, req.length)) : IdSet.empty;
       reply = { seq: req.seq, ok: true, length: 0 };
+    } else if (req.op === 'restoreFile') {
+      restoreChunkFile(codec, req.req, fileScratch);
+      reply = { seq: req.seq, ok: true, length: req.req.length };
     } else {
       const input = Buffer.from(req.data, 0, req.length);
       if (req.op === 'process') {

@@ -5,7 +5,7 @@ import type { Writable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import type { FixedIndex } from '../format/index.js';
-import type { Repository } from '../repository/index.js';
+import { targetWriteError, type Repository } from '../repository/index.js';
 import { CofferError, TaskWindow, asChunkId, type Op } from '../shared/index.js';
 import { blockDeviceSize } from '../sources/index.js';
 import type { CodecPool } from './codec-pool.js';
@@ -86,6 +86,8 @@ interface Sink {
   sparse: boolean;
   /** True when writes carry their offset and may run concurrently (files, devices). */
   positional: boolean;
+  /** A path that other threads may open for positional writes while the restore runs (files, devices). */
+  file?: string;
   write(data: Buffer, offset: number): Promise<void>;
   finish(): Promise<void>;
   abort(): Promise<void>;
@@ -141,25 +143,26 @@ async function fileSink(
     if (kind === 'file') await fh.truncate(sizeBytes);
   } catch (e) {
     if (kind === 'file') await fs.unlink(tmp).catch(() => undefined);
-    throw targetError(e, path);
+    throw targetWriteError(e, path);
   }
   return {
     description: path,
     sparse: kind === 'file',
     positional: true,
+    file: tmp,
     async write(data, offset) {
       try {
         let done = 0;
         while (done < data.length) done += (await fh.write(data, done, data.length - done, offset + done)).bytesWritten;
       } catch (e) {
-        throw targetError(e, path);
+        throw targetWriteError(e, path);
       }
     },
     async finish() {
       try {
         if (sync) await fh.sync();
       } catch (e) {
-        throw targetError(e, path);
+        throw targetWriteError(e, path);
       } finally {
         await fh.close();
       }
@@ -174,7 +177,7 @@ async function fileSink(
         await fs.unlink(tmp).catch(() => undefined);
         if ((e as NodeJS.ErrnoException).code === 'EEXIST')
           throw new CofferError('TARGET_EXISTS', `restore target ${path} appeared during the restore`);
-        throw targetError(e, path);
+        throw targetWriteError(e, path);
       }
     },
     async abort() {
@@ -193,9 +196,9 @@ function streamSink(stream: Writable): Sink {
     sparse: false,
     positional: false,
     async write(data) {
-      if (streamError) throw targetError(streamError, 'stdout');
+      if (streamError) throw targetWriteError(streamError, 'stdout');
       if (!stream.write(data)) await Promise.race([once(stream, 'drain'), once(stream, 'error')]);
-      if (streamError) throw targetError(streamError, 'stdout');
+      if (streamError) throw targetWriteError(streamError, 'stdout');
     },
     async finish() {
       stream.off('error', onError);
@@ -205,6 +208,9 @@ function streamSink(stream: Writable): Sink {
     },
   };
 }
+
+/** A chunk a worker has written to the target itself (restoreFile). */
+const WRITTEN = Symbol('written');
 
 async function writeChunks(
   repo: Repository,
@@ -220,7 +226,7 @@ async function writeChunks(
   const zeros = Buffer.alloc(cs);
   // Positions fetched ahead, in disk order. Zero chunks cost nothing, so only data chunks (being fetched, or fetched
   // and waiting to be written) count against `ahead`: memory stays bounded however slow the target is.
-  const queue: { i: number; p: Promise<Buffer | null> }[] = [];
+  const queue: { i: number; p: Promise<Buffer | null | typeof WRITTEN> }[] = [];
   let buffered = 0;
   const free: Buffer[] = [];
   let next = 0;
@@ -229,34 +235,57 @@ async function writeChunks(
   // Files and devices take positional writes, so several can be in flight; a stream is written in order.
   const writes = new TaskWindow(sink.positional ? 4 : 1);
   const chunks = repo.chunksVia(pool);
+  const checkId = Boolean(req.checkIds);
   const fetch = (i: number): Promise<Buffer | null> => {
     if (index.isZero(i)) return Promise.resolve(null);
     const hex = index.id(i).toString('hex');
     buffered++;
-    return chunks
-      .get(asChunkId(hex), { checkId: Boolean(req.checkIds), into: free.pop() }, op)
-      .then(({ plain, spare }) => {
-        if (spare) free.push(spare);
-        if (plain.length !== index.chunkLength(i)) {
-          throw new CofferError(
-            'CORRUPT',
-            `chunk ${hex} has ${plain.length} bytes where disk position ${i} needs ${index.chunkLength(i)}`,
-          );
-        }
-        return plain;
-      });
+    return chunks.get(asChunkId(hex), { checkId, into: free.pop() }, op).then(({ plain, spare }) => {
+      if (spare) free.push(spare);
+      if (plain.length !== index.chunkLength(i)) {
+        throw new CofferError(
+          'CORRUPT',
+          `chunk ${hex} has ${plain.length} bytes where disk position ${i} needs ${index.chunkLength(i)}`,
+        );
+      }
+      return plain;
+    });
+  };
+  // A local repository restored to a file or device: a worker reads, opens and writes each chunk itself (no buffer
+  // crosses threads, no read or write waits for this thread); the first chunks, before the workers start, and
+  // every other pair of repository and target go the usual way.
+  const direct = sink.file !== undefined && chunks.restoresFiles;
+  const fetchDirect = (i: number): Promise<Buffer | null | typeof WRITTEN> => {
+    if (index.isZero(i)) return Promise.resolve(null);
+    const hex = asChunkId(index.id(i).toString('hex'));
+    const to = {
+      target: sink.file!,
+      targetName: sink.description,
+      offset: i * cs,
+      length: index.chunkLength(i),
+      position: i,
+    };
+    buffered++; // in flight on a worker (counted against `ahead` until the loop below sees it written)
+    return chunks.restoreFile(hex, to, checkId, op).then((done): Buffer | null | typeof WRITTEN | Promise<Buffer | null> => {
+      if (done) return WRITTEN;
+      buffered--; // fetch counts it again
+      return fetch(i);
+    });
   };
   try {
     for (let i = 0; i < n; i++) {
       while (next < n && (queue.length === 0 || buffered < ahead) && queue.length < 65536) {
-        const p = fetch(next);
+        const p = direct ? fetchDirect(next) : fetch(next);
         p.catch(() => undefined); // observed in order below
         queue.push({ i: next++, p });
       }
       op.signal?.throwIfAborted();
       const plain = await queue.shift()!.p;
       const len = index.chunkLength(i);
-      if (plain) {
+      if (plain === WRITTEN) {
+        buffered--;
+        bytesWritten += len;
+      } else if (plain) {
         await writes.run(() =>
           sink.write(plain, i * cs).finally(() => {
             buffered--;
@@ -288,15 +317,4 @@ async function writeChunks(
     await Promise.allSettled(queue.map((q) => q.p));
   }
   return { bytesWritten, zeroChunks };
-}
-
-function targetError(e: unknown, path: string): CofferError {
-  if (e instanceof CofferError) return e;
-  const err = e as NodeJS.ErrnoException;
-  if (err.code === 'ENOSPC' || err.code === 'EDQUOT')
-    return new CofferError('STORAGE_FULL', `no space left writing ${path}`, { cause: e });
-  return new CofferError('TARGET_UNWRITABLE', `cannot write restore target ${path}: ${err.message}`, {
-    details: { errno: err.code },
-    cause: e,
-  });
 }

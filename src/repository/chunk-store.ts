@@ -8,6 +8,7 @@ import {
 } from '../storage/index.js';
 import { CofferError, HEX64, type ChunkId, type Op } from '../shared/index.js';
 import type { ChunkCodec } from './chunk-codec.js';
+import type { ChunkFileRestore } from './chunk-file.js';
 import { IdSet } from './id-set.js';
 import { CHUNKS_PREFIX, chunkBlob } from './layout.js';
 
@@ -23,6 +24,11 @@ export interface ChunkCipher {
     into?: Buffer,
   ): Promise<{ plain: Buffer; spare: Buffer | undefined }>;
   seal(data: Buffer, idHex: string): Promise<{ sealed: Buffer; data: Buffer }>;
+  /**
+   * Reads, opens and writes one chunk in one step off this thread (chunk-file.ts), when the cipher has threads that
+   * do their own I/O; false: it did nothing (the caller reads, opens and writes the usual way).
+   */
+  restoreFile?(req: ChunkFileRestore): Promise<boolean>;
 }
 
 /** A ChunkCodec used on the calling thread, as a ChunkCipher. */
@@ -105,6 +111,28 @@ export class ChunkStore {
   ): Promise<{ plain: Buffer; spare: Buffer | undefined }> {
     const blob = await this.getSealed(id, op);
     return this.cipher.open(blob, id, opts.checkId ?? true, opts.into);
+  }
+
+  /**
+   * Restores chunk `id` into a file or device in one step on a codec worker (read, open, positional write: no buffer
+   * crosses threads), when the chunks are local files and the cipher runs on workers. False: not done, nothing
+   * written; the caller falls back to `get` and its own write.
+   */
+  async restoreFile(
+    id: ChunkId,
+    to: Omit<ChunkFileRestore, 'file' | 'idHex' | 'checkId'>,
+    checkId: boolean,
+    op?: Op,
+  ): Promise<boolean> {
+    const local = this.cipher.restoreFile ? capabilityOf(this.store, 'localFiles') : undefined;
+    if (!local) return false;
+    op?.signal?.throwIfAborted();
+    return this.cipher.restoreFile!({ ...to, file: local.fileOf(chunkBlob(id)), idHex: id, checkId });
+  }
+
+  /** Whether `restoreFile` can work (the chunks are local files and the cipher may have worker threads). */
+  get restoresFiles(): boolean {
+    return Boolean(this.cipher.restoreFile) && capabilityOf(this.store, 'localFiles') !== undefined;
   }
 
   /** The sealed blob, after checking that it opens and hashes to its id (a damaged chunk is not copied on). */

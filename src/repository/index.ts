@@ -1,4 +1,5 @@
 export * from './chunk-codec.js';
+export * from './chunk-file.js';
 export * from './chunk-store.js';
 export * from './id-set.js';
 export * from './layout.js';

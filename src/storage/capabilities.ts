@@ -64,6 +64,16 @@ export interface PutFirst {
   readonly putAnswersExists: true;
 }
 
+/**
+ * Blobs that are plain files on this machine, each whole at one path (a local directory). A reader that does its own
+ * synchronous I/O off the main thread (a restore's codec workers: read, open and write a chunk in one step) reads
+ * them there instead of through `get`. Wrappers that change how reads behave (throttling, fault injection) hide it.
+ */
+export interface LocalFiles {
+  /** The file holding blob `name` (whether it exists or not). */
+  fileOf(name: BlobName): string;
+}
+
 /** The optional capabilities of a store, by name. */
 export interface StoreCapabilities {
   tiers: Tiering;
@@ -71,6 +81,7 @@ export interface StoreCapabilities {
   serverSideCopy: ServerSideCopy;
   tempFiles: TempFiles;
   putFirst: PutFirst;
+  localFiles: LocalFiles;
 }
 export type CapabilityName = keyof StoreCapabilities;
 

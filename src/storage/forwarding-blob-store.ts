@@ -5,7 +5,8 @@ import { capabilityOf, type CapabilityName, type CapableBlobStore, type StoreCap
 /**
  * Base of the store wrappers (retrying, throttled, caching, append-only): every call goes to `inner` unless the
  * wrapper overrides it, and so does every optional capability (`capability`, see capabilities.ts). `unwrap()` gives
- * the wrapped store (restic's Unwrapper). A wrapper changes a capability by overriding `capability`.
+ * the wrapped store (restic's Unwrapper). A wrapper changes a capability by overriding `capability`; `localFiles`
+ * (reading the blobs' files directly) passes only through a wrapper that does not override `get`.
  */
 export class ForwardingBlobStore implements CapableBlobStore {
   constructor(readonly inner: BlobStore) {}
@@ -19,6 +20,8 @@ export class ForwardingBlobStore implements CapableBlobStore {
   }
 
   capability<K extends CapabilityName>(key: K): StoreCapabilities[K] | undefined {
+    // reading the files directly would bypass a wrapper that changes reads (a subclass overriding `get`)
+    if (key === 'localFiles' && this.get !== ForwardingBlobStore.prototype.get) return undefined;
     return capabilityOf(this.inner, key);
   }
 

@@ -2,7 +2,7 @@ export * from './blob-store.js';
 export * from './cloud-store.js';
 export * from './capabilities.js';
 export { ForwardingBlobStore } from './forwarding-blob-store.js';
-export { LocalBlobStore } from './local/local-blob-store.js';
+export { LocalBlobStore, translate as localStoreError } from './local/local-blob-store.js';
 export { MemoryBlobStore } from './memory/memory-blob-store.js';
 export { RetryingBlobStore, type RetryPolicy } from './retrying-blob-store.js';
 export { isCloudSpec, openCloudStore } from './open-cloud-store.js';

@@ -4,7 +4,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { CofferError, type BlobName, type Op } from '../../shared/index.js';
 import { isValidBlobName, type BlobInfo, type ByteRange } from '../blob-store.js';
-import { ownCapabilities, type CapableBlobStore, type TempFiles } from '../capabilities.js';
+import { ownCapabilities, type CapableBlobStore, type LocalFiles, type TempFiles } from '../capabilities.js';
 
 export interface LocalBlobStoreOptions {
   /** fsync file and directory before put resolves (default true). Tests may turn it off for speed. */
@@ -25,8 +25,8 @@ export interface LocalBlobStoreOptions {
  * another process's write whose name is not synced yet. The data of every chunk file is still fsynced before its
  * link, so a name never points at a torn file.
  */
-export class LocalBlobStore implements CapableBlobStore, TempFiles {
-  readonly capability = ownCapabilities(this, ['tempFiles']);
+export class LocalBlobStore implements CapableBlobStore, TempFiles, LocalFiles {
+  readonly capability = ownCapabilities(this, ['tempFiles', 'localFiles']);
   readonly location: string;
   private readonly durable: boolean;
   private readonly knownDirs = new Set<string>();
@@ -41,6 +41,10 @@ export class LocalBlobStore implements CapableBlobStore, TempFiles {
     this.root = path.resolve(root);
     this.location = this.root;
     this.durable = options.durable ?? true;
+  }
+
+  fileOf(name: BlobName): string {
+    return this.pathOf(name);
   }
 
   private pathOf(name: string): string {

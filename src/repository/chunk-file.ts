@@ -1,0 +1,113 @@
+import { closeSync, constants as fsc, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { AEAD_TAG_BYTES } from '../crypto/index.js';
+import { ENVELOPE_HEADER_BYTES } from '../format/index.js';
+import { localStoreError } from '../storage/index.js';
+import { CofferError } from '../shared/index.js';
+import type { ChunkCodec } from './chunk-codec.js';
+
+/**
+ * One chunk of a restore done in a single step on a codec worker: read the chunk's file (a local repository), open it
+ * (decrypt, decompress, optionally re-hash) and write the plaintext at `offset` of the target. Nothing crosses
+ * between threads but this description, no buffer is allocated per chunk, and no I/O waits for the event loop: the
+ * restore of a local repository to a file or device (docs/DESIGN.md §Restore, docs/BENCHMARKS.md issue 19).
+ */
+export interface ChunkFileRestore {
+  /** the file that holds the sealed chunk (storage capability `localFiles`) */
+  file: string;
+  /** the chunk's id (hex) */
+  idHex: string;
+  checkId: boolean;
+  /** the file or block device written; opened for each chunk, never created (the caller holds it open) */
+  target: string;
+  /** how errors name the target (the path the user gave) */
+  targetName: string;
+  offset: number;
+  /** the plaintext length the index expects at this position, and the position (for the error) */
+  length: number;
+  position: number;
+}
+
+/** A worker's reusable buffers for restoreChunkFile (grown on demand, bounded by the codec's largest chunk). */
+export interface ChunkFileScratch {
+  sealed: Buffer;
+  plain: Buffer;
+}
+
+export function newChunkFileScratch(): ChunkFileScratch {
+  return { sealed: Buffer.alloc(0), plain: Buffer.alloc(0) };
+}
+
+/** Synchronous: for worker threads only (it blocks the thread for one chunk's read, open and write). */
+export function restoreChunkFile(codec: ChunkCodec, req: ChunkFileRestore, scratch: ChunkFileScratch): void {
+  const blob = readChunkFile(req, codec.maxChunkBytes + ENVELOPE_HEADER_BYTES + AEAD_TAG_BYTES, scratch);
+  if (scratch.plain.length < codec.maxChunkBytes) scratch.plain = Buffer.allocUnsafeSlow(codec.maxChunkBytes);
+  const plain = codec.open(blob, req.idHex, req.checkId, scratch.plain);
+  if (plain.length !== req.length) {
+    throw new CofferError(
+      'CORRUPT',
+      `chunk ${req.idHex} has ${plain.length} bytes where disk position ${req.position} needs ${req.length}`,
+    );
+  }
+  let fd: number;
+  try {
+    fd = openSync(req.target, fsc.O_WRONLY);
+  } catch (e) {
+    throw targetWriteError(e, req.targetName);
+  }
+  try {
+    let done = 0;
+    while (done < plain.length) done += writeSync(fd, plain, done, plain.length - done, req.offset + done);
+  } catch (e) {
+    throw targetWriteError(e, req.targetName);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function readChunkFile(req: ChunkFileRestore, maxBytes: number, scratch: ChunkFileScratch): Buffer {
+  const what = `chunks/${req.idHex.slice(0, 2)}/${req.idHex}`;
+  let fd: number;
+  try {
+    fd = openSync(req.file, fsc.O_RDONLY);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new CofferError('CORRUPT', `chunk ${req.idHex} is missing from the repository`, {
+        details: { chunk: req.idHex, missing: true },
+      });
+    }
+    throw localStoreError(e, what, 'read');
+  }
+  try {
+    const size = fstatSync(fd).size;
+    // a sealed chunk is at most its plaintext (stored uncompressed) plus the envelope: anything larger is not one
+    if (size > maxBytes) {
+      throw new CofferError('CORRUPT', `chunk ${req.idHex}: ${size} bytes, larger than any sealed chunk (${maxBytes})`, {
+        details: { chunk: req.idHex },
+      });
+    }
+    if (scratch.sealed.length < size) scratch.sealed = Buffer.allocUnsafeSlow(maxBytes);
+    let got = 0;
+    while (got < size) {
+      const n = readSync(fd, scratch.sealed, got, size - got, got);
+      if (n === 0) break;
+      got += n;
+    }
+    return scratch.sealed.subarray(0, got);
+  } catch (e) {
+    throw localStoreError(e, what, 'read');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A write to a restore target that failed: STORAGE_FULL when it is full, else TARGET_UNWRITABLE. */
+export function targetWriteError(e: unknown, path: string): CofferError {
+  if (e instanceof CofferError) return e;
+  const err = e as NodeJS.ErrnoException;
+  if (err.code === 'ENOSPC' || err.code === 'EDQUOT')
+    return new CofferError('STORAGE_FULL', `no space left writing ${path}`, { cause: e });
+  return new CofferError('TARGET_UNWRITABLE', `cannot write restore target ${path}: ${err.message}`, {
+    details: { errno: err.code },
+    cause: e,
+  });
+}
