@@ -52,3 +52,37 @@ export function aeadOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array,
     return undefined;
   }
 }
+
+/** Slice of the ciphertext aeadOpenInto decrypts at a time (its output is copied while still in cache). */
+const OPEN_SLICE_BYTES = 64 * 1024;
+
+/**
+ * As aeadOpen, but the plaintext goes into `into` (at least as long as the ciphertext) and the result is a view of it.
+ * Node's decipher returns a fresh buffer per update: fed 64 KiB at a time those stay small and recycled by the
+ * allocator, where one update of a whole 1 MiB chunk costs a fresh mapping, its page faults and a copy every chunk
+ * (a restore's hot loop, repository/chunk-file.ts). Nothing in `into` may be used unless this returns a buffer.
+ */
+export function aeadOpenInto(
+  key: Uint8Array,
+  nonce: Uint8Array,
+  sealed: Uint8Array,
+  aad: Uint8Array,
+  into: Buffer,
+): Buffer | undefined {
+  if (sealed.length < AEAD_TAG_BYTES) return undefined;
+  const ctLen = sealed.length - AEAD_TAG_BYTES;
+  if (into.length < ctLen) return undefined;
+  try {
+    const d = createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: AEAD_TAG_BYTES });
+    d.setAAD(aad);
+    d.setAuthTag(sealed.subarray(ctLen));
+    let at = 0;
+    for (let off = 0; off < ctLen; off += OPEN_SLICE_BYTES) {
+      at += d.update(sealed.subarray(off, Math.min(ctLen, off + OPEN_SLICE_BYTES))).copy(into, at);
+    }
+    at += d.final().copy(into, at);
+    return into.subarray(0, at);
+  } catch {
+    return undefined;
+  }
+}

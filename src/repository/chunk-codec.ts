@@ -39,10 +39,11 @@ export class ChunkCodec {
   /**
    * Decrypts and decompresses. The AEAD tag (with the id in its AAD) proves the blob was sealed for this id by a key
    * holder; with `checkId` the plaintext is also re-hashed to its id (verify --read-data), which also catches a
-   * writer that sealed wrong content. CORRUPT on any mismatch.
+   * writer that sealed wrong content. CORRUPT on any mismatch. `payloadInto`: see openObject (the result may then be a
+   * view of it: use it before the next call).
    */
-  open(blob: Uint8Array, idHex: string, checkId = true, into?: Buffer): Buffer {
-    const plain = openObject(this.keys.encKey, 'chunk', idHex, blob, this.maxChunkBytes, into);
+  open(blob: Uint8Array, idHex: string, checkId = true, into?: Buffer, payloadInto?: Buffer): Buffer {
+    const plain = openObject(this.keys.encKey, 'chunk', idHex, blob, this.maxChunkBytes, into, payloadInto);
     if (!checkId) return plain;
     const actual = keyedDigest(this.keys.idKey, plain);
     if (actual.toString('hex') !== idHex || actual.equals(ZERO_CHUNK_ID)) {

@@ -30,18 +30,20 @@ export interface ChunkFileRestore {
 /** A worker's reusable buffers for restoreChunkFile (grown on demand, bounded by the codec's largest chunk). */
 export interface ChunkFileScratch {
   sealed: Buffer;
+  payload: Buffer;
   plain: Buffer;
 }
 
 export function newChunkFileScratch(): ChunkFileScratch {
-  return { sealed: Buffer.alloc(0), plain: Buffer.alloc(0) };
+  return { sealed: Buffer.alloc(0), payload: Buffer.alloc(0), plain: Buffer.alloc(0) };
 }
 
 /** Synchronous: for worker threads only (it blocks the thread for one chunk's read, open and write). */
 export function restoreChunkFile(codec: ChunkCodec, req: ChunkFileRestore, scratch: ChunkFileScratch): void {
   const blob = readChunkFile(req, codec.maxChunkBytes + ENVELOPE_HEADER_BYTES + AEAD_TAG_BYTES, scratch);
   if (scratch.plain.length < codec.maxChunkBytes) scratch.plain = Buffer.allocUnsafeSlow(codec.maxChunkBytes);
-  const plain = codec.open(blob, req.idHex, req.checkId, scratch.plain);
+  if (scratch.payload.length < blob.length) scratch.payload = Buffer.allocUnsafeSlow(scratch.sealed.length);
+  const plain = codec.open(blob, req.idHex, req.checkId, scratch.plain, scratch.payload);
   if (plain.length !== req.length) {
     throw new CofferError(
       'CORRUPT',

@@ -1,4 +1,4 @@
-import { AEAD_TAG_BYTES, aeadOpen, aeadSealInto, randomNonce } from '../crypto/index.js';
+import { AEAD_TAG_BYTES, aeadOpen, aeadOpenInto, aeadSealInto, randomNonce } from '../crypto/index.js';
 import {
   COMPRESSION_NONE,
   COMPRESSION_ZSTD,
@@ -34,7 +34,11 @@ export function sealObject(
 }
 
 /** Opens an envelope; any tampering, wrong name or wrong key is CORRUPT naming the object. */
-/** `into`: an optional buffer to decompress into (reused across calls by restore); the result may be a view of it. */
+/**
+ * `into`: an optional buffer to decompress into (reused across calls by restore); the result may be a view of it.
+ * `payloadInto`: an optional buffer for the decrypted payload (at least the blob's length), for a caller that uses
+ * the result before its next call (an uncompressed payload is returned as a view of it).
+ */
 export function openObject(
   encKey: Uint8Array,
   kind: ObjectKind,
@@ -42,9 +46,15 @@ export function openObject(
   blob: Uint8Array,
   maxPlainBytes: number,
   into?: Buffer,
+  payloadInto?: Buffer,
 ): Buffer {
   const header = decodeEnvelopeHeader(blob, kind, name);
-  const payload = aeadOpen(encKey, header.nonce, blob.subarray(ENVELOPE_HEADER_BYTES), envelopeAad(blob, name));
+  const sealed = blob.subarray(ENVELOPE_HEADER_BYTES);
+  const aad = envelopeAad(blob, name);
+  const payload =
+    payloadInto && payloadInto.length >= sealed.length
+      ? aeadOpenInto(encKey, header.nonce, sealed, aad, payloadInto)
+      : aeadOpen(encKey, header.nonce, sealed, aad);
   if (!payload) {
     throw new CofferError('CORRUPT', `${kind} ${name}: authentication failed (data damaged or tampered with)`, {
       details: { object: name, kind },
