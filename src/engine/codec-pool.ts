@@ -225,14 +225,21 @@ export class CodecPool {
   }
 
   /**
-   * One chunk of a restore read, opened and written by a worker (repository/chunk-file.ts). False while the pool
-   * runs inline (it would block the event loop on file I/O): the caller then reads, opens and writes it the usual way.
+   * One chunk of a restore opened and written by a worker, read there from `req.file` or given as `sealed` (then
+   * transferred: the caller must not use it after). False while the pool runs inline (file I/O would block the event
+   * loop) and nothing was taken: the caller then opens and writes it the usual way.
    */
-  async restoreFile(req: ChunkFileRestore): Promise<boolean> {
+  async restoreFile(req: ChunkFileRestore, sealed?: Buffer): Promise<boolean> {
     if (await this.inlineFor(req.length)) return false;
     if (this.failed) throw this.failed;
     const slot = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
-    await this.post(slot, { op: 'restoreFile', seq: this.seq++, req }, []);
+    const data = sealed ? exclusive(sealed) : undefined;
+    const ab = data ? (data.buffer as ArrayBuffer) : null;
+    await this.post(
+      slot,
+      { op: 'restoreFile', seq: this.seq++, req, data: ab, length: data?.length ?? 0 },
+      ab ? [ab] : [],
+    );
     return true;
   }
 

@@ -22,7 +22,7 @@ export type CodecRequest =
       into: ArrayBuffer | null;
     }
   /** Read, open and write one chunk of a restore on the worker (repository/chunk-file.ts). */
-  | { seq: number; op: 'restoreFile'; req: ChunkFileRestore }
+  | { seq: number; op: 'restoreFile'; req: ChunkFileRestore; data: ArrayBuffer | null; length: number }
   /** Ids known to be stored (sorted, 32 bytes each), shared with every worker without copies. */
   | { seq: number; op: 'known'; ids: SharedArrayBuffer | null; length: number };
 

@@ -16,7 +16,7 @@ parentPort!.on('message', (req: CodecRequest) => {
       known = req.ids ? IdSet.fromSorted(Buffer.from(req.ids, 0, req.length)) : IdSet.empty;
       reply = { seq: req.seq, ok: true, length: 0 };
     } else if (req.op === 'restoreFile') {
-      restoreChunkFile(codec, req.req, fileScratch);
+      restoreChunkFile(codec, req.req, fileScratch, req.data ? Buffer.from(req.data, 0, req.length) : undefined);
       reply = { seq: req.seq, ok: true, length: req.req.length };
     } else {
       const input = Buffer.from(req.data, 0, req.length);

@@ -47,6 +47,15 @@ class BufferSource implements BlockSource {
   async close() {}
 }
 
+/** Reads through `get` only (overriding it hides localFiles): the worker gets each sealed blob from this thread. */
+class ViaGet extends ForwardingBlobStore {
+  gets = 0;
+  override get(name: BlobName, range?: ByteRange, op?: Op) {
+    if (name.startsWith('chunks/')) this.gets++;
+    return super.get(name, range, op);
+  }
+}
+
 /** Counts the chunk reads that go through `get` (the usual path), and leaves localFiles on. */
 class CountingLocalStore extends LocalBlobStore {
   chunkGets = 0;
@@ -93,7 +102,11 @@ function aChunkFile(repoDir: string): string {
 test('a local repository restored to a file: the workers write the chunks, bit-exact, zeros stay holes', async () => {
   const s = await setup(40 * CS + 777);
   try {
-    const r = await restoreDisk(s.repo, s.pool, { pointId: s.point.id, disk: 0, target: { kind: 'path', path: s.out } });
+    const r = await restoreDisk(s.repo, s.pool, {
+      pointId: s.point.id,
+      disk: 0,
+      target: { kind: 'path', path: s.out },
+    });
     assert.ok(readFileSync(s.out).equals(s.data));
     assert.ok(statSync(s.out).blocks * 512 < s.data.length, 'zero chunks are holes');
     let dataBytes = 0;
@@ -121,16 +134,9 @@ test('a local repository restored to a file: the workers write the chunks, bit-e
 
 test('a wrapper that changes reads hides localFiles: the chunks go through its get', async () => {
   const s = await setup(12 * CS);
-  class Faulty extends ForwardingBlobStore {
-    gets = 0;
-    override get(name: BlobName, range?: ByteRange, op?: Op) {
-      if (name.startsWith('chunks/')) this.gets++;
-      return super.get(name, range, op);
-    }
-  }
   const plain = new ForwardingBlobStore(s.store);
   assert.ok(capabilityOf(plain, 'localFiles'), 'a wrapper that forwards reads keeps localFiles');
-  const faulty = new Faulty(s.store);
+  const faulty = new ViaGet(s.store);
   assert.equal(capabilityOf(faulty, 'localFiles'), undefined);
   const repo = await Repository.open(faulty, 'pw');
   const pool = new CodecPool(repo.codecParams, 2, 0);
@@ -158,53 +164,61 @@ async function failsCleanly(s: Awaited<ReturnType<typeof setup>>, code: string, 
   assert.deepEqual(readdirSync(join(s.root, 'out')), [], 'no target and no partial file left');
 }
 
-test('hostile or damaged chunk files on the worker path: CORRUPT naming the chunk, nothing left behind', async () => {
-  const s = await setup(24 * CS, 0);
-  try {
-    const repoDir = join(s.root, 'repo');
-    const victim = aChunkFile(repoDir);
-    const id = victim.slice(victim.lastIndexOf('/') + 1);
-    const saved = readFileSync(victim);
-    chmodSync(victim, 0o644);
+for (const via of ['file', 'blob'] as const) {
+  test(`hostile or damaged chunks on the worker path (${via}): CORRUPT naming the chunk, nothing left behind`, async () => {
+    const s = await setup(24 * CS, 0);
+    if (via === 'blob') {
+      // the same repository through a wrapper that reads with `get`: the main thread hands each sealed blob over
+      await s.pool.close();
+      s.repo = await Repository.open(new ViaGet(s.store), 'pw');
+      s.pool = new CodecPool(s.repo.codecParams, 2, 0);
+    }
+    try {
+      const repoDir = join(s.root, 'repo');
+      const victim = aChunkFile(repoDir);
+      const id = victim.slice(victim.lastIndexOf('/') + 1);
+      const saved = readFileSync(victim);
+      chmodSync(victim, 0o644);
 
-    // one flipped byte: the AEAD tag fails
-    const flipped = Buffer.from(saved);
-    flipped[flipped.length >> 1]! ^= 0x40;
-    writeFileSync(victim, flipped);
-    await failsCleanly(s, 'CORRUPT', new RegExp(`chunk ${id}: authentication failed`));
+      // one flipped byte: the AEAD tag fails
+      const flipped = Buffer.from(saved);
+      flipped[flipped.length >> 1]! ^= 0x40;
+      writeFileSync(victim, flipped);
+      await failsCleanly(s, 'CORRUPT', new RegExp(`chunk ${id}: authentication failed`));
 
-    // another chunk's blob under this name: its AAD names the other id
-    const other = chunkFiles(repoDir).find((f) => f !== victim)!;
-    copyFileSync(other, victim);
-    await failsCleanly(s, 'CORRUPT', new RegExp(id));
+      // another chunk's blob under this name: its AAD names the other id
+      const other = chunkFiles(repoDir).find((f) => f !== victim)!;
+      copyFileSync(other, victim);
+      await failsCleanly(s, 'CORRUPT', new RegExp(id));
 
-    // a huge file under a chunk's name: refused before it is read, not an allocation of its size
-    writeFileSync(victim, saved);
-    appendFileSync(victim, Buffer.alloc(CS * 2));
-    await failsCleanly(s, 'CORRUPT', /larger than any sealed chunk/);
+      // a huge file under a chunk's name: refused before it is read, not an allocation of its size
+      writeFileSync(victim, saved);
+      appendFileSync(victim, Buffer.alloc(CS * 2));
+      await failsCleanly(s, 'CORRUPT', via === 'file' ? /larger than any sealed chunk/ : new RegExp(id));
 
-    // truncated
-    writeFileSync(victim, saved.subarray(0, 10));
-    await failsCleanly(s, 'CORRUPT', new RegExp(id));
+      // truncated
+      writeFileSync(victim, saved.subarray(0, 10));
+      await failsCleanly(s, 'CORRUPT', new RegExp(id));
 
-    // gone
-    unlinkSync(victim);
-    await assert.rejects(
-      restoreDisk(s.repo, s.pool, { pointId: s.point.id, disk: 0, target: { kind: 'path', path: s.out } }),
-      (e: unknown) =>
-        e instanceof CofferError && e.code === 'CORRUPT' && e.details?.missing === true && e.details?.chunk === id,
-    );
-    assert.deepEqual(readdirSync(join(s.root, 'out')), []);
+      // gone
+      unlinkSync(victim);
+      await assert.rejects(
+        restoreDisk(s.repo, s.pool, { pointId: s.point.id, disk: 0, target: { kind: 'path', path: s.out } }),
+        (e: unknown) =>
+          e instanceof CofferError && e.code === 'CORRUPT' && e.details?.missing === true && e.details?.chunk === id,
+      );
+      assert.deepEqual(readdirSync(join(s.root, 'out')), []);
 
-    // put back: the restore works again (nothing about the failures stuck)
-    writeFileSync(victim, saved);
-    await restoreDisk(s.repo, s.pool, { pointId: s.point.id, disk: 0, target: { kind: 'path', path: s.out } });
-    assert.ok(readFileSync(s.out).equals(s.data));
-    assert.equal(s.store.chunkGets, 0, 'every chunk went through the workers');
-  } finally {
-    await s.pool.close();
-  }
-});
+      // put back: the restore works again (nothing about the failures stuck)
+      writeFileSync(victim, saved);
+      await restoreDisk(s.repo, s.pool, { pointId: s.point.id, disk: 0, target: { kind: 'path', path: s.out } });
+      assert.ok(readFileSync(s.out).equals(s.data));
+      if (via === 'file') assert.equal(s.store.chunkGets, 0, 'every chunk went through the workers');
+    } finally {
+      await s.pool.close();
+    }
+  });
+}
 
 test('the target fills up under the workers: STORAGE_FULL, the partial file removed', async (t) => {
   const s = await setup(96 * CS, 0); // 32 data chunks: 2 MiB into a 1 MiB tmpfs

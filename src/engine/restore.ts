@@ -236,46 +236,37 @@ async function writeChunks(
   const writes = new TaskWindow(sink.positional ? 4 : 1);
   const chunks = repo.chunksVia(pool);
   const checkId = Boolean(req.checkIds);
-  const fetch = (i: number): Promise<Buffer | null> => {
-    if (index.isZero(i)) return Promise.resolve(null);
-    const hex = index.id(i).toString('hex');
-    buffered++;
-    return chunks.get(asChunkId(hex), { checkId, into: free.pop() }, op).then(({ plain, spare }) => {
-      if (spare) free.push(spare);
-      if (plain.length !== index.chunkLength(i)) {
-        throw new CofferError(
-          'CORRUPT',
-          `chunk ${hex} has ${plain.length} bytes where disk position ${i} needs ${index.chunkLength(i)}`,
-        );
-      }
-      return plain;
-    });
-  };
-  // A local repository restored to a file or device: a worker reads, opens and writes each chunk itself (no buffer
-  // crosses threads, no read or write waits for this thread); the first chunks, before the workers start, and
-  // every other pair of repository and target go the usual way.
-  const direct = sink.file !== undefined && chunks.restoresFiles;
-  const fetchDirect = (i: number): Promise<Buffer | null | typeof WRITTEN> => {
+  // To a file or device a worker opens each chunk and writes it itself (read there too from a local repository):
+  // no plaintext comes back to this thread and no write waits for it. Before the workers start (the first few MiB)
+  // and to a stream, chunks come back here and are written below.
+  const file = sink.file;
+  const fetch = (i: number): Promise<Buffer | null | typeof WRITTEN> => {
     if (index.isZero(i)) return Promise.resolve(null);
     const hex = asChunkId(index.id(i).toString('hex'));
-    const to = {
-      target: sink.file!,
-      targetName: sink.description,
-      offset: i * cs,
-      length: index.chunkLength(i),
-      position: i,
-    };
-    buffered++; // in flight on a worker (counted against `ahead` until the loop below sees it written)
-    return chunks.restoreFile(hex, to, checkId, op).then((done): Buffer | null | typeof WRITTEN | Promise<Buffer | null> => {
-      if (done) return WRITTEN;
-      buffered--; // fetch counts it again
-      return fetch(i);
+    const len = index.chunkLength(i);
+    buffered++; // until written (below, or by a worker)
+    const got =
+      file === undefined
+        ? chunks.get(hex, { checkId, into: free.pop() }, op)
+        : chunks.restoreFile(
+            hex,
+            { target: file, targetName: sink.description, offset: i * cs, length: len, position: i },
+            { checkId, into: free.pop() },
+            op,
+          );
+    return got.then(({ plain, spare }) => {
+      if (spare) free.push(spare);
+      if (!plain) return WRITTEN;
+      if (plain.length !== len) {
+        throw new CofferError('CORRUPT', `chunk ${hex} has ${plain.length} bytes where disk position ${i} needs ${len}`);
+      }
+      return plain;
     });
   };
   try {
     for (let i = 0; i < n; i++) {
       while (next < n && (queue.length === 0 || buffered < ahead) && queue.length < 65536) {
-        const p = direct ? fetchDirect(next) : fetch(next);
+        const p = fetch(next);
         p.catch(() => undefined); // observed in order below
         queue.push({ i: next++, p });
       }

@@ -6,14 +6,15 @@ import { CofferError } from '../shared/index.js';
 import type { ChunkCodec } from './chunk-codec.js';
 
 /**
- * One chunk of a restore done in a single step on a codec worker: read the chunk's file (a local repository), open it
- * (decrypt, decompress, optionally re-hash) and write the plaintext at `offset` of the target. Nothing crosses
- * between threads but this description, no buffer is allocated per chunk, and no I/O waits for the event loop: the
- * restore of a local repository to a file or device (docs/DESIGN.md §Restore, docs/BENCHMARKS.md issue 19).
+ * One chunk of a restore to a file or device done in a single step on a codec worker: read the chunk's file (a local
+ * repository) or take its sealed blob (fetched by the main thread from object storage), open it (decrypt, decompress,
+ * optionally re-hash) and write the plaintext at `offset` of the target. No plaintext crosses between threads, no
+ * buffer is allocated per chunk for it, and no write waits for the event loop (docs/DESIGN.md §Restore,
+ * docs/BENCHMARKS.md issue 19).
  */
 export interface ChunkFileRestore {
-  /** the file that holds the sealed chunk (storage capability `localFiles`) */
-  file: string;
+  /** the file that holds the sealed chunk (storage capability `localFiles`); absent: the blob comes with the request */
+  file?: string;
   /** the chunk's id (hex) */
   idHex: string;
   checkId: boolean;
@@ -38,11 +39,23 @@ export function newChunkFileScratch(): ChunkFileScratch {
   return { sealed: Buffer.alloc(0), payload: Buffer.alloc(0), plain: Buffer.alloc(0) };
 }
 
-/** Synchronous: for worker threads only (it blocks the thread for one chunk's read, open and write). */
-export function restoreChunkFile(codec: ChunkCodec, req: ChunkFileRestore, scratch: ChunkFileScratch): void {
-  const blob = readChunkFile(req, codec.maxChunkBytes + ENVELOPE_HEADER_BYTES + AEAD_TAG_BYTES, scratch);
+/**
+ * Synchronous: for worker threads only (it blocks the thread for one chunk's read, open and write). `sealed`: the
+ * blob, when `req.file` is absent.
+ */
+export function restoreChunkFile(
+  codec: ChunkCodec,
+  req: ChunkFileRestore,
+  scratch: ChunkFileScratch,
+  sealed?: Buffer,
+): void {
+  const maxSealed = codec.maxChunkBytes + ENVELOPE_HEADER_BYTES + AEAD_TAG_BYTES;
+  let blob: Buffer;
+  if (req.file !== undefined) blob = readChunkFile(req.file, req.idHex, maxSealed, scratch);
+  else if (sealed) blob = sealed;
+  else throw new CofferError('INTERNAL', `chunk ${req.idHex}: neither a file nor a blob to restore from`);
   if (scratch.plain.length < codec.maxChunkBytes) scratch.plain = Buffer.allocUnsafeSlow(codec.maxChunkBytes);
-  if (scratch.payload.length < blob.length) scratch.payload = Buffer.allocUnsafeSlow(scratch.sealed.length);
+  if (scratch.payload.length < blob.length) scratch.payload = Buffer.allocUnsafeSlow(Math.max(blob.length, maxSealed));
   const plain = codec.open(blob, req.idHex, req.checkId, scratch.plain, scratch.payload);
   if (plain.length !== req.length) {
     throw new CofferError(
@@ -66,15 +79,15 @@ export function restoreChunkFile(codec: ChunkCodec, req: ChunkFileRestore, scrat
   }
 }
 
-function readChunkFile(req: ChunkFileRestore, maxBytes: number, scratch: ChunkFileScratch): Buffer {
-  const what = `chunks/${req.idHex.slice(0, 2)}/${req.idHex}`;
+function readChunkFile(file: string, idHex: string, maxBytes: number, scratch: ChunkFileScratch): Buffer {
+  const what = `chunks/${idHex.slice(0, 2)}/${idHex}`;
   let fd: number;
   try {
-    fd = openSync(req.file, fsc.O_RDONLY);
+    fd = openSync(file, fsc.O_RDONLY);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new CofferError('CORRUPT', `chunk ${req.idHex} is missing from the repository`, {
-        details: { chunk: req.idHex, missing: true },
+      throw new CofferError('CORRUPT', `chunk ${idHex} is missing from the repository`, {
+        details: { chunk: idHex, missing: true },
       });
     }
     throw localStoreError(e, what, 'read');
@@ -83,8 +96,8 @@ function readChunkFile(req: ChunkFileRestore, maxBytes: number, scratch: ChunkFi
     const size = fstatSync(fd).size;
     // a sealed chunk is at most its plaintext (stored uncompressed) plus the envelope: anything larger is not one
     if (size > maxBytes) {
-      throw new CofferError('CORRUPT', `chunk ${req.idHex}: ${size} bytes, larger than any sealed chunk (${maxBytes})`, {
-        details: { chunk: req.idHex },
+      throw new CofferError('CORRUPT', `chunk ${idHex}: ${size} bytes, larger than any sealed chunk (${maxBytes})`, {
+        details: { chunk: idHex },
       });
     }
     if (scratch.sealed.length < size) scratch.sealed = Buffer.allocUnsafeSlow(maxBytes);

@@ -25,10 +25,11 @@ export interface ChunkCipher {
   ): Promise<{ plain: Buffer; spare: Buffer | undefined }>;
   seal(data: Buffer, idHex: string): Promise<{ sealed: Buffer; data: Buffer }>;
   /**
-   * Reads, opens and writes one chunk in one step off this thread (chunk-file.ts), when the cipher has threads that
-   * do their own I/O; false: it did nothing (the caller reads, opens and writes the usual way).
+   * Opens and writes one chunk in one step off this thread (chunk-file.ts), reading it from `req.file` or given as
+   * `sealed` (which it may take), when the cipher has threads that do their own I/O; false: it did nothing and took
+   * nothing (the caller opens and writes the usual way).
    */
-  restoreFile?(req: ChunkFileRestore): Promise<boolean>;
+  restoreFile?(req: ChunkFileRestore, sealed?: Buffer): Promise<boolean>;
 }
 
 /** A ChunkCodec used on the calling thread, as a ChunkCipher. */
@@ -114,25 +115,29 @@ export class ChunkStore {
   }
 
   /**
-   * Restores chunk `id` into a file or device in one step on a codec worker (read, open, positional write: no buffer
-   * crosses threads), when the chunks are local files and the cipher runs on workers. False: not done, nothing
-   * written; the caller falls back to `get` and its own write.
+   * Restores chunk `id` into a file or device (`to`) in one step on a codec worker: read there from its file when
+   * the chunks are local files, else fetched here and handed over; the worker opens it and writes the plaintext, which
+   * never comes back. Returns `{}` when done; with a cipher that has no workers (or has not started them yet) it
+   * returns the plaintext as `get` does, for the caller to write. CORRUPT when missing or bad.
    */
   async restoreFile(
     id: ChunkId,
     to: Omit<ChunkFileRestore, 'file' | 'idHex' | 'checkId'>,
-    checkId: boolean,
+    opts: { checkId: boolean; into?: Buffer | undefined },
     op?: Op,
-  ): Promise<boolean> {
-    const local = this.cipher.restoreFile ? capabilityOf(this.store, 'localFiles') : undefined;
-    if (!local) return false;
+  ): Promise<{ plain?: Buffer; spare?: Buffer | undefined }> {
+    const restoreFile = this.cipher.restoreFile?.bind(this.cipher);
+    if (!restoreFile) return this.get(id, opts, op);
     op?.signal?.throwIfAborted();
-    return this.cipher.restoreFile!({ ...to, file: local.fileOf(chunkBlob(id)), idHex: id, checkId });
-  }
-
-  /** Whether `restoreFile` can work (the chunks are local files and the cipher may have worker threads). */
-  get restoresFiles(): boolean {
-    return Boolean(this.cipher.restoreFile) && capabilityOf(this.store, 'localFiles') !== undefined;
+    const req = { ...to, idHex: id, checkId: opts.checkId };
+    const local = capabilityOf(this.store, 'localFiles');
+    if (local) {
+      if (await restoreFile({ ...req, file: local.fileOf(chunkBlob(id)) })) return { spare: opts.into };
+      return this.get(id, opts, op);
+    }
+    const blob = await this.getSealed(id, op);
+    if (await restoreFile(req, blob)) return { spare: opts.into };
+    return this.cipher.open(blob, id, opts.checkId, opts.into);
   }
 
   /** The sealed blob, after checking that it opens and hashes to its id (a damaged chunk is not copied on). */
