@@ -5,11 +5,18 @@ export const AEAD_KEY_BYTES = 32;
 export const AEAD_NONCE_BYTES = 12;
 export const AEAD_TAG_BYTES = 16;
 
+/** What aeadSealInto and aeadOpenInto pass through the cipher at a time (its output copied while still in cache). */
+const SLICE_BYTES = 64 * 1024;
+
 export function randomNonce(): Buffer {
   return randomBytes(AEAD_NONCE_BYTES);
 }
 
-/** Encrypts into out[at..at+len] and writes the tag after it (one allocation for the whole envelope). */
+/**
+ * Encrypts into out[at..at+len] and writes the tag after it (one allocation for the whole envelope). The plaintext
+ * goes through the cipher 64 KiB at a time: Node's cipher returns a fresh buffer per update, and small ones are
+ * recycled by the allocator where a whole chunk's would be a fresh mapping, its page faults and a copy every chunk.
+ */
 export function aeadSealInto(
   key: Uint8Array,
   nonce: Uint8Array,
@@ -20,11 +27,12 @@ export function aeadSealInto(
 ): void {
   const c = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: AEAD_TAG_BYTES });
   c.setAAD(aad);
-  const head = c.update(plaintext);
-  head.copy(out, at);
-  const tail = c.final();
-  tail.copy(out, at + head.length);
-  c.getAuthTag().copy(out, at + head.length + tail.length);
+  let pos = at;
+  for (let off = 0; off < plaintext.length; off += SLICE_BYTES) {
+    pos += c.update(plaintext.subarray(off, Math.min(plaintext.length, off + SLICE_BYTES))).copy(out, pos);
+  }
+  pos += c.final().copy(out, pos);
+  c.getAuthTag().copy(out, pos);
 }
 
 /** Returns ciphertext || tag. */
@@ -53,8 +61,6 @@ export function aeadOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array,
   }
 }
 
-/** Slice of the ciphertext aeadOpenInto decrypts at a time (its output is copied while still in cache). */
-const OPEN_SLICE_BYTES = 64 * 1024;
 
 /**
  * As aeadOpen, but the plaintext goes into `into` (at least as long as the ciphertext) and the result is a view of it.
@@ -77,8 +83,8 @@ export function aeadOpenInto(
     d.setAAD(aad);
     d.setAuthTag(sealed.subarray(ctLen));
     let at = 0;
-    for (let off = 0; off < ctLen; off += OPEN_SLICE_BYTES) {
-      at += d.update(sealed.subarray(off, Math.min(ctLen, off + OPEN_SLICE_BYTES))).copy(into, at);
+    for (let off = 0; off < ctLen; off += SLICE_BYTES) {
+      at += d.update(sealed.subarray(off, Math.min(ctLen, off + SLICE_BYTES))).copy(into, at);
     }
     at += d.final().copy(into, at);
     return into.subarray(0, at);

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import {
+  ENVELOPE_OVERHEAD_BYTES,
   FIXED_INDEX_HEADER_BYTES,
   FixedIndex,
   ZERO_CHUNK_ID,
@@ -321,6 +322,10 @@ async function backupDisk(
   );
   const recent = new Set<string>();
   const free: Buffer[] = [];
+  // Sealed blobs are recycled too: a buffer the size of the largest sealed chunk goes to the codec with each chunk
+  // and comes back once the blob is stored (or was not needed), so no chunk allocates (and faults in) a fresh one.
+  const sealedFree: Buffer[] = [];
+  const sealedMax = repo.chunkSizeBytes + ENVELOPE_OVERHEAD_BYTES;
   const chunks = repo.chunksVia(pool);
   const speculative = new SpeculationControl();
   let readChain: Promise<unknown> = Promise.resolve();
@@ -383,7 +388,13 @@ async function backupDisk(
         const bytes = await read; // (not `stats.bytesRead += await read`: that reads the sum before awaiting)
         stats.bytesRead += bytes;
         const seal = speculative.enabled;
-        const r = await pool.process(raw, seal);
+        const r = await pool.process(
+          raw,
+          seal,
+          seal ? (sealedFree.pop() ?? Buffer.allocUnsafeSlow(sealedMax)) : undefined,
+        );
+        if (r.spare) sealedFree.push(r.spare);
+        let sealedDone = false; // true once the blob was stored or found not needed: its buffer may be reused
         let data: Buffer | undefined = r.data;
         const recycle = () => {
           if (data && data.length === cs && free.length < window.limit) free.push(data);
@@ -401,6 +412,7 @@ async function backupDisk(
           if (plan.changed && !plan.changed[i] && changed && parentIndex) drift.push(i);
           if (!r.id) {
             stats.zeroChunks++;
+            sealedDone = true;
             return progress(len);
           }
           index.set(i, r.id);
@@ -413,6 +425,7 @@ async function backupDisk(
             // a failed verification named it: if the stored blob is still bad, replace it with this data
             recent.add(hex);
             const healed = await chunks.replace(id, { plain: data!, sealed: r.sealed, release }, op);
+            sealedDone = true;
             if (healed.outcome === 'fine') {
               stats.chunksReused++;
               return progress(len);
@@ -425,6 +438,7 @@ async function backupDisk(
           }
           if (!condemned && (r.known || recent.has(hex))) {
             stats.chunksReused++;
+            sealedDone = true;
             return progress(len);
           }
           // Object storage, chunk sealed already (most unknown chunks are new): put-if-absent answers "exists" by
@@ -435,12 +449,14 @@ async function backupDisk(
             speculative.record(exists);
             if (exists) {
               stats.chunksReused++;
+              sealedDone = true;
               return progress(len);
             }
           }
           if (recent.size >= RECENT_IDS_MAX) recent.clear();
           recent.add(hex);
           const put = await chunks.put(id, { plain: data!, sealed: r.sealed, release }, op);
+          sealedDone = true;
           if (putFirst) speculative.record(put.stored === 'exists');
           if (put.stored === 'created') {
             storedBytes = put.sizeBytes;
@@ -453,6 +469,10 @@ async function backupDisk(
         } finally {
           if (changed) signals.changed(i, len, storedBytes);
           recycle();
+          // (not after a failed put: a request being torn down might still read from it)
+          const sealed = r.sealed && Buffer.from(r.sealed.buffer, 0, r.sealed.buffer.byteLength);
+          if (sealedDone && sealed && sealed.length >= sealedMax && sealedFree.length < window.limit)
+            sealedFree.push(sealed);
         }
       });
     }

@@ -7,7 +7,7 @@ import { codecOf, exclusive, type CodecParams, type CodecReply, type CodecReques
 type OkReply = CodecReply & { ok: true };
 type Pending = { resolve: (r: OkReply) => void; reject: (e: unknown) => void };
 type RequestBody =
-  | { op: 'process'; seal: boolean }
+  | { op: 'process'; seal: boolean; into: ArrayBuffer | null }
   | { op: 'seal'; idHex: string }
   | { op: 'open'; idHex: string; checkId: boolean; into: ArrayBuffer | null };
 
@@ -20,6 +20,8 @@ export interface ProcessResult {
   sealed: Buffer | undefined;
   /** The input buffer, handed back (reusable). */
   data: Buffer;
+  /** The `into` buffer, handed back when the seal did not use it (or there was no seal). */
+  spare: Buffer | undefined;
 }
 
 /** Work (input bytes) a pool with workers does on the main thread before it starts them (see CodecPool). */
@@ -175,21 +177,27 @@ export class CodecPool {
 
   /**
    * Zero check + keyed hash; unless the id is known, also seals it when `seal` (speculatively, saving a round trip).
+   * `into`: a buffer the caller gives up (it owns its whole ArrayBuffer, at least a sealed chunk's size) to seal into,
+   * so a backup recycles its sealed buffers instead of allocating one per chunk; `spare` returns it when unused.
    */
-  async process(data: Buffer, seal: boolean): Promise<ProcessResult> {
+  async process(data: Buffer, seal: boolean, into?: Buffer): Promise<ProcessResult> {
     const inline = await this.inlineFor(data.length);
     if (inline) {
       const id = inline.hash(data);
       const known = id !== null && this.known.has(id);
-      return { id, known, sealed: id && !known && seal ? inline.seal(data, id.toString('hex')) : undefined, data };
+      const sealed = id && !known && seal ? inline.seal(data, id.toString('hex'), into) : undefined;
+      return { id, known, sealed, data, spare: into && sealed?.buffer !== into.buffer ? into : undefined };
     }
     const len = data.length;
-    const r = await this.call({ op: 'process', seal }, data);
+    const intoAb =
+      into && into.byteOffset === 0 && into.byteLength === into.buffer.byteLength ? (into.buffer as ArrayBuffer) : null;
+    const r = await this.call({ op: 'process', seal, into: intoAb }, data, intoAb ? [intoAb] : []);
     return {
       id: r.id ? Buffer.from(r.id) : null,
       known: r.known === true,
       sealed: r.data ? Buffer.from(r.data, 0, r.length) : undefined,
       data: Buffer.from(r.input!, 0, len),
+      spare: r.spare ? Buffer.from(r.spare) : undefined,
     };
   }
 

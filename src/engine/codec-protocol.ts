@@ -10,7 +10,8 @@ export interface CodecParams {
 
 export type CodecRequest =
   /** Zero check + hash; unless the id is in the known set, also seal when `seal` (speculative). */
-  | { seq: number; op: 'process'; data: ArrayBuffer; length: number; seal: boolean }
+  /** `into`: a recycled buffer to seal into (handed back as `data` when used, as `spare` when not) */
+  | { seq: number; op: 'process'; data: ArrayBuffer; length: number; seal: boolean; into: ArrayBuffer | null }
   | { seq: number; op: 'seal'; data: ArrayBuffer; length: number; idHex: string }
   | {
       seq: number;
@@ -36,6 +37,8 @@ export type CodecReply =
       known?: boolean;
       /** Sealed blob (seal, speculative process) or plaintext (open). */
       data?: ArrayBuffer;
+      /** process: the `into` buffer, handed back unused */
+      spare?: ArrayBuffer;
       length: number;
     }
   | { seq: number; ok: false; code: string; message: string; details?: Record<string, unknown> };

@@ -29,11 +29,17 @@ parentPort!.on('message', (req: CodecRequest) => {
           transfer.push(reply.id);
           reply.known = known.has(id);
           if (!reply.known && req.seal) {
-            const sealed = exclusive(codec.seal(input, id.toString('hex')));
+            const into = req.into ? Buffer.from(req.into) : undefined;
+            const got = codec.seal(input, id.toString('hex'), into);
+            const sealed = into && got.buffer === into.buffer ? got : exclusive(got);
             reply.data = sealed.buffer as ArrayBuffer;
             reply.length = sealed.length;
             transfer.push(reply.data);
           }
+        }
+        if (req.into && reply.data !== req.into) {
+          reply.spare = req.into;
+          transfer.push(req.into);
         }
         transfer.push(req.data);
       } else if (req.op === 'open') {

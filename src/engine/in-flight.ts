@@ -15,13 +15,11 @@ export function chunksInFlight(chunkSizeBytes: number, workers: number, objectSt
 }
 
 /**
- * Chunks a restore fetches ahead: as chunksInFlight, but on object storage ~8 MiB (a fetched chunk holds its body
- * and the stream's pieces until a collection, its sealed blob in the worker and its plaintext until written: ~5 MiB
- * each; 24 ahead measured 285-293 MiB peak RSS, 16 ahead 283-292 MiB on a quiet machine, over the 256 MiB budget;
- * 6 ahead 239 MiB).
+ * Chunks a restore fetches ahead: as chunksInFlight. On object storage a fetched chunk held its body and the stream's
+ * pieces until a collection, its sealed blob in the worker and its plaintext until written (~5 MiB each: 16 ahead
+ * measured 283-292 MiB peak RSS, over the 256 MiB budget, session 7); since the workers write what they open (no
+ * plaintext comes back), 12 ahead measured 217-221 MiB and 16 ahead EDIT.
  */
 export function chunksAhead(chunkSizeBytes: number, workers: number, objectStore = false): number {
-  if (!objectStore) return chunksInFlight(chunkSizeBytes, workers);
-  const bytes = 12 * 1024 * 1024;
-  return Math.min(64, Math.max(2, workers * 3, Math.floor(bytes / chunkSizeBytes)));
+  return chunksInFlight(chunkSizeBytes, workers, objectStore);
 }

@@ -32,8 +32,9 @@ export class ChunkCodec {
     return Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength).equals(this.zeros.subarray(0, plain.length));
   }
 
-  seal(plain: Uint8Array, idHex: string): Buffer {
-    return sealObject(this.keys.encKey, 'chunk', idHex, plain, this.zstdLevel);
+  /** `into`: see sealObject (a recycled buffer; the result may be a view of it). */
+  seal(plain: Uint8Array, idHex: string, into?: Buffer): Buffer {
+    return sealObject(this.keys.encKey, 'chunk', idHex, plain, this.zstdLevel, into);
   }
 
   /**

@@ -12,13 +12,17 @@ import {
 } from '../format/index.js';
 import { CofferError } from '../shared/index.js';
 
-/** Seals a plaintext into an envelope (FORMAT.md §2): compress when it pays, then AES-256-GCM. */
+/**
+ * Seals a plaintext into an envelope (FORMAT.md §2): compress when it pays, then AES-256-GCM. `into`: a buffer to
+ * seal into when it is large enough (the result is then a view of it from offset 0), recycled by a backup.
+ */
 export function sealObject(
   encKey: Uint8Array,
   kind: ObjectKind,
   name: string,
   plaintext: Uint8Array,
   zstdLevel: number | null,
+  into?: Buffer,
 ): Buffer {
   const compressed = zstdLevel === null ? undefined : compressIfWorthwhile(plaintext, zstdLevel);
   const header = encodeEnvelopeHeader({
@@ -27,7 +31,8 @@ export function sealObject(
     nonce: randomNonce(),
   });
   const payload = compressed ?? plaintext;
-  const out = Buffer.allocUnsafeSlow(ENVELOPE_HEADER_BYTES + payload.length + AEAD_TAG_BYTES);
+  const size = ENVELOPE_HEADER_BYTES + payload.length + AEAD_TAG_BYTES;
+  const out = into && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafeSlow(size);
   header.copy(out, 0);
   aeadSealInto(encKey, header.subarray(8, 20), payload, envelopeAad(header, name), out, ENVELOPE_HEADER_BYTES);
   return out;
