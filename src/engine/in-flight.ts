@@ -10,7 +10,7 @@
  * MiB; 24 measured 258-338 MiB on a quiet machine (session 7), 48 measured 328 MiB (backup) and 425 MiB (restore).
  */
 export function chunksInFlight(chunkSizeBytes: number, workers: number, objectStore = false): number {
-  const bytes = (objectStore ? 16 : 12) * 1024 * 1024;
+  const bytes = (objectStore ? 24 : 12) * 1024 * 1024;
   return Math.min(64, Math.max(2, workers * 3, Math.floor(bytes / chunkSizeBytes)));
 }
 

@@ -130,15 +130,27 @@ export class Lease {
   private writing: Promise<void> = Promise.resolve();
   private released = false;
 
-  /** Writes the next lease blob; serialized, so a renewal and an update never both delete the same predecessor. */
+  /**
+   * Writes the next lease blob; serialized, so a renewal and an update never both delete the same predecessor.
+   * Resolves once the new blob is stored: that is what others read. The predecessor is deleted after, without
+   * holding up the caller (a round trip less before a backup's first chunk); until then both blobs are this
+   * holder's, which readers take as one lease, and a predecessor that cannot be deleted expires like any lease.
+   */
   private write(): Promise<void> {
-    const next = this.writing.then(() => this.writeNow());
-    this.writing = next.catch(() => undefined);
-    return next;
+    const put = this.writing.then(() => this.putNext());
+    const deleted = put.then((prev) => {
+      if (!prev) return;
+      return this.store.delete(prev).catch((e: unknown) => {
+        this.logger.warn(`could not delete the superseded lock ${prev}: ${(e as Error).message ?? String(e)}`);
+      });
+    });
+    this.writing = deleted.catch(() => undefined);
+    return put.then(() => undefined);
   }
 
-  private async writeNow(): Promise<void> {
-    if (this.released) return;
+  /** Puts the next lease blob; returns the one it supersedes. */
+  private async putNext(): Promise<BlobName | undefined> {
+    if (this.released) return undefined;
     const prev = this.current;
     const name = lockBlob(this.scope, `${this.info.holder}-${String(this.seq++).padStart(6, '0')}`);
     const expiresAt = this.clock.now() + this.ttlMs;
@@ -146,7 +158,7 @@ export class Lease {
     await this.store.put(name, Buffer.from(JSON.stringify(this.info)));
     this.confirmedExpiry = expiresAt;
     this.current = name;
-    if (prev) await this.store.delete(prev);
+    return prev;
   }
 
   async renew(): Promise<void> {
