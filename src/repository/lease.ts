@@ -129,6 +129,8 @@ export class Lease {
 
   private writing: Promise<void> = Promise.resolve();
   private released = false;
+  /** superseded lease blobs whose delete failed */
+  private readonly undeleted: BlobName[] = [];
 
   /**
    * Writes the next lease blob; serialized, so a renewal and an update never both delete the same predecessor.
@@ -141,6 +143,7 @@ export class Lease {
     const deleted = put.then((prev) => {
       if (!prev) return;
       return this.store.delete(prev).catch((e: unknown) => {
+        this.undeleted.push(prev); // tried again by release
         this.logger.warn(`could not delete the superseded lock ${prev}: ${(e as Error).message ?? String(e)}`);
       });
     });
@@ -212,9 +215,9 @@ export class Lease {
     await this.renewing;
     this.released = true;
     await this.writing;
-    const name = this.current;
+    const names = [...this.undeleted.splice(0), ...(this.current ? [this.current] : [])];
     this.current = undefined;
-    if (name) await this.store.delete(name).catch(() => undefined);
+    await Promise.all(names.map((n) => this.store.delete(n).catch(() => undefined)));
   }
 }
 
