@@ -61,7 +61,6 @@ export function aeadOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array,
   }
 }
 
-
 /**
  * As aeadOpen, but the plaintext goes into `into` (at least as long as the ciphertext) and the result is a view of it.
  * Node's decipher returns a fresh buffer per update: fed 64 KiB at a time those stay small and recycled by the

@@ -165,7 +165,7 @@ async function failsCleanly(s: Awaited<ReturnType<typeof setup>>, code: string, 
 }
 
 for (const via of ['file', 'blob'] as const) {
-  test(`hostile or damaged chunks on the worker path (${via}): CORRUPT naming the chunk, nothing left behind`, async () => {
+  test(`damaged chunks on the worker path (${via}): CORRUPT naming the chunk, nothing left behind`, async () => {
     const s = await setup(24 * CS, 0);
     if (via === 'blob') {
       // the same repository through a wrapper that reads with `get`: the main thread hands each sealed blob over

@@ -258,7 +258,10 @@ async function writeChunks(
       if (spare) free.push(spare);
       if (!plain) return WRITTEN;
       if (plain.length !== len) {
-        throw new CofferError('CORRUPT', `chunk ${hex} has ${plain.length} bytes where disk position ${i} needs ${len}`);
+        throw new CofferError(
+          'CORRUPT',
+          `chunk ${hex} has ${plain.length} bytes where disk position ${i} needs ${len}`,
+        );
       }
       return plain;
     });

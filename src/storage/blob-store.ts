@@ -18,8 +18,8 @@ export interface BlobInfo {
  * Contract (every implementation passes storage/testing/blob-store-suite.ts):
  * - put is atomic: readers see nothing or the whole blob, never a prefix, also after a crash.
  *   It never overwrites: when the name exists it resolves 'exists' and leaves the stored blob alone.
- *   A resolved put is durable (fsync'd / acknowledged by the service). Once put has resolved it holds no reference to `data`:
- *   the caller may reuse the buffer (a backup recycles its sealed-chunk buffers).
+ *   A resolved put is durable (fsync'd / acknowledged by the service). Once put has resolved it holds no reference
+ *   to `data`: the caller may reuse the buffer (a backup recycles its sealed-chunk buffers).
  * - get of a missing name rejects with NOT_FOUND. A range past the end is cut at the end (a short read is
  *   not an error; a range starting past the end yields an empty buffer).
  * - stat of a missing name resolves undefined.
