@@ -222,7 +222,8 @@ async function writeChunks(
 ) {
   const n = index.entryCount;
   const cs = index.chunkSizeBytes;
-  const ahead = chunksAhead(cs, pool.size, repo.chunks.putsFirst); // more ahead on object storage (round trips)
+  // more ahead on object storage (round trips); fewer when the plaintext comes back here (a stream)
+  const ahead = chunksAhead(cs, pool.size, repo.chunks.putsFirst, sink.file !== undefined);
   const zeros = Buffer.alloc(cs);
   // Positions fetched ahead, in disk order. Zero chunks cost nothing, so only data chunks (being fetched, or fetched
   // and waiting to be written) count against `ahead`: memory stays bounded however slow the target is.
