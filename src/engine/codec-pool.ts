@@ -143,6 +143,9 @@ export class CodecPool {
     this.failed ??= e;
     for (const p of this.pending.values()) p.reject(e);
     this.pending.clear();
+    // the others stop too: none may go on writing a restore's target after its failure was reported
+    this.closing = true;
+    for (const s of this.workers) s.w.terminate().catch(() => undefined);
   }
 
   private post(slot: { w: Worker; busy: number }, msg: CodecRequest, transfer: ArrayBuffer[]): Promise<OkReply> {
@@ -249,6 +252,21 @@ export class CodecPool {
       ab ? [ab] : [],
     );
     return true;
+  }
+
+  /**
+   * The end of a restore that used restoreFile: every worker closes its descriptor of `target` (they keep one open
+   * for the whole restore). Call it once every restoreFile call has settled, before the target is closed or removed.
+   * Rejects with the first deferred write error a worker's close reports (STORAGE_FULL, TARGET_UNWRITABLE).
+   */
+  async closeTarget(target: string, targetName: string): Promise<void> {
+    if (this.failed || this.workers.length === 0) return;
+    const closes = this.workers.map((slot) =>
+      this.post(slot, { op: 'closeTarget', seq: this.seq++, target, targetName }, []),
+    );
+    const results = await Promise.allSettled(closes);
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
   }
 
   async close(): Promise<void> {

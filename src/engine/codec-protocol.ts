@@ -24,6 +24,8 @@ export type CodecRequest =
     }
   /** Read, open and write one chunk of a restore on the worker (repository/chunk-file.ts). */
   | { seq: number; op: 'restoreFile'; req: ChunkFileRestore; data: ArrayBuffer | null; length: number }
+  /** The end of a restore: close the worker's descriptor of `target` (a deferred write error is reported). */
+  | { seq: number; op: 'closeTarget'; target: string; targetName: string }
   /** Ids known to be stored (sorted, 32 bytes each), shared with every worker without copies. */
   | { seq: number; op: 'known'; ids: SharedArrayBuffer | null; length: number };
 

@@ -1,5 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { IdSet, newChunkFileScratch, restoreChunkFile } from '../repository/index.js';
+import { IdSet, closeTargetFile, newChunkFileScratch, restoreChunkFile } from '../repository/index.js';
 import { CofferError } from '../shared/index.js';
 import { codecOf, exclusive, type CodecParams, type CodecReply, type CodecRequest } from './codec-protocol.js';
 
@@ -14,6 +14,9 @@ parentPort!.on('message', (req: CodecRequest) => {
   try {
     if (req.op === 'known') {
       known = req.ids ? IdSet.fromSorted(Buffer.from(req.ids, 0, req.length)) : IdSet.empty;
+      reply = { seq: req.seq, ok: true, length: 0 };
+    } else if (req.op === 'closeTarget') {
+      closeTargetFile(fileScratch, req.target, req.targetName);
       reply = { seq: req.seq, ok: true, length: 0 };
     } else if (req.op === 'restoreFile') {
       restoreChunkFile(codec, req.req, fileScratch, req.data ? Buffer.from(req.data, 0, req.length) : undefined);

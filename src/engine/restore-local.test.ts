@@ -22,6 +22,7 @@ import { Repository, chunkBlob } from '../repository/index.js';
 import type { BlockSource } from '../sources/index.js';
 import { ForwardingBlobStore, LocalBlobStore, capabilityOf, type ByteRange } from '../storage/index.js';
 import { CofferError, type BlobName, type Op } from '../shared/index.js';
+import { codecOf } from './codec-protocol.js';
 import { CodecPool, backup, restoreDisk } from './index.js';
 
 /**
@@ -100,7 +101,7 @@ function aChunkFile(repoDir: string): string {
 }
 
 test('a local repository restored to a file: the workers write the chunks, bit-exact, zeros stay holes', async () => {
-  const s = await setup(40 * CS + 777);
+  const s = await setup(39 * CS + 777); // the last chunk is 777 bytes of data
   try {
     const r = await restoreDisk(s.repo, s.pool, {
       pointId: s.point.id,
@@ -209,6 +210,23 @@ for (const via of ['file', 'blob'] as const) {
       );
       assert.deepEqual(readdirSync(join(s.root, 'out')), []);
 
+      // other content sealed under this id by a key holder: the tag is fine, only --check-ids sees it
+      writeFileSync(victim, codecOf(s.repo.codecParams).seal(randomBytes(CS), id));
+      const forged = join(s.root, 'out', 'forged.raw');
+      await restoreDisk(s.repo, s.pool, { pointId: s.point.id, disk: 0, target: { kind: 'path', path: forged } });
+      assert.ok(!readFileSync(forged).equals(s.data), 'without --check-ids the forged content is restored');
+      rmSync(forged);
+      await assert.rejects(
+        restoreDisk(s.repo, s.pool, {
+          pointId: s.point.id,
+          disk: 0,
+          target: { kind: 'path', path: s.out },
+          checkIds: true,
+        }),
+        (e: unknown) => e instanceof CofferError && e.code === 'CORRUPT' && /does not match its id/.test(e.message),
+      );
+      assert.deepEqual(readdirSync(join(s.root, 'out')), []);
+
       // put back: the restore works again (nothing about the failures stuck)
       writeFileSync(victim, saved);
       await restoreDisk(s.repo, s.pool, { pointId: s.point.id, disk: 0, target: { kind: 'path', path: s.out } });
@@ -219,6 +237,32 @@ for (const via of ['file', 'blob'] as const) {
     }
   });
 }
+
+test('a write error on a worker crosses to the caller with its code (no root needed)', async () => {
+  const s = await setup(6 * CS, 0);
+  try {
+    const file = aChunkFile(join(s.root, 'repo'));
+    const idHex = file.slice(file.lastIndexOf('/') + 1);
+    const req = { file, idHex, checkId: false, offset: 0, length: CS, position: 0 };
+    // starts the workers (inline start 0) and writes into a file of ours: the request itself is right
+    const ok = join(s.root, 'out', 'ok.raw');
+    writeFileSync(ok, '');
+    assert.equal(await s.pool.restoreFile({ ...req, target: ok, targetName: ok }), true);
+    await s.pool.closeTarget(ok, ok);
+    assert.equal(statSync(ok).size, CS);
+    await assert.rejects(
+      s.pool.restoreFile({ ...req, target: '/dev/full', targetName: 'the full device' }),
+      (e: unknown) => e instanceof CofferError && e.code === 'STORAGE_FULL' && /the full device/.test(e.message),
+    );
+    await assert.rejects(
+      s.pool.restoreFile({ ...req, target: join(s.root, 'out'), targetName: 'a directory' }),
+      (e: unknown) => e instanceof CofferError && e.code === 'TARGET_UNWRITABLE' && e.details?.errno === 'EISDIR',
+    );
+    await s.pool.closeTarget('/dev/full', 'the full device');
+  } finally {
+    await s.pool.close();
+  }
+});
 
 test('the target fills up under the workers: STORAGE_FULL, the partial file removed', async (t) => {
   const s = await setup(96 * CS, 0); // 32 data chunks: 2 MiB into a 1 MiB tmpfs

@@ -223,7 +223,7 @@ async function writeChunks(
   const n = index.entryCount;
   const cs = index.chunkSizeBytes;
   // more ahead on object storage (round trips); fewer when the plaintext comes back here (a stream)
-  const ahead = chunksAhead(cs, pool.size, repo.chunks.putsFirst, sink.file !== undefined);
+  const ahead = chunksAhead(cs, pool.size, repo.chunks.putsFirst, sink.file !== undefined && pool.size > 0);
   const zeros = Buffer.alloc(cs);
   // Positions fetched ahead, in disk order. Zero chunks cost nothing, so only data chunks (being fetched, or fetched
   // and waiting to be written) count against `ahead`: memory stays bounded however slow the target is.
@@ -233,6 +233,7 @@ async function writeChunks(
   let next = 0;
   let bytesWritten = 0;
   let zeroChunks = 0;
+  let done = false;
   // Files and devices take positional writes, so several can be in flight; a stream is written in order.
   const writes = new TaskWindow(sink.positional ? 4 : 1);
   const chunks = repo.chunksVia(pool);
@@ -307,9 +308,16 @@ async function writeChunks(
       req.onProgress?.({ bytesDone: Math.min((i + 1) * cs, index.diskSizeBytes), bytesTotal: index.diskSizeBytes });
     }
     await writes.drain();
+    done = true;
   } finally {
     await writes.settle();
     await Promise.allSettled(queue.map((q) => q.p));
+    // every worker write has settled: the workers close their descriptors of the target (a deferred write error
+    // fails a restore that had otherwise succeeded; after a failure the first error stands)
+    if (file !== undefined) {
+      const closed = pool.closeTarget(file, sink.description);
+      await (done ? closed : closed.catch(() => undefined));
+    }
   }
   return { bytesWritten, zeroChunks };
 }

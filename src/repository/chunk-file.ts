@@ -18,7 +18,10 @@ export interface ChunkFileRestore {
   /** the chunk's id (hex) */
   idHex: string;
   checkId: boolean;
-  /** the file or block device written; opened for each chunk, never created (the caller holds it open) */
+  /**
+   * The file or block device written. Each worker opens it once, on its first chunk, never creates it, and keeps
+   * it open until `closeTargetFiles` (the end of the restore); the caller holds it open meanwhile.
+   */
   target: string;
   /** how errors name the target (the path the user gave) */
   targetName: string;
@@ -28,20 +31,41 @@ export interface ChunkFileRestore {
   position: number;
 }
 
-/** A worker's reusable buffers for restoreChunkFile (grown on demand, bounded by the codec's largest chunk). */
+/**
+ * A worker's state for restoreChunkFile: reusable buffers (grown on demand, bounded by the codec's largest chunk) and
+ * the targets it has open. One descriptor per target for the whole restore, not one per chunk: closing a block device
+ * opened for writing makes udev re-probe it (a "change" event, the partition table re-read), and a network
+ * filesystem flushes on every close.
+ */
 export interface ChunkFileScratch {
   sealed: Buffer;
   payload: Buffer;
   plain: Buffer;
+  targets: Map<string, number>;
 }
 
 export function newChunkFileScratch(): ChunkFileScratch {
-  return { sealed: Buffer.alloc(0), payload: Buffer.alloc(0), plain: Buffer.alloc(0) };
+  return { sealed: Buffer.alloc(0), payload: Buffer.alloc(0), plain: Buffer.alloc(0), targets: new Map() };
+}
+
+/**
+ * Closes the worker's descriptor of `target` (the end of a restore). A deferred write error that a filesystem reports
+ * at close (NFS, CIFS: ENOSPC, EDQUOT, EIO) is STORAGE_FULL or TARGET_UNWRITABLE, naming `targetName`.
+ */
+export function closeTargetFile(scratch: ChunkFileScratch, target: string, targetName: string): void {
+  const fd = scratch.targets.get(target);
+  if (fd === undefined) return;
+  scratch.targets.delete(target);
+  try {
+    closeSync(fd);
+  } catch (e) {
+    throw targetWriteError(e, targetName);
+  }
 }
 
 /**
  * Synchronous: for worker threads only (it blocks the thread for one chunk's read, open and write). `sealed`: the
- * blob, when `req.file` is absent.
+ * blob, when `req.file` is absent. The target stays open in `scratch` (closeTargetFile).
  */
 export function restoreChunkFile(
   codec: ChunkCodec,
@@ -63,19 +87,20 @@ export function restoreChunkFile(
       `chunk ${req.idHex} has ${plain.length} bytes where disk position ${req.position} needs ${req.length}`,
     );
   }
-  let fd: number;
-  try {
-    fd = openSync(req.target, fsc.O_WRONLY);
-  } catch (e) {
-    throw targetWriteError(e, req.targetName);
+  let fd = scratch.targets.get(req.target);
+  if (fd === undefined) {
+    try {
+      fd = openSync(req.target, fsc.O_WRONLY);
+    } catch (e) {
+      throw targetWriteError(e, req.targetName);
+    }
+    scratch.targets.set(req.target, fd);
   }
   try {
     let done = 0;
     while (done < plain.length) done += writeSync(fd, plain, done, plain.length - done, req.offset + done);
   } catch (e) {
     throw targetWriteError(e, req.targetName);
-  } finally {
-    closeSync(fd);
   }
 }
 

@@ -30,7 +30,9 @@ async function lockNames(store: MemoryBlobStore): Promise<string[]> {
   return names.sort();
 }
 
-test('a lease update resolves once the new blob is stored; the superseded one is deleted after', async () => {
+test('a lease update resolves once the new blob is stored; the superseded one is deleted after', {
+  timeout: 10_000,
+}, async () => {
   const mem = new MemoryBlobStore();
   const store = new GatedDeletes(mem);
   const lease = await Lease.acquire(store, 'vm-x', 'backup');
@@ -59,7 +61,9 @@ test('a lease update resolves once the new blob is stored; the superseded one is
   assert.deepEqual(await lockNames(mem), []);
 });
 
-test('a superseded lease blob that cannot be deleted: a warning, and release tries again', async () => {
+test('a superseded lease blob that cannot be deleted: a warning, and release tries again', {
+  timeout: 10_000,
+}, async () => {
   const mem = new MemoryBlobStore();
   const store = new GatedDeletes(mem);
   const warnings: string[] = [];
