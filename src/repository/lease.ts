@@ -135,8 +135,10 @@ export class Lease {
   /**
    * Writes the next lease blob; serialized, so a renewal and an update never both delete the same predecessor.
    * Resolves once the new blob is stored: that is what others read. The predecessor is deleted after, without
-   * holding up the caller (a round trip less before a backup's first chunk); until then both blobs are this
-   * holder's, which readers take as one lease, and a predecessor that cannot be deleted expires like any lease.
+   * holding up the caller (a round trip less before a backup's first chunk). Until then both blobs are listed: both
+   * are this holder's (same acquiredAt, so no one else's acquire decides differently), and a GC that reads the older
+   * one, without the newer `gcSeen`, only waits longer for this writer (safe, as it was while a renewal ran before).
+   * A predecessor that cannot be deleted is deleted again at release.
    */
   private write(): Promise<void> {
     const put = this.writing.then(() => this.putNext());
