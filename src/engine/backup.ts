@@ -394,7 +394,7 @@ async function backupDisk(
           seal ? (sealedFree.pop() ?? Buffer.allocUnsafeSlow(sealedMax)) : undefined,
         );
         if (r.spare) sealedFree.push(r.spare);
-        let sealedDone = false; // true once the blob was stored or found not needed: its buffer may be reused
+        let failed = false; // a put that failed might still be reading the sealed buffer: it is not reused then
         let data: Buffer | undefined = r.data;
         const recycle = () => {
           if (data && data.length === cs && free.length < window.limit) free.push(data);
@@ -412,7 +412,6 @@ async function backupDisk(
           if (plan.changed && !plan.changed[i] && changed && parentIndex) drift.push(i);
           if (!r.id) {
             stats.zeroChunks++;
-            sealedDone = true;
             return progress(len);
           }
           index.set(i, r.id);
@@ -425,7 +424,6 @@ async function backupDisk(
             // a failed verification named it: if the stored blob is still bad, replace it with this data
             recent.add(hex);
             const healed = await chunks.replace(id, { plain: data!, sealed: r.sealed, release }, op);
-            sealedDone = true;
             if (healed.outcome === 'fine') {
               stats.chunksReused++;
               return progress(len);
@@ -438,7 +436,6 @@ async function backupDisk(
           }
           if (!condemned && (r.known || recent.has(hex))) {
             stats.chunksReused++;
-            sealedDone = true;
             return progress(len);
           }
           // Object storage, chunk sealed already (most unknown chunks are new): put-if-absent answers "exists" by
@@ -449,14 +446,12 @@ async function backupDisk(
             speculative.record(exists);
             if (exists) {
               stats.chunksReused++;
-              sealedDone = true;
               return progress(len);
             }
           }
           if (recent.size >= RECENT_IDS_MAX) recent.clear();
           recent.add(hex);
           const put = await chunks.put(id, { plain: data!, sealed: r.sealed, release }, op);
-          sealedDone = true;
           if (putFirst) speculative.record(put.stored === 'exists');
           if (put.stored === 'created') {
             storedBytes = put.sizeBytes;
@@ -466,12 +461,14 @@ async function backupDisk(
             stats.chunksReused++;
           }
           progress(len);
+        } catch (e) {
+          failed = true;
+          throw e;
         } finally {
           if (changed) signals.changed(i, len, storedBytes);
           recycle();
-          // (not after a failed put: a request being torn down might still read from it)
           const sealed = r.sealed && Buffer.from(r.sealed.buffer, 0, r.sealed.buffer.byteLength);
-          if (sealedDone && sealed && sealed.length >= sealedMax && sealedFree.length < window.limit)
+          if (!failed && sealed && sealed.length >= sealedMax && sealedFree.length < window.limit)
             sealedFree.push(sealed);
         }
       });

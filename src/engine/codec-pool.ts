@@ -241,6 +241,8 @@ export class CodecPool {
    * loop) and nothing was taken: the caller then opens and writes it the usual way.
    */
   async restoreFile(req: ChunkFileRestore, sealed?: Buffer): Promise<boolean> {
+    // still inline: the caller's own open charges the inline budget (not charged twice here)
+    if (this.inlineOnly || (this.workers.length === 0 && this.inlineLeft >= req.length)) return false;
     if (await this.inlineFor(req.length)) return false;
     if (this.failed) throw this.failed;
     const slot = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));

@@ -3,30 +3,12 @@ import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { PassThrough } from 'node:stream';
 import { Repository } from '../repository/index.js';
-import type { BlockSource } from '../sources/index.js';
 import { MemoryBlobStore } from '../storage/index.js';
-import { CofferError, type Op } from '../shared/index.js';
+import { CofferError } from '../shared/index.js';
 import { CodecPool, backup, restoreDisk, verify } from './index.js';
+import { BufferSource } from '../sources/testing/buffer-source.js';
 
 const CS = 65536;
-
-class BufferSource implements BlockSource {
-  reads = 0;
-  constructor(
-    readonly data: Buffer,
-    readonly uri = 'mem://disk',
-    private readonly failAfterReads = Infinity,
-  ) {}
-  get sizeBytes() {
-    return this.data.length;
-  }
-  async read(offset: number, length: number, into: Buffer, op?: Op) {
-    op?.signal?.throwIfAborted();
-    if (++this.reads > this.failAfterReads) throw new CofferError('SOURCE_UNREADABLE', 'simulated read failure');
-    this.data.copy(into, 0, offset, offset + length);
-  }
-  async close() {}
-}
 
 function disk(size: number): Buffer {
   const b = Buffer.alloc(size);

@@ -5,7 +5,6 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GC_SCOPE, Repository, addHold, chunkBlob, listCondemned, listHolds, pointBlob } from '../repository/index.js';
-import type { BlockSource } from '../sources/index.js';
 import {
   APPEND_ONLY_BLOB,
   AppendOnlyBlobStore,
@@ -18,22 +17,9 @@ import {
 } from '../storage/index.js';
 import { CofferError, type BlobName, type Op } from '../shared/index.js';
 import { CodecPool, GC_SWEEP_OPERATION, GcGuard, backup, forget, prune, verify } from './index.js';
+import { BufferSource } from '../sources/testing/buffer-source.js';
 
 const CS = 65536;
-
-class BufferSource implements BlockSource {
-  constructor(
-    readonly data: Buffer,
-    readonly uri = 'mem://disk',
-  ) {}
-  get sizeBytes() {
-    return this.data.length;
-  }
-  async read(offset: number, length: number, into: Buffer) {
-    this.data.copy(into, 0, offset, offset + length);
-  }
-  async close() {}
-}
 
 /**
  * A test double for storage retention locks (Azure immutability / S3 Object Lock semantics), which neither the local

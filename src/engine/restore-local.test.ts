@@ -19,11 +19,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { Repository, chunkBlob } from '../repository/index.js';
-import type { BlockSource } from '../sources/index.js';
 import { ForwardingBlobStore, LocalBlobStore, capabilityOf, type ByteRange } from '../storage/index.js';
 import { CofferError, type BlobName, type Op } from '../shared/index.js';
 import { codecOf } from './codec-protocol.js';
 import { CodecPool, backup, restoreDisk } from './index.js';
+import { BufferSource } from '../sources/testing/buffer-source.js';
 
 /**
  * Restore from a local repository to a file or device: past the pool's inline start the codec workers read, open and
@@ -33,20 +33,6 @@ import { CodecPool, backup, restoreDisk } from './index.js';
 const CS = 65536;
 const dir = mkdtempSync(join(tmpdir(), 'coffer-restore-local-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-class BufferSource implements BlockSource {
-  constructor(
-    readonly data: Buffer,
-    readonly uri = 'mem://disk',
-  ) {}
-  get sizeBytes() {
-    return this.data.length;
-  }
-  async read(offset: number, length: number, into: Buffer) {
-    this.data.copy(into, 0, offset, offset + length);
-  }
-  async close() {}
-}
 
 /** Reads through `get` only (overriding it hides localFiles): the worker gets each sealed blob from this thread. */
 class ViaGet extends ForwardingBlobStore {

@@ -4,6 +4,7 @@ import { ENVELOPE_HEADER_BYTES } from '../format/index.js';
 import { localStoreError } from '../storage/index.js';
 import { CofferError } from '../shared/index.js';
 import type { ChunkCodec } from './chunk-codec.js';
+import { chunkBlob } from './layout.js';
 
 /**
  * One chunk of a restore to a file or device done in a single step on a codec worker: read the chunk's file (a local
@@ -20,7 +21,7 @@ export interface ChunkFileRestore {
   checkId: boolean;
   /**
    * The file or block device written. Each worker opens it once, on its first chunk, never creates it, and keeps
-   * it open until `closeTargetFiles` (the end of the restore); the caller holds it open meanwhile.
+   * it open until `closeTargetFile` (the end of the restore); the caller holds it open meanwhile.
    */
   target: string;
   /** how errors name the target (the path the user gave) */
@@ -105,16 +106,12 @@ export function restoreChunkFile(
 }
 
 function readChunkFile(file: string, idHex: string, maxBytes: number, scratch: ChunkFileScratch): Buffer {
-  const what = `chunks/${idHex.slice(0, 2)}/${idHex}`;
+  const what = chunkBlob(idHex);
   let fd: number;
   try {
     fd = openSync(file, fsc.O_RDONLY);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new CofferError('CORRUPT', `chunk ${idHex} is missing from the repository`, {
-        details: { chunk: idHex, missing: true },
-      });
-    }
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw missingChunkError(idHex);
     throw localStoreError(e, what, 'read');
   }
   try {
@@ -138,6 +135,13 @@ function readChunkFile(file: string, idHex: string, maxBytes: number, scratch: C
   } finally {
     closeSync(fd);
   }
+}
+
+/** A chunk the repository lost: CORRUPT with details.missing (repair and verify look for it). */
+export function missingChunkError(idHex: string): CofferError {
+  return new CofferError('CORRUPT', `chunk ${idHex} is missing from the repository`, {
+    details: { chunk: idHex, missing: true },
+  });
 }
 
 /** A write to a restore target that failed: STORAGE_FULL when it is full, else TARGET_UNWRITABLE. */

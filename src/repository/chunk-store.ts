@@ -8,7 +8,7 @@ import {
 } from '../storage/index.js';
 import { CofferError, HEX64, type ChunkId, type Op } from '../shared/index.js';
 import type { ChunkCodec } from './chunk-codec.js';
-import type { ChunkFileRestore } from './chunk-file.js';
+import { missingChunkError, type ChunkFileRestore } from './chunk-file.js';
 import { IdSet } from './id-set.js';
 import { CHUNKS_PREFIX, chunkBlob } from './layout.js';
 
@@ -91,11 +91,7 @@ export class ChunkStore {
     try {
       return await this.store.get(chunkBlob(id), undefined, op);
     } catch (e) {
-      if (e instanceof CofferError && e.code === 'NOT_FOUND') {
-        throw new CofferError('CORRUPT', `chunk ${id} is missing from the repository`, {
-          details: { chunk: id, missing: true },
-        });
-      }
+      if (e instanceof CofferError && e.code === 'NOT_FOUND') throw missingChunkError(id);
       throw e;
     }
   }

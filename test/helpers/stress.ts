@@ -2,22 +2,9 @@
 // randomness, and a store that adds random latency to widen race windows.
 import { createHash } from 'node:crypto';
 import type { BlobName, Op } from '../../src/shared/index.js';
-import type { BlockSource } from '../../src/sources/index.js';
 import type { BlobInfo, BlobStore, ByteRange, CapabilityName, StoreCapabilities } from '../../src/storage/index.js';
 
-export class BufferSource implements BlockSource {
-  constructor(
-    readonly data: Buffer,
-    readonly uri = 'mem://disk',
-  ) {}
-  get sizeBytes() {
-    return this.data.length;
-  }
-  async read(offset: number, length: number, into: Buffer) {
-    this.data.copy(into, 0, offset, offset + length);
-  }
-  async close() {}
-}
+export { BufferSource } from '../../src/sources/testing/buffer-source.js';
 
 /** `size` bytes of deterministic, incompressible data named by n (the same n gives the same chunk, so it dedups). */
 export function pattern(n: number | string, size: number): Buffer {
