@@ -162,14 +162,25 @@ describe('scale: 60 VMs in two clusters, two replicas on PostgreSQL, three proxi
           restarted = true;
           pg!.restart();
         } else if (restarted && !killedJob && done >= 15) {
-          // kill -9 of a proxy running a job and of the scheduler leader, at once
-          const victim = running.find((j) => j.proxy === 'pa2');
-          if (victim) {
-            killedJob = victim;
-            seen.push({ killAt: { job: victim.id, vm: victim.vm, done } });
-            await proxies.find((x) => x.name === 'pa2')!.kill();
-            await leader.kill();
-            live = [follower];
+          // kill -9 of a proxy running a job and of the scheduler leader, at once. The job polled as running may
+          // have finished since: freeze the proxy, give a report already sent time to land, and read the job again;
+          // kill only if the server still has it running there (else let the proxy go on and try again later)
+          const pa2 = proxies.find((x) => x.name === 'pa2')!;
+          if (running.some((j) => j.proxy === 'pa2')) {
+            pa2.pause();
+            await new Promise((r) => setTimeout(r, 1_000));
+            const again = await api(leader.url, 'GET', '/api/v1/jobs?limit=500', { token: admin });
+            const victim =
+              again.status === 200
+                ? (again.body.items as JobView[]).find((j) => j.status === 'running' && j.proxy === 'pa2')
+                : undefined;
+            if (victim) {
+              killedJob = victim;
+              seen.push({ killAt: { job: victim.id, vm: victim.vm, done } });
+              await pa2.kill();
+              await leader.kill();
+              live = [follower];
+            } else pa2.resume();
           }
         }
         return jobs.length >= vms.length && jobs.every((j) => ['succeeded', 'failed', 'cancelled'].includes(j.status));

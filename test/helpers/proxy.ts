@@ -12,6 +12,10 @@ export interface RunningProxy {
   exited: Promise<number | null>;
   /** SIGKILL, as a crashed proxy VM: nothing reaches the server */
   kill(): Promise<void>;
+  /** SIGSTOP: frozen, it sends nothing until resume() (or kill()) */
+  pause(): void;
+  /** SIGCONT after pause() */
+  resume(): void;
   /** SIGTERM, then SIGKILL after 15 s */
   stop(): Promise<void>;
 }
@@ -62,7 +66,14 @@ export function startProxy(
       if (alive()) process.kill(child.pid!, 'SIGKILL');
       await exited;
     },
+    pause() {
+      if (alive()) process.kill(child.pid!, 'SIGSTOP');
+    },
+    resume() {
+      if (alive()) process.kill(child.pid!, 'SIGCONT');
+    },
     async stop() {
+      if (alive()) process.kill(child.pid!, 'SIGCONT');
       if (alive()) process.kill(child.pid!, 'SIGTERM');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
       if (alive()) {
