@@ -1,10 +1,19 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
-import { AEAD_TAG_BYTES, aeadOpen, aeadOpenInto, aeadSeal, aeadSealInto, randomNonce } from './aead.js';
+import {
+  AEAD_SLICE_BYTES,
+  AEAD_TAG_BYTES,
+  aeadOpen,
+  aeadOpenInto,
+  aeadSeal,
+  aeadSealInto,
+  randomNonce,
+} from './aead.js';
 
-// Sizes around the 64 KiB slices the cipher is fed in (aeadSealInto, aeadOpenInto) and a whole 1 MiB chunk.
-const SIZES = [0, 1, 65535, 65536, 65537, 3 * 65536 + 17, 1024 * 1024, 1024 * 1024 + 36];
+// Sizes around the slices the cipher is fed in (aeadSealInto, aeadOpenInto) and a whole 1 MiB chunk.
+const S = AEAD_SLICE_BYTES;
+const SIZES = [0, 1, S - 1, S, S + 1, 3 * S + 17, 65536, 1024 * 1024, 1024 * 1024 + 36];
 
 test('sealing and opening in slices gives the one-shot result, for every size around a slice', () => {
   const key = randomBytes(32);

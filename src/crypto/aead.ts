@@ -5,8 +5,15 @@ export const AEAD_KEY_BYTES = 32;
 export const AEAD_NONCE_BYTES = 12;
 export const AEAD_TAG_BYTES = 16;
 
-/** What aeadSealInto and aeadOpenInto pass through the cipher at a time (its output copied while still in cache). */
-const SLICE_BYTES = 64 * 1024;
+/**
+ * What aeadSealInto and aeadOpenInto pass through the cipher at a time (its output copied while still in cache).
+ * 16 KiB, not 64: in a worker thread glibc's per-thread arena gives 64 KiB outputs back to the kernel and faults them
+ * in again, a page fault per 4 KiB of data (bench/aead-slices.mjs: two workers, 1 GiB each way, 64 KiB ~780 MB/s and
+ * ~130,000 faults, 16 KiB ~1,700 MB/s and no more faults than the process's start; on the main thread 16 KiB costs
+ * ~15% against 64 KiB, and the main thread seals only the first chunks of a backup).
+ */
+export const AEAD_SLICE_BYTES = 16 * 1024;
+const SLICE_BYTES = AEAD_SLICE_BYTES;
 
 export function randomNonce(): Buffer {
   return randomBytes(AEAD_NONCE_BYTES);
@@ -14,7 +21,7 @@ export function randomNonce(): Buffer {
 
 /**
  * Encrypts into out[at..at+len] and writes the tag after it (one allocation for the whole envelope). The plaintext
- * goes through the cipher 64 KiB at a time: Node's cipher returns a fresh buffer per update, and small ones are
+ * goes through the cipher SLICE_BYTES at a time: Node's cipher returns a fresh buffer per update, and small ones are
  * recycled by the allocator where a whole chunk's would be a fresh mapping, its page faults and a copy every chunk.
  */
 export function aeadSealInto(
@@ -63,8 +70,8 @@ export function aeadOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array,
 
 /**
  * As aeadOpen, but the plaintext goes into `into` (at least as long as the ciphertext) and the result is a view of it.
- * Node's decipher returns a fresh buffer per update: fed 64 KiB at a time those stay small and recycled by the
- * allocator, where one update of a whole 1 MiB chunk costs a fresh mapping, its page faults and a copy every chunk
+ * Node's decipher returns a fresh buffer per update: fed SLICE_BYTES at a time those stay small and recycled by
+ * the allocator, where one update of a whole 1 MiB chunk costs a fresh mapping, its page faults and a copy every chunk
  * (a restore's hot loop, repository/chunk-file.ts). Nothing in `into` may be used unless this returns a buffer.
  */
 export function aeadOpenInto(
