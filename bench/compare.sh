@@ -20,6 +20,15 @@
 #   COFFER_BASE_JS another Coffer build, run as the tool `coffer-base` (e.g. TOOLS="coffer-base coffer restic"), to
 #             compare two versions of Coffer in one run (before/after a change)
 #   DROP_CACHES=0 to not even try dropping caches
+#   WARM_PAGES=1/0 (default: 1 when the kernel reports free pages to its hypervisor, see below)
+#
+# Free page reporting. In a VM whose balloon device reports free pages (virtio-balloon REPORTING; this build VM's
+# Firecracker does, /sys/module/page_reporting), memory that stays free for a moment is handed back to the host, and
+# the next write into it faults on the host for every page: writing 3 GiB into the page cache took 3.3 s of sys time
+# after a pause and 0.39 s right after 3 GiB were freed (dd, session 9). Whichever phase runs after a pause pays that,
+# whatever the tool, and a restore (GiBs of new page cache) pays most. With WARM_PAGES=1, every phase starts right
+# after SIZE_GIB+1 GiB were written to /dev/shm and freed, so every tool finds memory the host still backs, as on a
+# physical machine; the KiB the kernel reported to the host during each phase are recorded (meta: reclaim.TOOL.PHASE).
 # Everything is local; nothing talks to the network.
 set -euo pipefail
 export LC_ALL=C
@@ -35,6 +44,8 @@ COFFER_JS=${COFFER_JS:-$ROOT/dist/bundle/coffer.js}
 COFFER_BASE_JS=${COFFER_BASE_JS:-}
 js_of() { if [ "$1" = coffer-base ]; then echo "$COFFER_BASE_JS"; else echo "$COFFER_JS"; fi; }
 DROP_CACHES=${DROP_CACHES:-1}
+REPORTED_KIB=/sys/module/page_reporting/parameters/reported_kib
+if [ -r "$REPORTED_KIB" ]; then WARM_PAGES=${WARM_PAGES:-1}; else WARM_PAGES=${WARM_PAGES:-0}; fi
 TIME=/usr/bin/time
 
 # Throw-away credentials for throw-away local repositories.
@@ -93,6 +104,18 @@ drop_caches() {
   fi
 }
 
+# warm_pages: fault in SIZE_GIB+1 GiB (tmpfs, no disk I/O) and free it, so the phase that follows at once gets pages
+# the hypervisor has not taken back (see WARM_PAGES above)
+warm_pages() {
+  [ "$WARM_PAGES" = 1 ] || return 0
+  local f=/dev/shm/coffer-bench-warm.$$
+  dd if=/dev/zero of="$f" bs=1M count=$(((SIZE_GIB + 1) * 1024)) status=none 2> /dev/null || true
+  rm -f "$f"
+}
+reported_kib() { cat "$REPORTED_KIB" 2> /dev/null || echo 0; }
+RECLAIM=$LOGS/reclaim.tsv   # KiB reported to the host during each phase
+: > "$RECLAIM"
+
 RECORDS=$LOGS/records.tsv
 printf 'tool\tphase\tstatus\twall_s\tuser_s\tsys_s\tmaxrss_kib\trepo_bytes\tverify\toutput\n' > "$RECORDS"
 declare -A FAILED=()   # tool -> 1 once a phase failed; its later phases are skipped
@@ -106,8 +129,11 @@ measure() {
   local tool=$1 phase=$2; shift 2
   local base=$LOGS/$tool-$phase rc=0
   drop_caches
+  warm_pages
   log "$tool $phase: $*"
+  local r0; r0=$(reported_kib)
   "$TIME" -f '%e %U %S %M' -o "$base.time" "$@" < /dev/null > "$base.out" 2> "$base.err" || rc=$?
+  printf 'reclaim.%s.%s\t%s\n' "$tool" "$phase" $(($(reported_kib) - r0)) >> "$RECLAIM"
   M_TIMES=$(tail -n 1 "$base.time")
   if [ "$rc" = 0 ]; then
     M_STATUS=ok
@@ -244,6 +270,9 @@ done
   printf 'diskBytes\t%s\n' "$(stat -c %s "$DISK")"
   printf 'diskAllocatedBytes\t%s\n' "$(du -B1 "$IMAGE" | cut -f1)"
   printf 'cachesDropped\t%s\n' "$CACHES_DROPPED"
+  printf 'warmPages\t%s\n' "$WARM_PAGES"
+  printf 'freePageReporting\t%s\n' "$([ -r "$REPORTED_KIB" ] && echo yes || echo no)"
+  cat "$RECLAIM"
   printf 'kernel\t%s\n' "$(uname -sr)"
   printf 'cpu\t%s\n' "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
   printf 'nproc\t%s\n' "$(nproc)"

@@ -29,6 +29,7 @@ const meta = {};
 const versions = {};
 for (const [k, v] of readTsv(metaPath)) {
   if (k.startsWith('version.')) versions[k.slice(8)] = v || null;
+  else if (k.startsWith('reclaim.')) (meta.reclaimKiB ??= {})[k.slice(8)] = Number(v);
   else meta[k] = /^(sizeGiB|diskBytes|diskAllocatedBytes|nproc|memTotalKiB)$/.test(k) ? Number(v) : v;
 }
 meta.cachesDropped = meta.cachesDropped === 'yes';
@@ -126,6 +127,13 @@ out.push(
   `- mutation between full and repeat: ${m ? `${m.regions} x ${m.regionBytes / 1048576} MiB regions, ${mib(m.bytesWritten)} MiB (${m.changedPercent} %), seed ${m.seed}` : 'n/a'}`,
 );
 out.push(`- page caches dropped before each phase: ${meta.cachesDropped ? 'yes' : 'NO (timings include warm caches)'}`);
+if (meta.freePageReporting === 'yes') {
+  const r = Object.entries(meta.reclaimKiB ?? {}).map(([k, v]) => `${k} ${(v / 1024).toFixed(0)}`);
+  out.push(
+    `- free page reporting to the hypervisor: on; pages warmed before each phase: ${meta.warmPages === '1' ? 'yes' : 'NO'}` +
+      `; MiB handed to the host during each phase: ${r.join(', ') || '-'}`,
+  );
+}
 out.push(
   `- host: ${meta.cpu}, ${meta.nproc} CPUs, ${(meta.memTotalKiB / 1048576).toFixed(1)} GiB RAM, ${meta.kernel}, node ${meta.node}`,
 );
