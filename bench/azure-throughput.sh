@@ -4,8 +4,10 @@
 # run and on the same data (SIZE_MIB, default 1024, of incompressible data in 1 MiB pieces):
 #   raw-upload / raw-download: the Azure SDK alone (bench/azure-raw.mjs: one block blob a MiB, RAW_IN_FLIGHT=16)
 #   coffer backup / coffer restore of that file (default 1 MiB chunks), cmp-verified
-# Prints one Markdown row each: seconds, MB/s, % of the raw rate, peak RSS (/usr/bin/time), and the load average
-# (the machine is shared: read the numbers with it). Servers are ours, stopped by pid.
+# Prints one Markdown row each: seconds, MB/s, % of the raw rate, peak RSS (/usr/bin/time), user+sys CPU seconds, and
+# the load average (the machine is shared: read the numbers with it). Servers are ours, stopped by pid.
+# COFFER_BASE_JS=<another build's dist/bundle/coffer.js>: that build's backup and restore run too, as `coffer-base`,
+# on the same data in the same run (which of the two goes first alternates with each delay), to compare two builds.
 set -euo pipefail
 export LC_ALL=C
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -14,7 +16,8 @@ WORK=${1:-/tmp/coffer-azure-throughput}
 SIZE_MIB=${SIZE_MIB:-1024}
 DELAYS=${DELAYS:-"0 30"}
 RAW_IN_FLIGHT=${RAW_IN_FLIGHT:-16}
-COFFER="node $ROOT/dist/bundle/coffer.js"
+COFFER_JS=${COFFER_JS:-$ROOT/dist/bundle/coffer.js}
+COFFER_BASE_JS=${COFFER_BASE_JS:-}
 export COFFER_PASSWORD=coffer-bench-password COFFER_CACHE_DIR=$WORK/cache
 ACCOUNT=devstoreaccount1
 KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
@@ -30,19 +33,26 @@ node "$ROOT/node_modules/azurite/dist/src/blob/main.js" --blobHost 127.0.0.1 --b
 PIDS+=($!)
 for _ in $(seq 100); do (exec 3<> "/dev/tcp/127.0.0.1/$AZ_PORT") 2> /dev/null && break; sleep 0.2; done
 
-echo "| delay (ms each way) | what | seconds | MB/s | % of raw | peak RSS MiB | load avg (1 min) |"
-echo "| --- | --- | --- | --- | --- | --- | --- |"
+echo "| delay (ms each way) | what | seconds | MB/s | % of raw | peak RSS MiB | CPU s | load avg (1 min) |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 row() { # delay what seconds rss raw_mbps
-  node -e "const s=$3,m=$SIZE_MIB*1.048576/s,r=${5:-0};console.log('| $1 | $2 | '+s.toFixed(2)+' | '+m.toFixed(1)+' | '+(r?Math.round(100*m/r)+'%':'-')+' | $4 | '+require('os').loadavg()[0].toFixed(2)+' |')"
+  node -e "const s=$3,m=$SIZE_MIB*1.048576/s,r=${5:-0};console.log('| $1 | $2 | '+s.toFixed(2)+' | '+m.toFixed(1)+' | '+(r?Math.round(100*m/r)+'%':'-')+' | $4 | $CPU | '+require('os').loadavg()[0].toFixed(2)+' |')"
 }
-timed() { # out-prefix cmd...: runs with /usr/bin/time, sets SECS and RSS
+timed() { # out-prefix cmd...: runs with /usr/bin/time, sets SECS, RSS and CPU
   local t0 t1
   t0=$(date +%s.%N)
-  /usr/bin/time -f '%M' -o "$1.rss" "${@:2}" > "$1.log" 2>&1 || { echo "failed: $*" >&2; tail -5 "$1.log" >&2; return 1; }
+  /usr/bin/time -f '%M %U %S' -o "$1.rss" "${@:2}" > "$1.log" 2>&1 || { echo "failed: $*" >&2; tail -5 "$1.log" >&2; return 1; }
   t1=$(date +%s.%N)
   SECS=$(node -p "$t1-$t0")
-  RSS=$(($(tail -1 "$1.rss") / 1024))
+  read -r RSS CPU_U CPU_S <<< "$(tail -1 "$1.rss")"
+  RSS=$((RSS / 1024))
+  CPU=$(node -p "($CPU_U+$CPU_S).toFixed(2)")
 }
+builds() { # the builds to run at this delay, in this delay's order
+  if [ -z "$COFFER_BASE_JS" ]; then echo coffer; elif [ $(($1 % 2)) = 0 ]; then echo coffer-base coffer; else echo coffer coffer-base; fi
+}
+js_of() { if [ "$1" = coffer-base ]; then echo "$COFFER_BASE_JS"; else echo "$COFFER_JS"; fi; }
+n=0
 for d in $DELAYS; do
   node "$HERE/latency-proxy.mjs" "$AZ_PORT" "$d" "$WORK/proxy-$d.pid" > "$WORK/proxy-$d.json" &
   PIDS+=($!)
@@ -56,14 +66,21 @@ for d in $DELAYS; do
   timed "$WORK/raw-down-$d" node "$HERE/azure-raw.mjs" download "$IMG" "raw$d" "$RAW_IN_FLIGHT"
   RAW_DOWN=$(node -p "$SIZE_MIB*1.048576/$SECS")
   row "$d" "raw SDK download ($RAW_IN_FLIGHT in flight)" "$SECS" "$RSS"
-  R="azure://$ACCOUNT/coffer$d"
-  $COFFER init --repo "$R" > /dev/null
-  timed "$WORK/backup-$d" $COFFER backup --repo "$R" --vm bench "$IMG" -q --no-progress
-  row "$d" "coffer backup" "$SECS" "$RSS" "$RAW_UP"
-  timed "$WORK/restore-$d" $COFFER restore --repo "$R" latest --disk 0 --target "$WORK/out-$d.raw" -q --no-progress
-  row "$d" "coffer restore" "$SECS" "$RSS" "$RAW_DOWN"
-  cmp "$IMG" "$WORK/out-$d.raw"
-  rm -f "$WORK/out-$d.raw"
+  n=$((n + 1))
+  for b in $(builds $n); do
+    R="azure://$ACCOUNT/$b$d"
+    node "$(js_of $b)" init --repo "$R" > /dev/null 2>&1
+    timed "$WORK/$b-backup-$d" node "$(js_of $b)" backup --repo "$R" --vm bench "$IMG" -q --no-progress
+    row "$d" "$b backup" "$SECS" "$RSS" "$RAW_UP"
+  done
+  for b in $(builds $n); do
+    R="azure://$ACCOUNT/$b$d"
+    timed "$WORK/$b-restore-$d" node "$(js_of $b)" restore --repo "$R" latest --disk 0 --target "$WORK/out-$d.raw" \
+      -q --no-progress
+    row "$d" "$b restore" "$SECS" "$RSS" "$RAW_DOWN"
+    cmp "$IMG" "$WORK/out-$d.raw"
+    rm -f "$WORK/out-$d.raw"
+  done
 done
 echo
 echo "$(nproc) cores; $SIZE_MIB MiB; Azurite and the proxy on the same cores as the client; $(date -u +%FT%TZ)"
