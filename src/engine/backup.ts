@@ -15,7 +15,7 @@ import { CofferError, TaskWindow, chunkIdOf, type Op } from '../shared/index.js'
 import type { CodecPool } from './codec-pool.js';
 import { TOOL_VERSION } from './version.js';
 import { chunksInFlight } from './in-flight.js';
-import { PLAN_FROM_PARENT, PLAN_SKIP_ZERO, planDisk, type DiskPlan } from './disk-plan.js';
+import { PLAN_FROM_PARENT, PLAN_READ, PLAN_SKIP_ZERO, planDisk, type DiskPlan } from './disk-plan.js';
 import { GcGuard } from './gc-guard.js';
 import { knownDamagedChunks } from './damaged.js';
 import { ChangeSignals, scoreSignals, type SignalThresholds } from './signals/index.js';
@@ -317,6 +317,10 @@ async function backupDisk(
   });
   if (plan.fallbackReason)
     req.onWarning?.(`disk ${diskIndex}: change tracking not used, reading the whole disk: ${plan.fallbackReason}`);
+  // a large read starts the codec workers now (they load while the parent's ids are prepared, not after 8 MiB)
+  let toRead = 0;
+  for (let i = 0; i < index.entryCount; i++) if (plan.actions[i] === PLAN_READ) toRead += index.chunkLength(i);
+  pool.expect(toRead);
   await pool.setKnown(
     parentIndex ? IdSet.fromConcatenated(parentIndex.bytes.subarray(FIXED_INDEX_HEADER_BYTES)) : IdSet.empty,
   );

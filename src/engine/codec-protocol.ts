@@ -27,7 +27,9 @@ export type CodecRequest =
   /** The end of a restore: close the worker's descriptor of `target` (a deferred write error is reported). */
   | { seq: number; op: 'closeTarget'; target: string; targetName: string }
   /** Ids known to be stored (sorted, 32 bytes each), shared with every worker without copies. */
-  | { seq: number; op: 'known'; ids: SharedArrayBuffer | null; length: number };
+  | { seq: number; op: 'known'; ids: SharedArrayBuffer | null; length: number }
+  /** The keys, for a worker started before they were derived (CodecPool.startNow): first of its messages that need them */
+  | { seq: number; op: 'params'; params: CodecParams };
 
 export type CodecReply =
   | {

@@ -1,10 +1,15 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { IdSet, closeTargetFile, newChunkFileScratch, restoreChunkFile } from '../repository/index.js';
+import { type ChunkCodec, IdSet, closeTargetFile, newChunkFileScratch, restoreChunkFile } from '../repository/index.js';
 import { CofferError } from '../shared/index.js';
 import { codecOf, exclusive, type CodecParams, type CodecReply, type CodecRequest } from './codec-protocol.js';
 
-// The pool starts its workers once the repository is open: the keys come with the worker's start.
-const codec = codecOf(workerData as CodecParams);
+// The keys come with the worker's start, or, for a worker started while they were being derived
+// (CodecPool.startNow), in a `params` message before any request that needs them.
+let keyed: ChunkCodec | undefined = workerData ? codecOf(workerData as CodecParams) : undefined;
+const codecNow = (): ChunkCodec => {
+  if (!keyed) throw new CofferError('INTERNAL', 'codec worker: a request came before the keys');
+  return keyed;
+};
 let known: IdSet = IdSet.empty;
 const fileScratch = newChunkFileScratch();
 
@@ -12,16 +17,20 @@ parentPort!.on('message', (req: CodecRequest) => {
   let reply: CodecReply;
   const transfer: ArrayBuffer[] = [];
   try {
-    if (req.op === 'known') {
+    if (req.op === 'params') {
+      keyed = codecOf(req.params);
+      reply = { seq: req.seq, ok: true, length: 0 };
+    } else if (req.op === 'known') {
       known = req.ids ? IdSet.fromSorted(Buffer.from(req.ids, 0, req.length)) : IdSet.empty;
       reply = { seq: req.seq, ok: true, length: 0 };
     } else if (req.op === 'closeTarget') {
       closeTargetFile(fileScratch, req.target, req.targetName);
       reply = { seq: req.seq, ok: true, length: 0 };
     } else if (req.op === 'restoreFile') {
-      restoreChunkFile(codec, req.req, fileScratch, req.data ? Buffer.from(req.data, 0, req.length) : undefined);
+      restoreChunkFile(codecNow(), req.req, fileScratch, req.data ? Buffer.from(req.data, 0, req.length) : undefined);
       reply = { seq: req.seq, ok: true, length: req.req.length };
     } else {
+      const codec = codecNow();
       const input = Buffer.from(req.data, 0, req.length);
       if (req.op === 'process') {
         const id = codec.hash(input);

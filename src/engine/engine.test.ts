@@ -6,6 +6,7 @@ import { Repository } from '../repository/index.js';
 import { MemoryBlobStore } from '../storage/index.js';
 import { CofferError } from '../shared/index.js';
 import { CodecPool, backup, restoreDisk, verify } from './index.js';
+import type { CodecParams } from './codec-protocol.js';
 import { BufferSource } from '../sources/testing/buffer-source.js';
 
 const CS = 65536;
@@ -54,9 +55,9 @@ for (const workers of [0, 2]) {
   });
 }
 
-test('a pool starts its workers only past its inline budget; the switch mid-backup stays exact', async () => {
-  // 2 workers after 6 chunks of input: a full backup crosses the budget mid-disk; the parent's known ids were set
-  // before the workers existed (sent to them when they start)
+test('a pool starts its workers past its inline budget, or at once for a disk known to be larger', async () => {
+  // 2 workers after 6 chunks of input: a small backup runs inline; a full backup of a larger disk starts them at its
+  // plan (CodecPool.expect); the parent's known ids reach workers started before them
   const { repo, pool } = await setup(2, 6 * CS);
   try {
     const small = disk(4 * CS);
@@ -83,6 +84,59 @@ test('a pool starts its workers only past its inline budget; the switch mid-back
   } finally {
     await pool.close();
   }
+});
+
+test('past its inline budget a pool switches to its workers mid-job: the results stay exact', async () => {
+  // (a job that gives no size hint: verify, files, mount, copy)
+  const { repo } = await setup(0);
+  const inline = new CodecPool(repo.codecParams, 0);
+  const pool = new CodecPool(repo.codecParams, 2, 3 * CS);
+  try {
+    for (let i = 0; i < 8; i++) {
+      const data = randomBytes(CS);
+      const a = await inline.process(Buffer.from(data), true);
+      const b = await pool.process(Buffer.from(data), true);
+      assert.equal(pool.running, i < 3 ? 0 : 2, `workers after ${i + 1} chunks`);
+      assert.ok(a.id && b.id?.equals(a.id), `the same id, chunk ${i}`);
+      assert.ok((await inline.open(b.sealed!, a.id.toString('hex'))).plain.equals(data), `chunk ${i} opens`);
+    }
+  } finally {
+    await pool.close();
+    await inline.close();
+  }
+});
+
+test('workers started before the keys (startNow) get them before any work; a pool never given keys closes', async () => {
+  const { repo } = await setup(0);
+  let give!: (p: CodecParams) => void;
+  const pool = new CodecPool(new Promise<CodecParams>((r) => (give = r)), 2);
+  try {
+    pool.startNow();
+    assert.equal(pool.running, 2, 'started without the keys');
+    const data = disk(12 * CS);
+    // the backup's first chunk reaches the pool before the keys do: it waits for them
+    let reached!: () => void;
+    const first = new Promise<void>((r) => (reached = r));
+    const process = pool.process.bind(pool);
+    pool.process = (...args) => {
+      reached();
+      return process(...args);
+    };
+    const done = backup(repo, pool, { vm: 'early', sources: [new BufferSource(data)] });
+    await first;
+    await new Promise((r) => setTimeout(r, 20)); // (a request posted without the keys would be on its way by now)
+    give(repo.codecParams);
+    const r = await done;
+    assert.equal(pool.running, 2);
+    assert.ok((await restoreToBuffer(repo, pool, r.id)).equals(data));
+  } finally {
+    await pool.close();
+  }
+  const never = new CodecPool(new Promise<CodecParams>(() => undefined), 2);
+  never.startNow();
+  assert.equal(never.running, 2);
+  await never.close();
+  assert.equal(never.running, 0);
 });
 
 for (const workers of [0, 1, 2]) {

@@ -59,6 +59,10 @@ export async function restoreDisk(repo: Repository, pool: CodecPool, req: Restor
   const index = await repo.loadIndex(disk.indexId, op);
   if (index.diskSizeBytes !== disk.sizeBytes)
     throw new CofferError('CORRUPT', `index ${disk.indexId} does not match the manifest's disk size`);
+  // a large restore starts the codec workers now: they load while the target opens, not after the first 8 MiB
+  let dataBytes = 0;
+  for (let i = 0; i < index.entryCount; i++) if (!index.isZero(i)) dataBytes += index.chunkLength(i);
+  pool.expect(dataBytes);
   const sink = await openSink(req.target, index.diskSizeBytes, Boolean(req.sync));
   let ok = false;
   try {

@@ -91,7 +91,8 @@ async function restoreToTarget(
   target: string,
 ): Promise<void> {
   const { deps } = kit;
-  const repo = await kit.openRepo(o, kit.logger(o), true);
+  // a disk restore is large by its nature: the codec workers load while the key is derived
+  const repo = await kit.openRepo(o, kit.logger(o), 'start');
   const pointId = await resolvePointRef(repo, ref);
   const disk = diskArg === undefined ? await onlyDisk(repo, pointId) : parseInteger(diskArg, '--disk');
   const toStdout = target === '-';

@@ -23,8 +23,11 @@ export interface CommandKit {
   common(c: Command): Command;
   /** --json, --no-progress, -q for a command without --repo (copy); --json also switches error output to JSON */
   output(c: Command): Command;
-  /** opens the repository named by --repo; `prestartPool` starts the codec workers while scrypt runs */
-  openRepo(o: CommonOpts, logger: Logger, prestartPool?: boolean): Promise<Repository>;
+  /**
+   * opens the repository named by --repo; `prestartPool`: the next pool asked for is created now, its keys given once
+   * derived; 'start' also starts its workers at once (they load while scrypt runs), for a job large by its nature
+   */
+  openRepo(o: CommonOpts, logger: Logger, prestartPool?: boolean | 'start'): Promise<Repository>;
   /** opens a further repository (copy's source and target, repair's copy) with a password already read */
   openRepoAt(
     location: string,
@@ -39,15 +42,17 @@ export interface CommandKit {
   progressOn(o: OutputOpts): boolean;
   /** progress on stderr unless --no-progress or -q; `ttyOnly`: nothing when stderr is not a terminal */
   progress(o: OutputOpts, label: string, opts?: { unit?: 'bytes' | 'items'; ttyOnly?: boolean }): ProgressReporter;
+  /** closes a prestarted pool the command never asked for (it failed before, e.g. a wrong password or point) */
+  release(): Promise<void>;
 }
 
 /** The kit of one CLI run; `setJson` tells the error printer that --json was given. */
 export function createKit(deps: CliDeps, setJson: (v: boolean) => void): CommandKit {
   const write = (s: string) => deps.stdout.write(s);
   const jsonHook = (c: Command) => c.exitOverride().hook('preAction', (cmd) => setJson(Boolean(cmd.opts().json)));
-  // With `prestartPool`, the codec workers start loading while scrypt derives the key (~0.1 s saved); the next pool
-  // asked for is that one. A pool left unused by a failing command dies with the process (bin/coffer.ts exits
-  // explicitly).
+  // With `prestartPool`, the pool exists before the key (its workers start on demand, or at once with 'start': then
+  // they load while scrypt derives the key); the next pool asked for is that one. A pool left unused by a failing
+  // command dies with the process (bin/coffer.ts exits explicitly).
   let early: { pool: CodecPool; give: (p: CodecParams) => void } | undefined;
   const createPool = (params: CodecParams): CodecPool => {
     const pool = early?.pool ?? deps.createPool(params);
@@ -75,6 +80,8 @@ export function createKit(deps: CliDeps, setJson: (v: boolean) => void): Command
       if (prestartPool) {
         let give!: (p: CodecParams) => void;
         early = { pool: deps.createPool(new Promise<CodecParams>((r) => (give = r))), give };
+        // a job that is large by its nature (a disk restore): the workers load now, while scrypt derives the key
+        if (prestartPool === 'start') early.pool.startNow();
       }
       const store = await deps.openStore(o.repo, { create: false });
       const repo = await Repository.open(store, await readPassword(deps, o.passwordFile), { logger });
@@ -96,6 +103,11 @@ export function createKit(deps: CliDeps, setJson: (v: boolean) => void): Command
       }
     },
     progressOn,
+    async release() {
+      const unused = early?.pool;
+      early = undefined;
+      await unused?.close();
+    },
     progress: (o, label, opts = {}) =>
       new ProgressReporter(
         deps.stderr as never,
