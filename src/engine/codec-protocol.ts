@@ -28,7 +28,7 @@ export type CodecRequest =
   | { seq: number; op: 'closeTarget'; target: string; targetName: string }
   /** Ids known to be stored (sorted, 32 bytes each), shared with every worker without copies. */
   | { seq: number; op: 'known'; ids: SharedArrayBuffer | null; length: number }
-  /** The keys, for a worker started before they were derived (CodecPool.startNow): first of its messages that need them */
+  /** The keys, for a worker started before they were derived (CodecPool.startNow), before anything needing them */
   | { seq: number; op: 'params'; params: CodecParams };
 
 export type CodecReply =

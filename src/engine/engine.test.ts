@@ -106,7 +106,7 @@ test('past its inline budget a pool switches to its workers mid-job: the results
   }
 });
 
-test('workers started before the keys (startNow) get them before any work; a pool never given keys closes', async () => {
+test('workers started before the keys (startNow) get them before any work; a pool never keyed closes', async () => {
   const { repo } = await setup(0);
   let give!: (p: CodecParams) => void;
   const pool = new CodecPool(new Promise<CodecParams>((r) => (give = r)), 2);
