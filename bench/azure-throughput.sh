@@ -69,7 +69,8 @@ for d in $DELAYS; do
   n=$((n + 1))
   for b in $(builds $n); do
     R="azure://$ACCOUNT/$b$d"
-    node "$(js_of $b)" init --repo "$R" > /dev/null 2>&1
+    node "$(js_of $b)" init --repo "$R" > /dev/null 2> "$WORK/$b-init-$d.err" \
+      || { echo "init failed ($b):" >&2; cat "$WORK/$b-init-$d.err" >&2; exit 1; }
     timed "$WORK/$b-backup-$d" node "$(js_of $b)" backup --repo "$R" --vm bench "$IMG" -q --no-progress
     row "$d" "$b backup" "$SECS" "$RSS" "$RAW_UP"
   done

@@ -106,11 +106,16 @@ drop_caches() {
 
 # warm_pages: fault in SIZE_GIB+1 GiB (tmpfs, no disk I/O) and free it, so the phase that follows at once gets pages
 # the hypervisor has not taken back (see WARM_PAGES above)
+WARM_FILE=/dev/shm/coffer-bench-warm.$$
+trap 'rm -f "$WARM_FILE"' EXIT
 warm_pages() {
   [ "$WARM_PAGES" = 1 ] || return 0
-  local f=/dev/shm/coffer-bench-warm.$$
-  dd if=/dev/zero of="$f" bs=1M count=$(((SIZE_GIB + 1) * 1024)) status=none 2> /dev/null || true
-  rm -f "$f"
+  # at most what /dev/shm can take, less 256 MiB (tmpfs defaults to half the RAM)
+  local want=$(((SIZE_GIB + 1) * 1024)) avail
+  avail=$(df --output=avail -B1M /dev/shm 2> /dev/null | tail -n 1 | tr -d ' ')
+  [ -n "$avail" ] && [ "$avail" -gt 256 ] && [ "$want" -gt $((avail - 256)) ] && want=$((avail - 256))
+  dd if=/dev/zero of="$WARM_FILE" bs=1M count="$want" status=none 2> /dev/null || log "warm-up: /dev/shm took less"
+  rm -f "$WARM_FILE"
 }
 reported_kib() { cat "$REPORTED_KIB" 2> /dev/null || echo 0; }
 RECLAIM=$LOGS/reclaim.tsv   # KiB reported to the host during each phase

@@ -317,13 +317,14 @@ async function backupDisk(
   });
   if (plan.fallbackReason)
     req.onWarning?.(`disk ${diskIndex}: change tracking not used, reading the whole disk: ${plan.fallbackReason}`);
-  // a large read starts the codec workers now (they load while the parent's ids are prepared, not after 8 MiB)
-  let toRead = 0;
-  for (let i = 0; i < index.entryCount; i++) if (plan.actions[i] === PLAN_READ) toRead += index.chunkLength(i);
-  pool.expect(toRead);
   await pool.setKnown(
     parentIndex ? IdSet.fromConcatenated(parentIndex.bytes.subarray(FIXED_INDEX_HEADER_BYTES)) : IdSet.empty,
   );
+  // a large read starts the codec workers now, not after 8 MiB of inline work (after setKnown: the workers get the
+  // parent's ids with their start, and nothing waits for them to load)
+  let toRead = 0;
+  for (let i = 0; i < index.entryCount; i++) if (plan.actions[i] === PLAN_READ) toRead += index.chunkLength(i);
+  pool.expect(toRead);
   const recent = new Set<string>();
   const free: Buffer[] = [];
   // Sealed blobs are recycled too: a buffer the size of the largest sealed chunk goes to the codec with each chunk

@@ -135,9 +135,9 @@ export class CodecPool {
       });
       w.on('error', (e) => this.fail(e));
       w.on('exit', (code) => {
-        // terminate() by close() exits with code 1: not a failure
-        if (!this.closing && this.pending.size > 0)
-          this.fail(new CofferError('INTERNAL', `codec worker exited with code ${code}`));
+        // terminate() by close() or fail() exits with code 1: not a failure. Any other exit is one, even of an idle
+        // worker (started early, it may wait through scrypt and a password prompt): later calls must not hang on it.
+        if (!this.closing) this.fail(new CofferError('INTERNAL', `codec worker exited with code ${code}`));
       });
       this.workers.push(slot);
       // the known ids set before the workers started: sent first (a worker handles its messages in order)

@@ -57,7 +57,7 @@ for (const workers of [0, 2]) {
 
 test('a pool starts its workers past its inline budget, or at once for a disk known to be larger', async () => {
   // 2 workers after 6 chunks of input: a small backup runs inline; a full backup of a larger disk starts them at its
-  // plan (CodecPool.expect); the parent's known ids reach workers started before them
+  // plan (CodecPool.expect); the parent's known ids, set before the workers exist, reach them with their start
   const { repo, pool } = await setup(2, 6 * CS);
   try {
     const small = disk(4 * CS);
@@ -106,7 +106,9 @@ test('past its inline budget a pool switches to its workers mid-job: the results
   }
 });
 
-test('workers started before the keys (startNow) get them before any work; a pool never keyed closes', async () => {
+test('workers started before the keys (startNow) get them before any work; a pool never keyed closes', {
+  timeout: 60_000, // (a regression hangs a call on a dead worker: fail instead)
+}, async () => {
   const { repo } = await setup(0);
   let give!: (p: CodecParams) => void;
   const pool = new CodecPool(new Promise<CodecParams>((r) => (give = r)), 2);
@@ -137,6 +139,16 @@ test('workers started before the keys (startNow) get them before any work; a poo
   assert.equal(never.running, 2);
   await never.close();
   assert.equal(never.running, 0);
+  // an idle worker that dies (not closed by the pool) fails the pool: the next call rejects instead of hanging
+  const idle = new CodecPool(repo.codecParams, 2);
+  try {
+    idle.startNow();
+    const slot = (idle as unknown as { workers: { w: import('node:worker_threads').Worker }[] }).workers[0]!;
+    await slot.w.terminate();
+    await assert.rejects(idle.process(randomBytes(CS), true), { code: 'INTERNAL' });
+  } finally {
+    await idle.close();
+  }
 });
 
 for (const workers of [0, 1, 2]) {

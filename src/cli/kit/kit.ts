@@ -52,7 +52,7 @@ export function createKit(deps: CliDeps, setJson: (v: boolean) => void): Command
   const jsonHook = (c: Command) => c.exitOverride().hook('preAction', (cmd) => setJson(Boolean(cmd.opts().json)));
   // With `prestartPool`, the pool exists before the key (its workers start on demand, or at once with 'start': then
   // they load while scrypt derives the key); the next pool asked for is that one. A pool left unused by a failing
-  // command dies with the process (bin/coffer.ts exits explicitly).
+  // command is closed by release() (runCli's finally).
   let early: { pool: CodecPool; give: (p: CodecParams) => void } | undefined;
   const createPool = (params: CodecParams): CodecPool => {
     const pool = early?.pool ?? deps.createPool(params);
