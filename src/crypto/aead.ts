@@ -8,12 +8,11 @@ export const AEAD_TAG_BYTES = 16;
 /**
  * What aeadSealInto and aeadOpenInto pass through the cipher at a time (its output copied while still in cache).
  * 16 KiB, not 64: in a worker thread glibc's per-thread arena gives 64 KiB outputs back to the kernel and faults them
- * in again, a page fault per 4 KiB of data (bench/aead-slices.mjs: two workers, 1 GiB each way, 64 KiB ~780 MB/s and
- * ~130,000 faults, 16 KiB ~1,700 MB/s and no more faults than the process's start; on the main thread 16 KiB costs
- * ~15% against 64 KiB, and the main thread seals only the first chunks of a backup).
+ * in again, up to a page fault per 4 KiB of data (`node bench/aead-slices.mjs`, two workers sealing 512 MiB each:
+ * 1.2-1.6 GB/s and 62,000-86,000 faults at 64 KiB, 2.4-3.1 GB/s and 13,000-17,000 faults at 16 KiB; on the main
+ * thread 16 KiB costs ~15% against 64 KiB, and the main thread seals only the first chunks of a job).
  */
 export const AEAD_SLICE_BYTES = 16 * 1024;
-const SLICE_BYTES = AEAD_SLICE_BYTES;
 
 export function randomNonce(): Buffer {
   return randomBytes(AEAD_NONCE_BYTES);
@@ -21,8 +20,8 @@ export function randomNonce(): Buffer {
 
 /**
  * Encrypts into out[at..at+len] and writes the tag after it (one allocation for the whole envelope). The plaintext
- * goes through the cipher SLICE_BYTES at a time: Node's cipher returns a fresh buffer per update, and small ones are
- * recycled by the allocator where a whole chunk's would be a fresh mapping, its page faults and a copy every chunk.
+ * goes through the cipher AEAD_SLICE_BYTES at a time: Node's cipher returns a fresh buffer per update, and small ones
+ * are recycled by the allocator where a whole chunk's would be a fresh mapping, its page faults and a copy every chunk.
  */
 export function aeadSealInto(
   key: Uint8Array,
@@ -35,8 +34,8 @@ export function aeadSealInto(
   const c = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: AEAD_TAG_BYTES });
   c.setAAD(aad);
   let pos = at;
-  for (let off = 0; off < plaintext.length; off += SLICE_BYTES) {
-    pos += c.update(plaintext.subarray(off, Math.min(plaintext.length, off + SLICE_BYTES))).copy(out, pos);
+  for (let off = 0; off < plaintext.length; off += AEAD_SLICE_BYTES) {
+    pos += c.update(plaintext.subarray(off, Math.min(plaintext.length, off + AEAD_SLICE_BYTES))).copy(out, pos);
   }
   pos += c.final().copy(out, pos);
   c.getAuthTag().copy(out, pos);
@@ -70,7 +69,7 @@ export function aeadOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array,
 
 /**
  * As aeadOpen, but the plaintext goes into `into` (at least as long as the ciphertext) and the result is a view of it.
- * Node's decipher returns a fresh buffer per update: fed SLICE_BYTES at a time those stay small and recycled by
+ * Node's decipher returns a fresh buffer per update: fed AEAD_SLICE_BYTES at a time those stay small and recycled by
  * the allocator, where one update of a whole 1 MiB chunk costs a fresh mapping, its page faults and a copy every chunk
  * (a restore's hot loop, repository/chunk-file.ts). Nothing in `into` may be used unless this returns a buffer.
  */
@@ -89,8 +88,8 @@ export function aeadOpenInto(
     d.setAAD(aad);
     d.setAuthTag(sealed.subarray(ctLen));
     let at = 0;
-    for (let off = 0; off < ctLen; off += SLICE_BYTES) {
-      at += d.update(sealed.subarray(off, Math.min(ctLen, off + SLICE_BYTES))).copy(into, at);
+    for (let off = 0; off < ctLen; off += AEAD_SLICE_BYTES) {
+      at += d.update(sealed.subarray(off, Math.min(ctLen, off + AEAD_SLICE_BYTES))).copy(into, at);
     }
     at += d.final().copy(into, at);
     return into.subarray(0, at);
