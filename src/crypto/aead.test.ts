@@ -31,8 +31,8 @@ test('sealing and opening in slices gives the one-shot result, for every size ar
     );
     const into = Buffer.alloc(n + 3);
     const opened = aeadOpenInto(key, nonce, oneShot, aad, into);
-    assert.ok(opened && opened.equals(plain), `open of ${n} bytes`);
-    assert.equal(opened.buffer, into.buffer, 'a view of the given buffer');
+    assert.ok(opened?.equals(plain), `open of ${n} bytes`);
+    assert.equal(opened!.buffer, into.buffer, 'a view of the given buffer');
     assert.ok(aeadOpen(key, nonce, oneShot, aad)!.equals(plain));
   }
 });
