@@ -175,7 +175,7 @@ if (!isMainThread) {
       for (let i = 0; i < index.entryCount; i++) {
         if (index.isZero(i)) continue;
         const idHex = index.id(i).toString('hex');
-        jobs.push({ idHex, file: store.fileOf(chunkBlob(idHex)), offset: i * index.chunkLength(0) });
+        jobs.push({ idHex, file: store.fileOf(chunkBlob(idHex)), offset: i * index.chunkSizeBytes });
       }
       w.target = join(scratch, 'floor.raw');
       writeFileSync(w.target, '');
@@ -203,8 +203,9 @@ if (!isMainThread) {
         }
       }
       await source.close();
-      jobs = [...byChunk].sort((a, b) => a[0] - b[0]);
-      jobs = jobs.map(([i, parts]) => ({ offset: i * cs, length: Math.min(cs, source.sizeBytes - i * cs), parts }));
+      jobs = [...byChunk]
+        .sort((a, b) => a[0] - b[0])
+        .map(([i, parts]) => ({ offset: i * cs, length: Math.min(cs, source.sizeBytes - i * cs), parts }));
       what = `full backup of ${w.image} (${(source.sizeBytes / 2 ** 30).toFixed(1)} GiB) into a fresh repository`;
       real = () => {
         rmSync(repoDir, { recursive: true, force: true });
